@@ -1,0 +1,50 @@
+# dropstudy: every target creates .venv and installs the project when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+RESULTS ?= results
+
+.PHONY: study study-quick test test-slow bench lint format report clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,tensorboard]'
+	touch $(STAMP)
+
+## The whole study at default scale (about 20 minutes on 2 cores), then REPORT.md.
+study: $(STAMP)
+	$(PY) -m dropstudy.cli run all --out $(RESULTS)
+	$(PY) -m dropstudy.cli report --results $(RESULTS) --out REPORT.md
+
+## The whole study shrunk to a smoke test (about 3 minutes).
+study-quick: $(STAMP)
+	$(PY) -m dropstudy.cli run all --quick --out $(RESULTS)/quick
+	$(PY) -m dropstudy.cli report --results $(RESULTS)/quick --out $(RESULTS)/quick/REPORT.md
+
+report: $(STAMP)
+	$(PY) -m dropstudy.cli report --results $(RESULTS) --out REPORT.md
+
+## The default test suite (under 10 minutes on 2 cores), lint included.
+test: $(STAMP)
+	$(PY) -m ruff check dropstudy experiments tests benchmarks
+	$(PY) -m pytest -q
+
+## Slow tests only.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+## Benchmarks (PyTorch comparisons need the bench extra: pip install -e '.[bench]').
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check dropstudy experiments tests benchmarks
+	$(PY) -m ruff format --check dropstudy experiments tests benchmarks
+
+format: $(STAMP)
+	$(PY) -m ruff format dropstudy experiments tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(RESULTS)/quick

@@ -1,0 +1,250 @@
+"""Data sets: scikit-learn's digits, the tutorial's 1-D regression, MNIST from local files.
+
+Nothing is downloaded. Inputs are float32 arrays ``(N, d)``; labels int32 ``(N,)`` for
+classification, float32 ``(N, 1)`` targets for regression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .validate import DropstudyError, check_array, check_positive_int
+
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A fixed train/test split. ``n_classes`` is 0 for regression."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+    @property
+    def task(self) -> str:
+        return "classification" if self.n_classes else "regression"
+
+    def subset(self, n_train: int, seed: int = 0) -> Dataset:
+        """The first ``n_train`` examples of a fixed permutation of the training set."""
+        n_train = check_positive_int("n_train", n_train)
+        if n_train > len(self.x_train):
+            raise DropstudyError(
+                f"n_train={n_train} exceeds the {len(self.x_train)} training examples "
+                f"of {self.name}"
+            )
+        idx = np.random.default_rng(seed).permutation(len(self.x_train))[:n_train]
+        return Dataset(
+            f"{self.name}[:{n_train}]",
+            self.x_train[idx],
+            self.y_train[idx],
+            self.x_test,
+            self.y_test,
+            self.n_classes,
+        )
+
+
+def digits() -> Dataset:
+    """scikit-learn's 8x8 digits (1797 images), pixels scaled to [0, 1].
+
+    Split: stratified, 20% test (360 images), ``random_state=0``: 1437 train / 360 test.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    y = d.target.astype(np.int32)
+    xtr, xte, ytr, yte = train_test_split(
+        x, y, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=y
+    )
+    return Dataset("digits", xtr, ytr, xte, yte, 10)
+
+
+def tutorial_regression(
+    key: jax.Array,
+    n: int = 10,
+    slope: float = 1.5,
+    train_sd: float = 0.5,
+    test_sd: float = 0.3,
+    x_range: tuple[float, float] = (-1.0, 1.0),
+) -> Dataset:
+    """The tutorial's data: ``n`` points on a grid of ``x_range``, ``y = slope*x + noise``.
+
+    Train and test share the grid; their noise (sd ``train_sd``, ``test_sd``) comes from two
+    halves of ``key``.
+    """
+    n = check_positive_int("n", n)
+    kt, ke = jax.random.split(key)
+    x = jnp.linspace(*x_range, n)[:, None]
+    ytr = slope * x + train_sd * jax.random.normal(kt, x.shape)
+    yte = slope * x + test_sd * jax.random.normal(ke, x.shape)
+    f = np.float32
+    return Dataset(
+        "tutorial_regression",
+        np.asarray(x, f),
+        np.asarray(ytr, f),
+        np.asarray(x, f),
+        np.asarray(yte, f),
+        0,
+    )
+
+
+def diabetes() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's diabetes regression data, standardised: ``X (442, 10)``, ``y (442,)``."""
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    x = (d.data - d.data.mean(0)) / d.data.std(0)
+    y = d.target - d.target.mean()
+    return x.astype(np.float64), y.astype(np.float64)
+
+
+def check_dataset(ds: Dataset) -> Dataset:
+    """Shapes agree, values are finite, labels lie in range."""
+    for name in ("x_train", "x_test"):
+        check_array(f"{ds.name}.{name}", getattr(ds, name), ndim=2)
+    if ds.x_train.shape[1] != ds.x_test.shape[1]:
+        raise DropstudyError(f"{ds.name}: train and test inputs have different widths")
+    for xs, ys, part in (
+        (ds.x_train, ds.y_train, "train"),
+        (ds.x_test, ds.y_test, "test"),
+    ):
+        y = check_array(f"{ds.name}.y_{part}", ys)
+        if len(y) != len(xs):
+            raise DropstudyError(f"{ds.name}: {len(xs)} {part} inputs but {len(y)} targets")
+        if ds.n_classes and (y.min() < 0 or y.max() >= ds.n_classes):
+            raise DropstudyError(
+                f"{ds.name}: {part} labels must lie in [0, {ds.n_classes}), got "
+                f"[{y.min()}, {y.max()}]"
+            )
+    return ds
+
+
+# --- MNIST and Fashion-MNIST from local files ------------------------------------------------
+
+_IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): magic number, dimensions, then the data.
+
+    Raises :class:`DropstudyError` naming the file for a bad magic number, an unknown type
+    code, or a size that does not match the header (a truncated download).
+    """
+    import gzip
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise DropstudyError(f"{p}: file not found") from None
+    except (OSError, EOFError) as e:
+        raise DropstudyError(f"{p}: not a readable gzip file ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DropstudyError(f"{p}: bad magic number {raw[:4].hex()}: not an IDX file")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_DTYPES or ndim == 0:
+        raise DropstudyError(f"{p}: unknown IDX type code 0x{code:02x} or rank {ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DropstudyError(f"{p}: truncated header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    need = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != need:
+        raise DropstudyError(
+            f"{p}: header says shape {shape} ({need} bytes of data) but the file holds "
+            f"{len(raw) - header}: truncated or corrupted"
+        )
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+
+
+def _find(directory, stem: str):
+    from pathlib import Path
+
+    d = Path(directory)
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def _check_mnist_arrays(arrs: dict, source: str) -> None:
+    for part in ("train", "test"):
+        x, y = arrs[f"x_{part}"], arrs[f"y_{part}"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise DropstudyError(f"{source}: x_{part} has shape {x.shape}; expected (N, 28, 28)")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DropstudyError(
+                f"{source}: y_{part} has shape {y.shape}; expected ({len(x)},) to match x_{part}"
+            )
+        if x.dtype != np.uint8:
+            raise DropstudyError(f"{source}: x_{part} has dtype {x.dtype}; expected uint8 pixels")
+        if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() > 9)):
+            raise DropstudyError(f"{source}: y_{part} labels must be integers in [0, 9]")
+
+
+def load_mnist(directory, name: str = "mnist") -> Dataset:
+    """MNIST or Fashion-MNIST from ``directory``: the four IDX files (``.gz`` or not) or an
+    ``mnist.npz`` (keys ``x_train, y_train, x_test, y_test``). Pixels scaled to [0, 1] and
+    flattened to 784 features; the standard 60k/10k split. Nothing is downloaded.
+    """
+    from pathlib import Path
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise DropstudyError(f"--data-dir {d} is not a directory")
+    found = {k: _find(d, stem) for k, stem in _IDX_FILES.items()}
+    if all(found.values()):
+        arrs = {k: read_idx(p) for k, p in found.items()}
+        source = str(d)
+    else:
+        npz = d / f"{name.replace('-', '_')}.npz"
+        if not npz.is_file():
+            npz = d / "mnist.npz"
+        if not npz.is_file():
+            missing = [_IDX_FILES[k] for k, v in found.items() if v is None]
+            raise DropstudyError(
+                f"{d}: no {name} data: missing IDX files {missing} (optionally .gz) and no mnist.npz"
+            )
+        try:
+            with np.load(npz, allow_pickle=False) as z:
+                arrs = {k: z[k] for k in _IDX_FILES}
+        except KeyError as e:
+            raise DropstudyError(f"{npz}: missing array {e}; expected {list(_IDX_FILES)}") from None
+        except (ValueError, OSError, EOFError) as e:
+            raise DropstudyError(f"{npz}: not a readable npz file ({e})") from None
+        source = str(npz)
+    _check_mnist_arrays(arrs, source)
+    f = np.float32
+    return Dataset(
+        name,
+        (arrs["x_train"].reshape(len(arrs["x_train"]), -1) / 255.0).astype(f),
+        arrs["y_train"].astype(np.int32),
+        (arrs["x_test"].reshape(len(arrs["x_test"]), -1) / 255.0).astype(f),
+        arrs["y_test"].astype(np.int32),
+        10,
+    )

@@ -1,0 +1,228 @@
+"""Mask specifications, sampling, expectation and exact enumeration.
+
+Masks are a pytree shaped like the model's ``"masks"`` collection: one array per dropout
+layer, of the layer's unit shape ``U`` (one subnetwork for the whole batch) or with leading
+axes (a batch of subnetworks, or one per example). Every function here is pure; randomness
+comes from an explicit key.
+
+Keep probability ``p`` (the 2014 paper's notation) is ``1 - rate``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .models import MASKS
+from .validate import DropstudyError
+
+MAX_EXACT_UNITS = 24
+
+Masks = Any  # a pytree of arrays, the model's "masks" collection
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """Layer names, unit shapes and keep probabilities of a model's dropout layers.
+
+    Hashable (all fields are tuples), so it can be a static argument of ``jax.jit``.
+
+    Attributes:
+      treedef: structure of the masks pytree.
+      names: ``/``-joined module path of each dropout layer, in pytree order.
+      shapes: unit shape of each layer.
+      keep: keep probability of every unit, flattened in pytree order (length ``n_units``).
+    """
+
+    treedef: Any
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    keep: tuple[float, ...]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(math.prod(s) for s in self.shapes)
+
+    @property
+    def n_units(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def droppable(self) -> tuple[int, ...]:
+        """Flat indices of the units that can be dropped (keep < 1)."""
+        return tuple(i for i, k in enumerate(self.keep) if k < 1.0)
+
+    @property
+    def n_droppable(self) -> int:
+        return len(self.droppable)
+
+    def layer_keep(self, i: int) -> np.ndarray:
+        start = sum(self.sizes[:i])
+        return np.asarray(self.keep[start : start + self.sizes[i]]).reshape(self.shapes[i])
+
+    def flatten(self, masks: Masks) -> jax.Array:
+        """Masks pytree with leading axes ``L`` -> array ``(*L, n_units)``."""
+        leaves = jax.tree_util.tree_leaves(masks)
+        if len(leaves) != len(self.shapes):
+            raise DropstudyError(
+                f"masks have {len(leaves)} layers, the model has {len(self.shapes)}: {self.names}"
+            )
+        lead = leaves[0].shape[: leaves[0].ndim - len(self.shapes[0])]
+        flat = []
+        for name, leaf, shape in zip(self.names, leaves, self.shapes, strict=True):
+            if tuple(leaf.shape[len(lead) :]) != shape:
+                raise DropstudyError(
+                    f"mask for {name} has shape {leaf.shape}; expected (..., {shape})"
+                )
+            flat.append(leaf.reshape(*lead, -1))
+        return jnp.concatenate(flat, axis=-1)
+
+    def unflatten(self, flat: jax.Array) -> Masks:
+        """Array ``(*L, n_units)`` -> masks pytree with leading axes ``L``."""
+        if flat.shape[-1] != self.n_units:
+            raise DropstudyError(f"flat mask has {flat.shape[-1]} units; expected {self.n_units}")
+        lead = flat.shape[:-1]
+        parts, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes, strict=True):
+            parts.append(flat[..., start : start + size].reshape(*lead, *shape))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, parts)
+
+
+def spec_from_masks(expected: Masks) -> MaskSpec:
+    """Build a :class:`MaskSpec` from a model's expected-mask collection (from ``init``)."""
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(expected)
+    names, shapes, keep = [], [], []
+    for path, leaf in paths_leaves:
+        parts = [str(getattr(k, "key", k)) for k in path]
+        names.append("/".join(p for p in parts if p != "mask"))
+        arr = np.asarray(leaf, dtype=np.float64)
+        shapes.append(tuple(arr.shape))
+        keep.extend(float(v) for v in arr.ravel())
+    return MaskSpec(treedef, tuple(names), tuple(shapes), tuple(keep))
+
+
+def init(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[Any, MaskSpec]:
+    """Initialise ``model`` on inputs like ``x`` (``(B, ...)``): ``(params, mask spec)``."""
+    variables = model.init(key, jnp.asarray(x[:1]))
+    if MASKS not in variables:
+        raise DropstudyError(
+            f"{type(model).__name__} has no MaskedDropout layer: nothing to average over"
+        )
+    return variables["params"], spec_from_masks(variables[MASKS])
+
+
+def mask_spec(model: nn.Module, x: jax.Array) -> MaskSpec:
+    """The :class:`MaskSpec` of ``model`` applied to inputs like ``x`` (no parameters made)."""
+    return init(model, jax.random.key(0), x)[1]
+
+
+def apply(model: nn.Module, params: Any, x: jax.Array, masks: Masks) -> jax.Array:
+    """The subnetwork selected by ``masks`` evaluated on ``x``: ``(B, n_out)``."""
+    return model.apply({"params": params, MASKS: masks}, x)
+
+
+def expected_masks(spec: MaskSpec, dtype=jnp.float32) -> Masks:
+    """Every unit at its keep probability: the model at this mask is weight scaling."""
+    return spec.unflatten(jnp.asarray(spec.keep, dtype))
+
+
+def ones_masks(spec: MaskSpec, dtype=jnp.float32) -> Masks:
+    """Every unit kept (the full, unscaled network)."""
+    return spec.unflatten(jnp.ones(spec.n_units, dtype))
+
+
+def sample_masks(
+    spec: MaskSpec, key: jax.Array, batch_shape: tuple[int, ...] = (), dtype=jnp.float32
+) -> Masks:
+    """Bernoulli(keep) masks with leading axes ``batch_shape``.
+
+    ``batch_shape=()`` gives one subnetwork for a whole batch (the ensemble view);
+    ``(B,)`` one per example, as training draws them.
+    """
+    keep = jnp.asarray(spec.keep, jnp.float32)
+    u = jax.random.uniform(key, (*batch_shape, spec.n_units))
+    return spec.unflatten((u < keep).astype(dtype))
+
+
+def sample_mask_batch(spec: MaskSpec, key: jax.Array, idx: jax.Array, dtype=jnp.float32) -> Masks:
+    """Masks number ``idx`` (``(K,)`` ints) of the stream drawn from ``key``.
+
+    Mask ``i`` is ``sample_masks(spec, fold_in(key, i))``: K masks are a prefix of K' > K
+    masks, independent of how a reduction chunks them.
+    """
+    return jax.vmap(lambda i: sample_masks(spec, jax.random.fold_in(key, i), (), dtype))(idx)
+
+
+def check_enumerable(spec: MaskSpec, max_units: int = MAX_EXACT_UNITS) -> int:
+    """Number of droppable units, or a clear refusal when 2^n is too many subnetworks."""
+    n = spec.n_droppable
+    if n > max_units:
+        raise DropstudyError(
+            f"exact averaging needs all 2^{n} = {2**n:,} subnetworks of {n} droppable units, "
+            f"over the limit of {max_units} units (max_units={max_units}); use Monte-Carlo "
+            "averaging (dropstudy.predict.mc) instead, or raise max_units if you have the time"
+        )
+    if n > 31:
+        raise DropstudyError(f"{n} droppable units cannot be enumerated (2^{n} overflows uint32)")
+    return n
+
+
+def enumerate_masks(
+    spec: MaskSpec, idx: jax.Array, dtype=jnp.float32, max_units: int = MAX_EXACT_UNITS
+) -> tuple[Masks, jax.Array]:
+    """Subnetworks number ``idx`` (``(K,)`` ints in ``[0, 2^n)``) and their probabilities.
+
+    Bit ``b`` of the index is the state of droppable unit ``b`` (flat order); units with
+    keep 1 are always on. The probability is ``prod p^m (1-p)^(1-m)`` over droppable
+    units, for any keep probabilities. Returns ``(masks with leading K, probs (K,))``.
+    """
+    check_enumerable(spec, max_units)
+    flat, probs = enumerate_units(spec, spec.droppable, idx, dtype)
+    return spec.unflatten(flat), probs
+
+
+def enumerate_units(
+    spec: MaskSpec, units: tuple[int, ...], idx: jax.Array, dtype=jnp.float32
+) -> tuple[jax.Array, jax.Array]:
+    """Enumerate the states of the flat ``units`` only; every other unit is 1.
+
+    Returns flat masks ``(K, n_units)`` and the probabilities ``(K,)`` of the enumerated
+    units' states (the marginal over the other units).
+    """
+    if len(units) > 31:
+        raise DropstudyError(f"{len(units)} units cannot be enumerated (2^n overflows uint32)")
+    sel = np.asarray(units, dtype=np.int32)
+    keep = jnp.asarray(np.asarray(spec.keep)[sel], dtype)
+    idx = jnp.asarray(idx).astype(jnp.uint32)
+    bits = ((idx[:, None] >> jnp.arange(len(units), dtype=jnp.uint32)) & 1).astype(dtype)
+    probs = jnp.prod(jnp.where(bits > 0, keep, 1 - keep), axis=-1)
+    flat = jnp.ones((idx.shape[0], spec.n_units), dtype).at[:, sel].set(bits)
+    return flat, probs
+
+
+def all_masks(spec: MaskSpec, dtype=jnp.float32, max_units: int = 16) -> tuple[Masks, jax.Array]:
+    """Every subnetwork at once (small nets only; the predictors stream instead)."""
+    n = check_enumerable(spec, max_units)
+    return enumerate_masks(spec, jnp.arange(2**n), dtype, max_units)
+
+
+def ablate(masks: Masks, spec: MaskSpec, units: jax.Array) -> Masks:
+    """``masks`` with the flat units ``units`` (``(J,)`` ints) set to zero: unit ablation."""
+    flat = spec.flatten(masks)
+    return spec.unflatten(flat.at[..., jnp.asarray(units)].set(0))
+
+
+def layer_units(spec: MaskSpec, name: str) -> np.ndarray:
+    """Flat indices of the units of the layer called ``name``."""
+    if name not in spec.names:
+        raise DropstudyError(f"no dropout layer {name!r}; the model has {list(spec.names)}")
+    i = spec.names.index(name)
+    start = sum(spec.sizes[:i])
+    return np.arange(start, start + spec.sizes[i])

@@ -1,0 +1,280 @@
+"""Training as one pure, jitted function: ``lax.scan`` over steps, ``vmap`` over seeds.
+
+Every step draws its minibatch and its masks from ``fold_in(key, step)``, so a run is a
+deterministic function of its key: the same key on the same machine gives bitwise the same
+parameters. A drop rate of 0 gives plain training through the same code (masks of ones).
+
+Mask modes (how training picks subnetworks):
+
+* ``per_example`` — a fresh mask per example per step (what dropout does);
+* ``per_batch`` — one fresh mask per step shared by the minibatch;
+* ``cycle`` — a given list of K masks, used in turn (a fixed-mask ensemble with shared
+  weights; K = 1 trains one fixed subnetwork).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import masks as M
+from .validate import (
+    TASKS,
+    DropstudyError,
+    check_array,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+)
+
+MASK_MODES = ("per_example", "per_batch", "cycle")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+      steps: optimiser steps.
+      batch_size: examples per step; 0 means full batch.
+      optimizer: ``adam`` or ``sgd`` (with ``momentum``).
+      lr: learning rate.
+      momentum: SGD momentum (ignored by adam).
+      l2: coupled L2 penalty ``l2/2 * sum ||W||^2`` over weight matrices (not biases).
+      task: ``classification`` (softmax cross-entropy) or ``regression`` (mean squared error).
+      mask_mode: ``per_example``, ``per_batch`` or ``cycle`` (see module docstring).
+      snapshot_every: also return parameters and gradients every this many steps (0: only
+        at the end). Must divide ``steps``.
+    """
+
+    steps: int = 3000
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    l2: float = 0.0
+    task: str = "classification"
+    mask_mode: str = "per_example"
+    snapshot_every: int = 0
+
+    def validate(self) -> TrainConfig:
+        check_positive_int("steps", self.steps)
+        check_positive_int("batch_size", self.batch_size, minimum=0)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_positive_float("lr", self.lr)
+        check_positive_float("momentum", self.momentum, allow_zero=True)
+        check_positive_float("l2", self.l2, allow_zero=True)
+        check_choice("task", self.task, TASKS)
+        check_choice("mask_mode", self.mask_mode, MASK_MODES)
+        check_positive_int("snapshot_every", self.snapshot_every, minimum=0)
+        if self.snapshot_every and self.steps % self.snapshot_every:
+            raise DropstudyError(
+                f"snapshot_every={self.snapshot_every} must divide steps={self.steps}"
+            )
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **kw) -> TrainConfig:
+        return replace(self, **kw)
+
+
+class History(NamedTuple):
+    """What a run records: ``loss (steps,)``, and ``params``/``grads`` stacked over snapshots."""
+
+    loss: jax.Array
+    params: Any
+    grads: Any
+
+
+class DivergenceError(DropstudyError):
+    """Training produced a NaN or infinite loss."""
+
+
+def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    if cfg.optimizer == "adam":
+        return optax.adam(cfg.lr)
+    return optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+
+
+def loss_fn(model: nn.Module, params, x, y, masks, task: str, l2: float = 0.0) -> jax.Array:
+    """Mean training loss of the subnetwork(s) ``masks`` on ``(x, y)``, plus the L2 penalty."""
+    out = M.apply(model, params, x, masks)
+    if task == "classification":
+        loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    else:
+        loss = jnp.mean((out - y.reshape(out.shape)) ** 2)
+    if l2:
+        kernels = [
+            p
+            for path, p in jax.tree_util.tree_leaves_with_path(params)
+            if "kernel" in jax.tree_util.keystr(path)
+        ]
+        loss = loss + 0.5 * l2 * sum(jnp.sum(k * k) for k in kernels)
+    return loss
+
+
+def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
+    """A pure function ``train(key, x, y, cycle_masks) -> (params, History)``.
+
+    ``x (N, ...)``, ``y (N,)`` or ``(N, 1)``; ``cycle_masks`` flat ``(K, n_units)`` for
+    ``mask_mode="cycle"`` (else ignored, pass ``None``). Not jitted: wrap it in ``jax.jit``,
+    or use :func:`train` / :func:`train_seeds`.
+    """
+    cfg.validate()
+    opt = _optimizer(cfg)
+    seg = cfg.snapshot_every or cfg.steps
+
+    def train_fn(key, x, y, cycle_masks=None):
+        k_init, k_data, k_mask = jax.random.split(key, 3)
+        params = model.init(k_init, x[:1])["params"]
+        state = opt.init(params)
+        n = x.shape[0]
+        bs = cfg.batch_size if 0 < cfg.batch_size < n else n
+        per_epoch = n // bs
+
+        def batch(step):
+            if bs == n:
+                return x, y
+            perm = jax.random.permutation(jax.random.fold_in(k_data, step // per_epoch), n)
+            idx = jax.lax.dynamic_slice(perm, ((step % per_epoch) * bs,), (bs,))
+            return x[idx], y[idx]
+
+        def masks_at(step, b):
+            k = jax.random.fold_in(k_mask, step)
+            if cfg.mask_mode == "per_example":
+                return M.sample_masks(spec, k, (b,), x.dtype)
+            if cfg.mask_mode == "per_batch":
+                return M.sample_masks(spec, k, (), x.dtype)
+            return spec.unflatten(cycle_masks[step % cycle_masks.shape[0]].astype(x.dtype))
+
+        def step_fn(carry, step):
+            params, state = carry
+            xb, yb = batch(step)
+            m = masks_at(step, xb.shape[0])
+            loss, g = jax.value_and_grad(loss_fn, argnums=1)(
+                model, params, xb, yb, m, cfg.task, cfg.l2
+            )
+            upd, state = opt.update(g, state, params)
+            return (optax.apply_updates(params, upd), state), (loss, g)
+
+        def segment(carry, s):
+            carry, (loss, g) = jax.lax.scan(step_fn, carry, s * seg + jnp.arange(seg))
+            last_g = jax.tree.map(lambda a: a[-1], g)
+            return carry, (loss, carry[0], last_g)
+
+        (params, _), (loss, snaps, grads) = jax.lax.scan(
+            segment, (params, state), jnp.arange(cfg.steps // seg)
+        )
+        return params, History(loss.reshape(-1), snaps, grads)
+
+    return train_fn
+
+
+def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
+    xa = check_array("x", x)
+    ya = check_array("y", y)
+    if xa.ndim < 2 or len(xa) == 0:
+        raise DropstudyError(f"x must be a non-empty batch (N, ...), got shape {xa.shape}")
+    if len(ya) != len(xa):
+        raise DropstudyError(f"x has {len(xa)} examples but y has {len(ya)}")
+    if cfg.task == "classification" and ya.dtype.kind not in "iu":
+        raise DropstudyError("classification needs integer labels y; use task='regression'")
+    return jnp.asarray(xa), jnp.asarray(ya)
+
+
+def _cycle(spec: M.MaskSpec, cfg: TrainConfig, cycle_masks):
+    if cfg.mask_mode != "cycle":
+        return None
+    if cycle_masks is None:
+        raise DropstudyError("mask_mode='cycle' needs cycle_masks (K, n_units)")
+    c = jnp.asarray(cycle_masks)
+    if c.shape[-1] != spec.n_units:
+        raise DropstudyError(
+            f"cycle_masks has {c.shape[-1]} units per mask; the model has {spec.n_units}"
+        )
+    return c
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "cfg"))
+def _train_jit(model, spec, cfg, key, x, y, cycle):
+    return make_train(model, spec, cfg)(key, x, y, cycle)
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis"))
+def _train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle):
+    f = make_train(model, spec, cfg)
+    return jax.vmap(f, in_axes=(0, data_axis, data_axis, cycle_axis))(keys, x, y, cycle)
+
+
+def train(
+    model: nn.Module, key: jax.Array, x, y, cfg: TrainConfig, cycle_masks=None
+) -> tuple[Any, History]:
+    """Train one network from ``key``; raises :class:`DivergenceError` on a NaN/inf loss."""
+    x, y = _check_data(x, y, cfg)
+    spec = M.mask_spec(model, x)
+    params, hist = _train_jit(model, spec, cfg, key, x, y, _cycle(spec, cfg, cycle_masks))
+    check_diverged(hist.loss[None], [0], model, cfg)
+    return params, hist
+
+
+def train_seeds(
+    model: nn.Module,
+    keys: jax.Array,
+    x,
+    y,
+    cfg: TrainConfig,
+    cycle_masks=None,
+    per_seed_data: bool = False,
+    seeds: list[int] | None = None,
+) -> tuple[Any, History]:
+    """Train one network per key in one compiled, vmapped call.
+
+    ``keys (S,)``. With ``per_seed_data`` the data carry a leading seed axis ``(S, N, ...)``
+    (bootstrap samples, say). ``cycle_masks`` may be ``(K, n_units)`` shared by every seed
+    or ``(S, K, n_units)``. Returns parameters and history with a leading seed axis.
+    """
+    if per_seed_data:
+        xs, ys = zip(*(_check_data(a, b, cfg) for a, b in zip(x, y, strict=True)), strict=True)
+        x, y = jnp.stack(xs), jnp.stack(ys)
+    else:
+        x, y = _check_data(x, y, cfg)
+    spec = M.mask_spec(model, x[0] if per_seed_data else x)
+    cycle = _cycle(spec, cfg, cycle_masks)
+    cycle_axis = 0 if cycle is not None and cycle.ndim == 3 else None
+    params, hist = _train_many_jit(
+        model, spec, cfg, 0 if per_seed_data else None, cycle_axis, keys, x, y, cycle
+    )
+    check_diverged(hist.loss, seeds if seeds is not None else list(range(len(keys))), model, cfg)
+    return params, hist
+
+
+def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainConfig) -> None:
+    """Raise :class:`DivergenceError` naming the first non-finite step, seed and configuration."""
+    loss = np.asarray(loss)
+    bad = ~np.isfinite(loss)
+    if not bad.any():
+        return
+    row = int(np.argmax(bad.any(axis=1)))
+    step = int(np.argmax(bad[row]))
+    conf = json.dumps({"model": repr(model), "train": cfg.to_dict()}, default=str)
+    raise DivergenceError(
+        f"training diverged: loss became {loss[row, step]} at step {step} for seed "
+        f"{seeds[row]} ({int(bad.any(axis=1).sum())} of {len(seeds)} runs diverged); "
+        f"lower the learning rate. Configuration: {conf}"
+    )
+
+
+def seed_keys(seeds) -> jax.Array:
+    """One key per integer seed: ``(S,)``."""
+    return jax.vmap(jax.random.key)(jnp.asarray(list(seeds), dtype=jnp.uint32))

@@ -1,0 +1,108 @@
+"""Input checks shared by the whole library.
+
+Every public function validates what it is given and raises :class:`DropstudyError`
+(a ``ValueError``) naming the argument, what was wrong and what to do, so that no
+bad input reaches JAX and comes back as a deep traceback or a silent wrong number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+CONVENTIONS = ("inverted", "standard")
+TASKS = ("classification", "regression")
+
+
+class DropstudyError(ValueError):
+    """A user-facing error: the message says which argument is wrong and why."""
+
+
+def check_rate(name: str, rate: float) -> float:
+    """A drop rate must be a finite float in [0, 1): 1 would drop every unit."""
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        raise DropstudyError(f"{name} must be a number in [0, 1), got {rate!r}") from None
+    if not math.isfinite(r) or not 0.0 <= r < 1.0:
+        raise DropstudyError(
+            f"{name} must be a drop rate in [0, 1) (the probability of dropping a unit; "
+            f"keep = 1 - rate), got {rate!r}"
+        )
+    return r
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise DropstudyError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise DropstudyError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise DropstudyError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive_float(name: str, value: float, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise DropstudyError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise DropstudyError(f"{name} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+def check_widths(name: str, widths: Sequence[int]) -> tuple[int, ...]:
+    try:
+        out = tuple(int(w) for w in widths)
+    except (TypeError, ValueError):
+        raise DropstudyError(f"{name} must be a list of layer widths, got {widths!r}") from None
+    if any(w < 1 for w in out):
+        raise DropstudyError(f"{name}: every layer width must be >= 1, got {list(out)}")
+    return out
+
+
+def check_array(
+    name: str,
+    x,
+    *,
+    ndim: int | None = None,
+    finite: bool = True,
+    dtype_kind: str = "fiu",
+) -> np.ndarray:
+    """Check an array-like on the host: rank, numeric dtype and (optionally) finiteness."""
+    try:
+        arr = np.asarray(x)
+    except Exception as e:
+        raise DropstudyError(f"{name} could not be read as an array: {e}") from None
+    if arr.dtype.kind not in dtype_kind:
+        raise DropstudyError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise DropstudyError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise DropstudyError(
+            f"{name} contains {bad} NaN or infinite value(s); clean or impute the data first"
+        )
+    return arr
+
+
+def parse_int_list(name: str, text: str) -> tuple[int, ...]:
+    """Parse a CLI list like ``"10,10"``."""
+    try:
+        vals = tuple(int(t) for t in str(text).split(",") if t.strip() != "")
+    except ValueError:
+        raise DropstudyError(
+            f"{name} must be comma-separated integers like 10,10, got {text!r}"
+        ) from None
+    if not vals:
+        raise DropstudyError(f"{name} must list at least one integer, got {text!r}")
+    return vals
