@@ -89,16 +89,14 @@ def compare(
         train_info = {"checkpoint": str(checkpoint_dir), **ck.get("train", {})}
     else:
         model = cfg.model(data.x_train.shape[1], data.n_classes)
-        params, hist = train(model, k_train, data.x_train, data.y_train, cfg.train_config())
-        train_info = {
-            **cfg.train_config().to_dict(),
-            "final_loss": float(hist.loss[-1]),
-        }
-    t_train = time.perf_counter() - t0
     spec = M.mask_spec(model, data.x_test)
     do_exact = cfg.exact
-    if do_exact:
+    if do_exact:  # refuse before spending time on training
         M.check_enumerable(spec, cfg.max_units)
+    if checkpoint_dir is None:
+        params, hist = train(model, k_train, data.x_train, data.y_train, cfg.train_config())
+        train_info = {**cfg.train_config().to_dict(), "final_loss": float(hist.loss[-1])}
+    t_train = time.perf_counter() - t0
     if save_dir is not None:
         checkpoint.save(
             save_dir,

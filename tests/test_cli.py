@@ -1,0 +1,86 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dropstudy.cli import main
+
+SMALL = ["compare", "--hidden", "4,4", "--steps", "60", "--samples", "1,10"]
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "dropstudy.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_compare_json_save_and_checkpoint(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main([*SMALL, "--json", str(out), "--save", str(tmp_path / "ck")]) == 0
+    table = capsys.readouterr().out
+    for row in (
+        "weight_scaling",
+        "mc_arithmetic_10",
+        "mc_geometric_1",
+        "exact_arithmetic",
+        "exact_geometric",
+    ):
+        assert row in table
+    res = json.loads(out.read_text())
+    assert set(res["predictors"]["weight_scaling"]) == {"accuracy", "nll", "ece", "brier"}
+    for g in (
+        "weight_scaling__vs__exact_arithmetic",
+        "weight_scaling__vs__exact_geometric",
+        "mc_arithmetic_10__vs__exact_arithmetic",
+    ):
+        assert set(res["gaps"][g]) == {"max_abs_prob", "mean_kl", "disagreement"}
+    assert res["config"]["hidden"] == [4, 4]
+    # the saved model evaluates to the same numbers
+    out2 = tmp_path / "r2.json"
+    assert (
+        main(
+            [
+                "compare",
+                "--samples",
+                "1,10",
+                "--checkpoint",
+                str(tmp_path / "ck"),
+                "--json",
+                str(out2),
+            ]
+        )
+        == 0
+    )
+    res2 = json.loads(out2.read_text())
+    assert res2["predictors"] == res["predictors"]
+
+
+def test_no_exact(tmp_path):
+    out = tmp_path / "r.json"
+    assert main([*SMALL, "--no-exact", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert "exact_arithmetic" not in res["predictors"]
+    assert "weight_scaling__vs__mc_arithmetic_10" in res["gaps"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--rate", "1.5"], "--rate must be a drop rate in [0, 1)"),
+        (["--rate", "abc"], "--rate"),
+        (["--samples", "0,10"], "samples (K) must be >= 1"),
+        (["--hidden", "10,x"], "--hidden must be comma-separated integers"),
+        (["--activation", "gelu"], "invalid choice: 'gelu'"),
+        (["--hidden", "20,10"], "2^30 = 1,073,741,824 subnetworks"),
+        (["--steps", "0"], "steps must be >= 1"),
+        (["--checkpoint", "/nonexistent/ck"], "is not a directory"),
+    ],
+)
+def test_cli_errors_are_one_line_without_traceback(args, message):
+    r = run_cli("compare", *args)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("dropstudy: error:") or "error:" in lines[-1]

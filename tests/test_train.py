@@ -1,0 +1,136 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dropstudy import masks as M
+from dropstudy import predict as P
+from dropstudy.metrics import accuracy
+from dropstudy.models import MLP
+from dropstudy.train import DivergenceError, TrainConfig, seed_keys, train, train_seeds
+from dropstudy.validate import DropstudyError
+
+CFG = TrainConfig(steps=60, batch_size=32, lr=3e-3)
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_same_key_bitwise_same_params(digits_data):
+    model = MLP(hidden=(16,))
+    d = digits_data
+    p1, h1 = train(model, jax.random.key(0), d.x_train, d.y_train, CFG)
+    p2, h2 = train(model, jax.random.key(0), d.x_train, d.y_train, CFG)
+    p3, _ = train(model, jax.random.key(1), d.x_train, d.y_train, CFG)
+    assert _leaves_equal(p1, p2) and np.array_equal(h1.loss, h2.loss)
+    assert not _leaves_equal(p1, p3)
+
+
+def test_vmapped_seeds_match_single_runs(digits_data):
+    model = MLP(hidden=(16,))
+    d = digits_data
+    ps, hs = train_seeds(model, seed_keys([3, 4]), d.x_train, d.y_train, CFG)
+    p4, h4 = train(model, jax.random.key(4), d.x_train, d.y_train, CFG)
+    for a, b in zip(jax.tree.leaves(ps), jax.tree.leaves(p4)):
+        np.testing.assert_allclose(a[1], b, rtol=2e-5, atol=2e-6)
+    assert hs.loss.shape == (2, CFG.steps)
+
+
+def test_one_tiny_epoch_learns_digits(digits_data):
+    d = digits_data
+    model = MLP(hidden=(32,), rate=0.2)
+    params, hist = train(
+        model,
+        jax.random.key(0),
+        d.x_train,
+        d.y_train,
+        TrainConfig(steps=45, batch_size=32, lr=1e-2),
+    )
+    acc = accuracy(jax.nn.softmax(P.weight_scaling(model, params, d.x_test)), d.y_test)
+    assert acc > 0.6
+    assert hist.loss[-5:].mean() < hist.loss[:5].mean()
+
+
+def test_rate_zero_is_plain_training(digits_data):
+    """With rate 0 every mask is ones: the per-example and per-batch modes coincide."""
+    d = digits_data
+    model = MLP(hidden=(8,), rate=0.0)
+    a, _ = train(model, jax.random.key(0), d.x_train, d.y_train, CFG)
+    b, _ = train(model, jax.random.key(0), d.x_train, d.y_train, CFG.replace(mask_mode="per_batch"))
+    assert _leaves_equal(a, b)
+
+
+def test_cycle_mode_trains_only_the_kept_units(digits_data):
+    d = digits_data
+    model = MLP(hidden=(6,), rate=0.5)
+    spec = M.mask_spec(model, d.x_train)
+    flat = jnp.ones(spec.n_units).at[M.layer_units(spec, "drop_0")[:3]].set(0)
+    p0 = model.init(jax.random.split(jax.random.key(0), 3)[0], d.x_train[:1])["params"]
+    p1, _ = train(
+        model,
+        jax.random.key(0),
+        d.x_train,
+        d.y_train,
+        CFG.replace(mask_mode="cycle"),
+        cycle_masks=flat[None],
+    )
+    # outgoing weights of the dropped units never receive a gradient
+    np.testing.assert_array_equal(p1["out"]["kernel"][:3], p0["out"]["kernel"][:3])
+    assert not np.array_equal(p1["out"]["kernel"][3:], p0["out"]["kernel"][3:])
+
+
+def test_snapshots(digits_data):
+    d = digits_data
+    model = MLP(hidden=(8,))
+    _, hist = train(model, jax.random.key(0), d.x_train, d.y_train, CFG.replace(snapshot_every=20))
+    assert hist.params["out"]["kernel"].shape == (3, 8, 10)
+    assert hist.grads["out"]["kernel"].shape == (3, 8, 10)
+
+
+def test_regression_full_batch():
+    x = jnp.linspace(-1, 1, 10)[:, None]
+    y = 1.5 * x
+    model = MLP(hidden=(20,), n_out=1, rate=0.0)
+    cfg = TrainConfig(steps=300, batch_size=0, optimizer="sgd", lr=0.05, task="regression")
+    _, hist = train(model, jax.random.key(0), x, y, cfg)
+    assert hist.loss[-1] < 0.05
+
+
+def test_divergence_names_step_and_seed(digits_data):
+    d = digits_data
+    model = MLP(hidden=(8,), rate=0.0)
+    cfg = TrainConfig(steps=50, batch_size=0, optimizer="sgd", lr=1e6, task="regression")
+    y = d.y_train.astype(np.float32)[:, None] * 1e3
+    with pytest.raises(DivergenceError, match=r"at step \d+ for seed 5.*lower the learning rate"):
+        train_seeds(model.clone(n_out=1), seed_keys([5]), d.x_train, y, cfg, seeds=[5])
+
+
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        (TrainConfig(steps=0), "steps must be >= 1"),
+        (TrainConfig(lr=-1.0), "lr must be a finite number > 0"),
+        (TrainConfig(optimizer="rmsprop"), "unknown optimizer"),
+        (TrainConfig(steps=10, snapshot_every=3), "must divide"),
+        (TrainConfig(mask_mode="cycle"), "needs cycle_masks"),
+    ],
+)
+def test_bad_train_config(digits_data, cfg, match):
+    with pytest.raises(DropstudyError, match=match):
+        train(MLP(hidden=(4,)), jax.random.key(0), digits_data.x_train, digits_data.y_train, cfg)
+
+
+def test_bad_data(digits_data):
+    x = digits_data.x_train.copy()
+    x[3, 2] = np.inf
+    with pytest.raises(DropstudyError, match="x contains 1 NaN or infinite"):
+        train(MLP(hidden=(4,)), jax.random.key(0), x, digits_data.y_train, CFG)
+    with pytest.raises(DropstudyError, match="integer labels"):
+        train(
+            MLP(hidden=(4,)),
+            jax.random.key(0),
+            digits_data.x_train,
+            digits_data.y_train.astype(float),
+            CFG,
+        )
