@@ -228,7 +228,8 @@ def load_mnist(directory, name: str = "mnist") -> Dataset:
         if not npz.is_file():
             missing = [_IDX_FILES[k] for k, v in found.items() if v is None]
             raise DropstudyError(
-                f"{d}: no {name} data: missing IDX files {missing} (optionally .gz) and no mnist.npz"
+                f"{d}: no {name} data: missing IDX files {missing} (optionally .gz) "
+                "and no mnist.npz"
             )
         try:
             with np.load(npz, allow_pickle=False) as z:

@@ -125,19 +125,17 @@ def test_conv_net_masks_whole_channels():
     x = jax.random.normal(jax.random.key(0), (3, 8, 8, 1))
     params, spec = M.init(model, jax.random.key(1), x)
     assert spec.shapes[0] == (4,)  # one mask entry per channel
-    conv = lambda m: (
-        jax.nn.relu(
-            jax.lax.conv_general_dilated(
-                x,
-                params["Conv_0"]["kernel"],
-                (1, 1),
-                "SAME",
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
-            + params["Conv_0"]["bias"]
+
+    def conv(m):
+        z = jax.lax.conv_general_dilated(
+            x,
+            params["Conv_0"]["kernel"],
+            (1, 1),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
-        * m
-    )
+        return jax.nn.relu(z + params["Conv_0"]["bias"]) * m
+
     m = jnp.array([1.0, 0.0, 1.0, 0.0])
     masks = M.expected_masks(spec)
     masks["MaskedDropout_0"]["mask"] = m

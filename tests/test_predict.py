@@ -25,7 +25,7 @@ def _brute_force(model, params, x, spec, task):
     n = probs.shape[0]
     acc1 = acc2 = 0.0
     for i in range(n):
-        m = jax.tree.map(lambda a: a[i], masks)
+        m = jax.tree.map(lambda a, i=i: a[i], masks)
         out = np.asarray(M.apply(model, params, x, m), np.float64)
         p = float(probs[i])
         if task == "classification":

@@ -31,7 +31,7 @@ def test_vmapped_seeds_match_single_runs(digits_data):
     model = MLP(hidden=(16,))
     d = digits_data
     ps, hs = train_seeds(model, seed_keys([3, 4]), d.x_train, d.y_train, CFG)
-    p4, h4 = train(model, jax.random.key(4), d.x_train, d.y_train, CFG)
+    p4, _ = train(model, jax.random.key(4), d.x_train, d.y_train, CFG)
     for a, b in zip(jax.tree.leaves(ps), jax.tree.leaves(p4)):
         np.testing.assert_allclose(a[1], b, rtol=2e-5, atol=2e-6)
     assert hs.loss.shape == (2, CFG.steps)
