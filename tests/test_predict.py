@@ -231,3 +231,15 @@ def test_bad_input_raises_clear_error(call, match):
     x, params, _ = _net(model)
     with pytest.raises(DropstudyError, match=match):
         call(model, params, x)
+
+
+def test_factorised_without_safe_shift_matches_generic():
+    """Huge weights defeat the per-example shift; the per-mask max path must take over."""
+    model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
+    x, params, _ = _net(model)
+    params = jax.tree.map(lambda p: 40.0 * p, params)
+    gen = P.exact(model, params, x, method="generic")
+    fac = P.exact(model, params, x, method="factorised")
+    assert np.all(np.isfinite(fac.arithmetic))
+    np.testing.assert_allclose(fac.arithmetic, gen.arithmetic, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fac.log_geometric, gen.log_geometric, rtol=1e-4, atol=1e-2)
