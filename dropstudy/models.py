@@ -119,6 +119,9 @@ class MLP(nn.Module):
       input_rate: drop rate of the input layer.
       convention: ``"inverted"`` (default) or ``"standard"``, see :class:`MaskedDropout`.
       dtype: parameter and computation dtype.
+      weight_init: ``"lecun"`` (Flax's default: normal, variance 1/fan_in) or ``"torch"``
+        (PyTorch's ``nn.Linear`` default for weights: uniform, variance 1/(3 fan_in); biases
+        start at zero), for reproducing PyTorch code.
     """
 
     hidden: Sequence[int] = (10, 10)
@@ -128,6 +131,7 @@ class MLP(nn.Module):
     input_rate: float = 0.0
     convention: str = "inverted"
     dtype: Any = jnp.float32
+    weight_init: str = "lecun"
 
     def hidden_rates(self) -> tuple[float, ...]:
         rates = self.rate if isinstance(self.rate, Sequence) else [self.rate] * len(self.hidden)
@@ -145,6 +149,7 @@ class MLP(nn.Module):
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("convention", self.convention, CONVENTIONS)
         check_rate("input_rate", self.input_rate)
+        check_choice("weight_init", self.weight_init, ("lecun", "torch"))
         self.hidden_rates()
         return self
 

@@ -15,6 +15,7 @@ Mask modes (how training picks subnetworks):
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, NamedTuple
@@ -54,6 +55,9 @@ class TrainConfig:
       mask_mode: ``per_example``, ``per_batch`` or ``cycle`` (see module docstring).
       snapshot_every: also return parameters and gradients every this many steps (0: only
         at the end). Must divide ``steps``.
+      lr_scale: ``((module_name, factor), ...)``: multiply that top-level module's updates
+        (e.g. to match the standard and inverted conventions step for step under SGD).
+      schedule: ``constant`` or ``cosine`` (decay to 0 over ``steps``).
     """
 
     steps: int = 3000
@@ -65,6 +69,8 @@ class TrainConfig:
     task: str = "classification"
     mask_mode: str = "per_example"
     snapshot_every: int = 0
+    lr_scale: tuple[tuple[str, float], ...] = ()
+    schedule: str = "constant"
 
     def validate(self) -> TrainConfig:
         check_positive_int("steps", self.steps)
@@ -76,6 +82,9 @@ class TrainConfig:
         check_choice("task", self.task, TASKS)
         check_choice("mask_mode", self.mask_mode, MASK_MODES)
         check_positive_int("snapshot_every", self.snapshot_every, minimum=0)
+        check_choice("schedule", self.schedule, ("constant", "cosine"))
+        for name, f in self.lr_scale:
+            check_positive_float(f"lr_scale[{name!r}]", f)
         if self.snapshot_every and self.steps % self.snapshot_every:
             raise DropstudyError(
                 f"snapshot_every={self.snapshot_every} must divide steps={self.steps}"
@@ -102,9 +111,23 @@ class DivergenceError(DropstudyError):
 
 
 def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    lr = cfg.lr if cfg.schedule == "constant" else optax.cosine_decay_schedule(cfg.lr, cfg.steps)
     if cfg.optimizer == "adam":
-        return optax.adam(cfg.lr)
-    return optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+        opt = optax.adam(lr)
+    else:
+        opt = optax.sgd(lr, momentum=cfg.momentum or None)
+    if not cfg.lr_scale:
+        return opt
+    factors = dict(cfg.lr_scale)
+
+    def scale(updates):
+        out = {}
+        for k, v in updates.items():
+            f = factors.get(k, 1.0)
+            out[k] = jax.tree.map(lambda u, f=f: u * f, v)
+        return out
+
+    return optax.chain(opt, optax.stateless(lambda u, _: scale(u)))
 
 
 def loss_fn(model: nn.Module, params, x, y, masks, task: str, l2: float = 0.0) -> jax.Array:
@@ -125,19 +148,20 @@ def loss_fn(model: nn.Module, params, x, y, masks, task: str, l2: float = 0.0) -
 
 
 def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
-    """A pure function ``train(key, x, y, cycle_masks) -> (params, History)``.
+    """A pure function ``train(key, x, y, cycle_masks, params0) -> (params, History)``.
 
     ``x (N, ...)``, ``y (N,)`` or ``(N, 1)``; ``cycle_masks`` flat ``(K, n_units)`` for
-    ``mask_mode="cycle"`` (else ignored, pass ``None``). Not jitted: wrap it in ``jax.jit``,
+    ``mask_mode="cycle"`` (else ignored, pass ``None``); ``params0`` replaces the
+    initialisation drawn from ``key`` when given. Not jitted: wrap it in ``jax.jit``,
     or use :func:`train` / :func:`train_seeds`.
     """
     cfg.validate()
     opt = _optimizer(cfg)
     seg = cfg.snapshot_every or cfg.steps
 
-    def train_fn(key, x, y, cycle_masks=None):
+    def train_fn(key, x, y, cycle_masks=None, params0=None):
         k_init, k_data, k_mask = jax.random.split(key, 3)
-        params = model.init(k_init, x[:1])["params"]
+        params = model.init(k_init, x[:1])["params"] if params0 is None else params0
         state = opt.init(params)
         n = x.shape[0]
         bs = cfg.batch_size if 0 < cfg.batch_size < n else n
@@ -207,8 +231,8 @@ def _cycle(spec: M.MaskSpec, cfg: TrainConfig, cycle_masks):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg"))
-def _train_jit(model, spec, cfg, key, x, y, cycle):
-    return make_train(model, spec, cfg)(key, x, y, cycle)
+def _train_jit(model, spec, cfg, key, x, y, cycle, params0):
+    return make_train(model, spec, cfg)(key, x, y, cycle, params0)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis"))
@@ -218,12 +242,14 @@ def _train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle):
 
 
 def train(
-    model: nn.Module, key: jax.Array, x, y, cfg: TrainConfig, cycle_masks=None
+    model: nn.Module, key: jax.Array, x, y, cfg: TrainConfig, cycle_masks=None, params0=None
 ) -> tuple[Any, History]:
-    """Train one network from ``key``; raises :class:`DivergenceError` on a NaN/inf loss."""
+    """Train one network from ``key`` (or from ``params0``); raises :class:`DivergenceError`
+    on a NaN/inf loss."""
     x, y = _check_data(x, y, cfg)
     spec = M.mask_spec(model, x)
-    params, hist = _train_jit(model, spec, cfg, key, x, y, _cycle(spec, cfg, cycle_masks))
+    cycle = _cycle(spec, cfg, cycle_masks)
+    params, hist = _train_jit(model, spec, cfg, key, x, y, cycle, params0)
     check_diverged(hist.loss[None], [0], model, cfg)
     return params, hist
 
@@ -237,12 +263,17 @@ def train_seeds(
     cycle_masks=None,
     per_seed_data: bool = False,
     seeds: list[int] | None = None,
+    allow_divergence: bool = False,
 ) -> tuple[Any, History]:
     """Train one network per key in one compiled, vmapped call.
 
     ``keys (S,)``. With ``per_seed_data`` the data carry a leading seed axis ``(S, N, ...)``
     (bootstrap samples, say). ``cycle_masks`` may be ``(K, n_units)`` shared by every seed
     or ``(S, K, n_units)``. Returns parameters and history with a leading seed axis.
+
+    A seed whose loss becomes NaN or inf raises :class:`DivergenceError`; with
+    ``allow_divergence`` the message is printed to stderr instead and the caller must drop
+    the seeds that :func:`diverged` marks.
     """
     if per_seed_data:
         xs, ys = zip(*(_check_data(a, b, cfg) for a, b in zip(x, y, strict=True)), strict=True)
@@ -255,8 +286,19 @@ def train_seeds(
     params, hist = _train_many_jit(
         model, spec, cfg, 0 if per_seed_data else None, cycle_axis, keys, x, y, cycle
     )
-    check_diverged(hist.loss, seeds if seeds is not None else list(range(len(keys))), model, cfg)
+    seeds = seeds if seeds is not None else list(range(len(keys)))
+    try:
+        check_diverged(hist.loss, seeds, model, cfg)
+    except DivergenceError as e:
+        if not allow_divergence:
+            raise
+        print(f"dropstudy: warning: {e}", file=sys.stderr)
     return params, hist
+
+
+def diverged(loss) -> np.ndarray:
+    """``(S,)`` booleans: which runs (rows of ``loss (S, steps)``) hit a NaN or inf loss."""
+    return ~np.all(np.isfinite(np.asarray(loss)), axis=-1)
 
 
 def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainConfig) -> None:

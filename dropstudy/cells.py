@@ -1,0 +1,56 @@
+"""Resumable experiment cells.
+
+A cell is one unit of work of an experiment (one configuration, with the seeds that are
+trained together in one vmapped call). :meth:`CellStore.get` returns the stored result when
+the cell's file exists and its configuration hash matches, and otherwise computes it and
+writes it atomically (temporary file, then rename). An interrupted run therefore loses only
+the cell in flight, and a changed configuration never reuses a stale cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .results import clean, read_json, write_json
+
+CELL_FORMAT = 1
+
+
+def config_hash(config: dict) -> str:
+    """Stable digest of a JSON-able configuration."""
+    blob = json.dumps(clean(config), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+class CellStore:
+    """Cells of one experiment under ``root/cells/``."""
+
+    def __init__(self, root: Path):
+        self.dir = Path(root) / "cells"
+        self.computed: list[str] = []
+        self.reused: list[str] = []
+
+    def path(self, name: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
+        return self.dir / f"{safe}.json"
+
+    def get(self, name: str, config: dict, compute: Callable[[], Any]) -> Any:
+        """The result of cell ``name`` under ``config``: reused when valid, else computed."""
+        h = config_hash(config)
+        p = self.path(name)
+        if p.is_file():
+            try:
+                stored = read_json(p)
+                if stored.get("format") == CELL_FORMAT and stored.get("config_hash") == h:
+                    self.reused.append(name)
+                    return stored["result"]
+            except Exception:
+                pass
+        result = clean(compute())
+        write_json(p, {"format": CELL_FORMAT, "config_hash": h, "config": config, "result": result})
+        self.computed.append(name)
+        return result
