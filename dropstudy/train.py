@@ -55,8 +55,9 @@ class TrainConfig:
       mask_mode: ``per_example``, ``per_batch`` or ``cycle`` (see module docstring).
       snapshot_every: also return parameters and gradients every this many steps (0: only
         at the end). Must divide ``steps``.
-      lr_scale: ``((module_name, factor), ...)``: multiply that top-level module's updates
-        (e.g. to match the standard and inverted conventions step for step under SGD).
+      lr_scale: ``((name, factor), ...)``: multiply the updates of a top-level module
+        (``"dense_1"``) or one of its parameters (``"dense_1/kernel"``), e.g. to match the
+        standard and inverted conventions step for step under SGD.
       schedule: ``constant`` or ``cosine`` (decay to 0 over ``steps``).
     """
 
@@ -121,11 +122,12 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     factors = dict(cfg.lr_scale)
 
     def scale(updates):
-        out = {}
-        for k, v in updates.items():
-            f = factors.get(k, 1.0)
-            out[k] = jax.tree.map(lambda u, f=f: u * f, v)
-        return out
+        def one(path, u):
+            keys = [str(getattr(k, "key", k)) for k in path]
+            f = factors.get("/".join(keys[:2]), factors.get(keys[0], 1.0))
+            return u * f
+
+        return jax.tree_util.tree_map_with_path(one, updates)
 
     return optax.chain(opt, optax.stateless(lambda u, _: scale(u)))
 
