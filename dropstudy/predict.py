@@ -207,3 +207,40 @@ def exact(
     chunk = min(check_positive_int("chunk", chunk), total)
     s1, s2 = _stream(model, spec, task, "exact", total, chunk, params, x, jax.random.key(0))
     return _average(task, total, s1, s2)
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "k", "chunk"))
+def _mc_logp(model, spec, k, chunk, params, x, key):
+    """Log-probabilities ``(k, B, C)`` of subnetworks ``0..k-1`` of the stream from ``key``."""
+
+    def body(_, c):
+        m = M.sample_mask_batch(spec, key, c * chunk + jnp.arange(chunk), x.dtype)
+        out = jax.vmap(lambda mk: M.apply(model, params, x, mk))(m)
+        return None, jax.nn.log_softmax(out, axis=-1)
+
+    _, logp = jax.lax.scan(body, None, jnp.arange(math.ceil(k / chunk)))
+    return logp.reshape(-1, *logp.shape[2:])[:k]
+
+
+def mc_curve(
+    model: nn.Module, params: Any, x: jax.Array, key: jax.Array, ks, *, chunk: int | None = None
+) -> dict[int, Average]:
+    """Monte-Carlo averages for every K in ``ks`` from one stream of subnetworks (classification).
+
+    The K-sample average is the prefix of the same stream that :func:`mc` uses, so
+    ``mc_curve(...)[K]`` equals ``mc(..., K)`` up to summation order. Holds the
+    ``(max K, B, C)`` log-probabilities in memory: meant for curves up to a few thousand K.
+    """
+    x = _check_inputs(model, x, "classification")
+    ks = sorted({check_positive_int("K", int(k)) for k in ks})
+    kmax = ks[-1]
+    spec = M.mask_spec(model, x)
+    n_out = _out_width(model, params, x, spec)
+    chunk = min(chunk or default_chunk(x, _widest(model, spec, n_out), kmax), kmax)
+    logp = _mc_logp(model, spec, kmax, chunk, params, x, key)
+    arith = jnp.cumsum(jnp.exp(logp), axis=0)
+    geo = jnp.cumsum(logp, axis=0)
+    return {
+        k: Average("classification", k, arithmetic=arith[k - 1] / k, log_geometric=geo[k - 1] / k)
+        for k in ks
+    }

@@ -243,3 +243,14 @@ def test_factorised_without_safe_shift_matches_generic():
     assert np.all(np.isfinite(fac.arithmetic))
     np.testing.assert_allclose(fac.arithmetic, gen.arithmetic, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fac.log_geometric, gen.log_geometric, rtol=1e-4, atol=1e-2)
+
+
+def test_mc_curve_matches_mc():
+    model = MLP(hidden=(5, 5), n_out=3)
+    x, params, _ = _net(model)
+    key = jax.random.key(11)
+    curve = P.mc_curve(model, params, x, key, [1, 7, 30], chunk=4)
+    for k in (1, 7, 30):
+        ref = P.mc(model, params, x, key, k)
+        np.testing.assert_allclose(curve[k].arithmetic, ref.arithmetic, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(curve[k].log_geometric, ref.log_geometric, rtol=1e-5, atol=1e-5)
