@@ -244,3 +244,23 @@ def mc_curve(
         k: Average("classification", k, arithmetic=arith[k - 1] / k, log_geometric=geo[k - 1] / k)
         for k in ks
     }
+
+
+def over_masks(
+    model: nn.Module, params: Any, x: jax.Array, masks: M.Masks, weights=None
+) -> Average:
+    """Average over an explicit batch of K subnetworks (masks with a leading K axis).
+
+    ``weights (K,)`` default to 1/K. For small K (fixed-mask ensembles): the ``(K, B, C)``
+    outputs are held in memory.
+    """
+    x = _check_inputs(model, x, "classification")
+    logp = jax.nn.log_softmax(jax.vmap(lambda m: _forward(model, params, x, m))(masks), axis=-1)
+    k = logp.shape[0]
+    w = jnp.full((k,), 1.0 / k, logp.dtype) if weights is None else jnp.asarray(weights)
+    return Average(
+        "classification",
+        k,
+        arithmetic=jnp.einsum("k,kbc->bc", w, jnp.exp(logp)),
+        log_geometric=jnp.einsum("k,kbc->bc", w, logp),
+    )

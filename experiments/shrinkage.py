@@ -1,0 +1,226 @@
+"""Claim 5: dropout shrinks the weights, like L2 regularisation.
+
+Part A: weight norms of digits MLPs against the drop rate and against the L2 strength.
+Part B: linear regression with input dropout (scikit-learn's diabetes data, standardised)
+trained by SGD, against the closed-form ridge solution the expected loss predicts. With
+inverted dropout at keep p, the expected squared loss is
+
+    ||y - X w - b||^2 + (1 - p) / p * ||diag(X^T X)^(1/2) w||^2,
+
+(the 2014 paper's p(1-p)||Gw||^2 after rescaling w~ = p w), minimised by
+w = (X^T X + (1-p)/p diag(X^T X))^-1 X^T y for centred data.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from dropstudy.data import diabetes
+from dropstudy.models import MLP
+from dropstudy.stats import NOT_SUPPORTED, PARTLY, SUPPORTED, direction_verdict, paired
+from dropstudy.train import TrainConfig, seed_keys, train_seeds
+
+from .common import ci, ci_str, errorbar, plt, table
+
+NAME = "shrinkage"
+CLAIM = "Dropout shrinks the weights, like L2 regularisation."
+AGREE = 0.05  # relative distance to ridge that counts as agreement
+
+
+def kernel_norm(params) -> float:
+    """Frobenius norm of all weight matrices (biases excluded)."""
+    ks = [v["kernel"] for v in params.values()]
+    return float(np.sqrt(sum(float(np.sum(np.square(k))) for k in ks)))
+
+
+def _norm_cell(ds, rate: float, l2: float, seeds, steps: int, width: int) -> list[dict]:
+    model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
+    cfg = TrainConfig(steps=steps, batch_size=128, lr=1e-3, l2=l2)
+    params, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
+    out = []
+    for i in range(len(seeds)):
+        p = jax.tree.map(lambda a, i=i: a[i], params)
+        out.append(
+            {
+                "norm": kernel_norm(p),
+                "layer_norms": [float(np.linalg.norm(p[k]["kernel"])) for k in sorted(p)],
+            }
+        )
+    return out
+
+
+def ridge_solution(x: np.ndarray, y: np.ndarray, keep: float) -> np.ndarray:
+    """The minimiser of the expected inverted-dropout loss (centred data): ``(d,)``."""
+    g = np.diag(np.diag(x.T @ x))
+    return np.linalg.solve(x.T @ x + (1 - keep) / keep * g, x.T @ y)
+
+
+def _linear_cell(keep: float, seeds, steps: int) -> dict:
+    x, y = diabetes()
+    model = MLP(hidden=(), n_out=1, input_rate=1 - keep)
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=0,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        task="regression",
+        schedule="cosine",
+    )
+    params, _ = train_seeds(
+        model,
+        seed_keys(seeds),
+        x.astype(np.float32),
+        y.astype(np.float32)[:, None],
+        cfg,
+        seeds=seeds,
+    )
+    w = np.asarray(params["out"]["kernel"][:, :, 0], np.float64)
+    w_r = ridge_solution(x, y, keep)
+    w_o = np.linalg.solve(x.T @ x, x.T @ y)
+    rel = np.linalg.norm(w - w_r, axis=1) / np.linalg.norm(w_r)
+    return {
+        "w_sgd": w.tolist(),
+        "w_ridge": w_r.tolist(),
+        "w_ols": w_o.tolist(),
+        "rel_to_ridge": rel.tolist(),
+        "rel_ols_to_ridge": float(np.linalg.norm(w_o - w_r) / np.linalg.norm(w_r)),
+    }
+
+
+def run(ctx) -> dict:
+    ds = ctx.dataset()
+    seeds = list(range(ctx.n_seeds(5, 2)))
+    steps, width, lin_steps = ctx.pick((3000, 64, 4000), (300, 16, 600))
+    rates = ctx.pick([0.0, 0.2, 0.5, 0.8], [0.0, 0.5])
+    l2s = ctx.pick([1e-4, 1e-3, 1e-2], [1e-3])
+    keeps = [0.5, 0.8]
+    ctx.bar(len(rates) + len(l2s) + len(keeps))
+    norms = {}
+    for rate in rates:
+        norms[f"rate={rate}"] = ctx.cell(
+            f"norm_rate={rate}",
+            {
+                "rate": rate,
+                "l2": 0.0,
+                "data": ds.name,
+                "seeds": seeds,
+                "steps": steps,
+                "width": width,
+            },
+            lambda r=rate: _norm_cell(ds, r, 0.0, seeds, steps, width),
+        )
+    for l2 in l2s:
+        norms[f"l2={l2}"] = ctx.cell(
+            f"norm_l2={l2}",
+            {
+                "rate": 0.0,
+                "l2": l2,
+                "data": ds.name,
+                "seeds": seeds,
+                "steps": steps,
+                "width": width,
+            },
+            lambda l2=l2: _norm_cell(ds, 0.0, l2, seeds, steps, width),
+        )
+    lin = {
+        str(k): ctx.cell(
+            f"linear_keep={k}",
+            {"keep": k, "seeds": seeds, "steps": lin_steps},
+            lambda k=k: _linear_cell(k, seeds, lin_steps),
+        )
+        for k in keeps
+    }
+
+    norm_summary = {k: ci([r["norm"] for r in v]) for k, v in norms.items()}
+    shrink = paired([r["norm"] for r in norms["rate=0.0"]], [r["norm"] for r in norms["rate=0.5"]])
+    lin_summary = {
+        k: {"rel_to_ridge": ci(v["rel_to_ridge"]), "rel_ols_to_ridge": v["rel_ols_to_ridge"]}
+        for k, v in lin.items()
+    }
+    agrees = all(
+        s["rel_to_ridge"]["hi"] < AGREE and s["rel_ols_to_ridge"] > AGREE
+        for s in lin_summary.values()
+    )
+    v_norm = direction_verdict(shrink)
+    v_lin = SUPPORTED if agrees else NOT_SUPPORTED
+    verdict = (
+        SUPPORTED
+        if v_norm == SUPPORTED and agrees
+        else (PARTLY if v_norm != NOT_SUPPORTED or agrees else NOT_SUPPORTED)
+    )
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    errorbar(axes[0], rates, [norm_summary[f"rate={r}"] for r in rates], "dropout")
+    axes[0].set(xlabel="drop rate", ylabel="||W|| (all kernels)", title="Norm vs drop rate")
+    errorbar(
+        axes[1],
+        [0.0, *l2s],
+        [norm_summary["rate=0.0"]] + [norm_summary[f"l2={v}"] for v in l2s],
+        "L2",
+    )
+    axes[1].set(
+        xscale="symlog",
+        xlabel="L2 strength",
+        ylabel="||W||",
+        title="Norm vs L2",
+    )
+    axes[1].set_xscale("symlog", linthresh=1e-4)
+    k0 = str(keeps[0])
+    d = np.arange(len(lin[k0]["w_ridge"]))
+    axes[2].plot(d, lin[k0]["w_ols"], "ks-", label="least squares")
+    axes[2].plot(d, lin[k0]["w_ridge"], "bo-", label=f"ridge (closed form, keep {k0})")
+    axes[2].plot(d, np.mean(lin[k0]["w_sgd"], 0), "r^--", label="SGD with input dropout")
+    axes[2].set(
+        xlabel="coefficient (diabetes feature)",
+        ylabel="w",
+        title="Linear regression with input dropout",
+    )
+    for ax in axes:
+        ax.legend(fontsize=8)
+    ctx.savefig(fig, "shrinkage.png")
+    return {
+        "claim": CLAIM,
+        "width": width,
+        "norms": norm_summary,
+        "norm_rate0_minus_rate05": shrink,
+        "linear": lin_summary,
+        "verdict_norms": v_norm,
+        "verdict_ridge": v_lin,
+        "verdict": verdict,
+        "agree_threshold": AGREE,
+    }
+
+
+def section(r: dict) -> tuple[str, str]:
+    rows = [[k, ci_str(v, 2)] for k, v in r["norms"].items()]
+    lin = [
+        [k, ci_str(v["rel_to_ridge"], 4), f"{v['rel_ols_to_ridge']:.3f}"]
+        for k, v in r["linear"].items()
+    ]
+    md = f"""Digits MLPs (64-{r["width"]}-{r["width"]}-10, Adam): total kernel norm at the end
+of training, for drop rates (no L2) and L2 strengths (no dropout). Linear regression: SGD
+(cosine-decayed, full batch, fresh input masks per example and step) against the closed-form
+ridge solution with the data-dependent penalty (Srivastava et al. 2014, section 9.1; Wager
+et al. 2013: L2 after scaling by the inverse diagonal Fisher information).
+
+![shrinkage](shrinkage/shrinkage.png)
+
+{table(["configuration", "||W|| mean [95% CI]"], rows)}
+
+{table(["keep p", "||w_SGD - w_ridge|| / ||w_ridge||", "||w_OLS - w_ridge|| / ||w_ridge||"], lin)}
+
+- Norms (rule: ||W|| at rate 0 minus at rate 0.5, CI above 0): **{r["verdict_norms"]}**
+  (difference {ci_str(r["norm_rate0_minus_rate05"], 2)}).
+- Ridge (rule: the CI of the relative distance to the ridge solution lies below
+  {r["agree_threshold"]}, while least squares lies farther): **{r["verdict_ridge"]}**.
+- Overall: **{r["verdict"]}**.
+"""
+    return md, r["verdict"]
+
+
+if __name__ == "__main__":
+    from . import main_for
+
+    main_for(NAME)
