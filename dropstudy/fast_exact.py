@@ -28,6 +28,7 @@ from .models import MLP
 from .predict import Average, _average
 
 MAX_INNER_UNITS = 12  # 4096 inner subnetworks per matrix product
+MIN_BLOCK = 1024  # subnetworks per scan step, at least
 SAFE_SPREAD = 80.0  # exp(-80) ~ 2e-35 stays a normal float32
 
 
@@ -121,12 +122,16 @@ def _spread(base, t):
 def _max_spread(model, spec, outer, inner, params, x):
     hidden, split = _setup(model, spec, inner, params, x)
 
-    def body(mx, i):
-        flat, _ = M.enumerate_units(spec, outer, i[None], x.dtype)
-        return jnp.maximum(mx, _spread(*split(hidden(flat[0])))[1]), None
+    total = 2 ** len(outer)
+    chunk = min(total, 256)
+
+    def body(mx, c):
+        flat, _ = M.enumerate_units(spec, outer, c * chunk + jnp.arange(chunk), x.dtype)
+        spread = jax.vmap(lambda f: _spread(*split(hidden(f)))[1])(flat)
+        return jnp.maximum(mx, jnp.max(spread)), None  # padded indices repeat real masks
 
     init = jnp.asarray(-jnp.inf, x.dtype)
-    return jax.lax.scan(body, init, jnp.arange(2 ** len(outer)))[0]
+    return jax.lax.scan(body, init, jnp.arange(-(-total // chunk)))[0]
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "shifted"))
@@ -142,6 +147,10 @@ def _exact_mlp(model, spec, task, outer, inner, shifted, params, x):
     n_in = m_in.shape[0]
     m_aug = jnp.concatenate([m_in, jnp.ones((n_in, 1), dtype)], axis=1)  # (Mi, D + 1)
     mean_m_in = p_in @ m_in  # (D,) = E[m] over the inner units
+    total_outer = 2 ** len(outer)
+    # Few inner masks (a narrow last layer): take several outer masks per step so each
+    # step's products stay large and the loop runs few iterations.
+    outer_chunk = min(total_outer, max(1, MIN_BLOCK // n_in))
 
     def one_outer(a):
         """Sums over every inner mask for one outer mask's activation ``a (B, H)``."""
@@ -163,11 +172,13 @@ def _exact_mlp(model, spec, task, outer, inner, shifted, params, x):
         geo = jnp.einsum("d,dcb->cb", mean_m_in, t) + base - lse
         return arith, geo.reshape(-1)
 
-    def body(sums, i):
-        flat_o, p_o = M.enumerate_units(spec, outer, i[None], dtype)
-        s1, s2 = one_outer(hidden(flat_o[0]))
-        return (sums[0] + p_o[0] * s1, sums[1] + p_o[0] * s2), None
+    def body(sums, c):
+        idx = c * outer_chunk + jnp.arange(outer_chunk)
+        flat_o, p_o = M.enumerate_units(spec, outer, idx, dtype)
+        p_o = jnp.where(idx < total_outer, p_o, 0.0)  # padding past the end weighs 0
+        s1, s2 = jax.vmap(lambda f: one_outer(hidden(f)))(flat_o)
+        return (sums[0] + p_o @ s1, sums[1] + p_o @ s2), None
 
     z0 = jnp.zeros((n_out * batch,), dtype)
-    (s1, s2), _ = jax.lax.scan(body, (z0, z0), jnp.arange(2 ** len(outer)))
+    (s1, s2), _ = jax.lax.scan(body, (z0, z0), jnp.arange(-(-total_outer // outer_chunk)))
     return s1.reshape(n_out, batch).T, s2.reshape(n_out, batch).T

@@ -1,0 +1,84 @@
+"""Interrupted runs lose nothing finished, resume to the same results, and runs are
+deterministic to the byte."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+CMD = [sys.executable, "-m", "dropstudy.cli", "run", "scaling", "--quick", "--no-progress"]
+
+
+def run(out):
+    r = subprocess.run([*CMD, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return (out / "scaling" / "results.json").read_bytes()
+
+
+def interrupt_after_first_cell(out, sig):
+    p = subprocess.Popen(
+        [*CMD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    cells = out / "scaling" / "cells"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if cells.is_dir() and any(cells.glob("*.json")):
+            break
+        time.sleep(0.05)
+    assert p.poll() is None, "the run finished before it could be interrupted"
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    else:
+        assert p.returncode == -signal.SIGKILL
+    done = sorted(cells.glob("*.json"))
+    assert done, "no finished cell was kept"
+    for f in done:  # nothing truncated: every kept cell parses and has its result
+        assert "result" in json.loads(f.read_text())
+    assert not (out / "scaling" / "results.json").exists()
+    return [f.name for f in done]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run(tmp_path_factory.mktemp("ref"))
+
+
+def test_same_seed_same_bytes(reference, tmp_path):
+    assert run(tmp_path) == reference
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_run_resumes_to_same_results(reference, tmp_path, sig):
+    kept = interrupt_after_first_cell(tmp_path, sig)
+    r = subprocess.run([*CMD, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"{len(kept)} reused" in r.stdout
+    assert (tmp_path / "scaling" / "results.json").read_bytes() == reference
+
+
+def test_changed_config_is_not_reused(tmp_path):
+    from dropstudy.cells import CellStore
+
+    store = CellStore(tmp_path)
+    calls = []
+    f = lambda v: (calls.append(v), {"v": v})[1]  # noqa: E731
+    assert store.get("c", {"a": 1}, lambda: f(1)) == {"v": 1}
+    assert store.get("c", {"a": 1}, lambda: f(2)) == {"v": 1}  # reused
+    assert store.get("c", {"a": 2}, lambda: f(3)) == {"v": 3}  # config changed: recomputed
+    store.path("c").write_text('{"format": 1, "config_hash": ')  # a torn file
+    assert store.get("c", {"a": 2}, lambda: f(4)) == {"v": 4}
+    assert calls == [1, 3, 4]
+
+
+def test_no_nan_reaches_a_results_file(tmp_path):
+    from dropstudy.results import write_json
+    from dropstudy.validate import DropstudyError
+
+    with pytest.raises(DropstudyError, match=r"non-finite value nan at \.a\[1\]"):
+        write_json(tmp_path / "r.json", {"a": [1.0, float("nan")]})
+    assert not (tmp_path / "r.json").exists()
