@@ -96,14 +96,16 @@ def _widest(model: nn.Module, spec: M.MaskSpec, n_out: int) -> int:
     return max([n_out, *spec.sizes])
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "task", "source", "total", "chunk"))
-def _stream(model, spec, task, source, total, chunk, params, x, key):
-    """Weighted sums over ``total`` subnetworks, ``chunk`` at a time.
+def partial_sums(model, spec, task, source, total, chunk, n_dev, params, x, key, dev):
+    """Weighted sums over this device's share of ``total`` subnetworks, ``chunk`` at a time.
 
     ``source="mc"``: mask ``i`` drawn from ``fold_in(key, i)``, weight ``1/total``.
     ``source="exact"``: mask ``i`` is the binary expansion of ``i``, weight its probability.
+    Device ``dev`` of ``n_dev`` takes chunks ``dev, dev + n_dev, ...``; summing the devices'
+    results (``psum``) gives the full reduction. Returns ``(s1, s2)``, each ``(B, n_out)``.
     """
     dtype = x.dtype
+    n_chunks = math.ceil(total / chunk)
 
     def masks_for(idx):
         if source == "mc":
@@ -113,8 +115,8 @@ def _stream(model, spec, task, source, total, chunk, params, x, key):
             m, w = M.enumerate_masks(spec, idx, dtype, max_units=31)
         return m, jnp.where(idx < total, w, 0.0)  # padding past `total` has weight 0
 
-    def body(sums, c):
-        idx = c * chunk + jnp.arange(chunk)
+    def body(sums, j):
+        idx = (j * n_dev + dev) * chunk + jnp.arange(chunk)
         m, w = masks_for(idx)
         out = jax.vmap(lambda mk: M.apply(model, params, x, mk))(m)  # (chunk, B, n_out)
         if task == "classification":
@@ -130,8 +132,14 @@ def _stream(model, spec, task, source, total, chunk, params, x, key):
         lambda: M.apply(model, params, x, M.expected_masks(spec, dtype))
     ).shape
     z = jnp.zeros(out_shape, dtype)
-    (s1, s2), _ = jax.lax.scan(body, (z, z), jnp.arange(math.ceil(total / chunk)))
+    (s1, s2), _ = jax.lax.scan(body, (z, z), jnp.arange(math.ceil(n_chunks / n_dev)))
     return s1, s2
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "task", "source", "total", "chunk"))
+def _stream(model, spec, task, source, total, chunk, params, x, key):
+    """The whole reduction on one device."""
+    return partial_sums(model, spec, task, source, total, chunk, 1, params, x, key, 0)
 
 
 def _average(task: str, count: int, s1, s2) -> Average:

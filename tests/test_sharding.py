@@ -1,0 +1,52 @@
+"""Sharded seeds and subnetworks equal single-device results (8 simulated CPU devices, in a
+subprocess so the rest of the suite keeps its single device)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    assert len(jax.devices()) == 8, jax.devices()
+    from dropstudy import masks as M, predict as P, sharding as S
+    from dropstudy.data import digits
+    from dropstudy.models import MLP
+    from dropstudy.train import TrainConfig, seed_keys, train_seeds
+
+    d = digits()
+    mesh = S.mesh()
+    model = MLP(hidden=(6, 5), rate=0.5)
+    cfg = TrainConfig(steps=40, batch_size=64, lr=3e-3)
+    keys = seed_keys(range(5))  # not a multiple of 8: padded
+    p1, h1 = train_seeds(model, keys, d.x_train, d.y_train, cfg)
+    p8, h8 = S.train_seeds_sharded(model, keys, d.x_train, d.y_train, cfg, mesh)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert h8.loss.shape == (5, 40)
+
+    p = jax.tree.map(lambda a: a[0], p1)
+    x = d.x_test[:50]
+    ex = P.exact(model, p, x, method="generic", chunk=64)
+    ex8 = S.average_sharded(model, p, x, mesh, source="exact", chunk=64)
+    np.testing.assert_allclose(ex8.arithmetic, ex.arithmetic, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ex8.log_geometric, ex.log_geometric, rtol=1e-5, atol=1e-5)
+    key = jax.random.key(3)
+    mc = P.mc(model, p, x, key, 300, chunk=16)
+    mc8 = S.average_sharded(model, p, x, mesh, source="mc", k=300, key=key, chunk=16)
+    np.testing.assert_allclose(mc8.arithmetic, mc.arithmetic, rtol=1e-5, atol=1e-6)
+    print("SHARDED OK")
+""")
+
+
+def test_sharded_equals_single_device():
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "SHARDED OK" in r.stdout
