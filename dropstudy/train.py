@@ -311,7 +311,11 @@ def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainCon
         return
     row = int(np.argmax(bad.any(axis=1)))
     step = int(np.argmax(bad[row]))
-    conf = json.dumps({"model": repr(model), "train": cfg.to_dict()}, default=str)
+    from .checkpoint import model_to_dict
+    from .models import MLP
+
+    desc = model_to_dict(model) if isinstance(model, MLP) else " ".join(repr(model).split())
+    conf = json.dumps({"model": desc, "train": cfg.to_dict()}, default=str)
     raise DivergenceError(
         f"training diverged: loss became {loss[row, step]} at step {step} for seed "
         f"{seeds[row]} ({int(bad.any(axis=1).sum())} of {len(seeds)} runs diverged); "

@@ -1,0 +1,416 @@
+"""dropstudy benchmarks: one table of figures and ratios, measured in one run.
+
+    python benchmarks/run.py [--quick] [--write benchmarks/RESULTS.md]
+
+Every timing is the median of several runs after a warm-up (unless marked cold), and every
+ratio compares against an alternative measured in the same run: a straightforward chunked
+vmap, the same experiment in PyTorch (needs the ``bench`` extra; skipped when absent), and
+the machine's measured XLA matmul and exp rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dropstudy import masks as M
+from dropstudy import predict as P
+from dropstudy.data import digits, tutorial_regression
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig, seed_keys, train, train_seeds
+
+ROWS: list[tuple[str, str, str, str]] = []  # (benchmark, figure, alternative, ratio/target)
+
+
+def block(x):
+    return jax.block_until_ready(x)
+
+
+def median_time(f, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        block(f())
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        block(f())
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_peak(repeats: int) -> float:
+    """Measured float32 XLA matmul rate (GFLOP/s), the best of a few square sizes."""
+    best = 0.0
+    for n in (1024, 2048):
+        a = jax.random.normal(jax.random.key(0), (n, n))
+        b = jax.random.normal(jax.random.key(1), (n, n))
+        f = jax.jit(lambda a, b: a @ b)
+        t = median_time(lambda f=f, a=a, b=b: f(a, b), repeats)
+        best = max(best, 2 * n**3 / t / 1e9)
+    return best
+
+
+def exp_rate(repeats: int) -> float:
+    """Measured exp-and-sum rate over a major axis (G elements/s)."""
+    z = jax.random.normal(jax.random.key(2), (64, 2**20))
+    f = jax.jit(lambda z: jnp.sum(jnp.exp(z), axis=0))
+    return z.size / median_time(lambda: f(z), repeats) / 1e9
+
+
+def bench_exact(ds, peak, erate, repeats, quick):
+    model = MLP(hidden=(10, 10), rate=0.5)
+    x = jnp.asarray(ds.x_test)
+    params, spec = M.init(model, jax.random.key(0), x)
+    fast = median_time(lambda: P.exact(model, params, x).arithmetic, repeats)
+    naive = median_time(
+        lambda: P.exact(model, params, x, method="generic").arithmetic, 1, warmup=0 if quick else 1
+    )
+    n_sub = 2**spec.n_droppable
+    b, c, d = x.shape[0], 10, 10
+    t_mm = n_sub * b * c * d * 2 / (peak * 1e9)
+    t_exp = n_sub * b * c / (erate * 1e9)
+    ROWS.append(
+        (
+            "exact 2^20 (2x10 ReLU, digits test)",
+            f"{fast:.2f} s",
+            f"chunked vmap {naive:.1f} s",
+            f"{naive / fast:.1f}x faster (target <= 3 s)",
+        )
+    )
+    ROWS.append(
+        (
+            "  lower bound: last-layer products + exps",
+            f"{t_mm + t_exp:.2f} s",
+            f"matmul {t_mm:.2f} s + exp {t_exp:.2f} s",
+            f"{fast / (t_mm + t_exp):.1f}x above",
+        )
+    )
+    return {"fast": fast, "naive": naive, "bound": t_mm + t_exp}
+
+
+def bench_mc(ds, peak, repeats, k=1000):
+    model = MLP(hidden=(512, 512), rate=0.5)
+    x = jnp.asarray(ds.x_test)
+    params, _ = M.init(model, jax.random.key(0), x)
+    t = median_time(lambda: P.mc(model, params, x, jax.random.key(1), k).arithmetic, repeats)
+    flops = k * x.shape[0] * 2 * (64 * 512 + 512 * 512 + 512 * 10)
+    rate = flops / t / 1e9
+    ROWS.append(
+        (
+            f"MC K={k} (64-512-512-10)",
+            f"{t:.2f} s, {rate:.0f} GFLOP/s",
+            f"matmul peak {peak:.0f} GFLOP/s",
+            f"{100 * rate / peak:.0f}% of peak (target 60%)",
+        )
+    )
+    torch_t = torch_mc(ds, params, k)
+    if torch_t is not None:
+        ROWS.append(
+            (
+                f"  vs PyTorch loop of {k} train-mode passes",
+                f"{t:.2f} s",
+                f"PyTorch {torch_t:.2f} s",
+                f"{torch_t / t:.1f}x (target 10x)",
+            )
+        )
+    return {"time": t, "gflops": rate, "torch": torch_t}
+
+
+def _torch():
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        return torch
+    except ImportError:
+        return None
+
+
+def torch_mc(ds, params, k):
+    """The MC-dropout libraries' way: a Python loop of K forward passes in training mode."""
+    torch = _torch()
+    if torch is None:
+        print("PyTorch not installed (pip install -e '.[bench]'): skipping PyTorch baselines")
+        return None
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Linear(64, 512),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(512, 512),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(512, 10),
+    )
+    with torch.no_grad():
+        for layer, name in zip((net[0], net[3], net[6]), ("dense_0", "dense_1", "out")):
+            layer.weight.copy_(torch.tensor(np.asarray(params[name]["kernel"]).T))
+            layer.bias.copy_(torch.tensor(np.asarray(params[name]["bias"])))
+    x = torch.tensor(ds.x_test)
+    net.train()
+
+    def run():
+        with torch.no_grad():
+            acc = torch.zeros(x.shape[0], 10)
+            for _ in range(k):
+                acc += torch.softmax(net(x), -1)
+        return acc / k
+
+    run()
+    ts = []
+    for _ in range(2):
+        t = time.perf_counter()
+        run()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def tutorial_flops(n_seeds: int, steps: int) -> float:
+    """Forward + backward (3x forward) matmul flops of the tutorial sweep, both nets."""
+    per_example = 1 * 200 + 200 * 200 * 2 + 200 * 1
+    return 2 * n_seeds * steps * 3 * 2 * 10 * per_example
+
+
+def bench_tutorial(peak, n_seeds, steps, quick):
+    cfg = TrainConfig(
+        steps=steps, batch_size=0, optimizer="sgd", lr=0.01, momentum=0.9, task="regression"
+    )
+    seeds = list(range(n_seeds))
+    sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in seeds]
+    xs = np.stack([d.x_train for d in sets])
+    ys = np.stack([d.y_train for d in sets])
+    nets = [MLP(hidden=(200, 200, 200), n_out=1, rate=r, weight_init="torch") for r in (0.0, 0.5)]
+
+    def sweep():
+        return [
+            train_seeds(
+                m, seed_keys(seeds), xs, ys, cfg, per_seed_data=True, allow_divergence=True
+            )[0]
+            for m in nets
+        ]
+
+    t0 = time.perf_counter()
+    block(sweep())
+    cold = time.perf_counter() - t0
+    warm = median_time(sweep, 1 if quick else 2, warmup=0)
+    d0 = sets[0]
+
+    def single():
+        return train(nets[0], jax.random.key(0), d0.x_train, d0.y_train, cfg)[0]
+
+    t0 = time.perf_counter()
+    block(single())
+    single_cold = time.perf_counter() - t0
+    single_warm = median_time(single, 3, warmup=0)
+    flops = tutorial_flops(n_seeds, steps)
+    rate = flops / warm / 1e9
+    torch_sweep, torch_single = torch_tutorial(sets, steps)
+    alt = f"PyTorch {torch_sweep:.1f} s" if torch_sweep else "PyTorch not installed"
+    ratio = f"{torch_sweep / cold:.1f}x (target 10x)" if torch_sweep else "-"
+    ROWS.append(
+        (
+            f"tutorial sweep {n_seeds} seeds x 2 nets x {steps} steps, compile incl.",
+            f"{cold:.2f} s",
+            alt,
+            ratio,
+        )
+    )
+    ROWS.append(
+        ("  same, warm", f"{warm:.2f} s", alt, f"{torch_sweep / warm:.1f}x" if torch_sweep else "-")
+    )
+    if torch_single:
+        ROWS.append(
+            (
+                "  one seed, one net: cold / warm",
+                f"{single_cold:.2f} / {single_warm:.2f} s",
+                f"PyTorch {torch_single:.2f} s",
+                f"{torch_single / single_warm:.1f}x warm",
+            )
+        )
+    ROWS.append(
+        (
+            "training throughput of the sweep (warm)",
+            f"{rate:.1f} GFLOP/s",
+            f"matmul peak {peak:.0f} GFLOP/s",
+            f"{100 * rate / peak:.0f}% of peak (target 30%)",
+        )
+    )
+    return {"cold": cold, "warm": warm, "gflops": rate, "torch": torch_sweep}
+
+
+def torch_tutorial(sets, steps):
+    """The tutorial's loop: nn.Dropout modules, a Python loop of optimiser steps, one seed
+    after another, both nets."""
+    torch = _torch()
+    if torch is None:
+        return None, None
+    nn = torch.nn
+
+    def mlp(p):
+        layers = []
+        for a, b in ((1, 200), (200, 200), (200, 200)):
+            layers += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(p)]
+        return nn.Sequential(*layers, nn.Linear(200, 1))
+
+    def one_seed(s, d):
+        torch.manual_seed(s)
+        x, y = torch.tensor(d.x_train), torch.tensor(d.y_train)
+        for p in (0.0, 0.5):
+            net = mlp(p)
+            opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            loss_fn = nn.MSELoss()
+            net.train()
+            for _ in range(steps):
+                opt.zero_grad()
+                loss = loss_fn(net(x), y)
+                loss.backward()
+                opt.step()
+
+    t0 = time.perf_counter()
+    one_seed(0, sets[0])
+    single = (time.perf_counter() - t0) / 2
+    t0 = time.perf_counter()
+    for s, d in enumerate(sets):
+        one_seed(s, d)
+    return time.perf_counter() - t0, single
+
+
+def bench_growth(ds, repeats, out: Path | None):
+    x = jnp.asarray(ds.x_test)
+    model = MLP(hidden=(128, 128), rate=0.5)
+    params, _ = M.init(model, jax.random.key(0), x)
+    ks = [125, 250, 500, 1000, 2000]
+    t_mc = [
+        median_time(lambda k=k: P.mc(model, params, x, jax.random.key(1), k).arithmetic, repeats)
+        for k in ks
+    ]
+    ns = [12, 14, 16, 18, 20]
+    t_ex = []
+    for n in ns:
+        m = MLP(hidden=(n // 2, n // 2), rate=0.5)
+        p, _ = M.init(m, jax.random.key(0), x)
+        t_ex.append(median_time(lambda m=m, p=p: P.exact(m, p, x).arithmetic, repeats))
+    slope_mc = float(np.polyfit(np.log(ks), np.log(t_mc), 1)[0])
+    slope_ex = float(np.polyfit(np.array(ns) * np.log(2), np.log(t_ex), 1)[0])
+    ROWS.append(
+        (
+            "growth: MC time ~ K^s (64-128-128-10)",
+            f"s = {slope_mc:.2f}",
+            "linear in K: s = 1",
+            f"K = {ks[0]}..{ks[-1]}",
+        )
+    )
+    ROWS.append(
+        (
+            "growth: exact time ~ (2^n)^s",
+            f"s = {slope_ex:.2f}",
+            "linear in 2^n: s = 1",
+            f"n = {ns[0]}..{ns[-1]}",
+        )
+    )
+    if out is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        axes[0].loglog(ks, t_mc, "o-", label=f"measured, slope {slope_mc:.2f}")
+        axes[0].set(xlabel="K subnetworks", ylabel="seconds", title="Monte-Carlo")
+        axes[1].semilogy(ns, t_ex, "o-", label=f"measured, slope {slope_ex:.2f} in 2^n")
+        axes[1].set(
+            xlabel="n droppable units (2^n subnetworks)",
+            ylabel="seconds",
+            title="Exact (factorised)",
+        )
+        for ax in axes:
+            ax.legend()
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out, dpi=80, metadata={"Software": None})
+    return {"ks": ks, "t_mc": t_mc, "ns": ns, "t_exact": t_ex}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, 4 seeds, 200 steps")
+    ap.add_argument("--write", type=Path, help="also write the table as Markdown here")
+    ap.add_argument("--only", default="", help="comma list: exact,mc,tutorial,growth")
+    args = ap.parse_args(argv)
+    repeats = 1 if args.quick else 3
+    only = set(filter(None, args.only.split(",")))
+    want = lambda s: not only or s in only  # noqa: E731
+    dev = jax.devices()[0]
+    machine = f"{cpu_name()}, {len(jax.devices())} {dev.platform} device(s), {dev.device_kind}"
+    header = (
+        f"machine: {machine}; JAX {jax.__version__}, backend {jax.default_backend()}; "
+        f"{os.cpu_count()} CPU cores"
+    )
+    print(header)
+    ds = digits()
+    peak = matmul_peak(repeats)
+    erate = exp_rate(repeats)
+    ROWS.append(("XLA float32 matmul peak (measured)", f"{peak:.0f} GFLOP/s", "-", "-"))
+    ROWS.append(("XLA exp-and-sum rate (measured)", f"{erate:.2f} G elem/s", "-", "-"))
+    if want("exact"):
+        bench_exact(ds, peak, erate, repeats, args.quick)
+    if want("mc"):
+        bench_mc(ds, peak, repeats)
+    if want("tutorial"):
+        bench_tutorial(peak, 4 if args.quick else 32, 200 if args.quick else 2000, args.quick)
+    growth_png = args.write.parent / "growth.png" if args.write else None
+    if want("growth"):
+        bench_growth(ds, repeats, growth_png)
+    widths = [
+        max(len(r[i]) for r in [*ROWS, ("benchmark", "figure", "alternative", "ratio")])
+        for i in range(4)
+    ]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    print(line(("benchmark", "figure", "alternative", "ratio")))
+    for r in ROWS:
+        print(line(r))
+    if args.write:
+        md = [
+            "| benchmark | figure | alternative (same run) | ratio / target |",
+            "|---|---|---|---|",
+        ]
+        md += [f"| {' | '.join(r)} |" for r in ROWS]
+        cmd = (
+            "python benchmarks/run.py"
+            + (" --quick" if args.quick else "")
+            + (f" --only {args.only}" if args.only else "")
+        )
+        text = (
+            f"## {machine}\n\n{header}. Command: `{cmd}` (`make bench`).\n\n" + "\n".join(md) + "\n"
+        )
+        if growth_png is not None and growth_png.exists():
+            text += f"\n![growth]({growth_png.name})\n"
+        args.write.write_text(text)
+        print(f"wrote {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
