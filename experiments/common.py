@@ -125,6 +125,10 @@ def table(header: list[str], rows: Iterable[list[str]]) -> str:
 
 
 def ci_str(c: dict, digits: int = 3) -> str:
+    """``mean [lo, hi]``; scientific notation for values too small for ``digits`` places."""
+    big = max(abs(c["mean"]), abs(c["lo"]), abs(c["hi"]))
+    if 0 < big < 10 ** (1 - digits):
+        return f"{c['mean']:.2e} [{c['lo']:.2e}, {c['hi']:.2e}]"
     return fmt(c, digits)
 
 

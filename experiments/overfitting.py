@@ -397,7 +397,7 @@ def section(r: dict) -> tuple[str, str]:
                 ci_str(v["test_acc_gain"]),
                 ci_str(v["test_nll_gain"]),
             ]
-            for k, v in r["digits_sizes"].items()
+            for k, v in sorted(r["digits_sizes"].items(), key=lambda kv: int(kv[0]))
         ],
     )
     md = f"""Tutorial setting over {t["seeds"]} seeds (each seed: new noise, one initialisation
