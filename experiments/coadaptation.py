@@ -8,7 +8,7 @@ forward pass with a mask: removing a unit is a zero in the expected mask.
 * pairwise interaction D_ij = L(-i,-j) - L(-i) - L(-j) + L for every pair of units of the
   last hidden layer (one batch of masks, vmapped), its distribution and mean |D|;
 * correlation of hidden activations; sparsity (mean activation, fraction of zeros);
-* first-layer weights drawn as 8 x 8 images.
+* first-layer weights drawn as images (8 x 8 for digits).
 """
 
 from __future__ import annotations
@@ -207,7 +207,8 @@ def _figures(ctx, res, summary) -> None:
     for row, (r, label) in enumerate(((0.0, "plain"), (0.5, "dropout"))):
         for j, w in enumerate(res[r][0]["first_layer"]):
             ax = axes[row, j]
-            ax.imshow(np.reshape(w, (8, 8)), cmap="RdBu_r")
+            side = round(np.sqrt(len(w)))  # 8 x 8 digits, 28 x 28 MNIST
+            ax.imshow(np.reshape(w, (side, side)), cmap="RdBu_r")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)

@@ -211,8 +211,16 @@ standard trains W/p and multiplies by p at test time).
 
 {table(["configuration", "norm of all kernels, mean [95% CI]"], rows)}
 
-{table(["keep p", "SGD-with-dropout distance to ridge (relative)",
-        "least-squares distance to ridge (relative)"], lin)}
+{
+        table(
+            [
+                "keep p",
+                "SGD-with-dropout distance to ridge (relative)",
+                "least-squares distance to ridge (relative)",
+            ],
+            lin,
+        )
+    }
 
 - Norms (rule: the kernel norm at rate 0 minus at rate 0.5, CI above 0): **{r["verdict_norms"]}**
   (difference {ci_str(r["norm_rate0_minus_rate05"], 2)}).
