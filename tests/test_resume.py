@@ -20,8 +20,14 @@ def run(out):
 
 
 def interrupt_after_first_cell(out, sig):
+    # The child gets the default SIGINT disposition whatever the test runner inherited
+    # (an ignored SIGINT survives exec, and Python then installs no KeyboardInterrupt).
     p = subprocess.Popen(
-        [*CMD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*CMD, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     cells = out / "shrinkage" / "cells"
     deadline = time.time() + 300
