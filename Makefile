@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,tensorboard]'
 	touch $(STAMP)
 
-## The whole study at default scale (about 20 minutes on 2 cores), then REPORT.md.
+## The whole study at default scale (about 13 minutes on 2 cores), then REPORT.md.
 study: $(STAMP)
 	$(PY) -m dropstudy.cli run all --out $(RESULTS)
 	$(PY) -m dropstudy.cli report --results $(RESULTS) --out REPORT.md

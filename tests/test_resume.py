@@ -20,14 +20,16 @@ def run(out):
 
 
 def interrupt_after_first_cell(out, sig):
-    # The child gets the default SIGINT disposition whatever the test runner inherited
-    # (an ignored SIGINT survives exec, and Python then installs no KeyboardInterrupt).
+    # The child installs Python's SIGINT handler itself: an ignored SIGINT (as a background
+    # job inherits it) survives exec, and Python then raises no KeyboardInterrupt.
+    args = [*CMD[3:], "--out", str(out)]
+    boot = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"sys.argv = ['dropstudy', *{args!r}]; "
+        "runpy.run_module('dropstudy.cli', run_name='__main__')"
+    )
     p = subprocess.Popen(
-        [*CMD, "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        [sys.executable, "-c", boot], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     cells = out / "shrinkage" / "cells"
     deadline = time.time() + 300
