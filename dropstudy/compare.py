@@ -7,7 +7,7 @@ returns a JSON-ready dict; :func:`format_table` prints it.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import jax
 import numpy as np
@@ -38,10 +38,9 @@ class CompareConfig:
     exact: bool = True
     max_units: int = M.MAX_EXACT_UNITS
     dataset: str = "digits"
-    extra: dict = field(default_factory=dict)
 
-    def model(self, n_in: int, n_out: int) -> MLP:
-        del n_in
+    def model(self, n_out: int) -> MLP:
+        """The MLP to train, with ``n_out`` classes."""
         return MLP(
             hidden=tuple(self.hidden),
             n_out=n_out,
@@ -88,7 +87,7 @@ def compare(
         )
         train_info = {"checkpoint": str(checkpoint_dir), **ck.get("train", {})}
     else:
-        model = cfg.model(data.x_train.shape[1], data.n_classes)
+        model = cfg.model(data.n_classes)
     spec = M.mask_spec(model, data.x_test)
     do_exact = cfg.exact
     if do_exact:  # refuse before spending time on training
