@@ -92,8 +92,15 @@ def default_chunk(x: jax.Array, width: int, total: int) -> int:
     return int(max(1, min(total, CHUNK_ELEMENTS // per)))
 
 
-def _widest(model: nn.Module, spec: M.MaskSpec, n_out: int) -> int:
-    return max([n_out, *spec.sizes])
+def resolve_chunk(
+    model: nn.Module, params: Any, x: jax.Array, spec: M.MaskSpec, total: int, chunk: int | None
+) -> int:
+    """Subnetworks per scan step: ``chunk`` if given (validated), else :func:`default_chunk`
+    for the widest layer; never more than ``total``."""
+    if chunk is None:
+        n_out = _out_width(model, params, x, spec)
+        chunk = default_chunk(x, max([n_out, *spec.sizes]), total)
+    return min(check_positive_int("chunk", chunk), total)
 
 
 def partial_sums(model, spec, task, source, total, chunk, n_dev, params, x, key, dev):
@@ -166,9 +173,7 @@ def mc(
     x = _check_inputs(model, x, task)
     k = check_positive_int("k (number of Monte-Carlo samples)", k)
     spec = M.mask_spec(model, x)
-    n_out = _out_width(model, params, x, spec)
-    chunk = chunk or default_chunk(x, _widest(model, spec, n_out), k)
-    chunk = min(check_positive_int("chunk", chunk), k)
+    chunk = resolve_chunk(model, params, x, spec, k, chunk)
     s1, s2 = _stream(model, spec, task, "mc", k, chunk, params, x, key)
     return _average(task, k, s1, s2)
 
@@ -210,9 +215,7 @@ def exact(
             "units; use method='generic'"
         )
     total = 2**n
-    n_out = _out_width(model, params, x, spec)
-    chunk = chunk or default_chunk(x, _widest(model, spec, n_out), total)
-    chunk = min(check_positive_int("chunk", chunk), total)
+    chunk = resolve_chunk(model, params, x, spec, total, chunk)
     s1, s2 = _stream(model, spec, task, "exact", total, chunk, params, x, jax.random.key(0))
     return _average(task, total, s1, s2)
 
@@ -243,8 +246,7 @@ def mc_curve(
     ks = sorted({check_positive_int("K", int(k)) for k in ks})
     kmax = ks[-1]
     spec = M.mask_spec(model, x)
-    n_out = _out_width(model, params, x, spec)
-    chunk = min(chunk or default_chunk(x, _widest(model, spec, n_out), kmax), kmax)
+    chunk = resolve_chunk(model, params, x, spec, kmax, chunk)
     logp = _mc_logp(model, spec, kmax, chunk, params, x, key)
     arith = jnp.cumsum(jnp.exp(logp), axis=0)
     geo = jnp.cumsum(logp, axis=0)

@@ -86,8 +86,7 @@ def average_sharded(
         key = jax.random.key(0)
     else:
         raise DropstudyError(f"unknown source {source!r}; choose mc or exact")
-    n_out = PR._out_width(model, params, x, spec)
-    chunk = min(chunk or PR.default_chunk(x, PR._widest(model, spec, n_out), total), total)
+    chunk = PR.resolve_chunk(model, params, x, spec, total, chunk)
     n_dev = mesh.shape[axis]
 
     def local(params, x, key):
