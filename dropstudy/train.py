@@ -323,6 +323,12 @@ def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainCon
     )
 
 
+def take(tree: Any, *index) -> Any:
+    """One run out of stacked results: ``take(params, i)`` is seed ``i`` of ``train_seeds``'s
+    parameters; ``take(hist.params, i, k)`` its ``k``-th snapshot."""
+    return jax.tree.map(lambda a: a[index], tree)
+
+
 def seed_keys(seeds) -> jax.Array:
     """One key per integer seed: ``(S,)``."""
     return jax.vmap(jax.random.key)(jnp.asarray(list(seeds), dtype=jnp.uint32))

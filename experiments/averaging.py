@@ -16,7 +16,7 @@ from dropstudy import predict as P
 from dropstudy.metrics import accuracy, gaps, nll
 from dropstudy.models import MLP
 from dropstudy.stats import NOT_SUPPORTED, PARTLY, SUPPORTED, paired
-from dropstudy.train import TrainConfig, seed_keys, train_seeds
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import ci, ci_str, errorbar, plt, table
 
@@ -87,7 +87,7 @@ def _cell(ds, c: dict, seeds: list[int], steps: int, mc_keys: int) -> dict:
     x, y = ds.x_test, ds.y_test
     per_seed = []
     for i, s in enumerate(seeds):
-        p = jax.tree.map(lambda a, i=i: a[i], params)
+        p = take(params, i)
         ws = np.asarray(jax.nn.softmax(P.weight_scaling(model, p, x)))
         row = {"ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)}}
         if c.get("exact", True):

@@ -23,7 +23,7 @@ import optax
 from dropstudy import masks as M
 from dropstudy.models import MLP
 from dropstudy.stats import NOT_SUPPORTED, PARTLY, SUPPORTED, direction_verdict, paired
-from dropstudy.train import TrainConfig, seed_keys, train_seeds
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import ci, ci_str, errorbar, plt, table
 
@@ -117,7 +117,7 @@ def _cell(ds, rate: float, seeds: list[int], steps: int, width: int) -> list[dic
     spec = M.mask_spec(model, ds.x_train)
     out = []
     for i, s in enumerate(seeds):
-        p = jax.tree.map(lambda a, i=i: a[i], params)
+        p = take(params, i)
         out.append(_net_measures(model, spec, p, ds, jax.random.key(5000 + s)))
     return out
 

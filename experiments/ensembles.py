@@ -24,7 +24,7 @@ from dropstudy import predict as P
 from dropstudy.metrics import scores
 from dropstudy.models import MLP
 from dropstudy.stats import direction_verdict, paired
-from dropstudy.train import TrainConfig, seed_keys, train_seeds
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import ci, ci_str, errorbar, plt, table
 
@@ -63,7 +63,7 @@ def _cell(ds, method: str, seeds: list[int], steps: int, k: int, width: int) -> 
         model = plain if method == "plain" else drop
         params, _ = train_seeds(model, keys, ds.x_train, ds.y_train, cfg, seeds=seeds)
         for i, s in enumerate(seeds):
-            p = jax.tree.map(lambda a, i=i: a[i], params)
+            p = take(params, i)
             if method == "dropout_mc100":
                 probs = P.mc(model, p, x, jax.random.key(7000 + s), 100).arithmetic
             else:
@@ -85,7 +85,7 @@ def _cell(ds, method: str, seeds: list[int], steps: int, k: int, width: int) -> 
             seeds=seeds,
         )
         for i in range(len(seeds)):
-            p = jax.tree.map(lambda a, i=i: a[i], params)
+            p = take(params, i)
             avg = P.over_masks(drop, p, x, spec.unflatten(masks[i]))
             out.append(scores(avg.arithmetic, y))
         return out
@@ -116,7 +116,7 @@ def _cell(ds, method: str, seeds: list[int], steps: int, k: int, width: int) -> 
     for i in range(len(seeds)):
         probs = []
         for j in range(k):
-            p = jax.tree.map(lambda a, r=i * k + j: a[r], params)
+            p = take(params, i * k + j)
             m = spec.unflatten(masks[i * k + j, 0])
             probs.append(jax.nn.softmax(M.apply(model, p, x, m)))
         out.append(scores(jnp.mean(jnp.stack(probs), 0), y))

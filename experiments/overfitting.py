@@ -17,7 +17,7 @@ from dropstudy.data import tutorial_regression
 from dropstudy.metrics import accuracy, nll
 from dropstudy.models import MLP
 from dropstudy.stats import direction_verdict, paired
-from dropstudy.train import TrainConfig, diverged, seed_keys, train_seeds
+from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_seeds
 
 from .common import ci, ci_str, errorbar, plt, table
 
@@ -67,7 +67,7 @@ def _regression_cell(rate: float, seeds: list[int], steps: int, every: int) -> d
             for k in ("train_mse", "test_mse", "train_loss_dropout_mode"):
                 out[k].append(None)
             continue
-        p_i = jax.tree.map(lambda a, i=i: a[i], params)
+        p_i = take(params, i)
         mse = lambda x, y, p=p_i: float(np.mean((P.weight_scaling(model, p, x) - y) ** 2))  # noqa: E731
         out["train_mse"].append(mse(d.x_train, d.y_train))
         out["test_mse"].append(mse(d.x_test, d.y_test))
@@ -80,8 +80,8 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
     """One seed in detail: data, curves at every snapshot, weight and gradient histograms."""
     snaps = []
     for k in range(n_snap):
-        p0 = jax.tree.map(lambda a, k=k: a[i, k], hist.params)
-        g0 = jax.tree.map(lambda a, k=k: a[i, k], hist.grads)
+        p0 = take(hist.params, i, k)
+        g0 = take(hist.grads, i, k)
         layers = {}
         for layer in p0:
             for kind, tree in (("weight", p0), ("grad", g0)):
@@ -120,7 +120,7 @@ def _digits_cell(
     )
     out = {k: [] for k in ("train_acc", "test_acc", "train_nll", "test_nll")}
     for i in range(len(seeds)):
-        p_i = jax.tree.map(lambda a, i=i: a[i], params)
+        p_i = take(params, i)
         xtr = xs[i] if per_seed else xs
         ytr = ys[i] if per_seed else ys
         ptr = jax.nn.softmax(P.weight_scaling(model, p_i, xtr))

@@ -13,13 +13,12 @@ w = (X^T X + (1-p)/p diag(X^T X))^-1 X^T y for centred data.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from dropstudy.data import diabetes
 from dropstudy.models import MLP
 from dropstudy.stats import NOT_SUPPORTED, PARTLY, SUPPORTED, direction_verdict, paired
-from dropstudy.train import TrainConfig, seed_keys, train_seeds
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import ci, ci_str, errorbar, plt, table
 
@@ -40,7 +39,7 @@ def _norm_cell(ds, rate: float, l2: float, seeds, steps: int, width: int) -> lis
     params, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
     out = []
     for i in range(len(seeds)):
-        p = jax.tree.map(lambda a, i=i: a[i], params)
+        p = take(params, i)
         out.append(
             {
                 "norm": kernel_norm(p),
