@@ -185,24 +185,24 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
             return spec.unflatten(cycle_masks[step % cycle_masks.shape[0]].astype(x.dtype))
 
         def step_fn(carry, step):
-            params, state = carry
+            params, state, _ = carry
             xb, yb = batch(step)
             m = masks_at(step, xb.shape[0])
             loss, g = jax.value_and_grad(loss_fn, argnums=1)(
                 model, params, xb, yb, m, cfg.task, cfg.l2
             )
             upd, state = opt.update(g, state, params)
-            return (optax.apply_updates(params, upd), state), (loss, g)
+            # The latest gradient rides in the carry: stacking it per step would write
+            # (and page in) one parameter-sized buffer per step only to keep the last one.
+            return (optax.apply_updates(params, upd), state, g), loss
 
         def segment(carry, s):
-            carry, (loss, g) = jax.lax.scan(step_fn, carry, s * seg + jnp.arange(seg))
-            last_g = jax.tree.map(lambda a: a[-1], g)
-            return carry, (loss, carry[0], last_g)
+            carry, loss = jax.lax.scan(step_fn, carry, s * seg + jnp.arange(seg))
+            return carry, (loss, carry[0], carry[2])
 
-        (params, _), (loss, snaps, grads) = jax.lax.scan(
-            segment, (params, state), jnp.arange(cfg.steps // seg)
-        )
-        return params, History(loss.reshape(-1), snaps, grads)
+        carry = (params, state, jax.tree.map(jnp.zeros_like, params))
+        _, (loss, snaps, grads) = jax.lax.scan(segment, carry, jnp.arange(cfg.steps // seg))
+        return jax.tree.map(lambda a: a[-1], snaps), History(loss.reshape(-1), snaps, grads)
 
     return train_fn
 
