@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import rng
 from .models import MASKS
 from .validate import DropstudyError
 
@@ -146,9 +148,30 @@ def sample_masks(
     ``batch_shape=()`` gives one subnetwork for a whole batch (the ensemble view);
     ``(B,)`` one per example, as training draws them.
     """
-    keep = jnp.asarray(spec.keep, jnp.float32)
-    u = jax.random.uniform(key, (*batch_shape, spec.n_units))
-    return spec.unflatten((u < keep).astype(dtype))
+    keep = np.asarray(spec.keep, np.float32)
+    cols = np.asarray(spec.droppable, dtype=np.int64)
+    ones = partial(jnp.ones, dtype=dtype)
+    if cols.size == 0:  # nothing to drop: no random numbers needed (u < 1 always holds)
+        return spec.unflatten(ones((*batch_shape, spec.n_units)))
+    # The values jax.random.uniform(key, (*batch_shape, n_units)) puts at droppable units,
+    # hashed in one fused kernel; kept-for-sure units between them are ones.
+    u = rng.uniform(key, (*batch_shape, spec.n_units), cols)
+    drawn = (u < keep[cols]).astype(dtype)
+    parts, done, j = [], 0, 0
+    for start, stop in _runs(cols):
+        if start > done:
+            parts.append(ones((*batch_shape, start - done)))
+        parts.append(drawn[..., j : j + stop - start])
+        j, done = j + stop - start, stop
+    if done < spec.n_units:
+        parts.append(ones((*batch_shape, spec.n_units - done)))
+    return spec.unflatten(parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1))
+
+
+def _runs(cols: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted indices -> maximal runs ``[(start, stop), ...]`` of consecutive ones."""
+    breaks = np.flatnonzero(np.diff(cols) != 1) + 1
+    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(cols, breaks)]
 
 
 def sample_mask_batch(spec: MaskSpec, key: jax.Array, idx: jax.Array, dtype=jnp.float32) -> Masks:
@@ -157,7 +180,7 @@ def sample_mask_batch(spec: MaskSpec, key: jax.Array, idx: jax.Array, dtype=jnp.
     Mask ``i`` is ``sample_masks(spec, fold_in(key, i))``: K masks are a prefix of K' > K
     masks, independent of how a reduction chunks them.
     """
-    return jax.vmap(lambda i: sample_masks(spec, jax.random.fold_in(key, i), (), dtype))(idx)
+    return jax.vmap(lambda i: sample_masks(spec, rng.fold_in(key, i), (), dtype))(idx)
 
 
 def check_enumerable(spec: MaskSpec, max_units: int = MAX_EXACT_UNITS) -> int:

@@ -1,0 +1,75 @@
+"""jax.random's threefry stream for masks, as one fused kernel.
+
+On CPU, ``jax.random`` hashes with Threefry-2x32 through a rolled five-iteration loop (to
+keep compile times short). Inside a training step that loop is a dozen tiny kernels run
+one after another, every step. Here the same hash is written out unrolled, so XLA fuses
+counter, hash, conversion and comparison with the keep probabilities into one loop, and
+only the counters of droppable units are hashed.
+
+The numbers are ``jax.random``'s own: :func:`fold_in` and :func:`uniform` equal
+``jax.random.fold_in`` and ``jax.random.uniform`` bit for bit (``tests/test_rng.py``), so
+using them changes no result. Keys of another PRNG implementation, a non-partitionable
+threefry configuration, or arrays of 2^32 or more elements fall back to ``jax.random``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)
+
+
+def _rotl(x: jax.Array, r: int) -> jax.Array:
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def threefry2x32(k1, k2, x1, x2) -> tuple[jax.Array, jax.Array]:
+    """The Threefry-2x32 block cipher (20 rounds) on counters ``(x1, x2)`` (uint32, any
+    matching shapes) under the key ``(k1, k2)`` (uint32 scalars), unrolled."""
+    ks = (k1, k2, k1 ^ k2 ^ _PARITY)
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for block in range(5):
+        for r in _ROTATIONS[block % 2]:
+            x1 = x1 + x2
+            x2 = _rotl(x2, r) ^ x1
+        x1 = x1 + ks[(block + 1) % 3]
+        x2 = x2 + ks[(block + 2) % 3] + np.uint32(block + 1)
+    return x1, x2
+
+
+def _fast(key: jax.Array) -> bool:
+    return (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        and str(jax.random.key_impl(key)) == "threefry2x32"
+        and bool(jax.config.jax_threefry_partitionable)
+    )
+
+
+def fold_in(key: jax.Array, data) -> jax.Array:
+    """``jax.random.fold_in(key, data)`` for a scalar key and a non-negative int32 ``data``."""
+    if not _fast(key) or key.shape:
+        return jax.random.fold_in(key, data)
+    k = jax.random.key_data(key)
+    y1, y2 = threefry2x32(k[0], k[1], jnp.uint32(0), jnp.asarray(data).astype(jnp.uint32))
+    return jax.random.wrap_key_data(jnp.stack([y1, y2]), impl="threefry2x32")
+
+
+def uniform(key: jax.Array, shape: tuple[int, ...], columns=None) -> jax.Array:
+    """``jax.random.uniform(key, shape)`` (float32 in [0, 1)), restricted to the last-axis
+    positions ``columns`` (a sorted sequence of ints; default all): ``(*shape[:-1],
+    len(columns))``, each value the one ``jax.random.uniform`` puts at that position."""
+    cols = np.arange(shape[-1]) if columns is None else np.asarray(columns, dtype=np.int64)
+    size = int(np.prod(shape))
+    if not _fast(key) or key.shape or size >= 2**32:
+        return jax.random.uniform(key, shape)[..., cols]
+    k = jax.random.key_data(key)
+    # The counter of an element is its row-major position in ``shape``.
+    lead = shape[:-1]
+    rows = jnp.arange(int(np.prod(lead)), dtype=jnp.uint32).reshape(*lead, 1)
+    counter = rows * np.uint32(shape[-1]) + jnp.asarray(cols, jnp.uint32)
+    b1, b2 = threefry2x32(k[0], k[1], jnp.zeros_like(counter), counter)
+    bits = (b1 ^ b2) >> np.uint32(9) | np.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(bits, jnp.float32) - jnp.float32(1.0)

@@ -1,0 +1,59 @@
+"""The fused threefry draws are jax.random's numbers, bit for bit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dropstudy import masks as M
+from dropstudy import rng
+from dropstudy.models import MLP
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+def test_fold_in_is_jax_fold_in(seed):
+    k = jax.random.key(seed)
+    for d in (0, 1, 7, 2**31 - 1):
+        want = jax.random.key_data(jax.random.fold_in(k, d))
+        np.testing.assert_array_equal(jax.random.key_data(rng.fold_in(k, d)), want)
+        np.testing.assert_array_equal(jax.random.key_data(jax.jit(rng.fold_in)(k, d)), want)
+
+
+@pytest.mark.parametrize("shape", [(1,), (5,), (2, 1), (10, 601), (3, 4, 7)])
+def test_uniform_is_jax_uniform(shape):
+    for seed in (0, 3):
+        k = jax.random.key(seed)
+        want = jax.random.uniform(k, shape)
+        np.testing.assert_array_equal(rng.uniform(k, shape), want)
+        np.testing.assert_array_equal(jax.jit(rng.uniform, static_argnums=1)(k, shape), want)
+        cols = sorted({0, shape[-1] // 2, shape[-1] - 1})
+        np.testing.assert_array_equal(rng.uniform(k, shape, cols), want[..., cols])
+
+
+def test_other_key_kinds_fall_back():
+    k = jax.random.key(0, impl="rbg")
+    np.testing.assert_array_equal(rng.uniform(k, (4, 3)), jax.random.uniform(k, (4, 3)))
+    np.testing.assert_array_equal(
+        jax.random.key_data(rng.fold_in(k, 5)), jax.random.key_data(jax.random.fold_in(k, 5))
+    )
+
+
+@pytest.mark.parametrize("input_rate", [0.0, 0.2])
+def test_sample_masks_are_bernoulli_of_jax_uniform(input_rate):
+    # Mixed layers: kept-for-sure units (input_rate 0, rate 0 on the second layer) between
+    # droppable ones, so the draw is split into runs.
+    model = MLP(hidden=(5, 4, 3), rate=(0.5, 0.0, 0.3), input_rate=input_rate)
+    spec = M.mask_spec(model, jnp.zeros((2, 6)))
+    key = jax.random.key(9)
+    for batch in [(), (7,), (2, 3)]:
+        got = spec.flatten(M.sample_masks(spec, key, batch))
+        u = jax.random.uniform(key, (*batch, spec.n_units))
+        want = (u < jnp.asarray(spec.keep, jnp.float32)).astype(jnp.float32)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_nothing_droppable_gives_ones():
+    model = MLP(hidden=(4,), rate=0.0)
+    spec = M.mask_spec(model, jnp.zeros((2, 3)))
+    got = spec.flatten(M.sample_masks(spec, jax.random.key(0), (5,)))
+    np.testing.assert_array_equal(got, np.ones((5, spec.n_units)))
