@@ -1,17 +1,17 @@
 """The seed axis and the mask axis over a device mesh.
 
-The same computations as :func:`dropstudy.train.train_seeds`, :func:`dropstudy.predict.mc`
-and :func:`dropstudy.predict.exact`, spread over the devices of a 1-D mesh: seeds are
-sharded (each device trains its share, GSPMD partitions the vmapped scan), and subnetworks
-are dealt out in chunks (each device reduces its chunks, then one ``psum``). Works the same
-on 8 GPUs, a TPU slice, or several hosts after ``jax.distributed.initialize()`` (then
-``jax.devices()`` lists every host's devices and the mesh spans them).
-
-Results equal the single-device ones up to float summation order.
+:func:`dropstudy.train.train_seeds` shards its seeds over every device by itself (each
+device trains its share of the vmapped seeds; results are bitwise those of one device).
+:func:`average_sharded` deals subnetworks out in chunks (each device reduces its chunks,
+then one ``psum``). Works the same on 8 GPUs, a TPU slice, or several hosts after
+``jax.distributed.initialize()`` (then ``jax.devices()`` lists every host's devices and the
+mesh spans them). On a CPU, :func:`use_cpu_cores` makes one device per core, so seeds
+train on all cores at once.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import flax.linen as nn
@@ -22,8 +22,32 @@ from jax.sharding import PartitionSpec as P
 
 from . import masks as M
 from . import predict as PR
-from .train import TrainConfig, _check_data, check_diverged, make_train
 from .validate import DropstudyError, check_positive_int
+
+CPU_DEVICES_ENV = "DROPSTUDY_CPU_DEVICES"
+
+
+def use_cpu_cores(n: int | None = None) -> int:
+    """Split the CPU into ``n`` JAX devices (default: the cores this process may use, or
+    ``$DROPSTUDY_CPU_DEVICES``) so that sharded seeds train in parallel.
+
+    Call it right after ``import jax``, before any JAX operation: the CPU backend reads the
+    setting once when it starts. Returns the number of devices asked for, or 0 when the
+    setting was left alone (the backend already started, or ``XLA_FLAGS`` already sets a
+    device count). Results do not depend on it: each seed's computation is the same
+    program on any number of devices.
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return 0
+    if n is None:
+        env = os.environ.get(CPU_DEVICES_ENV)
+        n = int(env) if env else len(os.sched_getaffinity(0))
+    n = check_positive_int("number of CPU devices", n)
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # the backend already started: keep its devices
+        return 0
+    return n
 
 
 def mesh(axis: str = "d", devices=None) -> Mesh:
@@ -33,30 +57,23 @@ def mesh(axis: str = "d", devices=None) -> Mesh:
     return jax.make_mesh((len(devices),), (axis,), axis_types=(AxisType.Auto,), devices=devices)
 
 
-def train_seeds_sharded(
-    model: nn.Module, keys: jax.Array, x, y, cfg: TrainConfig, mesh: Mesh
-) -> tuple[Any, Any]:
-    """:func:`~dropstudy.train.train_seeds` with the seed axis sharded over ``mesh``.
-
-    ``keys (S,)``: S is padded up to a multiple of the device count (the padding seeds are
-    trained and dropped). Returns parameters and history with a leading axis of S.
-    """
+def shard_leading(trees, mesh: Mesh):
+    """Put arrays with a leading seed axis on ``mesh``, split along that axis, padding it up
+    to a multiple of the device count with copies of the first rows. Returns the placed
+    trees and the original length (slice results back with ``[:n]``)."""
     (axis,) = mesh.axis_names
-    x, y = _check_data(x, y, cfg)
-    spec = M.mask_spec(model, x)
-    s = keys.shape[0]
     n_dev = mesh.shape[axis]
-    pad = (-s) % n_dev
-    if pad:
-        keys = jnp.concatenate([keys, keys[:pad]])
-    f = jax.vmap(make_train(model, spec, cfg), in_axes=(0, None, None))
-    sharded = NamedSharding(mesh, P(axis))
-    rep = NamedSharding(mesh, P())
-    run = jax.jit(f, in_shardings=(sharded, rep, rep), out_shardings=sharded)
-    params, hist = run(jax.device_put(keys, sharded), x, y)
-    params, hist = jax.tree.map(lambda a: a[:s], (params, hist))
-    check_diverged(hist.loss, list(range(s)), model, cfg)
-    return params, hist
+    leaves = [a for t in trees for a in jax.tree.leaves(t)]
+    n = leaves[0].shape[0]
+    pad = (-n) % n_dev
+
+    def place(a):
+        a = jnp.asarray(a)
+        if pad:
+            a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)])
+        return jax.device_put(a, NamedSharding(mesh, P(axis)))
+
+    return [jax.tree.map(place, t) for t in trees], n
 
 
 def average_sharded(
@@ -100,5 +117,6 @@ def average_sharded(
             local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()), check_vma=False
         )
     )
-    s1, s2 = f(params, x, key)
+    rep = NamedSharding(mesh, P())
+    s1, s2 = f(*jax.device_put((params, jnp.asarray(x), key), rep))
     return PR._average(task, total, s1, s2)

@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from . import masks as M
+from . import rng, sharding
 from .validate import (
     TASKS,
     DropstudyError,
@@ -177,7 +179,7 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
             return x[idx], y[idx]
 
         def masks_at(step, b):
-            k = jax.random.fold_in(k_mask, step)
+            k = rng.fold_in(k_mask, step)
             if cfg.mask_mode == "per_example":
                 return M.sample_masks(spec, k, (b,), x.dtype)
             if cfg.mask_mode == "per_batch":
@@ -266,6 +268,7 @@ def train_seeds(
     per_seed_data: bool = False,
     seeds: list[int] | None = None,
     allow_divergence: bool = False,
+    mesh: Mesh | None = None,
 ) -> tuple[Any, History]:
     """Train one network per key in one compiled, vmapped call.
 
@@ -276,6 +279,10 @@ def train_seeds(
     A seed whose loss becomes NaN or inf raises :class:`DivergenceError`; with
     ``allow_divergence`` the message is printed to stderr instead and the caller must drop
     the seeds that :func:`diverged` marks.
+
+    With several devices (or an explicit ``mesh``) the seeds are split over them, each
+    device training its share at the same time; every seed's result is bitwise what one
+    device computes (see :mod:`dropstudy.sharding`).
     """
     if per_seed_data:
         xs, ys = zip(*(_check_data(a, b, cfg) for a, b in zip(x, y, strict=True)), strict=True)
@@ -285,10 +292,22 @@ def train_seeds(
     spec = M.mask_spec(model, x[0] if per_seed_data else x)
     cycle = _cycle(spec, cfg, cycle_masks)
     cycle_axis = 0 if cycle is not None and cycle.ndim == 3 else None
-    params, hist = _train_many_jit(
-        model, spec, cfg, 0 if per_seed_data else None, cycle_axis, keys, x, y, cycle
-    )
-    seeds = seeds if seeds is not None else list(range(len(keys)))
+    data_axis = 0 if per_seed_data else None
+    if mesh is None and len(jax.devices()) > 1:
+        mesh = sharding.mesh()
+    n = keys.shape[0]
+    if mesh is not None:
+        per_seed = [keys, (x, y) if per_seed_data else (), cycle if cycle_axis == 0 else ()]
+        (keys, xy, cyc), n = sharding.shard_leading(per_seed, mesh)
+        x, y = xy or (x, y)
+        cycle = cyc if cycle_axis == 0 else cycle
+    params, hist = _train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
+    if mesh is not None:
+        params, hist = jax.tree.map(lambda a: a[:n], (params, hist))
+        if jax.process_count() == 1:
+            # Back on one device, so that later calls may mix any seeds' results freely.
+            params, hist = jax.device_put((params, hist), jax.devices()[0])
+    seeds = seeds if seeds is not None else list(range(n))
     try:
         check_diverged(hist.loss, seeds, model, cfg)
     except DivergenceError as e:

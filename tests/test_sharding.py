@@ -19,11 +19,32 @@ SCRIPT = textwrap.dedent("""
     model = MLP(hidden=(6, 5), rate=0.5)
     cfg = TrainConfig(steps=40, batch_size=64, lr=3e-3)
     keys = seed_keys(range(5))  # not a multiple of 8: padded
-    p1, h1 = train_seeds(model, keys, d.x_train, d.y_train, cfg)
-    p8, h8 = S.train_seeds_sharded(model, keys, d.x_train, d.y_train, cfg, mesh)
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    one = S.mesh(devices=jax.devices()[:1])
+    placed = []
+    shard_leading = S.shard_leading
+    def spy(trees, mesh):
+        out, n = shard_leading(trees, mesh)
+        placed.append(len(out[0].sharding.device_set))
+        return out, n
+    S.shard_leading = spy
+    p1, h1 = train_seeds(model, keys, d.x_train, d.y_train, cfg, mesh=one)
+    p8, h8 = train_seeds(model, keys, d.x_train, d.y_train, cfg)  # all 8 devices by default
+    assert placed == [1, 8], placed
+    # Each seed's computation is the same program on any number of devices: bitwise equal.
+    for a, b in zip(jax.tree.leaves((p1, h1)), jax.tree.leaves((p8, h8))):
+        np.testing.assert_array_equal(a, b)
     assert h8.loss.shape == (5, 40)
+
+    # Per-seed data and per-seed cycle masks are split with their seeds.
+    xs = np.stack([d.x_train[i::3][:300] for i in range(3)])
+    ys = np.stack([d.y_train[i::3][:300] for i in range(3)])
+    spec = M.mask_spec(model, d.x_train)
+    cyc = np.asarray(jax.random.bernoulli(jax.random.key(1), 0.5, (3, 4, spec.n_units)), np.float32)
+    ccfg = cfg.replace(mask_mode="cycle")
+    a = train_seeds(model, keys[:3], xs, ys, ccfg, cycle_masks=cyc, per_seed_data=True, mesh=one)
+    b = train_seeds(model, keys[:3], xs, ys, ccfg, cycle_masks=cyc, per_seed_data=True)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(u, v)
 
     p = jax.tree.map(lambda a: a[0], p1)
     x = d.x_test[:50]
