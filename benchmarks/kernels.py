@@ -1,0 +1,114 @@
+"""Where the time goes: per-kernel profiles of the benchmarks that miss their targets.
+
+    python benchmarks/kernels.py [--only exact,tutorial] [--top 12]
+
+Runs a workload once to compile it, then once under ``jax.profiler`` (a Perfetto trace in a
+temporary folder), and prints the compiled program's kernels by total time, each with its
+share, its time per call, and the JAX operation it came from (from the HLO metadata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dropstudy.sharding import use_cpu_cores
+
+use_cpu_cores()  # the devices the benchmarks and the study run on
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dropstudy import fast_exact as F  # noqa: E402
+from dropstudy import masks as M  # noqa: E402
+from dropstudy.data import digits, tutorial_regression  # noqa: E402
+from dropstudy.models import MLP  # noqa: E402
+from dropstudy.train import TrainConfig, _train_many_jit, seed_keys  # noqa: E402
+
+
+def op_names(hlo_text: str) -> dict[str, str]:
+    """Kernel name -> the JAX operation it came from, shortened."""
+    out = {}
+    for m in re.finditer(r"%([\w.\-]+) = .*?op_name=\"([^\"]+)\"", hlo_text):
+        name, op = m.groups()
+        op = re.sub(r"^jit\([^)]*\)/", "", op).replace("while/body/closed_call/", "")
+        out[name] = op[-90:]
+    return out
+
+
+def profile(label: str, run, hlo_text: str, top: int) -> None:
+    """Trace one call of ``run`` and print its kernels by total time."""
+    jax.block_until_ready(run())
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d, create_perfetto_trace=True):
+            jax.block_until_ready(run())
+        (trace,) = Path(d).rglob("*.trace.json.gz")
+        events = json.load(gzip.open(trace))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    names = op_names(hlo_text)
+    agg: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+    for e in events:
+        # Kernels carry their HLO name; skip Python frames ($...) and executor spans.
+        if e.get("ph") == "X" and e["name"] in names:
+            agg[e["name"]][0] += 1
+            agg[e["name"]][1] += e.get("dur", 0.0)
+    total = sum(t for _, t in agg.values())
+    print(f"\n## {label}: {total / 1e6:.2f} s in kernels (all devices' threads summed)\n")
+    print(f"{'share':>6} {'total s':>8} {'us/call':>8}  kernel  <- operation")
+    for k, (n, t) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"{100 * t / total:5.1f}% {t / 1e6:8.3f} {t / n:8.1f}  {k}  <- {names[k]}")
+
+
+def exact_workload():
+    ds = digits()
+    x = jnp.asarray(ds.x_test)
+    model = MLP(hidden=(10, 10), rate=0.5)
+    params, spec = M.init(model, jax.random.key(0), x)
+    outer, inner = F.split_units(model, spec)
+    args = (model, spec, "classification", outer, inner, True, params, x)
+    hlo = F._exact_mlp.lower(*args).compile().as_text()
+    return "exact 2^20, factorised (2x10 ReLU, digits test)", lambda: F._exact_mlp(*args), hlo
+
+
+def tutorial_workload(n_seeds: int = 32, steps: int = 200):
+    from dropstudy.sharding import mesh, shard_leading
+
+    cfg = TrainConfig(
+        steps=steps, batch_size=0, optimizer="sgd", lr=0.01, momentum=0.9, task="regression"
+    )
+    model = MLP(hidden=(200, 200, 200), n_out=1, rate=0.5, weight_init="torch")
+    sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in range(n_seeds)]
+    xs = np.stack([d.x_train for d in sets])
+    ys = np.stack([d.y_train for d in sets])
+    spec = M.mask_spec(model, xs[0])
+    (keys, (x, y)), _ = shard_leading([seed_keys(range(n_seeds)), (xs, ys)], mesh())
+    args = (model, spec, cfg, 0, None, keys, x, y, None)
+    hlo = _train_many_jit.lower(*args).compile().as_text()
+    label = f"tutorial sweep, dropout net: {n_seeds} seeds x {steps} steps"
+    return label, lambda: _train_many_jit(*args), hlo
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="exact,tutorial")
+    ap.add_argument("--top", type=int, default=12)
+    args = ap.parse_args(argv)
+    print(f"JAX {jax.__version__}, {len(jax.devices())} {jax.devices()[0].platform} device(s)")
+    work = {"exact": exact_workload, "tutorial": tutorial_workload}
+    for name in args.only.split(","):
+        label, run, hlo = work[name]()
+        profile(label, run, hlo, args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
