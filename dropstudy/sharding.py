@@ -1,7 +1,7 @@
 """The seed axis and the mask axis over a device mesh.
 
 :func:`dropstudy.train.train_seeds` shards its seeds over every device by itself (each
-device trains its share of the vmapped seeds; results are bitwise those of one device).
+device trains its share of the vmapped seeds, bitwise as one device trains that batch).
 :func:`average_sharded` deals subnetworks out in chunks (each device reduces its chunks,
 then one ``psum``). Works the same on 8 GPUs, a TPU slice, or several hosts after
 ``jax.distributed.initialize()`` (then ``jax.devices()`` lists every host's devices and the
@@ -34,8 +34,9 @@ def use_cpu_cores(n: int | None = None) -> int:
     Call it right after ``import jax``, before any JAX operation: the CPU backend reads the
     setting once when it starts. Returns the number of devices asked for, or 0 when the
     setting was left alone (the backend already started, or ``XLA_FLAGS`` already sets a
-    device count). Results do not depend on it: each seed's computation is the same
-    program on any number of devices.
+    device count). Results agree across device counts to float rounding; they are bitwise
+    reproducible for the same count (the seeds a device trains together form one batch,
+    and XLA's batched kernels may round differently for another batch size).
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return 0

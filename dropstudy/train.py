@@ -281,8 +281,10 @@ def train_seeds(
     the seeds that :func:`diverged` marks.
 
     With several devices (or an explicit ``mesh``) the seeds are split over them, each
-    device training its share at the same time; every seed's result is bitwise what one
-    device computes (see :mod:`dropstudy.sharding`).
+    device training its share at the same time. A device's seeds come out bitwise as one
+    device computes the same batch of seeds; a different batch size (another device count,
+    or another number of seeds) may change float rounding, as XLA's batched kernels may
+    round differently for different batch sizes (see :mod:`dropstudy.sharding`).
     """
     if per_seed_data:
         xs, ys = zip(*(_check_data(a, b, cfg) for a, b in zip(x, y, strict=True)), strict=True)

@@ -65,9 +65,12 @@ class Context:
         return self._bar
 
     def cell(self, name: str, config: dict, compute: Callable[[], Any]) -> Any:
-        """Run (or reuse) one cell. The code's digest is part of its configuration, so an
-        edited experiment or library never reuses a cell computed by older code."""
-        result = self.store.get(name, {**config, "code": code_digest(self.name)}, compute)
+        """Run (or reuse) one cell. The code's digest and the devices are part of its
+        configuration, so an edited experiment or library never reuses a cell computed by
+        older code, and a resumed run never mixes cells from another device count (seeds
+        are batched per device, and batch size can change float rounding)."""
+        key = {**config, "code": code_digest(self.name), "devices": device_tag()}
+        result = self.store.get(name, key, compute)
         if self._bar is not None:
             self._bar.set_postfix_str(name[:40])
             self._bar.update(1)
@@ -90,6 +93,7 @@ class Context:
             "figures": self.figures,
             "versions": versions(),
             "backend": jax.default_backend(),
+            "devices": device_tag(),
             **results,
         }
         path = write_json(self.out / "results.json", results)
@@ -98,6 +102,12 @@ class Context:
             f"{len(self.store.reused)} reused, {time.perf_counter() - started:.0f} s)"
         )
         return path
+
+
+def device_tag() -> str:
+    """The devices seeds are split over, e.g. ``"2 cpu"``: results are bitwise reproducible
+    for the same tag (and software); across tags they agree to float rounding."""
+    return f"{len(jax.devices())} {jax.devices()[0].platform}"
 
 
 def code_digest(name: str) -> str:
