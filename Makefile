@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,tensorboard]'
 	touch $(STAMP)
 
-## The whole study at default scale (about 13 minutes on 2 cores), then REPORT.md.
+## The whole study at default scale (about 12 minutes on 2 cores), then REPORT.md.
 study: $(STAMP)
 	$(PY) -m dropstudy.cli run all --out $(RESULTS)
 	$(PY) -m dropstudy.cli report --results $(RESULTS) --out REPORT.md
@@ -35,9 +35,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-## Benchmarks (PyTorch comparisons need the bench extra: pip install -e '.[bench]').
+## Benchmarks and kernel profiles, written to benchmarks/ (PyTorch comparisons need the
+## bench extra: pip install -e '.[bench]', the CPU build; skipped without it).
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --write benchmarks/RESULTS.md
+	$(PY) benchmarks/kernels.py --write benchmarks/PROFILE.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check dropstudy experiments tests benchmarks

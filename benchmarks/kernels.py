@@ -1,6 +1,6 @@
 """Where the time goes: per-kernel profiles of the benchmarks that miss their targets.
 
-    python benchmarks/kernels.py [--only exact,tutorial] [--top 12]
+    python benchmarks/kernels.py [--only exact,tutorial] [--top 12] [--write FILE.md]
 
 Runs a workload once to compile it, then once under ``jax.profiler`` (a Perfetto trace in a
 temporary folder), and prints the compiled program's kernels by total time, each with its
@@ -45,8 +45,8 @@ def op_names(hlo_text: str) -> dict[str, str]:
     return out
 
 
-def profile(label: str, run, hlo_text: str, top: int) -> None:
-    """Trace one call of ``run`` and print its kernels by total time."""
+def profile(label: str, run, hlo_text: str, top: int) -> list[str]:
+    """Trace one call of ``run``; its kernels by total time, as printable lines."""
     jax.block_until_ready(run())
     with tempfile.TemporaryDirectory() as d:
         with jax.profiler.trace(d, create_perfetto_trace=True):
@@ -62,10 +62,17 @@ def profile(label: str, run, hlo_text: str, top: int) -> None:
             agg[e["name"]][0] += 1
             agg[e["name"]][1] += e.get("dur", 0.0)
     total = sum(t for _, t in agg.values())
-    print(f"\n## {label}: {total / 1e6:.2f} s in kernels (all devices' threads summed)\n")
-    print(f"{'share':>6} {'total s':>8} {'us/call':>8}  kernel  <- operation")
+    lines = [
+        f"## {label}: {total / 1e6:.2f} s in kernels (all devices' threads summed)",
+        "",
+        "| share | total s | us/call | kernel | operation |",
+        "|---|---|---|---|---|",
+    ]
     for k, (n, t) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:top]:
-        print(f"{100 * t / total:5.1f}% {t / 1e6:8.3f} {t / n:8.1f}  {k}  <- {names[k]}")
+        lines.append(
+            f"| {100 * t / total:.1f}% | {t / 1e6:.3f} | {t / n:.1f} | `{k}` | `{names[k]}` |"
+        )
+    return lines
 
 
 def exact_workload():
@@ -101,12 +108,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="exact,tutorial")
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--write", type=Path, help="also write the profiles as Markdown here")
     args = ap.parse_args(argv)
-    print(f"JAX {jax.__version__}, {len(jax.devices())} {jax.devices()[0].platform} device(s)")
+    dev = f"{len(jax.devices())} {jax.devices()[0].platform} device(s)"
+    out = [
+        "# Kernel profiles",
+        "",
+        f"JAX {jax.__version__}, {dev}. Command: `python benchmarks/kernels.py`.",
+    ]
     work = {"exact": exact_workload, "tutorial": tutorial_workload}
     for name in args.only.split(","):
         label, run, hlo = work[name]()
-        profile(label, run, hlo, args.top)
+        out += ["", *profile(label, run, hlo, args.top)]
+    text = "\n".join(out) + "\n"
+    print(text)
+    if args.write:
+        args.write.write_text(text)
     return 0
 
 

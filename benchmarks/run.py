@@ -306,8 +306,7 @@ def bench_tutorial(peak, n_seeds, steps, repeats, quick):
             "  bound: the sweep's flops at XLA's rate for its (10x200)@(200x200) products",
             f"{t_small:.1f} s",
             f"{small:.0f} GFLOP/s = {100 * small / peak:.0f}% of peak",
-            f"sweep {warm / t_small:.1f}x above; 30% of peak needs 30/{100 * small / peak:.0f}"
-            " of these products' rate",
+            f"sweep {warm / t_small:.1f}x above; ceiling {100 * small / peak:.0f}% of peak",
         )
     )
     return {"cold": cold, "warm": warm, "gflops": rate, "torch": torch_sweep}
