@@ -26,13 +26,12 @@ use_cpu_cores()  # the devices the benchmarks and the study run on
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 from dropstudy import fast_exact as F  # noqa: E402
 from dropstudy import masks as M  # noqa: E402
-from dropstudy.data import digits, tutorial_regression  # noqa: E402
+from dropstudy.data import digits  # noqa: E402
 from dropstudy.models import MLP  # noqa: E402
-from dropstudy.train import TrainConfig, _train_many_jit, seed_keys  # noqa: E402
+from dropstudy.train import _train_many_jit, seed_keys  # noqa: E402
 
 
 def op_names(hlo_text: str) -> dict[str, str]:
@@ -87,15 +86,11 @@ def exact_workload():
 
 
 def tutorial_workload(n_seeds: int = 32, steps: int = 200):
+    from run import tutorial_setup  # benchmarks/run.py: the sweep as the benchmark runs it
+
     from dropstudy.sharding import mesh, shard_leading
 
-    cfg = TrainConfig(
-        steps=steps, batch_size=0, optimizer="sgd", lr=0.01, momentum=0.9, task="regression"
-    )
-    model = MLP(hidden=(200, 200, 200), n_out=1, rate=0.5, weight_init="torch")
-    sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in range(n_seeds)]
-    xs = np.stack([d.x_train for d in sets])
-    ys = np.stack([d.y_train for d in sets])
+    cfg, (_, model), _, xs, ys = tutorial_setup(n_seeds, steps)
     spec = M.mask_spec(model, xs[0])
     (keys, (x, y)), _ = shard_leading([seed_keys(range(n_seeds)), (xs, ys)], mesh())
     args = (model, spec, cfg, 0, None, keys, x, y, None)

@@ -232,15 +232,22 @@ def product_rate(n_seeds: int, repeats: int) -> float:
     return 3 * 2 * s * 10 * 200 * 200 / t / 1e9
 
 
-def bench_tutorial(peak, n_seeds, steps, repeats, quick):
+def tutorial_setup(n_seeds: int, steps: int):
+    """The study's tutorial sweep: ``(cfg, nets (rate 0, rate 0.5), per-seed data sets,
+    xs (S, 10, 1), ys (S, 10, 1))``, data drawn as ``experiments.overfitting`` draws them."""
     cfg = TrainConfig(
         steps=steps, batch_size=0, optimizer="sgd", lr=0.01, momentum=0.9, task="regression"
     )
-    seeds = list(range(n_seeds))
-    sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in seeds]
+    sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in range(n_seeds)]
     xs = np.stack([d.x_train for d in sets])
     ys = np.stack([d.y_train for d in sets])
     nets = [MLP(hidden=(200, 200, 200), n_out=1, rate=r, weight_init="torch") for r in (0.0, 0.5)]
+    return cfg, nets, sets, xs, ys
+
+
+def bench_tutorial(peak, n_seeds, steps, repeats, quick):
+    cfg, nets, sets, xs, ys = tutorial_setup(n_seeds, steps)
+    seeds = list(range(n_seeds))
 
     def sweep():
         return [
