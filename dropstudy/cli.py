@@ -191,7 +191,7 @@ def cmd_report(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .sharding import use_cpu_cores
 
-    use_cpu_cores()  # one device per core: seeds train on every core (results unchanged)
+    use_cpu_cores()  # one device per core: seeds train on every core
     args = build_parser().parse_args(argv)
     try:
         return {"compare": cmd_compare, "run": cmd_run, "report": cmd_report}[args.command](args)

@@ -58,15 +58,14 @@ def mesh(axis: str = "d", devices=None) -> Mesh:
     return jax.make_mesh((len(devices),), (axis,), axis_types=(AxisType.Auto,), devices=devices)
 
 
-def shard_leading(trees, mesh: Mesh):
-    """Put arrays with a leading seed axis on ``mesh``, split along that axis, padding it up
-    to a multiple of the device count with copies of the first rows. Returns the placed
-    trees and the original length (slice results back with ``[:n]``)."""
+def shard_leading(tree, mesh: Mesh):
+    """Put the arrays of ``tree`` (each with a leading seed axis of the same length n) on
+    ``mesh``, split along that axis, padding it up to a multiple of the device count with
+    copies of the first row. Returns the placed tree and n (slice results back with
+    ``[:n]``)."""
     (axis,) = mesh.axis_names
-    n_dev = mesh.shape[axis]
-    leaves = [a for t in trees for a in jax.tree.leaves(t)]
-    n = leaves[0].shape[0]
-    pad = (-n) % n_dev
+    n = jax.tree.leaves(tree)[0].shape[0]
+    pad = (-n) % mesh.shape[axis]
 
     def place(a):
         a = jnp.asarray(a)
@@ -74,7 +73,7 @@ def shard_leading(trees, mesh: Mesh):
             a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)])
         return jax.device_put(a, NamedSharding(mesh, P(axis)))
 
-    return [jax.tree.map(place, t) for t in trees], n
+    return jax.tree.map(place, tree), n
 
 
 def average_sharded(

@@ -203,8 +203,10 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
             return carry, (loss, carry[0], carry[2])
 
         carry = (params, state, jax.tree.map(jnp.zeros_like, params))
-        _, (loss, snaps, grads) = jax.lax.scan(segment, carry, jnp.arange(cfg.steps // seg))
-        return jax.tree.map(lambda a: a[-1], snaps), History(loss.reshape(-1), snaps, grads)
+        (params, _, _), (loss, snaps, grads) = jax.lax.scan(
+            segment, carry, jnp.arange(cfg.steps // seg)
+        )
+        return params, History(loss.reshape(-1), snaps, grads)
 
     return train_fn
 
@@ -299,10 +301,12 @@ def train_seeds(
         mesh = sharding.mesh()
     n = keys.shape[0]
     if mesh is not None:
-        per_seed = [keys, (x, y) if per_seed_data else (), cycle if cycle_axis == 0 else ()]
-        (keys, xy, cyc), n = sharding.shard_leading(per_seed, mesh)
-        x, y = xy or (x, y)
-        cycle = cyc if cycle_axis == 0 else cycle
+        # Whatever carries a seed axis is split with the seeds; shared data is replicated.
+        keys, n = sharding.shard_leading(keys, mesh)
+        if per_seed_data:
+            (x, y), _ = sharding.shard_leading((x, y), mesh)
+        if cycle_axis == 0:
+            cycle, _ = sharding.shard_leading(cycle, mesh)
     params, hist = _train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
     if mesh is not None:
         params, hist = jax.tree.map(lambda a: a[:n], (params, hist))

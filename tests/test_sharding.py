@@ -22,9 +22,9 @@ SCRIPT = textwrap.dedent("""
     one = S.mesh(devices=jax.devices()[:1])
     placed = []
     shard_leading = S.shard_leading
-    def spy(trees, mesh):
-        out, n = shard_leading(trees, mesh)
-        placed.append(len(out[0].sharding.device_set))
+    def spy(tree, mesh):
+        out, n = shard_leading(tree, mesh)
+        placed.append(len(jax.tree.leaves(out)[0].sharding.device_set))
         return out, n
     S.shard_leading = spy
     p1, h1 = train_seeds(model, keys, d.x_train, d.y_train, cfg, mesh=one)
