@@ -210,16 +210,12 @@ def product_rate(n_seeds: int, repeats: int) -> float:
     seed ``(10, 200) @ (200, 200)`` in the three forms a training step runs (forward,
     input gradient ``dY @ W.T``, weight gradient ``H.T @ dY``), seeds batched and split
     over the devices as ``train_seeds`` splits them."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as PS
+    from dropstudy.sharding import mesh, shard_leading
 
-    from dropstudy.sharding import mesh
-
-    n_dev = len(jax.devices())
-    s = n_seeds + (-n_seeds) % n_dev
-    put = lambda a: jax.device_put(a, NamedSharding(mesh(), PS("d")))  # noqa: E731
-    h = put(jax.random.normal(jax.random.key(0), (s, 10, 200)))
-    w = put(jax.random.normal(jax.random.key(1), (s, 200, 200)))
+    h = jax.random.normal(jax.random.key(0), (n_seeds, 10, 200))
+    w = jax.random.normal(jax.random.key(1), (n_seeds, 200, 200))
+    (h, w), _ = shard_leading((h, w), mesh())  # padded to a multiple of the devices
+    s = h.shape[0]
 
     @jax.jit
     def step(h, w):
