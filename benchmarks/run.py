@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dropstudy import masks as M
 from dropstudy import predict as P
-from dropstudy.data import digits, tutorial_regression
+from dropstudy.data import digits
 from dropstudy.models import MLP
 from dropstudy.sharding import use_cpu_cores
-from dropstudy.train import TrainConfig, seed_keys, train, train_seeds
+from dropstudy.train import seed_keys, train, train_seeds
 
 ROWS: list[tuple[str, str, str, str]] = []  # (benchmark, figure, alternative, ratio/target)
 
@@ -229,16 +229,12 @@ def product_rate(n_seeds: int, repeats: int) -> float:
 
 
 def tutorial_setup(n_seeds: int, steps: int):
-    """The study's tutorial sweep: ``(cfg, nets (rate 0, rate 0.5), per-seed data sets,
-    xs (S, 10, 1), ys (S, 10, 1))``, data drawn as ``experiments.overfitting`` draws them."""
-    cfg = TrainConfig(
-        steps=steps, batch_size=0, optimizer="sgd", lr=0.01, momentum=0.9, task="regression"
-    )
-    sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in range(n_seeds)]
-    xs = np.stack([d.x_train for d in sets])
-    ys = np.stack([d.y_train for d in sets])
-    nets = [MLP(hidden=(200, 200, 200), n_out=1, rate=r, weight_init="torch") for r in (0.0, 0.5)]
-    return cfg, nets, sets, xs, ys
+    """The study's tutorial sweep (``experiments.overfitting``): ``(cfg, nets (rate 0,
+    rate 0.5), per-seed data sets, xs (S, 10, 1), ys (S, 10, 1))``."""
+    from experiments.overfitting import tutorial_config, tutorial_net, tutorial_sets
+
+    sets, xs, ys = tutorial_sets(range(n_seeds))
+    return tutorial_config(steps), [tutorial_net(r) for r in (0.0, 0.5)], sets, xs, ys
 
 
 def bench_tutorial(peak, n_seeds, steps, repeats, quick):

@@ -27,9 +27,14 @@ GRID = 200  # points on which fitted curves are drawn
 HIST_BINS = 40
 
 
-def _regression_cell(rate: float, seeds: list[int], steps: int, every: int) -> dict:
-    model = MLP(hidden=(200, 200, 200), n_out=1, rate=rate, weight_init="torch")
-    cfg = TrainConfig(
+def tutorial_net(rate: float) -> MLP:
+    """The tutorial's 1-200-200-200-1 ReLU net, PyTorch's default initialisation."""
+    return MLP(hidden=(200, 200, 200), n_out=1, rate=rate, weight_init="torch")
+
+
+def tutorial_config(steps: int, every: int = 0) -> TrainConfig:
+    """The tutorial's training: full-batch SGD, lr 0.01, momentum 0.9, mean squared error."""
+    return TrainConfig(
         steps=steps,
         batch_size=0,
         optimizer="sgd",
@@ -38,9 +43,18 @@ def _regression_cell(rate: float, seeds: list[int], steps: int, every: int) -> d
         task="regression",
         snapshot_every=every,
     )
+
+
+def tutorial_sets(seeds) -> tuple[list, np.ndarray, np.ndarray]:
+    """One tutorial data set per seed: ``(sets, xs (S, 10, 1), ys (S, 10, 1))``."""
     sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in seeds]
-    xs = np.stack([d.x_train for d in sets])
-    ys = np.stack([d.y_train for d in sets])
+    return sets, np.stack([d.x_train for d in sets]), np.stack([d.y_train for d in sets])
+
+
+def _regression_cell(rate: float, seeds: list[int], steps: int, every: int) -> dict:
+    model = tutorial_net(rate)
+    cfg = tutorial_config(steps, every)
+    sets, xs, ys = tutorial_sets(seeds)
     # The tutorial's settings are unstable for some seeds: those runs are recorded as
     # diverged (no NaN is kept) and left out of the paired comparison.
     params, hist = train_seeds(
