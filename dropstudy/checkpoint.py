@@ -1,176 +1,202 @@
-"""Checkpoints: parameters in msgpack (flax.serialization), configuration in JSON. No pickle.
+"""Checkpoints for any linen model: variables in msgpack (flax.serialization), configuration
+in JSON. No pickle.
 
 A checkpoint is a directory::
 
-    DIR/config.json     {"format": "dropstudy-checkpoint", "version": 1, "model": {...MLP fields},
-                         "train": {...}, "extra": {...}, "versions": {"jax": ...},
-                         "params_sha256": "...", "param_shapes": {"out/kernel": [10, 10], ...}}
-    DIR/params.msgpack  flax.serialization.to_bytes(params)
+    DIR/config.json         {"format": "dropstudy-checkpoint", "version": 2,
+                             "model_class": "dropstudy.models.MLP", "model": {...fields},
+                             "input_shape": [1, 64], "input_dtype": "float32",
+                             "train": {...}, "extra": {...}, "versions": {"jax": ...},
+                             "variables_sha256": "...",
+                             "variable_shapes": {"params/out/kernel": [10, 10], ...}}
+    DIR/variables.msgpack   flax.serialization.msgpack_serialize(variables)
 
-Loading checks the format tag, the digest (a truncated or corrupted file is refused), and
-every parameter shape against the architecture in ``config.json``.
+``variables`` is the model's variables dict without the masks: ``"params"`` and any other
+collection (a BatchNorm's ``"batch_stats"``). Loading checks the format tag, the digest (a
+truncated or corrupted file is refused), and every shape against the model rebuilt from
+``config.json`` (an :class:`~dropstudy.models.MLP`) or the template model the caller passes
+(any other model). :func:`save` refuses what :func:`load` would refuse. Version 1
+checkpoints (MLP parameters only, ``params.msgpack``) still load.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import serialization
 
-from .models import MLP
-from .validate import DropstudyError
+from . import masks as M
+from .io import atomic_write, versions
+from .models import MLP, mlp_from_config, model_class, model_config
+from .validate import DropstudyError, check_array
 
 FORMAT = "dropstudy-checkpoint"
-VERSION = 1
+VERSION = 2
+MLP_CLASS = model_class(MLP())
 
 
-def versions() -> dict[str, str]:
-    """Library versions recorded in checkpoints and results files."""
-    return {
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-    }
-
-
-def model_to_dict(model: MLP) -> dict:
-    out = {}
-    for f in fields(MLP):
-        if f.name in ("parent", "name"):
-            continue
-        v = getattr(model, f.name)
-        out[f.name] = (
-            jnp.dtype(v).name
-            if f.name == "dtype"
-            else (list(v) if isinstance(v, (tuple, list)) else v)
-        )
-    return out
-
-
-def model_from_dict(d: dict) -> MLP:
-    known = {f.name for f in fields(MLP)} - {"parent", "name"}
-    unknown = set(d) - known
-    if unknown:
-        raise DropstudyError(f"checkpoint model config has unknown fields {sorted(unknown)}")
-    kw = dict(d)
-    for k in ("hidden", "rate"):
-        if isinstance(kw.get(k), list):
-            kw[k] = tuple(kw[k])
-    if "dtype" in kw:
-        kw["dtype"] = jnp.dtype(kw["dtype"])
-    return MLP(**kw).validate()
-
-
-def _shapes(params) -> dict[str, list[int]]:
-    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params), sep="/")
+def _shapes(tree) -> dict[str, list[int]]:
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(tree), sep="/")
     return {k: list(np.shape(v)) for k, v in sorted(flat.items())}
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _template_shapes(model: nn.Module, shape, dtype) -> dict[str, list[int]]:
+    """Shapes of ``model``'s variables (without masks) for inputs of ``shape`` (traced)."""
+    x = jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(dtype))
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    return _shapes({k: v for k, v in variables.items() if k != M.MASKS})
 
 
 def save(
     directory,
-    model: MLP,
-    params: Any,
+    model: nn.Module,
+    variables: Any,
+    *,
+    example_input,
     train: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Save ``params`` of ``model`` with its configuration to ``directory`` (created)."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    blob = serialization.to_bytes(jax.device_get(params))
+    """Save ``variables`` of ``model`` (any linen module) to ``directory`` (created).
+
+    ``example_input``: a batch like the model's inputs ``(B, ...)``; its shape (``B`` set
+    to 1) and dtype are recorded so that :func:`load` can rebuild the variables' shapes.
+    Refused, before anything is written, when the variables do not fit the model.
+    """
+    variables = {k: v for k, v in M.check_variables(variables).items() if k != M.MASKS}
+    x = check_array("example_input", example_input)
+    shape, dtype = [1, *x.shape[1:]], str(x.dtype)
+    got, expected = _shapes(variables), _template_shapes(model, shape, dtype)
+    if got != expected:
+        raise DropstudyError(
+            f"the variables do not fit {type(model).__name__} on inputs of shape {shape}: "
+            f"{got} vs the model's {expected}"
+        )
+    blob = serialization.msgpack_serialize(jax.device_get(flax.core.unfreeze(variables)))
     config = {
         "format": FORMAT,
         "version": VERSION,
-        "model": model_to_dict(model),
+        "model_class": model_class(model),
+        "model": model_config(model),
+        "input_shape": shape,
+        "input_dtype": dtype,
         "train": train or {},
         "extra": extra or {},
         "versions": versions(),
-        "params_sha256": hashlib.sha256(blob).hexdigest(),
-        "param_shapes": _shapes(params),
+        "variables_sha256": hashlib.sha256(blob).hexdigest(),
+        "variable_shapes": got,
     }
-    atomic_write(d / "params.msgpack", blob)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write(d / "variables.msgpack", blob)
     atomic_write(d / "config.json", json.dumps(config, indent=2, sort_keys=True).encode())
     return d
 
 
-def load(directory) -> tuple[MLP, Any, dict]:
-    """Load a checkpoint: ``(model, params, config)``; clear errors for anything malformed."""
-    d = Path(directory)
-    cfg_path, blob_path = d / "config.json", d / "params.msgpack"
+def _read_config(d: Path) -> dict:
+    cfg_path = d / "config.json"
     if not d.is_dir():
         raise DropstudyError(
-            f"checkpoint {d} is not a directory (expected config.json + params.msgpack)"
+            f"checkpoint {d} is not a directory (expected config.json + variables.msgpack)"
         )
-    for p in (cfg_path, blob_path):
-        if not p.is_file():
-            raise DropstudyError(f"checkpoint {d} is missing {p.name}: not a dropstudy checkpoint")
+    if not cfg_path.is_file():
+        raise DropstudyError(f"checkpoint {d} is missing config.json: not a dropstudy checkpoint")
     try:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DropstudyError(f"{cfg_path} is not valid JSON ({e}): corrupted checkpoint") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DropstudyError(f"{cfg_path} is not a dropstudy checkpoint (no format tag {FORMAT!r})")
-    if config.get("version") != VERSION:
+    if config.get("version") not in (1, VERSION):
         raise DropstudyError(
-            f"{cfg_path}: checkpoint version {config.get('version')} is not {VERSION}"
+            f"{cfg_path}: checkpoint version {config.get('version')} is not 1 or {VERSION}"
         )
+    return config
+
+
+def _upgrade_v1(config: dict, cfg_path: Path) -> dict:
+    """A version-1 config (MLP parameters only) in version 2's terms."""
+    n_in = config.get("extra", {}).get("n_inputs")
+    if not isinstance(n_in, int):
+        raise DropstudyError(f"{cfg_path} lacks extra.n_inputs: cannot rebuild the model")
+    return {
+        **config,
+        "model_class": MLP_CLASS,
+        "input_shape": [1, n_in],
+        "input_dtype": config.get("model", {}).get("dtype", "float32"),
+        "variables_sha256": config.get("params_sha256"),
+        "variable_shapes": {f"params/{k}": v for k, v in config.get("param_shapes", {}).items()},
+    }
+
+
+def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, dict]:
+    """Load a checkpoint: ``(model, variables, config)``; clear errors for anything malformed.
+
+    An :class:`~dropstudy.models.MLP` is rebuilt from ``config.json``. Any other model needs
+    its template: ``load(dir, model=MyNet(...))``, whose class and attributes must match the
+    saved ones (the variables' shapes are then rebuilt from the recorded input shape).
+    """
+    d = Path(directory)
+    config = _read_config(d)
+    cfg_path = d / "config.json"
+    v1 = config["version"] == 1
+    if v1:
+        config = _upgrade_v1(config, cfg_path)
+    blob_path = d / ("params.msgpack" if v1 else "variables.msgpack")
+    if not blob_path.is_file():
+        raise DropstudyError(f"checkpoint {d} is missing {blob_path.name}: not a dropstudy checkpoint")
     blob = blob_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != config.get("params_sha256"):
+    if hashlib.sha256(blob).hexdigest() != config.get("variables_sha256"):
         raise DropstudyError(
             f"{blob_path} does not match the digest in config.json: the file is truncated or "
             "corrupted; re-save the model"
         )
-    model = model_from_dict(config["model"])
-    n_in = config.get("extra", {}).get("n_inputs")
-    if not isinstance(n_in, int):
-        raise DropstudyError(f"{cfg_path} lacks extra.n_inputs: cannot rebuild the model")
-    template = model.init(jax.random.key(0), jnp.zeros((1, n_in), model.dtype))["params"]
-    expected = _shapes(template)
-    if expected != config.get("param_shapes"):
+    saved_class = config.get("model_class")
+    if model is None:
+        if saved_class != MLP_CLASS:
+            raise DropstudyError(
+                f"{d} holds a {saved_class} model: pass a template, load(dir, model=...)"
+            )
+        model = mlp_from_config(config["model"])
+    elif model_class(model) != saved_class or model_config(model) != config.get("model"):
         raise DropstudyError(
-            f"{d}: parameter shapes {config.get('param_shapes')} do not fit the architecture "
-            f"in config.json ({expected})"
+            f"{d}: the template {model_class(model)} {model_config(model)} is not the saved "
+            f"{saved_class} {config.get('model')}"
+        )
+    expected = _template_shapes(model, config["input_shape"], config["input_dtype"])
+    if expected != config.get("variable_shapes"):
+        raise DropstudyError(
+            f"{d}: variable shapes {config.get('variable_shapes')} do not fit the model in "
+            f"config.json ({expected})"
         )
     try:
-        params = serialization.from_bytes(template, blob)
+        state = serialization.msgpack_restore(blob)
     except Exception as e:
         raise DropstudyError(
             f"{blob_path} could not be decoded ({type(e).__name__}: {e})"
         ) from None
-    if _shapes(params) != expected:
-        raise DropstudyError(f"{blob_path} holds parameters of another architecture")
-    return model, params, config
+    variables = {"params": state} if v1 else state
+    if not isinstance(variables, dict) or _shapes(variables) != expected:
+        raise DropstudyError(f"{blob_path} holds variables of another architecture")
+    return model, jax.tree.map(jnp.asarray, variables), config
 
 
-def check_compatible(config: dict, model: MLP, n_inputs: int, n_out: int, source: str) -> None:
-    """A loaded model must fit the data it is evaluated on (input width and classes)."""
-    if config["extra"]["n_inputs"] != n_inputs:
+def check_compatible(config: dict, model: nn.Module, n_inputs: int, n_out: int, source: str):
+    """A loaded classifier must fit the data it is evaluated on (input width and classes)."""
+    saved = config["input_shape"][1:]
+    if saved != [n_inputs]:
         raise DropstudyError(
-            f"{source}: the checkpoint takes {config['extra']['n_inputs']} inputs, the data "
-            f"have {n_inputs} features"
+            f"{source}: the checkpoint takes inputs of shape {saved}, the data have "
+            f"{n_inputs} features"
         )
-    if model.n_out != n_out:
+    if getattr(model, "n_out", n_out) != n_out:
         raise DropstudyError(
             f"{source}: the model has {model.n_out} outputs, the data {n_out} classes"
         )

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import masks as M
+from .average import Average
 from .models import MLP
-from .predict import Average, _average
 
 MAX_INNER_UNITS = 12  # 4096 inner subnetworks per matrix product
 MIN_BLOCK = 1024  # subnetworks per scan step, at least
@@ -33,7 +33,7 @@ SAFE_SPREAD = 80.0  # exp(-80) ~ 2e-35 stays a normal float32
 
 
 def _last_drop(model: MLP) -> str:
-    return f"drop_{len(model.hidden) - 1}"
+    return model.dropout_layers()[-1]
 
 
 def applies(model, spec: M.MaskSpec) -> bool:
@@ -54,7 +54,7 @@ def split_units(model: MLP, spec: M.MaskSpec) -> tuple[tuple[int, ...], tuple[in
 
 def exact_mlp(
     model: MLP,
-    params: Any,
+    variables: Any,
     x: jax.Array,
     spec: M.MaskSpec,
     *,
@@ -69,13 +69,13 @@ def exact_mlp(
     # subnetwork (a lax.cond inside the loop blocks fusion and cost ~70% more time).
     shifted = (
         task == "classification"
-        and float(_max_spread(model, spec, outer, inner, params, x)) < SAFE_SPREAD
+        and float(_max_spread(model, spec, outer, inner, variables, x)) < SAFE_SPREAD
     )
-    s1, s2 = _exact_mlp(model, spec, task, outer, inner, shifted, params, x)
-    return _average(task, 2 ** (len(outer) + len(inner)), s1, s2)
+    s1, s2 = _exact_mlp(model, spec, task, outer, inner, shifted, variables, x)
+    return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
 
 
-def _setup(model, spec, inner, params, x):
+def _setup(model, spec, inner, variables, x):
     """``hidden(flat_mask) -> a (B, H)`` and ``split(a) -> (base (C, B), t (D, C, B))``."""
     dtype = x.dtype
     last = M.layer_units(spec, _last_drop(model))
@@ -88,13 +88,16 @@ def _setup(model, spec, inner, params, x):
     )
     is_inner = np.zeros(len(last), bool)
     is_inner[inner_local] = True
-    w_out, b_out = params["out"]["kernel"], params["out"]["bias"]  # (H, C), (C,)
+    out = variables["params"][model.dense_layers()[-1]]
+    w_out, b_out = out["kernel"], out["bias"]  # (H, C), (C,)
 
     def hidden(flat):
         """Last hidden activation for one flat mask, masked and scaled except inner units."""
-        a = model.apply(
-            {"params": params, M.MASKS: spec.unflatten(flat)},
+        a = M.apply(
+            model,
+            variables,
             x,
+            spec.unflatten(flat),
             upto=len(model.hidden) - 1,
             method=MLP.features,
         )
@@ -119,8 +122,8 @@ def _spread(base, t):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "outer", "inner"))
-def _max_spread(model, spec, outer, inner, params, x):
-    hidden, split = _setup(model, spec, inner, params, x)
+def _max_spread(model, spec, outer, inner, variables, x):
+    hidden, split = _setup(model, spec, inner, variables, x)
 
     total = 2 ** len(outer)
     chunk = min(total, 256)
@@ -135,9 +138,9 @@ def _max_spread(model, spec, outer, inner, params, x):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "shifted"))
-def _exact_mlp(model, spec, task, outer, inner, shifted, params, x):
+def _exact_mlp(model, spec, task, outer, inner, shifted, variables, x):
     dtype = x.dtype
-    hidden, split = _setup(model, spec, inner, params, x)
+    hidden, split = _setup(model, spec, inner, variables, x)
     n_out, batch = model.n_out, x.shape[0]
 
     # Inner subnetworks: all 2^D states of the inner units, shared by every outer mask,

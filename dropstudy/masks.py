@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import rng
-from .models import MASKS
+from .models import MASKS, MaskedDropout
 from .validate import DropstudyError
 
 MAX_EXACT_UNITS = 24
@@ -33,19 +34,25 @@ Masks = Any  # a pytree of arrays, the model's "masks" collection
 class MaskSpec:
     """Layer names, unit shapes and keep probabilities of a model's dropout layers.
 
-    Hashable (all fields are tuples), so it can be a static argument of ``jax.jit``.
+    Layers are listed in the order they run (input first), so flat unit ``i`` of
+    :meth:`flatten` counts from the first dropout layer a forward pass meets. Hashable (all
+    fields are tuples), so it can be a static argument of ``jax.jit``.
 
     Attributes:
-      treedef: structure of the masks pytree.
-      names: ``/``-joined module path of each dropout layer, in pytree order.
+      paths: key path of each layer's mask in the ``"masks"`` collection, e.g.
+        ``("drop_0", "mask")``, in the order the layers run.
       shapes: unit shape of each layer.
-      keep: keep probability of every unit, flattened in pytree order (length ``n_units``).
+      keep: keep probability of every unit, flattened in layer order (length ``n_units``).
     """
 
-    treedef: Any
-    names: tuple[str, ...]
+    paths: tuple[tuple[str, ...], ...]
     shapes: tuple[tuple[int, ...], ...]
     keep: tuple[float, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """``/``-joined module path of each dropout layer, in the order they run."""
+        return tuple("/".join(p[:-1]) for p in self.paths)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -70,10 +77,22 @@ class MaskSpec:
 
     def flatten(self, masks: Masks) -> jax.Array:
         """Masks pytree with leading axes ``L`` -> array ``(*L, n_units)``."""
-        leaves = jax.tree_util.tree_leaves(masks)
-        if len(leaves) != len(self.shapes):
+        leaves = []
+        for name, path in zip(self.names, self.paths, strict=True):
+            node = masks
+            try:
+                for k in path:
+                    node = node[k]
+            except (KeyError, TypeError, IndexError):
+                raise DropstudyError(
+                    f"masks have no entry for dropout layer {name}; the model's layers are "
+                    f"{list(self.names)}"
+                ) from None
+            leaves.append(jnp.asarray(node))
+        if len(jax.tree_util.tree_leaves(masks)) != len(self.paths):
             raise DropstudyError(
-                f"masks have {len(leaves)} layers, the model has {len(self.shapes)}: {self.names}"
+                f"masks have {len(jax.tree_util.tree_leaves(masks))} layers, the model has "
+                f"{len(self.paths)}: {list(self.names)}"
             )
         lead = leaves[0].shape[: leaves[0].ndim - len(self.shapes[0])]
         flat = []
@@ -86,48 +105,128 @@ class MaskSpec:
         return jnp.concatenate(flat, axis=-1)
 
     def unflatten(self, flat: jax.Array) -> Masks:
-        """Array ``(*L, n_units)`` -> masks pytree with leading axes ``L``."""
+        """Array ``(*L, n_units)`` -> masks pytree (nested dicts) with leading axes ``L``."""
         if flat.shape[-1] != self.n_units:
             raise DropstudyError(f"flat mask has {flat.shape[-1]} units; expected {self.n_units}")
         lead = flat.shape[:-1]
-        parts, start = [], 0
-        for shape, size in zip(self.shapes, self.sizes, strict=True):
-            parts.append(flat[..., start : start + size].reshape(*lead, *shape))
+        out: dict = {}
+        start = 0
+        for path, shape, size in zip(self.paths, self.shapes, self.sizes, strict=True):
+            node = out
+            for k in path[:-1]:
+                node = node.setdefault(k, {})
+            node[path[-1]] = flat[..., start : start + size].reshape(*lead, *shape)
             start += size
-        return jax.tree_util.tree_unflatten(self.treedef, parts)
+        return out
 
 
-def spec_from_masks(expected: Masks) -> MaskSpec:
-    """Build a :class:`MaskSpec` from a model's expected-mask collection (from ``init``)."""
-    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(expected)
-    names, shapes, keep = [], [], []
-    for path, leaf in paths_leaves:
-        parts = [str(getattr(k, "key", k)) for k in path]
-        names.append("/".join(p for p in parts if p != "mask"))
-        arr = np.asarray(leaf, dtype=np.float64)
+def _key_path(path) -> tuple[str, ...]:
+    return tuple(str(getattr(k, "key", k)) for k in path)
+
+
+def spec_from_masks(expected: Masks, order=None) -> MaskSpec:
+    """Build a :class:`MaskSpec` from a model's expected-mask collection (from ``init``).
+
+    ``order``: module paths (tuples of names) in the order the layers run; layers are
+    listed in that order (default: the collection's sorted key order).
+    """
+    paths_leaves, _ = jax.tree_util.tree_flatten_with_path(expected)
+    items = [(_key_path(path), np.asarray(leaf, dtype=np.float64)) for path, leaf in paths_leaves]
+    if order is not None:
+        rank = {tuple(p): i for i, p in enumerate(order)}
+        missing = [p for p, _ in items if p[:-1] not in rank]
+        if missing:
+            raise DropstudyError(f"mask entries {missing} belong to no dropout layer that ran")
+        items.sort(key=lambda it: rank[it[0][:-1]])
+    paths, shapes, keep = [], [], []
+    for path, arr in items:
+        paths.append(path)
         shapes.append(tuple(arr.shape))
         keep.extend(float(v) for v in arr.ravel())
-    return MaskSpec(treedef, tuple(names), tuple(shapes), tuple(keep))
+    return MaskSpec(tuple(paths), tuple(shapes), tuple(keep))
 
 
-def init(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[Any, MaskSpec]:
-    """Initialise ``model`` on inputs like ``x`` (``(B, ...)``): ``(params, mask spec)``."""
-    variables = model.init(key, jnp.asarray(x[:1]))
+def _traced_init(model: nn.Module, key, x) -> tuple[dict, dict]:
+    """``model.init``, recording each dropout layer's path and drop rate in call order.
+
+    A model that is not a linen module (e.g. :class:`dropstudy.nnx.Pure`, an NNX model as a
+    pure function) provides ``init(key, x)``, ``apply(variables, x, **kw)`` and
+    ``dropout_rates(x) -> {mask path without "mask": drop rate}`` in call order.
+    """
+    if not isinstance(model, nn.Module) and hasattr(model, "dropout_rates"):
+        variables = model.init(key, x)
+        if MASKS not in variables:
+            raise DropstudyError(f"{type(model).__name__} has no masks: nothing to average over")
+        return variables, dict(model.dropout_rates(x))
+    layers: dict[tuple[str, ...], float] = {}
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, MaskedDropout) and context.method_name == "__call__":
+            layers.setdefault(tuple(context.module.path), float(context.module.rate))
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        variables = model.init(key, x)
     if MASKS not in variables:
         raise DropstudyError(
             f"{type(model).__name__} has no MaskedDropout layer: nothing to average over"
         )
-    return variables["params"], spec_from_masks(variables[MASKS])
+    return variables, layers
+
+
+def _spec(masks: Masks, layers: dict) -> MaskSpec:
+    """The spec of a masks collection (arrays or shapes), keep = 1 - each layer's rate."""
+
+    def fill(path, leaf):
+        return np.full(np.shape(leaf), 1.0 - layers[_key_path(path)[:-1]])
+
+    return spec_from_masks(jax.tree_util.tree_map_with_path(fill, masks), list(layers))
+
+
+def init(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[dict, MaskSpec]:
+    """Initialise ``model`` on inputs like ``x`` (``(B, ...)``): ``(variables, mask spec)``.
+
+    ``variables`` holds every collection but the masks (``"params"``, and e.g. a
+    BatchNorm's ``"batch_stats"``): what :func:`apply` and the predictors take.
+    """
+    variables, layers = _traced_init(model, key, jnp.asarray(x[:1]))
+    rest = {k: v for k, v in variables.items() if k != MASKS}
+    return rest, _spec(variables[MASKS], layers)
 
 
 def mask_spec(model: nn.Module, x: jax.Array) -> MaskSpec:
-    """The :class:`MaskSpec` of ``model`` applied to inputs like ``x`` (no parameters made)."""
-    return init(model, jax.random.key(0), x)[1]
+    """The :class:`MaskSpec` of ``model`` applied to inputs like ``x``. The model is only
+    traced (``jax.eval_shape``): no parameter is computed."""
+    x = jnp.asarray(x[:1]) if not isinstance(x, jax.ShapeDtypeStruct) else x
+    x1 = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    box = {}
+
+    def trace(x1):
+        variables, box["layers"] = _traced_init(model, jax.random.key(0), x1)
+        return variables[MASKS]
+
+    return _spec(jax.eval_shape(trace, x1), box["layers"])
 
 
-def apply(model: nn.Module, params: Any, x: jax.Array, masks: Masks) -> jax.Array:
-    """The subnetwork selected by ``masks`` evaluated on ``x``: ``(B, n_out)``."""
-    return model.apply({"params": params, MASKS: masks}, x)
+def check_variables(variables: Any) -> dict:
+    """The model's variables dict ``{"params": ..., other collections}``, checked."""
+    if not isinstance(variables, Mapping) or "params" not in variables:
+        keys = list(variables)[:6] if isinstance(variables, Mapping) else type(variables)
+        raise DropstudyError(
+            "expected the model's variables dict {'params': params, ...} (as model.init "
+            f"returns it), got {keys}: wrap bare parameters as {{'params': params}}"
+        )
+    return variables
+
+
+def apply(model: nn.Module, variables: Any, x: jax.Array, masks: Masks, **kwargs) -> jax.Array:
+    """The subnetwork selected by ``masks`` evaluated on ``x``: ``(B, n_out)``.
+
+    ``variables`` is the model's variables dict (``{"params": ..., ...}``); ``kwargs`` go
+    to ``model.apply`` (``rngs=``, ``mutable=``, ``method=``).
+    """
+    variables = check_variables(variables)
+    return model.apply({**variables, MASKS: masks}, x, **kwargs)
 
 
 def expected_masks(spec: MaskSpec, dtype=jnp.float32) -> Masks:

@@ -7,16 +7,20 @@ A subnetwork is a pure function of ``(params, x, masks)``::
 :class:`MaskedDropout` reads its mask from the ``"masks"`` collection instead of drawing
 one from an RNG stream, so training (sampled masks), weight scaling (masks at their
 expectation), Monte-Carlo and exact averaging (batches of masks) and ablation (a zero at
-unit j) are all the same call with different mask arrays. ``model.init`` stores the
-*expected* mask (the keep probability of each unit) in that collection, which is where
-:func:`dropstudy.masks.mask_spec` reads the layer names, unit shapes and keep
-probabilities from.
+unit j) are all the same call with different mask arrays. With no mask given it uses its
+expectation, so ``model.apply({"params": params}, x)`` is weight scaling. ``model.init``
+stores the *expected* mask (the keep probability of each unit) in that collection;
+:func:`dropstudy.masks.mask_spec` reads the layer names (in the order the layers run),
+unit shapes and keep probabilities.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import dataclasses
+import math
 
 import flax.linen as nn
 import jax
@@ -61,7 +65,9 @@ class MaskedDropout(nn.Module):
     The mask for ``x`` of shape ``(B, *rest)`` has the *unit shape* ``U``: ``rest`` with the
     broadcast axes removed. It is either ``U`` (one subnetwork for the whole batch) or
     ``(B, *U)`` (one subnetwork per example, as in training). Values are 0/1 for a
-    subnetwork; the keep probability gives weight scaling.
+    subnetwork; the keep probability gives weight scaling. With no mask in the collection
+    (``model.apply({"params": params}, x)``) the layer uses the keep probability: weight
+    scaling, the deterministic default.
     """
 
     rate: float = 0.5
@@ -81,12 +87,8 @@ class MaskedDropout(nn.Module):
             mask = self.get_variable(MASKS, "mask")
         elif self.is_mutable_collection(MASKS):  # model.init: record the expected mask
             mask = self.variable(MASKS, "mask", jnp.full, unit_shape, keep, x.dtype).value
-        else:
-            raise DropstudyError(
-                f"no mask given for dropout layer {'/'.join(self.path)}: call "
-                "model.apply({'params': params, 'masks': masks}, x) with masks from "
-                "dropstudy.masks (sample_masks, expected_masks, ...)"
-            )
+        else:  # no mask given: the expectation, i.e. weight scaling
+            mask = jnp.full(unit_shape, keep, x.dtype)
         mask = jnp.asarray(mask)
         if mask.shape == unit_shape:
             lead = (1,)
@@ -104,6 +106,30 @@ class MaskedDropout(nn.Module):
         return x * (mask * scale)
 
 
+INPUT_DROPOUT = "drop_input"
+OUTPUT = "out"
+
+
+class TorchDense(nn.Module):
+    """A dense layer initialised as PyTorch's ``nn.Linear``: ``kernel (fan_in, features)``
+    and ``bias (features,)`` both uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``.
+    Same parameter names and computation as ``flax.linen.Dense``."""
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        bound = 1.0 / math.sqrt(x.shape[-1])
+
+        def init(key, shape, dtype):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        kernel = self.param("kernel", init, (x.shape[-1], self.features), self.dtype)
+        bias = self.param("bias", init, (self.features,), self.dtype)
+        return jnp.dot(x.astype(self.dtype), kernel) + bias
+
+
 class MLP(nn.Module):
     """Multi-layer perceptron with a :class:`MaskedDropout` on the input and every hidden layer.
 
@@ -119,9 +145,13 @@ class MLP(nn.Module):
       input_rate: drop rate of the input layer.
       convention: ``"inverted"`` (default) or ``"standard"``, see :class:`MaskedDropout`.
       dtype: parameter and computation dtype.
-      weight_init: ``"lecun"`` (Flax's default: normal, variance 1/fan_in) or ``"torch"``
-        (PyTorch's ``nn.Linear`` default for weights: uniform, variance 1/(3 fan_in); biases
-        start at zero), for reproducing PyTorch code.
+      weight_init: ``"lecun"`` (Flax's default: weights normal with variance 1/fan_in,
+        biases zero) or ``"torch"`` (PyTorch's ``nn.Linear`` default: weights *and* biases
+        uniform on [-1/sqrt(fan_in), 1/sqrt(fan_in)]), for reproducing PyTorch code.
+
+    Layer names (:meth:`dropout_layers`, :meth:`dense_layers`): dropout layer ``i`` of
+    ``dropout_layers()`` feeds dense layer ``i`` of ``dense_layers()``; the input's dropout
+    comes first, the output layer last.
     """
 
     hidden: Sequence[int] = (10, 10)
@@ -153,12 +183,27 @@ class MLP(nn.Module):
         self.hidden_rates()
         return self
 
+    def dropout_layers(self) -> tuple[str, ...]:
+        """Names of the dropout layers in the order they run: the input's, then each hidden
+        layer's (``("drop_input", "drop_0", "drop_1")`` for two hidden layers)."""
+        return (INPUT_DROPOUT, *(f"drop_{i}" for i in range(len(self.hidden))))
+
+    def dense_layers(self) -> tuple[str, ...]:
+        """Names of the dense layers in the order they run, the output layer last
+        (``("dense_0", "dense_1", "out")``); dense layer ``i`` reads dropout layer ``i``."""
+        return (*(f"dense_{i}" for i in range(len(self.hidden))), OUTPUT)
+
+    def _dense(self, width: int) -> nn.Module:
+        if self.weight_init == "torch":
+            return TorchDense(width, dtype=self.dtype)
+        return nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype)
+
     def setup(self) -> None:
         self.validate()
         self.drop_input = MaskedDropout(self.input_rate, convention=self.convention)
-        self.dense = [nn.Dense(w, dtype=self.dtype, param_dtype=self.dtype) for w in self.hidden]
+        self.dense = [self._dense(w) for w in self.hidden]
         self.drop = [MaskedDropout(r, convention=self.convention) for r in self.hidden_rates()]
-        self.out = nn.Dense(self.n_out, dtype=self.dtype, param_dtype=self.dtype)
+        self.out = self._dense(self.n_out)
 
     def features(self, x: jax.Array, upto: int | None = None) -> jax.Array:
         """Activations entering the output layer (after the last dropout), ``(B, hidden[-1])``.
@@ -202,3 +247,50 @@ class ConvNet(nn.Module):
         x = jax.nn.relu(nn.Dense(self.dense_width)(x))
         x = MaskedDropout(self.dense_rate)(x)
         return nn.Dense(self.n_out)(x)
+
+
+def _jsonable(v: Any) -> Any:
+    """A module attribute as plain JSON (deterministic: functions by qualified name)."""
+    if isinstance(v, (str, bool, int, float)) or v is None:
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    try:
+        return jnp.dtype(v).name
+    except TypeError:
+        pass
+    if callable(v):
+        return f"{getattr(v, '__module__', '?')}.{getattr(v, '__qualname__', type(v).__name__)}"
+    return repr(v)
+
+
+def model_config(model: nn.Module) -> dict:
+    """The model's attributes (its dataclass fields) as a JSON-ready dict, for any linen
+    module: what checkpoints and error messages record."""
+    return {
+        f.name: _jsonable(getattr(model, f.name))
+        for f in dataclasses.fields(model)
+        if f.name not in ("parent", "name")
+    }
+
+
+def model_class(model: nn.Module) -> str:
+    """``module.QualName`` of the model's class."""
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def mlp_from_config(d: dict) -> MLP:
+    """Rebuild an :class:`MLP` from :func:`model_config`'s dict (checked)."""
+    known = {f.name for f in dataclasses.fields(MLP)} - {"parent", "name"}
+    unknown = set(d) - known
+    if unknown:
+        raise DropstudyError(f"MLP config has unknown fields {sorted(unknown)}")
+    kw = dict(d)
+    for k in ("hidden", "rate"):
+        if isinstance(kw.get(k), list):
+            kw[k] = tuple(kw[k])
+    if "dtype" in kw:
+        kw["dtype"] = jnp.dtype(kw["dtype"])
+    return MLP(**kw).validate()

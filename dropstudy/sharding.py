@@ -1,9 +1,9 @@
-"""The seed axis and the mask axis over a device mesh.
+"""Device placement: meshes, and arrays split along a leading axis. Nothing else.
 
 :func:`dropstudy.train.train_seeds` shards its seeds over every device by itself (each
-device trains its share of the vmapped seeds, bitwise as one device trains that batch).
-:func:`average_sharded` deals subnetworks out in chunks (each device reduces its chunks,
-then one ``psum``). Works the same on 8 GPUs, a TPU slice, or several hosts after
+device trains its share of the vmapped seeds, bitwise as one device trains that batch);
+the ``mc`` and ``exact`` predictors take ``mesh=`` and deal subnetworks out in chunks
+(each device reduces its chunks, then one ``psum``). Works the same on 8 GPUs, a TPU slice, or several hosts after
 ``jax.distributed.initialize()`` (then ``jax.devices()`` lists every host's devices and the
 mesh spans them). On a CPU, :func:`use_cpu_cores` makes one device per core, so seeds
 train on all cores at once.
@@ -12,17 +12,12 @@ train on all cores at once.
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import masks as M
-from . import predict as PR
-from .validate import DropstudyError, check_positive_int
+from .validate import check_positive_int
 
 CPU_DEVICES_ENV = "DROPSTUDY_CPU_DEVICES"
 
@@ -74,49 +69,3 @@ def shard_leading(tree, mesh: Mesh):
         return jax.device_put(a, NamedSharding(mesh, P(axis)))
 
     return jax.tree.map(place, tree), n
-
-
-def average_sharded(
-    model: nn.Module,
-    params: Any,
-    x,
-    mesh: Mesh,
-    *,
-    source: str,
-    k: int | None = None,
-    key: jax.Array | None = None,
-    task: str = "classification",
-    chunk: int | None = None,
-    max_units: int = M.MAX_EXACT_UNITS,
-) -> PR.Average:
-    """MC (``source="mc"``, ``k`` subnetworks from ``key``) or exact (``source="exact"``)
-    averaging with the subnetworks dealt out over the devices of ``mesh``."""
-    (axis,) = mesh.axis_names
-    x = PR._check_inputs(model, x, task)
-    spec = M.mask_spec(model, x)
-    if source == "mc":
-        if key is None:
-            raise DropstudyError("source='mc' needs a key")
-        total = check_positive_int("k (number of Monte-Carlo samples)", k)
-    elif source == "exact":
-        total = 2 ** M.check_enumerable(spec, max_units)
-        key = jax.random.key(0)
-    else:
-        raise DropstudyError(f"unknown source {source!r}; choose mc or exact")
-    chunk = PR.resolve_chunk(model, params, x, spec, total, chunk)
-    n_dev = mesh.shape[axis]
-
-    def local(params, x, key):
-        s1, s2 = PR.partial_sums(
-            model, spec, task, source, total, chunk, n_dev, params, x, key, jax.lax.axis_index(axis)
-        )
-        return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis)
-
-    f = jax.jit(
-        jax.shard_map(
-            local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()), check_vma=False
-        )
-    )
-    rep = NamedSharding(mesh, P())
-    s1, s2 = f(*jax.device_put((params, jnp.asarray(x), key), rep))
-    return PR._average(task, total, s1, s2)

@@ -10,16 +10,24 @@ Mask modes (how training picks subnetworks):
 * ``per_batch`` — one fresh mask per step shared by the minibatch;
 * ``cycle`` — a given list of K masks, used in turn (a fixed-mask ensemble with shared
   weights; K = 1 trains one fixed subnetwork).
+
+Any linen model with :class:`~dropstudy.models.MaskedDropout` layers trains here: other
+variable collections (a BatchNorm's ``batch_stats``) are updated as the model mutates them,
+other randomness (``nn.Dropout``, noise layers) draws from the rng streams named in
+``TrainConfig.rng_streams``, and the optimiser and loss may be any optax transformation and
+any function of ``(outputs, targets)``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from typing import Any, NamedTuple
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,6 +37,7 @@ from jax.sharding import Mesh
 
 from . import masks as M
 from . import rng, sharding
+from .models import model_config
 from .validate import (
     TASKS,
     DropstudyError,
@@ -40,6 +49,8 @@ from .validate import (
 
 MASK_MODES = ("per_example", "per_batch", "cycle")
 OPTIMIZERS = ("adam", "sgd")
+LOSSES = ("cross_entropy", "mse")
+Loss = Callable[[jax.Array, jax.Array], jax.Array]  # (outputs, targets) -> scalar
 
 
 @dataclass(frozen=True)
@@ -49,11 +60,18 @@ class TrainConfig:
     Attributes:
       steps: optimiser steps.
       batch_size: examples per step; 0 means full batch.
-      optimizer: ``adam`` or ``sgd`` (with ``momentum``).
-      lr: learning rate.
-      momentum: SGD momentum (ignored by adam).
+      optimizer: ``adam`` or ``sgd`` (with ``momentum``) at ``lr`` and ``schedule``; or any
+        ``optax.GradientTransformation`` (then it sets its own learning rate: ``lr``,
+        ``momentum`` and ``schedule`` must stay at their defaults).
+      lr: learning rate of a named optimizer.
+      momentum: SGD momentum (0: plain SGD); refused with adam unless left at its default.
       l2: coupled L2 penalty ``l2/2 * sum ||W||^2`` over weight matrices (not biases).
-      task: ``classification`` (softmax cross-entropy) or ``regression`` (mean squared error).
+      task: ``classification`` (integer labels; default loss softmax cross-entropy) or
+        ``regression`` (default loss mean squared error).
+      loss: ``None`` (the task's default), ``"cross_entropy"``, ``"mse"``, or a function
+        ``loss(outputs (B, n_out), targets (B, ...)) -> scalar`` (mean over the batch).
+      rng_streams: names of the rng streams the model draws from besides its masks (e.g.
+        ``("dropout",)`` for ``flax.linen.Dropout``); each step gets a fresh key per stream.
       mask_mode: ``per_example``, ``per_batch`` or ``cycle`` (see module docstring).
       snapshot_every: also return parameters and gradients every this many steps (0: only
         at the end). Must divide ``steps``.
@@ -74,11 +92,39 @@ class TrainConfig:
     snapshot_every: int = 0
     lr_scale: tuple[tuple[str, float], ...] = ()
     schedule: str = "constant"
+    loss: str | Loss | None = None
+    rng_streams: tuple[str, ...] = ()
 
     def validate(self) -> TrainConfig:
         check_positive_int("steps", self.steps)
         check_positive_int("batch_size", self.batch_size, minimum=0)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        if isinstance(self.optimizer, optax.GradientTransformation):
+            for name in ("lr", "momentum", "schedule"):
+                if getattr(self, name) != defaults[name]:
+                    raise DropstudyError(
+                        f"{name}={getattr(self, name)!r} applies to the named optimizers "
+                        f"{OPTIMIZERS}; an optax transformation sets its own: build it into "
+                        "the transformation"
+                    )
+        else:
+            check_choice("optimizer", self.optimizer, OPTIMIZERS)
+            if self.optimizer == "adam" and self.momentum != defaults["momentum"]:
+                raise DropstudyError(
+                    f"momentum={self.momentum} applies to optimizer='sgd'; adam has its own "
+                    "moment estimates (pass optax.adam(lr, b1=...) to change them)"
+                )
+        if self.loss is not None and not callable(self.loss):
+            check_choice("loss", self.loss, LOSSES)
+        if isinstance(self.rng_streams, str) or not all(
+            isinstance(n, str) and n for n in self.rng_streams
+        ):
+            raise DropstudyError(
+                f"rng_streams must be a tuple of stream names, e.g. ('dropout',), got "
+                f"{self.rng_streams!r}"
+            )
+        if "params" in self.rng_streams:
+            raise DropstudyError("rng_streams must not name 'params': that stream initialises")
         check_positive_float("lr", self.lr)
         check_positive_float("momentum", self.momentum, allow_zero=True)
         check_positive_float("l2", self.l2, allow_zero=True)
@@ -95,7 +141,13 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: a custom optimiser or loss is recorded by its ``repr``."""
+        d = asdict(self)
+        for name in ("optimizer", "loss"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                d[name] = f"custom: {v!r}"
+        return d
 
     def replace(self, **kw) -> TrainConfig:
         return replace(self, **kw)
@@ -115,7 +167,9 @@ class DivergenceError(DropstudyError):
 
 def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     lr = cfg.lr if cfg.schedule == "constant" else optax.cosine_decay_schedule(cfg.lr, cfg.steps)
-    if cfg.optimizer == "adam":
+    if isinstance(cfg.optimizer, optax.GradientTransformation):
+        opt = cfg.optimizer
+    elif cfg.optimizer == "adam":
         opt = optax.adam(lr)
     else:
         opt = optax.sgd(lr, momentum=cfg.momentum or None)
@@ -134,39 +188,89 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(opt, optax.stateless(lambda u, _: scale(u)))
 
 
-def loss_fn(model: nn.Module, params, x, y, masks, task: str, l2: float = 0.0) -> jax.Array:
-    """Mean training loss of the subnetwork(s) ``masks`` on ``(x, y)``, plus the L2 penalty."""
-    out = M.apply(model, params, x, masks)
-    if task == "classification":
-        loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+def task_loss(cfg: TrainConfig) -> Loss:
+    """The loss ``(outputs, targets) -> scalar`` that ``cfg`` names (or its task's default)."""
+    name = cfg.loss if cfg.loss is not None else (
+        "cross_entropy" if cfg.task == "classification" else "mse"
+    )
+    if callable(name):
+        return name
+    if name == "cross_entropy":
+        return lambda out, y: optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    return lambda out, y: jnp.mean((out - y.reshape(out.shape)) ** 2)
+
+
+def l2_penalty(params, l2: float) -> jax.Array:
+    """``l2/2 * sum ||W||^2`` over the weight matrices (leaves named ``kernel``)."""
+    kernels = [
+        p
+        for path, p in jax.tree_util.tree_leaves_with_path(params)
+        if "kernel" in jax.tree_util.keystr(path)
+    ]
+    return 0.5 * l2 * sum(jnp.sum(k * k) for k in kernels)
+
+
+def loss_fn(
+    model: nn.Module,
+    params,
+    x,
+    y,
+    masks,
+    task: str,
+    l2: float = 0.0,
+    *,
+    loss: Loss | None = None,
+    state: dict | None = None,
+    rngs: dict | None = None,
+):
+    """Mean training loss of the subnetwork(s) ``masks`` on ``(x, y)``, plus the L2 penalty.
+
+    With ``state`` (the model's collections besides params and masks, e.g. ``batch_stats``)
+    returns ``(loss, new_state)``: the model may update them, as BatchNorm does in training.
+    """
+    if loss is None:
+        loss = task_loss(TrainConfig(task=task))
+    variables = {"params": params, **(state or {})}
+    kw = {"rngs": rngs} if rngs else {}
+    if state is None:
+        out = M.apply(model, variables, x, masks, **kw)
+        new_state = None
     else:
-        loss = jnp.mean((out - y.reshape(out.shape)) ** 2)
+        out, new_state = M.apply(model, variables, x, masks, mutable=list(state), **kw)
+        new_state = {k: new_state.get(k, v) for k, v in state.items()}
+    value = loss(out, y)
     if l2:
-        kernels = [
-            p
-            for path, p in jax.tree_util.tree_leaves_with_path(params)
-            if "kernel" in jax.tree_util.keystr(path)
-        ]
-        loss = loss + 0.5 * l2 * sum(jnp.sum(k * k) for k in kernels)
-    return loss
+        value = value + l2_penalty(params, l2)
+    return value if state is None else (value, new_state)
 
 
 def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
-    """A pure function ``train(key, x, y, cycle_masks, params0) -> (params, History)``.
+    """A pure function ``train(key, x, y, cycle_masks, variables0) -> (variables, History)``.
 
     ``x (N, ...)``, ``y (N,)`` or ``(N, 1)``; ``cycle_masks`` flat ``(K, n_units)`` for
-    ``mask_mode="cycle"`` (else ignored, pass ``None``); ``params0`` replaces the
-    initialisation drawn from ``key`` when given. Not jitted: wrap it in ``jax.jit``,
-    or use :func:`train` / :func:`train_seeds`.
+    ``mask_mode="cycle"`` (else ignored, pass ``None``); ``variables0`` (the model's
+    variables dict) replaces the initialisation drawn from ``key`` when given. Returns the
+    final variables (``"params"`` and any other collection the model keeps, without the
+    masks). Not jitted: wrap it in ``jax.jit``, or use :func:`train` / :func:`train_seeds`.
     """
     cfg.validate()
     opt = _optimizer(cfg)
+    loss = task_loss(cfg)
     seg = cfg.snapshot_every or cfg.steps
+    streams = tuple(cfg.rng_streams)
 
-    def train_fn(key, x, y, cycle_masks=None, params0=None):
+    def train_fn(key, x, y, cycle_masks=None, variables0=None):
         k_init, k_data, k_mask = jax.random.split(key, 3)
-        params = model.init(k_init, x[:1])["params"] if params0 is None else params0
-        state = opt.init(params)
+        # Other streams hang off the key by fold_in, leaving the three keys above (and so
+        # every run without extra streams) as they were.
+        k_rngs = jax.random.fold_in(key, 0x52_4E_47)
+        if variables0 is None:
+            init_rngs = {s: jax.random.fold_in(k_rngs, i) for i, s in enumerate(streams)}
+            variables0 = model.init({"params": k_init, **init_rngs}, x[:1])
+        variables0 = flax.core.unfreeze(variables0)
+        params = variables0["params"]
+        state = {k: v for k, v in variables0.items() if k not in ("params", M.MASKS)} or None
+        opt_state = opt.init(params)
         n = x.shape[0]
         bs = cfg.batch_size if 0 < cfg.batch_size < n else n
         per_epoch = n // bs
@@ -186,27 +290,37 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
                 return M.sample_masks(spec, k, (), x.dtype)
             return spec.unflatten(cycle_masks[step % cycle_masks.shape[0]].astype(x.dtype))
 
+        def rngs_at(step):
+            k = jax.random.fold_in(k_rngs, step + 1)
+            return {s: jax.random.fold_in(k, i) for i, s in enumerate(streams)}
+
         def step_fn(carry, step):
-            params, state, _ = carry
+            params, state, opt_state, _ = carry
             xb, yb = batch(step)
             m = masks_at(step, xb.shape[0])
-            loss, g = jax.value_and_grad(loss_fn, argnums=1)(
-                model, params, xb, yb, m, cfg.task, cfg.l2
-            )
-            upd, state = opt.update(g, state, params)
+            kw = dict(loss=loss, state=state, rngs=rngs_at(step))
+            if state is None:
+                value, g = jax.value_and_grad(loss_fn, argnums=1)(
+                    model, params, xb, yb, m, cfg.task, cfg.l2, **kw
+                )
+            else:
+                (value, state), g = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
+                    model, params, xb, yb, m, cfg.task, cfg.l2, **kw
+                )
+            upd, opt_state = opt.update(g, opt_state, params)
             # The latest gradient rides in the carry: stacking it per step would write
             # (and page in) one parameter-sized buffer per step only to keep the last one.
-            return (optax.apply_updates(params, upd), state, g), loss
+            return (optax.apply_updates(params, upd), state, opt_state, g), value
 
         def segment(carry, s):
-            carry, loss = jax.lax.scan(step_fn, carry, s * seg + jnp.arange(seg))
-            return carry, (loss, carry[0], carry[2])
+            carry, values = jax.lax.scan(step_fn, carry, s * seg + jnp.arange(seg))
+            return carry, (values, carry[0], carry[3])
 
-        carry = (params, state, jax.tree.map(jnp.zeros_like, params))
-        (params, _, _), (loss, snaps, grads) = jax.lax.scan(
+        carry = (params, state, opt_state, jax.tree.map(jnp.zeros_like, params))
+        (params, state, _, _), (values, snaps, grads) = jax.lax.scan(
             segment, carry, jnp.arange(cfg.steps // seg)
         )
-        return params, History(loss.reshape(-1), snaps, grads)
+        return {"params": params, **(state or {})}, History(values.reshape(-1), snaps, grads)
 
     return train_fn
 
@@ -218,7 +332,7 @@ def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
         raise DropstudyError(f"x must be a non-empty batch (N, ...), got shape {xa.shape}")
     if len(ya) != len(xa):
         raise DropstudyError(f"x has {len(xa)} examples but y has {len(ya)}")
-    if cfg.task == "classification" and ya.dtype.kind not in "iu":
+    if cfg.task == "classification" and cfg.loss is None and ya.dtype.kind not in "iu":
         raise DropstudyError("classification needs integer labels y; use task='regression'")
     return jnp.asarray(xa), jnp.asarray(ya)
 
@@ -237,27 +351,50 @@ def _cycle(spec: M.MaskSpec, cfg: TrainConfig, cycle_masks):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg"))
-def _train_jit(model, spec, cfg, key, x, y, cycle, params0):
-    return make_train(model, spec, cfg)(key, x, y, cycle, params0)
+def _train_jit(model, spec, cfg, key, x, y, cycle, variables0):
+    return make_train(model, spec, cfg)(key, x, y, cycle, variables0)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis"))
-def _train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle):
+def train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle):
+    """The compiled program behind :func:`train_seeds`: ``make_train`` vmapped over
+    ``keys (S,)``; ``data_axis``/``cycle_axis`` are 0 where data or cycle masks carry a seed
+    axis, else ``None``. Exposed for profiling (``.lower(...)``)."""
     f = make_train(model, spec, cfg)
     return jax.vmap(f, in_axes=(0, data_axis, data_axis, cycle_axis))(keys, x, y, cycle)
 
 
 def train(
-    model: nn.Module, key: jax.Array, x, y, cfg: TrainConfig, cycle_masks=None, params0=None
-) -> tuple[Any, History]:
-    """Train one network from ``key`` (or from ``params0``); raises :class:`DivergenceError`
-    on a NaN/inf loss."""
+    model: nn.Module,
+    key: jax.Array,
+    x,
+    y,
+    cfg: TrainConfig,
+    cycle_masks=None,
+    variables0=None,
+) -> tuple[dict, History]:
+    """Train one network from ``key`` (or from ``variables0``, the model's variables dict):
+    ``(variables, history)``; raises :class:`DivergenceError` on a NaN/inf loss."""
     x, y = _check_data(x, y, cfg)
     spec = M.mask_spec(model, x)
     cycle = _cycle(spec, cfg, cycle_masks)
-    params, hist = _train_jit(model, spec, cfg, key, x, y, cycle, params0)
+    if variables0 is not None:
+        variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
+    variables, hist = _run(_train_jit, model, spec, cfg, key, x, y, cycle, variables0)
     check_diverged(hist.loss[None], [0], model, cfg)
-    return params, hist
+    return variables, hist
+
+
+def _run(fn, model, *args):
+    """Call a compiled trainer, turning Flax's errors about a model's collections and rng
+    streams into what to do about them."""
+    try:
+        return fn(model, *args)
+    except flax.errors.InvalidRngError as e:
+        raise DropstudyError(
+            f"{type(model).__name__} draws random numbers besides its masks ({e}); name the "
+            "streams in TrainConfig(rng_streams=('dropout',))"
+        ) from None
 
 
 def train_seeds(
@@ -276,7 +413,8 @@ def train_seeds(
 
     ``keys (S,)``. With ``per_seed_data`` the data carry a leading seed axis ``(S, N, ...)``
     (bootstrap samples, say). ``cycle_masks`` may be ``(K, n_units)`` shared by every seed
-    or ``(S, K, n_units)``. Returns parameters and history with a leading seed axis.
+    or ``(S, K, n_units)``. Returns the variables dict (``"params"`` and any other
+    collection) and the history, each with a leading seed axis.
 
     A seed whose loss becomes NaN or inf raises :class:`DivergenceError`; with
     ``allow_divergence`` the message is printed to stderr instead and the caller must drop
@@ -307,12 +445,14 @@ def train_seeds(
             (x, y), _ = sharding.shard_leading((x, y), mesh)
         if cycle_axis == 0:
             cycle, _ = sharding.shard_leading(cycle, mesh)
-    params, hist = _train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
+    variables, hist = _run(
+        train_many_jit, model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle
+    )
     if mesh is not None:
-        params, hist = jax.tree.map(lambda a: a[:n], (params, hist))
+        variables, hist = jax.tree.map(lambda a: a[:n], (variables, hist))
         if jax.process_count() == 1:
             # Back on one device, so that later calls may mix any seeds' results freely.
-            params, hist = jax.device_put((params, hist), jax.devices()[0])
+            variables, hist = jax.device_put((variables, hist), jax.devices()[0])
     seeds = seeds if seeds is not None else list(range(n))
     try:
         check_diverged(hist.loss, seeds, model, cfg)
@@ -320,7 +460,7 @@ def train_seeds(
         if not allow_divergence:
             raise
         print(f"dropstudy: warning: {e}", file=sys.stderr)
-    return params, hist
+    return variables, hist
 
 
 def diverged(loss) -> np.ndarray:
@@ -336,11 +476,7 @@ def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainCon
         return
     row = int(np.argmax(bad.any(axis=1)))
     step = int(np.argmax(bad[row]))
-    from .checkpoint import model_to_dict
-    from .models import MLP
-
-    desc = model_to_dict(model) if isinstance(model, MLP) else " ".join(repr(model).split())
-    conf = json.dumps({"model": desc, "train": cfg.to_dict()}, default=str)
+    conf = json.dumps({"model": model_config(model), "train": cfg.to_dict()}, default=str)
     raise DivergenceError(
         f"training diverged: loss became {loss[row, step]} at step {step} for seed "
         f"{seeds[row]} ({int(bad.any(axis=1).sum())} of {len(seeds)} runs diverged); "
@@ -349,8 +485,8 @@ def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainCon
 
 
 def take(tree: Any, *index) -> Any:
-    """One run out of stacked results: ``take(params, i)`` is seed ``i`` of ``train_seeds``'s
-    parameters; ``take(hist.params, i, k)`` its ``k``-th snapshot."""
+    """One run out of stacked results: ``take(variables, i)`` is seed ``i`` of
+    ``train_seeds``'s variables; ``take(hist.params, i, k)`` its ``k``-th snapshot."""
     return jax.tree.map(lambda a: a[index], tree)
 
 

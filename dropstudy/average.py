@@ -1,0 +1,178 @@
+"""The one result type every predictor returns, and the streamed sums behind it.
+
+Like optax's ``GradientTransformation``, :class:`Average` is the shape everything shares:
+weight scaling (one network), Monte-Carlo and exact averages (many subnetworks), an average
+over given masks, sharded or not, all return one. The reduction is a stream of chunks of
+``(masks, weights)``: each chunk of subnetworks is evaluated with ``vmap`` and folded into
+running sums inside ``lax.scan``, so memory is bounded by the chunk size and nothing of size
+``2^n x batch x classes`` exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from . import masks as M
+from .validate import TASKS, DropstudyError, check_array, check_choice, check_positive_int
+
+CHUNK_ELEMENTS = 2**22  # floats per chunk-sized intermediate: about 16 MB in float32
+MEANS = ("arithmetic", "geometric")
+
+
+@dataclass(frozen=True)
+class Average:
+    """A prediction for a batch of ``B`` examples, averaged over ``count`` subnetworks.
+
+    Classification (``C`` classes): ``arithmetic`` ``(B, C)`` mean probabilities;
+    ``log_geometric`` ``(B, C)`` mean log-probabilities (the log of the unnormalised
+    geometric mean); :attr:`geometric` ``(B, C)`` the normalised geometric mean (NWGM),
+    ``softmax(log_geometric)``. :meth:`probs` and :meth:`log_probs` give either mean by name.
+    Regression: ``mean`` and ``var`` ``(B, n_out)`` of the outputs over subnetworks.
+    ``count`` is the number of subnetworks averaged (1 for weight scaling, K for MC,
+    ``2^n`` for the exact average).
+    """
+
+    task: str
+    count: int
+    arithmetic: jax.Array | None = None
+    log_geometric: jax.Array | None = None
+    mean: jax.Array | None = None
+    var: jax.Array | None = None
+
+    @property
+    def geometric(self) -> jax.Array:
+        return jax.nn.softmax(self.log_geometric, axis=-1)
+
+    @property
+    def std(self) -> jax.Array:
+        """Regression: the spread (standard deviation) of the outputs over subnetworks."""
+        return jnp.sqrt(self.var)
+
+    def probs(self, mean: str = "arithmetic") -> jax.Array:
+        """Class probabilities ``(B, C)`` of the ``arithmetic`` or ``geometric`` mean."""
+        self._need_classification()
+        check_choice("mean", mean, MEANS)
+        return self.arithmetic if mean == "arithmetic" else self.geometric
+
+    def log_probs(self, mean: str = "arithmetic") -> jax.Array:
+        """Log class probabilities ``(B, C)`` of the ``arithmetic`` or ``geometric`` mean."""
+        self._need_classification()
+        check_choice("mean", mean, MEANS)
+        if mean == "arithmetic":
+            return jnp.log(self.arithmetic)
+        return jax.nn.log_softmax(self.log_geometric, axis=-1)
+
+    def _need_classification(self) -> None:
+        if self.task != "classification":
+            raise DropstudyError("probabilities belong to classification; use .mean and .var")
+
+    @classmethod
+    def of_one(cls, task: str, out: jax.Array) -> Average:
+        """One network's outputs ``(B, n_out)`` (logits for classification) as an average
+        over one subnetwork: both means are its softmax; the spread is 0."""
+        if task == "classification":
+            return cls(
+                task,
+                1,
+                arithmetic=jax.nn.softmax(out, axis=-1),
+                log_geometric=jax.nn.log_softmax(out, axis=-1),
+            )
+        return cls(task, 1, mean=out, var=jnp.zeros_like(out))
+
+    @classmethod
+    def from_sums(cls, task: str, count: int, s1: jax.Array, s2: jax.Array) -> Average:
+        """From weighted sums: classification ``(E[p], E[log p])``, regression
+        ``(E[y], E[y^2])``."""
+        if task == "classification":
+            return cls(task, count, arithmetic=s1, log_geometric=s2)
+        return cls(task, count, mean=s1, var=jnp.maximum(s2 - s1 * s1, 0.0))
+
+
+def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
+    """Validate a predictor's arguments; returns ``x`` as a JAX array."""
+    check_choice("task", task, TASKS)
+    M.check_variables(variables)
+    if hasattr(model, "validate"):
+        model.validate()
+    arr = check_array("x", x)
+    if arr.ndim < 2 or arr.shape[0] == 0:
+        raise DropstudyError(f"x must be a non-empty batch (B, ...), got shape {arr.shape}")
+    return jnp.asarray(arr)
+
+
+def default_chunk(x: jax.Array, width: int, total: int) -> int:
+    """Subnetworks per chunk so one ``(chunk, B, width)`` intermediate stays near 16 MB."""
+    per = max(1, x.shape[0] * max(width, 1))
+    return int(max(1, min(total, CHUNK_ELEMENTS // per)))
+
+
+def out_width(model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
+    """Width of the model's output (traced, not computed)."""
+    shape = jax.eval_shape(
+        lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype))
+    )
+    return int(shape.shape[-1])
+
+
+def resolve_chunk(
+    model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec, total: int, chunk: int | None
+) -> int:
+    """Subnetworks per scan step: ``chunk`` if given (validated), else :func:`default_chunk`
+    for the widest layer; never more than ``total``."""
+    if chunk is None:
+        n_out = out_width(model, variables, x, spec)
+        chunk = default_chunk(x, max([n_out, *spec.sizes]), total)
+    return min(check_positive_int("chunk", chunk), total)
+
+
+def partial_sums(model, spec, task, source, total, chunk, n_dev, variables, x, key, dev):
+    """Weighted sums over this device's share of ``total`` subnetworks, ``chunk`` at a time.
+
+    ``source="mc"``: mask ``i`` drawn from ``fold_in(key, i)``, weight ``1/total``.
+    ``source="exact"``: mask ``i`` is the binary expansion of ``i``, weight its probability.
+    Device ``dev`` of ``n_dev`` takes chunks ``dev, dev + n_dev, ...``; summing the devices'
+    results (``psum``) gives the full reduction. Returns ``(s1, s2)``, each ``(B, n_out)``.
+    """
+    dtype = x.dtype
+    n_chunks = math.ceil(total / chunk)
+
+    def masks_for(idx):
+        if source == "mc":
+            m = M.sample_mask_batch(spec, key, idx, dtype)
+            w = jnp.full(idx.shape, 1.0 / total, dtype)
+        else:
+            m, w = M.enumerate_masks(spec, idx, dtype, max_units=31)
+        return m, jnp.where(idx < total, w, 0.0)  # padding past `total` has weight 0
+
+    def body(sums, j):
+        idx = (j * n_dev + dev) * chunk + jnp.arange(chunk)
+        m, w = masks_for(idx)
+        out = jax.vmap(lambda mk: M.apply(model, variables, x, mk))(m)  # (chunk, B, n_out)
+        if task == "classification":
+            logp = jax.nn.log_softmax(out, axis=-1)
+            a = jnp.einsum("k,kbc->bc", w, jnp.exp(logp))
+            g = jnp.einsum("k,kbc->bc", w, logp)
+        else:
+            a = jnp.einsum("k,kbc->bc", w, out)
+            g = jnp.einsum("k,kbc->bc", w, out * out)
+        return (sums[0] + a, sums[1] + g), None
+
+    out_shape = jax.eval_shape(
+        lambda: M.apply(model, variables, x, M.expected_masks(spec, dtype))
+    ).shape
+    z = jnp.zeros(out_shape, dtype)
+    (s1, s2), _ = jax.lax.scan(body, (z, z), jnp.arange(math.ceil(n_chunks / n_dev)))
+    return s1, s2
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "task", "source", "total", "chunk"))
+def stream(model, spec, task, source, total, chunk, variables, x, key):
+    """The whole reduction on one device: ``(s1, s2)`` for :meth:`Average.from_sums`."""
+    return partial_sums(model, spec, task, source, total, chunk, 1, variables, x, key, 0)
