@@ -151,7 +151,9 @@ def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, di
         config = _upgrade_v1(config, cfg_path)
     blob_path = d / ("params.msgpack" if v1 else "variables.msgpack")
     if not blob_path.is_file():
-        raise DropstudyError(f"checkpoint {d} is missing {blob_path.name}: not a dropstudy checkpoint")
+        raise DropstudyError(
+            f"checkpoint {d} is missing {blob_path.name}: not a dropstudy checkpoint"
+        )
     blob = blob_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != config.get("variables_sha256"):
         raise DropstudyError(

@@ -6,6 +6,7 @@ classification, float32 ``(N, 1)`` targets for regression.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import jax
@@ -32,6 +33,14 @@ class Dataset:
     @property
     def task(self) -> str:
         return "classification" if self.n_classes else "regression"
+
+    def digest(self) -> str:
+        """SHA-256 (hex, 16 characters) of the split's arrays: the data's identity."""
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+        return h.hexdigest()[:16]
 
     def subset(self, n_train: int, seed: int = 0) -> Dataset:
         """The first ``n_train`` examples of a fixed permutation of the training set."""

@@ -11,9 +11,9 @@ Keep probability ``p`` (the 2014 paper's notation) is ``1 - rate``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn

@@ -16,11 +16,10 @@ unit shapes and keep probabilities.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -190,8 +190,10 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 def task_loss(cfg: TrainConfig) -> Loss:
     """The loss ``(outputs, targets) -> scalar`` that ``cfg`` names (or its task's default)."""
-    name = cfg.loss if cfg.loss is not None else (
-        "cross_entropy" if cfg.task == "classification" else "mse"
+    name = (
+        cfg.loss
+        if cfg.loss is not None
+        else ("cross_entropy" if cfg.task == "classification" else "mse")
     )
     if callable(name):
         return name

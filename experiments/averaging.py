@@ -9,56 +9,73 @@ drop rates, activations and depths; and a wide net where only MC is possible.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import jax
 import numpy as np
 
 from dropstudy import predict as P
+from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, gaps, nll
 from dropstudy.models import MLP
-from dropstudy.stats import NOT_SUPPORTED, PARTLY, SUPPORTED, paired
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .stats import equivalence_verdict, paired
 
 NAME = "averaging"
 CLAIM = "Weight scaling approximates the average of the 2^n subnetworks that dropout trains."
-KS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
-MARGIN = 0.01  # equivalence margin on the test error (1 percentage point)
 
 
-def _configs(quick: bool) -> list[dict]:
-    if quick:
-        return [
-            {"tag": "relu 2x6 r0.5", "hidden": [6, 6], "activation": "relu", "rate": 0.5},
-            {"tag": "relu 1x8 r0.5", "hidden": [8], "activation": "relu", "rate": 0.5},
-            {
-                "tag": "relu 2x64 r0.5 (MC only)",
-                "hidden": [64, 64],
-                "activation": "relu",
-                "rate": 0.5,
-                "exact": False,
-            },
-        ]
-    out = [
-        {"tag": f"relu 2x10 r{r}", "hidden": [10, 10], "activation": "relu", "rate": r}
-        for r in (0.2, 0.5, 0.8)
-    ]
-    out += [
-        {"tag": f"{a} 2x10 r0.5", "hidden": [10, 10], "activation": a, "rate": 0.5}
-        for a in ("tanh", "sigmoid", "linear")
-    ]
-    out += [
-        {"tag": "relu 1x20 r0.5", "hidden": [20], "activation": "relu", "rate": 0.5},
-        {"tag": "relu 3x(7,7,6) r0.5", "hidden": [7, 7, 6], "activation": "relu", "rate": 0.5},
-        {
-            "tag": "relu 2x256 r0.5 (MC only)",
-            "hidden": [256, 256],
-            "activation": "relu",
-            "rate": 0.5,
-            "exact": False,
-        },
-    ]
-    return out
+@dataclass(frozen=True)
+class Net:
+    """One network of the sweep: hidden widths, activation, drop rate, and whether its
+    subnetworks are few enough to enumerate exactly."""
+
+    tag: str
+    hidden: tuple[int, ...]
+    activation: str = "relu"
+    rate: float = 0.5
+    exact: bool = True
+
+    def to_dict(self) -> dict:
+        return {"tag": self.tag, "hidden": list(self.hidden), "activation": self.activation,
+                "rate": self.rate, "exact": self.exact}  # fmt: skip
+
+
+NETS = (
+    *(Net(f"relu 2x10 r{r}", (10, 10), "relu", r) for r in (0.2, 0.5, 0.8)),
+    *(Net(f"{a} 2x10 r0.5", (10, 10), a) for a in ("tanh", "sigmoid", "linear")),
+    Net("relu 1x20 r0.5", (20,)),
+    Net("relu 3x(7,7,6) r0.5", (7, 7, 6)),
+    Net("relu 2x256 r0.5 (MC only)", (256, 256), exact=False),
+)
+QUICK_NETS = (
+    Net("relu 2x6 r0.5", (6, 6)),
+    Net("relu 1x8 r0.5", (8,)),
+    Net("relu 2x64 r0.5 (MC only)", (64, 64), exact=False),
+)
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Sizes and hyperparameters of the averaging experiment."""
+
+    seeds: int = 5
+    nets: tuple[Net, ...] = NETS
+    main: str = "relu 2x10 r0.5"  # the net whose verdict is the claim's
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=3e-3)
+    ks: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    mc_keys: int = 3  # independent MC streams per exact-enumerable net (1 for MC-only nets)
+    margin: float = 0.01  # equivalence margin on the test error (1 percentage point)
+    QUICK: ClassVar[dict] = {
+        "seeds": 2,
+        "nets": QUICK_NETS,
+        "main": "relu 2x6 r0.5",
+        "train": train.replace(steps=300),
+        "mc_keys": 2,
+    }
 
 
 def _bounds(ws, ex) -> dict:
@@ -78,20 +95,19 @@ def _bounds(ws, ex) -> dict:
     }
 
 
-def _cell(ds, c: dict, seeds: list[int], steps: int, mc_keys: int) -> dict:
-    model = MLP(
-        hidden=tuple(c["hidden"]), n_out=ds.n_classes, activation=c["activation"], rate=c["rate"]
-    )
-    cfg = TrainConfig(steps=steps, batch_size=128, lr=3e-3)
-    params, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
+def net_cell(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list):
+    """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed."""
+    c = net.to_dict()
+    model = MLP(hidden=net.hidden, n_out=ds.n_classes, activation=net.activation, rate=net.rate)
+    variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     x, y = ds.x_test, ds.y_test
     per_seed = []
     for i, s in enumerate(seeds):
-        p = take(params, i)
-        ws = np.asarray(jax.nn.softmax(P.weight_scaling(model, p, x)))
+        v = take(variables, i)
+        ws = np.asarray(P.weight_scaling(model, v, x).arithmetic)
         row = {"ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)}}
-        if c.get("exact", True):
-            ex = P.exact(model, p, x)
+        if net.exact:
+            ex = P.exact(model, v, x)
             for name, q in (("exact_a", ex.arithmetic), ("exact_g", ex.geometric)):
                 row[name] = {"err": 1 - accuracy(q, y), "nll": nll(q, y)}
             row["bounds"] = _bounds(ws, ex)
@@ -99,13 +115,13 @@ def _cell(ds, c: dict, seeds: list[int], steps: int, mc_keys: int) -> dict:
             row["gap_ws_vs_exact_g"] = gaps(ws, ex.geometric)
             row["gap_exact_g_vs_exact_a"] = gaps(ex.geometric, ex.arithmetic)
         curves = {"a_err": [], "a_nll": [], "g_err": [], "g_nll": []}
-        for j in range(mc_keys):
+        for j in range(mc_keys if net.exact else 1):
             key = jax.random.fold_in(jax.random.key(1000 + s), j)
-            cur = P.mc_curve(model, p, x, key, KS)
-            curves["a_err"].append([1 - accuracy(cur[k].arithmetic, y) for k in KS])
-            curves["a_nll"].append([nll(cur[k].arithmetic, y) for k in KS])
-            curves["g_err"].append([1 - accuracy(cur[k].geometric, y) for k in KS])
-            curves["g_nll"].append([nll(cur[k].geometric, y) for k in KS])
+            cur = P.mc_curve(model, v, x, key=key, ks=ks)
+            curves["a_err"].append([1 - accuracy(cur[k].arithmetic, y) for k in ks])
+            curves["a_nll"].append([nll(cur[k].arithmetic, y) for k in ks])
+            curves["g_err"].append([1 - accuracy(cur[k].geometric, y) for k in ks])
+            curves["g_nll"].append([nll(cur[k].geometric, y) for k in ks])
         row["mc"] = {k: np.mean(v, axis=0).tolist() for k, v in curves.items()}
         row["mc_band"] = {
             k: [np.min(v, axis=0).tolist(), np.max(v, axis=0).tolist()] for k, v in curves.items()
@@ -114,19 +130,19 @@ def _cell(ds, c: dict, seeds: list[int], steps: int, mc_keys: int) -> dict:
     return {"config": c, "seeds": per_seed}
 
 
-def _summary(cell: dict) -> dict:
+def _summary(cell: dict, ks: list, margin: float) -> dict:
     rows = cell["seeds"]
     out = {"config": cell["config"]}
     for name in ("ws", "exact_a", "exact_g"):
         if name in rows[0]:
             out[name] = {m: ci([r[name][m] for r in rows]) for m in ("err", "nll")}
     out["mc"] = {
-        m: [ci([r["mc"][m][i] for r in rows]) for i in range(len(KS))]
+        m: [ci([r["mc"][m][i] for r in rows]) for i in range(len(ks))]
         for m in ("a_err", "a_nll", "g_err", "g_nll")
     }
     # smallest K whose mean MC (arithmetic) error is at or below weight scaling's
     ws_err = out["ws"]["err"]["mean"]
-    hit = [k for k, c in zip(KS, out["mc"]["a_err"]) if c["mean"] <= ws_err]
+    hit = [k for k, c in zip(ks, out["mc"]["a_err"]) if c["mean"] <= ws_err]
     out["k_mc_reaches_ws_err"] = hit[0] if hit else None
     if "exact_a" in out:
         out["err_ws_minus_exact_a"] = paired(
@@ -142,49 +158,41 @@ def _summary(cell: dict) -> dict:
             out[k] = ci([r["bounds"][k] for r in rows])
         for g in ("gap_ws_vs_exact_a", "gap_ws_vs_exact_g", "gap_exact_g_vs_exact_a"):
             out[g] = {m: ci([r[g][m] for r in rows]) for m in rows[0][g]}
-        out["verdict"] = equivalence_verdict(out["err_ws_minus_exact_a"])
+        out["verdict"] = equivalence_verdict(out["err_ws_minus_exact_a"], margin)
     return out
 
 
-def equivalence_verdict(d: dict, margin: float = MARGIN) -> str:
-    """Supported: the 95% CI of the error difference lies inside +-margin; not supported: it
-    lies entirely outside; partly supported otherwise."""
-    if -margin <= d["lo"] and d["hi"] <= margin:
-        return SUPPORTED
-    if d["lo"] > margin or d["hi"] < -margin:
-        return NOT_SUPPORTED
-    return PARTLY
-
-
-def run(ctx) -> dict:
-    ds = ctx.dataset()
-    seeds = list(range(ctx.n_seeds(5, 2)))
-    steps = ctx.pick(3000, 300)
-    configs = _configs(ctx.quick)
-    ctx.bar(len(configs))
-    summaries = {}
-    for c in configs:
-        mc_keys = 1 if not c.get("exact", True) else ctx.pick(3, 2)
-        conf = {**c, "data": ds.name, "seeds": seeds, "steps": steps, "mc_keys": mc_keys}
-        cell = ctx.cell(
-            f"net={c['tag']}", conf, lambda c=c, m=mc_keys: _cell(ds, c, seeds, steps, m)
-        )
-        summaries[c["tag"]] = _summary(cell)
-    _figures(ctx, summaries)
-    main = configs[1]["tag"] if not ctx.quick else configs[0]["tag"]
-    verdicts = {t: s["verdict"] for t, s in summaries.items() if "verdict" in s}
+def plan(cfg: Config, ds: Dataset) -> dict:
+    seeds = list(range(cfg.seeds))
     return {
-        "claim": CLAIM,
-        "ks": KS,
-        "nets": summaries,
-        "main": main,
-        "verdict": summaries[main]["verdict"],
-        "verdicts": verdicts,
-        "margin": MARGIN,
+        f"net={n.tag}": cell(
+            net_cell,
+            ds=ds,
+            net=n,
+            train=cfg.train,
+            ks=list(cfg.ks),
+            mc_keys=cfg.mc_keys,
+            seeds=seeds,
+        )
+        for n in cfg.nets
     }
 
 
-def _figures(ctx, summaries: dict) -> None:
+def summarise(cfg: Config, raw: dict) -> dict:
+    summaries = {n.tag: _summary(raw[f"net={n.tag}"], list(cfg.ks), cfg.margin) for n in cfg.nets}
+    verdicts = {t: s["verdict"] for t, s in summaries.items() if "verdict" in s}
+    return {
+        "ks": list(cfg.ks),
+        "nets": summaries,
+        "main": cfg.main,
+        "verdict": summaries[cfg.main]["verdict"],
+        "verdicts": verdicts,
+        "margin": cfg.margin,
+    }
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    summaries, KS = r["nets"], r["ks"]
     tags = list(summaries)
     cols = 3
     rows = -(-len(tags) // cols)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .validate import DropstudyError, check_rate, parse_int_list
+from dropstudy.validate import DropstudyError, check_rate, parse_int_list
 
 
 def _rate(name):
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_data(args):
-    from .data import digits, load_mnist
+    from dropstudy.data import digits, load_mnist
 
     if args.dataset == "digits":
         if args.data_dir is not None:
@@ -158,7 +158,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from experiments import REGISTRY, run_experiment
+    from . import REGISTRY, run_experiment
 
     names = list(REGISTRY) if args.name == "all" else [args.name]
     for n in names:
@@ -189,7 +189,7 @@ def cmd_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .sharding import use_cpu_cores
+    from dropstudy.sharding import use_cpu_cores
 
     use_cpu_cores()  # one device per core: seeds train on every core
     args = build_parser().parse_args(argv)

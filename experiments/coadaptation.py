@@ -13,7 +13,9 @@ forward pass with a mask: removing a unit is a zero in the expected mask.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -21,31 +23,43 @@ import numpy as np
 import optax
 
 from dropstudy import masks as M
+from dropstudy.data import Dataset
 from dropstudy.models import MLP
-from dropstudy.stats import NOT_SUPPORTED, PARTLY, SUPPORTED, direction_verdict, paired
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .stats import combine, direction_verdict, paired
 
 NAME = "coadaptation"
 CLAIM = (
     "Dropout reduces co-adaptation: each unit must work with random subsets of the "
     "others, so the net tolerates losing any of them."
 )
-FRACTIONS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-DRAWS = 5
-CHUNK = 256
+CHUNK = 256  # subnetworks per vmapped step of mask_scores
 
 
-def mask_scores(model, spec, params, x, y, flat):
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Sizes and hyperparameters of the co-adaptation experiment."""
+
+    seeds: int = 5
+    width: int = 128
+    rates: tuple[float, float] = (0.0, 0.5)  # plain, dropout
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=1e-3)
+    fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    draws: int = 5  # random removals per fraction
+    QUICK: ClassVar[dict] = {"seeds": 2, "width": 16, "train": train.replace(steps=300)}
+
+
+def mask_scores(model, spec, variables, x, y, flat):
     """Test NLL and accuracy of every subnetwork in ``flat (K, n_units)``: ``(K,), (K,)``."""
-    return _mask_scores(model, spec, params, jnp.asarray(x), jnp.asarray(y), flat)
+    return _mask_scores(model, spec, variables, jnp.asarray(x), jnp.asarray(y), flat)
 
 
 @partial(jax.jit, static_argnames=("model", "spec"))
-def _mask_scores(model, spec, params, x, y, flat):
+def _mask_scores(model, spec, variables, x, y, flat):
     def one(m):
-        out = M.apply(model, params, x, spec.unflatten(m))
+        out = M.apply(model, variables, x, spec.unflatten(m))
         nll = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
         return nll, jnp.mean(jnp.argmax(out, -1) == y)
 
@@ -56,21 +70,23 @@ def _mask_scores(model, spec, params, x, y, flat):
     return nll.reshape(-1)[:k], acc.reshape(-1)[:k]
 
 
-def _net_measures(model, spec, p, ds, key) -> dict:
+def _net_measures(model, spec, v, ds, key, fractions, draws) -> dict:
     x, y = ds.x_test, ds.y_test
+    p = v["params"]
     base = spec.flatten(M.expected_masks(spec))
-    hidden = np.concatenate([M.layer_units(spec, f"drop_{i}") for i in range(len(model.hidden))])
+    hidden_layers = model.dropout_layers()[1:]  # the input's dropout comes first
+    hidden = np.concatenate([M.layer_units(spec, d) for d in hidden_layers])
     # (a) removal of random fractions of hidden units
     flat = []
-    for fi, f in enumerate(FRACTIONS):
-        for d in range(DRAWS):
+    for fi, f in enumerate(fractions):
+        for d in range(draws):
             k = jax.random.fold_in(key, fi * 100 + d)
             gone = jax.random.permutation(k, hidden)[: round(f * len(hidden))]
             flat.append(base.at[gone].set(0.0))
-    _, acc = mask_scores(model, spec, p, x, y, jnp.stack(flat))
-    removal = np.asarray(acc).reshape(len(FRACTIONS), DRAWS).mean(1)
+    _, acc = mask_scores(model, spec, v, x, y, jnp.stack(flat))
+    removal = np.asarray(acc).reshape(len(fractions), draws).mean(1)
     # (b) pairwise interactions in the last hidden layer
-    last = M.layer_units(spec, f"drop_{len(model.hidden) - 1}")
+    last = M.layer_units(spec, hidden_layers[-1])
     h = len(last)
     ii, jj = np.triu_indices(h, 1)
     singles = jnp.stack([base.at[u].set(0.0) for u in last])
@@ -78,17 +94,13 @@ def _net_measures(model, spec, p, ds, key) -> dict:
     pairs = (
         pairs.at[np.arange(len(ii)), last[ii]].set(0.0).at[np.arange(len(ii)), last[jj]].set(0.0)
     )
-    l0, _ = mask_scores(model, spec, p, x, y, base[None])
-    l1, _ = mask_scores(model, spec, p, x, y, singles)
-    l2, _ = mask_scores(model, spec, p, x, y, pairs)
+    l0, _ = mask_scores(model, spec, v, x, y, base[None])
+    l1, _ = mask_scores(model, spec, v, x, y, singles)
+    l2, _ = mask_scores(model, spec, v, x, y, pairs)
     d = np.asarray(l2) - np.asarray(l1)[ii] - np.asarray(l1)[jj] + float(l0[0])
     # (c, d) activations of every hidden layer at the expected mask
     acts = [
-        np.asarray(
-            model.apply(
-                {"params": p, M.MASKS: M.expected_masks(spec)}, x, upto=i, method=MLP.features
-            )
-        )
+        np.asarray(M.apply(model, v, x, M.expected_masks(spec), upto=i, method=MLP.features))
         for i in range(len(model.hidden))
     ]
     a = acts[-1]
@@ -106,45 +118,55 @@ def _net_measures(model, spec, p, ds, key) -> dict:
         "dead_units": int((~live).sum()),
         "mean_activation": float(np.mean([ac.mean() for ac in acts])),
         "frac_zero": float(np.mean([(ac <= 0).mean() for ac in acts])),
-        "first_layer": np.asarray(p["dense_0"]["kernel"][:, :16]).T.tolist(),
+        "first_layer": np.asarray(p[model.dense_layers()[0]]["kernel"][:, :16]).T.tolist(),
     }
 
 
-def _cell(ds, rate: float, seeds: list[int], steps: int, width: int) -> list[dict]:
+def rate_cell(
+    ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list, fractions, draws
+) -> list[dict]:
+    """Every measure for ``seeds`` nets trained at drop ``rate``."""
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
-    cfg = TrainConfig(steps=steps, batch_size=128, lr=1e-3)
-    params, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
+    v, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     spec = M.mask_spec(model, ds.x_train)
-    out = []
-    for i, s in enumerate(seeds):
-        p = take(params, i)
-        out.append(_net_measures(model, spec, p, ds, jax.random.key(5000 + s)))
-    return out
+    key = lambda s: jax.random.key(5000 + s)  # noqa: E731
+    return [
+        _net_measures(model, spec, take(v, i), ds, key(s), fractions, draws)
+        for i, s in enumerate(seeds)
+    ]
 
 
-def run(ctx) -> dict:
-    ds = ctx.dataset()
-    seeds = list(range(ctx.n_seeds(5, 2)))
-    steps, width = ctx.pick((3000, 128), (300, 16))
-    ctx.bar(2)
-    res = {
-        rate: ctx.cell(
-            f"rate={rate}",
-            {"rate": rate, "data": ds.name, "seeds": seeds, "steps": steps, "width": width},
-            lambda r=rate: _cell(ds, r, seeds, steps, width),
+def plan(cfg: Config, ds: Dataset) -> dict:
+    seeds = list(range(cfg.seeds))
+    return {
+        f"rate={r}": cell(
+            rate_cell,
+            ds=ds,
+            rate=r,
+            width=cfg.width,
+            train=cfg.train,
+            seeds=seeds,
+            fractions=list(cfg.fractions),
+            draws=cfg.draws,
         )
-        for rate in (0.0, 0.5)
+        for r in cfg.rates
     }
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    plain, drop = cfg.rates
+    res = {r: raw[f"rate={r}"] for r in cfg.rates}
+    fractions = list(cfg.fractions)
     col = lambda r, k: [m[k] for m in res[r]]  # noqa: E731
-    half = FRACTIONS.index(0.5)
+    half = fractions.index(0.5)
     drop_at_half = {r: [m["removal_acc"][0] - m["removal_acc"][half] for m in res[r]] for r in res}
     comp = {
         "acc_loss_at_half_removed_plain_minus_dropout": paired(
-            drop_at_half[0.0], drop_at_half[0.5]
+            drop_at_half[plain], drop_at_half[drop]
         ),
-        "mean_abs_d_plain_minus_dropout": paired(col(0.0, "mean_abs_d"), col(0.5, "mean_abs_d")),
+        "mean_abs_d_plain_minus_dropout": paired(col(plain, "mean_abs_d"), col(drop, "mean_abs_d")),
         "mean_abs_corr_plain_minus_dropout": paired(
-            col(0.0, "mean_abs_corr"), col(0.5, "mean_abs_corr")
+            col(plain, "mean_abs_corr"), col(drop, "mean_abs_corr")
         ),
     }
     summary = {
@@ -162,35 +184,31 @@ def run(ctx) -> dict:
         }
         | {
             "removal_acc": [
-                ci([m["removal_acc"][i] for m in res[r]]) for i in range(len(FRACTIONS))
+                ci([m["removal_acc"][i] for m in res[r]]) for i in range(len(fractions))
             ]
         }
         for r in res
     }
-    _figures(ctx, res, summary)
     v1 = direction_verdict(comp["acc_loss_at_half_removed_plain_minus_dropout"])
     v2 = direction_verdict(comp["mean_abs_d_plain_minus_dropout"])
-    n_sup = [v1, v2].count(SUPPORTED)
-    verdict = (
-        SUPPORTED if n_sup == 2 else (PARTLY if n_sup == 1 or PARTLY in (v1, v2) else NOT_SUPPORTED)
-    )
     return {
-        "claim": CLAIM,
-        "width": width,
-        "fractions": FRACTIONS,
+        "width": cfg.width,
+        "fractions": fractions,
         "nets": summary,
         "comparisons": comp,
         "verdict_robustness": v1,
         "verdict_interactions": v2,
-        "verdict": verdict,
+        "verdict": combine(v1, v2),
     }
 
 
-def _figures(ctx, res, summary) -> None:
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    summary = r["nets"]
+    labels = dict(zip(cfg.rates, ("plain", f"dropout {cfg.rates[1]}"), strict=True))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for r, label in ((0.0, "plain"), (0.5, "dropout 0.5")):
-        errorbar(axes[0], FRACTIONS, summary[str(r)]["removal_acc"], label)
-        h = res[r][0]["d_hist"]
+    for rate, label in labels.items():
+        errorbar(axes[0], cfg.fractions, summary[str(rate)]["removal_acc"], label)
+        h = raw[f"rate={rate}"][0]["d_hist"]
         axes[1].stairs(h["counts"], h["edges"], label=label, alpha=0.7)
     axes[0].set(
         xlabel="fraction of hidden units removed",
@@ -204,8 +222,8 @@ def _figures(ctx, res, summary) -> None:
     axes[1].legend()
     ctx.savefig(fig, "coadaptation.png")
     fig, axes = plt.subplots(2, 16, figsize=(13, 2.0))
-    for row, (r, label) in enumerate(((0.0, "plain"), (0.5, "dropout"))):
-        for j, w in enumerate(res[r][0]["first_layer"]):
+    for row, (rate, label) in enumerate(labels.items()):
+        for j, w in enumerate(raw[f"rate={rate}"][0]["first_layer"]):
             ax = axes[row, j]
             side = round(np.sqrt(len(w)))  # 8 x 8 digits, 28 x 28 MNIST
             ax.imshow(np.reshape(w, (side, side)), cmap="RdBu_r")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import flax.linen as nn
 import jax
 import matplotlib
 
@@ -18,63 +20,110 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dropstudy.cells import CellStore
-from dropstudy.checkpoint import versions
 from dropstudy.data import Dataset, digits
-from dropstudy.results import write_json
-from dropstudy.stats import fmt, mean_ci
+from dropstudy.io import versions
+from dropstudy.models import model_class, model_config
+
+from .cells import CellStore
+from .results import write_json
+from .stats import fmt, mean_ci
 
 plt.rcParams.update({"figure.dpi": 90, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3})
 
 
+class ExperimentConfig:
+    """Base of every experiment's frozen ``Config``: the quick variant and the seed count.
+
+    Subclasses are frozen dataclasses with a ``seeds`` field and a ``QUICK`` dict of the
+    fields a smoke test shrinks.
+    """
+
+    QUICK: ClassVar[dict[str, Any]] = {}
+
+    def quick(self):
+        """The smoke-test variant: ``QUICK``'s values replace the defaults."""
+        return replace(self, **self.QUICK)
+
+    def with_seeds(self, n: int):
+        """The same configuration with ``n`` seeds."""
+        return replace(self, seeds=n)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: ``fn(**kwargs)``. Its cache key is derived from ``fn``'s name and
+    the arguments themselves, so the configuration is written once."""
+
+    fn: Callable[..., Any]
+    kwargs: dict
+
+    def key(self) -> dict:
+        return {"fn": self.fn.__qualname__, "args": cell_key(self.kwargs)}
+
+
+def cell(fn: Callable[..., Any], **kwargs) -> Cell:
+    """``Cell(fn, kwargs)``: ``plan`` functions list these."""
+    return Cell(fn, kwargs)
+
+
+def cell_key(value: Any) -> Any:
+    """A JSON-able identity of a cell argument: data sets by name and content digest,
+    models by class and attributes, dataclasses (``TrainConfig``) by their fields."""
+    if isinstance(value, Dataset):
+        return {"dataset": value.name, "digest": value.digest()}
+    if isinstance(value, nn.Module):
+        return {"model": model_class(value), **model_config(value)}
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return cell_key(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): cell_key(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [cell_key(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return {"array": hashlib.sha256(value.tobytes()).hexdigest()[:16], "shape": value.shape}
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(f"a cell argument of type {type(value).__name__} has no stable key")
+
+
 @dataclass
 class Context:
-    """One experiment's run: where to write, how big, which data, and its cell store."""
+    """One experiment's run: where to write, which data, and its cell store."""
 
     name: str
     out: Path
     quick: bool = False
-    seeds: int | None = None
     progress: bool = True
     data: Dataset | None = None
-    tensorboard: Path | None = None
     figures: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.out = Path(self.out) / self.name
         self.out.mkdir(parents=True, exist_ok=True)
         self.store = CellStore(self.out)
-        self._bar = None
-
-    def n_seeds(self, default: int, quick: int) -> int:
-        return self.seeds or (quick if self.quick else default)
 
     def dataset(self) -> Dataset:
         return self.data if self.data is not None else digits()
 
-    def pick(self, default, quick):
-        return quick if self.quick else default
-
-    def bar(self, total: int):
-        """A progress bar over this experiment's cells."""
+    def run_cells(self, cells: dict[str, Cell]) -> dict[str, Any]:
+        """Run (or reuse) every cell: ``{label: result}``. The code's digest and the devices
+        are part of each cell's key, so an edited experiment or library never reuses a cell
+        computed by older code, and a resumed run never mixes cells from another device
+        count (seeds are batched per device, and batch size can change float rounding)."""
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(
-            total=total, desc=self.name, disable=not self.progress, leave=True, unit="cell"
-        )
-        return self._bar
-
-    def cell(self, name: str, config: dict, compute: Callable[[], Any]) -> Any:
-        """Run (or reuse) one cell. The code's digest and the devices are part of its
-        configuration, so an edited experiment or library never reuses a cell computed by
-        older code, and a resumed run never mixes cells from another device count (seeds
-        are batched per device, and batch size can change float rounding)."""
-        key = {**config, "code": code_digest(self.name), "devices": device_tag()}
-        result = self.store.get(name, key, compute)
-        if self._bar is not None:
-            self._bar.set_postfix_str(name[:40])
-            self._bar.update(1)
-        return result
+        raw = {}
+        digest, devices = code_digest(self.name), device_tag()
+        with tqdm(total=len(cells), desc=self.name, disable=not self.progress, unit="cell") as bar:
+            for label, c in cells.items():
+                key = {**c.key(), "code": digest, "devices": devices}
+                raw[label] = self.store.get(label, key, lambda c=c: c.fn(**c.kwargs))
+                bar.set_postfix_str(label[:40])
+                bar.update(1)
+        return raw
 
     def savefig(self, fig, name: str) -> str:
         path = self.out / name
@@ -84,12 +133,14 @@ class Context:
         self.figures.append(name)
         return name
 
-    def write(self, results: dict, started: float) -> Path:
-        if self._bar is not None:
-            self._bar.close()
+    def write(self, claim: str, cfg: ExperimentConfig, results: dict, started: float) -> Path:
+        """``results.json``: the experiment's results plus the claim, its configuration,
+        the figures, versions and devices."""
         results = {
             "experiment": self.name,
+            "claim": claim,
             "quick": self.quick,
+            "config": cfg.to_dict(),
             "figures": self.figures,
             "versions": versions(),
             "backend": jax.default_backend(),
@@ -112,11 +163,9 @@ def device_tag() -> str:
 
 def code_digest(name: str) -> str:
     """Digest of the sources a cell's result depends on: the library, this experiment."""
-    import hashlib
-
     here = Path(__file__).parent
     files = sorted((here.parent / "dropstudy").glob("*.py"))
-    files += [here / "common.py", here / f"{name}.py"]
+    files += [here / f for f in ("common.py", "cells.py", "results.py", "stats.py", f"{name}.py")]
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + f.read_bytes())

@@ -12,13 +12,15 @@ from dataclasses import asdict, dataclass
 import jax
 import numpy as np
 
-from . import checkpoint, predict
-from . import masks as M
-from .data import Dataset, check_dataset, digits
-from .metrics import gaps, scores
-from .models import MLP
-from .train import TrainConfig, train
-from .validate import DropstudyError, check_positive_int
+from dropstudy import checkpoint, predict
+from dropstudy import masks as M
+from dropstudy.average import MEANS
+from dropstudy.data import Dataset, check_dataset, digits
+from dropstudy.io import versions
+from dropstudy.metrics import gaps, scores
+from dropstudy.models import MLP, model_config
+from dropstudy.train import TrainConfig, train
+from dropstudy.validate import DropstudyError, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -54,17 +56,24 @@ class CompareConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr).validate()
 
 
-def predictor_probs(model, params, x, samples, key, do_exact, max_units) -> dict[str, np.ndarray]:
-    """Probabilities ``(B, C)`` of every predictor, by name, on the same weights."""
-    out = {"weight_scaling": np.asarray(jax.nn.softmax(predict.weight_scaling(model, params, x)))}
-    for k in samples:
-        avg = predict.mc(model, params, x, key, k)
-        out[f"mc_arithmetic_{k}"] = np.asarray(avg.arithmetic)
-        out[f"mc_geometric_{k}"] = np.asarray(avg.geometric)
+def predictor_probs(
+    model, variables, x, samples, key, do_exact, max_units
+) -> dict[str, np.ndarray]:
+    """Probabilities ``(B, C)`` of every predictor, by name, on the same weights, all through
+    :func:`dropstudy.predict.predict`: ``weight_scaling``, ``mc_{mean}_{K}`` for each K, and
+    ``exact_{mean}``, with mean arithmetic or geometric."""
+    runs = [("weight_scaling", {}, "")]
+    runs += [("mc", {"key": key, "k": k}, f"_{k}") for k in samples]
     if do_exact:
-        avg = predict.exact(model, params, x, max_units=max_units)
-        out["exact_arithmetic"] = np.asarray(avg.arithmetic)
-        out["exact_geometric"] = np.asarray(avg.geometric)
+        runs.append(("exact", {"max_units": max_units}, ""))
+    out = {}
+    for name, options, suffix in runs:
+        avg = predict.predict(name, model, variables, x, **options)
+        if avg.count == 1 and name == "weight_scaling":
+            out[name] = np.asarray(avg.probs())
+            continue
+        for mean in MEANS:
+            out[f"{name}_{mean}{suffix}"] = np.asarray(avg.probs(mean))
     return out
 
 
@@ -81,7 +90,7 @@ def compare(
     k_train, k_mc = jax.random.split(key)
     t0 = time.perf_counter()
     if checkpoint_dir is not None:
-        model, params, ck = checkpoint.load(checkpoint_dir)
+        model, variables, ck = checkpoint.load(checkpoint_dir)
         checkpoint.check_compatible(
             ck, model, data.x_train.shape[1], data.n_classes, str(checkpoint_dir)
         )
@@ -93,23 +102,22 @@ def compare(
     if do_exact:  # refuse before spending time on training
         M.check_enumerable(spec, cfg.max_units)
     if checkpoint_dir is None:
-        params, hist = train(model, k_train, data.x_train, data.y_train, cfg.train_config())
+        variables, hist = train(model, k_train, data.x_train, data.y_train, cfg.train_config())
         train_info = {**cfg.train_config().to_dict(), "final_loss": float(hist.loss[-1])}
     t_train = time.perf_counter() - t0
     if save_dir is not None:
         checkpoint.save(
             save_dir,
             model,
-            params,
+            variables,
+            example_input=data.x_train,
             train=cfg.train_config().to_dict(),
-            extra={
-                "n_inputs": int(data.x_train.shape[1]),
-                "dataset": data.name,
-                "seed": cfg.seed,
-            },
+            extra={"dataset": data.name, "seed": cfg.seed},
         )
     t1 = time.perf_counter()
-    probs = predictor_probs(model, params, data.x_test, cfg.samples, k_mc, do_exact, cfg.max_units)
+    probs = predictor_probs(
+        model, variables, data.x_test, cfg.samples, k_mc, do_exact, cfg.max_units
+    )
     t_eval = time.perf_counter() - t1
     preds = {name: scores(p, data.y_test) for name, p in probs.items()}
     refs = (
@@ -122,7 +130,7 @@ def compare(
     return {
         "config": conf
         | {
-            "model": checkpoint.model_to_dict(model),
+            "model": model_config(model),
             "train": train_info,
             "n_droppable": spec.n_droppable,
             "dataset": data.name,
@@ -131,7 +139,7 @@ def compare(
         "predictors": preds,
         "gaps": gap,
         "timing_s": {"train": round(t_train, 3), "evaluate": round(t_eval, 3)},
-        "versions": checkpoint.versions(),
+        "versions": versions(),
     }
 
 

@@ -15,18 +15,22 @@ Each ensemble member trains for 1/K of the steps, so every method costs the same
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dropstudy import masks as M
 from dropstudy import predict as P
+from dropstudy.data import Dataset
 from dropstudy.metrics import scores
 from dropstudy.models import MLP
-from dropstudy.stats import direction_verdict, paired
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .stats import direction_verdict, paired
 
 NAME = "ensembles"
 CLAIM = (
@@ -43,6 +47,19 @@ METHODS = (
 )
 
 
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Sizes and hyperparameters of the ensembles experiment."""
+
+    seeds: int = 5
+    width: int = 64
+    rate: float = 0.5
+    k: int = 5  # ensemble members; each trains train.steps // k steps
+    mc_k: int = 100  # subnetworks of the dropout net's MC average
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    QUICK: ClassVar[dict] = {"seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=300)}
+
+
 def _member_keys(seeds, k):
     """K member keys per seed, ``(S * K,)``: member j of seed s is ``fold_in(key(s), j)``."""
     return jnp.stack(
@@ -50,32 +67,33 @@ def _member_keys(seeds, k):
     )
 
 
-def _cell(ds, method: str, seeds: list[int], steps: int, k: int, width: int) -> list[dict]:
-    n_cls, x, y = ds.n_classes, ds.x_test, ds.y_test
-    drop = MLP(hidden=(width, width), n_out=n_cls, rate=0.5)
+def method_cell(
+    ds: Dataset, method: str, drop: MLP, cfg: TrainConfig, k: int, mc_k: int, seeds: list
+) -> list[dict]:
+    """Test scores of ``method`` (one of :data:`METHODS`) for every seed."""
+    x, y = ds.x_test, ds.y_test
     plain = drop.clone(rate=0.0)
-    cfg = TrainConfig(steps=steps, batch_size=128, lr=2e-3)
-    member_cfg = cfg.replace(steps=steps // k)
+    member_cfg = cfg.replace(steps=cfg.steps // k)
     spec = M.mask_spec(drop, ds.x_train)
     keys = seed_keys(seeds)
     out = []
     if method in ("plain", "dropout_ws", "dropout_mc100"):
         model = plain if method == "plain" else drop
-        params, _ = train_seeds(model, keys, ds.x_train, ds.y_train, cfg, seeds=seeds)
+        variables, _ = train_seeds(model, keys, ds.x_train, ds.y_train, cfg, seeds=seeds)
         for i, s in enumerate(seeds):
-            p = take(params, i)
+            v = take(variables, i)
             if method == "dropout_mc100":
-                probs = P.mc(model, p, x, jax.random.key(7000 + s), 100).arithmetic
+                avg = P.mc(model, v, x, key=jax.random.key(7000 + s), k=mc_k)
             else:
-                probs = jax.nn.softmax(P.weight_scaling(model, p, x))
-            out.append(scores(probs, y))
+                avg = P.weight_scaling(model, v, x)
+            out.append(scores(avg.arithmetic, y))
         return out
     if method == "fixed_mask_shared":
         draw = lambda s: M.sample_mask_batch(  # noqa: E731
             spec, jax.random.fold_in(jax.random.key(s), 99), jnp.arange(k)
         )
         masks = jnp.stack([spec.flatten(draw(s)) for s in seeds])  # (S, K, n_units)
-        params, _ = train_seeds(
+        variables, _ = train_seeds(
             drop,
             keys,
             ds.x_train,
@@ -85,8 +103,7 @@ def _cell(ds, method: str, seeds: list[int], steps: int, k: int, width: int) -> 
             seeds=seeds,
         )
         for i in range(len(seeds)):
-            p = take(params, i)
-            avg = P.over_masks(drop, p, x, spec.unflatten(masks[i]))
+            avg = P.over_masks(drop, take(variables, i), x, masks=spec.unflatten(masks[i]))
             out.append(scores(avg.arithmetic, y))
         return out
     # K members per seed, vmapped together over seeds x members
@@ -99,7 +116,7 @@ def _cell(ds, method: str, seeds: list[int], steps: int, k: int, width: int) -> 
         masks = jnp.stack(
             [spec.flatten(M.sample_masks(spec, jax.random.fold_in(mk, 1))) for mk in mkeys]
         )[:, None]  # (S * K, 1, n_units)
-        params, _ = train_seeds(
+        variables, _ = train_seeds(
             drop,
             mkeys,
             xs,
@@ -111,34 +128,38 @@ def _cell(ds, method: str, seeds: list[int], steps: int, k: int, width: int) -> 
         model = drop
     else:
         masks = jnp.ones((len(mkeys), 1, spec.n_units))
-        params, _ = train_seeds(plain, mkeys, ds.x_train, ds.y_train, member_cfg)
+        variables, _ = train_seeds(plain, mkeys, ds.x_train, ds.y_train, member_cfg)
         model = plain
     for i in range(len(seeds)):
         probs = []
         for j in range(k):
-            p = take(params, i * k + j)
+            v = take(variables, i * k + j)
             m = spec.unflatten(masks[i * k + j, 0])
-            probs.append(jax.nn.softmax(M.apply(model, p, x, m)))
+            probs.append(jax.nn.softmax(M.apply(model, v, x, m)))
         out.append(scores(jnp.mean(jnp.stack(probs), 0), y))
     return out
 
 
-def run(ctx) -> dict:
-    ds = ctx.dataset()
-    seeds = list(range(ctx.n_seeds(5, 2)))
-    steps, k, width = ctx.pick((3000, 5, 64), (300, 3, 32))
-    ctx.bar(len(METHODS))
-    res = {}
-    for m in METHODS:
-        conf = {
-            "method": m,
-            "data": ds.name,
-            "seeds": seeds,
-            "steps": steps,
-            "k": k,
-            "width": width,
-        }
-        res[m] = ctx.cell(f"method={m}", conf, lambda m=m: _cell(ds, m, seeds, steps, k, width))
+def plan(cfg: Config, ds: Dataset) -> dict:
+    seeds = list(range(cfg.seeds))
+    drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
+    return {
+        f"method={m}": cell(
+            method_cell,
+            ds=ds,
+            method=m,
+            drop=drop,
+            cfg=cfg.train,
+            k=cfg.k,
+            mc_k=cfg.mc_k,
+            seeds=seeds,
+        )
+        for m in METHODS
+    }
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    res = {m: raw[f"method={m}"] for m in METHODS}
     summary = {
         m: {s: ci([r[s] for r in res[m]]) for s in ("accuracy", "nll", "ece", "brier")}
         for m in METHODS
@@ -156,23 +177,26 @@ def run(ctx) -> dict:
             col("dropout_ws", "accuracy"), col("independent_nets", "accuracy")
         ),
     }
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, metric in zip(axes, ("accuracy", "nll", "ece")):
-        errorbar(ax, range(len(METHODS)), [summary[m][metric] for m in METHODS], metric, ls="")
-        ax.set_xticks(range(len(METHODS)), METHODS, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"test {metric} (95% CI, {len(seeds)} seeds)")
-    ctx.savefig(fig, "ensembles.png")
     return {
-        "claim": CLAIM,
-        "k": k,
-        "steps": steps,
-        "width": width,
+        "k": cfg.k,
+        "steps": cfg.train.steps,
+        "width": cfg.width,
         "methods": summary,
         "comparisons": comparisons,
         "verdict": direction_verdict(comparisons["nll_independent_minus_dropout_ws"]),
         "verdict_weight_sharing": direction_verdict(comparisons["nll_bagging_minus_fixed_shared"]),
         "verdict_vs_plain": direction_verdict(comparisons["nll_plain_minus_dropout_ws"]),
     }
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    summary = r["methods"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, metric in zip(axes, ("accuracy", "nll", "ece")):
+        errorbar(ax, range(len(METHODS)), [summary[m][metric] for m in METHODS], metric, ls="")
+        ax.set_xticks(range(len(METHODS)), METHODS, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"test {metric} (95% CI, {cfg.seeds} seeds)")
+    ctx.savefig(fig, "ensembles.png")
 
 
 def section(r: dict) -> tuple[str, str]:

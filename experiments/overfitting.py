@@ -8,18 +8,22 @@ train-test gap on digits against the drop rate and against the training-set size
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dropstudy import predict as P
-from dropstudy.data import tutorial_regression
+from dropstudy.data import Dataset, tutorial_regression
 from dropstudy.metrics import accuracy, nll
 from dropstudy.models import MLP
-from dropstudy.stats import direction_verdict, paired
 from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_seeds
+from dropstudy.validate import DropstudyError
 
-from .common import ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .stats import choice_verdict, direction_verdict, paired
 
 NAME = "overfitting"
 CLAIM = "Dropout reduces overfitting."
@@ -45,24 +49,53 @@ def tutorial_config(steps: int, every: int = 0) -> TrainConfig:
     )
 
 
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Sizes and hyperparameters of the overfitting experiment."""
+
+    seeds: int = 5  # digits seeds
+    tutorial_seeds: int = 20
+    tutorial_rates: tuple[float, float] = (0.0, 0.5)  # plain, dropout
+    tutorial: TrainConfig = tutorial_config(2000, 400)
+    width: int = 100
+    digits: TrainConfig = TrainConfig(steps=2000, batch_size=128, lr=1e-3)
+    rates: tuple[float, ...] = (0.0, 0.2, 0.3, 0.5, 0.8)
+    sizes: tuple[int, ...] = (100, 200, 500, 1000)  # plus the full training set
+    size_rates: tuple[float, float] = (0.0, 0.5)
+    typical_rates: tuple[float, ...] = (0.3, 0.5)  # the tutorial's "typical" rates
+    near_typical: tuple[float, ...] = (0.2, 0.8)
+    QUICK: ClassVar[dict] = {
+        "seeds": 2,
+        "tutorial_seeds": 3,
+        "tutorial": tutorial_config(400, 200),
+        "width": 32,
+        "digits": TrainConfig(steps=150, batch_size=128, lr=1e-3),
+        "rates": (0.0, 0.5),
+        "sizes": (100,),
+    }
+
+    def with_seeds(self, n: int):
+        return replace(self, seeds=n, tutorial_seeds=n)
+
+
 def tutorial_sets(seeds) -> tuple[list, np.ndarray, np.ndarray]:
     """One tutorial data set per seed: ``(sets, xs (S, 10, 1), ys (S, 10, 1))``."""
     sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in seeds]
     return sets, np.stack([d.x_train for d in sets]), np.stack([d.y_train for d in sets])
 
 
-def _regression_cell(rate: float, seeds: list[int], steps: int, every: int) -> dict:
+def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
+    """The tutorial's net at drop ``rate`` on each seed's own data set."""
     model = tutorial_net(rate)
-    cfg = tutorial_config(steps, every)
     sets, xs, ys = tutorial_sets(seeds)
     # The tutorial's settings are unstable for some seeds: those runs are recorded as
     # diverged (no NaN is kept) and left out of the paired comparison.
-    params, hist = train_seeds(
+    variables, hist = train_seeds(
         model,
         seed_keys(seeds),
         xs,
         ys,
-        cfg,
+        train,
         per_seed_data=True,
         seeds=seeds,
         allow_divergence=True,
@@ -76,17 +109,20 @@ def _regression_cell(rate: float, seeds: list[int], steps: int, every: int) -> d
         "diverged": [s for s, b in zip(seeds, bad) if b],
         "detail": {},
     }
+    every = train.snapshot_every or train.steps
     for i, d in enumerate(sets):
         if bad[i]:
             for k in ("train_mse", "test_mse", "train_loss_dropout_mode"):
                 out[k].append(None)
             continue
-        p_i = take(params, i)
-        mse = lambda x, y, p=p_i: float(np.mean((P.weight_scaling(model, p, x) - y) ** 2))  # noqa: E731
+        v_i = take(variables, i)
+        mse = lambda x, y, v=v_i: float(  # noqa: E731
+            np.mean((P.weight_scaling(model, v, x, task="regression").mean - y) ** 2)
+        )
         out["train_mse"].append(mse(d.x_train, d.y_train))
         out["test_mse"].append(mse(d.x_test, d.y_test))
         out["train_loss_dropout_mode"].append(float(hist.loss[i, -1]))
-        out["detail"][str(seeds[i])] = _detail(model, hist, i, d, grid, steps // every, every)
+        out["detail"][str(seeds[i])] = _detail(model, hist, i, d, grid, train.steps // every, every)
     return out
 
 
@@ -105,7 +141,9 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
         snaps.append(
             {
                 "step": (k + 1) * every,
-                "curve": np.asarray(P.weight_scaling(model, p0, grid))[:, 0].tolist(),
+                "curve": np.asarray(
+                    P.weight_scaling(model, {"params": p0}, grid, task="regression").mean
+                )[:, 0].tolist(),
                 "loss": float(hist.loss[i, (k + 1) * every - 1]),
                 "hist": layers,
             }
@@ -119,26 +157,27 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
     }
 
 
-def _digits_cell(
-    ds, rate: float, seeds: list[int], steps: int, width: int, n_train: int | None
+def digits_cell(
+    ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list[int], n_train
 ) -> dict:
+    """Train and test accuracy and NLL of digits MLPs at drop ``rate`` (weight scaling), on
+    the full training set or (``n_train``) a different random subset per seed."""
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
-    cfg = TrainConfig(steps=steps, batch_size=128, lr=1e-3)
     if n_train is None:
         xs, ys, per_seed = ds.x_train, ds.y_train, False
     else:  # a different random subset per seed, the same for every rate (paired)
         subs = [ds.subset(n_train, seed=s) for s in seeds]
         xs, ys, per_seed = [d.x_train for d in subs], [d.y_train for d in subs], True
-    params, _ = train_seeds(
-        model, seed_keys(seeds), xs, ys, cfg, per_seed_data=per_seed, seeds=seeds
+    variables, _ = train_seeds(
+        model, seed_keys(seeds), xs, ys, train, per_seed_data=per_seed, seeds=seeds
     )
     out = {k: [] for k in ("train_acc", "test_acc", "train_nll", "test_nll")}
     for i in range(len(seeds)):
-        p_i = take(params, i)
+        v = take(variables, i)
         xtr = xs[i] if per_seed else xs
         ytr = ys[i] if per_seed else ys
-        ptr = jax.nn.softmax(P.weight_scaling(model, p_i, xtr))
-        pte = jax.nn.softmax(P.weight_scaling(model, p_i, ds.x_test))
+        ptr = P.weight_scaling(model, v, xtr).arithmetic
+        pte = P.weight_scaling(model, v, ds.x_test).arithmetic
         out["train_acc"].append(accuracy(ptr, ytr))
         out["test_acc"].append(accuracy(pte, ds.y_test))
         out["train_nll"].append(nll(ptr, ytr))
@@ -146,83 +185,42 @@ def _digits_cell(
     return out
 
 
-def run(ctx) -> dict:
-    ds = ctx.dataset()
-    reg_seeds = list(range(ctx.n_seeds(20, 3)))
-    seeds = list(range(ctx.n_seeds(5, 2)))
-    steps, every = ctx.pick((2000, 400), (400, 200))
-    d_steps, width = ctx.pick((2000, 100), (150, 32))
-    rates = ctx.pick([0.0, 0.2, 0.3, 0.5, 0.8], [0.0, 0.5])
+def plan(cfg: Config, ds: Dataset) -> dict:
+    reg_seeds, seeds = list(range(cfg.tutorial_seeds)), list(range(cfg.seeds))
+    cells = {
+        f"tutorial_rate={r}": cell(tutorial_cell, rate=r, train=cfg.tutorial, seeds=reg_seeds)
+        for r in cfg.tutorial_rates
+    }
+    digits = dict(ds=ds, width=cfg.width, train=cfg.digits, seeds=seeds)
+    for r in cfg.rates:
+        cells[f"digits_rate={r}"] = cell(digits_cell, rate=r, n_train=None, **digits)
     n_full = len(ds.x_train)
-    sizes = [*ctx.pick([100, 200, 500, 1000], [100]), n_full]
-    ctx.bar(2 + len(rates) + 2 * len(sizes))
-
-    reg = {}
-    for rate in (0.0, 0.5):
-        conf = {
-            "part": "tutorial",
-            "rate": rate,
-            "seeds": reg_seeds,
-            "steps": steps,
-            "every": every,
-        }
-        reg[rate] = ctx.cell(
-            f"tutorial_rate={rate}",
-            conf,
-            lambda r=rate: _regression_cell(r, reg_seeds, steps, every),
-        )
-    rate_sweep = {}
-    for rate in rates:
-        conf = {
-            "part": "rates",
-            "data": ds.name,
-            "rate": rate,
-            "seeds": seeds,
-            "steps": d_steps,
-            "width": width,
-        }
-        rate_sweep[rate] = ctx.cell(
-            f"digits_rate={rate}",
-            conf,
-            lambda r=rate: _digits_cell(ds, r, seeds, d_steps, width, None),
-        )
-    size_sweep = {}
-    for n in sizes:
-        for rate in (0.0, 0.5):
-            conf = {
-                "part": "sizes",
-                "data": ds.name,
-                "rate": rate,
-                "n": n,
-                "seeds": seeds,
-                "steps": d_steps,
-                "width": width,
-            }
-            size_sweep[(n, rate)] = ctx.cell(
-                f"digits_n={n}_rate={rate}",
-                conf,
-                lambda n=n, r=rate: _digits_cell(
-                    ds, r, seeds, d_steps, width, None if n == n_full else n
-                ),
+    for n in (*cfg.sizes, n_full):
+        for r in cfg.size_rates:
+            cells[f"digits_n={n}_rate={r}"] = cell(
+                digits_cell, rate=r, n_train=None if n == n_full else n, **digits
             )
+    return cells
 
-    # --- summaries, over the seeds where neither net diverged
-    plain, drop = reg[0.0], reg[0.5]
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    """Paired intervals over the seeds where neither tutorial net diverged, the digits
+    sweeps, and the verdicts."""
+    reg_seeds = list(range(cfg.tutorial_seeds))
+    plain, drop = (raw[f"tutorial_rate={r}"] for r in cfg.tutorial_rates)
     ok = [
         i
         for i in range(len(reg_seeds))
         if plain["test_mse"][i] is not None and drop["test_mse"][i] is not None
     ]
     if len(ok) < 2:
-        from dropstudy.validate import DropstudyError
-
         raise DropstudyError("fewer than 2 tutorial seeds trained without diverging")
     pick = lambda r, k: [r[k][i] for i in ok]  # noqa: E731
     test_diff = paired(pick(plain, "test_mse"), pick(drop, "test_mse"))  # > 0: dropout better
     train_diff = paired(pick(drop, "train_mse"), pick(plain, "train_mse"))  # > 0: fits less
     shown = str(reg_seeds[ok[0]])
-    plain = {**plain, "seed0": plain["detail"][shown]}
-    drop = {**drop, "seed0": drop["detail"][shown]}
+    rates, sizes = cfg.rates, _sizes(raw, cfg.size_rates[0])
+    rate_sweep = {r: raw[f"digits_rate={r}"] for r in rates}
     rates_summary = {
         str(r): {k: ci(v) for k, v in rate_sweep[r].items()}
         | {"gap_acc": ci(np.subtract(rate_sweep[r]["train_acc"], rate_sweep[r]["test_acc"]))}
@@ -230,8 +228,9 @@ def run(ctx) -> dict:
     }
     nll_gain_05 = paired(rate_sweep[0.0]["test_nll"], rate_sweep[0.5]["test_nll"])
     sizes_summary = {}
+    r0, r1 = cfg.size_rates
     for n in sizes:
-        p0, p5 = size_sweep[(n, 0.0)], size_sweep[(n, 0.5)]
+        p0, p5 = raw[f"digits_n={n}_rate={r0}"], raw[f"digits_n={n}_rate={r1}"]
         sizes_summary[str(n)] = {
             "test_acc_gain": paired(p5["test_acc"], p0["test_acc"]),
             "test_nll_gain": paired(p0["test_nll"], p5["test_nll"]),
@@ -239,15 +238,10 @@ def run(ctx) -> dict:
             "gap_dropout": ci(np.subtract(p5["train_acc"], p5["test_acc"])),
         }
     best_rate = min(rates, key=lambda r: rates_summary[str(r)]["test_nll"]["mean"])
-
-    _figures(ctx, plain, drop, rates, rates_summary, sizes, sizes_summary)
-    if ctx.tensorboard is not None:
-        _tensorboard(ctx.tensorboard, plain, drop)
     return {
-        "claim": CLAIM,
         "tutorial": {
             "seeds": len(reg_seeds),
-            "steps": steps,
+            "steps": cfg.tutorial.steps,
             "seeds_compared": len(ok),
             "diverged_plain": plain["diverged"],
             "diverged_dropout": drop["diverged"],
@@ -266,14 +260,28 @@ def run(ctx) -> dict:
         "best_rate_by_test_nll": best_rate,
         "verdict": direction_verdict(test_diff),
         "verdict_digits": direction_verdict(nll_gain_05),
-        "verdict_typical_rates": "supported"
-        if best_rate in (0.3, 0.5)
-        else ("partly supported" if best_rate in (0.2, 0.8) else "not supported"),
+        "verdict_typical_rates": choice_verdict(best_rate, cfg.typical_rates, cfg.near_typical),
     }
 
 
-def _figures(ctx, plain, drop, rates, rates_summary, sizes, sizes_summary) -> None:
-    s0p, s0d = plain["seed0"], drop["seed0"]
+def _sizes(raw: dict, rate: float) -> list[int]:
+    """The training-set sizes of the size sweep (``digits_n={n}_rate={rate}`` cells)."""
+    labels = [k for k in raw if k.startswith("digits_n=") and k.endswith(f"_rate={rate}")]
+    return sorted(int(k.split("_")[1].removeprefix("n=")) for k in labels)
+
+
+def _shown(cfg: Config, raw: dict, r: dict) -> tuple[dict, dict]:
+    """The plain and dropout nets' detail (data, curves, histograms) of the seed shown."""
+    seed = str(r["tutorial"]["figure_seed"])
+    return tuple(raw[f"tutorial_rate={x}"]["detail"][seed] for x in cfg.tutorial_rates)
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    sizes = [int(n) for n in r["digits_sizes"]]
+    _figures(ctx, *_shown(cfg, raw, r), cfg.rates, r["digits_rates"], sizes, r["digits_sizes"])
+
+
+def _figures(ctx, s0p, s0d, rates, rates_summary, sizes, sizes_summary) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(s0p["x"], s0p["y_train"], c="tab:blue", s=50, alpha=0.5, label="train")
     ax.scatter(s0p["x"], s0p["y_test"], c="tab:red", s=50, alpha=0.5, label="test")
@@ -341,8 +349,9 @@ def _figures(ctx, plain, drop, rates, rates_summary, sizes, sizes_summary) -> No
     ctx.savefig(fig, "digits.png")
 
 
-def _tensorboard(logdir, plain, drop) -> None:
-    """TensorBoard histograms and losses of seed 0, as the tutorial logs them."""
+def tensorboard(cfg: Config, raw: dict, r: dict, logdir) -> None:
+    """TensorBoard histograms and losses of the seed shown, as the tutorial logs them."""
+    shown = dict(zip(("plain", "dropout"), _shown(cfg, raw, r), strict=True))
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
@@ -352,8 +361,8 @@ def _tensorboard(logdir, plain, drop) -> None:
             "--tensorboard needs the optional extra: pip install -e '.[tensorboard]'"
         ) from None
     with SummaryWriter(str(logdir)) as w:
-        for tag, src in (("normal", plain), ("regularization", drop)):
-            for snap in src["seed0"]["snapshots"]:
+        for tag, src in (("normal", shown["plain"]), ("regularization", shown["dropout"])):
+            for snap in src["snapshots"]:
                 w.add_scalar(f"loss_{tag}", snap["loss"], snap["step"])
                 for name, h in snap["hist"].items():
                     edges = np.asarray(h["edges"])

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dropstudy.validate import DropstudyError
+
+from . import NAMES, module
 from .results import read_json
-from .validate import DropstudyError
 
 
 def build_report(results_dir, out) -> Path:
     """Write the report for ``results_dir/*/results.json`` to ``out``; returns its path."""
-    from experiments import NAMES, module
 
     results_dir, out = Path(results_dir), Path(out)
     found = [n for n in NAMES if (results_dir / n / "results.json").is_file()]

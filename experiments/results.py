@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import atomic_write
-from .validate import DropstudyError
+from dropstudy.io import atomic_write
+from dropstudy.validate import DropstudyError
 
 
 def clean(obj: Any, where: str = "") -> Any:

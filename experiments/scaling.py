@@ -11,6 +11,9 @@ the same function; with identical hyper-parameters they drift apart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -18,19 +21,40 @@ import numpy as np
 
 from dropstudy import masks as M
 from dropstudy import predict as P
+from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, gaps
 from dropstudy.models import MLP, MaskedDropout
-from dropstudy.stats import NOT_SUPPORTED, SUPPORTED
 from dropstudy.train import TrainConfig, train
 
-from .common import ci, ci_str, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, plt, table
+from .stats import all_hold
 
 NAME = "scaling"
 CLAIM = (
     "Scaling weights by p at test time, or activations by 1/p in training (inverted "
     "dropout), matches the expected activation."
 )
-N_INPUTS = 10_000
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Sizes and hyperparameters of the scaling experiment."""
+
+    seeds: int = 1  # the conventions check trains one net per convention (seed 0)
+    n_inputs: int = 10_000  # the tutorial's demo: 10,000 inputs of 1
+    demo_rate: float = 0.5
+    n_keys: int = 10_000  # training-mode draws of the demo
+    hidden: tuple[int, ...] = (64, 64)
+    rate: float = 0.5
+    input_rate: float = 0.2
+    train: TrainConfig = TrainConfig(
+        steps=1500, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9
+    )
+    same_function: float = 1e-3  # largest logit difference of "the same function"
+    QUICK: ClassVar[dict] = {"n_keys": 1_000, "train": train.replace(steps=200)}
+
+    def with_seeds(self, n: int):
+        return self  # one net per convention: --seeds does not apply
 
 
 class TutorialUnit(nn.Module):
@@ -45,59 +69,56 @@ class TutorialUnit(nn.Module):
         return jax.nn.relu(nn.Dense(1, use_bias=False, kernel_init=nn.initializers.ones)(x))
 
 
-def _demo_cell(convention: str, n_keys: int) -> dict:
-    model = TutorialUnit(0.5, convention)
-    x = jnp.ones((1, N_INPUTS))
-    params, spec = M.init(model, jax.random.key(0), x)
+def demo_cell(convention: str, rate: float, n_inputs: int, n_keys: int) -> dict:
+    """The tutorial's unit in training mode over ``n_keys`` keys, and in eval mode."""
+    model = TutorialUnit(rate, convention)
+    x = jnp.ones((1, n_inputs))
+    variables, spec = M.init(model, jax.random.key(0), x)
     keys = jax.random.split(jax.random.key(1), n_keys)
     train_out = jax.jit(
-        jax.vmap(lambda k: M.apply(model, params, x, M.sample_masks(spec, k, (1,)))[0, 0])
+        jax.vmap(lambda k: M.apply(model, variables, x, M.sample_masks(spec, k, (1,)))[0, 0])
     )(keys)
     train_out = np.asarray(train_out, np.float64)
-    eval_out = float(P.weight_scaling(model, params, x)[0, 0])
+    eval_out = float(P.weight_scaling(model, variables, x, task="regression").mean[0, 0])
     counts, edges = np.histogram(train_out, bins=40)
-    keep = 0.5
+    keep = 1 - rate
     scale = 1 / keep if convention == "inverted" else 1.0
     return {
         "eval": eval_out,
         "train_mean": ci(train_out),
         "train_sd": float(train_out.std(ddof=1)),
         "first_draw": float(train_out[0]),
-        "theory_mean": N_INPUTS * keep * scale,
-        "theory_sd": float(np.sqrt(N_INPUTS * keep * (1 - keep)) * scale),
+        "theory_mean": n_inputs * keep * scale,
+        "theory_sd": float(np.sqrt(n_inputs * keep * (1 - keep)) * scale),
         "hist": {"counts": counts.tolist(), "edges": edges.tolist()},
         "n_keys": n_keys,
     }
 
 
-def _conventions_cell(ds, steps: int, seed: int) -> dict:
-    keep = {"drop_input": 0.8, "drop_0": 0.5, "drop_1": 0.5}
-    inv = MLP(hidden=(64, 64), n_out=ds.n_classes, rate=0.5, input_rate=0.2)
+def conventions_cell(ds: Dataset, model: MLP, train_cfg: TrainConfig, seed: int) -> dict:
+    """The inverted ``model`` and its standard twin trained from matching initialisations,
+    with the standard net's post-dropout learning rates scaled by 1/p^2 or not."""
+    inv = model
     std = inv.clone(convention="standard")
     x = jnp.asarray(ds.x_train)
-    p_inv, _ = M.init(inv, jax.random.split(jax.random.key(seed), 3)[0], x)
-    # Standard's post-dropout weights are inverted's divided by the keep probability.
-    after = {"dense_0": "drop_input", "dense_1": "drop_0", "out": "drop_1"}
-    p_std = {k: {**v, "kernel": v["kernel"] / keep[after[k]]} for k, v in p_inv.items()}
-    base = TrainConfig(steps=steps, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9)
-    matched = base.replace(
+    v_inv, spec = M.init(inv, jax.random.split(jax.random.key(seed), 3)[0], x)
+    # Dropout layer i feeds dense layer i: standard's weights there are inverted's / keep.
+    keep = {d: float(spec.layer_keep(i).flat[0]) for i, d in enumerate(spec.names)}
+    after = dict(zip(inv.dense_layers(), inv.dropout_layers(), strict=True))
+    p_std = {k: {**v, "kernel": v["kernel"] / keep[after[k]]} for k, v in v_inv["params"].items()}
+    matched = train_cfg.replace(
         lr_scale=tuple((f"{k}/kernel", 1 / keep[v] ** 2) for k, v in after.items())
     )
     key = jax.random.key(seed)
     out = {}
-    for tag, cfg_std in (("matched_lr", matched), ("same_lr", base)):
-        a, _ = train(inv, key, ds.x_train, ds.y_train, base, params0=p_inv)
-        b, _ = train(std, key, ds.x_train, ds.y_train, cfg_std, params0=p_std)
-        pa = jax.nn.softmax(P.weight_scaling(inv, a, ds.x_test))
-        pb = jax.nn.softmax(P.weight_scaling(std, b, ds.x_test))
+    for tag, cfg_std in (("matched_lr", matched), ("same_lr", train_cfg)):
+        a, _ = train(inv, key, ds.x_train, ds.y_train, train_cfg, variables0=v_inv)
+        b, _ = train(std, key, ds.x_train, ds.y_train, cfg_std, variables0={"params": p_std})
+        # A dropout layer with no mask given is at its expectation: weight scaling's logits.
+        la, lb = inv.apply(a, ds.x_test), std.apply(b, ds.x_test)
+        pa, pb = jax.nn.softmax(la), jax.nn.softmax(lb)
         out[tag] = {
-            "max_abs_logit": float(
-                jnp.max(
-                    jnp.abs(
-                        P.weight_scaling(inv, a, ds.x_test) - P.weight_scaling(std, b, ds.x_test)
-                    )
-                )
-            ),
+            "max_abs_logit": float(jnp.max(jnp.abs(la - lb))),
             **gaps(pb, pa),
             "acc_inverted": accuracy(pa, ds.y_test),
             "acc_standard": accuracy(pb, ds.y_test),
@@ -105,25 +126,40 @@ def _conventions_cell(ds, steps: int, seed: int) -> dict:
     return out
 
 
-def run(ctx) -> dict:
-    ds = ctx.dataset()
-    n_keys = ctx.pick(10_000, 1_000)
-    steps = ctx.pick(1500, 200)
-    ctx.bar(3)
-    demo = {
-        c: ctx.cell(
-            f"demo_{c}", {"convention": c, "n_keys": n_keys}, lambda c=c: _demo_cell(c, n_keys)
+def plan(cfg: Config, ds: Dataset) -> dict:
+    model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate, input_rate=cfg.input_rate)
+    cells = {
+        f"demo_{c}": cell(
+            demo_cell, convention=c, rate=cfg.demo_rate, n_inputs=cfg.n_inputs, n_keys=cfg.n_keys
         )
         for c in ("inverted", "standard")
     }
-    conv = ctx.cell(
-        "conventions",
-        {"data": ds.name, "steps": steps, "seed": 0},
-        lambda: _conventions_cell(ds, steps, 0),
-    )
+    cells["conventions"] = cell(conventions_cell, ds=ds, model=model, train_cfg=cfg.train, seed=0)
+    return cells
 
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
+    conv = raw["conventions"]
+    # Rule: the eval output equals the expectation exactly, and the training mean's 95% CI
+    # contains it, for both conventions; the conventions coincide when trained matched.
+    conditions = [
+        d["eval"] == d["theory_mean"]
+        and d["train_mean"]["lo"] <= d["eval"] <= d["train_mean"]["hi"]
+        for d in demo.values()
+    ]
+    same_fn = conv["matched_lr"]["max_abs_logit"] < cfg.same_function
+    return {
+        "demo": demo,
+        "conventions": conv,
+        "demo_rate": cfg.demo_rate,
+        "verdict": all_hold(*conditions, same_fn),
+    }
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, (c, d) in zip(axes, demo.items()):
+    for ax, (c, d) in zip(axes, r["demo"].items()):
         ax.stairs(
             d["hist"]["counts"],
             d["hist"]["edges"],
@@ -133,24 +169,13 @@ def run(ctx) -> dict:
         )
         ax.axvline(d["eval"], color="k", ls="--", label=f"eval mode = {d['eval']:.0f}")
         ax.axvline(d["train_mean"]["mean"], color="tab:red", label="training mean")
-        ax.set(title=f"{c} dropout, rate 0.5", xlabel="output of the unit", ylabel="keys")
+        ax.set(
+            title=f"{c} dropout, drop rate {cfg.demo_rate}",
+            xlabel="output of the unit",
+            ylabel="keys",
+        )
         ax.legend(fontsize=8)
     ctx.savefig(fig, "demo.png")
-
-    # Rule: the eval output equals the expectation exactly, and the training mean's 95% CI
-    # contains it, for both conventions; the conventions coincide when trained matched.
-    holds = all(
-        d["eval"] == d["theory_mean"]
-        and d["train_mean"]["lo"] <= d["eval"] <= d["train_mean"]["hi"]
-        for d in demo.values()
-    )
-    same_fn = conv["matched_lr"]["max_abs_logit"] < 1e-3
-    return {
-        "claim": CLAIM,
-        "demo": demo,
-        "conventions": conv,
-        "verdict": SUPPORTED if holds and same_fn else NOT_SUPPORTED,
-    }
 
 
 def section(r: dict) -> tuple[str, str]:

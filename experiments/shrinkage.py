@@ -13,18 +13,50 @@ w = (X^T X + (1-p)/p diag(X^T X))^-1 X^T y for centred data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
-from dropstudy.data import diabetes
+from dropstudy.data import Dataset, diabetes
 from dropstudy.models import MLP
-from dropstudy.stats import NOT_SUPPORTED, PARTLY, SUPPORTED, direction_verdict, paired
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .stats import all_hold, combine, direction_verdict, paired
 
 NAME = "shrinkage"
 CLAIM = "Dropout shrinks the weights, like L2 regularisation."
-AGREE = 0.05  # relative distance to ridge that counts as agreement
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Sizes and hyperparameters of the shrinkage experiment."""
+
+    seeds: int = 5
+    width: int = 64
+    rates: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8)
+    l2s: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=1e-3)
+    keeps: tuple[float, ...] = (0.5, 0.8)  # input keep probabilities of the linear model
+    linear: TrainConfig = TrainConfig(
+        steps=4000,
+        batch_size=0,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        task="regression",
+        schedule="cosine",
+    )
+    agree: float = 0.05  # relative distance to ridge that counts as agreement
+    QUICK: ClassVar[dict] = {
+        "seeds": 2,
+        "width": 16,
+        "rates": (0.0, 0.5),
+        "l2s": (1e-3,),
+        "train": TrainConfig(steps=300, batch_size=128, lr=1e-3),
+        "linear": linear.replace(steps=600),
+    }
 
 
 def kernel_norm(params) -> float:
@@ -33,13 +65,13 @@ def kernel_norm(params) -> float:
     return float(np.sqrt(sum(float(np.sum(np.square(k))) for k in ks)))
 
 
-def _norm_cell(ds, rate: float, l2: float, seeds, steps: int, width: int) -> list[dict]:
+def norm_cell(ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list) -> list:
+    """Kernel norms of ``seeds`` digits MLPs trained at drop ``rate`` (and ``train.l2``)."""
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
-    cfg = TrainConfig(steps=steps, batch_size=128, lr=1e-3, l2=l2)
-    params, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
+    v, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     out = []
     for i in range(len(seeds)):
-        p = take(params, i)
+        p = take(v, i)["params"]
         out.append(
             {
                 "norm": kernel_norm(p),
@@ -55,27 +87,19 @@ def ridge_solution(x: np.ndarray, y: np.ndarray, keep: float) -> np.ndarray:
     return np.linalg.solve(x.T @ x + (1 - keep) / keep * g, x.T @ y)
 
 
-def _linear_cell(keep: float, seeds, steps: int) -> dict:
+def linear_cell(keep: float, train: TrainConfig, seeds: list) -> dict:
+    """SGD with input dropout at ``keep`` on diabetes vs the closed-form ridge solution."""
     x, y = diabetes()
     model = MLP(hidden=(), n_out=1, input_rate=1 - keep)
-    cfg = TrainConfig(
-        steps=steps,
-        batch_size=0,
-        optimizer="sgd",
-        lr=0.05,
-        momentum=0.9,
-        task="regression",
-        schedule="cosine",
-    )
-    params, _ = train_seeds(
+    v, _ = train_seeds(
         model,
         seed_keys(seeds),
         x.astype(np.float32),
         y.astype(np.float32)[:, None],
-        cfg,
+        train,
         seeds=seeds,
     )
-    w = np.asarray(params["out"]["kernel"][:, :, 0], np.float64)
+    w = np.asarray(v["params"][model.dense_layers()[-1]]["kernel"][:, :, 0], np.float64)
     w_r = ridge_solution(x, y, keep)
     w_o = np.linalg.solve(x.T @ x, x.T @ y)
     rel = np.linalg.norm(w - w_r, axis=1) / np.linalg.norm(w_r)
@@ -88,70 +112,61 @@ def _linear_cell(keep: float, seeds, steps: int) -> dict:
     }
 
 
-def run(ctx) -> dict:
-    ds = ctx.dataset()
-    seeds = list(range(ctx.n_seeds(5, 2)))
-    steps, width, lin_steps = ctx.pick((3000, 64, 4000), (300, 16, 600))
-    rates = ctx.pick([0.0, 0.2, 0.5, 0.8], [0.0, 0.5])
-    l2s = ctx.pick([1e-4, 1e-3, 1e-2], [1e-3])
-    keeps = [0.5, 0.8]
-    ctx.bar(len(rates) + len(l2s) + len(keeps))
-    norms = {}
-    for rate in rates:
-        norms[f"rate={rate}"] = ctx.cell(
-            f"norm_rate={rate}",
-            {
-                "rate": rate,
-                "l2": 0.0,
-                "data": ds.name,
-                "seeds": seeds,
-                "steps": steps,
-                "width": width,
-            },
-            lambda r=rate: _norm_cell(ds, r, 0.0, seeds, steps, width),
+def plan(cfg: Config, ds: Dataset) -> dict:
+    seeds = list(range(cfg.seeds))
+    cells = {
+        f"norm_rate={r}": cell(
+            norm_cell, ds=ds, rate=r, width=cfg.width, train=cfg.train, seeds=seeds
         )
-    for l2 in l2s:
-        norms[f"l2={l2}"] = ctx.cell(
-            f"norm_l2={l2}",
-            {
-                "rate": 0.0,
-                "l2": l2,
-                "data": ds.name,
-                "seeds": seeds,
-                "steps": steps,
-                "width": width,
-            },
-            lambda l2=l2: _norm_cell(ds, 0.0, l2, seeds, steps, width),
-        )
-    lin = {
-        str(k): ctx.cell(
-            f"linear_keep={k}",
-            {"keep": k, "seeds": seeds, "steps": lin_steps},
-            lambda k=k: _linear_cell(k, seeds, lin_steps),
-        )
-        for k in keeps
+        for r in cfg.rates
     }
+    for l2 in cfg.l2s:
+        cells[f"norm_l2={l2}"] = cell(
+            norm_cell, ds=ds, rate=0.0, width=cfg.width, train=cfg.train.replace(l2=l2),
+            seeds=seeds,
+        )  # fmt: skip
+    for k in cfg.keeps:
+        cells[f"linear_keep={k}"] = cell(linear_cell, keep=k, train=cfg.linear, seeds=seeds)
+    return cells
 
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    norms = {k.removeprefix("norm_"): v for k, v in raw.items() if k.startswith("norm_")}
+    lin = {str(k): raw[f"linear_keep={k}"] for k in cfg.keeps}
     norm_summary = {k: ci([r["norm"] for r in v]) for k, v in norms.items()}
     shrink = paired([r["norm"] for r in norms["rate=0.0"]], [r["norm"] for r in norms["rate=0.5"]])
     lin_summary = {
         k: {"rel_to_ridge": ci(v["rel_to_ridge"]), "rel_ols_to_ridge": v["rel_ols_to_ridge"]}
         for k, v in lin.items()
     }
-    agrees = all(
-        s["rel_to_ridge"]["hi"] < AGREE and s["rel_ols_to_ridge"] > AGREE
-        for s in lin_summary.values()
-    )
     v_norm = direction_verdict(shrink)
-    v_lin = SUPPORTED if agrees else NOT_SUPPORTED
-    verdict = (
-        SUPPORTED
-        if v_norm == SUPPORTED and agrees
-        else (PARTLY if v_norm != NOT_SUPPORTED or agrees else NOT_SUPPORTED)
+    v_lin = all_hold(
+        *(s["rel_to_ridge"]["hi"] < cfg.agree < s["rel_ols_to_ridge"] for s in lin_summary.values())
     )
+    return {
+        "width": cfg.width,
+        "norms": norm_summary,
+        "norm_rate0_minus_rate05": shrink,
+        "linear": lin_summary,
+        "linear_coefficients": {
+            k: {
+                "ols": v["w_ols"],
+                "ridge": v["w_ridge"],
+                "sgd_mean": np.mean(v["w_sgd"], 0).tolist(),
+            }
+            for k, v in lin.items()
+        },
+        "verdict_norms": v_norm,
+        "verdict_ridge": v_lin,
+        "verdict": combine(v_norm, v_lin),
+        "agree_threshold": cfg.agree,
+    }
 
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    norm_summary, rates, l2s = r["norms"], cfg.rates, cfg.l2s
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    errorbar(axes[0], rates, [norm_summary[f"rate={r}"] for r in rates], "dropout")
+    errorbar(axes[0], rates, [norm_summary[f"rate={x}"] for x in rates], "dropout")
     axes[0].set(xlabel="drop rate", ylabel="||W|| (all kernels)", title="Norm vs drop rate")
     errorbar(
         axes[1],
@@ -159,18 +174,14 @@ def run(ctx) -> dict:
         [norm_summary["rate=0.0"]] + [norm_summary[f"l2={v}"] for v in l2s],
         "L2",
     )
-    axes[1].set(
-        xscale="symlog",
-        xlabel="L2 strength",
-        ylabel="||W||",
-        title="Norm vs L2",
-    )
+    axes[1].set(xlabel="L2 strength", ylabel="||W||", title="Norm vs L2")
     axes[1].set_xscale("symlog", linthresh=1e-4)
-    k0 = str(keeps[0])
-    d = np.arange(len(lin[k0]["w_ridge"]))
-    axes[2].plot(d, lin[k0]["w_ols"], "ks-", label="least squares")
-    axes[2].plot(d, lin[k0]["w_ridge"], "bo-", label=f"ridge (closed form, keep {k0})")
-    axes[2].plot(d, np.mean(lin[k0]["w_sgd"], 0), "r^--", label="SGD with input dropout")
+    k0 = str(cfg.keeps[0])
+    w = r["linear_coefficients"][k0]
+    d = np.arange(len(w["ridge"]))
+    axes[2].plot(d, w["ols"], "ks-", label="least squares")
+    axes[2].plot(d, w["ridge"], "bo-", label=f"ridge (closed form, keep {k0})")
+    axes[2].plot(d, w["sgd_mean"], "r^--", label="SGD with input dropout")
     axes[2].set(
         xlabel="coefficient (diabetes feature)",
         ylabel="w",
@@ -179,17 +190,6 @@ def run(ctx) -> dict:
     for ax in axes:
         ax.legend(fontsize=8)
     ctx.savefig(fig, "shrinkage.png")
-    return {
-        "claim": CLAIM,
-        "width": width,
-        "norms": norm_summary,
-        "norm_rate0_minus_rate05": shrink,
-        "linear": lin_summary,
-        "verdict_norms": v_norm,
-        "verdict_ridge": v_lin,
-        "verdict": verdict,
-        "agree_threshold": AGREE,
-    }
 
 
 def section(r: dict) -> tuple[str, str]:
@@ -225,7 +225,8 @@ standard trains W/p and multiplies by p at test time).
   (difference {ci_str(r["norm_rate0_minus_rate05"], 2)}).
 - Ridge (rule: the CI of the relative distance to the ridge solution lies below
   {r["agree_threshold"]}, while least squares lies farther): **{r["verdict_ridge"]}**.
-- Overall: **{r["verdict"]}**.
+- Overall (both supported: supported; either at least partly: partly supported):
+  **{r["verdict"]}**.
 """
     return md, r["verdict"]
 

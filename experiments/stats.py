@@ -1,7 +1,9 @@
-"""Confidence intervals over seeds and the verdict rule.
+"""Confidence intervals over seeds and every verdict rule of the study.
 
 Intervals are two-sided 95% Student-t intervals of the mean over independent seeds; paired
 comparisons use the per-seed differences (every method sees the same split and init keys).
+Each rule is a small function from numbers to one of :data:`VERDICTS`; experiments call
+these and write no verdict logic of their own.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as _st
 
-from .validate import DropstudyError
+from dropstudy.validate import DropstudyError
 
 SUPPORTED, PARTLY, NOT_SUPPORTED = "supported", "partly supported", "not supported"
+VERDICTS = (SUPPORTED, PARTLY, NOT_SUPPORTED)
 
 
 def mean_ci(values, level: float = 0.95) -> dict[str, float]:
@@ -52,6 +55,39 @@ def direction_verdict(ci: dict, positive_supports: bool = True) -> str:
     if m > 0:
         return PARTLY
     return NOT_SUPPORTED
+
+
+def equivalence_verdict(ci: dict, margin: float) -> str:
+    """The claim predicts no effect: supported when the 95% interval lies within
+    ``+-margin``, not supported when it lies entirely outside, partly supported otherwise."""
+    if -margin <= ci["lo"] and ci["hi"] <= margin:
+        return SUPPORTED
+    if ci["lo"] > margin or ci["hi"] < -margin:
+        return NOT_SUPPORTED
+    return PARTLY
+
+
+def all_hold(*conditions: bool) -> str:
+    """An exact claim: supported when every condition holds, else not supported."""
+    return SUPPORTED if all(conditions) else NOT_SUPPORTED
+
+
+def combine(*verdicts: str) -> str:
+    """A claim resting on several tests: supported when all are, not supported when none
+    is even partly, partly supported otherwise."""
+    if all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    if any(v in (SUPPORTED, PARTLY) for v in verdicts):
+        return PARTLY
+    return NOT_SUPPORTED
+
+
+def choice_verdict(value, supported: tuple, partly: tuple) -> str:
+    """A claim naming typical values: supported when ``value`` is one of ``supported``,
+    partly when it is one of ``partly``, else not supported."""
+    if value in supported:
+        return SUPPORTED
+    return PARTLY if value in partly else NOT_SUPPORTED
 
 
 def fmt(ci: dict, digits: int = 3) -> str:

@@ -1,0 +1,550 @@
+"""Flax NNX models with explicit dropout masks, and a pure-function view for the predictors.
+
+:class:`MaskedDropout` is the NNX counterpart of :class:`dropstudy.models.MaskedDropout`:
+its Bernoulli mask is state, a :class:`Mask` variable initialised to the keep probability
+(so a freshly built model *is* weight scaling), not an RNG draw. :func:`pure` turns an NNX
+model into ``(Pure, variables)``: a hashable stand-in for a linen module whose
+``init`` / ``apply`` / ``dropout_rates`` are what :mod:`dropstudy.masks` and
+:mod:`dropstudy.predict` use, so weight scaling, Monte-Carlo and exact averages run on NNX
+models unchanged::
+
+    model = MLP(din=4, hidden=(8, 8), n_out=3, rate=0.5, rngs=nnx.Rngs(0))
+    net, variables = pure(model)  # variables = {"params": {...}}, no masks
+    avg = dropstudy.predict.mc(net, variables, x, key=key, k=64)
+
+:class:`MLP` mirrors :class:`dropstudy.models.MLP` attribute for attribute (``drop_input``,
+``dense_0``, ``drop_0``, ..., ``out``, with NNX ``Linear`` layers whose ``kernel (d_in,
+d_out)`` and ``bias (d_out,)`` are linen ``Dense``'s), so a linen MLP's ``params`` work as
+the NNX model's ``variables["params"]`` as they are.
+
+Requires flax >= 0.11.0 (installed here: 0.12.8). The earliest NNX API this module relies
+on that is missing before 0.11.0 is :func:`flax.nnx.merge` accepting *plain arrays* as
+variable values (nested dicts, as ``jax.tree`` and the predictors produce them): up to
+0.10.x its leaves had to be ``nnx.VariableState`` objects. Everything else used here
+(``nnx.Module``, ``nnx.Variable`` subclasses, ``nnx.Param``, ``nnx.Linear``, ``nnx.Rngs``,
+``nnx.split``, ``nnx.iter_graph``, ``GraphDef`` being hashable, ``variable[...]``) exists
+in 0.11.0 as well. Note that ``nnx.List`` (for lists of layers) only exists from 0.12.0;
+this module does not need it, but a model built with it does.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .models import MASKS, activation_fn
+from .validate import (
+    ACTIVATIONS,
+    CONVENTIONS,
+    DropstudyError,
+    check_choice,
+    check_positive_int,
+    check_rate,
+    check_widths,
+)
+
+Key = str | int
+Path = tuple[Key, ...]
+
+PARAMS = "params"
+
+
+class Mask(nnx.Variable):
+    """A dropout layer's mask: unit shape ``U`` (one subnetwork for the batch) or
+    ``(B, *U)`` (one per example); 0/1 for a subnetwork, the keep probability for weight
+    scaling. :func:`pure` files these variables under the ``"masks"`` collection."""
+
+
+# The dropout layers that ran, in call order, while :func:`_record_calls` is active.
+_CALLS: contextvars.ContextVar[list[MaskedDropout] | None] = contextvars.ContextVar(
+    "dropstudy_nnx_calls", default=None
+)
+
+
+def _unit_shape(features: int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(features, (int, np.integer)) and not isinstance(features, bool):
+        return (check_positive_int("features", features),)
+    return check_widths("unit shape", features)
+
+
+class MaskedDropout(nnx.Module):
+    """Dropout whose Bernoulli mask is explicit state, not an RNG draw (NNX).
+
+    Args:
+      features: the *unit shape* ``U``: the number of features, or a shape. For ``x`` of
+        shape ``(B, *rest)`` it is ``rest`` with the broadcast axes removed (e.g. the channel
+        count for NHWC feature maps with ``broadcast_dims=(1, 2)``).
+      rate: probability of *dropping* a unit (keep probability ``p = 1 - rate``), in [0, 1).
+      broadcast_dims: axes of ``x`` that share one mask entry, as in ``flax.nnx.Dropout``;
+        never the batch axis 0.
+      convention: ``"inverted"`` multiplies by ``mask / p`` (the expected mask is the
+        identity); ``"standard"`` multiplies by ``mask`` (the expected mask scales by ``p``).
+      dtype: dtype of the stored mask (it is cast to ``x``'s dtype when applied).
+
+    The mask lives in ``self.mask``, a :class:`Mask` variable initialised to ``p`` everywhere,
+    so an untouched layer is weight scaling, as a linen layer given no mask is. Set it to a
+    ``U`` or ``(B, *U)`` array (``nnx.update``, or ``Pure.apply`` with a ``"masks"``
+    collection) to run a subnetwork. ``x (B, *rest) -> (B, *rest)``.
+    """
+
+    def __init__(
+        self,
+        features: int | Sequence[int],
+        rate: float = 0.5,
+        *,
+        broadcast_dims: Sequence[int] = (),
+        convention: str = "inverted",
+        dtype: Any = jnp.float32,
+    ) -> None:
+        self.unit_shape = _unit_shape(features)
+        self.rate = check_rate("rate of a MaskedDropout layer", rate)
+        self.convention = check_choice("convention", convention, CONVENTIONS)
+        try:
+            self.broadcast_dims = tuple(int(d) for d in broadcast_dims)
+        except (TypeError, ValueError):
+            raise DropstudyError(
+                f"broadcast_dims must be a sequence of axes, got {broadcast_dims!r}"
+            ) from None
+        if 0 in self.broadcast_dims:
+            raise DropstudyError("broadcast_dims must not contain the batch axis 0")
+        self.mask = Mask(jnp.full(self.unit_shape, 1.0 - self.rate, dtype))
+
+    @property
+    def keep(self) -> float:
+        """Keep probability ``1 - rate``."""
+        return 1.0 - self.rate
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x (B, *rest)`` times the (scaled) mask broadcast over the batch or per example."""
+        if (calls := _CALLS.get()) is not None:
+            calls.append(self)
+        if x.ndim < 1:
+            raise DropstudyError(f"MaskedDropout needs a batch (B, ...), got shape {x.shape}")
+        bdims = {d % x.ndim for d in self.broadcast_dims}
+        if 0 in bdims:
+            raise DropstudyError("broadcast_dims must not contain the batch axis 0")
+        unit_shape = tuple(x.shape[d] for d in range(1, x.ndim) if d not in bdims)
+        if unit_shape != self.unit_shape:
+            raise DropstudyError(
+                f"MaskedDropout built for unit shape {self.unit_shape} got x of shape {x.shape} "
+                f"(unit shape {unit_shape} with broadcast_dims {self.broadcast_dims})"
+            )
+        mask = jnp.asarray(self.mask[...])
+        if mask.shape == unit_shape:
+            lead = (1,)
+        elif mask.shape == (x.shape[0], *unit_shape):
+            lead = (x.shape[0],)
+        else:
+            raise DropstudyError(
+                f"mask of a MaskedDropout layer has shape {mask.shape}; expected {unit_shape} "
+                f"(one subnetwork for the batch) or {(x.shape[0], *unit_shape)} (one per example)"
+            )
+        full = list(lead) + [1 if d in bdims else x.shape[d] for d in range(1, x.ndim)]
+        mask = mask.reshape(full).astype(x.dtype)
+        scale = 1.0 / self.keep if self.convention == "inverted" else 1.0
+        return x * (mask * scale)
+
+
+def _hidden_rates(rate: float | Sequence[float], n: int) -> tuple[float, ...]:
+    rates = list(rate) if isinstance(rate, Sequence) else [rate] * n
+    if len(rates) != n:
+        raise DropstudyError(
+            f"rate lists {len(rates)} drop rates for {n} hidden layers; "
+            "give one rate, or one per hidden layer"
+        )
+    return tuple(check_rate(f"rate[{i}]", r) for i, r in enumerate(rates))
+
+
+class MLP(nnx.Module):
+    """Multi-layer perceptron with a :class:`MaskedDropout` on the input and every hidden layer.
+
+    The NNX twin of :class:`dropstudy.models.MLP` (same attribute names, same computation):
+    ``x (B, din) -> (B, n_out)``; ``h = drop_input(x)``, then for each hidden layer
+    ``h = drop_i(act(dense_i(h)))``, then ``out(h)``. Dense layers are ``nnx.Linear``
+    (``kernel (d_in, d_out)``, ``bias (d_out,)``, Flax's default LeCun-normal / zero init).
+
+    Args:
+      din: input width.
+      hidden: hidden widths, e.g. ``(10, 10)``.
+      n_out: output width.
+      rate: drop rate of the hidden layers; one float, or one per hidden layer.
+      input_rate: drop rate of the input layer.
+      activation: relu, tanh, sigmoid or linear.
+      convention: ``"inverted"`` (default) or ``"standard"``, see :class:`MaskedDropout`.
+      dtype: parameter and computation dtype.
+      rngs: the parameters' initialisation keys.
+    """
+
+    def __init__(
+        self,
+        din: int,
+        hidden: Sequence[int] = (10, 10),
+        n_out: int = 10,
+        rate: float | Sequence[float] = 0.5,
+        input_rate: float = 0.0,
+        activation: str = "relu",
+        *,
+        convention: str = "inverted",
+        dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ) -> None:
+        din = check_positive_int("din", din)
+        self.hidden = check_widths("hidden", hidden)
+        n_out = check_positive_int("n_out", n_out)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        check_choice("convention", convention, CONVENTIONS)
+        rates = _hidden_rates(rate, len(self.hidden))
+        self.dtype = dtype
+        kw = {"convention": convention, "dtype": dtype}
+        self.drop_input = MaskedDropout(din, check_rate("input_rate", input_rate), **kw)
+        width = din
+        for i, (w, r) in enumerate(zip(self.hidden, rates, strict=True)):
+            lin = nnx.Linear(width, w, dtype=dtype, param_dtype=dtype, rngs=rngs)
+            setattr(self, f"dense_{i}", lin)
+            setattr(self, f"drop_{i}", MaskedDropout(w, r, **kw))
+            width = w
+        self.out = nnx.Linear(width, n_out, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+    def dropout_layers(self) -> tuple[str, ...]:
+        """Names of the dropout layers in the order they run (input first)."""
+        return ("drop_input", *(f"drop_{i}" for i in range(len(self.hidden))))
+
+    def dense_layers(self) -> tuple[str, ...]:
+        """Names of the dense layers in the order they run, the output layer last."""
+        return (*(f"dense_{i}" for i in range(len(self.hidden))), "out")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits (or predictions) ``(B, n_out)`` of ``x (B, din)``."""
+        act = activation_fn(self.activation)
+        h = self.drop_input(jnp.asarray(x).astype(self.dtype))
+        for i in range(len(self.hidden)):
+            h = getattr(self, f"drop_{i}")(act(getattr(self, f"dense_{i}")(h)))
+        return self.out(h)
+
+
+# --------------------------------------------------------------------------------------
+# The pure-function view
+# --------------------------------------------------------------------------------------
+
+
+class Leaf(NamedTuple):
+    """One variable of a model: collection, path, shape and dtype (all static)."""
+
+    collection: str
+    path: Path
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+class Layer(NamedTuple):
+    """One :class:`MaskedDropout` of a model: path, unit shape, drop rate, mask dtype."""
+
+    path: Path
+    unit_shape: tuple[int, ...]
+    rate: float
+    dtype: Any
+
+
+def collection_name(var_type: type) -> str:
+    """The linen-style collection a variable type is filed under: ``Param -> "params"``,
+    :class:`Mask` -> ``"masks"``, registered types by their registered name (``BatchStat ->
+    "batch_stats"``), others by their class name."""
+    if issubclass(var_type, Mask):
+        return MASKS
+    if var_type is nnx.Param:
+        return PARAMS
+    try:
+        from flax.nnx.variablelib import variable_name_from_type
+
+        return variable_name_from_type(var_type)
+    except (ImportError, ValueError):
+        return var_type.__name__
+
+
+def _str_path(path: Path) -> tuple[str, ...]:
+    return tuple(str(k) for k in path)
+
+
+def _set(tree: dict, path: Sequence[Key], value: Any) -> None:
+    for k in path[:-1]:
+        tree = tree.setdefault(k, {})
+    tree[path[-1]] = value
+
+
+_MISSING = object()
+
+
+def _get(tree: Any, path: Sequence[Key]) -> Any:
+    """``tree[path]``, trying each key as given and as a string (int list indices become
+    strings in :class:`~dropstudy.masks.MaskSpec` paths); ``_MISSING`` if absent."""
+    for k in path:
+        if not isinstance(tree, Mapping):
+            return _MISSING
+        if k in tree:
+            tree = tree[k]
+        elif str(k) in tree:
+            tree = tree[str(k)]
+        else:
+            return _MISSING
+    return tree
+
+
+def _variables(model: nnx.Module) -> Iterator[tuple[Path, nnx.Variable]]:
+    for path, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Variable):
+            yield tuple(path), node
+
+
+def _value(var: nnx.Variable) -> Any:
+    get = getattr(var, "get_value", None)
+    return get() if get is not None else var.value
+
+
+def _dropouts(model: nnx.Module) -> dict[int, Path]:
+    """``id`` of each :class:`MaskedDropout` node -> its path in the graph."""
+    return {
+        id(node): tuple(path)
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, MaskedDropout)
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Pure:
+    """An NNX model as a pure function, usable wherever a dropstudy linen model is.
+
+    Made by :func:`pure`. Hashable and compared by structure only (the ``GraphDef``, every
+    variable's collection / path / shape / dtype, and the dropout layers), so it can be a
+    static argument of ``jax.jit``: two models of the same architecture give equal ``Pure``
+    objects whatever their weights. The weights travel separately, as ``variables``.
+
+    Attributes:
+      graphdef: the model's ``nnx.GraphDef``.
+      leaves: every variable of the model (:class:`Leaf`).
+      layers: every :class:`MaskedDropout` of the model (:class:`Layer`), in graph order.
+      captured: the variables the model held when :func:`pure` split it (not compared),
+        returned by :meth:`init`.
+    """
+
+    graphdef: nnx.GraphDef
+    leaves: tuple[Leaf, ...]
+    layers: tuple[Layer, ...]
+    captured: Mapping[str, Any] = dataclasses.field(compare=False, repr=False, default=None)
+
+    # -- the protocol of dropstudy.masks._traced_init ----------------------------------
+
+    def init(self, key: Any, x: jax.Array) -> dict:
+        """The variables captured by :func:`pure` plus the expected masks.
+
+        NNX models initialise their parameters when they are built, so ``key`` is ignored
+        (it may be a PRNG key or a dict of them, as for ``linen.Module.init``): the
+        parameters are those the model held when :func:`pure` split it. ``"masks"`` holds
+        the keep probability of every unit of each dropout layer that runs on ``x``
+        (``(B, ...)``), as nested dicts ``{"drop_0": {"mask": (U,)}}`` with string keys
+        (absent when no dropout layer runs). Traceable (``jax.eval_shape``).
+        """
+        del key
+        out = {c: v for c, v in (self.captured or {}).items() if c != MASKS}
+        masks: dict = {}
+        for layer in self._called(x):
+            mask = jnp.full(layer.unit_shape, 1.0 - layer.rate, layer.dtype)
+            _set(masks, (*_str_path(layer.path), "mask"), mask)
+        if masks:
+            out[MASKS] = masks
+        return out
+
+    def dropout_rates(self, x: jax.Array) -> dict[tuple[str, ...], float]:
+        """``{layer path (strings, without "mask"): drop rate}`` of the dropout layers that
+        run on ``x`` (``(B, ...)``), in the order they first run (found by tracing one
+        forward pass with ``jax.eval_shape``: nothing is computed)."""
+        return {_str_path(layer.path): layer.rate for layer in self._called(x)}
+
+    def apply(
+        self,
+        variables: Mapping[str, Any],
+        x: jax.Array,
+        *args: Any,
+        mutable: bool | str | Sequence[str] = False,
+        rngs: Any = None,
+        method: str | Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Rebuild the model from ``variables`` and call it: ``model(x, *args, **kwargs)``.
+
+        ``variables`` is ``{"params": ..., other collections, "masks": ...}`` as nested
+        dicts of arrays (what :func:`pure` returns, a linen twin's variables, or the
+        predictors' masks). A dropout layer with no entry in ``"masks"`` (or no ``"masks"``
+        at all) uses its expectation: weight scaling. Masks may be ``U`` or ``(B, *U)``.
+
+        ``method``: the name of another method to call, or a function ``f(model, x, ...)``.
+        ``mutable``: as in linen, ``True`` or collection name(s) whose values the call may
+        change (e.g. ``"batch_stats"``); then returns ``(output, {collection: values}``).
+        ``rngs`` is refused: NNX models take their RNG streams when built (``nnx.Rngs``).
+        """
+        if rngs is not None:
+            raise DropstudyError(
+                "Pure.apply takes no rngs=: an NNX model holds its RNG streams (nnx.Rngs) "
+                "from construction; dropstudy's masks come through variables['masks']"
+            )
+        if not isinstance(variables, Mapping):
+            raise DropstudyError(
+                f"variables must be a dict of collections {{'params': ...}}, got {type(variables)}"
+            )
+        model = self._merge(variables)
+        if method is None:
+            fn = model
+        elif isinstance(method, str):
+            fn = getattr(model, method, None)
+            if not callable(fn):
+                raise DropstudyError(f"{type(model).__name__} has no method {method!r}")
+        elif callable(method):
+            fn = lambda *a, **k: method(model, *a, **k)  # noqa: E731
+        else:
+            raise DropstudyError(f"method must be a name or a function, got {method!r}")
+        out = fn(x, *args, **kwargs)
+        cols = self._mutable(mutable)
+        if cols is None:
+            return out
+        state: dict[str, dict] = {c: {} for c in cols}
+        for path, var in _variables(model):
+            c = collection_name(type(var))
+            if c in state:
+                _set(state[c], path, _value(var))
+        return out, state
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _mutable(self, mutable: bool | str | Sequence[str]) -> tuple[str, ...] | None:
+        names = tuple(dict.fromkeys(leaf.collection for leaf in self.leaves))
+        if mutable is False or mutable is None:
+            return None
+        if mutable is True:
+            return names
+        cols = (mutable,) if isinstance(mutable, str) else tuple(mutable)
+        unknown = [c for c in cols if c not in names]
+        if unknown:
+            raise DropstudyError(
+                f"mutable names collection(s) {unknown} the model does not have; it has "
+                f"{list(names)}"
+            )
+        return cols
+
+    def _merge(self, variables: Mapping[str, Any]) -> nnx.Module:
+        """The model with every variable taken from ``variables`` (masks default to their
+        expectation)."""
+        masks = variables.get(MASKS, {})
+        expected = {layer.path: layer for layer in self.layers}
+        tree: dict = {}
+        for leaf in self.leaves:
+            if leaf.collection == MASKS:
+                value = _get(masks, leaf.path)
+                if value is _MISSING:
+                    layer = expected.get(leaf.path[:-1])
+                    if layer is None:  # a Mask variable outside a MaskedDropout
+                        value = (self.captured or {}).get(MASKS, {})
+                        value = _get(value, leaf.path)
+                    else:
+                        keep = 1.0 - layer.rate
+                        value = jnp.full(layer.unit_shape, keep, layer.dtype)
+            else:
+                if leaf.collection not in variables:
+                    raise DropstudyError(
+                        f"variables have no collection {leaf.collection!r}; the model needs "
+                        f"{sorted({lf.collection for lf in self.leaves} - {MASKS})}"
+                    )
+                value = _get(variables[leaf.collection], leaf.path)
+            if value is _MISSING:
+                raise DropstudyError(
+                    f"variables[{leaf.collection!r}] has no entry {'/'.join(map(str, leaf.path))}"
+                )
+            _set(tree, leaf.path, value)
+        return nnx.merge(self.graphdef, tree)
+
+    def _called(self, x: jax.Array) -> list[Layer]:
+        """The dropout layers that run on ``x``, in the order they first run."""
+        x1 = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+        by_path = {layer.path: layer for layer in self.layers}
+        abstract: dict = {}
+        for leaf in self.leaves:
+            if leaf.collection != MASKS:
+                sds = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+                _set(abstract.setdefault(leaf.collection, {}), leaf.path, sds)
+        box: dict[str, list[Path]] = {}
+
+        def run(variables: dict, x1: jax.Array) -> jax.Array:
+            model = self._merge(variables)
+            paths = _dropouts(model)
+            token = _CALLS.set([])
+            try:
+                out = model(x1)
+                calls = _CALLS.get() or []
+            finally:
+                _CALLS.reset(token)
+            box["order"] = list(dict.fromkeys(paths[id(m)] for m in calls if id(m) in paths))
+            return out
+
+        jax.eval_shape(run, abstract, x1)
+        return [by_path[p] for p in box["order"]]
+
+
+def pure(model: nnx.Module) -> tuple[Pure, dict]:
+    """Split an NNX model into ``(Pure, variables)`` for :mod:`dropstudy.predict`.
+
+    ``variables`` is ``{"params": nested dict of arrays, ...}``: every collection but the
+    masks (other variable types under their linen-style names, see
+    :func:`collection_name`), as ``dropstudy.masks.init`` returns a linen model's. The
+    model itself is not changed; later changes to it do not reach ``Pure`` or
+    ``variables``.
+    """
+    if not isinstance(model, nnx.Module):
+        raise DropstudyError(f"pure() takes an nnx.Module, got {type(model).__name__}")
+    graphdef, _ = nnx.split(model)
+    leaves: list[Leaf] = []
+    captured: dict[str, dict] = {}
+    for path, var in _variables(model):
+        value = _value(var)
+        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            raise DropstudyError(
+                f"variable {'/'.join(map(str, path))} holds {type(value).__name__}, not an "
+                "array; Pure supports models whose variables are arrays"
+            )
+        c = collection_name(type(var))
+        leaves.append(Leaf(c, path, tuple(value.shape), value.dtype))
+        _set(captured.setdefault(c, {}), path, value)
+    n_leaves = getattr(graphdef, "num_leaves", len(leaves))  # flax < 0.10.6: no check
+    if len(leaves) != n_leaves:
+        raise DropstudyError(
+            f"{type(model).__name__} holds {n_leaves - len(leaves)} array(s) "
+            "outside nnx.Variable objects; Pure supports models whose state is in Variables"
+        )
+    layers = tuple(
+        Layer(
+            tuple(path),
+            node.unit_shape,
+            node.rate,
+            _value(node.mask).dtype,
+        )
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, MaskedDropout)
+    )
+    net = Pure(graphdef, tuple(leaves), layers, captured)
+    return net, {c: v for c, v in captured.items() if c != MASKS}
+
+
+__all__ = [
+    "MLP",
+    "Layer",
+    "Leaf",
+    "Mask",
+    "MaskedDropout",
+    "Pure",
+    "collection_name",
+    "pure",
+]
