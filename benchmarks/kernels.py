@@ -31,7 +31,7 @@ from dropstudy import fast_exact as F  # noqa: E402
 from dropstudy import masks as M  # noqa: E402
 from dropstudy.data import digits  # noqa: E402
 from dropstudy.models import MLP  # noqa: E402
-from dropstudy.train import _train_many_jit, seed_keys  # noqa: E402
+from dropstudy.train import seed_keys, train_many_jit  # noqa: E402
 
 
 def op_names(hlo_text: str) -> dict[str, str]:
@@ -78,11 +78,11 @@ def exact_workload():
     ds = digits()
     x = jnp.asarray(ds.x_test)
     model = MLP(hidden=(10, 10), rate=0.5)
-    params, spec = M.init(model, jax.random.key(0), x)
+    variables, spec = M.init(model, jax.random.key(0), x)
     outer, inner = F.split_units(model, spec)
-    args = (model, spec, "classification", outer, inner, True, params, x)
-    hlo = F._exact_mlp.lower(*args).compile().as_text()
-    return "exact 2^20, factorised (2x10 ReLU, digits test)", lambda: F._exact_mlp(*args), hlo
+    args = (model, spec, "classification", outer, inner, True, variables, x)
+    hlo = F.exact_sums.lower(*args).compile().as_text()
+    return "exact 2^20, factorised (2x10 ReLU, digits test)", lambda: F.exact_sums(*args), hlo
 
 
 def tutorial_workload(n_seeds: int = 32, steps: int = 200):
@@ -94,9 +94,9 @@ def tutorial_workload(n_seeds: int = 32, steps: int = 200):
     spec = M.mask_spec(model, xs[0])
     (keys, (x, y)), _ = shard_leading([seed_keys(range(n_seeds)), (xs, ys)], mesh())
     args = (model, spec, cfg, 0, None, keys, x, y, None)
-    hlo = _train_many_jit.lower(*args).compile().as_text()
+    hlo = train_many_jit.lower(*args).compile().as_text()
     label = f"tutorial sweep, dropout net: {n_seeds} seeds x {steps} steps"
-    return label, lambda: _train_many_jit(*args), hlo
+    return label, lambda: train_many_jit(*args), hlo
 
 
 def main(argv=None) -> int:

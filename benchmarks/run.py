@@ -116,7 +116,7 @@ def bench_mc(ds, peak, repeats, k=1000):
     model = MLP(hidden=(512, 512), rate=0.5)
     x = jnp.asarray(ds.x_test)
     params, _ = M.init(model, jax.random.key(0), x)
-    t = median_time(lambda: P.mc(model, params, x, jax.random.key(1), k).arithmetic, repeats)
+    t = median_time(lambda: P.mc(model, params, x, key=jax.random.key(1), k=k).arithmetic, repeats)
     flops = k * x.shape[0] * 2 * (64 * 512 + 512 * 512 + 512 * 10)
     rate = flops / t / 1e9
     ROWS.append(
@@ -177,9 +177,10 @@ def torch_mc(ds, params, k):
         nn.Linear(512, 10),
     )
     with torch.no_grad():
-        for layer, name in zip((net[0], net[3], net[6]), ("dense_0", "dense_1", "out")):
-            layer.weight.copy_(torch.tensor(np.asarray(params[name]["kernel"]).T))
-            layer.bias.copy_(torch.tensor(np.asarray(params[name]["bias"])))
+        names = MLP(hidden=(512, 512)).dense_layers()
+        for layer, name in zip((net[0], net[3], net[6]), names, strict=True):
+            layer.weight.copy_(torch.tensor(np.asarray(params["params"][name]["kernel"]).T))
+            layer.bias.copy_(torch.tensor(np.asarray(params["params"][name]["bias"])))
     x = torch.tensor(ds.x_test)
     net.train()
 
@@ -229,9 +230,9 @@ def product_rate(n_seeds: int, repeats: int) -> float:
 
 
 def tutorial_setup(n_seeds: int, steps: int):
-    """The study's tutorial sweep (``experiments.overfitting``): ``(cfg, nets (rate 0,
+    """The study's tutorial sweep (``dropstudy_experiments.overfitting``): ``(cfg, nets (rate 0,
     rate 0.5), per-seed data sets, xs (S, 10, 1), ys (S, 10, 1))``."""
-    from experiments.overfitting import tutorial_config, tutorial_net, tutorial_sets
+    from dropstudy_experiments.overfitting import tutorial_config, tutorial_net, tutorial_sets
 
     sets, xs, ys = tutorial_sets(range(n_seeds))
     return tutorial_config(steps), [tutorial_net(r) for r in (0.0, 0.5)], sets, xs, ys
@@ -354,7 +355,9 @@ def bench_growth(ds, repeats, out: Path | None):
     params, _ = M.init(model, jax.random.key(0), x)
     ks = [125, 250, 500, 1000, 2000]
     t_mc = [
-        median_time(lambda k=k: P.mc(model, params, x, jax.random.key(1), k).arithmetic, repeats)
+        median_time(
+            lambda k=k: P.mc(model, params, x, key=jax.random.key(1), k=k).arithmetic, repeats
+        )
         for k in ks
     ]
     ns = [12, 14, 16, 18, 20]

@@ -71,7 +71,7 @@ def exact_mlp(
         task == "classification"
         and float(_max_spread(model, spec, outer, inner, variables, x)) < SAFE_SPREAD
     )
-    s1, s2 = _exact_mlp(model, spec, task, outer, inner, shifted, variables, x)
+    s1, s2 = exact_sums(model, spec, task, outer, inner, shifted, variables, x)
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
 
 
@@ -138,7 +138,9 @@ def _max_spread(model, spec, outer, inner, variables, x):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "shifted"))
-def _exact_mlp(model, spec, task, outer, inner, shifted, variables, x):
+def exact_sums(model, spec, task, outer, inner, shifted, variables, x):
+    """The compiled kernel behind :func:`exact_mlp`: ``(s1, s2)`` for
+    :meth:`Average.from_sums` (exposed for profiling with ``.lower(...)``)."""
     dtype = x.dtype
     hidden, split = _setup(model, spec, inner, variables, x)
     n_out, batch = model.n_out, x.shape[0]

@@ -17,14 +17,18 @@ models unchanged::
 d_out)`` and ``bias (d_out,)`` are linen ``Dense``'s), so a linen MLP's ``params`` work as
 the NNX model's ``variables["params"]`` as they are.
 
-Requires flax >= 0.11.0 (installed here: 0.12.8). The earliest NNX API this module relies
-on that is missing before 0.11.0 is :func:`flax.nnx.merge` accepting *plain arrays* as
-variable values (nested dicts, as ``jax.tree`` and the predictors produce them): up to
-0.10.x its leaves had to be ``nnx.VariableState`` objects. Everything else used here
-(``nnx.Module``, ``nnx.Variable`` subclasses, ``nnx.Param``, ``nnx.Linear``, ``nnx.Rngs``,
-``nnx.split``, ``nnx.iter_graph``, ``GraphDef`` being hashable, ``variable[...]``) exists
-in 0.11.0 as well. Note that ``nnx.List`` (for lists of layers) only exists from 0.12.0;
-this module does not need it, but a model built with it does.
+Requires flax >= 0.10.2 (installed here: 0.12.8). The binding API is
+:func:`flax.nnx.merge` taking *plain nested dicts of arrays* as state (the form ``jax.tree``
+functions and the predictors' mask pytrees have): in 0.10.0 and 0.10.1 it only took an
+``nnx.State`` (``AttributeError: 'dict' object has no attribute 'raw_mapping'``). The rest
+is older: ``nnx.Module``, ``nnx.Variable`` subclasses, ``nnx.Param`` / ``nnx.BatchStat``,
+``nnx.Linear``, ``nnx.Rngs``, ``nnx.split``, ``nnx.iter_graph``, hashable ``GraphDef``,
+``variable[...]``. Two newer APIs are used only when present: the leaf-count check of
+``GraphDef.num_leaves`` (0.10.6) and names registered with
+``nnx.register_variable_name`` (0.10.3). ``tests/test_nnx.py`` passes on flax 0.10.2 to
+0.10.6 and 0.11.0 (jax 0.6.0), 0.12.0 (jax 0.7.2) and 0.12.8 (jax 0.10.2), and fails on
+0.10.0 and 0.10.1. Reading a variable uses ``Variable.get_value()`` where it exists (0.12
+deprecates ``.value``), else ``.value``.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class Mask(nnx.Variable):
     scaling. :func:`pure` files these variables under the ``"masks"`` collection."""
 
 
-# The dropout layers that ran, in call order, while :func:`_record_calls` is active.
+# The dropout layers that ran, in call order, while Pure._called traces a forward pass.
 _CALLS: contextvars.ContextVar[list[MaskedDropout] | None] = contextvars.ContextVar(
     "dropstudy_nnx_calls", default=None
 )
@@ -252,18 +256,28 @@ class Layer(NamedTuple):
     dtype: Any
 
 
+_COLLECTIONS = {
+    nnx.Param: PARAMS,
+    nnx.BatchStat: "batch_stats",
+    nnx.Cache: "cache",
+    nnx.Intermediate: "intermediates",
+}
+
+
 def collection_name(var_type: type) -> str:
-    """The linen-style collection a variable type is filed under: ``Param -> "params"``,
-    :class:`Mask` -> ``"masks"``, registered types by their registered name (``BatchStat ->
-    "batch_stats"``), others by their class name."""
+    """The linen-style collection a variable type is filed under: :class:`Mask` (and its
+    subclasses) -> ``"masks"``, ``Param -> "params"``, ``BatchStat -> "batch_stats"``,
+    ``Cache -> "cache"``, ``Intermediate -> "intermediates"``; other types by the name
+    registered with ``flax.nnx.register_variable_name`` (flax >= 0.10.3), else their class
+    name. Looking a name up registers nothing."""
     if issubclass(var_type, Mask):
         return MASKS
-    if var_type is nnx.Param:
-        return PARAMS
+    if var_type in _COLLECTIONS:
+        return _COLLECTIONS[var_type]
     try:
         from flax.nnx.variablelib import variable_name_from_type
 
-        return variable_name_from_type(var_type)
+        return variable_name_from_type(var_type)  # raises unless registered
     except (ImportError, ValueError):
         return var_type.__name__
 
@@ -336,7 +350,7 @@ class Pure:
     graphdef: nnx.GraphDef
     leaves: tuple[Leaf, ...]
     layers: tuple[Layer, ...]
-    captured: Mapping[str, Any] = dataclasses.field(compare=False, repr=False, default=None)
+    captured: Mapping[str, Any] | None = dataclasses.field(compare=False, repr=False, default=None)
 
     # -- the protocol of dropstudy.masks._traced_init ----------------------------------
 
@@ -385,7 +399,7 @@ class Pure:
 
         ``method``: the name of another method to call, or a function ``f(model, x, ...)``.
         ``mutable``: as in linen, ``True`` or collection name(s) whose values the call may
-        change (e.g. ``"batch_stats"``); then returns ``(output, {collection: values}``).
+        change (e.g. ``"batch_stats"``); then returns ``(output, {collection: values})``.
         ``rngs`` is refused: NNX models take their RNG streams when built (``nnx.Rngs``).
         """
         if rngs is not None:
@@ -535,7 +549,8 @@ def pure(model: nnx.Module) -> tuple[Pure, dict]:
         if isinstance(node, MaskedDropout)
     )
     net = Pure(graphdef, tuple(leaves), layers, captured)
-    return net, {c: v for c, v in captured.items() if c != MASKS}
+    # New dicts (the same arrays), so that editing them leaves Pure.init's copy alone.
+    return net, {c: jax.tree.map(lambda a: a, v) for c, v in captured.items() if c != MASKS}
 
 
 __all__ = [

@@ -332,6 +332,6 @@ outside, partly supported otherwise. Main net ({r["main"]}): **{r["verdict"]}**.
 
 
 if __name__ == "__main__":
-    from . import main_for
+    from .cli import main_for
 
     main_for(NAME)

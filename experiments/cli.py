@@ -158,7 +158,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from . import REGISTRY, run_experiment
+    from .runner import REGISTRY, run_experiment
 
     names = list(REGISTRY) if args.name == "all" else [args.name]
     for n in names:
@@ -203,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             "dropstudy: interrupted; finished cells are kept and a re-run resumes", file=sys.stderr
         )
         return 130
+
+
+def main_for(name: str) -> None:
+    """``python -m dropstudy_experiments.NAME [--quick] [--out DIR]``: ``dropstudy run NAME``."""
+    sys.exit(main(["run", name, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -287,6 +287,6 @@ one gives partly supported. Overall: **{r["verdict"]}**.
 
 
 if __name__ == "__main__":
-    from . import main_for
+    from .cli import main_for
 
     main_for(NAME)

@@ -231,6 +231,6 @@ subnetworks, no weight sharing).
 
 
 if __name__ == "__main__":
-    from . import main_for
+    from .cli import main_for
 
     main_for(NAME)

@@ -459,6 +459,6 @@ dropout gives no gain at 100 or 500 examples, a gain that grows and then shrinks
 
 
 if __name__ == "__main__":
-    from . import main_for
+    from .cli import main_for
 
     main_for(NAME)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from dropstudy.validate import DropstudyError
 
-from . import NAMES, module
 from .results import read_json
+from .runner import NAMES, module
 
 
 def build_report(results_dir, out) -> Path:

@@ -251,6 +251,6 @@ both conventions, and matched training keeps the two conventions within 1e-3 in 
 
 
 if __name__ == "__main__":
-    from . import main_for
+    from .cli import main_for
 
     main_for(NAME)

@@ -232,6 +232,6 @@ standard trains W/p and multiplies by p at test time).
 
 
 if __name__ == "__main__":
-    from . import main_for
+    from .cli import main_for
 
     main_for(NAME)

@@ -3,15 +3,17 @@ import subprocess
 import sys
 
 import pytest
-
-from dropstudy.cli import main
+from dropstudy_experiments.cli import main
 
 SMALL = ["compare", "--hidden", "4,4", "--steps", "60", "--samples", "1,10"]
 
 
 def run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "dropstudy.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "dropstudy_experiments.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -132,7 +132,7 @@ def test_read_idx_int32(tmp_path):
 
 
 def test_compare_on_mnist_files(tmp_path):
-    from dropstudy.cli import main
+    from dropstudy_experiments.cli import main
 
     write_mnist(tmp_path, n_train=64, n_test=20, rng=np.random.default_rng(3))
     assert (

@@ -15,12 +15,15 @@ def _spec(model, d_in=5):
 
 
 def test_spec_reads_names_shapes_and_keep():
-    _, spec = _spec(MLP(hidden=(3, 4), n_out=2, rate=(0.25, 0.5), input_rate=0.1))
-    assert spec.names == ("drop_0", "drop_1", "drop_input")
-    assert spec.shapes == ((3,), (4,), (5,))
-    np.testing.assert_allclose(spec.layer_keep(0), 0.75)
-    np.testing.assert_allclose(spec.layer_keep(1), 0.5)
-    np.testing.assert_allclose(spec.layer_keep(2), 0.9)
+    model = MLP(hidden=(3, 4), n_out=2, rate=(0.25, 0.5), input_rate=0.1)
+    _, spec = _spec(model)
+    # in the order the layers run: the input's dropout first
+    assert spec.names == ("drop_input", "drop_0", "drop_1") == model.dropout_layers()
+    assert spec.shapes == ((5,), (3,), (4,))
+    np.testing.assert_allclose(spec.layer_keep(0), 0.9)
+    np.testing.assert_allclose(spec.layer_keep(1), 0.75)
+    np.testing.assert_allclose(spec.layer_keep(2), 0.5)
+    assert M.mask_spec(model, jnp.ones((2, 5))) == spec  # traced only, same spec
     assert spec.n_droppable == 12
     assert hash(spec) == hash(
         _spec(MLP(hidden=(3, 4), n_out=2, rate=(0.25, 0.5), input_rate=0.1))[1]
@@ -99,11 +102,24 @@ def test_mask_of_wrong_shape_is_refused():
         M.apply(model, params, jnp.ones((2, 5)), bad)
 
 
-def test_missing_masks_are_refused():
-    model = MLP(hidden=(3,), n_out=2)
-    params, _ = _spec(model)
-    with pytest.raises(DropstudyError, match="no mask given"):
-        model.apply({"params": params}, jnp.ones((2, 5)))
+def test_layers_listed_in_call_order_past_ten():
+    """Sorted names would put drop_10 before drop_2 and the input last."""
+    model = MLP(hidden=(2,) * 12, n_out=2, rate=0.5, input_rate=0.2)
+    _, spec = _spec(model)
+    assert spec.names == model.dropout_layers()
+    assert spec.names[:3] == ("drop_input", "drop_0", "drop_1")
+    assert M.layer_units(spec, "drop_input").tolist() == list(range(5))
+
+
+def test_no_mask_given_is_weight_scaling():
+    model = MLP(hidden=(3,), n_out=2, rate=0.5, input_rate=0.2)
+    variables, spec = _spec(model)
+    x = jax.random.normal(jax.random.key(3), (2, 5))
+    np.testing.assert_array_equal(
+        model.apply(variables, x), M.apply(model, variables, x, M.expected_masks(spec))
+    )
+    sub = M.sample_masks(spec, jax.random.key(4))
+    assert not np.allclose(model.apply(variables, x), M.apply(model, variables, x, sub))
 
 
 def test_ablation_is_a_zero_in_the_expected_mask():
@@ -114,9 +130,10 @@ def test_ablation_is_a_zero_in_the_expected_mask():
     ablated = M.ablate(M.expected_masks(spec), spec, jnp.array([unit]))
     out = M.apply(model, params, x, ablated)
     # by hand: hidden activations with unit 2 zeroed (inverted: expected mask is identity)
-    h = jax.nn.relu(x @ params["dense_0"]["kernel"] + params["dense_0"]["bias"])
+    p = params["params"]
+    h = jax.nn.relu(x @ p["dense_0"]["kernel"] + p["dense_0"]["bias"])
     h = h.at[:, 2].set(0)
-    ref = h @ params["out"]["kernel"] + params["out"]["bias"]
+    ref = h @ p["out"]["kernel"] + p["out"]["bias"]
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
@@ -125,16 +142,17 @@ def test_conv_net_masks_whole_channels():
     x = jax.random.normal(jax.random.key(0), (3, 8, 8, 1))
     params, spec = M.init(model, jax.random.key(1), x)
     assert spec.shapes[0] == (4,)  # one mask entry per channel
+    p = params["params"]
 
     def conv(m):
         z = jax.lax.conv_general_dilated(
             x,
-            params["Conv_0"]["kernel"],
+            p["Conv_0"]["kernel"],
             (1, 1),
             "SAME",
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
-        return jax.nn.relu(z + params["Conv_0"]["bias"]) * m
+        return jax.nn.relu(z + p["Conv_0"]["bias"]) * m
 
     m = jnp.array([1.0, 0.0, 1.0, 0.0])
     masks = M.expected_masks(spec)
@@ -142,8 +160,8 @@ def test_conv_net_masks_whole_channels():
     masks["MaskedDropout_1"]["mask"] = jnp.ones(6)
     got = M.apply(model, params, x, masks)
     h = conv(m / 0.75).reshape(3, -1)
-    h = jax.nn.relu(h @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"]) / 0.5
-    ref = h @ params["Dense_1"]["kernel"] + params["Dense_1"]["bias"]
+    h = jax.nn.relu(h @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]) / 0.5
+    ref = h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
     # per-example channel masks broadcast over height and width
     per = M.sample_masks(spec, jax.random.key(2), (3,))

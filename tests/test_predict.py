@@ -80,7 +80,7 @@ def test_linear_any_depth_weight_scaling_is_exact_mean_and_nwgm(x64, depth):
             dtype=jnp.float64,
         )
         x, params, _ = _net(model, d_in=3, dtype=jnp.float64)
-        ws = P.weight_scaling(model, params, x)
+        ws = P.weight_scaling(model, params, x, task="regression").mean
         reg = P.exact(model, params, x, task="regression")
         np.testing.assert_allclose(ws, reg.mean, rtol=1e-12, atol=1e-12)
         cls = P.exact(model, params, x)
@@ -92,7 +92,7 @@ def test_linear_any_depth_weight_scaling_is_exact_mean_and_nwgm(x64, depth):
 def test_one_hidden_layer_weight_scaling_is_exact_nwgm(x64, activation, rate):
     model = MLP(hidden=(10,), n_out=4, activation=activation, rate=rate, dtype=jnp.float64)
     x, params, _ = _net(model, dtype=jnp.float64)
-    ws = jax.nn.softmax(P.weight_scaling(model, params, x))
+    ws = P.weight_scaling(model, params, x).arithmetic
     ex = P.exact(model, params, x)
     np.testing.assert_allclose(ws, ex.geometric, rtol=1e-12, atol=1e-14)
     # ... but not the arithmetic mean: the identity test could fail.
@@ -102,11 +102,11 @@ def test_one_hidden_layer_weight_scaling_is_exact_nwgm(x64, activation, rate):
 def test_two_relu_layers_weight_scaling_differs_from_exact(x64):
     model = MLP(hidden=(5, 5), n_out=4, rate=0.5, dtype=jnp.float64)
     x, params, _ = _net(model, dtype=jnp.float64)
-    ws = jax.nn.softmax(P.weight_scaling(model, params, x))
+    ws = P.weight_scaling(model, params, x).arithmetic
     ex = P.exact(model, params, x)
     assert np.max(np.abs(ws - ex.geometric)) > 1e-3
     assert np.max(np.abs(ws - ex.arithmetic)) > 1e-3
-    reg_ws = P.weight_scaling(model, params, x)
+    reg_ws = P.weight_scaling(model, params, x, task="regression").mean
     assert np.max(np.abs(reg_ws - P.exact(model, params, x, task="regression").mean)) > 1e-3
 
 
@@ -135,7 +135,7 @@ def test_mc_converges_to_exact_within_standard_error():
     del masks
     errs = []
     for k in (10, 100, 1000):
-        est = P.mc(model, params, x, key, k)
+        est = P.mc(model, params, x, key=key, k=k)
         # per-sample standard deviation of the probabilities, from the same K subnetworks
         ms = M.sample_mask_batch(spec, key, jnp.arange(k))
         outs = jax.nn.softmax(jax.vmap(lambda m: M.apply(model, params, x, m))(ms))
@@ -151,10 +151,10 @@ def test_mc_prefix_and_chunk_independence():
     model = MLP(hidden=(5, 5), n_out=3)
     x, params, spec = _net(model)
     key = jax.random.key(3)
-    a = P.mc(model, params, x, key, 50, chunk=50)
-    b = P.mc(model, params, x, key, 50, chunk=7)
+    a = P.mc(model, params, x, key=key, k=50, chunk=50)
+    b = P.mc(model, params, x, key=key, k=50, chunk=7)
     np.testing.assert_allclose(a.arithmetic, b.arithmetic, rtol=1e-5, atol=1e-7)
-    one = P.mc(model, params, x, key, 1)
+    one = P.mc(model, params, x, key=key, k=1)
     m0 = M.sample_masks(spec, jax.random.fold_in(key, 0))
     np.testing.assert_allclose(
         one.arithmetic, jax.nn.softmax(M.apply(model, params, x, m0)), rtol=1e-5, atol=1e-6
@@ -164,7 +164,7 @@ def test_mc_prefix_and_chunk_independence():
 def test_mc_regression_mean_and_variance():
     model = MLP(hidden=(8,), n_out=1, rate=0.5)
     x, params, spec = _net(model)
-    avg = P.mc(model, params, x, jax.random.key(0), 64, task="regression")
+    avg = P.mc(model, params, x, key=jax.random.key(0), k=64, task="regression")
     ms = M.sample_mask_batch(spec, jax.random.key(0), jnp.arange(64))
     outs = np.asarray(jax.vmap(lambda m: M.apply(model, params, x, m))(ms))
     np.testing.assert_allclose(avg.mean, outs.mean(0), rtol=1e-4, atol=1e-5)
@@ -185,7 +185,8 @@ def test_conventions_give_same_function_with_scaled_weights():
     x = jax.random.normal(jax.random.key(0), (9, 5))
     inv = MLP(hidden=(6, 4), n_out=3, rate=(0.3, 0.6), input_rate=0.2, convention="inverted")
     std = inv.clone(convention="standard")
-    params, spec = M.init(inv, jax.random.key(1), x)
+    variables, spec = M.init(inv, jax.random.key(1), x)
+    params = variables["params"]
     keep = {"drop_input": 0.8, "dense_0": 0.7, "dense_1": 0.4}
     scaled = dict(params)
     scaled["dense_0"] = {
@@ -199,7 +200,10 @@ def test_conventions_give_same_function_with_scaled_weights():
     scaled["out"] = {**params["out"], "kernel": params["out"]["kernel"] / keep["dense_1"]}
     for m in (M.sample_masks(spec, jax.random.key(2), (9,)), M.expected_masks(spec)):
         np.testing.assert_allclose(
-            M.apply(inv, params, x, m), M.apply(std, scaled, x, m), rtol=1e-5, atol=1e-5
+            M.apply(inv, variables, x, m),
+            M.apply(std, {"params": scaled}, x, m),
+            rtol=1e-5,
+            atol=1e-5,
         )
 
 
@@ -210,14 +214,14 @@ def test_generic_exact_works_for_any_linen_model():
     assert spec.n_droppable == 7
     ex = P.exact(model, params, x)
     np.testing.assert_allclose(np.sum(ex.arithmetic, 1), 1.0, rtol=1e-5)
-    mc = P.mc(model, params, x, jax.random.key(0), 2000)
+    mc = P.mc(model, params, x, key=jax.random.key(0), k=2000)
     assert np.max(np.abs(mc.arithmetic - ex.arithmetic)) < 0.05
 
 
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda m, p, x: P.mc(m, p, x, jax.random.key(0), 0), "k .*>= 1"),
+        (lambda m, p, x: P.mc(m, p, x, key=jax.random.key(0), k=0), "k .*>= 1"),
         (lambda m, p, x: P.exact(m, p, x.at[0, 0].set(jnp.nan)), "x contains 1 NaN"),
         (lambda m, p, x: P.exact(m, p, x, task="ranking"), "unknown task"),
         (lambda m, p, x: P.exact(m, p, x, max_units=3), "2\\^10 = 1,024 subnetworks"),
@@ -249,9 +253,9 @@ def test_mc_curve_matches_mc():
     model = MLP(hidden=(5, 5), n_out=3)
     x, params, _ = _net(model)
     key = jax.random.key(11)
-    curve = P.mc_curve(model, params, x, key, [1, 7, 30], chunk=4)
+    curve = P.mc_curve(model, params, x, key=key, ks=[1, 7, 30], chunk=4)
     for k in (1, 7, 30):
-        ref = P.mc(model, params, x, key, k)
+        ref = P.mc(model, params, x, key=key, k=k)
         np.testing.assert_allclose(curve[k].arithmetic, ref.arithmetic, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(curve[k].log_geometric, ref.log_geometric, rtol=1e-5, atol=1e-5)
 

@@ -43,7 +43,7 @@ def test_enumeration_probabilities_sum_to_one(net):
 @given(nets())
 def test_predictions_are_distributions(net):
     model, params, _, x, seed = net
-    for avg in (P.exact(model, params, x), P.mc(model, params, x, jax.random.key(seed), 7)):
+    for avg in (P.exact(model, params, x), P.mc(model, params, x, key=jax.random.key(seed), k=7)):
         for p in (np.asarray(avg.arithmetic), np.asarray(avg.geometric)):
             assert np.all((p >= 0) & (p <= 1 + 1e-6))
             np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
@@ -65,7 +65,7 @@ def test_mc_with_one_key_per_subnetwork_is_the_matching_exact_terms(net, k):
     subnetworks' outputs, evaluated one by one."""
     model, params, spec, x, seed = net
     key = jax.random.key(seed)
-    est = P.mc(model, params, x, key, k)
+    est = P.mc(model, params, x, key=key, k=k)
     terms = [
         jax.nn.softmax(M.apply(model, params, x, M.sample_masks(spec, jax.random.fold_in(key, i))))
         for i in range(k)

@@ -10,7 +10,15 @@ import time
 import pytest
 
 # shrinkage --quick: five cells of several seconds each, so the signal lands mid-run
-CMD = [sys.executable, "-m", "dropstudy.cli", "run", "shrinkage", "--quick", "--no-progress"]
+CMD = [
+    sys.executable,
+    "-m",
+    "dropstudy_experiments.cli",
+    "run",
+    "shrinkage",
+    "--quick",
+    "--no-progress",
+]
 
 
 def run(out):
@@ -26,7 +34,7 @@ def interrupt_after_first_cell(out, sig):
     boot = (
         "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
         f"sys.argv = ['dropstudy', *{args!r}]; "
-        "runpy.run_module('dropstudy.cli', run_name='__main__')"
+        "runpy.run_module('dropstudy_experiments.cli', run_name='__main__')"
     )
     p = subprocess.Popen(
         [sys.executable, "-c", boot], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -71,7 +79,7 @@ def test_interrupted_run_resumes_to_same_results(reference, tmp_path, sig):
 
 
 def test_changed_config_is_not_reused(tmp_path):
-    from dropstudy.cells import CellStore
+    from dropstudy_experiments.cells import CellStore
 
     store = CellStore(tmp_path)
     calls = []
@@ -85,7 +93,8 @@ def test_changed_config_is_not_reused(tmp_path):
 
 
 def test_no_nan_reaches_a_results_file(tmp_path):
-    from dropstudy.results import write_json
+    from dropstudy_experiments.results import write_json
+
     from dropstudy.validate import DropstudyError
 
     with pytest.raises(DropstudyError, match=r"non-finite value nan at \.a\[1\]"):

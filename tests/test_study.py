@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from experiments import NAMES, module
+from dropstudy_experiments import NAMES, module
 
 
 def test_quick_study_writes_everything(tmp_path):

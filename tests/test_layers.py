@@ -1,0 +1,96 @@
+"""The two layers: the library never imports the study, no import cycle anywhere, and no
+module reaches into another module's private names."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"dropstudy": ROOT / "dropstudy", "dropstudy_experiments": ROOT / "experiments"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg, folder in PACKAGES.items():
+        for f in sorted(folder.glob("*.py")):
+            out[pkg if f.stem == "__init__" else f"{pkg}.{f.stem}"] = f
+    return out
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
+    """``(imported module, names imported from it)`` for every import, at any depth."""
+    pkg = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([pkg, *([base] if base else [])])
+            names = [a.name for a in node.names]
+            mods = _modules()
+            subs = [f"{base}.{n}" for n in names if f"{base}.{n}" in mods]
+            out += [(s, []) for s in subs] or [(base, names)]
+    return out
+
+
+def test_library_never_imports_the_study():
+    for name, path in _modules().items():
+        if name.startswith("dropstudy_experiments"):
+            continue
+        for mod, _ in _imports(name, path):
+            assert not mod.startswith(("dropstudy_experiments", "experiments")), (name, mod)
+
+
+def test_no_import_cycle():
+    mods = _modules()
+    graph = {
+        name: {m for m, _ in _imports(name, path) if m in mods and m != name}
+        for name, path in mods.items()
+    }
+    # a package's __init__ is imported with any of its submodules
+    state: dict[str, int] = {}
+
+    def visit(n, trail):
+        if state.get(n) == 1:
+            raise AssertionError(f"import cycle: {' -> '.join([*trail, n])}")
+        if state.get(n) == 2:
+            return
+        state[n] = 1
+        for m in sorted(graph[n]):
+            visit(m, [*trail, n])
+        state[n] = 2
+
+    for n in graph:
+        visit(n, [])
+
+
+def test_no_reach_into_private_names():
+    mods = _modules()
+    files = {**mods, **{f"benchmarks.{f.stem}": f for f in (ROOT / "benchmarks").glob("*.py")}}
+    files.update({f"tests.{f.stem}": f for f in (ROOT / "tests").glob("*.py")})
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        aliases = set()
+        for mod, names in _imports(name, path):
+            if mod.split(".")[0] not in PACKAGES:
+                continue
+            bad = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            assert not bad, f"{name} imports private {bad} from {mod}"
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for a in node.names:
+                    full = a.name if isinstance(node, ast.Import) else f"{node.module}.{a.name}"
+                    if full.split(".")[0] in PACKAGES or (
+                        isinstance(node, ast.ImportFrom) and node.level
+                    ):
+                        aliases.add(a.asname or a.name.split(".")[0])
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                raise AssertionError(f"{name} reaches into {node.value.id}.{node.attr}")
