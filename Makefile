@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+DROPSTUDY := $(VENV)/bin/dropstudy
 STAMP  := $(VENV)/.installed-stamp
 RESULTS ?= results
 
@@ -15,16 +16,16 @@ $(STAMP): pyproject.toml
 
 ## The whole study at default scale (about 12 minutes on 2 cores), then REPORT.md.
 study: $(STAMP)
-	$(PY) -m dropstudy.cli run all --out $(RESULTS)
-	$(PY) -m dropstudy.cli report --results $(RESULTS) --out REPORT.md
+	$(DROPSTUDY) run all --out $(RESULTS)
+	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md
 
 ## The whole study shrunk to a smoke test (about 3 minutes).
 study-quick: $(STAMP)
-	$(PY) -m dropstudy.cli run all --quick --out $(RESULTS)/quick
-	$(PY) -m dropstudy.cli report --results $(RESULTS)/quick --out $(RESULTS)/quick/REPORT.md
+	$(DROPSTUDY) run all --quick --out $(RESULTS)/quick
+	$(DROPSTUDY) report --results $(RESULTS)/quick --out $(RESULTS)/quick/REPORT.md
 
 report: $(STAMP)
-	$(PY) -m dropstudy.cli report --results $(RESULTS) --out REPORT.md
+	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md
 
 ## The default test suite (under 10 minutes on 2 cores), lint included.
 test: $(STAMP)

@@ -5,8 +5,8 @@ device trains its share of the vmapped seeds, bitwise as one device trains that 
 the ``mc`` and ``exact`` predictors take ``mesh=`` and deal subnetworks out in chunks
 (each device reduces its chunks, then one ``psum``). Works the same on 8 GPUs, a TPU
 slice, or several hosts after ``jax.distributed.initialize()`` (then ``jax.devices()``
-lists every host's devices and the mesh spans them). On a CPU, :func:`use_cpu_cores` makes one device per core, so seeds
-train on all cores at once.
+lists every host's devices and the mesh spans them). On a CPU, :func:`use_cpu_cores`
+makes one device per core, so seeds train on all cores at once.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 NAMES = ("overfitting", "scaling", "averaging", "ensembles", "coadaptation", "shrinkage")
-REGISTRY = {n: f"{__name__}.{n}" for n in NAMES}
+REGISTRY = {n: f"{__package__}.{n}" for n in NAMES}
 
 
 def module(name: str):

@@ -54,7 +54,7 @@ def test_version_1_checkpoints_still_load(tmp_path):
             "convention": "inverted",
             "dtype": "float32",
             "weight_init": "lecun",
-        },  # fmt: skip
+        },
         "train": {},
         "extra": {"n_inputs": 6},
         "params_sha256": hashlib.sha256(blob).hexdigest(),
@@ -63,7 +63,7 @@ def test_version_1_checkpoints_still_load(tmp_path):
             "dense_0/kernel": [6, 4],
             "out/bias": [3],
             "out/kernel": [4, 3],
-        },  # fmt: skip
+        },
     }
     (d / "config.json").write_text(json.dumps(config))
     m2, v2, _ = checkpoint.load(d)

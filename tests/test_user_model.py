@@ -123,13 +123,13 @@ def test_custom_loss_and_optimizer_change_training(digits_data):
 
     same = cfg.replace(loss="cross_entropy")
     s, _ = train(model, jax.random.key(0), d.x_train, d.y_train, same)
-    l, _ = train(model, jax.random.key(0), d.x_train, d.y_train, cfg.replace(loss=smoothed))
+    ls, _ = train(model, jax.random.key(0), d.x_train, d.y_train, cfg.replace(loss=smoothed))
     o, _ = train(
         model, jax.random.key(0), d.x_train, d.y_train, cfg.replace(optimizer=optax.sgd(0.1))
     )
     leaves = lambda v: jax.tree.leaves(v["params"])  # noqa: E731
     assert all(np.array_equal(u, v) for u, v in zip(leaves(base), leaves(s)))
-    assert not all(np.array_equal(u, v) for u, v in zip(leaves(base), leaves(l)))
+    assert not all(np.array_equal(u, v) for u, v in zip(leaves(base), leaves(ls)))
     assert not all(np.array_equal(u, v) for u, v in zip(leaves(base), leaves(o)))
     with pytest.raises(DropstudyError, match="lr=0.5 applies to the named optimizers"):
         cfg.replace(optimizer=optax.sgd(0.1), lr=0.5).validate()

@@ -1,0 +1,49 @@
+"""Model options change what they claim to change."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dropstudy import masks as M
+from dropstudy.models import MLP, mlp_from_config, model_config
+
+
+def _params(weight_init: str, fan_in: int = 400, width: int = 300):
+    model = MLP(hidden=(width,), n_out=1, rate=0.0, weight_init=weight_init)
+    return model.init(jax.random.key(0), jnp.ones((1, fan_in)))["params"]["dense_0"]
+
+
+def test_torch_init_is_pytorch_linear_default():
+    """nn.Linear: weights and biases uniform on [-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
+    fan_in = 400
+    p = _params("torch", fan_in)
+    bound = 1 / np.sqrt(fan_in)
+    for name in ("kernel", "bias"):
+        v = np.asarray(p[name]).ravel()
+        assert v.min() >= -bound and v.max() <= bound
+        assert v.min() < -0.9 * bound and v.max() > 0.9 * bound  # fills the interval
+    k = np.asarray(p["kernel"]).ravel()
+    np.testing.assert_allclose(k.var(), bound**2 / 3, rtol=0.05)  # uniform's variance
+    assert np.asarray(p["bias"]).std() > bound / 3  # biases are drawn, not zero
+
+
+def test_lecun_init_differs_from_torch():
+    p = _params("lecun")
+    np.testing.assert_array_equal(p["bias"], 0.0)
+    k = np.asarray(p["kernel"]).ravel()
+    np.testing.assert_allclose(k.var(), 1 / 400, rtol=0.1)  # normal, variance 1/fan_in
+    assert np.abs(k).max() > 1 / np.sqrt(400)  # not bounded like the uniform
+
+
+def test_layer_names_are_the_parameter_and_mask_names():
+    model = MLP(hidden=(3, 4), n_out=2, input_rate=0.1)
+    variables, spec = M.init(model, jax.random.key(0), jnp.ones((1, 5)))
+    assert tuple(variables["params"]) == model.dense_layers() == ("dense_0", "dense_1", "out")
+    assert spec.names == model.dropout_layers() == ("drop_input", "drop_0", "drop_1")
+
+
+@pytest.mark.parametrize("weight_init", ["lecun", "torch"])
+def test_config_round_trip(weight_init):
+    model = MLP(hidden=(3, 4), rate=(0.1, 0.2), weight_init=weight_init)
+    assert mlp_from_config(model_config(model)) == model

@@ -1,0 +1,99 @@
+"""The study's framework in-process: cells keyed by their arguments, results files,
+configurations, and a quick run of every experiment with its report section."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from dropstudy_experiments import common, runner
+from dropstudy_experiments.report import build_report
+from dropstudy_experiments.results import clean, dumps
+from dropstudy_experiments.runner import NAMES
+from dropstudy_experiments.stats import VERDICTS
+
+from dropstudy.data import digits
+from dropstudy.train import TrainConfig
+from dropstudy.validate import DropstudyError
+
+
+def _double(x, cfg):
+    return {"y": 2 * x, "steps": cfg.steps}
+
+
+def test_cell_key_comes_from_the_arguments():
+    ds = digits()
+    a = common.cell(_double, x=1, cfg=TrainConfig(steps=3)).key()
+    assert a == common.cell(_double, x=1, cfg=TrainConfig(steps=3)).key()
+    assert a != common.cell(_double, x=1, cfg=TrainConfig(steps=4)).key()
+    assert a != common.cell(_double, x=2, cfg=TrainConfig(steps=3)).key()
+    k = common.cell_key(ds)
+    assert k == {"dataset": "digits", "digest": ds.digest()}
+    assert common.cell_key(ds.subset(100)) != k  # other content, other key
+    with pytest.raises(TypeError, match="no stable key"):
+        common.cell_key(object())
+
+
+def test_cells_are_reused_only_for_the_same_key(tmp_path):
+    ctx = common.Context("shrinkage", tmp_path, progress=False)
+    calls = []
+
+    def work(v):
+        calls.append(v)
+        return {"v": v}
+
+    assert ctx.run_cells({"a": common.cell(work, v=1)}) == {"a": {"v": 1}}
+    assert ctx.run_cells({"a": common.cell(work, v=1)}) == {"a": {"v": 1}}
+    assert ctx.run_cells({"a": common.cell(work, v=2)}) == {"a": {"v": 2}}
+    assert calls == [1, 2]
+
+
+def test_results_are_deterministic_and_finite():
+    assert dumps({"b": np.float32(0.1), "a": [1, np.int64(2)]}) == dumps(
+        {"a": [1, 2], "b": 0.10000000149011612}
+    )
+    assert clean(1.23456789012345) == 1.23456789
+    with pytest.raises(DropstudyError, match="non-finite"):
+        clean({"x": float("inf")})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_configs_have_a_quick_variant_and_seeds(name):
+    full, quick = runner.config(name), runner.config(name, quick=True)
+    assert quick != full and type(quick) is type(full)
+    assert runner.config(name, seeds=3).to_dict() != full.to_dict() or name == "scaling"
+    with pytest.raises(DropstudyError, match="--seeds must be >= 2"):
+        runner.config(name, seeds=1)
+
+
+@pytest.fixture(scope="module")
+def quick_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("quick")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_run_and_section(name, quick_dir):
+    path = runner.run_experiment(name, out=quick_dir, quick=True, progress=False)
+    res = json.loads(path.read_text())
+    assert res["claim"] == runner.module(name).CLAIM and res["quick"] is True
+    assert res["config"] == json.loads(dumps(runner.config(name, quick=True).to_dict()))
+    assert res["verdict"] in VERDICTS
+    assert res["figures"]
+    for fig in res["figures"]:
+        assert (path.parent / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md, verdict = runner.module(name).section(res)
+    assert verdict == res["verdict"] and f"**{verdict}**" in md
+    assert "nan" not in path.read_text().lower()
+
+
+def test_report_from_the_quick_results(quick_dir, tmp_path):
+    for name in NAMES:  # any experiment the parametrised test did not leave behind
+        if not (quick_dir / name / "results.json").is_file():
+            runner.run_experiment(name, out=quick_dir, quick=True, progress=False)
+    report = build_report(quick_dir, tmp_path / "REPORT.md")
+    text = report.read_text()
+    for name in NAMES:
+        assert f". {name}\n" in text
+    assert "Quick (smoke-test) scale" in text
+    for link in re.findall(r"\]\(([^)]+\.png)\)", text):
+        assert (report.parent / link).is_file(), link
