@@ -77,32 +77,49 @@ class MaskedDropout(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         keep = 1.0 - check_rate(f"rate of layer {self.name}", self.rate)
         check_choice("convention", self.convention, CONVENTIONS)
-        bdims = {d % x.ndim for d in self.broadcast_dims}
-        if 0 in bdims:
-            raise DropstudyError("broadcast_dims must not contain the batch axis 0")
-        unit_axes = [d for d in range(1, x.ndim) if d not in bdims]
-        unit_shape = tuple(x.shape[d] for d in unit_axes)
+        shape = unit_shape(x, self.broadcast_dims)
         if self.has_variable(MASKS, "mask"):
             mask = self.get_variable(MASKS, "mask")
         elif self.is_mutable_collection(MASKS):  # model.init: record the expected mask
-            mask = self.variable(MASKS, "mask", jnp.full, unit_shape, keep, x.dtype).value
+            mask = self.variable(MASKS, "mask", jnp.full, shape, keep, x.dtype).value
         else:  # no mask given: the expectation, i.e. weight scaling
-            mask = jnp.full(unit_shape, keep, x.dtype)
-        mask = jnp.asarray(mask)
-        if mask.shape == unit_shape:
-            lead = (1,)
-        elif mask.shape == (x.shape[0], *unit_shape):
-            lead = (x.shape[0],)
-        else:
-            raise DropstudyError(
-                f"mask for dropout layer {'/'.join(self.path)} has shape {mask.shape}; "
-                f"expected {unit_shape} (one subnetwork for the batch) or "
-                f"{(x.shape[0], *unit_shape)} (one per example)"
-            )
-        full = list(lead) + [1 if d in bdims else x.shape[d] for d in range(1, x.ndim)]
-        mask = mask.reshape(full).astype(x.dtype)
-        scale = 1.0 / keep if self.convention == "inverted" else 1.0
-        return x * (mask * scale)
+            mask = jnp.full(shape, keep, x.dtype)
+        return apply_mask(
+            x, mask, self.broadcast_dims, keep, self.convention, f"layer {'/'.join(self.path)}"
+        )
+
+
+def unit_shape(x: jax.Array, broadcast_dims: Sequence[int]) -> tuple[int, ...]:
+    """The mask's unit shape for ``x (B, *rest)``: ``rest`` without the broadcast axes."""
+    bdims = {d % x.ndim for d in broadcast_dims}
+    if 0 in bdims:
+        raise DropstudyError("broadcast_dims must not contain the batch axis 0")
+    return tuple(x.shape[d] for d in range(1, x.ndim) if d not in bdims)
+
+
+def apply_mask(
+    x: jax.Array, mask, broadcast_dims: Sequence[int], keep: float, convention: str, where: str
+) -> jax.Array:
+    """``x (B, *rest)`` times ``mask`` (unit shape ``U``, one subnetwork for the batch, or
+    ``(B, *U)``, one per example) broadcast over ``broadcast_dims``, scaled by ``1/keep``
+    under the inverted convention. Shared by the linen and NNX dropout layers."""
+    bdims = {d % x.ndim for d in broadcast_dims}
+    shape = unit_shape(x, broadcast_dims)
+    mask = jnp.asarray(mask)
+    if mask.shape == shape:
+        lead = (1,)
+    elif mask.shape == (x.shape[0], *shape):
+        lead = (x.shape[0],)
+    else:
+        raise DropstudyError(
+            f"mask for dropout {where} has shape {mask.shape}; "
+            f"expected {shape} (one subnetwork for the batch) or "
+            f"{(x.shape[0], *shape)} (one per example)"
+        )
+    full = list(lead) + [1 if d in bdims else x.shape[d] for d in range(1, x.ndim)]
+    mask = mask.reshape(full).astype(x.dtype)
+    scale = 1.0 / keep if convention == "inverted" else 1.0
+    return x * (mask * scale)
 
 
 INPUT_DROPOUT = "drop_input"

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .models import MASKS, activation_fn
+from .models import MASKS, activation_fn, apply_mask, unit_shape
 from .validate import (
     ACTIVATIONS,
     CONVENTIONS,
@@ -131,29 +131,15 @@ class MaskedDropout(nnx.Module):
             calls.append(self)
         if x.ndim < 1:
             raise DropstudyError(f"MaskedDropout needs a batch (B, ...), got shape {x.shape}")
-        bdims = {d % x.ndim for d in self.broadcast_dims}
-        if 0 in bdims:
-            raise DropstudyError("broadcast_dims must not contain the batch axis 0")
-        unit_shape = tuple(x.shape[d] for d in range(1, x.ndim) if d not in bdims)
-        if unit_shape != self.unit_shape:
+        shape = unit_shape(x, self.broadcast_dims)
+        if shape != self.unit_shape:
             raise DropstudyError(
                 f"MaskedDropout built for unit shape {self.unit_shape} got x of shape {x.shape} "
-                f"(unit shape {unit_shape} with broadcast_dims {self.broadcast_dims})"
+                f"(unit shape {shape} with broadcast_dims {self.broadcast_dims})"
             )
-        mask = jnp.asarray(self.mask[...])
-        if mask.shape == unit_shape:
-            lead = (1,)
-        elif mask.shape == (x.shape[0], *unit_shape):
-            lead = (x.shape[0],)
-        else:
-            raise DropstudyError(
-                f"mask of a MaskedDropout layer has shape {mask.shape}; expected {unit_shape} "
-                f"(one subnetwork for the batch) or {(x.shape[0], *unit_shape)} (one per example)"
-            )
-        full = list(lead) + [1 if d in bdims else x.shape[d] for d in range(1, x.ndim)]
-        mask = mask.reshape(full).astype(x.dtype)
-        scale = 1.0 / self.keep if self.convention == "inverted" else 1.0
-        return x * (mask * scale)
+        return apply_mask(
+            x, self.mask[...], self.broadcast_dims, self.keep, self.convention, "layer (NNX)"
+        )
 
 
 def _hidden_rates(rate: float | Sequence[float], n: int) -> tuple[float, ...]:
