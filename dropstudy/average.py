@@ -20,7 +20,14 @@ import jax
 import jax.numpy as jnp
 
 from . import masks as M
-from .validate import TASKS, DropstudyError, check_array, check_choice, check_positive_int
+from .validate import (
+    TASKS,
+    DropstudyError,
+    check_array,
+    check_choice,
+    check_hashable,
+    check_positive_int,
+)
 
 CHUNK_ELEMENTS = 2**22  # floats per chunk-sized intermediate: about 16 MB in float32
 MEANS = ("arithmetic", "geometric")
@@ -99,6 +106,7 @@ def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
     """Validate a predictor's arguments; returns ``x`` as a JAX array."""
     check_choice("task", task, TASKS)
     M.check_variables(variables)
+    check_hashable("the model", model)
     if hasattr(model, "validate"):
         model.validate()
     arr = check_array("x", x)

@@ -70,6 +70,11 @@ def save(
     to 1) and dtype are recorded so that :func:`load` can rebuild the variables' shapes.
     Refused, before anything is written, when the variables do not fit the model.
     """
+    if not isinstance(model, nn.Module):
+        raise DropstudyError(
+            f"checkpoint.save takes a linen module, got {type(model).__name__}; for an NNX "
+            "model, save its state with nnx.state and orbax"
+        )
     variables = {k: v for k, v in M.check_variables(variables).items() if k != M.MASKS}
     x = check_array("example_input", example_input)
     shape, dtype = [1, *x.shape[1:]], str(x.dtype)
@@ -79,12 +84,20 @@ def save(
             f"the variables do not fit {type(model).__name__} on inputs of shape {shape}: "
             f"{got} vs the model's {expected}"
         )
+    described = model_config(model)
+    text = json.dumps(described)
+    if json.loads(text) != described or " at 0x" in text:
+        raise DropstudyError(
+            f"{type(model).__name__}'s attributes {described} have no stable description "
+            "(JSON or memory addresses), so load could not check a template against them; "
+            "give the model plain attributes"
+        )
     blob = serialization.msgpack_serialize(jax.device_get(flax.core.unfreeze(variables)))
     config = {
         "format": FORMAT,
         "version": VERSION,
         "model_class": model_class(model),
-        "model": model_config(model),
+        "model": described,
         "input_shape": shape,
         "input_dtype": dtype,
         "train": train or {},
@@ -164,7 +177,9 @@ def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, di
     if model is None:
         if saved_class != MLP_CLASS:
             raise DropstudyError(
-                f"{d} holds a {saved_class} model: pass a template, load(dir, model=...)"
+                f"{d} holds a {saved_class} model, which only its own code can rebuild: "
+                "load(dir, model=<a template of that model>); dropstudy compare evaluates "
+                "MLP checkpoints only"
             )
         model = mlp_from_config(config["model"])
     elif model_class(model) != saved_class or model_config(model) != config.get("model"):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -146,7 +148,7 @@ def spec_from_masks(expected: Masks, order=None) -> MaskSpec:
     return MaskSpec(tuple(paths), tuple(shapes), tuple(keep))
 
 
-def _traced_init(model: nn.Module, key, x) -> tuple[dict, dict]:
+def _traced_init(model: nn.Module, key, x, rng_streams=()) -> tuple[dict, dict]:
     """``model.init``, recording each dropout layer's path and drop rate in call order.
 
     A model that is not a linen module (e.g. :class:`dropstudy.nnx.Pure`, an NNX model as a
@@ -165,8 +167,9 @@ def _traced_init(model: nn.Module, key, x) -> tuple[dict, dict]:
             layers.setdefault(tuple(context.module.path), float(context.module.rate))
         return next_fun(*args, **kwargs)
 
-    with nn.intercept_methods(record):
-        variables = model.init(key, x)
+    rngs = {"params": key, **{s: key for s in rng_streams}}
+    with nn.intercept_methods(record), flax_errors(model):
+        variables = model.init(rngs, x)
     if MASKS not in variables:
         raise DropstudyError(
             f"{type(model).__name__} has no MaskedDropout layer: nothing to average over"
@@ -194,15 +197,16 @@ def init(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[dict, MaskSpec
     return rest, _spec(variables[MASKS], layers)
 
 
-def mask_spec(model: nn.Module, x: jax.Array) -> MaskSpec:
+def mask_spec(model: nn.Module, x: jax.Array, rng_streams: tuple[str, ...] = ()) -> MaskSpec:
     """The :class:`MaskSpec` of ``model`` applied to inputs like ``x``. The model is only
-    traced (``jax.eval_shape``): no parameter is computed."""
+    traced (``jax.eval_shape``): no parameter is computed. ``rng_streams``: streams the
+    model draws from besides its masks (training's ``TrainConfig.rng_streams``)."""
     x = jnp.asarray(x[:1]) if not isinstance(x, jax.ShapeDtypeStruct) else x
     x1 = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
     box = {}
 
     def trace(x1):
-        variables, box["layers"] = _traced_init(model, jax.random.key(0), x1)
+        variables, box["layers"] = _traced_init(model, jax.random.key(0), x1, rng_streams)
         return variables[MASKS]
 
     return _spec(jax.eval_shape(trace, x1), box["layers"])
@@ -226,7 +230,34 @@ def apply(model: nn.Module, variables: Any, x: jax.Array, masks: Masks, **kwargs
     to ``model.apply`` (``rngs=``, ``mutable=``, ``method=``).
     """
     variables = check_variables(variables)
-    return model.apply({**variables, MASKS: masks}, x, **kwargs)
+    with flax_errors(model):
+        return model.apply({**variables, MASKS: masks}, x, **kwargs)
+
+
+@contextmanager
+def flax_errors(model):
+    """Flax's errors about a model's variables and randomness, as what to do about them."""
+    name = type(model).__name__
+    try:
+        yield
+    except flax.errors.InvalidRngError as e:
+        raise DropstudyError(
+            f"{name} draws random numbers besides its masks ({str(e).splitlines()[0]}). To "
+            "train it, name the streams: TrainConfig(rng_streams=('dropout',)); to average "
+            "its subnetworks, evaluate it deterministically (e.g. nn.Dropout(deterministic="
+            "True)): the predictors vary only the masks"
+        ) from None
+    except flax.errors.ModifyScopeVariableError as e:
+        raise DropstudyError(
+            f"{name} updates its variables when applied ({str(e).splitlines()[0]}), as "
+            "BatchNorm does in training mode; evaluate it in eval mode "
+            "(use_running_average=True)"
+        ) from None
+    except flax.errors.ScopeParamShapeError as e:
+        raise DropstudyError(
+            f"the variables do not fit {name} on these inputs ({str(e).splitlines()[0]}): "
+            "check the input width and that the variables belong to this model"
+        ) from None
 
 
 def expected_masks(spec: MaskSpec, dtype=jnp.float32) -> Masks:
@@ -336,9 +367,16 @@ def all_masks(spec: MaskSpec, dtype=jnp.float32, max_units: int = 16) -> tuple[M
 
 
 def ablate(masks: Masks, spec: MaskSpec, units: jax.Array) -> Masks:
-    """``masks`` with the flat units ``units`` (``(J,)`` ints) set to zero: unit ablation."""
+    """``masks`` with the flat units ``units`` (``(J,)`` ints in ``[0, n_units)``) set to
+    zero: unit ablation."""
+    idx = np.asarray(units)
+    if idx.dtype.kind not in "iu" or idx.ndim > 1 or np.any((idx < 0) | (idx >= spec.n_units)):
+        raise DropstudyError(
+            f"units must be flat unit indices in [0, {spec.n_units}), got {idx.tolist()}; "
+            "see layer_units(spec, name)"
+        )
     flat = spec.flatten(masks)
-    return spec.unflatten(flat.at[..., jnp.asarray(units)].set(0))
+    return spec.unflatten(flat.at[..., jnp.asarray(idx)].set(0))
 
 
 def layer_units(spec: MaskSpec, name: str) -> np.ndarray:

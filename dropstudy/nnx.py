@@ -505,6 +505,14 @@ def pure(model: nnx.Module) -> tuple[Pure, dict]:
     """
     if not isinstance(model, nnx.Module):
         raise DropstudyError(f"pure() takes an nnx.Module, got {type(model).__name__}")
+    for path, node in nnx.iter_graph(model):
+        # A train-mode nnx.Dropout would replay one frozen draw in every predictor call.
+        if isinstance(node, nnx.Dropout) and not node.deterministic and node.rate > 0:
+            raise DropstudyError(
+                f"nnx.Dropout at {'/'.join(map(str, path))} is in training mode: call "
+                "model.eval() (or deterministic=True) first; the predictors vary only the "
+                "MaskedDropout masks"
+            )
     graphdef, _ = nnx.split(model)
     leaves: list[Leaf] = []
     captured: dict[str, dict] = {}

@@ -36,7 +36,7 @@ from jax.sharding import PartitionSpec as P
 from . import fast_exact
 from . import masks as M
 from .average import Average, check_inputs, partial_sums, resolve_chunk, stream
-from .validate import DropstudyError, check_choice, check_positive_int
+from .validate import DropstudyError, check_array, check_choice, check_key, check_positive_int
 
 Predictor = Callable[..., Average]
 PREDICTORS: dict[str, Predictor] = {}
@@ -105,6 +105,7 @@ def mc(
     """
     x = check_inputs(model, variables, x, task)
     k = check_positive_int("k (number of Monte-Carlo samples)", k)
+    check_key("key", key)
     spec = M.mask_spec(model, x)
     chunk = resolve_chunk(model, variables, x, spec, k, chunk)
     if mesh is not None:
@@ -194,11 +195,23 @@ def over_masks(
     outputs are held in memory.
     """
     x = check_inputs(model, variables, x, task)
+    flat = M.mask_spec(model, x).flatten(masks)
+    if flat.ndim != 2:
+        raise DropstudyError(
+            f"masks must carry a leading K axis (K subnetworks), got {flat.ndim - 1} leading "
+            "axes; stack them, e.g. masks with shape (K, *unit shape) per layer"
+        )
+    k = flat.shape[0]
+    if weights is None:
+        w = jnp.full((k,), 1.0 / k, x.dtype)
+    else:
+        w = jnp.asarray(check_array("weights", weights, ndim=1), x.dtype)
+        if w.shape != (k,) or bool(jnp.any(w < 0)) or abs(float(jnp.sum(w)) - 1) > 1e-5:
+            raise DropstudyError(
+                f"weights must be {k} non-negative numbers summing to 1 (a distribution over "
+                f"the masks), got shape {w.shape} and sum {float(jnp.sum(w)):.6g}"
+            )
     out = jax.vmap(lambda m: _forward(model, variables, x, m))(masks)
-    k = out.shape[0]
-    w = jnp.full((k,), 1.0 / k, out.dtype) if weights is None else jnp.asarray(weights)
-    if w.shape != (k,):
-        raise DropstudyError(f"weights must have shape ({k},) for {k} masks, got {w.shape}")
     if task == "regression":
         mean = jnp.einsum("k,kbc->bc", w, out)
         return Average.from_sums(task, k, mean, jnp.einsum("k,kbc->bc", w, out * out))
@@ -238,6 +251,7 @@ def mc_curve(
     ``(max K, B, C)`` log-probabilities in memory: meant for curves up to a few thousand K.
     """
     x = check_inputs(model, variables, x, "classification")
+    check_key("key", key)
     ks = sorted({check_positive_int("K", int(k)) for k in ks})
     kmax = ks[-1]
     spec = M.mask_spec(model, x)

@@ -11,6 +11,7 @@ makes one device per core, so seeds train on all cores at once.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import jax
@@ -43,6 +44,13 @@ def use_cpu_cores(n: int | None = None) -> int:
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:  # the backend already started: keep its devices
+        if len(jax.devices()) != n and jax.default_backend() == "cpu":
+            logging.getLogger("dropstudy").warning(
+                "use_cpu_cores(%d) came after JAX started: keeping %d device(s); call it "
+                "right after `import jax`",
+                n,
+                len(jax.devices()),
+            )
         return 0
     return n
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -43,12 +43,16 @@ from .validate import (
     DropstudyError,
     check_array,
     check_choice,
+    check_hashable,
+    check_key,
     check_positive_float,
     check_positive_int,
 )
 
 MASK_MODES = ("per_example", "per_batch", "cycle")
 OPTIMIZERS = ("adam", "sgd")
+DEFAULT_LR = 1e-3  # of a named optimizer when lr is not given
+DEFAULT_MOMENTUM = 0.9  # of sgd when momentum is not given
 LOSSES = ("cross_entropy", "mse")
 Loss = Callable[[jax.Array, jax.Array], jax.Array]  # (outputs, targets) -> scalar
 
@@ -61,10 +65,10 @@ class TrainConfig:
       steps: optimiser steps.
       batch_size: examples per step; 0 means full batch.
       optimizer: ``adam`` or ``sgd`` (with ``momentum``) at ``lr`` and ``schedule``; or any
-        ``optax.GradientTransformation`` (then it sets its own learning rate: ``lr``,
-        ``momentum`` and ``schedule`` must stay at their defaults).
-      lr: learning rate of a named optimizer.
-      momentum: SGD momentum (0: plain SGD); refused with adam unless left at its default.
+        ``optax.GradientTransformation`` (then it sets its own learning rate: ``lr`` and
+        ``momentum`` must not be given, and ``schedule`` stays ``constant``).
+      lr: learning rate of a named optimizer (``None``: 1e-3).
+      momentum: SGD momentum (``None``: 0.9; 0: plain SGD); refused with adam.
       l2: coupled L2 penalty ``l2/2 * sum ||W||^2`` over weight matrices (not biases).
       task: ``classification`` (integer labels; default loss softmax cross-entropy) or
         ``regression`` (default loss mean squared error).
@@ -84,8 +88,8 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 128
     optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
+    lr: float | None = None
+    momentum: float | None = None
     l2: float = 0.0
     task: str = "classification"
     mask_mode: str = "per_example"
@@ -98,10 +102,9 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         check_positive_int("steps", self.steps)
         check_positive_int("batch_size", self.batch_size, minimum=0)
-        defaults = {f.name: f.default for f in fields(TrainConfig)}
         if isinstance(self.optimizer, optax.GradientTransformation):
-            for name in ("lr", "momentum", "schedule"):
-                if getattr(self, name) != defaults[name]:
+            for name, unset in (("lr", None), ("momentum", None), ("schedule", "constant")):
+                if getattr(self, name) != unset:
                     raise DropstudyError(
                         f"{name}={getattr(self, name)!r} applies to the named optimizers "
                         f"{OPTIMIZERS}; an optax transformation sets its own: build it into "
@@ -109,7 +112,7 @@ class TrainConfig:
                     )
         else:
             check_choice("optimizer", self.optimizer, OPTIMIZERS)
-            if self.optimizer == "adam" and self.momentum != defaults["momentum"]:
+            if self.optimizer == "adam" and self.momentum is not None:
                 raise DropstudyError(
                     f"momentum={self.momentum} applies to optimizer='sgd'; adam has its own "
                     "moment estimates (pass optax.adam(lr, b1=...) to change them)"
@@ -125,8 +128,10 @@ class TrainConfig:
             )
         if "params" in self.rng_streams:
             raise DropstudyError("rng_streams must not name 'params': that stream initialises")
-        check_positive_float("lr", self.lr)
-        check_positive_float("momentum", self.momentum, allow_zero=True)
+        if self.lr is not None:
+            check_positive_float("lr", self.lr)
+        if self.momentum is not None:
+            check_positive_float("momentum", self.momentum, allow_zero=True)
         check_positive_float("l2", self.l2, allow_zero=True)
         check_choice("task", self.task, TASKS)
         check_choice("mask_mode", self.mask_mode, MASK_MODES)
@@ -166,13 +171,15 @@ class DivergenceError(DropstudyError):
 
 
 def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    lr = cfg.lr if cfg.schedule == "constant" else optax.cosine_decay_schedule(cfg.lr, cfg.steps)
+    lr = DEFAULT_LR if cfg.lr is None else cfg.lr
+    lr = lr if cfg.schedule == "constant" else optax.cosine_decay_schedule(lr, cfg.steps)
     if isinstance(cfg.optimizer, optax.GradientTransformation):
         opt = cfg.optimizer
     elif cfg.optimizer == "adam":
         opt = optax.adam(lr)
     else:
-        opt = optax.sgd(lr, momentum=cfg.momentum or None)
+        momentum = DEFAULT_MOMENTUM if cfg.momentum is None else cfg.momentum
+        opt = optax.sgd(lr, momentum=momentum or None)
     if not cfg.lr_scale:
         return opt
     factors = dict(cfg.lr_scale)
@@ -334,9 +341,44 @@ def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
         raise DropstudyError(f"x must be a non-empty batch (N, ...), got shape {xa.shape}")
     if len(ya) != len(xa):
         raise DropstudyError(f"x has {len(xa)} examples but y has {len(ya)}")
-    if cfg.task == "classification" and cfg.loss is None and ya.dtype.kind not in "iu":
-        raise DropstudyError("classification needs integer labels y; use task='regression'")
+    if cfg.task == "classification" and cfg.loss in (None, "cross_entropy"):
+        if ya.dtype.kind not in "iu" or ya.ndim != 1:
+            raise DropstudyError(
+                f"classification needs integer labels y of shape (N,), got {ya.dtype} "
+                f"{ya.shape}; use task='regression' for real-valued targets"
+            )
     return jnp.asarray(xa), jnp.asarray(ya)
+
+
+def _check_model(model, cfg: TrainConfig, x, y, spec: M.MaskSpec, variables0=None) -> None:
+    """The model is hashable, can be initialised from a key, and its outputs fit the
+    targets of the default losses (labels in ``[0, n_out)``, one target per output)."""
+    check_hashable("the model", model)
+    if not isinstance(model, nn.Module):
+        if variables0 is None:
+            raise DropstudyError(
+                f"{type(model).__name__} is not a linen module and cannot draw initial "
+                "parameters from a key; pass variables0 (or train an NNX model with nnx)"
+            )
+        return
+    rngs = {"params": jax.random.key(0), **{s: jax.random.key(0) for s in cfg.rng_streams}}
+    with M.flax_errors(model):
+        out = jax.eval_shape(lambda x: model.init_with_output(rngs, x)[0], x[:1])
+    n_out = int(np.prod(out.shape[1:]))
+    if cfg.loss in (None, "cross_entropy") and cfg.task == "classification":
+        lo, hi = int(jnp.min(y)), int(jnp.max(y))
+        if lo < 0 or hi >= n_out:
+            raise DropstudyError(
+                f"labels must be class indices in [0, {n_out}) for a model with {n_out} "
+                f"outputs; got labels from {lo} to {hi}"
+            )
+    elif cfg.loss in (None, "mse") and cfg.task == "regression":
+        per = int(np.prod(y.shape[1:]))
+        if per != n_out:
+            raise DropstudyError(
+                f"regression targets of shape {tuple(y.shape)} give {per} value(s) per "
+                f"example; the model has {n_out} output(s)"
+            )
 
 
 def _cycle(spec: M.MaskSpec, cfg: TrainConfig, cycle_masks):
@@ -377,26 +419,17 @@ def train(
 ) -> tuple[dict, History]:
     """Train one network from ``key`` (or from ``variables0``, the model's variables dict):
     ``(variables, history)``; raises :class:`DivergenceError` on a NaN/inf loss."""
+    cfg.validate()
+    check_key("key", key)
     x, y = _check_data(x, y, cfg)
-    spec = M.mask_spec(model, x)
+    spec = M.mask_spec(model, x, cfg.rng_streams)
+    _check_model(model, cfg, x, y, spec, variables0)
     cycle = _cycle(spec, cfg, cycle_masks)
     if variables0 is not None:
         variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
-    variables, hist = _run(_train_jit, model, spec, cfg, key, x, y, cycle, variables0)
+    variables, hist = _train_jit(model, spec, cfg, key, x, y, cycle, variables0)
     check_diverged(hist.loss[None], [0], model, cfg)
     return variables, hist
-
-
-def _run(fn, model, *args):
-    """Call a compiled trainer, turning Flax's errors about a model's collections and rng
-    streams into what to do about them."""
-    try:
-        return fn(model, *args)
-    except flax.errors.InvalidRngError as e:
-        raise DropstudyError(
-            f"{type(model).__name__} draws random numbers besides its masks ({e}); name the "
-            "streams in TrainConfig(rng_streams=('dropout',))"
-        ) from None
 
 
 def train_seeds(
@@ -428,12 +461,15 @@ def train_seeds(
     or another number of seeds) may change float rounding, as XLA's batched kernels may
     round differently for different batch sizes (see :mod:`dropstudy.sharding`).
     """
+    cfg.validate()
+    check_key("keys", keys, batched=True)
     if per_seed_data:
         xs, ys = zip(*(_check_data(a, b, cfg) for a, b in zip(x, y, strict=True)), strict=True)
         x, y = jnp.stack(xs), jnp.stack(ys)
     else:
         x, y = _check_data(x, y, cfg)
-    spec = M.mask_spec(model, x[0] if per_seed_data else x)
+    spec = M.mask_spec(model, x[0] if per_seed_data else x, cfg.rng_streams)
+    _check_model(model, cfg, x[0] if per_seed_data else x, y[0] if per_seed_data else y, spec)
     cycle = _cycle(spec, cfg, cycle_masks)
     cycle_axis = 0 if cycle is not None and cycle.ndim == 3 else None
     data_axis = 0 if per_seed_data else None
@@ -447,9 +483,7 @@ def train_seeds(
             (x, y), _ = sharding.shard_leading((x, y), mesh)
         if cycle_axis == 0:
             cycle, _ = sharding.shard_leading(cycle, mesh)
-    variables, hist = _run(
-        train_many_jit, model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle
-    )
+    variables, hist = train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
     if mesh is not None:
         variables, hist = jax.tree.map(lambda a: a[:n], (variables, hist))
         if jax.process_count() == 1:

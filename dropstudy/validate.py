@@ -106,3 +106,31 @@ def parse_int_list(name: str, text: str) -> tuple[int, ...]:
     if not vals:
         raise DropstudyError(f"{name} must list at least one integer, got {text!r}")
     return vals
+
+
+def check_key(name: str, key, batched: bool = False):
+    """A JAX PRNG key made with ``jax.random.key`` (a scalar, or ``(S,)`` when ``batched``)."""
+    import jax  # local: validate is imported by modules that must not need JAX at import
+
+    ok = hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not ok:
+        raise DropstudyError(
+            f"{name} must be a PRNG key from jax.random.key(seed), got {type(key).__name__} "
+            f"{key!r:.40}"
+        )
+    want = 1 if batched else 0
+    if key.ndim != want:
+        what = "one key per seed, shape (S,)" if batched else "a single key, shape ()"
+        raise DropstudyError(f"{name} must be {what}; got shape {key.shape}")
+    return key
+
+
+def check_hashable(name: str, obj) -> None:
+    """Models and configurations are static jit arguments: they must be hashable."""
+    try:
+        hash(obj)
+    except TypeError as e:
+        raise DropstudyError(
+            f"{name} must be hashable (it is a static argument of jax.jit): {e}; use tuples, "
+            "not lists, for its attributes, e.g. hidden=(10, 10)"
+        ) from None

@@ -132,6 +132,11 @@ def cmd_compare(args) -> int:
         raise DropstudyError(
             "--checkpoint evaluates a saved model; it cannot be combined with --save"
         )
+    # Refuse unwritable destinations before any training.
+    if args.save is not None and args.save.exists() and not args.save.is_dir():
+        raise DropstudyError(f"--save {args.save} is a file; give a folder for the checkpoint")
+    if args.json is not None and args.json.is_dir():
+        raise DropstudyError(f"--json {args.json} is a folder; give a file name")
     cfg = CompareConfig(
         hidden=tuple(args.hidden),
         activation=args.activation,
@@ -197,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         return {"compare": cmd_compare, "run": cmd_run, "report": cmd_report}[args.command](args)
     except DropstudyError as e:
         print(f"dropstudy: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a destination that cannot be written, a file that cannot be read
+        print(f"dropstudy: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -23,6 +23,7 @@ import numpy as np
 from dropstudy.data import Dataset, digits
 from dropstudy.io import versions
 from dropstudy.models import model_class, model_config
+from dropstudy.train import TrainConfig
 
 from .cells import CellStore
 from .results import write_json
@@ -76,6 +77,15 @@ def cell_key(value: Any) -> Any:
         return {"dataset": value.name, "digest": value.digest()}
     if isinstance(value, nn.Module):
         return {"model": model_class(value), **model_config(value)}
+    if isinstance(value, TrainConfig):
+        unnamed = [
+            f for f in ("optimizer", "loss") if not isinstance(getattr(value, f), str | None)
+        ]
+        if unnamed:
+            raise TypeError(
+                f"a cell's TrainConfig has a custom {unnamed[0]}: the study names its "
+                "optimisers and losses so that cell keys stay stable"
+            )
     if hasattr(value, "to_dict") and callable(value.to_dict):
         return cell_key(value.to_dict())
     if isinstance(value, dict):

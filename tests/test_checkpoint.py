@@ -88,7 +88,7 @@ def test_other_models_need_a_matching_template(tmp_path):
     x = jnp.ones((2, 8, 8, 1))
     v = {"params": model.init(jax.random.key(0), x)["params"]}
     d = checkpoint.save(tmp_path / "conv", model, v, example_input=x)
-    with pytest.raises(DropstudyError, match="pass a template"):
+    with pytest.raises(DropstudyError, match="only its own code can rebuild"):
         checkpoint.load(d)
     with pytest.raises(DropstudyError, match="is not the saved"):
         checkpoint.load(d, model=ConvNet(channels=(3,), n_out=3, dense_width=4))

@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+import optax
 import pytest
 from dropstudy_experiments import common, runner
 from dropstudy_experiments.report import build_report
@@ -32,6 +33,8 @@ def test_cell_key_comes_from_the_arguments():
     assert common.cell_key(ds.subset(100)) != k  # other content, other key
     with pytest.raises(TypeError, match="no stable key"):
         common.cell_key(object())
+    with pytest.raises(TypeError, match="names its optimisers"):
+        common.cell_key(TrainConfig(optimizer=optax.sgd(0.1)))
 
 
 def test_cells_are_reused_only_for_the_same_key(tmp_path):
