@@ -78,7 +78,8 @@ def gaps(p, q) -> dict[str, float]:
     """How far predictor ``p`` is from ``q`` (both ``(B, C)``).
 
     ``max_abs_prob``: largest absolute difference of any probability; ``mean_kl``: mean
-    KL(q || p) in nats (``q`` the reference); ``disagreement``: fraction of examples whose
+    KL(q || p) in nats (``q`` the reference; each example's KL clipped at 0, where rounding
+    of nearly equal distributions makes it negative); ``disagreement``: fraction of examples whose
     argmax differs.
     """
     a, _ = _check(p)
@@ -86,8 +87,9 @@ def gaps(p, q) -> dict[str, float]:
     if a.shape != b.shape:
         raise DropstudyError(f"cannot compare predictions of shapes {a.shape} and {b.shape}")
     kl = np.sum(b * (np.log(np.maximum(b, _EPS)) - np.log(np.maximum(a, _EPS))), axis=1)
+    # KL is >= 0; rounding of nearly equal distributions can make the sum slightly negative.
     return {
         "max_abs_prob": float(np.max(np.abs(a - b))),
-        "mean_kl": float(np.mean(kl)),
+        "mean_kl": float(np.mean(np.maximum(kl, 0.0))),
         "disagreement": float(np.mean(a.argmax(1) != b.argmax(1))),
     }

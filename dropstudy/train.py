@@ -20,9 +20,11 @@ any function of ``(outputs, targets)``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
-import sys
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, NamedTuple
@@ -253,22 +255,28 @@ def loss_fn(
     return value if state is None else (value, new_state)
 
 
-def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
-    """A pure function ``train(key, x, y, cycle_masks, variables0) -> (variables, History)``.
+class Trainer(NamedTuple):
+    """A training run as pure pieces, so that it can run as one program or in segments.
 
-    ``x (N, ...)``, ``y (N,)`` or ``(N, 1)``; ``cycle_masks`` flat ``(K, n_units)`` for
-    ``mask_mode="cycle"`` (else ignored, pass ``None``); ``variables0`` (the model's
-    variables dict) replaces the initialisation drawn from ``key`` when given. Returns the
-    final variables (``"params"`` and any other collection the model keeps, without the
-    masks). Not jitted: wrap it in ``jax.jit``, or use :func:`train` / :func:`train_seeds`.
+    ``start(key, x, variables0) -> (keys, carry)``: the initial state (``variables0`` or
+    an initialisation drawn from ``key``); ``steps(keys, carry, x, y, cycle_masks, first,
+    n) -> (carry, losses (n,))``: steps ``first .. first + n - 1`` (``n`` static);
+    ``finish(carry) -> variables``. ``carry`` is ``(params, state, opt_state, grads)``.
     """
+
+    start: Callable
+    steps: Callable
+    finish: Callable
+
+
+def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Trainer:
+    """The :class:`Trainer` of ``model`` under ``cfg`` (see :func:`make_train`)."""
     cfg.validate()
     opt = _optimizer(cfg)
     loss = task_loss(cfg)
-    seg = cfg.snapshot_every or cfg.steps
     streams = tuple(cfg.rng_streams)
 
-    def train_fn(key, x, y, cycle_masks=None, variables0=None):
+    def start(key, x, variables0=None):
         k_init, k_data, k_mask = jax.random.split(key, 3)
         # Other streams hang off the key by fold_in, leaving the three keys above (and so
         # every run without extra streams) as they were.
@@ -279,15 +287,19 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
         variables0 = flax.core.unfreeze(variables0)
         params = variables0["params"]
         state = {k: v for k, v in variables0.items() if k not in ("params", M.MASKS)} or None
-        opt_state = opt.init(params)
-        n = x.shape[0]
-        bs = cfg.batch_size if 0 < cfg.batch_size < n else n
-        per_epoch = n // bs
+        carry = (params, state, opt.init(params), jax.tree.map(jnp.zeros_like, params))
+        return (k_data, k_mask, k_rngs), carry
+
+    def steps(keys, carry, x, y, cycle_masks, first, n: int):
+        k_data, k_mask, k_rngs = keys
+        size = x.shape[0]
+        bs = cfg.batch_size if 0 < cfg.batch_size < size else size
+        per_epoch = size // bs
 
         def batch(step):
-            if bs == n:
+            if bs == size:
                 return x, y
-            perm = jax.random.permutation(jax.random.fold_in(k_data, step // per_epoch), n)
+            perm = jax.random.permutation(jax.random.fold_in(k_data, step // per_epoch), size)
             idx = jax.lax.dynamic_slice(perm, ((step % per_epoch) * bs,), (bs,))
             return x[idx], y[idx]
 
@@ -321,15 +333,38 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
             # (and page in) one parameter-sized buffer per step only to keep the last one.
             return (optax.apply_updates(params, upd), state, opt_state, g), value
 
+        return jax.lax.scan(step_fn, carry, first + jnp.arange(n))
+
+    def finish(carry):
+        params, state, _, _ = carry
+        return {"params": params, **(state or {})}
+
+    return Trainer(start, steps, finish)
+
+
+def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
+    """A pure function ``train(key, x, y, cycle_masks, variables0) -> (variables, History)``.
+
+    ``x (N, ...)``, ``y (N,)`` (class labels) or ``(N, n_out)`` (regression targets);
+    ``cycle_masks`` flat ``(K, n_units)`` for ``mask_mode="cycle"`` (else ignored, pass
+    ``None``); ``variables0`` (the model's variables dict) replaces the initialisation drawn
+    from ``key`` when given. Returns the final variables (``"params"`` and any other
+    collection the model keeps, without the masks). The whole run is one program (a scan
+    over snapshot segments of a scan over steps). Not jitted: wrap it in ``jax.jit``, or
+    use :func:`train` / :func:`train_seeds`.
+    """
+    t = make_trainer(model, spec, cfg)
+    seg = cfg.snapshot_every or cfg.steps
+
+    def train_fn(key, x, y, cycle_masks=None, variables0=None):
+        keys, carry = t.start(key, x, variables0)
+
         def segment(carry, s):
-            carry, values = jax.lax.scan(step_fn, carry, s * seg + jnp.arange(seg))
+            carry, values = t.steps(keys, carry, x, y, cycle_masks, s * seg, seg)
             return carry, (values, carry[0], carry[3])
 
-        carry = (params, state, opt_state, jax.tree.map(jnp.zeros_like, params))
-        (params, state, _, _), (values, snaps, grads) = jax.lax.scan(
-            segment, carry, jnp.arange(cfg.steps // seg)
-        )
-        return {"params": params, **(state or {})}, History(values.reshape(-1), snaps, grads)
+        carry, (values, snaps, grads) = jax.lax.scan(segment, carry, jnp.arange(cfg.steps // seg))
+        return t.finish(carry), History(values.reshape(-1), snaps, grads)
 
     return train_fn
 
@@ -394,6 +429,75 @@ def _cycle(spec: M.MaskSpec, cfg: TrainConfig, cycle_masks):
     return c
 
 
+Progress = Callable[[int, int], None]  # (steps done, steps in the run)
+_PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
+    "dropstudy_train_progress", default=None
+)
+SEGMENTS = 10  # pieces a run is split into when progress is reported
+
+
+@contextlib.contextmanager
+def progress(report: Progress) -> Iterator[None]:
+    """Within this block, :func:`train` and :func:`train_seeds` call ``report(done,
+    total)`` after each of about ten segments of every run, instead of running each run as
+    one program. The segments are the same scan over steps cut in pieces: results are
+    bitwise the same (tested)."""
+    token = _PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _piece(cfg: TrainConfig) -> int:
+    """Steps per segment when reporting progress: a divisor of the snapshot segment."""
+    seg = cfg.snapshot_every or cfg.steps
+    want = max(1, -(-cfg.steps // SEGMENTS))
+    return max(d for d in range(1, seg + 1) if seg % d == 0 and d <= max(want, 1))
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis"))
+def _start_jit(model, spec, cfg, data_axis, keys, x, variables0):
+    start = make_trainer(model, spec, cfg).start
+    if data_axis == "one":  # a single run, not vmapped
+        return start(keys, x, variables0)
+    return jax.vmap(start, in_axes=(0, data_axis, None))(keys, x, variables0)
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis", "n"))
+def _steps_jit(model, spec, cfg, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first):
+    steps = make_trainer(model, spec, cfg).steps
+    if data_axis == "one":
+        return steps(run_keys, carry, x, y, cycle, first, n)
+    return jax.vmap(
+        lambda k, c, x, y, cy: steps(k, c, x, y, cy, first, n),
+        in_axes=(0, 0, data_axis, data_axis, cycle_axis),
+    )(run_keys, carry, x, y, cycle)
+
+
+def _segmented(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, variables0, report):
+    """The run of :func:`make_train` as about ten compiled pieces, reporting after each."""
+    seg, piece = cfg.snapshot_every or cfg.steps, _piece(cfg)
+    run_keys, carry = _start_jit(model, spec, cfg, data_axis, keys, x, variables0)
+    one = data_axis == "one"
+    values, snaps, grads = [], [], []
+    for first in range(0, cfg.steps, piece):
+        carry, v = _steps_jit(
+            model, spec, cfg, data_axis, cycle_axis, piece, run_keys, carry, x, y, cycle,
+            jnp.asarray(first, jnp.int32),
+        )  # fmt: skip
+        values.append(v)
+        if (first + piece) % seg == 0:
+            snaps.append(carry[0])
+            grads.append(carry[3])
+        report(first + piece, cfg.steps)
+    axis = 0 if one else 1  # snapshots and losses stack after the seed axis
+    stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a, axis), *trees)  # noqa: E731
+    loss = jnp.concatenate(values, axis=axis)
+    finish = make_trainer(model, spec, cfg).finish
+    return finish(carry), History(loss, stack(snaps), stack(grads))
+
+
 @partial(jax.jit, static_argnames=("model", "spec", "cfg"))
 def _train_jit(model, spec, cfg, key, x, y, cycle, variables0):
     return make_train(model, spec, cfg)(key, x, y, cycle, variables0)
@@ -427,7 +531,13 @@ def train(
     cycle = _cycle(spec, cfg, cycle_masks)
     if variables0 is not None:
         variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
-    variables, hist = _train_jit(model, spec, cfg, key, x, y, cycle, variables0)
+    report = _PROGRESS.get()
+    if report is None:
+        variables, hist = _train_jit(model, spec, cfg, key, x, y, cycle, variables0)
+    else:
+        variables, hist = _segmented(
+            model, spec, cfg, "one", "one", key, x, y, cycle, variables0, report
+        )
     check_diverged(hist.loss[None], [0], model, cfg)
     return variables, hist
 
@@ -452,7 +562,8 @@ def train_seeds(
     collection) and the history, each with a leading seed axis.
 
     A seed whose loss becomes NaN or inf raises :class:`DivergenceError`; with
-    ``allow_divergence`` the message is printed to stderr instead and the caller must drop
+    ``allow_divergence`` one short warning goes to the ``dropstudy`` logger instead (which
+    runs, at which step) and the caller must drop
     the seeds that :func:`diverged` marks.
 
     With several devices (or an explicit ``mesh``) the seeds are split over them, each
@@ -483,7 +594,13 @@ def train_seeds(
             (x, y), _ = sharding.shard_leading((x, y), mesh)
         if cycle_axis == 0:
             cycle, _ = sharding.shard_leading(cycle, mesh)
-    variables, hist = train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
+    report = _PROGRESS.get()
+    if report is None:
+        variables, hist = train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
+    else:
+        variables, hist = _segmented(
+            model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, None, report
+        )
     if mesh is not None:
         variables, hist = jax.tree.map(lambda a: a[:n], (variables, hist))
         if jax.process_count() == 1:
@@ -492,10 +609,16 @@ def train_seeds(
     seeds = seeds if seeds is not None else list(range(n))
     try:
         check_diverged(hist.loss, seeds, model, cfg)
-    except DivergenceError as e:
+    except DivergenceError:
         if not allow_divergence:
             raise
-        print(f"dropstudy: warning: {e}", file=sys.stderr)
+        bad = [s for s, b in zip(seeds, diverged(hist.loss), strict=True) if b]
+        logging.getLogger("dropstudy").warning(
+            "training diverged (NaN or inf loss) for %d of %d runs, seeds %s",
+            len(bad),
+            len(seeds),
+            bad,
+        )
     return variables, hist
 
 

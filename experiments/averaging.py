@@ -45,16 +45,16 @@ class Net:
 
 
 NETS = (
-    *(Net(f"relu 2x10 r{r}", (10, 10), "relu", r) for r in (0.2, 0.5, 0.8)),
-    *(Net(f"{a} 2x10 r0.5", (10, 10), a) for a in ("tanh", "sigmoid", "linear")),
-    Net("relu 1x20 r0.5", (20,)),
-    Net("relu 3x(7,7,6) r0.5", (7, 7, 6)),
-    Net("relu 2x256 r0.5 (MC only)", (256, 256), exact=False),
+    *(Net(f"relu 2x10, drop {r}", (10, 10), "relu", r) for r in (0.2, 0.5, 0.8)),
+    *(Net(f"{a} 2x10, drop 0.5", (10, 10), a) for a in ("tanh", "sigmoid", "linear")),
+    Net("relu 1x20, drop 0.5", (20,)),
+    Net("relu 3x(7,7,6), drop 0.5", (7, 7, 6)),
+    Net("relu 2x256, drop 0.5 (MC only)", (256, 256), exact=False),
 )
 QUICK_NETS = (
-    Net("relu 2x6 r0.5", (6, 6)),
-    Net("relu 1x8 r0.5", (8,)),
-    Net("relu 2x64 r0.5 (MC only)", (64, 64), exact=False),
+    Net("relu 2x6, drop 0.5", (6, 6)),
+    Net("relu 1x8, drop 0.5", (8,)),
+    Net("relu 2x64, drop 0.5 (MC only)", (64, 64), exact=False),
 )
 
 
@@ -64,7 +64,7 @@ class Config(ExperimentConfig):
 
     seeds: int = 5
     nets: tuple[Net, ...] = NETS
-    main: str = "relu 2x10 r0.5"  # the net whose verdict is the claim's
+    main: str = "relu 2x10, drop 0.5"  # the net whose verdict is the claim's
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=3e-3)
     ks: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
     mc_keys: int = 3  # independent MC streams per exact-enumerable net (1 for MC-only nets)
@@ -72,7 +72,7 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "nets": QUICK_NETS,
-        "main": "relu 2x6 r0.5",
+        "main": "relu 2x6, drop 0.5",
         "train": train.replace(steps=300),
         "mc_keys": 2,
     }
@@ -201,8 +201,8 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
         for ax, tag in zip(axes.ravel(), tags):
             s = summaries[tag]
             for kind, label, color in (
-                ("a", "MC arithmetic", "tab:blue"),
-                ("g", "MC geometric", "tab:orange"),
+                ("a", "MC arithmetic mean", "tab:blue"),
+                ("g", "MC geometric mean (NWGM)", "tab:orange"),
             ):
                 cis = s["mc"][f"{kind}_{metric}"]
                 m = np.array([c["mean"] for c in cis])
@@ -212,37 +212,40 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
                 )
             for name, label, style in (
                 ("ws", "weight scaling", "k--"),
-                ("exact_a", "exact arithmetic", "b:"),
-                ("exact_g", "exact geometric", "r:"),
+                ("exact_a", "exact arithmetic mean", "b:"),
+                ("exact_g", "exact geometric mean", "r:"),
             ):
                 if name in s:
                     ax.axhline(s[name][metric]["mean"], ls=style[1:], color=style[0], label=label)
             ax.set_xscale("log")
             ax.set_title(tag, fontsize=9)
-            ax.set_xlabel("K (subnetworks averaged)")
-            ax.set_ylabel("test error" if metric == "err" else "test NLL")
+            ax.set_xlabel("K, subnetworks averaged (log scale)")
+            ax.set_ylabel("test error (fraction)" if metric == "err" else "test NLL (nats)")
         for ax in axes.ravel()[len(tags) :]:
             ax.axis("off")
         axes[0, 0].legend(fontsize=7)
+        fig.suptitle(
+            "Monte-Carlo averages vs K; lines: means over seeds, shaded: 95% CI over seeds; "
+            "horizontal lines: weight scaling and the exact means (seed means)",
+            fontsize=9,
+        )
         ctx.savefig(fig, fname)
     exact = [t for t in tags if "verdict" in summaries[t]]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    errorbar(
-        ax,
-        range(len(exact)),
-        [summaries[t]["err_ws_minus_exact_a"] for t in exact],
-        "error(WS) - error(exact arithmetic)",
-    )
-    errorbar(
-        ax,
-        range(len(exact)),
-        [summaries[t]["nll_ws_minus_exact_a"] for t in exact],
-        "NLL(WS) - NLL(exact arithmetic)",
-    )
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(range(len(exact)), exact, rotation=30, ha="right", fontsize=8)
-    ax.legend(fontsize=8)
-    ax.set_title("Weight scaling minus the exact ensemble (95% CI over seeds)")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, key, scale, ylabel in (
+        (axes[0], "err_ws_minus_exact_a", 100, "test error difference (percentage points)"),
+        (axes[1], "nll_ws_minus_exact_a", 1, "test NLL difference (nats)"),
+    ):
+        cis = [{k: summaries[t][key][k] * scale for k in ("mean", "lo", "hi")} for t in exact]
+        errorbar(ax, range(len(exact)), cis, "mean over seeds, 95% CI", ls="")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(exact)), exact, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+    axes[0].axhspan(-100 * r["margin"], 100 * r["margin"], color="tab:green", alpha=0.15,
+                    label=f"equivalence margin +-{100 * r['margin']:.0f} pp")  # fmt: skip
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Error: weight scaling minus exact arithmetic mean", fontsize=10)
+    axes[1].set_title("NLL: weight scaling minus exact arithmetic mean", fontsize=10)
     ctx.savefig(fig, "ws_minus_exact.png")
 
 

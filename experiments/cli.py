@@ -1,114 +1,229 @@
-"""The ``dropstudy`` command line: ``compare``, ``run`` and ``report``.
+"""The dropstudy command line: compare, run and report.
 
-Errors in the user's input print one line (``dropstudy: error: ...``) and exit with status 2;
-no traceback.
+Errors in the user's input print one line (dropstudy: error: ...) and exit with status 2;
+no traceback. Parsing imports no JAX, so --help answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
+from dropstudy import __version__
 from dropstudy.validate import DropstudyError, check_rate, parse_int_list
 
+from .runner import NAMES, RESULTS
 
-def _rate(name):
+log = logging.getLogger("dropstudy")
+DATASETS = ("digits", "mnist", "fashion-mnist")
+COMPARE_MODEL_FLAGS = ("hidden", "activation", "rate", "input_rate", "convention")
+COMPARE_TRAIN_FLAGS = ("steps", "batch_size", "lr")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _typed(name, parse_one):
     def parse(text):
         try:
-            return check_rate(name, float(text))
+            return parse_one(text)
         except (ValueError, DropstudyError) as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
+    parse.__name__ = name  # argparse names the type in its error messages
     return parse
 
 
-def _ints(name):
+def _rates(text: str):
+    """``0.5`` (every hidden layer) or ``0.2,0.5`` (one per hidden layer)."""
+    rates = tuple(check_rate("--rate", float(t)) for t in text.split(",") if t.strip())
+    if not rates:
+        raise DropstudyError(f"--rate needs a number, got {text!r}")
+    return rates[0] if len(rates) == 1 else rates
+
+
+def _positive(name):
     def parse(text):
-        try:
-            return parse_int_list(name, text)
-        except DropstudyError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+        v = int(text)
+        if v < 1:
+            raise DropstudyError(f"{name} must be >= 1, got {v}")
+        return v
 
-    return parse
+    return _typed(name, parse)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
         default="digits",
-        choices=["digits", "mnist", "fashion-mnist"],
-        help="data set (mnist and fashion-mnist are read from --data-dir)",
+        choices=DATASETS,
+        help="data set; mnist and fashion-mnist are read from --data-dir",
     )
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=None,
-        help="folder holding MNIST IDX files (gzipped or not) or mnist.npz",
+        help="folder holding the MNIST IDX files (gzipped or not) or mnist.npz",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dropstudy", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    c = sub.add_parser("compare", help="weight scaling vs Monte-Carlo vs exact on one net")
-    c.add_argument(
-        "--hidden", type=_ints("--hidden"), default=(10, 10), help="hidden widths, e.g. 10,10"
-    )
-    c.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid", "linear"])
-    c.add_argument(
-        "--rate",
-        type=_rate("--rate"),
-        default=0.5,
-        help="drop rate of the hidden layers (keep = 1 - rate)",
-    )
-    c.add_argument(
-        "--input-rate", type=_rate("--input-rate"), default=0.0, help="drop rate of the input layer"
-    )
-    c.add_argument("--convention", default="inverted", choices=["inverted", "standard"])
-    c.add_argument(
-        "--samples",
-        type=_ints("--samples"),
-        default=(1, 10, 100, 1000),
-        help="Monte-Carlo sample counts K",
-    )
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--steps", type=int, default=4000)
-    c.add_argument("--batch-size", type=int, default=128)
-    c.add_argument("--lr", type=float, default=3e-3)
-    c.add_argument("--no-exact", action="store_true", help="skip the exact 2^n average")
-    c.add_argument(
-        "--max-units",
-        type=int,
-        default=24,
-        help="largest number of droppable units to enumerate exactly",
-    )
-    c.add_argument("--json", type=Path, help="write the results as JSON here")
-    c.add_argument("--save", type=Path, help="save parameters + config to this directory")
-    c.add_argument("--checkpoint", type=Path, help="evaluate a saved model instead of training")
-    _add_data_args(c)
-
-    r = sub.add_parser("run", help="run one experiment of the study, or all")
-    r.add_argument("name", help="experiment name, or 'all'")
+def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
+    if with_name:
+        r.add_argument("name", choices=("all", *NAMES), help="the experiment, or all of them")
     r.add_argument("--quick", action="store_true", help="a small, fast version (smoke test)")
-    r.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     r.add_argument(
-        "--seeds", type=int, default=None, help="number of seeds (default per experiment)"
+        "--out",
+        type=Path,
+        help=f"results folder (default: {RESULTS} for the full study on digits, else a "
+        f"folder of its own for the scale, e.g. {RESULTS}/quick or {RESULTS}/seeds3)",
+    )
+    r.add_argument(
+        "--seeds", type=int, help="number of seeds, at least 2 (default: each experiment's own)"
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite results made at another scale in the --out folder",
     )
     r.add_argument(
         "--tensorboard",
         type=Path,
-        default=None,
         help="also write TensorBoard event files here (overfitting; needs tensorboardX)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_data_args(r)
 
-    rep = sub.add_parser("report", help="build REPORT.md from the results files")
-    rep.add_argument("--results", type=Path, default=Path("results"))
-    rep.add_argument("--out", type=Path, default=Path("REPORT.md"))
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="dropstudy",
+        description="Is a network trained with dropout an ensemble of its subnetworks? "
+        "Compare weight scaling, Monte-Carlo and exact averages; run the study; write its "
+        "report.",
+        formatter_class=_Formatter,
+    )
+    ap.add_argument("--version", action="version", version=f"dropstudy {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser(
+        "compare",
+        help="weight scaling vs Monte-Carlo vs exact on one net",
+        description="Train (or load) one dropout MLP and score weight scaling, Monte-Carlo "
+        "averages and the exact average over all 2^n subnetworks on the same weights.",
+        formatter_class=_Formatter,
+    )
+    c.add_argument(
+        "--hidden", type=_typed("--hidden", lambda t: parse_int_list("--hidden", t)),
+        default=(10, 10), help="hidden widths, e.g. 10,10",
+    )  # fmt: skip
+    c.add_argument(
+        "--activation",
+        default="relu",
+        choices=("relu", "tanh", "sigmoid", "linear"),
+        help="hidden nonlinearity",
+    )
+    c.add_argument(
+        "--rate",
+        type=_typed("--rate", _rates),
+        default=0.5,
+        help="drop rate of the hidden layers (keep = 1 - rate): one, or one per layer (0.2,0.5)",
+    )
+    c.add_argument(
+        "--input-rate",
+        type=_typed("--input-rate", lambda t: check_rate("--input-rate", float(t))),
+        default=0.0,
+        help="drop rate of the input layer",
+    )
+    c.add_argument(
+        "--convention",
+        default="inverted",
+        choices=("inverted", "standard"),
+        help="inverted: scale by 1/keep in training; standard: by keep at test time",
+    )
+    c.add_argument(
+        "--samples",
+        type=_typed("--samples", lambda t: parse_int_list("--samples", t)),
+        default=(1, 10, 100, 1000),
+        help="Monte-Carlo sample counts K",
+    )
+    c.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the training and of the Monte-Carlo masks (default: 0, or with "
+        "--checkpoint the seed the model was saved with)",
+    )
+    c.add_argument("--steps", type=_positive("--steps"), default=4000, help="training steps")
+    c.add_argument("--batch-size", type=_positive("--batch-size"), default=128, help="batch size")
+    c.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    c.add_argument("--no-exact", action="store_true", help="skip the exact 2^n average")
+    c.add_argument(
+        "--max-units",
+        type=_positive("--max-units"),
+        default=24,
+        help="largest number of droppable units to enumerate exactly",
+    )
+    c.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    c.add_argument("--save", type=Path, help="save the trained model to this folder")
+    c.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="evaluate a model saved with --save instead of training one (model and training "
+        "options are then the saved ones)",
+    )
+    c.add_argument("--no-progress", action="store_true", help="hide progress on stderr")
+    _add_data_args(c)
+    _add_verbosity(c)
+
+    r = sub.add_parser(
+        "run",
+        help="run one experiment of the study, or all",
+        description="Run experiments; each writes NAME/results.json and its figures into the "
+        "results folder, resumably (finished cells are kept and reused).",
+        formatter_class=_Formatter,
+    )
+    _add_run_args(r)
+    _add_verbosity(r)
+
+    rep = sub.add_parser(
+        "report",
+        help="build REPORT.md from the results files",
+        description="Write the report from the results files of one scale.",
+        formatter_class=_Formatter,
+    )
+    rep.add_argument("--results", type=Path, default=RESULTS, help="results folder to read")
+    rep.add_argument("--out", type=Path, default=Path("REPORT.md"), help="report to write")
+    _add_verbosity(rep)
     return ap
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    g.add_argument("-v", "--verbose", action="store_true", help="also debugging details")
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines on stderr through tqdm.write, so progress bars stay intact."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        tqdm.write(f"dropstudy: {level}{record.getMessage()}", file=sys.stderr)
+
+
+def _setup_logging(args) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    log.handlers[:] = [_TqdmHandler()]
+    log.setLevel(level)
+    log.propagate = False
 
 
 def _load_data(args):
@@ -125,13 +240,25 @@ def _load_data(args):
     return load_mnist(args.data_dir, args.dataset)
 
 
-def cmd_compare(args) -> int:
+def cmd_compare(args, parser: argparse.ArgumentParser) -> int:
     from .compare import CompareConfig, compare, format_table
 
-    if args.checkpoint is not None and args.save is not None:
-        raise DropstudyError(
-            "--checkpoint evaluates a saved model; it cannot be combined with --save"
-        )
+    if args.checkpoint is not None:
+        if args.save is not None:
+            raise DropstudyError(
+                "--checkpoint evaluates a saved model; it cannot be combined with --save"
+            )
+        defaults = parser.parse_args(["compare"])
+        given = [
+            f"--{f.replace('_', '-')}"
+            for f in (*COMPARE_MODEL_FLAGS, *COMPARE_TRAIN_FLAGS)
+            if getattr(args, f) != getattr(defaults, f)
+        ]
+        if given:
+            raise DropstudyError(
+                f"{', '.join(given)} would be ignored: --checkpoint evaluates the saved model "
+                "as it was built and trained"
+            )
     # Refuse unwritable destinations before any training.
     if args.save is not None and args.save.exists() and not args.save.is_dir():
         raise DropstudyError(f"--save {args.save} is a file; give a folder for the checkpoint")
@@ -152,54 +279,65 @@ def cmd_compare(args) -> int:
         max_units=args.max_units,
         dataset=args.dataset,
     )
-    result = compare(cfg, _load_data(args), checkpoint_dir=args.checkpoint, save_dir=args.save)
+    progress = not (args.no_progress or args.quiet)
+    result = compare(
+        cfg,
+        _load_data(args),
+        checkpoint_dir=args.checkpoint,
+        save_dir=args.save,
+        progress=progress,
+    )
     print(format_table(result))
     if args.json:
         from .results import write_json
 
         write_json(args.json, result)
-        print(f"wrote {args.json}")
+        log.info("wrote %s", args.json)
     return 0
 
 
-def cmd_run(args) -> int:
-    from .runner import REGISTRY, run_experiment
+def cmd_run(args, parser=None) -> int:
+    from .runner import check_scale, folder_lock, run_experiment, scale, scale_folder
 
-    names = list(REGISTRY) if args.name == "all" else [args.name]
-    for n in names:
-        if n not in REGISTRY:
-            raise DropstudyError(
-                f"unknown experiment {n!r}; choose one of: all, {', '.join(REGISTRY)}"
-            )
+    names = list(NAMES) if args.name == "all" else [args.name]
+    s = scale(args.quick, args.seeds, args.dataset)
+    out = args.out if args.out is not None else scale_folder(s)
     data = None if args.dataset == "digits" and args.data_dir is None else _load_data(args)
-    for n in names:
-        run_experiment(
-            n,
-            out=args.out,
-            quick=args.quick,
-            seeds=args.seeds,
-            progress=not args.no_progress,
-            data=data,
-            tensorboard=args.tensorboard,
-        )
+    with folder_lock(out):
+        check_scale(out, names, s, args.force)  # every experiment, before any work
+        for n in names:
+            run_experiment(
+                n,
+                out=out,
+                quick=args.quick,
+                seeds=args.seeds,
+                progress=not (args.no_progress or args.quiet),
+                data=data,
+                tensorboard=args.tensorboard,
+                force=args.force,
+            )
     return 0
 
 
-def cmd_report(args) -> int:
+def cmd_report(args, parser=None) -> int:
     from .report import build_report
 
     path = build_report(args.results, args.out)
-    print(f"wrote {path}")
+    log.info("wrote %s", path)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+COMMANDS = {"compare": cmd_compare, "run": cmd_run, "report": cmd_report}
+
+
+def _dispatch(command, args, parser) -> int:
+    """Run a command; user errors become one line and exit status 2."""
     from dropstudy.sharding import use_cpu_cores
 
-    use_cpu_cores()  # one device per core: seeds train on every core
-    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    use_cpu_cores()  # one device per core: seeds train on every core (imports JAX)
     try:
-        return {"compare": cmd_compare, "run": cmd_run, "report": cmd_report}[args.command](args)
+        return command(args, parser)
     except DropstudyError as e:
         print(f"dropstudy: error: {e}", file=sys.stderr)
         return 2
@@ -213,9 +351,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return _dispatch(COMMANDS[args.command], args, parser)
+
+
 def main_for(name: str) -> None:
-    """``python -m dropstudy_experiments.NAME [--quick] [--out DIR]``: ``dropstudy run NAME``."""
-    sys.exit(main(["run", name, *sys.argv[1:]]))
+    """``python -m dropstudy_experiments.NAME [options]``: ``dropstudy run NAME [options]``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m dropstudy_experiments.{name}",
+        description=f"Run the {name} experiment (the same as `dropstudy run {name}`).",
+        formatter_class=_Formatter,
+    )
+    _add_run_args(parser, with_name=False)
+    _add_verbosity(parser)
+    args = parser.parse_args(sys.argv[1:])
+    args.name = name
+    sys.exit(_dispatch(cmd_run, args, parser))
 
 
 if __name__ == "__main__":

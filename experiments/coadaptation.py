@@ -27,7 +27,7 @@ from dropstudy.data import Dataset
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, mlp_str, plt, table, train_str
 from .stats import combine, direction_verdict, paired
 
 NAME = "coadaptation"
@@ -212,11 +212,14 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
         axes[1].stairs(h["counts"], h["edges"], label=label, alpha=0.7)
     axes[0].set(
         xlabel="fraction of hidden units removed",
-        ylabel="test accuracy",
-        title="Robustness to removing units",
+        ylabel="test accuracy (mean of 5 draws)",
+        title="Removing hidden units (95% CI over seeds)",
     )
     axes[1].set(
-        xlabel="D_ij (nats)", ylabel="pairs", title="Pairwise interactions (seed 0)", yscale="log"
+        xlabel="interaction D_ij (test NLL, nats)",
+        ylabel="pairs of units (log scale)",
+        title="Pairwise interactions, last hidden layer (seed 0)",
+        yscale="log",
     )
     axes[0].legend()
     axes[1].legend()
@@ -231,11 +234,16 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
             ax.set_yticks([])
             ax.grid(False)
         axes[row, 0].set_ylabel(label, fontsize=8)
+    fig.suptitle(
+        "First-layer weights of 16 units (seed 0), each as an image of the input pixels; "
+        "red positive, blue negative",
+        fontsize=9,
+    )
     ctx.savefig(fig, "first_layer.png")
 
 
 def section(r: dict) -> tuple[str, str]:
-    names = {"0.0": "plain", "0.5": "dropout 0.5"}
+    names = {k: "plain" if float(k) == 0 else f"dropout {k}" for k in r["nets"]}
     rows = [
         [
             names[k],
@@ -252,11 +260,17 @@ def section(r: dict) -> tuple[str, str]:
         [k.replace("_", " "), ci_str(v, 4), f"{v['frac_positive']:.2f}"]
         for k, v in r["comparisons"].items()
     ]
-    md = f"""Digits, MLP 64-{r["width"]}-{r["width"]}-10, plain vs drop rate 0.5. Interactions
-over all {r["width"] * (r["width"] - 1) // 2} pairs of the last hidden layer, from test NLL.
-Srivastava et al. 2014 give only visual evidence (cleaner features) and a sparsity figure:
-mean hidden activation about 2.0 without dropout vs 0.7 with it (a 256-unit ReLU autoencoder,
-so only the direction is comparable).
+    w, rates = r["width"], r["config"]["rates"]
+    md = f"""{mlp_str(r, [w, w])}, plain vs drop rate {rates[1]} ({
+        train_str(r["config"]["train"])
+    }).
+Interactions over all {w * (w - 1) // 2} pairs of units of the last hidden layer, from test
+NLL; removals set a unit's mask to 0 without rescaling the others. Srivastava et al. 2014
+give only visual evidence (cleaner features) and a sparsity figure: mean hidden activation
+about 2.0 without dropout vs 0.7 with it (a 256-unit ReLU autoencoder, so only the direction
+is comparable). Scopes: interactions, the single-unit loss increase and correlations use the
+last hidden layer; mean activation and the fraction of zeros average both hidden layers;
+"half removed" draws from all hidden units.
 
 ![coadaptation](coadaptation/coadaptation.png)
 ![first layer](coadaptation/first_layer.png)
@@ -265,11 +279,11 @@ so only the direction is comparable).
         table(
             [
                 "net",
-                "mean abs D_ij",
-                "mean loss increase, one unit removed",
-                "mean abs corr",
-                "mean activation",
-                "fraction zero",
+                "mean abs D_ij (last layer)",
+                "mean loss increase, one unit removed (last layer)",
+                "mean abs corr (last layer)",
+                "mean activation (both layers)",
+                "fraction zero (both layers)",
                 "accuracy, half removed",
             ],
             rows,
@@ -281,7 +295,8 @@ so only the direction is comparable).
 Verdict rule: robustness (accuracy lost when half the hidden units are removed, plain minus
 dropout, CI above 0: **{r["verdict_robustness"]}**) and interactions (mean |D_ij|, plain
 minus dropout, CI above 0: **{r["verdict_interactions"]}**); both supported gives supported,
-one gives partly supported. Overall: **{r["verdict"]}**.
+neither even partly supported gives not supported, anything else partly supported.
+Overall: **{r["verdict"]}**.
 """
     return md, r["verdict"]
 

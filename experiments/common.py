@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from dropstudy.data import Dataset, digits
 from dropstudy.io import versions
 from dropstudy.models import model_class, model_config
 from dropstudy.train import TrainConfig
+from dropstudy.train import progress as train_progress
 
 from .cells import CellStore
 from .results import write_json
@@ -127,13 +129,36 @@ class Context:
 
         raw = {}
         digest, devices = code_digest(self.name), device_tag()
-        with tqdm(total=len(cells), desc=self.name, disable=not self.progress, unit="cell") as bar:
+        off = not self.progress
+        with (
+            tqdm(total=len(cells), desc=self.name, disable=off, unit="cell") as bar,
+            tqdm(total=0, desc="  training", disable=off, unit="step", leave=False) as steps,
+        ):
+
+            def report(done: int, total: int) -> None:
+                # A cell may train several times: a new run restarts the inner bar.
+                if total != steps.total or done < steps.n:
+                    steps.reset(total=total)
+                steps.update(done - steps.n)
+
             for label, c in cells.items():
-                key = {**c.key(), "code": digest, "devices": devices}
-                raw[label] = self.store.get(label, key, lambda c=c: c.fn(**c.kwargs))
                 bar.set_postfix_str(label[:40])
+                key = {**c.key(), "code": digest, "devices": devices}
+                compute = (lambda c=c: c.fn(**c.kwargs)) if off else self._with(report, c)
+                raw[label] = self.store.get(label, key, compute)
                 bar.update(1)
         return raw
+
+    @staticmethod
+    def _with(report, c: Cell):
+        """``c`` computed with training progress reported to ``report`` (its training runs
+        in segments, bitwise as in one piece)."""
+
+        def compute():
+            with train_progress(report):
+                return c.fn(**c.kwargs)
+
+        return compute
 
     def savefig(self, fig, name: str) -> str:
         path = self.out / name
@@ -146,11 +171,19 @@ class Context:
     def write(self, claim: str, cfg: ExperimentConfig, results: dict, started: float) -> Path:
         """``results.json``: the experiment's results plus the claim, its configuration,
         the figures, versions and devices."""
+        ds = self.dataset()
         results = {
             "experiment": self.name,
             "claim": claim,
             "quick": self.quick,
             "config": cfg.to_dict(),
+            "data": {
+                "name": ds.name,
+                "n_train": len(ds.x_train),
+                "n_test": len(ds.x_test),
+                "features": int(np.prod(ds.x_train.shape[1:])),
+                "classes": ds.n_classes,
+            },
             "figures": self.figures,
             "versions": versions(),
             "backend": jax.default_backend(),
@@ -158,9 +191,13 @@ class Context:
             **results,
         }
         path = write_json(self.out / "results.json", results)
-        print(
-            f"{self.name}: wrote {path} ({len(self.store.computed)} cells computed, "
-            f"{len(self.store.reused)} reused, {time.perf_counter() - started:.0f} s)"
+        logging.getLogger("dropstudy").info(
+            "%s: wrote %s (%d cells computed, %d reused, %.0f s)",
+            self.name,
+            path,
+            len(self.store.computed),
+            len(self.store.reused),
+            time.perf_counter() - started,
         )
         return path
 
@@ -184,6 +221,21 @@ def code_digest(name: str) -> str:
 
 def ci(values) -> dict:
     return mean_ci(values)
+
+
+def mlp_str(r: dict, hidden) -> str:
+    """``digits, MLP 64-100-100-10`` for a results file's data set and ``hidden`` widths."""
+    d = r.get("data", {"name": "digits", "features": 64, "classes": 10})
+    sizes = [d["features"], *hidden, d["classes"]]
+    return f"{d['name']}, MLP {'-'.join(str(n) for n in sizes)}"
+
+
+def train_str(t: dict) -> str:
+    """A TrainConfig dict in words: ``Adam, lr 0.001, batch 128, 3000 steps``."""
+    batch = "full batch" if t["batch_size"] == 0 else f"batch {t['batch_size']}"
+    opt = "Adam" if t["optimizer"] == "adam" else "SGD"
+    mom = f", momentum {t['momentum']}" if t["optimizer"] == "sgd" and t["momentum"] else ""
+    return f"{opt}, lr {t['lr']}{mom}, {batch}, {t['steps']} steps"
 
 
 def table(header: list[str], rows: Iterable[list[str]]) -> str:

@@ -7,7 +7,7 @@ returns a JSON-ready dict; :func:`format_table` prints it.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -20,7 +20,9 @@ from dropstudy.io import versions
 from dropstudy.metrics import gaps, scores
 from dropstudy.models import MLP, model_config
 from dropstudy.train import TrainConfig, train
+from dropstudy.train import progress as train_progress
 from dropstudy.validate import DropstudyError, check_positive_int
+
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,11 @@ class CompareConfig:
 
     hidden: tuple[int, ...] = (10, 10)
     activation: str = "relu"
-    rate: float = 0.5
+    rate: float | tuple[float, ...] = 0.5  # one per hidden layer, or one for all
     input_rate: float = 0.0
     convention: str = "inverted"
     samples: tuple[int, ...] = (1, 10, 100, 1000)
-    seed: int = 0
+    seed: int | None = None  # None: 0, or a loaded checkpoint's saved seed
     steps: int = 4000
     batch_size: int = 128
     lr: float = 3e-3
@@ -57,17 +59,19 @@ class CompareConfig:
 
 
 def predictor_probs(
-    model, variables, x, samples, key, do_exact, max_units
+    model, variables, x, samples, key, do_exact, max_units, progress: bool = False
 ) -> dict[str, np.ndarray]:
     """Probabilities ``(B, C)`` of every predictor, by name, on the same weights, all through
     :func:`dropstudy.predict.predict`: ``weight_scaling``, ``mc_{mean}_{K}`` for each K, and
-    ``exact_{mean}``, with mean arithmetic or geometric."""
+    ``exact_{mean}``, with mean arithmetic or geometric. ``progress``: a bar over them."""
     runs = [("weight_scaling", {}, "")]
     runs += [("mc", {"key": key, "k": k}, f"_{k}") for k in samples]
     if do_exact:
         runs.append(("exact", {"max_units": max_units}, ""))
+    from tqdm.auto import tqdm
+
     out = {}
-    for name, options, suffix in runs:
+    for name, options, suffix in tqdm(runs, desc="evaluating", disable=not progress, leave=False):
         avg = predict.predict(name, model, variables, x, **options)
         if avg.count == 1 and name == "weight_scaling":
             out[name] = np.asarray(avg.probs())
@@ -78,32 +82,50 @@ def predictor_probs(
 
 
 def compare(
-    cfg: CompareConfig, data: Dataset | None = None, checkpoint_dir=None, save_dir=None
+    cfg: CompareConfig,
+    data: Dataset | None = None,
+    checkpoint_dir=None,
+    save_dir=None,
+    progress: bool = False,
 ) -> dict:
-    """Train (or load) one net and score every predictor; see the module docstring."""
+    """Train (or load) one net and score every predictor; see the module docstring.
+
+    With ``checkpoint_dir`` the saved model is evaluated, with the MC seed it was saved
+    with unless ``cfg.seed`` is given; the result's ``config`` then describes the loaded
+    model and its training. ``progress`` shows training steps and then the predictors on
+    stderr."""
     for k in cfg.samples:
         check_positive_int("samples (K)", k)
+    check_positive_int("max_units", cfg.max_units)
     data = check_dataset(data if data is not None else digits())
     if data.task != "classification":
         raise DropstudyError("compare needs a classification data set")
-    key = jax.random.key(cfg.seed)
-    k_train, k_mc = jax.random.split(key)
     t0 = time.perf_counter()
     if checkpoint_dir is not None:
         model, variables, ck = checkpoint.load(checkpoint_dir)
         checkpoint.check_compatible(
             ck, model, data.x_train.shape[1], data.n_classes, str(checkpoint_dir)
         )
-        train_info = {"checkpoint": str(checkpoint_dir), **ck.get("train", {})}
+        saved_seed = ck.get("extra", {}).get("seed", 0)
+        seed = saved_seed if cfg.seed is None else cfg.seed
+        train_info = {"loaded_from": str(checkpoint_dir), **ck.get("train", {})}
     else:
         model = cfg.model(data.n_classes)
+        seed = 0 if cfg.seed is None else cfg.seed
+    k_train, k_mc = jax.random.split(jax.random.key(seed))
     spec = M.mask_spec(model, data.x_test)
-    do_exact = cfg.exact
-    if do_exact:  # refuse before spending time on training
-        M.check_enumerable(spec, cfg.max_units)
+    if cfg.exact:  # refuse before spending time on training
+        try:
+            M.check_enumerable(spec, cfg.max_units)
+        except DropstudyError as e:
+            raise DropstudyError(
+                f"{str(e).split('; use')[0]}; pass --no-exact (Monte-Carlo only), or "
+                f"--max-units {spec.n_droppable} if you have the time"
+            ) from None
     if checkpoint_dir is None:
-        variables, hist = train(model, k_train, data.x_train, data.y_train, cfg.train_config())
-        train_info = {**cfg.train_config().to_dict(), "final_loss": float(hist.loss[-1])}
+        tcfg = cfg.train_config()
+        variables, hist = train_with_progress(model, k_train, data, tcfg, progress)
+        train_info = {**tcfg.to_dict(), "final_loss": float(hist.loss[-1])}
     t_train = time.perf_counter() - t0
     if save_dir is not None:
         checkpoint.save(
@@ -112,30 +134,32 @@ def compare(
             variables,
             example_input=data.x_train,
             train=cfg.train_config().to_dict(),
-            extra={"dataset": data.name, "seed": cfg.seed},
+            extra={"dataset": data.name, "seed": seed},
         )
     t1 = time.perf_counter()
     probs = predictor_probs(
-        model, variables, data.x_test, cfg.samples, k_mc, do_exact, cfg.max_units
+        model, variables, data.x_test, cfg.samples, k_mc, cfg.exact, cfg.max_units, progress
     )
     t_eval = time.perf_counter() - t1
     preds = {name: scores(p, data.y_test) for name, p in probs.items()}
-    refs = (
-        ["exact_arithmetic", "exact_geometric"]
-        if do_exact
-        else [f"mc_arithmetic_{max(cfg.samples)}"]
-    )
+    reference = "exact_arithmetic" if cfg.exact else f"mc_arithmetic_{max(cfg.samples)}"
+    refs = ["exact_arithmetic", "exact_geometric"] if cfg.exact else [reference]
     gap = {f"{a}__vs__{r}": gaps(probs[a], probs[r]) for r in refs for a in probs if a != r}
-    conf = asdict(cfg) | {"hidden": list(cfg.hidden), "samples": list(cfg.samples)}
+    conf = {
+        "seed": seed,
+        "samples": list(cfg.samples),
+        "exact": cfg.exact,
+        "max_units": cfg.max_units,
+        "dataset": data.name,
+        "model": model_config(model),
+        "train": train_info,
+        "loaded": checkpoint_dir is not None,
+        "n_droppable": spec.n_droppable,
+        "n_test": len(data.x_test),
+        "reference": reference,
+    }
     return {
-        "config": conf
-        | {
-            "model": model_config(model),
-            "train": train_info,
-            "n_droppable": spec.n_droppable,
-            "dataset": data.name,
-            "n_test": len(data.x_test),
-        },
+        "config": conf,
         "predictors": preds,
         "gaps": gap,
         "timing_s": {"train": round(t_train, 3), "evaluate": round(t_eval, 3)},
@@ -143,12 +167,27 @@ def compare(
     }
 
 
+def train_with_progress(model, key, data: Dataset, cfg: TrainConfig, progress: bool):
+    """:func:`dropstudy.train.train`, with a bar over its steps on stderr when ``progress``
+    (the run is then compiled in segments: bitwise the same result)."""
+    if not progress:
+        return train(model, key, data.x_train, data.y_train, cfg)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=cfg.steps, desc="training", unit="step", leave=False) as bar:
+        with train_progress(lambda done, total: bar.update(done - bar.n)):
+            return train(model, key, data.x_train, data.y_train, cfg)
+
+
 def format_table(result: dict) -> str:
-    """The comparison as a fixed-width text table."""
-    ref = "exact_arithmetic"
+    """The comparison as a fixed-width text table; gaps against the config's reference
+    (the exact arithmetic mean, else the largest-K MC arithmetic mean)."""
+    c = result["config"]
+    ref = c["reference"]
+    short = "exact" if ref.startswith("exact") else f"MC K={ref.rsplit('_', 1)[1]}"
     rows = [
         f"{'predictor':<22}{'accuracy':>10}{'nll':>9}{'ece':>9}{'brier':>9}"
-        f"{'max|dp| vs exact':>18}{'KL vs exact':>13}"
+        f"{f'max|dp| vs {short}':>22}{f'KL vs {short}':>17}"
     ]
     for name, s in result["predictors"].items():
         g = result["gaps"].get(f"{name}__vs__{ref}")
@@ -160,13 +199,14 @@ def format_table(result: dict) -> str:
             gp, gk = f"{g['max_abs_prob']:.2e}", f"{g['mean_kl']:.2e}"
         rows.append(
             f"{name:<22}{s['accuracy']:>10.4f}{s['nll']:>9.4f}{s['ece']:>9.4f}"
-            f"{s['brier']:>9.4f}{gp:>18}{gk:>13}"
+            f"{s['brier']:>9.4f}{gp:>22}{gk:>17}"
         )
-    c = result["config"]
+    m = c["model"]
+    t = result["timing_s"]
+    how = "loaded" if c["loaded"] else f"train {t['train']:.1f} s"
     head = (
-        f"{c['dataset']}: MLP {c['model']['hidden']} {c['model']['activation']}, drop rate "
-        f"{c['model']['rate']} (input {c['model']['input_rate']}), {c['n_droppable']} droppable "
-        f"units, {c['n_test']} test examples; train {result['timing_s']['train']:.1f} s, "
-        f"evaluate {result['timing_s']['evaluate']:.1f} s"
+        f"{c['dataset']}: MLP {m['hidden']} {m['activation']}, drop rate {m['rate']} (input "
+        f"{m['input_rate']}), {c['n_droppable']} droppable units, {c['n_test']} test examples; "
+        f"{how}, evaluate {t['evaluate']:.1f} s; gaps against {ref}"
     )
     return head + "\n" + "\n".join(rows)

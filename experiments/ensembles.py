@@ -29,7 +29,7 @@ from dropstudy.metrics import scores
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, mlp_str, plt, table, train_str
 from .stats import direction_verdict, paired
 
 NAME = "ensembles"
@@ -189,30 +189,54 @@ def summarise(cfg: Config, raw: dict) -> dict:
     }
 
 
+LABELS = {
+    "plain": "plain net",
+    "dropout_ws": "dropout, weight scaling",
+    "dropout_mc100": "dropout, MC average",
+    "fixed_mask_shared": "fixed masks, shared weights",
+    "bagging": "dropout bagging (own weights)",
+    "independent_nets": "independent nets",
+}
+
+
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     summary = r["methods"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, metric in zip(axes, ("accuracy", "nll", "ece")):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+    for ax, metric, ylabel in zip(
+        axes,
+        ("accuracy", "nll", "ece"),
+        ("test accuracy (fraction)", "test NLL (nats)", "test ECE (15 bins)"),
+    ):
         errorbar(ax, range(len(METHODS)), [summary[m][metric] for m in METHODS], metric, ls="")
-        ax.set_xticks(range(len(METHODS)), METHODS, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"test {metric} (95% CI, {cfg.seeds} seeds)")
+        ax.set_xticks(
+            range(len(METHODS)), [LABELS[m] for m in METHODS], fontsize=8, rotation=30, ha="right"
+        )
+        ax.set_ylabel(ylabel)
+    fig.suptitle(
+        f"Matched compute, K = {cfg.k} members: means over {cfg.seeds} seeds with 95% CI",
+        fontsize=10,
+    )
     ctx.savefig(fig, "ensembles.png")
 
 
 def section(r: dict) -> tuple[str, str]:
     rows = [
-        [m, ci_str(v["accuracy"]), ci_str(v["nll"]), ci_str(v["ece"])]
+        [LABELS.get(m, m), ci_str(v["accuracy"]), ci_str(v["nll"]), ci_str(v["ece"])]
         for m, v in r["methods"].items()
     ]
     comp = [
         [k.replace("_", " "), ci_str(v), f"{v['frac_positive']:.2f}"]
         for k, v in r["comparisons"].items()
     ]
-    w = r["width"]
-    md = f"""Digits, MLP 64-{w}-{w}-10, K = {r["k"]} members, matched compute: single nets
-train {r["steps"]} steps, each ensemble member {r["steps"] // r["k"]} steps (batch 128, Adam).
-Warde-Farley et al. 2014 found that dropout beat dropout bagging (independent masked
-subnetworks, no weight sharing).
+    w, t = r["width"], r["config"]["train"]
+    md = f"""{mlp_str(r, [w, w])}, K = {r["k"]} members, matched compute: single nets
+train {r["steps"]} steps, each ensemble member {r["steps"] // r["k"]} steps ({train_str(t)}
+for single nets). Per seed, every method sees the same data split; the plain and dropout nets
+also share their initialisation, while ensemble members are initialised from their own keys
+(and bagging members train on bootstrap samples), so comparisons with the ensembles are
+paired by seed only. Warde-Farley et al. 2014 found that dropout beat dropout bagging
+(independent masked subnetworks, no weight sharing). The headline verdict is the first
+below.
 
 ![ensembles](ensembles/ensembles.png)
 

@@ -22,7 +22,7 @@ from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_seeds
 from dropstudy.validate import DropstudyError
 
-from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, mlp_str, plt, table, train_str
 from .stats import choice_verdict, direction_verdict, paired
 
 NAME = "overfitting"
@@ -88,8 +88,8 @@ def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
     """The tutorial's net at drop ``rate`` on each seed's own data set."""
     model = tutorial_net(rate)
     sets, xs, ys = tutorial_sets(seeds)
-    # The tutorial's settings are unstable for some seeds: those runs are recorded as
-    # diverged (no NaN is kept) and left out of the paired comparison.
+    # A run that diverges under the tutorial's settings is recorded as diverged (no NaN is
+    # kept) and left out of the paired comparison.
     variables, hist = train_seeds(
         model,
         seed_keys(seeds),
@@ -126,6 +126,19 @@ def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
     return out
 
 
+def robust_histogram(values, bins: int = HIST_BINS, tail: float = 1.0) -> dict:
+    """Counts over the central ``100 - 2 * tail`` percent of ``values``; the tails are
+    clipped into the end bins (``clipped`` is their share), so a few outliers cannot squash
+    the rest into one spike."""
+    v = np.asarray(values, np.float64).ravel()
+    lo, hi = np.percentile(v, [tail, 100 - tail])
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(np.clip(v, lo, hi), bins=bins, range=(lo, hi))
+    clipped = float(np.mean((v < lo) | (v > hi)))
+    return {"counts": counts.tolist(), "edges": edges.tolist(), "clipped": clipped}
+
+
 def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
     """One seed in detail: data, curves at every snapshot, weight and gradient histograms."""
     snaps = []
@@ -135,9 +148,7 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
         layers = {}
         for layer in p0:
             for kind, tree in (("weight", p0), ("grad", g0)):
-                v = np.asarray(tree[layer]["kernel"]).ravel()
-                counts, edges = np.histogram(v, bins=HIST_BINS)
-                layers[f"{layer}/{kind}"] = {"counts": counts.tolist(), "edges": edges.tolist()}
+                layers[f"{layer}/{kind}"] = robust_histogram(tree[layer]["kernel"])
         snaps.append(
             {
                 "step": (k + 1) * every,
@@ -226,9 +237,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
         | {"gap_acc": ci(np.subtract(rate_sweep[r]["train_acc"], rate_sweep[r]["test_acc"]))}
         for r in rates
     }
-    nll_gain_05 = paired(rate_sweep[0.0]["test_nll"], rate_sweep[0.5]["test_nll"])
-    sizes_summary = {}
     r0, r1 = cfg.size_rates
+    if not {r0, r1} <= set(rates):
+        raise DropstudyError(f"rates {rates} must include the compared rates {cfg.size_rates}")
+    nll_gain_05 = paired(rate_sweep[r0]["test_nll"], rate_sweep[r1]["test_nll"])
+    sizes_summary = {}
     for n in sizes:
         p0, p5 = raw[f"digits_n={n}_rate={r0}"], raw[f"digits_n={n}_rate={r1}"]
         sizes_summary[str(n)] = {
@@ -278,72 +291,90 @@ def _shown(cfg: Config, raw: dict, r: dict) -> tuple[dict, dict]:
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     sizes = [int(n) for n in r["digits_sizes"]]
-    _figures(ctx, *_shown(cfg, raw, r), cfg.rates, r["digits_rates"], sizes, r["digits_sizes"])
+    seed = r["tutorial"]["figure_seed"]
+    plain, drop = _shown(cfg, raw, r)
+    rates = cfg.tutorial_rates
+    _tutorial_figures(ctx, plain, drop, seed, rates)
+    _digits_figure(ctx, cfg.rates, r["digits_rates"], sizes, r["digits_sizes"], cfg.size_rates)
 
 
-def _figures(ctx, s0p, s0d, rates, rates_summary, sizes, sizes_summary) -> None:
+def _tutorial_figures(ctx, s0p, s0d, seed: int, rates) -> None:
+    lp, ld = (f"drop rate {rates[0]}", f"drop rate {rates[1]}")
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter(s0p["x"], s0p["y_train"], c="tab:blue", s=50, alpha=0.5, label="train")
-    ax.scatter(s0p["x"], s0p["y_test"], c="tab:red", s=50, alpha=0.5, label="test")
-    ax.plot(s0p["grid"], s0p["snapshots"][-1]["curve"], "r-", lw=2.5, label="drop rate 0")
-    ax.plot(s0d["grid"], s0d["snapshots"][-1]["curve"], "b--", lw=2.5, label="drop rate 0.5")
+    ax.scatter(s0p["x"], s0p["y_train"], c="tab:blue", s=50, alpha=0.5, label="train points")
+    ax.scatter(s0p["x"], s0p["y_test"], c="tab:red", s=50, alpha=0.5, label="test points")
+    ax.plot(s0p["grid"], s0p["snapshots"][-1]["curve"], "r-", lw=2.5, label=lp)
+    ax.plot(s0d["grid"], s0d["snapshots"][-1]["curve"], "b--", lw=2.5, label=f"{ld} (WS)")
     ax.set_ylim(-2.5, 2.5)
-    ax.set(
-        xlabel="x", ylabel="y", title=f"Tutorial fit, seed 0, step {s0p['snapshots'][-1]['step']}"
-    )
+    step = s0p["snapshots"][-1]["step"]
+    ax.set(xlabel="x", ylabel="y", title=f"Tutorial fit, seed {seed}, after {step} steps")
     ax.legend(loc="upper left")
     ctx.savefig(fig, "fit.png")
 
     n = len(s0p["snapshots"])
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.3), sharey=True, squeeze=False)
     for k, ax in enumerate(axes[0]):
         ax.scatter(s0p["x"], s0p["y_train"], c="tab:blue", s=20, alpha=0.5)
         ax.scatter(s0p["x"], s0p["y_test"], c="tab:red", s=20, alpha=0.5)
-        ax.plot(s0p["grid"], s0p["snapshots"][k]["curve"], "r-", lw=2)
-        ax.plot(s0d["grid"], s0d["snapshots"][k]["curve"], "b--", lw=2)
+        ax.plot(s0p["grid"], s0p["snapshots"][k]["curve"], "r-", lw=2, label=lp)
+        ax.plot(s0d["grid"], s0d["snapshots"][k]["curve"], "b--", lw=2, label=ld)
         ax.set_ylim(-2.5, 2.5)
+        ax.set_xlabel("x")
         ax.set_title(
-            f"step {s0p['snapshots'][k]['step']}\nloss {s0p['snapshots'][k]['loss']:.4f}"
-            f" / {s0d['snapshots'][k]['loss']:.4f}",
+            f"step {s0p['snapshots'][k]['step']}; training loss (MSE)\n"
+            f"{s0p['snapshots'][k]['loss']:.4f} / {s0d['snapshots'][k]['loss']:.4f}",
             fontsize=8,
         )
+    axes[0, 0].set_ylabel("y")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Tutorial fits during training, seed {seed}", fontsize=10)
     ctx.savefig(fig, "snapshots.png")
 
-    layers = list(s0p["snapshots"][-1]["hist"])
-    fig, axes = plt.subplots(
-        len(layers) // 2, 4, figsize=(13, 2.2 * len(layers) // 2), squeeze=False
-    )
-    for li, name in enumerate(sorted(layers)):
-        row, col = li // 2, (li % 2) * 2
-        for j, (snap_p, snap_d, tag) in enumerate(((s0p, s0d, "drop 0"), (s0p, s0d, "drop 0.5"))):
-            ax = axes[row, col + j]
-            src = snap_p if tag == "drop 0" else snap_d
+    layers = sorted({name.split("/")[0] for name in s0p["snapshots"][-1]["hist"]})
+    fig, axes = plt.subplots(len(layers), 4, figsize=(14, 2.6 * len(layers)), squeeze=False)
+    for row, layer in enumerate(layers):
+        for col, (src, kind, tag) in enumerate(
+            ((s0p, "weight", lp), (s0d, "weight", ld), (s0p, "grad", lp), (s0d, "grad", ld))
+        ):
+            ax = axes[row, col]
             for k, snap in enumerate(src["snapshots"]):
-                h = snap["hist"][name]
+                h = snap["hist"][f"{layer}/{kind}"]
                 ax.stairs(
                     h["counts"],
                     h["edges"],
-                    alpha=0.4 + 0.6 * k / max(1, n - 1),
-                    label=f"step {snap['step']}" if li == 0 else None,
+                    alpha=0.35 + 0.65 * k / max(1, n - 1),
+                    label=f"step {snap['step']}",
                 )
-            ax.set_title(f"{name} ({tag})", fontsize=8)
-    axes[0, 0].legend(fontsize=6)
+            ax.set_title(f"{layer} {kind}s, {tag}", fontsize=9)
+            ax.set_xlabel("weight value" if kind == "weight" else "gradient value")
+            ax.set_ylabel("entries")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(
+        f"Kernel weights and gradients of every layer, seed {seed}, at each snapshot step; "
+        "x range: 1st to 99th percentile (tails counted in the end bins)",
+        fontsize=10,
+    )
     ctx.savefig(fig, "histograms.png")
 
+
+def _digits_figure(ctx, rates, rates_summary, sizes, sizes_summary, size_rates) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     errorbar(axes[0], rates, [rates_summary[str(r)]["train_acc"] for r in rates], "train")
     errorbar(axes[0], rates, [rates_summary[str(r)]["test_acc"] for r in rates], "test")
     axes[0].set(
-        xlabel="drop rate (hidden layers)", ylabel="accuracy", title="Digits: accuracy vs drop rate"
+        xlabel="drop rate (hidden layers)",
+        ylabel="accuracy (fraction)",
+        title="Digits: accuracy vs drop rate (95% CI)",
     )
     axes[0].legend()
-    errorbar(axes[1], sizes, [sizes_summary[str(n)]["gap_plain"] for n in sizes], "drop 0")
-    errorbar(axes[1], sizes, [sizes_summary[str(n)]["gap_dropout"] for n in sizes], "drop 0.5")
+    for key, rate in zip(("gap_plain", "gap_dropout"), size_rates, strict=True):
+        errorbar(axes[1], sizes, [sizes_summary[str(n)][key] for n in sizes], f"drop rate {rate}")
     axes[1].set_xscale("log")
     axes[1].set(
-        xlabel="training examples",
-        ylabel="train - test accuracy",
-        title="Digits: generalisation gap vs data size",
+        xlabel="training examples (log scale)",
+        ylabel="train minus test accuracy",
+        title="Digits: generalisation gap vs data size (95% CI)",
     )
     axes[1].legend()
     ctx.savefig(fig, "digits.png")
@@ -423,13 +454,24 @@ def section(r: dict) -> tuple[str, str]:
             for k, v in sorted(r["digits_sizes"].items(), key=lambda kv: int(kv[0]))
         ],
     )
-    md = f"""Tutorial setting over {t["seeds"]} seeds (each seed: new noise, one initialisation
-shared by both nets; evaluation by weight scaling). The tutorial reports that the plain net
-passes through every training point and the dropout net is smoother. With its settings
-(SGD lr 0.01, momentum 0.9) {len(t["diverged_dropout"])} dropout and
-{len(t["diverged_plain"])} plain runs diverged (seeds
-{t["diverged_dropout"] + t["diverged_plain"]}); the comparison uses the
-{t["seeds_compared"]} seeds where neither did. The figures show seed {t["figure_seed"]}.
+    cfg = r["config"]
+    tut, dig = cfg["tutorial"], cfg["digits"]
+    p0, p1 = cfg["tutorial_rates"]
+    n_div = len(t["diverged_dropout"]) + len(t["diverged_plain"])
+    diverged = (
+        f"{len(t['diverged_dropout'])} dropout and {len(t['diverged_plain'])} plain runs "
+        f"diverged (seeds {t['diverged_dropout'] + t['diverged_plain']}); the comparison uses "
+        f"the {t['seeds_compared']} seeds where neither did"
+        if n_div
+        else f"no run diverged; all {t['seeds_compared']} seeds are compared"
+    )
+    w = cfg["width"]
+    md = f"""Tutorial setting over {t["seeds"]} seeds: the 1-200-200-200-1 ReLU net with
+PyTorch's default initialisation (weights and biases uniform on +-1/sqrt(fan_in)), drop rate
+{p0} vs {p1}, {train_str(tut)} on mean squared error; each seed draws new noise and one
+initialisation shared by both nets; evaluation by weight scaling. The tutorial reports that
+the plain net passes through every training point and the dropout net is smoother. With its
+settings {diverged}. The figures show seed {t["figure_seed"]}.
 
 ![fit](overfitting/fit.png)
 
@@ -438,9 +480,10 @@ passes through every training point and the dropout net is smoother. With its se
 ![snapshots](overfitting/snapshots.png)
 ![histograms](overfitting/histograms.png)
 
-Digits (MLP 64-W-W-10, Adam): accuracy and gap against the drop rate, and against the
-training-set size. Srivastava et al. 2014 report that error is flat for keep 0.4-0.8 and that
-dropout gives no gain at 100 or 500 examples, a gain that grows and then shrinks with more data.
+{mlp_str(r, [w, w])} ({train_str(dig)}): accuracy and gap against the drop rate, and
+against the training-set size. Srivastava et al. 2014 report that error is flat for keep
+0.4-0.8 and that dropout gives no gain at 100 or 500 examples, a gain that grows and then
+shrinks with more data.
 
 ![digits](overfitting/digits.png)
 
@@ -449,11 +492,12 @@ dropout gives no gain at 100 or 500 examples, a gain that grows and then shrinks
 {sizes}
 
 - Verdict on the tutorial data (rule: paired test-MSE difference, plain minus dropout, 95% CI
-  above 0): **{r["verdict"]}**.
-- Verdict on digits (test NLL, drop 0 minus drop 0.5, CI above 0): **{r["verdict_digits"]}**.
-- Claim 6, typical rates 0.3 or 0.5 (rule: the rate with the lowest mean test NLL is 0.3 or
-  0.5; 0.2 or 0.8 is partial): best rate {r["best_rate_by_test_nll"]},
-  **{r["verdict_typical_rates"]}**.
+  above 0): **{r["verdict"]}**. This is the claim's headline verdict.
+- Verdict on {r.get("data", {}).get("name", "digits")} (test NLL, drop {p0} minus drop {p1},
+  CI above 0): **{r["verdict_digits"]}**.
+- Claim 6, typical rates (rule: the rate with the lowest mean test NLL is one of
+  {cfg["typical_rates"]}; one of {cfg["near_typical"]} is partial): best rate
+  {r["best_rate_by_test_nll"]}, **{r["verdict_typical_rates"]}**.
 """
     return md, r["verdict"]
 

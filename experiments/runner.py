@@ -1,14 +1,25 @@
-"""Which experiments exist, their configurations, and running one: plan -> cells ->
-summary -> figures -> results file."""
+"""Which experiments exist, their configurations, and running them: plan -> cells ->
+summary -> figures -> results file, one folder per scale, one run per folder at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
+import logging
+import os
+import socket
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 NAMES = ("overfitting", "scaling", "averaging", "ensembles", "coadaptation", "shrinkage")
 REGISTRY = {n: f"{__package__}.{n}" for n in NAMES}
+RESULTS = Path("results")  # the committed, full-scale results
+LOCK = ".lock"
+
+log = logging.getLogger("dropstudy")
 
 
 def module(name: str):
@@ -30,30 +41,142 @@ def config(name: str, quick: bool = False, seeds: int | None = None):
     return cfg
 
 
+def scale(quick: bool = False, seeds: int | None = None, dataset: str = "digits") -> dict:
+    """How a run was asked for: what makes its results comparable with another run's."""
+    return {"quick": bool(quick), "seeds": seeds, "dataset": dataset}
+
+
+def scale_folder(s: dict) -> Path:
+    """Where a run at scale ``s`` writes by default: ``results`` for the full study on
+    digits, else its own folder such as ``results/quick`` or ``results/mnist-seeds3``."""
+    parts = [s["dataset"]] if s["dataset"] != "digits" else []
+    parts += ["quick"] if s["quick"] else []
+    parts += [f"seeds{s['seeds']}"] if s["seeds"] is not None else []
+    return RESULTS / "-".join(parts) if parts else RESULTS
+
+
+def scale_command(s: dict, name: str = "all") -> str:
+    """The command that makes results at scale ``s``."""
+    flags = " --quick" if s["quick"] else ""
+    flags += f" --seeds {s['seeds']}" if s["seeds"] is not None else ""
+    flags += f" --dataset {s['dataset']}" if s["dataset"] != "digits" else ""
+    return f"dropstudy run {name}{flags}"
+
+
+def scale_of(results: dict) -> dict:
+    """The scale a results file records (files from before scales were recorded: their
+    quick flag, the default seeds, digits)."""
+    return results.get("scale") or scale(bool(results.get("quick")))
+
+
+def check_scale(out: Path, names, s: dict, force: bool = False) -> None:
+    """Refuse to overwrite results made at another scale (unless ``force``)."""
+    from dropstudy.validate import DropstudyError
+
+    for name in names:
+        path = Path(out) / name / "results.json"
+        if not path.is_file() or force:
+            continue
+        try:
+            old = scale_of(json.loads(path.read_text()))
+        except (json.JSONDecodeError, OSError):
+            continue  # unreadable: nothing worth keeping is lost
+        if old != s:
+            raise DropstudyError(
+                f"{path} holds results of `{scale_command(old, name)}`; this run "
+                f"(`{scale_command(s, name)}`) would overwrite them. Write elsewhere with "
+                f"--out (this scale's own folder is {scale_folder(s)}), or pass --force"
+            )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.lock`` while writing into ``out``: a second run into the same folder is
+    refused with the running process named; a lock left by a dead process is removed.
+    Re-entrant within one process."""
+    from dropstudy.validate import DropstudyError
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                held = {}
+            pid, host = held.get("pid"), held.get("host")
+            if pid == me["pid"] and host == me["host"]:
+                yield  # this process holds it already
+                return
+            if isinstance(pid, int) and host == me["host"] and not _alive(pid):
+                log.warning("removing a stale lock %s left by process %d", path, pid)
+                path.unlink(missing_ok=True)
+                continue
+            raise DropstudyError(
+                f"{out} is in use by process {pid} on {host} (`{held.get('command')}`, since "
+                f"{held.get('started')}); wait for it to finish, or write elsewhere with "
+                f"--out. If that process is gone, remove {path}"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+        return
+    raise DropstudyError(f"could not take the lock {path}; remove it if no run is writing there")
+
+
 def run_experiment(
     name: str,
-    out: Path = Path("results"),
+    out: Path = RESULTS,
     quick: bool = False,
     seeds: int | None = None,
     progress: bool = True,
     data=None,
     tensorboard: Path | None = None,
+    force: bool = False,
 ) -> Path:
-    """Plan, compute (or reuse) every cell, summarise, draw and write ``out/NAME``."""
+    """Plan, compute (or reuse) every cell, summarise, draw and write ``out/NAME``.
+
+    Refuses to overwrite results of another scale (``force`` overrides) and holds the
+    folder's lock while it writes."""
     from .common import Context
 
     mod = module(name)
     cfg = config(name, quick, seeds)
     ctx = Context(name, Path(out), quick=quick, progress=progress, data=data)
-    t0 = time.perf_counter()
-    cells = mod.plan(cfg, ctx.dataset())
-    raw = ctx.run_cells(cells)
-    results = mod.summarise(cfg, raw)
-    mod.figures(cfg, raw, results, ctx)
-    if tensorboard is not None:
-        hook = getattr(mod, "tensorboard", None)
-        if hook is None:
-            print(f"{name}: --tensorboard ignored: this experiment logs no training curves")
-        else:
-            hook(cfg, raw, results, Path(tensorboard))
-    return ctx.write(mod.CLAIM, cfg, results, t0)
+    ds = ctx.dataset()
+    s = scale(quick, seeds, ds.name)
+    with folder_lock(Path(out)):
+        check_scale(Path(out), [name], s, force)
+        t0 = time.perf_counter()
+        raw = ctx.run_cells(mod.plan(cfg, ds))
+        results = mod.summarise(cfg, raw)
+        mod.figures(cfg, raw, results, ctx)
+        if tensorboard is not None:
+            hook = getattr(mod, "tensorboard", None)
+            if hook is None:
+                log.warning("%s: --tensorboard ignored: it logs no training curves", name)
+            else:
+                hook(cfg, raw, results, Path(tensorboard))
+        return ctx.write(mod.CLAIM, cfg, {"scale": s, **results}, t0)

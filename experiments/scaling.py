@@ -26,7 +26,7 @@ from dropstudy.metrics import accuracy, gaps
 from dropstudy.models import MLP, MaskedDropout
 from dropstudy.train import TrainConfig, train
 
-from .common import ExperimentConfig, cell, ci, ci_str, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table, train_str
 from .stats import all_hold
 
 NAME = "scaling"
@@ -179,6 +179,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> tuple[str, str]:
+    cfg = r["config"]
     rows = [
         [
             c,
@@ -225,7 +226,8 @@ For a *linear* unit the expectation passes through, so both conventions are exac
 nonlinearity they are not: see the averaging experiment, where weight scaling and the exact
 average over all subnetworks differ.
 
-Conventions as functions (digits, 64-64-10, input keep 0.8, hidden keep 0.5, SGD): trained
+Conventions as functions ({mlp_str(r, cfg["hidden"])}, input keep
+{1 - cfg["input_rate"]:g}, hidden keep {1 - cfg["rate"]:g}, {train_str(cfg["train"])}): trained
 from matching initialisations, with the standard net's post-dropout learning rates scaled by
 1/p^2 ("matched lr") or not ("same lr"):
 
@@ -244,7 +246,8 @@ from matching initialisations, with the standard net's post-dropout learning rat
     }
 
 Verdict (rule: eval output equals the expectation and lies in the training mean's 95% CI for
-both conventions, and matched training keeps the two conventions within 1e-3 in logits):
+both conventions, and matched training keeps the two conventions within
+{cfg["same_function"]:g} in logits):
 **{r["verdict"]}**.
 """
     return md, r["verdict"]

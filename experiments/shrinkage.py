@@ -22,7 +22,7 @@ from dropstudy.data import Dataset, diabetes
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, errorbar, mlp_str, plt, table, train_str
 from .stats import all_hold, combine, direction_verdict, paired
 
 NAME = "shrinkage"
@@ -167,24 +167,32 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     norm_summary, rates, l2s = r["norms"], cfg.rates, cfg.l2s
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     errorbar(axes[0], rates, [norm_summary[f"rate={x}"] for x in rates], "dropout")
-    axes[0].set(xlabel="drop rate", ylabel="||W|| (all kernels)", title="Norm vs drop rate")
+    axes[0].set(
+        xlabel="drop rate (hidden layers)",
+        ylabel="Frobenius norm of all weight matrices",
+        title="Norm vs drop rate (95% CI over seeds)",
+    )
     errorbar(
         axes[1],
         [0.0, *l2s],
         [norm_summary["rate=0.0"]] + [norm_summary[f"l2={v}"] for v in l2s],
         "L2",
     )
-    axes[1].set(xlabel="L2 strength", ylabel="||W||", title="Norm vs L2")
+    axes[1].set(
+        xlabel="L2 strength (coefficient of ||W||^2 / 2; symlog scale)",
+        ylabel="Frobenius norm of all weight matrices",
+        title="Norm vs L2, no dropout (95% CI)",
+    )
     axes[1].set_xscale("symlog", linthresh=1e-4)
     k0 = str(cfg.keeps[0])
     w = r["linear_coefficients"][k0]
     d = np.arange(len(w["ridge"]))
     axes[2].plot(d, w["ols"], "ks-", label="least squares")
     axes[2].plot(d, w["ridge"], "bo-", label=f"ridge (closed form, keep {k0})")
-    axes[2].plot(d, w["sgd_mean"], "r^--", label="SGD with input dropout")
+    axes[2].plot(d, w["sgd_mean"], "r^--", label=f"SGD with input dropout (keep {k0})")
     axes[2].set(
-        xlabel="coefficient (diabetes feature)",
-        ylabel="w",
+        xlabel="diabetes feature (index)",
+        ylabel="coefficient w",
         title="Linear regression with input dropout",
     )
     for ax in axes:
@@ -198,8 +206,9 @@ def section(r: dict) -> tuple[str, str]:
         [k, ci_str(v["rel_to_ridge"], 4), f"{v['rel_ols_to_ridge']:.3f}"]
         for k, v in r["linear"].items()
     ]
-    md = f"""Digits MLPs (64-{r["width"]}-{r["width"]}-10, Adam): total kernel norm at the end
-of training, for drop rates (no L2) and L2 strengths (no dropout). Linear regression: SGD
+    w = r["width"]
+    md = f"""{mlp_str(r, [w, w])} ({train_str(r["config"]["train"])}): total kernel norm at
+the end of training, for drop rates (no L2) and L2 strengths (no dropout). Linear regression: SGD
 (cosine-decayed, full batch, fresh input masks per example and step) against the closed-form
 ridge solution with the data-dependent penalty (Srivastava et al. 2014, section 9.1; Wager
 et al. 2013: L2 after scaling by the inverse diagonal Fisher information). The norms are of

@@ -75,6 +75,9 @@ def test_no_exact(tmp_path):
         (["--hidden", "10,x"], "--hidden must be comma-separated integers"),
         (["--activation", "gelu"], "invalid choice: 'gelu'"),
         (["--hidden", "20,10"], "2^30 = 1,073,741,824 subnetworks"),
+        (["--hidden", "20,10"], "pass --no-exact"),
+        (["--max-units", "-1"], "--max-units must be >= 1"),
+        (["--save", __file__, "--steps", "1"], "is a file; give a folder"),
         (["--steps", "0"], "steps must be >= 1"),
         (["--checkpoint", "/nonexistent/ck"], "is not a directory"),
     ],
@@ -86,3 +89,41 @@ def test_cli_errors_are_one_line_without_traceback(args, message):
     assert "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("dropstudy: error:") or "error:" in lines[-1]
+
+
+def test_compare_per_layer_rates_and_checkpoint_seed(tmp_path, capsys):
+    out, ck = tmp_path / "a.json", tmp_path / "ck"
+    small = ["compare", "--hidden", "3,2", "--steps", "20", "--samples", "5"]
+    assert (
+        main([*small, "--rate", "0.2,0.5", "--seed", "3", "--json", str(out), "--save", str(ck)])
+        == 0
+    )
+    a = json.loads(out.read_text())
+    assert a["config"]["model"]["rate"] == [0.2, 0.5] and a["config"]["seed"] == 3
+    capsys.readouterr()
+    # the checkpoint reproduces its own run: the saved seed's MC masks, the saved settings
+    assert main(["compare", "--samples", "5", "--checkpoint", str(ck), "--json", str(out)]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert "loaded" in head and "train" not in head
+    b = json.loads(out.read_text())
+    assert b["config"]["seed"] == 3 and b["config"]["loaded"] is True
+    assert b["config"]["model"] == a["config"]["model"]
+    assert b["predictors"] == a["predictors"]
+    # another --seed draws other MC subnetworks
+    assert main(["compare", "--samples", "5", "--checkpoint", str(ck), "--seed", "4",
+                 "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        json.loads(out.read_text())["predictors"]["mc_arithmetic_5"]
+        != a["predictors"]["mc_arithmetic_5"]
+    )
+    # flags that would be ignored are refused
+    assert main(["compare", "--checkpoint", str(ck), "--hidden", "20,20"]) == 2
+    assert "--hidden would be ignored" in capsys.readouterr().err
+
+
+def test_no_exact_gaps_against_the_largest_mc(capsys):
+    assert main([*SMALL, "--no-exact"]) == 0
+    table = capsys.readouterr().out
+    assert "gaps against mc_arithmetic_10" in table and "max|dp| vs MC K=10" in table
+    row = next(line for line in table.splitlines() if line.startswith("weight_scaling"))
+    assert row.split()[-1] != "-"

@@ -44,3 +44,32 @@ def test_bad_metric_input():
         metrics.accuracy(np.eye(3), np.array([0, 1, 3]))
     with pytest.raises(DropstudyError, match="NaN"):
         metrics.nll(np.array([[np.nan, 1.0]]), np.array([0]))
+
+
+def test_kl_is_never_negative():
+    """Nearly equal distributions: the float sum can come out below 0; it is clipped."""
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(10), size=200).astype(np.float32)
+    q = p * (1 + 1e-7 * rng.standard_normal(p.shape).astype(np.float32))
+    q /= q.sum(1, keepdims=True)
+    assert metrics.gaps(p, q)["mean_kl"] >= 0.0
+
+
+def test_no_negative_kl_in_any_results_file():
+    import json
+    from pathlib import Path
+
+    def walk(o):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k == "mean_kl" and isinstance(v, dict):  # an interval over seeds
+                    assert (v["mean"] >= 0 and v["lo"] >= -1e-9) or v["n"] > 1, v
+                elif k == "mean_kl":
+                    assert v >= 0, v
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    for f in (Path(__file__).parent.parent / "results").glob("*/results.json"):
+        walk(json.loads(f.read_text()))

@@ -1,0 +1,103 @@
+"""The command line keeps results apart by scale, one run per folder at a time, starts
+without JAX, and speaks through logging."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from dropstudy_experiments import runner
+from dropstudy_experiments.cli import main
+from dropstudy_experiments.report import build_report
+
+from dropstudy.validate import DropstudyError
+
+
+def _fake_results(folder, name, quick=False):
+    p = folder / name / "results.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"quick": quick, "claim": "c", "verdict": "supported"}))
+    return p
+
+
+def test_quick_run_goes_to_its_own_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    full = _fake_results(tmp_path / "results", "scaling")
+    before = full.read_bytes()
+    assert main(["run", "scaling", "--quick", "--no-progress"]) == 0
+    assert full.read_bytes() == before  # the full-scale results are untouched
+    res = json.loads((tmp_path / "results" / "quick" / "scaling" / "results.json").read_text())
+    assert res["scale"] == {"quick": True, "seeds": None, "dataset": "digits"}
+    assert "scaling: wrote results/quick/scaling/results.json" in capsys.readouterr().err
+    # into the full-scale folder only with --force
+    assert main(["run", "scaling", "--quick", "--out", "results", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds results of `dropstudy run scaling`" in err and "--force" in err
+    assert full.read_bytes() == before
+
+
+def test_default_folders_per_scale():
+    assert str(runner.scale_folder(runner.scale())) == "results"
+    assert str(runner.scale_folder(runner.scale(quick=True))) == "results/quick"
+    assert str(runner.scale_folder(runner.scale(False, 3, "mnist"))) == "results/mnist-seeds3"
+
+
+def test_report_refuses_mixed_scales(tmp_path):
+    _fake_results(tmp_path, "scaling", quick=True)
+    _fake_results(tmp_path, "shrinkage", quick=False)
+    with pytest.raises(DropstudyError, match="mixes results of different scales"):
+        build_report(tmp_path, tmp_path / "R.md")
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
+    """Two processes: the second names the first; a dead process's lock is removed."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "dropstudy_experiments.cli", "run", "shrinkage", "--quick"]
+    first = subprocess.Popen([*cmd, "--out", str(out), "--no-progress"], stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not (out / runner.LOCK).exists() and time.time() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(
+            [*cmd, "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=120
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"is in use by process {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # the killed run left its lock behind: stale, so the next run takes it over
+    assert (out / runner.LOCK).exists()
+    with runner.folder_lock(out):
+        assert json.loads((out / runner.LOCK).read_text())["pid"] == os.getpid()
+    assert not (out / runner.LOCK).exists()
+
+
+def test_help_and_version_import_no_jax():
+    code = (
+        "import sys\n"
+        "from dropstudy_experiments.cli import main\n"
+        "for a in (['--help'], ['run', '--help'], ['--version']):\n"
+        "    try:\n"
+        "        main(a)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'jax' not in sys.modules, 'jax was imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "(default: 4000)" not in r.stdout  # compare's options are not in the top help
+    assert "{all,overfitting,scaling,averaging,ensembles,coadaptation,shrinkage}" in r.stdout
+    assert "``" not in r.stdout and "dropstudy 0.1.0" in r.stdout
+
+
+def test_quiet_silences_information(tmp_path, capsys):
+    small = ["compare", "--hidden", "2", "--steps", "5", "--samples", "1"]
+    assert main([*small, "--json", str(tmp_path / "a.json")]) == 0
+    assert f"dropstudy: wrote {tmp_path / 'a.json'}" in capsys.readouterr().err
+    assert main([*small, "-q", "--json", str(tmp_path / "b.json")]) == 0
+    assert capsys.readouterr().err == ""
+    assert runner.scale_command(runner.scale(True, 3)) == "dropstudy run all --quick --seeds 3"
