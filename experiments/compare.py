@@ -24,7 +24,6 @@ from dropstudy.train import progress as train_progress
 from dropstudy.validate import DropstudyError, check_positive_int
 
 
-
 @dataclass(frozen=True)
 class CompareConfig:
     """Everything ``dropstudy compare`` does, as one object (JSON-serialisable)."""
