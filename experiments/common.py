@@ -120,8 +120,11 @@ class Context:
     def dataset(self) -> Dataset:
         return self.data if self.data is not None else digits()
 
-    def run_cells(self, cells: dict[str, Cell]) -> dict[str, Any]:
-        """Run (or reuse) every cell: ``{label: result}``. The code's digest and the devices
+    def run_cells(
+        self, cells: dict[str, Cell], on_cell: Callable[[str, Any], None] | None = None
+    ) -> dict[str, Any]:
+        """Run (or reuse) every cell: ``{label: result}``; ``on_cell(label, result)`` is
+        called as each cell finishes or is reused. The code's digest and the devices
         are part of each cell's key, so an edited experiment or library never reuses a cell
         computed by older code, and a resumed run never mixes cells from another device
         count (seeds are batched per device, and batch size can change float rounding)."""
@@ -144,15 +147,18 @@ class Context:
             for label, c in cells.items():
                 bar.set_postfix_str(label[:40])
                 key = {**c.key(), "code": digest, "devices": devices}
-                compute = (lambda c=c: c.fn(**c.kwargs)) if off else self._with(report, c)
+                # Always in segments, so hiding the bars never changes a number.
+                compute = self._with(report, c)
                 raw[label] = self.store.get(label, key, compute)
+                if on_cell is not None:
+                    on_cell(label, raw[label])
                 bar.update(1)
         return raw
 
     @staticmethod
     def _with(report, c: Cell):
-        """``c`` computed with training progress reported to ``report`` (its training runs
-        in segments, bitwise as in one piece)."""
+        """``c`` computed with its training in segments, progress reported to ``report``
+        (see :func:`dropstudy.train.progress`)."""
 
         def compute():
             with train_progress(report):

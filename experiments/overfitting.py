@@ -8,7 +8,9 @@ train-test gap on digits against the drop rate and against the training-set size
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar
 
 import jax
@@ -149,6 +151,11 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
         for layer in p0:
             for kind, tree in (("weight", p0), ("grad", g0)):
                 layers[f"{layer}/{kind}"] = robust_histogram(tree[layer]["kernel"])
+
+        def mse(x, y, p=p0):
+            out = P.weight_scaling(model, {"params": p}, x, task="regression").mean
+            return float(np.mean((np.asarray(out) - y) ** 2))
+
         snaps.append(
             {
                 "step": (k + 1) * every,
@@ -156,10 +163,13 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
                     P.weight_scaling(model, {"params": p0}, grid, task="regression").mean
                 )[:, 0].tolist(),
                 "loss": float(hist.loss[i, (k + 1) * every - 1]),
+                "train_mse": mse(d.x_train, d.y_train),
+                "test_mse": mse(d.x_test, d.y_test),
                 "hist": layers,
             }
         )
     return {
+        "loss": np.asarray(hist.loss[i]).tolist(),  # every step, dropout active
         "x": d.x_train[:, 0].tolist(),
         "y_train": d.y_train[:, 0].tolist(),
         "y_test": d.y_test[:, 0].tolist(),
@@ -380,27 +390,37 @@ def _digits_figure(ctx, rates, rates_summary, sizes, sizes_summary, size_rates) 
     ctx.savefig(fig, "digits.png")
 
 
-def tensorboard(cfg: Config, raw: dict, r: dict, logdir) -> None:
-    """TensorBoard histograms and losses of the seed shown, as the tutorial logs them."""
-    shown = dict(zip(("plain", "dropout"), _shown(cfg, raw, r), strict=True))
+def tensorboard(cfg: Config, label: str, result: dict, logdir: Path) -> None:
+    """TensorBoard events of one finished (or reused) cell, as the tutorial logs them: for
+    each net and seed a run folder (``plain/seed0``, ``dropout/seed0``, ...) with the training
+    loss at every step, train and test MSE at every snapshot, and weight and gradient
+    histograms of every layer at every snapshot. A re-run replaces the folders."""
+    if not label.startswith("tutorial_rate="):
+        return  # the digits cells keep no training curves
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
-        from dropstudy.validate import DropstudyError
-
         raise DropstudyError(
             "--tensorboard needs the optional extra: pip install -e '.[tensorboard]'"
         ) from None
-    with SummaryWriter(str(logdir)) as w:
-        for tag, src in (("normal", shown["plain"]), ("regularization", shown["dropout"])):
-            for snap in src["snapshots"]:
-                w.add_scalar(f"loss_{tag}", snap["loss"], snap["step"])
+    rate = float(label.removeprefix("tutorial_rate="))
+    net = "plain" if rate == cfg.tutorial_rates[0] else "dropout"
+    for seed, d in result["detail"].items():
+        run = Path(logdir) / net / f"seed{seed}"
+        shutil.rmtree(run, ignore_errors=True)  # replace, never append
+        with SummaryWriter(str(run)) as w:
+            for step, value in enumerate(d["loss"], 1):
+                w.add_scalar("loss/train_dropout_active", value, step)
+            for snap in d["snapshots"]:
+                w.add_scalar("mse/train_weight_scaling", snap["train_mse"], snap["step"])
+                w.add_scalar("mse/test_weight_scaling", snap["test_mse"], snap["step"])
                 for name, h in snap["hist"].items():
+                    layer, kind = name.split("/")
                     edges = np.asarray(h["edges"])
                     counts = np.asarray(h["counts"], dtype=float)
                     centers = 0.5 * (edges[1:] + edges[:-1])
                     w.add_histogram_raw(
-                        f"{name}_{tag}",
+                        f"{'weights' if kind == 'weight' else 'gradients'}/{layer}",
                         min=float(edges[0]),
                         max=float(edges[-1]),
                         num=float(counts.sum()),

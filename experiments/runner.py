@@ -170,13 +170,14 @@ def run_experiment(
     with folder_lock(Path(out)):
         check_scale(Path(out), [name], s, force)
         t0 = time.perf_counter()
-        raw = ctx.run_cells(mod.plan(cfg, ds))
-        results = mod.summarise(cfg, raw)
-        mod.figures(cfg, raw, results, ctx)
+        on_cell = None
         if tensorboard is not None:
             hook = getattr(mod, "tensorboard", None)
             if hook is None:
                 log.warning("%s: --tensorboard ignored: it logs no training curves", name)
-            else:
-                hook(cfg, raw, results, Path(tensorboard))
+            else:  # as each cell finishes, or is reused
+                on_cell = lambda label, result: hook(cfg, label, result, Path(tensorboard))  # noqa: E731
+        raw = ctx.run_cells(mod.plan(cfg, ds), on_cell)
+        results = mod.summarise(cfg, raw)
+        mod.figures(cfg, raw, results, ctx)
         return ctx.write(mod.CLAIM, cfg, {"scale": s, **results}, t0)
