@@ -9,7 +9,9 @@ event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.ev
 
 
 def _read(run_dir):
-    acc = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "histograms": 0})
+    acc = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={"scalars": 0, "histograms": 0}
+    )
     acc.Reload()
     return acc
 
