@@ -24,14 +24,15 @@ from .validate import check_positive_int
 CPU_DEVICES_ENV = "DROPSTUDY_CPU_DEVICES"
 
 
-def use_cpu_cores(n: int | None = None) -> int:
+def use_cpu_cores(n: int | None = None, warn: bool = True) -> int:
     """Split the CPU into ``n`` JAX devices (default: the cores this process may use, or
     ``$DROPSTUDY_CPU_DEVICES``) so that sharded seeds train in parallel.
 
     Call it right after ``import jax``, before any JAX operation: the CPU backend reads the
     setting once when it starts. Returns the number of devices asked for, or 0 when the
     setting was left alone (the backend already started, or ``XLA_FLAGS`` already sets a
-    device count). Results agree across device counts to float rounding; they are bitwise
+    device count; ``warn`` logs a warning when the backend had already started with another
+    count). Results agree across device counts to float rounding; they are bitwise
     reproducible for the same count (the seeds a device trains together form one batch,
     and XLA's batched kernels may round differently for another batch size).
     """
@@ -44,7 +45,7 @@ def use_cpu_cores(n: int | None = None) -> int:
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:  # the backend already started: keep its devices
-        if len(jax.devices()) != n and jax.default_backend() == "cpu":
+        if warn and len(jax.devices()) != n and jax.default_backend() == "cpu":
             logging.getLogger("dropstudy").warning(
                 "use_cpu_cores(%d) came after JAX started: keeping %d device(s); call it "
                 "right after `import jax`",

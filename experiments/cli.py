@@ -335,7 +335,9 @@ def _dispatch(command, args, parser) -> int:
     from dropstudy.sharding import use_cpu_cores
 
     _setup_logging(args)
-    use_cpu_cores()  # one device per core: seeds train on every core (imports JAX)
+    # One device per core, so seeds train on every core (imports JAX). Called in-process
+    # after JAX started (tests, notebooks) it keeps the devices there are, silently.
+    use_cpu_cores(warn=False)
     try:
         return command(args, parser)
     except DropstudyError as e:

@@ -62,21 +62,29 @@ def predictor_probs(
 ) -> dict[str, np.ndarray]:
     """Probabilities ``(B, C)`` of every predictor, by name, on the same weights, all through
     :func:`dropstudy.predict.predict`: ``weight_scaling``, ``mc_{mean}_{K}`` for each K, and
-    ``exact_{mean}``, with mean arithmetic or geometric. ``progress``: a bar over them."""
-    runs = [("weight_scaling", {}, "")]
-    runs += [("mc", {"key": key, "k": k}, f"_{k}") for k in samples]
+    ``exact_{mean}``, with mean arithmetic or geometric. ``progress``: a bar over the
+    subnetworks evaluated, advanced as each predictor finishes."""
+    runs = [("weight_scaling", {}, "", 1)]
+    runs += [("mc", {"key": key, "k": k}, f"_{k}", k) for k in samples]
     if do_exact:
-        runs.append(("exact", {"max_units": max_units}, ""))
+        n = M.mask_spec(model, x).n_droppable
+        runs.append(("exact", {"max_units": max_units}, "", 2**n))
     from tqdm.auto import tqdm
 
     out = {}
-    for name, options, suffix in tqdm(runs, desc="evaluating", disable=not progress, leave=False):
-        avg = predict.predict(name, model, variables, x, **options)
-        if avg.count == 1 and name == "weight_scaling":
-            out[name] = np.asarray(avg.probs())
-            continue
-        for mean in MEANS:
-            out[f"{name}_{mean}{suffix}"] = np.asarray(avg.probs(mean))
+    total = sum(r[3] for r in runs)
+    with tqdm(
+        total=total, desc="evaluating", unit="subnet", disable=not progress, leave=False
+    ) as bar:
+        for name, options, suffix, count in runs:
+            bar.set_postfix_str(f"{name}{suffix}")
+            avg = predict.predict(name, model, variables, x, **options)
+            bar.update(count)
+            if avg.count == 1 and name == "weight_scaling":
+                out[name] = np.asarray(avg.probs())
+                continue
+            for mean in MEANS:
+                out[f"{name}_{mean}{suffix}"] = np.asarray(avg.probs(mean))
     return out
 
 

@@ -37,7 +37,7 @@ def test_compare_json_save_and_checkpoint(tmp_path, capsys):
         "mc_arithmetic_10__vs__exact_arithmetic",
     ):
         assert set(res["gaps"][g]) == {"max_abs_prob", "mean_kl", "disagreement"}
-    assert res["config"]["hidden"] == [4, 4]
+    assert res["config"]["model"]["hidden"] == [4, 4]
     # the saved model evaluates to the same numbers
     out2 = tmp_path / "r2.json"
     assert (
@@ -82,13 +82,24 @@ def test_no_exact(tmp_path):
         (["--checkpoint", "/nonexistent/ck"], "is not a directory"),
     ],
 )
-def test_cli_errors_are_one_line_without_traceback(args, message):
-    r = run_cli("compare", *args)
-    assert r.returncode != 0
-    assert message in r.stderr
-    assert "Traceback" not in r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
+def test_cli_errors_are_one_line_without_traceback(args, message, capsys):
+    try:
+        code = main(["compare", *args])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("dropstudy: error:") or "error:" in lines[-1]
+
+
+def test_a_process_prints_no_traceback():
+    """The same, end to end in a fresh process, for an error raised deep in the library."""
+    r = run_cli("compare", "--hidden", "20,10")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("dropstudy: error:")
 
 
 def test_compare_per_layer_rates_and_checkpoint_seed(tmp_path, capsys):

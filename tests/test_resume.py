@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-# shrinkage --quick: five cells of several seconds each, so the signal lands mid-run
+# scaling --quick: two short cells, then a longer one, so the signal lands mid-run
 CMD = [
     sys.executable,
     "-m",
     "dropstudy_experiments.cli",
     "run",
-    "shrinkage",
+    "scaling",
     "--quick",
     "--no-progress",
 ]
@@ -24,7 +24,7 @@ CMD = [
 def run(out):
     r = subprocess.run([*CMD, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    return (out / "shrinkage" / "results.json").read_bytes()
+    return (out / "scaling" / "results.json").read_bytes()
 
 
 def interrupt_after_first_cell(out, sig):
@@ -39,7 +39,7 @@ def interrupt_after_first_cell(out, sig):
     p = subprocess.Popen(
         [sys.executable, "-c", boot], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    cells = out / "shrinkage" / "cells"
+    cells = out / "scaling" / "cells"
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
         if cells.is_dir() and any(cells.glob("*.json")):
@@ -56,7 +56,7 @@ def interrupt_after_first_cell(out, sig):
     assert done, "no finished cell was kept"
     for f in done:  # nothing truncated: every kept cell parses and has its result
         assert "result" in json.loads(f.read_text())
-    assert not (out / "shrinkage" / "results.json").exists()
+    assert not (out / "scaling" / "results.json").exists()
     return [f.name for f in done]
 
 
@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_to_same_results(reference, tmp_path, sig):
     r = subprocess.run([*CMD, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"{len(kept)} reused" in r.stderr
-    assert (tmp_path / "shrinkage" / "results.json").read_bytes() == reference
+    assert (tmp_path / "scaling" / "results.json").read_bytes() == reference
 
 
 def test_changed_config_is_not_reused(tmp_path):

@@ -3,7 +3,7 @@
 import logging
 
 import pytest
-from dropstudy_experiments import runner
+from dropstudy_experiments import common, overfitting, runner
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -16,28 +16,57 @@ def _read(run_dir):
     return acc
 
 
-def test_overfitting_writes_a_run_per_net_and_seed(tmp_path, caplog):
+def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
+    cfg = overfitting.Config().quick()
+    train = overfitting.tutorial_config(40, 20)
+    label = f"tutorial_rate={cfg.tutorial_rates[1]}"
+    result = overfitting.tutorial_cell(cfg.tutorial_rates[1], train, [0, 1])
     tb = tmp_path / "tb"
-    runner.run_experiment("overfitting", out=tmp_path / "r", quick=True, progress=False,
-                          tensorboard=tb)  # fmt: skip
-    cfg = runner.config("overfitting", quick=True)
-    runs = sorted(str(p.relative_to(tb)) for p in tb.glob("*/seed*"))
-    assert runs == [f"{n}/seed{s}" for n in ("dropout", "plain") for s in range(3)]
-    acc = _read(tb / "dropout" / "seed0")
+    overfitting.tensorboard(cfg, label, result, tb)
+    assert sorted(str(p.relative_to(tb)) for p in tb.glob("*/*")) == [
+        "dropout/seed0",
+        "dropout/seed1",
+    ]
+    acc = _read(tb / "dropout" / "seed1")
     loss = acc.Scalars("loss/train_dropout_active")
-    assert [e.step for e in loss] == list(range(1, cfg.tutorial.steps + 1))  # every step
-    every = cfg.tutorial.snapshot_every
-    snaps = list(range(every, cfg.tutorial.steps + 1, every))
-    assert [e.step for e in acc.Scalars("mse/test_weight_scaling")] == snaps
+    assert [e.step for e in loss] == list(range(1, 41))  # every step
+    assert [e.step for e in acc.Scalars("mse/test_weight_scaling")] == [20, 40]
+    assert [e.step for e in acc.Histograms("gradients/out")] == [20, 40]
     assert "weights/dense_0" in acc.Tags()["histograms"]
-    assert [e.step for e in acc.Histograms("gradients/out")] == snaps
-    # a re-run (every cell reused) replaces the events instead of appending to them
-    runner.run_experiment("overfitting", out=tmp_path / "r", quick=True, progress=False,
-                          tensorboard=tb)  # fmt: skip
-    assert len(list((tb / "dropout" / "seed0").glob("events.*"))) == 1
-    assert len(_read(tb / "dropout" / "seed0").Scalars("loss/train_dropout_active")) == len(loss)
-    # an experiment without training curves says so
+    overfitting.tensorboard(cfg, label, result, tb)  # a re-run replaces, never appends
+    assert len(list((tb / "dropout" / "seed1").glob("events.*"))) == 1
+    assert len(_read(tb / "dropout" / "seed1").Scalars("loss/train_dropout_active")) == 40
+    overfitting.tensorboard(cfg, "digits_rate=0.5", {}, tb)  # cells without curves: nothing
+
+
+def test_events_are_written_as_each_cell_finishes_or_is_reused(tmp_path):
+    ctx = common.Context("shrinkage", tmp_path, progress=False)
+    cells = {"a": common.cell(dict, v=1), "b": common.cell(dict, v=2)}
+    seen = []
+    ctx.run_cells(cells, lambda label, result: seen.append(label))
+    ctx.run_cells(cells, lambda label, result: seen.append(label))  # reused
+    assert seen == ["a", "b", "a", "b"] and ctx.store.reused == ["a", "b"]
+
+
+def test_experiments_without_curves_say_they_ignore_the_flag(tmp_path, caplog, monkeypatch):
+    import types
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Config(common.ExperimentConfig):
+        seeds: int = 2
+
+    fake = types.SimpleNamespace(
+        NAME="shrinkage",  # any experiment without a tensorboard hook
+        CLAIM="c",
+        Config=Config,
+        plan=lambda cfg, ds: {},
+        summarise=lambda cfg, raw: {"verdict": "supported"},
+        figures=lambda cfg, raw, r, ctx: None,
+    )
+    monkeypatch.setattr(runner, "module", lambda name: fake)
     with caplog.at_level(logging.WARNING, logger="dropstudy"):
-        runner.run_experiment("shrinkage", out=tmp_path / "r", quick=True, progress=False,
-                              tensorboard=tb)  # fmt: skip
-    assert "--tensorboard ignored" in caplog.text
+        runner.run_experiment("shrinkage", out=tmp_path / "r", progress=False, tensorboard=tmp_path)
+    assert "shrinkage: --tensorboard ignored" in caplog.text
+    assert [n for n in runner.NAMES if hasattr(runner.importlib.import_module(
+        runner.REGISTRY[n]), "tensorboard")] == ["overfitting"]  # fmt: skip
