@@ -57,7 +57,7 @@ class Config(ExperimentConfig):
     k: int = 5  # ensemble members; each trains train.steps // k steps
     mc_k: int = 100  # subnetworks of the dropout net's MC average
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
-    QUICK: ClassVar[dict] = {"seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=300)}
+    QUICK: ClassVar[dict] = {"seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150)}
 
 
 def _member_keys(seeds, k):

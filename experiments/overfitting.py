@@ -69,7 +69,7 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "tutorial_seeds": 3,
-        "tutorial": tutorial_config(400, 200),
+        "tutorial": tutorial_config(200, 100),
         "width": 32,
         "digits": TrainConfig(steps=150, batch_size=128, lr=1e-3),
         "rates": (0.0, 0.5),

@@ -23,10 +23,12 @@ def _brute_force(model, params, x, spec, task):
     """The exact averages by a plain numpy loop over every mask."""
     masks, probs = M.all_masks(spec, x.dtype)
     n = probs.shape[0]
+    # Every subnetwork's outputs by plain forward passes (one vmapped call); the averaging
+    # itself is the numpy loop below, independent of the library's reductions.
+    outs = np.asarray(jax.jit(jax.vmap(lambda m: M.apply(model, params, x, m)))(masks))
     acc1 = acc2 = 0.0
     for i in range(n):
-        m = jax.tree.map(lambda a, i=i: a[i], masks)
-        out = np.asarray(M.apply(model, params, x, m), np.float64)
+        out = outs[i].astype(np.float64)
         p = float(probs[i])
         if task == "classification":
             logp = (

@@ -10,7 +10,7 @@ from dropstudy import masks as M
 from dropstudy import predict as P
 from dropstudy.models import MLP
 
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 rates = st.floats(0.0, 0.9).map(lambda r: round(r, 2))
 
 

@@ -1,5 +1,5 @@
-"""Interrupted runs lose nothing finished, resume to the same results, and runs are
-deterministic to the byte."""
+"""Interrupted runs lose nothing finished and resume to the same results, byte for byte
+(the cells recomputed after the interrupt reproduce the uninterrupted run's)."""
 
 import json
 import signal
@@ -63,10 +63,6 @@ def interrupt_after_first_cell(out, sig):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     return run(tmp_path_factory.mktemp("ref"))
-
-
-def test_same_seed_same_bytes(reference, tmp_path):
-    assert run(tmp_path) == reference
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
