@@ -457,7 +457,7 @@ def _piece(cfg: TrainConfig) -> int:
     """Steps per segment when reporting progress: a divisor of the snapshot segment."""
     seg = cfg.snapshot_every or cfg.steps
     want = max(1, -(-cfg.steps // SEGMENTS))
-    return max(d for d in range(1, seg + 1) if seg % d == 0 and d <= max(want, 1))
+    return max(d for d in range(1, seg + 1) if seg % d == 0 and d <= want)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis"))

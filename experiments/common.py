@@ -118,7 +118,10 @@ class Context:
         self.store = CellStore(self.out)
 
     def dataset(self) -> Dataset:
-        return self.data if self.data is not None else digits()
+        """The run's data set (digits unless given), loaded once."""
+        if self.data is None:
+            self.data = digits()
+        return self.data
 
     def run_cells(
         self, cells: dict[str, Cell], on_cell: Callable[[str, Any], None] | None = None
