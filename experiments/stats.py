@@ -1,20 +1,43 @@
-"""Confidence intervals over seeds and every verdict rule of the study.
+"""Confidence intervals over seeds, power, and every verdict rule of the study.
 
-Intervals are two-sided 95% Student-t intervals of the mean over independent seeds; paired
-comparisons use the per-seed differences (every method sees the same split and init keys).
-Each rule is a small function from numbers to one of :data:`VERDICTS`; experiments call
-these and write no verdict logic of their own.
+A verdict is one of :data:`VERDICTS`: *supported*, *contradicted* or *inconclusive*. Each
+comes from a test on per-seed values (usually the paired differences between two methods on
+the same seeds) through one of two rules:
+
+- :func:`direction`: the claim predicts the sign of an effect. A two-sided one-sample t test;
+  supported when the 95% interval excludes 0 on the claimed side, contradicted when it
+  excludes 0 on the other, else inconclusive.
+- :func:`equivalence`: the claim predicts no effect larger than a margin fixed in the
+  experiment's config before it runs. Two one-sided tests (TOST) at level 0.05 each, i.e. the
+  90% interval; supported when both reject (the 90% interval lies inside +-margin),
+  contradicted when the 90% interval lies wholly outside the margin, else inconclusive.
+
+Every test records ``n``, the effect, its interval, the p-value of its decisive outcome, and
+what the design can detect: for a direction test the smallest effect found at 80% power with
+this ``n`` (``mde``) and the seeds the observed effect would need (``seeds_needed``); for an
+equivalence test the smallest margin the design shows at 80% power if the true effect were 0,
+and the seeds the margin needs given the observed effect.
+
+Each claim has one *primary* test (named in its experiment's config); the report corrects the
+primaries for multiplicity with :func:`holm` and decides them with :func:`decide`. Everything
+else is exploratory and says so.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from scipy import optimize as _opt
 from scipy import stats as _st
 
 from dropstudy.validate import DropstudyError
 
-SUPPORTED, PARTLY, NOT_SUPPORTED = "supported", "partly supported", "not supported"
-VERDICTS = (SUPPORTED, PARTLY, NOT_SUPPORTED)
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+ALPHA = 0.05  # every test's level; equivalence runs each one-sided test at ALPHA
+POWER = 0.8  # the power at which detectable effects and seeds needed are stated
+MAX_SEEDS = 100_000  # beyond this, "seeds needed" is reported as not reachable
 
 
 def mean_ci(values, level: float = 0.95) -> dict[str, float]:
@@ -41,53 +64,193 @@ def paired(a, b) -> dict[str, float]:
     return out
 
 
-def direction_verdict(ci: dict, positive_supports: bool = True) -> str:
-    """The verdict rule: the claim predicts the sign of an effect.
+def _sample(values) -> tuple[np.ndarray, float, float, int]:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size < 2:
+        raise DropstudyError(f"a test needs at least 2 seeds, got {v.size}")
+    if not np.all(np.isfinite(v)):
+        raise DropstudyError("a test got NaN or inf: a run diverged; drop or report it first")
+    return v, float(v.mean()), float(v.std(ddof=1)), int(v.size)
 
-    supported — the 95% interval excludes zero in the claimed direction;
-    partly supported — the mean lies in the claimed direction but the interval includes 0;
-    not supported — the mean lies in the other direction.
+
+def _finite(p, far: float) -> float:
+    """``p``, or ``far`` where scipy's noncentral t returns NaN (far in a tail, where the
+    probability is 0 or 1)."""
+    p = float(p)
+    return far if math.isnan(p) else p
+
+
+def _power_two_sided(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided one-sample t test at true mean ``effect`` (noncentral t)."""
+    if sd == 0:
+        return 1.0 if effect != 0 else 0.0
+    crit = _st.t.ppf(1 - alpha / 2, n - 1)
+    nc = abs(effect) * math.sqrt(n) / sd
+    near = _finite(_st.nct.sf(crit, n - 1, nc), 1.0 if nc > crit else 0.0)
+    return near + _finite(_st.nct.cdf(-crit, n - 1, nc), 0.0)
+
+
+def _power_tost(effect: float, margin: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of TOST (both one-sided tests reject) at true mean ``effect`` (noncentral t,
+    the usual approximation that treats the two rejections as one event each)."""
+    if sd == 0:
+        return 1.0 if abs(effect) < margin else 0.0
+    crit, se = _st.t.ppf(1 - alpha, n - 1), sd / math.sqrt(n)
+    nc_low, nc_up = (effect + margin) / se, (effect - margin) / se
+    lower = _finite(_st.nct.sf(crit, n - 1, nc_low), float(nc_low > crit))  # effect <= -m
+    upper = _finite(_st.nct.cdf(-crit, n - 1, nc_up), float(nc_up < -crit))  # effect >= m
+    return float(max(0.0, lower + upper - 1.0))
+
+
+def _smallest_n(power_at) -> int | None:
+    """The smallest n >= 2 with ``power_at(n) >= POWER`` (power grows with n), else None."""
+    if power_at(MAX_SEEDS) < POWER:
+        return None
+    lo, hi = 2, MAX_SEEDS
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power_at(mid) >= POWER else (mid + 1, hi)
+    return lo
+
+
+def direction(values, positive_supports: bool = True, **label) -> dict:
+    """The direction rule on per-seed ``values`` (e.g. paired differences).
+
+    Returns a test dict: ``rule``, ``n``, ``effect`` (the mean), ``lo``/``hi`` (95%
+    interval), ``sd``, ``p`` (two-sided), ``claimed`` (``"> 0"`` or ``"< 0"``), ``verdict``
+    (unadjusted), ``outcome`` (what a significant result means here: supported when the mean
+    has the claimed sign, else contradicted), ``mde`` (the smallest true effect found at 80%
+    power with this n and sd) and ``seeds_needed`` (for the observed effect; None when the
+    effect is 0), plus any ``label`` keys (``metric``, ``predictor``, ``what``).
     """
+    v, m, sd, n = _sample(values)
+    c = mean_ci(v)
     sign = 1.0 if positive_supports else -1.0
-    lo, hi, m = sign * ci["lo"], sign * ci["hi"], sign * ci["mean"]
-    if min(lo, hi) > 0:
-        return SUPPORTED
-    if m > 0:
-        return PARTLY
-    return NOT_SUPPORTED
+    if sd == 0:
+        p = 0.0 if m != 0 else 1.0
+    else:
+        p = float(2 * _st.t.sf(abs(m) * math.sqrt(n) / sd, n - 1))
+    outcome = SUPPORTED if sign * m > 0 else CONTRADICTED
+    verdict = outcome if p < ALPHA else INCONCLUSIVE
+    if sd == 0:
+        mde = 0.0
+    else:
+        hi = (_st.t.ppf(1 - ALPHA / 2, n - 1) + 40) * sd / math.sqrt(n)
+        mde = float(_opt.brentq(lambda d: _power_two_sided(d, sd, n) - POWER, 1e-12 * sd, hi))
+    needed = None if m == 0 else _smallest_n(lambda k: _power_two_sided(m, sd, k))
+    return {
+        "rule": "direction",
+        "claimed": "> 0" if positive_supports else "< 0",
+        "n": n,
+        "effect": m,
+        "lo": c["lo"],
+        "hi": c["hi"],
+        "level": 0.95,
+        "sd": sd,
+        "p": p,
+        "outcome": outcome,
+        "verdict": verdict,
+        "mde": mde,
+        "seeds_needed": needed,
+        **label,
+    }
 
 
-def equivalence_verdict(ci: dict, margin: float) -> str:
-    """The claim predicts no effect: supported when the 95% interval lies within
-    ``+-margin``, not supported when it lies entirely outside, partly supported otherwise."""
-    if -margin <= ci["lo"] and ci["hi"] <= margin:
-        return SUPPORTED
-    if ci["lo"] > margin or ci["hi"] < -margin:
-        return NOT_SUPPORTED
-    return PARTLY
+def equivalence(values, margin: float, **label) -> dict:
+    """The equivalence rule (TOST) on per-seed ``values`` against ``+-margin``.
+
+    Returns a test dict like :func:`direction`'s, with ``margin``, the 90% interval in
+    ``lo``/``hi``, ``p_tost`` (the larger one-sided p-value: equivalence shown when it is
+    below 0.05), ``p_outside`` (one-sided p-value that the effect lies beyond the margin on
+    the side of the mean: non-equivalence shown when below 0.05), ``p`` and ``outcome`` of
+    the smaller of the two, ``mde`` (the smallest margin shown at 80% power if the true
+    effect were 0) and ``seeds_needed`` (for ``margin`` at the observed effect; None when
+    the observed effect is at or beyond the margin).
+    """
+    if not margin > 0:
+        raise DropstudyError(f"an equivalence margin must be > 0, got {margin}")
+    v, m, sd, n = _sample(values)
+    c = mean_ci(v, level=1 - 2 * ALPHA)
+    if sd == 0:
+        p_low = p_up = 0.0 if abs(m) < margin else 1.0
+        p_out = 0.0 if abs(m) > margin else 1.0
+    else:
+        se = sd / math.sqrt(n)
+        p_low = float(_st.t.sf((m + margin) / se, n - 1))  # H0: effect <= -margin
+        p_up = float(_st.t.cdf((m - margin) / se, n - 1))  # H0: effect >= +margin
+        p_out = float(_st.t.sf((abs(m) - margin) / se, n - 1))  # H0: |effect| <= margin
+    p_tost = max(p_low, p_up)
+    outcome, p = (SUPPORTED, p_tost) if p_tost <= p_out else (CONTRADICTED, p_out)
+    verdict = outcome if p < ALPHA else INCONCLUSIVE
+    if sd == 0:
+        mde = 0.0
+    else:
+        hi = 2 * (_st.t.ppf(1 - ALPHA, n - 1) + 40) * sd / math.sqrt(n)
+        mde = float(_opt.brentq(lambda d: _power_tost(0.0, d, sd, n) - POWER, 1e-12 * sd, hi))
+    needed = (
+        None if abs(m) >= margin else _smallest_n(lambda k: _power_tost(m, margin, sd, k))
+    )
+    return {
+        "rule": "equivalence",
+        "margin": margin,
+        "n": n,
+        "effect": m,
+        "lo": c["lo"],
+        "hi": c["hi"],
+        "level": 1 - 2 * ALPHA,
+        "sd": sd,
+        "p_tost": p_tost,
+        "p_outside": p_out,
+        "p": p,
+        "outcome": outcome,
+        "verdict": verdict,
+        "mde": mde,
+        "seeds_needed": needed,
+        **label,
+    }
 
 
-def all_hold(*conditions: bool) -> str:
-    """An exact claim: supported when every condition holds, else not supported."""
-    return SUPPORTED if all(conditions) else NOT_SUPPORTED
+def exact_check(holds: bool, **label) -> dict:
+    """A claim checked by an identity rather than a sample: supported when it holds,
+    contradicted when it does not; no sampling error, so no p-value and no Holm step."""
+    v = SUPPORTED if holds else CONTRADICTED
+    return {"rule": "exact", "p": None, "outcome": v, "verdict": v, **label}
 
 
-def combine(*verdicts: str) -> str:
-    """A claim resting on several tests: supported when all are, not supported when none
-    is even partly, partly supported otherwise."""
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None entries, exact checks, are skipped)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m, out, running = len(order), list(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def decide(test: dict, p_adjusted: float | None) -> str:
+    """A test's verdict at the adjusted p-value: its outcome when significant, else
+    inconclusive (exact checks keep theirs)."""
+    if test["rule"] == "exact":
+        return test["verdict"]
+    return test["outcome"] if p_adjusted < ALPHA else INCONCLUSIVE
+
+
+def all_of(*tests: dict) -> str:
+    """A claim resting on several tests that must all hold: supported when every test is,
+    contradicted when any is, else inconclusive."""
+    verdicts = [t["verdict"] for t in tests]
+    if any(v == CONTRADICTED for v in verdicts):
+        return CONTRADICTED
     if all(v == SUPPORTED for v in verdicts):
         return SUPPORTED
-    if any(v in (SUPPORTED, PARTLY) for v in verdicts):
-        return PARTLY
-    return NOT_SUPPORTED
+    return INCONCLUSIVE
 
 
-def choice_verdict(value, supported: tuple, partly: tuple) -> str:
-    """A claim naming typical values: supported when ``value`` is one of ``supported``,
-    partly when it is one of ``partly``, else not supported."""
-    if value in supported:
-        return SUPPORTED
-    return PARTLY if value in partly else NOT_SUPPORTED
+def sign_flip(a: dict, b: dict) -> bool:
+    """Whether two tests of the same quantity (e.g. by weight scaling and by the MC average)
+    disagree in sign with at least one of them significant: a finding to report."""
+    return a["effect"] * b["effect"] < 0 and (a["p"] < ALPHA or b["p"] < ALPHA)
 
 
 def fmt(ci: dict, digits: int = 3) -> str:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy.stats import ttest_1samp
 from dropstudy_experiments import stats as S
 
 from dropstudy.validate import DropstudyError
@@ -27,30 +28,84 @@ def test_paired_is_the_interval_of_differences():
     assert p == {**S.mean_ci(a - b), "frac_positive": 2 / 3}
 
 
-def test_direction_verdict():
-    assert S.direction_verdict(ci(0.1, 0.3)) == S.SUPPORTED
-    assert S.direction_verdict(ci(-0.3, -0.1), positive_supports=False) == S.SUPPORTED
-    assert S.direction_verdict(ci(-0.3, -0.1)) == S.NOT_SUPPORTED
-    # a null effect: the interval straddles 0, never "supported"
-    assert S.direction_verdict(ci(-0.2, 0.2)) != S.SUPPORTED
+def test_direction_rule_says_supported_contradicted_or_inconclusive():
     rng = np.random.default_rng(0)
-    nulls = [S.direction_verdict(S.mean_ci(rng.normal(size=5))) for _ in range(400)]
-    assert nulls.count(S.SUPPORTED) / 400 < 0.05  # the 95% interval's false-positive rate
+    up, down, null = rng.normal(1, 1, 20), rng.normal(-1, 1, 20), np.array([-1.0, 1, -1, 1])
+    assert S.direction(up)["verdict"] == S.SUPPORTED
+    assert S.direction(up, positive_supports=False)["verdict"] == S.CONTRADICTED
+    assert S.direction(down)["verdict"] == S.CONTRADICTED
+    t = S.direction(null, what="x")
+    assert t["verdict"] == S.INCONCLUSIVE and t["what"] == "x" and t["p"] == 1.0
+    # the 95% interval and the two-sided p-value agree
+    for v in (up, down, rng.normal(0.3, 1, 8)):
+        t = S.direction(v)
+        assert (t["p"] < 0.05) == (t["lo"] > 0 or t["hi"] < 0)
 
 
-def test_equivalence_verdict():
-    assert S.equivalence_verdict(ci(-0.005, 0.008), 0.01) == S.SUPPORTED
-    assert S.equivalence_verdict(ci(0.02, 0.05), 0.01) == S.NOT_SUPPORTED
-    assert S.equivalence_verdict(ci(-0.03, 0.03), 0.01) == S.PARTLY  # too wide to tell
+def test_direction_rule_is_calibrated_under_the_null():
+    rng = np.random.default_rng(1)
+    verdicts = [S.direction(rng.normal(size=5))["verdict"] for _ in range(300)]
+    assert verdicts.count(S.SUPPORTED) / 300 < 0.045  # 0.025 expected: one side of 0.05
+    assert verdicts.count(S.CONTRADICTED) / 300 < 0.045
 
 
-def test_all_hold_combine_and_choice():
-    assert S.all_hold(True, True) == S.SUPPORTED
-    assert S.all_hold(True, False) == S.NOT_SUPPORTED
-    assert S.combine(S.SUPPORTED, S.SUPPORTED) == S.SUPPORTED
-    assert S.combine(S.SUPPORTED, S.NOT_SUPPORTED) == S.PARTLY
-    assert S.combine(S.PARTLY, S.NOT_SUPPORTED) == S.PARTLY
-    assert S.combine(S.NOT_SUPPORTED, S.NOT_SUPPORTED) == S.NOT_SUPPORTED
-    assert S.choice_verdict(0.5, (0.3, 0.5), (0.2,)) == S.SUPPORTED
-    assert S.choice_verdict(0.2, (0.3, 0.5), (0.2,)) == S.PARTLY
-    assert S.choice_verdict(0.0, (0.3, 0.5), (0.2,)) == S.NOT_SUPPORTED
+def _t_test_power(rng, effect, sd, n, reps=4000) -> float:
+    """Simulated power of the two-sided t test (vectorised; checks ``direction``'s maths)."""
+    p = ttest_1samp(rng.normal(effect, sd, (reps, n)), 0.0, axis=1).pvalue
+    return float(np.mean(p < 0.05))
+
+
+def test_power_figures_match_simulation():
+    """``mde`` is found 80% of the time; ``seeds_needed`` is the smallest such n."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.4, 1.0, 10)
+    t = S.direction(x)
+    assert t["p"] == pytest.approx(ttest_1samp(x, 0.0).pvalue)
+    assert abs(_t_test_power(rng, t["mde"], t["sd"], 10) - 0.8) < 0.03
+    n = t["seeds_needed"]
+    assert _t_test_power(rng, t["effect"], t["sd"], n) > 0.77
+    assert _t_test_power(rng, t["effect"], t["sd"], max(2, int(0.8 * n))) < 0.79
+    assert S.direction(np.array([-1.0, 1.0]))["seeds_needed"] is None  # a zero effect
+
+
+def test_equivalence_rule_is_tost():
+    rng = np.random.default_rng(3)
+    tight = S.equivalence(rng.normal(0.0, 0.01, 25), 0.01)
+    assert tight["verdict"] == S.SUPPORTED and tight["level"] == 0.9
+    assert -0.01 < tight["lo"] and tight["hi"] < 0.01 and tight["p"] == tight["p_tost"]
+    far = S.equivalence(rng.normal(0.05, 0.01, 25), 0.01)
+    assert far["verdict"] == S.CONTRADICTED and far["lo"] > 0.01 and far["seeds_needed"] is None
+    wide = S.equivalence(rng.normal(0.0, 0.05, 5), 0.01)
+    assert wide["verdict"] == S.INCONCLUSIVE and wide["seeds_needed"] > 5
+    # TOST rejects exactly when the 90% interval lies inside the margin
+    for sd in (0.005, 0.01, 0.02):
+        t = S.equivalence(rng.normal(0.004, sd, 12), 0.01)
+        assert (t["p_tost"] < 0.05) == (-0.01 < t["lo"] and t["hi"] < 0.01)
+    with pytest.raises(DropstudyError, match="margin must be > 0"):
+        S.equivalence([0.0, 1.0], 0.0)
+
+
+def test_equivalence_is_calibrated_at_the_margin():
+    rng = np.random.default_rng(4)
+    wrong = [S.equivalence(rng.normal(0.01, 0.01, 10), 0.01)["verdict"] for _ in range(300)]
+    assert wrong.count(S.SUPPORTED) / 300 < 0.075  # a true effect at the margin: <= 5%
+
+
+def test_holm_and_decide():
+    adj = S.holm([0.01, 0.04, None, 0.03])
+    assert adj == pytest.approx([0.03, 0.06, None, 0.06])  # monotone step-down
+    t = S.direction(np.array([1.0, 1.1, 0.9, 1.2]))
+    assert S.decide(t, 0.01) == S.SUPPORTED and S.decide(t, 0.2) == S.INCONCLUSIVE
+    e = S.exact_check(False, what="identity")
+    assert S.decide(e, None) == S.CONTRADICTED and S.holm([None]) == [None]
+
+
+def test_all_of_and_sign_flip():
+    sup = S.direction(np.array([1.0, 1.1, 0.9, 1.2]))
+    con = S.direction(np.array([-1.0, -1.1, -0.9, -1.2]))
+    inc = S.direction(np.array([-1.0, 1.0, -1.0, 1.0]))
+    assert S.all_of(sup, sup) == S.SUPPORTED
+    assert S.all_of(sup, con) == S.CONTRADICTED
+    assert S.all_of(sup, inc) == S.INCONCLUSIVE
+    assert S.sign_flip(sup, con) and not S.sign_flip(sup, sup)
+    assert not S.sign_flip(inc, S.direction(np.array([0.1, -0.1, 0.2, 0.0])))
