@@ -132,8 +132,9 @@ def exact(
     subnetwork with a full forward pass (any linen model); ``"factorised"`` (MLPs only)
     reuses the work that does not depend on the last dropout layer's mask and does the rest
     as large matrix products, see :mod:`dropstudy.fast_exact`; ``"auto"`` picks the
-    factorised path when it applies and no ``mesh`` is given. With ``mesh`` the generic
-    path's chunks are dealt out over its devices.
+    factorised path when it applies and no ``mesh`` is given. ``chunk`` (subnetworks per
+    step) applies to the generic path only. With ``mesh`` the generic path's chunks are dealt
+    out over its devices.
     """
     x = check_inputs(model, variables, x, task)
     spec = M.mask_spec(model, x)
@@ -145,6 +146,12 @@ def exact(
             "units, on one device (no mesh); use method='generic'"
         )
     if method != "generic" and mesh is None and fast_exact.applies(model, spec):
+        if chunk is not None:
+            raise DropstudyError(
+                "chunk sets the generic path's subnetworks per step; the factorised path "
+                "(method='auto' or 'factorised' on an MLP) works one outer mask per step and "
+                "takes none: drop chunk, or pass method='generic'"
+            )
         return fast_exact.exact_mlp(model, variables, x, spec, task=task)
     total = 2**n
     chunk = resolve_chunk(model, variables, x, spec, total, chunk)

@@ -104,7 +104,19 @@ def compare(
     for k in cfg.samples:
         check_positive_int("samples (K)", k)
     check_positive_int("max_units", cfg.max_units)
-    data = check_dataset(data if data is not None else digits())
+    if data is None:
+        if cfg.dataset != "digits":
+            raise DropstudyError(
+                f"CompareConfig(dataset={cfg.dataset!r}) needs its data: pass "
+                f"data=load_mnist(DIR, {cfg.dataset!r}) (only digits ships with scikit-learn)"
+            )
+        data = digits()
+    elif data.name != cfg.dataset:
+        raise DropstudyError(
+            f"data is {data.name!r} but CompareConfig(dataset={cfg.dataset!r}): set the "
+            "config's dataset to the data's name, so the result records what was evaluated"
+        )
+    data = check_dataset(data)
     if data.task != "classification":
         raise DropstudyError("compare needs a classification data set")
     t0 = time.perf_counter()
