@@ -42,6 +42,30 @@ class Dataset:
             h.update(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
         return h.hexdigest()[:16]
 
+    def classes(self, *labels: int) -> Dataset:
+        """Only the examples of ``labels``, relabelled ``0 .. len(labels) - 1`` in the order
+        given: ``digits().classes(3, 8)`` is the binary task 3 (label 0) vs 8 (label 1)."""
+        if not self.n_classes:
+            raise DropstudyError(f"{self.name} is a regression data set: it has no classes")
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise DropstudyError(f"classes() needs >= 2 distinct labels, got {labels}")
+        bad = [c for c in labels if not (isinstance(c, int) and 0 <= c < self.n_classes)]
+        if bad:
+            raise DropstudyError(
+                f"labels {bad} are not classes of {self.name} (0 .. {self.n_classes - 1})"
+            )
+        relabel = np.full(self.n_classes, -1, np.int32)
+        relabel[list(labels)] = np.arange(len(labels), dtype=np.int32)
+        tr, te = relabel[self.y_train] >= 0, relabel[self.y_test] >= 0
+        return Dataset(
+            f"{self.name}[{'v'.join(str(c) for c in labels)}]",
+            self.x_train[tr],
+            relabel[self.y_train[tr]],
+            self.x_test[te],
+            relabel[self.y_test[te]],
+            len(labels),
+        )
+
     def subset(self, n_train: int, seed: int = 0) -> Dataset:
         """The first ``n_train`` examples of a fixed permutation of the training set."""
         n_train = check_positive_int("n_train", n_train)

@@ -155,3 +155,15 @@ def test_compare_on_mnist_files(tmp_path):
         )
         == 0
     )
+
+
+def test_classes_keeps_and_relabels_the_chosen_digits():
+    ds = digits()
+    pair = ds.classes(8, 3)
+    assert pair.n_classes == 2 and pair.name == "digits[8v3]"
+    assert np.array_equal(pair.x_train, ds.x_train[(ds.y_train == 8) | (ds.y_train == 3)])
+    assert np.array_equal(pair.y_train, (ds.y_train[np.isin(ds.y_train, [8, 3])] == 3))
+    assert len(pair.x_test) == np.isin(ds.y_test, [8, 3]).sum()
+    for bad in ((3,), (3, 3), (3, 10)):
+        with pytest.raises(DropstudyError, match="classes"):
+            ds.classes(*bad)
