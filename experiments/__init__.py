@@ -6,10 +6,15 @@ Each experiment module is shaped like a Flax example and defines:
 * ``Config`` — a frozen dataclass with every size and hyperparameter, its quick (smoke
   test) variant in ``Config.QUICK``; :func:`.runner.config` builds it;
 * ``plan(cfg, ds) -> {label: Cell}`` — the work, one resumable cell per configuration;
-* ``summarise(cfg, raw) -> dict`` — intervals and verdicts (rules from :mod:`.stats`);
+* ``summarise(cfg, raw) -> dict`` — intervals and tests. Its ``tests`` maps a name to a
+  test from :mod:`.stats` (:func:`~.stats.direction`, :func:`~.stats.equivalence` or
+  :func:`~.stats.exact_check`), labelled with ``what`` (the quantity in words) and
+  ``predictor`` (a key of :data:`.common.PREDICTOR_NAMES`); ``primary`` names the one test
+  that judges the claim (``Config.primary``, fixed before the run); ``findings`` lists
+  sentences such as a sign that flips between weight scaling and the MC average;
 * ``figures(cfg, raw, results, ctx)`` — PNGs;
-* ``section(results) -> (markdown, verdict)`` — the report's section, from the results file
-  alone.
+* ``section(results) -> markdown`` — the report's section, from the results file alone; the
+  report adds the tests table and decides the verdict (Holm across the primaries).
 
 Run one with ``dropstudy run NAME`` or ``python -m dropstudy_experiments.NAME``; all with
 ``dropstudy run all``. The library (:mod:`dropstudy`) never imports this package.

@@ -29,7 +29,9 @@ from dropstudy.train import progress as train_progress
 
 from .cells import CellStore
 from .results import write_json
-from .stats import fmt, mean_ci
+from .stats import ALPHA, POWER, fmt, mean_ci, sign_flip
+
+MC_K = 1000  # subnetworks in every experiment's Monte-Carlo average of a dropout net
 
 plt.rcParams.update({"figure.dpi": 90, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -268,3 +270,110 @@ def errorbar(ax, xs, cis: list[dict], label: str, **kw):
     lo = m - np.array([c["lo"] for c in cis])
     hi = np.array([c["hi"] for c in cis]) - m
     ax.errorbar(xs, m, yerr=[lo, hi], label=label, capsize=3, marker="o", ms=4, **kw)
+
+
+def predictions(model, variables, x, key, task: str = "classification", k: int = MC_K) -> dict:
+    """A dropout net's prediction on ``x`` by weight scaling and by its MC average over ``k``
+    subnetworks: ``{"ws": Average, "mc": Average}`` (see :mod:`dropstudy.predict`)."""
+    from dropstudy import predict as P
+
+    return {
+        "ws": P.weight_scaling(model, variables, x, task=task),
+        "mc": P.mc(model, variables, x, key=key, k=k, task=task),
+    }
+
+
+PREDICTOR_NAMES = {
+    "ws": "weight scaling",
+    "mc": f"MC average, K = {MC_K}",
+    "exact_a": "exact arithmetic mean",
+    "exact_g": "exact normalised geometric mean",
+    "-": "no dropout net",
+}
+
+
+def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
+    """Findings for pairs of tests of one quantity by two predictors whose signs disagree
+    with at least one of them significant (see :func:`.stats.sign_flip`)."""
+    out = []
+    for a, b in pairs:
+        ta, tb = tests[a], tests[b]
+        if sign_flip(ta, tb):
+            out.append(
+                f"The sign of *{ta['what']}* flips between predictors: "
+                f"{effect_str(ta)} by {PREDICTOR_NAMES[ta['predictor']]}, "
+                f"{effect_str(tb)} by {PREDICTOR_NAMES[tb['predictor']]}."
+            )
+    return out
+
+
+def _num(x: float) -> str:
+    """A number in 4 significant places, in scientific notation when small or large."""
+    if x == 0:
+        return "0"
+    return f"{x:.2e}" if abs(x) < 1e-3 or abs(x) >= 1e4 else f"{x:.4g}"
+
+
+def effect_str(t: dict) -> str:
+    if t["rule"] == "exact":
+        return "exact check"
+    level = int(round(100 * t["level"]))
+    return f"{_num(t['effect'])} [{_num(t['lo'])}, {_num(t['hi'])}] ({level}%)"
+
+
+def p_str(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "< 1e-4" if p < 1e-4 else f"{p:.4f}"
+
+
+def _detects(t: dict) -> str:
+    """What the design detects at 80% power, and the seeds the observed effect needs."""
+    if t["rule"] == "exact":
+        return "-"
+    need = t["seeds_needed"]
+    need_s = "not reachable" if need is None else str(need)
+    what = "margin" if t["rule"] == "equivalence" else "effect"
+    return f"{what} {_num(t['mde'])}; seeds needed: {need_s}"
+
+
+def rule_str(t: dict) -> str:
+    if t["rule"] == "direction":
+        return f"direction, claimed {t['claimed']}"
+    if t["rule"] == "equivalence":
+        return f"equivalence within +-{_num(t['margin'])}"
+    return "exact check"
+
+
+def tests_table(r: dict) -> str:
+    """Every test of a results file: the primary first, then the exploratory ones, each with
+    its predictor, n, effect and interval, p-value, verdict (unadjusted) and power."""
+    tests, primary = r["tests"], r["primary"]
+    order = [primary] + [k for k in tests if k != primary]
+    rows = []
+    for k in order:
+        t = tests[k]
+        rows.append(
+            [
+                ("**primary**: " if k == primary else "exploratory: ") + t["what"],
+                PREDICTOR_NAMES[t.get("predictor", "-")],
+                rule_str(t),
+                str(t.get("n", "-")),
+                effect_str(t),
+                p_str(t["p"]),
+                f"**{t['verdict']}**" if k == primary else t["verdict"],
+                _detects(t),
+            ]
+        )
+    head = ["test", "predictor", "rule", "n", "effect [interval]", "p", "verdict", "detects"]
+    note = (
+        f"Verdicts here are unadjusted (level {ALPHA}); the primary's Holm-adjusted verdict is "
+        f"in the report's summary. \"detects\": the smallest effect (direction) or margin "
+        f"(equivalence, at a true effect of 0) this design finds with {int(POWER * 100)}% "
+        "power, and the seeds the observed effect would need for that power."
+    )
+    findings = r.get("findings") or []
+    lines = [table(head, rows), "", note]
+    if findings:
+        lines += ["", "**Findings.**", *[f"- {f}" for f in findings]]
+    return "\n".join(lines)

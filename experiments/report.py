@@ -1,7 +1,9 @@
 """``dropstudy report``: REPORT.md from the results files alone.
 
 For every experiment: the claim, its figures, tables with 95% intervals over seeds, the
-papers' numbers where they exist, and a verdict computed by the rule its section states.
+papers' numbers where they exist, and every test with its rule, predictor and power. Each
+claim's verdict is its primary test's, decided at Holm-adjusted p-values across the
+report's primaries (:func:`.stats.holm`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,22 @@ from pathlib import Path
 
 from dropstudy.validate import DropstudyError
 
+from .common import PREDICTOR_NAMES, effect_str, p_str, rule_str, tests_table
 from .results import read_json
 from .runner import NAMES, RESULTS, module, scale_command, scale_of
+from .stats import ALPHA, decide, holm
+
+
+def adjusted(results: dict[str, dict]) -> dict[str, dict]:
+    """``{name: {"test", "p_holm", "verdict"}}``: every experiment's primary test, its
+    Holm-adjusted p-value across the primaries given, and the verdict at that p-value."""
+    names = list(results)
+    primaries = [results[n]["tests"][results[n]["primary"]] for n in names]
+    ps = holm([t["p"] for t in primaries])
+    return {
+        n: {"test": t, "p_holm": p, "verdict": decide(t, p)}
+        for n, t, p in zip(names, primaries, ps, strict=True)
+    }
 
 
 def build_report(results_dir, out) -> Path:
@@ -37,14 +53,19 @@ def build_report(results_dir, out) -> Path:
     s = next(iter(scales.values()))
     command = scale_command(s) + (f" --out {results_dir}" if results_dir != RESULTS else "")
     sections, summary = [], []
+    decided = adjusted(results)
     for i, name in enumerate(found, 1):
-        r = results[name]
-        md, verdict = module(name).section(r)
-        md = md.replace(f"]({name}/", f"]({rel}/{name}/")
-        summary.append(f"| {i} | [{name}](#{i}-{name}) | {r['claim']} | **{verdict}** |")
+        r, d = results[name], decided[name]
+        md = module(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
+        t = d["test"]
+        summary.append(
+            f"| {i} | [{name}](#{i}-{name}) | {r['claim']} | {t['what']} | "
+            f"{PREDICTOR_NAMES[t.get('predictor', '-')]} | {rule_str(t)} | {t.get('n', '-')} | "
+            f"{effect_str(t)} | {p_str(t['p'])} | {p_str(d['p_holm'])} | **{d['verdict']}** |"
+        )
         sections.append(
             f"## {i}. {name}\n\n*Made by `{scale_command(s, name)}`.*\n\n"
-            f"**Claim.** {r['claim']}\n\n{md}"
+            f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{tests_table(r)}\n"
         )
     missing = [n for n in NAMES if n not in found]
     meta = results[found[0]]
@@ -65,8 +86,19 @@ def build_report(results_dir, out) -> Path:
         f"optax {v.get('optax')}."
         + (" **Quick (smoke-test) scale: not for conclusions.**" if s["quick"] else ""),
         "",
-        "| # | experiment | claim | verdict |",
-        "|---|---|---|---|",
+        "Each claim is judged by one primary test, named in its experiment's config and "
+        "fixed before the run. Direction tests: supported when the 95% interval excludes 0 "
+        "on the claimed side, contradicted when it excludes 0 on the other side, else "
+        "inconclusive. Equivalence tests: two one-sided tests against a margin fixed in the "
+        "config (the 90% interval); supported when it lies inside the margin, contradicted "
+        "when it lies wholly outside, else inconclusive. The verdicts below are decided at "
+        f"p-values Holm-adjusted across these {len(found)} primaries (level {ALPHA}); the "
+        "intervals beside them are unadjusted. Every other test in a section is "
+        "exploratory.",
+        "",
+        "| # | experiment | claim | primary test | predictor | rule | n | effect [interval] "
+        "| p | p (Holm) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *summary,
         "",
     ]

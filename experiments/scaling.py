@@ -27,7 +27,7 @@ from dropstudy.models import MLP, MaskedDropout
 from dropstudy.train import TrainConfig, train
 
 from .common import ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table, train_str
-from .stats import all_hold
+from .stats import equivalence_from, exact_check
 
 NAME = "scaling"
 CLAIM = (
@@ -51,6 +51,10 @@ class Config(ExperimentConfig):
         steps=1500, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9
     )
     same_function: float = 1e-3  # largest logit difference of "the same function"
+    # Equivalence margin of training-mode mean minus eval output, relative to the
+    # expectation: 0.5% (50 on 10,000, half the per-draw sd of 100), fixed before the run.
+    demo_margin: float = 0.005
+    primary: str = "demo_inverted"
     QUICK: ClassVar[dict] = {"n_keys": 1_000, "train": train.replace(steps=200)}
 
     def with_seeds(self, n: int):
@@ -141,19 +145,36 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 def summarise(cfg: Config, raw: dict) -> dict:
     demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
     conv = raw["conventions"]
-    # Rule: the eval output equals the expectation exactly, and the training mean's 95% CI
-    # contains it, for both conventions; the conventions coincide when trained matched.
-    conditions = [
-        d["eval"] == d["theory_mean"]
-        and d["train_mean"]["lo"] <= d["eval"] <= d["train_mean"]["hi"]
-        for d in demo.values()
-    ]
-    same_fn = conv["matched_lr"]["max_abs_logit"] < cfg.same_function
+    # Primary: the training-mode mean over many masks (the ensemble's average) equals the
+    # eval-mode output (weight scaling) within the margin, for PyTorch's inverted dropout.
+    tests = {}
+    for c, d in demo.items():
+        tests[f"demo_{c}"] = equivalence_from(
+            d["train_mean"]["mean"] - d["eval"],
+            d["train_sd"],
+            d["n_keys"],
+            cfg.demo_margin * d["theory_mean"],
+            what=f"training-mode mean minus eval output, {c} dropout (tutorial unit)",
+            predictor="ws",
+        )
+        tests[f"eval_exact_{c}"] = exact_check(
+            d["eval"] == d["theory_mean"],
+            what=f"eval output equals the expectation exactly, {c} dropout",
+            predictor="ws",
+        )
+    tests["same_function"] = exact_check(
+        conv["matched_lr"]["max_abs_logit"] < cfg.same_function,
+        what=f"matched training: inverted and standard nets within {cfg.same_function:g} "
+        "in logits",
+        predictor="ws",
+    )
     return {
         "demo": demo,
         "conventions": conv,
         "demo_rate": cfg.demo_rate,
-        "verdict": all_hold(*conditions, same_fn),
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": [],
     }
 
 
@@ -178,7 +199,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     ctx.savefig(fig, "demo.png")
 
 
-def section(r: dict) -> tuple[str, str]:
+def section(r: dict) -> str:
     cfg = r["config"]
     rows = [
         [
@@ -245,12 +266,13 @@ from matching initialisations, with the standard net's post-dropout learning rat
         )
     }
 
-Verdict (rule: eval output equals the expectation and lies in the training mean's 95% CI for
-both conventions, and matched training keeps the two conventions within
-{cfg["same_function"]:g} in logits):
-**{r["verdict"]}**.
+The primary test is the tutorial's own demo with PyTorch's convention: the mean of the
+unit's training-mode output over {r["demo"]["inverted"]["n_keys"]:,} masks minus its eval-mode
+output, equivalent within {100 * cfg["demo_margin"]:g}% of the expectation. The rest are exact
+checks: the eval output equals the expectation, and matched training keeps the two
+conventions within {cfg["same_function"]:g} in logits.
 """
-    return md, r["verdict"]
+    return md
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from dropstudy_experiments import common, runner
 from dropstudy_experiments.report import build_report
 from dropstudy_experiments.results import clean, dumps
 from dropstudy_experiments.runner import NAMES
+from dropstudy_experiments.common import PREDICTOR_NAMES, tests_table
 from dropstudy_experiments.stats import VERDICTS
 
 from dropstudy.data import digits
@@ -80,12 +81,16 @@ def test_quick_run_and_section(name, quick_dir):
     res = json.loads(path.read_text())
     assert res["claim"] == runner.module(name).CLAIM and res["quick"] is True
     assert res["config"] == json.loads(dumps(runner.config(name, quick=True).to_dict()))
-    assert res["verdict"] in VERDICTS
+    assert res["primary"] == res["config"]["primary"] and res["primary"] in res["tests"]
+    for t in res["tests"].values():
+        assert t["verdict"] in VERDICTS and t["what"] and t["predictor"] in PREDICTOR_NAMES
+    assert isinstance(res["findings"], list)
     assert res["figures"]
     for fig in res["figures"]:
         assert (path.parent / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    md, verdict = runner.module(name).section(res)
-    assert verdict == res["verdict"] and f"**{verdict}**" in md
+    md = runner.module(name).section(res)
+    assert isinstance(md, str) and "nan" not in md.lower()
+    assert res["tests"][res["primary"]]["what"] in tests_table(res)
     assert "nan" not in path.read_text().lower()
 
 
