@@ -317,7 +317,7 @@ def _num(x: float) -> str:
 def effect_str(t: dict) -> str:
     if t["rule"] == "exact":
         return "exact check"
-    level = int(round(100 * t["level"]))
+    level = round(100 * t["level"])
     return f"{_num(t['effect'])} [{_num(t['lo'])}, {_num(t['hi'])}] ({level}%)"
 
 
@@ -368,7 +368,7 @@ def tests_table(r: dict) -> str:
     head = ["test", "predictor", "rule", "n", "effect [interval]", "p", "verdict", "detects"]
     note = (
         f"Verdicts here are unadjusted (level {ALPHA}); the primary's Holm-adjusted verdict is "
-        f"in the report's summary. \"detects\": the smallest effect (direction) or margin "
+        f'in the report\'s summary. "detects": the smallest effect (direction) or margin '
         f"(equivalence, at a true effect of 0) this design finds with {int(POWER * 100)}% "
         "power, and the seeds the observed effect would need for that power."
     )

@@ -164,8 +164,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         )
     tests["same_function"] = exact_check(
         conv["matched_lr"]["max_abs_logit"] < cfg.same_function,
-        what=f"matched training: inverted and standard nets within {cfg.same_function:g} "
-        "in logits",
+        what=f"matched training: inverted and standard nets within {cfg.same_function:g} in logits",
         predictor="ws",
     )
     return {

@@ -167,10 +167,20 @@ def equivalence(values, margin: float, **label) -> dict:
     effect were 0) and ``seeds_needed`` (for ``margin`` at the observed effect; None when
     the observed effect is at or beyond the margin).
     """
+    _, m, sd, n = _sample(values)
+    return equivalence_from(m, sd, n, margin, **label)
+
+
+def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> dict:
+    """:func:`equivalence` from a sample's mean, standard deviation (ddof=1) and size, for
+    samples too large to keep (e.g. 10,000 training-mode draws)."""
     if not margin > 0:
         raise DropstudyError(f"an equivalence margin must be > 0, got {margin}")
-    v, m, sd, n = _sample(values)
-    c = mean_ci(v, level=1 - 2 * ALPHA)
+    if n < 2:
+        raise DropstudyError(f"a test needs at least 2 seeds, got {n}")
+    m, sd, n = float(mean), float(sd), int(n)
+    half = 0.0 if sd == 0 else float(_st.t.ppf(1 - ALPHA, n - 1) * sd / math.sqrt(n))
+    c = {"lo": m - half, "hi": m + half}
     if sd == 0:
         p_low = p_up = 0.0 if abs(m) < margin else 1.0
         p_out = 0.0 if abs(m) > margin else 1.0
@@ -187,9 +197,7 @@ def equivalence(values, margin: float, **label) -> dict:
     else:
         hi = 2 * (_st.t.ppf(1 - ALPHA, n - 1) + 40) * sd / math.sqrt(n)
         mde = float(_opt.brentq(lambda d: _power_tost(0.0, d, sd, n) - POWER, 1e-12 * sd, hi))
-    needed = (
-        None if abs(m) >= margin else _smallest_n(lambda k: _power_tost(m, margin, sd, k))
-    )
+    needed = None if abs(m) >= margin else _smallest_n(lambda k: _power_tost(m, margin, sd, k))
     return {
         "rule": "equivalence",
         "margin": margin,

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from scipy.stats import ttest_1samp
 from dropstudy_experiments import stats as S
+from scipy.stats import ttest_1samp
 
 from dropstudy.validate import DropstudyError
 

@@ -8,10 +8,10 @@ import numpy as np
 import optax
 import pytest
 from dropstudy_experiments import common, runner
+from dropstudy_experiments.common import PREDICTOR_NAMES, tests_table
 from dropstudy_experiments.report import build_report
 from dropstudy_experiments.results import clean, dumps
 from dropstudy_experiments.runner import NAMES
-from dropstudy_experiments.common import PREDICTOR_NAMES, tests_table
 from dropstudy_experiments.stats import VERDICTS
 
 from dropstudy.data import digits
