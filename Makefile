@@ -5,13 +5,17 @@ PY     := $(VENV)/bin/python
 DROPSTUDY := $(VENV)/bin/dropstudy
 STAMP  := $(VENV)/.installed-stamp
 RESULTS ?= results
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: study study-quick test test-slow bench lint format report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,tensorboard]'
+	# PyTorch's CPU build first, pinned, so that the extra below takes it instead of a
+	# CUDA build of several GB; it runs the tutorial's reference code.
+	$(PY) -m pip install -q 'torch==$(TORCH_VERSION)'
+	$(PY) -m pip install -q -e '.[test,tensorboard,reference]'
 	touch $(STAMP)
 
 ## The whole study at default scale (about 12 minutes on 2 cores), then REPORT.md.

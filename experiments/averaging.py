@@ -2,14 +2,23 @@
 
 On trained dropout nets, the same weights are evaluated by weight scaling, by Monte-Carlo
 averages over K sampled subnetworks (K = 1 ... 1000, several mask streams), and by the exact
-arithmetic and normalised geometric means over all 2^n subnetworks (n <= ~20 droppable
-units). The 2014 paper's MC-vs-weight-scaling figure, with the exact lines added, across
-drop rates, activations and depths; and a wide net where only MC is possible.
+arithmetic and normalised geometric means over all 2^n subnetworks (n <= 20 droppable units).
+
+The nets are chosen so that the comparison measures averaging, not capacity:
+
+* primary: Warde-Farley et al.'s set-up, 2x10 ReLU at keep 0.5 on binary digit pairs (the
+  per-seed value is the mean over the pairs), >= 25 seeds;
+* 10-class nets that fit the training set (mean train error <= ``fit_error``), 25 seeds;
+* a stress case: nets too small for 10 classes at their drop rate, other activations and
+  depths, 5 seeds, labelled as such;
+* a wide net where only MC is possible (the 2014 paper's K* figure).
+
+A net's "fits" flag is measured, not assumed: its mean train error by weight scaling.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import jax
@@ -21,40 +30,59 @@ from dropstudy.metrics import accuracy, gaps, nll
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ExperimentConfig, cell, ci, ci_str, errorbar, plt, table
-from .stats import equivalence_verdict, paired
+from .common import (
+    ExperimentConfig,
+    cell,
+    ci,
+    ci_str,
+    errorbar,
+    plt,
+    predictions,
+    table,
+    train_str,
+)
+from .stats import equivalence, paired
 
 NAME = "averaging"
 CLAIM = "Weight scaling approximates the average of the 2^n subnetworks that dropout trains."
+ROLES = ("primary", "fits", "stress", "wide")
+PAIRS = ((1, 8), (4, 9), (5, 9))  # the digit pairs with the most test errors (see README)
 
 
 @dataclass(frozen=True)
 class Net:
-    """One network of the sweep: hidden widths, activation, drop rate, and whether its
-    subnetworks are few enough to enumerate exactly."""
+    """One network of the study: hidden widths, activation, drop rate, the tasks it is
+    trained on (``()``: every class; else one binary task per pair, the per-seed value the
+    mean over them), its role (one of ``ROLES``) and whether its subnetworks are few enough
+    to enumerate exactly."""
 
     tag: str
     hidden: tuple[int, ...]
     activation: str = "relu"
     rate: float = 0.5
+    role: str = "stress"
+    tasks: tuple[tuple[int, ...], ...] = ()
     exact: bool = True
 
     def to_dict(self) -> dict:
         return {"tag": self.tag, "hidden": list(self.hidden), "activation": self.activation,
-                "rate": self.rate, "exact": self.exact}  # fmt: skip
+                "rate": self.rate, "role": self.role, "tasks": [list(t) for t in self.tasks],
+                "exact": self.exact}  # fmt: skip
 
 
 NETS = (
-    *(Net(f"relu 2x10, drop {r}", (10, 10), "relu", r) for r in (0.2, 0.5, 0.8)),
+    Net("relu 2x10, drop 0.5, digit pairs", (10, 10), role="primary", tasks=PAIRS),
+    Net("relu 1x20, drop 0.5", (20,), role="fits"),
+    Net("relu 2x10, drop 0.2", (10, 10), rate=0.2, role="fits"),
+    *(Net(f"relu 2x10, drop {r}", (10, 10), rate=r) for r in (0.5, 0.8)),
     *(Net(f"{a} 2x10, drop 0.5", (10, 10), a) for a in ("tanh", "sigmoid", "linear")),
-    Net("relu 1x20, drop 0.5", (20,)),
     Net("relu 3x(7,7,6), drop 0.5", (7, 7, 6)),
-    Net("relu 2x256, drop 0.5 (MC only)", (256, 256), exact=False),
+    Net("relu 2x256, drop 0.5 (MC only)", (256, 256), role="wide", exact=False),
 )
 QUICK_NETS = (
-    Net("relu 2x6, drop 0.5", (6, 6)),
-    Net("relu 1x8, drop 0.5", (8,)),
-    Net("relu 2x64, drop 0.5 (MC only)", (64, 64), exact=False),
+    Net("relu 2x6, drop 0.5, digit pairs", (6, 6), role="primary", tasks=PAIRS[:2]),
+    Net("relu 1x8, drop 0.5", (8,), role="fits"),
+    Net("relu 2x64, drop 0.5 (MC only)", (64, 64), role="wide", exact=False),
 )
 
 
@@ -62,20 +90,33 @@ QUICK_NETS = (
 class Config(ExperimentConfig):
     """Sizes and hyperparameters of the averaging experiment."""
 
-    seeds: int = 5
+    seeds: int = 25  # primary and fitting nets
+    stress_seeds: int = 5  # stress cases and the wide net
     nets: tuple[Net, ...] = NETS
-    main: str = "relu 2x10, drop 0.5"  # the net whose verdict is the claim's
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=3e-3)
     ks: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
     mc_keys: int = 3  # independent MC streams per exact-enumerable net (1 for MC-only nets)
-    margin: float = 0.01  # equivalence margin on the test error (1 percentage point)
+    # Margins fixed before the run: 1 percentage point of test error, 0.02 nats of NLL.
+    margin: float = 0.01
+    nll_margin: float = 0.02
+    fit_error: float = 0.02  # a net "fits" when its mean train error is at most this
+    k_delta: float = 0.001  # K*: the smallest K with MC error <= WS error + k_delta
+    bootstrap: int = 1000  # resamples of seeds for K*'s interval
+    primary: str = "primary err WS-A"
     QUICK: ClassVar[dict] = {
-        "seeds": 2,
+        "seeds": 3,
+        "stress_seeds": 2,
         "nets": QUICK_NETS,
-        "main": "relu 2x6, drop 0.5",
         "train": train.replace(steps=300),
         "mc_keys": 2,
+        "ks": (1, 10, 100, 1000),
     }
+
+    def with_seeds(self, n: int):
+        return replace(self, seeds=n, stress_seeds=n)
+
+    def seeds_of(self, net: Net) -> int:
+        return self.seeds if net.role in ("primary", "fits") else self.stress_seeds
 
 
 def _bounds(ws, ex) -> dict:
@@ -89,23 +130,23 @@ def _bounds(ws, ex) -> dict:
     return {
         "frac_g_le_nwgm_le_a": float(np.mean((g <= nwgm + tol) & (nwgm <= a + tol))),
         "frac_ws_between_nwgm_and_a": float(np.mean((ws >= lo - tol) & (ws <= hi + tol))),
-        "mean_abs_ws_minus_nwgm": float(np.mean(np.abs(ws - nwgm))),
-        "mean_abs_ws_minus_a": float(np.mean(np.abs(ws - a))),
-        "mean_abs_nwgm_minus_a": float(np.mean(np.abs(nwgm - a))),
     }
 
 
-def net_cell(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list):
-    """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed."""
-    c = net.to_dict()
+def _task_rows(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds):
+    """Per-seed measurements of ``net`` trained on ``ds``."""
     model = MLP(hidden=net.hidden, n_out=ds.n_classes, activation=net.activation, rate=net.rate)
     variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     x, y = ds.x_test, ds.y_test
-    per_seed = []
+    rows = []
     for i, s in enumerate(seeds):
         v = take(variables, i)
+        tr = predictions(model, v, ds.x_train, jax.random.key(2000 + s))
         ws = np.asarray(P.weight_scaling(model, v, x).arithmetic)
-        row = {"ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)}}
+        row = {
+            "ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)},
+            "train_err": {k: 1 - accuracy(a.arithmetic, ds.y_train) for k, a in tr.items()},
+        }
         if net.exact:
             ex = P.exact(model, v, x)
             for name, q in (("exact_a", ex.arithmetic), ("exact_g", ex.geometric)):
@@ -123,47 +164,121 @@ def net_cell(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, 
             curves["g_err"].append([1 - accuracy(cur[k].geometric, y) for k in ks])
             curves["g_nll"].append([nll(cur[k].geometric, y) for k in ks])
         row["mc"] = {k: np.mean(v, axis=0).tolist() for k, v in curves.items()}
-        row["mc_band"] = {
-            k: [np.min(v, axis=0).tolist(), np.max(v, axis=0).tolist()] for k, v in curves.items()
-        }
-        per_seed.append(row)
-    return {"config": c, "seeds": per_seed}
+        rows.append(row)
+    return rows
 
 
-def _summary(cell: dict, ks: list, margin: float) -> dict:
-    rows = cell["seeds"]
-    out = {"config": cell["config"]}
+def _mean_rows(per_task: list[list[dict]]) -> list[dict]:
+    """Per seed, every number averaged over the tasks (a nested dict of floats and lists)."""
+
+    def mean(*xs):
+        if isinstance(xs[0], dict):
+            return {k: mean(*(x[k] for x in xs)) for k in xs[0]}
+        return np.mean(np.asarray(xs, np.float64), axis=0).tolist()
+
+    return [mean(*rows) for rows in zip(*per_task, strict=True)]
+
+
+def net_cell(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list):
+    """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed: on
+    ``ds`` itself, or on each of its binary ``net.tasks`` (then averaged per seed)."""
+    tasks = [ds.classes(*t) for t in net.tasks] or [ds]
+    per_task = [_task_rows(d, net, train, ks, mc_keys, seeds) for d in tasks]
+    rows = _mean_rows(per_task)
+    return {"config": net.to_dict(), "tasks": [d.name for d in tasks], "seeds": rows}
+
+
+def k_star(ws_err, mc_err, ks, delta: float) -> int | None:
+    """The smallest K whose mean MC error over seeds is at most the mean weight-scaling
+    error plus ``delta``; None when no K up to the largest does. ``ws_err (S,)``,
+    ``mc_err (S, len(ks))``."""
+    hit = np.flatnonzero(np.mean(mc_err, axis=0) <= np.mean(ws_err) + delta)
+    return int(ks[hit[0]]) if hit.size else None
+
+
+def k_star_interval(ws_err, mc_err, ks, delta: float, n_boot: int, seed: int = 0) -> dict:
+    """K* and its 95% percentile bootstrap interval over seeds (None: beyond the largest K)."""
+    ws_err, mc_err = np.asarray(ws_err), np.asarray(mc_err)
+    rng = np.random.default_rng(seed)
+    big = ks[-1] * 10  # stands for "> K_max" while sorting
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(ws_err), len(ws_err))
+        k = k_star(ws_err[i], mc_err[i], ks, delta)
+        boots.append(big if k is None else k)
+    lo, hi = np.percentile(boots, [2.5, 97.5], method="nearest")
+    as_k = lambda k: None if k >= big else int(k)  # noqa: E731
+    return {"k": k_star(ws_err, mc_err, ks, delta), "lo": as_k(lo), "hi": as_k(hi)}
+
+
+def _summary(cfg: Config, cell: dict) -> dict:
+    rows, ks = cell["seeds"], list(cfg.ks)
+    out = {"config": cell["config"], "tasks": cell["tasks"], "n_seeds": len(rows)}
     for name in ("ws", "exact_a", "exact_g"):
         if name in rows[0]:
             out[name] = {m: ci([r[name][m] for r in rows]) for m in ("err", "nll")}
+    out["train_err"] = {k: ci([r["train_err"][k] for r in rows]) for k in ("ws", "mc")}
+    out["fits"] = out["train_err"]["ws"]["mean"] <= cfg.fit_error
     out["mc"] = {
         m: [ci([r["mc"][m][i] for r in rows]) for i in range(len(ks))]
         for m in ("a_err", "a_nll", "g_err", "g_nll")
     }
-    # smallest K whose mean MC (arithmetic) error is at or below weight scaling's
-    ws_err = out["ws"]["err"]["mean"]
-    hit = [k for k, c in zip(ks, out["mc"]["a_err"]) if c["mean"] <= ws_err]
-    out["k_mc_reaches_ws_err"] = hit[0] if hit else None
+    out["k_star"] = k_star_interval(
+        [r["ws"]["err"] for r in rows],
+        [r["mc"]["a_err"] for r in rows],
+        ks,
+        cfg.k_delta,
+        cfg.bootstrap,
+    )
     if "exact_a" in out:
-        out["err_ws_minus_exact_a"] = paired(
-            [r["ws"]["err"] for r in rows], [r["exact_a"]["err"] for r in rows]
-        )
-        out["nll_ws_minus_exact_a"] = paired(
-            [r["ws"]["nll"] for r in rows], [r["exact_a"]["nll"] for r in rows]
-        )
-        out["nll_ws_minus_exact_g"] = paired(
-            [r["ws"]["nll"] for r in rows], [r["exact_g"]["nll"] for r in rows]
-        )
+        for m in ("err", "nll"):
+            out[f"{m}_ws_minus_exact_a"] = paired(
+                *([r[k][m] for r in rows] for k in ("ws", "exact_a"))
+            )
         for k in rows[0]["bounds"]:
             out[k] = ci([r["bounds"][k] for r in rows])
         for g in ("gap_ws_vs_exact_a", "gap_ws_vs_exact_g", "gap_exact_g_vs_exact_a"):
             out[g] = {m: ci([r[g][m] for r in rows]) for m in rows[0][g]}
-        out["verdict"] = equivalence_verdict(out["err_ws_minus_exact_a"], margin)
     return out
 
 
+def _diff(rows, a: str, b: str, metric: str) -> list[float]:
+    return [r[a][metric] - r[b][metric] for r in rows]
+
+
+def _tests(cfg: Config, net: Net, rows: list[dict], fits: bool) -> dict:
+    """The equivalence tests of one exact-enumerable net, keyed ``"<role> <what>"``."""
+    label = {"primary": "primary", "fits": "fits", "stress": "stress"}[net.role]
+    where = f"{net.tag}" + ("" if fits else ", does not fit its training set")
+    t = {}
+    specs = [("err", "exact_a", cfg.margin, "A"), ("nll", "exact_a", cfg.nll_margin, "A")]
+    if net.role == "primary":
+        specs += [("err", "exact_g", cfg.margin, "G"), ("nll", "exact_g", cfg.nll_margin, "G")]
+    elif net.role == "stress":
+        specs = specs[:1]
+    mean_name = {"A": "exact arithmetic mean", "G": "exact normalised geometric mean"}
+    for metric, ref, margin, short in specs:
+        what = "test error" if metric == "err" else "test NLL"
+        t[f"{label} {metric} WS-{short}" + ("" if net.role == "primary" else f" {net.tag}")] = (
+            equivalence(
+                _diff(rows, "ws", ref, metric),
+                margin,
+                what=f"{what}, weight scaling minus the {mean_name[short]} ({where})",
+                predictor="ws",
+            )
+        )
+    if net.role == "primary":
+        k = len(rows[0]["mc"]["a_err"]) - 1
+        t["primary err MC-A"] = equivalence(
+            [r["mc"]["a_err"][k] - r["exact_a"]["err"] for r in rows],
+            cfg.margin,
+            what=f"test error, MC average minus the exact arithmetic mean ({where})",
+            predictor="mc",
+        )
+    return t
+
+
 def plan(cfg: Config, ds: Dataset) -> dict:
-    seeds = list(range(cfg.seeds))
     return {
         f"net={n.tag}": cell(
             net_cell,
@@ -172,28 +287,39 @@ def plan(cfg: Config, ds: Dataset) -> dict:
             train=cfg.train,
             ks=list(cfg.ks),
             mc_keys=cfg.mc_keys,
-            seeds=seeds,
+            seeds=list(range(cfg.seeds_of(n))),
         )
         for n in cfg.nets
     }
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
-    summaries = {n.tag: _summary(raw[f"net={n.tag}"], list(cfg.ks), cfg.margin) for n in cfg.nets}
-    verdicts = {t: s["verdict"] for t, s in summaries.items() if "verdict" in s}
+    summaries, tests = {}, {}
+    for n in cfg.nets:
+        c = raw[f"net={n.tag}"]
+        s = summaries[n.tag] = _summary(cfg, c)
+        if n.exact:
+            tests.update(_tests(cfg, n, c["seeds"], s["fits"]))
+    if cfg.primary not in tests:
+        raise ValueError(f"primary test {cfg.primary!r} is not one of {sorted(tests)}")
+    findings = [
+        f"{tag} is listed as a net that fits, but its mean train error by weight scaling is "
+        f"{s['train_err']['ws']['mean']:.3f} > {cfg.fit_error}."
+        for tag, s in summaries.items()
+        if s["config"]["role"] in ("primary", "fits") and not s["fits"]
+    ]
     return {
         "ks": list(cfg.ks),
         "nets": summaries,
-        "main": cfg.main,
-        "verdict": summaries[cfg.main]["verdict"],
-        "verdicts": verdicts,
-        "margin": cfg.margin,
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": findings,
     }
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     summaries, KS = r["nets"], r["ks"]
-    tags = list(summaries)
+    tags = [n.tag for n in cfg.nets]
     cols = 3
     rows = -(-len(tags) // cols)
     for metric, fname in (("err", "mc_vs_exact_error.png"), ("nll", "mc_vs_exact_nll.png")):
@@ -230,7 +356,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
             fontsize=9,
         )
         ctx.savefig(fig, fname)
-    exact = [t for t in tags if "verdict" in summaries[t]]
+    exact = [t for t in tags if "exact_a" in summaries[t]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key, scale, ylabel in (
         (axes[0], "err_ws_minus_exact_a", 100, "test error difference (percentage points)"),
@@ -241,79 +367,88 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(exact)), exact, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
-    axes[0].axhspan(-100 * r["margin"], 100 * r["margin"], color="tab:green", alpha=0.15,
-                    label=f"equivalence margin +-{100 * r['margin']:.0f} pp")  # fmt: skip
+    axes[0].axhspan(-100 * cfg.margin, 100 * cfg.margin, color="tab:green", alpha=0.15,
+                    label=f"equivalence margin +-{100 * cfg.margin:g} pp")  # fmt: skip
+    axes[1].axhspan(-cfg.nll_margin, cfg.nll_margin, color="tab:green", alpha=0.15,
+                    label=f"equivalence margin +-{cfg.nll_margin:g} nats")  # fmt: skip
+    axes[1].legend(fontsize=8)
     axes[0].legend(fontsize=8)
     axes[0].set_title("Error: weight scaling minus exact arithmetic mean", fontsize=10)
     axes[1].set_title("NLL: weight scaling minus exact arithmetic mean", fontsize=10)
     ctx.savefig(fig, "ws_minus_exact.png")
 
 
-def section(r: dict) -> tuple[str, str]:
-    rows = []
-    for tag, s in r["nets"].items():
-        ex_a = ci_str(s["exact_a"]["err"]) if "exact_a" in s else "-"
-        ex_g = ci_str(s["exact_g"]["err"]) if "exact_g" in s else "-"
-        mc = s["mc"]["a_err"][-1]
+def _k(k: int | None, kmax: int) -> str:
+    return f"> {kmax}" if k is None else str(k)
+
+
+def section(r: dict) -> str:
+    cfg, ks = r["config"], r["ks"]
+    kmax = ks[-1]
+    rows, nll_rows = [], []
+    for tag in (n["tag"] for n in cfg["nets"]):
+        s = r["nets"][tag]
+        ex = lambda name, m="err", s=s: ci_str(s[name][m]) if name in s else "-"  # noqa: E731
+        k = s["k_star"]
+        role = s["config"]["role"] + ("" if s["fits"] else " (does not fit)")
         rows.append(
             [
                 tag,
+                role,
+                str(s["n_seeds"]),
+                ci_str(s["train_err"]["ws"]),
+                ci_str(s["train_err"]["mc"]),
                 ci_str(s["ws"]["err"]),
-                ci_str(mc),
-                ex_a,
-                ex_g,
-                str(s["k_mc_reaches_ws_err"]),
-                s.get("verdict", "-"),
+                ci_str(s["mc"]["a_err"][-1]),
+                ex("exact_a"),
+                ex("exact_g"),
+                f"{_k(k['k'], kmax)} [{_k(k['lo'], kmax)}, {_k(k['hi'], kmax)}]",
             ]
         )
+        if "exact_a" in s:
+            a, g = s["gap_ws_vs_exact_a"], s["gap_ws_vs_exact_g"]
+            nll_rows.append(
+                [
+                    tag,
+                    ci_str(s["ws"]["nll"]),
+                    ci_str(s["mc"]["a_nll"][-1]),
+                    ex("exact_a", "nll"),
+                    ex("exact_g", "nll"),
+                    ci_str(a["mean_kl"]),
+                    ci_str(g["mean_kl"]),
+                    ci_str(a["disagreement"]),
+                    ci_str(g["disagreement"]),
+                    ci_str(s["frac_g_le_nwgm_le_a"]),
+                ]
+            )
     err_table = table(
-        [
-            "net",
-            "error WS",
-            f"error MC K={r['ks'][-1]}",
-            "error exact arith.",
-            "error exact geom.",
-            "K: MC reaches WS",
-            "verdict",
-        ],
+        ["net", "role", "seeds", "train error WS", f"train error MC K={kmax}", "test error WS",
+         f"test error MC K={kmax}", "exact arith.", "exact geom.", "K* [95% CI]"],
         rows,
-    )
-    nll_rows = []
-    for tag, s in r["nets"].items():
-        if "exact_a" not in s:
-            continue
-        nll_rows.append(
-            [
-                tag,
-                ci_str(s["ws"]["nll"]),
-                ci_str(s["exact_a"]["nll"]),
-                ci_str(s["exact_g"]["nll"]),
-                ci_str(s["gap_ws_vs_exact_g"]["max_abs_prob"]),
-                ci_str(s["gap_ws_vs_exact_a"]["max_abs_prob"]),
-                ci_str(s["frac_g_le_nwgm_le_a"]),
-                ci_str(s["frac_ws_between_nwgm_and_a"]),
-            ]
-        )
+    )  # fmt: skip
     nll_table = table(
-        [
-            "net",
-            "NLL WS",
-            "NLL exact arith.",
-            "NLL exact geom.",
-            "max abs diff WS vs NWGM",
-            "max abs diff WS vs arith.",
-            "frac G<=NWGM<=A",
-            "frac WS between NWGM and A",
-        ],
+        ["net", "NLL WS", f"NLL MC K={kmax}", "NLL exact arith.", "NLL exact geom.",
+         "KL(A || WS)", "KL(G || WS)", "disagreement WS vs A", "WS vs G", "frac G<=NWGM<=A"],
         nll_rows,
-    )
-    md = f"""Every net is trained once per seed with dropout and evaluated on the same weights.
-Srivastava et al. 2014 (MNIST) found that MC reaches the weight-scaling error at about K = 50
-and is marginally better beyond; Warde-Farley et al. 2014 enumerated 2^20 subnetworks at keep
-0.5 only and found the geometric mean comparable to the arithmetic mean. Here the exact means
-are added at drop rates 0.2, 0.5, 0.8, four activations and three depths. For one hidden
-layer, weight scaling *is* the normalised geometric mean (an identity the tests check to
-float64 precision); for linear nets it is the exact mean of the logits.
+    )  # fmt: skip
+    primary = next(s for s in r["nets"].values() if s["config"]["role"] == "primary")
+    pairs = ", ".join(primary["tasks"])
+    return f"""Every net is trained once per seed with dropout ({train_str(cfg["train"])}) and
+evaluated on the same weights by weight scaling (WS), by Monte-Carlo averages over K sampled
+subnetworks ({cfg["mc_keys"]} mask streams per seed, averaged) and by the exact arithmetic (A)
+and normalised geometric (G) means over all 2^n subnetworks. Warde-Farley et al. 2014
+enumerated 2^20 subnetworks of a 2x10 ReLU net at keep 0.5 on binary MNIST digit pairs and
+found the geometric mean comparable to the arithmetic mean; Srivastava et al. 2014 (MNIST)
+found that MC reaches the weight-scaling error at about K = 50.
+
+The primary net repeats Warde-Farley et al.'s set-up on digit pairs ({pairs}; each seed's
+value is the mean over the pairs). A comparison of averages means something only on nets that
+fit their training set, so the table gives train error beside test error, and a net's role says
+whether it fits (mean train error by WS at most {cfg["fit_error"]:g}). The stress cases are
+too small for 10 classes at their drop rate, or use other activations and depths: their errors
+mostly measure which units the training left dead, not averaging. For one hidden layer, weight
+scaling *is* the normalised geometric mean (an identity the tests check to float64 precision);
+for linear nets it is the exact mean of the logits.
 
 ![error](averaging/mc_vs_exact_error.png)
 ![nll](averaging/mc_vs_exact_nll.png)
@@ -321,17 +456,22 @@ float64 precision); for linear nets it is the exact mean of the logits.
 
 {err_table}
 
+K* is the smallest K whose mean MC test error (arithmetic) is at most the mean WS error plus
+{100 * cfg["k_delta"]:g} percentage points, with a 95% bootstrap interval over seeds
+({cfg["bootstrap"]} resamples); "> {kmax}" when no K up to {kmax} reaches it. MC converges to
+the exact arithmetic mean, so K* = "> {kmax}" is expected wherever A's error exceeds WS's.
+
 {nll_table}
 
-"frac G<=NWGM<=A" is the share of (example, class) entries where the unnormalised geometric
-mean, the NWGM and the arithmetic mean are ordered as Baldi & Sadowski's bound states (it is
-proved for a logistic output with outputs <= 0.5; here the outputs are 10-way softmaxes).
+KL(A || WS) is the mean over test examples of KL(exact arithmetic mean || weight scaling), in
+nats; "frac G<=NWGM<=A" is the share of (example, class) entries where the unnormalised
+geometric mean, the NWGM and the arithmetic mean are ordered as Baldi & Sadowski's bound
+states (proved for a logistic output with outputs <= 0.5).
 
-Verdict rule (equivalence): supported when the 95% CI of error(WS) - error(exact arithmetic)
-lies within +-{r["margin"] * 100:.0f} percentage point, not supported when it lies entirely
-outside, partly supported otherwise. Main net ({r["main"]}): **{r["verdict"]}**.
+The primary test is the equivalence of test error, WS minus the exact arithmetic mean, on the
+primary net (margin +-{100 * cfg["margin"]:g} percentage point, fixed in the config); NLL
+(margin +-{cfg["nll_margin"]:g} nats) and the geometric mean are exploratory.
 """
-    return md, r["verdict"]
 
 
 if __name__ == "__main__":

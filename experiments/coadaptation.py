@@ -1,14 +1,35 @@
 """Claim 4: dropout prevents co-adaptation: units must be useful in random subsets of the
 others, so the net tolerates losing any of them.
 
-Plain and dropout nets of equal size, same initialisation per seed. Every measurement is a
-forward pass with a mask: removing a unit is a zero in the expected mask.
+Plain and dropout nets of equal size (two ReLU hidden layers), the same initialisation per
+seed, trained on the training set less a fixed validation split (``val_fraction`` of it, the
+same examples for every seed and both nets). Every measurement is a forward pass with a
+mask: removing a unit is a zero in the expected mask. The measures are made scale-free, so
+that a net that is merely more (over)confident does not look more co-adapted:
 
-* accuracy as a random fraction (0 ... 0.9) of hidden units is removed;
-* pairwise interaction D_ij = L(-i,-j) - L(-i) - L(-j) + L for every pair of units of the
-  last hidden layer (one batch of masks, vmapped), its distribution and mean |D|;
-* correlation of hidden activations; sparsity (mean activation, fraction of zeros);
-* first-layer weights drawn as images (8 x 8 for digits).
+* **temperature**: one temperature ``T`` per net and seed minimises the validation NLL of
+  the weight-scaled logits (bisection on the sign of d NLL / d(1/T), which is monotone
+  because the NLL is convex in 1/T). Every loss below is the NLL of ``softmax(logits / T)``;
+* **interactions** of the last hidden layer's units ``i, j`` (its ``h`` units, all pairs),
+  on the train split and on test: ``D_ij = L(-i,-j) - L(-i) - L(-j) + L`` with single-unit
+  effects ``d_i = L(-i) - L``. The **normalised interaction** is
+  ``R = mean_{i<j} |D_ij| / mean_i |d_i|`` over the *live* units (units active on at least
+  one training example; a dead unit has ``d_i = D_ij = 0`` exactly and would only dilute
+  both means): how far removing two units departs from the sum of removing each, in units
+  of what removing one does. ``R = 0`` for units whose effects add. Raw ``mean |D_ij|`` is
+  kept as exploratory. The output layer is linear, so the logits without a set ``S`` of
+  last-layer units are ``z - sum_{i in S} u_i w_i`` (``u`` the layer's output, ``w_i`` row
+  ``i`` of the output kernel): every pair costs one subtraction, not one forward pass;
+* **removal** of a random fraction of all hidden units (both layers) without rescaling,
+  and with the survivors of each layer multiplied by ``n_layer / n_kept`` so the layer's
+  expected input to the next is preserved; test accuracy and temperature-scaled test NLL;
+* correlation of last-layer activations, sparsity (mean activation, fraction of zeros) and
+  first-layer weights drawn as images (8 x 8 for digits).
+
+Headline metrics (accuracy and NLL on train and test) are given by weight scaling and by the
+MC average over ``MC_K`` subnetworks for the dropout net; the co-adaptation measures are
+ablations of the weight-scaled net (an MC average per ablated pair would cost ``MC_K`` times
+as much).
 """
 
 from __future__ import annotations
@@ -20,213 +41,507 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from dropstudy import masks as M
 from dropstudy.data import Dataset
+from dropstudy.metrics import accuracy, nll
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.validate import DropstudyError
 
-from .common import ExperimentConfig, cell, ci, ci_str, errorbar, mlp_str, plt, table, train_str
-from .stats import combine, direction_verdict, paired
+from .common import (
+    MC_K,
+    ExperimentConfig,
+    cell,
+    ci,
+    ci_str,
+    errorbar,
+    flips,
+    mlp_str,
+    plt,
+    predictions,
+    table,
+    train_str,
+)
+from .stats import direction, paired
 
 NAME = "coadaptation"
 CLAIM = (
     "Dropout reduces co-adaptation: each unit must work with random subsets of the "
     "others, so the net tolerates losing any of them."
 )
-CHUNK = 256  # subnetworks per vmapped step of mask_scores
+CHUNK = 256  # subnetworks (or unit pairs) per vmapped step
+LOG_T_RANGE = (-5.0, 5.0)  # natural-log bounds of the temperature search
+BISECTIONS = 60  # halvings of the log-T bracket: far below float32 resolution
+HIST_EDGES = np.linspace(-3.0, 3.0, 61)  # bins of D_ij / mean |d_i|; outliers in end bins
 
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
     """Sizes and hyperparameters of the co-adaptation experiment."""
 
-    seeds: int = 5
+    seeds: int = 10  # the primary needs few; the exploratory NLL and error tests need ~6-10
     width: int = 128
     rates: tuple[float, float] = (0.0, 0.5)  # plain, dropout
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=1e-3)
+    val_fraction: float = 0.2  # of the training set, held out to fit the temperatures
+    split_seed: int = 0  # the validation split's permutation, fixed across seeds and nets
     fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     draws: int = 5  # random removals per fraction
+    compare_at: float = 0.5  # removal fraction at which robustness is tested (in fractions)
+    primary: str = "norm_interaction_test"
     QUICK: ClassVar[dict] = {"seeds": 2, "width": 16, "train": train.replace(steps=300)}
 
 
-def mask_scores(model, spec, variables, x, y, flat):
-    """Test NLL and accuracy of every subnetwork in ``flat (K, n_units)``: ``(K,), (K,)``."""
-    return _mask_scores(model, spec, variables, jnp.asarray(x), jnp.asarray(y), flat)
+# --- pieces (pure functions, unit-tested) -----------------------------------------------------
+
+
+def validation_split(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, tuple]:
+    """``(ds with the fit part as its training set, (x_val, y_val))``: the first
+    ``round(fraction * N)`` examples of a fixed permutation of the training set are held out."""
+    n = len(ds.x_train)
+    perm = np.random.default_rng(seed).permutation(n)
+    val, fit = perm[: round(fraction * n)], perm[round(fraction * n) :]
+    fit_ds = Dataset(
+        f"{ds.name}-fit", ds.x_train[fit], ds.y_train[fit], ds.x_test, ds.y_test, ds.n_classes
+    )
+    return fit_ds, (ds.x_train[val], ds.y_train[val])
+
+
+def fit_temperature(logits, y) -> float:
+    """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on ``logits (N, C)``
+    with labels ``y (N,)``. The NLL is convex in ``b = 1/T`` with derivative
+    ``mean(E_softmax(b z)[z] - z_y)``, increasing in ``b``; bisection on its sign over
+    ``log T`` in :data:`LOG_T_RANGE` (clipped there). Deterministic, float64."""
+    z = np.asarray(logits, np.float64)
+    zy = z[np.arange(len(z)), np.asarray(y)]
+
+    def slope(log_t: float) -> float:  # d NLL / d b at b = exp(-log_t)
+        s = z * np.exp(-log_t)
+        p = np.exp(s - s.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        return float(np.mean((p * z).sum(1) - zy))
+
+    lo, hi = LOG_T_RANGE  # slope(lo) is at large b: >= 0 unless the temperature must be lower
+    if slope(lo) <= 0:
+        return float(np.exp(lo))
+    if slope(hi) >= 0:
+        return float(np.exp(hi))
+    for _ in range(BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if slope(mid) > 0 else (lo, mid)
+    return float(np.exp(0.5 * (lo + hi)))
+
+
+def logit_nll(z, y) -> float:
+    """Mean NLL (nats, float64) of integer labels ``y (N,)`` under logits ``z (N, C)``."""
+    z = np.asarray(z, np.float64)
+    top = z.max(1)
+    lse = top + np.log(np.exp(z - top[:, None]).sum(1))
+    return float(np.mean(lse - z[np.arange(len(z)), np.asarray(y)]))
+
+
+def cross_entropy(z, y):
+    """Per-example NLL ``(N,)`` of integer labels ``y (N,)`` under logits ``z (N, C)``.
+
+    As ``m + log1p(sum over the other classes of exp(d_c - m))`` with ``d = z - z_y`` and
+    ``m = max d`` (the largest term left out of the sum): a well-fitted example's loss is
+    ``log1p`` of a small number, exact in float32, where ``logsumexp(z) - z_y`` would lose
+    it to cancellation (losses of 1e-5 are common on the train split).
+    """
+    d = z - jnp.take_along_axis(z, y[:, None], -1)
+    top = jnp.argmax(d, -1)
+    m = jnp.take_along_axis(d, top[:, None], -1)
+    rest = jnp.where(jnp.arange(d.shape[-1]) == top[:, None], 0.0, jnp.exp(d - m))
+    return m[:, 0] + jnp.log1p(rest.sum(-1))
+
+
+def _nll(z, y):
+    """Mean NLL of integer labels ``y (N,)`` under logits ``z (N, C)``."""
+    return jnp.mean(cross_entropy(z, y))
+
+
+@jax.jit
+def unit_interactions(u, w, b, y, temps, parts):
+    """Losses of the last layer's ablations: ``L (R, S)``, ``L(-i) (R, S, h)`` and
+    ``L(-i,-j) (R, S, h*(h-1)/2)``, pairs in ``np.triu_indices(h, 1)`` order.
+
+    ``u (N, h)`` is the layer's output (after its dropout, at the expected mask), ``w (h, C)``
+    and ``b (C,)`` the linear output layer, ``y (N,)`` labels. Losses are the NLL of
+    ``softmax((u @ w + b) / t)`` for each of ``temps (R,)``, averaged with the weights of
+    each row of ``parts (S, N)`` (e.g. the indicator of the train split over its size): one
+    compiled call serves every split. Removing unit ``i`` subtracts ``u[:, i] w[i]`` from the
+    logits, exactly, because the output layer is linear.
+    """
+    h = u.shape[1]
+    ii, jj = np.triu_indices(h, 1)
+    pad = (-len(ii)) % CHUNK  # padded with pair (0, 1), cut off below
+    ii, jj = (
+        jnp.asarray(np.concatenate([a, np.full(pad, v)]).reshape(-1, CHUNK))
+        for a, v in ((ii, 0), (jj, 1))
+    )
+
+    def at(t):
+        z0 = (u @ w + b) / t
+        c = u[:, :, None] * w[None] / t  # (N, h, C): each unit's share of the logits
+        loss = lambda z: parts @ cross_entropy(z, y)  # noqa: E731
+        l1 = jax.vmap(lambda i: loss(z0 - c[:, i]))(jnp.arange(h))
+        pair = jax.vmap(lambda i, j: loss(z0 - c[:, i] - c[:, j]))
+        l2 = jax.lax.map(lambda ij: pair(*ij), (ii, jj)).reshape(-1, parts.shape[0])
+        return loss(z0), l1.T, l2[: h * (h - 1) // 2].T
+
+    return jax.lax.map(at, temps)
+
+
+def interaction_measures(l0, l1, l2, live) -> dict:
+    """Scale-free and raw interaction measures from :func:`unit_interactions`' losses over
+    the units where ``live (h,)`` is true: ``norm`` (R = mean |D_ij| / mean |d_i|),
+    ``abs_d`` (mean |D_ij|), ``mean_d`` (mean D_ij), ``abs_single`` (mean |d_i|),
+    ``neg_single`` (the share of units whose removal *lowers* the loss) and the normalised
+    pairs ``d_over`` (D_ij / mean |d_i|, for histograms)."""
+    l1, l2 = np.asarray(l1, np.float64), np.asarray(l2, np.float64)
+    ii, jj = np.triu_indices(len(l1), 1)
+    keep = live[ii] & live[jj]
+    single = l1[live] - float(l0)
+    d = (l2 - l1[ii] - l1[jj] + float(l0))[keep]
+    if d.size == 0:  # fewer than two live units: nothing interacts
+        zero = dict.fromkeys(("norm", "abs_d", "mean_d", "abs_single", "neg_single"), 0.0)
+        return zero | {"d_over": d}
+    scale = float(np.mean(np.abs(single)))
+    return {
+        "neg_single": float(np.mean(single < 0)),
+        "norm": float(np.mean(np.abs(d)) / scale) if scale > 0 else 0.0,
+        "abs_d": float(np.mean(np.abs(d))),
+        "mean_d": float(np.mean(d)),
+        "abs_single": scale,
+        "d_over": d / scale if scale > 0 else d,
+    }
+
+
+def removal_mask(base, layers: list[np.ndarray], gone: np.ndarray, rescale: bool) -> np.ndarray:
+    """Flat mask ``(n_units,)``: ``base`` with the units ``gone`` set to 0; with ``rescale``
+    the survivors of each layer in ``layers`` (flat unit indices) are multiplied by
+    ``n_layer / n_kept`` so that the layer's expected output is preserved."""
+    m = np.array(base, np.float32)
+    m[gone] = 0.0
+    if rescale:
+        for units in layers:
+            kept = len(units) - np.isin(units, gone).sum()
+            m[units] *= len(units) / max(kept, 1)
+    return m
 
 
 @partial(jax.jit, static_argnames=("model", "spec"))
-def _mask_scores(model, spec, variables, x, y, flat):
+def _mask_scores(model, spec, variables, x, y, t, flat):
     def one(m):
         out = M.apply(model, variables, x, spec.unflatten(m))
-        nll = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
-        return nll, jnp.mean(jnp.argmax(out, -1) == y)
+        return _nll(out / t, y), jnp.mean(jnp.argmax(out, -1) == y)
 
     k = flat.shape[0]
     pad = (-k) % CHUNK
     flat = jnp.concatenate([flat, jnp.ones((pad, flat.shape[1]), flat.dtype)])
-    nll, acc = jax.lax.map(jax.vmap(one), flat.reshape(-1, CHUNK, flat.shape[1]))
-    return nll.reshape(-1)[:k], acc.reshape(-1)[:k]
+    loss, acc = jax.lax.map(jax.vmap(one), flat.reshape(-1, CHUNK, flat.shape[1]))
+    return loss.reshape(-1)[:k], acc.reshape(-1)[:k]
 
 
-def _net_measures(model, spec, v, ds, key, fractions, draws) -> dict:
-    x, y = ds.x_test, ds.y_test
-    p = v["params"]
-    base = spec.flatten(M.expected_masks(spec))
-    hidden_layers = model.dropout_layers()[1:]  # the input's dropout comes first
-    hidden = np.concatenate([M.layer_units(spec, d) for d in hidden_layers])
-    # (a) removal of random fractions of hidden units
-    flat = []
-    for fi, f in enumerate(fractions):
-        for d in range(draws):
-            k = jax.random.fold_in(key, fi * 100 + d)
-            gone = jax.random.permutation(k, hidden)[: round(f * len(hidden))]
-            flat.append(base.at[gone].set(0.0))
-    _, acc = mask_scores(model, spec, v, x, y, jnp.stack(flat))
-    removal = np.asarray(acc).reshape(len(fractions), draws).mean(1)
-    # (b) pairwise interactions in the last hidden layer
-    last = M.layer_units(spec, hidden_layers[-1])
-    h = len(last)
-    ii, jj = np.triu_indices(h, 1)
-    singles = jnp.stack([base.at[u].set(0.0) for u in last])
-    pairs = base[None].repeat(len(ii), 0)
-    pairs = (
-        pairs.at[np.arange(len(ii)), last[ii]].set(0.0).at[np.arange(len(ii)), last[jj]].set(0.0)
+def mask_scores(model, spec, variables, x, y, t: float, flat) -> tuple[np.ndarray, np.ndarray]:
+    """NLL of ``softmax(logits / t)`` and accuracy of every subnetwork in ``flat (K,
+    n_units)``: ``(K,), (K,)``."""
+    out = _mask_scores(
+        model, spec, variables, jnp.asarray(x), jnp.asarray(y), jnp.float32(t), jnp.asarray(flat)
     )
-    l0, _ = mask_scores(model, spec, v, x, y, base[None])
-    l1, _ = mask_scores(model, spec, v, x, y, singles)
-    l2, _ = mask_scores(model, spec, v, x, y, pairs)
-    d = np.asarray(l2) - np.asarray(l1)[ii] - np.asarray(l1)[jj] + float(l0[0])
-    # (c, d) activations of every hidden layer at the expected mask
-    acts = [
-        np.asarray(M.apply(model, v, x, M.expected_masks(spec), upto=i, method=MLP.features))
-        for i in range(len(model.hidden))
+    return tuple(np.asarray(a) for a in out)
+
+
+# --- one net ----------------------------------------------------------------------------------
+
+
+def _headline(model, v, fit: Dataset, key, dropout: bool) -> dict:
+    """Train (fit split) and test accuracy and NLL by weight scaling, and for a dropout net
+    by the MC average too: ``{predictor: {train_acc, train_nll, test_acc, test_nll}}``."""
+    x = np.concatenate([fit.x_train, fit.x_test])
+    n = len(fit.x_train)
+    preds = predictions(model, v, x, key)
+    out = {}
+    for name in ("ws", "mc") if dropout else ("ws",):
+        p = np.asarray(preds[name].arithmetic)
+        out[name] = {
+            f"{part}_{metric}": f(q, yy)
+            for part, q, yy in (("train", p[:n], fit.y_train), ("test", p[n:], fit.y_test))
+            for metric, f in (("acc", accuracy), ("nll", nll))
+        }
+    return out
+
+
+@partial(jax.jit, static_argnames=("model", "spec"))
+def _forward(model, spec, v, x):
+    """At the expected mask: logits ``(N, C)``, the output of the last hidden layer's dropout
+    ``(N, h)`` and every hidden layer's activation before its dropout ``[(N, h_l)]``."""
+    m = M.expected_masks(spec)
+    acts = [M.apply(model, v, x, m, upto=i, method=MLP.features) for i in range(len(model.hidden))]
+    return M.apply(model, v, x, m), M.apply(model, v, x, m, method=MLP.features), acts
+
+
+def _net_measures(model, spec, v, fit: Dataset, val, seed: int, cfg: Config, dropout: bool):
+    """Every measure of one trained net (``v``): a dict of floats and lists."""
+    sizes = np.cumsum([len(val[0]), len(fit.x_train)])
+    z, u, acts = _forward(model, spec, v, np.concatenate([val[0], fit.x_train, fit.x_test]))
+    (z_val, _, z_test), (_, u_fit, _) = np.split(z, sizes), np.split(u, sizes)
+    t = fit_temperature(z_val, val[1])
+    layers = [M.layer_units(spec, d) for d in model.dropout_layers()[1:]]  # input's is first
+    hidden = np.concatenate(layers)
+    base = np.asarray(spec.flatten(M.expected_masks(spec)))
+    # (a) removal of random fractions of hidden units (the same for both nets of a seed)
+    rng = np.random.default_rng(5000 + seed)
+    gones = [
+        rng.permutation(hidden)[: round(f * len(hidden))]
+        for f in cfg.fractions
+        for _ in range(cfg.draws)
     ]
+    removal, shape = {}, (len(cfg.fractions), cfg.draws)
+    for mode, rescale in (("unrescaled", False), ("rescaled", True)):
+        flat = np.stack([removal_mask(base, layers, g, rescale) for g in gones])
+        loss, acc = mask_scores(model, spec, v, fit.x_test, fit.y_test, t, flat)
+        removal[mode] = {"acc": acc.reshape(shape).mean(1).tolist()}
+        removal[mode]["nll"] = loss.reshape(shape).mean(1).tolist()
+    # (b) pairwise interactions in the last hidden layer, on the fit split and on test
+    out_layer = v["params"][model.dense_layers()[-1]]
+    live = np.asarray(u_fit).max(0) > 0
+    n_fit, n_test = len(fit.x_train), len(fit.x_test)
+    parts = np.zeros((2, n_fit + n_test), np.float32)
+    parts[0, :n_fit], parts[1, n_fit:] = 1 / n_fit, 1 / n_test
+    y = np.concatenate([fit.y_train, fit.y_test])
+    temps = jnp.asarray([t, 1.0], jnp.float32)
+    l0, l1, l2 = (
+        np.asarray(a)
+        for a in unit_interactions(
+            u[sizes[0] :], out_layer["kernel"], out_layer["bias"], y, temps, parts
+        )
+    )
+    inter = {}
+    for s, part in enumerate(("train", "test")):
+        scaled = interaction_measures(l0[0, s], l1[0, s], l2[0, s], live)
+        untempered = interaction_measures(l0[1, s], l1[1, s], l2[1, s], live)
+        inter[part] = {k: x for k, x in scaled.items() if k != "d_over"}
+        inter[part] |= {
+            "norm_untempered": untempered["norm"],
+            "abs_d_untempered": untempered["abs_d"],
+            "neg_single_untempered": untempered["neg_single"],
+        }
+    hist = np.histogram(np.clip(scaled["d_over"], HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
+    # (c, d) activations of every hidden layer at the expected mask, on test
+    acts = [np.asarray(a)[sizes[1] :] for a in acts]
     a = acts[-1]
-    live = a.std(0) > 1e-8
-    corr = np.corrcoef(a[:, live].T) if live.sum() > 1 else np.zeros((1, 1))
+    alive = a.std(0) > 1e-8
+    corr = np.corrcoef(a[:, alive].T) if alive.sum() > 1 else np.zeros((1, 1))
     off = np.abs(corr[~np.eye(len(corr), dtype=bool)])
-    counts, edges = np.histogram(d, bins=60)
     return {
-        "removal_acc": removal.tolist(),
-        "mean_abs_d": float(np.mean(np.abs(d))),
-        "mean_d": float(np.mean(d)),
-        "d_hist": {"counts": counts.tolist(), "edges": edges.tolist()},
-        "single_loss_increase": float(np.mean(np.asarray(l1) - float(l0[0]))),
+        "temperature": t,
+        "val_nll": logit_nll(z_val, val[1]),
+        "val_nll_scaled": logit_nll(z_val / t, val[1]),
+        "test_nll_scaled": logit_nll(z_test / t, fit.y_test),
+        "headline": _headline(model, v, fit, jax.random.key(9000 + seed), dropout),
+        "removal": removal,
+        "interactions": inter,
+        "live_units": int(live.sum()),
+        "d_hist": hist[0].tolist(),
         "mean_abs_corr": float(off.mean()) if off.size else 0.0,
-        "dead_units": int((~live).sum()),
         "mean_activation": float(np.mean([ac.mean() for ac in acts])),
         "frac_zero": float(np.mean([(ac <= 0).mean() for ac in acts])),
-        "first_layer": np.asarray(p[model.dense_layers()[0]]["kernel"][:, :16]).T.tolist(),
+        "first_layer": np.asarray(
+            v["params"][model.dense_layers()[0]]["kernel"][:, :16]
+        ).T.tolist(),
     }
 
 
-def rate_cell(
-    ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list, fractions, draws
-) -> list[dict]:
-    """Every measure for ``seeds`` nets trained at drop ``rate``."""
-    model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
-    v, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
-    spec = M.mask_spec(model, ds.x_train)
-    key = lambda s: jax.random.key(5000 + s)  # noqa: E731
+def rate_cell(ds: Dataset, rate: float, cfg: Config) -> list[dict]:
+    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` on the fit split."""
+    fit, val = validation_split(ds, cfg.val_fraction, cfg.split_seed)
+    model = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=rate)
+    seeds = list(range(cfg.seeds))
+    v, _ = train_seeds(model, seed_keys(seeds), fit.x_train, fit.y_train, cfg.train, seeds=seeds)
+    spec = M.mask_spec(model, fit.x_train)
     return [
-        _net_measures(model, spec, take(v, i), ds, key(s), fractions, draws)
+        _net_measures(model, spec, take(v, i), fit, val, s, cfg, rate > 0)
         for i, s in enumerate(seeds)
     ]
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
-    seeds = list(range(cfg.seeds))
-    return {
-        f"rate={r}": cell(
-            rate_cell,
-            ds=ds,
-            rate=r,
-            width=cfg.width,
-            train=cfg.train,
-            seeds=seeds,
-            fractions=list(cfg.fractions),
-            draws=cfg.draws,
+    if cfg.compare_at not in cfg.fractions:
+        raise DropstudyError(
+            f"compare_at={cfg.compare_at} must be one of fractions {cfg.fractions}"
         )
-        for r in cfg.rates
-    }
+    return {f"rate={r}": cell(rate_cell, ds=ds, rate=r, cfg=cfg) for r in cfg.rates}
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+
+def _per_seed(cfg: Config, raw: dict) -> dict:
+    """``{net: {quantity: [per seed]}}`` for net in ``plain``, ``dropout``."""
+    at = list(cfg.fractions).index(cfg.compare_at)
+    out = {}
+    for net, rate in zip(("plain", "dropout"), cfg.rates, strict=True):
+        ms = raw[f"rate={rate}"]
+        q: dict[str, list] = {}
+        for m in ms:
+            row = {
+                "temperature": m["temperature"],
+                "val_nll": m["val_nll"],
+                "val_nll_scaled": m["val_nll_scaled"],
+                "test_nll_scaled": m["test_nll_scaled"],
+                "live_units": m["live_units"],
+                "mean_abs_corr": m["mean_abs_corr"],
+                "mean_activation": m["mean_activation"],
+                "frac_zero": m["frac_zero"],
+            }
+            for pred in ("ws", "mc"):  # the plain net's one prediction stands for both
+                h = m["headline"].get(pred, m["headline"]["ws"])
+                row |= {f"{k}_{pred}": val for k, val in h.items()}
+            for part, d in m["interactions"].items():
+                row |= {f"{k}_{part}": val for k, val in d.items()}
+            for mode, d in m["removal"].items():
+                row[f"acc_lost_{mode}"] = d["acc"][0] - d["acc"][at]
+                row[f"nll_gain_{mode}"] = d["nll"][at] - d["nll"][0]
+            for k, val in row.items():
+                q.setdefault(k, []).append(val)
+        out[net] = q
+    return out
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
-    plain, drop = cfg.rates
-    res = {r: raw[f"rate={r}"] for r in cfg.rates}
-    fractions = list(cfg.fractions)
-    col = lambda r, k: [m[k] for m in res[r]]  # noqa: E731
-    half = fractions.index(0.5)
-    drop_at_half = {r: [m["removal_acc"][0] - m["removal_acc"][half] for m in res[r]] for r in res}
-    comp = {
-        "acc_loss_at_half_removed_plain_minus_dropout": paired(
-            drop_at_half[plain], drop_at_half[drop]
+    s = _per_seed(cfg, raw)
+    p, d = s["plain"], s["dropout"]
+    diff = lambda k: np.subtract(p[k], d[k])  # noqa: E731
+    half = f"{cfg.compare_at:g} of the hidden units removed"
+    tests = {
+        "norm_interaction_test": direction(
+            diff("norm_test"),
+            what="normalised interaction R = mean|D_ij| / mean|d_i| (test, T-scaled NLL, "
+            "last hidden layer), plain minus dropout",
+            predictor="ws",
         ),
-        "mean_abs_d_plain_minus_dropout": paired(col(plain, "mean_abs_d"), col(drop, "mean_abs_d")),
-        "mean_abs_corr_plain_minus_dropout": paired(
-            col(plain, "mean_abs_corr"), col(drop, "mean_abs_corr")
+        "norm_interaction_train": direction(
+            diff("norm_train"),
+            what="normalised interaction R (train split), plain minus dropout",
+            predictor="ws",
+        ),
+        "abs_d_test": direction(
+            diff("abs_d_test"),
+            what="raw mean |D_ij| (test, nats), plain minus dropout",
+            predictor="ws",
+        ),
+        "acc_lost_rescaled": direction(
+            diff("acc_lost_rescaled"),
+            what=f"test accuracy lost, {half}, survivors rescaled, plain minus dropout",
+            predictor="ws",
+        ),
+        "acc_lost_unrescaled": direction(
+            diff("acc_lost_unrescaled"),
+            what=f"test accuracy lost, {half}, not rescaled, plain minus dropout",
+            predictor="ws",
+        ),
+        "mean_abs_corr": direction(
+            diff("mean_abs_corr"),
+            what="mean |correlation| of last-layer activations (test), plain minus dropout",
+            predictor="ws",
+        ),
+        "mean_activation": direction(
+            diff("mean_activation"),
+            what="mean hidden activation (test, both layers), plain minus dropout",
+            predictor="ws",
         ),
     }
-    summary = {
-        str(r): {
-            k: ci(col(r, k))
-            for k in (
-                "mean_abs_d",
-                "mean_d",
-                "mean_abs_corr",
-                "mean_activation",
-                "frac_zero",
-                "single_loss_increase",
-                "dead_units",
-            )
+    for pred in ("ws", "mc"):
+        tests[f"test_nll_{pred}"] = direction(
+            diff(f"test_nll_{pred}"), what="test NLL, plain minus dropout", predictor=pred
+        )
+        tests[f"test_err_{pred}"] = direction(
+            np.subtract(d[f"test_acc_{pred}"], p[f"test_acc_{pred}"]),
+            what="test error, plain minus dropout",
+            predictor=pred,
+        )
+    nets = {net: {k: ci(v) for k, v in q.items()} for net, q in s.items()}
+    curves = {
+        net: {
+            mode: {
+                metric: [
+                    ci([m["removal"][mode][metric][i] for m in raw[f"rate={rate}"]])
+                    for i in range(len(cfg.fractions))
+                ]
+                for metric in ("acc", "nll")
+            }
+            for mode in ("unrescaled", "rescaled")
         }
-        | {
-            "removal_acc": [
-                ci([m["removal_acc"][i] for m in res[r]]) for i in range(len(fractions))
-            ]
-        }
-        for r in res
+        for net, rate in zip(("plain", "dropout"), cfg.rates, strict=True)
     }
-    v1 = direction_verdict(comp["acc_loss_at_half_removed_plain_minus_dropout"])
-    v2 = direction_verdict(comp["mean_abs_d_plain_minus_dropout"])
     return {
-        "width": cfg.width,
-        "fractions": fractions,
-        "nets": summary,
-        "comparisons": comp,
-        "verdict_robustness": v1,
-        "verdict_interactions": v2,
-        "verdict": combine(v1, v2),
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": flips(tests, [("test_nll_ws", "test_nll_mc"), ("test_err_ws", "test_err_mc")]),
+        "nets": nets,
+        "per_seed": {net: {k: q[k] for k in ("norm_test", "norm_train")} for net, q in s.items()},
+        "curves": curves,
+        "comparisons": {k: paired(p[k], d[k]) for k in ("abs_single_test", "abs_single_train")},
     }
+
+
+# --- figures and section ----------------------------------------------------------------------
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
-    summary = r["nets"]
-    labels = dict(zip(cfg.rates, ("plain", f"dropout {cfg.rates[1]}"), strict=True))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for rate, label in labels.items():
-        errorbar(axes[0], cfg.fractions, summary[str(rate)]["removal_acc"], label)
-        h = raw[f"rate={rate}"][0]["d_hist"]
-        axes[1].stairs(h["counts"], h["edges"], label=label, alpha=0.7)
-    axes[0].set(
+    labels = {"plain": "plain", "dropout": f"dropout {cfg.rates[1]}"}
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for k, (net, label) in enumerate(labels.items()):
+        for mode, ls in (("rescaled", "-"), ("unrescaled", "--")):
+            for ax, metric in zip(axes[0], ("acc", "nll"), strict=True):
+                curve = r["curves"][net][mode][metric]
+                errorbar(ax, cfg.fractions, curve, f"{label}, {mode}", ls=ls, color=f"C{k}")
+    axes[0, 0].set(
         xlabel="fraction of hidden units removed",
-        ylabel="test accuracy (mean of 5 draws)",
+        ylabel=f"test accuracy (mean of {cfg.draws} draws)",
         title="Removing hidden units (95% CI over seeds)",
     )
-    axes[1].set(
-        xlabel="interaction D_ij (test NLL, nats)",
+    axes[0, 1].set(
+        xlabel="fraction of hidden units removed",
+        ylabel="test NLL at the fitted temperature (nats)",
+        title="... temperature-scaled test NLL",
+        yscale="log",
+    )
+    for x, net in enumerate(labels):
+        for part, dx, mk in (("train", -0.12, "s"), ("test", 0.12, "o")):
+            vals = r["per_seed"][net][f"norm_{part}"]
+            axes[1, 0].plot(
+                np.full(len(vals), x + dx),
+                vals,
+                mk,
+                alpha=0.6,
+                color=f"C{x}",
+                label=f"{labels[net]}, {part}",
+            )
+    axes[1, 0].set(
+        xticks=[0, 1],
+        xticklabels=list(labels.values()),
+        xlim=(-0.6, 1.6),
+        ylabel="R = mean |D_ij| / mean |d_i|",
+        title="Normalised interaction, last hidden layer (per seed)",
+    )
+    axes[1, 0].set_ylim(bottom=0)
+    for net, label in labels.items():
+        axes[1, 1].stairs(raw_rate(cfg, raw, net)[0]["d_hist"], HIST_EDGES, label=label, alpha=0.8)
+    axes[1, 1].set(
+        xlabel="D_ij / mean |d_i| (test; outliers in the end bins)",
         ylabel="pairs of units (log scale)",
         title="Pairwise interactions, last hidden layer (seed 0)",
         yscale="log",
     )
-    axes[0].legend()
-    axes[1].legend()
+    for ax in axes.ravel():
+        ax.legend(fontsize=7)
     ctx.savefig(fig, "coadaptation.png")
     fig, axes = plt.subplots(2, 16, figsize=(13, 2.0))
-    for row, (rate, label) in enumerate(labels.items()):
-        for j, w in enumerate(raw[f"rate={rate}"][0]["first_layer"]):
+    for row, (net, label) in enumerate(labels.items()):
+        for j, w in enumerate(raw_rate(cfg, raw, net)[0]["first_layer"]):
             ax = axes[row, j]
             side = round(np.sqrt(len(w)))  # 8 x 8 digits, 28 x 28 MNIST
             ax.imshow(np.reshape(w, (side, side)), cmap="RdBu_r")
@@ -242,63 +557,105 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     ctx.savefig(fig, "first_layer.png")
 
 
-def section(r: dict) -> tuple[str, str]:
-    names = {k: "plain" if float(k) == 0 else f"dropout {k}" for k in r["nets"]}
+def raw_rate(cfg: Config, raw: dict, net: str) -> list[dict]:
+    """The raw per-seed measures of ``net`` (``plain`` or ``dropout``)."""
+    return raw[f"rate={cfg.rates[net == 'dropout']}"]
+
+
+def section(r: dict) -> str:
+    c, n = r["config"], r["nets"]
+    w, rate, at = c["width"], c["rates"][1], c["compare_at"]
+    label = {"plain": "plain", "dropout": f"dropout {rate}"}
     rows = [
-        [
-            names[k],
-            ci_str(v["mean_abs_d"], 4),
-            ci_str(v["single_loss_increase"], 4),
-            ci_str(v["mean_abs_corr"]),
-            ci_str(v["mean_activation"]),
-            ci_str(v["frac_zero"]),
-            ci_str(v["removal_acc"][r["fractions"].index(0.5)]),
-        ]
-        for k, v in r["nets"].items()
+        ("plain", "(one prediction)", "plain", "ws"),
+        (label["dropout"], "weight scaling", "dropout", "ws"),
+        (label["dropout"], f"MC average, K = {MC_K}", "dropout", "mc"),
     ]
-    comp = [
-        [k.replace("_", " "), ci_str(v, 4), f"{v['frac_positive']:.2f}"]
-        for k, v in r["comparisons"].items()
-    ]
-    w, rates = r["width"], r["config"]["rates"]
-    md = f"""{mlp_str(r, [w, w])}, plain vs drop rate {rates[1]} ({
-        train_str(r["config"]["train"])
-    }).
-Interactions over all {w * (w - 1) // 2} pairs of units of the last hidden layer, from test
-NLL; removals set a unit's mask to 0 without rescaling the others. Srivastava et al. 2014
-give only visual evidence (cleaner features) and a sparsity figure: mean hidden activation
-about 2.0 without dropout vs 0.7 with it (a 256-unit ReLU autoencoder, so only the direction
-is comparable). Scopes: interactions, the single-unit loss increase and correlations use the
-last hidden layer; mean activation and the fraction of zeros average both hidden layers;
-"half removed" draws from all hidden units.
+    keys = ("train_acc", "train_nll", "test_acc", "test_nll")
+    scaled = lambda net, p: (  # noqa: E731
+        [ci_str(n[net]["temperature"]), ci_str(n[net]["test_nll_scaled"])]
+        if p == "ws"
+        else ["-"] * 2
+    )
+    headline = table(
+        ["net", "predictor", "train acc", "train NLL", "test acc", "test NLL", "temperature T",
+         "test NLL at T"],
+        [[name, pred, *(ci_str(n[net][f"{k}_{p}"]) for k in keys), *scaled(net, p)]
+         for name, pred, net, p in rows],
+    )  # fmt: skip
+    share = lambda net, part: (  # noqa: E731
+        f"{ci_str(n[net][f'neg_single_{part}'])} / "
+        f"{ci_str(n[net][f'neg_single_untempered_{part}'])}"
+    )
+    inter = table(
+        ["net", "split", "**R** (normalised)", "mean abs D_ij (nats)", "mean abs d_i (nats)",
+         "mean D_ij (nats)", "R without temperature", "share of d_i < 0, at T / without"],
+        [[label[net], part, ci_str(n[net][f"norm_{part}"]),
+          *(ci_str(n[net][f"{k}_{part}"], 4) for k in ("abs_d", "abs_single", "mean_d")),
+          ci_str(n[net][f"norm_untempered_{part}"]), share(net, part)]
+         for net in label for part in ("train", "test")],
+    )  # fmt: skip
+    other = table(
+        ["net", f"acc lost, {at:g} removed", f"acc lost, {at:g} removed, rescaled",
+         f"NLL gain at T, {at:g} removed", f"NLL gain at T, {at:g} removed, rescaled",
+         "mean abs corr (last layer)", "mean activation", "fraction zero", "live units (last)"],
+        [[label[net],
+          *(ci_str(n[net][f"{q}_{m}"]) for q in ("acc_lost", "nll_gain")
+            for m in ("unrescaled", "rescaled")),
+          *(ci_str(n[net][k]) for k in ("mean_abs_corr", "mean_activation", "frac_zero")),
+          ci_str(n[net]["live_units"], 1)]
+         for net in label],
+    )  # fmt: skip
+    single = {part: ci_str(r["comparisons"][f"abs_single_{part}"], 4) for part in ("train", "test")}
+    return f"""{mlp_str(r, [w, w])}, plain vs drop rate {rate} ({train_str(c["train"])}),
+the same initialisation per seed, {c["seeds"]} seeds. Both nets train on the training set
+less a fixed validation split ({c["val_fraction"]:g} of it, the same examples for every seed
+and both nets); "train" below is the part they trained on.
+
+**Measures.** Removal-based measures mislead on overconfident nets (removing a unit can
+*lower* their NLL), and a net whose single units matter less shows smaller pairwise effects
+for that reason alone. So every loss here is the NLL at a temperature T fitted per net and
+seed on the validation split (weight-scaled logits; T > 1 means the net was overconfident),
+and the interaction of two units i, j of the last hidden layer,
+D_ij = L(-i,-j) - L(-i) - L(-j) + L, is normalised by the single-unit effects
+d_i = L(-i) - L: **R = mean |D_ij| / mean |d_i|**, over the live units (active on some
+training example) and all their pairs. R = 0 when the effects of removing units add up; the
+larger R, the more a unit's worth depends on which others are present. R is measured on the
+train split and on test; raw mean |D_ij| is exploratory. Removal takes a random fraction of
+all hidden units (both layers, {c["draws"]} draws per fraction, the same units for both
+nets), either without rescaling (what a dropout net saw in training) or with each layer's
+survivors multiplied by n_layer / n_kept (the layer's expected input to the next
+preserved). Correlations use the last hidden layer; mean activation and the fraction of
+zeros both hidden layers; all on test at the expected mask. Headline metrics come by weight
+scaling and by the MC average; the co-adaptation measures are ablations of the
+weight-scaled net.
+
+**Anchor.** Srivastava et al. (2014) give only visual evidence (cleaner features) and a
+sparsity figure: mean hidden activation about 2.0 without dropout vs 0.7 with it, for a
+256-unit ReLU autoencoder, so only the direction of the sparsity result is comparable.
 
 ![coadaptation](coadaptation/coadaptation.png)
+
+*Top: test accuracy and temperature-scaled test NLL as hidden units are removed (solid:
+survivors rescaled; dashed: not). Bottom: R per seed; the distribution of D_ij / mean |d_i|
+over pairs (seed 0, test).*
+
 ![first layer](coadaptation/first_layer.png)
 
-{
-        table(
-            [
-                "net",
-                "mean abs D_ij (last layer)",
-                "mean loss increase, one unit removed (last layer)",
-                "mean abs corr (last layer)",
-                "mean activation (both layers)",
-                "fraction zero (both layers)",
-                "accuracy, half removed",
-            ],
-            rows,
-        )
-    }
+{headline}
 
-{table(["paired comparison", "mean [95% CI]", "share of seeds > 0"], comp)}
+{inter}
 
-Verdict rule: robustness (accuracy lost when half the hidden units are removed, plain minus
-dropout, CI above 0: **{r["verdict_robustness"]}**) and interactions (mean |D_ij|, plain
-minus dropout, CI above 0: **{r["verdict_interactions"]}**); both supported gives supported,
-neither even partly supported gives not supported, anything else partly supported.
-Overall: **{r["verdict"]}**.
+{other}
+
+Mean |d_i|, plain minus dropout: {single["train"]} nats on the train split,
+{single["test"]} on test (paired over seeds). The primary test is R on test, plain minus
+dropout (claimed > 0): of these measures it is the one that speaks to co-adaptation proper
+(how far units' effects fail to add) and that neither a net's confidence (removed by T) nor
+the size of its single-unit effects (divided out) can produce. Removal robustness is
+exploratory: unrescaled removal is what dropout trains for, and rescaled removal measures
+redundancy as much as co-adaptation.
 """
-    return md, r["verdict"]
 
 
 if __name__ == "__main__":

@@ -345,7 +345,7 @@ def rule_str(t: dict) -> str:
     return "exact check"
 
 
-def tests_table(r: dict) -> str:
+def verdict_table(r: dict) -> str:
     """Every test of a results file: the primary first, then the exploratory ones, each with
     its predictor, n, effect and interval, p-value, verdict (unadjusted) and power."""
     tests, primary = r["tests"], r["primary"]

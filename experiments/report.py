@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dropstudy.validate import DropstudyError
 
-from .common import PREDICTOR_NAMES, effect_str, p_str, rule_str, tests_table
+from .common import PREDICTOR_NAMES, effect_str, p_str, rule_str, verdict_table
 from .results import read_json
 from .runner import NAMES, RESULTS, module, scale_command, scale_of
 from .stats import ALPHA, decide, holm
@@ -65,7 +65,7 @@ def build_report(results_dir, out) -> Path:
         )
         sections.append(
             f"## {i}. {name}\n\n*Made by `{scale_command(s, name)}`.*\n\n"
-            f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{tests_table(r)}\n"
+            f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{verdict_table(r)}\n"
         )
     missing = [n for n in NAMES if n not in found]
     meta = results[found[0]]

@@ -1,0 +1,79 @@
+"""The ensembles experiment's parts that need no training: the plain net as the dropout
+architecture under its expected mask, the fixed masks, the tests and the section."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from dropstudy_experiments import ensembles as E
+from dropstudy_experiments.common import PREDICTOR_NAMES
+
+from dropstudy import masks as M
+from dropstudy.data import digits
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig
+from dropstudy.validate import DropstudyError
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.3])
+def test_expected_mask_is_the_plain_net(rate):
+    x = jax.random.normal(jax.random.key(0), (7, 5))
+    drop = MLP(hidden=(6, 4), n_out=3, rate=rate)
+    v = drop.init(jax.random.key(1), x)
+    spec = M.mask_spec(drop, x)
+    got = M.apply(drop, {"params": v["params"]}, x, spec.unflatten(E.expected(spec, ())))
+    want = drop.clone(rate=0.0).apply({"params": v["params"]}, x)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_fixed_masks_are_binary_per_seed_and_a_prefix_in_k():
+    x = jnp.zeros((2, 5))
+    drop = MLP(hidden=(8, 8), n_out=3, rate=0.5)
+    spec = M.mask_spec(drop, x)
+    m = np.asarray(E.fixed_masks(spec, [0, 3], 4))
+    assert m.shape == (2, 4, spec.n_units) and set(np.unique(m)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(m[:, :2], E.fixed_masks(spec, [0, 3], 2))
+    np.testing.assert_array_equal(m[1], E.fixed_masks(spec, [3], 4)[0])
+    assert not np.array_equal(m[0], m[1])
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), 99), 2)
+    np.testing.assert_array_equal(m[1, 2], spec.flatten(M.sample_masks(spec, key)))
+
+
+def _fake_raw(seeds: int, shift: dict[str, float]) -> dict:
+    """Per-seed scores for every row: NLL 0.1 + shift + seed noise."""
+    rng = np.random.default_rng(0)
+    rows = {}
+    for name in E.ROWS:
+        rows[name] = []
+        for _ in range(seeds):
+            nll = 0.1 + shift.get(name, 0.0) + 1e-3 * rng.standard_normal()
+            s = {"accuracy": 0.97, "nll": nll, "ece": 0.01, "brier": 0.05}
+            rows[name].append({"test": s, "train": {**s, "nll": nll / 2}})
+    return {"cell=all": rows}
+
+
+def test_summarise_tests_findings_and_section():
+    cfg = E.Config(seeds=6)
+    raw = _fake_raw(6, {"dropout_ws": 0.05, "bagging": 0.2, "fixed_shared": 0.03, "plain": 0.3})
+    r = E.summarise(cfg, raw)
+    t = r["tests"]
+    assert r["primary"] == "nll_equiv_mc" and next(iter(t)) == "nll_equiv_mc"
+    assert t["nll_equiv_mc"]["verdict"] == "supported"  # MC equals the ensemble within noise
+    assert t["nll_equiv_ws"]["verdict"] == "contradicted"  # 0.05 nats outside +-0.02
+    assert t["bagging_mc"]["verdict"] == "supported" and t["sharing"]["verdict"] == "supported"
+    assert t["overfit_ws"]["verdict"] == "supported"
+    assert all(x["predictor"] in PREDICTOR_NAMES and x["what"] for x in t.values())
+    md = E.section({**r, "config": cfg.to_dict()})
+    assert "nan" not in md.lower() and "| plain net |" in md
+
+
+def test_sign_flip_between_predictors_is_a_finding():
+    raw = _fake_raw(6, {"dropout_ws": 0.1, "dropout_mc": -0.1})
+    findings = E.summarise(E.Config(seeds=6), raw)["findings"]
+    assert any("plain minus dropout" in f for f in findings)
+
+
+def test_plan_needs_steps_divisible_by_k():
+    cfg = E.Config(k=7, train=TrainConfig(steps=100))
+    with pytest.raises(DropstudyError, match="multiple of k"):
+        E.plan(cfg, digits())
