@@ -39,8 +39,8 @@ plt.rcParams.update({"figure.dpi": 90, "font.size": 10, "axes.grid": True, "grid
 class ExperimentConfig:
     """Base of every experiment's frozen ``Config``: the quick variant and the seed count.
 
-    Subclasses are frozen dataclasses with a ``seeds`` field and a ``QUICK`` dict of the
-    fields a smoke test shrinks.
+    Subclasses are frozen dataclasses with a ``seeds`` field (or their own ``with_seeds``)
+    and a ``QUICK`` dict of the fields a smoke test shrinks.
     """
 
     QUICK: ClassVar[dict[str, Any]] = {}

@@ -11,6 +11,8 @@ the same function; with identical hyper-parameters they drift apart.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -40,7 +42,6 @@ CLAIM = (
 class Config(ExperimentConfig):
     """Sizes and hyperparameters of the scaling experiment."""
 
-    seeds: int = 1  # the conventions check trains one net per convention (seed 0)
     n_inputs: int = 10_000  # the tutorial's demo: 10,000 inputs of 1
     demo_rate: float = 0.5
     n_keys: int = 10_000  # training-mode draws of the demo
@@ -58,7 +59,10 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {"n_keys": 1_000, "train": train.replace(steps=200)}
 
     def with_seeds(self, n: int):
-        return self  # one net per convention: --seeds does not apply
+        """Unchanged: the demo draws ``n_keys`` masks and the conventions check trains one
+        net per convention (seed 0), so ``--seeds`` does not apply."""
+        logging.getLogger("dropstudy").warning("scaling: --seeds does not apply; ignored")
+        return self
 
 
 class TutorialUnit(nn.Module):

@@ -120,7 +120,8 @@ class Config(ExperimentConfig):
 
     def optimizers(self) -> dict[str, TrainConfig]:
         """The MLPs' training configurations by optimiser name."""
-        return {o: getattr(self, o) for o in self.mlp_optimizers}
+        both = {"sgd": self.sgd, "adam": self.adam}
+        return {o: both[o] for o in self.mlp_optimizers}
 
 
 # ---------------------------------------------------------------------------- linear part

@@ -105,3 +105,20 @@ def test_report_from_the_quick_results(quick_dir, tmp_path):
     assert "Quick (smoke-test) scale" in text
     for link in re.findall(r"\]\(([^)]+\.png)\)", text):
         assert (report.parent / link).is_file(), link
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_config_field_is_read(name):
+    """No accepted-and-ignored option: every field of an experiment's Config is read by its
+    module (``cfg.field`` or, in ``section``, ``cfg["field"]``) beyond its definition."""
+    import dataclasses
+    import inspect
+
+    mod = runner.module(name)
+    src = inspect.getsource(mod)
+    unread = [
+        f.name
+        for f in dataclasses.fields(mod.Config)
+        if not re.search(rf"\.{f.name}\b|\[\"{f.name}\"\]|\b{f.name}=cfg\.", src)
+    ]
+    assert not unread, f"{name}.Config fields never read: {unread}"
