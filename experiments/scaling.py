@@ -12,7 +12,6 @@ the same function; with identical hyper-parameters they drift apart.
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass
 from typing import ClassVar
 
