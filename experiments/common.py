@@ -249,10 +249,15 @@ def train_str(t: dict) -> str:
     return f"{opt}, lr {t['lr']}{mom}, {batch}, {t['steps']} steps"
 
 
+def cell_text(c: Any) -> str:
+    """A table cell's text, its pipes escaped (``mean|D_ij|`` must not split the cell)."""
+    return str(c).replace("|", "\\|")
+
+
 def table(header: list[str], rows: Iterable[list[str]]) -> str:
     """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    lines = ["| " + " | ".join(cell_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell_text(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dropstudy.validate import DropstudyError
 
-from .common import PREDICTOR_NAMES, effect_str, p_str, rule_str, verdict_table
+from .common import PREDICTOR_NAMES, effect_str, p_str, rule_str, table, verdict_table
 from .results import read_json
 from .runner import NAMES, RESULTS, module, scale_command, scale_of
 from .stats import ALPHA, decide, holm
@@ -59,10 +59,10 @@ def build_report(results_dir, out) -> Path:
         md = module(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
         t = d["test"]
         summary.append(
-            f"| {i} | [{name}](#{i}-{name}) | {r['claim']} | {t['what']} | "
-            f"{PREDICTOR_NAMES[t.get('predictor', '-')]} | {rule_str(t)} | {t.get('n', '-')} | "
-            f"{effect_str(t)} | {p_str(t['p'])} | {p_str(d['p_holm'])} | **{d['verdict']}** |"
-        )
+            [i, f"[{name}](#{i}-{name})", r["claim"], t["what"],
+             PREDICTOR_NAMES[t.get("predictor", "-")], rule_str(t), t.get("n", "-"),
+             effect_str(t), p_str(t["p"]), p_str(d["p_holm"]), f"**{d['verdict']}**"]
+        )  # fmt: skip
         sections.append(
             f"## {i}. {name}\n\n*Made by `{scale_command(s, name)}`.*\n\n"
             f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{verdict_table(r)}\n"
@@ -96,10 +96,22 @@ def build_report(results_dir, out) -> Path:
         "intervals beside them are unadjusted. Every other test in a section is "
         "exploratory.",
         "",
-        "| # | experiment | claim | primary test | predictor | rule | n | effect [interval] "
-        "| p | p (Holm) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        *summary,
+        table(
+            [
+                "#",
+                "experiment",
+                "claim",
+                "primary test",
+                "predictor",
+                "rule",
+                "n",
+                "effect [interval]",
+                "p",
+                "p (Holm)",
+                "verdict",
+            ],
+            summary,
+        ),
         "",
     ]
     if missing:
