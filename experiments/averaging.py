@@ -46,7 +46,19 @@ from .stats import equivalence, paired
 NAME = "averaging"
 CLAIM = "Weight scaling approximates the average of the 2^n subnetworks that dropout trains."
 ROLES = ("primary", "fits", "stress", "wide")
-PAIRS = ((1, 8), (4, 9), (5, 9))  # the digit pairs with the most test errors (see README)
+# Warde-Farley et al.'s binary tasks: the three digit pairs whose training-set class means
+# are closest (most alike, so the nets make errors to compare); closest_pairs() computes
+# them and a test checks this constant against it.
+PAIRS = ((1, 8), (3, 9), (8, 9))
+
+
+def closest_pairs(ds: Dataset, n: int) -> tuple[tuple[int, int], ...]:
+    """The ``n`` class pairs whose training-set mean inputs are nearest (Euclidean), from
+    the training set only."""
+    means = np.stack([ds.x_train[ds.y_train == c].mean(0) for c in range(ds.n_classes)])
+    pairs = [(a, b) for a in range(ds.n_classes) for b in range(a + 1, ds.n_classes)]
+    pairs.sort(key=lambda ab: float(np.linalg.norm(means[ab[0]] - means[ab[1]])))
+    return tuple(pairs[:n])
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,7 @@ NETS = (
     Net("relu 2x256, drop 0.5 (MC only)", (256, 256), role="wide", exact=False),
 )
 QUICK_NETS = (
-    Net("relu 2x6, drop 0.5, digit pairs", (6, 6), role="primary", tasks=PAIRS[:2]),
+    Net("relu 2x6, drop 0.5, digit pairs", (6, 6), role="primary", tasks=PAIRS[:1]),
     Net("relu 1x8, drop 0.5", (8,), role="fits"),
     Net("relu 2x64, drop 0.5 (MC only)", (64, 64), role="wide", exact=False),
 )
@@ -278,6 +290,21 @@ def _tests(cfg: Config, net: Net, rows: list[dict], fits: bool) -> dict:
     return t
 
 
+def _geometric_finding(tests: dict) -> list[str]:
+    """Which mean weight scaling tracks on the primary net, in NLL (when the tests say)."""
+    a, g = tests.get("primary nll WS-A"), tests.get("primary nll WS-G")
+    if a is None or g is None or a["verdict"] == g["verdict"]:
+        return []
+    near, far = (g, a) if g["verdict"] == "supported" else (a, g)
+    return [
+        f"In NLL, weight scaling on the primary net is equivalent to the "
+        f"{near['what'].split('minus the ')[1].split(' (')[0]} ({near['verdict']}, "
+        f"{near['effect']:+.4f} nats) but not to the "
+        f"{far['what'].split('minus the ')[1].split(' (')[0]} ({far['verdict']}, "
+        f"{far['effect']:+.4f} nats), although their test errors agree."
+    ]
+
+
 def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         f"net={n.tag}": cell(
@@ -302,7 +329,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             tests.update(_tests(cfg, n, c["seeds"], s["fits"]))
     if cfg.primary not in tests:
         raise ValueError(f"primary test {cfg.primary!r} is not one of {sorted(tests)}")
-    findings = [
+    findings = _geometric_finding(tests) + [
         f"{tag} is listed as a net that fits, but its mean train error by weight scaling is "
         f"{s['train_err']['ws']['mean']:.3f} > {cfg.fit_error}."
         for tag, s in summaries.items()
@@ -423,7 +450,8 @@ def section(r: dict) -> str:
             )
     err_table = table(
         ["net", "role", "seeds", "train error WS", f"train error MC K={kmax}", "test error WS",
-         f"test error MC K={kmax}", "exact arith.", "exact geom.", "K* [95% CI]"],
+         f"test error MC K={kmax} (mean of {cfg['mc_keys']} streams)", "exact arith.",
+         "exact geom.", "K* [95% CI]"],
         rows,
     )  # fmt: skip
     nll_table = table(
@@ -441,8 +469,9 @@ enumerated 2^20 subnetworks of a 2x10 ReLU net at keep 0.5 on binary MNIST digit
 found the geometric mean comparable to the arithmetic mean; Srivastava et al. 2014 (MNIST)
 found that MC reaches the weight-scaling error at about K = 50.
 
-The primary net repeats Warde-Farley et al.'s set-up on digit pairs ({pairs}; each seed's
-value is the mean over the pairs). A comparison of averages means something only on nets that
+The primary net repeats Warde-Farley et al.'s set-up on digit pairs ({pairs}: the pairs whose
+training-set class means are closest, chosen from the training set only; each seed's value is
+the mean over the pairs). A comparison of averages means something only on nets that
 fit their training set, so the table gives train error beside test error, and a net's role says
 whether it fits (mean train error by WS at most {cfg["fit_error"]:g}). The stress cases are
 too small for 10 classes at their drop rate, or use other activations and depths: their errors
@@ -466,7 +495,8 @@ the exact arithmetic mean, so K* = "> {kmax}" is expected wherever A's error exc
 KL(A || WS) is the mean over test examples of KL(exact arithmetic mean || weight scaling), in
 nats; "frac G<=NWGM<=A" is the share of (example, class) entries where the unnormalised
 geometric mean, the NWGM and the arithmetic mean are ordered as Baldi & Sadowski's bound
-states (proved for a logistic output with outputs <= 0.5).
+states (proved for a logistic output with outputs <= 0.5; on the binary pairs one of the two
+classes has outputs above 0.5, so the share is 0.5 by construction).
 
 The primary test is the equivalence of test error, WS minus the exact arithmetic mean, on the
 primary net (margin +-{100 * cfg["margin"]:g} percentage point, fixed in the config); NLL

@@ -104,6 +104,7 @@ def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="dropstudy",
+        allow_abbrev=False,
         description="Is a network trained with dropout an ensemble of its subnetworks? "
         "Compare weight scaling, Monte-Carlo and exact averages; run the study; write its "
         "report.",
@@ -198,8 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     rep.add_argument("--results", type=Path, default=RESULTS, help="results folder to read")
-    rep.add_argument("--out", type=Path, default=Path("REPORT.md"), help="report to write")
+    rep.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report to write (default: REPORT.md for the full study's results folder, "
+        "else REPORT.md inside the results folder, so a quick report never replaces the "
+        "study's)",
+    )
     _add_verbosity(rep)
+    for p in sub.choices.values():  # --result must not pass for --results
+        p.allow_abbrev = False
     return ap
 
 
@@ -322,7 +332,12 @@ def cmd_run(args, parser=None) -> int:
 def cmd_report(args, parser=None) -> int:
     from .report import build_report
 
-    path = build_report(args.results, args.out)
+    out = args.out
+    if out is None:
+        out = (
+            Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
+        )
+    path = build_report(args.results, out)
     log.info("wrote %s", path)
     return 0
 

@@ -651,8 +651,13 @@ over pairs (seed 0, test).*
 Mean |d_i|, plain minus dropout: {single["train"]} nats on the train split,
 {single["test"]} on test (paired over seeds). The primary test is R on test, plain minus
 dropout (claimed > 0): of these measures it is the one that speaks to co-adaptation proper
-(how far units' effects fail to add) and that neither a net's confidence (removed by T) nor
-the size of its single-unit effects (divided out) can produce. Removal robustness is
+(how far units' effects fail to add), with a net's overconfidence removed by T and a common
+scale of its loss changes divided out. It is not free of every scale: D_ij is second order in
+the units' contributions while d_i is first order (on test, where the loss gradient is not 0),
+so a net that spreads the same function over more, smaller units has a smaller R without any
+change in how its features depend on each other (splitting every unit into k equal copies
+divides R by k). The dropout net's single-unit effects are smaller and its live units more
+(tables above), so part of the difference in R can come from that. Removal robustness is
 exploratory: unrescaled removal is what dropout trains for, and rescaled removal measures
 redundancy as much as co-adaptation.
 """

@@ -29,7 +29,7 @@ from dropstudy.train import progress as train_progress
 
 from .cells import CellStore
 from .results import write_json
-from .stats import ALPHA, POWER, fmt, mean_ci, sign_flip
+from .stats import ALPHA, SUPPORTED, excludes_zero, fmt, mean_ci, sign_flip
 
 MC_K = 1000  # subnetworks in every experiment's Monte-Carlo average of a dropout net
 
@@ -294,22 +294,39 @@ PREDICTOR_NAMES = {
     "exact_a": "exact arithmetic mean",
     "exact_g": "exact normalised geometric mean",
     "-": "no dropout net",
+    "members": "members' probabilities averaged",
 }
 
 
 def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
-    """Findings for pairs of tests of one quantity by two predictors whose signs disagree
-    with at least one of them significant (see :func:`.stats.sign_flip`)."""
+    """Findings for pairs of tests of one quantity by two predictors: a sign that flips with
+    at least one interval excluding 0 (:func:`.stats.sign_flip`), or verdicts that differ."""
     out = []
     for a, b in pairs:
         ta, tb = tests[a], tests[b]
+        by = lambda t: f"{effect_str(t)} by {PREDICTOR_NAMES[t['predictor']]}"  # noqa: E731
         if sign_flip(ta, tb):
+            out.append(f"The sign of *{ta['what']}* flips between predictors: {by(ta)}, {by(tb)}.")
+        elif ta["verdict"] != tb["verdict"]:
             out.append(
-                f"The sign of *{ta['what']}* flips between predictors: "
-                f"{effect_str(ta)} by {PREDICTOR_NAMES[ta['predictor']]}, "
-                f"{effect_str(tb)} by {PREDICTOR_NAMES[tb['predictor']]}."
+                f"The verdict on *{ta['what']}* depends on the predictor: {ta['verdict']} by "
+                f"{PREDICTOR_NAMES[ta['predictor']]} ({effect_str(ta)}), {tb['verdict']} by "
+                f"{PREDICTOR_NAMES[tb['predictor']]} ({effect_str(tb)})."
             )
     return out
+
+
+def real_differences(tests: dict) -> list[str]:
+    """Findings for equivalence tests that are not supported although their interval
+    excludes 0: the two predictors or methods do differ, by an amount near the margin."""
+    return [
+        f"*{t['what']}* ({PREDICTOR_NAMES[t['predictor']]}): the equivalence test is "
+        f"{t['verdict']}, but its {round(100 * t['level'])}% interval {effect_str(t)} excludes "
+        f"0: the difference is real; whether it is negligible depends on the margin "
+        f"(+-{_num(t['margin'])})."
+        for t in tests.values()
+        if t["rule"] == "equivalence" and excludes_zero(t) and t["verdict"] != SUPPORTED
+    ]
 
 
 def _num(x: float) -> str:
@@ -332,14 +349,14 @@ def p_str(p: float | None) -> str:
     return "< 1e-4" if p < 1e-4 else f"{p:.4f}"
 
 
-def _detects(t: dict) -> str:
+def detects_str(t: dict) -> str:
     """What the design detects at 80% power, and the seeds the observed effect needs."""
     if t["rule"] == "exact":
         return "-"
     need = t["seeds_needed"]
     need_s = "not reachable" if need is None else str(need)
-    what = "margin" if t["rule"] == "equivalence" else "effect"
-    return f"{what} {_num(t['mde'])}; seeds needed: {need_s}"
+    what = "smallest margin" if t["rule"] == "equivalence" else "effect"
+    return f"{what} {_num(t['mde'])}; n needed: {need_s}"
 
 
 def rule_str(t: dict) -> str:
@@ -367,17 +384,15 @@ def verdict_table(r: dict) -> str:
                 effect_str(t),
                 p_str(t["p"]),
                 f"**{t['verdict']}**" if k == primary else t["verdict"],
-                _detects(t),
+                detects_str(t),
             ]
         )
     head = ["test", "predictor", "rule", "n", "effect [interval]", "p", "verdict", "detects"]
     note = (
         f"Verdicts here are unadjusted (level {ALPHA}); the primary's Holm-adjusted verdict is "
-        f'in the report\'s summary. "detects": the smallest effect (direction) or margin '
-        f"(equivalence, at a true effect of 0) this design finds with {int(POWER * 100)}% "
-        "power, and the seeds the observed effect would need for that power."
+        "in the report's summary, whose header also explains *detects*."
     )
-    findings = r.get("findings") or []
+    findings = list(r.get("findings") or []) + real_differences(tests)
     lines = [table(head, rows), "", note]
     if findings:
         lines += ["", "**Findings.**", *[f"- {f}" for f in findings]]

@@ -289,6 +289,13 @@ def summarise(cfg: Config, raw: dict) -> dict:
             what="test NLL, dropout bagging minus dropout (> 0: dropout better, as "
             "Warde-Farley et al. found)",
         )
+        tests[f"bagging_err_{p}"] = direction(
+            err("bagging") - err(d),
+            predictor=p,
+            metric="error",
+            what="test error, dropout bagging minus dropout (> 0: dropout better; "
+            "Warde-Farley et al. compared error)",
+        )
         tests[f"overfit_{p}"] = direction(
             col("plain", "nll") - col(d, "nll"),
             predictor=p,
@@ -297,13 +304,29 @@ def summarise(cfg: Config, raw: dict) -> dict:
         )
     tests["sharing"] = direction(
         col("bagging", "nll") - col("fixed_shared", "nll"),
-        predictor="-",
+        predictor="members",
         metric="nll",
         what="test NLL, untied (bagging) minus tied (fixed-mask) weights over the same K masks "
         "(> 0: sharing helps)",
     )
     tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
-    pairs = [(f"{q}_mc", f"{q}_ws") for q in ("nll_equiv", "err_equiv", "bagging", "overfit")]
+    pairs = [
+        (f"{q}_mc", f"{q}_ws")
+        for q in ("nll_equiv", "err_equiv", "bagging", "bagging_err", "overfit")
+    ]
+    # The margins against what ensembling buys here: a margin wider than the ensemble's gain
+    # over its own members cannot tell an ensemble from a single net.
+    findings = flips(tests, pairs)
+    for metric, margin, f in (("NLL", cfg.margin_nll, lambda r: col(r, "nll")),
+                              ("error", cfg.margin_err, err)):  # fmt: skip
+        gain = ci(f("independent_member") - f("independent"))
+        if margin >= gain["mean"]:
+            findings.append(
+                f"The {metric} margin (+-{margin:g}) is at least the independent ensemble's "
+                f"own gain over its mean single member ({gain['mean']:.4f} "
+                f"[{gain['lo']:.4f}, {gain['hi']:.4f}]): equivalence within it could not "
+                "tell the ensemble from one of its members."
+            )
     return {
         "k": cfg.k,
         "steps": cfg.train.steps,
@@ -311,7 +334,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "rows": summary,
         "tests": tests,
         "primary": cfg.primary,
-        "findings": flips(tests, pairs),
+        "findings": findings,
     }
 
 

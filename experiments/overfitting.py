@@ -47,7 +47,8 @@ NAME = "overfitting"
 CLAIM = "Dropout reduces overfitting."
 GRID = 200  # points on which fitted curves are drawn
 HIST_BINS = 40
-ROUGH_GRID = 201  # points on [-1, 1] (spacing 0.01) on which roughness is measured
+ROUGH_GRID = 201  # points on [-1, 1] (spacing 0.01) on which roughness and risk are measured
+SLOPE = 1.5  # the tutorial's true function y = SLOPE * x
 
 
 def tutorial_net(rate: float) -> MLP:
@@ -99,7 +100,9 @@ class Config(ExperimentConfig):
 
 def tutorial_sets(seeds) -> tuple[list, np.ndarray, np.ndarray]:
     """One tutorial data set per seed: ``(sets, xs (S, 10, 1), ys (S, 10, 1))``."""
-    sets = [tutorial_regression(jax.random.fold_in(jax.random.key(s), 1)) for s in seeds]
+    sets = [
+        tutorial_regression(jax.random.fold_in(jax.random.key(s), 1), slope=SLOPE) for s in seeds
+    ]
     return sets, np.stack([d.x_train for d in sets]), np.stack([d.y_train for d in sets])
 
 
@@ -118,11 +121,13 @@ def rough_grid() -> np.ndarray:
 
 
 def _fit_measures(out_train, out_test, out_grid, d) -> dict:
-    """Train and test MSE and roughness of one predictor's outputs on one data set."""
+    """Train and test MSE, risk (the noise-free MSE against y = SLOPE * x on the grid) and
+    roughness of one predictor's outputs on one data set."""
     mse = lambda a, y: float(np.mean((np.asarray(a, np.float64) - y) ** 2))  # noqa: E731
     return {
         "train_mse": mse(out_train, d.y_train),
         "test_mse": mse(out_test, d.y_test),
+        "risk": mse(out_grid, SLOPE * rough_grid().astype(np.float64)),
         "roughness": roughness(out_grid, 2.0 / (ROUGH_GRID - 1)),
     }
 
@@ -148,7 +153,9 @@ def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
     grid = jnp.linspace(-1.2, 1.2, GRID)[:, None]
     predictors = ("ws", "mc") if rate > 0 else ("ws",)
     out = {"diverged": [s for s, b in zip(seeds, bad) if b], "detail": {}}
-    out.update({p: {"train_mse": [], "test_mse": [], "roughness": []} for p in predictors})
+    out.update(
+        {p: {"train_mse": [], "test_mse": [], "risk": [], "roughness": []} for p in predictors}
+    )
     every = train.snapshot_every or train.steps
     n = len(sets[0].x_train)
     for i, d in enumerate(sets):
@@ -189,7 +196,9 @@ def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int]) -> d
     sets, _, _ = tutorial_sets(seeds)
     predictors = ("ws", "mc") if rate > 0 else ("ws",)
     out = {"diverged": []}
-    out.update({p: {"train_mse": [], "test_mse": [], "roughness": []} for p in predictors})
+    out.update(
+        {p: {"train_mse": [], "test_mse": [], "risk": [], "roughness": []} for p in predictors}
+    )
     if "mc" in predictors:
         del out["mc"]["roughness"]
     width = 200
@@ -299,6 +308,7 @@ def digits_cell(
     mc = rate > 0 and n_train is None
     names = ("train_acc", "test_acc", "train_nll", "test_nll")
     out = {k: [] for k in names + (("mc_test_acc", "mc_test_nll") if mc else ())}
+    out["n_train"] = len(ds.x_train) if n_train is None else n_train
     for i, s in enumerate(seeds):
         v = take(variables, i)
         xtr = xs[i] if per_seed else xs
@@ -329,12 +339,10 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     digits = dict(ds=ds, width=cfg.width, train=cfg.digits, seeds=seeds)
     for r in cfg.rates:
         cells[f"digits_rate={r}"] = cell(digits_cell, rate=r, n_train=None, **digits)
-    n_full = len(ds.x_train)
-    for n in (*cfg.sizes, n_full):
+    # The full training set's point of the size sweep is the rate sweep's cell.
+    for n in cfg.sizes:
         for r in cfg.size_rates:
-            cells[f"digits_n={n}_rate={r}"] = cell(
-                digits_cell, rate=r, n_train=None if n == n_full else n, **digits
-            )
+            cells[f"digits_n={n}_rate={r}"] = cell(digits_cell, rate=r, n_train=n, **digits)
     return cells
 
 
@@ -363,7 +371,7 @@ def _tutorial(cfg: Config, plain: dict, drop: dict, label: str, source: str):
     tests = {}
     for p in ("ws", "mc"):
         summ[f"dropout_{p}"] = {k: ci(pick(drop, p, k)) for k in drop[p]}
-        for k, what in (("test_mse", "test MSE"), ("roughness", "roughness")):
+        for k, what in (("test_mse", "test MSE"), ("risk", "risk"), ("roughness", "roughness")):
             if k not in drop[p]:
                 continue
             d = paired(pick(plain, "ws", k), pick(drop, p, k))
@@ -396,7 +404,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
     """The tutorial (ours and the PyTorch reference), the digits sweeps, and the tests."""
     r0, r1 = cfg.tutorial_rates
     tut, tests = _tutorial(
-        cfg, raw[f"tutorial_rate={r0}"], raw[f"tutorial_rate={r1}"], "tutorial", "dropstudy"
+        cfg,
+        raw[f"tutorial_rate={r0}"],
+        raw[f"tutorial_rate={r1}"],
+        "tutorial",
+        "this replication, JAX",
     )
     ref, ref_tests = _tutorial(
         cfg, raw[f"pytorch_rate={r0}"], raw[f"pytorch_rate={r1}"], "pytorch",
@@ -407,10 +419,13 @@ def summarise(cfg: Config, raw: dict) -> dict:
     tut["figure_seed"] = next(
         i for i in range(cfg.tutorial_seeds) if all(str(i) in d for d in shown)
     )
-    rates, sizes = cfg.rates, _sizes(raw, cfg.size_rates[0])
+    rates = cfg.rates
     rate_sweep = {r: raw[f"digits_rate={r}"] for r in rates}
+    n_full = rate_sweep[rates[0]]["n_train"]
+    sizes = [*cfg.sizes, n_full]
+    size_cell = lambda n, r: raw[f"digits_n={n}_rate={r}"] if n != n_full else rate_sweep[r]  # noqa: E731
     rates_summary = {
-        str(r): {k: ci(v) for k, v in rate_sweep[r].items()}
+        str(r): {k: ci(v) for k, v in rate_sweep[r].items() if k != "n_train"}
         | {"gap_acc": ci(np.subtract(rate_sweep[r]["train_acc"], rate_sweep[r]["test_acc"]))}
         for r in rates
     }
@@ -428,18 +443,21 @@ def summarise(cfg: Config, raw: dict) -> dict:
         )
     if not set(cfg.typical_rates) <= set(rates):
         raise DropstudyError(f"rates {rates} must include the typical rates {cfg.typical_rates}")
-    typical = np.mean([rate_sweep[r]["test_nll"] for r in cfg.typical_rates], axis=0)
-    for r in rates:
-        if r not in cfg.typical_rates:
-            tests[f"typical rates vs {r}"] = direction(
-                np.subtract(rate_sweep[r]["test_nll"], typical),
-                what=f"digits test NLL at drop {r} minus the mean at the typical rates "
-                f"{', '.join(str(t) for t in cfg.typical_rates)}",
-                predictor="ws",
-            )
+    # The plain net (rate 0) has one prediction: it stands in for both predictors.
+    nll_of = lambda r, p: rate_sweep[r]["mc_test_nll" if p == "mc" and r > 0 else "test_nll"]  # noqa: E731
+    for p in ("ws", "mc"):
+        typical = np.mean([nll_of(r, p) for r in cfg.typical_rates], axis=0)
+        for r in rates:
+            if r not in cfg.typical_rates:
+                tests[f"typical rates vs {r} {p.upper()}"] = direction(
+                    np.subtract(nll_of(r, p), typical),
+                    what=f"digits test NLL at drop {r} minus the mean at the typical rates "
+                    f"{', '.join(str(t) for t in cfg.typical_rates)}",
+                    predictor=p,
+                )
     sizes_summary = {}
     for n in sizes:
-        p0, p5 = raw[f"digits_n={n}_rate={s0}"], raw[f"digits_n={n}_rate={s1}"]
+        p0, p5 = size_cell(n, s0), size_cell(n, s1)
         sizes_summary[str(n)] = {
             "test_acc_gain": paired(p5["test_acc"], p0["test_acc"]),
             "test_nll_gain": paired(p0["test_nll"], p5["test_nll"]),
@@ -447,8 +465,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "gap_dropout": ci(np.subtract(p5["train_acc"], p5["test_acc"])),
         }
     pairs = [("digits test NLL WS", "digits test NLL MC")]
+    pairs += [(f"typical rates vs {r} WS", f"typical rates vs {r} MC") for r in rates
+              if r not in cfg.typical_rates]  # fmt: skip
     pairs += [(f"{a} {w} WS", f"{a} {w} MC") for a, w in (("tutorial", "test MSE"),
-              ("tutorial", "roughness"), ("pytorch", "test MSE"))]  # fmt: skip
+              ("tutorial", "risk"), ("tutorial", "roughness"), ("pytorch", "test MSE"),
+              ("pytorch", "risk"))]  # fmt: skip
     return {
         "tutorial": tut,
         "pytorch": ref,
@@ -458,12 +479,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "primary": cfg.primary,
         "findings": flips(tests, pairs),
     }
-
-
-def _sizes(raw: dict, rate: float) -> list[int]:
-    """The training-set sizes of the size sweep (``digits_n={n}_rate={rate}`` cells)."""
-    labels = [k for k in raw if k.startswith("digits_n=") and k.endswith(f"_rate={rate}")]
-    return sorted(int(k.split("_")[1].removeprefix("n=")) for k in labels)
 
 
 def _shown(cfg: Config, raw: dict, r: dict) -> tuple[dict, dict]:
@@ -625,7 +640,7 @@ def _tutorial_rows(a: dict, b: dict) -> list[list[str]]:
     ]
     preds = (("ws", "weight scaling"), ("mc", f"MC K={MC_K}"))
     for k, name in (("train_mse", "train MSE"), ("test_mse", "test MSE"),
-                    ("roughness", "roughness")):  # fmt: skip
+                    ("risk", "risk (noise-free)"), ("roughness", "roughness")):  # fmt: skip
         rows.append(row(f"{name}, plain", "plain", k))
         rows += [row(f"{name}, dropout, {pn}", f"dropout_{p}", k) for p, pn in preds]
         if k != "train_mse":
@@ -686,7 +701,9 @@ every training point and the dropout net is smoother. The dropout net is an ense
 is judged by its MC average over {MC_K} subnetworks (the primary test) and by weight scaling
 (the tutorial's `model.eval()`). Overfitting is measured by test MSE and by roughness: the total
 variation of the fitted curve's slope on [-1, 1] (the sum of |second differences| / spacing
-over {ROUGH_GRID} points; the sum of the slope changes at a ReLU fit's kinks). The replication
+over {ROUGH_GRID} points; the sum of the slope changes at a ReLU fit's kinks) and by the
+noise-free risk, the mean squared distance of the fitted curve from the true y = {SLOPE}x over
+the same points (test MSE scores 10 noisy labels). The replication
 is checked against the tutorial's own PyTorch code (Linear-ReLU-Dropout blocks, the same
 optimiser and steps) run on the same data sets, with its own initialisation
 (`torch.manual_seed(seed)`); its MC average is PyTorch's usual one, {MC_K} training-mode passes
@@ -704,10 +721,11 @@ left out of the paired rows. The figures show seed {t["figure_seed"]}.
 {mlp_str(r, [w, w])} ({train_str(dig)}): accuracy and gap against the drop rate, and
 against the training-set size (weight scaling; the MC average beside it at full size).
 Srivastava et al. 2014 report that error is flat for keep 0.4-0.8 and that dropout gives no gain
-at 100 or 500 examples, a gain that grows and then shrinks with more data. The tutorial's claim
-6 (typical rates {" and ".join(str(x) for x in cfg["typical_rates"])}) is tested against every
-other rate on test NLL: a rate with a significantly lower NLL than the typical rates' mean
-contradicts it.
+at 100 or 500 examples, a gain that grows and then shrinks with more data. The tutorial's
+typical-rates claim (rates {" and ".join(str(x) for x in cfg["typical_rates"])} for fully
+connected layers) is tested against every other rate on test NLL, by weight scaling and by the
+MC average: a rate with a significantly lower NLL than the typical rates' mean contradicts it.
+The size sweep uses weight scaling only.
 
 ![digits](overfitting/digits.png)
 

@@ -37,11 +37,27 @@ def build_report(results_dir, out) -> Path:
     results_dir, out = Path(results_dir), Path(out)
     found = [n for n in NAMES if (results_dir / n / "results.json").is_file()]
     if not found:
+        others = sorted(
+            str(p.parent.parent) for p in results_dir.glob("*/*/results.json")
+            if p.parent.name in NAMES
+        )  # fmt: skip
+        hint = (
+            f"; results of other scales are in {', '.join(sorted(set(others)))}" if others else ""
+        )
         raise DropstudyError(
-            f"no results under {results_dir}: run `dropstudy run all --out {results_dir}` first"
+            f"no results under {results_dir}: run `dropstudy run all --out {results_dir}` "
+            f"first, or pass --results FOLDER{hint}"
         )
     rel = os.path.relpath(results_dir, out.parent or Path("."))
     results = {n: read_json(results_dir / n / "results.json") for n in found}
+    for n, r in results.items():
+        bad = [k for k in ("claim", "tests", "primary") if k not in r]
+        if bad or r["primary"] not in r["tests"]:
+            raise DropstudyError(
+                f"{results_dir / n / 'results.json'} was written by another version of the "
+                f"study (it lacks {bad or ['its primary test']}): re-run "
+                f"`dropstudy run {n}` with this version"
+            )
     scales = {n: scale_of(r) for n, r in results.items()}
     kinds = {scale_command(s) for s in scales.values()}
     if len(kinds) > 1:

@@ -255,10 +255,15 @@ def all_of(*tests: dict) -> str:
     return INCONCLUSIVE
 
 
+def excludes_zero(t: dict) -> bool:
+    """Whether a test's interval (95% for direction, 90% for equivalence) excludes 0."""
+    return t["rule"] != "exact" and (t["lo"] > 0 or t["hi"] < 0)
+
+
 def sign_flip(a: dict, b: dict) -> bool:
     """Whether two tests of the same quantity (e.g. by weight scaling and by the MC average)
-    disagree in sign with at least one of them significant: a finding to report."""
-    return a["effect"] * b["effect"] < 0 and (a["p"] < ALPHA or b["p"] < ALPHA)
+    disagree in sign with at least one interval excluding 0: a finding to report."""
+    return a["effect"] * b["effect"] < 0 and (excludes_zero(a) or excludes_zero(b))
 
 
 def fmt(ci: dict, digits: int = 3) -> str:

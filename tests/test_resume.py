@@ -65,7 +65,9 @@ def reference(tmp_path_factory):
     return run(tmp_path_factory.mktemp("ref"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)]
+)
 def test_interrupted_run_resumes_to_same_results(reference, tmp_path, sig):
     kept = interrupt_after_first_cell(tmp_path, sig)
     r = subprocess.run([*CMD, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)

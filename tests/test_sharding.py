@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     assert len(jax.devices()) == 8, jax.devices()
@@ -69,6 +71,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 8 devices in a subprocess; the mesh path is also tested in-process
 def test_sharded_equals_single_device():
     env = {
         **os.environ,

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 from dropstudy_experiments import common, runner
-from dropstudy_experiments.common import PREDICTOR_NAMES, verdict_table
+from dropstudy_experiments.common import PREDICTOR_NAMES, cell_text, verdict_table
 from dropstudy_experiments.report import build_report
 from dropstudy_experiments.results import clean, dumps
 from dropstudy_experiments.runner import NAMES
@@ -90,7 +90,7 @@ def test_quick_run_and_section(name, quick_dir):
         assert (path.parent / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = runner.module(name).section(res)
     assert isinstance(md, str) and "nan" not in md.lower()
-    assert res["tests"][res["primary"]]["what"] in verdict_table(res)
+    assert cell_text(res["tests"][res["primary"]]["what"]) in verdict_table(res)
     assert "nan" not in path.read_text().lower()
 
 
@@ -122,3 +122,9 @@ def test_every_config_field_is_read(name):
         if not re.search(rf"\.{f.name}\b|\[\"{f.name}\"\]|\b{f.name}=cfg\.", src)
     ]
     assert not unread, f"{name}.Config fields never read: {unread}"
+
+
+def test_averaging_pairs_come_from_the_training_set():
+    from dropstudy_experiments import averaging
+
+    assert averaging.PAIRS == averaging.closest_pairs(digits(), len(averaging.PAIRS))
