@@ -244,17 +244,6 @@ def decide(test: dict, p_adjusted: float | None) -> str:
     return test["outcome"] if p_adjusted < ALPHA else INCONCLUSIVE
 
 
-def all_of(*tests: dict) -> str:
-    """A claim resting on several tests that must all hold: supported when every test is,
-    contradicted when any is, else inconclusive."""
-    verdicts = [t["verdict"] for t in tests]
-    if any(v == CONTRADICTED for v in verdicts):
-        return CONTRADICTED
-    if all(v == SUPPORTED for v in verdicts):
-        return SUPPORTED
-    return INCONCLUSIVE
-
-
 def excludes_zero(t: dict) -> bool:
     """Whether a test's interval (95% for direction, 90% for equivalence) excludes 0."""
     return t["rule"] != "exact" and (t["lo"] > 0 or t["hi"] < 0)

@@ -100,12 +100,14 @@ def test_holm_and_decide():
     assert S.decide(e, None) == S.CONTRADICTED and S.holm([None]) == [None]
 
 
-def test_all_of_and_sign_flip():
+def test_sign_flip_needs_an_interval_that_excludes_zero():
     sup = S.direction(np.array([1.0, 1.1, 0.9, 1.2]))
     con = S.direction(np.array([-1.0, -1.1, -0.9, -1.2]))
     inc = S.direction(np.array([-1.0, 1.0, -1.0, 1.0]))
-    assert S.all_of(sup, sup) == S.SUPPORTED
-    assert S.all_of(sup, con) == S.CONTRADICTED
-    assert S.all_of(sup, inc) == S.INCONCLUSIVE
     assert S.sign_flip(sup, con) and not S.sign_flip(sup, sup)
     assert not S.sign_flip(inc, S.direction(np.array([0.1, -0.1, 0.2, 0.0])))
+    # two equivalences shown on either side of 0: no flip to report
+    a = S.equivalence(np.array([-0.005, 0.001, -0.004, 0.0]), 0.01)
+    b = S.equivalence(np.array([0.004, -0.002, 0.003, 0.001]), 0.01)
+    assert a["verdict"] == b["verdict"] == S.SUPPORTED
+    assert a["effect"] < 0 < b["effect"] and not S.sign_flip(a, b)
