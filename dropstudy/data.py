@@ -270,7 +270,11 @@ def load_mnist(directory, name: str = "mnist") -> Dataset:
         except KeyError as e:
             raise DropstudyError(f"{npz}: missing array {e}; expected {list(_IDX_FILES)}") from None
         except (ValueError, OSError, EOFError) as e:
-            raise DropstudyError(f"{npz}: not a readable npz file ({e})") from None
+            why = "it holds Python objects, not numeric arrays" if "pickle" in str(e) else e
+            raise DropstudyError(
+                f"{npz}: not a readable npz file of numeric arrays ({why}); write it with "
+                f"np.savez({', '.join(f'{k}=...' for k in _IDX_FILES)})"
+            ) from None
         source = str(npz)
     _check_mnist_arrays(arrs, source)
     f = np.float32

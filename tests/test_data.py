@@ -123,6 +123,13 @@ def test_missing_files(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"garbage")
     with pytest.raises(DropstudyError, match="not a readable npz"):
         load_mnist(tmp_path)
+    objects = {
+        k: np.array([None, 1], dtype=object) for k in ("x_train", "y_train", "x_test", "y_test")
+    }
+    np.savez(tmp_path / "mnist.npz", **objects)
+    with pytest.raises(DropstudyError, match="Python objects, not numeric") as e:
+        load_mnist(tmp_path)
+    assert "allow_pickle" not in str(e.value)
 
 
 def test_read_idx_int32(tmp_path):
