@@ -306,7 +306,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         col("bagging", "nll") - col("fixed_shared", "nll"),
         predictor="members",
         metric="nll",
-        what="test NLL, untied (bagging) minus tied (fixed-mask) weights over the same K masks "
+        what="test NLL, untied (bagging) minus tied (fixed-mask) weights over the same M masks "
         "(> 0: sharing helps)",
     )
     tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
@@ -390,7 +390,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     ax.set_title("mean paired difference, 90% interval (TOST); dots: seeds", fontsize=9)
     ax.legend(fontsize=8)
     fig.suptitle(
-        f"Matched compute, K = {cfg.k} members: means over {cfg.seeds} seeds with 95% CI",
+        f"Matched compute, M = {cfg.k} members: means over {cfg.seeds} seeds with 95% CI",
         fontsize=10,
     )
     ctx.savefig(fig, "ensembles.png")
@@ -414,7 +414,7 @@ def section(r: dict) -> str:
     c, t = r["config"], r["config"]["train"]
     k, steps, w = r["k"], r["steps"], r["width"]
     evals = steps * t["batch_size"]
-    return f"""{mlp_str(r, [w, w])}, drop rate {c["rate"]}, K = {k} members. Matched compute:
+    return f"""{mlp_str(r, [w, w])}, drop rate {c["rate"]}, M = {k} members. Matched compute:
 every arm makes {steps} x {t["batch_size"]} = {evals} example-gradient evaluations. Single
 nets train {steps} steps ({train_str(t)}); each ensemble member trains {steps // k} steps at
 the same batch size. Every arm sees the same data split per seed.
@@ -422,17 +422,17 @@ the same batch size. Every arm sees the same data split per seed.
 - *Plain net* vs *dropout* (same initialisation and minibatch order): does dropout's average
   cancel overfitting?
 - *Dropout* (weight scaling, and the MC average over {MC_K} subnetworks) vs the *independent
-  ensemble* (K plain nets, own initialisations and minibatch orders, probabilities averaged):
+  ensemble* (M plain nets, own initialisations and minibatch orders, probabilities averaged):
   the claim itself, an equivalence within +-{c["margin_nll"]} nats of test NLL and
   +-{100 * c["margin_err"]:.1f} pp of test error (margins fixed before the run).
 - *Dropout bagging* (Warde-Farley et al. 2014: dropout's subnetworks with untied weights):
-  K members, member j keeping one mask drawn at the dropout rate throughout. Each starts from
+  M members, member j keeping one mask drawn at the dropout rate throughout. Each starts from
   the dropout net's initialisation and follows its minibatch order over the whole training
-  set (no bootstrap), so it differs from dropout in weight sharing (and in covering K rather
+  set (no bootstrap), so it differs from dropout in weight sharing (and in covering M rather
   than all subnetworks). Warde-Farley et al. found dropout better.
-- *Fixed masks, tied weights*: the same K masks cycled step by step on one set of weights,
+- *Fixed masks, tied weights*: the same M masks cycled step by step on one set of weights,
   from the same initialisation and minibatch stream ({steps} steps, {steps // k} per mask).
-  Against bagging only the tying differs: given K subnetworks, does sharing help?
+  Against bagging only the tying differs: given M subnetworks, does sharing help?
 
 The primary test is the TOST of test NLL, dropout's MC average minus the independent
 ensemble: the claim is about the *average* of the subnetworks, which the MC average
