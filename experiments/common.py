@@ -367,6 +367,11 @@ def rule_str(t: dict) -> str:
     return "exact check"
 
 
+def all_findings(r: dict) -> list[str]:
+    """A results file's findings: its own, plus equivalence tests with a real difference."""
+    return list(r.get("findings") or []) + real_differences(r["tests"])
+
+
 def verdict_table(r: dict) -> str:
     """Every test of a results file: the primary first, then the exploratory ones, each with
     its predictor, n, effect and interval, p-value, verdict (unadjusted) and power."""
@@ -392,7 +397,7 @@ def verdict_table(r: dict) -> str:
         f"Verdicts here are unadjusted (level {ALPHA}); the primary's Holm-adjusted verdict is "
         "in the report's summary, whose header also explains *detects*."
     )
-    findings = list(r.get("findings") or []) + real_differences(tests)
+    findings = all_findings(r)
     lines = [table(head, rows), "", note]
     if findings:
         lines += ["", "**Findings.**", *[f"- {f}" for f in findings]]

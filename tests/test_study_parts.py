@@ -103,6 +103,7 @@ def test_report_from_the_quick_results(quick_dir, tmp_path):
     for name in NAMES:
         assert f". {name}\n" in text
     assert "Quick (smoke-test) scale" in text
+    assert "How to read the verdicts" in text and "| p (Holm) | verdict | detects |" in text
     for link in re.findall(r"\]\(([^)]+\.png)\)", text):
         assert (report.parent / link).is_file(), link
 
