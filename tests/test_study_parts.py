@@ -106,6 +106,20 @@ def test_report_from_the_quick_results(quick_dir, tmp_path):
     assert "How to read the verdicts" in text and "| p (Holm) | verdict | detects |" in text
     for link in re.findall(r"\]\(([^)]+\.png)\)", text):
         assert (report.parent / link).is_file(), link
+    # from the command line, a report of another folder goes beside its results
+    from dropstudy_experiments.cli import main
+
+    assert main(["report", "--results", str(quick_dir), "-q"]) == 0
+    assert (quick_dir / "REPORT.md").read_text() == build_report(
+        quick_dir, tmp_path / "R.md"
+    ).read_text()
+
+
+def test_report_refuses_results_of_another_version(tmp_path):
+    (tmp_path / "scaling").mkdir()
+    (tmp_path / "scaling" / "results.json").write_text(json.dumps({"claim": "x", "verdict": "?"}))
+    with pytest.raises(DropstudyError, match="another version of the study"):
+        build_report(tmp_path, tmp_path / "REPORT.md")
 
 
 @pytest.mark.parametrize("name", NAMES)
