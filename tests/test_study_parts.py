@@ -110,9 +110,8 @@ def test_report_from_the_quick_results(quick_dir, tmp_path):
     from dropstudy_experiments.cli import main
 
     assert main(["report", "--results", str(quick_dir), "-q"]) == 0
-    assert (quick_dir / "REPORT.md").read_text() == build_report(
-        quick_dir, tmp_path / "R.md"
-    ).read_text()
+    beside = (quick_dir / "REPORT.md").read_text()
+    assert "How to read the verdicts" in beside and "](scaling/" in beside
 
 
 def test_report_refuses_results_of_another_version(tmp_path):
