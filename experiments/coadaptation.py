@@ -597,7 +597,7 @@ def section(r: dict) -> str:
     )  # fmt: skip
     other = table(
         ["net", f"acc lost, {at:g} removed", f"acc lost, {at:g} removed, rescaled",
-         f"NLL gain at T, {at:g} removed", f"NLL gain at T, {at:g} removed, rescaled",
+         f"NLL increase at T, {at:g} removed", f"NLL increase at T, {at:g} removed, rescaled",
          "mean abs corr (last layer)", "mean activation", "fraction zero", "live units (last)"],
         [[label[net],
           *(ci_str(n[net][f"{q}_{m}"]) for q in ("acc_lost", "nll_gain")
@@ -623,9 +623,10 @@ training example) and all their pairs. R = 0 when the effects of removing units 
 larger R, the more a unit's worth depends on which others are present. R is measured on the
 train split and on test; raw mean |D_ij| is exploratory. Removal takes a random fraction of
 all hidden units (both layers, {c["draws"]} draws per fraction, the same units for both
-nets), either without rescaling (what a dropout net saw in training) or with each layer's
-survivors multiplied by n_layer / n_kept (the layer's expected input to the next
-preserved). Correlations use the last hidden layer; mean activation and the fraction of
+nets), either without rescaling or with each layer's survivors multiplied by n_layer /
+n_kept (the layer's expected input to the next preserved; with half the units removed this is
+exactly a subnetwork as inverted dropout trained it, survivors at 1/p). Correlations use the
+last hidden layer; mean activation and the fraction of
 zeros both hidden layers; all on test at the expected mask. Headline metrics come by weight
 scaling and by the MC average; the co-adaptation measures are ablations of the
 weight-scaled net.
@@ -651,15 +652,16 @@ over pairs (seed 0, test).*
 Mean |d_i|, plain minus dropout: {single["train"]} nats on the train split,
 {single["test"]} on test (paired over seeds). The primary test is R on test, plain minus
 dropout (claimed > 0): of these measures it is the one that speaks to co-adaptation proper
-(how far units' effects fail to add), with a net's overconfidence removed by T and a common
-scale of its loss changes divided out. It is not free of every scale: D_ij is second order in
+(how far units' effects fail to add), with each net's overall confidence calibrated by T
+(single removals can still lower the NLL: see the share of d_i < 0) and a common scale of its
+loss changes divided out. It is not free of every scale: D_ij is second order in
 the units' contributions while d_i is first order (on test, where the loss gradient is not 0),
 so a net that spreads the same function over more, smaller units has a smaller R without any
 change in how its features depend on each other (splitting every unit into k equal copies
 divides R by k). The dropout net's single-unit effects are smaller and its live units more
 (tables above), so part of the difference in R can come from that. Removal robustness is
-exploratory: unrescaled removal is what dropout trains for, and rescaled removal measures
-redundancy as much as co-adaptation.
+exploratory: rescaled removal of half the units is what the dropout net was trained on, and
+either kind measures redundancy as much as co-adaptation.
 """
 
 

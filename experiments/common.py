@@ -29,7 +29,7 @@ from dropstudy.train import progress as train_progress
 
 from .cells import CellStore
 from .results import write_json
-from .stats import ALPHA, SUPPORTED, excludes_zero, fmt, mean_ci, sign_flip
+from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
 
 MC_K = 1000  # subnetworks in every experiment's Monte-Carlo average of a dropout net
 
@@ -317,15 +317,17 @@ def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def real_differences(tests: dict) -> list[str]:
-    """Findings for equivalence tests that are not supported although their interval
-    excludes 0: the two predictors or methods do differ, by an amount near the margin."""
+    """Findings for inconclusive equivalence tests of a signed difference whose interval
+    excludes 0: the two do differ, by an amount near the margin."""
     return [
         f"*{t['what']}* ({PREDICTOR_NAMES[t['predictor']]}): the equivalence test is "
-        f"{t['verdict']}, but its {round(100 * t['level'])}% interval {effect_str(t)} excludes "
-        f"0: the difference is real; whether it is negligible depends on the margin "
-        f"(+-{_num(t['margin'])})."
+        f"inconclusive, but the interval {effect_str(t)} excludes 0: the difference is real, "
+        f"and whether it is negligible depends on the margin (+-{_num(t['margin'])})."
         for t in tests.values()
-        if t["rule"] == "equivalence" and excludes_zero(t) and t["verdict"] != SUPPORTED
+        if t["rule"] == "equivalence"
+        and t["verdict"] == INCONCLUSIVE
+        and not t.get("distance")
+        and excludes_zero(t)
     ]
 
 
@@ -370,6 +372,14 @@ def rule_str(t: dict) -> str:
 def all_findings(r: dict) -> list[str]:
     """A results file's findings: its own, plus equivalence tests with a real difference."""
     return list(r.get("findings") or []) + real_differences(r["tests"])
+
+
+def primary_findings(r: dict) -> list[str]:
+    """The findings that concern the primary test (its quantity by its predictor, or the
+    primary net), for the report's summary."""
+    t = r["tests"][r["primary"]]
+    name = PREDICTOR_NAMES[t.get("predictor", "-")]
+    return [f for f in all_findings(r) if (t["what"] in f and name in f) or "the primary net" in f]
 
 
 def verdict_table(r: dict) -> str:

@@ -416,7 +416,7 @@ def section(r: dict) -> str:
     evals = steps * t["batch_size"]
     return f"""{mlp_str(r, [w, w])}, drop rate {c["rate"]}, M = {k} members. Matched compute:
 every arm makes {steps} x {t["batch_size"]} = {evals} example-gradient evaluations. Single
-nets train {steps} steps ({train_str(t)}); each ensemble member trains {steps // k} steps at
+nets train with {train_str(t)}; each ensemble member trains {steps // k} steps at
 the same batch size. Every arm sees the same data split per seed.
 
 - *Plain net* vs *dropout* (same initialisation and minibatch order): does dropout's average

@@ -28,8 +28,8 @@ labels are ``y > mean``; the features as above. The plain-L2 counterpart penalis
 momentum and under Adam. Three measures of the test-time weights and function: the Frobenius
 norm of all kernels, the product of the kernels' spectral norms (a bound on the net's
 Lipschitz constant), and the test logit norm: the mean over test examples of the L2 norm of
-the class-centred logits (the softmax ignores a shift shared by all classes; centring makes
-the MC average's logits well defined: the centred mean log-probability of the subnetworks).
+the class-centred logits (the softmax ignores a shift shared by all classes; for the MC
+average, the class-centred log of its mean probabilities).
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def norm_cell(ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: l
             preds = predictions(model, vi, ds.x_test, jax.random.key(10_000 + s))
         row = {"frob": kernel_norm(p), "spec": spectral_product(p)}
         for name, a in preds.items():
-            row[f"logit_{name}"] = logit_norm(a.log_geometric)
+            row[f"logit_{name}"] = logit_norm(a.log_probs("arithmetic"))
             row[f"test_acc_{name}"] = accuracy(a.arithmetic, ds.y_test)
             row[f"test_nll_{name}"] = nll(a.arithmetic, ds.y_test)
         train_probs = jax.nn.softmax(model.apply(vi, ds.x_train), axis=-1)  # weight scaling
@@ -324,7 +324,7 @@ def _linear(cfg: Config, raw: dict) -> tuple[dict, dict]:
     }  # fmt: skip
     tests = {
         "sanity_ols": equivalence(
-            rel(w_plain, ols), cfg.agree,
+            rel(w_plain, ols), cfg.agree, distance=True,
             what="relative L2 distance of plain SGD (keep 1) to least squares", predictor="-",
         )
     }  # fmt: skip
@@ -362,6 +362,7 @@ def _linear(cfg: Config, raw: dict) -> tuple[dict, dict]:
             d_dd,
             cfg.agree,
             predictor="ws",
+            distance=True,
             what=f"relative L2 distance of {what} to the data-dependent ridge",
         )
         tests[f"ridge_pr_keep={k}"] = direction(
@@ -398,7 +399,7 @@ def _logistic(cfg: Config, raw: dict) -> tuple[dict, dict]:
     }  # fmt: skip
     tests = {
         "sanity_mle": equivalence(
-            rel(g_plain, mle), cfg.agree, predictor="-",
+            rel(g_plain, mle), cfg.agree, predictor="-", distance=True,
             what="relative L2 distance of plain logistic SGD (keep 1) to the MLE",
         )
     }  # fmt: skip
@@ -423,6 +424,7 @@ def _logistic(cfg: Config, raw: dict) -> tuple[dict, dict]:
             d_wa,
             cfg.agree,
             predictor="ws",
+            distance=True,
             what=f"relative L2 distance of {what} to Wager's Fisher-scaled L2 solution",
         )
         tests[f"wager_pr_keep={k}"] = direction(
@@ -587,10 +589,13 @@ scales spread over {cfg["decades"]} orders of magnitude ({min(lin["scales"]):.3g
 its feature's squared scale. The **plain ridge of equal trace** penalises lambda ||w||^2 with
 lambda = (1-p)/p trace(X^T X)/d, the same total strength spread evenly; the **closest plain
 ridge** is the one, over lambda from 1e-4 to 1e4 times that (161 values, log-spaced), nearest
-the data-dependent ridge. SGD:
+the data-dependent ridge. Training:
 {train_str(cfg["linear"])}, cosine-decayed, a fresh input mask per example and step;
 {cfg["seeds"]} seeds vary the initialisation and the mask stream, the data are fixed.
-Distances are relative, ||w_SGD - w_ref|| / ||w_ref||, per seed (mean [95% CI]). A linear
+Distances are relative to the reference's norm, ||w - w_ref|| / ||w_ref||: SGD's distance to
+a ridge divides by that ridge's norm, a ridge-to-ridge distance by the data-dependent ridge's
+norm (the plain ridges' norms are far smaller, so "SGD to plain ridge" reads large); per seed,
+mean [95% CI]. A linear
 model's MC average equals weight scaling exactly, so its coefficients are the prediction.
 Plain SGD (keep 1) against least squares checks that the optimiser converges.
 
@@ -640,7 +645,7 @@ def _mlp_md(r: dict) -> str:
         head = ["net", "Frobenius norm", "product of spectral norms", "test logit norm, WS",
                 "test logit norm, MC", "train acc (WS)", "test acc, WS", "test acc, MC",
                 "train NLL (WS)", "test NLL, WS", "test NLL, MC"]  # fmt: skip
-        parts.append(f"{OPT_NAMES[o]} ({train_str(cfg[o])}):\n\n{table(head, rows)}")
+        parts.append(f"{train_str(cfg[o])}:\n\n{table(head, rows)}")
     tables = "\n\n".join(parts)
     opts = " and by ".join(OPT_NAMES[o] for o in cfg["mlp_optimizers"])
     return f"""**MLP part.** {mlp_str(r, [w, w])}, hidden drop rates {list(cfg["rates"])} (no
@@ -649,7 +654,7 @@ too: coupled L2, not decoupled weight decay), trained by {opts}. Measures of the
 weights (the same under both dropout conventions): the Frobenius norm of all kernels and the
 product of their spectral norms (a bound on the net's Lipschitz constant); and of the
 function: the mean test logit norm, the L2 norm of the class-centred logits (for the MC
-average over K subnetworks, the centred mean log-probability, i.e. the centred mean logit).
+average over K subnetworks, the class-centred log of its mean probabilities).
 Accuracy and NLL by weight scaling (WS) and by the MC average (MC; a plain net's MC is the
 net itself). The tests compare drop rate {r["test_rate"]} with the plain net, per optimiser
 and measure, paired by seed (same initialisation), claimed < 0.
