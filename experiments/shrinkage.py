@@ -29,7 +29,8 @@ momentum and under Adam. Three measures of the test-time weights and function: t
 norm of all kernels, the product of the kernels' spectral norms (a bound on the net's
 Lipschitz constant), and the test logit norm: the mean over test examples of the L2 norm of
 the class-centred logits (the softmax ignores a shift shared by all classes; for the MC
-average, the class-centred log of its mean probabilities).
+average, the class-centred log of its mean probabilities, floored at float32's smallest
+normal number where a probability underflows).
 """
 
 from __future__ import annotations
@@ -271,7 +272,11 @@ def norm_cell(ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: l
             preds = predictions(model, vi, ds.x_test, jax.random.key(10_000 + s))
         row = {"frob": kernel_norm(p), "spec": spectral_product(p)}
         for name, a in preds.items():
-            row[f"logit_{name}"] = logit_norm(a.log_probs("arithmetic"))
+            if name == "ws" or rate == 0:  # one prediction: its log-softmax, exact and finite
+                lp = a.log_probs("geometric")
+            else:  # the MC average's mean probabilities, floored where float32 underflows
+                lp = np.log(np.maximum(np.asarray(a.arithmetic), np.finfo(np.float32).tiny))
+            row[f"logit_{name}"] = logit_norm(lp)
             row[f"test_acc_{name}"] = accuracy(a.arithmetic, ds.y_test)
             row[f"test_nll_{name}"] = nll(a.arithmetic, ds.y_test)
         train_probs = jax.nn.softmax(model.apply(vi, ds.x_train), axis=-1)  # weight scaling
