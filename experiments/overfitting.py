@@ -173,6 +173,11 @@ def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
             for k, val in m.items():
                 out[p][k].append(val)
         out["detail"][str(seeds[i])] = _detail(model, hist, i, d, grid, train.steps // every, every)
+        if "mc" in predictors:  # the ensemble's own curve, on [-1, 1], for the fit figure
+            out["detail"][str(seeds[i])]["mc_curve"] = {
+                "x": rough_grid()[:, 0].tolist(),
+                "y": np.asarray(preds["mc"].mean)[2 * n :, 0].tolist(),
+            }
     return out
 
 
@@ -503,6 +508,9 @@ def _tutorial_figures(ctx, s0p, s0d, seed: int, rates) -> None:
     ax.scatter(s0p["x"], s0p["y_test"], c="tab:red", s=50, alpha=0.5, label="test points")
     ax.plot(s0p["grid"], s0p["snapshots"][-1]["curve"], "r-", lw=2.5, label=lp)
     ax.plot(s0d["grid"], s0d["snapshots"][-1]["curve"], "b--", lw=2.5, label=f"{ld} (WS)")
+    if "mc_curve" in s0d:
+        mc = s0d["mc_curve"]
+        ax.plot(mc["x"], mc["y"], "g:", lw=2.5, label=f"{ld} (MC average, K = {MC_K})")
     ax.set_ylim(-2.5, 2.5)
     step = s0p["snapshots"][-1]["step"]
     ax.set(xlabel="x", ylabel="y", title=f"Tutorial fit, seed {seed}, after {step} steps")
