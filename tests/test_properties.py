@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +40,7 @@ def test_enumeration_probabilities_sum_to_one(net):
     np.testing.assert_allclose(float(jnp.sum(probs)), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow  # the default suite keeps the sums-to-one properties of enumeration and MC
 @SETTINGS
 @given(nets())
 def test_predictions_are_distributions(net):
