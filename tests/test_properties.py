@@ -40,7 +40,7 @@ def test_enumeration_probabilities_sum_to_one(net):
     np.testing.assert_allclose(float(jnp.sum(probs)), 1.0, rtol=1e-5)
 
 
-@pytest.mark.slow  # the default suite keeps the sums-to-one properties of enumeration and MC
+@pytest.mark.slow  # the default suite keeps enumeration sums-to-one and MC = exact terms
 @SETTINGS
 @given(nets())
 def test_predictions_are_distributions(net):
