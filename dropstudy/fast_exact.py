@@ -5,30 +5,54 @@ work does not depend on the last dropout layer's mask: with ``a`` the last hidde
 activation (``(B, H)``, which depends only on the earlier masks), the logits of the
 subnetwork with last-layer mask ``m`` are
 
-    z[m, c, b] = bias[c] + sum_j m_j * (s_j a[b, j] W[j, c])  =  base + (M @ T)[m, c, b]
+    z[m, c, b] = base[c, b] + sum_j m_j t[j, c, b],    t[j, c, b] = s_j a[b, j] W[j, c]
 
-with ``s`` the convention's scale. So for each *outer* mask (input and earlier layers),
-all ``2^D`` inner masks come from one ``(2^D, D) @ (D, C*B)`` matrix product. Classes sit
-on a major axis so the softmax reduces across contiguous rows of ``B`` examples (a minor
-axis of 10 classes vectorises poorly on CPU), and the mean log-probability needs no
-per-mask products at all: ``E[z] = E[m] @ T``, leaving only ``E[lse]`` to accumulate.
+with ``s`` the convention's scale. The masks split into *outer* ones (input, earlier layers,
+and the last layer's units beyond the inner block), one per scan step, and ``D`` *inner*
+units of the last layer, whose ``2^D`` states are handled at once.
+
+Classification needs no exponential per subnetwork. Since ``z`` is affine in the inner
+mask, ``exp(z[m]) = exp(base) * prod over kept j of exp(t_j)``: the ``2^D`` values of one
+outer mask follow from ``2 D`` exponentials by products. Two half tables (the low and the
+high half of the inner units, each built by doubling over its units) are multiplied once
+into the ``(2^D, C, B)`` table; its sum over classes is the normaliser ``S[m, b]``, and
+
+    E[p]      = sum_m (p_m / S[m]) * exp(z[m])        (one reciprocal per (mask, example))
+    E[log p]  = base + E[m] @ t  -  E[log S]          (z is linear in the mask)
+
+Overflow: every factor is taken relative to the largest logit any subnetwork can reach,
+``upper[c, b] = base + sum_j max(t_j, 0)``: a kept unit contributes ``exp(min(t_j, 0))`` and
+a dropped one ``exp(-max(t_j, 0))``, both <= 1, and the table starts from
+``exp(upper - max_c upper) <= 1``, so no partial product exceeds 1 and none is smaller than
+the final value. When some subnetwork's largest logit is more than ``SAFE_SPREAD`` below
+that shift, its normaliser would underflow; then (rare: huge weights) every subnetwork
+takes its own max and an exponential per logit instead.
+
+``D`` is chosen so one outer step's table stays cache-sized (``TABLE_FLOATS``); the outer
+masks are dealt out over the devices of a mesh when one is given (each device sums its
+share, then one ``psum``), and every running sum is compensated (Kahan), so thousands of
+outer steps do not drift.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from . import masks as M
-from .average import Average
+from .average import Average, kahan_add
 from .models import MLP
 
-MAX_INNER_UNITS = 12  # 4096 inner subnetworks per matrix product
-MIN_BLOCK = 1024  # subnetworks per scan step, at least
+MAX_INNER_UNITS = 12  # 4096 inner subnetworks per outer step, at most
+TABLE_FLOATS = 2**20  # one step's (inner masks, classes, examples) block: ~4 MB in float32
 SAFE_SPREAD = 80.0  # exp(-80) ~ 2e-35 stays a normal float32
 
 
@@ -44,10 +68,20 @@ def applies(model, spec: M.MaskSpec) -> bool:
     return any(spec.keep[u] < 1.0 for u in last)
 
 
-def split_units(model: MLP, spec: M.MaskSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(outer, inner) droppable flat units: inner = up to 12 units of the last hidden layer."""
+def inner_size(n_out: int, batch: int) -> int:
+    """Inner units per step: the most (up to ``MAX_INNER_UNITS``) whose table
+    ``(2^D, n_out, batch)`` fits in ``TABLE_FLOATS``, and at least 1."""
+    fit = int(math.floor(math.log2(max(TABLE_FLOATS // max(n_out * batch, 1), 1))))
+    return max(1, min(MAX_INNER_UNITS, fit))
+
+
+def split_units(
+    model: MLP, spec: M.MaskSpec, max_inner: int = MAX_INNER_UNITS
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(outer, inner) droppable flat units: inner = up to ``max_inner`` droppable units of
+    the last hidden layer, outer = every other droppable unit."""
     last = set(M.layer_units(spec, _last_drop(model)).tolist())
-    inner = tuple(u for u in spec.droppable if u in last)[:MAX_INNER_UNITS]
+    inner = tuple(u for u in spec.droppable if u in last)[:max_inner]
     outer = tuple(u for u in spec.droppable if u not in set(inner))
     return outer, inner
 
@@ -59,19 +93,17 @@ def exact_mlp(
     spec: M.MaskSpec,
     *,
     task: str = "classification",
+    mesh: Mesh | None = None,
 ) -> Average:
-    """Exact average over all subnetworks of an MLP, factorised as in the module docstring.
-
-    One outer mask per scan step: the inner block ``(2^D, C, B)`` is the working set.
-    """
-    outer, inner = split_units(model, spec)
-    # Decide once, outside the hot loop, whether one shift per example is safe for every
-    # subnetwork (a lax.cond inside the loop blocks fusion and cost ~70% more time).
-    shifted = (
-        task == "classification"
-        and float(_max_spread(model, spec, outer, inner, variables, x)) < SAFE_SPREAD
-    )
-    s1, s2 = exact_sums(model, spec, task, outer, inner, shifted, variables, x)
+    """Exact average over all subnetworks of an MLP, factorised as in the module docstring;
+    with ``mesh`` (one axis) the outer masks are dealt out over its devices."""
+    outer, inner = split_units(model, spec, inner_size(model.n_out, x.shape[0]))
+    run = exact_sums if mesh is None else partial(_sharded_sums, mesh=mesh)
+    s1, s2, spread = run(model, spec, task, outer, inner, True, variables, x)
+    if task == "classification" and not float(spread) < SAFE_SPREAD:
+        # Some subnetwork's normaliser may have underflowed under one shift per example:
+        # again, with every subnetwork's own max (rare: huge logits).
+        s1, s2, _ = run(model, spec, task, outer, inner, False, variables, x)
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
 
 
@@ -112,78 +144,136 @@ def _setup(model, spec, inner, variables, x):
     return hidden, split
 
 
-def _spread(base, t):
-    """Per-example shift (largest reachable logit) and the widest gap to the smallest
-    reachable maximum over classes: below ``SAFE_SPREAD`` no subnetwork underflows exp."""
-    upper = base + jnp.sum(jnp.maximum(t, 0.0), axis=0)
-    lower = base + jnp.sum(jnp.minimum(t, 0.0), axis=0)
-    shift = jnp.max(upper, axis=0)
-    return shift, jnp.max(shift - jnp.max(lower, axis=0))
+def _bounds(base, t):
+    """The largest and the smallest logit any inner mask reaches, ``(C, B)`` each:
+    ``base`` plus the positive (negative) contributions. Summed unit by unit: D <= 12 adds
+    fuse into one pass, where a reduction over the unit axis runs far slower on CPU."""
+    upper, lower = base, base
+    for j in range(t.shape[0]):
+        upper = upper + jnp.maximum(t[j], 0.0)
+        lower = lower + jnp.minimum(t[j], 0.0)
+    return upper, lower
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "outer", "inner"))
-def _max_spread(model, spec, outer, inner, variables, x):
+def _table(f0, kept, dropped):
+    """Products over ``d`` units by doubling: ``f0 (C, B)``, factors ``(d, C, B)`` ->
+    ``(2^d, C, B)`` whose row ``i`` takes ``kept[u]`` where bit ``u`` of ``i`` is set and
+    ``dropped[u]`` where it is not (the bit order of :func:`~dropstudy.masks.enumerate_units`)."""
+    f = f0[None]
+    for u in range(kept.shape[0]):
+        f = jnp.concatenate([f * dropped[u], f * kept[u]])
+    return f
+
+
+def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev, dev):
+    """This device's share of the weighted sums, ``(s1, s2)`` each ``(C * B,)`` (class-major):
+    outer masks ``dev, dev + n_dev, ...``."""
+    dtype = x.dtype
     hidden, split = _setup(model, spec, inner, variables, x)
+    n_out, batch = model.n_out, x.shape[0]
+    d = len(inner)
+    flat_in, p_in = M.enumerate_units(spec, inner, jnp.arange(2**d), dtype)
+    m_in = flat_in[:, np.asarray(inner)]  # (Mi, D)
+    n_in = m_in.shape[0]
+    mean_m_in = p_in @ m_in  # (D,) = E[m] over the inner units
+    total_outer = 2 ** len(outer)
+    # Narrow last layers: several outer masks per step, so each step's block stays near
+    # the cache-sized table and the loop runs few iterations.
+    per_step = min(
+        -(-total_outer // n_dev), max(1, TABLE_FLOATS // (n_in * n_out * batch))
+    )
 
-    total = 2 ** len(outer)
-    chunk = min(total, 256)
+    def products(base, t):
+        """Exp-free classification sums for one outer mask (module docstring), and the
+        widest gap between the shift and an inner mask's largest logit."""
+        upper, lower = _bounds(base, t)  # (C, B)
+        shift = jnp.max(upper, axis=0)  # (B,)
+        spread = jnp.max(shift - jnp.max(lower, axis=0))
+        kept, dropped = jnp.exp(jnp.minimum(t, 0.0)), jnp.exp(-jnp.maximum(t, 0.0))
+        lo = d // 2
+        low = _table(jnp.exp(upper - shift), kept[:lo], dropped[:lo])  # (2^lo, C, B)
+        high = _table(jnp.ones_like(upper), kept[lo:], dropped[lo:])  # (2^(d-lo), C, B)
+        e = (high[:, None] * low[None]).reshape(n_in, n_out, batch)  # inner index low + 2^lo high
+        s = jnp.sum(e, axis=1)  # (Mi, B) normalisers
+        w = p_in[:, None] / s
+        # Reductions over the masks as matrix-vector products: far faster on CPU than a
+        # strided reduce over the leading axis.
+        arith = jnp.ones_like(p_in) @ (e * w[:, None, :]).reshape(n_in, -1)
+        lse = p_in @ jnp.log(s) + shift
+        geo = jnp.einsum("d,dcb->cb", mean_m_in, t) + base - lse
+        return arith, geo.reshape(-1), spread
 
-    def body(mx, c):
-        flat, _ = M.enumerate_units(spec, outer, c * chunk + jnp.arange(chunk), x.dtype)
-        spread = jax.vmap(lambda f: _spread(*split(hidden(f)))[1])(flat)
-        return jnp.maximum(mx, jnp.max(spread)), None  # padded indices repeat real masks
+    def per_mask_max(base, t):
+        """Every subnetwork's own max and an exponential per logit: for spreads past
+        ``SAFE_SPREAD``, where one shift per example would underflow."""
+        z = (m_in @ t.reshape(d, -1) + base.reshape(1, -1)).reshape(n_in, n_out, batch)
+        mx = jnp.max(z, axis=1, keepdims=True)
+        e = jnp.exp(z - mx)
+        se = jnp.sum(e, axis=1, keepdims=True)
+        arith = p_in @ (e / se).reshape(n_in, -1)
+        lse = p_in @ (jnp.log(se) + mx).reshape(n_in, batch)
+        geo = jnp.einsum("d,dcb->cb", mean_m_in, t) + base - lse
+        return arith, geo.reshape(-1), jnp.zeros((), dtype)
 
-    init = jnp.asarray(-jnp.inf, x.dtype)
-    return jax.lax.scan(body, init, jnp.arange(-(-total // chunk)))[0]
+    def moments(base, t):
+        """Regression: E[y] is linear in the mask; E[y^2] over the inner masks."""
+        z = m_in @ t.reshape(d, -1) + base.reshape(1, -1)  # (Mi, C * B)
+        mean = mean_m_in @ t.reshape(d, -1) + base.reshape(-1)
+        return mean, p_in @ (z * z), jnp.zeros((), dtype)
+
+    one = moments if task == "regression" else products if shifted else per_mask_max
+
+    def body(carry, j):
+        sums, spread = carry
+        idx = (j * n_dev + dev) * per_step + jnp.arange(per_step)
+        flat_o, p_o = M.enumerate_units(spec, outer, idx, dtype)
+        p_o = jnp.where(idx < total_outer, p_o, 0.0)  # padding past the end weighs 0
+        s1, s2, gap = jax.vmap(lambda f: one(*split(hidden(f))))(flat_o)
+        # padded steps repeat real masks, so their gaps are real ones
+        return (kahan_add(sums, (p_o @ s1, p_o @ s2)), jnp.maximum(spread, jnp.max(gap))), None
+
+    z0 = jnp.zeros((n_out * batch,), dtype)
+    steps = -(-total_outer // (per_step * n_dev))
+    init = (((z0, z0), (z0, z0)), jnp.asarray(-jnp.inf, dtype))
+    (((s1, s2), _), spread), _ = jax.lax.scan(body, init, jnp.arange(steps))
+    return s1, s2, spread
+
+
+def _to_rows(s, n_out, batch):
+    return s.reshape(n_out, batch).T
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "shifted"))
 def exact_sums(model, spec, task, outer, inner, shifted, variables, x):
-    """The compiled kernel behind :func:`exact_mlp`: ``(s1, s2)`` for
-    :meth:`Average.from_sums` (exposed for profiling with ``.lower(...)``)."""
-    dtype = x.dtype
-    hidden, split = _setup(model, spec, inner, variables, x)
-    n_out, batch = model.n_out, x.shape[0]
+    """The compiled kernel behind :func:`exact_mlp` on one device: ``(s1, s2)`` ``(B, C)``
+    for :meth:`Average.from_sums`, and the widest spread met (``shifted`` is safe when it is
+    below ``SAFE_SPREAD``). Exposed for profiling with ``.lower(...)``."""
+    s1, s2, spread = _partial_sums(model, spec, task, outer, inner, shifted, variables, x, 1, 0)
+    return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
-    # Inner subnetworks: all 2^D states of the inner units, shared by every outer mask,
-    # augmented with a column of ones so the matrix product also adds the mask-free part.
-    flat_in, p_in = M.enumerate_units(spec, inner, jnp.arange(2 ** len(inner)), dtype)
-    m_in = flat_in[:, np.asarray(inner)]  # (Mi, D)
-    n_in = m_in.shape[0]
-    m_aug = jnp.concatenate([m_in, jnp.ones((n_in, 1), dtype)], axis=1)  # (Mi, D + 1)
-    mean_m_in = p_in @ m_in  # (D,) = E[m] over the inner units
-    total_outer = 2 ** len(outer)
-    # Few inner masks (a narrow last layer): take several outer masks per step so each
-    # step's products stay large and the loop runs few iterations.
-    outer_chunk = min(total_outer, max(1, MIN_BLOCK // n_in))
 
-    def one_outer(a):
-        """Sums over every inner mask for one outer mask's activation ``a (B, H)``."""
-        base, t = split(a)  # (C, B), (D, C, B)
-        shift = _spread(base, t)[0] if shifted else jnp.zeros((batch,), dtype)
-        z = m_aug @ jnp.concatenate([t, (base - shift)[None]]).reshape(len(inner) + 1, -1)
-        if task == "regression":
-            return p_in @ z, p_in @ (z * z)
-        z = z.reshape(n_in, n_out, batch)
-        # Without a safe shift, every subnetwork's logits get their own max.
-        mx = 0.0 if shifted else jnp.max(z, axis=1, keepdims=True)
-        e = jnp.exp(z - mx)
-        se = jnp.sum(e, axis=1, keepdims=True)
-        # Reductions over the masks as matrix-vector products: far faster on CPU than a
-        # strided reduce over the leading axis.
-        arith = p_in @ (e / se).reshape(n_in, -1)
-        lse = p_in @ (jnp.log(se) + mx).reshape(n_in, batch) + shift
-        # E[z] needs no per-mask product: the inner mask enters z linearly.
-        geo = jnp.einsum("d,dcb->cb", mean_m_in, t) + base - lse
-        return arith, geo.reshape(-1)
+def _sharded_sums(model, spec, task, outer, inner, shifted, variables, x, *, mesh):
+    """:func:`exact_sums` with the outer masks dealt out over ``mesh``'s devices."""
+    f = _sharded_kernel(model, spec, task, outer, inner, shifted, mesh)
+    s1, s2, spread = f(*jax.device_put((variables, jnp.asarray(x)), NamedSharding(mesh, P())))
+    return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
-    def body(sums, c):
-        idx = c * outer_chunk + jnp.arange(outer_chunk)
-        flat_o, p_o = M.enumerate_units(spec, outer, idx, dtype)
-        p_o = jnp.where(idx < total_outer, p_o, 0.0)  # padding past the end weighs 0
-        s1, s2 = jax.vmap(lambda f: one_outer(hidden(f)))(flat_o)
-        return (sums[0] + p_o @ s1, sums[1] + p_o @ s2), None
 
-    z0 = jnp.zeros((n_out * batch,), dtype)
-    (s1, s2), _ = jax.lax.scan(body, (z0, z0), jnp.arange(-(-total_outer // outer_chunk)))
-    return s1.reshape(n_out, batch).T, s2.reshape(n_out, batch).T
+@functools.lru_cache(maxsize=32)
+def _sharded_kernel(model, spec, task, outer, inner, shifted, mesh):
+    """The compiled, sharded kernel, built once per static set-up (a new ``jax.jit`` of a
+    new closure would compile again on every call)."""
+    (axis,) = mesh.axis_names
+    n_dev = mesh.shape[axis]
+
+    def local(variables, x):
+        s1, s2, spread = _partial_sums(
+            model, spec, task, outer, inner, shifted, variables, x, n_dev,
+            jax.lax.axis_index(axis),
+        )  # fmt: skip
+        return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis), jax.lax.pmax(spread, axis)
+
+    out = (P(), P(), P())
+    return jax.jit(
+        jax.shard_map(local, mesh=mesh, in_specs=(P(), P()), out_specs=out, check_vma=False)
+    )

@@ -22,6 +22,7 @@ Adding a predictor is one function decorated with :func:`register` (and its test
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -130,29 +131,31 @@ def exact(
 
     Refused with a clear error when ``n > max_units``. ``method="generic"`` evaluates every
     subnetwork with a full forward pass (any linen model); ``"factorised"`` (MLPs only)
-    reuses the work that does not depend on the last dropout layer's mask and does the rest
-    as large matrix products, see :mod:`dropstudy.fast_exact`; ``"auto"`` picks the
-    factorised path when it applies and no ``mesh`` is given. ``chunk`` (subnetworks per
-    step) applies to the generic path only. With ``mesh`` the generic path's chunks are dealt
-    out over its devices.
+    reuses the work that does not depend on the last dropout layer's mask and needs no
+    exponential per subnetwork, see :mod:`dropstudy.fast_exact`; ``"auto"`` picks the
+    factorised path when it applies. ``chunk`` (subnetworks per step) applies to the
+    generic path only. With ``mesh`` either path deals its work out over the mesh's devices
+    (the generic path its chunks, the factorised one its outer masks), then one ``psum``.
     """
     x = check_inputs(model, variables, x, task)
     spec = M.mask_spec(model, x)
     n = M.check_enumerable(spec, max_units)
     check_choice("method", method, ("auto", "generic", "factorised"))
-    if method == "factorised" and (mesh is not None or not fast_exact.applies(model, spec)):
+    if mesh is not None and len(mesh.axis_names) != 1:
+        raise DropstudyError(f"mesh must have one axis, got {mesh.axis_names}")
+    if method == "factorised" and not fast_exact.applies(model, spec):
         raise DropstudyError(
             "method='factorised' needs a dropstudy MLP whose last hidden layer has droppable "
-            "units, on one device (no mesh); use method='generic'"
+            "units; use method='generic'"
         )
-    if method != "generic" and mesh is None and fast_exact.applies(model, spec):
+    if method != "generic" and fast_exact.applies(model, spec):
         if chunk is not None:
             raise DropstudyError(
                 "chunk sets the generic path's subnetworks per step; the factorised path "
-                "(method='auto' or 'factorised' on an MLP) works one outer mask per step and "
-                "takes none: drop chunk, or pass method='generic'"
+                "(method='auto' or 'factorised' on an MLP) sizes its own steps and takes "
+                "none: drop chunk, or pass method='generic'"
             )
-        return fast_exact.exact_mlp(model, variables, x, spec, task=task)
+        return fast_exact.exact_mlp(model, variables, x, spec, task=task, mesh=mesh)
     total = 2**n
     chunk = resolve_chunk(model, variables, x, spec, total, chunk)
     key = jax.random.key(0)  # unused by the enumeration
@@ -166,6 +169,16 @@ def _sharded(model, spec, task, source, total, chunk, variables, x, key, mesh) -
     """The streamed reduction with chunks dealt out over ``mesh``'s devices, then ``psum``."""
     if len(mesh.axis_names) != 1:
         raise DropstudyError(f"mesh must have one axis, got {mesh.axis_names}")
+    f = _sharded_kernel(model, spec, task, source, total, chunk, mesh)
+    rep = NamedSharding(mesh, P())
+    s1, s2 = f(*jax.device_put((variables, jnp.asarray(x), key), rep))
+    return Average.from_sums(task, total, s1, s2)
+
+
+@functools.lru_cache(maxsize=32)
+def _sharded_kernel(model, spec, task, source, total, chunk, mesh):
+    """The compiled, sharded reduction, built once per static set-up (a new ``jax.jit`` of
+    a new closure would compile again on every call)."""
     (axis,) = mesh.axis_names
     n_dev = mesh.shape[axis]
 
@@ -176,14 +189,11 @@ def _sharded(model, spec, task, source, total, chunk, variables, x, key, mesh) -
         )  # fmt: skip
         return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis)
 
-    f = jax.jit(
+    return jax.jit(
         jax.shard_map(
             local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()), check_vma=False
         )
     )
-    rep = NamedSharding(mesh, P())
-    s1, s2 = f(*jax.device_put((variables, jnp.asarray(x), key), rep))
-    return Average.from_sums(task, total, s1, s2)
 
 
 @register("over_masks")

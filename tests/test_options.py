@@ -255,22 +255,24 @@ def test_method_picks_the_exact_path(stream_spy, factorised_spy):
 
 def test_mesh_deals_out_the_reduction(stream_spy, factorised_spy):
     """With ``mesh`` the sums come back from the mesh (a psum over its axis), not from the
-    one-device reduction; ``exact``'s auto method then takes the generic path."""
+    one-device reduction, for MC and for both exact paths."""
     mesh = S.mesh("z")
     assert mesh.axis_names == ("z",)
     key = jax.random.key(0)
-    for run in (
-        lambda **kw: P.mc(NET, NET_VARS, X, key=key, k=10, chunk=3, **kw),
-        # chunk is for the generic path (taken with a mesh); the factorised one takes none
-        lambda **kw: P.exact(NET, NET_VARS, X, **({"chunk": 5} if kw else {}), **kw),
+    for run, path in (
+        (lambda **kw: P.mc(NET, NET_VARS, X, key=key, k=10, chunk=3, **kw), "stream"),
+        (lambda **kw: P.exact(NET, NET_VARS, X, method="generic", chunk=5, **kw), "stream"),
+        (lambda **kw: P.exact(NET, NET_VARS, X, **kw), "factorised"),
     ):
         dealt = run(mesh=mesh)
         assert dealt.arithmetic.sharding.mesh == mesh and not stream_spy
+        assert len(factorised_spy) == (path == "factorised")
         plain = run()
         assert not isinstance(plain.arithmetic.sharding, jax.sharding.NamedSharding)
         np.testing.assert_allclose(dealt.arithmetic, plain.arithmetic, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(dealt.log_geometric, plain.log_geometric, rtol=1e-5, atol=1e-6)
         stream_spy.clear()
-    assert len(factorised_spy) == 1  # the exact average without a mesh only
+        factorised_spy.clear()
 
 
 def test_exact_chunk_is_honoured_or_refused():

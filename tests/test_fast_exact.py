@@ -1,0 +1,86 @@
+"""The factorised exact average: its exp-free products, its fallback, its block sizes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dropstudy import fast_exact as F
+from dropstudy import masks as M
+from dropstudy import predict as P
+from dropstudy.models import MLP
+
+
+def _net(model, scale=1.0, batch=6):
+    x = jax.random.normal(jax.random.key(3), (batch, 5))
+    v, spec = M.init(model, jax.random.key(4), x)
+    return x, jax.tree.map(lambda p: scale * p, v), spec
+
+
+def test_table_rows_follow_the_enumeration_bit_order():
+    """Row i of the doubled table multiplies kept[u] where bit u of i is set."""
+    rng = np.random.default_rng(0)
+    kept, dropped = rng.random((3, 2, 4)), rng.random((3, 2, 4))
+    f0 = rng.random((2, 4))
+    table = np.asarray(F._table(jnp.asarray(f0), jnp.asarray(kept), jnp.asarray(dropped)))
+    for i in range(8):
+        want = f0.copy()
+        for u in range(3):
+            want = want * (kept[u] if (i >> u) & 1 else dropped[u])
+        np.testing.assert_allclose(table[i], want, rtol=1e-6)
+
+
+def _kernel(model, x, v, spec, shifted):
+    outer, inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
+    return F.exact_sums(model, spec, "classification", outer, inner, shifted, v, x)
+
+
+def test_exp_free_products_match_the_exponential_path():
+    """The products of exponentials and the per-subnetwork max path agree to float rounding."""
+    model = MLP(hidden=(4, 6), n_out=3, rate=0.4, input_rate=0.2)
+    x, v, spec = _net(model, scale=2.0)
+    a1, g1, spread = _kernel(model, x, v, spec, True)
+    a2, g2, _ = _kernel(model, x, v, spec, False)
+    assert float(spread) < F.SAFE_SPREAD
+    np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-5)
+
+
+def test_huge_logits_take_the_per_subnetwork_max_path(monkeypatch):
+    """A spread past SAFE_SPREAD is reported by the kernel and sends exact_mlp to the
+    fallback (the second kernel call, shifted=False)."""
+    model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
+    x, v, spec = _net(model, scale=40.0)
+    assert float(_kernel(model, x, v, spec, True)[2]) >= F.SAFE_SPREAD
+    calls = []
+    real = F.exact_sums
+
+    def spy(*args):
+        calls.append(args[5])  # shifted
+        return real(*args)
+
+    monkeypatch.setattr(F, "exact_sums", spy)
+    avg = P.exact(model, v, x)
+    assert calls == [True, False]
+    assert np.all(np.isfinite(avg.arithmetic))
+    calls.clear()
+    P.exact(model, jax.tree.map(lambda p: p / 40.0, v), x)
+    assert calls == [True]
+
+
+def test_inner_block_fits_the_table_budget():
+    assert F.inner_size(10, 360) == 8  # 2^8 x 10 x 360 floats <= 2^20
+    assert F.inner_size(2, 4) == F.MAX_INNER_UNITS
+    assert F.inner_size(10, 10**6) == 1
+    for n_out, batch in ((10, 360), (3, 1000), (1, 50)):
+        d = F.inner_size(n_out, batch)
+        assert 2**d * n_out * batch <= F.TABLE_FLOATS or d == 1
+
+
+@pytest.mark.parametrize("method", ["factorised", "generic"])
+def test_exact_rows_sum_to_one_within_1e_6(method):
+    """Compensated sums: a 3,4,2 ReLU net (drop 0.35, input drop 0.2, 5 inputs)."""
+    model = MLP(hidden=(3, 4), n_out=2, rate=0.35, input_rate=0.2)
+    x, v, _ = _net(model, scale=3.0, batch=64)
+    avg = P.exact(model, v, x, method=method)
+    assert float(jnp.max(jnp.abs(avg.arithmetic.sum(-1) - 1))) <= 1e-6
