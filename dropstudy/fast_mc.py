@@ -1,0 +1,195 @@
+"""Monte-Carlo average of an :class:`~dropstudy.models.MLP` that skips the dropped units.
+
+When one sampled mask is shared by the whole batch, a subnetwork is a smaller dense
+network: hidden layer ``l`` needs only the rows of ``W_l`` of the units kept in the layer
+below and the columns of the units kept in its own layer. Each layer's kept units are
+gathered into a block of fixed width ``bound`` (the kept count's mean plus ``Z_BOUND``
+standard deviations, a multiple of 8, at most the layer width), padded with weight-zero
+slots; a subnetwork whose count exceeds some bound (probability ~3e-5 per layer at
+``Z_BOUND = 4``) is evaluated by the dense forward pass instead. At keep 0.5 a 512 x 512
+product shrinks to about 304 x 304. Without input dropout the first layer's product is the
+same for every subnetwork and is computed once.
+
+The subnetworks run as a sequence (``lax.scan``) of dense products, one subnetwork per
+step: their shapes differ from step to step only in which rows and columns are gathered.
+Subnetwork ``i`` uses the same mask as the dense path (``sample_masks(spec, fold_in(key,
+i))``), and every running sum is compensated (Kahan).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from functools import partial
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from . import masks as M
+from . import rng
+from .average import kahan_add
+from .models import MLP, activation_fn
+
+Z_BOUND = 4.0  # standard deviations above the mean kept count: P(past the bound) ~ 3e-5
+
+
+def applies(model, spec: M.MaskSpec) -> bool:
+    """Whether :func:`mc_sums` can average ``model``: a dropstudy MLP with droppable units."""
+    return (
+        isinstance(model, MLP)
+        and spec.names == model.dropout_layers()
+        and spec.n_droppable > 0
+    )
+
+
+def bounds(spec: M.MaskSpec) -> tuple[int | None, ...]:
+    """Gather width per dropout layer (``None``: nothing droppable, every unit is used):
+    mean kept count plus ``Z_BOUND`` standard deviations, rounded up to a multiple of 8,
+    at most the layer's width."""
+    out = []
+    for i, n in enumerate(spec.sizes):
+        q = spec.layer_keep(i).reshape(-1)
+        if np.all(q >= 1.0):
+            out.append(None)
+            continue
+        b = math.ceil(q.sum() + Z_BOUND * math.sqrt(float(np.sum(q * (1 - q)))))
+        out.append(int(min(n, -(-b // 8) * 8)))
+    return tuple(out)
+
+
+def _plan(mask, keep_scale, bound):
+    """Kept units of one layer as ``(idx (bound,), weight (bound,), over)``: the indices of
+    the kept units (padding repeats unit 0), their scale (0 on padding), and whether more
+    units were kept than ``bound`` holds."""
+    count = jnp.sum(mask > 0)
+    idx = jnp.flatnonzero(mask > 0, size=bound, fill_value=0)
+    valid = jnp.arange(bound) < count
+    return idx, jnp.where(valid, keep_scale[idx], 0.0), count > bound
+
+
+def mc_sums(model, spec, task, k, n_dev, dev, variables, x, key):
+    """Weighted sums over this device's share of the ``k`` subnetworks (``dev, dev + n_dev,
+    ...``): ``(s1, s2)`` each ``(B, n_out)``, as :func:`dropstudy.average.partial_sums`,
+    and ``over`` (one flag per step): the subnetworks past a bound, left out of the sums."""
+    dtype = model.dtype
+    x = x.astype(dtype)
+    act = activation_fn(model.activation)
+    params = variables["params"]
+    dense = [params[name] for name in model.dense_layers()]
+    widths = bounds(spec)
+    keep = [jnp.asarray(spec.layer_keep(i).reshape(-1), dtype) for i in range(len(spec.sizes))]
+    scale = [
+        1.0 / q if model.convention == "inverted" else jnp.ones_like(q) for q in keep
+    ]
+    starts = np.cumsum([0, *spec.sizes])
+    n_hidden = len(model.hidden)
+    # Without input dropout the first product is shared by every subnetwork.
+    # Activations are kept transposed, (units, B): selecting kept units is then a gather of
+    # whole rows, far cheaper on CPU than a gather of columns.
+    kernels_t = [d["kernel"].T for d in dense]  # (out, in)
+    first = act(x @ dense[0]["kernel"] + dense[0]["bias"]).T if widths[0] is None else None
+
+    def gathered(plans):
+        h, rows = x.T, None
+        if widths[0] is not None:
+            idx, w, _ = plans[0]
+            h, rows = x.T[idx] * w[:, None], idx
+        for layer in range(n_hidden):
+            plan = plans[layer + 1]
+            cols = plan[0] if plan is not None else None
+            if layer == 0 and first is not None:
+                a = first if cols is None else first[cols]
+            else:
+                kern = kernels_t[layer] if cols is None else kernels_t[layer][cols]
+                kern = kern if rows is None else kern[:, rows]
+                bias = dense[layer]["bias"]
+                a = act(kern @ h + (bias if cols is None else bias[cols])[:, None])
+            h = a if plan is None else a * plan[1][:, None]
+            rows = cols
+        kern = kernels_t[-1] if rows is None else kernels_t[-1][:, rows]
+        return (kern @ h).T + dense[-1]["bias"]
+
+    def body(carry, j):
+        i = j * n_dev + dev
+        flat = spec.flatten(M.sample_masks(spec, rng.fold_in(key, i), (), x.dtype))
+        plans = [
+            None if b is None else _plan(flat[starts[j] : starts[j + 1]], scale[j], b)
+            for j, b in enumerate(widths)
+        ]
+        over = jnp.any(jnp.stack([p[2] for p in plans if p is not None]))
+        # Past the end, or past a bound (rare; added afterwards by the dense pass, see
+        # mc_average): weight 0.
+        w = jnp.where((i < k) & ~over, 1.0 / k, 0.0).astype(dtype)
+        terms = _terms(task, gathered(plans), w)
+        return kahan_add(carry, terms), (i < k) & over
+
+    z = jnp.zeros((x.shape[0], model.n_out), dtype)
+    ((s1, s2), _), over = jax.lax.scan(body, ((z, z), (z, z)), jnp.arange(-(-k // n_dev)))
+    return s1, s2, over
+
+
+def _terms(task, out, w):
+    """One subnetwork's weighted terms: classification ``(w p, w log p)``, regression
+    ``(w y, w y^2)``."""
+    if task == "classification":
+        logp = jax.nn.log_softmax(out, axis=-1)
+        return w * jnp.exp(logp), w * logp
+    return w * out, w * out * out
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "task", "k"))
+def _dense_terms(model, spec, task, k, variables, x, key, idx):
+    """The dense pass's weighted sums over subnetworks ``idx`` of the stream (those past a
+    bound), each weighted 1/k."""
+    masks = M.sample_mask_batch(spec, key, idx, x.dtype)
+    out = jax.vmap(lambda m: M.apply(model, variables, x, m))(masks)
+    s1, s2 = _terms(task, out, jnp.asarray(1.0 / k, x.dtype))
+    return jnp.sum(s1, axis=0), jnp.sum(s2, axis=0)
+
+
+def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None):
+    """The MC sums ``(s1, s2)`` for :meth:`Average.from_sums`: gathered subnetworks on one
+    device or dealt out over ``mesh``, plus the dense pass for the rare subnetworks that
+    kept more units than a bound holds."""
+    if mesh is None:
+        s1, s2, over = mc_stream(model, spec, task, k, variables, x, key)
+        idx = np.flatnonzero(np.asarray(over))
+    else:
+        n_dev = mesh.shape[mesh.axis_names[0]]
+        s1, s2, over = _sharded_kernel(model, spec, task, k, mesh)(
+            *jax.device_put((variables, jnp.asarray(x), key), NamedSharding(mesh, P()))
+        )
+        steps = -(-k // n_dev)
+        # device d's flags come as block d; its step j was subnetwork j * n_dev + d
+        dev, j = np.divmod(np.flatnonzero(np.asarray(over)), steps)
+        idx = j * n_dev + dev
+    if idx.size:
+        d1, d2 = _dense_terms(model, spec, task, k, variables, x, key, jnp.asarray(idx))
+        s1, s2 = s1 + d1, s2 + d2
+    return s1, s2
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "task", "k"))
+def mc_stream(model, spec, task, k, variables, x, key):
+    """:func:`mc_sums` on one device: ``(s1, s2, over)``, ``over (k,)`` flagging the
+    subnetworks past a bound (left out of the sums)."""
+    return mc_sums(model, spec, task, k, 1, 0, variables, x, key)
+
+
+@functools.lru_cache(maxsize=32)
+def _sharded_kernel(model, spec, task, k, mesh):
+    (axis,) = mesh.axis_names
+    n_dev = mesh.shape[axis]
+
+    def local(variables, x, key):
+        s1, s2, over = mc_sums(
+            model, spec, task, k, n_dev, jax.lax.axis_index(axis), variables, x, key
+        )
+        return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis), over
+
+    out = (P(), P(), P(axis))
+    return jax.jit(
+        jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=out, check_vma=False)
+    )
