@@ -209,9 +209,7 @@ def partial_sums(model, spec, task, source, total, chunk, n_dev, variables, x, k
         lambda: M.apply(model, variables, x, M.expected_masks(spec, dtype))
     ).shape
     z = jnp.zeros(out_shape, dtype)
-    ((s1, s2), _), _ = jax.lax.scan(
-        body, ((z, z), (z, z)), jnp.arange(math.ceil(n_chunks / n_dev))
-    )
+    ((s1, s2), _), _ = jax.lax.scan(body, ((z, z), (z, z)), jnp.arange(math.ceil(n_chunks / n_dev)))
     return s1, s2
 
 

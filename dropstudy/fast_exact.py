@@ -71,7 +71,7 @@ def applies(model, spec: M.MaskSpec) -> bool:
 def inner_size(n_out: int, batch: int) -> int:
     """Inner units per step: the most (up to ``MAX_INNER_UNITS``) whose table
     ``(2^D, n_out, batch)`` fits in ``TABLE_FLOATS``, and at least 1."""
-    fit = int(math.floor(math.log2(max(TABLE_FLOATS // max(n_out * batch, 1), 1))))
+    fit = math.floor(math.log2(max(TABLE_FLOATS // max(n_out * batch, 1), 1)))
     return max(1, min(MAX_INNER_UNITS, fit))
 
 
@@ -179,9 +179,7 @@ def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev,
     total_outer = 2 ** len(outer)
     # Narrow last layers: several outer masks per step, so each step's block stays near
     # the cache-sized table and the loop runs few iterations.
-    per_step = min(
-        -(-total_outer // n_dev), max(1, TABLE_FLOATS // (n_in * n_out * batch))
-    )
+    per_step = min(-(-total_outer // n_dev), max(1, TABLE_FLOATS // (n_in * n_out * batch)))
 
     def products(base, t):
         """Exp-free classification sums for one outer mask (module docstring), and the

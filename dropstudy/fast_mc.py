@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,11 +38,7 @@ Z_BOUND = 4.0  # standard deviations above the mean kept count: P(past the bound
 
 def applies(model, spec: M.MaskSpec) -> bool:
     """Whether :func:`mc_sums` can average ``model``: a dropstudy MLP with droppable units."""
-    return (
-        isinstance(model, MLP)
-        and spec.names == model.dropout_layers()
-        and spec.n_droppable > 0
-    )
+    return isinstance(model, MLP) and spec.names == model.dropout_layers() and spec.n_droppable > 0
 
 
 def bounds(spec: M.MaskSpec) -> tuple[int | None, ...]:
@@ -80,9 +77,7 @@ def mc_sums(model, spec, task, k, n_dev, dev, variables, x, key):
     dense = [params[name] for name in model.dense_layers()]
     widths = bounds(spec)
     keep = [jnp.asarray(spec.layer_keep(i).reshape(-1), dtype) for i in range(len(spec.sizes))]
-    scale = [
-        1.0 / q if model.convention == "inverted" else jnp.ones_like(q) for q in keep
-    ]
+    scale = [1.0 / q if model.convention == "inverted" else jnp.ones_like(q) for q in keep]
     starts = np.cumsum([0, *spec.sizes])
     n_hidden = len(model.hidden)
     # Without input dropout the first product is shared by every subnetwork.

@@ -123,8 +123,7 @@ def mc(
     if method == "gathered":
         if not fast_mc.applies(model, spec):
             raise DropstudyError(
-                "method='gathered' needs a dropstudy MLP with droppable units; use "
-                "method='dense'"
+                "method='gathered' needs a dropstudy MLP with droppable units; use method='dense'"
             )
         if chunk is not None:
             raise DropstudyError(
