@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -31,6 +32,7 @@ from .cells import CellStore
 from .results import write_json
 from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
 
+TIMING_LOG = "timing.jsonl"  # per scale folder: wall time of every cell and experiment
 MC_K = 1000  # subnetworks in every experiment's Monte-Carlo average of a dropout net
 
 plt.rcParams.update({"figure.dpi": 90, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3})
@@ -154,11 +156,28 @@ class Context:
                 key = {**c.key(), "code": digest, "devices": devices}
                 # Always in segments, so hiding the bars never changes a number.
                 compute = self._with(report, c)
+                t0, n_computed = time.perf_counter(), len(self.store.computed)
                 raw[label] = self.store.get(label, key, compute)
+                took = time.perf_counter() - t0
+                self.log_time(label, took, len(self.store.computed) > n_computed)
                 if on_cell is not None:
                     on_cell(label, raw[label])
                 bar.update(1)
         return raw
+
+    def log_time(self, cell: str | None, seconds: float, computed: bool) -> None:
+        """Append one line to the scale folder's timing log, ``timing.jsonl`` (untracked, never
+        read by the results): a cell's wall time (``cell=None``: the whole experiment)."""
+        line = {
+            "experiment": self.name,
+            "cell": cell,
+            "seconds": round(seconds, 3),
+            "computed": computed,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "devices": device_tag(),
+        }
+        with open(self.out.parent / TIMING_LOG, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
     @staticmethod
     def _with(report, c: Cell):
@@ -202,6 +221,7 @@ class Context:
             **results,
         }
         path = write_json(self.out / "results.json", results)
+        self.log_time(None, time.perf_counter() - started, bool(self.store.computed))
         logging.getLogger("dropstudy").info(
             "%s: wrote %s (%d cells computed, %d reused, %.0f s)",
             self.name,

@@ -92,6 +92,12 @@ def test_quick_run_and_section(name, quick_dir):
     assert isinstance(md, str) and "nan" not in md.lower()
     assert cell_text(res["tests"][res["primary"]]["what"]) in verdict_table(res)
     assert "nan" not in path.read_text().lower()
+    # every cell's and the experiment's wall time went to the untracked timing log
+    log = [json.loads(x) for x in (quick_dir / "timing.jsonl").read_text().splitlines()]
+    mine = [e for e in log if e["experiment"] == name]
+    assert {e["cell"] for e in mine} - {None} and mine[-1]["cell"] is None
+    assert all(e["seconds"] >= 0 and isinstance(e["computed"], bool) for e in mine)
+    assert "seconds" not in path.read_text()  # the results file carries no timing
 
 
 def test_report_from_the_quick_results(quick_dir, tmp_path):
