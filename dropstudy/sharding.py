@@ -16,6 +16,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -67,7 +68,8 @@ def shard_leading(tree, mesh: Mesh):
     """Put the arrays of ``tree`` (each with a leading seed axis of the same length n) on
     ``mesh``, split along that axis, padding it up to a multiple of the device count with
     copies of the first row. Returns the placed tree and n (slice results back with
-    ``[:n]``)."""
+    ``[:n]``). Works across processes: every process passes the same values and places the
+    shards its own devices hold."""
     (axis,) = mesh.axis_names
     n = jax.tree.leaves(tree)[0].shape[0]
     pad = (-n) % mesh.shape[axis]
@@ -76,6 +78,35 @@ def shard_leading(tree, mesh: Mesh):
         a = jnp.asarray(a)
         if pad:
             a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)])
-        return jax.device_put(a, NamedSharding(mesh, P(axis)))
+        return _place(a, NamedSharding(mesh, P(axis)))
 
     return jax.tree.map(place, tree), n
+
+
+def replicate(tree, mesh: Mesh):
+    """Every array of ``tree`` whole on every device of ``mesh`` (every process passes the
+    same values)."""
+    return jax.tree.map(lambda a: _place(jnp.asarray(a), NamedSharding(mesh, P())), tree)
+
+
+def _place(a: jax.Array, sharding: NamedSharding) -> jax.Array:
+    if sharding.is_fully_addressable:
+        return jax.device_put(a, sharding)
+    # Several processes: each builds the shards of its own devices from its copy
+    # (device_put refuses devices of other processes). Keys travel as their raw data.
+    if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(a)
+        return jax.random.wrap_key_data(_place(jax.random.key_data(a), sharding), impl=impl)
+    host = np.asarray(a)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def gather(tree):
+    """Every array of ``tree`` whole on this host, as numpy: with several processes
+    (``jax.distributed``) each host holds only its devices' shards of a sharded result, and
+    this collects the rest (a collective: every process must call it)."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)

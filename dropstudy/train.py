@@ -596,8 +596,12 @@ def train_seeds(
         keys, n = sharding.shard_leading(keys, mesh)
         if per_seed_data:
             (x, y), _ = sharding.shard_leading((x, y), mesh)
+        else:
+            x, y = sharding.replicate((x, y), mesh)
         if cycle_axis == 0:
             cycle, _ = sharding.shard_leading(cycle, mesh)
+        elif cycle is not None:
+            cycle = sharding.replicate(cycle, mesh)
     report = _PROGRESS.get()
     if report is None:
         variables, hist = train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
@@ -633,7 +637,7 @@ def diverged(loss) -> np.ndarray:
 
 def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainConfig) -> None:
     """Raise :class:`DivergenceError` naming the first non-finite step, seed and configuration."""
-    loss = np.asarray(loss)
+    loss = sharding.gather(loss)  # whole on every process (a collective there)
     bad = ~np.isfinite(loss)
     if not bad.any():
         return
