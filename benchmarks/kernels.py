@@ -79,10 +79,23 @@ def exact_workload():
     x = jnp.asarray(ds.x_test)
     model = MLP(hidden=(10, 10), rate=0.5)
     variables, spec = M.init(model, jax.random.key(0), x)
-    outer, inner = F.split_units(model, spec)
+    outer, inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
     args = (model, spec, "classification", outer, inner, True, variables, x)
     hlo = F.exact_sums.lower(*args).compile().as_text()
-    return "exact 2^20, factorised (2x10 ReLU, digits test)", lambda: F.exact_sums(*args), hlo
+    label = "exact 2^20, exp-free factorised kernel, one device (2x10 ReLU, digits test)"
+    return label, lambda: F.exact_sums(*args), hlo
+
+
+def mc_workload(k: int = 1000):
+    from dropstudy import fast_mc
+
+    x = jnp.asarray(digits().x_test)
+    model = MLP(hidden=(512, 512), rate=0.5)
+    variables, spec = M.init(model, jax.random.key(0), x)
+    args = (model, spec, "classification", k, variables, x, jax.random.key(1))
+    hlo = fast_mc.mc_stream.lower(*args).compile().as_text()
+    label = f"MC K={k}, kept units gathered, one device (64-512-512-10, digits test)"
+    return label, lambda: fast_mc.mc_stream(*args), hlo
 
 
 def tutorial_workload(n_seeds: int = 32, steps: int = 200):
@@ -101,7 +114,7 @@ def tutorial_workload(n_seeds: int = 32, steps: int = 200):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="exact,tutorial")
+    ap.add_argument("--only", default="exact,mc,tutorial")
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--write", type=Path, help="also write the profiles as Markdown here")
     args = ap.parse_args(argv)
@@ -111,7 +124,7 @@ def main(argv=None) -> int:
         "",
         f"JAX {jax.__version__}, {dev}. Command: `python benchmarks/kernels.py`.",
     ]
-    work = {"exact": exact_workload, "tutorial": tutorial_workload}
+    work = {"exact": exact_workload, "mc": mc_workload, "tutorial": tutorial_workload}
     for name in args.only.split(","):
         label, run, hlo = work[name]()
         out += ["", *profile(label, run, hlo, args.top)]

@@ -18,15 +18,19 @@ high half of the inner units, each built by doubling over its units) are multipl
 into the ``(2^D, C, B)`` table; its sum over classes is the normaliser ``S[m, b]``, and
 
     E[p]      = sum_m (p_m / S[m]) * exp(z[m])        (one reciprocal per (mask, example))
-    E[log p]  = base + E[m] @ t  -  E[log S]          (z is linear in the mask)
+    E[log p]  = base + E[m] @ t  -  (E[log S] + shift) (z is linear in the mask)
 
 Overflow: every factor is taken relative to the largest logit any subnetwork can reach,
 ``upper[c, b] = base + sum_j max(t_j, 0)``: a kept unit contributes ``exp(min(t_j, 0))`` and
 a dropped one ``exp(-max(t_j, 0))``, both <= 1, and the table starts from
 ``exp(upper - max_c upper) <= 1``, so no partial product exceeds 1 and none is smaller than
-the final value. When some subnetwork's largest logit is more than ``SAFE_SPREAD`` below
-that shift, its normaliser would underflow; then (rare: huge weights) every subnetwork
-takes its own max and an exponential per logit instead.
+the final value. Underflow: a class whose final value falls below float32's smallest
+normal number (``exp(-87.3)``) becomes 0, and that loses at most ``exp(spread - 87.3)`` of
+probability, where the spread is the widest gap between the shift and some subnetwork's
+largest logit (whose own value keeps the normaliser ``>= exp(-spread)``). The kernel
+measures the spread as it goes; past ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) the sums
+are discarded and every subnetwork takes its own max and an exponential per logit instead
+(rare: huge logits).
 
 ``D`` is chosen so one outer step's table stays cache-sized (``TABLE_FLOATS``); the outer
 masks are dealt out over the devices of a mesh when one is given (each device sums its
@@ -44,16 +48,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from . import masks as M
+from . import sharding
 from .average import Average, kahan_add
 from .models import MLP
 
 MAX_INNER_UNITS = 12  # 4096 inner subnetworks per outer step, at most
 TABLE_FLOATS = 2**20  # one step's (inner masks, classes, examples) block: ~4 MB in float32
-SAFE_SPREAD = 80.0  # exp(-80) ~ 2e-35 stays a normal float32
+# Past this spread a class could underflow with more than exp(60 - 87.3) ~ 1.4e-12 of
+# probability (87.3 = -log of float32's smallest normal): then the exponential path.
+SAFE_SPREAD = 60.0
 
 
 def _last_drop(model: MLP) -> str:
@@ -61,8 +68,9 @@ def _last_drop(model: MLP) -> str:
 
 
 def applies(model, spec: M.MaskSpec) -> bool:
-    """Whether the factorised path can average ``model``: an MLP with droppable last-layer units."""
-    if not isinstance(model, MLP) or _last_drop(model) not in spec.names:
+    """Whether the factorised path can average ``model``: an MLP with at least one hidden
+    layer and droppable units in its last one."""
+    if not isinstance(model, MLP) or not model.hidden or _last_drop(model) not in spec.names:
         return False
     last = M.layer_units(spec, _last_drop(model))
     return any(spec.keep[u] < 1.0 for u in last)
@@ -253,7 +261,7 @@ def exact_sums(model, spec, task, outer, inner, shifted, variables, x):
 def _sharded_sums(model, spec, task, outer, inner, shifted, variables, x, *, mesh):
     """:func:`exact_sums` with the outer masks dealt out over ``mesh``'s devices."""
     f = _sharded_kernel(model, spec, task, outer, inner, shifted, mesh)
-    s1, s2, spread = f(*jax.device_put((variables, jnp.asarray(x)), NamedSharding(mesh, P())))
+    s1, s2, spread = f(*sharding.replicate((variables, jnp.asarray(x)), mesh))
     return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
 

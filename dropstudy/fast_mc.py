@@ -25,11 +25,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from . import masks as M
-from . import rng
+from . import rng, sharding
 from .average import kahan_add
 from .models import MLP, activation_fn
 
@@ -134,13 +134,13 @@ def _terms(task, out, w):
     return w * out, w * out * out
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "task", "k"))
-def _dense_terms(model, spec, task, k, variables, x, key, idx):
-    """The dense pass's weighted sums over subnetworks ``idx`` of the stream (those past a
-    bound), each weighted 1/k."""
+@partial(jax.jit, static_argnames=("model", "spec", "task"))
+def _dense_terms(model, spec, task, variables, x, key, idx, w):
+    """The dense pass's weighted sums over subnetworks ``idx (n,)`` of the stream (those past
+    a bound), weighted ``w (n,)``."""
     masks = M.sample_mask_batch(spec, key, idx, x.dtype)
     out = jax.vmap(lambda m: M.apply(model, variables, x, m))(masks)
-    s1, s2 = _terms(task, out, jnp.asarray(1.0 / k, x.dtype))
+    s1, s2 = _terms(task, out, w[:, None, None])
     return jnp.sum(s1, axis=0), jnp.sum(s2, axis=0)
 
 
@@ -154,14 +154,21 @@ def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None
     else:
         n_dev = mesh.shape[mesh.axis_names[0]]
         s1, s2, over = _sharded_kernel(model, spec, task, k, mesh)(
-            *jax.device_put((variables, jnp.asarray(x), key), NamedSharding(mesh, P()))
+            *sharding.replicate((variables, jnp.asarray(x), key), mesh)
         )
         steps = -(-k // n_dev)
         # device d's flags come as block d; its step j was subnetwork j * n_dev + d
-        dev, j = np.divmod(np.flatnonzero(np.asarray(over)), steps)
+        dev, j = np.divmod(np.flatnonzero(sharding.gather(over)), steps)
         idx = j * n_dev + dev
     if idx.size:
-        d1, d2 = _dense_terms(model, spec, task, k, variables, x, key, jnp.asarray(idx))
+        # Padded to a power of two with weight-0 repeats, so few counts ever compile.
+        n = 1 << (idx.size - 1).bit_length()
+        w = np.zeros(n, np.float32)
+        w[: idx.size] = 1.0 / k
+        padded = np.concatenate([idx, np.full(n - idx.size, idx[0])])
+        d1, d2 = _dense_terms(
+            model, spec, task, variables, x, key, jnp.asarray(padded), jnp.asarray(w, x.dtype)
+        )
         s1, s2 = s1 + d1, s2 + d2
     return s1, s2
 

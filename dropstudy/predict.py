@@ -31,10 +31,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from . import fast_exact, fast_mc
+from . import fast_exact, fast_mc, sharding
 from . import masks as M
 from .average import Average, check_inputs, partial_sums, resolve_chunk, stream
 from .validate import DropstudyError, check_array, check_choice, check_key, check_positive_int
@@ -109,7 +109,7 @@ def mc(
     ``method="dense"`` evaluates ``chunk`` subnetworks per step as one batched forward pass
     (any linen model); ``"gathered"`` (MLPs only) computes only the units each subnetwork
     keeps, one subnetwork per step, see :mod:`dropstudy.fast_mc`; ``"auto"`` takes the
-    gathered path for an MLP whose widest hidden layer has at least ``GATHER_MIN_WIDTH``
+    gathered path for an MLP whose widest hidden layer has at least ``GATHER_MIN_WIDTH`` (64)
     units, when no ``chunk`` is given. With ``mesh`` the subnetworks are dealt out over
     its devices (then one ``psum``).
     """
@@ -117,8 +117,7 @@ def mc(
     k = check_positive_int("k (number of Monte-Carlo samples)", k)
     check_key("key", key)
     check_choice("method", method, ("auto", "dense", "gathered"))
-    if mesh is not None and len(mesh.axis_names) != 1:
-        raise DropstudyError(f"mesh must have one axis, got {mesh.axis_names}")
+    _check_mesh(mesh)
     spec = M.mask_spec(model, x)
     if method == "gathered":
         if not fast_mc.applies(model, spec):
@@ -134,7 +133,7 @@ def mc(
         method == "auto"
         and chunk is None
         and fast_mc.applies(model, spec)
-        and max(model.hidden) >= GATHER_MIN_WIDTH
+        and max(model.hidden, default=0) >= GATHER_MIN_WIDTH
     )
     if gather:
         s1, s2 = fast_mc.mc_average(model, spec, task, k, variables, x, key, mesh)
@@ -164,28 +163,30 @@ def exact(
     subnetwork with a full forward pass (any linen model); ``"factorised"`` (MLPs only)
     reuses the work that does not depend on the last dropout layer's mask and needs no
     exponential per subnetwork, see :mod:`dropstudy.fast_exact`; ``"auto"`` picks the
-    factorised path when it applies. ``chunk`` (subnetworks per step) applies to the
-    generic path only. With ``mesh`` either path deals its work out over the mesh's devices
-    (the generic path its chunks, the factorised one its outer masks), then one ``psum``.
+    factorised path when it applies and no ``chunk`` is given. ``chunk`` (subnetworks per
+    step) applies to the generic path only. With ``mesh`` either path deals its work out
+    over the mesh's devices (the generic path its chunks, the factorised one its outer
+    masks), then one ``psum``.
     """
     x = check_inputs(model, variables, x, task)
-    spec = M.mask_spec(model, x)
-    n = M.check_enumerable(spec, max_units)
     check_choice("method", method, ("auto", "generic", "factorised"))
-    if mesh is not None and len(mesh.axis_names) != 1:
-        raise DropstudyError(f"mesh must have one axis, got {mesh.axis_names}")
-    if method == "factorised" and not fast_exact.applies(model, spec):
-        raise DropstudyError(
-            "method='factorised' needs a dropstudy MLP whose last hidden layer has droppable "
-            "units; use method='generic'"
-        )
-    if method != "generic" and fast_exact.applies(model, spec):
+    _check_mesh(mesh)
+    spec = M.mask_spec(model, x)
+    if method == "factorised":
+        if not fast_exact.applies(model, spec):
+            raise DropstudyError(
+                "method='factorised' needs a dropstudy MLP with a hidden layer whose last "
+                "hidden layer has droppable units; use method='generic'"
+            )
         if chunk is not None:
             raise DropstudyError(
                 "chunk sets the generic path's subnetworks per step; the factorised path "
-                "(method='auto' or 'factorised' on an MLP) sizes its own steps and takes "
-                "none: drop chunk, or pass method='generic'"
+                "sizes its own steps and takes none: drop chunk, or pass method='generic'"
             )
+    n = M.check_enumerable(spec, max_units)
+    if method == "factorised" or (
+        method == "auto" and chunk is None and fast_exact.applies(model, spec)
+    ):
         return fast_exact.exact_mlp(model, variables, x, spec, task=task, mesh=mesh)
     total = 2**n
     chunk = resolve_chunk(model, variables, x, spec, total, chunk)
@@ -196,13 +197,25 @@ def exact(
     return Average.from_sums(task, total, s1, s2)
 
 
+def _check_mesh(mesh) -> None:
+    if mesh is None:
+        return
+    if not isinstance(mesh, Mesh):
+        raise DropstudyError(
+            f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}; build one with "
+            "dropstudy.sharding.mesh(devices=...)"
+        )
+    if len(mesh.axis_names) != 1:
+        raise DropstudyError(
+            f"mesh must have one axis, got {mesh.axis_names}; build one with "
+            "dropstudy.sharding.mesh()"
+        )
+
+
 def _sharded(model, spec, task, source, total, chunk, variables, x, key, mesh) -> Average:
     """The streamed reduction with chunks dealt out over ``mesh``'s devices, then ``psum``."""
-    if len(mesh.axis_names) != 1:
-        raise DropstudyError(f"mesh must have one axis, got {mesh.axis_names}")
     f = _sharded_kernel(model, spec, task, source, total, chunk, mesh)
-    rep = NamedSharding(mesh, P())
-    s1, s2 = f(*jax.device_put((variables, jnp.asarray(x), key), rep))
+    s1, s2 = f(*sharding.replicate((variables, jnp.asarray(x), key), mesh))
     return Average.from_sums(task, total, s1, s2)
 
 

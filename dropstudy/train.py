@@ -620,7 +620,7 @@ def train_seeds(
     except DivergenceError:
         if not allow_divergence:
             raise
-        bad = [s for s, b in zip(seeds, diverged(hist.loss), strict=True) if b]
+        bad = [s for s, b in zip(seeds, diverged(sharding.gather(hist.loss)), strict=True) if b]
         logging.getLogger("dropstudy").warning(
             "training diverged (NaN or inf loss) for %d of %d runs, seeds %s",
             len(bad),

@@ -33,6 +33,7 @@ from .results import write_json
 from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
 
 TIMING_LOG = "timing.jsonl"  # per scale folder: wall time of every cell and experiment
+RUN_ID = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # one per process: groups a run's lines
 MC_K = 1000  # subnetworks in every experiment's Monte-Carlo average of a dropout net
 
 plt.rcParams.update({"figure.dpi": 90, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3})
@@ -169,6 +170,7 @@ class Context:
         """Append one line to the scale folder's timing log, ``timing.jsonl`` (untracked, never
         read by the results): a cell's wall time (``cell=None``: the whole experiment)."""
         line = {
+            "run": RUN_ID,
             "experiment": self.name,
             "cell": cell,
             "seconds": round(seconds, 3),
@@ -221,7 +223,8 @@ class Context:
             **results,
         }
         path = write_json(self.out / "results.json", results)
-        self.log_time(None, time.perf_counter() - started, bool(self.store.computed))
+        # the experiment counts as computed only when none of its cells was reused
+        self.log_time(None, time.perf_counter() - started, not self.store.reused)
         logging.getLogger("dropstudy").info(
             "%s: wrote %s (%d cells computed, %d reused, %.0f s)",
             self.name,

@@ -1,12 +1,14 @@
 """One process of a multi-process seed sweep (run by tests/test_multihost.py).
 
     python tests/multihost_worker.py --out FILE.npz [--coordinator HOST:PORT
-        --num-processes N --process-id I] [--local-devices D]
+        --num-processes N --process-id I] [--local-devices D] [--seeds S]
 
 With ``--coordinator`` the process joins ``jax.distributed`` (CPU collectives over gloo);
 the mesh then spans every process's devices and ``train_seeds`` splits the seeds over all
-of them. Process 0 writes the gathered parameters and losses to ``--out``. Without it, one
-process trains the same sweep on its ``--local-devices`` devices, for comparison.
+of them, and the MC and exact predictors deal their subnetworks out over it. Process 0
+writes the gathered parameters, losses and averages to ``--out``. Without it, one process
+does the same on its ``--local-devices`` devices, for comparison. Every process needs the
+same checkout and environment, and passes the same seeds and data.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--num-processes", type=int, default=1)
     ap.add_argument("--process-id", type=int, default=0)
     ap.add_argument("--local-devices", type=int, default=1)
-    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--seeds", type=int, default=3)  # odd: padded to the device count
     args = ap.parse_args(argv)
 
     import jax
@@ -40,6 +42,7 @@ def main(argv=None) -> int:
         )
     import numpy as np
 
+    from dropstudy import predict as P
     from dropstudy import sharding
     from dropstudy.data import digits
     from dropstudy.models import MLP
@@ -48,10 +51,25 @@ def main(argv=None) -> int:
     d = digits()
     model = MLP(hidden=(16, 16), rate=0.5)
     cfg = TrainConfig(steps=30, batch_size=64, lr=1e-2)
+    mesh = sharding.mesh()
     variables, hist = train_seeds(
-        model, seed_keys(range(args.seeds)), d.x_train, d.y_train, cfg, mesh=sharding.mesh()
+        model, seed_keys(range(args.seeds)), d.x_train, d.y_train, cfg, mesh=mesh
     )
-    leaves = sharding.gather(jax.tree.leaves((variables, hist.loss)))
+    # The predictors deal their subnetworks out over the same mesh.
+    v0 = jax.tree.map(lambda a: a[0], sharding.gather(variables))
+    x, key = d.x_test[:40], jax.random.key(7)
+    small = MLP(hidden=(6, 5), rate=0.5)
+    vs = jax.tree.map(lambda a: a[0], sharding.gather(train_seeds(
+        small, seed_keys([0]), d.x_train, d.y_train, cfg, mesh=mesh
+    )[0]))  # fmt: skip
+    averages = [
+        P.mc(model, v0, x, key=key, k=63, mesh=mesh, method="gathered"),
+        P.mc(model, v0, x, key=key, k=63, mesh=mesh, method="dense", chunk=8),
+        P.exact(small, vs, x, mesh=mesh),
+        P.exact(small, vs, x, mesh=mesh, method="generic", chunk=128),
+    ]
+    sums = [a for avg in averages for a in (avg.arithmetic, avg.log_geometric)]
+    leaves = sharding.gather(jax.tree.leaves((variables, hist.loss)) + sums)
     if jax.process_index() == 0:
         np.savez(args.out, *[np.asarray(a) for a in leaves], devices=len(jax.devices()))
     return 0

@@ -84,3 +84,24 @@ def test_exact_rows_sum_to_one_within_1e_6(method):
     x, v, _ = _net(model, scale=3.0, batch=64)
     avg = P.exact(model, v, x, method=method)
     assert float(jnp.max(jnp.abs(avg.arithmetic.sum(-1) - 1))) <= 1e-6
+
+
+def test_a_spread_just_below_the_old_threshold_loses_no_probability():
+    """Spread 79: one shift per example would flush class 1's numerator (probability ~1e-4)
+    to zero; such a spread must send the kernel to the per-subnetwork max path."""
+    model = MLP(hidden=(2,), n_out=3, rate=0.5)
+    x = jnp.zeros((1, 1))
+    v, spec = M.init(model, jax.random.key(0), x)
+    p = {
+        "dense_0": {"kernel": jnp.zeros((1, 2)), "bias": jnp.ones(2)},
+        "out": {
+            "kernel": jnp.array([[0.0, 0.0, 44.75], [0.0, 0.0, 44.75]]),
+            "bias": jnp.array([0.0, -9.0, -100.0]),
+        },
+    }
+    v = {"params": p}
+    assert F.SAFE_SPREAD <= float(_kernel(model, x, v, spec, True)[2]) < 80
+    exact = P.exact(model, v, x).arithmetic
+    generic = P.exact(model, v, x, method="generic").arithmetic
+    assert float(exact[0, 1]) > 1e-5
+    np.testing.assert_allclose(exact, generic, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# GPU figures in one prepared script, for the device image as it is: jax with CUDA, flax,
+# optax, matplotlib and scikit-learn; no network, no install, no ruff, no tensorboardX.
+#
+#   bash benchmarks/gpu.sh            # writes benchmarks/RESULTS_GPU.md (about 3 minutes)
+#   GPU_MD=/tmp/x.md bash benchmarks/gpu.sh   # elsewhere (e.g. a CPU dry run)
+#
+# 1. the identities the figures rest on (benchmarks/gpu_checks.py), at full float32
+#    precision: Hopper runs float32 matmuls as TF32 unless told otherwise;
+# 2. a GPU-relevant subset of the tests, when pytest is installed;
+# 3. the benchmarks: exact 2^20, MC K=1000 (gathered and dense), compensated sums, growth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=.
+export JAX_DEFAULT_MATMUL_PRECISION=highest
+OUT="${GPU_MD:-benchmarks/RESULTS_GPU.md}"
+LOG="$(mktemp)"
+
+python -c "import jax; print('devices:', jax.devices())"
+status=0
+timeout 90 python benchmarks/gpu_checks.py | tee "$LOG" || status=$?
+if python -c "import pytest" 2>/dev/null; then
+  timeout 120 python -m pytest -q -p no:cacheprovider -m "not slow" \
+    tests/test_fast_exact.py tests/test_fast_mc.py tests/test_average.py \
+    | tail -3 | tee -a "$LOG" || status=$?
+else
+  echo "pytest not installed: the checks above stand for the tests" | tee -a "$LOG"
+fi
+timeout 150 python benchmarks/run.py --quick --only exact,mc,sums,growth \
+  --write "$OUT" || status=$?
+{
+  echo
+  echo "## Checks on this device (\`bash benchmarks/gpu.sh\`, matmul precision highest)"
+  echo
+  echo '```'
+  cat "$LOG"
+  echo '```'
+} >> "$OUT"
+rm -f "$LOG"
+echo "wrote $OUT (status $status)"
+exit "$status"
