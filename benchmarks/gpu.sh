@@ -12,22 +12,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.
+export PYTHONUNBUFFERED=1
 export JAX_DEFAULT_MATMUL_PRECISION=highest
+PY="${PYTHON:-python3}"
 OUT="${GPU_MD:-benchmarks/RESULTS_GPU.md}"
 LOG="$(mktemp)"
+rm -f "$OUT"  # a run cut short leaves no stale figures behind
 
-python -c "import jax; print('devices:', jax.devices())"
+# Without a GPU, JAX falls back to the CPU: refuse to write CPU figures as GPU ones
+# (a dry run elsewhere sets GPU_MD).
+$PY -c "import jax; print('devices:', jax.devices()); \
+import os, sys; sys.exit(jax.default_backend() != 'gpu' and 'GPU_MD' not in os.environ)" \
+  || { echo "no GPU backend: set GPU_MD=FILE for a dry run elsewhere"; exit 2; }
 status=0
-timeout 90 python benchmarks/gpu_checks.py | tee "$LOG" || status=$?
-if python -c "import pytest" 2>/dev/null; then
-  timeout 120 python -m pytest -q -p no:cacheprovider -m "not slow" \
+timeout 90 $PY benchmarks/gpu_checks.py | tee "$LOG" || status=$?
+if $PY -c "import pytest" 2>/dev/null; then
+  timeout 120 $PY -m pytest -q -p no:cacheprovider -m "not slow" \
     tests/test_fast_exact.py tests/test_fast_mc.py tests/test_average.py \
     | tail -3 | tee -a "$LOG" || status=$?
 else
   echo "pytest not installed: the checks above stand for the tests" | tee -a "$LOG"
 fi
-timeout 150 python benchmarks/run.py --quick --only exact,mc,sums,growth \
+timeout 150 $PY benchmarks/run.py --quick --only exact,mc,sums,growth \
   --write "$OUT" || status=$?
+[ -f "$OUT" ] || echo "# benchmarks did not finish (status $status)" > "$OUT"
 {
   echo
   echo "## Checks on this device (\`bash benchmarks/gpu.sh\`, matmul precision highest)"

@@ -28,6 +28,7 @@ RESULTS: list[tuple[str, bool, str]] = []
 
 def check(name: str, err: float, tol: float) -> None:
     RESULTS.append((name, err <= tol, f"{err:.1e} (tolerance {tol:.0e})"))
+    print(f"{'PASS' if err <= tol else 'FAIL'}  {name}: {RESULTS[-1][2]}", flush=True)
 
 
 def max_diff(a, b) -> float:
@@ -76,8 +77,6 @@ def main() -> int:
         1e-6,
     )
     print(f"devices: {jax.devices()}; matmul precision: {jax.config.jax_default_matmul_precision}")
-    for name, ok, detail in RESULTS:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
     return sum(not ok for _, ok, _ in RESULTS)
 
 

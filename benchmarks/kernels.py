@@ -1,6 +1,6 @@
 """Where the time goes: per-kernel profiles of the benchmarks that miss their targets.
 
-    python benchmarks/kernels.py [--only exact,tutorial] [--top 12] [--write FILE.md]
+    python benchmarks/kernels.py [--only exact,mc,tutorial] [--top 12] [--write FILE.md]
 
 Runs a workload once to compile it, then once under ``jax.profiler`` (a Perfetto trace in a
 temporary folder), and prints the compiled program's kernels by total time, each with its

@@ -110,18 +110,18 @@ def bench_exact(ds, repeats, quick):
     diff = float(jnp.max(jnp.abs(P.exact(model, params, x, mesh=devices).arithmetic - ref)))
     ROWS.append(
         (
-            f"exact 2^20 (2x10 ReLU, digits test), exp-free, outer masks over {n_dev} devices",
-            f"{dealt:.2f} s",
-            f"exp per logit {with_exp:.2f} s (1 device)",
-            f"{dealt / with_exp:.2f}x the time (target <= 0.4x); max |dp| {diff:.1e}",
+            "exact 2^20 (2x10 ReLU, digits test), exp-free kernel, one device",
+            f"{one:.2f} s",
+            f"exp per logit, one device {with_exp:.2f} s",
+            f"{one / with_exp:.2f}x the time (target <= 0.4x); max |dp| {diff:.1e}",
         )
     )
     ROWS.append(
         (
-            "  same, exp-free, one device",
-            f"{one:.2f} s",
-            f"chunked vmap {naive:.1f} s",
-            f"{one / with_exp:.2f}x the exp path; {naive / one:.0f}x faster than the vmap",
+            f"  same, outer masks dealt over {n_dev} devices (mesh=)",
+            f"{dealt:.2f} s",
+            f"chunked vmap, one device {naive:.1f} s",
+            f"{one / dealt:.1f}x the one-device speed; {naive / dealt:.0f}x the vmap's",
         )
     )
     n_sub, b, c = 2**spec.n_droppable, x.shape[0], model.n_out
@@ -158,25 +158,27 @@ def bench_mc(ds, peak, repeats, k=1000):
     dealt = median_time(run(method="gathered", mesh=devices), repeats)
     one = median_time(run(method="gathered"), repeats)
     dense = median_time(run(method="dense"), repeats)
+    dense_dealt = median_time(run(method="dense", mesh=devices), repeats)
     diff = float(jnp.max(jnp.abs(run(method="gathered")() - run(method="dense")())))
     widths = [w for w in fast_mc.bounds(spec)[1:]]
     flops = k * x.shape[0] * 2 * (widths[0] * widths[1] + widths[1] * 10)
     dense_flops = k * x.shape[0] * 2 * (64 * 512 + 512 * 512 + 512 * 10)
     ROWS.append(
         (
-            f"MC K={k} (64-512-512-10), kept units gathered, over {n_dev} devices",
-            f"{dealt:.2f} s",
-            f"dense (every unit) {dense:.2f} s",
-            f"{dense / dealt:.1f}x faster; max |dp| {diff:.1e}",
+            f"MC K={k} (64-512-512-10), kept units gathered, one device",
+            f"{one:.2f} s, {flops / one / 1e9:.0f} GFLOP/s",
+            f"dense (every unit), one device {dense:.2f} s",
+            f"{dense / one:.1f}x faster; max |dp| {diff:.1e}",
         )
     )
     ROWS.append(
         (
-            "  same, gathered, one device",
-            f"{one:.2f} s, {flops / one / 1e9:.0f} GFLOP/s",
-            f"matmul peak {peak:.0f} GFLOP/s",
-            f"{100 * flops / one / 1e9 / peak:.0f}% of peak; dense {dense_flops / dense / 1e9:.0f} "
-            "GFLOP/s",
+            f"  same, both dealt over {n_dev} devices (mesh=)",
+            f"{dealt:.2f} s",
+            f"dense over {n_dev} devices {dense_dealt:.2f} s",
+            f"{dense_dealt / dealt:.1f}x faster; matmul peak {peak:.0f} GFLOP/s, gathered "
+            f"{100 * flops / one / 1e9 / peak:.0f}% of it on one device, dense "
+            f"{100 * dense_flops / dense / 1e9 / peak:.0f}%",
         )
     )
     torch_t = torch_mc(ds, params, k)
@@ -201,9 +203,11 @@ def bench_mc(ds, peak, repeats, k=1000):
     return {"dealt": dealt, "one": one, "dense": dense, "torch": torch_t}
 
 
-def bench_sums(repeats):
-    """Compensated sums vs a plain float32 running sum: drift and time, MC K = 20,000 on a
-    3,4,2 ReLU net (drop 0.35, input drop 0.2, 5 inputs)."""
+def bench_sums(repeats, chunk: int = 500):
+    """The library's sums (pairwise within a chunk, compensated across chunks) against the
+    reduction they replaced (a float32 dot within a chunk, plain adds across chunks), both
+    over the same chunks and both means: drift and time, MC K = 20,000 on a 3,4,2 ReLU net
+    (drop 0.35, input drop 0.2, 5 inputs)."""
     from dropstudy.average import stream
 
     model = MLP(hidden=(3, 4), n_out=2, rate=0.35, input_rate=0.2)
@@ -214,22 +218,27 @@ def bench_sums(repeats):
 
     @jax.jit
     def plain(params, x, key):
-        """One chunk, a float32 dot over the K subnetworks: the reduction before."""
-        m = M.sample_mask_batch(spec, key, jnp.arange(k), x.dtype)
-        out = jax.vmap(lambda mk: M.apply(model, params, x, mk))(m)
-        return jnp.einsum("k,kbc->bc", jnp.full((k,), 1.0 / k), jax.nn.softmax(out, -1))
+        def body(sums, j):
+            m = M.sample_mask_batch(spec, key, j * chunk + jnp.arange(chunk), x.dtype)
+            logp = jax.nn.log_softmax(jax.vmap(lambda mk: M.apply(model, params, x, mk))(m))
+            w = jnp.full((chunk,), 1.0 / k)
+            a, g = jnp.einsum("k,kbc->bc", w, jnp.exp(logp)), jnp.einsum("k,kbc->bc", w, logp)
+            return (sums[0] + a, sums[1] + g), None
+
+        z = jnp.zeros((x.shape[0], 2))
+        return jax.lax.scan(body, (z, z), jnp.arange(k // chunk))[0][0]
 
     def compensated():
-        return stream(model, spec, "classification", "mc", k, k, params, x, key)[0]
+        return stream(model, spec, "classification", "mc", k, chunk, params, x, key)[0]
 
     t_plain = median_time(lambda: plain(params, x, key), max(repeats, 5))
     t_comp = median_time(compensated, max(repeats, 5))
     drift = lambda p: float(jnp.max(jnp.abs(p.sum(-1) - 1)))  # noqa: E731
     ROWS.append(
         (
-            "sums: MC K=20,000 (3,4,2 net), pairwise + compensated",
+            f"sums: MC K=20,000 (3,4,2 net), {k // chunk} chunks, pairwise + compensated",
             f"{t_comp * 1e3:.0f} ms, rows sum to 1 +- {drift(compensated()):.1e}",
-            f"plain float32 dot {t_plain * 1e3:.0f} ms, +- {drift(plain(params, x, key)):.1e}",
+            f"dot + plain adds {t_plain * 1e3:.0f} ms, +- {drift(plain(params, x, key)):.1e}",
             f"{t_comp / t_plain:.2f}x the time (target: within 1e-6)",
         )
     )
@@ -243,36 +252,33 @@ def bench_study(timing: Path):
     import json
 
     entries = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()]
-    # Each experiment's latest full run, and the cells it computed.
-    last: dict[str, dict] = {}
+    # The latest run (one `dropstudy run` process) whose experiments computed every cell.
+    runs: dict[str, list[dict]] = {}
     for e in entries:
-        if e["cell"] is None and e["computed"]:
-            last[e["experiment"]] = e
-    cells = [
-        e
-        for e in entries
-        if e["cell"] is not None
-        and e["computed"]
-        and e["experiment"] in last
-        and e["when"] <= last[e["experiment"]]["when"]
+        runs.setdefault(e.get("run", "?"), []).append(e)
+    full = [
+        r
+        for r, es in runs.items()
+        if any(e["cell"] is None for e in es) and all(e["computed"] for e in es)
     ]
-    total = sum(e["seconds"] for e in last.values())
+    if not full:
+        ROWS.append(("study wall time", "no complete run in the log", str(timing), "-"))
+        return None
+    run = runs[full[-1]]
+    per = {e["experiment"]: e["seconds"] for e in run if e["cell"] is None}
     ROWS.append(
         (
-            "study wall time (make study, from the timing log)",
-            f"{total / 60:.1f} min",
-            ", ".join(f"{n} {e['seconds']:.0f} s" for n, e in last.items()),
-            f"devices {next(iter(last.values()))['devices']}" if last else "-",
+            f"study wall time (run {full[-1]}, every cell computed)",
+            f"{sum(per.values()) / 60:.1f} min",
+            ", ".join(f"{n} {t:.0f} s" for n, t in per.items()),
+            f"devices {run[0]['devices']}",
         )
     )
-    latest = {}
-    for e in cells:  # the latest computation of each cell
-        latest[(e["experiment"], e["cell"])] = e
-    for e in sorted(latest.values(), key=lambda e: -e["seconds"])[:3]:
+    for e in sorted((e for e in run if e["cell"]), key=lambda e: -e["seconds"])[:3]:
         ROWS.append(
             (f"  slow cell: {e['experiment']}/{e['cell']}", f"{e['seconds']:.0f} s", "-", "-")
         )
-    return {n: e["seconds"] for n, e in last.items()}
+    return per
 
 
 def _torch():

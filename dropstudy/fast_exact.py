@@ -27,10 +27,11 @@ a dropped one ``exp(-max(t_j, 0))``, both <= 1, and the table starts from
 the final value. Underflow: a class whose final value falls below float32's smallest
 normal number (``exp(-87.3)``) becomes 0, and that loses at most ``exp(spread - 87.3)`` of
 probability, where the spread is the widest gap between the shift and some subnetwork's
-largest logit (whose own value keeps the normaliser ``>= exp(-spread)``). The kernel
-measures the spread as it goes; past ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) the sums
-are discarded and every subnetwork takes its own max and an exponential per logit instead
-(rare: huge logits).
+largest logit (whose own value keeps the normaliser ``>= exp(-spread)``). A cheap pass
+over the outer masks (:func:`max_spread`, no tables) measures it first; past
+``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) every subnetwork takes its own max and an
+exponential per logit instead (confident nets: a binary task's logits often spread over
+hundreds). The kernel measures the spread too, as a guard.
 
 ``D`` is chosen so one outer step's table stays cache-sized (``TABLE_FLOATS``); the outer
 masks are dealt out over the devices of a mesh when one is given (each device sums its
@@ -107,12 +108,38 @@ def exact_mlp(
     with ``mesh`` (one axis) the outer masks are dealt out over its devices."""
     outer, inner = split_units(model, spec, inner_size(model.n_out, x.shape[0]))
     run = exact_sums if mesh is None else partial(_sharded_sums, mesh=mesh)
-    s1, s2, spread = run(model, spec, task, outer, inner, True, variables, x)
-    if task == "classification" and not float(spread) < SAFE_SPREAD:
-        # Some subnetwork's normaliser may have underflowed under one shift per example:
-        # again, with every subnetwork's own max (rare: huge logits).
+    # One cheap pass over the outer masks decides the path: confident nets (a binary task,
+    # say) often reach spreads in the hundreds, and running the products first would waste
+    # a whole pass of the kernel before the fallback.
+    shifted = (
+        task == "classification"
+        and float(max_spread(model, spec, outer, inner, variables, x)) < SAFE_SPREAD
+    )
+    s1, s2, spread = run(model, spec, task, outer, inner, shifted, variables, x)
+    if shifted and not float(spread) < SAFE_SPREAD:  # the kernel's own check, as a guard
         s1, s2, _ = run(model, spec, task, outer, inner, False, variables, x)
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "outer", "inner"))
+def max_spread(model, spec, outer, inner, variables, x):
+    """The widest spread over every outer mask (module docstring), without the tables:
+    one hidden pass per outer mask and the bounds of the inner logits."""
+    hidden, split = _setup(model, spec, inner, variables, x)
+    total = 2 ** len(outer)
+    chunk = min(total, 256)
+
+    def gap(f):
+        upper, lower = _bounds(*split(hidden(f)))
+        return jnp.max(jnp.max(upper, axis=0) - jnp.max(lower, axis=0))
+
+    def body(mx, c):
+        flat, _ = M.enumerate_units(spec, outer, c * chunk + jnp.arange(chunk), x.dtype)
+        # indices past the end enumerate real masks again (bits wrap), so their gaps are real
+        return jnp.maximum(mx, jnp.max(jax.vmap(gap)(flat))), None
+
+    init = jnp.asarray(-jnp.inf, x.dtype)
+    return jax.lax.scan(body, init, jnp.arange(-(-total // chunk)))[0]
 
 
 def _setup(model, spec, inner, variables, x):

@@ -119,16 +119,10 @@ def mc(
     check_choice("method", method, ("auto", "dense", "gathered"))
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
-    if method == "gathered":
-        if not fast_mc.applies(model, spec):
-            raise DropstudyError(
-                "method='gathered' needs a dropstudy MLP with droppable units; use method='dense'"
-            )
-        if chunk is not None:
-            raise DropstudyError(
-                "chunk sets the dense path's subnetworks per step; the gathered path runs "
-                "one subnetwork per step and takes none: drop chunk, or pass method='dense'"
-            )
+    _check_fast(
+        method, "gathered", "dense", fast_mc.applies(model, spec),
+        "a dropstudy MLP with droppable units", chunk,
+    )  # fmt: skip
     gather = method == "gathered" or (
         method == "auto"
         and chunk is None
@@ -172,17 +166,10 @@ def exact(
     check_choice("method", method, ("auto", "generic", "factorised"))
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
-    if method == "factorised":
-        if not fast_exact.applies(model, spec):
-            raise DropstudyError(
-                "method='factorised' needs a dropstudy MLP with a hidden layer whose last "
-                "hidden layer has droppable units; use method='generic'"
-            )
-        if chunk is not None:
-            raise DropstudyError(
-                "chunk sets the generic path's subnetworks per step; the factorised path "
-                "sizes its own steps and takes none: drop chunk, or pass method='generic'"
-            )
+    _check_fast(
+        method, "factorised", "generic", fast_exact.applies(model, spec),
+        "a dropstudy MLP whose last hidden layer has droppable units", chunk,
+    )  # fmt: skip
     n = M.check_enumerable(spec, max_units)
     if method == "factorised" or (
         method == "auto" and chunk is None and fast_exact.applies(model, spec)
@@ -195,6 +182,20 @@ def exact(
         return _sharded(model, spec, task, "exact", total, chunk, variables, x, key, mesh)
     s1, s2 = stream(model, spec, task, "exact", total, chunk, variables, x, key)
     return Average.from_sums(task, total, s1, s2)
+
+
+def _check_fast(method, fast, general, applies, needs, chunk) -> None:
+    """Refuse ``method=fast`` where that path does not apply, or with a ``chunk`` (which
+    only the ``general`` path takes)."""
+    if method != fast:
+        return
+    if not applies:
+        raise DropstudyError(f"method={fast!r} needs {needs}; use method={general!r}")
+    if chunk is not None:
+        raise DropstudyError(
+            f"chunk sets the {general} path's subnetworks per step; the {fast} path sizes its "
+            f"own steps and takes none: drop chunk, or pass method={general!r}"
+        )
 
 
 def _check_mesh(mesh) -> None:

@@ -47,11 +47,16 @@ def test_exp_free_products_match_the_exponential_path():
 
 
 def test_huge_logits_take_the_per_subnetwork_max_path(monkeypatch):
-    """A spread past SAFE_SPREAD is reported by the kernel and sends exact_mlp to the
-    fallback (the second kernel call, shifted=False)."""
+    """The pre-pass measures the spread the kernel meets; past SAFE_SPREAD exact_mlp runs
+    the per-subnetwork max path only (shifted=False), below it the products only."""
     model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
     x, v, spec = _net(model, scale=40.0)
-    assert float(_kernel(model, x, v, spec, True)[2]) >= F.SAFE_SPREAD
+    outer, inner = F.split_units(model, spec, F.inner_size(3, x.shape[0]))
+    kernel_spread = float(_kernel(model, x, v, spec, True)[2])
+    assert kernel_spread >= F.SAFE_SPREAD
+    np.testing.assert_allclose(
+        float(F.max_spread(model, spec, outer, inner, v, x)), kernel_spread, rtol=1e-6
+    )
     calls = []
     real = F.exact_sums
 
@@ -61,7 +66,7 @@ def test_huge_logits_take_the_per_subnetwork_max_path(monkeypatch):
 
     monkeypatch.setattr(F, "exact_sums", spy)
     avg = P.exact(model, v, x)
-    assert calls == [True, False]
+    assert calls == [False]
     assert np.all(np.isfinite(avg.arithmetic))
     calls.clear()
     P.exact(model, jax.tree.map(lambda p: p / 40.0, v), x)

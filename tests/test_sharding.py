@@ -67,6 +67,19 @@ SCRIPT = textwrap.dedent("""
     mc = P.mc(model, p, x, key=key, k=300, chunk=16)
     mc8 = P.mc(model, p, x, key=key, k=300, chunk=16, mesh=mesh)
     np.testing.assert_allclose(mc8.arithmetic, mc.arithmetic, rtol=1e-5, atol=1e-6)
+    # The fast paths dealt over 8 devices, uneven shares included: the factorised exact
+    # average's outer masks, and gathered MC with low bounds, so that many subnetworks are
+    # past them and come back through the flags.
+    fac8 = P.exact(model, p, x, mesh=mesh)
+    np.testing.assert_allclose(fac8.arithmetic, ex.arithmetic, rtol=1e-5, atol=1e-6)
+    from dropstudy import fast_mc
+    fast_mc.Z_BOUND = -1.0
+    wide = MLP(hidden=(24, 20), rate=0.5, input_rate=0.2)
+    vw, _ = M.init(wide, jax.random.key(5), x)
+    dense = P.mc(wide, vw, x, key=key, k=61, method="dense")
+    g8 = P.mc(wide, vw, x, key=key, k=61, method="gathered", mesh=mesh)
+    np.testing.assert_allclose(g8.arithmetic, dense.arithmetic, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g8.log_geometric, dense.log_geometric, rtol=1e-5, atol=1e-5)
     print("SHARDED OK")
 """)
 
