@@ -252,29 +252,32 @@ def bench_study(timing: Path):
     import json
 
     entries = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()]
-    # The latest run (one `dropstudy run` process) whose experiments computed every cell.
-    runs: dict[str, list[dict]] = {}
+    # Each experiment's latest complete run (every cell computed, none reused), and that
+    # run's cells: experiments may come from different `dropstudy run` processes.
+    last: dict[str, dict] = {}
     for e in entries:
-        runs.setdefault(e.get("run", "?"), []).append(e)
-    full = [
-        r
-        for r, es in runs.items()
-        if any(e["cell"] is None for e in es) and all(e["computed"] for e in es)
-    ]
-    if not full:
+        if e["cell"] is None and e["computed"]:
+            last[e["experiment"]] = e
+    if not last:
         ROWS.append(("study wall time", "no complete run in the log", str(timing), "-"))
         return None
-    run = runs[full[-1]]
-    per = {e["experiment"]: e["seconds"] for e in run if e["cell"] is None}
+    per = {n: e["seconds"] for n, e in last.items()}
+    cells = [
+        e
+        for e in entries
+        if e["cell"] is not None
+        and e["experiment"] in last
+        and e.get("run") == last[e["experiment"]].get("run")
+    ]
     ROWS.append(
         (
-            f"study wall time (run {full[-1]}, every cell computed)",
+            "study wall time: each experiment's latest complete run, summed",
             f"{sum(per.values()) / 60:.1f} min",
             ", ".join(f"{n} {t:.0f} s" for n, t in per.items()),
-            f"devices {run[0]['devices']}",
+            f"devices {next(iter(last.values()))['devices']}",
         )
     )
-    for e in sorted((e for e in run if e["cell"]), key=lambda e: -e["seconds"])[:3]:
+    for e in sorted(cells, key=lambda e: -e["seconds"])[:3]:
         ROWS.append(
             (f"  slow cell: {e['experiment']}/{e['cell']}", f"{e['seconds']:.0f} s", "-", "-")
         )
