@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,tensorboard,reference]'
 	touch $(STAMP)
 
-## The whole study at default scale (about 25 minutes on 2 cores), then REPORT.md.
+## The whole study at default scale (about 23 minutes on 2 cores), then REPORT.md.
 study: $(STAMP)
 	$(DROPSTUDY) run all --out $(RESULTS)
 	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md

@@ -190,7 +190,7 @@ def _bounds(base, t):
     return upper, lower
 
 
-def _table(f0, kept, dropped):
+def product_table(f0, kept, dropped):
     """Products over ``d`` units by doubling: ``f0 (C, B)``, factors ``(d, C, B)`` ->
     ``(2^d, C, B)`` whose row ``i`` takes ``kept[u]`` where bit ``u`` of ``i`` is set and
     ``dropped[u]`` where it is not (the bit order of :func:`~dropstudy.masks.enumerate_units`)."""
@@ -224,8 +224,8 @@ def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev,
         spread = jnp.max(shift - jnp.max(lower, axis=0))
         kept, dropped = jnp.exp(jnp.minimum(t, 0.0)), jnp.exp(-jnp.maximum(t, 0.0))
         lo = d // 2
-        low = _table(jnp.exp(upper - shift), kept[:lo], dropped[:lo])  # (2^lo, C, B)
-        high = _table(jnp.ones_like(upper), kept[lo:], dropped[lo:])  # (2^(d-lo), C, B)
+        low = product_table(jnp.exp(upper - shift), kept[:lo], dropped[:lo])  # (2^lo, C, B)
+        high = product_table(jnp.ones_like(upper), kept[lo:], dropped[lo:])  # (2^(d-lo), C, B)
         e = (high[:, None] * low[None]).reshape(n_in, n_out, batch)  # inner index low + 2^lo high
         s = jnp.sum(e, axis=1)  # (Mi, B) normalisers
         w = p_in[:, None] / s

@@ -22,7 +22,7 @@ def test_table_rows_follow_the_enumeration_bit_order():
     rng = np.random.default_rng(0)
     kept, dropped = rng.random((3, 2, 4)), rng.random((3, 2, 4))
     f0 = rng.random((2, 4))
-    table = np.asarray(F._table(jnp.asarray(f0), jnp.asarray(kept), jnp.asarray(dropped)))
+    table = np.asarray(F.product_table(jnp.asarray(f0), jnp.asarray(kept), jnp.asarray(dropped)))
     for i in range(8):
         want = f0.copy()
         for u in range(3):

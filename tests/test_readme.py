@@ -23,3 +23,16 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
         __import__("jax").tree.leaves(namespace["loaded"]),
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_readme_study_times_are_the_benchmark_figures():
+    """The README's time per experiment is the study row `benchmarks/run.py` wrote from the
+    timing log, not typed in."""
+    results = (README.parent / "benchmarks" / "RESULTS.md").read_text()
+    row = next(line for line in results.splitlines() if "study wall time" in line)
+    measured = dict(re.findall(r"(\w+) (\d+) s", row.split("|")[3]))
+    text = README.read_text()
+    head = re.search(r"\| experiment \|(.*)\|\n\|[-|]+\|\n\| seconds \|(.*)\|", text)
+    names = [c.strip() for c in head.group(1).split("|")]
+    secs = [c.strip() for c in head.group(2).split("|")]
+    assert dict(zip(names, secs, strict=True)) == measured
