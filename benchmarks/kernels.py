@@ -1,4 +1,4 @@
-"""Where the time goes: per-kernel profiles of the benchmarks that miss their targets.
+"""Where the time goes: per-kernel profiles of the heaviest benchmarks.
 
     python benchmarks/kernels.py [--only exact,mc,tutorial] [--top 12] [--write FILE.md]
 
