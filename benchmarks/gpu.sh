@@ -3,7 +3,7 @@
 # optax, matplotlib and scikit-learn; no network, no install, no ruff, no tensorboardX.
 #
 #   bash benchmarks/gpu.sh            # writes benchmarks/RESULTS_GPU.md (about 3 minutes)
-#   GPU_MD=/tmp/x.md bash benchmarks/gpu.sh   # elsewhere (e.g. a CPU dry run)
+#   GPU_MD=/tmp/x.md PYTHON=.venv/bin/python bash benchmarks/gpu.sh   # a CPU dry run
 #
 # 1. the identities the figures rest on (benchmarks/gpu_checks.py), at full float32
 #    precision: Hopper runs float32 matmuls as TF32 unless told otherwise;
@@ -19,6 +19,7 @@ OUT="${GPU_MD:-benchmarks/RESULTS_GPU.md}"
 LOG="$(mktemp)"
 rm -f "$OUT"  # a run cut short leaves no stale figures behind
 
+$PY -c "import jax" || { echo "$PY cannot import jax: set PYTHON=/path/to/python"; exit 2; }
 # Without a GPU, JAX falls back to the CPU: refuse to write CPU figures as GPU ones
 # (a dry run elsewhere sets GPU_MD).
 $PY -c "import jax; print('devices:', jax.devices()); \
