@@ -140,6 +140,16 @@ def resolve_chunk(
     return min(check_positive_int("chunk", chunk), total)
 
 
+def weighted_terms(task: str, out: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Subnetworks' weighted terms of :meth:`Average.from_sums`: classification
+    ``(w p, w log p)`` from logits ``out``, regression ``(w y, w y^2)``; ``w`` broadcasts
+    against ``out``."""
+    if task == "classification":
+        logp = jax.nn.log_softmax(out, axis=-1)
+        return w * jnp.exp(logp), w * logp
+    return w * out, w * out * out
+
+
 def pairwise_sum(terms: jax.Array) -> jax.Array:
     """Sum ``terms (n, ...)`` over the leading axis by halving (pairwise summation).
 
@@ -197,13 +207,8 @@ def partial_sums(model, spec, task, source, total, chunk, n_dev, variables, x, k
         idx = (j * n_dev + dev) * chunk + jnp.arange(chunk)
         m, w = masks_for(idx)
         out = jax.vmap(lambda mk: M.apply(model, variables, x, mk))(m)  # (chunk, B, n_out)
-        w = w[:, None, None]
-        if task == "classification":
-            logp = jax.nn.log_softmax(out, axis=-1)
-            a, g = pairwise_sum(w * jnp.exp(logp)), pairwise_sum(w * logp)
-        else:
-            a, g = pairwise_sum(w * out), pairwise_sum(w * out * out)
-        return kahan_add(carry, (a, g)), None
+        a, g = weighted_terms(task, out, w[:, None, None])
+        return kahan_add(carry, (pairwise_sum(a), pairwise_sum(g))), None
 
     out_shape = jax.eval_shape(
         lambda: M.apply(model, variables, x, M.expected_masks(spec, dtype))

@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 from . import masks as M
 from . import rng, sharding
-from .average import kahan_add
+from .average import kahan_add, weighted_terms
 from .models import MLP, activation_fn
 
 Z_BOUND = 4.0  # standard deviations above the mean kept count: P(past the bound) ~ 3e-5
@@ -80,10 +80,10 @@ def mc_sums(model, spec, task, k, n_dev, dev, variables, x, key):
     scale = [1.0 / q if model.convention == "inverted" else jnp.ones_like(q) for q in keep]
     starts = np.cumsum([0, *spec.sizes])
     n_hidden = len(model.hidden)
-    # Without input dropout the first product is shared by every subnetwork.
     # Activations are kept transposed, (units, B): selecting kept units is then a gather of
     # whole rows, far cheaper on CPU than a gather of columns.
     kernels_t = [d["kernel"].T for d in dense]  # (out, in)
+    # Without input dropout the first product is shared by every subnetwork.
     first = act(x @ dense[0]["kernel"] + dense[0]["bias"]).T if widths[0] is None else None
 
     def gathered(plans):
@@ -117,21 +117,12 @@ def mc_sums(model, spec, task, k, n_dev, dev, variables, x, key):
         # Past the end, or past a bound (rare; added afterwards by the dense pass, see
         # mc_average): weight 0.
         w = jnp.where((i < k) & ~over, 1.0 / k, 0.0).astype(dtype)
-        terms = _terms(task, gathered(plans), w)
+        terms = weighted_terms(task, gathered(plans), w)
         return kahan_add(carry, terms), (i < k) & over
 
     z = jnp.zeros((x.shape[0], model.n_out), dtype)
     ((s1, s2), _), over = jax.lax.scan(body, ((z, z), (z, z)), jnp.arange(-(-k // n_dev)))
     return s1, s2, over
-
-
-def _terms(task, out, w):
-    """One subnetwork's weighted terms: classification ``(w p, w log p)``, regression
-    ``(w y, w y^2)``."""
-    if task == "classification":
-        logp = jax.nn.log_softmax(out, axis=-1)
-        return w * jnp.exp(logp), w * logp
-    return w * out, w * out * out
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task"))
@@ -140,7 +131,7 @@ def _dense_terms(model, spec, task, variables, x, key, idx, w):
     a bound), weighted ``w (n,)``."""
     masks = M.sample_mask_batch(spec, key, idx, x.dtype)
     out = jax.vmap(lambda m: M.apply(model, variables, x, m))(masks)
-    s1, s2 = _terms(task, out, w[:, None, None])
+    s1, s2 = weighted_terms(task, out, w[:, None, None])
     return jnp.sum(s1, axis=0), jnp.sum(s2, axis=0)
 
 
