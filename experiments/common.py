@@ -29,6 +29,7 @@ from dropstudy.train import TrainConfig
 from dropstudy.train import progress as train_progress
 
 from .cells import CellStore
+from .interrupt import INTERRUPTED
 from .results import write_json
 from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
 
@@ -164,6 +165,8 @@ class Context:
                 if on_cell is not None:
                     on_cell(label, raw[label])
                 bar.update(1)
+                if INTERRUPTED.is_set():  # a Ctrl-C that a finaliser swallowed: stop here
+                    raise KeyboardInterrupt
         return raw
 
     def log_time(self, cell: str | None, seconds: float, computed: bool) -> None:

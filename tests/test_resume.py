@@ -98,3 +98,20 @@ def test_no_nan_reaches_a_results_file(tmp_path):
     with pytest.raises(DropstudyError, match=r"non-finite value nan at \.a\[1\]"):
         write_json(tmp_path / "r.json", {"a": [1.0, float("nan")]})
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_swallowed_interrupt_stops_the_run_after_the_cell(tmp_path):
+    # Python drops a KeyboardInterrupt raised inside a finaliser; the flag the handler sets
+    # still stops the run at the next cell boundary, keeping the cell that finished.
+    from dropstudy_experiments.common import Context, cell
+    from dropstudy_experiments.interrupt import INTERRUPTED, sticky_interrupt
+
+    def work(i):
+        if i == 0:
+            INTERRUPTED.set()  # what the handler does before its exception is lost
+        return {"i": i}
+
+    ctx = Context("scaling", tmp_path, progress=False)
+    with sticky_interrupt(), pytest.raises(KeyboardInterrupt):
+        ctx.run_cells({"a": cell(work, i=0), "b": cell(work, i=1)})
+    assert ctx.store.computed == ["a"] and not INTERRUPTED.is_set()
