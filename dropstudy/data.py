@@ -1,4 +1,5 @@
-"""Data sets: scikit-learn's digits, the tutorial's 1-D regression, MNIST from local files.
+"""Data sets: scikit-learn's digits, MNIST-1D (generated), the tutorial's 1-D regression,
+MNIST from local files.
 
 Nothing is downloaded. Inputs are float32 arrays ``(N, d)``; labels int32 ``(N,)`` for
 classification, float32 ``(N, 1)`` targets for regression.
@@ -7,12 +8,17 @@ classification, float32 ``(N, 1)`` targets for regression.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .io import atomic_write
 from .validate import DropstudyError, check_array, check_positive_int
 
 DIGITS_TEST_FRACTION = 0.2
@@ -102,6 +108,113 @@ def digits() -> Dataset:
     return Dataset("digits", xtr, ytr, xte, yte, 10)
 
 
+# The published defaults of mnist1d's generator (``get_dataset_args``), less its download
+# address: 5,000 signals, 4,000 train / 1,000 test, 40 features, 10 classes.
+MNIST1D_ARGS = {
+    "num_samples": 5000,
+    "train_split": 0.8,
+    "template_len": 12,
+    "padding": (36, 60),
+    "scale_coeff": 0.4,
+    "max_translation": 48,
+    "corr_noise_scale": 0.25,
+    "iid_noise_scale": 2e-2,
+    "shear_scale": 0.75,
+    "shuffle_seq": False,
+    "final_seq_length": 40,
+    "seed": 42,
+}
+MNIST1D_CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """Where generated data are cached: ``$DROPSTUDY_CACHE``, else ``$XDG_CACHE_HOME/dropstudy``,
+    else ``~/.cache/dropstudy`` (the user's cache folder, never the install folder)."""
+    if os.environ.get("DROPSTUDY_CACHE"):
+        return Path(os.environ["DROPSTUDY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dropstudy"
+
+
+def mnist1d(cache: bool = True, **overrides) -> Dataset:
+    """MNIST-1D (Greydanus 2020): 1-D signals of 40 points made from ten digit templates by
+    padding, shear, scale, translation and correlated and i.i.d. noise; ``(4000, 40)`` train,
+    ``(1000, 40)`` test, 10 classes, inputs float32 standardised by the generator.
+
+    Made offline by the ``mnist1d`` package's generator (``make_dataset``) from
+    :data:`MNIST1D_ARGS`; ``overrides`` replace some of them (a larger ``max_translation``,
+    ``scale_coeff``, ``corr_noise_scale`` or ``iid_noise_scale`` makes a shifted test set,
+    the name says which). Nothing is downloaded or unpickled. The generator reseeds
+    numpy's and Python's global random state; both are restored afterwards. With ``cache``,
+    the arrays are kept as an npz in :func:`cache_dir` under the arguments' digest, with the
+    content digest checked on every load (a mismatch regenerates the file).
+    """
+    bad = sorted(set(overrides) - set(MNIST1D_ARGS))
+    if bad:
+        raise DropstudyError(
+            f"mnist1d: unknown generator arguments {bad}; known: {sorted(MNIST1D_ARGS)}"
+        )
+    args = {**MNIST1D_ARGS, **overrides}
+    changed = {k: v for k, v in overrides.items() if MNIST1D_ARGS[k] != v}
+    name = "mnist1d" + "".join(f"[{k}={v}]" for k, v in sorted(changed.items()))
+    tag = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"mnist1d-{tag}.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrs = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+                stored = str(z["digest"])
+                ok = int(z["format"]) == MNIST1D_CACHE_FORMAT
+            ds = Dataset(name, *arrs.values(), 10)
+            if ok and ds.digest() == stored:
+                return ds
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # unreadable or from another version: make it again
+    ds = Dataset(name, *_generate_mnist1d(args), 10)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            x_train=ds.x_train,
+            y_train=ds.y_train,
+            x_test=ds.x_test,
+            y_test=ds.y_test,
+            digest=np.array(ds.digest()),
+            format=np.array(MNIST1D_CACHE_FORMAT),
+        )
+        atomic_write(path, buf.getvalue())
+    return ds
+
+
+def _generate_mnist1d(args: dict) -> tuple[np.ndarray, ...]:
+    """Run the package's generator with ``args``; numpy's and Python's global random state
+    are left as they were."""
+    import random
+
+    try:
+        from mnist1d.data import make_dataset
+        from mnist1d.utils import ObjectView
+    except ImportError:
+        raise DropstudyError(
+            "MNIST-1D needs the mnist1d package (pip install mnist1d); it generates the data "
+            "offline"
+        ) from None
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(ObjectView({**args, "padding": list(args["padding"])}))
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    f = np.float32
+    return (
+        np.asarray(d["x"], f),
+        np.asarray(d["y"], np.int32),
+        np.asarray(d["x_test"], f),
+        np.asarray(d["y_test"], np.int32),
+    )
+
+
 def tutorial_regression(
     key: jax.Array,
     n: int = 10,
@@ -180,7 +293,6 @@ def read_idx(path) -> np.ndarray:
     code, or a size that does not match the header (a truncated download).
     """
     import gzip
-    from pathlib import Path
 
     p = Path(path)
     try:
@@ -211,7 +323,6 @@ def read_idx(path) -> np.ndarray:
 
 
 def _find(directory, stem: str):
-    from pathlib import Path
 
     d = Path(directory)
     for name in (
@@ -245,7 +356,6 @@ def load_mnist(directory, name: str = "mnist") -> Dataset:
     ``mnist.npz`` (keys ``x_train, y_train, x_test, y_test``). Pixels scaled to [0, 1] and
     flattened to 784 features; the standard 60k/10k split. Nothing is downloaded.
     """
-    from pathlib import Path
 
     d = Path(directory)
     if not d.is_dir():

@@ -14,10 +14,11 @@ from pathlib import Path
 from dropstudy import __version__
 from dropstudy.validate import DropstudyError, check_rate, parse_int_list
 
+from .interrupt import sticky_interrupt
 from .runner import NAMES, RESULTS
 
 log = logging.getLogger("dropstudy")
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist1d", "mnist", "fashion-mnist")
 COMPARE_MODEL_FLAGS = ("hidden", "activation", "rate", "input_rate", "convention")
 COMPARE_TRAIN_FLAGS = ("steps", "batch_size", "lr")
 
@@ -65,7 +66,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--dataset",
         default="digits",
         choices=DATASETS,
-        help="data set; mnist and fashion-mnist are read from --data-dir",
+        help="data set: digits and mnist1d are made offline (scikit-learn's 8x8 digits; "
+        "MNIST-1D from its generator, cached in ~/.cache/dropstudy); mnist and "
+        "fashion-mnist are read from --data-dir",
     )
     p.add_argument(
         "--data-dir",
@@ -207,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         "else REPORT.md inside the results folder, so a quick report never replaces the "
         "study's)",
     )
+    rep.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="results folder of the same study on another data set (repeatable): the report "
+        "adds a table of where the verdicts agree",
+    )
     _add_verbosity(rep)
     for p in sub.choices.values():  # --result must not pass for --results
         p.allow_abbrev = False
@@ -237,12 +249,16 @@ def _setup_logging(args) -> None:
 
 
 def _load_data(args):
-    from dropstudy.data import digits, load_mnist
+    from dropstudy.data import digits, load_mnist, mnist1d
 
-    if args.dataset == "digits":
+    made = {"digits": digits, "mnist1d": mnist1d}  # made offline, never read from a folder
+    if args.dataset in made:
         if args.data_dir is not None:
-            raise DropstudyError("--data-dir applies to --dataset mnist or fashion-mnist only")
-        return digits()
+            raise DropstudyError(
+                f"--data-dir applies to --dataset mnist or fashion-mnist only; "
+                f"{args.dataset} is made offline"
+            )
+        return made[args.dataset]()
     if args.data_dir is None:
         raise DropstudyError(
             f"--dataset {args.dataset} needs --data-dir DIR with the IDX/npz files"
@@ -307,9 +323,19 @@ def cmd_compare(args, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_run(args, parser=None) -> int:
-    from .runner import check_scale, folder_lock, run_experiment, scale, scale_folder
+    from .runner import check_scale, folder_lock, own_data, run_experiment, scale, scale_folder
 
     names = list(NAMES) if args.name == "all" else [args.name]
+    if args.dataset != "digits":  # experiments on data of their own run once, with digits
+        fixed = [n for n in names if own_data(n)]
+        if args.name != "all" and fixed:
+            raise DropstudyError(
+                f"{args.name} runs on its own data ({own_data(args.name)}): --dataset does not "
+                "apply; run it without --dataset"
+            )
+        if fixed:
+            log.info("skipping %s: on data of their own, run with digits", ", ".join(fixed))
+        names = [n for n in names if n not in fixed]
     s = scale(args.quick, args.seeds, args.dataset)
     out = args.out if args.out is not None else scale_folder(s)
     data = None if args.dataset == "digits" and args.data_dir is None else _load_data(args)
@@ -337,7 +363,7 @@ def cmd_report(args, parser=None) -> int:
         out = (
             Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
         )
-    path = build_report(args.results, out)
+    path = build_report(args.results, out, compare=args.compare)
     log.info("wrote %s", path)
     return 0
 
@@ -354,7 +380,8 @@ def _dispatch(command, args, parser) -> int:
     # after JAX started (tests, notebooks) it keeps the devices there are, silently.
     use_cpu_cores(warn=False)
     try:
-        return command(args, parser)
+        with sticky_interrupt():
+            return command(args, parser)
     except DropstudyError as e:
         print(f"dropstudy: error: {e}", file=sys.stderr)
         return 2

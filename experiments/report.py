@@ -40,24 +40,10 @@ def adjusted(results: dict[str, dict]) -> dict[str, dict]:
     }
 
 
-def build_report(results_dir, out) -> Path:
-    """Write the report for ``results_dir/*/results.json`` to ``out``; returns its path."""
-
-    results_dir, out = Path(results_dir), Path(out)
+def read_results(results_dir: Path) -> dict[str, dict]:
+    """``{name: results}`` of every experiment with a results file in ``results_dir``, checked
+    to be of one scale and of this version of the study."""
     found = [n for n in NAMES if (results_dir / n / "results.json").is_file()]
-    if not found:
-        others = sorted(
-            str(p.parent.parent) for p in results_dir.glob("*/*/results.json")
-            if p.parent.name in NAMES
-        )  # fmt: skip
-        hint = (
-            f"; results of other scales are in {', '.join(sorted(set(others)))}" if others else ""
-        )
-        raise DropstudyError(
-            f"no results under {results_dir}: run `dropstudy run all --out {results_dir}` "
-            f"first, or pass --results FOLDER{hint}"
-        )
-    rel = os.path.relpath(results_dir, out.parent or Path("."))
     results = {n: read_json(results_dir / n / "results.json") for n in found}
     scales = {n: scale_of(r) for n, r in results.items()}
     kinds = {scale_command(s) for s in scales.values()}
@@ -75,6 +61,84 @@ def build_report(results_dir, out) -> Path:
                 f"study (it lacks {bad or ['its primary test']}): re-run "
                 f"`dropstudy run {n}` with this version"
             )
+    return results
+
+
+def data_name(results: dict[str, dict]) -> str:
+    """The data set a folder's results were made on (``--dataset``)."""
+    return scale_of(next(iter(results.values())))["dataset"]
+
+
+def agreement(results: dict[str, dict], others: list[dict[str, dict]], rel: list[str]) -> list[str]:
+    """The report's lines comparing each experiment's primary verdict (Holm-adjusted within
+    each data set) across data sets, with the train error of the net the primary judges
+    where its results record one."""
+    sets = [results, *others]
+    names = [data_name(r) for r in sets]
+    decided = [adjusted(r) for r in sets]
+    rows, agree, differ = [], [], []
+    for n in NAMES:
+        if not all(n in r for r in sets):
+            continue
+        verdicts = [d[n]["verdict"] for d in decided]
+        effects = [effect_str(d[n]["test"]) for d in decided]
+        same = len(set(verdicts)) == 1
+        (agree if same else differ).append(n)
+        rows.append(
+            [n, results[n]["tests"][results[n]["primary"]]["what"],
+             *[f"{v} ({e})" for v, e in zip(verdicts, effects, strict=True)],
+             "yes" if same else "**no**"]
+        )  # fmt: skip
+    links = ", ".join(f"[{name}]({r}/REPORT.md)" for name, r in zip(names[1:], rel, strict=True))
+    lines = [
+        "## Data sets: where the verdicts agree",
+        "",
+        f"The same experiments on {' and '.join(names)}, each data set's primaries "
+        f"Holm-adjusted among themselves (full reports: {links}). An experiment whose primary "
+        "does not read the data set (the tutorial's regression, its scaling demo, the "
+        "diabetes regression) repeats the same test on both and agrees by construction.",
+        "",
+        table(["experiment", "primary test", *names, "agree"], rows),
+        "",
+        f"Agree: {', '.join(agree) or 'none'}. Differ: {', '.join(differ) or 'none'}.",
+        "",
+    ]
+    return lines
+
+
+def build_report(results_dir, out, compare=()) -> Path:
+    """Write the report for ``results_dir/*/results.json`` to ``out``; returns its path.
+    ``compare``: results folders of the same study on other data sets (same scale)."""
+
+    results_dir, out = Path(results_dir), Path(out)
+    found = [n for n in NAMES if (results_dir / n / "results.json").is_file()]
+    if not found:
+        others = sorted(
+            str(p.parent.parent) for p in results_dir.glob("*/*/results.json")
+            if p.parent.name in NAMES
+        )  # fmt: skip
+        hint = (
+            f"; results of other scales are in {', '.join(sorted(set(others)))}" if others else ""
+        )
+        raise DropstudyError(
+            f"no results under {results_dir}: run `dropstudy run all --out {results_dir}` "
+            f"first, or pass --results FOLDER{hint}"
+        )
+    rel = os.path.relpath(results_dir, out.parent or Path("."))
+    results = read_results(results_dir)
+    scales = {n: scale_of(r) for n, r in results.items()}
+    others = []
+    for folder in compare:
+        other = read_results(Path(folder))
+        if not other:
+            raise DropstudyError(f"--compare {folder}: no results there")
+        theirs = {**scale_of(next(iter(other.values()))), "dataset": None}
+        if theirs != {**next(iter(scales.values())), "dataset": None}:
+            raise DropstudyError(
+                f"--compare {folder} holds results of another scale; compare runs of the "
+                "same scale (--quick, --seeds)"
+            )
+        others.append(other)
     s = next(iter(scales.values()))
     command = scale_command(s) + (f" --out {results_dir}" if results_dir != RESULTS else "")
     sections, summary = [], []
@@ -157,6 +221,9 @@ def build_report(results_dir, out) -> Path:
         head += ["**Findings on the primary tests** (more in each section):", "", *key, ""]
     if missing:
         head.append(f"Not yet run: {', '.join(missing)}.\n")
+    if others:
+        rels = [os.path.relpath(Path(f), out.parent or Path(".")) for f in compare]
+        head += agreement(results, others, rels)
     text = "\n".join(head) + "\n" + "\n\n".join(sections)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -174,3 +174,77 @@ def test_classes_keeps_and_relabels_the_chosen_digits():
     for bad in ((3,), (3, 3), (3, 10)):
         with pytest.raises(DropstudyError, match="classes"):
             ds.classes(*bad)
+
+
+# --- MNIST-1D: generated offline, cached in the user's cache folder ----------------------
+
+
+@pytest.fixture
+def mnist1d_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DROPSTUDY_CACHE", str(tmp_path / "cache"))
+    # Nothing may reach the network or unpickle: the package's download-and-unpickle path
+    # (get_dataset) and its pickle reader fail loudly here.
+    import pickle
+
+    import mnist1d.data
+    import requests
+
+    def refuse(*a, **k):
+        raise AssertionError("MNIST-1D must be generated, never downloaded or unpickled")
+
+    monkeypatch.setattr(requests, "get", refuse)
+    monkeypatch.setattr(mnist1d.data, "get_dataset", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    return tmp_path / "cache"
+
+
+def test_mnist1d_is_generated_cached_and_leaves_global_random_state(mnist1d_cache, monkeypatch):
+    import random
+
+    from dropstudy import data as D
+
+    np.random.seed(123)
+    random.seed(123)
+    np_before, py_before = np.random.get_state(), random.getstate()
+    ds = D.mnist1d()
+    np_after, py_after = np.random.get_state(), random.getstate()
+    assert all(np.array_equal(a, b) for a, b in zip(np_before[1:2], np_after[1:2]))
+    assert np_before[2:] == np_after[2:] and py_before == py_after
+    assert ds.name == "mnist1d" and ds.n_classes == 10
+    assert ds.x_train.shape == (4000, 40) and ds.x_test.shape == (1000, 40)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
+    assert set(np.unique(ds.y_train)) == set(range(10))
+    (cached,) = mnist1d_cache.glob("mnist1d-*.npz")
+    with np.load(cached, allow_pickle=False) as z:
+        assert str(z["digest"]) == ds.digest()
+
+    # A second load reads the cache: the generator is not run again.
+    def no_generator(args):
+        raise AssertionError("regenerated although the cache was valid")
+
+    monkeypatch.setattr(D, "_generate_mnist1d", no_generator)
+    again = D.mnist1d()
+    assert again.digest() == ds.digest()
+
+    # A cache file whose content does not match its digest is made again.
+    with np.load(cached, allow_pickle=False) as z:
+        arrs = {k: z[k] for k in z.files}
+    arrs["x_train"] = arrs["x_train"] + 1
+    np.savez(cached, **arrs)
+    calls = []
+    monkeypatch.setattr(D, "_generate_mnist1d", lambda a: calls.append(a) or (
+        ds.x_train, ds.y_train, ds.x_test, ds.y_test))  # fmt: skip
+    assert D.mnist1d().digest() == ds.digest() and len(calls) == 1
+
+
+def test_mnist1d_generator_arguments_change_the_data_and_its_name(mnist1d_cache):
+    from dropstudy import data as D
+
+    base = D.mnist1d(cache=False)
+    shifted = D.mnist1d(cache=False, iid_noise_scale=0.2)
+    assert shifted.name == "mnist1d[iid_noise_scale=0.2]"
+    assert np.array_equal(base.y_test, shifted.y_test)  # same seed: same labels
+    assert not np.allclose(base.x_test, shifted.x_test)
+    assert not list(mnist1d_cache.glob("*.npz"))  # cache=False writes nothing
+    with pytest.raises(DropstudyError, match="unknown generator arguments.*noise"):
+        D.mnist1d(noise=1.0)

@@ -40,6 +40,7 @@ def _spawn(args):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow  # over 20 s; `make test-slow`
 def test_two_processes_split_the_seeds_bitwise_as_one(tmp_path):
     coord = f"127.0.0.1:{_free_port()}"
     multi, single = tmp_path / "multi.npz", tmp_path / "single.npz"

@@ -129,6 +129,7 @@ def test_geometric_below_nwgm_below_arithmetic_when_small(x64):
     assert np.all(nwgm[small] <= np.asarray(ex.arithmetic)[small] + 1e-15)
 
 
+@pytest.mark.slow  # over 20 s; `make test-slow`
 def test_mc_converges_to_exact_within_standard_error():
     model = MLP(hidden=(6, 6), n_out=3, rate=0.5)
     x, params, spec = _net(model, n=20)
