@@ -255,6 +255,27 @@ def loss_fn(
     return value if state is None else (value, new_state)
 
 
+def step_masks(
+    spec: M.MaskSpec,
+    mask_mode: str,
+    mask_key: jax.Array,
+    step,
+    batch: int,
+    cycle_masks: jax.Array | None = None,
+    dtype=jnp.float32,
+) -> M.Masks:
+    """The masks training uses at ``step``: drawn from ``fold_in(mask_key, step)``, one per
+    example (``per_example``: leading axis ``(batch,)``) or one for the whole minibatch
+    (``per_batch``: no leading axis), or mask ``step % K`` of ``cycle_masks (K, n_units)``
+    (``cycle``). ``mask_key`` is the second of the keys ``(data, masks, rngs)`` that
+    :attr:`Trainer.start` returns: code that steps a :class:`Trainer` itself gets each
+    step's subnetwork from here."""
+    if mask_mode == "cycle":
+        return spec.unflatten(cycle_masks[step % cycle_masks.shape[0]].astype(dtype))
+    k = rng.fold_in(mask_key, step)
+    return M.sample_masks(spec, k, (batch,) if mask_mode == "per_example" else (), dtype)
+
+
 class Trainer(NamedTuple):
     """A training run as pure pieces, so that it can run as one program or in segments.
 
@@ -304,12 +325,7 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             return x[idx], y[idx]
 
         def masks_at(step, b):
-            k = rng.fold_in(k_mask, step)
-            if cfg.mask_mode == "per_example":
-                return M.sample_masks(spec, k, (b,), x.dtype)
-            if cfg.mask_mode == "per_batch":
-                return M.sample_masks(spec, k, (), x.dtype)
-            return spec.unflatten(cycle_masks[step % cycle_masks.shape[0]].astype(x.dtype))
+            return step_masks(spec, cfg.mask_mode, k_mask, step, b, cycle_masks, x.dtype)
 
         def rngs_at(step):
             k = jax.random.fold_in(k_rngs, step + 1)

@@ -148,3 +148,19 @@ def test_averaging_pairs_come_from_the_training_set():
     from dropstudy_experiments import averaging
 
     assert averaging.PAIRS == averaging.closest_pairs(digits(), len(averaging.PAIRS))
+
+
+def test_stayput_plain_sgd_identity_and_each_optimiser(quick_dir):
+    """From the quick run: under plain SGD every dropped unit stays bitwise put; momentum,
+    Adam and weight decay each move dropped units (each optimiser option changes the
+    measure), decay least."""
+    path = quick_dir / "stayput" / "results.json"
+    if not path.is_file():
+        runner.run_experiment("stayput", out=quick_dir, quick=True, progress=False)
+    rows = json.loads(path.read_text())["rows"]
+    assert rows["sgd"]["all_still"] and rows["sgd"]["ratio"]["mean"] == 0
+    assert rows["sgd"]["kept_movement"]["mean"] > 0
+    for o in ("momentum", "adam", "sgd_wd"):
+        assert not rows[o]["all_still"] and rows[o]["ratio"]["mean"] > 0, o
+    assert rows["sgd_wd"]["ratio"]["mean"] < 0.05 < rows["momentum"]["ratio"]["mean"]
+    assert rows["momentum"]["ratio"] != rows["adam"]["ratio"]

@@ -81,6 +81,32 @@ def test_cycle_mode_trains_only_the_kept_units(digits_data):
     assert not np.array_equal(p1["out"]["kernel"][3:], p0["out"]["kernel"][3:])
 
 
+def test_step_masks_are_the_masks_a_step_trains_with(digits_data):
+    # Plain SGD, one mask per minibatch: every parameter touching a unit that step_masks says
+    # was dropped at a step is bitwise unchanged by that step; the kept units move.
+    from dropstudy.train import make_trainer, step_masks
+
+    d = digits_data
+    model = MLP(hidden=(12, 12), rate=0.5)
+    spec = M.mask_spec(model, d.x_train[:1])
+    cfg = CFG.replace(optimizer="sgd", lr=0.1, momentum=0.0, mask_mode="per_batch")
+    t = make_trainer(model, spec, cfg)
+    x, y = jnp.asarray(d.x_train), jnp.asarray(d.y_train)
+    keys, carry = t.start(jax.random.key(3), x)
+    for step in range(3):
+        before = carry[0]
+        carry, _ = t.steps(keys, carry, x, y, None, step, 1)
+        m = np.asarray(step_masks(spec, "per_batch", keys[1], step, 0)["drop_1"]["mask"])
+        dropped = m == 0
+        assert dropped.any() and (~dropped).any()
+        moved_out = np.abs(carry[0]["out"]["kernel"] - before["out"]["kernel"]).sum(1)
+        moved_in = np.abs(carry[0]["dense_1"]["kernel"] - before["dense_1"]["kernel"]).sum(0)
+        assert (moved_out[dropped] == 0).all() and (moved_in[dropped] == 0).all()
+        assert moved_out[~dropped].sum() > 0 and moved_in[~dropped].sum() > 0
+    per_example = step_masks(spec, "per_example", keys[1], 0, 5)
+    assert per_example["drop_1"]["mask"].shape == (5, 12)
+
+
 def test_snapshots(digits_data):
     d = digits_data
     model = MLP(hidden=(8,))
@@ -137,6 +163,7 @@ def test_bad_data(digits_data):
         )
 
 
+@pytest.mark.slow  # over 20 s; `make test-slow`
 def test_progress_segments_are_bitwise_one_program(digits_data):
     """With progress reported, a run is compiled in segments: bit for bit the same for one
     run; for a vmapped batch of seeds on one device, the same to float rounding."""

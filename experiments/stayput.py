@@ -1,0 +1,288 @@
+"""Claim: the parameters of the units dropped in a training step stay as they were.
+
+The tutorial: "the deleted neuron parameters remain the results before they are deleted";
+only the kept units are updated. With one mask per step shared by the minibatch
+(``mask_mode="per_batch"``, as the tutorial describes it), a unit dropped in a step has a zero
+gradient on every parameter that touches it: its incoming weights and bias, and its outgoing
+weights (the activation it sends is 0, and the error it receives is multiplied by its mask).
+Whether the parameters then stay put is a property of the optimiser, not of dropout:
+
+* plain SGD without L2: the update is ``-lr * 0``, so they stay put exactly (an identity,
+  checked bitwise at every step);
+* SGD with momentum 0.9 (the tutorial's own optimiser): the velocity carries them on;
+* Adam: the moment estimates carry them on;
+* SGD with weight decay (``optax.add_decayed_weights``; for SGD without momentum, decoupled
+  and coupled decay are the same update): the decay shrinks them.
+
+Per step, each hidden unit's movement is the mean absolute change of its parameters (incoming
+weights and bias, outgoing weights); the measure is the mean movement of the units dropped in
+that step over the mean movement of the units kept, averaged over steps: 0 when dropped units
+stay put, about 1 when they move as much as kept ones. Each step's masks come from
+:func:`dropstudy.train.step_masks`, the function training draws them with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dropstudy import masks as M
+from dropstudy.data import Dataset
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig, make_trainer, seed_keys, step_masks
+
+from .common import ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table
+from .stats import equivalence, exact_check
+
+NAME = "stayput"
+CLAIM = (
+    "In a training step the dropped units' parameters remain as they were; only the kept "
+    "units are updated."
+)
+OPTIMIZERS = ("sgd", "momentum", "adam", "sgd_wd")
+LABELS = {
+    "sgd": "plain SGD",
+    "momentum": "SGD, momentum 0.9 (tutorial)",
+    "adam": "Adam",
+    "sgd_wd": "SGD + weight decay",
+}
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Sizes, optimisers and the equivalence margin (fixed before the run)."""
+
+    seeds: int = 10
+    hidden: tuple[int, ...] = (64, 64)
+    rate: float = 0.5  # hidden layers only: "half of the hidden neurons ... are deleted"
+    steps: int = 300
+    batch_size: int = 64
+    lr_sgd: float = 0.05
+    lr_momentum: float = 0.01  # the tutorial's lr_init, with momentum 0.9
+    lr_adam: float = 1e-3
+    weight_decay: float = 5e-4
+    # Equivalence margin on the movement ratio (dropped / kept), fixed before the run: a
+    # dropped unit that moves less than a tenth as much as a kept one "stays put" for any
+    # practical reading of the claim.
+    margin: float = 0.1
+    primary: str = "momentum"
+    QUICK: ClassVar[dict] = {"seeds": 2, "hidden": (16, 16), "steps": 20}
+
+
+def optimizer(name: str, steps: int, batch_size: int, lr: float, decay: float) -> TrainConfig:
+    """The training configuration of optimiser ``name`` (one of :data:`OPTIMIZERS`), one mask
+    per minibatch; ``decay`` applies to ``sgd_wd`` only."""
+    base = TrainConfig(steps=steps, batch_size=batch_size, mask_mode="per_batch")
+    if name == "sgd":
+        return base.replace(optimizer="sgd", lr=lr, momentum=0.0)
+    if name == "momentum":
+        return base.replace(optimizer="sgd", lr=lr, momentum=0.9)
+    if name == "adam":
+        return base.replace(optimizer="adam", lr=lr)
+    return base.replace(optimizer=optax.chain(optax.add_decayed_weights(decay), optax.sgd(lr)))
+
+
+def lr_of(name: str, cfg: Config) -> float:
+    return {"momentum": cfg.lr_momentum, "adam": cfg.lr_adam}.get(name, cfg.lr_sgd)
+
+
+def unit_movement(model: MLP, delta: dict, masks) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Of one step's parameter change ``delta`` and its masks (one per minibatch): the mean
+    movement of the dropped and of the kept hidden units, and the fraction of dropped units
+    whose every parameter is bitwise unchanged. A unit's movement is the mean absolute
+    change of its incoming weights, bias and outgoing weights."""
+    dense, drops = model.dense_layers(), model.dropout_layers()
+    moved, dropped = [], []
+    for i in range(1, len(drops)):  # hidden layer i - 1 is read by dropout layer i
+        m = masks[drops[i]]["mask"]
+        w_in, b = delta[dense[i - 1]]["kernel"], delta[dense[i - 1]]["bias"]
+        w_out = delta[dense[i]]["kernel"]
+        total = jnp.abs(w_in).sum(0) + jnp.abs(b) + jnp.abs(w_out).sum(1)
+        moved.append(total / (w_in.shape[0] + 1 + w_out.shape[1]))
+        dropped.append(m == 0)
+    moved, dropped = jnp.concatenate(moved), jnp.concatenate(dropped)
+    n_drop = jnp.maximum(dropped.sum(), 1)
+    n_keep = jnp.maximum((~dropped).sum(), 1)
+    still = jnp.where(dropped, moved == 0, False).sum() / n_drop
+    return (
+        jnp.where(dropped, moved, 0).sum() / n_drop,
+        jnp.where(dropped, 0, moved).sum() / n_keep,
+        still,
+    )
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "cfg"))
+def _trace(model: MLP, spec: M.MaskSpec, cfg: TrainConfig, keys, x, y):
+    """Per seed and step ``(dropped, kept, still)``, each ``(S, steps)``; and the trained
+    variables, stacked ``(S, ...)``."""
+    t = make_trainer(model, spec, cfg)
+
+    def run(key):
+        ks, carry = t.start(key, x)
+
+        def step(carry, s):
+            before = carry[0]
+            carry, _ = t.steps(ks, carry, x, y, None, s, 1)
+            delta = jax.tree.map(jnp.subtract, carry[0], before)
+            masks = step_masks(spec, cfg.mask_mode, ks[1], s, 0, dtype=x.dtype)
+            return carry, unit_movement(model, delta, masks)
+
+        carry, stats = jax.lax.scan(step, carry, jnp.arange(cfg.steps))
+        return stats, t.finish(carry)
+
+    return jax.vmap(run)(keys)
+
+
+def movement_cell(
+    ds: Dataset,
+    model: MLP,
+    optimizer_name: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    decay: float,
+    seeds: list[int],
+) -> dict:
+    """Per seed: the ratio (dropped / kept movement, averaged over steps), whether every
+    dropped unit stayed bitwise put at every step, the per-step curves' seed means, and the
+    trained nets' train and test error by weight scaling."""
+    train = optimizer(optimizer_name, steps, batch_size, lr, decay)
+    spec = M.mask_spec(model, ds.x_train[:1])
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    stats, variables = _trace(model, spec, train, seed_keys(seeds), x, y)
+    dropped, kept, still = (np.asarray(a) for a in stats)
+    err = lambda xs, ys: (  # noqa: E731  weight scaling: no masks given = their expectation
+        np.asarray(jax.vmap(lambda v: model.apply(v, xs))(variables).argmax(-1)) != ys
+    ).mean(1)
+    return {
+        "train_error": err(x, ds.y_train).tolist(),
+        "test_error": err(jnp.asarray(ds.x_test), ds.y_test).tolist(),
+        "ratio": (dropped.mean(1) / kept.mean(1)).tolist(),
+        "all_still": bool((still == 1).all()),
+        "still_fraction": still.mean(1).tolist(),
+        "curve_ratio": (dropped / kept).mean(0).tolist(),
+        "kept_movement": kept.mean(1).tolist(),
+    }
+
+
+def plan(cfg: Config, ds: Dataset) -> dict:
+    model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
+    seeds = list(range(cfg.seeds))
+    return {
+        f"optimizer={o}": cell(
+            movement_cell,
+            ds=ds,
+            model=model,
+            optimizer_name=o,
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            lr=lr_of(o, cfg),
+            decay=cfg.weight_decay if o == "sgd_wd" else 0.0,
+            seeds=seeds,
+        )
+        for o in OPTIMIZERS
+    }
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    rows = {o: raw[f"optimizer={o}"] for o in OPTIMIZERS}
+    tests = {
+        o: equivalence(
+            np.asarray(r["ratio"]),
+            cfg.margin,
+            predictor="-",
+            metric="ratio",
+            what=f"dropped over kept units' parameter movement per step, {LABELS[o]}",
+        )
+        for o, r in rows.items()
+    }
+    tests["sgd_identity"] = exact_check(
+        rows["sgd"]["all_still"],
+        predictor="-",
+        what="plain SGD: every dropped unit's parameters bitwise unchanged at every step",
+    )
+    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    summary = {
+        o: {
+            "ratio": ci(r["ratio"]),
+            "still_fraction": ci(r["still_fraction"]),
+            "kept_movement": ci(r["kept_movement"]),
+            "train_error": ci(r["train_error"]),
+            "test_error": ci(r["test_error"]),
+            "all_still": r["all_still"],
+        }
+        for o, r in rows.items()
+    }
+    return {"rows": summary, "tests": tests, "primary": cfg.primary, "findings": []}
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    for o in OPTIMIZERS:
+        curve = np.asarray(raw[f"optimizer={o}"]["curve_ratio"])
+        ax.plot(np.arange(1, len(curve) + 1), curve, label=LABELS[o], lw=1)
+    ax.axhline(cfg.margin, color="C2", ls="--", lw=0.8, label=f"margin {cfg.margin:g}")
+    ax.set(xlabel="step", ylabel="dropped / kept movement", title="per step, mean over seeds")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for i, o in enumerate(OPTIMIZERS):
+        per_seed = raw[f"optimizer={o}"]["ratio"]
+        ax.plot(np.full(len(per_seed), i), per_seed, "o", alpha=0.6, color=f"C{i}")
+    ax.axhspan(0, cfg.margin, color="C2", alpha=0.15, label="equivalence margin")
+    ax.set_xticks(range(len(OPTIMIZERS)), [LABELS[o] for o in OPTIMIZERS], fontsize=8)
+    ax.set(ylabel="dropped / kept movement (per seed)", title="averaged over steps")
+    ax.legend(fontsize=8)
+    ctx.savefig(fig, "stayput.png")
+
+
+def section(r: dict) -> str:
+    c = r["config"]
+    rows = [
+        [
+            LABELS[o],
+            ci_str(v["ratio"]),
+            ci_str(v["still_fraction"]),
+            "yes" if v["all_still"] else "no",
+            ci_str(v["kept_movement"]),
+            ci_str(v["train_error"]),
+            ci_str(v["test_error"]),
+        ]
+        for o, v in ((o, r["rows"][o]) for o in OPTIMIZERS)
+    ]
+    return f"""{mlp_str(r, c["hidden"])}, hidden drop rate {c["rate"]}, one mask per minibatch
+(`mask_mode="per_batch"`: a dropped unit is dropped for every example of the step), batch
+{c["batch_size"]}, {c["steps"]} steps from initialisation, {c["seeds"]} seeds. Learning rates:
+plain SGD and SGD with weight decay {c["lr_sgd"]} (decay {c["weight_decay"]:g}, every
+parameter), SGD with momentum 0.9 {c["lr_momentum"]} (the tutorial's), Adam {c["lr_adam"]}.
+
+A dropped unit's gradient is exactly zero on its incoming weights and bias and its outgoing
+weights; whether those parameters stay put depends on the optimiser. *Movement* of a unit in a
+step: the mean absolute change of those parameters. The measure: the mean movement of the
+units dropped in the step over that of the units kept, averaged over the steps (0: dropped
+units stay put; 1: they move as much as the kept ones).
+
+![stayput](stayput/stayput.png)
+
+{table(["optimiser", "dropped / kept movement", "dropped units bitwise unchanged (fraction)",
+        "all unchanged, every step", "kept units' movement", "train error (WS)",
+        "test error (WS)"], rows)}
+
+The primary test is the tutorial's own optimiser (SGD with momentum 0.9): the ratio is
+equivalent to 0 within +-{c["margin"]:g} (dropped units moving less than a tenth as much as kept
+ones) if the claim holds for it. Plain SGD's identity is an exact check; the other optimisers'
+ratios are exploratory. Train and test error (weight scaling, after the {c["steps"]} steps)
+show what the nets had learnt while they were measured.
+"""  # fmt: skip
+
+
+if __name__ == "__main__":
+    from .cli import main_for
+
+    main_for(NAME)
