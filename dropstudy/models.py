@@ -243,9 +243,22 @@ class MLP(nn.Module):
 class ConvNet(nn.Module):
     """A small conv net whose dropout masks whole channels: any linen model works the same.
 
-    ``x`` of shape ``(B, H, W, C_in)`` (8 x 8 x 1 for digits) maps to logits ``(B, n_out)``.
-    The conv dropout layers broadcast over height and width (``broadcast_dims=(1, 2)``), so
-    their unit shape is the channel count: a subnetwork keeps or drops entire feature maps.
+    ``x`` of shape ``(B, *spatial, C_in)`` (8 x 8 x 1 for digits; 40 x 1 for MNIST-1D with a
+    1-D ``kernel``), or flat ``(B, d)`` with ``input_shape`` giving the shape to restore,
+    maps to logits ``(B, n_out)``. Each conv layer (``kernel``: its window, one entry per
+    spatial axis; same padding) is followed by ReLU and a dropout layer that broadcasts over
+    the spatial axes, so its unit shape is the channel count: a subnetwork keeps or drops
+    entire feature maps. Then one hidden dense layer with its own dropout.
+
+    Attributes:
+      channels: output channels of each conv layer.
+      n_out: number of classes.
+      rate: drop rate of the conv layers' channels (0: no channel dropout).
+      dense_rate: drop rate of the hidden dense layer.
+      dense_width: width of the hidden dense layer.
+      kernel: conv window, e.g. ``(3, 3)`` for images, ``(5,)`` for 1-D signals.
+      input_shape: per-example shape ``(*spatial, C_in)`` to reshape a flat input to (None:
+        the input arrives shaped).
     """
 
     channels: Sequence[int] = (8, 16)
@@ -253,12 +266,28 @@ class ConvNet(nn.Module):
     rate: float = 0.25
     dense_rate: float = 0.5
     dense_width: int = 32
+    kernel: Sequence[int] = (3, 3)
+    input_shape: Sequence[int] | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.input_shape is not None:
+            if math.prod(x.shape[1:]) != math.prod(self.input_shape):
+                raise DropstudyError(
+                    f"ConvNet: inputs of shape {tuple(x.shape[1:])} per example cannot take "
+                    f"input_shape={tuple(self.input_shape)}"
+                )
+            x = x.reshape(x.shape[0], *self.input_shape)
+        if x.ndim != len(self.kernel) + 2:
+            raise DropstudyError(
+                f"ConvNet with a {len(self.kernel)}-D kernel needs inputs (B, "
+                f"{', '.join(['size'] * len(self.kernel))}, channels), got shape {x.shape}; "
+                "pass input_shape to reshape flat inputs"
+            )
+        spatial = tuple(range(1, x.ndim - 1))
         for c in self.channels:
-            x = jax.nn.relu(nn.Conv(c, (3, 3))(x))
-            x = MaskedDropout(self.rate, broadcast_dims=(1, 2))(x)
+            x = jax.nn.relu(nn.Conv(c, tuple(self.kernel))(x))
+            x = MaskedDropout(self.rate, broadcast_dims=spatial)(x)
         x = x.reshape(x.shape[0], -1)
         x = jax.nn.relu(nn.Dense(self.dense_width)(x))
         x = MaskedDropout(self.dense_rate)(x)

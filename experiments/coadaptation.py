@@ -544,14 +544,18 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
         for j, w in enumerate(raw_rate(cfg, raw, net)[0]["first_layer"]):
             ax = axes[row, j]
             side = round(np.sqrt(len(w)))  # 8 x 8 digits, 28 x 28 MNIST
-            ax.imshow(np.reshape(w, (side, side)), cmap="RdBu_r")
+            if side * side == len(w):
+                ax.imshow(np.reshape(w, (side, side)), cmap="RdBu_r")
+            else:  # a 1-D signal (MNIST-1D): the weights along it
+                ax.plot(w, lw=0.8)
+                ax.axhline(0, color="k", lw=0.4)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(
-        "First-layer weights of 16 units (seed 0), each as an image of the input pixels; "
-        "red positive, blue negative",
+        "First-layer weights of 16 units (seed 0), each drawn over the input (an image of "
+        "the pixels, red positive, blue negative; or a curve along a 1-D signal)",
         fontsize=9,
     )
     ctx.savefig(fig, "first_layer.png")

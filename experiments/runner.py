@@ -14,7 +14,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-NAMES = ("overfitting", "scaling", "averaging", "ensembles", "coadaptation", "shrinkage")
+NAMES = (
+    "overfitting",
+    "scaling",
+    "averaging",
+    "ensembles",
+    "coadaptation",
+    "shrinkage",
+    "stayput",
+    "voting",
+    "maskmode",
+    "diversity",
+    "robustness",
+    "conv",
+    "regression",
+)
 REGISTRY = {n: f"{__package__}.{n}" for n in NAMES}
 RESULTS = Path("results")  # the committed, full-scale results
 LOCK = ".lock"
@@ -25,6 +39,12 @@ log = logging.getLogger("dropstudy")
 def module(name: str):
     """The experiment module called ``name``."""
     return importlib.import_module(REGISTRY[name])
+
+
+def own_data(name: str) -> str | None:
+    """The data set an experiment always uses, whatever ``--dataset`` says (its module's
+    ``DATA``), or None when it runs on the data set given."""
+    return getattr(module(name), "DATA", None)
 
 
 def config(name: str, quick: bool = False, seeds: int | None = None):

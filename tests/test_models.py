@@ -47,3 +47,18 @@ def test_layer_names_are_the_parameter_and_mask_names():
 def test_config_round_trip(weight_init):
     model = MLP(hidden=(3, 4), rate=(0.1, 0.2), weight_init=weight_init)
     assert mlp_from_config(model_config(model)) == model
+
+
+def test_conv_net_in_one_dimension_from_flat_inputs():
+    from dropstudy.models import ConvNet
+    from dropstudy.validate import DropstudyError
+
+    model = ConvNet(channels=(3, 5), kernel=(5,), input_shape=(40, 1), dense_width=6)
+    x = jnp.ones((4, 40))
+    variables = model.init(jax.random.key(0), x)
+    assert model.apply(variables, x).shape == (4, 10)
+    assert M.mask_spec(model, x).sizes == (3, 5, 6)  # whole channels, then dense units
+    with pytest.raises(DropstudyError, match="input_shape"):
+        model.apply(variables, jnp.ones((4, 30)))
+    with pytest.raises(DropstudyError, match="1-D kernel needs inputs"):
+        ConvNet(kernel=(5,)).init(jax.random.key(0), jnp.ones((2, 8, 8, 1)))

@@ -1,0 +1,307 @@
+"""Claim: the subnetworks dropout trains are different networks whose errors offset each other.
+
+The tutorial: "Different networks produce different overfitting, some of which are 'reverse'
+to offset each other", and "Dropout removes different hidden neurons like training different
+networks". Whether averaging members helps is measured by the ambiguity decomposition of the
+Brier score (Krogh & Vedelsby 1995): for members' class probabilities ``p_k`` and their mean
+``p̄``, on every example
+
+    Brier(p̄) = mean_k Brier(p_k) - mean_k ||p_k - p̄||²,
+
+an identity: the ensemble's loss is the members' mean loss minus their diversity (the
+*ambiguity*). Beside it, the members' pairwise disagreement (how often two members' argmax
+differ) and the correlation of their errors (0/1 indicators, averaged over pairs).
+
+Members are (a) the subnetworks of one dropout net (the MC stream's first K masks) and (b)
+independently trained plain nets of the same architecture (own initialisation and minibatch
+order, the same steps each), both as K grows. The primary test asks whether dropout's
+subnetworks offset each other's errors as much as independent nets do: the share of the
+members' mean Brier score that averaging K of them removes (ambiguity over mean member loss),
+dropout minus independent, equivalent within a margin fixed before the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dropstudy import masks as M
+from dropstudy.data import Dataset
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+
+from .common import ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table, train_str
+from .stats import direction, equivalence
+
+NAME = "diversity"
+CLAIM = (
+    "Dropout's subnetworks are different networks whose overfitting offsets each other when "
+    "they are averaged, as independently trained networks' does."
+)
+KINDS = ("dropout", "independent")
+LABELS = {"dropout": "dropout's subnetworks", "independent": "independent plain nets"}
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Nets, ensemble sizes and the equivalence margin (fixed before the run)."""
+
+    seeds: int = 10
+    hidden: tuple[int, ...] = (64, 64)
+    rate: float = 0.5
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    members: int = 5  # independent nets per seed; the primary compares ensembles of this size
+    k_grid: tuple[int, ...] = (2, 3, 5, 10, 30, 100)  # dropout subnetworks (<= members shown
+    # for the independent nets)
+    # Equivalence margin on the share of the members' mean Brier score that averaging
+    # removes (ambiguity / mean member Brier), fixed before the run: 5 percentage points.
+    margin: float = 0.05
+    primary: str = "share_equiv"
+    QUICK: ClassVar[dict] = {
+        "seeds": 2,
+        "hidden": (16, 16),
+        "train": train.replace(steps=150),
+        "members": 3,
+        "k_grid": (2, 3, 10),
+    }
+
+
+def decompose(probs: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    """Of members' probabilities ``(K, B, C)`` and labels ``(B,)``: the ensemble's Brier
+    score, the members' mean Brier score and the ambiguity (means over examples; ensemble =
+    members - ambiguity exactly), the pairwise disagreement and the mean pairwise
+    correlation of the members' 0/1 errors (pairs with a constant error vector count as 0)."""
+    k = probs.shape[0]
+    onehot = jax.nn.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
+    mean = probs.mean(0)
+    brier = lambda p: jnp.sum((p - onehot) ** 2, -1)  # noqa: E731
+    member = jax.vmap(brier)(probs).mean(0)
+    ambiguity = jnp.sum((probs - mean) ** 2, -1).mean(0)
+    pred = probs.argmax(-1)  # (K, B)
+    wrong = (pred != labels).astype(probs.dtype)
+    off = ~jnp.eye(k, dtype=bool)
+    pairs = max(k * (k - 1), 1)
+    disagree = (pred[:, None, :] != pred[None, :, :]).mean(-1)
+    c = wrong - wrong.mean(-1, keepdims=True)
+    sd = jnp.sqrt((c**2).mean(-1))
+    cov = (c[:, None, :] * c[None, :, :]).mean(-1)
+    denom = sd[:, None] * sd[None, :]
+    corr = jnp.where(denom > 0, cov / jnp.where(denom > 0, denom, 1.0), 0.0)
+    return {
+        "ensemble": brier(mean).mean(),
+        "member": member.mean(),
+        "ambiguity": ambiguity.mean(),
+        "disagreement": jnp.where(off, disagree, 0).sum() / pairs,
+        "error_corr": jnp.where(off, corr, 0).sum() / pairs,
+        "ensemble_error": (mean.argmax(-1) != labels).mean(),
+        "member_error": wrong.mean(),
+    }
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "k"))
+def _subnetwork_probs(model, spec, k, variables, x, key):
+    """Probabilities of MC subnetworks ``0 .. k - 1``: ``(k, B, C)``."""
+    masks = M.sample_mask_batch(spec, key, jnp.arange(k))
+    return jax.lax.map(
+        lambda m: jax.nn.softmax(M.apply(model, variables, x, m)), masks, batch_size=64
+    )
+
+
+def _stats(probs: np.ndarray, labels: np.ndarray, ks) -> dict:
+    """:func:`decompose` of the first ``k`` members for every ``k`` in ``ks``."""
+    out = {}
+    for k in ks:
+        d = decompose(jnp.asarray(probs[:k]), jnp.asarray(labels))
+        out[str(k)] = {n: float(v) for n, v in d.items()}
+    return out
+
+
+def diversity_cell(
+    ds: Dataset, model: MLP, train: TrainConfig, members: int, ks: tuple[int, ...],
+    seeds: list[int],
+) -> dict:  # fmt: skip
+    """Per seed: :func:`decompose` on the test and training sets for the dropout net's first
+    K subnetworks (K in ``ks``) and for ensembles of the first K of ``members`` independent
+    plain nets (K = 2 .. members)."""
+    drop, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
+    plain_model = model.clone(rate=0.0)
+    keys = jnp.stack(
+        [jax.random.fold_in(jax.random.key(s), 200 + j) for s in seeds for j in range(members)]
+    )
+    plain, _ = train_seeds(
+        plain_model, keys, ds.x_train, ds.y_train, train,
+        seeds=[s for s in seeds for _ in range(members)],
+    )  # fmt: skip
+    spec = M.mask_spec(model, ds.x_train[:1])
+    both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
+    n = len(ds.x_test)
+    out = []
+    for i, s in enumerate(seeds):
+        sub = np.asarray(
+            _subnetwork_probs(model, spec, max(ks), take(drop, i), both, jax.random.key(9500 + s))
+        )
+        ind = np.stack(
+            [
+                np.asarray(jax.nn.softmax(plain_model.apply(take(plain, i * members + j), both)))
+                for j in range(members)
+            ]
+        )
+        row = {}
+        for kind, probs, grid in (
+            ("dropout", sub, ks),
+            ("independent", ind, range(2, members + 1)),
+        ):
+            row[kind] = {
+                "test": _stats(probs[:, :n], ds.y_test, grid),
+                "train": _stats(probs[:, n:], ds.y_train, grid),
+            }
+        out.append(row)
+    return {"seeds": out}
+
+
+def plan(cfg: Config, ds: Dataset) -> dict:
+    model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
+    ks = tuple(sorted(set(cfg.k_grid) | {cfg.members}))
+    return {
+        "diversity": cell(
+            diversity_cell, ds=ds, model=model, train=cfg.train, members=cfg.members, ks=ks,
+            seeds=list(range(cfg.seeds)),
+        )
+    }  # fmt: skip
+
+
+STATS = (
+    "ensemble",
+    "member",
+    "ambiguity",
+    "disagreement",
+    "error_corr",
+    "ensemble_error",
+    "member_error",
+)
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    seeds = raw["diversity"]["seeds"]
+    m = str(cfg.members)
+
+    def col(kind, split, k, stat):
+        return np.array([s[kind][split][str(k)][stat] for s in seeds])
+
+    def share(kind, k=m):
+        return col(kind, "test", k, "ambiguity") / col(kind, "test", k, "member")
+
+    tests = {
+        "share_equiv": equivalence(
+            share("dropout") - share("independent"),
+            cfg.margin,
+            predictor="members",
+            metric="share",
+            what=f"share of the members' mean test Brier score removed by averaging {m} of "
+            "them, dropout's subnetworks minus independent nets",
+        ),
+        "offset_dropout": direction(
+            col("dropout", "test", m, "member") - col("dropout", "test", m, "ensemble"),
+            predictor="members",
+            metric="brier",
+            what=f"test Brier score, mean of {m} dropout subnetworks minus their average (> 0: "
+            "their errors offset)",
+        ),
+        "corr": direction(
+            col("dropout", "test", m, "error_corr") - col("independent", "test", m, "error_corr"),
+            positive_supports=False,
+            predictor="members",
+            metric="corr",
+            what=f"pairwise error correlation of {m} members, dropout's subnetworks minus "
+            "independent nets (< 0: dropout's are less alike)",
+        ),
+    }
+    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    grids = {k: list(seeds[0][k]["test"]) for k in KINDS}
+    curves = {
+        kind: {
+            split: {st: [ci(col(kind, split, k, st)) for k in grids[kind]] for st in STATS}
+            for split in ("test", "train")
+        }
+        for kind in KINDS
+    }
+    shares = {kind: ci(share(kind)) for kind in KINDS}
+    return {
+        "grids": grids,
+        "curves": curves,
+        "shares": shares,
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": [],
+    }
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for i, kind in enumerate(KINDS):
+        ks = [int(k) for k in r["grids"][kind]]
+        c = r["curves"][kind]["test"]
+        for ax, stat, ls in (
+            (axes[0], "ensemble", "-"),
+            (axes[0], "member", ":"),
+            (axes[1], "ambiguity", "-"),
+            (axes[2], "error_corr", "-"),
+            (axes[2], "disagreement", "--"),
+        ):
+            ax.plot(
+                ks, [v["mean"] for v in c[stat]], ls=ls, marker="o", ms=3, color=f"C{i}",
+                label=f"{LABELS[kind]}: {stat.replace('_', ' ')}",
+            )  # fmt: skip
+    axes[0].set(ylabel="test Brier score", title="ensemble (solid) vs mean member (dotted)")
+    axes[1].set(ylabel="ambiguity (test)", title="diversity: ensemble = member - ambiguity")
+    axes[2].set(ylabel="mean over pairs", title="error correlation, disagreement")
+    for ax in axes:
+        ax.set(xscale="log", xlabel="K members")
+        ax.legend(fontsize=7)
+    ctx.savefig(fig, "diversity.png")
+
+
+def section(r: dict) -> str:
+    c = r["config"]
+    m = str(c["members"])
+    rows = []
+    for kind in KINDS:
+        for split in ("test", "train"):
+            j = r["grids"][kind].index(m)
+            v = {st: r["curves"][kind][split][st][j] for st in STATS}
+            rows.append(
+                [LABELS[kind], split, ci_str(v["member"]), ci_str(v["ambiguity"]),
+                 ci_str(v["ensemble"]), ci_str(v["member_error"]), ci_str(v["ensemble_error"]),
+                 ci_str(v["disagreement"]), ci_str(v["error_corr"])]
+            )  # fmt: skip
+    return f"""{mlp_str(r, c["hidden"])}, {train_str(c["train"])}, {c["seeds"]} seeds. Members:
+the first K subnetworks of one dropout net (hidden drop rate {c["rate"]}; the MC stream's
+masks), and K independently trained plain nets of the same architecture (own initialisation
+and minibatch order, the same {c["train"]["steps"]} steps each). The Brier score's ambiguity
+decomposition is an identity: ensemble = mean member - ambiguity.
+
+![diversity](diversity/diversity.png)
+
+At K = {m} members (means over seeds, 95% CI):
+
+{table(["members", "split", "mean member Brier", "ambiguity", "ensemble Brier",
+        "member error", "ensemble error", "disagreement", "error correlation"], rows)}
+
+Share of the members' mean test Brier score that averaging {m} of them removes: dropout's
+subnetworks {ci_str(r["shares"]["dropout"])}, independent nets
+{ci_str(r["shares"]["independent"])}. The primary test: that share, dropout minus independent,
+equivalent within +-{c["margin"]:g} (fixed before the run). Whether dropout's subnetworks
+offset each other at all, and whether their errors are less correlated than independent
+nets', are exploratory.
+"""  # fmt: skip
+
+
+if __name__ == "__main__":
+    from .cli import main_for
+
+    main_for(NAME)

@@ -1,0 +1,248 @@
+"""Claim: deleting hidden units once per training batch, as the tutorial describes dropout,
+trains the same thing as a fresh mask per example, as the libraries implement it.
+
+The tutorial: "in each training batch ... half of the hidden nodes" are deleted, one
+subnetwork per batch. PyTorch's ``nn.Dropout`` and :func:`dropstudy.train.train` (by default)
+draw one mask per *example*. The same nets (same initialisation, minibatch order, steps and
+keys) are trained both ways (``mask_mode="per_batch"`` vs ``"per_example"``) and compared on
+the test NLL and error of their MC average and of weight scaling, with train error beside
+them, and on how closely weight scaling matches the net's own average over subnetworks: the
+MC average for the wide net, the exact average over all 2^16 subnetworks for a small one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dropstudy import predict as P
+from dropstudy.data import Dataset
+from dropstudy.metrics import gaps, scores
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+
+from .common import (
+    MC_K,
+    ExperimentConfig,
+    cell,
+    ci,
+    ci_str,
+    flips,
+    mlp_str,
+    plt,
+    predictions,
+    table,
+    train_str,
+)
+from .stats import direction, equivalence
+
+NAME = "maskmode"
+CLAIM = (
+    "Deleting half of the hidden units once per training batch trains the same ensemble as "
+    "a fresh mask for every example."
+)
+MODES = ("per_example", "per_batch")
+LABELS = {"per_example": "a mask per example", "per_batch": "a mask per batch"}
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Nets, training and the equivalence margins (fixed before the run)."""
+
+    seeds: int = 10
+    hidden: tuple[int, ...] = (64, 64)
+    small: tuple[int, ...] = (8, 8)  # 16 droppable units: weight scaling vs the exact mean
+    rate: float = 0.5
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    # Equivalence margins, fixed before the run, as the ensembles experiment's: 0.02 nats of
+    # test NLL (true-label probabilities within a factor ~1.02) and 0.5 pp of test error.
+    margin_nll: float = 0.02
+    margin_err: float = 0.005
+    primary: str = "nll_mc"
+    QUICK: ClassVar[dict] = {
+        "seeds": 2,
+        "hidden": (16, 16),
+        "small": (4, 4),
+        "train": train.replace(steps=150),
+    }
+
+
+def mode_cell(ds: Dataset, model: MLP, train: TrainConfig, exact: bool, seeds: list[int]) -> dict:
+    """Per seed and mask mode: test and train scores by weight scaling and by the MC average
+    (K = MC_K), and how far weight scaling is from that average on the test set (and, with
+    ``exact``, from the exact arithmetic mean over all subnetworks). Both modes start from
+    the same keys, so only the masks differ."""
+    out = {}
+    for mode in MODES:
+        variables, _ = train_seeds(
+            model, seed_keys(seeds), ds.x_train, ds.y_train, train.replace(mask_mode=mode),
+            seeds=seeds,
+        )  # fmt: skip
+        rows = []
+        for i, s in enumerate(seeds):
+            v = take(variables, i)
+            both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
+            n = len(ds.x_test)
+            row, test = {}, {}
+            for p, avg in predictions(model, v, both, key=jax.random.key(9000 + s)).items():
+                probs = np.asarray(avg.arithmetic)
+                row[p] = {
+                    "test": scores(probs[:n], ds.y_test),
+                    "train": scores(probs[n:], ds.y_train),
+                }
+                test[p] = probs[:n]
+            row["ws_vs_mc"] = gaps(test["ws"], test["mc"])
+            if exact:
+                ex = P.exact(model, v, jnp.asarray(ds.x_test)).arithmetic
+                row["ws_vs_exact"] = gaps(test["ws"], np.asarray(ex))
+            rows.append(row)
+        out[mode] = rows
+    return out
+
+
+def plan(cfg: Config, ds: Dataset) -> dict:
+    seeds = list(range(cfg.seeds))
+    kw = dict(ds=ds, train=cfg.train, seeds=seeds)
+    return {
+        "net=wide": cell(
+            mode_cell, model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate),
+            exact=False, **kw,
+        ),
+        "net=small": cell(
+            mode_cell, model=MLP(hidden=cfg.small, n_out=ds.n_classes, rate=cfg.rate),
+            exact=True, **kw,
+        ),
+    }  # fmt: skip
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    def col(net, mode, p, split, m):
+        return np.array([r[p][split][m] for r in raw[f"net={net}"][mode]])
+
+    def gap(net, mode, ref, m):
+        return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
+
+    tests = {}
+    for p in ("mc", "ws"):
+        tests[f"nll_{p}"] = equivalence(
+            col("wide", "per_batch", p, "test", "nll")
+            - col("wide", "per_example", p, "test", "nll"),
+            cfg.margin_nll,
+            predictor=p,
+            metric="nll",
+            what="test NLL, a mask per batch minus a mask per example (nats)",
+        )
+        err = lambda mode, p=p: 1 - col("wide", mode, p, "test", "accuracy")  # noqa: E731
+        tests[f"err_{p}"] = equivalence(
+            err("per_batch") - err("per_example"),
+            cfg.margin_err,
+            predictor=p,
+            metric="error",
+            what="test error, a mask per batch minus a mask per example (fraction)",
+        )
+    tests["ws_gap_mc"] = direction(
+        gap("wide", "per_batch", "mc", "mean_kl") - gap("wide", "per_example", "mc", "mean_kl"),
+        predictor="ws",
+        metric="kl",
+        what="KL(MC average || weight scaling) on test, per batch minus per example (> 0: "
+        "weight scaling is a worse stand-in for the average when masks are per batch)",
+    )
+    tests["ws_gap_exact"] = direction(
+        gap("small", "per_batch", "exact", "mean_kl")
+        - gap("small", "per_example", "exact", "mean_kl"),
+        predictor="exact_a",
+        metric="kl",
+        what="KL(exact mean || weight scaling) on test, small net, per batch minus per example",
+    )
+    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    rows = {}
+    for net in ("wide", "small"):
+        for mode in MODES:
+            r = {
+                f"{p} {split}": {m: ci(col(net, mode, p, split, m)) for m in ("accuracy", "nll")}
+                for p in ("ws", "mc")
+                for split in ("test", "train")
+            }
+            refs = ("mc", "exact") if net == "small" else ("mc",)
+            for ref in refs:
+                r[f"ws vs {ref}"] = {
+                    m: ci(gap(net, mode, ref, m)) for m in ("mean_kl", "disagreement")
+                }
+            rows[f"{net} {mode}"] = r
+    findings = flips(tests, [("nll_mc", "nll_ws"), ("err_mc", "err_ws")])
+    return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric, label in zip(
+        axes, ("nll", "accuracy"), ("test NLL (nats)", "test error"), strict=True
+    ):
+        flip = (lambda v: 1 - v) if metric == "accuracy" else (lambda v: v)
+        for j, mode in enumerate(MODES):
+            for k, p in enumerate(("ws", "mc")):
+                x = 2 * k + j * 0.4
+                c = r["rows"][f"wide {mode}"][f"{p} test"][metric]
+                m, lo, hi = flip(c["mean"]), flip(c["lo"]), flip(c["hi"])
+                ax.errorbar(
+                    x, m, yerr=[[m - min(lo, hi)], [max(lo, hi) - m]], marker="o", capsize=3,
+                    color=f"C{j}", label=LABELS[mode] if k == 0 else None,
+                )  # fmt: skip
+                per_seed = [flip(s[p]["test"][metric]) for s in raw["net=wide"][mode]]
+                ax.plot(np.full(len(per_seed), x + 0.12), per_seed, ".", color=f"C{j}", alpha=0.5)
+        ax.set_xticks([0.2, 2.2], ["weight scaling", f"MC average (K = {MC_K})"])
+        ax.set(ylabel=label, title=f"hidden {cfg.hidden}: mean, 95% CI, dots: seeds")
+        ax.legend(fontsize=8)
+    ctx.savefig(fig, "maskmode.png")
+
+
+def section(r: dict) -> str:
+    c = r["config"]
+
+    def err(v):
+        return ci_str({"mean": 1 - v["mean"], "lo": 1 - v["hi"], "hi": 1 - v["lo"]})
+
+    rows = []
+    for key, v in r["rows"].items():
+        net, mode = key.split(" ")
+        hidden = c["hidden"] if net == "wide" else c["small"]
+        gaps_ = "; ".join(
+            f"{ref[3:]}: KL {ci_str(g['mean_kl'])}, disagree {ci_str(g['disagreement'])}"
+            for ref, g in v.items()
+            if ref.startswith("ws vs")
+        )
+        rows.append(
+            [mlp_str(r, hidden).split(", ")[1], LABELS[mode],
+             err(v["ws test"]["accuracy"]), err(v["mc test"]["accuracy"]),
+             err(v["ws train"]["accuracy"]), ci_str(v["ws test"]["nll"]),
+             ci_str(v["mc test"]["nll"]), gaps_]
+        )  # fmt: skip
+    return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
+({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
+{c["seeds"]} seeds. Each seed trains twice from the same key (same initialisation, minibatch
+order and mask stream), once with a fresh mask for every example of a minibatch
+(`mask_mode="per_example"`, PyTorch's `nn.Dropout`) and once with one mask for the whole
+minibatch (`"per_batch"`, the tutorial's description).
+
+![maskmode](maskmode/maskmode.png)
+
+{table(["net", "masks in training", "test error WS", f"test error MC (K = {MC_K})",
+        "train error WS", "test NLL WS", "test NLL MC", "weight scaling vs the average (test)"],
+       rows)}
+
+The primary test: test NLL of the MC average, a mask per batch minus a mask per example,
+equivalent within +-{c["margin_nll"]} nats (and +-{100 * c["margin_err"]:.1f} pp of error,
+exploratory), margins fixed before the run. "Weight scaling vs the average" is the mean
+KL divergence of weight scaling from the net's own average (MC; for the small net also the
+exact mean over all subnetworks) and the fraction of test examples on which they disagree.
+"""  # fmt: skip
+
+
+if __name__ == "__main__":
+    from .cli import main_for
+
+    main_for(NAME)

@@ -1,0 +1,297 @@
+"""Claim: a net trained with dropout copes better when its inputs change.
+
+The tutorial's evolution analogy: the mixing that dropout imposes "avoids extinction when the
+environment changes". Read as a testable claim: trained on the same data, a dropout net loses
+less accuracy than a plain net when the test inputs shift. Paired nets (same initialisation
+and minibatch order; the plain net is the same MLP at drop rate 0) are
+evaluated on test sets shifted with growing strength:
+
+* ``noise``: Gaussian noise added to every feature, its sd a multiple of the training inputs'
+  sd;
+* ``missing``: a random fraction of each example's features set to 0;
+* ``occlusion``: a contiguous run of features (in the flattened order: whole rows of an 8x8
+  digit when the length is a multiple of 8; a window of a 1-D signal) set to 0, at a random
+  position per example;
+* ``generator`` (MNIST-1D only): the test set made again by the data's own generator with
+  larger translation, scale and noise arguments (each regenerated set standardised by the
+  generator itself, as the original).
+
+The degradation of a predictor is its test error under a shift minus its error on the clean
+test set. The primary test: the mean degradation over every shift and nonzero strength,
+plain net minus the dropout net's MC average (> 0: dropout degrades less).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dropstudy.data import MNIST1D_ARGS, Dataset, mnist1d
+from dropstudy.metrics import scores
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+
+from .common import (
+    ExperimentConfig,
+    cell,
+    ci,
+    ci_str,
+    flips,
+    mlp_str,
+    plt,
+    predictions,
+    table,
+    train_str,
+)
+from .stats import direction
+
+NAME = "robustness"
+CLAIM = (
+    "A network trained with dropout is more robust when the environment changes: its "
+    "accuracy drops less when the test inputs shift."
+)
+PREDICTORS = ("plain", "ws", "mc")
+LABELS = {"plain": "plain net", "ws": "dropout, weight scaling", "mc": "dropout, MC average"}
+TRANSLATION_MAX = 72  # MNIST-1D's signals are 72 points long before their final resampling
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Nets and the shifts' strengths."""
+
+    seeds: int = 10
+    hidden: tuple[int, ...] = (64, 64)
+    rate: float = 0.5
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    noise: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # sd, in training-input sds
+    missing: tuple[float, ...] = (0.1, 0.2, 0.4, 0.6)  # fraction of features zeroed
+    occlusion: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)  # fraction of features, one run
+    generator: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)  # MNIST-1D: its shift arguments x s
+    primary: str = "degradation_mc"
+    QUICK: ClassVar[dict] = {
+        "seeds": 2,
+        "hidden": (16, 16),
+        "train": train.replace(steps=150),
+        "noise": (1.0,),
+        "missing": (0.4,),
+        "occlusion": (0.25,),
+        "generator": (2.0,),
+    }
+
+
+def shifted(x: np.ndarray, kind: str, strength: float, sd: float, seed: int) -> np.ndarray:
+    """``x (B, d)`` under shift ``kind`` at ``strength`` (see the module docstring); ``sd``
+    is the training inputs' sd; draws from ``seed``."""
+    r = np.random.default_rng(seed)
+    b, d = x.shape
+    if kind == "noise":
+        return (x + strength * sd * r.standard_normal(x.shape)).astype(x.dtype)
+    if kind == "missing":
+        return np.where(r.random(x.shape) < strength, 0, x).astype(x.dtype)
+    if kind == "occlusion":
+        n = max(1, round(strength * d))
+        start = r.integers(0, d - n + 1, size=b)
+        cols = np.arange(d)
+        hide = (cols >= start[:, None]) & (cols < start[:, None] + n)
+        return np.where(hide, 0, x).astype(x.dtype)
+    raise ValueError(f"unknown shift {kind!r}")
+
+
+def generator_args(strength: float) -> dict:
+    """MNIST-1D's translation, scale and noise arguments multiplied by ``strength``."""
+    a = MNIST1D_ARGS
+    return {
+        "max_translation": min(TRANSLATION_MAX, round(a["max_translation"] * strength)),
+        "scale_coeff": a["scale_coeff"] * strength,
+        "corr_noise_scale": a["corr_noise_scale"] * strength,
+        "iid_noise_scale": a["iid_noise_scale"] * strength,
+    }
+
+
+def shift_sets(ds: Dataset, cfg_shifts: dict, seed: int) -> dict[str, list[np.ndarray]]:
+    """Every shifted test set of one seed: ``{kind: [x per strength]}``."""
+    sd = float(ds.x_train.std())
+    out = {}
+    for i, (kind, levels) in enumerate(cfg_shifts.items()):
+        if kind == "generator":
+            out[kind] = [mnist1d(**generator_args(s)).x_test for s in levels]
+        else:
+            out[kind] = [
+                shifted(ds.x_test, kind, s, sd, 1000 * seed + 10 * i + j)
+                for j, s in enumerate(levels)
+            ]
+    return out
+
+
+def robustness_cell(
+    ds: Dataset, model: MLP, train: TrainConfig, shifts: dict, seeds: list[int]
+) -> dict:
+    """Per seed: train and clean test scores, and test scores under every shift, of the plain
+    net and of the dropout net (weight scaling and MC average)."""
+    keys = seed_keys(seeds)
+    drop, _ = train_seeds(model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
+    plain_model = model.clone(rate=0.0)
+    plain, _ = train_seeds(plain_model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
+    out = []
+    for i, s in enumerate(seeds):
+        sets = {"clean": [ds.x_test], **shift_sets(ds, shifts, s), "train": [ds.x_train]}
+        flat = [(kind, j, x) for kind, xs in sets.items() for j, x in enumerate(xs)]
+        both = jnp.asarray(np.concatenate([x for _, _, x in flat]))
+        ends = np.cumsum([len(x) for _, _, x in flat])
+        v_drop, v_plain = take(drop, i), take(plain, i)
+        probs = {p: np.asarray(a.arithmetic) for p, a in predictions(
+            model, v_drop, both, key=jax.random.key(9700 + s)).items()}  # fmt: skip
+        probs["plain"] = np.asarray(jax.nn.softmax(plain_model.apply(v_plain, both)))
+        row = {p: {} for p in PREDICTORS}
+        for (kind, _, x), end in zip(flat, ends, strict=True):
+            labels = ds.y_train if kind == "train" else ds.y_test
+            for p in PREDICTORS:
+                sc = scores(probs[p][end - len(x) : end], labels)
+                row[p].setdefault(kind, []).append({"error": 1 - sc["accuracy"], "nll": sc["nll"]})
+        out.append(row)
+    return {"seeds": out}
+
+
+def shifts_of(cfg: Config, ds: Dataset) -> dict:
+    """The shifts that apply to ``ds``: the generator's only for MNIST-1D itself."""
+    s = {"noise": cfg.noise, "missing": cfg.missing, "occlusion": cfg.occlusion}
+    if ds.name == "mnist1d":
+        s["generator"] = cfg.generator
+    return s
+
+
+def plan(cfg: Config, ds: Dataset) -> dict:
+    model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
+    return {
+        "robustness": cell(
+            robustness_cell, ds=ds, model=model, train=cfg.train, shifts=shifts_of(cfg, ds),
+            seeds=list(range(cfg.seeds)),
+        )
+    }  # fmt: skip
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    seeds = raw["robustness"]["seeds"]
+    kinds = [k for k in seeds[0]["plain"] if k not in ("clean", "train")]
+
+    def err(p, kind, j=0):
+        return np.array([s[p][kind][j]["error"] for s in seeds])
+
+    def degradation(p, kind=None):
+        ks = [kind] if kind else kinds
+        return np.mean(
+            [err(p, k, j) - err(p, "clean") for k in ks for j in range(len(seeds[0][p][k]))],
+            axis=0,
+        )
+
+    tests = {}
+    for p in ("mc", "ws"):
+        tests[f"degradation_{p}"] = direction(
+            degradation("plain") - degradation(p),
+            predictor=p,
+            metric="error",
+            what="test error lost to the shifts (mean over shifts and strengths), plain net "
+            "minus dropout (> 0: dropout degrades less)",
+        )
+    for kind in kinds:
+        tests[f"degradation_mc_{kind}"] = direction(
+            degradation("plain", kind) - degradation("mc", kind),
+            predictor="mc",
+            metric="error",
+            what=f"test error lost to {kind} shifts, plain net minus dropout",
+        )
+    tests["shifted_error_mc"] = direction(
+        np.mean([err("plain", k, j) for k in kinds for j in range(len(seeds[0]["plain"][k]))], 0)
+        - np.mean([err("mc", k, j) for k in kinds for j in range(len(seeds[0]["mc"][k]))], 0),
+        predictor="mc",
+        metric="error",
+        what="test error under the shifts (mean), plain net minus dropout (> 0: dropout better)",
+    )
+    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    curves = {
+        p: {
+            kind: [
+                {m: ci([s[p][kind][j][m] for s in seeds]) for m in ("error", "nll")}
+                for j in range(len(seeds[0][p][kind]))
+            ]
+            for kind in ("clean", "train", *kinds)
+        }
+        for p in PREDICTORS
+    }
+    levels = {"noise": cfg.noise, "missing": cfg.missing, "occlusion": cfg.occlusion,
+              "generator": cfg.generator}  # fmt: skip
+    return {
+        "kinds": kinds,
+        "levels": {k: list(levels[k]) for k in kinds},
+        "curves": curves,
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": flips(tests, [("degradation_mc", "degradation_ws")]),
+    }
+
+
+TITLES = {
+    "noise": "Gaussian noise (sd in input sds)",
+    "missing": "missing features (fraction)",
+    "occlusion": "contiguous occlusion (fraction)",
+    "generator": "MNIST-1D regenerated (shift x)",
+}
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    kinds = r["kinds"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        xs = [0.0 if kind != "generator" else 1.0, *r["levels"][kind]]
+        for i, p in enumerate(PREDICTORS):
+            c = [r["curves"][p]["clean"][0]["error"], *[v["error"] for v in r["curves"][p][kind]]]
+            m = np.array([v["mean"] for v in c])
+            ax.plot(xs, m, marker="o", ms=3, color=f"C{i}", label=LABELS[p])
+            ax.fill_between(xs, [v["lo"] for v in c], [v["hi"] for v in c], color=f"C{i}",
+                            alpha=0.15)  # fmt: skip
+        ax.set(xlabel="strength", ylabel="test error", title=TITLES[kind])
+        ax.legend(fontsize=7)
+    ctx.savefig(fig, "robustness.png")
+
+
+def section(r: dict) -> str:
+    c = r["config"]
+    rows = []
+    for p in PREDICTORS:
+        cur = r["curves"][p]
+        row = [LABELS[p], ci_str(cur["train"][0]["error"]), ci_str(cur["clean"][0]["error"])]
+        row += [ci_str(cur[k][-1]["error"]) for k in r["kinds"]]
+        rows.append(row)
+    head = ["predictor", "train error", "clean test error"] + [
+        f"{k} at {r['levels'][k][-1]:g}" for k in r["kinds"]
+    ]
+    levels = "; ".join(f"{k}: {', '.join(f'{v:g}' for v in r['levels'][k])}" for k in r["kinds"])
+    return f"""{mlp_str(r, c["hidden"])}, hidden drop rate {c["rate"]}, {train_str(c["train"])},
+{c["seeds"]} seeds. Each seed trains a dropout net and a plain net from the same key (same
+initialisation and minibatch order). Shifts and strengths: {levels}. Noise sd is in units of
+the training inputs' sd; missing features and occlusions are set to 0 (an occlusion is one
+contiguous run of features in flattened order, at a random position per example). The
+MNIST-1D generator shift multiplies its translation, scale and noise arguments (translation
+capped at {TRANSLATION_MAX}).
+
+![robustness](robustness/robustness.png)
+
+Error (fraction), clean and at each shift's strongest level (means over seeds, 95% CI):
+
+{table(head, rows)}
+
+The primary test: the test error lost to the shifts (each shifted error minus the clean error,
+averaged over shifts and strengths), plain net minus the dropout net's MC average, claimed
+> 0. Weight scaling, each shift alone, and the shifted error itself (which also counts
+dropout's clean advantage) are exploratory.
+"""
+
+
+if __name__ == "__main__":
+    from .cli import main_for
+
+    main_for(NAME)

@@ -1,0 +1,320 @@
+"""Claim: the mean of the networks' outputs and their majority vote decide alike.
+
+The tutorial: "we can use 'five result mean' or 'majority winning voting strategy' to
+determine the final result" and dropout "is equivalent to averaging many different
+networks". Over the same subnetworks of one dropout net, this experiment compares the test
+error of
+
+* the majority vote (each subnetwork votes for its most probable class; a tie is broken by
+  the tied classes' arithmetic mean probability over the same subnetworks, then by the lower
+  class index),
+* the arithmetic mean of the subnetworks' probabilities,
+* their normalised geometric mean (the softmax of the mean log-probabilities),
+* weight scaling (the net at its expected mask),
+
+over K sampled subnetworks (the MC subnetworks: mask i is ``sample_masks(spec, fold_in(key,
+i))``, as in :func:`dropstudy.predict.mc`), as K grows, and for a net of 16 droppable units over
+all 2^16 subnetworks, where every subnetwork's vote counts with its probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dropstudy import masks as M
+from dropstudy.data import Dataset
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+
+from .common import MC_K, ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table, train_str
+from .stats import direction, equivalence
+
+NAME = "voting"
+CLAIM = (
+    "Averaging the networks' outputs and taking their majority vote are interchangeable ways "
+    "to combine them."
+)
+RULES = ("vote", "arithmetic", "geometric", "ws")
+LABELS = {
+    "vote": "majority vote",
+    "arithmetic": "arithmetic mean",
+    "geometric": "normalised geometric mean",
+    "ws": "weight scaling",
+}
+CHUNK = 256  # subnetworks per step of a reduction
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Nets, the K grid and the equivalence margin (fixed before the run)."""
+
+    seeds: int = 10
+    hidden: tuple[int, ...] = (64, 64)
+    small: tuple[int, ...] = (8, 8)  # 16 droppable units: the exact vote over 2^16
+    rate: float = 0.5
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    k: int = MC_K
+    k_grid: tuple[int, ...] = (1, 3, 5, 11, 21, 51, 101, 201, 501, 1000)
+    # Equivalence margin on test error (fraction), fixed before the run: half a percentage
+    # point, as the ensembles experiment's.
+    margin_err: float = 0.005
+    primary: str = "vote_mc"
+    QUICK: ClassVar[dict] = {
+        "seeds": 2,
+        "hidden": (16, 16),
+        "small": (4, 4),
+        "train": train.replace(steps=150),
+        "k": 64,
+        "k_grid": (1, 5, 64),
+    }
+
+
+def combine(logits: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
+    """Weighted sums over subnetworks of ``logits (K, B, C)`` with ``weights (K,)``:
+    ``probs`` and ``logp`` (sums of probabilities and log-probabilities) and ``votes``
+    (sum of one-hot argmaxes), each ``(B, C)``."""
+    logp = jax.nn.log_softmax(logits, -1)
+    votes = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=logits.dtype)
+    w = weights[:, None, None]
+    return {
+        "probs": (w * jnp.exp(logp)).sum(0),
+        "logp": (w * logp).sum(0),
+        "votes": (w * votes).sum(0),
+    }
+
+
+def decide(sums: dict[str, jax.Array], total: float) -> dict[str, jax.Array]:
+    """Each rule's predicted class ``(B,)`` from :func:`combine`'s sums over ``total``
+    weight. The vote's ties go to the tied class of highest arithmetic mean probability,
+    then to the lower index (``argmax`` takes the first maximum)."""
+    arith = sums["probs"] / total
+    votes = sums["votes"]
+    tied = votes >= votes.max(-1, keepdims=True) - 1e-6 * total
+    return {
+        "vote": jnp.argmax(jnp.where(tied, arith, -1.0), -1),
+        "arithmetic": jnp.argmax(arith, -1),
+        "geometric": jnp.argmax(sums["logp"], -1),  # softmax is monotone in the mean logp
+        "tie": tied.sum(-1) > 1,
+    }
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "k", "grid"))
+def mc_sums(model, spec, k, grid, variables, x, key):
+    """The sums of :func:`combine` over MC subnetworks ``0 .. g - 1`` for every ``g`` in
+    ``grid`` (sorted, last = ``k``): each ``(len(grid), B, C)``."""
+    masks = M.sample_mask_batch(spec, key, jnp.arange(k))
+    logits = jax.lax.map(
+        lambda m: M.apply(model, variables, x, m), masks, batch_size=CHUNK
+    )  # (k, B, C)
+    logp = jax.nn.log_softmax(logits, -1)
+    votes = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=logits.dtype)
+    cum = {
+        "probs": jnp.cumsum(jnp.exp(logp), 0),
+        "logp": jnp.cumsum(logp, 0),
+        "votes": jnp.cumsum(votes, 0),
+    }
+    at = jnp.asarray(grid) - 1
+    return {n: c[at] for n, c in cum.items()}
+
+
+@partial(jax.jit, static_argnames=("model", "spec"))
+def exact_sums(model, spec, variables, x):
+    """The sums of :func:`combine` over all 2^n subnetworks, each weighted by its
+    probability; ``(B, C)`` each."""
+    n = spec.n_droppable
+    chunks = jnp.arange(2**n).reshape(-1, min(CHUNK * 4, 2**n))
+
+    def body(acc, idx):
+        masks, w = M.enumerate_masks(spec, idx)
+        logits = jax.vmap(lambda m: M.apply(model, variables, x, m))(masks)
+        part = combine(logits, w)
+        return jax.tree.map(jnp.add, acc, part), None
+
+    c = model.apply(variables, x[:1]).shape[-1]
+    zero = {n: jnp.zeros((x.shape[0], c), x.dtype) for n in ("probs", "logp", "votes")}
+    return jax.lax.scan(body, zero, chunks)[0]
+
+
+def _errors(pred: dict, y) -> dict:
+    return {
+        r: float(np.mean(np.asarray(pred[r]) != y)) for r in ("vote", "arithmetic", "geometric")
+    }
+
+
+def vote_cell(
+    ds: Dataset, model: MLP, train: TrainConfig, k: int, grid: tuple[int, ...], seeds: list[int]
+) -> dict:
+    """Per seed, one dropout net: test error of every rule over its first ``g`` MC
+    subnetworks for ``g`` in ``grid``, the fraction of tied votes, and train and test error
+    of every rule at ``k``. With 16 or fewer droppable units, the same over all 2^n."""
+    variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
+    spec = M.mask_spec(model, ds.x_train[:1])
+    grid = tuple(sorted(set(grid) | {k}))
+    out = {"grid": list(grid), "seeds": []}
+    for i, s in enumerate(seeds):
+        v, key = take(variables, i), jax.random.key(8000 + s)
+        row = {"test_curve": {r: [] for r in (*RULES[:3], "tie")}}
+        for split, x, y in (("test", ds.x_test, ds.y_test), ("train", ds.x_train, ds.y_train)):
+            x = jnp.asarray(x)
+            sums = mc_sums(model, spec, k, grid, v, x, key)
+            ws = np.asarray(model.apply(v, x).argmax(-1))
+            for j, g in enumerate(grid):
+                pred = decide({n: a[j] for n, a in sums.items()}, float(g))
+                if split == "test":
+                    for r, e in _errors(pred, y).items():
+                        row["test_curve"][r].append(e)
+                    row["test_curve"]["tie"].append(float(np.mean(np.asarray(pred["tie"]))))
+                if g == k:
+                    row[split] = {**_errors(pred, y), "ws": float(np.mean(ws != y))}
+            if spec.n_droppable <= 16:
+                pred = decide(exact_sums(model, spec, v, x), 1.0)
+                row[f"exact_{split}"] = _errors(pred, y)
+                if split == "test":
+                    row["exact_tie"] = float(np.mean(np.asarray(pred["tie"])))
+        out["seeds"].append(row)
+    return out
+
+
+def plan(cfg: Config, ds: Dataset) -> dict:
+    seeds = list(range(cfg.seeds))
+    kw = dict(ds=ds, train=cfg.train, k=cfg.k, grid=cfg.k_grid, seeds=seeds)
+    return {
+        "net=wide": cell(
+            vote_cell, model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate), **kw
+        ),
+        "net=small": cell(
+            vote_cell, model=MLP(hidden=cfg.small, n_out=ds.n_classes, rate=cfg.rate), **kw
+        ),
+    }
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    wide, small = raw["net=wide"]["seeds"], raw["net=small"]["seeds"]
+    col = lambda rows, part, r: np.array([s[part][r] for s in rows])  # noqa: E731
+    tests = {
+        "vote_mc": equivalence(
+            col(wide, "test", "vote") - col(wide, "test", "arithmetic"),
+            cfg.margin_err,
+            predictor="mc",
+            metric="error",
+            what="test error, majority vote minus arithmetic mean over the same subnetworks",
+        ),
+        "vote_vs_ws": equivalence(
+            col(wide, "test", "vote") - col(wide, "test", "ws"),
+            cfg.margin_err,
+            predictor="mc",
+            metric="error",
+            what="test error, majority vote minus weight scaling",
+        ),
+        "vote_exact_small": equivalence(
+            col(small, "exact_test", "vote") - col(small, "exact_test", "arithmetic"),
+            cfg.margin_err,
+            predictor="exact_a",
+            metric="error",
+            what=f"test error, exact vote minus exact arithmetic mean, 2^{sum(cfg.small)}"
+            " subnetworks of the small net",
+        ),
+        "geometric_vs_vote": direction(
+            col(wide, "test", "vote") - col(wide, "test", "geometric"),
+            predictor="mc",
+            metric="error",
+            what="test error, majority vote minus normalised geometric mean (> 0: the mean "
+            "is better)",
+        ),
+    }
+    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    rows = {}
+    for net, seeds_ in (("wide", wide), ("small", small)):
+        parts = [("test", "test"), ("train", "train")]
+        if "exact_test" in seeds_[0]:
+            parts += [("exact test", "exact_test"), ("exact train", "exact_train")]
+        rows[net] = {
+            label: {r: ci(col(seeds_, part, r)) for r in seeds_[0][part]} for label, part in parts
+        }
+    curves = {
+        net: {
+            r: [ci([s["test_curve"][r][j] for s in seeds_]) for j in range(len(grid))]
+            for r in (*RULES[:3], "tie")
+        }
+        for net, seeds_, grid in (
+            ("wide", wide, raw["net=wide"]["grid"]),
+            ("small", small, raw["net=small"]["grid"]),
+        )
+    }
+    return {
+        "grid": raw["net=wide"]["grid"],
+        "rows": rows,
+        "curves": curves,
+        "exact_tie": ci([s["exact_tie"] for s in small]) if "exact_tie" in small[0] else None,
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": [],
+    }
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    grid = r["grid"]
+    for ax, net in zip(axes, ("wide", "small"), strict=True):
+        for i, rule in enumerate(RULES[:3]):
+            m = [c["mean"] for c in r["curves"][net][rule]]
+            lo = [c["lo"] for c in r["curves"][net][rule]]
+            hi = [c["hi"] for c in r["curves"][net][rule]]
+            ax.plot(grid, m, marker="o", ms=3, label=LABELS[rule], color=f"C{i}")
+            ax.fill_between(grid, lo, hi, color=f"C{i}", alpha=0.15)
+        ws = r["rows"][net]["test"]["ws"]["mean"]
+        ax.axhline(ws, color="k", ls="--", lw=0.8, label="weight scaling")
+        hidden = cfg.hidden if net == "wide" else cfg.small
+        ax.set(
+            xscale="log",
+            xlabel="K subnetworks",
+            ylabel="test error",
+            title=f"hidden {hidden}, drop {cfg.rate}: mean over seeds, 95% CI",
+        )
+        ax.legend(fontsize=8)
+    ctx.savefig(fig, "voting.png")
+
+
+def section(r: dict) -> str:
+    c = r["config"]
+    rows = []
+    for net, hidden in (("wide", c["hidden"]), ("small", c["small"])):
+        for label, by_rule in r["rows"][net].items():
+            rows.append(
+                [mlp_str(r, hidden).split(", ")[1], label]
+                + [ci_str(by_rule[x]) if x in by_rule else "-" for x in RULES]
+            )
+    ties = r["curves"]["wide"]["tie"][-1]
+    exact_tie = r["exact_tie"]
+    tie_exact = "" if exact_tie is None else f", exact vote of the small net {ci_str(exact_tie)}"
+    return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
+({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
+{c["seeds"]} seeds. The rules combine the *same* subnetworks: K = {c["k"]} sampled ones (the
+MC subnetworks), and for the small net also all 2^{sum(c["small"])}, each weighted by its
+probability ("exact" rows). Ties of the vote go to the tied class with the highest arithmetic
+mean probability (then the lower index); the fraction of test examples with a tied vote at
+K = {c["k"]}: {ci_str(ties)}{tie_exact}.
+
+![voting](voting/voting.png)
+
+Error (fraction), mean over seeds with 95% CI:
+
+{table(["net", "split", *[LABELS[x] for x in RULES]], rows)}
+
+The primary test: the majority vote is equivalent to the arithmetic mean of the same K
+subnetworks within +-{100 * c["margin_err"]:.1f} pp of test error (fixed before the run), as
+the tutorial treats them. The same over the exact ensemble of the small net, against weight
+scaling, and the vote against the geometric mean are exploratory.
+"""
+
+
+if __name__ == "__main__":
+    from .cli import main_for
+
+    main_for(NAME)
