@@ -246,44 +246,51 @@ def bench_sums(repeats, chunk: int = 500):
     )
 
 
-def bench_study(timing: Path):
-    """The study's own wall time, from the timing log ``make study`` appends to."""
-    if not timing.is_file():
-        ROWS.append(("study wall time", "no timing log", f"run `make study` ({timing})", "-"))
-        return None
+def bench_study(timings: list[Path]):
+    """The study's own wall time, from the timing logs ``make study`` appends to (one per
+    data set's results folder): a row per data set, and the total."""
     import json
 
-    entries = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()]
-    # Each experiment's latest complete run (every cell computed, none reused), and that
-    # run's cells: experiments may come from different `dropstudy run` processes.
-    last: dict[str, dict] = {}
-    for e in entries:
-        if e["cell"] is None and e["computed"]:
-            last[e["experiment"]] = e
-    if not last:
-        ROWS.append(("study wall time", "no complete run in the log", str(timing), "-"))
-        return None
-    per = {n: e["seconds"] for n, e in last.items()}
-    cells = [
-        e
-        for e in entries
-        if e["cell"] is not None
-        and e["experiment"] in last
-        and e.get("run") == last[e["experiment"]].get("run")
-    ]
-    ROWS.append(
-        (
-            "study wall time: each experiment's latest complete run, summed",
-            f"{sum(per.values()) / 60:.1f} min",
-            ", ".join(f"{n} {t:.0f} s" for n, t in per.items()),
-            f"devices {next(iter(last.values()))['devices']}",
-        )
-    )
-    for e in sorted(cells, key=lambda e: -e["seconds"])[:3]:
+    total = 0.0
+    for timing in timings:
+        label = "study wall time"
+        if not timing.is_file():
+            ROWS.append((label, "no timing log", f"run `make study` ({timing})", "-"))
+            continue
+        entries = [json.loads(line) for line in timing.read_text().splitlines() if line.strip()]
+        # Each experiment's latest complete run (every cell computed, none reused), and that
+        # run's cells: experiments may come from different `dropstudy run` processes.
+        last: dict[str, dict] = {}
+        for e in entries:
+            if e["cell"] is None and e["computed"]:
+                last[e["experiment"]] = e
+        if not last:
+            ROWS.append((label, "no complete run in the log", str(timing), "-"))
+            continue
+        per = {n: e["seconds"] for n, e in last.items()}
+        total += sum(per.values())
+        label += f" on {next(iter(last.values())).get('dataset', 'digits')}"
+        cells = [
+            e
+            for e in entries
+            if e["cell"] is not None
+            and e["experiment"] in last
+            and e.get("run") == last[e["experiment"]].get("run")
+        ]
         ROWS.append(
-            (f"  slow cell: {e['experiment']}/{e['cell']}", f"{e['seconds']:.0f} s", "-", "-")
+            (
+                f"{label}: each experiment's latest complete run, summed",
+                f"{sum(per.values()) / 60:.1f} min",
+                ", ".join(f"{n} {t:.0f} s" for n, t in per.items()),
+                f"devices {next(iter(last.values()))['devices']}",
+            )
         )
-    return per
+        for e in sorted(cells, key=lambda e: -e["seconds"])[:3]:
+            ROWS.append(
+                (f"  slow cell: {e['experiment']}/{e['cell']}", f"{e['seconds']:.0f} s", "-", "-")
+            )
+    if len(timings) > 1:
+        ROWS.append(("study wall time, all data sets", f"{total / 60:.1f} min", "-", "-"))
 
 
 def _torch():
@@ -551,11 +558,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repeats, 4 seeds, 200 steps")
     ap.add_argument("--write", type=Path, help="also write the table as Markdown here")
     ap.add_argument("--only", default="", help="comma list: exact,mc,sums,tutorial,growth,study")
+    results = Path(__file__).resolve().parent.parent / "results"
     ap.add_argument(
         "--timing",
         type=Path,
-        default=Path(__file__).resolve().parent.parent / "results" / "timing.jsonl",
-        help="the study's timing log (make study writes it)",
+        action="append",
+        help="a timing log of the study (make study writes results/timing.jsonl and "
+        "results/mnist1d/timing.jsonl, the defaults); repeatable",
     )
     args = ap.parse_args(argv)
     use_cpu_cores()  # before any JAX operation, as dropstudy's CLI does
@@ -587,7 +596,7 @@ def main(argv=None) -> int:
     if want("growth"):
         bench_growth(ds, repeats, growth_png)
     if want("study"):
-        bench_study(args.timing)
+        bench_study(args.timing or [results / "timing.jsonl", results / "mnist1d" / "timing.jsonl"])
     widths = [
         max(len(r[i]) for r in [*ROWS, ("benchmark", "figure", "alternative", "ratio")])
         for i in range(4)

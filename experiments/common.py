@@ -175,6 +175,7 @@ class Context:
         line = {
             "run": RUN_ID,
             "experiment": self.name,
+            "dataset": self.dataset().name,
             "cell": cell,
             "seconds": round(seconds, 3),
             "computed": computed,

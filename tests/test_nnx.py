@@ -14,6 +14,9 @@ from dropstudy import predict as P
 from dropstudy.nnx import MLP, MaskedDropout, Pure, pure
 from dropstudy.validate import DropstudyError
 
+# One worker runs this file: its module-scoped fixture is built once (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("test_nnx")
+
 D_IN, HIDDEN, N_OUT = 3, (4, 4), 3
 RATES, INPUT_RATE = (0.3, 0.5), 0.2  # 3 + 4 + 4 = 11 droppable units: 2048 subnetworks
 TOL = {"rtol": 0, "atol": 1e-6}

@@ -44,6 +44,9 @@ from dropstudy.train import (
 )
 from dropstudy.validate import DropstudyError
 
+# One worker runs this file: its module-scoped fixture is built once (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("test_options")
+
 # Module-level values built without op-by-op dispatch: every eager op compiles once.
 X = jnp.asarray(np.random.default_rng(0).normal(size=(8, 5)), jnp.float32)  # (B, d_in)
 Y = jnp.asarray(np.arange(8) % 3, jnp.int32)  # (B,) labels of 3 classes

@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+# One worker runs this file: its module-scoped fixture is built once (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("test_resume")
+
 # scaling --quick: two short cells, then a longer one, so the signal lands mid-run
 CMD = [
     sys.executable,

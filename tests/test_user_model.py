@@ -16,6 +16,9 @@ from dropstudy.models import MaskedDropout
 from dropstudy.train import TrainConfig, train, train_seeds
 from dropstudy.validate import DropstudyError
 
+# One worker runs this file: its module-scoped fixture is built once (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("test_user_model")
+
 
 class ConvBN(nn.Module):
     """Conv -> BatchNorm -> ReLU -> channel dropout -> Dense -> ReLU -> dropout -> Dense."""
