@@ -42,7 +42,7 @@ class Config(ExperimentConfig):
     rates: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5)  # channel drop rate of the conv layers
     dense_rate: float = 0.5
     dense_width: int = 32
-    channels_2d: tuple[int, ...] = (4, 8)  # digits: 8 x 8 x 1 images, 3 x 3 kernels
+    channels_2d: tuple[int, ...] = (4, 8)  # square images (8 x 8 digits), 3 x 3 kernels
     channels_1d: tuple[int, ...] = (8, 8)  # other data: 1-D signals, kernel of 5
     kernel_1d: int = 5
     train: TrainConfig = TrainConfig(steps=1500, batch_size=128, lr=2e-3)
@@ -60,10 +60,12 @@ class Config(ExperimentConfig):
 
 
 def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:
-    """The conv net for ``ds``: 2-D on 8 x 8 images (64 features), else 1-D on signals."""
+    """The conv net for ``ds``: 2-D on square images (64 features: 8 x 8 digits; 784: 28 x 28
+    MNIST), else 1-D on signals (MNIST-1D's 40 points)."""
     d = ds.x_train.shape[1]
-    if d == 64 and ds.name.startswith("digits"):
-        shape, kernel, channels = (8, 8, 1), (3, 3), cfg.channels_2d
+    side = round(d**0.5)
+    if side * side == d:
+        shape, kernel, channels = (side, side, 1), (3, 3), cfg.channels_2d
     else:
         shape, kernel, channels = (d, 1), (cfg.kernel_1d,), cfg.channels_1d
     return ConvNet(
@@ -172,9 +174,10 @@ def section(r: dict) -> str:
         for rate, v in r["rows"].items()
     ]  # fmt: skip
     d = r.get("data", {})
-    image = d.get("name", "").startswith("digits") and d.get("features") == 64
+    side = round(d.get("features", 0) ** 0.5)
+    image = side * side == d.get("features")
     net = (
-        f"2-D conv net on 8x8 images, channels {list(c['channels_2d'])}, 3x3 kernels"
+        f"2-D conv net on {side}x{side} images, channels {list(c['channels_2d'])}, 3x3 kernels"
         if image
         else f"1-D conv net on {d.get('features')}-point signals, channels "
         f"{list(c['channels_1d'])}, kernel {c['kernel_1d']}"

@@ -205,11 +205,13 @@ def summarise(cfg: Config, raw: dict) -> dict:
             what=f"share of the members' mean test Brier score removed by averaging {m} of "
             "them, dropout's subnetworks minus independent nets",
         ),
+        # Not the Brier gap: member minus ensemble Brier *is* the ambiguity, never negative.
+        # The 0/1 error of the averaged prediction can exceed the members' mean error.
         "offset_dropout": direction(
-            col("dropout", "test", m, "member") - col("dropout", "test", m, "ensemble"),
+            col("dropout", "test", m, "member_error") - col("dropout", "test", m, "ensemble_error"),
             predictor="members",
-            metric="brier",
-            what=f"test Brier score, mean of {m} dropout subnetworks minus their average (> 0: "
+            metric="error",
+            what=f"test error, mean of {m} dropout subnetworks minus their average's (> 0: "
             "their errors offset)",
         ),
         "corr": direction(
@@ -295,9 +297,10 @@ At K = {m} members (means over seeds, 95% CI):
 Share of the members' mean test Brier score that averaging {m} of them removes: dropout's
 subnetworks {ci_str(r["shares"]["dropout"])}, independent nets
 {ci_str(r["shares"]["independent"])}. The primary test: that share, dropout minus independent,
-equivalent within +-{c["margin"]:g} (fixed before the run). Whether dropout's subnetworks
-offset each other at all, and whether their errors are less correlated than independent
-nets', are exploratory.
+equivalent within +-{c["margin"]:g} (fixed before the run). Whether averaging dropout's
+subnetworks lowers the 0/1 test error below their mean (the Brier score's gain is the
+ambiguity, never negative, so it is no test), and whether their errors are less correlated
+than independent nets', are exploratory.
 """  # fmt: skip
 
 

@@ -224,9 +224,10 @@ def section(r: dict) -> str:
     return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
 ({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
 {c["seeds"]} seeds. Each seed trains twice from the same key (same initialisation, minibatch
-order and mask key; the masks drawn differ in shape, so they are different masks), once with a fresh mask for every example of a minibatch
-(`mask_mode="per_example"`, PyTorch's `nn.Dropout`) and once with one mask for the whole
-minibatch (`"per_batch"`, the tutorial's description).
+order and mask key; the masks drawn differ in shape, so they are different masks), once with
+a fresh mask for every example of a minibatch (`mask_mode="per_example"`, PyTorch's
+`nn.Dropout`) and once with one mask for the whole minibatch (`"per_batch"`, the tutorial's
+description).
 
 ![maskmode](maskmode/maskmode.png)
 

@@ -30,3 +30,17 @@ def test_generator_shift_scales_the_generator_arguments():
     assert a["scale_coeff"] == 2 * MNIST1D_ARGS["scale_coeff"]
     assert a["iid_noise_scale"] == 2 * MNIST1D_ARGS["iid_noise_scale"]
     assert a["max_translation"] == robustness.TRANSLATION_MAX  # 96 capped at the length
+
+
+def test_a_regenerated_set_is_scored_against_its_own_labels(tmp_path, monkeypatch):
+    from dropstudy.data import mnist1d
+
+    monkeypatch.setenv("DROPSTUDY_CACHE", str(tmp_path))
+    ds = mnist1d()
+    sets = robustness.shift_sets(ds, {"generator": (1.5,), "missing": (0.2,)}, seed=0)
+    ((x, y),) = sets["generator"]
+    again = mnist1d(**robustness.generator_args(1.5))
+    np.testing.assert_array_equal(y, again.y_test)
+    np.testing.assert_array_equal(x, again.x_test)
+    assert not np.array_equal(y, ds.y_test)  # the generator's shuffle moved with its arguments
+    assert sets["missing"][0][1] is ds.y_test
