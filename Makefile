@@ -33,7 +33,8 @@ study-quick: $(STAMP)
 	$(DROPSTUDY) report --results $(RESULTS)/quick --compare $(RESULTS)/mnist1d-quick
 
 report: $(STAMP)
-	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md
+	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS)
+	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d
 
 ## The default test suite (under 10 minutes on 2 cores), lint included.
 test: $(STAMP)

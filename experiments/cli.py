@@ -334,7 +334,10 @@ def cmd_run(args, parser=None) -> int:
                 "apply; run it without --dataset"
             )
         if fixed:
-            log.info("skipping %s: on data of their own, run with digits", ", ".join(fixed))
+            log.info(
+                "skipping %s: runs on its own data, once, without --dataset",
+                ", ".join(f"{n} ({own_data(n)})" for n in fixed),
+            )
         names = [n for n in names if n not in fixed]
     s = scale(args.quick, args.seeds, args.dataset)
     out = args.out if args.out is not None else scale_folder(s)

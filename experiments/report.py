@@ -24,7 +24,7 @@ from .common import (
     verdict_table,
 )
 from .results import read_json
-from .runner import NAMES, RESULTS, module, scale_command, scale_of
+from .runner import NAMES, RESULTS, module, own_data, scale_command, scale_of
 from .stats import ALPHA, decide, holm
 
 
@@ -69,7 +69,9 @@ def data_name(results: dict[str, dict]) -> str:
     return scale_of(next(iter(results.values())))["dataset"]
 
 
-def agreement(results: dict[str, dict], others: list[dict[str, dict]], rel: list[str]) -> list[str]:
+def agreement(
+    results: dict[str, dict], others: list[dict[str, dict]], rel: list[tuple[str, bool]]
+) -> list[str]:
     """The report's lines comparing each experiment's primary verdict (Holm-adjusted within
     each data set) across data sets, with the train error of the net the primary judges
     where its results record one."""
@@ -89,14 +91,18 @@ def agreement(results: dict[str, dict], others: list[dict[str, dict]], rel: list
              *[f"{v} ({e})" for v, e in zip(verdicts, effects, strict=True)],
              "yes" if same else "**no**"]
         )  # fmt: skip
-    links = ", ".join(f"[{name}]({r}/REPORT.md)" for name, r in zip(names[1:], rel, strict=True))
+    links = ", ".join(
+        f"[{name}]({r}/REPORT.md)" if exists else f"{name} (`{r}`, no REPORT.md yet)"
+        for name, (r, exists) in zip(names[1:], rel, strict=True)
+    )
     lines = [
         "## Data sets: where the verdicts agree",
         "",
         f"The same experiments on {' and '.join(names)}, each data set's primaries "
-        f"Holm-adjusted among themselves (full reports: {links}). An experiment whose primary "
-        "does not read the data set (the tutorial's regression, its scaling demo, the "
-        "diabetes regression) repeats the same test on both and agrees by construction.",
+        f"Holm-adjusted among themselves (other reports: {links}). An experiment whose primary "
+        "does not read the data set (the tutorial's regression in overfitting, the scaling "
+        "demo) repeats the same test on both and agrees by construction; one on data of its "
+        "own (the diabetes regression) runs once and is not in this table.",
         "",
         table(["experiment", "primary test", *names, "agree"], rows),
         "",
@@ -138,6 +144,16 @@ def build_report(results_dir, out, compare=()) -> Path:
                 f"--compare {folder} holds results of another scale; compare runs of the "
                 "same scale (--quick, --seeds)"
             )
+        seen = [data_name(results)] + [data_name(o) for o in others]
+        if data_name(other) in seen:
+            raise DropstudyError(
+                f"--compare {folder} holds results on {data_name(other)}, a data set the "
+                "report has already: compare folders of different data sets"
+            )
+        if not set(other) & set(results):
+            raise DropstudyError(
+                f"--compare {folder} has no experiment in common with {results_dir}"
+            )
         others.append(other)
     s = next(iter(scales.values()))
     command = scale_command(s) + (f" --out {results_dir}" if results_dir != RESULTS else "")
@@ -145,7 +161,14 @@ def build_report(results_dir, out, compare=()) -> Path:
     decided = adjusted(results)
     for i, name in enumerate(found, 1):
         r, d = results[name], decided[name]
-        md = module(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
+        try:
+            md = module(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
+        except (KeyError, IndexError, TypeError) as e:  # a field this version's section reads
+            raise DropstudyError(
+                f"{results_dir / name / 'results.json'} was written by another version of "
+                f"{name} (its section needs {e!r}): re-run `{scale_command(s, name)}` with "
+                "this version"
+            ) from None
         t = d["test"]
         summary.append(
             [i, f"[{name}](#{i}-{name})", r["claim"], t["what"],
@@ -157,7 +180,9 @@ def build_report(results_dir, out, compare=()) -> Path:
             f"## {i}. {name}\n\n*Made by `{scale_command(s, name)}`.*\n\n"
             f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{verdict_table(r)}\n"
         )
-    missing = [n for n in NAMES if n not in found]
+    # Experiments on data of their own run only without --dataset: not missing elsewhere.
+    runs_here = [n for n in NAMES if s["dataset"] == "digits" or not own_data(n)]
+    missing = [n for n in runs_here if n not in found]
     meta = results[found[0]]
     v = meta.get("versions", {})
     full = s == scale_of({})
@@ -222,7 +247,10 @@ def build_report(results_dir, out, compare=()) -> Path:
     if missing:
         head.append(f"Not yet run: {', '.join(missing)}.\n")
     if others:
-        rels = [os.path.relpath(Path(f), out.parent or Path(".")) for f in compare]
+        rels = [
+            (os.path.relpath(Path(f), out.parent or Path(".")), (Path(f) / "REPORT.md").is_file())
+            for f in compare
+        ]
         head += agreement(results, others, rels)
     text = "\n".join(head) + "\n" + "\n\n".join(sections)
     out.parent.mkdir(parents=True, exist_ok=True)

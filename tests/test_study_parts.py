@@ -177,3 +177,37 @@ def test_stayput_plain_sgd_identity_and_each_optimiser(quick_dir):
         assert not rows[o]["all_still"] and rows[o]["ratio"]["mean"] > 0, o
     assert rows["sgd_wd"]["ratio"]["mean"] < 0.05 < rows["momentum"]["ratio"]["mean"]
     assert rows["momentum"]["ratio"] != rows["adam"]["ratio"]
+
+
+def _fake(dataset: str, effect: float, p: float) -> dict:
+    """A minimal results file: one primary direction test, at the full scale on ``dataset``."""
+    test = {"rule": "direction", "claimed": "> 0", "n": 10, "effect": effect, "lo": effect - 1,
+            "hi": effect + 1, "level": 0.95, "p": p, "outcome": "supported",
+            "verdict": "supported" if p < 0.05 else "inconclusive", "what": "x minus y",
+            "predictor": "mc", "mde": 0.1, "seeds_needed": 5}  # fmt: skip
+    scale = {"quick": False, "seeds": None, "dataset": dataset}
+    return {"claim": "c", "tests": {"t": test}, "primary": "t", "scale": scale}
+
+
+def test_agreement_table_and_compare_refusals(tmp_path):
+    from dropstudy_experiments.report import agreement
+
+    digits = {"voting": _fake("digits", 0.5, 0.001), "conv": _fake("digits", 0.5, 0.001)}
+    other = {"voting": _fake("mnist1d", 0.5, 0.001), "conv": _fake("mnist1d", 0.1, 0.6)}
+    text = "\n".join(agreement(digits, [other], [("results/mnist1d", True)]))
+    assert "| voting | x minus y | supported" in text and "| conv |" in text
+    assert "Agree: voting. Differ: conv." in text
+    assert "[mnist1d](results/mnist1d/REPORT.md)" in text
+
+    def folder(name, results):
+        for n, r in results.items():
+            (tmp_path / name / n).mkdir(parents=True)
+            (tmp_path / name / n / "results.json").write_text(json.dumps(r))
+        return tmp_path / name
+
+    a, b = folder("a", digits), folder("b", digits)
+    with pytest.raises(DropstudyError, match="a data set the report has already"):
+        build_report(a, tmp_path / "R.md", compare=[b])
+    c = folder("c", {"stayput": _fake("mnist1d", 0.1, 0.5)})
+    with pytest.raises(DropstudyError, match="no experiment in common"):
+        build_report(a, tmp_path / "R.md", compare=[c])
