@@ -233,13 +233,26 @@ def summarise(cfg: Config, raw: dict) -> dict:
         for kind in KINDS
     }
     shares = {kind: ci(share(kind)) for kind in KINDS}
+    findings = []
+    t = tests["share_equiv"]
+    if t["verdict"] == "contradicted":  # which way: more or less offsetting than independent
+        more = t["effect"] > 0
+        errs = {kind: ci(col(kind, "test", m, "member_error"))["mean"] for kind in KINDS}
+        findings.append(
+            f"Averaging removes {'more' if more else 'less'} of the members' Brier score for "
+            f"dropout's subnetworks ({shares['dropout']['mean']:.3f}) than for independent "
+            f"nets ({shares['independent']['mean']:.3f}): the equivalence fails because the "
+            f"subnetworks offset each other {'more' if more else 'less'}; a single "
+            f"subnetwork's test error is {errs['dropout']:.4f}, against "
+            f"{errs['independent']:.4f} for a single independent net."
+        )
     return {
         "grids": grids,
         "curves": curves,
         "shares": shares,
         "tests": tests,
         "primary": cfg.primary,
-        "findings": [],
+        "findings": findings,
     }
 
 
