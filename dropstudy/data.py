@@ -154,10 +154,14 @@ def mnist1d(cache: bool = True, **overrides) -> Dataset:
         raise DropstudyError(
             f"mnist1d: unknown generator arguments {bad}; known: {sorted(MNIST1D_ARGS)}"
         )
+    # A list and a tuple of the same numbers are the same argument (padding).
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     args = {**MNIST1D_ARGS, **overrides}
     changed = {k: v for k, v in overrides.items() if MNIST1D_ARGS[k] != v}
     name = "mnist1d" + "".join(f"[{k}={v}]" for k, v in sorted(changed.items()))
-    tag = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+    # The generator's version is part of the cache key: another version may make other data.
+    ident = {**args, "generator": _generator_version()}
+    tag = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"mnist1d-{tag}.npz"
     if cache and path.is_file():
         try:
@@ -168,8 +172,8 @@ def mnist1d(cache: bool = True, **overrides) -> Dataset:
             ds = Dataset(name, *arrs.values(), 10)
             if ok and ds.digest() == stored:
                 return ds
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # unreadable or from another version: make it again
+        except Exception:  # unreadable, corrupted (a bad zip) or foreign
+            pass  # make it again
     ds = Dataset(name, *_generate_mnist1d(args), 10)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +189,16 @@ def mnist1d(cache: bool = True, **overrides) -> Dataset:
         )
         atomic_write(path, buf.getvalue())
     return ds
+
+
+def _generator_version() -> str:
+    """The installed ``mnist1d`` package's version ("absent" when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mnist1d")
+    except PackageNotFoundError:
+        return "absent"
 
 
 def _generate_mnist1d(args: dict) -> tuple[np.ndarray, ...]:

@@ -271,6 +271,17 @@ class ConvNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if not isinstance(self.kernel, Sequence) or not self.kernel:
+            raise DropstudyError(
+                f"ConvNet: kernel must be a tuple, one size per spatial axis, e.g. (3, 3) or "
+                f"(5,); got {self.kernel!r}"
+            )
+        if self.input_shape is not None and len(self.input_shape) != len(self.kernel) + 1:
+            raise DropstudyError(
+                f"ConvNet: input_shape {tuple(self.input_shape)} must be the spatial sizes and "
+                f"then the channel count ({len(self.kernel)} + 1 entries for a "
+                f"{len(self.kernel)}-D kernel), e.g. (40, 1) for a 1-D signal"
+            )
         if self.input_shape is not None:
             if math.prod(x.shape[1:]) != math.prod(self.input_shape):
                 raise DropstudyError(

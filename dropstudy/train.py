@@ -270,8 +270,12 @@ def step_masks(
     (``cycle``). ``mask_key`` is the second of the keys ``(data, masks, rngs)`` that
     :attr:`Trainer.start` returns: code that steps a :class:`Trainer` itself gets each
     step's subnetwork from here."""
+    check_choice("mask_mode", mask_mode, MASK_MODES)
     if mask_mode == "cycle":
+        if cycle_masks is None:
+            raise DropstudyError("mask_mode='cycle' needs cycle_masks (K, n_units)")
         return spec.unflatten(cycle_masks[step % cycle_masks.shape[0]].astype(dtype))
+    check_key("mask_key", mask_key)
     k = rng.fold_in(mask_key, step)
     return M.sample_masks(spec, k, (batch,) if mask_mode == "per_example" else (), dtype)
 

@@ -248,3 +248,15 @@ def test_mnist1d_generator_arguments_change_the_data_and_its_name(mnist1d_cache)
     assert not list(mnist1d_cache.glob("*.npz"))  # cache=False writes nothing
     with pytest.raises(DropstudyError, match="unknown generator arguments.*noise"):
         D.mnist1d(noise=1.0)
+
+
+def test_a_corrupted_mnist1d_cache_is_made_again(mnist1d_cache):
+    from dropstudy import data as D
+
+    ds = D.mnist1d()
+    (cached,) = mnist1d_cache.glob("mnist1d-*.npz")
+    raw = bytearray(cached.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # a flipped byte: the zip's CRC fails
+    cached.write_bytes(bytes(raw))
+    assert D.mnist1d().digest() == ds.digest()
+    assert D.mnist1d(padding=[36, 60]).name == "mnist1d"  # a list is the default tuple

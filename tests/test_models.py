@@ -62,3 +62,7 @@ def test_conv_net_in_one_dimension_from_flat_inputs():
         model.apply(variables, jnp.ones((4, 30)))
     with pytest.raises(DropstudyError, match="1-D kernel needs inputs"):
         ConvNet(kernel=(5,)).init(jax.random.key(0), jnp.ones((2, 8, 8, 1)))
+    with pytest.raises(DropstudyError, match="kernel must be a tuple"):
+        ConvNet(kernel=5, input_shape=(40, 1)).init(jax.random.key(0), x)
+    with pytest.raises(DropstudyError, match="then the channel count"):
+        ConvNet(kernel=(5,), input_shape=(40,)).init(jax.random.key(0), x)

@@ -184,3 +184,16 @@ def test_progress_segments_are_bitwise_one_program(digits_data):
         b = train_seeds(model, keys, d.x_train, d.y_train, cfg)
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+def test_step_masks_refuses_what_training_refuses(digits_data):
+    from dropstudy.train import step_masks
+
+    spec = M.mask_spec(MLP(hidden=(4,)), digits_data.x_train[:1])
+    key = jax.random.key(0)
+    with pytest.raises(DropstudyError, match="unknown mask_mode 'per-example'"):
+        step_masks(spec, "per-example", key, 0, 8)
+    with pytest.raises(DropstudyError, match="needs cycle_masks"):
+        step_masks(spec, "cycle", key, 0, 8)
+    with pytest.raises(DropstudyError, match="mask_key"):
+        step_masks(spec, "per_batch", 0, 0, 8)
