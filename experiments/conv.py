@@ -193,8 +193,13 @@ below; {train_str(c["train"])}, {c["seeds"]} seeds.
 
 The primary test: test NLL of the MC average at conv rate {c["primary_rate"]} minus dense-only
 dropout (conv rate 0), equivalent within +-{c["margin_nll"]} nats (fixed before the run): the
-claim that conv dropout adds little. The other rates, weight scaling, and weight scaling vs
-the MC average at each rate are exploratory.
+claim that conv dropout adds little; an interval above the margin means conv dropout *hurts*
+test NLL, below it that it helps. The other rates, weight scaling, and weight scaling vs the MC
+average at each rate are exploratory: there, "contradicted" means weight scaling's NLL is
+*lower* than the MC average's. Srivastava et al. found MC reaching weight scaling at about
+K = 50 on wide MNIST MLPs, and Goodfellow et al. (maxout nets) found weight scaling better even
+at K = 1000; these conv nets are small (few channels), so each dropped channel removes a large
+share of a layer, which may widen the gap. Train error is by weight scaling only.
 """  # fmt: skip
 
 

@@ -218,7 +218,8 @@ def section(r: dict) -> str:
         rows.append(
             [mlp_str(r, hidden).split(", ")[1], LABELS[mode],
              err(v["ws test"]["accuracy"]), err(v["mc test"]["accuracy"]),
-             err(v["ws train"]["accuracy"]), ci_str(v["ws test"]["nll"]),
+             err(v["ws train"]["accuracy"]), err(v["mc train"]["accuracy"]),
+             ci_str(v["ws test"]["nll"]),
              ci_str(v["mc test"]["nll"]), gaps_]
         )  # fmt: skip
     return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
@@ -232,7 +233,8 @@ description).
 ![maskmode](maskmode/maskmode.png)
 
 {table(["net", "masks in training", "test error WS", f"test error MC (K = {MC_K})",
-        "train error WS", "test NLL WS", "test NLL MC", "weight scaling vs the average (test)"],
+        "train error WS", "train error MC", "test NLL WS", "test NLL MC",
+        "weight scaling vs the average (test)"],
        rows)}
 
 The primary test: test NLL of the MC average, a mask per batch minus a mask per example,

@@ -72,41 +72,56 @@ def data_name(results: dict[str, dict]) -> str:
 def agreement(
     results: dict[str, dict], others: list[dict[str, dict]], rel: list[tuple[str, bool]]
 ) -> list[str]:
-    """The report's lines comparing each experiment's primary verdict (Holm-adjusted within
-    each data set) across data sets, with the train error of the net the primary judges
-    where its results record one."""
+    """The report's lines comparing each experiment's primary verdict across data sets. The
+    verdicts are Holm-adjusted within each data set over the experiments that every data set
+    has (one family size for all, so the columns compare); an experiment missing from one
+    data set is listed as not run there."""
     sets = [results, *others]
     names = [data_name(r) for r in sets]
-    decided = [adjusted(r) for r in sets]
-    rows, agree, differ = [], [], []
-    for n in NAMES:
-        if not all(n in r for r in sets):
-            continue
+    common = [n for n in NAMES if all(n in r for r in sets)]
+    decided = [adjusted({n: r[n] for n in common}) for r in sets]
+    rows, agree, differ, same_test = [], [], [], []
+    for n in common:
         verdicts = [d[n]["verdict"] for d in decided]
         effects = [effect_str(d[n]["test"]) for d in decided]
-        same = len(set(verdicts)) == 1
-        (agree if same else differ).append(n)
+        identical = len({(d[n]["test"]["effect"], d[n]["test"]["p"]) for d in decided}) == 1
+        if identical:  # a primary that does not read the data set: the same test twice
+            same_test.append(n)
+            mark = "same test"
+        elif len(set(verdicts)) == 1:
+            agree.append(n)
+            mark = "yes"
+        else:
+            differ.append(n)
+            mark = "**no**"
         rows.append(
             [n, results[n]["tests"][results[n]["primary"]]["what"],
-             *[f"{v} ({e})" for v, e in zip(verdicts, effects, strict=True)],
-             "yes" if same else "**no**"]
+             *[f"{v} ({e})" for v, e in zip(verdicts, effects, strict=True)], mark]
         )  # fmt: skip
+    not_run = {
+        name: [n for n in NAMES if n in results and n not in r]
+        for name, r in zip(names[1:], others, strict=True)
+    }
     links = ", ".join(
         f"[{name}]({r}/REPORT.md)" if exists else f"{name} (`{r}`, no REPORT.md yet)"
         for name, (r, exists) in zip(names[1:], rel, strict=True)
     )
+    missing = "; ".join(f"not run on {name}: {', '.join(ns)}" for name, ns in not_run.items() if ns)
     lines = [
         "## Data sets: where the verdicts agree",
         "",
         f"The same experiments on {' and '.join(names)}, each data set's primaries "
-        f"Holm-adjusted among themselves (other reports: {links}). An experiment whose primary "
-        "does not read the data set (the tutorial's regression in overfitting, the scaling "
-        "demo) repeats the same test on both and agrees by construction; one on data of its "
-        "own (the diabetes regression) runs once and is not in this table.",
+        f"Holm-adjusted among the {len(common)} experiments both have (so these verdicts can "
+        f"differ from the summary's, adjusted over all of a data set's primaries; other "
+        f"reports: {links}). A primary that does not read the data set (the tutorial's "
+        "regression in overfitting, the scaling demo) is the same test on both: 'same test', "
+        "not counted as agreement. An experiment on data of its own (the diabetes regression) "
+        "runs once and is not here." + (f" Missing: {missing}." if missing else ""),
         "",
         table(["experiment", "primary test", *names, "agree"], rows),
         "",
-        f"Agree: {', '.join(agree) or 'none'}. Differ: {', '.join(differ) or 'none'}.",
+        f"Agree: {', '.join(agree) or 'none'}. Differ: {', '.join(differ) or 'none'}."
+        + (f" Same test: {', '.join(same_test)}." if same_test else ""),
         "",
     ]
     return lines
@@ -243,7 +258,13 @@ def build_report(results_dir, out, compare=()) -> Path:
     ]  # fmt: skip
     key = [f"- {name}: {f}" for name in found for f in primary_findings(results[name])]
     if key:
-        head += ["**Findings on the primary tests** (more in each section):", "", *key, ""]
+        head += [
+            "**Findings on the primary tests** (more in each section; the verdicts a finding "
+            "names are unadjusted, the table's are Holm-adjusted):",
+            "",
+            *key,
+            "",
+        ]
     if missing:
         head.append(f"Not yet run: {', '.join(missing)}.\n")
     if others:

@@ -262,7 +262,9 @@ def section(r: dict) -> str:
 (`mask_mode="per_batch"`: a dropped unit is dropped for every example of the step), batch
 {c["batch_size"]}, {c["steps"]} steps from initialisation, {c["seeds"]} seeds. Learning rates:
 plain SGD and SGD with weight decay {c["lr_sgd"]} (decay {c["weight_decay"]:g}, every
-parameter), SGD with momentum 0.9 {c["lr_momentum"]} (the tutorial's), Adam {c["lr_adam"]}.
+parameter), SGD with momentum 0.9 (the tutorial's) lr {c["lr_momentum"]}, Adam lr
+{c["lr_adam"]}. Weight decay moves every dropped unit a little (none stays bitwise put), so
+its ratio is small but not 0; the margin decides whether that counts as staying put.
 
 A dropped unit's gradient is exactly zero on its incoming weights and bias and its outgoing
 weights; whether those parameters stay put depends on the optimiser. *Movement* of a unit in a

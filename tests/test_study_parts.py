@@ -192,12 +192,22 @@ def _fake(dataset: str, effect: float, p: float) -> dict:
 def test_agreement_table_and_compare_refusals(tmp_path):
     from dropstudy_experiments.report import agreement
 
-    digits = {"voting": _fake("digits", 0.5, 0.001), "conv": _fake("digits", 0.5, 0.001)}
-    other = {"voting": _fake("mnist1d", 0.5, 0.001), "conv": _fake("mnist1d", 0.1, 0.6)}
+    digits = {
+        "scaling": _fake("digits", 0.2, 0.001),
+        "voting": _fake("digits", 0.5, 0.001),
+        "conv": _fake("digits", 0.5, 0.001),
+        "stayput": _fake("digits", 0.5, 0.001),
+    }
+    other = {
+        "scaling": _fake("mnist1d", 0.2, 0.001),  # a primary that does not read the data
+        "voting": _fake("mnist1d", 0.6, 0.002),
+        "conv": _fake("mnist1d", 0.1, 0.6),
+    }
     text = "\n".join(agreement(digits, [other], [("results/mnist1d", True)]))
     assert "| voting | x minus y | supported" in text and "| conv |" in text
-    assert "Agree: voting. Differ: conv." in text
+    assert "Agree: voting. Differ: conv. Same test: scaling." in text
     assert "[mnist1d](results/mnist1d/REPORT.md)" in text
+    assert "not run on mnist1d: stayput" in text and "among the 3 experiments" in text
 
     def folder(name, results):
         for n, r in results.items():
@@ -208,6 +218,6 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     a, b = folder("a", digits), folder("b", digits)
     with pytest.raises(DropstudyError, match="a data set the report has already"):
         build_report(a, tmp_path / "R.md", compare=[b])
-    c = folder("c", {"stayput": _fake("mnist1d", 0.1, 0.5)})
+    c = folder("c", {"robustness": _fake("mnist1d", 0.1, 0.5)})
     with pytest.raises(DropstudyError, match="no experiment in common"):
         build_report(a, tmp_path / "R.md", compare=[c])
