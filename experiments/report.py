@@ -88,6 +88,9 @@ def agreement(
         if identical:  # a primary that does not read the data set: the same test twice
             same_test.append(n)
             mark = "same test"
+        elif len(set(verdicts)) == 1 and len({d[n]["test"]["effect"] > 0 for d in decided}) > 1:
+            differ.append(n)  # the same word for effects of opposite sign (e.g. both outside
+            mark = "**no**: same verdict, opposite effects"  # an equivalence margin)
         elif len(set(verdicts)) == 1:
             agree.append(n)
             mark = "yes"

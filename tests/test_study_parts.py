@@ -206,6 +206,10 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     text = "\n".join(agreement(digits, [other], [("results/mnist1d", True)]))
     assert "| voting | x minus y | supported" in text and "| conv |" in text
     assert "Agree: voting. Differ: conv. Same test: scaling." in text
+    flipped = {**other, "voting": _fake("mnist1d", -0.6, 0.002)}
+    flipped["voting"]["tests"]["t"]["outcome"] = "supported"  # same word, opposite sign
+    text = "\n".join(agreement(digits, [flipped], [("results/mnist1d", True)]))
+    assert "same verdict, opposite effects" in text and "Differ: voting, conv" in text
     assert "[mnist1d](results/mnist1d/REPORT.md)" in text
     assert "not run on mnist1d: stayput" in text and "among the 3 experiments" in text
 
