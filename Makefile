@@ -26,7 +26,7 @@ study: $(STAMP)
 	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS)
 	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d
 
-## The whole study shrunk to a smoke test (about 3 minutes).
+## The whole study on both data sets shrunk to a smoke test.
 study-quick: $(STAMP)
 	$(DROPSTUDY) run all --quick --out $(RESULTS)/quick
 	$(DROPSTUDY) run all --quick --dataset mnist1d --out $(RESULTS)/mnist1d-quick

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -622,9 +623,16 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     assert cli.main(argv) == 0
     assert calls[0][1]["data"].name == "mnist" and calls[0][1]["progress"] is True
     built = []
-    monkeypatch.setattr(report, "build_report", lambda results, out: built.append((results, out)))
-    assert cli.main(["report", "--results", str(tmp_path), "--out", str(tmp_path / "R.md")]) == 0
-    assert built == [(tmp_path, tmp_path / "R.md")]
+    monkeypatch.setattr(
+        report, "build_report", lambda results, out, compare: built.append((results, out, compare))
+    )
+    argv = ["report", "--results", str(tmp_path), "--out", str(tmp_path / "R.md")]
+    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--compare", "a", "--compare", "b"]) == 0
+    assert built == [
+        (tmp_path, tmp_path / "R.md", []),
+        (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")]),
+    ]
     # `python -m dropstudy_experiments.NAME [options]` is `dropstudy run NAME [options]`
     seen = []
     monkeypatch.setattr(cli, "cmd_run", lambda args, parser=None: seen.append(args) or 0)

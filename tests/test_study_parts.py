@@ -129,7 +129,7 @@ def test_report_from_the_quick_results(quick_dir, tmp_path):
 
     assert main(["report", "--results", str(quick_dir), "-q"]) == 0
     beside = (quick_dir / "REPORT.md").read_text()
-    assert "How to read the verdicts" in beside and "](./scaling/" in beside
+    assert "How to read the verdicts" in beside and f"](./{done[0]}/" in beside
 
 
 def test_report_refuses_results_of_another_version(tmp_path):
