@@ -179,12 +179,15 @@ def regression_cell(
             scales.append((my, sy))
         return np.stack(xs), np.stack(ys), scales
 
-    def predict(v, which_train, which_eval, p, key):
-        """Weight-scaling prediction and MC samples on ``which_eval``, in target units."""
+    def predict(v, which_train, which_eval, p, key=None):
+        """Weight-scaling prediction and (with ``key``) MC samples on ``which_eval``, in
+        target units; without a key the MC samples are not drawn (None)."""
         _, mx, sx = standardise(x[p[which_train]])
         my, sy = y[p[which_train]].mean(), y[p[which_train]].std()
         xe = jnp.asarray((x[p[which_eval]] - mx) / sx)
         ws = np.asarray(model.apply(v, xe))[:, 0] * sy + my
+        if key is None:
+            return ws, None, sy
         mc = np.asarray(subnetwork_outputs(model, spec, t, v, xe, key)) * sy + my
         return ws, mc, sy
 
@@ -214,9 +217,9 @@ def regression_cell(
         ws, mc, sy = predict(v, "tr", "te", p, jax.random.key(1000 + s))
         yt = y[p["te"]]
         tau_units = tau / sy**2  # precision in target units
-        ws_tr, _, _ = predict(v, "tr", "tr", p, jax.random.key(0))
+        ws_tr, _, _ = predict(v, "tr", "tr", p)
         tau_ws = taus[chosen_ws[i]]
-        ws_own, _, _ = predict(take(nets[chosen_ws[i]], i), "tr", "te", p, jax.random.key(0))
+        ws_own, _, _ = predict(take(nets[chosen_ws[i]], i), "tr", "te", p)
         rows.append(
             {
                 "tau": tau,
