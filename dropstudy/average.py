@@ -121,22 +121,30 @@ def default_chunk(x: jax.Array, width: int, total: int) -> int:
     return int(max(1, min(total, CHUNK_ELEMENTS // per)))
 
 
-def out_width(model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
-    """Width of the model's output (traced, not computed)."""
-    shape = jax.eval_shape(
-        lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype))
+def widest(model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
+    """Largest per-example size of any layer's output (traced, not computed): a dense
+    layer's width, a conv layer's spatial size times its channels."""
+    _, state = jax.eval_shape(
+        lambda: M.apply(
+            model,
+            variables,
+            x[:1],
+            M.expected_masks(spec, x.dtype),
+            capture_intermediates=True,
+            mutable=["intermediates"],
+        )
     )
-    return int(shape.shape[-1])
+    sizes = [math.prod(a.shape[1:]) for a in jax.tree.leaves(state.get("intermediates", {}))]
+    return max([1, *sizes, *spec.sizes])
 
 
 def resolve_chunk(
     model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec, total: int, chunk: int | None
 ) -> int:
     """Subnetworks per scan step: ``chunk`` if given (validated), else :func:`default_chunk`
-    for the widest layer; never more than ``total``."""
+    for the widest layer output; never more than ``total``."""
     if chunk is None:
-        n_out = out_width(model, variables, x, spec)
-        chunk = default_chunk(x, max([n_out, *spec.sizes]), total)
+        chunk = default_chunk(x, widest(model, variables, x, spec), total)
     return min(check_positive_int("chunk", chunk), total)
 
 

@@ -17,6 +17,7 @@ unit shapes and keep probabilities.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -240,6 +241,42 @@ class MLP(nn.Module):
         return self.out(self.features(x))
 
 
+class PatchConv(nn.Module):
+    """A stride-1, "SAME"-padded convolution written as patches times a matrix (im2col).
+
+    The same parameters (``kernel`` of shape ``(*kernel_size, C_in, features)``, ``bias``),
+    initialisers and outputs as ``flax.linen.Conv(features, kernel_size)``, to float
+    precision (tested). Why: XLA's CPU convolution is slow for these tiny kernels, and
+    slower again under ``vmap`` over seeds (a grouped convolution) and in its gradient;
+    shifted slices and one matmul are what CPUs, GPUs and TPUs do fast, and batch over seeds.
+
+    ``x`` of shape ``(B, *spatial, C_in)`` maps to ``(B, *spatial, features)``.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        ks = tuple(self.kernel_size)
+        c_in = x.shape[-1]
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (*ks, c_in, self.features), jnp.float32
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        spatial = x.shape[1:-1]
+        # "SAME" padding as lax.conv_general_dilated pads it: the extra one of an even kernel
+        # goes after.
+        pads = [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in ks] + [(0, 0)]
+        xp = jnp.pad(x, pads)
+        cols = [
+            xp[(slice(None), *(slice(o, o + n) for o, n in zip(off, spatial)), slice(None))]
+            for off in itertools.product(*(range(k) for k in ks))
+        ]
+        patches = jnp.concatenate(cols, axis=-1)  # (B, *spatial, prod(ks) * C_in)
+        return patches @ kernel.reshape(-1, self.features) + bias
+
+
 class ConvNet(nn.Module):
     """A small conv net whose dropout masks whole channels: any linen model works the same.
 
@@ -296,8 +333,9 @@ class ConvNet(nn.Module):
                 "pass input_shape to reshape flat inputs"
             )
         spatial = tuple(range(1, x.ndim - 1))
-        for c in self.channels:
-            x = jax.nn.relu(nn.Conv(c, tuple(self.kernel))(x))
+        for i, c in enumerate(self.channels):
+            # Named as linen.Conv would name it: the same parameter tree and initial values.
+            x = jax.nn.relu(PatchConv(c, tuple(self.kernel), name=f"Conv_{i}")(x))
             x = MaskedDropout(self.rate, broadcast_dims=spatial)(x)
         x = x.reshape(x.shape[0], -1)
         x = jax.nn.relu(nn.Dense(self.dense_width)(x))

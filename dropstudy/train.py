@@ -321,12 +321,19 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
         bs = cfg.batch_size if 0 < cfg.batch_size < size else size
         per_epoch = size // bs
 
-        def batch(step):
+        def epoch_perm(step):
+            return jax.random.permutation(jax.random.fold_in(k_data, step // per_epoch), size)
+
+        def batch(step, perm):
+            """The step's batch, and the epoch's permutation (drawn once per epoch: a sort
+            of N keys every step cost more than a small net's whole step)."""
             if bs == size:
-                return x, y
-            perm = jax.random.permutation(jax.random.fold_in(k_data, step // per_epoch), size)
+                return x, y, perm
+            # The predicate depends on the step alone, so under vmap over seeds it stays a
+            # branch (a batched predicate would run both sides).
+            perm = jax.lax.cond(step % per_epoch == 0, epoch_perm, lambda _: perm, step)
             idx = jax.lax.dynamic_slice(perm, ((step % per_epoch) * bs,), (bs,))
-            return x[idx], y[idx]
+            return x[idx], y[idx], perm
 
         def masks_at(step, b):
             return step_masks(spec, cfg.mask_mode, k_mask, step, b, cycle_masks, x.dtype)
@@ -336,8 +343,8 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             return {s: jax.random.fold_in(k, i) for i, s in enumerate(streams)}
 
         def step_fn(carry, step):
-            params, state, opt_state, _ = carry
-            xb, yb = batch(step)
+            (params, state, opt_state, _), perm = carry
+            xb, yb, perm = batch(step, perm)
             m = masks_at(step, xb.shape[0])
             kw = dict(loss=loss, state=state, rngs=rngs_at(step))
             if state is None:
@@ -351,9 +358,11 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             upd, opt_state = opt.update(g, opt_state, params)
             # The latest gradient rides in the carry: stacking it per step would write
             # (and page in) one parameter-sized buffer per step only to keep the last one.
-            return (optax.apply_updates(params, upd), state, opt_state, g), value
+            return ((optax.apply_updates(params, upd), state, opt_state, g), perm), value
 
-        return jax.lax.scan(step_fn, carry, first + jnp.arange(n))
+        perm0 = epoch_perm(first) if bs < size else None
+        (carry, _), values = jax.lax.scan(step_fn, (carry, perm0), first + jnp.arange(n))
+        return carry, values
 
     def finish(carry):
         params, state, _, _ = carry

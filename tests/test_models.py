@@ -66,3 +66,22 @@ def test_conv_net_in_one_dimension_from_flat_inputs():
         ConvNet(kernel=5, input_shape=(40, 1)).init(jax.random.key(0), x)
     with pytest.raises(DropstudyError, match="then the channel count"):
         ConvNet(kernel=(5,), input_shape=(40,)).init(jax.random.key(0), x)
+
+
+@pytest.mark.parametrize(
+    "kernel, shape",
+    [((3, 3), (4, 8, 8, 2)), ((5,), (3, 40, 3)), ((4,), (2, 11, 2)), ((2, 3), (2, 6, 7, 1))],
+)
+def test_patch_conv_is_linen_conv(kernel, shape):
+    """Same parameter tree, same initial values and the same outputs as nn.Conv (odd and
+    even windows: "SAME" padding puts an even window's extra one after)."""
+    import flax.linen as nn
+
+    from dropstudy.models import PatchConv
+
+    x = jax.random.normal(jax.random.key(0), shape)
+    a, b = PatchConv(6, kernel), nn.Conv(6, kernel)
+    va, vb = a.init(jax.random.key(1), x), b.init(jax.random.key(1), x)
+    assert jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.array_equal(u, v)), va, vb))
+    v = jax.tree.map(lambda u: u + 0.3 * jax.random.normal(jax.random.key(2), u.shape), va)
+    np.testing.assert_allclose(a.apply(v, x), b.apply(v, x), rtol=1e-5, atol=1e-5)

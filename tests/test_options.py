@@ -221,6 +221,14 @@ def test_chunk_sets_subnetworks_per_scan_step(stream_spy, monkeypatch):
     assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, 6, None) == 6  # at most total
     assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, 6, 4) == 4
     assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, 6, 9) == 6
+    # the width is the widest layer output: a conv layer's 8 x 8 positions x 5 channels,
+    # not its 5 droppable channels
+    from dropstudy.models import ConvNet
+
+    conv = ConvNet(channels=(5,), dense_width=3, input_shape=(8, 8, 1))
+    xc = jnp.zeros((2, 64))
+    vc = conv.init(jax.random.key(0), xc)
+    assert average.widest(conv, vc, xc, M.mask_spec(conv, xc)) == 8 * 8 * 5
     # mc_curve draws its masks `chunk` at a time
     sizes: list[int] = []
     real = M.sample_mask_batch

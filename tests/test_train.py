@@ -197,3 +197,27 @@ def test_step_masks_refuses_what_training_refuses(digits_data):
         step_masks(spec, "cycle", key, 0, 8)
     with pytest.raises(DropstudyError, match="mask_key"):
         step_masks(spec, "per_batch", 0, 0, 8)
+
+
+def test_batches_are_each_epochs_permutation_in_order():
+    """Step t trains on slice t % E of the permutation drawn from fold_in(k_data, t // E)
+    (E batches per epoch), also when snapshot segments start inside an epoch. The loss
+    records the batch: labels are the example indices and the loss is sum(4 ** label), a
+    different number for every set of examples."""
+    n, bs, steps = 10, 3, 14  # E = 3 batches per epoch, one example left out of each
+    x = jnp.zeros((n, 2))
+    y = jnp.arange(n)
+    model = MLP(hidden=(2,), n_out=2, rate=0.0)
+    key = jax.random.key(5)
+    k_data = jax.random.split(key, 3)[1]  # the trainer's data key
+    want = []
+    for s in range(steps):
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(k_data, s // 3), n))
+        want.append(float(np.sum(4.0 ** perm[(s % 3) * bs : (s % 3 + 1) * bs])))
+    for seg in (0, 7):  # 0: one segment; 7: the second segment starts at step 7, inside an epoch
+        cfg = TrainConfig(
+            steps=steps, batch_size=bs, snapshot_every=seg,
+            loss=lambda out, lab: jnp.sum(4.0**lab) + 0.0 * out.sum(),
+        )  # fmt: skip
+        _, hist = train(model, key, x, y, cfg)
+        assert np.asarray(hist.loss).tolist() == want
