@@ -304,6 +304,15 @@ def errorbar(ax, xs, cis: list[dict], label: str, **kw):
     ax.errorbar(xs, m, yerr=[lo, hi], label=label, capsize=3, marker="o", ms=4, **kw)
 
 
+def device_mesh():
+    """A mesh over this process's devices when it has more than one (the CLI splits the
+    CPU into one device per core), else None: MC and exact averages deal their
+    subnetworks out over it. The same subnetworks either way; sums agree to rounding."""
+    from dropstudy import sharding as S
+
+    return S.mesh() if len(jax.devices()) > 1 else None
+
+
 def predictions(model, variables, x, key, task: str = "classification", k: int = MC_K) -> dict:
     """A dropout net's prediction on ``x`` by weight scaling and by its MC average over ``k``
     subnetworks: ``{"ws": Average, "mc": Average}`` (see :mod:`dropstudy.predict`)."""
@@ -311,7 +320,7 @@ def predictions(model, variables, x, key, task: str = "classification", k: int =
 
     return {
         "ws": P.weight_scaling(model, variables, x, task=task),
-        "mc": P.mc(model, variables, x, key=key, k=k, task=task),
+        "mc": P.mc(model, variables, x, key=key, k=k, task=task, mesh=device_mesh()),
     }
 
 

@@ -31,6 +31,7 @@ from .common import (
     cell,
     ci,
     ci_str,
+    device_mesh,
     flips,
     mlp_str,
     plt,
@@ -97,7 +98,7 @@ def mode_cell(ds: Dataset, model: MLP, train: TrainConfig, exact: bool, seeds: l
                 test[p] = probs[:n]
             row["ws_vs_mc"] = gaps(test["ws"], test["mc"])
             if exact:
-                ex = P.exact(model, v, jnp.asarray(ds.x_test)).arithmetic
+                ex = P.exact(model, v, jnp.asarray(ds.x_test), mesh=device_mesh()).arithmetic
                 row["ws_vs_exact"] = gaps(test["ws"], np.asarray(ex))
             rows.append(row)
         out[mode] = rows
