@@ -329,9 +329,15 @@ PREDICTOR_NAMES = {
     "mc": f"MC average, K = {MC_K}",
     "exact_a": "exact arithmetic mean",
     "exact_g": "exact normalised geometric mean",
-    "-": "no dropout net",
+    "-": "none: weights compared, not predictions",
     "members": "members' probabilities averaged",
 }
+
+
+def predictor_name(t: dict) -> str:
+    """How a test's predictor reads in a report: its own ``predictor_label`` (e.g. an MC
+    average of another size than the study's K) or the name of its ``predictor`` key."""
+    return t.get("predictor_label") or PREDICTOR_NAMES[t.get("predictor", "-")]
 
 
 def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
@@ -340,14 +346,14 @@ def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
     out = []
     for a, b in pairs:
         ta, tb = tests[a], tests[b]
-        by = lambda t: f"{effect_str(t)} by {PREDICTOR_NAMES[t['predictor']]}"  # noqa: E731
+        by = lambda t: f"{effect_str(t)} by {predictor_name(t)}"  # noqa: E731
         if sign_flip(ta, tb):
             out.append(f"The sign of *{ta['what']}* flips between predictors: {by(ta)}, {by(tb)}.")
         elif ta["verdict"] != tb["verdict"]:
             out.append(
                 f"The verdict on *{ta['what']}* depends on the predictor: {ta['verdict']} by "
-                f"{PREDICTOR_NAMES[ta['predictor']]} ({effect_str(ta)}), {tb['verdict']} by "
-                f"{PREDICTOR_NAMES[tb['predictor']]} ({effect_str(tb)})."
+                f"{predictor_name(ta)} ({effect_str(ta)}), {tb['verdict']} by "
+                f"{predictor_name(tb)} ({effect_str(tb)})."
             )
     return out
 
@@ -356,7 +362,7 @@ def real_differences(tests: dict) -> list[str]:
     """Findings for inconclusive equivalence tests of a signed difference whose interval
     excludes 0: the two do differ, by an amount near the margin."""
     return [
-        f"*{t['what']}* ({PREDICTOR_NAMES[t['predictor']]}): the equivalence test is "
+        f"*{t['what']}* ({predictor_name(t)}): the equivalence test is "
         f"inconclusive, but the interval {effect_str(t)} excludes 0: the difference is real, "
         f"and whether it is negligible depends on the margin (+-{_num(t['margin'])})."
         for t in tests.values()
@@ -414,7 +420,7 @@ def primary_findings(r: dict) -> list[str]:
     """The findings that concern the primary test (its quantity by its predictor, or the
     primary net), for the report's summary."""
     t = r["tests"][r["primary"]]
-    name = PREDICTOR_NAMES[t.get("predictor", "-")]
+    name = predictor_name(t)
     return [f for f in all_findings(r) if (t["what"] in f and name in f) or "the primary net" in f]
 
 
@@ -429,7 +435,7 @@ def verdict_table(r: dict) -> str:
         rows.append(
             [
                 ("**primary**: " if k == primary else "exploratory: ") + t["what"],
-                PREDICTOR_NAMES[t.get("predictor", "-")],
+                predictor_name(t),
                 rule_str(t),
                 str(t.get("n", "-")),
                 effect_str(t),

@@ -24,7 +24,18 @@ from dropstudy.metrics import scores
 from dropstudy.models import ConvNet
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import MC_K, ExperimentConfig, cell, ci, ci_str, plt, predictions, table, train_str
+from .common import (
+    MC_K,
+    ExperimentConfig,
+    cell,
+    ci,
+    ci_str,
+    flips,
+    plt,
+    predictions,
+    table,
+    train_str,
+)
 from .stats import direction, equivalence
 
 NAME = "conv"
@@ -139,7 +150,9 @@ def summarise(cfg: Config, raw: dict) -> dict:
         }
         for rate in cfg.rates
     }
-    return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": []}
+    # The primary's quantity by both predictors: a sign or verdict that depends on which.
+    findings = flips(tests, [("nll_mc", "nll_ws")])
+    return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

@@ -270,6 +270,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             (ws - mc) / sd,
             cfg.margin,
             predictor="ws",
+            predictor_label=f"weight scaling vs MC average, T = {cfg.t:,}",
             metric="rmse",
             what=f"test RMSE in target sds, weight scaling minus MC (T = {cfg.t}), "
             f"{d} hidden layer{'s' if d > 1 else ''}",
@@ -277,6 +278,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         tests[f"ll_{d}"] = direction(
             np.array([s["ll_mc"][at] for s in sp]) - np.array([s["ll_ws_own_tau"] for s in sp]),
             predictor="mc",
+            predictor_label=f"MC average, T = {cfg.t:,}",
             metric="ll",
             what=f"test log-likelihood, MC (T = {cfg.t}) minus weight scaling, each at its own "
             f"validation-chosen tau, {d} hidden layer{'s' if d > 1 else ''} (> 0: MC better)",
@@ -359,7 +361,7 @@ training split), then the net is retrained on the whole training split. RMSE in 
 units (training sd {r["target_sd"]:.1f}); log-likelihood per example. RMSE compares both
 predictors on the same net; weight scaling's log-likelihood is given at MC's tau and at a tau
 chosen by its own validation log-likelihood.{tau_note} The log-likelihood tests' MC uses
-T = {c["t"]} samples (the predictor column's K = 1000 is the study's default, not this one).
+T = {c["t"]} samples.
 
 ![regression](regression/regression.png)
 

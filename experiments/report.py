@@ -14,10 +14,10 @@ from pathlib import Path
 from dropstudy.validate import DropstudyError
 
 from .common import (
-    PREDICTOR_NAMES,
     detects_str,
     effect_str,
     p_str,
+    predictor_name,
     primary_findings,
     rule_str,
     table,
@@ -190,7 +190,7 @@ def build_report(results_dir, out, compare=()) -> Path:
         t = d["test"]
         summary.append(
             [i, f"[{name}](#{i}-{name})", r["claim"], t["what"],
-             PREDICTOR_NAMES[t.get("predictor", "-")], rule_str(t), t.get("n", "-"),
+             predictor_name(t), rule_str(t), t.get("n", "-"),
              effect_str(t), p_str(t["p"]), p_str(d["p_holm"]), f"**{d['verdict']}**",
              detects_str(t)]
         )  # fmt: skip

@@ -209,7 +209,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "vote_5": equivalence(
             curve("vote") - curve("arithmetic"),
             cfg.margin_err,
-            predictor="members",
+            predictor="mc",
+            predictor_label=f"the first {cfg.members} MC subnetworks",
             metric="error",
             what=f"test error, majority vote minus arithmetic mean of {cfg.members} "
             "subnetworks (the tutorial's five networks)",
