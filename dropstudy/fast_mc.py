@@ -144,9 +144,11 @@ def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None
         idx = np.flatnonzero(np.asarray(over))
     else:
         n_dev = mesh.shape[mesh.axis_names[0]]
-        s1, s2, over = _sharded_kernel(model, spec, task, k, mesh)(
-            *sharding.replicate((variables, jnp.asarray(x), key), mesh)
-        )
+        # Whole on every device, for the kernel and for the dense pass below: the sums it
+        # adds must sit where the kernel's do (a net taken from a stack of seeds sharded
+        # over the mesh lives on one device of it).
+        variables, x, key = sharding.replicate((variables, jnp.asarray(x), key), mesh)
+        s1, s2, over = _sharded_kernel(model, spec, task, k, mesh)(variables, x, key)
         steps = -(-k // n_dev)
         # device d's flags come as block d; its step j was subnetwork j * n_dev + d
         dev, j = np.divmod(np.flatnonzero(sharding.gather(over)), steps)
