@@ -49,6 +49,7 @@ test-slow: $(STAMP)
 ## bench extra: pip install -e '.[bench]', the CPU build; skipped without it).
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --write benchmarks/RESULTS.md
+	$(PY) benchmarks/run.py --only study --write benchmarks/STUDY.md
 	$(PY) benchmarks/kernels.py --write benchmarks/PROFILE.md
 
 lint: $(STAMP)
