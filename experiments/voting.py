@@ -5,9 +5,10 @@ determine the final result" and dropout "is equivalent to averaging many differe
 networks". Over the same subnetworks of one dropout net, this experiment compares the test
 error of
 
-* the majority vote (each subnetwork votes for its most probable class; a tie is broken by
-  the tied classes' arithmetic mean probability over the same subnetworks, then by the lower
-  class index),
+* the majority vote (each subnetwork votes for its most probable class). A tie among t
+  classes counts as the expected error of breaking it at random: 1 - 1/t of an error when the
+  true class is among them, else 1. (Breaking it by the tied classes' mean probability would
+  hand every tie to the rule the vote is compared with.)
 * the arithmetic mean of the subnetworks' probabilities,
 * their normalised geometric mean (the softmax of the mean log-probabilities),
 * weight scaling (the net at its expected mask),
@@ -32,7 +33,18 @@ from dropstudy.data import Dataset
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import MC_K, ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table, train_str
+from .common import (
+    MC_K,
+    ExperimentConfig,
+    cell,
+    ci,
+    ci_str,
+    effect_str,
+    mlp_str,
+    plt,
+    table,
+    train_str,
+)
 from .stats import direction, equivalence
 
 NAME = "voting"
@@ -92,8 +104,9 @@ def combine(logits: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
 
 def decide(sums: dict[str, jax.Array], total: float) -> dict[str, jax.Array]:
     """Each rule's predicted class ``(B,)`` from :func:`combine`'s sums over ``total``
-    weight. The vote's ties go to the tied class of highest arithmetic mean probability,
-    then to the lower index (``argmax`` takes the first maximum)."""
+    weight, the vote's ``tied`` classes ``(B, C)`` (scored by :func:`_errors`) and whether
+    it ties (``tie``, ``(B,)``). ``vote`` names one class for a figure or a user: a tie goes
+    to the tied class of highest arithmetic mean probability, then to the lower index."""
     arith = sums["probs"] / total
     votes = sums["votes"]
     tied = votes >= votes.max(-1, keepdims=True) - 1e-6 * total
@@ -101,6 +114,7 @@ def decide(sums: dict[str, jax.Array], total: float) -> dict[str, jax.Array]:
         "vote": jnp.argmax(jnp.where(tied, arith, -1.0), -1),
         "arithmetic": jnp.argmax(arith, -1),
         "geometric": jnp.argmax(sums["logp"], -1),  # softmax is monotone in the mean logp
+        "tied": tied,
         "tie": tied.sum(-1) > 1,
     }
 
@@ -143,8 +157,14 @@ def exact_sums(model, spec, variables, x):
 
 
 def _errors(pred: dict, y) -> dict:
+    """Test error of each rule; the vote's ties count as breaking them at random would (the
+    expected error: 1 - 1/t for a t-way tie holding the true class)."""
+    y = np.asarray(y)
+    tied = np.asarray(pred["tied"], np.float64)
+    vote = 1.0 - tied[np.arange(len(y)), y] / tied.sum(-1)
     return {
-        r: float(np.mean(np.asarray(pred[r]) != y)) for r in ("vote", "arithmetic", "geometric")
+        "vote": float(np.mean(vote)),
+        **{r: float(np.mean(np.asarray(pred[r]) != y)) for r in ("arithmetic", "geometric")},
     }
 
 
@@ -205,8 +225,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
     grid = raw["net=wide"]["grid"]
     at5 = grid.index(cfg.members)
 
-    def curve(rule):  # test error over the first `members` subnetworks, per seed
-        return np.array([s["test_curve"][rule][at5] for s in wide])
+    def curve(rule, rows=wide):  # test error over the first `members` subnetworks, per seed
+        return np.array([s["test_curve"][rule][at5] for s in rows])
 
     tests = {
         "vote_5": equivalence(
@@ -216,7 +236,16 @@ def summarise(cfg: Config, raw: dict) -> dict:
             predictor_label=f"the first {cfg.members} MC subnetworks",
             metric="error",
             what=f"test error, majority vote minus arithmetic mean of {cfg.members} "
-            "subnetworks (the tutorial's five networks)",
+            f"subnetworks (the tutorial's five networks), wide net {mlp_hidden(cfg.hidden)}",
+        ),
+        "vote_5_small": equivalence(
+            curve("vote", small) - curve("arithmetic", small),
+            cfg.margin_err,
+            predictor="mc",
+            predictor_label=f"the first {cfg.members} MC subnetworks",
+            metric="error",
+            what=f"test error, majority vote minus arithmetic mean of {cfg.members} "
+            f"subnetworks, small net {mlp_hidden(cfg.small)}",
         ),
         "vote_mc": equivalence(
             col(wide, "test", "vote") - col(wide, "test", "arithmetic"),
@@ -229,6 +258,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             col(wide, "test", "vote") - col(wide, "test", "ws"),
             cfg.margin_err,
             predictor="mc",
+            predictor_label=f"majority vote of K = {cfg.k} vs weight scaling",
             metric="error",
             what="test error, majority vote minus weight scaling",
         ),
@@ -274,8 +304,24 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "exact_tie": ci([s["exact_tie"] for s in small]) if "exact_tie" in small[0] else None,
         "tests": tests,
         "primary": cfg.primary,
-        "findings": [],
+        "findings": _net_findings(tests, cfg.members),
     }
+
+
+def mlp_hidden(hidden) -> str:
+    return "x".join(map(str, hidden))
+
+
+def _net_findings(tests: dict, members: int) -> list[str]:
+    """The primary is on the wide net: say when the small net's verdict differs."""
+    a, b = tests["vote_5"], tests["vote_5_small"]
+    if a["verdict"] == b["verdict"]:
+        return []
+    return [
+        f"The verdict over the first {members} subnetworks depends on the net: *{a['what']}* "
+        f"is {a['verdict']} "
+        f"({effect_str(a)}), *{b['what']}* is {b['verdict']} ({effect_str(b)})."
+    ]
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -318,15 +364,18 @@ def section(r: dict) -> str:
             + ["-"]
         )
     ties = r["curves"]["wide"]["tie"][-1]
+    ties5 = {n: ci_str(r["curves"][n]["tie"][at]) for n in ("wide", "small")}
     exact_tie = r["exact_tie"]
     tie_exact = "" if exact_tie is None else f", exact vote of the small net {ci_str(exact_tie)}"
     return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
 ({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
 {c["seeds"]} seeds. The rules combine the *same* subnetworks: K = {c["k"]} sampled ones (the
 MC subnetworks), and for the small net also all 2^{sum(c["small"])}, each weighted by its
-probability ("exact" rows). Ties of the vote go to the tied class with the highest arithmetic
-mean probability (then the lower index); the fraction of test examples with a tied vote at
-K = {c["k"]}: {ci_str(ties)}{tie_exact}.
+probability ("exact" rows). A tied vote counts as breaking the tie at random would (1 - 1/t
+of an error for a t-way tie holding the true class): neither rule is handed the ties. The
+fraction of test examples with a tied vote: over the first {c["members"]} subnetworks
+{ties5["wide"]} (wide net), {ties5["small"]} (small net); at K = {c["k"]} {ci_str(ties)} (wide
+net){tie_exact}.
 
 ![voting](voting/voting.png)
 
@@ -338,7 +387,8 @@ The primary test: over {c["members"]} networks, as in the tutorial's "five resul
 majority voting" (the tutorial's five are independently trained nets; here they are the first
 {c["members"]} MC subnetworks of one dropout net, the ensemble the claim is about), the majority
 vote is equivalent to the arithmetic mean within +-{100 * c["margin_err"]:.1f} pp of test error
-(fixed before the run). The wide net fits its training set, and every rule is close there;
+(fixed before the run), on the wide net; the small net's test at K = {c["members"]} is
+exploratory. The wide net fits its training set, and every rule is close there;
 the small net does not (train error in the table), and there the exact vote over all its
 subnetworks is far worse than their exact arithmetic mean (a possible reason, not measured
 here: a vote counts every thinned subnetwork of a narrow net fully, however unsure it is,
