@@ -30,6 +30,7 @@ from .common import (
     cell,
     ci,
     ci_str,
+    effect_str,
     flips,
     plt,
     predictions,
@@ -138,6 +139,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         tests[f"ws_vs_mc_{rate}"] = direction(
             col(rate, "ws", "nll") - col(rate, "mc", "nll"),
             predictor="mc",
+            predictor_label=f"weight scaling vs MC average, K = {MC_K}",
             metric="nll",
             what=f"test NLL, weight scaling minus MC average, conv rate {rate} (> 0: MC better)",
         )
@@ -186,6 +188,10 @@ def section(r: dict) -> str:
          err(v["test_mc"]["accuracy"]), ci_str(v["test_ws"]["nll"]), ci_str(v["test_mc"]["nll"])]
         for rate, v in r["rows"].items()
     ]  # fmt: skip
+    t = r["tests"]
+    ws_primary = effect_str(t["nll_ws"])
+    gap_base = effect_str(t["ws_vs_mc_0.0"])
+    gap_primary = effect_str(t[f"ws_vs_mc_{c['primary_rate']}"])
     d = r.get("data", {})
     side = round(d.get("features", 0) ** 0.5)
     image = side * side == d.get("features")
@@ -213,6 +219,14 @@ average at each rate are exploratory: there, "contradicted" means weight scaling
 K = 50 on wide MNIST MLPs, and Goodfellow et al. (maxout nets) found weight scaling better even
 at K = 1000; these conv nets are small (few channels), so each dropped channel removes a large
 share of a layer, which may widen the gap. Train error is by weight scaling only.
+
+Two limits of the primary. (1) It is measured by the MC average; by weight scaling the same
+difference is {ws_primary}. The two differ by how far weight scaling is from the MC average at
+each conv rate (WS minus MC: {gap_base} at rate 0, {gap_primary} at rate {c["primary_rate"]}),
+so a change in that gap, not in the nets alone, can carry the primary's effect. (2) The conv
+dropout here drops whole channels (feature maps) of narrow layers; the papers' conv dropout
+(Srivastava et al.) drops single units in wider layers, and a verdict here does not carry over
+to that set-up untested.
 """  # fmt: skip
 
 

@@ -458,7 +458,8 @@ def _mlp(cfg: Config, raw: dict) -> tuple[dict, dict]:
                     [a[key] - b[key] for a, b in zip(drop, plain, strict=True)],
                     positive_supports=False,
                     what=f"{words}, drop rate {cfg.test_rate} minus plain, {OPT_NAMES[o]}",
-                    predictor=pred,
+                    # weight norms are no prediction: "-" (not weight scaling)
+                    predictor=pred if m in MLP_PREDICTED else "-",
                 )
     return out, tests
 
