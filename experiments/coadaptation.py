@@ -663,7 +663,10 @@ the units' contributions while d_i is first order (on test, where the loss gradi
 so a net that spreads the same function over more, smaller units has a smaller R without any
 change in how its features depend on each other (splitting every unit into k equal copies
 divides R by k). The dropout net's single-unit effects are smaller and its live units more
-(tables above), so part of the difference in R can come from that. Removal robustness is
+(tables above), so part of the difference in R can come from that, and how much is not
+measured here: a "supported" verdict says the dropout net's unit effects add up better, which
+redundancy alone would also give, not that its units co-adapt less in any further sense.
+Removal robustness is
 exploratory: rescaled removal of half the units is what the dropout net was trained on, and
 either kind measures redundancy as much as co-adaptation.
 """

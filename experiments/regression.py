@@ -345,10 +345,13 @@ def section(r: dict) -> str:
     train = r["train"]
     same_tau = all(v["tau"]["lo"] == v["tau"]["hi"] for v in r["rows"].values())
     tau_note = (
-        " The validation choice of tau was the same in every split, at every depth."
+        " MC's validation choice of tau was the same in every split, at every depth (weight "
+        "scaling's own choice is not summarised here)."
         if same_tau
         else ""
     )
+    one = r["rows"][min(r["rows"], key=int)]
+    rel_gap = 100 * (one["rmse_ws"]["mean"] - one["rmse_mc"]["mean"]) / one["rmse_ws"]["mean"]
     return f"""Gal & Ghahramani's UCI protocol on scikit-learn's diabetes data (442 x 10); it runs
 once, whatever `--dataset` says: {c["splits"]} random 90/10 splits, inputs and targets
 standardised on the training split, ReLU MLP of width {c["width"]}, drop rate {c["rate"]} on the
@@ -373,7 +376,11 @@ Their result (UCI, one layer): RMSE by weight scaling and by MC almost equal (Bo
 2.97); with two layers or longer training the gap opened (Energy 0.68 vs 0.47). The primary
 test: with one hidden layer, test RMSE by weight scaling minus MC, in target sds, equivalent
 within +-{c["margin"]:g} (fixed before the run). The two-layer net and the log-likelihoods
-(each predictor at its own tau) are exploratory.
+(each predictor at its own tau) are exploratory. Two limits: the margin is absolute, in target
+sds, and wide beside the papers' relative gaps (Boston's 2.98 vs 2.97 is 0.3% of RMSE; here,
+with one hidden layer, weight scaling's RMSE is {rel_gap:.1f}% above MC's); and {c["epochs"]}
+epochs is their code's 40 x 100, the long training with which, by the anchors, the gap opens,
+not a shorter run.
 """  # fmt: skip
 
 
