@@ -334,6 +334,11 @@ PREDICTOR_NAMES = {
 }
 
 
+def primary_first(tests: dict, primary: str) -> dict:
+    """``tests`` with the primary first (the order sections and tables show them in)."""
+    return {k: tests[k] for k in [primary] + [t for t in tests if t != primary]}
+
+
 def predictor_name(t: dict) -> str:
     """How a test's predictor reads in a report: its own ``predictor_label`` (e.g. an MC
     average of another size than the study's K) or the name of its ``predictor`` key."""

@@ -34,6 +34,7 @@ from .common import (
     flips,
     plt,
     predictions,
+    primary_first,
     table,
     train_str,
 )
@@ -143,7 +144,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             metric="nll",
             what=f"test NLL, weight scaling minus MC average, conv rate {rate} (> 0: MC better)",
         )
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     rows = {
         str(rate): {
             "test_ws": {m: ci(col(rate, "ws", m)) for m in ("accuracy", "nll")},

@@ -35,7 +35,17 @@ from dropstudy.data import Dataset
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table, train_str
+from .common import (
+    ExperimentConfig,
+    cell,
+    ci,
+    ci_str,
+    mlp_str,
+    plt,
+    primary_first,
+    table,
+    train_str,
+)
 from .stats import direction, equivalence
 
 NAME = "diversity"
@@ -223,7 +233,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "independent nets (< 0: dropout's are less alike)",
         ),
     }
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     grids = {k: list(seeds[0][k]["test"]) for k in KINDS}
     curves = {
         kind: {

@@ -53,6 +53,7 @@ from .common import (
     mlp_str,
     plt,
     predictions,
+    primary_first,
     table,
     train_str,
 )
@@ -309,7 +310,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         what="test NLL, untied (bagging) minus tied (fixed-mask) weights over the same M masks "
         "(> 0: sharing helps)",
     )
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     pairs = [
         (f"{q}_mc", f"{q}_ws")
         for q in ("nll_equiv", "err_equiv", "bagging", "bagging_err", "overfit")

@@ -36,6 +36,7 @@ from .common import (
     mlp_str,
     plt,
     predictions,
+    primary_first,
     table,
     train_str,
 )
@@ -159,7 +160,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         metric="kl",
         what="KL(exact mean || weight scaling) on test, small net, per batch minus per example",
     )
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     rows = {}
     for net in ("wide", "small"):
         for mode in MODES:

@@ -38,7 +38,7 @@ from dropstudy import masks as M
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
-from .common import ExperimentConfig, cell, ci, ci_str, plt, table, train_str
+from .common import ExperimentConfig, cell, ci, ci_str, plt, primary_first, table, train_str
 from .stats import direction, equivalence
 
 NAME = "regression"
@@ -296,7 +296,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "rmse_mc": [ci([s["rmse_mc"][j] for s in sp]) for j in range(len(grid))],
             "ll_mc": [ci([s["ll_mc"][j] for s in sp]) for j in range(len(grid))],
         }
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     n_train = round(len(load()[0]) * (1 - TEST_FRACTION))
     train = train_config(cfg.epochs, cfg.batch_size, cfg.lr, n_train)
     sp = raw[f"depth={cfg.depths[0]}"]["splits"]

@@ -47,6 +47,7 @@ from .common import (
     mlp_str,
     plt,
     predictions,
+    primary_first,
     table,
     train_str,
 )
@@ -238,7 +239,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         metric="error",
         what="test error under the shifts (mean), plain net minus dropout (> 0: dropout better)",
     )
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     curves = {
         p: {
             kind: [

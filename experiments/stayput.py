@@ -37,7 +37,7 @@ from dropstudy.data import Dataset
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, make_trainer, seed_keys, step_masks
 
-from .common import ExperimentConfig, cell, ci, ci_str, mlp_str, plt, table
+from .common import ExperimentConfig, cell, ci, ci_str, mlp_str, plt, primary_first, table
 from .stats import equivalence, exact_check
 
 NAME = "stayput"
@@ -209,7 +209,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         predictor="-",
         what="plain SGD: every dropped unit's parameters bitwise unchanged at every step",
     )
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     summary = {
         o: {
             "ratio": ci(r["ratio"]),

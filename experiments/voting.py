@@ -42,6 +42,7 @@ from .common import (
     effect_str,
     mlp_str,
     plt,
+    primary_first,
     table,
     train_str,
 )
@@ -278,7 +279,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "is better)",
         ),
     }
-    tests = {k: tests[k] for k in [cfg.primary] + [t for t in tests if t != cfg.primary]}
+    tests = primary_first(tests, cfg.primary)
     rows = {}
     for net, seeds_ in (("wide", wide), ("small", small)):
         parts = [("test", "test"), ("train", "train")]
