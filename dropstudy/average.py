@@ -121,21 +121,27 @@ def default_chunk(x: jax.Array, width: int, total: int) -> int:
     return int(max(1, min(total, CHUNK_ELEMENTS // per)))
 
 
-def widest(model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
+def widest(model: Any, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
     """Largest per-example size of any layer's output (traced, not computed): a dense
-    layer's width, a conv layer's spatial size times its channels."""
-    _, state = jax.eval_shape(
-        lambda: M.apply(
-            model,
-            variables,
-            x[:1],
-            M.expected_masks(spec, x.dtype),
-            capture_intermediates=True,
-            mutable=["intermediates"],
+    layer's width, a conv layer's spatial size times its channels. A linen model reports
+    every layer's output; another model (an NNX net through :func:`dropstudy.nnx.pure`)
+    reports its output, and its droppable layers' unit counts."""
+    masks = M.expected_masks(spec, x.dtype)
+    if isinstance(model, nn.Module):
+        _, state = jax.eval_shape(
+            lambda: M.apply(
+                model,
+                variables,
+                x[:1],
+                masks,
+                capture_intermediates=True,
+                mutable=["intermediates"],
+            )
         )
-    )
-    sizes = [math.prod(a.shape[1:]) for a in jax.tree.leaves(state.get("intermediates", {}))]
-    return max([1, *sizes, *spec.sizes])
+        outs = jax.tree.leaves(state.get("intermediates", {}))
+    else:
+        outs = [jax.eval_shape(lambda: M.apply(model, variables, x[:1], masks))]
+    return max([1, *(math.prod(a.shape[1:]) for a in outs), *spec.sizes])
 
 
 def resolve_chunk(
