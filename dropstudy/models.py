@@ -313,6 +313,15 @@ class ConvNet(nn.Module):
                 f"ConvNet: kernel must be a tuple, one size per spatial axis, e.g. (3, 3) or "
                 f"(5,); got {self.kernel!r}"
             )
+        for name, sizes in (("kernel", self.kernel), ("channels", self.channels)):
+            if isinstance(sizes, str) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes
+            ):
+                raise DropstudyError(
+                    f"ConvNet: {name} must be positive whole numbers, e.g. "
+                    f"{'(3, 3)' if name == 'kernel' else '(8, 16)'}; got {sizes!r}"
+                )
+        check_positive_int("ConvNet dense_width", self.dense_width)
         if self.input_shape is not None and len(self.input_shape) != len(self.kernel) + 1:
             raise DropstudyError(
                 f"ConvNet: input_shape {tuple(self.input_shape)} must be the spatial sizes and "

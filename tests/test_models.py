@@ -66,6 +66,14 @@ def test_conv_net_in_one_dimension_from_flat_inputs():
         ConvNet(kernel=5, input_shape=(40, 1)).init(jax.random.key(0), x)
     with pytest.raises(DropstudyError, match="then the channel count"):
         ConvNet(kernel=(5,), input_shape=(40,)).init(jax.random.key(0), x)
+    img = jnp.ones((2, 8, 8, 1))
+    for bad in ((0, 0), (-1, 3), (3.5, 3), "33"):
+        with pytest.raises(DropstudyError, match="kernel must be positive whole numbers"):
+            ConvNet(kernel=bad).init(jax.random.key(0), img)
+    with pytest.raises(DropstudyError, match="channels must be positive whole numbers"):
+        ConvNet(channels=(0,)).init(jax.random.key(0), img)
+    with pytest.raises(DropstudyError, match="dense_width"):
+        ConvNet(dense_width=0).init(jax.random.key(0), img)
 
 
 @pytest.mark.parametrize(
