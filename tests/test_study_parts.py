@@ -120,6 +120,9 @@ def test_report_from_the_quick_results(quick_dir, tmp_path):
         assert f". {name}\n" in text
     missing = [n for n in NAMES if n not in done]
     assert not missing or f"Not yet run: {', '.join(missing)}." in text
+    # the header and each section name the commands that made this folder, --out included
+    assert ("for NAME in " + ", ".join(done)) in text if missing else "run all --quick" in text
+    assert f"*Made by `dropstudy run {done[0]} --quick --out {quick_dir}`.*" in text
     assert "Quick (smoke-test) scale" in text
     assert "How to read the verdicts" in text and "| p (Holm) | verdict | detects |" in text
     for link in re.findall(r"\]\(([^)]+\.png)\)", text):
