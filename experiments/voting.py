@@ -252,6 +252,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             col(wide, "test", "vote") - col(wide, "test", "arithmetic"),
             cfg.margin_err,
             predictor="mc",
+            predictor_label=f"the same K = {cfg.k} MC subnetworks",
             metric="error",
             what=f"test error, majority vote minus arithmetic mean of the same {cfg.k} subnetworks",
         ),
@@ -274,6 +275,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "geometric_vs_vote": direction(
             col(wide, "test", "vote") - col(wide, "test", "geometric"),
             predictor="mc",
+            predictor_label=f"the same K = {cfg.k} MC subnetworks",
             metric="error",
             what="test error, majority vote minus normalised geometric mean (> 0: the mean "
             "is better)",
