@@ -323,7 +323,15 @@ def cmd_compare(args, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_run(args, parser=None) -> int:
-    from .runner import check_scale, folder_lock, own_data, run_experiment, scale, scale_folder
+    from .runner import (
+        check_scale,
+        config,
+        folder_lock,
+        own_data,
+        run_experiment,
+        scale,
+        scale_folder,
+    )
 
     names = list(NAMES) if args.name == "all" else [args.name]
     if args.dataset != "digits":  # experiments on data of their own run once, with digits
@@ -341,6 +349,8 @@ def cmd_run(args, parser=None) -> int:
         names = [n for n in names if n not in fixed]
     s = scale(args.quick, args.seeds, args.dataset)
     out = args.out if args.out is not None else scale_folder(s)
+    for n in names:  # options checked before anything is written (--seeds 1: no folder)
+        config(n, args.quick, args.seeds)
     data = None if args.dataset == "digits" and args.data_dir is None else _load_data(args)
     with folder_lock(out):
         check_scale(out, names, s, args.force)  # every experiment, before any work

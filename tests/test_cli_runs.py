@@ -101,3 +101,10 @@ def test_quiet_silences_information(tmp_path, capsys):
     assert main([*small, "-q", "--json", str(tmp_path / "b.json")]) == 0
     assert capsys.readouterr().err == ""
     assert runner.scale_command(runner.scale(True, 3)) == "dropstudy run all --quick --seeds 3"
+
+
+def test_a_refused_option_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["run", "conv", "--seeds", "1", "--out", str(out)]) == 2
+    assert "--seeds must be >= 2" in capsys.readouterr().err
+    assert not out.exists()
