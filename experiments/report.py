@@ -155,7 +155,10 @@ def build_report(results_dir, out, compare=()) -> Path:
     for folder in compare:
         other = read_results(Path(folder))
         if not other:
-            raise DropstudyError(f"--compare {folder}: no results there")
+            raise DropstudyError(
+                f"--compare {folder}: no results there; make them first, e.g. `dropstudy run "
+                f"all --dataset mnist1d --out {folder}`, or point --compare at such a folder"
+            )
         theirs = {**scale_of(next(iter(other.values()))), "dataset": None}
         if theirs != {**next(iter(scales.values())), "dataset": None}:
             raise DropstudyError(
