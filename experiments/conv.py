@@ -190,6 +190,19 @@ def section(r: dict) -> str:
         for rate, v in r["rows"].items()
     ]  # fmt: skip
     t = r["tests"]
+    # Train error at the primary rate vs dense-only: a net that fits worse with conv dropout
+    # measures underfitting (width, training length) as much as the claim.
+    tr = {k: 1 - v["train"]["accuracy"]["mean"] for k, v in r["rows"].items()}
+    p_rate, base = str(c["primary_rate"]), str(0.0)
+    underfit = (
+        f" (3) With conv dropout these nets fit their training set worse: train error "
+        f"{tr[p_rate]:.3f} at conv rate {p_rate} against {tr[base]:.3f} without it (table "
+        "above). At this width and training length the primary then measures underfitting as "
+        "much as what conv dropout adds to a net that fits; wider or longer-trained nets would "
+        "be needed to separate the two."
+        if p_rate in tr and base in tr and tr[p_rate] > tr[base] + 0.02
+        else ""
+    )
     ws_primary = effect_str(t["nll_ws"])
     gap_base = effect_str(t["ws_vs_mc_0.0"])
     gap_primary = effect_str(t[f"ws_vs_mc_{c['primary_rate']}"])
@@ -221,13 +234,13 @@ K = 50 on wide MNIST MLPs, and Goodfellow et al. (maxout nets) found weight scal
 at K = 1000; these conv nets are small (few channels), so each dropped channel removes a large
 share of a layer, which may widen the gap. Train error is by weight scaling only.
 
-Two limits of the primary. (1) It is measured by the MC average; by weight scaling the same
+Limits of the primary. (1) It is measured by the MC average; by weight scaling the same
 difference is {ws_primary}. The two differ by how far weight scaling is from the MC average at
 each conv rate (WS minus MC: {gap_base} at rate 0, {gap_primary} at rate {c["primary_rate"]}),
 so a change in that gap, not in the nets alone, can carry the primary's effect. (2) The conv
 dropout here drops whole channels (feature maps) of narrow layers; the papers' conv dropout
 (Srivastava et al.) drops single units in wider layers, and a verdict here does not carry over
-to that set-up untested.
+to that set-up untested.{underfit}
 """  # fmt: skip
 
 

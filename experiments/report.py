@@ -88,7 +88,12 @@ def agreement(
         if identical:  # a primary that does not read the data set: the same test twice
             same_test.append(n)
             mark = "same test"
-        elif len(set(verdicts)) == 1 and len({d[n]["test"]["effect"] > 0 for d in decided}) > 1:
+        elif (
+            len(set(verdicts)) == 1
+            and len({d[n]["test"]["effect"] > 0 for d in decided}) > 1
+            # equivalence shown on both: both effects negligible, their signs mean nothing
+            and not (decided[0][n]["test"]["rule"] == "equivalence" and verdicts[0] == "supported")
+        ):
             differ.append(n)  # the same word for effects of opposite sign (e.g. both outside
             mark = "**no**: same verdict, opposite effects"  # an equivalence margin)
         elif len(set(verdicts)) == 1:

@@ -215,6 +215,16 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     assert "same verdict, opposite effects" in text and "Differ: voting, conv" in text
     assert "[mnist1d](results/mnist1d/REPORT.md)" in text
     assert "not run on mnist1d: stayput" in text and "among the 3 experiments" in text
+    # equivalence shown on both data sets: negligible effects of opposite sign agree
+    equiv = {
+        k: _fake(d, e, 0.001) for k, d, e in (("a", "digits", 0.001), ("b", "mnist1d", -0.002))
+    }
+    for r in equiv.values():
+        r["tests"]["t"].update(rule="equivalence", margin=0.01)
+    text = "\n".join(
+        agreement({"voting": equiv["a"]}, [{"voting": equiv["b"]}], [("results/mnist1d", True)])
+    )
+    assert "Agree: voting." in text and "opposite" not in text
 
     def folder(name, results):
         for n, r in results.items():
