@@ -105,7 +105,7 @@ def combine(logits: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
 
 def decide(sums: dict[str, jax.Array], total: float) -> dict[str, jax.Array]:
     """Each rule's predicted class ``(B,)`` from :func:`combine`'s sums over ``total``
-    weight, the vote's ``tied`` classes ``(B, C)`` (scored by :func:`_errors`) and whether
+    weight, the vote's ``tied`` classes ``(B, C)`` (scored by :func:`errors`) and whether
     it ties (``tie``, ``(B,)``). ``vote`` names one class for a figure or a user: a tie goes
     to the tied class of highest arithmetic mean probability, then to the lower index."""
     arith = sums["probs"] / total
@@ -157,7 +157,7 @@ def exact_sums(model, spec, variables, x):
     return jax.lax.scan(body, zero, chunks)[0]
 
 
-def _errors(pred: dict, y) -> dict:
+def errors(pred: dict, y) -> dict:
     """Test error of each rule; the vote's ties count as breaking them at random would (the
     expected error: 1 - 1/t for a t-way tie holding the true class)."""
     y = np.asarray(y)
@@ -190,17 +190,17 @@ def vote_cell(
             for j, g in enumerate(grid):
                 pred = decide({n: a[j] for n, a in sums.items()}, float(g))
                 if split == "test":
-                    for r, e in _errors(pred, y).items():
+                    for r, e in errors(pred, y).items():
                         row["test_curve"][r].append(e)
                     row["test_curve"]["tie"].append(float(np.mean(np.asarray(pred["tie"]))))
                 if g == k:
-                    row[split] = {**_errors(pred, y), "ws": float(np.mean(ws != y))}
+                    row[split] = {**errors(pred, y), "ws": float(np.mean(ws != y))}
             # The exact vote on the test set only: its train error would cost the training
             # set's size over again (4,000 examples on MNIST-1D), and the MC rows at K
             # already give every rule's train error.
             if spec.n_droppable <= 16 and split == "test":
                 pred = decide(exact_sums(model, spec, v, x), 1.0)
-                row["exact_test"] = _errors(pred, y)
+                row["exact_test"] = errors(pred, y)
                 row["exact_tie"] = float(np.mean(np.asarray(pred["tie"])))
         out["seeds"].append(row)
     return out

@@ -70,7 +70,7 @@ def test_configs_have_a_quick_variant_and_seeds(name):
         runner.config(name, seeds=1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quick_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("quick")
 

@@ -57,9 +57,9 @@ def test_a_tied_vote_counts_as_breaking_it_at_random():
     error, one without it a whole error; an untied vote is scored as its class."""
     logits = jnp.array([[[2.0, 0.0, -5.0]], [[0.0, 9.0, -5.0]]])  # a 0-1 tie
     pred = voting.decide(voting.combine(logits, jnp.ones(2)), 2.0)
-    assert voting._errors(pred, np.array([0]))["vote"] == 0.5
-    assert voting._errors(pred, np.array([1]))["vote"] == 0.5
-    assert voting._errors(pred, np.array([2]))["vote"] == 1.0
+    assert voting.errors(pred, np.array([0]))["vote"] == 0.5
+    assert voting.errors(pred, np.array([1]))["vote"] == 0.5
+    assert voting.errors(pred, np.array([2]))["vote"] == 1.0
     clear = voting.decide(voting.combine(jnp.concatenate([logits, logits[:1]]), jnp.ones(3)), 3.0)
-    assert voting._errors(clear, np.array([0]))["vote"] == 0.0
-    assert voting._errors(clear, np.array([1]))["vote"] == 1.0
+    assert voting.errors(clear, np.array([0]))["vote"] == 0.0
+    assert voting.errors(clear, np.array([1]))["vote"] == 1.0
