@@ -165,7 +165,8 @@ class Context:
                 if on_cell is not None:
                     on_cell(label, raw[label])
                 bar.update(1)
-                if INTERRUPTED.is_set():  # a Ctrl-C that a finaliser swallowed: stop here
+                if INTERRUPTED.is_set():  # a Ctrl-C that a finaliser swallowed: stop here,
+                    INTERRUPTED.clear()  # once (where no handler clears it: SIGINT ignored)
                     raise KeyboardInterrupt
         return raw
 
