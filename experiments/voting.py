@@ -226,28 +226,25 @@ def summarise(cfg: Config, raw: dict) -> dict:
     grid = raw["net=wide"]["grid"]
     at5 = grid.index(cfg.members)
 
-    def curve(rule, rows=wide):  # test error over the first `members` subnetworks, per seed
+    def curve(rule, rows):  # test error over the first `members` subnetworks, per seed
         return np.array([s["test_curve"][rule][at5] for s in rows])
 
+    def first_members(rows, net: str):  # vote minus mean, first `members` subnetworks of a net
+        return equivalence(
+            curve("vote", rows) - curve("arithmetic", rows),
+            cfg.margin_err,
+            predictor="mc",
+            predictor_label=f"the first {cfg.members} MC subnetworks",
+            metric="error",
+            what=f"test error, majority vote minus arithmetic mean of {cfg.members} "
+            f"subnetworks{net}",
+        )
+
     tests = {
-        "vote_5": equivalence(
-            curve("vote") - curve("arithmetic"),
-            cfg.margin_err,
-            predictor="mc",
-            predictor_label=f"the first {cfg.members} MC subnetworks",
-            metric="error",
-            what=f"test error, majority vote minus arithmetic mean of {cfg.members} "
-            f"subnetworks (the tutorial's five networks), wide net {mlp_hidden(cfg.hidden)}",
+        "vote_5": first_members(
+            wide, f" (the tutorial's five networks), wide net {mlp_hidden(cfg.hidden)}"
         ),
-        "vote_5_small": equivalence(
-            curve("vote", small) - curve("arithmetic", small),
-            cfg.margin_err,
-            predictor="mc",
-            predictor_label=f"the first {cfg.members} MC subnetworks",
-            metric="error",
-            what=f"test error, majority vote minus arithmetic mean of {cfg.members} "
-            f"subnetworks, small net {mlp_hidden(cfg.small)}",
-        ),
+        "vote_5_small": first_members(small, f", small net {mlp_hidden(cfg.small)}"),
         "vote_mc": equivalence(
             col(wide, "test", "vote") - col(wide, "test", "arithmetic"),
             cfg.margin_err,
