@@ -79,7 +79,8 @@ def exact_workload():
     x = jnp.asarray(ds.x_test)
     model = MLP(hidden=(10, 10), rate=0.5)
     variables, spec = M.init(model, jax.random.key(0), x)
-    outer, inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
+    block = F.inner_size(F.block_classes(model.n_out), x.shape[0])  # the products' block
+    outer, inner = F.split_units(model, spec, block)
     args = (model, spec, "classification", outer, inner, True, variables, x)
     hlo = F.exact_sums.lower(*args).compile().as_text()
     label = "exact 2^20, exp-free factorised kernel, one device (2x10 ReLU, digits test)"

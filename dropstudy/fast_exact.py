@@ -12,31 +12,40 @@ and the last layer's units beyond the inner block), one per scan step, and ``D``
 units of the last layer, whose ``2^D`` states are handled at once.
 
 Classification needs no exponential per subnetwork. Since ``z`` is affine in the inner
-mask, ``exp(z[m]) = exp(base) * prod over kept j of exp(t_j)``: the ``2^D`` values of one
-outer mask follow from ``2 D`` exponentials by products. Two half tables (the low and the
-high half of the inner units, each built by doubling over its units) are multiplied once
-into the ``(2^D, C, B)`` table; its sum over classes is the normaliser ``S[m, b]``, and
+mask, ``exp(z[m]) = exp(base) * prod over kept j of exp(t_j)``. The inner units split in two:
+the low two thirds, whose ``Nl`` states form a table ``L`` by products of ``2 lo``
+exponentials (doubling over the units), and the rest, whose few ``Nh`` states each get their
+exponential ``H`` directly. Inner mask ``(h, l)`` has the values ``H[h, c, b] L[l, c, b]``, so
+the normaliser is a contraction over the classes, ``S[b, h, l] = sum_c H[h, c, b] L[l, c, b]``,
+and
 
-    E[p]      = sum_m (p_m / S[m]) * exp(z[m])        (one reciprocal per (mask, example))
-    E[log p]  = base + E[m] @ t  -  (E[log S] + shift) (z is linear in the mask)
+    E[p]      = sum_{h,l} H[h] (p_hl / S[h, l]) L[l]     (one reciprocal per (mask, example))
+    E[log p]  = base + E[m] @ t  -  (E[log S] + shift)    (z is linear in the mask)
 
-Overflow: every factor is taken relative to the largest logit any subnetwork can reach,
-``upper[c, b] = base + sum_j max(t_j, 0)``: a kept unit contributes ``exp(min(t_j, 0))`` and
-a dropped one ``exp(-max(t_j, 0))``, both <= 1, and the table starts from
-``exp(upper - max_c upper) <= 1``, so no partial product exceeds 1 and none is smaller than
-the final value. Underflow: a class whose final value falls below float32's smallest
-normal number (``exp(-87.3)``) becomes 0, and that loses at most ``exp(spread - 87.3)`` of
-probability, where the spread is the widest gap between the shift and some subnetwork's
-largest logit (whose own value keeps the normaliser ``>= exp(-spread)``). A cheap pass
-over the outer masks (:func:`max_spread`, no tables) measures it first; past
-``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) every subnetwork takes its own max and an
-exponential per logit instead (confident nets: a binary task's logits often spread over
-hundreds). The kernel measures the spread too, as a guard.
+are matrix products per example: the ``(2^D, C, B)`` table of values is never built (with
+fewer than ``CONTRACT_CLASSES`` classes it is, and summed: a contraction over two classes
+costs more than the table).
 
-``D`` is chosen so one outer step's table stays cache-sized (``TABLE_FLOATS``); the outer
-masks are dealt out over the devices of a mesh when one is given (each device sums its
-share, then one ``psum``), and every running sum is compensated (Kahan), so thousands of
-outer steps do not drift.
+Overflow: every factor is taken relative to the largest logit a subnetwork can reach. The
+high part is exact per state ``h`` (its units' contributions summed by a small matrix
+product), the low part bounded: ``top[h, c, b] = base + sum_{high kept in h} t_j +
+sum_{low j} max(t_j, 0)``, shifted by its max over the classes, ``shift[h, b]``. Then
+``H = exp(top - shift) <= 1``, a kept low unit contributes ``exp(min(t_j, 0))`` and a dropped
+one ``exp(-max(t_j, 0))``, both <= 1, so no product exceeds 1 and none is smaller than the
+final value. Underflow: a class whose final value falls below float32's smallest normal
+number (``exp(-87.3)``) becomes 0, and that loses at most ``exp(spread - 87.3)`` of
+probability, where the spread is the widest gap between a shift and the largest logit of a
+subnetwork under it (whose own value keeps the normaliser ``>= exp(-spread)``); only the low
+part's units widen it. A cheap pass over the outer masks (:func:`max_spread`, no tables)
+measures it first; past ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) every subnetwork takes its
+own max and an exponential per logit instead (confident nets: a binary task's logits can
+spread over hundreds). The kernel measures the spread too, as a guard.
+
+``D`` is chosen so one outer step's largest block stays cache-sized (``TABLE_FLOATS``): the
+``(B, 2^D)`` normalisers or the values' table here (:func:`block_classes`), the
+``(2^D, C, B)`` logits on the exponential path. The outer masks are dealt out over the
+devices of a mesh when one is given (each device sums its share, then one ``psum``), and
+every running sum is compensated (Kahan), so thousands of outer steps do not drift.
 """
 
 from __future__ import annotations
@@ -62,10 +71,19 @@ TABLE_FLOATS = 2**20  # one step's (inner masks, classes, examples) block: ~4 MB
 # Past this spread a class could underflow with more than exp(60 - 87.3) ~ 1.4e-12 of
 # probability (87.3 = -log of float32's smallest normal): then the exponential path.
 SAFE_SPREAD = 60.0
+# From this many classes on, the products path contracts over the classes per example
+# (batched matrix products); below, it builds the small (masks, classes, examples) table.
+CONTRACT_CLASSES = 4
 
 
 def _last_drop(model: MLP) -> str:
     return model.dropout_layers()[-1]
+
+
+def block_classes(n_out: int) -> int:
+    """Floats per (inner mask, example) in the products path's largest block: 1 (the
+    normalisers) where it contracts over the classes, else ``n_out`` (the table)."""
+    return 1 if n_out >= CONTRACT_CLASSES else n_out
 
 
 def applies(model, spec: M.MaskSpec) -> bool:
@@ -106,17 +124,24 @@ def exact_mlp(
 ) -> Average:
     """Exact average over all subnetworks of an MLP, factorised as in the module docstring;
     with ``mesh`` (one axis) the outer masks are dealt out over its devices."""
-    outer, inner = split_units(model, spec, inner_size(model.n_out, x.shape[0]))
     run = exact_sums if mesh is None else partial(_sharded_sums, mesh=mesh)
+    batch = x.shape[0]
+    # The products' largest block is (2^D, B) normalisers, the exponential path's and
+    # regression's a (2^D, C, B) table of logits: each path takes its own inner block.
+    per_logit = split_units(model, spec, inner_size(model.n_out, batch))
+    if task != "classification":
+        outer, inner = per_logit
+        s1, s2, _ = run(model, spec, task, outer, inner, False, variables, x)
+        return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
+    outer, inner = split_units(model, spec, inner_size(block_classes(model.n_out), batch))
     # One cheap pass over the outer masks decides the path: confident nets (a binary task,
     # say) often reach spreads in the hundreds, and running the products first would waste
     # a whole pass of the kernel before the fallback.
-    shifted = (
-        task == "classification"
-        and float(max_spread(model, spec, outer, inner, variables, x)) < SAFE_SPREAD
-    )
-    s1, s2, spread = run(model, spec, task, outer, inner, shifted, variables, x)
-    if shifted and not float(spread) < SAFE_SPREAD:  # the kernel's own check, as a guard
+    shifted = float(max_spread(model, spec, outer, inner, variables, x)) < SAFE_SPREAD
+    if shifted:
+        s1, s2, spread = run(model, spec, task, outer, inner, True, variables, x)
+    if not shifted or not float(spread) < SAFE_SPREAD:  # the kernel's own check, as a guard
+        outer, inner = per_logit
         s1, s2, _ = run(model, spec, task, outer, inner, False, variables, x)
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
 
@@ -126,12 +151,12 @@ def max_spread(model, spec, outer, inner, variables, x):
     """The widest spread over every outer mask (module docstring), without the tables:
     one hidden pass per outer mask and the bounds of the inner logits."""
     hidden, split = _setup(model, spec, inner, variables, x)
+    shifts = _shifts(spec, inner, x.dtype)
     total = 2 ** len(outer)
     chunk = min(total, 256)
 
     def gap(f):
-        upper, lower = _bounds(*split(hidden(f)))
-        return jnp.max(jnp.max(upper, axis=0) - jnp.max(lower, axis=0))
+        return shifts(*split(hidden(f)))[2]
 
     def body(mx, c):
         flat, _ = M.enumerate_units(spec, outer, c * chunk + jnp.arange(chunk), x.dtype)
@@ -190,6 +215,40 @@ def _bounds(base, t):
     return upper, lower
 
 
+def inner_parts(spec, inner, dtype):
+    """The inner units' states in two parts, the low ``lo = 2D // 3`` units and the rest (few
+    high states: each costs an exponential per class and example, see :func:`_shifts`):
+    ``(lo, m_high (Nh, D - lo), p_pair (Nh, Nl))``, where inner mask ``l + Nl h`` (bit order of
+    :func:`~dropstudy.masks.enumerate_units`) sets the low units by ``l`` and the high ones by
+    ``h``, with probability ``p_pair[h, l]``."""
+    d = len(inner)
+    lo = (2 * d) // 3
+    flat, p = M.enumerate_units(spec, inner, jnp.arange(2**d), dtype)
+    m = flat[:, np.asarray(inner)]  # (2^D, D)
+    return lo, m[:: 2**lo, lo:], p.reshape(2 ** (d - lo), 2**lo)
+
+
+def _shifts(spec, inner, dtype):
+    """``shifts(base, t) -> (top (Nh, C, B), shift (Nh, B), spread)``: per high-half state
+    ``h``, ``top`` is the largest logit any low-half state reaches (the high units' exact
+    contribution plus the low units' positive ones), ``shift`` its max over the classes,
+    and ``spread`` the widest gap between a shift and the largest logit of a subnetwork that
+    shares it (module docstring). Shifting per high state, not per example, leaves only the
+    low half's units in the spread."""
+    lo, m_high, _ = inner_parts(spec, inner, dtype)
+
+    def shifts(base, t):
+        d = t.shape[0]
+        upper, lower = _bounds(base, t[:lo])  # (C, B): low units at their extremes
+        zh = (m_high @ t[lo:].reshape(d - lo, -1)).reshape(-1, *base.shape)  # (Nh, C, B)
+        top = zh + upper
+        shift = jnp.max(top, axis=1)
+        spread = jnp.max(shift - jnp.max(zh + lower, axis=1))
+        return top, shift, spread
+
+    return shifts
+
+
 def product_table(f0, kept, dropped):
     """Products over ``d`` units by doubling: ``f0 (C, B)``, factors ``(d, C, B)`` ->
     ``(2^d, C, B)`` whose row ``i`` takes ``kept[u]`` where bit ``u`` of ``i`` is set and
@@ -211,30 +270,41 @@ def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev,
     m_in = flat_in[:, np.asarray(inner)]  # (Mi, D)
     n_in = m_in.shape[0]
     mean_m_in = p_in @ m_in  # (D,) = E[m] over the inner units
+    lo, _, p_pair = inner_parts(spec, inner, dtype)
+    shifts = _shifts(spec, inner, dtype)
     total_outer = 2 ** len(outer)
     # Narrow last layers: several outer masks per step, so each step's block stays near
     # the cache-sized table and the loop runs few iterations.
-    per_step = min(-(-total_outer // n_dev), max(1, TABLE_FLOATS // (n_in * n_out * batch)))
+    products_path = task == "classification" and shifted
+    table = n_in * batch * (block_classes(n_out) if products_path else n_out)  # largest block
+    per_step = min(-(-total_outer // n_dev), max(1, TABLE_FLOATS // table))
 
     def products(base, t):
         """Exp-free classification sums for one outer mask (module docstring), and the
-        widest gap between the shift and an inner mask's largest logit."""
-        upper, lower = _bounds(base, t)  # (C, B)
-        shift = jnp.max(upper, axis=0)  # (B,)
-        spread = jnp.max(shift - jnp.max(lower, axis=0))
-        kept, dropped = jnp.exp(jnp.minimum(t, 0.0)), jnp.exp(-jnp.maximum(t, 0.0))
-        lo = d // 2
-        low = product_table(jnp.exp(upper - shift), kept[:lo], dropped[:lo])  # (2^lo, C, B)
-        high = product_table(jnp.ones_like(upper), kept[lo:], dropped[lo:])  # (2^(d-lo), C, B)
-        e = (high[:, None] * low[None]).reshape(n_in, n_out, batch)  # inner index low + 2^lo high
-        s = jnp.sum(e, axis=1)  # (Mi, B) normalisers
-        w = p_in[:, None] / s
-        # Reductions over the masks as matrix-vector products: far faster on CPU than a
-        # strided reduce over the leading axis.
-        arith = jnp.ones_like(p_in) @ (e * w[:, None, :]).reshape(n_in, -1)
-        lse = p_in @ jnp.log(s) + shift
+        widest gap between a shift and a subnetwork's largest logit."""
+        top, shift, spread = shifts(base, t)  # (Nh, C, B), (Nh, B)
+        high = jnp.exp(top - shift[:, None, :])  # (Nh, C, B), each <= 1
+        kept, dropped = jnp.exp(jnp.minimum(t[:lo], 0.0)), jnp.exp(-jnp.maximum(t[:lo], 0.0))
+        low = product_table(jnp.ones_like(base), kept, dropped)  # (Nl, C, B), each <= 1
+        # Inner mask (h, l) has the values high[h] * low[l], its normaliser their sum over
+        # the classes.
+        if n_out >= CONTRACT_CLASSES:
+            # Many classes: contractions per example, never building the (masks, classes,
+            # examples) table; the sums over masks are matrix products too.
+            s = jnp.einsum("hcb,lcb->bhl", high, low)  # (B, Nh, Nl) normalisers / exp(shift)
+            w = p_pair[None] / s
+            arith = jnp.einsum("hcb,bhl,lcb->cb", high, w, low)
+        else:  # few classes: a contraction over 2 is all overhead; the table is small
+            e = high[:, None] * low[None]  # (Nh, Nl, C, B)
+            s = jnp.moveaxis(jnp.sum(e, axis=2), -1, 0)  # (B, Nh, Nl)
+            w = p_pair[None] / s
+            # the sum over masks as a matrix-vector product: far faster on CPU than a
+            # strided reduce over the leading axes
+            weighted = e * jnp.moveaxis(w, 0, -1)[:, :, None, :]
+            arith = jnp.ones(n_in, dtype) @ weighted.reshape(n_in, -1)
+        lse = jnp.einsum("hl,bhl->b", p_pair, jnp.log(s)) + jnp.sum(p_pair, 1) @ shift
         geo = jnp.einsum("d,dcb->cb", mean_m_in, t) + base - lse
-        return arith, geo.reshape(-1), spread
+        return arith.reshape(-1), geo.reshape(-1), spread
 
     def per_mask_max(base, t):
         """Every subnetwork's own max and an exponential per logit: for spreads past
@@ -254,7 +324,7 @@ def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev,
         mean = mean_m_in @ t.reshape(d, -1) + base.reshape(-1)
         return mean, p_in @ (z * z), jnp.zeros((), dtype)
 
-    one = moments if task == "regression" else products if shifted else per_mask_max
+    one = moments if task == "regression" else products if products_path else per_mask_max
 
     def body(carry, j):
         sums, spread = carry

@@ -46,6 +46,47 @@ def test_exp_free_products_match_the_exponential_path():
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_out", [F.CONTRACT_CLASSES - 1, F.CONTRACT_CLASSES + 1])
+def test_both_products_branches_match_the_exponential_path_and_generic(n_out):
+    """Below CONTRACT_CLASSES the products build the values' table, from it on they
+    contract over the classes: either way the exponential path's and the generic average's
+    numbers, with a low part and a high part of several units each (6 inner units)."""
+    model = MLP(hidden=(3, 6), n_out=n_out, rate=0.4, input_rate=0.2)
+    x, v, spec = _net(model, scale=2.0, batch=7)
+    outer, inner = F.split_units(model, spec, F.inner_size(F.block_classes(n_out), 7))
+    assert len(inner) == 6
+    a1, g1, spread = F.exact_sums(model, spec, "classification", outer, inner, True, v, x)
+    a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, False, v, x)
+    assert float(spread) < F.SAFE_SPREAD
+    np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-5)
+    generic = P.exact(model, v, x, method="generic")
+    np.testing.assert_allclose(P.exact(model, v, x).arithmetic, generic.arithmetic, atol=1e-6)
+
+
+def test_a_shift_per_high_state_narrows_the_spread():
+    """One unit of the high part moves every logit by 70: a shift per example would span
+    it (spread >= 70, the exponential path), a shift per high state does not."""
+    model = MLP(hidden=(3,), n_out=2, rate=0.5)
+    x = jnp.ones((1, 1))
+    v, spec = M.init(model, jax.random.key(0), x)
+    v = {
+        "params": {
+            "dense_0": {"kernel": jnp.ones((1, 3)), "bias": jnp.zeros(3)},
+            "out": {"kernel": jnp.array([[0.5, 0.0], [0.0, 0.5], [-70.0, -71.0]]),
+                    "bias": jnp.zeros(2)},
+        }
+    }  # fmt: skip
+    outer, inner = F.split_units(model, spec, 3)
+    lo = F.inner_parts(spec, inner, jnp.float32)[0]
+    assert (len(inner), lo) == (3, 2)  # the 70-unit is the high part's
+    spread = float(F.max_spread(model, spec, outer, inner, v, x))
+    assert spread < 2.0
+    exact = P.exact(model, v, x).arithmetic
+    generic = P.exact(model, v, x, method="generic").arithmetic
+    np.testing.assert_allclose(exact, generic, rtol=1e-6, atol=1e-7)
+
+
 def test_huge_logits_take_the_per_subnetwork_max_path(monkeypatch):
     """The pre-pass measures the spread the kernel meets; past SAFE_SPREAD exact_mlp runs
     the per-subnetwork max path only (shifted=False), below it the products only."""
@@ -71,6 +112,12 @@ def test_huge_logits_take_the_per_subnetwork_max_path(monkeypatch):
     calls.clear()
     P.exact(model, jax.tree.map(lambda p: p / 40.0, v), x)
     assert calls == [True]
+
+
+def test_the_contracting_branch_sizes_its_block_by_normalisers():
+    assert F.block_classes(F.CONTRACT_CLASSES) == 1
+    assert F.block_classes(F.CONTRACT_CLASSES - 1) == F.CONTRACT_CLASSES - 1
+    assert F.inner_size(F.block_classes(10), 1000) == 10  # (1000, 2^10) normalisers
 
 
 def test_inner_block_fits_the_table_budget():
