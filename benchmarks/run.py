@@ -375,9 +375,9 @@ def product_rate(n_seeds: int, repeats: int) -> float:
 
 
 def tutorial_setup(n_seeds: int, steps: int):
-    """The study's tutorial sweep (``dropstudy_experiments.overfitting``): ``(cfg, nets (rate 0,
+    """The study's tutorial sweep (``dropstudy_experiments.tutorial``): ``(cfg, nets (rate 0,
     rate 0.5), per-seed data sets, xs (S, 10, 1), ys (S, 10, 1))``."""
-    from dropstudy_experiments.overfitting import tutorial_config, tutorial_net, tutorial_sets
+    from dropstudy_experiments.tutorial import tutorial_config, tutorial_net, tutorial_sets
 
     sets, xs, ys = tutorial_sets(range(n_seeds))
     return tutorial_config(steps), [tutorial_net(r) for r in (0.0, 0.5)], sets, xs, ys

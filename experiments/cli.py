@@ -98,7 +98,7 @@ def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
     r.add_argument(
         "--tensorboard",
         type=Path,
-        help="also write TensorBoard event files here (overfitting; needs tensorboardX)",
+        help="also write TensorBoard event files here (tutorial; needs tensorboardX)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_data_args(r)

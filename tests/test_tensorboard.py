@@ -3,7 +3,7 @@
 import logging
 
 import pytest
-from dropstudy_experiments import common, overfitting, runner
+from dropstudy_experiments import common, runner, tutorial
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -17,12 +17,12 @@ def _read(run_dir):
 
 
 def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
-    cfg = overfitting.Config().quick()
-    train = overfitting.tutorial_config(40, 20)
-    label = f"tutorial_rate={cfg.tutorial_rates[1]}"
-    result = overfitting.tutorial_cell(cfg.tutorial_rates[1], train, [0, 1])
+    cfg = tutorial.Config().quick()
+    train = tutorial.tutorial_config(40, 20)
+    label = f"tutorial_rate={cfg.rates[1]}"
+    result = tutorial.tutorial_cell(cfg.rates[1], train, [0, 1])
     tb = tmp_path / "tb"
-    overfitting.tensorboard(cfg, label, result, tb)
+    tutorial.tensorboard(cfg, label, result, tb)
     assert sorted(str(p.relative_to(tb)) for p in tb.glob("*/*")) == [
         "dropout/seed0",
         "dropout/seed1",
@@ -33,10 +33,10 @@ def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
     assert [e.step for e in acc.Scalars("mse/test_weight_scaling")] == [20, 40]
     assert [e.step for e in acc.Histograms("gradients/out")] == [20, 40]
     assert "weights/dense_0" in acc.Tags()["histograms"]
-    overfitting.tensorboard(cfg, label, result, tb)  # a re-run replaces, never appends
+    tutorial.tensorboard(cfg, label, result, tb)  # a re-run replaces, never appends
     assert len(list((tb / "dropout" / "seed1").glob("events.*"))) == 1
     assert len(_read(tb / "dropout" / "seed1").Scalars("loss/train_dropout_active")) == 40
-    overfitting.tensorboard(cfg, "digits_rate=0.5", {}, tb)  # cells without curves: nothing
+    tutorial.tensorboard(cfg, "pytorch_rate=0.5", {}, tb)  # cells without curves: nothing
 
 
 def test_events_are_written_as_each_cell_finishes_or_is_reused(tmp_path):
@@ -69,4 +69,4 @@ def test_experiments_without_curves_say_they_ignore_the_flag(tmp_path, caplog, m
         runner.run_experiment("shrinkage", out=tmp_path / "r", progress=False, tensorboard=tmp_path)
     assert "shrinkage: --tensorboard ignored" in caplog.text
     assert [n for n in runner.NAMES if hasattr(runner.importlib.import_module(
-        runner.REGISTRY[n]), "tensorboard")] == ["overfitting"]  # fmt: skip
+        runner.REGISTRY[n]), "tensorboard")] == ["tutorial"]  # fmt: skip
