@@ -85,7 +85,9 @@ def decompose(probs: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     """Of members' probabilities ``(K, B, C)`` and labels ``(B,)``: the ensemble's Brier
     score, the members' mean Brier score and the ambiguity (means over examples; ensemble =
     members - ambiguity exactly), the pairwise disagreement and the mean pairwise
-    correlation of the members' 0/1 errors (pairs with a constant error vector count as 0)."""
+    correlation of the members' 0/1 errors over the pairs where it is defined (a member
+    always right or always wrong has none), with the share of pairs where it is
+    (``corr_defined``; the correlation reads 0 when no pair has one)."""
     k = probs.shape[0]
     onehot = jax.nn.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
     mean = probs.mean(0)
@@ -101,13 +103,15 @@ def decompose(probs: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     sd = jnp.sqrt((c**2).mean(-1))
     cov = (c[:, None, :] * c[None, :, :]).mean(-1)
     denom = sd[:, None] * sd[None, :]
-    corr = jnp.where(denom > 0, cov / jnp.where(denom > 0, denom, 1.0), 0.0)
+    defined = off & (denom > 0)
+    corr = jnp.where(defined, cov / jnp.where(defined, denom, 1.0), 0.0)
     return {
         "ensemble": brier(mean).mean(),
         "member": member.mean(),
         "ambiguity": ambiguity.mean(),
         "disagreement": jnp.where(off, disagree, 0).sum() / pairs,
-        "error_corr": jnp.where(off, corr, 0).sum() / pairs,
+        "error_corr": corr.sum() / jnp.maximum(defined.sum(), 1),
+        "corr_defined": defined.sum() / pairs,
         "ensemble_error": (mean.argmax(-1) != labels).mean(),
         "member_error": wrong.mean(),
     }
@@ -191,6 +195,7 @@ STATS = (
     "ambiguity",
     "disagreement",
     "error_corr",
+    "corr_defined",
     "ensemble_error",
     "member_error",
 )
@@ -294,11 +299,12 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 def section(r: dict) -> str:
     c = r["config"]
     m = str(c["members"])
-    rows = []
+    rows, defined = [], []
     for kind in KINDS:
         for split in ("test", "train"):
             j = r["grids"][kind].index(m)
             v = {st: r["curves"][kind][split][st][j] for st in STATS}
+            defined.append(v["corr_defined"]["mean"])
             rows.append(
                 [LABELS[kind], split, ci_str(v["member"]), ci_str(v["ambiguity"]),
                  ci_str(v["ensemble"]), ci_str(v["member_error"]), ci_str(v["ensemble_error"]),
@@ -323,7 +329,9 @@ subnetworks {ci_str(r["shares"]["dropout"])}, independent nets
 equivalent within +-{c["margin"]:g} (fixed before the run). Whether averaging dropout's
 subnetworks lowers the 0/1 test error below their mean (the Brier score's gain is the
 ambiguity, never negative, so it is no test), and whether their errors are less correlated
-than independent nets', are exploratory.
+than independent nets', are exploratory. The error correlation is the mean over the pairs of
+members where it is defined (neither member always right or always wrong): at least
+{min(defined):.0%} of the pairs in the table's rows (mean over seeds).
 """  # fmt: skip
 
 

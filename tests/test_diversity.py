@@ -21,3 +21,15 @@ def test_identical_members_have_no_diversity():
     assert float(d["ambiguity"]) < 1e-7 and float(d["disagreement"]) == 0
     assert abs(float(d["error_corr"]) - 1) < 1e-5  # identical errors: correlation 1
     np.testing.assert_allclose(d["ensemble"], d["member"], rtol=1e-6)
+
+
+def test_error_correlation_averages_the_pairs_where_it_is_defined():
+    """A member that is always right has no error correlation with anyone: the mean is over
+    the other pairs, not diluted by zeros, and the share of defined pairs says so."""
+    labels = jnp.array([0, 1, 0, 1, 0, 1])
+    right = jax.nn.one_hot(labels, 2)
+    flaky = jax.nn.one_hot(jnp.array([1, 1, 0, 0, 0, 1]), 2)  # wrong on examples 0 and 3
+    probs = jnp.stack([right, flaky, flaky])
+    d = diversity.decompose(probs, labels)
+    assert abs(float(d["error_corr"]) - 1) < 1e-6  # the two flaky members: identical errors
+    np.testing.assert_allclose(float(d["corr_defined"]), 2 / 6)  # 2 of 6 ordered pairs

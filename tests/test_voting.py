@@ -30,6 +30,18 @@ def test_mc_sums_are_the_library_mc_average(net):
         np.testing.assert_allclose(sums["votes"][j].sum(-1), k)
 
 
+def test_mc_sums_at_k_alone_are_the_cumulative_sums_last_row(net):
+    """The training set's path (one total, no cumulative sum) gives the same sums."""
+    model, v, x = net
+    spec = M.mask_spec(model, x)
+    key = jax.random.key(5)
+    whole = voting.mc_sums(model, spec, 40, (7, 40), v, x, key)
+    alone = voting.mc_sums(model, spec, 40, (40,), v, x, key)
+    for n in ("probs", "logp", "votes"):
+        assert alone[n].shape == (1, *whole[n].shape[1:])
+        np.testing.assert_allclose(alone[n][0], whole[n][1], rtol=1e-5, atol=1e-5)
+
+
 def test_exact_sums_are_the_library_exact_average(net):
     model, v, x = net
     spec = M.mask_spec(model, x)
