@@ -79,7 +79,7 @@ def exact_workload():
     x = jnp.asarray(ds.x_test)
     model = MLP(hidden=(10, 10), rate=0.5)
     variables, spec = M.init(model, jax.random.key(0), x)
-    block = F.inner_size(F.block_classes(model.n_out), x.shape[0])  # the products' block
+    block = F.products_inner_size(model.n_out, x.shape[0])  # the products' block
     outer, inner = F.split_units(model, spec, block)
     args = (model, spec, "classification", outer, inner, True, variables, x)
     hlo = F.exact_sums.lower(*args).compile().as_text()

@@ -41,11 +41,12 @@ measures it first; past ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) every subnetw
 own max and an exponential per logit instead (confident nets: a binary task's logits can
 spread over hundreds). The kernel measures the spread too, as a guard.
 
-``D`` is chosen so one outer step's largest block stays cache-sized (``TABLE_FLOATS``): the
-``(B, 2^D)`` normalisers or the values' table here (:func:`block_classes`), the
-``(2^D, C, B)`` logits on the exponential path. The outer masks are dealt out over the
-devices of a mesh when one is given (each device sums its share, then one ``psum``), and
-every running sum is compensated (Kahan), so thousands of outer steps do not drift.
+``D`` is chosen so one outer step's block stays within a budget: the normalisers and tables
+here (:func:`products_floats`; ``PRODUCTS_FLOATS`` with many classes, ``TABLE_FLOATS`` with
+few), the ``(2^D, C, B)`` logits on the exponential path (``TABLE_FLOATS``). The outer masks
+are dealt out over the devices of a mesh when one is given (each device sums its share, then
+one ``psum``), and every running sum is compensated (Kahan), so thousands of outer steps do
+not drift.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ from . import sharding
 from .average import Average, kahan_add
 from .models import MLP
 
+HIGHEST = jax.lax.Precision.HIGHEST  # full float32 products (no TF32 on a GPU)
+
 MAX_INNER_UNITS = 12  # 4096 inner subnetworks per outer step, at most
 TABLE_FLOATS = 2**20  # one step's (inner masks, classes, examples) block: ~4 MB in float32
 # Past this spread a class could underflow with more than exp(60 - 87.3) ~ 1.4e-12 of
@@ -74,16 +77,47 @@ SAFE_SPREAD = 60.0
 # From this many classes on, the products path contracts over the classes per example
 # (batched matrix products); below, it builds the small (masks, classes, examples) table.
 CONTRACT_CLASSES = 4
+# The contracting products' block (normalisers and tables): ~16 MB in float32. On a 2-core
+# CPU, MNIST-1D's 1000 test signals x 10 classes ran fastest near it (10-11 inner units;
+# 8 took 1.5x the time, 6 three times).
+PRODUCTS_FLOATS = 2**22
 
 
 def _last_drop(model: MLP) -> str:
     return model.dropout_layers()[-1]
 
 
-def block_classes(n_out: int) -> int:
-    """Floats per (inner mask, example) in the products path's largest block: 1 (the
-    normalisers) where it contracts over the classes, else ``n_out`` (the table)."""
-    return 1 if n_out >= CONTRACT_CLASSES else n_out
+def low_units(d: int) -> int:
+    """Inner units in the low part (the product table): two thirds of ``d``, so that the
+    high part's few states (each an exponential per class and example) stay few."""
+    return (2 * d) // 3
+
+
+def products_floats(d: int, n_out: int, batch: int) -> int:
+    """Floats of one outer mask's block on the products path with ``d`` inner units: with
+    ``CONTRACT_CLASSES`` or more classes the ``(B, 2^d)`` normalisers and the two tables
+    (``(Nl + Nh) C B``), with fewer the ``(2^d, C, B)`` table of values."""
+    if n_out < CONTRACT_CLASSES:
+        return 2**d * n_out * batch
+    lo = low_units(d)
+    return batch * (2**d + (2**lo + 2 ** (d - lo)) * n_out)
+
+
+def products_budget(n_out: int) -> int:
+    """The products path's block budget: ``PRODUCTS_FLOATS`` where it contracts over the
+    classes, else ``TABLE_FLOATS``."""
+    return PRODUCTS_FLOATS if n_out >= CONTRACT_CLASSES else TABLE_FLOATS
+
+
+def products_inner_size(n_out: int, batch: int) -> int:
+    """Inner units per step on the products path: the most (up to ``MAX_INNER_UNITS``)
+    whose block (:func:`products_floats`) fits its budget, and at least 1."""
+    fits = [
+        d
+        for d in range(1, MAX_INNER_UNITS + 1)
+        if products_floats(d, n_out, batch) <= products_budget(n_out)
+    ]
+    return max(fits, default=1)
 
 
 def applies(model, spec: M.MaskSpec) -> bool:
@@ -133,7 +167,7 @@ def exact_mlp(
         outer, inner = per_logit
         s1, s2, _ = run(model, spec, task, outer, inner, False, variables, x)
         return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
-    outer, inner = split_units(model, spec, inner_size(block_classes(model.n_out), batch))
+    outer, inner = split_units(model, spec, products_inner_size(model.n_out, batch))
     # One cheap pass over the outer masks decides the path: confident nets (a binary task,
     # say) often reach spreads in the hundreds, and running the products first would waste
     # a whole pass of the kernel before the fallback.
@@ -153,7 +187,9 @@ def max_spread(model, spec, outer, inner, variables, x):
     hidden, split = _setup(model, spec, inner, variables, x)
     shifts = _shifts(spec, inner, x.dtype)
     total = 2 ** len(outer)
-    chunk = min(total, 256)
+    d = len(inner)
+    per_mask = 2 ** (d - low_units(d)) * model.n_out * x.shape[0]  # one mask's (Nh, C, B)
+    chunk = min(total, 256, max(1, PRODUCTS_FLOATS // per_mask))
 
     def gap(f):
         return shifts(*split(hidden(f)))[2]
@@ -222,7 +258,7 @@ def inner_parts(spec, inner, dtype):
     :func:`~dropstudy.masks.enumerate_units`) sets the low units by ``l`` and the high ones by
     ``h``, with probability ``p_pair[h, l]``."""
     d = len(inner)
-    lo = (2 * d) // 3
+    lo = low_units(d)
     flat, p = M.enumerate_units(spec, inner, jnp.arange(2**d), dtype)
     m = flat[:, np.asarray(inner)]  # (2^D, D)
     return lo, m[:: 2**lo, lo:], p.reshape(2 ** (d - lo), 2**lo)
@@ -240,7 +276,8 @@ def _shifts(spec, inner, dtype):
     def shifts(base, t):
         d = t.shape[0]
         upper, lower = _bounds(base, t[:lo])  # (C, B): low units at their extremes
-        zh = (m_high @ t[lo:].reshape(d - lo, -1)).reshape(-1, *base.shape)  # (Nh, C, B)
+        zh = jnp.matmul(m_high, t[lo:].reshape(d - lo, -1), precision=HIGHEST)
+        zh = zh.reshape(-1, *base.shape)  # (Nh, C, B): the high units' exact contributions
         top = zh + upper
         shift = jnp.max(top, axis=1)
         spread = jnp.max(shift - jnp.max(zh + lower, axis=1))
@@ -276,8 +313,11 @@ def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev,
     # Narrow last layers: several outer masks per step, so each step's block stays near
     # the cache-sized table and the loop runs few iterations.
     products_path = task == "classification" and shifted
-    table = n_in * batch * (block_classes(n_out) if products_path else n_out)  # largest block
-    per_step = min(-(-total_outer // n_dev), max(1, TABLE_FLOATS // table))
+    if products_path:
+        block, budget = products_floats(d, n_out, batch), products_budget(n_out)
+    else:
+        block, budget = n_in * n_out * batch, TABLE_FLOATS
+    per_step = min(-(-total_outer // n_dev), max(1, budget // block))
 
     def products(base, t):
         """Exp-free classification sums for one outer mask (module docstring), and the
@@ -291,9 +331,9 @@ def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev,
         if n_out >= CONTRACT_CLASSES:
             # Many classes: contractions per example, never building the (masks, classes,
             # examples) table; the sums over masks are matrix products too.
-            s = jnp.einsum("hcb,lcb->bhl", high, low)  # (B, Nh, Nl) normalisers / exp(shift)
+            s = jnp.einsum("hcb,lcb->bhl", high, low, precision=HIGHEST)  # (B, Nh, Nl)
             w = p_pair[None] / s
-            arith = jnp.einsum("hcb,bhl,lcb->cb", high, w, low)
+            arith = jnp.einsum("hcb,bhl,lcb->cb", high, w, low, precision=HIGHEST)
         else:  # few classes: a contraction over 2 is all overhead; the table is small
             e = high[:, None] * low[None]  # (Nh, Nl, C, B)
             s = jnp.moveaxis(jnp.sum(e, axis=2), -1, 0)  # (B, Nh, Nl)

@@ -53,7 +53,7 @@ def test_both_products_branches_match_the_exponential_path_and_generic(n_out):
     numbers, with a low part and a high part of several units each (6 inner units)."""
     model = MLP(hidden=(3, 6), n_out=n_out, rate=0.4, input_rate=0.2)
     x, v, spec = _net(model, scale=2.0, batch=7)
-    outer, inner = F.split_units(model, spec, F.inner_size(F.block_classes(n_out), 7))
+    outer, inner = F.split_units(model, spec, F.products_inner_size(n_out, 7))
     assert len(inner) == 6
     a1, g1, spread = F.exact_sums(model, spec, "classification", outer, inner, True, v, x)
     a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, False, v, x)
@@ -114,10 +114,51 @@ def test_huge_logits_take_the_per_subnetwork_max_path(monkeypatch):
     assert calls == [True]
 
 
-def test_the_contracting_branch_sizes_its_block_by_normalisers():
-    assert F.block_classes(F.CONTRACT_CLASSES) == 1
-    assert F.block_classes(F.CONTRACT_CLASSES - 1) == F.CONTRACT_CLASSES - 1
-    assert F.inner_size(F.block_classes(10), 1000) == 10  # (1000, 2^10) normalisers
+def test_the_products_block_fits_its_budget():
+    """Normalisers and both tables with many classes, the values' table with few; at least
+    one inner unit whatever the size."""
+    assert F.products_inner_size(10, 1000) == 11  # 1000 x (2^11 + (2^7 + 2^4) x 10) floats
+    for n_out, batch in ((10, 1000), (10, 360), (2, 208), (1000, 500), (3, 10**7)):
+        d = F.products_inner_size(n_out, batch)
+        assert F.products_floats(d, n_out, batch) <= F.products_budget(n_out) or d == 1
+        if d < F.MAX_INNER_UNITS:
+            assert F.products_floats(d + 1, n_out, batch) > F.products_budget(n_out)
+    # with many classes the tables, not the normalisers, bound the block
+    assert F.products_inner_size(1000, 500) < F.products_inner_size(10, 500)
+
+
+def test_inner_parts_follow_the_enumeration_order():
+    """Inner mask l + Nl h: its probability is p_pair[h, l] and its high units are m_high[h],
+    with a different keep probability per unit (so a swapped layout shows)."""
+    keep = (0.9, 0.8, 0.7, 0.6, 0.5)
+    spec = M.MaskSpec(paths=(("drop", "mask"),), shapes=((5,),), keep=keep)
+    inner = (0, 1, 2, 3, 4)
+    lo, m_high, p_pair = F.inner_parts(spec, inner, jnp.float32)
+    assert lo == F.low_units(5) == 3
+    flat, p = M.enumerate_units(spec, inner, jnp.arange(32), jnp.float32)
+    for i in range(32):
+        h, low = divmod(i, 2**lo)
+        np.testing.assert_allclose(p_pair[h, low], p[i], rtol=1e-6)
+        np.testing.assert_array_equal(m_high[h], flat[i, lo:])
+        want = np.prod([k if (i >> u) & 1 else 1 - k for u, k in enumerate(keep)])
+        np.testing.assert_allclose(p[i], want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("hidden", "n_out"), [((2, 1), 4), ((2, 2), 4), ((3, 4), 2)])
+def test_products_with_one_or_two_inner_units_and_four_classes(hidden, n_out):
+    """The smallest inner blocks (D = 1: no low part; D = 2) and exactly CONTRACT_CLASSES
+    classes match the generic average."""
+    model = MLP(hidden=hidden, n_out=n_out, rate=0.4)
+    x, v, spec = _net(model, scale=1.5, batch=5)
+    for d in (1, 2):
+        outer, inner = F.split_units(model, spec, d)
+        a, g, spread = F.exact_sums(model, spec, "classification", outer, inner, True, v, x)
+        a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, False, v, x)
+        assert float(spread) < F.SAFE_SPREAD
+        np.testing.assert_allclose(a, a2, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-5)
+    generic = P.exact(model, v, x, method="generic").arithmetic
+    np.testing.assert_allclose(P.exact(model, v, x).arithmetic, generic, atol=1e-6)
 
 
 def test_inner_block_fits_the_table_budget():
