@@ -266,10 +266,11 @@ def build_report(results_dir, out, compare=()) -> Path:
         "exploratory. The tutorial's regression example was overfitting's primary until it "
         "became an experiment of its own (it reads no data set, so every data set's run "
         "repeated it); overfitting's primary is now the data set's test NLL, plain minus the "
-        "dropout net's MC average, a test it already reported, whose results in the previous run were known: "
-        "contradicted on digits (dropout's NLL higher) and inconclusive on MNIST-1D, where "
-        "the same test by weight scaling was supported. It was chosen as the test of the "
-        "dropout net as an ensemble, which is how this report judges every claim.",
+        "dropout net's MC average, a test it already reported, whose results in the "
+        "previous run were known: contradicted on digits (dropout's NLL higher) and "
+        "inconclusive on MNIST-1D, where the same test by weight scaling was supported. It "
+        "was chosen as the test of the dropout net as an ensemble, which is how this report "
+        "judges every claim.",
         "",
         table(
             ["#", "experiment", "claim", "primary test", "predictor", "rule", "n",
