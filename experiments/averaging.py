@@ -154,17 +154,22 @@ class Config(ExperimentConfig):
         }.get(net.role, self.stress_seeds)  # fmt: skip
 
 
-def _bounds(ws, ex) -> dict:
+def bounds(ws, ex) -> dict:
     """Where weight scaling sits relative to the exact means, entry by entry ``(B, C)``."""
     g = np.exp(np.asarray(ex.log_geometric, np.float64))
     nwgm = np.asarray(ex.geometric, np.float64)
     a = np.asarray(ex.arithmetic, np.float64)
     ws = np.asarray(ws, np.float64)
-    tol = 1e-6
+    # Relative: G <= NWGM holds exactly, but float32 sums of logits near 100 leave ~1e-5 of
+    # rounding in E[log p] (any method, the generic one too), and an absolute 1e-6 made
+    # where G meets NWGM a matter of rounding.
+    tol = 1e-4
     lo, hi = np.minimum(nwgm, a), np.maximum(nwgm, a)
     return {
-        "frac_g_le_nwgm_le_a": float(np.mean((g <= nwgm + tol) & (nwgm <= a + tol))),
-        "frac_ws_between_nwgm_and_a": float(np.mean((ws >= lo - tol) & (ws <= hi + tol))),
+        "frac_g_le_nwgm_le_a": float(np.mean((g <= nwgm * (1 + tol)) & (nwgm <= a * (1 + tol)))),
+        "frac_ws_between_nwgm_and_a": float(
+            np.mean((ws >= lo * (1 - tol)) & (ws <= hi * (1 + tol)))
+        ),
     }
 
 
@@ -189,7 +194,7 @@ def _task_rows(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int
             ex = P.exact(model, v, x, mesh=device_mesh())
             for name, q in (("exact_a", ex.arithmetic), ("exact_g", ex.geometric)):
                 row[name] = {"err": 1 - accuracy(q, y), "nll": nll(q, y)}
-            row["bounds"] = _bounds(ws, ex)
+            row["bounds"] = bounds(ws, ex)
             row["gap_ws_vs_exact_a"] = gaps(ws, ex.arithmetic)
             row["gap_ws_vs_exact_g"] = gaps(ws, ex.geometric)
             row["gap_exact_g_vs_exact_a"] = gaps(ex.geometric, ex.arithmetic)
