@@ -91,7 +91,9 @@ def agreement(
         elif (
             len(set(verdicts)) == 1
             and len({d[n]["test"]["effect"] > 0 for d in decided}) > 1
-            # equivalence shown on both: both effects negligible, their signs mean nothing
+            # equivalence shown on both: both effects negligible, their signs mean nothing;
+            # inconclusive on both: neither sign was shown
+            and verdicts[0] != "inconclusive"
             and not (decided[0][n]["test"]["rule"] == "equivalence" and verdicts[0] == "supported")
         ):
             differ.append(n)  # the same word for effects of opposite sign (e.g. both outside

@@ -225,6 +225,12 @@ def test_agreement_table_and_compare_refusals(tmp_path):
         agreement({"voting": equiv["a"]}, [{"voting": equiv["b"]}], [("results/mnist1d", True)])
     )
     assert "Agree: voting." in text and "opposite" not in text
+    # inconclusive on both: no sign was shown, so opposite point estimates agree
+    unsure = {"voting": _fake("digits", 0.3, 0.4)}
+    text = "\n".join(
+        agreement(unsure, [{"voting": _fake("mnist1d", -0.3, 0.4)}], [("results/mnist1d", True)])
+    )
+    assert "Agree: voting." in text and "opposite" not in text
 
     def folder(name, results):
         for n, r in results.items():
