@@ -304,11 +304,13 @@ def section(r: dict) -> str:
         for split in ("test", "train"):
             j = r["grids"][kind].index(m)
             v = {st: r["curves"][kind][split][st][j] for st in STATS}
-            defined.append(v["corr_defined"]["mean"])
+            has = v["corr_defined"]["mean"] > 0
+            if has:
+                defined.append(v["corr_defined"]["mean"])
             rows.append(
                 [LABELS[kind], split, ci_str(v["member"]), ci_str(v["ambiguity"]),
                  ci_str(v["ensemble"]), ci_str(v["member_error"]), ci_str(v["ensemble_error"]),
-                 ci_str(v["disagreement"]), ci_str(v["error_corr"])]
+                 ci_str(v["disagreement"]), ci_str(v["error_corr"]) if has else "-"]
             )  # fmt: skip
     return f"""{mlp_str(r, c["hidden"])}, {train_str(c["train"])}, {c["seeds"]} seeds. Members:
 the first K subnetworks of one dropout net (hidden drop rate {c["rate"]}; the MC stream's
@@ -331,7 +333,8 @@ subnetworks lowers the 0/1 test error below their mean (the Brier score's gain i
 ambiguity, never negative, so it is no test), and whether their errors are less correlated
 than independent nets', are exploratory. The error correlation is the mean over the pairs of
 members where it is defined (neither member always right or always wrong): at least
-{min(defined):.0%} of the pairs in the table's rows (mean over seeds).
+{min(defined, default=0):.0%} of the pairs in the rows that show one (mean over seeds); "-"
+where no pair has one.
 """  # fmt: skip
 
 

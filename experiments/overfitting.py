@@ -230,17 +230,26 @@ def section(r: dict) -> str:
     cfg = r["config"]
     w = cfg["width"]
     s0, s1 = cfg["size_rates"]
+    fit0, fit1 = (r["rates"][str(x)]["train_acc"]["mean"] for x in (s0, s1))
+    underfit = (
+        f" Here the drop-{s1} net fits its training set worse than the plain net (train "
+        f"accuracy {fit1:.3f} vs {fit0:.3f}), so the primary measures underfitting as well as "
+        "overfitting; the rate sweep's table shows the other rates."
+        if fit0 - fit1 > 0.02
+        else ""
+    )
     return f"""{mlp_str(r, [w, w])} ({train_str(cfg["train"])}) on the data set's own
 train/test split: accuracy, NLL and the train-test gap against the drop rate, and against the
 training-set size (weight scaling; the MC average beside it at full size). The primary test:
 test NLL at drop {s0} minus the drop-{s1} net's MC average over {MC_K} subnetworks, paired by
 seed (> 0: dropout generalises better); weight scaling's is beside it. Train accuracy is in
-the first table, so that a gain cannot hide a net that does not fit. Srivastava et al. 2014
-report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or 500
-examples, a gain that grows and then shrinks with more data. The tutorial's typical-rates
-claim (rates {" and ".join(str(x) for x in cfg["typical_rates"])} for fully connected layers) is
-tested against every other rate on test NLL, by weight scaling and by the MC average: a rate
-with a significantly lower NLL than the typical rates' mean contradicts it. The tutorial's own
+the first table, so that a gain cannot hide a net that does not fit.{underfit} Srivastava et
+al. 2014 report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or
+500 examples, a gain that grows and then shrinks with more data. The tutorial's
+typical-rates claim (rates {" and ".join(str(x) for x in cfg["typical_rates"])} for fully connected
+layers) is tested against every other rate on test NLL, by weight scaling and by the MC
+average: a rate with a significantly lower NLL than the typical rates' mean contradicts it.
+The tutorial's own
 regression example is the tutorial experiment's. The size sweep uses weight scaling only.
 
 ![sweeps](overfitting/sweeps.png)

@@ -512,7 +512,8 @@ def _tutorial_rows(a: dict, b: dict) -> list[list[str]]:
                 for p, pn in preds
             ]
     frac = lambda t: f"{t['test_mse_plain_minus_dropout_mc']['frac_positive']:.2f}"  # noqa: E731
-    rows.append([f"seeds where dropout's test MSE (MC K={MC_K}) is lower", frac(a), frac(b)])
+    rows.append([f"share of seeds where dropout's test MSE (MC K={MC_K}) is lower", frac(a),
+                 frac(b)])  # fmt: skip
     return rows
 
 

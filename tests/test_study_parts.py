@@ -225,12 +225,14 @@ def test_agreement_table_and_compare_refusals(tmp_path):
         agreement({"voting": equiv["a"]}, [{"voting": equiv["b"]}], [("results/mnist1d", True)])
     )
     assert "Agree: voting." in text and "opposite" not in text
-    # inconclusive on both: no sign was shown, so opposite point estimates agree
+    # inconclusive on both: no sign was shown, so opposite point estimates do not differ,
+    # and nothing agrees either
     unsure = {"voting": _fake("digits", 0.3, 0.4)}
     text = "\n".join(
         agreement(unsure, [{"voting": _fake("mnist1d", -0.3, 0.4)}], [("results/mnist1d", True)])
     )
-    assert "Agree: voting." in text and "opposite" not in text
+    assert "Agree: none. Differ: none. Inconclusive on both: voting." in text
+    assert "opposite" not in text and "| both inconclusive |" in text
 
     def folder(name, results):
         for n, r in results.items():
