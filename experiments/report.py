@@ -69,8 +69,18 @@ def data_name(results: dict[str, dict]) -> str:
     return scale_of(next(iter(results.values())))["dataset"]
 
 
+def report_of(folder: Path) -> Path:
+    """Where a results folder's report is: its own REPORT.md, or for the committed study's
+    ``results/`` the repository's REPORT.md, where ``make study`` writes it."""
+    own = folder / "REPORT.md"
+    top = RESULTS.resolve().parent / "REPORT.md"
+    if not own.is_file() and folder.resolve() == RESULTS.resolve() and top.is_file():
+        return top
+    return own
+
+
 def agreement(
-    results: dict[str, dict], others: list[dict[str, dict]], rel: list[tuple[str, bool]]
+    results: dict[str, dict], others: list[dict[str, dict]], rel: list[tuple]
 ) -> list[str]:
     """The report's lines comparing each experiment's primary verdict across data sets. The
     verdicts are Holm-adjusted within each data set over the experiments that every data set
@@ -116,8 +126,9 @@ def agreement(
         for name, r in zip(names[1:], others, strict=True)
     }
     links = ", ".join(
-        f"[{name}]({r}/REPORT.md)" if exists else f"{name} (`{r}`, no REPORT.md yet)"
-        for name, (r, exists) in zip(names[1:], rel, strict=True)
+        f"[{name}]({r}/{file})" if exists else f"{name} (`{r}`, no {file} yet)"
+        for name, (r, exists, *rest) in zip(names[1:], rel, strict=True)
+        for file in [rest[0] if rest else "REPORT.md"]
     )
     missing = "; ".join(f"not run on {name}: {', '.join(ns)}" for name, ns in not_run.items() if ns)
     lines = [
@@ -297,10 +308,11 @@ def build_report(results_dir, out, compare=()) -> Path:
     if missing:
         head.append(f"Not yet run: {', '.join(missing)}.\n")
     if others:
-        rels = [
-            (os.path.relpath(Path(f), out.parent or Path(".")), (Path(f) / "REPORT.md").is_file())
-            for f in compare
-        ]
+        rels = []
+        for f in compare:
+            report = report_of(Path(f))
+            folder = os.path.relpath(report.parent, out.parent or Path("."))
+            rels.append((folder, report.is_file(), report.name))
         head += agreement(results, others, rels)
     text = "\n".join(head) + "\n" + "\n\n".join(sections)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ configurations, and a quick run of every experiment with its report section."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import optax
@@ -246,3 +247,16 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     c = folder("c", {"robustness": _fake("mnist1d", 0.1, 0.5)})
     with pytest.raises(DropstudyError, match="no experiment in common"):
         build_report(a, tmp_path / "R.md", compare=[c])
+
+
+def test_the_committed_study_links_to_the_repository_report(tmp_path, monkeypatch):
+    """results/ has no REPORT.md of its own: make study writes it to the repository root,
+    and a compared report links there; another folder's report is its own."""
+    from dropstudy_experiments.report import report_of
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "mnist1d").mkdir(parents=True)
+    assert report_of(Path("results")) == Path("results") / "REPORT.md"  # none yet anywhere
+    (tmp_path / "REPORT.md").write_text("x")
+    assert report_of(Path("results")).resolve() == (tmp_path / "REPORT.md").resolve()
+    assert report_of(Path("results/mnist1d")) == Path("results/mnist1d") / "REPORT.md"
