@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/nets.py
 
 from dropstudy import masks as M
 from dropstudy import predict as P
@@ -88,45 +89,69 @@ def block_rates(repeats: int, loops: int = 64) -> tuple[float, float]:
     return a.size / t_pass, s.size / t_log
 
 
-def bench_exact(ds, peak, repeats, quick):
+def exact_row(net, devices, repeats) -> float:
+    """One row: the exact 2^20 average of ``net`` on one device and dealt over ``devices``,
+    against the exponential path; returns the one-device time."""
+    import nets
+
     from dropstudy import fast_exact as F
+
+    model, v, x = net.model, net.variables, net.x
+    spec = M.mask_spec(model, x)
+    outer, inner = F.split_units(model, spec, F.products_inner_size(model.n_out, x.shape[0]))
+    _, lo = F.choose_low(model, spec, outer, inner, v, x)
+    one = median_time(lambda: P.exact(model, v, x).arithmetic, repeats)
+    dealt = median_time(lambda: P.exact(model, v, x, mesh=devices).arithmetic, repeats)
+    e_outer, e_inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
+    # The exponential path: one exp per logit, every subnetwork its own max, one device.
+    args = (model, spec, "classification", e_outer, e_inner, None, v, x)
+    with_exp = median_time(lambda: F.exact_sums(*args)[0], repeats)
+    diff = float(jnp.max(jnp.abs(P.exact(model, v, x).arithmetic - F.exact_sums(*args)[0])))
+    n_dev = len(devices.devices.flat)
+    ROWS.append(
+        (
+            f"exact 2^20, {net.label} (B = {x.shape[0]}, C = {model.n_out}; spread "
+            f"{nets.spread(net, reference=False):.1f} raw, {nets.spread(net):.1f} "
+            f"relative to the reference class; low units {lo} of {len(inner)}), one device",
+            f"{one:.2f} s ({dealt:.2f} s over {n_dev} devices)",
+            f"exp per logit, one device {with_exp:.2f} s",
+            f"{with_exp / one:.1f}x faster; max |dp| {diff:.1e}",
+        )
+    )
+    return one
+
+
+def bench_exact(ds, peak, repeats, quick):
+    """The exact 2^20 average on the nets people evaluate (``benchmarks/nets.py``): initial
+    weights, ``dropstudy compare``'s trained nets (seeds 0 and 1) and the averaging
+    experiment's binary-pair net, each with the logit spread its kernel meets."""
+    import nets
+
     from dropstudy.sharding import mesh
 
-    model = MLP(hidden=(10, 10), rate=0.5)
-    x = jnp.asarray(ds.x_test)
-    params, spec = M.init(model, jax.random.key(0), x)
     devices = mesh()
-    n_dev = len(devices.devices.flat)
-    dealt = median_time(lambda: P.exact(model, params, x, mesh=devices).arithmetic, repeats)
-    one = median_time(lambda: P.exact(model, params, x).arithmetic, repeats)
-    outer, inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
-    args = (model, spec, "classification", outer, inner, False, params, x)
-    # The exponential path: one exp per logit, every subnetwork its own max (the kernel's
-    # fallback for huge logits), one device.
-    with_exp = median_time(lambda: F.exact_sums(*args)[0], repeats)
+    init = nets.initial()
+    # The generic path's cost does not depend on the weights: one measurement serves all.
     naive = median_time(
-        lambda: P.exact(model, params, x, method="generic").arithmetic, 1, warmup=0 if quick else 1
+        lambda: P.exact(init.model, init.variables, init.x, method="generic").arithmetic,
+        1,
+        warmup=0 if quick else 1,
     )
-    ref = F.exact_sums(*args)[0]
-    diff = float(jnp.max(jnp.abs(P.exact(model, params, x, mesh=devices).arithmetic - ref)))
+    times = {
+        net.label: exact_row(net, devices, repeats)
+        for net in (init, nets.compare(0), nets.compare(1), nets.pair(0))
+    }
+    trained = max(times[nets.compare(s).label] for s in (0, 1))
     ROWS.append(
         (
-            "exact 2^20 (2x10 ReLU, digits test), exp-free kernel, one device",
-            f"{one:.2f} s",
-            f"exp per logit, one device {with_exp:.2f} s",
-            f"{one / with_exp:.2f}x the time; max |dp| {diff:.1e}",
+            "  exact 2^20: compare's trained nets (slower seed) vs initial weights, one device",
+            f"{trained:.2f} s",
+            f"initial {times[init.label]:.2f} s; chunked vmap, one device {naive:.1f} s",
+            f"{trained / times[init.label]:.2f}x the initial net's time (target <= 1.3x); "
+            f"{naive / trained:.0f}x faster than the vmap (target >= 30x)",
         )
     )
-    ROWS.append(
-        (
-            f"  same, outer masks dealt over {n_dev} devices (mesh=)",
-            f"{dealt:.2f} s",
-            f"chunked vmap, one device {naive:.1f} s",
-            f"{dealt / with_exp:.2f}x the exp path's time (target <= 0.4x); "
-            f"{naive / dealt:.0f}x faster than the vmap",
-        )
-    )
-    n_sub, b, c = 2**spec.n_droppable, x.shape[0], model.n_out
+    n_sub, b, c = 2**20, init.x.shape[0], init.model.n_out
     _, log_rate = block_rates(repeats)
     # The kernel's unavoidable work with 10 classes (it contracts over them): two products
     # of 2 flops per (mask, class, example) (normalisers, weighted sum) at the measured
@@ -139,19 +164,25 @@ def bench_exact(ds, peak, repeats, quick):
             "example)",
             f"{t_flops + t_log:.2f} s",
             f"flops {t_flops:.2f} s + logs {t_log:.2f} s (1 device)",
-            f"one device {one / (t_flops + t_log):.1f}x above",
+            f"compare seed 1 {times[nets.compare(1).label] / (t_flops + t_log):.1f}x above, "
+            f"initial {times[init.label] / (t_flops + t_log):.1f}x",
         )
     )
-    return {"dealt": dealt, "one": one, "exp": with_exp, "naive": naive}
+    return {"naive": naive, **times}
 
 
 def bench_mc(ds, peak, repeats, k=1000):
+    """MC with K = 1000 on a wide net trained as ``dropstudy compare`` trains (beside its
+    initial weights), and on the small nets of the exact rows."""
+    import nets
+
     from dropstudy import fast_mc
     from dropstudy.sharding import mesh
 
     model = MLP(hidden=(512, 512), rate=0.5)
     x = jnp.asarray(ds.x_test)
-    params, spec = M.init(model, jax.random.key(0), x)
+    initial, spec = M.init(model, jax.random.key(0), x)
+    params = nets.trained(model)
     key = jax.random.key(1)
     devices = mesh()
     n_dev = len(devices.devices.flat)
@@ -167,12 +198,23 @@ def bench_mc(ds, peak, repeats, k=1000):
     widths = [w for w in fast_mc.bounds(spec)[1:]]
     flops = k * x.shape[0] * 2 * (widths[0] * widths[1] + widths[1] * 10)
     dense_flops = k * x.shape[0] * 2 * (64 * 512 + 512 * 512 + 512 * 10)
+    on_initial = median_time(
+        lambda: P.mc(model, initial, x, key=key, k=k, method="gathered").arithmetic, repeats
+    )
     ROWS.append(
         (
-            f"MC K={k} (64-512-512-10), kept units gathered, one device",
+            f"MC K={k} (64-512-512-10, trained as compare trains), kept units gathered, one device",
             f"{one:.2f} s, {flops / one / 1e9:.0f} GFLOP/s",
             f"dense (every unit), one device {dense:.2f} s",
             f"{dense / one:.1f}x faster; max |dp| {diff:.1e}",
+        )
+    )
+    ROWS.append(
+        (
+            "  same, initial weights",
+            f"{on_initial:.2f} s",
+            f"trained {one:.2f} s",
+            f"{one / on_initial:.2f}x the initial weights' time (no path depends on weights)",
         )
     )
     ROWS.append(
@@ -185,6 +227,18 @@ def bench_mc(ds, peak, repeats, k=1000):
             f"{100 * dense_flops / dense / 1e9 / peak:.0f}%",
         )
     )
+    for net in (nets.initial(), nets.compare(0), nets.pair(0)):
+        small = median_time(
+            lambda n=net: P.mc(n.model, n.variables, n.x, key=key, k=k).arithmetic, repeats
+        )
+        ROWS.append(
+            (
+                f"MC K={k}, {net.label} (B = {net.x.shape[0]}), one device",
+                f"{small:.3f} s",
+                "-",
+                "-",
+            )
+        )
     torch_t = torch_mc(ds, params, k)
     if torch_t is not None:
         ROWS.append(
@@ -495,9 +549,13 @@ def torch_tutorial(sets, steps):
 
 
 def bench_growth(ds, repeats, out: Path | None):
+    """Time against K (MC) and 2^n (exact), on nets trained as ``dropstudy compare``
+    trains; exact on their initial weights too."""
+    import nets
+
     x = jnp.asarray(ds.x_test)
     model = MLP(hidden=(128, 128), rate=0.5)
-    params, _ = M.init(model, jax.random.key(0), x)
+    params = nets.trained(model)
     ks = [125, 250, 500, 1000, 2000]
     t_mc = [
         median_time(
@@ -506,19 +564,22 @@ def bench_growth(ds, repeats, out: Path | None):
         for k in ks
     ]
     ns = [12, 14, 16, 18, 20]
-    t_ex = []
+    t_ex, t_ex0 = [], []
     for n in ns:
         m = MLP(hidden=(n // 2, n // 2), rate=0.5)
-        p, _ = M.init(m, jax.random.key(0), x)
+        p0, _ = M.init(m, jax.random.key(0), x)
+        p = nets.trained(m)
         t_ex.append(median_time(lambda m=m, p=p: P.exact(m, p, x).arithmetic, repeats))
+        t_ex0.append(median_time(lambda m=m, p=p0: P.exact(m, p, x).arithmetic, repeats))
     slope_mc = float(np.polyfit(np.log(ks), np.log(t_mc), 1)[0])
     slope_ex = float(np.polyfit(np.array(ns) * np.log(2), np.log(t_ex), 1)[0])
     # Fixed per-call costs flatten the small end; the top three sizes show the asymptote.
     top_mc = float(np.polyfit(np.log(ks[-3:]), np.log(t_mc[-3:]), 1)[0])
     top_ex = float(np.polyfit(np.array(ns[-3:]) * np.log(2), np.log(t_ex[-3:]), 1)[0])
+    slope_ex0 = float(np.polyfit(np.array(ns) * np.log(2), np.log(t_ex0), 1)[0])
     ROWS.append(
         (
-            "growth: MC time ~ K^s (64-128-128-10)",
+            "growth: MC time ~ K^s (64-128-128-10, trained)",
             f"s = {slope_mc:.2f}",
             "linear in K: s = 1",
             f"K = {ks[0]}..{ks[-1]}; top 3: s = {top_mc:.2f}",
@@ -526,10 +587,11 @@ def bench_growth(ds, repeats, out: Path | None):
     )
     ROWS.append(
         (
-            "growth: exact time ~ (2^n)^s",
+            "growth: exact time ~ (2^n)^s (2 x n/2 ReLU, trained)",
             f"s = {slope_ex:.2f}",
-            "linear in 2^n: s = 1",
-            f"n = {ns[0]}..{ns[-1]}; top 3: s = {top_ex:.2f}",
+            f"linear in 2^n: s = 1; initial weights s = {slope_ex0:.2f}",
+            f"n = {ns[0]}..{ns[-1]}; top 3: s = {top_ex:.2f}; at n = {ns[-1]} trained "
+            f"{t_ex[-1]:.2f} s, initial {t_ex0[-1]:.2f} s",
         )
     )
     if out is not None:
@@ -541,7 +603,8 @@ def bench_growth(ds, repeats, out: Path | None):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         axes[0].loglog(ks, t_mc, "o-", label=f"measured, slope {slope_mc:.2f}")
         axes[0].set(xlabel="K subnetworks", ylabel="seconds", title="Monte-Carlo")
-        axes[1].semilogy(ns, t_ex, "o-", label=f"measured, slope {slope_ex:.2f} in 2^n")
+        axes[1].semilogy(ns, t_ex, "o-", label=f"trained, slope {slope_ex:.2f} in 2^n")
+        axes[1].semilogy(ns, t_ex0, "s--", label=f"initial, slope {slope_ex0:.2f}")
         axes[1].set(
             xlabel="n droppable units (2^n subnetworks)",
             ylabel="seconds",
@@ -552,7 +615,7 @@ def bench_growth(ds, repeats, out: Path | None):
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out, dpi=80, metadata={"Software": None})
-    return {"ks": ks, "t_mc": t_mc, "ns": ns, "t_exact": t_ex}
+    return {"ks": ks, "t_mc": t_mc, "ns": ns, "t_exact": t_ex, "t_exact_initial": t_ex0}
 
 
 def main(argv=None) -> int:

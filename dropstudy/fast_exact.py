@@ -26,6 +26,16 @@ are matrix products per example: the ``(2^D, C, B)`` table of values is never bu
 fewer than ``CONTRACT_CLASSES`` classes it is, and summed: a contraction over two classes
 costs more than the table).
 
+A reference class first: a softmax does not change when a constant per (subnetwork,
+example) is subtracted from every class, so ``base`` and each ``t_j`` are taken relative to
+one class ``r[b]`` per outer mask and example, the one that wins at the inner units' mean
+mask: ``t_j[c, b] - t_j[r[b], b]``. Class ``r`` then has the same logit in every inner
+subnetwork, and a trained net, whose units mostly push its predicted class up, keeps every
+other class near or below it: the confident logits that spread over hundreds (a binary
+task's, a net trained long) mostly cancel (``benchmarks/RESULTS.md`` shows trained nets'
+spreads with and without it). ``E[log p]`` and ``E[p]`` are unchanged; regression keeps the
+raw outputs.
+
 Overflow: every factor is taken relative to the largest logit a subnetwork can reach. The
 high part is exact per state ``h`` (its units' contributions summed by a small matrix
 product), the low part bounded: ``top[h, c, b] = base + sum_{high kept in h} t_j +
@@ -36,10 +46,14 @@ final value. Underflow: a class whose final value falls below float32's smallest
 number (``exp(-87.3)``) becomes 0, and that loses at most ``exp(spread - 87.3)`` of
 probability, where the spread is the widest gap between a shift and the largest logit of a
 subnetwork under it (whose own value keeps the normaliser ``>= exp(-spread)``); only the low
-part's units widen it. A cheap pass over the outer masks (:func:`max_spread`, no tables)
-measures it first; past ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) every subnetwork takes its
-own max and an exponential per logit instead (confident nets: a binary task's logits can
-spread over hundreds). The kernel measures the spread too, as a guard.
+part's units widen it. The kernel measures it; with the default ``lo = 2D // 3`` low units
+it is below ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) for the trained nets we know of. Past
+it, units move from the low part to the high one until a cheap pass over the outer masks
+(:func:`max_spread`, no tables) finds the spread below the limit (:func:`choose_low`), and
+the kernel runs again. With no low unit every inner subnetwork has its own exact shift and
+the spread is 0, so there is no limit on the logits, only more exponentials (``2^(D - lo)``
+per class and example) for the rare net that needs them. Should the kernel ever disagree
+with the pass, an exponential per logit (every subnetwork its own max) is the guard.
 
 ``D`` is chosen so one outer step's block stays within a budget: the normalisers and tables
 here (:func:`products_floats`; ``PRODUCTS_FLOATS`` with many classes, ``TABLE_FLOATS`` with
@@ -72,7 +86,7 @@ HIGHEST = jax.lax.Precision.HIGHEST  # full float32 products (no TF32 on a GPU)
 MAX_INNER_UNITS = 12  # 4096 inner subnetworks per outer step, at most
 TABLE_FLOATS = 2**20  # one step's (inner masks, classes, examples) block: ~4 MB in float32
 # Past this spread a class could underflow with more than exp(60 - 87.3) ~ 1.4e-12 of
-# probability (87.3 = -log of float32's smallest normal): then the exponential path.
+# probability (87.3 = -log of float32's smallest normal): then fewer low units.
 SAFE_SPREAD = 60.0
 # From this many classes on, the products path contracts over the classes per example
 # (batched matrix products); below, it builds the small (masks, classes, examples) table.
@@ -93,13 +107,23 @@ def low_units(d: int) -> int:
     return (2 * d) // 3
 
 
-def products_floats(d: int, n_out: int, batch: int) -> int:
-    """Floats of one outer mask's block on the products path with ``d`` inner units: with
-    ``CONTRACT_CLASSES`` or more classes the ``(B, 2^d)`` normalisers and the two tables
-    (``(Nl + Nh) C B``), with fewer the ``(2^d, C, B)`` table of values."""
+def products_floats(d: int, n_out: int, batch: int, lo: int | None = None) -> int:
+    """Floats of one outer mask's block on the products path.
+
+    Args:
+      d: inner units.
+      n_out: classes ``C``.
+      batch: examples ``B``.
+      lo: low units (``None``: :func:`low_units` of ``d``).
+
+    Returns:
+      With ``CONTRACT_CLASSES`` or more classes the ``(B, 2^d)`` normalisers and the two
+      tables (``(Nl + Nh) C B``), with fewer the ``(2^d, C, B)`` table of values and the high
+      part's ``(Nh, C, B)``.
+    """
+    lo = low_units(d) if lo is None else lo
     if n_out < CONTRACT_CLASSES:
-        return 2**d * n_out * batch
-    lo = low_units(d)
+        return (2**d + 2 ** (d - lo)) * n_out * batch
     return batch * (2**d + (2**lo + 2 ** (d - lo)) * n_out)
 
 
@@ -165,46 +189,114 @@ def exact_mlp(
     per_logit = split_units(model, spec, inner_size(model.n_out, batch))
     if task != "classification":
         outer, inner = per_logit
-        s1, s2, _ = run(model, spec, task, outer, inner, False, variables, x)
+        s1, s2, _ = run(model, spec, task, outer, inner, None, variables, x)
         return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
     outer, inner = split_units(model, spec, products_inner_size(model.n_out, batch))
-    # One cheap pass over the outer masks decides the path: confident nets (a binary task,
-    # say) often reach spreads in the hundreds, and running the products first would waste
-    # a whole pass of the kernel before the fallback.
-    shifted = float(max_spread(model, spec, outer, inner, variables, x)) < SAFE_SPREAD
-    if shifted:
-        s1, s2, spread = run(model, spec, task, outer, inner, True, variables, x)
-    if not shifted or not float(spread) < SAFE_SPREAD:  # the kernel's own check, as a guard
+    # The default low part first: relative to the reference class a trained net's spread
+    # is rarely near the limit, and the kernel measures its own spread, so the usual call
+    # is one pass. A net past the limit pays that pass again with fewer low units.
+    s1, s2, spread = run(model, spec, task, outer, inner, low_units(len(inner)), variables, x)
+    if not float(spread) < SAFE_SPREAD:
+        inner, lo = choose_low(model, spec, outer, inner, variables, x)
+        s1, s2, spread = run(model, spec, task, outer, inner, lo, variables, x)
+    if not float(spread) < SAFE_SPREAD:  # never expected: max_spread measures the same
         outer, inner = per_logit
-        s1, s2, _ = run(model, spec, task, outer, inner, False, variables, x)
+        s1, s2, _ = run(model, spec, task, outer, inner, None, variables, x)
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "outer", "inner"))
-def max_spread(model, spec, outer, inner, variables, x):
-    """The widest spread over every outer mask (module docstring), without the tables:
-    one hidden pass per outer mask and the bounds of the inner logits."""
-    hidden, split = _setup(model, spec, inner, variables, x)
-    shifts = _shifts(spec, inner, x.dtype)
-    total = 2 ** len(outer)
-    d = len(inner)
-    per_mask = 2 ** (d - low_units(d)) * model.n_out * x.shape[0]  # one mask's (Nh, C, B)
-    chunk = min(total, 256, max(1, PRODUCTS_FLOATS // per_mask))
+def choose_low(
+    model: MLP, spec: M.MaskSpec, outer, inner, variables: Any, x: jax.Array
+) -> tuple[tuple[int, ...], int]:
+    """The inner units' order and the most low units (at most :func:`low_units` of ``D``)
+    whose spread stays below ``SAFE_SPREAD``.
 
-    def gap(f):
-        return shifts(*split(hidden(f)))[2]
+    Args:
+      model, spec: the MLP and its mask layout.
+      outer, inner: the flat units of :func:`split_units`.
+      variables: the model's variables.
+      x: inputs ``(B, ...)``.
+
+    Returns:
+      ``(inner, lo)`` for :func:`exact_sums`: ``inner`` as given when the default low part
+      is safe (one cheap pass, :func:`max_spread`), else reordered so that the units with
+      the narrowest logit ranges (:func:`unit_ranges`) are the low ones, and ``lo`` in
+      ``[0, low_units(D)]``. Each further try is one pass; ``lo = 0`` (spread 0) needs none.
+    """
+    lo = low_units(len(inner))
+    if lo == 0 or float(max_spread(model, spec, outer, inner, lo, variables, x)) < SAFE_SPREAD:
+        return inner, lo
+    ranges = np.asarray(unit_ranges(model, spec, outer, inner, variables, x))
+    inner = tuple(inner[i] for i in np.argsort(ranges, kind="stable"))
+    while lo > 0:
+        spread = float(max_spread(model, spec, outer, inner, lo, variables, x))
+        if spread < SAFE_SPREAD:
+            break
+        # the spread grows about in proportion to the low units: jump to that proportion
+        lo = min(lo - 1, math.floor(lo * 0.9 * SAFE_SPREAD / spread))
+    return inner, max(lo, 0)
+
+
+def _max_over_outer(
+    model, spec, outer, inner, variables, x, measure, shape, per_mask: int, reference=True
+):
+    """The elementwise max of ``measure(base, t)`` (of ``shape``) over every outer mask,
+    ``per_mask`` the floats one mask's measure takes (it sizes the chunk of masks per step)."""
+    hidden, split = _setup(model, spec, inner, variables, x, "classification", reference)
+    total = 2 ** len(outer)
+    chunk = min(total, 256, max(1, PRODUCTS_FLOATS // per_mask))
 
     def body(mx, c):
         flat, _ = M.enumerate_units(spec, outer, c * chunk + jnp.arange(chunk), x.dtype)
-        # indices past the end enumerate real masks again (bits wrap), so their gaps are real
-        return jnp.maximum(mx, jnp.max(jax.vmap(gap)(flat))), None
+        # indices past the end enumerate real masks again (bits wrap), so their values are real
+        got = jax.vmap(lambda f: measure(*split(hidden(f))))(flat)
+        return jnp.maximum(mx, jnp.max(got, axis=0)), None
 
-    init = jnp.asarray(-jnp.inf, x.dtype)
+    init = jnp.full(shape, -jnp.inf, x.dtype)
     return jax.lax.scan(body, init, jnp.arange(-(-total // chunk)))[0]
 
 
-def _setup(model, spec, inner, variables, x):
-    """``hidden(flat_mask) -> a (B, H)`` and ``split(a) -> (base (C, B), t (D, C, B))``."""
+@partial(jax.jit, static_argnames=("model", "spec", "outer", "inner", "lo", "reference"))
+def max_spread(model, spec, outer, inner, lo, variables, x, reference: bool = True):
+    """The widest spread over every outer mask (module docstring) with the first ``lo``
+    inner units low, without the tables: one hidden pass per outer mask and the bounds of
+    the inner logits.
+
+    Args:
+      model, spec: the MLP and its mask layout.
+      outer, inner: the flat units of :func:`split_units`.
+      lo: low units.
+      variables: the model's variables.
+      x: inputs ``(B, ...)``.
+      reference: relative to the reference class, as the kernel measures it; false gives
+        the raw logits' spread (to show what the reference class saves).
+
+    Returns:
+      A scalar: the spread.
+    """
+    shifts = _shifts(spec, inner, lo, x.dtype)
+    per_mask = 2 ** (len(inner) - lo) * model.n_out * x.shape[0]  # one mask's (Nh, C, B)
+    measure = lambda base, t: shifts(base, t)[2]  # noqa: E731
+    return _max_over_outer(
+        model, spec, outer, inner, variables, x, measure, (), per_mask, reference
+    )
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "outer", "inner"))
+def unit_ranges(model, spec, outer, inner, variables, x):
+    """Each inner unit's widest logit range, ``(D,)``: the max over outer masks and examples
+    of ``max_c t_j - min_c t_j`` (relative to the reference class), how much the unit alone
+    can widen a spread."""
+    measure = lambda base, t: jnp.max(jnp.max(t, 1) - jnp.min(t, 1), axis=-1)  # noqa: E731
+    per_mask = len(inner) * model.n_out * x.shape[0]
+    shape = (len(inner),)
+    return _max_over_outer(model, spec, outer, inner, variables, x, measure, shape, per_mask)
+
+
+def _setup(model, spec, inner, variables, x, task, reference: bool = True):
+    """``hidden(flat_mask) -> a (B, H)`` and ``split(a) -> (base (C, B), t (D, C, B))``, for
+    classification relative to the reference class (module docstring) unless
+    ``reference`` is false."""
     dtype = x.dtype
     last = M.layer_units(spec, _last_drop(model))
     first_last = int(last[0])
@@ -218,6 +310,7 @@ def _setup(model, spec, inner, variables, x):
     is_inner[inner_local] = True
     out = variables["params"][model.dense_layers()[-1]]
     w_out, b_out = out["kernel"], out["bias"]  # (H, C), (C,)
+    keep_in = jnp.asarray(np.asarray(spec.keep)[np.asarray(inner)], dtype)  # E[m], (D,)
 
     def hidden(flat):
         """Last hidden activation for one flat mask, masked and scaled except inner units."""
@@ -235,6 +328,18 @@ def _setup(model, spec, inner, variables, x):
         """Mask-free logits (bias and outer units) and each inner unit's contribution."""
         base = (jnp.where(is_inner, 0.0, a) @ w_out + b_out).T
         t = jnp.einsum("bd,dc->dcb", a[:, inner_local], w_out[inner_local])
+        if task != "classification" or not reference:
+            return base, t
+        # The class that wins at the inner units' mean mask, per example; every logit is
+        # taken relative to it (a softmax is unchanged), which cancels most of a confident
+        # net's spread.
+        mean_logits = base + jnp.einsum("d,dcb->cb", keep_in, t)
+        # one-hot (C, B) of the winning class; a sum over the classes picks its values (a
+        # gather per outer mask ran far slower on CPU)
+        pick = (mean_logits == jnp.max(mean_logits, axis=0)).astype(dtype)
+        pick = pick * (jnp.cumsum(pick, axis=0) == 1)  # ties: the first class only
+        base = base - jnp.sum(base * pick, axis=0)
+        t = t - jnp.sum(t * pick, axis=1, keepdims=True)
         return base, t
 
     return hidden, split
@@ -251,32 +356,40 @@ def _bounds(base, t):
     return upper, lower
 
 
-def inner_parts(spec, inner, dtype):
-    """The inner units' states in two parts, the low ``lo = 2D // 3`` units and the rest (few
-    high states: each costs an exponential per class and example, see :func:`_shifts`):
-    ``(lo, m_high (Nh, D - lo), p_pair (Nh, Nl))``, where inner mask ``l + Nl h`` (bit order of
-    :func:`~dropstudy.masks.enumerate_units`) sets the low units by ``l`` and the high ones by
-    ``h``, with probability ``p_pair[h, l]``."""
+def inner_parts(spec, inner, lo, dtype):
+    """The inner units' states in two parts, the first ``lo`` units (low) and the rest (few
+    high states: each costs an exponential per class and example, see :func:`_shifts`).
+
+    Args:
+      spec: the mask layout.
+      inner: the ``D`` inner flat units.
+      lo: low units, ``0 <= lo <= D``.
+      dtype: float dtype.
+
+    Returns:
+      ``(m_high (Nh, D - lo), p_pair (Nh, Nl))``: inner mask ``l + Nl h`` (bit order of
+      :func:`~dropstudy.masks.enumerate_units`) sets the low units by ``l`` and the high ones
+      by ``h``, with probability ``p_pair[h, l]``.
+    """
     d = len(inner)
-    lo = low_units(d)
     flat, p = M.enumerate_units(spec, inner, jnp.arange(2**d), dtype)
     m = flat[:, np.asarray(inner)]  # (2^D, D)
-    return lo, m[:: 2**lo, lo:], p.reshape(2 ** (d - lo), 2**lo)
+    return m[:: 2**lo, lo:], p.reshape(2 ** (d - lo), 2**lo)
 
 
-def _shifts(spec, inner, dtype):
+def _shifts(spec, inner, lo, dtype):
     """``shifts(base, t) -> (top (Nh, C, B), shift (Nh, B), spread)``: per high-half state
     ``h``, ``top`` is the largest logit any low-half state reaches (the high units' exact
     contribution plus the low units' positive ones), ``shift`` its max over the classes,
     and ``spread`` the widest gap between a shift and the largest logit of a subnetwork that
     shares it (module docstring). Shifting per high state, not per example, leaves only the
     low half's units in the spread."""
-    lo, m_high, _ = inner_parts(spec, inner, dtype)
+    m_high, _ = inner_parts(spec, inner, lo, dtype)
 
     def shifts(base, t):
         d = t.shape[0]
         upper, lower = _bounds(base, t[:lo])  # (C, B): low units at their extremes
-        zh = jnp.matmul(m_high, t[lo:].reshape(d - lo, -1), precision=HIGHEST)
+        zh = jnp.matmul(m_high, t[lo:].reshape(d - lo, base.size), precision=HIGHEST)
         zh = zh.reshape(-1, *base.shape)  # (Nh, C, B): the high units' exact contributions
         top = zh + upper
         shift = jnp.max(top, axis=1)
@@ -296,25 +409,27 @@ def product_table(f0, kept, dropped):
     return f
 
 
-def _partial_sums(model, spec, task, outer, inner, shifted, variables, x, n_dev, dev):
+def _partial_sums(model, spec, task, outer, inner, lo, variables, x, n_dev, dev):
     """This device's share of the weighted sums, ``(s1, s2)`` each ``(C * B,)`` (class-major):
-    outer masks ``dev, dev + n_dev, ...``."""
+    outer masks ``dev, dev + n_dev, ...``; classification by the products with ``lo`` low
+    units, or (``lo=None``) an exponential per logit."""
     dtype = x.dtype
-    hidden, split = _setup(model, spec, inner, variables, x)
+    hidden, split = _setup(model, spec, inner, variables, x, task)
     n_out, batch = model.n_out, x.shape[0]
     d = len(inner)
     flat_in, p_in = M.enumerate_units(spec, inner, jnp.arange(2**d), dtype)
     m_in = flat_in[:, np.asarray(inner)]  # (Mi, D)
     n_in = m_in.shape[0]
     mean_m_in = p_in @ m_in  # (D,) = E[m] over the inner units
-    lo, _, p_pair = inner_parts(spec, inner, dtype)
-    shifts = _shifts(spec, inner, dtype)
+    products_path = task == "classification" and lo is not None
+    if products_path:
+        _, p_pair = inner_parts(spec, inner, lo, dtype)
+        shifts = _shifts(spec, inner, lo, dtype)
     total_outer = 2 ** len(outer)
     # Narrow last layers: several outer masks per step, so each step's block stays near
     # the cache-sized table and the loop runs few iterations.
-    products_path = task == "classification" and shifted
     if products_path:
-        block, budget = products_floats(d, n_out, batch), products_budget(n_out)
+        block, budget = products_floats(d, n_out, batch, lo), products_budget(n_out)
     else:
         block, budget = n_in * n_out * batch, TABLE_FLOATS
     per_step = min(-(-total_outer // n_dev), max(1, budget // block))
@@ -386,24 +501,37 @@ def _to_rows(s, n_out, batch):
     return s.reshape(n_out, batch).T
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "shifted"))
-def exact_sums(model, spec, task, outer, inner, shifted, variables, x):
-    """The compiled kernel behind :func:`exact_mlp` on one device: ``(s1, s2)`` ``(B, C)``
-    for :meth:`Average.from_sums`, and the widest spread met (``shifted`` is safe when it is
-    below ``SAFE_SPREAD``). Exposed for profiling with ``.lower(...)``."""
-    s1, s2, spread = _partial_sums(model, spec, task, outer, inner, shifted, variables, x, 1, 0)
+@partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "lo"))
+def exact_sums(model, spec, task, outer, inner, lo, variables, x):
+    """The compiled kernel behind :func:`exact_mlp` on one device.
+
+    Args:
+      model, spec: the MLP and its mask layout.
+      task: ``classification`` or ``regression``.
+      outer, inner: the flat units of :func:`split_units`.
+      lo: classification's low units (:func:`choose_low`), or ``None`` for an exponential
+        per logit (each subnetwork its own max; regression ignores it).
+      variables: the model's variables.
+      x: inputs ``(B, ...)``.
+
+    Returns:
+      ``(s1, s2, spread)``: the sums ``(B, C)`` each for :meth:`Average.from_sums`, and the
+      widest spread met (the products are safe when it is below ``SAFE_SPREAD``). Exposed
+      for profiling with ``.lower(...)``.
+    """
+    s1, s2, spread = _partial_sums(model, spec, task, outer, inner, lo, variables, x, 1, 0)
     return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
 
-def _sharded_sums(model, spec, task, outer, inner, shifted, variables, x, *, mesh):
+def _sharded_sums(model, spec, task, outer, inner, lo, variables, x, *, mesh):
     """:func:`exact_sums` with the outer masks dealt out over ``mesh``'s devices."""
-    f = _sharded_kernel(model, spec, task, outer, inner, shifted, mesh)
+    f = _sharded_kernel(model, spec, task, outer, inner, lo, mesh)
     s1, s2, spread = f(*sharding.replicate((variables, jnp.asarray(x)), mesh))
     return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded_kernel(model, spec, task, outer, inner, shifted, mesh):
+def _sharded_kernel(model, spec, task, outer, inner, lo, mesh):
     """The compiled, sharded kernel, built once per static set-up (a new ``jax.jit`` of a
     new closure would compile again on every call)."""
     (axis,) = mesh.axis_names
@@ -411,7 +539,7 @@ def _sharded_kernel(model, spec, task, outer, inner, shifted, mesh):
 
     def local(variables, x):
         s1, s2, spread = _partial_sums(
-            model, spec, task, outer, inner, shifted, variables, x, n_dev,
+            model, spec, task, outer, inner, lo, variables, x, n_dev,
             jax.lax.axis_index(axis),
         )  # fmt: skip
         return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis), jax.lax.pmax(spread, axis)

@@ -1,4 +1,5 @@
-"""The factorised exact average: its exp-free products, its fallback, its block sizes."""
+"""The factorised exact average: its exp-free products, the reference class and the low
+part that keep any spread safe, its block sizes."""
 
 import jax
 import jax.numpy as jnp
@@ -30,17 +31,20 @@ def test_table_rows_follow_the_enumeration_bit_order():
         np.testing.assert_allclose(table[i], want, rtol=1e-6)
 
 
-def _kernel(model, x, v, spec, shifted):
+def _kernel(model, x, v, spec, lo):
+    """The kernel with ``lo`` low units (``"default"``: :func:`F.low_units`), or the
+    exponential path (``None``)."""
     outer, inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
-    return F.exact_sums(model, spec, "classification", outer, inner, shifted, v, x)
+    lo = F.low_units(len(inner)) if lo == "default" else lo
+    return F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)
 
 
 def test_exp_free_products_match_the_exponential_path():
     """The products of exponentials and the per-subnetwork max path agree to float rounding."""
     model = MLP(hidden=(4, 6), n_out=3, rate=0.4, input_rate=0.2)
     x, v, spec = _net(model, scale=2.0)
-    a1, g1, spread = _kernel(model, x, v, spec, True)
-    a2, g2, _ = _kernel(model, x, v, spec, False)
+    a1, g1, spread = _kernel(model, x, v, spec, "default")
+    a2, g2, _ = _kernel(model, x, v, spec, None)
     assert float(spread) < F.SAFE_SPREAD
     np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-5)
@@ -55,8 +59,9 @@ def test_both_products_branches_match_the_exponential_path_and_generic(n_out):
     x, v, spec = _net(model, scale=2.0, batch=7)
     outer, inner = F.split_units(model, spec, F.products_inner_size(n_out, 7))
     assert len(inner) == 6
-    a1, g1, spread = F.exact_sums(model, spec, "classification", outer, inner, True, v, x)
-    a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, False, v, x)
+    lo = F.low_units(len(inner))
+    a1, g1, spread = F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)
+    a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, None, v, x)
     assert float(spread) < F.SAFE_SPREAD
     np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-5)
@@ -78,40 +83,118 @@ def test_a_shift_per_high_state_narrows_the_spread():
         }
     }  # fmt: skip
     outer, inner = F.split_units(model, spec, 3)
-    lo = F.inner_parts(spec, inner, jnp.float32)[0]
+    lo = F.low_units(len(inner))
     assert (len(inner), lo) == (3, 2)  # the 70-unit is the high part's
-    spread = float(F.max_spread(model, spec, outer, inner, v, x))
+    spread = float(F.max_spread(model, spec, outer, inner, lo, v, x))
     assert spread < 2.0
     exact = P.exact(model, v, x).arithmetic
     generic = P.exact(model, v, x, method="generic").arithmetic
     np.testing.assert_allclose(exact, generic, rtol=1e-6, atol=1e-7)
 
 
-def test_huge_logits_take_the_per_subnetwork_max_path(monkeypatch):
-    """The pre-pass measures the spread the kernel meets; past SAFE_SPREAD exact_mlp runs
-    the per-subnetwork max path only (shifted=False), below it the products only."""
+def test_huge_logits_move_units_to_the_high_part(monkeypatch):
+    """The pass measures the spread the kernel meets; past SAFE_SPREAD exact_mlp runs the
+    products again with fewer low units (never the exponential path); below it the default
+    low part runs once."""
     model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
     x, v, spec = _net(model, scale=40.0)
-    outer, inner = F.split_units(model, spec, F.inner_size(3, x.shape[0]))
-    kernel_spread = float(_kernel(model, x, v, spec, True)[2])
+    outer, inner = F.split_units(model, spec, F.products_inner_size(3, x.shape[0]))
+    lo = F.low_units(len(inner))
+    kernel_spread = float(F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)[2])
     assert kernel_spread >= F.SAFE_SPREAD
     np.testing.assert_allclose(
-        float(F.max_spread(model, spec, outer, inner, v, x)), kernel_spread, rtol=1e-6
+        float(F.max_spread(model, spec, outer, inner, lo, v, x)), kernel_spread, rtol=1e-6
     )
     calls = []
     real = F.exact_sums
 
     def spy(*args):
-        calls.append(args[5])  # shifted
+        calls.append((args[4], args[5]))  # inner, lo
         return real(*args)
 
     monkeypatch.setattr(F, "exact_sums", spy)
     avg = P.exact(model, v, x)
-    assert calls == [False]
-    assert np.all(np.isfinite(avg.arithmetic))
+    first, (inner_used, lo_used) = calls  # the default low part, then a safe one
+    assert first == (inner, lo)
+    assert lo_used is not None and lo_used < lo
+    assert sorted(inner_used) == sorted(inner)
+    assert float(F.max_spread(model, spec, outer, inner_used, lo_used, v, x)) < F.SAFE_SPREAD
+    generic = P.exact(model, v, x, method="generic")
+    np.testing.assert_allclose(avg.arithmetic, generic.arithmetic, atol=1e-6)
     calls.clear()
     P.exact(model, jax.tree.map(lambda p: p / 40.0, v), x)
-    assert calls == [True]
+    assert calls == [(inner, lo)]
+
+
+def test_no_low_unit_means_no_spread():
+    """With every inner unit in the high part each inner subnetwork has its own shift."""
+    model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
+    x, v, spec = _net(model, scale=40.0)
+    outer, inner = F.split_units(model, spec, 5)
+    assert float(F.max_spread(model, spec, outer, inner, 0, v, x)) == 0.0
+    assert float(F.exact_sums(model, spec, "classification", outer, inner, 0, v, x)[2]) == 0.0
+
+
+def test_the_reference_class_cancels_a_confident_nets_spread():
+    """Every inner unit pushes class 0 up by 80 (and the others by less): relative to the
+    winning class no other class ever gains, so the spread is 0 where the raw logits of
+    the low units alone span 320."""
+    model = MLP(hidden=(6,), n_out=3, rate=0.5)
+    x = jnp.ones((1, 1))
+    v, spec = M.init(model, jax.random.key(0), x)
+    w = jnp.tile(jnp.array([[40.0, 10.0, -5.0]]), (6, 1))
+    v = {"params": {"dense_0": {"kernel": jnp.ones((1, 6)), "bias": jnp.zeros(6)},
+                    "out": {"kernel": w, "bias": jnp.zeros(3)}}}  # fmt: skip
+    outer, inner = F.split_units(model, spec, 6)
+    assert float(F.max_spread(model, spec, outer, inner, F.low_units(6), v, x)) == 0.0
+    raw = F.max_spread(model, spec, outer, inner, F.low_units(6), v, x, reference=False)
+    assert float(raw) == 320.0  # four low units at 2 x 40 each (inverted scaling)
+    generic = P.exact(model, v, x, method="generic")
+    np.testing.assert_allclose(P.exact(model, v, x).arithmetic, generic.arithmetic, atol=1e-7)
+
+
+def _reference64(model, v, x, spec):
+    """E[p] and E[log p] ``(B, C)`` in float64 from every subnetwork's float32 logits."""
+    masks, w = M.all_masks(spec)
+    logits = np.asarray(
+        jax.vmap(lambda m: M.apply(model, v, x, m))(masks), np.float64
+    )  # (2^n, B, C)
+    logp = (
+        logits
+        - np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1))[..., None]
+        - logits.max(-1, keepdims=True)
+    )
+    w = np.asarray(w, np.float64)[:, None, None]
+    return np.sum(w * np.exp(logp), 0), np.sum(w * logp, 0), np.abs(logits).max(0)
+
+
+@pytest.mark.parametrize("target", [3.0, 65.0, 120.0, 250.0])
+@pytest.mark.parametrize("n_out", [2, 10])
+def test_exact_at_any_spread(target, n_out):
+    """Nets whose spread (as max_spread measures it at the default low part) is 3, 65, 120
+    and 250: probabilities within 1e-6 of the generic path and a float64 reference, the
+    geometric mean's log-probabilities within 1e-5 x max(1, |logit|) of the reference.
+    The output layer is scaled to reach the spread (the spread is linear in it)."""
+    model = MLP(hidden=(4, 6), n_out=n_out, rate=0.5)
+    x, v, spec = _net(model, batch=9)
+    # an output layer whose units push different classes (spread 2.0 and 5.7 at scale 1)
+    out = {"kernel": jax.random.normal(jax.random.key(0), (6, n_out)), "bias": jnp.zeros(n_out)}
+    v = {"params": {**v["params"], "out": out}}
+    outer, inner = F.split_units(model, spec, F.products_inner_size(n_out, 9))
+    lo = F.low_units(len(inner))
+    base = float(F.max_spread(model, spec, outer, inner, lo, v, x))
+    assert base > 1.0
+    v = {"params": {**v["params"], "out": jax.tree.map(lambda p: p * target / base, out)}}
+    np.testing.assert_allclose(
+        float(F.max_spread(model, spec, outer, inner, lo, v, x)), target, rtol=1e-4
+    )
+    avg = P.exact(model, v, x)
+    arith, logg, size = _reference64(model, v, x, spec)
+    generic = P.exact(model, v, x, method="generic")
+    np.testing.assert_allclose(avg.arithmetic, generic.arithmetic, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(avg.arithmetic, arith, rtol=0, atol=1e-6)
+    err = np.abs(np.asarray(avg.log_geometric, np.float64) - logg)
+    assert np.all(err <= 1e-5 * np.maximum(1.0, size)), float(np.max(err / np.maximum(1, size)))
 
 
 def test_the_products_block_fits_its_budget():
@@ -133,8 +216,9 @@ def test_inner_parts_follow_the_enumeration_order():
     keep = (0.9, 0.8, 0.7, 0.6, 0.5)
     spec = M.MaskSpec(paths=(("drop", "mask"),), shapes=((5,),), keep=keep)
     inner = (0, 1, 2, 3, 4)
-    lo, m_high, p_pair = F.inner_parts(spec, inner, jnp.float32)
-    assert lo == F.low_units(5) == 3
+    lo = F.low_units(5)
+    assert lo == 3
+    m_high, p_pair = F.inner_parts(spec, inner, lo, jnp.float32)
     flat, p = M.enumerate_units(spec, inner, jnp.arange(32), jnp.float32)
     for i in range(32):
         h, low = divmod(i, 2**lo)
@@ -152,11 +236,12 @@ def test_products_with_one_or_two_inner_units_and_four_classes(hidden, n_out):
     x, v, spec = _net(model, scale=1.5, batch=5)
     for d in (1, 2):
         outer, inner = F.split_units(model, spec, d)
-        a, g, spread = F.exact_sums(model, spec, "classification", outer, inner, True, v, x)
-        a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, False, v, x)
-        assert float(spread) < F.SAFE_SPREAD
-        np.testing.assert_allclose(a, a2, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-5)
+        a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, None, v, x)
+        for lo in {F.low_units(len(inner)), 0, len(inner)}:  # default, all high, all low
+            a, g, spread = F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)
+            assert float(spread) < F.SAFE_SPREAD
+            np.testing.assert_allclose(a, a2, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-5)
     generic = P.exact(model, v, x, method="generic").arithmetic
     np.testing.assert_allclose(P.exact(model, v, x).arithmetic, generic, atol=1e-6)
 
@@ -181,7 +266,7 @@ def test_exact_rows_sum_to_one_within_1e_6(method):
 
 def test_a_spread_just_below_the_old_threshold_loses_no_probability():
     """Spread 79: one shift per example would flush class 1's numerator (probability ~1e-4)
-    to zero; such a spread must send the kernel to the per-subnetwork max path."""
+    to zero; such a spread must move low units to the high part."""
     model = MLP(hidden=(2,), n_out=3, rate=0.5)
     x = jnp.zeros((1, 1))
     v, spec = M.init(model, jax.random.key(0), x)
@@ -193,7 +278,7 @@ def test_a_spread_just_below_the_old_threshold_loses_no_probability():
         },
     }
     v = {"params": p}
-    assert F.SAFE_SPREAD <= float(_kernel(model, x, v, spec, True)[2]) < 80
+    assert F.SAFE_SPREAD <= float(_kernel(model, x, v, spec, "default")[2]) < 80
     exact = P.exact(model, v, x).arithmetic
     generic = P.exact(model, v, x, method="generic").arithmetic
     assert float(exact[0, 1]) > 1e-5
