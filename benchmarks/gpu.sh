@@ -2,13 +2,14 @@
 # GPU figures in one prepared script, for the device image as it is: jax with CUDA, flax,
 # optax, matplotlib and scikit-learn; no network, no install, no ruff, no tensorboardX.
 #
-#   bash benchmarks/gpu.sh            # writes benchmarks/RESULTS_GPU.md (about 3 minutes)
+#   bash benchmarks/gpu.sh            # writes benchmarks/RESULTS_GPU.md (about 4 minutes)
 #   GPU_MD=/tmp/x.md PYTHON=.venv/bin/python bash benchmarks/gpu.sh   # a CPU dry run
 #
 # 1. the identities the figures rest on (benchmarks/gpu_checks.py), at full float32
 #    precision: Hopper runs float32 matmuls as TF32 unless told otherwise;
 # 2. a GPU-relevant subset of the tests, when pytest is installed;
-# 3. the benchmarks: exact 2^20, MC K=1000 (gathered and dense), compensated sums, growth.
+# 3. the benchmarks: exact 2^20, MC K=1000 (gathered and dense), compensated sums, growth,
+#    on initial weights and on the trained nets of benchmarks/nets.py (trained there first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.
@@ -34,7 +35,7 @@ if $PY -c "import pytest" 2>/dev/null; then
 else
   echo "pytest not installed: the checks above stand for the tests" | tee -a "$LOG"
 fi
-timeout 150 $PY benchmarks/run.py --quick --only exact,mc,sums,growth \
+timeout 240 $PY benchmarks/run.py --quick --only exact,mc,sums,growth \
   --write "$OUT" || status=$?
 [ -f "$OUT" ] || echo "# benchmarks did not finish (status $status)" > "$OUT"
 {

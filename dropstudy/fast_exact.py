@@ -11,13 +11,13 @@ with ``s`` the convention's scale. The masks split into *outer* ones (input, ear
 and the last layer's units beyond the inner block), one per scan step, and ``D`` *inner*
 units of the last layer, whose ``2^D`` states are handled at once.
 
-Classification needs no exponential per subnetwork. Since ``z`` is affine in the inner
-mask, ``exp(z[m]) = exp(base) * prod over kept j of exp(t_j)``. The inner units split in two:
-the low two thirds, whose ``Nl`` states form a table ``L`` by products of ``2 lo``
-exponentials (doubling over the units), and the rest, whose few ``Nh`` states each get their
-exponential ``H`` directly. Inner mask ``(h, l)`` has the values ``H[h, c, b] L[l, c, b]``, so
-the normaliser is a contraction over the classes, ``S[b, h, l] = sum_c H[h, c, b] L[l, c, b]``,
-and
+Classification needs no exponential per subnetwork. Since ``z`` is affine in the inner mask,
+``exp(z[m]) = exp(base) * prod over kept j of exp(t_j)``. The inner units split in two: the
+first ``lo`` (by default two thirds), whose ``Nl`` states form a table ``L`` by products of
+``2 lo`` exponentials (doubling over the units), and the rest, whose few ``Nh`` states each
+get their exponential ``H`` directly. Inner mask ``(h, l)`` has the values
+``H[h, c, b] L[l, c, b]``, so the normaliser is a contraction over the classes,
+``S[b, h, l] = sum_c H[h, c, b] L[l, c, b]``, and
 
     E[p]      = sum_{h,l} H[h] (p_hl / S[h, l]) L[l]     (one reciprocal per (mask, example))
     E[log p]  = base + E[m] @ t  -  (E[log S] + shift)    (z is linear in the mask)
@@ -38,17 +38,18 @@ raw outputs.
 
 Overflow: every factor is taken relative to the largest logit a subnetwork can reach. The
 high part is exact per state ``h`` (its units' contributions summed by a small matrix
-product), the low part bounded: ``top[h, c, b] = base + sum_{high kept in h} t_j +
-sum_{low j} max(t_j, 0)``, shifted by its max over the classes, ``shift[h, b]``. Then
-``H = exp(top - shift) <= 1``, a kept low unit contributes ``exp(min(t_j, 0))`` and a dropped
-one ``exp(-max(t_j, 0))``, both <= 1, so no product exceeds 1 and none is smaller than the
-final value. Underflow: a class whose final value falls below float32's smallest normal
-number (``exp(-87.3)``) becomes 0, and that loses at most ``exp(spread - 87.3)`` of
-probability, where the spread is the widest gap between a shift and the largest logit of a
-subnetwork under it (whose own value keeps the normaliser ``>= exp(-spread)``); only the low
-part's units widen it. The kernel measures it; with the default ``lo = 2D // 3`` low units
-it is below ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) for the trained nets we know of. Past
-it, units move from the low part to the high one until a cheap pass over the outer masks
+product), the low part bounded:
+``top[h, c, b] = base + sum_{high kept in h} t_j + sum_{low j} max(t_j, 0)``, shifted by its
+max over the classes, ``shift[h, b]``. Then ``H = exp(top - shift) <= 1``, a kept low unit
+contributes ``exp(min(t_j, 0))`` and a dropped one ``exp(-max(t_j, 0))``, both <= 1, so no
+product exceeds 1 and none is smaller than the final value. Underflow: a class whose final
+value falls below float32's smallest normal number (``exp(-87.3)``) becomes 0, and that
+loses at most ``exp(spread - 87.3)`` of its probability (``C - 1`` times that in all), where
+the spread is the widest gap between a shift and the largest logit of a subnetwork under it
+(whose own value keeps the normaliser ``>= exp(-spread)``); only the low part's units widen
+it. The kernel measures it; with the default ``lo = 2D // 3`` low units it is below
+``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) for the trained nets we know of. Past it, units
+move from the low part to the high one until a cheap pass over the outer masks
 (:func:`max_spread`, no tables) finds the spread below the limit (:func:`choose_low`), and
 the kernel runs again. With no low unit every inner subnetwork has its own exact shift and
 the spread is 0, so there is no limit on the logits, only more exponentials (``2^(D - lo)``
@@ -57,10 +58,11 @@ with the pass, an exponential per logit (every subnetwork its own max) is the gu
 
 ``D`` is chosen so one outer step's block stays within a budget: the normalisers and tables
 here (:func:`products_floats`; ``PRODUCTS_FLOATS`` with many classes, ``TABLE_FLOATS`` with
-few), the ``(2^D, C, B)`` logits on the exponential path (``TABLE_FLOATS``). The outer masks
-are dealt out over the devices of a mesh when one is given (each device sums its share, then
-one ``psum``), and every running sum is compensated (Kahan), so thousands of outer steps do
-not drift.
+few; with fewer low units than the default, inner units move to the outer ones until it
+fits, :func:`fit_block`), the ``(2^D, C, B)`` logits on the exponential path
+(``TABLE_FLOATS``). The outer masks are dealt out over the devices of a mesh when one is
+given (each device sums its share, then one ``psum``), and every running sum is compensated
+(Kahan), so thousands of outer steps do not drift.
 """
 
 from __future__ import annotations
@@ -197,7 +199,8 @@ def exact_mlp(
     # is one pass. A net past the limit pays that pass again with fewer low units.
     s1, s2, spread = run(model, spec, task, outer, inner, low_units(len(inner)), variables, x)
     if not float(spread) < SAFE_SPREAD:
-        inner, lo = choose_low(model, spec, outer, inner, variables, x)
+        inner, lo = choose_low(model, spec, outer, inner, variables, x, spread=float(spread))
+        outer, inner = fit_block(outer, inner, lo, model.n_out, batch)
         s1, s2, spread = run(model, spec, task, outer, inner, lo, variables, x)
     if not float(spread) < SAFE_SPREAD:  # never expected: max_spread measures the same
         outer, inner = per_logit
@@ -206,7 +209,13 @@ def exact_mlp(
 
 
 def choose_low(
-    model: MLP, spec: M.MaskSpec, outer, inner, variables: Any, x: jax.Array
+    model: MLP,
+    spec: M.MaskSpec,
+    outer,
+    inner,
+    variables: Any,
+    x: jax.Array,
+    spread: float | None = None,
 ) -> tuple[tuple[int, ...], int]:
     """The inner units' order and the most low units (at most :func:`low_units` of ``D``)
     whose spread stays below ``SAFE_SPREAD``.
@@ -216,15 +225,19 @@ def choose_low(
       outer, inner: the flat units of :func:`split_units`.
       variables: the model's variables.
       x: inputs ``(B, ...)``.
+      spread: the spread at the default low part, when already measured (the kernel
+        measures it); ``None``: one cheap pass (:func:`max_spread`) measures it.
 
     Returns:
       ``(inner, lo)`` for :func:`exact_sums`: ``inner`` as given when the default low part
-      is safe (one cheap pass, :func:`max_spread`), else reordered so that the units with
-      the narrowest logit ranges (:func:`unit_ranges`) are the low ones, and ``lo`` in
-      ``[0, low_units(D)]``. Each further try is one pass; ``lo = 0`` (spread 0) needs none.
+      is safe, else reordered so that the units with the narrowest logit ranges
+      (:func:`unit_ranges`) are the low ones, and ``lo`` in ``[0, low_units(D)]``. Each
+      further try is one pass; ``lo = 0`` (spread 0) needs none.
     """
     lo = low_units(len(inner))
-    if lo == 0 or float(max_spread(model, spec, outer, inner, lo, variables, x)) < SAFE_SPREAD:
+    if spread is None and lo > 0:
+        spread = float(max_spread(model, spec, outer, inner, lo, variables, x))
+    if lo == 0 or spread < SAFE_SPREAD:
         return inner, lo
     ranges = np.asarray(unit_ranges(model, spec, outer, inner, variables, x))
     inner = tuple(inner[i] for i in np.argsort(ranges, kind="stable"))
@@ -235,6 +248,21 @@ def choose_low(
         # the spread grows about in proportion to the low units: jump to that proportion
         lo = min(lo - 1, math.floor(lo * 0.9 * SAFE_SPREAD / spread))
     return inner, max(lo, 0)
+
+
+def fit_block(
+    outer, inner, lo: int, n_out: int, batch: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(outer, inner)`` with the last inner units (the widest, after :func:`choose_low`)
+    moved to the outer ones until the block with ``lo`` low units fits its budget
+    (:func:`products_floats`): fewer low units mean more high states, ``2^(D - lo)``
+    exponentials per class and example, and ``D`` was sized for the default low part."""
+    outer, inner = tuple(outer), tuple(inner)
+    while len(inner) > max(lo, 1) and products_floats(
+        len(inner), n_out, batch, lo
+    ) > products_budget(n_out):
+        outer, inner = tuple(sorted((*outer, inner[-1]))), inner[:-1]
+    return outer, inner
 
 
 def _max_over_outer(
@@ -378,12 +406,12 @@ def inner_parts(spec, inner, lo, dtype):
 
 
 def _shifts(spec, inner, lo, dtype):
-    """``shifts(base, t) -> (top (Nh, C, B), shift (Nh, B), spread)``: per high-half state
-    ``h``, ``top`` is the largest logit any low-half state reaches (the high units' exact
-    contribution plus the low units' positive ones), ``shift`` its max over the classes,
-    and ``spread`` the widest gap between a shift and the largest logit of a subnetwork that
-    shares it (module docstring). Shifting per high state, not per example, leaves only the
-    low half's units in the spread."""
+    """``shifts(base, t) -> (top (Nh, C, B), shift (Nh, B), spread)``: per state ``h`` of the
+    high part, ``top`` is the largest logit any state of the low part reaches (the high
+    units' exact contribution plus the low units' positive ones), ``shift`` its max over the
+    classes, and ``spread`` the widest gap between a shift and the largest logit of a
+    subnetwork that shares it (module docstring). Shifting per high state, not per example,
+    leaves only the low part's ``lo`` units in the spread."""
     m_high, _ = inner_parts(spec, inner, lo, dtype)
 
     def shifts(base, t):
@@ -462,8 +490,8 @@ def _partial_sums(model, spec, task, outer, inner, lo, variables, x, n_dev, dev)
         return arith.reshape(-1), geo.reshape(-1), spread
 
     def per_mask_max(base, t):
-        """Every subnetwork's own max and an exponential per logit: for spreads past
-        ``SAFE_SPREAD``, where one shift per example would underflow."""
+        """Every subnetwork's own max and an exponential per logit: the guard, should the
+        products ever meet a spread past ``SAFE_SPREAD`` that their pass did not find."""
         z = (m_in @ t.reshape(d, -1) + base.reshape(1, -1)).reshape(n_in, n_out, batch)
         mx = jnp.max(z, axis=1, keepdims=True)
         e = jnp.exp(z - mx)

@@ -116,7 +116,7 @@ def test_huge_logits_move_units_to_the_high_part(monkeypatch):
     avg = P.exact(model, v, x)
     first, (inner_used, lo_used) = calls  # the default low part, then a safe one
     assert first == (inner, lo)
-    assert lo_used is not None and lo_used < lo
+    assert lo_used is not None and lo_used <= lo
     assert sorted(inner_used) == sorted(inner)
     assert float(F.max_spread(model, spec, outer, inner_used, lo_used, v, x)) < F.SAFE_SPREAD
     generic = P.exact(model, v, x, method="generic")
@@ -127,12 +127,50 @@ def test_huge_logits_move_units_to_the_high_part(monkeypatch):
 
 
 def test_no_low_unit_means_no_spread():
-    """With every inner unit in the high part each inner subnetwork has its own shift."""
+    """With every inner unit in the high part each inner subnetwork has its own shift: no
+    spread, and the exponential path's numbers on a net whose logits reach thousands."""
     model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
     x, v, spec = _net(model, scale=40.0)
     outer, inner = F.split_units(model, spec, 5)
     assert float(F.max_spread(model, spec, outer, inner, 0, v, x)) == 0.0
-    assert float(F.exact_sums(model, spec, "classification", outer, inner, 0, v, x)[2]) == 0.0
+    a, g, spread = F.exact_sums(model, spec, "classification", outer, inner, 0, v, x)
+    assert float(spread) == 0.0
+    a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, None, v, x)
+    np.testing.assert_allclose(a, a2, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-4)
+
+
+def test_a_safe_low_part_with_a_keep_probability_per_unit():
+    """Distinct keep probabilities per inner unit (a hand-made spec, standard convention so
+    the masks carry no scale): the rerun's reordered units keep their own probabilities."""
+    model = MLP(hidden=(2, 6), n_out=3, rate=0.5, convention="standard")
+    x, v, spec = _net(model, scale=30.0, batch=5)
+    keep = (1.0,) * 5 + (0.9, 0.6) + (0.95, 0.8, 0.7, 0.5, 0.35, 0.85)  # inputs kept
+    spec = M.MaskSpec(paths=spec.paths, shapes=spec.shapes, keep=keep)
+    outer, inner = F.split_units(model, spec, 6)
+    lo = F.low_units(6)
+    assert float(F.max_spread(model, spec, outer, inner, lo, v, x)) >= F.SAFE_SPREAD
+    got = F.exact_mlp(model, v, x, spec)
+    masks, probs = M.all_masks(spec)
+    z = np.asarray(jax.vmap(lambda m: M.apply(model, v, x, m))(masks), np.float64)
+    logp = z - z.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    w = np.asarray(probs, np.float64)[:, None, None]
+    np.testing.assert_allclose(got.arithmetic, np.sum(w * np.exp(logp), 0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got.log_geometric, np.sum(w * logp, 0), rtol=1e-5, atol=1e-4)
+
+
+def test_fewer_low_units_keep_the_block_in_its_budget():
+    """The block grows as low units leave (2^(D - lo) high states): inner units move to the
+    outer ones until it fits, and never below the low part (or one unit)."""
+    outer, inner = (0, 1), tuple(range(2, 14))  # D = 12
+    for n_out, batch in ((10, 1000), (2, 300)):
+        for lo in (0, 3, F.low_units(12)):
+            o, i = F.fit_block(outer, inner, lo, n_out, batch)
+            assert sorted(o + i) == list(range(14)) and i == inner[: len(i)]
+            fits = F.products_floats(len(i), n_out, batch, lo) <= F.products_budget(n_out)
+            assert fits or len(i) == max(lo, 1)
+    assert F.fit_block(outer, inner, 8, 10, 100) == (outer, inner)  # already fits
 
 
 def test_the_reference_class_cancels_a_confident_nets_spread():
@@ -170,7 +208,7 @@ def _reference64(model, v, x, spec):
 
 @pytest.mark.parametrize("target", [3.0, 65.0, 120.0, 250.0])
 @pytest.mark.parametrize("n_out", [2, 10])
-def test_exact_at_any_spread(target, n_out):
+def test_exact_at_any_spread(target, n_out, monkeypatch):
     """Nets whose spread (as max_spread measures it at the default low part) is 3, 65, 120
     and 250: probabilities within 1e-6 of the generic path and a float64 reference, the
     geometric mean's log-probabilities within 1e-5 x max(1, |logit|) of the reference.
@@ -188,8 +226,20 @@ def test_exact_at_any_spread(target, n_out):
     np.testing.assert_allclose(
         float(F.max_spread(model, spec, outer, inner, lo, v, x)), target, rtol=1e-4
     )
+    calls = []
+    real = F.exact_sums
+
+    def spy(*args):
+        calls.append(args[5])  # lo
+        return real(*args)
+
+    monkeypatch.setattr(F, "exact_sums", spy)
     avg = P.exact(model, v, x)
+    # the products ran (never the exponential path): once when the default part is safe,
+    # else once more with a safe low part
+    assert None not in calls and len(calls) == (1 if target < F.SAFE_SPREAD else 2)
     arith, logg, size = _reference64(model, v, x, spec)
+    size = size.max(-1, keepdims=True)  # an error in log p comes with the largest logit
     generic = P.exact(model, v, x, method="generic")
     np.testing.assert_allclose(avg.arithmetic, generic.arithmetic, rtol=0, atol=1e-6)
     np.testing.assert_allclose(avg.arithmetic, arith, rtol=0, atol=1e-6)
