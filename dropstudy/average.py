@@ -18,6 +18,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import masks as M
 from .validate import (
@@ -103,7 +104,8 @@ class Average:
 
 
 def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
-    """Validate a predictor's arguments; returns ``x`` as a JAX array."""
+    """Validate a predictor's arguments; returns ``x`` as a JAX array (integer or boolean
+    inputs, pixel values say, as float32, as weight scaling's forward pass would take them)."""
     check_choice("task", task, TASKS)
     M.check_variables(variables)
     check_hashable("the model", model)
@@ -112,6 +114,8 @@ def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
     arr = check_array("x", x)
     if arr.ndim < 2 or arr.shape[0] == 0:
         raise DropstudyError(f"x must be a non-empty batch (B, ...), got shape {arr.shape}")
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(np.float32)
     return jnp.asarray(arr)
 
 

@@ -51,10 +51,11 @@ it. The kernel measures it; with the default ``lo = 2D // 3`` low units it is be
 ``SAFE_SPREAD = 60`` (loss ``<= 1.4e-12``) for the trained nets we know of. Past it, units
 move from the low part to the high one until a cheap pass over the outer masks
 (:func:`max_spread`, no tables) finds the spread below the limit (:func:`choose_low`), and
-the kernel runs again. With no low unit every inner subnetwork has its own exact shift and
-the spread is 0, so there is no limit on the logits, only more exponentials (``2^(D - lo)``
-per class and example) for the rare net that needs them. Should the kernel ever disagree
-with the pass, an exponential per logit (every subnetwork its own max) is the guard.
+the kernel runs again; fewer low units cost more exponentials (``2^(D - lo)`` per class and
+example; with none, every inner subnetwork has its own exact shift and the spread is 0).
+Below ``MIN_LOW_UNITS`` low units an exponential per logit (every subnetwork its own max)
+is faster and takes over, as it does should the kernel ever disagree with the pass: no
+logit is too large, only the rare net that spreads that far runs at that path's speed.
 
 ``D`` is chosen so one outer step's block stays within a budget: the normalisers and tables
 here (:func:`products_floats`; ``PRODUCTS_FLOATS`` with many classes, ``TABLE_FLOATS`` with
@@ -90,6 +91,11 @@ TABLE_FLOATS = 2**20  # one step's (inner masks, classes, examples) block: ~4 MB
 # Past this spread a class could underflow with more than exp(60 - 87.3) ~ 1.4e-12 of
 # probability (87.3 = -log of float32's smallest normal): then fewer low units.
 SAFE_SPREAD = 60.0
+# Below this many low units the products lose to an exponential per logit: 2^(D - lo) high
+# states each take an exponential per class and example (half or more of the 2^D the
+# exponential path takes at lo <= 1), and the contractions come on top (measured: at lo = 0
+# about twice the exponential path's time).
+MIN_LOW_UNITS = 3
 # From this many classes on, the products path contracts over the classes per example
 # (batched matrix products); below, it builds the small (masks, classes, examples) table.
 CONTRACT_CLASSES = 4
@@ -200,9 +206,12 @@ def exact_mlp(
     s1, s2, spread = run(model, spec, task, outer, inner, low_units(len(inner)), variables, x)
     if not float(spread) < SAFE_SPREAD:
         inner, lo = choose_low(model, spec, outer, inner, variables, x, spread=float(spread))
-        outer, inner = fit_block(outer, inner, lo, model.n_out, batch)
-        s1, s2, spread = run(model, spec, task, outer, inner, lo, variables, x)
-    if not float(spread) < SAFE_SPREAD:  # never expected: max_spread measures the same
+        if lo >= MIN_LOW_UNITS:
+            outer, inner = fit_block(outer, inner, lo, model.n_out, batch)
+            s1, s2, spread = run(model, spec, task, outer, inner, lo, variables, x)
+    # Logits so spread that fewer than MIN_LOW_UNITS units stay in the products (or, never
+    # expected, a kernel that disagrees with max_spread): an exponential per logit.
+    if not float(spread) < SAFE_SPREAD:
         outer, inner = per_logit
         s1, s2, _ = run(model, spec, task, outer, inner, None, variables, x)
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)

@@ -174,6 +174,9 @@ def exact(
     if method == "factorised" or (
         method == "auto" and chunk is None and fast_exact.applies(model, spec)
     ):
+        # The factorised path reads the output layer's parameters itself: one traced
+        # forward pass first, so variables of another model get flax's clear refusal.
+        jax.eval_shape(lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype)))
         return fast_exact.exact_mlp(model, variables, x, spec, task=task, mesh=mesh)
     total = 2**n
     chunk = resolve_chunk(model, variables, x, spec, total, chunk)

@@ -30,10 +30,6 @@ V, SPEC = M.init(MODEL, jax.random.key(1), X)
         (lambda: train(MODEL.clone(n_out=2), jax.random.key(0), X, Y, CFG), r"in \[0, 2\)"),
         (lambda: train(MODEL, jax.random.key(0), X, -Y - 1, CFG), r"labels must be class"),
         (lambda: train(MODEL, jax.random.key(0), X, Y[:, None], CFG), "shape \\(N,\\)"),
-        (
-            lambda: train(MODEL, jax.random.key(0), X, Y, CFG.replace(loss="cross_entropy")),
-            None,
-        ),
         (lambda: train(MODEL, 0, X, Y, CFG), "PRNG key"),
         (lambda: train_seeds(MODEL, jax.random.key(0), X, Y, CFG), "one key per seed"),
         (lambda: train(MLP(hidden=[4], n_out=3), jax.random.key(0), X, Y, CFG), "hashable"),
@@ -63,11 +59,23 @@ V, SPEC = M.init(MODEL, jax.random.key(1), X)
     ],
 )
 def test_clear_errors(call, message):
-    if message is None:  # the default loss named explicitly: the same checks apply
-        call()
-        return
     with pytest.raises(DropstudyError, match=message):
         call()
+
+
+def test_label_checks_apply_to_the_default_loss_named_explicitly():
+    """``loss="cross_entropy"`` is the classification default by name: the same label
+    checks refuse the same bad labels, and good ones train."""
+    ce = CFG.replace(loss="cross_entropy")
+    for model, y, message in (
+        (MODEL.clone(n_out=2), Y, r"in \[0, 2\)"),
+        (MODEL, -Y - 1, "labels must be class"),
+        (MODEL, Y[:, None], "shape \\(N,\\)"),
+    ):
+        with pytest.raises(DropstudyError, match=message):
+            train(model, jax.random.key(0), X, y, ce)
+    _, hist = train(MODEL, jax.random.key(0), X, Y, ce)
+    assert np.all(np.isfinite(np.asarray(hist.loss)))
 
 
 class BN(nn.Module):
@@ -124,3 +132,27 @@ def test_failed_atomic_write_leaves_nothing(tmp_path):
         io.atomic_write(target, b"data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
     np.testing.assert_equal((target / "x").read_text(), "keep me")
+
+
+def test_variables_of_another_model_are_refused_on_the_factorised_path():
+    """The factorised exact path reads the output layer itself: variables trained with 10
+    outputs, given to a 3-output MLP, get the same one-line refusal as the generic path."""
+    ten = MLP(hidden=(4,), n_out=10, rate=0.5)
+    v, _ = M.init(ten, jax.random.key(0), X)
+    for method in ("factorised", "generic"):
+        with pytest.raises(DropstudyError, match="variables do not fit"):
+            P.exact(MODEL, v, X, method=method)
+
+
+def test_integer_inputs_average_as_floats():
+    """Integer pixels (0..16, as digits ships them) give every predictor the float inputs'
+    numbers, not an overflow or a scan's type error."""
+    xi = jnp.asarray(np.arange(12 * 5).reshape(12, 5) % 17, jnp.int32)
+    xf = xi.astype(jnp.float32)
+    for f in (
+        lambda x: P.exact(MODEL, V, x),
+        lambda x: P.exact(MODEL, V, x, method="generic"),
+        lambda x: P.mc(MODEL, V, x, key=jax.random.key(0), k=5),
+        lambda x: P.weight_scaling(MODEL, V, x),
+    ):
+        np.testing.assert_array_equal(f(xi).arithmetic, f(xf).arithmetic)

@@ -92,19 +92,32 @@ def test_a_shift_per_high_state_narrows_the_spread():
     np.testing.assert_allclose(exact, generic, rtol=1e-6, atol=1e-7)
 
 
-def test_huge_logits_move_units_to_the_high_part(monkeypatch):
-    """The pass measures the spread the kernel meets; past SAFE_SPREAD exact_mlp runs the
-    products again with fewer low units (never the exponential path); below it the default
-    low part runs once."""
-    model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
-    x, v, spec = _net(model, scale=40.0)
-    outer, inner = F.split_units(model, spec, F.products_inner_size(3, x.shape[0]))
+def _spread_to(model, v, spec, x, target):
+    """``v`` with a random output layer (its units push different classes) scaled so that
+    the default low part's spread is ``target`` (the spread is linear in that layer)."""
+    n_out = model.n_out
+    width = model.hidden[-1]
+    out = {"kernel": jax.random.normal(jax.random.key(0), (width, n_out)), "bias": jnp.zeros(n_out)}
+    v = {"params": {**v["params"], "out": out}}
+    outer, inner = F.split_units(model, spec, F.products_inner_size(n_out, x.shape[0]))
+    base = float(F.max_spread(model, spec, outer, inner, F.low_units(len(inner)), v, x))
+    assert base > 1.0
+    scaled = jax.tree.map(lambda p: p * target / base, out)
+    return {"params": {**v["params"], "out": scaled}}, outer, inner
+
+
+@pytest.mark.parametrize(("target", "products"), [(100.0, True), (3000.0, False)])
+def test_huge_logits_move_units_to_the_high_part(monkeypatch, target, products):
+    """The kernel measures the spread; past SAFE_SPREAD exact_mlp reruns the products with
+    fewer low units (the widest units moved to the high part), or, when fewer than
+    MIN_LOW_UNITS would stay, takes the exponential path; below it the default low part runs
+    once."""
+    model = MLP(hidden=(4, 10), n_out=3, rate=0.5)
+    x, v, spec = _net(model)
+    v, outer, inner = _spread_to(model, v, spec, x, target)
     lo = F.low_units(len(inner))
     kernel_spread = float(F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)[2])
-    assert kernel_spread >= F.SAFE_SPREAD
-    np.testing.assert_allclose(
-        float(F.max_spread(model, spec, outer, inner, lo, v, x)), kernel_spread, rtol=1e-6
-    )
+    np.testing.assert_allclose(kernel_spread, target, rtol=1e-4)  # the pass and the kernel agree
     calls = []
     real = F.exact_sums
 
@@ -114,15 +127,19 @@ def test_huge_logits_move_units_to_the_high_part(monkeypatch):
 
     monkeypatch.setattr(F, "exact_sums", spy)
     avg = P.exact(model, v, x)
-    first, (inner_used, lo_used) = calls  # the default low part, then a safe one
+    first, (inner_used, lo_used) = calls  # the default low part, then another path
     assert first == (inner, lo)
-    assert lo_used is not None and lo_used <= lo
-    assert sorted(inner_used) == sorted(inner)
-    assert float(F.max_spread(model, spec, outer, inner_used, lo_used, v, x)) < F.SAFE_SPREAD
+    if products:
+        assert F.MIN_LOW_UNITS <= lo_used <= lo  # reordering alone may make it safe
+        assert sorted(inner_used) == sorted(inner) and inner_used != inner  # reordered
+        spread = F.max_spread(model, spec, outer, inner_used, lo_used, v, x)
+        assert float(spread) < F.SAFE_SPREAD
+    else:
+        assert lo_used is None  # the exponential path
     generic = P.exact(model, v, x, method="generic")
-    np.testing.assert_allclose(avg.arithmetic, generic.arithmetic, atol=1e-6)
+    np.testing.assert_allclose(avg.arithmetic, generic.arithmetic, rtol=0, atol=1e-6)
     calls.clear()
-    P.exact(model, jax.tree.map(lambda p: p / 40.0, v), x)
+    P.exact(model, jax.tree.map(lambda p: p * 30.0 / target, v), x)
     assert calls == [(inner, lo)]
 
 
@@ -140,17 +157,19 @@ def test_no_low_unit_means_no_spread():
     np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-4)
 
 
-def test_a_safe_low_part_with_a_keep_probability_per_unit():
+def test_a_safe_low_part_with_a_keep_probability_per_unit(monkeypatch):
     """Distinct keep probabilities per inner unit (a hand-made spec, standard convention so
     the masks carry no scale): the rerun's reordered units keep their own probabilities."""
-    model = MLP(hidden=(2, 6), n_out=3, rate=0.5, convention="standard")
-    x, v, spec = _net(model, scale=30.0, batch=5)
-    keep = (1.0,) * 5 + (0.9, 0.6) + (0.95, 0.8, 0.7, 0.5, 0.35, 0.85)  # inputs kept
-    spec = M.MaskSpec(paths=spec.paths, shapes=spec.shapes, keep=keep)
-    outer, inner = F.split_units(model, spec, 6)
-    lo = F.low_units(6)
-    assert float(F.max_spread(model, spec, outer, inner, lo, v, x)) >= F.SAFE_SPREAD
+    model = MLP(hidden=(2, 10), n_out=3, rate=0.5, convention="standard")
+    x, v, spec = _net(model, batch=5)
+    keep = (1.0,) * 5 + (0.9, 0.6) + (0.95, 0.8, 0.7, 0.5, 0.35, 0.85, 0.6, 0.75, 0.9, 0.55)
+    spec = M.MaskSpec(paths=spec.paths, shapes=spec.shapes, keep=keep)  # inputs kept
+    v, _, _ = _spread_to(model, v, spec, x, 100.0)
+    los = []
+    real = F.exact_sums
+    monkeypatch.setattr(F, "exact_sums", lambda *a: los.append(a[5]) or real(*a))
     got = F.exact_mlp(model, v, x, spec)
+    assert los[0] == F.low_units(10) and F.MIN_LOW_UNITS <= los[1] <= los[0]  # a rerun
     masks, probs = M.all_masks(spec)
     z = np.asarray(jax.vmap(lambda m: M.apply(model, v, x, m))(masks), np.float64)
     logp = z - z.max(-1, keepdims=True)
@@ -235,9 +254,11 @@ def test_exact_at_any_spread(target, n_out, monkeypatch):
 
     monkeypatch.setattr(F, "exact_sums", spy)
     avg = P.exact(model, v, x)
-    # the products ran (never the exponential path): once when the default part is safe,
-    # else once more with a safe low part
-    assert None not in calls and len(calls) == (1 if target < F.SAFE_SPREAD else 2)
+    # the default low part once when it is safe, else once more with a safe low part of at
+    # least MIN_LOW_UNITS, or the exponential path (None)
+    assert calls[0] == F.low_units(len(inner))
+    assert len(calls) == (1 if target < F.SAFE_SPREAD else 2)
+    assert len(calls) == 1 or calls[1] is None or calls[1] >= F.MIN_LOW_UNITS
     arith, logg, size = _reference64(model, v, x, spec)
     size = size.max(-1, keepdims=True)  # an error in log p comes with the largest logit
     generic = P.exact(model, v, x, method="generic")
