@@ -174,7 +174,7 @@ def mnist1d(cache: bool = True, **overrides) -> Dataset:
                 return ds
         except Exception:  # unreadable, corrupted (a bad zip) or foreign
             pass  # make it again
-    ds = Dataset(name, *_generate_mnist1d(args), 10)
+    ds = Dataset(name, *generate_mnist1d(args), 10)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
@@ -201,7 +201,7 @@ def _generator_version() -> str:
         return "absent"
 
 
-def _generate_mnist1d(args: dict) -> tuple[np.ndarray, ...]:
+def generate_mnist1d(args: dict) -> tuple[np.ndarray, ...]:
     """Run the package's generator with ``args``; numpy's and Python's global random state
     are left as they were."""
     import random

@@ -248,7 +248,8 @@ def _setup_logging(args) -> None:
     log.propagate = False
 
 
-def _load_data(args):
+def load_data(args):
+    """The data set ``--dataset`` names (``--data-dir`` for the MNIST files)."""
     from dropstudy.data import digits, load_mnist, mnist1d
 
     made = {"digits": digits, "mnist1d": mnist1d}  # made offline, never read from a folder
@@ -308,7 +309,7 @@ def cmd_compare(args, parser: argparse.ArgumentParser) -> int:
     progress = not (args.no_progress or args.quiet)
     result = compare(
         cfg,
-        _load_data(args),
+        load_data(args),
         checkpoint_dir=args.checkpoint,
         save_dir=args.save,
         progress=progress,
@@ -351,7 +352,7 @@ def cmd_run(args, parser=None) -> int:
     out = args.out if args.out is not None else scale_folder(s)
     for n in names:  # options checked before anything is written (--seeds 1: no folder)
         config(n, args.quick, args.seeds)
-    data = None if args.dataset == "digits" and args.data_dir is None else _load_data(args)
+    data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
     with folder_lock(out):
         check_scale(out, names, s, args.force)  # every experiment, before any work
         for n in names:

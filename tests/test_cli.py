@@ -83,16 +83,25 @@ def test_no_exact(tmp_path):
     ],
 )
 def test_cli_errors_are_one_line_without_traceback(args, message, capsys):
+    """The error is one line, the last; before it only argparse's usage block (for the
+    options argparse checks), nothing at all for the library's own errors."""
+    by_argparse = False
     try:
         code = main(["compare", *args])
     except SystemExit as e:  # argparse's own errors
-        code = e.code
+        code, by_argparse = e.code, True
     err = capsys.readouterr().err
     assert code == 2
     assert message in err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[-1].startswith("dropstudy: error:") or "error:" in lines[-1]
+    assert sum("error:" in line for line in lines) == 1 and "error:" in lines[-1]
+    if by_argparse:
+        usage = lines[:-1]
+        assert usage[0].startswith("usage: dropstudy compare")
+        assert all(line.startswith(" ") for line in usage[1:])
+    else:
+        assert lines == [lines[-1]] and lines[-1].startswith("dropstudy: error:")
 
 
 def test_a_process_prints_no_traceback():

@@ -38,6 +38,41 @@ def test_quick_run_goes_to_its_own_folder(tmp_path, monkeypatch, capsys):
     assert full.read_bytes() == before
 
 
+def test_dataset_skips_or_refuses_experiments_on_their_own_data(tmp_path, monkeypatch, capsys):
+    """``run all --dataset mnist1d`` runs the others and says it skips tutorial and
+    regression; naming one of them with --dataset is refused before anything is written."""
+    from dropstudy_experiments import cli
+
+    ran = []
+    monkeypatch.setattr(runner, "run_experiment", lambda name, **kw: ran.append(name))
+    monkeypatch.setattr(cli, "load_data", lambda args: "data")
+    out = tmp_path / "m"
+    assert main(["run", "all", "--dataset", "mnist1d", "--out", str(out)]) == 0
+    own = {n for n in cli.NAMES if runner.own_data(n)}
+    assert own == {"tutorial", "regression"}
+    assert ran == [n for n in cli.NAMES if n not in own]
+    err = capsys.readouterr().err
+    assert "skipping" in err and "tutorial" in err and "regression (diabetes)" in err
+    ran.clear()
+    other = tmp_path / "r"
+    assert main(["run", "regression", "--dataset", "mnist1d", "--out", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "regression runs on its own data (diabetes): --dataset does not apply" in err
+    assert ran == [] and not other.exists()
+
+
+def test_force_overwrites_another_scales_results(tmp_path, monkeypatch, capsys):
+    """--force's success path: the full-scale results file is replaced by the quick run's."""
+    monkeypatch.chdir(tmp_path)
+    full = _fake_results(tmp_path / "results", "scaling")
+    args = ["run", "scaling", "--quick", "--out", "results", "--no-progress"]
+    assert main(args) == 2  # refused without --force
+    assert main([*args, "--force"]) == 0
+    res = json.loads(full.read_text())
+    assert res["scale"] == {"quick": True, "seeds": None, "dataset": "digits"}
+    assert res["experiment"] == "scaling"
+
+
 def test_default_folders_per_scale():
     assert str(runner.scale_folder(runner.scale())) == "results"
     assert str(runner.scale_folder(runner.scale(quick=True))) == "results/quick"

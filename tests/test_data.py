@@ -222,7 +222,7 @@ def test_mnist1d_is_generated_cached_and_leaves_global_random_state(mnist1d_cach
     def no_generator(args):
         raise AssertionError("regenerated although the cache was valid")
 
-    monkeypatch.setattr(D, "_generate_mnist1d", no_generator)
+    monkeypatch.setattr(D, "generate_mnist1d", no_generator)
     again = D.mnist1d()
     assert again.digest() == ds.digest()
 
@@ -232,7 +232,7 @@ def test_mnist1d_is_generated_cached_and_leaves_global_random_state(mnist1d_cach
     arrs["x_train"] = arrs["x_train"] + 1
     np.savez(cached, **arrs)
     calls = []
-    monkeypatch.setattr(D, "_generate_mnist1d", lambda a: calls.append(a) or (
+    monkeypatch.setattr(D, "generate_mnist1d", lambda a: calls.append(a) or (
         ds.x_train, ds.y_train, ds.x_test, ds.y_test))  # fmt: skip
     assert D.mnist1d().digest() == ds.digest() and len(calls) == 1
 

@@ -15,11 +15,29 @@ from dropstudy.validate import DropstudyError
 X = jax.random.normal(jax.random.key(0), (7, 6))
 
 
-def _compare(model, task="classification", k=40, mesh=None):
+@pytest.fixture
+def gathered_spy(monkeypatch):
+    seen: list[bool] = []
+    real = FM.mc_average
+
+    def spy(*args, **kw):
+        seen.append(True)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(FM, "mc_average", spy)
+    return seen
+
+
+def _compare(model, spy, task="classification", k=40, mesh=None):
+    """The gathered MC against the dense one; ``spy`` (the ``gathered_spy`` fixture) shows
+    which ran, so a gathered call that fell through to the dense path fails."""
     v, _ = M.init(model, jax.random.key(1), X)
     key = jax.random.key(2)
+    spy.clear()
     dense = P.mc(model, v, X, key=key, k=k, task=task, method="dense")
+    assert spy == []
     fast = P.mc(model, v, X, key=key, k=k, task=task, method="gathered", mesh=mesh)
+    assert spy == [True]
     for a, b in zip(
         (fast.arithmetic, fast.log_geometric, fast.mean, fast.var),
         (dense.arithmetic, dense.log_geometric, dense.mean, dense.var),
@@ -38,15 +56,16 @@ def _compare(model, task="classification", k=40, mesh=None):
         MLP(hidden=(9,), n_out=4, rate=0.5, convention="standard"),
     ],
 )
-def test_gathered_mc_is_the_dense_mc(model):
-    _compare(model)
+def test_gathered_mc_is_the_dense_mc(model, gathered_spy):
+    _compare(model, gathered_spy)
 
 
-def test_gathered_mc_regression():
-    _compare(MLP(hidden=(16, 16), n_out=2, rate=0.5, input_rate=0.1), task="regression")
+def test_gathered_mc_regression(gathered_spy):
+    model = MLP(hidden=(16, 16), n_out=2, rate=0.5, input_rate=0.1)
+    _compare(model, gathered_spy, task="regression")
 
 
-def test_subnetworks_past_the_bound_are_added_by_the_dense_pass(monkeypatch):
+def test_subnetworks_past_the_bound_are_added_by_the_dense_pass(monkeypatch, gathered_spy):
     """With bounds far below the kept counts most subnetworks overflow; the dense pass adds
     them, on one device and dealt over a mesh."""
     monkeypatch.setattr(FM, "Z_BOUND", -3.0)
@@ -54,8 +73,8 @@ def test_subnetworks_past_the_bound_are_added_by_the_dense_pass(monkeypatch):
     v, spec = M.init(model, jax.random.key(1), X)
     *_, over = FM.mc_stream(model, spec, "classification", 40, v, X, jax.random.key(2))
     assert 0 < int(np.sum(over)) < 40
-    _compare(model)
-    _compare(model, mesh=S.mesh())
+    _compare(model, gathered_spy)
+    _compare(model, gathered_spy, mesh=S.mesh())
 
 
 def test_bounds_cover_the_binomial_count():
@@ -65,19 +84,6 @@ def test_bounds_cover_the_binomial_count():
     assert b1 is None  # nothing droppable: every unit used, no gather
     assert b0 == 304  # 256 + 4 * sqrt(128) = 301.3, up to a multiple of 8
     assert b_in == 64  # 51.2 + 4 * 3.2 = 64: capped at the layer width
-
-
-@pytest.fixture
-def gathered_spy(monkeypatch):
-    seen: list[bool] = []
-    real = FM.mc_average
-
-    def spy(*args, **kw):
-        seen.append(True)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(FM, "mc_average", spy)
-    return seen
 
 
 def test_auto_takes_the_gathered_path_for_wide_mlps(gathered_spy):

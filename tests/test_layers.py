@@ -90,7 +90,55 @@ def test_no_reach_into_private_names():
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
                 and node.value.id in aliases
-                and node.attr.startswith("_")
-                and not node.attr.startswith("__")
+                and _private(node.attr)
             ):
                 raise AssertionError(f"{name} reaches into {node.value.id}.{node.attr}")
+            reached = _setattr_target(node, aliases)
+            if reached:
+                raise AssertionError(f"{name} patches private {reached} by its name")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _setattr_target(node: ast.AST, aliases: set[str]) -> str | None:
+    """``alias._name`` when ``node`` is ``setattr(alias, "_name", ...)`` (monkeypatch's
+    too) or ``setattr("pkg.module._name", ...)``: a private name reached through a string,
+    which the attribute check above cannot see."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if called not in ("setattr", "delattr"):
+        return None
+    first = node.args[0]
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):  # a dotted path
+        parts = first.value.split(".")
+        if parts[0] in PACKAGES and any(_private(p) for p in parts[1:]):
+            return first.value
+        return None
+    if (
+        isinstance(first, ast.Name)
+        and first.id in aliases
+        and len(node.args) > 1
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+        and _private(node.args[1].value)
+    ):
+        return f"{first.id}.{node.args[1].value}"
+    return None
+
+
+def test_string_patches_of_private_names_are_caught():
+    """The check above sees a private name patched through a string, in both forms."""
+    aliases = {"F"}
+    for code, want in (
+        ('monkeypatch.setattr(F, "_hidden", 1)', "F._hidden"),
+        ('monkeypatch.setattr("dropstudy.fast_mc._dense", 1)', "dropstudy.fast_mc._dense"),
+        ('setattr(F, "_x", 2)', "F._x"),
+        ('monkeypatch.setattr(F, "public", 1)', None),
+        ('monkeypatch.setattr(np, "_other", 1)', None),  # not a package of ours
+    ):
+        (call,) = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)]
+        assert _setattr_target(call, aliases) == want, code

@@ -166,3 +166,21 @@ def test_conv_net_masks_whole_channels():
     # per-example channel masks broadcast over height and width
     per = M.sample_masks(spec, jax.random.key(2), (3,))
     assert M.apply(model, params, x, per).shape == (3, 10)
+
+
+@pytest.mark.parametrize("batch_shape", [(), (3,)])
+def test_masks_with_droppable_runs_apart_are_jax_uniform_at_those_units(batch_shape):
+    """Droppable units in three separate runs (a layer at rate 0 between droppable ones,
+    inputs kept): each mask is jax.random.uniform's draw at the droppable units and 1
+    elsewhere, so the runs are stitched in place."""
+    model = MLP(hidden=(4, 3, 5), n_out=2, rate=(0.5, 0.0, 0.3), input_rate=0.0)
+    _, spec = _spec(model)
+    cols = np.asarray(spec.droppable)
+    assert len(np.flatnonzero(np.diff(cols) != 1)) >= 1  # not one contiguous run
+    for seed in range(3):
+        key = jax.random.key(seed)
+        got = np.asarray(spec.flatten(M.sample_masks(spec, key, batch_shape)))
+        u = np.asarray(jax.random.uniform(key, (*batch_shape, spec.n_units)))
+        keep = np.asarray(spec.keep)
+        want = np.where(keep < 1.0, (u < keep).astype(np.float32), 1.0)
+        np.testing.assert_array_equal(got, want)

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -55,21 +58,56 @@ def test_kl_is_never_negative():
     assert metrics.gaps(p, q)["mean_kl"] >= 0.0
 
 
-def test_no_negative_kl_in_any_results_file():
-    import json
-    from pathlib import Path
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+NONNEGATIVE = ("mean_kl", "max_abs_prob")  # per-seed values that cannot be negative
 
-    def walk(o):
+
+def results_problems(root: Path) -> tuple[int, list[str]]:
+    """Every ``results.json`` below ``root``, at any depth: how many, and what is wrong in
+    them: a KL (or other non-negative gap) below 0, as a value or an interval's mean, and an
+    interval whose bounds do not hold its mean."""
+    problems: list[str] = []
+
+    def walk(o, where):
         if isinstance(o, dict):
+            if {"lo", "mean", "hi"} <= o.keys() and None not in (o["lo"], o["hi"]):
+                if not o["lo"] - 1e-12 <= o["mean"] <= o["hi"] + 1e-12:
+                    problems.append(f"{where}: interval {o}")
             for k, v in o.items():
-                if k == "mean_kl" and isinstance(v, dict):  # an interval over seeds
-                    assert v["mean"] >= 0, v
-                elif k == "mean_kl":
-                    assert v >= 0, v
-                walk(v)
+                if k in NONNEGATIVE:
+                    value = v["mean"] if isinstance(v, dict) else v
+                    if isinstance(value, (int, float)) and value < 0:
+                        problems.append(f"{where}/{k}: {value}")
+                walk(v, f"{where}/{k}")
         elif isinstance(o, list):
-            for v in o:
-                walk(v)
+            for i, v in enumerate(o):
+                walk(v, f"{where}[{i}]")
 
-    for f in (Path(__file__).parent.parent / "results").glob("*/results.json"):
-        walk(json.loads(f.read_text()))
+    files = sorted(root.rglob("results.json"))
+    for f in files:
+        walk(json.loads(f.read_text()), str(f.relative_to(root)))
+    return len(files), problems
+
+
+def test_no_negative_kl_in_any_results_file():
+    """The committed study (both data sets' folders) holds no negative KL and no interval
+    that misses its mean."""
+    n, problems = results_problems(RESULTS)
+    assert n >= len(list(RESULTS.glob("*/results.json"))) + 10, n  # MNIST-1D's too
+    assert list(RESULTS.glob("mnist1d/*/results.json")), "no MNIST-1D results"
+    assert problems == []
+
+
+def test_results_check_reaches_every_depth(tmp_path):
+    """A results file two folders down with a negative KL, and one with a broken interval,
+    are found."""
+    deep = tmp_path / "mnist1d" / "averaging"
+    deep.mkdir(parents=True)
+    (deep / "results.json").write_text(json.dumps({"gaps": {"mean_kl": -0.1}}))
+    (tmp_path / "x").mkdir()
+    bad = {"gap": {"mean_kl": {"lo": 0.0, "mean": 0.5, "hi": 0.2, "n": 3}}}
+    (tmp_path / "x" / "results.json").write_text(json.dumps(bad))
+    n, problems = results_problems(tmp_path)
+    assert n == 2
+    assert any("mnist1d/averaging" in p and "mean_kl" in p for p in problems)
+    assert any(p.startswith("x/results.json") and "interval" in p for p in problems)

@@ -381,7 +381,20 @@ def _adam(grads, lrs):
     return out
 
 
-def test_sgd_options_by_hand():
+@pytest.fixture(params=[False, True], ids=["one_program", "segmented"])
+def trainer_path(request):
+    """Both training paths: one compiled program, and the segments the study and
+    ``dropstudy compare`` run (a progress callback)."""
+    from dropstudy.train import progress
+
+    if request.param:
+        with progress(lambda done, total: None):
+            yield
+    else:
+        yield
+
+
+def test_sgd_options_by_hand(trainer_path):
     """``-lr * (g + momentum * previous g)`` from ``variables0``, times ``lr_scale``; the
     loss is the shared mask's spread (0) plus the L2 penalty."""
     BATCH_SIZES.clear()
@@ -402,7 +415,7 @@ def test_sgd_options_by_hand():
     np.testing.assert_allclose(float(l2_penalty(params, 0.5)), 0.25 * kernels, rtol=1e-6)
 
 
-def test_adam_options_by_hand():
+def test_adam_options_by_hand(trainer_path):
     """Adam at the default lr (1e-3) on the cosine schedule (lr / 2 at step 1 of 2), times a
     parameter's ``lr_scale``; one mask per example of the full batch."""
     BATCH_SIZES.clear()

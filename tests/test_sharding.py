@@ -1,5 +1,5 @@
 """Sharded seeds and subnetworks match single-device results (8 simulated CPU devices, in a
-subprocess so the rest of the suite keeps its single device)."""
+subprocess so the rest of the suite keeps its two)."""
 
 import os
 import subprocess
@@ -87,7 +87,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow  # 8 devices in a subprocess; the mesh path is also tested in-process
+@pytest.mark.slow  # 8 devices in a subprocess; tests/test_two_devices.py runs on 2 in-process
 def test_sharded_equals_single_device():
     env = {
         **os.environ,
