@@ -181,20 +181,14 @@ def test_segments_are_bitwise_one_program_for_one_run(digits_data):
 
 
 @pytest.mark.slow  # over 20 s; `make test-slow`
-def test_progress_segments_match_one_program(digits_data):
-    """With progress reported, a run is compiled in segments: bit for bit the same for one
-    run; for a vmapped batch of seeds, the same to float rounding (not bitwise)."""
+def test_progress_segments_match_one_program_for_seeds(digits_data):
+    """For a vmapped batch of seeds, the segments agree with one program to float rounding
+    (not bitwise); a single run is bitwise, in the default suite above."""
     from dropstudy.train import progress
 
     d = digits_data
     model = MLP(hidden=(8,), rate=0.5, input_rate=0.2)
     cfg = CFG.replace(steps=60, snapshot_every=20)
-    seen = []
-    a = train(model, jax.random.key(0), d.x_train, d.y_train, cfg)
-    with progress(lambda done, total: seen.append((done, total))):
-        b = train(model, jax.random.key(0), d.x_train, d.y_train, cfg)
-    assert _leaves_equal(a, b)
-    assert seen[-1] == (60, 60) and len(seen) >= 5  # reported during the run
     keys = seed_keys([0, 1, 2])
     a = train_seeds(model, keys, d.x_train, d.y_train, cfg)
     with progress(lambda done, total: None):
