@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 RESULTS ?= results
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: study study-quick test test-slow bench lint format report clean
+.PHONY: study study-quick test test-slow mutate bench lint format report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: $(STAMP)
 ## Slow tests only.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+## A small mutation run over the library's core (about 30 minutes on 2 cores): does the
+## suite notice one changed operator or constant? See tests/mutate.py.
+mutate: $(STAMP)
+	$(PY) tests/mutate.py --per-module 4 --seed 0
 
 ## Benchmarks and kernel profiles, written to benchmarks/ (PyTorch comparisons need the
 ## bench extra: pip install -e '.[bench]', the CPU build; skipped without it).

@@ -46,3 +46,15 @@ def test_mc_rows_sum_to_one_within_1e_6(chunk):
     v = jax.tree.map(lambda p: 3 * p, v)
     avg = P.mc(model, v, x, key=jax.random.key(2), k=20_000, chunk=chunk)
     assert float(jnp.max(jnp.abs(avg.arithmetic.sum(-1) - 1))) <= 1e-6
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_counts_say_how_many_subnetworks_were_averaged(task):
+    """Weight scaling is one network, MC K subnetworks, exact 2^n, for either task (a
+    mutation run found weight scaling's regression count unchecked)."""
+    model = MLP(hidden=(3, 4), n_out=2, rate=0.35)
+    x = jax.random.normal(jax.random.key(3), (6, 5))
+    v, spec = M.init(model, jax.random.key(4), x)
+    assert P.weight_scaling(model, v, x, task=task).count == 1
+    assert P.mc(model, v, x, key=jax.random.key(0), k=7, task=task).count == 7
+    assert P.exact(model, v, x, task=task).count == 2**spec.n_droppable == 2**7
