@@ -539,7 +539,8 @@ K* is the smallest K whose mean MC test error (arithmetic) is at most the mean W
 {100 * cfg["k_delta"]:g} percentage points, with a 95% bootstrap interval over seeds
 ({cfg["bootstrap"]} resamples); "> {kmax}" when no K up to {kmax} reaches it. MC converges to
 the exact arithmetic mean, so K* = "> {kmax}" is expected wherever A's error exceeds WS's by
-more than that tolerance; with 3 seeds the MC curve's noise can still cross it below {kmax}.
+more than that tolerance; over a few seeds the MC curve's noise can still cross it below
+{kmax}.
 
 {nll_table}
 
