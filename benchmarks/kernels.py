@@ -79,9 +79,7 @@ def exact_workload():
 
     net = nets.compare(1)
     model, variables, x = net.model, net.variables, net.x
-    spec = M.mask_spec(model, x)
-    block = F.products_inner_size(model.n_out, x.shape[0])  # the products' block
-    outer, inner = F.split_units(model, spec, block)
+    spec, outer, inner = nets.split(net)  # the products' block
     inner, lo = F.choose_low(model, spec, outer, inner, variables, x)
     args = (model, spec, "classification", outer, inner, lo, variables, x)
     hlo = F.exact_sums.lower(*args).compile().as_text()

@@ -82,12 +82,17 @@ def pair(seed: int) -> Net:
     return Net(label, model, variables, jnp.asarray(task.x_test))
 
 
+def split(net: Net) -> tuple[M.MaskSpec, tuple[int, ...], tuple[int, ...]]:
+    """``(spec, outer, inner)``: the mask layout and the outer and inner units the exact
+    kernel's products take for ``net`` (as :func:`dropstudy.fast_exact.exact_mlp` splits)."""
+    spec = M.mask_spec(net.model, net.x)
+    block = F.products_inner_size(net.model.n_out, net.x.shape[0])
+    return (spec, *F.split_units(net.model, spec, block))
+
+
 def spread(net: Net, reference: bool = True) -> float:
     """The largest logit spread the exact kernel meets at its default low part (relative to
     its reference class; ``reference=False``: of the raw logits)."""
-    spec = M.mask_spec(net.model, net.x)
-    outer, inner = F.split_units(
-        net.model, spec, F.products_inner_size(net.model.n_out, net.x.shape[0])
-    )
+    spec, outer, inner = split(net)
     lo = F.low_units(len(inner))
     return float(F.max_spread(net.model, spec, outer, inner, lo, net.variables, net.x, reference))

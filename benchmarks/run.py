@@ -97,8 +97,7 @@ def exact_row(net, devices, repeats) -> float:
     from dropstudy import fast_exact as F
 
     model, v, x = net.model, net.variables, net.x
-    spec = M.mask_spec(model, x)
-    outer, inner = F.split_units(model, spec, F.products_inner_size(model.n_out, x.shape[0]))
+    spec, outer, inner = nets.split(net)
     _, lo = F.choose_low(model, spec, outer, inner, v, x)
     one = median_time(lambda: P.exact(model, v, x).arithmetic, repeats)
     dealt = median_time(lambda: P.exact(model, v, x, mesh=devices).arithmetic, repeats)

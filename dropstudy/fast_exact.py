@@ -241,7 +241,9 @@ def choose_low(
       ``(inner, lo)`` for :func:`exact_sums`: ``inner`` as given when the default low part
       is safe, else reordered so that the units with the narrowest logit ranges
       (:func:`unit_ranges`) are the low ones, and ``lo`` in ``[0, low_units(D)]``. Each
-      further try is one pass; ``lo = 0`` (spread 0) needs none.
+      further try is one pass. The search stops below ``MIN_LOW_UNITS``: there the
+      exponential path takes over (:func:`exact_mlp`), so a smaller ``lo`` is returned
+      unchecked.
     """
     lo = low_units(len(inner))
     if spread is None and lo > 0:
@@ -250,7 +252,7 @@ def choose_low(
         return inner, lo
     ranges = np.asarray(unit_ranges(model, spec, outer, inner, variables, x))
     inner = tuple(inner[i] for i in np.argsort(ranges, kind="stable"))
-    while lo > 0:
+    while lo >= MIN_LOW_UNITS:
         spread = float(max_spread(model, spec, outer, inner, lo, variables, x))
         if spread < SAFE_SPREAD:
             break
