@@ -12,10 +12,17 @@ Each experiment module is shaped like a Flax example and defines:
   ``predictor`` (a key of :data:`.common.PREDICTOR_NAMES`); ``primary`` names the one test
   that judges the claim (``Config.primary``, fixed before the run); ``findings`` lists
   sentences such as a sign that flips between weight scaling and the MC average;
+
+and its report lives beside it in ``sections/NAME.py``:
+
 * ``figures(cfg, raw, results, ctx)`` — PNGs;
 * ``section(results) -> markdown`` — the report's section, from the results file alone; the
   report adds the tests table and decides the verdict (Holm across the primaries).
 
-Run one with ``dropstudy run NAME`` or ``python -m dropstudy_experiments.NAME``; all with
+A cell's cache key covers the code the cell can run and nothing else
+(:mod:`.codekey`): editing a section, a figure, a summary rule or a docstring reuses every
+cell, editing code a cell runs recomputes it.
+
+Run one with ``dropstudy run NAME`` or ``python -m dropstudy_experiments NAME``; all with
 ``dropstudy run all``. The library (:mod:`dropstudy`) never imports this package.
 """

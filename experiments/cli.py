@@ -415,19 +415,5 @@ def main(argv: list[str] | None = None) -> int:
     return _dispatch(COMMANDS[args.command], args, parser)
 
 
-def main_for(name: str) -> None:
-    """``python -m dropstudy_experiments.NAME [options]``: ``dropstudy run NAME [options]``."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m dropstudy_experiments.{name}",
-        description=f"Run the {name} experiment (the same as `dropstudy run {name}`).",
-        formatter_class=_Formatter,
-    )
-    _add_run_args(parser, with_name=False)
-    _add_verbosity(parser)
-    args = parser.parse_args(sys.argv[1:])
-    args.name = name
-    sys.exit(_dispatch(cmd_run, args, parser))
-
-
 if __name__ == "__main__":
     sys.exit(main())

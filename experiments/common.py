@@ -29,6 +29,7 @@ from dropstudy.train import TrainConfig
 from dropstudy.train import progress as train_progress
 
 from .cells import CellStore
+from .codekey import code_key
 from .interrupt import INTERRUPTED
 from .results import write_json
 from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
@@ -63,14 +64,24 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work: ``fn(**kwargs)``. Its cache key is derived from ``fn``'s name and
-    the arguments themselves, so the configuration is written once."""
+    """One unit of work: ``fn(**kwargs)``. Its cache key is derived from ``fn``'s name, the
+    arguments themselves and the code ``fn`` can run (:mod:`.codekey`), so the
+    configuration is written once and editing prose recomputes nothing."""
 
     fn: Callable[..., Any]
     kwargs: dict
 
     def key(self) -> dict:
-        return {"fn": self.fn.__qualname__, "args": cell_key(self.kwargs)}
+        """The cell's identity: function, arguments, the digest of the code it runs, the
+        versions of the libraries that run it and the devices it runs on (seeds are
+        batched per device, and a batch's size can change float rounding)."""
+        return {
+            "fn": self.fn.__qualname__,
+            "args": cell_key(self.kwargs),
+            "code": code_key(self.fn, self.kwargs),
+            "versions": versions(),
+            "devices": device_tag(),
+        }
 
 
 def cell(fn: Callable[..., Any], **kwargs) -> Cell:
@@ -133,14 +144,11 @@ class Context:
         self, cells: dict[str, Cell], on_cell: Callable[[str, Any], None] | None = None
     ) -> dict[str, Any]:
         """Run (or reuse) every cell: ``{label: result}``; ``on_cell(label, result)`` is
-        called as each cell finishes or is reused. The code's digest and the devices
-        are part of each cell's key, so an edited experiment or library never reuses a cell
-        computed by older code, and a resumed run never mixes cells from another device
-        count (seeds are batched per device, and batch size can change float rounding)."""
+        called as each cell finishes or is reused (see :meth:`Cell.key` for what makes a
+        stored cell stale)."""
         from tqdm.auto import tqdm
 
         raw = {}
-        digest, devices = code_digest(self.name), device_tag()
         off = not self.progress
         with (
             tqdm(total=len(cells), desc=self.name, disable=off, unit="cell") as bar,
@@ -155,7 +163,7 @@ class Context:
 
             for label, c in cells.items():
                 bar.set_postfix_str(label[:40])
-                key = {**c.key(), "code": digest, "devices": devices}
+                key = c.key()
                 # Always in segments, so hiding the bars never changes a number.
                 compute = self._with(report, c)
                 t0, n_computed = time.perf_counter(), len(self.store.computed)
@@ -245,17 +253,6 @@ def device_tag() -> str:
     """The devices seeds are split over, e.g. ``"2 cpu"``: results are bitwise reproducible
     for the same tag (and software); across tags they agree to float rounding."""
     return f"{len(jax.devices())} {jax.devices()[0].platform}"
-
-
-def code_digest(name: str) -> str:
-    """Digest of the sources a cell's result depends on: the library, this experiment."""
-    here = Path(__file__).parent
-    files = sorted((here.parent / "dropstudy").glob("*.py"))
-    files += [here / f for f in ("common.py", "cells.py", "results.py", "stats.py", f"{name}.py")]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def ci(values) -> dict:

@@ -29,14 +29,9 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    ci_str,
-    effect_str,
     flips,
-    plt,
     predictions,
     primary_first,
-    table,
-    train_str,
 )
 from .stats import direction, equivalence
 
@@ -156,95 +151,3 @@ def summarise(cfg: Config, raw: dict) -> dict:
     # The primary's quantity by both predictors: a sign or verdict that depends on which.
     findings = flips(tests, [("nll_mc", "nll_ws")])
     return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}
-
-
-def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
-    rates = [float(k) for k in r["rows"]]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, m, label in zip(axes, ("nll", "accuracy"), ("NLL (nats)", "error"), strict=True):
-        flip = (lambda v: 1 - v) if m == "accuracy" else (lambda v: v)
-        for i, (part, name) in enumerate((("test_ws", "test, weight scaling"),
-                                          ("test_mc", f"test, MC (K = {MC_K})"),
-                                          ("train", "train, weight scaling"))):  # fmt: skip
-            c = [r["rows"][str(rate)][part][m] for rate in rates]
-            mean = [flip(v["mean"]) for v in c]
-            ax.plot(rates, mean, marker="o", ms=4, color=f"C{i}", label=name)
-            lo = [min(flip(v["lo"]), flip(v["hi"])) for v in c]
-            hi = [max(flip(v["lo"]), flip(v["hi"])) for v in c]
-            ax.fill_between(rates, lo, hi, color=f"C{i}", alpha=0.15)
-        ax.set(xlabel="channel drop rate in the conv layers", ylabel=label)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"dense drop rate {cfg.dense_rate}; {cfg.seeds} seeds, 95% CI", fontsize=10)
-    ctx.savefig(fig, "conv.png")
-
-
-def section(r: dict) -> str:
-    c = r["config"]
-
-    def err(v):
-        return ci_str({"mean": 1 - v["mean"], "lo": 1 - v["hi"], "hi": 1 - v["lo"]})
-
-    rows = [
-        [rate, err(v["train"]["accuracy"]), err(v["test_ws"]["accuracy"]),
-         err(v["test_mc"]["accuracy"]), ci_str(v["test_ws"]["nll"]), ci_str(v["test_mc"]["nll"])]
-        for rate, v in r["rows"].items()
-    ]  # fmt: skip
-    t = r["tests"]
-    # Train error at the primary rate vs dense-only: a net that fits worse with conv dropout
-    # measures underfitting (width, training length) as much as the claim.
-    tr = {k: 1 - v["train"]["accuracy"]["mean"] for k, v in r["rows"].items()}
-    p_rate, base = str(c["primary_rate"]), str(0.0)
-    underfit = (
-        f" (3) With conv dropout these nets fit their training set worse: train error "
-        f"{tr[p_rate]:.3f} at conv rate {p_rate} against {tr[base]:.3f} without it (table "
-        "above). At this width and training length the primary then measures underfitting as "
-        "much as what conv dropout adds to a net that fits; wider or longer-trained nets would "
-        "be needed to separate the two."
-        if p_rate in tr and base in tr and tr[p_rate] > tr[base] + 0.02
-        else ""
-    )
-    ws_primary = effect_str(t["nll_ws"])
-    gap_base = effect_str(t["ws_vs_mc_0.0"])
-    gap_primary = effect_str(t[f"ws_vs_mc_{c['primary_rate']}"])
-    d = r.get("data", {})
-    side = round(d.get("features", 0) ** 0.5)
-    image = side * side == d.get("features")
-    net = (
-        f"2-D conv net on {side}x{side} images, channels {list(c['channels_2d'])}, 3x3 kernels"
-        if image
-        else f"1-D conv net on {d.get('features')}-point signals, channels "
-        f"{list(c['channels_1d'])}, kernel {c['kernel_1d']}"
-    )
-    return f"""{d.get("name")}: {net}, ReLU, a dense layer of {c["dense_width"]} at drop rate
-{c["dense_rate"]}; channel dropout (whole feature maps) after each conv layer at the rates
-below; {train_str(c["train"])}, {c["seeds"]} seeds.
-
-![conv](conv/conv.png)
-
-{table(["conv channel drop rate", "train error (WS)", "test error WS",
-        f"test error MC (K = {MC_K})", "test NLL WS", "test NLL MC"], rows)}
-
-The primary test: test NLL of the MC average at conv rate {c["primary_rate"]} minus dense-only
-dropout (conv rate 0), equivalent within +-{c["margin_nll"]} nats (fixed before the run): the
-claim that conv dropout adds little; an interval above the margin means conv dropout *hurts*
-test NLL, below it that it helps. The other rates, weight scaling, and weight scaling vs the MC
-average at each rate are exploratory: there, "contradicted" means weight scaling's NLL is
-*lower* than the MC average's. Srivastava et al. found MC reaching weight scaling at about
-K = 50 on wide MNIST MLPs, and Goodfellow et al. (maxout nets) found weight scaling better even
-at K = 1000; these conv nets are small (few channels), so each dropped channel removes a large
-share of a layer, which may widen the gap. Train error is by weight scaling only.
-
-Limits of the primary. (1) It is measured by the MC average; by weight scaling the same
-difference is {ws_primary}. The two differ by how far weight scaling is from the MC average at
-each conv rate (WS minus MC: {gap_base} at rate 0, {gap_primary} at rate {c["primary_rate"]}),
-so a change in that gap, not in the nets alone, can carry the primary's effect. (2) The conv
-dropout here drops whole channels (feature maps) of narrow layers; the papers' conv dropout
-(Srivastava et al.) drops single units in wider layers, and a verdict here does not carry over
-to that set-up untested.{underfit}
-"""  # fmt: skip
-
-
-if __name__ == "__main__":
-    from .cli import main_for
-
-    main_for(NAME)

@@ -39,12 +39,7 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    ci_str,
-    mlp_str,
-    plt,
     primary_first,
-    table,
-    train_str,
 )
 from .stats import direction, equivalence
 
@@ -269,76 +264,3 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "primary": cfg.primary,
         "findings": findings,
     }
-
-
-def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for i, kind in enumerate(KINDS):
-        ks = [int(k) for k in r["grids"][kind]]
-        c = r["curves"][kind]["test"]
-        for ax, stat, ls in (
-            (axes[0], "ensemble", "-"),
-            (axes[0], "member", ":"),
-            (axes[1], "ambiguity", "-"),
-            (axes[2], "error_corr", "-"),
-            (axes[2], "disagreement", "--"),
-        ):
-            ax.plot(
-                ks, [v["mean"] for v in c[stat]], ls=ls, marker="o", ms=3, color=f"C{i}",
-                label=f"{LABELS[kind]}: {stat.replace('_', ' ')}",
-            )  # fmt: skip
-    axes[0].set(ylabel="test Brier score", title="ensemble (solid) vs mean member (dotted)")
-    axes[1].set(ylabel="ambiguity (test)", title="diversity: ensemble = member - ambiguity")
-    axes[2].set(ylabel="mean over pairs", title="error correlation, disagreement")
-    for ax in axes:
-        ax.set(xscale="log", xlabel="K members")
-        ax.legend(fontsize=7)
-    ctx.savefig(fig, "diversity.png")
-
-
-def section(r: dict) -> str:
-    c = r["config"]
-    m = str(c["members"])
-    rows, defined = [], []
-    for kind in KINDS:
-        for split in ("test", "train"):
-            j = r["grids"][kind].index(m)
-            v = {st: r["curves"][kind][split][st][j] for st in STATS}
-            has = v["corr_defined"]["mean"] > 0
-            if has:
-                defined.append(v["corr_defined"]["mean"])
-            rows.append(
-                [LABELS[kind], split, ci_str(v["member"]), ci_str(v["ambiguity"]),
-                 ci_str(v["ensemble"]), ci_str(v["member_error"]), ci_str(v["ensemble_error"]),
-                 ci_str(v["disagreement"]), ci_str(v["error_corr"]) if has else "-"]
-            )  # fmt: skip
-    return f"""{mlp_str(r, c["hidden"])}, {train_str(c["train"])}, {c["seeds"]} seeds. Members:
-the first K subnetworks of one dropout net (hidden drop rate {c["rate"]}; the MC stream's
-masks), and K independently trained plain nets of the same architecture (own initialisation
-and minibatch order, the same {c["train"]["steps"]} steps each). The Brier score's ambiguity
-decomposition is an identity: ensemble = mean member - ambiguity.
-
-![diversity](diversity/diversity.png)
-
-At K = {m} members (means over seeds, 95% CI):
-
-{table(["members", "split", "mean member Brier", "ambiguity", "ensemble Brier",
-        "member error", "ensemble error", "disagreement", "error correlation"], rows)}
-
-Share of the members' mean test Brier score that averaging {m} of them removes: dropout's
-subnetworks {ci_str(r["shares"]["dropout"])}, independent nets
-{ci_str(r["shares"]["independent"])}. The primary test: that share, dropout minus independent,
-equivalent within +-{c["margin"]:g} (fixed before the run). Whether averaging dropout's
-subnetworks lowers the 0/1 test error below their mean (the Brier score's gain is the
-ambiguity, never negative, so it is no test), and whether their errors are less correlated
-than independent nets', are exploratory. The error correlation is the mean over the pairs of
-members where it is defined (neither member always right or always wrong): at least
-{min(defined, default=0):.0%} of the pairs in the rows that show one (mean over seeds); "-"
-where no pair has one.
-"""  # fmt: skip
-
-
-if __name__ == "__main__":
-    from .cli import main_for
-
-    main_for(NAME)

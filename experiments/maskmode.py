@@ -26,19 +26,13 @@ from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import (
-    MC_K,
     ExperimentConfig,
     cell,
     ci,
-    ci_str,
     device_mesh,
     flips,
-    mlp_str,
-    plt,
     predictions,
     primary_first,
-    table,
-    train_str,
 )
 from .stats import direction, equivalence
 
@@ -177,77 +171,3 @@ def summarise(cfg: Config, raw: dict) -> dict:
             rows[f"{net} {mode}"] = r
     findings = flips(tests, [("nll_mc", "nll_ws"), ("err_mc", "err_ws")])
     return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}
-
-
-def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric, label in zip(
-        axes, ("nll", "accuracy"), ("test NLL (nats)", "test error"), strict=True
-    ):
-        flip = (lambda v: 1 - v) if metric == "accuracy" else (lambda v: v)
-        for j, mode in enumerate(MODES):
-            for k, p in enumerate(("ws", "mc")):
-                x = 2 * k + j * 0.4
-                c = r["rows"][f"wide {mode}"][f"{p} test"][metric]
-                m, lo, hi = flip(c["mean"]), flip(c["lo"]), flip(c["hi"])
-                ax.errorbar(
-                    x, m, yerr=[[m - min(lo, hi)], [max(lo, hi) - m]], marker="o", capsize=3,
-                    color=f"C{j}", label=LABELS[mode] if k == 0 else None,
-                )  # fmt: skip
-                per_seed = [flip(s[p]["test"][metric]) for s in raw["net=wide"][mode]]
-                ax.plot(np.full(len(per_seed), x + 0.12), per_seed, ".", color=f"C{j}", alpha=0.5)
-        ax.set_xticks([0.2, 2.2], ["weight scaling", f"MC average (K = {MC_K})"])
-        ax.set(ylabel=label, title=f"hidden {cfg.hidden}: mean, 95% CI, dots: seeds")
-        ax.legend(fontsize=8)
-    ctx.savefig(fig, "maskmode.png")
-
-
-def section(r: dict) -> str:
-    c = r["config"]
-
-    def err(v):
-        return ci_str({"mean": 1 - v["mean"], "lo": 1 - v["hi"], "hi": 1 - v["lo"]})
-
-    rows = []
-    for key, v in r["rows"].items():
-        net, mode = key.split(" ")
-        hidden = c["hidden"] if net == "wide" else c["small"]
-        gaps_ = "; ".join(
-            f"{ref[3:]}: KL {ci_str(g['mean_kl'])}, disagree {ci_str(g['disagreement'])}"
-            for ref, g in v.items()
-            if ref.startswith("ws vs")
-        )
-        rows.append(
-            [mlp_str(r, hidden).split(", ")[1], LABELS[mode],
-             err(v["ws test"]["accuracy"]), err(v["mc test"]["accuracy"]),
-             err(v["ws train"]["accuracy"]), err(v["mc train"]["accuracy"]),
-             ci_str(v["ws test"]["nll"]),
-             ci_str(v["mc test"]["nll"]), gaps_]
-        )  # fmt: skip
-    return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
-({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
-{c["seeds"]} seeds. Each seed trains twice from the same key (same initialisation, minibatch
-order and mask key; the masks drawn differ in shape, so they are different masks), once with
-a fresh mask for every example of a minibatch (`mask_mode="per_example"`, PyTorch's
-`nn.Dropout`) and once with one mask for the whole minibatch (`"per_batch"`, the tutorial's
-description).
-
-![maskmode](maskmode/maskmode.png)
-
-{table(["net", "masks in training", "test error WS", f"test error MC (K = {MC_K})",
-        "train error WS", "train error MC", "test NLL WS", "test NLL MC",
-        "weight scaling vs the average (test)"],
-       rows)}
-
-The primary test: test NLL of the MC average, a mask per batch minus a mask per example,
-equivalent within +-{c["margin_nll"]} nats (and +-{100 * c["margin_err"]:.1f} pp of error,
-exploratory), margins fixed before the run. "Weight scaling vs the average" is the mean
-KL divergence of weight scaling from the net's own average (MC; for the small net also the
-exact mean over all subnetworks) and the fraction of test examples on which they disagree.
-"""  # fmt: skip
-
-
-if __name__ == "__main__":
-    from .cli import main_for
-
-    main_for(NAME)

@@ -24,7 +24,7 @@ from .common import (
     verdict_table,
 )
 from .results import read_json
-from .runner import NAMES, RESULTS, module, own_data, scale_command, scale_of
+from .runner import NAMES, RESULTS, own_data, scale_command, scale_of, section
 from .stats import ALPHA, decide, holm
 
 
@@ -213,7 +213,7 @@ def build_report(results_dir, out, compare=()) -> Path:
     for i, name in enumerate(found, 1):
         r, d = results[name], decided[name]
         try:
-            md = module(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
+            md = section(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
         except (KeyError, IndexError, TypeError) as e:  # a field this version's section reads
             raise DropstudyError(
                 f"{results_dir / name / 'results.json'} was written by another version of "

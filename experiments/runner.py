@@ -42,6 +42,11 @@ def module(name: str):
     return importlib.import_module(REGISTRY[name])
 
 
+def section(name: str):
+    """The module with the report's section and figures of experiment ``name``."""
+    return importlib.import_module(f"{__package__}.sections.{name}")
+
+
 def own_data(name: str) -> str | None:
     """The data set an experiment always uses, whatever ``--dataset`` says (its module's
     ``DATA``), or None when it runs on the data set given."""
@@ -182,6 +187,7 @@ def run_experiment(
     Refuses to overwrite results of another scale (``force`` overrides) and holds the
     folder's lock while it writes."""
     from .common import Context
+    from .tensorboard import WRITERS
 
     mod = module(name)
     cfg = config(name, quick, seeds)
@@ -193,12 +199,12 @@ def run_experiment(
         t0 = time.perf_counter()
         on_cell = None
         if tensorboard is not None:
-            hook = getattr(mod, "tensorboard", None)
+            hook = WRITERS.get(name)
             if hook is None:
                 log.warning("%s: --tensorboard ignored: it logs no training curves", name)
             else:  # as each cell finishes, or is reused
                 on_cell = lambda label, result: hook(cfg, label, result, Path(tensorboard))  # noqa: E731
         raw = ctx.run_cells(mod.plan(cfg, ds), on_cell)
         results = mod.summarise(cfg, raw)
-        mod.figures(cfg, raw, results, ctx)
+        section(name).figures(cfg, raw, results, ctx)
         return ctx.write(mod.CLAIM, cfg, {"scale": s, **results}, t0)

@@ -38,13 +38,8 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    ci_str,
     effect_str,
-    mlp_str,
-    plt,
     primary_first,
-    table,
-    train_str,
 )
 from .stats import direction, equivalence
 
@@ -327,108 +322,3 @@ def _net_findings(tests: dict, members: int) -> list[str]:
         f"is {a['verdict']} "
         f"({effect_str(a)}), *{b['what']}* is {b['verdict']} ({effect_str(b)})."
     ]
-
-
-def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    grid = r["grid"]
-    for ax, net in zip(axes, ("wide", "small"), strict=True):
-        for i, rule in enumerate(RULES[:3]):
-            m = [c["mean"] for c in r["curves"][net][rule]]
-            lo = [c["lo"] for c in r["curves"][net][rule]]
-            hi = [c["hi"] for c in r["curves"][net][rule]]
-            ax.plot(grid, m, marker="o", ms=3, label=LABELS[rule], color=f"C{i}")
-            ax.fill_between(grid, lo, hi, color=f"C{i}", alpha=0.15)
-        ws = r["rows"][net]["test"]["ws"]["mean"]
-        ax.axhline(ws, color="k", ls="--", lw=0.8, label="weight scaling")
-        hidden = cfg.hidden if net == "wide" else cfg.small
-        ax.set(
-            xscale="log",
-            xlabel="K subnetworks",
-            ylabel="test error",
-            title=f"hidden {hidden}, drop {cfg.rate}: mean over seeds, 95% CI",
-        )
-        ax.legend(fontsize=8)
-    ctx.savefig(fig, "voting.png")
-
-
-def _fit_text(r: dict) -> str:
-    """The nets' train errors and the small net's exact vote against its exact mean, in
-    words computed from the results (not fixed in the text)."""
-    rows = r["rows"]
-    train = {n: rows[n]["train"]["arithmetic"]["mean"] for n in ("wide", "small")}
-    text = (
-        f"Train error of the arithmetic mean: {train['wide']:.3f} for the wide net, "
-        f"{train['small']:.3f} for the small one."
-    )
-    exact = rows["small"].get("exact test")
-    if exact is None:
-        return text
-    gap = exact["vote"]["mean"] - exact["arithmetic"]["mean"]
-    text += (
-        f" Over all subnetworks of the small net the exact vote's test error is "
-        f"{exact['vote']['mean']:.3f} against the exact arithmetic mean's "
-        f"{exact['arithmetic']['mean']:.3f} ({100 * gap:+.1f} pp)"
-    )
-    if gap > r["config"]["margin_err"]:
-        text += (
-            " (a possible reason, not measured here: a vote counts every thinned subnetwork "
-            "of a narrow net fully, however unsure it is, while the mean weighs each by its "
-            "confidence)"
-        )
-    return text + "."
-
-
-def section(r: dict) -> str:
-    c = r["config"]
-    rows = []
-    for net, hidden in (("wide", c["hidden"]), ("small", c["small"])):
-        for label, by_rule in r["rows"][net].items():
-            rows.append(
-                [mlp_str(r, hidden).split(", ")[1], label]
-                + [ci_str(by_rule[x]) if x in by_rule else "-" for x in RULES]
-            )
-    at = r["grid"].index(c["members"])
-    for net, hidden in (("wide", c["hidden"]), ("small", c["small"])):
-        rows.append(
-            [mlp_str(r, hidden).split(", ")[1], f"test, first {c['members']} subnetworks"]
-            + [ci_str(r["curves"][net][x][at]) for x in RULES[:3]]
-            + ["-"]
-        )
-    ties = r["curves"]["wide"]["tie"][-1]
-    ties5 = {n: ci_str(r["curves"][n]["tie"][at]) for n in ("wide", "small")}
-    exact_tie = r["exact_tie"]
-    tie_exact = "" if exact_tie is None else f", exact vote of the small net {ci_str(exact_tie)}"
-    fit_text = _fit_text(r)
-    return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
-({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
-{c["seeds"]} seeds. The rules combine the *same* subnetworks: K = {c["k"]} sampled ones (the
-MC subnetworks), and for the small net also all 2^{sum(c["small"])}, each weighted by its
-probability ("exact" rows). A tied vote counts as breaking the tie at random would (1 - 1/t
-of an error for a t-way tie holding the true class): neither rule is handed the ties. The
-fraction of test examples with a tied vote: over the first {c["members"]} subnetworks
-{ties5["wide"]} (wide net), {ties5["small"]} (small net); at K = {c["k"]} {ci_str(ties)} (wide
-net){tie_exact}.
-
-![voting](voting/voting.png)
-
-Error (fraction), mean over seeds with 95% CI:
-
-{table(["net", "split", *[LABELS[x] for x in RULES]], rows)}
-
-The primary test: over {c["members"]} networks, as in the tutorial's "five result mean or
-majority voting" (the tutorial's five are independently trained nets; here they are the first
-{c["members"]} MC subnetworks of one dropout net, the ensemble the claim is about), the majority
-vote is equivalent to the arithmetic mean within +-{100 * c["margin_err"]:.1f} pp of test error
-(fixed before the run), on the wide net; the small net's test at K = {c["members"]} is
-exploratory. {fit_text} The same over K = {c["k"]} subnetworks and over the
-exact ensemble of the small net, the vote against weight scaling, and the vote against the
-geometric mean are exploratory. The rows for the first {c["members"]} subnetworks are test
-error only (no train error was computed at that K).
-"""
-
-
-if __name__ == "__main__":
-    from .cli import main_for
-
-    main_for(NAME)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from dropstudy_experiments import ensembles as E
 from dropstudy_experiments.common import PREDICTOR_NAMES
+from dropstudy_experiments.sections.ensembles import section
 
 from dropstudy import masks as M
 from dropstudy.data import digits
@@ -63,7 +64,7 @@ def test_summarise_tests_findings_and_section():
     assert t["bagging_mc"]["verdict"] == "supported" and t["sharing"]["verdict"] == "supported"
     assert t["overfit_ws"]["verdict"] == "supported"
     assert all(x["predictor"] in PREDICTOR_NAMES and x["what"] for x in t.values())
-    md = E.section({**r, "config": cfg.to_dict()})
+    md = section({**r, "config": cfg.to_dict()})
     assert "nan" not in md.lower() and "| plain net |" in md
 
 

@@ -11,8 +11,9 @@ PACKAGES = {"dropstudy": ROOT / "dropstudy", "dropstudy_experiments": ROOT / "ex
 def _modules() -> dict[str, Path]:
     out = {}
     for pkg, folder in PACKAGES.items():
-        for f in sorted(folder.glob("*.py")):
-            out[pkg if f.stem == "__init__" else f"{pkg}.{f.stem}"] = f
+        for f in sorted(folder.rglob("*.py")):
+            parts = [pkg, *f.relative_to(folder).with_suffix("").parts]
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
     return out
 
 
@@ -26,7 +27,8 @@ def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join([pkg, *([base] if base else [])])
+                up = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                base = ".".join([*up, *([base] if base else [])])
             names = [a.name for a in node.names]
             mods = _modules()
             subs = [f"{base}.{n}" for n in names if f"{base}.{n}" in mods]
@@ -40,6 +42,18 @@ def test_library_never_imports_the_study():
             continue
         for mod, _ in _imports(name, path):
             assert not mod.startswith(("dropstudy_experiments", "experiments")), (name, mod)
+
+
+def test_computing_code_never_imports_the_report_sections():
+    """Sections (prose and figures) sit on top of the experiments: no cell can run them, so
+    editing one never touches a cell's key."""
+    found = [m for m in _modules() if m.startswith("dropstudy_experiments.sections.")]
+    assert len(found) >= 14
+    for name, path in _modules().items():
+        if name.startswith("dropstudy_experiments.sections"):
+            continue
+        for mod, _ in _imports(name, path):
+            assert not mod.startswith("dropstudy_experiments.sections"), (name, mod)
 
 
 def test_no_import_cycle():

@@ -654,14 +654,15 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
         (tmp_path, tmp_path / "R.md", []),
         (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")]),
     ]
-    # `python -m dropstudy_experiments.NAME [options]` is `dropstudy run NAME [options]`
+    # `python -m dropstudy_experiments NAME [options]` is `dropstudy run NAME [options]`
+    from dropstudy_experiments import __main__ as entry
+
     seen = []
     monkeypatch.setattr(cli, "cmd_run", lambda args, parser=None: seen.append(args) or 0)
-    monkeypatch.setattr(sys, "argv", ["scaling", "--quick", "--seeds", "4"])
-    with pytest.raises(SystemExit) as e:
-        cli.main_for("scaling")
-    assert e.value.code == 0
+    monkeypatch.setitem(cli.COMMANDS, "run", cli.cmd_run)
+    assert entry.run(["scaling", "--quick", "--seeds", "4"]) == 0
     assert (seen[0].name, seen[0].quick, seen[0].seeds) == ("scaling", True, 4)
+    assert entry.run(["run", "scaling"]) == 0 and seen[1].name == "scaling"
 
 
 def test_force_and_progress_of_a_run(tmp_path, capsys):

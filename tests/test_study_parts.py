@@ -96,7 +96,7 @@ def test_quick_run_and_section(name, quick_dir):
     assert res["figures"]
     for fig in res["figures"]:
         assert (path.parent / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    md = runner.module(name).section(res)
+    md = runner.section(name).section(res)
     assert isinstance(md, str) and "nan" not in md.lower()
     assert cell_text(res["tests"][res["primary"]]["what"]) in verdict_table(res)
     assert "nan" not in path.read_text().lower()

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from dropstudy_experiments import common, runner, tutorial
+from dropstudy_experiments.tensorboard import tutorial_events
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
@@ -22,7 +23,7 @@ def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
     label = f"tutorial_rate={cfg.rates[1]}"
     result = tutorial.tutorial_cell(cfg.rates[1], train, [0, 1])
     tb = tmp_path / "tb"
-    tutorial.tensorboard(cfg, label, result, tb)
+    tutorial_events(cfg, label, result, tb)
     assert sorted(str(p.relative_to(tb)) for p in tb.glob("*/*")) == [
         "dropout/seed0",
         "dropout/seed1",
@@ -33,10 +34,10 @@ def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
     assert [e.step for e in acc.Scalars("mse/test_weight_scaling")] == [20, 40]
     assert [e.step for e in acc.Histograms("gradients/out")] == [20, 40]
     assert "weights/dense_0" in acc.Tags()["histograms"]
-    tutorial.tensorboard(cfg, label, result, tb)  # a re-run replaces, never appends
+    tutorial_events(cfg, label, result, tb)  # a re-run replaces, never appends
     assert len(list((tb / "dropout" / "seed1").glob("events.*"))) == 1
     assert len(_read(tb / "dropout" / "seed1").Scalars("loss/train_dropout_active")) == 40
-    tutorial.tensorboard(cfg, "pytorch_rate=0.5", {}, tb)  # cells without curves: nothing
+    tutorial_events(cfg, "pytorch_rate=0.5", {}, tb)  # cells without curves: nothing
 
 
 def test_events_are_written_as_each_cell_finishes_or_is_reused(tmp_path):
@@ -62,11 +63,13 @@ def test_experiments_without_curves_say_they_ignore_the_flag(tmp_path, caplog, m
         Config=Config,
         plan=lambda cfg, ds: {},
         summarise=lambda cfg, raw: {"verdict": "supported"},
-        figures=lambda cfg, raw, r, ctx: None,
     )
     monkeypatch.setattr(runner, "module", lambda name: fake)
+    sections = types.SimpleNamespace(figures=lambda cfg, raw, r, ctx: None)
+    monkeypatch.setattr(runner, "section", lambda name: sections)
     with caplog.at_level(logging.WARNING, logger="dropstudy"):
         runner.run_experiment("shrinkage", out=tmp_path / "r", progress=False, tensorboard=tmp_path)
     assert "shrinkage: --tensorboard ignored" in caplog.text
-    assert [n for n in runner.NAMES if hasattr(runner.importlib.import_module(
-        runner.REGISTRY[n]), "tensorboard")] == ["tutorial"]  # fmt: skip
+    from dropstudy_experiments.tensorboard import WRITERS
+
+    assert list(WRITERS) == ["tutorial"] and set(WRITERS) <= set(runner.NAMES)

@@ -1,0 +1,323 @@
+"""What a cell executes, as a digest: the key that decides whether a stored cell is stale.
+
+A cell's result depends on its function, its arguments and the code that function runs. This
+module finds that code statically: starting from the cell's function (and the classes of its
+arguments), it follows every global name, closure, default and module attribute that the code
+refers to, within the project's own source folders, and collects the top-level definitions
+that hold them. Each definition is hashed as its syntax tree with docstrings removed (comments
+and line numbers never reach the tree), together with the simple module constants the code
+reads. So editing a report section, a figure, a summary rule, a docstring or a comment leaves
+every key as it was, and editing the cell's code, a helper it calls or a library function it
+calls changes the key of every cell that reaches it.
+
+Following names is deliberately generous: an attribute name such as ``apply`` pulls in every
+definition of that name in the modules the code refers to, so a key may cover more code than
+a run executes, never less. ``tests/test_codekey.py`` checks the second half by tracing the
+functions a cell really runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import types
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+Definition = tuple[str, str]  # (source file, top-level name)
+
+
+def project_roots() -> tuple[Path, ...]:
+    """The folders whose code a cell key covers: the library and the study."""
+    import dropstudy
+
+    return (Path(dropstudy.__file__).parent, Path(__file__).parent)
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(path: str, mtime_ns: int) -> tuple[dict[str, str], str]:
+    """A source file's top-level definitions ``{name: dump}`` (docstrings stripped), and
+    the dump of its other top-level statements (calls and blocks run at import)."""
+    del mtime_ns  # part of the cache key only: an edited file is parsed again
+    tree = _strip_docstrings(ast.parse(Path(path).read_text()))
+    defs: dict[str, str] = {}
+    rest = []
+    for node in tree.body:
+        dump = ast.dump(node, annotate_fields=False, include_attributes=False)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defs[node.name] = dump
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        defs[n.id] = defs.get(n.id, "") + dump
+        elif not isinstance(node, ast.Import | ast.ImportFrom | ast.Pass):
+            rest.append(dump)
+    return defs, "\n".join(rest)
+
+
+def parsed(path: str) -> tuple[dict[str, str], str]:
+    """:func:`_parsed` for the file as it is now."""
+    return _parsed(path, Path(path).stat().st_mtime_ns)
+
+
+def _simple(value: Any) -> bool:
+    """Whether a module constant is hashed by its value (numbers, strings, tuples of them,
+    enums, frozen dataclasses of them)."""
+    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+        return True
+    if isinstance(value, enum.Enum):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_simple(v) for v in value)
+    return False
+
+
+class Closure:
+    """The project code reachable from some functions and objects.
+
+    Args:
+      roots: folders whose source files count as the project's; code elsewhere (jax, flax,
+        the standard library) is covered by the versions in the cell key instead.
+    """
+
+    def __init__(self, roots: Iterable[Path] | None = None):
+        self.roots = tuple(Path(r).resolve() for r in (roots or project_roots()))
+        self.definitions: set[Definition] = set()
+        self.constants: dict[str, str] = {}
+        self.files: set[str] = set()
+        self._seen: set[int] = set()
+        self._keep: list[Any] = []  # what was visited stays alive, so no id is reused
+        self._pending: list[Any] = []
+
+    # -- where things live ------------------------------------------------------------------
+    def _file(self, obj: Any) -> str | None:
+        """The project source file defining ``obj``, or None when it is not project code."""
+        try:
+            f = inspect.getsourcefile(obj)
+        except TypeError:
+            return None
+        if f is None:
+            return None
+        p = Path(f).resolve()
+        if any(p.is_relative_to(r) for r in self.roots):
+            return str(p)
+        return None
+
+    def _project_module(self, mod: types.ModuleType) -> bool:
+        f = getattr(mod, "__file__", None)
+        return f is not None and any(Path(f).resolve().is_relative_to(r) for r in self.roots)
+
+    def _module(self, full: str, package: str) -> types.ModuleType | None:
+        """Module ``full`` if it exists: imported now when it is a project module not yet
+        imported (a key must not depend on what earlier cells happened to import)."""
+        if full in sys.modules:
+            return sys.modules[full]
+        parent = sys.modules.get(package)
+        if not package or parent is None or not self._project_module(parent):
+            return None
+        try:
+            if importlib.util.find_spec(full) is None:
+                return None
+        except (ImportError, ValueError):
+            return None
+        return importlib.import_module(full)
+
+    # -- the walk -----------------------------------------------------------------------------
+    def add(self, *objs: Any) -> Closure:
+        """Follow ``objs`` and everything they refer to."""
+        self._pending.extend(objs)
+        while self._pending:
+            self._visit(self._pending.pop())
+        return self
+
+    def add_instance(self, value: Any) -> Closure:
+        """Follow the project classes of ``value`` and of what it contains (a cell argument:
+        a model, a data set, a config)."""
+        if isinstance(value, dict):
+            for v in value.values():
+                self.add_instance(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                self.add_instance(v)
+        elif not _simple(value):
+            self.add(type(value))
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                for f in dataclasses.fields(value):
+                    self.add_instance(getattr(value, f.name))
+        return self
+
+    def _visit(self, obj: Any) -> None:
+        if id(obj) in self._seen:
+            return
+        self._seen.add(id(obj))
+        self._keep.append(obj)
+        if isinstance(obj, functools.partial):
+            self._pending += [obj.func, *obj.args, *obj.keywords.values()]
+        elif isinstance(obj, staticmethod | classmethod):
+            self._pending.append(obj.__func__)
+        elif isinstance(obj, types.MethodType):
+            self._pending += [obj.__func__, type(obj.__self__)]
+        elif isinstance(obj, property):
+            self._pending += [obj.fget, obj.fset, obj.fdel]
+        elif isinstance(obj, dict):
+            self._pending += [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            self._pending += list(obj)
+        elif isinstance(obj, types.FunctionType):
+            if hasattr(obj, "__wrapped__"):  # a decorator's wrapper (flax, contextlib, ...)
+                self._pending.append(obj.__wrapped__)
+            self._function(obj)
+        elif isinstance(obj, type):
+            self._class(obj)
+        elif hasattr(obj, "__wrapped__"):  # jax.jit, functools.wraps, custom_vjp ...
+            self._pending.append(obj.__wrapped__)
+        elif callable(obj) and hasattr(obj, "fun"):  # jax.custom_jvp / custom_vjp
+            self._pending.append(obj.fun)
+        elif dataclasses.is_dataclass(obj):
+            self.add_instance(obj)
+
+    def _define(self, obj: Any) -> str | None:
+        """Record the top-level definition holding ``obj``; its file, or None."""
+        f = self._file(obj)
+        if f is None:
+            return None
+        top = obj.__qualname__.split(".")[0]
+        if top in parsed(f)[0]:
+            self.definitions.add((f, top))
+        else:  # defined by a statement the parser does not name: hash its bytecode
+            self.definitions.add((f, f"<code>{obj.__qualname__}"))
+            code = getattr(obj, "__code__", None)
+            if code is not None:
+                self.constants[f"{f}:{obj.__qualname__}:code"] = _code_digest(code)
+        self.files.add(f)
+        return f
+
+    def _class(self, cls: type) -> None:
+        if self._define(cls) is None:
+            return
+        self._pending += [b for b in cls.__bases__ if b is not object]
+        for v in vars(cls).values():
+            self._pending.append(v)
+
+    def _function(self, fn: types.FunctionType) -> None:
+        if self._define(fn) is None:
+            return
+        g = fn.__globals__
+        if fn.__closure__:
+            for c in fn.__closure__:
+                try:
+                    self._pending.append(c.cell_contents)
+                except ValueError:  # an empty cell
+                    pass
+        self._pending += list(fn.__defaults__ or ()) + list((fn.__kwdefaults__ or {}).values())
+        names = set()
+        for code in _codes(fn.__code__):
+            names.update(code.co_names)
+        modules = []
+        package = (g.get("__package__") or "").split(".")
+        for name in names:
+            if name in g:
+                value = g[name]
+                if isinstance(value, types.ModuleType):
+                    modules.append(value)
+                elif _simple(value):
+                    self.constants[f"{g.get('__name__')}.{name}"] = repr(value)
+                else:
+                    self._pending.append(value)
+        # modules imported inside the function (``from . import common``,
+        # ``from dropstudy import predict as P``): a name after its package's name
+        prefixes = {"", ".".join(package), package[0]} | {n for n in names if n in sys.modules}
+        for name in names:
+            for prefix in prefixes:
+                m = self._module(f"{prefix}.{name}" if prefix else name, prefix)
+                if m is not None:
+                    modules.append(m)
+        for m in modules:
+            if not self._project_module(m):
+                continue
+            for name in names:
+                if name in vars(m):
+                    value = vars(m)[name]
+                    if isinstance(value, types.ModuleType):
+                        continue
+                    if _simple(value):
+                        self.constants[f"{m.__name__}.{name}"] = repr(value)
+                    else:
+                        self._pending.append(value)
+
+    # -- the digest ---------------------------------------------------------------------------
+    def digest(self) -> str:
+        """A digest of every definition, constant and import-time statement reached."""
+        h = hashlib.sha256()
+        for f, name in sorted(self.definitions):
+            defs = parsed(f)[0]
+            h.update(f"{Path(f).name}:{name}\n".encode())
+            h.update(defs.get(name, "").encode())
+        for f in sorted(self.files):
+            h.update(parsed(f)[1].encode())
+        for k in sorted(self.constants):
+            h.update(f"{k}={self.constants[k]}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def _codes(code: types.CodeType) -> Iterable[types.CodeType]:
+    """A code object and the code of everything nested in it (lambdas, inner functions)."""
+    yield code
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            yield from _codes(c)
+
+
+def _code_digest(code: types.CodeType) -> str:
+    h = hashlib.sha256()
+    for c in _codes(code):
+        h.update(c.co_code)
+        h.update(repr([k for k in c.co_consts if not isinstance(k, types.CodeType)]).encode())
+        h.update(repr(c.co_names).encode())
+    return h.hexdigest()[:16]
+
+
+def code_key(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None = None) -> str:
+    """The digest of the project code that ``fn(**kwargs)`` can run.
+
+    Args:
+      fn: a cell's function.
+      kwargs: its arguments; the project classes of their values (a model, a data set, a
+        training config) count as code it runs.
+      roots: the project's source folders (default: the library and the study).
+
+    Returns:
+      A 16-character hex digest.
+    """
+    c = Closure(roots)
+    c.add(fn)
+    c.add_instance(kwargs)
+    return c.digest()
+
+
+def reached(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None = None) -> set:
+    """The top-level definitions ``(file, name)`` that :func:`code_key` covers."""
+    c = Closure(roots)
+    c.add(fn)
+    c.add_instance(kwargs)
+    return c.definitions

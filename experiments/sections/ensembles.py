@@ -1,0 +1,112 @@
+"""The report's section and figures of the ensembles experiment, from its results file."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..common import (
+    MC_K,
+    ci_str,
+    mlp_str,
+    plt,
+    table,
+    train_str,
+)
+from ..ensembles import LABELS, ROWS, Config
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    rows, xs = r["rows"], np.arange(len(ROWS))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    for ax, metric, ylabel in zip(
+        axes[:2], ("nll", "accuracy"), ("NLL (nats)", "error (fraction)"), strict=True
+    ):
+        flip = (lambda v: 1.0 - v) if metric == "accuracy" else (lambda v: v)
+        for split, mk, off in (("test", "o", -0.1), ("train", "s", 0.1)):
+            c = [rows[k][split][metric] for k in ROWS]
+            m = np.array([flip(v["mean"]) for v in c])
+            lo, hi = np.array([flip(v["lo"]) for v in c]), np.array([flip(v["hi"]) for v in c])
+            yerr = [m - np.minimum(lo, hi), np.maximum(lo, hi) - m]
+            ax.errorbar(xs + off, m, yerr=yerr, ls="", marker=mk, capsize=3, label=split)
+        ax.set_xticks(xs, [LABELS[k] for k in ROWS], fontsize=8, rotation=30, ha="right")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    names = [("nll_equiv_ws", "weight scaling"), ("nll_equiv_mc", "MC average")]
+    rows_raw = {name: v for c in raw.values() for name, v in c.items()}
+    nll = lambda name: np.array([s["test"]["nll"] for s in rows_raw[name]])  # noqa: E731
+    for i, (t, _) in enumerate(names):
+        tt = r["tests"][t]
+        per_seed = nll(f"dropout_{t[-2:]}") - nll("independent")
+        ax.plot(np.full(len(per_seed), i + 0.12), per_seed, ".", color="C1", alpha=0.6)
+        ax.errorbar(
+            i,
+            tt["effect"],
+            yerr=[[tt["effect"] - tt["lo"]], [tt["hi"] - tt["effect"]]],
+            marker="o",
+            capsize=4,
+            color="C0",
+        )
+    ax.axhspan(-cfg.margin_nll, cfg.margin_nll, color="C2", alpha=0.15, label="equivalence margin")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(names)), [n[1] for n in names])
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("test NLL, dropout - independent ensemble (nats)")
+    ax.set_title("mean paired difference, 90% interval (TOST); dots: seeds", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Matched compute, M = {cfg.k} members: means over {cfg.seeds} seeds with 95% CI",
+        fontsize=10,
+    )
+    ctx.savefig(fig, "ensembles.png")
+
+
+def section(r: dict) -> str:
+    def err_str(c: dict) -> str:  # accuracy interval as an error interval
+        return ci_str({"mean": 1 - c["mean"], "lo": 1 - c["hi"], "hi": 1 - c["lo"]})
+
+    rows = [
+        [
+            LABELS[k],
+            err_str(v["test"]["accuracy"]),
+            err_str(v["train"]["accuracy"]),
+            ci_str(v["test"]["nll"]),
+            ci_str(v["train"]["nll"]),
+            ci_str(v["test"]["ece"]),
+        ]
+        for k, v in ((k, r["rows"][k]) for k in ROWS)
+    ]
+    c, t = r["config"], r["config"]["train"]
+    k, steps, w = r["k"], r["steps"], r["width"]
+    evals = steps * t["batch_size"]
+    return f"""{mlp_str(r, [w, w])}, drop rate {c["rate"]}, M = {k} members. Matched compute:
+every arm makes {steps} x {t["batch_size"]} = {evals} example-gradient evaluations. Single
+nets train with {train_str(t)}; each ensemble member trains {steps // k} steps at
+the same batch size. Every arm sees the same data split per seed.
+
+- *Plain net* vs *dropout* (same initialisation and minibatch order): does dropout's average
+  cancel overfitting?
+- *Dropout* (weight scaling, and the MC average over {MC_K} subnetworks) vs the *independent
+  ensemble* (M plain nets, own initialisations and minibatch orders, probabilities averaged):
+  the claim itself, an equivalence within +-{c["margin_nll"]} nats of test NLL and
+  +-{100 * c["margin_err"]:.1f} pp of test error (margins fixed before the run).
+- *Dropout bagging* (Warde-Farley et al. 2014: dropout's subnetworks with untied weights):
+  M members, member j keeping one mask drawn at the dropout rate throughout. Each starts from
+  the dropout net's initialisation and follows its minibatch order over the whole training
+  set (no bootstrap), so it differs from dropout in weight sharing (and in covering M rather
+  than all subnetworks). Warde-Farley et al. found dropout better.
+- *Fixed masks, tied weights*: the same M masks cycled step by step on one set of weights,
+  from the same initialisation and minibatch stream ({steps} steps, {steps // k} per mask).
+  Against bagging only the tying differs: given M subnetworks, does sharing help?
+
+The primary test is the TOST of test NLL, dropout's MC average minus the independent
+ensemble: the claim is about the *average* of the subnetworks, which the MC average
+estimates directly (weight scaling is only an approximation to it, tested alongside), and
+NLL scores the whole predictive distribution that an ensemble is meant to improve.
+"Mean single member" rows show what averaging buys each ensemble; train columns show whether
+every arm fits.
+
+![ensembles](ensembles/ensembles.png)
+
+{table(["method", "test error", "train error", "test NLL", "train NLL", "test ECE"], rows)}
+"""

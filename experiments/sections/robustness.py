@@ -1,0 +1,66 @@
+"""The report's section and figures of the robustness experiment, from its results file."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..common import (
+    ci_str,
+    mlp_str,
+    plt,
+    table,
+    train_str,
+)
+from ..robustness import LABELS, PREDICTORS, TITLES, TRANSLATION_MAX, Config
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    kinds = r["kinds"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        xs = [0.0 if kind != "generator" else 1.0, *r["levels"][kind]]
+        for i, p in enumerate(PREDICTORS):
+            c = [r["curves"][p]["clean"][0]["error"], *[v["error"] for v in r["curves"][p][kind]]]
+            m = np.array([v["mean"] for v in c])
+            ax.plot(xs, m, marker="o", ms=3, color=f"C{i}", label=LABELS[p])
+            ax.fill_between(xs, [v["lo"] for v in c], [v["hi"] for v in c], color=f"C{i}",
+                            alpha=0.15)  # fmt: skip
+        ax.set(xlabel="strength", ylabel="test error", title=TITLES[kind])
+        ax.legend(fontsize=7)
+    ctx.savefig(fig, "robustness.png")
+
+
+def section(r: dict) -> str:
+    c = r["config"]
+    rows = []
+    for p in PREDICTORS:
+        cur = r["curves"][p]
+        row = [LABELS[p], ci_str(cur["train"][0]["error"]), ci_str(cur["clean"][0]["error"])]
+        row += [ci_str(cur[k][-1]["error"]) for k in r["kinds"]]
+        rows.append(row)
+    head = ["predictor", "train error", "clean test error"] + [
+        f"{k} at {r['levels'][k][-1]:g}" for k in r["kinds"]
+    ]
+    levels = "; ".join(f"{k}: {', '.join(f'{v:g}' for v in r['levels'][k])}" for k in r["kinds"])
+    return f"""{mlp_str(r, c["hidden"])}, hidden drop rate {c["rate"]}, {train_str(c["train"])},
+{c["seeds"]} seeds. Each seed trains a dropout net and a plain net from the same key (same
+initialisation and minibatch order). Shifts and strengths: {levels}. Noise sd is in units of
+the training inputs' sd; missing features and occlusions are set to 0 (an occlusion is one
+contiguous run of features in flattened order, at a random position per example). The
+MNIST-1D generator shift multiplies its translation, scale and noise arguments (translation
+capped at {TRANSLATION_MAX}).
+
+![robustness](robustness/robustness.png)
+
+Error (fraction), clean and at each shift's strongest level (means over seeds, 95% CI):
+
+{table(head, rows)}
+
+The primary test: the share of its accuracy above chance that a net keeps under the shifts,
+(acc_shifted - 1/C) / (acc_clean - 1/C) averaged over shifts and strengths, the dropout net's
+MC average minus the plain net, claimed > 0. A share, not the error lost: at strong shifts both
+nets fall towards chance, and the one that started more accurate would otherwise count as
+losing more. Weight scaling, each shift alone, the error lost, and the shifted error itself
+(which also counts dropout's clean advantage) are exploratory. Regenerated MNIST-1D sets are
+scored against their own labels.
+"""

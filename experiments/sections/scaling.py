@@ -1,0 +1,110 @@
+"""The report's section and figures of the scaling experiment, from its results file."""
+
+from __future__ import annotations
+
+from ..common import ci_str, mlp_str, plt, table, train_str
+from ..scaling import Config
+
+
+def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (c, d) in zip(axes, r["demo"].items()):
+        ax.stairs(
+            d["hist"]["counts"],
+            d["hist"]["edges"],
+            fill=True,
+            alpha=0.5,
+            label=f"training mode ({d['n_keys']} keys)",
+        )
+        ax.axvline(d["eval"], color="k", ls="--", label=f"eval mode = {d['eval']:.0f}")
+        ax.axvline(d["train_mean"]["mean"], color="tab:red", label="training mean")
+        ax.set(
+            title=f"{c} dropout, drop rate {cfg.demo_rate}",
+            xlabel="output of the unit",
+            ylabel="keys",
+        )
+        ax.legend(fontsize=8)
+    ctx.savefig(fig, "demo.png")
+
+
+def section(r: dict) -> str:
+    cfg = r["config"]
+    rows = [
+        [
+            c,
+            f"{d['eval']:.1f}",
+            f"{d['theory_mean']:.0f}",
+            ci_str(d["train_mean"], 1),
+            f"{d['train_sd']:.1f} (theory {d['theory_sd']:.1f})",
+            f"{d['first_draw']:.0f}",
+        ]
+        for c, d in r["demo"].items()
+    ]
+    c = r["conventions"]
+    conv_rows = [
+        [
+            tag.replace("_", " "),
+            f"{v['max_abs_logit']:.2e}",
+            f"{v['max_abs_prob']:.2e}",
+            f"{v['disagreement']:.3f}",
+            f"{v['acc_inverted']:.3f}",
+            f"{v['acc_standard']:.3f}",
+        ]
+        for tag, v in c.items()
+    ]
+    md = f"""The tutorial's demo: one draw gave 9,982 in training mode and exactly 10,000 in eval
+mode (PyTorch, inverted). Here over many keys:
+
+![demo](scaling/demo.png)
+
+{
+        table(
+            [
+                "convention",
+                "eval output",
+                "expectation",
+                "training mean [95% CI]",
+                "training sd",
+                "first draw",
+            ],
+            rows,
+        )
+    }
+
+For a *linear* unit the expectation passes through, so both conventions are exact. Through a
+nonlinearity they are not: see the averaging experiment, where weight scaling and the exact
+average over all subnetworks differ.
+
+Conventions as functions ({mlp_str(r, cfg["hidden"])}, input keep
+{1 - cfg["input_rate"]:g}, hidden keep {1 - cfg["rate"]:g}, {train_str(cfg["train"])}): trained
+from matching initialisations, with the standard net's post-dropout learning rates scaled by
+1/p^2 ("matched lr") or not ("same lr"):
+
+{
+        table(
+            [
+                "training",
+                "max abs logit diff",
+                "max abs prob diff",
+                "disagreement",
+                "acc inverted",
+                "acc standard",
+            ],
+            conv_rows,
+        )
+    }
+
+The primary test is the tutorial's own demo with PyTorch's convention: the mean of the
+unit's training-mode output over {r["demo"]["inverted"]["n_keys"]:,} masks minus its eval-mode
+output, equivalent within {100 * cfg["demo_margin"]:g}% of the expectation; the same test of the
+standard convention is exploratory. The rest are exact checks: the eval output equals the
+expectation, and matched training keeps the two
+conventions within {cfg["same_function"]:g} in logits. The demo is a sanity check, as the
+tutorial's is: with inputs and weights of 1 the ReLU is never inactive, so the unit is linear
+and the test checks the masks' expectation. Through a nonlinearity weight scaling is not the
+subnetworks' mean (the averaging experiment), and the conventions are interchangeable only
+with matched learning rates: trained with the same learning rate they are different functions
+(disagreement {c["same_lr"]["disagreement"]:.3f} of the test examples, accuracy
+{c["same_lr"]["acc_inverted"]:.3f} inverted vs {c["same_lr"]["acc_standard"]:.3f} standard).
+"""
+    return md

@@ -1,0 +1,49 @@
+"""The tutorial's regression task: its data, drawn per seed, and how a fit is measured.
+
+Shared by the replication (:mod:`.tutorial`) and the PyTorch reference
+(:mod:`.torch_reference`), so that both are measured on the same data by the same code.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from dropstudy.data import tutorial_regression
+
+ROUGH_GRID = 201  # points on [-1, 1] (spacing 0.01) on which roughness and risk are measured
+SLOPE = 1.5  # the tutorial's true function y = SLOPE * x
+
+
+def tutorial_sets(seeds) -> tuple[list, np.ndarray, np.ndarray]:
+    """One tutorial data set per seed: ``(sets, xs (S, 10, 1), ys (S, 10, 1))``."""
+    sets = [
+        tutorial_regression(jax.random.fold_in(jax.random.key(s), 1), slope=SLOPE) for s in seeds
+    ]
+    return sets, np.stack([d.x_train for d in sets]), np.stack([d.y_train for d in sets])
+
+
+def roughness(curve, spacing: float) -> float:
+    """Total variation of the slope of a curve sampled at equal ``spacing``:
+    ``sum |f[i+1] - 2 f[i] + f[i-1]| / spacing``. For a piecewise-linear (ReLU) fit it is
+    the sum of the absolute slope changes at its kinks inside the grid; a straight line
+    scores 0, a curve that bends through every noisy training point scores high."""
+    f = np.asarray(curve, np.float64).ravel()
+    return float(np.sum(np.abs(np.diff(f, 2))) / spacing)
+
+
+def rough_grid() -> np.ndarray:
+    """``(ROUGH_GRID, 1)`` points on the data's range [-1, 1]."""
+    return np.linspace(-1.0, 1.0, ROUGH_GRID, dtype=np.float32)[:, None]
+
+
+def fit_measures(out_train, out_test, out_grid, d) -> dict:
+    """Train and test MSE, risk (the noise-free MSE against y = SLOPE * x on the grid) and
+    roughness of one predictor's outputs on one data set."""
+    mse = lambda a, y: float(np.mean((np.asarray(a, np.float64) - y) ** 2))  # noqa: E731
+    return {
+        "train_mse": mse(out_train, d.y_train),
+        "test_mse": mse(out_test, d.y_test),
+        "risk": mse(out_grid, SLOPE * rough_grid().astype(np.float64)),
+        "roughness": roughness(out_grid, 2.0 / (ROUGH_GRID - 1)),
+    }

@@ -1,0 +1,198 @@
+"""Cell keys cover the code a cell runs and nothing else (experiments/codekey.py).
+
+Two halves: edits that a cell cannot see (a report section, a summary rule, a docstring, a
+comment, a function nobody calls) keep its key, and edits to code it runs change it; and the
+key's static walk reaches every project function that a real cell executes, traced."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import pytest
+
+from dropstudy.data import digits
+from dropstudy_experiments import runner
+from dropstudy_experiments.codekey import code_key, parsed, project_roots, reached
+
+LIB = '''
+"""A library."""
+SCALE = 2.0
+
+def used(x):
+    """Doubles."""
+    return x * SCALE  # a comment
+
+def unused(x):
+    return x + 1
+
+class Box:
+    """Holds a number."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def get(self):
+        return self.v
+'''
+
+EXP = '''
+"""An experiment."""
+from dataclasses import dataclass
+
+from . import lib
+from .lib import Box
+
+CLAIM = "a claim"
+
+
+@dataclass(frozen=True)
+class Arg:
+    n: int = 3
+
+    def twice(self):
+        return 2 * self.n
+
+
+def helper(x):
+    return lib.used(x) + 1
+
+
+def cell(arg, box):
+    """The cell."""
+    # why: nothing
+    return helper(arg.twice()) + box.get() + Box(1).get()
+
+
+def summarise(raw):
+    return {"mean": raw}
+
+
+def section(r):
+    return f"{CLAIM}: {r['mean']}"
+'''
+
+
+def key_of(tmp_path: Path, tag: str, lib: str = LIB, exp: str = EXP) -> str:
+    """The key of ``pkg.exp.cell`` with ``lib`` and ``exp`` as the package's sources."""
+    root = tmp_path / tag
+    pkg = root / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "lib.py").write_text(textwrap.dedent(lib))
+    (pkg / "exp.py").write_text(textwrap.dedent(exp))
+    for m in [m for m in sys.modules if m == "pkg" or m.startswith("pkg.")]:
+        del sys.modules[m]
+    sys.path.insert(0, str(root))
+    try:
+        from pkg import exp as mod  # noqa: PLC0415
+
+        return code_key(mod.cell, {"arg": mod.Arg(), "box": mod.Box(2)}, roots=[pkg])
+    finally:
+        sys.path.remove(str(root))
+        for m in [m for m in sys.modules if m == "pkg" or m.startswith("pkg.")]:
+            del sys.modules[m]
+
+
+SAME = {
+    "a section": ("exp", 'f"{CLAIM}: {r', 'f"{CLAIM} -- {r'),
+    "a summary rule": ("exp", '{"mean": raw}', '{"mean": raw, "sd": 0}'),
+    "a module constant no cell reads": ("exp", '"a claim"', '"another claim"'),
+    "a cell's docstring": ("exp", '"""The cell."""', '"""The cell, reworded."""'),
+    "a comment": ("exp", "# why: nothing", "# why: something else"),
+    "a library docstring": ("lib", '"""Doubles."""', '"""Multiplies by SCALE."""'),
+    "a library function no cell calls": ("lib", "x + 1", "x + 2"),
+    "a class docstring": ("lib", '"""Holds a number."""', '"""Holds."""'),
+    "blank lines": ("exp", "\n\ndef helper", "\n\n\n\ndef helper"),
+}
+
+CHANGED = {
+    "the cell's code": ("exp", "+ box.get()", "- box.get()"),
+    "a helper it calls": ("exp", ") + 1\n", ") + 2\n"),
+    "a library function it calls": ("lib", "x * SCALE", "x * SCALE * 1"),
+    "a constant the library reads": ("lib", "SCALE = 2.0", "SCALE = 3.0"),
+    "a method of an argument's class": ("exp", "2 * self.n", "3 * self.n"),
+    "a method of a class it builds": ("lib", "return self.v", "return -self.v"),
+}
+
+
+def _edit(which: str, old: str, new: str) -> tuple[str, str]:
+    src = {"lib": LIB, "exp": EXP}
+    assert old in src[which], old
+    src[which] = src[which].replace(old, new, 1)
+    return src["lib"], src["exp"]
+
+
+@pytest.mark.parametrize("what", SAME)
+def test_edits_a_cell_cannot_see_keep_its_key(tmp_path, what):
+    base = key_of(tmp_path, "base")
+    lib, exp = _edit(*SAME[what])
+    assert key_of(tmp_path, "edited", lib, exp) == base
+
+
+@pytest.mark.parametrize("what", CHANGED)
+def test_edits_to_code_it_runs_change_its_key(tmp_path, what):
+    base = key_of(tmp_path, "base")
+    lib, exp = _edit(*CHANGED[what])
+    assert key_of(tmp_path, "edited", lib, exp) != base
+
+
+def test_a_key_is_stable_within_and_across_calls(tmp_path):
+    assert key_of(tmp_path, "a") == key_of(tmp_path, "b")
+
+
+def executed(fn, kwargs) -> set:
+    """The project definitions ``(file, top-level name)`` whose code runs in ``fn(**kwargs)``,
+    traced with the compile caches emptied (so jitted functions are traced again)."""
+    roots = [r.resolve() for r in project_roots()]
+    calls = set()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            calls.add((frame.f_code.co_filename, frame.f_code.co_qualname))
+
+    jax.clear_caches()
+    sys.setprofile(profile)
+    try:
+        fn(**kwargs)
+    finally:
+        sys.setprofile(None)
+    out = set()
+    for f, q in calls:
+        p = Path(f).resolve()
+        if any(p.is_relative_to(r) for r in roots):
+            top = q.split(".")[0]
+            out.add((str(p), top if top in parsed(str(p))[0] else f"<code>{q}"))
+    return out
+
+
+def _cells(names):
+    ds = digits()
+    for name in names:
+        cfg = runner.config(name, quick=True)
+        for label, c in runner.module(name).plan(cfg, ds).items():
+            yield f"{name}/{label}", c
+
+
+def _check_covered(names, first_only: bool):
+    seen = set()
+    for label, c in _cells(names):
+        name = label.split("/")[0]
+        if first_only and name in seen:
+            continue
+        seen.add(name)
+        missing = executed(c.fn, c.kwargs) - reached(c.fn, c.kwargs)
+        assert not missing, f"{label}: the key misses {sorted(missing)}"
+
+
+def test_the_key_covers_every_function_a_cell_runs():
+    """Traced: the scaling demo (masks, weight scaling) and one averaging cell (training,
+    MC and exact averages)."""
+    _check_covered(["scaling", "averaging"], first_only=True)
+
+
+@pytest.mark.slow
+def test_the_key_covers_every_function_every_cell_runs():
+    _check_covered(runner.NAMES, first_only=False)
