@@ -12,10 +12,10 @@ from pathlib import Path
 
 import jax
 import pytest
-
-from dropstudy.data import digits
 from dropstudy_experiments import runner
 from dropstudy_experiments.codekey import code_key, parsed, project_roots, reached
+
+from dropstudy.data import digits
 
 LIB = '''
 """A library."""
@@ -87,7 +87,7 @@ def key_of(tmp_path: Path, tag: str, lib: str = LIB, exp: str = EXP) -> str:
         del sys.modules[m]
     sys.path.insert(0, str(root))
     try:
-        from pkg import exp as mod  # noqa: PLC0415
+        from pkg import exp as mod
 
         return code_key(mod.cell, {"arg": mod.Arg(), "box": mod.Box(2)}, roots=[pkg])
     finally:
