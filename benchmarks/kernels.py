@@ -31,7 +31,7 @@ from dropstudy import fast_exact as F  # noqa: E402
 from dropstudy import masks as M  # noqa: E402
 from dropstudy.data import digits  # noqa: E402
 from dropstudy.models import MLP  # noqa: E402
-from dropstudy.train import seed_keys, train_many_jit  # noqa: E402
+from dropstudy.train import seed_keys, segment_steps, start_jit, steps_jit, train_seeds  # noqa: E402
 
 
 def op_names(hlo_text: str) -> dict[str, str]:
@@ -107,10 +107,14 @@ def tutorial_workload(n_seeds: int = 32, steps: int = 200):
     cfg, (_, model), _, xs, ys = tutorial_setup(n_seeds, steps)
     spec = M.mask_spec(model, xs[0])
     (keys, (x, y)), _ = shard_leading([seed_keys(range(n_seeds)), (xs, ys)], mesh())
-    args = (model, spec, cfg, 0, None, keys, x, y, None)
-    hlo = train_many_jit.lower(*args).compile().as_text()
+    # train_seeds runs compiled segments: the profile is one segment's program
+    run_keys, carry = start_jit(model, spec, cfg, 0, keys, x, None)
+    piece = segment_steps(cfg)
+    args = (model, spec, cfg, 0, None, piece, run_keys, carry, x, y, None, jnp.int32(0))
+    hlo = steps_jit.lower(*args).compile().as_text()
+    run = lambda: train_seeds(model, seed_keys(range(n_seeds)), xs, ys, cfg, per_seed_data=True)  # noqa: E731
     label = f"tutorial sweep, dropout net: {n_seeds} seeds x {steps} steps"
-    return label, lambda: train_many_jit(*args), hlo
+    return label, run, hlo
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,10 @@
-"""Training as one pure, jitted function: ``lax.scan`` over steps, ``vmap`` over seeds.
+"""Training as pure, jitted functions: ``lax.scan`` over steps, ``vmap`` over seeds.
+
+:func:`train` and :func:`train_seeds` run a run as about ten compiled segments of the same
+scan (:data:`SEGMENTS`), whether or not progress is reported, so showing progress never
+changes a number. :func:`make_train` gives the same steps as one pure function to jit or
+vmap yourself; it agrees with the segments bitwise for a single run and to float rounding
+for a vmapped batch (XLA compiles the two loops on their own).
 
 Every step draws its minibatch and its masks from ``fold_in(key, step)``, so a run is a
 deterministic function of its key: the same key on the same machine gives bitwise the same
@@ -101,7 +107,11 @@ class TrainConfig:
     loss: str | Loss | None = None
     rng_streams: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        self.validate()  # an invalid config is refused when built, not when first used
+
     def validate(self) -> TrainConfig:
+        """Raise :class:`DropstudyError` naming what is wrong; ``self`` when valid."""
         check_positive_int("steps", self.steps)
         check_positive_int("batch_size", self.batch_size, minimum=0)
         if isinstance(self.optimizer, optax.GradientTransformation):
@@ -295,7 +305,16 @@ class Trainer(NamedTuple):
 
 
 def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Trainer:
-    """The :class:`Trainer` of ``model`` under ``cfg`` (see :func:`make_train`)."""
+    """The :class:`Trainer` of ``model`` under ``cfg`` (see :func:`make_train`).
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers.
+      spec: its masks' layout (:func:`dropstudy.masks.mask_spec`).
+      cfg: how to train.
+
+    Returns:
+      The run's pure pieces: ``start``, ``steps`` and ``finish``.
+    """
     cfg.validate()
     opt = _optimizer(cfg)
     loss = task_loss(cfg)
@@ -379,8 +398,8 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
     ``None``); ``variables0`` (the model's variables dict) replaces the initialisation drawn
     from ``key`` when given. Returns the final variables (``"params"`` and any other
     collection the model keeps, without the masks). The whole run is one program (a scan
-    over snapshot segments of a scan over steps). Not jitted: wrap it in ``jax.jit``, or
-    use :func:`train` / :func:`train_seeds`.
+    over snapshot segments of a scan over steps). Not jitted: wrap it in ``jax.jit``;
+    :func:`train` and :func:`train_seeds` run the same steps in segments.
     """
     t = make_trainer(model, spec, cfg)
     seg = cfg.snapshot_every or cfg.steps
@@ -462,19 +481,15 @@ Progress = Callable[[int, int], None]  # (steps done, steps in the run)
 _PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
     "dropstudy_train_progress", default=None
 )
-SEGMENTS = 10  # pieces a run is split into when progress is reported
+SEGMENTS = 10  # compiled pieces a run is split into (progress is reported after each)
 
 
 @contextlib.contextmanager
 def progress(report: Progress) -> Iterator[None]:
-    """Within this block, :func:`train` and :func:`train_seeds` call ``report(done,
-    total)`` after each of about ten segments of every run, instead of running each run as
-    one program. The segments are the same scan over steps cut in pieces, and the numbers
-    agree with one program to float rounding: bitwise for a single run and for seeds split
-    over two devices in the cases tested, while a vmapped batch of seeds on one device can
-    round differently (XLA compiles the pieces' loop on its own, as it may for another batch
-    size). Code that must not depend on whether progress is shown (the study) trains in
-    segments either way, reporting to a no-op."""
+    """Within this block, :func:`train` and :func:`train_seeds` called without a
+    ``progress`` argument report to ``report(done, total)`` after each segment of every
+    run (for code that trains deep inside calls it does not own, such as the study's
+    cells). The segments run either way: reporting changes no number."""
     token = _PROGRESS.set(report)
     try:
         yield
@@ -482,15 +497,16 @@ def progress(report: Progress) -> Iterator[None]:
         _PROGRESS.reset(token)
 
 
-def _piece(cfg: TrainConfig) -> int:
-    """Steps per segment when reporting progress: a divisor of the snapshot segment."""
+def segment_steps(cfg: TrainConfig) -> int:
+    """Steps per segment: a divisor of the snapshot segment."""
     seg = cfg.snapshot_every or cfg.steps
     want = max(1, -(-cfg.steps // SEGMENTS))
     return max(d for d in range(1, seg + 1) if seg % d == 0 and d <= want)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis"))
-def _start_jit(model, spec, cfg, data_axis, keys, x, variables0):
+def start_jit(model, spec, cfg, data_axis, keys, x, variables0):
+    """The compiled start of a run (or of a batch of runs): ``(run keys, carry)``."""
     start = make_trainer(model, spec, cfg).start
     if data_axis == "one":  # a single run, not vmapped
         return start(keys, x, variables0)
@@ -498,7 +514,9 @@ def _start_jit(model, spec, cfg, data_axis, keys, x, variables0):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis", "n"))
-def _steps_jit(model, spec, cfg, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first):
+def steps_jit(model, spec, cfg, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first):
+    """One compiled segment of :func:`train` (``data_axis="one"``) or :func:`train_seeds`:
+    ``n`` steps from step ``first``. Exposed for profiling (``.lower(...)``)."""
     steps = make_trainer(model, spec, cfg).steps
     if data_axis == "one":
         return steps(run_keys, carry, x, y, cycle, first, n)
@@ -508,14 +526,19 @@ def _steps_jit(model, spec, cfg, data_axis, cycle_axis, n, run_keys, carry, x, y
     )(run_keys, carry, x, y, cycle)
 
 
+def _reporter(progress: Progress | None) -> Progress:
+    """Where a run reports: the argument, else the :func:`progress` block's, else nowhere."""
+    return progress or _PROGRESS.get() or (lambda done, total: None)
+
+
 def _segmented(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, variables0, report):
     """The run of :func:`make_train` as about ten compiled pieces, reporting after each."""
-    seg, piece = cfg.snapshot_every or cfg.steps, _piece(cfg)
-    run_keys, carry = _start_jit(model, spec, cfg, data_axis, keys, x, variables0)
+    seg, piece = cfg.snapshot_every or cfg.steps, segment_steps(cfg)
+    run_keys, carry = start_jit(model, spec, cfg, data_axis, keys, x, variables0)
     one = data_axis == "one"
     values, snaps, grads = [], [], []
     for first in range(0, cfg.steps, piece):
-        carry, v = _steps_jit(
+        carry, v = steps_jit(
             model, spec, cfg, data_axis, cycle_axis, piece, run_keys, carry, x, y, cycle,
             jnp.asarray(first, jnp.int32),
         )  # fmt: skip
@@ -531,20 +554,6 @@ def _segmented(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, varia
     return finish(carry), History(loss, stack(snaps), stack(grads))
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "cfg"))
-def _train_jit(model, spec, cfg, key, x, y, cycle, variables0):
-    return make_train(model, spec, cfg)(key, x, y, cycle, variables0)
-
-
-@partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis"))
-def train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle):
-    """The compiled program behind :func:`train_seeds`: ``make_train`` vmapped over
-    ``keys (S,)``; ``data_axis``/``cycle_axis`` are 0 where data or cycle masks carry a seed
-    axis, else ``None``. Exposed for profiling (``.lower(...)``)."""
-    f = make_train(model, spec, cfg)
-    return jax.vmap(f, in_axes=(0, data_axis, data_axis, cycle_axis))(keys, x, y, cycle)
-
-
 def train(
     model: nn.Module,
     key: jax.Array,
@@ -553,9 +562,26 @@ def train(
     cfg: TrainConfig,
     cycle_masks=None,
     variables0=None,
+    progress: Progress | None = None,
 ) -> tuple[dict, History]:
-    """Train one network from ``key`` (or from ``variables0``, the model's variables dict):
-    ``(variables, history)``; raises :class:`DivergenceError` on a NaN/inf loss."""
+    """Train one network.
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers.
+      key: the run's key: initialisation (unless ``variables0``), batches and masks.
+      x: inputs ``(N, ...)``.
+      y: class labels ``(N,)`` or regression targets ``(N, n_out)``.
+      cfg: how to train.
+      cycle_masks: ``(K, n_units)`` for ``mask_mode="cycle"``.
+      variables0: the model's variables dict to start from instead of an initialisation.
+      progress: called as ``progress(done, total)`` after each segment.
+
+    Returns:
+      ``(variables, history)``: the final variables dict and the :class:`History`.
+
+    Raises:
+      DivergenceError: on a NaN or infinite loss.
+    """
     cfg.validate()
     check_key("key", key)
     x, y = _check_data(x, y, cfg)
@@ -564,13 +590,9 @@ def train(
     cycle = _cycle(spec, cfg, cycle_masks)
     if variables0 is not None:
         variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
-    report = _PROGRESS.get()
-    if report is None:
-        variables, hist = _train_jit(model, spec, cfg, key, x, y, cycle, variables0)
-    else:
-        variables, hist = _segmented(
-            model, spec, cfg, "one", "one", key, x, y, cycle, variables0, report
-        )
+    variables, hist = _segmented(
+        model, spec, cfg, "one", "one", key, x, y, cycle, variables0, _reporter(progress)
+    )
     check_diverged(hist.loss[None], [0], model, cfg)
     return variables, hist
 
@@ -586,6 +608,7 @@ def train_seeds(
     seeds: list[int] | None = None,
     allow_divergence: bool = False,
     mesh: Mesh | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Any, History]:
     """Train one network per key in one compiled, vmapped call.
 
@@ -604,6 +627,8 @@ def train_seeds(
     device computes the same batch of seeds; a different batch size (another device count,
     or another number of seeds) may change float rounding, as XLA's batched kernels may
     round differently for different batch sizes (see :mod:`dropstudy.sharding`).
+
+    ``progress``, when given, is called as ``progress(done, total)`` after each segment.
     """
     cfg.validate()
     check_key("keys", keys, batched=True)
@@ -631,13 +656,9 @@ def train_seeds(
             cycle, _ = sharding.shard_leading(cycle, mesh)
         elif cycle is not None:
             cycle = sharding.replicate(cycle, mesh)
-    report = _PROGRESS.get()
-    if report is None:
-        variables, hist = train_many_jit(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle)
-    else:
-        variables, hist = _segmented(
-            model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, None, report
-        )
+    variables, hist = _segmented(
+        model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, None, _reporter(progress)
+    )
     if mesh is not None:
         variables, hist = jax.tree.map(lambda a: a[:n], (variables, hist))
         if jax.process_count() == 1:

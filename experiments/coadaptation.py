@@ -85,6 +85,13 @@ class Config(ExperimentConfig):
     primary: str = "norm_interaction_test"
     QUICK: ClassVar[dict] = {"seeds": 2, "width": 16, "train": train.replace(steps=300)}
 
+    def check(self) -> None:
+        super().check()
+        if self.compare_at not in self.fractions:
+            raise DropstudyError(
+                f"compare_at={self.compare_at} must be one of fractions {self.fractions}"
+            )
+
 
 # --- pieces (pure functions, unit-tested) -----------------------------------------------------
 
@@ -361,10 +368,6 @@ def rate_cell(ds: Dataset, rate: float, cfg: Config) -> list[dict]:
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
-    if cfg.compare_at not in cfg.fractions:
-        raise DropstudyError(
-            f"compare_at={cfg.compare_at} must be one of fractions {cfg.fractions}"
-        )
     return {f"rate={r}": cell(rate_cell, ds=ds, rate=r, cfg=cfg) for r in cfg.rates}
 
 

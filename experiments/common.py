@@ -50,6 +50,21 @@ class ExperimentConfig:
 
     QUICK: ClassVar[dict[str, Any]] = {}
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built (so before any cell
+        runs): the seed count here; subclasses add their own rules. A ``TrainConfig``
+        field checks itself when it is built."""
+        from dropstudy.validate import DropstudyError
+
+        seeds = getattr(self, "seeds", None)
+        if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int)):
+            raise DropstudyError(f"seeds must be an integer, got {seeds!r}")
+        if seeds is not None and seeds < 2:
+            raise DropstudyError(f"seeds must be >= 2 for confidence intervals, got {seeds}")
+
     def quick(self):
         """The smoke-test variant: ``QUICK``'s values replace the defaults."""
         return replace(self, **self.QUICK)

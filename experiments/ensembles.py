@@ -94,6 +94,14 @@ class Config(ExperimentConfig):
     primary: str = "nll_equiv_mc"
     QUICK: ClassVar[dict] = {"seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150)}
 
+    def check(self) -> None:
+        super().check()
+        if self.train.steps % self.k:
+            raise DropstudyError(
+                f"train.steps={self.train.steps} must be a multiple of k={self.k}: each "
+                "member trains steps / k steps, so that every arm costs the same"
+            )
+
 
 def _member_keys(seeds: list[int], k: int) -> jax.Array:
     """K member keys per seed, ``(S * K,)``: member j of seed s is ``fold_in(key(s), 100 + j)``."""
@@ -238,11 +246,6 @@ def members_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[i
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
-    if cfg.train.steps % cfg.k:
-        raise DropstudyError(
-            f"train.steps={cfg.train.steps} must be a multiple of k={cfg.k}: each member "
-            "trains steps / k steps, so that every arm costs the same"
-        )
     seeds = list(range(cfg.seeds))
     drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
     kw = dict(ds=ds, drop=drop, cfg=cfg.train, seeds=seeds)

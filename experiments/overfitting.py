@@ -56,6 +56,18 @@ class Config(ExperimentConfig):
         "sizes": (100,),
     }
 
+    def check(self) -> None:
+        super().check()
+        s0, s1 = self.size_rates
+        if not {s0, s1} <= set(self.rates) or s0 != 0:
+            raise DropstudyError(
+                f"rates {self.rates} must include the compared rates {self.size_rates}, the first 0"
+            )
+        if not set(self.typical_rates) <= set(self.rates):
+            raise DropstudyError(
+                f"rates {self.rates} must include the typical rates {self.typical_rates}"
+            )
+
 
 def data_cell(
     ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list[int], n_train
@@ -117,10 +129,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
         for r in rates
     }
     s0, s1 = cfg.size_rates
-    if not {s0, s1} <= set(rates) or s0 != 0:
-        raise DropstudyError(
-            f"rates {rates} must include the compared rates {cfg.size_rates}, the first 0"
-        )
     plain_nll = rate_sweep[s0]["test_nll"]
     for p, key in (("ws", "test_nll"), ("mc", "mc_test_nll")):
         tests[f"test NLL {p.upper()}"] = direction(
@@ -128,8 +136,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
             what=f"test NLL, drop {s0} minus drop {s1} (> 0: dropout generalises better)",
             predictor=p,
         )
-    if not set(cfg.typical_rates) <= set(rates):
-        raise DropstudyError(f"rates {rates} must include the typical rates {cfg.typical_rates}")
     # The plain net (rate 0) has one prediction: it stands in for both predictors.
     nll_of = lambda r, p: rate_sweep[r]["mc_test_nll" if p == "mc" and r > 0 else "test_nll"]  # noqa: E731
     for p in ("ws", "mc"):

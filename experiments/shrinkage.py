@@ -116,6 +116,13 @@ class Config(ExperimentConfig):
         "logistic": None,
     }
 
+    def check(self) -> None:
+        super().check()
+        if 0.0 not in self.rates or self.test_rate not in self.rates:
+            raise DropstudyError(f"rates {self.rates} must hold 0.0 and test_rate {self.test_rate}")
+        if not set(self.mlp_optimizers) <= {"sgd", "adam"}:
+            raise DropstudyError(f"mlp_optimizers {self.mlp_optimizers} must name sgd and/or adam")
+
     def optimizers(self) -> dict[str, TrainConfig]:
         """The MLPs' training configurations by optimiser name."""
         both = {"sgd": self.sgd, "adam": self.adam}
@@ -284,10 +291,6 @@ def norm_cell(ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: l
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
-    if 0.0 not in cfg.rates or cfg.test_rate not in cfg.rates:
-        raise DropstudyError(f"rates {cfg.rates} must hold 0.0 and test_rate {cfg.test_rate}")
-    if not set(cfg.mlp_optimizers) <= {"sgd", "adam"}:
-        raise DropstudyError(f"mlp_optimizers {cfg.mlp_optimizers} must name sgd and/or adam")
     seeds = list(range(cfg.seeds))
     cells = {}
     for o, tc in cfg.optimizers().items():

@@ -10,7 +10,6 @@ from dropstudy_experiments.common import PREDICTOR_NAMES
 from dropstudy_experiments.sections.ensembles import section
 
 from dropstudy import masks as M
-from dropstudy.data import digits
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig
 from dropstudy.validate import DropstudyError
@@ -74,7 +73,6 @@ def test_sign_flip_between_predictors_is_a_finding():
     assert any("plain minus dropout" in f for f in findings)
 
 
-def test_plan_needs_steps_divisible_by_k():
-    cfg = E.Config(k=7, train=TrainConfig(steps=100))
+def test_config_needs_steps_divisible_by_k():
     with pytest.raises(DropstudyError, match="multiple of k"):
-        E.plan(cfg, digits())
+        E.Config(k=7, train=TrainConfig(steps=100))

@@ -381,20 +381,7 @@ def _adam(grads, lrs):
     return out
 
 
-@pytest.fixture(params=[False, True], ids=["one_program", "segmented"])
-def trainer_path(request):
-    """Both training paths: one compiled program, and the segments the study and
-    ``dropstudy compare`` run (a progress callback)."""
-    from dropstudy.train import progress
-
-    if request.param:
-        with progress(lambda done, total: None):
-            yield
-    else:
-        yield
-
-
-def test_sgd_options_by_hand(trainer_path):
+def test_sgd_options_by_hand():
     """``-lr * (g + momentum * previous g)`` from ``variables0``, times ``lr_scale``; the
     loss is the shared mask's spread (0) plus the L2 penalty."""
     BATCH_SIZES.clear()
@@ -415,7 +402,7 @@ def test_sgd_options_by_hand(trainer_path):
     np.testing.assert_allclose(float(l2_penalty(params, 0.5)), 0.25 * kernels, rtol=1e-6)
 
 
-def test_adam_options_by_hand(trainer_path):
+def test_adam_options_by_hand():
     """Adam at the default lr (1e-3) on the cosine schedule (lr / 2 at step 1 of 2), times a
     parameter's ``lr_scale``; one mask per example of the full batch."""
     BATCH_SIZES.clear()
@@ -437,7 +424,7 @@ def test_allow_divergence_warns_and_names_the_seeds(monkeypatch, caplog, dropstu
     training program is replaced by that history: this checks the handling, not training."""
     loss = jnp.array([[1.0, 0.5], [1.0, jnp.nan]])  # (seeds, steps)
     fake = lambda *args: ({"params": {}}, History(loss, {}, {}))  # noqa: E731
-    monkeypatch.setattr(training, "train_many_jit", fake)
+    monkeypatch.setattr(training, "_segmented", fake)
     model, cfg, keys = MLP(hidden=(3,), n_out=3), TrainConfig(steps=2), seed_keys([7, 9])
     with pytest.raises(DivergenceError, match="at step 1 for seed 9"):
         train_seeds(model, keys, X, Y, cfg, seeds=[7, 9])

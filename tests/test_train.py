@@ -135,17 +135,24 @@ def test_divergence_names_step_and_seed(digits_data):
 
 
 @pytest.mark.parametrize(
-    "cfg,match",
+    "kw,match",
     [
-        (TrainConfig(steps=0), "steps must be >= 1"),
-        (TrainConfig(lr=-1.0), "lr must be a finite number > 0"),
-        (TrainConfig(optimizer="rmsprop"), "unknown optimizer"),
-        (TrainConfig(steps=10, snapshot_every=3), "must divide"),
-        (TrainConfig(mask_mode="cycle"), "needs cycle_masks"),
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
+        ({"optimizer": "rmsprop"}, "unknown optimizer"),
+        ({"steps": 10, "snapshot_every": 3}, "must divide"),
     ],
 )
-def test_bad_train_config(digits_data, cfg, match):
+def test_bad_train_config_is_refused_when_built(kw, match):
     with pytest.raises(DropstudyError, match=match):
+        TrainConfig(**kw)
+    with pytest.raises(DropstudyError, match=match):
+        CFG.replace(**kw)
+
+
+def test_cycle_mode_needs_cycle_masks(digits_data):
+    cfg = TrainConfig(mask_mode="cycle")
+    with pytest.raises(DropstudyError, match="needs cycle_masks"):
         train(MLP(hidden=(4,)), jax.random.key(0), digits_data.x_train, digits_data.y_train, cfg)
 
 
@@ -164,35 +171,61 @@ def test_bad_data(digits_data):
         )
 
 
-def test_segments_are_bitwise_one_program_for_one_run(digits_data):
-    """The segmented path (every study cell, ``dropstudy compare``) against one program, in
-    the default suite: bit for bit, losses and snapshots included."""
+def _one_program(model, key, d, cfg):
+    """The run as :func:`make_train`'s one program, jitted here."""
+    from dropstudy.train import make_train
+
+    spec = M.mask_spec(model, d.x_train)
+    f = jax.jit(make_train(model, spec, cfg))
+    return f(key, jnp.asarray(d.x_train), jnp.asarray(d.y_train))
+
+
+def test_progress_changes_no_bit_and_segments_match_one_program(digits_data):
+    """One training path: the same compiled segments run with progress shown (as an
+    argument or through a ``progress`` block) or not, bit for bit; and a single run's
+    segments equal :func:`make_train`'s one program bitwise, losses and snapshots included."""
     from dropstudy.train import progress
 
     d = digits_data
     model = MLP(hidden=(6,), rate=0.5, input_rate=0.2)
     cfg = CFG.replace(steps=12, snapshot_every=4)
-    seen = []
+    seen, block = [], []
     a = train(model, jax.random.key(0), d.x_train, d.y_train, cfg)
-    with progress(lambda done, total: seen.append((done, total))):
-        b = train(model, jax.random.key(0), d.x_train, d.y_train, cfg)
-    assert _leaves_equal(a, b)
-    assert seen == [(i, 12) for i in (2, 4, 6, 8, 10, 12)]  # pieces of 2 within snapshots of 4
+    b = train(
+        model, jax.random.key(0), d.x_train, d.y_train, cfg, progress=lambda *p: seen.append(p)
+    )
+    with progress(lambda *p: block.append(p)):
+        c = train(model, jax.random.key(0), d.x_train, d.y_train, cfg)
+    assert _leaves_equal(a, b) and _leaves_equal(a, c)
+    assert seen == block == [(i, 12) for i in (2, 4, 6, 8, 10, 12)]  # pieces of 2 within 4
+    assert _leaves_equal(a, _one_program(model, jax.random.key(0), d, cfg))
+
+
+def test_progress_of_seeds_changes_no_bit(digits_data):
+    d = digits_data
+    model = MLP(hidden=(8,), rate=0.5, input_rate=0.2)
+    cfg = CFG.replace(steps=20, snapshot_every=10)
+    keys = seed_keys([0, 1, 2])
+    seen = []
+    a = train_seeds(model, keys, d.x_train, d.y_train, cfg)
+    b = train_seeds(model, keys, d.x_train, d.y_train, cfg, progress=lambda *p: seen.append(p))
+    assert _leaves_equal(a, b) and seen[-1] == (20, 20) and len(seen) == 10
 
 
 @pytest.mark.slow  # over 20 s; `make test-slow`
-def test_progress_segments_match_one_program_for_seeds(digits_data):
-    """For a vmapped batch of seeds, the segments agree with one program to float rounding
-    (not bitwise); a single run is bitwise, in the default suite above."""
-    from dropstudy.train import progress
+def test_segments_of_seeds_match_one_vmapped_program(digits_data):
+    """For a vmapped batch of seeds, the segments agree with :func:`make_train` vmapped as
+    one program to float rounding (not bitwise)."""
+    from dropstudy.train import make_train
 
     d = digits_data
     model = MLP(hidden=(8,), rate=0.5, input_rate=0.2)
     cfg = CFG.replace(steps=60, snapshot_every=20)
     keys = seed_keys([0, 1, 2])
     a = train_seeds(model, keys, d.x_train, d.y_train, cfg)
-    with progress(lambda done, total: None):
-        b = train_seeds(model, keys, d.x_train, d.y_train, cfg)
+    spec = M.mask_spec(model, d.x_train)
+    f = jax.jit(jax.vmap(make_train(model, spec, cfg), in_axes=(0, None, None)))
+    b = f(keys, jnp.asarray(d.x_train), jnp.asarray(d.y_train))
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
