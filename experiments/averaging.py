@@ -36,8 +36,8 @@ from .common import (
     cell,
     ci,
     device_mesh,
-    predictions,
 )
+from .evaluate import predict, seed_key
 from .stats import equivalence, paired
 
 NAME = "averaging"
@@ -168,8 +168,10 @@ def bounds(ws, ex) -> dict:
     }
 
 
-def _task_rows(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds):
-    """Per-seed measurements of ``net`` trained on ``ds``."""
+def _task_rows(
+    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds, stream: tuple
+):
+    """Per-seed measurements of ``net`` trained on ``ds`` (keys from ``stream``)."""
     model = MLP(
         hidden=net.hidden, n_out=ds.n_classes, activation=net.activation, rate=net.rate,
         input_rate=net.input_rate,
@@ -179,7 +181,7 @@ def _task_rows(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int
     rows = []
     for i, s in enumerate(seeds):
         v = take(variables, i)
-        tr = predictions(model, v, ds.x_train, jax.random.key(2000 + s))
+        tr = predict(model, v, ds.x_train, seed_key((*stream, "train_mc"), s))
         ws = np.asarray(P.weight_scaling(model, v, x).arithmetic)
         row = {
             "ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)},
@@ -195,7 +197,7 @@ def _task_rows(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int
             row["gap_exact_g_vs_exact_a"] = gaps(ex.geometric, ex.arithmetic)
         curves = {"a_err": [], "a_nll": [], "g_err": [], "g_nll": []}
         for j in range(mc_keys if net.exact else 1):
-            key = jax.random.fold_in(jax.random.key(1000 + s), j)
+            key = jax.random.fold_in(seed_key((*stream, "mc_curve"), s), j)
             cur = P.mc_curve(model, v, x, key=key, ks=ks)
             curves["a_err"].append([1 - accuracy(cur[k].arithmetic, y) for k in ks])
             curves["a_nll"].append([nll(cur[k].arithmetic, y) for k in ks])
@@ -217,11 +219,14 @@ def _mean_rows(per_task: list[list[dict]]) -> list[dict]:
     return [mean(*rows) for rows in zip(*per_task, strict=True)]
 
 
-def net_cell(ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list):
+def net_cell(
+    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list, stream: tuple
+):
     """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed: on
-    ``ds`` itself, or on each of its binary ``net.tasks`` (then averaged per seed)."""
+    ``ds`` itself, or on each of its binary ``net.tasks`` (then averaged per seed); MC keys
+    from ``stream``, the same for every task."""
     tasks = [ds.classes(*t) for t in net.tasks] or [ds]
-    per_task = [_task_rows(d, net, train, ks, mc_keys, seeds) for d in tasks]
+    per_task = [_task_rows(d, net, train, ks, mc_keys, seeds, stream) for d in tasks]
     rows = _mean_rows(per_task)
     return {"config": net.to_dict(), "tasks": [d.name for d in tasks], "seeds": rows}
 
@@ -348,6 +353,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
             train=cfg.train,
             ks=list(cfg.ks),
             mc_keys=cfg.mc_keys,
+            stream=(NAME, f"net={n.tag}"),
             seeds=list(range(cfg.seeds_of(n))),
         )
         for n in cfg.nets

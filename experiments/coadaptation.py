@@ -54,8 +54,8 @@ from .common import (
     cell,
     ci,
     flips,
-    predictions,
 )
+from .evaluate import predict, seed_key
 from .stats import direction, paired
 
 NAME = "coadaptation"
@@ -261,7 +261,7 @@ def _headline(model, v, fit: Dataset, key, dropout: bool) -> dict:
     by the MC average too: ``{predictor: {train_acc, train_nll, test_acc, test_nll}}``."""
     x = np.concatenate([fit.x_train, fit.x_test])
     n = len(fit.x_train)
-    preds = predictions(model, v, x, key)
+    preds = predict(model, v, x, key)
     out = {}
     for name in ("ws", "mc") if dropout else ("ws",):
         p = np.asarray(preds[name].arithmetic)
@@ -282,7 +282,9 @@ def _forward(model, spec, v, x):
     return M.apply(model, v, x, m), M.apply(model, v, x, m, method=MLP.features), acts
 
 
-def _net_measures(model, spec, v, fit: Dataset, val, seed: int, cfg: Config, dropout: bool):
+def _net_measures(
+    model, spec, v, fit: Dataset, val, seed: int, cfg: Config, dropout: bool, key: jax.Array
+):
     """Every measure of one trained net (``v``): a dict of floats and lists."""
     sizes = np.cumsum([len(val[0]), len(fit.x_train)])
     z, u, acts = _forward(model, spec, v, np.concatenate([val[0], fit.x_train, fit.x_test]))
@@ -340,7 +342,7 @@ def _net_measures(model, spec, v, fit: Dataset, val, seed: int, cfg: Config, dro
         "val_nll": logit_nll(z_val, val[1]),
         "val_nll_scaled": logit_nll(z_val / t, val[1]),
         "test_nll_scaled": logit_nll(z_test / t, fit.y_test),
-        "headline": _headline(model, v, fit, jax.random.key(9000 + seed), dropout),
+        "headline": _headline(model, v, fit, key, dropout),
         "removal": removal,
         "interactions": inter,
         "live_units": int(live.sum()),
@@ -354,21 +356,27 @@ def _net_measures(model, spec, v, fit: Dataset, val, seed: int, cfg: Config, dro
     }
 
 
-def rate_cell(ds: Dataset, rate: float, cfg: Config) -> list[dict]:
-    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` on the fit split."""
+def rate_cell(ds: Dataset, rate: float, cfg: Config, stream: tuple[str, ...]) -> list[dict]:
+    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` on the fit split (MC
+    keys from ``stream``)."""
     fit, val = validation_split(ds, cfg.val_fraction, cfg.split_seed)
     model = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=rate)
     seeds = list(range(cfg.seeds))
     v, _ = train_seeds(model, seed_keys(seeds), fit.x_train, fit.y_train, cfg.train, seeds=seeds)
     spec = M.mask_spec(model, fit.x_train)
     return [
-        _net_measures(model, spec, take(v, i), fit, val, s, cfg, rate > 0)
+        _net_measures(
+            model, spec, take(v, i), fit, val, s, cfg, rate > 0, seed_key((*stream, "mc"), s)
+        )
         for i, s in enumerate(seeds)
     ]
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
-    return {f"rate={r}": cell(rate_cell, ds=ds, rate=r, cfg=cfg) for r in cfg.rates}
+    return {
+        f"rate={r}": cell(rate_cell, ds=ds, rate=r, cfg=cfg, stream=(NAME, f"rate={r}"))
+        for r in cfg.rates
+    }
 
 
 # --- summary ----------------------------------------------------------------------------------

@@ -326,17 +326,6 @@ def device_mesh():
     return S.mesh() if len(jax.devices()) > 1 else None
 
 
-def predictions(model, variables, x, key, task: str = "classification", k: int = MC_K) -> dict:
-    """A dropout net's prediction on ``x`` by weight scaling and by its MC average over ``k``
-    subnetworks: ``{"ws": Average, "mc": Average}`` (see :mod:`dropstudy.predict`)."""
-    from dropstudy import predict as P
-
-    return {
-        "ws": P.weight_scaling(model, variables, x, task=task),
-        "mc": P.mc(model, variables, x, key=key, k=k, task=task, mesh=device_mesh()),
-    }
-
-
 PREDICTOR_NAMES = {
     "ws": "weight scaling",
     "mc": f"MC average, K = {MC_K}",

@@ -22,17 +22,16 @@ import numpy as np
 from dropstudy.data import Dataset
 from dropstudy.metrics import scores
 from dropstudy.models import ConvNet
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import TrainConfig, seed_keys, train_seeds
 
 from .common import (
     MC_K,
     ExperimentConfig,
     cell,
     ci,
-    flips,
-    predictions,
     primary_first,
 )
+from .evaluate import by_predictor, over_seeds
 from .stats import direction, equivalence
 
 NAME = "conv"
@@ -82,17 +81,15 @@ def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:
     )  # fmt: skip
 
 
-def conv_cell(ds: Dataset, model: ConvNet, train: TrainConfig, seeds: list[int]) -> dict:
-    """Per seed: test scores by weight scaling and by the MC average (K = MC_K), and train
-    scores by weight scaling."""
+def conv_cell(
+    ds: Dataset, model: ConvNet, train: TrainConfig, seeds: list[int], stream: tuple[str, ...]
+) -> dict:
+    """Per seed: test scores by weight scaling and by the MC average (K = MC_K, keys from
+    ``stream``), and train scores by weight scaling."""
     variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     out = []
-    for i, s in enumerate(seeds):
-        v = take(variables, i)
-        row = {}
-        x = jnp.asarray(ds.x_test)
-        for p, avg in predictions(model, v, x, key=jax.random.key(9900 + s)).items():
-            row[p] = scores(np.asarray(avg.arithmetic), ds.y_test)
+    for _, _, v, preds in over_seeds(model, variables, seeds, jnp.asarray(ds.x_test), stream):
+        row = {p: scores(np.asarray(avg.arithmetic), ds.y_test) for p, avg in preds.items()}
         train_probs = jax.nn.softmax(model.apply(v, jnp.asarray(ds.x_train)))
         row["train"] = scores(np.asarray(train_probs), ds.y_train)
         out.append(row)
@@ -102,7 +99,14 @@ def conv_cell(ds: Dataset, model: ConvNet, train: TrainConfig, seeds: list[int])
 def plan(cfg: Config, ds: Dataset) -> dict:
     seeds = list(range(cfg.seeds))
     return {
-        f"rate={r}": cell(conv_cell, ds=ds, model=net_for(cfg, ds, r), train=cfg.train, seeds=seeds)
+        f"rate={r}": cell(
+            conv_cell,
+            ds=ds,
+            model=net_for(cfg, ds, r),
+            train=cfg.train,
+            seeds=seeds,
+            stream=(NAME, f"rate={r}"),
+        )
         for r in cfg.rates
     }
 
@@ -112,15 +116,15 @@ def summarise(cfg: Config, raw: dict) -> dict:
         return np.array([s[p][m] for s in raw[f"rate={rate}"]["seeds"]])
 
     base, r = 0.0, cfg.primary_rate
-    tests = {}
-    for p in ("mc", "ws"):
-        tests[f"nll_{p}"] = equivalence(
-            col(r, p, "nll") - col(base, p, "nll"),
-            cfg.margin_nll,
-            predictor=p,
-            metric="nll",
-            what=f"test NLL, conv channel dropout {r} minus dense-only dropout (nats)",
-        )
+    # The primary's quantity by both predictors: a sign or verdict that depends on which.
+    tests, findings = by_predictor(
+        equivalence,
+        {p: col(r, p, "nll") - col(base, p, "nll") for p in ("mc", "ws")},
+        "nll",
+        margin=cfg.margin_nll,
+        metric="nll",
+        what=f"test NLL, conv channel dropout {r} minus dense-only dropout (nats)",
+    )
     for rate in cfg.rates:
         if rate in (base, r):
             continue
@@ -148,6 +152,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         }
         for rate in cfg.rates
     }
-    # The primary's quantity by both predictors: a sign or verdict that depends on which.
-    findings = flips(tests, [("nll_mc", "nll_ws")])
     return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}

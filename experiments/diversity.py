@@ -41,6 +41,7 @@ from .common import (
     ci,
     primary_first,
 )
+from .evaluate import seed_key
 from .stats import direction, equivalence
 
 NAME = "diversity"
@@ -131,16 +132,21 @@ def _stats(probs: np.ndarray, labels: np.ndarray, ks) -> dict:
 
 
 def diversity_cell(
-    ds: Dataset, model: MLP, train: TrainConfig, members: int, ks: tuple[int, ...],
-    seeds: list[int],
+    *, ds: Dataset, model: MLP, train: TrainConfig, members: int, ks: tuple[int, ...],
+    seeds: list[int], stream: tuple[str, ...],
 ) -> dict:  # fmt: skip
     """Per seed: :func:`decompose` on the test and training sets for the dropout net's first
-    K subnetworks (K in ``ks``) and for ensembles of the first K of ``members`` independent
-    plain nets (K = 2 .. members)."""
+    K subnetworks (K in ``ks``, keys from ``stream``) and for ensembles of the first K of
+    ``members`` independent plain nets (K = 2 .. members; member j of seed s trained from
+    ``fold_in(seed_key((*stream, "members"), s), j)``)."""
     drop, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
     keys = jnp.stack(
-        [jax.random.fold_in(jax.random.key(s), 200 + j) for s in seeds for j in range(members)]
+        [
+            jax.random.fold_in(seed_key((*stream, "members"), s), j)
+            for s in seeds
+            for j in range(members)
+        ]
     )
     plain, _ = train_seeds(
         plain_model, keys, ds.x_train, ds.y_train, train,
@@ -152,7 +158,9 @@ def diversity_cell(
     out = []
     for i, s in enumerate(seeds):
         sub = np.asarray(
-            _subnetwork_probs(model, spec, max(ks), take(drop, i), both, jax.random.key(9500 + s))
+            _subnetwork_probs(
+                model, spec, max(ks), take(drop, i), both, seed_key((*stream, "mc"), s)
+            )
         )
         ind = np.stack(
             [
@@ -179,7 +187,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         "diversity": cell(
             diversity_cell, ds=ds, model=model, train=cfg.train, members=cfg.members, ks=ks,
-            seeds=list(range(cfg.seeds)),
+            seeds=list(range(cfg.seeds)), stream=(NAME, "diversity"),
         )
     }  # fmt: skip
 

@@ -38,7 +38,6 @@ from dropstudy.models import MLP
 from dropstudy.train import (
     TrainConfig,
     seed_keys,
-    take,
     train_seeds,
 )
 from dropstudy.validate import DropstudyError
@@ -49,9 +48,9 @@ from .common import (
     cell,
     ci,
     flips,
-    predictions,
     primary_first,
 )
+from .evaluate import over_seeds, seed_key
 from .stats import direction, equivalence
 
 NAME = "ensembles"
@@ -104,16 +103,18 @@ class Config(ExperimentConfig):
 
 
 def _member_keys(seeds: list[int], k: int) -> jax.Array:
-    """K member keys per seed, ``(S * K,)``: member j of seed s is ``fold_in(key(s), 100 + j)``."""
+    """K member keys per seed, ``(S * K,)``: member j of seed s is
+    ``fold_in(seed_key((NAME, "members"), s), j)``."""
     return jnp.stack(
-        [jax.random.fold_in(jax.random.key(s), 100 + j) for s in seeds for j in range(k)]
+        [jax.random.fold_in(seed_key((NAME, "members"), s), j) for s in seeds for j in range(k)]
     )
 
 
 def fixed_masks(spec: M.MaskSpec, seeds: list[int], k: int) -> jax.Array:
     """The K subnetworks of each seed's bagging and fixed-mask arms, flat ``(S, K, n_units)``:
-    mask j of seed s is ``sample_masks(spec, fold_in(fold_in(key(s), 99), j))``."""
-    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 99) for s in seeds])
+    mask j of seed s is ``sample_masks(spec, fold_in(seed_key((NAME, "fixed_masks"), s), j))``
+    (the same masks in both arms' cells)."""
+    keys = jnp.stack([seed_key((NAME, "fixed_masks"), s) for s in seeds])
     return _draw(spec, k, keys)
 
 
@@ -179,15 +180,17 @@ def _eval(model: MLP, spec, variables, masks, ds: Dataset, s_n: int) -> dict:
     return _split(probs.reshape(s_n, -1, *probs.shape[2:]), ds)
 
 
-def dropout_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, seeds: list[int]) -> dict:
+def dropout_cell(
+    ds: Dataset, drop: MLP, cfg: TrainConfig, seeds: list[int], stream: tuple[str, ...]
+) -> dict:
     """One dropout net per seed, ``cfg.steps`` steps, by weight scaling and by its MC average
-    (K = MC_K): ``{"dropout_ws": [per seed {"test", "train"} scores], "dropout_mc": [...]}``."""
+    (K = MC_K, keys from ``stream``): ``{"dropout_ws": [per seed {"test", "train"} scores],
+    "dropout_mc": [...]}``."""
     variables, _ = train_seeds(drop, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
     out = {"dropout_ws": [], "dropout_mc": []}
-    for i, s in enumerate(seeds):
-        v, key = take(variables, i), jax.random.key(7000 + s)
-        # The same MC subnetworks on the test and the training set.
-        for p, avg in predictions(drop, v, _both(ds), key=key).items():
+    # The same MC subnetworks on the test and the training set.
+    for _, _, _, preds in over_seeds(drop, variables, seeds, _both(ds), stream):
+        for p, avg in preds.items():
             probs = _split(avg.arithmetic, ds)
             out[f"dropout_{p}"].append(_scores(probs["test"], probs["train"], ds))
     return out
@@ -220,7 +223,7 @@ def tied_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[int]
 def members_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[int]) -> dict:
     """K members per seed, ``cfg.steps // k`` steps each, trained together: the independent
     ensemble (plain nets; member j of seed s with its own initialisation and minibatch order
-    from ``fold_in(key(s), 100 + j)``) and dropout bagging (member j keeps fixed mask j and
+    from :func:`_member_keys`) and dropout bagging (member j keeps fixed mask j and
     starts from key(s): the seed's dropout net's initialisation and minibatch order). Returns
     rows ``independent``, ``bagging`` and their ``_member`` rows."""
     spec, s_n = M.mask_spec(drop, ds.x_train), len(seeds)
@@ -250,7 +253,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
     kw = dict(ds=ds, drop=drop, cfg=cfg.train, seeds=seeds)
     return {
-        "cell=dropout": cell(dropout_cell, **kw),
+        "cell=dropout": cell(dropout_cell, stream=(NAME, "cell=dropout"), **kw),
         "cell=tied": cell(tied_cell, k=cfg.k, **kw),
         "cell=members": cell(members_cell, k=cfg.k, **kw),
     }

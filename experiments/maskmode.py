@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,17 +22,16 @@ from dropstudy import predict as P
 from dropstudy.data import Dataset
 from dropstudy.metrics import gaps, scores
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import TrainConfig, seed_keys, train_seeds
 
 from .common import (
     ExperimentConfig,
     cell,
     ci,
     device_mesh,
-    flips,
-    predictions,
     primary_first,
 )
+from .evaluate import by_predictor, over_seeds
 from .stats import direction, equivalence
 
 NAME = "maskmode"
@@ -67,11 +65,18 @@ class Config(ExperimentConfig):
     }
 
 
-def mode_cell(ds: Dataset, model: MLP, train: TrainConfig, exact: bool, seeds: list[int]) -> dict:
+def mode_cell(
+    ds: Dataset,
+    model: MLP,
+    train: TrainConfig,
+    exact: bool,
+    seeds: list[int],
+    stream: tuple[str, ...],
+) -> dict:
     """Per seed and mask mode: test and train scores by weight scaling and by the MC average
-    (K = MC_K), and how far weight scaling is from that average on the test set (and, with
-    ``exact``, from the exact arithmetic mean over all subnetworks). Both modes start from
-    the same keys, so only the masks differ."""
+    (K = MC_K, keys from ``stream`` and the mode), and how far weight scaling is from that
+    average on the test set (and, with ``exact``, from the exact arithmetic mean over all
+    subnetworks). Both modes start from the same keys, so only the masks differ."""
     out = {}
     for mode in MODES:
         variables, _ = train_seeds(
@@ -79,12 +84,11 @@ def mode_cell(ds: Dataset, model: MLP, train: TrainConfig, exact: bool, seeds: l
             seeds=seeds,
         )  # fmt: skip
         rows = []
-        for i, s in enumerate(seeds):
-            v = take(variables, i)
-            both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
-            n = len(ds.x_test)
+        both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
+        n = len(ds.x_test)
+        for _, _, v, preds in over_seeds(model, variables, seeds, both, (*stream, mode)):
             row, test = {}, {}
-            for p, avg in predictions(model, v, both, key=jax.random.key(9000 + s)).items():
+            for p, avg in preds.items():
                 probs = np.asarray(avg.arithmetic)
                 row[p] = {
                     "test": scores(probs[:n], ds.y_test),
@@ -106,11 +110,11 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         "net=wide": cell(
             mode_cell, model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate),
-            exact=False, **kw,
+            exact=False, stream=(NAME, "net=wide"), **kw,
         ),
         "net=small": cell(
             mode_cell, model=MLP(hidden=cfg.small, n_out=ds.n_classes, rate=cfg.rate),
-            exact=True, **kw,
+            exact=True, stream=(NAME, "net=small"), **kw,
         ),
     }  # fmt: skip
 
@@ -122,24 +126,28 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def gap(net, mode, ref, m):
         return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
 
-    tests = {}
-    for p in ("mc", "ws"):
-        tests[f"nll_{p}"] = equivalence(
-            col("wide", "per_batch", p, "test", "nll")
-            - col("wide", "per_example", p, "test", "nll"),
-            cfg.margin_nll,
-            predictor=p,
-            metric="nll",
-            what="test NLL, a mask per batch minus a mask per example (nats)",
-        )
-        err = lambda mode, p=p: 1 - col("wide", mode, p, "test", "accuracy")  # noqa: E731
-        tests[f"err_{p}"] = equivalence(
-            err("per_batch") - err("per_example"),
-            cfg.margin_err,
-            predictor=p,
-            metric="error",
-            what="test error, a mask per batch minus a mask per example (fraction)",
-        )
+    def diff(p, m):  # wide net, test split: a mask per batch minus a mask per example
+        return col("wide", "per_batch", p, "test", m) - col("wide", "per_example", p, "test", m)
+
+    # Each quantity by both predictors: a sign or verdict that depends on which is a finding.
+    tests, findings = by_predictor(
+        equivalence,
+        {p: diff(p, "nll") for p in ("mc", "ws")},
+        "nll",
+        margin=cfg.margin_nll,
+        metric="nll",
+        what="test NLL, a mask per batch minus a mask per example (nats)",
+    )
+    err_tests, err_findings = by_predictor(
+        equivalence,
+        {p: -diff(p, "accuracy") for p in ("mc", "ws")},
+        "err",
+        margin=cfg.margin_err,
+        metric="error",
+        what="test error, a mask per batch minus a mask per example (fraction)",
+    )
+    tests |= err_tests
+    findings += err_findings
     tests["ws_gap_mc"] = direction(
         gap("wide", "per_batch", "mc", "mean_kl") - gap("wide", "per_example", "mc", "mean_kl"),
         predictor="ws",
@@ -169,5 +177,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
                     m: ci(gap(net, mode, ref, m)) for m in ("mean_kl", "disagreement")
                 }
             rows[f"{net} {mode}"] = r
-    findings = flips(tests, [("nll_mc", "nll_ws"), ("err_mc", "err_ws")])
     return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax
 import numpy as np
 
 from dropstudy import predict as P
@@ -24,12 +23,12 @@ from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 from dropstudy.validate import DropstudyError
 
 from .common import (
-    MC_K,
     ExperimentConfig,
     cell,
     ci,
     flips,
 )
+from .evaluate import predict, seed_key
 from .stats import direction, paired
 
 NAME = "overfitting"
@@ -70,11 +69,18 @@ class Config(ExperimentConfig):
 
 
 def data_cell(
-    ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list[int], n_train
+    ds: Dataset,
+    rate: float,
+    width: int,
+    train: TrainConfig,
+    seeds: list[int],
+    n_train: int | None,
+    stream: tuple[str, ...],
 ) -> dict:
     """Train and test accuracy and NLL of MLPs at drop ``rate`` by weight scaling, on
     the full training set or (``n_train``) a different random subset per seed; on the full
-    set, with dropout, test accuracy and NLL by the MC average too (``mc_test_*``)."""
+    set, with dropout, test accuracy and NLL by the MC average too (``mc_test_*``, keys
+    from ``stream``)."""
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
     if n_train is None:
         xs, ys, per_seed = ds.x_train, ds.y_train, False
@@ -99,7 +105,8 @@ def data_cell(
         out["train_nll"].append(nll(ptr, ytr))
         out["test_nll"].append(nll(pte, ds.y_test))
         if mc:
-            pmc = P.mc(model, v, ds.x_test, key=jax.random.key(4000 + s), k=MC_K).arithmetic
+            key = seed_key((*stream, "mc"), s)
+            pmc = predict(model, v, ds.x_test, key, predictors=("mc",))["mc"].arithmetic
             out["mc_test_acc"].append(accuracy(pmc, ds.y_test))
             out["mc_test_nll"].append(nll(pmc, ds.y_test))
     return out
@@ -107,11 +114,15 @@ def data_cell(
 
 def plan(cfg: Config, ds: Dataset) -> dict:
     kw = dict(ds=ds, width=cfg.width, train=cfg.train, seeds=list(range(cfg.seeds)))
-    cells = {f"rate={r}": cell(data_cell, rate=r, n_train=None, **kw) for r in cfg.rates}
+    cells = {
+        f"rate={r}": cell(data_cell, rate=r, n_train=None, stream=(NAME, f"rate={r}"), **kw)
+        for r in cfg.rates
+    }
     # The full training set's point of the size sweep is the rate sweep's cell.
     for n in cfg.sizes:
         for r in cfg.size_rates:
-            cells[f"n={n}_rate={r}"] = cell(data_cell, rate=r, n_train=n, **kw)
+            label = f"n={n}_rate={r}"
+            cells[label] = cell(data_cell, rate=r, n_train=n, stream=(NAME, label), **kw)
     return cells
 
 

@@ -39,6 +39,7 @@ from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import ExperimentConfig, cell, ci, primary_first
+from .evaluate import seed_key
 from .stats import direction, equivalence
 
 NAME = "regression"
@@ -154,13 +155,14 @@ def _fit(model, xs, ys, taus, rate, train, seeds, target_sd: float):
 
 
 def regression_cell(
-    depth: int, width: int, rate: float, taus: tuple[float, ...], epochs: int,
+    *, depth: int, width: int, rate: float, taus: tuple[float, ...], epochs: int,
     batch_size: int, lr: float, t: int, t_grid: tuple[int, ...], splits: list[int],
+    stream: tuple[str, ...],
 ) -> dict:  # fmt: skip
     """Per split: tau chosen by validation log-likelihood (MC over ``t`` subnetworks), then
     the net retrained on the whole training split; test RMSE (target units) and test
     log-likelihood by weight scaling and by MC over the first T of ``t`` subnetworks (T in
-    ``t_grid``), plus train RMSE."""
+    ``t_grid``), plus train RMSE. MC keys from ``stream``, the split and the purpose."""
     x, y = load()
     model = MLP(hidden=(width,) * depth, n_out=1, rate=rate, input_rate=rate)
     spec = M.mask_spec(model, x[:1])
@@ -202,7 +204,9 @@ def regression_cell(
     for i, (s, p) in enumerate(zip(splits, parts, strict=True)):
         lls, lls_ws = [], []
         for j, tau in enumerate(taus):
-            ws, mc, sy = predict(take(val_nets[j], i), "fit", "val", p, jax.random.key(11 + s))
+            ws, mc, sy = predict(
+                take(val_nets[j], i), "fit", "val", p, seed_key((*stream, "val_mc"), s)
+            )
             lls.append(log_likelihood(mc, y[p["val"]], tau / sy**2))
             lls_ws.append(log_likelihood(ws[None], y[p["val"]], tau / sy**2))
         chosen.append(int(np.argmax(lls)))
@@ -219,7 +223,7 @@ def regression_cell(
     for i, (s, p) in enumerate(zip(splits, parts, strict=True)):
         tau = taus[chosen[i]]
         v = take(nets[chosen[i]], i)
-        ws, mc, sy = predict(v, "tr", "te", p, jax.random.key(1000 + s))
+        ws, mc, sy = predict(v, "tr", "te", p, seed_key((*stream, "test_mc"), s))
         yt = y[p["te"]]
         tau_units = tau / sy**2  # precision in target units
         ws_tr, _, _ = predict(v, "tr", "tr", p)
@@ -254,7 +258,7 @@ def plan(cfg: Config, ds=None) -> dict:
         f"depth={d}": cell(
             regression_cell, depth=d, width=cfg.width, rate=cfg.rate, taus=cfg.taus,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, t=cfg.t, t_grid=grid,
-            splits=list(range(cfg.splits)),
+            splits=list(range(cfg.splits)), stream=(NAME, f"depth={d}"),
         )
         for d in cfg.depths
     }  # fmt: skip

@@ -43,9 +43,9 @@ from .common import (
     cell,
     ci,
     flips,
-    predictions,
     primary_first,
 )
+from .evaluate import predict, seed_key
 from .stats import direction
 
 NAME = "robustness"
@@ -130,10 +130,15 @@ def shift_sets(ds: Dataset, cfg_shifts: dict, seed: int) -> dict[str, list[tuple
 
 
 def robustness_cell(
-    ds: Dataset, model: MLP, train: TrainConfig, shifts: dict, seeds: list[int]
+    ds: Dataset,
+    model: MLP,
+    train: TrainConfig,
+    shifts: dict,
+    seeds: list[int],
+    stream: tuple[str, ...],
 ) -> dict:
     """Per seed: train and clean test scores, and test scores under every shift, of the plain
-    net and of the dropout net (weight scaling and MC average)."""
+    net and of the dropout net (weight scaling and MC average, keys from ``stream``)."""
     keys = seed_keys(seeds)
     drop, _ = train_seeds(model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
@@ -149,8 +154,8 @@ def robustness_cell(
         both = jnp.asarray(np.concatenate([x for _, x, _ in flat]))
         ends = np.cumsum([len(x) for _, x, _ in flat])
         v_drop, v_plain = take(drop, i), take(plain, i)
-        probs = {p: np.asarray(a.arithmetic) for p, a in predictions(
-            model, v_drop, both, key=jax.random.key(9700 + s)).items()}  # fmt: skip
+        preds = predict(model, v_drop, both, seed_key((*stream, "mc"), s))
+        probs = {p: np.asarray(a.arithmetic) for p, a in preds.items()}
         probs["plain"] = np.asarray(jax.nn.softmax(plain_model.apply(v_plain, both)))
         row = {p: {} for p in PREDICTORS}
         for (kind, x, labels), end in zip(flat, ends, strict=True):
@@ -174,7 +179,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         "robustness": cell(
             robustness_cell, ds=ds, model=model, train=cfg.train, shifts=shifts_of(cfg, ds),
-            seeds=list(range(cfg.seeds)),
+            seeds=list(range(cfg.seeds)), stream=(NAME, "robustness"),
         )
     }  # fmt: skip
 

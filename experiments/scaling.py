@@ -28,6 +28,7 @@ from dropstudy.models import MLP, MaskedDropout
 from dropstudy.train import TrainConfig, train
 
 from .common import ExperimentConfig, cell, ci
+from .evaluate import derived_key
 from .stats import equivalence_from, exact_check
 
 NAME = "scaling"
@@ -81,7 +82,8 @@ def demo_cell(convention: str, rate: float, n_inputs: int, n_keys: int) -> dict:
     model = TutorialUnit(rate, convention)
     x = jnp.ones((1, n_inputs))
     variables, spec = M.init(model, jax.random.key(0), x)
-    keys = jax.random.split(jax.random.key(1), n_keys)
+    # the same draws for both conventions
+    keys = jax.random.split(derived_key(NAME, "demo"), n_keys)
     train_out = jax.jit(
         jax.vmap(lambda k: M.apply(model, variables, x, M.sample_masks(spec, k, (1,)))[0, 0])
     )(keys)

@@ -54,8 +54,8 @@ from .common import (
     cell,
     ci,
     flips,
-    predictions,
 )
+from .evaluate import predict, seed_key
 from .stats import direction, equivalence
 
 NAME = "shrinkage"
@@ -256,7 +256,9 @@ def logit_norm(log_probs) -> float:
     return float(np.mean(np.linalg.norm(lp - lp.mean(1, keepdims=True), axis=1)))
 
 
-def norm_cell(ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list) -> list:
+def norm_cell(
+    ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list, stream: tuple[str, ...]
+) -> list:
     """Per seed, a digits MLP at drop ``rate`` (and ``train.l2``): its weight measures, test
     logit norm, test accuracy/NLL by weight scaling and (dropout nets) by the MC average,
     and train accuracy/NLL by weight scaling."""
@@ -270,7 +272,7 @@ def norm_cell(ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: l
             ws = weight_scaling(model, vi, ds.x_test)
             preds = {"ws": ws, "mc": ws}
         else:
-            preds = predictions(model, vi, ds.x_test, jax.random.key(10_000 + s))
+            preds = predict(model, vi, ds.x_test, seed_key((*stream, "mc"), s))
         row = {"frob": kernel_norm(p), "spec": spectral_product(p)}
         for name, a in preds.items():
             if name == "ws" or rate == 0:  # one prediction: its log-softmax, exact and finite
@@ -295,13 +297,17 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     cells = {}
     for o, tc in cfg.optimizers().items():
         for r in cfg.rates:
-            cells[f"{o}_rate={r}"] = cell(
-                norm_cell, ds=ds, rate=r, width=cfg.width, train=tc, seeds=seeds
-            )
+            label = f"{o}_rate={r}"
+            cells[label] = cell(
+                norm_cell, ds=ds, rate=r, width=cfg.width, train=tc, seeds=seeds,
+                stream=(NAME, label),
+            )  # fmt: skip
         for l2 in cfg.l2s:
-            cells[f"{o}_l2={l2}"] = cell(
-                norm_cell, ds=ds, rate=0.0, width=cfg.width, train=tc.replace(l2=l2), seeds=seeds
-            )
+            label = f"{o}_l2={l2}"
+            cells[label] = cell(
+                norm_cell, ds=ds, rate=0.0, width=cfg.width, train=tc.replace(l2=l2),
+                seeds=seeds, stream=(NAME, label),
+            )  # fmt: skip
     data = {"decades": cfg.decades, "scale_seed": cfg.scale_seed, "seeds": seeds}
     for k in (*cfg.keeps, 1.0):  # keep 1: plain SGD, the convergence check
         cells[f"linear_keep={k}"] = cell(linear_cell, keep=k, train=cfg.linear, **data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -29,8 +28,8 @@ from .common import (
     cell,
     ci,
     flips,
-    predictions,
 )
+from .evaluate import predict, seed_key
 from .stats import direction, paired
 from .torch_reference import torch_reference_cell
 from .tutorial_task import fit_measures, rough_grid, tutorial_sets
@@ -71,9 +70,12 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {"seeds": 3, "train": tutorial_config(200, 100)}
 
 
-def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
+def tutorial_cell(
+    rate: float, train: TrainConfig, seeds: list[int], stream: tuple[str, ...]
+) -> dict:
     """The tutorial's net at drop ``rate`` on each seed's own data set: train and test MSE
-    and roughness by weight scaling (``ws``) and, with dropout, by the MC average (``mc``)."""
+    and roughness by weight scaling (``ws``) and, with dropout, by the MC average (``mc``,
+    keys from ``stream``)."""
     model = tutorial_net(rate)
     sets, xs, ys = tutorial_sets(seeds)
     # A run that diverges under the tutorial's settings is recorded as diverged (no NaN is
@@ -105,7 +107,8 @@ def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
             continue
         v_i = take(variables, i)
         x = jnp.concatenate([jnp.asarray(d.x_train), jnp.asarray(d.x_test), rough_grid()])
-        preds = predictions(model, v_i, x, jax.random.key(3000 + seeds[i]), task="regression")
+        key = seed_key((*stream, "mc"), seeds[i])
+        preds = predict(model, v_i, x, key, task="regression")
         for p in predictors:
             o = np.asarray(preds[p].mean)
             m = fit_measures(o[:n], o[n : 2 * n], o[2 * n :], d)
@@ -174,7 +177,10 @@ def plan(cfg: Config, ds=None) -> dict:
     seeds = list(range(cfg.seeds))
     cells = {}
     for r in cfg.rates:
-        cells[f"tutorial_rate={r}"] = cell(tutorial_cell, rate=r, train=cfg.train, seeds=seeds)
+        label = f"tutorial_rate={r}"
+        cells[label] = cell(
+            tutorial_cell, rate=r, train=cfg.train, seeds=seeds, stream=(NAME, label)
+        )
         cells[f"pytorch_rate={r}"] = cell(
             torch_reference_cell, rate=r, train=cfg.train, seeds=seeds
         )

@@ -6,10 +6,11 @@ Shared by the replication (:mod:`.tutorial`) and the PyTorch reference
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from dropstudy.data import tutorial_regression
+
+from .evaluate import seed_key
 
 ROUGH_GRID = 201  # points on [-1, 1] (spacing 0.01) on which roughness and risk are measured
 SLOPE = 1.5  # the tutorial's true function y = SLOPE * x
@@ -17,9 +18,7 @@ SLOPE = 1.5  # the tutorial's true function y = SLOPE * x
 
 def tutorial_sets(seeds) -> tuple[list, np.ndarray, np.ndarray]:
     """One tutorial data set per seed: ``(sets, xs (S, 10, 1), ys (S, 10, 1))``."""
-    sets = [
-        tutorial_regression(jax.random.fold_in(jax.random.key(s), 1), slope=SLOPE) for s in seeds
-    ]
+    sets = [tutorial_regression(seed_key(("tutorial", "data"), s), slope=SLOPE) for s in seeds]
     return sets, np.stack([d.x_train for d in sets]), np.stack([d.y_train for d in sets])
 
 

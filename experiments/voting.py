@@ -41,6 +41,7 @@ from .common import (
     effect_str,
     primary_first,
 )
+from .evaluate import seed_key
 from .stats import direction, equivalence
 
 NAME = "voting"
@@ -168,7 +169,13 @@ def errors(pred: dict, y) -> dict:
 
 
 def vote_cell(
-    ds: Dataset, model: MLP, train: TrainConfig, k: int, grid: tuple[int, ...], seeds: list[int]
+    ds: Dataset,
+    model: MLP,
+    train: TrainConfig,
+    k: int,
+    grid: tuple[int, ...],
+    seeds: list[int],
+    stream: tuple[str, ...],
 ) -> dict:
     """Per seed, one dropout net: test error of every rule over its first ``g`` MC
     subnetworks for ``g`` in ``grid``, the fraction of tied votes, and train and test error
@@ -179,7 +186,7 @@ def vote_cell(
     grid = tuple(sorted(set(grid) | {k}))
     out = {"grid": list(grid), "seeds": []}
     for i, s in enumerate(seeds):
-        v, key = take(variables, i), jax.random.key(8000 + s)
+        v, key = take(variables, i), seed_key((*stream, "votes"), s)
         row = {"test_curve": {r: [] for r in (*RULES[:3], "tie")}}
         for split, x, y in (("test", ds.x_test, ds.y_test), ("train", ds.x_train, ds.y_train)):
             x = jnp.asarray(x)
@@ -212,10 +219,16 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     kw = dict(ds=ds, train=cfg.train, k=cfg.k, grid=grid, seeds=seeds)
     return {
         "net=wide": cell(
-            vote_cell, model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate), **kw
+            vote_cell,
+            model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate),
+            stream=(NAME, "net=wide"),
+            **kw,
         ),
         "net=small": cell(
-            vote_cell, model=MLP(hidden=cfg.small, n_out=ds.n_classes, rate=cfg.rate), **kw
+            vote_cell,
+            model=MLP(hidden=cfg.small, n_out=ds.n_classes, rate=cfg.rate),
+            stream=(NAME, "net=small"),
+            **kw,
         ),
     }
 

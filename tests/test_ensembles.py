@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from dropstudy_experiments import ensembles as E
 from dropstudy_experiments.common import PREDICTOR_NAMES
+from dropstudy_experiments.evaluate import seed_key
 from dropstudy_experiments.sections.ensembles import section
 
 from dropstudy import masks as M
@@ -35,7 +36,7 @@ def test_fixed_masks_are_binary_per_seed_and_a_prefix_in_k():
     np.testing.assert_array_equal(m[:, :2], E.fixed_masks(spec, [0, 3], 2))
     np.testing.assert_array_equal(m[1], E.fixed_masks(spec, [3], 4)[0])
     assert not np.array_equal(m[0], m[1])
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), 99), 2)
+    key = jax.random.fold_in(seed_key(("ensembles", "fixed_masks"), 3), 2)
     np.testing.assert_array_equal(m[1, 2], spec.flatten(M.sample_masks(spec, key)))
 
 

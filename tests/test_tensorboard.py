@@ -21,7 +21,7 @@ def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
     cfg = tutorial.Config().quick()
     train = tutorial.tutorial_config(40, 20)
     label = f"tutorial_rate={cfg.rates[1]}"
-    result = tutorial.tutorial_cell(cfg.rates[1], train, [0, 1])
+    result = tutorial.tutorial_cell(cfg.rates[1], train, [0, 1], stream=("tutorial", label))
     tb = tmp_path / "tb"
     tutorial_events(cfg, label, result, tb)
     assert sorted(str(p.relative_to(tb)) for p in tb.glob("*/*")) == [

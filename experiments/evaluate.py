@@ -1,0 +1,133 @@
+"""One evaluator for every experiment: trained nets over seeds in, per-seed predictions by
+every predictor out, with keys derived from names.
+
+A dropout net is judged as an ensemble by two predictors on the same weights: weight
+scaling and the Monte-Carlo average over ``k`` subnetworks (and, where the net is small
+enough, the exact average over all of them, which the averaging experiment asks for itself).
+Every random draw of an evaluation has a key derived from the experiment, the cell, the
+purpose and the seed (:func:`seed_key`), so no two experiments or cells share masks by
+accident and no offset is picked by hand. :func:`by_predictor` then runs the same test of a
+quantity by each predictor and reports where the two disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+
+import jax
+import numpy as np
+
+from dropstudy import predict as P
+from dropstudy.average import Average
+from dropstudy.train import take
+
+from .common import MC_K, device_mesh, flips
+
+PREDICTORS = ("ws", "mc")  # weight scaling, the MC average
+
+
+def derived_key(*names: str | int) -> jax.Array:
+    """A key derived from names alone.
+
+    Args:
+      names: what the key is for, e.g. ``("conv", "rate=0.5", "mc")``.
+
+    Returns:
+      A typed key: a 64-bit digest of the names, folded into ``key(0)`` in two words.
+    """
+    h = hashlib.sha256("/".join(str(n) for n in names).encode()).digest()
+    hi, lo = (int.from_bytes(h[i : i + 4], "little") >> 1 for i in (0, 4))
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(0), hi), lo)
+
+
+def seed_key(stream: tuple[str, ...] | str, seed: int) -> jax.Array:
+    """Seed ``seed``'s key in ``stream`` (``(experiment, cell, purpose)``): the stream's
+    :func:`derived_key` folded with the seed."""
+    names = (stream,) if isinstance(stream, str) else tuple(stream)
+    return jax.random.fold_in(derived_key(*names), seed)
+
+
+def predict(
+    model,
+    variables,
+    x,
+    key: jax.Array,
+    task: str = "classification",
+    k: int = MC_K,
+    predictors: tuple[str, ...] = PREDICTORS,
+) -> dict[str, Average]:
+    """One net's predictions on ``x`` by each predictor named.
+
+    Args:
+      model: a model with :class:`~dropstudy.models.MaskedDropout` layers.
+      variables: its variables dict (one seed).
+      x: inputs ``(N, ...)``.
+      key: the MC average's key.
+      task: ``classification`` or ``regression``.
+      k: subnetworks in the MC average.
+      predictors: any of ``"ws"`` (weight scaling) and ``"mc"`` (MC average).
+
+    Returns:
+      ``{predictor: Average}``, each with ``arithmetic (N, C)``.
+    """
+    out = {}
+    if "ws" in predictors:
+        out["ws"] = P.weight_scaling(model, variables, x, task=task)
+    if "mc" in predictors:
+        out["mc"] = P.mc(model, variables, x, key=key, k=k, task=task, mesh=device_mesh())
+    return out
+
+
+def over_seeds(
+    model,
+    variables,
+    seeds: list[int],
+    x,
+    stream: tuple[str, ...],
+    task: str = "classification",
+    k: int = MC_K,
+    predictors: tuple[str, ...] = PREDICTORS,
+) -> Iterator[tuple[int, int, dict, dict[str, Average]]]:
+    """Each seed's net and its predictions, the MC key derived from ``stream`` and the seed.
+
+    Args:
+      model: the model the seeds share.
+      variables: the variables dict with a leading seed axis (from ``train_seeds``).
+      seeds: the seeds, in the order of that axis.
+      x: inputs ``(N, ...)``.
+      stream: ``(experiment, cell)`` (the purpose ``"mc"`` is added).
+      task, k, predictors: as :func:`predict`.
+
+    Yields:
+      ``(i, seed, variables of seed i, {predictor: Average})``.
+    """
+    for i, s in enumerate(seeds):
+        v = take(variables, i)
+        yield i, s, v, predict(model, v, x, seed_key((*stream, "mc"), s), task, k, predictors)
+
+
+def by_predictor(
+    test: Callable[..., dict],
+    values: dict[str, np.ndarray],
+    name: str | Callable[[str], str],
+    **kw,
+) -> tuple[dict[str, dict], list[str]]:
+    """The same test of one quantity by each predictor, and where they disagree.
+
+    Args:
+      test: a test of :mod:`.stats` (``direction``, ``equivalence``, ...), called as
+        ``test(values[p], predictor=p, **kw)``.
+      values: per predictor, the per-seed values ``(S,)``.
+      name: the tests' names: ``f"{name}_{p}"``, or a function of the predictor.
+      kw: the test's other arguments (``what``, a margin, ...).
+
+    Returns:
+      ``(tests, findings)``: ``{test name: test}`` in the order of ``values``, and the
+      findings of :func:`.common.flips` over each pair of predictors.
+    """
+    label = name if callable(name) else (lambda p: f"{name}_{p}")
+    tests = {label(p): test(v, predictor=p, **kw) for p, v in values.items()}
+    names = list(tests)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    return tests, flips(tests, pairs)
