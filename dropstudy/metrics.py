@@ -1,11 +1,13 @@
-"""Scores of probabilistic predictions, and gaps between two predictors.
+"""Scores of probabilistic predictions, gaps between two predictors, and numerics of
+logits (a stable cross-entropy, temperature scaling).
 
-All functions take probabilities ``(B, C)`` and integer labels ``(B,)`` and return Python
+The scores take probabilities ``(B, C)`` and integer labels ``(B,)`` and return Python
 floats, so results files hold plain numbers.
 """
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from .validate import DropstudyError
@@ -93,3 +95,63 @@ def gaps(p, q) -> dict[str, float]:
         "mean_kl": float(np.mean(np.maximum(kl, 0.0))),
         "disagreement": float(np.mean(a.argmax(1) != b.argmax(1))),
     }
+
+
+def fit_temperature(
+    logits, y, log_t_range: tuple[float, float] = (-5.0, 5.0), bisections: int = 60
+) -> float:
+    """The temperature ``T`` minimising the NLL of ``softmax(logits / T)``.
+
+    The NLL is convex in ``b = 1/T`` with derivative ``mean(E_softmax(b z)[z] - z_y)``,
+    increasing in ``b``: bisection on its sign over ``log T``. Deterministic, float64.
+
+    Args:
+      logits: ``(N, C)``.
+      y: integer labels ``(N,)``.
+      log_t_range: natural-log bounds of the search; the result is clipped to them.
+      bisections: halvings of the bracket (60: far below float32 resolution).
+
+    Returns:
+      ``T`` as a float.
+    """
+    z = np.asarray(logits, np.float64)
+    zy = z[np.arange(len(z)), np.asarray(y)]
+
+    def slope(log_t: float) -> float:  # d NLL / d b at b = exp(-log_t)
+        s = z * np.exp(-log_t)
+        p = np.exp(s - s.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        return float(np.mean((p * z).sum(1) - zy))
+
+    lo, hi = log_t_range  # slope(lo) is at large b: >= 0 unless the temperature must be lower
+    if slope(lo) <= 0:
+        return float(np.exp(lo))
+    if slope(hi) >= 0:
+        return float(np.exp(hi))
+    for _ in range(bisections):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if slope(mid) > 0 else (lo, mid)
+    return float(np.exp(0.5 * (lo + hi)))
+
+
+def logit_nll(z, y) -> float:
+    """Mean NLL (nats, float64) of integer labels ``y (N,)`` under logits ``z (N, C)``."""
+    z = np.asarray(z, np.float64)
+    top = z.max(1)
+    lse = top + np.log(np.exp(z - top[:, None]).sum(1))
+    return float(np.mean(lse - z[np.arange(len(z)), np.asarray(y)]))
+
+
+def cross_entropy(z, y):
+    """Per-example NLL ``(N,)`` of integer labels ``y (N,)`` under logits ``z (N, C)``.
+
+    As ``m + log1p(sum over the other classes of exp(d_c - m))`` with ``d = z - z_y`` and
+    ``m = max d`` (the largest term left out of the sum): a well-fitted example's loss is
+    ``log1p`` of a small number, exact in float32, where ``logsumexp(z) - z_y`` would lose
+    it to cancellation (losses of 1e-5 are common on the train split).
+    """
+    d = z - jnp.take_along_axis(z, y[:, None], -1)
+    top = jnp.argmax(d, -1)
+    m = jnp.take_along_axis(d, top[:, None], -1)
+    rest = jnp.where(jnp.arange(d.shape[-1]) == top[:, None], 0.0, jnp.exp(d - m))
+    return m[:, 0] + jnp.log1p(rest.sum(-1))

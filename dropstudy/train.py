@@ -531,8 +531,36 @@ def _reporter(progress: Progress | None) -> Progress:
     return progress or _PROGRESS.get() or (lambda done, total: None)
 
 
-def _segmented(model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, variables0, report):
-    """The run of :func:`make_train` as about ten compiled pieces, reporting after each."""
+def run_segments(
+    model: nn.Module,
+    spec: M.MaskSpec,
+    cfg: TrainConfig,
+    *,
+    keys: jax.Array,
+    x,
+    y,
+    cycle=None,
+    variables0=None,
+    data_axis: int | str | None = "one",
+    cycle_axis: int | str | None = "one",
+    report: Progress = lambda done, total: None,
+) -> tuple[dict, History]:
+    """The steps of :func:`make_train` as about ten compiled segments: the one training path
+    behind :func:`train` and :func:`train_seeds`.
+
+    Args:
+      model, spec, cfg: the model, its masks' layout and how to train.
+      keys: one run's key, or ``(S,)`` keys of a vmapped batch of runs.
+      x, y: the data; with ``data_axis=0`` they carry a leading seed axis.
+      cycle: flat cycle masks for ``mask_mode="cycle"``, else None.
+      variables0: variables to start a single run from, else None.
+      data_axis, cycle_axis: ``"one"`` for a single run; else the vmap axis (0 or None) of
+        the data and of the cycle masks.
+      report: called as ``report(done, total)`` after each segment.
+
+    Returns:
+      ``(variables, history)``, with a leading seed axis for a batch.
+    """
     seg, piece = cfg.snapshot_every or cfg.steps, segment_steps(cfg)
     run_keys, carry = start_jit(model, spec, cfg, data_axis, keys, x, variables0)
     one = data_axis == "one"
@@ -590,9 +618,10 @@ def train(
     cycle = _cycle(spec, cfg, cycle_masks)
     if variables0 is not None:
         variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
-    variables, hist = _segmented(
-        model, spec, cfg, "one", "one", key, x, y, cycle, variables0, _reporter(progress)
-    )
+    variables, hist = run_segments(
+        model, spec, cfg, keys=key, x=x, y=y, cycle=cycle, variables0=variables0,
+        report=_reporter(progress),
+    )  # fmt: skip
     check_diverged(hist.loss[None], [0], model, cfg)
     return variables, hist
 
@@ -656,9 +685,10 @@ def train_seeds(
             cycle, _ = sharding.shard_leading(cycle, mesh)
         elif cycle is not None:
             cycle = sharding.replicate(cycle, mesh)
-    variables, hist = _segmented(
-        model, spec, cfg, data_axis, cycle_axis, keys, x, y, cycle, None, _reporter(progress)
-    )
+    variables, hist = run_segments(
+        model, spec, cfg, keys=keys, x=x, y=y, cycle=cycle, data_axis=data_axis,
+        cycle_axis=cycle_axis, report=_reporter(progress),
+    )  # fmt: skip
     if mesh is not None:
         variables, hist = jax.tree.map(lambda a: a[:n], (variables, hist))
         if jax.process_count() == 1:

@@ -32,12 +32,13 @@ from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import (
+    MC_K,
     ExperimentConfig,
     cell,
     ci,
     device_mesh,
 )
-from .evaluate import predict, seed_key
+from .evaluate import Evaluator
 from .stats import equivalence, paired
 
 NAME = "averaging"
@@ -129,6 +130,7 @@ class Config(ExperimentConfig):
     k_delta: float = 0.001  # K*: the smallest K with MC error <= WS error + k_delta
     bootstrap: int = 1000  # resamples of seeds for K*'s interval
     primary: str = "primary err WS-A"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 3,
         "fit_seeds": 3,
@@ -169,9 +171,10 @@ def bounds(ws, ex) -> dict:
 
 
 def _task_rows(
-    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds, stream: tuple
+    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds, ev: Evaluator
 ):
-    """Per-seed measurements of ``net`` trained on ``ds`` (keys from ``stream``)."""
+    """Per-seed measurements of ``net`` trained on ``ds`` (keys, and the MC average on the
+    training set, by ``ev``)."""
     model = MLP(
         hidden=net.hidden, n_out=ds.n_classes, activation=net.activation, rate=net.rate,
         input_rate=net.input_rate,
@@ -181,7 +184,7 @@ def _task_rows(
     rows = []
     for i, s in enumerate(seeds):
         v = take(variables, i)
-        tr = predict(model, v, ds.x_train, seed_key((*stream, "train_mc"), s))
+        tr = ev.sub("train").predict(model, v, ds.x_train, s)
         ws = np.asarray(P.weight_scaling(model, v, x).arithmetic)
         row = {
             "ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)},
@@ -197,7 +200,7 @@ def _task_rows(
             row["gap_exact_g_vs_exact_a"] = gaps(ex.geometric, ex.arithmetic)
         curves = {"a_err": [], "a_nll": [], "g_err": [], "g_nll": []}
         for j in range(mc_keys if net.exact else 1):
-            key = jax.random.fold_in(seed_key((*stream, "mc_curve"), s), j)
+            key = jax.random.fold_in(ev.key(s, "mc_curve"), j)
             cur = P.mc_curve(model, v, x, key=key, ks=ks)
             curves["a_err"].append([1 - accuracy(cur[k].arithmetic, y) for k in ks])
             curves["a_nll"].append([nll(cur[k].arithmetic, y) for k in ks])
@@ -220,13 +223,13 @@ def _mean_rows(per_task: list[list[dict]]) -> list[dict]:
 
 
 def net_cell(
-    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list, stream: tuple
+    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list, ev: Evaluator
 ):
     """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed: on
     ``ds`` itself, or on each of its binary ``net.tasks`` (then averaged per seed); MC keys
     from ``stream``, the same for every task."""
     tasks = [ds.classes(*t) for t in net.tasks] or [ds]
-    per_task = [_task_rows(d, net, train, ks, mc_keys, seeds, stream) for d in tasks]
+    per_task = [_task_rows(d, net, train, ks, mc_keys, seeds, ev) for d in tasks]
     rows = _mean_rows(per_task)
     return {"config": net.to_dict(), "tasks": [d.name for d in tasks], "seeds": rows}
 
@@ -353,7 +356,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
             train=cfg.train,
             ks=list(cfg.ks),
             mc_keys=cfg.mc_keys,
-            stream=(NAME, f"net={n.tag}"),
+            ev=Evaluator((NAME, f"net={n.tag}"), cfg.mc_k),
             seeds=list(range(cfg.seeds_of(n))),
         )
         for n in cfg.nets

@@ -44,18 +44,19 @@ import numpy as np
 
 from dropstudy import masks as M
 from dropstudy.data import Dataset
-from dropstudy.metrics import accuracy, nll
+from dropstudy.metrics import accuracy, cross_entropy, fit_temperature, logit_nll, nll
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 from dropstudy.validate import DropstudyError
 
 from .common import (
+    MC_K,
     ExperimentConfig,
     cell,
     ci,
     flips,
 )
-from .evaluate import predict, seed_key
+from .evaluate import Evaluator
 from .stats import direction, paired
 
 NAME = "coadaptation"
@@ -64,8 +65,6 @@ CLAIM = (
     "others, so the net tolerates losing any of them."
 )
 CHUNK = 256  # subnetworks (or unit pairs) per vmapped step
-LOG_T_RANGE = (-5.0, 5.0)  # natural-log bounds of the temperature search
-BISECTIONS = 60  # halvings of the log-T bracket: far below float32 resolution
 HIST_EDGES = np.linspace(-3.0, 3.0, 61)  # bins of D_ij / mean |d_i|; outliers in end bins
 
 
@@ -83,6 +82,7 @@ class Config(ExperimentConfig):
     draws: int = 5  # random removals per fraction
     compare_at: float = 0.5  # removal fraction at which robustness is tested (in fractions)
     primary: str = "norm_interaction_test"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {"seeds": 2, "width": 16, "train": train.replace(steps=300)}
 
     def check(self) -> None:
@@ -106,59 +106,6 @@ def validation_split(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
         f"{ds.name}-fit", ds.x_train[fit], ds.y_train[fit], ds.x_test, ds.y_test, ds.n_classes
     )
     return fit_ds, (ds.x_train[val], ds.y_train[val])
-
-
-def fit_temperature(logits, y) -> float:
-    """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on ``logits (N, C)``
-    with labels ``y (N,)``. The NLL is convex in ``b = 1/T`` with derivative
-    ``mean(E_softmax(b z)[z] - z_y)``, increasing in ``b``; bisection on its sign over
-    ``log T`` in :data:`LOG_T_RANGE` (clipped there). Deterministic, float64."""
-    z = np.asarray(logits, np.float64)
-    zy = z[np.arange(len(z)), np.asarray(y)]
-
-    def slope(log_t: float) -> float:  # d NLL / d b at b = exp(-log_t)
-        s = z * np.exp(-log_t)
-        p = np.exp(s - s.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        return float(np.mean((p * z).sum(1) - zy))
-
-    lo, hi = LOG_T_RANGE  # slope(lo) is at large b: >= 0 unless the temperature must be lower
-    if slope(lo) <= 0:
-        return float(np.exp(lo))
-    if slope(hi) >= 0:
-        return float(np.exp(hi))
-    for _ in range(BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if slope(mid) > 0 else (lo, mid)
-    return float(np.exp(0.5 * (lo + hi)))
-
-
-def logit_nll(z, y) -> float:
-    """Mean NLL (nats, float64) of integer labels ``y (N,)`` under logits ``z (N, C)``."""
-    z = np.asarray(z, np.float64)
-    top = z.max(1)
-    lse = top + np.log(np.exp(z - top[:, None]).sum(1))
-    return float(np.mean(lse - z[np.arange(len(z)), np.asarray(y)]))
-
-
-def cross_entropy(z, y):
-    """Per-example NLL ``(N,)`` of integer labels ``y (N,)`` under logits ``z (N, C)``.
-
-    As ``m + log1p(sum over the other classes of exp(d_c - m))`` with ``d = z - z_y`` and
-    ``m = max d`` (the largest term left out of the sum): a well-fitted example's loss is
-    ``log1p`` of a small number, exact in float32, where ``logsumexp(z) - z_y`` would lose
-    it to cancellation (losses of 1e-5 are common on the train split).
-    """
-    d = z - jnp.take_along_axis(z, y[:, None], -1)
-    top = jnp.argmax(d, -1)
-    m = jnp.take_along_axis(d, top[:, None], -1)
-    rest = jnp.where(jnp.arange(d.shape[-1]) == top[:, None], 0.0, jnp.exp(d - m))
-    return m[:, 0] + jnp.log1p(rest.sum(-1))
-
-
-def _nll(z, y):
-    """Mean NLL of integer labels ``y (N,)`` under logits ``z (N, C)``."""
-    return jnp.mean(cross_entropy(z, y))
 
 
 @jax.jit
@@ -235,7 +182,7 @@ def removal_mask(base, layers: list[np.ndarray], gone: np.ndarray, rescale: bool
 def _mask_scores(model, spec, variables, x, y, t, flat):
     def one(m):
         out = M.apply(model, variables, x, spec.unflatten(m))
-        return _nll(out / t, y), jnp.mean(jnp.argmax(out, -1) == y)
+        return jnp.mean(cross_entropy(out / t, y)), jnp.mean(jnp.argmax(out, -1) == y)
 
     k = flat.shape[0]
     pad = (-k) % CHUNK
@@ -256,12 +203,12 @@ def mask_scores(model, spec, variables, x, y, t: float, flat) -> tuple[np.ndarra
 # --- one net ----------------------------------------------------------------------------------
 
 
-def _headline(model, v, fit: Dataset, key, dropout: bool) -> dict:
+def _headline(model, v, fit: Dataset, ev: Evaluator, seed: int, dropout: bool) -> dict:
     """Train (fit split) and test accuracy and NLL by weight scaling, and for a dropout net
     by the MC average too: ``{predictor: {train_acc, train_nll, test_acc, test_nll}}``."""
     x = np.concatenate([fit.x_train, fit.x_test])
     n = len(fit.x_train)
-    preds = predict(model, v, x, key)
+    preds = ev.predict(model, v, x, seed)
     out = {}
     for name in ("ws", "mc") if dropout else ("ws",):
         p = np.asarray(preds[name].arithmetic)
@@ -283,7 +230,7 @@ def _forward(model, spec, v, x):
 
 
 def _net_measures(
-    model, spec, v, fit: Dataset, val, seed: int, cfg: Config, dropout: bool, key: jax.Array
+    model, spec, v, fit: Dataset, val, seed: int, cfg: Config, dropout: bool, ev: Evaluator
 ):
     """Every measure of one trained net (``v``): a dict of floats and lists."""
     sizes = np.cumsum([len(val[0]), len(fit.x_train)])
@@ -342,7 +289,7 @@ def _net_measures(
         "val_nll": logit_nll(z_val, val[1]),
         "val_nll_scaled": logit_nll(z_val / t, val[1]),
         "test_nll_scaled": logit_nll(z_test / t, fit.y_test),
-        "headline": _headline(model, v, fit, key, dropout),
+        "headline": _headline(model, v, fit, ev, seed, dropout),
         "removal": removal,
         "interactions": inter,
         "live_units": int(live.sum()),
@@ -356,25 +303,25 @@ def _net_measures(
     }
 
 
-def rate_cell(ds: Dataset, rate: float, cfg: Config, stream: tuple[str, ...]) -> list[dict]:
+def rate_cell(ds: Dataset, rate: float, cfg: Config, ev: Evaluator) -> list[dict]:
     """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` on the fit split (MC
-    keys from ``stream``)."""
+    by ``ev``)."""
     fit, val = validation_split(ds, cfg.val_fraction, cfg.split_seed)
     model = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=rate)
     seeds = list(range(cfg.seeds))
     v, _ = train_seeds(model, seed_keys(seeds), fit.x_train, fit.y_train, cfg.train, seeds=seeds)
     spec = M.mask_spec(model, fit.x_train)
     return [
-        _net_measures(
-            model, spec, take(v, i), fit, val, s, cfg, rate > 0, seed_key((*stream, "mc"), s)
-        )
+        _net_measures(model, spec, take(v, i), fit, val, s, cfg, rate > 0, ev)
         for i, s in enumerate(seeds)
     ]
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
     return {
-        f"rate={r}": cell(rate_cell, ds=ds, rate=r, cfg=cfg, stream=(NAME, f"rate={r}"))
+        f"rate={r}": cell(
+            rate_cell, ds=ds, rate=r, cfg=cfg, ev=Evaluator((NAME, f"rate={r}"), cfg.mc_k)
+        )
         for r in cfg.rates
     }
 

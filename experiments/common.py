@@ -328,7 +328,7 @@ def device_mesh():
 
 PREDICTOR_NAMES = {
     "ws": "weight scaling",
-    "mc": f"MC average, K = {MC_K}",
+    "mc": "MC average",  # its K: the test's own "k" (see predictor_name)
     "exact_a": "exact arithmetic mean",
     "exact_g": "exact normalised geometric mean",
     "-": "none: weights compared, not predictions",
@@ -343,8 +343,24 @@ def primary_first(tests: dict, primary: str) -> dict:
 
 def predictor_name(t: dict) -> str:
     """How a test's predictor reads in a report: its own ``predictor_label`` (e.g. an MC
-    average of another size than the study's K) or the name of its ``predictor`` key."""
-    return t.get("predictor_label") or PREDICTOR_NAMES[t.get("predictor", "-")]
+    average of another kind), else the name of its ``predictor`` key, with the MC
+    average's K where the results file records it (:func:`stamp_k`)."""
+    if t.get("predictor_label"):
+        return t["predictor_label"]
+    name = PREDICTOR_NAMES[t.get("predictor", "-")]
+    return f"{name}, K = {t['k']}" if t.get("predictor") == "mc" and "k" in t else name
+
+
+def stamp_k(tests: dict, cfg) -> dict:
+    """``tests`` with the MC average's K (``cfg.mc_k``) recorded in each test by that
+    predictor that carries no label of its own; unchanged for an experiment without one."""
+    k = getattr(cfg, "mc_k", None)
+    if k is None:
+        return tests
+    return {
+        name: {**t, "k": k} if t.get("predictor") == "mc" and not t.get("predictor_label") else t
+        for name, t in tests.items()
+    }
 
 
 def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:

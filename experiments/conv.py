@@ -31,7 +31,7 @@ from .common import (
     ci,
     primary_first,
 )
-from .evaluate import by_predictor, over_seeds
+from .evaluate import Evaluator, by_predictor
 from .stats import direction, equivalence
 
 NAME = "conv"
@@ -57,6 +57,7 @@ class Config(ExperimentConfig):
     margin_nll: float = 0.02
     primary_rate: float = 0.25
     primary: str = "nll_mc"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "rates": (0.0, 0.25),
@@ -82,13 +83,13 @@ def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:
 
 
 def conv_cell(
-    ds: Dataset, model: ConvNet, train: TrainConfig, seeds: list[int], stream: tuple[str, ...]
+    ds: Dataset, model: ConvNet, train: TrainConfig, seeds: list[int], ev: Evaluator
 ) -> dict:
-    """Per seed: test scores by weight scaling and by the MC average (K = MC_K, keys from
-    ``stream``), and train scores by weight scaling."""
+    """Per seed: test scores by weight scaling and by the MC average (``ev``: its K and
+    keys), and train scores by weight scaling."""
     variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     out = []
-    for _, _, v, preds in over_seeds(model, variables, seeds, jnp.asarray(ds.x_test), stream):
+    for _, _, v, preds in ev.over_seeds(model, variables, seeds, jnp.asarray(ds.x_test)):
         row = {p: scores(np.asarray(avg.arithmetic), ds.y_test) for p, avg in preds.items()}
         train_probs = jax.nn.softmax(model.apply(v, jnp.asarray(ds.x_train)))
         row["train"] = scores(np.asarray(train_probs), ds.y_train)
@@ -105,7 +106,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
             model=net_for(cfg, ds, r),
             train=cfg.train,
             seeds=seeds,
-            stream=(NAME, f"rate={r}"),
+            ev=Evaluator((NAME, f"rate={r}"), cfg.mc_k),
         )
         for r in cfg.rates
     }
@@ -139,7 +140,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         tests[f"ws_vs_mc_{rate}"] = direction(
             col(rate, "ws", "nll") - col(rate, "mc", "nll"),
             predictor="mc",
-            predictor_label=f"weight scaling vs MC average, K = {MC_K}",
+            predictor_label=f"weight scaling vs MC average, K = {cfg.mc_k}",
             metric="nll",
             what=f"test NLL, weight scaling minus MC average, conv rate {rate} (> 0: MC better)",
         )

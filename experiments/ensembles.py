@@ -50,7 +50,7 @@ from .common import (
     flips,
     primary_first,
 )
-from .evaluate import over_seeds, seed_key
+from .evaluate import Evaluator, seed_key
 from .stats import direction, equivalence
 
 NAME = "ensembles"
@@ -91,6 +91,7 @@ class Config(ExperimentConfig):
     # Equivalence margin on test error (fraction): 0.5 pp, under two of the 360 test digits.
     margin_err: float = 0.005
     primary: str = "nll_equiv_mc"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {"seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150)}
 
     def check(self) -> None:
@@ -180,16 +181,14 @@ def _eval(model: MLP, spec, variables, masks, ds: Dataset, s_n: int) -> dict:
     return _split(probs.reshape(s_n, -1, *probs.shape[2:]), ds)
 
 
-def dropout_cell(
-    ds: Dataset, drop: MLP, cfg: TrainConfig, seeds: list[int], stream: tuple[str, ...]
-) -> dict:
+def dropout_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, seeds: list[int], ev: Evaluator) -> dict:
     """One dropout net per seed, ``cfg.steps`` steps, by weight scaling and by its MC average
-    (K = MC_K, keys from ``stream``): ``{"dropout_ws": [per seed {"test", "train"} scores],
+    (``ev``: its K and keys): ``{"dropout_ws": [per seed {"test", "train"} scores],
     "dropout_mc": [...]}``."""
     variables, _ = train_seeds(drop, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
     out = {"dropout_ws": [], "dropout_mc": []}
     # The same MC subnetworks on the test and the training set.
-    for _, _, _, preds in over_seeds(drop, variables, seeds, _both(ds), stream):
+    for _, _, _, preds in ev.over_seeds(drop, variables, seeds, _both(ds)):
         for p, avg in preds.items():
             probs = _split(avg.arithmetic, ds)
             out[f"dropout_{p}"].append(_scores(probs["test"], probs["train"], ds))
@@ -253,7 +252,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
     kw = dict(ds=ds, drop=drop, cfg=cfg.train, seeds=seeds)
     return {
-        "cell=dropout": cell(dropout_cell, stream=(NAME, "cell=dropout"), **kw),
+        "cell=dropout": cell(dropout_cell, ev=Evaluator((NAME, "cell=dropout"), cfg.mc_k), **kw),
         "cell=tied": cell(tied_cell, k=cfg.k, **kw),
         "cell=members": cell(members_cell, k=cfg.k, **kw),
     }
@@ -343,7 +342,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
 LABELS = {
     "plain": "plain net",
     "dropout_ws": "dropout, weight scaling",
-    "dropout_mc": f"dropout, MC average (K = {MC_K})",
+    "dropout_mc": "dropout, MC average",
     "independent": "independent ensemble",
     "independent_member": "independent: mean single member",
     "bagging": "dropout bagging (untied)",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -79,32 +80,56 @@ def predict(
     return out
 
 
-def over_seeds(
-    model,
-    variables,
-    seeds: list[int],
-    x,
-    stream: tuple[str, ...],
-    task: str = "classification",
-    k: int = MC_K,
-    predictors: tuple[str, ...] = PREDICTORS,
-) -> Iterator[tuple[int, int, dict, dict[str, Average]]]:
-    """Each seed's net and its predictions, the MC key derived from ``stream`` and the seed.
+@dataclass(frozen=True)
+class Evaluator:
+    """How a cell evaluates its dropout nets: where its keys come from and how many
+    subnetworks its MC average takes. A cell argument, so both are part of its key.
 
-    Args:
-      model: the model the seeds share.
-      variables: the variables dict with a leading seed axis (from ``train_seeds``).
-      seeds: the seeds, in the order of that axis.
-      x: inputs ``(N, ...)``.
-      stream: ``(experiment, cell)`` (the purpose ``"mc"`` is added).
-      task, k, predictors: as :func:`predict`.
-
-    Yields:
-      ``(i, seed, variables of seed i, {predictor: Average})``.
+    Attributes:
+      stream: ``(experiment, cell)``: every key of the cell derives from it.
+      k: subnetworks in the MC average (the experiment's ``Config.mc_k``).
+      task: ``classification`` or ``regression``.
     """
-    for i, s in enumerate(seeds):
-        v = take(variables, i)
-        yield i, s, v, predict(model, v, x, seed_key((*stream, "mc"), s), task, k, predictors)
+
+    stream: tuple[str, ...]
+    k: int = MC_K
+    task: str = "classification"
+
+    def to_dict(self) -> dict:
+        return {"stream": list(self.stream), "k": self.k, "task": self.task}
+
+    def key(self, seed: int, purpose: str = "mc") -> jax.Array:
+        """Seed ``seed``'s key for ``purpose`` in this cell's stream."""
+        return seed_key((*self.stream, purpose), seed)
+
+    def sub(self, *names: str) -> Evaluator:
+        """The same evaluator with ``names`` added to the stream (one arm of a cell)."""
+        return Evaluator((*self.stream, *names), self.k, self.task)
+
+    def predict(
+        self, model, variables, x, seed: int, predictors: tuple[str, ...] = PREDICTORS
+    ) -> dict[str, Average]:
+        """One seed's net on ``x`` by each predictor: :func:`predict` with this seed's key."""
+        return predict(model, variables, x, self.key(seed), self.task, self.k, predictors)
+
+    def over_seeds(
+        self, model, variables, seeds: list[int], x, predictors: tuple[str, ...] = PREDICTORS
+    ) -> Iterator[tuple[int, int, dict, dict[str, Average]]]:
+        """Each seed's net and its predictions on ``x``.
+
+        Args:
+          model: the model the seeds share.
+          variables: the variables dict with a leading seed axis (from ``train_seeds``).
+          seeds: the seeds, in the order of that axis.
+          x: inputs ``(N, ...)``.
+          predictors: as :func:`predict`.
+
+        Yields:
+          ``(i, seed, variables of seed i, {predictor: Average})``.
+        """
+        for i, s in enumerate(seeds):
+            v = take(variables, i)
+            yield i, s, v, self.predict(model, v, x, s, predictors)
 
 
 def by_predictor(

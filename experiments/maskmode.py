@@ -25,13 +25,14 @@ from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, train_seeds
 
 from .common import (
+    MC_K,
     ExperimentConfig,
     cell,
     ci,
     device_mesh,
     primary_first,
 )
-from .evaluate import by_predictor, over_seeds
+from .evaluate import Evaluator, by_predictor
 from .stats import direction, equivalence
 
 NAME = "maskmode"
@@ -57,6 +58,7 @@ class Config(ExperimentConfig):
     margin_nll: float = 0.02
     margin_err: float = 0.005
     primary: str = "nll_mc"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "hidden": (16, 16),
@@ -71,10 +73,10 @@ def mode_cell(
     train: TrainConfig,
     exact: bool,
     seeds: list[int],
-    stream: tuple[str, ...],
+    ev: Evaluator,
 ) -> dict:
     """Per seed and mask mode: test and train scores by weight scaling and by the MC average
-    (K = MC_K, keys from ``stream`` and the mode), and how far weight scaling is from that
+    (``ev``: its K, and keys per mode), and how far weight scaling is from that
     average on the test set (and, with ``exact``, from the exact arithmetic mean over all
     subnetworks). Both modes start from the same keys, so only the masks differ."""
     out = {}
@@ -86,7 +88,7 @@ def mode_cell(
         rows = []
         both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
         n = len(ds.x_test)
-        for _, _, v, preds in over_seeds(model, variables, seeds, both, (*stream, mode)):
+        for _, _, v, preds in ev.sub(mode).over_seeds(model, variables, seeds, both):
             row, test = {}, {}
             for p, avg in preds.items():
                 probs = np.asarray(avg.arithmetic)
@@ -110,11 +112,11 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         "net=wide": cell(
             mode_cell, model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate),
-            exact=False, stream=(NAME, "net=wide"), **kw,
+            exact=False, ev=Evaluator((NAME, "net=wide"), cfg.mc_k), **kw,
         ),
         "net=small": cell(
             mode_cell, model=MLP(hidden=cfg.small, n_out=ds.n_classes, rate=cfg.rate),
-            exact=True, stream=(NAME, "net=small"), **kw,
+            exact=True, ev=Evaluator((NAME, "net=small"), cfg.mc_k), **kw,
         ),
     }  # fmt: skip
 

@@ -23,12 +23,13 @@ from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 from dropstudy.validate import DropstudyError
 
 from .common import (
+    MC_K,
     ExperimentConfig,
     cell,
     ci,
     flips,
 )
-from .evaluate import predict, seed_key
+from .evaluate import Evaluator
 from .stats import direction, paired
 
 NAME = "overfitting"
@@ -47,6 +48,7 @@ class Config(ExperimentConfig):
     size_rates: tuple[float, float] = (0.0, 0.5)
     typical_rates: tuple[float, ...] = (0.3, 0.5)  # the tutorial's "typical" rates
     primary: str = "test NLL MC"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "width": 32,
@@ -75,12 +77,12 @@ def data_cell(
     train: TrainConfig,
     seeds: list[int],
     n_train: int | None,
-    stream: tuple[str, ...],
+    ev: Evaluator,
 ) -> dict:
     """Train and test accuracy and NLL of MLPs at drop ``rate`` by weight scaling, on
     the full training set or (``n_train``) a different random subset per seed; on the full
-    set, with dropout, test accuracy and NLL by the MC average too (``mc_test_*``, keys
-    from ``stream``)."""
+    set, with dropout, test accuracy and NLL by the MC average too (``mc_test_*``, by
+    ``ev``)."""
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
     if n_train is None:
         xs, ys, per_seed = ds.x_train, ds.y_train, False
@@ -105,8 +107,7 @@ def data_cell(
         out["train_nll"].append(nll(ptr, ytr))
         out["test_nll"].append(nll(pte, ds.y_test))
         if mc:
-            key = seed_key((*stream, "mc"), s)
-            pmc = predict(model, v, ds.x_test, key, predictors=("mc",))["mc"].arithmetic
+            pmc = ev.predict(model, v, ds.x_test, s, predictors=("mc",))["mc"].arithmetic
             out["mc_test_acc"].append(accuracy(pmc, ds.y_test))
             out["mc_test_nll"].append(nll(pmc, ds.y_test))
     return out
@@ -114,15 +115,16 @@ def data_cell(
 
 def plan(cfg: Config, ds: Dataset) -> dict:
     kw = dict(ds=ds, width=cfg.width, train=cfg.train, seeds=list(range(cfg.seeds)))
+    ev = lambda label: Evaluator((NAME, label), cfg.mc_k)  # noqa: E731
     cells = {
-        f"rate={r}": cell(data_cell, rate=r, n_train=None, stream=(NAME, f"rate={r}"), **kw)
+        f"rate={r}": cell(data_cell, rate=r, n_train=None, ev=ev(f"rate={r}"), **kw)
         for r in cfg.rates
     }
     # The full training set's point of the size sweep is the rate sweep's cell.
     for n in cfg.sizes:
         for r in cfg.size_rates:
             label = f"n={n}_rate={r}"
-            cells[label] = cell(data_cell, rate=r, n_train=n, stream=(NAME, label), **kw)
+            cells[label] = cell(data_cell, rate=r, n_train=n, ev=ev(label), **kw)
     return cells
 
 

@@ -39,13 +39,14 @@ from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import (
+    MC_K,
     ExperimentConfig,
     cell,
     ci,
     flips,
     primary_first,
 )
-from .evaluate import predict, seed_key
+from .evaluate import Evaluator
 from .stats import direction
 
 NAME = "robustness"
@@ -71,6 +72,7 @@ class Config(ExperimentConfig):
     occlusion: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)  # fraction of features, one run
     generator: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)  # MNIST-1D: its shift arguments x s
     primary: str = "retention_mc"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "hidden": (16, 16),
@@ -135,10 +137,10 @@ def robustness_cell(
     train: TrainConfig,
     shifts: dict,
     seeds: list[int],
-    stream: tuple[str, ...],
+    ev: Evaluator,
 ) -> dict:
     """Per seed: train and clean test scores, and test scores under every shift, of the plain
-    net and of the dropout net (weight scaling and MC average, keys from ``stream``)."""
+    net and of the dropout net (weight scaling and MC average by ``ev``)."""
     keys = seed_keys(seeds)
     drop, _ = train_seeds(model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
@@ -154,7 +156,7 @@ def robustness_cell(
         both = jnp.asarray(np.concatenate([x for _, x, _ in flat]))
         ends = np.cumsum([len(x) for _, x, _ in flat])
         v_drop, v_plain = take(drop, i), take(plain, i)
-        preds = predict(model, v_drop, both, seed_key((*stream, "mc"), s))
+        preds = ev.predict(model, v_drop, both, s)
         probs = {p: np.asarray(a.arithmetic) for p, a in preds.items()}
         probs["plain"] = np.asarray(jax.nn.softmax(plain_model.apply(v_plain, both)))
         row = {p: {} for p in PREDICTORS}
@@ -179,7 +181,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         "robustness": cell(
             robustness_cell, ds=ds, model=model, train=cfg.train, shifts=shifts_of(cfg, ds),
-            seeds=list(range(cfg.seeds)), stream=(NAME, "robustness"),
+            seeds=list(range(cfg.seeds)), ev=Evaluator((NAME, "robustness"), cfg.mc_k),
         )
     }  # fmt: skip
 

@@ -186,7 +186,7 @@ def run_experiment(
 
     Refuses to overwrite results of another scale (``force`` overrides) and holds the
     folder's lock while it writes."""
-    from .common import Context
+    from .common import Context, stamp_k
     from .tensorboard import WRITERS
 
     mod = module(name)
@@ -206,5 +206,6 @@ def run_experiment(
                 on_cell = lambda label, result: hook(cfg, label, result, Path(tensorboard))  # noqa: E731
         raw = ctx.run_cells(mod.plan(cfg, ds), on_cell)
         results = mod.summarise(cfg, raw)
+        results["tests"] = stamp_k(results["tests"], cfg)
         section(name).figures(cfg, raw, results, ctx)
         return ctx.write(mod.CLAIM, cfg, {"scale": s, **results}, t0)

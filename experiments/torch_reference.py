@@ -7,15 +7,14 @@ import numpy as np
 from dropstudy.train import TrainConfig
 from dropstudy.validate import DropstudyError
 
-from .common import MC_K
 from .tutorial_task import fit_measures, rough_grid, tutorial_sets
 
 
-def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int]) -> dict:
+def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int], k: int) -> dict:
     """The tutorial's own PyTorch code on the same data sets as :func:`tutorial_cell`:
     ``nn.Sequential`` of Linear-ReLU-Dropout blocks (PyTorch's default initialisation,
     ``torch.manual_seed(seed)``), SGD with momentum, full batch, MSE; evaluated in eval mode
-    (weight scaling) and, with dropout, by the mean of ``MC_K`` training-mode passes. Those
+    (weight scaling) and, with dropout, by the mean of ``k`` training-mode passes. Those
     draw a mask per *example*, so the MC curve's points carry independent noise and its
     roughness measures that noise: it is left out (dropstudy's MC shares each subnetwork's
     mask across the batch)."""
@@ -57,8 +56,8 @@ def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int]) -> d
         if not ok:
             out["diverged"].append(seed)
             for p in predictors:
-                for k in out[p]:
-                    out[p][k].append(None)
+                for name in out[p]:
+                    out[p][name].append(None)
             continue
         n = len(d.x_train)
         x = torch.from_numpy(np.concatenate([d.x_train, d.x_test, rough_grid()]))
@@ -67,9 +66,9 @@ def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int]) -> d
             outs = {"ws": net(x).numpy()}
             if "mc" in predictors:
                 net.train()
-                outs["mc"] = torch.stack([net(x) for _ in range(MC_K)]).mean(0).numpy()
+                outs["mc"] = torch.stack([net(x) for _ in range(k)]).mean(0).numpy()
         for p in predictors:
             m = fit_measures(outs[p][:n], outs[p][n : 2 * n], outs[p][2 * n :], d)
-            for k in out[p]:
-                out[p][k].append(m[k])
+            for name in out[p]:
+                out[p][name].append(m[name])
     return out

@@ -24,12 +24,13 @@ from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_seeds
 from dropstudy.validate import DropstudyError
 
 from .common import (
+    MC_K,
     ExperimentConfig,
     cell,
     ci,
     flips,
 )
-from .evaluate import predict, seed_key
+from .evaluate import Evaluator
 from .stats import direction, paired
 from .torch_reference import torch_reference_cell
 from .tutorial_task import fit_measures, rough_grid, tutorial_sets
@@ -67,15 +68,14 @@ class Config(ExperimentConfig):
     rates: tuple[float, float] = (0.0, 0.5)  # plain, dropout
     train: TrainConfig = tutorial_config(2000, 400)
     primary: str = "tutorial test MSE MC"
+    mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {"seeds": 3, "train": tutorial_config(200, 100)}
 
 
-def tutorial_cell(
-    rate: float, train: TrainConfig, seeds: list[int], stream: tuple[str, ...]
-) -> dict:
+def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int], ev: Evaluator) -> dict:
     """The tutorial's net at drop ``rate`` on each seed's own data set: train and test MSE
     and roughness by weight scaling (``ws``) and, with dropout, by the MC average (``mc``,
-    keys from ``stream``)."""
+    by ``ev``)."""
     model = tutorial_net(rate)
     sets, xs, ys = tutorial_sets(seeds)
     # A run that diverges under the tutorial's settings is recorded as diverged (no NaN is
@@ -107,8 +107,7 @@ def tutorial_cell(
             continue
         v_i = take(variables, i)
         x = jnp.concatenate([jnp.asarray(d.x_train), jnp.asarray(d.x_test), rough_grid()])
-        key = seed_key((*stream, "mc"), seeds[i])
-        preds = predict(model, v_i, x, key, task="regression")
+        preds = ev.predict(model, v_i, x, seeds[i])
         for p in predictors:
             o = np.asarray(preds[p].mean)
             m = fit_measures(o[:n], o[n : 2 * n], o[2 * n :], d)
@@ -179,10 +178,14 @@ def plan(cfg: Config, ds=None) -> dict:
     for r in cfg.rates:
         label = f"tutorial_rate={r}"
         cells[label] = cell(
-            tutorial_cell, rate=r, train=cfg.train, seeds=seeds, stream=(NAME, label)
+            tutorial_cell,
+            rate=r,
+            train=cfg.train,
+            seeds=seeds,
+            ev=Evaluator((NAME, label), cfg.mc_k, "regression"),
         )
         cells[f"pytorch_rate={r}"] = cell(
-            torch_reference_cell, rate=r, train=cfg.train, seeds=seeds
+            torch_reference_cell, rate=r, train=cfg.train, seeds=seeds, k=cfg.mc_k
         )
     return cells
 

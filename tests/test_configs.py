@@ -36,3 +36,84 @@ def test_a_bad_training_config_in_an_experiment_is_refused_when_built():
     cfg = runner.module("scaling").Config()
     with pytest.raises(DropstudyError, match="steps must be >= 1"):
         cfg.train.replace(steps=0)
+
+
+MC_EXPERIMENTS = [n for n in runner.NAMES if hasattr(runner.module(n).Config(), "mc_k")]
+
+
+def test_every_experiment_with_an_mc_average_names_its_k():
+    assert set(MC_EXPERIMENTS) >= {
+        "tutorial", "overfitting", "averaging", "ensembles", "coadaptation", "shrinkage",
+        "maskmode", "conv", "robustness",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MC_EXPERIMENTS)
+def test_mc_k_reaches_every_cell(name):
+    """``Config.mc_k`` is what each cell's evaluator (or the PyTorch reference) averages."""
+    from dropstudy_experiments.evaluate import Evaluator
+
+    from dropstudy.data import digits
+
+    cfg = runner.module(name).Config(mc_k=7).quick()
+    got = []
+    for c in runner.module(name).plan(cfg, digits()).values():
+        got += [v.k for v in c.kwargs.values() if isinstance(v, Evaluator)]
+        got += [c.kwargs["k"]] if c.fn.__name__ == "torch_reference_cell" else []
+    assert got and set(got) == {7}
+
+
+def test_the_evaluator_averages_k_subnetworks_with_keys_from_its_stream(monkeypatch):
+    import jax
+    import numpy as np
+    from dropstudy_experiments import evaluate
+
+    from dropstudy import masks as M
+    from dropstudy.models import MLP
+
+    seen = []
+    real = evaluate.P.mc
+
+    def spy(*a, **kw):
+        seen.append((kw["k"], kw["key"]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(evaluate.P, "mc", spy)
+    model = MLP(hidden=(4,), n_out=3, rate=0.5)
+    x = np.ones((2, 5), np.float32)
+    v, _ = M.init(model, jax.random.key(0), x)
+    ev = evaluate.Evaluator(("exp", "cell"), k=9)
+    out = ev.predict(model, v, x, seed=3)
+    assert set(out) == {"ws", "mc"} and seen[0][0] == 9
+    want = evaluate.seed_key(("exp", "cell", "mc"), 3)
+    assert np.array_equal(jax.random.key_data(seen[0][1]), jax.random.key_data(want))
+    ev.sub("arm").predict(model, v, x, seed=3)
+    assert not np.array_equal(jax.random.key_data(seen[1][1]), jax.random.key_data(want))
+
+
+def test_derived_keys_differ_by_every_name_and_seed():
+    import jax
+    import numpy as np
+    from dropstudy_experiments.evaluate import seed_key
+
+    keys = [
+        seed_key(("a", "b"), 0), seed_key(("a", "c"), 0), seed_key(("b", "b"), 0),
+        seed_key(("a", "b"), 1), seed_key(("a", "b", "mc"), 0),
+    ]  # fmt: skip
+    data = {tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in keys}
+    assert len(data) == len(keys)
+    again = seed_key(("a", "b"), 0)
+    assert np.array_equal(jax.random.key_data(again), jax.random.key_data(keys[0]))
+
+
+def test_reports_name_the_k_the_results_file_records():
+    from dropstudy_experiments.common import predictor_name, stamp_k
+
+    cfg = runner.module("conv").Config(mc_k=250)
+    tests = {"a": {"predictor": "mc"}, "b": {"predictor": "ws"}, "c": {"predictor": "mc",
+             "predictor_label": "own"}}  # fmt: skip
+    out = stamp_k(tests, cfg)
+    assert [predictor_name(t) for t in out.values()] == [
+        "MC average, K = 250", "weight scaling", "own"
+    ]  # fmt: skip
+    assert stamp_k(tests, runner.module("scaling").Config()) == tests  # no MC average there

@@ -111,3 +111,17 @@ def test_results_check_reaches_every_depth(tmp_path):
     assert n == 2
     assert any("mnist1d/averaging" in p and "mean_kl" in p for p in problems)
     assert any(p.startswith("x/results.json") and "interval" in p for p in problems)
+
+
+def test_temperature_search_options_bound_and_refine_it():
+    from dropstudy.metrics import fit_temperature
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(2000, 4)) * 2
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(4, p=q) for q in p])
+    t = fit_temperature(3.0 * z, y)
+    assert abs(t - 3.0) < 0.3
+    assert fit_temperature(3.0 * z, y, log_t_range=(-1.0, 0.5)) == np.exp(0.5)  # clipped
+    coarse = fit_temperature(3.0 * z, y, bisections=2)
+    assert coarse != t and abs(np.log(coarse) - np.log(t)) < 10 / 4  # a quarter of the bracket

@@ -423,8 +423,8 @@ def test_allow_divergence_warns_and_names_the_seeds(monkeypatch, caplog, dropstu
     """How ``train_seeds`` treats a run whose loss became NaN (seed 9, step 1). The compiled
     training program is replaced by that history: this checks the handling, not training."""
     loss = jnp.array([[1.0, 0.5], [1.0, jnp.nan]])  # (seeds, steps)
-    fake = lambda *args: ({"params": {}}, History(loss, {}, {}))  # noqa: E731
-    monkeypatch.setattr(training, "_segmented", fake)
+    fake = lambda *args, **kw: ({"params": {}}, History(loss, {}, {}))  # noqa: E731
+    monkeypatch.setattr(training, "run_segments", fake)
     model, cfg, keys = MLP(hidden=(3,), n_out=3), TrainConfig(steps=2), seed_keys([7, 9])
     with pytest.raises(DivergenceError, match="at step 1 for seed 9"):
         train_seeds(model, keys, X, Y, cfg, seeds=[7, 9])

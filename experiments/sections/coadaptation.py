@@ -6,7 +6,6 @@ import numpy as np
 
 from ..coadaptation import HIST_EDGES, Config
 from ..common import (
-    MC_K,
     ci_str,
     errorbar,
     mlp_str,
@@ -99,7 +98,7 @@ def section(r: dict) -> str:
     rows = [
         ("plain", "(one prediction)", "plain", "ws"),
         (label["dropout"], "weight scaling", "dropout", "ws"),
-        (label["dropout"], f"MC average, K = {MC_K}", "dropout", "mc"),
+        (label["dropout"], f"MC average, K = {c['mc_k']}", "dropout", "mc"),
     ]
     keys = ("train_acc", "train_nll", "test_acc", "test_nll")
     scaled = lambda net, p: (  # noqa: E731

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..common import (
-    MC_K,
     ci_str,
     effect_str,
     plt,
@@ -19,7 +18,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     for ax, m, label in zip(axes, ("nll", "accuracy"), ("NLL (nats)", "error"), strict=True):
         flip = (lambda v: 1 - v) if m == "accuracy" else (lambda v: v)
         for i, (part, name) in enumerate((("test_ws", "test, weight scaling"),
-                                          ("test_mc", f"test, MC (K = {MC_K})"),
+                                          ("test_mc", f"test, MC (K = {cfg.mc_k})"),
                                           ("train", "train, weight scaling"))):  # fmt: skip
             c = [r["rows"][str(rate)][part][m] for rate in rates]
             mean = [flip(v["mean"]) for v in c]
@@ -77,7 +76,7 @@ below; {train_str(c["train"])}, {c["seeds"]} seeds.
 ![conv](conv/conv.png)
 
 {table(["conv channel drop rate", "train error (WS)", "test error WS",
-        f"test error MC (K = {MC_K})", "test NLL WS", "test NLL MC"], rows)}
+        f"test error MC (K = {c['mc_k']})", "test NLL WS", "test NLL MC"], rows)}
 
 The primary test: test NLL of the MC average at conv rate {c["primary_rate"]} minus dense-only
 dropout (conv rate 0), equivalent within +-{c["margin_nll"]} nats (fixed before the run): the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import (
-    MC_K,
     ci_str,
     mlp_str,
     plt,
@@ -86,7 +85,8 @@ the same batch size. Every arm sees the same data split per seed.
 
 - *Plain net* vs *dropout* (same initialisation and minibatch order): does dropout's average
   cancel overfitting?
-- *Dropout* (weight scaling, and the MC average over {MC_K} subnetworks) vs the *independent
+- *Dropout* (weight scaling, and the MC average over {r["config"]["mc_k"]} subnetworks) vs
+  the *independent
   ensemble* (M plain nets, own initialisations and minibatch orders, probabilities averaged):
   the claim itself, an equivalence within +-{c["margin_nll"]} nats of test NLL and
   +-{100 * c["margin_err"]:.1f} pp of test error (margins fixed before the run).

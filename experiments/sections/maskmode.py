@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import (
-    MC_K,
     ci_str,
     mlp_str,
     plt,
@@ -32,7 +31,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
                 )  # fmt: skip
                 per_seed = [flip(s[p]["test"][metric]) for s in raw["net=wide"][mode]]
                 ax.plot(np.full(len(per_seed), x + 0.12), per_seed, ".", color=f"C{j}", alpha=0.5)
-        ax.set_xticks([0.2, 2.2], ["weight scaling", f"MC average (K = {MC_K})"])
+        ax.set_xticks([0.2, 2.2], ["weight scaling", f"MC average (K = {cfg.mc_k})"])
         ax.set(ylabel=label, title=f"hidden {cfg.hidden}: mean, 95% CI, dots: seeds")
         ax.legend(fontsize=8)
     ctx.savefig(fig, "maskmode.png")
@@ -70,7 +69,7 @@ description).
 
 ![maskmode](maskmode/maskmode.png)
 
-{table(["net", "masks in training", "test error WS", f"test error MC (K = {MC_K})",
+{table(["net", "masks in training", "test error WS", f"test error MC (K = {r['config']['mc_k']})",
         "train error WS", "train error MC", "test NLL WS", "test NLL MC",
         "weight scaling vs the average (test)"],
        rows)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..common import (
-    MC_K,
     ci_str,
     errorbar,
     mlp_str,
@@ -43,8 +42,8 @@ def _sweep_figure(ctx, rates, rates_summary, sizes, sizes_summary, size_rates) -
 
 def section(r: dict) -> str:
     rates = table(
-        ["drop rate", "train acc", "test acc (WS)", f"test acc (MC K={MC_K})",
-         "train - test acc (WS)", "test NLL (WS)", f"test NLL (MC K={MC_K})"],
+        ["drop rate", "train acc", "test acc (WS)", f"test acc (MC K={r['config']['mc_k']})",
+         "train - test acc (WS)", "test NLL (WS)", f"test NLL (MC K={r['config']['mc_k']})"],
         [
             [
                 k,
@@ -86,7 +85,8 @@ def section(r: dict) -> str:
     return f"""{mlp_str(r, [w, w])} ({train_str(cfg["train"])}) on the data set's own
 train/test split: accuracy, NLL and the train-test gap against the drop rate, and against the
 training-set size (weight scaling; the MC average beside it at full size). The primary test:
-test NLL at drop {s0} minus the drop-{s1} net's MC average over {MC_K} subnetworks, paired by
+test NLL at drop {s0} minus the drop-{s1} net's MC average over {r["config"]["mc_k"]}
+subnetworks, paired by
 seed (> 0: dropout generalises better); weight scaling's is beside it. Train accuracy is in
 the first table, so that a gain cannot hide a net that does not fit.{underfit} Srivastava et
 al. 2014 report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or

@@ -12,7 +12,8 @@ from ..common import (
     table,
     train_str,
 )
-from ..shrinkage import MEASURES, MLP_PREDICTED, OPT_NAMES, Config
+from ..shrinkage import Config
+from ..shrinkage_mlp import MEASURES, MLP_PREDICTED, OPT_NAMES
 
 
 def _coef_panel(ax, scales: np.ndarray, lines: list, title: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..common import (
-    MC_K,
     ci_str,
     plt,
     table,
@@ -21,10 +20,10 @@ def _shown(cfg: Config, raw: dict, r: dict) -> tuple[dict, dict]:
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     plain, drop = _shown(cfg, raw, r)
-    _tutorial_figures(ctx, plain, drop, r["tutorial"]["figure_seed"], cfg.rates)
+    _tutorial_figures(ctx, plain, drop, r["tutorial"]["figure_seed"], cfg.rates, cfg.mc_k)
 
 
-def _tutorial_figures(ctx, s0p, s0d, seed: int, rates) -> None:
+def _tutorial_figures(ctx, s0p, s0d, seed: int, rates, k: int) -> None:
     lp, ld = (f"drop rate {rates[0]}", f"drop rate {rates[1]}")
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(s0p["x"], s0p["y_train"], c="tab:blue", s=50, alpha=0.5, label="train points")
@@ -33,7 +32,7 @@ def _tutorial_figures(ctx, s0p, s0d, seed: int, rates) -> None:
     ax.plot(s0d["grid"], s0d["snapshots"][-1]["curve"], "b--", lw=2.5, label=f"{ld} (WS)")
     if "mc_curve" in s0d:
         mc = s0d["mc_curve"]
-        ax.plot(mc["x"], mc["y"], "g:", lw=2.5, label=f"{ld} (MC average, K = {MC_K})")
+        ax.plot(mc["x"], mc["y"], "g:", lw=2.5, label=f"{ld} (MC average, K = {k})")
     ax.set_ylim(-2.5, 2.5)
     step = s0p["snapshots"][-1]["step"]
     ax.set(xlabel="x", ylabel="y", title=f"Tutorial fit, seed {seed}, after {step} steps")
@@ -96,7 +95,7 @@ def _ci_at(t: dict, *path: str) -> str:
     return ci_str(t)
 
 
-def _tutorial_rows(a: dict, b: dict) -> list[list[str]]:
+def _tutorial_rows(a: dict, b: dict, k: int) -> list[list[str]]:
     """Rows of the replication table: ours (``a``) beside the PyTorch reference (``b``)."""
     row = lambda name, *path: [name, _ci_at(a, *path), _ci_at(b, *path)]  # noqa: E731
     count = lambda t: f"{len(t['diverged_plain'])} / {len(t['diverged_dropout'])}"  # noqa: E731
@@ -105,7 +104,7 @@ def _tutorial_rows(a: dict, b: dict) -> list[list[str]]:
         ["seeds compared", str(a["seeds_compared"]), str(b["seeds_compared"])],
         ["median train MSE, plain"] + [f"{t['median_train_mse_plain']:.2e}" for t in (a, b)],
     ]
-    preds = (("ws", "weight scaling"), ("mc", f"MC K={MC_K}"))
+    preds = (("ws", "weight scaling"), ("mc", f"MC K={k}"))
     for k, name in (("train_mse", "train MSE"), ("test_mse", "test MSE"),
                     ("risk", "risk (noise-free)"), ("roughness", "roughness")):  # fmt: skip
         rows.append(row(f"{name}, plain", "plain", k))
@@ -116,7 +115,7 @@ def _tutorial_rows(a: dict, b: dict) -> list[list[str]]:
                 for p, pn in preds
             ]
     frac = lambda t: f"{t['test_mse_plain_minus_dropout_mc']['frac_positive']:.2f}"  # noqa: E731
-    rows.append([f"share of seeds where dropout's test MSE (MC K={MC_K}) is lower", frac(a),
+    rows.append([f"share of seeds where dropout's test MSE (MC K={k}) is lower", frac(a),
                  frac(b)])  # fmt: skip
     return rows
 
@@ -128,14 +127,14 @@ def section(r: dict) -> str:
     p0, p1 = cfg["rates"]
     replication = table(
         ["quantity (tutorial regression)", "dropstudy (JAX)", "the tutorial's PyTorch code"],
-        _tutorial_rows(t, ref),
+        _tutorial_rows(t, ref, cfg["mc_k"]),
     )
     return f"""Tutorial setting over {t["seeds"]} seeds: the 1-200-200-200-1 ReLU net with
 PyTorch's default initialisation (weights and biases uniform on +-1/sqrt(fan_in)), drop rate
 {p0} vs {p1}, {train_str(tut)} on mean squared error; each seed draws new noise and one
 initialisation shared by both nets. The tutorial reports that the plain net passes through
 every training point and the dropout net is smoother. The dropout net is an ensemble, so it
-is judged by its MC average over {MC_K} subnetworks (the primary test) and by weight scaling
+is judged by its MC average over {cfg["mc_k"]} subnetworks (the primary test) and by weight scaling
 (the tutorial's `model.eval()`). Overfitting is measured by test MSE and by roughness: the total
 variation of the fitted curve's slope on [-1, 1] (the sum of |second differences| / spacing
 over {ROUGH_GRID} points; the sum of the slope changes at a ReLU fit's kinks) and by the
@@ -143,7 +142,8 @@ noise-free risk, the mean squared distance of the fitted curve from the true y =
 the same points (test MSE scores 10 noisy labels). The replication
 is checked against the tutorial's own PyTorch code (Linear-ReLU-Dropout blocks, the same
 optimiser and steps) run on the same data sets, with its own initialisation
-(`torch.manual_seed(seed)`); its MC average is PyTorch's usual one, {MC_K} training-mode passes
+(`torch.manual_seed(seed)`); its MC average is PyTorch's usual one, {cfg["mc_k"]}
+training-mode passes
 with a mask per example, so the roughness of its noisy MC curve is not reported. A run whose
 loss becomes non-finite is counted as diverged and
 left out of the paired rows. The figures show seed {t["figure_seed"]}. The data are the

@@ -1,0 +1,105 @@
+"""The shrinkage claim's MLP part: weight and function norms of MLPs against the drop
+rate and against the L2 strength, under SGD and Adam. See :mod:`.shrinkage`."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from dropstudy.data import Dataset
+from dropstudy.metrics import accuracy, nll
+from dropstudy.models import MLP
+from dropstudy.predict import weight_scaling
+from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+
+from .common import (
+    ci,
+)
+from .evaluate import Evaluator
+from .stats import direction
+
+MEASURES = {
+    "frob": "Frobenius norm of all kernels",
+    "spec": "product of the kernels' spectral norms",
+    "logit": "test logit norm (class-centred)",
+}
+
+
+OPT_NAMES = {"sgd": "SGD", "adam": "Adam"}
+
+
+MLP_PREDICTED = ("logit",)  # measures of the net's prediction: by weight scaling and by MC
+
+
+def kernel_norm(params) -> float:
+    """Frobenius norm of all weight matrices (biases excluded)."""
+    return float(np.sqrt(sum(np.sum(np.square(v["kernel"])) for v in params.values())))
+
+
+def spectral_product(params) -> float:
+    """Product over layers of the largest singular value of each kernel ``(fan_in, fan_out)``."""
+    return float(np.prod([np.linalg.norm(np.asarray(v["kernel"]), 2) for v in params.values()]))
+
+
+def logit_norm(log_probs) -> float:
+    """Mean over examples of the L2 norm of ``log_probs (B, C)`` centred over classes: the
+    centred logits (for an MC average, the centred mean of the subnetworks' logits)."""
+    lp = np.asarray(log_probs, np.float64)
+    return float(np.mean(np.linalg.norm(lp - lp.mean(1, keepdims=True), axis=1)))
+
+
+def norm_cell(
+    ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list, ev: Evaluator
+) -> list:
+    """Per seed, a digits MLP at drop ``rate`` (and ``train.l2``): its weight measures, test
+    logit norm, test accuracy/NLL by weight scaling and (dropout nets) by the MC average,
+    and train accuracy/NLL by weight scaling."""
+    model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
+    v, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
+    out = []
+    for i, s in enumerate(seeds):
+        vi = take(v, i)
+        p = vi["params"]
+        if rate == 0:  # every mask is all ones: the MC average is the net itself
+            ws = weight_scaling(model, vi, ds.x_test)
+            preds = {"ws": ws, "mc": ws}
+        else:
+            preds = ev.predict(model, vi, ds.x_test, s)
+        row = {"frob": kernel_norm(p), "spec": spectral_product(p)}
+        for name, a in preds.items():
+            if name == "ws" or rate == 0:  # one prediction: its log-softmax, exact and finite
+                lp = a.log_probs("geometric")
+            else:  # the MC average's mean probabilities, floored where float32 underflows
+                lp = np.log(np.maximum(np.asarray(a.arithmetic), np.finfo(np.float32).tiny))
+            row[f"logit_{name}"] = logit_norm(lp)
+            row[f"test_acc_{name}"] = accuracy(a.arithmetic, ds.y_test)
+            row[f"test_nll_{name}"] = nll(a.arithmetic, ds.y_test)
+        train_probs = jax.nn.softmax(model.apply(vi, ds.x_train), axis=-1)  # weight scaling
+        row["train_acc"] = accuracy(train_probs, ds.y_train)
+        row["train_nll"] = nll(train_probs, ds.y_train)
+        out.append(row)
+    return out
+
+
+def summarise_mlp(cfg, raw: dict) -> tuple[dict, dict]:
+    """Per optimiser and net, intervals of every measure; tests of drop rate ``test_rate``
+    minus plain for each measure (and predictor)."""
+    out, tests = {}, {}
+    for o in cfg.optimizers():
+        nets = {k.removeprefix(f"{o}_"): v for k, v in raw.items() if k.startswith(f"{o}_")}
+        out[o] = {
+            net: {m: ci([row[m] for row in rows]) for m in rows[0]} for net, rows in nets.items()
+        }
+        plain, drop = nets["rate=0.0"], nets[f"rate={cfg.test_rate}"]
+        for m, words in MEASURES.items():
+            for pred in ("ws", "mc") if m in MLP_PREDICTED else ("ws",):
+                key = f"{m}_{pred}" if m in MLP_PREDICTED else m
+                name = f"mlp_{o}_{key}"
+                tests[name] = direction(
+                    [a[key] - b[key] for a, b in zip(drop, plain, strict=True)],
+                    positive_supports=False,
+                    what=f"{words}, drop rate {cfg.test_rate} minus plain, {OPT_NAMES[o]}",
+                    # weight norms are no prediction: "-" (not weight scaling)
+                    predictor=pred if m in MLP_PREDICTED else "-",
+                )
+    return out, tests
