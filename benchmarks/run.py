@@ -432,9 +432,10 @@ def product_rate(n_seeds: int, repeats: int) -> float:
 def tutorial_setup(n_seeds: int, steps: int):
     """The study's tutorial sweep (``dropstudy_experiments.tutorial``): ``(cfg, nets (rate 0,
     rate 0.5), per-seed data sets, xs (S, 10, 1), ys (S, 10, 1))``."""
-    from dropstudy_experiments.tutorial import tutorial_config, tutorial_net, tutorial_sets
+    from dropstudy_experiments.tutorial import Config, tutorial_config, tutorial_net
+    from dropstudy_experiments.tutorial_task import tutorial_sets
 
-    sets, xs, ys = tutorial_sets(range(n_seeds))
+    sets, xs, ys = tutorial_sets(range(n_seeds), Config().slope)
     return tutorial_config(steps), [tutorial_net(r) for r in (0.0, 0.5)], sets, xs, ys
 
 

@@ -47,9 +47,6 @@ CLAIM = (
     "In regression, scaling the weights at test time predicts as well as averaging the "
     "subnetworks (MC dropout), as Gal & Ghahramani found with one hidden layer."
 )
-LENGTH_SCALE = 1e-2  # Gal & Ghahramani's prior length scale, in their weight decay
-TEST_FRACTION = 0.1
-VALIDATION_FRACTION = 0.2
 DATA = "diabetes"
 
 
@@ -75,6 +72,9 @@ class Config(ExperimentConfig):
     # Equivalence margin on test RMSE, in target sds, fixed before the run: 2% of the
     # target's sd (Boston's 2.98 vs 2.97 is 0.1% of its sd of 9.2).
     margin: float = 0.02
+    length_scale: float = 1e-2  # Gal & Ghahramani's prior length scale, in their weight decay
+    test_fraction: float = 0.1  # of each random split, as theirs
+    validation_fraction: float = 0.2  # of the training part, on which tau is chosen
     primary: str = "rmse_1"
     QUICK: ClassVar[dict] = {
         "splits": 3,
@@ -101,10 +101,11 @@ def load() -> tuple[np.ndarray, np.ndarray]:
     return d.data.astype(np.float32), d.target.astype(np.float32)
 
 
-def split(n: int, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``s``: a random permutation's first 90% to train, the rest to test."""
+def split(n: int, s: int, test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``s``: a random permutation's first ``1 - test_fraction`` to train, the rest to
+    test."""
     idx = np.random.default_rng(s).permutation(n)
-    cut = round(n * (1 - TEST_FRACTION))
+    cut = round(n * (1 - test_fraction))
     return idx[:cut], idx[cut:]
 
 
@@ -115,10 +116,10 @@ def standardise(train: np.ndarray, *others: np.ndarray):
     return [(a - mean) / sd for a in (train, *others)], mean, sd
 
 
-def weight_decay(rate: float, n: int, tau: float) -> float:
-    """Their ``l^2 (1 - rate) / (2 N tau)``, as the coefficient of ``sum W^2``; our
-    ``TrainConfig.l2`` multiplies ``||W||^2 / 2``, so it is twice this."""
-    return LENGTH_SCALE**2 * (1 - rate) / (2 * n * tau)
+def weight_decay(rate: float, n: int, tau: float, length_scale: float = 1e-2) -> float:
+    """Their ``l^2 (1 - rate) / (2 N tau)`` with ``l = length_scale``, as the coefficient of
+    ``sum W^2``; our ``TrainConfig.l2`` multiplies ``||W||^2 / 2``, so it is twice this."""
+    return length_scale**2 * (1 - rate) / (2 * n * tau)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "t"))
@@ -140,7 +141,7 @@ def log_likelihood(samples: np.ndarray, y: np.ndarray, tau: float) -> float:
     return float(np.mean(ll - 0.5 * np.log(2 * np.pi) + 0.5 * np.log(tau)))
 
 
-def _fit(model, xs, ys, taus, rate, train, seeds, target_sd: float):
+def _fit(model, xs, ys, taus, rate, train, seeds, target_sd: float, length_scale: float):
     """One net per (split, tau): ``xs``, ``ys`` stacked per split ``(S, N, d)``, ``(S, N, 1)``;
     every tau shares the split's data, each with its own weight decay, in which tau is taken
     in target units (``tau / target_sd^2``, as their code has it). Returns one stack of
@@ -148,7 +149,7 @@ def _fit(model, xs, ys, taus, rate, train, seeds, target_sd: float):
     n = xs.shape[1]
     out = []
     for tau in taus:  # weight decay differs per tau: one compiled run per tau, splits vmapped
-        cfg = train.replace(l2=2 * weight_decay(rate, n, tau / target_sd**2))
+        cfg = train.replace(l2=2 * weight_decay(rate, n, tau / target_sd**2, length_scale))
         v, _ = train_seeds(model, seed_keys(seeds), xs, ys, cfg, per_seed_data=True, seeds=seeds)
         out.append(v)
     return out
@@ -157,6 +158,7 @@ def _fit(model, xs, ys, taus, rate, train, seeds, target_sd: float):
 def regression_cell(
     *, depth: int, width: int, rate: float, taus: tuple[float, ...], epochs: int,
     batch_size: int, lr: float, t: int, t_grid: tuple[int, ...], splits: list[int],
+    length_scale: float, test_fraction: float, validation_fraction: float,
     stream: tuple[str, ...],
 ) -> dict:  # fmt: skip
     """Per split: tau chosen by validation log-likelihood (MC over ``t`` subnetworks), then
@@ -168,8 +170,8 @@ def regression_cell(
     spec = M.mask_spec(model, x[:1])
     parts = []
     for s in splits:
-        tr, te = split(len(x), s)
-        cut = round(len(tr) * (1 - VALIDATION_FRACTION))
+        tr, te = split(len(x), s, test_fraction)
+        cut = round(len(tr) * (1 - validation_fraction))
         fit, val = tr[:cut], tr[cut:]
         parts.append({"tr": tr, "te": te, "fit": fit, "val": val})
 
@@ -199,7 +201,7 @@ def regression_cell(
     xs, ys, scales = stacked("fit")
     fit_train = train_config(epochs, batch_size, lr, xs.shape[1])
     sd = float(np.mean([sy for _, sy in scales]))
-    val_nets = _fit(model, xs, ys, taus, rate, fit_train, splits, sd)
+    val_nets = _fit(model, xs, ys, taus, rate, fit_train, splits, sd, length_scale)
     chosen, chosen_ws = [], []
     for i, (s, p) in enumerate(zip(splits, parts, strict=True)):
         lls, lls_ws = [], []
@@ -217,7 +219,9 @@ def regression_cell(
     sd = float(np.mean([sy for _, sy in scales]))
     full_train = train_config(epochs, batch_size, lr, xs.shape[1])
     used = sorted(set(chosen) | set(chosen_ws))
-    trained = _fit(model, xs, ys, [taus[j] for j in used], rate, full_train, splits, sd)
+    trained = _fit(
+        model, xs, ys, [taus[j] for j in used], rate, full_train, splits, sd, length_scale
+    )
     nets = dict(zip(used, trained, strict=True))
     rows = []
     for i, (s, p) in enumerate(zip(splits, parts, strict=True)):
@@ -258,7 +262,9 @@ def plan(cfg: Config, ds=None) -> dict:
         f"depth={d}": cell(
             regression_cell, depth=d, width=cfg.width, rate=cfg.rate, taus=cfg.taus,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, t=cfg.t, t_grid=grid,
-            splits=list(range(cfg.splits)), stream=(NAME, f"depth={d}"),
+            splits=list(range(cfg.splits)), length_scale=cfg.length_scale,
+            test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction,
+            stream=(NAME, f"depth={d}"),
         )
         for d in cfg.depths
     }  # fmt: skip
@@ -309,7 +315,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "ll_mc": [ci([s["ll_mc"][j] for s in sp]) for j in range(len(grid))],
         }
     tests = primary_first(tests, cfg.primary)
-    n_train = round(len(load()[0]) * (1 - TEST_FRACTION))
+    n_train = round(len(load()[0]) * (1 - cfg.test_fraction))
     train = train_config(cfg.epochs, cfg.batch_size, cfg.lr, n_train)
     sp = raw[f"depth={cfg.depths[0]}"]["splits"]
     return {

@@ -206,6 +206,7 @@ def run_experiment(
                 on_cell = lambda label, result: hook(cfg, label, result, Path(tensorboard))  # noqa: E731
         raw = ctx.run_cells(mod.plan(cfg, ds), on_cell)
         results = mod.summarise(cfg, raw)
-        results["tests"] = stamp_k(results["tests"], cfg)
+        if "tests" in results:
+            results["tests"] = stamp_k(results["tests"], cfg)
         section(name).figures(cfg, raw, results, ctx)
         return ctx.write(mod.CLAIM, cfg, {"scale": s, **results}, t0)

@@ -10,7 +10,9 @@ from dropstudy.validate import DropstudyError
 from .tutorial_task import fit_measures, rough_grid, tutorial_sets
 
 
-def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int], k: int) -> dict:
+def torch_reference_cell(
+    rate: float, train: TrainConfig, seeds: list[int], k: int, slope: float, rough_points: int
+) -> dict:
     """The tutorial's own PyTorch code on the same data sets as :func:`tutorial_cell`:
     ``nn.Sequential`` of Linear-ReLU-Dropout blocks (PyTorch's default initialisation,
     ``torch.manual_seed(seed)``), SGD with momentum, full batch, MSE; evaluated in eval mode
@@ -27,7 +29,7 @@ def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int], k: i
             "pip install -e '.[reference]' (make study and make test do)"
         ) from None
     torch.set_num_threads(1)  # deterministic and cheap: the nets are tiny
-    sets, _, _ = tutorial_sets(seeds)
+    sets, _, _ = tutorial_sets(seeds, slope)
     predictors = ("ws", "mc") if rate > 0 else ("ws",)
     out = {"diverged": []}
     out.update(
@@ -60,7 +62,7 @@ def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int], k: i
                     out[p][name].append(None)
             continue
         n = len(d.x_train)
-        x = torch.from_numpy(np.concatenate([d.x_train, d.x_test, rough_grid()]))
+        x = torch.from_numpy(np.concatenate([d.x_train, d.x_test, rough_grid(rough_points)]))
         with torch.no_grad():
             net.eval()
             outs = {"ws": net(x).numpy()}
@@ -68,7 +70,7 @@ def torch_reference_cell(rate: float, train: TrainConfig, seeds: list[int], k: i
                 net.train()
                 outs["mc"] = torch.stack([net(x) for _ in range(k)]).mean(0).numpy()
         for p in predictors:
-            m = fit_measures(outs[p][:n], outs[p][n : 2 * n], outs[p][2 * n :], d)
+            m = fit_measures(outs[p][:n], outs[p][n : 2 * n], outs[p][2 * n :], d, slope)
             for name in out[p]:
                 out[p][name].append(m[name])
     return out

@@ -69,15 +69,24 @@ class Config(ExperimentConfig):
     train: TrainConfig = tutorial_config(2000, 400)
     primary: str = "tutorial test MSE MC"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
+    slope: float = 1.5  # the tutorial's true function y = slope * x
+    rough_points: int = 201  # on [-1, 1] (spacing 0.01): where roughness and risk are measured
     QUICK: ClassVar[dict] = {"seeds": 3, "train": tutorial_config(200, 100)}
 
 
-def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int], ev: Evaluator) -> dict:
+def tutorial_cell(
+    rate: float,
+    train: TrainConfig,
+    seeds: list[int],
+    ev: Evaluator,
+    slope: float,
+    rough_points: int,
+) -> dict:
     """The tutorial's net at drop ``rate`` on each seed's own data set: train and test MSE
     and roughness by weight scaling (``ws``) and, with dropout, by the MC average (``mc``,
-    by ``ev``)."""
+    by ``ev``); data on y = ``slope`` x, risk and roughness on ``rough_points`` points."""
     model = tutorial_net(rate)
-    sets, xs, ys = tutorial_sets(seeds)
+    sets, xs, ys = tutorial_sets(seeds, slope)
     # A run that diverges under the tutorial's settings is recorded as diverged (no NaN is
     # kept); the summary reports it as an outcome, with and without it.
     variables, hist = train_seeds(
@@ -106,17 +115,19 @@ def tutorial_cell(rate: float, train: TrainConfig, seeds: list[int], ev: Evaluat
                     out[p][k].append(None)
             continue
         v_i = take(variables, i)
-        x = jnp.concatenate([jnp.asarray(d.x_train), jnp.asarray(d.x_test), rough_grid()])
+        x = jnp.concatenate(
+            [jnp.asarray(d.x_train), jnp.asarray(d.x_test), rough_grid(rough_points)]
+        )
         preds = ev.predict(model, v_i, x, seeds[i])
         for p in predictors:
             o = np.asarray(preds[p].mean)
-            m = fit_measures(o[:n], o[n : 2 * n], o[2 * n :], d)
+            m = fit_measures(o[:n], o[n : 2 * n], o[2 * n :], d, slope)
             for k, val in m.items():
                 out[p][k].append(val)
         out["detail"][str(seeds[i])] = _detail(model, hist, i, d, grid, train.steps // every, every)
         if "mc" in predictors:  # the ensemble's own curve, on [-1, 1], for the fit figure
             out["detail"][str(seeds[i])]["mc_curve"] = {
-                "x": rough_grid()[:, 0].tolist(),
+                "x": rough_grid(rough_points)[:, 0].tolist(),
                 "y": np.asarray(preds["mc"].mean)[2 * n :, 0].tolist(),
             }
     return out
@@ -174,6 +185,7 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
 
 def plan(cfg: Config, ds=None) -> dict:
     seeds = list(range(cfg.seeds))
+    task = {"slope": cfg.slope, "rough_points": cfg.rough_points}
     cells = {}
     for r in cfg.rates:
         label = f"tutorial_rate={r}"
@@ -183,9 +195,10 @@ def plan(cfg: Config, ds=None) -> dict:
             train=cfg.train,
             seeds=seeds,
             ev=Evaluator((NAME, label), cfg.mc_k, "regression"),
+            **task,
         )
         cells[f"pytorch_rate={r}"] = cell(
-            torch_reference_cell, rate=r, train=cfg.train, seeds=seeds, k=cfg.mc_k
+            torch_reference_cell, rate=r, train=cfg.train, seeds=seeds, k=cfg.mc_k, **task
         )
     return cells
 

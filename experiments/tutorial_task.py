@@ -12,13 +12,10 @@ from dropstudy.data import tutorial_regression
 
 from .evaluate import seed_key
 
-ROUGH_GRID = 201  # points on [-1, 1] (spacing 0.01) on which roughness and risk are measured
-SLOPE = 1.5  # the tutorial's true function y = SLOPE * x
 
-
-def tutorial_sets(seeds) -> tuple[list, np.ndarray, np.ndarray]:
+def tutorial_sets(seeds, slope: float) -> tuple[list, np.ndarray, np.ndarray]:
     """One tutorial data set per seed: ``(sets, xs (S, 10, 1), ys (S, 10, 1))``."""
-    sets = [tutorial_regression(seed_key(("tutorial", "data"), s), slope=SLOPE) for s in seeds]
+    sets = [tutorial_regression(seed_key(("tutorial", "data"), s), slope=slope) for s in seeds]
     return sets, np.stack([d.x_train for d in sets]), np.stack([d.y_train for d in sets])
 
 
@@ -31,18 +28,19 @@ def roughness(curve, spacing: float) -> float:
     return float(np.sum(np.abs(np.diff(f, 2))) / spacing)
 
 
-def rough_grid() -> np.ndarray:
-    """``(ROUGH_GRID, 1)`` points on the data's range [-1, 1]."""
-    return np.linspace(-1.0, 1.0, ROUGH_GRID, dtype=np.float32)[:, None]
+def rough_grid(points: int) -> np.ndarray:
+    """``(points, 1)`` equally spaced points on the data's range [-1, 1]."""
+    return np.linspace(-1.0, 1.0, points, dtype=np.float32)[:, None]
 
 
-def fit_measures(out_train, out_test, out_grid, d) -> dict:
-    """Train and test MSE, risk (the noise-free MSE against y = SLOPE * x on the grid) and
+def fit_measures(out_train, out_test, out_grid, d, slope: float) -> dict:
+    """Train and test MSE, risk (the noise-free MSE against y = slope * x on the grid of
+    ``len(out_grid)`` points, :func:`rough_grid`) and
     roughness of one predictor's outputs on one data set."""
     mse = lambda a, y: float(np.mean((np.asarray(a, np.float64) - y) ** 2))  # noqa: E731
     return {
         "train_mse": mse(out_train, d.y_train),
         "test_mse": mse(out_test, d.y_test),
-        "risk": mse(out_grid, SLOPE * rough_grid().astype(np.float64)),
-        "roughness": roughness(out_grid, 2.0 / (ROUGH_GRID - 1)),
+        "risk": mse(out_grid, slope * rough_grid(len(out_grid)).astype(np.float64)),
+        "roughness": roughness(out_grid, 2.0 / (len(out_grid) - 1)),
     }

@@ -28,3 +28,12 @@ def test_weight_decay_is_theirs():
     assert regression.weight_decay(0.05, 100, 2.0) == 1e-4 * 0.95 / 400
     cfg = regression.train_config(40, 128, 1e-3, 398)
     assert cfg.steps == 40 * 4 and cfg.task == "regression"
+
+
+def test_split_fractions_and_length_scale_are_config():
+    tr, te = regression.split(442, 0, test_fraction=0.25)
+    assert len(te) == 110 and len(tr) == 332
+    assert np.isclose(regression.weight_decay(0.05, 100, 2.0, length_scale=0.1), 1e-2 * 0.95 / 400)
+    cfg = regression.Config(length_scale=0.1, test_fraction=0.25, validation_fraction=0.5)
+    kw = next(iter(regression.plan(cfg).values())).kwargs
+    assert (kw["length_scale"], kw["test_fraction"], kw["validation_fraction"]) == (0.1, 0.25, 0.5)

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from dropstudy_experiments import common, runner, tutorial
+from dropstudy_experiments.evaluate import Evaluator
 from dropstudy_experiments.tensorboard import tutorial_events
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
@@ -21,7 +22,8 @@ def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
     cfg = tutorial.Config().quick()
     train = tutorial.tutorial_config(40, 20)
     label = f"tutorial_rate={cfg.rates[1]}"
-    result = tutorial.tutorial_cell(cfg.rates[1], train, [0, 1], stream=("tutorial", label))
+    ev = Evaluator(("tutorial", label), 10, "regression")
+    result = tutorial.tutorial_cell(cfg.rates[1], train, [0, 1], ev, cfg.slope, cfg.rough_points)
     tb = tmp_path / "tb"
     tutorial_events(cfg, label, result, tb)
     assert sorted(str(p.relative_to(tb)) for p in tb.glob("*/*")) == [

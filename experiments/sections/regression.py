@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..common import ci_str, plt, table, train_str
-from ..regression import LENGTH_SCALE, Config
+from ..regression import Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -49,14 +49,16 @@ def section(r: dict) -> str:
     one = r["rows"][min(r["rows"], key=int)]
     rel_gap = 100 * (one["rmse_ws"]["mean"] - one["rmse_mc"]["mean"]) / one["rmse_ws"]["mean"]
     return f"""Gal & Ghahramani's UCI protocol on scikit-learn's diabetes data (442 x 10); it runs
-once, whatever `--dataset` says: {c["splits"]} random 90/10 splits, inputs and targets
+once, whatever `--dataset` says: {c["splits"]} random
+{100 - 100 * c["test_fraction"]:g}/{100 * c["test_fraction"]:g} splits, inputs and targets
 standardised on the training split, ReLU MLP of width {c["width"]}, drop rate {c["rate"]} on the
 input and every hidden layer, {train_str(train)} ({c["epochs"]} epochs as Keras counts steps;
 our full batches visit {r["visits_ratio"]:.2f}x the examples), weight decay
-l^2 (1 - rate) / (2 N tau) with l = {LENGTH_SCALE} and tau in target units, as their code
-has it. tau (the model precision, a grid in standardised target units) is chosen per split
-from {list(c["taus"])} by the MC log-likelihood on a validation split (the last 20% of the
-training split), then the net is retrained on the whole training split. RMSE in the target's
+l^2 (1 - rate) / (2 N tau) with l = {c["length_scale"]} and tau in target units, as their
+code has it. tau (the model precision, a grid in standardised target units) is chosen per split
+from {list(c["taus"])} by the MC log-likelihood on a validation split (the last
+{100 * c["validation_fraction"]:g}% of the training split), then the net is retrained on the
+whole training split. RMSE in the target's
 units (training sd {r["target_sd"]:.1f}); log-likelihood per example. RMSE compares both
 predictors on the same net; weight scaling's log-likelihood is given at MC's tau and at a tau
 chosen by its own validation log-likelihood.{tau_note} The log-likelihood tests' MC uses

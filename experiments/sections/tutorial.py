@@ -9,7 +9,6 @@ from ..common import (
     train_str,
 )
 from ..tutorial import Config
-from ..tutorial_task import ROUGH_GRID, SLOPE
 
 
 def _shown(cfg: Config, raw: dict, r: dict) -> tuple[dict, dict]:
@@ -137,9 +136,9 @@ every training point and the dropout net is smoother. The dropout net is an ense
 is judged by its MC average over {cfg["mc_k"]} subnetworks (the primary test) and by weight scaling
 (the tutorial's `model.eval()`). Overfitting is measured by test MSE and by roughness: the total
 variation of the fitted curve's slope on [-1, 1] (the sum of |second differences| / spacing
-over {ROUGH_GRID} points; the sum of the slope changes at a ReLU fit's kinks) and by the
-noise-free risk, the mean squared distance of the fitted curve from the true y = {SLOPE}x over
-the same points (test MSE scores 10 noisy labels). The replication
+over {cfg["rough_points"]} points; the sum of the slope changes at a ReLU fit's kinks) and by
+the noise-free risk, the mean squared distance of the fitted curve from the true
+y = {cfg["slope"]}x over the same points (test MSE scores 10 noisy labels). The replication
 is checked against the tutorial's own PyTorch code (Linear-ReLU-Dropout blocks, the same
 optimiser and steps) run on the same data sets, with its own initialisation
 (`torch.manual_seed(seed)`); its MC average is PyTorch's usual one, {cfg["mc_k"]}
