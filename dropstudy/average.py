@@ -38,13 +38,19 @@ MEANS = ("arithmetic", "geometric")
 class Average:
     """A prediction for a batch of ``B`` examples, averaged over ``count`` subnetworks.
 
-    Classification (``C`` classes): ``arithmetic`` ``(B, C)`` mean probabilities;
-    ``log_geometric`` ``(B, C)`` mean log-probabilities (the log of the unnormalised
-    geometric mean); :attr:`geometric` ``(B, C)`` the normalised geometric mean (NWGM),
-    ``softmax(log_geometric)``. :meth:`probs` and :meth:`log_probs` give either mean by name.
-    Regression: ``mean`` and ``var`` ``(B, n_out)`` of the outputs over subnetworks.
-    ``count`` is the number of subnetworks averaged (1 for weight scaling, K for MC,
-    ``2^n`` for the exact average).
+    :attr:`geometric` ``(B, C)`` is the normalised geometric mean (NWGM),
+    ``softmax(log_geometric)``; :meth:`probs` and :meth:`log_probs` give either
+    classification mean by name.
+
+    Attributes:
+      task: ``"classification"`` or ``"regression"``.
+      count: the number of subnetworks averaged (1 for weight scaling, K for MC, ``2^n`` for
+        the exact average).
+      arithmetic: classification (``C`` classes): ``(B, C)`` mean probabilities.
+      log_geometric: classification: ``(B, C)`` mean log-probabilities (the log of the
+        unnormalised geometric mean).
+      mean: regression: ``(B, n_out)`` mean of the outputs over subnetworks.
+      var: regression: ``(B, n_out)`` variance of the outputs over subnetworks.
     """
 
     task: str
@@ -56,21 +62,45 @@ class Average:
 
     @property
     def geometric(self) -> jax.Array:
+        """The normalised geometric mean (NWGM) ``softmax(log_geometric)``, ``(B, C)``."""
         return jax.nn.softmax(self.log_geometric, axis=-1)
 
     @property
     def std(self) -> jax.Array:
-        """Regression: the spread (standard deviation) of the outputs over subnetworks."""
+        """Regression: the spread (standard deviation) of the outputs over subnetworks.
+
+        ``(B, n_out)``: the square root of :attr:`var`.
+        """
         return jnp.sqrt(self.var)
 
     def probs(self, mean: str = "arithmetic") -> jax.Array:
-        """Class probabilities ``(B, C)`` of the ``arithmetic`` or ``geometric`` mean."""
+        """Class probabilities of the ``arithmetic`` or ``geometric`` mean.
+
+        Args:
+          mean: ``"arithmetic"`` or ``"geometric"``.
+
+        Returns:
+          ``(B, C)``.
+
+        Raises:
+          DropstudyError: for a regression average, or an unknown ``mean``.
+        """
         self._need_classification()
         check_choice("mean", mean, MEANS)
         return self.arithmetic if mean == "arithmetic" else self.geometric
 
     def log_probs(self, mean: str = "arithmetic") -> jax.Array:
-        """Log class probabilities ``(B, C)`` of the ``arithmetic`` or ``geometric`` mean."""
+        """Log class probabilities of the ``arithmetic`` or ``geometric`` mean.
+
+        Args:
+          mean: ``"arithmetic"`` or ``"geometric"``.
+
+        Returns:
+          ``(B, C)``.
+
+        Raises:
+          DropstudyError: for a regression average, or an unknown ``mean``.
+        """
         self._need_classification()
         check_choice("mean", mean, MEANS)
         if mean == "arithmetic":
@@ -83,8 +113,16 @@ class Average:
 
     @classmethod
     def of_one(cls, task: str, out: jax.Array) -> Average:
-        """One network's outputs ``(B, n_out)`` (logits for classification) as an average
-        over one subnetwork: both means are its softmax; the spread is 0."""
+        """One network's outputs as an average over one subnetwork.
+
+        Args:
+          task: ``"classification"`` or ``"regression"``.
+          out: the outputs ``(B, n_out)`` (logits for classification).
+
+        Returns:
+          An :class:`Average` with ``count=1``: both means are the softmax of ``out``; the
+          spread is 0.
+        """
         if task == "classification":
             return cls(
                 task,
@@ -96,16 +134,39 @@ class Average:
 
     @classmethod
     def from_sums(cls, task: str, count: int, s1: jax.Array, s2: jax.Array) -> Average:
-        """From weighted sums: classification ``(E[p], E[log p])``, regression
-        ``(E[y], E[y^2])``."""
+        """An :class:`Average` from weighted sums over subnetworks.
+
+        Args:
+          task: ``"classification"`` or ``"regression"``.
+          count: the number of subnetworks averaged.
+          s1: ``E[p]`` (classification) or ``E[y]`` (regression), ``(B, n_out)``.
+          s2: ``E[log p]`` (classification) or ``E[y^2]`` (regression), ``(B, n_out)``.
+
+        Returns:
+          The :class:`Average`; a regression variance ``E[y^2] - E[y]^2`` is clipped at 0.
+        """
         if task == "classification":
             return cls(task, count, arithmetic=s1, log_geometric=s2)
         return cls(task, count, mean=s1, var=jnp.maximum(s2 - s1 * s1, 0.0))
 
 
 def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
-    """Validate a predictor's arguments; returns ``x`` as a JAX array (integer or boolean
-    inputs, pixel values say, as float32, as weight scaling's forward pass would take them)."""
+    """Validate a predictor's arguments.
+
+    Args:
+      model: the model (hashable; its ``validate()`` is run when it has one).
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+      task: ``"classification"`` or ``"regression"``.
+
+    Returns:
+      ``x`` as a JAX array (integer or boolean inputs, pixel values say, as float32, as
+      weight scaling's forward pass would take them).
+
+    Raises:
+      DropstudyError: if ``task`` is unknown, ``variables`` is not a variables dict, the
+        model is not hashable or invalid, or ``x`` is not a non-empty, finite numeric batch.
+    """
     check_choice("task", task, TASKS)
     M.check_variables(variables)
     check_hashable("the model", model)
@@ -120,16 +181,36 @@ def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
 
 
 def default_chunk(x: jax.Array, width: int, total: int) -> int:
-    """Subnetworks per chunk so one ``(chunk, B, width)`` intermediate stays near 16 MB."""
+    """Subnetworks per chunk so one ``(chunk, B, width)`` intermediate stays near 16 MB.
+
+    Args:
+      x: inputs ``(B, ...)``.
+      width: the widest per-example layer output.
+      total: the number of subnetworks.
+
+    Returns:
+      The chunk, at least 1 and at most ``total``.
+    """
     per = max(1, x.shape[0] * max(width, 1))
     return int(max(1, min(total, CHUNK_ELEMENTS // per)))
 
 
 def widest(model: Any, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
-    """Largest per-example size of any layer's output (traced, not computed): a dense
-    layer's width, a conv layer's spatial size times its channels. A linen model reports
-    every layer's output; another model (an NNX net through :func:`dropstudy.nnx.pure`)
-    reports its output, and its droppable layers' unit counts."""
+    """Largest per-example size of any layer's output (traced, not computed).
+
+    A dense layer's width, a conv layer's spatial size times its channels. A linen model
+    reports every layer's output; another model (an NNX net through
+    :func:`dropstudy.nnx.pure`) reports its output, and its droppable layers' unit counts.
+
+    Args:
+      model: the model.
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+      spec: the model's mask layout.
+
+    Returns:
+      The size, at least 1.
+    """
     masks = M.expected_masks(spec, x.dtype)
     if isinstance(model, nn.Module):
         _, state = jax.eval_shape(
@@ -151,17 +232,41 @@ def widest(model: Any, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
 def resolve_chunk(
     model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec, total: int, chunk: int | None
 ) -> int:
-    """Subnetworks per scan step: ``chunk`` if given (validated), else :func:`default_chunk`
-    for the widest layer output; never more than ``total``."""
+    """Subnetworks per scan step: ``chunk`` if given (validated), else :func:`default_chunk`.
+
+    :func:`default_chunk` sizes it for the widest layer output (:func:`widest`).
+
+    Args:
+      model: the model.
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+      spec: the model's mask layout.
+      total: the number of subnetworks.
+      chunk: the chunk asked for, or ``None``.
+
+    Returns:
+      The chunk, never more than ``total``.
+
+    Raises:
+      DropstudyError: if ``chunk`` is given and is not an integer >= 1.
+    """
     if chunk is None:
         chunk = default_chunk(x, widest(model, variables, x, spec), total)
     return min(check_positive_int("chunk", chunk), total)
 
 
 def weighted_terms(task: str, out: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Subnetworks' weighted terms of :meth:`Average.from_sums`: classification
-    ``(w p, w log p)`` from logits ``out``, regression ``(w y, w y^2)``; ``w`` broadcasts
-    against ``out``."""
+    """Subnetworks' weighted terms of :meth:`Average.from_sums`.
+
+    Args:
+      task: ``"classification"`` or ``"regression"``.
+      out: the subnetworks' outputs, ``(..., n_out)`` (logits for classification).
+      w: the weights; they broadcast against ``out``.
+
+    Returns:
+      Classification ``(w p, w log p)`` from the logits, regression ``(w y, w y^2)``, each
+      of ``out``'s shape.
+    """
     if task == "classification":
         logp = jax.nn.log_softmax(out, axis=-1)
         return w * jnp.exp(logp), w * logp
@@ -169,11 +274,17 @@ def weighted_terms(task: str, out: jax.Array, w: jax.Array) -> tuple[jax.Array, 
 
 
 def pairwise_sum(terms: jax.Array) -> jax.Array:
-    """Sum ``terms (n, ...)`` over the leading axis by halving (pairwise summation).
+    """Sum ``terms`` over the leading axis by halving (pairwise summation).
 
     A float32 running sum of n terms drifts by up to ``n * eps``; pairwise summation's error
     grows like ``log2(n) * eps``, so K = 20,000 probabilities still sum to 1 within 1e-6.
     The adds are the same n; the halving costs ``log2(n)`` short passes.
+
+    Args:
+      terms: ``(n, ...)``.
+
+    Returns:
+      The sum, ``(...)``.
     """
     n = terms.shape[0]
     while n > 1:
@@ -188,10 +299,16 @@ def pairwise_sum(terms: jax.Array) -> jax.Array:
 def kahan_add(carry, terms):
     """One step of compensated (Kahan) summation for a pytree of running sums.
 
-    ``carry = (sums, compensations)`` (start both at zeros), ``terms`` the same pytree as
-    ``sums``; returns the new carry. The compensation keeps the low-order bits that a float32
-    add drops, so thousands of scan steps add no drift (XLA does not reassociate float adds,
-    so ``(t - s) - y`` is not simplified away).
+    The compensation keeps the low-order bits that a float32 add drops, so thousands of scan
+    steps add no drift (XLA does not reassociate float adds, so ``(t - s) - y`` is not
+    simplified away).
+
+    Args:
+      carry: ``(sums, compensations)``; start both at zeros.
+      terms: the terms to add, the same pytree as ``sums``.
+
+    Returns:
+      The new carry ``(sums, compensations)``.
     """
     sums, comp = carry
     y = jax.tree.map(jnp.subtract, terms, comp)
@@ -203,12 +320,27 @@ def kahan_add(carry, terms):
 def partial_sums(model, spec, task, source, total, chunk, n_dev, variables, x, key, dev):
     """Weighted sums over this device's share of ``total`` subnetworks, ``chunk`` at a time.
 
-    ``source="mc"``: mask ``i`` drawn from ``fold_in(key, i)``, weight ``1/total``.
-    ``source="exact"``: mask ``i`` is the binary expansion of ``i``, weight its probability.
     Device ``dev`` of ``n_dev`` takes chunks ``dev, dev + n_dev, ...``; summing the devices'
-    results (``psum``) gives the full reduction. Returns ``(s1, s2)``, each ``(B, n_out)``.
-    Sums within a chunk are pairwise and across chunks compensated, so neither a long chunk
-    nor many chunks drift (:func:`pairwise_sum`, :func:`kahan_add`).
+    results (``psum``) gives the full reduction. Sums within a chunk are pairwise and across
+    chunks compensated, so neither a long chunk nor many chunks drift (:func:`pairwise_sum`,
+    :func:`kahan_add`).
+
+    Args:
+      model: the model.
+      spec: the model's mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      source: ``"mc"``: mask ``i`` drawn from ``fold_in(key, i)``, weight ``1/total``;
+        ``"exact"``: mask ``i`` is the binary expansion of ``i``, weight its probability.
+      total: the number of subnetworks.
+      chunk: subnetworks per scan step.
+      n_dev: the number of devices sharing the work.
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+      key: the stream's PRNG key (``"mc"``; unused by ``"exact"``).
+      dev: this device's index in ``[0, n_dev)``.
+
+    Returns:
+      ``(s1, s2)``, each ``(B, n_out)``: this device's terms of :meth:`Average.from_sums`.
     """
     dtype = x.dtype
     n_chunks = math.ceil(total / chunk)
@@ -238,5 +370,20 @@ def partial_sums(model, spec, task, source, total, chunk, n_dev, variables, x, k
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "source", "total", "chunk"))
 def stream(model, spec, task, source, total, chunk, variables, x, key):
-    """The whole reduction on one device: ``(s1, s2)`` for :meth:`Average.from_sums`."""
+    """The whole reduction on one device: ``(s1, s2)`` for :meth:`Average.from_sums`.
+
+    Args:
+      model: the model.
+      spec: the model's mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      source: ``"mc"`` or ``"exact"``, as in :func:`partial_sums`.
+      total: the number of subnetworks.
+      chunk: subnetworks per scan step.
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+      key: the stream's PRNG key (``"mc"``; unused by ``"exact"``).
+
+    Returns:
+      ``(s1, s2)``, each ``(B, n_out)``.
+    """
     return partial_sums(model, spec, task, source, total, chunk, 1, variables, x, key, 0)

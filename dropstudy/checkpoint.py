@@ -66,9 +66,24 @@ def save(
 ) -> Path:
     """Save ``variables`` of ``model`` (any linen module) to ``directory`` (created).
 
-    ``example_input``: a batch like the model's inputs ``(B, ...)``; its shape (``B`` set
-    to 1) and dtype are recorded so that :func:`load` can rebuild the variables' shapes.
     Refused, before anything is written, when the variables do not fit the model.
+
+    Args:
+      directory: the checkpoint's directory.
+      model: a linen module.
+      variables: the model's variables dict (masks, if present, are not saved).
+      example_input: a batch like the model's inputs ``(B, ...)``; its shape (``B`` set to 1)
+        and dtype are recorded so that :func:`load` can rebuild the variables' shapes.
+      train: the training configuration to record, or ``None``.
+      extra: anything else to record (JSON-ready), or ``None``.
+
+    Returns:
+      The directory, as a ``Path``.
+
+    Raises:
+      DropstudyError: if ``model`` is not a linen module, ``variables`` is not a variables
+        dict or does not fit the model, ``example_input`` is not a numeric array, or the
+        model's attributes have no stable JSON description.
     """
     if not isinstance(model, nn.Module):
         raise DropstudyError(
@@ -150,11 +165,24 @@ def _upgrade_v1(config: dict, cfg_path: Path) -> dict:
 
 
 def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, dict]:
-    """Load a checkpoint: ``(model, variables, config)``; clear errors for anything malformed.
+    """Load a checkpoint, with clear errors for anything malformed.
 
     An :class:`~dropstudy.models.MLP` is rebuilt from ``config.json``. Any other model needs
     its template: ``load(dir, model=MyNet(...))``, whose class and attributes must match the
     saved ones (the variables' shapes are then rebuilt from the recorded input shape).
+
+    Args:
+      directory: the checkpoint's directory.
+      model: the template of a model that is not an MLP, or ``None``.
+
+    Returns:
+      ``(model, variables, config)``: the model, its variables dict (JAX arrays) and the
+      contents of ``config.json``.
+
+    Raises:
+      DropstudyError: if a file is missing, unreadable or fails its digest, the format or
+        version is not dropstudy's, the template does not match the saved model (or is
+        missing for a model that is not an MLP), or the variables' shapes do not fit.
     """
     d = Path(directory)
     config = _read_config(d)
@@ -206,7 +234,19 @@ def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, di
 
 
 def check_compatible(config: dict, model: nn.Module, n_inputs: int, n_out: int, source: str):
-    """A loaded classifier must fit the data it is evaluated on (input width and classes)."""
+    """A loaded classifier must fit the data it is evaluated on (input width and classes).
+
+    Args:
+      config: the checkpoint's configuration, as :func:`load` returns it.
+      model: the loaded model.
+      n_inputs: the data's number of features.
+      n_out: the data's number of classes.
+      source: names the checkpoint in the messages.
+
+    Raises:
+      DropstudyError: if the checkpoint's input shape is not ``[n_inputs]``, or the model's
+        ``n_out`` is not the data's number of classes.
+    """
     saved = config["input_shape"][1:]
     if saved != [n_inputs]:
         raise DropstudyError(

@@ -27,7 +27,16 @@ DIGITS_SPLIT_SEED = 0
 
 @dataclass(frozen=True)
 class Dataset:
-    """A fixed train/test split. ``n_classes`` is 0 for regression."""
+    """A fixed train/test split.
+
+    Attributes:
+      name: the data set's name (with any subset or class selection).
+      x_train: training inputs ``(N, d)``.
+      y_train: training labels ``(N,)`` (classification) or targets ``(N, 1)`` (regression).
+      x_test: test inputs ``(M, d)``.
+      y_test: test labels ``(M,)`` (classification) or targets ``(M, 1)`` (regression).
+      n_classes: the number of classes; 0 for regression.
+    """
 
     name: str
     x_train: np.ndarray
@@ -38,10 +47,15 @@ class Dataset:
 
     @property
     def task(self) -> str:
+        """``"classification"``, or ``"regression"`` when ``n_classes`` is 0."""
         return "classification" if self.n_classes else "regression"
 
     def digest(self) -> str:
-        """SHA-256 (hex, 16 characters) of the split's arrays: the data's identity."""
+        """SHA-256 of the split's arrays: the data's identity.
+
+        Returns:
+          The first 16 characters of the hex digest of the four arrays (dtype, shape and bytes).
+        """
         h = hashlib.sha256()
         for a in (self.x_train, self.y_train, self.x_test, self.y_test):
             a = np.ascontiguousarray(a)
@@ -49,8 +63,20 @@ class Dataset:
         return h.hexdigest()[:16]
 
     def classes(self, *labels: int) -> Dataset:
-        """Only the examples of ``labels``, relabelled ``0 .. len(labels) - 1`` in the order
-        given: ``digits().classes(3, 8)`` is the binary task 3 (label 0) vs 8 (label 1)."""
+        """Only the examples of ``labels``, relabelled ``0 .. len(labels) - 1`` in the order given.
+
+        ``digits().classes(3, 8)`` is the binary task 3 (label 0) vs 8 (label 1).
+
+        Args:
+          *labels: two or more distinct classes of this data set.
+
+        Returns:
+          The new :class:`Dataset`, named after the classes kept.
+
+        Raises:
+          DropstudyError: for a regression data set, fewer than 2 or repeated labels, or labels
+            that are not classes of this data set.
+        """
         if not self.n_classes:
             raise DropstudyError(f"{self.name} is a regression data set: it has no classes")
         if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -73,7 +99,20 @@ class Dataset:
         )
 
     def subset(self, n_train: int, seed: int = 0) -> Dataset:
-        """The first ``n_train`` examples of a fixed permutation of the training set."""
+        """The first ``n_train`` examples of a fixed permutation of the training set.
+
+        The test set is kept whole.
+
+        Args:
+          n_train: the number of training examples to keep.
+          seed: the permutation's seed.
+
+        Returns:
+          The new :class:`Dataset`.
+
+        Raises:
+          DropstudyError: if ``n_train`` is not a positive integer or exceeds the training set.
+        """
         n_train = check_positive_int("n_train", n_train)
         if n_train > len(self.x_train):
             raise DropstudyError(
@@ -95,6 +134,9 @@ def digits() -> Dataset:
     """scikit-learn's 8x8 digits (1797 images), pixels scaled to [0, 1].
 
     Split: stratified, 20% test (360 images), ``random_state=0``: 1437 train / 360 test.
+
+    Returns:
+      The :class:`Dataset`: inputs ``(N, 64)`` float32, labels int32, 10 classes.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -128,8 +170,12 @@ MNIST1D_CACHE_FORMAT = 1
 
 
 def cache_dir() -> Path:
-    """Where generated data are cached: ``$DROPSTUDY_CACHE``, else ``$XDG_CACHE_HOME/dropstudy``,
-    else ``~/.cache/dropstudy`` (the user's cache folder, never the install folder)."""
+    """Where generated data are cached.
+
+    Returns:
+      ``$DROPSTUDY_CACHE``, else ``$XDG_CACHE_HOME/dropstudy``, else ``~/.cache/dropstudy``
+      (the user's cache folder, never the install folder).
+    """
     if os.environ.get("DROPSTUDY_CACHE"):
         return Path(os.environ["DROPSTUDY_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -137,17 +183,27 @@ def cache_dir() -> Path:
 
 
 def mnist1d(cache: bool = True, **overrides) -> Dataset:
-    """MNIST-1D (Greydanus 2020): 1-D signals of 40 points made from ten digit templates by
-    padding, shear, scale, translation and correlated and i.i.d. noise; ``(4000, 40)`` train,
-    ``(1000, 40)`` test, 10 classes, inputs float32 standardised by the generator.
+    """MNIST-1D (Greydanus 2020): 1-D signals of 40 points made from ten digit templates.
 
-    Made offline by the ``mnist1d`` package's generator (``make_dataset``) from
-    :data:`MNIST1D_ARGS`; ``overrides`` replace some of them (a larger ``max_translation``,
-    ``scale_coeff``, ``corr_noise_scale`` or ``iid_noise_scale`` makes a shifted test set,
-    the name says which). Nothing is downloaded or unpickled. The generator reseeds
-    numpy's and Python's global random state; both are restored afterwards. With ``cache``,
-    the arrays are kept as an npz in :func:`cache_dir` under the arguments' digest, with the
-    content digest checked on every load (a mismatch regenerates the file).
+    The signals are made by padding, shear, scale, translation and correlated and i.i.d.
+    noise: ``(4000, 40)`` train, ``(1000, 40)`` test, 10 classes, inputs float32 standardised
+    by the generator. Made offline by the ``mnist1d`` package's generator (``make_dataset``)
+    from :data:`MNIST1D_ARGS`. Nothing is downloaded or unpickled. The generator reseeds
+    numpy's and Python's global random state; both are restored afterwards.
+
+    Args:
+      cache: keep the arrays as an npz in :func:`cache_dir` under the arguments' digest,
+        with the content digest checked on every load (a mismatch regenerates the file).
+      **overrides: replace some of :data:`MNIST1D_ARGS` (a larger ``max_translation``,
+        ``scale_coeff``, ``corr_noise_scale`` or ``iid_noise_scale`` makes a shifted test
+        set, the name says which).
+
+    Returns:
+      The :class:`Dataset`.
+
+    Raises:
+      DropstudyError: if an override is not a generator argument, or the ``mnist1d``
+        package is not installed.
     """
     bad = sorted(set(overrides) - set(MNIST1D_ARGS))
     if bad:
@@ -202,8 +258,19 @@ def _generator_version() -> str:
 
 
 def generate_mnist1d(args: dict) -> tuple[np.ndarray, ...]:
-    """Run the package's generator with ``args``; numpy's and Python's global random state
-    are left as they were."""
+    """Run the package's generator with ``args``.
+
+    numpy's and Python's global random state are left as they were.
+
+    Args:
+      args: the generator's arguments, as :data:`MNIST1D_ARGS`.
+
+    Returns:
+      ``(x_train, y_train, x_test, y_test)``: inputs float32, labels int32.
+
+    Raises:
+      DropstudyError: if the ``mnist1d`` package is not installed.
+    """
     import random
 
     try:
@@ -239,8 +306,21 @@ def tutorial_regression(
 ) -> Dataset:
     """The tutorial's data: ``n`` points on a grid of ``x_range``, ``y = slope*x + noise``.
 
-    Train and test share the grid; their noise (sd ``train_sd``, ``test_sd``) comes from two
-    halves of ``key``.
+    Train and test share the grid; their noise comes from two halves of ``key``.
+
+    Args:
+      key: the PRNG key of the noise.
+      n: the number of points.
+      slope: the line's slope.
+      train_sd: the training noise's standard deviation.
+      test_sd: the test noise's standard deviation.
+      x_range: the grid's ends.
+
+    Returns:
+      A regression :class:`Dataset`: inputs and targets ``(n, 1)`` float32.
+
+    Raises:
+      DropstudyError: if ``n`` is not a positive integer.
     """
     n = check_positive_int("n", n)
     kt, ke = jax.random.split(key)
@@ -259,7 +339,12 @@ def tutorial_regression(
 
 
 def diabetes() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's diabetes regression data, standardised: ``X (442, 10)``, ``y (442,)``."""
+    """scikit-learn's diabetes regression data, standardised.
+
+    Returns:
+      ``(X, y)``, float64: ``X (442, 10)`` standardised per feature, ``y (442,)`` the
+      target less its mean.
+    """
     from sklearn.datasets import load_diabetes
 
     d = load_diabetes()
@@ -269,7 +354,17 @@ def diabetes() -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_dataset(ds: Dataset) -> Dataset:
-    """Shapes agree, values are finite, labels lie in range."""
+    """Check a data set: shapes agree, values are finite, labels lie in range.
+
+    Args:
+      ds: the data set.
+
+    Returns:
+      ``ds`` unchanged.
+
+    Raises:
+      DropstudyError: naming the data set and what is wrong.
+    """
     for name in ("x_train", "x_test"):
         check_array(f"{ds.name}.{name}", getattr(ds, name), ndim=2)
     if ds.x_train.shape[1] != ds.x_test.shape[1]:
@@ -303,8 +398,16 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (optionally gzipped): magic number, dimensions, then the data.
 
-    Raises :class:`DropstudyError` naming the file for a bad magic number, an unknown type
-    code, or a size that does not match the header (a truncated download).
+    Args:
+      path: the file.
+
+    Returns:
+      The array, of the header's shape and type.
+
+    Raises:
+      DropstudyError: naming the file, if it is missing or an unreadable gzip file, for a
+        bad magic number, an unknown type code, or a size that does not match the header (a
+        truncated download).
     """
     import gzip
 
@@ -366,9 +469,23 @@ def _check_mnist_arrays(arrs: dict, source: str) -> None:
 
 
 def load_mnist(directory, name: str = "mnist") -> Dataset:
-    """MNIST or Fashion-MNIST from ``directory``: the four IDX files (``.gz`` or not) or an
-    ``mnist.npz`` (keys ``x_train, y_train, x_test, y_test``). Pixels scaled to [0, 1] and
-    flattened to 784 features; the standard 60k/10k split. Nothing is downloaded.
+    """MNIST or Fashion-MNIST from ``directory``.
+
+    The four IDX files (``.gz`` or not) or an npz (keys ``x_train, y_train, x_test,
+    y_test``). Pixels scaled to [0, 1] and flattened to 784 features; the standard 60k/10k
+    split. Nothing is downloaded.
+
+    Args:
+      directory: the folder holding the files.
+      name: the data set's name; an npz named after it (``-`` as ``_``) is read before
+        ``mnist.npz``.
+
+    Returns:
+      The :class:`Dataset`: inputs ``(N, 784)`` float32, labels int32, 10 classes.
+
+    Raises:
+      DropstudyError: if ``directory`` is not a directory, holds neither the IDX files nor
+        an npz, or the files are unreadable or not 28 x 28 uint8 images with labels 0 to 9.
     """
 
     d = Path(directory)

@@ -110,8 +110,16 @@ def _last_drop(model: MLP) -> str:
 
 
 def low_units(d: int) -> int:
-    """Inner units in the low part (the product table): two thirds of ``d``, so that the
-    high part's few states (each an exponential per class and example) stay few."""
+    """Inner units in the low part (the product table): two thirds of ``d``.
+
+    So that the high part's few states (each an exponential per class and example) stay few.
+
+    Args:
+      d: inner units.
+
+    Returns:
+      ``(2 * d) // 3``.
+    """
     return (2 * d) // 3
 
 
@@ -136,14 +144,29 @@ def products_floats(d: int, n_out: int, batch: int, lo: int | None = None) -> in
 
 
 def products_budget(n_out: int) -> int:
-    """The products path's block budget: ``PRODUCTS_FLOATS`` where it contracts over the
-    classes, else ``TABLE_FLOATS``."""
+    """The products path's block budget, in floats.
+
+    Args:
+      n_out: classes ``C``.
+
+    Returns:
+      ``PRODUCTS_FLOATS`` where it contracts over the classes (``CONTRACT_CLASSES`` or more),
+      else ``TABLE_FLOATS``.
+    """
     return PRODUCTS_FLOATS if n_out >= CONTRACT_CLASSES else TABLE_FLOATS
 
 
 def products_inner_size(n_out: int, batch: int) -> int:
-    """Inner units per step on the products path: the most (up to ``MAX_INNER_UNITS``)
-    whose block (:func:`products_floats`) fits its budget, and at least 1."""
+    """Inner units per step on the products path.
+
+    Args:
+      n_out: classes ``C``.
+      batch: examples ``B``.
+
+    Returns:
+      The most (up to ``MAX_INNER_UNITS``) whose block (:func:`products_floats`) fits its
+      budget (:func:`products_budget`), and at least 1.
+    """
     fits = [
         d
         for d in range(1, MAX_INNER_UNITS + 1)
@@ -153,8 +176,16 @@ def products_inner_size(n_out: int, batch: int) -> int:
 
 
 def applies(model, spec: M.MaskSpec) -> bool:
-    """Whether the factorised path can average ``model``: an MLP with at least one hidden
-    layer and droppable units in its last one."""
+    """Whether the factorised path can average ``model``.
+
+    Args:
+      model: the model.
+      spec: its mask layout.
+
+    Returns:
+      True for an :class:`~dropstudy.models.MLP` with at least one hidden layer and droppable
+      units in its last one.
+    """
     if not isinstance(model, MLP) or not model.hidden or _last_drop(model) not in spec.names:
         return False
     last = M.layer_units(spec, _last_drop(model))
@@ -162,8 +193,16 @@ def applies(model, spec: M.MaskSpec) -> bool:
 
 
 def inner_size(n_out: int, batch: int) -> int:
-    """Inner units per step: the most (up to ``MAX_INNER_UNITS``) whose table
-    ``(2^D, n_out, batch)`` fits in ``TABLE_FLOATS``, and at least 1."""
+    """Inner units per step on the exponential path and for regression.
+
+    Args:
+      n_out: classes ``C`` (outputs, for regression).
+      batch: examples ``B``.
+
+    Returns:
+      The most (up to ``MAX_INNER_UNITS``) whose table ``(2^D, n_out, batch)`` fits in
+      ``TABLE_FLOATS``, and at least 1.
+    """
     fit = math.floor(math.log2(max(TABLE_FLOATS // max(n_out * batch, 1), 1)))
     return max(1, min(MAX_INNER_UNITS, fit))
 
@@ -171,8 +210,17 @@ def inner_size(n_out: int, batch: int) -> int:
 def split_units(
     model: MLP, spec: M.MaskSpec, max_inner: int = MAX_INNER_UNITS
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(outer, inner) droppable flat units: inner = up to ``max_inner`` droppable units of
-    the last hidden layer, outer = every other droppable unit."""
+    """Split the droppable flat units into outer and inner ones.
+
+    Args:
+      model: the MLP.
+      spec: its mask layout.
+      max_inner: the most inner units.
+
+    Returns:
+      ``(outer, inner)``: inner = up to ``max_inner`` droppable units of the last hidden
+      layer, outer = every other droppable unit.
+    """
     last = set(M.layer_units(spec, _last_drop(model)).tolist())
     inner = tuple(u for u in spec.droppable if u in last)[:max_inner]
     outer = tuple(u for u in spec.droppable if u not in set(inner))
@@ -188,8 +236,20 @@ def exact_mlp(
     task: str = "classification",
     mesh: Mesh | None = None,
 ) -> Average:
-    """Exact average over all subnetworks of an MLP, factorised as in the module docstring;
-    with ``mesh`` (one axis) the outer masks are dealt out over its devices."""
+    """Exact average over all subnetworks of an MLP, factorised as in the module docstring.
+
+    Args:
+      model: the MLP.
+      variables: the model's variables dict.
+      x: inputs ``(B, d_in)``.
+      spec: its mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      mesh: a one-axis mesh to deal the outer masks out over its devices, or ``None``.
+
+    Returns:
+      An :class:`~dropstudy.average.Average` over ``count=2^n`` subnetworks (``n``
+      droppable units).
+    """
     run = exact_sums if mesh is None else partial(_sharded_sums, mesh=mesh)
     batch = x.shape[0]
     # The products' largest block is (2^D, B) normalisers, the exponential path's and
@@ -226,12 +286,15 @@ def choose_low(
     x: jax.Array,
     spread: float | None = None,
 ) -> tuple[tuple[int, ...], int]:
-    """The inner units' order and the most low units (at most :func:`low_units` of ``D``)
-    whose spread stays below ``SAFE_SPREAD``.
+    """The inner units' order and the most low units whose spread stays below ``SAFE_SPREAD``.
+
+    At most :func:`low_units` of ``D`` low units.
 
     Args:
-      model, spec: the MLP and its mask layout.
-      outer, inner: the flat units of :func:`split_units`.
+      model: the MLP.
+      spec: its mask layout.
+      outer: the outer flat units of :func:`split_units`.
+      inner: the inner flat units of :func:`split_units`.
       variables: the model's variables.
       x: inputs ``(B, ...)``.
       spread: the spread at the default low part, when already measured (the kernel
@@ -264,10 +327,24 @@ def choose_low(
 def fit_block(
     outer, inner, lo: int, n_out: int, batch: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(outer, inner)`` with the last inner units (the widest, after :func:`choose_low`)
-    moved to the outer ones until the block with ``lo`` low units fits its budget
-    (:func:`products_floats`): fewer low units mean more high states, ``2^(D - lo)``
-    exponentials per class and example, and ``D`` was sized for the default low part."""
+    """Move the last inner units to the outer ones until the block fits its budget.
+
+    The block with ``lo`` low units (:func:`products_floats`) must fit
+    :func:`products_budget`: fewer low units mean more high states, ``2^(D - lo)``
+    exponentials per class and example, and ``D`` was sized for the default low part. The
+    last inner units are the widest, after :func:`choose_low`; at least ``max(lo, 1)`` stay
+    inner.
+
+    Args:
+      outer: the outer flat units.
+      inner: the inner flat units.
+      lo: low units.
+      n_out: classes ``C``.
+      batch: examples ``B``.
+
+    Returns:
+      ``(outer, inner)``, the moved units sorted into ``outer``.
+    """
     outer, inner = tuple(outer), tuple(inner)
     while len(inner) > max(lo, 1) and products_floats(
         len(inner), n_out, batch, lo
@@ -297,13 +374,16 @@ def _max_over_outer(
 
 @partial(jax.jit, static_argnames=("model", "spec", "outer", "inner", "lo", "reference"))
 def max_spread(model, spec, outer, inner, lo, variables, x, reference: bool = True):
-    """The widest spread over every outer mask (module docstring) with the first ``lo``
-    inner units low, without the tables: one hidden pass per outer mask and the bounds of
+    """The widest spread over every outer mask (module docstring), without the tables.
+
+    The first ``lo`` inner units are low; one hidden pass per outer mask and the bounds of
     the inner logits.
 
     Args:
-      model, spec: the MLP and its mask layout.
-      outer, inner: the flat units of :func:`split_units`.
+      model: the MLP.
+      spec: its mask layout.
+      outer: the outer flat units of :func:`split_units`.
+      inner: the inner flat units of :func:`split_units`.
       lo: low units.
       variables: the model's variables.
       x: inputs ``(B, ...)``.
@@ -323,9 +403,22 @@ def max_spread(model, spec, outer, inner, lo, variables, x, reference: bool = Tr
 
 @partial(jax.jit, static_argnames=("model", "spec", "outer", "inner"))
 def unit_ranges(model, spec, outer, inner, variables, x):
-    """Each inner unit's widest logit range, ``(D,)``: the max over outer masks and examples
-    of ``max_c t_j - min_c t_j`` (relative to the reference class), how much the unit alone
-    can widen a spread."""
+    """Each inner unit's widest logit range: how much the unit alone can widen a spread.
+
+    The max over outer masks and examples of ``max_c t_j - min_c t_j`` (relative to the
+    reference class).
+
+    Args:
+      model: the MLP.
+      spec: its mask layout.
+      outer: the outer flat units of :func:`split_units`.
+      inner: the inner flat units of :func:`split_units`.
+      variables: the model's variables.
+      x: inputs ``(B, ...)``.
+
+    Returns:
+      ``(D,)``.
+    """
     measure = lambda base, t: jnp.max(jnp.max(t, 1) - jnp.min(t, 1), axis=-1)  # noqa: E731
     per_mask = len(inner) * model.n_out * x.shape[0]
     shape = (len(inner),)
@@ -396,8 +489,10 @@ def _bounds(base, t):
 
 
 def inner_parts(spec, inner, lo, dtype):
-    """The inner units' states in two parts, the first ``lo`` units (low) and the rest (few
-    high states: each costs an exponential per class and example, see :func:`_shifts`).
+    """The inner units' states in two parts: the first ``lo`` units (low) and the rest (high).
+
+    The high part has few states: each costs an exponential per class and example, see
+    :func:`_shifts`.
 
     Args:
       spec: the mask layout.
@@ -439,9 +534,19 @@ def _shifts(spec, inner, lo, dtype):
 
 
 def product_table(f0, kept, dropped):
-    """Products over ``d`` units by doubling: ``f0 (C, B)``, factors ``(d, C, B)`` ->
-    ``(2^d, C, B)`` whose row ``i`` takes ``kept[u]`` where bit ``u`` of ``i`` is set and
-    ``dropped[u]`` where it is not (the bit order of :func:`~dropstudy.masks.enumerate_units`)."""
+    """Products over ``d`` units by doubling.
+
+    Row ``i`` takes ``kept[u]`` where bit ``u`` of ``i`` is set and ``dropped[u]`` where it
+    is not (the bit order of :func:`~dropstudy.masks.enumerate_units`).
+
+    Args:
+      f0: the starting factor, ``(C, B)``.
+      kept: each unit's factor when kept, ``(d, C, B)``.
+      dropped: each unit's factor when dropped, ``(d, C, B)``.
+
+    Returns:
+      ``(2^d, C, B)``.
+    """
     f = f0[None]
     for u in range(kept.shape[0]):
         f = jnp.concatenate([f * dropped[u], f * kept[u]])
@@ -545,9 +650,11 @@ def exact_sums(model, spec, task, outer, inner, lo, variables, x):
     """The compiled kernel behind :func:`exact_mlp` on one device.
 
     Args:
-      model, spec: the MLP and its mask layout.
+      model: the MLP.
+      spec: its mask layout.
       task: ``classification`` or ``regression``.
-      outer, inner: the flat units of :func:`split_units`.
+      outer: the outer flat units of :func:`split_units`.
+      inner: the inner flat units of :func:`split_units`.
       lo: classification's low units (:func:`choose_low`), or ``None`` for an exponential
         per logit (each subnetwork its own max; regression ignores it).
       variables: the model's variables.

@@ -37,14 +37,31 @@ Z_BOUND = 4.0  # standard deviations above the mean kept count: P(past the bound
 
 
 def applies(model, spec: M.MaskSpec) -> bool:
-    """Whether :func:`mc_sums` can average ``model``: a dropstudy MLP with droppable units."""
+    """Whether :func:`mc_sums` can average ``model``: a dropstudy MLP with droppable units.
+
+    Args:
+      model: the model.
+      spec: its mask layout.
+
+    Returns:
+      True for an :class:`~dropstudy.models.MLP` whose dropout layers are the spec's and
+      that has droppable units.
+    """
     return isinstance(model, MLP) and spec.names == model.dropout_layers() and spec.n_droppable > 0
 
 
 def bounds(spec: M.MaskSpec) -> tuple[int | None, ...]:
-    """Gather width per dropout layer (``None``: nothing droppable, every unit is used):
-    mean kept count plus ``Z_BOUND`` standard deviations, rounded up to a multiple of 8,
-    at most the layer's width."""
+    """Gather width per dropout layer.
+
+    The mean kept count plus ``Z_BOUND`` standard deviations, rounded up to a multiple of 8,
+    at most the layer's width.
+
+    Args:
+      spec: the mask layout.
+
+    Returns:
+      One width per layer, ``None`` where nothing is droppable (every unit is used).
+    """
     out = []
     for i, n in enumerate(spec.sizes):
         q = spec.layer_keep(i).reshape(-1)
@@ -67,9 +84,26 @@ def _plan(mask, keep_scale, bound):
 
 
 def mc_sums(model, spec, task, k, n_dev, dev, variables, x, key):
-    """Weighted sums over this device's share of the ``k`` subnetworks (``dev, dev + n_dev,
-    ...``): ``(s1, s2)`` each ``(B, n_out)``, as :func:`dropstudy.average.partial_sums`,
-    and ``over`` (one flag per step): the subnetworks past a bound, left out of the sums."""
+    """Weighted sums over this device's share of the ``k`` subnetworks.
+
+    Device ``dev`` takes subnetworks ``dev, dev + n_dev, ...``, one per scan step. The sums
+    are as :func:`dropstudy.average.partial_sums` gives them.
+
+    Args:
+      model: a dropstudy :class:`~dropstudy.models.MLP`.
+      spec: its mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      k: the number of subnetworks.
+      n_dev: the number of devices sharing the work.
+      dev: this device's index in ``[0, n_dev)``.
+      variables: the model's variables dict.
+      x: inputs ``(B, d_in)``.
+      key: the stream's PRNG key.
+
+    Returns:
+      ``(s1, s2, over)``: ``s1`` and ``s2`` each ``(B, n_out)``, and ``over``, one flag per
+      step: the subnetworks past a bound, left out of the sums.
+    """
     dtype = model.dtype
     x = x.astype(dtype)
     act = activation_fn(model.activation)
@@ -136,9 +170,24 @@ def _dense_terms(model, spec, task, variables, x, key, idx, w):
 
 
 def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None):
-    """The MC sums ``(s1, s2)`` for :meth:`Average.from_sums`: gathered subnetworks on one
-    device or dealt out over ``mesh``, plus the dense pass for the rare subnetworks that
-    kept more units than a bound holds."""
+    """The MC sums ``(s1, s2)`` for :meth:`Average.from_sums`.
+
+    Gathered subnetworks on one device or dealt out over ``mesh``, plus the dense pass for
+    the rare subnetworks that kept more units than a bound holds.
+
+    Args:
+      model: a dropstudy :class:`~dropstudy.models.MLP`.
+      spec: its mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      k: the number of subnetworks.
+      variables: the model's variables dict.
+      x: inputs ``(B, d_in)``.
+      key: the stream's PRNG key.
+      mesh: a one-axis mesh to deal the subnetworks out over, or ``None``.
+
+    Returns:
+      ``(s1, s2)``, each ``(B, n_out)``.
+    """
     if mesh is None:
         s1, s2, over = mc_stream(model, spec, task, k, variables, x, key)
         idx = np.flatnonzero(np.asarray(over))
@@ -168,8 +217,21 @@ def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "k"))
 def mc_stream(model, spec, task, k, variables, x, key):
-    """:func:`mc_sums` on one device: ``(s1, s2, over)``, ``over (k,)`` flagging the
-    subnetworks past a bound (left out of the sums)."""
+    """:func:`mc_sums` on one device.
+
+    Args:
+      model: a dropstudy :class:`~dropstudy.models.MLP`.
+      spec: its mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      k: the number of subnetworks.
+      variables: the model's variables dict.
+      x: inputs ``(B, d_in)``.
+      key: the stream's PRNG key.
+
+    Returns:
+      ``(s1, s2, over)``: the sums, each ``(B, n_out)``, and ``over (k,)`` flagging the
+      subnetworks past a bound (left out of the sums).
+    """
     return mc_sums(model, spec, task, k, 1, 0, variables, x, key)
 
 

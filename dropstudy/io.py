@@ -12,7 +12,12 @@ import optax
 
 
 def versions() -> dict[str, str]:
-    """Library versions recorded in checkpoints and results files."""
+    """Library versions recorded in checkpoints and results files.
+
+    Returns:
+      ``{"jax": ..., "flax": ..., "optax": ..., "numpy": ...}``: each library's
+      ``__version__``.
+    """
     return {
         "jax": jax.__version__,
         "flax": flax.__version__,
@@ -22,7 +27,15 @@ def versions() -> dict[str, str]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The bytes go to a temporary file beside ``path`` (flushed and synced to disk), which then
+    replaces ``path``; a failed or interrupted write leaves no temporary file behind.
+
+    Args:
+      path: the file to write.
+      data: its new contents.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

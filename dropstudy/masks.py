@@ -58,10 +58,12 @@ class MaskSpec:
 
     @property
     def sizes(self) -> tuple[int, ...]:
+        """Number of units of each layer (the product of its unit shape)."""
         return tuple(math.prod(s) for s in self.shapes)
 
     @property
     def n_units(self) -> int:
+        """Number of units of all the layers together."""
         return sum(self.sizes)
 
     @property
@@ -71,14 +73,34 @@ class MaskSpec:
 
     @property
     def n_droppable(self) -> int:
+        """Number of units that can be dropped (keep < 1)."""
         return len(self.droppable)
 
     def layer_keep(self, i: int) -> np.ndarray:
+        """Keep probabilities of one layer's units.
+
+        Args:
+          i: the layer's position in :attr:`paths` (the order the layers run).
+
+        Returns:
+          A numpy array of the layer's unit shape ``shapes[i]``.
+        """
         start = sum(self.sizes[:i])
         return np.asarray(self.keep[start : start + self.sizes[i]]).reshape(self.shapes[i])
 
     def flatten(self, masks: Masks) -> jax.Array:
-        """Masks pytree with leading axes ``L`` -> array ``(*L, n_units)``."""
+        """Flatten a masks pytree into one array, the layers' units in order.
+
+        Args:
+          masks: a masks pytree with leading axes ``L``: each layer's mask ``(*L, *U)``.
+
+        Returns:
+          An array ``(*L, n_units)``.
+
+        Raises:
+          DropstudyError: if a layer has no mask, ``masks`` holds another number of layers, or
+            a mask's trailing shape is not its layer's unit shape.
+        """
         leaves = []
         for name, path in zip(self.names, self.paths, strict=True):
             node = masks
@@ -107,7 +129,17 @@ class MaskSpec:
         return jnp.concatenate(flat, axis=-1)
 
     def unflatten(self, flat: jax.Array) -> Masks:
-        """Array ``(*L, n_units)`` -> masks pytree (nested dicts) with leading axes ``L``."""
+        """Unflatten an array ``(*L, n_units)`` into a masks pytree with leading axes ``L``.
+
+        Args:
+          flat: the flat masks, ``(*L, n_units)``.
+
+        Returns:
+          The masks as nested dicts, each layer's mask ``(*L, *U)``.
+
+        Raises:
+          DropstudyError: if the last axis of ``flat`` is not ``n_units`` long.
+        """
         if flat.shape[-1] != self.n_units:
             raise DropstudyError(f"flat mask has {flat.shape[-1]} units; expected {self.n_units}")
         lead = flat.shape[:-1]
@@ -129,8 +161,16 @@ def _key_path(path) -> tuple[str, ...]:
 def spec_from_masks(expected: Masks, order=None) -> MaskSpec:
     """Build a :class:`MaskSpec` from a model's expected-mask collection (from ``init``).
 
-    ``order``: module paths (tuples of names) in the order the layers run; layers are
-    listed in that order (default: the collection's sorted key order).
+    Args:
+      expected: the ``"masks"`` collection, each leaf its layer's keep probabilities.
+      order: module paths (tuples of names) in the order the layers run; layers are listed in
+        that order (default: the collection's sorted key order).
+
+    Returns:
+      The :class:`MaskSpec`.
+
+    Raises:
+      DropstudyError: if a mask entry belongs to no module path of ``order``.
     """
     paths_leaves, _ = jax.tree_util.tree_flatten_with_path(expected)
     items = [(_key_path(path), np.asarray(leaf, dtype=np.float64)) for path, leaf in paths_leaves]
@@ -187,10 +227,22 @@ def _spec(masks: Masks, layers: dict) -> MaskSpec:
 
 
 def init(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[dict, MaskSpec]:
-    """Initialise ``model`` on inputs like ``x`` (``(B, ...)``): ``(variables, mask spec)``.
+    """Initialise ``model`` on inputs like ``x``: its variables and its mask spec.
 
-    ``variables`` holds every collection but the masks (``"params"``, and e.g. a
-    BatchNorm's ``"batch_stats"``): what :func:`apply` and the predictors take.
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      key: the initialisation key.
+      x: inputs ``(B, ...)``; only the first example is used.
+
+    Returns:
+      ``(variables, spec)``: ``variables`` holds every collection but the masks
+      (``"params"``, and e.g. a BatchNorm's ``"batch_stats"``), what :func:`apply` and the
+      predictors take; ``spec`` is the model's :class:`MaskSpec`.
+
+    Raises:
+      DropstudyError: if the model has no dropout masks (nothing to average over), or flax
+        refuses it (see :func:`flax_errors`).
     """
     variables, layers = _traced_init(model, key, jnp.asarray(x[:1]))
     rest = {k: v for k, v in variables.items() if k != MASKS}
@@ -198,9 +250,25 @@ def init(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[dict, MaskSpec
 
 
 def mask_spec(model: nn.Module, x: jax.Array, rng_streams: tuple[str, ...] = ()) -> MaskSpec:
-    """The :class:`MaskSpec` of ``model`` applied to inputs like ``x``. The model is only
-    traced (``jax.eval_shape``): no parameter is computed. ``rng_streams``: streams the
-    model draws from besides its masks (training's ``TrainConfig.rng_streams``)."""
+    """The :class:`MaskSpec` of ``model`` applied to inputs like ``x``.
+
+    The model is only traced (``jax.eval_shape``): no parameter is computed.
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      x: inputs ``(B, ...)`` or a ``jax.ShapeDtypeStruct`` of them; only one example's shape
+        and the dtype are used.
+      rng_streams: streams the model draws from besides its masks (training's
+        ``TrainConfig.rng_streams``).
+
+    Returns:
+      The :class:`MaskSpec`, layers in the order they run.
+
+    Raises:
+      DropstudyError: if the model has no dropout masks (nothing to average over), or flax
+        refuses it (see :func:`flax_errors`).
+    """
     x = jnp.asarray(x[:1]) if not isinstance(x, jax.ShapeDtypeStruct) else x
     x1 = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
     box = {}
@@ -213,7 +281,18 @@ def mask_spec(model: nn.Module, x: jax.Array, rng_streams: tuple[str, ...] = ())
 
 
 def check_variables(variables: Any) -> dict:
-    """The model's variables dict ``{"params": ..., other collections}``, checked."""
+    """Check the model's variables dict ``{"params": ..., other collections}``.
+
+    Args:
+      variables: the variables.
+
+    Returns:
+      ``variables`` unchanged.
+
+    Raises:
+      DropstudyError: if ``variables`` is not a mapping with a ``"params"`` entry (e.g. bare
+        parameters).
+    """
     if not isinstance(variables, Mapping) or "params" not in variables:
         keys = list(variables)[:6] if isinstance(variables, Mapping) else type(variables)
         raise DropstudyError(
@@ -224,10 +303,24 @@ def check_variables(variables: Any) -> dict:
 
 
 def apply(model: nn.Module, variables: Any, x: jax.Array, masks: Masks, **kwargs) -> jax.Array:
-    """The subnetwork selected by ``masks`` evaluated on ``x``: ``(B, n_out)``.
+    """The subnetwork selected by ``masks`` evaluated on ``x``.
 
-    ``variables`` is the model's variables dict (``{"params": ..., ...}``); ``kwargs`` go
-    to ``model.apply`` (``rngs=``, ``mutable=``, ``method=``).
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
+      x: inputs ``(B, ...)``.
+      masks: a masks pytree, each layer's mask of its unit shape ``U`` (one subnetwork for the
+        batch) or ``(B, *U)`` (one per example).
+      **kwargs: passed to ``model.apply`` (``rngs=``, ``mutable=``, ``method=``).
+
+    Returns:
+      The outputs ``(B, n_out)`` (with ``mutable=``, what ``model.apply`` returns:
+      ``(outputs, updated collections)``).
+
+    Raises:
+      DropstudyError: if ``variables`` is not a variables dict, or flax refuses the call (see
+        :func:`flax_errors`).
     """
     variables = check_variables(variables)
     with flax_errors(model):
@@ -236,7 +329,19 @@ def apply(model: nn.Module, variables: Any, x: jax.Array, masks: Masks, **kwargs
 
 @contextmanager
 def flax_errors(model):
-    """Flax's errors about a model's variables and randomness, as what to do about them."""
+    """Flax's errors about a model's variables and randomness, as what to do about them.
+
+    A context manager. Inside it, flax's ``InvalidRngError`` (the model draws random numbers
+    besides its masks), ``ModifyScopeVariableError`` (it updates its variables when applied,
+    as BatchNorm does in training mode) and ``ScopeParamShapeError`` (the variables do not fit
+    the model on these inputs) are raised again as :class:`DropstudyError`.
+
+    Args:
+      model: the model, named in the messages.
+
+    Raises:
+      DropstudyError: in place of those three flax errors.
+    """
     name = type(model).__name__
     try:
         yield
@@ -261,12 +366,28 @@ def flax_errors(model):
 
 
 def expected_masks(spec: MaskSpec, dtype=jnp.float32) -> Masks:
-    """Every unit at its keep probability: the model at this mask is weight scaling."""
+    """Every unit at its keep probability: the model at this mask is weight scaling.
+
+    Args:
+      spec: the mask layout.
+      dtype: the masks' dtype.
+
+    Returns:
+      A masks pytree, each layer's mask of its unit shape ``U``.
+    """
     return spec.unflatten(jnp.asarray(spec.keep, dtype))
 
 
 def ones_masks(spec: MaskSpec, dtype=jnp.float32) -> Masks:
-    """Every unit kept (the full, unscaled network)."""
+    """Every unit kept (the full, unscaled network).
+
+    Args:
+      spec: the mask layout.
+      dtype: the masks' dtype.
+
+    Returns:
+      A masks pytree of ones, each layer's mask of its unit shape ``U``.
+    """
     return spec.unflatten(jnp.ones(spec.n_units, dtype))
 
 
@@ -275,8 +396,15 @@ def sample_masks(
 ) -> Masks:
     """Bernoulli(keep) masks with leading axes ``batch_shape``.
 
-    ``batch_shape=()`` gives one subnetwork for a whole batch (the ensemble view);
-    ``(B,)`` one per example, as training draws them.
+    Args:
+      spec: the mask layout.
+      key: the PRNG key the masks are drawn from.
+      batch_shape: leading axes: ``()`` gives one subnetwork for a whole batch (the ensemble
+        view), ``(B,)`` one per example, as training draws them.
+      dtype: the masks' dtype.
+
+    Returns:
+      A masks pytree of 0/1 values, each layer's mask ``(*batch_shape, *U)``.
     """
     keep = np.asarray(spec.keep, np.float32)
     cols = np.asarray(spec.droppable, dtype=np.int64)
@@ -305,16 +433,36 @@ def _runs(cols: np.ndarray) -> list[tuple[int, int]]:
 
 
 def sample_mask_batch(spec: MaskSpec, key: jax.Array, idx: jax.Array, dtype=jnp.float32) -> Masks:
-    """Masks number ``idx`` (``(K,)`` ints) of the stream drawn from ``key``.
+    """Masks number ``idx`` of the stream drawn from ``key``.
 
     Mask ``i`` is ``sample_masks(spec, fold_in(key, i))``: K masks are a prefix of K' > K
     masks, independent of how a reduction chunks them.
+
+    Args:
+      spec: the mask layout.
+      key: the stream's PRNG key.
+      idx: the masks' numbers, ``(K,)`` ints.
+      dtype: the masks' dtype.
+
+    Returns:
+      A masks pytree with a leading K axis, each layer's mask ``(K, *U)``.
     """
     return jax.vmap(lambda i: sample_masks(spec, rng.fold_in(key, i), (), dtype))(idx)
 
 
 def check_enumerable(spec: MaskSpec, max_units: int = MAX_EXACT_UNITS) -> int:
-    """Number of droppable units, or a clear refusal when 2^n is too many subnetworks."""
+    """Number of droppable units, or a clear refusal when 2^n is too many subnetworks.
+
+    Args:
+      spec: the mask layout.
+      max_units: the most droppable units allowed.
+
+    Returns:
+      ``n``, the number of droppable units.
+
+    Raises:
+      DropstudyError: if ``n > max_units``, or ``n > 31`` (2^n overflows uint32).
+    """
     n = spec.n_droppable
     if n > max_units:
         raise DropstudyError(
@@ -330,11 +478,24 @@ def check_enumerable(spec: MaskSpec, max_units: int = MAX_EXACT_UNITS) -> int:
 def enumerate_masks(
     spec: MaskSpec, idx: jax.Array, dtype=jnp.float32, max_units: int = MAX_EXACT_UNITS
 ) -> tuple[Masks, jax.Array]:
-    """Subnetworks number ``idx`` (``(K,)`` ints in ``[0, 2^n)``) and their probabilities.
+    """Subnetworks number ``idx`` and their probabilities.
 
-    Bit ``b`` of the index is the state of droppable unit ``b`` (flat order); units with
-    keep 1 are always on. The probability is ``prod p^m (1-p)^(1-m)`` over droppable
-    units, for any keep probabilities. Returns ``(masks with leading K, probs (K,))``.
+    Bit ``b`` of the index is the state of droppable unit ``b`` (flat order); units with keep
+    1 are always on. The probability is ``prod p^m (1-p)^(1-m)`` over droppable units, for
+    any keep probabilities.
+
+    Args:
+      spec: the mask layout.
+      idx: the subnetworks' numbers, ``(K,)`` ints in ``[0, 2^n)`` (``n`` droppable units).
+      dtype: the masks' and probabilities' dtype.
+      max_units: the most droppable units allowed (:func:`check_enumerable`).
+
+    Returns:
+      ``(masks, probs)``: masks with a leading K axis, each layer's ``(K, *U)``, and their
+      probabilities ``(K,)``.
+
+    Raises:
+      DropstudyError: if there are too many droppable units (:func:`check_enumerable`).
     """
     check_enumerable(spec, max_units)
     flat, probs = enumerate_units(spec, spec.droppable, idx, dtype)
@@ -346,8 +507,20 @@ def enumerate_units(
 ) -> tuple[jax.Array, jax.Array]:
     """Enumerate the states of the flat ``units`` only; every other unit is 1.
 
-    Returns flat masks ``(K, n_units)`` and the probabilities ``(K,)`` of the enumerated
-    units' states (the marginal over the other units).
+    Bit ``b`` of an index is the state of ``units[b]``.
+
+    Args:
+      spec: the mask layout.
+      units: flat unit indices, at most 31.
+      idx: the states' numbers, ``(K,)`` ints in ``[0, 2^len(units))``.
+      dtype: the masks' and probabilities' dtype.
+
+    Returns:
+      ``(flat, probs)``: flat masks ``(K, n_units)`` and the probabilities ``(K,)`` of the
+      enumerated units' states (the marginal over the other units).
+
+    Raises:
+      DropstudyError: if ``units`` lists more than 31 units (2^n overflows uint32).
     """
     if len(units) > 31:
         raise DropstudyError(f"{len(units)} units cannot be enumerated (2^n overflows uint32)")
@@ -361,14 +534,39 @@ def enumerate_units(
 
 
 def all_masks(spec: MaskSpec, dtype=jnp.float32, max_units: int = 16) -> tuple[Masks, jax.Array]:
-    """Every subnetwork at once (small nets only; the predictors stream instead)."""
+    """Every subnetwork at once (small nets only; the predictors stream instead).
+
+    Args:
+      spec: the mask layout.
+      dtype: the masks' and probabilities' dtype.
+      max_units: the most droppable units allowed.
+
+    Returns:
+      ``(masks, probs)`` as :func:`enumerate_masks` gives them for all ``2^n`` subnetworks:
+      each layer's masks ``(2^n, *U)``, probabilities ``(2^n,)``.
+
+    Raises:
+      DropstudyError: if there are more than ``max_units`` droppable units.
+    """
     n = check_enumerable(spec, max_units)
     return enumerate_masks(spec, jnp.arange(2**n), dtype, max_units)
 
 
 def ablate(masks: Masks, spec: MaskSpec, units: jax.Array) -> Masks:
-    """``masks`` with the flat units ``units`` (``(J,)`` ints in ``[0, n_units)``) set to
-    zero: unit ablation."""
+    """``masks`` with the flat units ``units`` set to zero: unit ablation.
+
+    Args:
+      masks: a masks pytree with leading axes ``L``, each layer's mask ``(*L, *U)``.
+      spec: the mask layout.
+      units: flat unit indices, ``(J,)`` ints in ``[0, n_units)`` (see :func:`layer_units`).
+
+    Returns:
+      The masks with those units zero, shaped as ``masks`` (nested dicts).
+
+    Raises:
+      DropstudyError: if ``units`` are not flat unit indices in range, or ``masks`` do not fit
+        ``spec`` (:meth:`MaskSpec.flatten`).
+    """
     idx = np.asarray(units)
     if idx.dtype.kind not in "iu" or idx.ndim > 1 or np.any((idx < 0) | (idx >= spec.n_units)):
         raise DropstudyError(
@@ -380,7 +578,18 @@ def ablate(masks: Masks, spec: MaskSpec, units: jax.Array) -> Masks:
 
 
 def layer_units(spec: MaskSpec, name: str) -> np.ndarray:
-    """Flat indices of the units of the layer called ``name``."""
+    """Flat indices of the units of the layer called ``name``.
+
+    Args:
+      spec: the mask layout.
+      name: the layer's ``/``-joined module path, one of :attr:`MaskSpec.names`.
+
+    Returns:
+      The indices, ``(size,)`` ints, ``size`` the layer's number of units.
+
+    Raises:
+      DropstudyError: if the model has no dropout layer called ``name``.
+    """
     if name not in spec.names:
         raise DropstudyError(f"no dropout layer {name!r}; the model has {list(spec.names)}")
     i = spec.names.index(name)

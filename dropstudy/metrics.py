@@ -33,26 +33,77 @@ def _check(probs, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def accuracy(probs, labels) -> float:
-    """Fraction of examples whose most probable class is the label."""
+    """Fraction of examples whose most probable class is the label.
+
+    Args:
+      probs: predicted probabilities ``(B, C)``.
+      labels: integer labels ``(B,)``.
+
+    Returns:
+      The accuracy, a float.
+
+    Raises:
+      DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
+        not ``(B,)`` or lies outside ``[0, C)``.
+    """
     p, y = _check(probs, labels)
     return float(np.mean(p.argmax(1) == y))
 
 
 def nll(probs, labels) -> float:
-    """Mean negative log-likelihood of the labels (nats)."""
+    """Mean negative log-likelihood of the labels (nats).
+
+    Probabilities are floored at 1e-12, so a probability of exactly 0 gives a finite NLL.
+
+    Args:
+      probs: predicted probabilities ``(B, C)``.
+      labels: integer labels ``(B,)``.
+
+    Returns:
+      The NLL, a float.
+
+    Raises:
+      DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
+        not ``(B,)`` or lies outside ``[0, C)``.
+    """
     p, y = _check(probs, labels)
     return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], _EPS))))
 
 
 def brier(probs, labels) -> float:
-    """Mean over examples of the squared distance to the one-hot label (summed over classes)."""
+    """Mean over examples of the squared distance to the one-hot label (summed over classes).
+
+    Args:
+      probs: predicted probabilities ``(B, C)``.
+      labels: integer labels ``(B,)``.
+
+    Returns:
+      The Brier score, a float.
+
+    Raises:
+      DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
+        not ``(B,)`` or lies outside ``[0, C)``.
+    """
     p, y = _check(probs, labels)
     onehot = np.eye(p.shape[1])[y]
     return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
 
 
 def ece(probs, labels, bins: int = ECE_BINS) -> float:
-    """Expected calibration error: L1, ``bins`` equal-width confidence bins on [0, 1]."""
+    """Expected calibration error: L1, ``bins`` equal-width confidence bins on [0, 1].
+
+    Args:
+      probs: predicted probabilities ``(B, C)``.
+      labels: integer labels ``(B,)``.
+      bins: the number of bins.
+
+    Returns:
+      The ECE, a float.
+
+    Raises:
+      DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
+        not ``(B,)`` or lies outside ``[0, C)``.
+    """
     p, y = _check(probs, labels)
     conf = p.max(1)
     correct = (p.argmax(1) == y).astype(np.float64)
@@ -67,7 +118,19 @@ def ece(probs, labels, bins: int = ECE_BINS) -> float:
 
 
 def scores(probs, labels) -> dict[str, float]:
-    """accuracy, nll, ece and brier in one dict."""
+    """Accuracy, NLL, ECE and Brier score in one dict.
+
+    Args:
+      probs: predicted probabilities ``(B, C)``.
+      labels: integer labels ``(B,)``.
+
+    Returns:
+      ``{"accuracy": ..., "nll": ..., "ece": ..., "brier": ...}``, floats.
+
+    Raises:
+      DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
+        not ``(B,)`` or lies outside ``[0, C)``.
+    """
     return {
         "accuracy": accuracy(probs, labels),
         "nll": nll(probs, labels),
@@ -77,12 +140,21 @@ def scores(probs, labels) -> dict[str, float]:
 
 
 def gaps(p, q) -> dict[str, float]:
-    """How far predictor ``p`` is from ``q`` (both ``(B, C)``).
+    """How far predictor ``p`` is from ``q``.
 
-    ``max_abs_prob``: largest absolute difference of any probability; ``mean_kl``: mean
-    KL(q || p) in nats (``q`` the reference; each example's KL clipped at 0, where rounding
-    of nearly equal distributions makes it negative); ``disagreement``: fraction of examples whose
-    argmax differs.
+    Args:
+      p: probabilities ``(B, C)``.
+      q: the reference probabilities ``(B, C)``.
+
+    Returns:
+      ``{"max_abs_prob", "mean_kl", "disagreement"}``, floats: ``max_abs_prob`` the largest
+      absolute difference of any probability; ``mean_kl`` the mean KL(q || p) in nats (each
+      example's KL clipped at 0, where rounding of nearly equal distributions makes it
+      negative); ``disagreement`` the fraction of examples whose argmax differs.
+
+    Raises:
+      DropstudyError: if ``p`` or ``q`` is not ``(B, C)`` or holds NaN or inf, or their
+        shapes differ.
     """
     a, _ = _check(p)
     b, _ = _check(q)
@@ -135,7 +207,15 @@ def fit_temperature(
 
 
 def logit_nll(z, y) -> float:
-    """Mean NLL (nats, float64) of integer labels ``y (N,)`` under logits ``z (N, C)``."""
+    """Mean NLL (nats, float64) of integer labels ``y`` under logits ``z``.
+
+    Args:
+      z: logits ``(N, C)``.
+      y: integer labels ``(N,)``.
+
+    Returns:
+      The NLL, a float.
+    """
     z = np.asarray(z, np.float64)
     top = z.max(1)
     lse = top + np.log(np.exp(z - top[:, None]).sum(1))
@@ -143,12 +223,19 @@ def logit_nll(z, y) -> float:
 
 
 def cross_entropy(z, y):
-    """Per-example NLL ``(N,)`` of integer labels ``y (N,)`` under logits ``z (N, C)``.
+    """Per-example NLL of integer labels ``y`` under logits ``z``.
 
     As ``m + log1p(sum over the other classes of exp(d_c - m))`` with ``d = z - z_y`` and
     ``m = max d`` (the largest term left out of the sum): a well-fitted example's loss is
     ``log1p`` of a small number, exact in float32, where ``logsumexp(z) - z_y`` would lose
     it to cancellation (losses of 1e-5 are common on the train split).
+
+    Args:
+      z: logits ``(N, C)``.
+      y: integer labels ``(N,)``.
+
+    Returns:
+      ``(N,)``.
     """
     d = z - jnp.take_along_axis(z, y[:, None], -1)
     top = jnp.argmax(d, -1)

@@ -47,12 +47,29 @@ _ACT = {
 
 
 def activation_fn(name: str):
-    """The elementwise nonlinearity called ``name`` (relu, tanh, sigmoid, linear)."""
+    """The elementwise nonlinearity called ``name`` (relu, tanh, sigmoid, linear).
+
+    Args:
+      name: ``"relu"``, ``"tanh"``, ``"sigmoid"`` or ``"linear"``.
+
+    Returns:
+      The function, array to array of the same shape.
+
+    Raises:
+      DropstudyError: if ``name`` is none of these.
+    """
     return _ACT[check_choice("activation", name, ACTIVATIONS)]
 
 
 class MaskedDropout(nn.Module):
     """Dropout whose Bernoulli mask is an input, not hidden RNG state.
+
+    The mask for ``x`` of shape ``(B, *rest)`` has the *unit shape* ``U``: ``rest`` with the
+    broadcast axes removed. It is either ``U`` (one subnetwork for the whole batch) or
+    ``(B, *U)`` (one subnetwork per example, as in training). Values are 0/1 for a
+    subnetwork; the keep probability gives weight scaling. With no mask in the collection
+    (``model.apply({"params": params}, x)``) the layer uses the keep probability: weight
+    scaling, the deterministic default.
 
     Attributes:
       rate: probability of *dropping* a unit (keep probability ``p = 1 - rate``).
@@ -61,13 +78,6 @@ class MaskedDropout(nn.Module):
       convention: ``"inverted"`` multiplies by ``mask / p`` (Flax, PyTorch, Keras: the
         expected mask gives the identity); ``"standard"`` multiplies by ``mask`` (the 2014
         paper: the expected mask scales activations by ``p``, i.e. weight scaling).
-
-    The mask for ``x`` of shape ``(B, *rest)`` has the *unit shape* ``U``: ``rest`` with the
-    broadcast axes removed. It is either ``U`` (one subnetwork for the whole batch) or
-    ``(B, *U)`` (one subnetwork per example, as in training). Values are 0/1 for a
-    subnetwork; the keep probability gives weight scaling. With no mask in the collection
-    (``model.apply({"params": params}, x)``) the layer uses the keep probability: weight
-    scaling, the deterministic default.
     """
 
     rate: float = 0.5
@@ -76,6 +86,22 @@ class MaskedDropout(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Multiply ``x`` by the layer's mask.
+
+        The mask is the ``"masks"`` collection's entry for this layer; ``model.init`` records
+        the expected mask there, and with no entry the layer uses the expected mask.
+
+        Args:
+          x: activations ``(B, *rest)``.
+
+        Returns:
+          ``x`` times the mask, broadcast over ``broadcast_dims`` and scaled by ``1/p`` under the
+          inverted convention: ``(B, *rest)``.
+
+        Raises:
+          DropstudyError: if ``rate`` or ``convention`` is invalid, ``broadcast_dims`` holds the
+            batch axis, or the mask has neither shape ``U`` nor ``(B, *U)``.
+        """
         keep = 1.0 - check_rate(f"rate of layer {self.name}", self.rate)
         check_choice("convention", self.convention, CONVENTIONS)
         shape = unit_shape(x, self.broadcast_dims)
@@ -91,7 +117,19 @@ class MaskedDropout(nn.Module):
 
 
 def unit_shape(x: jax.Array, broadcast_dims: Sequence[int]) -> tuple[int, ...]:
-    """The mask's unit shape for ``x (B, *rest)``: ``rest`` without the broadcast axes."""
+    """The mask's unit shape for ``x (B, *rest)``: ``rest`` without the broadcast axes.
+
+    Args:
+      x: activations ``(B, *rest)``.
+      broadcast_dims: axes of ``x`` that share one mask entry (negative axes count from the
+        end).
+
+    Returns:
+      The unit shape ``U``, a tuple of ints.
+
+    Raises:
+      DropstudyError: if ``broadcast_dims`` holds the batch axis 0.
+    """
     bdims = {d % x.ndim for d in broadcast_dims}
     if 0 in bdims:
         raise DropstudyError("broadcast_dims must not contain the batch axis 0")
@@ -101,9 +139,26 @@ def unit_shape(x: jax.Array, broadcast_dims: Sequence[int]) -> tuple[int, ...]:
 def apply_mask(
     x: jax.Array, mask, broadcast_dims: Sequence[int], keep: float, convention: str, where: str
 ) -> jax.Array:
-    """``x (B, *rest)`` times ``mask`` (unit shape ``U``, one subnetwork for the batch, or
-    ``(B, *U)``, one per example) broadcast over ``broadcast_dims``, scaled by ``1/keep``
-    under the inverted convention. Shared by the linen and NNX dropout layers."""
+    """Multiply ``x`` by ``mask``, scaled under the inverted convention.
+
+    Shared by the linen and NNX dropout layers.
+
+    Args:
+      x: activations ``(B, *rest)``.
+      mask: of the unit shape ``U`` (one subnetwork for the batch) or ``(B, *U)`` (one per
+        example); cast to ``x``'s dtype.
+      broadcast_dims: axes of ``x`` that the mask is broadcast over.
+      keep: the keep probability ``p``.
+      convention: ``"inverted"`` scales by ``1/keep``; ``"standard"`` does not scale.
+      where: names the layer in the error message.
+
+    Returns:
+      ``x`` times the (scaled) mask broadcast over ``broadcast_dims``: ``(B, *rest)``.
+
+    Raises:
+      DropstudyError: if ``mask`` has neither shape ``U`` nor ``(B, *U)``, or
+        ``broadcast_dims`` holds the batch axis.
+    """
     bdims = {d % x.ndim for d in broadcast_dims}
     shape = unit_shape(x, broadcast_dims)
     mask = jnp.asarray(mask)
@@ -128,15 +183,30 @@ OUTPUT = "out"
 
 
 class TorchDense(nn.Module):
-    """A dense layer initialised as PyTorch's ``nn.Linear``: ``kernel (fan_in, features)``
-    and ``bias (features,)`` both uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``.
-    Same parameter names and computation as ``flax.linen.Dense``."""
+    """A dense layer initialised as PyTorch's ``nn.Linear``.
+
+    ``kernel (fan_in, features)`` and ``bias (features,)`` are both uniform on
+    ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``. Same parameter names and computation as
+    ``flax.linen.Dense``.
+
+    Attributes:
+      features: output width.
+      dtype: parameter and computation dtype.
+    """
 
     features: int
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The affine map ``x @ kernel + bias``.
+
+        Args:
+          x: inputs ``(B, fan_in)``.
+
+        Returns:
+          ``(B, features)``.
+        """
         bound = 1.0 / math.sqrt(x.shape[-1])
 
         def init(key, shape, dtype):
@@ -154,6 +224,10 @@ class MLP(nn.Module):
     predictions for regression. The input layer and each hidden layer always carry a dropout
     layer (rate 0 allowed), so a plain net has masks too and its units can be ablated.
 
+    Layer names (:meth:`dropout_layers`, :meth:`dense_layers`): dropout layer ``i`` of
+    ``dropout_layers()`` feeds dense layer ``i`` of ``dense_layers()``; the input's dropout
+    comes first, the output layer last.
+
     Attributes:
       hidden: hidden widths, e.g. ``(10, 10)``.
       n_out: output width (number of classes, or 1 for regression).
@@ -165,10 +239,6 @@ class MLP(nn.Module):
       weight_init: ``"lecun"`` (Flax's default: weights normal with variance 1/fan_in,
         biases zero) or ``"torch"`` (PyTorch's ``nn.Linear`` default: weights *and* biases
         uniform on [-1/sqrt(fan_in), 1/sqrt(fan_in)]), for reproducing PyTorch code.
-
-    Layer names (:meth:`dropout_layers`, :meth:`dense_layers`): dropout layer ``i`` of
-    ``dropout_layers()`` feeds dense layer ``i`` of ``dense_layers()``; the input's dropout
-    comes first, the output layer last.
     """
 
     hidden: Sequence[int] = (10, 10)
@@ -181,6 +251,15 @@ class MLP(nn.Module):
     weight_init: str = "lecun"
 
     def hidden_rates(self) -> tuple[float, ...]:
+        """The drop rate of each hidden layer.
+
+        Returns:
+          One rate per hidden layer: ``rate`` repeated, or the rates it lists.
+
+        Raises:
+          DropstudyError: if ``rate`` lists another number of rates than there are hidden
+            layers, or a rate is not in [0, 1).
+        """
         rates = self.rate if isinstance(self.rate, Sequence) else [self.rate] * len(self.hidden)
         if len(rates) != len(self.hidden):
             raise DropstudyError(
@@ -190,7 +269,14 @@ class MLP(nn.Module):
         return tuple(check_rate(f"rate[{i}]", r) for i, r in enumerate(rates))
 
     def validate(self) -> MLP:
-        """Check every attribute; returns self so it can be chained."""
+        """Check every attribute.
+
+        Returns:
+          ``self``, so that it can be chained.
+
+        Raises:
+          DropstudyError: naming the first attribute that is invalid.
+        """
         check_widths("hidden", self.hidden)
         check_positive_int("n_out", self.n_out)
         check_choice("activation", self.activation, ACTIVATIONS)
@@ -201,13 +287,21 @@ class MLP(nn.Module):
         return self
 
     def dropout_layers(self) -> tuple[str, ...]:
-        """Names of the dropout layers in the order they run: the input's, then each hidden
-        layer's (``("drop_input", "drop_0", "drop_1")`` for two hidden layers)."""
+        """Names of the dropout layers in the order they run.
+
+        Returns:
+          The input's, then each hidden layer's: ``("drop_input", "drop_0", "drop_1")`` for two
+          hidden layers.
+        """
         return (INPUT_DROPOUT, *(f"drop_{i}" for i in range(len(self.hidden))))
 
     def dense_layers(self) -> tuple[str, ...]:
-        """Names of the dense layers in the order they run, the output layer last
-        (``("dense_0", "dense_1", "out")``); dense layer ``i`` reads dropout layer ``i``."""
+        """Names of the dense layers in the order they run, the output layer last.
+
+        Returns:
+          ``("dense_0", "dense_1", "out")`` for two hidden layers; dense layer ``i`` reads
+          dropout layer ``i``.
+        """
         return (*(f"dense_{i}" for i in range(len(self.hidden))), OUTPUT)
 
     def _dense(self, width: int) -> nn.Module:
@@ -216,6 +310,7 @@ class MLP(nn.Module):
         return nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype)
 
     def setup(self) -> None:
+        """Check every attribute, then build the layers (flax's ``setup`` hook)."""
         self.validate()
         self.drop_input = MaskedDropout(self.input_rate, convention=self.convention)
         self.dense = [self._dense(w) for w in self.hidden]
@@ -223,10 +318,15 @@ class MLP(nn.Module):
         self.out = self._dense(self.n_out)
 
     def features(self, x: jax.Array, upto: int | None = None) -> jax.Array:
-        """Activations entering the output layer (after the last dropout), ``(B, hidden[-1])``.
+        """Activations entering the output layer (after the last dropout).
 
-        With ``upto=l`` stops *before* hidden layer ``l``'s dropout: the activation of layer
-        ``l`` is returned unmasked (used by the factorised exact average).
+        Args:
+          x: inputs ``(B, d_in)``.
+          upto: when given, stop *before* hidden layer ``upto``'s dropout: the activation of that
+            layer is returned unmasked (used by the factorised exact average).
+
+        Returns:
+          ``(B, hidden[-1])``, or ``(B, hidden[upto])`` with ``upto``.
         """
         act = activation_fn(self.activation)
         h = self.drop_input(x.astype(self.dtype))
@@ -238,6 +338,14 @@ class MLP(nn.Module):
         return h
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The network's outputs.
+
+        Args:
+          x: inputs ``(B, d_in)``.
+
+        Returns:
+          ``(B, n_out)``: logits for classification, predictions for regression.
+        """
         return self.out(self.features(x))
 
 
@@ -250,7 +358,9 @@ class PatchConv(nn.Module):
     slower again under ``vmap`` over seeds (a grouped convolution) and in its gradient;
     shifted slices and one matmul are what CPUs, GPUs and TPUs do fast, and batch over seeds.
 
-    ``x`` of shape ``(B, *spatial, C_in)`` maps to ``(B, *spatial, features)``.
+    Attributes:
+      features: output channels.
+      kernel_size: the window, one size per spatial axis.
     """
 
     features: int
@@ -258,6 +368,14 @@ class PatchConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The convolution of ``x``.
+
+        Args:
+          x: inputs ``(B, *spatial, C_in)``.
+
+        Returns:
+          ``(B, *spatial, features)``.
+        """
         ks = tuple(self.kernel_size)
         c_in = x.shape[-1]
         kernel = self.param(
@@ -308,6 +426,18 @@ class ConvNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """The network's logits.
+
+        Args:
+          x: inputs ``(B, *spatial, C_in)``, or flat ``(B, d)`` with ``input_shape`` set.
+
+        Returns:
+          Logits ``(B, n_out)``.
+
+        Raises:
+          DropstudyError: if ``kernel``, ``channels``, ``dense_width`` or ``input_shape`` is
+            invalid, or ``x`` does not fit them.
+        """
         if not isinstance(self.kernel, Sequence) or not self.kernel:
             raise DropstudyError(
                 f"ConvNet: kernel must be a tuple, one size per spatial axis, e.g. (3, 3) or "
@@ -370,8 +500,17 @@ def _jsonable(v: Any) -> Any:
 
 
 def model_config(model: nn.Module) -> dict:
-    """The model's attributes (its dataclass fields) as a JSON-ready dict, for any linen
-    module: what checkpoints and error messages record."""
+    """The model's attributes (its dataclass fields) as a JSON-ready dict, for any linen module.
+
+    What checkpoints and error messages record: every field but ``parent`` and ``name``,
+    tuples as lists, dtypes by name and functions by qualified name.
+
+    Args:
+      model: a linen module.
+
+    Returns:
+      ``{field name: value}``.
+    """
     return {
         f.name: _jsonable(getattr(model, f.name))
         for f in dataclasses.fields(model)
@@ -380,12 +519,31 @@ def model_config(model: nn.Module) -> dict:
 
 
 def model_class(model: nn.Module) -> str:
-    """``module.QualName`` of the model's class."""
+    """``module.QualName`` of the model's class.
+
+    Args:
+      model: the model.
+
+    Returns:
+      The class's module and qualified name, dot-joined.
+    """
     return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
 def mlp_from_config(d: dict) -> MLP:
-    """Rebuild an :class:`MLP` from :func:`model_config`'s dict (checked)."""
+    """Rebuild an :class:`MLP` from :func:`model_config`'s dict (checked).
+
+    Args:
+      d: the dict; its ``hidden`` and ``rate`` lists become tuples and its ``dtype`` name a
+        dtype.
+
+    Returns:
+      The :class:`MLP`, validated.
+
+    Raises:
+      DropstudyError: if ``d`` has fields an :class:`MLP` does not, or an attribute is
+        invalid (:meth:`MLP.validate`).
+    """
     known = {f.name for f in dataclasses.fields(MLP)} - {"parent", "name"}
     unknown = set(d) - known
     if unknown:

@@ -61,9 +61,12 @@ PARAMS = "params"
 
 
 class Mask(nnx.Variable):
-    """A dropout layer's mask: unit shape ``U`` (one subnetwork for the batch) or
-    ``(B, *U)`` (one per example); 0/1 for a subnetwork, the keep probability for weight
-    scaling. :func:`pure` files these variables under the ``"masks"`` collection."""
+    """A dropout layer's mask, an ``nnx.Variable``.
+
+    Of unit shape ``U`` (one subnetwork for the batch) or ``(B, *U)`` (one per example); 0/1
+    for a subnetwork, the keep probability for weight scaling. :func:`pure` files these
+    variables under the ``"masks"`` collection.
+    """
 
 
 # The dropout layers that ran, in call order, while Pure._called traces a forward pass.
@@ -81,6 +84,11 @@ def _unit_shape(features: int | Sequence[int]) -> tuple[int, ...]:
 class MaskedDropout(nnx.Module):
     """Dropout whose Bernoulli mask is explicit state, not an RNG draw (NNX).
 
+    The mask lives in ``self.mask``, a :class:`Mask` variable initialised to ``p`` everywhere,
+    so an untouched layer is weight scaling, as a linen layer given no mask is. Set it to a
+    ``U`` or ``(B, *U)`` array (``nnx.update``, or ``Pure.apply`` with a ``"masks"``
+    collection) to run a subnetwork. ``x (B, *rest) -> (B, *rest)``.
+
     Args:
       features: the *unit shape* ``U``: the number of features, or a shape. For ``x`` of
         shape ``(B, *rest)`` it is ``rest`` with the broadcast axes removed (e.g. the channel
@@ -92,10 +100,8 @@ class MaskedDropout(nnx.Module):
         identity); ``"standard"`` multiplies by ``mask`` (the expected mask scales by ``p``).
       dtype: dtype of the stored mask (it is cast to ``x``'s dtype when applied).
 
-    The mask lives in ``self.mask``, a :class:`Mask` variable initialised to ``p`` everywhere,
-    so an untouched layer is weight scaling, as a linen layer given no mask is. Set it to a
-    ``U`` or ``(B, *U)`` array (``nnx.update``, or ``Pure.apply`` with a ``"masks"``
-    collection) to run a subnetwork. ``x (B, *rest) -> (B, *rest)``.
+    Raises:
+      DropstudyError: if an argument is invalid.
     """
 
     def __init__(
@@ -126,7 +132,18 @@ class MaskedDropout(nnx.Module):
         return 1.0 - self.rate
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """``x (B, *rest)`` times the (scaled) mask broadcast over the batch or per example."""
+        """``x`` times the (scaled) mask, broadcast over the batch or per example.
+
+        Args:
+          x: activations ``(B, *rest)``.
+
+        Returns:
+          ``(B, *rest)``.
+
+        Raises:
+          DropstudyError: if ``x`` has no batch axis or not the layer's unit shape, or the mask
+            has neither shape ``U`` nor ``(B, *U)``.
+        """
         if (calls := _CALLS.get()) is not None:
             calls.append(self)
         if x.ndim < 1:
@@ -203,15 +220,30 @@ class MLP(nnx.Module):
         self.out = nnx.Linear(width, n_out, dtype=dtype, param_dtype=dtype, rngs=rngs)
 
     def dropout_layers(self) -> tuple[str, ...]:
-        """Names of the dropout layers in the order they run (input first)."""
+        """Names of the dropout layers in the order they run (input first).
+
+        Returns:
+          ``("drop_input", "drop_0", ...)``, one per hidden layer after the input's.
+        """
         return ("drop_input", *(f"drop_{i}" for i in range(len(self.hidden))))
 
     def dense_layers(self) -> tuple[str, ...]:
-        """Names of the dense layers in the order they run, the output layer last."""
+        """Names of the dense layers in the order they run, the output layer last.
+
+        Returns:
+          ``("dense_0", ..., "out")``.
+        """
         return (*(f"dense_{i}" for i in range(len(self.hidden))), "out")
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Logits (or predictions) ``(B, n_out)`` of ``x (B, din)``."""
+        """Logits (or predictions) of ``x``.
+
+        Args:
+          x: inputs ``(B, din)``.
+
+        Returns:
+          ``(B, n_out)``.
+        """
         act = activation_fn(self.activation)
         h = self.drop_input(jnp.asarray(x).astype(self.dtype))
         for i in range(len(self.hidden)):
@@ -225,7 +257,14 @@ class MLP(nnx.Module):
 
 
 class Leaf(NamedTuple):
-    """One variable of a model: collection, path, shape and dtype (all static)."""
+    """One variable of a model (all fields static).
+
+    Attributes:
+      collection: the linen-style collection it is filed under (:func:`collection_name`).
+      path: its path in the model's graph.
+      shape: its shape.
+      dtype: its dtype.
+    """
 
     collection: str
     path: Path
@@ -234,7 +273,14 @@ class Leaf(NamedTuple):
 
 
 class Layer(NamedTuple):
-    """One :class:`MaskedDropout` of a model: path, unit shape, drop rate, mask dtype."""
+    """One :class:`MaskedDropout` of a model.
+
+    Attributes:
+      path: its path in the model's graph.
+      unit_shape: its unit shape ``U``.
+      rate: its drop rate.
+      dtype: its mask's dtype.
+    """
 
     path: Path
     unit_shape: tuple[int, ...]
@@ -251,11 +297,19 @@ _COLLECTIONS = {
 
 
 def collection_name(var_type: type) -> str:
-    """The linen-style collection a variable type is filed under: :class:`Mask` (and its
-    subclasses) -> ``"masks"``, ``Param -> "params"``, ``BatchStat -> "batch_stats"``,
-    ``Cache -> "cache"``, ``Intermediate -> "intermediates"``; other types by the name
-    registered with ``flax.nnx.register_variable_name`` (flax >= 0.10.3), else their class
-    name. Looking a name up registers nothing."""
+    """The linen-style collection a variable type is filed under.
+
+    Looking a name up registers nothing.
+
+    Args:
+      var_type: an ``nnx.Variable`` subclass.
+
+    Returns:
+      ``"masks"`` for :class:`Mask` (and its subclasses), ``"params"`` for ``Param``,
+      ``"batch_stats"`` for ``BatchStat``, ``"cache"`` for ``Cache``, ``"intermediates"`` for
+      ``Intermediate``; for other types the name registered with
+      ``flax.nnx.register_variable_name`` (flax >= 0.10.3), else their class name.
+    """
     if issubclass(var_type, Mask):
         return MASKS
     if var_type in _COLLECTIONS:
@@ -343,12 +397,18 @@ class Pure:
     def init(self, key: Any, x: jax.Array) -> dict:
         """The variables captured by :func:`pure` plus the expected masks.
 
-        NNX models initialise their parameters when they are built, so ``key`` is ignored
-        (it may be a PRNG key or a dict of them, as for ``linen.Module.init``): the
-        parameters are those the model held when :func:`pure` split it. ``"masks"`` holds
-        the keep probability of every unit of each dropout layer that runs on ``x``
-        (``(B, ...)``), as nested dicts ``{"drop_0": {"mask": (U,)}}`` with string keys
-        (absent when no dropout layer runs). Traceable (``jax.eval_shape``).
+        NNX models initialise their parameters when they are built, so ``key`` is ignored: the
+        parameters are those the model held when :func:`pure` split it. Traceable
+        (``jax.eval_shape``).
+
+        Args:
+          key: ignored; it may be a PRNG key or a dict of them, as for ``linen.Module.init``.
+          x: inputs ``(B, ...)``.
+
+        Returns:
+          The variables dict. Its ``"masks"`` holds the keep probability of every unit of each
+          dropout layer that runs on ``x``, as nested dicts ``{"drop_0": {"mask": (U,)}}`` with
+          string keys (absent when no dropout layer runs).
         """
         del key
         out = {c: v for c, v in (self.captured or {}).items() if c != MASKS}
@@ -361,9 +421,16 @@ class Pure:
         return out
 
     def dropout_rates(self, x: jax.Array) -> dict[tuple[str, ...], float]:
-        """``{layer path (strings, without "mask"): drop rate}`` of the dropout layers that
-        run on ``x`` (``(B, ...)``), in the order they first run (found by tracing one
-        forward pass with ``jax.eval_shape``: nothing is computed)."""
+        """The drop rates of the dropout layers that run on ``x``, in the order they first run.
+
+        Found by tracing one forward pass with ``jax.eval_shape``: nothing is computed.
+
+        Args:
+          x: inputs ``(B, ...)``.
+
+        Returns:
+          ``{layer path (strings, without "mask"): drop rate}``.
+        """
         return {_str_path(layer.path): layer.rate for layer in self._called(x)}
 
     def apply(
@@ -378,15 +445,28 @@ class Pure:
     ) -> Any:
         """Rebuild the model from ``variables`` and call it: ``model(x, *args, **kwargs)``.
 
-        ``variables`` is ``{"params": ..., other collections, "masks": ...}`` as nested
-        dicts of arrays (what :func:`pure` returns, a linen twin's variables, or the
-        predictors' masks). A dropout layer with no entry in ``"masks"`` (or no ``"masks"``
-        at all) uses its expectation: weight scaling. Masks may be ``U`` or ``(B, *U)``.
+        A dropout layer with no entry in ``"masks"`` (or no ``"masks"`` at all) uses its
+        expectation: weight scaling.
 
-        ``method``: the name of another method to call, or a function ``f(model, x, ...)``.
-        ``mutable``: as in linen, ``True`` or collection name(s) whose values the call may
-        change (e.g. ``"batch_stats"``); then returns ``(output, {collection: values})``.
-        ``rngs`` is refused: NNX models take their RNG streams when built (``nnx.Rngs``).
+        Args:
+          variables: ``{"params": ..., other collections, "masks": ...}`` as nested dicts of
+            arrays (what :func:`pure` returns, a linen twin's variables, or the predictors'
+            masks). Masks may be ``U`` or ``(B, *U)``.
+          x: inputs ``(B, ...)``.
+          *args: more positional arguments of the call.
+          mutable: as in linen, ``True`` or collection name(s) whose values the call may change
+            (e.g. ``"batch_stats"``).
+          rngs: refused: NNX models take their RNG streams when built (``nnx.Rngs``).
+          method: the name of another method to call, or a function ``f(model, x, ...)``.
+          **kwargs: keyword arguments of the call.
+
+        Returns:
+          The call's output; with ``mutable``, ``(output, {collection: values})``.
+
+        Raises:
+          DropstudyError: if ``rngs`` is given, ``variables`` is not a mapping or lacks a
+            collection or entry the model needs, ``method`` is neither a method's name nor a
+            function, or ``mutable`` names a collection the model does not have.
         """
         if rngs is not None:
             raise DropstudyError(
@@ -497,11 +577,21 @@ class Pure:
 def pure(model: nnx.Module) -> tuple[Pure, dict]:
     """Split an NNX model into ``(Pure, variables)`` for :mod:`dropstudy.predict`.
 
-    ``variables`` is ``{"params": nested dict of arrays, ...}``: every collection but the
-    masks (other variable types under their linen-style names, see
-    :func:`collection_name`), as ``dropstudy.masks.init`` returns a linen model's. The
-    model itself is not changed; later changes to it do not reach ``Pure`` or
+    The model itself is not changed; later changes to it do not reach ``Pure`` or
     ``variables``.
+
+    Args:
+      model: an ``nnx.Module``.
+
+    Returns:
+      ``(net, variables)``: the :class:`Pure` stand-in, and ``{"params": nested dict of
+      arrays, ...}``: every collection but the masks (other variable types under their
+      linen-style names, see :func:`collection_name`), as ``dropstudy.masks.init`` returns a
+      linen model's.
+
+    Raises:
+      DropstudyError: if ``model`` is not an ``nnx.Module``, holds an ``nnx.Dropout`` in
+        training mode, or holds state that is not an array in an ``nnx.Variable``.
     """
     if not isinstance(model, nnx.Module):
         raise DropstudyError(f"pure() takes an nnx.Module, got {type(model).__name__}")

@@ -47,7 +47,18 @@ PREDICTORS: dict[str, Predictor] = {}
 
 
 def register(name: str) -> Callable[[Predictor], Predictor]:
-    """Decorator: register ``fn(model, variables, x, **options) -> Average`` as ``name``."""
+    """Decorator: register ``fn(model, variables, x, **options) -> Average`` as ``name``.
+
+    Args:
+      name: the name to register the predictor under, in :data:`PREDICTORS`.
+
+    Returns:
+      The decorator; it registers ``fn`` and returns it unchanged.
+
+    Raises:
+      DropstudyError: when the decorator is applied, if a predictor named ``name`` is
+        already registered.
+    """
 
     def add(fn: Predictor) -> Predictor:
         if name in PREDICTORS:
@@ -59,12 +70,37 @@ def register(name: str) -> Callable[[Predictor], Predictor]:
 
 
 def get(name: str) -> Predictor:
-    """The predictor registered as ``name``."""
+    """The predictor registered as ``name``.
+
+    Args:
+      name: a name in :data:`PREDICTORS`.
+
+    Returns:
+      The predictor, ``fn(model, variables, x, **options) -> Average``.
+
+    Raises:
+      DropstudyError: if no predictor is registered as ``name``.
+    """
     return PREDICTORS[check_choice("predictor", name, tuple(PREDICTORS))]
 
 
 def predict(name: str, model: nn.Module, variables: Any, x, **options) -> Average:
-    """Run the predictor registered as ``name``: ``predict("mc", model, v, x, key=k, k=100)``."""
+    """Run the predictor registered as ``name``: ``predict("mc", model, v, x, key=k, k=100)``.
+
+    Args:
+      name: a name in :data:`PREDICTORS`.
+      model: the model.
+      variables: the model's variables dict, without the masks.
+      x: inputs ``(B, ...)``.
+      **options: the predictor's keyword arguments.
+
+    Returns:
+      The predictor's :class:`~dropstudy.average.Average`.
+
+    Raises:
+      DropstudyError: if no predictor is registered as ``name``, or the predictor refuses
+        its arguments.
+    """
     return get(name)(model, variables, x, **options)
 
 
@@ -83,6 +119,21 @@ def weight_scaling(
     standard convention it multiplies each dropped layer's activations by its keep
     probability, i.e. scales the outgoing weights by p. Its logits are
     ``model.apply(variables, x)`` (a dropout layer with no mask uses its expectation).
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
+      x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
+      task: ``"classification"`` or ``"regression"``.
+
+    Returns:
+      An :class:`~dropstudy.average.Average` with ``count=1``: for classification both means
+      are the softmax of the logits, ``(B, C)``; for regression the outputs ``(B, n_out)``
+      with variance 0.
+
+    Raises:
+      DropstudyError: if an argument is invalid.
     """
     x = check_inputs(model, variables, x, task)
     spec = M.mask_spec(model, x)
@@ -112,6 +163,27 @@ def mc(
     gathered path for an MLP whose widest hidden layer has at least ``GATHER_MIN_WIDTH`` (64)
     units, when no ``chunk`` is given. With ``mesh`` the subnetworks are dealt out over
     its devices (then one ``psum``).
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
+      x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
+      key: a scalar PRNG key, the stream of subnetworks.
+      k: the number of subnetworks.
+      task: ``"classification"`` or ``"regression"``.
+      chunk: subnetworks per step of the dense path (default: sized by
+        :func:`~dropstudy.average.resolve_chunk`); the gathered path takes none.
+      mesh: a one-axis ``jax.sharding.Mesh`` to deal the subnetworks out over.
+      method: ``"auto"``, ``"dense"`` or ``"gathered"``.
+
+    Returns:
+      An :class:`~dropstudy.average.Average` over ``count=k`` subnetworks: ``(B, C)`` means
+      for classification, ``(B, n_out)`` mean and variance for regression.
+
+    Raises:
+      DropstudyError: if an argument is invalid, ``method="gathered"`` is asked of a model it
+        does not apply to or with a ``chunk``, or ``mesh`` is not a one-axis mesh.
     """
     x = check_inputs(model, variables, x, task)
     k = check_positive_int("k (number of Monte-Carlo samples)", k)
@@ -153,14 +225,33 @@ def exact(
 ) -> Average:
     """Exact average over all ``2^n`` subnetworks (``n`` droppable units), probability-weighted.
 
-    Refused with a clear error when ``n > max_units``. ``method="generic"`` evaluates every
-    subnetwork with a full forward pass (any linen model); ``"factorised"`` (MLPs only)
-    reuses the work that does not depend on the last dropout layer's mask and needs no
-    exponential per subnetwork, see :mod:`dropstudy.fast_exact`; ``"auto"`` picks the
-    factorised path when it applies and no ``chunk`` is given. ``chunk`` (subnetworks per
-    step) applies to the generic path only. With ``mesh`` either path deals its work out
-    over the mesh's devices (the generic path its chunks, the factorised one its outer
-    masks), then one ``psum``.
+    ``method="generic"`` evaluates every subnetwork with a full forward pass (any linen
+    model); ``"factorised"`` (MLPs only) reuses the work that does not depend on the last
+    dropout layer's mask and needs no exponential per subnetwork, see
+    :mod:`dropstudy.fast_exact`; ``"auto"`` picks the factorised path when it applies and no
+    ``chunk`` is given. With ``mesh`` either path deals its work out over the mesh's devices
+    (the generic path its chunks, the factorised one its outer masks), then one ``psum``.
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
+      x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
+      task: ``"classification"`` or ``"regression"``.
+      chunk: subnetworks per step; applies to the generic path only (default: sized by
+        :func:`~dropstudy.average.resolve_chunk`).
+      max_units: the most droppable units allowed.
+      method: ``"auto"``, ``"generic"`` or ``"factorised"``.
+      mesh: a one-axis ``jax.sharding.Mesh`` to deal the work out over.
+
+    Returns:
+      An :class:`~dropstudy.average.Average` over ``count=2^n`` subnetworks: ``(B, C)``
+      means for classification, ``(B, n_out)`` mean and variance for regression.
+
+    Raises:
+      DropstudyError: refused with a clear error when ``n > max_units``; also if an argument
+        is invalid, ``method="factorised"`` is asked of a model it does not apply to or with a
+        ``chunk``, ``mesh`` is not a one-axis mesh, or the variables do not fit the model.
     """
     x = check_inputs(model, variables, x, task)
     check_choice("method", method, ("auto", "generic", "factorised"))
@@ -256,8 +347,24 @@ def over_masks(
 ) -> Average:
     """Average over an explicit batch of K subnetworks (``masks`` with a leading K axis).
 
-    ``weights (K,)`` default to 1/K. For small K (fixed-mask ensembles): the ``(K, B, C)``
-    outputs are held in memory.
+    For small K (fixed-mask ensembles): the ``(K, B, C)`` outputs are held in memory.
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
+      x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
+      masks: a masks pytree, each layer's masks ``(K, *U)``.
+      weights: ``(K,)`` non-negative weights summing to 1 (default: 1/K each).
+      task: ``"classification"`` or ``"regression"``.
+
+    Returns:
+      An :class:`~dropstudy.average.Average` with ``count=K``: ``(B, C)`` means for
+      classification, ``(B, n_out)`` mean and variance for regression.
+
+    Raises:
+      DropstudyError: if an argument is invalid, ``masks`` lack the leading K axis or do not
+        fit the model, or ``weights`` are not a distribution over the K masks.
     """
     x = check_inputs(model, variables, x, task)
     flat = M.mask_spec(model, x).flatten(masks)
@@ -308,12 +415,27 @@ def mc_curve(
     ks: Iterable[int],
     chunk: int | None = None,
 ) -> dict[int, Average]:
-    """The ``mc`` predictor for every K in ``ks`` from one stream of subnetworks
-    (classification): ``{K: Average}``.
+    """The ``mc`` predictor for every K in ``ks`` from one stream of subnetworks (classification).
 
     The K-sample average is the prefix of the same stream that :func:`mc` uses, so
     ``mc_curve(...)[K]`` equals ``mc(..., k=K)`` up to summation order. Holds the
     ``(max K, B, C)`` log-probabilities in memory: meant for curves up to a few thousand K.
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
+        :class:`dropstudy.nnx.Pure`.
+      variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
+      x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
+      key: a scalar PRNG key, the stream of subnetworks.
+      ks: the numbers of subnetworks K, each >= 1.
+      chunk: subnetworks per step (default: sized by
+        :func:`~dropstudy.average.resolve_chunk`).
+
+    Returns:
+      ``{K: Average}`` for every distinct K, each with ``(B, C)`` means.
+
+    Raises:
+      DropstudyError: if an argument is invalid.
     """
     x = check_inputs(model, variables, x, "classification")
     check_key("key", key)

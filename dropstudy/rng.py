@@ -27,8 +27,17 @@ def _rotl(x: jax.Array, r: int) -> jax.Array:
 
 
 def threefry2x32(k1, k2, x1, x2) -> tuple[jax.Array, jax.Array]:
-    """The Threefry-2x32 block cipher (20 rounds) on counters ``(x1, x2)`` (uint32, any
-    matching shapes) under the key ``(k1, k2)`` (uint32 scalars), unrolled."""
+    """The Threefry-2x32 block cipher (20 rounds), unrolled.
+
+    Args:
+      k1: first word of the key, a uint32 scalar.
+      k2: second word of the key, a uint32 scalar.
+      x1: first words of the counters, uint32, of any shape matching ``x2``'s.
+      x2: second words of the counters, uint32, of any shape matching ``x1``'s.
+
+    Returns:
+      ``(y1, y2)``: the two words of the cipher's output, uint32, of the counters' shape.
+    """
     ks = (k1, k2, k1 ^ k2 ^ _PARITY)
     x1, x2 = x1 + ks[0], x2 + ks[1]
     for block in range(5):
@@ -49,7 +58,16 @@ def _fast(key: jax.Array) -> bool:
 
 
 def fold_in(key: jax.Array, data) -> jax.Array:
-    """``jax.random.fold_in(key, data)`` for a scalar key and a non-negative int32 ``data``."""
+    """``jax.random.fold_in(key, data)`` for a scalar key and a non-negative int32 ``data``.
+
+    Args:
+      key: a scalar PRNG key; a batched key, or one that is not threefry with the
+        partitionable configuration, goes to ``jax.random.fold_in`` itself.
+      data: a non-negative int32.
+
+    Returns:
+      The new key, bit for bit ``jax.random.fold_in(key, data)``.
+    """
     if not _fast(key) or key.shape:
         return jax.random.fold_in(key, data)
     k = jax.random.key_data(key)
@@ -58,9 +76,17 @@ def fold_in(key: jax.Array, data) -> jax.Array:
 
 
 def uniform(key: jax.Array, shape: tuple[int, ...], columns=None) -> jax.Array:
-    """``jax.random.uniform(key, shape)`` (float32 in [0, 1)), restricted to the last-axis
-    positions ``columns`` (a sorted sequence of ints; default all): ``(*shape[:-1],
-    len(columns))``, each value the one ``jax.random.uniform`` puts at that position."""
+    """``jax.random.uniform(key, shape)`` restricted to the last-axis positions ``columns``.
+
+    Args:
+      key: a scalar PRNG key.
+      shape: the shape of the whole draw.
+      columns: the last-axis positions to return, a sorted sequence of ints (default: all).
+
+    Returns:
+      float32 values in [0, 1), ``(*shape[:-1], len(columns))``: each the value that
+      ``jax.random.uniform(key, shape)`` puts at that position.
+    """
     cols = np.arange(shape[-1]) if columns is None else np.asarray(columns, dtype=np.int64)
     size = int(np.prod(shape))
     if not _fast(key) or key.shape or size >= 2**32:

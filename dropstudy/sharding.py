@@ -26,16 +26,24 @@ CPU_DEVICES_ENV = "DROPSTUDY_CPU_DEVICES"
 
 
 def use_cpu_cores(n: int | None = None, warn: bool = True) -> int:
-    """Split the CPU into ``n`` JAX devices (default: the cores this process may use, or
-    ``$DROPSTUDY_CPU_DEVICES``) so that sharded seeds train in parallel.
+    """Split the CPU into ``n`` JAX devices so that sharded seeds train in parallel.
 
     Call it right after ``import jax``, before any JAX operation: the CPU backend reads the
-    setting once when it starts. Returns the number of devices asked for, or 0 when the
-    setting was left alone (the backend already started, or ``XLA_FLAGS`` already sets a
-    device count; ``warn`` logs a warning when the backend had already started with another
-    count). Results agree across device counts to float rounding; they are bitwise
-    reproducible for the same count (the seeds a device trains together form one batch,
-    and XLA's batched kernels may round differently for another batch size).
+    setting once when it starts. Results agree across device counts to float rounding; they
+    are bitwise reproducible for the same count (the seeds a device trains together form one
+    batch, and XLA's batched kernels may round differently for another batch size).
+
+    Args:
+      n: the number of devices (default: ``$DROPSTUDY_CPU_DEVICES`` when set, else the cores
+        this process may use).
+      warn: log a warning when the backend had already started with another device count.
+
+    Returns:
+      The number of devices asked for, or 0 when the setting was left alone (the backend
+      already started, or ``XLA_FLAGS`` already sets a device count).
+
+    Raises:
+      DropstudyError: if the number of devices is not an integer >= 1.
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return 0
@@ -58,18 +66,35 @@ def use_cpu_cores(n: int | None = None, warn: bool = True) -> int:
 
 
 def mesh(axis: str = "d", devices=None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all devices, every host's)."""
+    """A 1-D mesh over ``devices``.
+
+    Args:
+      axis: the mesh's axis name.
+      devices: the devices (default: all devices, every host's).
+
+    Returns:
+      A ``jax.sharding.Mesh`` of shape ``(len(devices),)``.
+    """
     devices = list(devices if devices is not None else jax.devices())
     # Auto axes: XLA partitions the vmapped training loop itself (GSPMD).
     return jax.make_mesh((len(devices),), (axis,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def shard_leading(tree, mesh: Mesh):
-    """Put the arrays of ``tree`` (each with a leading seed axis of the same length n) on
-    ``mesh``, split along that axis, padding it up to a multiple of the device count with
-    copies of the first row. Returns the placed tree and n (slice results back with
-    ``[:n]``). Works across processes: every process passes the same values and places the
-    shards its own devices hold."""
+    """Put the arrays of ``tree`` on ``mesh``, split along their leading seed axis.
+
+    The axis is padded up to a multiple of the device count with copies of the first row.
+    Works across processes: every process passes the same values and places the shards its own
+    devices hold.
+
+    Args:
+      tree: a pytree of arrays, each with a leading seed axis of the same length ``n``.
+      mesh: a 1-D mesh.
+
+    Returns:
+      ``(placed, n)``: the placed tree, its leading axes padded, and ``n`` (slice results back
+      with ``[:n]``).
+    """
     (axis,) = mesh.axis_names
     n = jax.tree.leaves(tree)[0].shape[0]
     pad = (-n) % mesh.shape[axis]
@@ -84,8 +109,15 @@ def shard_leading(tree, mesh: Mesh):
 
 
 def replicate(tree, mesh: Mesh):
-    """Every array of ``tree`` whole on every device of ``mesh`` (every process passes the
-    same values)."""
+    """Every array of ``tree`` whole on every device of ``mesh``.
+
+    Args:
+      tree: a pytree of arrays; every process passes the same values.
+      mesh: the mesh.
+
+    Returns:
+      The tree, each array replicated on every device of ``mesh``.
+    """
     return jax.tree.map(lambda a: _place(jnp.asarray(a), NamedSharding(mesh, P())), tree)
 
 
@@ -102,9 +134,17 @@ def _place(a: jax.Array, sharding: NamedSharding) -> jax.Array:
 
 
 def gather(tree):
-    """Every array of ``tree`` whole on this host, as numpy: with several processes
-    (``jax.distributed``) each host holds only its devices' shards of a sharded result, and
-    this collects the rest (a collective: every process must call it)."""
+    """Every array of ``tree`` whole on this host, as numpy.
+
+    With several processes (``jax.distributed``) each host holds only its devices' shards of a
+    sharded result, and this collects the rest: a collective, every process must call it.
+
+    Args:
+      tree: a pytree of arrays, sharded or not.
+
+    Returns:
+      The tree with every array whole, as numpy.
+    """
     if jax.process_count() == 1:
         return jax.tree.map(np.asarray, tree)
     from jax.experimental import multihost_utils

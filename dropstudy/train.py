@@ -111,7 +111,14 @@ class TrainConfig:
         self.validate()  # an invalid config is refused when built, not when first used
 
     def validate(self) -> TrainConfig:
-        """Raise :class:`DropstudyError` naming what is wrong; ``self`` when valid."""
+        """Check every field.
+
+        Returns:
+          ``self``, when valid.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
         check_positive_int("steps", self.steps)
         check_positive_int("batch_size", self.batch_size, minimum=0)
         if isinstance(self.optimizer, optax.GradientTransformation):
@@ -158,7 +165,11 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict:
-        """JSON-ready: a custom optimiser or loss is recorded by its ``repr``."""
+        """The configuration as a JSON-ready dict.
+
+        Returns:
+          ``{field: value}``; a custom optimiser or loss is recorded by its ``repr``.
+        """
         d = asdict(self)
         for name in ("optimizer", "loss"):
             v = getattr(self, name)
@@ -167,11 +178,28 @@ class TrainConfig:
         return d
 
     def replace(self, **kw) -> TrainConfig:
+        """A copy with some fields replaced.
+
+        Args:
+          **kw: the new values, by field name.
+
+        Returns:
+          The new :class:`TrainConfig`, checked when built.
+
+        Raises:
+          DropstudyError: if the new configuration is invalid.
+        """
         return replace(self, **kw)
 
 
 class History(NamedTuple):
-    """What a run records: ``loss (steps,)``, and ``params``/``grads`` stacked over snapshots."""
+    """What a run records.
+
+    Attributes:
+      loss: the loss of every step, ``(steps,)``.
+      params: the parameters, stacked over snapshots.
+      grads: the gradients, stacked over snapshots.
+    """
 
     loss: jax.Array
     params: Any
@@ -208,7 +236,15 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 def task_loss(cfg: TrainConfig) -> Loss:
-    """The loss ``(outputs, targets) -> scalar`` that ``cfg`` names (or its task's default)."""
+    """The loss that ``cfg`` names (or its task's default).
+
+    Args:
+      cfg: the training configuration.
+
+    Returns:
+      ``loss(outputs, targets) -> scalar``: ``cfg.loss`` itself when it is a function,
+      softmax cross-entropy with integer labels, or mean squared error.
+    """
     name = (
         cfg.loss
         if cfg.loss is not None
@@ -222,7 +258,15 @@ def task_loss(cfg: TrainConfig) -> Loss:
 
 
 def l2_penalty(params, l2: float) -> jax.Array:
-    """``l2/2 * sum ||W||^2`` over the weight matrices (leaves named ``kernel``)."""
+    """``l2/2 * sum ||W||^2`` over the weight matrices (leaves named ``kernel``).
+
+    Args:
+      params: the parameters.
+      l2: the penalty's coefficient.
+
+    Returns:
+      The penalty, a scalar.
+    """
     kernels = [
         p
         for path, p in jax.tree_util.tree_leaves_with_path(params)
@@ -246,8 +290,24 @@ def loss_fn(
 ):
     """Mean training loss of the subnetwork(s) ``masks`` on ``(x, y)``, plus the L2 penalty.
 
-    With ``state`` (the model's collections besides params and masks, e.g. ``batch_stats``)
-    returns ``(loss, new_state)``: the model may update them, as BatchNorm does in training.
+    Args:
+      model: the model.
+      params: its parameters.
+      x: inputs ``(B, ...)``.
+      y: class labels ``(B,)`` or regression targets ``(B, n_out)``.
+      masks: a masks pytree, each layer's mask ``U`` (one subnetwork for the batch) or
+        ``(B, *U)`` (one per example).
+      task: ``"classification"`` or ``"regression"``; picks the default loss.
+      l2: the L2 penalty's coefficient (:func:`l2_penalty`).
+      loss: ``loss(outputs, targets) -> scalar`` (default: the task's, :func:`task_loss`).
+      state: the model's collections besides params and masks (e.g. ``batch_stats``), or
+        ``None``.
+      rngs: ``{stream: key}`` for the rng streams the model draws from besides its masks,
+        or ``None``.
+
+    Returns:
+      The loss, a scalar; with ``state``, ``(loss, new_state)``: the model may update its
+      collections, as BatchNorm does in training.
     """
     if loss is None:
         loss = task_loss(TrainConfig(task=task))
@@ -274,12 +334,30 @@ def step_masks(
     cycle_masks: jax.Array | None = None,
     dtype=jnp.float32,
 ) -> M.Masks:
-    """The masks training uses at ``step``: drawn from ``fold_in(mask_key, step)``, one per
-    example (``per_example``: leading axis ``(batch,)``) or one for the whole minibatch
-    (``per_batch``: no leading axis), or mask ``step % K`` of ``cycle_masks (K, n_units)``
-    (``cycle``). ``mask_key`` is the second of the keys ``(data, masks, rngs)`` that
-    :attr:`Trainer.start` returns: code that steps a :class:`Trainer` itself gets each
-    step's subnetwork from here."""
+    """The masks training uses at ``step``.
+
+    Code that steps a :class:`Trainer` itself gets each step's subnetwork from here.
+
+    Args:
+      spec: the mask layout.
+      mask_mode: ``per_example`` (one mask per example, drawn from
+        ``fold_in(mask_key, step)``), ``per_batch`` (one for the whole minibatch, drawn
+        likewise) or ``cycle`` (mask ``step % K`` of ``cycle_masks``).
+      mask_key: the second of the keys ``(data, masks, rngs)`` that :attr:`Trainer.start`
+        returns.
+      step: the step number.
+      batch: examples in the minibatch.
+      cycle_masks: flat masks ``(K, n_units)`` for ``cycle``.
+      dtype: the masks' dtype.
+
+    Returns:
+      A masks pytree, each layer's masks ``(batch, *U)`` (``per_example``) or ``U``
+      (``per_batch`` and ``cycle``).
+
+    Raises:
+      DropstudyError: if ``mask_mode`` is unknown, ``cycle`` lacks ``cycle_masks``, or (for
+        the drawn modes) ``mask_key`` is not a scalar PRNG key.
+    """
     check_choice("mask_mode", mask_mode, MASK_MODES)
     if mask_mode == "cycle":
         if cycle_masks is None:
@@ -293,10 +371,14 @@ def step_masks(
 class Trainer(NamedTuple):
     """A training run as pure pieces, so that it can run as one program or in segments.
 
-    ``start(key, x, variables0) -> (keys, carry)``: the initial state (``variables0`` or
-    an initialisation drawn from ``key``); ``steps(keys, carry, x, y, cycle_masks, first,
-    n) -> (carry, losses (n,))``: steps ``first .. first + n - 1`` (``n`` static);
-    ``finish(carry) -> variables``. ``carry`` is ``(params, state, opt_state, grads)``.
+    ``carry`` is ``(params, state, opt_state, grads)``.
+
+    Attributes:
+      start: ``start(key, x, variables0) -> (keys, carry)``: the initial state
+        (``variables0`` or an initialisation drawn from ``key``).
+      steps: ``steps(keys, carry, x, y, cycle_masks, first, n) -> (carry, losses (n,))``:
+        steps ``first .. first + n - 1`` (``n`` static).
+      finish: ``finish(carry) -> variables``.
     """
 
     start: Callable
@@ -322,8 +404,8 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
 
     def start(key, x, variables0=None):
         k_init, k_data, k_mask = jax.random.split(key, 3)
-        # Other streams hang off the key by fold_in, leaving the three keys above (and so
-        # every run without extra streams) as they were.
+        # Other streams hang off the key by fold_in, so the three keys above are the same
+        # whether or not any streams are named.
         k_rngs = jax.random.fold_in(key, 0x52_4E_47)
         if variables0 is None:
             init_rngs = {s: jax.random.fold_in(k_rngs, i) for i, s in enumerate(streams)}
@@ -393,13 +475,22 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
 def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
     """A pure function ``train(key, x, y, cycle_masks, variables0) -> (variables, History)``.
 
-    ``x (N, ...)``, ``y (N,)`` (class labels) or ``(N, n_out)`` (regression targets);
-    ``cycle_masks`` flat ``(K, n_units)`` for ``mask_mode="cycle"`` (else ignored, pass
-    ``None``); ``variables0`` (the model's variables dict) replaces the initialisation drawn
-    from ``key`` when given. Returns the final variables (``"params"`` and any other
-    collection the model keeps, without the masks). The whole run is one program (a scan
-    over snapshot segments of a scan over steps). Not jitted: wrap it in ``jax.jit``;
-    :func:`train` and :func:`train_seeds` run the same steps in segments.
+    The whole run is one program (a scan over snapshot segments of a scan over steps). Not
+    jitted: wrap it in ``jax.jit``; :func:`train` and :func:`train_seeds` run the same steps
+    in segments.
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers.
+      spec: its masks' layout (:func:`dropstudy.masks.mask_spec`).
+      cfg: how to train.
+
+    Returns:
+      The function. Its ``x`` is ``(N, ...)``, ``y`` ``(N,)`` (class labels) or
+      ``(N, n_out)`` (regression targets); ``cycle_masks`` flat ``(K, n_units)`` for
+      ``mask_mode="cycle"`` (else ignored, pass ``None``); ``variables0`` (the model's
+      variables dict) replaces the initialisation drawn from ``key`` when given. It returns
+      the final variables (``"params"`` and any other collection the model keeps, without
+      the masks) and the :class:`History`.
     """
     t = make_trainer(model, spec, cfg)
     seg = cfg.snapshot_every or cfg.steps
@@ -486,10 +577,16 @@ SEGMENTS = 10  # compiled pieces a run is split into (progress is reported after
 
 @contextlib.contextmanager
 def progress(report: Progress) -> Iterator[None]:
-    """Within this block, :func:`train` and :func:`train_seeds` called without a
-    ``progress`` argument report to ``report(done, total)`` after each segment of every
-    run (for code that trains deep inside calls it does not own, such as the study's
-    cells). The segments run either way: reporting changes no number."""
+    """Report the progress of every run trained within this block.
+
+    Within it, :func:`train` and :func:`train_seeds` called without a ``progress`` argument
+    report to ``report(done, total)`` after each segment of every run (for code that trains
+    deep inside calls it does not own, such as the study's cells). The segments run either
+    way: reporting changes no number.
+
+    Args:
+      report: called as ``report(done, total)``.
+    """
     token = _PROGRESS.set(report)
     try:
         yield
@@ -498,7 +595,15 @@ def progress(report: Progress) -> Iterator[None]:
 
 
 def segment_steps(cfg: TrainConfig) -> int:
-    """Steps per segment: a divisor of the snapshot segment."""
+    """Steps per segment: a divisor of the snapshot segment.
+
+    Args:
+      cfg: how to train.
+
+    Returns:
+      The largest divisor of the snapshot segment (``snapshot_every``, or ``steps``) that is
+      at most ``ceil(steps / SEGMENTS)``.
+    """
     seg = cfg.snapshot_every or cfg.steps
     want = max(1, -(-cfg.steps // SEGMENTS))
     return max(d for d in range(1, seg + 1) if seg % d == 0 and d <= want)
@@ -506,7 +611,20 @@ def segment_steps(cfg: TrainConfig) -> int:
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis"))
 def start_jit(model, spec, cfg, data_axis, keys, x, variables0):
-    """The compiled start of a run (or of a batch of runs): ``(run keys, carry)``."""
+    """The compiled start of a run (or of a batch of runs).
+
+    Args:
+      model: the model.
+      spec: its masks' layout.
+      cfg: how to train.
+      data_axis: ``"one"`` for a single run; else the vmap axis (0 or None) of ``x``.
+      keys: one run's key, or ``(S,)`` keys.
+      x: the inputs.
+      variables0: variables to start from, else None.
+
+    Returns:
+      ``(run keys, carry)``, with a leading seed axis for a batch.
+    """
     start = make_trainer(model, spec, cfg).start
     if data_axis == "one":  # a single run, not vmapped
         return start(keys, x, variables0)
@@ -515,8 +633,28 @@ def start_jit(model, spec, cfg, data_axis, keys, x, variables0):
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis", "n"))
 def steps_jit(model, spec, cfg, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first):
-    """One compiled segment of :func:`train` (``data_axis="one"``) or :func:`train_seeds`:
-    ``n`` steps from step ``first``. Exposed for profiling (``.lower(...)``)."""
+    """One compiled segment of :func:`train` or :func:`train_seeds`: ``n`` steps from ``first``.
+
+    Exposed for profiling (``.lower(...)``).
+
+    Args:
+      model: the model.
+      spec: its masks' layout.
+      cfg: how to train.
+      data_axis: ``"one"`` for a single run (:func:`train`); else the vmap axis (0 or None)
+        of the data.
+      cycle_axis: the vmap axis (0 or None) of the cycle masks, for a batch of runs.
+      n: steps in the segment (static).
+      run_keys: the run keys :func:`start_jit` returned.
+      carry: the training state.
+      x: the inputs.
+      y: the targets.
+      cycle: flat cycle masks for ``mask_mode="cycle"``, else None.
+      first: the segment's first step.
+
+    Returns:
+      ``(carry, losses)``: losses ``(n,)``, with a leading seed axis for a batch.
+    """
     steps = make_trainer(model, spec, cfg).steps
     if data_axis == "one":
         return steps(run_keys, carry, x, y, cycle, first, n)
@@ -545,17 +683,22 @@ def run_segments(
     cycle_axis: int | str | None = "one",
     report: Progress = lambda done, total: None,
 ) -> tuple[dict, History]:
-    """The steps of :func:`make_train` as about ten compiled segments: the one training path
-    behind :func:`train` and :func:`train_seeds`.
+    """The steps of :func:`make_train` as about ten compiled segments.
+
+    The one training path behind :func:`train` and :func:`train_seeds`.
 
     Args:
-      model, spec, cfg: the model, its masks' layout and how to train.
+      model: the model.
+      spec: its masks' layout.
+      cfg: how to train.
       keys: one run's key, or ``(S,)`` keys of a vmapped batch of runs.
-      x, y: the data; with ``data_axis=0`` they carry a leading seed axis.
+      x: the inputs; with ``data_axis=0`` they carry a leading seed axis.
+      y: the targets; with ``data_axis=0`` they carry a leading seed axis.
       cycle: flat cycle masks for ``mask_mode="cycle"``, else None.
       variables0: variables to start a single run from, else None.
-      data_axis, cycle_axis: ``"one"`` for a single run; else the vmap axis (0 or None) of
-        the data and of the cycle masks.
+      data_axis: ``"one"`` for a single run; else the vmap axis (0 or None) of the data.
+      cycle_axis: ``"one"`` for a single run; else the vmap axis (0 or None) of the cycle
+        masks.
       report: called as ``report(done, total)`` after each segment.
 
     Returns:
@@ -641,23 +784,36 @@ def train_seeds(
 ) -> tuple[Any, History]:
     """Train one network per key in one compiled, vmapped call.
 
-    ``keys (S,)``. With ``per_seed_data`` the data carry a leading seed axis ``(S, N, ...)``
-    (bootstrap samples, say). ``cycle_masks`` may be ``(K, n_units)`` shared by every seed
-    or ``(S, K, n_units)``. Returns the variables dict (``"params"`` and any other
-    collection) and the history, each with a leading seed axis.
-
-    A seed whose loss becomes NaN or inf raises :class:`DivergenceError`; with
-    ``allow_divergence`` one short warning goes to the ``dropstudy`` logger instead (which
-    runs, at which step) and the caller must drop
-    the seeds that :func:`diverged` marks.
-
     With several devices (or an explicit ``mesh``) the seeds are split over them, each
     device training its share at the same time. A device's seeds come out bitwise as one
     device computes the same batch of seeds; a different batch size (another device count,
     or another number of seeds) may change float rounding, as XLA's batched kernels may
     round differently for different batch sizes (see :mod:`dropstudy.sharding`).
 
-    ``progress``, when given, is called as ``progress(done, total)`` after each segment.
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers.
+      keys: one key per seed, ``(S,)``.
+      x: inputs ``(N, ...)``, or ``(S, N, ...)`` with ``per_seed_data``.
+      y: class labels ``(N,)`` or regression targets ``(N, n_out)``, with a leading seed
+        axis under ``per_seed_data``.
+      cfg: how to train.
+      cycle_masks: for ``mask_mode="cycle"``: ``(K, n_units)`` shared by every seed, or
+        ``(S, K, n_units)``.
+      per_seed_data: the data carry a leading seed axis (bootstrap samples, say).
+      seeds: the seeds' numbers, named in errors and warnings (default ``0 .. S - 1``).
+      allow_divergence: on a NaN or inf loss, log one short warning to the ``dropstudy``
+        logger (how many runs diverged, and their seeds) instead of raising; the caller
+        must drop the seeds that :func:`diverged` marks.
+      mesh: the mesh to split the seeds over (default: every device, when there are several).
+      progress: when given, called as ``progress(done, total)`` after each segment.
+
+    Returns:
+      ``(variables, history)``: the variables dict (``"params"`` and any other collection)
+      and the :class:`History`, each with a leading seed axis.
+
+    Raises:
+      DivergenceError: if a seed's loss becomes NaN or inf (unless ``allow_divergence``).
+      DropstudyError: if an argument is invalid.
     """
     cfg.validate()
     check_key("keys", keys, batched=True)
@@ -711,12 +867,31 @@ def train_seeds(
 
 
 def diverged(loss) -> np.ndarray:
-    """``(S,)`` booleans: which runs (rows of ``loss (S, steps)``) hit a NaN or inf loss."""
+    """Which runs hit a NaN or inf loss.
+
+    Args:
+      loss: the losses, ``(S, steps)``.
+
+    Returns:
+      ``(S,)`` booleans, one per row of ``loss``.
+    """
     return ~np.all(np.isfinite(np.asarray(loss)), axis=-1)
 
 
 def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainConfig) -> None:
-    """Raise :class:`DivergenceError` naming the first non-finite step, seed and configuration."""
+    """Raise :class:`DivergenceError` naming the first non-finite step, seed and configuration.
+
+    A collective with several processes: every process must call it.
+
+    Args:
+      loss: the losses, ``(S, steps)``.
+      seeds: the seeds' numbers, one per row.
+      model: the model, whose configuration the message records.
+      cfg: the training configuration, recorded too.
+
+    Raises:
+      DivergenceError: if any loss is NaN or infinite.
+    """
     loss = sharding.gather(loss)  # whole on every process (a collective there)
     bad = ~np.isfinite(loss)
     if not bad.any():
@@ -732,11 +907,28 @@ def check_diverged(loss: jax.Array, seeds: list, model: nn.Module, cfg: TrainCon
 
 
 def take(tree: Any, *index) -> Any:
-    """One run out of stacked results: ``take(variables, i)`` is seed ``i`` of
-    ``train_seeds``'s variables; ``take(hist.params, i, k)`` its ``k``-th snapshot."""
+    """One run out of stacked results.
+
+    ``take(variables, i)`` is seed ``i`` of ``train_seeds``'s variables;
+    ``take(hist.params, i, k)`` its ``k``-th snapshot.
+
+    Args:
+      tree: a pytree of stacked arrays.
+      *index: the index into the leading axes.
+
+    Returns:
+      The tree with every array indexed.
+    """
     return jax.tree.map(lambda a: a[index], tree)
 
 
 def seed_keys(seeds) -> jax.Array:
-    """One key per integer seed: ``(S,)``."""
+    """One key per integer seed.
+
+    Args:
+      seeds: integer seeds.
+
+    Returns:
+      ``(S,)`` keys, ``jax.random.key(seed)`` each.
+    """
     return jax.vmap(jax.random.key)(jnp.asarray(list(seeds), dtype=jnp.uint32))

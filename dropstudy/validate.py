@@ -22,7 +22,18 @@ class DropstudyError(ValueError):
 
 
 def check_rate(name: str, rate: float) -> float:
-    """A drop rate must be a finite float in [0, 1): 1 would drop every unit."""
+    """Check a drop rate: a finite float in [0, 1) (1 would drop every unit).
+
+    Args:
+      name: the argument's name, for the message.
+      rate: the value to check.
+
+    Returns:
+      ``rate`` as a float.
+
+    Raises:
+      DropstudyError: if ``rate`` is not a number, or not a finite number in [0, 1).
+    """
     try:
         r = float(rate)
     except (TypeError, ValueError):
@@ -36,12 +47,38 @@ def check_rate(name: str, rate: float) -> float:
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``choices``.
+
+    Args:
+      name: what the value chooses, for the message.
+      value: the value to check.
+      choices: the allowed values.
+
+    Returns:
+      ``value`` unchanged.
+
+    Raises:
+      DropstudyError: if ``value`` is not in ``choices`` (the message lists them).
+    """
     if value not in choices:
         raise DropstudyError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
     return value
 
 
 def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    """Check an integer that must be at least ``minimum``.
+
+    Args:
+      name: the argument's name, for the message.
+      value: the value to check: a Python or numpy integer (a bool is refused).
+      minimum: the smallest value allowed.
+
+    Returns:
+      ``value`` as an ``int``.
+
+    Raises:
+      DropstudyError: if ``value`` is not an integer, or is below ``minimum``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise DropstudyError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
@@ -50,6 +87,20 @@ def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
 
 
 def check_positive_float(name: str, value: float, allow_zero: bool = False) -> float:
+    """Check a finite number that must be positive (or zero, with ``allow_zero``).
+
+    Args:
+      name: the argument's name, for the message.
+      value: the value to check.
+      allow_zero: whether 0 is allowed.
+
+    Returns:
+      ``value`` as a float.
+
+    Raises:
+      DropstudyError: if ``value`` is not a number, not finite, negative, or 0 without
+        ``allow_zero``.
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -61,6 +112,18 @@ def check_positive_float(name: str, value: float, allow_zero: bool = False) -> f
 
 
 def check_widths(name: str, widths: Sequence[int]) -> tuple[int, ...]:
+    """Check a list of layer widths: integers >= 1.
+
+    Args:
+      name: the argument's name, for the message.
+      widths: the widths.
+
+    Returns:
+      The widths as a tuple of ints.
+
+    Raises:
+      DropstudyError: if ``widths`` cannot be read as integers, or a width is below 1.
+    """
     try:
         out = tuple(int(w) for w in widths)
     except (TypeError, ValueError):
@@ -78,7 +141,23 @@ def check_array(
     finite: bool = True,
     dtype_kind: str = "fiu",
 ) -> np.ndarray:
-    """Check an array-like on the host: rank, numeric dtype and (optionally) finiteness."""
+    """Check an array-like on the host: rank, numeric dtype and (optionally) finiteness.
+
+    Args:
+      name: the argument's name, for the message.
+      x: the array-like.
+      ndim: the rank it must have (``None``: any).
+      finite: refuse NaN and infinite values (of a float array).
+      dtype_kind: the numpy dtype kinds allowed (default ``"fiu"``: float, signed and
+        unsigned integer).
+
+    Returns:
+      ``x`` as a numpy array.
+
+    Raises:
+      DropstudyError: if ``x`` cannot be read as an array, has another dtype kind or rank, or
+        (with ``finite``) holds NaN or infinite values.
+    """
     try:
         arr = np.asarray(x)
     except Exception as e:
@@ -96,7 +175,18 @@ def check_array(
 
 
 def parse_int_list(name: str, text: str) -> tuple[int, ...]:
-    """Parse a CLI list like ``"10,10"``."""
+    """Parse a CLI list like ``"10,10"``.
+
+    Args:
+      name: the option's name, for the message.
+      text: comma-separated integers.
+
+    Returns:
+      The integers as a tuple.
+
+    Raises:
+      DropstudyError: if an item is not an integer, or the list is empty.
+    """
     try:
         vals = tuple(int(t) for t in str(text).split(",") if t.strip() != "")
     except ValueError:
@@ -109,7 +199,20 @@ def parse_int_list(name: str, text: str) -> tuple[int, ...]:
 
 
 def check_key(name: str, key, batched: bool = False):
-    """A JAX PRNG key made with ``jax.random.key`` (a scalar, or ``(S,)`` when ``batched``)."""
+    """Check a JAX PRNG key made with ``jax.random.key``.
+
+    Args:
+      name: the argument's name, for the message.
+      key: the key.
+      batched: whether one key per seed, ``(S,)``, is expected (else a scalar key, ``()``).
+
+    Returns:
+      ``key`` unchanged.
+
+    Raises:
+      DropstudyError: if ``key`` is not a typed PRNG key (e.g. a raw ``jax.random.PRNGKey``
+        array), or has the wrong rank.
+    """
     import jax  # local: validate is imported by modules that must not need JAX at import
 
     ok = hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
@@ -126,7 +229,15 @@ def check_key(name: str, key, batched: bool = False):
 
 
 def check_hashable(name: str, obj) -> None:
-    """Models and configurations are static jit arguments: they must be hashable."""
+    """Check that ``obj`` is hashable, as models and configurations are static jit arguments.
+
+    Args:
+      name: what ``obj`` is, for the message.
+      obj: the object to check.
+
+    Raises:
+      DropstudyError: if ``hash(obj)`` fails (e.g. a list among its attributes).
+    """
     try:
         hash(obj)
     except TypeError as e:
