@@ -152,6 +152,13 @@ def agreement(
     return lines
 
 
+def k_words(results: dict) -> str:
+    """``K = 1000`` when every results file's MC average takes the same K (``mc_k`` in its
+    config), else ``K`` (each section states its own)."""
+    ks = {r["config"]["mc_k"] for r in results.values() if "mc_k" in r.get("config", {})}
+    return f"K = {ks.pop()}" if len(ks) == 1 else "K (stated per section)"
+
+
 def build_report(results_dir, out, compare=()) -> Path:
     """Write the report for ``results_dir/*/results.json`` to ``out``; returns its path.
     ``compare``: results folders of the same study on other data sets (same scale)."""
@@ -250,8 +257,9 @@ def build_report(results_dir, out, compare=()) -> Path:
         "",
         "**How to read the verdicts.** A dropout-trained net is evaluated on the same weights "
         "by *weight scaling* (WS: every unit kept, scaled by its keep probability; PyTorch's "
-        "`model.eval()`), by its *MC average* (the mean prediction of K = 1000 sampled "
-        "subnetworks, each mask shared by the whole batch), and where the net is small enough "
+        f"`model.eval()`), by its *MC average* (the mean prediction of {k_words(results)} "
+        "sampled subnetworks, each mask shared by the whole batch), and where the net is small "
+        "enough "
         "by the *exact* arithmetic mean or normalised geometric mean (NWGM) over all 2^n "
         "subnetworks. Each claim is judged by one primary test named in its experiment's "
         "config. *Direction* tests (a one-sample t test on per-seed paired differences): "

@@ -117,3 +117,12 @@ def test_reports_name_the_k_the_results_file_records():
         "MC average, K = 250", "weight scaling", "own"
     ]  # fmt: skip
     assert stamp_k(tests, runner.module("scaling").Config()) == tests  # no MC average there
+
+
+def test_the_report_header_states_the_k_its_results_ran():
+    from dropstudy_experiments.report import k_words
+
+    same = {"a": {"config": {"mc_k": 500}}, "b": {"config": {"mc_k": 500}}, "c": {"config": {}}}
+    assert k_words(same) == "K = 500"
+    mixed = {**same, "d": {"config": {"mc_k": 1000}}}
+    assert k_words(mixed) == "K (stated per section)"
