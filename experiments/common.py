@@ -64,6 +64,9 @@ class ExperimentConfig:
             raise DropstudyError(f"seeds must be an integer, got {seeds!r}")
         if seeds is not None and seeds < 2:
             raise DropstudyError(f"seeds must be >= 2 for confidence intervals, got {seeds}")
+        k = getattr(self, "mc_k", None)
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise DropstudyError(f"mc_k (subnetworks in the MC average) must be >= 1, got {k!r}")
 
     def quick(self):
         """The smoke-test variant: ``QUICK``'s values replace the defaults."""

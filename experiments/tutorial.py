@@ -12,6 +12,7 @@ The data are the tutorial's own, drawn per seed: the experiment runs once, whate
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -72,6 +73,16 @@ class Config(ExperimentConfig):
     slope: float = 1.5  # the tutorial's true function y = slope * x
     rough_points: int = 201  # on [-1, 1] (spacing 0.01): where roughness and risk are measured
     QUICK: ClassVar[dict] = {"seeds": 3, "train": tutorial_config(200, 100)}
+
+    def check(self) -> None:
+        super().check()
+        if not (isinstance(self.rough_points, int) and self.rough_points >= 3):
+            raise DropstudyError(
+                f"rough_points must be an integer >= 3 (roughness takes second differences), "
+                f"got {self.rough_points!r}"
+            )
+        if not math.isfinite(self.slope):
+            raise DropstudyError(f"slope must be a finite number, got {self.slope}")
 
 
 def tutorial_cell(

@@ -25,6 +25,12 @@ def test_every_config_is_valid_and_refuses_one_seed(name):
         ("shrinkage", {"test_rate": 0.7}, "must hold 0.0 and test_rate"),
         ("shrinkage", {"mlp_optimizers": ("rmsprop",)}, "must name sgd and/or adam"),
         ("coadaptation", {"compare_at": 0.55}, "must be one of fractions"),
+        ("conv", {"mc_k": 0}, "mc_k .* must be >= 1"),
+        ("regression", {"test_fraction": 1.0}, r"test_fraction must be in \(0, 1\)"),
+        ("regression", {"validation_fraction": 0.0}, r"validation_fraction must be in"),
+        ("regression", {"length_scale": -1.0}, "length_scale must be > 0"),
+        ("tutorial", {"rough_points": 2}, "rough_points must be an integer >= 3"),
+        ("tutorial", {"slope": float("nan")}, "slope must be a finite number"),
     ],
 )
 def test_rules_of_a_config_are_checked_when_built(name, kw, match):
