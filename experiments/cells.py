@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,17 @@ from typing import Any
 from .results import clean, read_json, write_json
 
 CELL_FORMAT = 1
+log = logging.getLogger("dropstudy")
+
+
+def changed(old: Any, new: dict) -> str:
+    """Why a stored cell's key differs from ``new``: the parts of the key that changed
+    (``code``, ``args``, ``versions``, ``devices``, ``fn``), in words."""
+    if not isinstance(old, dict):
+        return "the stored cell has no key"
+    parts = [k for k in new if clean(old.get(k)) != clean(new[k])]
+    names = {"code": "the code it runs", "args": "its arguments", "fn": "its function"}
+    return "changed: " + ", ".join(names.get(k, k) for k in parts) if parts else "format"
 
 
 def config_hash(config: dict) -> str:
@@ -42,14 +54,18 @@ class CellStore:
         """The result of cell ``name`` under ``config``: reused when valid, else computed."""
         h = config_hash(config)
         p = self.path(name)
+        why = "no stored result"
         if p.is_file():
             try:
                 stored = read_json(p)
                 if stored.get("format") == CELL_FORMAT and stored.get("config_hash") == h:
                     self.reused.append(name)
+                    log.debug("%s: reused %s", name, p)
                     return stored["result"]
+                why = changed(stored.get("config"), config)
             except Exception:
-                pass
+                why = "the stored file is unreadable"
+        log.debug("%s: computing (%s)", name, why)
         result = clean(compute())
         write_json(p, {"format": CELL_FORMAT, "config_hash": h, "config": config, "result": result})
         self.computed.append(name)

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Is a network trained with dropout an ensemble of its subnetworks? "
         "Compare weight scaling, Monte-Carlo and exact averages; run the study; write its "
-        "report.",
+        "report. `python -m dropstudy_experiments NAME [options]` is `dropstudy run NAME "
+        "[options]`.",
         formatter_class=_Formatter,
     )
     ap.add_argument("--version", action="version", version=f"dropstudy {__version__}")
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(rep)
     for p in sub.choices.values():  # --result must not pass for --results
         p.allow_abbrev = False
+    ap.commands = {"compare": c, "run": r, "report": rep}  # for errors in their own usage
     return ap
 
 
@@ -411,7 +413,9 @@ def _dispatch(command, args, parser) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the command's own usage, not the top level's, says what it takes
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     return _dispatch(COMMANDS[args.command], args, parser)
 
 

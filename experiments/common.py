@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +42,66 @@ MC_K = 1000  # subnetworks in every experiment's Monte-Carlo average of a dropou
 plt.rcParams.update({"figure.dpi": 90, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3})
 
 
+RATE_FIELDS = ("rate", "rates")  # a name ending so: drop rates, each in [0, 1)
+FRACTION_FIELDS = ("fraction", "fractions", "missing", "occlusion")  # each in [0, 1)
+POSITIVE_FIELDS = ("margin", "agree", "apart", "k_delta", "same_function", "fit_error", "lr",
+                   "taus", "length_scale")  # fmt: skip
+NON_NEGATIVE_FIELDS = ("weight_decay", "l2s", "noise", "decades", "batch_size")
+
+
+def check_field(name: str, value: Any, kind: str = "") -> None:
+    """Refuse a value no experiment could use, by the field's name and type.
+
+    Args:
+      name: the field's name: ``*rate(s)`` must lie in [0, 1), ``*fraction(s)`` and the
+        robustness shifts' ``missing``/``occlusion`` in [0, 1) ((0, 1) for a single
+        fraction), ``keeps`` in (0, 1], margins, learning rates, taus and the length scale
+        above 0; ``*seed`` integers may be 0; every other integer (and each integer of a
+        tuple) must be >= 1, and every float finite.
+      value: its value.
+      kind: its declared type as written (``"int"``: the value must be an integer).
+
+    Raises:
+      DropstudyError: naming the field, its value and the rule.
+    """
+    from dropstudy.validate import DropstudyError
+
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise DropstudyError(f"{name} must be an integer, got {value!r}")
+    items = value if isinstance(value, tuple) else (value,)
+    if isinstance(value, tuple) and not value and name in ("rates", "hidden", "taus", "depths"):
+        raise DropstudyError(f"{name} must not be empty")
+    numbers = [v for v in items if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(items):
+        return  # not a number field (a TrainConfig, a net, names)
+
+    def refuse(rule: str) -> None:
+        raise DropstudyError(f"{name} must be {rule}, got {value!r}")
+
+    if any(not math.isfinite(v) for v in numbers):
+        refuse("finite")
+    base = name.split("_")[-1]
+    if name.endswith(RATE_FIELDS) and base in RATE_FIELDS:
+        if not all(0 <= v < 1 for v in numbers):
+            refuse("in [0, 1) (a drop rate)")
+    elif base in FRACTION_FIELDS or name in FRACTION_FIELDS:
+        single = not isinstance(value, tuple)
+        if not all((0 < v < 1) if single else (0 <= v < 1) for v in numbers):
+            refuse("in (0, 1)" if single else "in [0, 1)")
+    elif name == "keeps":
+        if not all(0 < v <= 1 for v in numbers):
+            refuse("in (0, 1] (keep probabilities)")
+    elif name.startswith("margin") or name.endswith("margin") or name in POSITIVE_FIELDS:
+        if not all(v > 0 for v in numbers):
+            refuse("> 0")
+    elif name.startswith("lr_") or name in NON_NEGATIVE_FIELDS:
+        if not all(v >= 0 for v in numbers) or (name.startswith("lr_") and not all(numbers)):
+            refuse("> 0" if name.startswith("lr_") else ">= 0")
+    elif all(isinstance(v, int) for v in numbers) and not name.endswith("seed"):
+        if not all(v >= 1 for v in numbers):
+            refuse("an integer >= 1" if not isinstance(value, tuple) else "integers >= 1")
+
+
 class ExperimentConfig:
     """Base of every experiment's frozen ``Config``: the quick variant and the seed count.
 
@@ -55,18 +116,15 @@ class ExperimentConfig:
 
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built (so before any cell
-        runs): the seed count here; subclasses add their own rules. A ``TrainConfig``
-        field checks itself when it is built."""
+        runs). The rules here go by a field's name and type (:func:`check_field`); subclasses
+        add rules between fields. A ``TrainConfig`` field checks itself when it is built."""
         from dropstudy.validate import DropstudyError
 
         seeds = getattr(self, "seeds", None)
-        if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int)):
-            raise DropstudyError(f"seeds must be an integer, got {seeds!r}")
-        if seeds is not None and seeds < 2:
+        if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds < 2:
             raise DropstudyError(f"seeds must be >= 2 for confidence intervals, got {seeds}")
-        k = getattr(self, "mc_k", None)
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise DropstudyError(f"mc_k (subnetworks in the MC average) must be >= 1, got {k!r}")
+        for f in fields(self):
+            check_field(f.name, getattr(self, f.name), str(f.type))
 
     def quick(self):
         """The smoke-test variant: ``QUICK``'s values replace the defaults."""

@@ -23,6 +23,7 @@ from dropstudy.data import Dataset
 from dropstudy.metrics import scores
 from dropstudy.models import ConvNet
 from dropstudy.train import TrainConfig, seed_keys, train_seeds
+from dropstudy.validate import DropstudyError
 
 from .common import (
     MC_K,
@@ -65,6 +66,14 @@ class Config(ExperimentConfig):
         "channels_1d": (4, 4),
         "train": train.replace(steps=100),
     }
+
+    def check(self) -> None:
+        super().check()
+        if 0.0 not in self.rates or self.primary_rate not in self.rates:
+            raise DropstudyError(
+                f"primary_rate {self.primary_rate} must be one of rates {self.rates}, and "
+                "rates must hold 0.0 (dense-only dropout, the baseline)"
+            )
 
 
 def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:

@@ -25,7 +25,7 @@ from dropstudy.train import take
 
 from .common import MC_K, device_mesh, flips
 
-PREDICTORS = ("ws", "mc")  # weight scaling, the MC average
+WS_AND_MC = ("ws", "mc")  # the predictors of a dropout net: weight scaling, the MC average
 
 
 def derived_key(*names: str | int) -> jax.Array:
@@ -56,7 +56,7 @@ def predict(
     key: jax.Array,
     task: str = "classification",
     k: int = MC_K,
-    predictors: tuple[str, ...] = PREDICTORS,
+    predictors: tuple[str, ...] = WS_AND_MC,
 ) -> dict[str, Average]:
     """One net's predictions on ``x`` by each predictor named.
 
@@ -107,13 +107,13 @@ class Evaluator:
         return Evaluator((*self.stream, *names), self.k, self.task)
 
     def predict(
-        self, model, variables, x, seed: int, predictors: tuple[str, ...] = PREDICTORS
+        self, model, variables, x, seed: int, predictors: tuple[str, ...] = WS_AND_MC
     ) -> dict[str, Average]:
         """One seed's net on ``x`` by each predictor: :func:`predict` with this seed's key."""
         return predict(model, variables, x, self.key(seed), self.task, self.k, predictors)
 
     def over_seeds(
-        self, model, variables, seeds: list[int], x, predictors: tuple[str, ...] = PREDICTORS
+        self, model, variables, seeds: list[int], x, predictors: tuple[str, ...] = WS_AND_MC
     ) -> Iterator[tuple[int, int, dict, dict[str, Average]]]:
         """Each seed's net and its predictions on ``x``.
 

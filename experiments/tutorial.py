@@ -12,7 +12,6 @@ The data are the tutorial's own, drawn per seed: the experiment runs once, whate
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -81,8 +80,6 @@ class Config(ExperimentConfig):
                 f"rough_points must be an integer >= 3 (roughness takes second differences), "
                 f"got {self.rough_points!r}"
             )
-        if not math.isfinite(self.slope):
-            raise DropstudyError(f"slope must be a finite number, got {self.slope}")
 
 
 def tutorial_cell(

@@ -196,3 +196,21 @@ def test_the_key_covers_every_function_a_cell_runs():
 @pytest.mark.slow
 def test_the_key_covers_every_function_every_cell_runs():
     _check_covered(runner.NAMES, first_only=False)
+
+
+def test_a_recomputed_cell_says_which_part_of_its_key_changed(tmp_path, caplog):
+    import logging
+
+    from dropstudy_experiments.cells import CellStore
+
+    store = CellStore(tmp_path)
+    key = {"fn": "f", "args": {"a": 1}, "code": "abc", "versions": {}, "devices": "1 cpu"}
+    with caplog.at_level(logging.DEBUG, logger="dropstudy"):
+        assert store.get("c", key, lambda: 1) == 1
+        assert store.get("c", key, lambda: 2) == 1  # reused
+        assert store.get("c", {**key, "code": "abd"}, lambda: 3) == 3
+        assert store.get("c", {**key, "code": "abd", "args": {"a": 2}}, lambda: 4) == 4
+    text = caplog.text
+    assert "c: computing (no stored result)" in text and "c: reused" in text
+    assert "c: computing (changed: the code it runs)" in text
+    assert "c: computing (changed: its arguments)" in text
