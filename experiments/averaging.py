@@ -320,6 +320,7 @@ def _tests(cfg: Config, net: Net, rows: list[dict], fits: bool) -> dict:
             cfg.margin,
             what=f"test error, MC average minus the exact arithmetic mean ({where})",
             predictor="mc",
+            predictor_label=f"MC average, K = {cfg.ks[-1]}",  # the curve's last K
         )
     return t
 

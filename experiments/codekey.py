@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 Definition = tuple[str, str]  # (source file, top-level name)
 
 
@@ -52,12 +54,27 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+_SOURCES: dict[str, str] = {}  # path -> the source as this process first read it
+
+
+def snapshot(roots: Iterable[Path] | None = None) -> None:
+    """Read every project source file now, once per process: keys then describe the code
+    as it was when the run started (the code in memory), not files edited during the run.
+
+    Args:
+      roots: the project's source folders (default: the library and the study).
+    """
+    for root in roots or project_roots():
+        for f in sorted(Path(root).resolve().rglob("*.py")):
+            _SOURCES.setdefault(str(f), f.read_text())
+
+
 @functools.lru_cache(maxsize=256)
-def _parsed(path: str, mtime_ns: int) -> tuple[dict[str, str], str]:
+def _parsed(path: str, source: str) -> tuple[dict[str, str], str]:
     """A source file's top-level definitions ``{name: dump}`` (docstrings stripped), and
     the dump of its other top-level statements (calls and blocks run at import)."""
-    del mtime_ns  # part of the cache key only: an edited file is parsed again
-    tree = _strip_docstrings(ast.parse(Path(path).read_text()))
+    del path  # part of the cache key only
+    tree = _strip_docstrings(ast.parse(source))
     defs: dict[str, str] = {}
     rest = []
     for node in tree.body:
@@ -76,8 +93,63 @@ def _parsed(path: str, mtime_ns: int) -> tuple[dict[str, str], str]:
 
 
 def parsed(path: str) -> tuple[dict[str, str], str]:
-    """:func:`_parsed` for the file as it is now."""
-    return _parsed(path, Path(path).stat().st_mtime_ns)
+    """:func:`_parsed` for the file as this process first read it (:func:`snapshot`)."""
+    if path not in _SOURCES:
+        _SOURCES[path] = Path(path).read_text()
+    return _parsed(path, _SOURCES[path])
+
+
+def _ref(obj: Any) -> str:
+    """A callable or class by name, e.g. ``<jax.nn.relu>``; anything else by :func:`data`
+    or, failing that, by its type."""
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"<{getattr(obj, '__module__', '?')}.{obj.__qualname__}>"
+    rep = data(obj)
+    return rep if rep is not None else f"<a {type(obj).__module__}.{type(obj).__qualname__}>"
+
+
+def data(value: Any) -> str | None:
+    """A stable text of a value that code reads (a module constant, a default argument, a
+    class attribute, a closure's cell), or None when ``value`` is not data.
+
+    Numbers, strings, enums, numpy scalars and arrays (by dtype, shape and a digest of their
+    bytes), containers of them, frozen dataclasses by their fields, ``functools.partial``
+    by its function and arguments; a callable inside data is named (:func:`_ref`).
+
+    Args:
+      value: any object.
+
+    Returns:
+      The text, or None.
+    """
+    if value is None or isinstance(value, bool | int | float | complex | str | bytes):
+        return repr(value)
+    if isinstance(value, enum.Enum):
+        return repr(value)
+    if isinstance(value, np.generic):
+        return f"{type(value).__name__}({value!r})"
+    if isinstance(value, np.ndarray) or (
+        hasattr(value, "__array__") and hasattr(value, "dtype") and hasattr(value, "shape")
+    ):
+        a = np.asarray(value)
+        digest = hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+        return f"array({a.dtype}, {a.shape}, {digest})"
+    if isinstance(value, tuple | list):
+        return f"{type(value).__name__}[{', '.join(_ref(v) for v in value)}]"
+    if isinstance(value, set | frozenset):
+        return f"{type(value).__name__}{{{', '.join(sorted(_ref(v) for v in value))}}}"
+    if isinstance(value, dict):
+        items = sorted(f"{_ref(k)}: {_ref(v)}" for k, v in value.items())
+        return "dict{" + ", ".join(items) + "}"
+    if isinstance(value, functools.partial):
+        kw = ", ".join(f"{k}={_ref(v)}" for k, v in sorted(value.keywords.items()))
+        return f"partial({_ref(value.func)}, {data(value.args)}, {kw})"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fs = ", ".join(
+            f"{f.name}={_ref(getattr(value, f.name))}" for f in dataclasses.fields(value)
+        )
+        return f"{type(value).__qualname__}({fs})"
+    return None
 
 
 def _simple(value: Any) -> bool:
@@ -205,31 +277,46 @@ class Closure:
         if top in parsed(f)[0]:
             self.definitions.add((f, top))
         else:  # defined by a statement the parser does not name: hash its bytecode
-            self.definitions.add((f, f"<code>{obj.__qualname__}"))
             code = getattr(obj, "__code__", None)
-            if code is not None:
-                self.constants[f"{f}:{obj.__qualname__}:code"] = _code_digest(code)
+            digest = _code_digest(code) if code is not None else "?"
+            # named by file name, qualified name and the code itself: two lambdas of one
+            # file are two entries, wherever the checkout lives
+            self.definitions.add((f, f"<code>{obj.__qualname__}:{digest}"))
         self.files.add(f)
         return f
+
+    def _note(self, where: str, value: Any) -> None:
+        """Record ``value`` (read by code at ``where``) when it is data; follow it."""
+        rep = data(value)
+        if rep is not None:
+            self.constants[where] = rep
+        if not _simple(value):
+            self._pending.append(value)
 
     def _class(self, cls: type) -> None:
         if self._define(cls) is None:
             return
         self._pending += [b for b in cls.__bases__ if b is not object]
-        for v in vars(cls).values():
-            self._pending.append(v)
+        for name, v in vars(cls).items():
+            if name.startswith("__") and name.endswith("__"):
+                if isinstance(v, types.FunctionType):  # __init__, __call__, ...
+                    self._pending.append(v)
+                continue
+            self._note(f"{cls.__module__}.{cls.__qualname__}.{name}", v)
 
     def _function(self, fn: types.FunctionType) -> None:
         if self._define(fn) is None:
             return
         g = fn.__globals__
+        where = f"{fn.__module__}.{fn.__qualname__}"
         if fn.__closure__:
-            for c in fn.__closure__:
+            for name, c in zip(fn.__code__.co_freevars, fn.__closure__, strict=True):
                 try:
-                    self._pending.append(c.cell_contents)
+                    self._note(f"{where}.<closure {name}>", c.cell_contents)
                 except ValueError:  # an empty cell
                     pass
-        self._pending += list(fn.__defaults__ or ()) + list((fn.__kwdefaults__ or {}).values())
+        self._note(f"{where}.<defaults>", tuple(fn.__defaults__ or ()))
+        self._note(f"{where}.<kwdefaults>", dict(fn.__kwdefaults__ or {}))
         names = set()
         for code in _codes(fn.__code__):
             names.update(code.co_names)
@@ -240,10 +327,8 @@ class Closure:
                 value = g[name]
                 if isinstance(value, types.ModuleType):
                     modules.append(value)
-                elif _simple(value):
-                    self.constants[f"{g.get('__name__')}.{name}"] = repr(value)
                 else:
-                    self._pending.append(value)
+                    self._note(f"{g.get('__name__')}.{name}", value)
         # modules imported inside the function (``from . import common``,
         # ``from dropstudy import predict as P``): a name after its package's name
         prefixes = {"", ".".join(package), package[0]} | {n for n in names if n in sys.modules}
@@ -258,12 +343,8 @@ class Closure:
             for name in names:
                 if name in vars(m):
                     value = vars(m)[name]
-                    if isinstance(value, types.ModuleType):
-                        continue
-                    if _simple(value):
-                        self.constants[f"{m.__name__}.{name}"] = repr(value)
-                    else:
-                        self._pending.append(value)
+                    if not isinstance(value, types.ModuleType):
+                        self._note(f"{m.__name__}.{name}", value)
 
     # -- the digest ---------------------------------------------------------------------------
     def digest(self) -> str:
@@ -295,6 +376,32 @@ def _code_digest(code: types.CodeType) -> str:
         h.update(repr([k for k in c.co_consts if not isinstance(k, types.CodeType)]).encode())
         h.update(repr(c.co_names).encode())
     return h.hexdigest()[:16]
+
+
+KEY_DISTRIBUTIONS = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn", "torch")
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, str]:
+    """What runs a cell besides the project's code: Python, the installed versions of the
+    libraries cells call (those not installed are left out), and the device kind (e.g.
+    ``"cpu"``, ``"NVIDIA H100 80GB HBM3"``), read once per process.
+
+    Returns:
+      ``{name: version}`` plus ``"python"`` and ``"device_kind"``.
+    """
+    import importlib.metadata as md
+    import platform
+
+    import jax
+
+    out = {"python": platform.python_version(), "device_kind": jax.devices()[0].device_kind}
+    for name in KEY_DISTRIBUTIONS:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
 
 
 def code_key(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None = None) -> str:

@@ -30,7 +30,7 @@ from dropstudy.train import TrainConfig
 from dropstudy.train import progress as train_progress
 
 from .cells import CellStore
-from .codekey import code_key
+from .codekey import code_key, environment
 from .interrupt import INTERRUPTED
 from .results import write_json
 from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
@@ -148,14 +148,15 @@ class Cell:
     kwargs: dict
 
     def key(self) -> dict:
-        """The cell's identity: function, arguments, the digest of the code it runs, the
-        versions of the libraries that run it and the devices it runs on (seeds are
-        batched per device, and a batch's size can change float rounding)."""
+        """The cell's identity: function, arguments, the digest of the code it runs, Python
+        and the versions of the libraries that run it, the device kind, and the devices it
+        runs on (seeds are batched per device, and a batch's size can change float
+        rounding)."""
         return {
             "fn": self.fn.__qualname__,
             "args": cell_key(self.kwargs),
             "code": code_key(self.fn, self.kwargs),
-            "versions": versions(),
+            "versions": environment(),
             "devices": device_tag(),
         }
 

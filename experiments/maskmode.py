@@ -76,9 +76,10 @@ def mode_cell(
     ev: Evaluator,
 ) -> dict:
     """Per seed and mask mode: test and train scores by weight scaling and by the MC average
-    (``ev``: its K, and keys per mode), and how far weight scaling is from that
-    average on the test set (and, with ``exact``, from the exact arithmetic mean over all
-    subnetworks). Both modes start from the same keys, so only the masks differ."""
+    (``ev``: its K and keys, the same MC subnetworks for both modes), and how far weight
+    scaling is from that average on the test set (and, with ``exact``, from the exact
+    arithmetic mean over all subnetworks). Both modes start from the same keys, so only the
+    masks differ."""
     out = {}
     for mode in MODES:
         variables, _ = train_seeds(
@@ -88,7 +89,7 @@ def mode_cell(
         rows = []
         both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
         n = len(ds.x_test)
-        for _, _, v, preds in ev.sub(mode).over_seeds(model, variables, seeds, both):
+        for _, _, v, preds in ev.over_seeds(model, variables, seeds, both):
             row, test = {}, {}
             for p, avg in preds.items():
                 probs = np.asarray(avg.arithmetic)

@@ -25,7 +25,7 @@ from .common import (
 )
 from .results import read_json
 from .runner import NAMES, RESULTS, own_data, scale_command, scale_of, section
-from .stats import ALPHA, decide, holm
+from .stats import ALPHA, MAX_SEEDS, POWER, decide, holm
 
 
 def adjusted(results: dict[str, dict]) -> dict[str, dict]:
@@ -270,10 +270,12 @@ def build_report(results_dir, out, compare=()) -> Path:
         "inconclusive. The verdicts in the table are decided at p-values Holm-adjusted across "
         f"the {len(found)} primaries present (level {ALPHA}); the intervals beside them are "
         "unadjusted. *detects*: the smallest effect (direction) or the smallest margin "
-        "(equivalence, if the true difference were 0) that the design finds with 80% power, "
-        "and the n that the observed effect would need for 80% power (for equivalence: to "
+        f"(equivalence, if the true difference were 0) that the design finds with {POWER:.0%} "
+        f"power, and the n that the observed effect would need for {POWER:.0%} power (for "
+        "equivalence: to "
         "show it inside the margin; 'not reachable' when the observed difference is at or "
-        "beyond the margin, or so close to it that more than 100,000 seeds would be needed). "
+        f"beyond the margin, or so close to it that more than {MAX_SEEDS:,} seeds would be "
+        "needed). "
         "n counts "
         "seeds (masks for the scaling demo). Every other test in a section is exploratory.",
         "",

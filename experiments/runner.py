@@ -186,8 +186,11 @@ def run_experiment(
 
     Refuses to overwrite results of another scale (``force`` overrides) and holds the
     folder's lock while it writes."""
+    from .codekey import snapshot
     from .common import Context, stamp_k
     from .tensorboard import WRITERS
+
+    snapshot()  # keys describe the code this process runs, not files edited during the run
 
     mod = module(name)
     cfg = config(name, quick, seeds)

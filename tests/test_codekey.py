@@ -19,11 +19,27 @@ from dropstudy.data import digits
 
 LIB = '''
 """A library."""
-SCALE = 2.0
+from functools import partial
 
-def used(x):
+import numpy as np
+
+SCALE = 2.0
+EDGES = np.linspace(0.0, 1.0, 5)
+ACT = {"a": abs, "b": round}
+square = lambda x: x * x  # noqa: E731
+halve = partial(pow, exp=0.5)
+
+
+def make(c):
+    return lambda x: x * c
+
+
+times3 = make(3.0)
+
+
+def used(x, shift=0.0):
     """Doubles."""
-    return x * SCALE  # a comment
+    return x * SCALE + shift + EDGES.sum() + ACT["a"](x) + square(x) + halve(4.0) + times3(x)
 
 def unused(x):
     return x + 1
@@ -31,11 +47,13 @@ def unused(x):
 class Box:
     """Holds a number."""
 
+    N = 1
+
     def __init__(self, v):
         self.v = v
 
     def get(self):
-        return self.v
+        return self.v * self.N
 '''
 
 EXP = '''
@@ -111,10 +129,17 @@ SAME = {
 CHANGED = {
     "the cell's code": ("exp", "+ box.get()", "- box.get()"),
     "a helper it calls": ("exp", ") + 1\n", ") + 2\n"),
-    "a library function it calls": ("lib", "x * SCALE", "x * SCALE * 1"),
+    "a library function it calls": ("lib", "x * SCALE +", "x * SCALE * 1 +"),
+    "a numpy array it reads": ("lib", "np.linspace(0.0, 1.0, 5)", "np.linspace(0.0, 1.0, 6)"),
+    "a function in a dict it reads": ("lib", '"a": abs', '"a": round'),
+    "a default argument": ("lib", "shift=0.0", "shift=1.0"),
+    "a module-level lambda": ("lib", "x * x  # noqa", "x * x * x  # noqa"),
+    "a partial's argument": ("lib", "exp=0.5", "exp=0.25"),
+    "a closure's value": ("lib", "make(3.0)", "make(4.0)"),
+    "a class attribute": ("lib", "    N = 1", "    N = 2"),
     "a constant the library reads": ("lib", "SCALE = 2.0", "SCALE = 3.0"),
     "a method of an argument's class": ("exp", "2 * self.n", "3 * self.n"),
-    "a method of a class it builds": ("lib", "return self.v", "return -self.v"),
+    "a method of a class it builds": ("lib", "return self.v *", "return -self.v *"),
 }
 
 
@@ -139,8 +164,23 @@ def test_edits_to_code_it_runs_change_its_key(tmp_path, what):
     assert key_of(tmp_path, "edited", lib, exp) != base
 
 
-def test_a_key_is_stable_within_and_across_calls(tmp_path):
-    assert key_of(tmp_path, "a") == key_of(tmp_path, "b")
+def test_a_key_is_stable_within_and_across_calls_and_folders(tmp_path):
+    """The same sources in two folders (a clone, a worktree): the same key."""
+    assert key_of(tmp_path, "a") == key_of(tmp_path / "elsewhere", "b")
+
+
+def test_a_key_describes_the_sources_as_first_read(tmp_path):
+    """A file edited after the run read it (the code in memory is the old one) keeps the
+    key of the code that runs."""
+    from dropstudy_experiments.codekey import parsed
+
+    root = tmp_path / "s" / "pkg"
+    root.mkdir(parents=True)
+    f = root / "m.py"
+    f.write_text("def g():\n    return 1\n")
+    before = parsed(str(f.resolve()))
+    f.write_text("def g():\n    return 2\n")
+    assert parsed(str(f.resolve())) == before
 
 
 def executed(fn, kwargs) -> set:
