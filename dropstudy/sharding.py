@@ -1,7 +1,8 @@
 """Device placement: meshes, and arrays split along a leading axis. Nothing else.
 
 :func:`dropstudy.train.train_seeds` shards its seeds over every device by itself (each
-device trains its share of the vmapped seeds, bitwise as one device trains that batch);
+device trains its share of the vmapped seeds; bitwise reproducible for the same device
+count, and to float rounding what one device computes for that batch);
 the ``mc`` and ``exact`` predictors take ``mesh=`` and deal subnetworks out in chunks
 (each device reduces its chunks, then one ``psum``). Works the same on 8 GPUs, a TPU
 slice, or several hosts after ``jax.distributed.initialize()`` (then ``jax.devices()``

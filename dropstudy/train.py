@@ -785,10 +785,11 @@ def train_seeds(
     """Train one network per key in one compiled, vmapped call.
 
     With several devices (or an explicit ``mesh``) the seeds are split over them, each
-    device training its share at the same time. A device's seeds come out bitwise as one
-    device computes the same batch of seeds; a different batch size (another device count,
-    or another number of seeds) may change float rounding, as XLA's batched kernels may
-    round differently for different batch sizes (see :mod:`dropstudy.sharding`).
+    device training its share at the same time. The same seeds on the same device count
+    come out bitwise the same; a device's share agrees with one device training that batch
+    to float rounding, and so does another batch size (another device count, or another
+    number of seeds), as XLA may compile and round batched loops differently (see
+    :mod:`dropstudy.sharding`).
 
     Args:
       model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers.

@@ -146,12 +146,17 @@ def test_report_refuses_results_of_another_version(tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_every_config_field_is_read(name):
     """No accepted-and-ignored option: every field of an experiment's Config is read by its
-    module (``cfg.field`` or, in ``section``, ``cfg["field"]``) beyond its definition."""
+    module, its parts or its report section (``cfg.field``, ``cfg["field"]``) beyond its
+    definition."""
     import dataclasses
     import inspect
 
     mod = runner.module(name)
-    src = inspect.getsource(mod)
+    here = Path(inspect.getfile(mod)).parent
+    # the module, its parts (shrinkage_linear.py, ...) and its report section
+    parts = sorted(here.glob(f"{name}_*.py"))
+    files = [here / f"{name}.py", *parts, here / "sections" / f"{name}.py"]
+    src = "\n".join(f.read_text() for f in files)
     unread = [
         f.name
         for f in dataclasses.fields(mod.Config)
