@@ -505,7 +505,8 @@ def primary_findings(r: dict) -> list[str]:
     """The findings that concern the primary test (its quantity by its predictor, or the
     primary net), for the report's summary."""
     t = r["tests"][r["primary"]]
-    name = predictor_name(t)
+    # findings name the predictor without its K (they are written before stamp_k)
+    name = predictor_name({k: v for k, v in t.items() if k != "k"})
     return [f for f in all_findings(r) if (t["what"] in f and name in f) or "the primary net" in f]
 
 

@@ -145,3 +145,13 @@ def test_the_report_header_states_the_k_its_results_ran():
     assert k_words(same) == "K = 500"
     mixed = {**same, "d": {"config": {"mc_k": 1000}}}
     assert k_words(mixed) == "K (stated per section)"
+
+
+def test_primary_findings_survive_the_k_stamp():
+    from dropstudy_experiments.common import primary_findings, stamp_k
+
+    cfg = runner.module("conv").Config()
+    t = {"what": "test NLL", "predictor": "mc", "verdict": "supported", "rule": "direction"}
+    r = {"tests": stamp_k({"p": t}, cfg), "primary": "p",
+         "findings": ["The sign of *test NLL* flips between predictors: 1 by MC average, ..."]}  # fmt: skip
+    assert primary_findings(r) == r["findings"]

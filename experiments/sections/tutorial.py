@@ -94,7 +94,7 @@ def _ci_at(t: dict, *path: str) -> str:
     return ci_str(t)
 
 
-def _tutorial_rows(a: dict, b: dict, k: int) -> list[list[str]]:
+def _tutorial_rows(a: dict, b: dict, mc_k: int) -> list[list[str]]:
     """Rows of the replication table: ours (``a``) beside the PyTorch reference (``b``)."""
     row = lambda name, *path: [name, _ci_at(a, *path), _ci_at(b, *path)]  # noqa: E731
     count = lambda t: f"{len(t['diverged_plain'])} / {len(t['diverged_dropout'])}"  # noqa: E731
@@ -103,7 +103,7 @@ def _tutorial_rows(a: dict, b: dict, k: int) -> list[list[str]]:
         ["seeds compared", str(a["seeds_compared"]), str(b["seeds_compared"])],
         ["median train MSE, plain"] + [f"{t['median_train_mse_plain']:.2e}" for t in (a, b)],
     ]
-    preds = (("ws", "weight scaling"), ("mc", f"MC K={k}"))
+    preds = (("ws", "weight scaling"), ("mc", f"MC K={mc_k}"))
     for k, name in (("train_mse", "train MSE"), ("test_mse", "test MSE"),
                     ("risk", "risk (noise-free)"), ("roughness", "roughness")):  # fmt: skip
         rows.append(row(f"{name}, plain", "plain", k))
@@ -114,7 +114,7 @@ def _tutorial_rows(a: dict, b: dict, k: int) -> list[list[str]]:
                 for p, pn in preds
             ]
     frac = lambda t: f"{t['test_mse_plain_minus_dropout_mc']['frac_positive']:.2f}"  # noqa: E731
-    rows.append([f"share of seeds where dropout's test MSE (MC K={k}) is lower", frac(a),
+    rows.append([f"share of seeds where dropout's test MSE (MC K={mc_k}) is lower", frac(a),
                  frac(b)])  # fmt: skip
     return rows
 
