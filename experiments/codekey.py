@@ -66,7 +66,8 @@ def snapshot(roots: Iterable[Path] | None = None) -> None:
     """
     for root in roots or project_roots():
         for f in sorted(Path(root).resolve().rglob("*.py")):
-            _SOURCES.setdefault(str(f), f.read_text())
+            if str(f) not in _SOURCES:  # read once: a later run in this process keeps it
+                _SOURCES[str(f)] = f.read_text()
 
 
 @functools.lru_cache(maxsize=256)
@@ -378,6 +379,11 @@ def _code_digest(code: types.CodeType) -> str:
     return h.hexdigest()[:16]
 
 
+def _closure(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None) -> Closure:
+    """The project code ``fn(**kwargs)`` can run: ``fn`` and its arguments' classes, followed."""
+    return Closure(roots).add(fn).add_instance(kwargs)
+
+
 KEY_DISTRIBUTIONS = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn", "torch")
 
 
@@ -416,15 +422,9 @@ def code_key(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None 
     Returns:
       A 16-character hex digest.
     """
-    c = Closure(roots)
-    c.add(fn)
-    c.add_instance(kwargs)
-    return c.digest()
+    return _closure(fn, kwargs, roots).digest()
 
 
 def reached(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None = None) -> set:
     """The top-level definitions ``(file, name)`` that :func:`code_key` covers."""
-    c = Closure(roots)
-    c.add(fn)
-    c.add_instance(kwargs)
-    return c.definitions
+    return _closure(fn, kwargs, roots).definitions

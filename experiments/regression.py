@@ -37,7 +37,6 @@ import numpy as np
 from dropstudy import masks as M
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
-from dropstudy.validate import DropstudyError
 
 from .common import ExperimentConfig, cell, ci, primary_first
 from .evaluate import seed_key
@@ -85,15 +84,6 @@ class Config(ExperimentConfig):
         "t": 200,
         "t_grid": (1, 10, 200),
     }
-
-    def check(self) -> None:
-        super().check()
-        for name in ("test_fraction", "validation_fraction"):
-            v = getattr(self, name)
-            if not 0 < v < 1:
-                raise DropstudyError(f"{name} must be in (0, 1), got {v}")
-        if not self.length_scale > 0:
-            raise DropstudyError(f"length_scale must be > 0, got {self.length_scale}")
 
     def with_seeds(self, n: int):
         """Seeds are the random splits here."""
