@@ -36,7 +36,6 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    device_mesh,
 )
 from .evaluate import Evaluator
 from .stats import equivalence, paired
@@ -150,6 +149,24 @@ class Config(ExperimentConfig):
             "primary": self.seeds, "fits": self.fit_seeds, "wide": self.wide_seeds
         }.get(net.role, self.stress_seeds)  # fmt: skip
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names, from the roles and tags of the exact ``nets``.
+
+        Returns:
+          Per exact-enumerable net: the primary's weight scaling against both exact means in
+          error and NLL and its MC average against the arithmetic one; a net that fits, error
+          and NLL against the arithmetic mean; a stress case, error only (tagged).
+        """
+        names = []
+        for n in (n for n in self.nets if n.exact):
+            if n.role == "primary":
+                names += [f"primary {m} WS-{g}" for g in "AG" for m in ("err", "nll")]
+                names.append("primary err MC-A")
+            elif n.role in ("fits", "stress"):
+                metrics = ("err", "nll") if n.role == "fits" else ("err",)
+                names += [f"{n.role} {m} WS-A {n.tag}" for m in metrics]
+        return tuple(names)
+
 
 def bounds(ws, ex) -> dict:
     """Where weight scaling sits relative to the exact means, entry by entry ``(B, C)``."""
@@ -185,13 +202,14 @@ def _task_rows(
     for i, s in enumerate(seeds):
         v = take(variables, i)
         tr = ev.sub("train").predict(model, v, ds.x_train, s)
-        ws = np.asarray(P.weight_scaling(model, v, x).arithmetic)
+        test = ev.predict(model, v, x, s, ("ws", "exact") if net.exact else ("ws",))
+        ws = np.asarray(test["ws"].arithmetic)
         row = {
             "ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)},
             "train_err": {k: 1 - accuracy(a.arithmetic, ds.y_train) for k, a in tr.items()},
         }
         if net.exact:
-            ex = P.exact(model, v, x, mesh=device_mesh())
+            ex = test["exact"]
             for name, q in (("exact_a", ex.arithmetic), ("exact_g", ex.geometric)):
                 row[name] = {"err": 1 - accuracy(q, y), "nll": nll(q, y)}
             row["bounds"] = bounds(ws, ex)

@@ -92,6 +92,16 @@ class Config(ExperimentConfig):
                 f"compare_at={self.compare_at} must be one of fractions {self.fractions}"
             )
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          The co-adaptation measures, and test NLL and error by each predictor.
+        """
+        return ("norm_interaction_test", "norm_interaction_train", "abs_d_test",
+                "acc_lost_rescaled", "acc_lost_unrescaled", "mean_abs_corr", "mean_activation",
+                "test_nll_ws", "test_err_ws", "test_nll_mc", "test_err_mc")  # fmt: skip
+
 
 # --- pieces (pure functions, unit-tested) -----------------------------------------------------
 

@@ -113,11 +113,13 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         self.check()
+        self.check_primary()
 
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built (so before any cell
         runs). The rules here go by a field's name and type (:func:`check_field`); subclasses
-        add rules between fields. A ``TrainConfig`` field checks itself when it is built."""
+        add rules between fields. A ``TrainConfig`` field checks itself when it is built;
+        :meth:`check_primary` runs after every rule here."""
         from dropstudy.validate import DropstudyError
 
         seeds = getattr(self, "seeds", None)
@@ -125,6 +127,38 @@ class ExperimentConfig:
             raise DropstudyError(f"seeds must be >= 2 for confidence intervals, got {seeds}")
         for f in fields(self):
             check_field(f.name, getattr(self, f.name), str(f.type))
+
+    def check_primary(self) -> None:
+        """Refuse a ``primary`` that names no test of this configuration, when it is built.
+
+        It runs after :meth:`check` (the subclasses' rules between fields too): the names
+        come from fields those rules vouch for. Configurations without a ``primary`` field
+        pass.
+
+        Raises:
+          DropstudyError: naming the bad value and listing the valid names, sorted.
+        """
+        from dropstudy.validate import DropstudyError
+
+        if "primary" not in {f.name for f in fields(self)}:
+            return
+        primary, names = getattr(self, "primary", None), self.test_names()
+        if primary not in names:
+            raise DropstudyError(
+                f"primary {primary!r} is not a test of this experiment; it must be one "
+                f"of {sorted(names)}"
+            )
+
+    def test_names(self) -> tuple[str, ...]:
+        """The names of every test this configuration's summary can produce.
+
+        Each experiment's ``Config`` derives them from its own fields, as its ``summarise``
+        names them; here, none.
+
+        Returns:
+          The test names, including those a summary adds only on some data or outcomes.
+        """
+        return ()
 
     def quick(self):
         """The smoke-test variant: ``QUICK``'s values replace the defaults."""

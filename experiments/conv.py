@@ -75,6 +75,17 @@ class Config(ExperimentConfig):
                 "rates must hold 0.0 (dense-only dropout, the baseline)"
             )
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names, from ``rates`` and ``primary_rate``.
+
+        Returns:
+          NLL at ``primary_rate`` by each predictor, every other nonzero rate by the MC
+          average, and weight scaling against the MC average at every rate.
+        """
+        others = [r for r in self.rates if r not in (0.0, self.primary_rate)]
+        return ("nll_mc", "nll_ws", *(f"nll_mc_{r}" for r in others),
+                *(f"ws_vs_mc_{r}" for r in self.rates))  # fmt: skip
+
 
 def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:
     """The conv net for ``ds``: 2-D on square images (64 features: 8 x 8 digits; 784: 28 x 28

@@ -76,6 +76,15 @@ class Config(ExperimentConfig):
         "k_grid": (2, 3, 10),
     }
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          Whatever ``members`` is (it changes the wording only): the share equivalence,
+          the offset of errors and the error correlation.
+        """
+        return ("share_equiv", "offset_dropout", "corr")
+
 
 def decompose(probs: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
     """Of members' probabilities ``(K, B, C)`` and labels ``(B,)``: the ensemble's Brier

@@ -102,6 +102,15 @@ class Config(ExperimentConfig):
                 "member trains steps / k steps, so that every arm costs the same"
             )
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          Each comparison by each predictor, and the weight-sharing test.
+        """
+        kinds = ("nll_equiv", "err_equiv", "bagging", "bagging_err", "overfit")
+        return (*(f"{q}_{p}" for p in ("ws", "mc") for q in kinds), "sharing")
+
 
 def _member_keys(seeds: list[int], k: int) -> jax.Array:
     """K member keys per seed, ``(S * K,)``: member j of seed s is

@@ -2,8 +2,8 @@
 every predictor out, with keys derived from names.
 
 A dropout net is judged as an ensemble by two predictors on the same weights: weight
-scaling and the Monte-Carlo average over ``k`` subnetworks (and, where the net is small
-enough, the exact average over all of them, which the averaging experiment asks for itself).
+scaling and the Monte-Carlo average over ``k`` subnetworks; where the net is small enough
+to enumerate, a cell may also ask for the exact average over all of them (``"exact"``).
 Every random draw of an evaluation has a key derived from the experiment, the cell, the
 purpose and the seed (:func:`seed_key`), so no two experiments or cells share masks by
 accident and no offset is picked by hand. :func:`by_predictor` then runs the same test of a
@@ -26,6 +26,7 @@ from dropstudy.train import take
 from .common import MC_K, device_mesh, flips
 
 WS_AND_MC = ("ws", "mc")  # the predictors of a dropout net: weight scaling, the MC average
+PREDICTORS = (*WS_AND_MC, "exact")  # and the exact average, for nets small enough
 
 
 def derived_key(*names: str | int) -> jax.Array:
@@ -67,17 +68,27 @@ def predict(
       key: the MC average's key.
       task: ``classification`` or ``regression``.
       k: subnetworks in the MC average.
-      predictors: any of ``"ws"`` (weight scaling) and ``"mc"`` (MC average).
+      predictors: any of ``"ws"`` (weight scaling), ``"mc"`` (MC average) and ``"exact"``
+        (the exact average over every subnetwork; the net must be enumerable).
 
     Returns:
-      ``{predictor: Average}``, each with ``arithmetic (N, C)``.
+      ``{predictor: Average}`` in the order asked, each with ``arithmetic (N, C)``; the
+      exact average's ``geometric`` is the normalised geometric mean.
+
+    Raises:
+      ValueError: if a predictor is not one of :data:`PREDICTORS`.
     """
+    unknown = [p for p in predictors if p not in PREDICTORS]
+    if unknown:
+        raise ValueError(f"unknown predictor(s) {unknown}; the evaluator has {PREDICTORS}")
     out = {}
     if "ws" in predictors:
         out["ws"] = P.weight_scaling(model, variables, x, task=task)
     if "mc" in predictors:
         out["mc"] = P.mc(model, variables, x, key=key, k=k, task=task, mesh=device_mesh())
-    return out
+    if "exact" in predictors:
+        out["exact"] = P.exact(model, variables, x, task=task, mesh=device_mesh())
+    return {p: out[p] for p in predictors}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from typing import ClassVar
 import jax.numpy as jnp
 import numpy as np
 
-from dropstudy import predict as P
 from dropstudy.data import Dataset
 from dropstudy.metrics import gaps, scores
 from dropstudy.models import MLP
@@ -29,7 +28,6 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    device_mesh,
     primary_first,
 )
 from .evaluate import Evaluator, by_predictor
@@ -66,6 +64,14 @@ class Config(ExperimentConfig):
         "train": train.replace(steps=150),
     }
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          Test NLL and error by each predictor, and the weight-scaling gaps.
+        """
+        return ("nll_mc", "nll_ws", "err_mc", "err_ws", "ws_gap_mc", "ws_gap_exact")
+
 
 def mode_cell(
     ds: Dataset,
@@ -89,7 +95,7 @@ def mode_cell(
         rows = []
         both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
         n = len(ds.x_test)
-        for _, _, v, preds in ev.over_seeds(model, variables, seeds, both):
+        for _, s, v, preds in ev.over_seeds(model, variables, seeds, both):
             row, test = {}, {}
             for p, avg in preds.items():
                 probs = np.asarray(avg.arithmetic)
@@ -100,7 +106,7 @@ def mode_cell(
                 test[p] = probs[:n]
             row["ws_vs_mc"] = gaps(test["ws"], test["mc"])
             if exact:
-                ex = P.exact(model, v, jnp.asarray(ds.x_test), mesh=device_mesh()).arithmetic
+                ex = ev.predict(model, v, ds.x_test, s, ("exact",))["exact"].arithmetic
                 row["ws_vs_exact"] = gaps(test["ws"], np.asarray(ex))
             rows.append(row)
         out[mode] = rows

@@ -69,6 +69,17 @@ class Config(ExperimentConfig):
                 f"rates {self.rates} must include the typical rates {self.typical_rates}"
             )
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names, from ``rates`` and ``typical_rates``.
+
+        Returns:
+          Test NLL of the plain net against the dropout net by each predictor, and, by
+          each predictor, every rate outside the typical ones against the typical rates.
+        """
+        others = [r for r in self.rates if r not in self.typical_rates]
+        return ("test NLL WS", "test NLL MC",
+                *(f"typical rates vs {r} {p}" for p in ("WS", "MC") for r in others))  # fmt: skip
+
 
 def data_cell(
     ds: Dataset,

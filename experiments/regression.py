@@ -91,6 +91,14 @@ class Config(ExperimentConfig):
 
         return replace(self, splits=n)
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names, from ``depths``.
+
+        Returns:
+          Per depth, the RMSE equivalence and the log-likelihood test.
+        """
+        return tuple(f"{q}_{d}" for d in self.depths for q in ("rmse", "ll"))
+
 
 def load() -> tuple[np.ndarray, np.ndarray]:
     """The diabetes data as scikit-learn ships it: ``x (442, 10)``, ``y (442,)`` (disease

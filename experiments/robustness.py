@@ -83,6 +83,17 @@ class Config(ExperimentConfig):
         "generator": (2.0,),
     }
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names, from the shifts with strengths.
+
+        Returns:
+          Retention and degradation by each predictor, retention per shift (``generator``'s
+          on MNIST-1D only) and the error under the shifts.
+        """
+        kinds = [k for k in ("noise", "missing", "occlusion", "generator") if getattr(self, k)]
+        return ("retention_mc", "degradation_mc", "retention_ws", "degradation_ws",
+                *(f"retention_mc_{k}" for k in kinds), "shifted_error_mc")  # fmt: skip
+
 
 def shifted(x: np.ndarray, kind: str, strength: float, sd: float, seed: int) -> np.ndarray:
     """``x (B, d)`` under shift ``kind`` at ``strength`` (see the module docstring); ``sd``

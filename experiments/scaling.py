@@ -64,6 +64,17 @@ class Config(ExperimentConfig):
         logging.getLogger("dropstudy").warning("scaling: --seeds does not apply; ignored")
         return self
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          The demo and the exactness of the eval output per convention, and the matched
+          conventions' check.
+        """
+        conventions = ("inverted", "standard")
+        return (*(f"{t}_{c}" for c in conventions for t in ("demo", "eval_exact")),
+                "same_function")  # fmt: skip
+
 
 class TutorialUnit(nn.Module):
     """Dropout, then a bias-free linear unit with every weight 1, then ReLU."""

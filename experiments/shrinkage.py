@@ -51,7 +51,7 @@ from .common import (
 from .evaluate import Evaluator
 from .shrinkage_linear import linear_cell, summarise_linear
 from .shrinkage_logistic import logistic_cell, summarise_logistic
-from .shrinkage_mlp import MLP_PREDICTED, norm_cell, summarise_mlp
+from .shrinkage_mlp import MEASURES, MLP_PREDICTED, norm_cell, summarise_mlp
 
 NAME = "shrinkage"
 CLAIM = "Dropout shrinks the weights, like L2 regularisation."
@@ -111,6 +111,25 @@ class Config(ExperimentConfig):
             raise DropstudyError(f"rates {self.rates} must hold 0.0 and test_rate {self.test_rate}")
         if not set(self.mlp_optimizers) <= {"sgd", "adam"}:
             raise DropstudyError(f"mlp_optimizers {self.mlp_optimizers} must name sgd and/or adam")
+
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names, from ``keeps``, ``logistic`` and the optimisers.
+
+        Returns:
+          The linear part's tests per keep, the logistic part's (when there is one) per
+          keep, and per optimiser each MLP measure (a prediction's by each predictor).
+        """
+        lin = ("ridge_dd", "ridge_pr", "ridge_closest", "linear_shrink")
+        names = ["sanity_ols", *(f"{t}_keep={k}" for k in self.keeps for t in lin)]
+        if self.logistic is not None:
+            names += [
+                "sanity_mle",
+                *(f"{t}_keep={k}" for k in self.keeps for t in ("wager", "wager_pr")),
+            ]
+        for o in self.mlp_optimizers:
+            names += [f"mlp_{o}_{m}" for m in MEASURES if m not in MLP_PREDICTED]
+            names += [f"mlp_{o}_{m}_{p}" for m in MLP_PREDICTED for p in ("ws", "mc")]
+        return tuple(names)
 
     def optimizers(self) -> dict[str, TrainConfig]:
         """The MLPs' training configurations by optimiser name."""

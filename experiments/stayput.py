@@ -74,6 +74,14 @@ class Config(ExperimentConfig):
     primary: str = "momentum"
     QUICK: ClassVar[dict] = {"seeds": 2, "hidden": (16, 16), "steps": 20}
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          The movement ratio per optimiser, and plain SGD's bitwise check.
+        """
+        return (*OPTIMIZERS, "sgd_identity")
+
 
 def optimizer(name: str, steps: int, batch_size: int, lr: float, decay: float) -> TrainConfig:
     """The training configuration of optimiser ``name`` (one of :data:`OPTIMIZERS`), one mask
@@ -128,7 +136,7 @@ def _trace(model: MLP, spec: M.MaskSpec, cfg: TrainConfig, keys, x, y):
 
         def step(carry, s):
             before = carry[0]
-            carry, _ = t.steps(ks, carry, x, y, None, s, 1)
+            carry, _ = t.steps(ks, carry, x, y, None, first=s, n=1)
             delta = jax.tree.map(jnp.subtract, carry[0], before)
             masks = step_masks(spec, cfg.mask_mode, ks[1], s, 0, dtype=x.dtype)
             return carry, unit_movement(model, delta, masks)

@@ -81,6 +81,19 @@ class Config(ExperimentConfig):
                 f"got {self.rough_points!r}"
             )
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          Per implementation and predictor, test MSE, risk and roughness (the PyTorch
+          reference's MC average has no roughness); and per implementation the count of
+          diverged runs, which a summary adds only when a run diverged.
+        """
+        names = [f"{a} {w} {p}" for a in ("tutorial", "pytorch") for p in ("WS", "MC")
+                 for w in ("test MSE", "risk", "roughness")]  # fmt: skip
+        names.remove("pytorch roughness MC")
+        return (*names, *(f"{a} test MSE MC, divergences counted" for a in ("tutorial", "pytorch")))
+
 
 def tutorial_cell(
     rate: float,

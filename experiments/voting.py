@@ -84,6 +84,16 @@ class Config(ExperimentConfig):
         "k_grid": (1, 5, 64),  # holds members
     }
 
+    def test_names(self) -> tuple[str, ...]:
+        """The tests :func:`summarise` names (fixed).
+
+        Returns:
+          Whatever ``members`` and ``k`` are (they change the wording only): the votes
+          against the arithmetic mean, weight scaling and the geometric mean.
+        """
+        return ("vote_5", "vote_5_small", "vote_mc", "vote_vs_ws", "vote_exact_small",
+                "geometric_vs_vote")  # fmt: skip
+
 
 def combine(logits: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
     """Weighted sums over subnetworks of ``logits (K, B, C)`` with ``weights (K,)``:

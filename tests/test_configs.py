@@ -1,5 +1,8 @@
 """Experiment configurations are checked when built, before any cell runs."""
 
+import json
+from pathlib import Path
+
 import pytest
 from dropstudy_experiments import runner
 
@@ -155,3 +158,106 @@ def test_primary_findings_survive_the_k_stamp():
     finding = "The sign of *test NLL* flips between predictors: 1 by MC average, ..."
     r = {"tests": stamp_k({"p": t}, cfg), "primary": "p", "findings": [finding]}
     assert primary_findings(r) == r["findings"]
+
+
+# --- the primary test names a test of the experiment, checked when the config is built ----
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+# The committed results: the full study on digits (results/NAME) and on MNIST-1D
+# (results/mnist1d/NAME), both from the default Config (`--dataset` changes the data a run
+# reads, never its Config: runner.config), except the experiments on data of their own,
+# which run once, on digits' command.
+RESULT_FILES = [
+    (folder, name)
+    for folder in ("", "mnist1d")
+    for name in runner.NAMES
+    if folder == "" or runner.own_data(name) is None
+]
+# Tests a summary adds only on some data or outcomes, so a results file may lack them.
+SOMETIMES = {
+    # the regenerated-MNIST-1D shift exists on MNIST-1D only (robustness.shifts_of)
+    "robustness": {"retention_mc_generator"},
+    # only when a seed's net diverged (tutorial._tutorial)
+    "tutorial": {
+        "tutorial test MSE MC, divergences counted",
+        "pytorch test MSE MC, divergences counted",
+    },
+}
+
+
+@pytest.mark.parametrize("folder,name", RESULT_FILES)
+def test_a_results_file_has_the_tests_its_config_names(folder, name):
+    results = json.loads((RESULTS / folder / name / "results.json").read_text())
+    cfg = runner.config(name)
+    names = cfg.test_names()
+    assert len(set(names)) == len(names), "a test name twice"
+    got = set(results["tests"])
+    assert got <= set(names), f"tests the config does not name: {got - set(names)}"
+    assert set(names) - got <= SOMETIMES.get(name, set())
+    assert results["primary"] == cfg.primary and results["primary"] in names
+
+
+def refused(cfg_class, primary: str, good: str | None = None, **kw) -> None:
+    """Building ``cfg_class(primary=primary, **kw)`` is refused, listing the names of the
+    configuration with the primary ``good`` (None: the default)."""
+    valid = sorted(cfg_class(**kw, **({"primary": good} if good else {})).test_names())
+    with pytest.raises(DropstudyError, match=f"^primary {primary!r} is not a test") as e:
+        cfg_class(primary=primary, **kw)
+    assert str(e.value).endswith(f"it must be one of {valid}")
+
+
+@pytest.mark.parametrize("name", runner.NAMES)
+def test_a_primary_that_names_no_test_is_refused_when_built(name):
+    cfg_class = runner.module(name).Config
+    assert cfg_class().primary in cfg_class().test_names()
+    refused(cfg_class, "no such test")
+
+
+@pytest.mark.parametrize(
+    "name,kw,new,old",
+    [
+        ("conv", {"rates": (0.0, 0.25, 0.75)}, "nll_mc_0.75", "nll_mc_0.5"),
+        ("conv", {"rates": (0.0, 0.1, 0.25)}, "ws_vs_mc_0.1", "ws_vs_mc_0.5"),
+        (
+            "overfitting",
+            {"rates": (0.0, 0.3, 0.5, 0.9), "size_rates": (0.0, 0.5)},
+            "typical rates vs 0.9 MC",
+            "typical rates vs 0.8 MC",
+        ),
+        ("regression", {"depths": (1, 3)}, "rmse_3", "rmse_2"),
+        ("shrinkage", {"keeps": (0.6,)}, "ridge_dd_keep=0.6", "ridge_dd_keep=0.5"),
+        ("shrinkage", {"mlp_optimizers": ("adam",)}, "mlp_adam_frob", "mlp_sgd_frob"),
+        ("shrinkage", {"logistic": None}, "sanity_ols", "sanity_mle"),
+        ("robustness", {"noise": ()}, "retention_mc_missing", "retention_mc_noise"),
+    ],
+)
+def test_a_primary_is_checked_against_the_names_its_fields_give(name, kw, new, old):
+    cfg_class = runner.module(name).Config
+    cfg_class(primary=new, **kw)  # a test of this configuration
+    refused(cfg_class, old, new, **kw)  # a test of the default configuration only
+    assert old in cfg_class().test_names()
+
+
+def test_the_names_of_averaging_follow_its_nets():
+    averaging = runner.module("averaging")
+    nets = (*averaging.QUICK_NETS, averaging.Net("tanh 1x4, drop 0.5", (4,), "tanh"))
+    averaging.Config(nets=nets, primary="stress err WS-A tanh 1x4, drop 0.5")
+    refused(averaging.Config, "stress err WS-A tanh 2x10, drop 0.5", nets=nets)
+    refused(
+        averaging.Config,
+        "primary err WS-A",
+        "fits err WS-A relu 1x8, drop 0.5",
+        nets=averaging.QUICK_NETS[1:],
+    )  # no primary net: no primary tests
+
+
+def test_the_quick_variant_is_checked_too():
+    cfg = runner.module("conv").Config(primary="nll_mc_0.5")  # QUICK drops rate 0.5
+    with pytest.raises(DropstudyError, match="primary 'nll_mc_0.5' is not a test"):
+        cfg.quick()
+
+
+def test_the_rules_between_fields_come_before_the_primary():
+    # mlp_optimizers names the tests: its own rule speaks first
+    with pytest.raises(DropstudyError, match="must name sgd and/or adam"):
+        runner.module("shrinkage").Config(mlp_optimizers=("rmsprop",))
