@@ -80,11 +80,11 @@ def exact_workload():
     net = nets.compare(1)
     model, variables, x = net.model, net.variables, net.x
     spec, outer, inner = nets.split(net)  # the products' block
-    inner, lo = F.choose_low(model, spec, outer, inner, variables, x)
-    args = (model, spec, "classification", outer, inner, lo, variables, x)
-    hlo = F.exact_sums.lower(*args).compile().as_text()
+    inner, lo = F.choose_low(model, spec, outer=outer, inner=inner, variables=variables, x=x)
+    kw = dict(task="classification", outer=outer, inner=inner, lo=lo, variables=variables, x=x)
+    hlo = F.exact_sums.lower(model, spec, **kw).compile().as_text()
     label = f"exact 2^20, exp-free factorised kernel, one device ({net.label}, digits test)"
-    return label, lambda: F.exact_sums(*args), hlo
+    return label, lambda: F.exact_sums(model, spec, **kw), hlo
 
 
 def mc_workload(k: int = 1000):
@@ -93,10 +93,10 @@ def mc_workload(k: int = 1000):
     x = jnp.asarray(digits().x_test)
     model = MLP(hidden=(512, 512), rate=0.5)
     variables, spec = M.init(model, jax.random.key(0), x)
-    args = (model, spec, "classification", k, variables, x, jax.random.key(1))
-    hlo = fast_mc.mc_stream.lower(*args).compile().as_text()
+    kw = dict(task="classification", k=k, variables=variables, x=x, key=jax.random.key(1))
+    hlo = fast_mc.mc_stream.lower(model, spec, **kw).compile().as_text()
     label = f"MC K={k}, kept units gathered, one device (64-512-512-10, digits test)"
-    return label, lambda: fast_mc.mc_stream(*args), hlo
+    return label, lambda: fast_mc.mc_stream(model, spec, **kw), hlo
 
 
 def tutorial_workload(n_seeds: int = 32, steps: int = 200):
@@ -108,10 +108,10 @@ def tutorial_workload(n_seeds: int = 32, steps: int = 200):
     spec = M.mask_spec(model, xs[0])
     (keys, (x, y)), _ = shard_leading([seed_keys(range(n_seeds)), (xs, ys)], mesh())
     # train_seeds runs compiled segments: the profile is one segment's program
-    run_keys, carry = start_jit(model, spec, cfg, 0, keys, x, None)
-    piece = segment_steps(cfg)
-    args = (model, spec, cfg, 0, None, piece, run_keys, carry, x, y, None, jnp.int32(0))
-    hlo = steps_jit.lower(*args).compile().as_text()
+    run_keys, carry = start_jit(model, spec, cfg, data_axis=0, keys=keys, x=x, variables0=None)
+    kw = dict(data_axis=0, cycle_axis=None, n=segment_steps(cfg), run_keys=run_keys)
+    kw |= dict(carry=carry, x=x, y=y, cycle=None, first=jnp.int32(0))
+    hlo = steps_jit.lower(model, spec, cfg, **kw).compile().as_text()
     run = lambda: train_seeds(model, seed_keys(range(n_seeds)), xs, ys, cfg, per_seed_data=True)  # noqa: E731
     label = f"tutorial sweep, dropout net: {n_seeds} seeds x {steps} steps"
     return label, run, hlo

@@ -95,4 +95,5 @@ def spread(net: Net, reference: bool = True) -> float:
     its reference class; ``reference=False``: of the raw logits)."""
     spec, outer, inner = split(net)
     lo = F.low_units(len(inner))
-    return float(F.max_spread(net.model, spec, outer, inner, lo, net.variables, net.x, reference))
+    kw = dict(outer=outer, inner=inner, lo=lo, variables=net.variables, x=net.x)
+    return float(F.max_spread(net.model, spec, **kw, reference=reference))

@@ -98,14 +98,16 @@ def exact_row(net, devices, repeats) -> float:
 
     model, v, x = net.model, net.variables, net.x
     spec, outer, inner = nets.split(net)
-    _, lo = F.choose_low(model, spec, outer, inner, v, x)
+    _, lo = F.choose_low(model, spec, outer=outer, inner=inner, variables=v, x=x)
     one = median_time(lambda: P.exact(model, v, x).arithmetic, repeats)
     dealt = median_time(lambda: P.exact(model, v, x, mesh=devices).arithmetic, repeats)
     e_outer, e_inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
     # The exponential path: one exp per logit, every subnetwork its own max, one device.
-    args = (model, spec, "classification", e_outer, e_inner, None, v, x)
-    with_exp = median_time(lambda: F.exact_sums(*args)[0], repeats)
-    diff = float(jnp.max(jnp.abs(P.exact(model, v, x).arithmetic - F.exact_sums(*args)[0])))
+    kw = dict(task="classification", outer=e_outer, inner=e_inner, lo=None, variables=v, x=x)
+    with_exp = median_time(lambda: F.exact_sums(model, spec, **kw)[0], repeats)
+    diff = float(
+        jnp.max(jnp.abs(P.exact(model, v, x).arithmetic - F.exact_sums(model, spec, **kw)[0]))
+    )
     n_dev = len(devices.devices.flat)
     ROWS.append(
         (
@@ -288,7 +290,10 @@ def bench_sums(repeats, chunk: int = 500):
         return jax.lax.scan(body, (z, z), jnp.arange(k // chunk))[0][0]
 
     def compensated():
-        return stream(model, spec, "classification", "mc", k, chunk, params, x, key)[0]
+        return stream(
+            model, spec, task="classification", source="mc", total=k, chunk=chunk,
+            variables=params, x=x, key=key,
+        )[0]  # fmt: skip
 
     t_plain = median_time(lambda: plain(params, x, key), max(repeats, 5))
     t_comp = median_time(compensated, max(repeats, 5))

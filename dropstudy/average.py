@@ -230,7 +230,13 @@ def widest(model: Any, variables: Any, x: jax.Array, spec: M.MaskSpec) -> int:
 
 
 def resolve_chunk(
-    model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec, total: int, chunk: int | None
+    model: nn.Module,
+    variables: Any,
+    x: jax.Array,
+    spec: M.MaskSpec,
+    *,
+    total: int,
+    chunk: int | None,
 ) -> int:
     """Subnetworks per scan step: ``chunk`` if given (validated), else :func:`default_chunk`.
 
@@ -317,7 +323,7 @@ def kahan_add(carry, terms):
     return new, comp
 
 
-def partial_sums(model, spec, task, source, total, chunk, n_dev, variables, x, key, dev):
+def partial_sums(model, spec, *, task, source, total, chunk, n_dev, variables, x, key, dev):
     """Weighted sums over this device's share of ``total`` subnetworks, ``chunk`` at a time.
 
     Device ``dev`` of ``n_dev`` takes chunks ``dev, dev + n_dev, ...``; summing the devices'
@@ -369,7 +375,7 @@ def partial_sums(model, spec, task, source, total, chunk, n_dev, variables, x, k
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "source", "total", "chunk"))
-def stream(model, spec, task, source, total, chunk, variables, x, key):
+def stream(model, spec, *, task, source, total, chunk, variables, x, key):
     """The whole reduction on one device: ``(s1, s2)`` for :meth:`Average.from_sums`.
 
     Args:
@@ -386,4 +392,7 @@ def stream(model, spec, task, source, total, chunk, variables, x, key):
     Returns:
       ``(s1, s2)``, each ``(B, n_out)``.
     """
-    return partial_sums(model, spec, task, source, total, chunk, 1, variables, x, key, 0)
+    return partial_sums(
+        model, spec, task=task, source=source, total=total, chunk=chunk, n_dev=1,
+        variables=variables, x=x, key=key, dev=0,
+    )  # fmt: skip

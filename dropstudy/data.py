@@ -298,6 +298,7 @@ def generate_mnist1d(args: dict) -> tuple[np.ndarray, ...]:
 
 def tutorial_regression(
     key: jax.Array,
+    *,
     n: int = 10,
     slope: float = 1.5,
     train_sd: float = 0.5,

@@ -257,29 +257,41 @@ def exact_mlp(
     per_logit = split_units(model, spec, inner_size(model.n_out, batch))
     if task != "classification":
         outer, inner = per_logit
-        s1, s2, _ = run(model, spec, task, outer, inner, None, variables, x)
+        s1, s2, _ = run(
+            model, spec, task=task, outer=outer, inner=inner, lo=None, variables=variables, x=x
+        )
         return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
     outer, inner = split_units(model, spec, products_inner_size(model.n_out, batch))
     # The default low part first: relative to the reference class a trained net's spread
     # is rarely near the limit, and the kernel measures its own spread, so the usual call
     # is one pass. A net past the limit pays that pass again with fewer low units.
-    s1, s2, spread = run(model, spec, task, outer, inner, low_units(len(inner)), variables, x)
+    s1, s2, spread = run(
+        model, spec, task=task, outer=outer, inner=inner, lo=low_units(len(inner)),
+        variables=variables, x=x,
+    )  # fmt: skip
     if not float(spread) < SAFE_SPREAD:
-        inner, lo = choose_low(model, spec, outer, inner, variables, x, spread=float(spread))
+        inner, lo = choose_low(
+            model, spec, outer=outer, inner=inner, variables=variables, x=x, spread=float(spread)
+        )
         if lo >= MIN_LOW_UNITS:
             outer, inner = fit_block(outer, inner, lo, model.n_out, batch)
-            s1, s2, spread = run(model, spec, task, outer, inner, lo, variables, x)
+            s1, s2, spread = run(
+                model, spec, task=task, outer=outer, inner=inner, lo=lo, variables=variables, x=x
+            )
     # Logits so spread that fewer than MIN_LOW_UNITS units stay in the products (or, never
     # expected, a kernel that disagrees with max_spread): an exponential per logit.
     if not float(spread) < SAFE_SPREAD:
         outer, inner = per_logit
-        s1, s2, _ = run(model, spec, task, outer, inner, None, variables, x)
+        s1, s2, _ = run(
+            model, spec, task=task, outer=outer, inner=inner, lo=None, variables=variables, x=x
+        )
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
 
 
 def choose_low(
     model: MLP,
     spec: M.MaskSpec,
+    *,
     outer,
     inner,
     variables: Any,
@@ -310,13 +322,19 @@ def choose_low(
     """
     lo = low_units(len(inner))
     if spread is None and lo > 0:
-        spread = float(max_spread(model, spec, outer, inner, lo, variables, x))
+        spread = float(
+            max_spread(model, spec, outer=outer, inner=inner, lo=lo, variables=variables, x=x)
+        )
     if lo == 0 or spread < SAFE_SPREAD:
         return inner, lo
-    ranges = np.asarray(unit_ranges(model, spec, outer, inner, variables, x))
+    ranges = np.asarray(
+        unit_ranges(model, spec, outer=outer, inner=inner, variables=variables, x=x)
+    )
     inner = tuple(inner[i] for i in np.argsort(ranges, kind="stable"))
     while lo >= MIN_LOW_UNITS:
-        spread = float(max_spread(model, spec, outer, inner, lo, variables, x))
+        spread = float(
+            max_spread(model, spec, outer=outer, inner=inner, lo=lo, variables=variables, x=x)
+        )
         if spread < SAFE_SPREAD:
             break
         # the spread grows about in proportion to the low units: jump to that proportion
@@ -354,11 +372,14 @@ def fit_block(
 
 
 def _max_over_outer(
-    model, spec, outer, inner, variables, x, measure, shape, per_mask: int, reference=True
+    model, spec, *, outer, inner, variables, x, measure, shape, per_mask: int, reference=True
 ):
     """The elementwise max of ``measure(base, t)`` (of ``shape``) over every outer mask,
     ``per_mask`` the floats one mask's measure takes (it sizes the chunk of masks per step)."""
-    hidden, split = _setup(model, spec, inner, variables, x, "classification", reference)
+    hidden, split = _setup(
+        model, spec, inner=inner, variables=variables, x=x, task="classification",
+        reference=reference,
+    )  # fmt: skip
     total = 2 ** len(outer)
     chunk = min(total, 256, max(1, PRODUCTS_FLOATS // per_mask))
 
@@ -373,7 +394,7 @@ def _max_over_outer(
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "outer", "inner", "lo", "reference"))
-def max_spread(model, spec, outer, inner, lo, variables, x, reference: bool = True):
+def max_spread(model, spec, *, outer, inner, lo, variables, x, reference: bool = True):
     """The widest spread over every outer mask (module docstring), without the tables.
 
     The first ``lo`` inner units are low; one hidden pass per outer mask and the bounds of
@@ -397,12 +418,13 @@ def max_spread(model, spec, outer, inner, lo, variables, x, reference: bool = Tr
     per_mask = 2 ** (len(inner) - lo) * model.n_out * x.shape[0]  # one mask's (Nh, C, B)
     measure = lambda base, t: shifts(base, t)[2]  # noqa: E731
     return _max_over_outer(
-        model, spec, outer, inner, variables, x, measure, (), per_mask, reference
-    )
+        model, spec, outer=outer, inner=inner, variables=variables, x=x, measure=measure,
+        shape=(), per_mask=per_mask, reference=reference,
+    )  # fmt: skip
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "outer", "inner"))
-def unit_ranges(model, spec, outer, inner, variables, x):
+def unit_ranges(model, spec, *, outer, inner, variables, x):
     """Each inner unit's widest logit range: how much the unit alone can widen a spread.
 
     The max over outer masks and examples of ``max_c t_j - min_c t_j`` (relative to the
@@ -422,10 +444,13 @@ def unit_ranges(model, spec, outer, inner, variables, x):
     measure = lambda base, t: jnp.max(jnp.max(t, 1) - jnp.min(t, 1), axis=-1)  # noqa: E731
     per_mask = len(inner) * model.n_out * x.shape[0]
     shape = (len(inner),)
-    return _max_over_outer(model, spec, outer, inner, variables, x, measure, shape, per_mask)
+    return _max_over_outer(
+        model, spec, outer=outer, inner=inner, variables=variables, x=x, measure=measure,
+        shape=shape, per_mask=per_mask,
+    )  # fmt: skip
 
 
-def _setup(model, spec, inner, variables, x, task, reference: bool = True):
+def _setup(model, spec, *, inner, variables, x, task, reference: bool = True):
     """``hidden(flat_mask) -> a (B, H)`` and ``split(a) -> (base (C, B), t (D, C, B))``, for
     classification relative to the reference class (module docstring) unless
     ``reference`` is false."""
@@ -553,12 +578,12 @@ def product_table(f0, kept, dropped):
     return f
 
 
-def _partial_sums(model, spec, task, outer, inner, lo, variables, x, n_dev, dev):
+def _partial_sums(model, spec, *, task, outer, inner, lo, variables, x, n_dev, dev):
     """This device's share of the weighted sums, ``(s1, s2)`` each ``(C * B,)`` (class-major):
     outer masks ``dev, dev + n_dev, ...``; classification by the products with ``lo`` low
     units, or (``lo=None``) an exponential per logit."""
     dtype = x.dtype
-    hidden, split = _setup(model, spec, inner, variables, x, task)
+    hidden, split = _setup(model, spec, inner=inner, variables=variables, x=x, task=task)
     n_out, batch = model.n_out, x.shape[0]
     d = len(inner)
     flat_in, p_in = M.enumerate_units(spec, inner, jnp.arange(2**d), dtype)
@@ -646,7 +671,7 @@ def _to_rows(s, n_out, batch):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "lo"))
-def exact_sums(model, spec, task, outer, inner, lo, variables, x):
+def exact_sums(model, spec, *, task, outer, inner, lo, variables, x):
     """The compiled kernel behind :func:`exact_mlp` on one device.
 
     Args:
@@ -665,19 +690,22 @@ def exact_sums(model, spec, task, outer, inner, lo, variables, x):
       widest spread met (the products are safe when it is below ``SAFE_SPREAD``). Exposed
       for profiling with ``.lower(...)``.
     """
-    s1, s2, spread = _partial_sums(model, spec, task, outer, inner, lo, variables, x, 1, 0)
+    s1, s2, spread = _partial_sums(
+        model, spec, task=task, outer=outer, inner=inner, lo=lo, variables=variables, x=x,
+        n_dev=1, dev=0,
+    )  # fmt: skip
     return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
 
-def _sharded_sums(model, spec, task, outer, inner, lo, variables, x, *, mesh):
+def _sharded_sums(model, spec, *, task, outer, inner, lo, variables, x, mesh):
     """:func:`exact_sums` with the outer masks dealt out over ``mesh``'s devices."""
-    f = _sharded_kernel(model, spec, task, outer, inner, lo, mesh)
+    f = _sharded_kernel(model, spec, task=task, outer=outer, inner=inner, lo=lo, mesh=mesh)
     s1, s2, spread = f(*sharding.replicate((variables, jnp.asarray(x)), mesh))
     return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded_kernel(model, spec, task, outer, inner, lo, mesh):
+def _sharded_kernel(model, spec, *, task, outer, inner, lo, mesh):
     """The compiled, sharded kernel, built once per static set-up (a new ``jax.jit`` of a
     new closure would compile again on every call)."""
     (axis,) = mesh.axis_names
@@ -685,8 +713,8 @@ def _sharded_kernel(model, spec, task, outer, inner, lo, mesh):
 
     def local(variables, x):
         s1, s2, spread = _partial_sums(
-            model, spec, task, outer, inner, lo, variables, x, n_dev,
-            jax.lax.axis_index(axis),
+            model, spec, task=task, outer=outer, inner=inner, lo=lo, variables=variables, x=x,
+            n_dev=n_dev, dev=jax.lax.axis_index(axis),
         )  # fmt: skip
         return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis), jax.lax.pmax(spread, axis)
 

@@ -83,7 +83,7 @@ def _plan(mask, keep_scale, bound):
     return idx, jnp.where(valid, keep_scale[idx], 0.0), count > bound
 
 
-def mc_sums(model, spec, task, k, n_dev, dev, variables, x, key):
+def mc_sums(model, spec, *, task, k, n_dev, dev, variables, x, key):
     """Weighted sums over this device's share of the ``k`` subnetworks.
 
     Device ``dev`` takes subnetworks ``dev, dev + n_dev, ...``, one per scan step. The sums
@@ -160,7 +160,7 @@ def mc_sums(model, spec, task, k, n_dev, dev, variables, x, key):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task"))
-def _dense_terms(model, spec, task, variables, x, key, idx, w):
+def _dense_terms(model, spec, *, task, variables, x, key, idx, w):
     """The dense pass's weighted sums over subnetworks ``idx (n,)`` of the stream (those past
     a bound), weighted ``w (n,)``."""
     masks = M.sample_mask_batch(spec, key, idx, x.dtype)
@@ -169,7 +169,7 @@ def _dense_terms(model, spec, task, variables, x, key, idx, w):
     return jnp.sum(s1, axis=0), jnp.sum(s2, axis=0)
 
 
-def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None):
+def mc_average(model, spec, *, task, k, variables, x, key, mesh: Mesh | None = None):
     """The MC sums ``(s1, s2)`` for :meth:`Average.from_sums`.
 
     Gathered subnetworks on one device or dealt out over ``mesh``, plus the dense pass for
@@ -189,7 +189,7 @@ def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None
       ``(s1, s2)``, each ``(B, n_out)``.
     """
     if mesh is None:
-        s1, s2, over = mc_stream(model, spec, task, k, variables, x, key)
+        s1, s2, over = mc_stream(model, spec, task=task, k=k, variables=variables, x=x, key=key)
         idx = np.flatnonzero(np.asarray(over))
     else:
         n_dev = mesh.shape[mesh.axis_names[0]]
@@ -197,7 +197,7 @@ def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None
         # adds must sit where the kernel's do (a net taken from a stack of seeds sharded
         # over the mesh lives on one device of it).
         variables, x, key = sharding.replicate((variables, jnp.asarray(x), key), mesh)
-        s1, s2, over = _sharded_kernel(model, spec, task, k, mesh)(variables, x, key)
+        s1, s2, over = _sharded_kernel(model, spec, task=task, k=k, mesh=mesh)(variables, x, key)
         steps = -(-k // n_dev)
         # device d's flags come as block d; its step j was subnetwork j * n_dev + d
         dev, j = np.divmod(np.flatnonzero(sharding.gather(over)), steps)
@@ -209,14 +209,15 @@ def mc_average(model, spec, task, k, variables, x, key, mesh: Mesh | None = None
         w[: idx.size] = 1.0 / k
         padded = np.concatenate([idx, np.full(n - idx.size, idx[0])])
         d1, d2 = _dense_terms(
-            model, spec, task, variables, x, key, jnp.asarray(padded), jnp.asarray(w, x.dtype)
-        )
+            model, spec, task=task, variables=variables, x=x, key=key,
+            idx=jnp.asarray(padded), w=jnp.asarray(w, x.dtype),
+        )  # fmt: skip
         s1, s2 = s1 + d1, s2 + d2
     return s1, s2
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "k"))
-def mc_stream(model, spec, task, k, variables, x, key):
+def mc_stream(model, spec, *, task, k, variables, x, key):
     """:func:`mc_sums` on one device.
 
     Args:
@@ -232,18 +233,19 @@ def mc_stream(model, spec, task, k, variables, x, key):
       ``(s1, s2, over)``: the sums, each ``(B, n_out)``, and ``over (k,)`` flagging the
       subnetworks past a bound (left out of the sums).
     """
-    return mc_sums(model, spec, task, k, 1, 0, variables, x, key)
+    return mc_sums(model, spec, task=task, k=k, n_dev=1, dev=0, variables=variables, x=x, key=key)
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded_kernel(model, spec, task, k, mesh):
+def _sharded_kernel(model, spec, *, task, k, mesh):
     (axis,) = mesh.axis_names
     n_dev = mesh.shape[axis]
 
     def local(variables, x, key):
         s1, s2, over = mc_sums(
-            model, spec, task, k, n_dev, jax.lax.axis_index(axis), variables, x, key
-        )
+            model, spec, task=task, k=k, n_dev=n_dev, dev=jax.lax.axis_index(axis),
+            variables=variables, x=x, key=key,
+        )  # fmt: skip
         return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis), over
 
     out = (P(), P(), P(axis))

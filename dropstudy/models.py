@@ -112,8 +112,9 @@ class MaskedDropout(nn.Module):
         else:  # no mask given: the expectation, i.e. weight scaling
             mask = jnp.full(shape, keep, x.dtype)
         return apply_mask(
-            x, mask, self.broadcast_dims, keep, self.convention, f"layer {'/'.join(self.path)}"
-        )
+            x, mask, broadcast_dims=self.broadcast_dims, keep=keep, convention=self.convention,
+            where=f"layer {'/'.join(self.path)}",
+        )  # fmt: skip
 
 
 def unit_shape(x: jax.Array, broadcast_dims: Sequence[int]) -> tuple[int, ...]:
@@ -137,7 +138,13 @@ def unit_shape(x: jax.Array, broadcast_dims: Sequence[int]) -> tuple[int, ...]:
 
 
 def apply_mask(
-    x: jax.Array, mask, broadcast_dims: Sequence[int], keep: float, convention: str, where: str
+    x: jax.Array,
+    mask,
+    *,
+    broadcast_dims: Sequence[int],
+    keep: float,
+    convention: str,
+    where: str,
 ) -> jax.Array:
     """Multiply ``x`` by ``mask``, scaled under the inverted convention.
 

@@ -155,8 +155,9 @@ class MaskedDropout(nnx.Module):
                 f"(unit shape {shape} with broadcast_dims {self.broadcast_dims})"
             )
         return apply_mask(
-            x, self.mask[...], self.broadcast_dims, self.keep, self.convention, "layer (NNX)"
-        )
+            x, self.mask[...], broadcast_dims=self.broadcast_dims, keep=self.keep,
+            convention=self.convention, where="layer (NNX)",
+        )  # fmt: skip
 
 
 def _hidden_rates(rate: float | Sequence[float], n: int) -> tuple[float, ...]:
@@ -195,9 +196,9 @@ class MLP(nnx.Module):
         hidden: Sequence[int] = (10, 10),
         n_out: int = 10,
         rate: float | Sequence[float] = 0.5,
+        *,
         input_rate: float = 0.0,
         activation: str = "relu",
-        *,
         convention: str = "inverted",
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
@@ -374,9 +375,15 @@ def _dropouts(model: nnx.Module) -> dict[int, Path]:
 class Pure:
     """An NNX model as a pure function, usable wherever a dropstudy linen model is.
 
-    Made by :func:`pure`. Hashable and compared by structure only (the ``GraphDef``, every
-    variable's collection / path / shape / dtype, and the dropout layers), so it can be a
-    static argument of ``jax.jit``: two models of the same architecture give equal ``Pure``
+    Made by :func:`pure`: the graph comes from ``nnx.split`` and every call rebuilds the model
+    with ``nnx.merge``. What it keeps beyond those two is what they cannot do (shown by
+    ``tests/test_nnx.py::test_what_pure_adds_to_split_and_merge``): variables as linen-style
+    collections by name, masks that may be absent (a layer without one runs at its
+    expectation), and the dropout layers that actually run on ``x``, in call order.
+
+    Hashable and compared by structure only (the ``GraphDef``, every variable's collection /
+    path / shape / dtype, and the dropout layers), so it can be a static argument of
+    ``jax.jit``: two models of the same architecture give equal ``Pure``
     objects whatever their weights. The weights travel separately, as ``variables``.
 
     Attributes:

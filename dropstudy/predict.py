@@ -192,8 +192,8 @@ def mc(
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
     _check_fast(
-        method, "gathered", "dense", fast_mc.applies(model, spec),
-        "a dropstudy MLP with droppable units", chunk,
+        method, fast="gathered", general="dense", applies=fast_mc.applies(model, spec),
+        needs="a dropstudy MLP with droppable units", chunk=chunk,
     )  # fmt: skip
     gather = method == "gathered" or (
         method == "auto"
@@ -202,12 +202,20 @@ def mc(
         and max(model.hidden, default=0) >= GATHER_MIN_WIDTH
     )
     if gather:
-        s1, s2 = fast_mc.mc_average(model, spec, task, k, variables, x, key, mesh)
+        s1, s2 = fast_mc.mc_average(
+            model, spec, task=task, k=k, variables=variables, x=x, key=key, mesh=mesh
+        )
         return Average.from_sums(task, k, s1, s2)
-    chunk = resolve_chunk(model, variables, x, spec, k, chunk)
+    chunk = resolve_chunk(model, variables, x, spec, total=k, chunk=chunk)
     if mesh is not None:
-        return _sharded(model, spec, task, "mc", k, chunk, variables, x, key, mesh)
-    s1, s2 = stream(model, spec, task, "mc", k, chunk, variables, x, key)
+        return _sharded(
+            model, spec, task=task, source="mc", total=k, chunk=chunk, variables=variables,
+            x=x, key=key, mesh=mesh,
+        )  # fmt: skip
+    s1, s2 = stream(
+        model, spec, task=task, source="mc", total=k, chunk=chunk, variables=variables, x=x,
+        key=key,
+    )  # fmt: skip
     return Average.from_sums(task, k, s1, s2)
 
 
@@ -258,8 +266,8 @@ def exact(
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
     _check_fast(
-        method, "factorised", "generic", fast_exact.applies(model, spec),
-        "a dropstudy MLP whose last hidden layer has droppable units", chunk,
+        method, fast="factorised", general="generic", applies=fast_exact.applies(model, spec),
+        needs="a dropstudy MLP whose last hidden layer has droppable units", chunk=chunk,
     )  # fmt: skip
     n = M.check_enumerable(spec, max_units)
     if method == "factorised" or (
@@ -270,15 +278,21 @@ def exact(
         jax.eval_shape(lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype)))
         return fast_exact.exact_mlp(model, variables, x, spec, task=task, mesh=mesh)
     total = 2**n
-    chunk = resolve_chunk(model, variables, x, spec, total, chunk)
+    chunk = resolve_chunk(model, variables, x, spec, total=total, chunk=chunk)
     key = jax.random.key(0)  # unused by the enumeration
     if mesh is not None:
-        return _sharded(model, spec, task, "exact", total, chunk, variables, x, key, mesh)
-    s1, s2 = stream(model, spec, task, "exact", total, chunk, variables, x, key)
+        return _sharded(
+            model, spec, task=task, source="exact", total=total, chunk=chunk,
+            variables=variables, x=x, key=key, mesh=mesh,
+        )  # fmt: skip
+    s1, s2 = stream(
+        model, spec, task=task, source="exact", total=total, chunk=chunk, variables=variables,
+        x=x, key=key,
+    )  # fmt: skip
     return Average.from_sums(task, total, s1, s2)
 
 
-def _check_fast(method, fast, general, applies, needs, chunk) -> None:
+def _check_fast(method, *, fast, general, applies, needs, chunk) -> None:
     """Refuse ``method=fast`` where that path does not apply, or with a ``chunk`` (which
     only the ``general`` path takes)."""
     if method != fast:
@@ -307,15 +321,15 @@ def _check_mesh(mesh) -> None:
         )
 
 
-def _sharded(model, spec, task, source, total, chunk, variables, x, key, mesh) -> Average:
+def _sharded(model, spec, *, task, source, total, chunk, variables, x, key, mesh) -> Average:
     """The streamed reduction with chunks dealt out over ``mesh``'s devices, then ``psum``."""
-    f = _sharded_kernel(model, spec, task, source, total, chunk, mesh)
+    f = _sharded_kernel(model, spec, task=task, source=source, total=total, chunk=chunk, mesh=mesh)
     s1, s2 = f(*sharding.replicate((variables, jnp.asarray(x), key), mesh))
     return Average.from_sums(task, total, s1, s2)
 
 
 @functools.lru_cache(maxsize=32)
-def _sharded_kernel(model, spec, task, source, total, chunk, mesh):
+def _sharded_kernel(model, spec, *, task, source, total, chunk, mesh):
     """The compiled, sharded reduction, built once per static set-up (a new ``jax.jit`` of
     a new closure would compile again on every call)."""
     (axis,) = mesh.axis_names
@@ -323,8 +337,8 @@ def _sharded_kernel(model, spec, task, source, total, chunk, mesh):
 
     def local(variables, x, key):
         s1, s2 = partial_sums(
-            model, spec, task, source, total, chunk, n_dev, variables, x, key,
-            jax.lax.axis_index(axis),
+            model, spec, task=task, source=source, total=total, chunk=chunk, n_dev=n_dev,
+            variables=variables, x=x, key=key, dev=jax.lax.axis_index(axis),
         )  # fmt: skip
         return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis)
 
@@ -394,7 +408,7 @@ def over_masks(
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "k", "chunk"))
-def _mc_logp(model, spec, k, chunk, variables, x, key):
+def _mc_logp(model, spec, *, k, chunk, variables, x, key):
     """Log-probabilities ``(k, B, C)`` of subnetworks ``0..k-1`` of the stream from ``key``."""
 
     def body(_, c):
@@ -442,8 +456,8 @@ def mc_curve(
     ks = sorted({check_positive_int("K", int(k)) for k in ks})
     kmax = ks[-1]
     spec = M.mask_spec(model, x)
-    chunk = resolve_chunk(model, variables, x, spec, kmax, chunk)
-    logp = _mc_logp(model, spec, kmax, chunk, variables, x, key)
+    chunk = resolve_chunk(model, variables, x, spec, total=kmax, chunk=chunk)
+    logp = _mc_logp(model, spec, k=kmax, chunk=chunk, variables=variables, x=x, key=key)
     arith = jnp.cumsum(jnp.exp(logp), axis=0)
     geo = jnp.cumsum(logp, axis=0)
     return {k: Average.from_sums("classification", k, arith[k - 1] / k, geo[k - 1] / k) for k in ks}

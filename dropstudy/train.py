@@ -281,9 +281,9 @@ def loss_fn(
     x,
     y,
     masks,
+    *,
     task: str,
     l2: float = 0.0,
-    *,
     loss: Loss | None = None,
     state: dict | None = None,
     rngs: dict | None = None,
@@ -331,6 +331,7 @@ def step_masks(
     mask_key: jax.Array,
     step,
     batch: int,
+    *,
     cycle_masks: jax.Array | None = None,
     dtype=jnp.float32,
 ) -> M.Masks:
@@ -376,7 +377,7 @@ class Trainer(NamedTuple):
     Attributes:
       start: ``start(key, x, variables0) -> (keys, carry)``: the initial state
         (``variables0`` or an initialisation drawn from ``key``).
-      steps: ``steps(keys, carry, x, y, cycle_masks, first, n) -> (carry, losses (n,))``:
+      steps: ``steps(keys, carry, x, y, cycle_masks, *, first, n) -> (carry, losses (n,))``:
         steps ``first .. first + n - 1`` (``n`` static).
       finish: ``finish(carry) -> variables``.
     """
@@ -416,7 +417,7 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
         carry = (params, state, opt.init(params), jax.tree.map(jnp.zeros_like, params))
         return (k_data, k_mask, k_rngs), carry
 
-    def steps(keys, carry, x, y, cycle_masks, first, n: int):
+    def steps(keys, carry, x, y, cycle_masks, *, first, n: int):
         k_data, k_mask, k_rngs = keys
         size = x.shape[0]
         bs = cfg.batch_size if 0 < cfg.batch_size < size else size
@@ -437,7 +438,9 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             return x[idx], y[idx], perm
 
         def masks_at(step, b):
-            return step_masks(spec, cfg.mask_mode, k_mask, step, b, cycle_masks, x.dtype)
+            return step_masks(
+                spec, cfg.mask_mode, k_mask, step, b, cycle_masks=cycle_masks, dtype=x.dtype
+            )
 
         def rngs_at(step):
             k = jax.random.fold_in(k_rngs, step + 1)
@@ -450,11 +453,11 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             kw = dict(loss=loss, state=state, rngs=rngs_at(step))
             if state is None:
                 value, g = jax.value_and_grad(loss_fn, argnums=1)(
-                    model, params, xb, yb, m, cfg.task, cfg.l2, **kw
+                    model, params, xb, yb, m, task=cfg.task, l2=cfg.l2, **kw
                 )
             else:
                 (value, state), g = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)(
-                    model, params, xb, yb, m, cfg.task, cfg.l2, **kw
+                    model, params, xb, yb, m, task=cfg.task, l2=cfg.l2, **kw
                 )
             upd, opt_state = opt.update(g, opt_state, params)
             # The latest gradient rides in the carry: stacking it per step would write
@@ -499,7 +502,7 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
         keys, carry = t.start(key, x, variables0)
 
         def segment(carry, s):
-            carry, values = t.steps(keys, carry, x, y, cycle_masks, s * seg, seg)
+            carry, values = t.steps(keys, carry, x, y, cycle_masks, first=s * seg, n=seg)
             return carry, (values, carry[0], carry[3])
 
         carry, (values, snaps, grads) = jax.lax.scan(segment, carry, jnp.arange(cfg.steps // seg))
@@ -524,7 +527,7 @@ def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
     return jnp.asarray(xa), jnp.asarray(ya)
 
 
-def _check_model(model, cfg: TrainConfig, x, y, spec: M.MaskSpec, variables0=None) -> None:
+def _check_model(model, cfg: TrainConfig, x, y, spec: M.MaskSpec, *, variables0=None) -> None:
     """The model is hashable, can be initialised from a key, and its outputs fit the
     targets of the default losses (labels in ``[0, n_out)``, one target per output)."""
     check_hashable("the model", model)
@@ -610,7 +613,7 @@ def segment_steps(cfg: TrainConfig) -> int:
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis"))
-def start_jit(model, spec, cfg, data_axis, keys, x, variables0):
+def start_jit(model, spec, cfg, *, data_axis, keys, x, variables0):
     """The compiled start of a run (or of a batch of runs).
 
     Args:
@@ -632,7 +635,7 @@ def start_jit(model, spec, cfg, data_axis, keys, x, variables0):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis", "n"))
-def steps_jit(model, spec, cfg, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first):
+def steps_jit(model, spec, cfg, *, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first):
     """One compiled segment of :func:`train` or :func:`train_seeds`: ``n`` steps from ``first``.
 
     Exposed for profiling (``.lower(...)``).
@@ -657,9 +660,9 @@ def steps_jit(model, spec, cfg, data_axis, cycle_axis, n, run_keys, carry, x, y,
     """
     steps = make_trainer(model, spec, cfg).steps
     if data_axis == "one":
-        return steps(run_keys, carry, x, y, cycle, first, n)
+        return steps(run_keys, carry, x, y, cycle, first=first, n=n)
     return jax.vmap(
-        lambda k, c, x, y, cy: steps(k, c, x, y, cy, first, n),
+        lambda k, c, x, y, cy: steps(k, c, x, y, cy, first=first, n=n),
         in_axes=(0, 0, data_axis, data_axis, cycle_axis),
     )(run_keys, carry, x, y, cycle)
 
@@ -705,13 +708,16 @@ def run_segments(
       ``(variables, history)``, with a leading seed axis for a batch.
     """
     seg, piece = cfg.snapshot_every or cfg.steps, segment_steps(cfg)
-    run_keys, carry = start_jit(model, spec, cfg, data_axis, keys, x, variables0)
+    run_keys, carry = start_jit(
+        model, spec, cfg, data_axis=data_axis, keys=keys, x=x, variables0=variables0
+    )
     one = data_axis == "one"
     values, snaps, grads = [], [], []
     for first in range(0, cfg.steps, piece):
         carry, v = steps_jit(
-            model, spec, cfg, data_axis, cycle_axis, piece, run_keys, carry, x, y, cycle,
-            jnp.asarray(first, jnp.int32),
+            model, spec, cfg, data_axis=data_axis, cycle_axis=cycle_axis, n=piece,
+            run_keys=run_keys, carry=carry, x=x, y=y, cycle=cycle,
+            first=jnp.asarray(first, jnp.int32),
         )  # fmt: skip
         values.append(v)
         if (first + piece) % seg == 0:
@@ -731,6 +737,7 @@ def train(
     x,
     y,
     cfg: TrainConfig,
+    *,
     cycle_masks=None,
     variables0=None,
     progress: Progress | None = None,
@@ -757,7 +764,7 @@ def train(
     check_key("key", key)
     x, y = _check_data(x, y, cfg)
     spec = M.mask_spec(model, x, cfg.rng_streams)
-    _check_model(model, cfg, x, y, spec, variables0)
+    _check_model(model, cfg, x, y, spec, variables0=variables0)
     cycle = _cycle(spec, cfg, cycle_masks)
     if variables0 is not None:
         variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
@@ -775,6 +782,7 @@ def train_seeds(
     x,
     y,
     cfg: TrainConfig,
+    *,
     cycle_masks=None,
     per_seed_data: bool = False,
     seeds: list[int] | None = None,

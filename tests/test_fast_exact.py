@@ -31,12 +31,18 @@ def test_table_rows_follow_the_enumeration_bit_order():
         np.testing.assert_allclose(table[i], want, rtol=1e-6)
 
 
+def _kw(outer, inner, lo, v, x, task="classification"):
+    """The kernels' keyword arguments (``task=None``: for the spread passes, which take none)."""
+    kw = dict(outer=outer, inner=inner, lo=lo, variables=v, x=x)
+    return kw if task is None else {**kw, "task": task}
+
+
 def _kernel(model, x, v, spec, lo):
     """The kernel with ``lo`` low units (``"default"``: :func:`F.low_units`), or the
     exponential path (``None``)."""
     outer, inner = F.split_units(model, spec, F.inner_size(model.n_out, x.shape[0]))
     lo = F.low_units(len(inner)) if lo == "default" else lo
-    return F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)
+    return F.exact_sums(model, spec, **_kw(outer, inner, lo, v, x))
 
 
 def test_exp_free_products_match_the_exponential_path():
@@ -60,8 +66,8 @@ def test_both_products_branches_match_the_exponential_path_and_generic(n_out):
     outer, inner = F.split_units(model, spec, F.products_inner_size(n_out, 7))
     assert len(inner) == 6
     lo = F.low_units(len(inner))
-    a1, g1, spread = F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)
-    a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, None, v, x)
+    a1, g1, spread = F.exact_sums(model, spec, **_kw(outer, inner, lo, v, x))
+    a2, g2, _ = F.exact_sums(model, spec, **_kw(outer, inner, None, v, x))
     assert float(spread) < F.SAFE_SPREAD
     np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-5)
@@ -85,7 +91,7 @@ def test_a_shift_per_high_state_narrows_the_spread():
     outer, inner = F.split_units(model, spec, 3)
     lo = F.low_units(len(inner))
     assert (len(inner), lo) == (3, 2)  # the 70-unit is the high part's
-    spread = float(F.max_spread(model, spec, outer, inner, lo, v, x))
+    spread = float(F.max_spread(model, spec, **_kw(outer, inner, lo, v, x, task=None)))
     assert spread < 2.0
     exact = P.exact(model, v, x).arithmetic
     generic = P.exact(model, v, x, method="generic").arithmetic
@@ -100,7 +106,9 @@ def _spread_to(model, v, spec, x, target):
     out = {"kernel": jax.random.normal(jax.random.key(0), (width, n_out)), "bias": jnp.zeros(n_out)}
     v = {"params": {**v["params"], "out": out}}
     outer, inner = F.split_units(model, spec, F.products_inner_size(n_out, x.shape[0]))
-    base = float(F.max_spread(model, spec, outer, inner, F.low_units(len(inner)), v, x))
+    base = float(
+        F.max_spread(model, spec, **_kw(outer, inner, F.low_units(len(inner)), v, x, task=None))
+    )
     assert base > 1.0
     scaled = jax.tree.map(lambda p: p * target / base, out)
     return {"params": {**v["params"], "out": scaled}}, outer, inner
@@ -116,14 +124,14 @@ def test_huge_logits_move_units_to_the_high_part(monkeypatch, target, products):
     x, v, spec = _net(model)
     v, outer, inner = _spread_to(model, v, spec, x, target)
     lo = F.low_units(len(inner))
-    kernel_spread = float(F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)[2])
+    kernel_spread = float(F.exact_sums(model, spec, **_kw(outer, inner, lo, v, x))[2])
     np.testing.assert_allclose(kernel_spread, target, rtol=1e-4)  # the pass and the kernel agree
     calls = []
     real = F.exact_sums
 
-    def spy(*args):
-        calls.append((args[4], args[5]))  # inner, lo
-        return real(*args)
+    def spy(*args, **kw):
+        calls.append((kw["inner"], kw["lo"]))
+        return real(*args, **kw)
 
     monkeypatch.setattr(F, "exact_sums", spy)
     avg = P.exact(model, v, x)
@@ -132,7 +140,7 @@ def test_huge_logits_move_units_to_the_high_part(monkeypatch, target, products):
     if products:
         assert F.MIN_LOW_UNITS <= lo_used <= lo  # reordering alone may make it safe
         assert sorted(inner_used) == sorted(inner) and inner_used != inner  # reordered
-        spread = F.max_spread(model, spec, outer, inner_used, lo_used, v, x)
+        spread = F.max_spread(model, spec, **_kw(outer, inner_used, lo_used, v, x, task=None))
         assert float(spread) < F.SAFE_SPREAD
     else:
         assert lo_used is None  # the exponential path
@@ -149,10 +157,10 @@ def test_no_low_unit_means_no_spread():
     model = MLP(hidden=(4, 5), n_out=3, rate=0.5)
     x, v, spec = _net(model, scale=40.0)
     outer, inner = F.split_units(model, spec, 5)
-    assert float(F.max_spread(model, spec, outer, inner, 0, v, x)) == 0.0
-    a, g, spread = F.exact_sums(model, spec, "classification", outer, inner, 0, v, x)
+    assert float(F.max_spread(model, spec, **_kw(outer, inner, 0, v, x, task=None))) == 0.0
+    a, g, spread = F.exact_sums(model, spec, **_kw(outer, inner, 0, v, x))
     assert float(spread) == 0.0
-    a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, None, v, x)
+    a2, g2, _ = F.exact_sums(model, spec, **_kw(outer, inner, None, v, x))
     np.testing.assert_allclose(a, a2, rtol=0, atol=1e-6)
     np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-4)
 
@@ -167,7 +175,7 @@ def test_a_safe_low_part_with_a_keep_probability_per_unit(monkeypatch):
     v, _, _ = _spread_to(model, v, spec, x, 100.0)
     los = []
     real = F.exact_sums
-    monkeypatch.setattr(F, "exact_sums", lambda *a: los.append(a[5]) or real(*a))
+    monkeypatch.setattr(F, "exact_sums", lambda *a, **kw: los.append(kw["lo"]) or real(*a, **kw))
     got = F.exact_mlp(model, v, x, spec)
     assert los[0] == F.low_units(10) and F.MIN_LOW_UNITS <= los[1] <= los[0]  # a rerun
     masks, probs = M.all_masks(spec)
@@ -203,8 +211,13 @@ def test_the_reference_class_cancels_a_confident_nets_spread():
     v = {"params": {"dense_0": {"kernel": jnp.ones((1, 6)), "bias": jnp.zeros(6)},
                     "out": {"kernel": w, "bias": jnp.zeros(3)}}}  # fmt: skip
     outer, inner = F.split_units(model, spec, 6)
-    assert float(F.max_spread(model, spec, outer, inner, F.low_units(6), v, x)) == 0.0
-    raw = F.max_spread(model, spec, outer, inner, F.low_units(6), v, x, reference=False)
+    assert (
+        float(F.max_spread(model, spec, **_kw(outer, inner, F.low_units(6), v, x, task=None)))
+        == 0.0
+    )
+    raw = F.max_spread(
+        model, spec, **_kw(outer, inner, F.low_units(6), v, x, task=None), reference=False
+    )
     assert float(raw) == 320.0  # four low units at 2 x 40 each (inverted scaling)
     generic = P.exact(model, v, x, method="generic")
     np.testing.assert_allclose(P.exact(model, v, x).arithmetic, generic.arithmetic, atol=1e-7)
@@ -239,18 +252,20 @@ def test_exact_at_any_spread(target, n_out, monkeypatch):
     v = {"params": {**v["params"], "out": out}}
     outer, inner = F.split_units(model, spec, F.products_inner_size(n_out, 9))
     lo = F.low_units(len(inner))
-    base = float(F.max_spread(model, spec, outer, inner, lo, v, x))
+    base = float(F.max_spread(model, spec, **_kw(outer, inner, lo, v, x, task=None)))
     assert base > 1.0
     v = {"params": {**v["params"], "out": jax.tree.map(lambda p: p * target / base, out)}}
     np.testing.assert_allclose(
-        float(F.max_spread(model, spec, outer, inner, lo, v, x)), target, rtol=1e-4
+        float(F.max_spread(model, spec, **_kw(outer, inner, lo, v, x, task=None))),
+        target,
+        rtol=1e-4,
     )
     calls = []
     real = F.exact_sums
 
-    def spy(*args):
-        calls.append(args[5])  # lo
-        return real(*args)
+    def spy(*args, **kw):
+        calls.append(kw["lo"])
+        return real(*args, **kw)
 
     monkeypatch.setattr(F, "exact_sums", spy)
     avg = P.exact(model, v, x)
@@ -307,9 +322,9 @@ def test_products_with_one_or_two_inner_units_and_four_classes(hidden, n_out):
     x, v, spec = _net(model, scale=1.5, batch=5)
     for d in (1, 2):
         outer, inner = F.split_units(model, spec, d)
-        a2, g2, _ = F.exact_sums(model, spec, "classification", outer, inner, None, v, x)
+        a2, g2, _ = F.exact_sums(model, spec, **_kw(outer, inner, None, v, x))
         for lo in {F.low_units(len(inner)), 0, len(inner)}:  # default, all high, all low
-            a, g, spread = F.exact_sums(model, spec, "classification", outer, inner, lo, v, x)
+            a, g, spread = F.exact_sums(model, spec, **_kw(outer, inner, lo, v, x))
             assert float(spread) < F.SAFE_SPREAD
             np.testing.assert_allclose(a, a2, rtol=1e-5, atol=1e-7)
             np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-5)

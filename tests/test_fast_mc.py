@@ -71,7 +71,9 @@ def test_subnetworks_past_the_bound_are_added_by_the_dense_pass(monkeypatch, gat
     monkeypatch.setattr(FM, "Z_BOUND", -3.0)
     model = MLP(hidden=(16, 16), n_out=3, rate=0.5, input_rate=0.2)
     v, spec = M.init(model, jax.random.key(1), X)
-    *_, over = FM.mc_stream(model, spec, "classification", 40, v, X, jax.random.key(2))
+    *_, over = FM.mc_stream(
+        model, spec, task="classification", k=40, variables=v, x=X, key=jax.random.key(2)
+    )
     assert 0 < int(np.sum(over)) < 40
     _compare(model, gathered_spy)
     _compare(model, gathered_spy, mesh=S.mesh())

@@ -156,3 +156,22 @@ def test_string_patches_of_private_names_are_caught():
     ):
         (call,) = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)]
         assert _setattr_target(call, aliases) == want, code
+
+
+MAX_POSITIONAL = 5
+
+
+def test_long_signatures_take_keywords():
+    """A library function that passes more than five things takes the rest by keyword, so
+    no call site depends on the order of a long argument list."""
+    long = []
+    for name, path in _modules().items():
+        if not name.startswith("dropstudy."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+                args = args[1:] if args[:1] in (["self"], ["cls"]) else args
+                if len(args) > MAX_POSITIONAL:
+                    long.append(f"{name}.{node.name}: {len(args)} positional")
+    assert not long, long

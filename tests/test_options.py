@@ -202,9 +202,9 @@ def stream_spy(monkeypatch):
     seen: list[int] = []
     real = P.stream
 
-    def spy(model, spec, task, source, total, chunk, *args):
-        seen.append(chunk)
-        return real(model, spec, task, source, total, chunk, *args)
+    def spy(model, spec, **kw):
+        seen.append(kw["chunk"])
+        return real(model, spec, **kw)
 
     monkeypatch.setattr(P, "stream", spy)
     return seen
@@ -218,9 +218,11 @@ def test_chunk_sets_subnetworks_per_scan_step(stream_spy, monkeypatch):
     # the default is the number of subnetworks whose (chunk, B, width) floats fit the budget
     assert average.default_chunk(X, 2**16, 10**9) == average.CHUNK_ELEMENTS // (8 * 2**16)
     assert average.default_chunk(X, 4, 10) == 10
-    assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, 6, None) == 6  # at most total
-    assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, 6, 4) == 4
-    assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, 6, 9) == 6
+    assert (
+        average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, total=6, chunk=None) == 6
+    )  # at most total
+    assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, total=6, chunk=4) == 4
+    assert average.resolve_chunk(NET, NET_VARS, X, NET_SPEC, total=6, chunk=9) == 6
     # the width is the widest layer output: a conv layer's 8 x 8 positions x 5 channels,
     # not its 5 droppable channels
     from dropstudy.models import ConvNet

@@ -96,7 +96,7 @@ def test_step_masks_are_the_masks_a_step_trains_with(digits_data):
     keys, carry = t.start(jax.random.key(3), x)
     for step in range(3):
         before = carry[0]
-        carry, _ = t.steps(keys, carry, x, y, None, step, 1)
+        carry, _ = t.steps(keys, carry, x, y, None, first=step, n=1)
         m = np.asarray(step_masks(spec, "per_batch", keys[1], step, 0)["drop_1"]["mask"])
         dropped = m == 0
         assert dropped.any() and (~dropped).any()

@@ -128,7 +128,7 @@ def test_gathered_mc_flags_come_back_over_the_mesh(two, monkeypatch):
     x = jax.random.normal(jax.random.key(0), (30, 8))
     v, spec = M.init(wide, jax.random.key(5), x)
     key = jax.random.key(3)
-    *_, over = fast_mc.mc_stream(wide, spec, "classification", 61, v, x, key)
+    *_, over = fast_mc.mc_stream(wide, spec, task="classification", k=61, variables=v, x=x, key=key)
     assert 30 < int(np.sum(over)) < 61
     v = jax.device_put(v, jax.devices()[1])
     dense = P.mc(wide, v, x, key=key, k=61, method="dense")
