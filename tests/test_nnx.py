@@ -33,7 +33,9 @@ def twins() -> tuple[L.MLP, dict, Pure, dict, nnx.Module, jax.Array]:
     lin_vars, _ = M.init(lin, jax.random.key(0), x)
     # Larger weights make the nonlinearity matter, so agreement is not trivial.
     lin_vars = jax.tree.map(lambda p: 2.0 * p, lin_vars)
-    model = MLP(D_IN, HIDDEN, N_OUT, RATES, INPUT_RATE, rngs=nnx.Rngs(7))  # other weights
+    model = MLP(
+        D_IN, HIDDEN, N_OUT, RATES, input_rate=INPUT_RATE, rngs=nnx.Rngs(7)
+    )  # other weights
     nnx.update(model, lin_vars["params"])  # copy the linen weights in
     net, variables = pure(model)
     return lin, lin_vars, net, variables, model, x
@@ -139,9 +141,9 @@ def test_layer_matches_linen_layer(convention: str, per_example: bool) -> None:
 
 def test_pure_is_hashable_and_compares_by_structure(twins) -> None:
     _, _, net, _, _, _ = twins
-    other, _ = pure(MLP(D_IN, HIDDEN, N_OUT, RATES, INPUT_RATE, rngs=nnx.Rngs(123)))
+    other, _ = pure(MLP(D_IN, HIDDEN, N_OUT, RATES, input_rate=INPUT_RATE, rngs=nnx.Rngs(123)))
     assert other == net and hash(other) == hash(net)
-    wider, _ = pure(MLP(D_IN, (4, 5), N_OUT, RATES, INPUT_RATE, rngs=nnx.Rngs(0)))
+    wider, _ = pure(MLP(D_IN, (4, 5), N_OUT, RATES, input_rate=INPUT_RATE, rngs=nnx.Rngs(0)))
     assert wider != net
 
 
@@ -188,3 +190,39 @@ def test_bad_input_raises_dropstudy_error(twins) -> None:
         net.apply({"params": {}}, x)
     with pytest.raises(DropstudyError, match="nnx.Module"):
         pure(L.MLP())
+
+
+def test_what_pure_adds_to_split_and_merge(twins) -> None:
+    """Pure rebuilds the model with ``nnx.merge`` from ``nnx.split``'s graph; what it keeps
+    beyond those two is what they cannot do:
+
+    - a linen-style ``{"params": ...}`` dict, collections by name: ``merge`` takes the state
+      keyed by path, every variable in it;
+    - no ``"masks"`` (or some layers' only): ``merge`` refuses a state without every mask;
+      Pure runs those layers at their expectation, weight scaling;
+    - which dropout layers run on ``x``, in call order: ``split`` lists every layer, run or
+      not, in attribute order.
+    """
+    _, _, net, variables, model, x = twins
+    graphdef, params, _ = nnx.split(model, nnx.Param, ...)
+    for state in (variables, params):
+        with pytest.raises(ValueError, match="leaves"):
+            nnx.merge(graphdef, state)
+    np.testing.assert_allclose(net.apply(variables, x), model(x), **TOL)
+    one = {"drop_0": {"mask": jnp.zeros(4)}}  # one layer's mask given, the rest expected
+    want = nnx.merge(*nnx.split(model))
+    nnx.update(want, {"drop_0": {"mask": jnp.zeros(4)}})
+    np.testing.assert_allclose(net.apply({**variables, "masks": one}, x), want(x), **TOL)
+
+    class Model(nnx.Module):
+        def __init__(self) -> None:
+            self.b = MaskedDropout(2, 0.5)
+            self.unused = MaskedDropout(2, 0.5)
+            self.a = MaskedDropout(2, 0.25)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return self.a(self.b(x))
+
+    masks = nnx.to_pure_dict(nnx.split(Model())[1])
+    assert list(masks) == ["a", "b", "unused"]  # every layer, sorted
+    assert list(pure(Model())[0].dropout_rates(jnp.ones((1, 2)))) == [("b",), ("a",)]
