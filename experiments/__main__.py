@@ -12,7 +12,17 @@ from .cli import COMMANDS, main
 
 
 def run(argv: list[str]) -> int:
-    """Run the command ``argv`` asks for: ``dropstudy run ...`` unless it names one."""
+    """Run the command ``argv`` asks for: ``dropstudy run ...`` unless it names one.
+
+    A first argument that names another command, or is an option, goes to :func:`.cli.main` as
+    it is.
+
+    Args:
+      argv: the arguments, without the program's name.
+
+    Returns:
+      The exit status.
+    """
     if argv and (argv[0] in COMMANDS or argv[0].startswith("-")):
         return main(argv)
     return main(["run", *argv])

@@ -51,8 +51,17 @@ PAIRS = ((1, 8), (3, 9), (8, 9))
 
 
 def closest_pairs(ds: Dataset, n: int) -> tuple[tuple[int, int], ...]:
-    """The ``n`` class pairs whose training-set mean inputs are nearest (Euclidean), from
-    the training set only."""
+    """The ``n`` class pairs whose training-set mean inputs are nearest (Euclidean).
+
+    Uses the training set only.
+
+    Args:
+      ds: the data set.
+      n: how many pairs to return.
+
+    Returns:
+      ``n`` pairs ``(a, b)`` with ``a < b``, nearest first.
+    """
     means = np.stack([ds.x_train[ds.y_train == c].mean(0) for c in range(ds.n_classes)])
     pairs = [(a, b) for a in range(ds.n_classes) for b in range(a + 1, ds.n_classes)]
     pairs.sort(key=lambda ab: float(np.linalg.norm(means[ab[0]] - means[ab[1]])))
@@ -76,6 +85,11 @@ class Net:
     input_rate: float = 0.0
 
     def to_dict(self) -> dict:
+        """The net's fields as a JSON-able dict, tuples as lists.
+
+        Returns:
+          ``{"tag", "hidden", "activation", "rate", "role", "tasks", "exact", "input_rate"}``.
+        """
         return {"tag": self.tag, "hidden": list(self.hidden), "activation": self.activation,
                 "rate": self.rate, "role": self.role, "tasks": [list(t) for t in self.tasks],
                 "exact": self.exact, "input_rate": self.input_rate}  # fmt: skip
@@ -142,9 +156,26 @@ class Config(ExperimentConfig):
     }
 
     def with_seeds(self, n: int):
+        """The same configuration with ``n`` seeds for every role.
+
+        Args:
+          n: the seed count for ``seeds``, ``fit_seeds``, ``stress_seeds`` and ``wide_seeds``.
+
+        Returns:
+          A new ``Config``.
+        """
         return replace(self, seeds=n, fit_seeds=n, stress_seeds=n, wide_seeds=n)
 
     def seeds_of(self, net: Net) -> int:
+        """The number of seeds ``net`` is trained with, by its role.
+
+        Args:
+          net: a net of the study.
+
+        Returns:
+          ``seeds`` for the primary net, ``fit_seeds`` for a net that fits, ``wide_seeds`` for
+          the wide net, else ``stress_seeds``.
+        """
         return {
             "primary": self.seeds, "fits": self.fit_seeds, "wide": self.wide_seeds
         }.get(net.role, self.stress_seeds)  # fmt: skip
@@ -169,7 +200,18 @@ class Config(ExperimentConfig):
 
 
 def bounds(ws, ex) -> dict:
-    """Where weight scaling sits relative to the exact means, entry by entry ``(B, C)``."""
+    """Where weight scaling sits relative to the exact means, entry by entry ``(B, C)``.
+
+    Args:
+      ws: weight scaling's probabilities ``(B, C)``.
+      ex: the exact :class:`~dropstudy.average.Average`, with ``(B, C)`` means.
+
+    Returns:
+      ``{"frac_g_le_nwgm_le_a", "frac_ws_between_nwgm_and_a"}``: the fraction of entries
+      where the unnormalised geometric mean <= the normalised one (NWGM) <= the arithmetic
+      mean, and the fraction where weight scaling lies between the NWGM and the arithmetic
+      mean, both to a relative tolerance of 1e-4.
+    """
     g = np.exp(np.asarray(ex.log_geometric, np.float64))
     nwgm = np.asarray(ex.geometric, np.float64)
     a = np.asarray(ex.arithmetic, np.float64)
@@ -243,9 +285,30 @@ def _mean_rows(per_task: list[list[dict]]) -> list[dict]:
 def net_cell(
     ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list, ev: Evaluator
 ):
-    """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed: on
-    ``ds`` itself, or on each of its binary ``net.tasks`` (then averaged per seed); MC keys
-    from ``stream``, the same for every task."""
+    """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed.
+
+    Measured on ``ds`` itself, or on each of its binary ``net.tasks`` (then averaged per
+    seed); the MC keys come from ``ev``, the same for every task.
+
+    Args:
+      ds: the data set.
+      net: the network, its role and tasks.
+      train: how to train.
+      ks: the numbers of subnetworks K of the MC curves.
+      mc_keys: independent MC streams per seed for an exact-enumerable net (one otherwise);
+        the curves are their mean.
+      seeds: the seeds, trained together.
+      ev: the evaluator: MC keys and the MC average on the training set.
+
+    Returns:
+      ``{"config": net.to_dict(), "tasks": [data set names], "seeds": [row per seed]}``; a
+      row holds ``"ws"`` (test ``"err"`` and ``"nll"``), ``"train_err"`` (per predictor,
+      ``ws`` and ``mc``) and ``"mc"`` (``"a_err"``, ``"a_nll"``, ``"g_err"``, ``"g_nll"``,
+      each a list over ``ks``); for an exact-enumerable net also ``"exact_a"`` and
+      ``"exact_g"`` (``"err"`` and ``"nll"``), ``"bounds"`` (see :func:`bounds`) and the
+      :func:`~dropstudy.metrics.gaps` ``"gap_ws_vs_exact_a"``, ``"gap_ws_vs_exact_g"`` and
+      ``"gap_exact_g_vs_exact_a"``.
+    """
     tasks = [ds.classes(*t) for t in net.tasks] or [ds]
     per_task = [_task_rows(d, net, train, ks, mc_keys, seeds, ev) for d in tasks]
     rows = _mean_rows(per_task)
@@ -253,15 +316,36 @@ def net_cell(
 
 
 def k_star(ws_err, mc_err, ks, delta: float) -> int | None:
-    """The smallest K whose mean MC error over seeds is at most the mean weight-scaling
-    error plus ``delta``; None when no K up to the largest does. ``ws_err (S,)``,
-    ``mc_err (S, len(ks))``."""
+    """The smallest K whose mean MC error over seeds is at most the mean WS error plus ``delta``.
+
+    Args:
+      ws_err: weight scaling's error per seed ``(S,)``.
+      mc_err: the MC average's error per seed and K ``(S, len(ks))``.
+      ks: the numbers of subnetworks K, increasing.
+      delta: the tolerance added to the mean weight-scaling error.
+
+    Returns:
+      That K, or None when no K up to the largest does.
+    """
     hit = np.flatnonzero(np.mean(mc_err, axis=0) <= np.mean(ws_err) + delta)
     return int(ks[hit[0]]) if hit.size else None
 
 
 def k_star_interval(ws_err, mc_err, ks, delta: float, n_boot: int, seed: int = 0) -> dict:
-    """K* and its 95% percentile bootstrap interval over seeds (None: beyond the largest K)."""
+    """K* and its 95% percentile bootstrap interval over seeds.
+
+    Args:
+      ws_err: weight scaling's error per seed ``(S,)``.
+      mc_err: the MC average's error per seed and K ``(S, len(ks))``.
+      ks: the numbers of subnetworks K, increasing.
+      delta: the tolerance of :func:`k_star`.
+      n_boot: bootstrap resamples of the seeds.
+      seed: the seed of the resampling.
+
+    Returns:
+      ``{"k", "lo", "hi"}``: :func:`k_star` on every seed and the interval's ends; each is
+      None when beyond the largest K.
+    """
     ws_err, mc_err = np.asarray(ws_err), np.asarray(mc_err)
     rng = np.random.default_rng(seed)
     big = ks[-1] * 10  # stands for "> K_max" while sorting
@@ -359,14 +443,32 @@ def _geometric_finding(tests: dict) -> list[str]:
 
 
 def on_data(net: Net, ds: Dataset) -> Net:
-    """``net`` with its pair tasks chosen on ``ds``: the closest pairs of its own training
-    set (for digits, :data:`PAIRS`)."""
+    """``net`` with its pair tasks chosen on ``ds``.
+
+    Args:
+      net: a net of the study.
+      ds: the data set.
+
+    Returns:
+      ``net`` unchanged when it has no tasks, else with as many tasks, the closest pairs of
+      ``ds``'s own training set (:func:`closest_pairs`; for digits, :data:`PAIRS`).
+    """
     if not net.tasks:
         return net
     return replace(net, tasks=closest_pairs(ds, len(net.tasks)))
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: one :func:`net_cell` per net.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"net=<tag>": Cell}`` for each net of ``cfg.nets``, its pair tasks chosen on ``ds``
+      (:func:`on_data`) and its seeds by role (:meth:`Config.seeds_of`).
+    """
     return {
         f"net={n.tag}": cell(
             net_cell,
@@ -383,6 +485,24 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """Intervals over seeds, K*, the equivalence tests and the findings of every net.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"ks", "nets", "tests", "primary", "findings"}``: ``nets`` maps each tag to its
+      intervals over seeds (test and train errors, NLL, MC curves, K*, whether it fits, and
+      for an exact-enumerable net the paired differences, bounds and gaps); ``tests`` holds
+      the equivalence tests of the exact-enumerable nets (:meth:`Config.test_names`);
+      ``findings`` says which exact mean weight scaling tracks in NLL on the primary net,
+      when the tests differ, and names any primary or fitting net whose mean train error by
+      weight scaling is above ``fit_error``.
+
+    Raises:
+      ValueError: if ``cfg.primary`` is not one of the tests.
+    """
     summaries, tests = {}, {}
     for n in cfg.nets:
         c = raw[f"net={n.tag}"]

@@ -23,8 +23,17 @@ log = logging.getLogger("dropstudy")
 
 
 def changed(old: Any, new: dict) -> str:
-    """Why a stored cell's key differs from ``new``: the parts of the key that changed
-    (``code``, ``args``, ``versions``, ``devices``, ``fn``), in words."""
+    """Why a stored cell's key differs from ``new``, in words.
+
+    Args:
+      old: the stored cell's key (anything, as read from its file).
+      new: the cell's key now (:meth:`.common.Cell.key`).
+
+    Returns:
+      The parts of the key that changed (``code``, ``args``, ``versions``, ``devices``,
+      ``fn``), in words; ``"format"`` when none did, and a note when the stored cell has no
+      key.
+    """
     if not isinstance(old, dict):
         return "the stored cell has no key"
     parts = [k for k in new if clean(old.get(k)) != clean(new[k])]
@@ -33,7 +42,15 @@ def changed(old: Any, new: dict) -> str:
 
 
 def config_hash(config: dict) -> str:
-    """Stable digest of a JSON-able configuration."""
+    """Stable digest of a JSON-able configuration.
+
+    Args:
+      config: the configuration (a cell's key); cleaned as results files are
+        (:func:`.results.clean`).
+
+    Returns:
+      A 20-character hex digest.
+    """
     blob = json.dumps(clean(config), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
@@ -47,11 +64,33 @@ class CellStore:
         self.reused: list[str] = []
 
     def path(self, name: str) -> Path:
+        """The file of cell ``name``.
+
+        Args:
+          name: the cell's label.
+
+        Returns:
+          ``root/cells/NAME.json``, every character of the name other than letters, digits and
+          ``-_.=`` replaced by ``_``.
+        """
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
         return self.dir / f"{safe}.json"
 
     def get(self, name: str, config: dict, compute: Callable[[], Any]) -> Any:
-        """The result of cell ``name`` under ``config``: reused when valid, else computed."""
+        """The result of cell ``name`` under ``config``: reused when valid, else computed.
+
+        A stored result is valid when its file reads, is of this cell format and has the hash of
+        ``config``; a computed one is written atomically. Each name goes to ``reused`` or
+        ``computed``.
+
+        Args:
+          name: the cell's label.
+          config: the cell's key (:meth:`.common.Cell.key`).
+          compute: computes the result.
+
+        Returns:
+          The result, as plain JSON types (:func:`.results.clean`).
+        """
         h = config_hash(config)
         p = self.path(name)
         why = "no stored result"

@@ -105,6 +105,15 @@ def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``dropstudy`` argument parser, with its commands ``compare``, ``run`` and ``report``.
+
+    No abbreviated options are taken (``--result`` must not pass for ``--results``). Building
+    it imports no JAX.
+
+    Returns:
+      The parser; its ``commands`` attribute maps each command to its own subparser (for errors
+      in that command's usage).
+    """
     ap = argparse.ArgumentParser(
         prog="dropstudy",
         allow_abbrev=False,
@@ -251,7 +260,19 @@ def _setup_logging(args) -> None:
 
 
 def load_data(args):
-    """The data set ``--dataset`` names (``--data-dir`` for the MNIST files)."""
+    """The data set ``--dataset`` names (``--data-dir`` for the MNIST files).
+
+    Args:
+      args: the parsed arguments (``dataset``, ``data_dir``).
+
+    Returns:
+      The :class:`~dropstudy.data.Dataset`: digits and mnist1d made offline, mnist and
+      fashion-mnist read from ``--data-dir``.
+
+    Raises:
+      DropstudyError: if ``--data-dir`` is given for a data set made offline, or missing for
+        one read from files.
+    """
     from dropstudy.data import digits, load_mnist, mnist1d
 
     made = {"digits": digits, "mnist1d": mnist1d}  # made offline, never read from a folder
@@ -270,6 +291,21 @@ def load_data(args):
 
 
 def cmd_compare(args, parser: argparse.ArgumentParser) -> int:
+    """``dropstudy compare``: train (or load) one net, score every predictor, print the table.
+
+    Destinations are checked before any training.
+
+    Args:
+      args: the parsed arguments of ``compare``.
+      parser: the top-level parser (its defaults show which options were given).
+
+    Returns:
+      0; the table is printed, and with ``--json`` the results written there.
+
+    Raises:
+      DropstudyError: if ``--checkpoint`` comes with ``--save`` or with model or training
+        options (they would be ignored), ``--save`` names a file, or ``--json`` a folder.
+    """
     from .compare import CompareConfig, compare, format_table
 
     if args.checkpoint is not None:
@@ -326,6 +362,23 @@ def cmd_compare(args, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_run(args, parser=None) -> int:
+    """``dropstudy run``: run one experiment, or all of them, into one results folder.
+
+    Every experiment's options and scale are checked before any is run, and the folder's lock
+    is held throughout. With a ``--dataset`` other than digits, ``all`` skips the experiments
+    that run on data of their own.
+
+    Args:
+      args: the parsed arguments of ``run``; without ``--out`` the results go to the scale's
+        own folder (:func:`.runner.scale_folder`).
+      parser: unused (every command takes it).
+
+    Returns:
+      0.
+
+    Raises:
+      DropstudyError: if ``--dataset`` is given for an experiment that runs on data of its own.
+    """
     from .runner import (
         check_scale,
         config,
@@ -372,6 +425,16 @@ def cmd_run(args, parser=None) -> int:
 
 
 def cmd_report(args, parser=None) -> int:
+    """``dropstudy report``: write the report from the results files of one scale.
+
+    Args:
+      args: the parsed arguments of ``report``; without ``--out`` the report goes to REPORT.md
+        for the full study's results folder, else to REPORT.md inside the results folder.
+      parser: unused (every command takes it).
+
+    Returns:
+      0.
+    """
     from .report import build_report
 
     out = args.out
@@ -412,6 +475,18 @@ def _dispatch(command, args, parser) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``dropstudy`` command line.
+
+    Errors in the user's input print one line (``dropstudy: error: ...``) and give status 2;
+    an interrupt gives 130, with finished cells kept. Unrecognised arguments are reported in
+    the command's own usage (argparse then exits with status 2).
+
+    Args:
+      argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+      The exit status.
+    """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # the command's own usage, not the top level's, says what it takes

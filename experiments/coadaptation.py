@@ -86,6 +86,14 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {"seeds": 2, "width": 16, "train": train.replace(steps=300)}
 
     def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``compare_at`` is
+        one of ``fractions``.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
         super().check()
         if self.compare_at not in self.fractions:
             raise DropstudyError(
@@ -107,8 +115,20 @@ class Config(ExperimentConfig):
 
 
 def validation_split(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, tuple]:
-    """``(ds with the fit part as its training set, (x_val, y_val))``: the first
-    ``round(fraction * N)`` examples of a fixed permutation of the training set are held out."""
+    """Hold out a fixed validation split of the training set.
+
+    The first ``round(fraction * N)`` examples of a fixed permutation of the training set
+    are held out.
+
+    Args:
+      ds: the data set, ``N`` training examples.
+      fraction: the fraction of the training set held out.
+      seed: the seed of the permutation.
+
+    Returns:
+      ``(ds with the fit part as its training set, (x_val, y_val))``; the fit data set is
+      named ``<name>-fit`` and keeps the test set.
+    """
     n = len(ds.x_train)
     perm = np.random.default_rng(seed).permutation(n)
     val, fit = perm[: round(fraction * n)], perm[round(fraction * n) :]
@@ -120,15 +140,24 @@ def validation_split(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
 
 @jax.jit
 def unit_interactions(u, w, b, y, temps, parts):
-    """Losses of the last layer's ablations: ``L (R, S)``, ``L(-i) (R, S, h)`` and
-    ``L(-i,-j) (R, S, h*(h-1)/2)``, pairs in ``np.triu_indices(h, 1)`` order.
+    """Losses of the last layer's ablations: every unit removed alone, and every pair.
 
-    ``u (N, h)`` is the layer's output (after its dropout, at the expected mask), ``w (h, C)``
-    and ``b (C,)`` the linear output layer, ``y (N,)`` labels. Losses are the NLL of
-    ``softmax((u @ w + b) / t)`` for each of ``temps (R,)``, averaged with the weights of
-    each row of ``parts (S, N)`` (e.g. the indicator of the train split over its size): one
-    compiled call serves every split. Removing unit ``i`` subtracts ``u[:, i] w[i]`` from the
-    logits, exactly, because the output layer is linear.
+    Losses are the NLL of ``softmax((u @ w + b) / t)`` for each of ``temps``, averaged with
+    the weights of each row of ``parts`` (e.g. the indicator of the train split over its
+    size): one compiled call serves every split. Removing unit ``i`` subtracts
+    ``u[:, i] w[i]`` from the logits, exactly, because the output layer is linear. Jitted.
+
+    Args:
+      u: the layer's output ``(N, h)`` (after its dropout, at the expected mask).
+      w: the linear output layer's kernel ``(h, C)``.
+      b: its bias ``(C,)``.
+      y: labels ``(N,)``.
+      temps: temperatures ``(R,)``.
+      parts: per-example weights ``(S, N)``, one row per split.
+
+    Returns:
+      ``(L, L(-i), L(-i,-j))``: ``(R, S)``, ``(R, S, h)`` and ``(R, S, h*(h-1)/2)``, pairs in
+      ``np.triu_indices(h, 1)`` order.
     """
     h = u.shape[1]
     ii, jj = np.triu_indices(h, 1)
@@ -151,11 +180,24 @@ def unit_interactions(u, w, b, y, temps, parts):
 
 
 def interaction_measures(l0, l1, l2, live) -> dict:
-    """Scale-free and raw interaction measures from :func:`unit_interactions`' losses over
-    the units where ``live (h,)`` is true: ``norm`` (R = mean |D_ij| / mean |d_i|),
-    ``abs_d`` (mean |D_ij|), ``mean_d`` (mean D_ij), ``abs_single`` (mean |d_i|),
-    ``neg_single`` (the share of units whose removal *lowers* the loss) and the normalised
-    pairs ``d_over`` (D_ij / mean |d_i|, for histograms)."""
+    """Scale-free and raw interaction measures from :func:`unit_interactions`' losses.
+
+    Only the units where ``live`` is true count; with fewer than two live units nothing
+    interacts: every measure is 0 and ``d_over`` is empty.
+
+    Args:
+      l0: the loss with no unit removed, a scalar.
+      l1: the losses with each unit removed ``(h,)``.
+      l2: the losses with each pair removed ``(h*(h-1)/2,)``, in ``np.triu_indices`` order.
+      live: which units are live ``(h,)``, booleans.
+
+    Returns:
+      ``{"norm", "abs_d", "mean_d", "abs_single", "neg_single", "d_over"}``: ``norm``
+      (R = mean |D_ij| / mean |d_i|, 0 when mean |d_i| is 0), ``abs_d`` (mean |D_ij|),
+      ``mean_d`` (mean D_ij), ``abs_single`` (mean |d_i|), ``neg_single`` (the share of
+      units whose removal *lowers* the loss) and the normalised pairs ``d_over``
+      (D_ij / mean |d_i|, an array for histograms).
+    """
     l1, l2 = np.asarray(l1, np.float64), np.asarray(l2, np.float64)
     ii, jj = np.triu_indices(len(l1), 1)
     keep = live[ii] & live[jj]
@@ -176,9 +218,20 @@ def interaction_measures(l0, l1, l2, live) -> dict:
 
 
 def removal_mask(base, layers: list[np.ndarray], gone: np.ndarray, rescale: bool) -> np.ndarray:
-    """Flat mask ``(n_units,)``: ``base`` with the units ``gone`` set to 0; with ``rescale``
-    the survivors of each layer in ``layers`` (flat unit indices) are multiplied by
-    ``n_layer / n_kept`` so that the layer's expected output is preserved."""
+    """Flat mask ``(n_units,)``: ``base`` with the units ``gone`` set to 0.
+
+    With ``rescale`` the survivors of each layer in ``layers`` are multiplied by
+    ``n_layer / n_kept`` so that the layer's expected output is preserved.
+
+    Args:
+      base: the flat mask to start from ``(n_units,)``.
+      layers: the flat unit indices of each layer to rescale.
+      gone: the flat indices of the units removed.
+      rescale: whether to rescale the survivors.
+
+    Returns:
+      The mask ``(n_units,)``, float32.
+    """
     m = np.array(base, np.float32)
     m[gone] = 0.0
     if rescale:
@@ -202,8 +255,20 @@ def _mask_scores(model, spec, variables, x, y, t, flat):
 
 
 def mask_scores(model, spec, variables, x, y, t: float, flat) -> tuple[np.ndarray, np.ndarray]:
-    """NLL of ``softmax(logits / t)`` and accuracy of every subnetwork in ``flat (K,
-    n_units)``: ``(K,), (K,)``."""
+    """NLL of ``softmax(logits / t)`` and accuracy of every subnetwork in ``flat``.
+
+    Args:
+      model: the model.
+      spec: its mask spec, :func:`dropstudy.masks.mask_spec`.
+      variables: the model's variables dict.
+      x: inputs ``(N, d)``.
+      y: labels ``(N,)``.
+      t: the temperature.
+      flat: flat masks ``(K, n_units)``.
+
+    Returns:
+      ``(nll, accuracy)``, each ``(K,)``.
+    """
     out = _mask_scores(
         model, spec, variables, jnp.asarray(x), jnp.asarray(y), jnp.float32(t), jnp.asarray(flat)
     )
@@ -314,8 +379,19 @@ def _net_measures(
 
 
 def rate_cell(ds: Dataset, rate: float, cfg: Config, ev: Evaluator) -> list[dict]:
-    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` on the fit split (MC
-    by ``ev``)."""
+    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` on the fit split.
+
+    Args:
+      ds: the data set; its validation split is held out (:func:`validation_split`).
+      rate: the drop rate (0: a plain net).
+      cfg: the configuration.
+      ev: the evaluator of the MC average.
+
+    Returns:
+      One dict of floats and lists per seed: the temperature, validation and test NLL, the
+      headline accuracy and NLL per predictor, removal curves, interactions, live units, the
+      histogram of normalised interactions, activation statistics and first-layer weights.
+    """
     fit, val = validation_split(ds, cfg.val_fraction, cfg.split_seed)
     model = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=rate)
     seeds = list(range(cfg.seeds))
@@ -328,6 +404,15 @@ def rate_cell(ds: Dataset, rate: float, cfg: Config, ev: Evaluator) -> list[dict
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: one :func:`rate_cell` per drop rate.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"rate=<r>": Cell}`` for each of ``cfg.rates``.
+    """
     return {
         f"rate={r}": cell(
             rate_cell, ds=ds, rate=r, cfg=cfg, ev=Evaluator((NAME, f"rate={r}"), cfg.mc_k)
@@ -372,6 +457,20 @@ def _per_seed(cfg: Config, raw: dict) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The plain-minus-dropout tests, intervals over seeds and removal curves.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"tests", "primary", "findings", "nets", "per_seed", "curves", "comparisons"}``: the
+      direction tests of :meth:`Config.test_names`; findings where a test's sign or verdict
+      differs between weight scaling and the MC average; per net (``plain``, ``dropout``)
+      the interval of every quantity, the per-seed normalised interactions, and the removal
+      curves' intervals of accuracy and NLL over ``fractions``; the paired comparisons of
+      mean |d_i| on test and train.
+    """
     s = _per_seed(cfg, raw)
     p, d = s["plain"], s["dropout"]
     diff = lambda k: np.subtract(p[k], d[k])  # noqa: E731

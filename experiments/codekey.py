@@ -38,7 +38,11 @@ Definition = tuple[str, str]  # (source file, top-level name)
 
 
 def project_roots() -> tuple[Path, ...]:
-    """The folders whose code a cell key covers: the library and the study."""
+    """The folders whose code a cell key covers: the library and the study.
+
+    Returns:
+      ``(dropstudy's folder, this package's folder)``.
+    """
     import dropstudy
 
     return (Path(dropstudy.__file__).parent, Path(__file__).parent)
@@ -58,8 +62,10 @@ _SOURCES: dict[str, str] = {}  # path -> the source as this process first read i
 
 
 def snapshot(roots: Iterable[Path] | None = None) -> None:
-    """Read every project source file now, once per process: keys then describe the code
-    as it was when the run started (the code in memory), not files edited during the run.
+    """Read every project source file now, once per process.
+
+    Keys then describe the code as it was when the run started (the code in memory), not files
+    edited during the run.
 
     Args:
       roots: the project's source folders (default: the library and the study).
@@ -94,7 +100,18 @@ def _parsed(path: str, source: str) -> tuple[dict[str, str], str]:
 
 
 def parsed(path: str) -> tuple[dict[str, str], str]:
-    """:func:`_parsed` for the file as this process first read it (:func:`snapshot`)."""
+    """A project file's top-level definitions and import-time statements, as first read.
+
+    :func:`_parsed` for the file as this process first read it (:func:`snapshot`).
+
+    Args:
+      path: the source file's path.
+
+    Returns:
+      ``(definitions, rest)``: ``{name: dump}`` of its top-level definitions (docstrings
+      stripped), and the dump of its other top-level statements (calls and blocks run at
+      import).
+    """
     if path not in _SOURCES:
         _SOURCES[path] = Path(path).read_text()
     return _parsed(path, _SOURCES[path])
@@ -110,12 +127,13 @@ def _ref(obj: Any) -> str:
 
 
 def data(value: Any) -> str | None:
-    """A stable text of a value that code reads (a module constant, a default argument, a
-    class attribute, a closure's cell), or None when ``value`` is not data.
+    """A stable text of a value that code reads, or None when ``value`` is not data.
 
-    Numbers, strings, enums, numpy scalars and arrays (by dtype, shape and a digest of their
-    bytes), containers of them, frozen dataclasses by their fields, ``functools.partial``
-    by its function and arguments; a callable inside data is named (:func:`_ref`).
+    Such values are module constants, default arguments, class attributes and closures'
+    cells. Data are numbers, strings, enums, numpy scalars and arrays (by dtype, shape and a
+    digest of their bytes), containers of them, frozen dataclasses by their fields, and
+    ``functools.partial`` by its function and arguments; a callable inside data is named
+    (:func:`_ref`).
 
     Args:
       value: any object.
@@ -217,15 +235,29 @@ class Closure:
 
     # -- the walk -----------------------------------------------------------------------------
     def add(self, *objs: Any) -> Closure:
-        """Follow ``objs`` and everything they refer to."""
+        """Follow ``objs`` and everything they refer to.
+
+        Args:
+          *objs: functions, classes and other objects to follow.
+
+        Returns:
+          This closure, for chaining.
+        """
         self._pending.extend(objs)
         while self._pending:
             self._visit(self._pending.pop())
         return self
 
     def add_instance(self, value: Any) -> Closure:
-        """Follow the project classes of ``value`` and of what it contains (a cell argument:
-        a model, a data set, a config)."""
+        """Follow the project classes of ``value`` and of what it contains.
+
+        Args:
+          value: a cell argument: a model, a data set, a config; dicts, lists and tuples item by
+            item, dataclasses field by field.
+
+        Returns:
+          This closure, for chaining.
+        """
         if isinstance(value, dict):
             for v in value.values():
                 self.add_instance(v)
@@ -349,7 +381,11 @@ class Closure:
 
     # -- the digest ---------------------------------------------------------------------------
     def digest(self) -> str:
-        """A digest of every definition, constant and import-time statement reached."""
+        """A digest of every definition, constant and import-time statement reached.
+
+        Returns:
+          A 16-character hex digest.
+        """
         h = hashlib.sha256()
         for f, name in sorted(self.definitions):
             defs = parsed(f)[0]
@@ -389,9 +425,10 @@ KEY_DISTRIBUTIONS = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit
 
 @functools.lru_cache(maxsize=1)
 def environment() -> dict[str, str]:
-    """What runs a cell besides the project's code: Python, the installed versions of the
-    libraries cells call (those not installed are left out), and the device kind (e.g.
-    ``"cpu"``, ``"NVIDIA H100 80GB HBM3"``), read once per process.
+    """What runs a cell besides the project's code, read once per process.
+
+    Python, the installed versions of the libraries cells call (those not installed are left
+    out), and the device kind (e.g. ``"cpu"``, ``"NVIDIA H100 80GB HBM3"``).
 
     Returns:
       ``{name: version}`` plus ``"python"`` and ``"device_kind"``.
@@ -426,5 +463,14 @@ def code_key(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None 
 
 
 def reached(fn: Callable[..., Any], kwargs: dict, roots: Iterable[Path] | None = None) -> set:
-    """The top-level definitions ``(file, name)`` that :func:`code_key` covers."""
+    """The top-level definitions that :func:`code_key` covers.
+
+    Args:
+      fn: a cell's function.
+      kwargs: its arguments.
+      roots: the project's source folders (default: the library and the study).
+
+    Returns:
+      ``{(file, name)}``.
+    """
     return _closure(fn, kwargs, roots).definitions

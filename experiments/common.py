@@ -116,10 +116,16 @@ class ExperimentConfig:
         self.check_primary()
 
     def check(self) -> None:
-        """Refuse a configuration no run could use, when it is built (so before any cell
-        runs). The rules here go by a field's name and type (:func:`check_field`); subclasses
-        add rules between fields. A ``TrainConfig`` field checks itself when it is built;
-        :meth:`check_primary` runs after every rule here."""
+        """Refuse a configuration no run could use, when it is built (so before any cell runs).
+
+        The rules here go by a field's name and type (:func:`check_field`); subclasses add rules
+        between fields. A ``TrainConfig`` field checks itself when it is built;
+        :meth:`check_primary` runs after every rule here.
+
+        Raises:
+          DropstudyError: if an integer ``seeds`` is below 2 (confidence intervals need two), or
+            a field breaks a rule of :func:`check_field`.
+        """
         from dropstudy.validate import DropstudyError
 
         seeds = getattr(self, "seeds", None)
@@ -161,14 +167,30 @@ class ExperimentConfig:
         return ()
 
     def quick(self):
-        """The smoke-test variant: ``QUICK``'s values replace the defaults."""
+        """The smoke-test variant of this configuration.
+
+        Returns:
+          A copy in which ``QUICK``'s values replace the defaults, checked when built.
+        """
         return replace(self, **self.QUICK)
 
     def with_seeds(self, n: int):
-        """The same configuration with ``n`` seeds."""
+        """The same configuration with ``n`` seeds.
+
+        Args:
+          n: the number of seeds.
+
+        Returns:
+          A copy with ``seeds=n``, checked when built.
+        """
         return replace(self, seeds=n)
 
     def to_dict(self) -> dict:
+        """The configuration as a JSON-ready dict.
+
+        Returns:
+          ``{field: value}`` (:func:`dataclasses.asdict`).
+        """
         return asdict(self)
 
 
@@ -182,10 +204,18 @@ class Cell:
     kwargs: dict
 
     def key(self) -> dict:
-        """The cell's identity: function, arguments, the digest of the code it runs, Python
-        and the versions of the libraries that run it, the device kind, and the devices it
-        runs on (seeds are batched per device, and a batch's size can change float
-        rounding)."""
+        """The cell's identity: what decides whether its stored result is stale.
+
+        The devices count because seeds are batched per device, and a batch's size can change float
+        rounding.
+
+        Returns:
+          ``{"fn", "args", "code", "versions", "devices"}``: the function's qualified name, the
+          arguments' :func:`cell_key`, the digest of the code it runs
+          (:func:`.codekey.code_key`), Python and the versions of the libraries that run it with
+          the device kind (:func:`.codekey.environment`), and the devices it runs on
+          (:func:`device_tag`).
+        """
         return {
             "fn": self.fn.__qualname__,
             "args": cell_key(self.kwargs),
@@ -196,13 +226,35 @@ class Cell:
 
 
 def cell(fn: Callable[..., Any], **kwargs) -> Cell:
-    """``Cell(fn, kwargs)``: ``plan`` functions list these."""
+    """A cell of ``fn`` on ``kwargs``: ``plan`` functions list these.
+
+    Args:
+      fn: the cell's function.
+      **kwargs: its arguments.
+
+    Returns:
+      ``Cell(fn, kwargs)``.
+    """
     return Cell(fn, kwargs)
 
 
 def cell_key(value: Any) -> Any:
-    """A JSON-able identity of a cell argument: data sets by name and content digest,
-    models by class and attributes, dataclasses (``TrainConfig``) by their fields."""
+    """A JSON-able identity of a cell argument.
+
+    Data sets go by name and content digest, models by class and attributes, dataclasses
+    (``TrainConfig``) and other objects with a ``to_dict`` by that dict, dicts, lists and tuples
+    item by item, numpy arrays by a digest of their bytes and their shape.
+
+    Args:
+      value: a cell argument, or a part of one.
+
+    Returns:
+      Its key, built of dicts, lists, strings, numbers, booleans and None.
+
+    Raises:
+      TypeError: if a ``TrainConfig`` has a custom (unnamed) optimiser or loss, or ``value``
+        (or a part of it) is of a type with no stable key.
+    """
     if isinstance(value, Dataset):
         return {"dataset": value.name, "digest": value.digest()}
     if isinstance(value, nn.Module):
@@ -246,7 +298,11 @@ class Context:
         self.store = CellStore(self.out)
 
     def dataset(self) -> Dataset:
-        """The run's data set (digits unless given), loaded once."""
+        """The run's data set (digits unless given), loaded once.
+
+        Returns:
+          ``self.data``; when none was given, :func:`dropstudy.data.digits`, kept there.
+        """
         if self.data is None:
             self.data = digits()
         return self.data
@@ -254,9 +310,23 @@ class Context:
     def run_cells(
         self, cells: dict[str, Cell], on_cell: Callable[[str, Any], None] | None = None
     ) -> dict[str, Any]:
-        """Run (or reuse) every cell: ``{label: result}``; ``on_cell(label, result)`` is
-        called as each cell finishes or is reused (see :meth:`Cell.key` for what makes a
-        stored cell stale)."""
+        """Run (or reuse) every cell.
+
+        See :meth:`Cell.key` for what makes a stored cell stale. Each cell trains in segments,
+        whether or not the progress bars show (so hiding them never changes a number), and its wall
+        time goes to the timing log (:meth:`log_time`).
+
+        Args:
+          cells: ``{label: cell}``.
+          on_cell: called as ``on_cell(label, result)`` as each cell finishes or is reused.
+
+        Returns:
+          ``{label: result}``.
+
+        Raises:
+          KeyboardInterrupt: after the cell in flight, when a Ctrl-C arrived that a finaliser
+            swallowed.
+        """
         from tqdm.auto import tqdm
 
         raw = {}
@@ -290,8 +360,16 @@ class Context:
         return raw
 
     def log_time(self, cell: str | None, seconds: float, computed: bool) -> None:
-        """Append one line to the scale folder's timing log, ``timing.jsonl`` (untracked, never
-        read by the results): a cell's wall time (``cell=None``: the whole experiment)."""
+        """Append one line to the scale folder's timing log, ``timing.jsonl``.
+
+        The log is untracked and never read by the results. A line records the run, the experiment,
+        the data set, the cell, its wall time, whether it was computed, when, and the devices.
+
+        Args:
+          cell: the cell's label; None for the whole experiment.
+          seconds: its wall time.
+          computed: whether it was computed (rather than reused).
+        """
         line = {
             "run": RUN_ID,
             "experiment": self.name,
@@ -317,6 +395,18 @@ class Context:
         return compute
 
     def savefig(self, fig, name: str) -> str:
+        """Save a figure into the experiment's folder, and close it.
+
+        It is saved at 90 dpi with no timestamp (stable bytes), and its name joins the figures the
+        results file lists.
+
+        Args:
+          fig: a matplotlib figure; it is laid out tightly first.
+          name: its file name, e.g. ``"conv.png"``.
+
+        Returns:
+          ``name``.
+        """
         path = self.out / name
         fig.tight_layout()
         fig.savefig(path, dpi=90, metadata={"Software": None})  # no timestamp: stable bytes
@@ -325,8 +415,22 @@ class Context:
         return name
 
     def write(self, claim: str, cfg: ExperimentConfig, results: dict, started: float) -> Path:
-        """``results.json``: the experiment's results plus the claim, its configuration,
-        the figures, versions and devices."""
+        """Write the experiment's ``results.json``.
+
+        The file holds the experiment's results plus the claim, its configuration, the figures,
+        versions and devices, the quick flag, the data set (name, sizes, features, classes) and
+        the backend. The experiment's wall time goes to the timing log, counted as computed only
+        when none of its cells was reused.
+
+        Args:
+          claim: the claim the experiment tests.
+          cfg: its configuration.
+          results: its results (the summary and its scale).
+          started: ``time.perf_counter()`` when the experiment started.
+
+        Returns:
+          The path of ``results.json``.
+        """
         ds = self.dataset()
         results = {
             "experiment": self.name,
@@ -361,24 +465,55 @@ class Context:
 
 
 def device_tag() -> str:
-    """The devices seeds are split over, e.g. ``"2 cpu"``: results are bitwise reproducible
-    for the same tag (and software); across tags they agree to float rounding."""
+    """The devices seeds are split over, e.g. ``"2 cpu"``.
+
+    Results are bitwise reproducible for the same tag (and software); across tags they agree to
+    float rounding.
+
+    Returns:
+      The number of devices and their platform.
+    """
     return f"{len(jax.devices())} {jax.devices()[0].platform}"
 
 
 def ci(values) -> dict:
+    """The mean of a sample over seeds with its 95% interval (:func:`.stats.mean_ci`).
+
+    Args:
+      values: the per-seed values, ``(S,)`` (any array-like; flattened).
+
+    Returns:
+      ``{"mean", "lo", "hi", "n"}``.
+    """
     return mean_ci(values)
 
 
 def mlp_str(r: dict, hidden) -> str:
-    """``digits, MLP 64-100-100-10`` for a results file's data set and ``hidden`` widths."""
+    """A results file's data set and MLP in words, e.g. ``digits, MLP 64-100-100-10``.
+
+    Args:
+      r: a results file's dict; its ``data`` gives the name, features and classes (digits'
+        when it has none).
+      hidden: the hidden widths.
+
+    Returns:
+      The text.
+    """
     d = r.get("data", {"name": "digits", "features": 64, "classes": 10})
     sizes = [d["features"], *hidden, d["classes"]]
     return f"{d['name']}, MLP {'-'.join(str(n) for n in sizes)}"
 
 
 def train_str(t: dict) -> str:
-    """A TrainConfig dict in words: ``Adam, lr 0.001, batch 128, 3000 steps``."""
+    """A TrainConfig dict in words: ``Adam, lr 0.001, batch 128, 3000 steps``.
+
+    Args:
+      t: a ``TrainConfig.to_dict()``; ``batch_size`` 0 reads "full batch", and SGD's momentum
+        is named when set.
+
+    Returns:
+      The text.
+    """
     batch = "full batch" if t["batch_size"] == 0 else f"batch {t['batch_size']}"
     opt = "Adam" if t["optimizer"] == "adam" else "SGD"
     mom = f", momentum {t['momentum']}" if t["optimizer"] == "sgd" and t["momentum"] else ""
@@ -386,19 +521,43 @@ def train_str(t: dict) -> str:
 
 
 def cell_text(c: Any) -> str:
-    """A table cell's text, its pipes escaped (``mean|D_ij|`` must not split the cell)."""
+    """A table cell's text, its pipes escaped (``mean|D_ij|`` must not split the cell).
+
+    Args:
+      c: the cell: any value, as ``str`` writes it.
+
+    Returns:
+      The text, each pipe escaped with a backslash.
+    """
     return str(c).replace("|", "\\|")
 
 
 def table(header: list[str], rows: Iterable[list[str]]) -> str:
-    """A Markdown table."""
+    """A Markdown table.
+
+    Args:
+      header: the column titles.
+      rows: the rows, each a list of cells, one per column.
+
+    Returns:
+      The table's text, every cell through :func:`cell_text`.
+    """
     lines = ["| " + " | ".join(cell_text(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell_text(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def ci_str(c: dict, digits: int = 3) -> str:
-    """``mean [lo, hi]``; scientific notation for values too small for ``digits`` places."""
+    """An interval in words: ``mean [lo, hi]``.
+
+    Args:
+      c: ``{"mean", "lo", "hi"}``, e.g. from :func:`ci`.
+      digits: decimal places.
+
+    Returns:
+      The text with ``digits`` decimal places (:func:`.stats.fmt`); in scientific notation when
+      the values are too small for ``digits`` places (but not all 0).
+    """
     big = max(abs(c["mean"]), abs(c["lo"]), abs(c["hi"]))
     if 0 < big < 10 ** (1 - digits):
         return f"{c['mean']:.2e} [{c['lo']:.2e}, {c['hi']:.2e}]"
@@ -406,7 +565,15 @@ def ci_str(c: dict, digits: int = 3) -> str:
 
 
 def errorbar(ax, xs, cis: list[dict], label: str, **kw):
-    """Means with 95% interval bars."""
+    """Draw means with 95% interval bars.
+
+    Args:
+      ax: the matplotlib axes.
+      xs: the x positions, one per interval.
+      cis: the intervals, each ``{"mean", "lo", "hi"}``.
+      label: the legend's label.
+      **kw: further arguments of ``ax.errorbar`` (``color``, ``ls``, ...).
+    """
     m = np.array([c["mean"] for c in cis])
     lo = m - np.array([c["lo"] for c in cis])
     hi = np.array([c["hi"] for c in cis]) - m
@@ -414,9 +581,14 @@ def errorbar(ax, xs, cis: list[dict], label: str, **kw):
 
 
 def device_mesh():
-    """A mesh over this process's devices when it has more than one (the CLI splits the
-    CPU into one device per core), else None: MC and exact averages deal their
-    subnetworks out over it. The same subnetworks either way; sums agree to rounding."""
+    """A mesh over this process's devices when it has more than one, else None.
+
+    The CLI splits the CPU into one device per core. MC and exact averages deal their
+    subnetworks out over the mesh: the same subnetworks either way; sums agree to rounding.
+
+    Returns:
+      A one-axis mesh over every device (:func:`dropstudy.sharding.mesh`), or None.
+    """
     from dropstudy import sharding as S
 
     return S.mesh() if len(jax.devices()) > 1 else None
@@ -433,14 +605,29 @@ PREDICTOR_NAMES = {
 
 
 def primary_first(tests: dict, primary: str) -> dict:
-    """``tests`` with the primary first (the order sections and tables show them in)."""
+    """``tests`` with the primary first (the order sections and tables show them in).
+
+    Args:
+      tests: ``{name: test}``.
+      primary: the primary test's name, a key of ``tests``.
+
+    Returns:
+      A new dict: the primary, then the other tests in their order.
+    """
     return {k: tests[k] for k in [primary] + [t for t in tests if t != primary]}
 
 
 def predictor_name(t: dict) -> str:
-    """How a test's predictor reads in a report: its own ``predictor_label`` (e.g. an MC
-    average of another kind), else the name of its ``predictor`` key, with the MC
-    average's K where the results file records it (:func:`stamp_k`)."""
+    """How a test's predictor reads in a report.
+
+    Args:
+      t: a test dict.
+
+    Returns:
+      Its own ``predictor_label`` (e.g. an MC average of another kind) when it has one, else
+      the name of its ``predictor`` key (:data:`PREDICTOR_NAMES`; ``"-"`` when it has none),
+      with the MC average's K where the results file records it (:func:`stamp_k`).
+    """
     if t.get("predictor_label"):
         return t["predictor_label"]
     name = PREDICTOR_NAMES[t.get("predictor", "-")]
@@ -448,8 +635,16 @@ def predictor_name(t: dict) -> str:
 
 
 def stamp_k(tests: dict, cfg) -> dict:
-    """``tests`` with the MC average's K (``cfg.mc_k``) recorded in each test by that
-    predictor that carries no label of its own; unchanged for an experiment without one."""
+    """Record the MC average's K in the tests by that predictor.
+
+    Args:
+      tests: ``{name: test}``.
+      cfg: the experiment's configuration; ``cfg.mc_k`` is the K.
+
+    Returns:
+      ``tests`` with ``k`` recorded in each test by the MC average that carries no
+      ``predictor_label`` of its own; unchanged for an experiment without one (no ``mc_k``).
+    """
     k = getattr(cfg, "mc_k", None)
     if k is None:
         return tests
@@ -460,8 +655,16 @@ def stamp_k(tests: dict, cfg) -> dict:
 
 
 def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
-    """Findings for pairs of tests of one quantity by two predictors: a sign that flips with
-    at least one interval excluding 0 (:func:`.stats.sign_flip`), or verdicts that differ."""
+    """Findings for pairs of tests of one quantity by two predictors.
+
+    Args:
+      tests: ``{name: test}``.
+      pairs: ``(a, b)`` names of two tests of one quantity by two predictors.
+
+    Returns:
+      A sentence for each pair whose sign flips with at least one interval excluding 0
+      (:func:`.stats.sign_flip`), or else whose verdicts differ.
+    """
     out = []
     for a, b in pairs:
         ta, tb = tests[a], tests[b]
@@ -478,8 +681,17 @@ def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def real_differences(tests: dict) -> list[str]:
-    """Findings for inconclusive equivalence tests of a signed difference whose interval
-    excludes 0: the two do differ, by an amount near the margin."""
+    """Findings for inconclusive equivalence tests of a signed difference whose interval excludes 0.
+
+    The two do differ, by an amount near the margin; whether that is negligible depends on the
+    margin.
+
+    Args:
+      tests: ``{name: test}``.
+
+    Returns:
+      A sentence for each such test (not for a test of a distance).
+    """
     return [
         f"*{t['what']}* ({predictor_name(t)}): the equivalence test is "
         f"inconclusive, but the interval {effect_str(t)} excludes 0: the difference is real, "
@@ -500,6 +712,15 @@ def _num(x: float) -> str:
 
 
 def effect_str(t: dict) -> str:
+    """A test's effect and interval in words: ``effect [lo, hi] (level%)``.
+
+    Args:
+      t: a test dict.
+
+    Returns:
+      The text, numbers in 4 significant places (scientific notation when small or large);
+      ``"exact check"`` for an exact check.
+    """
     if t["rule"] == "exact":
         return "exact check"
     level = round(100 * t["level"])
@@ -507,13 +728,29 @@ def effect_str(t: dict) -> str:
 
 
 def p_str(p: float | None) -> str:
+    """A p-value in words.
+
+    Args:
+      p: the p-value; None for an exact check.
+
+    Returns:
+      ``"-"`` for None, ``"< 1e-4"`` below 1e-4, else the value to 4 decimal places.
+    """
     if p is None:
         return "-"
     return "< 1e-4" if p < 1e-4 else f"{p:.4f}"
 
 
 def detects_str(t: dict) -> str:
-    """What the design detects at 80% power, and the seeds the observed effect needs."""
+    """What the design detects at 80% power, and the seeds the observed effect needs.
+
+    Args:
+      t: a test dict, with ``mde`` and ``seeds_needed``.
+
+    Returns:
+      ``"effect {mde}; n needed: {seeds}"`` (``smallest margin`` for an equivalence test;
+      ``not reachable`` when no n is); ``"-"`` for an exact check.
+    """
     if t["rule"] == "exact":
         return "-"
     need = t["seeds_needed"]
@@ -523,6 +760,15 @@ def detects_str(t: dict) -> str:
 
 
 def rule_str(t: dict) -> str:
+    """A test's rule in words.
+
+    Args:
+      t: a test dict.
+
+    Returns:
+      ``"direction, claimed > 0"`` (or ``< 0``), ``"equivalence within +-{margin}"``, or
+      ``"exact check"``.
+    """
     if t["rule"] == "direction":
         return f"direction, claimed {t['claimed']}"
     if t["rule"] == "equivalence":
@@ -531,13 +777,29 @@ def rule_str(t: dict) -> str:
 
 
 def all_findings(r: dict) -> list[str]:
-    """A results file's findings: its own, plus equivalence tests with a real difference."""
+    """A results file's findings: its own, plus equivalence tests with a real difference.
+
+    Args:
+      r: a results file's dict.
+
+    Returns:
+      Its ``findings``, then those of :func:`real_differences` on its tests.
+    """
     return list(r.get("findings") or []) + real_differences(r["tests"])
 
 
 def primary_findings(r: dict) -> list[str]:
-    """The findings that concern the primary test (its quantity by its predictor, or the
-    primary net), for the report's summary."""
+    """The findings that concern the primary test, for the report's summary.
+
+    A finding concerns it when it names the primary's quantity and its predictor, or the primary
+    net.
+
+    Args:
+      r: a results file's dict.
+
+    Returns:
+      Those of :func:`all_findings` that concern the primary.
+    """
     t = r["tests"][r["primary"]]
     # findings name the predictor without its K (they are written before stamp_k)
     name = predictor_name({k: v for k, v in t.items() if k != "k"})
@@ -545,8 +807,18 @@ def primary_findings(r: dict) -> list[str]:
 
 
 def verdict_table(r: dict) -> str:
-    """Every test of a results file: the primary first, then the exploratory ones, each with
-    its predictor, n, effect and interval, p-value, verdict (unadjusted) and power."""
+    """Every test of a results file, as a Markdown table, and its findings.
+
+    The primary first, then the exploratory ones, each with its predictor, rule, n, effect and
+    interval, p-value, verdict (unadjusted) and power (*detects*).
+
+    Args:
+      r: a results file's dict.
+
+    Returns:
+      The table, a note that its verdicts are unadjusted (the primary's Holm-adjusted verdict is
+      in the report's summary), and the findings (:func:`all_findings`), when there are any.
+    """
     tests, primary = r["tests"], r["primary"]
     order = [primary] + [k for k in tests if k != primary]
     rows = []

@@ -43,7 +43,14 @@ class CompareConfig:
     dataset: str = "digits"
 
     def model(self, n_out: int) -> MLP:
-        """The MLP to train, with ``n_out`` classes."""
+        """The MLP to train, with ``n_out`` classes.
+
+        Args:
+          n_out: the number of classes.
+
+        Returns:
+          The validated :class:`~dropstudy.models.MLP` of this configuration.
+        """
         return MLP(
             hidden=tuple(self.hidden),
             n_out=n_out,
@@ -54,16 +61,35 @@ class CompareConfig:
         ).validate()
 
     def train_config(self) -> TrainConfig:
+        """How to train the MLP.
+
+        Returns:
+          The validated ``TrainConfig`` of ``steps``, ``batch_size`` and ``lr`` (Adam by default).
+        """
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr).validate()
 
 
 def predictor_probs(
     model, variables, x, samples, key, do_exact, max_units, progress: bool = False
 ) -> dict[str, np.ndarray]:
-    """Probabilities ``(B, C)`` of every predictor, by name, on the same weights, all through
-    :func:`dropstudy.predict.predict`: ``weight_scaling``, ``mc_{mean}_{K}`` for each K, and
-    ``exact_{mean}``, with mean arithmetic or geometric. ``progress``: a bar over the
-    subnetworks evaluated, advanced as each predictor finishes."""
+    """Probabilities of every predictor, by name, on the same weights.
+
+    All through :func:`dropstudy.predict.predict`: ``weight_scaling``, ``mc_{mean}_{K}`` for
+    each K, and ``exact_{mean}``, with mean arithmetic or geometric.
+
+    Args:
+      model: the MLP.
+      variables: its variables dict.
+      x: inputs ``(B, ...)``.
+      samples: the Monte-Carlo sample counts K.
+      key: the Monte-Carlo key.
+      do_exact: whether to add the exact average over all subnetworks.
+      max_units: the most droppable units the exact average enumerates.
+      progress: a bar over the subnetworks evaluated, advanced as each predictor finishes.
+
+    Returns:
+      ``{name: probabilities (B, C)}``.
+    """
     runs = [("weight_scaling", {}, "", 1)]
     runs += [("mc", {"key": key, "k": k}, f"_{k}", k) for k in samples]
     if do_exact:
@@ -97,10 +123,31 @@ def compare(
 ) -> dict:
     """Train (or load) one net and score every predictor; see the module docstring.
 
-    With ``checkpoint_dir`` the saved model is evaluated, with the MC seed it was saved
-    with unless ``cfg.seed`` is given; the result's ``config`` then describes the loaded
-    model and its training. ``progress`` shows training steps and then the predictors on
-    stderr."""
+    With ``checkpoint_dir`` the saved model is evaluated, with the MC seed it was saved with
+    unless ``cfg.seed`` is given; the result's ``config`` then describes the loaded model and its
+    training. The exact average is refused before any training when the net has too many units
+    to enumerate.
+
+    Args:
+      cfg: what to do.
+      data: a classification data set named ``cfg.dataset`` (default: digits, the only one
+        that needs no loading).
+      checkpoint_dir: a folder with a saved model to evaluate instead of training one.
+      save_dir: a folder to save the trained model into.
+      progress: show training steps and then the predictors on stderr.
+
+    Returns:
+      A JSON-ready dict: ``config`` (seed, samples, model, training, reference, ...),
+      ``predictors`` (each predictor's scores on the test split), ``gaps`` (each predictor's
+      gaps to the exact arithmetic and geometric means, else to the largest-K MC arithmetic
+      mean), ``timing_s`` and ``versions``.
+
+    Raises:
+      DropstudyError: if a K or ``max_units`` is not a positive integer, ``data`` is missing
+        (for a data set other than digits) or is not the one ``cfg.dataset`` names, the data
+        set is not for classification, or the exact average asks to enumerate more than
+        ``max_units`` units.
+    """
     for k in cfg.samples:
         check_positive_int("samples (K)", k)
     check_positive_int("max_units", cfg.max_units)
@@ -187,8 +234,20 @@ def compare(
 
 
 def train_with_progress(model, key, data: Dataset, cfg: TrainConfig, progress: bool):
-    """:func:`dropstudy.train.train`, with a bar over its steps on stderr when ``progress``
-    (the run is then compiled in segments: bitwise the same result)."""
+    """:func:`dropstudy.train.train`, with a bar over its steps on stderr when ``progress``.
+
+    With the bar the run is compiled in segments: bitwise the same result.
+
+    Args:
+      model: the model.
+      key: the training key.
+      data: the data set; trained on its training split.
+      cfg: how to train.
+      progress: show the bar.
+
+    Returns:
+      What :func:`dropstudy.train.train` returns: the variables and the history.
+    """
     if not progress:
         return train(model, key, data.x_train, data.y_train, cfg)
     from tqdm.auto import tqdm
@@ -199,8 +258,18 @@ def train_with_progress(model, key, data: Dataset, cfg: TrainConfig, progress: b
 
 
 def format_table(result: dict) -> str:
-    """The comparison as a fixed-width text table; gaps against the config's reference
-    (the exact arithmetic mean, else the largest-K MC arithmetic mean)."""
+    """The comparison as a fixed-width text table.
+
+    Gaps are against the config's reference (the exact arithmetic mean, else the largest-K MC
+    arithmetic mean).
+
+    Args:
+      result: what :func:`compare` returned.
+
+    Returns:
+      A header line (data, model, timings), then one row per predictor: accuracy, NLL, ECE,
+      Brier score, and the largest probability difference and mean KL against the reference.
+    """
     c = result["config"]
     ref = c["reference"]
     short = "exact" if ref.startswith("exact") else f"MC K={ref.rsplit('_', 1)[1]}"

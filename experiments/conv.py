@@ -68,6 +68,14 @@ class Config(ExperimentConfig):
     }
 
     def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``rates`` holds 0.0
+        (dense-only dropout, the baseline) and ``primary_rate``.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
         super().check()
         if 0.0 not in self.rates or self.primary_rate not in self.rates:
             raise DropstudyError(
@@ -88,8 +96,20 @@ class Config(ExperimentConfig):
 
 
 def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:
-    """The conv net for ``ds``: 2-D on square images (64 features: 8 x 8 digits; 784: 28 x 28
-    MNIST), else 1-D on signals (MNIST-1D's 40 points)."""
+    """The conv net for ``ds``: 2-D on square images, else 1-D on signals.
+
+    Square images are 64 features (8 x 8 digits) or 784 (28 x 28 MNIST), with 3 x 3 kernels
+    and ``cfg.channels_2d``; signals are e.g. MNIST-1D's 40 points, with ``cfg.kernel_1d``
+    and ``cfg.channels_1d``.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+      rate: the channel drop rate of the conv layers.
+
+    Returns:
+      The ``ConvNet``.
+    """
     d = ds.x_train.shape[1]
     side = round(d**0.5)
     if side * side == d:
@@ -105,8 +125,19 @@ def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:
 def conv_cell(
     ds: Dataset, model: ConvNet, train: TrainConfig, seeds: list[int], ev: Evaluator
 ) -> dict:
-    """Per seed: test scores by weight scaling and by the MC average (``ev``: its K and
-    keys), and train scores by weight scaling."""
+    """Per seed: test scores by weight scaling and by the MC average, train scores by WS.
+
+    Args:
+      ds: the data set.
+      model: the conv net.
+      train: how to train.
+      seeds: the seeds, trained together.
+      ev: the evaluator: the MC average's K and keys.
+
+    Returns:
+      ``{"seeds": [row per seed]}``; a row is ``{"ws", "mc", "train"}``, each
+      :func:`~dropstudy.metrics.scores`.
+    """
     variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     out = []
     for _, _, v, preds in ev.over_seeds(model, variables, seeds, jnp.asarray(ds.x_test)):
@@ -118,6 +149,15 @@ def conv_cell(
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: one :func:`conv_cell` per conv drop rate.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"rate=<r>": Cell}`` for each of ``cfg.rates``.
+    """
     seeds = list(range(cfg.seeds))
     return {
         f"rate={r}": cell(
@@ -133,6 +173,19 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The tests against dense-only dropout and intervals per rate.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"rows", "tests", "primary", "findings"}``: per rate, intervals of test accuracy and
+      NLL by each predictor and of train accuracy and NLL; the tests of
+      :meth:`Config.test_names`, the primary first; findings where the primary's quantity
+      differs in sign or verdict between the predictors.
+    """
+
     def col(rate, p, m):
         return np.array([s[p][m] for s in raw[f"rate={rate}"]["seeds"]])
 

@@ -87,12 +87,24 @@ class Config(ExperimentConfig):
 
 
 def decompose(probs: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
-    """Of members' probabilities ``(K, B, C)`` and labels ``(B,)``: the ensemble's Brier
-    score, the members' mean Brier score and the ambiguity (means over examples; ensemble =
-    members - ambiguity exactly), the pairwise disagreement and the mean pairwise
-    correlation of the members' 0/1 errors over the pairs where it is defined (a member
-    always right or always wrong has none), with the share of pairs where it is
-    (``corr_defined``; the correlation reads 0 when no pair has one)."""
+    """The ambiguity decomposition of members' Brier score, their disagreement and correlation.
+
+    Brier scores are means over examples; ensemble = members - ambiguity exactly. The error
+    correlation is the mean pairwise correlation of the members' 0/1 errors over the pairs
+    where it is defined (a member always right or always wrong has none); it reads 0 when no
+    pair has one.
+
+    Args:
+      probs: members' probabilities ``(K, B, C)``.
+      labels: labels ``(B,)``.
+
+    Returns:
+      Scalars ``{"ensemble", "member", "ambiguity", "disagreement", "error_corr",
+      "corr_defined", "ensemble_error", "member_error"}``: the ensemble's Brier score, the
+      members' mean Brier score, the ambiguity, the pairwise disagreement, the error
+      correlation with the share of pairs where it is defined, and the 0/1 test error of the
+      averaged prediction and the members' mean.
+    """
     k = probs.shape[0]
     onehot = jax.nn.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
     mean = probs.mean(0)
@@ -144,10 +156,26 @@ def diversity_cell(
     *, ds: Dataset, model: MLP, train: TrainConfig, members: int, ks: tuple[int, ...],
     seeds: list[int], stream: tuple[str, ...],
 ) -> dict:  # fmt: skip
-    """Per seed: :func:`decompose` on the test and training sets for the dropout net's first
-    K subnetworks (K in ``ks``, keys from ``stream``) and for ensembles of the first K of
-    ``members`` independent plain nets (K = 2 .. members; member j of seed s trained from
-    ``fold_in(seed_key((*stream, "members"), s), j)``)."""
+    """Per seed: :func:`decompose` for dropout's subnetworks and for independent plain nets.
+
+    On the test and training sets, for the dropout net's first K subnetworks (K in ``ks``,
+    keys from ``stream``) and for ensembles of the first K of ``members`` independent plain
+    nets (K = 2 .. members; member j of seed s trained from
+    ``fold_in(seed_key((*stream, "members"), s), j)``).
+
+    Args:
+      ds: the data set.
+      model: the dropout net; the plain nets are it at drop rate 0.
+      train: how to train.
+      members: independent plain nets per seed.
+      ks: the numbers of dropout subnetworks.
+      seeds: the seeds, trained together.
+      stream: the names the keys derive from.
+
+    Returns:
+      ``{"seeds": [row per seed]}``; a row is ``{kind: {split: {str(K): decompose}}}`` for
+      kind ``dropout`` and ``independent``, split ``test`` and ``train``, the values floats.
+    """
     drop, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
     keys = jnp.stack(
@@ -191,6 +219,15 @@ def diversity_cell(
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's one cell, :func:`diversity_cell`.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"diversity": Cell}``, its ``ks`` ``cfg.k_grid`` with ``cfg.members``.
+    """
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
     ks = tuple(sorted(set(cfg.k_grid) | {cfg.members}))
     return {
@@ -214,6 +251,19 @@ STATS = (
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The share, offset and correlation tests, and the curves over K.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"grids", "curves", "shares", "tests", "primary", "findings"}``: each kind's Ks;
+      per kind and split, intervals of each of :data:`STATS` over K; each kind's interval of
+      the share of the members' mean test Brier score that averaging ``members`` removes;
+      the tests of :meth:`Config.test_names`, the primary first; when the share equivalence
+      is contradicted, a finding saying which way.
+    """
     seeds = raw["diversity"]["seeds"]
     m = str(cfg.members)
 

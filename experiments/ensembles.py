@@ -95,6 +95,15 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {"seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150)}
 
     def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``train.steps`` is
+        a multiple of ``k``: each member trains ``steps / k`` steps, so that every arm costs the
+        same.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
         super().check()
         if self.train.steps % self.k:
             raise DropstudyError(
@@ -121,9 +130,19 @@ def _member_keys(seeds: list[int], k: int) -> jax.Array:
 
 
 def fixed_masks(spec: M.MaskSpec, seeds: list[int], k: int) -> jax.Array:
-    """The K subnetworks of each seed's bagging and fixed-mask arms, flat ``(S, K, n_units)``:
-    mask j of seed s is ``sample_masks(spec, fold_in(seed_key((NAME, "fixed_masks"), s), j))``
-    (the same masks in both arms' cells)."""
+    """The K subnetworks of each seed's bagging and fixed-mask arms, as flat masks.
+
+    Mask j of seed s is ``sample_masks(spec, fold_in(seed_key((NAME, "fixed_masks"), s), j))``
+    (the same masks in both arms' cells).
+
+    Args:
+      spec: the model's mask spec.
+      seeds: the seeds ``S``.
+      k: masks per seed.
+
+    Returns:
+      Flat masks ``(S, K, n_units)``.
+    """
     keys = jnp.stack([seed_key((NAME, "fixed_masks"), s) for s in seeds])
     return _draw(spec, k, keys)
 
@@ -134,17 +153,37 @@ def _draw(spec: M.MaskSpec, k: int, keys: jax.Array) -> jax.Array:
 
 
 def expected(spec: M.MaskSpec, lead: tuple[int, ...]) -> jax.Array:
-    """Every unit at its keep probability, flat ``(*lead, n_units)``. Under the inverted
-    convention a layer multiplies by mask / keep = 1, so the dropout architecture under this
-    mask computes the plain net (same function and gradients, to float rounding): plain nets
-    then train in the same compiled program as masked ones (one compile, not two)."""
+    """Every unit at its keep probability, as flat masks.
+
+    Under the inverted convention a layer multiplies by mask / keep = 1, so the dropout
+    architecture under this mask computes the plain net (same function and gradients, to
+    float rounding): plain nets then train in the same compiled program as masked ones (one
+    compile, not two).
+
+    Args:
+      spec: the model's mask spec.
+      lead: the leading axes.
+
+    Returns:
+      Flat masks ``(*lead, n_units)``, float32.
+    """
     return jnp.broadcast_to(jnp.asarray(spec.keep, jnp.float32), (*lead, spec.n_units))
 
 
 @partial(jax.jit, static_argnames=("model", "spec"))
 def run_probs(model: MLP, spec: M.MaskSpec, variables, x, masks) -> jax.Array:
-    """Class probabilities of R runs, each under M subnetworks: ``variables`` stacked
-    ``(R, ...)``, ``x (B, d)``, flat ``masks (R, M, n_units)`` -> ``(R, M, B, C)``."""
+    """Class probabilities of R runs, each under M subnetworks (jitted).
+
+    Args:
+      model: the model (static).
+      spec: its mask spec (static).
+      variables: the runs' variables, stacked ``(R, ...)``.
+      x: inputs ``(B, d)``.
+      masks: flat masks ``(R, M, n_units)``.
+
+    Returns:
+      Probabilities ``(R, M, B, C)``.
+    """
     one = lambda v, m: jax.nn.softmax(M.apply(model, v, x, spec.unflatten(m)))  # noqa: E731
     return jax.vmap(lambda v, ms: jax.vmap(lambda m: one(v, m))(ms))(variables, masks)
 
@@ -191,9 +230,22 @@ def _eval(model: MLP, spec, variables, masks, ds: Dataset, s_n: int) -> dict:
 
 
 def dropout_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, seeds: list[int], ev: Evaluator) -> dict:
-    """One dropout net per seed, ``cfg.steps`` steps, by weight scaling and by its MC average
-    (``ev``: its K and keys): ``{"dropout_ws": [per seed {"test", "train"} scores],
-    "dropout_mc": [...]}``."""
+    """One dropout net per seed, by weight scaling and by its MC average.
+
+    Each net trains ``cfg.steps`` steps; the MC average uses the same subnetworks on the
+    test and the training set.
+
+    Args:
+      ds: the data set.
+      drop: the dropout net.
+      cfg: how to train.
+      seeds: the seeds, trained together.
+      ev: the evaluator: the MC average's K and keys.
+
+    Returns:
+      ``{"dropout_ws": [...], "dropout_mc": [...]}``: per seed, ``{"test", "train"}``
+      scores (:func:`~dropstudy.metrics.scores`).
+    """
     variables, _ = train_seeds(drop, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
     out = {"dropout_ws": [], "dropout_mc": []}
     # The same MC subnetworks on the test and the training set.
@@ -205,10 +257,22 @@ def dropout_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, seeds: list[int], ev:
 
 
 def tied_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[int]) -> dict:
-    """Per seed, from the dropout net's initialisation and minibatch order, ``cfg.steps``
-    steps each, trained together: the plain net (the expected mask) and the fixed-mask
-    ensemble (K masks cycled on one set of weights): ``{"plain": [...], "fixed_shared":
-    [...]}`` (per seed ``{"test", "train"}`` scores)."""
+    """Per seed, the plain net and the fixed-mask ensemble on tied weights.
+
+    Both start from the dropout net's initialisation and minibatch order and train
+    ``cfg.steps`` steps each, together: the plain net (the expected mask) and the fixed-mask
+    ensemble (K masks cycled on one set of weights).
+
+    Args:
+      ds: the data set.
+      drop: the dropout net.
+      cfg: how to train.
+      k: the fixed masks per seed (:func:`fixed_masks`).
+      seeds: the seeds.
+
+    Returns:
+      ``{"plain": [...], "fixed_shared": [...]}``: per seed, ``{"test", "train"}`` scores.
+    """
     spec, s_n = M.mask_spec(drop, ds.x_train), len(seeds)
     fixed = fixed_masks(spec, seeds, k)
     masks = jnp.concatenate([expected(spec, (s_n, k)), fixed])  # (2S, K, n_units)
@@ -229,11 +293,23 @@ def tied_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[int]
 
 
 def members_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[int]) -> dict:
-    """K members per seed, ``cfg.steps // k`` steps each, trained together: the independent
-    ensemble (plain nets; member j of seed s with its own initialisation and minibatch order
-    from :func:`_member_keys`) and dropout bagging (member j keeps fixed mask j and
-    starts from key(s): the seed's dropout net's initialisation and minibatch order). Returns
-    rows ``independent``, ``bagging`` and their ``_member`` rows."""
+    """K members per seed, ``cfg.steps // k`` steps each, trained together.
+
+    The independent ensemble (plain nets; member j of seed s with its own initialisation and
+    minibatch order from :func:`_member_keys`) and dropout bagging (member j keeps fixed mask
+    j and starts from key(s): the seed's dropout net's initialisation and minibatch order).
+
+    Args:
+      ds: the data set.
+      drop: the dropout net.
+      cfg: how a single net trains; each member takes ``cfg.steps // k`` steps of it.
+      k: members per seed.
+      seeds: the seeds.
+
+    Returns:
+      Rows ``independent``, ``bagging`` and their ``_member`` rows (the members' scores,
+      averaged): per seed, ``{"test", "train"}`` scores.
+    """
     spec, s_n = M.mask_spec(drop, ds.x_train), len(seeds)
     plain = expected(spec, (s_n * k, 1))
     fixed = fixed_masks(spec, seeds, k).reshape(s_n * k, 1, -1)
@@ -257,6 +333,16 @@ def members_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[i
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: the dropout net, the tied-weight arms and the ensembles' members.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"cell=dropout": Cell, "cell=tied": Cell, "cell=members": Cell}``, of
+      :func:`dropout_cell`, :func:`tied_cell` and :func:`members_cell`.
+    """
     seeds = list(range(cfg.seeds))
     drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
     kw = dict(ds=ds, drop=drop, cfg=cfg.train, seeds=seeds)
@@ -268,6 +354,19 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """Intervals of every row's scores, the tests and the findings.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"k", "steps", "width", "rows", "tests", "primary", "findings"}``: ``rows`` maps
+      each of :data:`ROWS` to intervals of :data:`METRICS` on test and train; ``tests`` those
+      of :meth:`Config.test_names`, the primary first; ``findings`` where a test's sign or
+      verdict differs between weight scaling and the MC average, and where a margin is at
+      least the independent ensemble's own gain over its mean single member.
+    """
     rows = {name: v for c in raw.values() for name, v in c.items()}
     col = lambda r, m, split="test": np.array([s[split][m] for s in rows[r]])  # noqa: E731
     summary = {

@@ -44,8 +44,15 @@ def derived_key(*names: str | int) -> jax.Array:
 
 
 def seed_key(stream: tuple[str, ...] | str, seed: int) -> jax.Array:
-    """Seed ``seed``'s key in ``stream`` (``(experiment, cell, purpose)``): the stream's
-    :func:`derived_key` folded with the seed."""
+    """Seed ``seed``'s key in ``stream``.
+
+    Args:
+      stream: ``(experiment, cell, purpose)``, or one name.
+      seed: the seed.
+
+    Returns:
+      The stream's :func:`derived_key` folded with the seed.
+    """
     names = (stream,) if isinstance(stream, str) else tuple(stream)
     return jax.random.fold_in(derived_key(*names), seed)
 
@@ -107,20 +114,51 @@ class Evaluator:
     task: str = "classification"
 
     def to_dict(self) -> dict:
+        """The evaluator as a JSON-ready dict (its part of a cell's key).
+
+        Returns:
+          ``{"stream", "k", "task"}``, the stream as a list.
+        """
         return {"stream": list(self.stream), "k": self.k, "task": self.task}
 
     def key(self, seed: int, purpose: str = "mc") -> jax.Array:
-        """Seed ``seed``'s key for ``purpose`` in this cell's stream."""
+        """Seed ``seed``'s key for ``purpose`` in this cell's stream.
+
+        Args:
+          seed: the seed.
+          purpose: what the key is for, e.g. ``"mc"``.
+
+        Returns:
+          :func:`seed_key` of ``(*stream, purpose)`` and ``seed``.
+        """
         return seed_key((*self.stream, purpose), seed)
 
     def sub(self, *names: str) -> Evaluator:
-        """The same evaluator with ``names`` added to the stream (one arm of a cell)."""
+        """The same evaluator with ``names`` added to the stream (one arm of a cell).
+
+        Args:
+          *names: the names to append.
+
+        Returns:
+          A new :class:`Evaluator` with the same ``k`` and ``task``.
+        """
         return Evaluator((*self.stream, *names), self.k, self.task)
 
     def predict(
         self, model, variables, x, seed: int, predictors: tuple[str, ...] = WS_AND_MC
     ) -> dict[str, Average]:
-        """One seed's net on ``x`` by each predictor: :func:`predict` with this seed's key."""
+        """One seed's net on ``x`` by each predictor: :func:`predict` with this seed's key.
+
+        Args:
+          model: the model.
+          variables: the seed's variables dict.
+          x: inputs ``(N, ...)``.
+          seed: the seed; the MC average's key is :meth:`key` of it.
+          predictors: as :func:`predict`.
+
+        Returns:
+          ``{predictor: Average}``, as :func:`predict`.
+        """
         return predict(model, variables, x, self.key(seed), self.task, self.k, predictors)
 
     def over_seeds(

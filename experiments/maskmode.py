@@ -81,11 +81,26 @@ def mode_cell(
     seeds: list[int],
     ev: Evaluator,
 ) -> dict:
-    """Per seed and mask mode: test and train scores by weight scaling and by the MC average
-    (``ev``: its K and keys, the same MC subnetworks for both modes), and how far weight
-    scaling is from that average on the test set (and, with ``exact``, from the exact
-    arithmetic mean over all subnetworks). Both modes start from the same keys, so only the
-    masks differ."""
+    """Per seed and mask mode: scores by weight scaling and the MC average, and their gap.
+
+    Test and train scores by weight scaling and by the MC average (``ev``: its K and keys,
+    the same MC subnetworks for both modes), and how far weight scaling is from that average
+    on the test set (and, with ``exact``, from the exact arithmetic mean over all
+    subnetworks). Both modes start from the same keys, so only the masks differ.
+
+    Args:
+      ds: the data set.
+      model: the dropout net.
+      train: how to train; its ``mask_mode`` is replaced by each of :data:`MODES`.
+      exact: whether to compare with the exact average too (the net must be enumerable).
+      seeds: the seeds, trained together.
+      ev: the evaluator.
+
+    Returns:
+      ``{mode: [row per seed]}``; a row holds ``"ws"`` and ``"mc"`` (``{"test", "train"}``
+      :func:`~dropstudy.metrics.scores`), ``"ws_vs_mc"`` and with ``exact``
+      ``"ws_vs_exact"`` (:func:`~dropstudy.metrics.gaps` on the test set).
+    """
     out = {}
     for mode in MODES:
         variables, _ = train_seeds(
@@ -114,6 +129,16 @@ def mode_cell(
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: one :func:`mode_cell` for the wide net and one for the small net.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"net=wide": Cell, "net=small": Cell}``; only the small net is compared with the
+      exact average.
+    """
     seeds = list(range(cfg.seeds))
     kw = dict(ds=ds, train=cfg.train, seeds=seeds)
     return {
@@ -129,6 +154,20 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The mask-mode tests and intervals per net and mode.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"rows", "tests", "primary", "findings"}``: per ``"<net> <mode>"``, intervals of
+      accuracy and NLL by each predictor on test and train and of weight scaling's gaps
+      (``mean_kl``, ``disagreement``); the tests of :meth:`Config.test_names`, the primary
+      first; findings where the NLL or error test differs in sign or verdict between the
+      predictors.
+    """
+
     def col(net, mode, p, split, m):
         return np.array([r[p][split][m] for r in raw[f"net={net}"][mode]])
 

@@ -58,6 +58,14 @@ class Config(ExperimentConfig):
     }
 
     def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``rates`` holds
+        both ``size_rates`` (the first of them 0) and every one of ``typical_rates``.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
         super().check()
         s0, s1 = self.size_rates
         if not {s0, s1} <= set(self.rates) or s0 != 0:
@@ -90,10 +98,25 @@ def data_cell(
     n_train: int | None,
     ev: Evaluator,
 ) -> dict:
-    """Train and test accuracy and NLL of MLPs at drop ``rate`` by weight scaling, on
-    the full training set or (``n_train``) a different random subset per seed; on the full
-    set, with dropout, test accuracy and NLL by the MC average too (``mc_test_*``, by
-    ``ev``)."""
+    """Train and test accuracy and NLL of MLPs at drop ``rate``, by weight scaling.
+
+    On the full training set or (``n_train``) a different random subset per seed, the same
+    for every rate; on the full set, with dropout, test accuracy and NLL by the MC average
+    too (``mc_test_*``, by ``ev``).
+
+    Args:
+      ds: the data set.
+      rate: the drop rate of the hidden layers.
+      width: units per hidden layer (two layers).
+      train: how to train.
+      seeds: the seeds, trained together.
+      n_train: the training subset's size, or None for the full training set.
+      ev: the evaluator of the MC average.
+
+    Returns:
+      ``{"train_acc", "test_acc", "train_nll", "test_nll"[, "mc_test_acc", "mc_test_nll"],
+      "n_train"}``: lists over seeds, and the number of training examples.
+    """
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
     if n_train is None:
         xs, ys, per_seed = ds.x_train, ds.y_train, False
@@ -125,6 +148,17 @@ def data_cell(
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: the rate sweep and the size sweep.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"rate=<r>": Cell}`` on the full training set for each of ``cfg.rates``, and
+      ``{"n=<n>_rate=<r>": Cell}`` for each size and each of ``cfg.size_rates``; the full
+      training set's point of the size sweep is the rate sweep's cell.
+    """
     kw = dict(ds=ds, width=cfg.width, train=cfg.train, seeds=list(range(cfg.seeds)))
     ev = lambda label: Evaluator((NAME, label), cfg.mc_k)  # noqa: E731
     cells = {
@@ -140,7 +174,19 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
-    """The rate and size sweeps on the data set, and the tests."""
+    """The rate and size sweeps on the data set, and the tests.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"rates", "sizes", "tests", "primary", "findings"}``: per rate, intervals of every
+      measure and of the train-test accuracy gap; per training-set size (the full set
+      last), the paired test accuracy and NLL gains of dropout and both nets' gaps; the
+      tests of :meth:`Config.test_names`; findings where a test differs in sign or verdict
+      between weight scaling and the MC average.
+    """
     tests = {}
     rates = cfg.rates
     rate_sweep = {r: raw[f"rate={r}"] for r in rates}

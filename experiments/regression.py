@@ -86,7 +86,14 @@ class Config(ExperimentConfig):
     }
 
     def with_seeds(self, n: int):
-        """Seeds are the random splits here."""
+        """The same configuration with ``n`` random splits: seeds are the splits here.
+
+        Args:
+          n: the number of splits.
+
+        Returns:
+          A new ``Config``.
+        """
         from dataclasses import replace
 
         return replace(self, splits=n)
@@ -101,8 +108,12 @@ class Config(ExperimentConfig):
 
 
 def load() -> tuple[np.ndarray, np.ndarray]:
-    """The diabetes data as scikit-learn ships it: ``x (442, 10)``, ``y (442,)`` (disease
-    progression, in its own units)."""
+    """The diabetes data as scikit-learn ships it, as float32.
+
+    Returns:
+      ``(x, y)``: inputs ``(442, 10)`` and targets ``(442,)`` (disease progression, in its
+      own units).
+    """
     from sklearn.datasets import load_diabetes
 
     d = load_diabetes()
@@ -110,30 +121,71 @@ def load() -> tuple[np.ndarray, np.ndarray]:
 
 
 def split(n: int, s: int, test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``s``: a random permutation's first ``1 - test_fraction`` to train, the rest to
-    test."""
+    """Split ``s``: a random permutation's first ``1 - test_fraction`` to train, the rest to test.
+
+    Args:
+      n: the number of examples.
+      s: the split, the seed of the permutation.
+      test_fraction: the fraction of examples to test on.
+
+    Returns:
+      ``(train, test)``: index arrays, the first ``round(n * (1 - test_fraction))`` of the
+      permutation and the rest.
+    """
     idx = np.random.default_rng(s).permutation(n)
     cut = round(n * (1 - test_fraction))
     return idx[:cut], idx[cut:]
 
 
 def standardise(train: np.ndarray, *others: np.ndarray):
-    """``(a - mean) / sd`` with the training part's statistics, for every array."""
+    """``(a - mean) / sd`` with the training part's statistics, for every array.
+
+    Args:
+      train: the training part ``(N, ...)``; its mean and sd are taken over axis 0.
+      *others: more arrays to standardise with the same statistics.
+
+    Returns:
+      ``([train, *others] standardised, mean, sd)``; an sd of 0 is taken as 1.
+    """
     mean, sd = train.mean(0), train.std(0)
     sd = np.where(sd == 0, 1, sd)
     return [(a - mean) / sd for a in (train, *others)], mean, sd
 
 
 def weight_decay(rate: float, n: int, tau: float, length_scale: float = 1e-2) -> float:
-    """Their ``l^2 (1 - rate) / (2 N tau)`` with ``l = length_scale``, as the coefficient of
-    ``sum W^2``; our ``TrainConfig.l2`` multiplies ``||W||^2 / 2``, so it is twice this."""
+    """Their weight decay ``l^2 (1 - rate) / (2 N tau)`` with ``l = length_scale``.
+
+    It is the coefficient of ``sum W^2``; our ``TrainConfig.l2`` multiplies ``||W||^2 / 2``,
+    so it is twice this.
+
+    Args:
+      rate: the drop rate.
+      n: ``N``, the number of training examples.
+      tau: the model precision.
+      length_scale: the prior length scale ``l``.
+
+    Returns:
+      The coefficient, a float.
+    """
     return length_scale**2 * (1 - rate) / (2 * n * tau)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "t"))
 def subnetwork_outputs(model, spec, t, variables, x, key):
-    """Outputs of MC subnetworks ``0 .. t - 1`` (mask i from ``fold_in(key, i)``):
-    ``(t, B)``."""
+    """Outputs of MC subnetworks ``0 .. t - 1``, mask i from ``fold_in(key, i)`` (jitted).
+
+    Args:
+      model: a model with one output and :class:`~dropstudy.models.MaskedDropout` layers
+        (static).
+      spec: its mask spec, :func:`dropstudy.masks.mask_spec` (static).
+      t: the number of subnetworks (static).
+      variables: the model's variables dict.
+      x: inputs ``(B, d)``.
+      key: the key of the subnetworks' masks.
+
+    Returns:
+      The outputs ``(t, B)``, computed up to 500 subnetworks at a time.
+    """
     masks = M.sample_mask_batch(spec, key, jnp.arange(t))
     return jax.lax.map(
         lambda m: M.apply(model, variables, x, m)[:, 0], masks, batch_size=min(t, 500)
@@ -141,7 +193,16 @@ def subnetwork_outputs(model, spec, t, variables, x, key):
 
 
 def log_likelihood(samples: np.ndarray, y: np.ndarray, tau: float) -> float:
-    """Mean over examples of ``log (1/T) sum_t N(y; samples_t, 1/tau)``; ``samples (T, B)``."""
+    """Mean over examples of ``log (1/T) sum_t N(y; samples_t, 1/tau)``.
+
+    Args:
+      samples: predictions ``(T, B)``.
+      y: targets ``(B,)``.
+      tau: the model precision, in the targets' units.
+
+    Returns:
+      The mean log-likelihood, a float.
+    """
     from scipy.special import logsumexp
 
     t = samples.shape[0]
@@ -169,10 +230,37 @@ def regression_cell(
     length_scale: float, test_fraction: float, validation_fraction: float,
     stream: tuple[str, ...],
 ) -> dict:  # fmt: skip
-    """Per split: tau chosen by validation log-likelihood (MC over ``t`` subnetworks), then
-    the net retrained on the whole training split; test RMSE (target units) and test
+    """Per split: tau chosen on a validation split, then the net retrained and tested.
+
+    Tau is chosen by the validation log-likelihood (MC over ``t`` subnetworks), then the net
+    retrained on the whole training split; it gives test RMSE (target units) and test
     log-likelihood by weight scaling and by MC over the first T of ``t`` subnetworks (T in
-    ``t_grid``), plus train RMSE. MC keys from ``stream``, the split and the purpose."""
+    ``t_grid``), plus train RMSE. MC keys come from ``stream``, the split and the purpose.
+    Weight scaling's log-likelihood is also given with the net of the tau its own validation
+    log-likelihood chooses.
+
+    Args:
+      depth: hidden layers.
+      width: units per hidden layer.
+      rate: the drop rate, of the inputs and of the hidden layers.
+      taus: the grid of model precisions, in standardised target units.
+      epochs: training epochs, as Keras counts them (:func:`train_config`).
+      batch_size: examples per step.
+      lr: Adam's learning rate.
+      t: the number of MC subnetworks.
+      t_grid: the numbers T of subnetworks to test the MC average at.
+      splits: the random splits (:func:`split`), trained together.
+      length_scale: the prior length scale of the weight decay (:func:`weight_decay`).
+      test_fraction: the fraction of each split to test on.
+      validation_fraction: the fraction of the training part, its end, on which tau is chosen.
+      stream: the names the MC keys derive from.
+
+    Returns:
+      ``{"t_grid": list(t_grid), "splits": [row per split]}``; a row holds ``"tau"`` and
+      ``"tau_ws"`` (chosen by MC and by weight scaling), ``"target_sd"``, ``"train_rmse_ws"``,
+      ``"rmse_ws"``, ``"ll_ws"``, ``"ll_ws_own_tau"``, and ``"rmse_mc"`` and ``"ll_mc"``
+      (lists over ``t_grid``).
+    """
     x, y = load()
     model = MLP(hidden=(width,) * depth, n_out=1, rate=rate, input_rate=rate)
     spec = M.mask_spec(model, x[:1])
@@ -258,13 +346,35 @@ def regression_cell(
 
 
 def train_config(epochs: int, batch_size: int, lr: float, n: int) -> TrainConfig:
-    """Adam on ``n`` examples for as many steps as Keras takes in ``epochs`` epochs,
-    ``ceil(n / batch_size)`` per epoch (each of our steps draws a full batch)."""
+    """Adam on ``n`` examples for as many steps as Keras takes in ``epochs`` epochs.
+
+    Keras takes ``ceil(n / batch_size)`` steps per epoch; each of our steps draws a full
+    batch.
+
+    Args:
+      epochs: the epochs.
+      batch_size: examples per step.
+      lr: the learning rate.
+      n: the number of training examples.
+
+    Returns:
+      A regression ``TrainConfig``.
+    """
     steps = epochs * -(-n // batch_size)
     return TrainConfig(steps=steps, batch_size=batch_size, lr=lr, task="regression")
 
 
 def plan(cfg: Config, ds=None) -> dict:
+    """The experiment's cells: one :func:`regression_cell` per depth.
+
+    Args:
+      cfg: the configuration.
+      ds: unused: the experiment always runs on the diabetes data (:data:`DATA`).
+
+    Returns:
+      ``{"depth=<d>": Cell}`` for each of ``cfg.depths``, with T grid ``cfg.t_grid`` and
+      ``cfg.t`` sorted and splits ``0 .. cfg.splits - 1``.
+    """
     grid = tuple(sorted(set(cfg.t_grid) | {cfg.t}))
     return {
         f"depth={d}": cell(
@@ -279,6 +389,23 @@ def plan(cfg: Config, ds=None) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """Intervals over splits, MC curves and the tests of every depth.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"train", "visits_ratio", "target_sd", "t_grid", "rows", "curves", "tests",
+      "primary", "findings"}``: the training on a whole training split (a ``TrainConfig``
+      dict); the examples our full batches visit per example Keras's epochs visit, at equal
+      steps; the mean target sd; per depth, intervals of RMSE, log-likelihood, train RMSE,
+      the chosen tau and the splits per chosen tau (``rows``), and of the MC average's RMSE
+      and log-likelihood over the T grid (``curves``); the tests ``rmse_<d>`` (equivalence
+      of weight scaling's and MC's test RMSE, in target sds, at T = ``t``) and ``ll_<d>``
+      (direction of MC's minus weight scaling's log-likelihood, each at its own tau), the
+      primary first; no findings.
+    """
     tests, rows, curves = {}, {}, {}
     for d in cfg.depths:
         r = raw[f"depth={d}"]

@@ -29,8 +29,15 @@ from .stats import ALPHA, MAX_SEEDS, POWER, decide, holm
 
 
 def adjusted(results: dict[str, dict]) -> dict[str, dict]:
-    """``{name: {"test", "p_holm", "verdict"}}``: every experiment's primary test, its
-    Holm-adjusted p-value across the primaries given, and the verdict at that p-value."""
+    """Every experiment's primary test, decided at its Holm-adjusted p-value.
+
+    Args:
+      results: ``{name: results}`` (:func:`read_results`).
+
+    Returns:
+      ``{name: {"test", "p_holm", "verdict"}}``: every experiment's primary test, its
+      Holm-adjusted p-value across the primaries given, and the verdict at that p-value.
+    """
     names = list(results)
     primaries = [results[n]["tests"][results[n]["primary"]] for n in names]
     ps = holm([t["p"] for t in primaries])
@@ -41,8 +48,18 @@ def adjusted(results: dict[str, dict]) -> dict[str, dict]:
 
 
 def read_results(results_dir: Path) -> dict[str, dict]:
-    """``{name: results}`` of every experiment with a results file in ``results_dir``, checked
-    to be of one scale and of this version of the study."""
+    """Every experiment's results in a folder, checked to be of one scale and of this version.
+
+    Args:
+      results_dir: the results folder.
+
+    Returns:
+      ``{name: results}`` of every experiment with a results file in ``results_dir``.
+
+    Raises:
+      DropstudyError: if the files are of different scales, or one lacks a field of this
+        version of the study (``claim``, ``tests``, ``primary``, or its primary test).
+    """
     found = [n for n in NAMES if (results_dir / n / "results.json").is_file()]
     results = {n: read_json(results_dir / n / "results.json") for n in found}
     scales = {n: scale_of(r) for n, r in results.items()}
@@ -65,13 +82,27 @@ def read_results(results_dir: Path) -> dict[str, dict]:
 
 
 def data_name(results: dict[str, dict]) -> str:
-    """The data set a folder's results were made on (``--dataset``)."""
+    """The data set a folder's results were made on (``--dataset``).
+
+    Args:
+      results: ``{name: results}`` of one folder, not empty.
+
+    Returns:
+      The data set's name, from the scale of its first results file.
+    """
     return scale_of(next(iter(results.values())))["dataset"]
 
 
 def report_of(folder: Path) -> Path:
-    """Where a results folder's report is: its own REPORT.md, or for the committed study's
-    ``results/`` the repository's REPORT.md, where ``make study`` writes it."""
+    """Where a results folder's report is.
+
+    Args:
+      folder: a results folder.
+
+    Returns:
+      Its own REPORT.md, or for the committed study's ``results/`` the repository's REPORT.md,
+      where ``make study`` writes it (when that exists and the folder has none of its own).
+    """
     own = folder / "REPORT.md"
     top = RESULTS.resolve().parent / "REPORT.md"
     if not own.is_file() and folder.resolve() == RESULTS.resolve() and top.is_file():
@@ -82,10 +113,24 @@ def report_of(folder: Path) -> Path:
 def agreement(
     results: dict[str, dict], others: list[dict[str, dict]], rel: list[tuple]
 ) -> list[str]:
-    """The report's lines comparing each experiment's primary verdict across data sets. The
-    verdicts are Holm-adjusted within each data set over the experiments that every data set
-    has (one family size for all, so the columns compare); an experiment missing from one
-    data set is listed as not run there."""
+    """The report's lines comparing each experiment's primary verdict across data sets.
+
+    The verdicts are Holm-adjusted within each data set over the experiments that every data set
+    has (one family size for all, so the columns compare); an experiment missing from one data
+    set is listed as not run there. A primary that is the same test on every data set (it does
+    not read the data set) is marked apart, as are effects of opposite sign under the same
+    verdict and verdicts inconclusive everywhere.
+
+    Args:
+      results: ``{name: results}`` of this report's folder.
+      others: the same for each folder compared.
+      rel: for each folder compared, ``(path, exists, file name)``: its report's folder relative
+        to the report, whether the report exists, and its name (default ``REPORT.md``).
+
+    Returns:
+      The section's Markdown lines: a heading, its explanation, the table and the lists of
+      experiments that agree and differ.
+    """
     sets = [results, *others]
     names = [data_name(r) for r in sets]
     common = [n for n in NAMES if all(n in r for r in sets)]
@@ -153,15 +198,36 @@ def agreement(
 
 
 def k_words(results: dict) -> str:
-    """``K = 1000`` when every results file's MC average takes the same K (``mc_k`` in its
-    config), else ``K`` (each section states its own)."""
+    """The MC average's K in words.
+
+    Args:
+      results: ``{name: results}``.
+
+    Returns:
+      ``K = 1000`` when every results file's MC average takes the same K (``mc_k`` in its
+      config), else ``K (stated per section)``.
+    """
     ks = {r["config"]["mc_k"] for r in results.values() if "mc_k" in r.get("config", {})}
     return f"K = {ks.pop()}" if len(ks) == 1 else "K (stated per section)"
 
 
 def build_report(results_dir, out, compare=()) -> Path:
-    """Write the report for ``results_dir/*/results.json`` to ``out``; returns its path.
-    ``compare``: results folders of the same study on other data sets (same scale)."""
+    """Write the report for ``results_dir/*/results.json`` to ``out``.
+
+    Args:
+      results_dir: the results folder to read.
+      out: the report to write (parents created).
+      compare: results folders of the same study on other data sets (same scale); the report
+        then adds where the verdicts agree (:func:`agreement`).
+
+    Returns:
+      ``out``.
+
+    Raises:
+      DropstudyError: if ``results_dir`` holds no results, a results file is of another scale
+        or version, or a ``compare`` folder holds no results, results of another scale, of a
+        data set the report has already, or no experiment in common.
+    """
 
     results_dir, out = Path(results_dir), Path(out)
     found = [n for n in NAMES if (results_dir / n / "results.json").is_file()]

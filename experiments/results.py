@@ -19,7 +19,21 @@ from dropstudy.validate import DropstudyError
 
 
 def clean(obj: Any, where: str = "") -> Any:
-    """Plain JSON types, with floats rounded to 10 significant digits; NaN/inf refused."""
+    """Plain JSON types, with floats rounded to 10 significant digits; NaN/inf refused.
+
+    Dict keys become strings, tuples and arrays lists, numpy scalars Python numbers; any other
+    object becomes its ``str``.
+
+    Args:
+      obj: any value.
+      where: the path to ``obj`` within the value being cleaned, for the error message.
+
+    Returns:
+      The cleaned value.
+
+    Raises:
+      DropstudyError: if a float is NaN or infinite, naming where.
+    """
     if isinstance(obj, dict):
         return {str(k): clean(v, f"{where}.{k}") for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -41,11 +55,33 @@ def clean(obj: Any, where: str = "") -> Any:
 
 
 def dumps(obj: Any) -> str:
+    """``obj`` as deterministic JSON text.
+
+    Args:
+      obj: any value; cleaned first (:func:`clean`).
+
+    Returns:
+      The JSON, keys sorted, indented by 1, ending in a newline.
+
+    Raises:
+      DropstudyError: if ``obj`` holds NaN or inf.
+    """
     return json.dumps(clean(obj), indent=1, sort_keys=True) + "\n"
 
 
 def write_json(path, obj: Any) -> Path:
-    """Atomically write ``obj`` as deterministic JSON to ``path`` (parents created)."""
+    """Atomically write ``obj`` as deterministic JSON to ``path`` (parents created).
+
+    Args:
+      path: the file to write.
+      obj: any value (:func:`dumps`).
+
+    Returns:
+      The path, as a ``Path``.
+
+    Raises:
+      DropstudyError: if ``obj`` holds NaN or inf.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(p, dumps(obj).encode())
@@ -53,6 +89,18 @@ def write_json(path, obj: Any) -> Path:
 
 
 def read_json(path) -> Any:
+    """A JSON file's contents.
+
+    Args:
+      path: the file to read.
+
+    Returns:
+      The parsed value.
+
+    Raises:
+      DropstudyError: if the file does not exist (run the experiment first) or is not valid
+        JSON.
+    """
     p = Path(path)
     try:
         return json.loads(p.read_text())

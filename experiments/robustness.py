@@ -96,8 +96,23 @@ class Config(ExperimentConfig):
 
 
 def shifted(x: np.ndarray, kind: str, strength: float, sd: float, seed: int) -> np.ndarray:
-    """``x (B, d)`` under shift ``kind`` at ``strength`` (see the module docstring); ``sd``
-    is the training inputs' sd; draws from ``seed``."""
+    """``x`` under shift ``kind`` at ``strength`` (see the module docstring).
+
+    Args:
+      x: inputs ``(B, d)``.
+      kind: ``"noise"`` (Gaussian noise of sd ``strength * sd``), ``"missing"`` (each feature
+        zeroed with probability ``strength``) or ``"occlusion"`` (a contiguous run of
+        ``max(1, round(strength * d))`` features zeroed, at a random position per example).
+      strength: the shift's strength.
+      sd: the training inputs' sd.
+      seed: the seed of the shift's draws.
+
+    Returns:
+      The shifted inputs ``(B, d)``, of ``x``'s dtype.
+
+    Raises:
+      ValueError: if ``kind`` is none of those.
+    """
     r = np.random.default_rng(seed)
     b, d = x.shape
     if kind == "noise":
@@ -114,7 +129,15 @@ def shifted(x: np.ndarray, kind: str, strength: float, sd: float, seed: int) -> 
 
 
 def generator_args(strength: float) -> dict:
-    """MNIST-1D's translation, scale and noise arguments multiplied by ``strength``."""
+    """MNIST-1D's translation, scale and noise arguments multiplied by ``strength``.
+
+    Args:
+      strength: the factor.
+
+    Returns:
+      ``{"max_translation", "scale_coeff", "corr_noise_scale", "iid_noise_scale"}``; the
+      translation rounded and at most :data:`TRANSLATION_MAX`.
+    """
     a = MNIST1D_ARGS
     return {
         "max_translation": min(TRANSLATION_MAX, round(a["max_translation"] * strength)),
@@ -125,9 +148,19 @@ def generator_args(strength: float) -> dict:
 
 
 def shift_sets(ds: Dataset, cfg_shifts: dict, seed: int) -> dict[str, list[tuple]]:
-    """Every shifted test set of one seed with its labels: ``{kind: [(x, y) per strength]}``.
+    """Every shifted test set of one seed, with its labels.
+
     A regenerated MNIST-1D set keeps its own labels: the generator's final shuffle depends on
-    its arguments, so its examples are not ``ds``'s in the same order."""
+    its arguments, so its examples are not ``ds``'s in the same order.
+
+    Args:
+      ds: the data set.
+      cfg_shifts: ``{kind: strengths}`` (:func:`shifts_of`).
+      seed: the seed the shifts' draws derive from.
+
+    Returns:
+      ``{kind: [(x, y) per strength]}``.
+    """
     sd = float(ds.x_train.std())
     out = {}
     for i, (kind, levels) in enumerate(cfg_shifts.items()):
@@ -150,8 +183,24 @@ def robustness_cell(
     seeds: list[int],
     ev: Evaluator,
 ) -> dict:
-    """Per seed: train and clean test scores, and test scores under every shift, of the plain
-    net and of the dropout net (weight scaling and MC average by ``ev``)."""
+    """Per seed: scores of the plain net and of the dropout net, clean, shifted and on train.
+
+    The plain net is ``model`` at drop rate 0, from the same keys; the dropout net is judged
+    by weight scaling and by the MC average by ``ev``.
+
+    Args:
+      ds: the data set.
+      model: the dropout net.
+      train: how to train.
+      shifts: ``{kind: strengths}`` (:func:`shifts_of`).
+      seeds: the seeds, trained together.
+      ev: the evaluator of the dropout net.
+
+    Returns:
+      ``{"classes": C, "seeds": [row per seed]}``; a row maps each of :data:`PREDICTORS` to
+      ``{"clean", "train", kind...: [{"error", "nll"} per strength]}`` (one entry for
+      ``clean`` and ``train``).
+    """
     keys = seed_keys(seeds)
     drop, _ = train_seeds(model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
@@ -180,7 +229,15 @@ def robustness_cell(
 
 
 def shifts_of(cfg: Config, ds: Dataset) -> dict:
-    """The shifts that apply to ``ds``: the generator's only for MNIST-1D itself."""
+    """The shifts that apply to ``ds``: the generator's only for MNIST-1D itself.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{kind: strengths}``.
+    """
     s = {"noise": cfg.noise, "missing": cfg.missing, "occlusion": cfg.occlusion}
     if ds.name == "mnist1d":
         s["generator"] = cfg.generator
@@ -188,6 +245,15 @@ def shifts_of(cfg: Config, ds: Dataset) -> dict:
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's one cell, :func:`robustness_cell`.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"robustness": Cell}``.
+    """
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
     return {
         "robustness": cell(
@@ -198,6 +264,19 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The retention and degradation tests and the curves of every predictor.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"kinds", "levels", "curves", "tests", "primary", "findings"}``: the shifts and their
+      strengths; per predictor and set (``clean``, ``train`` and each shift), intervals of
+      error and NLL per strength; the tests of :meth:`Config.test_names`, the primary first;
+      findings where retention's or degradation's sign or verdict differs between the MC
+      average and weight scaling.
+    """
     seeds = raw["robustness"]["seeds"]
     n_classes = raw["robustness"]["classes"]
     kinds = [k for k in seeds[0]["plain"] if k not in ("clean", "train")]

@@ -38,23 +38,55 @@ log = logging.getLogger("dropstudy")
 
 
 def module(name: str):
-    """The experiment module called ``name``."""
+    """The experiment module called ``name``.
+
+    Args:
+      name: an experiment's name, one of :data:`NAMES`.
+
+    Returns:
+      The module (imported on first use).
+    """
     return importlib.import_module(REGISTRY[name])
 
 
 def section(name: str):
-    """The module with the report's section and figures of experiment ``name``."""
+    """The module with the report's section and figures of experiment ``name``.
+
+    Args:
+      name: an experiment's name, one of :data:`NAMES`.
+
+    Returns:
+      The module ``sections.NAME`` of this package.
+    """
     return importlib.import_module(f"{__package__}.sections.{name}")
 
 
 def own_data(name: str) -> str | None:
-    """The data set an experiment always uses, whatever ``--dataset`` says (its module's
-    ``DATA``), or None when it runs on the data set given."""
+    """The data set an experiment always uses, whatever ``--dataset`` says.
+
+    Args:
+      name: an experiment's name, one of :data:`NAMES`.
+
+    Returns:
+      Its module's ``DATA``, or None when it runs on the data set given.
+    """
     return getattr(module(name), "DATA", None)
 
 
 def config(name: str, quick: bool = False, seeds: int | None = None):
-    """The experiment's configuration: its defaults, shrunk by ``quick``, with ``seeds``."""
+    """The experiment's configuration: its defaults, shrunk by ``quick``, with ``seeds``.
+
+    Args:
+      name: an experiment's name, one of :data:`NAMES`.
+      quick: take the smoke-test variant (``Config.quick()``).
+      seeds: the number of seeds (default: the experiment's own).
+
+    Returns:
+      The experiment's ``Config``.
+
+    Raises:
+      DropstudyError: if ``seeds`` is below 2 (confidence intervals need two).
+    """
     from dropstudy.validate import DropstudyError
 
     cfg = module(name).Config()
@@ -68,13 +100,29 @@ def config(name: str, quick: bool = False, seeds: int | None = None):
 
 
 def scale(quick: bool = False, seeds: int | None = None, dataset: str = "digits") -> dict:
-    """How a run was asked for: what makes its results comparable with another run's."""
+    """How a run was asked for: what makes its results comparable with another run's.
+
+    Args:
+      quick: whether it is the smoke-test variant.
+      seeds: the number of seeds asked for; None for each experiment's own.
+      dataset: the data set's name.
+
+    Returns:
+      ``{"quick", "seeds", "dataset"}``.
+    """
     return {"quick": bool(quick), "seeds": seeds, "dataset": dataset}
 
 
 def scale_folder(s: dict) -> Path:
-    """Where a run at scale ``s`` writes by default: ``results`` for the full study on
-    digits, else its own folder such as ``results/quick`` or ``results/mnist-seeds3``."""
+    """Where a run at scale ``s`` writes by default.
+
+    Args:
+      s: a scale (:func:`scale`).
+
+    Returns:
+      ``results`` for the full study on digits, else its own folder such as
+      ``results/quick`` or ``results/mnist-seeds3``.
+    """
     parts = [s["dataset"]] if s["dataset"] != "digits" else []
     parts += ["quick"] if s["quick"] else []
     parts += [f"seeds{s['seeds']}"] if s["seeds"] is not None else []
@@ -82,7 +130,15 @@ def scale_folder(s: dict) -> Path:
 
 
 def scale_command(s: dict, name: str = "all") -> str:
-    """The command that makes results at scale ``s``."""
+    """The command that makes results at scale ``s``.
+
+    Args:
+      s: a scale (:func:`scale`).
+      name: the experiment, or ``"all"``.
+
+    Returns:
+      The command line, e.g. ``dropstudy run all --quick --seeds 3``.
+    """
     flags = " --quick" if s["quick"] else ""
     flags += f" --seeds {s['seeds']}" if s["seeds"] is not None else ""
     flags += f" --dataset {s['dataset']}" if s["dataset"] != "digits" else ""
@@ -90,13 +146,33 @@ def scale_command(s: dict, name: str = "all") -> str:
 
 
 def scale_of(results: dict) -> dict:
-    """The scale a results file records (files from before scales were recorded: their
-    quick flag, the default seeds, digits)."""
+    """The scale a results file records.
+
+    Args:
+      results: a results file's dict.
+
+    Returns:
+      Its ``scale``; for a file that records none, its quick flag, the default seeds and
+      digits.
+    """
     return results.get("scale") or scale(bool(results.get("quick")))
 
 
 def check_scale(out: Path, names, s: dict, force: bool = False) -> None:
-    """Refuse to overwrite results made at another scale (unless ``force``)."""
+    """Refuse to overwrite results made at another scale (unless ``force``).
+
+    A results file that cannot be read is overwritten: nothing worth keeping is lost.
+
+    Args:
+      out: the results folder.
+      names: the experiments about to write there.
+      s: this run's scale (:func:`scale`).
+      force: overwrite them anyway.
+
+    Raises:
+      DropstudyError: if ``out/NAME/results.json`` holds results of another scale, naming the
+        command that made them and this scale's own folder.
+    """
     from dropstudy.validate import DropstudyError
 
     for name in names:
@@ -127,9 +203,20 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def folder_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.lock`` while writing into ``out``: a second run into the same folder is
-    refused with the running process named; a lock left by a dead process is removed.
-    Re-entrant within one process."""
+    """Hold ``out/.lock`` while writing into ``out``.
+
+    A second run into the same folder is refused with the running process named; a lock left by
+    a dead process (on this host) is removed. Re-entrant within one process.
+
+    Args:
+      out: the folder; created if missing.
+
+    Yields:
+      None, while the lock is held; it is released on exit.
+
+    Raises:
+      DropstudyError: if another live process holds the lock, or the lock cannot be taken.
+    """
     from dropstudy.validate import DropstudyError
 
     out = Path(out)
@@ -184,8 +271,28 @@ def run_experiment(
 ) -> Path:
     """Plan, compute (or reuse) every cell, summarise, draw and write ``out/NAME``.
 
-    Refuses to overwrite results of another scale (``force`` overrides) and holds the
-    folder's lock while it writes."""
+    Refuses to overwrite results of another scale (``force`` overrides) and holds the folder's
+    lock while it writes. The project's sources are read first (:func:`.codekey.snapshot`), so
+    cell keys describe the code this process runs.
+
+    Args:
+      name: an experiment's name, one of :data:`NAMES`.
+      out: the results folder.
+      quick: run the smoke-test variant.
+      seeds: the number of seeds (default: the experiment's own).
+      progress: show progress bars.
+      data: the data set (default: digits).
+      tensorboard: a folder for TensorBoard events of its training curves (a warning, and
+        nothing written, for an experiment that logs none).
+      force: overwrite results of another scale.
+
+    Returns:
+      The path of the written ``results.json``.
+
+    Raises:
+      DropstudyError: if the folder holds results of another scale, or another run holds its
+        lock.
+    """
     from .codekey import snapshot
     from .common import Context, stamp_k
     from .tensorboard import WRITERS

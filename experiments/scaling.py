@@ -59,8 +59,17 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {"n_keys": 1_000, "train": train.replace(steps=200)}
 
     def with_seeds(self, n: int):
-        """Unchanged: the demo draws ``n_keys`` masks and the conventions check trains one
-        net per convention (seed 0), so ``--seeds`` does not apply."""
+        """This configuration unchanged: ``--seeds`` does not apply here.
+
+        The demo draws ``n_keys`` masks and the conventions check trains one net per convention
+        (seed 0); a warning says the seeds are ignored.
+
+        Args:
+          n: the seed count asked for, ignored.
+
+        Returns:
+          ``self``.
+        """
         logging.getLogger("dropstudy").warning("scaling: --seeds does not apply; ignored")
         return self
 
@@ -89,7 +98,22 @@ class TutorialUnit(nn.Module):
 
 
 def demo_cell(convention: str, rate: float, n_inputs: int, n_keys: int) -> dict:
-    """The tutorial's unit in training mode over ``n_keys`` keys, and in eval mode."""
+    """The tutorial's unit in training mode over ``n_keys`` keys, and in eval mode.
+
+    Both conventions draw the same keys.
+
+    Args:
+      convention: ``"inverted"`` or ``"standard"``.
+      rate: the drop rate.
+      n_inputs: the number of inputs, each 1.
+      n_keys: the number of training-mode draws.
+
+    Returns:
+      ``{"eval", "train_mean", "train_sd", "first_draw", "theory_mean", "theory_sd", "hist",
+      "n_keys"}``: the eval-mode output; the interval of the training-mode mean, their sd
+      and the first draw; the expected mean and sd; the draws' histogram (``counts``,
+      ``edges``, 40 bins).
+    """
     model = TutorialUnit(rate, convention)
     x = jnp.ones((1, n_inputs))
     variables, spec = M.init(model, jax.random.key(0), x)
@@ -116,8 +140,22 @@ def demo_cell(convention: str, rate: float, n_inputs: int, n_keys: int) -> dict:
 
 
 def conventions_cell(ds: Dataset, model: MLP, train_cfg: TrainConfig, seed: int) -> dict:
-    """The inverted ``model`` and its standard twin trained from matching initialisations,
-    with the standard net's post-dropout learning rates scaled by 1/p^2 or not."""
+    """The inverted ``model`` and its standard twin trained from matching initialisations.
+
+    The standard net's post-dropout weights start as the inverted net's / keep; its
+    post-dropout learning rates are scaled by 1/p^2 (``matched_lr``) or not (``same_lr``).
+
+    Args:
+      ds: the data set.
+      model: the inverted-convention MLP.
+      train_cfg: how to train.
+      seed: the seed of the initialisation and the training.
+
+    Returns:
+      ``{"matched_lr": ..., "same_lr": ...}``, each ``{"max_abs_logit", "max_abs_prob",
+      "mean_kl", "disagreement", "acc_inverted", "acc_standard"}`` on the test set, by
+      weight scaling.
+    """
     inv = model
     std = inv.clone(convention="standard")
     x = jnp.asarray(ds.x_train)
@@ -147,6 +185,15 @@ def conventions_cell(ds: Dataset, model: MLP, train_cfg: TrainConfig, seed: int)
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: the demo per convention and the conventions check.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set of the conventions check.
+
+    Returns:
+      ``{"demo_inverted": Cell, "demo_standard": Cell, "conventions": Cell}``.
+    """
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate, input_rate=cfg.input_rate)
     cells = {
         f"demo_{c}": cell(
@@ -159,6 +206,19 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The demo's and the conventions check's results, and their tests.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"demo", "conventions", "demo_rate", "tests", "primary", "findings"}``: the demo
+      cells per convention, the conventions cell, the tests of :meth:`Config.test_names`
+      (training-mode mean against eval output within the margin, the eval output exactly
+      the expectation, matched training within ``same_function`` in logits), and no
+      findings.
+    """
     demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
     conv = raw["conventions"]
     # Primary: the training-mode mean over many masks (the ensemble's average) equals the

@@ -106,6 +106,14 @@ class Config(ExperimentConfig):
     }
 
     def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``rates`` holds 0.0
+        and ``test_rate`` and that ``mlp_optimizers`` names only sgd and adam.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
         super().check()
         if 0.0 not in self.rates or self.test_rate not in self.rates:
             raise DropstudyError(f"rates {self.rates} must hold 0.0 and test_rate {self.test_rate}")
@@ -132,7 +140,11 @@ class Config(ExperimentConfig):
         return tuple(names)
 
     def optimizers(self) -> dict[str, TrainConfig]:
-        """The MLPs' training configurations by optimiser name."""
+        """The MLPs' training configurations by optimiser name.
+
+        Returns:
+          ``{name: TrainConfig}`` for each of ``mlp_optimizers``, in its order.
+        """
         both = {"sgd": self.sgd, "adam": self.adam}
         return {o: both[o] for o in self.mlp_optimizers}
 
@@ -141,6 +153,18 @@ class Config(ExperimentConfig):
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: the MLPs, the linear and the logistic regressions.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set of the MLPs.
+
+    Returns:
+      ``{label: Cell}``: per optimiser, ``<o>_rate=<r>`` for each drop rate and
+      ``<o>_l2=<l2>`` (plain nets) for each L2 strength (:func:`norm_cell`); for each keep
+      and keep 1 (plain SGD, the convergence check), ``linear_keep=<k>`` and, when
+      ``cfg.logistic`` is given, ``logistic_keep=<k>``.
+    """
     seeds = list(range(cfg.seeds))
     cells = {}
     for o, tc in cfg.optimizers().items():
@@ -165,6 +189,21 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The three parts' summaries and tests, and the findings.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"width", "test_rate", "mlp", "linear", "logistic", "tests", "primary",
+      "findings"}``: the parts' summaries (``logistic`` None without a logistic part), their
+      tests, and findings where an MLP prediction's test differs in sign or verdict between
+      weight scaling and the MC average.
+
+    Raises:
+      DropstudyError: if ``cfg.primary`` is not one of the tests.
+    """
     lin, t_lin = summarise_linear(cfg, raw)
     log, t_log = summarise_logistic(cfg, raw) if cfg.logistic is not None else (None, {})
     mlp, t_mlp = summarise_mlp(cfg, raw)

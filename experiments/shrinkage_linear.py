@@ -17,9 +17,18 @@ from .stats import direction, equivalence
 
 
 def heterogeneous_diabetes(decades: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Standardised diabetes features times fixed scales: ``x (442, 10)`` centred, ``y (442,)``
-    centred, ``scales (10,)`` = ``10^u``, ``u`` evenly spaced on ``[-decades/2, decades/2]``,
-    permuted by ``seed`` (so the scale is unrelated to the feature's index)."""
+    """Standardised diabetes features times fixed per-feature scales.
+
+    The scales are ``10^u``, ``u`` evenly spaced on ``[-decades/2, decades/2]``, permuted by
+    ``seed`` (so the scale is unrelated to the feature's index).
+
+    Args:
+      decades: the spread of the scales, in orders of magnitude.
+      seed: the seed of the permutation.
+
+    Returns:
+      ``(x, y, scales)``: ``x (442, 10)`` centred, ``y (442,)`` centred, ``scales (10,)``.
+    """
     x, y = diabetes()
     u = np.linspace(-decades / 2, decades / 2, x.shape[1])
     scales = 10.0 ** u[np.random.default_rng(seed).permutation(x.shape[1])]
@@ -27,30 +36,76 @@ def heterogeneous_diabetes(decades: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def dd_ridge(x: np.ndarray, y: np.ndarray, keep: float) -> np.ndarray:
-    """The data-dependent ridge ``(X^T X + (1-p)/p diag(X^T X))^-1 X^T y``: ``(d,)``."""
+    """The data-dependent ridge ``(X^T X + (1-p)/p diag(X^T X))^-1 X^T y``.
+
+    Args:
+      x: centred inputs ``X (N, d)``.
+      y: centred targets ``(N,)``.
+      keep: the keep probability ``p``.
+
+    Returns:
+      The coefficients ``(d,)``.
+    """
     xtx = x.T @ x
     return np.linalg.solve(xtx + (1 - keep) / keep * np.diag(np.diag(xtx)), x.T @ y)
 
 
 def equal_trace_lambda(x: np.ndarray, keep: float) -> float:
-    """``(1-p)/p * trace(X^T X) / d``: the plain ridge whose penalty matrix has the trace of
-    the data-dependent one."""
+    """``(1-p)/p * trace(X^T X) / d``: the plain ridge of equal trace.
+
+    Its penalty matrix has the trace of the data-dependent one.
+
+    Args:
+      x: inputs ``X (N, d)``.
+      keep: the keep probability ``p``.
+
+    Returns:
+      ``lambda``, a float.
+    """
     return (1 - keep) / keep * float(np.trace(x.T @ x)) / x.shape[1]
 
 
 def plain_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
-    """``(X^T X + lam I)^-1 X^T y``: ``(d,)``; ``lam = 0`` is least squares."""
+    """The plain ridge ``(X^T X + lam I)^-1 X^T y``; ``lam = 0`` is least squares.
+
+    Args:
+      x: centred inputs ``X (N, d)``.
+      y: centred targets ``(N,)``.
+      lam: the penalty ``lambda``.
+
+    Returns:
+      The coefficients ``(d,)``.
+    """
     return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
 
 
 def rel(w: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Relative L2 distance ``||w - ref|| / ||ref||`` of each row of ``w (S, d)``: ``(S,)``."""
+    """Relative L2 distance ``||w - ref|| / ||ref||`` of each row of ``w``.
+
+    Args:
+      w: coefficients ``(S, d)`` (or one row ``(d,)``).
+      ref: the reference ``(d,)``.
+
+    Returns:
+      The distances ``(S,)`` (a scalar for one row).
+    """
     return np.linalg.norm(w - ref, axis=-1) / np.linalg.norm(ref)
 
 
 def linear_cell(keep: float, decades: float, scale_seed: int, train: TrainConfig, seeds: list):
-    """SGD with input dropout at ``keep`` (keep 1: plain SGD) on the heterogeneous data:
-    per seed, the coefficients ``w (S, d)`` and their training MSE."""
+    """SGD with input dropout at ``keep`` (keep 1: plain SGD) on the heterogeneous data.
+
+    Args:
+      keep: the input keep probability.
+      decades: the spread of the feature scales (:func:`heterogeneous_diabetes`).
+      scale_seed: the permutation of the scales.
+      train: how to train (a regression ``TrainConfig``).
+      seeds: the seeds, trained together.
+
+    Returns:
+      ``{"w", "train_mse"}``: per seed, the coefficients ``w (S, d)`` and their training MSE
+      ``(S,)``, as lists.
+    """
     x, y, _ = heterogeneous_diabetes(decades, scale_seed)
     model = MLP(hidden=(), n_out=1, input_rate=1 - keep)
     v, _ = train_seeds(
@@ -65,7 +120,20 @@ def linear_cell(keep: float, decades: float, scale_seed: int, train: TrainConfig
 
 
 def summarise_linear(cfg, raw: dict) -> tuple[dict, dict]:
-    """Closed forms, distances and tests of the linear regressions."""
+    """Closed forms, distances and tests of the linear regressions.
+
+    Args:
+      cfg: the shrinkage experiment's ``Config``.
+      raw: the cells' results, with ``linear_keep=<k>`` for every keep and for keep 1.
+
+    Returns:
+      ``(out, tests)``: ``out`` holds the feature ``scales``, the least-squares ``ols``
+      coefficients, ``sanity`` (plain SGD against least squares) and per keep (``keeps``)
+      the ridge strength, distances to each closed form and to the closest plain ridge over
+      a grid of lambda, training MSE, coefficient norms and the coefficients; ``tests``
+      holds ``sanity_ols`` and, per keep, ``ridge_dd``, ``ridge_pr``, ``ridge_closest`` and
+      ``linear_shrink`` (each ``_keep=<k>``).
+    """
     x, y, scales = heterogeneous_diabetes(cfg.decades, cfg.scale_seed)
     mse = lambda w: float(np.mean((x @ w - y) ** 2))  # noqa: E731  (centred: no intercept)
     ols, plain = plain_ridge(x, y, 0.0), raw["linear_keep=1.0"]

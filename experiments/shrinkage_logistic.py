@@ -20,9 +20,23 @@ from .stats import direction, equivalence
 
 
 def wager_logistic(x: np.ndarray, y: np.ndarray, keep: float, lam: float | None = None):
-    """Logistic regression with Wager et al.'s dropout penalty at ``keep`` (or, with ``lam``,
-    with the plain penalty ``lam/2 ||w||^2``); the intercept is not penalised. Minimises the
-    summed NLL plus penalty by L-BFGS with the exact gradient. Returns ``(w (d,), b)``."""
+    """Logistic regression with Wager et al.'s dropout penalty at ``keep``, or a plain L2 one.
+
+    With ``lam`` the penalty is the plain ``lam/2 ||w||^2``; the intercept is not penalised.
+    Minimises the summed NLL plus penalty by L-BFGS with the exact gradient.
+
+    Args:
+      x: inputs ``(N, d)``.
+      y: labels ``(N,)``, 0 or 1.
+      keep: the keep probability (1: no penalty, the MLE).
+      lam: the plain L2 strength, or None for Wager's penalty.
+
+    Returns:
+      ``(w, b)``: the coefficients ``(d,)`` and the intercept, a float.
+
+    Raises:
+      DropstudyError: if L-BFGS does not converge.
+    """
     c = (1 - keep) / (2 * keep)
     x2 = x * x
 
@@ -50,15 +64,38 @@ def wager_logistic(x: np.ndarray, y: np.ndarray, keep: float, lam: float | None 
 
 
 def fisher_lambda(x: np.ndarray, w: np.ndarray, b: float, keep: float) -> float:
-    """Mean over features of Wager's per-feature L2 coefficient at ``(w, b)``."""
+    """Mean over features of Wager's per-feature L2 coefficient at ``(w, b)``.
+
+    Args:
+      x: inputs ``(N, d)``.
+      w: coefficients ``(d,)``.
+      b: the intercept.
+      keep: the keep probability.
+
+    Returns:
+      ``(1-p)/p`` times the mean over features ``j`` of ``sum_i p_i(1-p_i) x_ij^2``, a float.
+    """
     p = 1 / (1 + np.exp(-(x @ w + b)))
     return (1 - keep) / keep * float(np.mean((x * x).T @ (p * (1 - p))))
 
 
 def logistic_cell(keep: float, decades: float, scale_seed: int, train: TrainConfig, seeds: list):
-    """SGD with input dropout at ``keep`` on logistic regression (two-class softmax, whose
-    logit difference is a logistic regression with ``w = w_1 - w_0``): ``w (S, d)``, and
-    the training accuracy and NLL of the test-time weights."""
+    """SGD with input dropout at ``keep`` on logistic regression.
+
+    A two-class softmax, whose logit difference is a logistic regression with
+    ``w = w_1 - w_0``, on the labels ``y > 0`` of the heterogeneous data.
+
+    Args:
+      keep: the input keep probability.
+      decades: the spread of the feature scales (:func:`heterogeneous_diabetes`).
+      scale_seed: the permutation of the scales.
+      train: how to train.
+      seeds: the seeds, trained together.
+
+    Returns:
+      ``{"w", "train_acc", "train_nll"}``: per seed, ``w (S, d)`` and the training accuracy
+      and NLL of the test-time weights, as lists.
+    """
     x, y, _ = heterogeneous_diabetes(decades, scale_seed)
     labels = (y > 0).astype(np.int32)
     model = MLP(hidden=(), n_out=2, input_rate=1 - keep)
@@ -76,7 +113,19 @@ def logistic_cell(keep: float, decades: float, scale_seed: int, train: TrainConf
 
 
 def summarise_logistic(cfg, raw: dict) -> tuple[dict, dict]:
-    """Closed forms (Wager's penalty, plain L2), distances and tests of the logistic part."""
+    """Closed forms (Wager's penalty, plain L2), distances and tests of the logistic part.
+
+    Args:
+      cfg: the shrinkage experiment's ``Config``.
+      raw: the cells' results, with ``logistic_keep=<k>`` for every keep and for keep 1.
+
+    Returns:
+      ``(out, tests)``: ``out`` holds the ``mle`` coefficients, ``sanity`` (plain SGD
+      against the MLE) and per keep (``keeps``) the plain L2 strength of equal mean, the
+      distances to Wager's and the plain solution, training accuracy and NLL, and the
+      coefficients; ``tests`` holds ``sanity_mle`` and, per keep, ``wager_keep=<k>`` and
+      ``wager_pr_keep=<k>``.
+    """
     x, y, _ = heterogeneous_diabetes(cfg.decades, cfg.scale_seed)
     labels = (y > 0).astype(np.float64)
     mle, _ = wager_logistic(x, labels, 1.0)

@@ -32,18 +32,41 @@ MLP_PREDICTED = ("logit",)  # measures of the net's prediction: by weight scalin
 
 
 def kernel_norm(params) -> float:
-    """Frobenius norm of all weight matrices (biases excluded)."""
+    """Frobenius norm of all weight matrices (biases excluded).
+
+    Args:
+      params: the params dict, ``{layer: {"kernel", ...}}``.
+
+    Returns:
+      The norm, a float.
+    """
     return float(np.sqrt(sum(np.sum(np.square(v["kernel"])) for v in params.values())))
 
 
 def spectral_product(params) -> float:
-    """Product over layers of the largest singular value of each kernel ``(fan_in, fan_out)``."""
+    """Product over layers of the largest singular value of each kernel ``(fan_in, fan_out)``.
+
+    Args:
+      params: the params dict, ``{layer: {"kernel", ...}}``.
+
+    Returns:
+      The product, a float.
+    """
     return float(np.prod([np.linalg.norm(np.asarray(v["kernel"]), 2) for v in params.values()]))
 
 
 def logit_norm(log_probs) -> float:
-    """Mean over examples of the L2 norm of ``log_probs (B, C)`` centred over classes: the
-    centred logits (for an MC average, the centred mean of the subnetworks' logits)."""
+    """Mean over examples of the L2 norm of ``log_probs`` centred over classes.
+
+    That is the norm of the centred logits (for an MC average, the centred mean of the
+    subnetworks' logits).
+
+    Args:
+      log_probs: log-probabilities ``(B, C)``.
+
+    Returns:
+      The mean norm, a float.
+    """
     lp = np.asarray(log_probs, np.float64)
     return float(np.mean(np.linalg.norm(lp - lp.mean(1, keepdims=True), axis=1)))
 
@@ -51,9 +74,24 @@ def logit_norm(log_probs) -> float:
 def norm_cell(
     ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list, ev: Evaluator
 ) -> list:
-    """Per seed, a digits MLP at drop ``rate`` (and ``train.l2``): its weight measures, test
-    logit norm, test accuracy/NLL by weight scaling and (dropout nets) by the MC average,
-    and train accuracy/NLL by weight scaling."""
+    """Per seed, an MLP at drop ``rate`` (and ``train.l2``): weight and prediction measures.
+
+    Its weight measures, test logit norm, test accuracy and NLL by weight scaling and (dropout
+    nets) by the MC average, and train accuracy and NLL by weight scaling. At rate 0 every
+    mask is all ones, so the MC average is the net itself.
+
+    Args:
+      ds: the data set.
+      rate: the drop rate of the hidden layers.
+      width: units per hidden layer (two layers).
+      train: how to train.
+      seeds: the seeds, trained together.
+      ev: the evaluator of the MC average.
+
+    Returns:
+      One dict per seed: ``frob``, ``spec``, ``logit_<p>``, ``test_acc_<p>`` and
+      ``test_nll_<p>`` for ``p`` in ``ws``, ``mc``, ``train_acc`` and ``train_nll``.
+    """
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
     v, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     out = []
@@ -82,8 +120,17 @@ def norm_cell(
 
 
 def summarise_mlp(cfg, raw: dict) -> tuple[dict, dict]:
-    """Per optimiser and net, intervals of every measure; tests of drop rate ``test_rate``
-    minus plain for each measure (and predictor)."""
+    """Per optimiser and net, intervals of every measure, and the tests against the plain net.
+
+    Args:
+      cfg: the shrinkage experiment's ``Config``.
+      raw: the cells' results, the MLPs' keyed ``<optimiser>_<net>`` (e.g. ``sgd_rate=0.5``).
+
+    Returns:
+      ``(out, tests)``: ``out`` is ``{optimiser: {net: {measure: interval}}}``; ``tests``
+      holds, per optimiser, a direction test of drop rate ``test_rate`` minus plain for each
+      measure (a decrease supports), and for a prediction's measure one per predictor.
+    """
     out, tests = {}, {}
     for o in cfg.optimizers():
         nets = {k.removeprefix(f"{o}_"): v for k, v in raw.items() if k.startswith(f"{o}_")}

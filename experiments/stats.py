@@ -41,7 +41,18 @@ MAX_SEEDS = 100_000  # beyond this, "seeds needed" is reported as not reachable
 
 
 def mean_ci(values, level: float = 0.95) -> dict[str, float]:
-    """``{"mean", "lo", "hi", "n"}`` of a 1-D sample; one value gives a zero-width interval."""
+    """The mean of a 1-D sample with its t interval; one value gives a zero-width interval.
+
+    Args:
+      values: the sample, ``(n,)`` (any array-like; flattened).
+      level: the interval's confidence level.
+
+    Returns:
+      ``{"mean", "lo", "hi", "n"}``.
+
+    Raises:
+      DropstudyError: if ``values`` is empty or holds NaN or inf (a run diverged).
+    """
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         raise DropstudyError("mean_ci needs at least one value")
@@ -55,7 +66,18 @@ def mean_ci(values, level: float = 0.95) -> dict[str, float]:
 
 
 def paired(a, b) -> dict[str, float]:
-    """Interval of the mean of ``a - b`` over seeds, plus the fraction of seeds with a > b."""
+    """Interval of the mean of ``a - b`` over seeds, plus the fraction of seeds with a > b.
+
+    Args:
+      a: per-seed values, ``(S,)``.
+      b: the other method's values on the same seeds, the same shape as ``a``.
+
+    Returns:
+      :func:`mean_ci` of ``a - b`` (``{"mean", "lo", "hi", "n"}``) with ``frac_positive``.
+
+    Raises:
+      DropstudyError: if ``a`` and ``b`` differ in shape, or as :func:`mean_ci`.
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise DropstudyError(f"paired comparison needs equal shapes, got {a.shape} and {b.shape}")
@@ -116,12 +138,24 @@ def _smallest_n(power_at) -> int | None:
 def direction(values, positive_supports: bool = True, **label) -> dict:
     """The direction rule on per-seed ``values`` (e.g. paired differences).
 
-    Returns a test dict: ``rule``, ``n``, ``effect`` (the mean), ``lo``/``hi`` (95%
-    interval), ``sd``, ``p`` (two-sided), ``claimed`` (``"> 0"`` or ``"< 0"``), ``verdict``
-    (unadjusted), ``outcome`` (what a significant result means here: supported when the mean
-    has the claimed sign, else contradicted), ``mde`` (the smallest true effect found at 80%
-    power with this n and sd) and ``seeds_needed`` (for the observed effect; None when the
-    effect is 0), plus any ``label`` keys (``metric``, ``predictor``, ``what``).
+    A two-sided one-sample t test: the outcome is supported when the mean has the claimed sign,
+    else contradicted, and the verdict is that outcome when p < :data:`ALPHA`, else inconclusive.
+
+    Args:
+      values: the per-seed values, ``(S,)`` with S >= 2.
+      positive_supports: whether the claim predicts a positive effect (else a negative one).
+      **label: keys to add to the test (``metric``, ``predictor``, ``what``).
+
+    Returns:
+      A test dict: ``rule``, ``n``, ``effect`` (the mean), ``lo``/``hi`` (95% interval),
+      ``level``, ``sd``, ``p`` (two-sided), ``claimed`` (``"> 0"`` or ``"< 0"``), ``verdict``
+      (unadjusted), ``outcome`` (what a significant result means here: supported when the mean
+      has the claimed sign, else contradicted), ``mde`` (the smallest true effect found at 80%
+      power with this n and sd) and ``seeds_needed`` (for the observed effect; None when the
+      effect is 0), plus the ``label`` keys.
+
+    Raises:
+      DropstudyError: if there are fewer than 2 values, or one is NaN or inf.
     """
     v, m, sd, n = _sample(values)
     c = mean_ci(v)
@@ -159,21 +193,46 @@ def direction(values, positive_supports: bool = True, **label) -> dict:
 def equivalence(values, margin: float, **label) -> dict:
     """The equivalence rule (TOST) on per-seed ``values`` against ``+-margin``.
 
-    Returns a test dict like :func:`direction`'s, with ``margin``, the 90% interval in
-    ``lo``/``hi``, ``p_tost`` (the larger one-sided p-value: equivalence shown when it is
-    below 0.05), ``p_outside`` (one-sided p-value that the effect lies beyond the margin on
-    the side of the mean: non-equivalence shown when below 0.05), ``p`` and ``outcome`` of
-    the smaller of the two, ``mde`` (the smallest margin shown at 80% power if the true
-    effect were 0) and ``seeds_needed`` (for ``margin`` at the observed effect; None when
-    the observed effect is at or beyond the margin).
+    Args:
+      values: the per-seed values, ``(S,)`` with S >= 2.
+      margin: the equivalence margin, > 0.
+      **label: keys to add to the test (``metric``, ``predictor``, ``what``).
+
+    Returns:
+      A test dict like :func:`direction`'s, with ``margin``, the 90% interval in ``lo``/``hi``,
+      ``p_tost`` (the larger one-sided p-value: equivalence shown when it is below 0.05),
+      ``p_outside`` (one-sided p-value that the effect lies beyond the margin on the side of the
+      mean: non-equivalence shown when below 0.05), ``p`` and ``outcome`` of the smaller of the
+      two, ``mde`` (the smallest margin shown at 80% power if the true effect were 0) and
+      ``seeds_needed`` (for ``margin`` at the observed effect; None when the observed effect is
+      at or beyond the margin).
+
+    Raises:
+      DropstudyError: if there are fewer than 2 values, one is NaN or inf, or ``margin`` is not
+        > 0.
     """
     _, m, sd, n = _sample(values)
     return equivalence_from(m, sd, n, margin, **label)
 
 
 def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> dict:
-    """:func:`equivalence` from a sample's mean, standard deviation (ddof=1) and size, for
-    samples too large to keep (e.g. 10,000 training-mode draws)."""
+    """:func:`equivalence` from a sample's mean, standard deviation and size.
+
+    For samples too large to keep (e.g. 10,000 training-mode draws).
+
+    Args:
+      mean: the sample's mean.
+      sd: its standard deviation (ddof=1).
+      n: its size, >= 2.
+      margin: the equivalence margin, > 0.
+      **label: keys to add to the test.
+
+    Returns:
+      The test dict of :func:`equivalence`.
+
+    Raises:
+      DropstudyError: if ``margin`` is not > 0, or ``n`` is below 2.
+    """
     if not margin > 0:
         raise DropstudyError(f"an equivalence margin must be > 0, got {margin}")
     if n < 2:
@@ -219,14 +278,31 @@ def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> 
 
 
 def exact_check(holds: bool, **label) -> dict:
-    """A claim checked by an identity rather than a sample: supported when it holds,
-    contradicted when it does not; no sampling error, so no p-value and no Holm step."""
+    """A claim checked by an identity rather than a sample.
+
+    No sampling error, so no p-value and no Holm step.
+
+    Args:
+      holds: whether the identity holds.
+      **label: keys to add to the test.
+
+    Returns:
+      A test dict: ``rule="exact"``, ``p=None``, and ``outcome`` and ``verdict`` both
+      supported when it holds, contradicted when it does not; plus the ``label`` keys.
+    """
     v = SUPPORTED if holds else CONTRADICTED
     return {"rule": "exact", "p": None, "outcome": v, "verdict": v, **label}
 
 
 def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values (None entries, exact checks, are skipped)."""
+    """Holm's step-down adjusted p-values.
+
+    Args:
+      pvalues: the p-values; None entries (exact checks) are skipped.
+
+    Returns:
+      The adjusted p-values in the same order, None where the input has None.
+    """
     idx = [i for i, p in enumerate(pvalues) if p is not None]
     order = sorted(idx, key=lambda i: pvalues[i])
     m, out, running = len(order), list(pvalues), 0.0
@@ -237,24 +313,56 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
 
 
 def decide(test: dict, p_adjusted: float | None) -> str:
-    """A test's verdict at the adjusted p-value: its outcome when significant, else
-    inconclusive (exact checks keep theirs)."""
+    """A test's verdict at the adjusted p-value.
+
+    Args:
+      test: a test dict.
+      p_adjusted: its adjusted p-value (:func:`holm`); None for an exact check.
+
+    Returns:
+      Its outcome when significant (below :data:`ALPHA`), else inconclusive; exact checks keep
+      their verdict.
+    """
     if test["rule"] == "exact":
         return test["verdict"]
     return test["outcome"] if p_adjusted < ALPHA else INCONCLUSIVE
 
 
 def excludes_zero(t: dict) -> bool:
-    """Whether a test's interval (95% for direction, 90% for equivalence) excludes 0."""
+    """Whether a test's interval (95% for direction, 90% for equivalence) excludes 0.
+
+    Args:
+      t: a test dict.
+
+    Returns:
+      True when its interval lies wholly above or below 0; False for an exact check.
+    """
     return t["rule"] != "exact" and (t["lo"] > 0 or t["hi"] < 0)
 
 
 def sign_flip(a: dict, b: dict) -> bool:
-    """Whether two tests of the same quantity (e.g. by weight scaling and by the MC average)
-    disagree in sign with at least one interval excluding 0: a finding to report."""
+    """Whether two tests of the same quantity disagree in sign, with an interval excluding 0.
+
+    E.g. by weight scaling and by the MC average: a finding to report.
+
+    Args:
+      a: a test dict.
+      b: a test dict of the same quantity by another predictor.
+
+    Returns:
+      True when their effects have opposite signs and at least one interval excludes 0.
+    """
     return a["effect"] * b["effect"] < 0 and (excludes_zero(a) or excludes_zero(b))
 
 
 def fmt(ci: dict, digits: int = 3) -> str:
-    """``mean [lo, hi]`` for tables."""
+    """``mean [lo, hi]`` for tables.
+
+    Args:
+      ci: ``{"mean", "lo", "hi"}``.
+      digits: decimal places.
+
+    Returns:
+      The text.
+    """
     return f"{ci['mean']:.{digits}f} [{ci['lo']:.{digits}f}, {ci['hi']:.{digits}f}]"

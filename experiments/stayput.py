@@ -84,8 +84,19 @@ class Config(ExperimentConfig):
 
 
 def optimizer(name: str, steps: int, batch_size: int, lr: float, decay: float) -> TrainConfig:
-    """The training configuration of optimiser ``name`` (one of :data:`OPTIMIZERS`), one mask
-    per minibatch; ``decay`` applies to ``sgd_wd`` only."""
+    """The training configuration of optimiser ``name``, one mask per minibatch.
+
+    Args:
+      name: one of :data:`OPTIMIZERS`: ``sgd`` (momentum 0), ``momentum`` (SGD, momentum
+        0.9), ``adam``, or else SGD with ``optax.add_decayed_weights``.
+      steps: training steps.
+      batch_size: examples per step.
+      lr: the learning rate.
+      decay: the weight decay; it applies to ``sgd_wd`` only.
+
+    Returns:
+      A ``TrainConfig`` with ``mask_mode="per_batch"``.
+    """
     base = TrainConfig(steps=steps, batch_size=batch_size, mask_mode="per_batch")
     if name == "sgd":
         return base.replace(optimizer="sgd", lr=lr, momentum=0.0)
@@ -97,14 +108,35 @@ def optimizer(name: str, steps: int, batch_size: int, lr: float, decay: float) -
 
 
 def lr_of(name: str, cfg: Config) -> float:
+    """The learning rate of optimiser ``name`` in ``cfg``.
+
+    Args:
+      name: one of :data:`OPTIMIZERS`.
+      cfg: the configuration.
+
+    Returns:
+      ``cfg.lr_momentum`` for ``momentum``, ``cfg.lr_adam`` for ``adam``, else
+      ``cfg.lr_sgd``.
+    """
     return {"momentum": cfg.lr_momentum, "adam": cfg.lr_adam}.get(name, cfg.lr_sgd)
 
 
 def unit_movement(model: MLP, delta: dict, masks) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Of one step's parameter change ``delta`` and its masks (one per minibatch): the mean
-    movement of the dropped and of the kept hidden units, and the fraction of dropped units
-    whose every parameter is bitwise unchanged. A unit's movement is the mean absolute
-    change of its incoming weights, bias and outgoing weights."""
+    """How far one step moved the dropped and the kept hidden units.
+
+    A unit's movement is the mean absolute change of its incoming weights, bias and outgoing
+    weights.
+
+    Args:
+      model: the MLP.
+      delta: the step's parameter change, a params tree.
+      masks: the step's masks (one per minibatch), by dropout layer.
+
+    Returns:
+      ``(dropped, kept, still)``, scalars: the mean movement of the dropped and of the kept
+      hidden units, and the fraction of dropped units whose every parameter is bitwise
+      unchanged.
+    """
     dense, drops = model.dense_layers(), model.dropout_layers()
     moved, dropped = [], []
     for i in range(1, len(drops)):  # hidden layer i - 1 is read by dropout layer i
@@ -157,9 +189,26 @@ def movement_cell(
     decay: float,
     seeds: list[int],
 ) -> dict:
-    """Per seed: the ratio (dropped / kept movement, averaged over steps), whether every
-    dropped unit stayed bitwise put at every step, the per-step curves' seed means, and the
-    trained nets' train and test error by weight scaling."""
+    """Per seed: how far the dropped units' parameters move, and the trained nets' errors.
+
+    Args:
+      ds: the data set.
+      model: the dropout MLP.
+      optimizer_name: one of :data:`OPTIMIZERS` (:func:`optimizer`).
+      steps: training steps.
+      batch_size: examples per step.
+      lr: the learning rate.
+      decay: the weight decay of ``sgd_wd``.
+      seeds: the seeds, trained together.
+
+    Returns:
+      ``{"train_error", "test_error", "ratio", "all_still", "still_fraction",
+      "curve_ratio", "kept_movement"}``: per seed, the trained nets' train and test error by
+      weight scaling, the ratio (dropped / kept movement, averaged over steps where a kept
+      unit moved), the fraction of dropped units that stayed bitwise put and the kept units'
+      movement, each averaged over steps; whether every dropped unit stayed bitwise put at
+      every step (one bool); the per-step ratio's seed means.
+    """
     train = optimizer(optimizer_name, steps, batch_size, lr, decay)
     spec = M.mask_spec(model, ds.x_train[:1])
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
@@ -182,6 +231,15 @@ def movement_cell(
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: one :func:`movement_cell` per optimiser.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"optimizer=<o>": Cell}`` for each of :data:`OPTIMIZERS`.
+    """
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
     seeds = list(range(cfg.seeds))
     return {
@@ -201,6 +259,18 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The movement tests per optimiser and intervals over seeds.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"rows", "tests", "primary", "findings"}``: per optimiser, intervals of the ratio,
+      the still fraction, the kept movement and the errors, and ``all_still``; the
+      equivalence test of the ratio per optimiser and plain SGD's bitwise check
+      (``sgd_identity``), the primary first; no findings.
+    """
     rows = {o: raw[f"optimizer={o}"] for o in OPTIMIZERS}
     tests = {
         o: equivalence(

@@ -11,10 +11,22 @@ from dropstudy.validate import DropstudyError
 
 
 def tutorial_events(cfg, label: str, result: dict, logdir: Path) -> None:
-    """TensorBoard events of one finished (or reused) cell, as the tutorial logs them: for
-    each net and seed a run folder (``plain/seed0``, ``dropout/seed0``, ...) with the training
-    loss at every step, train and test MSE at every snapshot, and weight and gradient
-    histograms of every layer at every snapshot. A re-run replaces the folders."""
+    """Write TensorBoard events of one finished (or reused) cell, as the tutorial logs them.
+
+    For each net and seed a run folder (``plain/seed0``, ``dropout/seed0``, ...) with the
+    training loss at every step, train and test MSE at every snapshot, and weight and gradient
+    histograms of every layer at every snapshot. A re-run replaces the folders. The PyTorch
+    reference's cells keep no training curves: they write nothing.
+
+    Args:
+      cfg: the tutorial's configuration; its first rate is the plain net's.
+      label: the cell's label, ``tutorial_rate=RATE`` for a cell with curves.
+      result: the cell's result; its ``detail`` holds each seed's curves.
+      logdir: the folder to write the run folders into.
+
+    Raises:
+      DropstudyError: if tensorboardX (the optional extra) is not installed.
+    """
     if not label.startswith("tutorial_rate="):
         return  # the PyTorch reference's cells keep no training curves
     try:

@@ -13,13 +13,32 @@ from .tutorial_task import fit_measures, rough_grid, tutorial_sets
 def torch_reference_cell(
     rate: float, train: TrainConfig, seeds: list[int], k: int, slope: float, rough_points: int
 ) -> dict:
-    """The tutorial's own PyTorch code on the same data sets as :func:`tutorial_cell`:
+    """The tutorial's own PyTorch code on the same data sets as :func:`tutorial_cell`.
+
     ``nn.Sequential`` of Linear-ReLU-Dropout blocks (PyTorch's default initialisation,
     ``torch.manual_seed(seed)``), SGD with momentum, full batch, MSE; evaluated in eval mode
-    (weight scaling) and, with dropout, by the mean of ``k`` training-mode passes. Those
-    draw a mask per *example*, so the MC curve's points carry independent noise and its
-    roughness measures that noise: it is left out (dropstudy's MC shares each subnetwork's
-    mask across the batch)."""
+    (weight scaling) and, with dropout, by the mean of ``k`` training-mode passes. Those draw a
+    mask per *example*, so the MC curve's points carry independent noise and its roughness
+    measures that noise: it is left out (dropstudy's MC shares each subnetwork's mask across the
+    batch).
+
+    Args:
+      rate: the drop rate of every hidden layer; 0 for the plain net.
+      train: the training configuration (``steps``, ``lr``, ``momentum``).
+      seeds: the seeds, each with its own data set (:func:`.tutorial_task.tutorial_sets`).
+      k: training-mode passes in the MC average.
+      slope: the true line's slope.
+      rough_points: points of the grid the risk and roughness are measured on.
+
+    Returns:
+      ``{"diverged": [seeds], "ws": measures, "mc": measures}`` (``mc`` only with dropout),
+      where ``measures`` maps each of ``train_mse``, ``test_mse``, ``risk`` and ``roughness``
+      (not for ``mc``) to its per-seed values (:func:`.tutorial_task.fit_measures`), None for a
+      seed whose training diverged.
+
+    Raises:
+      DropstudyError: if PyTorch (the reference extra) is not installed.
+    """
     try:
         import torch
     except ImportError:

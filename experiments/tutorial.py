@@ -43,12 +43,27 @@ HIST_BINS = 40
 
 
 def tutorial_net(rate: float) -> MLP:
-    """The tutorial's 1-200-200-200-1 ReLU net, PyTorch's default initialisation."""
+    """The tutorial's 1-200-200-200-1 ReLU net, PyTorch's default initialisation.
+
+    Args:
+      rate: the drop rate of the hidden layers.
+
+    Returns:
+      The ``MLP``.
+    """
     return MLP(hidden=(200, 200, 200), n_out=1, rate=rate, weight_init="torch")
 
 
 def tutorial_config(steps: int, every: int = 0) -> TrainConfig:
-    """The tutorial's training: full-batch SGD, lr 0.01, momentum 0.9, mean squared error."""
+    """The tutorial's training: full-batch SGD, lr 0.01, momentum 0.9, mean squared error.
+
+    Args:
+      steps: training steps.
+      every: snapshot every this many steps (0: only at the end).
+
+    Returns:
+      The regression ``TrainConfig``.
+    """
     return TrainConfig(
         steps=steps,
         batch_size=0,
@@ -74,6 +89,14 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {"seeds": 3, "train": tutorial_config(200, 100)}
 
     def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``rough_points`` is
+        an integer >= 3 (roughness takes second differences).
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
         super().check()
         if not (isinstance(self.rough_points, int) and self.rough_points >= 3):
             raise DropstudyError(
@@ -103,9 +126,26 @@ def tutorial_cell(
     slope: float,
     rough_points: int,
 ) -> dict:
-    """The tutorial's net at drop ``rate`` on each seed's own data set: train and test MSE
-    and roughness by weight scaling (``ws``) and, with dropout, by the MC average (``mc``,
-    by ``ev``); data on y = ``slope`` x, risk and roughness on ``rough_points`` points."""
+    """The tutorial's net at drop ``rate`` on each seed's own data set.
+
+    Train and test MSE, risk and roughness by weight scaling (``ws``) and, with dropout, by
+    the MC average (``mc``, by ``ev``); data on y = ``slope`` x, risk and roughness on
+    ``rough_points`` points. A run that diverges is recorded as diverged, its measures None.
+
+    Args:
+      rate: the drop rate (0: the plain net).
+      train: how to train (:func:`tutorial_config`).
+      seeds: the seeds, each with its own data set, trained together.
+      ev: the evaluator of the MC average.
+      slope: the true line's slope.
+      rough_points: the grid's points on [-1, 1].
+
+    Returns:
+      ``{"diverged", "detail", "ws"[, "mc"]}``: the seeds that diverged; per seed that did
+      not, in detail (data, curves at every snapshot, weight and gradient histograms, and
+      with dropout the MC average's curve); per predictor, ``{"train_mse", "test_mse",
+      "risk", "roughness"}``, lists over seeds.
+    """
     model = tutorial_net(rate)
     sets, xs, ys = tutorial_sets(seeds, slope)
     # A run that diverges under the tutorial's settings is recorded as diverged (no NaN is
@@ -155,9 +195,20 @@ def tutorial_cell(
 
 
 def robust_histogram(values, bins: int = HIST_BINS, tail: float = 1.0) -> dict:
-    """Counts over the central ``100 - 2 * tail`` percent of ``values``; the tails are
-    clipped into the end bins (``clipped`` is their share), so a few outliers cannot squash
-    the rest into one spike."""
+    """Counts over the central ``100 - 2 * tail`` percent of ``values``.
+
+    The tails are clipped into the end bins (``clipped`` is their share), so a few outliers
+    cannot squash the rest into one spike.
+
+    Args:
+      values: the values, any shape.
+      bins: the number of bins.
+      tail: the percent clipped at each end.
+
+    Returns:
+      ``{"counts", "edges", "clipped"}``: ``bins`` counts, ``bins + 1`` edges, and the
+      fraction of values clipped.
+    """
     v = np.asarray(values, np.float64).ravel()
     lo, hi = np.percentile(v, [tail, 100 - tail])
     if hi <= lo:
@@ -205,6 +256,15 @@ def _detail(model, hist, i, d, grid, n_snap, every) -> dict:
 
 
 def plan(cfg: Config, ds=None) -> dict:
+    """The experiment's cells: per drop rate, this replication and the PyTorch reference.
+
+    Args:
+      cfg: the configuration.
+      ds: unused: the data are the tutorial's own, drawn per seed.
+
+    Returns:
+      ``{"tutorial_rate=<r>": Cell, "pytorch_rate=<r>": Cell}`` for each of ``cfg.rates``.
+    """
     seeds = list(range(cfg.seeds))
     task = {"slope": cfg.slope, "rough_points": cfg.rough_points}
     cells = {}
@@ -279,7 +339,19 @@ def _tutorial(cfg: Config, plain: dict, drop: dict, label: str, source: str):
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
-    """This replication and the PyTorch reference, and their tests."""
+    """This replication and the PyTorch reference, and their tests.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"tutorial", "pytorch", "tests", "primary", "findings"}``: each implementation's
+      summary (seeds compared, diverged seeds, intervals and paired differences; the
+      replication's also the seed its figures show), the tests of
+      :meth:`Config.test_names`, and findings where a test's sign or verdict differs between
+      weight scaling and the MC average.
+    """
     r0, r1 = cfg.rates
     tut, tests = _tutorial(
         cfg, raw[f"tutorial_rate={r0}"], raw[f"tutorial_rate={r1}"], "tutorial",

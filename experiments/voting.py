@@ -96,9 +96,16 @@ class Config(ExperimentConfig):
 
 
 def combine(logits: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
-    """Weighted sums over subnetworks of ``logits (K, B, C)`` with ``weights (K,)``:
-    ``probs`` and ``logp`` (sums of probabilities and log-probabilities) and ``votes``
-    (sum of one-hot argmaxes), each ``(B, C)``."""
+    """Weighted sums over subnetworks of their probabilities, log-probabilities and votes.
+
+    Args:
+      logits: the subnetworks' logits ``(K, B, C)``.
+      weights: each subnetwork's weight ``(K,)``.
+
+    Returns:
+      ``{"probs", "logp", "votes"}``, each ``(B, C)``: the sums of the probabilities, of the
+      log-probabilities, and of the one-hot argmaxes.
+    """
     logp = jax.nn.log_softmax(logits, -1)
     votes = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=logits.dtype)
     w = weights[:, None, None]
@@ -110,10 +117,21 @@ def combine(logits: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
 
 
 def decide(sums: dict[str, jax.Array], total: float) -> dict[str, jax.Array]:
-    """Each rule's predicted class ``(B,)`` from :func:`combine`'s sums over ``total``
-    weight, the vote's ``tied`` classes ``(B, C)`` (scored by :func:`errors`) and whether
-    it ties (``tie``, ``(B,)``). ``vote`` names one class for a figure or a user: a tie goes
-    to the tied class of highest arithmetic mean probability, then to the lower index."""
+    """Each rule's predicted class from :func:`combine`'s sums over ``total`` weight.
+
+    ``vote`` names one class for a figure or a user: a tie goes to the tied class of highest
+    arithmetic mean probability, then to the lower index. Its error is scored from ``tied``
+    instead (:func:`errors`).
+
+    Args:
+      sums: :func:`combine`'s ``{"probs", "logp", "votes"}``, each ``(B, C)``.
+      total: the total weight of the subnetworks summed.
+
+    Returns:
+      ``{"vote", "arithmetic", "geometric"}``, each ``(B,)``, the predicted classes; the
+      vote's ``"tied"`` classes ``(B, C)`` (within ``1e-6 * total`` of the most votes) and
+      whether it ties (``"tie"``, ``(B,)``).
+    """
     arith = sums["probs"] / total
     votes = sums["votes"]
     tied = votes >= votes.max(-1, keepdims=True) - 1e-6 * total
@@ -128,8 +146,23 @@ def decide(sums: dict[str, jax.Array], total: float) -> dict[str, jax.Array]:
 
 @partial(jax.jit, static_argnames=("model", "spec", "k", "grid"))
 def mc_sums(model, spec, k, grid, variables, x, key):
-    """The sums of :func:`combine` over MC subnetworks ``0 .. g - 1`` for every ``g`` in
-    ``grid`` (sorted, last = ``k``): each ``(len(grid), B, C)``."""
+    """The sums of :func:`combine` over MC subnetworks ``0 .. g - 1`` for every ``g`` in ``grid``.
+
+    Mask i is ``sample_masks(spec, fold_in(key, i))``; jitted, the subnetworks run
+    :data:`CHUNK` at a time.
+
+    Args:
+      model: the model (static).
+      spec: its mask spec, :func:`dropstudy.masks.mask_spec` (static).
+      k: the number of subnetworks (static).
+      grid: the prefix sizes, sorted, the last ``k`` (static).
+      variables: the model's variables dict.
+      x: inputs ``(B, d)``.
+      key: the key of the subnetworks' masks.
+
+    Returns:
+      ``{"probs", "logp", "votes"}``, each ``(len(grid), B, C)``.
+    """
     masks = M.sample_mask_batch(spec, key, jnp.arange(k))
     logits = jax.lax.map(
         lambda m: M.apply(model, variables, x, m), masks, batch_size=CHUNK
@@ -150,8 +183,19 @@ def mc_sums(model, spec, k, grid, variables, x, key):
 
 @partial(jax.jit, static_argnames=("model", "spec"))
 def exact_sums(model, spec, variables, x):
-    """The sums of :func:`combine` over all 2^n subnetworks, each weighted by its
-    probability; ``(B, C)`` each."""
+    """The sums of :func:`combine` over all 2^n subnetworks, each weighted by its probability.
+
+    Jitted; the subnetworks run in chunks of up to ``4 * CHUNK``.
+
+    Args:
+      model: the model (static).
+      spec: its mask spec, :func:`dropstudy.masks.mask_spec` (static).
+      variables: the model's variables dict.
+      x: inputs ``(B, d)``.
+
+    Returns:
+      ``{"probs", "logp", "votes"}``, each ``(B, C)``.
+    """
     n = spec.n_droppable
     chunks = jnp.arange(2**n).reshape(-1, min(CHUNK * 4, 2**n))
 
@@ -167,8 +211,17 @@ def exact_sums(model, spec, variables, x):
 
 
 def errors(pred: dict, y) -> dict:
-    """Test error of each rule; the vote's ties count as breaking them at random would (the
-    expected error: 1 - 1/t for a t-way tie holding the true class)."""
+    """Test error of each rule, the vote's ties counted as breaking them at random would.
+
+    A t-way tie counts as the expected error: 1 - 1/t when it holds the true class, else 1.
+
+    Args:
+      pred: :func:`decide`'s predictions.
+      y: labels ``(B,)``.
+
+    Returns:
+      ``{"vote", "arithmetic", "geometric"}``: the errors, floats.
+    """
     y = np.asarray(y)
     tied = np.asarray(pred["tied"], np.float64)
     vote = 1.0 - tied[np.arange(len(y)), y] / tied.sum(-1)
@@ -187,10 +240,27 @@ def vote_cell(
     seeds: list[int],
     stream: tuple[str, ...],
 ) -> dict:
-    """Per seed, one dropout net: test error of every rule over its first ``g`` MC
-    subnetworks for ``g`` in ``grid``, the fraction of tied votes, and train and test error
-    of every rule at ``k``. With 16 or fewer droppable units, test error and ties over all
-    2^n."""
+    """Per seed, one dropout net: the test and train error of every rule.
+
+    Test error of every rule over its first ``g`` MC subnetworks for ``g`` in ``grid``, the
+    fraction of tied votes, and train and test error of every rule (and weight scaling) at
+    ``k``. With 16 or fewer droppable units, test error and ties over all 2^n.
+
+    Args:
+      ds: the data set.
+      model: the dropout net.
+      train: how to train.
+      k: the number of MC subnetworks.
+      grid: the numbers of subnetworks of the test curves (``k`` is added).
+      seeds: the seeds, trained together.
+      stream: the names the MC keys derive from.
+
+    Returns:
+      ``{"grid": sorted grid with k, "seeds": [row per seed]}``; a row holds ``"test_curve"``
+      (``vote``, ``arithmetic``, ``geometric`` and ``tie``, lists over the grid), ``"test"``
+      and ``"train"`` (the errors of :func:`errors` and ``ws`` at ``k``), and with 16 or fewer
+      droppable units ``"exact_test"`` (errors) and ``"exact_tie"``.
+    """
     variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     spec = M.mask_spec(model, ds.x_train[:1])
     grid = tuple(sorted(set(grid) | {k}))
@@ -224,6 +294,16 @@ def vote_cell(
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
+    """The experiment's cells: one :func:`vote_cell` for the wide net and one for the small net.
+
+    Args:
+      cfg: the configuration.
+      ds: the data set.
+
+    Returns:
+      ``{"net=wide": Cell, "net=small": Cell}``, their grid ``cfg.k_grid`` with
+      ``cfg.members``.
+    """
     seeds = list(range(cfg.seeds))
     grid = tuple(sorted(set(cfg.k_grid) | {cfg.members}))
     kw = dict(ds=ds, train=cfg.train, k=cfg.k, grid=grid, seeds=seeds)
@@ -244,6 +324,20 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
+    """The tests, intervals over seeds and curves of both nets.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"grid", "rows", "curves", "exact_tie", "tests", "primary", "findings"}``: per net,
+      intervals of each rule's test, train and (when enumerated) exact test error
+      (``rows``) and of the test curves over the grid (``curves``); the interval of the exact
+      tie fraction of the small net (None when not enumerated); the tests of
+      :meth:`Config.test_names`, the primary first; a finding when the wide and small nets'
+      verdicts over the first ``members`` subnetworks differ.
+    """
     wide, small = raw["net=wide"]["seeds"], raw["net=small"]["seeds"]
     col = lambda rows, part, r: np.array([s[part][r] for s in rows])  # noqa: E731
     grid = raw["net=wide"]["grid"]
@@ -332,6 +426,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
 
 def mlp_hidden(hidden) -> str:
+    """Hidden widths in words, ``64x64``.
+
+    Args:
+      hidden: the hidden widths.
+
+    Returns:
+      The widths joined by ``x``.
+    """
     return "x".join(map(str, hidden))
 
 

@@ -15,6 +15,21 @@ from ..common import (
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the averaging experiment's figures into its folder.
+
+    ``mc_vs_exact_error.png`` and ``mc_vs_exact_nll.png``: for every net, test error and NLL of the
+    MC arithmetic and geometric means against K (means and 95% intervals over seeds), with weight
+    scaling and the exact means as horizontal lines; ``ws_minus_exact.png``: for the nets with
+    exact means, weight scaling minus the exact arithmetic mean in error and NLL (means, 95%
+    intervals), against the equivalence margins.
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     summaries, KS = r["nets"], r["ks"]
     tags = [n.tag for n in cfg.nets]
     cols = 3
@@ -80,6 +95,20 @@ def _k(k: int | None, kmax: int) -> str:
 
 
 def section(r: dict) -> str:
+    """The report's section of the averaging experiment, from its results file.
+
+    The set-up and the papers it follows, the figures, a table of train and test errors by every
+    predictor with K* per net, a table of NLLs, KL divergences and disagreements for the nets with
+    exact means, and how to read the primary test, with a note when the primary net does not fit
+    its training set.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``averaging/...``).
+    """
     cfg, ks = r["config"], r["ks"]
     kmax = ks[-1]
     rows, nll_rows = [], []

@@ -16,6 +16,21 @@ from ..common import (
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the coadaptation experiment's figures into its folder.
+
+    ``coadaptation.png``: test accuracy and temperature-scaled test NLL as hidden units are
+    removed, survivors rescaled or not (95% intervals over seeds), the normalised interaction R per
+    seed, and the distribution of the pairwise interactions of seed 0; ``first_layer.png``: the
+    first-layer weights of 16 units of seed 0, each drawn as an image over the input (or a curve
+    along a 1-D signal).
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}``.
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     labels = {"plain": "plain", "dropout": f"dropout {cfg.rates[1]}"}
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for k, (net, label) in enumerate(labels.items()):
@@ -87,11 +102,34 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def raw_rate(cfg: Config, raw: dict, net: str) -> list[dict]:
-    """The raw per-seed measures of ``net`` (``plain`` or ``dropout``)."""
+    """The raw per-seed measures of ``net`` (``plain`` or ``dropout``).
+
+    Args:
+      cfg: the experiment's configuration; ``cfg.rates`` holds the plain and the dropout net's
+        drop rates.
+      raw: the cells' results, ``{label: result}``.
+      net: ``"plain"`` or ``"dropout"``.
+
+    Returns:
+      The result of the net's cell (``rate=RATE``): one dict of measures per seed.
+    """
     return raw[f"rate={cfg.rates[net == 'dropout']}"]
 
 
 def section(r: dict) -> str:
+    """The report's section of the coadaptation experiment, from its results file.
+
+    The set-up, the measures and why they are taken at a fitted temperature, the papers' anchor,
+    the figures, tables of the headline metrics, of the interactions and of the other measures per
+    net, and the primary test with its limits.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``coadaptation/...``).
+    """
     c, n = r["config"], r["nets"]
     w, rate, at = c["width"], c["rates"][1], c["compare_at"]
     label = {"plain": "plain", "dropout": f"dropout {rate}"}

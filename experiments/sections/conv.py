@@ -13,6 +13,18 @@ from ..conv import Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the conv experiment's figures into its folder.
+
+    ``conv.png``: test NLL and error against the conv channel drop rate, by weight scaling and by
+    the MC average, and train by weight scaling (means over seeds, 95% intervals).
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     rates = [float(k) for k in r["rows"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, m, label in zip(axes, ("nll", "accuracy"), ("NLL (nats)", "error"), strict=True):
@@ -33,6 +45,18 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> str:
+    """The report's section of the conv experiment, from its results file.
+
+    The nets (a 2-D conv net for square images, else a 1-D one), the figure, a table of train and
+    test errors and test NLLs per conv drop rate, the primary test and its limits, with a note on
+    underfitting when conv dropout raises the primary rate's train error by more than 0.02.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder (``conv/...``).
+    """
     c = r["config"]
 
     def err(v):

@@ -13,6 +13,19 @@ from ..diversity import KINDS, LABELS, STATS, Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the diversity experiment's figures into its folder.
+
+    ``diversity.png``: for each kind of members, the test Brier score of the ensemble and of the
+    mean member, the ambiguity, and the error correlation and disagreement, against the number of
+    members K (means over seeds).
+
+    Args:
+      cfg: the experiment's configuration (unused here).
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for i, kind in enumerate(KINDS):
         ks = [int(k) for k in r["grids"][kind]]
@@ -38,6 +51,19 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> str:
+    """The report's section of the diversity experiment, from its results file.
+
+    The members compared, the figure, a table of the Brier decomposition, errors, disagreement and
+    error correlation at the configured number of members, per kind and split, the share of the
+    Brier score that averaging removes, and the tests.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``diversity/...``).
+    """
     c = r["config"]
     m = str(c["members"])
     rows, defined = [], []

@@ -15,6 +15,20 @@ from ..ensembles import LABELS, ROWS, Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the ensembles experiment's figures into its folder.
+
+    ``ensembles.png``: test and train NLL and error of every arm (means over seeds, 95% intervals),
+    and test NLL of dropout (by weight scaling and by the MC average) minus the independent
+    ensemble: each seed, the mean paired difference with its 90% interval, and the equivalence
+    margin.
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}``.
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     rows, xs = r["rows"], np.arange(len(ROWS))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for ax, metric, ylabel in zip(
@@ -61,6 +75,19 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> str:
+    """The report's section of the ensembles experiment, from its results file.
+
+    The matched-compute set-up and the arms compared, the primary test, the figure, and a table of
+    test and train error and NLL and test ECE per arm.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``ensembles/...``).
+    """
+
     def err_str(c: dict) -> str:  # accuracy interval as an error interval
         return ci_str({"mean": 1 - c["mean"], "lo": 1 - c["hi"], "hi": 1 - c["lo"]})
 

@@ -15,6 +15,18 @@ from ..maskmode import LABELS, MODES, Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the maskmode experiment's figures into its folder.
+
+    ``maskmode.png``: test NLL and error of the wide net trained with each mask mode, by weight
+    scaling and by the MC average (means over seeds, 95% intervals, and each seed).
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}``.
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric, label in zip(
         axes, ("nll", "accuracy"), ("test NLL (nats)", "test error"), strict=True
@@ -38,6 +50,18 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> str:
+    """The report's section of the maskmode experiment, from its results file.
+
+    The set-up (a mask per example against one per minibatch), the figure, a table of errors, NLLs
+    and weight scaling's gaps to the average per net and mask mode, and the primary test.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``maskmode/...``).
+    """
     c = r["config"]
 
     def err(v):

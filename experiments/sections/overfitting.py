@@ -14,6 +14,18 @@ from ..overfitting import Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the overfitting experiment's figures into its folder.
+
+    ``sweeps.png``: train and test accuracy against the drop rate, and the train-test accuracy gap
+    against the training-set size at the two rates compared (means over seeds, 95% intervals).
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     sizes = [int(n) for n in r["sizes"]]
     _sweep_figure(ctx, cfg.rates, r["rates"], sizes, r["sizes"], cfg.size_rates)
 
@@ -41,6 +53,19 @@ def _sweep_figure(ctx, rates, rates_summary, sizes, sizes_summary, size_rates) -
 
 
 def section(r: dict) -> str:
+    """The report's section of the overfitting experiment, from its results file.
+
+    The set-up, the primary test and the papers' results, with a note on underfitting when the
+    dropout net's train accuracy is more than 0.02 below the plain net's, the figure, and tables of
+    the rate sweep and the size sweep.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``overfitting/...``).
+    """
     rates = table(
         ["drop rate", "train acc", "test acc (WS)", f"test acc (MC K={r['config']['mc_k']})",
          "train - test acc (WS)", "test NLL (WS)", f"test NLL (MC K={r['config']['mc_k']})"],

@@ -7,6 +7,18 @@ from ..regression import Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the regression experiment's figures into its folder.
+
+    ``regression.png``: test RMSE and log-likelihood of the MC average against T, the number of
+    samples, per depth, with weight scaling as horizontal lines (means over splits, 95% intervals).
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     grid = r["t_grid"]
     for i, d in enumerate(r["rows"]):
@@ -32,6 +44,19 @@ def _counts(counts: dict) -> str:
 
 
 def section(r: dict) -> str:
+    """The report's section of the regression experiment, from its results file.
+
+    The protocol (splits, standardisation, weight decay, the choice of tau), the figure, a table of
+    RMSEs, log-likelihoods and the splits per tau for each depth, the papers' results, and the
+    primary test with its limits.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``regression/...``).
+    """
     c = r["config"]
     rows = [
         [f"{d} x {c['width']}", ci_str(v["train_rmse_ws"]), ci_str(v["rmse_ws"]),

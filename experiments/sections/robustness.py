@@ -15,6 +15,18 @@ from ..robustness import LABELS, PREDICTORS, TITLES, TRANSLATION_MAX, Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the robustness experiment's figures into its folder.
+
+    ``robustness.png``: one panel per shift: test error against its strength, by each predictor
+    (means over seeds, 95% intervals).
+
+    Args:
+      cfg: the experiment's configuration (unused here).
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     kinds = r["kinds"]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.8), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
@@ -31,6 +43,18 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> str:
+    """The report's section of the robustness experiment, from its results file.
+
+    The set-up and the shifts, the figure, a table of train, clean test and strongest-shift errors
+    per predictor, and the primary test.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``robustness/...``).
+    """
     c = r["config"]
     rows = []
     for p in PREDICTORS:

@@ -7,6 +7,18 @@ from ..scaling import Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the scaling experiment's figures into its folder.
+
+    ``demo.png``: for each convention, the histogram of the unit's training-mode output over the
+    keys, with its eval-mode output and the training mean.
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, (c, d) in zip(axes, r["demo"].items()):
         ax.stairs(
@@ -28,6 +40,19 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> str:
+    """The report's section of the scaling experiment, from its results file.
+
+    The tutorial's demo over many keys, with the figure and a table per convention; a table of the
+    two conventions trained as functions (same and matched learning rates); and the primary test
+    and the exact checks.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``scaling/...``).
+    """
     cfg = r["config"]
     rows = [
         [

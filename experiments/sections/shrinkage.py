@@ -27,6 +27,22 @@ def _coef_panel(ax, scales: np.ndarray, lines: list, title: str) -> None:
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the shrinkage experiment's figures into its folder.
+
+    ``shrinkage.png``: for each MLP measure and optimiser, the measure against the drop rate (by
+    weight scaling, and also by the MC average for the test logit norm) and against the L2
+    strength, with the plain net (no L2) as a line (means over seeds, 95% intervals);
+    ``shrinkage_linear.png``: the coefficients of the linear (and, when run, logistic) part at the
+    first keep, scaled by their feature's scale, and the relative distances of SGD with dropout
+    from the closed forms per keep, against the margin.
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     rates, l2s = cfg.rates, cfg.l2s
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for j, (m, words) in enumerate(MEASURES.items()):
@@ -201,6 +217,17 @@ and measure, paired by seed (same initialisation), claimed < 0.
 
 
 def section(r: dict) -> str:
+    """The report's section of the shrinkage experiment, from its results file.
+
+    The linear, logistic and MLP parts, each with its table, the figures, and the primary test.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``shrinkage/...``).
+    """
     primary = r["tests"][r["primary"]]
     return f"""{_linear_md(r)}
 

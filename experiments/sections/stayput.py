@@ -9,6 +9,18 @@ from ..stayput import LABELS, OPTIMIZERS, Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the stayput experiment's figures into its folder.
+
+    ``stayput.png``: the dropped units' movement over the kept units', per step (mean over seeds)
+    and averaged over the steps (each seed) for each optimiser, against the margin.
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}``.
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     for o in OPTIMIZERS:
@@ -29,6 +41,18 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
 
 def section(r: dict) -> str:
+    """The report's section of the stayput experiment, from its results file.
+
+    The set-up and the measure of movement, the figure, a table of movements and errors per
+    optimiser, and the primary test.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``stayput/...``).
+    """
     c = r["config"]
     rows = [
         [

@@ -18,6 +18,20 @@ def _shown(cfg: Config, raw: dict, r: dict) -> tuple[dict, dict]:
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the tutorial experiment's figures into its folder.
+
+    ``fit.png``: the plain and dropout nets' fits of the seed shown (the dropout net's by weight
+    scaling and, where recorded, by the MC average), with the train and test points;
+    ``snapshots.png``: both nets' fits at each snapshot step, with their training losses;
+    ``histograms.png``: the kernel weights and gradients of every layer at each snapshot step.
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}``.
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     plain, drop = _shown(cfg, raw, r)
     _tutorial_figures(ctx, plain, drop, r["tutorial"]["figure_seed"], cfg.rates, cfg.mc_k)
 
@@ -120,6 +134,18 @@ def _tutorial_rows(a: dict, b: dict, mc_k: int) -> list[list[str]]:
 
 
 def section(r: dict) -> str:
+    """The report's section of the tutorial experiment, from its results file.
+
+    The tutorial's setting and how the replication is judged and checked against the tutorial's
+    PyTorch code, the figures, and the replication table beside the PyTorch reference.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder
+      (``tutorial/...``).
+    """
     t, ref = r["tutorial"], r["pytorch"]
     cfg = r["config"]
     tut = cfg["train"]

@@ -13,6 +13,19 @@ from ..voting import LABELS, RULES, Config
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
+    """Draw the voting experiment's figures into its folder.
+
+    ``voting.png``: for the wide and the small net, test error of the majority vote and of the
+    arithmetic and normalised geometric means against K, the number of subnetworks (means over
+    seeds, 95% intervals), with weight scaling as a line.
+
+    Args:
+      cfg: the experiment's configuration.
+      raw: the cells' results, ``{label: result}`` (unused here).
+      r: the experiment's results (its summary), as its results file holds them.
+      ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
+        file.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     grid = r["grid"]
     for ax, net in zip(axes, ("wide", "small"), strict=True):
@@ -63,6 +76,17 @@ def _fit_text(r: dict) -> str:
 
 
 def section(r: dict) -> str:
+    """The report's section of the voting experiment, from its results file.
+
+    The nets and the rules, the share of tied votes, the figure, a table of errors per net, split
+    and rule (with the first subnetworks' test errors), and the primary test.
+
+    Args:
+      r: the experiment's results file, as a dict.
+
+    Returns:
+      The section's Markdown; its figure links are relative to the results folder (``voting/...``).
+    """
     c = r["config"]
     rows = []
     for net, hidden in (("wide", c["hidden"]), ("small", c["small"])):
