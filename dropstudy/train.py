@@ -17,6 +17,13 @@ Mask modes (how training picks subnetworks):
 * ``cycle`` — a given list of K masks, used in turn (a fixed-mask ensemble with shared
   weights; K = 1 trains one fixed subnetwork).
 
+Selection on validation data runs inside the same scan: with ``TrainConfig.eval_every``
+the validation loss of the current variables (by weight scaling, or the MC average over a
+fixed set of subnetworks) is computed every ``eval_every`` steps and the best variables so
+far are kept for each selection window, so one run of ``2W`` steps gives the early-stopped
+net within ``W`` and within ``2W``, vmapped over seeds like the rest (:class:`Selected`).
+Scoring changes no training number.
+
 Any linen model with :class:`~dropstudy.models.MaskedDropout` layers trains here: other
 variable collections (a BatchNorm's ``batch_stats``) are updated as the model mutates them,
 other randomness (``nn.Dropout``, noise layers) draws from the rng streams named in
@@ -46,6 +53,7 @@ from jax.sharding import Mesh
 from . import masks as M
 from . import rng, sharding
 from .models import model_config
+from .optim import max_norm
 from .validate import (
     TASKS,
     DropstudyError,
@@ -62,6 +70,8 @@ OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = 1e-3  # of a named optimizer when lr is not given
 DEFAULT_MOMENTUM = 0.9  # of sgd when momentum is not given
 LOSSES = ("cross_entropy", "mse")
+SELECT_BY = ("ws", "mc")  # predictors that validation selection can score
+DEFAULT_SELECT_K = 32  # subnetworks of a selection by the MC average
 Loss = Callable[[jax.Array, jax.Array], jax.Array]  # (outputs, targets) -> scalar
 
 
@@ -91,6 +101,19 @@ class TrainConfig:
         (``"dense_1"``) or one of its parameters (``"dense_1/kernel"``), e.g. to match the
         standard and inverted conventions step for step under SGD.
       schedule: ``constant`` or ``cosine`` (decay to 0 over ``steps``).
+      max_norm: bound ``c`` on each unit's incoming weight vector, projected after every
+        update (:func:`dropstudy.optim.max_norm`, chained after the optimiser); 0: none.
+      eval_every: every this many steps, the validation loss of the current variables,
+        inside the compiled run (``validation=`` of :func:`train`), and the best variables
+        so far kept per selection window; 0: no validation. Must divide ``steps`` and every
+        window.
+      select_by: the predictor the validation loss scores: ``"ws"`` (weight scaling) or
+        ``"mc"`` (the MC average over ``select_k`` subnetworks, drawn once per run and kept
+        for every evaluation).
+      select_k: subnetworks of ``select_by="mc"``.
+      windows: selection windows in steps besides the whole run: the best variables within
+        the first ``W`` steps for each ``W``, so one run of ``2W`` steps also gives the
+        selection within ``W``.
     """
 
     steps: int = 3000
@@ -106,6 +129,11 @@ class TrainConfig:
     schedule: str = "constant"
     loss: str | Loss | None = None
     rng_streams: tuple[str, ...] = ()
+    max_norm: float = 0.0
+    eval_every: int = 0
+    select_by: str = "ws"
+    select_k: int = DEFAULT_SELECT_K
+    windows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()  # an invalid config is refused when built, not when first used
@@ -162,7 +190,49 @@ class TrainConfig:
             raise DropstudyError(
                 f"snapshot_every={self.snapshot_every} must divide steps={self.steps}"
             )
+        check_positive_float("max_norm", self.max_norm, allow_zero=True)
+        self._validate_selection()
         return self
+
+    def _validate_selection(self) -> None:
+        check_positive_int("eval_every", self.eval_every, minimum=0)
+        check_choice("select_by", self.select_by, SELECT_BY)
+        check_positive_int("select_k", self.select_k)
+        if not self.eval_every:
+            for name, default in (("select_by", "ws"), ("select_k", DEFAULT_SELECT_K)):
+                if getattr(self, name) != default:
+                    raise DropstudyError(
+                        f"{name}={getattr(self, name)!r} applies to selection on validation "
+                        "data: set eval_every too"
+                    )
+            if self.windows:
+                raise DropstudyError("windows select on validation data: set eval_every too")
+            return
+        if self.select_by == "ws" and self.select_k != DEFAULT_SELECT_K:
+            raise DropstudyError(
+                f"select_k={self.select_k} sets the MC average's subnetworks: use "
+                "select_by='mc', or leave select_k out"
+            )
+        if isinstance(self.windows, (str, int)) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and 0 < w < self.steps
+            for w in self.windows
+        ):
+            raise DropstudyError(
+                f"windows must be a tuple of step counts in (0, steps={self.steps}), got "
+                f"{self.windows!r} (the whole run is always a window)"
+            )
+        for n in (self.steps, *self.windows):
+            if n % self.eval_every:
+                raise DropstudyError(
+                    f"eval_every={self.eval_every} must divide steps and every window; "
+                    f"it does not divide {n}"
+                )
+
+    @property
+    def selection_windows(self) -> tuple[int, ...]:
+        """The selection windows in steps, ascending, the whole run last (``()`` without
+        selection)."""
+        return tuple(sorted({*self.windows, self.steps})) if self.eval_every else ()
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
@@ -192,6 +262,20 @@ class TrainConfig:
         return replace(self, **kw)
 
 
+class Selected(NamedTuple):
+    """The variables with the lowest validation loss within one selection window.
+
+    Attributes:
+      variables: the variables dict at that step (``"params"`` and any other collection).
+      step: the steps done when they were evaluated (a multiple of ``eval_every``).
+      loss: their validation loss.
+    """
+
+    variables: Any
+    step: jax.Array
+    loss: jax.Array
+
+
 class History(NamedTuple):
     """What a run records.
 
@@ -199,11 +283,18 @@ class History(NamedTuple):
       loss: the loss of every step, ``(steps,)``.
       params: the parameters, stacked over snapshots.
       grads: the gradients, stacked over snapshots.
+      val_loss: with ``eval_every``, the validation loss after every step, ``(steps,)``: NaN
+        where none was evaluated (step ``i`` is evaluated when ``(i + 1) % eval_every ==
+        0``); else ``None``.
+      selected: with ``eval_every``, one :class:`Selected` per window of
+        ``TrainConfig.selection_windows`` (the whole run last); else ``None``.
     """
 
     loss: jax.Array
     params: Any
     grads: Any
+    val_loss: Any = None
+    selected: tuple[Selected, ...] | None = None
 
 
 class DivergenceError(DropstudyError):
@@ -220,9 +311,15 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     else:
         momentum = DEFAULT_MOMENTUM if cfg.momentum is None else cfg.momentum
         opt = optax.sgd(lr, momentum=momentum or None)
-    if not cfg.lr_scale:
+    opt = _scaled(opt, cfg.lr_scale)
+    return optax.chain(opt, max_norm(cfg.max_norm)) if cfg.max_norm else opt
+
+
+def _scaled(opt: optax.GradientTransformation, lr_scale) -> optax.GradientTransformation:
+    """``opt`` with the updates of some modules scaled (``TrainConfig.lr_scale``)."""
+    if not lr_scale:
         return opt
-    factors = dict(cfg.lr_scale)
+    factors = dict(lr_scale)
 
     def scale(updates):
         def one(path, u):
@@ -377,14 +474,19 @@ class Trainer(NamedTuple):
     Attributes:
       start: ``start(key, x, variables0) -> (keys, carry)``: the initial state
         (``variables0`` or an initialisation drawn from ``key``).
-      steps: ``steps(keys, carry, x, y, cycle_masks, *, first, n) -> (carry, losses (n,))``:
-        steps ``first .. first + n - 1`` (``n`` static).
+      steps: ``steps(keys, carry, x, y, cycle_masks, *, first, n, val=None) -> (carry,
+        losses (n,))``: steps ``first .. first + n - 1`` (``n`` static). With selection
+        (``TrainConfig.eval_every``) ``val`` is the validation set ``(x_val, y_val)`` and
+        the losses come as ``(losses (n,), validation losses (n,))``.
       finish: ``finish(carry) -> variables``.
+      selected: ``selected(carry) -> tuple[Selected, ...]``, one per selection window
+        (``()`` without selection).
     """
 
     start: Callable
     steps: Callable
     finish: Callable
+    selected: Callable
 
 
 def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Trainer:
@@ -402,6 +504,7 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
     opt = _optimizer(cfg)
     loss = task_loss(cfg)
     streams = tuple(cfg.rng_streams)
+    windows = cfg.selection_windows
 
     def start(key, x, variables0=None):
         k_init, k_data, k_mask = jax.random.split(key, 3)
@@ -415,10 +518,21 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
         params = variables0["params"]
         state = {k: v for k, v in variables0.items() if k not in ("params", M.MASKS)} or None
         carry = (params, state, opt.init(params), jax.tree.map(jnp.zeros_like, params))
-        return (k_data, k_mask, k_rngs), carry
+        if not windows:
+            return (k_data, k_mask, k_rngs), carry
+        # Selection: per window, the best variables so far, their loss and step; the MC
+        # average's subnetworks hang off the key like the other streams.
+        k_sel = jax.random.fold_in(key, 0x53_45_4C)
+        start_vars = {"params": params, **(state or {})}
+        inf, zero = jnp.asarray(jnp.inf, jnp.float32), jnp.asarray(0, jnp.int32)
+        best = tuple((start_vars, inf, zero) for _ in windows)
+        return (k_data, k_mask, k_rngs, k_sel), (*carry, best)
 
-    def steps(keys, carry, x, y, cycle_masks, *, first, n: int):
-        k_data, k_mask, k_rngs = keys
+    def steps(keys, carry, x, y, cycle_masks, *, first, n: int, val=None):
+        k_data, k_mask, k_rngs = keys[:3]
+        if windows and val is None:
+            raise DropstudyError("eval_every selects on validation data: pass val=(x, y)")
+        val_loss = _validation_loss(model, spec, cfg, keys[3], val) if windows else None
         size = x.shape[0]
         bs = cfg.batch_size if 0 < cfg.batch_size < size else size
         per_epoch = size // bs
@@ -447,7 +561,8 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             return {s: jax.random.fold_in(k, i) for i, s in enumerate(streams)}
 
         def step_fn(carry, step):
-            (params, state, opt_state, _), perm = carry
+            core, perm = carry
+            params, state, opt_state = core[:3]
             xb, yb, perm = batch(step, perm)
             m = masks_at(step, xb.shape[0])
             kw = dict(loss=loss, state=state, rngs=rngs_at(step))
@@ -462,17 +577,70 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             upd, opt_state = opt.update(g, opt_state, params)
             # The latest gradient rides in the carry: stacking it per step would write
             # (and page in) one parameter-sized buffer per step only to keep the last one.
-            return ((optax.apply_updates(params, upd), state, opt_state, g), perm), value
+            new = (optax.apply_updates(params, upd), state, opt_state, g)
+            if not windows:
+                return (new, perm), value
+            best, v = _select(windows, cfg.eval_every, core[4], new[0], state, step, val_loss)
+            return ((*new, best), perm), (value, v)
 
         perm0 = epoch_perm(first) if bs < size else None
         (carry, _), values = jax.lax.scan(step_fn, (carry, perm0), first + jnp.arange(n))
         return carry, values
 
     def finish(carry):
-        params, state, _, _ = carry
+        params, state = carry[:2]
         return {"params": params, **(state or {})}
 
-    return Trainer(start, steps, finish)
+    def selected(carry):
+        return tuple(Selected(v, s, loss) for v, loss, s in carry[4]) if windows else ()
+
+    return Trainer(start, steps, finish, selected)
+
+
+def _validation_loss(model, spec: M.MaskSpec, cfg: TrainConfig, key, val) -> Callable:
+    """``loss(params, state) -> scalar``: the validation NLL (classification) or mean
+    squared error (regression) of ``cfg.select_by``'s predictor on ``val = (x, y)``."""
+    x_val, y_val = val
+    dtype = x_val.dtype
+    # A fixed set of subnetworks for the whole run: every evaluation scores the same
+    # ensemble, so the losses along the run are comparable.
+    masks = (
+        M.sample_mask_batch(spec, key, jnp.arange(cfg.select_k), dtype)
+        if cfg.select_by == "mc"
+        else None
+    )
+
+    def loss(params, state):
+        variables = {"params": params, **(state or {})}
+        if masks is None:
+            out = M.apply(model, variables, x_val, M.expected_masks(spec, dtype))[None]
+        else:
+            out = jax.vmap(lambda m: M.apply(model, variables, x_val, m))(masks)
+        out = out.astype(jnp.float32)  # (K, B, n_out), K = 1 for weight scaling
+        if cfg.task == "classification":
+            logp = jax.nn.logsumexp(jax.nn.log_softmax(out, -1), axis=0) - jnp.log(out.shape[0])
+            return -jnp.mean(jnp.take_along_axis(logp, y_val[:, None], axis=-1))
+        return jnp.mean((jnp.mean(out, axis=0) - y_val.reshape(out.shape[1:])) ** 2)
+
+    return loss
+
+
+def _select(windows, every: int, best, params, state, step, val_loss):
+    """After step ``step`` (0-based): the validation loss when it is due (NaN when not), and
+    each window's best ``(variables, loss, steps done)`` updated where it improved."""
+    done = step + 1
+    due = done % every == 0
+    # The step alone decides, so under vmap over seeds this stays a branch.
+    v = jax.lax.cond(
+        due, lambda: val_loss(params, state), lambda: jnp.asarray(jnp.nan, jnp.float32)
+    )
+    now = {"params": params, **(state or {})}
+    out = []
+    for w, (b_vars, b_loss, b_step) in zip(windows, best, strict=True):
+        take = due & (done <= w) & (v < b_loss)  # NaN never wins
+        keep = lambda a, b, take=take: jnp.where(take, a, b)  # noqa: E731
+        out.append((jax.tree.map(keep, now, b_vars), keep(v, b_loss), keep(done, b_step)))
+    return tuple(out), v
 
 
 def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
@@ -491,22 +659,27 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
       The function. Its ``x`` is ``(N, ...)``, ``y`` ``(N,)`` (class labels) or
       ``(N, n_out)`` (regression targets); ``cycle_masks`` flat ``(K, n_units)`` for
       ``mask_mode="cycle"`` (else ignored, pass ``None``); ``variables0`` (the model's
-      variables dict) replaces the initialisation drawn from ``key`` when given. It returns
+      variables dict) replaces the initialisation drawn from ``key`` when given; ``val``,
+      the validation set ``(x_val, y_val)``, is needed with ``cfg.eval_every``. It returns
       the final variables (``"params"`` and any other collection the model keeps, without
       the masks) and the :class:`History`.
     """
     t = make_trainer(model, spec, cfg)
     seg = cfg.snapshot_every or cfg.steps
 
-    def train_fn(key, x, y, cycle_masks=None, variables0=None):
+    def train_fn(key, x, y, cycle_masks=None, variables0=None, val=None):
         keys, carry = t.start(key, x, variables0)
 
         def segment(carry, s):
-            carry, values = t.steps(keys, carry, x, y, cycle_masks, first=s * seg, n=seg)
+            carry, values = t.steps(keys, carry, x, y, cycle_masks, first=s * seg, n=seg, val=val)
             return carry, (values, carry[0], carry[3])
 
         carry, (values, snaps, grads) = jax.lax.scan(segment, carry, jnp.arange(cfg.steps // seg))
-        return t.finish(carry), History(values.reshape(-1), snaps, grads)
+        if not cfg.eval_every:
+            return t.finish(carry), History(values.reshape(-1), snaps, grads)
+        losses, vals = values
+        hist = History(losses.reshape(-1), snaps, grads, vals.reshape(-1), t.selected(carry))
+        return t.finish(carry), hist
 
     return train_fn
 
@@ -525,6 +698,40 @@ def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
                 f"{ya.shape}; use task='regression' for real-valued targets"
             )
     return jnp.asarray(xa), jnp.asarray(ya)
+
+
+def _check_validation(validation, cfg: TrainConfig, x, per_seed: bool = False):
+    """The validation set as arrays, or None; refused where ``cfg`` does not select, and
+    needed where it does."""
+    if not cfg.eval_every:
+        if validation is not None:
+            raise DropstudyError(
+                "validation data are scored only to select the best variables: set "
+                "eval_every in the TrainConfig (and select_by, windows if wanted)"
+            )
+        return None
+    if validation is None:
+        raise DropstudyError(
+            f"eval_every={cfg.eval_every} selects on validation data: pass "
+            "validation=(x_val, y_val)"
+        )
+    try:
+        xv, yv = validation
+    except (TypeError, ValueError):
+        raise DropstudyError("validation must be a pair (x_val, y_val)") from None
+    if per_seed:
+        pairs = [_check_data(a, b, cfg) for a, b in zip(xv, yv, strict=True)]
+        xv, yv = jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
+        shape = xv.shape[2:]
+    else:
+        xv, yv = _check_data(xv, yv, cfg)
+        shape = xv.shape[1:]
+    want = x.shape[2:] if per_seed else x.shape[1:]
+    if shape != want:
+        raise DropstudyError(
+            f"validation inputs have examples of shape {shape}; the training inputs {want}"
+        )
+    return xv, yv
 
 
 def _check_model(model, cfg: TrainConfig, x, y, spec: M.MaskSpec, *, variables0=None) -> None:
@@ -635,7 +842,9 @@ def start_jit(model, spec, cfg, *, data_axis, keys, x, variables0):
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis", "n"))
-def steps_jit(model, spec, cfg, *, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first):
+def steps_jit(
+    model, spec, cfg, *, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first, val=None
+):
     """One compiled segment of :func:`train` or :func:`train_seeds`: ``n`` steps from ``first``.
 
     Exposed for profiling (``.lower(...)``).
@@ -654,17 +863,20 @@ def steps_jit(model, spec, cfg, *, data_axis, cycle_axis, n, run_keys, carry, x,
       y: the targets.
       cycle: flat cycle masks for ``mask_mode="cycle"``, else None.
       first: the segment's first step.
+      val: the validation set ``(x_val, y_val)`` of a run that selects
+        (``cfg.eval_every``), with the data's vmap axis; else None.
 
     Returns:
-      ``(carry, losses)``: losses ``(n,)``, with a leading seed axis for a batch.
+      ``(carry, losses)``: losses ``(n,)`` (with selection, ``(losses, validation
+      losses)``), with a leading seed axis for a batch.
     """
     steps = make_trainer(model, spec, cfg).steps
     if data_axis == "one":
-        return steps(run_keys, carry, x, y, cycle, first=first, n=n)
+        return steps(run_keys, carry, x, y, cycle, first=first, n=n, val=val)
     return jax.vmap(
-        lambda k, c, x, y, cy: steps(k, c, x, y, cy, first=first, n=n),
-        in_axes=(0, 0, data_axis, data_axis, cycle_axis),
-    )(run_keys, carry, x, y, cycle)
+        lambda k, c, x, y, cy, vl: steps(k, c, x, y, cy, first=first, n=n, val=vl),
+        in_axes=(0, 0, data_axis, data_axis, cycle_axis, data_axis),
+    )(run_keys, carry, x, y, cycle, val)
 
 
 def _reporter(progress: Progress | None) -> Progress:
@@ -685,6 +897,7 @@ def run_segments(
     data_axis: int | str | None = "one",
     cycle_axis: int | str | None = "one",
     report: Progress = lambda done, total: None,
+    val=None,
 ) -> tuple[dict, History]:
     """The steps of :func:`make_train` as about ten compiled segments.
 
@@ -703,6 +916,8 @@ def run_segments(
       cycle_axis: ``"one"`` for a single run; else the vmap axis (0 or None) of the cycle
         masks.
       report: called as ``report(done, total)`` after each segment.
+      val: the validation set ``(x_val, y_val)`` when ``cfg.eval_every`` selects, with the
+        data's axis; else None.
 
     Returns:
       ``(variables, history)``, with a leading seed axis for a batch.
@@ -712,13 +927,16 @@ def run_segments(
         model, spec, cfg, data_axis=data_axis, keys=keys, x=x, variables0=variables0
     )
     one = data_axis == "one"
-    values, snaps, grads = [], [], []
+    values, vals, snaps, grads = [], [], [], []
     for first in range(0, cfg.steps, piece):
         carry, v = steps_jit(
             model, spec, cfg, data_axis=data_axis, cycle_axis=cycle_axis, n=piece,
             run_keys=run_keys, carry=carry, x=x, y=y, cycle=cycle,
-            first=jnp.asarray(first, jnp.int32),
+            first=jnp.asarray(first, jnp.int32), val=val,
         )  # fmt: skip
+        if cfg.eval_every:
+            v, vv = v
+            vals.append(vv)
         values.append(v)
         if (first + piece) % seg == 0:
             snaps.append(carry[0])
@@ -727,8 +945,11 @@ def run_segments(
     axis = 0 if one else 1  # snapshots and losses stack after the seed axis
     stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a, axis), *trees)  # noqa: E731
     loss = jnp.concatenate(values, axis=axis)
-    finish = make_trainer(model, spec, cfg).finish
-    return finish(carry), History(loss, stack(snaps), stack(grads))
+    t = make_trainer(model, spec, cfg)
+    hist = History(loss, stack(snaps), stack(grads))
+    if cfg.eval_every:
+        hist = hist._replace(val_loss=jnp.concatenate(vals, axis=axis), selected=t.selected(carry))
+    return t.finish(carry), hist
 
 
 def train(
@@ -741,6 +962,7 @@ def train(
     cycle_masks=None,
     variables0=None,
     progress: Progress | None = None,
+    validation: tuple | None = None,
 ) -> tuple[dict, History]:
     """Train one network.
 
@@ -753,16 +975,21 @@ def train(
       cycle_masks: ``(K, n_units)`` for ``mask_mode="cycle"``.
       variables0: the model's variables dict to start from instead of an initialisation.
       progress: called as ``progress(done, total)`` after each segment.
+      validation: ``(x_val, y_val)``, scored every ``cfg.eval_every`` steps inside the run;
+        needed with ``eval_every`` and refused without it.
 
     Returns:
-      ``(variables, history)``: the final variables dict and the :class:`History`.
+      ``(variables, history)``: the final variables dict and the :class:`History` (with
+      ``eval_every``, its validation losses and the best variables per window).
 
     Raises:
       DivergenceError: on a NaN or infinite loss.
+      DropstudyError: if an argument is invalid.
     """
     cfg.validate()
     check_key("key", key)
     x, y = _check_data(x, y, cfg)
+    val = _check_validation(validation, cfg, x)
     spec = M.mask_spec(model, x, cfg.rng_streams)
     _check_model(model, cfg, x, y, spec, variables0=variables0)
     cycle = _cycle(spec, cfg, cycle_masks)
@@ -770,7 +997,7 @@ def train(
         variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
     variables, hist = run_segments(
         model, spec, cfg, keys=key, x=x, y=y, cycle=cycle, variables0=variables0,
-        report=_reporter(progress),
+        report=_reporter(progress), val=val,
     )  # fmt: skip
     check_diverged(hist.loss[None], [0], model, cfg)
     return variables, hist
@@ -789,6 +1016,7 @@ def train_seeds(
     allow_divergence: bool = False,
     mesh: Mesh | None = None,
     progress: Progress | None = None,
+    validation: tuple | None = None,
 ) -> tuple[Any, History]:
     """Train one network per key in one compiled, vmapped call.
 
@@ -815,6 +1043,9 @@ def train_seeds(
         must drop the seeds that :func:`diverged` marks.
       mesh: the mesh to split the seeds over (default: every device, when there are several).
       progress: when given, called as ``progress(done, total)`` after each segment.
+      validation: ``(x_val, y_val)`` (with a leading seed axis under ``per_seed_data``),
+        scored every ``cfg.eval_every`` steps inside the run; needed with ``eval_every``
+        and refused without it.
 
     Returns:
       ``(variables, history)``: the variables dict (``"params"`` and any other collection)
@@ -831,6 +1062,7 @@ def train_seeds(
         x, y = jnp.stack(xs), jnp.stack(ys)
     else:
         x, y = _check_data(x, y, cfg)
+    val = _check_validation(validation, cfg, x, per_seed=per_seed_data)
     spec = M.mask_spec(model, x[0] if per_seed_data else x, cfg.rng_streams)
     _check_model(model, cfg, x[0] if per_seed_data else x, y[0] if per_seed_data else y, spec)
     cycle = _cycle(spec, cfg, cycle_masks)
@@ -843,16 +1075,16 @@ def train_seeds(
         # Whatever carries a seed axis is split with the seeds; shared data is replicated.
         keys, n = sharding.shard_leading(keys, mesh)
         if per_seed_data:
-            (x, y), _ = sharding.shard_leading((x, y), mesh)
+            (x, y, val), _ = sharding.shard_leading((x, y, val), mesh)
         else:
-            x, y = sharding.replicate((x, y), mesh)
+            x, y, val = sharding.replicate((x, y, val), mesh)
         if cycle_axis == 0:
             cycle, _ = sharding.shard_leading(cycle, mesh)
         elif cycle is not None:
             cycle = sharding.replicate(cycle, mesh)
     variables, hist = run_segments(
         model, spec, cfg, keys=keys, x=x, y=y, cycle=cycle, data_axis=data_axis,
-        cycle_axis=cycle_axis, report=_reporter(progress),
+        cycle_axis=cycle_axis, report=_reporter(progress), val=val,
     )  # fmt: skip
     if mesh is not None:
         variables, hist = jax.tree.map(lambda a: a[:n], (variables, hist))

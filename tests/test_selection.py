@@ -1,0 +1,131 @@
+"""Selection on validation data inside the compiled run, checked against a Python loop over
+snapshots; the max-norm constraint as a TrainConfig field."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dropstudy import masks as M
+from dropstudy import predict as P
+from dropstudy.models import MLP
+from dropstudy.train import TrainConfig, make_train, seed_keys, train, train_seeds
+from dropstudy.validate import DropstudyError
+
+MODEL = MLP(hidden=(16,), rate=0.5)
+BASE = dict(steps=60, batch_size=32, lr=3e-2, snapshot_every=10)  # lr high: val loss moves
+
+
+def _split(d):
+    """Training and validation halves of the digits training set."""
+    n = len(d.x_train) // 2
+    return (d.x_train[:n], d.y_train[:n]), (d.x_train[n:], d.y_train[n:])
+
+
+def _nll(probs, y):
+    return float(-np.mean(np.log(np.asarray(probs, np.float64)[np.arange(len(y)), y])))
+
+
+def _by_loop(hist, val, loss_of):
+    """Each snapshot's validation loss, computed outside the run."""
+    n = hist.loss.shape[0] // 10
+    snaps = [jax.tree.map(lambda a, i=i: a[i], hist.params) for i in range(n)]
+    return [loss_of({"params": p}, *val) for p in snaps], snaps
+
+
+@pytest.mark.parametrize("select_by", ["ws", "mc"])
+def test_selection_is_the_loop_over_snapshots(digits_data, select_by):
+    """The validation loss every 10 steps and the best variables within 30 and within 60
+    steps are what a loop over the snapshots finds: the same losses (to float rounding),
+    the same steps, the snapshot's parameters bitwise."""
+    (x, y), val = _split(digits_data)
+    kw = dict(select_k=6) if select_by == "mc" else {}
+    cfg = TrainConfig(**BASE, eval_every=10, windows=(30,), select_by=select_by, **kw)
+    key = jax.random.key(0)
+    _, hist = train(MODEL, key, x, y, cfg, validation=val)
+    spec = M.mask_spec(MODEL, jnp.asarray(val[0]))
+    if select_by == "ws":
+        loss_of = lambda v, xv, yv: _nll(P.weight_scaling(MODEL, v, xv).arithmetic, yv)  # noqa: E731
+    else:  # the fixed subnetworks the run draws from its key, as its docstring says
+        masks = M.sample_mask_batch(spec, jax.random.fold_in(key, 0x53_45_4C), jnp.arange(6))
+        loss_of = lambda v, xv, yv: _nll(  # noqa: E731
+            P.over_masks(MODEL, v, xv, masks=masks).arithmetic, yv
+        )
+    losses, snaps = _by_loop(hist, val, loss_of)
+    got = np.asarray(hist.val_loss)
+    np.testing.assert_allclose(got[9::10], losses, rtol=2e-5)
+    assert np.all(np.isnan(np.delete(got, np.arange(9, 60, 10))))
+    assert len(set(np.round(losses, 4))) == len(losses)  # no ties: the argmin is clear
+    w30, w60 = hist.selected
+    for sel, n in ((w30, 3), (w60, 6)):
+        best = int(np.argmin(losses[:n]))
+        assert int(sel.step) == 10 * (best + 1)
+        np.testing.assert_allclose(float(sel.loss), losses[best], rtol=2e-5)
+        for a, b in zip(jax.tree.leaves(sel.variables["params"]), jax.tree.leaves(snaps[best])):
+            np.testing.assert_array_equal(a, b)
+    assert int(w30.step) != int(w60.step) or select_by == "mc"  # the windows can differ
+
+
+def test_selection_leaves_training_alone(digits_data):
+    """Scoring validation data changes no training number: the same final variables and
+    losses, bitwise, with and without it; the one-program path selects as the segments do."""
+    (x, y), val = _split(digits_data)
+    key = jax.random.key(1)
+    plain_v, plain_h = train(MODEL, key, x, y, TrainConfig(**BASE))
+    cfg = TrainConfig(**BASE, eval_every=20)
+    v, h = train(MODEL, key, x, y, cfg, validation=val)
+    for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(plain_v), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(h.loss, plain_h.loss)
+    assert plain_h.val_loss is None and plain_h.selected is None
+    spec = M.mask_spec(MODEL, jnp.asarray(x))
+    _, h1 = jax.jit(make_train(MODEL, spec, cfg))(key, jnp.asarray(x), jnp.asarray(y), val=val)
+    np.testing.assert_array_equal(h1.loss, h.loss)
+    np.testing.assert_array_equal(h1.val_loss, h.val_loss)
+    assert int(h1.selected[0].step) == int(h.selected[0].step)
+
+
+def test_selection_over_seeds(digits_data):
+    """Vmapped over seeds, each seed selects its own step; a seed alone selects the same."""
+    (x, y), val = _split(digits_data)
+    cfg = TrainConfig(**BASE, eval_every=10)
+    _, hs = train_seeds(MODEL, seed_keys([2, 3]), x, y, cfg, validation=val)
+    assert hs.val_loss.shape == (2, 60) and hs.selected[0].step.shape == (2,)
+    _, h3 = train(MODEL, jax.random.key(3), x, y, cfg, validation=val)
+    assert int(hs.selected[0].step[1]) == int(h3.selected[0].step)
+    np.testing.assert_allclose(hs.selected[0].loss[1], h3.selected[0].loss, rtol=1e-4)
+
+
+def test_selection_options_are_refused_where_they_would_do_nothing(digits_data):
+    (x, y), val = _split(digits_data)
+    with pytest.raises(DropstudyError, match="pass validation"):
+        train(MODEL, jax.random.key(0), x, y, TrainConfig(**BASE, eval_every=10))
+    with pytest.raises(DropstudyError, match="set eval_every"):
+        train(MODEL, jax.random.key(0), x, y, TrainConfig(**BASE), validation=val)
+    with pytest.raises(DropstudyError, match="set eval_every"):
+        TrainConfig(**BASE, windows=(30,))
+    with pytest.raises(DropstudyError, match="set eval_every"):
+        TrainConfig(**BASE, select_by="mc")
+    with pytest.raises(DropstudyError, match="select_by='mc'"):
+        TrainConfig(**BASE, eval_every=10, select_k=4)
+    with pytest.raises(DropstudyError, match="does not divide 25"):
+        TrainConfig(**BASE, eval_every=10, windows=(25,))
+    with pytest.raises(DropstudyError, match="windows must be"):
+        TrainConfig(**BASE, eval_every=10, windows=(60,))
+    with pytest.raises(DropstudyError, match="examples of shape"):
+        cfg = TrainConfig(**BASE, eval_every=10)
+        train(MODEL, jax.random.key(0), x, y, cfg, validation=(val[0][:, :10], val[1]))
+
+
+def test_max_norm_bounds_every_unit(digits_data):
+    """With max_norm every unit's incoming weights end within the ball; without, the same
+    training leaves some outside it."""
+    (x, y), _ = _split(digits_data)
+    c = 0.8
+    norms = lambda v: [  # noqa: E731
+        np.linalg.norm(np.asarray(v["params"][k]["kernel"]), axis=0) for k in ("dense_0", "out")
+    ]
+    free, _ = train(MODEL, jax.random.key(0), x, y, TrainConfig(**BASE))
+    bound, _ = train(MODEL, jax.random.key(0), x, y, TrainConfig(**BASE, max_norm=c))
+    assert max(n.max() for n in norms(free)) > c
+    assert max(n.max() for n in norms(bound)) <= c * (1 + 1e-5)
