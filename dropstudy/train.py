@@ -301,16 +301,19 @@ class DivergenceError(DropstudyError):
     """Training produced a NaN or infinite loss."""
 
 
-def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+def _optimizer(cfg: TrainConfig, inject_lr: bool = False) -> optax.GradientTransformation:
+    """The optimiser ``cfg`` names; with ``inject_lr`` its learning rate is state
+    (``optax.inject_hyperparams``), so a batch of runs may each take their own."""
     lr = DEFAULT_LR if cfg.lr is None else cfg.lr
     lr = lr if cfg.schedule == "constant" else optax.cosine_decay_schedule(lr, cfg.steps)
+    wrap = optax.inject_hyperparams if inject_lr else (lambda f: f)
     if isinstance(cfg.optimizer, optax.GradientTransformation):
         opt = cfg.optimizer
     elif cfg.optimizer == "adam":
-        opt = optax.adam(lr)
+        opt = wrap(optax.adam)(lr)
     else:
         momentum = DEFAULT_MOMENTUM if cfg.momentum is None else cfg.momentum
-        opt = optax.sgd(lr, momentum=momentum or None)
+        opt = wrap(optax.sgd)(lr, momentum=momentum or None)
     opt = _scaled(opt, cfg.lr_scale)
     return optax.chain(opt, max_norm(cfg.max_norm)) if cfg.max_norm else opt
 
@@ -489,24 +492,28 @@ class Trainer(NamedTuple):
     selected: Callable
 
 
-def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Trainer:
+def make_trainer(
+    model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig, *, inject_lr: bool = False
+) -> Trainer:
     """The :class:`Trainer` of ``model`` under ``cfg`` (see :func:`make_train`).
 
     Args:
       model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers.
       spec: its masks' layout (:func:`dropstudy.masks.mask_spec`).
       cfg: how to train.
+      inject_lr: the named optimiser's learning rate is part of the optimiser state, set by
+        ``start(..., lr=)`` (a batch of runs over a grid of learning rates, one program).
 
     Returns:
-      The run's pure pieces: ``start``, ``steps`` and ``finish``.
+      The run's pure pieces: ``start``, ``steps``, ``finish`` and ``selected``.
     """
     cfg.validate()
-    opt = _optimizer(cfg)
+    opt = _optimizer(cfg, inject_lr)
     loss = task_loss(cfg)
     streams = tuple(cfg.rng_streams)
     windows = cfg.selection_windows
 
-    def start(key, x, variables0=None):
+    def start(key, x, variables0=None, lr=None):
         k_init, k_data, k_mask = jax.random.split(key, 3)
         # Other streams hang off the key by fold_in, so the three keys above are the same
         # whether or not any streams are named.
@@ -517,7 +524,10 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
         variables0 = flax.core.unfreeze(variables0)
         params = variables0["params"]
         state = {k: v for k, v in variables0.items() if k not in ("params", M.MASKS)} or None
-        carry = (params, state, opt.init(params), jax.tree.map(jnp.zeros_like, params))
+        opt_state = opt.init(params)
+        if lr is not None:
+            opt_state = optax.tree_utils.tree_set(opt_state, learning_rate=lr)
+        carry = (params, state, opt_state, jax.tree.map(jnp.zeros_like, params))
         if not windows:
             return (k_data, k_mask, k_rngs), carry
         # Selection: per window, the best variables so far, their loss and step; the MC
@@ -580,7 +590,9 @@ def make_trainer(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig) -> Traine
             new = (optax.apply_updates(params, upd), state, opt_state, g)
             if not windows:
                 return (new, perm), value
-            best, v = _select(windows, cfg.eval_every, core[4], new[0], state, step, val_loss)
+            best, v = _select(
+                windows, cfg.eval_every, core[4], new[0], state, step=step, val_loss=val_loss
+            )
             return ((*new, best), perm), (value, v)
 
         perm0 = epoch_perm(first) if bs < size else None
@@ -625,7 +637,7 @@ def _validation_loss(model, spec: M.MaskSpec, cfg: TrainConfig, key, val) -> Cal
     return loss
 
 
-def _select(windows, every: int, best, params, state, step, val_loss):
+def _select(windows, every: int, best, params, state, *, step, val_loss):
     """After step ``step`` (0-based): the validation loss when it is due (NaN when not), and
     each window's best ``(variables, loss, steps done)`` updated where it improved."""
     done = step + 1
@@ -667,7 +679,7 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
     t = make_trainer(model, spec, cfg)
     seg = cfg.snapshot_every or cfg.steps
 
-    def train_fn(key, x, y, cycle_masks=None, variables0=None, val=None):
+    def train_fn(key, x, y, cycle_masks=None, variables0=None, *, val=None):
         keys, carry = t.start(key, x, variables0)
 
         def segment(carry, s):
@@ -820,7 +832,7 @@ def segment_steps(cfg: TrainConfig) -> int:
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis"))
-def start_jit(model, spec, cfg, *, data_axis, keys, x, variables0):
+def start_jit(model, spec, cfg, *, data_axis, keys, x, variables0, lr=None):
     """The compiled start of a run (or of a batch of runs).
 
     Args:
@@ -831,19 +843,38 @@ def start_jit(model, spec, cfg, *, data_axis, keys, x, variables0):
       keys: one run's key, or ``(S,)`` keys.
       x: the inputs.
       variables0: variables to start from, else None.
+      lr: for a batch of runs, each run's learning rate ``(S,)`` (the optimiser's rate is
+        then state, :func:`make_trainer`'s ``inject_lr``); None: ``cfg``'s.
 
     Returns:
       ``(run keys, carry)``, with a leading seed axis for a batch.
     """
-    start = make_trainer(model, spec, cfg).start
+    start = make_trainer(model, spec, cfg, inject_lr=lr is not None).start
     if data_axis == "one":  # a single run, not vmapped
         return start(keys, x, variables0)
-    return jax.vmap(start, in_axes=(0, data_axis, None))(keys, x, variables0)
+    in_axes = (0, data_axis, None, None if lr is None else 0)
+    return jax.vmap(start, in_axes=in_axes)(keys, x, variables0, lr)
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis", "n"))
+@partial(
+    jax.jit, static_argnames=("model", "spec", "cfg", "data_axis", "cycle_axis", "n", "inject_lr")
+)
 def steps_jit(
-    model, spec, cfg, *, data_axis, cycle_axis, n, run_keys, carry, x, y, cycle, first, val=None
+    model,
+    spec,
+    cfg,
+    *,
+    data_axis,
+    cycle_axis,
+    n,
+    run_keys,
+    carry,
+    x,
+    y,
+    cycle,
+    first,
+    val=None,
+    inject_lr: bool = False,
 ):
     """One compiled segment of :func:`train` or :func:`train_seeds`: ``n`` steps from ``first``.
 
@@ -865,12 +896,13 @@ def steps_jit(
       first: the segment's first step.
       val: the validation set ``(x_val, y_val)`` of a run that selects
         (``cfg.eval_every``), with the data's vmap axis; else None.
+      inject_lr: the runs' learning rates are optimiser state (:func:`start_jit`'s ``lr``).
 
     Returns:
       ``(carry, losses)``: losses ``(n,)`` (with selection, ``(losses, validation
       losses)``), with a leading seed axis for a batch.
     """
-    steps = make_trainer(model, spec, cfg).steps
+    steps = make_trainer(model, spec, cfg, inject_lr=inject_lr).steps
     if data_axis == "one":
         return steps(run_keys, carry, x, y, cycle, first=first, n=n, val=val)
     return jax.vmap(
@@ -898,6 +930,7 @@ def run_segments(
     cycle_axis: int | str | None = "one",
     report: Progress = lambda done, total: None,
     val=None,
+    lr=None,
 ) -> tuple[dict, History]:
     """The steps of :func:`make_train` as about ten compiled segments.
 
@@ -918,13 +951,14 @@ def run_segments(
       report: called as ``report(done, total)`` after each segment.
       val: the validation set ``(x_val, y_val)`` when ``cfg.eval_every`` selects, with the
         data's axis; else None.
+      lr: each run's learning rate ``(S,)`` of a batch over a grid; None: ``cfg``'s.
 
     Returns:
       ``(variables, history)``, with a leading seed axis for a batch.
     """
     seg, piece = cfg.snapshot_every or cfg.steps, segment_steps(cfg)
     run_keys, carry = start_jit(
-        model, spec, cfg, data_axis=data_axis, keys=keys, x=x, variables0=variables0
+        model, spec, cfg, data_axis=data_axis, keys=keys, x=x, variables0=variables0, lr=lr
     )
     one = data_axis == "one"
     values, vals, snaps, grads = [], [], [], []
@@ -932,7 +966,7 @@ def run_segments(
         carry, v = steps_jit(
             model, spec, cfg, data_axis=data_axis, cycle_axis=cycle_axis, n=piece,
             run_keys=run_keys, carry=carry, x=x, y=y, cycle=cycle,
-            first=jnp.asarray(first, jnp.int32), val=val,
+            first=jnp.asarray(first, jnp.int32), val=val, inject_lr=lr is not None,
         )  # fmt: skip
         if cfg.eval_every:
             v, vv = v
@@ -945,7 +979,7 @@ def run_segments(
     axis = 0 if one else 1  # snapshots and losses stack after the seed axis
     stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a, axis), *trees)  # noqa: E731
     loss = jnp.concatenate(values, axis=axis)
-    t = make_trainer(model, spec, cfg)
+    t = make_trainer(model, spec, cfg, inject_lr=lr is not None)
     hist = History(loss, stack(snaps), stack(grads))
     if cfg.eval_every:
         hist = hist._replace(val_loss=jnp.concatenate(vals, axis=axis), selected=t.selected(carry))
@@ -1055,6 +1089,18 @@ def train_seeds(
       DivergenceError: if a seed's loss becomes NaN or inf (unless ``allow_divergence``).
       DropstudyError: if an argument is invalid.
     """
+    return _train_batch(
+        model, keys, x, y, cfg, lr=None, cycle_masks=cycle_masks, per_seed_data=per_seed_data,
+        seeds=seeds, allow_divergence=allow_divergence, mesh=mesh, progress=progress,
+        validation=validation,
+    )  # fmt: skip
+
+
+def _train_batch(
+    model, keys, x, y, cfg, *, lr, cycle_masks, per_seed_data, seeds, allow_divergence, mesh,
+    progress, validation,
+):  # fmt: skip
+    """:func:`train_seeds`, each run at its own learning rate ``lr (S,)`` when given."""
     cfg.validate()
     check_key("keys", keys, batched=True)
     if per_seed_data:
@@ -1073,7 +1119,7 @@ def train_seeds(
     n = keys.shape[0]
     if mesh is not None:
         # Whatever carries a seed axis is split with the seeds; shared data is replicated.
-        keys, n = sharding.shard_leading(keys, mesh)
+        (keys, lr), n = sharding.shard_leading((keys, lr), mesh)
         if per_seed_data:
             (x, y, val), _ = sharding.shard_leading((x, y, val), mesh)
         else:
@@ -1084,7 +1130,7 @@ def train_seeds(
             cycle = sharding.replicate(cycle, mesh)
     variables, hist = run_segments(
         model, spec, cfg, keys=keys, x=x, y=y, cycle=cycle, data_axis=data_axis,
-        cycle_axis=cycle_axis, report=_reporter(progress), val=val,
+        cycle_axis=cycle_axis, report=_reporter(progress), val=val, lr=lr,
     )  # fmt: skip
     if mesh is not None:
         variables, hist = jax.tree.map(lambda a: a[:n], (variables, hist))
@@ -1105,6 +1151,65 @@ def train_seeds(
             bad,
         )
     return variables, hist
+
+
+def train_grid(
+    model: nn.Module,
+    keys: jax.Array,
+    x,
+    y,
+    cfg: TrainConfig,
+    *,
+    lrs,
+    validation: tuple | None = None,
+    mesh: Mesh | None = None,
+    progress: Progress | None = None,
+) -> tuple[Any, History]:
+    """Train one network per (learning rate, seed) in one compiled, vmapped call.
+
+    The named optimiser's learning rate becomes optimiser state (``optax.inject_hyperparams``),
+    so the grid compiles once, whatever its size. A run agrees with :func:`train` at that
+    learning rate to float rounding (a batch compiles on its own, as in :func:`train_seeds`).
+
+    Args:
+      model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers.
+      keys: one key per seed, ``(S,)``.
+      x: inputs ``(N, ...)``.
+      y: class labels ``(N,)`` or regression targets ``(N, n_out)``.
+      cfg: how to train; its optimiser a named one (``adam`` or ``sgd``) at a constant rate
+        (``cfg.lr`` is replaced by each rate of the grid).
+      lrs: the learning rates, ``L`` of them, each > 0.
+      validation: ``(x_val, y_val)`` for selection (``cfg.eval_every``), as in :func:`train`.
+      mesh: the mesh to split the ``L * S`` runs over (default: every device, when several).
+      progress: when given, called as ``progress(done, total)`` after each segment.
+
+    Returns:
+      ``(variables, history)``, each with leading axes ``(L, S)``.
+
+    Raises:
+      DivergenceError: if a run's loss becomes NaN or inf.
+      DropstudyError: if an argument is invalid.
+    """
+    if isinstance(cfg.optimizer, optax.GradientTransformation) or cfg.schedule != "constant":
+        raise DropstudyError(
+            "train_grid varies the learning rate of a named optimizer ('adam' or 'sgd') at a "
+            "constant schedule; train one config at a time for a custom optimiser or a schedule"
+        )
+    rates = [check_positive_float(f"lrs[{i}]", float(r)) for i, r in enumerate(lrs)]
+    if not rates:
+        raise DropstudyError("lrs must hold at least one learning rate")
+    check_key("keys", keys, batched=True)
+    n_seeds = keys.shape[0]
+    run_keys = jnp.concatenate([keys] * len(rates))  # run l * S + s: rate l, seed s
+    run_lr = jnp.repeat(jnp.asarray(rates, jnp.float32), n_seeds)
+    labels = [f"lr={r:g} seed#{s}" for r in rates for s in range(n_seeds)]
+    variables, hist = _train_batch(
+        model, run_keys, x, y, cfg, lr=run_lr, cycle_masks=None, per_seed_data=False,
+        seeds=labels, allow_divergence=False, mesh=mesh, progress=progress,
+        validation=validation,
+    )  # fmt: skip
+    grid = lambda a: a.reshape(len(rates), n_seeds, *a.shape[1:])  # noqa: E731
+    return jax.tree.map(grid, variables), jax.tree.map(grid, hist)
 
 
 def diverged(loss) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 from dropstudy import masks as M
 from dropstudy import predict as P
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, make_train, seed_keys, train, train_seeds
+from dropstudy.train import TrainConfig, make_train, seed_keys, train, train_grid, train_seeds
 from dropstudy.validate import DropstudyError
 
 MODEL = MLP(hidden=(16,), rate=0.5)
@@ -129,3 +129,43 @@ def test_max_norm_bounds_every_unit(digits_data):
     bound, _ = train(MODEL, jax.random.key(0), x, y, TrainConfig(**BASE, max_norm=c))
     assert max(n.max() for n in norms(free)) > c
     assert max(n.max() for n in norms(bound)) <= c * (1 + 1e-5)
+
+
+def test_a_learning_rate_grid_is_one_program(digits_data, monkeypatch):
+    """Each (rate, seed) run of the grid is that run trained alone (to float rounding), the
+    rates give different nets, and the grid traces the trainer once, not once per rate."""
+    import dropstudy.train as T
+
+    (x, y), val = _split(digits_data)
+    cfg = TrainConfig(steps=40, batch_size=32, eval_every=20)
+    lrs = (1e-3, 3e-2, 1e-1)
+    traced = []
+    real = T.make_trainer
+    monkeypatch.setattr(T, "make_trainer", lambda *a, **k: traced.append(1) or real(*a, **k))
+    v, h = T.train_grid(MODEL, seed_keys([5, 6]), x, y, cfg, lrs=lrs, validation=val)
+    assert len(traced) <= 3  # start, one segment, the selection's read-out
+    monkeypatch.setattr(T, "make_trainer", real)
+    assert h.loss.shape == (3, 2, 40) and h.selected[0].step.shape == (3, 2)
+    for i, lr in enumerate(lrs):
+        alone, ha = train(MODEL, jax.random.key(6), x, y, cfg.replace(lr=lr), validation=val)
+        for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(alone), strict=True):
+            np.testing.assert_allclose(a[i, 1], b, rtol=1e-3, atol=1e-4)  # rounding, amplified
+        np.testing.assert_allclose(h.val_loss[i, 1], ha.val_loss, rtol=1e-3)
+    assert not np.allclose(v["params"]["out"]["kernel"][0], v["params"]["out"]["kernel"][1])
+
+
+def test_a_grid_needs_a_named_optimizer_at_a_constant_rate(digits_data):
+    import optax
+
+    (x, y), _ = _split(digits_data)
+    keys = seed_keys([0])
+    for cfg in (
+        TrainConfig(steps=10, optimizer=optax.adam(1e-3)),
+        TrainConfig(steps=10, schedule="cosine"),
+    ):
+        with pytest.raises(DropstudyError, match="named optimizer"):
+            train_grid(MODEL, keys, x, y, cfg, lrs=(1e-3,))
+    with pytest.raises(DropstudyError, match="at least one"):
+        train_grid(MODEL, keys, x, y, TrainConfig(steps=10), lrs=())
+    with pytest.raises(DropstudyError, match=r"lrs\[1\]"):
+        train_grid(MODEL, keys, x, y, TrainConfig(steps=10), lrs=(1e-3, -1.0))
