@@ -151,8 +151,9 @@ def direction(values, positive_supports: bool = True, **label) -> dict:
       ``level``, ``sd``, ``p`` (two-sided), ``claimed`` (``"> 0"`` or ``"< 0"``), ``verdict``
       (unadjusted), ``outcome`` (what a significant result means here: supported when the mean
       has the claimed sign, else contradicted), ``mde`` (the smallest true effect found at 80%
-      power with this n and sd) and ``seeds_needed`` (for the observed effect; None when the
-      effect is 0), plus the ``label`` keys.
+      power with this n and sd), ``seeds_needed`` (for the observed effect; None when the
+      effect is 0) and ``values`` (the per-seed values, so the test can be recomputed from
+      the results file), plus the ``label`` keys.
 
     Raises:
       DropstudyError: if there are fewer than 2 values, or one is NaN or inf.
@@ -186,6 +187,7 @@ def direction(values, positive_supports: bool = True, **label) -> dict:
         "verdict": verdict,
         "mde": mde,
         "seeds_needed": needed,
+        "values": v.tolist(),
         **label,
     }
 
@@ -205,14 +207,14 @@ def equivalence(values, margin: float, **label) -> dict:
       mean: non-equivalence shown when below 0.05), ``p`` and ``outcome`` of the smaller of the
       two, ``mde`` (the smallest margin shown at 80% power if the true effect were 0) and
       ``seeds_needed`` (for ``margin`` at the observed effect; None when the observed effect is
-      at or beyond the margin).
+      at or beyond the margin) and ``values`` (the per-seed values).
 
     Raises:
       DropstudyError: if there are fewer than 2 values, one is NaN or inf, or ``margin`` is not
         > 0.
     """
-    _, m, sd, n = _sample(values)
-    return equivalence_from(m, sd, n, margin, **label)
+    v, m, sd, n = _sample(values)
+    return {**equivalence_from(m, sd, n, margin, **label), "values": v.tolist()}
 
 
 def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> dict:
@@ -228,7 +230,7 @@ def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> 
       **label: keys to add to the test.
 
     Returns:
-      The test dict of :func:`equivalence`.
+      The test dict of :func:`equivalence`, its ``values`` None (not kept).
 
     Raises:
       DropstudyError: if ``margin`` is not > 0, or ``n`` is below 2.
@@ -273,6 +275,7 @@ def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> 
         "verdict": verdict,
         "mde": mde,
         "seeds_needed": needed,
+        "values": None,
         **label,
     }
 

@@ -111,3 +111,36 @@ def test_sign_flip_needs_an_interval_that_excludes_zero():
     b = S.equivalence(np.array([0.004, -0.002, 0.003, 0.001]), 0.01)
     assert a["verdict"] == b["verdict"] == S.SUPPORTED
     assert a["effect"] < 0 < b["effect"] and not S.sign_flip(a, b)
+
+
+def test_every_committed_test_recomputes_from_its_values():
+    """Each direction and equivalence test in the committed results files (both data sets)
+    keeps its per-seed values, and the test recomputed from them is the one recorded."""
+    import json
+    from pathlib import Path
+
+    from dropstudy_experiments.stats import direction, equivalence
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    checked, unkept = 0, []
+    for f in sorted(root.rglob("results.json")):
+        if "quick" in f.parts:
+            continue
+        for name, t in json.loads(f.read_text()).get("tests", {}).items():
+            if t.get("rule") not in ("direction", "equivalence"):
+                continue
+            assert "values" in t, f"{f.relative_to(root)}: {name} keeps no per-seed values"
+            if t["values"] is None:  # from a sample too large to keep (equivalence_from)
+                unkept.append(name)
+                continue
+            if t["rule"] == "direction":
+                again = direction(t["values"], positive_supports=t["claimed"] == "> 0")
+            else:
+                again = equivalence(t["values"], t["margin"])
+            for k in ("n", "effect", "lo", "hi", "p", "verdict"):
+                want, got = t[k], again[k]
+                ok = want == got if isinstance(want, str | int) else np.isclose(want, got)
+                assert ok, f"{f.relative_to(root)}: {name}.{k} {want} != {got}"
+            checked += 1
+    assert checked > 150, checked
+    assert set(unkept) <= {"demo_inverted", "demo_standard"}, unkept  # scaling's 10,000 draws
