@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -110,7 +111,7 @@ class TrainConfig:
       select_by: the predictor the validation loss scores: ``"ws"`` (weight scaling) or
         ``"mc"`` (the MC average over ``select_k`` subnetworks, drawn once per run and kept
         for every evaluation).
-      select_k: subnetworks of ``select_by="mc"``.
+      select_k: subnetworks of ``select_by="mc"`` (``None``: :data:`DEFAULT_SELECT_K`).
       windows: selection windows in steps besides the whole run: the best variables within
         the first ``W`` steps for each ``W``, so one run of ``2W`` steps also gives the
         selection within ``W``.
@@ -132,7 +133,7 @@ class TrainConfig:
     max_norm: float = 0.0
     eval_every: int = 0
     select_by: str = "ws"
-    select_k: int = DEFAULT_SELECT_K
+    select_k: int | None = None
     windows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -197,9 +198,10 @@ class TrainConfig:
     def _validate_selection(self) -> None:
         check_positive_int("eval_every", self.eval_every, minimum=0)
         check_choice("select_by", self.select_by, SELECT_BY)
-        check_positive_int("select_k", self.select_k)
+        if self.select_k is not None:
+            check_positive_int("select_k", self.select_k)
         if not self.eval_every:
-            for name, default in (("select_by", "ws"), ("select_k", DEFAULT_SELECT_K)):
+            for name, default in (("select_by", "ws"), ("select_k", None)):
                 if getattr(self, name) != default:
                     raise DropstudyError(
                         f"{name}={getattr(self, name)!r} applies to selection on validation "
@@ -208,19 +210,27 @@ class TrainConfig:
             if self.windows:
                 raise DropstudyError("windows select on validation data: set eval_every too")
             return
-        if self.select_by == "ws" and self.select_k != DEFAULT_SELECT_K:
+        if self.select_by == "ws" and self.select_k is not None:
             raise DropstudyError(
                 f"select_k={self.select_k} sets the MC average's subnetworks: use "
                 "select_by='mc', or leave select_k out"
             )
-        if isinstance(self.windows, (str, int)) or not all(
-            isinstance(w, int) and not isinstance(w, bool) and 0 < w < self.steps
-            for w in self.windows
-        ):
+        if callable(self.loss):
             raise DropstudyError(
-                f"windows must be a tuple of step counts in (0, steps={self.steps}), got "
-                f"{self.windows!r} (the whole run is always a window)"
+                "selection scores the predictor's NLL (classification) or squared error "
+                "(regression) on integer labels or targets; with a custom loss, train without "
+                "eval_every and score snapshots (snapshot_every) yourself"
             )
+        ok = isinstance(self.windows, tuple) and all(
+            isinstance(w, int | np.integer) and not isinstance(w, bool) and 0 < w < self.steps
+            for w in self.windows
+        )
+        if not ok or len(set(self.windows)) != len(self.windows):
+            raise DropstudyError(
+                f"windows must be a tuple of distinct step counts in (0, steps={self.steps}), "
+                f"got {self.windows!r} (the whole run is always a window)"
+            )
+        object.__setattr__(self, "windows", tuple(int(w) for w in self.windows))
         for n in (self.steps, *self.windows):
             if n % self.eval_every:
                 raise DropstudyError(
@@ -233,6 +243,11 @@ class TrainConfig:
         """The selection windows in steps, ascending, the whole run last (``()`` without
         selection)."""
         return tuple(sorted({*self.windows, self.steps})) if self.eval_every else ()
+
+    @property
+    def selection_k(self) -> int:
+        """Subnetworks of a selection by the MC average (``select_k``, or its default)."""
+        return DEFAULT_SELECT_K if self.select_k is None else self.select_k
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
@@ -306,16 +321,25 @@ def _optimizer(cfg: TrainConfig, inject_lr: bool = False) -> optax.GradientTrans
     (``optax.inject_hyperparams``), so a batch of runs may each take their own."""
     lr = DEFAULT_LR if cfg.lr is None else cfg.lr
     lr = lr if cfg.schedule == "constant" else optax.cosine_decay_schedule(lr, cfg.steps)
-    wrap = optax.inject_hyperparams if inject_lr else (lambda f: f)
     if isinstance(cfg.optimizer, optax.GradientTransformation):
         opt = cfg.optimizer
     elif cfg.optimizer == "adam":
-        opt = wrap(optax.adam)(lr)
+        opt = _rate_as_state(optax.adam, inject_lr)(lr)
     else:
         momentum = DEFAULT_MOMENTUM if cfg.momentum is None else cfg.momentum
-        opt = wrap(optax.sgd)(lr, momentum=momentum or None)
+        opt = _rate_as_state(optax.sgd, inject_lr)(lr, momentum=momentum or None)
     opt = _scaled(opt, cfg.lr_scale)
     return optax.chain(opt, max_norm(cfg.max_norm)) if cfg.max_norm else opt
+
+
+def _rate_as_state(make: Callable, inject: bool) -> Callable:
+    """``make`` itself, or with its learning rate (and nothing else) held as optimiser state:
+    the other hyperparameters stay Python numbers, so none is rounded to the parameters'
+    dtype (Adam's ``b2 = 0.999`` is 1.0 in bfloat16)."""
+    if not inject:
+        return make
+    others = tuple(p for p in inspect.signature(make).parameters if p != "learning_rate")
+    return optax.inject_hyperparams(make, static_args=others)
 
 
 def _scaled(opt: optax.GradientTransformation, lr_scale) -> optax.GradientTransformation:
@@ -613,11 +637,12 @@ def _validation_loss(model, spec: M.MaskSpec, cfg: TrainConfig, key, val) -> Cal
     """``loss(params, state) -> scalar``: the validation NLL (classification) or mean
     squared error (regression) of ``cfg.select_by``'s predictor on ``val = (x, y)``."""
     x_val, y_val = val
-    dtype = x_val.dtype
+    # masks hold keep probabilities: a float dtype whatever the inputs are (token ids, say)
+    dtype = x_val.dtype if jnp.issubdtype(x_val.dtype, jnp.floating) else jnp.float32
     # A fixed set of subnetworks for the whole run: every evaluation scores the same
     # ensemble, so the losses along the run are comparable.
     masks = (
-        M.sample_mask_batch(spec, key, jnp.arange(cfg.select_k), dtype)
+        M.sample_mask_batch(spec, key, jnp.arange(cfg.selection_k), dtype)
         if cfg.select_by == "mc"
         else None
     )
@@ -641,18 +666,21 @@ def _select(windows, every: int, best, params, state, *, step, val_loss):
     """After step ``step`` (0-based): the validation loss when it is due (NaN when not), and
     each window's best ``(variables, loss, steps done)`` updated where it improved."""
     done = step + 1
-    due = done % every == 0
-    # The step alone decides, so under vmap over seeds this stays a branch.
-    v = jax.lax.cond(
-        due, lambda: val_loss(params, state), lambda: jnp.asarray(jnp.nan, jnp.float32)
-    )
     now = {"params": params, **(state or {})}
-    out = []
-    for w, (b_vars, b_loss, b_step) in zip(windows, best, strict=True):
-        take = due & (done <= w) & (v < b_loss)  # NaN never wins
-        keep = lambda a, b, take=take: jnp.where(take, a, b)  # noqa: E731
-        out.append((jax.tree.map(keep, now, b_vars), keep(v, b_loss), keep(done, b_step)))
-    return tuple(out), v
+
+    def evaluate(best):
+        v = val_loss(params, state)
+        out = []
+        for w, (b_vars, b_loss, b_step) in zip(windows, best, strict=True):
+            take = (done <= w) & (v < b_loss)  # NaN never wins
+            keep = lambda a, b, take=take: jnp.where(take, a, b)  # noqa: E731
+            out.append((jax.tree.map(keep, now, b_vars), keep(v, b_loss), keep(done, b_step)))
+        return tuple(out), v
+
+    # The step alone decides, so under vmap over seeds this stays a branch: the steps
+    # between evaluations copy nothing.
+    skip = lambda best: (best, jnp.asarray(jnp.nan, jnp.float32))  # noqa: E731
+    return jax.lax.cond(done % every == 0, evaluate, skip, best)
 
 
 def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
@@ -712,6 +740,51 @@ def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
     return jnp.asarray(xa), jnp.asarray(ya)
 
 
+def _check_selection_model(model, cfg: TrainConfig, x, spec, val) -> None:
+    """A model that selection can score: no rng streams, no collections the training model
+    updates when applied, validation labels or targets that fit its outputs."""
+    if val is None:
+        return
+    if cfg.rng_streams:
+        raise DropstudyError(
+            f"selection scores the training model, which draws from rng streams "
+            f"{cfg.rng_streams}: train without eval_every, keep snapshots (snapshot_every) and "
+            "score them with the model in eval mode"
+        )
+    if isinstance(model, nn.Module):
+        with M.flax_errors(model):
+            cols = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+        other = sorted(set(cols) - {"params", M.MASKS})
+        if other:
+            raise DropstudyError(
+                f"selection scores the training model, which keeps the collections {other} "
+                "(a BatchNorm updates them when applied in training mode): train without "
+                "eval_every, keep snapshots (snapshot_every) and score them in eval mode"
+            )
+    xv, yv = val
+    per_seed = xv.ndim == x.ndim + 1
+    for i in range(xv.shape[0]) if per_seed else [None]:
+        a, b = (xv, yv) if i is None else (xv[i], yv[i])
+        _check_model(model, cfg, a, b, spec)
+
+
+def _check_selected(hist: History, seeds: list, skip=None) -> None:
+    """Refuse a run whose selection window saw no finite validation loss (labels out of
+    range, a diverged net): its best variables would silently be the initial ones."""
+    if not hist.selected:
+        return
+    losses = np.stack([np.atleast_1d(np.asarray(s.loss)) for s in hist.selected])  # (W, S)
+    bad = ~np.all(np.isfinite(losses), axis=0)
+    if skip is not None:
+        bad &= ~skip
+    if bad.any():
+        raise DropstudyError(
+            f"no finite validation loss in a selection window for seed(s) "
+            f"{[s for s, b in zip(seeds, bad, strict=True) if b]}: check the validation data "
+            "(NaN inputs, labels outside the model's classes)"
+        )
+
+
 def _check_validation(validation, cfg: TrainConfig, x, per_seed: bool = False):
     """The validation set as arrays, or None; refused where ``cfg`` does not select, and
     needed where it does."""
@@ -732,6 +805,11 @@ def _check_validation(validation, cfg: TrainConfig, x, per_seed: bool = False):
     except (TypeError, ValueError):
         raise DropstudyError("validation must be a pair (x_val, y_val)") from None
     if per_seed:
+        if len(xv) != len(x) or len(yv) != len(x):
+            raise DropstudyError(
+                f"with per_seed_data, validation needs one set per seed, (S={len(x)}, N, ...); "
+                f"got {len(xv)} inputs and {len(yv)} targets"
+            )
         pairs = [_check_data(a, b, cfg) for a, b in zip(xv, yv, strict=True)]
         xv, yv = jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
         shape = xv.shape[2:]
@@ -1026,6 +1104,7 @@ def train(
     val = _check_validation(validation, cfg, x)
     spec = M.mask_spec(model, x, cfg.rng_streams)
     _check_model(model, cfg, x, y, spec, variables0=variables0)
+    _check_selection_model(model, cfg, x, spec, val)
     cycle = _cycle(spec, cfg, cycle_masks)
     if variables0 is not None:
         variables0 = {k: v for k, v in M.check_variables(variables0).items() if k != M.MASKS}
@@ -1034,6 +1113,7 @@ def train(
         report=_reporter(progress), val=val,
     )  # fmt: skip
     check_diverged(hist.loss[None], [0], model, cfg)
+    _check_selected(hist, [0])
     return variables, hist
 
 
@@ -1111,6 +1191,7 @@ def _train_batch(
     val = _check_validation(validation, cfg, x, per_seed=per_seed_data)
     spec = M.mask_spec(model, x[0] if per_seed_data else x, cfg.rng_streams)
     _check_model(model, cfg, x[0] if per_seed_data else x, y[0] if per_seed_data else y, spec)
+    _check_selection_model(model, cfg, x[0] if per_seed_data else x, spec, val)
     cycle = _cycle(spec, cfg, cycle_masks)
     cycle_axis = 0 if cycle is not None and cycle.ndim == 3 else None
     data_axis = 0 if per_seed_data else None
@@ -1138,6 +1219,7 @@ def _train_batch(
             # Back on one device, so that later calls may mix any seeds' results freely.
             variables, hist = jax.device_put((variables, hist), jax.devices()[0])
     seeds = seeds if seeds is not None else list(range(n))
+    _check_selected(hist, seeds, skip=diverged(sharding.gather(hist.loss)))
     try:
         check_diverged(hist.loss, seeds, model, cfg)
     except DivergenceError:
@@ -1162,6 +1244,7 @@ def train_grid(
     *,
     lrs,
     validation: tuple | None = None,
+    allow_divergence: bool = False,
     mesh: Mesh | None = None,
     progress: Progress | None = None,
 ) -> tuple[Any, History]:
@@ -1176,10 +1259,12 @@ def train_grid(
       keys: one key per seed, ``(S,)``.
       x: inputs ``(N, ...)``.
       y: class labels ``(N,)`` or regression targets ``(N, n_out)``.
-      cfg: how to train; its optimiser a named one (``adam`` or ``sgd``) at a constant rate
-        (``cfg.lr`` is replaced by each rate of the grid).
+      cfg: how to train; its optimiser a named one (``adam`` or ``sgd``) at a constant rate,
+        ``cfg.lr`` unset (the grid gives the rates), not ``mask_mode="cycle"``.
       lrs: the learning rates, ``L`` of them, each > 0.
       validation: ``(x_val, y_val)`` for selection (``cfg.eval_every``), as in :func:`train`.
+      allow_divergence: as in :func:`train_seeds`: a run that diverges is logged (its rate
+        and seed) instead of raising; drop the runs that :func:`diverged` marks.
       mesh: the mesh to split the ``L * S`` runs over (default: every device, when several).
       progress: when given, called as ``progress(done, total)`` after each segment.
 
@@ -1195,6 +1280,13 @@ def train_grid(
             "train_grid varies the learning rate of a named optimizer ('adam' or 'sgd') at a "
             "constant schedule; train one config at a time for a custom optimiser or a schedule"
         )
+    if cfg.lr is not None:
+        raise DropstudyError(
+            f"train_grid takes its learning rates from lrs; cfg.lr={cfg.lr} would be ignored: "
+            "leave it unset"
+        )
+    if cfg.mask_mode == "cycle":
+        raise DropstudyError("train_grid does not take cycle masks: train_seeds does")
     rates = [check_positive_float(f"lrs[{i}]", float(r)) for i, r in enumerate(lrs)]
     if not rates:
         raise DropstudyError("lrs must hold at least one learning rate")
@@ -1205,7 +1297,7 @@ def train_grid(
     labels = [f"lr={r:g} seed#{s}" for r in rates for s in range(n_seeds)]
     variables, hist = _train_batch(
         model, run_keys, x, y, cfg, lr=run_lr, cycle_masks=None, per_seed_data=False,
-        seeds=labels, allow_divergence=False, mesh=mesh, progress=progress,
+        seeds=labels, allow_divergence=allow_divergence, mesh=mesh, progress=progress,
         validation=validation,
     )  # fmt: skip
     grid = lambda a: a.reshape(len(rates), n_seeds, *a.shape[1:])  # noqa: E731
