@@ -601,6 +601,7 @@ PREDICTOR_NAMES = {
     "exact_g": "exact normalised geometric mean",
     "-": "none: weights compared, not predictions",
     "members": "members' probabilities averaged",
+    "plain": "the plain net itself (no dropout)",
 }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 NAMES = (
+    "baselines",
     "tutorial",
     "overfitting",
     "scaling",
