@@ -41,6 +41,7 @@ CLAIM = (
     "training: MLP 68%, CNN 94% test accuracy."
 )
 DATA = "MNIST-1D (the package's generator, default arguments)"
+CALIBRATION = True  # a check of the set-up, not a claim about dropout: outside the Holm family
 MODELS = ("mlp", "cnn")
 
 
@@ -118,8 +119,11 @@ class ConvBaseline(nn.Module):
 class Config(ExperimentConfig):
     """The repository's models and training, the published figures and the margin.
 
-    The margin (2 percentage points, fixed before the run) is about the spread of the
-    published benchmark's own figures between runs.
+    The margin (2 percentage points, fixed before the run): a single run's test accuracy on
+    1,000 signals has a sampling standard error of about 0.75 points at 94%, and the
+    published figures are single runs rounded to whole points (+-0.5). The CNN is the
+    primary: the harder figure to reach, and the model class whose gap matters most to the
+    study's conv nets.
     """
 
     seeds: int = 5

@@ -174,8 +174,8 @@ def test_a_grid_needs_a_named_optimizer_at_a_constant_rate(digits_data):
 
 def test_selection_refuses_what_it_cannot_score(digits_data):
     """Models that draw randomness or update collections when applied, validation labels
-    the model has no class for, validation losses that are never finite, windows that are not a tuple of
-    distinct step counts, a custom loss: each refused with what to do."""
+    the model has no class for, validation losses that are never finite, windows that are
+    not a tuple of distinct step counts, a custom loss: each refused with what to do."""
     import flax.linen as nn
 
     from dropstudy.models import MaskedDropout
