@@ -39,8 +39,9 @@ def test_quick_run_goes_to_its_own_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_dataset_skips_or_refuses_experiments_on_their_own_data(tmp_path, monkeypatch, capsys):
-    """``run all --dataset mnist1d`` runs the others and says it skips tutorial and
-    regression; naming one of them with --dataset is refused before anything is written."""
+    """``run all --dataset mnist1d`` runs the others and says it skips baselines, tutorial
+    and regression; naming one of them with --dataset is refused before anything is
+    written."""
     from dropstudy_experiments import cli
 
     ran = []
@@ -49,10 +50,11 @@ def test_dataset_skips_or_refuses_experiments_on_their_own_data(tmp_path, monkey
     out = tmp_path / "m"
     assert main(["run", "all", "--dataset", "mnist1d", "--out", str(out)]) == 0
     own = {n for n in cli.NAMES if runner.own_data(n)}
-    assert own == {"tutorial", "regression"}
+    assert own == {"baselines", "tutorial", "regression"}
     assert ran == [n for n in cli.NAMES if n not in own]
     err = capsys.readouterr().err
     assert "skipping" in err and "tutorial" in err and "regression (diabetes)" in err
+    assert "baselines" in err
     ran.clear()
     other = tmp_path / "r"
     assert main(["run", "regression", "--dataset", "mnist1d", "--out", str(other)]) == 2

@@ -33,7 +33,7 @@ def _by_loop(hist, val, loss_of):
     return [loss_of({"params": p}, *val) for p in snaps], snaps
 
 
-@pytest.mark.parametrize("select_by", ["ws", "mc"])
+@pytest.mark.parametrize("select_by", ["ws", pytest.param("mc", marks=pytest.mark.slow)])
 def test_selection_is_the_loop_over_snapshots(digits_data, select_by):
     """The validation loss every 10 steps and the best variables within 30 and within 60
     steps are what a loop over the snapshots finds: the same losses (to float rounding),
@@ -84,6 +84,7 @@ def test_selection_leaves_training_alone(digits_data):
     assert int(h1.selected[0].step) == int(h.selected[0].step)
 
 
+@pytest.mark.slow
 def test_selection_over_seeds(digits_data):
     """Vmapped over seeds, each seed selects its own step; a seed alone selects the same."""
     (x, y), val = _split(digits_data)
@@ -132,6 +133,7 @@ def test_max_norm_bounds_every_unit(digits_data):
     assert max(n.max() for n in norms({"params": bound.params})) <= c * (1 + 1e-5)
 
 
+@pytest.mark.slow
 def test_a_learning_rate_grid_is_one_program(digits_data, monkeypatch):
     """Each (rate, seed) run of the grid is that run trained alone (to float rounding), the
     rates give different nets, and the grid traces the trainer once, not once per rate."""
