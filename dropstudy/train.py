@@ -762,10 +762,9 @@ def _check_selection_model(model, cfg: TrainConfig, x, spec, val) -> None:
                 "eval_every, keep snapshots (snapshot_every) and score them in eval mode"
             )
     xv, yv = val
-    per_seed = xv.ndim == x.ndim + 1
-    for i in range(xv.shape[0]) if per_seed else [None]:
-        a, b = (xv, yv) if i is None else (xv[i], yv[i])
-        _check_model(model, cfg, a, b, spec)
+    if xv.ndim == x.ndim + 1:  # one set per seed: check their examples together, one trace
+        xv, yv = xv.reshape(-1, *xv.shape[2:]), yv.reshape(-1, *yv.shape[2:])
+    _check_model(model, cfg, xv, yv, spec)
 
 
 def _check_selected(hist: History, seeds: list, skip=None) -> None:
@@ -1219,13 +1218,14 @@ def _train_batch(
             # Back on one device, so that later calls may mix any seeds' results freely.
             variables, hist = jax.device_put((variables, hist), jax.devices()[0])
     seeds = seeds if seeds is not None else list(range(n))
-    _check_selected(hist, seeds, skip=diverged(sharding.gather(hist.loss)))
+    failed = diverged(sharding.gather(hist.loss))
+    _check_selected(hist, seeds, skip=failed)
     try:
         check_diverged(hist.loss, seeds, model, cfg)
     except DivergenceError:
         if not allow_divergence:
             raise
-        bad = [s for s, b in zip(seeds, diverged(sharding.gather(hist.loss)), strict=True) if b]
+        bad = [s for s, b in zip(seeds, failed, strict=True) if b]
         logging.getLogger("dropstudy").warning(
             "training diverged (NaN or inf loss) for %d of %d runs, seeds %s",
             len(bad),

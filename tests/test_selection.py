@@ -198,6 +198,10 @@ def test_selection_refuses_what_it_cannot_score(digits_data):
         train(Normed(), key, x, y, cfg, validation=val)
     with pytest.raises(DropstudyError, match="labels must be class indices"):
         train(MODEL, key, x, y, cfg, validation=(val[0], val[1] + 10))
+    xs, ys = np.stack([x, x]), np.stack([y, y])  # per-seed data: one validation set per seed
+    bad = (np.stack([val[0]] * 2), np.stack([val[1], val[1] + 10]))  # seed 1's labels bad
+    with pytest.raises(DropstudyError, match="labels must be class indices"):
+        train_seeds(MODEL, seed_keys([0, 1]), xs, ys, cfg, per_seed_data=True, validation=bad)
     with pytest.raises(DropstudyError, match="no finite validation loss"):
         # finite inputs whose logits overflow: every validation loss is NaN
         train(MODEL, key, x, y, cfg, validation=(val[0] * 1e37 + 1e37, val[1]))
