@@ -66,8 +66,7 @@ def nll(probs, labels) -> float:
       DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
         not ``(B,)`` or lies outside ``[0, C)``.
     """
-    p, y = _check(probs, labels)
-    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], _EPS))))
+    return float(np.mean(per_example(probs, labels)["nll"]))
 
 
 def brier(probs, labels) -> float:
@@ -84,9 +83,35 @@ def brier(probs, labels) -> float:
       DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
         not ``(B,)`` or lies outside ``[0, C)``.
     """
+    return float(np.mean(per_example(probs, labels)["brier"]))
+
+
+def per_example(probs, labels) -> dict[str, np.ndarray]:
+    """Each example's NLL, error and Brier score: the terms whose means the scores are.
+
+    A test whose interval must cover the test set's sampling error takes these per seed
+    (``(S, N)``, e.g. paired differences of two nets on the same examples).
+
+    Args:
+      probs: predicted probabilities ``(B, C)``.
+      labels: integer labels ``(B,)``.
+
+    Returns:
+      ``{"nll", "err", "brier"}``, each ``(B,)`` float64: ``-log p_y`` (p floored at 1e-12),
+      1.0 where the most probable class is not the label else 0.0, and the squared distance to
+      the one-hot label.
+
+    Raises:
+      DropstudyError: if ``probs`` is not ``(B, C)`` or holds NaN or inf, or ``labels`` is
+        not ``(B,)`` or lies outside ``[0, C)``.
+    """
     p, y = _check(probs, labels)
     onehot = np.eye(p.shape[1])[y]
-    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+    return {
+        "nll": -np.log(np.maximum(p[np.arange(len(y)), y], _EPS)),
+        "err": (p.argmax(1) != y).astype(np.float64),
+        "brier": np.sum((p - onehot) ** 2, axis=1),
+    }
 
 
 def ece(probs, labels, bins: int = ECE_BINS) -> float:

@@ -36,6 +36,7 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
+    test_ex,
 )
 from .evaluate import Evaluator
 from .stats import equivalence, paired
@@ -259,27 +260,51 @@ def _task_rows(
             row["gap_ws_vs_exact_g"] = gaps(ws, ex.geometric)
             row["gap_exact_g_vs_exact_a"] = gaps(ex.geometric, ex.arithmetic)
         curves = {"a_err": [], "a_nll": [], "g_err": [], "g_nll": []}
+        last = []  # per key: each test example's error and NLL at the largest K
         for j in range(mc_keys if net.exact else 1):
             key = jax.random.fold_in(ev.key(s, "mc_curve"), j)
             cur = P.mc_curve(model, v, x, key=key, ks=ks)
+            last.append(test_ex(cur[ks[-1]].arithmetic, y))
             curves["a_err"].append([1 - accuracy(cur[k].arithmetic, y) for k in ks])
             curves["a_nll"].append([nll(cur[k].arithmetic, y) for k in ks])
             curves["g_err"].append([1 - accuracy(cur[k].geometric, y) for k in ks])
             curves["g_nll"].append([nll(cur[k].geometric, y) for k in ks])
         row["mc"] = {k: np.mean(v, axis=0).tolist() for k, v in curves.items()}
+        last_k = {m: np.mean([e[m] for e in last], axis=0).tolist() for m in ("nll", "err")}
+        if net.exact:  # per test example, for the tests' intervals over both noises
+            ex = test["exact"]
+            row["ex"] = {"ws": test_ex(ws, y), "exact_a": test_ex(ex.arithmetic, y),
+                         "exact_g": test_ex(ex.geometric, y), "mc_a": last_k}  # fmt: skip
         rows.append(row)
     return rows
 
 
 def _mean_rows(per_task: list[list[dict]]) -> list[dict]:
-    """Per seed, every number averaged over the tasks (a nested dict of floats and lists)."""
+    """Per seed, every number averaged over the tasks (a nested dict of floats and lists).
+
+    The per-example values (``"ex"``) are concatenated over the tasks instead, each task's
+    scaled by ``N / (T * N_t)`` (N examples in all, T tasks, N_t in this task's test set), so
+    that their plain mean is the mean over tasks of the tasks' means, as every other number.
+    """
 
     def mean(*xs):
         if isinstance(xs[0], dict):
             return {k: mean(*(x[k] for x in xs)) for k in xs[0]}
         return np.mean(np.asarray(xs, np.float64), axis=0).tolist()
 
-    return [mean(*rows) for rows in zip(*per_task, strict=True)]
+    def concat(*xs):
+        if isinstance(xs[0], dict):
+            return {k: concat(*(x[k] for x in xs)) for k in xs[0]}
+        total = sum(len(x) for x in xs)
+        return np.concatenate([np.asarray(x) * total / (len(xs) * len(x)) for x in xs]).tolist()
+
+    out = []
+    for rows in zip(*per_task, strict=True):
+        row = mean(*({k: v for k, v in r.items() if k != "ex"} for r in rows))
+        if "ex" in rows[0]:
+            row["ex"] = concat(*(r["ex"] for r in rows))
+        out.append(row)
+    return out
 
 
 def net_cell(
@@ -390,8 +415,11 @@ def _summary(cfg: Config, cell: dict) -> dict:
     return out
 
 
-def _diff(rows, a: str, b: str, metric: str) -> list[float]:
-    return [r[a][metric] - r[b][metric] for r in rows]
+def _diff(rows, a: str, b: str, metric: str) -> np.ndarray:
+    """``a`` minus ``b`` per seed and test example ``(S, N)``, from the rows' ``"ex"``."""
+    return np.array([r["ex"][a][metric] for r in rows]) - np.array(
+        [r["ex"][b][metric] for r in rows]
+    )
 
 
 def _tests(cfg: Config, net: Net, rows: list[dict], fits: bool) -> dict:
@@ -416,9 +444,8 @@ def _tests(cfg: Config, net: Net, rows: list[dict], fits: bool) -> dict:
             )
         )
     if net.role == "primary":
-        k = len(rows[0]["mc"]["a_err"]) - 1
         t["primary err MC-A"] = equivalence(
-            [r["mc"]["a_err"][k] - r["exact_a"]["err"] for r in rows],
+            _diff(rows, "mc_a", "exact_a", "err"),
             cfg.margin,
             what=f"test error, MC average minus the exact arithmetic mean ({where})",
             predictor="mc",

@@ -25,6 +25,7 @@ import numpy as np
 
 from dropstudy.data import Dataset, digits
 from dropstudy.io import versions
+from dropstudy.metrics import per_example
 from dropstudy.models import model_class, model_config
 from dropstudy.train import TrainConfig
 from dropstudy.train import progress as train_progress
@@ -414,6 +415,30 @@ class Context:
         self.figures.append(name)
         return name
 
+    def _per_example_out(self, tests: dict) -> dict:
+        """Move the two-level tests' per-example arrays to ``PER_EXAMPLE`` beside the results.
+
+        Args:
+          tests: the experiment's tests; a two-level test holds ``per_example``, ``(S, N)``.
+
+        Returns:
+          The tests, each ``per_example`` replaced by the npz file's name (its key is the
+          test's name). The file is written only when some test has per-example values, and
+          removed when none has (so it never outlives the results it belongs to).
+        """
+        arrays = {k: np.asarray(t["per_example"]) for k, t in tests.items()
+                  if isinstance(t, dict) and t.get("per_example") is not None}  # fmt: skip
+        path = self.out / PER_EXAMPLE
+        if arrays:
+            self.out.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **arrays)
+            tmp.replace(path)
+        elif path.exists():
+            path.unlink()
+        return {k: {**t, "per_example": PER_EXAMPLE} if k in arrays else t
+                for k, t in tests.items()}  # fmt: skip
+
     def write(self, claim: str, cfg: ExperimentConfig, results: dict, started: float) -> Path:
         """Write the experiment's ``results.json``.
 
@@ -448,8 +473,11 @@ class Context:
             "versions": versions(),
             "backend": jax.default_backend(),
             "devices": device_tag(),
+            "machine": machine(),
             **results,
         }
+        if "tests" in results:
+            results["tests"] = self._per_example_out(results["tests"])
         path = write_json(self.out / "results.json", results)
         # the experiment counts as computed only when none of its cells was reused
         self.log_time(None, time.perf_counter() - started, not self.store.reused)
@@ -462,6 +490,49 @@ class Context:
             time.perf_counter() - started,
         )
         return path
+
+
+PER_EXAMPLE = "per_example.npz"  # beside results.json: the two-level tests' (S, N) values
+
+
+def test_ex(probs, labels) -> dict[str, list[float]]:
+    """Each test example's NLL and error, as lists for a cell's JSON result.
+
+    Tests that take them per seed, ``(S, N)``, have intervals that cover the test set's
+    sampling error as well as the seeds' (:func:`.stats.spread`).
+
+    Args:
+      probs: predicted probabilities ``(N, C)``.
+      labels: integer labels ``(N,)``.
+
+    Returns:
+      ``{"nll": [N floats], "err": [N floats]}`` (:func:`dropstudy.metrics.per_example`).
+    """
+    ex = per_example(probs, labels)
+    return {m: ex[m].tolist() for m in ("nll", "err")}
+
+
+def machine() -> dict:
+    """What a results file's bytes depend on beyond the code and versions.
+
+    XLA compiles for the host CPU and training amplifies its rounding, so numbers repeat
+    bitwise only on the same CPU model with the same XLA flags.
+
+    Returns:
+      ``{"cpu", "arch", "xla_flags"}``: the CPU model (``/proc/cpuinfo``'s model name, else
+      :func:`platform.processor`), the architecture and ``XLA_FLAGS`` (empty when unset).
+    """
+    import platform
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "arch": platform.machine(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def device_tag() -> str:
@@ -746,18 +817,40 @@ def detects_str(t: dict) -> str:
     """What the design detects at 80% power, and the seeds the observed effect needs.
 
     Args:
-      t: a test dict, with ``mde`` and ``seeds_needed``.
+      t: a test dict, with ``mde``, ``seeds_needed`` and (two-level tests) ``examples_needed``.
 
     Returns:
-      ``"effect {mde}; n needed: {seeds}"`` (``smallest margin`` for an equivalence test;
-      ``not reachable`` when no n is); ``"-"`` for an exact check.
+      ``"effect {mde}; seeds needed: {seeds}"`` (``smallest margin`` for an equivalence test;
+      ``not reachable`` when no number of seeds is, ``not reachable with this test set`` and the
+      test examples that would reach it where the test set's term is what stands in the way);
+      ``"-"`` for an exact check.
     """
     if t["rule"] == "exact":
         return "-"
-    need = t["seeds_needed"]
-    need_s = "not reachable" if need is None else str(need)
+    need, examples = t["seeds_needed"], t.get("examples_needed")
+    if need is not None:
+        need_s = str(need)
+    elif examples is not None:
+        need_s = f"not reachable with this test set ({examples:,} test examples would reach it)"
+    else:
+        need_s = "not reachable"
     what = "smallest margin" if t["rule"] == "equivalence" else "effect"
-    return f"{what} {_num(t['mde'])}; n needed: {need_s}"
+    return f"{what} {_num(t['mde'])}; seeds needed: {need_s}"
+
+
+def n_str(t: dict) -> str:
+    """A test's sample size: seeds, or seeds x test examples for a two-level test.
+
+    Args:
+      t: a test dict.
+
+    Returns:
+      ``"10"``, ``"10 x 360"``, or ``"-"`` for an exact check.
+    """
+    if "n" not in t:
+        return "-"
+    m = t.get("n_examples")
+    return f"{t['n']}" if m is None else f"{t['n']} x {m}"
 
 
 def rule_str(t: dict) -> str:
@@ -830,7 +923,7 @@ def verdict_table(r: dict) -> str:
                 ("**primary**: " if k == primary else "exploratory: ") + t["what"],
                 predictor_name(t),
                 rule_str(t),
-                str(t.get("n", "-")),
+                n_str(t),
                 effect_str(t),
                 p_str(t["p"]),
                 f"**{t['verdict']}**" if k == primary else t["verdict"],

@@ -31,6 +31,7 @@ from .common import (
     cell,
     ci,
     primary_first,
+    test_ex,
 )
 from .evaluate import Evaluator, by_predictor
 from .stats import direction, equivalence
@@ -136,12 +137,14 @@ def conv_cell(
 
     Returns:
       ``{"seeds": [row per seed]}``; a row is ``{"ws", "mc", "train"}``, each
-      :func:`~dropstudy.metrics.scores`.
+      :func:`~dropstudy.metrics.scores`, and ``test_ex``: per predictor, each test example's
+      NLL and error (:func:`.common.test_ex`).
     """
     variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     out = []
     for _, _, v, preds in ev.over_seeds(model, variables, seeds, jnp.asarray(ds.x_test)):
         row = {p: scores(np.asarray(avg.arithmetic), ds.y_test) for p, avg in preds.items()}
+        row["test_ex"] = {p: test_ex(np.asarray(a.arithmetic), ds.y_test) for p, a in preds.items()}
         train_probs = jax.nn.softmax(model.apply(v, jnp.asarray(ds.x_train)))
         row["train"] = scores(np.asarray(train_probs), ds.y_train)
         out.append(row)
@@ -189,11 +192,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def col(rate, p, m):
         return np.array([s[p][m] for s in raw[f"rate={rate}"]["seeds"]])
 
+    def ex(rate, p, m):  # per seed and test example (S, N): the tests' intervals cover both
+        return np.array([s["test_ex"][p][m] for s in raw[f"rate={rate}"]["seeds"]])
+
     base, r = 0.0, cfg.primary_rate
     # The primary's quantity by both predictors: a sign or verdict that depends on which.
     tests, findings = by_predictor(
         equivalence,
-        {p: col(r, p, "nll") - col(base, p, "nll") for p in ("mc", "ws")},
+        {p: ex(r, p, "nll") - ex(base, p, "nll") for p in ("mc", "ws")},
         "nll",
         margin=cfg.margin_nll,
         metric="nll",
@@ -203,7 +209,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         if rate in (base, r):
             continue
         tests[f"nll_mc_{rate}"] = direction(
-            col(base, "mc", "nll") - col(rate, "mc", "nll"),
+            ex(base, "mc", "nll") - ex(rate, "mc", "nll"),
             predictor="mc",
             metric="nll",
             what=f"test NLL, dense-only dropout minus conv channel dropout {rate} (> 0: "
@@ -211,7 +217,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         )
     for rate in cfg.rates:
         tests[f"ws_vs_mc_{rate}"] = direction(
-            col(rate, "ws", "nll") - col(rate, "mc", "nll"),
+            ex(rate, "ws", "nll") - ex(rate, "mc", "nll"),
             predictor="mc",
             predictor_label=f"weight scaling vs MC average, K = {cfg.mc_k}",
             metric="nll",

@@ -143,6 +143,29 @@ def _subnetwork_probs(model, spec, k, variables, x, key):
     )
 
 
+def decompose_ex(probs, labels) -> dict[str, list[float]]:
+    """Each example's terms of :func:`decompose` whose means the share and offset tests take.
+
+    Args:
+      probs: members' probabilities ``(K, B, C)``.
+      labels: labels ``(B,)``.
+
+    Returns:
+      ``{"member", "ambiguity", "member_error", "ensemble_error"}``, each a list of B floats:
+      the members' mean Brier score, the ambiguity, the members' mean 0/1 error and the
+      averaged prediction's 0/1 error, per example.
+    """
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
+    onehot = np.eye(probs.shape[-1])[labels]
+    mean = probs.mean(0)
+    return {
+        "member": np.sum((probs - onehot) ** 2, -1).mean(0).tolist(),
+        "ambiguity": np.sum((probs - mean) ** 2, -1).mean(0).tolist(),
+        "member_error": (probs.argmax(-1) != labels).mean(0).tolist(),
+        "ensemble_error": (mean.argmax(-1) != labels).astype(np.float64).tolist(),
+    }
+
+
 def _stats(probs: np.ndarray, labels: np.ndarray, ks) -> dict:
     """:func:`decompose` of the first ``k`` members for every ``k`` in ``ks``."""
     out = {}
@@ -174,7 +197,9 @@ def diversity_cell(
 
     Returns:
       ``{"seeds": [row per seed]}``; a row is ``{kind: {split: {str(K): decompose}}}`` for
-      kind ``dropout`` and ``independent``, split ``test`` and ``train``, the values floats.
+      kind ``dropout`` and ``independent``, split ``test`` and ``train``, the values floats,
+      and ``{kind: {"test_ex": decompose_ex}}``: the first ``members`` members' per-example
+      terms on the test set, for tests whose intervals cover the test set's noise.
     """
     drop, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
@@ -213,6 +238,7 @@ def diversity_cell(
             row[kind] = {
                 "test": _stats(probs[:, :n], ds.y_test, grid),
                 "train": _stats(probs[:, n:], ds.y_train, grid),
+                "test_ex": decompose_ex(probs[:members, :n], ds.y_test),
             }
         out.append(row)
     return {"seeds": out}
@@ -273,9 +299,21 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def share(kind, k=m):
         return col(kind, "test", k, "ambiguity") / col(kind, "test", k, "member")
 
+    def ex(kind, term):  # (S, N): the first `members` members' per-example term
+        return np.array([s[kind]["test_ex"][term] for s in seeds])
+
+    def share_ex(kind):
+        """The share ``A / M`` (means over examples) per seed and test example ``(S, N)``,
+        linearised by the delta method: ``A / M + (a_i - (A / M) m_i) / M``, whose mean over
+        the examples is the share itself."""
+        a, mem = ex(kind, "ambiguity"), ex(kind, "member")
+        big_m = mem.mean(1, keepdims=True)
+        ratio = a.mean(1, keepdims=True) / big_m
+        return ratio + (a - ratio * mem) / big_m
+
     tests = {
         "share_equiv": equivalence(
-            share("dropout") - share("independent"),
+            share_ex("dropout") - share_ex("independent"),
             cfg.margin,
             predictor="members",
             metric="share",
@@ -285,7 +323,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         # Not the Brier gap: member minus ensemble Brier *is* the ambiguity, never negative.
         # The 0/1 error of the averaged prediction can exceed the members' mean error.
         "offset_dropout": direction(
-            col("dropout", "test", m, "member_error") - col("dropout", "test", m, "ensemble_error"),
+            ex("dropout", "member_error") - ex("dropout", "ensemble_error"),
             predictor="members",
             metric="error",
             what=f"test error, mean of {m} dropout subnetworks minus their average's (> 0: "
@@ -301,7 +339,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         ),
     }
     tests = primary_first(tests, cfg.primary)
-    grids = {k: list(seeds[0][k]["test"]) for k in KINDS}
+    grids = {k: list(seeds[0][k]["test"]) for k in KINDS}  # str(K) keys
     curves = {
         kind: {
             split: {st: [ci(col(kind, split, k, st)) for k in grids[kind]] for st in STATS}

@@ -49,6 +49,7 @@ from .common import (
     ci,
     flips,
     primary_first,
+    test_ex,
 )
 from .evaluate import Evaluator, seed_key
 from .stats import direction, equivalence
@@ -189,8 +190,14 @@ def run_probs(model: MLP, spec: M.MaskSpec, variables, x, masks) -> jax.Array:
 
 
 def _scores(probs_test, probs_train, ds: Dataset) -> dict:
-    """``{"test": scores, "train": scores}`` of class probabilities ``(B, C)``."""
-    return {"test": scores(probs_test, ds.y_test), "train": scores(probs_train, ds.y_train)}
+    """``{"test": scores, "train": scores, "test_ex": {"nll", "err"}}`` of class probabilities
+    ``(B, C)``: ``test_ex`` holds each test example's NLL and error, for tests whose
+    intervals cover the test set's noise."""
+    return {
+        "test": scores(probs_test, ds.y_test),
+        "train": scores(probs_train, ds.y_train),
+        "test_ex": test_ex(probs_test, ds.y_test),
+    }
 
 
 def _rows(name: str, probs: dict, ds: Dataset, members: bool = False) -> dict[str, list]:
@@ -206,7 +213,7 @@ def _rows(name: str, probs: dict, ds: Dataset, members: bool = False) -> dict[st
             out[f"{name}_member"].append(
                 {
                     sp: {m: float(np.mean([e[sp][m] for e in each])) for m in METRICS}
-                    for sp in each[0]
+                    for sp in ("test", "train")
                 }
             )
     return out
@@ -374,45 +381,47 @@ def summarise(cfg: Config, raw: dict) -> dict:
         for r in ROWS
     }
     err = lambda r: 1.0 - col(r, "accuracy")  # noqa: E731
+    # The tests take per-seed, per-test-example values (S, N): intervals over both noises.
+    ex = lambda r, m: np.array([s["test_ex"][m] for s in rows[r]])  # noqa: E731
     tests = {}
     for p in ("ws", "mc"):
         d = f"dropout_{p}"
         tests[f"nll_equiv_{p}"] = equivalence(
-            col(d, "nll") - col("independent", "nll"),
+            ex(d, "nll") - ex("independent", "nll"),
             cfg.margin_nll,
             predictor=p,
             metric="nll",
             what="test NLL, dropout minus the independent ensemble (nats)",
         )
         tests[f"err_equiv_{p}"] = equivalence(
-            err(d) - err("independent"),
+            ex(d, "err") - ex("independent", "err"),
             cfg.margin_err,
             predictor=p,
             metric="error",
             what="test error, dropout minus the independent ensemble (fraction)",
         )
         tests[f"bagging_{p}"] = direction(
-            col("bagging", "nll") - col(d, "nll"),
+            ex("bagging", "nll") - ex(d, "nll"),
             predictor=p,
             metric="nll",
             what="test NLL, dropout bagging minus dropout (> 0: dropout better, as "
             "Warde-Farley et al. found)",
         )
         tests[f"bagging_err_{p}"] = direction(
-            err("bagging") - err(d),
+            ex("bagging", "err") - ex(d, "err"),
             predictor=p,
             metric="error",
             what="test error, dropout bagging minus dropout (> 0: dropout better; "
             "Warde-Farley et al. compared error)",
         )
         tests[f"overfit_{p}"] = direction(
-            col("plain", "nll") - col(d, "nll"),
+            ex("plain", "nll") - ex(d, "nll"),
             predictor=p,
             metric="nll",
             what="test NLL, plain minus dropout (> 0: dropout cancels overfitting)",
         )
     tests["sharing"] = direction(
-        col("bagging", "nll") - col("fixed_shared", "nll"),
+        ex("bagging", "nll") - ex("fixed_shared", "nll"),
         predictor="members",
         metric="nll",
         what="test NLL, untied (bagging) minus tied (fixed-mask) weights over the same M masks "

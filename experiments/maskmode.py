@@ -29,6 +29,7 @@ from .common import (
     cell,
     ci,
     primary_first,
+    test_ex,
 )
 from .evaluate import Evaluator, by_predictor
 from .stats import direction, equivalence
@@ -117,6 +118,7 @@ def mode_cell(
                 row[p] = {
                     "test": scores(probs[:n], ds.y_test),
                     "train": scores(probs[n:], ds.y_train),
+                    "test_ex": test_ex(probs[:n], ds.y_test),
                 }
                 test[p] = probs[:n]
             row["ws_vs_mc"] = gaps(test["ws"], test["mc"])
@@ -174,8 +176,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def gap(net, mode, ref, m):
         return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
 
-    def diff(p, m):  # wide net, test split: a mask per batch minus a mask per example
-        return col("wide", "per_batch", p, "test", m) - col("wide", "per_example", p, "test", m)
+    def diff(p, m):
+        """Wide net, test split, per seed and test example ``(S, N)`` (intervals over both
+        noises): a mask per batch minus a mask per example."""
+        e = lambda mode: np.array([r[p]["test_ex"][m] for r in raw["net=wide"][mode]])  # noqa: E731
+        return e("per_batch") - e("per_example")
 
     # Each quantity by both predictors: a sign or verdict that depends on which is a finding.
     tests, findings = by_predictor(
@@ -188,7 +193,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
     )
     err_tests, err_findings = by_predictor(
         equivalence,
-        {p: -diff(p, "accuracy") for p in ("mc", "ws")},
+        {p: diff(p, "err") for p in ("mc", "ws")},
         "err",
         margin=cfg.margin_err,
         metric="error",

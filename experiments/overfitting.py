@@ -17,7 +17,7 @@ import numpy as np
 
 from dropstudy import predict as P
 from dropstudy.data import Dataset
-from dropstudy.metrics import accuracy, nll
+from dropstudy.metrics import accuracy, nll, per_example
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 from dropstudy.validate import DropstudyError
@@ -115,7 +115,9 @@ def data_cell(
 
     Returns:
       ``{"train_acc", "test_acc", "train_nll", "test_nll"[, "mc_test_acc", "mc_test_nll"],
-      "n_train"}``: lists over seeds, and the number of training examples.
+      "n_train"}``: lists over seeds, and the number of training examples; on the full set
+      also ``test_nll_ex`` (and ``mc_test_nll_ex`` with dropout), each seed's per-example
+      test NLLs ``(S, N)``, for tests that cover the test set's noise.
     """
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
     if n_train is None:
@@ -128,7 +130,10 @@ def data_cell(
     )
     mc = rate > 0 and n_train is None
     names = ("train_acc", "test_acc", "train_nll", "test_nll")
-    out = {k: [] for k in names + (("mc_test_acc", "mc_test_nll") if mc else ())}
+    extra = (("mc_test_acc", "mc_test_nll", "mc_test_nll_ex") if mc else ()) + (
+        ("test_nll_ex",) if n_train is None else ()
+    )
+    out = {k: [] for k in names + extra}
     out["n_train"] = len(ds.x_train) if n_train is None else n_train
     for i, s in enumerate(seeds):
         v = take(variables, i)
@@ -140,10 +145,13 @@ def data_cell(
         out["test_acc"].append(accuracy(pte, ds.y_test))
         out["train_nll"].append(nll(ptr, ytr))
         out["test_nll"].append(nll(pte, ds.y_test))
+        if n_train is None:
+            out["test_nll_ex"].append(per_example(pte, ds.y_test)["nll"].tolist())
         if mc:
             pmc = ev.predict(model, v, ds.x_test, s, predictors=("mc",))["mc"].arithmetic
             out["mc_test_acc"].append(accuracy(pmc, ds.y_test))
             out["mc_test_nll"].append(nll(pmc, ds.y_test))
+            out["mc_test_nll_ex"].append(per_example(pmc, ds.y_test)["nll"].tolist())
     return out
 
 
@@ -193,21 +201,23 @@ def summarise(cfg: Config, raw: dict) -> dict:
     n_full = rate_sweep[rates[0]]["n_train"]
     sizes = [*cfg.sizes, n_full]
     size_cell = lambda n, r: raw[f"n={n}_rate={r}"] if n != n_full else rate_sweep[r]  # noqa: E731
+    scalar = lambda k: k != "n_train" and not k.endswith("_ex")  # noqa: E731
     rates_summary = {
-        str(r): {k: ci(v) for k, v in rate_sweep[r].items() if k != "n_train"}
+        str(r): {k: ci(v) for k, v in rate_sweep[r].items() if scalar(k)}
         | {"gap_acc": ci(np.subtract(rate_sweep[r]["train_acc"], rate_sweep[r]["test_acc"]))}
         for r in rates
     }
     s0, s1 = cfg.size_rates
-    plain_nll = rate_sweep[s0]["test_nll"]
-    for p, key in (("ws", "test_nll"), ("mc", "mc_test_nll")):
+    # Per seed and test example (S, N), so that the intervals cover the test set's noise.
+    plain_nll = rate_sweep[s0]["test_nll_ex"]
+    for p, key in (("ws", "test_nll_ex"), ("mc", "mc_test_nll_ex")):
         tests[f"test NLL {p.upper()}"] = direction(
             np.subtract(plain_nll, rate_sweep[s1][key]),
             what=f"test NLL, drop {s0} minus drop {s1} (> 0: dropout generalises better)",
             predictor=p,
         )
     # The plain net (rate 0) has one prediction: it stands in for both predictors.
-    nll_of = lambda r, p: rate_sweep[r]["mc_test_nll" if p == "mc" and r > 0 else "test_nll"]  # noqa: E731
+    nll_of = lambda r, p: rate_sweep[r]["mc_test_nll_ex" if p == "mc" and r > 0 else "test_nll_ex"]  # noqa: E731
     for p in ("ws", "mc"):
         typical = np.mean([nll_of(r, p) for r in cfg.typical_rates], axis=0)
         for r in rates:

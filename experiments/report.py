@@ -16,6 +16,7 @@ from dropstudy.validate import DropstudyError
 from .common import (
     detects_str,
     effect_str,
+    n_str,
     p_str,
     predictor_name,
     primary_findings,
@@ -25,41 +26,56 @@ from .common import (
 )
 from .results import read_json
 from .runner import NAMES, RESULTS, module, own_data, scale_command, scale_of, section
-from .stats import ALPHA, MAX_SEEDS, POWER, decide, holm
+from .stats import ALPHA, MAX_SEEDS, POWER, bh, decide, holm
 
 
 def adjusted(results: dict[str, dict]) -> dict[str, dict]:
-    """Every experiment's primary test, decided at its Holm-adjusted p-value.
+    """Every experiment's primary test, decided at its adjusted p-value.
+
+    The multiplicity family is the claims: a primary that is a check (its module's ``CHECK``:
+    an identity, or a check of the set-up such as the published baselines) is decided alone
+    at its own p-value, outside the family.
 
     Args:
       results: ``{name: results}`` (:func:`read_results`).
 
     Returns:
-      ``{name: {"test", "p_holm", "verdict"}}``: every experiment's primary test, its
-      Holm-adjusted p-value across the primaries given, and the verdict at that p-value. A
-      check of the set-up (a module with ``CALIBRATION = True``: the published baselines) is
-      not a claim about dropout: it is decided alone, outside the family.
+      ``{name: {"test", "p_holm", "p_bh", "verdict", "verdict_bh", "check"}}``: every
+      experiment's primary test; its Holm- and Benjamini-Hochberg-adjusted p-values across the
+      claims' primaries given (a check's own p-value for both); the verdict at Holm's p-value
+      (the report's) and at BH's; and the check's description, or None for a claim.
     """
-    names = [n for n in results if not calibration(n)]
+    names = [n for n in results if not check(n)]
     primary = {n: results[n]["tests"][results[n]["primary"]] for n in results}
-    ps = dict(zip(names, holm([primary[n]["p"] for n in names]), strict=True))
-    ps |= {n: primary[n]["p"] for n in results if calibration(n)}
+    raw = [primary[n]["p"] for n in names]
+    p_holm = dict(zip(names, holm(raw), strict=True))
+    p_bh = dict(zip(names, bh(raw), strict=True))
+    for n in results:
+        if check(n):
+            p_holm[n] = p_bh[n] = primary[n]["p"]
     return {
-        n: {"test": primary[n], "p_holm": ps[n], "verdict": decide(primary[n], ps[n])}
+        n: {
+            "test": primary[n],
+            "p_holm": p_holm[n],
+            "p_bh": p_bh[n],
+            "verdict": decide(primary[n], p_holm[n]),
+            "verdict_bh": decide(primary[n], p_bh[n]),
+            "check": check(n),
+        }
         for n in results
     }
 
 
-def calibration(name: str) -> bool:
-    """Whether experiment ``name`` checks the set-up (kept out of the Holm family).
+def check(name: str) -> str | None:
+    """Why experiment ``name``'s primary is a check kept out of the claims' family, if it is.
 
     Args:
       name: an experiment's name.
 
     Returns:
-      Its module's ``CALIBRATION``, else False.
+      Its module's ``CHECK`` (a phrase, e.g. "an identity: ..."), else None.
     """
-    return bool(getattr(module(name), "CALIBRATION", False))
+    return getattr(module(name), "CHECK", None)
 
 
 def read_results(results_dir: Path) -> dict[str, dict]:
@@ -310,16 +326,23 @@ def build_report(results_dir, out, compare=()) -> Path:
                 "this version"
             ) from None
         t = d["test"]
+        if d["check"]:
+            p_cols, verdict = ["check", "check"], f"**{d['verdict']}** (check)"
+        else:
+            p_cols = [p_str(d["p_holm"]), p_str(d["p_bh"])]
+            verdict = f"**{d['verdict']}**" + (
+                f" (BH: {d['verdict_bh']})" if d["verdict_bh"] != d["verdict"] else ""
+            )
         summary.append(
             [i, f"[{name}](#{i}-{name})", r["claim"], t["what"],
-             predictor_name(t), rule_str(t), t.get("n", "-"),
-             effect_str(t), p_str(t["p"]), p_str(d["p_holm"]), f"**{d['verdict']}**",
-             detects_str(t)]
+             predictor_name(t), rule_str(t), n_str(t),
+             effect_str(t), p_str(t["p"]), *p_cols, verdict, detects_str(t)]
         )  # fmt: skip
         sections.append(
             f"## {i}. {name}\n\n*Made by `{scale_command(s, name)}{out_flag}`.*\n\n"
             f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{verdict_table(r)}\n"
         )
+    checks = "; ".join(f"{n}: {d['check']}" for n, d in decided.items() if d["check"]) or "none"
     meta = results[found[0]]
     v = meta.get("versions", {})
     full = s == scale_of({})
@@ -344,28 +367,39 @@ def build_report(results_dir, out, compare=()) -> Path:
         "enough "
         "by the *exact* arithmetic mean or normalised geometric mean (NWGM) over all 2^n "
         "subnetworks. Each claim is judged by one primary test named in its experiment's "
-        "config. *Direction* tests (a one-sample t test on per-seed paired differences): "
+        "config. *Direction* tests (a t test of the mean paired difference): "
         "supported when the 95% interval excludes 0 on the claimed side, contradicted when it "
         "excludes 0 on the other side, else inconclusive. *Equivalence* tests (two one-sided "
-        "t tests, TOST, i.e. the 90% interval): supported when that interval lies inside a "
-        "margin fixed in the config, contradicted when it lies wholly outside, else "
-        "inconclusive. The verdicts in the table are decided at p-values Holm-adjusted across "
-        f"the {sum(not calibration(n) for n in found)} claims' primaries present (level "
-        f"{ALPHA}; a check of the set-up, the published baselines, is decided alone, outside "
-        "that family); the intervals beside them are "
-        "unadjusted. *detects*: the smallest effect (direction) or the smallest margin "
-        f"(equivalence, if the true difference were 0) that the design finds with {POWER:.0%} "
-        f"power, and the n that the observed effect would need for {POWER:.0%} power (for "
-        "equivalence: to "
-        "show it inside the margin; 'not reachable' when the observed difference is at or "
-        f"beyond the margin, or so close to it that more than {MAX_SEEDS:,} seeds would be "
-        "needed). "
-        "n counts "
-        "seeds (masks for the scaling demo). Every other test in a section is exploratory.",
+        "t tests, TOST, i.e. the 90% interval): supported when TOST rejects (the interval lies "
+        "inside a margin fixed in the config), contradicted when the interval lies wholly "
+        "outside the margin, else inconclusive; only TOST's p-value enters the family. "
+        "**Two sources of noise**: where a test's *n* reads 'seeds x examples', its values are "
+        "per seed and per test example, and its interval covers both the seeds and the test "
+        "set's sampling error (a crossed two-way random-effects variance with Satterthwaite's "
+        "degrees of freedom); where *n* counts seeds alone, the quantity is not a mean over "
+        "test examples (a norm, a ratio, a count) or the test data are drawn anew per seed. "
+        "The verdicts in the table are decided at p-values Holm-adjusted across "
+        f"the {sum(d['check'] is None for d in decided.values())} claims' primaries present "
+        f"(level {ALPHA}); Benjamini-Hochberg's adjusted p-values stand beside them, and a "
+        "verdict that differs under BH says so. A primary marked *check* is an identity or a "
+        "check of the set-up, decided alone at its own p-value, outside the claims' family "
+        f"({checks}). "
+        "The intervals are unadjusted. *detects*: the smallest effect (direction) or the "
+        f"smallest margin (equivalence, if the true difference were 0) that the design finds "
+        f"with {POWER:.0%} power, and the seeds that the observed effect would need for "
+        f"{POWER:.0%} power (for equivalence: to show it inside the margin; 'not reachable' "
+        "when the observed difference is at or beyond the margin, or so close to it that more "
+        f"than {MAX_SEEDS:,} seeds would be needed; 'not reachable with this test set' when "
+        "the test set's own sampling error keeps it out of reach at any number of seeds, with "
+        "the test examples that would reach it). "
+        "n counts seeds (masks for the scaling demo). Every other test in a section is "
+        "exploratory.",
         "",
         "**Scope.** Seeds vary initialisation, minibatch order and masks; except in the "
         "tutorial regression (new noise per seed), every seed of an experiment sees the same "
-        "fixed data split, so those intervals do not cover resampling of the data. Student-t "
+        "fixed data split. The two-level intervals (n 'seeds x examples') also cover drawing "
+        "another test set from the same distribution; no interval covers drawing another "
+        "training set. Student-t "
         "intervals can cross a quantity's natural bound "
         "(below 0 for an MSE). Two parts are not bitwise reproducible even on one machine: "
         "the conv experiment's numbers and the tutorial's PyTorch reference change between "
@@ -389,7 +423,7 @@ def build_report(results_dir, out, compare=()) -> Path:
         "",
         table(
             ["#", "experiment", "claim", "primary test", "predictor", "rule", "n",
-             "effect [interval]", "p", "p (Holm)", "verdict", "detects"],
+             "effect [interval]", "p", "p (Holm)", "p (BH)", "verdict", "detects"],
             summary,
         ),
         "",

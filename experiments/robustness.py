@@ -37,6 +37,7 @@ from dropstudy.data import MNIST1D_ARGS, Dataset, mnist1d
 from dropstudy.metrics import scores
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.validate import DropstudyError
 
 from .common import (
     MC_K,
@@ -197,15 +198,17 @@ def robustness_cell(
       ev: the evaluator of the dropout net.
 
     Returns:
-      ``{"classes": C, "seeds": [row per seed]}``; a row maps each of :data:`PREDICTORS` to
-      ``{"clean", "train", kind...: [{"error", "nll"} per strength]}`` (one entry for
-      ``clean`` and ``train``).
+      ``{"classes": C, "seeds": [row per seed], "errors_ex": [per seed]}``; a row maps each
+      of :data:`PREDICTORS` to ``{"clean", "train", kind...: [{"error", "nll"} per
+      strength]}`` (one entry for ``clean`` and ``train``); ``errors_ex`` maps each predictor
+      to ``{"clean", kind...: [each test example's 0/1 error, per strength]}``, for tests
+      whose intervals cover the test set's noise.
     """
     keys = seed_keys(seeds)
     drop, _ = train_seeds(model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
     plain, _ = train_seeds(plain_model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
-    out = []
+    out, errors_ex = [], []
     for i, s in enumerate(seeds):
         sets = {
             "clean": [(ds.x_test, ds.y_test)],
@@ -220,12 +223,18 @@ def robustness_cell(
         probs = {p: np.asarray(a.arithmetic) for p, a in preds.items()}
         probs["plain"] = np.asarray(jax.nn.softmax(plain_model.apply(v_plain, both)))
         row = {p: {} for p in PREDICTORS}
+        ex = {p: {} for p in PREDICTORS}  # each test example's 0/1 error, per set
         for (kind, x, labels), end in zip(flat, ends, strict=True):
             for p in PREDICTORS:
-                sc = scores(probs[p][end - len(x) : end], labels)
+                q = probs[p][end - len(x) : end]
+                sc = scores(q, labels)
                 row[p].setdefault(kind, []).append({"error": 1 - sc["accuracy"], "nll": sc["nll"]})
+                if kind != "train":
+                    wrong = np.asarray(q).argmax(1) != np.asarray(labels)
+                    ex[p].setdefault(kind, []).append(wrong.astype(int).tolist())
         out.append(row)
-    return {"classes": ds.n_classes, "seeds": out}
+        errors_ex.append(ex)
+    return {"classes": ds.n_classes, "seeds": out, "errors_ex": errors_ex}
 
 
 def shifts_of(cfg: Config, ds: Dataset) -> dict:
@@ -284,21 +293,44 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def err(p, kind, j=0):
         return np.array([s[p][kind][j]["error"] for s in seeds])
 
+    ex_rows = raw["robustness"]["errors_ex"]
+
+    def err_ex(p, kind, j=0):  # per seed and test example (S, N)
+        e = np.array([r[p][kind][j] for r in ex_rows], np.float64)
+        n = np.asarray(ex_rows[0][p]["clean"][0]).size
+        if e.shape[1] != n:
+            raise DropstudyError(
+                f"robustness: the {kind} test set has {e.shape[1]} examples, the clean one {n}; "
+                "per-example tests pair them by index, so the shifted sets must keep the size"
+            )
+        return e
+
     def n_levels(kind):
         return range(len(seeds[0]["plain"][kind]))
 
-    def degradation(p, kind=None):
+    def degradation(p, kind=None):  # (S, N): each example's error lost, mean over shifts
         ks = [kind] if kind else kinds
-        return np.mean([err(p, k, j) - err(p, "clean") for k in ks for j in n_levels(k)], axis=0)
+        return np.mean(
+            [err_ex(p, k, j) - err_ex(p, "clean") for k in ks for j in n_levels(k)], axis=0
+        )
 
     chance_error = 1.0 - 1.0 / n_classes
 
-    def retention(p, kind=None):  # accuracy kept above chance, mean over shifts and levels
+    def retention(p, kind=None):
+        """Accuracy kept above chance, mean over shifts and levels, per seed and test example
+        ``(S, N)``: each ratio ``U / V`` of means (``U`` above chance under the shift, ``V``
+        clean) linearised per example as ``U / V + (u_i - (U / V) v_i) / V`` (the delta
+        method), whose mean over the examples is the ratio itself."""
         ks = [kind] if kind else kinds
-        above = chance_error - err(p, "clean")
-        return np.mean(
-            [(chance_error - err(p, k, j)) / above for k in ks for j in n_levels(k)], axis=0
-        )
+        v = chance_error - err_ex(p, "clean")
+        big_v = v.mean(1, keepdims=True)
+        terms = []
+        for k in ks:
+            for j in n_levels(k):
+                u = chance_error - err_ex(p, k, j)
+                ratio = u.mean(1, keepdims=True) / big_v
+                terms.append(ratio + (u - ratio * v) / big_v)
+        return np.mean(terms, axis=0)
 
     tests = {}
     for p in ("mc", "ws"):
@@ -325,8 +357,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "plain net",
         )
     tests["shifted_error_mc"] = direction(
-        np.mean([err("plain", k, j) for k in kinds for j in range(len(seeds[0]["plain"][k]))], 0)
-        - np.mean([err("mc", k, j) for k in kinds for j in range(len(seeds[0]["mc"][k]))], 0),
+        np.mean([err_ex("plain", k, j) for k in kinds for j in n_levels(k)], 0)
+        - np.mean([err_ex("mc", k, j) for k in kinds for j in n_levels(k)], 0),
         predictor="mc",
         metric="error",
         what="test error under the shifts (mean), plain net minus dropout (> 0: dropout better)",

@@ -3,16 +3,28 @@ activation.
 
 Part A is the tutorial's demo: 10,000 inputs of 1, dropout 0.5, a bias-free linear unit with
 all weights 1, then ReLU: the distribution of training-mode outputs over many keys, and the
-exact eval-mode output, for both conventions. Part B checks that the two conventions are the
-same function family: trained from matching initialisations (standard's post-dropout weights
-= inverted's / p) with SGD whose post-dropout learning rates are scaled by 1/p^2, they stay
-the same function; with identical hyper-parameters they drift apart.
+exact eval-mode output, for both conventions. Its ReLU only ever sees a nonnegative sum, so
+the unit is linear and weight scaling equals the expectation by algebra: an identity, kept as
+a check outside the claims' family. Part B checks that the two conventions are the same
+function family: trained from matching initialisations (standard's post-dropout weights =
+inverted's / p) with SGD whose post-dropout learning rates are scaled by 1/p^2, they stay the
+same function; with identical hyper-parameters they drift apart.
+
+Part C, the primary, is the test that can fail: in a trained net with ReLU layers, does weight
+scaling give the expected activation of the layer the claim is about, the output layer's
+input? The output layer is linear, so the expected logits over masks are ``W E[h] + b``, and
+weight scaling's logits are ``W h_WS + b``: they differ only through the hidden layers'
+nonlinearity. Per seed and test example, the gap ``mean_c |E[z_c] - z_c^WS|`` (the
+expectation estimated over ``expect_k`` sampled subnetworks) is measured in units of the
+per-mask standard deviation of the logits, ``mean_c sd_c``: the noise dropout itself puts on
+them in training. Equivalence within ``expect_margin`` of those units.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import ClassVar
 
 import flax.linen as nn
@@ -25,13 +37,17 @@ from dropstudy import predict as P
 from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, gaps
 from dropstudy.models import MLP, MaskedDropout
-from dropstudy.train import TrainConfig, train
+from dropstudy.train import TrainConfig, seed_keys, take, train, train_seeds
 
 from .common import ExperimentConfig, cell, ci
-from .evaluate import derived_key
-from .stats import equivalence_from, exact_check
+from .evaluate import derived_key, seed_key
+from .stats import equivalence, equivalence_from, exact_check
 
 NAME = "scaling"
+# The tutorial's demo is a linear unit (its ReLU sees only nonnegative sums), where weight
+# scaling equals the expectation over masks by algebra: an identity, decided outside the
+# claims' family.
+CHECK = "an identity (the tutorial's demo is a linear unit)"
 CLAIM = (
     "Scaling weights by p at test time, or activations by 1/p in training (inverted "
     "dropout), matches the expected activation."
@@ -55,33 +71,46 @@ class Config(ExperimentConfig):
     # Equivalence margin of training-mode mean minus eval output, relative to the
     # expectation: 0.5% (50 on 10,000, half the per-draw sd of 100), fixed before the run.
     demo_margin: float = 0.005
-    primary: str = "demo_inverted"
-    QUICK: ClassVar[dict] = {"n_keys": 1_000, "train": train.replace(steps=200)}
+    # Part C: trained nets (the conventions check's inverted MLP and training), the expected
+    # logits over expect_k sampled subnetworks. The margin, fixed before the run, in units of
+    # the logits' per-mask standard deviation: a bias a tenth of the noise dropout puts on
+    # the logits in training is one the output layer was trained to absorb many times over.
+    expect_seeds: int = 10
+    expect_k: int = 4000
+    expect_margin: float = 0.1
+    primary: str = "expectation"
+    QUICK: ClassVar[dict] = {
+        "n_keys": 1_000, "train": train.replace(steps=200), "expect_seeds": 2, "expect_k": 500,
+    }  # fmt: skip
 
     def with_seeds(self, n: int):
-        """This configuration unchanged: ``--seeds`` does not apply here.
+        """The same configuration with ``n`` seeds for part C (``expect_seeds``).
 
-        The demo draws ``n_keys`` masks and the conventions check trains one net per convention
-        (seed 0); a warning says the seeds are ignored.
+        The demo draws ``n_keys`` masks and the conventions check trains one net per
+        convention (seed 0): neither takes seeds, and a warning says so.
 
         Args:
-          n: the seed count asked for, ignored.
+          n: the seed count for the trained nets of part C.
 
         Returns:
-          ``self``.
+          A new ``Config``.
         """
-        logging.getLogger("dropstudy").warning("scaling: --seeds does not apply; ignored")
-        return self
+        logging.getLogger("dropstudy").warning(
+            "scaling: --seeds applies to the expectation test only (the demo and the "
+            "conventions check take none)"
+        )
+        return replace(self, expect_seeds=n)
 
     def test_names(self) -> tuple[str, ...]:
         """The tests :func:`summarise` names (fixed).
 
         Returns:
-          The demo and the exactness of the eval output per convention, and the matched
-          conventions' check.
+          The expectation test of trained nets (part C), the demo and the exactness of the
+          eval output per convention, and the matched conventions' check.
         """
         conventions = ("inverted", "standard")
-        return (*(f"{t}_{c}" for c in conventions for t in ("demo", "eval_exact")),
+        return ("expectation",
+                *(f"{t}_{c}" for c in conventions for t in ("demo", "eval_exact")),
                 "same_function")  # fmt: skip
 
 
@@ -184,6 +213,72 @@ def conventions_cell(ds: Dataset, model: MLP, train_cfg: TrainConfig, seed: int)
     return out
 
 
+@partial(jax.jit, static_argnames=("model", "spec", "k"))
+def logit_moments(model, spec: M.MaskSpec, k: int, variables, x, key):
+    """Weight scaling's logits and the mean and sd of the logits over ``k`` subnetworks.
+
+    Mask i is ``sample_masks(spec, fold_in(key, i))``, shared by the batch. The moments are
+    accumulated as differences from weight scaling's logits (small), so that float32 keeps
+    the variance's digits.
+
+    Args:
+      model: the model (static).
+      spec: its mask spec (static).
+      k: the number of subnetworks (static).
+      variables: the model's variables dict.
+      x: inputs ``(N, d)``.
+      key: the key of the masks.
+
+    Returns:
+      ``(ws, mean, sd)``, each ``(N, C)``: weight scaling's logits, the mean logits over the
+      subnetworks and their standard deviation (ddof 1).
+    """
+    ws = model.apply(variables, x)
+
+    def body(acc, i):
+        m = M.sample_mask_batch(spec, key, i[None])
+        d = M.apply(model, variables, x, jax.tree.map(lambda a: a[0], m)) - ws
+        return (acc[0] + d, acc[1] + d * d), None
+
+    (s1, s2), _ = jax.lax.scan(body, (jnp.zeros_like(ws), jnp.zeros_like(ws)), jnp.arange(k))
+    mean_d = s1 / k
+    var = jnp.maximum(s2 - k * mean_d * mean_d, 0.0) / (k - 1)
+    return ws, ws + mean_d, jnp.sqrt(var)
+
+
+def expectation_cell(
+    *, ds: Dataset, model: MLP, train_cfg: TrainConfig, seeds: list[int], k: int
+) -> dict:
+    """Part C: weight scaling's logits against their expectation over masks, trained nets.
+
+    Args:
+      ds: the data set.
+      model: the inverted-convention MLP.
+      train_cfg: how to train.
+      seeds: the seeds, trained together.
+      k: subnetworks per expectation.
+
+    Returns:
+      ``{"gap", "sd", "test_acc"}``: per seed, each test example's mean absolute gap between
+      the expected and weight scaling's logits and the logits' mean per-mask sd (lists of
+      N floats), and weight scaling's test accuracy.
+    """
+    variables, _ = train_seeds(
+        model, seed_keys(seeds), ds.x_train, ds.y_train, train_cfg, seeds=seeds
+    )
+    spec = M.mask_spec(model, ds.x_train[:1])
+    x = jnp.asarray(ds.x_test)
+    out = {"gap": [], "sd": [], "test_acc": []}
+    for i, s in enumerate(seeds):
+        v = take(variables, i)
+        ws, mean, sd = (np.asarray(a, np.float64) for a in logit_moments(
+            model, spec, k, v, x, seed_key((NAME, "expectation"), s)))  # fmt: skip
+        out["gap"].append(np.abs(mean - ws).mean(1).tolist())
+        out["sd"].append(sd.mean(1).tolist())
+        out["test_acc"].append(float(np.mean(ws.argmax(1) == ds.y_test)))
+    return out
+
+
 def plan(cfg: Config, ds: Dataset) -> dict:
     """The experiment's cells: the demo per convention and the conventions check.
 
@@ -192,7 +287,8 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ds: the data set of the conventions check.
 
     Returns:
-      ``{"demo_inverted": Cell, "demo_standard": Cell, "conventions": Cell}``.
+      ``{"demo_inverted": Cell, "demo_standard": Cell, "conventions": Cell, "expectation":
+      Cell}``.
     """
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate, input_rate=cfg.input_rate)
     cells = {
@@ -202,6 +298,10 @@ def plan(cfg: Config, ds: Dataset) -> dict:
         for c in ("inverted", "standard")
     }
     cells["conventions"] = cell(conventions_cell, ds=ds, model=model, train_cfg=cfg.train, seed=0)
+    cells["expectation"] = cell(
+        expectation_cell, ds=ds, model=model, train_cfg=cfg.train,
+        seeds=list(range(cfg.expect_seeds)), k=cfg.expect_k,
+    )  # fmt: skip
     return cells
 
 
@@ -221,9 +321,20 @@ def summarise(cfg: Config, raw: dict) -> dict:
     """
     demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
     conv = raw["conventions"]
-    # Primary: the training-mode mean over many masks (the ensemble's average) equals the
-    # eval-mode output (weight scaling) within the margin, for PyTorch's inverted dropout.
-    tests = {}
+    ex = raw["expectation"]
+    gap, sd = np.asarray(ex["gap"]), np.asarray(ex["sd"])
+    # Primary: per seed and test example (S, N), the gap in units of the per-mask sd; its
+    # interval covers the seeds and the test examples. The demo's tests are the identity.
+    tests = {
+        "expectation": equivalence(
+            gap / np.maximum(sd, 1e-12),
+            cfg.expect_margin,
+            what="logits of the trained net: |expected over masks - weight scaling|, in "
+            "per-mask standard deviations (mean over classes)",
+            predictor="ws",
+            metric="logit gap / sd",
+        )
+    }
     for c, d in demo.items():
         tests[f"demo_{c}"] = equivalence_from(
             d["train_mean"]["mean"] - d["eval"],
@@ -243,9 +354,18 @@ def summarise(cfg: Config, raw: dict) -> dict:
         what=f"matched training: inverted and standard nets within {cfg.same_function:g} in logits",
         predictor="ws",
     )
+    k_floor = float(np.sqrt(2 / np.pi / cfg.expect_k))  # E|mean of k draws - mu| / sd
     return {
         "demo": demo,
         "conventions": conv,
+        "expectation": {
+            "ratio": ci((gap / np.maximum(sd, 1e-12)).mean(1)),
+            "gap": ci(gap.mean(1)),
+            "sd": ci(sd.mean(1)),
+            "test_acc": ci(ex["test_acc"]),
+            "mc_floor": k_floor,
+            "k": cfg.expect_k,
+        },
         "demo_rate": cfg.demo_rate,
         "tests": tests,
         "primary": cfg.primary,

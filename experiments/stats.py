@@ -9,8 +9,18 @@ the same seeds) through one of two rules:
   excludes 0 on the other, else inconclusive.
 - :func:`equivalence`: the claim predicts no effect larger than a margin fixed in the
   experiment's config before it runs. Two one-sided tests (TOST) at level 0.05 each, i.e. the
-  90% interval; supported when both reject (the 90% interval lies inside +-margin),
-  contradicted when the 90% interval lies wholly outside the margin, else inconclusive.
+  90% interval: supported when TOST rejects (its p-value is the only one that enters the
+  multiplicity family), contradicted when the 90% interval lies wholly outside +-margin, else
+  inconclusive.
+
+**Two sources of noise.** Given per-seed values ``(S,)``, a test's interval covers the seeds
+(initialisation, masks, minibatch order). Given per-seed, per-test-example values ``(S, N)``
+(e.g. paired differences of each example's loss), it covers the test examples too: the
+variance of the grand mean comes from a crossed two-way random-effects model
+(:func:`spread`; seed, example and residual components from the two-way mean squares), with
+Satterthwaite's degrees of freedom. Power and the seeds needed use the same variance; where the
+test set's term alone keeps the target out of reach, more seeds cannot help, and the test says
+how many test examples would reach it (``examples_needed``).
 
 Every test records ``n``, the effect, its interval, the p-value of its decisive outcome, and
 what the design can detect: for a direction test the smallest effect found at 80% power with
@@ -26,6 +36,7 @@ else is exploratory and says so.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize as _opt
@@ -38,6 +49,7 @@ VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 ALPHA = 0.05  # every test's level; equivalence runs each one-sided test at ALPHA
 POWER = 0.8  # the power at which detectable effects and seeds needed are stated
 MAX_SEEDS = 100_000  # beyond this, "seeds needed" is reported as not reachable
+MAX_EXAMPLES = 10_000_000  # beyond this, "examples needed" is reported as not reachable
 
 
 def mean_ci(values, level: float = 0.95) -> dict[str, float]:
@@ -86,13 +98,127 @@ def paired(a, b) -> dict[str, float]:
     return out
 
 
-def _sample(values) -> tuple[np.ndarray, float, float, int]:
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size < 2:
-        raise DropstudyError(f"a test needs at least 2 seeds, got {v.size}")
+@dataclass(frozen=True)
+class Spread:
+    """Where the sampling error of a grand mean comes from.
+
+    ``d[s, i] = mu + a_s + b_i + e_si``: a seed effect (variance ``var_seed``), a test-example
+    effect (``var_example``) and a residual (``var_resid``). With seeds only, ``var_seed`` is
+    the per-seed values' variance and the other two are 0.
+
+    Attributes:
+      mean: the grand mean.
+      n: seeds.
+      n_examples: test examples, or None for per-seed values only.
+      var_seed: the seed component.
+      var_example: the test-example component.
+      var_resid: the residual component.
+    """
+
+    mean: float
+    n: int
+    n_examples: int | None
+    var_seed: float
+    var_example: float = 0.0
+    var_resid: float = 0.0
+
+    def var(self, seeds: int | None = None, examples: int | None = None) -> float:
+        """The variance of the grand mean at ``seeds`` seeds and ``examples`` test examples.
+
+        Args:
+          seeds: seeds (default: ``n``).
+          examples: test examples (default: ``n_examples``).
+
+        Returns:
+          ``var_seed/S + var_example/N + var_resid/(S*N)`` (``var_seed/S`` with seeds only).
+        """
+        k = self.n if seeds is None else seeds
+        if self.n_examples is None:
+            return self.var_seed / k
+        m = self.n_examples if examples is None else examples
+        return self.var_seed / k + self.var_example / m + self.var_resid / (k * m)
+
+    def se(self, seeds: int | None = None, examples: int | None = None) -> float:
+        """The standard error of the grand mean (:meth:`var`'s square root)."""
+        return math.sqrt(max(self.var(seeds, examples), 0.0))
+
+    def df(self, seeds: int | None = None, examples: int | None = None) -> float:
+        """Satterthwaite's degrees of freedom of :meth:`var` at these sizes.
+
+        The mean squares that :meth:`var` combines, at their expectations for these sizes:
+        ``n - 1`` with seeds only.
+
+        Args:
+          seeds: seeds (default: ``n``).
+          examples: test examples (default: ``n_examples``).
+
+        Returns:
+          The degrees of freedom (at least 1).
+        """
+        k = self.n if seeds is None else seeds
+        if self.n_examples is None:
+            return float(k - 1)
+        m = self.n_examples if examples is None else examples
+        # var = [c_a MS_seed + c_b MS_example - (c_a + c_b - 1) MS_resid] / (k m) with the
+        # terms whose component is 0 left out (c = 0), so the estimate stays >= 0.
+        c_a, c_b = float(self.var_seed > 0), float(self.var_example > 0)
+        ms_a = self.var_resid + m * self.var_seed
+        ms_b = self.var_resid + k * self.var_example
+        terms = [(c_a * ms_a, k - 1), (c_b * ms_b, m - 1),
+                 ((1 - c_a - c_b) * self.var_resid, (k - 1) * (m - 1))]  # fmt: skip
+        total = sum(t for t, _ in terms)
+        denom = sum(t * t / d for t, d in terms if t != 0)
+        return float(max(1.0, total * total / denom)) if denom > 0 else float(k - 1)
+
+    def to_dict(self) -> dict:
+        """The spread's fields for a test dict.
+
+        Returns:
+          ``{"n_examples", "var_seed", "var_example", "var_resid", "se", "df"}``.
+        """
+        return {"n_examples": self.n_examples, "var_seed": self.var_seed,
+                "var_example": self.var_example, "var_resid": self.var_resid,
+                "se": self.se(), "df": self.df()}  # fmt: skip
+
+
+def spread(values) -> Spread:
+    """The :class:`Spread` of per-seed ``(S,)`` or per-seed, per-example ``(S, N)`` values.
+
+    For ``(S, N)``: the two-way mean squares of a crossed design without replication, ``MS_s =
+    N var(row means)``, ``MS_e = S var(column means)`` and the residual's ``MS_r``, give the
+    components ``var_seed = (MS_s - MS_r)/N``, ``var_example = (MS_e - MS_r)/S`` (each clipped at
+    0) and ``var_resid = MS_r``.
+
+    Args:
+      values: ``(S,)`` with S >= 2, or ``(S, N)`` with S >= 2 and N >= 2.
+
+    Returns:
+      The spread.
+
+    Raises:
+      DropstudyError: if there are too few seeds or examples, the array has another rank, or a
+        value is NaN or inf (a run diverged).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim not in (1, 2):
+        raise DropstudyError(
+            f"a test takes per-seed values (S,) or per-seed, per-example values (S, N); got "
+            f"shape {v.shape}"
+        )
+    if v.shape[0] < 2:
+        raise DropstudyError(f"a test needs at least 2 seeds, got {v.shape[0]}")
+    if v.ndim == 2 and v.shape[1] < 2:
+        raise DropstudyError(f"per-example values need at least 2 examples, got {v.shape[1]}")
     if not np.all(np.isfinite(v)):
         raise DropstudyError("a test got NaN or inf: a run diverged; drop or report it first")
-    return v, float(v.mean()), float(v.std(ddof=1)), int(v.size)
+    if v.ndim == 1:
+        return Spread(float(v.mean()), int(v.size), None, float(v.var(ddof=1)))
+    s, n = v.shape
+    rows, cols, grand = v.mean(1), v.mean(0), float(v.mean())
+    ms_s, ms_e = n * float(rows.var(ddof=1)), s * float(cols.var(ddof=1))
+    resid = v - rows[:, None] - cols[None, :] + grand
+    ms_r = float((resid * resid).sum()) / ((s - 1) * (n - 1))
+    return Spread(grand, s, n, max(0.0, (ms_s - ms_r) / n), max(0.0, (ms_e - ms_r) / s), ms_r)
 
 
 def _finite(p, far: float) -> float:
@@ -102,123 +228,165 @@ def _finite(p, far: float) -> float:
     return far if math.isnan(p) else p
 
 
-def _power_two_sided(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
-    """Power of the two-sided one-sample t test at true mean ``effect`` (noncentral t)."""
-    if sd == 0:
+def _power_two_sided(effect: float, se: float, df: float, alpha: float = ALPHA) -> float:
+    """Power of the two-sided t test of a mean with standard error ``se`` at true mean
+    ``effect`` (noncentral t)."""
+    if se == 0:
         return 1.0 if effect != 0 else 0.0
-    crit = _st.t.ppf(1 - alpha / 2, n - 1)
-    nc = abs(effect) * math.sqrt(n) / sd
-    near = _finite(_st.nct.sf(crit, n - 1, nc), 1.0 if nc > crit else 0.0)
-    return near + _finite(_st.nct.cdf(-crit, n - 1, nc), 0.0)
+    crit = _st.t.ppf(1 - alpha / 2, df)
+    nc = abs(effect) / se
+    near = _finite(_st.nct.sf(crit, df, nc), 1.0 if nc > crit else 0.0)
+    return near + _finite(_st.nct.cdf(-crit, df, nc), 0.0)
 
 
-def _power_tost(effect: float, margin: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+def _power_tost(effect: float, margin: float, se: float, df: float, alpha: float = ALPHA) -> float:
     """Power of TOST (both one-sided tests reject) at true mean ``effect`` (noncentral t,
     the usual approximation that treats the two rejections as one event each)."""
-    if sd == 0:
+    if se == 0:
         return 1.0 if abs(effect) < margin else 0.0
-    crit, se = _st.t.ppf(1 - alpha, n - 1), sd / math.sqrt(n)
+    crit = _st.t.ppf(1 - alpha, df)
     nc_low, nc_up = (effect + margin) / se, (effect - margin) / se
-    lower = _finite(_st.nct.sf(crit, n - 1, nc_low), float(nc_low > crit))  # effect <= -m
-    upper = _finite(_st.nct.cdf(-crit, n - 1, nc_up), float(nc_up < -crit))  # effect >= m
+    lower = _finite(_st.nct.sf(crit, df, nc_low), float(nc_low > crit))  # effect <= -m
+    upper = _finite(_st.nct.cdf(-crit, df, nc_up), float(nc_up < -crit))  # effect >= m
     return float(max(0.0, lower + upper - 1.0))
 
 
-def _smallest_n(power_at) -> int | None:
-    """The smallest n >= 2 with ``power_at(n) >= POWER`` (power grows with n), else None."""
-    if power_at(MAX_SEEDS) < POWER:
+def _smallest(power_at, most: int) -> int | None:
+    """The smallest n >= 2 with ``power_at(n) >= POWER`` (power grows with n) up to ``most``,
+    else None."""
+    if power_at(most) < POWER:
         return None
-    lo, hi = 2, MAX_SEEDS
+    lo, hi = 2, most
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if power_at(mid) >= POWER else (mid + 1, hi)
     return lo
 
 
-def direction(values, positive_supports: bool = True, **label) -> dict:
-    """The direction rule on per-seed ``values`` (e.g. paired differences).
+def _design(sp: Spread, power_of) -> dict:
+    """What the design can reach: ``seeds_needed``, and ``examples_needed`` at this many seeds
+    where more seeds alone cannot reach the power (None where neither can, or not asked).
 
-    A two-sided one-sample t test: the outcome is supported when the mean has the claimed sign,
-    else contradicted, and the verdict is that outcome when p < :data:`ALPHA`, else inconclusive.
+    ``power_of(se, df)`` is the test's power at a standard error and degrees of freedom."""
+    at = lambda k, m=None: power_of(sp.se(k, m), sp.df(k, m))  # noqa: E731
+    seeds = _smallest(lambda k: at(k), MAX_SEEDS)
+    examples = None
+    if seeds is None and sp.n_examples is not None:
+        examples = _smallest(lambda m: at(sp.n, m), MAX_EXAMPLES)
+    return {"seeds_needed": seeds, "examples_needed": examples}
+
+
+def _values_out(v: np.ndarray) -> dict:
+    """The values a test keeps: per seed, and per seed and example when given."""
+    if v.ndim == 1:
+        return {"values": v.tolist()}
+    return {"values": v.mean(1).tolist(), "per_example": v}
+
+
+def direction(values, positive_supports: bool = True, **label) -> dict:
+    """The direction rule on per-seed (or per-seed, per-example) ``values``.
+
+    A two-sided t test of the grand mean with the standard error and degrees of freedom of
+    :func:`spread`: the outcome is supported when the mean has the claimed sign, else
+    contradicted, and the verdict is that outcome when p < :data:`ALPHA`, else inconclusive.
 
     Args:
-      values: the per-seed values, ``(S,)`` with S >= 2.
+      values: the paired differences (or other values) per seed, ``(S,)`` with S >= 2, or per
+        seed and test example, ``(S, N)``, so that the interval covers the test set's noise.
       positive_supports: whether the claim predicts a positive effect (else a negative one).
       **label: keys to add to the test (``metric``, ``predictor``, ``what``).
 
     Returns:
-      A test dict: ``rule``, ``n``, ``effect`` (the mean), ``lo``/``hi`` (95% interval),
-      ``level``, ``sd``, ``p`` (two-sided), ``claimed`` (``"> 0"`` or ``"< 0"``), ``verdict``
-      (unadjusted), ``outcome`` (what a significant result means here: supported when the mean
-      has the claimed sign, else contradicted), ``mde`` (the smallest true effect found at 80%
-      power with this n and sd), ``seeds_needed`` (for the observed effect; None when the
-      effect is 0) and ``values`` (the per-seed values, so the test can be recomputed from
-      the results file), plus the ``label`` keys.
+      A test dict: ``rule``, ``n`` (seeds), ``effect`` (the mean), ``lo``/``hi`` (95%
+      interval), ``level``, ``sd`` (of the per-seed values), the :class:`Spread`'s fields
+      (``n_examples``, ``var_seed``, ``var_example``, ``var_resid``, ``se``, ``df``), ``p``
+      (two-sided), ``claimed`` (``"> 0"`` or ``"< 0"``), ``verdict`` (unadjusted),
+      ``outcome`` (what a significant result means here: supported when the mean has the
+      claimed sign, else contradicted), ``mde`` (the smallest true effect found at 80% power
+      with this design), ``seeds_needed`` (for the observed effect; None when the effect is 0
+      or out of reach), ``examples_needed`` (at this many seeds, where more seeds cannot reach
+      it) and ``values`` (the per-seed values; with ``(S, N)`` input also ``per_example``, the
+      array, which the results writer moves to an npz file), plus the ``label`` keys.
 
     Raises:
-      DropstudyError: if there are fewer than 2 values, or one is NaN or inf.
+      DropstudyError: as :func:`spread`.
     """
-    v, m, sd, n = _sample(values)
-    c = mean_ci(v)
+    v = np.asarray(values, dtype=np.float64)
+    sp = spread(v)
+    m, se, df = sp.mean, sp.se(), sp.df()
+    half = float(_st.t.ppf(1 - ALPHA / 2, df) * se)
     sign = 1.0 if positive_supports else -1.0
-    if sd == 0:
+    if se == 0:
         p = 0.0 if m != 0 else 1.0
     else:
-        p = float(2 * _st.t.sf(abs(m) * math.sqrt(n) / sd, n - 1))
+        p = float(2 * _st.t.sf(abs(m) / se, df))
     outcome = SUPPORTED if sign * m > 0 else CONTRADICTED
     verdict = outcome if p < ALPHA else INCONCLUSIVE
-    if sd == 0:
+    if se == 0:
         mde = 0.0
     else:
-        hi = (_st.t.ppf(1 - ALPHA / 2, n - 1) + 40) * sd / math.sqrt(n)
-        mde = float(_opt.brentq(lambda d: _power_two_sided(d, sd, n) - POWER, 1e-12 * sd, hi))
-    needed = None if m == 0 else _smallest_n(lambda k: _power_two_sided(m, sd, k))
+        hi = (_st.t.ppf(1 - ALPHA / 2, df) + 40) * se
+        mde = float(_opt.brentq(lambda d: _power_two_sided(d, se, df) - POWER, 1e-12 * se, hi))
+    design = (
+        {"seeds_needed": None, "examples_needed": None}
+        if m == 0
+        else _design(sp, lambda s, d: _power_two_sided(m, s, d))
+    )
+    per_seed = v if v.ndim == 1 else v.mean(1)
     return {
         "rule": "direction",
         "claimed": "> 0" if positive_supports else "< 0",
-        "n": n,
+        "n": sp.n,
         "effect": m,
-        "lo": c["lo"],
-        "hi": c["hi"],
+        "lo": m - half,
+        "hi": m + half,
         "level": 0.95,
-        "sd": sd,
+        "sd": float(per_seed.std(ddof=1)),
+        **sp.to_dict(),
         "p": p,
         "outcome": outcome,
         "verdict": verdict,
         "mde": mde,
-        "seeds_needed": needed,
-        "values": v.tolist(),
+        **design,
+        **_values_out(v),
         **label,
     }
 
 
 def equivalence(values, margin: float, **label) -> dict:
-    """The equivalence rule (TOST) on per-seed ``values`` against ``+-margin``.
+    """The equivalence rule (TOST) on per-seed (or per-seed, per-example) ``values``.
+
+    Supported when TOST rejects at :data:`ALPHA` (both one-sided tests; the 90% interval lies
+    inside ``+-margin``), contradicted when the 90% interval lies wholly outside ``+-margin``,
+    else inconclusive. Only TOST's p-value is the test's ``p`` (the one a multiplicity
+    correction takes).
 
     Args:
-      values: the per-seed values, ``(S,)`` with S >= 2.
+      values: ``(S,)`` or ``(S, N)``, as :func:`direction`'s.
       margin: the equivalence margin, > 0.
       **label: keys to add to the test (``metric``, ``predictor``, ``what``).
 
     Returns:
       A test dict like :func:`direction`'s, with ``margin``, the 90% interval in ``lo``/``hi``,
-      ``p_tost`` (the larger one-sided p-value: equivalence shown when it is below 0.05),
-      ``p_outside`` (one-sided p-value that the effect lies beyond the margin on the side of the
-      mean: non-equivalence shown when below 0.05), ``p`` and ``outcome`` of the smaller of the
-      two, ``mde`` (the smallest margin shown at 80% power if the true effect were 0) and
-      ``seeds_needed`` (for ``margin`` at the observed effect; None when the observed effect is
-      at or beyond the margin) and ``values`` (the per-seed values).
+      ``p`` (TOST's: the larger one-sided p-value), ``p_outside`` (one-sided p-value that the
+      effect lies beyond the margin on the side of the mean, for reading only), ``outside``
+      (the 90% interval lies wholly outside ``+-margin``), ``outcome`` (supported: what a
+      significant ``p`` means), ``verdict``, ``mde`` (the smallest margin shown at 80% power if
+      the true effect were 0) and ``seeds_needed``/``examples_needed`` (for ``margin`` at the
+      observed effect; None when the observed effect is at or beyond the margin).
 
     Raises:
-      DropstudyError: if there are fewer than 2 values, one is NaN or inf, or ``margin`` is not
-        > 0.
+      DropstudyError: as :func:`spread`, or if ``margin`` is not > 0.
     """
-    v, m, sd, n = _sample(values)
-    return {**equivalence_from(m, sd, n, margin, **label), "values": v.tolist()}
+    v = np.asarray(values, dtype=np.float64)
+    sp = spread(v)
+    per_seed = v if v.ndim == 1 else v.mean(1)
+    return {**_equivalence(sp, margin, **label), "sd": float(per_seed.std(ddof=1)),
+            **_values_out(v)}  # fmt: skip
 
 
 def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> dict:
-    """:func:`equivalence` from a sample's mean, standard deviation and size.
+    """:func:`equivalence` from a per-seed sample's mean, standard deviation and size.
 
     For samples too large to keep (e.g. 10,000 training-mode draws).
 
@@ -235,47 +403,55 @@ def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> 
     Raises:
       DropstudyError: if ``margin`` is not > 0, or ``n`` is below 2.
     """
-    if not margin > 0:
-        raise DropstudyError(f"an equivalence margin must be > 0, got {margin}")
     if n < 2:
         raise DropstudyError(f"a test needs at least 2 seeds, got {n}")
-    m, sd, n = float(mean), float(sd), int(n)
-    half = 0.0 if sd == 0 else float(_st.t.ppf(1 - ALPHA, n - 1) * sd / math.sqrt(n))
-    c = {"lo": m - half, "hi": m + half}
-    if sd == 0:
+    sp = Spread(float(mean), int(n), None, float(sd) ** 2)
+    return {**_equivalence(sp, margin, **label), "values": None}
+
+
+def _equivalence(sp: Spread, margin: float, **label) -> dict:
+    if not margin > 0:
+        raise DropstudyError(f"an equivalence margin must be > 0, got {margin}")
+    m, se, df = sp.mean, sp.se(), sp.df()
+    half = float(_st.t.ppf(1 - ALPHA, df) * se)
+    lo, hi = m - half, m + half
+    if se == 0:
         p_low = p_up = 0.0 if abs(m) < margin else 1.0
         p_out = 0.0 if abs(m) > margin else 1.0
     else:
-        se = sd / math.sqrt(n)
-        p_low = float(_st.t.sf((m + margin) / se, n - 1))  # H0: effect <= -margin
-        p_up = float(_st.t.cdf((m - margin) / se, n - 1))  # H0: effect >= +margin
-        p_out = float(_st.t.sf((abs(m) - margin) / se, n - 1))  # H0: |effect| <= margin
+        p_low = float(_st.t.sf((m + margin) / se, df))  # H0: effect <= -margin
+        p_up = float(_st.t.cdf((m - margin) / se, df))  # H0: effect >= +margin
+        p_out = float(_st.t.sf((abs(m) - margin) / se, df))  # H0: |effect| <= margin
     p_tost = max(p_low, p_up)
-    outcome, p = (SUPPORTED, p_tost) if p_tost <= p_out else (CONTRADICTED, p_out)
-    verdict = outcome if p < ALPHA else INCONCLUSIVE
-    if sd == 0:
+    outside = bool(lo > margin or hi < -margin)
+    verdict = SUPPORTED if p_tost < ALPHA else CONTRADICTED if outside else INCONCLUSIVE
+    if se == 0:
         mde = 0.0
     else:
-        hi = 2 * (_st.t.ppf(1 - ALPHA, n - 1) + 40) * sd / math.sqrt(n)
-        mde = float(_opt.brentq(lambda d: _power_tost(0.0, d, sd, n) - POWER, 1e-12 * sd, hi))
-    needed = None if abs(m) >= margin else _smallest_n(lambda k: _power_tost(m, margin, sd, k))
+        top = 2 * (_st.t.ppf(1 - ALPHA, df) + 40) * se
+        mde = float(_opt.brentq(lambda d: _power_tost(0.0, d, se, df) - POWER, 1e-12 * se, top))
+    design = (
+        {"seeds_needed": None, "examples_needed": None}
+        if abs(m) >= margin
+        else _design(sp, lambda s, d: _power_tost(m, margin, s, d))
+    )
     return {
         "rule": "equivalence",
         "margin": margin,
-        "n": n,
+        "n": sp.n,
         "effect": m,
-        "lo": c["lo"],
-        "hi": c["hi"],
+        "lo": lo,
+        "hi": hi,
         "level": 1 - 2 * ALPHA,
-        "sd": sd,
-        "p_tost": p_tost,
+        "sd": math.sqrt(sp.var_seed),
+        **sp.to_dict(),
+        "p": p_tost,
         "p_outside": p_out,
-        "p": p,
-        "outcome": outcome,
+        "outside": outside,
+        "outcome": SUPPORTED,
         "verdict": verdict,
         "mde": mde,
-        "seeds_needed": needed,
-        "values": None,
+        **design,
         **label,
     }
 
@@ -297,8 +473,21 @@ def exact_check(holds: bool, **label) -> dict:
     return {"rule": "exact", "p": None, "outcome": v, "verdict": v, **label}
 
 
+def _adjust(pvalues: list[float | None], method: str) -> list[float | None]:
+    """statsmodels' ``multipletests`` over the p-values that are not None, in their order."""
+    from statsmodels.stats.multitest import multipletests
+
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    out = list(pvalues)
+    if idx:
+        adj = multipletests([pvalues[i] for i in idx], alpha=ALPHA, method=method)[1]
+        for i, a in zip(idx, adj, strict=True):
+            out[i] = float(a)
+    return out
+
+
 def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values.
+    """Holm's step-down adjusted p-values (family-wise error), by statsmodels.
 
     Args:
       pvalues: the p-values; None entries (exact checks) are skipped.
@@ -306,13 +495,22 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
     Returns:
       The adjusted p-values in the same order, None where the input has None.
     """
-    idx = [i for i, p in enumerate(pvalues) if p is not None]
-    order = sorted(idx, key=lambda i: pvalues[i])
-    m, out, running = len(order), list(pvalues), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        out[i] = running
-    return out
+    return _adjust(pvalues, "holm")
+
+
+def bh(pvalues: list[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), by statsmodels.
+
+    Reported beside :func:`holm`'s so that a reader sees which verdicts depend on the
+    correction chosen.
+
+    Args:
+      pvalues: the p-values; None entries (exact checks) are skipped.
+
+    Returns:
+      The adjusted p-values in the same order, None where the input has None.
+    """
+    return _adjust(pvalues, "fdr_bh")
 
 
 def decide(test: dict, p_adjusted: float | None) -> str:
@@ -323,12 +521,17 @@ def decide(test: dict, p_adjusted: float | None) -> str:
       p_adjusted: its adjusted p-value (:func:`holm`); None for an exact check.
 
     Returns:
-      Its outcome when significant (below :data:`ALPHA`), else inconclusive; exact checks keep
-      their verdict.
+      Its outcome when significant (below :data:`ALPHA`); else, for an equivalence test whose
+      90% interval lies wholly outside the margin, contradicted; else inconclusive. Exact
+      checks keep their verdict.
     """
     if test["rule"] == "exact":
         return test["verdict"]
-    return test["outcome"] if p_adjusted < ALPHA else INCONCLUSIVE
+    if p_adjusted < ALPHA:
+        return test["outcome"]
+    if test["rule"] == "equivalence" and test.get("outside"):
+        return CONTRADICTED
+    return INCONCLUSIVE
 
 
 def excludes_zero(t: dict) -> bool:

@@ -41,6 +41,9 @@ from .common import ExperimentConfig, cell, ci, primary_first
 from .stats import equivalence, exact_check
 
 NAME = "stayput"
+# Whether a dropped unit's parameters move follows from its zero gradient and the optimiser's
+# update rule: an identity of the update rules, decided outside the claims' family.
+CHECK = "an identity of the optimisers' update rules (a dropped unit has a zero gradient)"
 CLAIM = (
     "In a training step the dropped units' parameters remain as they were; only the kept "
     "units are updated."

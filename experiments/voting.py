@@ -210,8 +210,9 @@ def exact_sums(model, spec, variables, x):
     return jax.lax.scan(body, zero, chunks)[0]
 
 
-def errors(pred: dict, y) -> dict:
-    """Test error of each rule, the vote's ties counted as breaking them at random would.
+def errors_ex(pred: dict, y) -> dict[str, np.ndarray]:
+    """Each example's error under each rule, the vote's ties counted as breaking them at
+    random would.
 
     A t-way tie counts as the expected error: 1 - 1/t when it holds the true class, else 1.
 
@@ -220,15 +221,27 @@ def errors(pred: dict, y) -> dict:
       y: labels ``(B,)``.
 
     Returns:
-      ``{"vote", "arithmetic", "geometric"}``: the errors, floats.
+      ``{"vote", "arithmetic", "geometric"}``: the errors, each ``(B,)`` float64.
     """
     y = np.asarray(y)
     tied = np.asarray(pred["tied"], np.float64)
-    vote = 1.0 - tied[np.arange(len(y)), y] / tied.sum(-1)
     return {
-        "vote": float(np.mean(vote)),
-        **{r: float(np.mean(np.asarray(pred[r]) != y)) for r in ("arithmetic", "geometric")},
+        "vote": 1.0 - tied[np.arange(len(y)), y] / tied.sum(-1),
+        **{r: (np.asarray(pred[r]) != y).astype(np.float64) for r in ("arithmetic", "geometric")},
     }
+
+
+def errors(pred: dict, y) -> dict:
+    """Test error of each rule: the means of :func:`errors_ex`.
+
+    Args:
+      pred: :func:`decide`'s predictions.
+      y: labels ``(B,)``.
+
+    Returns:
+      ``{"vote", "arithmetic", "geometric"}``: the errors, floats.
+    """
+    return {r: float(np.mean(e)) for r, e in errors_ex(pred, y).items()}
 
 
 def vote_cell(
@@ -239,6 +252,7 @@ def vote_cell(
     grid: tuple[int, ...],
     seeds: list[int],
     stream: tuple[str, ...],
+    ex_at: tuple[int, ...] = (),
 ) -> dict:
     """Per seed, one dropout net: the test and train error of every rule.
 
@@ -254,12 +268,16 @@ def vote_cell(
       grid: the numbers of subnetworks of the test curves (``k`` is added).
       seeds: the seeds, trained together.
       stream: the names the MC keys derive from.
+      ex_at: the numbers of subnetworks (in the grid) at which each test example's error is
+        kept, for tests whose intervals cover the test set's noise.
 
     Returns:
       ``{"grid": sorted grid with k, "seeds": [row per seed]}``; a row holds ``"test_curve"``
       (``vote``, ``arithmetic``, ``geometric`` and ``tie``, lists over the grid), ``"test"``
-      and ``"train"`` (the errors of :func:`errors` and ``ws`` at ``k``), and with 16 or fewer
-      droppable units ``"exact_test"`` (errors) and ``"exact_tie"``.
+      and ``"train"`` (the errors of :func:`errors` and ``ws`` at ``k``), ``"test_ex"``
+      (``{str(g): each test example's error per rule}`` for ``g`` in ``ex_at``, with ``ws``
+      where ``g`` is ``k``), and with 16 or fewer droppable units ``"exact_test"`` (errors),
+      ``"exact_test_ex"`` (per example) and ``"exact_tie"``.
     """
     variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     spec = M.mask_spec(model, ds.x_train[:1])
@@ -267,7 +285,7 @@ def vote_cell(
     out = {"grid": list(grid), "seeds": []}
     for i, s in enumerate(seeds):
         v, key = take(variables, i), seed_key((*stream, "votes"), s)
-        row = {"test_curve": {r: [] for r in (*RULES[:3], "tie")}}
+        row = {"test_curve": {r: [] for r in (*RULES[:3], "tie")}, "test_ex": {}}
         for split, x, y in (("test", ds.x_test, ds.y_test), ("train", ds.x_train, ds.y_train)):
             x = jnp.asarray(x)
             # the training set's rows are needed at K only (4,000 examples on MNIST-1D)
@@ -277,9 +295,15 @@ def vote_cell(
             for j, g in enumerate(at):
                 pred = decide({n: a[j] for n, a in sums.items()}, float(g))
                 if split == "test":
-                    for r, e in errors(pred, y).items():
-                        row["test_curve"][r].append(e)
+                    each = errors_ex(pred, y)
+                    for r, e in each.items():
+                        row["test_curve"][r].append(float(np.mean(e)))
                     row["test_curve"]["tie"].append(float(np.mean(np.asarray(pred["tie"]))))
+                    if g in ex_at:
+                        kept = {r: e.tolist() for r, e in each.items()}
+                        if g == k:
+                            kept["ws"] = (ws != np.asarray(y)).astype(np.float64).tolist()
+                        row["test_ex"][str(g)] = kept
                 if g == k:
                     row[split] = {**errors(pred, y), "ws": float(np.mean(ws != y))}
             # The exact vote on the test set only: its train error would cost the training
@@ -288,6 +312,7 @@ def vote_cell(
             if spec.n_droppable <= 16 and split == "test":
                 pred = decide(exact_sums(model, spec, v, x), 1.0)
                 row["exact_test"] = errors(pred, y)
+                row["exact_test_ex"] = {r: e.tolist() for r, e in errors_ex(pred, y).items()}
                 row["exact_tie"] = float(np.mean(np.asarray(pred["tie"])))
         out["seeds"].append(row)
     return out
@@ -306,7 +331,8 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     """
     seeds = list(range(cfg.seeds))
     grid = tuple(sorted(set(cfg.k_grid) | {cfg.members}))
-    kw = dict(ds=ds, train=cfg.train, k=cfg.k, grid=grid, seeds=seeds)
+    kw = dict(ds=ds, train=cfg.train, k=cfg.k, grid=grid, seeds=seeds,
+              ex_at=tuple(sorted({cfg.members, cfg.k})))  # fmt: skip
     return {
         "net=wide": cell(
             vote_cell,
@@ -340,11 +366,12 @@ def summarise(cfg: Config, raw: dict) -> dict:
     """
     wide, small = raw["net=wide"]["seeds"], raw["net=small"]["seeds"]
     col = lambda rows, part, r: np.array([s[part][r] for s in rows])  # noqa: E731
-    grid = raw["net=wide"]["grid"]
-    at5 = grid.index(cfg.members)
 
-    def curve(rule, rows):  # test error over the first `members` subnetworks, per seed
-        return np.array([s["test_curve"][rule][at5] for s in rows])
+    def curve(rule, rows):  # (S, N): each test example's error, first `members` subnetworks
+        return np.array([s["test_ex"][str(cfg.members)][rule] for s in rows])
+
+    def at_k(rows, rule):  # (S, N): each test example's error at K (and weight scaling's)
+        return np.array([s["test_ex"][str(cfg.k)][rule] for s in rows])
 
     def first_members(rows, net: str):  # vote minus mean, first `members` subnetworks of a net
         return equivalence(
@@ -363,7 +390,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         ),
         "vote_5_small": first_members(small, f", small net {mlp_hidden(cfg.small)}"),
         "vote_mc": equivalence(
-            col(wide, "test", "vote") - col(wide, "test", "arithmetic"),
+            at_k(wide, "vote") - at_k(wide, "arithmetic"),
             cfg.margin_err,
             predictor="mc",
             predictor_label=f"the same K = {cfg.k} MC subnetworks",
@@ -371,7 +398,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             what=f"test error, majority vote minus arithmetic mean of the same {cfg.k} subnetworks",
         ),
         "vote_vs_ws": equivalence(
-            col(wide, "test", "vote") - col(wide, "test", "ws"),
+            at_k(wide, "vote") - at_k(wide, "ws"),
             cfg.margin_err,
             predictor="mc",
             predictor_label=f"majority vote of K = {cfg.k} vs weight scaling",
@@ -379,7 +406,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             what="test error, majority vote minus weight scaling",
         ),
         "vote_exact_small": equivalence(
-            col(small, "exact_test", "vote") - col(small, "exact_test", "arithmetic"),
+            col(small, "exact_test_ex", "vote") - col(small, "exact_test_ex", "arithmetic"),
             cfg.margin_err,
             predictor="exact_a",
             metric="error",
@@ -387,7 +414,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             " subnetworks of the small net",
         ),
         "geometric_vs_vote": direction(
-            col(wide, "test", "vote") - col(wide, "test", "geometric"),
+            at_k(wide, "vote") - at_k(wide, "geometric"),
             predictor="mc",
             predictor_label=f"the same K = {cfg.k} MC subnetworks",
             metric="error",

@@ -40,16 +40,27 @@ def test_fixed_masks_are_binary_per_seed_and_a_prefix_in_k():
     np.testing.assert_array_equal(m[1, 2], spec.flatten(M.sample_masks(spec, key)))
 
 
-def _fake_raw(seeds: int, shift: dict[str, float]) -> dict:
-    """Per-seed scores for every row: NLL 0.1 + shift + seed noise."""
+def _fake_raw(seeds: int, shift: dict[str, float], n: int = 50) -> dict:
+    """Per-seed scores for every row: NLL 0.1 + shift + seed noise; per test example, the
+    same plus an example effect shared by every row and seed (it cancels in paired
+    differences) and a small residual."""
     rng = np.random.default_rng(0)
+    example = 0.05 * rng.standard_normal(n)
+    wrong = (np.arange(n) % 30 == 0).astype(float)  # the same examples wrong in every row
     rows = {}
     for name in E.ROWS:
         rows[name] = []
         for _ in range(seeds):
             nll = 0.1 + shift.get(name, 0.0) + 1e-3 * rng.standard_normal()
-            s = {"accuracy": 0.97, "nll": nll, "ece": 0.01, "brier": 0.05}
-            rows[name].append({"test": s, "train": {**s, "nll": nll / 2}})
+            each = nll + example - example.mean() + 1e-4 * rng.standard_normal(n)
+            s = {"accuracy": 0.97, "nll": float(each.mean()), "ece": 0.01, "brier": 0.05}
+            rows[name].append(
+                {
+                    "test": s,
+                    "train": {**s, "nll": nll / 2},
+                    "test_ex": {"nll": each.tolist(), "err": wrong.tolist()},
+                }
+            )
     return {"cell=all": rows}
 
 

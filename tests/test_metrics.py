@@ -125,3 +125,19 @@ def test_temperature_search_options_bound_and_refine_it():
     assert fit_temperature(3.0 * z, y, log_t_range=(-1.0, 0.5)) == np.exp(0.5)  # clipped
     coarse = fit_temperature(3.0 * z, y, bisections=2)
     assert coarse != t and abs(np.log(coarse) - np.log(t)) < 10 / 4  # a quarter of the bracket
+
+
+def test_per_example_terms_average_to_the_scores():
+    """Each score is the mean of its per-example terms; bad input is refused as the scores'."""
+    from dropstudy.metrics import accuracy, brier, nll, per_example
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(4), 50)
+    y = np.arange(50) % 4
+    ex = per_example(p, y)
+    assert {k: v.shape for k, v in ex.items()} == {"nll": (50,), "err": (50,), "brier": (50,)}
+    assert ex["nll"].mean() == nll(p, y) and ex["brier"].mean() == brier(p, y)
+    assert 1.0 - ex["err"].mean() == pytest.approx(accuracy(p, y), abs=1e-15)
+    assert set(np.unique(ex["err"])) <= {0.0, 1.0}
+    with pytest.raises(DropstudyError, match="labels must lie"):
+        per_example(p, y + 4)

@@ -693,14 +693,18 @@ def test_scaling_config_reaches_its_cells():
     train_cfg = TrainConfig(steps=2, batch_size=32)
     cfg = scaling.Config(
         n_inputs=30, demo_rate=0.2, n_keys=7, hidden=(3,), rate=0.4, input_rate=0.1,
-        train=train_cfg,
+        train=train_cfg, expect_seeds=3, expect_k=11,
     )  # fmt: skip
     cells = scaling.plan(cfg, _tiny_dataset())
+    exp = cells["expectation"].kwargs
+    assert (exp["seeds"], exp["k"], exp["train_cfg"]) == ([0, 1, 2], 11, train_cfg)
+    assert exp["model"].hidden == (3,) and exp["model"].rate == 0.4
+    assert cfg.with_seeds(5).expect_seeds == 5
     demos = [c.kwargs for c in cells.values() if "n_keys" in c.kwargs]
     assert len(demos) == 2
     for kw in demos:
         assert (kw["rate"], kw["n_inputs"], kw["n_keys"]) == (0.2, 30, 7)
-    (conv,) = [c.kwargs for c in cells.values() if "model" in c.kwargs]
+    (conv,) = [c.kwargs for c in cells.values() if "seed" in c.kwargs]
     m = conv["model"]
     assert (m.hidden, m.rate, m.input_rate, conv["train_cfg"]) == ((3,), 0.4, 0.1, train_cfg)
     # the demo's unit sums n_inputs inputs of 1: its eval output is n_inputs (inverted) or
@@ -711,15 +715,22 @@ def test_scaling_config_reaches_its_cells():
         assert r["eval"] == pytest.approx(want) and sum(r["hist"]["counts"]) == 7
     # the margins and the primary test reach the summary's tests
     raw["conventions"] = {"matched_lr": {"max_abs_logit": 5e-4}}
+    gap = np.full((3, 4), 0.07) + 0.001 * np.arange(4)  # 0.070-0.073 sd: inside 0.1, not 0.06
+    raw["expectation"] = {"gap": gap.tolist(), "sd": np.ones((3, 4)).tolist(),
+                          "test_acc": [0.9, 0.9, 0.9]}  # fmt: skip
     wide = scaling.summarise(scaling.Config(same_function=1e-3, demo_margin=0.01), raw)
     narrow = scaling.summarise(
-        scaling.Config(same_function=1e-4, demo_margin=0.02, primary="demo_standard"), raw
-    )
+        scaling.Config(same_function=1e-4, demo_margin=0.02, primary="demo_standard",
+                       expect_margin=0.06), raw,
+    )  # fmt: skip
+    e = [r["tests"]["expectation"] for r in (wide, narrow)]
+    assert [t["margin"] for t in e] == [0.1, 0.06] and e[0]["n_examples"] == 4
+    assert [t["verdict"] for t in e] == ["supported", "contradicted"]
     verdicts = [r["tests"]["same_function"]["verdict"] for r in (wide, narrow)]
     assert verdicts == ["supported", "contradicted"]
     for r, margin in ((wide, 0.01), (narrow, 0.02)):
         assert r["tests"]["demo_standard"]["margin"] == pytest.approx(margin * 24.0)
-    assert (wide["primary"], narrow["primary"]) == ("demo_inverted", "demo_standard")
+    assert (wide["primary"], narrow["primary"]) == ("expectation", "demo_standard")
 
 
 # --- last: a fresh process, started with the module's first test so that it runs alongside

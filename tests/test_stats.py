@@ -72,7 +72,7 @@ def test_equivalence_rule_is_tost():
     rng = np.random.default_rng(3)
     tight = S.equivalence(rng.normal(0.0, 0.01, 25), 0.01)
     assert tight["verdict"] == S.SUPPORTED and tight["level"] == 0.9
-    assert -0.01 < tight["lo"] and tight["hi"] < 0.01 and tight["p"] == tight["p_tost"]
+    assert -0.01 < tight["lo"] and tight["hi"] < 0.01 and not tight["outside"]
     far = S.equivalence(rng.normal(0.05, 0.01, 25), 0.01)
     assert far["verdict"] == S.CONTRADICTED and far["lo"] > 0.01 and far["seeds_needed"] is None
     wide = S.equivalence(rng.normal(0.0, 0.05, 5), 0.01)
@@ -80,7 +80,7 @@ def test_equivalence_rule_is_tost():
     # TOST rejects exactly when the 90% interval lies inside the margin
     for sd in (0.005, 0.01, 0.02):
         t = S.equivalence(rng.normal(0.004, sd, 12), 0.01)
-        assert (t["p_tost"] < 0.05) == (-0.01 < t["lo"] and t["hi"] < 0.01)
+        assert (t["p"] < 0.05) == (-0.01 < t["lo"] and t["hi"] < 0.01)
     with pytest.raises(DropstudyError, match="margin must be > 0"):
         S.equivalence([0.0, 1.0], 0.0)
 
@@ -91,13 +91,31 @@ def test_equivalence_is_calibrated_at_the_margin():
     assert wrong.count(S.SUPPORTED) / 300 < 0.075  # a true effect at the margin: <= 5%
 
 
-def test_holm_and_decide():
+def test_holm_bh_and_decide():
     adj = S.holm([0.01, 0.04, None, 0.03])
     assert adj == pytest.approx([0.03, 0.06, None, 0.06])  # monotone step-down
+    # Benjamini-Hochberg by hand: p_(i) * m / i, made monotone from the largest down
+    assert S.bh([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.04, None, 0.04])
     t = S.direction(np.array([1.0, 1.1, 0.9, 1.2]))
     assert S.decide(t, 0.01) == S.SUPPORTED and S.decide(t, 0.2) == S.INCONCLUSIVE
     e = S.exact_check(False, what="identity")
     assert S.decide(e, None) == S.CONTRADICTED and S.holm([None]) == [None]
+
+
+def test_equivalence_is_decided_by_tost_alone():
+    """Only TOST's p enters a family; contradicted needs the 90% interval wholly outside the
+    margin, whatever the adjusted p; otherwise an unadjusted-significant outside p does not
+    make a contradiction."""
+    rng = np.random.default_rng(5)
+    far = S.equivalence(rng.normal(0.05, 0.01, 25), 0.01)
+    assert far["outside"] and far["p"] > 0.5 and far["p_outside"] < 0.05
+    assert S.decide(far, 1.0) == S.CONTRADICTED  # no p of its own enters the family
+    # the mean beyond the margin, but the 90% interval reaching inside it: inconclusive
+    edge = S.equivalence(np.array([0.005, 0.02, 0.008, 0.022, 0.012]), 0.01)
+    assert edge["effect"] > 0.01
+    assert not edge["outside"] and edge["verdict"] == S.INCONCLUSIVE
+    tight = S.equivalence(rng.normal(0.0, 0.001, 25), 0.01)
+    assert S.decide(tight, 0.01) == S.SUPPORTED and S.decide(tight, 0.2) == S.INCONCLUSIVE
 
 
 def test_sign_flip_needs_an_interval_that_excludes_zero():
@@ -113,16 +131,83 @@ def test_sign_flip_needs_an_interval_that_excludes_zero():
     assert a["effect"] < 0 < b["effect"] and not S.sign_flip(a, b)
 
 
+def _crossed(rng, reps, s, n, sd_seed, sd_example, sd_resid, effect=0.3):
+    """``reps`` simulated (S, N) samples of a crossed seed x example design."""
+    return (effect + sd_seed * rng.standard_normal((reps, s, 1))
+            + sd_example * rng.standard_normal((reps, 1, n))
+            + sd_resid * rng.standard_normal((reps, s, n)))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sds",
+    [(1.0, 0.1, 0.5), (0.05, 1.0, 0.5), (0.02, 0.02, 1.0), (0.3, 1.0, 1.0), (0.0, 1.0, 1.0)],
+    ids=["seeds", "examples", "residual", "mixed", "no-seed-term"],
+)
+def test_two_level_intervals_cover_at_their_level(sds):
+    """At 10 seeds x 360 examples, whichever term dominates, the 95% interval of a two-level
+    direction test covers the known effect 95% +- 2% of the time."""
+    rng = np.random.default_rng(6)
+    data = _crossed(rng, 1000, 10, 360, *sds)
+    hits = [t["lo"] <= 0.3 <= t["hi"] for t in map(S.direction, data)]
+    assert abs(np.mean(hits) - 0.95) <= 0.02, np.mean(hits)
+
+
+def test_seed_only_intervals_miss_the_test_sets_noise():
+    """The case the two-level variance exists for: with a large example term, the interval of
+    the per-seed means alone covers far less than 95%."""
+    rng = np.random.default_rng(7)
+    data = _crossed(rng, 400, 10, 360, 0.05, 1.0, 0.5)
+    hits = [t["lo"] <= 0.3 <= t["hi"] for t in (S.direction(d.mean(1)) for d in data)]
+    assert np.mean(hits) < 0.6
+
+
+def test_spread_recovers_the_components_and_reduces_to_seeds():
+    rng = np.random.default_rng(8)
+    d = _crossed(rng, 1, 200, 1000, 0.5, 0.8, 1.0)[0]
+    sp = S.spread(d)
+    assert sp.n == 200 and sp.n_examples == 1000
+    np.testing.assert_allclose([sp.var_seed, sp.var_example, sp.var_resid], [0.25, 0.64, 1.0],
+                               rtol=0.25)  # fmt: skip
+    # per-seed values: the variance of the values over n, n - 1 degrees of freedom
+    v = d.mean(1)
+    one = S.spread(v)
+    assert one.se() == pytest.approx(v.std(ddof=1) / np.sqrt(200)) and one.df() == 199
+    t = S.direction(v)
+    assert t["p"] == pytest.approx(ttest_1samp(v, 0.0).pvalue) and t["n_examples"] is None
+    bad_inputs = [([1.0], "at least 2 seeds"), (np.ones((3, 1)), "at least 2 examples"),
+                  (np.ones((2, 2, 2)), "per-seed values"), ([1.0, np.inf], "diverged")]  # fmt: skip
+    for bad, msg in bad_inputs:
+        with pytest.raises(DropstudyError, match=msg):
+            S.direction(bad)
+
+
+def test_two_level_power_says_when_the_test_set_is_what_stands_in_the_way():
+    """An effect smaller than the test set's own standard error cannot be reached by seeds:
+    ``seeds_needed`` is None and ``examples_needed`` names the test examples that would
+    reach it; where seeds are the bottleneck, ``seeds_needed`` is a number."""
+    rng = np.random.default_rng(9)
+    small = _crossed(rng, 1, 10, 100, 0.01, 1.0, 0.1, effect=0.05)[0]
+    t = S.direction(small)
+    assert t["seeds_needed"] is None and t["examples_needed"] > 100
+    sp = S.spread(small)
+    se_at = lambda m: sp.se(10, m)  # noqa: E731
+    assert abs(t["effect"]) / se_at(t["examples_needed"]) > 2.4  # ~2.8 standard errors at 80%
+    seeds = _crossed(rng, 1, 4, 2000, 1.0, 0.05, 0.1, effect=0.6)[0]
+    t = S.direction(seeds)
+    assert t["seeds_needed"] is not None and t["examples_needed"] is None
+
+
 def test_every_committed_test_recomputes_from_its_values():
     """Each direction and equivalence test in the committed results files (both data sets)
-    keeps its per-seed values, and the test recomputed from them is the one recorded."""
+    keeps its per-seed values (and a two-level test its per-example values in the npz beside
+    the file), and the test recomputed from them is the one recorded."""
     import json
     from pathlib import Path
 
     from dropstudy_experiments.stats import direction, equivalence
 
     root = Path(__file__).resolve().parent.parent / "results"
-    checked, unkept = 0, []
+    checked, unkept, two_level = 0, [], 0
     for f in sorted(root.rglob("results.json")):
         if "quick" in f.parts:
             continue
@@ -133,14 +218,20 @@ def test_every_committed_test_recomputes_from_its_values():
             if t["values"] is None:  # from a sample too large to keep (equivalence_from)
                 unkept.append(name)
                 continue
+            values = t["values"]
+            if t.get("per_example"):
+                with np.load(f.parent / t["per_example"]) as z:
+                    values = z[name]
+                assert np.allclose(values.mean(1), t["values"]), f"{f}: {name} per-seed values"
+                two_level += 1
             if t["rule"] == "direction":
-                again = direction(t["values"], positive_supports=t["claimed"] == "> 0")
+                again = direction(values, positive_supports=t["claimed"] == "> 0")
             else:
-                again = equivalence(t["values"], t["margin"])
+                again = equivalence(values, t["margin"])
             for k in ("n", "effect", "lo", "hi", "p", "verdict"):
                 want, got = t[k], again[k]
                 ok = want == got if isinstance(want, str | int) else np.isclose(want, got)
                 assert ok, f"{f.relative_to(root)}: {name}.{k} {want} != {got}"
             checked += 1
-    assert checked > 150, checked
+    assert checked > 150 and two_level > 60, (checked, two_level)
     assert set(unkept) <= {"demo_inverted", "demo_standard"}, unkept  # scaling's 10,000 draws

@@ -83,6 +83,11 @@ QUICK_RUNS = [
 ]
 
 
+# Experiments whose primary is a mean over test examples: its interval covers their noise.
+TWO_LEVEL = ("overfitting", "ensembles", "maskmode", "conv", "averaging", "robustness",
+             "voting", "diversity")  # fmt: skip
+
+
 @pytest.mark.parametrize("name", QUICK_RUNS)
 def test_quick_run_and_section(name, quick_dir):
     path = runner.run_experiment(name, out=quick_dir, quick=True, progress=False)
@@ -106,6 +111,19 @@ def test_quick_run_and_section(name, quick_dir):
     assert {e["cell"] for e in mine} - {None} and mine[-1]["cell"] is None
     assert all(e["seconds"] >= 0 and isinstance(e["computed"], bool) for e in mine)
     assert "seconds" not in path.read_text()  # the results file carries no timing
+    assert res["machine"]["cpu"] and "xla_flags" in res["machine"]
+    # two-level tests keep their (S, N) values in the npz beside the results, and only they
+    two = {k: t for k, t in res["tests"].items() if t.get("per_example")}
+    npz = path.parent / "per_example.npz"
+    assert npz.is_file() == bool(two)
+    if two:
+        with np.load(npz) as z:
+            assert set(z.files) == set(two)
+            for k, t in two.items():
+                assert z[k].shape == (t["n"], t["n_examples"])
+                np.testing.assert_allclose(z[k].mean(1), t["values"])
+    if name in TWO_LEVEL:  # a primary that is a mean over test examples covers their noise
+        assert res["tests"][res["primary"]]["n_examples"], name
 
 
 @pytest.mark.xdist_group("quick0")
@@ -125,7 +143,8 @@ def test_report_from_the_quick_results(quick_dir, tmp_path):
     assert ("for NAME in " + ", ".join(done)) in text if missing else "run all --quick" in text
     assert f"*Made by `dropstudy run {done[0]} --quick --out {quick_dir}`.*" in text
     assert "Quick (smoke-test) scale" in text
-    assert "How to read the verdicts" in text and "| p (Holm) | verdict | detects |" in text
+    assert "How to read the verdicts" in text
+    assert "| p (Holm) | p (BH) | verdict | detects |" in text
     for link in re.findall(r"\]\(([^)]+\.png)\)", text):
         assert (report.parent / link).is_file(), link
     # from the command line, a report of another folder goes beside its results
@@ -196,6 +215,26 @@ def _fake(dataset: str, effect: float, p: float) -> dict:
             "predictor": "mc", "mde": 0.1, "seeds_needed": 5}  # fmt: skip
     scale = {"quick": False, "seeds": None, "dataset": dataset}
     return {"claim": "c", "tests": {"t": test}, "primary": "t", "scale": scale}
+
+
+def test_the_family_is_the_claims_with_bh_beside_holm():
+    """Checks (identities, the published baselines) are decided alone at their own p-value;
+    Holm and Benjamini-Hochberg run over the claims only, and a verdict that depends on the
+    correction shows both."""
+    from dropstudy_experiments.report import adjusted, check
+
+    assert check("scaling") and check("stayput") and check("baselines")
+    assert check("voting") is None
+    res = {"scaling": _fake("digits", 0.2, 1e-20), "stayput": _fake("digits", 0.2, 1e-20),
+           "voting": _fake("digits", 0.5, 0.02), "conv": _fake("digits", 0.5, 0.03),
+           "robustness": _fake("digits", 0.5, 0.04)}  # fmt: skip
+    d = adjusted(res)
+    assert d["scaling"]["p_holm"] == d["scaling"]["p_bh"] == 1e-20 and d["scaling"]["check"]
+    # Holm over the three claims only: 0.02 * 3, 0.03 * 2, 0.04 * 1 -> 0.06, 0.06, 0.06
+    assert [d[n]["p_holm"] for n in ("voting", "conv", "robustness")] == pytest.approx([0.06] * 3)
+    assert [d[n]["p_bh"] for n in ("voting", "conv", "robustness")] == pytest.approx([0.04] * 3)
+    assert {d[n]["verdict"] for n in ("voting", "conv", "robustness")} == {"inconclusive"}
+    assert {d[n]["verdict_bh"] for n in ("voting", "conv", "robustness")} == {"supported"}
 
 
 def test_agreement_table_and_compare_refusals(tmp_path):
