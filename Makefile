@@ -24,7 +24,7 @@ study: $(STAMP)
 	$(DROPSTUDY) run all --out $(RESULTS)
 	$(DROPSTUDY) run all --dataset mnist1d --out $(RESULTS)/mnist1d
 	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS)
-	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d
+	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d --readme README.md
 
 ## The whole study on both data sets shrunk to a smoke test.
 study-quick: $(STAMP)
@@ -34,7 +34,7 @@ study-quick: $(STAMP)
 
 report: $(STAMP)
 	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS)
-	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d
+	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d --readme README.md
 
 ## The default test suite (under 10 minutes on 2 cores), lint included.
 test: $(STAMP)

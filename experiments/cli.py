@@ -229,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="results folder of the same study on another data set (repeatable): the report "
         "adds a table of where the verdicts agree",
     )
+    rep.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the table of what the study found into FILE, between its findings "
+        "markers (make study and make report pass README.md)",
+    )
     _add_verbosity(rep)
     for p in sub.choices.values():  # --result must not pass for --results
         p.allow_abbrev = False
@@ -429,21 +437,28 @@ def cmd_report(args, parser=None) -> int:
 
     Args:
       args: the parsed arguments of ``report``; without ``--out`` the report goes to REPORT.md
-        for the full study's results folder, else to REPORT.md inside the results folder.
+        for the full study's results folder, else to REPORT.md inside the results folder;
+        with ``--readme`` the table of what the study found goes into that file too.
       parser: unused (every command takes it).
 
     Returns:
       0.
     """
-    from .report import build_report
+    from .report import build_report, found_table, read_results, write_readme_block
 
     out = args.out
     if out is None:
         out = (
             Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
         )
+    if args.readme is not None and not Path(args.readme).is_file():
+        raise DropstudyError(f"--readme {args.readme}: no such file")
     path = build_report(args.results, out, compare=args.compare)
     log.info("wrote %s", path)
+    if args.readme is not None:
+        others = [read_results(Path(f)) for f in args.compare]
+        lines = found_table(read_results(Path(args.results)), others)
+        log.info("wrote %s", write_readme_block(args.readme, lines))
     return 0
 
 

@@ -66,6 +66,69 @@ def adjusted(results: dict[str, dict]) -> dict[str, dict]:
     }
 
 
+README_START = "<!-- findings:start (written by `dropstudy report --readme`) -->"
+README_END = "<!-- findings:end -->"
+
+
+def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) -> list[str]:
+    """What the study found: one row per claim, its primary verdict on each data set.
+
+    Each data set's verdicts as its own report decides them (Holm-adjusted over that data
+    set's claims; checks alone), each with the effect, its interval and the rule.
+
+    Args:
+      results: ``{name: results}`` of the report's folder.
+      others: the same for each data set compared.
+
+    Returns:
+      Markdown lines: the table (experiment, claim, primary test, one column per data set).
+    """
+    sets = [results, *others]
+    decided = [adjusted(r) for r in sets]
+    rows = []
+    for n in NAMES:
+        if not any(n in r for r in sets):
+            continue
+        first = next(r[n] for r in sets if n in r)
+        t0 = first["tests"][first["primary"]]
+        cells = []
+        for d in decided:
+            if n not in d:
+                cells.append("-")
+                continue
+            t, v = d[n]["test"], d[n]["verdict"]
+            cells.append(f"**{v}**" + (" (check)" if d[n]["check"] else "")
+                         + f": {effect_str(t)}")  # fmt: skip
+        rows.append([n, first["claim"], f"{t0['what']} ({rule_str(t0)})", *cells])
+    return [table(["experiment", "claim", "primary test", *(data_name(r) for r in sets)], rows)]
+
+
+def write_readme_block(readme: Path, lines: list[str]) -> Path:
+    """Replace the text between :data:`README_START` and :data:`README_END` in ``readme``.
+
+    Args:
+      readme: the README to update.
+      lines: the block's Markdown lines.
+
+    Returns:
+      ``readme``.
+
+    Raises:
+      DropstudyError: if ``readme`` lacks the markers (nothing is written then).
+    """
+    text = Path(readme).read_text()
+    if README_START not in text or README_END not in text:
+        raise DropstudyError(
+            f"{readme} has no findings block: put the lines {README_START!r} and "
+            f"{README_END!r} where the table goes"
+        )
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    block = README_START + "\n" + "\n".join(lines) + "\n" + README_END
+    Path(readme).write_text(head + block + tail)
+    return Path(readme)
+
+
 def check(name: str) -> str | None:
     """Why experiment ``name``'s primary is a check kept out of the claims' family, if it is.
 
@@ -213,8 +276,8 @@ def agreement(
         f"The same experiments on {' and '.join(names)}, each data set's primaries "
         f"Holm-adjusted among the {len(common)} experiments both have (so these verdicts can "
         f"differ from the summary's, adjusted over all of a data set's primaries; other "
-        f"reports: {links}). A primary that does not read the data set (the scaling "
-        "demo) is the same test on both: 'same test', not counted as agreement. An experiment "
+        f"reports: {links}). A primary that does not read the data set is the same test on "
+        "both: 'same test', not counted as agreement. An experiment "
         "on data of its own (the published MNIST-1D baselines, the tutorial's example, the "
         "diabetes regression) runs once and is not here."
         + (f" Missing: {missing}." if missing else ""),
@@ -360,6 +423,17 @@ def build_report(results_dir, out, compare=()) -> Path:
         f"optax {v.get('optax')}."
         + (" **Quick (smoke-test) scale: not for conclusions.**" if s["quick"] else ""),
         "",
+        "## What we found",
+        "",
+        "Each claim's primary verdict, decided as the summary below explains (Holm over each "
+        "data set's claims; *check*: an identity or a check of the set-up, decided alone), "
+        "with the effect and its interval (95% for a direction test, 90% for an equivalence "
+        "test). The sections give every number behind it.",
+        "",
+        *found_table(results, others),
+        "",
+        "## How the verdicts are decided",
+        "",
         "**How to read the verdicts.** A dropout-trained net is evaluated on the same weights "
         "by *weight scaling* (WS: every unit kept, scaled by its keep probability; PyTorch's "
         f"`model.eval()`), by its *MC average* (the mean prediction of {k_words(results)} "
@@ -372,12 +446,17 @@ def build_report(results_dir, out, compare=()) -> Path:
         "excludes 0 on the other side, else inconclusive. *Equivalence* tests (two one-sided "
         "t tests, TOST, i.e. the 90% interval): supported when TOST rejects (the interval lies "
         "inside a margin fixed in the config), contradicted when the interval lies wholly "
-        "outside the margin, else inconclusive; only TOST's p-value enters the family. "
+        "outside the margin, else inconclusive; only TOST's p-value enters the family, so an "
+        "equivalence primary's *contradicted* rests on its unadjusted 90% interval. "
         "**Two sources of noise**: where a test's *n* reads 'seeds x examples', its values are "
         "per seed and per test example, and its interval covers both the seeds and the test "
         "set's sampling error (a crossed two-way random-effects variance with Satterthwaite's "
-        "degrees of freedom); where *n* counts seeds alone, the quantity is not a mean over "
-        "test examples (a norm, a ratio, a count) or the test data are drawn anew per seed. "
+        "degrees of freedom); ratios of such means (robustness's retention, diversity's share) "
+        "are linearised per example by the delta method. Where *n* counts seeds alone, the "
+        "quantity is not a mean over test examples (a weight norm, a per-step movement, "
+        "coadaptation's ratio of absolute loss changes), the test data are drawn anew per "
+        "seed (the tutorial), or the test is exploratory and kept per seed (e.g. maskmode's "
+        "KL gaps): its interval covers the seeds only. "
         "The verdicts in the table are decided at p-values Holm-adjusted across "
         f"the {sum(d['check'] is None for d in decided.values())} claims' primaries present "
         f"(level {ALPHA}); Benjamini-Hochberg's adjusted p-values stand beside them, and a "
@@ -392,8 +471,8 @@ def build_report(results_dir, out, compare=()) -> Path:
         f"than {MAX_SEEDS:,} seeds would be needed; 'not reachable with this test set' when "
         "the test set's own sampling error keeps it out of reach at any number of seeds, with "
         "the test examples that would reach it). "
-        "n counts seeds (masks for the scaling demo). Every other test in a section is "
-        "exploratory.",
+        "n counts seeds ('seeds x examples' for a two-level test; masks for the scaling demo's "
+        "exploratory tests). Every other test in a section is exploratory.",
         "",
         "**Scope.** Seeds vary initialisation, minibatch order and masks; except in the "
         "tutorial regression (new noise per seed), every seed of an experiment sees the same "

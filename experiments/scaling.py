@@ -5,10 +5,10 @@ Part A is the tutorial's demo: 10,000 inputs of 1, dropout 0.5, a bias-free line
 all weights 1, then ReLU: the distribution of training-mode outputs over many keys, and the
 exact eval-mode output, for both conventions. Its ReLU only ever sees a nonnegative sum, so
 the unit is linear and weight scaling equals the expectation by algebra: an identity, kept as
-a check outside the claims' family. Part B checks that the two conventions are the same
-function family: trained from matching initialisations (standard's post-dropout weights =
-inverted's / p) with SGD whose post-dropout learning rates are scaled by 1/p^2, they stay the
-same function; with identical hyper-parameters they drift apart.
+an exploratory check (it was the primary; part C now is). Part B checks that the two
+conventions are the same function family: trained from matching initialisations (standard's
+post-dropout weights = inverted's / p) with SGD whose post-dropout learning rates are scaled
+by 1/p^2, they stay the same function; with identical hyper-parameters they drift apart.
 
 Part C, the primary, is the test that can fail: in a trained net with ReLU layers, does weight
 scaling give the expected activation of the layer the claim is about, the output layer's
@@ -38,16 +38,13 @@ from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, gaps
 from dropstudy.models import MLP, MaskedDropout
 from dropstudy.train import TrainConfig, seed_keys, take, train, train_seeds
+from dropstudy.validate import DropstudyError
 
 from .common import ExperimentConfig, cell, ci
 from .evaluate import derived_key, seed_key
 from .stats import equivalence, equivalence_from, exact_check
 
 NAME = "scaling"
-# The tutorial's demo is a linear unit (its ReLU sees only nonnegative sums), where weight
-# scaling equals the expectation over masks by algebra: an identity, decided outside the
-# claims' family.
-CHECK = "an identity (the tutorial's demo is a linear unit)"
 CLAIM = (
     "Scaling weights by p at test time, or activations by 1/p in training (inverted "
     "dropout), matches the expected activation."
@@ -82,6 +79,22 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {
         "n_keys": 1_000, "train": train.replace(steps=200), "expect_seeds": 2, "expect_k": 500,
     }  # fmt: skip
+
+    def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that part C has the
+        two seeds an interval needs and the two subnetworks a standard deviation needs.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
+        super().check()
+        if self.expect_seeds < 2 or self.expect_k < 2:
+            raise DropstudyError(
+                f"expect_seeds ({self.expect_seeds}) and expect_k ({self.expect_k}) must be "
+                ">= 2: an interval needs two seeds, a per-mask sd two subnetworks"
+            )
 
     def with_seeds(self, n: int):
         """The same configuration with ``n`` seeds for part C (``expect_seeds``).
@@ -218,8 +231,8 @@ def logit_moments(model, spec: M.MaskSpec, k: int, variables, x, key):
     """Weight scaling's logits and the mean and sd of the logits over ``k`` subnetworks.
 
     Mask i is ``sample_masks(spec, fold_in(key, i))``, shared by the batch. The moments are
-    accumulated as differences from weight scaling's logits (small), so that float32 keeps
-    the variance's digits.
+    accumulated as differences from weight scaling's logits (of the order of the per-mask sd,
+    without the logits' own level), so that float32 keeps the variance's digits.
 
     Args:
       model: the model (static).
@@ -230,8 +243,9 @@ def logit_moments(model, spec: M.MaskSpec, k: int, variables, x, key):
       key: the key of the masks.
 
     Returns:
-      ``(ws, mean, sd)``, each ``(N, C)``: weight scaling's logits, the mean logits over the
-      subnetworks and their standard deviation (ddof 1).
+      ``(ws, mean_d, sd)``, each ``(N, C)``: weight scaling's logits, the mean over the
+      subnetworks of their logits minus weight scaling's, and the logits' standard deviation
+      over the subnetworks (ddof 1; ``k`` >= 2).
     """
     ws = model.apply(variables, x)
 
@@ -243,7 +257,7 @@ def logit_moments(model, spec: M.MaskSpec, k: int, variables, x, key):
     (s1, s2), _ = jax.lax.scan(body, (jnp.zeros_like(ws), jnp.zeros_like(ws)), jnp.arange(k))
     mean_d = s1 / k
     var = jnp.maximum(s2 - k * mean_d * mean_d, 0.0) / (k - 1)
-    return ws, ws + mean_d, jnp.sqrt(var)
+    return ws, mean_d, jnp.sqrt(var)
 
 
 def expectation_cell(
@@ -259,23 +273,25 @@ def expectation_cell(
       k: subnetworks per expectation.
 
     Returns:
-      ``{"gap", "sd", "test_acc"}``: per seed, each test example's mean absolute gap between
-      the expected and weight scaling's logits and the logits' mean per-mask sd (lists of
-      N floats), and weight scaling's test accuracy.
+      ``{"gap", "sd", "test_acc", "disagree"}``: per seed, each test example's mean absolute
+      gap between the expected and weight scaling's logits and the logits' mean per-mask sd
+      (lists of N floats), weight scaling's test accuracy, and the fraction of test examples
+      whose most probable class differs between the expected logits and weight scaling's.
     """
     variables, _ = train_seeds(
         model, seed_keys(seeds), ds.x_train, ds.y_train, train_cfg, seeds=seeds
     )
     spec = M.mask_spec(model, ds.x_train[:1])
     x = jnp.asarray(ds.x_test)
-    out = {"gap": [], "sd": [], "test_acc": []}
+    out = {"gap": [], "sd": [], "test_acc": [], "disagree": []}
     for i, s in enumerate(seeds):
         v = take(variables, i)
-        ws, mean, sd = (np.asarray(a, np.float64) for a in logit_moments(
+        ws, mean_d, sd = (np.asarray(a, np.float64) for a in logit_moments(
             model, spec, k, v, x, seed_key((NAME, "expectation"), s)))  # fmt: skip
-        out["gap"].append(np.abs(mean - ws).mean(1).tolist())
+        out["gap"].append(np.abs(mean_d).mean(1).tolist())
         out["sd"].append(sd.mean(1).tolist())
         out["test_acc"].append(float(np.mean(ws.argmax(1) == ds.y_test)))
+        out["disagree"].append(float(np.mean((ws + mean_d).argmax(1) != ws.argmax(1))))
     return out
 
 
@@ -363,6 +379,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "gap": ci(gap.mean(1)),
             "sd": ci(sd.mean(1)),
             "test_acc": ci(ex["test_acc"]),
+            "disagree": ci(ex["disagree"]),
             "mc_floor": k_floor,
             "k": cfg.expect_k,
         },

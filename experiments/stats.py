@@ -529,8 +529,11 @@ def decide(test: dict, p_adjusted: float | None) -> str:
         return test["verdict"]
     if p_adjusted < ALPHA:
         return test["outcome"]
-    if test["rule"] == "equivalence" and test.get("outside"):
-        return CONTRADICTED
+    if test["rule"] == "equivalence":
+        # from the interval itself, so a test without ``outside`` is decided the same way
+        m = test["margin"]
+        if test.get("outside", test["lo"] > m or test["hi"] < -m):
+            return CONTRADICTED
     return INCONCLUSIVE
 
 

@@ -43,3 +43,31 @@ def test_readme_study_times_are_the_benchmark_figures():
         cells = [c.strip() for c in row.strip("|").split("|")]
         table[cells[0]] = {n: v for n, v in zip(names, cells[1:], strict=True) if v != "-"}
     assert table == measured
+
+
+def test_readme_findings_are_the_committed_results():
+    """The README's table of what the study found is what `dropstudy report --readme` writes
+    from the committed results (both data sets), not typed in."""
+    from dropstudy_experiments.report import README_END, README_START, found_table, read_results
+
+    root = README.parent / "results"
+    want = "\n".join(found_table(read_results(root), [read_results(root / "mnist1d")]))
+    text = README.read_text()
+    block = text.split(README_START, 1)[1].split(README_END, 1)[0].strip("\n")
+    assert block == want, "README findings are stale: run `make report`"
+
+
+def test_readme_block_is_replaced_between_its_markers_only(tmp_path):
+    import pytest
+    from dropstudy_experiments.report import README_END, README_START, write_readme_block
+
+    from dropstudy.validate import DropstudyError
+
+    f = tmp_path / "R.md"
+    f.write_text(f"head\n{README_START}\nold\n{README_END}\ntail\n")
+    write_readme_block(f, ["| a |", "| b |"])
+    assert f.read_text() == f"head\n{README_START}\n| a |\n| b |\n{README_END}\ntail\n"
+    f.write_text("no markers\n")
+    with pytest.raises(DropstudyError, match="no findings block"):
+        write_readme_block(f, ["x"])
+    assert f.read_text() == "no markers\n"

@@ -235,3 +235,19 @@ def test_every_committed_test_recomputes_from_its_values():
             checked += 1
     assert checked > 150 and two_level > 60, (checked, two_level)
     assert set(unkept) <= {"demo_inverted", "demo_standard"}, unkept  # scaling's 10,000 draws
+
+
+def test_seed_level_rules_agree_with_statsmodels():
+    """On per-seed values the rules are the textbook tests: TOST is statsmodels'
+    ``ttost_paired``, the direction test a one-sample t test, the power statsmodels'
+    ``TTestPower`` (two-sided, noncentral t)."""
+    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats.weightstats import ttost_paired
+
+    rng = np.random.default_rng(10)
+    a, b = rng.normal(0.3, 0.1, 12), rng.normal(0.29, 0.1, 12)
+    t = S.equivalence(a - b, 0.08)
+    assert t["p"] == pytest.approx(ttost_paired(a, b, -0.08, 0.08)[0], rel=1e-9)
+    d = S.direction(a - b + 0.05)
+    power = TTestPower().power(effect_size=d["mde"] / d["sd"], nobs=12, alpha=0.05)
+    assert power == pytest.approx(0.8, abs=1e-3)
