@@ -416,20 +416,56 @@ def cmd_run(args, parser=None) -> int:
     for n in names:  # options checked before anything is written (--seeds 1: no folder)
         config(n, args.quick, args.seeds)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
+    written = []
     with folder_lock(out):
         check_scale(out, names, s, args.force)  # every experiment, before any work
         for n in names:
-            run_experiment(
-                n,
-                out=out,
-                quick=args.quick,
-                seeds=args.seeds,
-                progress=not (args.no_progress or args.quiet),
-                data=data,
-                tensorboard=args.tensorboard,
-                force=args.force,
+            written.append(
+                run_experiment(
+                    n,
+                    out=out,
+                    quick=args.quick,
+                    seeds=args.seeds,
+                    progress=not (args.no_progress or args.quiet),
+                    data=data,
+                    tensorboard=args.tensorboard,
+                    force=args.force,
+                )
             )
+    for line in outcome_lines(written, args.quick):
+        log.info("%s", line)
     return 0
+
+
+def outcome_lines(paths: list[Path], quick: bool) -> list[str]:
+    """One line per results file: its primary test's unadjusted verdict and effect.
+
+    Args:
+      paths: the ``results.json`` files a run wrote.
+      quick: whether they are smoke-test results (the lines then say so).
+
+    Returns:
+      The lines, e.g. ``"voting: primary vote_5 inconclusive (unadjusted), 0.0012 [-0.003,
+      0.005] (90%)"``, then where the report's Holm-adjusted verdicts come from.
+    """
+    from .common import effect_str
+    from .results import read_json
+
+    lines = []
+    for p in paths:
+        r = read_json(p)
+        t = r["tests"][r["primary"]]
+        lines.append(
+            f"{r['experiment']}: primary {r['primary']} {t['verdict']} (unadjusted), "
+            f"{effect_str(t)}"
+        )
+    if lines:
+        lines.append(
+            "quick results are a smoke test, not for conclusions"
+            if quick
+            else "the report's verdicts (dropstudy report) are adjusted across the claims"
+        )
+    return lines
 
 
 def cmd_report(args, parser=None) -> int:

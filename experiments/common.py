@@ -766,8 +766,9 @@ def real_differences(tests: dict) -> list[str]:
     """
     return [
         f"*{t['what']}* ({predictor_name(t)}): the equivalence test is "
-        f"inconclusive, but the interval {effect_str(t)} excludes 0: the difference is real, "
-        f"and whether it is negligible depends on the margin (+-{_num(t['margin'])})."
+        f"inconclusive, but the interval {effect_str(t)} excludes 0: at that level the two "
+        f"differ, and whether the difference is negligible depends on the margin "
+        f"(+-{_num(t['margin'])})."
         for t in tests.values()
         if t["rule"] == "equivalence"
         and t["verdict"] == INCONCLUSIVE

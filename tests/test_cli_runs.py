@@ -30,7 +30,12 @@ def test_quick_run_goes_to_its_own_folder(tmp_path, monkeypatch, capsys):
     assert full.read_bytes() == before  # the full-scale results are untouched
     res = json.loads((tmp_path / "results" / "quick" / "scaling" / "results.json").read_text())
     assert res["scale"] == {"quick": True, "seeds": None, "dataset": "digits"}
-    assert "scaling: wrote results/quick/scaling/results.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "scaling: wrote results/quick/scaling/results.json" in err
+    # the run ends with its primary's verdict and effect, and says a quick run is a smoke test
+    t = res["tests"][res["primary"]]
+    assert f"scaling: primary {res['primary']} {t['verdict']} (unadjusted)" in err
+    assert "quick results are a smoke test, not for conclusions" in err
     # into the full-scale folder only with --force
     assert main(["run", "scaling", "--quick", "--out", "results", "--no-progress"]) == 2
     err = capsys.readouterr().err
