@@ -40,7 +40,7 @@ CLAIM = "Dropout reduces overfitting."
 class Config(ExperimentConfig):
     """Sizes and hyperparameters of the overfitting experiment."""
 
-    seeds: int = 5
+    seeds: int = 10  # every primary has at least 10 seeds
     width: int = 100
     train: TrainConfig = TrainConfig(steps=2000, batch_size=128, lr=1e-3)
     rates: tuple[float, ...] = (0.0, 0.2, 0.3, 0.5, 0.8)

@@ -432,6 +432,15 @@ def build_report(results_dir, out, compare=()) -> Path:
         "",
         *found_table(results, others),
         "",
+        "**Glossary.** *WS*: weight scaling, the net with every unit kept and scaled by its "
+        "keep probability (PyTorch's `model.eval()`). *MC average*: the mean prediction of K "
+        "sampled subnetworks. *Exact*: the mean over all 2^n subnetworks, each weighted by "
+        "its probability; *NWGM*: their normalised geometric mean. *Direction test*: is the "
+        "effect on the claimed side of 0? *Equivalence test (TOST)*: is it within a margin "
+        "fixed before the run? *Holm*, *BH*: corrections of p-values for testing many claims "
+        "(family-wise error, false discovery rate). *Two-level*: an interval over seeds and "
+        "test examples. *detects*: what the design finds with 80% power.",
+        "",
         "## How the verdicts are decided",
         "",
         "**How to read the verdicts.** A dropout-trained net is evaluated on the same weights "

@@ -61,7 +61,7 @@ CLAIM = "Dropout shrinks the weights, like L2 regularisation."
 class Config(ExperimentConfig):
     """Sizes and hyperparameters of the shrinkage experiment."""
 
-    seeds: int = 5
+    seeds: int = 10  # every primary has at least 10 seeds
     width: int = 64
     rates: tuple[float, ...] = (0.0, 0.5, 0.8)  # must hold 0.0 and test_rate
     test_rate: float = 0.5  # the drop rate the MLP tests compare with the plain net
