@@ -24,8 +24,11 @@ def measured(study: str) -> dict[str, dict[str, str]]:
 
 
 def table(times: dict[str, dict[str, str]]) -> str:
-    """The Markdown table: a row per data set, a column per experiment (in first-seen order)."""
-    names = list(dict.fromkeys(n for row in times.values() for n in row))
+    """The Markdown table: a row per data set, a column per experiment (in the study's order)."""
+    from dropstudy_experiments.runner import NAMES
+
+    seen = {n for row in times.values() for n in row}
+    names = [n for n in NAMES if n in seen] + sorted(seen - set(NAMES))
     lines = ["| experiment | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
     for ds, row in times.items():
         lines.append(f"| {ds} | " + " | ".join(row.get(n, "-") for n in names) + " |")
@@ -38,7 +41,8 @@ def main() -> None:
         raise SystemExit("benchmarks/STUDY.md has no study rows: run benchmarks/run.py first")
     readme = ROOT / "README.md"
     text = readme.read_text()
-    pattern = r"\| experiment \|.*\|\n\|[-|]+\|\n(?:\| .*\|\n)+"  # the first such table
+    # the table whose first row is digits' (the findings table above it has a row per claim)
+    pattern = r"\| experiment \|.*\|\n\|[-|]+\|\n\| digits \|.*\|\n(?:\| .*\|\n)*"
     new, n = re.subn(pattern, table(times), text, count=1)
     if n != 1:
         raise SystemExit("README.md has no table of seconds per experiment to replace")

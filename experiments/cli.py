@@ -453,6 +453,8 @@ def outcome_lines(paths: list[Path], quick: bool) -> list[str]:
 
     lines = []
     for p in paths:
+        if p is None or not Path(p).is_file():
+            continue
         r = read_json(p)
         t = r["tests"][r["primary"]]
         lines.append(

@@ -81,9 +81,12 @@ def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) ->
       others: the same for each data set compared.
 
     Returns:
-      Markdown lines: the table (experiment, claim, primary test, one column per data set).
+      Markdown lines: the table (experiment, claim, primary test, one column per data set);
+      none when there are no results.
     """
-    sets = [results, *others]
+    sets = [r for r in (results, *others) if r]
+    if not sets:
+        return []
     decided = [adjusted(r) for r in sets]
     rows = []
     for n in NAMES:
@@ -99,7 +102,10 @@ def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) ->
             t, v = d[n]["test"], d[n]["verdict"]
             cells.append(f"**{v}**" + (" (check)" if d[n]["check"] else "")
                          + f": {effect_str(t)}")  # fmt: skip
-        rows.append([n, first["claim"], f"{t0['what']} ({rule_str(t0)})", *cells])
+        own = own_data(n)  # runs once, on data of its own, in the first data set's folder
+        where = f" *(on its own data: {own}; in the first column)*" if own else ""
+        claim = first["claim"] + where
+        rows.append([n, claim, f"{t0['what']} ({rule_str(t0)})", *cells])
     return [table(["experiment", "claim", "primary test", *(data_name(r) for r in sets)], rows)]
 
 

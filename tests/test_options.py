@@ -643,6 +643,15 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
         (tmp_path, tmp_path / "R.md", []),
         (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")]),
     ]
+    # --readme names a file that must exist; with it the findings table is written there
+    assert cli.main([*argv, "--readme", str(tmp_path / "none.md")]) == 2
+    assert len(built) == 2  # refused before the report is built
+    wrote = []
+    monkeypatch.setattr(report, "read_results", lambda folder: {})
+    monkeypatch.setattr(report, "write_readme_block", lambda f, lines: wrote.append(f) or f)
+    (tmp_path / "README.md").write_text("x")
+    assert cli.main([*argv, "--readme", str(tmp_path / "README.md")]) == 0
+    assert wrote == [tmp_path / "README.md"]
     # `python -m dropstudy_experiments NAME [options]` is `dropstudy run NAME [options]`
     from dropstudy_experiments import __main__ as entry
 
@@ -693,11 +702,12 @@ def test_scaling_config_reaches_its_cells():
     train_cfg = TrainConfig(steps=2, batch_size=32)
     cfg = scaling.Config(
         n_inputs=30, demo_rate=0.2, n_keys=7, hidden=(3,), rate=0.4, input_rate=0.1,
-        train=train_cfg, expect_seeds=3, expect_k=11,
+        train=train_cfg, expect_seeds=3, expect_k=11, expect_train=train_cfg.replace(steps=3),
     )  # fmt: skip
     cells = scaling.plan(cfg, _tiny_dataset())
     exp = cells["expectation"].kwargs
-    assert (exp["seeds"], exp["k"], exp["train_cfg"]) == ([0, 1, 2], 11, train_cfg)
+    assert (exp["seeds"], exp["k"]) == ([0, 1, 2], 11)
+    assert exp["train_cfg"] == train_cfg.replace(steps=3)  # part C's own training
     assert exp["model"].hidden == (3,) and exp["model"].rate == 0.4
     assert cfg.with_seeds(5).expect_seeds == 5
     demos = [c.kwargs for c in cells.values() if "n_keys" in c.kwargs]
@@ -717,7 +727,8 @@ def test_scaling_config_reaches_its_cells():
     raw["conventions"] = {"matched_lr": {"max_abs_logit": 5e-4}}
     gap = np.full((3, 4), 0.07) + 0.001 * np.arange(4)  # 0.070-0.073 sd: inside 0.1, not 0.06
     raw["expectation"] = {"gap": gap.tolist(), "sd": np.ones((3, 4)).tolist(),
-                          "test_acc": [0.9, 0.9, 0.9]}  # fmt: skip
+                          "test_acc": [0.9] * 3, "train_acc": [0.95] * 3,
+                          "disagree": [0.01] * 3}  # fmt: skip
     wide = scaling.summarise(scaling.Config(same_function=1e-3, demo_margin=0.01), raw)
     narrow = scaling.summarise(
         scaling.Config(same_function=1e-4, demo_margin=0.02, primary="demo_standard",

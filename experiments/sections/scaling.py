@@ -88,7 +88,16 @@ def section(r: dict) -> str:
         ["test examples whose top class differs, expected vs weight scaling's logits",
          ci_str(e["disagree"], 4)],
         ["test accuracy, weight scaling", ci_str(e["test_acc"])],
+        ["train accuracy, weight scaling", ci_str(e["train_acc"])],
     ]  # fmt: skip
+    fit_note = (
+        f" These nets do not fit their training set (train accuracy "
+        f"{e['train_acc']['mean']:.3f} by weight scaling): their logits lie close together, "
+        "so the test measures weight scaling in underfit nets, where a small gap can change "
+        "the top class."
+        if e["train_acc"]["mean"] < 0.9
+        else ""
+    )
     same_lr_words = (
         "stay within it too"
         if c["same_lr"]["max_abs_logit"] < cfg["same_function"]
@@ -147,7 +156,8 @@ from matching initialisations, with the standard net's post-dropout learning rat
 **The primary test: the expected activation of a trained net.** The demo above is an identity
 (with inputs and weights of 1 the ReLU is never inactive, so the unit is linear and the test
 checks the masks' expectation); it stays as an exploratory check. The claim is tested where
-it can fail: in {e["n"]} inverted nets trained as above (seeds 0-{e["n"] - 1}), the output
+it can fail: in {e["n"]} inverted nets of the same architecture ({train_str(cfg["expect_train"])};
+seeds 0-{e["n"] - 1}), the output
 layer's input in expectation over masks against weight scaling. The output layer is linear,
 so the expected logits are W E[h] + b and weight scaling's W h_WS + b: they differ only
 through the hidden ReLUs. Per test example, the mean over classes of |expected - weight
@@ -155,8 +165,8 @@ scaling| (the expectation over {e["k"]:,} sampled subnetworks, whose own samplin
 about {e["mc_floor"]:.3f} sd to a zero gap), in units of the logits' per-mask standard
 deviation (the noise dropout puts on them in training); equivalent within
 {cfg["expect_margin"]:g} of those units (a margin fixed before the run). The test's 90%
-interval over seeds and test examples: {t_str}, **{t["verdict"]}** (unadjusted). Beside it,
-over seeds:
+interval over seeds and test examples: {t_str}, **{t["verdict"]}** (unadjusted).{fit_note}
+Beside it, over seeds:
 
 {table(["measure", "mean [95% CI] over seeds"], exp_rows)}
 
