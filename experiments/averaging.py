@@ -463,7 +463,7 @@ def _geometric_finding(tests: dict) -> list[str]:
     return [
         f"In NLL, weight scaling on the primary net is equivalent to the "
         f"{near['what'].split('minus the ')[1].split(' (')[0]} ({near['verdict']}, "
-        f"{near['effect']:+.4f} nats) but not to the "
+        f"{near['effect']:+.4f} nats) but is not shown equivalent to the "
         f"{far['what'].split('minus the ')[1].split(' (')[0]} ({far['verdict']}, "
         f"{far['effect']:+.4f} nats), although their test errors agree."
     ]

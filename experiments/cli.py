@@ -445,10 +445,11 @@ def outcome_lines(paths: list[Path], quick: bool) -> list[str]:
       quick: whether they are smoke-test results (the lines then say so).
 
     Returns:
-      The lines, e.g. ``"voting: primary vote_5 inconclusive (unadjusted), 0.0012 [-0.003,
-      0.005] (90%)"``, then where the report's Holm-adjusted verdicts come from.
+      The lines, e.g. ``"voting: inconclusive (unadjusted; equivalence within +-0.005): test
+      error, majority vote minus ...: 0.0012 [-0.003, 0.005] (90%)"``, then where the
+      report's adjusted verdicts come from (or, for a quick run, that it is a smoke test).
     """
-    from .common import effect_str
+    from .common import effect_str, rule_str
     from .results import read_json
 
     lines = []
@@ -458,7 +459,7 @@ def outcome_lines(paths: list[Path], quick: bool) -> list[str]:
         r = read_json(p)
         t = r["tests"][r["primary"]]
         lines.append(
-            f"{r['experiment']}: primary {r['primary']} {t['verdict']} (unadjusted), "
+            f"{r['experiment']}: {t['verdict']} (unadjusted; {rule_str(t)}): {t['what']}: "
             f"{effect_str(t)}"
         )
     if lines:
@@ -482,15 +483,23 @@ def cmd_report(args, parser=None) -> int:
     Returns:
       0.
     """
-    from .report import build_report, found_table, read_results, write_readme_block
+    from .report import build_report, check_readme, found_table, read_results, write_readme_block
+    from .runner import scale_of
 
     out = args.out
     if out is None:
         out = (
             Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
         )
-    if args.readme is not None and not Path(args.readme).is_file():
-        raise DropstudyError(f"--readme {args.readme}: no such file")
+    if args.readme is not None:  # refused before anything is written
+        check_readme(args.readme)
+        folders = [Path(args.results), *map(Path, args.compare)]
+        if any(scale_of(r)["quick"] or scale_of(r)["seeds"] is not None
+               for f in folders for r in read_results(f).values()):  # fmt: skip
+            raise DropstudyError(
+                "--readme takes the full study's results only (not --quick or --seeds runs): "
+                "the README's table is what the study found"
+            )
     path = build_report(args.results, out, compare=args.compare)
     log.info("wrote %s", path)
     if args.readme is not None:

@@ -432,7 +432,7 @@ class Context:
         if arrays:
             self.out.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npz")
-            np.savez_compressed(tmp, **arrays)
+            write_npz(tmp, arrays)
             tmp.replace(path)
         elif path.exists():
             path.unlink()
@@ -493,6 +493,32 @@ class Context:
 
 
 PER_EXAMPLE = "per_example.npz"  # beside results.json: the two-level tests' (S, N) values
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """A compressed npz that ``np.load`` reads, byte-identical for the same arrays.
+
+    ``np.savez_compressed`` stamps each member with the current time, so the same results
+    would differ byte for byte between runs; here every member has a fixed time.
+
+    Args:
+      path: the file to write.
+      arrays: ``{name: array}``, in the order written.
+
+    Returns:
+      ``path``.
+    """
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(a), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, buf.getvalue())
+    return Path(path)
 
 
 def test_ex(probs, labels) -> dict[str, list[float]]:
@@ -911,7 +937,7 @@ def verdict_table(r: dict) -> str:
       r: a results file's dict.
 
     Returns:
-      The table, a note that its verdicts are unadjusted (the primary's Holm-adjusted verdict is
+      The table, a note that its verdicts are unadjusted (the primary's adjusted verdict is
       in the report's summary), and the findings (:func:`all_findings`), when there are any.
     """
     tests, primary = r["tests"], r["primary"]
@@ -933,7 +959,8 @@ def verdict_table(r: dict) -> str:
         )
     head = ["test", "predictor", "rule", "n", "effect [interval]", "p", "verdict", "detects"]
     note = (
-        f"Verdicts here are unadjusted (level {ALPHA}); the primary's Holm-adjusted verdict is "
+        f"Verdicts here are unadjusted (level {ALPHA}); the primary's adjusted verdict (Holm, BH "
+        "beside it) is "
         "in the report's summary, whose header also explains *detects*."
     )
     findings = all_findings(r)

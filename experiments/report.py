@@ -100,13 +100,38 @@ def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) ->
                 cells.append("-")
                 continue
             t, v = d[n]["test"], d[n]["verdict"]
-            cells.append(f"**{v}**" + (" (check)" if d[n]["check"] else "")
+            bh = f" (BH: {d[n]['verdict_bh']})" if d[n]["verdict_bh"] != v else ""
+            cells.append(f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
                          + f": {effect_str(t)}")  # fmt: skip
         own = own_data(n)  # runs once, on data of its own, in the first data set's folder
-        where = f" *(on its own data: {own}; in the first column)*" if own else ""
+        where = f" *(on its own data: {own}; in the {data_name(results)} column)*" if own else ""
         claim = first["claim"] + where
         rows.append([n, claim, f"{t0['what']} ({rule_str(t0)})", *cells])
     return [table(["experiment", "claim", "primary test", *(data_name(r) for r in sets)], rows)]
+
+
+def check_readme(readme: Path) -> str:
+    """The text of ``readme``, once it is known to hold one findings block.
+
+    Args:
+      readme: the README to update.
+
+    Returns:
+      Its text.
+
+    Raises:
+      DropstudyError: if it is not a file, or lacks either marker, or has them out of order.
+    """
+    if not Path(readme).is_file():
+        raise DropstudyError(f"--readme {readme}: no such file")
+    text = Path(readme).read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < 0 or end < start:
+        raise DropstudyError(
+            f"{readme} has no findings block: put the line {README_START!r} and, after it, "
+            f"the line {README_END!r} where the table goes"
+        )
+    return text
 
 
 def write_readme_block(readme: Path, lines: list[str]) -> Path:
@@ -120,14 +145,9 @@ def write_readme_block(readme: Path, lines: list[str]) -> Path:
       ``readme``.
 
     Raises:
-      DropstudyError: if ``readme`` lacks the markers (nothing is written then).
+      DropstudyError: as :func:`check_readme` (nothing is written then).
     """
-    text = Path(readme).read_text()
-    if README_START not in text or README_END not in text:
-        raise DropstudyError(
-            f"{readme} has no findings block: put the lines {README_START!r} and "
-            f"{README_END!r} where the table goes"
-        )
+    text = check_readme(readme)
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     block = README_START + "\n" + "\n".join(lines) + "\n" + README_END
@@ -280,7 +300,8 @@ def agreement(
         "## Data sets: where the verdicts agree",
         "",
         f"The same experiments on {' and '.join(names)}, each data set's primaries "
-        f"Holm-adjusted among the {len(common)} experiments both have (so these verdicts can "
+        f"Holm-adjusted among the {sum(not check(n) for n in common)} claims both have "
+        f"(checks decided alone; so these verdicts can "
         f"differ from the summary's, adjusted over all of a data set's primaries; other "
         f"reports: {links}). A primary that does not read the data set is the same test on "
         "both: 'same test', not counted as agreement. An experiment "
@@ -512,8 +533,12 @@ def build_report(results_dir, out, compare=()) -> Path:
         "dropout net's MC average, a test it already reported, whose results in the "
         "previous run were known: contradicted on digits before the Holm adjustment "
         "(dropout's NLL higher) and inconclusive on MNIST-1D, where the same test by weight "
-        "scaling was supported. It is post hoc, and counts in the Holm family all the same; "
-        "it was chosen because it judges the dropout net as an ensemble (its MC average).",
+        "scaling was supported. It is post hoc, and counts in the claims' family all the same; "
+        "it was chosen because it judges the dropout net as an ensemble (its MC average). "
+        "Scaling's primary (trained nets' expected logits against weight scaling's) is new in "
+        "this round; its nets' training was switched from part B's SGD to Adam after a first "
+        "run showed MNIST-1D's nets far from fitting, and they still do not fit there. The "
+        "tutorial regression and the diabetes regression draw their data anew per seed.",
         "",
         table(
             ["#", "experiment", "claim", "primary test", "predictor", "rule", "n",

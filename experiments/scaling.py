@@ -356,6 +356,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "per-mask standard deviations (mean over classes)",
             predictor="ws",
             metric="logit gap / sd",
+            distance=True,  # a mean of absolute gaps: never below 0, so 0 is no reference
         )
     }
     for c, d in demo.items():

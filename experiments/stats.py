@@ -121,6 +121,13 @@ class Spread:
     var_seed: float
     var_example: float = 0.0
     var_resid: float = 0.0
+    ms_seed: float = 0.0  # the per-seed means' variance times N (two-level only)
+
+    def _seed_floor(self, k: int, m: int) -> float:
+        """The per-seed means' own variance of the mean at the observed N (0 at another N):
+        a floor, so that clipping a seed component to 0 never makes the interval narrower
+        than the seeds alone give."""
+        return self.ms_seed / (k * m) if m == self.n_examples else 0.0
 
     def var(self, seeds: int | None = None, examples: int | None = None) -> float:
         """The variance of the grand mean at ``seeds`` seeds and ``examples`` test examples.
@@ -130,13 +137,15 @@ class Spread:
           examples: test examples (default: ``n_examples``).
 
         Returns:
-          ``var_seed/S + var_example/N + var_resid/(S*N)`` (``var_seed/S`` with seeds only).
+          ``var_seed/S + var_example/N + var_resid/(S*N)``, at least the per-seed means'
+          variance over S at the observed N (``var_seed/S`` with seeds only).
         """
         k = self.n if seeds is None else seeds
         if self.n_examples is None:
             return self.var_seed / k
         m = self.n_examples if examples is None else examples
-        return self.var_seed / k + self.var_example / m + self.var_resid / (k * m)
+        two = self.var_seed / k + self.var_example / m + self.var_resid / (k * m)
+        return max(two, self._seed_floor(k, m))
 
     def se(self, seeds: int | None = None, examples: int | None = None) -> float:
         """The standard error of the grand mean (:meth:`var`'s square root)."""
@@ -159,6 +168,9 @@ class Spread:
         if self.n_examples is None:
             return float(k - 1)
         m = self.n_examples if examples is None else examples
+        two = self.var_seed / k + self.var_example / m + self.var_resid / (k * m)
+        if self._seed_floor(k, m) >= two:  # the per-seed means' variance decides: k - 1
+            return float(k - 1)
         # var = [c_a MS_seed + c_b MS_example - (c_a + c_b - 1) MS_resid] / (k m) with the
         # terms whose component is 0 left out (c = 0), so the estimate stays >= 0.
         c_a, c_b = float(self.var_seed > 0), float(self.var_example > 0)
@@ -187,7 +199,12 @@ def spread(values) -> Spread:
     For ``(S, N)``: the two-way mean squares of a crossed design without replication, ``MS_s =
     N var(row means)``, ``MS_e = S var(column means)`` and the residual's ``MS_r``, give the
     components ``var_seed = (MS_s - MS_r)/N``, ``var_example = (MS_e - MS_r)/S`` (each clipped at
-    0) and ``var_resid = MS_r``.
+    0) and ``var_resid = MS_r``. The grand mean's variance is never below the per-seed means'
+    own, ``MS_s / (S N)`` (with S - 1 degrees of freedom when that floor decides): a seed
+    component clipped at 0 must not make the variance smaller than the seeds alone give. With
+    both components clipped, the residual's (S - 1)(N - 1) degrees of freedom stand (the
+    coverage test's residual-dominated case), so the interval can be a little narrower than the
+    per-seed t interval, whose quantile has S - 1.
 
     Args:
       values: ``(S,)`` with S >= 2, or ``(S, N)`` with S >= 2 and N >= 2.
@@ -218,7 +235,8 @@ def spread(values) -> Spread:
     ms_s, ms_e = n * float(rows.var(ddof=1)), s * float(cols.var(ddof=1))
     resid = v - rows[:, None] - cols[None, :] + grand
     ms_r = float((resid * resid).sum()) / ((s - 1) * (n - 1))
-    return Spread(grand, s, n, max(0.0, (ms_s - ms_r) / n), max(0.0, (ms_e - ms_r) / s), ms_r)
+    return Spread(grand, s, n, max(0.0, (ms_s - ms_r) / n), max(0.0, (ms_e - ms_r) / s), ms_r,
+                  ms_seed=ms_s)  # fmt: skip
 
 
 def _finite(p, far: float) -> float:

@@ -649,7 +649,7 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     wrote = []
     monkeypatch.setattr(report, "read_results", lambda folder: {})
     monkeypatch.setattr(report, "write_readme_block", lambda f, lines: wrote.append(f) or f)
-    (tmp_path / "README.md").write_text("x")
+    (tmp_path / "README.md").write_text(f"{report.README_START}\n{report.README_END}\n")
     assert cli.main([*argv, "--readme", str(tmp_path / "README.md")]) == 0
     assert wrote == [tmp_path / "README.md"]
     # `python -m dropstudy_experiments NAME [options]` is `dropstudy run NAME [options]`

@@ -67,7 +67,33 @@ def test_readme_block_is_replaced_between_its_markers_only(tmp_path):
     f.write_text(f"head\n{README_START}\nold\n{README_END}\ntail\n")
     write_readme_block(f, ["| a |", "| b |"])
     assert f.read_text() == f"head\n{README_START}\n| a |\n| b |\n{README_END}\ntail\n"
-    f.write_text("no markers\n")
-    with pytest.raises(DropstudyError, match="no findings block"):
-        write_readme_block(f, ["x"])
-    assert f.read_text() == "no markers\n"
+    for bad in ("no markers\n", f"{README_END}\nx\n{README_START}\n", f"{README_START}\nx\n"):
+        f.write_text(bad)
+        with pytest.raises(DropstudyError, match="no findings block"):
+            write_readme_block(f, ["x"])
+        assert f.read_text() == bad
+    with pytest.raises(DropstudyError, match="no such file"):
+        write_readme_block(tmp_path / "none.md", ["x"])
+
+
+def test_readme_takes_the_full_study_only(tmp_path, capsys):
+    """`report --readme` refuses quick (or --seeds) results and a README without a block
+    before it writes anything: the README's table is what the full study found."""
+    import json
+
+    from dropstudy_experiments.cli import main
+    from dropstudy_experiments.report import README_END, README_START
+
+    src = README.parent / "results" / "voting" / "results.json"
+    quick = json.loads(src.read_text())
+    quick["scale"] = {**quick["scale"], "quick": True}
+    (tmp_path / "q" / "voting").mkdir(parents=True)
+    (tmp_path / "q" / "voting" / "results.json").write_text(json.dumps(quick))
+    readme = tmp_path / "R.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    argv = ["report", "--results", str(tmp_path / "q"), "--out", str(tmp_path / "out.md")]
+    assert main([*argv, "--readme", str(readme)]) == 2
+    assert "full study's results only" in capsys.readouterr().err
+    readme.write_text("no block\n")
+    assert main([*argv, "--readme", str(readme)]) == 2
+    assert not (tmp_path / "out.md").exists()  # refused before the report was written

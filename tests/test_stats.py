@@ -251,3 +251,36 @@ def test_seed_level_rules_agree_with_statsmodels():
     d = S.direction(a - b + 0.05)
     power = TTestPower().power(effect_size=d["mde"] / d["sd"], nobs=12, alpha=0.05)
     assert power == pytest.approx(0.8, abs=1e-3)
+
+
+def test_two_level_variance_is_never_below_the_seeds_alone():
+    """A seed component estimated at 0 (clipped) must not shrink the variance below the
+    per-seed means' own; when that floor decides, the seeds' S - 1 degrees of freedom do."""
+    rng = np.random.default_rng(11)
+    floored = 0
+    for _ in range(50):
+        d = _crossed(rng, 1, 10, 200, 0.0, 0.0, 1.0)[0]  # no seed or example term
+        two, one = S.direction(d), S.direction(d.mean(1))
+        assert two["se"] >= one["se"] * (1 - 1e-12)
+        if two["se"] == pytest.approx(one["se"], rel=1e-12):
+            floored += 1
+            assert two["df"] == 9 and two["hi"] - two["lo"] == pytest.approx(one["hi"] - one["lo"])
+    assert floored > 5  # the floor decides in some draws
+
+
+def test_per_example_npz_is_byte_identical_and_loads(tmp_path):
+    """The npz beside a results file repeats byte for byte (no member timestamps) and
+    np.load reads every array back."""
+    import time
+
+    from dropstudy_experiments.common import write_npz
+
+    arrays = {"test NLL MC": np.arange(6.0).reshape(2, 3), "err": np.ones((2, 2))}
+    write_npz(tmp_path / "a.npz", arrays)
+    time.sleep(1.1)  # zip times have a 2 s resolution; a stamped file would differ by now
+    write_npz(tmp_path / "b.npz", arrays)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    with np.load(tmp_path / "a.npz") as z:
+        assert z.files == list(arrays)
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(z[k], v)

@@ -81,7 +81,7 @@ def section(r: dict) -> str:
         for m in MODELS
     )
     return f"""The reference rows for the study's MNIST-1D nets, a check of the set-up rather than
-a claim about dropout (decided alone, outside the claims' Holm family): the anchor
+a claim about dropout (decided alone, outside the claims' family): the anchor
 repository's MLP ({n["n_features"]}-{c["hidden"]}-{c["hidden"]}-10, second layer residual)
 and CNN (three 1-D convolutions of {c["channels"]} channels, kernel 5, then 3 and 3, stride 2,
 padding 1, and a linear head), trained as its notebooks train them: {t["optimizer"]} at lr

@@ -92,9 +92,9 @@ def section(r: dict) -> str:
     ]  # fmt: skip
     fit_note = (
         f" These nets do not fit their training set (train accuracy "
-        f"{e['train_acc']['mean']:.3f} by weight scaling): their logits lie close together, "
-        "so the test measures weight scaling in underfit nets, where a small gap can change "
-        "the top class."
+        f"{e['train_acc']['mean']:.3f} by weight scaling): the test measures weight scaling "
+        "in underfit nets, whose logits vary less over masks (the per-mask sd, the test's "
+        "unit, is in the table)."
         if e["train_acc"]["mean"] < 0.9
         else ""
     )
@@ -108,7 +108,8 @@ def section(r: dict) -> str:
         f"here they stay within it (largest logit difference {gap:.2e})."
         if gap < cfg["same_function"]
         else f"here they do not: the largest logit difference is {gap:.2e}, so the check is "
-        "contradicted and matched learning rates alone do not keep them one function."
+        "contradicted. Float rounding, which training amplifies, can drive two such runs "
+        "apart as well as the conventions can; this exact check does not tell the two apart."
     )
     md = f"""The tutorial's demo: one draw gave 9,982 in training mode and exactly 10,000 in eval
 mode (PyTorch, inverted). Here over many keys:
