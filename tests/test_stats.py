@@ -146,9 +146,19 @@ def _crossed(rng, reps, s, n, sd_seed, sd_example, sd_resid, effect=0.3):
 def test_two_level_intervals_cover_at_their_level(sds):
     """At 10 seeds x 360 examples, whichever term dominates, the 95% interval of a two-level
     direction test covers the known effect 95% +- 2% of the time."""
+    from scipy.stats import t as student
+
     rng = np.random.default_rng(6)
     data = _crossed(rng, 1000, 10, 360, *sds)
-    hits = [t["lo"] <= 0.3 <= t["hi"] for t in map(S.direction, data)]
+
+    def interval(d):  # direction's 95% interval, from its spread (the power search skipped)
+        sp = S.spread(d)
+        half = student.ppf(0.975, sp.df()) * sp.se()
+        return sp.mean - half, sp.mean + half
+
+    first = S.direction(data[0])
+    assert (first["lo"], first["hi"]) == pytest.approx(interval(data[0]), rel=1e-12)
+    hits = [lo <= 0.3 <= hi for lo, hi in map(interval, data)]
     assert abs(np.mean(hits) - 0.95) <= 0.02, np.mean(hits)
 
 
@@ -157,7 +167,7 @@ def test_seed_only_intervals_miss_the_test_sets_noise():
     the per-seed means alone covers far less than 95%."""
     rng = np.random.default_rng(7)
     data = _crossed(rng, 400, 10, 360, 0.05, 1.0, 0.5)
-    hits = [t["lo"] <= 0.3 <= t["hi"] for t in (S.direction(d.mean(1)) for d in data)]
+    hits = [t["lo"] <= 0.3 <= t["hi"] for t in (S.mean_ci(d.mean(1)) for d in data)]
     assert np.mean(hits) < 0.6
 
 
