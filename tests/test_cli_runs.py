@@ -68,6 +68,7 @@ def test_dataset_skips_or_refuses_experiments_on_their_own_data(tmp_path, monkey
     assert ran == [] and not other.exists()
 
 
+@pytest.mark.slow  # two runs; the refusal without --force is in the default suite
 def test_force_overwrites_another_scales_results(tmp_path, monkeypatch, capsys):
     """--force's success path: the full-scale results file is replaced by the quick run's."""
     monkeypatch.chdir(tmp_path)
@@ -93,6 +94,7 @@ def test_report_refuses_mixed_scales(tmp_path):
         build_report(tmp_path, tmp_path / "R.md")
 
 
+@pytest.mark.slow  # a subprocess run
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     """Two processes: the second names the first; a dead process's lock is removed."""
     out = tmp_path / "r"

@@ -227,6 +227,7 @@ def _check_covered(names, first_only: bool):
         assert not missing, f"{label}: the key misses {sorted(missing)}"
 
 
+@pytest.mark.slow  # tracing; its every-cell twin is slow too
 def test_the_key_covers_every_function_a_cell_runs():
     """Traced: the scaling demo (masks, weight scaling) and one averaging cell (training,
     MC and exact averages)."""

@@ -213,6 +213,7 @@ def test_selection_refuses_what_it_cannot_score(digits_data):
         TrainConfig(**BASE, eval_every=10, loss=lambda out, y: jnp.mean(out))
 
 
+@pytest.mark.slow  # bfloat16 grid: a compile of its own
 def test_a_grid_in_bfloat16_keeps_adam_finite(digits_data):
     """Only the learning rate becomes optimiser state: Adam's b2 = 0.999 stays a Python
     number (in bfloat16 it would round to 1 and divide by zero)."""

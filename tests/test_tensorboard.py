@@ -18,6 +18,7 @@ def _read(run_dir):
     return acc
 
 
+@pytest.mark.slow  # an optional extra's writer, two runs
 def test_a_run_per_net_and_seed_replaced_on_rerun(tmp_path):
     cfg = tutorial.Config().quick()
     train = tutorial.tutorial_config(40, 20)

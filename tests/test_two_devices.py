@@ -25,6 +25,7 @@ def two():
     return S.mesh()
 
 
+@pytest.mark.slow  # five compiles; padding also runs in every odd-seed quick run
 def test_odd_seed_counts_are_padded_and_split(two, digits_data, monkeypatch):
     """Three seeds on two devices: padded to four, split two and two; bitwise the same when
     run again; a device's share, each seed alone and the whole batch on one device agree
