@@ -1,6 +1,26 @@
 import os
+import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# One persistent compilation cache for this test session: its two workers and the
+# subprocesses they start (resume, the CLI) compile many of the same programs (the quick
+# runs' training and evaluation), and a cache hit loads the same executable, so no number
+# changes. Keyed by the controlling pytest process (an xdist worker's parent), so a test never
+# reads programs compiled by another session; that process removes it at the end. Set in the
+# environment, before JAX starts, so that subprocesses inherit it.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(
+        tempfile.gettempdir(),
+        "dropstudy-test-jax-cache-"
+        + str(os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()),
+    ),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -15,6 +35,18 @@ from dropstudy.sharding import use_cpu_cores
 # XLA_FLAGS device count (the 8-device subprocess) is left alone.
 TEST_DEVICES = 2
 use_cpu_cores(TEST_DEVICES)
+
+
+COMPILE_CACHE = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+
+
+def pytest_sessionfinish(session):
+    """The controlling process (not an xdist worker) removes this session's compile cache
+    (only its own: a cache folder set by the user stays)."""
+    if not hasattr(session.config, "workerinput") and COMPILE_CACHE.name.startswith(
+        "dropstudy-test-jax-cache-"
+    ):
+        shutil.rmtree(COMPILE_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
