@@ -493,9 +493,9 @@ def cmd_report(args, parser=None) -> int:
         )
     if args.readme is not None:  # refused before anything is written
         check_readme(args.readme)
-        folders = [Path(args.results), *map(Path, args.compare)]
+        sets = [read_results(Path(f)) for f in (args.results, *args.compare)]
         if any(scale_of(r)["quick"] or scale_of(r)["seeds"] is not None
-               for f in folders for r in read_results(f).values()):  # fmt: skip
+               for results in sets for r in results.values()):  # fmt: skip
             raise DropstudyError(
                 "--readme takes the full study's results only (not --quick or --seeds runs): "
                 "the README's table is what the study found"
@@ -503,9 +503,7 @@ def cmd_report(args, parser=None) -> int:
     path = build_report(args.results, out, compare=args.compare)
     log.info("wrote %s", path)
     if args.readme is not None:
-        others = [read_results(Path(f)) for f in args.compare]
-        lines = found_table(read_results(Path(args.results)), others)
-        log.info("wrote %s", write_readme_block(args.readme, lines))
+        log.info("wrote %s", write_readme_block(args.readme, found_table(sets[0], sets[1:])))
     return 0
 
 

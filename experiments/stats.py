@@ -123,6 +123,10 @@ class Spread:
     var_resid: float = 0.0
     ms_seed: float = 0.0  # the per-seed means' variance times N (two-level only)
 
+    def _two_level(self, k: int, m: int) -> float:
+        """The components' variance of the mean at k seeds and m examples (no floor)."""
+        return self.var_seed / k + self.var_example / m + self.var_resid / (k * m)
+
     def _seed_floor(self, k: int, m: int) -> float:
         """The per-seed means' own variance of the mean at the observed N (0 at another N):
         a floor, so that clipping a seed component to 0 never makes the interval narrower
@@ -144,8 +148,7 @@ class Spread:
         if self.n_examples is None:
             return self.var_seed / k
         m = self.n_examples if examples is None else examples
-        two = self.var_seed / k + self.var_example / m + self.var_resid / (k * m)
-        return max(two, self._seed_floor(k, m))
+        return max(self._two_level(k, m), self._seed_floor(k, m))
 
     def se(self, seeds: int | None = None, examples: int | None = None) -> float:
         """The standard error of the grand mean (:meth:`var`'s square root)."""
@@ -168,8 +171,7 @@ class Spread:
         if self.n_examples is None:
             return float(k - 1)
         m = self.n_examples if examples is None else examples
-        two = self.var_seed / k + self.var_example / m + self.var_resid / (k * m)
-        if self._seed_floor(k, m) >= two:  # the per-seed means' variance decides: k - 1
+        if self._seed_floor(k, m) >= self._two_level(k, m):  # the per-seed means decide: k - 1
             return float(k - 1)
         # var = [c_a MS_seed + c_b MS_example - (c_a + c_b - 1) MS_resid] / (k m) with the
         # terms whose component is 0 left out (c = 0), so the estimate stays >= 0.
@@ -295,10 +297,10 @@ def _design(sp: Spread, power_of) -> dict:
 
 
 def _values_out(v: np.ndarray) -> dict:
-    """The values a test keeps: per seed, and per seed and example when given."""
-    if v.ndim == 1:
-        return {"values": v.tolist()}
-    return {"values": v.mean(1).tolist(), "per_example": v}
+    """The values a test keeps: per seed with their sd, and per seed and example when given."""
+    per_seed = v if v.ndim == 1 else v.mean(1)
+    out = {"sd": float(per_seed.std(ddof=1)), "values": per_seed.tolist()}
+    return out if v.ndim == 1 else {**out, "per_example": v}
 
 
 def direction(values, positive_supports: bool = True, **label) -> dict:
@@ -350,7 +352,6 @@ def direction(values, positive_supports: bool = True, **label) -> dict:
         if m == 0
         else _design(sp, lambda s, d: _power_two_sided(m, s, d))
     )
-    per_seed = v if v.ndim == 1 else v.mean(1)
     return {
         "rule": "direction",
         "claimed": "> 0" if positive_supports else "< 0",
@@ -359,7 +360,6 @@ def direction(values, positive_supports: bool = True, **label) -> dict:
         "lo": m - half,
         "hi": m + half,
         "level": 0.95,
-        "sd": float(per_seed.std(ddof=1)),
         **sp.to_dict(),
         "p": p,
         "outcome": outcome,
@@ -398,9 +398,7 @@ def equivalence(values, margin: float, **label) -> dict:
     """
     v = np.asarray(values, dtype=np.float64)
     sp = spread(v)
-    per_seed = v if v.ndim == 1 else v.mean(1)
-    return {**_equivalence(sp, margin, **label), "sd": float(per_seed.std(ddof=1)),
-            **_values_out(v)}  # fmt: skip
+    return {**_equivalence(sp, margin, **label), **_values_out(v)}
 
 
 def equivalence_from(mean: float, sd: float, n: int, margin: float, **label) -> dict:
