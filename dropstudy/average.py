@@ -150,14 +150,15 @@ class Average:
         return cls(task, count, mean=s1, var=jnp.maximum(s2 - s1 * s1, 0.0))
 
 
-def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
+def check_inputs(model: nn.Module, variables: Any, x, task: str | None) -> jax.Array:
     """Validate a predictor's arguments.
 
     Args:
       model: the model (hashable; its ``validate()`` is run when it has one).
       variables: the model's variables dict.
       x: inputs ``(B, ...)``.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"``, ``"regression"`` or ``None`` (resolved later, from the
+        model's outputs).
 
     Returns:
       ``x`` as a JAX array (integer or boolean inputs, pixel values say, as float32, as
@@ -167,7 +168,8 @@ def check_inputs(model: nn.Module, variables: Any, x, task: str) -> jax.Array:
       DropstudyError: if ``task`` is unknown, ``variables`` is not a variables dict, the
         model is not hashable or invalid, or ``x`` is not a non-empty, finite numeric batch.
     """
-    check_choice("task", task, TASKS)
+    if task is not None:
+        check_choice("task", task, TASKS)
     M.check_variables(variables)
     check_hashable("the model", model)
     if hasattr(model, "validate"):

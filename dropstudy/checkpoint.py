@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from flax import serialization
 
 from . import masks as M
 from .io import atomic_write, versions
-from .models import MLP, mlp_from_config, model_class, model_config
+from .models import MLP, mlp_from_config, model_class, model_config, recording_masks
 from .validate import DropstudyError, check_array
 
 FORMAT = "dropstudy-checkpoint"
@@ -51,7 +52,8 @@ def _shapes(tree) -> dict[str, list[int]]:
 def _template_shapes(model: nn.Module, shape, dtype) -> dict[str, list[int]]:
     """Shapes of ``model``'s variables (without masks) for inputs of ``shape`` (traced)."""
     x = jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(dtype))
-    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    with recording_masks():  # the layers' own draws need no rng here
+        variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
     return _shapes({k: v for k, v in variables.items() if k != M.MASKS})
 
 
@@ -164,16 +166,22 @@ def _upgrade_v1(config: dict, cfg_path: Path) -> dict:
     }
 
 
-def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, dict]:
+def load(
+    directory, model: nn.Module | None = None, *, strict: bool = True
+) -> tuple[nn.Module, dict, dict]:
     """Load a checkpoint, with clear errors for anything malformed.
 
     An :class:`~dropstudy.models.MLP` is rebuilt from ``config.json``. Any other model needs
     its template: ``load(dir, model=MyNet(...))``, whose class and attributes must match the
-    saved ones (the variables' shapes are then rebuilt from the recorded input shape).
+    saved ones (the variables' shapes are then rebuilt from the recorded input shape). A
+    class of the same name from another module (saved from a script's ``__main__``, loaded
+    from an importable module) is accepted with a warning when the attributes match.
 
     Args:
       directory: the checkpoint's directory.
       model: the template of a model that is not an MLP, or ``None``.
+      strict: ``False`` skips the class and attribute check knowingly (the variables'
+        shapes must still fit the template).
 
     Returns:
       ``(model, variables, config)``: the model, its variables dict (JAX arrays) and the
@@ -210,11 +218,8 @@ def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, di
                 "MLP checkpoints only"
             )
         model = mlp_from_config(config["model"])
-    elif model_class(model) != saved_class or model_config(model) != config.get("model"):
-        raise DropstudyError(
-            f"{d}: the template {model_class(model)} {model_config(model)} is not the saved "
-            f"{saved_class} {config.get('model')}"
-        )
+    elif strict:
+        _check_template(d, model, saved_class, config.get("model"))
     expected = _template_shapes(model, config["input_shape"], config["input_dtype"])
     if expected != config.get("variable_shapes"):
         raise DropstudyError(
@@ -231,6 +236,26 @@ def load(directory, model: nn.Module | None = None) -> tuple[nn.Module, dict, di
     if not isinstance(variables, dict) or _shapes(variables) != expected:
         raise DropstudyError(f"{blob_path} holds variables of another architecture")
     return model, jax.tree.map(jnp.asarray, variables), config
+
+
+def _check_template(d: Path, model: nn.Module, saved_class, saved_model) -> None:
+    """Refuse a template of another class or attributes; a class of the same name from
+    another module passes with a warning."""
+    cls, described = model_class(model), model_config(model)
+    same_name = str(saved_class).rsplit(".", 1)[-1] == cls.rsplit(".", 1)[-1]
+    if described != saved_model or not same_name:
+        raise DropstudyError(
+            f"{d}: the template {cls} {described} is not the saved {saved_class} "
+            f"{saved_model}; pass a template of that class and attributes, or "
+            "load(..., strict=False) to load the variables into this template anyway (their "
+            "shapes must fit)"
+        )
+    if cls != saved_class:
+        warnings.warn(
+            f"{d}: loading a checkpoint saved from {saved_class} into {cls} (same class name "
+            "and attributes, another module)",
+            stacklevel=3,
+        )
 
 
 def check_compatible(config: dict, model: nn.Module, n_inputs: int, n_out: int, source: str):

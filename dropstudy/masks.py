@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import rng
-from .models import MASKS, MaskedDropout
+from .models import MASKS, MaskedDropout, recording_masks
 from .validate import DropstudyError
 
 MAX_EXACT_UNITS = 24
@@ -201,20 +201,40 @@ def _traced_init(model: nn.Module, key, x, rng_streams=()) -> tuple[dict, dict]:
             raise DropstudyError(f"{type(model).__name__} has no masks: nothing to average over")
         return variables, dict(model.dropout_rates(x))
     layers: dict[tuple[str, ...], float] = {}
+    flax_dropout: list[str] = []
 
     def record(next_fun, args, kwargs, context):
-        if isinstance(context.module, MaskedDropout) and context.method_name == "__call__":
-            layers.setdefault(tuple(context.module.path), float(context.module.rate))
+        if context.method_name == "__call__":
+            if isinstance(context.module, MaskedDropout):
+                layers.setdefault(tuple(context.module.path), float(context.module.rate))
+            elif isinstance(context.module, nn.Dropout):
+                flax_dropout.append("/".join(context.module.path))
         return next_fun(*args, **kwargs)
 
     rngs = {"params": key, **{s: key for s in rng_streams}}
-    with nn.intercept_methods(record), flax_errors(model):
-        variables = model.init(rngs, x)
+    try:
+        with nn.intercept_methods(record), flax_errors(model), recording_masks():
+            variables = model.init(rngs, x)
+    except DropstudyError:
+        # an nn.Dropout layer that draws during init, with no rng for it: say what to change
+        if flax_dropout and not layers:
+            raise _flax_dropout_refusal(model, flax_dropout) from None
+        raise
     if MASKS not in variables:
-        raise DropstudyError(
-            f"{type(model).__name__} has no MaskedDropout layer: nothing to average over"
-        )
+        if flax_dropout:
+            raise _flax_dropout_refusal(model, flax_dropout)
+        # No dropout at all: a plain network, the one subnetwork of itself.
+        variables = {**variables, MASKS: {}}
     return variables, layers
+
+
+def _flax_dropout_refusal(model, paths: list[str]) -> DropstudyError:
+    return DropstudyError(
+        f"{type(model).__name__} draws its dropout masks in flax's nn.Dropout layers "
+        f"{sorted(set(paths))}, which no predictor can set: replace each with "
+        "dropstudy.models.MaskedDropout (same arguments: rate, broadcast_dims, deterministic, "
+        "rng_collection; given no mask it draws as nn.Dropout does)"
+    )
 
 
 def _spec(masks: Masks, layers: dict) -> MaskSpec:
@@ -241,7 +261,8 @@ def init(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[dict, MaskSpec
       predictors take; ``spec`` is the model's :class:`MaskSpec`.
 
     Raises:
-      DropstudyError: if the model has no dropout masks (nothing to average over), or flax
+      DropstudyError: if the model draws masks in nn.Dropout layers (no predictor can set
+        them; a model without dropout has an empty spec), or flax
         refuses it (see :func:`flax_errors`).
     """
     variables, layers = _traced_init(model, key, jnp.asarray(x[:1]))
@@ -266,7 +287,8 @@ def mask_spec(model: nn.Module, x: jax.Array, rng_streams: tuple[str, ...] = ())
       The :class:`MaskSpec`, layers in the order they run.
 
     Raises:
-      DropstudyError: if the model has no dropout masks (nothing to average over), or flax
+      DropstudyError: if the model draws masks in nn.Dropout layers (no predictor can set
+        them; a model without dropout has an empty spec), or flax
         refuses it (see :func:`flax_errors`).
     """
     x = jnp.asarray(x[:1]) if not isinstance(x, jax.ShapeDtypeStruct) else x

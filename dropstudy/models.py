@@ -8,18 +8,22 @@ A subnetwork is a pure function of ``(params, x, masks)``::
 one from an RNG stream, so training (sampled masks), weight scaling (masks at their
 expectation), Monte-Carlo and exact averaging (batches of masks) and ablation (a zero at
 unit j) are all the same call with different mask arrays. With no mask given it uses its
-expectation, so ``model.apply({"params": params}, x)`` is weight scaling. ``model.init``
-stores the *expected* mask (the keep probability of each unit) in that collection;
-:func:`dropstudy.masks.mask_spec` reads the layer names (in the order the layers run),
-unit shapes and keep probabilities.
+expectation, so ``model.apply({"params": params}, x)`` is weight scaling; with
+``deterministic=False`` and a ``"dropout"`` rng it draws its own mask as ``nn.Dropout`` does,
+so it replaces ``nn.Dropout`` in a training loop of one's own. :func:`dropstudy.masks.init`
+and :func:`dropstudy.masks.mask_spec` read the layer names (in the order the layers run),
+unit shapes and keep probabilities from the *expected* masks that init records (inside
+:func:`recording_masks`) in that collection.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -61,20 +65,58 @@ def activation_fn(name: str):
     return _ACT[check_choice("activation", name, ACTIVATIONS)]
 
 
+# Set while dropstudy.masks traces a model to read its layout: only then does init record
+# each layer's expected mask in the "masks" collection. A plain ``model.init`` records
+# nothing, so the variables it returns never carry a mask that would silently win over the
+# layer's own draws when the model is later applied with ``deterministic=False``.
+_RECORD_MASKS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "dropstudy_record_masks", default=False
+)
+
+
+@contextlib.contextmanager
+def recording_masks() -> Iterator[None]:
+    """Inside this context ``model.init`` records each :class:`MaskedDropout` layer's
+    expected mask in the ``"masks"`` collection (how :mod:`dropstudy.masks` reads a
+    model's layout).
+
+    Yields:
+      Nothing.
+    """
+    token = _RECORD_MASKS.set(True)
+    try:
+        yield
+    finally:
+        _RECORD_MASKS.reset(token)
+
+
 class MaskedDropout(nn.Module):
-    """Dropout whose Bernoulli mask is an input, not hidden RNG state.
+    """Dropout whose Bernoulli mask is an input, not hidden RNG state; a drop-in for
+    ``flax.linen.Dropout``.
 
     The mask for ``x`` of shape ``(B, *rest)`` has the *unit shape* ``U``: ``rest`` with the
     broadcast axes removed. It is either ``U`` (one subnetwork for the whole batch) or
     ``(B, *U)`` (one subnetwork per example, as in training). Values are 0/1 for a
-    subnetwork; the keep probability gives weight scaling. With no mask in the collection
-    (``model.apply({"params": params}, x)``) the layer uses the keep probability: weight
-    scaling, the deterministic default.
+    subnetwork; the keep probability gives weight scaling. Which mask the layer uses:
+
+    1. a mask in the ``"masks"`` collection, whatever ``deterministic`` says (how the
+       trainer and every predictor run a chosen subnetwork);
+    2. else, with ``deterministic`` false, its own draw from the ``rng_collection`` rng, as
+       ``nn.Dropout`` draws it (same bits, same arithmetic: bitwise ``nn.Dropout``'s output
+       under the inverted convention);
+    3. else, with ``deterministic`` true, the expected mask (under the inverted convention
+       the input unchanged, as ``nn.Dropout`` returns it);
+    4. with ``deterministic`` unset and no rng given, the expected mask: so
+       ``model.apply({"params": params}, x)`` is weight scaling. Unset with an rng given is
+       an error (the layer cannot tell whether to draw).
 
     Attributes:
       rate: probability of *dropping* a unit (keep probability ``p = 1 - rate``).
       broadcast_dims: axes of ``x`` that share one mask entry (e.g. ``(1, 2)`` for NHWC
         feature maps: one mask value per channel), as in ``flax.linen.Dropout``.
+      deterministic: as in ``flax.linen.Dropout`` (the call's argument wins); ``None``: see
+        above.
+      rng_collection: the rng stream its own masks are drawn from.
       convention: ``"inverted"`` multiplies by ``mask / p`` (Flax, PyTorch, Keras: the
         expected mask gives the identity); ``"standard"`` multiplies by ``mask`` (the 2014
         paper: the expected mask scales activations by ``p``, i.e. weight scaling).
@@ -82,17 +124,20 @@ class MaskedDropout(nn.Module):
 
     rate: float = 0.5
     broadcast_dims: Sequence[int] = ()
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
     convention: str = "inverted"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """Multiply ``x`` by the layer's mask.
-
-        The mask is the ``"masks"`` collection's entry for this layer; ``model.init`` records
-        the expected mask there, and with no entry the layer uses the expected mask.
+    def __call__(
+        self, x: jax.Array, deterministic: bool | None = None, rng: jax.Array | None = None
+    ) -> jax.Array:
+        """Multiply ``x`` by the layer's mask (the class docstring says which).
 
         Args:
           x: activations ``(B, *rest)``.
+          deterministic: overrides the attribute, as in ``flax.linen.Dropout``.
+          rng: a key for the layer's own draw instead of the ``rng_collection`` stream.
 
         Returns:
           ``x`` times the mask, broadcast over ``broadcast_dims`` and scaled by ``1/p`` under the
@@ -100,21 +145,61 @@ class MaskedDropout(nn.Module):
 
         Raises:
           DropstudyError: if ``rate`` or ``convention`` is invalid, ``broadcast_dims`` holds the
-            batch axis, or the mask has neither shape ``U`` nor ``(B, *U)``.
+            batch axis, the mask has neither shape ``U`` nor ``(B, *U)``, the layer must draw
+            and has no rng, or ``deterministic`` is unset while an rng is given.
         """
         keep = 1.0 - check_rate(f"rate of layer {self.name}", self.rate)
         check_choice("convention", self.convention, CONVENTIONS)
         shape = unit_shape(x, self.broadcast_dims)
+        where = f"layer {'/'.join(self.path)}"
+        if deterministic is None:
+            deterministic = self.deterministic
         if self.has_variable(MASKS, "mask"):
             mask = self.get_variable(MASKS, "mask")
-        elif self.is_mutable_collection(MASKS):  # model.init: record the expected mask
+        elif self.is_mutable_collection(MASKS) and _RECORD_MASKS.get():
+            # dropstudy.masks reads the layout: record the expected mask
             mask = self.variable(MASKS, "mask", jnp.full, shape, keep, x.dtype).value
-        else:  # no mask given: the expectation, i.e. weight scaling
+        elif deterministic is False:
+            return self._draw(x, keep, rng)
+        elif (
+            deterministic is None
+            and not self.is_initializing()
+            and (rng is not None or self.has_rng(self.rng_collection))
+        ):
+            raise DropstudyError(
+                f"dropout {where} got a {self.rng_collection!r} rng but no mask, and "
+                "deterministic is not set: pass deterministic=False (to the layer or its call) "
+                "to draw masks from the rng as nn.Dropout does, deterministic=True for weight "
+                "scaling, or give masks in the 'masks' collection (dropstudy.masks.apply)"
+            )
+        elif deterministic and self.convention == "inverted":
+            return x  # the expected mask times 1/p, exactly, as nn.Dropout returns it
+        else:  # the expectation, i.e. weight scaling
             mask = jnp.full(shape, keep, x.dtype)
         return apply_mask(
             x, mask, broadcast_dims=self.broadcast_dims, keep=keep, convention=self.convention,
-            where=f"layer {'/'.join(self.path)}",
+            where=where,
         )  # fmt: skip
+
+    def _draw(self, x: jax.Array, keep: float, rng: jax.Array | None) -> jax.Array:
+        """The layer's own mask, drawn and applied exactly as ``nn.Dropout`` does."""
+        if keep == 1.0:
+            return x
+        if rng is None:
+            if not self.has_rng(self.rng_collection):
+                raise DropstudyError(
+                    f"dropout layer {'/'.join(self.path)} has deterministic=False and no mask, "
+                    f"so it draws its own, but no {self.rng_collection!r} rng was given: pass "
+                    f"rngs={{{self.rng_collection!r}: key}} to apply, or deterministic=True "
+                    "for weight scaling"
+                )
+            rng = self.make_rng(self.rng_collection)
+        shape = list(x.shape)
+        for d in self.broadcast_dims:
+            shape[d] = 1
+        mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep, shape=shape), x.shape)
+        kept = x / keep if self.convention == "inverted" else x
+        return jax.lax.select(mask, kept, jnp.zeros_like(x))
 
 
 def unit_shape(x: jax.Array, broadcast_dims: Sequence[int]) -> tuple[int, ...]:

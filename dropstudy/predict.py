@@ -31,6 +31,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -109,9 +110,48 @@ def _forward(model, variables, x, masks):
     return M.apply(model, variables, x, masks)
 
 
+def resolve_task(
+    model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec, task: str | None
+) -> str:
+    """The task to average for, never guessed where a guess could be silently wrong.
+
+    A softmax over one output is 1 for every input, so a one-output model (a regression
+    net, or a binary classifier with one logit) averaged as a classifier would give
+    probabilities of 1 everywhere: refused, naming what to do instead.
+
+    Args:
+      model: the model.
+      variables: its variables dict.
+      x: inputs ``(B, ...)``.
+      spec: its mask layout.
+      task: ``"classification"``, ``"regression"`` or ``None``.
+
+    Returns:
+      ``task``, or for ``None`` ``"classification"``.
+
+    Raises:
+      DropstudyError: if the model has one output and ``task`` is not ``"regression"``.
+    """
+    if task == "regression":
+        return task
+    n_out = getattr(model, "n_out", None)
+    if not isinstance(n_out, int):  # another model: its output's width, traced
+        out = jax.eval_shape(
+            lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype))
+        )
+        n_out = int(np.prod(out.shape[1:]))
+    if n_out == 1:
+        raise DropstudyError(
+            f"{type(model).__name__} has one output: averaged as a classifier its softmax is "
+            "1 for every input. Pass task='regression' for a regression net; a binary "
+            "classifier needs two outputs (one logit per class) trained with cross-entropy"
+        )
+    return task or "classification"
+
+
 @register("weight_scaling")
 def weight_scaling(
-    model: nn.Module, variables: Any, x: jax.Array, *, task: str = "classification"
+    model: nn.Module, variables: Any, x: jax.Array, *, task: str | None = None
 ) -> Average:
     """The network at its expected mask, as an average over one network (``count=1``).
 
@@ -125,7 +165,8 @@ def weight_scaling(
         :class:`dropstudy.nnx.Pure`.
       variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
+        with two or more outputs (one output is refused, see :func:`resolve_task`).
 
     Returns:
       An :class:`~dropstudy.average.Average` with ``count=1``: for classification both means
@@ -137,6 +178,13 @@ def weight_scaling(
     """
     x = check_inputs(model, variables, x, task)
     spec = M.mask_spec(model, x)
+    task = resolve_task(model, variables, x, spec, task)
+    return _plain(model, variables, x, spec, task)
+
+
+def _plain(model, variables, x, spec, task) -> Average:
+    """The network at its expected mask, ``count=1``: weight scaling, and every predictor's
+    average of a network without dropout layers (the one subnetwork of itself)."""
     return Average.of_one(task, _forward(model, variables, x, M.expected_masks(spec, x.dtype)))
 
 
@@ -148,7 +196,7 @@ def mc(
     *,
     key: jax.Array,
     k: int,
-    task: str = "classification",
+    task: str | None = None,
     chunk: int | None = None,
     mesh: Mesh | None = None,
     method: str = "auto",
@@ -171,7 +219,8 @@ def mc(
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
       key: a scalar PRNG key, the stream of subnetworks.
       k: the number of subnetworks.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
+        with two or more outputs (one output is refused, see :func:`resolve_task`).
       chunk: subnetworks per step of the dense path (default: sized by
         :func:`~dropstudy.average.resolve_chunk`); the gathered path takes none.
       mesh: a one-axis ``jax.sharding.Mesh`` to deal the subnetworks out over.
@@ -179,7 +228,8 @@ def mc(
 
     Returns:
       An :class:`~dropstudy.average.Average` over ``count=k`` subnetworks: ``(B, C)`` means
-      for classification, ``(B, n_out)`` mean and variance for regression.
+      for classification, ``(B, n_out)`` mean and variance for regression. A model without
+      dropout layers is its own one subnetwork: ``count=1``.
 
     Raises:
       DropstudyError: if an argument is invalid, ``method="gathered"`` is asked of a model it
@@ -191,6 +241,9 @@ def mc(
     check_choice("method", method, ("auto", "dense", "gathered"))
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
+    task = resolve_task(model, variables, x, spec, task)
+    if not spec.paths:
+        return _plain(model, variables, x, spec, task)
     _check_fast(
         method, fast="gathered", general="dense", applies=fast_mc.applies(model, spec),
         needs="a dropstudy MLP with droppable units", chunk=chunk,
@@ -225,7 +278,7 @@ def exact(
     variables: Any,
     x: jax.Array,
     *,
-    task: str = "classification",
+    task: str | None = None,
     chunk: int | None = None,
     max_units: int = M.MAX_EXACT_UNITS,
     method: str = "auto",
@@ -245,7 +298,8 @@ def exact(
         :class:`dropstudy.nnx.Pure`.
       variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
+        with two or more outputs (one output is refused, see :func:`resolve_task`).
       chunk: subnetworks per step; applies to the generic path only (default: sized by
         :func:`~dropstudy.average.resolve_chunk`).
       max_units: the most droppable units allowed.
@@ -254,7 +308,8 @@ def exact(
 
     Returns:
       An :class:`~dropstudy.average.Average` over ``count=2^n`` subnetworks: ``(B, C)``
-      means for classification, ``(B, n_out)`` mean and variance for regression.
+      means for classification, ``(B, n_out)`` mean and variance for regression (``count=1``
+      for a model without dropout layers).
 
     Raises:
       DropstudyError: refused with a clear error when ``n > max_units``; also if an argument
@@ -265,6 +320,9 @@ def exact(
     check_choice("method", method, ("auto", "generic", "factorised"))
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
+    task = resolve_task(model, variables, x, spec, task)
+    if not spec.paths:
+        return _plain(model, variables, x, spec, task)
     _check_fast(
         method, fast="factorised", general="generic", applies=fast_exact.applies(model, spec),
         needs="a dropstudy MLP whose last hidden layer has droppable units", chunk=chunk,
@@ -357,7 +415,7 @@ def over_masks(
     *,
     masks: M.Masks,
     weights=None,
-    task: str = "classification",
+    task: str | None = None,
 ) -> Average:
     """Average over an explicit batch of K subnetworks (``masks`` with a leading K axis).
 
@@ -370,7 +428,8 @@ def over_masks(
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
       masks: a masks pytree, each layer's masks ``(K, *U)``.
       weights: ``(K,)`` non-negative weights summing to 1 (default: 1/K each).
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
+        with two or more outputs (one output is refused, see :func:`resolve_task`).
 
     Returns:
       An :class:`~dropstudy.average.Average` with ``count=K``: ``(B, C)`` means for
@@ -381,7 +440,11 @@ def over_masks(
         fit the model, or ``weights`` are not a distribution over the K masks.
     """
     x = check_inputs(model, variables, x, task)
-    flat = M.mask_spec(model, x).flatten(masks)
+    spec = M.mask_spec(model, x)
+    task = resolve_task(model, variables, x, spec, task)
+    if not spec.paths:
+        return _plain(model, variables, x, spec, task)
+    flat = spec.flatten(masks)
     if flat.ndim != 2:
         raise DropstudyError(
             f"masks must carry a leading K axis (K subnetworks), got {flat.ndim - 1} leading "
@@ -456,6 +519,9 @@ def mc_curve(
     ks = sorted({check_positive_int("K", int(k)) for k in ks})
     kmax = ks[-1]
     spec = M.mask_spec(model, x)
+    resolve_task(model, variables, x, spec, "classification")
+    if not spec.paths:
+        return {k: _plain(model, variables, x, spec, "classification") for k in ks}
     chunk = resolve_chunk(model, variables, x, spec, total=kmax, chunk=chunk)
     logp = _mc_logp(model, spec, k=kmax, chunk=chunk, variables=variables, x=x, key=key)
     arith = jnp.cumsum(jnp.exp(logp), axis=0)

@@ -53,7 +53,7 @@ from jax.sharding import Mesh
 
 from . import masks as M
 from . import rng, sharding
-from .models import model_config
+from .models import model_config, recording_masks
 from .optim import max_norm
 from .validate import (
     TASKS,
@@ -544,7 +544,8 @@ def make_trainer(
         k_rngs = jax.random.fold_in(key, 0x52_4E_47)
         if variables0 is None:
             init_rngs = {s: jax.random.fold_in(k_rngs, i) for i, s in enumerate(streams)}
-            variables0 = model.init({"params": k_init, **init_rngs}, x[:1])
+            with recording_masks():  # masks at their expectation; dropped below
+                variables0 = model.init({"params": k_init, **init_rngs}, x[:1])
         variables0 = flax.core.unfreeze(variables0)
         params = variables0["params"]
         state = {k: v for k, v in variables0.items() if k not in ("params", M.MASKS)} or None
@@ -753,7 +754,8 @@ def _check_selection_model(model, cfg: TrainConfig, x, spec, val) -> None:
         )
     if isinstance(model, nn.Module):
         with M.flax_errors(model):
-            cols = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+            with recording_masks():
+                cols = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
         other = sorted(set(cols) - {"params", M.MASKS})
         if other:
             raise DropstudyError(
@@ -835,7 +837,7 @@ def _check_model(model, cfg: TrainConfig, x, y, spec: M.MaskSpec, *, variables0=
             )
         return
     rngs = {"params": jax.random.key(0), **{s: jax.random.key(0) for s in cfg.rng_streams}}
-    with M.flax_errors(model):
+    with M.flax_errors(model), recording_masks():
         out = jax.eval_shape(lambda x: model.init_with_output(rngs, x)[0], x[:1])
     n_out = int(np.prod(out.shape[1:]))
     if cfg.loss in (None, "cross_entropy") and cfg.task == "classification":

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dropstudy.data import MNIST1D_ARGS, Dataset, mnist1d
-from dropstudy.metrics import scores
+from dropstudy.metrics import per_example, scores
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 from dropstudy.validate import DropstudyError
@@ -230,8 +230,8 @@ def robustness_cell(
                 sc = scores(q, labels)
                 row[p].setdefault(kind, []).append({"error": 1 - sc["accuracy"], "nll": sc["nll"]})
                 if kind != "train":
-                    wrong = np.asarray(q).argmax(1) != np.asarray(labels)
-                    ex[p].setdefault(kind, []).append(wrong.astype(int).tolist())
+                    wrong = per_example(q, labels)["err"].astype(int)
+                    ex[p].setdefault(kind, []).append(wrong.tolist())
         out.append(row)
         errors_ex.append(ex)
     return {"classes": ds.n_classes, "seeds": out, "errors_ex": errors_ex}

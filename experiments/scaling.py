@@ -295,9 +295,10 @@ def expectation_cell(
             model, spec, k, v, x, seed_key((NAME, "expectation"), s)))  # fmt: skip
         out["gap"].append(np.abs(mean_d).mean(1).tolist())
         out["sd"].append(sd.mean(1).tolist())
-        out["test_acc"].append(float(np.mean(ws.argmax(1) == ds.y_test)))
+        # accuracy takes the argmax, and logits rank the classes as their softmax does
+        out["test_acc"].append(accuracy(ws, ds.y_test))
         train_logits = np.asarray(model.apply(v, jnp.asarray(ds.x_train)))
-        out["train_acc"].append(float(np.mean(train_logits.argmax(1) == ds.y_train)))
+        out["train_acc"].append(accuracy(train_logits, ds.y_train))
         out["disagree"].append(float(np.mean((ws + mean_d).argmax(1) != ws.argmax(1))))
     return out
 

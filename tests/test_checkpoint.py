@@ -1,6 +1,7 @@
 import hashlib
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,3 +143,41 @@ def test_checkpoint_must_fit_data(saved):
     from dropstudy_experiments.cli import main
 
     assert main(["compare", "--checkpoint", str(saved[0]), "--samples", "1"]) == 2
+
+
+def _net_class(module: str, name: str = "Net"):
+    """A user's model class as another script or module defines it."""
+    from dropstudy.models import MaskedDropout
+
+    class Net(nn.Module):
+        width: int = 4
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(MaskedDropout(0.5)(nn.relu(nn.Dense(self.width)(x))))
+
+    Net.__module__, Net.__name__, Net.__qualname__ = module, name, name
+    return Net
+
+
+def test_a_class_of_the_same_name_from_another_module_loads_with_a_warning(tmp_path):
+    saved_from = _net_class("__main__")
+    v = {"params": saved_from().init(jax.random.key(0), X)["params"]}
+    d = checkpoint.save(tmp_path / "n", saved_from(), v, example_input=X)
+    with pytest.warns(UserWarning, match="saved from __main__.Net into mymodels.Net"):
+        _, v2, _ = checkpoint.load(d, model=_net_class("mymodels")())
+    for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(v2)):
+        np.testing.assert_array_equal(a, b)
+    # other attributes, or another class name: refused, naming strict=False
+    with pytest.raises(DropstudyError, match="strict=False"):
+        checkpoint.load(d, model=_net_class("mymodels")(width=5))
+    renamed = _net_class("mymodels", name="Renamed")()
+    with pytest.raises(DropstudyError, match="strict=False"):
+        checkpoint.load(d, model=renamed)
+    # strict=False loads knowingly into a class of another name; shapes must still fit
+    _, v3, _ = checkpoint.load(d, model=renamed, strict=False)
+    np.testing.assert_array_equal(
+        v3["params"]["Dense_0"]["kernel"], v["params"]["Dense_0"]["kernel"]
+    )
+    with pytest.raises(DropstudyError, match="do not fit"):
+        checkpoint.load(d, model=_net_class("mymodels")(width=5), strict=False)

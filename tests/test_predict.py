@@ -1,5 +1,6 @@
 """Weight scaling, Monte-Carlo and exact averages: identities, convergence, brute force."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from dropstudy import masks as M
 from dropstudy import predict as P
-from dropstudy.models import MLP, ConvNet
+from dropstudy.models import MLP, ConvNet, MaskedDropout
 from dropstudy.validate import DropstudyError
 
 
@@ -295,3 +296,33 @@ def test_factorised_equals_generic_on_full_digits_enumeration(digits_data):
     gen = P.exact(model, params, x, method="generic")
     np.testing.assert_allclose(fac.arithmetic, gen.arithmetic, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(fac.log_geometric, gen.log_geometric, rtol=1e-4, atol=1e-4)
+
+
+class _OneOut(nn.Module):
+    """A user's net with one output (not a dropstudy MLP: its width is traced)."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(1)(MaskedDropout(0.5)(nn.relu(nn.Dense(4)(x))))
+
+
+@pytest.mark.parametrize("one_out", ["mlp", "user"])
+@pytest.mark.parametrize("predictor", ["weight_scaling", "mc", "exact", "over_masks"])
+def test_one_output_is_never_averaged_as_a_classifier(one_out, predictor):
+    """A softmax over one output is 1 everywhere: without task='regression' every predictor
+    refuses, naming it; with it, the outputs are averaged."""
+    model = MLP(hidden=(4,), n_out=1, rate=0.5) if one_out == "mlp" else _OneOut()
+    x = jax.random.normal(jax.random.key(0), (3, 5))
+    variables, spec = M.init(model, jax.random.key(1), x)
+    kw = {
+        "weight_scaling": {},
+        "mc": {"key": jax.random.key(2), "k": 4},
+        "exact": {},
+        "over_masks": {"masks": M.sample_mask_batch(spec, jax.random.key(3), jnp.arange(4))},
+    }[predictor]
+    f = getattr(P, predictor)
+    for task in (None, "classification"):
+        with pytest.raises(DropstudyError, match="task='regression'"):
+            f(model, variables, x, task=task, **kw)
+    avg = f(model, variables, x, task="regression", **kw)
+    assert avg.task == "regression" and avg.mean.shape == (3, 1)

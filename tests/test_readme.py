@@ -1,6 +1,7 @@
 """The README's Python blocks run, in order, in one namespace: the README cannot drift from
 the code."""
 
+import os
 import re
 from pathlib import Path
 
@@ -97,3 +98,35 @@ def test_readme_takes_the_full_study_only(tmp_path, capsys):
     readme.write_text("no block\n")
     assert main([*argv, "--readme", str(readme)]) == 2
     assert not (tmp_path / "out.md").exists()  # refused before the report was written
+
+
+def test_the_committed_reports_are_their_results_rendered(tmp_path, monkeypatch):
+    """REPORT.md and results/mnist1d/REPORT.md are what `make report` writes from the
+    committed results: every section renders from the full study's results files (the quick
+    runs of some experiments are in `make test-slow` only), and no report is stale."""
+    from dropstudy_experiments.report import build_report
+
+    monkeypatch.chdir(README.parent)  # as make runs it: the results named relatively
+    res, mnist = Path("results"), Path("results/mnist1d")
+    for results, committed, compare in (
+        (res, Path("REPORT.md"), [mnist]),
+        (mnist, mnist / "REPORT.md", [res]),
+    ):
+        out = build_report(results, tmp_path / "R.md", compare=compare)
+        # links are relative to their report's folder: compare what they point at
+        assert _resolved_links(out) == _resolved_links(committed), (
+            f"{committed} is stale: run `make report`"
+        )
+
+
+def _resolved_links(report: Path) -> str:
+    """The report's text with every relative link replaced by the absolute path it names."""
+    here = report.resolve().parent
+
+    def absolute(m):
+        target = m.group(1)
+        if re.match(r"[a-z]+:|#", target):
+            return m.group(0)
+        return "](" + os.path.normpath(os.path.join(here, target)) + ")"
+
+    return re.sub(r"\]\(([^)]+)\)", absolute, report.read_text())

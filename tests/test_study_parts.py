@@ -77,9 +77,18 @@ def quick_dir(tmp_path_factory):
 
 
 # The quick runs, dealt to two pytest-xdist workers (groups quick0 and quick1, alternating
-# by the experiments' order); each worker's runs share that worker's quick_dir.
+# by the experiments' order); each worker's runs share that worker's quick_dir. The six
+# heaviest (each 40-80 s on 2 cores, most of it compiling) run in `make test-slow`, to keep
+# the default suite under 10 minutes; their sections still render from the committed
+# results in the report tests, and every cell's code is covered by `make study`.
+SLOW_QUICK_RUNS = ("averaging", "tutorial", "conv", "coadaptation", "ensembles", "diversity")
 QUICK_RUNS = [
-    pytest.param(n, marks=pytest.mark.xdist_group(f"quick{i % 2}")) for i, n in enumerate(NAMES)
+    pytest.param(
+        n,
+        marks=[pytest.mark.xdist_group(f"quick{i % 2}")]
+        + ([pytest.mark.slow] if n in SLOW_QUICK_RUNS else []),
+    )
+    for i, n in enumerate(NAMES)
 ]
 
 

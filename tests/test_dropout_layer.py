@@ -1,0 +1,198 @@
+"""MaskedDropout as a drop-in for flax.linen.Dropout: a given mask wins, its own draws are
+nn.Dropout's bit for bit, deterministic is its expectation, and an ambiguous call is refused."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dropstudy import masks as M
+from dropstudy import predict as P
+from dropstudy.models import MLP, MaskedDropout
+from dropstudy.train import TrainConfig, train
+from dropstudy.validate import DropstudyError
+
+
+class Net(nn.Module):
+    """A user's net written for nn.Dropout: ``layer`` is nn.Dropout or MaskedDropout. The
+    layers are named, since flax folds a module's name into its rng (an auto-name,
+    ``Dropout_0`` against ``MaskedDropout_0``, would draw other bits)."""
+
+    layer: type
+    rate: float = 0.3
+    channels_rate: float = 0.6
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        h = nn.relu(nn.Dense(16)(x))
+        h = self.layer(self.rate, deterministic=not train, name="drop_h")(h)
+        h = nn.Dense(8)(h)[:, :, None].repeat(3, axis=2)  # (B, 8, 3): 8 units of 3 values
+        h = self.layer(self.channels_rate, broadcast_dims=(2,), name="drop_c")(
+            h, deterministic=not train
+        )
+        return nn.Dense(4)(h.reshape(h.shape[0], -1))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    variables = Net(nn.Dropout).init(jax.random.key(0), x, train=False)
+    return x, variables
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_own_draws_are_nn_dropout_bitwise(setup, seed):
+    x, v = setup
+    rngs = {"dropout": jax.random.key(seed)}
+    ours = Net(MaskedDropout).apply(v, x, train=True, rngs=rngs)
+    theirs = Net(nn.Dropout).apply(v, x, train=True, rngs=rngs)
+    np.testing.assert_array_equal(ours, theirs)
+    # and a different key gives a different net: the layer really draws
+    other = Net(MaskedDropout).apply(v, x, train=True, rngs={"dropout": jax.random.key(99)})
+    assert not np.array_equal(ours, other)
+
+
+def test_deterministic_is_nn_dropout_bitwise_and_the_expectation(setup):
+    x, v = setup
+    ours = Net(MaskedDropout).apply(v, x, train=False)
+    np.testing.assert_array_equal(ours, Net(nn.Dropout).apply(v, x, train=False))
+    # the same as the masks at their expectation, given explicitly (to rounding: 1/p * p)
+    spec = M.mask_spec(_Fixed(Net(MaskedDropout), train=False), x)
+    ws = M.apply(_Fixed(Net(MaskedDropout), train=True), _nested(v), x, M.expected_masks(spec))
+    np.testing.assert_allclose(ours, ws, rtol=1e-6, atol=1e-6)
+
+
+class _Fixed(nn.Module):
+    """The user's net with ``train`` bound, as the predictors call a model on ``x`` alone
+    (its variables: :func:`_nested`)."""
+
+    net: nn.Module
+    train: bool
+
+    @nn.compact
+    def __call__(self, x):
+        return self.net(x, self.train)
+
+
+def _nested(variables):
+    return {"params": {"net": variables["params"]}}
+
+
+def test_a_given_mask_wins_over_deterministic_and_rngs(setup):
+    x, v = setup
+    model = _Fixed(Net(MaskedDropout), train=True)
+    spec = M.mask_spec(model, x)
+    ones = M.ones_masks(spec)
+    a = M.apply(model, _nested(v), x, ones, rngs={"dropout": jax.random.key(5)})
+    b = M.apply(model, _nested(v), x, ones, rngs={"dropout": jax.random.key(6)})
+    np.testing.assert_array_equal(a, b)  # no draw: the given mask is used
+    zero = jax.tree.map(jnp.zeros_like, ones)
+    c = M.apply(_Fixed(Net(MaskedDropout), train=False), _nested(v), x, zero)
+    out = v["params"]["Dense_2"]["bias"]
+    np.testing.assert_allclose(c, np.broadcast_to(out, c.shape), atol=1e-7)
+
+
+def test_a_plain_init_records_no_mask_to_win_over_the_draws(setup):
+    x, _ = setup
+    variables = Net(MaskedDropout).init(jax.random.key(0), x, train=False)
+    assert set(variables) == {"params"}
+    a = Net(MaskedDropout).apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
+    b = Net(MaskedDropout).apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+    assert not np.array_equal(a, b)
+    # the library's own reading of the layout still sees both layers
+    spec = M.mask_spec(_Fixed(Net(MaskedDropout), train=True), x)
+    assert spec.names == ("net/drop_h", "net/drop_c") and spec.shapes == ((16,), (8,))
+
+
+def test_the_library_predictors_run_a_drop_in_net(setup):
+    x, v = setup
+    model = _Fixed(Net(MaskedDropout), train=True)
+    ws = P.weight_scaling(model, _nested(v), x)
+    mc = P.mc(model, _nested(v), x, key=jax.random.key(0), k=64)
+    assert ws.arithmetic.shape == mc.arithmetic.shape == (6, 4)
+    assert mc.count == 64
+
+
+def test_drawing_without_an_rng_says_what_to_pass(setup):
+    x, v = setup
+    with pytest.raises(DropstudyError, match=r"rngs=\{'dropout': key\}"):
+        Net(MaskedDropout).apply(v, x, train=True)
+
+
+def test_unset_deterministic_with_an_rng_is_refused_not_guessed():
+    x = jnp.ones((2, 3))
+    model = MLP(hidden=(4,), n_out=2)
+    variables, _ = M.init(model, jax.random.key(0), x)
+    with pytest.raises(DropstudyError, match="deterministic is not set"):
+        model.apply(variables, x, rngs={"dropout": jax.random.key(0)})
+    # without an rng, an unset layer is weight scaling, as it always was
+    ws = model.apply(variables, x)
+    spec = M.mask_spec(model, x)
+    np.testing.assert_array_equal(ws, M.apply(model, variables, x, M.expected_masks(spec)))
+
+
+@pytest.mark.parametrize("convention", ["inverted", "standard"])
+def test_explicit_rng_argument_and_standard_convention(convention):
+    x = jnp.arange(1.0, 9.0).reshape(2, 4)
+    layer = MaskedDropout(0.5, convention=convention)
+    out = layer.apply({}, x, deterministic=False, rng=jax.random.key(3))
+    kept = np.asarray(out) != 0
+    scale = 2.0 if convention == "inverted" else 1.0
+    np.testing.assert_array_equal(np.asarray(out)[kept], np.asarray(x)[kept] * scale)
+    assert 0 < kept.sum() < x.size
+    det = layer.apply({}, x, deterministic=True)
+    np.testing.assert_allclose(det, x if convention == "inverted" else x * 0.5)
+
+
+def test_the_trainer_trains_a_drop_in_net(setup):
+    """The trainer gives masks, so the user's deterministic flag does not matter there."""
+    x, _ = setup
+    y = jnp.arange(6) % 4
+    model = _Fixed(Net(MaskedDropout), train=True)
+    cfg = TrainConfig(steps=3, batch_size=6, lr=0.1)
+    variables, history = train(model, jax.random.key(0), x, y, cfg)
+    assert np.all(np.isfinite(np.asarray(history.loss)))
+    assert set(variables) == {"params"}
+
+
+class _Plain(nn.Module):
+    """A baseline without dropout."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4)(nn.relu(nn.Dense(8)(x)))
+
+
+def test_a_plain_net_is_its_own_one_subnetwork_for_every_predictor(setup):
+    x, _ = setup
+    y = jnp.arange(6) % 4
+    variables, history = train(_Plain(), jax.random.key(0), x, y, TrainConfig(steps=30, lr=0.05))
+    assert float(history.loss[-1]) < float(history.loss[0])  # the trainer trains it
+    spec = M.mask_spec(_Plain(), x)
+    assert spec.n_units == 0
+    plain = jax.nn.softmax(_Plain().apply(variables, x))
+    for avg in (
+        P.weight_scaling(_Plain(), variables, x),
+        P.mc(_Plain(), variables, x, key=jax.random.key(1), k=50),
+        P.exact(_Plain(), variables, x),
+        P.over_masks(_Plain(), variables, x, masks={}),
+    ):
+        assert avg.count == 1
+        np.testing.assert_allclose(avg.arithmetic, plain, rtol=1e-6)
+    curve = P.mc_curve(_Plain(), variables, x, key=jax.random.key(1), ks=[1, 5])
+    assert [a.count for a in curve.values()] == [1, 1]
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_nn_dropout_models_are_refused_naming_the_layers_and_the_fix(setup, deterministic):
+    x, _ = setup
+
+    class FlaxOnly(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dropout(0.5, deterministic=deterministic, name="my_drop")(nn.Dense(8)(x))
+            return nn.Dense(4)(h)
+
+    with pytest.raises(DropstudyError, match=r"nn.Dropout layers \['my_drop'\].*MaskedDropout"):
+        P.weight_scaling(FlaxOnly(), {"params": {}}, x)
