@@ -1,10 +1,12 @@
 """Flax NNX models with explicit dropout masks, and a pure-function view for the predictors.
 
-:class:`MaskedDropout` is the NNX counterpart of :class:`dropstudy.models.MaskedDropout`:
-its Bernoulli mask is state, a :class:`Mask` variable initialised to the keep probability
-(so a freshly built model *is* weight scaling), not an RNG draw. :func:`pure` turns an NNX
-model into ``(Pure, variables)``: a hashable stand-in for a linen module whose
-``init`` / ``apply`` / ``dropout_rates`` are what :mod:`dropstudy.masks` and
+:class:`MaskedDropout` is the NNX counterpart of :class:`dropstudy.models.MaskedDropout`
+and a drop-in for ``nnx.Dropout`` (``MaskedDropout(rate, *, features=None, broadcast_dims,
+deterministic, rng_collection, rngs)``): its Bernoulli mask is state, a :class:`Mask`
+variable initialised to the keep probability, which every predictor sets; called directly
+it draws as ``nnx.Dropout`` does (given ``rngs``) or is weight scaling (without).
+:func:`pure` turns an NNX model into ``(Pure, variables)``: a hashable stand-in for a linen
+module whose ``init`` / ``apply`` / ``dropout_rates`` are what :mod:`dropstudy.masks` and
 :mod:`dropstudy.predict` use, so weight scaling, Monte-Carlo and exact averages run on NNX
 models unchanged::
 
@@ -25,10 +27,12 @@ is older: ``nnx.Module``, ``nnx.Variable`` subclasses, ``nnx.Param`` / ``nnx.Bat
 ``nnx.Linear``, ``nnx.Rngs``, ``nnx.split``, ``nnx.iter_graph``, hashable ``GraphDef``,
 ``variable[...]``. Two newer APIs are used only when present: the leaf-count check of
 ``GraphDef.num_leaves`` (0.10.6) and names registered with
-``nnx.register_variable_name`` (0.10.3). ``tests/test_nnx.py`` passes on flax 0.10.2 to
-0.10.6 and 0.11.0 (jax 0.6.0), 0.12.0 (jax 0.7.2) and 0.12.8 (jax 0.10.2), and fails on
-0.10.0 and 0.10.1. Reading a variable uses ``Variable.get_value()`` where it exists (0.12
-deprecates ``.value``), else ``.value``.
+``nnx.register_variable_name`` (0.10.3). Before the drop-in layer, ``tests/test_nnx.py``
+passed on flax 0.10.2 to 0.10.6 and 0.11.0 (jax 0.6.0), 0.12.0 (jax 0.7.2) and 0.12.8 (jax
+0.10.2), and failed on 0.10.0 and 0.10.1; the drop-in's own draws (``rngs``, kept as
+``nnx.Dropout`` keeps them: ``nnx.data``, ``RngStream.fork``, used only when present) are
+tested on the installed flax only. Reading a variable uses ``Variable.get_value()`` where it
+exists (0.12 deprecates ``.value``), else ``.value``.
 """
 
 from __future__ import annotations
@@ -81,39 +85,73 @@ def _unit_shape(features: int | Sequence[int]) -> tuple[int, ...]:
     return check_widths("unit shape", features)
 
 
-class MaskedDropout(nnx.Module):
-    """Dropout whose Bernoulli mask is explicit state, not an RNG draw (NNX).
+# nnx.data marks an attribute as data, not structure (flax >= 0.12); older flax needs none.
+_data = getattr(nnx, "data", lambda value: value)
 
-    The mask lives in ``self.mask``, a :class:`Mask` variable initialised to ``p`` everywhere,
-    so an untouched layer is weight scaling, as a linen layer given no mask is. Set it to a
-    ``U`` or ``(B, *U)`` array (``nnx.update``, or ``Pure.apply`` with a ``"masks"``
-    collection) to run a subnetwork. ``x (B, *rest) -> (B, *rest)``.
+# True while Pure runs the model (the predictors, the trainer): then every layer uses its
+# mask variable, the mask given through variables["masks"] (or its expectation).
+_PURE: contextvars.ContextVar[bool] = contextvars.ContextVar("dropstudy_nnx_pure", default=False)
+
+
+class MaskedDropout(nnx.Module):
+    """Dropout whose Bernoulli mask is explicit state (NNX); a drop-in for ``nnx.Dropout``.
+
+    The mask lives in ``self.mask``, a :class:`Mask` variable of the unit shape ``U``
+    initialised to ``p`` everywhere. Which mask the layer uses, ``x (B, *rest) -> (B, *rest)``:
+
+    1. run through :func:`pure` (every predictor, the trainer): ``self.mask``, i.e. the mask
+       given in ``variables["masks"]`` (``U`` or ``(B, *U)``), else its expectation;
+    2. called directly with ``deterministic`` false: its own draw from its rng stream,
+       bit for bit as ``nnx.Dropout`` draws it (same stream, same arithmetic);
+    3. called directly with ``deterministic`` true: its expectation (under the inverted
+       convention the input unchanged, as ``nnx.Dropout`` returns it);
+    4. ``deterministic`` unset (``None``, the default): as ``nnx.Dropout``'s default
+       (``False``, drawing) when the layer was given ``rngs``, else ``self.mask`` (the
+       expectation unless set with ``nnx.update``): weight scaling.
+
+    ``model.train()`` and ``model.eval()`` set ``deterministic`` as they do for ``nnx.Dropout``.
 
     Args:
+      rate: probability of *dropping* a unit (keep probability ``p = 1 - rate``), in [0, 1).
       features: the *unit shape* ``U``: the number of features, or a shape. For ``x`` of
         shape ``(B, *rest)`` it is ``rest`` with the broadcast axes removed (e.g. the channel
-        count for NHWC feature maps with ``broadcast_dims=(1, 2)``).
-      rate: probability of *dropping* a unit (keep probability ``p = 1 - rate``), in [0, 1).
-      broadcast_dims: axes of ``x`` that share one mask entry, as in ``flax.nnx.Dropout``;
+        count for NHWC feature maps with ``broadcast_dims=(1, 2)``). ``None``: taken from the
+        first call (call the model once before :func:`pure`).
+      broadcast_dims: axes of ``x`` that share one mask entry, as in ``nnx.Dropout``;
         never the batch axis 0.
+      deterministic: as in ``nnx.Dropout`` (the call's argument wins); ``None``: see above.
+      rng_collection: the stream its own masks are drawn from, as in ``nnx.Dropout``.
+      rngs: an ``nnx.Rngs`` or ``RngStream`` for its own draws, as in ``nnx.Dropout``.
       convention: ``"inverted"`` multiplies by ``mask / p`` (the expected mask is the
         identity); ``"standard"`` multiplies by ``mask`` (the expected mask scales by ``p``).
       dtype: dtype of the stored mask (it is cast to ``x``'s dtype when applied).
 
     Raises:
-      DropstudyError: if an argument is invalid.
+      DropstudyError: if an argument is invalid, or features come first as in dropstudy's
+        earlier signature ``MaskedDropout(features, rate)``.
     """
 
     def __init__(
         self,
-        features: int | Sequence[int],
         rate: float = 0.5,
-        *,
+        *legacy: Any,
+        features: int | Sequence[int] | None = None,
         broadcast_dims: Sequence[int] = (),
+        deterministic: bool | None = None,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
         convention: str = "inverted",
         dtype: Any = jnp.float32,
     ) -> None:
-        self.unit_shape = _unit_shape(features)
+        if (
+            legacy
+            or isinstance(rate, Sequence)
+            or (isinstance(rate, int | np.integer) and not isinstance(rate, bool) and rate >= 1)
+        ):
+            raise DropstudyError(
+                "MaskedDropout takes the rate first, as nnx.Dropout does, and features by "
+                f"keyword: MaskedDropout(rate, features=...), got positional {(rate, *legacy)}"
+            )
         self.rate = check_rate("rate of a MaskedDropout layer", rate)
         self.convention = check_choice("convention", convention, CONVENTIONS)
         try:
@@ -124,40 +162,111 @@ class MaskedDropout(nnx.Module):
             ) from None
         if 0 in self.broadcast_dims:
             raise DropstudyError("broadcast_dims must not contain the batch axis 0")
-        self.mask = Mask(jnp.full(self.unit_shape, 1.0 - self.rate, dtype))
+        self.deterministic = deterministic
+        self.rng_collection = rng_collection
+        self.dtype = dtype
+        if isinstance(rngs, nnx.Rngs):  # as nnx.Dropout keeps them
+            rngs = rngs[rng_collection]
+        if isinstance(rngs, nnx.RngStream):
+            self.rngs = rngs.fork() if hasattr(rngs, "fork") else rngs
+        elif rngs is None:
+            self.rngs = _data(None)
+        else:
+            raise DropstudyError(f"rngs must be an nnx.Rngs or RngStream, got {type(rngs)}")
+        self.unit_shape = None if features is None else _unit_shape(features)
+        self.mask = (
+            _data(None)
+            if features is None
+            else Mask(jnp.full(self.unit_shape, 1.0 - self.rate, dtype))
+        )
 
     @property
     def keep(self) -> float:
         """Keep probability ``1 - rate``."""
         return 1.0 - self.rate
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``x`` times the (scaled) mask, broadcast over the batch or per example.
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Set ``deterministic`` (used by ``nnx.view``), as ``nnx.Dropout`` does.
+
+        Args:
+          deterministic: the new value; ``None`` leaves it.
+        """
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        deterministic: bool | None = None,
+        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+    ) -> jax.Array:
+        """``x`` times the layer's mask (the class docstring says which).
 
         Args:
           x: activations ``(B, *rest)``.
+          deterministic: overrides the attribute, as in ``nnx.Dropout``.
+          rngs: a key, stream or ``nnx.Rngs`` for this call's own draw, as in ``nnx.Dropout``.
 
         Returns:
           ``(B, *rest)``.
 
         Raises:
-          DropstudyError: if ``x`` has no batch axis or not the layer's unit shape, or the mask
-            has neither shape ``U`` nor ``(B, *U)``.
+          DropstudyError: if ``x`` has no batch axis or not the layer's unit shape, the mask
+            has neither shape ``U`` nor ``(B, *U)``, or the layer must draw and has no rngs.
         """
         if (calls := _CALLS.get()) is not None:
             calls.append(self)
         if x.ndim < 1:
             raise DropstudyError(f"MaskedDropout needs a batch (B, ...), got shape {x.shape}")
         shape = unit_shape(x, self.broadcast_dims)
+        if self.unit_shape is None:  # features inferred at the first call
+            self.unit_shape = shape
+            self.mask = Mask(jnp.full(shape, self.keep, self.dtype))
         if shape != self.unit_shape:
             raise DropstudyError(
                 f"MaskedDropout built for unit shape {self.unit_shape} got x of shape {x.shape} "
                 f"(unit shape {shape} with broadcast_dims {self.broadcast_dims})"
             )
+        if not _PURE.get():
+            if deterministic is None:
+                deterministic = self.deterministic
+            own = rngs if rngs is not None else self.rngs
+            if deterministic is None and own is not None:
+                deterministic = False  # nnx.Dropout's default
+            if deterministic is False:
+                return self._draw(x, own)
+            if deterministic and self.convention == "inverted":
+                return x  # the expected mask times 1/p, exactly, as nnx.Dropout returns it
+            if deterministic:
+                return x * jnp.asarray(self.keep, x.dtype)
         return apply_mask(
             x, self.mask[...], broadcast_dims=self.broadcast_dims, keep=self.keep,
             convention=self.convention, where="layer (NNX)",
         )  # fmt: skip
+
+    def _draw(self, x: jax.Array, rngs: Any) -> jax.Array:
+        """The layer's own mask, drawn and applied exactly as ``nnx.Dropout`` does."""
+        if self.rate == 0.0:
+            return x
+        if rngs is None:
+            raise DropstudyError(
+                "MaskedDropout (NNX) is not deterministic and has no mask given, so it draws "
+                "its own, but it has no rngs: build it with rngs=nnx.Rngs(...) or pass rngs= to "
+                "the call, or use deterministic=True (model.eval()) for weight scaling"
+            )
+        if isinstance(rngs, nnx.Rngs):
+            key = rngs[self.rng_collection]()
+        elif isinstance(rngs, nnx.RngStream):
+            key = rngs()
+        else:
+            key = rngs
+        shape = list(x.shape)
+        for d in self.broadcast_dims:
+            shape[d] = 1
+        mask = jnp.broadcast_to(jax.random.bernoulli(key, p=self.keep, shape=shape), x.shape)
+        kept = x / self.keep if self.convention == "inverted" else x
+        return jax.lax.select(mask, kept, jnp.zeros_like(x))
 
 
 def _hidden_rates(rate: float | Sequence[float], n: int) -> tuple[float, ...]:
@@ -211,12 +320,12 @@ class MLP(nnx.Module):
         rates = _hidden_rates(rate, len(self.hidden))
         self.dtype = dtype
         kw = {"convention": convention, "dtype": dtype}
-        self.drop_input = MaskedDropout(din, check_rate("input_rate", input_rate), **kw)
+        self.drop_input = MaskedDropout(check_rate("input_rate", input_rate), features=din, **kw)
         width = din
         for i, (w, r) in enumerate(zip(self.hidden, rates, strict=True)):
             lin = nnx.Linear(width, w, dtype=dtype, param_dtype=dtype, rngs=rngs)
             setattr(self, f"dense_{i}", lin)
-            setattr(self, f"drop_{i}", MaskedDropout(w, r, **kw))
+            setattr(self, f"drop_{i}", MaskedDropout(r, features=w, **kw))
             width = w
         self.out = nnx.Linear(width, n_out, dtype=dtype, param_dtype=dtype, rngs=rngs)
 
@@ -495,7 +604,11 @@ class Pure:
             fn = lambda *a, **k: method(model, *a, **k)  # noqa: E731
         else:
             raise DropstudyError(f"method must be a name or a function, got {method!r}")
-        out = fn(x, *args, **kwargs)
+        token = _PURE.set(True)  # every layer uses the mask it was given
+        try:
+            out = fn(x, *args, **kwargs)
+        finally:
+            _PURE.reset(token)
         cols = self._mutable(mutable)
         if cols is None:
             return out
@@ -568,12 +681,13 @@ class Pure:
         def run(variables: dict, x1: jax.Array) -> jax.Array:
             model = self._merge(variables)
             paths = _dropouts(model)
-            token = _CALLS.set([])
+            token, pure_token = _CALLS.set([]), _PURE.set(True)
             try:
                 out = model(x1)
                 calls = _CALLS.get() or []
             finally:
                 _CALLS.reset(token)
+                _PURE.reset(pure_token)
             box["order"] = list(dict.fromkeys(paths[id(m)] for m in calls if id(m) in paths))
             return out
 
@@ -610,6 +724,16 @@ def pure(model: nnx.Module) -> tuple[Pure, dict]:
                 "model.eval() (or deterministic=True) first; the predictors vary only the "
                 "MaskedDropout masks"
             )
+    unbuilt = [
+        "/".join(map(str, path))
+        for path, node in nnx.iter_graph(model)
+        if isinstance(node, MaskedDropout) and node.unit_shape is None
+    ]
+    if unbuilt:
+        raise DropstudyError(
+            f"MaskedDropout layer(s) {unbuilt} have no features yet: call the model once on a "
+            "batch (the layers take their unit shape from it) or build them with features="
+        )
     graphdef, _ = nnx.split(model)
     leaves: list[Leaf] = []
     captured: dict[str, dict] = {}

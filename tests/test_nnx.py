@@ -93,9 +93,9 @@ def test_call_order_comes_from_running_the_model() -> None:
 
     class Model(nnx.Module):
         def __init__(self) -> None:
-            self.z_first = MaskedDropout(2, 0.5)
-            self.unused = MaskedDropout(2, 0.5)
-            self.a_second = MaskedDropout(2, 0.25)
+            self.z_first = MaskedDropout(0.5, features=2)
+            self.unused = MaskedDropout(0.5, features=2)
+            self.a_second = MaskedDropout(0.25, features=2)
 
         def __call__(self, x: jax.Array) -> jax.Array:
             return self.a_second(self.z_first(x))
@@ -111,8 +111,10 @@ def test_call_order_comes_from_running_the_model() -> None:
 
 def test_layer_without_explicit_mask_is_weight_scaling() -> None:
     x = jax.random.normal(jax.random.key(0), (5, 4))
-    np.testing.assert_allclose(MaskedDropout(4, 0.4)(x), x, rtol=1e-6)  # inverted: identity
-    std = MaskedDropout(4, 0.4, convention="standard")
+    np.testing.assert_allclose(
+        MaskedDropout(0.4, features=4)(x), x, rtol=1e-6
+    )  # inverted: identity
+    std = MaskedDropout(0.4, features=4, convention="standard")
     np.testing.assert_allclose(std(x), 0.6 * x, rtol=1e-6)  # standard: scaled by keep
     np.testing.assert_allclose(std.mask[...], np.full(4, 0.6, np.float32))
 
@@ -131,7 +133,7 @@ def test_layer_matches_linen_layer(convention: str, per_example: bool) -> None:
     mask = jax.random.bernoulli(jax.random.key(1), 0.7, shape).astype(jnp.float32)
     lin = L.MaskedDropout(0.3, broadcast_dims=(1, 2), convention=convention)
     want = lin.apply({"masks": {"mask": mask}}, x)
-    layer = MaskedDropout(4, 0.3, broadcast_dims=(1, 2), convention=convention)
+    layer = MaskedDropout(0.3, features=4, broadcast_dims=(1, 2), convention=convention)
     net, variables = pure(layer)
     got = net.apply({**variables, "masks": {"mask": mask}}, x)
     np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -151,7 +153,7 @@ def test_mutable_collections_come_back() -> None:
     class Model(nnx.Module):
         def __init__(self, rngs: nnx.Rngs) -> None:
             self.norm = nnx.BatchNorm(3, use_running_average=False, rngs=rngs)
-            self.drop = MaskedDropout(3, 0.5)
+            self.drop = MaskedDropout(0.5, features=3)
 
         def __call__(self, x: jax.Array) -> jax.Array:
             return self.drop(self.norm(x))
@@ -168,15 +170,15 @@ def test_mutable_collections_come_back() -> None:
 def test_bad_input_raises_dropstudy_error(twins) -> None:
     _, _, net, variables, _, x = twins
     with pytest.raises(DropstudyError, match="rate"):
-        MaskedDropout(3, 1.0)
+        MaskedDropout(1.0, features=3)
     with pytest.raises(DropstudyError, match="rate"):
-        MaskedDropout(3, -0.1)
+        MaskedDropout(-0.1, features=3)
     with pytest.raises(DropstudyError, match="convention"):
-        MaskedDropout(3, 0.5, convention="paper")
+        MaskedDropout(0.5, features=3, convention="paper")
     with pytest.raises(DropstudyError, match="batch axis"):
-        MaskedDropout(3, 0.5, broadcast_dims=(0,))
+        MaskedDropout(0.5, features=3, broadcast_dims=(0,))
     with pytest.raises(DropstudyError, match="unit shape"):
-        MaskedDropout(3, 0.5)(jnp.ones((2, 4)))  # built for 3 features, given 4
+        MaskedDropout(0.5, features=3)(jnp.ones((2, 4)))  # built for 3 features, given 4
     with pytest.raises(DropstudyError, match="activation"):
         MLP(D_IN, HIDDEN, N_OUT, activation="gelu", rngs=nnx.Rngs(0))
     with pytest.raises(DropstudyError, match="drop rates for 2 hidden layers"):
@@ -216,9 +218,9 @@ def test_what_pure_adds_to_split_and_merge(twins) -> None:
 
     class Model(nnx.Module):
         def __init__(self) -> None:
-            self.b = MaskedDropout(2, 0.5)
-            self.unused = MaskedDropout(2, 0.5)
-            self.a = MaskedDropout(2, 0.25)
+            self.b = MaskedDropout(0.5, features=2)
+            self.unused = MaskedDropout(0.5, features=2)
+            self.a = MaskedDropout(0.25, features=2)
 
         def __call__(self, x: jax.Array) -> jax.Array:
             return self.a(self.b(x))
@@ -226,3 +228,63 @@ def test_what_pure_adds_to_split_and_merge(twins) -> None:
     masks = nnx.to_pure_dict(nnx.split(Model())[1])
     assert list(masks) == ["a", "b", "unused"]  # every layer, sorted
     assert list(pure(Model())[0].dropout_rates(jnp.ones((1, 2)))) == [("b",), ("a",)]
+
+
+class _UserNet(nnx.Module):
+    """A user's NNX net written for nnx.Dropout; ``drop`` is nnx.Dropout or MaskedDropout."""
+
+    def __init__(self, drop, rngs):
+        self.l1 = nnx.Linear(5, 8, rngs=rngs)
+        self.d1 = drop(0.3, rngs=rngs)
+        self.l2 = nnx.Linear(8, 6, rngs=rngs)
+        self.d2 = drop(0.6, broadcast_dims=(2,), rngs=rngs)
+        self.l3 = nnx.Linear(18, 4, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.d1(nnx.relu(self.l1(x)))
+        h = self.d2(self.l2(h)[:, :, None].repeat(3, axis=2))  # 6 units of 3 values
+        return self.l3(h.reshape(h.shape[0], -1))
+
+
+def test_nnx_drop_in_draws_as_nnx_dropout_bitwise_and_masks_win_under_pure():
+    x = jax.random.normal(jax.random.key(0), (6, 5))
+    theirs = _UserNet(nnx.Dropout, nnx.Rngs(0, dropout=1))
+    ours = _UserNet(MaskedDropout, nnx.Rngs(0, dropout=1))
+    first = ours(x)
+    np.testing.assert_array_equal(first, theirs(x))  # train mode by default, as nnx.Dropout
+    np.testing.assert_array_equal(ours(x), theirs(x))  # the stream advances alike
+    assert not np.array_equal(first, ours(x))  # a fresh draw every call
+    ours.eval()
+    theirs.eval()
+    np.testing.assert_array_equal(ours(x), theirs(x))  # eval: the input unchanged
+    # under pure the given masks win, whatever the mode: weight scaling is the eval net
+    ours.train()
+    net, variables = pure(ours)
+    ws = P.weight_scaling(net, variables, x)
+    np.testing.assert_allclose(ws.arithmetic, jax.nn.softmax(theirs(x)), rtol=1e-5, atol=1e-7)
+    mc = P.mc(net, variables, x, key=jax.random.key(2), k=8)
+    assert mc.count == 8 and not np.allclose(mc.arithmetic, ws.arithmetic)
+
+
+def test_nnx_drop_in_features_inferred_and_refusals():
+    layer = MaskedDropout(0.5)  # no rngs: a direct call is its (stored) expectation
+    x = jnp.arange(1.0, 7.0).reshape(2, 3)
+    np.testing.assert_allclose(layer(x), x, rtol=1e-6)
+    assert layer.unit_shape == (3,)  # taken from the first call
+    with pytest.raises(DropstudyError, match="rate first"):
+        MaskedDropout(3, 0.5)
+    with pytest.raises(DropstudyError, match="no rngs"):
+        layer(x, deterministic=False)
+    drawn = layer(x, deterministic=False, rngs=jax.random.key(0))
+    kept = np.asarray(drawn) != 0
+    np.testing.assert_allclose(np.asarray(drawn)[kept], 2 * np.asarray(x)[kept])
+
+    class Lazy(nnx.Module):
+        def __init__(self):
+            self.d = MaskedDropout(0.5)
+
+        def __call__(self, x):
+            return self.d(x)
+
+    with pytest.raises(DropstudyError, match="call the model once"):
+        pure(Lazy())
