@@ -21,6 +21,8 @@ log = logging.getLogger("dropstudy")
 DATASETS = ("digits", "mnist1d", "mnist", "fashion-mnist")
 COMPARE_MODEL_FLAGS = ("hidden", "activation", "rate", "input_rate", "convention")
 COMPARE_TRAIN_FLAGS = ("steps", "batch_size", "lr")
+# The folders make study writes, one per data set: their reports compare with each other.
+STUDY_SETS = (RESULTS, RESULTS / "mnist1d")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -227,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FOLDER",
         help="results folder of the same study on another data set (repeatable): the report "
-        "adds a table of where the verdicts agree",
+        "adds a table of where the verdicts agree (default, for the study's own folders "
+        f"{RESULTS} and {STUDY_SETS[1]}: the other one, when it holds results)",
     )
     rep.add_argument(
         "--readme",
@@ -491,6 +494,11 @@ def cmd_report(args, parser=None) -> int:
         out = (
             Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
         )
+    if not args.compare and Path(args.results) in STUDY_SETS:
+        # the study's own data sets compare with each other, as make report has them
+        args.compare = [
+            f for f in STUDY_SETS if f != Path(args.results) and any(f.glob("*/results.json"))
+        ]
     if args.readme is not None:  # refused before anything is written
         check_readme(args.readme)
         sets = [read_results(Path(f)) for f in (args.results, *args.compare)]

@@ -5,6 +5,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -59,7 +61,6 @@ def test_readme_findings_are_the_committed_results():
 
 
 def test_readme_block_is_replaced_between_its_markers_only(tmp_path):
-    import pytest
     from dropstudy_experiments.report import README_END, README_START, write_readme_block
 
     from dropstudy.validate import DropstudyError
@@ -130,3 +131,83 @@ def _resolved_links(report: Path) -> str:
         return "](" + os.path.normpath(os.path.join(here, target)) + ")"
 
     return re.sub(r"\]\(([^)]+)\)", absolute, report.read_text())
+
+
+def test_report_without_arguments_rewrites_the_committed_report(tmp_path, monkeypatch):
+    """`dropstudy report` alone writes REPORT.md from results/, compared with
+    results/mnist1d as make report compares them: the committed file, byte for byte."""
+    from dropstudy_experiments.cli import main
+
+    (tmp_path / "results").symlink_to(README.parent / "results")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "-q"]) == 0
+    assert (tmp_path / "REPORT.md").read_bytes() == (README.parent / "REPORT.md").read_bytes()
+
+
+def _anchors(md: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    out = set()
+    for line in md.read_text().splitlines():
+        m = re.match(r"#+ (.*)", line)
+        if m:
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            out.add(slug)
+    return out
+
+
+@pytest.mark.parametrize(
+    "doc", ["README.md", "REPORT.md", "benchmarks/README.md", "results/mnist1d/REPORT.md"]
+)
+def test_every_relative_link_and_anchor_exists(doc):
+    """No dead link in the docs: each relative link names a file that exists, and each
+    #anchor a heading of the file it points into."""
+    path = README.parent / doc
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # code is not a link
+    dead = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        if not linked.exists() or (anchor and anchor not in _anchors(linked)):
+            dead.append(target)
+    assert not dead, f"{doc}: dead links {dead}"
+
+
+def _compare_rows(text: str) -> list[str]:
+    """The compare sample's table, without the first line's timings."""
+    lines = _readme_compare().block(text).splitlines()
+    return [re.sub(r"train [\d.]+ s, evaluate [\d.]+ s", "", lines[0]), *lines[1:]]
+
+
+def test_readme_compare_sample_has_every_predictor_row():
+    rows = _compare_rows(README.read_text())
+    names = [r.split()[0] for r in rows[2:]]
+    ks = (1, 10, 100, 1000)
+    want = ["weight_scaling"] + [f"mc_{m}_{k}" for k in ks for m in ("arithmetic", "geometric")]
+    assert names == [*want, "exact_arithmetic", "exact_geometric"]
+    assert rows[0].startswith("digits: MLP [10, 10] relu, drop rate 0.5")
+
+
+@pytest.mark.slow  # 20 s: trains and evaluates compare's net
+def test_readme_compare_sample_is_the_command_output():
+    """The sample is what `dropstudy compare` prints (on this machine: XLA's rounding on
+    another CPU can move a digit; rerun benchmarks/readme_compare.py there)."""
+    fresh = f"x\n{_readme_block(_readme_compare().run_compare())}"
+    assert _compare_rows(fresh) == _compare_rows(README.read_text())
+
+
+def _readme_block(output: str) -> str:
+    rc = _readme_compare()
+    return f"{rc.START}\n```\n{output}```\n{rc.END}"
+
+
+def _readme_compare():
+    """benchmarks/readme_compare.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    path = README.parent / "benchmarks" / "readme_compare.py"
+    spec = importlib.util.spec_from_file_location("readme_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
