@@ -69,6 +69,10 @@ class CompareConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr).validate()
 
 
+# The most droppable units any exact average enumerates (2^31 subnetworks: uint32 indices).
+MAX_ENUMERABLE = 31
+
+
 def predictor_probs(
     model, variables, x, samples, key, do_exact, max_units, progress: bool = False
 ) -> dict[str, np.ndarray]:
@@ -99,8 +103,11 @@ def predictor_probs(
 
     out = {}
     total = sum(r[3] for r in runs)
+    # No estimate of the time left: the first predictors run few subnetworks at a speed set by
+    # compiling, so a rate over subnetworks would first promise hundreds of hours.
+    fmt = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} subnetworks [{elapsed}{postfix}]"
     with tqdm(
-        total=total, desc="evaluating", unit="subnet", disable=not progress, leave=False
+        total=total, desc="evaluating", disable=not progress, leave=False, bar_format=fmt
     ) as bar:
         for name, options, suffix, count in runs:
             bar.set_postfix_str(f"{name}{suffix}")
@@ -184,9 +191,15 @@ def compare(
         try:
             M.check_enumerable(spec, cfg.max_units)
         except DropstudyError as e:
+            n = spec.n_droppable
+            more = (
+                f", or --max-units {n} (about {2 ** (n - 20):,} times the default 2^20 net's "
+                "exact time)"
+                if n <= MAX_ENUMERABLE
+                else f"; no flag enumerates more than 2^{MAX_ENUMERABLE} subnetworks"
+            )
             raise DropstudyError(
-                f"{str(e).split('; use')[0]}; pass --no-exact (Monte-Carlo only), or "
-                f"--max-units {spec.n_droppable} if you have the time"
+                f"{str(e).split('; use')[0]}; pass --no-exact (Monte-Carlo only){more}"
             ) from None
     if checkpoint_dir is None:
         tcfg = cfg.train_config()

@@ -147,3 +147,22 @@ def test_no_exact_gaps_against_the_largest_mc(capsys):
     assert "gaps against mc_arithmetic_10" in table and "max|dp| vs MC K=10" in table
     row = next(line for line in table.splitlines() if line.startswith("weight_scaling"))
     assert row.split()[-1] != "-"
+
+
+def test_compare_progress_promises_no_time_left(capsys):
+    """The evaluation bar counts subnetworks without an estimate of the time left: the first
+    predictors' few subnetworks run at compiling speed and once promised hundreds of hours."""
+    import jax
+    import jax.numpy as jnp
+    from dropstudy_experiments.compare import predictor_probs
+
+    from dropstudy import masks as M
+    from dropstudy.models import MLP
+
+    model, x = MLP(hidden=(3,), n_out=2), jnp.ones((2, 4))
+    variables, _ = M.init(model, jax.random.key(0), x)
+    key = jax.random.key(1)
+    out = predictor_probs(model, variables, x, [2], key, True, 10, progress=True)
+    err = capsys.readouterr().err
+    assert "subnetworks [" in err and "<" not in err  # tqdm writes its estimate as elapsed<left
+    assert set(out) >= {"weight_scaling", "mc_arithmetic_2", "exact_geometric"}
