@@ -210,6 +210,7 @@ def load(
             "corrupted; re-save the model"
         )
     saved_class = config.get("model_class")
+    whose = "the model in config.json" if model is None else "the template"
     if model is None:
         if saved_class != MLP_CLASS:
             raise DropstudyError(
@@ -223,8 +224,8 @@ def load(
     expected = _template_shapes(model, config["input_shape"], config["input_dtype"])
     if expected != config.get("variable_shapes"):
         raise DropstudyError(
-            f"{d}: variable shapes {config.get('variable_shapes')} do not fit the model in "
-            f"config.json ({expected})"
+            f"{d}: the saved variable shapes {config.get('variable_shapes')} do not fit "
+            f"{whose} ({expected})"
         )
     try:
         state = serialization.msgpack_restore(blob)

@@ -184,9 +184,10 @@ def applies(model, spec: M.MaskSpec) -> bool:
 
     Returns:
       True for an :class:`~dropstudy.models.MLP` with at least one hidden layer and droppable
-      units in its last one.
+      units in its last one. Not for a subclass: it may compute something else (its own
+      ``__call__``), which only the generic path runs.
     """
-    if not isinstance(model, MLP) or not model.hidden or _last_drop(model) not in spec.names:
+    if type(model) is not MLP or not model.hidden or _last_drop(model) not in spec.names:
         return False
     last = M.layer_units(spec, _last_drop(model))
     return any(spec.keep[u] < 1.0 for u in last)

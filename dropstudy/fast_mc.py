@@ -45,9 +45,10 @@ def applies(model, spec: M.MaskSpec) -> bool:
 
     Returns:
       True for an :class:`~dropstudy.models.MLP` whose dropout layers are the spec's and
-      that has droppable units.
+      that has droppable units. Not for a subclass: it may compute something else (its own
+      ``__call__``), which only the dense path runs.
     """
-    return isinstance(model, MLP) and spec.names == model.dropout_layers() and spec.n_droppable > 0
+    return type(model) is MLP and spec.names == model.dropout_layers() and spec.n_droppable > 0
 
 
 def bounds(spec: M.MaskSpec) -> tuple[int | None, ...]:

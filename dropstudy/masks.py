@@ -11,6 +11,7 @@ Keep probability ``p`` (the 2014 paper's notation) is ``1 - rate``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,20 +194,33 @@ def _traced_init(model: nn.Module, key, x, rng_streams=()) -> tuple[dict, dict]:
 
     A model that is not a linen module (e.g. :class:`dropstudy.nnx.Pure`, an NNX model as a
     pure function) provides ``init(key, x)``, ``apply(variables, x, **kw)`` and
-    ``dropout_rates(x) -> {mask path without "mask": drop rate}`` in call order.
+    ``dropout_rates(x) -> {mask path without "mask": drop rate}`` in call order; its
+    ``flax_dropout(x)``, when it has one, names the ``nnx.Dropout`` layers that ran.
     """
-    if not isinstance(model, nn.Module) and hasattr(model, "dropout_rates"):
+    if not isinstance(model, nn.Module):
+        if not hasattr(model, "dropout_rates"):
+            raise DropstudyError(
+                f"the model must be a linen Module (or dropstudy.nnx.pure's view of an NNX "
+                f"model), got {type(model).__name__}: to fix an argument such as train=, make "
+                "it an attribute of the module (or wrap the module in one that sets it)"
+            )
         variables = model.init(key, x)
         if MASKS not in variables:
-            raise DropstudyError(f"{type(model).__name__} has no masks: nothing to average over")
+            flax_dropout = getattr(model, "flax_dropout", lambda x: [])(x)
+            if flax_dropout:
+                raise _flax_dropout_refusal(model, flax_dropout, "dropstudy.nnx.MaskedDropout")
+            variables = {**variables, MASKS: {}}  # a plain network
         return variables, dict(model.dropout_rates(x))
     layers: dict[tuple[str, ...], float] = {}
+    calls: dict[tuple[str, ...], int] = {}
     flax_dropout: list[str] = []
 
     def record(next_fun, args, kwargs, context):
         if context.method_name == "__call__":
             if isinstance(context.module, MaskedDropout):
-                layers.setdefault(tuple(context.module.path), float(context.module.rate))
+                path = tuple(context.module.path)
+                layers.setdefault(path, float(context.module.rate))
+                calls[path] = calls.get(path, 0) + 1
             elif isinstance(context.module, nn.Dropout):
                 flax_dropout.append("/".join(context.module.path))
         return next_fun(*args, **kwargs)
@@ -220,20 +234,50 @@ def _traced_init(model: nn.Module, key, x, rng_streams=()) -> tuple[dict, dict]:
         if flax_dropout and not layers:
             raise _flax_dropout_refusal(model, flax_dropout) from None
         raise
+    except TypeError as e:
+        if "required" not in str(e) or "argument" not in str(e):
+            raise
+        raise DropstudyError(
+            f"{type(model).__name__} cannot be called on x alone ({e}): the predictors and the "
+            "trainer call model.apply(variables, x); give the argument a default or make it "
+            "an attribute of the module (e.g. training: bool = False)"
+        ) from None
     if MASKS not in variables:
         if flax_dropout:
             raise _flax_dropout_refusal(model, flax_dropout)
         # No dropout at all: a plain network, the one subnetwork of itself.
         variables = {**variables, MASKS: {}}
+    warn_shared_masks(type(model).__name__, {"/".join(p): n for p, n in calls.items()})
     return variables, layers
 
 
-def _flax_dropout_refusal(model, paths: list[str]) -> DropstudyError:
+def warn_shared_masks(model_name: str, calls: dict[str, int]) -> None:
+    """Warn of a dropout layer that runs at several sites: they share its one mask.
+
+    Args:
+      model_name: names the model in the warning.
+      calls: ``{layer path: how many times it ran in one forward pass}``.
+    """
+    shared = {p: n for p, n in calls.items() if n > 1}
+    if shared:
+        warnings.warn(
+            f"{model_name}: dropout layer(s) {shared} run at several sites (calls each) and "
+            "every site shares the layer's one mask, so the predictors average over fewer "
+            "subnetworks than independent layers would have (nn.Dropout draws anew at each "
+            "call): give each site a layer of its own unless one mask is meant (as in "
+            "variational dropout over time steps)",
+            stacklevel=4,
+        )
+
+
+def _flax_dropout_refusal(
+    model, paths: list[str], replacement: str = "dropstudy.models.MaskedDropout"
+) -> DropstudyError:
     return DropstudyError(
-        f"{type(model).__name__} draws its dropout masks in flax's nn.Dropout layers "
-        f"{sorted(set(paths))}, which no predictor can set: replace each with "
-        "dropstudy.models.MaskedDropout (same arguments: rate, broadcast_dims, deterministic, "
-        "rng_collection; given no mask it draws as nn.Dropout does)"
+        f"{type(model).__name__} draws its dropout masks in flax's Dropout layers "
+        f"{sorted(set(paths))}, which no predictor can set: replace each with {replacement} "
+        "(same arguments: rate, broadcast_dims, deterministic, rng_collection; given no mask "
+        "it draws as flax's Dropout does)"
     )
 
 
@@ -490,7 +534,12 @@ def check_enumerable(spec: MaskSpec, max_units: int = MAX_EXACT_UNITS) -> int:
         raise DropstudyError(
             f"exact averaging needs all 2^{n} = {2**n:,} subnetworks of {n} droppable units, "
             f"over the limit of {max_units} units (max_units={max_units}); use Monte-Carlo "
-            "averaging (dropstudy.predict.mc) instead, or raise max_units if you have the time"
+            "averaging (dropstudy.predict.mc) instead"
+            + (
+                f", or max_units={n} (2^{n - max_units} times the time of {max_units} units)"
+                if n <= 31
+                else f" ({n} units cannot be enumerated at all: at most 31)"
+            )
         )
     if n > 31:
         raise DropstudyError(f"{n} droppable units cannot be enumerated (2^{n} overflows uint32)")

@@ -17,6 +17,11 @@ _EPS = 1e-12  # floor for log p: a probability of exactly 0 would give an infini
 
 
 def _check(probs, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
+    if hasattr(probs, "probs") and hasattr(probs, "count"):  # an Average, not probabilities
+        raise DropstudyError(
+            "metrics take probabilities (B, C), got an Average: pass avg.probs() (the "
+            "arithmetic mean's) or avg.probs('geometric')"
+        )
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2:
         raise DropstudyError(f"probs must have shape (B, C), got {p.shape}")

@@ -110,8 +110,12 @@ class MaskedDropout(nn.Module):
        ``model.apply({"params": params}, x)`` is weight scaling. Unset with an rng given is
        an error (the layer cannot tell whether to draw).
 
+    A layer called at several sites (one module applied twice) has one mask for all of them,
+    where ``nn.Dropout`` draws anew at each call: :func:`dropstudy.masks.mask_spec` warns.
+
     Attributes:
-      rate: probability of *dropping* a unit (keep probability ``p = 1 - rate``).
+      rate: probability of *dropping* a unit (keep probability ``p = 1 - rate``), in [0, 1):
+        rate 1 (``nn.Dropout``'s zeros) leaves no subnetwork and is refused.
       broadcast_dims: axes of ``x`` that share one mask entry (e.g. ``(1, 2)`` for NHWC
         feature maps: one mask value per channel), as in ``flax.linen.Dropout``.
       deterministic: as in ``flax.linen.Dropout`` (the call's argument wins); ``None``: see
@@ -148,10 +152,10 @@ class MaskedDropout(nn.Module):
             batch axis, the mask has neither shape ``U`` nor ``(B, *U)``, the layer must draw
             and has no rng, or ``deterministic`` is unset while an rng is given.
         """
-        keep = 1.0 - check_rate(f"rate of layer {self.name}", self.rate)
+        where = f"layer {'/'.join(self.path) or type(self).__name__}"
+        keep = 1.0 - check_rate(f"rate of dropout {where}", self.rate)
         check_choice("convention", self.convention, CONVENTIONS)
         shape = unit_shape(x, self.broadcast_dims)
-        where = f"layer {'/'.join(self.path)}"
         if deterministic is None:
             deterministic = self.deterministic
         if self.has_variable(MASKS, "mask"):

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .masks import warn_shared_masks
 from .models import MASKS, activation_fn, apply_mask, unit_shape
 from .validate import (
     ACTIVATIONS,
@@ -105,9 +106,10 @@ class MaskedDropout(nnx.Module):
        bit for bit as ``nnx.Dropout`` draws it (same stream, same arithmetic);
     3. called directly with ``deterministic`` true: its expectation (under the inverted
        convention the input unchanged, as ``nnx.Dropout`` returns it);
-    4. ``deterministic`` unset (``None``, the default): as ``nnx.Dropout``'s default
-       (``False``, drawing) when the layer was given ``rngs``, else ``self.mask`` (the
-       expectation unless set with ``nnx.update``): weight scaling.
+    4. ``deterministic=None``: ``self.mask`` (the expectation unless set with
+       ``nnx.update``), i.e. weight scaling; with ``rngs`` given, drawing. :class:`MLP` builds
+       its layers so, and a layer given no ``rngs`` that must draw raises, as ``nnx.Dropout``
+       does (the default is ``nnx.Dropout``'s, ``False``).
 
     ``model.train()`` and ``model.eval()`` set ``deterministic`` as they do for ``nnx.Dropout``.
 
@@ -119,7 +121,8 @@ class MaskedDropout(nnx.Module):
         first call (call the model once before :func:`pure`).
       broadcast_dims: axes of ``x`` that share one mask entry, as in ``nnx.Dropout``;
         never the batch axis 0.
-      deterministic: as in ``nnx.Dropout`` (the call's argument wins); ``None``: see above.
+      deterministic: as in ``nnx.Dropout``, whose default it shares (the call's argument
+        wins); ``None``: see above.
       rng_collection: the stream its own masks are drawn from, as in ``nnx.Dropout``.
       rngs: an ``nnx.Rngs`` or ``RngStream`` for its own draws, as in ``nnx.Dropout``.
       convention: ``"inverted"`` multiplies by ``mask / p`` (the expected mask is the
@@ -137,7 +140,7 @@ class MaskedDropout(nnx.Module):
         *legacy: Any,
         features: int | Sequence[int] | None = None,
         broadcast_dims: Sequence[int] = (),
-        deterministic: bool | None = None,
+        deterministic: bool | None = False,
         rng_collection: str = "dropout",
         rngs: nnx.Rngs | nnx.RngStream | None = None,
         convention: str = "inverted",
@@ -319,7 +322,9 @@ class MLP(nnx.Module):
         check_choice("convention", convention, CONVENTIONS)
         rates = _hidden_rates(rate, len(self.hidden))
         self.dtype = dtype
-        kw = {"convention": convention, "dtype": dtype}
+        # deterministic=None: called directly, the layers are their stored masks (weight
+        # scaling), as the linen MLP given no masks is
+        kw = {"convention": convention, "dtype": dtype, "deterministic": None}
         self.drop_input = MaskedDropout(check_rate("input_rate", input_rate), features=din, **kw)
         width = din
         for i, (w, r) in enumerate(zip(self.hidden, rates, strict=True)):
@@ -549,6 +554,23 @@ class Pure:
         """
         return {_str_path(layer.path): layer.rate for layer in self._called(x)}
 
+    def flax_dropout(self, x: jax.Array) -> list[str]:
+        """The model's ``nnx.Dropout`` layers (the predictors cannot set their masks).
+
+        Args:
+          x: inputs ``(B, ...)`` (unused: every such layer of the graph is named).
+
+        Returns:
+          Their paths, ``/``-joined.
+        """
+        del x
+        model = self._merge(self.captured or {})
+        return [
+            "/".join(map(str, path))
+            for path, node in nnx.iter_graph(model)
+            if isinstance(node, nnx.Dropout) and node.rate > 0
+        ]
+
     def apply(
         self,
         variables: Mapping[str, Any],
@@ -688,11 +710,14 @@ class Pure:
             finally:
                 _CALLS.reset(token)
                 _PURE.reset(pure_token)
-            box["order"] = list(dict.fromkeys(paths[id(m)] for m in calls if id(m) in paths))
+            box["calls"] = [paths[id(m)] for m in calls if id(m) in paths]
             return out
 
         jax.eval_shape(run, abstract, x1)
-        return [by_path[p] for p in box["order"]]
+        order = list(dict.fromkeys(box["calls"]))
+        counts = {"/".join(_str_path(p)): box["calls"].count(p) for p in order}
+        warn_shared_masks(type(self).__name__, counts)
+        return [by_path[p] for p in order]
 
 
 def pure(model: nnx.Module) -> tuple[Pure, dict]:

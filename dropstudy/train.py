@@ -734,9 +734,15 @@ def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
         raise DropstudyError(f"x has {len(xa)} examples but y has {len(ya)}")
     if cfg.task == "classification" and cfg.loss in (None, "cross_entropy"):
         if ya.dtype.kind not in "iu" or ya.ndim != 1:
+            onehot = ya.ndim == 2 and ya.shape[1] > 1 and bool(np.all(np.isin(ya, (0, 1))))
+            fix = (
+                "these look one-hot: pass the class indices, y.argmax(1)"
+                if onehot and bool(np.all(ya.sum(1) == 1))
+                else "use task='regression' for real-valued targets"
+            )
             raise DropstudyError(
                 f"classification needs integer labels y of shape (N,), got {ya.dtype} "
-                f"{ya.shape}; use task='regression' for real-valued targets"
+                f"{ya.shape}; {fix}"
             )
     return jnp.asarray(xa), jnp.asarray(ya)
 

@@ -179,5 +179,5 @@ def test_a_class_of_the_same_name_from_another_module_loads_with_a_warning(tmp_p
     np.testing.assert_array_equal(
         v3["params"]["Dense_0"]["kernel"], v["params"]["Dense_0"]["kernel"]
     )
-    with pytest.raises(DropstudyError, match="do not fit"):
+    with pytest.raises(DropstudyError, match="do not fit the template"):
         checkpoint.load(d, model=_net_class("mymodels")(width=5), strict=False)

@@ -194,5 +194,78 @@ def test_nn_dropout_models_are_refused_naming_the_layers_and_the_fix(setup, dete
             h = nn.Dropout(0.5, deterministic=deterministic, name="my_drop")(nn.Dense(8)(x))
             return nn.Dense(4)(h)
 
-    with pytest.raises(DropstudyError, match=r"nn.Dropout layers \['my_drop'\].*MaskedDropout"):
+    with pytest.raises(DropstudyError, match=r"Dropout layers \['my_drop'\].*MaskedDropout"):
         P.weight_scaling(FlaxOnly(), {"params": {}}, x)
+
+
+def test_a_subclass_of_mlp_takes_the_generic_paths_with_its_own_forward():
+    """The fast paths compute the MLP's own forward pass: a subclass with another
+    __call__ must not take them (it did: exact and gathered MC ignored the override)."""
+
+    class TempMLP(MLP):
+        temperature: float = 5.0
+
+        def __call__(self, x):
+            return super().__call__(x) / self.temperature
+
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    for hidden in ((4, 3), (64,)):
+        model = TempMLP(hidden=hidden, n_out=3)
+        variables, _ = M.init(model, jax.random.key(1), x)
+        if len(hidden) == 2:
+            auto = P.exact(model, variables, x)
+            generic = P.exact(model, variables, x, method="generic")
+        else:
+            auto = P.mc(model, variables, x, key=jax.random.key(2), k=16)
+            generic = P.mc(model, variables, x, key=jax.random.key(2), k=16, method="dense")
+        np.testing.assert_allclose(auto.arithmetic, generic.arithmetic, rtol=1e-5, atol=1e-7)
+
+
+def test_one_layer_at_two_sites_warns_that_the_sites_share_its_mask():
+    class TwoSites(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            drop = MaskedDropout(0.5, name="shared")
+            h = drop(nn.relu(nn.Dense(6)(x)))
+            return nn.Dense(3)(drop(nn.relu(nn.Dense(6)(h))))
+
+    x = jnp.ones((2, 4))
+    with pytest.warns(UserWarning, match=r"\{'shared': 2\}.*shares the layer's one mask"):
+        spec = M.mask_spec(TwoSites(), x)
+    assert spec.n_units == 6  # one mask for both sites, as the warning says
+
+
+def test_models_the_predictors_cannot_call_on_x_alone_get_the_fix(setup):
+    import functools
+
+    x, v = setup
+    with pytest.raises(DropstudyError, match="make it an attribute"):
+        P.weight_scaling(functools.partial(Net(MaskedDropout), train=True), v, x)
+    with pytest.raises(DropstudyError, match="cannot be called on x alone"):
+        P.weight_scaling(Net(MaskedDropout), v, x)  # __call__(self, x, train) needs train
+
+
+def test_rate_refusals_name_the_layer():
+    with pytest.raises(DropstudyError, match=r"rate of dropout layer MaskedDropout must be"):
+        MaskedDropout(1.0).apply({}, jnp.ones((1, 2)))
+
+
+def test_labels_that_look_one_hot_are_told_to_take_argmax():
+    x = jnp.ones((4, 3))
+    y = jax.nn.one_hot(jnp.arange(4) % 2, 2)
+    with pytest.raises(DropstudyError, match=r"one-hot: pass the class indices, y.argmax\(1\)"):
+        train(MLP(hidden=(4,), n_out=2), jax.random.key(0), x, y, TrainConfig(steps=1))
+    with pytest.raises(DropstudyError, match="task='regression'"):
+        train(MLP(hidden=(4,), n_out=2), jax.random.key(0), x, y * 0.5, TrainConfig(steps=1))
+
+
+def test_metrics_refuse_an_average_naming_its_probabilities():
+    from dropstudy import metrics
+
+    x = jnp.ones((3, 4))
+    model = MLP(hidden=(4,), n_out=2)
+    variables, _ = M.init(model, jax.random.key(0), x)
+    avg = P.weight_scaling(model, variables, x)
+    with pytest.raises(DropstudyError, match=r"avg.probs\(\)"):
+        metrics.accuracy(avg, jnp.zeros(3, int))
+    assert metrics.accuracy(avg.probs(), jnp.zeros(3, int)) in (0.0, 1.0)

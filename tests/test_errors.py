@@ -111,7 +111,7 @@ def test_nnx_models_where_they_cannot_go():
 
     class WithDropout(nnx.Module):
         def __init__(self):
-            self.drop = dnnx.MaskedDropout(5, 0.5)
+            self.drop = dnnx.MaskedDropout(0.5, features=5, deterministic=None)
             self.noise = nnx.Dropout(0.3, rngs=nnx.Rngs(0))
 
         def __call__(self, x):

@@ -93,9 +93,9 @@ def test_call_order_comes_from_running_the_model() -> None:
 
     class Model(nnx.Module):
         def __init__(self) -> None:
-            self.z_first = MaskedDropout(0.5, features=2)
-            self.unused = MaskedDropout(0.5, features=2)
-            self.a_second = MaskedDropout(0.25, features=2)
+            self.z_first = MaskedDropout(0.5, features=2, deterministic=None)
+            self.unused = MaskedDropout(0.5, features=2, deterministic=None)
+            self.a_second = MaskedDropout(0.25, features=2, deterministic=None)
 
         def __call__(self, x: jax.Array) -> jax.Array:
             return self.a_second(self.z_first(x))
@@ -112,9 +112,9 @@ def test_call_order_comes_from_running_the_model() -> None:
 def test_layer_without_explicit_mask_is_weight_scaling() -> None:
     x = jax.random.normal(jax.random.key(0), (5, 4))
     np.testing.assert_allclose(
-        MaskedDropout(0.4, features=4)(x), x, rtol=1e-6
+        MaskedDropout(0.4, features=4, deterministic=None)(x), x, rtol=1e-6
     )  # inverted: identity
-    std = MaskedDropout(0.4, features=4, convention="standard")
+    std = MaskedDropout(0.4, features=4, deterministic=None, convention="standard")
     np.testing.assert_allclose(std(x), 0.6 * x, rtol=1e-6)  # standard: scaled by keep
     np.testing.assert_allclose(std.mask[...], np.full(4, 0.6, np.float32))
 
@@ -133,7 +133,9 @@ def test_layer_matches_linen_layer(convention: str, per_example: bool) -> None:
     mask = jax.random.bernoulli(jax.random.key(1), 0.7, shape).astype(jnp.float32)
     lin = L.MaskedDropout(0.3, broadcast_dims=(1, 2), convention=convention)
     want = lin.apply({"masks": {"mask": mask}}, x)
-    layer = MaskedDropout(0.3, features=4, broadcast_dims=(1, 2), convention=convention)
+    layer = MaskedDropout(
+        0.3, features=4, deterministic=None, broadcast_dims=(1, 2), convention=convention
+    )
     net, variables = pure(layer)
     got = net.apply({**variables, "masks": {"mask": mask}}, x)
     np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -153,7 +155,7 @@ def test_mutable_collections_come_back() -> None:
     class Model(nnx.Module):
         def __init__(self, rngs: nnx.Rngs) -> None:
             self.norm = nnx.BatchNorm(3, use_running_average=False, rngs=rngs)
-            self.drop = MaskedDropout(0.5, features=3)
+            self.drop = MaskedDropout(0.5, features=3, deterministic=None)
 
         def __call__(self, x: jax.Array) -> jax.Array:
             return self.drop(self.norm(x))
@@ -170,15 +172,17 @@ def test_mutable_collections_come_back() -> None:
 def test_bad_input_raises_dropstudy_error(twins) -> None:
     _, _, net, variables, _, x = twins
     with pytest.raises(DropstudyError, match="rate"):
-        MaskedDropout(1.0, features=3)
+        MaskedDropout(1.0, features=3, deterministic=None)
     with pytest.raises(DropstudyError, match="rate"):
-        MaskedDropout(-0.1, features=3)
+        MaskedDropout(-0.1, features=3, deterministic=None)
     with pytest.raises(DropstudyError, match="convention"):
-        MaskedDropout(0.5, features=3, convention="paper")
+        MaskedDropout(0.5, features=3, deterministic=None, convention="paper")
     with pytest.raises(DropstudyError, match="batch axis"):
-        MaskedDropout(0.5, features=3, broadcast_dims=(0,))
+        MaskedDropout(0.5, features=3, deterministic=None, broadcast_dims=(0,))
     with pytest.raises(DropstudyError, match="unit shape"):
-        MaskedDropout(0.5, features=3)(jnp.ones((2, 4)))  # built for 3 features, given 4
+        MaskedDropout(0.5, features=3, deterministic=None)(
+            jnp.ones((2, 4))
+        )  # built for 3 features, given 4
     with pytest.raises(DropstudyError, match="activation"):
         MLP(D_IN, HIDDEN, N_OUT, activation="gelu", rngs=nnx.Rngs(0))
     with pytest.raises(DropstudyError, match="drop rates for 2 hidden layers"):
@@ -218,9 +222,9 @@ def test_what_pure_adds_to_split_and_merge(twins) -> None:
 
     class Model(nnx.Module):
         def __init__(self) -> None:
-            self.b = MaskedDropout(0.5, features=2)
-            self.unused = MaskedDropout(0.5, features=2)
-            self.a = MaskedDropout(0.25, features=2)
+            self.b = MaskedDropout(0.5, features=2, deterministic=None)
+            self.unused = MaskedDropout(0.5, features=2, deterministic=None)
+            self.a = MaskedDropout(0.25, features=2, deterministic=None)
 
         def __call__(self, x: jax.Array) -> jax.Array:
             return self.a(self.b(x))
@@ -267,8 +271,10 @@ def test_nnx_drop_in_draws_as_nnx_dropout_bitwise_and_masks_win_under_pure():
 
 
 def test_nnx_drop_in_features_inferred_and_refusals():
-    layer = MaskedDropout(0.5)  # no rngs: a direct call is its (stored) expectation
     x = jnp.arange(1.0, 7.0).reshape(2, 3)
+    with pytest.raises(DropstudyError, match="no rngs"):  # nnx.Dropout's default: it draws
+        MaskedDropout(0.5)(x)
+    layer = MaskedDropout(0.5, deterministic=None)  # the stored expectation, as MLP's layers
     np.testing.assert_allclose(layer(x), x, rtol=1e-6)
     assert layer.unit_shape == (3,)  # taken from the first call
     with pytest.raises(DropstudyError, match="rate first"):
@@ -281,10 +287,43 @@ def test_nnx_drop_in_features_inferred_and_refusals():
 
     class Lazy(nnx.Module):
         def __init__(self):
-            self.d = MaskedDropout(0.5)
+            self.d = MaskedDropout(0.5, deterministic=None)
 
         def __call__(self, x):
             return self.d(x)
 
     with pytest.raises(DropstudyError, match="call the model once"):
         pure(Lazy())
+
+
+def test_nnx_plain_models_are_one_subnetwork_and_nnx_dropout_is_refused():
+    class Plain(nnx.Module):
+        def __init__(self, drop, rngs):
+            self.l1 = nnx.Linear(4, 3, rngs=rngs)
+            self.drop = drop
+
+        def __call__(self, x):
+            return self.drop(self.l1(x)) if self.drop is not None else self.l1(x)
+
+    x = jnp.ones((2, 4))
+    net, variables = pure(Plain(None, nnx.Rngs(0)))
+    for avg in (P.weight_scaling(net, variables, x), P.exact(net, variables, x)):
+        assert avg.count == 1
+    flax_only = Plain(nnx.Dropout(0.5, deterministic=True), nnx.Rngs(0))
+    net, variables = pure(flax_only)
+    with pytest.raises(DropstudyError, match=r"Dropout layers \['drop'\].*dropstudy.nnx"):
+        P.weight_scaling(net, variables, x)
+
+
+def test_nnx_one_layer_at_two_sites_warns():
+    class TwoSites(nnx.Module):
+        def __init__(self):
+            self.lin = nnx.Linear(3, 3, rngs=nnx.Rngs(0))
+            self.d = MaskedDropout(0.5, features=3, deterministic=None)
+
+        def __call__(self, x):
+            return self.d(self.lin(self.d(x)))
+
+    net, variables = pure(TwoSites())
+    with pytest.warns(UserWarning, match=r"\{'d': 2\}"):
+        P.weight_scaling(net, variables, jnp.ones((2, 3)))

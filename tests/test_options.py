@@ -541,7 +541,7 @@ def test_nnx_mlp_options_match_the_linen_mlp():
 
 
 def test_nnx_dtypes_and_rngs():
-    layer = dnnx.MaskedDropout(3, 0.5, dtype=jnp.bfloat16)
+    layer = dnnx.MaskedDropout(0.5, features=3, deterministic=None, dtype=jnp.bfloat16)
     assert layer.mask[...].dtype == jnp.bfloat16
     a, b = (dnnx.pure(dnnx.MLP(5, (4,), 3, rngs=nnx.Rngs(s)))[1] for s in (0, 1))
     assert not _same(a, b)  # the keys draw the parameters
@@ -556,7 +556,9 @@ def test_pure_apply_method_and_mutable():
     class Two(nnx.Module):
         def __init__(self, rngs: nnx.Rngs) -> None:
             self.lin = nnx.Linear(5, 3, rngs=rngs)
-            self.drop = dnnx.MaskedDropout(3, 0.5, convention="standard")
+            self.drop = dnnx.MaskedDropout(
+                0.5, features=3, deterministic=None, convention="standard"
+            )
 
         def __call__(self, x):
             return self.drop(self.lin(x))
