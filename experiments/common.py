@@ -677,6 +677,34 @@ def errorbar(ax, xs, cis: list[dict], label: str, **kw):
     ax.errorbar(xs, m, yerr=[lo, hi], label=label, capsize=3, marker="o", ms=4, **kw)
 
 
+def clip_off_scale(ax, xs, cis: list[dict], margin: float, factor: float = 8.0) -> None:
+    """Keep a y-axis on the intervals that can be read against a margin.
+
+    An interval wider than ``factor`` margins (a stress case's, say) would flatten the rest:
+    the axis spans the others (and twice the margin), and each wider one is drawn cut off,
+    its bounds written at the edge.
+
+    Args:
+      ax: the matplotlib axes, its intervals already drawn.
+      xs: the x positions, one per interval.
+      cis: the intervals, each ``{"mean", "lo", "hi"}``, in the axis' units.
+      margin: the equivalence margin, in the same units.
+      factor: intervals wider than this many margins (both sides) may go off scale.
+    """
+    near = [c for c in cis if c["hi"] - c["lo"] <= factor * 2 * margin] or cis
+    bottom = min(-2 * margin, *(c["lo"] for c in near))
+    top = max(2 * margin, *(c["hi"] for c in near))
+    pad = 0.12 * (top - bottom)
+    bottom, top = bottom - pad, top + pad
+    ax.set_ylim(bottom, top)
+    for x, c in zip(xs, cis, strict=True):
+        if c["lo"] < bottom or c["hi"] > top:
+            up = c["hi"] > top
+            y = top - 0.05 * (top - bottom) if up else bottom + 0.05 * (top - bottom)
+            ax.annotate(f"[{c['lo']:.3g}, {c['hi']:.3g}]\noff scale", (x, y), ha="center",
+                        va="top" if up else "bottom", fontsize=7, color="tab:red")  # fmt: skip
+
+
 def device_mesh():
     """A mesh over this process's devices when it has more than one, else None.
 

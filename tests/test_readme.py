@@ -211,3 +211,38 @@ def _readme_compare():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_figures_draw_from_the_committed_results_with_lines_in_order(tmp_path):
+    """Every experiment's figures draw from its committed results file (the quick runs of
+    some are in make test-slow only), and no line doubles back along x: the results list
+    numeric keys (K, sizes) as sorted strings, "10" before "2", which drew zigzags."""
+    import json
+
+    import numpy as np
+    from dropstudy_experiments import runner
+    from dropstudy_experiments.common import plt
+    from dropstudy_experiments.results import dumps
+
+    class Ctx:
+        out = tmp_path
+
+        def savefig(self, fig, name):
+            for ax in fig.axes:
+                for line in ax.get_lines():
+                    x = np.asarray(line.get_xdata(), float)
+                    if len(x) > 2 and not np.all(x == x[0]):  # not a horizontal rule
+                        steps = np.diff(x)
+                        assert np.all(steps >= 0) or np.all(steps <= 0), (name, list(x))
+            plt.close(fig)
+            return name
+
+    # these draw from their cells' results too (curves, snapshots), not kept in results files
+    from_cells = {"coadaptation", "ensembles", "maskmode", "stayput", "tutorial"}
+    drawn = [n for n in runner.NAMES if n not in from_cells]
+    assert {"averaging", "diversity", "overfitting", "conv"} <= set(drawn)
+    for name in drawn:
+        r = json.loads((README.parent / "results" / name / "results.json").read_text())
+        cfg = runner.config(name)  # the committed study's: the default scale
+        assert json.loads(dumps(cfg.to_dict())) == r["config"], name
+        runner.section(name).figures(cfg, {}, r, Ctx())

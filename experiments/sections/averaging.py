@@ -7,6 +7,7 @@ import numpy as np
 from ..averaging import Config
 from ..common import (
     ci_str,
+    clip_off_scale,
     errorbar,
     plt,
     table,
@@ -70,21 +71,23 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
         ctx.savefig(fig, fname)
     exact = [t for t in tags if "exact_a" in summaries[t]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, key, scale, ylabel in (
-        (axes[0], "err_ws_minus_exact_a", 100, "test error difference (percentage points)"),
-        (axes[1], "nll_ws_minus_exact_a", 1, "test NLL difference (nats)"),
-    ):
+    for ax, key, scale, margin, ylabel in (
+        (axes[0], "err_ws_minus_exact_a", 100, 100 * cfg.margin,
+         "test error difference (percentage points)"),
+        (axes[1], "nll_ws_minus_exact_a", 1, cfg.nll_margin, "test NLL difference (nats)"),
+    ):  # fmt: skip
         cis = [{k: summaries[t][key][k] * scale for k in ("mean", "lo", "hi")} for t in exact]
-        errorbar(ax, range(len(exact)), cis, "mean over seeds, 95% CI", ls="")
+        errorbar(ax, range(len(exact)), cis, "seed mean, 95% CI", ls="")
+        clip_off_scale(ax, range(len(exact)), cis, margin)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(exact)), exact, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
     axes[0].axhspan(-100 * cfg.margin, 100 * cfg.margin, color="tab:green", alpha=0.15,
-                    label=f"equivalence margin +-{100 * cfg.margin:g} pp")  # fmt: skip
+                    label=f"margin +-{100 * cfg.margin:g} pp")  # fmt: skip
     axes[1].axhspan(-cfg.nll_margin, cfg.nll_margin, color="tab:green", alpha=0.15,
-                    label=f"equivalence margin +-{cfg.nll_margin:g} nats")  # fmt: skip
+                    label=f"margin +-{cfg.nll_margin:g} nats")  # fmt: skip
     axes[1].legend(fontsize=8)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="lower left")
     axes[0].set_title("Error: weight scaling minus exact arithmetic mean", fontsize=10)
     axes[1].set_title("NLL: weight scaling minus exact arithmetic mean", fontsize=10)
     ctx.savefig(fig, "ws_minus_exact.png")

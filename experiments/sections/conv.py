@@ -25,7 +25,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
       ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
         file.
     """
-    rates = [float(k) for k in r["rows"]]
+    rates = sorted(float(k) for k in r["rows"])  # keys are strings: in rate order
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, m, label in zip(axes, ("nll", "accuracy"), ("NLL (nats)", "error"), strict=True):
         flip = (lambda v: 1 - v) if m == "accuracy" else (lambda v: v)

@@ -17,7 +17,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
     ``diversity.png``: for each kind of members, the test Brier score of the ensemble and of the
     mean member, the ambiguity, and the error correlation and disagreement, against the number of
-    members K (means over seeds).
+    members K (means over seeds, shaded: 95% intervals over seeds).
 
     Args:
       cfg: the experiment's configuration (unused here).
@@ -28,7 +28,9 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for i, kind in enumerate(KINDS):
-        ks = [int(k) for k in r["grids"][kind]]
+        # the results list the Ks as the strings of JSON keys ("10" before "2"): in K order
+        order = sorted(range(len(r["grids"][kind])), key=lambda j: int(r["grids"][kind][j]))
+        ks = [int(r["grids"][kind][j]) for j in order]
         c = r["curves"][kind]["test"]
         for ax, stat, ls in (
             (axes[0], "ensemble", "-"),
@@ -37,11 +39,16 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
             (axes[2], "error_corr", "-"),
             (axes[2], "disagreement", "--"),
         ):
+            cis = [c[stat][j] for j in order]
             ax.plot(
-                ks, [v["mean"] for v in c[stat]], ls=ls, marker="o", ms=3, color=f"C{i}",
+                ks, [v["mean"] for v in cis], ls=ls, marker="o", ms=3, color=f"C{i}",
                 label=f"{LABELS[kind]}: {stat.replace('_', ' ')}",
             )  # fmt: skip
+            ax.fill_between(
+                ks, [v["lo"] for v in cis], [v["hi"] for v in cis], color=f"C{i}", alpha=0.15
+            )
     axes[0].set(ylabel="test Brier score", title="ensemble (solid) vs mean member (dotted)")
+    fig.suptitle("Means over seeds; shaded: 95% intervals over seeds", fontsize=9)
     axes[1].set(ylabel="ambiguity (test)", title="diversity: ensemble = member - ambiguity")
     axes[2].set(ylabel="mean over pairs", title="error correlation, disagreement")
     for ax in axes:

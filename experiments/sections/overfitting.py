@@ -16,8 +16,9 @@ from ..overfitting import Config
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the overfitting experiment's figures into its folder.
 
-    ``sweeps.png``: train and test accuracy against the drop rate, and the train-test accuracy gap
-    against the training-set size at the two rates compared (means over seeds, 95% intervals).
+    ``sweeps.png``: train and test accuracy against the drop rate, the train-test accuracy gap
+    against the training-set size at the two rates compared, and train and test NLL (the
+    primary's measure) against the drop rate (means over seeds, 95% intervals).
 
     Args:
       cfg: the experiment's configuration.
@@ -26,12 +27,23 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
       ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
         file.
     """
-    sizes = [int(n) for n in r["sizes"]]
+    sizes = sorted(int(n) for n in r["sizes"])
     _sweep_figure(ctx, cfg.rates, r["rates"], sizes, r["sizes"], cfg.size_rates)
 
 
 def _sweep_figure(ctx, rates, rates_summary, sizes, sizes_summary, size_rates) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    # the primary's quantity first: test NLL (with train NLL) against the drop rate
+    errorbar(axes[2], rates, [rates_summary[str(r)]["train_nll"] for r in rates], "train")
+    errorbar(axes[2], rates, [rates_summary[str(r)]["test_nll"] for r in rates], "test")
+    for rate in size_rates:
+        axes[2].axvline(rate, color="0.6", ls=":", lw=1)
+    axes[2].set(
+        xlabel="drop rate (dotted: the two the primary compares)",
+        ylabel="NLL (nats)",
+        title="NLL vs drop rate, the primary's measure (95% CI)",
+    )
+    axes[2].legend()
     errorbar(axes[0], rates, [rates_summary[str(r)]["train_acc"] for r in rates], "train")
     errorbar(axes[0], rates, [rates_summary[str(r)]["test_acc"] for r in rates], "test")
     axes[0].set(
