@@ -38,7 +38,7 @@ report: $(STAMP)
 
 ## The default test suite (under 10 minutes on 2 cores), lint included.
 test: $(STAMP)
-	$(PY) -m ruff check dropstudy experiments tests benchmarks
+	$(PY) -m ruff check dropstudy experiments tests benchmarks examples
 	$(PY) -m pytest -q
 
 ## Slow tests only.
@@ -60,11 +60,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/kernels.py --write benchmarks/PROFILE.md
 
 lint: $(STAMP)
-	$(PY) -m ruff check dropstudy experiments tests benchmarks
-	$(PY) -m ruff format --check dropstudy experiments tests benchmarks
+	$(PY) -m ruff check dropstudy experiments tests benchmarks examples
+	$(PY) -m ruff format --check dropstudy experiments tests benchmarks examples
 
 format: $(STAMP)
-	$(PY) -m ruff format dropstudy experiments tests benchmarks
+	$(PY) -m ruff format dropstudy experiments tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(RESULTS)/quick

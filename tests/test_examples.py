@@ -1,0 +1,28 @@
+"""The worked examples in examples/ run, briefly, and learn."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses (linen modules) look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_example_is_tested():
+    assert {f.stem for f in EXAMPLES.glob("*.py")} == {"own_linen_model", "nnx_model"}
+
+
+@pytest.mark.parametrize("name", ["own_linen_model", "nnx_model"])
+def test_example_trains_and_scores_every_average(name):
+    scores = _load(name).main(steps=300, k=50)
+    assert len(scores) == 3 and {n.split()[0] for n in scores} == {"weight", "MC", "exact"}
+    assert all(0.6 < acc <= 1.0 for acc in scores.values()), scores  # chance is 0.1
