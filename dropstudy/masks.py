@@ -10,7 +10,10 @@ Keep probability ``p`` (the 2014 paper's notation) is ``1 - rate``.
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -211,8 +214,16 @@ def _traced_init(model: nn.Module, key, x, rng_streams=()) -> tuple[dict, dict]:
                 raise _flax_dropout_refusal(model, flax_dropout, "dropstudy.nnx.MaskedDropout")
             variables = {**variables, MASKS: {}}  # a plain network
         return variables, dict(model.dropout_rates(x))
+    try:  # the predictors and the trainer call the model on x alone
+        inspect.signature(type(model).__call__).bind(model, x)
+    except TypeError as e:
+        raise DropstudyError(
+            f"{type(model).__name__} cannot be called on x alone ({e}): the predictors and the "
+            "trainer call model.apply(variables, x); give the argument a default or make it "
+            "an attribute of the module (e.g. training: bool = False)"
+        ) from None
     layers: dict[tuple[str, ...], float] = {}
-    calls: dict[tuple[str, ...], int] = {}
+    sites: dict[tuple[str, ...], set] = {}
     flax_dropout: list[str] = []
 
     def record(next_fun, args, kwargs, context):
@@ -220,8 +231,8 @@ def _traced_init(model: nn.Module, key, x, rng_streams=()) -> tuple[dict, dict]:
             if isinstance(context.module, MaskedDropout):
                 path = tuple(context.module.path)
                 layers.setdefault(path, float(context.module.rate))
-                calls[path] = calls.get(path, 0) + 1
-            elif isinstance(context.module, nn.Dropout):
+                sites.setdefault(path, set()).add(call_site())
+            elif isinstance(context.module, nn.Dropout) and context.module.rate > 0:
                 flax_dropout.append("/".join(context.module.path))
         return next_fun(*args, **kwargs)
 
@@ -234,21 +245,32 @@ def _traced_init(model: nn.Module, key, x, rng_streams=()) -> tuple[dict, dict]:
         if flax_dropout and not layers:
             raise _flax_dropout_refusal(model, flax_dropout) from None
         raise
-    except TypeError as e:
-        if "required" not in str(e) or "argument" not in str(e):
-            raise
-        raise DropstudyError(
-            f"{type(model).__name__} cannot be called on x alone ({e}): the predictors and the "
-            "trainer call model.apply(variables, x); give the argument a default or make it "
-            "an attribute of the module (e.g. training: bool = False)"
-        ) from None
     if MASKS not in variables:
         if flax_dropout:
             raise _flax_dropout_refusal(model, flax_dropout)
         # No dropout at all: a plain network, the one subnetwork of itself.
         variables = {**variables, MASKS: {}}
-    warn_shared_masks(type(model).__name__, {"/".join(p): n for p, n in calls.items()})
+    warn_shared_masks(type(model).__name__, {"/".join(p): len(v) for p, v in sites.items()})
     return variables, layers
+
+
+def call_site() -> tuple[str, int]:
+    """The line of the model's code that called a dropout layer: the first frame up the stack
+    outside flax, JAX and this library's tracing. Traces of one line (``nn.scan`` traces its
+    body twice, ``lax.cond`` each branch) are one site.
+
+    Returns:
+      ``(file name, line number)``.
+    """
+    frame = sys._getframe(1)
+    skip = (f"{os.sep}flax{os.sep}", f"{os.sep}jax{os.sep}", f"{os.sep}jaxlib{os.sep}")
+    here = (os.path.abspath(__file__), os.path.join(os.path.dirname(__file__), "nnx.py"))
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not any(s in name for s in skip) and os.path.abspath(name) not in here:
+            return name, frame.f_lineno
+        frame = frame.f_back
+    return "?", 0
 
 
 def warn_shared_masks(model_name: str, calls: dict[str, int]) -> None:
@@ -256,12 +278,12 @@ def warn_shared_masks(model_name: str, calls: dict[str, int]) -> None:
 
     Args:
       model_name: names the model in the warning.
-      calls: ``{layer path: how many times it ran in one forward pass}``.
+      calls: ``{layer path: the lines of code that call it in one forward pass}``.
     """
     shared = {p: n for p, n in calls.items() if n > 1}
     if shared:
         warnings.warn(
-            f"{model_name}: dropout layer(s) {shared} run at several sites (calls each) and "
+            f"{model_name}: dropout layer(s) {shared} are called from several lines each and "
             "every site shares the layer's one mask, so the predictors average over fewer "
             "subnetworks than independent layers would have (nn.Dropout draws anew at each "
             "call): give each site a layer of its own unless one mask is meant (as in "
@@ -274,10 +296,10 @@ def _flax_dropout_refusal(
     model, paths: list[str], replacement: str = "dropstudy.models.MaskedDropout"
 ) -> DropstudyError:
     return DropstudyError(
-        f"{type(model).__name__} draws its dropout masks in flax's Dropout layers "
-        f"{sorted(set(paths))}, which no predictor can set: replace each with {replacement} "
-        "(same arguments: rate, broadcast_dims, deterministic, rng_collection; given no mask "
-        "it draws as flax's Dropout does)"
+        f"{type(model).__name__} has flax Dropout layers {sorted(set(paths))}, whose masks no "
+        f"predictor can set: replace each with {replacement} (same arguments: rate, "
+        "broadcast_dims, deterministic, rng_collection; given no mask it draws as flax's "
+        "Dropout does)"
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .validate import (
     ACTIVATIONS,
@@ -156,8 +157,9 @@ class MaskedDropout(nn.Module):
         keep = 1.0 - check_rate(f"rate of dropout {where}", self.rate)
         check_choice("convention", self.convention, CONVENTIONS)
         shape = unit_shape(x, self.broadcast_dims)
-        if deterministic is None:
-            deterministic = self.deterministic
+        deterministic = check_deterministic(
+            self.deterministic if deterministic is None else deterministic, where
+        )
         if self.has_variable(MASKS, "mask"):
             mask = self.get_variable(MASKS, "mask")
         elif self.is_mutable_collection(MASKS) and _RECORD_MASKS.get():
@@ -224,6 +226,37 @@ def unit_shape(x: jax.Array, broadcast_dims: Sequence[int]) -> tuple[int, ...]:
     if 0 in bdims:
         raise DropstudyError("broadcast_dims must not contain the batch axis 0")
     return tuple(x.shape[d] for d in range(1, x.ndim) if d not in bdims)
+
+
+def check_deterministic(value: Any, where: str) -> bool | None:
+    """A dropout layer's ``deterministic`` as a Python bool (or ``None``, unset).
+
+    ``nn.Dropout`` reads it by truth value, so a NumPy or concrete JAX bool counts as one;
+    anything else is refused (a string here is the old positional ``convention``).
+
+    Args:
+      value: the flag.
+      where: names the layer in the message.
+
+    Returns:
+      ``None`` or ``bool(value)``.
+
+    Raises:
+      DropstudyError: if ``value`` is neither None nor a boolean scalar.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, jax.core.Tracer):
+        raise DropstudyError(
+            f"deterministic of dropout {where} is a traced value: it decides which program "
+            "runs, so pass it as a Python bool (a static argument of jax.jit)"
+        )
+    if isinstance(value, str) or np.ndim(value) != 0 or np.asarray(value).dtype != bool:
+        raise DropstudyError(
+            f"deterministic of dropout {where} must be a bool or None, got {value!r} (the "
+            "convention is a keyword argument: convention='standard')"
+        )
+    return bool(value)
 
 
 def apply_mask(

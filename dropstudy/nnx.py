@@ -47,8 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .masks import warn_shared_masks
-from .models import MASKS, activation_fn, apply_mask, unit_shape
+from .masks import call_site, warn_shared_masks
+from .models import MASKS, activation_fn, apply_mask, check_deterministic, unit_shape
 from .validate import (
     ACTIVATIONS,
     CONVENTIONS,
@@ -74,9 +74,10 @@ class Mask(nnx.Variable):
     """
 
 
-# The dropout layers that ran, in call order, while Pure._called traces a forward pass.
-_CALLS: contextvars.ContextVar[list[MaskedDropout] | None] = contextvars.ContextVar(
-    "dropstudy_nnx_calls", default=None
+# The dropout layers that ran, in call order, with the line that called each, while
+# Pure._called traces a forward pass.
+_CALLS: contextvars.ContextVar[list[tuple[MaskedDropout, tuple[str, int]]] | None] = (
+    contextvars.ContextVar("dropstudy_nnx_calls", default=None)
 )
 
 
@@ -149,7 +150,12 @@ class MaskedDropout(nnx.Module):
         if (
             legacy
             or isinstance(rate, Sequence)
-            or (isinstance(rate, int | np.integer) and not isinstance(rate, bool) and rate >= 1)
+            or (
+                features is None  # with features given, an integer rate is just a bad rate
+                and isinstance(rate, int | np.integer)
+                and not isinstance(rate, bool)
+                and rate >= 1
+            )
         ):
             raise DropstudyError(
                 "MaskedDropout takes the rate first, as nnx.Dropout does, and features by "
@@ -219,7 +225,7 @@ class MaskedDropout(nnx.Module):
             has neither shape ``U`` nor ``(B, *U)``, or the layer must draw and has no rngs.
         """
         if (calls := _CALLS.get()) is not None:
-            calls.append(self)
+            calls.append((self, call_site()))
         if x.ndim < 1:
             raise DropstudyError(f"MaskedDropout needs a batch (B, ...), got shape {x.shape}")
         shape = unit_shape(x, self.broadcast_dims)
@@ -232,8 +238,9 @@ class MaskedDropout(nnx.Module):
                 f"(unit shape {shape} with broadcast_dims {self.broadcast_dims})"
             )
         if not _PURE.get():
-            if deterministic is None:
-                deterministic = self.deterministic
+            deterministic = check_deterministic(
+                self.deterministic if deterministic is None else deterministic, "layer (NNX)"
+            )
             own = rngs if rngs is not None else self.rngs
             if deterministic is None and own is not None:
                 deterministic = False  # nnx.Dropout's default
@@ -710,13 +717,15 @@ class Pure:
             finally:
                 _CALLS.reset(token)
                 _PURE.reset(pure_token)
-            box["calls"] = [paths[id(m)] for m in calls if id(m) in paths]
+            box["calls"] = [(paths[id(m)], site) for m, site in calls if id(m) in paths]
             return out
 
         jax.eval_shape(run, abstract, x1)
-        order = list(dict.fromkeys(box["calls"]))
-        counts = {"/".join(_str_path(p)): box["calls"].count(p) for p in order}
-        warn_shared_masks(type(self).__name__, counts)
+        order = list(dict.fromkeys(p for p, _ in box["calls"]))
+        sites = {p: {site for q, site in box["calls"] if q == p} for p in order}
+        warn_shared_masks(
+            type(self).__name__, {"/".join(_str_path(p)): len(v) for p, v in sites.items()}
+        )
         return [by_path[p] for p in order]
 
 

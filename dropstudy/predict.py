@@ -242,12 +242,12 @@ def mc(
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
     task = resolve_task(model, variables, x, spec, task)
-    if not spec.paths:
-        return _plain(model, variables, x, spec, task)
     _check_fast(
         method, fast="gathered", general="dense", applies=fast_mc.applies(model, spec),
         needs="a dropstudy MLP with droppable units", chunk=chunk,
     )  # fmt: skip
+    if not spec.paths:
+        return _plain(model, variables, x, spec, task)
     gather = method == "gathered" or (
         method == "auto"
         and chunk is None
@@ -321,12 +321,12 @@ def exact(
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
     task = resolve_task(model, variables, x, spec, task)
-    if not spec.paths:
-        return _plain(model, variables, x, spec, task)
     _check_fast(
         method, fast="factorised", general="generic", applies=fast_exact.applies(model, spec),
         needs="a dropstudy MLP whose last hidden layer has droppable units", chunk=chunk,
     )  # fmt: skip
+    if not spec.paths:
+        return _plain(model, variables, x, spec, task)
     n = M.check_enumerable(spec, max_units)
     if method == "factorised" or (
         method == "auto" and chunk is None and fast_exact.applies(model, spec)
@@ -442,7 +442,12 @@ def over_masks(
     x = check_inputs(model, variables, x, task)
     spec = M.mask_spec(model, x)
     task = resolve_task(model, variables, x, spec, task)
-    if not spec.paths:
+    if not spec.paths:  # a plain network: no masks to give, one subnetwork
+        if jax.tree_util.tree_leaves(masks) or weights is not None:
+            raise DropstudyError(
+                f"{type(model).__name__} has no dropout layers, so it takes no masks or "
+                "weights: it is its own one subnetwork (pass masks={})"
+            )
         return _plain(model, variables, x, spec, task)
     flat = spec.flatten(masks)
     if flat.ndim != 2:

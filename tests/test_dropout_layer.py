@@ -269,3 +269,83 @@ def test_metrics_refuse_an_average_naming_its_probabilities():
     with pytest.raises(DropstudyError, match=r"avg.probs\(\)"):
         metrics.accuracy(avg, jnp.zeros(3, int))
     assert metrics.accuracy(avg.probs(), jnp.zeros(3, int)) in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("flag", [False, np.False_, jnp.array(False)])
+def test_numpy_and_jax_bools_draw_as_python_false(flag):
+    """nn.Dropout reads deterministic by truth value: a NumPy or JAX False draws too."""
+    x = jnp.ones((4, 6))
+    rngs = {"dropout": jax.random.key(0)}
+    ours = MaskedDropout(0.5, deterministic=flag).apply({}, x, rngs=rngs)
+    theirs = nn.Dropout(0.5, deterministic=False).apply({}, x, rngs=rngs)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_convention_passed_where_deterministic_now_sits_is_refused():
+    # the old positional order (rate, broadcast_dims, convention) would set deterministic
+    with pytest.raises(DropstudyError, match="convention='standard'"):
+        MaskedDropout(0.5, (), "standard").apply({}, jnp.ones((2, 3)))
+
+
+def test_a_scanned_layer_is_one_site_not_two_traces():
+    """nn.scan traces its body twice: one line of code is still one site, no warning."""
+    import warnings
+
+    class Cell(nn.Module):
+        @nn.compact
+        def __call__(self, h, _):
+            return MaskedDropout(0.5)(nn.tanh(nn.Dense(4)(h))), None
+
+    class Scanned(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            scan = nn.scan(
+                Cell, variable_broadcast=["params", "masks"], split_rngs={"params": False},
+                length=5,
+            )  # fmt: skip
+            return scan()(x, None)[0]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec = M.mask_spec(Scanned(), jnp.ones((2, 4)))
+    assert spec.n_units == 4
+
+
+def test_only_the_models_own_call_signature_is_translated():
+    class Bug(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense()(MaskedDropout(0.5)(x))  # a bug in the model, not its signature
+
+    with pytest.raises(TypeError, match="features"):
+        M.mask_spec(Bug(), jnp.ones((2, 3)))
+
+
+def test_a_rate_zero_nn_dropout_is_no_mask_source_an_eval_mode_one_is():
+    """nn.Dropout(0.0) never drops: the net is plain. One in eval mode still holds masks
+    that no predictor can vary: refused (averaging it as one net would be silent)."""
+
+    class Flax(nn.Module):
+        rate: float
+        deterministic: bool
+
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Dropout(self.rate, deterministic=self.deterministic)(nn.Dense(4)(x))
+            return nn.Dense(2)(x)
+
+    x = jnp.ones((2, 3))
+    variables, spec = M.init(Flax(0.0, False), jax.random.key(0), x)
+    assert spec.n_units == 0
+    assert P.mc(Flax(0.0, False), variables, x, key=jax.random.key(1), k=3).count == 1
+    with pytest.raises(DropstudyError, match=r"has flax Dropout layers \['Dropout_0'\]"):
+        M.mask_spec(Flax(0.3, True), x)
+
+
+def test_plain_networks_still_refuse_what_they_cannot_take(setup):
+    x, _ = setup
+    variables, _ = M.init(_Plain(), jax.random.key(0), x)
+    with pytest.raises(DropstudyError, match="gathered"):
+        P.mc(_Plain(), variables, x, key=jax.random.key(1), k=3, method="gathered")
+    with pytest.raises(DropstudyError, match="takes no masks or weights"):
+        P.over_masks(_Plain(), variables, x, masks={"junk": {"mask": jnp.ones((7, 3))}})

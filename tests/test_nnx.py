@@ -322,8 +322,14 @@ def test_nnx_one_layer_at_two_sites_warns():
             self.d = MaskedDropout(0.5, features=3, deterministic=None)
 
         def __call__(self, x):
-            return self.d(self.lin(self.d(x)))
+            h = self.lin(self.d(x))
+            return self.d(h)  # a second line calls the same layer
 
     net, variables = pure(TwoSites())
     with pytest.warns(UserWarning, match=r"\{'d': 2\}"):
         P.weight_scaling(net, variables, jnp.ones((2, 3)))
+
+
+def test_nnx_integer_rate_with_features_is_a_rate_refusal():
+    with pytest.raises(DropstudyError, match=r"drop rate in \[0, 1\)"):
+        MaskedDropout(1, features=3)
