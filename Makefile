@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 RESULTS ?= results
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: study study-quick test test-slow mutate bench lint format report clean
+.PHONY: study study-quick test test-slow mutate bench lint format report docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/readme_table.py
 	$(PY) benchmarks/readme_compare.py
 	$(PY) benchmarks/kernels.py --write benchmarks/PROFILE.md
+
+## The API reference, generated from the library's docstrings: docs/api/index.html.
+docs: $(STAMP)
+	$(PY) -m pdoc -o docs/api --docformat google dropstudy
 
 lint: $(STAMP)
 	$(PY) -m ruff check dropstudy experiments tests benchmarks examples
