@@ -263,11 +263,18 @@ def call_site() -> tuple[str, int]:
       ``(file name, line number)``.
     """
     frame = sys._getframe(1)
+    # The library's own folder from this function's code, not from __file__: a path among
+    # the module's constants would enter every cell's code key (a clone elsewhere, another
+    # key).
+    library = os.path.dirname(os.path.abspath(call_site.__code__.co_filename))
     skip = (f"{os.sep}flax{os.sep}", f"{os.sep}jax{os.sep}", f"{os.sep}jaxlib{os.sep}")
-    here = (os.path.abspath(__file__), os.path.join(os.path.dirname(__file__), "nnx.py"))
     while frame is not None:
         name = frame.f_code.co_filename
-        if not any(s in name for s in skip) and os.path.abspath(name) not in here:
+        ours = os.path.dirname(os.path.abspath(name)) == library and os.path.basename(name) in (
+            "masks.py",
+            "nnx.py",
+        )
+        if not ours and not any(s in name for s in skip):
             return name, frame.f_lineno
         frame = frame.f_back
     return "?", 0

@@ -6,6 +6,7 @@ key's static walk reaches every project function that a real cell executes, trac
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -255,3 +256,39 @@ def test_a_recomputed_cell_says_which_part_of_its_key_changed(tmp_path, caplog):
     assert "c: computing (no stored result)" in text and "c: reused" in text
     assert "c: computing (changed: the code it runs)" in text
     assert "c: computing (changed: its arguments)" in text
+
+
+KEYS_OF_EVERY_CELL = """
+from dropstudy_experiments import codekey, runner
+import importlib
+for name in runner.NAMES:
+    for m in [runner.module(name)] + [importlib.import_module(f"dropstudy_experiments.{p}")
+              for p in ("shrinkage_linear", "shrinkage_logistic", "shrinkage_mlp")
+              if p.startswith(name)]:
+        for n in sorted(dir(m)):
+            if n.endswith("_cell") and callable(getattr(m, n)):
+                print(m.__name__.rsplit(".", 1)[-1], n, codekey.code_key(getattr(m, n), {}))
+"""
+
+
+def test_every_real_cell_keeps_its_key_in_another_folder(tmp_path, capsys):
+    """The study's own cells, not only the toy package: the same sources in another folder
+    give the same keys (a path among the constants a cell reads, e.g. a module's __file__,
+    once made every clone recompute every cell)."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    exec(KEYS_OF_EVERY_CELL, {})  # this checkout's keys, in-process
+    here = capsys.readouterr().out
+    tree = tmp_path / "elsewhere"
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(root / "dropstudy", tree / "dropstudy", ignore=skip)
+    shutil.copytree(root / "experiments", tree / "dropstudy_experiments", ignore=skip)
+    r = subprocess.run(
+        [sys.executable, "-c", KEYS_OF_EVERY_CELL], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert here.count("_cell") >= 20
+    assert r.stdout == here
