@@ -77,11 +77,20 @@ def quick_dir(tmp_path_factory):
 
 
 # The quick runs, dealt to two pytest-xdist workers (groups quick0 and quick1, alternating
-# by the experiments' order); each worker's runs share that worker's quick_dir. The six
-# heaviest (each 40-80 s on 2 cores, most of it compiling) run in `make test-slow`, to keep
+# by the experiments' order); each worker's runs share that worker's quick_dir. The eight
+# heaviest (each 35-80 s on 2 cores, most of it compiling) run in `make test-slow`, to keep
 # the default suite under 10 minutes; their sections still render from the committed
 # results in the report tests, and every cell's code is covered by `make study`.
-SLOW_QUICK_RUNS = ("averaging", "tutorial", "conv", "coadaptation", "ensembles", "diversity")
+SLOW_QUICK_RUNS = (
+    "averaging",
+    "tutorial",
+    "conv",
+    "coadaptation",
+    "ensembles",
+    "diversity",
+    "baselines",
+    "regression",
+)
 QUICK_RUNS = [
     pytest.param(
         n,
