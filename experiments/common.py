@@ -33,6 +33,7 @@ from dropstudy.train import progress as train_progress
 from .cells import CellStore
 from .codekey import code_key, environment
 from .interrupt import INTERRUPTED
+from .protocol import tuning_store
 from .results import write_json
 from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
 
@@ -384,13 +385,13 @@ class Context:
         with open(self.out.parent / TIMING_LOG, "a") as f:
             f.write(json.dumps(line) + "\n")
 
-    @staticmethod
-    def _with(report, c: Cell):
+    def _with(self, report, c: Cell):
         """``c`` computed with its training in segments, progress reported to ``report``
         (see :func:`dropstudy.train.progress`)."""
 
         def compute():
-            with train_progress(report):
+            # tuned arms are cached once per scale folder, shared by every experiment there
+            with train_progress(report), tuning_store(self.out.parent / "tuning"):
                 return c.fn(**c.kwargs)
 
         return compute
@@ -925,6 +926,18 @@ def rule_str(t: dict) -> str:
     return "exact check"
 
 
+def blocked_str(t: dict) -> str:
+    """Why the protocol holds a test inconclusive, in words; empty when it does not.
+
+    Args:
+      t: a test dict; ``blocked`` lists the reasons (:func:`.protocol.guard`).
+
+    Returns:
+      ``" (held by the protocol: REASONS)"`` or ``""``.
+    """
+    return f" (held by the protocol: {'; '.join(t['blocked'])})" if t.get("blocked") else ""
+
+
 def all_findings(r: dict) -> list[str]:
     """A results file's findings: its own, plus equivalence tests with a real difference.
 
@@ -981,7 +994,7 @@ def verdict_table(r: dict) -> str:
                 n_str(t),
                 effect_str(t),
                 p_str(t["p"]),
-                f"**{t['verdict']}**" if k == primary else t["verdict"],
+                (f"**{t['verdict']}**" if k == primary else t["verdict"]) + blocked_str(t),
                 detects_str(t),
             ]
         )

@@ -1,16 +1,20 @@
 """Claim 1: dropout reduces overfitting (and claim 6: typical rates 0.3-0.5 work best).
 
 On the data set given (digits, MNIST-1D): a 2-hidden-layer MLP's train and test accuracy and
-NLL against the drop rate, the dropout net judged as an ensemble (its MC average over K
-subnetworks) and by weight scaling; and the train-test gap against the training-set size.
-The primary test: test NLL of the plain net minus the dropout net's MC average (> 0: dropout
-generalises better). The tutorial's own regression example, replicated against its PyTorch
+NLL against the drop rate, and the train-test gap against the training-set size. Every net is
+trained by the study's protocol (:mod:`.protocol`): on 80% of the training set, its recipe and
+learning rate chosen on the validation split, each seed stopped at its best validation loss
+within ``W`` (and, to check the verdict survives twice the budget, within ``2W``). The
+primary test: test NLL of the plain net minus the dropout net's by weight scaling (the network
+as the tutorial uses it, ``model.eval()``), paired by seed and test example (> 0: dropout
+generalises better); the dropout net judged as an ensemble (its MC average over K
+subnetworks) beside it. The tutorial's own regression example, replicated against its PyTorch
 code, is the ``tutorial`` experiment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -19,7 +23,7 @@ from dropstudy import predict as P
 from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, nll, per_example
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import take
 from dropstudy.validate import DropstudyError
 
 from .common import (
@@ -30,6 +34,7 @@ from .common import (
     flips,
 )
 from .evaluate import Evaluator
+from .protocol import ADAM, Protocol, guard, split, train_arm
 from .stats import direction, paired
 
 NAME = "overfitting"
@@ -42,17 +47,26 @@ class Config(ExperimentConfig):
 
     seeds: int = 10  # every primary has at least 10 seeds
     width: int = 100
-    train: TrainConfig = TrainConfig(steps=2000, batch_size=128, lr=1e-3)
+    # One W for every arm, long enough for the slowest (dropout nets improve for longer); the
+    # convergence guard says when an arm's stop is not inside it.
+    protocol: Protocol = Protocol(window=8000, eval_every=200, select_by="ws")
     rates: tuple[float, ...] = (0.0, 0.2, 0.3, 0.5, 0.8)
     sizes: tuple[int, ...] = (100, 200, 500, 1000)  # plus the full training set
     size_rates: tuple[float, float] = (0.0, 0.5)
     typical_rates: tuple[float, ...] = (0.3, 0.5)  # the tutorial's "typical" rates
-    primary: str = "test NLL MC"
+    # the network as used (the tutorial's model.eval()): weight scaling; the MC average beside
+    primary: str = "test NLL WS"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "width": 32,
-        "train": TrainConfig(steps=150, batch_size=128, lr=1e-3),
+        # one recipe: each recipe's grid compiles once per arm
+        "protocol": Protocol(
+            window=100,
+            eval_every=50,
+            recipes=(replace(ADAM, lrs=(1e-3, 3e-3)),),
+            pilot_seeds=(1000, 1001),
+        ),
         "rates": (0.0, 0.3, 0.5),
         "sizes": (100,),
     }
@@ -93,65 +107,70 @@ def data_cell(
     ds: Dataset,
     rate: float,
     width: int,
-    train: TrainConfig,
+    protocol: Protocol,
     seeds: list[int],
     n_train: int | None,
     ev: Evaluator,
+    tune_rate: float,
 ) -> dict:
-    """Train and test accuracy and NLL of MLPs at drop ``rate``, by weight scaling.
+    """Train and test accuracy and NLL of MLPs at drop ``rate``, trained by the protocol.
 
-    On the full training set or (``n_train``) a different random subset per seed, the same
-    for every rate; on the full set, with dropout, test accuracy and NLL by the MC average
-    too (``mc_test_*``, by ``ev``).
+    On 80% of the training set (the rest is the validation split) or (``n_train``) a
+    different random subset of it per seed, the same for every rate; the nets selected within
+    ``W`` and, as ``*_2w``, within ``2W``. On the full set, with dropout, test accuracy and
+    NLL by the MC average too (``mc_test_*``, by ``ev``).
 
     Args:
       ds: the data set.
       rate: the drop rate of the hidden layers.
       width: units per hidden layer (two layers).
-      train: how to train.
+      protocol: the arm's protocol (its window ``W``).
       seeds: the seeds, trained together.
-      n_train: the training subset's size, or None for the full training set.
+      n_train: the training subset's size, or None for the whole 80%.
       ev: the evaluator of the MC average.
+      tune_rate: the arm whose choice of recipe and learning rate this one takes (its own
+        rate for the primary's arms, the primary's dropout rate for the exploratory ones).
 
     Returns:
       ``{"train_acc", "test_acc", "train_nll", "test_nll"[, "mc_test_acc", "mc_test_nll"],
-      "n_train"}``: lists over seeds, and the number of training examples; on the full set
-      also ``test_nll_ex`` (and ``mc_test_nll_ex`` with dropout), each seed's per-example
-      test NLLs ``(S, N)``, for tests that cover the test set's noise.
+      "n_train", "arm"}`` and the same measures with ``_2w``: lists over seeds; the number of
+      training examples; the arm's record (:func:`.protocol.train_arm`: its choice, stops and
+      convergence). On the full set also ``test_nll_ex`` (and ``mc_test_nll_ex`` with
+      dropout), each seed's per-example test NLLs ``(S, N)``, for tests that cover the test
+      set's noise.
     """
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
+    tune_as = (
+        None
+        if tune_rate == rate
+        else MLP(hidden=(width, width), n_out=ds.n_classes, rate=tune_rate)
+    )
+    arm = train_arm(ds, model, protocol, seeds, tune_as=tune_as, subsets=n_train)
+    train, _ = split(ds)
     if n_train is None:
-        xs, ys, per_seed = ds.x_train, ds.y_train, False
-    else:  # a different random subset per seed, the same for every rate (paired)
-        subs = [ds.subset(n_train, seed=s) for s in seeds]
-        xs, ys, per_seed = [d.x_train for d in subs], [d.y_train for d in subs], True
-    variables, _ = train_seeds(
-        model, seed_keys(seeds), xs, ys, train, per_seed_data=per_seed, seeds=seeds
-    )
+        subs = [(train.x_train, train.y_train)] * len(seeds)
+    else:  # the same subsets as train_arm's: by seed, from the 80%
+        subs = [(d.x_train, d.y_train) for d in (train.subset(n_train, seed=s) for s in seeds)]
     mc = rate > 0 and n_train is None
-    names = ("train_acc", "test_acc", "train_nll", "test_nll")
-    extra = (("mc_test_acc", "mc_test_nll", "mc_test_nll_ex") if mc else ()) + (
-        ("test_nll_ex",) if n_train is None else ()
-    )
-    out = {k: [] for k in names + extra}
-    out["n_train"] = len(ds.x_train) if n_train is None else n_train
-    for i, s in enumerate(seeds):
-        v = take(variables, i)
-        xtr = xs[i] if per_seed else xs
-        ytr = ys[i] if per_seed else ys
-        ptr = P.weight_scaling(model, v, xtr).arithmetic
-        pte = P.weight_scaling(model, v, ds.x_test).arithmetic
-        out["train_acc"].append(accuracy(ptr, ytr))
-        out["test_acc"].append(accuracy(pte, ds.y_test))
-        out["train_nll"].append(nll(ptr, ytr))
-        out["test_nll"].append(nll(pte, ds.y_test))
-        if n_train is None:
-            out["test_nll_ex"].append(per_example(pte, ds.y_test)["nll"].tolist())
-        if mc:
-            pmc = ev.predict(model, v, ds.x_test, s, predictors=("mc",))["mc"].arithmetic
-            out["mc_test_acc"].append(accuracy(pmc, ds.y_test))
-            out["mc_test_nll"].append(nll(pmc, ds.y_test))
-            out["mc_test_nll_ex"].append(per_example(pmc, ds.y_test)["nll"].tolist())
+    out: dict = {"n_train": arm.record["n_train"], "arm": arm.record}
+    for suffix, variables in (("", arm.within_w), ("_2w", arm.within_2w)):
+        for i, s in enumerate(seeds):
+            v = take(variables, i)
+            xtr, ytr = subs[i]
+            ptr = P.weight_scaling(model, v, xtr).arithmetic
+            pte = P.weight_scaling(model, v, ds.x_test).arithmetic
+            add = lambda k, val, suffix=suffix: out.setdefault(k + suffix, []).append(val)  # noqa: E731
+            add("train_acc", accuracy(ptr, ytr))
+            add("test_acc", accuracy(pte, ds.y_test))
+            add("train_nll", nll(ptr, ytr))
+            add("test_nll", nll(pte, ds.y_test))
+            if n_train is None:
+                add("test_nll_ex", per_example(pte, ds.y_test)["nll"].tolist())
+            if mc:
+                pmc = ev.predict(model, v, ds.x_test, s, predictors=("mc",))["mc"].arithmetic
+                add("mc_test_acc", accuracy(pmc, ds.y_test))
+                add("mc_test_nll", nll(pmc, ds.y_test))
+                add("mc_test_nll_ex", per_example(pmc, ds.y_test)["nll"].tolist())
     return out
 
 
@@ -167,17 +186,31 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ``{"n=<n>_rate=<r>": Cell}`` for each size and each of ``cfg.size_rates``; the full
       training set's point of the size sweep is the rate sweep's cell.
     """
-    kw = dict(ds=ds, width=cfg.width, train=cfg.train, seeds=list(range(cfg.seeds)))
+    kw = dict(ds=ds, width=cfg.width, seeds=list(range(cfg.seeds)))
     ev = lambda label: Evaluator((NAME, label), cfg.mc_k)  # noqa: E731
+    # The primary's two arms are tuned on their own; every other rate (exploratory) trains at
+    # the dropout arm's choice, stopped by its own validation loss.
+    tuned = lambda r: r if r in cfg.size_rates else cfg.size_rates[1]  # noqa: E731
     cells = {
-        f"rate={r}": cell(data_cell, rate=r, n_train=None, ev=ev(f"rate={r}"), **kw)
+        f"rate={r}": cell(
+            data_cell,
+            rate=r,
+            n_train=None,
+            ev=ev(f"rate={r}"),
+            protocol=cfg.protocol,
+            tune_rate=tuned(r),
+            **kw,
+        )
         for r in cfg.rates
     }
     # The full training set's point of the size sweep is the rate sweep's cell.
     for n in cfg.sizes:
         for r in cfg.size_rates:
             label = f"n={n}_rate={r}"
-            cells[label] = cell(data_cell, rate=r, n_train=n, ev=ev(label), **kw)
+            cells[label] = cell(
+                data_cell, rate=r, n_train=n, ev=ev(label), protocol=cfg.protocol,
+                tune_rate=r, **kw,
+            )  # fmt: skip
     return cells
 
 
@@ -201,21 +234,27 @@ def summarise(cfg: Config, raw: dict) -> dict:
     n_full = rate_sweep[rates[0]]["n_train"]
     sizes = [*cfg.sizes, n_full]
     size_cell = lambda n, r: raw[f"n={n}_rate={r}"] if n != n_full else rate_sweep[r]  # noqa: E731
-    scalar = lambda k: k != "n_train" and not k.endswith("_ex")  # noqa: E731
+    scalar = lambda k: k not in ("n_train", "arm") and "_ex" not in k  # noqa: E731
     rates_summary = {
         str(r): {k: ci(v) for k, v in rate_sweep[r].items() if scalar(k)}
         | {"gap_acc": ci(np.subtract(rate_sweep[r]["train_acc"], rate_sweep[r]["test_acc"]))}
+        | {"arm": arm_summary(rate_sweep[r]["arm"])}
         for r in rates
     }
     s0, s1 = cfg.size_rates
-    # Per seed and test example (S, N), so that the intervals cover the test set's noise.
-    plain_nll = rate_sweep[s0]["test_nll_ex"]
+    arms = {f"drop {s0}": rate_sweep[s0]["arm"], f"drop {s1}": rate_sweep[s1]["arm"]}
+    # Per seed and test example (S, N), so that the intervals cover the test set's noise; the
+    # nets selected within W decide, those within 2W say whether the verdict survives.
     for p, key in (("ws", "test_nll_ex"), ("mc", "mc_test_nll_ex")):
-        tests[f"test NLL {p.upper()}"] = direction(
-            np.subtract(plain_nll, rate_sweep[s1][key]),
-            what=f"test NLL, drop {s0} minus drop {s1} (> 0: dropout generalises better)",
-            predictor=p,
-        )
+        within = {
+            sfx: direction(
+                np.subtract(rate_sweep[s0]["test_nll_ex" + sfx], rate_sweep[s1][key + sfx]),
+                what=f"test NLL, drop {s0} minus drop {s1} (> 0: dropout generalises better)",
+                predictor=p,
+            )
+            for sfx in ("", "_2w")
+        }
+        tests[f"test NLL {p.upper()}"] = guard(within[""], within["_2w"], arms)
     # The plain net (rate 0) has one prediction: it stands in for both predictors.
     nll_of = lambda r, p: rate_sweep[r]["mc_test_nll_ex" if p == "mc" and r > 0 else "test_nll_ex"]  # noqa: E731
     for p in ("ws", "mc"):
@@ -243,7 +282,34 @@ def summarise(cfg: Config, raw: dict) -> dict:
     return {
         "rates": rates_summary,
         "sizes": sizes_summary,
+        "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
         "findings": flips(tests, pairs),
+    }
+
+
+def arm_summary(record: dict) -> dict:
+    """An arm's training in brief, for the results' tables.
+
+    Args:
+      record: the arm's record (:func:`.protocol.train_arm`).
+
+    Returns:
+      ``{"recipe", "lr", "tuned_as", "window", "stop_w", "stop_2w", "converged", "tuning"}``:
+      its choice, ``W``, the median and range of its seeds' stops within ``W`` and ``2W``,
+      whether it converged, and the tuning grid's mean validation losses.
+    """
+    rng = lambda v: {"median": float(np.median(v)), "min": int(min(v)), "max": int(max(v))}  # noqa: E731
+    return {
+        "recipe": record["recipe"],
+        "lr": record["lr"],
+        "tuned_as": record["tuned_as"],
+        "window": record["window"],
+        "stop_w": rng(record["stop_w"]),
+        "stop_2w": rng(record["stop_2w"]),
+        "converged": record["converged"],
+        "tuning": {
+            rec: {lr: c["score"] for lr, c in lrs.items()} for rec, lrs in record["tuning"].items()
+        },
     }

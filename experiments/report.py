@@ -14,6 +14,7 @@ from pathlib import Path
 from dropstudy.validate import DropstudyError
 
 from .common import (
+    blocked_str,
     detects_str,
     effect_str,
     n_str,
@@ -66,6 +67,42 @@ def adjusted(results: dict[str, dict]) -> dict[str, dict]:
     }
 
 
+def protocol_paragraph(results: dict[str, dict]) -> str:
+    """How the nets were trained: which experiments follow the study's protocol.
+
+    Args:
+      results: ``{name: results}``; an experiment trained by the protocol
+        (:mod:`.protocol`) keeps it under ``"protocol"``.
+
+    Returns:
+      The paragraph.
+    """
+    on = [n for n, r in results.items() if "protocol" in r]
+    off = [n for n in results if n not in on]
+    text = (
+        "**Training protocol.** A fixed step budget and one shared learning rate measure "
+        "where the budget falls, not dropout. "
+    )
+    if on:
+        text += (
+            f"The nets of {', '.join(on)} are trained by the study's protocol: each arm on 80% "
+            "of the training set, its recipe (Adam, or Srivastava et al.'s SGD with momentum "
+            "and max-norm) and learning rate chosen by the mean validation NLL on the other "
+            "20% over pilot seeds, each seed stopped at its best validation NLL within a "
+            "window W and, from the same run, within 2W. A primary whose arm's median stop "
+            "within 2W falls in the last 10% of 2W (*not converged*), or whose verdict "
+            "within 2W differs from its verdict within W (*budget-dependent*), is held "
+            "inconclusive, and the table says why. "
+        )
+    if off:
+        text += (
+            f"The nets of {', '.join(off)} are not yet: they train for the fixed budget and "
+            "learning rate their sections state, so their verdicts may depend on that "
+            "budget."
+        )
+    return text.strip()
+
+
 README_START = "<!-- findings:start (written by `dropstudy report --readme`) -->"
 README_END = "<!-- findings:end -->"
 
@@ -102,7 +139,7 @@ def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) ->
             t, v = d[n]["test"], d[n]["verdict"]
             bh = f" (BH: {d[n]['verdict_bh']})" if d[n]["verdict_bh"] != v else ""
             cells.append(f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
-                         + f": {effect_str(t)}")  # fmt: skip
+                         + blocked_str(t) + f": {effect_str(t)}")  # fmt: skip
         own = own_data(n)  # runs once, on data of its own, in the first data set's folder
         where = f" *(on its own data: {own}; in the {data_name(results)} column)*" if own else ""
         claim = first["claim"] + where
@@ -420,8 +457,10 @@ def build_report(results_dir, out, compare=()) -> Path:
             p_cols, verdict = ["check", "check"], f"**{d['verdict']}** (check)"
         else:
             p_cols = [p_str(d["p_holm"]), p_str(d["p_bh"])]
-            verdict = f"**{d['verdict']}**" + (
-                f" (BH: {d['verdict_bh']})" if d["verdict_bh"] != d["verdict"] else ""
+            verdict = (
+                f"**{d['verdict']}**"
+                + (f" (BH: {d['verdict_bh']})" if d["verdict_bh"] != d["verdict"] else "")
+                + blocked_str(t)
             )
         summary.append(
             [i, f"[{name}](#{i}-{name})", r["claim"], t["what"],
@@ -469,6 +508,8 @@ def build_report(results_dir, out, compare=()) -> Path:
         "test examples. *detects*: what the design finds with 80% power.",
         "",
         "## How the verdicts are decided",
+        "",
+        protocol_paragraph(results),
         "",
         "**How to read the verdicts.** A dropout-trained net is evaluated on the same weights "
         "by *weight scaling* (WS: every unit kept, scaled by its keep probability; PyTorch's "

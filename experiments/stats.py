@@ -537,12 +537,16 @@ def decide(test: dict, p_adjusted: float | None) -> str:
       p_adjusted: its adjusted p-value (:func:`holm`); None for an exact check.
 
     Returns:
-      Its outcome when significant (below :data:`ALPHA`); else, for an equivalence test whose
+      Inconclusive when the test is ``blocked`` (the protocol's guard: an arm that did not
+      converge, or a verdict that changes with twice the budget); else its outcome when
+      significant (below :data:`ALPHA`); else, for an equivalence test whose
       90% interval lies wholly outside the margin, contradicted; else inconclusive. Exact
       checks keep their verdict.
     """
     if test["rule"] == "exact":
         return test["verdict"]
+    if test.get("blocked"):  # the protocol's guard: an arm not converged, or budget-dependent
+        return INCONCLUSIVE
     if p_adjusted < ALPHA:
         return test["outcome"]
     if test["rule"] == "equivalence":

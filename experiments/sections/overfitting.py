@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from ..common import (
     ci_str,
+    effect_str,
     errorbar,
     mlp_str,
     plt,
     table,
-    train_str,
 )
 from ..overfitting import Config
+from ..protocol import arms_table, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -114,27 +115,51 @@ def section(r: dict) -> str:
     fit0, fit1 = (r["rates"][str(x)]["train_acc"]["mean"] for x in (s0, s1))
     underfit = (
         f" Here the drop-{s1} net fits its training set worse than the plain net (train "
-        f"accuracy {fit1:.3f} vs {fit0:.3f}), so the primary measures underfitting as well as "
-        "overfitting; the rate sweep's table shows the other rates."
+        f"accuracy {fit1:.3f} vs {fit0:.3f}); the rate sweep's table shows the other rates."
         if fit0 - fit1 > 0.02
         else ""
     )
-    return f"""{mlp_str(r, [w, w])} ({train_str(cfg["train"])}) on the data set's own
-train/test split: accuracy, NLL and the train-test gap against the drop rate, and against the
-training-set size (weight scaling; the MC average beside it at full size). The primary test:
-test NLL at drop {s0} minus the drop-{s1} net's MC average over {r["config"]["mc_k"]}
-subnetworks, paired by
-seed (> 0: dropout generalises better); weight scaling's is beside it. Train accuracy is in
-the first table, so that a gain cannot hide a net that does not fit.{underfit} Srivastava et
-al. 2014 report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or
-500 examples, a gain that grows and then shrinks with more data. The tutorial's
-typical-rates claim (rates {" and ".join(str(x) for x in cfg["typical_rates"])} for fully connected
-layers) is tested against every other rate on test NLL, by weight scaling and by the MC
-average: a rate with a significantly lower NLL than the typical rates' mean contradicts it.
-The tutorial's own
+    arms = arms_table({f"drop {k}": v["arm"] for k, v in r["rates"].items()})
+    twice = table(
+        ["test", "within W", "within 2W"],
+        [
+            [
+                name,
+                f"{effect_str(t)} ({t['verdict']})",
+                f"{effect_str(t['within_2w'])} ({t['within_2w']['verdict']})",
+            ]
+            for name, t in r["tests"].items()
+            if "within_2w" in t
+        ],
+    )
+    return f"""{mlp_str(r, [w, w])} on the data set's own test set, each arm trained by the
+study's protocol: {protocol_str(r["protocol"])} Accuracy, NLL and the train-test gap against
+the drop rate, and against the training-set size (weight scaling; the MC average over
+{cfg["mc_k"]} subnetworks beside it at full size). The primary test: test NLL at drop {s0}
+minus the drop-{s1} net's by weight scaling (the network as used), paired by seed and test
+example (> 0: dropout generalises better); the MC average's is beside it. Drop {s0} and drop
+{s1} are tuned each on its own; every other rate (exploratory) trains at the drop-{s1}
+arm's recipe and learning rate, stopped by its own validation loss; the size sweep's nets
+take their full-size arm's choice. Train accuracy (on the 80% trained on) is in the first
+table, so that a gain cannot hide a net that does not fit.{underfit} Srivastava et al. 2014
+report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or 500
+examples, a gain that grows and then shrinks with more data. The tutorial's typical-rates
+claim (rates {" and ".join(str(x) for x in cfg["typical_rates"])} for fully connected layers) is
+tested against every other rate on test NLL, by weight scaling and by the MC average: a rate
+with a significantly lower NLL than the typical rates' mean contradicts it. The tutorial's own
 regression example is the tutorial experiment's. The size sweep uses weight scaling only.
 
 ![sweeps](overfitting/sweeps.png)
+
+Each arm's training (stops in steps; *converged*: the median stop within 2W falls before
+the last 10% of 2W):
+
+{arms}
+
+The primary pair on the nets selected within W (the verdict's) and within 2W (twice the
+budget; a verdict that changes is reported inconclusive, budget-dependent):
+
+{twice}
 
 {rates}
 

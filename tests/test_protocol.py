@@ -1,0 +1,152 @@
+"""The study's training protocol: the validation split, tuning, in-run stops and the guard."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from dropstudy_experiments import protocol as PR
+from dropstudy_experiments.stats import INCONCLUSIVE, SUPPORTED, decide, direction
+
+from dropstudy.data import digits
+from dropstudy.models import MLP
+from dropstudy.train import seed_keys, train_seeds
+from dropstudy.validate import DropstudyError
+
+# A tiny arm: 300 digits, two recipes of two rates each, W = 20 steps.
+TINY = PR.Protocol(
+    window=20,
+    eval_every=10,
+    recipes=(
+        replace(PR.ADAM, lrs=(1e-3, 1e-2)),
+        PR.Recipe("sgd+max-norm", PR.SRIVASTAVA.train, (0.05, 1e4)),
+    ),
+    pilot_seeds=(1000, 1001),
+)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return digits().subset(300, seed=0)
+
+
+def test_split_is_fixed_disjoint_and_whole(small):
+    train, (xv, _yv) = PR.split(small)
+    again, (xv2, _) = PR.split(small)
+    assert len(xv) == round(PR.VAL_FRACTION * 300) and len(train.x_train) + len(xv) == 300
+    np.testing.assert_array_equal(xv, xv2)
+    np.testing.assert_array_equal(train.x_train, again.x_train)
+    rows = lambda a: {r.tobytes() for r in a}  # noqa: E731
+    assert rows(train.x_train) | rows(xv) == rows(small.x_train)
+    assert len(rows(train.x_train) & rows(xv)) <= 300 - len(rows(small.x_train))  # duplicates only
+    np.testing.assert_array_equal(train.x_test, small.x_test)
+
+
+def test_tune_scores_every_candidate_as_its_own_run_does_and_picks_the_lowest(small):
+    model = MLP(hidden=(16,), n_out=10, rate=0.5)
+    choice = PR.tune(small, model, TINY)
+    scores = {
+        (rc, float(lr)): c["score"] for rc, g in choice["grid"].items() for lr, c in g.items()
+    }
+    assert scores[("sgd+max-norm", 1e4)] == np.inf or scores[("sgd+max-norm", 1e4)] > 10
+    assert (choice["recipe"], choice["lr"]) == min(scores, key=scores.get)
+    # Adam at 1e-2, trained on its own: the same best validation loss within W (float rounding).
+    train, val = PR.split(small)
+    cfg = TINY.config(TINY.recipes[0], model, lr=1e-2)
+    _, hist = train_seeds(
+        model, seed_keys(list(TINY.pilot_seeds)), train.x_train, train.y_train, cfg, validation=val
+    )
+    own = float(np.mean(np.asarray(hist.selected[0].loss)))
+    assert scores[("adam", 1e-2)] == pytest.approx(own, rel=1e-4)
+    # the same best within W, from the curve of validation losses in Python
+    curve = np.asarray(hist.val_loss)[:, : TINY.window]
+    assert own == pytest.approx(float(np.mean(np.nanmin(curve, axis=1))), rel=1e-6)
+
+
+def test_train_arm_stops_within_its_windows_and_takes_a_tuned_choice(small):
+    model = MLP(hidden=(16,), n_out=10, rate=0.3)
+    ref = MLP(hidden=(16,), n_out=10, rate=0.5)
+    arm = PR.train_arm(small, model, TINY, [0, 1, 2], tune_as=ref)
+    rec = arm.record
+    choice = PR.tune(small, ref, TINY)
+    assert (rec["recipe"], rec["lr"]) == (choice["recipe"], choice["lr"])
+    assert "rate=0.5" in rec["tuned_as"]
+    assert all(10 <= s <= 20 for s in rec["stop_w"]) and all(10 <= s <= 40 for s in rec["stop_2w"])
+    assert all(b <= a + 1e-7 for a, b in zip(rec["val_w"], rec["val_2w"], strict=True))
+    assert rec["n_train"] == len(PR.split(small)[0].x_train)
+    assert rec["converged"] == PR.converged(rec["stop_2w"], 20)
+    sub = PR.train_arm(small, model, TINY, [0, 1], tune_as=ref, subsets=50)
+    assert sub.record["n_train"] == 50
+
+
+def test_converged_is_the_median_stop_before_the_last_tenth():
+    assert PR.converged([100, 200, 400], 200)  # median 200 of 2W = 400
+    assert not PR.converged([100, 390, 400], 200)  # median 390 > 360
+    assert PR.converged([100, 360, 400], 200)
+
+
+def _test(effect: float) -> dict:
+    rng = np.random.default_rng(0)
+    return direction(effect + 0.01 * rng.standard_normal(10), what="x")
+
+
+def test_guard_blocks_an_arm_not_converged_or_a_budget_dependent_verdict():
+    ok = {"a": {"converged": True, "stop_2w": [1], "window": 1}}
+    late = {"a": {"converged": False, "stop_2w": [400, 400], "window": 200}}
+    strong, weak = _test(1.0), _test(0.0)
+    assert strong["verdict"] == SUPPORTED
+    kept = PR.guard(strong, strong, ok)
+    assert "blocked" not in kept and decide(kept, 0.0) == SUPPORTED
+    assert kept["within_2w"]["verdict"] == SUPPORTED
+    blocked = PR.guard(strong, strong, late)
+    assert blocked["verdict"] == INCONCLUSIVE and decide(blocked, 0.0) == INCONCLUSIVE
+    assert "a not converged (median stop 400 of 400)" in blocked["blocked"]
+    budget = PR.guard(strong, weak, ok)
+    assert decide(budget, 0.0) == INCONCLUSIVE
+    assert budget["blocked"][0].startswith("budget-dependent: inconclusive within 2W")
+
+
+def test_the_tuning_store_reuses_a_choice_and_recomputes_none(small, tmp_path):
+    import json
+
+    model = MLP(hidden=(16,), n_out=10, rate=0.0)
+    with PR.tuning_store(tmp_path / "tuning"):
+        first = PR.tune(small, model, TINY)
+        (path,) = (tmp_path / "tuning").glob("*.json")
+        stored = json.loads(path.read_text())
+        stored["result"]["lr"] = 123.0  # marked: a reused choice comes back with the mark
+        path.write_text(json.dumps(stored))
+        assert PR.tune(small, model, TINY) == {**first, "lr": 123.0}
+        other = PR.tune(small, replace(model, rate=0.5), TINY)  # another arm: its own file
+    assert other["lr"] != 123.0 and len(list((tmp_path / "tuning").glob("*.json"))) == 2
+    assert PR.tune(small, model, TINY) == first  # no store: computed
+
+
+def test_a_plain_arm_is_scored_by_weight_scaling_whatever_select_by_says():
+    p = replace(TINY, select_by="mc", select_k=8)
+    plain = p.config(TINY.recipes[0], MLP(hidden=(4,), rate=0.0), lr=1e-3)
+    drop = p.config(TINY.recipes[0], MLP(hidden=(4,), rate=0.5), lr=1e-3)
+    assert (plain.select_by, plain.select_k) == ("ws", None)
+    assert (drop.select_by, drop.select_k, drop.steps, drop.windows) == ("mc", 8, 40, (20,))
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"window": 25}, "must divide the window"),
+        ({"select_by": "exact"}, "select_by"),
+        ({"recipes": ()}, "at least one"),
+        ({"pilot_seeds": (1,)}, "two seeds"),
+    ],
+)
+def test_a_protocol_no_run_could_use_is_refused(kw, words):
+    with pytest.raises(DropstudyError, match=words):
+        replace(TINY, **kw)
+
+
+def test_a_recipe_with_its_own_lr_or_no_rates_is_refused():
+    with pytest.raises(DropstudyError, match="leave train.lr unset"):
+        PR.Recipe("x", PR.ADAM.train.replace(lr=1e-3), (1e-3,))
+    with pytest.raises(DropstudyError, match="lrs"):
+        PR.Recipe("x", PR.ADAM.train, ())
