@@ -34,7 +34,7 @@ from .common import (
     flips,
 )
 from .evaluate import Evaluator
-from .protocol import ADAM, Protocol, guard, split, train_arm
+from .protocol import ADAM, Protocol, arm_summary, guard, split, train_arm
 from .stats import direction, paired
 
 NAME = "overfitting"
@@ -286,30 +286,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "tests": tests,
         "primary": cfg.primary,
         "findings": flips(tests, pairs),
-    }
-
-
-def arm_summary(record: dict) -> dict:
-    """An arm's training in brief, for the results' tables.
-
-    Args:
-      record: the arm's record (:func:`.protocol.train_arm`).
-
-    Returns:
-      ``{"recipe", "lr", "tuned_as", "window", "stop_w", "stop_2w", "converged", "tuning"}``:
-      its choice, ``W``, the median and range of its seeds' stops within ``W`` and ``2W``,
-      whether it converged, and the tuning grid's mean validation losses.
-    """
-    rng = lambda v: {"median": float(np.median(v)), "min": int(min(v)), "max": int(max(v))}  # noqa: E731
-    return {
-        "recipe": record["recipe"],
-        "lr": record["lr"],
-        "tuned_as": record["tuned_as"],
-        "window": record["window"],
-        "stop_w": rng(record["stop_w"]),
-        "stop_2w": rng(record["stop_2w"]),
-        "converged": record["converged"],
-        "tuning": {
-            rec: {lr: c["score"] for lr, c in lrs.items()} for rec, lrs in record["tuning"].items()
-        },
     }

@@ -280,11 +280,14 @@ class Arm(NamedTuple):
       within_w: the variables selected within ``W``, leading seed axis ``(S, ...)``.
       within_2w: the variables selected within ``2W``.
       record: what the results file keeps (:func:`train_arm`).
+      history: the runs' :class:`~dropstudy.train.History` (with ``snapshot_every``, the
+        parameters along the run).
     """
 
     within_w: Any
     within_2w: Any
     record: dict
+    history: Any = None
 
 
 def train_arm(
@@ -295,6 +298,7 @@ def train_arm(
     *,
     tune_as: Any = None,
     subsets: int | None = None,
+    snapshot_every: int = 0,
 ) -> Arm:
     """Train ``model`` on ``seeds`` at its tuned candidate, stopping each seed in the run.
 
@@ -307,6 +311,8 @@ def train_arm(
         at the primary's settings); default ``model`` itself.
       subsets: train each seed on its own random subset of this many training examples
         (drawn from the 80%, by the seed), the validation split unchanged.
+      snapshot_every: keep the parameters every this many steps (must divide ``2W``), in
+        the returned history; 0: none.
 
     Returns:
       The :class:`Arm`; its ``record`` holds ``recipe``, ``lr`` (the choice), ``tuned_as``,
@@ -316,7 +322,7 @@ def train_arm(
     """
     choice = tune(ds, tune_as if tune_as is not None else model, protocol)
     recipe = {r.name: r for r in protocol.recipes}[choice["recipe"]]
-    cfg = protocol.config(recipe, model, lr=choice["lr"])
+    cfg = protocol.config(recipe, model, lr=choice["lr"]).replace(snapshot_every=snapshot_every)
     train, (xv, yv) = split(ds)
     if subsets is None:
         x, y, per_seed, val = train.x_train, train.y_train, False, (xv, yv)
@@ -344,7 +350,7 @@ def train_arm(
         "converged": converged(stop_2w, protocol.window),
         "n_train": len(train.x_train) if subsets is None else subsets,
     }
-    return Arm(w.variables, ww.variables, record)
+    return Arm(w.variables, ww.variables, record, hist)
 
 
 def converged(stops_2w, window: int) -> bool:
@@ -411,6 +417,32 @@ def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
         out["blocked"] = reasons
         out["verdict"] = INCONCLUSIVE
     return out
+
+
+def arm_summary(record: dict) -> dict:
+    """An arm's training in brief, for the results' tables.
+
+    Args:
+      record: the arm's record (:func:`.protocol.train_arm`).
+
+    Returns:
+      ``{"recipe", "lr", "tuned_as", "window", "stop_w", "stop_2w", "converged", "tuning"}``:
+      its choice, ``W``, the median and range of its seeds' stops within ``W`` and ``2W``,
+      whether it converged, and the tuning grid's mean validation losses.
+    """
+    rng = lambda v: {"median": float(np.median(v)), "min": int(min(v)), "max": int(max(v))}  # noqa: E731
+    return {
+        "recipe": record["recipe"],
+        "lr": record["lr"],
+        "tuned_as": record["tuned_as"],
+        "window": record["window"],
+        "stop_w": rng(record["stop_w"]),
+        "stop_2w": rng(record["stop_2w"]),
+        "converged": record["converged"],
+        "tuning": {
+            rec: {lr: c["score"] for lr, c in lrs.items()} for rec, lrs in record["tuning"].items()
+        },
+    }
 
 
 def protocol_str(p: dict) -> str:

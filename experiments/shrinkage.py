@@ -24,8 +24,12 @@ labels are ``y > mean``; the features as above. The plain-L2 counterpart penalis
 ``lambda/2 ||w||^2`` with ``lambda`` the mean over ``j`` of the Fisher-scaled coefficients
 ``(1-p)/p * sum_i p_i(1-p_i) x_ij^2`` at the Wager solution.
 
-**MLP part.** Digits MLPs against the drop rate and against the L2 strength, under SGD with
-momentum and under Adam. Three measures of the test-time weights and function: the Frobenius
+**MLP part.** MLPs against the drop rate and against the L2 strength, under SGD with
+momentum and under Adam, each arm trained by the study's protocol (:mod:`.protocol`) within
+its part's optimiser: the learning rate chosen on the validation split, each seed stopped at
+its best validation NLL within ``W`` (the tests) and within ``2W`` (whether they survive twice
+the budget); the weight norm along the run shows whether the sign depends on when one looks.
+Three measures of the test-time weights and function: the Frobenius
 norm of all kernels, the product of the kernels' spectral norms (a bound on the net's
 Lipschitz constant), and the test logit norm: the mean over test examples of the L2 norm of
 the class-centred logits (the softmax ignores a shift shared by all classes; for the MC
@@ -35,7 +39,7 @@ normal number where a probability underflows).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from dropstudy.data import Dataset
@@ -49,6 +53,7 @@ from .common import (
     flips,
 )
 from .evaluate import Evaluator
+from .protocol import Protocol, Recipe
 from .shrinkage_linear import linear_cell, summarise_linear
 from .shrinkage_logistic import logistic_cell, summarise_logistic
 from .shrinkage_mlp import MEASURES, MLP_PREDICTED, norm_cell, summarise_mlp
@@ -66,10 +71,15 @@ class Config(ExperimentConfig):
     rates: tuple[float, ...] = (0.0, 0.5, 0.8)  # must hold 0.0 and test_rate
     test_rate: float = 0.5  # the drop rate the MLP tests compare with the plain net
     l2s: tuple[float, ...] = (1e-3, 1e-2)
-    adam: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=1e-3)
-    sgd: TrainConfig = TrainConfig(
-        steps=3000, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9
+    # Each MLP arm trains by the study's protocol within its part's optimiser: the learning
+    # rate tuned on the validation split, each seed stopped at its best validation NLL within
+    # W (and 2W). No max-norm: it bounds the very norms this experiment measures.
+    adam: Recipe = Recipe("adam", TrainConfig(batch_size=128), (3e-4, 1e-3, 3e-3))
+    sgd: Recipe = Recipe(
+        "sgd", TrainConfig(batch_size=128, optimizer="sgd", momentum=0.9), (0.01, 0.03, 0.1)
     )
+    protocol: Protocol = Protocol(window=8000, eval_every=200, select_by="ws")
+    trajectory_every: int = 400  # steps between the points of the weight-norm trajectory
     mlp_optimizers: tuple[str, ...] = ("sgd", "adam")  # which of the two train the MLPs
     keeps: tuple[float, ...] = (0.5, 0.8)  # input keep probabilities of the linear models
     decades: float = 1.5  # spread of the per-feature scales (orders of magnitude)
@@ -98,7 +108,11 @@ class Config(ExperimentConfig):
         "width": 16,
         "rates": (0.0, 0.5),
         "l2s": (),
-        "sgd": sgd.replace(steps=300),
+        "sgd": Recipe(
+            "sgd", TrainConfig(batch_size=128, optimizer="sgd", momentum=0.9), (0.03, 0.1)
+        ),
+        "protocol": Protocol(window=100, eval_every=50, pilot_seeds=(1000, 1001)),
+        "trajectory_every": 50,
         "mlp_optimizers": ("sgd",),  # every cell is a compile: the quick run keeps four
         "keeps": (0.5,),
         "linear": linear.replace(steps=800),
@@ -119,6 +133,11 @@ class Config(ExperimentConfig):
             raise DropstudyError(f"rates {self.rates} must hold 0.0 and test_rate {self.test_rate}")
         if not set(self.mlp_optimizers) <= {"sgd", "adam"}:
             raise DropstudyError(f"mlp_optimizers {self.mlp_optimizers} must name sgd and/or adam")
+        if (2 * self.protocol.window) % self.trajectory_every:
+            raise DropstudyError(
+                f"trajectory_every={self.trajectory_every} must divide "
+                f"2W={2 * self.protocol.window}"
+            )
 
     def test_names(self) -> tuple[str, ...]:
         """The tests :func:`summarise` names, from ``keeps``, ``logistic`` and the optimisers.
@@ -139,14 +158,23 @@ class Config(ExperimentConfig):
             names += [f"mlp_{o}_{m}_{p}" for m in MLP_PREDICTED for p in ("ws", "mc")]
         return tuple(names)
 
-    def optimizers(self) -> dict[str, TrainConfig]:
-        """The MLPs' training configurations by optimiser name.
+    def optimizers(self, l2: float = 0.0) -> dict[str, Protocol]:
+        """The MLPs' protocols by optimiser name: the part's recipe alone, with ``l2``.
+
+        Args:
+          l2: the coupled L2 penalty of the arm (0: none).
 
         Returns:
-          ``{name: TrainConfig}`` for each of ``mlp_optimizers``, in its order.
+          ``{name: Protocol}`` for each of ``mlp_optimizers``, in its order.
         """
         both = {"sgd": self.sgd, "adam": self.adam}
-        return {o: both[o] for o in self.mlp_optimizers}
+        return {
+            o: replace(
+                self.protocol,
+                recipes=(replace(both[o], train=both[o].train.replace(l2=l2)),),
+            )
+            for o in self.mlp_optimizers
+        }
 
 
 # ------------------------------------------------------------------------------ the study
@@ -167,18 +195,18 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     """
     seeds = list(range(cfg.seeds))
     cells = {}
-    for o, tc in cfg.optimizers().items():
+    kw = dict(ds=ds, width=cfg.width, seeds=seeds, trajectory_every=cfg.trajectory_every)
+    for o, protocol in cfg.optimizers().items():
         for r in cfg.rates:
             label = f"{o}_rate={r}"
             cells[label] = cell(
-                norm_cell, ds=ds, rate=r, width=cfg.width, train=tc, seeds=seeds,
-                ev=Evaluator((NAME, label), cfg.mc_k),
-            )  # fmt: skip
+                norm_cell, rate=r, protocol=protocol, ev=Evaluator((NAME, label), cfg.mc_k), **kw
+            )
         for l2 in cfg.l2s:
             label = f"{o}_l2={l2}"
             cells[label] = cell(
-                norm_cell, ds=ds, rate=0.0, width=cfg.width, train=tc.replace(l2=l2),
-                seeds=seeds, ev=Evaluator((NAME, label), cfg.mc_k),
+                norm_cell, rate=0.0, protocol=cfg.optimizers(l2)[o],
+                ev=Evaluator((NAME, label), cfg.mc_k), **kw,
             )  # fmt: skip
     data = {"decades": cfg.decades, "scale_seed": cfg.scale_seed, "seeds": seeds}
     for k in (*cfg.keeps, 1.0):  # keep 1: plain SGD, the convergence check

@@ -10,12 +10,13 @@ from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, nll
 from dropstudy.models import MLP
 from dropstudy.predict import weight_scaling
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import take
 
 from .common import (
     ci,
 )
 from .evaluate import Evaluator
+from .protocol import Protocol, arm_summary, guard, split, train_arm
 from .stats import direction
 
 MEASURES = {
@@ -72,51 +73,80 @@ def logit_norm(log_probs) -> float:
 
 
 def norm_cell(
-    ds: Dataset, rate: float, width: int, train: TrainConfig, seeds: list, ev: Evaluator
-) -> list:
-    """Per seed, an MLP at drop ``rate`` (and ``train.l2``): weight and prediction measures.
+    ds: Dataset,
+    rate: float,
+    width: int,
+    protocol: Protocol,
+    seeds: list,
+    ev: Evaluator,
+    trajectory_every: int,
+) -> dict:
+    """Per seed, an MLP at drop ``rate`` trained by the protocol: weight and prediction measures.
 
-    Its weight measures, test logit norm, test accuracy and NLL by weight scaling and (dropout
-    nets) by the MC average, and train accuracy and NLL by weight scaling. At rate 0 every
-    mask is all ones, so the MC average is the net itself.
+    The net trains on 80% of the training set at its tuned learning rate (its recipe, with any
+    L2 penalty, is ``protocol``'s one); each seed's measures are taken on the variables selected
+    within ``W`` and (``*_2w``) within ``2W``: weight measures, test logit norm, test accuracy
+    and NLL by weight scaling and (dropout nets) by the MC average, and train accuracy and NLL
+    by weight scaling. At rate 0 every mask is all ones, so the MC average is the net itself.
 
     Args:
       ds: the data set.
       rate: the drop rate of the hidden layers.
       width: units per hidden layer (two layers).
-      train: how to train.
+      protocol: the arm's protocol, one recipe (the optimiser the part names).
       seeds: the seeds, trained together.
       ev: the evaluator of the MC average.
+      trajectory_every: steps between the points of the weight-norm trajectory (divides 2W).
 
     Returns:
-      One dict per seed: ``frob``, ``spec``, ``logit_<p>``, ``test_acc_<p>`` and
-      ``test_nll_<p>`` for ``p`` in ``ws``, ``mc``, ``train_acc`` and ``train_nll``.
+      ``{"rows", "arm", "trajectory", "steps"}``: one dict per seed with ``frob``, ``spec``,
+      ``logit_<p>``, ``test_acc_<p>`` and ``test_nll_<p>`` for ``p`` in ``ws``, ``mc``,
+      ``train_acc`` and ``train_nll``, each also as ``<measure>_2w``; the arm's record
+      (:func:`.protocol.train_arm`); the Frobenius norm of the kernels along the run,
+      ``(S, T)``, and its steps ``(T,)``.
     """
     model = MLP(hidden=(width, width), n_out=ds.n_classes, rate=rate)
-    v, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
-    out = []
-    for i, s in enumerate(seeds):
-        vi = take(v, i)
-        p = vi["params"]
-        if rate == 0:  # every mask is all ones: the MC average is the net itself
-            ws = weight_scaling(model, vi, ds.x_test)
-            preds = {"ws": ws, "mc": ws}
-        else:
-            preds = ev.predict(model, vi, ds.x_test, s)
-        row = {"frob": kernel_norm(p), "spec": spectral_product(p)}
-        for name, a in preds.items():
-            if name == "ws" or rate == 0:  # one prediction: its log-softmax, exact and finite
-                lp = a.log_probs("geometric")
-            else:  # the MC average's mean probabilities, floored where float32 underflows
-                lp = np.log(np.maximum(np.asarray(a.arithmetic), np.finfo(np.float32).tiny))
-            row[f"logit_{name}"] = logit_norm(lp)
-            row[f"test_acc_{name}"] = accuracy(a.arithmetic, ds.y_test)
-            row[f"test_nll_{name}"] = nll(a.arithmetic, ds.y_test)
-        train_probs = jax.nn.softmax(model.apply(vi, ds.x_train), axis=-1)  # weight scaling
-        row["train_acc"] = accuracy(train_probs, ds.y_train)
-        row["train_nll"] = nll(train_probs, ds.y_train)
-        out.append(row)
-    return out
+    arm = train_arm(ds, model, protocol, seeds, snapshot_every=trajectory_every)
+    train, _ = split(ds)
+    rows = [{} for _ in seeds]
+    for suffix, v in (("", arm.within_w), ("_2w", arm.within_2w)):
+        for i, s in enumerate(seeds):
+            vi = take(v, i)
+            row = _measures(model, vi, ds, train, ev, s, rate)
+            rows[i].update({k + suffix: x for k, x in row.items()})
+    snaps = arm.history.params  # each leaf (S, T, ...)
+    trajectory = [
+        [
+            kernel_norm(take(snaps, i, t))
+            for t in range(len(arm.history.loss[i]) // trajectory_every)
+        ]
+        for i in range(len(seeds))
+    ]
+    steps = [trajectory_every * (t + 1) for t in range(len(trajectory[0]))]
+    return {"rows": rows, "arm": arm.record, "trajectory": trajectory, "steps": steps}
+
+
+def _measures(model, vi, ds: Dataset, train: Dataset, ev: Evaluator, s: int, rate: float) -> dict:
+    """One seed's weight and prediction measures (:func:`norm_cell`)."""
+    p = vi["params"]
+    if rate == 0:  # every mask is all ones: the MC average is the net itself
+        ws = weight_scaling(model, vi, ds.x_test)
+        preds = {"ws": ws, "mc": ws}
+    else:
+        preds = ev.predict(model, vi, ds.x_test, s)
+    row = {"frob": kernel_norm(p), "spec": spectral_product(p)}
+    for name, a in preds.items():
+        if name == "ws" or rate == 0:  # one prediction: its log-softmax, exact and finite
+            lp = a.log_probs("geometric")
+        else:  # the MC average's mean probabilities, floored where float32 underflows
+            lp = np.log(np.maximum(np.asarray(a.arithmetic), np.finfo(np.float32).tiny))
+        row[f"logit_{name}"] = logit_norm(lp)
+        row[f"test_acc_{name}"] = accuracy(a.arithmetic, ds.y_test)
+        row[f"test_nll_{name}"] = nll(a.arithmetic, ds.y_test)
+    train_probs = jax.nn.softmax(model.apply(vi, train.x_train), axis=-1)  # weight scaling
+    row["train_acc"] = accuracy(train_probs, train.y_train)
+    row["train_nll"] = nll(train_probs, train.y_train)
+    return row
 
 
 def summarise_mlp(cfg, raw: dict) -> tuple[dict, dict]:
@@ -127,26 +157,42 @@ def summarise_mlp(cfg, raw: dict) -> tuple[dict, dict]:
       raw: the cells' results, the MLPs' keyed ``<optimiser>_<net>`` (e.g. ``sgd_rate=0.5``).
 
     Returns:
-      ``(out, tests)``: ``out`` is ``{optimiser: {net: {measure: interval}}}``; ``tests``
-      holds, per optimiser, a direction test of drop rate ``test_rate`` minus plain for each
-      measure (a decrease supports), and for a prediction's measure one per predictor.
+      ``(out, tests)``: ``out`` is ``{optimiser: {net: {measure: interval, "arm": its
+      training (:func:`.protocol.arm_summary`), "trajectory": the weight norm along the run
+      (steps, and the mean and 95% interval over seeds at each)}}}``; ``tests`` holds, per
+      optimiser, a direction test of drop rate ``test_rate`` minus plain for each measure (a
+      decrease supports), and for a prediction's measure one per predictor, on the nets
+      selected within W, each held to the protocol (:func:`.protocol.guard`) by the same test
+      within 2W.
     """
     out, tests = {}, {}
     for o in cfg.optimizers():
         nets = {k.removeprefix(f"{o}_"): v for k, v in raw.items() if k.startswith(f"{o}_")}
-        out[o] = {
-            net: {m: ci([row[m] for row in rows]) for m in rows[0]} for net, rows in nets.items()
-        }
+        out[o] = {}
+        for net, c in nets.items():
+            traj = np.asarray(c["trajectory"])
+            out[o][net] = {m: ci([row[m] for row in c["rows"]]) for m in c["rows"][0]} | {
+                "arm": arm_summary(c["arm"]),
+                "trajectory": {"steps": c["steps"], **{k: [ci(col)[k] for col in traj.T]
+                                                       for k in ("mean", "lo", "hi")}},
+            }  # fmt: skip
         plain, drop = nets["rate=0.0"], nets[f"rate={cfg.test_rate}"]
+        arms = {"plain": plain["arm"], f"drop {cfg.test_rate}": drop["arm"]}
         for m, words in MEASURES.items():
             for pred in ("ws", "mc") if m in MLP_PREDICTED else ("ws",):
                 key = f"{m}_{pred}" if m in MLP_PREDICTED else m
-                name = f"mlp_{o}_{key}"
-                tests[name] = direction(
-                    [a[key] - b[key] for a, b in zip(drop, plain, strict=True)],
-                    positive_supports=False,
-                    what=f"{words}, drop rate {cfg.test_rate} minus plain, {OPT_NAMES[o]}",
-                    # weight norms are no prediction: "-" (not weight scaling)
-                    predictor=pred if m in MLP_PREDICTED else "-",
-                )
+                within = {
+                    sfx: direction(
+                        [
+                            a[key + sfx] - b[key + sfx]
+                            for a, b in zip(drop["rows"], plain["rows"], strict=True)
+                        ],
+                        positive_supports=False,
+                        what=f"{words}, drop rate {cfg.test_rate} minus plain, {OPT_NAMES[o]}",
+                        # weight norms are no prediction: "-" (not weight scaling)
+                        predictor=pred if m in MLP_PREDICTED else "-",
+                    )
+                    for sfx in ("", "_2w")
+                }
+                tests[f"mlp_{o}_{key}"] = guard(within[""], within["_2w"], arms)
     return out, tests
