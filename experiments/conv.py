@@ -5,14 +5,18 @@ The tutorial: "In the convolution network hidden layer, Dropout strategy is less
 conv nets (:class:`dropstudy.models.ConvNet`: a 2-D net on the 8x8 digits, a 1-D net on
 MNIST-1D's 40-point signals) are trained with channel dropout (a dropped unit is a whole
 feature map) at several rates in the conv layers, always with dropout 0.5 in the dense layer,
-and compared with conv rate 0 (dropout only in the dense layer): test NLL and error by the MC
-average and by weight scaling, train error beside them. The same nets show whether weight
+and compared with conv rate 0 (dropout only in the dense layer): test NLL and error by weight
+scaling (the network as used, the primary's predictor) and by the MC average, train error
+beside them. Every net trains by the study's protocol (:mod:`.protocol`): conv rate 0 and the
+primary's rate each tuned on the validation split, every other rate at the primary rate's
+choice; each seed stopped at its best validation NLL within ``W`` (the tests) and within
+``2W`` (whether the primary survives twice the budget). The same nets show whether weight
 scaling matches the MC average when conv channels are dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import jax
@@ -22,7 +26,6 @@ import numpy as np
 from dropstudy.data import Dataset
 from dropstudy.metrics import scores
 from dropstudy.models import ConvNet
-from dropstudy.train import TrainConfig, seed_keys, train_seeds
 from dropstudy.validate import DropstudyError
 
 from .common import (
@@ -34,6 +37,7 @@ from .common import (
     test_ex,
 )
 from .evaluate import Evaluator, by_predictor
+from .protocol import ADAM, Protocol, arm_summary, guard, split, train_arm
 from .stats import direction, equivalence
 
 NAME = "conv"
@@ -54,19 +58,23 @@ class Config(ExperimentConfig):
     channels_2d: tuple[int, ...] = (4, 8)  # square images (8 x 8 digits), 3 x 3 kernels
     channels_1d: tuple[int, ...] = (8, 8)  # other data: 1-D signals, kernel of 5
     kernel_1d: int = 5
-    train: TrainConfig = TrainConfig(steps=1500, batch_size=128, lr=2e-3)
+    protocol: Protocol = Protocol(window=4000, eval_every=200, select_by="ws")
     # Equivalence margin on test NLL, fixed before the run, as the ensembles experiment's.
     margin_nll: float = 0.02
     primary_rate: float = 0.25
-    primary: str = "nll_mc"
+    # the network as used (weight scaling); the MC average beside it
+    primary: str = "nll_ws"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "rates": (0.0, 0.25),
         "channels_2d": (2, 4),
         "channels_1d": (4, 4),
-        "train": train.replace(steps=100),
-    }
+        "protocol": Protocol(
+            window=100, eval_every=50, recipes=(replace(ADAM, lrs=(1e-3, 3e-3)),),
+            pilot_seeds=(1000, 1001),
+        ),
+    }  # fmt: skip
 
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built.
@@ -124,31 +132,45 @@ def net_for(cfg: Config, ds: Dataset, rate: float) -> ConvNet:
 
 
 def conv_cell(
-    ds: Dataset, model: ConvNet, train: TrainConfig, seeds: list[int], ev: Evaluator
+    ds: Dataset,
+    model: ConvNet,
+    protocol: Protocol,
+    seeds: list[int],
+    ev: Evaluator,
+    tune_as: ConvNet | None = None,
 ) -> dict:
     """Per seed: test scores by weight scaling and by the MC average, train scores by WS.
 
     Args:
       ds: the data set.
       model: the conv net.
-      train: how to train.
+      protocol: how to train it (:mod:`.protocol`).
       seeds: the seeds, trained together.
       ev: the evaluator: the MC average's K and keys.
+      tune_as: the net whose tuned choice this one takes (None: its own).
 
     Returns:
-      ``{"seeds": [row per seed]}``; a row is ``{"ws", "mc", "train"}``, each
+      ``{"seeds", "seeds_2w", "arm"}``: a row per seed for the nets selected within ``W``
+      and within ``2W``; a row is ``{"ws", "mc", "train"}``, each
       :func:`~dropstudy.metrics.scores`, and ``test_ex``: per predictor, each test example's
-      NLL and error (:func:`.common.test_ex`).
+      NLL and error (:func:`.common.test_ex`); the arm's record
+      (:func:`.protocol.train_arm`).
     """
-    variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
-    out = []
-    for _, _, v, preds in ev.over_seeds(model, variables, seeds, jnp.asarray(ds.x_test)):
-        row = {p: scores(np.asarray(avg.arithmetic), ds.y_test) for p, avg in preds.items()}
-        row["test_ex"] = {p: test_ex(np.asarray(a.arithmetic), ds.y_test) for p, a in preds.items()}
-        train_probs = jax.nn.softmax(model.apply(v, jnp.asarray(ds.x_train)))
-        row["train"] = scores(np.asarray(train_probs), ds.y_train)
-        out.append(row)
-    return {"seeds": out}
+    arm = train_arm(ds, model, protocol, seeds, tune_as=tune_as)
+    train, _ = split(ds)
+    out = {"arm": arm.record}
+    for name, variables in (("seeds", arm.within_w), ("seeds_2w", arm.within_2w)):
+        rows = []
+        for _, _, v, preds in ev.over_seeds(model, variables, seeds, jnp.asarray(ds.x_test)):
+            row = {p: scores(np.asarray(avg.arithmetic), ds.y_test) for p, avg in preds.items()}
+            row["test_ex"] = {
+                p: test_ex(np.asarray(a.arithmetic), ds.y_test) for p, a in preds.items()
+            }
+            train_probs = jax.nn.softmax(model.apply(v, jnp.asarray(train.x_train)))
+            row["train"] = scores(np.asarray(train_probs), train.y_train)
+            rows.append(row)
+        out[name] = rows
+    return out
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
@@ -162,14 +184,18 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ``{"rate=<r>": Cell}`` for each of ``cfg.rates``.
     """
     seeds = list(range(cfg.seeds))
+    # Conv rate 0 and the primary's rate are tuned each on its own; every other rate
+    # (exploratory) trains at the primary rate's choice, stopped by its own validation loss.
+    tuned = lambda r: None if r in (0.0, cfg.primary_rate) else net_for(cfg, ds, cfg.primary_rate)  # noqa: E731
     return {
         f"rate={r}": cell(
             conv_cell,
             ds=ds,
             model=net_for(cfg, ds, r),
-            train=cfg.train,
+            protocol=cfg.protocol,
             seeds=seeds,
             ev=Evaluator((NAME, f"rate={r}"), cfg.mc_k),
+            tune_as=tuned(r),
         )
         for r in cfg.rates
     }
@@ -192,19 +218,26 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def col(rate, p, m):
         return np.array([s[p][m] for s in raw[f"rate={rate}"]["seeds"]])
 
-    def ex(rate, p, m):  # per seed and test example (S, N): the tests' intervals cover both
-        return np.array([s["test_ex"][p][m] for s in raw[f"rate={rate}"]["seeds"]])
+    def ex(rate, p, m, within="seeds"):  # per seed and test example (S, N): both noises
+        return np.array([s["test_ex"][p][m] for s in raw[f"rate={rate}"][within]])
 
     base, r = 0.0, cfg.primary_rate
-    # The primary's quantity by both predictors: a sign or verdict that depends on which.
-    tests, findings = by_predictor(
-        equivalence,
-        {p: ex(r, p, "nll") - ex(base, p, "nll") for p in ("mc", "ws")},
-        "nll",
-        margin=cfg.margin_nll,
-        metric="nll",
-        what=f"test NLL, conv channel dropout {r} minus dense-only dropout (nats)",
-    )
+    # The primary's quantity by both predictors: a sign or verdict that depends on which;
+    # each held to the protocol by the same test on the nets selected within 2W.
+    arms = {"dense-only": raw[f"rate={base}"]["arm"], f"conv {r}": raw[f"rate={r}"]["arm"]}
+    within = {
+        w: by_predictor(
+            equivalence,
+            {p: ex(r, p, "nll", w) - ex(base, p, "nll", w) for p in ("ws", "mc")},
+            "nll",
+            margin=cfg.margin_nll,
+            metric="nll",
+            what=f"test NLL, conv channel dropout {r} minus dense-only dropout (nats)",
+        )
+        for w in ("seeds", "seeds_2w")
+    }
+    tests, findings = within["seeds"]
+    tests = {k: guard(t, within["seeds_2w"][0][k], arms) for k, t in tests.items()}
     for rate in cfg.rates:
         if rate in (base, r):
             continue
@@ -229,7 +262,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "test_ws": {m: ci(col(rate, "ws", m)) for m in ("accuracy", "nll")},
             "test_mc": {m: ci(col(rate, "mc", m)) for m in ("accuracy", "nll")},
             "train": {m: ci(col(rate, "train", m)) for m in ("accuracy", "nll")},
+            "arm": arm_summary(raw[f"rate={rate}"]["arm"]),
         }
         for rate in cfg.rates
     }
-    return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}
+    return {
+        "rows": rows,
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": findings,
+        "protocol": cfg.protocol.to_dict(),
+    }

@@ -41,7 +41,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from dropstudy.data import Dataset
-from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_grid, train_seeds
 from dropstudy.validate import DropstudyError
 
@@ -152,10 +151,12 @@ class Protocol:
 
 
 def _rates(model: Any) -> tuple[float, ...]:
-    """The drop rates of a net the study trains (an MLP's ``rate``/``rates`` or a ``rate``)."""
-    if isinstance(model, MLP):
-        return (*np.atleast_1d(model.rate).tolist(), model.input_rate)
-    return tuple(np.atleast_1d(getattr(model, "rate", 0.0)).tolist())
+    """The drop rates of a net the study trains: its ``rate`` (one, or one per layer) and any
+    ``input_rate`` and ``dense_rate`` (a conv net's dense layer)."""
+    names = ("rate", "input_rate", "dense_rate")
+    return tuple(
+        float(r) for n in names for r in np.atleast_1d(getattr(model, n, 0.0) or 0.0).tolist()
+    )
 
 
 def split(ds: Dataset) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
@@ -239,7 +240,7 @@ def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
 
 
 def _model_label(model: Any) -> str:
-    fields = ("hidden", "rate", "input_rate", "channels")
+    fields = ("hidden", "rate", "input_rate", "channels", "kernel", "dense_width", "dense_rate")
     parts = [f"{f}={getattr(model, f)}" for f in fields if getattr(model, f, None) is not None]
     return "_".join(parts).replace(" ", "")
 

@@ -150,3 +150,13 @@ def test_a_recipe_with_its_own_lr_or_no_rates_is_refused():
         PR.Recipe("x", PR.ADAM.train.replace(lr=1e-3), (1e-3,))
     with pytest.raises(DropstudyError, match="lrs"):
         PR.Recipe("x", PR.ADAM.train, ())
+
+
+def test_a_conv_net_with_dense_dropout_is_not_plain():
+    from dropstudy.models import ConvNet
+
+    p = replace(TINY, select_by="mc", select_k=8)
+    conv = ConvNet(channels=(2,), rate=0.0, dense_rate=0.5)
+    assert p.config(TINY.recipes[0], conv, lr=1e-3).select_by == "mc"
+    plain = ConvNet(channels=(2,), rate=0.0, dense_rate=0.0)
+    assert p.config(TINY.recipes[0], plain, lr=1e-3).select_by == "ws"
