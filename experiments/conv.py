@@ -37,7 +37,7 @@ from .common import (
     test_ex,
 )
 from .evaluate import Evaluator, by_predictor
-from .protocol import ADAM, Protocol, arm_summary, guard, split, train_arm
+from .protocol import ADAM, TWICE, Protocol, arm_summary, guarded, split, train_arm
 from .stats import direction, equivalence
 
 NAME = "conv"
@@ -96,11 +96,13 @@ class Config(ExperimentConfig):
         """The tests :func:`summarise` names, from ``rates`` and ``primary_rate``.
 
         Returns:
-          NLL at ``primary_rate`` by each predictor, every other nonzero rate by the MC
+          NLL at ``primary_rate`` by each predictor (each with its twin on the nets selected
+          within 2W, :data:`.protocol.TWICE`), every other nonzero rate by the MC
           average, and weight scaling against the MC average at every rate.
         """
         others = [r for r in self.rates if r not in (0.0, self.primary_rate)]
-        return ("nll_mc", "nll_ws", *(f"nll_mc_{r}" for r in others),
+        return ("nll_ws", f"nll_ws{TWICE}", "nll_mc", f"nll_mc{TWICE}",
+                *(f"nll_mc_{r}" for r in others),
                 *(f"ws_vs_mc_{r}" for r in self.rates))  # fmt: skip
 
 
@@ -237,7 +239,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         for w in ("seeds", "seeds_2w")
     }
     tests, findings = within["seeds"]
-    tests = {k: guard(t, within["seeds_2w"][0][k], arms) for k, t in tests.items()}
+    tests = guarded(tests, within["seeds_2w"][0], arms)
     for rate in cfg.rates:
         if rate in (base, r):
             continue

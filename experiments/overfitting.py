@@ -34,7 +34,7 @@ from .common import (
     flips,
 )
 from .evaluate import Evaluator
-from .protocol import ADAM, Protocol, arm_summary, guard, split, train_arm
+from .protocol import ADAM, TWICE, Protocol, arm_summary, guarded, split, train_arm
 from .stats import direction, paired
 
 NAME = "overfitting"
@@ -95,11 +95,12 @@ class Config(ExperimentConfig):
         """The tests :func:`summarise` names, from ``rates`` and ``typical_rates``.
 
         Returns:
-          Test NLL of the plain net against the dropout net by each predictor, and, by
+          Test NLL of the plain net against the dropout net by each predictor (each with its
+          twin on the nets selected within 2W, :data:`.protocol.TWICE`), and, by
           each predictor, every rate outside the typical ones against the typical rates.
         """
         others = [r for r in self.rates if r not in self.typical_rates]
-        return ("test NLL WS", "test NLL MC",
+        return ("test NLL WS", "test NLL MC", f"test NLL WS{TWICE}", f"test NLL MC{TWICE}",
                 *(f"typical rates vs {r} {p}" for p in ("WS", "MC") for r in others))  # fmt: skip
 
 
@@ -245,16 +246,18 @@ def summarise(cfg: Config, raw: dict) -> dict:
     arms = {f"drop {s0}": rate_sweep[s0]["arm"], f"drop {s1}": rate_sweep[s1]["arm"]}
     # Per seed and test example (S, N), so that the intervals cover the test set's noise; the
     # nets selected within W decide, those within 2W say whether the verdict survives.
-    for p, key in (("ws", "test_nll_ex"), ("mc", "mc_test_nll_ex")):
-        within = {
-            sfx: direction(
+    within = {
+        sfx: {
+            f"test NLL {p.upper()}": direction(
                 np.subtract(rate_sweep[s0]["test_nll_ex" + sfx], rate_sweep[s1][key + sfx]),
                 what=f"test NLL, drop {s0} minus drop {s1} (> 0: dropout generalises better)",
                 predictor=p,
             )
-            for sfx in ("", "_2w")
+            for p, key in (("ws", "test_nll_ex"), ("mc", "mc_test_nll_ex"))
         }
-        tests[f"test NLL {p.upper()}"] = guard(within[""], within["_2w"], arms)
+        for sfx in ("", "_2w")
+    }
+    tests.update(guarded(within[""], within["_2w"], arms))
     # The plain net (rate 0) has one prediction: it stands in for both predictors.
     nll_of = lambda r, p: rate_sweep[r]["mc_test_nll_ex" if p == "mc" and r > 0 else "test_nll_ex"]  # noqa: E731
     for p in ("ws", "mc"):

@@ -420,6 +420,32 @@ def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
     return out
 
 
+TWICE = " within 2W"  # a guarded test's twin on the nets selected within 2W
+
+
+def guarded(tests: dict, twice: dict, records: dict[str, dict]) -> dict:
+    """Tests held to the protocol, each followed by its twin within 2W.
+
+    Args:
+      tests: ``{name: test}`` on the nets selected within ``W``.
+      twice: the same tests on the nets selected within ``2W``.
+      records: the records of the arms they compare.
+
+    Returns:
+      ``{name: guard(test), name + TWICE: its twin}`` in the order of ``tests``: the twin is a
+      test of its own (its values kept like any test's, so the guard can be recomputed), its
+      ``what`` saying "nets selected within 2W".
+    """
+    out = {}
+    for name, t in tests.items():
+        out[name] = guard(t, twice[name], records)
+        out[name + TWICE] = {
+            **twice[name],
+            "what": twice[name]["what"] + ", nets selected within 2W",
+        }
+    return out
+
+
 def arm_summary(record: dict) -> dict:
     """An arm's training in brief, for the results' tables.
 

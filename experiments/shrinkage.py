@@ -53,7 +53,7 @@ from .common import (
     flips,
 )
 from .evaluate import Evaluator
-from .protocol import Protocol, Recipe
+from .protocol import TWICE, Protocol, Recipe
 from .shrinkage_linear import linear_cell, summarise_linear
 from .shrinkage_logistic import logistic_cell, summarise_logistic
 from .shrinkage_mlp import MEASURES, MLP_PREDICTED, norm_cell, summarise_mlp
@@ -144,7 +144,8 @@ class Config(ExperimentConfig):
 
         Returns:
           The linear part's tests per keep, the logistic part's (when there is one) per
-          keep, and per optimiser each MLP measure (a prediction's by each predictor).
+          keep, and per optimiser each MLP measure (a prediction's by each predictor), each with
+          its twin on the nets selected within 2W (:data:`.protocol.TWICE`).
         """
         lin = ("ridge_dd", "ridge_pr", "ridge_closest", "linear_shrink")
         names = ["sanity_ols", *(f"{t}_keep={k}" for k in self.keeps for t in lin)]
@@ -154,8 +155,9 @@ class Config(ExperimentConfig):
                 *(f"{t}_keep={k}" for k in self.keeps for t in ("wager", "wager_pr")),
             ]
         for o in self.mlp_optimizers:
-            names += [f"mlp_{o}_{m}" for m in MEASURES if m not in MLP_PREDICTED]
-            names += [f"mlp_{o}_{m}_{p}" for m in MLP_PREDICTED for p in ("ws", "mc")]
+            mlp = [f"mlp_{o}_{m}" for m in MEASURES if m not in MLP_PREDICTED]
+            mlp += [f"mlp_{o}_{m}_{p}" for m in MLP_PREDICTED for p in ("ws", "mc")]
+            names += [n + t for n in mlp for t in ("", TWICE)]  # each with its twin within 2W
         return tuple(names)
 
     def optimizers(self, l2: float = 0.0) -> dict[str, Protocol]:

@@ -16,7 +16,7 @@ from .common import (
     ci,
 )
 from .evaluate import Evaluator
-from .protocol import Protocol, arm_summary, guard, split, train_arm
+from .protocol import Protocol, arm_summary, guarded, split, train_arm
 from .stats import direction
 
 MEASURES = {
@@ -178,21 +178,18 @@ def summarise_mlp(cfg, raw: dict) -> tuple[dict, dict]:
             }  # fmt: skip
         plain, drop = nets["rate=0.0"], nets[f"rate={cfg.test_rate}"]
         arms = {"plain": plain["arm"], f"drop {cfg.test_rate}": drop["arm"]}
+        within = {sfx: {} for sfx in ("", "_2w")}
         for m, words in MEASURES.items():
             for pred in ("ws", "mc") if m in MLP_PREDICTED else ("ws",):
                 key = f"{m}_{pred}" if m in MLP_PREDICTED else m
-                within = {
-                    sfx: direction(
-                        [
-                            a[key + sfx] - b[key + sfx]
-                            for a, b in zip(drop["rows"], plain["rows"], strict=True)
-                        ],
+                for sfx, part in within.items():
+                    part[f"mlp_{o}_{key}"] = direction(
+                        [a[key + sfx] - b[key + sfx]
+                         for a, b in zip(drop["rows"], plain["rows"], strict=True)],
                         positive_supports=False,
                         what=f"{words}, drop rate {cfg.test_rate} minus plain, {OPT_NAMES[o]}",
                         # weight norms are no prediction: "-" (not weight scaling)
                         predictor=pred if m in MLP_PREDICTED else "-",
-                    )
-                    for sfx in ("", "_2w")
-                }
-                tests[f"mlp_{o}_{key}"] = guard(within[""], within["_2w"], arms)
+                    )  # fmt: skip
+        tests.update(guarded(within[""], within["_2w"], arms))
     return out, tests
