@@ -2,9 +2,10 @@
 
 The tutorial's evolution analogy: the mixing that dropout imposes "avoids extinction when the
 environment changes". Read as a testable claim: trained on the same data, a dropout net loses
-less accuracy than a plain net when the test inputs shift. Paired nets (same initialisation
-and minibatch order; the plain net is the same MLP at drop rate 0) are
-evaluated on test sets shifted with growing strength:
+less accuracy than a plain net when the test inputs shift. Paired nets (same seeds; the plain
+net is the same MLP at drop rate 0), each trained by the study's protocol (:mod:`.protocol`:
+tuned on the validation split, each seed stopped at its best validation NLL within ``W`` and,
+for the twin tests, within ``2W``), are evaluated on test sets shifted with growing strength:
 
 * ``noise``: Gaussian noise added to every feature, its sd a multiple of the training inputs'
   sd;
@@ -20,13 +21,13 @@ evaluated on test sets shifted with growing strength:
 A predictor's *retention* under a shift is how much of its accuracy above chance it keeps:
 ``(acc_shifted - 1/C) / (acc_clean - 1/C)`` (1: unaffected; 0: down to chance), so a net that
 starts more accurate is not penalised for having further to fall. The primary test: the mean
-retention over every shift and nonzero strength, the dropout net's MC average minus the plain
-net (> 0: dropout keeps more).
+retention over every shift and nonzero strength, the dropout net by weight scaling (the network
+as used) minus the plain net (> 0: dropout keeps more); the MC average's beside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import jax
@@ -36,7 +37,7 @@ import numpy as np
 from dropstudy.data import MNIST1D_ARGS, Dataset, mnist1d
 from dropstudy.metrics import per_example, scores
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import take
 from dropstudy.validate import DropstudyError
 
 from .common import (
@@ -48,6 +49,7 @@ from .common import (
     primary_first,
 )
 from .evaluate import Evaluator
+from .protocol import ADAM, TWICE, Protocol, arm_summary, guarded, split, train_arm
 from .stats import direction
 
 NAME = "robustness"
@@ -67,17 +69,24 @@ class Config(ExperimentConfig):
     seeds: int = 10
     hidden: tuple[int, ...] = (64, 64)
     rate: float = 0.5
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    # Both nets train by the study's protocol (:mod:`.protocol`), each tuned on its own.
+    protocol: Protocol = Protocol(window=8000, eval_every=200, select_by="ws")
     noise: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # sd, in training-input sds
     missing: tuple[float, ...] = (0.1, 0.2, 0.4, 0.6)  # fraction of features zeroed
     occlusion: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)  # fraction of features, one run
     generator: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)  # MNIST-1D: its shift arguments x s
-    primary: str = "retention_mc"
+    # the network as used (weight scaling); the MC average beside it
+    primary: str = "retention_ws"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "hidden": (16, 16),
-        "train": train.replace(steps=150),
+        "protocol": Protocol(
+            window=100,
+            eval_every=50,
+            recipes=(replace(ADAM, lrs=(1e-3, 3e-3)),),
+            pilot_seeds=(1000, 1001),
+        ),
         "noise": (1.0,),
         "missing": (0.4,),
         "occlusion": (0.25,),
@@ -88,11 +97,13 @@ class Config(ExperimentConfig):
         """The tests :func:`summarise` names, from the shifts with strengths.
 
         Returns:
-          Retention and degradation by each predictor, retention per shift (``generator``'s
+          Retention and degradation by each predictor (each with its twin on the nets
+          selected within 2W, :data:`.protocol.TWICE`), retention per shift (``generator``'s
           on MNIST-1D only) and the error under the shifts.
         """
         kinds = [k for k in ("noise", "missing", "occlusion", "generator") if getattr(self, k)]
-        return ("retention_mc", "degradation_mc", "retention_ws", "degradation_ws",
+        pair = [f"{t}_{p}" for p in ("ws", "mc") for t in ("retention", "degradation")]
+        return (*(n + t for n in pair for t in ("", TWICE)),
                 *(f"retention_mc_{k}" for k in kinds), "shifted_error_mc")  # fmt: skip
 
 
@@ -179,62 +190,71 @@ def shift_sets(ds: Dataset, cfg_shifts: dict, seed: int) -> dict[str, list[tuple
 def robustness_cell(
     ds: Dataset,
     model: MLP,
-    train: TrainConfig,
+    protocol: Protocol,
     shifts: dict,
     seeds: list[int],
     ev: Evaluator,
 ) -> dict:
     """Per seed: scores of the plain net and of the dropout net, clean, shifted and on train.
 
-    The plain net is ``model`` at drop rate 0, from the same keys; the dropout net is judged
-    by weight scaling and by the MC average by ``ev``.
+    The plain net is ``model`` at drop rate 0; each net trains by the protocol, tuned on its
+    own, its variables selected within ``W`` and within ``2W``; the dropout net is judged by
+    weight scaling and by the MC average by ``ev``.
 
     Args:
       ds: the data set.
       model: the dropout net.
-      train: how to train.
+      protocol: how to train both nets (:mod:`.protocol`).
       shifts: ``{kind: strengths}`` (:func:`shifts_of`).
       seeds: the seeds, trained together.
       ev: the evaluator of the dropout net.
 
     Returns:
-      ``{"classes": C, "seeds": [row per seed], "errors_ex": [per seed]}``; a row maps each
-      of :data:`PREDICTORS` to ``{"clean", "train", kind...: [{"error", "nll"} per
-      strength]}`` (one entry for ``clean`` and ``train``); ``errors_ex`` maps each predictor
-      to ``{"clean", kind...: [each test example's 0/1 error, per strength]}``, for tests
-      whose intervals cover the test set's noise.
+      ``{"classes": C, "seeds": [row per seed], "errors_ex": [per seed], "seeds_2w",
+      "errors_ex_2w", "arms"}``; a row maps each of :data:`PREDICTORS` to ``{"clean",
+      "train", kind...: [{"error", "nll"} per strength]}`` (one entry for ``clean`` and
+      ``train``, the 80% trained on); ``errors_ex`` maps each predictor to ``{"clean",
+      kind...: [each test example's 0/1 error, per strength]}``, for tests whose intervals
+      cover the test set's noise; ``*_2w`` the same for the nets selected within 2W;
+      ``arms`` the two nets' records (:func:`.protocol.train_arm`).
     """
-    keys = seed_keys(seeds)
-    drop, _ = train_seeds(model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
-    plain, _ = train_seeds(plain_model, keys, ds.x_train, ds.y_train, train, seeds=seeds)
-    out, errors_ex = [], []
-    for i, s in enumerate(seeds):
-        sets = {
-            "clean": [(ds.x_test, ds.y_test)],
-            **shift_sets(ds, shifts, s),
-            "train": [(ds.x_train, ds.y_train)],
-        }
-        flat = [(kind, x, y) for kind, xys in sets.items() for x, y in xys]
-        both = jnp.asarray(np.concatenate([x for _, x, _ in flat]))
-        ends = np.cumsum([len(x) for _, x, _ in flat])
-        v_drop, v_plain = take(drop, i), take(plain, i)
-        preds = ev.predict(model, v_drop, both, s)
-        probs = {p: np.asarray(a.arithmetic) for p, a in preds.items()}
-        probs["plain"] = np.asarray(jax.nn.softmax(plain_model.apply(v_plain, both)))
-        row = {p: {} for p in PREDICTORS}
-        ex = {p: {} for p in PREDICTORS}  # each test example's 0/1 error, per set
-        for (kind, x, labels), end in zip(flat, ends, strict=True):
-            for p in PREDICTORS:
-                q = probs[p][end - len(x) : end]
-                sc = scores(q, labels)
-                row[p].setdefault(kind, []).append({"error": 1 - sc["accuracy"], "nll": sc["nll"]})
-                if kind != "train":
-                    wrong = per_example(q, labels)["err"].astype(int)
-                    ex[p].setdefault(kind, []).append(wrong.tolist())
-        out.append(row)
-        errors_ex.append(ex)
-    return {"classes": ds.n_classes, "seeds": out, "errors_ex": errors_ex}
+    drop = train_arm(ds, model, protocol, seeds)
+    plain = train_arm(ds, plain_model, protocol, seeds)
+    train, _ = split(ds)
+    out = {"classes": ds.n_classes, "arms": {"dropout": drop.record, "plain": plain.record}}
+    for sfx, vd, vp in (("", drop.within_w, plain.within_w),
+                        ("_2w", drop.within_2w, plain.within_2w)):  # fmt: skip
+        rows, errors_ex = [], []
+        for i, s in enumerate(seeds):
+            sets = {
+                "clean": [(ds.x_test, ds.y_test)],
+                **shift_sets(ds, shifts, s),
+                "train": [(train.x_train, train.y_train)],
+            }
+            flat = [(kind, x, y) for kind, xys in sets.items() for x, y in xys]
+            both = jnp.asarray(np.concatenate([x for _, x, _ in flat]))
+            ends = np.cumsum([len(x) for _, x, _ in flat])
+            v_drop, v_plain = take(vd, i), take(vp, i)
+            preds = ev.predict(model, v_drop, both, s)
+            probs = {p: np.asarray(a.arithmetic) for p, a in preds.items()}
+            probs["plain"] = np.asarray(jax.nn.softmax(plain_model.apply(v_plain, both)))
+            row = {p: {} for p in PREDICTORS}
+            ex = {p: {} for p in PREDICTORS}  # each test example's 0/1 error, per set
+            for (kind, x, labels), end in zip(flat, ends, strict=True):
+                for p in PREDICTORS:
+                    q = probs[p][end - len(x) : end]
+                    sc = scores(q, labels)
+                    row[p].setdefault(kind, []).append(
+                        {"error": 1 - sc["accuracy"], "nll": sc["nll"]}
+                    )
+                    if kind != "train":
+                        wrong = per_example(q, labels)["err"].astype(int)
+                        ex[p].setdefault(kind, []).append(wrong.tolist())
+            rows.append(row)
+            errors_ex.append(ex)
+        out["seeds" + sfx], out["errors_ex" + sfx] = rows, errors_ex
+    return out
 
 
 def shifts_of(cfg: Config, ds: Dataset) -> dict:
@@ -266,34 +286,28 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
     return {
         "robustness": cell(
-            robustness_cell, ds=ds, model=model, train=cfg.train, shifts=shifts_of(cfg, ds),
+            robustness_cell, ds=ds, model=model, protocol=cfg.protocol, shifts=shifts_of(cfg, ds),
             seeds=list(range(cfg.seeds)), ev=Evaluator((NAME, "robustness"), cfg.mc_k),
         )
     }  # fmt: skip
 
 
-def summarise(cfg: Config, raw: dict) -> dict:
-    """The retention and degradation tests and the curves of every predictor.
+def _tests(seeds: list, ex_rows: list, n_classes: int) -> dict:
+    """The tests of one selection of the nets (within W, or within 2W).
 
     Args:
-      cfg: the configuration.
-      raw: the cells' results, keyed as :func:`plan` names them.
+      seeds: the cell's rows per seed (:func:`robustness_cell`'s ``seeds``).
+      ex_rows: its per-example errors per seed (``errors_ex``).
+      n_classes: the classes, for chance.
 
     Returns:
-      ``{"kinds", "levels", "curves", "tests", "primary", "findings"}``: the shifts and their
-      strengths; per predictor and set (``clean``, ``train`` and each shift), intervals of
-      error and NLL per strength; the tests of :meth:`Config.test_names`, the primary first;
-      findings where retention's or degradation's sign or verdict differs between the MC
-      average and weight scaling.
+      ``{name: test}``: retention and degradation by each predictor, retention per shift and
+      the error under the shifts, by the MC average.
     """
-    seeds = raw["robustness"]["seeds"]
-    n_classes = raw["robustness"]["classes"]
     kinds = [k for k in seeds[0]["plain"] if k not in ("clean", "train")]
 
     def err(p, kind, j=0):
         return np.array([s[p][kind][j]["error"] for s in seeds])
-
-    ex_rows = raw["robustness"]["errors_ex"]
 
     def err_ex(p, kind, j=0):  # per seed and test example (S, N)
         e = np.array([r[p][kind][j] for r in ex_rows], np.float64)
@@ -363,6 +377,34 @@ def summarise(cfg: Config, raw: dict) -> dict:
         metric="error",
         what="test error under the shifts (mean), plain net minus dropout (> 0: dropout better)",
     )
+    return tests
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    """The retention and degradation tests and the curves of every predictor.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"kinds", "levels", "curves", "arms", "protocol", "tests", "primary", "findings"}``:
+      the shifts and their strengths; per predictor and set (``clean``, ``train`` and each
+      shift), intervals of error and NLL per strength; each net's training
+      (:func:`.protocol.arm_summary`) and the protocol; the tests of
+      :meth:`Config.test_names`, the primary first; findings where retention's or
+      degradation's sign or verdict differs between the MC average and weight scaling.
+    """
+    cell_ = raw["robustness"]
+    within = {sfx: _tests(cell_["seeds" + sfx], cell_["errors_ex" + sfx], cell_["classes"])
+              for sfx in ("", "_2w")}  # fmt: skip
+    tests, seeds = within[""], cell_["seeds"]
+    kinds = [k for k in seeds[0]["plain"] if k not in ("clean", "train")]
+    pair = [f"{t}_{p}" for p in ("ws", "mc") for t in ("retention", "degradation")]
+    arms = {"dropout": cell_["arms"]["dropout"], "plain": cell_["arms"]["plain"]}
+    tests = guarded({k: tests[k] for k in pair}, within["_2w"], arms) | {
+        k: t for k, t in tests.items() if k not in pair
+    }
     tests = primary_first(tests, cfg.primary)
     curves = {
         p: {
@@ -380,6 +422,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "kinds": kinds,
         "levels": {k: list(levels[k]) for k in kinds},
         "curves": curves,
+        "arms": {k: arm_summary(v) for k, v in arms.items()},
+        "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
         "findings": flips(

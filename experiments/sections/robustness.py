@@ -9,8 +9,8 @@ from ..common import (
     mlp_str,
     plt,
     table,
-    train_str,
 )
+from ..protocol import arms_table, protocol_str
 from ..robustness import LABELS, PREDICTORS, TITLES, TRANSLATION_MAX, Config
 
 
@@ -66,9 +66,13 @@ def section(r: dict) -> str:
         f"{k} at {r['levels'][k][-1]:g}" for k in r["kinds"]
     ]
     levels = "; ".join(f"{k}: {', '.join(f'{v:g}' for v in r['levels'][k])}" for k in r["kinds"])
-    return f"""{mlp_str(r, c["hidden"])}, hidden drop rate {c["rate"]}, {train_str(c["train"])},
-{c["seeds"]} seeds. Each seed trains a dropout net and a plain net from the same key (same
-initialisation and minibatch order). Shifts and strengths: {levels}. Noise sd is in units of
+    return f"""{mlp_str(r, c["hidden"])}, hidden drop rate {c["rate"]}, {c["seeds"]} seeds. Each
+seed trains a dropout net and a plain net from the same key, each by the study's protocol
+(tuned each on its own): {protocol_str(c["protocol"])}
+
+{arms_table(r["arms"])}
+
+Shifts and strengths: {levels}. Noise sd is in units of
 the training inputs' sd; missing features and occlusions are set to 0 (an occlusion is one
 contiguous run of features in flattened order, at a random position per example). The
 MNIST-1D generator shift multiplies its translation, scale and noise arguments (translation
@@ -81,10 +85,12 @@ Error (fraction), clean and at each shift's strongest level (means over seeds, 9
 {table(head, rows)}
 
 The primary test: the share of its accuracy above chance that a net keeps under the shifts,
-(acc_shifted - 1/C) / (acc_clean - 1/C) averaged over shifts and strengths, the dropout net's
-MC average minus the plain net, claimed > 0. A share, not the error lost: at strong shifts both
+(acc_shifted - 1/C) / (acc_clean - 1/C) averaged over shifts and strengths, the dropout net by
+weight scaling (the network as used) minus the plain net, claimed > 0, on the nets selected
+within W; held inconclusive when a net did not converge or the same test within 2W decides
+otherwise. A share, not the error lost: at strong shifts both
 nets fall towards chance, and the one that started more accurate would otherwise count as
-losing more. Weight scaling, each shift alone, the error lost, and the shifted error itself
+losing more. The MC average, each shift alone, the error lost, and the shifted error itself
 (which also counts dropout's clean advantage) are exploratory. Regenerated MNIST-1D sets are
 scored against their own labels.
 """
