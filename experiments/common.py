@@ -35,7 +35,7 @@ from .codekey import code_key, environment
 from .interrupt import INTERRUPTED
 from .protocol import tuning_store
 from .results import write_json
-from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, mean_ci, sign_flip
+from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, held_reasons, mean_ci, sign_flip
 
 TIMING_LOG = "timing.jsonl"  # per scale folder: wall time of every cell and experiment
 RUN_ID = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # one per process: groups a run's lines
@@ -798,10 +798,13 @@ def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
         by = lambda t: f"{effect_str(t)} by {predictor_name(t)}"  # noqa: E731
         if sign_flip(ta, tb):
             out.append(f"The sign of *{ta['what']}* flips between predictors: {by(ta)}, {by(tb)}.")
-        elif ta["verdict"] != tb["verdict"]:
+        # the verdicts before the protocol's guard: a guard holds both predictors alike
+        elif (va := ta.get("verdict_w", ta["verdict"])) != (
+            vb := tb.get("verdict_w", tb["verdict"])
+        ):
             out.append(
-                f"The verdict on *{ta['what']}* depends on the predictor: {ta['verdict']} by "
-                f"{predictor_name(ta)} ({effect_str(ta)}), {tb['verdict']} by "
+                f"The verdict on *{ta['what']}* depends on the predictor: {va} by "
+                f"{predictor_name(ta)} ({effect_str(ta)}), {vb} by "
                 f"{predictor_name(tb)} ({effect_str(tb)})."
             )
     return out
@@ -826,7 +829,7 @@ def real_differences(tests: dict) -> list[str]:
         f"(+-{_num(t['margin'])})."
         for t in tests.values()
         if t["rule"] == "equivalence"
-        and t["verdict"] == INCONCLUSIVE
+        and t.get("verdict_w", t["verdict"]) == INCONCLUSIVE
         and not t.get("distance")
         and excludes_zero(t)
     ]
@@ -926,16 +929,20 @@ def rule_str(t: dict) -> str:
     return "exact check"
 
 
-def blocked_str(t: dict) -> str:
+def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
     """Why the protocol holds a test inconclusive, in words; empty when it does not.
 
     Args:
-      t: a test dict; ``blocked`` lists the reasons (:func:`.protocol.guard`).
+      t: a test dict (:func:`.protocol.guard`'s fields when guarded).
+      p_adjusted: the p-value the verdict is decided at (default: the test's own).
 
     Returns:
-      ``" (held by the protocol: REASONS)"`` or ``""``.
+      ``" (held by the protocol: REASONS)"`` or ``""`` (:func:`.stats.held_reasons`).
     """
-    return f" (held by the protocol: {'; '.join(t['blocked'])})" if t.get("blocked") else ""
+    if "within_2w" not in t:
+        return ""
+    reasons = held_reasons(t, t["p"] if p_adjusted is None else p_adjusted)
+    return f" (held by the protocol: {'; '.join(reasons)})" if reasons else ""
 
 
 def all_findings(r: dict) -> list[str]:

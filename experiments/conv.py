@@ -58,7 +58,7 @@ class Config(ExperimentConfig):
     channels_2d: tuple[int, ...] = (4, 8)  # square images (8 x 8 digits), 3 x 3 kernels
     channels_1d: tuple[int, ...] = (8, 8)  # other data: 1-D signals, kernel of 5
     kernel_1d: int = 5
-    protocol: Protocol = Protocol(window=4000, eval_every=200, select_by="ws")
+    protocol: Protocol = Protocol(window=4000, eval_every=100, select_by="ws")
     # Equivalence margin on test NLL, fixed before the run, as the ensembles experiment's.
     margin_nll: float = 0.02
     primary_rate: float = 0.25

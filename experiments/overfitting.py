@@ -49,7 +49,7 @@ class Config(ExperimentConfig):
     width: int = 100
     # One W for every arm, long enough for the slowest (dropout nets improve for longer); the
     # convergence guard says when an arm's stop is not inside it.
-    protocol: Protocol = Protocol(window=8000, eval_every=200, select_by="ws")
+    protocol: Protocol = Protocol(window=8000, eval_every=100, select_by="ws")
     rates: tuple[float, ...] = (0.0, 0.2, 0.3, 0.5, 0.8)
     sizes: tuple[int, ...] = (100, 200, 500, 1000)  # plus the full training set
     size_rates: tuple[float, float] = (0.0, 0.5)
@@ -278,6 +278,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "test_nll_gain": paired(p0["test_nll"], p5["test_nll"]),
             "gap_plain": ci(np.subtract(p0["train_acc"], p0["test_acc"])),
             "gap_dropout": ci(np.subtract(p5["train_acc"], p5["test_acc"])),
+            "arms": {f"drop {s0}": arm_summary(p0["arm"]), f"drop {s1}": arm_summary(p5["arm"])},
         }
     pairs = [("test NLL WS", "test NLL MC")]
     pairs += [(f"typical rates vs {r} WS", f"typical rates vs {r} MC") for r in rates

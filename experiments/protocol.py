@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +49,9 @@ from dropstudy.validate import DropstudyError
 VAL_FRACTION = 0.2  # of the training set, held out for every choice the protocol makes
 SPLIT_SEED = 0  # the validation split's permutation, one per data set
 PILOT_SEEDS = (1000, 1001, 1002)  # tuning seeds, disjoint from the study's 0 .. S - 1
-LATE = 0.1  # a median stop in the last 10% of 2W: the arm was still improving
+LATE = 0.1  # settling in the last 10% of 2W: a seed still improving at the end of its run
+LATE_SHARE = 0.2  # an arm with at least this share of its seeds still improving: not converged
+SETTLE = 0.01  # a seed settles at its first validation loss within 1% of its run's minimum
 
 _STORE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("tuning", default=None)
 
@@ -68,10 +72,23 @@ class Recipe:
     lrs: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if self.train.lr is not None:
-            raise DropstudyError(f"recipe {self.name!r}: leave train.lr unset, lrs gives it")
-        if not self.lrs or any(not lr > 0 for lr in self.lrs):
-            raise DropstudyError(f"recipe {self.name!r}: lrs must be learning rates > 0")
+        t, name = self.train, self.name
+        if t.lr is not None:
+            raise DropstudyError(f"recipe {name!r}: leave train.lr unset, lrs gives it")
+        if not self.lrs or any(not lr > 0 for lr in self.lrs) or list(self.lrs) != sorted(self.lrs):
+            raise DropstudyError(f"recipe {name!r}: lrs must be learning rates > 0, ascending")
+        # what the grid (one compiled call over learning rates) and the protocol's own
+        # selection fields cannot take: refused here, not deep inside a run
+        if t.optimizer not in ("adam", "sgd") or t.schedule != "constant":
+            raise DropstudyError(
+                f"recipe {name!r}: the grid varies a named optimiser's ('adam' or 'sgd') "
+                f"learning rate at a constant schedule; got {t.optimizer!r}, {t.schedule!r}"
+            )
+        if t.mask_mode == "cycle" or t.snapshot_every or t.eval_every or t.windows:
+            raise DropstudyError(
+                f"recipe {name!r}: mask_mode='cycle', snapshot_every, eval_every and windows "
+                "are not the recipe's to set (the protocol sets the selection)"
+            )
 
     def to_dict(self) -> dict:
         """The recipe as a JSON-ready dict."""
@@ -98,7 +115,8 @@ class Protocol:
       eval_every: steps between validation losses (divides ``W``).
       select_by: the predictor the validation loss scores, ``"ws"`` or ``"mc"`` (a plain
         net is scored by weight scaling whatever this says: it is its one subnetwork).
-      select_k: subnetworks of ``select_by="mc"``.
+      select_k: subnetworks of ``select_by="mc"`` (None: the trainer's default); refused
+        with ``"ws"``.
       recipes: the candidates every arm draws from.
       pilot_seeds: the seeds that choose an arm's candidate.
     """
@@ -106,7 +124,7 @@ class Protocol:
     window: int = 4000
     eval_every: int = 100
     select_by: str = "ws"
-    select_k: int = 32
+    select_k: int | None = None
     recipes: tuple[Recipe, ...] = (ADAM, SRIVASTAVA)
     pilot_seeds: tuple[int, ...] = PILOT_SEEDS
 
@@ -117,6 +135,8 @@ class Protocol:
             )
         if self.select_by not in ("ws", "mc"):
             raise DropstudyError(f"select_by must be 'ws' or 'mc', got {self.select_by!r}")
+        if self.select_k is not None and self.select_by != "mc":
+            raise DropstudyError("select_k sets the MC average's subnetworks: use select_by='mc'")
         if not self.recipes:
             raise DropstudyError("recipes must hold at least one candidate")
         if len(self.pilot_seeds) < 2:
@@ -139,7 +159,7 @@ class Protocol:
             steps=2 * self.window,
             eval_every=self.eval_every,
             select_by=by,
-            select_k=self.select_k if by == "mc" else None,
+            select_k=self.select_k if by == "mc" else None,  # a plain net: weight scaling
             windows=(self.window,),
         )
 
@@ -211,9 +231,9 @@ def _cached(label: str, key: dict, compute) -> Any:
 def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
     """The arm's candidate: the recipe and learning rate of lowest mean validation loss.
 
-    Each recipe's grid trains on the pilot seeds in one compiled call; a run's score is its
-    best validation loss within ``W``; a diverged run scores infinity; the candidate's score
-    is the mean over the pilot seeds.
+    Each recipe's grid trains ``W`` steps on the pilot seeds in one compiled call; a run's
+    score is its best validation loss within ``W``; a diverged run scores infinity; the
+    candidate's score is the mean over the pilot seeds.
 
     Args:
       ds: the data set (split here).
@@ -221,9 +241,10 @@ def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
       protocol: the protocol.
 
     Returns:
-      ``{"recipe", "lr", "score", "grid"}``: the chosen recipe's name and learning rate, its
-      score, and ``grid[recipe][lr]`` = ``{"score", "stops"}`` for every candidate (the pilot
-      runs' stops within ``W``).
+      ``{"recipe", "lr", "score", "grid", "edge"}``: the chosen recipe's name and learning
+      rate, its score, ``grid[recipe][lr]`` = ``{"score", "stops"}`` for every candidate (the
+      pilot runs' stops within ``W``), and whether the choice is its recipe's smallest or
+      largest rate (the best may lie outside the grid).
     """
     from .codekey import code_key, environment
     from .common import cell_key  # the cell machinery's keys: data sets by digest
@@ -235,7 +256,9 @@ def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
         "code": code_key(_tune, kwargs),
         "versions": environment(),
     }
-    label = f"{ds.name}_{type(model).__name__}_{_model_label(model)}_{protocol.select_by}"
+    # one file per arm: the label names the net, a digest of the arguments tells arms apart
+    digest = hashlib.sha256(json.dumps(key["args"], sort_keys=True).encode()).hexdigest()[:10]
+    label = f"{ds.name}_{type(model).__name__}_{digest}"
     return _cached(label, key, lambda: _tune(ds, model, protocol))
 
 
@@ -250,7 +273,8 @@ def _tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
     keys = seed_keys(list(protocol.pilot_seeds))
     grid, best = {}, None
     for recipe in protocol.recipes:
-        cfg = protocol.config(recipe, model)
+        # the pilots score within W alone: they train W steps, not 2W
+        cfg = protocol.config(recipe, model).replace(steps=protocol.window, windows=())
         _, hist = train_grid(
             model, keys, train.x_train, train.y_train, cfg, lrs=recipe.lrs, validation=val,
             allow_divergence=True,
@@ -271,7 +295,9 @@ def _tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
             f"every candidate diverged on the pilot seeds for {_model_label(model)} on "
             f"{ds.name}: add smaller learning rates to the recipes"
         )
-    return {"recipe": best[0], "lr": best[1], "score": best[2], "grid": grid}
+    lrs = {r.name: r.lrs for r in protocol.recipes}[best[0]]
+    edge = len(lrs) > 1 and best[1] in (lrs[0], lrs[-1])
+    return {"recipe": best[0], "lr": best[1], "score": best[2], "grid": grid, "edge": edge}
 
 
 class Arm(NamedTuple):
@@ -316,11 +342,22 @@ def train_arm(
         the returned history; 0: none.
 
     Returns:
-      The :class:`Arm`; its ``record`` holds ``recipe``, ``lr`` (the choice), ``tuned_as``,
-      ``tuning`` (:func:`tune`'s grid), ``window``, ``stop_w`` and ``stop_2w`` (per seed, the
-      steps of the selected variables), ``val_w`` and ``val_2w`` (their validation losses),
-      ``converged`` (the median stop within ``2W`` before its last 10%), and ``n_train``.
+      The :class:`Arm`; its ``record`` holds ``recipe``, ``lr`` (the choice), ``edge``
+      (the choice at its grid's edge), ``tuned_as``, ``tuning`` (:func:`tune`'s grid),
+      ``window``, ``stop_w`` and ``stop_2w`` (per seed, the steps of the selected variables),
+      ``val_w`` and ``val_2w`` (their validation losses), ``settle_2w`` (per seed,
+      :func:`settle_steps`), ``diverged`` (per seed, a NaN or inf training loss after its
+      selection), ``converged`` (:func:`converged`) and ``n_train``.
+
+    Raises:
+      DropstudyError: if a seed is also a pilot seed.
     """
+    overlap = sorted(set(seeds) & set(protocol.pilot_seeds))
+    if overlap:
+        raise DropstudyError(
+            f"seeds {overlap} are also pilot seeds, which chose the arm's settings: use seeds "
+            f"outside {list(protocol.pilot_seeds)}"
+        )
     choice = tune(ds, tune_as if tune_as is not None else model, protocol)
     recipe = {r.name: r for r in protocol.recipes}[choice["recipe"]]
     cfg = protocol.config(recipe, model, lr=choice["lr"]).replace(snapshot_every=snapshot_every)
@@ -333,38 +370,74 @@ def train_arm(
         y = np.stack([d.y_train for d in subs])
         per_seed = True
         val = (np.stack([xv] * len(seeds)), np.stack([yv] * len(seeds)))
+    # A seed that diverges after its best step keeps its selection (a NaN never wins): it is
+    # recorded, not fatal.
     _, hist = train_seeds(
-        model, seed_keys(seeds), x, y, cfg, per_seed_data=per_seed, seeds=seeds, validation=val
-    )
+        model, seed_keys(seeds), x, y, cfg, per_seed_data=per_seed, seeds=seeds,
+        validation=val, allow_divergence=True,
+    )  # fmt: skip
     w, ww = hist.selected
-    stop_2w = np.asarray(ww.step).tolist()
+    lost = [s for s, v in zip(seeds, np.asarray(w.loss), strict=True) if not np.isfinite(v)]
+    if lost:
+        raise DropstudyError(
+            f"seed(s) {lost} diverged before their first validation loss at "
+            f"{choice['recipe']} lr {choice['lr']:g} (the pilots' choice, grid "
+            f"{choice['grid'][choice['recipe']]}): add smaller learning rates to the recipe"
+        )
+    settle = settle_steps(np.asarray(hist.val_loss), cfg.steps)
     record = {
         "recipe": choice["recipe"],
         "lr": choice["lr"],
+        "edge": choice["edge"],
         "tuned_as": _model_label(tune_as if tune_as is not None else model),
         "tuning": choice["grid"],
         "window": protocol.window,
         "stop_w": np.asarray(w.step).tolist(),
-        "stop_2w": stop_2w,
+        "stop_2w": np.asarray(ww.step).tolist(),
         "val_w": np.asarray(w.loss).tolist(),
         "val_2w": np.asarray(ww.loss).tolist(),
-        "converged": converged(stop_2w, protocol.window),
+        "settle_2w": settle,
+        "diverged": diverged(np.asarray(hist.loss)).tolist(),
+        "converged": converged(settle, protocol.window),
         "n_train": len(train.x_train) if subsets is None else subsets,
     }
     return Arm(w.variables, ww.variables, record, hist)
 
 
-def converged(stops_2w, window: int) -> bool:
-    """Whether an arm's median stop within ``2W`` falls before the last 10% of ``2W``.
+def settle_steps(val_loss: np.ndarray, steps: int) -> list[int]:
+    """Each run's settling step: its first validation loss within :data:`SETTLE` of its minimum.
+
+    A run whose loss has flattened settles early even when a later evaluation is lower by a
+    hair (its argmin would fall anywhere on the plateau); a run still improving settles late.
 
     Args:
-      stops_2w: the seeds' stops within ``2W``.
+      val_loss: the validation loss after every step, ``(S, steps)``, NaN where none was
+        evaluated (:attr:`dropstudy.train.History.val_loss`).
+      steps: the run's length.
+
+    Returns:
+      Per run, the steps done at its settling evaluation.
+    """
+    out = []
+    for row in np.asarray(val_loss, np.float64).reshape(-1, steps):
+        done = np.flatnonzero(np.isfinite(row))
+        best = row[done].min()
+        out.append(int(done[np.argmax(row[done] <= best + SETTLE * abs(best))] + 1))
+    return out
+
+
+def converged(settle_2w, window: int) -> bool:
+    """Whether fewer than :data:`LATE_SHARE` of an arm's seeds settle in the last 10% of ``2W``.
+
+    Args:
+      settle_2w: the seeds' settling steps within ``2W`` (:func:`settle_steps`).
       window: ``W``.
 
     Returns:
-      False when the arm was still improving at the end of its run.
+      False when the arm was still improving at the end of its runs.
     """
-    return bool(np.median(stops_2w) <= (1 - LATE) * 2 * window)
+    late = np.asarray(settle_2w) > (1 - LATE) * 2 * window
+    return bool(late.mean() < LATE_SHARE)
 
 
 def seed_variables(arm: Arm, i: int) -> tuple[Any, Any]:
@@ -379,18 +452,26 @@ def not_converged(records: dict[str, dict]) -> list[str]:
       records: ``{arm name: record}`` (:func:`train_arm`'s records).
 
     Returns:
-      One phrase per arm not converged, naming its median stop and ``2W``.
+      One phrase per arm not converged, naming how many seeds settle late and ``2W``.
     """
-    return [
-        f"{name} not converged (median stop {np.median(r['stop_2w']):g} of {2 * r['window']})"
-        for name, r in records.items()
-        if not r["converged"]
-    ]
+    out = []
+    for name, r in records.items():
+        if not r["converged"]:
+            late = int(np.sum(np.asarray(r["settle_2w"]) > (1 - LATE) * 2 * r["window"]))
+            out.append(
+                f"{name} not converged ({late} of {len(r['settle_2w'])} seeds still improving "
+                f"in the last 10% of 2W = {2 * r['window']})"
+            )
+    return out
 
 
 def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
-    """A primary test held to the protocol: inconclusive when an arm did not converge or the
-    verdict changes with twice the budget.
+    """A test held to the protocol: inconclusive when an arm did not converge or the verdict
+    changes with twice the budget.
+
+    The rule itself is :func:`.stats.held_reasons`, applied by :func:`.stats.decide` at
+    whatever level a verdict is decided (the test's own p-value here, the Holm-adjusted one in
+    the report's summary), so the budget rule compares verdicts at the same level.
 
     Args:
       test: the test on the nets selected within ``W``.
@@ -398,25 +479,36 @@ def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
       records: the records of the arms it compares.
 
     Returns:
-      ``test`` with ``within_2w`` (the second test's effect, interval and verdict) and, when
-      blocked, ``blocked`` (the reasons) and its verdict inconclusive: the report's rule
-      (:func:`.stats.decide`) then keeps it so at any adjusted p-value.
+      ``test`` with ``verdict_w`` (its own verdict, unguarded), ``within_2w`` (the twin's
+      rule, effect, interval, p-value, outcome and verdict, with its margin for equivalence),
+      ``arms`` (each arm's convergence: ``converged``, ``late`` and ``seeds``),
+      ``not_converged`` (the phrases of :func:`not_converged`, when any), ``verdict`` (guarded,
+      at the test's own p-value) and, when held, ``blocked`` (the reasons at that level).
     """
-    from .stats import INCONCLUSIVE
+    from .stats import decide, held_reasons
 
-    reasons = not_converged(records)
-    if twice["verdict"] != test["verdict"]:
-        reasons.append(
-            f"budget-dependent: {twice['verdict']} within 2W ({twice['effect']:.4g} "
-            f"[{twice['lo']:.4g}, {twice['hi']:.4g}])"
-        )
+    keys = ("rule", "level", "effect", "lo", "hi", "p", "outcome", "verdict", "margin", "outside")
+    arms = {
+        name: {
+            "converged": r["converged"],
+            "late": int(np.sum(np.asarray(r["settle_2w"]) > (1 - LATE) * 2 * r["window"])),
+            "seeds": len(r["settle_2w"]),
+        }
+        for name, r in records.items()
+    }
     out = {
         **test,
-        "within_2w": {k: twice[k] for k in ("rule", "level", "effect", "lo", "hi", "p", "verdict")},
+        "verdict_w": test["verdict"],
+        "within_2w": {k: twice[k] for k in keys if k in twice},
+        "arms": arms,
     }
+    reasons = not_converged(records)
     if reasons:
-        out["blocked"] = reasons
-        out["verdict"] = INCONCLUSIVE
+        out["not_converged"] = reasons
+    out["verdict"] = decide(out, out["p"])
+    held = held_reasons(out, out["p"])
+    if held:
+        out["blocked"] = held
     return out
 
 
@@ -447,24 +539,33 @@ def guarded(tests: dict, twice: dict, records: dict[str, dict]) -> dict:
 
 
 def arm_summary(record: dict) -> dict:
-    """An arm's training in brief, for the results' tables.
+    """An arm's training, for the results' tables: enough to recompute its convergence.
 
     Args:
-      record: the arm's record (:func:`.protocol.train_arm`).
+      record: the arm's record (:func:`train_arm`).
 
     Returns:
-      ``{"recipe", "lr", "tuned_as", "window", "stop_w", "stop_2w", "converged", "tuning"}``:
-      its choice, ``W``, the median and range of its seeds' stops within ``W`` and ``2W``,
-      whether it converged, and the tuning grid's mean validation losses.
+      ``{"recipe", "lr", "edge", "tuned_as", "window", "stop_w", "stop_2w", "settle_2w",
+      "at_w_end", "late", "diverged", "converged", "tuning"}``: its choice (``edge``: at its
+      grid's edge), ``W``; per seed, its stops within ``W`` and ``2W`` and its settling step
+      (lists); how many seeds stop in the last 10% of ``W`` (``at_w_end``: the primary's
+      selection was still improving there) and settle in the last 10% of ``2W`` (``late``);
+      how many diverged after their selection; whether it converged; and the tuning grid's
+      mean validation losses.
     """
-    rng = lambda v: {"median": float(np.median(v)), "min": int(min(v)), "max": int(max(v))}  # noqa: E731
+    w = record["window"]
     return {
         "recipe": record["recipe"],
         "lr": record["lr"],
+        "edge": record["edge"],
         "tuned_as": record["tuned_as"],
-        "window": record["window"],
-        "stop_w": rng(record["stop_w"]),
-        "stop_2w": rng(record["stop_2w"]),
+        "window": w,
+        "stop_w": record["stop_w"],
+        "stop_2w": record["stop_2w"],
+        "settle_2w": record["settle_2w"],
+        "at_w_end": int(np.sum(np.asarray(record["stop_w"]) > (1 - LATE) * w)),
+        "late": int(np.sum(np.asarray(record["settle_2w"]) > (1 - LATE) * 2 * w)),
+        "diverged": int(np.sum(record["diverged"])),
         "converged": record["converged"],
         "tuning": {
             rec: {lr: c["score"] for lr, c in lrs.items()} for rec, lrs in record["tuning"].items()
@@ -503,24 +604,37 @@ def _optimiser_str(t: dict) -> str:
     return f"{opt}{mom}{mn}, batch {t['batch_size']}"
 
 
+def arms_note() -> str:
+    """How to read :func:`arms_table`, in one sentence."""
+    return (
+        f"Stops in steps; a seed *settles* at its first validation NLL within {SETTLE:.0%} of "
+        f"its run's minimum, and an arm is *converged* when fewer than {LATE_SHARE:.0%} of its "
+        f"seeds are still improving (settle) in the last {LATE:.0%} of 2W."
+    )
+
+
 def arms_table(arms: dict[str, dict]) -> str:
     """Each arm's choice, stops and convergence as a Markdown table.
 
     Args:
-      arms: ``{arm name: summary}``, each summary with ``recipe``, ``lr``, ``tuned_as``,
-        ``window``, ``stop_w``, ``stop_2w`` (median, min, max) and ``converged``.
+      arms: ``{arm name: summary}`` (:func:`arm_summary`).
 
     Returns:
-      The table.
+      The table; a learning rate at its grid's edge is marked, and the recipes named when
+      the arms' differ.
     """
     from .common import table
 
-    span = lambda s: f"{s['median']:g} ({s['min']}-{s['max']})"  # noqa: E731
-    return table(
-        ["arm", "recipe", "lr", "tuned as", "W", "stop within W", "stop within 2W", "converged"],
-        [
-            [name, a["recipe"], f"{a['lr']:g}", a["tuned_as"], str(a["window"]),
-             span(a["stop_w"]), span(a["stop_2w"]), "yes" if a["converged"] else "**no**"]
-            for name, a in arms.items()
-        ],
-    )  # fmt: skip
+    span = lambda v: f"{np.median(v):g} ({min(v)}-{max(v)})"  # noqa: E731
+    rows = [
+        [name, a["recipe"], f"{a['lr']:g}" + (" (grid edge)" if a["edge"] else ""),
+         a["tuned_as"], str(a["window"]), span(a["stop_w"]),
+         f"{a['at_w_end']} of {len(a['stop_w'])}", span(a["stop_2w"]),
+         f"{a['late']} of {len(a['settle_2w'])}", str(a["diverged"]),
+         "yes" if a["converged"] else "**no**"]
+        for name, a in arms.items()
+    ]  # fmt: skip
+    head = ["arm", "recipe", "lr", "tuned as", "W", "stop within W, median (range)",
+            "stops in W's last 10%", "stop within 2W", "still improving in 2W's last 10%",
+            "diverged later", "converged"]  # fmt: skip
+    return table(head, rows)

@@ -70,7 +70,7 @@ class Config(ExperimentConfig):
     hidden: tuple[int, ...] = (64, 64)
     rate: float = 0.5
     # Both nets train by the study's protocol (:mod:`.protocol`), each tuned on its own.
-    protocol: Protocol = Protocol(window=8000, eval_every=200, select_by="ws")
+    protocol: Protocol = Protocol(window=8000, eval_every=100, select_by="ws")
     noise: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # sd, in training-input sds
     missing: tuple[float, ...] = (0.1, 0.2, 0.4, 0.6)  # fraction of features zeroed
     occlusion: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5)  # fraction of features, one run

@@ -78,7 +78,7 @@ class Config(ExperimentConfig):
     sgd: Recipe = Recipe(
         "sgd", TrainConfig(batch_size=128, optimizer="sgd", momentum=0.9), (0.01, 0.03, 0.1)
     )
-    protocol: Protocol = Protocol(window=8000, eval_every=200, select_by="ws")
+    protocol: Protocol = Protocol(window=8000, eval_every=100, select_by="ws")
     trajectory_every: int = 400  # steps between the points of the weight-norm trajectory
     mlp_optimizers: tuple[str, ...] = ("sgd", "adam")  # which of the two train the MLPs
     keeps: tuple[float, ...] = (0.5, 0.8)  # input keep probabilities of the linear models
@@ -245,6 +245,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "width": cfg.width,
         "test_rate": cfg.test_rate,
         "mlp": mlp,
+        "protocol": cfg.protocol.to_dict(),
         "linear": lin,
         "logistic": log,
         "tests": tests,

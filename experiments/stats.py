@@ -529,24 +529,10 @@ def bh(pvalues: list[float | None]) -> list[float | None]:
     return _adjust(pvalues, "fdr_bh")
 
 
-def decide(test: dict, p_adjusted: float | None) -> str:
-    """A test's verdict at the adjusted p-value.
-
-    Args:
-      test: a test dict.
-      p_adjusted: its adjusted p-value (:func:`holm`); None for an exact check.
-
-    Returns:
-      Inconclusive when the test is ``blocked`` (the protocol's guard: an arm that did not
-      converge, or a verdict that changes with twice the budget); else its outcome when
-      significant (below :data:`ALPHA`); else, for an equivalence test whose
-      90% interval lies wholly outside the margin, contradicted; else inconclusive. Exact
-      checks keep their verdict.
-    """
+def _decide(test: dict, p_adjusted: float | None) -> str:
+    """A test's own verdict at ``p_adjusted``, before the protocol's guard."""
     if test["rule"] == "exact":
         return test["verdict"]
-    if test.get("blocked"):  # the protocol's guard: an arm not converged, or budget-dependent
-        return INCONCLUSIVE
     if p_adjusted < ALPHA:
         return test["outcome"]
     if test["rule"] == "equivalence":
@@ -555,6 +541,55 @@ def decide(test: dict, p_adjusted: float | None) -> str:
         if test.get("outside", test["lo"] > m or test["hi"] < -m):
             return CONTRADICTED
     return INCONCLUSIVE
+
+
+def held_reasons(test: dict, p_adjusted: float) -> list[str]:
+    """Why the training protocol holds a test inconclusive at ``p_adjusted``; empty if it does not.
+
+    A test guarded by the protocol (:func:`.protocol.guard`) carries its twin on the nets
+    selected within 2W (``within_2w``) and the arms that did not converge
+    (``not_converged``). It is held when an arm did not converge, or when its verdict and its
+    twin's differ at the same level: the twin's p-value scaled by the factor that adjustment
+    applied to the test's own (``p_adjusted / p``).
+
+    Args:
+      test: a test dict.
+      p_adjusted: the p-value its verdict is decided at (its own, or Holm-adjusted).
+
+    Returns:
+      The reasons, in words.
+    """
+    if "within_2w" not in test:
+        return []
+    reasons = list(test.get("not_converged", []))
+    twin = test["within_2w"]
+    factor = p_adjusted / test["p"] if test["p"] > 0 else 1.0
+    v, v2 = _decide(test, p_adjusted), _decide(twin, min(1.0, twin["p"] * factor))
+    if v != v2:
+        reasons.append(
+            f"budget-dependent: {v} within W, {v2} within 2W ({twin['effect']:.4g} "
+            f"[{twin['lo']:.4g}, {twin['hi']:.4g}] ({round(100 * twin['level'])}%))"
+        )
+    return reasons
+
+
+def decide(test: dict, p_adjusted: float | None) -> str:
+    """A test's verdict at the adjusted p-value.
+
+    Args:
+      test: a test dict.
+      p_adjusted: its adjusted p-value (:func:`holm`); None for an exact check.
+
+    Returns:
+      Inconclusive when the training protocol holds the test (:func:`held_reasons`: an arm
+      that did not converge, or a verdict that differs within twice the budget); else its
+      outcome when significant (below :data:`ALPHA`); else, for an equivalence test whose 90%
+      interval lies wholly outside the margin, contradicted; else inconclusive. Exact checks
+      keep their verdict.
+    """
+    if test["rule"] != "exact" and held_reasons(test, p_adjusted):
+        return INCONCLUSIVE
+    return _decide(test, p_adjusted)
 
 
 def excludes_zero(t: dict) -> bool:

@@ -27,6 +27,7 @@ def test_every_config_is_valid_and_refuses_one_seed(name):
         ("overfitting", {"typical_rates": (0.3, 0.9)}, "must include the typical rates"),
         ("shrinkage", {"test_rate": 0.7}, "must hold 0.0 and test_rate"),
         ("shrinkage", {"mlp_optimizers": ("rmsprop",)}, "must name sgd and/or adam"),
+        ("shrinkage", {"trajectory_every": 300}, "trajectory_every=300 must divide 2W=16000"),
         ("coadaptation", {"compare_at": 0.55}, "must be one of fractions"),
         ("conv", {"mc_k": 0}, "mc_k must be an integer >= 1"),
         ("conv", {"mc_k": 1.5}, "mc_k must be an integer, got 1.5"),

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from dropstudy_experiments import protocol as PR
-from dropstudy_experiments.stats import INCONCLUSIVE, SUPPORTED, decide, direction
+from dropstudy_experiments.stats import INCONCLUSIVE, SUPPORTED, decide, direction, held_reasons
 
 from dropstudy.data import digits
 from dropstudy.models import MLP
@@ -73,38 +73,73 @@ def test_train_arm_stops_within_its_windows_and_takes_a_tuned_choice(small):
     assert (rec["recipe"], rec["lr"]) == (choice["recipe"], choice["lr"])
     assert "rate=0.5" in rec["tuned_as"]
     assert all(10 <= s <= 20 for s in rec["stop_w"]) and all(10 <= s <= 40 for s in rec["stop_2w"])
+    assert all(10 <= s <= 40 for s in rec["settle_2w"]) and rec["diverged"] == [False] * 3
     assert all(b <= a + 1e-7 for a, b in zip(rec["val_w"], rec["val_2w"], strict=True))
     assert rec["n_train"] == len(PR.split(small)[0].x_train)
-    assert rec["converged"] == PR.converged(rec["stop_2w"], 20)
+    assert rec["converged"] == PR.converged(rec["settle_2w"], 20)
+    with pytest.raises(DropstudyError, match="also pilot seeds"):
+        PR.train_arm(small, model, TINY, [0, 1000], tune_as=ref)
     sub = PR.train_arm(small, model, TINY, [0, 1], tune_as=ref, subsets=50)
     assert sub.record["n_train"] == 50
 
 
-def test_converged_is_the_median_stop_before_the_last_tenth():
-    assert PR.converged([100, 200, 400], 200)  # median 200 of 2W = 400
-    assert not PR.converged([100, 390, 400], 200)  # median 390 > 360
-    assert PR.converged([100, 360, 400], 200)
+def test_a_seed_settles_at_its_first_loss_within_a_hundredth_of_its_minimum():
+    nan = np.nan
+    curves = np.array(
+        [
+            [nan, 1.0, nan, 0.5, nan, 0.504, nan, 0.5001],  # flat from step 4: settles there
+            [nan, 1.0, nan, 0.8, nan, 0.6, nan, 0.5],  # still improving: settles at the end
+        ]
+    )
+    assert PR.settle_steps(curves, 8) == [4, 8]
 
 
-def _test(effect: float) -> dict:
+def test_converged_is_fewer_than_a_fifth_of_seeds_settling_in_the_last_tenth():
+    assert PR.converged([100] * 9 + [400], 200)  # one of ten late (> 360 of 2W = 400)
+    assert not PR.converged([100] * 8 + [380, 400], 200)  # two of ten
+    assert PR.converged([360] * 10, 200)  # at the boundary: not late
+
+
+def _test(effect: float, sd: float = 0.01) -> dict:
     rng = np.random.default_rng(0)
-    return direction(effect + 0.01 * rng.standard_normal(10), what="x")
+    return direction(effect + sd * rng.standard_normal(10), what="x")
+
+
+def _arm(late: int, seeds: int = 10, window: int = 200) -> dict:
+    settle = [2 * window] * late + [window] * (seeds - late)
+    return {"converged": PR.converged(settle, window), "settle_2w": settle, "window": window}
 
 
 def test_guard_blocks_an_arm_not_converged_or_a_budget_dependent_verdict():
-    ok = {"a": {"converged": True, "stop_2w": [1], "window": 1}}
-    late = {"a": {"converged": False, "stop_2w": [400, 400], "window": 200}}
+    ok, late = {"a": _arm(0)}, {"a": _arm(3)}
     strong, weak = _test(1.0), _test(0.0)
     assert strong["verdict"] == SUPPORTED
     kept = PR.guard(strong, strong, ok)
-    assert "blocked" not in kept and decide(kept, 0.0) == SUPPORTED
-    assert kept["within_2w"]["verdict"] == SUPPORTED
+    assert "blocked" not in kept and decide(kept, kept["p"]) == SUPPORTED
+    assert kept["within_2w"]["verdict"] == SUPPORTED and kept["verdict_w"] == SUPPORTED
+    assert kept["arms"] == {"a": {"converged": True, "late": 0, "seeds": 10}}
     blocked = PR.guard(strong, strong, late)
-    assert blocked["verdict"] == INCONCLUSIVE and decide(blocked, 0.0) == INCONCLUSIVE
-    assert "a not converged (median stop 400 of 400)" in blocked["blocked"]
+    assert blocked["verdict"] == INCONCLUSIVE and decide(blocked, blocked["p"]) == INCONCLUSIVE
+    assert blocked["verdict_w"] == SUPPORTED  # its own verdict is kept beside the guarded one
+    assert blocked["blocked"] == [
+        "a not converged (3 of 10 seeds still improving in the last 10% of 2W = 400)"
+    ]
     budget = PR.guard(strong, weak, ok)
-    assert decide(budget, 0.0) == INCONCLUSIVE
-    assert budget["blocked"][0].startswith("budget-dependent: inconclusive within 2W")
+    assert budget["verdict"] == INCONCLUSIVE and decide(budget, budget["p"]) == INCONCLUSIVE
+    assert budget["blocked"][0].startswith("budget-dependent: supported within W, inconclusive")
+
+
+def test_the_budget_rule_compares_verdicts_at_the_level_they_are_decided():
+    ok = {"a": _arm(0)}
+    w, twin = _test(0.02, sd=0.02), _test(0.02, sd=0.03)  # both significant alone, p ~ 0.01-0.05
+    assert w["p"] < twin["p"] < 0.05
+    g = PR.guard(w, twin, ok)
+    assert g["verdict"] == SUPPORTED and "blocked" not in g  # same verdict at the raw level
+    # Holm scales the test's p: the twin's by the same factor crosses 0.05 first
+    p_adj = 0.049
+    assert twin["p"] * p_adj / w["p"] > 0.05
+    assert decide(g, p_adj) == INCONCLUSIVE
+    assert "budget-dependent" in held_reasons(g, p_adj)[0]
 
 
 def test_the_tuning_store_reuses_a_choice_and_recomputes_none(small, tmp_path):
@@ -138,6 +173,7 @@ def test_a_plain_arm_is_scored_by_weight_scaling_whatever_select_by_says():
         ({"select_by": "exact"}, "select_by"),
         ({"recipes": ()}, "at least one"),
         ({"pilot_seeds": (1,)}, "two seeds"),
+        ({"select_k": 8}, "use select_by='mc'"),
     ],
 )
 def test_a_protocol_no_run_could_use_is_refused(kw, words):
@@ -150,6 +186,12 @@ def test_a_recipe_with_its_own_lr_or_no_rates_is_refused():
         PR.Recipe("x", PR.ADAM.train.replace(lr=1e-3), (1e-3,))
     with pytest.raises(DropstudyError, match="lrs"):
         PR.Recipe("x", PR.ADAM.train, ())
+    with pytest.raises(DropstudyError, match="ascending"):
+        PR.Recipe("x", PR.ADAM.train, (1e-2, 1e-3))
+    with pytest.raises(DropstudyError, match="constant schedule"):
+        PR.Recipe("x", PR.ADAM.train.replace(schedule="cosine"), (1e-3,))
+    with pytest.raises(DropstudyError, match="not the recipe's to set"):
+        PR.Recipe("x", PR.ADAM.train.replace(mask_mode="cycle"), (1e-3,))
 
 
 def test_a_conv_net_with_dense_dropout_is_not_plain():
@@ -160,3 +202,21 @@ def test_a_conv_net_with_dense_dropout_is_not_plain():
     assert p.config(TINY.recipes[0], conv, lr=1e-3).select_by == "mc"
     plain = ConvNet(channels=(2,), rate=0.0, dense_rate=0.0)
     assert p.config(TINY.recipes[0], plain, lr=1e-3).select_by == "ws"
+
+
+def test_a_held_verdict_says_why_in_the_tables():
+    from dropstudy_experiments.common import blocked_str, verdict_table
+
+    late = {"a": _arm(3)}
+    strong = _test(1.0)
+    held = PR.guarded({"t": strong}, {"t": strong}, late)
+    assert list(held) == ["t", "t" + PR.TWICE] and "within 2W" in held["t" + PR.TWICE]["what"]
+    assert "blocked" not in held["t" + PR.TWICE]
+    assert (
+        blocked_str(held["t"])
+        == " (held by the protocol: a not converged (3 of 10 seeds still improving in the last "
+        "10% of 2W = 400))"
+    )
+    assert blocked_str(strong) == ""
+    md = verdict_table({"tests": held, "primary": "t"})
+    assert "**inconclusive** (held by the protocol: a not converged" in md

@@ -210,18 +210,21 @@ def test_two_level_power_says_when_the_test_set_is_what_stands_in_the_way():
 def test_every_committed_test_recomputes_from_its_values():
     """Each direction and equivalence test in the committed results files (both data sets)
     keeps its per-seed values (and a two-level test its per-example values in the npz beside
-    the file), and the test recomputed from them is the one recorded."""
+    the file), and the test recomputed from them is the one recorded; a test held to the
+    protocol is recomputed with its twin within 2W (the budget-dependent rule)."""
     import json
     from pathlib import Path
 
-    from dropstudy_experiments.stats import direction, equivalence
+    from dropstudy_experiments.protocol import TWICE
+    from dropstudy_experiments.stats import INCONCLUSIVE, direction, equivalence
 
     root = Path(__file__).resolve().parent.parent / "results"
-    checked, unkept, two_level = 0, [], 0
+    checked, unkept, two_level, guarded = 0, [], 0, 0
     for f in sorted(root.rglob("results.json")):
         if "quick" in f.parts:
             continue
-        for name, t in json.loads(f.read_text()).get("tests", {}).items():
+        tests = json.loads(f.read_text()).get("tests", {})
+        for name, t in tests.items():
             if t.get("rule") not in ("direction", "equivalence"):
                 continue
             assert "values" in t, f"{f.relative_to(root)}: {name} keeps no per-seed values"
@@ -238,12 +241,22 @@ def test_every_committed_test_recomputes_from_its_values():
                 again = direction(values, positive_supports=t["claimed"] == "> 0")
             else:
                 again = equivalence(values, t["margin"])
+            if "within_2w" in t:  # held to the protocol: its twin within 2W decides with it
+                twin = tests[name + TWICE]
+                for k in ("effect", "lo", "hi", "p", "verdict"):
+                    assert t["within_2w"][k] == twin[k], f"{f}: {name} within_2w.{k}"
+                budget = again["verdict"] != twin["verdict"]
+                reasons = t.get("blocked", [])
+                assert budget == any(b.startswith("budget-dependent") for b in reasons), name
+                if reasons:
+                    again["verdict"] = INCONCLUSIVE
+                guarded += 1
             for k in ("n", "effect", "lo", "hi", "p", "verdict"):
                 want, got = t[k], again[k]
                 ok = want == got if isinstance(want, str | int) else np.isclose(want, got)
                 assert ok, f"{f.relative_to(root)}: {name}.{k} {want} != {got}"
             checked += 1
-    assert checked > 150 and two_level > 60, (checked, two_level)
+    assert checked > 150 and two_level > 60 and guarded >= 20, (checked, two_level, guarded)
     assert set(unkept) <= {"demo_inverted", "demo_standard"}, unkept  # scaling's 10,000 draws
 
 

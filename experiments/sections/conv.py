@@ -9,7 +9,7 @@ from ..common import (
     table,
 )
 from ..conv import Config
-from ..protocol import arms_table, protocol_str
+from ..protocol import arms_note, arms_table, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -101,8 +101,7 @@ Conv rate 0 and conv rate {c["primary_rate"]} are tuned each on its own; the oth
 
 ![conv](conv/conv.png)
 
-Each arm's training (stops in steps; *converged*: the median stop within 2W falls before the
-last 10% of 2W):
+Each arm's training. {arms_note()}
 
 {arms_table({f"conv {k}": v["arm"] for k, v in r["rows"].items()})}
 

@@ -11,7 +11,7 @@ from ..common import (
     table,
 )
 from ..overfitting import Config
-from ..protocol import arms_table, protocol_str
+from ..protocol import arms_note, arms_table, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -120,12 +120,15 @@ def section(r: dict) -> str:
         else ""
     )
     arms = arms_table({f"drop {k}": v["arm"] for k, v in r["rates"].items()})
+    size_arms = arms_table(
+        {f"n={n}, {a}": v for n, s in r["sizes"].items() for a, v in s["arms"].items()}
+    )
     twice = table(
         ["test", "within W", "within 2W"],
         [
             [
                 name,
-                f"{effect_str(t)} ({t['verdict']})",
+                f"{effect_str(t)} ({t['verdict_w']})",
                 f"{effect_str(t['within_2w'])} ({t['within_2w']['verdict']})",
             ]
             for name, t in r["tests"].items()
@@ -140,9 +143,13 @@ minus the drop-{s1} net's by weight scaling (the network as used), paired by see
 example (> 0: dropout generalises better); the MC average's is beside it. Drop {s0} and drop
 {s1} are tuned each on its own; every other rate (exploratory) trains at the drop-{s1}
 arm's recipe and learning rate, stopped by its own validation loss; the size sweep's nets
-take their full-size arm's choice. Train accuracy (on the 80% trained on) is in the first
-table, so that a gain cannot hide a net that does not fit.{underfit} Srivastava et al. 2014
-report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or 500
+take their full-size arm's choice. So the typical-rates tests compare drop {s1} at its own
+tuned settings with rates at borrowed ones, a bias towards the typical rates, and the size
+sweep's small sets run at settings tuned on the full one: both are exploratory. The arms may
+pick different recipes (the table says which), so the primary compares each net at its best,
+recipe included, not dropout alone at one recipe. Train accuracy (on the 80% trained on) is
+in the first table, so that a gain cannot hide a net that does not fit.{underfit} Srivastava et
+al. 2014 report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or 500
 examples, a gain that grows and then shrinks with more data. The tutorial's typical-rates
 claim (rates {" and ".join(str(x) for x in cfg["typical_rates"])} for fully connected layers) is
 tested against every other rate on test NLL, by weight scaling and by the MC average: a rate
@@ -151,13 +158,17 @@ regression example is the tutorial experiment's. The size sweep uses weight scal
 
 ![sweeps](overfitting/sweeps.png)
 
-Each arm's training (stops in steps; *converged*: the median stop within 2W falls before
-the last 10% of 2W):
+Each arm's training. {arms_note()}
 
 {arms}
 
-The primary pair on the nets selected within W (the verdict's) and within 2W (twice the
-budget; a verdict that changes is reported inconclusive, budget-dependent):
+The size sweep's nets (the full training set's are the rate sweep's):
+
+{size_arms}
+
+The primary pair on the nets selected within W (the verdict's; its own verdict before the
+protocol's guard) and within 2W (twice the budget, at the learning rate tuned within W; a
+verdict that changes at the level it is decided is reported inconclusive, budget-dependent):
 
 {twice}
 

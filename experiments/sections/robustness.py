@@ -10,7 +10,7 @@ from ..common import (
     plt,
     table,
 )
-from ..protocol import arms_table, protocol_str
+from ..protocol import arms_note, arms_table, protocol_str
 from ..robustness import LABELS, PREDICTORS, TITLES, TRANSLATION_MAX, Config
 
 
@@ -71,6 +71,8 @@ seed trains a dropout net and a plain net from the same key, each by the study's
 (tuned each on its own): {protocol_str(c["protocol"])}
 
 {arms_table(r["arms"])}
+
+{arms_note()}
 
 Shifts and strengths: {levels}. Noise sd is in units of
 the training inputs' sd; missing features and occlusions are set to 0 (an occlusion is one

@@ -12,7 +12,7 @@ from ..common import (
     table,
     train_str,
 )
-from ..protocol import arms_table, protocol_str
+from ..protocol import arms_note, arms_table, protocol_str
 from ..shrinkage import Config
 from ..shrinkage_mlp import MEASURES, MLP_PREDICTED, OPT_NAMES
 
@@ -122,7 +122,7 @@ def _trajectory_figure(cfg: Config, r: dict, ctx) -> None:
             t, color = v["trajectory"], f"C{i}"
             ax.plot(t["steps"], t["mean"], color=color, label=net)
             ax.fill_between(t["steps"], t["lo"], t["hi"], color=color, alpha=0.2)
-            ax.axvline(v["arm"]["stop_w"]["median"], color=color, ls=":", lw=1)
+            ax.axvline(np.median(v["arm"]["stop_w"]), color=color, ls=":", lw=1)
         ax.axvline(cfg.protocol.window, color="k", ls="--", lw=1, label="W")
         ax.set(
             xlabel="step (dotted: each net's median stop within W)",
@@ -223,7 +223,8 @@ def _mlp_md(r: dict) -> str:
                 "test logit norm, WS", "test logit norm, MC", "train acc (WS)", "test acc, WS",
                 "test acc, MC", "train NLL (WS)", "test NLL, WS", "test NLL, MC"]  # fmt: skip
         arms = arms_table({net: res[net]["arm"] for net in nets})
-        parts.append(f"{OPT_NAMES[o]}: each net's training\n\n{arms}\n\nand its measures (nets "
+        parts.append(f"{OPT_NAMES[o]}: each net's training ({arms_note()})\n\n{arms}\n\n"
+                     f"and its measures (nets "
                      f"selected within W unless stated)\n\n{table(head, rows)}")  # fmt: skip
     tables = "\n\n".join(parts)
     opts = " and by ".join(OPT_NAMES[o] for o in cfg["mlp_optimizers"])
