@@ -2,7 +2,8 @@
 
 Srivastava et al. (2014, section 5.1) train dropout nets with a bound ``c`` on the norm of
 each hidden unit's incoming weight vector: after every update, a unit whose incoming
-weights left the ball of radius ``c`` is projected back onto it. :func:`max_norm` is that
+weights left the ball of radius ``c`` is projected back onto it. Here every kernel is
+bounded, the output layer's too (each output unit's incoming weights). :func:`max_norm` is that
 projection as an ``optax.GradientTransformation``, so it chains after any optimiser::
 
     opt = optax.chain(optax.sgd(0.1, momentum=0.95), max_norm(3.0))

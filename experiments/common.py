@@ -283,6 +283,31 @@ def cell_key(value: Any) -> Any:
     raise TypeError(f"a cell argument of type {type(value).__name__} has no stable key")
 
 
+class TuningStore:
+    """The study's cache of tuned arms (:func:`.protocol.tuning_store`): one file per arm,
+    keyed as a cell is (its function, arguments, code, versions and devices)."""
+
+    def __init__(self, folder: Path):
+        self.cells = CellStore(Path(folder).parent)
+        self.cells.dir = Path(folder)
+
+    def __call__(self, fn: Callable[..., Any], kwargs: dict, prefix: str) -> Any:
+        """``fn(**kwargs)``, reused from the folder when stored under the same key.
+
+        Args:
+          fn: the tuning function.
+          kwargs: its arguments.
+          prefix: the file name's start (the data set and the net's class); a digest of the
+            arguments tells arms apart.
+
+        Returns:
+          The result, as plain JSON types.
+        """
+        key = Cell(fn, kwargs).key()
+        digest = hashlib.sha256(json.dumps(key["args"], sort_keys=True).encode()).hexdigest()
+        return self.cells.get(f"{prefix}_{digest[:10]}", key, lambda: fn(**kwargs))
+
+
 @dataclass
 class Context:
     """One experiment's run: where to write, which data, and its cell store."""
@@ -391,7 +416,7 @@ class Context:
 
         def compute():
             # tuned arms are cached once per scale folder, shared by every experiment there
-            with train_progress(report), tuning_store(self.out.parent / "tuning"):
+            with train_progress(report), tuning_store(TuningStore(self.out.parent / "tuning")):
                 return c.fn(**c.kwargs)
 
         return compute

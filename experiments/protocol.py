@@ -18,26 +18,28 @@ So every arm (a data set, a net, a drop rate) is trained here the same way:
    steps and keeps its best variables (by validation loss, every ``eval_every`` steps) within
    ``W`` and within ``2W``: the selection within ``W`` is the primary's, the one within ``2W``
    tells whether a verdict survives twice the budget.
-4. **Convergence instead of "fits"**: an arm whose median stop, selected within ``2W``, falls
-   in the last 10% of ``2W`` (:data:`LATE`) was still improving: it is *not converged*, and a
-   test on it is inconclusive whatever its interval (:func:`guard`).
+4. **Convergence instead of "fits"**: a seed *settles* at its first validation loss within 1%
+   of its run's minimum (:func:`settle_steps`); an arm with at least a fifth of its seeds
+   settling in the last 10% of ``2W`` (:data:`LATE`, :data:`LATE_SHARE`) was still improving:
+   it is *not converged*, and a test on it is inconclusive whatever its interval
+   (:func:`guard`, :func:`.stats.held_reasons`), as is a test whose verdict within ``2W``
+   differs from the one within ``W`` at the level it is decided. The runs within ``2W`` keep
+   the learning rate tuned within ``W``: twice the budget, not a second tuning.
 
 The predictor that scores the validation loss is the claim's primary one (``select_by``:
 weight scaling, or the MC average over ``select_k`` fixed subnetworks). A tuned arm's choice
-is cached beside the experiments (``<scale folder>/tuning/``) and shared by every
-experiment that trains the same arm, by :func:`tuning_store`; the cache only saves time, the
-choice is a pure function of the arm.
+is cached beside the experiments (``<scale folder>/tuning/``, :func:`tuning_store`), one file
+per arm, so an experiment that trains the same arm (data set, net, protocol) reuses it; in
+this study the experiments' windows and recipes differ, so each tunes its own arms. The
+cache only saves time: the choice is a pure function of the arm.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -46,6 +48,8 @@ from dropstudy.data import Dataset
 from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_grid, train_seeds
 from dropstudy.validate import DropstudyError
 
+from .results import clean
+
 VAL_FRACTION = 0.2  # of the training set, held out for every choice the protocol makes
 SPLIT_SEED = 0  # the validation split's permutation, one per data set
 PILOT_SEEDS = (1000, 1001, 1002)  # tuning seeds, disjoint from the study's 0 .. S - 1
@@ -53,7 +57,9 @@ LATE = 0.1  # settling in the last 10% of 2W: a seed still improving at the end 
 LATE_SHARE = 0.2  # an arm with at least this share of its seeds still improving: not converged
 SETTLE = 0.01  # a seed settles at its first validation loss within 1% of its run's minimum
 
-_STORE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("tuning", default=None)
+_STORE: contextvars.ContextVar[Callable[..., dict] | None] = contextvars.ContextVar(
+    "tuning", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -200,32 +206,19 @@ def split(ds: Dataset) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
 
 
 @contextlib.contextmanager
-def tuning_store(folder: Path | None) -> Iterator[None]:
-    """Cache the arms' choices under ``folder`` while the block runs (None: no cache).
+def tuning_store(store: Callable[..., dict] | None) -> Iterator[None]:
+    """Cache the arms' choices through ``store`` while the block runs (None: no cache).
 
     Args:
-      folder: where each tuned arm's file goes (``<scale folder>/tuning``).
+      store: ``store(fn, kwargs, prefix) -> result``: ``fn(**kwargs)``, reused when stored
+        under the same key (the study's is :class:`.common.TuningStore`, one file per arm
+        under ``<scale folder>/tuning``, keyed as a cell is).
     """
-    token = _STORE.set(None if folder is None else Path(folder))
+    token = _STORE.set(store)
     try:
         yield
     finally:
         _STORE.reset(token)
-
-
-def _cached(label: str, key: dict, compute) -> Any:
-    """``compute()``, through the tuning store when one is set: plain JSON types either way,
-    so a stored choice and a computed one are the same values."""
-    from .cells import CellStore  # the store's own module: cells are cached the same way
-    from .results import clean
-
-    folder = _STORE.get()
-    if folder is None:
-        return clean(compute())
-
-    store = CellStore(folder.parent)
-    store.dir = folder
-    return store.get(label, key, compute)
 
 
 def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
@@ -242,24 +235,18 @@ def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
 
     Returns:
       ``{"recipe", "lr", "score", "grid", "edge"}``: the chosen recipe's name and learning
-      rate, its score, ``grid[recipe][lr]`` = ``{"score", "stops"}`` for every candidate (the
-      pilot runs' stops within ``W``), and whether the choice is its recipe's smallest or
-      largest rate (the best may lie outside the grid).
+      rate, its score, ``grid[recipe][lr]`` = ``{"score", "stops"}`` for every candidate
+      (``score`` None where a pilot run diverged; the pilot runs' stops within ``W``), and
+      whether the choice is its recipe's smallest or largest rate (the best may lie outside
+      the grid). Plain JSON types (:func:`.results.clean`), stored or not.
     """
-    from .codekey import code_key, environment
-    from .common import cell_key  # the cell machinery's keys: data sets by digest
-
+    # The store is found at run time, not named here: a cell's code key covers this
+    # function, and the cache's own machinery (code keys, files) is no part of the result.
+    store = _STORE.get()
     kwargs = {"ds": ds, "model": model, "protocol": protocol}
-    key = {  # as a cell's key: a change to the tuning's code or versions re-tunes
-        "fn": "tune",
-        "args": cell_key(kwargs),
-        "code": code_key(_tune, kwargs),
-        "versions": environment(),
-    }
-    # one file per arm: the label names the net, a digest of the arguments tells arms apart
-    digest = hashlib.sha256(json.dumps(key["args"], sort_keys=True).encode()).hexdigest()[:10]
-    label = f"{ds.name}_{type(model).__name__}_{digest}"
-    return _cached(label, key, lambda: _tune(ds, model, protocol))
+    if store is None:
+        return clean(_tune(**kwargs))
+    return store(_tune, kwargs, f"{ds.name}_{type(model).__name__}")
 
 
 def _model_label(model: Any) -> str:
@@ -287,7 +274,11 @@ def _tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
         for i, lr in enumerate(recipe.lrs):
             score = float(np.mean(loss[i]))
             stops = np.asarray(within_w.step)[i].tolist()
-            grid[recipe.name][f"{lr:g}"] = {"score": score, "stops": stops}
+            # JSON has no infinity: a candidate with a diverged pilot scores None
+            grid[recipe.name][f"{lr:g}"] = {
+                "score": score if np.isfinite(score) else None,
+                "stops": stops,
+            }
             if np.isfinite(score) and (best is None or score < best[2]):
                 best = (recipe.name, lr, score)
     if best is None:

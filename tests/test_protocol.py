@@ -145,8 +145,10 @@ def test_the_budget_rule_compares_verdicts_at_the_level_they_are_decided():
 def test_the_tuning_store_reuses_a_choice_and_recomputes_none(small, tmp_path):
     import json
 
+    from dropstudy_experiments.common import TuningStore
+
     model = MLP(hidden=(16,), n_out=10, rate=0.0)
-    with PR.tuning_store(tmp_path / "tuning"):
+    with PR.tuning_store(TuningStore(tmp_path / "tuning")):
         first = PR.tune(small, model, TINY)
         (path,) = (tmp_path / "tuning").glob("*.json")
         stored = json.loads(path.read_text())
@@ -155,7 +157,15 @@ def test_the_tuning_store_reuses_a_choice_and_recomputes_none(small, tmp_path):
         assert PR.tune(small, model, TINY) == {**first, "lr": 123.0}
         other = PR.tune(small, replace(model, rate=0.5), TINY)  # another arm: its own file
     assert other["lr"] != 123.0 and len(list((tmp_path / "tuning").glob("*.json"))) == 2
-    assert PR.tune(small, model, TINY) == first  # no store: computed
+    assert PR.tune(small, model, TINY) == first  # no store: computed, the same values
+
+
+def test_a_diverged_candidate_scores_none_and_is_never_chosen(small):
+    choice = PR.tune(small, MLP(hidden=(16,), n_out=10, rate=0.5), TINY)
+    assert choice["grid"]["sgd+max-norm"]["10000"]["score"] is None or (
+        choice["grid"]["sgd+max-norm"]["10000"]["score"] > 10
+    )
+    assert (choice["recipe"], choice["lr"]) != ("sgd+max-norm", 1e4)
 
 
 def test_a_plain_arm_is_scored_by_weight_scaling_whatever_select_by_says():
