@@ -74,9 +74,9 @@ class Config(ExperimentConfig):
     # Each MLP arm trains by the study's protocol within its part's optimiser: the learning
     # rate tuned on the validation split, each seed stopped at its best validation NLL within
     # W (and 2W). No max-norm: it bounds the very norms this experiment measures.
-    adam: Recipe = Recipe("adam", TrainConfig(batch_size=128), (3e-4, 1e-3, 3e-3))
+    adam: Recipe = Recipe("adam", TrainConfig(batch_size=128), (3e-4, 1e-3, 3e-3, 1e-2))
     sgd: Recipe = Recipe(
-        "sgd", TrainConfig(batch_size=128, optimizer="sgd", momentum=0.9), (0.01, 0.03, 0.1)
+        "sgd", TrainConfig(batch_size=128, optimizer="sgd", momentum=0.9), (0.01, 0.03, 0.1, 0.3)
     )
     protocol: Protocol = Protocol(window=8000, eval_every=100, select_by="ws")
     trajectory_every: int = 400  # steps between the points of the weight-norm trajectory

@@ -97,7 +97,9 @@ def section(r: dict) -> str:
 {c["dense_rate"]}; channel dropout (whole feature maps) after each conv layer at the rates
 below; {c["seeds"]} seeds, each net by the study's protocol: {protocol_str(c["protocol"])}
 Conv rate 0 and conv rate {c["primary_rate"]} are tuned each on its own; the other rates
-(exploratory) train at conv rate {c["primary_rate"]}'s recipe and learning rate.
+(exploratory) train at conv rate {c["primary_rate"]}'s recipe and learning rate, which favours
+the tuned rate over them. The two tuned arms may differ in recipe as well as conv dropout (the
+table says which).
 
 ![conv](conv/conv.png)
 

@@ -68,7 +68,8 @@ def section(r: dict) -> str:
     levels = "; ".join(f"{k}: {', '.join(f'{v:g}' for v in r['levels'][k])}" for k in r["kinds"])
     return f"""{mlp_str(r, c["hidden"])}, hidden drop rate {c["rate"]}, {c["seeds"]} seeds. Each
 seed trains a dropout net and a plain net from the same key, each by the study's protocol
-(tuned each on its own): {protocol_str(c["protocol"])}
+(tuned each on its own, so the two may differ in recipe as well as dropout; the table says
+which): {protocol_str(c["protocol"])}
 
 {arms_table(r["arms"])}
 

@@ -246,7 +246,10 @@ net itself). The tests compare drop rate {r["test_rate"]} with the plain net, pe
 and measure, paired by seed (same initialisation), claimed < 0, on the nets selected within W;
 each is held inconclusive when an arm did not converge or its verdict within 2W differs. The
 trajectory figure shows each net's weight norm along the whole run of 2W steps, so a reader
-sees whether the sign depends on when one looks.
+sees whether the sign depends on when one looks. Each net's norm is read at its own stop and
+learning rate: early stopping itself limits the norm (a net stopped sooner has grown less), so
+a difference here is dropout's together with where each net's validation NLL bottoms out; the
+trajectories show the norms at matched steps.
 
 {tables}
 
