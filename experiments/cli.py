@@ -452,7 +452,7 @@ def outcome_lines(paths: list[Path], quick: bool) -> list[str]:
       error, majority vote minus ...: 0.0012 [-0.003, 0.005] (90%)"``, then where the
       report's adjusted verdicts come from (or, for a quick run, that it is a smoke test).
     """
-    from .common import effect_str, rule_str
+    from .common import blocked_str, effect_str, rule_str
     from .results import read_json
 
     lines = []
@@ -462,8 +462,8 @@ def outcome_lines(paths: list[Path], quick: bool) -> list[str]:
         r = read_json(p)
         t = r["tests"][r["primary"]]
         lines.append(
-            f"{r['experiment']}: {t['verdict']} (unadjusted; {rule_str(t)}): {t['what']}: "
-            f"{effect_str(t)}"
+            f"{r['experiment']}: {t['verdict']}{blocked_str(t)} (unadjusted; {rule_str(t)}): "
+            f"{t['what']}: {effect_str(t)}"
         )
     if lines:
         lines.append(

@@ -945,12 +945,16 @@ def rule_str(t: dict) -> str:
 
     Returns:
       ``"direction, claimed > 0"`` (or ``< 0``), ``"equivalence within +-{margin}"``, or
-      ``"exact check"``.
+      ``"exact check"``; a test held to the training protocol (:func:`.protocol.guard`) adds
+      ``"; guarded by the protocol"``.
     """
+    # a test held to the training protocol says so: its verdict also rests on its twin within
+    # 2W and on its arms' convergence
+    guarded = "; guarded by the protocol" if "within_2w" in t else ""
     if t["rule"] == "direction":
-        return f"direction, claimed {t['claimed']}"
+        return f"direction, claimed {t['claimed']}{guarded}"
     if t["rule"] == "equivalence":
-        return f"equivalence within +-{_num(t['margin'])}"
+        return f"equivalence within +-{_num(t['margin'])}{guarded}"
     return "exact check"
 
 

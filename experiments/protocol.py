@@ -14,24 +14,28 @@ So every arm (a data set, a net, a drop rate) is trained here the same way:
    seeds ``0 .. S - 1``), each at its best step within ``W``, is the arm's choice
    (:func:`tune`). The whole grid of a recipe is one compiled call
    (:func:`dropstudy.train.train_grid`).
-3. **The stopping step per seed, in the run** (:func:`train_arm`): every run trains ``2W``
-   steps and keeps its best variables (by validation loss, every ``eval_every`` steps) within
-   ``W`` and within ``2W``: the selection within ``W`` is the primary's, the one within ``2W``
-   tells whether a verdict survives twice the budget.
+3. **The stopping step per seed, in the run** (:func:`train_arm`): every study run trains
+   ``2W`` steps (the pilots only ``W``) and keeps (selects) its best variables (by validation
+   loss, every ``eval_every`` steps) within ``W`` and within ``2W``: the selection within
+   ``W`` is the tests', the one within ``2W`` their twins' (:data:`TWICE`), which tell whether
+   a verdict survives twice the budget. A pilot that diverges rules its candidate out; a
+   study seed that diverges after its selection keeps it, and its record counts it.
 4. **Convergence instead of "fits"**: a seed *settles* at its first validation loss within 1%
    of its run's minimum (:func:`settle_steps`); an arm with at least a fifth of its seeds
    settling in the last 10% of ``2W`` (:data:`LATE`, :data:`LATE_SHARE`) was still improving:
    it is *not converged*, and a test on it is inconclusive whatever its interval
    (:func:`guard`, :func:`.stats.held_reasons`), as is a test whose verdict within ``2W``
-   differs from the one within ``W`` at the level it is decided. The runs within ``2W`` keep
-   the learning rate tuned within ``W``: twice the budget, not a second tuning.
+   differs from the one within ``W`` at the level it is decided (*budget-dependent*). The
+   runs within ``2W`` keep the learning rate tuned within ``W``: twice the budget, not a
+   second tuning.
 
 The predictor that scores the validation loss is the claim's primary one (``select_by``:
 weight scaling, or the MC average over ``select_k`` fixed subnetworks). A tuned arm's choice
 is cached beside the experiments (``<scale folder>/tuning/``, :func:`tuning_store`), one file
 per arm, so an experiment that trains the same arm (data set, net, protocol) reuses it; in
 this study the experiments' windows and recipes differ, so each tunes its own arms. The
-cache only saves time: the choice is a pure function of the arm.
+cache only saves time: the choice is a pure function of the arm and the protocol (``W``, the
+recipes, the pilot seeds, the selecting predictor).
 """
 
 from __future__ import annotations
@@ -81,8 +85,22 @@ class Recipe:
         t, name = self.train, self.name
         if t.lr is not None:
             raise DropstudyError(f"recipe {name!r}: leave train.lr unset, lrs gives it")
-        if not self.lrs or any(not lr > 0 for lr in self.lrs) or list(self.lrs) != sorted(self.lrs):
-            raise DropstudyError(f"recipe {name!r}: lrs must be learning rates > 0, ascending")
+        lrs = list(self.lrs)
+        if (
+            not lrs
+            or any(not (0 < lr < float("inf")) for lr in lrs)
+            or len({f"{lr:g}" for lr in lrs}) != len(lrs)  # the grid's keys: "{lr:g}"
+            or lrs != sorted(lrs)
+        ):
+            raise DropstudyError(
+                f"recipe {name!r}: lrs must be finite learning rates > 0, strictly ascending and "
+                f"distinct at 6 significant digits, got {self.lrs}"
+            )
+        if t.steps != TrainConfig.steps or t.select_by != "ws" or t.select_k is not None:
+            raise DropstudyError(
+                f"recipe {name!r}: steps, select_by and select_k are the protocol's: set them "
+                "as Protocol(window=..., select_by=..., select_k=...), not in the recipe"
+            )
         # what the grid (one compiled call over learning rates) and the protocol's own
         # selection fields cannot take: refused here, not deep inside a run
         if t.optimizer not in ("adam", "sgd") or t.schedule != "constant":
@@ -118,8 +136,8 @@ class Protocol:
     """How one arm is tuned, trained and stopped.
 
     Attributes:
-      window: ``W``, the steps within which the primary's stop is chosen; every run trains
-        ``2W`` steps.
+      window: ``W``, the steps within which the tests' stops are chosen; every study run
+        trains ``2W`` steps, the pilots ``W``.
       eval_every: steps between validation losses (divides ``W``).
       select_by: the predictor the validation loss scores, ``"ws"`` or ``"mc"`` (a plain
         net is scored by weight scaling whatever this says: it is its one subnetwork).
@@ -137,6 +155,10 @@ class Protocol:
     pilot_seeds: tuple[int, ...] = PILOT_SEEDS
 
     def __post_init__(self) -> None:
+        for name in ("window", "eval_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise DropstudyError(f"{name} must be an integer >= 1 (steps), got {v!r}")
         if self.window % self.eval_every:
             raise DropstudyError(
                 f"eval_every={self.eval_every} must divide the window W={self.window}"
@@ -145,10 +167,21 @@ class Protocol:
             raise DropstudyError(f"select_by must be 'ws' or 'mc', got {self.select_by!r}")
         if self.select_k is not None and self.select_by != "mc":
             raise DropstudyError("select_k sets the MC average's subnetworks: use select_by='mc'")
+        if self.select_k is not None and (not isinstance(self.select_k, int) or self.select_k < 1):
+            raise DropstudyError(f"select_k must be an integer >= 1, got {self.select_k!r}")
         if not self.recipes:
             raise DropstudyError("recipes must hold at least one candidate")
-        if len(self.pilot_seeds) < 2:
-            raise DropstudyError("pilot_seeds must hold at least two seeds (a mean over seeds)")
+        names = [r.name for r in self.recipes]
+        if len(set(names)) != len(names):
+            raise DropstudyError(
+                f"recipe names {names} repeat: the choice is recorded by name, so each recipe "
+                "needs its own"
+            )
+        if len(set(self.pilot_seeds)) < 2 or len(set(self.pilot_seeds)) != len(self.pilot_seeds):
+            raise DropstudyError(
+                f"pilot_seeds must hold at least two distinct seeds (a mean over seeds), got "
+                f"{self.pilot_seeds}"
+            )
 
     def config(self, recipe: Recipe, model: Any, lr: float | None = None) -> TrainConfig:
         """The training of one candidate: ``2W`` steps, selection within ``W`` and ``2W``.
@@ -247,8 +280,18 @@ def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
     store = _STORE.get()
     kwargs = {"ds": ds, "model": model, "protocol": protocol}
     if store is None:
-        return clean(_tune(**kwargs))
-    return store(_tune, kwargs, f"{ds.name}_{type(model).__name__}")
+        choice = clean(_tune(**kwargs))
+    else:
+        choice = store(_tune, kwargs, f"{ds.name}_{type(model).__name__}")
+    # A blown-up run can keep a finite loss: a choice no better than predicting every class
+    # alike (NLL log C) is no choice.
+    if ds.task == "classification" and choice["score"] >= np.log(ds.n_classes):
+        raise DropstudyError(
+            f"no candidate beat chance on the validation split for {_model_label(model)} on "
+            f"{ds.name} (best mean NLL {choice['score']:.4g} >= log {ds.n_classes}): add "
+            "smaller learning rates to the recipes, or a longer window"
+        )
+    return choice
 
 
 def _model_label(model: Any) -> str:
@@ -345,6 +388,8 @@ def train_arm(
     Raises:
       DropstudyError: if a seed is also a pilot seed.
     """
+    if not seeds:
+        raise DropstudyError("seeds is empty: give the study's seeds, e.g. list(range(10))")
     overlap = sorted(set(seeds) & set(protocol.pilot_seeds))
     if overlap:
         raise DropstudyError(
@@ -580,7 +625,8 @@ def protocol_str(p: dict) -> str:
         + ", ".join(f"{lr:g}" for lr in rc["lrs"])
         for rc in p["recipes"]
     )
-    by = "weight scaling" if p["select_by"] == "ws" else f"the MC average of {p['select_k']}"
+    k = p["select_k"] if p["select_k"] is not None else "the trainer's default number of"
+    by = "weight scaling" if p["select_by"] == "ws" else f"the MC average of {k} subnetworks"
     return (
         f"trained on {1 - VAL_FRACTION:.0%} of the training set, its recipe and learning rate "
         f"chosen by the mean validation NLL ({by}) over {len(p['pilot_seeds'])} pilot seeds "
@@ -598,12 +644,30 @@ def _optimiser_str(t: dict) -> str:
 
 
 def arms_note() -> str:
-    """How to read :func:`arms_table`, in one sentence."""
+    """How to read :func:`arms_table`."""
     return (
-        f"Stops in steps; a seed *settles* at its first validation NLL within {SETTLE:.0%} of "
-        f"its run's minimum, and an arm is *converged* when fewer than {LATE_SHARE:.0%} of its "
-        f"seeds are still improving (settle) in the last {LATE:.0%} of 2W."
+        f"Each seed trains 2W steps and keeps its variables of lowest validation NLL within W "
+        f"(the tests') and within 2W (the twins'); their steps are its *stops*. A seed "
+        f"*settles* at its first validation NLL within {SETTLE:.0%} of its run's minimum, and "
+        f"an arm is *converged* when fewer than {LATE_SHARE:.0%} of its seeds are still "
+        f"improving (settle) in the last {LATE:.0%} of 2W; a stop in the last {LATE:.0%} of W "
+        "means the selection within W was still improving there (the twin within 2W is the "
+        "check). *Tuning* lists each candidate's mean over the pilot seeds of their lowest "
+        "validation NLL within W (none: a pilot diverged); an lr at its grid's edge is marked."
     )
+
+
+def _tuning_str(a: dict) -> str:
+    return "; ".join(
+        f"{rec}: " + ", ".join(f"{lr} {'none' if v is None else f'{v:.3f}'}" for lr, v in g.items())
+        for rec, g in a["tuning"].items()
+    )
+
+
+def _edge(a: dict) -> bool:
+    """The choice at its grid's edge, in a grid of three or more rates (in two, both are)."""
+    lrs = sorted(float(x) for x in a["tuning"][a["recipe"]])
+    return len(lrs) > 2 and a["lr"] in (lrs[0], lrs[-1])
 
 
 def arms_table(arms: dict[str, dict]) -> str:
@@ -613,21 +677,21 @@ def arms_table(arms: dict[str, dict]) -> str:
       arms: ``{arm name: summary}`` (:func:`arm_summary`).
 
     Returns:
-      The table; a learning rate at its grid's edge is marked, and the recipes named when
-      the arms' differ.
+      The table (read as :func:`arms_note` says).
     """
     from .common import table
 
     span = lambda v: f"{np.median(v):g} ({min(v)}-{max(v)})"  # noqa: E731
     rows = [
-        [name, a["recipe"], f"{a['lr']:g}" + (" (grid edge)" if a["edge"] else ""),
+        [name, a["recipe"], f"{a['lr']:g}" + (" (grid edge)" if _edge(a) else ""),
          a["tuned_as"], str(a["window"]), span(a["stop_w"]),
          f"{a['at_w_end']} of {len(a['stop_w'])}", span(a["stop_2w"]),
          f"{a['late']} of {len(a['settle_2w'])}", str(a["diverged"]),
-         "yes" if a["converged"] else "**no**"]
+         "yes" if a["converged"] else "**no**", _tuning_str(a)]
         for name, a in arms.items()
     ]  # fmt: skip
     head = ["arm", "recipe", "lr", "tuned as", "W", "stop within W, median (range)",
-            "stops in W's last 10%", "stop within 2W", "still improving in 2W's last 10%",
-            "diverged later", "converged"]  # fmt: skip
+            "stops in W's last 10%", "stop within 2W, median (range)",
+            "still improving in 2W's last 10%", "diverged later", "converged",
+            "tuning: mean validation NLL by lr"]  # fmt: skip
     return table(head, rows)

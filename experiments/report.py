@@ -25,6 +25,7 @@ from .common import (
     table,
     verdict_table,
 )
+from .protocol import VAL_FRACTION
 from .results import read_json
 from .runner import NAMES, RESULTS, module, own_data, scale_command, scale_of, section
 from .stats import ALPHA, MAX_SEEDS, POWER, bh, decide, holm
@@ -94,11 +95,15 @@ def protocol_paragraph(results: dict[str, dict]) -> str:
         "where the budget falls, not dropout. "
     )
     if on:
+        pilots = sorted({len(results[n]["protocol"]["pilot_seeds"]) for n in on})
+        windows = ", ".join(f"{n} {results[n]['protocol']['window']:,}" for n in on)
         text += (
-            f"The nets of {', '.join(on)} are trained by the study's protocol: each net on 80% "
-            "of the training set; its recipe and learning rate chosen by the mean, over three "
-            "pilot seeds (disjoint from the study's), of each run's lowest validation NLL on "
-            "the other 20% within a window W (the recipes are each section's; exploratory "
+            f"The nets of {', '.join(on)} are trained by the study's protocol: each net on "
+            f"{1 - VAL_FRACTION:.0%} of the training set; its recipe and learning rate chosen "
+            f"by the mean, over {' or '.join(map(str, pilots))} pilot seeds (disjoint from the "
+            "study's), of each run's lowest validation NLL on the other "
+            f"{VAL_FRACTION:.0%} within a window W (steps: {windows}; the recipes are each "
+            "section's; exploratory "
             "arms may take a tuned arm's choice, as the sections say); each seed stopped at "
             "its lowest validation NLL within W and, from the same run, within 2W. A test "
             "held to the protocol is inconclusive when one of its arms is *not converged* "
@@ -606,8 +611,8 @@ def build_report(results_dir, out, compare=()) -> Path:
         "All three were seen under the fixed budget by both predictors, and the issue itself "
         "quoted overfitting under an early-stopped validation protocol (digits +0.0154 by the "
         "MC average and -0.039 by weight scaling; MNIST-1D +0.158), so these are post hoc "
-        "too. The windows W (8,000 steps; 4,000 for conv) were set after that exploration, "
-        "from where the dropout nets' validation NLL stopped improving. "
+        "too. The windows W were set after that exploration, from where the dropout nets' "
+        "validation NLL stopped improving. "
         "Scaling's primary (trained nets' expected logits against weight scaling's) is new in "
         "this round; its nets' training was switched from part B's SGD to Adam after a first "
         "run showed MNIST-1D's nets far from fitting, and they still do not fit there. The "

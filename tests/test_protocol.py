@@ -182,8 +182,13 @@ def test_a_plain_arm_is_scored_by_weight_scaling_whatever_select_by_says():
         ({"window": 25}, "must divide the window"),
         ({"select_by": "exact"}, "select_by"),
         ({"recipes": ()}, "at least one"),
-        ({"pilot_seeds": (1,)}, "two seeds"),
+        ({"pilot_seeds": (1,)}, "two distinct seeds"),
         ({"select_k": 8}, "use select_by='mc'"),
+        ({"select_by": "mc", "select_k": 0}, "select_k must be an integer >= 1"),
+        ({"eval_every": 0}, "eval_every must be an integer >= 1"),
+        ({"window": -40}, "window must be an integer >= 1"),
+        ({"pilot_seeds": (1000, 1000)}, "two distinct seeds"),
+        ({"recipes": (PR.ADAM, replace(PR.ADAM, lrs=(0.1,)))}, "recipe names"),
     ],
 )
 def test_a_protocol_no_run_could_use_is_refused(kw, words):
@@ -202,6 +207,11 @@ def test_a_recipe_with_its_own_lr_or_no_rates_is_refused():
         PR.Recipe("x", PR.ADAM.train.replace(schedule="cosine"), (1e-3,))
     with pytest.raises(DropstudyError, match="not the recipe's to set"):
         PR.Recipe("x", PR.ADAM.train.replace(mask_mode="cycle"), (1e-3,))
+    for lrs in ((1e-3, 1e-3), (1e-3, 1.0000001e-3), (1e-3, float("inf"))):
+        with pytest.raises(DropstudyError, match="strictly ascending"):
+            PR.Recipe("x", PR.ADAM.train, lrs)
+    with pytest.raises(DropstudyError, match="are the protocol's"):
+        PR.Recipe("x", PR.ADAM.train.replace(steps=7), (1e-3,))
 
 
 def test_a_conv_net_with_dense_dropout_is_not_plain():
@@ -230,3 +240,14 @@ def test_a_held_verdict_says_why_in_the_tables():
     assert blocked_str(strong) == ""
     md = verdict_table({"tests": held, "primary": "t"})
     assert "**inconclusive** (held by the protocol: a not converged" in md
+
+
+def test_empty_seeds_and_a_choice_no_better_than_chance_are_refused(small):
+    model = MLP(hidden=(16,), n_out=10, rate=0.0)
+    with pytest.raises(DropstudyError, match="seeds is empty"):
+        PR.train_arm(small, model, TINY, [])
+    # SGD without max-norm at absurd rates: finite but useless losses, never a choice
+    wild = replace(TINY, recipes=(PR.Recipe("sgd", PR.ADAM.train.replace(optimizer="sgd",
+                   momentum=0.9), (1e4, 1e5)),))  # fmt: skip
+    with pytest.raises(DropstudyError, match="no candidate beat chance"):
+        PR.tune(small, model, wild)
