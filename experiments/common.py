@@ -35,7 +35,16 @@ from .codekey import code_key, environment
 from .interrupt import INTERRUPTED
 from .protocol import tuning_store
 from .results import write_json
-from .stats import ALPHA, INCONCLUSIVE, excludes_zero, fmt, held_reasons, mean_ci, sign_flip
+from .stats import (
+    ALPHA,
+    INCONCLUSIVE,
+    decide_unguarded,
+    excludes_zero,
+    fmt,
+    held_reasons,
+    mean_ci,
+    sign_flip,
+)
 
 TIMING_LOG = "timing.jsonl"  # per scale folder: wall time of every cell and experiment
 RUN_ID = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # one per process: groups a run's lines
@@ -970,8 +979,13 @@ def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
     """
     if "within_2w" not in t:
         return ""
-    reasons = held_reasons(t, t["p"] if p_adjusted is None else p_adjusted)
-    return f" (held by the protocol: {'; '.join(reasons)})" if reasons else ""
+    p = t["p"] if p_adjusted is None else p_adjusted
+    reasons = held_reasons(t, p)
+    if not reasons:
+        return ""
+    # its own verdict at that level, so a reader sees whether the guard changed anything
+    own = decide_unguarded(t, p)
+    return f" (held by the protocol, its own verdict {own}: {'; '.join(reasons)})"
 
 
 def all_findings(r: dict) -> list[str]:

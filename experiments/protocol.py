@@ -695,3 +695,39 @@ def arms_table(arms: dict[str, dict]) -> str:
             "still improving in 2W's last 10%", "diverged later", "converged",
             "tuning: mean validation NLL by lr"]  # fmt: skip
     return table(head, rows)
+
+
+def caveats(arms: dict[str, dict], eval_every: int) -> str:
+    """What a reader should know before quoting a comparison of tuned arms, in words.
+
+    Args:
+      arms: ``{arm name: summary}`` (:func:`arm_summary`) of the arms a primary compares.
+      eval_every: steps between validation losses (a stop at the first is an edge too).
+
+    Returns:
+      Sentences naming arms whose recipe or learning rate differ (the effect is each net at
+      its own best, not dropout at one setting), choices at a grid's edge, and seeds stopped
+      at the first evaluation; empty when there is nothing to say.
+    """
+    out = []
+    settings = {name: (a["recipe"], a["lr"]) for name, a in arms.items()}
+    if len(set(settings.values())) > 1:
+        said = "; ".join(f"{n}: {r} at lr {lr:g}" for n, (r, lr) in settings.items())
+        out.append(
+            f"The compared arms train at different settings ({said}), so the effect is each "
+            "net at its own best, the setting included, not dropout alone at one setting."
+        )
+    edge = [f"{n} (lr {a['lr']:g})" for n, a in arms.items() if _edge(a)]
+    if edge:
+        out.append(
+            f"At its grid's edge: {', '.join(edge)}; the best learning rate may lie beyond it."
+        )
+    first = {n: sum(s == eval_every for s in a["stop_w"]) for n, a in arms.items()}
+    first = {n: k for n, k in first.items() if k}
+    if first:
+        said = ", ".join(f"{n} {k} of {len(arms[n]['stop_w'])}" for n, k in first.items())
+        out.append(
+            f"Seeds stopped at the first evaluation (step {eval_every}; the best may come "
+            f"earlier): {said}."
+        )
+    return " ".join(out)

@@ -529,8 +529,16 @@ def bh(pvalues: list[float | None]) -> list[float | None]:
     return _adjust(pvalues, "fdr_bh")
 
 
-def _decide(test: dict, p_adjusted: float | None) -> str:
-    """A test's own verdict at ``p_adjusted``, before the protocol's guard."""
+def decide_unguarded(test: dict, p_adjusted: float | None) -> str:
+    """A test's own verdict at ``p_adjusted``, before the protocol's guard (:func:`decide`).
+
+    Args:
+      test: a test dict.
+      p_adjusted: the p-value it is decided at.
+
+    Returns:
+      Its verdict by its rule alone.
+    """
     if test["rule"] == "exact":
         return test["verdict"]
     if p_adjusted < ALPHA:
@@ -564,7 +572,7 @@ def held_reasons(test: dict, p_adjusted: float) -> list[str]:
     reasons = list(test.get("not_converged", []))
     twin = test["within_2w"]
     factor = p_adjusted / test["p"] if test["p"] > 0 else 1.0
-    v, v2 = _decide(test, p_adjusted), _decide(twin, min(1.0, twin["p"] * factor))
+    v, v2 = decide_unguarded(test, p_adjusted), decide_unguarded(twin, min(1.0, twin["p"] * factor))
     if v != v2:
         reasons.append(
             f"budget-dependent: {v} within W, {v2} within 2W ({twin['effect']:.4g} "
@@ -589,7 +597,7 @@ def decide(test: dict, p_adjusted: float | None) -> str:
     """
     if test["rule"] != "exact" and held_reasons(test, p_adjusted):
         return INCONCLUSIVE
-    return _decide(test, p_adjusted)
+    return decide_unguarded(test, p_adjusted)
 
 
 def excludes_zero(t: dict) -> bool:

@@ -234,12 +234,12 @@ def test_a_held_verdict_says_why_in_the_tables():
     assert "blocked" not in held["t" + PR.TWICE]
     assert (
         blocked_str(held["t"])
-        == " (held by the protocol: a not converged (3 of 10 seeds still improving in the last "
-        "10% of 2W = 400))"
+        == " (held by the protocol, its own verdict supported: a not converged (3 of 10 seeds "
+        "still improving in the last 10% of 2W = 400))"
     )
     assert blocked_str(strong) == ""
     md = verdict_table({"tests": held, "primary": "t"})
-    assert "**inconclusive** (held by the protocol: a not converged" in md
+    assert "**inconclusive** (held by the protocol, its own verdict supported: a not" in md
 
 
 def test_empty_seeds_and_a_choice_no_better_than_chance_are_refused(small):

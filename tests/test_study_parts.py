@@ -77,11 +77,13 @@ def quick_dir(tmp_path_factory):
 
 
 # The quick runs, dealt to two pytest-xdist workers (groups quick0 and quick1, alternating
-# by the experiments' order); each worker's runs share that worker's quick_dir. The eight
+# by the experiments' order); each worker's runs share that worker's quick_dir. The ten
 # heaviest (each 35-80 s on 2 cores, most of it compiling) run in `make test-slow`, to keep
 # the default suite under 10 minutes; their sections still render from the committed
 # results in the report tests, and every cell's code is covered by `make study`.
-SLOW_QUICK_RUNS = (
+SLOW_QUICK_RUNS = (  # overfitting's quick run stays: the protocol end to end, in-process
+    "shrinkage",
+    "robustness",
     "averaging",
     "tutorial",
     "conv",

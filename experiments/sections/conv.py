@@ -9,7 +9,7 @@ from ..common import (
     table,
 )
 from ..conv import Config
-from ..protocol import arms_note, arms_table, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -106,6 +106,11 @@ table says which).
 Each arm's training. {arms_note()}
 
 {arms_table({f"conv {k}": v["arm"] for k, v in r["rows"].items()})}
+
+**Caveats on the primary's arms.** {caveats(
+    {f"conv {k}": r["rows"][str(k)]["arm"] for k in (0.0, c["primary_rate"])},
+    c["protocol"]["eval_every"],
+) or "none."}
 
 {table(["conv channel drop rate", "train error (WS)", "test error WS",
         f"test error MC (K = {c['mc_k']})", "test NLL WS", "test NLL MC"], rows)}

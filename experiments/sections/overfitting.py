@@ -11,7 +11,7 @@ from ..common import (
     table,
 )
 from ..overfitting import Config
-from ..protocol import arms_note, arms_table, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -96,8 +96,9 @@ def section(r: dict) -> str:
         ],
     )  # fmt: skip
     sizes = table(
-        ["train examples", "gap, drop 0", "gap, drop 0.5", "test acc gain of dropout",
-         "test NLL gain of dropout"],
+        ["train examples", "gap, drop 0", "gap, drop 0.5",
+         "test acc gain of dropout (dropout minus plain; seeds only)",
+         "test NLL gain of dropout (plain minus dropout; seeds only)"],
         [
             [
                 k,
@@ -148,7 +149,9 @@ tuned settings with rates at borrowed ones, a bias towards the typical rates, an
 sweep's small sets run at settings tuned on the full one: both are exploratory. The arms may
 pick different recipes (the table says which), so the primary compares each net at its best,
 recipe included, not dropout alone at one recipe. Train accuracy (on the 80% trained on) is
-in the first table, so that a gain cannot hide a net that does not fit.{underfit} Srivastava et
+in the rate sweep's table, so that a gain cannot hide a net that does not fit.{
+        underfit
+    } Srivastava et
 al. 2014 report that error is flat for keep 0.4-0.8 and that dropout gives no gain at 100 or 500
 examples, a gain that grows and then shrinks with more data. The tutorial's typical-rates
 claim (rates {" and ".join(str(x) for x in cfg["typical_rates"])} for fully connected layers) is
@@ -165,6 +168,14 @@ Each arm's training. {arms_note()}
 The size sweep's nets (the full training set's are the rate sweep's):
 
 {size_arms}
+
+**Caveats on the primary's arms.** {
+        caveats(
+            {f"drop {k}": r["rates"][str(k)]["arm"] for k in (s0, s1)}, r["protocol"]["eval_every"]
+        )
+        or "none."
+    } Rates other than {s0} and {s1} inherit drop {s1}'s choice and show its tuning
+scores.
 
 The primary pair on the nets selected within W (the verdict's; its own verdict before the
 protocol's guard) and within 2W (twice the budget, at the learning rate tuned within W; a

@@ -10,7 +10,7 @@ from ..common import (
     plt,
     table,
 )
-from ..protocol import arms_note, arms_table, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 from ..robustness import LABELS, PREDICTORS, TITLES, TRANSLATION_MAX, Config
 
 
@@ -74,6 +74,8 @@ which): {protocol_str(c["protocol"])}
 {arms_table(r["arms"])}
 
 {arms_note()}
+
+**Caveats on the primary's arms.** {caveats(r["arms"], c["protocol"]["eval_every"]) or "none."}
 
 Shifts and strengths: {levels}. Noise sd is in units of
 the training inputs' sd; missing features and occlusions are set to 0 (an occlusion is one

@@ -12,7 +12,7 @@ from ..common import (
     table,
     train_str,
 )
-from ..protocol import arms_note, arms_table, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 from ..shrinkage import Config
 from ..shrinkage_mlp import MEASURES, MLP_PREDICTED, OPT_NAMES
 
@@ -110,6 +110,23 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
             ax.legend(fontsize=7)
     axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ctx.savefig(fig, "shrinkage_linear.png")
+
+
+def _matched_steps(plain: dict, drop: dict, window: int) -> str:
+    """The two nets' Frobenius norms at the same steps (from the trajectories), in words."""
+    tp, td = plain["trajectory"], drop["trajectory"]
+    steps = tp["steps"]
+    at = sorted({min(steps, key=lambda x: abs(x - t)) for t in (steps[0], window, steps[-1])})
+    said = "; ".join(
+        f"step {t}: plain {tp['mean'][steps.index(t)]:.1f} [{tp['lo'][steps.index(t)]:.1f}, "
+        f"{tp['hi'][steps.index(t)]:.1f}], dropout {td['mean'][steps.index(t)]:.1f} "
+        f"[{td['lo'][steps.index(t)]:.1f}, {td['hi'][steps.index(t)]:.1f}]"
+        for t in at
+    )
+    return (
+        f"At matched steps, each at its own learning rate (means over seeds, 95% CI): {said}. "
+        "The primary reads each net at its own stop."
+    )
 
 
 def _trajectory_figure(cfg: Config, r: dict, ctx) -> None:
@@ -223,7 +240,12 @@ def _mlp_md(r: dict) -> str:
                 "test logit norm, WS", "test logit norm, MC", "train acc (WS)", "test acc, WS",
                 "test acc, MC", "train NLL (WS)", "test NLL, WS", "test NLL, MC"]  # fmt: skip
         arms = arms_table({net: res[net]["arm"] for net in nets})
+        plain, drop = res["rate=0.0"], res[f"rate={r['test_rate']}"]
+        notes = caveats({"plain": plain["arm"], f"drop {r['test_rate']}": drop["arm"]},
+                        cfg["protocol"]["eval_every"])  # fmt: skip
+        matched = _matched_steps(plain, drop, cfg["protocol"]["window"])
         parts.append(f"{OPT_NAMES[o]}: each net's training ({arms_note()})\n\n{arms}\n\n"
+                     f"**Caveats on the primary's arms.** {notes or 'none.'} {matched}\n\n"
                      f"and its measures (nets "
                      f"selected within W unless stated)\n\n{table(head, rows)}")  # fmt: skip
     tables = "\n\n".join(parts)
