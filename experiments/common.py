@@ -33,7 +33,6 @@ from dropstudy.train import progress as train_progress
 from .cells import CellStore
 from .codekey import code_key, environment
 from .interrupt import INTERRUPTED
-from .protocol import tuning_store
 from .results import write_json
 from .stats import (
     ALPHA,
@@ -45,6 +44,7 @@ from .stats import (
     mean_ci,
     sign_flip,
 )
+from .tuning import tuning_store
 
 TIMING_LOG = "timing.jsonl"  # per scale folder: wall time of every cell and experiment
 RUN_ID = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"  # one per process: groups a run's lines

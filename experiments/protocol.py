@@ -40,9 +40,6 @@ recipes, the pilot seeds, the selecting predictor).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -53,6 +50,7 @@ from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_grid, 
 from dropstudy.validate import DropstudyError
 
 from .results import clean
+from .tuning import STORE, tuning_store  # noqa: F401  (tuning_store: the way in, here too)
 
 VAL_FRACTION = 0.2  # of the training set, held out for every choice the protocol makes
 SPLIT_SEED = 0  # the validation split's permutation, one per data set
@@ -60,10 +58,6 @@ PILOT_SEEDS = (1000, 1001, 1002)  # tuning seeds, disjoint from the study's 0 ..
 LATE = 0.1  # settling in the last 10% of 2W: a seed still improving at the end of its run
 LATE_SHARE = 0.2  # an arm with at least this share of its seeds still improving: not converged
 SETTLE = 0.01  # a seed settles at its first validation loss within 1% of its run's minimum
-
-_STORE: contextvars.ContextVar[Callable[..., dict] | None] = contextvars.ContextVar(
-    "tuning", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -240,22 +234,6 @@ def split(ds: Dataset) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
     return train, (ds.x_train[val], ds.y_train[val])
 
 
-@contextlib.contextmanager
-def tuning_store(store: Callable[..., dict] | None) -> Iterator[None]:
-    """Cache the arms' choices through ``store`` while the block runs (None: no cache).
-
-    Args:
-      store: ``store(fn, kwargs, prefix) -> result``: ``fn(**kwargs)``, reused when stored
-        under the same key (the study's is :class:`.common.TuningStore`, one file per arm
-        under ``<scale folder>/tuning``, keyed as a cell is).
-    """
-    token = _STORE.set(store)
-    try:
-        yield
-    finally:
-        _STORE.reset(token)
-
-
 def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
     """The arm's candidate: the recipe and learning rate of lowest mean validation loss.
 
@@ -277,7 +255,7 @@ def tune(ds: Dataset, model: Any, protocol: Protocol) -> dict:
     """
     # The store is found at run time, not named here: a cell's code key covers this
     # function, and the cache's own machinery (code keys, files) is no part of the result.
-    store = _STORE.get()
+    store = STORE.get()
     kwargs = {"ds": ds, "model": model, "protocol": protocol}
     if store is None:
         choice = clean(_tune(**kwargs))

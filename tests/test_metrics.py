@@ -71,7 +71,13 @@ def results_problems(root: Path) -> tuple[int, list[str]]:
     def walk(o, where):
         if isinstance(o, dict):
             if {"lo", "mean", "hi"} <= o.keys() and None not in (o["lo"], o["hi"]):
-                if not o["lo"] - 1e-12 <= o["mean"] <= o["hi"] + 1e-12:
+                # one interval, or one per point of a curve (shrinkage's norm trajectories)
+                triples = (
+                    zip(o["lo"], o["mean"], o["hi"], strict=True)
+                    if isinstance(o["mean"], list)
+                    else [(o["lo"], o["mean"], o["hi"])]
+                )
+                if not all(lo - 1e-12 <= m <= hi + 1e-12 for lo, m, hi in triples):
                     problems.append(f"{where}: interval {o}")
             for k, v in o.items():
                 if k in NONNEGATIVE:
