@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from dropstudy.data import Dataset
-from dropstudy.train import TrainConfig, diverged, seed_keys, take, train_grid, train_seeds
+from dropstudy.train import TrainConfig, diverged, seed_keys, train_grid, train_seeds
 from dropstudy.validate import DropstudyError
 
 from .results import clean
@@ -452,13 +452,20 @@ def converged(settle_2w, window: int) -> bool:
     Returns:
       False when the arm was still improving at the end of its runs.
     """
-    late = np.asarray(settle_2w) > (1 - LATE) * 2 * window
-    return bool(late.mean() < LATE_SHARE)
+    return bool(late_seeds(settle_2w, window) < LATE_SHARE * len(settle_2w))
 
 
-def seed_variables(arm: Arm, i: int) -> tuple[Any, Any]:
-    """Seed ``i``'s variables selected within ``W`` and within ``2W``."""
-    return take(arm.within_w, i), take(arm.within_2w, i)
+def late_seeds(settle_2w, window: int) -> int:
+    """How many seeds settle in the last :data:`LATE` of ``2W`` (still improving there).
+
+    Args:
+      settle_2w: the seeds' settling steps within ``2W`` (:func:`settle_steps`).
+      window: ``W``.
+
+    Returns:
+      The count.
+    """
+    return int(np.sum(np.asarray(settle_2w) > (1 - LATE) * 2 * window))
 
 
 def not_converged(records: dict[str, dict]) -> list[str]:
@@ -473,7 +480,7 @@ def not_converged(records: dict[str, dict]) -> list[str]:
     out = []
     for name, r in records.items():
         if not r["converged"]:
-            late = int(np.sum(np.asarray(r["settle_2w"]) > (1 - LATE) * 2 * r["window"]))
+            late = late_seeds(r["settle_2w"], r["window"])
             out.append(
                 f"{name} not converged ({late} of {len(r['settle_2w'])} seeds still improving "
                 f"in the last 10% of 2W = {2 * r['window']})"
@@ -507,7 +514,7 @@ def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
     arms = {
         name: {
             "converged": r["converged"],
-            "late": int(np.sum(np.asarray(r["settle_2w"]) > (1 - LATE) * 2 * r["window"])),
+            "late": late_seeds(r["settle_2w"], r["window"]),
             "seeds": len(r["settle_2w"]),
         }
         for name, r in records.items()
@@ -580,7 +587,7 @@ def arm_summary(record: dict) -> dict:
         "stop_2w": record["stop_2w"],
         "settle_2w": record["settle_2w"],
         "at_w_end": int(np.sum(np.asarray(record["stop_w"]) > (1 - LATE) * w)),
-        "late": int(np.sum(np.asarray(record["settle_2w"]) > (1 - LATE) * 2 * w)),
+        "late": late_seeds(record["settle_2w"], w),
         "diverged": int(np.sum(record["diverged"])),
         "converged": record["converged"],
         "tuning": {
