@@ -2,10 +2,12 @@
 others, so the net tolerates losing any of them.
 
 Plain and dropout nets of equal size (two ReLU hidden layers), the same initialisation per
-seed, trained on the training set less a fixed validation split (``val_fraction`` of it, the
-same examples for every seed and both nets). Every measurement is a forward pass with a
-mask: removing a unit is a zero in the expected mask. The measures are made scale-free, so
-that a net that is merely more (over)confident does not look more co-adapted:
+seed, each trained by the study's protocol (:mod:`.protocol`: tuned on its own on the
+validation split, each seed stopped by the network as used, weight scaling, within ``W`` and,
+for the twin tests, within ``2W``); the nets train on the training set less that split.
+Every measurement is a forward pass with a mask: removing a unit is a zero in the expected
+mask. The measures are made scale-free, so that a net that is merely more (over)confident
+does not look more co-adapted:
 
 * **temperature**: one temperature ``T`` per net and seed minimises the validation NLL of
   the weight-scaled logits (bisection on the sign of d NLL / d(1/T), which is monotone
@@ -46,7 +48,7 @@ from dropstudy import masks as M
 from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, cross_entropy, fit_temperature, logit_nll, nll
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import take
 from dropstudy.validate import DropstudyError
 
 from .common import (
@@ -57,6 +59,16 @@ from .common import (
     flips,
 )
 from .evaluate import Evaluator
+from .protocol import (
+    NET_AS_USED,
+    QUICK_PROTOCOL,
+    TWICE,
+    Protocol,
+    arm_summary,
+    guarded,
+    shared_arm,
+    split,
+)
 from .stats import direction, paired
 
 NAME = "coadaptation"
@@ -75,15 +87,15 @@ class Config(ExperimentConfig):
     seeds: int = 10  # the primary needs few; the exploratory NLL and error tests need ~6-10
     width: int = 128
     rates: tuple[float, float] = (0.0, 0.5)  # plain, dropout
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=1e-3)
-    val_fraction: float = 0.2  # of the training set, held out to fit the temperatures
-    split_seed: int = 0  # the validation split's permutation, fixed across seeds and nets
+    # Both nets by the protocol, stopped by the network as used (the claim is about the net
+    # whose units are removed); its validation split also fits the temperatures.
+    protocol: Protocol = NET_AS_USED
     fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     draws: int = 5  # random removals per fraction
     compare_at: float = 0.5  # removal fraction at which robustness is tested (in fractions)
     primary: str = "norm_interaction_test"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
-    QUICK: ClassVar[dict] = {"seeds": 2, "width": 16, "train": train.replace(steps=300)}
+    QUICK: ClassVar[dict] = {"seeds": 2, "width": 16, "protocol": QUICK_PROTOCOL}
 
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built.
@@ -106,36 +118,13 @@ class Config(ExperimentConfig):
         Returns:
           The co-adaptation measures, and test NLL and error by each predictor.
         """
-        return ("norm_interaction_test", "norm_interaction_train", "abs_d_test",
-                "acc_lost_rescaled", "acc_lost_unrescaled", "mean_abs_corr", "mean_activation",
-                "test_nll_ws", "test_err_ws", "test_nll_mc", "test_err_mc")  # fmt: skip
+        names = ("norm_interaction_test", "norm_interaction_train", "abs_d_test",
+                 "acc_lost_rescaled", "acc_lost_unrescaled", "mean_abs_corr", "mean_activation",
+                 "test_nll_ws", "test_err_ws", "test_nll_mc", "test_err_mc")  # fmt: skip
+        return tuple(n + t for n in names for t in ("", TWICE))
 
 
 # --- pieces (pure functions, unit-tested) -----------------------------------------------------
-
-
-def validation_split(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, tuple]:
-    """Hold out a fixed validation split of the training set.
-
-    The first ``round(fraction * N)`` examples of a fixed permutation of the training set
-    are held out.
-
-    Args:
-      ds: the data set, ``N`` training examples.
-      fraction: the fraction of the training set held out.
-      seed: the seed of the permutation.
-
-    Returns:
-      ``(ds with the fit part as its training set, (x_val, y_val))``; the fit data set is
-      named ``<name>-fit`` and keeps the test set.
-    """
-    n = len(ds.x_train)
-    perm = np.random.default_rng(seed).permutation(n)
-    val, fit = perm[: round(fraction * n)], perm[round(fraction * n) :]
-    fit_ds = Dataset(
-        f"{ds.name}-fit", ds.x_train[fit], ds.y_train[fit], ds.x_test, ds.y_test, ds.n_classes
-    )
-    return fit_ds, (ds.x_train[val], ds.y_train[val])
 
 
 @jax.jit
@@ -378,29 +367,36 @@ def _net_measures(
     }
 
 
-def rate_cell(ds: Dataset, rate: float, cfg: Config, ev: Evaluator) -> list[dict]:
-    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` on the fit split.
+def rate_cell(ds: Dataset, rate: float, cfg: Config, ev: Evaluator) -> dict:
+    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` by the protocol.
 
     Args:
-      ds: the data set; its validation split is held out (:func:`validation_split`).
+      ds: the data set; the protocol's validation split (:func:`.protocol.split`) is held
+        out of training and fits the temperatures.
       rate: the drop rate (0: a plain net).
       cfg: the configuration.
       ev: the evaluator of the MC average.
 
     Returns:
-      One dict of floats and lists per seed: the temperature, validation and test NLL, the
-      headline accuracy and NLL per predictor, removal curves, interactions, live units, the
-      histogram of normalised interactions, activation statistics and first-layer weights.
+      ``{"seeds": [per seed], "seeds_2w": [...], "arm": record}``: per seed, one dict of
+      floats and lists for the variables selected within ``W`` (``seeds``) and ``2W``: the
+      temperature, validation and test NLL, the headline accuracy and NLL per predictor,
+      removal curves, interactions, live units, the histogram of normalised interactions,
+      activation statistics and first-layer weights; ``arm`` the net's record
+      (:func:`.protocol.train_arm`).
     """
-    fit, val = validation_split(ds, cfg.val_fraction, cfg.split_seed)
+    fit, val = split(ds)
     model = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=rate)
     seeds = list(range(cfg.seeds))
-    v, _ = train_seeds(model, seed_keys(seeds), fit.x_train, fit.y_train, cfg.train, seeds=seeds)
+    arm = shared_arm(ds, model, cfg.protocol, seeds)
     spec = M.mask_spec(model, fit.x_train)
-    return [
-        _net_measures(model, spec, take(v, i), fit, val, s, cfg, rate > 0, ev)
-        for i, s in enumerate(seeds)
-    ]
+    out = {"arm": arm.record}
+    for sfx, v in (("", arm.within_w), ("_2w", arm.within_2w)):
+        out["seeds" + sfx] = [
+            _net_measures(model, spec, take(v, i), fit, val, s, cfg, rate > 0, ev)
+            for i, s in enumerate(seeds)
+        ]
+    return out
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
@@ -424,12 +420,13 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 # --- summary ----------------------------------------------------------------------------------
 
 
-def _per_seed(cfg: Config, raw: dict) -> dict:
-    """``{net: {quantity: [per seed]}}`` for net in ``plain``, ``dropout``."""
+def _per_seed(cfg: Config, raw: dict, sfx: str = "") -> dict:
+    """``{net: {quantity: [per seed]}}`` for net in ``plain``, ``dropout``, of the nets
+    selected within W (``sfx`` empty) or within 2W (``"_2w"``)."""
     at = list(cfg.fractions).index(cfg.compare_at)
     out = {}
     for net, rate in zip(("plain", "dropout"), cfg.rates, strict=True):
-        ms = raw[f"rate={rate}"]
+        ms = raw[f"rate={rate}"]["seeds" + sfx]
         q: dict[str, list] = {}
         for m in ms:
             row = {
@@ -456,22 +453,16 @@ def _per_seed(cfg: Config, raw: dict) -> dict:
     return out
 
 
-def summarise(cfg: Config, raw: dict) -> dict:
-    """The plain-minus-dropout tests, intervals over seeds and removal curves.
+def _tests(cfg: Config, s: dict) -> dict:
+    """The plain-minus-dropout tests of one selection of the nets.
 
     Args:
       cfg: the configuration.
-      raw: the cells' results, keyed as :func:`plan` names them.
+      s: :func:`_per_seed` of that selection.
 
     Returns:
-      ``{"tests", "primary", "findings", "nets", "per_seed", "curves", "comparisons"}``: the
-      direction tests of :meth:`Config.test_names`; findings where a test's sign or verdict
-      differs between weight scaling and the MC average; per net (``plain``, ``dropout``)
-      the interval of every quantity, the per-seed normalised interactions, and the removal
-      curves' intervals of accuracy and NLL over ``fractions``; the paired comparisons of
-      mean |d_i| on test and train.
+      ``{name: test}`` for the tests of :meth:`Config.test_names` without their twins.
     """
-    s = _per_seed(cfg, raw)
     p, d = s["plain"], s["dropout"]
     diff = lambda k: np.subtract(p[k], d[k])  # noqa: E731
     half = f"{cfg.compare_at:g} of the hidden units removed"
@@ -522,12 +513,37 @@ def summarise(cfg: Config, raw: dict) -> dict:
             what="test error, plain minus dropout",
             predictor=pred,
         )
+    return tests
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    """The plain-minus-dropout tests, intervals over seeds and removal curves.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"arms", "protocol", "tests", "primary", "findings", "nets", "per_seed", "curves",
+      "comparisons"}``: both nets' training (:func:`.protocol.arm_summary`) and the protocol;
+      the direction tests of :meth:`Config.test_names` (each guarded, with its twin within
+      2W); findings where a test's sign or verdict
+      differs between weight scaling and the MC average; per net (``plain``, ``dropout``)
+      the interval of every quantity, the per-seed normalised interactions, and the removal
+      curves' intervals of accuracy and NLL over ``fractions``; the paired comparisons of
+      mean |d_i| on test and train.
+    """
+    s = _per_seed(cfg, raw)
+    p, d = s["plain"], s["dropout"]
+    arms = {net: raw[f"rate={rate}"]["arm"] for net, rate in zip(("plain", "dropout"),
+            cfg.rates, strict=True)}  # fmt: skip
+    tests = guarded(_tests(cfg, s), _tests(cfg, _per_seed(cfg, raw, "_2w")), arms)
     nets = {net: {k: ci(v) for k, v in q.items()} for net, q in s.items()}
     curves = {
         net: {
             mode: {
                 metric: [
-                    ci([m["removal"][mode][metric][i] for m in raw[f"rate={rate}"]])
+                    ci([m["removal"][mode][metric][i] for m in raw[f"rate={rate}"]["seeds"]])
                     for i in range(len(cfg.fractions))
                 ]
                 for metric in ("acc", "nll")
@@ -537,6 +553,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
         for net, rate in zip(("plain", "dropout"), cfg.rates, strict=True)
     }
     return {
+        "arms": {k: arm_summary(v) for k, v in arms.items()},
+        "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
         "findings": flips(tests, [("test_nll_ws", "test_nll_mc"), ("test_err_ws", "test_err_mc")]),

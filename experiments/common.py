@@ -70,7 +70,8 @@ def check_field(name: str, value: Any, kind: str = "") -> None:
         above 0; ``*seed`` integers may be 0; every other integer (and each integer of a
         tuple) must be >= 1, and every float finite.
       value: its value.
-      kind: its declared type as written (``"int"``: the value must be an integer).
+      kind: its declared type as written (``"int"``: the value must be an integer;
+        ``"Protocol"`` or ``"TrainConfig"``: an instance of that class).
 
     Raises:
       DropstudyError: naming the field, its value and the rule.
@@ -79,6 +80,12 @@ def check_field(name: str, value: Any, kind: str = "") -> None:
 
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         raise DropstudyError(f"{name} must be an integer, got {value!r}")
+    if kind in ("Protocol", "TrainConfig") and type(value).__name__ != kind:
+        where = "experiments.protocol" if kind == "Protocol" else "dropstudy.train"
+        raise DropstudyError(
+            f"{name} must be a {kind} (from {where}; the default's replace() changes one "
+            f"setting), got {value!r}"
+        )
     items = value if isinstance(value, tuple) else (value,)
     if isinstance(value, tuple) and not value and name in ("rates", "hidden", "taus", "depths"):
         raise DropstudyError(f"{name} must not be empty")

@@ -14,10 +14,12 @@ differ) and the correlation of their errors (0/1 indicators, averaged over pairs
 
 Members are (a) the subnetworks of one dropout net (the MC stream's first K masks) and (b)
 independently trained plain nets of the same architecture (own initialisation and minibatch
-order, the same steps each), both as K grows. The primary test asks whether dropout's
-subnetworks offset each other's errors as much as independent nets do: the share of the
-members' mean Brier score that averaging K of them removes (ambiguity over mean member loss),
-dropout minus independent, equivalent within a margin fixed before the run.
+order), both as K grows. Both kinds train by the study's protocol (:mod:`.protocol`), each
+tuned on its own: the dropout net stopped by its MC average's validation NLL, each plain net
+by its own, within ``W`` and (for the twin tests) within ``2W``. The primary test asks
+whether dropout's subnetworks offset each other's errors as much as independent nets do: the
+share of the members' mean Brier score that averaging K of them removes (ambiguity over mean
+member loss), dropout minus independent, equivalent within a margin fixed before the run.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 from dropstudy import masks as M
 from dropstudy.data import Dataset
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import take
 
 from .common import (
     ExperimentConfig,
@@ -42,6 +44,17 @@ from .common import (
     primary_first,
 )
 from .evaluate import seed_key
+from .protocol import (
+    ENSEMBLE,
+    QUICK_ENSEMBLE,
+    TWICE,
+    Protocol,
+    arm_summary,
+    guarded,
+    plain_protocol,
+    shared_arm,
+    split,
+)
 from .stats import direction, equivalence
 
 NAME = "diversity"
@@ -60,7 +73,9 @@ class Config(ExperimentConfig):
     seeds: int = 10
     hidden: tuple[int, ...] = (64, 64)
     rate: float = 0.5
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    # The dropout net stopped by its ensemble (the MC average); the plain nets by weight
+    # scaling (:func:`.protocol.plain_protocol`), tuned on their own.
+    protocol: Protocol = ENSEMBLE
     members: int = 5  # independent nets per seed; the primary compares ensembles of this size
     k_grid: tuple[int, ...] = (2, 3, 5, 10, 30, 100)  # dropout subnetworks (<= members shown
     # for the independent nets)
@@ -71,7 +86,7 @@ class Config(ExperimentConfig):
     QUICK: ClassVar[dict] = {
         "seeds": 2,
         "hidden": (16, 16),
-        "train": train.replace(steps=150),
+        "protocol": QUICK_ENSEMBLE,
         "members": 3,
         "k_grid": (2, 3, 10),
     }
@@ -83,7 +98,7 @@ class Config(ExperimentConfig):
           Whatever ``members`` is (it changes the wording only): the share equivalence,
           the offset of errors and the error correlation.
         """
-        return ("share_equiv", "offset_dropout", "corr")
+        return tuple(n + t for n in ("share_equiv", "offset_dropout", "corr") for t in ("", TWICE))
 
 
 def decompose(probs: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
@@ -176,72 +191,73 @@ def _stats(probs: np.ndarray, labels: np.ndarray, ks) -> dict:
 
 
 def diversity_cell(
-    *, ds: Dataset, model: MLP, train: TrainConfig, members: int, ks: tuple[int, ...],
+    *, ds: Dataset, model: MLP, protocol: Protocol, members: int, ks: tuple[int, ...],
     seeds: list[int], stream: tuple[str, ...],
 ) -> dict:  # fmt: skip
     """Per seed: :func:`decompose` for dropout's subnetworks and for independent plain nets.
 
-    On the test and training sets, for the dropout net's first K subnetworks (K in ``ks``,
-    keys from ``stream``) and for ensembles of the first K of ``members`` independent plain
-    nets (K = 2 .. members; member j of seed s trained from
-    ``fold_in(seed_key((*stream, "members"), s), j)``).
+    On the test set and the 80% trained on, for the dropout net's first K subnetworks (K in
+    ``ks``, keys from ``stream``) and for ensembles of the first K of ``members`` independent
+    plain nets (K = 2 .. members; member j of seed s is the plain net of seed ``s + j * S``,
+    S the number of seeds), each net trained by the protocol, for the variables selected
+    within ``W`` and within ``2W``.
 
     Args:
       ds: the data set.
       model: the dropout net; the plain nets are it at drop rate 0.
-      train: how to train.
+      protocol: how to train the dropout net (:mod:`.protocol`); the plain nets train by
+        :func:`.protocol.plain_protocol` of it.
       members: independent plain nets per seed.
       ks: the numbers of dropout subnetworks.
       seeds: the seeds, trained together.
       stream: the names the keys derive from.
 
     Returns:
-      ``{"seeds": [row per seed]}``; a row is ``{kind: {split: {str(K): decompose}}}`` for
-      kind ``dropout`` and ``independent``, split ``test`` and ``train``, the values floats,
-      and ``{kind: {"test_ex": decompose_ex}}``: the first ``members`` members' per-example
-      terms on the test set, for tests whose intervals cover the test set's noise.
+      ``{"seeds": [row per seed], "seeds_2w", "arms"}``; a row is ``{kind: {split: {str(K):
+      decompose}}}`` for kind ``dropout`` and ``independent``, split ``test`` and ``train``,
+      the values floats, and ``{kind: {"test_ex": decompose_ex}}``: the first ``members``
+      members' per-example terms on the test set, for tests whose intervals cover the test
+      set's noise; ``seeds_2w`` the same within 2W; ``arms`` both kinds' records
+      (:func:`.protocol.train_arm`).
     """
-    drop, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
     plain_model = model.clone(rate=0.0)
-    keys = jnp.stack(
-        [
-            jax.random.fold_in(seed_key((*stream, "members"), s), j)
-            for s in seeds
-            for j in range(members)
-        ]
-    )
-    plain, _ = train_seeds(
-        plain_model, keys, ds.x_train, ds.y_train, train,
-        seeds=[s for s in seeds for _ in range(members)],
-    )  # fmt: skip
+    n_seeds = len(seeds)
+    member_seeds = [s + j * n_seeds for j in range(members) for s in seeds]
+    drop = shared_arm(ds, model, protocol, seeds)
+    plain = shared_arm(ds, plain_model, plain_protocol(protocol), member_seeds)
+    train, _ = split(ds)
     spec = M.mask_spec(model, ds.x_train[:1])
-    both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
+    both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(train.x_train)])
     n = len(ds.x_test)
-    out = []
-    for i, s in enumerate(seeds):
-        sub = np.asarray(
-            _subnetwork_probs(
-                model, spec, max(ks), take(drop, i), both, seed_key((*stream, "mc"), s)
+    result = {"arms": {"dropout": drop.record, "independent": plain.record}}
+    for sfx, vd, vp in (("", drop.within_w, plain.within_w),
+                        ("_2w", drop.within_2w, plain.within_2w)):  # fmt: skip
+        out = []
+        for i, s in enumerate(seeds):
+            sub = np.asarray(
+                _subnetwork_probs(
+                    model, spec, max(ks), take(vd, i), both, seed_key((*stream, "mc"), s)
+                )
             )
-        )
-        ind = np.stack(
-            [
-                np.asarray(jax.nn.softmax(plain_model.apply(take(plain, i * members + j), both)))
-                for j in range(members)
-            ]
-        )
-        row = {}
-        for kind, probs, grid in (
-            ("dropout", sub, ks),
-            ("independent", ind, range(2, members + 1)),
-        ):
-            row[kind] = {
-                "test": _stats(probs[:, :n], ds.y_test, grid),
-                "train": _stats(probs[:, n:], ds.y_train, grid),
-                "test_ex": decompose_ex(probs[:members, :n], ds.y_test),
-            }
-        out.append(row)
-    return {"seeds": out}
+            ind = np.stack(
+                [
+                    np.asarray(jax.nn.softmax(plain_model.apply(take(vp, i + j * n_seeds), both)))
+                    for j in range(members)
+                ]
+            )
+            row = {}
+            for kind, probs, grid in (
+                ("dropout", sub, ks),
+                ("independent", ind, range(2, members + 1)),
+            ):
+                row[kind] = {
+                    "test": _stats(probs[:, :n], ds.y_test, grid),
+                    "train": _stats(probs[:, n:], train.y_train, grid),
+                    "test_ex": decompose_ex(probs[:members, :n], ds.y_test),
+                }
+            out.append(row)
+        result["seeds" + sfx] = out
+    return result
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
@@ -258,7 +274,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     ks = tuple(sorted(set(cfg.k_grid) | {cfg.members}))
     return {
         "diversity": cell(
-            diversity_cell, ds=ds, model=model, train=cfg.train, members=cfg.members, ks=ks,
+            diversity_cell, ds=ds, model=model, protocol=cfg.protocol, members=cfg.members, ks=ks,
             seeds=list(range(cfg.seeds)), stream=(NAME, "diversity"),
         )
     }  # fmt: skip
@@ -276,28 +292,20 @@ STATS = (
 )
 
 
-def summarise(cfg: Config, raw: dict) -> dict:
-    """The share, offset and correlation tests, and the curves over K.
+def _tests(cfg: Config, seeds: list) -> dict:
+    """The tests of one selection of the nets (within W, or within 2W).
 
     Args:
       cfg: the configuration.
-      raw: the cells' results, keyed as :func:`plan` names them.
+      seeds: the cell's rows per seed (``seeds`` or ``seeds_2w``).
 
     Returns:
-      ``{"grids", "curves", "shares", "tests", "primary", "findings"}``: each kind's Ks;
-      per kind and split, intervals of each of :data:`STATS` over K; each kind's interval of
-      the share of the members' mean test Brier score that averaging ``members`` removes;
-      the tests of :meth:`Config.test_names`, the primary first; when the share equivalence
-      is contradicted, a finding saying which way.
+      ``{name: test}`` for the tests of :meth:`Config.test_names` without their twins.
     """
-    seeds = raw["diversity"]["seeds"]
     m = str(cfg.members)
 
     def col(kind, split, k, stat):
         return np.array([s[kind][split][str(k)][stat] for s in seeds])
-
-    def share(kind, k=m):
-        return col(kind, "test", k, "ambiguity") / col(kind, "test", k, "member")
 
     def ex(kind, term):  # (S, N): the first `members` members' per-example term
         return np.array([s[kind]["test_ex"][term] for s in seeds])
@@ -338,6 +346,36 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "independent nets (< 0: dropout's are less alike)",
         ),
     }
+    return tests
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    """The share, offset and correlation tests, and the curves over K.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"grids", "curves", "shares", "arms", "protocol", "tests", "primary", "findings"}``:
+      each kind's Ks;
+      per kind and split, intervals of each of :data:`STATS` over K; each kind's interval of
+      the share of the members' mean test Brier score that averaging ``members`` removes;
+      both kinds' training (:func:`.protocol.arm_summary`) and the protocol; the tests of
+      :meth:`Config.test_names` (each guarded, with its twin within 2W), the primary first;
+      when the share equivalence is contradicted, a finding saying which way.
+    """
+    seeds = raw["diversity"]["seeds"]
+    m = str(cfg.members)
+
+    def col(kind, split, k, stat):
+        return np.array([s[kind][split][str(k)][stat] for s in seeds])
+
+    def share(kind, k=m):
+        return col(kind, "test", k, "ambiguity") / col(kind, "test", k, "member")
+
+    arms = raw["diversity"]["arms"]
+    tests = guarded(_tests(cfg, seeds), _tests(cfg, raw["diversity"]["seeds_2w"]), arms)
     tests = primary_first(tests, cfg.primary)
     grids = {k: list(seeds[0][k]["test"]) for k in KINDS}  # str(K) keys
     curves = {
@@ -365,6 +403,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "grids": grids,
         "curves": curves,
         "shares": shares,
+        "arms": {k: arm_summary(v) for k, v in arms.items()},
+        "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
         "findings": findings,

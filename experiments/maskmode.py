@@ -4,15 +4,18 @@ trains the same thing as a fresh mask per example, as the libraries implement it
 The tutorial: "in each training batch ... half of the hidden nodes" are deleted, one
 subnetwork per batch. PyTorch's ``nn.Dropout`` and :func:`dropstudy.train.train` (by default)
 draw one mask per *example*. The same nets (same initialisation, minibatch order, steps and
-keys) are trained both ways (``mask_mode="per_batch"`` vs ``"per_example"``) and compared on
-the test NLL and error of their MC average and of weight scaling, with train error beside
-them, and on how closely weight scaling matches the net's own average over subnetworks: the
-MC average for the wide net, the exact average over all 2^16 subnetworks for a small one.
+keys) are trained both ways (``mask_mode="per_batch"`` vs ``"per_example"``), each way an arm
+of its own under the study's protocol (:mod:`.protocol`: tuned on the validation split, each
+seed stopped by the MC average's validation NLL within ``W`` and, for the twin tests, within
+``2W``), and compared on the test NLL and error of their MC average and of weight scaling,
+with train error beside them, and on how closely weight scaling matches the net's own average
+over subnetworks: the MC average for the wide net, the exact average over all 2^16
+subnetworks for a small one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import jax.numpy as jnp
@@ -21,7 +24,7 @@ import numpy as np
 from dropstudy.data import Dataset
 from dropstudy.metrics import gaps, scores
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, seed_keys, train_seeds
+from dropstudy.train import take
 
 from .common import (
     MC_K,
@@ -32,6 +35,16 @@ from .common import (
     test_ex,
 )
 from .evaluate import Evaluator, by_predictor
+from .protocol import (
+    ENSEMBLE,
+    QUICK_ENSEMBLE,
+    TWICE,
+    Protocol,
+    arm_summary,
+    guarded,
+    shared_arm,
+    split,
+)
 from .stats import direction, equivalence
 
 NAME = "maskmode"
@@ -51,7 +64,9 @@ class Config(ExperimentConfig):
     hidden: tuple[int, ...] = (64, 64)
     small: tuple[int, ...] = (8, 8)  # 16 droppable units: weight scaling vs the exact mean
     rate: float = 0.5
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    # Each mask mode is an arm of its own, stopped by its ensemble (the MC average): the
+    # protocol's recipes with that mode (:func:`with_mode`).
+    protocol: Protocol = ENSEMBLE
     # Equivalence margins, fixed before the run, as the ensembles experiment's: 0.02 nats of
     # test NLL (true-label probabilities within a factor ~1.02) and 0.5 pp of test error.
     margin_nll: float = 0.02
@@ -62,7 +77,7 @@ class Config(ExperimentConfig):
         "seeds": 2,
         "hidden": (16, 16),
         "small": (4, 4),
-        "train": train.replace(steps=150),
+        "protocol": QUICK_ENSEMBLE,
     }
 
     def test_names(self) -> tuple[str, ...]:
@@ -71,62 +86,84 @@ class Config(ExperimentConfig):
         Returns:
           Test NLL and error by each predictor, and the weight-scaling gaps.
         """
-        return ("nll_mc", "nll_ws", "err_mc", "err_ws", "ws_gap_mc", "ws_gap_exact")
+        names = ("nll_mc", "nll_ws", "err_mc", "err_ws", "ws_gap_mc", "ws_gap_exact")
+        return tuple(n + t for n in names for t in ("", TWICE))
+
+
+def with_mode(protocol: Protocol, mode: str) -> Protocol:
+    """``protocol`` with every recipe drawing its masks by ``mode``.
+
+    Args:
+      protocol: the protocol.
+      mode: one of :data:`MODES`.
+
+    Returns:
+      The protocol whose recipes train with ``mask_mode=mode`` (the per-example one is the
+      trainer's default, so its arm is the one other experiments train).
+    """
+    recipes = tuple(replace(r, train=r.train.replace(mask_mode=mode)) for r in protocol.recipes)
+    return replace(protocol, recipes=recipes)
 
 
 def mode_cell(
     ds: Dataset,
     model: MLP,
-    train: TrainConfig,
+    protocol: Protocol,
     exact: bool,
     seeds: list[int],
     ev: Evaluator,
 ) -> dict:
     """Per seed and mask mode: scores by weight scaling and the MC average, and their gap.
 
-    Test and train scores by weight scaling and by the MC average (``ev``: its K and keys,
-    the same MC subnetworks for both modes), and how far weight scaling is from that average
-    on the test set (and, with ``exact``, from the exact arithmetic mean over all
-    subnetworks). Both modes start from the same keys, so only the masks differ.
+    Each mode trains by ``protocol`` with its masks drawn that way (:func:`with_mode`),
+    tuned on its own. Test and train scores by weight scaling and by the MC average (``ev``:
+    its K and keys, the same MC subnetworks for both modes), and how far weight scaling is
+    from that average on the test set (and, with ``exact``, from the exact arithmetic mean
+    over all subnetworks), for the variables selected within ``W`` and within ``2W``.
 
     Args:
       ds: the data set.
       model: the dropout net.
-      train: how to train; its ``mask_mode`` is replaced by each of :data:`MODES`.
+      protocol: how to train (:mod:`.protocol`); its recipes' ``mask_mode`` is replaced by
+        each of :data:`MODES`.
       exact: whether to compare with the exact average too (the net must be enumerable).
       seeds: the seeds, trained together.
       ev: the evaluator.
 
     Returns:
-      ``{mode: [row per seed]}``; a row holds ``"ws"`` and ``"mc"`` (``{"test", "train"}``
-      :func:`~dropstudy.metrics.scores`), ``"ws_vs_mc"`` and with ``exact``
-      ``"ws_vs_exact"`` (:func:`~dropstudy.metrics.gaps` on the test set).
+      ``{mode: [row per seed], mode + "_2w": [...], "arms": {mode: record}}``; a row holds
+      ``"ws"`` and ``"mc"`` (``{"test", "train"}`` :func:`~dropstudy.metrics.scores`, train
+      on the 80% trained on), ``"ws_vs_mc"`` and with ``exact`` ``"ws_vs_exact"``
+      (:func:`~dropstudy.metrics.gaps` on the test set); ``arms`` the records of
+      :func:`.protocol.train_arm`.
     """
-    out = {}
+    train, _ = split(ds)
+    both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(train.x_train)])
+    n = len(ds.x_test)
+    out = {"arms": {}}
     for mode in MODES:
-        variables, _ = train_seeds(
-            model, seed_keys(seeds), ds.x_train, ds.y_train, train.replace(mask_mode=mode),
-            seeds=seeds,
-        )  # fmt: skip
-        rows = []
-        both = jnp.concatenate([jnp.asarray(ds.x_test), jnp.asarray(ds.x_train)])
-        n = len(ds.x_test)
-        for _, s, v, preds in ev.over_seeds(model, variables, seeds, both):
-            row, test = {}, {}
-            for p, avg in preds.items():
-                probs = np.asarray(avg.arithmetic)
-                row[p] = {
-                    "test": scores(probs[:n], ds.y_test),
-                    "train": scores(probs[n:], ds.y_train),
-                    "test_ex": test_ex(probs[:n], ds.y_test),
-                }
-                test[p] = probs[:n]
-            row["ws_vs_mc"] = gaps(test["ws"], test["mc"])
-            if exact:
-                ex = ev.predict(model, v, ds.x_test, s, ("exact",))["exact"].arithmetic
-                row["ws_vs_exact"] = gaps(test["ws"], np.asarray(ex))
-            rows.append(row)
-        out[mode] = rows
+        arm = shared_arm(ds, model, with_mode(protocol, mode), seeds)
+        out["arms"][mode] = arm.record
+        for sfx, variables in (("", arm.within_w), ("_2w", arm.within_2w)):
+            rows = []
+            for i, s in enumerate(seeds):
+                v = take(variables, i)
+                preds = ev.predict(model, v, both, s)
+                row, test = {}, {}
+                for p, avg in preds.items():
+                    probs = np.asarray(avg.arithmetic)
+                    row[p] = {
+                        "test": scores(probs[:n], ds.y_test),
+                        "train": scores(probs[n:], train.y_train),
+                        "test_ex": test_ex(probs[:n], ds.y_test),
+                    }
+                    test[p] = probs[:n]
+                row["ws_vs_mc"] = gaps(test["ws"], test["mc"])
+                if exact:
+                    ex = ev.predict(model, v, ds.x_test, s, ("exact",))["exact"].arithmetic
+                    row["ws_vs_exact"] = gaps(test["ws"], np.asarray(ex))
+                rows.append(row)
+            out[mode + sfx] = rows
     return out
 
 
@@ -142,7 +179,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       exact average.
     """
     seeds = list(range(cfg.seeds))
-    kw = dict(ds=ds, train=cfg.train, seeds=seeds)
+    kw = dict(ds=ds, protocol=cfg.protocol, seeds=seeds)
     return {
         "net=wide": cell(
             mode_cell, model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate),
@@ -155,31 +192,27 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     }  # fmt: skip
 
 
-def summarise(cfg: Config, raw: dict) -> dict:
-    """The mask-mode tests and intervals per net and mode.
+def _tests(cfg: Config, raw: dict, sfx: str) -> tuple[dict, list[str]]:
+    """The tests of one selection of the nets: within W (``sfx`` empty) or within 2W
+    (``"_2w"``).
 
     Args:
       cfg: the configuration.
-      raw: the cells' results, keyed as :func:`plan` names them.
+      raw: the cells' results.
+      sfx: the selection's suffix of the cells' row keys.
 
     Returns:
-      ``{"rows", "tests", "primary", "findings"}``: per ``"<net> <mode>"``, intervals of
-      accuracy and NLL by each predictor on test and train and of weight scaling's gaps
-      (``mean_kl``, ``disagreement``); the tests of :meth:`Config.test_names`, the primary
-      first; findings where the NLL or error test differs in sign or verdict between the
-      predictors.
+      ``({name: test}, findings)``: the tests of :meth:`Config.test_names` without their
+      twins, and where the NLL or error test differs in sign or verdict between predictors.
     """
 
-    def col(net, mode, p, split, m):
-        return np.array([r[p][split][m] for r in raw[f"net={net}"][mode]])
-
     def gap(net, mode, ref, m):
-        return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
+        return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode + sfx]])
 
     def diff(p, m):
         """Wide net, test split, per seed and test example ``(S, N)`` (intervals over both
         noises): a mask per batch minus a mask per example."""
-        e = lambda mode: np.array([r[p]["test_ex"][m] for r in raw["net=wide"][mode]])  # noqa: E731
+        e = lambda mode: np.array([r[p]["test_ex"][m] for r in raw["net=wide"][mode + sfx]])  # noqa: E731
         return e("per_batch") - e("per_example")
 
     # Each quantity by both predictors: a sign or verdict that depends on which is a finding.
@@ -215,6 +248,40 @@ def summarise(cfg: Config, raw: dict) -> dict:
         metric="kl",
         what="KL(exact mean || weight scaling) on test, small net, per batch minus per example",
     )
+    return tests, findings
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    """The mask-mode tests and intervals per net and mode.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"rows", "arms", "protocol", "tests", "primary", "findings"}``: per ``"<net>
+      <mode>"``, intervals of accuracy and NLL by each predictor on test and train and of
+      weight scaling's gaps (``mean_kl``, ``disagreement``), and each arm's training
+      (:func:`.protocol.arm_summary`); the protocol; the tests (each guarded, with its twin
+      within 2W) of :meth:`Config.test_names`, the primary
+      first; findings where the NLL or error test differs in sign or verdict between the
+      predictors.
+    """
+
+    def col(net, mode, p, split, m):
+        return np.array([r[p][split][m] for r in raw[f"net={net}"][mode]])
+
+    def gap(net, mode, ref, m):
+        return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
+
+    within, findings = _tests(cfg, raw, "")
+    twice, _ = _tests(cfg, raw, "_2w")
+    arms = {f"{net} {mode}": raw[f"net={net}"]["arms"][mode] for net in ("wide", "small")
+            for mode in MODES}  # fmt: skip
+    tests = {}
+    for name, t in within.items():
+        net = "small" if name == "ws_gap_exact" else "wide"
+        tests |= guarded({name: t}, twice, {k: a for k, a in arms.items() if k.startswith(net)})
     tests = primary_first(tests, cfg.primary)
     rows = {}
     for net in ("wide", "small"):
@@ -230,4 +297,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
                     m: ci(gap(net, mode, ref, m)) for m in ("mean_kl", "disagreement")
                 }
             rows[f"{net} {mode}"] = r
-    return {"rows": rows, "tests": tests, "primary": cfg.primary, "findings": findings}
+    return {
+        "rows": rows,
+        "arms": {k: arm_summary(v) for k, v in arms.items()},
+        "protocol": cfg.protocol.to_dict(),
+        "tests": tests,
+        "primary": cfg.primary,
+        "findings": findings,
+    }

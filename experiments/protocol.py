@@ -40,9 +40,11 @@ recipes, the pilot seeds, the selecting predictor).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dropstudy.data import Dataset
@@ -203,6 +205,44 @@ class Protocol:
         d = asdict(self)
         d["recipes"] = [r.to_dict() for r in self.recipes]
         return d
+
+
+# The protocols the experiments share, so that an arm (data set, net, rate) trained by more
+# than one experiment is tuned once (the tuning cache is keyed by the arm and its protocol).
+# NET_AS_USED stops each run by the network as used (weight scaling); ENSEMBLE by the MC
+# average of SELECT_K fixed subnetworks, for claims about the ensemble. W = 8,000 steps is
+# where a first run's dropout nets of 64-128 units per layer were still improving at 4,000.
+SELECT_K = 32
+NET_AS_USED = Protocol(window=8000, eval_every=100, select_by="ws")
+ENSEMBLE = Protocol(window=8000, eval_every=100, select_by="mc", select_k=SELECT_K)
+# The quick runs' protocols: one recipe of two rates (each recipe's grid compiles once per
+# arm), two pilot seeds, W = 100.
+QUICK_PROTOCOL = Protocol(
+    window=100, eval_every=50, recipes=(Recipe("adam", ADAM.train, (1e-3, 3e-3)),),
+    pilot_seeds=(1000, 1001),
+)  # fmt: skip
+QUICK_ENSEMBLE = Protocol(
+    window=100, eval_every=50, select_by="mc", select_k=4, recipes=QUICK_PROTOCOL.recipes,
+    pilot_seeds=QUICK_PROTOCOL.pilot_seeds,
+)  # fmt: skip
+# A plain net is scored by weight scaling whatever its protocol's select_by says, so the
+# protocol it is tuned under is the weight-scaling one (its tuning then shared with every
+# experiment that trains it): see :func:`plain_protocol`.
+
+
+def plain_protocol(protocol: Protocol) -> Protocol:
+    """The protocol a plain net trains under alongside dropout nets trained by ``protocol``.
+
+    A plain net has one subnetwork, so ``select_by`` changes nothing it does; with weight
+    scaling named, its tuning is cached under the same key whichever experiment trains it.
+
+    Args:
+      protocol: the dropout nets' protocol.
+
+    Returns:
+      ``protocol`` selecting by weight scaling.
+    """
+    return replace(protocol, select_by="ws", select_k=None)
 
 
 def _rates(model: Any) -> tuple[float, ...]:
@@ -418,6 +458,48 @@ def train_arm(
         "n_train": len(train.x_train) if subsets is None else subsets,
     }
     return Arm(w.variables, ww.variables, record, hist)
+
+
+def shared_arm(ds: Dataset, model: Any, protocol: Protocol, seeds: list[int]) -> Arm:
+    """:func:`train_arm`, kept in the run's tuning cache so that every experiment training the
+    same arm (data set, net, protocol, seeds) trains it once.
+
+    Outside a run (no cache) it is :func:`train_arm` itself. The cached variables are exact:
+    float32 round-trips through the cache's 10 significant digits.
+
+    Args:
+      ds: the data set.
+      model: the net.
+      protocol: the protocol.
+      seeds: the study's seeds.
+
+    Returns:
+      The :class:`Arm`, without its ``history``.
+    """
+    store = STORE.get()
+    if store is None:
+        return train_arm(ds, model, protocol, seeds)
+    kwargs = {"ds": ds, "model": model, "protocol": protocol, "seeds": list(seeds)}
+    packed = store(_packed_arm, kwargs, f"arm_{ds.name}_{type(model).__name__}")
+    return Arm(_unpack(packed["within_w"]), _unpack(packed["within_2w"]), packed["record"])
+
+
+def _packed_arm(ds: Dataset, model: Any, protocol: Protocol, seeds: list[int]) -> dict:
+    arm = train_arm(ds, model, protocol, seeds)
+    return {"within_w": _pack(arm.within_w), "within_2w": _pack(arm.within_2w),
+            "record": arm.record}  # fmt: skip
+
+
+def _pack(tree: Any) -> Any:
+    return jax.tree.map(lambda a: {"dtype": str(a.dtype), "data": np.asarray(a).tolist()}, tree)
+
+
+def _unpack(tree: Any) -> Any:
+    return jax.tree.map(
+        lambda d: jnp.asarray(np.asarray(d["data"], d["dtype"])),
+        tree,
+        is_leaf=lambda d: isinstance(d, dict) and set(d) == {"dtype", "data"},
+    )
 
 
 def settle_steps(val_loss: np.ndarray, steps: int) -> list[int]:

@@ -31,7 +31,7 @@ import numpy as np
 from dropstudy import masks as M
 from dropstudy.data import Dataset
 from dropstudy.models import MLP
-from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.train import take
 
 from .common import (
     MC_K,
@@ -42,6 +42,16 @@ from .common import (
     primary_first,
 )
 from .evaluate import seed_key
+from .protocol import (
+    ENSEMBLE,
+    QUICK_ENSEMBLE,
+    TWICE,
+    Protocol,
+    arm_summary,
+    guarded,
+    shared_arm,
+    split,
+)
 from .stats import direction, equivalence
 
 NAME = "voting"
@@ -57,6 +67,7 @@ LABELS = {
     "ws": "weight scaling",
 }
 CHUNK = 256  # subnetworks per step of a reduction
+SMALL_TESTS = ("vote_5_small", "vote_exact_small")  # the tests on the small net
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,9 @@ class Config(ExperimentConfig):
     hidden: tuple[int, ...] = (64, 64)
     small: tuple[int, ...] = (8, 8)  # 16 droppable units: the exact vote over 2^16
     rate: float = 0.5
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    # Each net trains by the study's protocol, stopped by its ensemble (the MC average of a
+    # fixed set of subnetworks): the claim is about combining subnetworks.
+    protocol: Protocol = ENSEMBLE
     k: int = MC_K
     k_grid: tuple[int, ...] = (1, 3, 5, 11, 21, 51, 101, 201, 501, 1000)
     # Equivalence margin on test error (fraction), fixed before the run: half a percentage
@@ -79,7 +92,7 @@ class Config(ExperimentConfig):
         "seeds": 2,
         "hidden": (16, 16),
         "small": (4, 4),
-        "train": train.replace(steps=150),
+        "protocol": QUICK_ENSEMBLE,
         "k": 64,
         "k_grid": (1, 5, 64),  # holds members
     }
@@ -91,8 +104,9 @@ class Config(ExperimentConfig):
           Whatever ``members`` and ``k`` are (they change the wording only): the votes
           against the arithmetic mean, weight scaling and the geometric mean.
         """
-        return ("vote_5", "vote_5_small", "vote_mc", "vote_vs_ws", "vote_exact_small",
-                "geometric_vs_vote")  # fmt: skip
+        names = ("vote_5", "vote_5_small", "vote_mc", "vote_vs_ws", "vote_exact_small",
+                 "geometric_vs_vote")  # fmt: skip
+        return tuple(n + t for n in names for t in ("", TWICE))
 
 
 def combine(logits: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
@@ -247,7 +261,7 @@ def errors(pred: dict, y) -> dict:
 def vote_cell(
     ds: Dataset,
     model: MLP,
-    train: TrainConfig,
+    protocol: Protocol,
     k: int,
     grid: tuple[int, ...],
     seeds: list[int],
@@ -256,14 +270,16 @@ def vote_cell(
 ) -> dict:
     """Per seed, one dropout net: the test and train error of every rule.
 
-    Test error of every rule over its first ``g`` MC subnetworks for ``g`` in ``grid``, the
-    fraction of tied votes, and train and test error of every rule (and weight scaling) at
-    ``k``. With 16 or fewer droppable units, test error and ties over all 2^n.
+    The net trains by the protocol (tuned on the validation split, each seed's variables
+    selected within ``W`` and within ``2W``); both selections are scored alike. Test error of
+    every rule over its first ``g`` MC subnetworks for ``g`` in ``grid``, the fraction of tied
+    votes, and train and test error of every rule (and weight scaling) at ``k``. With 16 or
+    fewer droppable units, test error and ties over all 2^n.
 
     Args:
       ds: the data set.
       model: the dropout net.
-      train: how to train.
+      protocol: how to train it (:mod:`.protocol`).
       k: the number of MC subnetworks.
       grid: the numbers of subnetworks of the test curves (``k`` is added).
       seeds: the seeds, trained together.
@@ -272,50 +288,69 @@ def vote_cell(
         kept, for tests whose intervals cover the test set's noise.
 
     Returns:
-      ``{"grid": sorted grid with k, "seeds": [row per seed]}``; a row holds ``"test_curve"``
-      (``vote``, ``arithmetic``, ``geometric`` and ``tie``, lists over the grid), ``"test"``
-      and ``"train"`` (the errors of :func:`errors` and ``ws`` at ``k``), ``"test_ex"``
-      (``{str(g): each test example's error per rule}`` for ``g`` in ``ex_at``, with ``ws``
-      where ``g`` is ``k``), and with 16 or fewer droppable units ``"exact_test"`` (errors),
-      ``"exact_test_ex"`` (per example) and ``"exact_tie"``.
+      ``{"grid": sorted grid with k, "seeds": [row per seed], "seeds_2w", "arm"}``; a row
+      holds ``"test_curve"`` (``vote``, ``arithmetic``, ``geometric`` and ``tie``, lists over
+      the grid), ``"test"`` and ``"train"`` (the errors of :func:`errors` and ``ws`` at ``k``,
+      train on the 80% trained on), ``"test_ex"`` (``{str(g): each test example's error per
+      rule}`` for ``g`` in ``ex_at``, with ``ws`` where ``g`` is ``k``), and with 16 or fewer
+      droppable units ``"exact_test"`` (errors), ``"exact_test_ex"`` (per example) and
+      ``"exact_tie"``; ``seeds_2w`` the same for the variables selected within ``2W``;
+      ``arm`` the net's record (:func:`.protocol.train_arm`).
     """
-    variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
+    arm = shared_arm(ds, model, protocol, seeds)
+    train, _ = split(ds)
     spec = M.mask_spec(model, ds.x_train[:1])
     grid = tuple(sorted(set(grid) | {k}))
-    out = {"grid": list(grid), "seeds": []}
-    for i, s in enumerate(seeds):
-        v, key = take(variables, i), seed_key((*stream, "votes"), s)
-        row = {"test_curve": {r: [] for r in (*RULES[:3], "tie")}, "test_ex": {}}
-        for split, x, y in (("test", ds.x_test, ds.y_test), ("train", ds.x_train, ds.y_train)):
-            x = jnp.asarray(x)
-            # the training set's rows are needed at K only (4,000 examples on MNIST-1D)
-            at = grid if split == "test" else (k,)
-            sums = mc_sums(model, spec, k, at, v, x, key)
-            ws = np.asarray(model.apply(v, x).argmax(-1))
-            for j, g in enumerate(at):
-                pred = decide({n: a[j] for n, a in sums.items()}, float(g))
-                if split == "test":
-                    each = errors_ex(pred, y)
-                    for r, e in each.items():
-                        row["test_curve"][r].append(float(np.mean(e)))
-                    row["test_curve"]["tie"].append(float(np.mean(np.asarray(pred["tie"]))))
-                    if g in ex_at:
-                        kept = {r: e.tolist() for r, e in each.items()}
-                        if g == k:
-                            kept["ws"] = (ws != np.asarray(y)).astype(np.float64).tolist()
-                        row["test_ex"][str(g)] = kept
-                if g == k:
-                    row[split] = {**errors(pred, y), "ws": float(np.mean(ws != y))}
-            # The exact vote on the test set only: its train error would cost the training
-            # set's size over again (4,000 examples on MNIST-1D), and the MC rows at K
-            # already give every rule's train error.
-            if spec.n_droppable <= 16 and split == "test":
-                pred = decide(exact_sums(model, spec, v, x), 1.0)
-                row["exact_test"] = errors(pred, y)
-                row["exact_test_ex"] = {r: e.tolist() for r, e in errors_ex(pred, y).items()}
-                row["exact_tie"] = float(np.mean(np.asarray(pred["tie"])))
-        out["seeds"].append(row)
+    out = {"grid": list(grid), "arm": arm.record}
+    for sfx, variables in (("", arm.within_w), ("_2w", arm.within_2w)):
+        out["seeds" + sfx] = [
+            _vote_row(
+                model,
+                spec,
+                take(variables, i),
+                seed_key((*stream, "votes"), s),
+                ds,
+                train,
+                k,
+                grid,
+                ex_at,
+            )
+            for i, s in enumerate(seeds)
+        ]
     return out
+
+
+def _vote_row(model, spec, v, key, ds, train, k, grid, ex_at) -> dict:
+    """One seed's row of :func:`vote_cell`: every rule's errors on test and on ``train``."""
+    row = {"test_curve": {r: [] for r in (*RULES[:3], "tie")}, "test_ex": {}}
+    for part, x, y in (("test", ds.x_test, ds.y_test), ("train", train.x_train, train.y_train)):
+        x = jnp.asarray(x)
+        # the training set's rows are needed at K only (4,000 examples on MNIST-1D)
+        at = grid if part == "test" else (k,)
+        sums = mc_sums(model, spec, k, at, v, x, key)
+        ws = np.asarray(model.apply(v, x).argmax(-1))
+        for j, g in enumerate(at):
+            pred = decide({n: a[j] for n, a in sums.items()}, float(g))
+            if part == "test":
+                each = errors_ex(pred, y)
+                for r, e in each.items():
+                    row["test_curve"][r].append(float(np.mean(e)))
+                row["test_curve"]["tie"].append(float(np.mean(np.asarray(pred["tie"]))))
+                if g in ex_at:
+                    kept = {r: e.tolist() for r, e in each.items()}
+                    if g == k:
+                        kept["ws"] = (ws != np.asarray(y)).astype(np.float64).tolist()
+                    row["test_ex"][str(g)] = kept
+            if g == k:
+                row[part] = {**errors(pred, y), "ws": float(np.mean(ws != y))}
+        # The exact vote on the test set only: its train error would cost the training set's
+        # size over again, and the MC rows at K already give every rule's train error.
+        if spec.n_droppable <= 16 and part == "test":
+            pred = decide(exact_sums(model, spec, v, x), 1.0)
+            row["exact_test"] = errors(pred, y)
+            row["exact_test_ex"] = {r: e.tolist() for r, e in errors_ex(pred, y).items()}
+            row["exact_tie"] = float(np.mean(np.asarray(pred["tie"])))
+    return row
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
@@ -331,7 +366,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     """
     seeds = list(range(cfg.seeds))
     grid = tuple(sorted(set(cfg.k_grid) | {cfg.members}))
-    kw = dict(ds=ds, train=cfg.train, k=cfg.k, grid=grid, seeds=seeds,
+    kw = dict(ds=ds, protocol=cfg.protocol, k=cfg.k, grid=grid, seeds=seeds,
               ex_at=tuple(sorted({cfg.members, cfg.k})))  # fmt: skip
     return {
         "net=wide": cell(
@@ -349,22 +384,17 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     }
 
 
-def summarise(cfg: Config, raw: dict) -> dict:
-    """The tests, intervals over seeds and curves of both nets.
+def _tests(cfg: Config, wide: list, small: list) -> dict:
+    """The tests of one selection of the nets (within W, or within 2W).
 
     Args:
       cfg: the configuration.
-      raw: the cells' results, keyed as :func:`plan` names them.
+      wide: the wide net's rows per seed (:func:`vote_cell`'s ``seeds`` or ``seeds_2w``).
+      small: the small net's.
 
     Returns:
-      ``{"grid", "rows", "curves", "exact_tie", "tests", "primary", "findings"}``: per net,
-      intervals of each rule's test, train and (when enumerated) exact test error
-      (``rows``) and of the test curves over the grid (``curves``); the interval of the exact
-      tie fraction of the small net (None when not enumerated); the tests of
-      :meth:`Config.test_names`, the primary first; a finding when the wide and small nets'
-      verdicts over the first ``members`` subnetworks differ.
+      ``{name: test}`` for the tests of :meth:`Config.test_names` without their twins.
     """
-    wide, small = raw["net=wide"]["seeds"], raw["net=small"]["seeds"]
     col = lambda rows, part, r: np.array([s[part][r] for s in rows])  # noqa: E731
 
     def curve(rule, rows):  # (S, N): each test example's error, first `members` subnetworks
@@ -422,6 +452,33 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "is better)",
         ),
     }
+    return tests
+
+
+def summarise(cfg: Config, raw: dict) -> dict:
+    """The tests, intervals over seeds and curves of both nets.
+
+    Args:
+      cfg: the configuration.
+      raw: the cells' results, keyed as :func:`plan` names them.
+
+    Returns:
+      ``{"grid", "rows", "curves", "exact_tie", "tests", "primary", "findings"}``: per net,
+      intervals of each rule's test, train and (when enumerated) exact test error
+      (``rows``) and of the test curves over the grid (``curves``); the interval of the exact
+      tie fraction of the small net (None when not enumerated); the tests of
+      :meth:`Config.test_names`, the primary first; a finding when the wide and small nets'
+      verdicts over the first ``members`` subnetworks differ.
+    """
+    wide, small = raw["net=wide"]["seeds"], raw["net=small"]["seeds"]
+    col = lambda rows, part, r: np.array([s[part][r] for s in rows])  # noqa: E731
+    within = _tests(cfg, wide, small)
+    twice = _tests(cfg, raw["net=wide"]["seeds_2w"], raw["net=small"]["seeds_2w"])
+    arms = {"wide": raw["net=wide"]["arm"], "small": raw["net=small"]["arm"]}
+    tests = {}
+    for name, t in within.items():
+        net = "small" if name in SMALL_TESTS else "wide"
+        tests |= guarded({name: t}, twice, {f"{net} net": arms[net]})
     tests = primary_first(tests, cfg.primary)
     rows = {}
     for net, seeds_ in (("wide", wide), ("small", small)):
@@ -446,6 +503,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "rows": rows,
         "curves": curves,
         "exact_tie": ci([s["exact_tie"] for s in small]) if "exact_tie" in small[0] else None,
+        "arms": {k: arm_summary(v) for k, v in arms.items()},
+        "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
         "findings": _net_findings(tests, cfg.members),

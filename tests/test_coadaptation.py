@@ -1,4 +1,4 @@
-"""The co-adaptation experiment's pieces: validation split, temperature, interactions
+"""The co-adaptation experiment's pieces: temperature, interactions
 (against explicit masked forward passes), the normalised measure, rescaled removal."""
 
 import jax
@@ -10,17 +10,6 @@ from dropstudy import masks as M
 from dropstudy.data import digits
 from dropstudy.metrics import cross_entropy, fit_temperature, logit_nll
 from dropstudy.models import MLP
-
-
-def test_validation_split_is_fixed_and_disjoint():
-    ds = digits()
-    fit, (xv, yv) = C.validation_split(ds, 0.2, 0)
-    assert len(xv) == round(0.2 * len(ds.x_train))
-    rows = lambda x, y: sorted(a.tobytes() + bytes([b]) for a, b in zip(x, y))  # noqa: E731
-    both = rows(np.concatenate([fit.x_train, xv]), np.concatenate([fit.y_train, yv]))
-    assert both == rows(ds.x_train, ds.y_train)  # a partition of the training set
-    _, (xv2, _) = C.validation_split(ds, 0.2, 0)
-    assert np.array_equal(xv, xv2) and np.array_equal(fit.x_test, ds.x_test)
 
 
 def test_temperature_recovers_the_scale_of_calibrated_logits():

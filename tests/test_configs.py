@@ -38,7 +38,7 @@ def test_every_config_is_valid_and_refuses_one_seed(name):
         ("ensembles", {"width": 0}, "width must be an integer >= 1"),
         ("voting", {"hidden": (16, 0)}, "hidden must be integers >= 1"),
         ("maskmode", {"margin_nll": -0.1}, "margin_nll must be > 0"),
-        ("coadaptation", {"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\)"),
+        ("coadaptation", {"protocol": None}, "protocol"),
         ("robustness", {"missing": (0.5, 1.6)}, r"missing must be in \[0, 1\)"),
         ("shrinkage", {"keeps": (2.0,)}, r"keeps must be in \(0, 1\]"),
         ("stayput", {"lr_sgd": 0.0}, "lr_sgd must be > 0"),

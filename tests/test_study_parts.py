@@ -77,7 +77,7 @@ def quick_dir(tmp_path_factory):
 
 
 # The quick runs, dealt to two pytest-xdist workers (groups quick0 and quick1, alternating
-# by the experiments' order); each worker's runs share that worker's quick_dir. The ten
+# by the experiments' order); each worker's runs share that worker's quick_dir. The eleven
 # heaviest (each 35-80 s on 2 cores, most of it compiling) run in `make test-slow`, to keep
 # the default suite under 10 minutes; their sections still render from the committed
 # results in the report tests, and every cell's code is covered by `make study`.
@@ -90,6 +90,7 @@ SLOW_QUICK_RUNS = (  # overfitting's quick run stays: the protocol end to end, i
     "coadaptation",
     "ensembles",
     "diversity",
+    "voting",
     "baselines",
     "regression",
 )

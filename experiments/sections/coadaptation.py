@@ -11,8 +11,8 @@ from ..common import (
     mlp_str,
     plt,
     table,
-    train_str,
 )
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -111,9 +111,10 @@ def raw_rate(cfg: Config, raw: dict, net: str) -> list[dict]:
       net: ``"plain"`` or ``"dropout"``.
 
     Returns:
-      The result of the net's cell (``rate=RATE``): one dict of measures per seed.
+      The result of the net's cell (``rate=RATE``): one dict of measures per seed, of the
+      nets selected within W.
     """
-    return raw[f"rate={cfg.rates[net == 'dropout']}"]
+    return raw[f"rate={cfg.rates[net == 'dropout']}"]["seeds"]
 
 
 def section(r: dict) -> str:
@@ -174,10 +175,16 @@ def section(r: dict) -> str:
          for net in label],
     )  # fmt: skip
     single = {part: ci_str(r["comparisons"][f"abs_single_{part}"], 4) for part in ("train", "test")}
-    return f"""{mlp_str(r, [w, w])}, plain vs drop rate {rate} ({train_str(c["train"])}),
-the same initialisation per seed, {c["seeds"]} seeds. Both nets train on the training set
-less a fixed validation split ({c["val_fraction"]:g} of it, the same examples for every seed
-and both nets); "train" below is the part they trained on.
+    return f"""{mlp_str(r, [w, w])}, plain vs drop rate {rate}, the same initialisation per
+seed, {c["seeds"]} seeds. Both nets train by the study's protocol, tuned each on its own, each
+seed stopped by the network as used (weight scaling): {protocol_str(c["protocol"])} "Train"
+below is the part they trained on; the protocol's validation split also fits the temperatures.
+
+{arms_table(r["arms"])}
+
+{arms_note()}
+
+**Caveats on the primary's arms.** {caveats(r["arms"], c["protocol"]["eval_every"]) or "none."}
 
 **Measures.** Removal-based measures mislead on overconfident nets (removing a unit can
 *lower* their NLL), and a net whose single units matter less shows smaller pairwise effects
@@ -218,7 +225,8 @@ over pairs (seed 0, test).*
 
 Mean |d_i|, plain minus dropout: {single["train"]} nats on the train split,
 {single["test"]} on test (paired over seeds). The primary test is R on test, plain minus
-dropout (claimed > 0): of these measures it is the one that speaks to co-adaptation proper
+dropout (claimed > 0), on the nets selected within W, held inconclusive (as every test here)
+when a net did not converge or the same test within 2W decides otherwise: of these measures it is the one that speaks to co-adaptation proper
 (how far units' effects fail to add), with each net's overall confidence calibrated by T
 (single removals can still lower the NLL: see the share of d_i < 0) and a common scale of its
 loss changes divided out. It is not free of every scale: D_ij is second order in

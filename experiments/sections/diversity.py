@@ -7,9 +7,9 @@ from ..common import (
     mlp_str,
     plt,
     table,
-    train_str,
 )
 from ..diversity import KINDS, LABELS, STATS, Config
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -86,11 +86,19 @@ def section(r: dict) -> str:
                  ci_str(v["ensemble"]), ci_str(v["member_error"]), ci_str(v["ensemble_error"]),
                  ci_str(v["disagreement"]), ci_str(v["error_corr"]) if has else "-"]
             )  # fmt: skip
-    return f"""{mlp_str(r, c["hidden"])}, {train_str(c["train"])}, {c["seeds"]} seeds. Members:
-the first K subnetworks of one dropout net (hidden drop rate {c["rate"]}; the MC stream's
-masks), and K independently trained plain nets of the same architecture (own initialisation
-and minibatch order, the same {c["train"]["steps"]} steps each). The Brier score's ambiguity
-decomposition is an identity: ensemble = mean member - ambiguity.
+    return f"""{mlp_str(r, c["hidden"])}, {c["seeds"]} seeds. Members: the first K subnetworks
+of one dropout net (hidden drop rate {c["rate"]}; the MC stream's masks), and K independently
+trained plain nets of the same architecture (own initialisation and minibatch order). Both
+kinds train by the study's protocol, tuned each on its own (the dropout net stopped by its MC
+average, each plain net by its own validation NLL): {protocol_str(c["protocol"])}
+
+{arms_table(r["arms"])}
+
+{arms_note()}
+
+**Caveats on the primary's arms.** {caveats(r["arms"], c["protocol"]["eval_every"]) or "none."}
+
+The Brier score's ambiguity decomposition is an identity: ensemble = mean member - ambiguity.
 
 ![diversity](diversity/diversity.png)
 
@@ -102,7 +110,9 @@ At K = {m} members (means over seeds, 95% CI):
 Share of the members' mean test Brier score that averaging {m} of them removes: dropout's
 subnetworks {ci_str(r["shares"]["dropout"])}, independent nets
 {ci_str(r["shares"]["independent"])}. The primary test: that share, dropout minus independent,
-equivalent within +-{c["margin"]:g} (fixed before the run). Whether averaging dropout's
+equivalent within +-{c["margin"]:g} (fixed before the run), on the nets selected within W; every
+test is held inconclusive when an arm did not converge or the same test within 2W decides
+otherwise. Whether averaging dropout's
 subnetworks lowers the 0/1 test error below their mean (the Brier score's gain is the
 ambiguity, never negative, so it is no test), and whether their errors are less correlated
 than independent nets', are exploratory. The error correlation is the mean over the pairs of

@@ -9,9 +9,9 @@ from ..common import (
     mlp_str,
     plt,
     table,
-    train_str,
 )
 from ..maskmode import LABELS, MODES, Config
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -83,13 +83,22 @@ def section(r: dict) -> str:
              ci_str(v["ws test"]["nll"]),
              ci_str(v["mc test"]["nll"]), gaps_]
         )  # fmt: skip
+    wide = {k: a for k, a in r["arms"].items() if k.startswith("wide")}
+    wide_caveats = caveats(wide, c["protocol"]["eval_every"])
     return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
-({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
-{c["seeds"]} seeds. Each seed trains twice from the same key (same initialisation, minibatch
-order and mask key; the masks drawn differ in shape, so they are different masks), once with
-a fresh mask for every example of a minibatch (`mask_mode="per_example"`, PyTorch's
-`nn.Dropout`) and once with one mask for the whole minibatch (`"per_batch"`, the tutorial's
-description).
+({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {c["seeds"]} seeds. Each
+seed trains twice from the same key (same initialisation, minibatch order and mask key; the
+masks drawn differ in shape, so they are different masks), once with a fresh mask for every
+example of a minibatch (`mask_mode="per_example"`, PyTorch's `nn.Dropout`) and once with one
+mask for the whole minibatch (`"per_batch"`, the tutorial's description). Each way is an arm
+of its own under the study's protocol, each seed stopped by the MC average (the ensemble the
+claim is about): {protocol_str(c["protocol"])}
+
+{arms_table(r["arms"])}
+
+{arms_note()}
+
+**Caveats on the primary's arms.** {wide_caveats or "none."}
 
 ![maskmode](maskmode/maskmode.png)
 
@@ -100,7 +109,9 @@ description).
 
 The primary test: test NLL of the MC average, a mask per batch minus a mask per example,
 equivalent within +-{c["margin_nll"]} nats (and +-{100 * c["margin_err"]:.1f} pp of error,
-exploratory), margins fixed before the run. "Weight scaling vs the average" is the mean
+exploratory), margins fixed before the run, on the nets selected within W; every test is held
+inconclusive when an arm it compares did not converge or the same test within 2W decides
+otherwise. "Weight scaling vs the average" is the mean
 KL divergence of weight scaling from the net's own average (MC; for the small net also the
 exact mean over all subnetworks) and the fraction of test examples on which they disagree.
 """  # fmt: skip

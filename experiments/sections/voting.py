@@ -7,8 +7,8 @@ from ..common import (
     mlp_str,
     plt,
     table,
-    train_str,
 )
+from ..protocol import arms_note, arms_table, caveats, protocol_str
 from ..voting import LABELS, RULES, Config
 
 
@@ -107,9 +107,19 @@ def section(r: dict) -> str:
     exact_tie = r["exact_tie"]
     tie_exact = "" if exact_tie is None else f", exact vote of the small net {ci_str(exact_tie)}"
     fit_text = _fit_text(r)
+    wide_caveats = caveats({"wide": r["arms"]["wide"]}, c["protocol"]["eval_every"])
     return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
-({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {train_str(c["train"])},
-{c["seeds"]} seeds. The rules combine the *same* subnetworks: K = {c["k"]} sampled ones (the
+({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {c["seeds"]} seeds. Each net
+trains by the study's protocol, each seed stopped by the MC average of a fixed set of
+subnetworks (the ensemble the claim is about): {protocol_str(c["protocol"])}
+
+{arms_table(r["arms"])}
+
+{arms_note()}
+
+**Caveats on the primary's net.** {wide_caveats or "none."}
+
+The rules combine the *same* subnetworks: K = {c["k"]} sampled ones (the
 MC subnetworks), and for the small net also all 2^{sum(c["small"])}, each weighted by its
 probability ("exact" rows). A tied vote counts as breaking the tie at random would (1 - 1/t
 of an error for a t-way tie holding the true class): neither rule is handed the ties. The
@@ -128,7 +138,9 @@ majority voting" (the tutorial's five are independently trained nets; here they 
 {c["members"]} MC subnetworks of one dropout net, the ensemble the claim is about), the majority
 vote is equivalent to the arithmetic mean within +-{100 * c["margin_err"]:.1f} pp of test error
 (fixed before the run), on the wide net; the small net's test at K = {c["members"]} is
-exploratory. {fit_text} The same over K = {c["k"]} subnetworks and over the
+exploratory. Every test is on the nets selected within W and held inconclusive when its net
+did not converge or the same test within 2W decides otherwise. {fit_text} The same over
+K = {c["k"]} subnetworks and over the
 exact ensemble of the small net, the vote against weight scaling, and the vote against the
 geometric mean are exploratory. The rows for the first {c["members"]} subnetworks are test
 error only (no train error was computed at that K).
