@@ -353,6 +353,16 @@ def bench_study(timings: list[Path]):
             )
     if len(timings) > 1:
         ROWS.append(("study wall time, all data sets", f"{total / 60:.1f} min", "-", "-"))
+    # The tuning cache trains an arm once per run (experiments/protocol.py, shared_arm): its
+    # time counts in the first experiment that trains it, in the runner's order.
+    ROWS.append(
+        (
+            "  note: shared arms",
+            "a net trained by several experiments counts in the first to train it",
+            "voting's nets serve maskmode and diversity",
+            "-",
+        )
+    )
 
 
 def _torch():

@@ -36,6 +36,7 @@ from dropstudy import masks as M
 from dropstudy.data import Dataset
 from dropstudy.models import MLP
 from dropstudy.train import take
+from dropstudy.validate import DropstudyError
 
 from .common import (
     ExperimentConfig,
@@ -90,6 +91,25 @@ class Config(ExperimentConfig):
         "members": 3,
         "k_grid": (2, 3, 10),
     }
+
+    def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that the plain
+        members' seeds (``0 .. seeds * members - 1``) stay clear of the protocol's pilot
+        seeds.
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
+        super().check()
+        n = self.seeds * self.members
+        if n > min(self.protocol.pilot_seeds):
+            raise DropstudyError(
+                f"seeds x members = {n} plain nets would reach the pilot seeds "
+                f"{list(self.protocol.pilot_seeds)} (member j of seed s is seed s + j * seeds): "
+                "use fewer seeds or members"
+            )
 
     def test_names(self) -> tuple[str, ...]:
         """The tests :func:`summarise` names (fixed).
@@ -375,7 +395,12 @@ def summarise(cfg: Config, raw: dict) -> dict:
         return col(kind, "test", k, "ambiguity") / col(kind, "test", k, "member")
 
     arms = raw["diversity"]["arms"]
-    tests = guarded(_tests(cfg, seeds), _tests(cfg, raw["diversity"]["seeds_2w"]), arms)
+    within, twice = _tests(cfg, seeds), _tests(cfg, raw["diversity"]["seeds_2w"])
+    tests = {}
+    for name, t in within.items():
+        # a test on dropout's subnetworks alone is held by the dropout net's training alone
+        own = {"dropout": arms["dropout"]} if name == "offset_dropout" else arms
+        tests |= guarded({name: t}, twice, own)
     tests = primary_first(tests, cfg.primary)
     grids = {k: list(seeds[0][k]["test"]) for k in KINDS}  # str(K) keys
     curves = {

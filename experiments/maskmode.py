@@ -3,9 +3,9 @@ trains the same thing as a fresh mask per example, as the libraries implement it
 
 The tutorial: "in each training batch ... half of the hidden nodes" are deleted, one
 subnetwork per batch. PyTorch's ``nn.Dropout`` and :func:`dropstudy.train.train` (by default)
-draw one mask per *example*. The same nets (same initialisation, minibatch order, steps and
-keys) are trained both ways (``mask_mode="per_batch"`` vs ``"per_example"``), each way an arm
-of its own under the study's protocol (:mod:`.protocol`: tuned on the validation split, each
+draw one mask per *example*. The same nets (same initialisation, minibatch order and keys)
+are trained both ways (``mask_mode="per_batch"`` vs ``"per_example"``), each way an arm of its
+own under the study's protocol (:mod:`.protocol`: tuned on the validation split, each
 seed stopped by the MC average's validation NLL within ``W`` and, for the twin tests, within
 ``2W``), and compared on the test NLL and error of their MC average and of weight scaling,
 with train error beside them, and on how closely weight scaling matches the net's own average

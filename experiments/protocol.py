@@ -32,10 +32,14 @@ So every arm (a data set, a net, a drop rate) is trained here the same way:
 The predictor that scores the validation loss is the claim's primary one (``select_by``:
 weight scaling, or the MC average over ``select_k`` fixed subnetworks). A tuned arm's choice
 is cached beside the experiments (``<scale folder>/tuning/``, :func:`tuning_store`), one file
-per arm, so an experiment that trains the same arm (data set, net, protocol) reuses it; in
-this study the experiments' windows and recipes differ, so each tunes its own arms. The
-cache only saves time: the choice is a pure function of the arm and the protocol (``W``, the
-recipes, the pilot seeds, the selecting predictor).
+per arm, so an experiment that trains the same arm (data set, net, protocol) reuses it; the
+experiments that share nets share a protocol (:data:`NET_AS_USED`, :data:`ENSEMBLE`), and a
+plain net tunes under the weight-scaling one whatever its dropout partner's
+(:func:`plain_protocol`). :func:`shared_arm` caches a trained arm there too (its variables
+within ``W`` and ``2W`` and its record), so voting's nets, maskmode's per-example arms and
+diversity's dropout net train once. The cache only saves time: the choice and the trained
+arm are pure functions of the arm, the protocol (``W``, the recipes, the pilot seeds, the
+selecting predictor), the seeds and the code (keyed as a cell is).
 """
 
 from __future__ import annotations

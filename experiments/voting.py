@@ -325,7 +325,7 @@ def _vote_row(model, spec, v, key, ds, train, k, grid, ex_at) -> dict:
     row = {"test_curve": {r: [] for r in (*RULES[:3], "tie")}, "test_ex": {}}
     for part, x, y in (("test", ds.x_test, ds.y_test), ("train", train.x_train, train.y_train)):
         x = jnp.asarray(x)
-        # the training set's rows are needed at K only (4,000 examples on MNIST-1D)
+        # the training split's rows are needed at K only (3,200 examples on MNIST-1D)
         at = grid if part == "test" else (k,)
         sums = mc_sums(model, spec, k, at, v, x, key)
         ws = np.asarray(model.apply(v, x).argmax(-1))

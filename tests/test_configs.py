@@ -39,6 +39,7 @@ def test_every_config_is_valid_and_refuses_one_seed(name):
         ("voting", {"hidden": (16, 0)}, "hidden must be integers >= 1"),
         ("maskmode", {"margin_nll": -0.1}, "margin_nll must be > 0"),
         ("coadaptation", {"protocol": None}, "protocol"),
+        ("diversity", {"seeds": 300}, "would reach the pilot seeds"),
         ("robustness", {"missing": (0.5, 1.6)}, r"missing must be in \[0, 1\)"),
         ("shrinkage", {"keeps": (2.0,)}, r"keeps must be in \(0, 1\]"),
         ("stayput", {"lr_sgd": 0.0}, "lr_sgd must be > 0"),
@@ -262,3 +263,33 @@ def test_the_rules_between_fields_come_before_the_primary():
     # mlp_optimizers names the tests: its own rule speaks first
     with pytest.raises(DropstudyError, match="must name sgd and/or adam"):
         runner.module("shrinkage").Config(mlp_optimizers=("rmsprop",))
+
+
+PROTOCOL_EXPERIMENTS = [n for n in runner.NAMES if hasattr(runner.module(n).Config(), "protocol")]
+
+
+@pytest.mark.parametrize("name", PROTOCOL_EXPERIMENTS)
+def test_the_protocol_reaches_every_cell_that_trains(name):
+    """``Config.protocol`` is what each cell trains its nets by (directly, or in the config
+    a cell is given)."""
+    from dataclasses import replace
+
+    from dropstudy_experiments.protocol import Protocol
+
+    from dropstudy.data import digits
+
+    cfg = runner.module(name).Config().quick()
+    mine = replace(cfg.protocol, window=300, eval_every=30)
+    cfg = replace(cfg, protocol=mine)
+    got = []
+    for c in runner.module(name).plan(cfg, digits()).values():
+        ps = [v for v in c.kwargs.values() if isinstance(v, Protocol)]
+        ps += [v.protocol for v in c.kwargs.values() if getattr(v, "protocol", None) is not None]
+        got += ps
+    assert got and all(p.window == 300 and p.eval_every == 30 for p in got)
+
+
+def test_the_protocol_experiments_include_the_converted_ones():
+    assert set(PROTOCOL_EXPERIMENTS) >= {
+        "overfitting", "robustness", "conv", "coadaptation", "voting", "maskmode", "diversity",
+    }  # fmt: skip

@@ -251,3 +251,46 @@ def test_empty_seeds_and_a_choice_no_better_than_chance_are_refused(small):
                    momentum=0.9), (1e4, 1e5)),))  # fmt: skip
     with pytest.raises(DropstudyError, match="no candidate beat chance"):
         PR.tune(small, model, wild)
+
+
+def test_a_shared_arm_is_trained_once_and_comes_back_bit_for_bit(small, tmp_path):
+    import jax
+    from dropstudy_experiments.common import TuningStore
+
+    model, seeds = MLP(hidden=(16,), n_out=10, rate=0.5), [0, 1]
+    fresh = PR.train_arm(small, model, TINY, seeds)
+    with PR.tuning_store(TuningStore(tmp_path / "tuning")):
+        first = PR.shared_arm(small, model, TINY, seeds)
+        arms = sorted((tmp_path / "tuning").glob("arm_*.json"))
+        again = PR.shared_arm(small, model, TINY, seeds)  # another experiment: reused
+        assert sorted((tmp_path / "tuning").glob("arm_*.json")) == arms and len(arms) == 1
+        PR.shared_arm(small, model, TINY, [0, 2])  # other seeds: another arm
+        assert len(list((tmp_path / "tuning").glob("arm_*.json"))) == 2
+    for arm in (first, again):
+        for a, b in zip(jax.tree.leaves(arm.within_w), jax.tree.leaves(fresh.within_w)):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(arm.within_2w), jax.tree.leaves(fresh.within_2w)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert arm.record["stop_w"] == fresh.record["stop_w"]
+    # no store (outside a run): train_arm itself
+    alone = PR.shared_arm(small, model, TINY, seeds)
+    assert alone.history is not None and alone.record["stop_2w"] == fresh.record["stop_2w"]
+
+
+def test_a_plain_net_tunes_under_the_weight_scaling_protocol_whatever_the_dropout_nets_use():
+    plain = PR.plain_protocol(PR.ENSEMBLE)
+    assert plain == PR.NET_AS_USED  # the same tuning key as a net-as-used experiment's
+    assert (plain.select_by, plain.select_k) == ("ws", None)
+    assert PR.ENSEMBLE.select_by == "mc" and PR.ENSEMBLE.select_k == PR.SELECT_K <= 32
+
+
+def test_maskmode_trains_each_arm_with_its_mode_and_per_example_is_the_shared_arm():
+    from dropstudy_experiments.maskmode import MODES, with_mode
+
+    for mode in MODES:
+        p = with_mode(PR.ENSEMBLE, mode)
+        assert {r.train.mask_mode for r in p.recipes} == {mode}
+        assert [r.lrs for r in p.recipes] == [r.lrs for r in PR.ENSEMBLE.recipes]
+    assert with_mode(PR.ENSEMBLE, "per_example") == PR.ENSEMBLE
+    assert with_mode(PR.ENSEMBLE, "per_batch") != PR.ENSEMBLE

@@ -226,8 +226,9 @@ over pairs (seed 0, test).*
 Mean |d_i|, plain minus dropout: {single["train"]} nats on the train split,
 {single["test"]} on test (paired over seeds). The primary test is R on test, plain minus
 dropout (claimed > 0), on the nets selected within W, held inconclusive (as every test here)
-when a net did not converge or the same test within 2W decides otherwise: of these measures it is the one that speaks to co-adaptation proper
-(how far units' effects fail to add), with each net's overall confidence calibrated by T
+when a net did not converge or the same test within 2W decides otherwise: of these measures
+it is the one that speaks to co-adaptation proper (how far units' effects fail to add), with
+each net's overall confidence calibrated by T
 (single removals can still lower the NLL: see the share of d_i < 0) and a common scale of its
 loss changes divided out. It is not free of every scale: D_ij is second order in
 the units' contributions while d_i is first order (on test, where the loss gradient is not 0),

@@ -88,9 +88,11 @@ def section(r: dict) -> str:
             )  # fmt: skip
     return f"""{mlp_str(r, c["hidden"])}, {c["seeds"]} seeds. Members: the first K subnetworks
 of one dropout net (hidden drop rate {c["rate"]}; the MC stream's masks), and K independently
-trained plain nets of the same architecture (own initialisation and minibatch order). Both
-kinds train by the study's protocol, tuned each on its own (the dropout net stopped by its MC
-average, each plain net by its own validation NLL): {protocol_str(c["protocol"])}
+trained plain nets of the same architecture (own initialisation and minibatch order among the
+members; member 0 of each seed starts from the dropout net's initialisation and minibatch
+order). Both kinds train by the study's protocol, tuned each on its own: the dropout net by
+{protocol_str(c["protocol"])} The plain nets likewise, their validation NLL their own (a
+plain net has one subnetwork: weight scaling).
 
 {arms_table(r["arms"])}
 
