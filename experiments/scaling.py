@@ -17,7 +17,10 @@ weight scaling's logits are ``W h_WS + b``: they differ only through the hidden 
 nonlinearity. Per seed and test example, the gap ``mean_c |E[z_c] - z_c^WS|`` (the
 expectation estimated over ``expect_k`` sampled subnetworks) is measured in units of the
 per-mask standard deviation of the logits, ``mean_c sd_c``: the noise dropout itself puts on
-them in training. Equivalence within ``expect_margin`` of those units.
+them in training. Equivalence within ``expect_margin`` of those units. Part C's nets train
+by the study's protocol (:mod:`.protocol`, ``expect_protocol``: tuned on the validation split,
+each seed stopped by the network as used within ``W``, its twin within ``2W``); parts A and B
+keep their own set-ups (an identity, and a step-matched pair of conventions).
 """
 
 from __future__ import annotations
@@ -37,11 +40,21 @@ from dropstudy import predict as P
 from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, gaps
 from dropstudy.models import MLP, MaskedDropout
-from dropstudy.train import TrainConfig, seed_keys, take, train, train_seeds
+from dropstudy.train import TrainConfig, take, train
 from dropstudy.validate import DropstudyError
 
 from .common import ExperimentConfig, cell, ci
 from .evaluate import derived_key, seed_key
+from .protocol import (
+    NET_AS_USED,
+    QUICK_PROTOCOL,
+    TWICE,
+    Protocol,
+    arm_summary,
+    guarded,
+    shared_arm,
+    split,
+)
 from .stats import equivalence, equivalence_from, exact_check
 
 NAME = "scaling"
@@ -75,13 +88,13 @@ class Config(ExperimentConfig):
     expect_seeds: int = 10
     expect_k: int = 4000
     expect_margin: float = 0.1
-    # Part C's nets train as the study's other MLPs do (Adam), not with part B's SGD: part B
-    # needs SGD for its matched learning rates, and with it MNIST-1D's nets stay underfit.
-    expect_train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
+    # Part C's nets train by the study's protocol, stopped by the network as used (weight
+    # scaling, one side of the comparison); part B keeps SGD for its matched learning rates.
+    expect_protocol: Protocol = NET_AS_USED
     primary: str = "expectation"
     QUICK: ClassVar[dict] = {
         "n_keys": 1_000, "train": train.replace(steps=200), "expect_seeds": 2, "expect_k": 500,
-        "expect_train": expect_train.replace(steps=200),
+        "expect_protocol": QUICK_PROTOCOL,
     }  # fmt: skip
 
     def check(self) -> None:
@@ -126,7 +139,7 @@ class Config(ExperimentConfig):
           eval output per convention, and the matched conventions' check.
         """
         conventions = ("inverted", "standard")
-        return ("expectation",
+        return ("expectation", "expectation" + TWICE,
                 *(f"{t}_{c}" for c in conventions for t in ("demo", "eval_exact")),
                 "same_function")  # fmt: skip
 
@@ -265,42 +278,46 @@ def logit_moments(model, spec: M.MaskSpec, k: int, variables, x, key):
 
 
 def expectation_cell(
-    *, ds: Dataset, model: MLP, train_cfg: TrainConfig, seeds: list[int], k: int
+    *, ds: Dataset, model: MLP, protocol: Protocol, seeds: list[int], k: int
 ) -> dict:
     """Part C: weight scaling's logits against their expectation over masks, trained nets.
 
     Args:
       ds: the data set.
       model: the inverted-convention MLP.
-      train_cfg: how to train.
+      protocol: how to train it (:mod:`.protocol`).
       seeds: the seeds, trained together.
       k: subnetworks per expectation.
 
     Returns:
-      ``{"gap", "sd", "test_acc", "train_acc", "disagree"}``: per seed, each test example's
-      mean absolute gap between the expected and weight scaling's logits and the logits' mean
-      per-mask sd (lists of N floats), weight scaling's test and train accuracy, and the
-      fraction of test examples whose most probable class differs between the expected
-      logits and weight scaling's.
+      ``{"within_w", "within_2w", "arm"}``: for the variables selected within ``W`` and within
+      ``2W``, ``{"gap", "sd", "test_acc", "train_acc", "disagree"}``: per seed, each test
+      example's mean absolute gap between the expected and weight scaling's logits and the
+      logits' mean per-mask sd (lists of N floats), weight scaling's test accuracy and its
+      accuracy on the 80% trained on, and the fraction of test examples whose most probable
+      class differs between the expected logits and weight scaling's; ``arm`` the net's
+      record (:func:`.protocol.train_arm`).
     """
-    variables, _ = train_seeds(
-        model, seed_keys(seeds), ds.x_train, ds.y_train, train_cfg, seeds=seeds
-    )
+    arm = shared_arm(ds, model, protocol, seeds)
+    fit, _ = split(ds)
     spec = M.mask_spec(model, ds.x_train[:1])
     x = jnp.asarray(ds.x_test)
-    out = {"gap": [], "sd": [], "test_acc": [], "train_acc": [], "disagree": []}
-    for i, s in enumerate(seeds):
-        v = take(variables, i)
-        ws, mean_d, sd = (np.asarray(a, np.float64) for a in logit_moments(
-            model, spec, k, v, x, seed_key((NAME, "expectation"), s)))  # fmt: skip
-        out["gap"].append(np.abs(mean_d).mean(1).tolist())
-        out["sd"].append(sd.mean(1).tolist())
-        # accuracy takes the argmax, and logits rank the classes as their softmax does
-        out["test_acc"].append(accuracy(ws, ds.y_test))
-        train_logits = np.asarray(model.apply(v, jnp.asarray(ds.x_train)))
-        out["train_acc"].append(accuracy(train_logits, ds.y_train))
-        out["disagree"].append(float(np.mean((ws + mean_d).argmax(1) != ws.argmax(1))))
-    return out
+    result = {"arm": arm.record}
+    for name, variables in (("within_w", arm.within_w), ("within_2w", arm.within_2w)):
+        out = {"gap": [], "sd": [], "test_acc": [], "train_acc": [], "disagree": []}
+        for i, s in enumerate(seeds):
+            v = take(variables, i)
+            ws, mean_d, sd = (np.asarray(a, np.float64) for a in logit_moments(
+                model, spec, k, v, x, seed_key((NAME, "expectation"), s)))  # fmt: skip
+            out["gap"].append(np.abs(mean_d).mean(1).tolist())
+            out["sd"].append(sd.mean(1).tolist())
+            # accuracy takes the argmax, and logits rank the classes as their softmax does
+            out["test_acc"].append(accuracy(ws, ds.y_test))
+            train_logits = np.asarray(model.apply(v, jnp.asarray(fit.x_train)))
+            out["train_acc"].append(accuracy(train_logits, fit.y_train))
+            out["disagree"].append(float(np.mean((ws + mean_d).argmax(1) != ws.argmax(1))))
+        result[name] = out
+    return result
 
 
 def plan(cfg: Config, ds: Dataset) -> dict:
@@ -323,7 +340,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     }
     cells["conventions"] = cell(conventions_cell, ds=ds, model=model, train_cfg=cfg.train, seed=0)
     cells["expectation"] = cell(
-        expectation_cell, ds=ds, model=model, train_cfg=cfg.expect_train,
+        expectation_cell, ds=ds, model=model, protocol=cfg.expect_protocol,
         seeds=list(range(cfg.expect_seeds)), k=cfg.expect_k,
     )  # fmt: skip
     return cells
@@ -337,21 +354,23 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"demo", "conventions", "demo_rate", "tests", "primary", "findings"}``: the demo
-      cells per convention, the conventions cell, the tests of :meth:`Config.test_names`
-      (training-mode mean against eval output within the margin, the eval output exactly
-      the expectation, matched training within ``same_function`` in logits), and no
-      findings.
+      ``{"demo", "conventions", "expectation", "demo_rate", "arms", "protocol", "tests",
+      "primary", "findings"}``: the demo cells per convention, the conventions cell, part C's
+      intervals, its net's training (:func:`.protocol.arm_summary`) and protocol, the tests
+      of :meth:`Config.test_names` (the primary guarded, with its twin; training-mode mean
+      against eval output within the margin, the eval output exactly the expectation,
+      matched training within ``same_function`` in logits), and no findings.
     """
     demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
     conv = raw["conventions"]
-    ex = raw["expectation"]
+    ex = raw["expectation"]["within_w"]
     gap, sd = np.asarray(ex["gap"]), np.asarray(ex["sd"])
-    # Primary: per seed and test example (S, N), the gap in units of the per-mask sd; its
-    # interval covers the seeds and the test examples. The demo's tests are the identity.
-    tests = {
-        "expectation": equivalence(
-            gap / np.maximum(sd, 1e-12),
+
+    def expectation(e):
+        # Per seed and test example (S, N), the gap in units of the per-mask sd; its interval
+        # covers the seeds and the test examples.
+        return equivalence(
+            np.asarray(e["gap"]) / np.maximum(np.asarray(e["sd"]), 1e-12),
             cfg.expect_margin,
             what="logits of the trained net: |expected over masks - weight scaling|, in "
             "per-mask standard deviations (mean over classes)",
@@ -359,7 +378,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
             metric="logit gap / sd",
             distance=True,  # a mean of absolute gaps: never below 0, so 0 is no reference
         )
-    }
+
+    # The primary, guarded by the protocol; the demo's tests are the identity.
+    arm = raw["expectation"]["arm"]
+    tests = guarded(
+        {"expectation": expectation(ex)},
+        {"expectation": expectation(raw["expectation"]["within_2w"])},
+        {"dropout net": arm},
+    )
     for c, d in demo.items():
         tests[f"demo_{c}"] = equivalence_from(
             d["train_mean"]["mean"] - d["eval"],
@@ -394,6 +420,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "k": cfg.expect_k,
         },
         "demo_rate": cfg.demo_rate,
+        "arms": {"dropout net": arm_summary(arm)},
+        "protocol": cfg.expect_protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
         "findings": [],

@@ -7,7 +7,6 @@ import numpy as np
 from dropstudy_experiments import coadaptation as C
 
 from dropstudy import masks as M
-from dropstudy.data import digits
 from dropstudy.metrics import cross_entropy, fit_temperature, logit_nll
 from dropstudy.models import MLP
 

@@ -699,17 +699,19 @@ def test_compare_config_dataset_is_the_evaluated_data(monkeypatch):
 
 
 def test_scaling_config_reaches_its_cells():
+    from dropstudy_experiments import protocol as PR
     from dropstudy_experiments import scaling
 
     train_cfg = TrainConfig(steps=2, batch_size=32)
     cfg = scaling.Config(
         n_inputs=30, demo_rate=0.2, n_keys=7, hidden=(3,), rate=0.4, input_rate=0.1,
-        train=train_cfg, expect_seeds=3, expect_k=11, expect_train=train_cfg.replace(steps=3),
+        train=train_cfg, expect_seeds=3, expect_k=11,
+        expect_protocol=PR.Protocol(window=30, eval_every=10),
     )  # fmt: skip
     cells = scaling.plan(cfg, _tiny_dataset())
     exp = cells["expectation"].kwargs
     assert (exp["seeds"], exp["k"]) == ([0, 1, 2], 11)
-    assert exp["train_cfg"] == train_cfg.replace(steps=3)  # part C's own training
+    assert exp["protocol"] == PR.Protocol(window=30, eval_every=10)  # part C's own training
     assert exp["model"].hidden == (3,) and exp["model"].rate == 0.4
     assert cfg.with_seeds(5).expect_seeds == 5
     demos = [c.kwargs for c in cells.values() if "n_keys" in c.kwargs]
@@ -728,9 +730,12 @@ def test_scaling_config_reaches_its_cells():
     # the margins and the primary test reach the summary's tests
     raw["conventions"] = {"matched_lr": {"max_abs_logit": 5e-4}}
     gap = np.full((3, 4), 0.07) + 0.001 * np.arange(4)  # 0.070-0.073 sd: inside 0.1, not 0.06
-    raw["expectation"] = {"gap": gap.tolist(), "sd": np.ones((3, 4)).tolist(),
-                          "test_acc": [0.9] * 3, "train_acc": [0.95] * 3,
-                          "disagree": [0.01] * 3}  # fmt: skip
+    sel = {"gap": gap.tolist(), "sd": np.ones((3, 4)).tolist(), "test_acc": [0.9] * 3,
+           "train_acc": [0.95] * 3, "disagree": [0.01] * 3}  # fmt: skip
+    arm = {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": 100,
+           "stop_w": [50] * 3, "stop_2w": [50] * 3, "settle_2w": [50] * 3,
+           "diverged": [False] * 3, "converged": True, "tuning": {"adam": {}}}  # fmt: skip
+    raw["expectation"] = {"within_w": sel, "within_2w": sel, "arm": arm}
     wide = scaling.summarise(scaling.Config(same_function=1e-3, demo_margin=0.01), raw)
     narrow = scaling.summarise(
         scaling.Config(same_function=1e-4, demo_margin=0.02, primary="demo_standard",

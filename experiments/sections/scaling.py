@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..common import ci_str, mlp_str, plt, table, train_str
+from ..protocol import arms_note, arms_table, protocol_str
 from ..scaling import Config
 
 
@@ -88,7 +89,7 @@ def section(r: dict) -> str:
         ["test examples whose top class differs, expected vs weight scaling's logits",
          ci_str(e["disagree"], 4)],
         ["test accuracy, weight scaling", ci_str(e["test_acc"])],
-        ["train accuracy, weight scaling", ci_str(e["train_acc"])],
+        ["train accuracy (the 80% trained on), weight scaling", ci_str(e["train_acc"])],
     ]  # fmt: skip
     fit_note = (
         f" These nets do not fit their training set (train accuracy "
@@ -157,16 +158,25 @@ from matching initialisations, with the standard net's post-dropout learning rat
 **The primary test: the expected activation of a trained net.** The demo above is an identity
 (with inputs and weights of 1 the ReLU is never inactive, so the unit is linear and the test
 checks the masks' expectation); it stays as an exploratory check. The claim is tested where
-it can fail: in {e["n"]} inverted nets of the same architecture ({train_str(cfg["expect_train"])};
-seeds 0-{e["n"] - 1}), the output
-layer's input in expectation over masks against weight scaling. The output layer is linear,
+it can fail: in {e["n"]} inverted nets of the same architecture (seeds 0-{e["n"] - 1}), each
+trained by the study's protocol, stopped by weight scaling:
+{protocol_str(r["protocol"])}
+
+{arms_table(r["arms"])}
+
+{arms_note()}
+
+In these nets the test compares the output layer's input in expectation over masks with
+weight scaling's. The output layer is linear,
 so the expected logits are W E[h] + b and weight scaling's W h_WS + b: they differ only
 through the hidden ReLUs. Per test example, the mean over classes of |expected - weight
 scaling| (the expectation over {e["k"]:,} sampled subnetworks, whose own sampling error adds
 about {e["mc_floor"]:.3f} sd to a zero gap), in units of the logits' per-mask standard
 deviation (the noise dropout puts on them in training); equivalent within
 {cfg["expect_margin"]:g} of those units (a margin fixed before the run). The test's 90%
-interval over seeds and test examples: {t_str}, **{t["verdict"]}** (unadjusted).{fit_note}
+interval over seeds and test examples: {t_str}, **{t["verdict"]}** (unadjusted; on the nets
+selected within W, held inconclusive when the net did not converge or the same test within 2W
+decides otherwise).{fit_note}
 Beside it, over seeds:
 
 {table(["measure", "mean [95% CI] over seeds"], exp_rows)}
