@@ -81,7 +81,7 @@ def check_field(name: str, value: Any, kind: str = "") -> None:
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         raise DropstudyError(f"{name} must be an integer, got {value!r}")
     if kind in ("Protocol", "TrainConfig") and type(value).__name__ != kind:
-        where = "experiments.protocol" if kind == "Protocol" else "dropstudy.train"
+        where = "dropstudy_experiments.protocol" if kind == "Protocol" else "dropstudy.train"
         raise DropstudyError(
             f"{name} must be a {kind} (from {where}; the default's replace() changes one "
             f"setting), got {value!r}"
@@ -339,6 +339,8 @@ class Context:
         self.out = Path(self.out) / self.name
         self.out.mkdir(parents=True, exist_ok=True)
         self.store = CellStore(self.out)
+        # tunings and trained arms of the protocol (tuning/): made here, or reused
+        self.tuned = {"computed": 0, "reused": 0}
 
     def dataset(self) -> Dataset:
         """The run's data set (digits unless given), loaded once.
@@ -432,8 +434,12 @@ class Context:
 
         def compute():
             # tuned arms are cached once per scale folder, shared by every experiment there
-            with train_progress(report), tuning_store(TuningStore(self.out.parent / "tuning")):
-                return c.fn(**c.kwargs)
+            store = TuningStore(self.out.parent / "tuning")
+            with train_progress(report), tuning_store(store):
+                result = c.fn(**c.kwargs)
+            self.tuned["computed"] += len(store.cells.computed)
+            self.tuned["reused"] += len(store.cells.reused)
+            return result
 
         return compute
 
@@ -523,12 +529,19 @@ class Context:
         path = write_json(self.out / "results.json", results)
         # the experiment counts as computed only when none of its cells was reused
         self.log_time(None, time.perf_counter() - started, not self.store.reused)
+        arms = ""
+        if sum(self.tuned.values()):
+            arms = (
+                f"; protocol tunings and arms: {self.tuned['computed']} made, "
+                f"{self.tuned['reused']} reused from {self.out.parent / 'tuning'}"
+            )
         logging.getLogger("dropstudy").info(
-            "%s: wrote %s (%d cells computed, %d reused, %.0f s)",
+            "%s: wrote %s (%d cells computed, %d reused%s, %.0f s)",
             self.name,
             path,
             len(self.store.computed),
             len(self.store.reused),
+            arms,
             time.perf_counter() - started,
         )
         return path
@@ -780,9 +793,12 @@ def primary_first(tests: dict, primary: str) -> dict:
       primary: the primary test's name, a key of ``tests``.
 
     Returns:
-      A new dict: the primary, then the other tests in their order.
+      A new dict: the primary (and its twin within 2W, when guarded), then the other tests
+      in their order.
     """
-    return {k: tests[k] for k in [primary] + [t for t in tests if t != primary]}
+    # a guarded primary's twin within 2W (``primary + " within 2W"``) follows it
+    first = [primary] + [t for t in tests if t == primary + " within 2W"]
+    return {k: tests[k] for k in first + [t for t in tests if t not in first]}
 
 
 def predictor_name(t: dict) -> str:

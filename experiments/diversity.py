@@ -108,7 +108,7 @@ class Config(ExperimentConfig):
             raise DropstudyError(
                 f"seeds x members = {n} plain nets would reach the pilot seeds "
                 f"{list(self.protocol.pilot_seeds)} (member j of seed s is seed s + j * seeds): "
-                "use fewer seeds or members"
+                "use fewer seeds or members, or pilot seeds above the plain nets' seeds"
             )
 
     def test_names(self) -> tuple[str, ...]:

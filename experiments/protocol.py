@@ -707,6 +707,22 @@ def protocol_str(p: dict) -> str:
     )
 
 
+def stopped_by(p: dict) -> str:
+    """The predictor whose validation NLL picks and stops a protocol's dropout nets, in words.
+
+    Args:
+      p: :meth:`Protocol.to_dict`.
+
+    Returns:
+      ``"weight scaling (the network as used)"`` or ``"the MC average of K fixed
+      subnetworks"``.
+    """
+    if p["select_by"] == "ws":
+        return "weight scaling (the network as used)"
+    k = p["select_k"] if p["select_k"] is not None else "the trainer's default number of"
+    return f"the MC average of {k} fixed subnetworks"
+
+
 def _optimiser_str(t: dict) -> str:
     opt = "Adam" if t["optimizer"] == "adam" else "SGD"
     mom = f", momentum {t['momentum']}" if t.get("momentum") else ""
@@ -777,8 +793,9 @@ def caveats(arms: dict[str, dict], eval_every: int) -> str:
 
     Returns:
       Sentences naming arms whose recipe or learning rate differ (the effect is each net at
-      its own best, not dropout at one setting), choices at a grid's edge, and seeds stopped
-      at the first evaluation; empty when there is nothing to say.
+      its own best, not dropout at one setting), choices at a grid's edge (of three or more
+      rates), arms not converged, seeds stopped in the last 10% of ``W`` or at the first
+      evaluation; empty when there is nothing to say.
     """
     out = []
     settings = {name: (a["recipe"], a["lr"]) for name, a in arms.items()}
@@ -792,6 +809,17 @@ def caveats(arms: dict[str, dict], eval_every: int) -> str:
     if edge:
         out.append(
             f"At its grid's edge: {', '.join(edge)}; the best learning rate may lie beyond it."
+        )
+    late = [f"{n} ({a['late']} of {len(a['settle_2w'])} seeds still improving in 2W's last 10%)"
+            for n, a in arms.items() if not a["converged"]]  # fmt: skip
+    if late:
+        out.append(f"Not converged, so its tests are held: {', '.join(late)}.")
+    at_end = {n: a["at_w_end"] for n, a in arms.items() if a["at_w_end"]}
+    if at_end:
+        said = ", ".join(f"{n} {k} of {len(arms[n]['stop_w'])}" for n, k in at_end.items())
+        out.append(
+            f"Seeds stopped in the last 10% of W, still improving there (the twin within 2W "
+            f"is the check): {said}."
         )
     first = {n: sum(s == eval_every for s in a["stop_w"]) for n, a in arms.items()}
     first = {n: k for n, k in first.items() if k}

@@ -97,7 +97,41 @@ def config(name: str, quick: bool = False, seeds: int | None = None):
         if seeds < 2:
             raise DropstudyError(f"--seeds must be >= 2 for confidence intervals, got {seeds}")
         cfg = cfg.with_seeds(seeds)
+    check_pilots(cfg)
     return cfg
+
+
+def check_pilots(cfg) -> None:
+    """Refuse study seeds that reach a protocol's pilot seeds, before any cell runs.
+
+    The study's seeds are ``0 .. n - 1`` for each integer field ``seeds`` or ``*_seeds``; the
+    pilot seeds chose the arms' settings, so a net trained on one of them would be tested on
+    the seed that tuned it (:func:`.protocol.train_arm` refuses it too, but only when its
+    cell starts).
+
+    Args:
+      cfg: an experiment's configuration.
+
+    Raises:
+      DropstudyError: naming the clash and what to change.
+    """
+    from dataclasses import fields
+
+    from dropstudy.validate import DropstudyError
+
+    values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    counts = [v for k, v in values.items() if k == "seeds" or k.endswith("_seeds")]
+    counts = [v for v in counts if isinstance(v, int) and not isinstance(v, bool)]
+    for name, p in values.items():
+        if type(p).__name__ != "Protocol" or not counts:
+            continue
+        clash = sorted(s for s in p.pilot_seeds if 0 <= s < max(counts))
+        if clash:
+            raise DropstudyError(
+                f"the study's seeds 0..{max(counts) - 1} include {name}'s pilot seeds {clash}, "
+                f"which choose the arms' settings: use fewer than {min(clash)} seeds, or pilot "
+                "seeds above the study's"
+            )
 
 
 def scale(quick: bool = False, seeds: int | None = None, dataset: str = "digits") -> dict:

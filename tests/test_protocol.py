@@ -294,3 +294,44 @@ def test_maskmode_trains_each_arm_with_its_mode_and_per_example_is_the_shared_ar
         assert [r.lrs for r in p.recipes] == [r.lrs for r in PR.ENSEMBLE.recipes]
     assert with_mode(PR.ENSEMBLE, "per_example") == PR.ENSEMBLE
     assert with_mode(PR.ENSEMBLE, "per_batch") != PR.ENSEMBLE
+
+
+def test_caveats_name_arms_not_converged_and_seeds_stopped_at_the_end_of_w():
+    def summary(stops, settle, window=100):
+        rec = {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": window,
+               "stop_w": stops, "stop_2w": stops, "settle_2w": settle, "diverged": [False] * 4,
+               "converged": PR.converged(settle, window),
+               "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
+        return PR.arm_summary(rec)
+
+    fine = summary([40, 50, 50, 60], [40, 50, 50, 60])
+    assert PR.caveats({"a": fine}, 10) == ""
+    late = summary([95, 100, 50, 60], [195, 200, 50, 60])
+    text = PR.caveats({"a": late}, 10)
+    assert "Not converged, so its tests are held: a (2 of 4 seeds" in text
+    assert (
+        "Seeds stopped in the last 10% of W, still improving there" in text and "a 2 of 4" in text
+    )
+
+
+def test_stopped_by_names_the_selecting_predictor():
+    assert PR.stopped_by(PR.NET_AS_USED.to_dict()).startswith("weight scaling")
+    assert PR.stopped_by(PR.ENSEMBLE.to_dict()) == "the MC average of 32 fixed subnetworks"
+
+
+def test_study_seeds_that_reach_the_pilot_seeds_are_refused_when_the_config_is_built():
+    from dropstudy_experiments import runner
+
+    with pytest.raises(DropstudyError, match=r"include protocol's pilot seeds \[1000\]"):
+        runner.config("voting", seeds=1001)
+    with pytest.raises(DropstudyError, match="expect_protocol's pilot seeds"):
+        runner.config("scaling", seeds=1002)
+    assert runner.config("voting", seeds=1000).seeds == 1000  # 0 .. 999: clear of them
+
+
+def test_a_guarded_primary_keeps_its_twin_beside_it():
+    from dropstudy_experiments.common import primary_first
+
+    tests = {"a": 1, "a" + PR.TWICE: 2, "b": 3, "b" + PR.TWICE: 4}
+    assert list(primary_first(tests, "b")) == ["b", "b" + PR.TWICE, "a", "a" + PR.TWICE]
+    assert list(primary_first({"a": 1, "b": 2}, "b")) == ["b", "a"]

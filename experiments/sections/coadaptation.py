@@ -12,7 +12,7 @@ from ..common import (
     plt,
     table,
 )
-from ..protocol import arms_note, arms_table, caveats, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -177,7 +177,7 @@ def section(r: dict) -> str:
     single = {part: ci_str(r["comparisons"][f"abs_single_{part}"], 4) for part in ("train", "test")}
     return f"""{mlp_str(r, [w, w])}, plain vs drop rate {rate}, the same initialisation per
 seed, {c["seeds"]} seeds. Both nets train by the study's protocol, tuned each on its own, each
-seed stopped by the network as used (weight scaling): {protocol_str(c["protocol"])} "Train"
+seed stopped by {stopped_by(c["protocol"])}: {protocol_str(c["protocol"])} "Train"
 below is the part they trained on; the protocol's validation split also fits the temperatures.
 
 {arms_table(r["arms"])}

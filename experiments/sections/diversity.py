@@ -9,7 +9,7 @@ from ..common import (
     table,
 )
 from ..diversity import KINDS, LABELS, STATS, Config
-from ..protocol import arms_note, arms_table, caveats, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -90,9 +90,9 @@ def section(r: dict) -> str:
 of one dropout net (hidden drop rate {c["rate"]}; the MC stream's masks), and K independently
 trained plain nets of the same architecture (own initialisation and minibatch order among the
 members; member 0 of each seed starts from the dropout net's initialisation and minibatch
-order). Both kinds train by the study's protocol, tuned each on its own: the dropout net by
-{protocol_str(c["protocol"])} The plain nets likewise, their validation NLL their own (a
-plain net has one subnetwork: weight scaling).
+order). Both kinds train by the study's protocol, tuned each on its own, the dropout net
+stopped by {stopped_by(c["protocol"])}, each plain net by its own validation NLL (it has one
+subnetwork): {protocol_str(c["protocol"])}
 
 {arms_table(r["arms"])}
 

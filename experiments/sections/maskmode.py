@@ -11,7 +11,7 @@ from ..common import (
     table,
 )
 from ..maskmode import LABELS, MODES, Config
-from ..protocol import arms_note, arms_table, caveats, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -91,8 +91,8 @@ seed trains twice from the same key (same initialisation, minibatch order and ma
 masks drawn differ in shape, so they are different masks), once with a fresh mask for every
 example of a minibatch (`mask_mode="per_example"`, PyTorch's `nn.Dropout`) and once with one
 mask for the whole minibatch (`"per_batch"`, the tutorial's description). Each way is an arm
-of its own under the study's protocol, each seed stopped by the MC average (the ensemble the
-claim is about): {protocol_str(c["protocol"])}
+of its own under the study's protocol, each seed stopped by {stopped_by(c["protocol"])}:
+{protocol_str(c["protocol"])}
 
 {arms_table(r["arms"])}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..common import ci_str, mlp_str, plt, table, train_str
-from ..protocol import arms_note, arms_table, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..scaling import Config
 
 
@@ -159,12 +159,14 @@ from matching initialisations, with the standard net's post-dropout learning rat
 (with inputs and weights of 1 the ReLU is never inactive, so the unit is linear and the test
 checks the masks' expectation); it stays as an exploratory check. The claim is tested where
 it can fail: in {e["n"]} inverted nets of the same architecture (seeds 0-{e["n"] - 1}), each
-trained by the study's protocol, stopped by weight scaling:
+trained by the study's protocol, stopped by {stopped_by(r["protocol"])}:
 {protocol_str(r["protocol"])}
 
 {arms_table(r["arms"])}
 
 {arms_note()}
+
+**Caveats on the net.** {caveats(r["arms"], r["protocol"]["eval_every"]) or "none."}
 
 In these nets the test compares the output layer's input in expectation over masks with
 weight scaling's. The output layer is linear,

@@ -8,7 +8,7 @@ from ..common import (
     plt,
     table,
 )
-from ..protocol import arms_note, arms_table, caveats, protocol_str
+from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..voting import LABELS, RULES, Config
 
 
@@ -110,8 +110,8 @@ def section(r: dict) -> str:
     wide_caveats = caveats({"wide": r["arms"]["wide"]}, c["protocol"]["eval_every"])
     return f"""{mlp_str(r, c["hidden"])} and a small net {mlp_str(r, c["small"]).split(", ")[1]}
 ({sum(c["small"])} droppable units), hidden drop rate {c["rate"]}, {c["seeds"]} seeds. Each net
-trains by the study's protocol, each seed stopped by the MC average of a fixed set of
-subnetworks (the ensemble the claim is about): {protocol_str(c["protocol"])}
+trains by the study's protocol, each seed stopped by {stopped_by(c["protocol"])}:
+{protocol_str(c["protocol"])}
 
 {arms_table(r["arms"])}
 
