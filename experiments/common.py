@@ -1044,7 +1044,8 @@ def primary_findings(r: dict) -> list[str]:
 def verdict_table(r: dict) -> str:
     """Every test of a results file, as a Markdown table, and its findings.
 
-    The primary first, then the exploratory ones, each with its predictor, rule, n, effect and
+    The primary first (with its twin within 2W, when guarded), then the exploratory ones,
+    each with its predictor, rule, n, effect and
     interval, p-value, verdict (unadjusted) and power (*detects*).
 
     Args:
@@ -1055,7 +1056,7 @@ def verdict_table(r: dict) -> str:
       in the report's summary), and the findings (:func:`all_findings`), when there are any.
     """
     tests, primary = r["tests"], r["primary"]
-    order = [primary] + [k for k in tests if k != primary]
+    order = list(primary_first(tests, primary))  # a guarded primary's twin beside it
     rows = []
     for k in order:
         t = tests[k]

@@ -396,11 +396,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
     arms = raw["diversity"]["arms"]
     within, twice = _tests(cfg, seeds), _tests(cfg, raw["diversity"]["seeds_2w"])
-    tests = {}
-    for name, t in within.items():
-        # a test on dropout's subnetworks alone is held by the dropout net's training alone
-        own = {"dropout": arms["dropout"]} if name == "offset_dropout" else arms
-        tests |= guarded({name: t}, twice, own)
+    # a test on dropout's subnetworks alone is held by the dropout net's training alone
+    tests = guarded(within, twice, arms, {"offset_dropout": {"dropout": arms["dropout"]}})
     tests = primary_first(tests, cfg.primary)
     grids = {k: list(seeds[0][k]["test"]) for k in KINDS}  # str(K) keys
     curves = {

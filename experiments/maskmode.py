@@ -278,10 +278,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
     twice, _ = _tests(cfg, raw, "_2w")
     arms = {f"{net} {mode}": raw[f"net={net}"]["arms"][mode] for net in ("wide", "small")
             for mode in MODES}  # fmt: skip
-    tests = {}
-    for name, t in within.items():
-        net = "small" if name == "ws_gap_exact" else "wide"
-        tests |= guarded({name: t}, twice, {k: a for k, a in arms.items() if k.startswith(net)})
+    of = lambda net: {k: a for k, a in arms.items() if k.startswith(net)}  # noqa: E731
+    tests = guarded(within, twice, of("wide"), {"ws_gap_exact": of("small")})
     tests = primary_first(tests, cfg.primary)
     rows = {}
     for net in ("wide", "small"):

@@ -624,13 +624,20 @@ def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
 TWICE = " within 2W"  # a guarded test's twin on the nets selected within 2W
 
 
-def guarded(tests: dict, twice: dict, records: dict[str, dict]) -> dict:
+def guarded(
+    tests: dict,
+    twice: dict,
+    records: dict[str, dict],
+    per_test: dict[str, dict[str, dict]] | None = None,
+) -> dict:
     """Tests held to the protocol, each followed by its twin within 2W.
 
     Args:
       tests: ``{name: test}`` on the nets selected within ``W``.
       twice: the same tests on the nets selected within ``2W``.
       records: the records of the arms they compare.
+      per_test: ``{name: records}`` for tests on other arms than ``records`` (a test of
+        one net among several is held by that net's training alone).
 
     Returns:
       ``{name: guard(test), name + TWICE: its twin}`` in the order of ``tests``: the twin is a
@@ -639,7 +646,7 @@ def guarded(tests: dict, twice: dict, records: dict[str, dict]) -> dict:
     """
     out = {}
     for name, t in tests.items():
-        out[name] = guard(t, twice[name], records)
+        out[name] = guard(t, twice[name], (per_test or {}).get(name, records))
         out[name + TWICE] = {
             **twice[name],
             "what": twice[name]["what"] + ", nets selected within 2W",

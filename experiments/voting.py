@@ -475,10 +475,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
     within = _tests(cfg, wide, small)
     twice = _tests(cfg, raw["net=wide"]["seeds_2w"], raw["net=small"]["seeds_2w"])
     arms = {"wide": raw["net=wide"]["arm"], "small": raw["net=small"]["arm"]}
-    tests = {}
-    for name, t in within.items():
-        net = "small" if name in SMALL_TESTS else "wide"
-        tests |= guarded({name: t}, twice, {f"{net} net": arms[net]})
+    on_small = {n: {"small net": arms["small"]} for n in SMALL_TESTS}
+    tests = guarded(within, twice, {"wide net": arms["wide"]}, on_small)
     tests = primary_first(tests, cfg.primary)
     rows = {}
     for net, seeds_ in (("wide", wide), ("small", small)):
