@@ -77,6 +77,15 @@ OWN_PROTOCOL = {
 }
 
 
+# Experiments on the protocol in part only: what keeps its own set-up, and why.
+PART_PROTOCOL = {
+    "scaling": "its trained nets of part C; part B's two conventions train step-matched for "
+    "a fixed budget by design, and part A is a demo with no training",
+    "shrinkage": "its MLP parts, each within its part's optimiser; the linear and logistic "
+    "parts compare trained weights with their closed-form counterparts",
+}
+
+
 def protocol_paragraph(results: dict[str, dict]) -> str:
     """How the nets were trained: which experiments follow the study's protocol.
 
@@ -88,6 +97,7 @@ def protocol_paragraph(results: dict[str, dict]) -> str:
       The paragraph.
     """
     on = [n for n, r in results.items() if "protocol" in r]
+    mc = [n for n in on if results[n]["protocol"].get("select_by") == "mc"]
     own = [f"{n} ({OWN_PROTOCOL[n]})" for n in results if n in OWN_PROTOCOL and n not in on]
     off = [n for n in results if n not in on and n not in OWN_PROTOCOL]
     text = (
@@ -105,12 +115,23 @@ def protocol_paragraph(results: dict[str, dict]) -> str:
             f"{VAL_FRACTION:.0%} within a window W (steps: {windows}; the recipes are listed "
             "in each section; exploratory "
             "arms may take a tuned arm's choice, as the sections say); each seed stopped at "
-            "its lowest validation NLL within W and, from the same run, within 2W. A test "
+            "its lowest validation NLL within W and, from the same run, within 2W, the NLL "
+            "of the network as used (weight scaling)"
+            + (
+                f", or for the dropout nets of {', '.join(mc)} (claims about the ensemble) of "
+                "the MC average of a fixed set of subnetworks"
+                if mc
+                else ""
+            )
+            + ". A test "
             "held to the protocol is inconclusive when one of its arms is *not converged* "
             "(at least a fifth of its seeds still improving in the last tenth of 2W) or its "
             "verdict on the nets selected within 2W differs from the one within W at the level "
             "the verdict is decided (*budget-dependent*), and the tables say why. "
         )
+    part = [f"{n} ({PART_PROTOCOL[n]})" for n in on if n in PART_PROTOCOL]
+    if part:
+        text += f"In part: {', '.join(part)}. "
     if own:
         text += f"{', '.join(own)} keep their own protocols. "
     if off:

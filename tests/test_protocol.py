@@ -335,3 +335,21 @@ def test_a_guarded_primary_keeps_its_twin_beside_it():
     tests = {"a": 1, "a" + PR.TWICE: 2, "b": 3, "b" + PR.TWICE: 4}
     assert list(primary_first(tests, "b")) == ["b", "b" + PR.TWICE, "a", "a" + PR.TWICE]
     assert list(primary_first({"a": 1, "b": 2}, "b")) == ["b", "a"]
+
+
+def test_the_reports_protocol_paragraph_says_who_is_on_it_in_whole_or_part_and_stopped_by_what():
+    from dropstudy_experiments.report import protocol_paragraph
+
+    res = {
+        "voting": {"protocol": PR.ENSEMBLE.to_dict()},
+        "scaling": {"protocol": PR.NET_AS_USED.to_dict()},
+        "ensembles": {},
+        "tutorial": {},
+    }
+    text = protocol_paragraph(res)
+    assert "The nets of voting, scaling are trained by the study's protocol" in text
+    assert "for the dropout nets of voting (claims about the ensemble)" in text
+    assert "In part: scaling (its trained nets of part C" in text
+    assert "The nets of ensembles are not yet on the protocol" in text
+    assert "tutorial (the tutorial's own training) keep their own protocols" in text
+    assert "the dropout nets of" not in protocol_paragraph({"scaling": res["scaling"]})
