@@ -1,10 +1,18 @@
 """Claim 2a: training with dropout trains many networks, and is equivalent to averaging them.
 
 The claim is an equivalence: dropout's average should do as well as an explicit average of
-independently trained nets, at the same training compute. Every arm sees the same data split
-per seed and costs the same number of example-gradient evaluations (``steps x batch_size``):
-a single net trains ``steps`` steps, each of an ensemble's K members ``steps / K`` steps at the
-same batch size. The arms, and the question each answers:
+independently trained nets. **The primary comparison** trains every net by the study's
+protocol (:mod:`.protocol`, :func:`protocol_cell`): the dropout net tuned on the validation
+split and stopped by its MC average (the ensemble the claim is about), each of the K
+independent plain nets tuned and stopped on its own; each at its own best, within ``W`` (the
+tests) and ``2W`` (their twins). Those nets are the ones voting and diversity train (the
+tuning cache trains them once).
+
+**At matched compute** (exploratory, the ``matched_*`` tests and the bagging and sharing
+tests), a fixed budget by design: every arm sees the same data split per seed and costs the
+same number of example-gradient evaluations (``steps x batch_size``): a single net trains
+``steps`` steps, each of an ensemble's K members ``steps / K`` steps at the same batch size.
+The arms, and the question each answers:
 
 * ``plain``: one net without dropout (the dropout architecture at its expected mask, which
   is the plain net), same initialisation and minibatch order as the dropout net. Does
@@ -52,6 +60,17 @@ from .common import (
     test_ex,
 )
 from .evaluate import Evaluator, seed_key
+from .protocol import (
+    ENSEMBLE,
+    QUICK_ENSEMBLE,
+    TWICE,
+    Protocol,
+    arm_summary,
+    guarded,
+    plain_protocol,
+    shared_arm,
+    split,
+)
 from .stats import direction, equivalence
 
 NAME = "ensembles"
@@ -71,6 +90,8 @@ ROWS = (
     "fixed_shared",
 )
 METRICS = ("accuracy", "nll", "ece", "brier")
+# Rows of the primary's nets, trained by the protocol (:func:`protocol_cell`).
+TUNED_ROWS = ("plain", "dropout_ws", "dropout_mc", "independent", "independent_member")
 
 
 @dataclass(frozen=True)
@@ -82,7 +103,10 @@ class Config(ExperimentConfig):
     seeds: int = 10
     width: int = 64
     rate: float = 0.5
-    k: int = 5  # ensemble members; each trains train.steps // k steps (must divide)
+    k: int = 5  # ensemble members; at matched compute each trains train.steps // k steps
+    # The primary's nets: by the protocol, the dropout net stopped by its MC average.
+    protocol: Protocol = ENSEMBLE
+    # The matched-compute arms (exploratory): a fixed budget shared by design.
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
     # Equivalence margin on test NLL (nats per example), chosen before any run: a mean log
     # likelihood within 0.02 nats means the two predictors give the true label probabilities
@@ -93,14 +117,18 @@ class Config(ExperimentConfig):
     margin_err: float = 0.005
     primary: str = "nll_equiv_mc"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
-    QUICK: ClassVar[dict] = {"seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150)}
+    QUICK: ClassVar[dict] = {
+        "seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150),
+        "protocol": QUICK_ENSEMBLE,
+    }  # fmt: skip
 
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built.
 
         The generic field rules of :meth:`ExperimentConfig.check`, then that ``train.steps`` is
-        a multiple of ``k``: each member trains ``steps / k`` steps, so that every arm costs the
-        same.
+        a multiple of ``k`` (at matched compute each member trains ``steps / k`` steps, so that
+        every arm costs the same) and that the protocol's plain members (seeds
+        ``0 .. seeds * k - 1``) stay clear of its pilot seeds.
 
         Raises:
           DropstudyError: naming what is wrong.
@@ -111,15 +139,26 @@ class Config(ExperimentConfig):
                 f"train.steps={self.train.steps} must be a multiple of k={self.k}: each "
                 "member trains steps / k steps, so that every arm costs the same"
             )
+        n = self.seeds * self.k
+        if n > min(self.protocol.pilot_seeds):
+            raise DropstudyError(
+                f"seeds x k = {n} plain nets would reach the pilot seeds "
+                f"{list(self.protocol.pilot_seeds)} (member j of seed s is seed s + j * seeds): "
+                "use fewer seeds or members, or pilot seeds above the plain nets' seeds"
+            )
 
     def test_names(self) -> tuple[str, ...]:
         """The tests :func:`summarise` names (fixed).
 
         Returns:
-          Each comparison by each predictor, and the weight-sharing test.
+          Each comparison by each predictor: on the protocol's nets (each guarded, with its
+          twin within 2W) and at matched compute, and the weight-sharing test.
         """
-        kinds = ("nll_equiv", "err_equiv", "bagging", "bagging_err", "overfit")
-        return (*(f"{q}_{p}" for p in ("ws", "mc") for q in kinds), "sharing")
+        tuned = ("nll_equiv", "err_equiv", "overfit")
+        matched = ("matched_nll_equiv", "matched_err_equiv", "bagging", "bagging_err",
+                   "matched_overfit")  # fmt: skip
+        return (*(f"{q}_{p}{t}" for p in ("ws", "mc") for q in tuned for t in ("", TWICE)),
+                *(f"{q}_{p}" for p in ("ws", "mc") for q in matched), "sharing")  # fmt: skip
 
 
 def _member_keys(seeds: list[int], k: int) -> jax.Array:
@@ -339,6 +378,56 @@ def members_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, k: int, seeds: list[i
     }
 
 
+def protocol_cell(
+    ds: Dataset, drop: MLP, protocol: Protocol, k: int, seeds: list[int], ev: Evaluator
+) -> dict:
+    """The primary's nets, each trained by the protocol: the dropout net and K plain nets.
+
+    Member j of seed s is the plain net of seed ``s + j * S`` (S the number of seeds), so
+    member 0 is the seed's plain net (same initialisation and minibatch order as its dropout
+    net) and the members are diversity's; the dropout net is voting's and diversity's.
+
+    Args:
+      ds: the data set (split by the protocol: the nets train on 80% of its training set).
+      drop: the dropout net; the plain nets are it at drop rate 0.
+      protocol: the dropout net's protocol; the plain nets train by
+        :func:`.protocol.plain_protocol` of it.
+      k: members per seed.
+      seeds: the seeds.
+      ev: the evaluator of the dropout net (the MC average's K and keys).
+
+    Returns:
+      ``{"rows": {row: [per seed {"test", "train", "test_ex"}]}, "rows_2w", "arms"}``: the
+      rows of :data:`TUNED_ROWS` for the variables selected within ``W`` and within ``2W``
+      ("train" the 80% trained on), and both kinds' records.
+    """
+    n_seeds = len(seeds)
+    d_arm = shared_arm(ds, drop, protocol, seeds)
+    plain = drop.clone(rate=0.0)
+    member_seeds = [s + j * n_seeds for j in range(k) for s in seeds]
+    p_arm = shared_arm(ds, plain, plain_protocol(protocol), member_seeds)
+    fit, _ = split(ds)
+    both = _both(fit)
+    out = {"arms": {"dropout": d_arm.record, "independent": p_arm.record}}
+    for sfx, vd, vp in (("", d_arm.within_w, p_arm.within_w),
+                        ("_2w", d_arm.within_2w, p_arm.within_2w)):  # fmt: skip
+        rows = {"dropout_ws": [], "dropout_mc": []}
+        for _, _, _, preds in ev.over_seeds(drop, vd, seeds, both):
+            for p, avg in preds.items():
+                probs = _split(avg.arithmetic, fit)
+                rows[f"dropout_{p}"].append(_scores(probs["test"], probs["train"], fit))
+        # the members in seed order: member j of seed i is row j * S + i
+        probs = jax.vmap(lambda v: jax.nn.softmax(plain.apply(v, both)))(vp)
+        probs = np.asarray(probs).reshape(k, n_seeds, *probs.shape[1:]).swapaxes(0, 1)
+        members = _split(probs, fit)  # (S, K, B, C) each
+        rows |= _rows("independent", members, fit, members=True)
+        rows["plain"] = [
+            _scores(members["test"][i, 0], members["train"][i, 0], fit) for i in range(n_seeds)
+        ]
+        out["rows" + sfx] = rows
+    return out
+
+
 def plan(cfg: Config, ds: Dataset) -> dict:
     """The experiment's cells: the dropout net, the tied-weight arms and the ensembles' members.
 
@@ -347,17 +436,65 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ds: the data set.
 
     Returns:
-      ``{"cell=dropout": Cell, "cell=tied": Cell, "cell=members": Cell}``, of
+      ``{"cell=protocol": Cell, "cell=dropout": Cell, "cell=tied": Cell, "cell=members":
+      Cell}``, of :func:`protocol_cell` (the primary's nets) and, at matched compute,
       :func:`dropout_cell`, :func:`tied_cell` and :func:`members_cell`.
     """
     seeds = list(range(cfg.seeds))
     drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
     kw = dict(ds=ds, drop=drop, cfg=cfg.train, seeds=seeds)
     return {
+        "cell=protocol": cell(
+            protocol_cell,
+            ds=ds,
+            drop=drop,
+            protocol=cfg.protocol,
+            k=cfg.k,
+            seeds=seeds,
+            ev=Evaluator((NAME, "cell=protocol"), cfg.mc_k),
+        ),
         "cell=dropout": cell(dropout_cell, ev=Evaluator((NAME, "cell=dropout"), cfg.mc_k), **kw),
         "cell=tied": cell(tied_cell, k=cfg.k, **kw),
         "cell=members": cell(members_cell, k=cfg.k, **kw),
     }
+
+
+def _equivalences(ex, cfg: Config, prefix: str = "") -> dict:
+    """The dropout-vs-ensemble equivalences and the overfitting test, by each predictor.
+
+    Args:
+      ex: ``ex(row, metric)`` -> per seed and test example ``(S, N)``.
+      cfg: the configuration (the margins).
+      prefix: ``""`` (the protocol's nets) or ``"matched_"`` (matched compute).
+
+    Returns:
+      ``{name: test}``.
+    """
+    at = " at matched compute" if prefix else ""
+    tests = {}
+    for p in ("ws", "mc"):
+        d = f"dropout_{p}"
+        tests[f"{prefix}nll_equiv_{p}"] = equivalence(
+            ex(d, "nll") - ex("independent", "nll"),
+            cfg.margin_nll,
+            predictor=p,
+            metric="nll",
+            what=f"test NLL, dropout minus the independent ensemble (nats){at}",
+        )
+        tests[f"{prefix}err_equiv_{p}"] = equivalence(
+            ex(d, "err") - ex("independent", "err"),
+            cfg.margin_err,
+            predictor=p,
+            metric="error",
+            what=f"test error, dropout minus the independent ensemble (fraction){at}",
+        )
+        tests[f"{prefix}overfit_{p}"] = direction(
+            ex("plain", "nll") - ex(d, "nll"),
+            predictor=p,
+            metric="nll",
+            what=f"test NLL, plain minus dropout (> 0: dropout cancels overfitting){at}",
+        )
+    return tests
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
@@ -368,57 +505,54 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"k", "steps", "width", "rows", "tests", "primary", "findings"}``: ``rows`` maps
-      each of :data:`ROWS` to intervals of :data:`METRICS` on test and train; ``tests`` those
-      of :meth:`Config.test_names`, the primary first; ``findings`` where a test's sign or
-      verdict differs between weight scaling and the MC average, and where a margin is at
-      least the independent ensemble's own gain over its mean single member.
+      ``{"k", "steps", "width", "rows", "tuned", "arms", "protocol", "tests", "primary",
+      "findings"}``: ``rows`` maps each of :data:`ROWS` (matched compute) and ``tuned`` each
+      of :data:`TUNED_ROWS` (the protocol's nets, within W) to intervals of :data:`METRICS`
+      on test and train; ``arms`` the protocol's nets' training
+      (:func:`.protocol.arm_summary`); ``tests`` those of :meth:`Config.test_names`, the
+      primary first; ``findings`` where a test's sign or verdict differs between weight
+      scaling and the MC average, and where a margin is at least the independent ensemble's
+      own gain over its mean single member.
     """
-    rows = {name: v for c in raw.values() for name, v in c.items()}
-    col = lambda r, m, split="test": np.array([s[split][m] for s in rows[r]])  # noqa: E731
-    summary = {
-        r: {split: {m: ci(col(r, m, split)) for m in METRICS} for split in ("test", "train")}
-        for r in ROWS
-    }
-    err = lambda r: 1.0 - col(r, "accuracy")  # noqa: E731
+    tuned = raw["cell=protocol"]
+    rows = {name: v for c, r in raw.items() if c != "cell=protocol" for name, v in r.items()}
+
+    def intervals(table: dict, names) -> dict:
+        col = lambda r, m, split: np.array([s[split][m] for s in table[r]])  # noqa: E731
+        return {
+            r: {sp: {m: ci(col(r, m, sp)) for m in METRICS} for sp in ("test", "train")}
+            for r in names
+        }
+
     # The tests take per-seed, per-test-example values (S, N): intervals over both noises.
-    ex = lambda r, m: np.array([s["test_ex"][m] for s in rows[r]])  # noqa: E731
-    tests = {}
+    def per_example(table):
+        return lambda r, m: np.array([s["test_ex"][m] for s in table[r]])
+
+    ex = per_example(rows)
+    arms = tuned["arms"]
+    tests = guarded(
+        _equivalences(per_example(tuned["rows"]), cfg),
+        _equivalences(per_example(tuned["rows_2w"]), cfg),
+        arms,
+        # the overfitting tests compare the dropout net with member 0 alone, the same arm
+        {f"overfit_{p}": arms for p in ("ws", "mc")},
+    )
+    tests |= _equivalences(ex, cfg, "matched_")
     for p in ("ws", "mc"):
         d = f"dropout_{p}"
-        tests[f"nll_equiv_{p}"] = equivalence(
-            ex(d, "nll") - ex("independent", "nll"),
-            cfg.margin_nll,
-            predictor=p,
-            metric="nll",
-            what="test NLL, dropout minus the independent ensemble (nats)",
-        )
-        tests[f"err_equiv_{p}"] = equivalence(
-            ex(d, "err") - ex("independent", "err"),
-            cfg.margin_err,
-            predictor=p,
-            metric="error",
-            what="test error, dropout minus the independent ensemble (fraction)",
-        )
         tests[f"bagging_{p}"] = direction(
             ex("bagging", "nll") - ex(d, "nll"),
             predictor=p,
             metric="nll",
-            what="test NLL, dropout bagging minus dropout (> 0: dropout better, as "
-            "Warde-Farley et al. found)",
+            what="test NLL, dropout bagging minus dropout at matched compute (> 0: dropout "
+            "better, as Warde-Farley et al. found)",
         )
         tests[f"bagging_err_{p}"] = direction(
             ex("bagging", "err") - ex(d, "err"),
             predictor=p,
             metric="error",
-            what="test error, dropout bagging minus dropout (> 0: dropout better; "
-            "Warde-Farley et al. compared error)",
-        )
-        tests[f"overfit_{p}"] = direction(
-            ex("plain", "nll") - ex(d, "nll"),
-            predictor=p,
-            metric="nll",
-            what="test NLL, plain minus dropout (> 0: dropout cancels overfitting)",
+            what="test error, dropout bagging minus dropout at matched compute (> 0: dropout "
+            "better; Warde-Farley et al. compared error)",
         )
     tests["sharing"] = direction(
         ex("bagging", "nll") - ex("fixed_shared", "nll"),
@@ -430,11 +564,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
     tests = primary_first(tests, cfg.primary)
     pairs = [
         (f"{q}_mc", f"{q}_ws")
-        for q in ("nll_equiv", "err_equiv", "bagging", "bagging_err", "overfit")
-    ]
+        for q in ("nll_equiv", "err_equiv", "overfit", "matched_nll_equiv",
+                  "matched_err_equiv", "matched_overfit", "bagging", "bagging_err")
+    ]  # fmt: skip
     # The margins against what ensembling buys here: a margin wider than the ensemble's gain
     # over its own members cannot tell an ensemble from a single net.
     findings = flips(tests, pairs)
+    col = lambda r, m: np.array([s["test"][m] for s in tuned["rows"][r]])  # noqa: E731
+    err = lambda r: 1.0 - col(r, "accuracy")  # noqa: E731
     for metric, margin, f in (("NLL", cfg.margin_nll, lambda r: col(r, "nll")),
                               ("error", cfg.margin_err, err)):  # fmt: skip
         gain = ci(f("independent_member") - f("independent"))
@@ -442,14 +579,17 @@ def summarise(cfg: Config, raw: dict) -> dict:
             findings.append(
                 f"The {metric} margin (+-{margin:g}) is at least the independent ensemble's "
                 f"own gain over its mean single member ({gain['mean']:.4f} "
-                f"[{gain['lo']:.4f}, {gain['hi']:.4f}]): equivalence within it could not "
-                "tell the ensemble from one of its members."
+                f"[{gain['lo']:.4f}, {gain['hi']:.4f}]; the protocol's nets): equivalence "
+                "within it could not tell the ensemble from one of its members."
             )
     return {
         "k": cfg.k,
         "steps": cfg.train.steps,
         "width": cfg.width,
-        "rows": summary,
+        "rows": intervals(rows, ROWS),
+        "tuned": intervals(tuned["rows"], TUNED_ROWS),
+        "arms": {name: arm_summary(a) for name, a in arms.items()},
+        "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
         "findings": findings,

@@ -11,7 +11,8 @@ from ..common import (
     table,
     train_str,
 )
-from ..ensembles import LABELS, ROWS, Config
+from ..ensembles import LABELS, ROWS, TUNED_ROWS, Config
+from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -29,24 +30,27 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
       ctx: the run's :class:`.common.Context`; it saves each figure and lists it for the results
         file.
     """
-    rows, xs = r["rows"], np.arange(len(ROWS))
+    # the protocol's nets (the primary's) first, then the matched-compute arms
+    rows = {**{f"tuned {k}": v for k, v in r["tuned"].items()}, **r["rows"]}
+    names = list(rows)
+    xs = np.arange(len(names))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for ax, metric, ylabel in zip(
         axes[:2], ("nll", "accuracy"), ("NLL (nats)", "error (fraction)"), strict=True
     ):
         flip = (lambda v: 1.0 - v) if metric == "accuracy" else (lambda v: v)
         for split, mk, off in (("test", "o", -0.1), ("train", "s", 0.1)):
-            c = [rows[k][split][metric] for k in ROWS]
+            c = [rows[k][split][metric] for k in names]
             m = np.array([flip(v["mean"]) for v in c])
             lo, hi = np.array([flip(v["lo"]) for v in c]), np.array([flip(v["hi"]) for v in c])
             yerr = [m - np.minimum(lo, hi), np.maximum(lo, hi) - m]
             ax.errorbar(xs + off, m, yerr=yerr, ls="", marker=mk, capsize=3, label=split)
-        ax.set_xticks(xs, [LABELS[k] for k in ROWS], fontsize=8, rotation=30, ha="right")
+        ax.set_xticks(xs, [_label(k) for k in names], fontsize=7, rotation=35, ha="right")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
     ax = axes[2]
     names = [("nll_equiv_ws", "weight scaling"), ("nll_equiv_mc", "MC average")]
-    rows_raw = {name: v for c in raw.values() for name, v in c.items()}
+    rows_raw = raw["cell=protocol"]["rows"]
     nll = lambda name: np.array([s["test"]["nll"] for s in rows_raw[name]])  # noqa: E731
     for i, (t, _) in enumerate(names):
         tt = r["tests"][t]
@@ -68,17 +72,26 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     ax.set_title("mean paired difference, 90% interval (TOST); dots: seeds", fontsize=9)
     ax.legend(fontsize=8)
     fig.suptitle(
-        f"Matched compute, M = {cfg.k} members: means over {cfg.seeds} seeds with 95% CI",
+        f"M = {cfg.k} members; 'tuned': the protocol's nets, the rest at matched compute: "
+        f"means over {cfg.seeds} seeds with 95% CI",
         fontsize=10,
     )
     ctx.savefig(fig, "ensembles.png")
 
 
+def _label(row: str) -> str:
+    """A figure's or table's label of a row: the protocol's nets are ``tuned <row>``."""
+    if row.startswith("tuned "):
+        return "protocol: " + LABELS[row[len("tuned ") :]]
+    return LABELS[row]
+
+
 def section(r: dict) -> str:
     """The report's section of the ensembles experiment, from its results file.
 
-    The matched-compute set-up and the arms compared, the primary test, the figure, and a table of
-    test and train error and NLL and test ECE per arm.
+    The primary's nets (by the protocol) with their training and the primary test, then the
+    matched-compute set-up and its arms, the figure, and tables of test and train error and NLL
+    and test ECE per arm.
 
     Args:
       r: the experiment's results file, as a dict.
@@ -91,32 +104,61 @@ def section(r: dict) -> str:
     def err_str(c: dict) -> str:  # accuracy interval as an error interval
         return ci_str({"mean": 1 - c["mean"], "lo": 1 - c["hi"], "hi": 1 - c["lo"]})
 
-    rows = [
-        [
-            LABELS[k],
-            err_str(v["test"]["accuracy"]),
-            err_str(v["train"]["accuracy"]),
-            ci_str(v["test"]["nll"]),
-            ci_str(v["train"]["nll"]),
-            ci_str(v["test"]["ece"]),
+    def table_rows(named: dict) -> list:
+        return [
+            [
+                _label(k),
+                err_str(v["test"]["accuracy"]),
+                err_str(v["train"]["accuracy"]),
+                ci_str(v["test"]["nll"]),
+                ci_str(v["train"]["nll"]),
+                ci_str(v["test"]["ece"]),
+            ]
+            for k, v in named.items()
         ]
-        for k, v in ((k, r["rows"][k]) for k in ROWS)
-    ]
+
+    head = ["method", "test error", "train error", "test NLL", "train NLL", "test ECE"]
+    tuned = table_rows({f"tuned {k}": r["tuned"][k] for k in TUNED_ROWS})
+    matched = table_rows({k: r["rows"][k] for k in ROWS})
     c, t = r["config"], r["config"]["train"]
     k, steps, w = r["k"], r["steps"], r["width"]
     evals = steps * t["batch_size"]
-    return f"""{mlp_str(r, [w, w])}, drop rate {c["rate"]}, M = {k} members. Matched compute:
-every arm makes {steps} x {t["batch_size"]} = {evals} example-gradient evaluations. Single
-nets train with {train_str(t)}; each ensemble member trains {steps // k} steps at
-the same batch size. Every arm sees the same data split per seed.
+    return f"""{mlp_str(r, [w, w])}, drop rate {c["rate"]}, M = {k} members, {c["seeds"]} seeds.
+
+**The primary's nets, each at its own best.** The dropout net and M plain nets per seed, each
+trained by the study's protocol, tuned on its own: the dropout net stopped by
+{stopped_by(c["protocol"])} (the ensemble the claim is about), each plain net by its own
+validation NLL: {protocol_str(c["protocol"])} Member j of seed s is the plain net of seed
+s + j x {c["seeds"]}; member 0 shares the dropout net's initialisation and minibatch order
+(the *plain net* row). These are the nets of voting (the dropout net) and diversity (both).
+
+{arms_table(r["arms"])}
+
+{arms_note()}
+
+**Caveats on the primary's arms.** {caveats(r["arms"], c["protocol"]["eval_every"]) or "none."}
+
+The primary test is the TOST of test NLL, dropout's MC average minus the independent
+ensemble of M nets, within +-{c["margin_nll"]} nats (and +-{100 * c["margin_err"]:.1f} pp of
+test error, exploratory; margins fixed before the run), on the nets selected within W, held
+inconclusive when an arm did not converge or the same test within 2W decides otherwise: the
+claim is about the *average* of the subnetworks, which the MC average estimates directly
+(weight scaling is only an approximation to it, tested alongside), and NLL scores the whole
+predictive distribution that an ensemble is meant to improve. The ensemble costs M times the
+dropout net's training here: each net is at its own best, not at equal compute.
+
+{table(head, tuned)}
+
+**At matched compute** (exploratory: a fixed budget by design, so these tests may depend on
+where it falls). Every arm makes {steps} x {t["batch_size"]} = {evals} example-gradient
+evaluations. Single nets train with {train_str(t)}; each ensemble member trains
+{steps // k} steps at the same batch size. Every arm sees the same data split per seed.
 
 - *Plain net* vs *dropout* (same initialisation and minibatch order): does dropout's average
   cancel overfitting?
-- *Dropout* (weight scaling, and the MC average over {r["config"]["mc_k"]} subnetworks) vs
-  the *independent
-  ensemble* (M plain nets, own initialisations and minibatch orders, probabilities averaged):
-  the claim itself, an equivalence within +-{c["margin_nll"]} nats of test NLL and
-  +-{100 * c["margin_err"]:.1f} pp of test error (margins fixed before the run).
+- *Dropout* (weight scaling, and the MC average over {c["mc_k"]} subnetworks) vs the
+  *independent ensemble* (M plain nets, own initialisations and minibatch orders,
+  probabilities averaged).
 - *Dropout bagging* (Warde-Farley et al. 2014: dropout's subnetworks with untied weights):
   M members, member j keeping one mask drawn at the dropout rate throughout. Each starts from
   the dropout net's initialisation and follows its minibatch order over the whole training
@@ -126,14 +168,9 @@ the same batch size. Every arm sees the same data split per seed.
   from the same initialisation and minibatch stream ({steps} steps, {steps // k} per mask).
   Against bagging only the tying differs: given M subnetworks, does sharing help?
 
-The primary test is the TOST of test NLL, dropout's MC average minus the independent
-ensemble: the claim is about the *average* of the subnetworks, which the MC average
-estimates directly (weight scaling is only an approximation to it, tested alongside), and
-NLL scores the whole predictive distribution that an ensemble is meant to improve.
-"Mean single member" rows show what averaging buys each ensemble; train columns show whether
-every arm fits.
+"Mean single member" rows show what averaging buys each ensemble.
 
 ![ensembles](ensembles/ensembles.png)
 
-{table(["method", "test error", "train error", "test NLL", "train NLL", "test ECE"], rows)}
+{table(head, matched)}
 """
