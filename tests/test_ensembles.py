@@ -47,21 +47,36 @@ def _fake_raw(seeds: int, shift: dict[str, float], n: int = 50) -> dict:
     rng = np.random.default_rng(0)
     example = 0.05 * rng.standard_normal(n)
     wrong = (np.arange(n) % 30 == 0).astype(float)  # the same examples wrong in every row
-    rows = {}
-    for name in E.ROWS:
-        rows[name] = []
-        for _ in range(seeds):
-            nll = 0.1 + shift.get(name, 0.0) + 1e-3 * rng.standard_normal()
-            each = nll + example - example.mean() + 1e-4 * rng.standard_normal(n)
-            s = {"accuracy": 0.97, "nll": float(each.mean()), "ece": 0.01, "brier": 0.05}
-            rows[name].append(
-                {
-                    "test": s,
-                    "train": {**s, "nll": nll / 2},
-                    "test_ex": {"nll": each.tolist(), "err": wrong.tolist()},
-                }
-            )
-    return {"cell=all": rows}
+
+    def table(names):
+        rows = {}
+        for name in names:
+            rows[name] = []
+            for _ in range(seeds):
+                nll = 0.1 + shift.get(name, 0.0) + 1e-3 * rng.standard_normal()
+                each = nll + example - example.mean() + 1e-4 * rng.standard_normal(n)
+                s = {"accuracy": 0.97, "nll": float(each.mean()), "ece": 0.01, "brier": 0.05}
+                rows[name].append(
+                    {
+                        "test": s,
+                        "train": {**s, "nll": nll / 2},
+                        "test_ex": {"nll": each.tolist(), "err": wrong.tolist()},
+                    }
+                )
+        return rows
+
+    def arm(n_seeds):  # a converged arm, every seed settled mid-run
+        return {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": 100,
+                "stop_w": [50] * n_seeds, "stop_2w": [60] * n_seeds,
+                "settle_2w": [60] * n_seeds, "diverged": [False] * n_seeds, "converged": True,
+                "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
+
+    tuned = {
+        "rows": table(E.TUNED_ROWS),
+        "rows_2w": table(E.TUNED_ROWS),
+        "arms": {"dropout": arm(seeds), "independent": arm(5 * seeds)},
+    }
+    return {"cell=protocol": tuned, "cell=all": table(E.ROWS)}
 
 
 def test_summarise_tests_findings_and_section():
@@ -74,9 +89,12 @@ def test_summarise_tests_findings_and_section():
     assert t["nll_equiv_ws"]["verdict"] == "contradicted"  # 0.05 nats outside +-0.02
     assert t["bagging_mc"]["verdict"] == "supported" and t["sharing"]["verdict"] == "supported"
     assert t["overfit_ws"]["verdict"] == "supported"
+    assert t["matched_nll_equiv_ws"]["verdict"] == "contradicted"  # the matched arms alike
+    assert "within_2w" in t["nll_equiv_mc"] and "within_2w" not in t["matched_nll_equiv_mc"]
+    assert set(t) == set(cfg.test_names())
     assert all(x["predictor"] in PREDICTOR_NAMES and x["what"] for x in t.values())
     md = section({**r, "config": cfg.to_dict()})
-    assert "nan" not in md.lower() and "| plain net |" in md
+    assert "nan" not in md.lower() and "| plain net |" in md and "| protocol: plain net |" in md
 
 
 def test_sign_flip_between_predictors_is_a_finding():
