@@ -81,6 +81,8 @@ OWN_PROTOCOL = {
 PART_PROTOCOL = {
     "scaling": "its trained nets of part C; part B's two conventions train step-matched for "
     "a fixed budget by design, and part A is a demo with no training",
+    "ensembles": "its primary's nets; the matched-compute arms (the same comparison at equal "
+    "training cost, dropout bagging, tied fixed masks) keep a fixed budget by design",
     "shrinkage": "its MLP parts, each within its part's optimiser; the linear and logistic "
     "parts compare trained weights with their closed-form counterparts",
 }
