@@ -359,7 +359,7 @@ def bench_study(timings: list[Path]):
         (
             "  note: shared arms",
             "a net trained by several experiments counts in the first to train it",
-            "voting's nets serve maskmode and diversity",
+            "in this log voting's nets served maskmode, diversity and ensembles",
             "-",
         )
     )
