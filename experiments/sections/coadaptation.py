@@ -175,6 +175,13 @@ def section(r: dict) -> str:
          for net in label],
     )  # fmt: skip
     single = {part: ci_str(r["comparisons"][f"abs_single_{part}"], 4) for part in ("train", "test")}
+    nets = r["nets"]
+    smaller = nets["dropout"]["abs_single_test"]["mean"] < nets["plain"]["abs_single_test"]["mean"]
+    more = nets["dropout"]["live_units"]["mean"] > nets["plain"]["live_units"]["mean"]
+    scale_words = (
+        f"The dropout net's single-unit effects on test are {'smaller' if smaller else 'larger'} "
+        f"and its live units {'more' if more else 'fewer'}"
+    )
     return f"""{mlp_str(r, [w, w])}, plain vs drop rate {rate}, the same initialisation per
 seed, {c["seeds"]} seeds. Both nets train by the study's protocol, tuned each on its own, each
 seed stopped by {stopped_by(c["protocol"])}: {protocol_str(c["protocol"])} "Train"
@@ -189,13 +196,15 @@ below is the part they trained on; the protocol's validation split also fits the
 **Measures.** Removal-based measures mislead on overconfident nets (removing a unit can
 *lower* their NLL), and a net whose single units matter less shows smaller pairwise effects
 for that reason alone. So every loss here is the NLL at a temperature T fitted per net and
-seed on the validation split (weight-scaled logits; T > 1 means the net was overconfident),
+seed on the validation split (weight-scaled logits; T > 1 means the net was overconfident;
+T is at least 1, since that split also chose the stopping step and sharpening a net that
+makes almost no errors on it overfits them),
 and the interaction of two units i, j of the last hidden layer,
 D_ij = L(-i,-j) - L(-i) - L(-j) + L, is normalised by the single-unit effects
 d_i = L(-i) - L: **R = mean |D_ij| / mean |d_i|**, over the live units (active on some
 training example) and all their pairs. R = 0 when the effects of removing units add up; the
 larger R, the more a unit's worth depends on which others are present. R is measured on the
-train split and on test; raw mean |D_ij| is exploratory. Removal takes a random fraction of
+train split and on test; raw mean |D_ij| and R at T = 1 (no temperature) are exploratory. Removal takes a random fraction of
 all hidden units (both layers, {c["draws"]} draws per fraction, the same units for both
 nets), either without rescaling or with each layer's survivors multiplied by n_layer /
 n_kept (the layer's expected input to the next preserved; with half the units removed this is
@@ -234,10 +243,10 @@ loss changes divided out. It is not free of every scale: D_ij is second order in
 the units' contributions while d_i is first order (on test, where the loss gradient is not 0),
 so a net that spreads the same function over more, smaller units has a smaller R without any
 change in how its features depend on each other (splitting every unit into k equal copies
-divides R by k). The dropout net's single-unit effects are smaller and its live units more
-(tables above), so part of the difference in R can come from that, and how much is not
-measured here: a "supported" verdict says the dropout net's unit effects add up better, which
-redundancy alone would also give, not that its units co-adapt less in any further sense.
+divides R by k). {scale_words} (tables above), so part of the difference in R can come from
+that, and how much is not measured here: a "supported" verdict says the dropout net's unit
+effects add up better, which redundancy alone would also give, not that its units co-adapt
+less in any further sense.
 Removal robustness is
 exploratory: rescaled removal of half the units is what the dropout net was trained on, and
 either kind measures redundancy as much as co-adaptation.
