@@ -193,26 +193,24 @@ below is the part they trained on; the protocol's validation split also fits the
 
 **Caveats on the primary's arms.** {caveats(r["arms"], c["protocol"]["eval_every"]) or "none."}
 
-**Measures.** Removal-based measures mislead on overconfident nets (removing a unit can
-*lower* their NLL), and a net whose single units matter less shows smaller pairwise effects
-for that reason alone. So every loss here is the NLL at a temperature T fitted per net and
-seed on the validation split (weight-scaled logits; T > 1 means the net was overconfident;
-T is at least 1, since that split also chose the stopping step and sharpening a net that
-makes almost no errors on it overfits them),
-and the interaction of two units i, j of the last hidden layer,
-D_ij = L(-i,-j) - L(-i) - L(-j) + L, is normalised by the single-unit effects
-d_i = L(-i) - L: **R = mean |D_ij| / mean |d_i|**, over the live units (active on some
-training example) and all their pairs. R = 0 when the effects of removing units add up; the
-larger R, the more a unit's worth depends on which others are present. R is measured on the
-train split and on test; raw mean |D_ij| and R at T = 1 (no temperature) are exploratory. Removal takes a random fraction of
-all hidden units (both layers, {c["draws"]} draws per fraction, the same units for both
-nets), either without rescaling or with each layer's survivors multiplied by n_layer /
-n_kept (the layer's expected input to the next preserved; with half the units removed this is
-exactly a subnetwork as inverted dropout trained it, survivors at 1/p). Correlations use the
-last hidden layer; mean activation and the fraction of
-zeros both hidden layers; all on test at the expected mask. Headline metrics come by weight
-scaling and by the MC average; the co-adaptation measures are ablations of the
-weight-scaled net.
+**Measures.** Removal-based measures mislead on overconfident nets (removing a unit can *lower*
+their NLL), and a net whose single units matter less shows smaller pairwise effects for that
+reason alone. So every loss here is the NLL at a temperature T fitted per net and seed on the
+validation split (weight-scaled logits; T > 1 means the net was overconfident; T is at least 1,
+since that split also chose the stopping step and sharpening a net that makes almost no errors
+on it overfits them), and the interaction of two units i, j of the last hidden layer, D_ij =
+L(-i,-j) - L(-i) - L(-j) + L, is normalised by the single-unit effects d_i = L(-i) - L: **R =
+mean |D_ij| / mean |d_i|**, over the live units (active on some training example) and all their
+pairs. R = 0 when the effects of removing units add up; the larger R, the more a unit's worth
+depends on which others are present. R is measured on the train split and on test; raw mean
+|D_ij| and R at T = 1 (no temperature) are exploratory. Removal takes a random fraction of all
+hidden units (both layers, {c["draws"]} draws per fraction, the same units for both nets),
+either without rescaling or with each layer's survivors multiplied by n_layer / n_kept (the
+layer's expected input to the next preserved; with half the units removed this is exactly a
+subnetwork as inverted dropout trained it, survivors at 1/p). Correlations use the last hidden
+layer; mean activation and the fraction of zeros both hidden layers; all on test at the expected
+mask. Headline metrics come by weight scaling and by the MC average; the co-adaptation measures
+are ablations of the weight-scaled net.
 
 **Anchor.** Srivastava et al. (2014) give only visual evidence (cleaner features) and a
 sparsity figure: mean hidden activation about 2.0 without dropout vs 0.7 with it, for a
