@@ -859,8 +859,9 @@ def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
         elif (va := ta.get("verdict_w", ta["verdict"])) != (
             vb := tb.get("verdict_w", tb["verdict"])
         ):
+            own = " (each its own, before the protocol's hold)" if "verdict_w" in ta else ""
             out.append(
-                f"The verdict on *{ta['what']}* depends on the predictor: {va} by "
+                f"The verdict on *{ta['what']}* depends on the predictor{own}: {va} by "
                 f"{predictor_name(ta)} ({effect_str(ta)}), {vb} by "
                 f"{predictor_name(tb)} ({effect_str(tb)})."
             )
@@ -1038,7 +1039,12 @@ def primary_findings(r: dict) -> list[str]:
     t = r["tests"][r["primary"]]
     # findings name the predictor without its K (they are written before stamp_k)
     name = predictor_name({k: v for k, v in t.items() if k != "k"})
-    return [f for f in all_findings(r) if (t["what"] in f and name in f) or "the primary net" in f]
+    w = t["what"]
+
+    def names_it(f: str) -> bool:  # its quantity, not a longer one it is the start of
+        return f"*{w}*" in f or (w in f and f"*{w}" not in f)
+
+    return [f for f in all_findings(r) if (names_it(f) and name in f) or "the primary net" in f]
 
 
 def verdict_table(r: dict) -> str:

@@ -800,12 +800,18 @@ def caveats(arms: dict[str, dict], eval_every: int) -> str:
 
     Returns:
       Sentences naming arms whose recipe or learning rate differ (the effect is each net at
-      its own best, not dropout at one setting), choices at a grid's edge (of three or more
-      rates), arms not converged, seeds stopped in the last 10% of ``W`` or at the first
-      evaluation; empty when there is nothing to say.
+      its own best, not dropout at one setting) or saying that they chose the same, choices
+      at a grid's edge (of three or more rates), arms not converged, seeds stopped in the last
+      10% of ``W`` or at the first evaluation; empty when there is nothing to say.
     """
     out = []
     settings = {name: (a["recipe"], a["lr"]) for name, a in arms.items()}
+    if len(settings) > 1 and len(set(settings.values())) == 1:
+        recipe, lr = next(iter(settings.values()))
+        out.append(
+            f"The compared arms, tuned each on its own, chose the same setting ({recipe} at lr "
+            f"{lr:g}): the comparison is at one setting."
+        )
     if len(set(settings.values())) > 1:
         said = "; ".join(f"{n}: {r} at lr {lr:g}" for n, (r, lr) in settings.items())
         out.append(

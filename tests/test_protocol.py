@@ -353,3 +353,22 @@ def test_the_reports_protocol_paragraph_says_who_is_on_it_in_whole_or_part_and_s
     assert "The nets of ensembles are not yet on the protocol" in text
     assert "tutorial (the tutorial's own training) keep their own protocols" in text
     assert "the dropout nets of" not in protocol_paragraph({"scaling": res["scaling"]})
+
+
+def test_caveats_say_when_arms_tuned_apart_chose_the_same_setting():
+    a = {"recipe": "adam", "lr": 3e-3, "at_w_end": 0, "converged": True, "late": 0,
+         "stop_w": [50], "settle_2w": [50], "tuning": {"adam": {"0.003": 1.0}}}  # fmt: skip
+    assert "chose the same setting (adam at lr 0.003)" in PR.caveats({"x": a, "y": a}, 10)
+    assert "chose the same" not in PR.caveats({"x": a}, 10)
+
+
+def test_a_primarys_findings_are_its_own_not_a_longer_quantitys():
+    from dropstudy_experiments.common import primary_findings
+
+    t = {"what": "test NLL (nats)", "predictor": "mc", "rule": "direction", "effect": 0.1,
+         "lo": 0.0, "hi": 0.2}  # fmt: skip
+    r = {"tests": {"p": t}, "primary": "p", "findings": [
+        "The verdict on *test NLL (nats) at matched compute* depends on the MC average",
+        "The verdict on *test NLL (nats)* depends on the MC average",
+    ]}  # fmt: skip
+    assert primary_findings(r) == [r["findings"][1]]

@@ -118,6 +118,14 @@ def section(r: dict) -> str:
         ]
 
     head = ["method", "test error", "train error", "test NLL", "train NLL", "test ECE"]
+    n_seeds = len(r["arms"]["dropout"]["stop_w"])
+    members = np.asarray(r["arms"]["independent"]["stop_w"]).reshape(-1, n_seeds)  # (M, S)
+    cost = (
+        f"up to their stops within W, a seed's {members.shape[0]} plain nets took "
+        f"{np.median(members.sum(0)):,.0f} training steps (median over seeds) against the "
+        f"dropout net's {np.median(r['arms']['dropout']['stop_w']):,.0f} (every run trained "
+        f"2W = {2 * r['arms']['dropout']['window']:,} steps)."
+    )
     tuned = table_rows({f"tuned {k}": r["tuned"][k] for k in TUNED_ROWS})
     matched = table_rows({k: r["rows"][k] for k in ROWS})
     c, t = r["config"], r["config"]["train"]
@@ -144,8 +152,8 @@ test error, exploratory; margins fixed before the run), on the nets selected wit
 inconclusive when an arm did not converge or the same test within 2W decides otherwise: the
 claim is about the *average* of the subnetworks, which the MC average estimates directly
 (weight scaling is only an approximation to it, tested alongside), and NLL scores the whole
-predictive distribution that an ensemble is meant to improve. The ensemble costs M times the
-dropout net's training here: each net is at its own best, not at equal compute.
+predictive distribution that an ensemble is meant to improve. Each net is at its own best,
+not at equal compute: {cost}
 
 {table(head, tuned)}
 
