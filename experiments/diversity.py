@@ -36,7 +36,6 @@ from dropstudy import masks as M
 from dropstudy.data import Dataset
 from dropstudy.models import MLP
 from dropstudy.train import take
-from dropstudy.validate import DropstudyError
 
 from .common import (
     ExperimentConfig,
@@ -52,6 +51,7 @@ from .protocol import (
     Protocol,
     arm_summary,
     guarded,
+    member_seeds,
     plain_protocol,
     shared_arm,
     split,
@@ -103,13 +103,7 @@ class Config(ExperimentConfig):
           DropstudyError: naming what is wrong.
         """
         super().check()
-        n = self.seeds * self.members
-        if n > min(self.protocol.pilot_seeds):
-            raise DropstudyError(
-                f"seeds x members = {n} plain nets would reach the pilot seeds "
-                f"{list(self.protocol.pilot_seeds)} (member j of seed s is seed s + j * seeds): "
-                "use fewer seeds or members, or pilot seeds above the plain nets' seeds"
-            )
+        member_seeds(self.seeds, self.members, self.protocol, "members")
 
     def test_names(self) -> tuple[str, ...]:
         """The tests :func:`summarise` names (fixed).

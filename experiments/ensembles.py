@@ -67,6 +67,7 @@ from .protocol import (
     Protocol,
     arm_summary,
     guarded,
+    member_seeds,
     plain_protocol,
     shared_arm,
     split,
@@ -139,13 +140,7 @@ class Config(ExperimentConfig):
                 f"train.steps={self.train.steps} must be a multiple of k={self.k}: each "
                 "member trains steps / k steps, so that every arm costs the same"
             )
-        n = self.seeds * self.k
-        if n > min(self.protocol.pilot_seeds):
-            raise DropstudyError(
-                f"seeds x k = {n} plain nets would reach the pilot seeds "
-                f"{list(self.protocol.pilot_seeds)} (member j of seed s is seed s + j * seeds): "
-                "use fewer seeds or members, or pilot seeds above the plain nets' seeds"
-            )
+        member_seeds(self.seeds, self.k, self.protocol, "k")
 
     def test_names(self) -> tuple[str, ...]:
         """The tests :func:`summarise` names (fixed).

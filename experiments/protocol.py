@@ -234,6 +234,30 @@ QUICK_ENSEMBLE = Protocol(
 # experiment that trains it): see :func:`plain_protocol`.
 
 
+def member_seeds(seeds: int, members: int, protocol: Protocol, field: str) -> None:
+    """Refuse plain ensemble members whose seeds reach ``protocol``'s pilot seeds.
+
+    Member j of seed s is the plain net of seed ``s + j * seeds`` (diversity's and
+    ensembles' members), so the members use seeds ``0 .. seeds * members - 1``.
+
+    Args:
+      seeds: the study's seeds.
+      members: plain nets per seed.
+      protocol: the protocol they train by.
+      field: the config field that counts the members, for the message.
+
+    Raises:
+      DropstudyError: naming the clash and what to change.
+    """
+    n = seeds * members
+    if n > min(protocol.pilot_seeds):
+        raise DropstudyError(
+            f"seeds x {field} = {n} plain nets would reach the pilot seeds "
+            f"{list(protocol.pilot_seeds)} (member j of seed s is seed s + j * seeds): use "
+            f"fewer seeds or {field}, or pilot seeds above the plain nets' seeds"
+        )
+
+
 def plain_protocol(protocol: Protocol) -> Protocol:
     """The protocol a plain net trains under alongside dropout nets trained by ``protocol``.
 

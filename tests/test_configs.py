@@ -40,6 +40,7 @@ def test_every_config_is_valid_and_refuses_one_seed(name):
         ("maskmode", {"margin_nll": -0.1}, "margin_nll must be > 0"),
         ("coadaptation", {"protocol": None}, "protocol"),
         ("diversity", {"seeds": 300}, "would reach the pilot seeds"),
+        ("ensembles", {"seeds": 300}, r"seeds x k = 1500 plain nets would reach the pilot"),
         ("robustness", {"missing": (0.5, 1.6)}, r"missing must be in \[0, 1\)"),
         ("shrinkage", {"keeps": (2.0,)}, r"keeps must be in \(0, 1\]"),
         ("stayput", {"lr_sgd": 0.0}, "lr_sgd must be > 0"),
