@@ -93,6 +93,7 @@ ROWS = (
 METRICS = ("accuracy", "nll", "ece", "brier")
 # Rows of the primary's nets, trained by the protocol (:func:`protocol_cell`).
 TUNED_ROWS = ("plain", "dropout_ws", "dropout_mc", "independent", "independent_member")
+KINDS_WS_MC = ("dropout_ws", "dropout_mc")  # the n/p dropout net's rows (:func:`np_cell`)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class Config(ExperimentConfig):
     seeds: int = 10
     width: int = 64
     rate: float = 0.5
+    # An exploratory dropout net of Srivastava et al.'s n/p units per layer (width / keep),
+    # by the same protocol, against the same ensemble: whether the primary's verdict is the
+    # dropout net's capacity. None: none.
+    np_width: int | None = 128
     k: int = 5  # ensemble members; at matched compute each trains train.steps // k steps
     # The primary's nets: by the protocol, the dropout net stopped by its MC average.
     protocol: Protocol = ENSEMBLE
@@ -120,7 +125,7 @@ class Config(ExperimentConfig):
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150),
-        "protocol": QUICK_ENSEMBLE,
+        "protocol": QUICK_ENSEMBLE, "np_width": 48,
     }  # fmt: skip
 
     def check(self) -> None:
@@ -149,7 +154,7 @@ class Config(ExperimentConfig):
           Each comparison by each predictor: on the protocol's nets (each guarded, with its
           twin within 2W) and at matched compute, and the weight-sharing test.
         """
-        tuned = ("nll_equiv", "err_equiv", "overfit")
+        tuned = ("nll_equiv", "err_equiv", "overfit", *(("np_nll_equiv",) if self.np_width else ()))
         matched = ("matched_nll_equiv", "matched_err_equiv", "bagging", "bagging_err",
                    "matched_overfit")  # fmt: skip
         return (*(f"{q}_{p}{t}" for p in ("ws", "mc") for q in tuned for t in ("", TWICE)),
@@ -423,6 +428,32 @@ def protocol_cell(
     return out
 
 
+def np_cell(ds: Dataset, drop: MLP, protocol: Protocol, seeds: list[int], ev: Evaluator) -> dict:
+    """The exploratory dropout net of n/p units per layer, trained by the protocol.
+
+    Args:
+      ds: the data set (split by the protocol).
+      drop: the wider dropout net.
+      protocol: its protocol (the primary dropout net's).
+      seeds: the seeds.
+      ev: its evaluator.
+
+    Returns:
+      ``{"rows": {"dropout_ws", "dropout_mc"}, "rows_2w", "arm"}`` as :func:`protocol_cell`'s.
+    """
+    arm = shared_arm(ds, drop, protocol, seeds)
+    fit, _ = split(ds)
+    out = {"arm": arm.record}
+    for sfx, v in (("", arm.within_w), ("_2w", arm.within_2w)):
+        rows = {"dropout_ws": [], "dropout_mc": []}
+        for _, _, _, preds in ev.over_seeds(drop, v, seeds, _both(fit)):
+            for p, avg in preds.items():
+                probs = _split(avg.arithmetic, fit)
+                rows[f"dropout_{p}"].append(_scores(probs["test"], probs["train"], fit))
+        out["rows" + sfx] = rows
+    return out
+
+
 def plan(cfg: Config, ds: Dataset) -> dict:
     """The experiment's cells: the dropout net, the tied-weight arms and the ensembles' members.
 
@@ -433,7 +464,8 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     Returns:
       ``{"cell=protocol": Cell, "cell=dropout": Cell, "cell=tied": Cell, "cell=members":
       Cell}``, of :func:`protocol_cell` (the primary's nets) and, at matched compute,
-      :func:`dropout_cell`, :func:`tied_cell` and :func:`members_cell`.
+      :func:`dropout_cell`, :func:`tied_cell` and :func:`members_cell`; with ``np_width``
+      also ``"cell=np"`` (:func:`np_cell`).
     """
     seeds = list(range(cfg.seeds))
     drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
@@ -451,7 +483,16 @@ def plan(cfg: Config, ds: Dataset) -> dict:
         "cell=dropout": cell(dropout_cell, ev=Evaluator((NAME, "cell=dropout"), cfg.mc_k), **kw),
         "cell=tied": cell(tied_cell, k=cfg.k, **kw),
         "cell=members": cell(members_cell, k=cfg.k, **kw),
-    }
+    } | (
+        {
+            "cell=np": cell(
+                np_cell, ds=ds, drop=drop.clone(hidden=(cfg.np_width, cfg.np_width)),
+                protocol=cfg.protocol, seeds=seeds, ev=Evaluator((NAME, "cell=np"), cfg.mc_k),
+            )
+        }
+        if cfg.np_width
+        else {}
+    )  # fmt: skip
 
 
 def _equivalences(ex, cfg: Config, prefix: str = "") -> dict:
@@ -510,7 +551,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
       own gain over its mean single member.
     """
     tuned = raw["cell=protocol"]
-    rows = {name: v for c, r in raw.items() if c != "cell=protocol" for name, v in r.items()}
+    mine = ("cell=protocol", "cell=np")
+    rows = {name: v for c, r in raw.items() if c not in mine for name, v in r.items()}
 
     def intervals(table: dict, names) -> dict:
         col = lambda r, m, split: np.array([s[split][m] for s in table[r]])  # noqa: E731
@@ -532,6 +574,25 @@ def summarise(cfg: Config, raw: dict) -> dict:
         # the overfitting tests compare the dropout net with member 0 alone, the same arm
         {f"overfit_{p}": arms for p in ("ws", "mc")},
     )
+    if "cell=np" in raw:
+        wide = raw["cell=np"]
+
+        def np_test(sel: str) -> dict:
+            drop_ex, ens_ex = per_example(wide["rows" + sel]), per_example(tuned["rows" + sel])
+            return {
+                f"np_nll_equiv_{p}": equivalence(
+                    drop_ex(f"dropout_{p}", "nll") - ens_ex("independent", "nll"),
+                    cfg.margin_nll,
+                    predictor=p,
+                    metric="nll",
+                    what=f"test NLL, dropout net of {cfg.np_width} units per layer (n/p) minus "
+                    "the independent ensemble (nats)",
+                )
+                for p in ("ws", "mc")
+            }
+
+        np_arms = {"dropout n/p": wide["arm"], "independent": arms["independent"]}
+        tests |= guarded(np_test(""), np_test("_2w"), np_arms)
     tests |= _equivalences(ex, cfg, "matched_")
     for p in ("ws", "mc"):
         d = f"dropout_{p}"
@@ -564,6 +625,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
     ]  # fmt: skip
     # The margins against what ensembling buys here: a margin wider than the ensemble's gain
     # over its own members cannot tell an ensemble from a single net.
+    if "np_nll_equiv_mc" in tests:
+        pairs.append(("np_nll_equiv_mc", "np_nll_equiv_ws"))
     findings = flips(tests, pairs)
     col = lambda r, m: np.array([s["test"][m] for s in tuned["rows"][r]])  # noqa: E731
     err = lambda r: 1.0 - col(r, "accuracy")  # noqa: E731
@@ -582,8 +645,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "steps": cfg.train.steps,
         "width": cfg.width,
         "rows": intervals(rows, ROWS),
-        "tuned": intervals(tuned["rows"], TUNED_ROWS),
-        "arms": {name: arm_summary(a) for name, a in arms.items()},
+        "tuned": intervals(tuned["rows"], TUNED_ROWS)
+        | (
+            {f"np_{k}": v for k, v in intervals(raw["cell=np"]["rows"], KINDS_WS_MC).items()}
+            if "cell=np" in raw
+            else {}
+        ),
+        "arms": {name: arm_summary(a) for name, a in arms.items()}
+        | ({"dropout n/p": arm_summary(raw["cell=np"]["arm"])} if "cell=np" in raw else {}),
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
@@ -600,4 +669,6 @@ LABELS = {
     "bagging": "dropout bagging (untied)",
     "bagging_member": "bagging: mean single member",
     "fixed_shared": "fixed masks, tied weights",
+    "np_dropout_ws": "dropout, n/p units, weight scaling",
+    "np_dropout_mc": "dropout, n/p units, MC average",
 }

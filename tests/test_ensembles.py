@@ -40,7 +40,7 @@ def test_fixed_masks_are_binary_per_seed_and_a_prefix_in_k():
     np.testing.assert_array_equal(m[1, 2], spec.flatten(M.sample_masks(spec, key)))
 
 
-def _fake_raw(seeds: int, shift: dict[str, float], n: int = 50) -> dict:
+def _fake_raw(seeds: int, shift: dict[str, float], n: int = 50, np_net: bool = True) -> dict:
     """Per-seed scores for every row: NLL 0.1 + shift + seed noise; per test example, the
     same plus an example effect shared by every row and seed (it cancels in paired
     differences) and a small residual."""
@@ -76,7 +76,11 @@ def _fake_raw(seeds: int, shift: dict[str, float], n: int = 50) -> dict:
         "rows_2w": table(E.TUNED_ROWS),
         "arms": {"dropout": arm(seeds), "independent": arm(5 * seeds)},
     }
-    return {"cell=protocol": tuned, "cell=all": table(E.ROWS)}
+    out = {"cell=protocol": tuned, "cell=all": table(E.ROWS)}
+    if np_net:  # the n/p dropout net: as good as the ensemble
+        wide = {"rows": table(E.KINDS_WS_MC), "rows_2w": table(E.KINDS_WS_MC), "arm": arm(seeds)}
+        out["cell=np"] = wide
+    return out
 
 
 def test_summarise_tests_findings_and_section():
@@ -92,9 +96,23 @@ def test_summarise_tests_findings_and_section():
     assert t["matched_nll_equiv_ws"]["verdict"] == "contradicted"  # the matched arms alike
     assert "within_2w" in t["nll_equiv_mc"] and "within_2w" not in t["matched_nll_equiv_mc"]
     assert set(t) == set(cfg.test_names())
+    assert t["np_nll_equiv_mc"]["verdict"] == "supported" and "dropout n/p" in r["arms"]
+    # np_width None: no wider net, no test of it
+    bare = E.summarise(E.Config(seeds=6, np_width=None), _fake_raw(6, {}, np_net=False))
+    assert not any(k.startswith("np_") for k in bare["tests"]) and "dropout n/p" not in bare["arms"]
+    assert set(bare["tests"]) == set(E.Config(np_width=None).test_names())
+    cells = E.plan(E.Config(np_width=96), _tiny())
+    assert cells["cell=np"].kwargs["drop"].hidden == (96, 96)
+    assert "cell=np" not in E.plan(E.Config(np_width=None), _tiny())
     assert all(x["predictor"] in PREDICTOR_NAMES and x["what"] for x in t.values())
     md = section({**r, "config": cfg.to_dict()})
     assert "nan" not in md.lower() and "| plain net |" in md and "| protocol: plain net |" in md
+
+
+def _tiny():
+    from dropstudy.data import digits
+
+    return digits().subset(50, seed=0)
 
 
 def test_sign_flip_between_predictors_is_a_finding():

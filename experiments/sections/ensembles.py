@@ -11,7 +11,7 @@ from ..common import (
     table,
     train_str,
 )
-from ..ensembles import LABELS, ROWS, TUNED_ROWS, Config
+from ..ensembles import LABELS, ROWS, Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 
@@ -126,7 +126,16 @@ def section(r: dict) -> str:
         f"dropout net's {np.median(r['arms']['dropout']['stop_w']):,.0f} (every run trained "
         f"2W = {2 * r['arms']['dropout']['window']:,} steps)."
     )
-    tuned = table_rows({f"tuned {k}": r["tuned"][k] for k in TUNED_ROWS})
+    tuned = table_rows({f"tuned {k}": v for k, v in r["tuned"].items()})
+    primary_arms = {k: r["arms"][k] for k in ("dropout", "independent")}
+    np_words = (
+        f" An exploratory dropout net of {r['config']['np_width']} units per layer "
+        "(Srivastava et al.'s n/p: the width over the keep probability), trained by the same "
+        "protocol, is compared with the same ensemble (the *n/p* rows): whether the verdict "
+        "is the dropout net's capacity."
+        if "dropout n/p" in r["arms"]
+        else ""
+    )
     matched = table_rows({k: r["rows"][k] for k in ROWS})
     c, t = r["config"], r["config"]["train"]
     k, steps, w = r["k"], r["steps"], r["width"]
@@ -144,7 +153,7 @@ s + j x {c["seeds"]}; member 0 shares the dropout net's initialisation and minib
 
 {arms_note()}
 
-**Caveats on the primary's arms.** {caveats(r["arms"], c["protocol"]["eval_every"]) or "none."}
+**Caveats on the primary's arms.** {caveats(primary_arms, c["protocol"]["eval_every"]) or "none."}
 
 The primary test is the TOST of test NLL, dropout's MC average minus the independent
 ensemble of M nets, within +-{c["margin_nll"]} nats (and +-{100 * c["margin_err"]:.1f} pp of
@@ -153,7 +162,7 @@ inconclusive when an arm did not converge or the same test within 2W decides oth
 claim is about the *average* of the subnetworks, which the MC average estimates directly
 (weight scaling is only an approximation to it, tested alongside), and NLL scores the whole
 predictive distribution that an ensemble is meant to improve. Each net is at its own best,
-not at equal compute: {cost}
+not at equal compute: {cost}{np_words}
 
 {table(head, tuned)}
 
