@@ -293,8 +293,14 @@ def dropout_cell(ds: Dataset, drop: MLP, cfg: TrainConfig, seeds: list[int], ev:
       scores (:func:`~dropstudy.metrics.scores`).
     """
     variables, _ = train_seeds(drop, seed_keys(seeds), ds.x_train, ds.y_train, cfg, seeds=seeds)
+    return _dropout_rows(drop, variables, seeds, ds, ev)
+
+
+def _dropout_rows(drop: MLP, variables, seeds: list[int], ds: Dataset, ev: Evaluator) -> dict:
+    """``{"dropout_ws": [...], "dropout_mc": [...]}``: per seed, :func:`_scores` of the
+    dropout net by weight scaling and by ``ev``'s MC average, the same MC subnetworks on the
+    test and the training set of ``ds``."""
     out = {"dropout_ws": [], "dropout_mc": []}
-    # The same MC subnetworks on the test and the training set.
     for _, _, _, preds in ev.over_seeds(drop, variables, seeds, _both(ds)):
         for p, avg in preds.items():
             probs = _split(avg.arithmetic, ds)
@@ -411,11 +417,7 @@ def protocol_cell(
     out = {"arms": {"dropout": d_arm.record, "independent": p_arm.record}}
     for sfx, vd, vp in (("", d_arm.within_w, p_arm.within_w),
                         ("_2w", d_arm.within_2w, p_arm.within_2w)):  # fmt: skip
-        rows = {"dropout_ws": [], "dropout_mc": []}
-        for _, _, _, preds in ev.over_seeds(drop, vd, seeds, both):
-            for p, avg in preds.items():
-                probs = _split(avg.arithmetic, fit)
-                rows[f"dropout_{p}"].append(_scores(probs["test"], probs["train"], fit))
+        rows = _dropout_rows(drop, vd, seeds, fit, ev)
         # the members in seed order: member j of seed i is row j * S + i
         probs = jax.vmap(lambda v: jax.nn.softmax(plain.apply(v, both)))(vp)
         probs = np.asarray(probs).reshape(k, n_seeds, *probs.shape[1:]).swapaxes(0, 1)
@@ -445,12 +447,7 @@ def np_cell(ds: Dataset, drop: MLP, protocol: Protocol, seeds: list[int], ev: Ev
     fit, _ = split(ds)
     out = {"arm": arm.record}
     for sfx, v in (("", arm.within_w), ("_2w", arm.within_2w)):
-        rows = {"dropout_ws": [], "dropout_mc": []}
-        for _, _, _, preds in ev.over_seeds(drop, v, seeds, _both(fit)):
-            for p, avg in preds.items():
-                probs = _split(avg.arithmetic, fit)
-                rows[f"dropout_{p}"].append(_scores(probs["test"], probs["train"], fit))
-        out["rows" + sfx] = rows
+        out["rows" + sfx] = _dropout_rows(drop, v, seeds, fit, ev)
     return out
 
 
