@@ -234,6 +234,19 @@ QUICK_ENSEMBLE = Protocol(
 # experiment that trains it): see :func:`plain_protocol`.
 
 
+def pilot_clash(n: int, protocol: Protocol) -> list[int]:
+    """The pilot seeds of ``protocol`` among the seeds ``0 .. n - 1``, sorted.
+
+    Args:
+      n: how many seeds, counted from 0, a study trains.
+      protocol: the protocol whose pilot seeds chose the arms' settings.
+
+    Returns:
+      The clashing pilot seeds (empty: none).
+    """
+    return sorted(s for s in protocol.pilot_seeds if 0 <= s < n)
+
+
 def member_seeds(seeds: int, members: int, protocol: Protocol, field: str) -> None:
     """Refuse plain ensemble members whose seeds reach ``protocol``'s pilot seeds.
 
@@ -250,7 +263,7 @@ def member_seeds(seeds: int, members: int, protocol: Protocol, field: str) -> No
       DropstudyError: naming the clash and what to change.
     """
     n = seeds * members
-    if n > min(protocol.pilot_seeds):
+    if pilot_clash(n, protocol):
         raise DropstudyError(
             f"seeds x {field} = {n} plain nets would reach the pilot seeds "
             f"{list(protocol.pilot_seeds)} (member j of seed s is seed s + j * seeds): use "

@@ -119,13 +119,15 @@ def check_pilots(cfg) -> None:
 
     from dropstudy.validate import DropstudyError
 
+    from .protocol import pilot_clash
+
     values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     counts = [v for k, v in values.items() if k == "seeds" or k.endswith("_seeds")]
     counts = [v for v in counts if isinstance(v, int) and not isinstance(v, bool)]
     for name, p in values.items():
         if type(p).__name__ != "Protocol" or not counts:
             continue
-        clash = sorted(s for s in p.pilot_seeds if 0 <= s < max(counts))
+        clash = pilot_clash(max(counts), p)
         if clash:
             raise DropstudyError(
                 f"the study's seeds 0..{max(counts) - 1} include {name}'s pilot seeds {clash}, "
