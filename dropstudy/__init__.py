@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 SUBMODULES = (
     "average", "checkpoint", "data", "fast_exact", "fast_mc", "io", "masks", "metrics",
-    "models", "nnx", "optim", "predict", "rng", "sharding", "train", "validate",
+    "models", "nnx", "optim", "predict", "progress", "rng", "sharding", "train", "validate",
 )  # fmt: skip
 
 # name -> the submodule that defines it

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import masks as M
+from .progress import masked_scan, run
 from .validate import (
     TASKS,
     DropstudyError,
@@ -325,7 +326,46 @@ def kahan_add(carry, terms):
     return new, comp
 
 
-def partial_sums(model, spec, *, task, source, total, chunk, n_dev, variables, x, key, dev):
+def scan_length(total: int, chunk: int, n_dev: int = 1) -> int:
+    """Scan steps of :func:`partial_sums`: ``total`` subnetworks, ``chunk`` per step, dealt
+    out over ``n_dev`` devices.
+
+    Args:
+      total: the number of subnetworks.
+      chunk: subnetworks per scan step.
+      n_dev: the number of devices sharing the work.
+
+    Returns:
+      ``ceil(ceil(total / chunk) / n_dev)``.
+    """
+    return math.ceil(math.ceil(total / chunk) / n_dev)
+
+
+@partial(jax.jit, static_argnames=("model", "spec"))
+def zero_sums(model, spec, variables, x):
+    """The carry :func:`partial_sums` starts from: ``((s1, s2), compensations)``, all zeros.
+
+    Args:
+      model: the model.
+      spec: the model's mask layout.
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+
+    Returns:
+      Four zero arrays of the model's output shape ``(B, n_out)``, as ``((z, z), (z, z))``
+      (jitted: the model is traced once per set-up, not on every call).
+    """
+    out_shape = jax.eval_shape(
+        lambda: M.apply(model, variables, x, M.expected_masks(spec, x.dtype))
+    ).shape
+    z = jnp.zeros(out_shape, x.dtype)
+    return (z, z), (z, z)
+
+
+def partial_sums(
+    model, spec, *, task, source, total, chunk, n_dev, variables, x, key, dev, first=0,
+    steps=None, carry=None,
+):  # fmt: skip
     """Weighted sums over this device's share of ``total`` subnetworks, ``chunk`` at a time.
 
     Device ``dev`` of ``n_dev`` takes chunks ``dev, dev + n_dev, ...``; summing the devices'
@@ -346,12 +386,16 @@ def partial_sums(model, spec, *, task, source, total, chunk, n_dev, variables, x
       x: inputs ``(B, ...)``.
       key: the stream's PRNG key (``"mc"``; unused by ``"exact"``).
       dev: this device's index in ``[0, n_dev)``.
+      first: the first scan step (:mod:`dropstudy.progress` runs the scan in segments).
+      steps: scan steps to run (default: all :func:`scan_length` of them).
+      carry: the carry before step ``first`` (default: :func:`zero_sums`).
 
     Returns:
-      ``(s1, s2)``, each ``(B, n_out)``: this device's terms of :meth:`Average.from_sums`.
+      The carry ``((s1, s2), compensations)``, ``s1`` and ``s2`` each ``(B, n_out)``: this
+      device's terms of :meth:`Average.from_sums` so far.
     """
     dtype = x.dtype
-    n_chunks = math.ceil(total / chunk)
+    n_steps = scan_length(total, chunk, n_dev)
 
     def masks_for(idx):
         if source == "mc":
@@ -366,14 +410,11 @@ def partial_sums(model, spec, *, task, source, total, chunk, n_dev, variables, x
         m, w = masks_for(idx)
         out = jax.vmap(lambda mk: M.apply(model, variables, x, mk))(m)  # (chunk, B, n_out)
         a, g = weighted_terms(task, out, w[:, None, None])
-        return kahan_add(carry, (pairwise_sum(a), pairwise_sum(g))), None
+        return kahan_add(carry, (pairwise_sum(a), pairwise_sum(g)))
 
-    out_shape = jax.eval_shape(
-        lambda: M.apply(model, variables, x, M.expected_masks(spec, dtype))
-    ).shape
-    z = jnp.zeros(out_shape, dtype)
-    ((s1, s2), _), _ = jax.lax.scan(body, ((z, z), (z, z)), jnp.arange(math.ceil(n_chunks / n_dev)))
-    return s1, s2
+    carry = zero_sums(model, spec, variables, x) if carry is None else carry
+    steps = n_steps if steps is None else steps
+    return masked_scan(body, carry, n_steps=n_steps, first=first, steps=steps)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task", "source", "total", "chunk"))
@@ -397,4 +438,67 @@ def stream(model, spec, *, task, source, total, chunk, variables, x, key):
     return partial_sums(
         model, spec, task=task, source=source, total=total, chunk=chunk, n_dev=1,
         variables=variables, x=x, key=key, dev=0,
+    )[0]  # fmt: skip
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "task", "source", "total", "chunk"))
+def stream_segment(
+    model, spec, *, task, source, total, chunk, steps, variables, x, key, first, carry
+):
+    """Scan steps ``first .. first + steps - 1`` of :func:`stream` from ``carry``.
+
+    Args:
+      model: the model.
+      spec: the model's mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      source: ``"mc"`` or ``"exact"``, as in :func:`partial_sums`.
+      total: the number of subnetworks.
+      chunk: subnetworks per scan step.
+      steps: scan steps in this segment (traced: one compile serves every segment).
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+      key: the stream's PRNG key.
+      first: the first step.
+      carry: the carry before it (:func:`zero_sums` at step 0).
+
+    Returns:
+      The carry after the segment.
+    """
+    return partial_sums(
+        model, spec, task=task, source=source, total=total, chunk=chunk, n_dev=1,
+        variables=variables, x=x, key=key, dev=0, first=first, steps=steps, carry=carry,
     )  # fmt: skip
+
+
+def streamed(model, spec, *, task, source, total, chunk, variables, x, key, progress=None):
+    """:func:`stream` run in segments (:func:`dropstudy.progress.run`): the same sums bit
+    for bit, with a time estimate and a progress bar for long runs.
+
+    Args:
+      model: the model.
+      spec: the model's mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      source: ``"mc"`` or ``"exact"``, as in :func:`partial_sums`.
+      total: the number of subnetworks.
+      chunk: subnetworks per scan step.
+      variables: the model's variables dict.
+      x: inputs ``(B, ...)``.
+      key: the stream's PRNG key (``"mc"``; unused by ``"exact"``).
+      progress: as :func:`dropstudy.progress.run` takes it.
+
+    Returns:
+      ``(s1, s2)``, each ``(B, n_out)``.
+    """
+
+    def segment(carry, first, steps):
+        return stream_segment(
+            model, spec, task=task, source=source, total=total, chunk=chunk, steps=steps,
+            variables=variables, x=x, key=key, first=first, carry=carry,
+        )  # fmt: skip
+
+    name = "MC average" if source == "mc" else "exact average"
+    carry = run(
+        segment, zero_sums(model, spec, variables, x), scan_length(total, chunk),
+        desc=f"{name} over {total:,} subnetworks", progress=progress,
+    )  # fmt: skip
+    return carry[0]

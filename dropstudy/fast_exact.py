@@ -77,12 +77,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from . import masks as M
 from . import sharding
 from .average import Average, kahan_add
 from .models import MLP
+from .progress import masked_scan, run
 
 HIGHEST = jax.lax.Precision.HIGHEST  # full float32 products (no TF32 on a GPU)
 
@@ -236,6 +236,7 @@ def exact_mlp(
     *,
     task: str = "classification",
     mesh: Mesh | None = None,
+    progress: bool | None = None,
 ) -> Average:
     """Exact average over all subnetworks of an MLP, factorised as in the module docstring.
 
@@ -246,19 +247,23 @@ def exact_mlp(
       spec: its mask layout.
       task: ``"classification"`` or ``"regression"``.
       mesh: a one-axis mesh to deal the outer masks out over its devices, or ``None``.
+      progress: as :func:`dropstudy.progress.run` takes it (each pass of the kernel).
 
     Returns:
       An :class:`~dropstudy.average.Average` over ``count=2^n`` subnetworks (``n``
       droppable units).
     """
-    run = exact_sums if mesh is None else partial(_sharded_sums, mesh=mesh)
+    # one pass of the kernel, on one device or dealt out over the mesh
+    sums = partial(
+        segmented_sums if mesh is None else partial(_sharded_sums, mesh=mesh), progress=progress
+    )
     batch = x.shape[0]
     # The products' largest block is (2^D, B) normalisers, the exponential path's and
     # regression's a (2^D, C, B) table of logits: each path takes its own inner block.
     per_logit = split_units(model, spec, inner_size(model.n_out, batch))
     if task != "classification":
         outer, inner = per_logit
-        s1, s2, _ = run(
+        s1, s2, _ = sums(
             model, spec, task=task, outer=outer, inner=inner, lo=None, variables=variables, x=x
         )
         return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
@@ -266,7 +271,7 @@ def exact_mlp(
     # The default low part first: relative to the reference class a trained net's spread
     # is rarely near the limit, and the kernel measures its own spread, so the usual call
     # is one pass. A net past the limit pays that pass again with fewer low units.
-    s1, s2, spread = run(
+    s1, s2, spread = sums(
         model, spec, task=task, outer=outer, inner=inner, lo=low_units(len(inner)),
         variables=variables, x=x,
     )  # fmt: skip
@@ -276,14 +281,14 @@ def exact_mlp(
         )
         if lo >= MIN_LOW_UNITS:
             outer, inner = fit_block(outer, inner, lo, model.n_out, batch)
-            s1, s2, spread = run(
+            s1, s2, spread = sums(
                 model, spec, task=task, outer=outer, inner=inner, lo=lo, variables=variables, x=x
             )
     # Logits so spread that fewer than MIN_LOW_UNITS units stay in the products (or, never
     # expected, a kernel that disagrees with max_spread): an exponential per logit.
     if not float(spread) < SAFE_SPREAD:
         outer, inner = per_logit
-        s1, s2, _ = run(
+        s1, s2, _ = sums(
             model, spec, task=task, outer=outer, inner=inner, lo=None, variables=variables, x=x
         )
     return Average.from_sums(task, 2 ** (len(outer) + len(inner)), s1, s2)
@@ -579,10 +584,37 @@ def product_table(f0, kept, dropped):
     return f
 
 
-def _partial_sums(model, spec, *, task, outer, inner, lo, variables, x, n_dev, dev):
-    """This device's share of the weighted sums, ``(s1, s2)`` each ``(C * B,)`` (class-major):
-    outer masks ``dev, dev + n_dev, ...``; classification by the products with ``lo`` low
-    units, or (``lo=None``) an exponential per logit."""
+def _schedule(*, task, outer, inner, lo, n_out, batch, n_dev) -> tuple[int, int]:
+    """``(per_step, n_steps)``: outer masks per scan step of :func:`_partial_sums`, and its
+    scan steps. Narrow last layers take several outer masks per step, so each step's block
+    stays near the cache-sized table and the loop runs few iterations."""
+    d = len(inner)
+    total_outer = 2 ** len(outer)
+    if task == "classification" and lo is not None:
+        block, budget = products_floats(d, n_out, batch, lo), products_budget(n_out)
+    else:
+        block, budget = 2**d * n_out * batch, TABLE_FLOATS
+    per_step = min(-(-total_outer // n_dev), max(1, budget // block))
+    return per_step, -(-total_outer // (per_step * n_dev))
+
+
+def _zero_carry(n_out, batch, dtype):
+    """The carry :func:`_partial_sums` starts from: zero Kahan sums ``(C * B,)`` and a spread
+    of ``-inf``."""
+    z0 = jnp.zeros((n_out * batch,), dtype)
+    return ((z0, z0), (z0, z0)), jnp.asarray(-jnp.inf, dtype)
+
+
+def _partial_sums(
+    model, spec, *, task, outer, inner, lo, variables, x, n_dev, dev, first=0, steps=None,
+    carry=None,
+):  # fmt: skip
+    """This device's share of the weighted sums, as the carry ``(((s1, s2), compensations),
+    spread)``, ``s1`` and ``s2`` each ``(C * B,)`` (class-major): outer masks ``dev, dev +
+    n_dev, ...``; classification by the products with ``lo`` low units, or (``lo=None``) an
+    exponential per logit. Scan steps ``first .. first + steps - 1`` (default: all) from
+    ``carry`` (default: :func:`_zero_carry`), so :mod:`dropstudy.progress` can run it in
+    segments."""
     dtype = x.dtype
     hidden, split = _setup(model, spec, inner=inner, variables=variables, x=x, task=task)
     n_out, batch = model.n_out, x.shape[0]
@@ -596,13 +628,9 @@ def _partial_sums(model, spec, *, task, outer, inner, lo, variables, x, n_dev, d
         _, p_pair = inner_parts(spec, inner, lo, dtype)
         shifts = _shifts(spec, inner, lo, dtype)
     total_outer = 2 ** len(outer)
-    # Narrow last layers: several outer masks per step, so each step's block stays near
-    # the cache-sized table and the loop runs few iterations.
-    if products_path:
-        block, budget = products_floats(d, n_out, batch, lo), products_budget(n_out)
-    else:
-        block, budget = n_in * n_out * batch, TABLE_FLOATS
-    per_step = min(-(-total_outer // n_dev), max(1, budget // block))
+    per_step, n_steps = _schedule(
+        task=task, outer=outer, inner=inner, lo=lo, n_out=n_out, batch=batch, n_dev=n_dev
+    )
 
     def products(base, t):
         """Exp-free classification sums for one outer mask (module docstring), and the
@@ -658,13 +686,11 @@ def _partial_sums(model, spec, *, task, outer, inner, lo, variables, x, n_dev, d
         p_o = jnp.where(idx < total_outer, p_o, 0.0)  # padding past the end weighs 0
         s1, s2, gap = jax.vmap(lambda f: one(*split(hidden(f))))(flat_o)
         # padded steps repeat real masks, so their gaps are real ones
-        return (kahan_add(sums, (p_o @ s1, p_o @ s2)), jnp.maximum(spread, jnp.max(gap))), None
+        return (kahan_add(sums, (p_o @ s1, p_o @ s2)), jnp.maximum(spread, jnp.max(gap)))
 
-    z0 = jnp.zeros((n_out * batch,), dtype)
-    steps = -(-total_outer // (per_step * n_dev))
-    init = (((z0, z0), (z0, z0)), jnp.asarray(-jnp.inf, dtype))
-    (((s1, s2), _), spread), _ = jax.lax.scan(body, init, jnp.arange(steps))
-    return s1, s2, spread
+    carry = _zero_carry(n_out, batch, dtype) if carry is None else carry
+    steps = n_steps if steps is None else steps
+    return masked_scan(body, carry, n_steps=n_steps, first=first, steps=steps)
 
 
 def _to_rows(s, n_out, batch):
@@ -691,35 +717,106 @@ def exact_sums(model, spec, *, task, outer, inner, lo, variables, x):
       widest spread met (the products are safe when it is below ``SAFE_SPREAD``). Exposed
       for profiling with ``.lower(...)``.
     """
-    s1, s2, spread = _partial_sums(
+    ((s1, s2), _), spread = _partial_sums(
         model, spec, task=task, outer=outer, inner=inner, lo=lo, variables=variables, x=x,
         n_dev=1, dev=0,
     )  # fmt: skip
     return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
 
 
-def _sharded_sums(model, spec, *, task, outer, inner, lo, variables, x, mesh):
-    """:func:`exact_sums` with the outer masks dealt out over ``mesh``'s devices."""
+@partial(jax.jit, static_argnames=("model", "spec", "task", "outer", "inner", "lo"))
+def exact_segment(model, spec, *, task, outer, inner, lo, steps, variables, x, first, carry):
+    """Scan steps ``first .. first + steps - 1`` of :func:`exact_sums` from ``carry``.
+
+    Args:
+      model: the MLP.
+      spec: its mask layout.
+      task: ``classification`` or ``regression``.
+      outer: the outer flat units of :func:`split_units`.
+      inner: the inner flat units of :func:`split_units`.
+      lo: low units, or ``None``, as :func:`exact_sums` takes them.
+      steps: scan steps in this segment (traced: one compile serves every segment).
+      variables: the model's variables.
+      x: inputs ``(B, ...)``.
+      first: the first step.
+      carry: the carry before it (zeros and a spread of ``-inf`` at step 0).
+
+    Returns:
+      The carry after the segment: ``(((s1, s2), compensations), spread)``.
+    """
+    return _partial_sums(
+        model, spec, task=task, outer=outer, inner=inner, lo=lo, variables=variables, x=x,
+        n_dev=1, dev=0, first=first, steps=steps, carry=carry,
+    )  # fmt: skip
+
+
+def _desc(outer, inner) -> str:
+    return f"exact average over 2^{len(outer) + len(inner)} subnetworks"
+
+
+def segmented_sums(model, spec, *, task, outer, inner, lo, variables, x, progress=None):
+    """:func:`exact_sums` run in segments (:func:`dropstudy.progress.run`): the same sums bit
+    for bit, with a time estimate and a progress bar for long runs.
+
+    Args:
+      model: the MLP.
+      spec: its mask layout.
+      task: ``classification`` or ``regression``.
+      outer: the outer flat units of :func:`split_units`.
+      inner: the inner flat units of :func:`split_units`.
+      lo: low units, or ``None``, as :func:`exact_sums` takes them.
+      variables: the model's variables.
+      x: inputs ``(B, ...)``.
+      progress: as :func:`dropstudy.progress.run` takes it.
+
+    Returns:
+      ``(s1, s2, spread)`` as :func:`exact_sums` returns them.
+    """
+    n_out, batch = model.n_out, x.shape[0]
+    _, n_steps = _schedule(
+        task=task, outer=outer, inner=inner, lo=lo, n_out=n_out, batch=batch, n_dev=1
+    )
+    f = partial(exact_segment, model, spec, task=task, outer=outer, inner=inner, lo=lo)
+    carry = run(
+        lambda c, first, steps: f(steps=steps, variables=variables, x=x, first=first, carry=c),
+        _zero_carry(n_out, batch, x.dtype), n_steps, desc=_desc(outer, inner),
+        progress=progress,
+    )  # fmt: skip
+    ((s1, s2), _), spread = carry
+    return _to_rows(s1, n_out, batch), _to_rows(s2, n_out, batch), spread
+
+
+def _sharded_sums(model, spec, *, task, outer, inner, lo, variables, x, mesh, progress=None):
+    """:func:`segmented_sums` with the outer masks dealt out over ``mesh``'s devices (a
+    carry per device), then ``psum`` (the spread: ``pmax``)."""
+    n_out, batch = model.n_out, x.shape[0]
+    _, n_steps = _schedule(
+        task=task, outer=outer, inner=inner, lo=lo, n_out=n_out, batch=batch, n_dev=mesh.size
+    )
     f = _sharded_kernel(model, spec, task=task, outer=outer, inner=inner, lo=lo, mesh=mesh)
-    s1, s2, spread = f(*sharding.replicate((variables, jnp.asarray(x)), mesh))
-    return _to_rows(s1, model.n_out, x.shape[0]), _to_rows(s2, model.n_out, x.shape[0]), spread
+    variables, x = sharding.replicate((variables, jnp.asarray(x)), mesh)
+    carry = run(
+        lambda c, first, steps: f(variables, x, first, steps, c),
+        sharding.per_device(_zero_carry(n_out, batch, x.dtype), mesh), n_steps,
+        desc=_desc(outer, inner), progress=progress,
+    )  # fmt: skip
+    (sums, _), spread = carry
+    s1, s2 = sharding.psum_per_device(sums, mesh)
+    spread = jnp.max(sharding.gather(spread))
+    return _to_rows(s1, n_out, batch), _to_rows(s2, n_out, batch), spread
 
 
 @functools.lru_cache(maxsize=32)
 def _sharded_kernel(model, spec, *, task, outer, inner, lo, mesh):
-    """The compiled, sharded kernel, built once per static set-up (a new ``jax.jit`` of a
-    new closure would compile again on every call)."""
+    """The compiled, sharded segment (each device's carry its own), built once per static
+    set-up (a new ``jax.jit`` of a new closure would compile again on every call)."""
     (axis,) = mesh.axis_names
     n_dev = mesh.shape[axis]
 
-    def local(variables, x):
-        s1, s2, spread = _partial_sums(
+    def local(variables, x, first, steps, carry):
+        return _partial_sums(
             model, spec, task=task, outer=outer, inner=inner, lo=lo, variables=variables, x=x,
-            n_dev=n_dev, dev=jax.lax.axis_index(axis),
+            n_dev=n_dev, dev=jax.lax.axis_index(axis), first=first, steps=steps, carry=carry,
         )  # fmt: skip
-        return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis), jax.lax.pmax(spread, axis)
 
-    out = (P(), P(), P())
-    return jax.jit(
-        jax.shard_map(local, mesh=mesh, in_specs=(P(), P()), out_specs=out, check_vma=False)
-    )
+    return sharding.per_device_kernel(local, mesh, n_shared=4)

@@ -26,14 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from . import masks as M
 from . import rng, sharding
 from .average import kahan_add, weighted_terms
 from .models import MLP, activation_fn
+from .progress import masked_scan, run
 
 Z_BOUND = 4.0  # standard deviations above the mean kept count: P(past the bound) ~ 3e-5
+# Subnetworks past a bound one segment can list (per device); a segment with more is run
+# again as two halves from the carry before it.
+MAX_OVER = 64
 
 
 def applies(model, spec: M.MaskSpec) -> bool:
@@ -84,7 +87,9 @@ def _plan(mask, keep_scale, bound):
     return idx, jnp.where(valid, keep_scale[idx], 0.0), count > bound
 
 
-def mc_sums(model, spec, *, task, k, n_dev, dev, variables, x, key):
+def mc_sums(
+    model, spec, *, task, k, n_dev, dev, variables, x, key, first=0, steps=None, carry=None
+):
     """Weighted sums over this device's share of the ``k`` subnetworks.
 
     Device ``dev`` takes subnetworks ``dev, dev + n_dev, ...``, one per scan step. The sums
@@ -100,10 +105,15 @@ def mc_sums(model, spec, *, task, k, n_dev, dev, variables, x, key):
       variables: the model's variables dict.
       x: inputs ``(B, d_in)``.
       key: the stream's PRNG key.
+      first: the first scan step (:mod:`dropstudy.progress` runs the scan in segments).
+      steps: scan steps to run (default: all ``ceil(k / n_dev)``).
+      carry: the Kahan carry before step ``first`` (default: zeros).
 
     Returns:
-      ``(s1, s2, over)``: ``s1`` and ``s2`` each ``(B, n_out)``, and ``over``, one flag per
-      step: the subnetworks past a bound, left out of the sums.
+      ``(carry, (over_idx, n_over))``: the carry ``((s1, s2), compensations)``, ``s1`` and
+      ``s2`` each ``(B, n_out)``; the subnetworks these steps left out of the sums, past a
+      bound: their number ``n_over`` and the first ``MAX_OVER`` of them, ``over_idx
+      (MAX_OVER,)`` (``-1`` past ``n_over``).
     """
     dtype = model.dtype
     x = x.astype(dtype)
@@ -119,7 +129,7 @@ def mc_sums(model, spec, *, task, k, n_dev, dev, variables, x, key):
     # whole rows, far cheaper on CPU than a gather of columns.
     kernels_t = [d["kernel"].T for d in dense]  # (out, in)
     # Without input dropout the first product is shared by every subnetwork.
-    first = act(x @ dense[0]["kernel"] + dense[0]["bias"]).T if widths[0] is None else None
+    shared = act(x @ dense[0]["kernel"] + dense[0]["bias"]).T if widths[0] is None else None
 
     def gathered(plans):
         h, rows = x.T, None
@@ -129,8 +139,8 @@ def mc_sums(model, spec, *, task, k, n_dev, dev, variables, x, key):
         for layer in range(n_hidden):
             plan = plans[layer + 1]
             cols = plan[0] if plan is not None else None
-            if layer == 0 and first is not None:
-                a = first if cols is None else first[cols]
+            if layer == 0 and shared is not None:
+                a = shared if cols is None else shared[cols]
             else:
                 kern = kernels_t[layer] if cols is None else kernels_t[layer][cols]
                 kern = kern if rows is None else kern[:, rows]
@@ -141,7 +151,8 @@ def mc_sums(model, spec, *, task, k, n_dev, dev, variables, x, key):
         kern = kernels_t[-1] if rows is None else kernels_t[-1][:, rows]
         return (kern @ h).T + dense[-1]["bias"]
 
-    def body(carry, j):
+    def body(state, j):
+        sums, (over_idx, n_over) = state
         i = j * n_dev + dev
         flat = spec.flatten(M.sample_masks(spec, rng.fold_in(key, i), (), x.dtype))
         plans = [
@@ -153,11 +164,23 @@ def mc_sums(model, spec, *, task, k, n_dev, dev, variables, x, key):
         # mc_average): weight 0.
         w = jnp.where((i < k) & ~over, 1.0 / k, 0.0).astype(dtype)
         terms = weighted_terms(task, gathered(plans), w)
-        return kahan_add(carry, terms), (i < k) & over
+        flag = (i < k) & over
+        at = jnp.minimum(n_over, MAX_OVER - 1)
+        over_idx = jnp.where(flag & (n_over < MAX_OVER), over_idx.at[at].set(i), over_idx)
+        return kahan_add(sums, terms), (over_idx, n_over + flag.astype(jnp.int32))
 
-    z = jnp.zeros((x.shape[0], model.n_out), dtype)
-    ((s1, s2), _), over = jax.lax.scan(body, ((z, z), (z, z)), jnp.arange(-(-k // n_dev)))
-    return s1, s2, over
+    n_steps = -(-k // n_dev)
+    carry = zero_carry(model, x) if carry is None else carry
+    steps = n_steps if steps is None else steps
+    flags = (jnp.full((MAX_OVER,), -1, jnp.int32), jnp.zeros((), jnp.int32))
+    return masked_scan(body, (carry, flags), n_steps=n_steps, first=first, steps=steps)
+
+
+def zero_carry(model, x):
+    """The carry :func:`mc_sums` starts from, ``((s1, s2), compensations)``: zeros
+    ``(B, n_out)``."""
+    z = jnp.zeros((x.shape[0], model.n_out), model.dtype)
+    return (z, z), (z, z)
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "task"))
@@ -170,7 +193,7 @@ def _dense_terms(model, spec, *, task, variables, x, key, idx, w):
     return jnp.sum(s1, axis=0), jnp.sum(s2, axis=0)
 
 
-def mc_average(model, spec, *, task, k, variables, x, key, mesh: Mesh | None = None):
+def mc_average(model, spec, *, task, k, variables, x, key, mesh: Mesh | None = None, progress=None):
     """The MC sums ``(s1, s2)`` for :meth:`Average.from_sums`.
 
     Gathered subnetworks on one device or dealt out over ``mesh``, plus the dense pass for
@@ -185,24 +208,51 @@ def mc_average(model, spec, *, task, k, variables, x, key, mesh: Mesh | None = N
       x: inputs ``(B, d_in)``.
       key: the stream's PRNG key.
       mesh: a one-axis mesh to deal the subnetworks out over, or ``None``.
+      progress: as :func:`dropstudy.progress.run` takes it.
 
     Returns:
       ``(s1, s2)``, each ``(B, n_out)``.
     """
+    n_dev = 1 if mesh is None else mesh.size
     if mesh is None:
-        s1, s2, over = mc_stream(model, spec, task=task, k=k, variables=variables, x=x, key=key)
-        idx = np.flatnonzero(np.asarray(over))
+        kernel = partial(mc_segment, model, spec, task=task, k=k)
+
+        def f(carry, first, steps):
+            return kernel(steps=steps, variables=variables, x=x, key=key, first=first, carry=carry)
+
+        carry0 = zero_carry(model, x)
     else:
-        n_dev = mesh.shape[mesh.axis_names[0]]
         # Whole on every device, for the kernel and for the dense pass below: the sums it
         # adds must sit where the kernel's do (a net taken from a stack of seeds sharded
         # over the mesh lives on one device of it).
         variables, x, key = sharding.replicate((variables, jnp.asarray(x), key), mesh)
-        s1, s2, over = _sharded_kernel(model, spec, task=task, k=k, mesh=mesh)(variables, x, key)
-        steps = -(-k // n_dev)
-        # device d's flags come as block d; its step j was subnetwork j * n_dev + d
-        dev, j = np.divmod(np.flatnonzero(sharding.gather(over)), steps)
-        idx = j * n_dev + dev
+        kernel = _sharded_kernel(model, spec, task=task, k=k, mesh=mesh)
+
+        def f(carry, first, steps):
+            return kernel(variables, x, key, np.asarray([first, steps], np.int32), carry)
+
+        carry0 = sharding.per_device(zero_carry(model, x), mesh)
+    # each device's subnetworks past a bound, in the order its steps met them
+    found: list[list[int]] = [[] for _ in range(n_dev)]
+
+    def segment(carry, first, steps):
+        new, (over_idx, n_over) = f(carry, first, steps)
+        if int(np.max(sharding.gather(n_over))) > over_idx.shape[-1]:
+            # more than a segment lists (one step flags at most one per device): the two
+            # halves from the same carry
+            half = steps // 2
+            return segment(segment(carry, first, half), first + half, steps - half)
+        rows = np.asarray(sharding.gather(over_idx)).reshape(n_dev, -1)
+        for dev, row in enumerate(rows):
+            found[dev].extend(row[row >= 0].tolist())
+        return new
+
+    carry = run(
+        segment, carry0, -(-k // n_dev), desc=f"MC average over {k:,} subnetworks",
+        progress=progress,
+    )  # fmt: skip
+    s1, s2 = carry[0] if mesh is None else sharding.psum_per_device(carry[0], mesh)
+    idx = np.asarray([i for dev in found for i in dev], np.int64)
     if idx.size:
         # Padded to a power of two with weight-0 repeats, so few counts ever compile.
         n = 1 << (idx.size - 1).bit_length()
@@ -231,25 +281,52 @@ def mc_stream(model, spec, *, task, k, variables, x, key):
       key: the stream's PRNG key.
 
     Returns:
-      ``(s1, s2, over)``: the sums, each ``(B, n_out)``, and ``over (k,)`` flagging the
-      subnetworks past a bound (left out of the sums).
+      ``(s1, s2, n_over)``: the sums, each ``(B, n_out)``, and the number of subnetworks
+      past a bound (left out of the sums).
     """
-    return mc_sums(model, spec, task=task, k=k, n_dev=1, dev=0, variables=variables, x=x, key=key)
+    ((s1, s2), _), (_, n_over) = mc_sums(
+        model, spec, task=task, k=k, n_dev=1, dev=0, variables=variables, x=x, key=key
+    )
+    return s1, s2, n_over
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "task", "k"))
+def mc_segment(model, spec, *, task, k, steps, variables, x, key, first, carry):
+    """Scan steps ``first .. first + steps - 1`` of :func:`mc_stream` from ``carry``.
+
+    Args:
+      model: a dropstudy :class:`~dropstudy.models.MLP`.
+      spec: its mask layout.
+      task: ``"classification"`` or ``"regression"``.
+      k: the number of subnetworks.
+      steps: scan steps in this segment (traced: one compile serves every segment).
+      variables: the model's variables dict.
+      x: inputs ``(B, d_in)``.
+      key: the stream's PRNG key.
+      first: the first step.
+      carry: the carry before it (:func:`zero_carry` at step 0).
+
+    Returns:
+      ``(carry, (over_idx, n_over))``, as :func:`mc_sums` returns them.
+    """
+    return mc_sums(
+        model, spec, task=task, k=k, n_dev=1, dev=0, variables=variables, x=x, key=key,
+        first=first, steps=steps, carry=carry,
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=32)
 def _sharded_kernel(model, spec, *, task, k, mesh):
+    """The compiled, sharded segment (each device's carry and list its own), built once per
+    set-up."""
     (axis,) = mesh.axis_names
     n_dev = mesh.shape[axis]
 
-    def local(variables, x, key):
-        s1, s2, over = mc_sums(
+    def local(variables, x, key, span, carry):
+        first, steps = span[0], span[1]  # one argument: local keeps to five positional ones
+        return mc_sums(
             model, spec, task=task, k=k, n_dev=n_dev, dev=jax.lax.axis_index(axis),
-            variables=variables, x=x, key=key,
+            variables=variables, x=x, key=key, first=first, steps=steps, carry=carry,
         )  # fmt: skip
-        return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis), over
 
-    out = (P(), P(), P(axis))
-    return jax.jit(
-        jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=out, check_vma=False)
-    )
+    return sharding.per_device_kernel(local, mesh, n_shared=4)

@@ -33,11 +33,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from . import fast_exact, fast_mc, sharding
 from . import masks as M
-from .average import Average, check_inputs, partial_sums, resolve_chunk, stream
+from .average import (
+    Average,
+    check_inputs,
+    partial_sums,
+    resolve_chunk,
+    scan_length,
+    streamed,
+    zero_sums,
+)
+from .progress import check_force, check_progress, check_work, run
 from .validate import DropstudyError, check_array, check_choice, check_key, check_positive_int
 
 Predictor = Callable[..., Average]
@@ -45,6 +53,9 @@ Predictor = Callable[..., Average]
 # subnetwork per step (measured on 2 CPU cores: about even at 64 units, 2x faster at 512).
 GATHER_MIN_WIDTH = 64
 PREDICTORS: dict[str, Predictor] = {}
+# The MC stream numbers its subnetworks, and the padding of its last step, with 32-bit
+# integers: the padding is less than k, so k up to 2^30 keeps every number below 2^31.
+MAX_K = 2**30
 
 
 def register(name: str) -> Callable[[Predictor], Predictor]:
@@ -200,6 +211,8 @@ def mc(
     chunk: int | None = None,
     mesh: Mesh | None = None,
     method: str = "auto",
+    progress: bool | None = None,
+    force: bool = False,
 ) -> Average:
     """Monte-Carlo average over ``k`` subnetworks, each shared by the whole batch.
 
@@ -225,6 +238,11 @@ def mc(
         :func:`~dropstudy.average.resolve_chunk`); the gathered path takes none.
       mesh: a one-axis ``jax.sharding.Mesh`` to deal the subnetworks out over.
       method: ``"auto"``, ``"dense"`` or ``"gathered"``.
+      progress: ``None``: a progress bar when the run's estimate (timed on its segments
+        after the first, :mod:`dropstudy.progress`) passes a few seconds and stderr is a
+        terminal; ``True``: a bar from the start; ``False``: none (and one segment).
+      force: run even past the bound of :data:`dropstudy.progress.MAX_WORK` subnetworks x
+        examples.
 
     Returns:
       An :class:`~dropstudy.average.Average` over ``count=k`` subnetworks: ``(B, C)`` means
@@ -232,11 +250,19 @@ def mc(
       dropout layers is its own one subnetwork: ``count=1``.
 
     Raises:
-      DropstudyError: if an argument is invalid, ``method="gathered"`` is asked of a model it
-        does not apply to or with a ``chunk``, or ``mesh`` is not a one-axis mesh.
+      DropstudyError: if an argument is invalid, ``k`` is past ``2^30`` (the stream
+        numbers its subnetworks in 32 bits) or ``k`` times the examples past the bound
+        without ``force``, ``method="gathered"`` is asked of a model it does not apply to or
+        with a ``chunk``, or ``mesh`` is not a one-axis mesh.
     """
     x = check_inputs(model, variables, x, task)
     k = check_positive_int("k (number of Monte-Carlo samples)", k)
+    if k > MAX_K:
+        raise DropstudyError(
+            f"k = {k:,} subnetworks is past the stream's {MAX_K:,} (2^30; subnetworks are "
+            "numbered in 32 bits): average several runs with different keys instead"
+        )
+    progress, force = check_progress(progress), check_force(force)
     check_key("key", key)
     check_choice("method", method, ("auto", "dense", "gathered"))
     _check_mesh(mesh)
@@ -248,6 +274,7 @@ def mc(
     )  # fmt: skip
     if not spec.paths:
         return _plain(model, variables, x, spec, task)
+    check_work("this MC average", k, x.shape[0], force=force, fix="use a smaller k")
     gather = method == "gathered" or (
         method == "auto"
         and chunk is None
@@ -256,18 +283,19 @@ def mc(
     )
     if gather:
         s1, s2 = fast_mc.mc_average(
-            model, spec, task=task, k=k, variables=variables, x=x, key=key, mesh=mesh
-        )
+            model, spec, task=task, k=k, variables=variables, x=x, key=key, mesh=mesh,
+            progress=progress,
+        )  # fmt: skip
         return Average.from_sums(task, k, s1, s2)
     chunk = resolve_chunk(model, variables, x, spec, total=k, chunk=chunk)
     if mesh is not None:
         return _sharded(
             model, spec, task=task, source="mc", total=k, chunk=chunk, variables=variables,
-            x=x, key=key, mesh=mesh,
+            x=x, key=key, mesh=mesh, progress=progress,
         )  # fmt: skip
-    s1, s2 = stream(
+    s1, s2 = streamed(
         model, spec, task=task, source="mc", total=k, chunk=chunk, variables=variables, x=x,
-        key=key,
+        key=key, progress=progress,
     )  # fmt: skip
     return Average.from_sums(task, k, s1, s2)
 
@@ -283,6 +311,8 @@ def exact(
     max_units: int = M.MAX_EXACT_UNITS,
     method: str = "auto",
     mesh: Mesh | None = None,
+    progress: bool | None = None,
+    force: bool = False,
 ) -> Average:
     """Exact average over all ``2^n`` subnetworks (``n`` droppable units), probability-weighted.
 
@@ -305,6 +335,11 @@ def exact(
       max_units: the most droppable units allowed.
       method: ``"auto"``, ``"generic"`` or ``"factorised"``.
       mesh: a one-axis ``jax.sharding.Mesh`` to deal the work out over.
+      progress: ``None``: a progress bar when the run's estimate (timed on its segments
+        after the first, :mod:`dropstudy.progress`) passes a few seconds and stderr is a
+        terminal; ``True``: a bar from the start; ``False``: none (and one segment).
+      force: run even past the bound of :data:`dropstudy.progress.MAX_WORK` subnetworks x
+        examples.
 
     Returns:
       An :class:`~dropstudy.average.Average` over ``count=2^n`` subnetworks: ``(B, C)``
@@ -312,11 +347,13 @@ def exact(
       for a model without dropout layers).
 
     Raises:
-      DropstudyError: refused with a clear error when ``n > max_units``; also if an argument
-        is invalid, ``method="factorised"`` is asked of a model it does not apply to or with a
+      DropstudyError: refused with a clear error when ``n > max_units``, or ``2^n`` times
+        the examples is past the bound without ``force``; also if an argument is invalid,
+        ``method="factorised"`` is asked of a model it does not apply to or with a
         ``chunk``, ``mesh`` is not a one-axis mesh, or the variables do not fit the model.
     """
     x = check_inputs(model, variables, x, task)
+    progress, force = check_progress(progress), check_force(force)
     check_choice("method", method, ("auto", "generic", "factorised"))
     _check_mesh(mesh)
     spec = M.mask_spec(model, x)
@@ -328,24 +365,30 @@ def exact(
     if not spec.paths:
         return _plain(model, variables, x, spec, task)
     n = M.check_enumerable(spec, max_units)
+    total = 2**n
+    check_work(
+        "this exact average", total, x.shape[0], force=force,
+        fix="average over fewer examples at a time, or use Monte-Carlo averaging (mc)",
+    )  # fmt: skip
     if method == "factorised" or (
         method == "auto" and chunk is None and fast_exact.applies(model, spec)
     ):
         # The factorised path reads the output layer's parameters itself: one traced
         # forward pass first, so variables of another model get flax's clear refusal.
         jax.eval_shape(lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype)))
-        return fast_exact.exact_mlp(model, variables, x, spec, task=task, mesh=mesh)
-    total = 2**n
+        return fast_exact.exact_mlp(
+            model, variables, x, spec, task=task, mesh=mesh, progress=progress
+        )
     chunk = resolve_chunk(model, variables, x, spec, total=total, chunk=chunk)
     key = jax.random.key(0)  # unused by the enumeration
     if mesh is not None:
         return _sharded(
             model, spec, task=task, source="exact", total=total, chunk=chunk,
-            variables=variables, x=x, key=key, mesh=mesh,
+            variables=variables, x=x, key=key, mesh=mesh, progress=progress,
         )  # fmt: skip
-    s1, s2 = stream(
+    s1, s2 = streamed(
         model, spec, task=task, source="exact", total=total, chunk=chunk, variables=variables,
-        x=x, key=key,
+        x=x, key=key, progress=progress,
     )  # fmt: skip
     return Average.from_sums(task, total, s1, s2)
 
@@ -379,32 +422,41 @@ def _check_mesh(mesh) -> None:
         )
 
 
-def _sharded(model, spec, *, task, source, total, chunk, variables, x, key, mesh) -> Average:
-    """The streamed reduction with chunks dealt out over ``mesh``'s devices, then ``psum``."""
+def _sharded(
+    model, spec, *, task, source, total, chunk, variables, x, key, mesh, progress
+) -> Average:
+    """The streamed reduction with chunks dealt out over ``mesh``'s devices, in segments
+    (:func:`dropstudy.progress.run`, a carry per device), then ``psum``."""
     f = _sharded_kernel(model, spec, task=task, source=source, total=total, chunk=chunk, mesh=mesh)
-    s1, s2 = f(*sharding.replicate((variables, jnp.asarray(x), key), mesh))
+    variables, x, key = sharding.replicate((variables, jnp.asarray(x), key), mesh)
+    name = "MC average" if source == "mc" else "exact average"
+    carry = run(
+        lambda c, first, steps: f(variables, x, key, np.asarray([first, steps], np.int32), c),
+        sharding.per_device(zero_sums(model, spec, variables, x), mesh),
+        scan_length(total, chunk, mesh.size), desc=f"{name} over {total:,} subnetworks",
+        progress=progress,
+    )  # fmt: skip
+    s1, s2 = sharding.psum_per_device(carry[0], mesh)
     return Average.from_sums(task, total, s1, s2)
 
 
 @functools.lru_cache(maxsize=32)
 def _sharded_kernel(model, spec, *, task, source, total, chunk, mesh):
-    """The compiled, sharded reduction, built once per static set-up (a new ``jax.jit`` of
-    a new closure would compile again on every call)."""
+    """The compiled, sharded segment of the reduction (each device's carry its own), built
+    once per static set-up (a new ``jax.jit`` of a new closure would compile again on every
+    call)."""
     (axis,) = mesh.axis_names
     n_dev = mesh.shape[axis]
 
-    def local(variables, x, key):
-        s1, s2 = partial_sums(
+    def local(variables, x, key, span, carry):
+        first, steps = span[0], span[1]  # one argument: local keeps to five positional ones
+        return partial_sums(
             model, spec, task=task, source=source, total=total, chunk=chunk, n_dev=n_dev,
-            variables=variables, x=x, key=key, dev=jax.lax.axis_index(axis),
+            variables=variables, x=x, key=key, dev=jax.lax.axis_index(axis), first=first,
+            steps=steps, carry=carry,
         )  # fmt: skip
-        return jax.lax.psum(s1, axis), jax.lax.psum(s2, axis)
 
-    return jax.jit(
-        jax.shard_map(
-            local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()), check_vma=False
-        )
-    )
+    return sharding.per_device_kernel(local, mesh, n_shared=4)
 
 
 @register("over_masks")

@@ -12,6 +12,7 @@ makes one device per core, so seeds train on all cores at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -120,6 +121,76 @@ def replicate(tree, mesh: Mesh):
       The tree, each array replicated on every device of ``mesh``.
     """
     return jax.tree.map(lambda a: _place(jnp.asarray(a), NamedSharding(mesh, P())), tree)
+
+
+def per_device(tree, mesh: Mesh):
+    """A copy of ``tree`` for every device of a 1-D ``mesh``: each array gains a leading axis
+    of the device count, split over the mesh (a carry each device runs on its own).
+
+    Args:
+      tree: a pytree of arrays; every process passes the same values.
+      mesh: a 1-D mesh.
+
+    Returns:
+      The tree, each array ``(n_devices, *shape)``, row ``d`` on device ``d``.
+    """
+    (axis,) = mesh.axis_names
+    spread = NamedSharding(mesh, P(axis))
+    return jax.tree.map(lambda a: _place(jnp.broadcast_to(a, (mesh.size, *a.shape)), spread), tree)
+
+
+def per_device_kernel(fn, mesh: Mesh, n_shared: int):
+    """``fn(*shared, carry)`` compiled over a 1-D ``mesh``, each device with its own carry.
+
+    The first ``n_shared`` arguments are whole on every device; the carry and the result
+    are :func:`per_device` trees (one row per device), so a scan can be run in segments
+    with each device's running sums kept apart until :func:`psum_per_device`. ``fn`` sees
+    its own row and may call ``jax.lax.axis_index`` on the mesh's axis.
+
+    Args:
+      fn: ``fn(*shared, carry) -> out``, carry and out pytrees of one device's arrays.
+      mesh: a 1-D mesh.
+      n_shared: the number of arguments before the carry.
+
+    Returns:
+      The jitted ``f(*shared, carry) -> out``, carry and out ``(n_devices, ...)``.
+    """
+    (axis,) = mesh.axis_names
+
+    def local(*args):
+        *shared, carry = args
+        out = fn(*shared, jax.tree.map(lambda a: a[0], carry))
+        return jax.tree.map(lambda a: a[None], out)
+
+    specs = (*([P()] * n_shared), P(axis))
+    return jax.jit(
+        jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(axis), check_vma=False)
+    )
+
+
+def psum_per_device(tree, mesh: Mesh):
+    """The sum over the devices of a :func:`per_device` tree, by ``psum`` (replicated).
+
+    Args:
+      tree: a pytree of arrays ``(n_devices, *shape)``, split over a 1-D ``mesh``.
+      mesh: the mesh.
+
+    Returns:
+      The tree, each array ``shape``, the sum of its rows.
+    """
+    return _psum_kernel(mesh)(tree)
+
+
+@functools.lru_cache(maxsize=8)
+def _psum_kernel(mesh: Mesh):
+    (axis,) = mesh.axis_names
+
+    def local(tree):
+        return jax.tree.map(lambda a: jax.lax.psum(a[0], axis), tree)
+
+    return jax.jit(
+        jax.shard_map(local, mesh=mesh, in_specs=P(axis), out_specs=P(), check_vma=False)
+    )
 
 
 def _place(a: jax.Array, sharding: NamedSharding) -> jax.Array:

@@ -127,13 +127,13 @@ def test_huge_logits_move_units_to_the_high_part(monkeypatch, target, products):
     kernel_spread = float(F.exact_sums(model, spec, **_kw(outer, inner, lo, v, x))[2])
     np.testing.assert_allclose(kernel_spread, target, rtol=1e-4)  # the pass and the kernel agree
     calls = []
-    real = F.exact_sums
+    real = F.segmented_sums
 
     def spy(*args, **kw):
         calls.append((kw["inner"], kw["lo"]))
         return real(*args, **kw)
 
-    monkeypatch.setattr(F, "exact_sums", spy)
+    monkeypatch.setattr(F, "segmented_sums", spy)
     avg = P.exact(model, v, x)
     first, (inner_used, lo_used) = calls  # the default low part, then another path
     assert first == (inner, lo)
@@ -174,8 +174,10 @@ def test_a_safe_low_part_with_a_keep_probability_per_unit(monkeypatch):
     spec = M.MaskSpec(paths=spec.paths, shapes=spec.shapes, keep=keep)  # inputs kept
     v, _, _ = _spread_to(model, v, spec, x, 100.0)
     los = []
-    real = F.exact_sums
-    monkeypatch.setattr(F, "exact_sums", lambda *a, **kw: los.append(kw["lo"]) or real(*a, **kw))
+    real = F.segmented_sums
+    monkeypatch.setattr(
+        F, "segmented_sums", lambda *a, **kw: los.append(kw["lo"]) or real(*a, **kw)
+    )
     got = F.exact_mlp(model, v, x, spec)
     assert los[0] == F.low_units(10) and F.MIN_LOW_UNITS <= los[1] <= los[0]  # a rerun
     masks, probs = M.all_masks(spec)
@@ -261,13 +263,13 @@ def test_exact_at_any_spread(target, n_out, monkeypatch):
         rtol=1e-4,
     )
     calls = []
-    real = F.exact_sums
+    real = F.segmented_sums
 
     def spy(*args, **kw):
         calls.append(kw["lo"])
         return real(*args, **kw)
 
-    monkeypatch.setattr(F, "exact_sums", spy)
+    monkeypatch.setattr(F, "segmented_sums", spy)
     avg = P.exact(model, v, x)
     # the default low part once when it is safe, else once more with a safe low part of at
     # least MIN_LOW_UNITS, or the exponential path (None)

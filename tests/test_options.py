@@ -200,13 +200,13 @@ def test_average_mean_names_pick_the_mean():
 def stream_spy(monkeypatch):
     """Every call of the generic streamed reduction: its ``chunk`` (subnetworks per step)."""
     seen: list[int] = []
-    real = P.stream
+    real = P.streamed
 
     def spy(model, spec, **kw):
         seen.append(kw["chunk"])
         return real(model, spec, **kw)
 
-    monkeypatch.setattr(P, "stream", spy)
+    monkeypatch.setattr(P, "streamed", spy)
     return seen
 
 
