@@ -117,16 +117,17 @@ class Average:
         """One network's outputs as an average over one subnetwork.
 
         Args:
-          task: ``"classification"`` or ``"regression"``.
-          out: the outputs ``(B, n_out)`` (logits for classification).
+          task: ``"classification"``, ``"binary"`` or ``"regression"``.
+          out: the outputs ``(B, n_out)`` (logits for classification, ``(B, 1)`` for binary).
 
         Returns:
-          An :class:`Average` with ``count=1``: both means are the softmax of ``out``; the
-          spread is 0.
+          An :class:`Average` with ``count=1``: both means are the softmax of ``out`` (binary:
+          of its two-class logits, :func:`class_logits`); the spread is 0.
         """
-        if task == "classification":
+        if task != "regression":
+            out = class_logits(task, out)
             return cls(
-                task,
+                "classification",
                 1,
                 arithmetic=jax.nn.softmax(out, axis=-1),
                 log_geometric=jax.nn.log_softmax(out, axis=-1),
@@ -138,7 +139,8 @@ class Average:
         """An :class:`Average` from weighted sums over subnetworks.
 
         Args:
-          task: ``"classification"`` or ``"regression"``.
+          task: ``"classification"``, ``"binary"`` (its sums are the two classes') or
+            ``"regression"``.
           count: the number of subnetworks averaged.
           s1: ``E[p]`` (classification) or ``E[y]`` (regression), ``(B, n_out)``.
           s2: ``E[log p]`` (classification) or ``E[y^2]`` (regression), ``(B, n_out)``.
@@ -146,8 +148,8 @@ class Average:
         Returns:
           The :class:`Average`; a regression variance ``E[y^2] - E[y]^2`` is clipped at 0.
         """
-        if task == "classification":
-            return cls(task, count, arithmetic=s1, log_geometric=s2)
+        if task != "regression":
+            return cls("classification", count, arithmetic=s1, log_geometric=s2)
         return cls(task, count, mean=s1, var=jnp.maximum(s2 - s1 * s1, 0.0))
 
 
@@ -264,20 +266,53 @@ def resolve_chunk(
     return min(check_positive_int("chunk", chunk), total)
 
 
+def class_logits(task: str, out: jax.Array) -> jax.Array:
+    """Logits over the classes: ``out`` itself, or for a binary net's one logit ``z`` the two
+    classes' ``[0, z]``, whose softmax is ``[1 - sigmoid(z), sigmoid(z)]``.
+
+    So a binary net averages as a two-class classifier: the arithmetic mean of
+    ``sigmoid(z)``, and the normalised geometric mean ``sigmoid(E[z])``.
+
+    Args:
+      task: ``"classification"`` or ``"binary"``.
+      out: the outputs ``(..., C)``, or ``(..., 1)`` for binary.
+
+    Returns:
+      ``(..., C)``, or ``(..., 2)`` for binary.
+    """
+    if task == "binary":
+        return jnp.concatenate([jnp.zeros_like(out), out], axis=-1)
+    return out
+
+
+def n_terms(task: str, out_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the sums of :func:`weighted_terms` for outputs of ``out_shape``.
+
+    Args:
+      task: ``"classification"``, ``"binary"`` or ``"regression"``.
+      out_shape: the model's output shape ``(B, n_out)``.
+
+    Returns:
+      ``out_shape``, with 2 classes for binary.
+    """
+    return (*out_shape[:-1], 2) if task == "binary" else tuple(out_shape)
+
+
 def weighted_terms(task: str, out: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Subnetworks' weighted terms of :meth:`Average.from_sums`.
 
     Args:
-      task: ``"classification"`` or ``"regression"``.
-      out: the subnetworks' outputs, ``(..., n_out)`` (logits for classification).
+      task: ``"classification"``, ``"binary"`` or ``"regression"``.
+      out: the subnetworks' outputs, ``(..., n_out)`` (logits for classification, one
+        logit for binary).
       w: the weights; they broadcast against ``out``.
 
     Returns:
-      Classification ``(w p, w log p)`` from the logits, regression ``(w y, w y^2)``, each
-      of ``out``'s shape.
+      Classification ``(w p, w log p)`` from the logits (binary: from its two classes',
+      :func:`class_logits`), regression ``(w y, w y^2)``, each of :func:`n_terms`' shape.
     """
-    if task == "classification":
-        logp = jax.nn.log_softmax(out, axis=-1)
+    if task != "regression":
+        logp = jax.nn.log_softmax(class_logits(task, out), axis=-1)
         return w * jnp.exp(logp), w * logp
     return w * out, w * out * out
 
@@ -341,8 +376,8 @@ def scan_length(total: int, chunk: int, n_dev: int = 1) -> int:
     return math.ceil(math.ceil(total / chunk) / n_dev)
 
 
-@partial(jax.jit, static_argnames=("model", "spec"))
-def zero_sums(model, spec, variables, x):
+@partial(jax.jit, static_argnames=("model", "spec", "task"))
+def zero_sums(model, spec, variables, x, task="classification"):
     """The carry :func:`partial_sums` starts from: ``((s1, s2), compensations)``, all zeros.
 
     Args:
@@ -350,15 +385,17 @@ def zero_sums(model, spec, variables, x):
       spec: the model's mask layout.
       variables: the model's variables dict.
       x: inputs ``(B, ...)``.
+      task: ``"classification"``, ``"binary"`` or ``"regression"``.
 
     Returns:
-      Four zero arrays of the model's output shape ``(B, n_out)``, as ``((z, z), (z, z))``
-      (jitted: the model is traced once per set-up, not on every call).
+      Four zero arrays of the sums' shape (:func:`n_terms`: the model's output shape
+      ``(B, n_out)``, 2 classes for binary), as ``((z, z), (z, z))`` (jitted: the model is
+      traced once per set-up, not on every call).
     """
     out_shape = jax.eval_shape(
         lambda: M.apply(model, variables, x, M.expected_masks(spec, x.dtype))
     ).shape
-    z = jnp.zeros(out_shape, x.dtype)
+    z = jnp.zeros(n_terms(task, out_shape), x.dtype)
     return (z, z), (z, z)
 
 
@@ -412,7 +449,7 @@ def partial_sums(
         a, g = weighted_terms(task, out, w[:, None, None])
         return kahan_add(carry, (pairwise_sum(a), pairwise_sum(g)))
 
-    carry = zero_sums(model, spec, variables, x) if carry is None else carry
+    carry = zero_sums(model, spec, variables, x, task) if carry is None else carry
     steps = n_steps if steps is None else steps
     return masked_scan(body, carry, n_steps=n_steps, first=first, steps=steps)
 
@@ -498,7 +535,7 @@ def streamed(model, spec, *, task, source, total, chunk, variables, x, key, prog
 
     name = "MC average" if source == "mc" else "exact average"
     carry = run(
-        segment, zero_sums(model, spec, variables, x), scan_length(total, chunk),
+        segment, zero_sums(model, spec, variables, x, task), scan_length(total, chunk),
         desc=f"{name} over {total:,} subnetworks", progress=progress,
     )  # fmt: skip
     return carry[0]

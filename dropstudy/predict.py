@@ -39,12 +39,14 @@ from . import masks as M
 from .average import (
     Average,
     check_inputs,
+    class_logits,
     partial_sums,
     resolve_chunk,
     scan_length,
     streamed,
     zero_sums,
 )
+from .models import MLP
 from .progress import check_force, check_progress, check_work, run
 from .validate import DropstudyError, check_array, check_choice, check_key, check_positive_int
 
@@ -128,20 +130,22 @@ def resolve_task(
 
     A softmax over one output is 1 for every input, so a one-output model (a regression
     net, or a binary classifier with one logit) averaged as a classifier would give
-    probabilities of 1 everywhere: refused, naming what to do instead.
+    probabilities of 1 everywhere: refused, naming what to do instead (``"binary"`` or
+    ``"regression"``).
 
     Args:
       model: the model.
       variables: its variables dict.
       x: inputs ``(B, ...)``.
       spec: its mask layout.
-      task: ``"classification"``, ``"regression"`` or ``None``.
+      task: ``"classification"``, ``"binary"``, ``"regression"`` or ``None``.
 
     Returns:
       ``task``, or for ``None`` ``"classification"``.
 
     Raises:
-      DropstudyError: if the model has one output and ``task`` is not ``"regression"``.
+      DropstudyError: if the model has one output and ``task`` is ``None`` or
+        ``"classification"``, or ``task`` is ``"binary"`` and the model has more than one.
     """
     if task == "regression":
         return task
@@ -151,13 +155,34 @@ def resolve_task(
             lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype))
         )
         n_out = int(np.prod(out.shape[1:]))
+    if task == "binary":
+        if n_out != 1:
+            raise DropstudyError(
+                f"task='binary' takes a model with one output (the logit of class 1); "
+                f"{type(model).__name__} has {n_out}: a model with one logit per class is "
+                "task='classification'"
+            )
+        return task
     if n_out == 1:
         raise DropstudyError(
             f"{type(model).__name__} has one output: averaged as a classifier its softmax is "
-            "1 for every input. Pass task='regression' for a regression net; a binary "
-            "classifier needs two outputs (one logit per class) trained with cross-entropy"
+            "1 for every input. Pass task='binary' for a binary classifier with one logit "
+            "(sigmoid), or task='regression' for a regression net"
         )
     return task or "classification"
+
+
+def _two_classes(model: MLP, variables: Any) -> tuple[MLP, Any]:
+    """A binary MLP as the two-class MLP with the same probabilities: its output layer gains
+    a zero column, so the logits are ``[0, z]`` (:func:`~dropstudy.average.class_logits`),
+    and the MLP-only fast paths average it as a classifier."""
+    name = model.dense_layers()[-1]
+    out = variables["params"][name]
+    two = {
+        "kernel": jnp.concatenate([jnp.zeros_like(out["kernel"]), out["kernel"]], axis=1),
+        "bias": jnp.concatenate([jnp.zeros_like(out["bias"]), out["bias"]]),
+    }
+    return model.clone(n_out=2), {**variables, "params": {**variables["params"], name: two}}
 
 
 @register("weight_scaling")
@@ -176,13 +201,14 @@ def weight_scaling(
         :class:`dropstudy.nnx.Pure`.
       variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
-      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
-        with two or more outputs (one output is refused, see :func:`resolve_task`).
+      task: ``"classification"``, ``"binary"`` (one logit, averaged as the two classes
+        ``[1 - sigmoid(z), sigmoid(z)]``) or ``"regression"``; ``None``: classification for a
+        model with two or more outputs (one output is refused, see :func:`resolve_task`).
 
     Returns:
       An :class:`~dropstudy.average.Average` with ``count=1``: for classification both means
-      are the softmax of the logits, ``(B, C)``; for regression the outputs ``(B, n_out)``
-      with variance 0.
+      are the softmax of the logits, ``(B, C)`` (binary: ``C = 2``); for regression the
+      outputs ``(B, n_out)`` with variance 0.
 
     Raises:
       DropstudyError: if an argument is invalid.
@@ -232,8 +258,9 @@ def mc(
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
       key: a scalar PRNG key, the stream of subnetworks.
       k: the number of subnetworks.
-      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
-        with two or more outputs (one output is refused, see :func:`resolve_task`).
+      task: ``"classification"``, ``"binary"`` (one logit, averaged as the two classes
+        ``[1 - sigmoid(z), sigmoid(z)]``) or ``"regression"``; ``None``: classification for a
+        model with two or more outputs (one output is refused, see :func:`resolve_task`).
       chunk: subnetworks per step of the dense path (default: sized by
         :func:`~dropstudy.average.resolve_chunk`); the gathered path takes none.
       mesh: a one-axis ``jax.sharding.Mesh`` to deal the subnetworks out over.
@@ -282,10 +309,12 @@ def mc(
         and max(model.hidden, default=0) >= GATHER_MIN_WIDTH
     )
     if gather:
+        net, v, kind = model, variables, task
+        if task == "binary":
+            (net, v), kind = _two_classes(model, variables), "classification"
         s1, s2 = fast_mc.mc_average(
-            model, spec, task=task, k=k, variables=variables, x=x, key=key, mesh=mesh,
-            progress=progress,
-        )  # fmt: skip
+            net, spec, task=kind, k=k, variables=v, x=x, key=key, mesh=mesh, progress=progress
+        )
         return Average.from_sums(task, k, s1, s2)
     chunk = resolve_chunk(model, variables, x, spec, total=k, chunk=chunk)
     if mesh is not None:
@@ -328,8 +357,9 @@ def exact(
         :class:`dropstudy.nnx.Pure`.
       variables: the model's variables dict (``{"params": ..., ...}``), without the masks.
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
-      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
-        with two or more outputs (one output is refused, see :func:`resolve_task`).
+      task: ``"classification"``, ``"binary"`` (one logit, averaged as the two classes
+        ``[1 - sigmoid(z), sigmoid(z)]``) or ``"regression"``; ``None``: classification for a
+        model with two or more outputs (one output is refused, see :func:`resolve_task`).
       chunk: subnetworks per step; applies to the generic path only (default: sized by
         :func:`~dropstudy.average.resolve_chunk`).
       max_units: the most droppable units allowed.
@@ -376,6 +406,11 @@ def exact(
         # The factorised path reads the output layer's parameters itself: one traced
         # forward pass first, so variables of another model get flax's clear refusal.
         jax.eval_shape(lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype)))
+        if task == "binary":
+            net, v = _two_classes(model, variables)
+            return fast_exact.exact_mlp(
+                net, v, x, spec, task="classification", mesh=mesh, progress=progress
+            )
         return fast_exact.exact_mlp(
             model, variables, x, spec, task=task, mesh=mesh, progress=progress
         )
@@ -432,7 +467,7 @@ def _sharded(
     name = "MC average" if source == "mc" else "exact average"
     carry = run(
         lambda c, first, steps: f(variables, x, key, np.asarray([first, steps], np.int32), c),
-        sharding.per_device(zero_sums(model, spec, variables, x), mesh),
+        sharding.per_device(zero_sums(model, spec, variables, x, task), mesh),
         scan_length(total, chunk, mesh.size), desc=f"{name} over {total:,} subnetworks",
         progress=progress,
     )  # fmt: skip
@@ -480,8 +515,9 @@ def over_masks(
       x: inputs ``(B, ...)``; integer or boolean inputs are taken as float32.
       masks: a masks pytree, each layer's masks ``(K, *U)``.
       weights: ``(K,)`` non-negative weights summing to 1 (default: 1/K each).
-      task: ``"classification"`` or ``"regression"``; ``None``: classification for a model
-        with two or more outputs (one output is refused, see :func:`resolve_task`).
+      task: ``"classification"``, ``"binary"`` (one logit, averaged as the two classes
+        ``[1 - sigmoid(z), sigmoid(z)]``) or ``"regression"``; ``None``: classification for a
+        model with two or more outputs (one output is refused, see :func:`resolve_task`).
 
     Returns:
       An :class:`~dropstudy.average.Average` with ``count=K``: ``(B, C)`` means for
@@ -521,7 +557,7 @@ def over_masks(
     if task == "regression":
         mean = jnp.einsum("k,kbc->bc", w, out)
         return Average.from_sums(task, k, mean, jnp.einsum("k,kbc->bc", w, out * out))
-    logp = jax.nn.log_softmax(out, axis=-1)
+    logp = jax.nn.log_softmax(class_logits(task, out), axis=-1)
     return Average.from_sums(
         task, k, jnp.einsum("k,kbc->bc", w, jnp.exp(logp)), jnp.einsum("k,kbc->bc", w, logp)
     )

@@ -53,6 +53,7 @@ from jax.sharding import Mesh
 
 from . import masks as M
 from . import rng, sharding
+from .average import class_logits
 from .models import model_config, recording_masks
 from .optim import max_norm
 from .validate import (
@@ -70,7 +71,7 @@ MASK_MODES = ("per_example", "per_batch", "cycle")
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = 1e-3  # of a named optimizer when lr is not given
 DEFAULT_MOMENTUM = 0.9  # of sgd when momentum is not given
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
 SELECT_BY = ("ws", "mc")  # predictors that validation selection can score
 DEFAULT_SELECT_K = 32  # subnetworks of a selection by the MC average
 Loss = Callable[[jax.Array, jax.Array], jax.Array]  # (outputs, targets) -> scalar
@@ -89,9 +90,11 @@ class TrainConfig:
       lr: learning rate of a named optimizer (``None``: 1e-3).
       momentum: SGD momentum (``None``: 0.9; 0: plain SGD); refused with adam.
       l2: coupled L2 penalty ``l2/2 * sum ||W||^2`` over weight matrices (not biases).
-      task: ``classification`` (integer labels; default loss softmax cross-entropy) or
-        ``regression`` (default loss mean squared error).
-      loss: ``None`` (the task's default), ``"cross_entropy"``, ``"mse"``, or a function
+      task: ``classification`` (integer labels; default loss softmax cross-entropy),
+        ``binary`` (one output, the logit of class 1; labels 0 or 1; default loss sigmoid
+        cross-entropy) or ``regression`` (default loss mean squared error).
+      loss: ``None`` (the task's default), ``"cross_entropy"``, ``"binary_cross_entropy"``,
+        ``"mse"``, or a function
         ``loss(outputs (B, n_out), targets (B, ...)) -> scalar`` (mean over the batch).
       rng_streams: names of the rng streams the model draws from besides its masks (e.g.
         ``("dropout",)`` for ``flax.linen.Dropout``); each step gets a fresh key per stream.
@@ -367,17 +370,20 @@ def task_loss(cfg: TrainConfig) -> Loss:
 
     Returns:
       ``loss(outputs, targets) -> scalar``: ``cfg.loss`` itself when it is a function,
-      softmax cross-entropy with integer labels, or mean squared error.
+      softmax cross-entropy with integer labels, sigmoid cross-entropy of one logit with
+      labels 0 or 1, or mean squared error.
     """
-    name = (
-        cfg.loss
-        if cfg.loss is not None
-        else ("cross_entropy" if cfg.task == "classification" else "mse")
-    )
+    defaults = {"classification": "cross_entropy", "binary": "binary_cross_entropy"}
+    name = cfg.loss if cfg.loss is not None else defaults.get(cfg.task, "mse")
     if callable(name):
         return name
     if name == "cross_entropy":
         return lambda out, y: optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    if name == "binary_cross_entropy":
+        # one logit z per example, labels 0 or 1: -log sigmoid(z) or -log(1 - sigmoid(z))
+        return lambda out, y: optax.sigmoid_binary_cross_entropy(
+            out.reshape(y.shape), y.astype(out.dtype)
+        ).mean()
     return lambda out, y: jnp.mean((out - y.reshape(out.shape)) ** 2)
 
 
@@ -655,7 +661,8 @@ def _validation_loss(model, spec: M.MaskSpec, cfg: TrainConfig, key, val) -> Cal
         else:
             out = jax.vmap(lambda m: M.apply(model, variables, x_val, m))(masks)
         out = out.astype(jnp.float32)  # (K, B, n_out), K = 1 for weight scaling
-        if cfg.task == "classification":
+        if cfg.task != "regression":
+            out = class_logits(cfg.task, out)
             logp = jax.nn.logsumexp(jax.nn.log_softmax(out, -1), axis=0) - jnp.log(out.shape[0])
             return -jnp.mean(jnp.take_along_axis(logp, y_val[:, None], axis=-1))
         return jnp.mean((jnp.mean(out, axis=0) - y_val.reshape(out.shape[1:])) ** 2)
@@ -732,6 +739,14 @@ def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
         raise DropstudyError(f"x must be a non-empty batch (N, ...), got shape {xa.shape}")
     if len(ya) != len(xa):
         raise DropstudyError(f"x has {len(xa)} examples but y has {len(ya)}")
+    if cfg.task == "binary" and cfg.loss in (None, "binary_cross_entropy"):
+        if ya.dtype.kind not in "iu" or ya.ndim != 1 or not bool(np.all(np.isin(ya, (0, 1)))):
+            raise DropstudyError(
+                f"binary classification needs labels 0 or 1 of shape (N,), got {ya.dtype} "
+                f"{ya.shape} with values {np.unique(ya)[:5].tolist()}; for more classes use "
+                "task='classification' with one output per class"
+            )
+        ya = ya.astype(np.int32)
     if cfg.task == "classification" and cfg.loss in (None, "cross_entropy"):
         if ya.dtype.kind not in "iu" or ya.ndim != 1:
             onehot = ya.ndim == 2 and ya.shape[1] > 1 and bool(np.all(np.isin(ya, (0, 1))))
@@ -853,6 +868,11 @@ def _check_model(model, cfg: TrainConfig, x, y, spec: M.MaskSpec, *, variables0=
                 f"labels must be class indices in [0, {n_out}) for a model with {n_out} "
                 f"outputs; got labels from {lo} to {hi}"
             )
+    elif cfg.loss in (None, "binary_cross_entropy") and cfg.task == "binary" and n_out != 1:
+        raise DropstudyError(
+            f"task='binary' trains one logit per example; the model has {n_out} outputs: "
+            "give it one output, or use task='classification' with one output per class"
+        )
     elif cfg.loss in (None, "mse") and cfg.task == "regression":
         per = int(np.prod(y.shape[1:]))
         if per != n_out:

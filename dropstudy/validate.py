@@ -14,7 +14,7 @@ import numpy as np
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
 CONVENTIONS = ("inverted", "standard")
-TASKS = ("classification", "regression")
+TASKS = ("classification", "binary", "regression")
 
 
 class DropstudyError(ValueError):
