@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="inverted: scale by 1/keep in training; standard: by keep at test time",
     )
     c.add_argument(
+        "--pair",
+        type=_typed("--pair", lambda t: parse_int_list("--pair", t)),
+        help="two classes A,B of the data set as a binary task (B is label 1): a net with "
+        "one logit, trained with the sigmoid cross-entropy, e.g. 1,8",
+    )
+    c.add_argument(
         "--samples",
         type=_typed("--samples", lambda t: parse_int_list("--samples", t)),
         default=(1, 10, 100, 1000),
@@ -354,6 +360,7 @@ def cmd_compare(args, parser: argparse.ArgumentParser) -> int:
         exact=not args.no_exact,
         max_units=args.max_units,
         dataset=args.dataset,
+        pair=None if args.pair is None else tuple(args.pair),
     )
     progress = not (args.no_progress or args.quiet)
     result = compare(

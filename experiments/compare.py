@@ -41,9 +41,16 @@ class CompareConfig:
     exact: bool = True
     max_units: int = M.MAX_EXACT_UNITS
     dataset: str = "digits"
+    # Two classes (a, b) of the data set: a binary task, b as label 1, a net with one logit.
+    pair: tuple[int, int] | None = None
+
+    @property
+    def task(self) -> str:
+        """``"binary"`` with a ``pair``, else ``"classification"``."""
+        return "classification" if self.pair is None else "binary"
 
     def model(self, n_out: int) -> MLP:
-        """The MLP to train, with ``n_out`` classes.
+        """The MLP to train, with ``n_out`` classes (one logit for a ``pair``).
 
         Args:
           n_out: the number of classes.
@@ -53,7 +60,7 @@ class CompareConfig:
         """
         return MLP(
             hidden=tuple(self.hidden),
-            n_out=n_out,
+            n_out=n_out if self.pair is None else 1,
             activation=self.activation,
             rate=self.rate,
             input_rate=self.input_rate,
@@ -64,9 +71,48 @@ class CompareConfig:
         """How to train the MLP.
 
         Returns:
-          The validated ``TrainConfig`` of ``steps``, ``batch_size`` and ``lr`` (Adam by default).
+          The validated ``TrainConfig`` of ``steps``, ``batch_size`` and ``lr`` (Adam by
+          default), for the configuration's task.
         """
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr).validate()
+        return TrainConfig(
+            steps=self.steps, batch_size=self.batch_size, lr=self.lr, task=self.task
+        ).validate()
+
+
+def class_pair(data: Dataset, pair) -> Dataset:
+    """The examples of two classes of ``data`` as a binary task: ``pair[1]`` is label 1.
+
+    Args:
+      data: a classification data set.
+      pair: two distinct class indices ``(a, b)`` of it.
+
+    Returns:
+      The :class:`~dropstudy.data.Dataset` of those examples, named ``"<name> a-vs-b"``,
+      with labels 0 (class ``a``) and 1 (class ``b``) and ``n_classes`` 2.
+
+    Raises:
+      DropstudyError: if ``pair`` is not two distinct classes of ``data``.
+    """
+    ok = (
+        isinstance(pair, tuple | list)
+        and len(pair) == 2
+        and all(isinstance(c, int | np.integer) and 0 <= c < data.n_classes for c in pair)
+        and pair[0] != pair[1]
+    )
+    if not ok:
+        raise DropstudyError(
+            f"pair must be two distinct classes of {data.name} (0 to {data.n_classes - 1}), "
+            f"got {pair!r}; e.g. --pair 1,8"
+        )
+    a, b = (int(c) for c in pair)
+
+    def part(x, y):
+        keep = (y == a) | (y == b)
+        return x[keep], (y[keep] == b).astype(np.int32)
+
+    x_train, y_train = part(data.x_train, data.y_train)
+    x_test, y_test = part(data.x_test, data.y_test)
+    return Dataset(f"{data.name} {a}-vs-{b}", x_train, y_train, x_test, y_test, 2)
 
 
 # The most droppable units any exact average enumerates (2^31 subnetworks: uint32 indices).
@@ -74,7 +120,7 @@ MAX_ENUMERABLE = 31
 
 
 def predictor_probs(
-    model, variables, x, samples, key, do_exact, max_units, progress: bool = False
+    model, variables, x, samples, key, do_exact, max_units, progress: bool = False, task=None
 ) -> dict[str, np.ndarray]:
     """Probabilities of every predictor, by name, on the same weights.
 
@@ -90,9 +136,10 @@ def predictor_probs(
       do_exact: whether to add the exact average over all subnetworks.
       max_units: the most droppable units the exact average enumerates.
       progress: a bar over the subnetworks evaluated, advanced as each predictor finishes.
+      task: the predictors' task (``None``: classification; ``"binary"`` for one logit).
 
     Returns:
-      ``{name: probabilities (B, C)}``.
+      ``{name: probabilities (B, C)}`` (``C = 2`` for binary).
     """
     runs = [("weight_scaling", {}, "", 1)]
     runs += [("mc", {"key": key, "k": k}, f"_{k}", k) for k in samples]
@@ -111,7 +158,7 @@ def predictor_probs(
     ) as bar:
         for name, options, suffix, count in runs:
             bar.set_postfix_str(f"{name}{suffix}")
-            avg = predict.predict(name, model, variables, x, **options)
+            avg = predict.predict(name, model, variables, x, task=task, **options)
             bar.update(count)
             if avg.count == 1 and name == "weight_scaling":
                 out[name] = np.asarray(avg.probs())
@@ -173,11 +220,17 @@ def compare(
     data = check_dataset(data)
     if data.task != "classification":
         raise DropstudyError("compare needs a classification data set")
+    if cfg.pair is not None:
+        data = class_pair(data, cfg.pair)
     t0 = time.perf_counter()
     if checkpoint_dir is not None:
         model, variables, ck = checkpoint.load(checkpoint_dir)
         checkpoint.check_compatible(
-            ck, model, data.x_train.shape[1], data.n_classes, str(checkpoint_dir)
+            ck,
+            model,
+            data.x_train.shape[1],
+            1 if cfg.pair else data.n_classes,
+            str(checkpoint_dir),
         )
         saved_seed = ck.get("extra", {}).get("seed", 0)
         seed = saved_seed if cfg.seed is None else cfg.seed
@@ -217,8 +270,9 @@ def compare(
         )
     t1 = time.perf_counter()
     probs = predictor_probs(
-        model, variables, data.x_test, cfg.samples, k_mc, cfg.exact, cfg.max_units, progress
-    )
+        model, variables, data.x_test, cfg.samples, k_mc, cfg.exact, cfg.max_units, progress,
+        task=cfg.task,
+    )  # fmt: skip
     t_eval = time.perf_counter() - t1
     preds = {name: scores(p, data.y_test) for name, p in probs.items()}
     reference = "exact_arithmetic" if cfg.exact else f"mc_arithmetic_{max(cfg.samples)}"
@@ -230,6 +284,7 @@ def compare(
         "exact": cfg.exact,
         "max_units": cfg.max_units,
         "dataset": data.name,
+        "pair": None if cfg.pair is None else list(cfg.pair),
         "model": model_config(model),
         "train": train_info,
         "loaded": checkpoint_dir is not None,

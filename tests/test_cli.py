@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from dropstudy_experiments.cli import main
 
@@ -166,3 +167,27 @@ def test_compare_progress_promises_no_time_left(capsys):
     err = capsys.readouterr().err
     assert "subnetworks [" in err and "<" not in err  # tqdm writes its estimate as elapsed<left
     assert set(out) >= {"weight_scaling", "mc_arithmetic_2", "exact_geometric"}
+
+
+def test_compare_pair_is_a_binary_task_with_one_logit(tmp_path, capsys):
+    """--pair 1,8: the two digits' examples, 8 as label 1, a one-logit net trained with the
+    sigmoid cross-entropy, every predictor scored as two classes; saved and loaded again."""
+    from dropstudy.data import digits
+
+    out = tmp_path / "r.json"
+    args = [*SMALL, "--pair", "1,8", "--json", str(out), "--save", str(tmp_path / "ck")]
+    assert main(args) == 0
+    assert "digits 1-vs-8" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    conf = res["config"]
+    y = digits().y_test
+    assert conf["pair"] == [1, 8] and conf["model"]["n_out"] == 1
+    assert conf["train"]["task"] == "binary" and conf["n_test"] == int(np.sum((y == 1) | (y == 8)))
+    assert 0.5 < res["predictors"]["exact_arithmetic"]["accuracy"] <= 1
+    out2 = tmp_path / "r2.json"
+    load = ["compare", "--samples", "1,10", "--pair", "1,8", "--checkpoint", str(tmp_path / "ck")]
+    assert main([*load, "--json", str(out2)]) == 0
+    assert json.loads(out2.read_text())["predictors"] == res["predictors"]
+    for bad in ("1,1", "1,10", "3"):
+        assert main([*SMALL, "--pair", bad]) == 2
+        assert "pair must be two distinct classes" in capsys.readouterr().err
