@@ -1,7 +1,7 @@
-"""Rewrite README.md's sample of ``dropstudy compare`` from a run of the command.
+"""Rewrite docs/cli.md's sample of ``dropstudy compare`` from a run of the command.
 
 ``python benchmarks/readme_compare.py`` runs ``dropstudy compare`` with its defaults and
-writes what it printed between README.md's compare markers, so the sample is the command's
+writes what it printed between docs/cli.md's compare markers, so the sample is the command's
 output, never typed in (``tests/test_readme.py`` checks the block's form in the default
 suite and, in ``make test-slow``, reruns the command against it).
 """
@@ -30,15 +30,15 @@ def run_compare() -> str:
 
 
 def block(text: str) -> str:
-    """The README block between the compare markers (without them)."""
+    """The block between the compare markers (without them)."""
     m = re.search(re.escape(START) + r"\n```\n(.*?)```\n" + re.escape(END), text, re.S)
     if m is None:
-        raise SystemExit(f"README.md has no block between {START!r} and {END!r}")
+        raise SystemExit(f"docs/cli.md has no block between {START!r} and {END!r}")
     return m.group(1)
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "cli.md"
     text = readme.read_text()
     old = block(text)
     readme.write_text(text.replace(old, run_compare(), 1))

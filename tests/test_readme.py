@@ -1,5 +1,5 @@
-"""The README's Python blocks run, in order, in one namespace: the README cannot drift from
-the code."""
+"""The README's and the docs' Python blocks run, in order, in one namespace: they cannot
+drift from the code."""
 
 import os
 import re
@@ -8,15 +8,22 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+# The pages with Python blocks, in reading order: each continues the one before.
+PAGES = (README, README.parent / "docs" / "library.md", README.parent / "docs" / "running.md")
+CLI_DOC = README.parent / "docs" / "cli.md"
 
 
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = [
+        (page, code)
+        for page in PAGES
+        for code in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    ]
     assert len(blocks) >= 4
-    monkeypatch.chdir(tmp_path)  # the README writes a checkpoint folder
+    monkeypatch.chdir(tmp_path)  # the docs write a checkpoint folder
     namespace: dict = {}
-    for i, code in enumerate(blocks):
-        exec(compile(code, f"README.md python block {i + 1}", "exec"), namespace)
+    for i, (page, code) in enumerate(blocks):
+        exec(compile(code, f"{page.name} python block {i + 1}", "exec"), namespace)
     # what the blocks claim
     np = __import__("numpy")
     np.testing.assert_array_equal(namespace["logits"], namespace["no_mask"])
@@ -156,7 +163,14 @@ def _anchors(md: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "doc", ["README.md", "REPORT.md", "benchmarks/README.md", "results/mnist1d/REPORT.md"]
+    "doc",
+    [
+        "README.md",
+        "REPORT.md",
+        "benchmarks/README.md",
+        "results/mnist1d/REPORT.md",
+        *(f"docs/{p.name}" for p in sorted((README.parent / "docs").glob("*.md"))),
+    ],
 )
 def test_every_relative_link_and_anchor_exists(doc):
     """No dead link in the docs: each relative link names a file that exists, and each
@@ -181,7 +195,7 @@ def _compare_rows(text: str) -> list[str]:
 
 
 def test_readme_compare_sample_has_every_predictor_row():
-    rows = _compare_rows(README.read_text())
+    rows = _compare_rows(CLI_DOC.read_text())
     names = [r.split()[0] for r in rows[2:]]
     ks = (1, 10, 100, 1000)
     want = ["weight_scaling"] + [f"mc_{m}_{k}" for k in ks for m in ("arithmetic", "geometric")]
@@ -194,7 +208,7 @@ def test_readme_compare_sample_is_the_command_output():
     """The sample is what `dropstudy compare` prints (on this machine: XLA's rounding on
     another CPU can move a digit; rerun benchmarks/readme_compare.py there)."""
     fresh = f"x\n{_readme_block(_readme_compare().run_compare())}"
-    assert _compare_rows(fresh) == _compare_rows(README.read_text())
+    assert _compare_rows(fresh) == _compare_rows(CLI_DOC.read_text())
 
 
 def _readme_block(output: str) -> str:
