@@ -160,8 +160,8 @@ def check_inputs(model: nn.Module, variables: Any, x, task: str | None) -> jax.A
       model: the model (hashable; its ``validate()`` is run when it has one).
       variables: the model's variables dict.
       x: inputs ``(B, ...)``.
-      task: ``"classification"``, ``"regression"`` or ``None`` (resolved later, from the
-        model's outputs).
+      task: ``"classification"``, ``"binary"``, ``"regression"`` or ``None`` (resolved
+        later, from the model's outputs).
 
     Returns:
       ``x`` as a JAX array (integer or boolean inputs, pixel values say, as float32, as
@@ -537,5 +537,6 @@ def streamed(model, spec, *, task, source, total, chunk, variables, x, key, prog
     carry = run(
         segment, zero_sums(model, spec, variables, x, task), scan_length(total, chunk),
         desc=f"{name} over {total:,} subnetworks", progress=progress,
+        subnetworks=(chunk, total),
     )  # fmt: skip
     return carry[0]

@@ -751,7 +751,12 @@ def exact_segment(model, spec, *, task, outer, inner, lo, steps, variables, x, f
 
 
 def _desc(outer, inner) -> str:
-    return f"exact average over 2^{len(outer) + len(inner)} subnetworks"
+    return f"exact average over {2 ** (len(outer) + len(inner)):,} subnetworks"
+
+
+def _counted(outer, inner, per_step: int, n_dev: int) -> tuple[int, int]:
+    """Subnetworks per scan step (every device's) and in all, for the progress bar."""
+    return per_step * 2 ** len(inner) * n_dev, 2 ** (len(outer) + len(inner))
 
 
 def segmented_sums(model, spec, *, task, outer, inner, lo, variables, x, progress=None):
@@ -773,14 +778,14 @@ def segmented_sums(model, spec, *, task, outer, inner, lo, variables, x, progres
       ``(s1, s2, spread)`` as :func:`exact_sums` returns them.
     """
     n_out, batch = model.n_out, x.shape[0]
-    _, n_steps = _schedule(
+    per_step, n_steps = _schedule(
         task=task, outer=outer, inner=inner, lo=lo, n_out=n_out, batch=batch, n_dev=1
     )
     f = partial(exact_segment, model, spec, task=task, outer=outer, inner=inner, lo=lo)
     carry = run(
         lambda c, first, steps: f(steps=steps, variables=variables, x=x, first=first, carry=c),
         _zero_carry(n_out, batch, x.dtype), n_steps, desc=_desc(outer, inner),
-        progress=progress,
+        progress=progress, subnetworks=_counted(outer, inner, per_step, 1),
     )  # fmt: skip
     ((s1, s2), _), spread = carry
     return _to_rows(s1, n_out, batch), _to_rows(s2, n_out, batch), spread
@@ -790,7 +795,7 @@ def _sharded_sums(model, spec, *, task, outer, inner, lo, variables, x, mesh, pr
     """:func:`segmented_sums` with the outer masks dealt out over ``mesh``'s devices (a
     carry per device), then ``psum`` (the spread: ``pmax``)."""
     n_out, batch = model.n_out, x.shape[0]
-    _, n_steps = _schedule(
+    per_step, n_steps = _schedule(
         task=task, outer=outer, inner=inner, lo=lo, n_out=n_out, batch=batch, n_dev=mesh.size
     )
     f = _sharded_kernel(model, spec, task=task, outer=outer, inner=inner, lo=lo, mesh=mesh)
@@ -799,6 +804,7 @@ def _sharded_sums(model, spec, *, task, outer, inner, lo, variables, x, mesh, pr
         lambda c, first, steps: f(variables, x, first, steps, c),
         sharding.per_device(_zero_carry(n_out, batch, x.dtype), mesh), n_steps,
         desc=_desc(outer, inner), progress=progress,
+        subnetworks=_counted(outer, inner, per_step, mesh.size),
     )  # fmt: skip
     (sums, _), spread = carry
     s1, s2 = sharding.psum_per_device(sums, mesh)

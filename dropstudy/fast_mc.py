@@ -249,7 +249,7 @@ def mc_average(model, spec, *, task, k, variables, x, key, mesh: Mesh | None = N
 
     carry = run(
         segment, carry0, -(-k // n_dev), desc=f"MC average over {k:,} subnetworks",
-        progress=progress,
+        progress=progress, subnetworks=(n_dev, k),
     )  # fmt: skip
     s1, s2 = carry[0] if mesh is None else sharding.psum_per_device(carry[0], mesh)
     idx = np.asarray([i for dev in found for i in dev], np.int64)

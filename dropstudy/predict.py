@@ -48,13 +48,22 @@ from .average import (
 )
 from .models import MLP
 from .progress import check_force, check_progress, check_work, run
-from .validate import DropstudyError, check_array, check_choice, check_key, check_positive_int
+from .validate import (
+    DropstudyError,
+    binary_shape_message,
+    check_array,
+    check_choice,
+    check_key,
+    check_positive_int,
+)
 
 Predictor = Callable[..., Average]
 # Below this width a batched dense pass over many subnetworks beats one gathered
 # subnetwork per step (measured on 2 CPU cores: about even at 64 units, 2x faster at 512).
 GATHER_MIN_WIDTH = 64
 PREDICTORS: dict[str, Predictor] = {}
+# mc_curve's (max K, B, C) log-probabilities in memory: at most 1 GiB of float32.
+MAX_CURVE_FLOATS = 2**28
 # The MC stream numbers its subnetworks, and the padding of its last step, with 32-bit
 # integers: the padding is less than k, so k up to 2^30 keeps every number below 2^31.
 MAX_K = 2**30
@@ -149,13 +158,15 @@ def resolve_task(
     """
     if task == "regression":
         return task
-    n_out = getattr(model, "n_out", None)
+    n_out, ndim = getattr(model, "n_out", None), 2
     if not isinstance(n_out, int):  # another model: its output's width, traced
         out = jax.eval_shape(
             lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype))
         )
-        n_out = int(np.prod(out.shape[1:]))
+        n_out, ndim = int(np.prod(out.shape[1:])), len(out.shape)
     if task == "binary":
+        if n_out == 1 and ndim != 2:
+            raise DropstudyError(binary_shape_message(out.shape))
         if n_out != 1:
             raise DropstudyError(
                 f"task='binary' takes a model with one output (the logit of class 1); "
@@ -469,7 +480,7 @@ def _sharded(
         lambda c, first, steps: f(variables, x, key, np.asarray([first, steps], np.int32), c),
         sharding.per_device(zero_sums(model, spec, variables, x, task), mesh),
         scan_length(total, chunk, mesh.size), desc=f"{name} over {total:,} subnetworks",
-        progress=progress,
+        progress=progress, subnetworks=(chunk * mesh.size, total),
     )  # fmt: skip
     s1, s2 = sharding.psum_per_device(carry[0], mesh)
     return Average.from_sums(task, total, s1, s2)
@@ -563,14 +574,14 @@ def over_masks(
     )
 
 
-@partial(jax.jit, static_argnames=("model", "spec", "k", "chunk"))
-def _mc_logp(model, spec, *, k, chunk, variables, x, key):
+@partial(jax.jit, static_argnames=("model", "spec", "task", "k", "chunk"))
+def _mc_logp(model, spec, *, task, k, chunk, variables, x, key):
     """Log-probabilities ``(k, B, C)`` of subnetworks ``0..k-1`` of the stream from ``key``."""
 
     def body(_, c):
         m = M.sample_mask_batch(spec, key, c * chunk + jnp.arange(chunk), x.dtype)
         out = jax.vmap(lambda mk: M.apply(model, variables, x, mk))(m)
-        return None, jax.nn.log_softmax(out, axis=-1)
+        return None, jax.nn.log_softmax(class_logits(task, out), axis=-1)
 
     _, logp = jax.lax.scan(body, None, jnp.arange(math.ceil(k / chunk)))
     return logp.reshape(-1, *logp.shape[2:])[:k]
@@ -584,12 +595,14 @@ def mc_curve(
     key: jax.Array,
     ks: Iterable[int],
     chunk: int | None = None,
+    task: str | None = None,
 ) -> dict[int, Average]:
     """The ``mc`` predictor for every K in ``ks`` from one stream of subnetworks (classification).
 
     The K-sample average is the prefix of the same stream that :func:`mc` uses, so
     ``mc_curve(...)[K]`` equals ``mc(..., k=K)`` up to summation order. Holds the
-    ``(max K, B, C)`` log-probabilities in memory: meant for curves up to a few thousand K.
+    ``(max K, B, C)`` log-probabilities in memory: meant for curves up to a few thousand K,
+    and refused past ``MAX_CURVE_FLOATS`` of them (1 GiB).
 
     Args:
       model: a linen model with :class:`~dropstudy.models.MaskedDropout` layers, or a
@@ -600,23 +613,51 @@ def mc_curve(
       ks: the numbers of subnetworks K, each >= 1.
       chunk: subnetworks per step (default: sized by
         :func:`~dropstudy.average.resolve_chunk`).
+      task: ``"classification"`` or ``"binary"`` (one logit); ``None``: classification for a
+        model with two or more outputs.
 
     Returns:
       ``{K: Average}`` for every distinct K, each with ``(B, C)`` means.
 
     Raises:
-      DropstudyError: if an argument is invalid.
+      DropstudyError: if an argument is invalid, the task is regression, or the
+        log-probabilities would pass ``MAX_CURVE_FLOATS``.
     """
-    x = check_inputs(model, variables, x, "classification")
+    x = check_inputs(model, variables, x, task)
     check_key("key", key)
     ks = sorted({check_positive_int("K", int(k)) for k in ks})
     kmax = ks[-1]
     spec = M.mask_spec(model, x)
-    resolve_task(model, variables, x, spec, "classification")
+    task = resolve_task(model, variables, x, spec, task)
+    if task == "regression":
+        raise DropstudyError("mc_curve averages classifiers; for regression call mc for each K")
     if not spec.paths:
-        return {k: _plain(model, variables, x, spec, "classification") for k in ks}
+        return {k: _plain(model, variables, x, spec, task) for k in ks}
+    floats = kmax * x.shape[0] * (2 if task == "binary" else model_width(model, variables, x))
+    if floats > MAX_CURVE_FLOATS:
+        raise DropstudyError(
+            f"mc_curve up to K = {kmax:,} holds {floats:.3g} log-probabilities in memory, past "
+            f"{MAX_CURVE_FLOATS:.3g} (dropstudy.predict.MAX_CURVE_FLOATS): call mc for each "
+            "large K (it streams), or use fewer examples"
+        )
     chunk = resolve_chunk(model, variables, x, spec, total=kmax, chunk=chunk)
-    logp = _mc_logp(model, spec, k=kmax, chunk=chunk, variables=variables, x=x, key=key)
+    logp = _mc_logp(model, spec, task=task, k=kmax, chunk=chunk, variables=variables, x=x, key=key)
     arith = jnp.cumsum(jnp.exp(logp), axis=0)
     geo = jnp.cumsum(logp, axis=0)
-    return {k: Average.from_sums("classification", k, arith[k - 1] / k, geo[k - 1] / k) for k in ks}
+    return {k: Average.from_sums(task, k, arith[k - 1] / k, geo[k - 1] / k) for k in ks}
+
+
+def model_width(model: nn.Module, variables: Any, x: jax.Array) -> int:
+    """The model's outputs per example (traced, not computed).
+
+    Args:
+      model: the model.
+      variables: its variables dict.
+      x: inputs ``(B, ...)``.
+
+    Returns:
+      ``prod(output shape[1:])``.
+    """
+    spec = M.mask_spec(model, x)
+    out = jax.eval_shape(lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype)))
+    return int(np.prod(out.shape[1:]))

@@ -64,8 +64,8 @@ def check_work(what: str, subnetworks: int, examples: int, *, force: bool, fix: 
             f"{what} evaluates {subnetworks:,} subnetworks x {examples:,} examples = "
             f"{work:.3g} subnetwork-examples, past the bound of {MAX_WORK:.3g} "
             f"(dropstudy.progress.MAX_WORK; minutes to hours on a CPU, by the net and the "
-            f"path): {fix}, or pass force=True to run it anyway (it estimates its time and "
-            "shows progress)"
+            f"path): {fix}, or pass force=True to run it anyway (progress=True shows how far "
+            "it got and the time left)"
         )
 
 
@@ -140,6 +140,7 @@ def run(
     *,
     desc: str,
     progress: bool | None = None,
+    subnetworks: tuple[int, int] | None = None,
 ) -> Any:
     """Run a segment kernel over ``n_steps`` steps, timing it and showing progress.
 
@@ -154,22 +155,24 @@ def run(
         1`` (a :func:`masked_scan`, compiled once for every ``first`` and ``steps``).
       carry: the carry before step 0.
       n_steps: the scan's length.
-      desc: what runs, for the estimate and the bar (``"exact average over 2^24
+      desc: what runs, for the estimate and the bar (``"exact average over 16,777,216
         subnetworks"``).
       progress: ``None``: a bar once a timed segment's estimate of the rest passes
-        :data:`PROGRESS_AFTER` seconds and stderr is a terminal (the estimate is logged
-        then); ``True``: a bar from the start (its rate gives the time left); ``False``:
-        none. Bars show on process 0 only.
+        :data:`PROGRESS_AFTER` seconds and stderr is a terminal or a notebook (the estimate
+        is logged then); ``True``: a bar after the first segment, which compiles (its rate
+        gives the time left); ``False``: none. Bars show on process 0 only.
+      subnetworks: ``(per step, total)``: the bar counts subnetworks, not steps; ``None``:
+        steps.
 
     Returns:
       The carry after the last step.
     """
+    per, total = subnetworks or (1, n_steps)
+    unit = "step" if subnetworks is None else "subnetwork"
     # without a bar, one segment: the same compiled kernel and the same bits, no round trips
     first, size, calls, bar = 0, n_steps if progress is False else 1, 0, None
-    several = jax.process_count() > 1
+    several, shows = jax.process_count() > 1, jax.process_index() == 0
     try:
-        if progress and jax.process_index() == 0:
-            bar = _bar(n_steps, desc, 0)
         while first < n_steps:
             steps = min(size, n_steps - first)
             start = time.perf_counter()
@@ -178,7 +181,9 @@ def run(
             elapsed = time.perf_counter() - start
             first, calls = first + steps, calls + 1
             if bar is not None:
-                bar.update(steps)
+                bar.update(min(first * per, total) - bar.n)
+            elif progress and shows:
+                bar = _bar(total, desc, min(first * per, total), unit)
             if calls == 1:
                 continue  # it compiled: its time says nothing of the rate
             rate = elapsed / steps
@@ -186,13 +191,13 @@ def run(
             if (
                 bar is None
                 and progress is None
+                and shows
                 and elapsed > MIN_TIMED
                 and estimate > PROGRESS_AFTER
-                and sys.stderr.isatty()
-                and jax.process_index() == 0
+                and _interactive()
             ):
                 log.info("%s: about %s to go", desc, _duration(estimate))
-                bar = _bar(n_steps, desc, first)
+                bar = _bar(total, desc, min(first * per, total), unit)
             # at most 8x the last segment: its rate includes the call's own cost
             size = max(1, min(8 * steps, math.floor(SEGMENT_SECONDS / max(rate, 1e-9))))
             if several:
@@ -207,10 +212,15 @@ def run(
     return carry
 
 
-def _bar(total: int, desc: str, initial: int):
+def _interactive() -> bool:
+    """A terminal, or a Jupyter kernel (whose stderr is no terminal but shows bars)."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+def _bar(total: int, desc: str, initial: int, unit: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", initial=initial)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, initial=initial)
 
 
 def _duration(seconds: float) -> str:

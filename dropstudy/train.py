@@ -59,6 +59,7 @@ from .optim import max_norm
 from .validate import (
     TASKS,
     DropstudyError,
+    binary_shape_message,
     check_array,
     check_choice,
     check_hashable,
@@ -185,6 +186,14 @@ class TrainConfig:
             check_positive_float("momentum", self.momentum, allow_zero=True)
         check_positive_float("l2", self.l2, allow_zero=True)
         check_choice("task", self.task, TASKS)
+        if (self.task == "binary") != (self.loss == "binary_cross_entropy") and (
+            self.loss in ("cross_entropy", "binary_cross_entropy")
+        ):
+            raise DropstudyError(
+                f"loss={self.loss!r} does not fit task={self.task!r}: one logit with labels "
+                "0/1 is task='binary' (loss 'binary_cross_entropy', its default), one logit "
+                "per class task='classification' (loss 'cross_entropy')"
+            )
         check_choice("mask_mode", self.mask_mode, MASK_MODES)
         check_positive_int("snapshot_every", self.snapshot_every, minimum=0)
         check_choice("schedule", self.schedule, ("constant", "cosine"))
@@ -424,10 +433,10 @@ def loss_fn(
       model: the model.
       params: its parameters.
       x: inputs ``(B, ...)``.
-      y: class labels ``(B,)`` or regression targets ``(B, n_out)``.
+      y: class labels ``(B,)`` (0 or 1 for binary) or regression targets ``(B, n_out)``.
       masks: a masks pytree, each layer's mask ``U`` (one subnetwork for the batch) or
         ``(B, *U)`` (one per example).
-      task: ``"classification"`` or ``"regression"``; picks the default loss.
+      task: ``"classification"``, ``"binary"`` or ``"regression"``; picks the default loss.
       l2: the L2 penalty's coefficient (:func:`l2_penalty`).
       loss: ``loss(outputs, targets) -> scalar`` (default: the task's, :func:`task_loss`).
       state: the model's collections besides params and masks (e.g. ``batch_stats``), or
@@ -734,19 +743,23 @@ def make_train(model: nn.Module, spec: M.MaskSpec, cfg: TrainConfig):
 
 def _check_data(x, y, cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
     xa = check_array("x", x)
+    if cfg.task == "binary" and np.asarray(y).dtype == bool:
+        y = np.asarray(y, np.int32)
     ya = check_array("y", y)
     if xa.ndim < 2 or len(xa) == 0:
         raise DropstudyError(f"x must be a non-empty batch (N, ...), got shape {xa.shape}")
     if len(ya) != len(xa):
         raise DropstudyError(f"x has {len(xa)} examples but y has {len(ya)}")
     if cfg.task == "binary" and cfg.loss in (None, "binary_cross_entropy"):
-        if ya.dtype.kind not in "iu" or ya.ndim != 1 or not bool(np.all(np.isin(ya, (0, 1)))):
+        if ya.ndim != 1 or not bool(np.all(np.isin(ya, (0, 1)))):
+            values = np.unique(ya)[:5].tolist()
             raise DropstudyError(
-                f"binary classification needs labels 0 or 1 of shape (N,), got {ya.dtype} "
-                f"{ya.shape} with values {np.unique(ya)[:5].tolist()}; for more classes use "
-                "task='classification' with one output per class"
+                f"binary classification needs labels 0 or 1 of shape (N,), got shape "
+                f"{ya.shape} with values {values}: map two classes to 0 and 1, e.g. "
+                "(y == b).astype(int); for more classes use task='classification' with one "
+                "output per class"
             )
-        ya = ya.astype(np.int32)
+        ya = ya.astype(np.int32)  # 0./1. floats and booleans are labels too
     if cfg.task == "classification" and cfg.loss in (None, "cross_entropy"):
         if ya.dtype.kind not in "iu" or ya.ndim != 1:
             onehot = ya.ndim == 2 and ya.shape[1] > 1 and bool(np.all(np.isin(ya, (0, 1))))
@@ -862,12 +875,20 @@ def _check_model(model, cfg: TrainConfig, x, y, spec: M.MaskSpec, *, variables0=
         out = jax.eval_shape(lambda x: model.init_with_output(rngs, x)[0], x[:1])
     n_out = int(np.prod(out.shape[1:]))
     if cfg.loss in (None, "cross_entropy") and cfg.task == "classification":
+        if n_out == 1:
+            raise DropstudyError(
+                "the model has one output: a softmax over one output is 1 whatever the "
+                "input; pass task='binary' for one logit with labels 0/1, or "
+                "task='regression'"
+            )
         lo, hi = int(jnp.min(y)), int(jnp.max(y))
         if lo < 0 or hi >= n_out:
             raise DropstudyError(
                 f"labels must be class indices in [0, {n_out}) for a model with {n_out} "
                 f"outputs; got labels from {lo} to {hi}"
             )
+    elif cfg.task == "binary" and out.ndim != 2:
+        raise DropstudyError(binary_shape_message(out.shape))
     elif cfg.loss in (None, "binary_cross_entropy") and cfg.task == "binary" and n_out != 1:
         raise DropstudyError(
             f"task='binary' trains one logit per example; the model has {n_out} outputs: "

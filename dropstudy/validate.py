@@ -245,3 +245,18 @@ def check_hashable(name: str, obj) -> None:
             f"{name} must be hashable (it is a static argument of jax.jit): {e}; use tuples, "
             "not lists, for its attributes, e.g. hidden=(10, 10)"
         ) from None
+
+
+def binary_shape_message(shape) -> str:
+    """The refusal for a binary model whose outputs are not ``(B, 1)``.
+
+    Args:
+      shape: the model's output shape.
+
+    Returns:
+      The message.
+    """
+    return (
+        f"task='binary' needs the model's logits of shape (B, 1), got {tuple(shape)}: return "
+        "the one logit per example as (B, 1), e.g. nn.Dense(1)(x) without [:, 0]"
+    )

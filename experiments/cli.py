@@ -45,6 +45,14 @@ def _typed(name, parse_one):
     return parse
 
 
+def _pair(text: str) -> tuple[int, int]:
+    """``1,8``: two class indices."""
+    parts = [t.strip() for t in text.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise DropstudyError(f"--pair needs two class indices like 1,8, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _rates(text: str):
     """``0.5`` (every hidden layer) or ``0.2,0.5`` (one per hidden layer)."""
     rates = tuple(check_rate("--rate", float(t)) for t in text.split(",") if t.strip())
@@ -165,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--pair",
-        type=_typed("--pair", lambda t: parse_int_list("--pair", t)),
+        type=_typed("--pair", _pair),
         help="two classes A,B of the data set as a binary task (B is label 1): a net with "
         "one logit, trained with the sigmoid cross-entropy, e.g. 1,8",
     )

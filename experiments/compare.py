@@ -14,6 +14,7 @@ import numpy as np
 
 from dropstudy import checkpoint, predict
 from dropstudy import masks as M
+from dropstudy import progress as PG
 from dropstudy.average import MEANS
 from dropstudy.data import Dataset, check_dataset, digits
 from dropstudy.io import versions
@@ -168,6 +169,33 @@ def predictor_probs(
     return out
 
 
+def check_bound(cfg: CompareConfig, spec: M.MaskSpec, n_test: int) -> None:
+    """Refuse, before any training, an average the predictors would refuse after it: more
+    subnetwork-examples than :data:`dropstudy.progress.MAX_WORK`, or a K past the stream's.
+
+    Args:
+      cfg: what to do.
+      spec: the net's mask layout.
+      n_test: test examples.
+
+    Raises:
+      DropstudyError: naming the flag to change.
+    """
+    bound = f"the bound of {PG.MAX_WORK:.3g} subnetwork-examples (dropstudy.progress.MAX_WORK)"
+    for k in cfg.samples:
+        if k > predict.MAX_K or k * n_test > PG.MAX_WORK:
+            raise DropstudyError(
+                f"--samples {k}: {k:,} subnetworks x {n_test:,} test examples is past "
+                f"{bound}, or K past {predict.MAX_K:,}: use a smaller K"
+            )
+    n = spec.n_droppable
+    if cfg.exact and n <= cfg.max_units and 2**n * n_test > PG.MAX_WORK:
+        raise DropstudyError(
+            f"the exact average: 2^{n} subnetworks x {n_test:,} test examples is past "
+            f"{bound}: pass --no-exact, or fewer hidden units"
+        )
+
+
 def compare(
     cfg: CompareConfig,
     data: Dataset | None = None,
@@ -225,6 +253,19 @@ def compare(
     t0 = time.perf_counter()
     if checkpoint_dir is not None:
         model, variables, ck = checkpoint.load(checkpoint_dir)
+        saved_pair = ck.get("extra", {}).get("pair")
+        given = None if cfg.pair is None else [int(c) for c in cfg.pair]
+        if saved_pair != given:
+            trained = (
+                f"on the pair {saved_pair[0]},{saved_pair[1]} (pass --pair "
+                f"{saved_pair[0]},{saved_pair[1]})"
+                if saved_pair
+                else "on all the classes (leave --pair out)"
+            )
+            raise DropstudyError(
+                f"{checkpoint_dir}: the checkpoint was trained {trained}, not "
+                f"{'on all the classes' if given is None else f'on the pair {given[0]},{given[1]}'}"
+            )
         checkpoint.check_compatible(
             ck,
             model,
@@ -240,6 +281,7 @@ def compare(
         seed = 0 if cfg.seed is None else cfg.seed
     k_train, k_mc = jax.random.split(jax.random.key(seed))
     spec = M.mask_spec(model, data.x_test)
+    check_bound(cfg, spec, len(data.x_test))
     if cfg.exact:  # refuse before spending time on training
         try:
             M.check_enumerable(spec, cfg.max_units)
@@ -266,7 +308,11 @@ def compare(
             variables,
             example_input=data.x_train,
             train=cfg.train_config().to_dict(),
-            extra={"dataset": data.name, "seed": seed},
+            extra={
+                "dataset": data.name,
+                "seed": seed,
+                "pair": None if cfg.pair is None else [int(c) for c in cfg.pair],
+            },
         )
     t1 = time.perf_counter()
     probs = predictor_probs(

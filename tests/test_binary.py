@@ -1,5 +1,6 @@
 """Binary classification with one logit: the loss, selection and every predictor."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,7 @@ from dropstudy import masks as M
 from dropstudy import predict as P
 from dropstudy import sharding as S
 from dropstudy import train as T
-from dropstudy.models import MLP
+from dropstudy.models import MLP, MaskedDropout
 from dropstudy.validate import DropstudyError
 
 X = jax.random.normal(jax.random.key(0), (40, 6))
@@ -125,3 +126,55 @@ def test_optax_agrees_on_the_loss():
     np.testing.assert_allclose(
         loss(z, y), optax.sigmoid_binary_cross_entropy(z[:, 0], y.astype(z.dtype)).mean()
     )
+
+
+class Squeezed(nn.Module):
+    """A binary net whose logit comes as (B,), not (B, 1)."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = MaskedDropout(0.5)(nn.relu(nn.Dense(6)(x)))
+        return nn.Dense(1)(x)[:, 0]
+
+
+def test_a_logit_of_shape_b_is_refused_naming_the_fix():
+    cfg = T.TrainConfig(steps=5, task="binary")
+    with pytest.raises(DropstudyError, match=r"shape \(B, 1\)"):
+        T.train(Squeezed(), jax.random.key(0), X, Y, cfg)
+    v = Squeezed().init(jax.random.key(0), X[:1])
+    for predictor, options in (("weight_scaling", {}), ("exact", {})):
+        with pytest.raises(DropstudyError, match=r"shape \(B, 1\)"):
+            P.predict(predictor, Squeezed(), v, X, task="binary", **options)
+
+
+def test_labels_and_losses_that_do_not_fit_the_task():
+    with pytest.raises(DropstudyError, match="does not fit task='binary'"):
+        T.TrainConfig(task="binary", loss="cross_entropy")
+    with pytest.raises(DropstudyError, match="does not fit task='classification'"):
+        T.TrainConfig(loss="binary_cross_entropy")
+    with pytest.raises(DropstudyError, match="pass task='binary'"):
+        T.train(MODEL, jax.random.key(0), X, Y, T.TrainConfig(steps=5))
+    cfg = T.TrainConfig(steps=5, task="binary")
+    with pytest.raises(DropstudyError, match=r"map two classes to 0 and 1"):
+        T.train(MODEL, jax.random.key(0), X, np.where(Y == 1, 8, 1), cfg)
+    # 0./1. floats and booleans are labels 0 and 1: the same run
+    ints = T.train(MODEL, jax.random.key(0), X, Y, cfg)[0]
+    for labels in (Y.astype(np.float32), np.asarray(Y).astype(bool)):
+        same = T.train(MODEL, jax.random.key(0), X, labels, cfg)[0]
+        assert all(
+            np.array_equal(a, b) for a, b in zip(jax.tree.leaves(ints), jax.tree.leaves(same))
+        )
+
+
+def test_mc_curve_of_a_binary_net_is_the_mc_prefix(trained, monkeypatch):
+    v, _ = trained
+    key = jax.random.key(5)
+    curve = P.mc_curve(MODEL, v, X, key=key, ks=[3, 20], task="binary")
+    for k in (3, 20):
+        one = P.mc(MODEL, v, X, key=key, k=k, task="binary", method="dense")
+        np.testing.assert_allclose(curve[k].arithmetic, one.arithmetic, atol=1e-6)
+    with pytest.raises(DropstudyError, match="task='binary'"):
+        P.mc_curve(MODEL, v, X, key=key, ks=[3])
+    monkeypatch.setattr(P, "MAX_CURVE_FLOATS", 20 * 40 * 2 - 1)
+    with pytest.raises(DropstudyError, match="MAX_CURVE_FLOATS"):
+        P.mc_curve(MODEL, v, X, key=key, ks=[20], task="binary")

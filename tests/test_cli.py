@@ -188,6 +188,28 @@ def test_compare_pair_is_a_binary_task_with_one_logit(tmp_path, capsys):
     load = ["compare", "--samples", "1,10", "--pair", "1,8", "--checkpoint", str(tmp_path / "ck")]
     assert main([*load, "--json", str(out2)]) == 0
     assert json.loads(out2.read_text())["predictors"] == res["predictors"]
-    for bad in ("1,1", "1,10", "3"):
+    for bad in ("1,1", "1,10"):
         assert main([*SMALL, "--pair", bad]) == 2
         assert "pair must be two distinct classes" in capsys.readouterr().err
+    for bad in ("3", "a,b", "1,8,3"):
+        with pytest.raises(SystemExit):
+            main([*SMALL, "--pair", bad])
+        assert "--pair needs two class indices like 1,8" in capsys.readouterr().err
+    # a checkpoint knows the pair it was trained on
+    ck = ["compare", "--samples", "1", "--checkpoint", str(tmp_path / "ck")]
+    for given, fix in (([], "--pair 1,8"), (["--pair", "8,1"], "--pair 1,8")):
+        assert main([*ck, *given]) == 2
+        assert fix in capsys.readouterr().err
+
+
+def test_compare_refuses_an_average_past_the_bound_before_training(monkeypatch, capsys):
+    from dropstudy_experiments import compare as C
+
+    from dropstudy import progress
+
+    monkeypatch.setattr(C, "train_with_progress", lambda *a, **kw: pytest.fail("trained"))
+    monkeypatch.setattr(progress, "MAX_WORK", 100 * 360)  # digits: 360 test images
+    assert main(["compare", "--samples", "1,101", "--no-exact"]) == 2
+    assert "--samples 101" in capsys.readouterr().err
+    assert main(["compare", "--hidden", "8", "--samples", "1"]) == 2  # 2^8 x 360
+    assert "pass --no-exact" in capsys.readouterr().err

@@ -100,7 +100,8 @@ def test_every_long_path_shows_progress(predictor, options, mesh, capsys, monkey
     assert capsys.readouterr().err == ""
     monkeypatch.setattr(PG, "SEGMENT_SECONDS", 1e-9)  # one step per segment
     shown = P.predict(predictor, model, v, X, mesh=m, progress=True, **options)
-    assert "subnetworks" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "subnetworks" in err and "subnetwork/s" in err  # the bar counts subnetworks
     assert np.array_equal(quiet.arithmetic, shown.arithmetic)
     assert np.array_equal(quiet.log_geometric, shown.log_geometric)
 
