@@ -44,7 +44,8 @@ class Average:
     classification mean by name.
 
     Attributes:
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"`` (a binary net's average too, over its two classes) or
+        ``"regression"``.
       count: the number of subnetworks averaged (1 for weight scaling, K for MC, ``2^n`` for
         the exact average).
       arithmetic: classification (``C`` classes): ``(B, C)`` mean probabilities.
@@ -413,7 +414,7 @@ def partial_sums(
     Args:
       model: the model.
       spec: the model's mask layout.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"``, ``"binary"`` or ``"regression"``.
       source: ``"mc"``: mask ``i`` drawn from ``fold_in(key, i)``, weight ``1/total``;
         ``"exact"``: mask ``i`` is the binary expansion of ``i``, weight its probability.
       total: the number of subnetworks.
@@ -461,7 +462,7 @@ def stream(model, spec, *, task, source, total, chunk, variables, x, key):
     Args:
       model: the model.
       spec: the model's mask layout.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"``, ``"binary"`` or ``"regression"``.
       source: ``"mc"`` or ``"exact"``, as in :func:`partial_sums`.
       total: the number of subnetworks.
       chunk: subnetworks per scan step.
@@ -487,7 +488,7 @@ def stream_segment(
     Args:
       model: the model.
       spec: the model's mask layout.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"``, ``"binary"`` or ``"regression"``.
       source: ``"mc"`` or ``"exact"``, as in :func:`partial_sums`.
       total: the number of subnetworks.
       chunk: subnetworks per scan step.
@@ -514,7 +515,7 @@ def streamed(model, spec, *, task, source, total, chunk, variables, x, key, prog
     Args:
       model: the model.
       spec: the model's mask layout.
-      task: ``"classification"`` or ``"regression"``.
+      task: ``"classification"``, ``"binary"`` or ``"regression"``.
       source: ``"mc"`` or ``"exact"``, as in :func:`partial_sums`.
       total: the number of subnetworks.
       chunk: subnetworks per scan step.
