@@ -146,7 +146,8 @@ def run(
 
     The first segment is one step (it compiles), the second one step too (it times a step);
     then each segment is sized to take about :data:`SEGMENT_SECONDS` from the last one's
-    rate, so the calls from the host cost little beside the work (with several processes,
+    rate (a rest estimated shorter than that runs as one segment), so the calls from the
+    host cost little beside the work (with several processes,
     process 0's sizes, so every process makes the same calls). With ``progress=False`` the
     whole range is one segment.
 
@@ -198,8 +199,11 @@ def run(
             ):
                 log.info("%s: about %s to go", desc, _duration(estimate))
                 bar = _bar(total, desc, min(first * per, total), unit)
-            # at most 8x the last segment: its rate includes the call's own cost
+            # at most 8x the last segment: its rate includes the call's own cost; a rest
+            # shorter than one segment's time runs as one
             size = max(1, min(8 * steps, math.floor(SEGMENT_SECONDS / max(rate, 1e-9))))
+            if estimate < SEGMENT_SECONDS:
+                size = n_steps - first
             if several:
                 # every process must make the same calls (the kernels' collectives): process
                 # 0's clock sizes them all
