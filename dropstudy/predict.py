@@ -277,8 +277,9 @@ def mc(
       mesh: a one-axis ``jax.sharding.Mesh`` to deal the subnetworks out over.
       method: ``"auto"``, ``"dense"`` or ``"gathered"``.
       progress: ``None``: a progress bar when the run's estimate (timed on its segments
-        after the first, :mod:`dropstudy.progress`) passes a few seconds and stderr is a
-        terminal; ``True``: a bar from the start; ``False``: none (and one segment).
+        after the first, :mod:`dropstudy.progress`) passes a few seconds on a terminal or in
+        a notebook; ``True``: a bar after the first (compiling) segment; ``False``: none
+        (and one segment).
       force: run even past the bound of :data:`dropstudy.progress.MAX_WORK` subnetworks x
         examples.
 
@@ -377,8 +378,9 @@ def exact(
       method: ``"auto"``, ``"generic"`` or ``"factorised"``.
       mesh: a one-axis ``jax.sharding.Mesh`` to deal the work out over.
       progress: ``None``: a progress bar when the run's estimate (timed on its segments
-        after the first, :mod:`dropstudy.progress`) passes a few seconds and stderr is a
-        terminal; ``True``: a bar from the start; ``False``: none (and one segment).
+        after the first, :mod:`dropstudy.progress`) passes a few seconds on a terminal or in
+        a notebook; ``True``: a bar after the first (compiling) segment; ``False``: none
+        (and one segment).
       force: run even past the bound of :data:`dropstudy.progress.MAX_WORK` subnetworks x
         examples.
 

@@ -7,7 +7,7 @@ kernel over the whole range, passing the carry on: the result is bitwise the one
 scan's, and between segments the host can time, report and show progress. The segments
 after the first (which compiles) are timed, which gives the estimate of the rest and sizes
 the next one; a run whose estimate passes :data:`PROGRESS_AFTER` seconds shows a tqdm bar on
-a terminal.
+a terminal or in a notebook.
 
 :func:`check_work` is the bound: averages of more than :data:`MAX_WORK` (subnetworks x
 examples) are refused unless forced: minutes on the factorised exact path, hours on the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,9 @@ from .validate import DropstudyError
 MAX_WORK = 2**36
 # A run whose estimate passes this many seconds shows a progress bar (on a terminal).
 PROGRESS_AFTER = 5.0
+# Set in the environment, progress=None shows no bar: for a program that wants none on its
+# stderr (the command line sets it for --no-progress and -q). Display only: no number moves.
+QUIET_VARIABLE = "DROPSTUDY_NO_PROGRESS"
 # Each segment is sized to take about this long: a call from the host costs a few
 # milliseconds on a CPU (measured: ~7 ms for the exact kernel on 2 cores), a few percent of it.
 SEGMENT_SECONDS = 0.25
@@ -159,9 +163,10 @@ def run(
       desc: what runs, for the estimate and the bar (``"exact average over 16,777,216
         subnetworks"``).
       progress: ``None``: a bar once a timed segment's estimate of the rest passes
-        :data:`PROGRESS_AFTER` seconds and stderr is a terminal or a notebook (the estimate
-        is logged then); ``True``: a bar after the first segment, which compiles (its rate
-        gives the time left); ``False``: none. Bars show on process 0 only.
+        :data:`PROGRESS_AFTER` seconds and stderr is a terminal or a notebook, unless
+        ``DROPSTUDY_NO_PROGRESS`` is set (the estimate is logged then); ``True``: a bar
+        after the first segment, which compiles (its rate gives the time left); ``False``:
+        none. Bars show on process 0 only.
       subnetworks: ``(per step, total)``: the bar counts subnetworks, not steps; ``None``:
         steps.
 
@@ -192,6 +197,7 @@ def run(
             if (
                 bar is None
                 and progress is None
+                and not os.environ.get(QUIET_VARIABLE)
                 and shows
                 and elapsed > MIN_TIMED
                 and estimate > PROGRESS_AFTER

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -278,6 +279,9 @@ class _TqdmHandler(logging.Handler):
 
 
 def _setup_logging(args) -> None:
+    # --no-progress and -q hide the averages' own bars too (dropstudy.progress; display only)
+    if getattr(args, "no_progress", False) or args.quiet:
+        os.environ["DROPSTUDY_NO_PROGRESS"] = "1"
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     log.handlers[:] = [_TqdmHandler()]
     log.setLevel(level)

@@ -65,7 +65,9 @@ def test_progress_bar_and_estimate(monkeypatch, capsys, caplog):
     assert "sums of sines" in capsys.readouterr().err
     PG.run(segment, zero, 97, desc="sums of sines", progress=False)
     assert capsys.readouterr().err == ""
-    # None: a bar only on a terminal and when the estimate is long
+    # None: a bar only on a terminal and when the estimate is long (and not hidden by the
+    # command line's variable, which another test's --no-progress may have set)
+    monkeypatch.delenv(PG.QUIET_VARIABLE, raising=False)
     monkeypatch.setattr(PG, "PROGRESS_AFTER", 0.0)
     monkeypatch.setattr(PG, "MIN_TIMED", 0.0)
     monkeypatch.setattr(PG, "SEGMENT_SECONDS", 1e-9)
@@ -160,3 +162,29 @@ def test_a_segment_past_its_list_of_overflows_runs_again_in_halves(monkeypatch):
         monkeypatch.setattr(FM, "MAX_OVER", 64)
         assert np.array_equal(tight.arithmetic, roomy.arithmetic)
         np.testing.assert_allclose(tight.arithmetic, dense.arithmetic, rtol=1e-5, atol=1e-6)
+
+
+def test_the_quiet_variable_hides_the_automatic_bar(monkeypatch, capsys):
+    """DROPSTUDY_NO_PROGRESS (the command line's --no-progress and -q) hides the bar that
+    progress=None would show; progress=True still shows one."""
+    calls: list = []
+    zero, segment = _segment(calls)
+    monkeypatch.setattr(PG, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(PG, "MIN_TIMED", 0.0)
+    monkeypatch.setattr(PG, "SEGMENT_SECONDS", 1e-9)
+    monkeypatch.setattr(PG.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv(PG.QUIET_VARIABLE, "1")
+    PG.run(segment, zero, 97, desc="sums of sines", progress=None)
+    assert capsys.readouterr().err == ""
+    PG.run(segment, zero, 97, desc="sums of sines", progress=True)
+    assert "sums of sines" in capsys.readouterr().err
+
+
+def test_the_command_line_sets_the_quiet_variable(monkeypatch):
+    from dropstudy_experiments import cli
+
+    monkeypatch.setenv(PG.QUIET_VARIABLE, "")  # restored (unset) after the test
+    monkeypatch.setitem(cli.COMMANDS, "compare", lambda args, parser: 0)
+    assert cli.main(["compare"]) == 0 and not PG.os.environ[PG.QUIET_VARIABLE]
+    assert cli.main(["compare", "--no-progress"]) == 0
+    assert PG.os.environ[PG.QUIET_VARIABLE] == "1"
