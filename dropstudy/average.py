@@ -508,6 +508,20 @@ def stream_segment(
     )  # fmt: skip
 
 
+def describe(source: str, total: int) -> str:
+    """What a streamed average computes, for its estimate and progress bar.
+
+    Args:
+      source: ``"mc"`` or ``"exact"``.
+      total: the number of subnetworks.
+
+    Returns:
+      E.g. ``"MC average over 1,000 subnetworks"``.
+    """
+    name = "MC average" if source == "mc" else "exact average"
+    return f"{name} over {total:,} subnetworks"
+
+
 def streamed(model, spec, *, task, source, total, chunk, variables, x, key, progress=None):
     """:func:`stream` run in segments (:func:`dropstudy.progress.run`): the same sums bit
     for bit, with a time estimate and a progress bar for long runs.
@@ -534,10 +548,9 @@ def streamed(model, spec, *, task, source, total, chunk, variables, x, key, prog
             variables=variables, x=x, key=key, first=first, carry=carry,
         )  # fmt: skip
 
-    name = "MC average" if source == "mc" else "exact average"
     carry = run(
         segment, zero_sums(model, spec, variables, x, task), scan_length(total, chunk),
-        desc=f"{name} over {total:,} subnetworks", progress=progress,
+        desc=describe(source, total), progress=progress,
         subnetworks=(chunk, total),
     )  # fmt: skip
     return carry[0]

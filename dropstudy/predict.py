@@ -40,6 +40,7 @@ from .average import (
     Average,
     check_inputs,
     class_logits,
+    describe,
     partial_sums,
     resolve_chunk,
     scan_length,
@@ -132,6 +133,22 @@ def _forward(model, variables, x, masks):
     return M.apply(model, variables, x, masks)
 
 
+def output_shape(model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec) -> tuple:
+    """The model's output shape for one example at its expected mask (traced, not computed).
+
+    Args:
+      model: the model.
+      variables: its variables dict.
+      x: inputs ``(B, ...)``.
+      spec: its mask layout.
+
+    Returns:
+      ``(1, ...)``. Variables of another model get flax's refusal here.
+    """
+    masks = M.expected_masks(spec, x.dtype)
+    return tuple(jax.eval_shape(lambda: M.apply(model, variables, x[:1], masks)).shape)
+
+
 def resolve_task(
     model: nn.Module, variables: Any, x: jax.Array, spec: M.MaskSpec, task: str | None
 ) -> str:
@@ -160,13 +177,11 @@ def resolve_task(
         return task
     n_out, ndim = getattr(model, "n_out", None), 2
     if not isinstance(n_out, int):  # another model: its output's width, traced
-        out = jax.eval_shape(
-            lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype))
-        )
-        n_out, ndim = int(np.prod(out.shape[1:])), len(out.shape)
+        out = output_shape(model, variables, x, spec)
+        n_out, ndim = int(np.prod(out[1:])), len(out)
     if task == "binary":
         if n_out == 1 and ndim != 2:
-            raise DropstudyError(binary_shape_message(out.shape))
+            raise DropstudyError(binary_shape_message(out))
         if n_out != 1:
             raise DropstudyError(
                 f"task='binary' takes a model with one output (the logit of class 1); "
@@ -418,7 +433,7 @@ def exact(
     ):
         # The factorised path reads the output layer's parameters itself: one traced
         # forward pass first, so variables of another model get flax's clear refusal.
-        jax.eval_shape(lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype)))
+        output_shape(model, variables, x, spec)
         if task == "binary":
             net, v = _two_classes(model, variables)
             return fast_exact.exact_mlp(
@@ -477,11 +492,10 @@ def _sharded(
     (:func:`dropstudy.progress.run`, a carry per device), then ``psum``."""
     f = _sharded_kernel(model, spec, task=task, source=source, total=total, chunk=chunk, mesh=mesh)
     variables, x, key = sharding.replicate((variables, jnp.asarray(x), key), mesh)
-    name = "MC average" if source == "mc" else "exact average"
     carry = run(
         lambda c, first, steps: f(variables, x, key, np.asarray([first, steps], np.int32), c),
         sharding.per_device(zero_sums(model, spec, variables, x, task), mesh),
-        scan_length(total, chunk, mesh.size), desc=f"{name} over {total:,} subnetworks",
+        scan_length(total, chunk, mesh.size), desc=describe(source, total),
         progress=progress, subnetworks=(chunk * mesh.size, total),
     )  # fmt: skip
     s1, s2 = sharding.psum_per_device(carry[0], mesh)
@@ -635,7 +649,8 @@ def mc_curve(
         raise DropstudyError("mc_curve averages classifiers; for regression call mc for each K")
     if not spec.paths:
         return {k: _plain(model, variables, x, spec, task) for k in ks}
-    floats = kmax * x.shape[0] * (2 if task == "binary" else model_width(model, variables, x))
+    width = 2 if task == "binary" else int(np.prod(output_shape(model, variables, x, spec)[1:]))
+    floats = kmax * x.shape[0] * width
     if floats > MAX_CURVE_FLOATS:
         raise DropstudyError(
             f"mc_curve up to K = {kmax:,} holds {floats:.3g} log-probabilities in memory, past "
@@ -647,19 +662,3 @@ def mc_curve(
     arith = jnp.cumsum(jnp.exp(logp), axis=0)
     geo = jnp.cumsum(logp, axis=0)
     return {k: Average.from_sums(task, k, arith[k - 1] / k, geo[k - 1] / k) for k in ks}
-
-
-def model_width(model: nn.Module, variables: Any, x: jax.Array) -> int:
-    """The model's outputs per example (traced, not computed).
-
-    Args:
-      model: the model.
-      variables: its variables dict.
-      x: inputs ``(B, ...)``.
-
-    Returns:
-      ``prod(output shape[1:])``.
-    """
-    spec = M.mask_spec(model, x)
-    out = jax.eval_shape(lambda: M.apply(model, variables, x[:1], M.expected_masks(spec, x.dtype)))
-    return int(np.prod(out.shape[1:]))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 
 import jax
-import numpy as np
 
 from dropstudy import metrics
 from dropstudy import predict as P
@@ -33,13 +32,8 @@ def main(steps: int = 1000, k: int = 1000) -> dict[str, float]:
     Returns:
       ``{predictor: test accuracy}``.
     """
-    d = digits()
-
-    def pair(x, y):  # the 1s and the 8s; 8 is label 1
-        keep = (y == 1) | (y == 8)
-        return x[keep], (y[keep] == 8).astype(np.int32)
-
-    (x, y), (x_test, y_test) = pair(d.x_train, d.y_train), pair(d.x_test, d.y_test)
+    d = digits().classes(1, 8)  # the 1s (label 0) and the 8s (label 1)
+    x, y, x_test, y_test = d.x_train, d.y_train, d.x_test, d.y_test
     model = MLP(hidden=(10, 10), n_out=1, rate=0.5)  # one output: the logit of class 1
     cfg = TrainConfig(steps=steps, batch_size=64, lr=3e-3, task="binary")
     variables, _ = train(model, jax.random.key(0), x, y, cfg)

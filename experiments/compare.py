@@ -7,7 +7,7 @@ returns a JSON-ready dict; :func:`format_table` prints it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import numpy as np
@@ -106,14 +106,7 @@ def class_pair(data: Dataset, pair) -> Dataset:
             f"got {pair!r}; e.g. --pair 1,8"
         )
     a, b = (int(c) for c in pair)
-
-    def part(x, y):
-        keep = (y == a) | (y == b)
-        return x[keep], (y[keep] == b).astype(np.int32)
-
-    x_train, y_train = part(data.x_train, data.y_train)
-    x_test, y_test = part(data.x_test, data.y_test)
-    return Dataset(f"{data.name} {a}-vs-{b}", x_train, y_train, x_test, y_test, 2)
+    return replace(data.classes(a, b), name=f"{data.name} {a}-vs-{b}")
 
 
 # The most droppable units any exact average enumerates (2^31 subnetworks: uint32 indices).
