@@ -4,17 +4,22 @@ On trained dropout nets, the same weights are evaluated by weight scaling, by Mo
 averages over K sampled subnetworks (K = 1 ... 1000, several mask streams), and by the exact
 arithmetic and normalised geometric means over all 2^n subnetworks (n <= 20 droppable units).
 
-The nets are chosen so that the comparison measures averaging, not capacity:
+The nets:
 
 * primary: Warde-Farley et al.'s set-up, 2x10 ReLU at keep 0.5 on binary digit pairs (the
   per-seed value is the mean over the pairs), >= 25 seeds;
-* 10-class nets that fit the training set (mean train error <= ``fit_error``), 12 seeds
-  (each seed's exact mean is a pass over 2^20 subnetworks x the whole test set);
+* multiclass: nets on every class of the data set, 12 seeds (each seed's exact mean is a
+  pass over 2^20 subnetworks x the whole test set);
 * a stress case: nets too small for 10 classes at their drop rate, other activations and
   depths, 3 seeds, labelled as such;
 * a wide net where only MC is possible (the 2014 paper's K* figure), 5 seeds.
 
-A net's "fits" flag is measured, not assumed: its mean train error by weight scaling.
+The primary and multiclass nets train by the study's protocol (:mod:`.protocol`, stopped by
+their ensemble, the MC average, on the validation split; on each pair task an arm of its
+own), and their tests are held to it: inconclusive when an arm did not converge or the test
+on the nets selected within 2W decides otherwise. The stress cases and the wide net keep a
+fixed budget (``Config.train``): the stress cases are small by design and have no test that
+the report counts, and the wide net only gives the MC curve's K*.
 """
 
 from __future__ import annotations
@@ -30,20 +35,34 @@ from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, gaps, nll
 from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
+from dropstudy.validate import DropstudyError
 
 from .common import (
     MC_K,
     ExperimentConfig,
     cell,
     ci,
+    primary_first,
     test_ex,
 )
 from .evaluate import Evaluator
+from .protocol import (
+    ENSEMBLE,
+    QUICK_ENSEMBLE,
+    TWICE,
+    Protocol,
+    arm_summary,
+    guarded,
+    split,
+    train_arm,
+)
 from .stats import equivalence, paired
 
 NAME = "averaging"
 CLAIM = "Weight scaling approximates the average of the 2^n subnetworks that dropout trains."
-ROLES = ("primary", "fits", "stress", "wide")
+ROLES = ("primary", "multiclass", "stress", "wide")
+# The roles trained by the protocol; the others keep the fixed budget ``Config.train``.
+PROTOCOL_ROLES = ("primary", "multiclass")
 # Warde-Farley et al.'s binary tasks: the three digit pairs whose training-set class means
 # are closest (most alike, so the nets make errors to compare); closest_pairs() computes
 # them (a test checks this constant against it), and on other data sets plan() takes that
@@ -85,6 +104,17 @@ class Net:
     exact: bool = True
     input_rate: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise DropstudyError(
+                f"net {self.tag!r}: role must be one of {ROLES}, got {self.role!r}"
+            )
+        if self.tasks and self.role == "multiclass":
+            raise DropstudyError(
+                f"net {self.tag!r}: a multiclass net trains on every class, so it takes no "
+                f"pair tasks (got {self.tasks}); give it role='stress' or 'primary'"
+            )
+
     def to_dict(self) -> dict:
         """The net's fields as a JSON-able dict, tuples as lists.
 
@@ -98,8 +128,8 @@ class Net:
 
 NETS = (
     Net("relu 2x10, drop 0.5, digit pairs", (10, 10), role="primary", tasks=PAIRS),
-    Net("relu 1x20, drop 0.5", (20,), role="fits"),
-    Net("relu 2x10, drop 0.2", (10, 10), rate=0.2, role="fits"),
+    Net("relu 1x20, drop 0.5", (20,), role="multiclass"),
+    Net("relu 2x10, drop 0.2", (10, 10), rate=0.2, role="multiclass"),
     *(Net(f"relu 2x10, drop {r}", (10, 10), rate=r) for r in (0.5, 0.8)),
     *(Net(f"{a} 2x10, drop 0.5", (10, 10), a) for a in ("tanh", "sigmoid", "linear")),
     Net("relu 3x(7,7,6), drop 0.5", (7, 7, 6)),
@@ -114,7 +144,7 @@ NETS = (
 )
 QUICK_NETS = (
     Net("relu 2x6, drop 0.5, digit pairs", (6, 6), role="primary", tasks=PAIRS[:1]),
-    Net("relu 1x8, drop 0.5", (8,), role="fits"),
+    Net("relu 1x8, drop 0.5", (8,), role="multiclass"),
     Net(
         "relu 2x64, input drop 0.2, drop 0.5 (MC only)",
         (64, 64),
@@ -130,28 +160,32 @@ class Config(ExperimentConfig):
     """Sizes and hyperparameters of the averaging experiment."""
 
     seeds: int = 25  # the primary net (exact on its digit pairs' small test sets)
-    fit_seeds: int = 12  # nets that fit: exact over 2^20 on the whole test set per seed
+    multiclass_seeds: int = 12  # exact over 2^20 on the whole test set per seed
     stress_seeds: int = 3  # stress cases
     wide_seeds: int = 5  # the wide MC-only net (Srivastava et al.'s setting)
     nets: tuple[Net, ...] = NETS
+    # The primary and multiclass nets: each stopped by its ensemble (the MC average of the
+    # protocol's fixed subnetworks), the claim being about that ensemble.
+    protocol: Protocol = ENSEMBLE
+    # The stress cases and the wide net: a fixed budget (see the module's docstring).
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=3e-3)
     ks: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
     mc_keys: int = 3  # independent MC streams per exact-enumerable net (1 for MC-only nets)
     # Margins fixed before the run: 1 percentage point of test error, 0.02 nats of NLL.
     margin: float = 0.01
     nll_margin: float = 0.02
-    fit_error: float = 0.02  # a net "fits" when its mean train error is at most this
     k_delta: float = 0.001  # K*: the smallest K with MC error <= WS error + k_delta
     bootstrap: int = 1000  # resamples of seeds for K*'s interval
     primary: str = "primary err WS-A"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     QUICK: ClassVar[dict] = {
         "seeds": 3,
-        "fit_seeds": 3,
+        "multiclass_seeds": 3,
         "stress_seeds": 2,
         "wide_seeds": 2,
         "nets": QUICK_NETS,
         "train": train.replace(steps=300),
+        "protocol": QUICK_ENSEMBLE,
         "mc_keys": 2,
         "ks": (1, 10, 100, 1000),
     }
@@ -160,12 +194,13 @@ class Config(ExperimentConfig):
         """The same configuration with ``n`` seeds for every role.
 
         Args:
-          n: the seed count for ``seeds``, ``fit_seeds``, ``stress_seeds`` and ``wide_seeds``.
+          n: the seed count for ``seeds``, ``multiclass_seeds``, ``stress_seeds`` and
+            ``wide_seeds``.
 
         Returns:
           A new ``Config``.
         """
-        return replace(self, seeds=n, fit_seeds=n, stress_seeds=n, wide_seeds=n)
+        return replace(self, seeds=n, multiclass_seeds=n, stress_seeds=n, wide_seeds=n)
 
     def seeds_of(self, net: Net) -> int:
         """The number of seeds ``net`` is trained with, by its role.
@@ -174,11 +209,11 @@ class Config(ExperimentConfig):
           net: a net of the study.
 
         Returns:
-          ``seeds`` for the primary net, ``fit_seeds`` for a net that fits, ``wide_seeds`` for
-          the wide net, else ``stress_seeds``.
+          ``seeds`` for the primary net, ``multiclass_seeds`` for a multiclass net,
+          ``wide_seeds`` for the wide net, else ``stress_seeds``.
         """
         return {
-            "primary": self.seeds, "fits": self.fit_seeds, "wide": self.wide_seeds
+            "primary": self.seeds, "multiclass": self.multiclass_seeds, "wide": self.wide_seeds
         }.get(net.role, self.stress_seeds)  # fmt: skip
 
     def test_names(self) -> tuple[str, ...]:
@@ -186,17 +221,20 @@ class Config(ExperimentConfig):
 
         Returns:
           Per exact-enumerable net: the primary's weight scaling against both exact means in
-          error and NLL and its MC average against the arithmetic one; a net that fits, error
-          and NLL against the arithmetic mean; a stress case, error only (tagged).
+          error and NLL and its MC average against the arithmetic one; a multiclass net,
+          error and NLL against the arithmetic mean; a stress case, error only (tagged). A
+          test of a net on the protocol is followed by its twin within 2W.
         """
         names = []
         for n in (n for n in self.nets if n.exact):
             if n.role == "primary":
-                names += [f"primary {m} WS-{g}" for g in "AG" for m in ("err", "nll")]
-                names.append("primary err MC-A")
-            elif n.role in ("fits", "stress"):
-                metrics = ("err", "nll") if n.role == "fits" else ("err",)
-                names += [f"{n.role} {m} WS-A {n.tag}" for m in metrics]
+                own = [f"primary {m} WS-{g}" for g in "AG" for m in ("err", "nll")]
+                own.append("primary err MC-A")
+            else:
+                metrics = ("err", "nll") if n.role == "multiclass" else ("err",)
+                own = [f"{n.role} {m} WS-A {n.tag}" for m in metrics]
+            twins = n.role in PROTOCOL_ROLES
+            names += [t for name in own for t in ((name, name + TWICE) if twins else (name,))]
         return tuple(names)
 
 
@@ -230,28 +268,38 @@ def bounds(ws, ex) -> dict:
     }
 
 
-def _task_rows(
-    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds, ev: Evaluator
-):
-    """Per-seed measurements of ``net`` trained on ``ds`` (keys, and the MC average on the
-    training set, by ``ev``)."""
-    model = MLP(
+def _model(net: Net, ds: Dataset) -> MLP:
+    """``net``'s MLP for ``ds``'s classes."""
+    return MLP(
         hidden=net.hidden, n_out=ds.n_classes, activation=net.activation, rate=net.rate,
         input_rate=net.input_rate,
     )  # fmt: skip
-    variables, _ = train_seeds(model, seed_keys(seeds), ds.x_train, ds.y_train, train, seeds=seeds)
+
+
+def _rows(
+    model: MLP,
+    variables,
+    ds: Dataset,
+    exact: bool,
+    ks: list,
+    mc_keys: int,
+    seeds: list,
+    ev: Evaluator,
+) -> list[dict]:
+    """Per-seed measurements of trained ``variables`` (leading seed axis) on ``ds``'s test set,
+    and train errors on ``ds``'s training set (MC keys and the MC average from ``ev``)."""
     x, y = ds.x_test, ds.y_test
     rows = []
     for i, s in enumerate(seeds):
         v = take(variables, i)
         tr = ev.sub("train").predict(model, v, ds.x_train, s)
-        test = ev.predict(model, v, x, s, ("ws", "exact") if net.exact else ("ws",))
+        test = ev.predict(model, v, x, s, ("ws", "exact") if exact else ("ws",))
         ws = np.asarray(test["ws"].arithmetic)
         row = {
             "ws": {"err": 1 - accuracy(ws, y), "nll": nll(ws, y)},
             "train_err": {k: 1 - accuracy(a.arithmetic, ds.y_train) for k, a in tr.items()},
         }
-        if net.exact:
+        if exact:
             ex = test["exact"]
             for name, q in (("exact_a", ex.arithmetic), ("exact_g", ex.geometric)):
                 row[name] = {"err": 1 - accuracy(q, y), "nll": nll(q, y)}
@@ -261,7 +309,7 @@ def _task_rows(
             row["gap_exact_g_vs_exact_a"] = gaps(ex.geometric, ex.arithmetic)
         curves = {"a_err": [], "a_nll": [], "g_err": [], "g_nll": []}
         last = []  # per key: each test example's error and NLL at the largest K
-        for j in range(mc_keys if net.exact else 1):
+        for j in range(mc_keys if exact else 1):
             key = jax.random.fold_in(ev.key(s, "mc_curve"), j)
             cur = P.mc_curve(model, v, x, key=key, ks=ks)
             last.append(test_ex(cur[ks[-1]].arithmetic, y))
@@ -271,7 +319,7 @@ def _task_rows(
             curves["g_nll"].append([nll(cur[k].geometric, y) for k in ks])
         row["mc"] = {k: np.mean(v, axis=0).tolist() for k, v in curves.items()}
         last_k = {m: np.mean([e[m] for e in last], axis=0).tolist() for m in ("nll", "err")}
-        if net.exact:  # per test example, for the tests' intervals over both noises
+        if exact:  # per test example, for the tests' intervals over both noises
             ex = test["exact"]
             row["ex"] = {"ws": test_ex(ws, y), "exact_a": test_ex(ex.arithmetic, y),
                          "exact_g": test_ex(ex.geometric, y), "mc_a": last_k}  # fmt: skip
@@ -308,17 +356,26 @@ def _mean_rows(per_task: list[list[dict]]) -> list[dict]:
 
 
 def net_cell(
-    ds: Dataset, net: Net, train: TrainConfig, ks: list, mc_keys: int, seeds: list, ev: Evaluator
+    ds: Dataset,
+    net: Net,
+    how: Protocol | TrainConfig,
+    ks: list,
+    mc_keys: int,
+    seeds: list,
+    ev: Evaluator,
 ):
     """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed.
 
     Measured on ``ds`` itself, or on each of its binary ``net.tasks`` (then averaged per
-    seed); the MC keys come from ``ev``, the same for every task.
+    seed); the MC keys come from ``ev``, the same for every task. A net trained by the
+    protocol is measured twice, on its variables selected within ``W`` and within ``2W``.
 
     Args:
       ds: the data set.
       net: the network, its role and tasks.
-      train: how to train.
+      how: a :class:`.protocol.Protocol` (each task an arm of its own: tuned on the
+        validation split, trained on the other 80%, each seed stopped in the run), or a
+        ``TrainConfig`` (a fixed budget on the whole training set).
       ks: the numbers of subnetworks K of the MC curves.
       mc_keys: independent MC streams per seed for an exact-enumerable net (one otherwise);
         the curves are their mean.
@@ -326,18 +383,41 @@ def net_cell(
       ev: the evaluator: MC keys and the MC average on the training set.
 
     Returns:
-      ``{"config": net.to_dict(), "tasks": [data set names], "seeds": [row per seed]}``; a
-      row holds ``"ws"`` (test ``"err"`` and ``"nll"``), ``"train_err"`` (per predictor,
-      ``ws`` and ``mc``) and ``"mc"`` (``"a_err"``, ``"a_nll"``, ``"g_err"``, ``"g_nll"``,
-      each a list over ``ks``); for an exact-enumerable net also ``"exact_a"`` and
-      ``"exact_g"`` (``"err"`` and ``"nll"``), ``"bounds"`` (see :func:`bounds`) and the
+      ``{"config": net.to_dict(), "tasks": [data set names], "seeds": [row per seed]}``,
+      and with a protocol ``"seeds_2w"`` (the rows within ``2W``) and ``"arms"`` (``{task
+      name: record}``, :func:`.protocol.train_arm`). A row holds ``"ws"`` (test ``"err"`` and
+      ``"nll"``), ``"train_err"`` (per predictor, ``ws`` and ``mc``, on the examples trained
+      on) and ``"mc"`` (``"a_err"``, ``"a_nll"``, ``"g_err"``, ``"g_nll"``, each a list over
+      ``ks``); for an exact-enumerable net also ``"exact_a"`` and ``"exact_g"`` (``"err"``
+      and ``"nll"``), ``"bounds"`` (see :func:`bounds`), the
       :func:`~dropstudy.metrics.gaps` ``"gap_ws_vs_exact_a"``, ``"gap_ws_vs_exact_g"`` and
-      ``"gap_exact_g_vs_exact_a"``.
+      ``"gap_exact_g_vs_exact_a"``, and ``"ex"`` (per test example, for the tests).
     """
     tasks = [ds.classes(*t) for t in net.tasks] or [ds]
-    per_task = [_task_rows(d, net, train, ks, mc_keys, seeds, ev) for d in tasks]
-    rows = _mean_rows(per_task)
-    return {"config": net.to_dict(), "tasks": [d.name for d in tasks], "seeds": rows}
+    out = {"config": net.to_dict(), "tasks": [d.name for d in tasks]}
+    measure = lambda model, v, d: _rows(model, v, d, net.exact, ks, mc_keys, seeds, ev)  # noqa: E731
+    if isinstance(how, TrainConfig):
+        per_task = []
+        for d in tasks:
+            model = _model(net, d)
+            variables, _ = train_seeds(
+                model, seed_keys(seeds), d.x_train, d.y_train, how, seeds=seeds
+            )
+            per_task.append(measure(model, variables, d))
+        return out | {"seeds": _mean_rows(per_task)}
+    within_w, within_2w, arms = [], [], {}
+    for d in tasks:
+        model = _model(net, d)
+        arm = train_arm(d, model, how, seeds)
+        fit, _ = split(d)  # train errors on the 80% trained on
+        arms[d.name] = arm.record
+        within_w.append(measure(model, arm.within_w, fit))
+        within_2w.append(measure(model, arm.within_2w, fit))
+    return out | {
+        "seeds": _mean_rows(within_w),
+        "seeds_2w": _mean_rows(within_2w),
+        "arms": arms,
+    }
 
 
 def k_star(ws_err, mc_err, ks, delta: float) -> int | None:
@@ -387,11 +467,12 @@ def k_star_interval(ws_err, mc_err, ks, delta: float, n_boot: int, seed: int = 0
 def _summary(cfg: Config, cell: dict) -> dict:
     rows, ks = cell["seeds"], list(cfg.ks)
     out = {"config": cell["config"], "tasks": cell["tasks"], "n_seeds": len(rows)}
+    if "arms" in cell:
+        out["arms"] = {task: arm_summary(rec) for task, rec in cell["arms"].items()}
     for name in ("ws", "exact_a", "exact_g"):
         if name in rows[0]:
             out[name] = {m: ci([r[name][m] for r in rows]) for m in ("err", "nll")}
     out["train_err"] = {k: ci([r["train_err"][k] for r in rows]) for k in ("ws", "mc")}
-    out["fits"] = out["train_err"]["ws"]["mean"] <= cfg.fit_error
     out["mc"] = {
         m: [ci([r["mc"][m][i] for r in rows]) for i in range(len(ks))]
         for m in ("a_err", "a_nll", "g_err", "g_nll")
@@ -422,10 +503,9 @@ def _diff(rows, a: str, b: str, metric: str) -> np.ndarray:
     )
 
 
-def _tests(cfg: Config, net: Net, rows: list[dict], fits: bool) -> dict:
+def _tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
     """The equivalence tests of one exact-enumerable net, keyed ``"<role> <what>"``."""
-    label = {"primary": "primary", "fits": "fits", "stress": "stress"}[net.role]
-    where = f"{net.tag}" + ("" if fits else ", does not fit its training set")
+    label, where = net.role, net.tag
     t = {}
     specs = [("err", "exact_a", cfg.margin, "A"), ("nll", "exact_a", cfg.nll_margin, "A")]
     if net.role == "primary":
@@ -494,14 +574,15 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
     Returns:
       ``{"net=<tag>": Cell}`` for each net of ``cfg.nets``, its pair tasks chosen on ``ds``
-      (:func:`on_data`) and its seeds by role (:meth:`Config.seeds_of`).
+      (:func:`on_data`), its seeds by role (:meth:`Config.seeds_of`), trained by
+      ``cfg.protocol`` when its role is one of :data:`PROTOCOL_ROLES`, else by ``cfg.train``.
     """
     return {
         f"net={n.tag}": cell(
             net_cell,
             ds=ds,
             net=on_data(n, ds),
-            train=cfg.train,
+            how=cfg.protocol if n.role in PROTOCOL_ROLES else cfg.train,
             ks=list(cfg.ks),
             mc_keys=cfg.mc_keys,
             ev=Evaluator((NAME, f"net={n.tag}"), cfg.mc_k),
@@ -519,13 +600,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"ks", "nets", "tests", "primary", "findings"}``: ``nets`` maps each tag to its
-      intervals over seeds (test and train errors, NLL, MC curves, K*, whether it fits, and
-      for an exact-enumerable net the paired differences, bounds and gaps); ``tests`` holds
-      the equivalence tests of the exact-enumerable nets (:meth:`Config.test_names`);
-      ``findings`` says which exact mean weight scaling tracks in NLL on the primary net,
-      when the tests differ, and names any primary or fitting net whose mean train error by
-      weight scaling is above ``fit_error``.
+      ``{"ks", "nets", "protocol", "tests", "primary", "findings"}``: ``nets`` maps each
+      tag to its intervals over seeds (test and train errors, NLL, MC curves, K*, for a net
+      on the protocol its arms' training (:func:`.protocol.arm_summary`, per task), and for
+      an exact-enumerable net the paired differences, bounds and gaps); ``tests`` holds the
+      equivalence tests of the exact-enumerable nets (:meth:`Config.test_names`, the
+      primary first), those of a net on the protocol guarded by its arms and followed by
+      their twins within 2W; ``findings`` says which exact mean weight scaling tracks in
+      NLL on the primary net, when the tests differ.
 
     Raises:
       ValueError: if ``cfg.primary`` is not one of the tests.
@@ -533,21 +615,21 @@ def summarise(cfg: Config, raw: dict) -> dict:
     summaries, tests = {}, {}
     for n in cfg.nets:
         c = raw[f"net={n.tag}"]
-        s = summaries[n.tag] = _summary(cfg, c)
-        if n.exact:
-            tests.update(_tests(cfg, n, c["seeds"], s["fits"]))
+        summaries[n.tag] = _summary(cfg, c)
+        if not n.exact:
+            continue
+        own = _tests(cfg, n, c["seeds"])
+        if "arms" in c:
+            records = {f"{n.tag} [{task}]": rec for task, rec in c["arms"].items()}
+            own = guarded(own, _tests(cfg, n, c["seeds_2w"]), records)
+        tests.update(own)
     if cfg.primary not in tests:
         raise ValueError(f"primary test {cfg.primary!r} is not one of {sorted(tests)}")
-    findings = _geometric_finding(tests) + [
-        f"{tag} is listed as a net that fits, but its mean train error by weight scaling is "
-        f"{s['train_err']['ws']['mean']:.3f} > {cfg.fit_error}."
-        for tag, s in summaries.items()
-        if s["config"]["role"] in ("primary", "fits") and not s["fits"]
-    ]
     return {
         "ks": list(cfg.ks),
         "nets": summaries,
-        "tests": tests,
+        "protocol": cfg.protocol.to_dict(),
+        "tests": primary_first(tests, cfg.primary),
         "primary": cfg.primary,
-        "findings": findings,
+        "findings": _geometric_finding(tests),
     }

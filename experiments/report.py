@@ -83,6 +83,8 @@ PART_PROTOCOL = {
     "a fixed budget by design, and part A is a demo with no training",
     "ensembles": "its primary's nets; the matched-compute arms (the same comparison at equal "
     "training cost, dropout bagging, tied fixed masks) keep a fixed budget by design",
+    "averaging": "its primary and multiclass nets; the stress cases (small by design, "
+    "exploratory tests) and the wide net (K* alone) keep a fixed budget",
     "shrinkage": "its MLP parts, each within its part's optimiser; the linear and logistic "
     "parts compare trained weights with their closed-form counterparts",
 }

@@ -249,7 +249,7 @@ def test_the_names_of_averaging_follow_its_nets():
     refused(
         averaging.Config,
         "primary err WS-A",
-        "fits err WS-A relu 1x8, drop 0.5",
+        "multiclass err WS-A relu 1x8, drop 0.5",
         nets=averaging.QUICK_NETS[1:],
     )  # no primary net: no primary tests
 

@@ -13,6 +13,7 @@ from ..common import (
     table,
     train_str,
 )
+from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -97,13 +98,21 @@ def _k(k: int | None, kmax: int) -> str:
     return f"> {kmax}" if k is None else str(k)
 
 
+def _one_layer_kl(r: dict) -> float | None:
+    """The largest mean KL(G || WS) over the one-hidden-layer nets with exact means (where
+    weight scaling *is* the normalised geometric mean), or None when there is none."""
+    kls = [s["gap_ws_vs_exact_g"]["mean_kl"]["mean"] for s in r["nets"].values()
+           if len(s["config"]["hidden"]) == 1 and "gap_ws_vs_exact_g" in s]  # fmt: skip
+    return max(kls) if kls else None
+
+
 def section(r: dict) -> str:
     """The report's section of the averaging experiment, from its results file.
 
-    The set-up and the papers it follows, the figures, a table of train and test errors by every
-    predictor with K* per net, a table of NLLs, KL divergences and disagreements for the nets with
-    exact means, and how to read the primary test, with a note when the primary net does not fit
-    its training set.
+    The set-up and the papers it follows, how the nets were trained (the protocol's arms for
+    the primary and multiclass nets, a fixed budget for the others), the figures, a table of
+    train and test errors by every predictor with K* per net, a table of NLLs, KL divergences
+    and disagreements for the nets with exact means, and how to read the primary test.
 
     Args:
       r: the experiment's results file, as a dict.
@@ -114,16 +123,21 @@ def section(r: dict) -> str:
     """
     cfg, ks = r["config"], r["ks"]
     kmax = ks[-1]
-    rows, nll_rows = [], []
+    rows, nll_rows, arms = [], [], {}
     for tag in (n["tag"] for n in cfg["nets"]):
         s = r["nets"][tag]
         ex = lambda name, m="err", s=s: ci_str(s[name][m]) if name in s else "-"  # noqa: E731
         k = s["k_star"]
-        role = s["config"]["role"] + ("" if s["fits"] else " (does not fit)")
+        net_arms = {f"{tag} [{task}]": a for task, a in s.get("arms", {}).items()}
+        arms |= net_arms
+        how = "fixed budget" if not net_arms else (
+            "protocol" + ("" if all(a["converged"] for a in net_arms.values())
+                          else ", **not converged**"))  # fmt: skip
         rows.append(
             [
                 tag,
-                role,
+                s["config"]["role"],
+                how,
                 str(s["n_seeds"]),
                 ci_str(s["train_err"]["ws"]),
                 ci_str(s["train_err"]["mc"]),
@@ -151,9 +165,9 @@ def section(r: dict) -> str:
                 ]
             )
     err_table = table(
-        ["net", "role", "seeds", "train error WS", f"train error MC K={kmax}", "test error WS",
-         f"test error MC K={kmax} (mean of {cfg['mc_keys']} streams)", "exact arith.",
-         "exact geom.", "K* [95% CI]"],
+        ["net", "role", "training", "seeds", "train error WS", f"train error MC K={kmax}",
+         "test error WS", f"test error MC K={kmax} (mean of {cfg['mc_keys']} streams)",
+         "exact arith.", "exact geom.", "K* [95% CI]"],
         rows,
     )  # fmt: skip
     nll_table = table(
@@ -163,34 +177,43 @@ def section(r: dict) -> str:
     )  # fmt: skip
     primary = next(s for s in r["nets"].values() if s["config"]["role"] == "primary")
     pairs = ", ".join(primary["tasks"])
-    train_err = primary["train_err"]["ws"]["mean"]
-    fit_note = (
-        f" the primary net does not fit its training set here (train error "
-        f"{100 * train_err:.1f}% by WS), so its test measures averaging on a net that "
-        "underfits;"
-        if train_err > cfg["fit_error"]
+    primary_arms = {f"{primary['config']['tag']} [{t}]": a for t, a in primary["arms"].items()}
+    fixed = [n["tag"] for n in cfg["nets"] if "arms" not in r["nets"][n["tag"]]]
+    wide = ", ".join(n["tag"] for n in cfg["nets"] if n["role"] == "wide") or "none in this run"
+    kl1 = _one_layer_kl(r)
+    kl1_note = (
+        f" (in these float32 runs the largest mean KL(G || WS) of a one-layer net is "
+        f"{kl1:.1e} nats)"
+        if kl1 is not None
         else ""
     )
-    return f"""Every net is trained once per seed with dropout ({train_str(cfg["train"])}) and
-evaluated on the same weights by weight scaling (WS), by Monte-Carlo averages over K sampled
-subnetworks ({cfg["mc_keys"]} mask streams per seed, averaged) and by the exact arithmetic (A)
-and normalised geometric (G) means over all 2^n subnetworks. Warde-Farley et al. 2014
-enumerated 2^20 subnetworks of a 2x10 ReLU net at keep 0.5 on binary MNIST digit pairs and
-found the geometric mean comparable to the arithmetic mean; Srivastava et al. 2014 (MNIST)
-found that MC reaches the weight-scaling error at about K = 50, on wide nets with input keep
-0.8 and hidden keep 0.5: the wide net here takes that setting (2x512, input drop 0.2, hidden
-drop 0.5), and its K* stands beside their ~50.
+    return f"""Every net is trained with dropout and evaluated on the same weights by weight
+scaling (WS), by Monte-Carlo averages over K sampled subnetworks ({cfg["mc_keys"]} mask streams
+per seed, averaged) and by the exact arithmetic (A) and normalised geometric (G) means over all
+2^n subnetworks. Warde-Farley et al. 2014 enumerated 2^20 subnetworks of a 2x10 ReLU net at keep
+0.5 on binary MNIST digit pairs and found the geometric mean comparable to the arithmetic mean;
+Srivastava et al. 2014 (MNIST) found that MC reaches the weight-scaling error at about K = 50, on
+wide nets with input keep 0.8 and hidden keep 0.5: the wide net here ({wide}) takes that
+setting, and its K* stands beside their ~50.
 
 The primary net repeats Warde-Farley et al.'s set-up on digit pairs ({pairs}: the pairs whose
 training-set class means are closest, chosen from the training set only; each seed's value is
-the mean over the pairs). A comparison of averages means something only on nets that
-fit their training set, so the table gives train error beside test error, and a net's role says
-whether it fits (mean train error by WS at most {cfg["fit_error"]:g}). The stress cases are
-too small for 10 classes at their drop rate, or use other activations and depths: their errors
-mostly measure which units the training left dead, not averaging. For one hidden layer, weight
-scaling *is* the normalised geometric mean (an identity the unit tests check in float64; in
-these float32 runs KL(G || WS) is of order 1e-8); for linear nets it is the exact mean of the
-logits.
+the mean over the pairs). The primary and multiclass nets (every class of the data set) train
+by the study's protocol, each pair task an arm of its own, each seed stopped by
+{stopped_by(cfg["protocol"])}: {protocol_str(cfg["protocol"])} Their tables' numbers are the
+nets selected within W; their train errors are on the 80% trained on. The stress cases (nets
+too small for the classes at their drop rate, other activations and depths) and the wide net
+({", ".join(fixed) or "none"}) keep a fixed budget ({train_str(cfg["train"])}, the whole
+training set): the stress cases are small by design and their tests are exploratory, and the
+wide net gives K* alone. For one hidden layer, weight scaling *is* the normalised geometric
+mean (an identity the unit tests check in float64{kl1_note}); for linear nets it is the exact
+mean of the logits.
+
+{arms_table(arms)}
+
+{arms_note()}
+
+**Caveats on the primary's arms.** {caveats(primary_arms, cfg["protocol"]["eval_every"]) or "none."}
 
 ![error](averaging/mc_vs_exact_error.png)
 ![nll](averaging/mc_vs_exact_nll.png)
@@ -216,13 +239,12 @@ there), compared within a relative 1e-4 (float32 rounding).
 
 The primary test is the equivalence of test error, WS minus the exact arithmetic mean, on the
 primary net (margin +-{100 * cfg["margin"]:g} percentage point, fixed in the config); NLL
-(margin +-{cfg["nll_margin"]:g} nats) and the geometric mean are exploratory. Read the primary
+(margin +-{cfg["nll_margin"]:g} nats) and the geometric mean are exploratory. The tests of the
+nets on the protocol are held inconclusive when an arm did not converge or the same test on the
+nets selected within 2W decides otherwise (each is followed by that twin). Read the primary
 with its limits: test error is the least sensitive of these measures (on the binary pairs it
 is {100 * primary["ws"]["err"]["mean"]:.1f}% here, against a {100 * cfg["margin"]:g}-point
 margin; WS's NLL and its KL from the exact arithmetic mean, in the tables, are where WS and
-the exact mean part);{fit_note}
-the stress nets'
-intervals come from {cfg["stress_seeds"]} seeds (t with {cfg["stress_seeds"] - 1} degrees of
-freedom) and say little; and a net "fits" by its mean train error alone, however close to the
-{100 * cfg["fit_error"]:g}% threshold.
+the exact mean part), and the stress nets' intervals come from {cfg["stress_seeds"]} seeds and
+say little.
 """
