@@ -254,6 +254,31 @@ def test_the_names_of_averaging_follow_its_nets():
     )  # no primary net: no primary tests
 
 
+def test_averaging_nets_name_a_role_and_a_multiclass_net_no_pairs():
+    averaging = runner.module("averaging")
+    with pytest.raises(DropstudyError, match="role must be one of"):
+        averaging.Net("relu 1x8", (8,), role="fits")
+    with pytest.raises(DropstudyError, match="takes no pair tasks"):
+        averaging.Net("relu 1x8", (8,), role="multiclass", tasks=((1, 8),))
+
+
+def test_averaging_trains_by_role():
+    """The primary and multiclass nets' cells get the protocol, the others the fixed budget."""
+    from dropstudy_experiments.protocol import Protocol
+
+    from dropstudy.data import digits
+    from dropstudy.train import TrainConfig
+
+    averaging = runner.module("averaging")
+    cfg = averaging.Config()
+    for n in cfg.nets:
+        how = averaging.plan(cfg, digits())[f"net={n.tag}"].kwargs["how"]
+        on = n.role in averaging.PROTOCOL_ROLES
+        assert (how is cfg.protocol) if on else (how is cfg.train), n.tag
+        assert isinstance(how, Protocol if on else TrainConfig)
+    assert {n.role for n in cfg.nets} == set(averaging.ROLES)
+
+
 def test_the_quick_variant_is_checked_too():
     cfg = runner.module("conv").Config(primary="nll_mc_0.5")  # QUICK drops rate 0.5
     with pytest.raises(DropstudyError, match="primary 'nll_mc_0.5' is not a test"):
@@ -293,4 +318,5 @@ def test_the_protocol_reaches_every_cell_that_trains(name):
 def test_the_protocol_experiments_include_the_converted_ones():
     assert set(PROTOCOL_EXPERIMENTS) >= {
         "overfitting", "robustness", "conv", "coadaptation", "voting", "maskmode", "diversity",
+        "averaging",
     }  # fmt: skip

@@ -150,6 +150,15 @@ def _trajectory_figure(cfg: Config, r: dict, ctx) -> None:
     ctx.savefig(fig, "shrinkage_trajectory.png")
 
 
+def _norm_ratio(lin: dict) -> str:
+    """The plain ridge's norm over the data-dependent ridge's, per keep probability."""
+    ratio = {
+        k: np.linalg.norm(v["coef"]["pr"]) / np.linalg.norm(v["coef"]["dd"])
+        for k, v in lin["keeps"].items()
+    }
+    return ", ".join(f"{x:.2f} at keep {k}" for k, x in ratio.items())
+
+
 def _linear_md(r: dict) -> str:
     cfg, lin = r["config"], r["linear"]
     rows = [
@@ -188,8 +197,8 @@ the data-dependent ridge. Training:
 {cfg["seeds"]} seeds vary the initialisation and the mask stream, the data are fixed.
 Distances are relative to the reference's norm, ||w - w_ref|| / ||w_ref||: SGD's distance to
 a ridge divides by that ridge's norm, a ridge-to-ridge distance by the data-dependent ridge's
-norm (the plain ridges' norms are far smaller, so "SGD to plain ridge" reads large); per seed,
-mean [95% CI]. A linear
+norm (the plain ridge's norm over the data-dependent ridge's is {_norm_ratio(lin)}: the
+scale of "SGD to plain ridge"); per seed, mean [95% CI]. A linear
 model's MC average equals weight scaling exactly, so its coefficients are the prediction.
 Plain SGD (keep 1) against least squares checks that the optimiser converges.
 
@@ -291,6 +300,7 @@ def section(r: dict) -> str:
       (``shrinkage/...``).
     """
     primary = r["tests"][r["primary"]]
+    dd_pr = ", ".join(f"{v['dd_vs_pr']:.2f} at keep {k}" for k, v in r["linear"]["keeps"].items())
     return f"""{_linear_md(r)}
 
 {_logistic_md(r)}
@@ -305,8 +315,9 @@ The primary test is *{primary["what"]}* (claimed < 0): the claim is the tutorial
 dropout shrinks the square norm of its networks' weights like L2, and the tutorial's net has
 hidden dropout and trains with SGD and momentum. The linear part tests the mechanism the papers
 derive for linear models: there dropout acts as ridge with a data-dependent penalty, and on
-these heterogeneous features that solution lies far from the plain ridge of equal trace, so
-agreement with it tests the data-dependent part, which standardised features could not. The
+these heterogeneous features that solution lies {dd_pr} (relative distance) from the plain
+ridge of equal trace, so agreement with it tests the data-dependent part, which standardised
+features could not. The
 other tests are exploratory, each reported on its own: none is folded into an aggregate
 verdict.
 """

@@ -40,6 +40,17 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     ctx.savefig(fig, "stayput.png")
 
 
+def _decay_words(v: dict) -> str:
+    """What weight decay's row measured: dropped units left bitwise unchanged, and the ratio."""
+    still = v["still_fraction"]["mean"]
+    kept = (
+        "no dropped unit stays bitwise put"
+        if still == 0
+        else f"{100 * still:.1f}% of dropped units stay bitwise put"
+    )
+    return f"here {kept}, and its ratio is {v['ratio']['mean']:.3g}"
+
+
 def section(r: dict) -> str:
     """The report's section of the stayput experiment, from its results file.
 
@@ -71,8 +82,8 @@ def section(r: dict) -> str:
 {c["batch_size"]}, {c["steps"]} steps from initialisation, {c["seeds"]} seeds. Learning rates:
 plain SGD and SGD with weight decay {c["lr_sgd"]} (decay {c["weight_decay"]:g}, every
 parameter), SGD with momentum 0.9 (the tutorial's) lr {c["lr_momentum"]}, Adam lr
-{c["lr_adam"]}. Weight decay moves every dropped unit a little (none stays bitwise put), so
-its ratio is small but not 0; the margin decides whether that counts as staying put.
+{c["lr_adam"]}. Weight decay moves every dropped unit a little: {_decay_words(r["rows"]["sgd_wd"])};
+the margin decides whether that counts as staying put.
 
 A dropped unit's gradient is exactly zero on its incoming weights and bias and its outgoing
 weights; whether those parameters stay put depends on the optimiser. *Movement* of a unit in a
@@ -87,11 +98,11 @@ units stay put; 1: they move as much as the kept ones).
         "test error (WS)"], rows)}
 
 The primary test is the tutorial's own optimiser (SGD with momentum 0.9): the ratio is
-equivalent to 0 within +-{c["margin"]:g} (dropped units moving less than a tenth as much as kept
-ones) if the claim holds for it. Plain SGD's identity is an exact check; the other optimisers'
-ratios are exploratory. Under momentum and Adam the outcome follows from the optimiser's
-algebra (a dropped unit's update is its velocity, or its moment estimates, from earlier
-steps); the measure says how large that is beside the kept units' updates. Train and test
-error (weight scaling, after the {c["steps"]} steps)
-show what the nets had learnt while they were measured.
+equivalent to 0 within +-{c["margin"]:g} (dropped units moving less than {c["margin"]:g} times
+as much as kept ones) if the claim holds for it. Plain SGD's identity is an exact check; the
+other optimisers' ratios are exploratory. Under momentum and Adam the outcome follows from
+the optimiser's algebra (a dropped unit's update is its velocity, or its moment estimates,
+from earlier steps); the measure says how large that is beside the kept units' updates. Train
+and test error (weight scaling, after the {c["steps"]} steps) show what the nets had learnt
+while they were measured.
 """  # fmt: skip
