@@ -25,11 +25,14 @@ the report counts, and the wide net only gives the MC curve's K*.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import ClassVar
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from dropstudy import masks as M
 from dropstudy import predict as P
 from dropstudy.data import Dataset
 from dropstudy.metrics import accuracy, gaps, nll
@@ -171,7 +174,14 @@ class Config(ExperimentConfig):
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=3e-3)
     ks: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
     mc_keys: int = 3  # independent MC streams per exact-enumerable net (1 for MC-only nets)
-    # Margins fixed before the run: 1 percentage point of test error, 0.02 nats of NLL.
+    # The margins of a net on the protocol come from its validation split, before any test
+    # number: this share of what averaging does there, the exact arithmetic mean's gain over
+    # its mean subnetwork (error, NLL), measured on the nets selected within W (mean over
+    # seeds and pair tasks). Weight scaling within it keeps most of averaging's effect.
+    margin_share: float = 0.5
+    margin_k: int = 1000  # sampled subnetworks whose mean scores stand for the mean subnetwork
+    # The stress cases (no validation split: a fixed budget on the whole training set) keep
+    # margins fixed in the config, their tests exploratory: 1 pp of error, 0.02 nats of NLL.
     margin: float = 0.01
     nll_margin: float = 0.02
     k_delta: float = 0.001  # K*: the smallest K with MC error <= WS error + k_delta
@@ -186,6 +196,7 @@ class Config(ExperimentConfig):
         "nets": QUICK_NETS,
         "train": train.replace(steps=300),
         "protocol": QUICK_ENSEMBLE,
+        "margin_k": 100,
         "mc_keys": 2,
         "ks": (1, 10, 100, 1000),
     }
@@ -327,6 +338,42 @@ def _rows(
     return rows
 
 
+@partial(jax.jit, static_argnums=0)
+def _subnetworks(model: MLP, variables, x: jax.Array, masks) -> jax.Array:
+    """Each subnetwork's logits ``(K, N, C)``, for masks with a leading K axis."""
+    return jax.vmap(lambda m: M.apply(model, variables, x, m))(masks)
+
+
+def _gain(model: MLP, variables, x, y, seeds: list, ev: Evaluator, k: int) -> list[dict]:
+    """Per seed, what averaging does on ``(x, y)``: the exact arithmetic mean's error and NLL,
+    and the mean over ``k`` sampled subnetworks of each one's own error and NLL.
+
+    Args:
+      model: the net.
+      variables: its variables, leading seed axis.
+      x: inputs ``(N, ...)`` (the validation split).
+      y: labels ``(N,)``.
+      seeds: the seeds.
+      ev: the evaluator (its exact average, and the key of the sampled subnetworks).
+      k: how many subnetworks.
+
+    Returns:
+      Per seed ``{"exact": {"err", "nll"}, "subnetwork": {"err", "nll"}}``.
+    """
+    spec = M.mask_spec(model, jnp.asarray(x[:1]))
+    out = []
+    for i, s in enumerate(seeds):
+        v = take(variables, i)
+        ex = ev.predict(model, v, x, s, ("exact",))["exact"].arithmetic
+        masks = M.sample_mask_batch(spec, ev.key(s, "margin"), jnp.arange(k))
+        logits = _subnetworks(model, v, jnp.asarray(x), masks)
+        probs = np.asarray(jax.nn.softmax(logits, axis=-1), np.float64)  # (k, N, C)
+        sub = {"err": float(np.mean([1 - accuracy(p, y) for p in probs])),
+               "nll": float(np.mean([nll(p, y) for p in probs]))}  # fmt: skip
+        out.append({"exact": {"err": 1 - accuracy(ex, y), "nll": nll(ex, y)}, "subnetwork": sub})
+    return out
+
+
 def _mean_rows(per_task: list[list[dict]]) -> list[dict]:
     """Per seed, every number averaged over the tasks (a nested dict of floats and lists).
 
@@ -363,6 +410,7 @@ def net_cell(
     mc_keys: int,
     seeds: list,
     ev: Evaluator,
+    margin_k: int = 1000,
 ):
     """Weight scaling, MC curves and (when enumerable) exact means of ``net`` per seed.
 
@@ -381,11 +429,15 @@ def net_cell(
         the curves are their mean.
       seeds: the seeds, trained together.
       ev: the evaluator: MC keys and the MC average on the training set.
+      margin_k: with a protocol, the sampled subnetworks of :func:`_gain` on the validation
+        split (the margins' measure).
 
     Returns:
       ``{"config": net.to_dict(), "tasks": [data set names], "seeds": [row per seed]}``,
-      and with a protocol ``"seeds_2w"`` (the rows within ``2W``) and ``"arms"`` (``{task
-      name: record}``, :func:`.protocol.train_arm`). A row holds ``"ws"`` (test ``"err"`` and
+      and with a protocol ``"seeds_2w"`` (the rows within ``2W``), ``"arms"`` (``{task
+      name: record}``, :func:`.protocol.train_arm`) and ``"validation"`` (per seed, mean over
+      the tasks, :func:`_gain` of the nets selected within ``W``, for an exact-enumerable
+      net). A row holds ``"ws"`` (test ``"err"`` and
       ``"nll"``), ``"train_err"`` (per predictor, ``ws`` and ``mc``, on the examples trained
       on) and ``"mc"`` (``"a_err"``, ``"a_nll"``, ``"g_err"``, ``"g_nll"``, each a list over
       ``ks``); for an exact-enumerable net also ``"exact_a"`` and ``"exact_g"`` (``"err"``
@@ -405,19 +457,18 @@ def net_cell(
             )
             per_task.append(measure(model, variables, d))
         return out | {"seeds": _mean_rows(per_task)}
-    within_w, within_2w, arms = [], [], {}
+    within_w, within_2w, arms, val = [], [], {}, []
     for d in tasks:
         model = _model(net, d)
         arm = train_arm(d, model, how, seeds)
-        fit, _ = split(d)  # train errors on the 80% trained on
+        fit, (xv, yv) = split(d)  # train errors on the 80% trained on
         arms[d.name] = arm.record
         within_w.append(measure(model, arm.within_w, fit))
         within_2w.append(measure(model, arm.within_2w, fit))
-    return out | {
-        "seeds": _mean_rows(within_w),
-        "seeds_2w": _mean_rows(within_2w),
-        "arms": arms,
-    }
+        if net.exact:
+            val.append(_gain(model, arm.within_w, xv, yv, seeds, ev.sub("validation"), margin_k))
+    out |= {"seeds": _mean_rows(within_w), "seeds_2w": _mean_rows(within_2w), "arms": arms}
+    return out | ({"validation": _mean_rows(val)} if val else {})
 
 
 def k_star(ws_err, mc_err, ks, delta: float) -> int | None:
@@ -503,13 +554,43 @@ def _diff(rows, a: str, b: str, metric: str) -> np.ndarray:
     )
 
 
-def _tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
-    """The equivalence tests of one exact-enumerable net, keyed ``"<role> <what>"``."""
+def margins(cfg: Config, cell: dict) -> dict | None:
+    """A net's equivalence margins, from its validation split (before any test number).
+
+    Args:
+      cfg: the configuration (``margin_share``).
+      cell: the net's cell (:func:`net_cell`); its ``"validation"`` rows, when it has them.
+
+    Returns:
+      None for a net without a validation split (a fixed budget: the config's margins);
+      else per metric (``"err"``, ``"nll"``) ``{"exact", "subnetwork", "gain", "share",
+      "margin"}``: the means over seeds of the exact arithmetic mean's score and the mean
+      subnetwork's, the gain (subnetwork minus exact), the share, and the margin, the share
+      of the gain (floored at 1e-9 where averaging gains nothing: a test that cannot be
+      supported).
+    """
+    if "validation" not in cell:
+        return None
+    rows, out = cell["validation"], {}
+    for m in ("err", "nll"):
+        exact = float(np.mean([r["exact"][m] for r in rows]))
+        sub = float(np.mean([r["subnetwork"][m] for r in rows]))
+        gain = sub - exact
+        out[m] = {"exact": exact, "subnetwork": sub, "gain": gain, "share": cfg.margin_share,
+                  "margin": max(cfg.margin_share * gain, 1e-9)}  # fmt: skip
+    return out
+
+
+def _tests(cfg: Config, net: Net, rows: list[dict], margin: dict | None) -> dict:
+    """The equivalence tests of one exact-enumerable net, keyed ``"<role> <what>"``, at its
+    validation-derived ``margin`` (:func:`margins`; None: the config's)."""
     label, where = net.role, net.tag
+    err_m = margin["err"]["margin"] if margin else cfg.margin
+    nll_m = margin["nll"]["margin"] if margin else cfg.nll_margin
     t = {}
-    specs = [("err", "exact_a", cfg.margin, "A"), ("nll", "exact_a", cfg.nll_margin, "A")]
+    specs = [("err", "exact_a", err_m, "A"), ("nll", "exact_a", nll_m, "A")]
     if net.role == "primary":
-        specs += [("err", "exact_g", cfg.margin, "G"), ("nll", "exact_g", cfg.nll_margin, "G")]
+        specs += [("err", "exact_g", err_m, "G"), ("nll", "exact_g", nll_m, "G")]
     elif net.role == "stress":
         specs = specs[:1]
     mean_name = {"A": "exact arithmetic mean", "G": "exact normalised geometric mean"}
@@ -526,7 +607,7 @@ def _tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
     if net.role == "primary":
         t["primary err MC-A"] = equivalence(
             _diff(rows, "mc_a", "exact_a", "err"),
-            cfg.margin,
+            err_m,
             what=f"test error, MC average minus the exact arithmetic mean ({where})",
             predictor="mc",
             predictor_label=f"MC average, K = {cfg.ks[-1]}",  # the curve's last K
@@ -583,6 +664,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
             ds=ds,
             net=on_data(n, ds),
             how=cfg.protocol if n.role in PROTOCOL_ROLES else cfg.train,
+            **({"margin_k": cfg.margin_k} if n.role in PROTOCOL_ROLES else {}),
             ks=list(cfg.ks),
             mc_keys=cfg.mc_keys,
             ev=Evaluator((NAME, f"net={n.tag}"), cfg.mc_k),
@@ -606,8 +688,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
       an exact-enumerable net the paired differences, bounds and gaps); ``tests`` holds the
       equivalence tests of the exact-enumerable nets (:meth:`Config.test_names`, the
       primary first), those of a net on the protocol guarded by its arms and followed by
-      their twins within 2W; ``findings`` says which exact mean weight scaling tracks in
-      NLL on the primary net, when the tests differ.
+      their twins within 2W, each at its net's margins (:func:`margins`, in ``nets``);
+      ``findings`` says which exact mean weight scaling tracks in NLL on the primary net,
+      when the tests differ, and names a net whose exact mean does no better than its mean
+      subnetwork on the validation split.
 
     Raises:
       ValueError: if ``cfg.primary`` is not one of the tests.
@@ -618,10 +702,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
         summaries[n.tag] = _summary(cfg, c)
         if not n.exact:
             continue
-        own = _tests(cfg, n, c["seeds"])
+        m = summaries[n.tag]["margins"] = margins(cfg, c)
+        own = _tests(cfg, n, c["seeds"], m)
         if "arms" in c:
             records = {f"{n.tag} [{task}]": rec for task, rec in c["arms"].items()}
-            own = guarded(own, _tests(cfg, n, c["seeds_2w"]), records)
+            own = guarded(own, _tests(cfg, n, c["seeds_2w"], m), records)
         tests.update(own)
     if cfg.primary not in tests:
         raise ValueError(f"primary test {cfg.primary!r} is not one of {sorted(tests)}")
@@ -631,5 +716,15 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.protocol.to_dict(),
         "tests": primary_first(tests, cfg.primary),
         "primary": cfg.primary,
-        "findings": _geometric_finding(tests),
+        "findings": _geometric_finding(tests)
+        + [
+            f"On the validation split the exact mean of {tag} does no better than its mean "
+            f"subnetwork in {'error' if m == 'err' else 'NLL'} (gain {g['gain']:.4g}): there "
+            "is no averaging for weight scaling to approximate, and its test there cannot be "
+            "supported."
+            for tag, sm in summaries.items()
+            if sm.get("margins")
+            for m, g in sm["margins"].items()
+            if g["gain"] <= 0
+        ],
     }
