@@ -55,7 +55,7 @@ plt.rcParams.update({"figure.dpi": 90, "font.size": 10, "axes.grid": True, "grid
 
 RATE_FIELDS = ("rate", "rates")  # a name ending so: drop rates, each in [0, 1)
 FRACTION_FIELDS = ("fraction", "fractions", "missing", "occlusion")  # each in [0, 1)
-POSITIVE_FIELDS = ("margin", "agree", "apart", "k_delta", "same_function", "fit_error", "lr",
+POSITIVE_FIELDS = ("margin", "agree", "apart", "k_delta", "same_function", "lr",
                    "taus", "length_scale")  # fmt: skip
 NON_NEGATIVE_FIELDS = ("weight_decay", "l2s", "noise", "decades", "batch_size")
 
