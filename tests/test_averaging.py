@@ -37,7 +37,7 @@ def test_tiny_probabilities_are_compared_not_waved_through():
     assert averaging.bounds(ws, _exact(np.log(p), p))["frac_ws_between_nwgm_and_a"] < 0.5
 
 
-def _rows(seeds: int = 4, n: int = 30, gap: float = 0.0) -> list[dict]:
+def _rows(gap: float = 0.0, seeds: int = 4, n: int = 30) -> list[dict]:
     """Fake per-seed rows with per-example values: weight scaling ``gap`` above the exact."""
     rng = np.random.default_rng(0)
     rows = []
@@ -49,38 +49,39 @@ def _rows(seeds: int = 4, n: int = 30, gap: float = 0.0) -> list[dict]:
     return rows
 
 
-def test_margins_are_the_share_of_averagings_gain_on_validation():
-    cfg = averaging.Config()
+def test_the_validation_scale_is_averagings_gain():
     val = [
         {"exact": {"err": 0.10, "nll": 0.30}, "subnetwork": {"err": 0.18, "nll": 0.50}},
         {"exact": {"err": 0.12, "nll": 0.34}, "subnetwork": {"err": 0.20, "nll": 0.54}},
     ]
-    m = averaging.margins(cfg, {"validation": val})
-    assert m["err"]["gain"] == pytest.approx(0.08) and m["nll"]["gain"] == pytest.approx(0.2)
-    assert m["err"]["margin"] == pytest.approx(0.04) and m["nll"]["margin"] == pytest.approx(0.1)
-    half = averaging.margins(averaging.Config(margin_share=0.25), {"validation": val})
-    assert half["err"]["margin"] == pytest.approx(0.02)
-    assert averaging.margins(cfg, {"seeds": []}) is None  # a fixed-budget net: the config's
-    worse = [{"exact": {"err": 0.2, "nll": 0.3}, "subnetwork": {"err": 0.1, "nll": 0.5}}]
-    assert averaging.margins(cfg, {"validation": worse})["err"]["margin"] == 1e-9
+    v = averaging.validation_scale({"validation": val})
+    assert v["err"]["gain"] == pytest.approx(0.08) and v["nll"]["gain"] == pytest.approx(0.2)
+    assert v["err"]["exact"] == pytest.approx(0.11)
+    assert averaging.validation_scale({"seeds": []}) is None  # a fixed-budget net
 
 
-def test_the_tests_take_the_nets_margins():
-    """Each test of a net runs at its validation margins, or the config's without them."""
-    cfg = averaging.Config()
+def test_the_tests_take_the_configs_margins():
     net = averaging.NETS[0]
-    m = {"err": {"margin": 0.03}, "nll": {"margin": 0.07}}
-    tests = averaging._tests(cfg, net, _rows(gap=0.05), m)
-    assert tests["primary err WS-A"]["margin"] == 0.03
-    assert tests["primary err MC-A"]["margin"] == 0.03
-    assert tests["primary nll WS-G"]["margin"] == 0.07
-    assert tests["primary err WS-A"]["verdict"] == "contradicted"  # 0.05 beyond 0.03
-    wide = averaging._tests(cfg, net, _rows(gap=0.05), {"err": {"margin": 0.2},
-                                                        "nll": {"margin": 0.2}})  # fmt: skip
+    tight = averaging._tests(averaging.Config(margin=0.03, nll_margin=0.07), net, _rows(0.05))
+    assert tight["primary err WS-A"]["margin"] == 0.03
+    assert tight["primary err MC-A"]["margin"] == 0.03
+    assert tight["primary nll WS-G"]["margin"] == 0.07
+    assert tight["primary err WS-A"]["verdict"] == "contradicted"  # 0.05 beyond 0.03
+    wide = averaging._tests(averaging.Config(margin=0.2, nll_margin=0.2), net, _rows(0.05))
     assert wide["primary err WS-A"]["verdict"] == "supported"
-    fixed = averaging._tests(cfg, net, _rows(), None)
-    assert fixed["primary err WS-A"]["margin"] == cfg.margin
-    assert fixed["primary nll WS-A"]["margin"] == cfg.nll_margin
+
+
+def test_scale_k_is_refused_where_it_measures_nothing():
+    from dropstudy.data import digits
+    from dropstudy.validate import DropstudyError
+
+    stress = averaging.NETS[3]
+    with pytest.raises(DropstudyError, match="scale_k"):  # before anything trains
+        averaging.net_cell(digits(), stress, averaging.Config().train, [1], 1, [0], None, 100)
+    cfg = averaging.Config()
+    for n in cfg.nets:
+        kw = averaging.plan(cfg, digits())[f"net={n.tag}"].kwargs
+        assert ("scale_k" in kw) == (n.role in averaging.PROTOCOL_ROLES and n.exact)
 
 
 def test_the_mean_subnetwork_is_every_subnetworks_mean():
@@ -98,16 +99,21 @@ def test_the_mean_subnetwork_is_every_subnetworks_mean():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 6)).astype(np.float32)
     y = rng.integers(0, 3, 40)
-    model = MLP(hidden=(4,), n_out=3, rate=0.5)
+    model = MLP(hidden=(4,), n_out=3, rate=0.2)  # unequal weights: 0.8^k 0.2^(4-k)
     v = model.init(jax.random.key(0), jnp.asarray(x))
     stacked = jax.tree.map(lambda a: a[None], v)
     ev = Evaluator(("test", "gain"), 10)
     got = averaging._gain(model, stacked, x, y, [0], ev, 20000)[0]
-    masks, _ = M.all_masks(M.mask_spec(model, jnp.asarray(x)))
+    masks, w = M.all_masks(M.mask_spec(model, jnp.asarray(x)))
     probs = np.asarray(jax.nn.softmax(averaging._subnetworks(model, v, jnp.asarray(x), masks)))
-    assert got["subnetwork"]["err"] == pytest.approx(
-        np.mean([1 - accuracy(p, y) for p in probs]), abs=0.01
+    w = np.asarray(w, np.float64)
+    assert w.sum() == pytest.approx(1.0) and w.max() / w.min() > 100
+    err = np.sum(w * [1 - accuracy(p, y) for p in probs])
+    assert got["subnetwork"]["err"] == pytest.approx(err, abs=0.01)
+    assert got["subnetwork"]["nll"] == pytest.approx(
+        np.sum(w * [nll(p, y) for p in probs]), rel=0.01
     )
-    assert got["subnetwork"]["nll"] == pytest.approx(np.mean([nll(p, y) for p in probs]), rel=0.01)
+    # the same mean with every subnetwork weighted alike would be another number
+    assert abs(np.mean([1 - accuracy(p, y) for p in probs]) - err) > 0.02
     ex = P.exact(model, v, jnp.asarray(x)).arithmetic
     assert got["exact"]["nll"] == pytest.approx(nll(ex, y), rel=1e-5)

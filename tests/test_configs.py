@@ -260,6 +260,8 @@ def test_averaging_nets_name_a_role_and_a_multiclass_net_no_pairs():
         averaging.Net("relu 1x8", (8,), role="fits")
     with pytest.raises(DropstudyError, match="takes no pair tasks"):
         averaging.Net("relu 1x8", (8,), role="multiclass", tasks=((1, 8),))
+    with pytest.raises(DropstudyError, match="MC-only"):
+        averaging.Net("relu 2x64", (64, 64), role="wide")
 
 
 def test_averaging_trains_by_role():

@@ -300,6 +300,13 @@ def section(r: dict) -> str:
       (``shrinkage/...``).
     """
     primary = r["tests"][r["primary"]]
+    apart = min(v["dd_vs_pr"] for v in r["linear"]["keeps"].values()) > 0.5
+    dd_words = (
+        "so agreement with it tests the data-dependent part, which standardised features could not"
+        if apart
+        else "close enough that agreement with it cannot tell the data-dependent part from "
+        "plain ridge"
+    )
     dd_pr = ", ".join(f"{v['dd_vs_pr']:.2f} at keep {k}" for k, v in r["linear"]["keeps"].items())
     return f"""{_linear_md(r)}
 
@@ -316,8 +323,7 @@ dropout shrinks the square norm of its networks' weights like L2, and the tutori
 hidden dropout and trains with SGD and momentum. The linear part tests the mechanism the papers
 derive for linear models: there dropout acts as ridge with a data-dependent penalty, and on
 these heterogeneous features that solution lies {dd_pr} (relative distance) from the plain
-ridge of equal trace, so agreement with it tests the data-dependent part, which standardised
-features could not. The
+ridge of equal trace, {dd_words}. The
 other tests are exploratory, each reported on its own: none is folded into an aggregate
 verdict.
 """

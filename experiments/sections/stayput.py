@@ -82,7 +82,7 @@ def section(r: dict) -> str:
 {c["batch_size"]}, {c["steps"]} steps from initialisation, {c["seeds"]} seeds. Learning rates:
 plain SGD and SGD with weight decay {c["lr_sgd"]} (decay {c["weight_decay"]:g}, every
 parameter), SGD with momentum 0.9 (the tutorial's) lr {c["lr_momentum"]}, Adam lr
-{c["lr_adam"]}. Weight decay moves every dropped unit a little: {_decay_words(r["rows"]["sgd_wd"])};
+{c["lr_adam"]}. Weight decay acts on dropped units too: {_decay_words(r["rows"]["sgd_wd"])};
 the margin decides whether that counts as staying put.
 
 A dropped unit's gradient is exactly zero on its incoming weights and bias and its outgoing
