@@ -175,6 +175,8 @@ def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) ->
             continue
         first = next(r[n] for r in sets if n in r)
         t0 = first["tests"][first["primary"]]
+        # a rule (its margin) that differs between data sets goes in each data set's cell
+        own_rule = len({rule_str(d[n]["test"]) for d in decided if n in d}) > 1
         cells = []
         for d in decided:
             if n not in d:
@@ -182,12 +184,14 @@ def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) ->
                 continue
             t, v = d[n]["test"], d[n]["verdict"]
             bh = f" (BH: {d[n]['verdict_bh']})" if d[n]["verdict_bh"] != v else ""
+            rule = f" ({rule_str(t)})" if own_rule else ""
             cells.append(f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
-                         + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}")  # fmt: skip
+                         + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}")  # fmt: skip
         own = own_data(n)  # runs once, on data of its own, in the first data set's folder
         where = f" *(on its own data: {own}; in the {data_name(results)} column)*" if own else ""
         claim = first["claim"] + where
-        rows.append([n, claim, f"{t0['what']} ({rule_str(t0)})", *cells])
+        rule = "" if own_rule else f" ({rule_str(t0)})"
+        rows.append([n, claim, f"{t0['what']}{rule}", *cells])
     return [table(["experiment", "claim", "primary test", *(data_name(r) for r in sets)], rows)]
 
 

@@ -325,3 +325,22 @@ def test_the_committed_study_links_to_the_repository_report(tmp_path, monkeypatc
     (tmp_path / "REPORT.md").write_text("x")
     assert report_of(Path("results")).resolve() == (tmp_path / "REPORT.md").resolve()
     assert report_of(Path("results/mnist1d")) == Path("results/mnist1d") / "REPORT.md"
+
+
+def test_the_findings_table_puts_a_margin_that_differs_in_each_cell():
+    """A primary decided at another margin on each data set shows each margin beside its
+    verdict, not the first data set's for both."""
+    from copy import deepcopy
+
+    from dropstudy_experiments.report import found_table
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    one = {"maskmode": json.loads((root / "maskmode" / "results.json").read_text())}
+    two = deepcopy({"maskmode": json.loads((root / "mnist1d" / "maskmode" / "results.json")
+                                           .read_text())})  # fmt: skip
+    (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
+    assert row.count("+-0.02") == 1  # the same margin: once, in the primary test's column
+    two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = 0.05
+    (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
+    cells = row.split(" | ")
+    assert "+-0.02" in cells[-2] and "+-0.05" in cells[-1] and "+-" not in cells[2]
