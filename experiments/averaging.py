@@ -59,6 +59,7 @@ from .protocol import (
     split,
     train_arm,
 )
+from .seeds import study_seeds
 from .stats import equivalence, paired
 
 NAME = "averaging"
@@ -670,7 +671,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
             ks=list(cfg.ks),
             mc_keys=cfg.mc_keys,
             ev=Evaluator((NAME, f"net={n.tag}"), cfg.mc_k),
-            seeds=list(range(cfg.seeds_of(n))),
+            seeds=study_seeds(cfg.seeds_of(n)),
         )
         for n in cfg.nets
     }

@@ -33,6 +33,7 @@ from dropstudy.predict import weight_scaling
 from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import ExperimentConfig, cell, ci, primary_first
+from .seeds import study_seeds
 from .stats import equivalence
 
 NAME = "baselines"
@@ -204,7 +205,7 @@ def plan(cfg: Config, ds=None) -> dict:
       ``{"model=<name>": Cell}``.
     """
     data = mnist1d()
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     return {
         f"model={name}": cell(baseline_cell, ds=data, model=m, train=cfg.train(), seeds=seeds)
         for name, m in models(cfg).items()

@@ -102,6 +102,14 @@ def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
         "--seeds", type=int, help="number of seeds, at least 2 (default: each experiment's own)"
     )
     r.add_argument(
+        "--seed-start",
+        type=_typed("--seed-start", int),
+        default=0,
+        help="first seed: a second, disjoint list of seeds (at or past the first list's "
+        "end), into a folder of its own (e.g. results/from100); `dropstudy report "
+        "--replicate` sets its verdicts beside the first list's",
+    )
+    r.add_argument(
         "--force",
         action="store_true",
         help="overwrite results made at another scale in the --out folder",
@@ -246,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="results folder of the same study on another data set (repeatable): the report "
         "adds a table of where the verdicts agree (default, for the study's own folders "
         f"{RESULTS} and {STUDY_SETS[1]}: the other one, when it holds results)",
+    )
+    rep.add_argument(
+        "--replicate",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="results folder of the same data set and scale from a second list of seeds "
+        "(`dropstudy run --seed-start K`): the report sets each primary's verdict on it "
+        "beside this folder's, and names the fragile ones",
     )
     rep.add_argument(
         "--readme",
@@ -433,10 +450,10 @@ def cmd_run(args, parser=None) -> int:
                 ", ".join(f"{n} ({own_data(n)})" for n in fixed),
             )
         names = [n for n in names if n not in fixed]
-    s = scale(args.quick, args.seeds, args.dataset)
+    s = scale(args.quick, args.seeds, args.dataset, args.seed_start)
     out = args.out if args.out is not None else scale_folder(s)
     for n in names:  # options checked before anything is written (--seeds 1: no folder)
-        config(n, args.quick, args.seeds)
+        config(n, args.quick, args.seeds, args.seed_start)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
     written = []
     with folder_lock(out):
@@ -452,6 +469,7 @@ def cmd_run(args, parser=None) -> int:
                     data=data,
                     tensorboard=args.tensorboard,
                     force=args.force,
+                    seed_start=args.seed_start,
                 )
             )
     for line in outcome_lines(written, args.quick):
@@ -522,12 +540,13 @@ def cmd_report(args, parser=None) -> int:
         check_readme(args.readme)
         sets = [read_results(Path(f)) for f in (args.results, *args.compare)]
         if any(scale_of(r)["quick"] or scale_of(r)["seeds"] is not None
-               for results in sets for r in results.values()):  # fmt: skip
+               or scale_of(r).get("seed_start") for results in sets
+               for r in results.values()):  # fmt: skip
             raise DropstudyError(
-                "--readme takes the full study's results only (not --quick or --seeds runs): "
-                "the README's table is what the study found"
+                "--readme takes the full study's results only (not --quick, --seeds or "
+                "--seed-start runs): the README's table is what the study found"
             )
-    path = build_report(args.results, out, compare=args.compare)
+    path = build_report(args.results, out, compare=args.compare, replicate=args.replicate)
     log.info("wrote %s", path)
     if args.readme is not None:
         log.info("wrote %s", write_readme_block(args.readme, found_table(sets[0], sets[1:])))

@@ -71,6 +71,7 @@ from .protocol import (
     shared_arm,
     split,
 )
+from .seeds import study_seeds
 from .stats import direction, paired
 
 NAME = "coadaptation"
@@ -373,14 +374,15 @@ def _net_measures(
     }
 
 
-def rate_cell(ds: Dataset, rate: float, cfg: Config, ev: Evaluator) -> dict:
-    """Every measure for ``cfg.seeds`` nets trained at drop ``rate`` by the protocol.
+def rate_cell(ds: Dataset, rate: float, cfg: Config, seeds: list[int], ev: Evaluator) -> dict:
+    """Every measure for the ``seeds``' nets trained at drop ``rate`` by the protocol.
 
     Args:
       ds: the data set; the protocol's validation split (:func:`.protocol.split`) is held
         out of training and fits the temperatures.
       rate: the drop rate (0: a plain net).
       cfg: the configuration.
+      seeds: the seeds (:func:`.seeds.study_seeds` of ``cfg.seeds``).
       ev: the evaluator of the MC average.
 
     Returns:
@@ -393,7 +395,6 @@ def rate_cell(ds: Dataset, rate: float, cfg: Config, ev: Evaluator) -> dict:
     """
     fit, val = split(ds)
     model = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=rate)
-    seeds = list(range(cfg.seeds))
     arm = shared_arm(ds, model, cfg.protocol, seeds)
     spec = M.mask_spec(model, fit.x_train)
     out = {"arm": arm.record}
@@ -417,7 +418,12 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     """
     return {
         f"rate={r}": cell(
-            rate_cell, ds=ds, rate=r, cfg=cfg, ev=Evaluator((NAME, f"rate={r}"), cfg.mc_k)
+            rate_cell,
+            ds=ds,
+            rate=r,
+            cfg=cfg,
+            seeds=study_seeds(cfg.seeds),
+            ev=Evaluator((NAME, f"rate={r}"), cfg.mc_k),
         )
         for r in cfg.rates
     }

@@ -203,6 +203,19 @@ class ExperimentConfig:
         """
         return replace(self, seeds=n)
 
+    def seed_span(self) -> int:
+        """How many seeds the study's list uses, counted from its first: the largest integer
+        field ``seeds``, ``*_seeds`` or ``splits`` (an experiment whose plain members take
+        seeds of their own multiplies it by their number).
+
+        Returns:
+          The count; 0 when no field counts seeds.
+        """
+        counts = [getattr(self, f.name) for f in fields(self)
+                  if f.name in ("seeds", "splits") or f.name.endswith("_seeds")]  # fmt: skip
+        counts = [v for v in counts if isinstance(v, int) and not isinstance(v, bool)]
+        return max(counts, default=0)
+
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict.
 
@@ -654,6 +667,20 @@ def mlp_str(r: dict, hidden) -> str:
     d = r.get("data", {"name": "digits", "features": 64, "classes": 10})
     sizes = [d["features"], *hidden, d["classes"]]
     return f"{d['name']}, MLP {'-'.join(str(n) for n in sizes)}"
+
+
+def seeds_str(r: dict, n: int) -> str:
+    """A results file's ``n`` seeds in words, e.g. ``seeds 0-9`` (from its first seed).
+
+    Args:
+      r: a results file's dict; its ``scale`` may record a ``seed_start`` (a second list).
+      n: how many seeds.
+
+    Returns:
+      The text.
+    """
+    start = (r.get("scale") or {}).get("seed_start", 0)
+    return f"seeds {start}-{start + n - 1}"
 
 
 def train_str(t: dict) -> str:

@@ -38,6 +38,7 @@ from .common import (
 )
 from .evaluate import Evaluator, by_predictor
 from .protocol import ADAM, TWICE, Protocol, arm_summary, guarded, split, train_arm
+from .seeds import study_seeds
 from .stats import direction, equivalence
 
 NAME = "conv"
@@ -185,7 +186,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     Returns:
       ``{"rate=<r>": Cell}`` for each of ``cfg.rates``.
     """
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     # Conv rate 0 and the primary's rate are tuned each on its own; every other rate
     # (exploratory) trains at the primary rate's choice, stopped by its own validation loss.
     tuned = lambda r: None if r in (0.0, cfg.primary_rate) else net_for(cfg, ds, cfg.primary_rate)  # noqa: E731

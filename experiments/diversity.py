@@ -56,6 +56,7 @@ from .protocol import (
     shared_arm,
     split,
 )
+from .seeds import study_seeds
 from .stats import direction, equivalence
 
 NAME = "diversity"
@@ -91,6 +92,15 @@ class Config(ExperimentConfig):
         "members": 3,
         "k_grid": (2, 3, 10),
     }
+
+    def seed_span(self) -> int:
+        """The seeds the study uses: member j of seed s is the plain net of seed
+        ``s + j * seeds``, so ``seeds * members`` of them.
+
+        Returns:
+          The count.
+        """
+        return self.seeds * self.members
 
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built.
@@ -289,7 +299,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         "diversity": cell(
             diversity_cell, ds=ds, model=model, protocol=cfg.protocol, members=cfg.members, ks=ks,
-            seeds=list(range(cfg.seeds)), stream=(NAME, "diversity"),
+            seeds=study_seeds(cfg.seeds), stream=(NAME, "diversity"),
         )
     }  # fmt: skip
 

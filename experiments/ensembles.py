@@ -72,6 +72,7 @@ from .protocol import (
     shared_arm,
     split,
 )
+from .seeds import study_seeds
 from .stats import direction, equivalence
 
 NAME = "ensembles"
@@ -127,6 +128,15 @@ class Config(ExperimentConfig):
         "seeds": 2, "width": 32, "k": 3, "train": train.replace(steps=150),
         "protocol": QUICK_ENSEMBLE, "np_width": 48,
     }  # fmt: skip
+
+    def seed_span(self) -> int:
+        """The seeds the study uses: member j of seed s is the plain net of seed
+        ``s + j * seeds``, so ``seeds * k`` of them.
+
+        Returns:
+          The count.
+        """
+        return self.seeds * self.k
 
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built.
@@ -464,7 +474,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       :func:`dropout_cell`, :func:`tied_cell` and :func:`members_cell`; with ``np_width``
       also ``"cell=np"`` (:func:`np_cell`).
     """
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     drop = MLP(hidden=(cfg.width, cfg.width), n_out=ds.n_classes, rate=cfg.rate)
     kw = dict(ds=ds, drop=drop, cfg=cfg.train, seeds=seeds)
     return {

@@ -45,6 +45,7 @@ from .protocol import (
     shared_arm,
     split,
 )
+from .seeds import study_seeds
 from .stats import direction, equivalence
 
 NAME = "maskmode"
@@ -178,7 +179,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ``{"net=wide": Cell, "net=small": Cell}``; only the small net is compared with the
       exact average.
     """
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     kw = dict(ds=ds, protocol=cfg.protocol, seeds=seeds)
     return {
         "net=wide": cell(

@@ -35,6 +35,7 @@ from .common import (
 )
 from .evaluate import Evaluator
 from .protocol import ADAM, TWICE, Protocol, arm_summary, guarded, split, train_arm
+from .seeds import study_seeds
 from .stats import direction, paired
 
 NAME = "overfitting"
@@ -187,7 +188,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ``{"n=<n>_rate=<r>": Cell}`` for each size and each of ``cfg.size_rates``; the full
       training set's point of the size sweep is the rate sweep's cell.
     """
-    kw = dict(ds=ds, width=cfg.width, seeds=list(range(cfg.seeds)))
+    kw = dict(ds=ds, width=cfg.width, seeds=study_seeds(cfg.seeds))
     ev = lambda label: Evaluator((NAME, label), cfg.mc_k)  # noqa: E731
     # The primary's two arms are tuned on their own; every other rate (exploratory) trains at
     # the dropout arm's choice, stopped by its own validation loss.

@@ -40,6 +40,7 @@ from dropstudy.train import TrainConfig, seed_keys, take, train_seeds
 
 from .common import ExperimentConfig, cell, ci, primary_first
 from .evaluate import seed_key
+from .seeds import study_seeds
 from .stats import direction, equivalence
 
 NAME = "regression"
@@ -380,7 +381,7 @@ def plan(cfg: Config, ds=None) -> dict:
         f"depth={d}": cell(
             regression_cell, depth=d, width=cfg.width, rate=cfg.rate, taus=cfg.taus,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, t=cfg.t, t_grid=grid,
-            splits=list(range(cfg.splits)), length_scale=cfg.length_scale,
+            splits=study_seeds(cfg.splits), length_scale=cfg.length_scale,
             test_fraction=cfg.test_fraction, validation_fraction=cfg.validation_fraction,
             stream=(NAME, f"depth={d}"),
         )

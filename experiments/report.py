@@ -431,7 +431,52 @@ def k_words(results: dict) -> str:
     return f"K = {ks.pop()}" if len(ks) == 1 else "K (stated per section)"
 
 
-def build_report(results_dir, out, compare=()) -> Path:
+def replication(results: dict[str, dict], second: dict[str, dict], folder: str) -> list[str]:
+    """Each primary's verdict on the first list of seeds beside a second, disjoint list's.
+
+    A verdict that the second list would flip is *fragile*. Verdicts are each test's own
+    (unadjusted, guarded by the protocol), so a list whose family holds fewer claims is not
+    judged at a laxer level.
+
+    Args:
+      results: ``{name: results}`` of the report's folder (the first list).
+      second: the same experiments at the same scale from another first seed.
+      folder: where the second list's results are, for the text.
+
+    Returns:
+      Markdown lines: a heading, what the table is, the table (experiment, primary test,
+      each list's seeds, verdict and effect, and whether they agree), and the experiments
+      without a second list.
+    """
+    rows, fragile = [], []
+    for n in (n for n in NAMES if n in results and n in second):
+        a, b = (r[n]["tests"][r[n]["primary"]] for r in (results, second))
+        same = a["verdict"] == b["verdict"]
+        if not same:
+            fragile.append(n)
+        start = scale_of(second[n]).get("seed_start", 0)
+        rows.append([n, a["what"], f"**{a['verdict']}**: {effect_str(a)}",
+                     f"from seed {start}: **{b['verdict']}**: {effect_str(b)}",
+                     "yes" if same else "**no: fragile**"])  # fmt: skip
+    missing = [n for n in NAMES if n in results and n not in second]
+    lines = [
+        "## A second list of seeds",
+        "",
+        f"The primaries run again on a second, disjoint list of seeds (`{folder}`; the same "
+        "code, other keys: initialisations, masks, minibatch orders, and the plain members "
+        "they index). Verdicts are each test's own, unadjusted and guarded by the protocol; "
+        "a verdict the second list flips is *fragile*: more seeds would settle it."
+        + (f" Fragile here: {', '.join(fragile)}." if fragile else " None is fragile here."),
+        "",
+        table(["experiment", "primary test", "first list", "second list", "same verdict"], rows),
+        "",
+    ]
+    if missing:
+        lines += [f"Not yet run on a second list: {', '.join(missing)}.", ""]
+    return lines
+
+
+def build_report(results_dir, out, compare=(), replicate=None) -> Path:
     """Write the report for ``results_dir/*/results.json`` to ``out``.
 
     Args:
@@ -439,6 +484,9 @@ def build_report(results_dir, out, compare=()) -> Path:
       out: the report to write (parents created).
       compare: results folders of the same study on other data sets (same scale); the report
         then adds where the verdicts agree (:func:`agreement`).
+      replicate: a results folder of the same data set and scale from a second, disjoint
+        list of seeds (``dropstudy run --seed-start``); the report then sets each primary's
+        verdict on it beside the first list's (:func:`replication`).
 
     Returns:
       ``out``.
@@ -446,7 +494,8 @@ def build_report(results_dir, out, compare=()) -> Path:
     Raises:
       DropstudyError: if ``results_dir`` holds no results, a results file is of another scale
         or version, or a ``compare`` folder holds no results, results of another scale, of a
-        data set the report has already, or no experiment in common.
+        data set the report has already, or no experiment in common; or ``replicate`` holds
+        no results, or results of another data set or scale than a second list of these.
     """
 
     results_dir, out = Path(results_dir), Path(out)
@@ -492,6 +541,19 @@ def build_report(results_dir, out, compare=()) -> Path:
             )
         others.append(other)
     s = next(iter(scales.values()))
+    second = None
+    if replicate is not None:
+        second = read_results(Path(replicate))
+        theirs = [scale_of(r) for r in second.values()]
+        if not second or any(
+            {**t, "seed_start": 0} != {**s, "seed_start": 0} or not t.get("seed_start")
+            for t in theirs
+        ):
+            raise DropstudyError(
+                f"--replicate {replicate}: it must hold results of this data set and scale from "
+                f"a second list of seeds, made by `{scale_command(s)} --seed-start K` (K past "
+                "the first list's seeds)"
+            )
     out_flag = f" --out {results_dir}" if results_dir != RESULTS else ""
     # Experiments on data of their own run only without --dataset: not missing elsewhere.
     runs_here = [n for n in NAMES if s["dataset"] == "digits" or not own_data(n)]
@@ -682,6 +744,8 @@ def build_report(results_dir, out, compare=()) -> Path:
             folder = os.path.relpath(report.parent, out.parent or Path("."))
             rels.append((folder, report.is_file(), report.name))
         head += agreement(results, others, rels)
+    if second is not None:
+        head += replication(results, second, str(replicate))
     text = "\n".join(head) + "\n" + "\n\n".join(sections)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -50,6 +50,7 @@ from .common import (
 )
 from .evaluate import Evaluator
 from .protocol import ADAM, TWICE, Protocol, arm_summary, guarded, split, train_arm
+from .seeds import study_seeds
 from .stats import direction
 
 NAME = "robustness"
@@ -287,7 +288,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     return {
         "robustness": cell(
             robustness_cell, ds=ds, model=model, protocol=cfg.protocol, shifts=shifts_of(cfg, ds),
-            seeds=list(range(cfg.seeds)), ev=Evaluator((NAME, "robustness"), cfg.mc_k),
+            seeds=study_seeds(cfg.seeds), ev=Evaluator((NAME, "robustness"), cfg.mc_k),
         )
     }  # fmt: skip
 

@@ -74,19 +74,22 @@ def own_data(name: str) -> str | None:
     return getattr(module(name), "DATA", None)
 
 
-def config(name: str, quick: bool = False, seeds: int | None = None):
+def config(name: str, quick: bool = False, seeds: int | None = None, seed_start: int = 0):
     """The experiment's configuration: its defaults, shrunk by ``quick``, with ``seeds``.
 
     Args:
       name: an experiment's name, one of :data:`NAMES`.
       quick: take the smoke-test variant (``Config.quick()``).
       seeds: the number of seeds (default: the experiment's own).
+      seed_start: the first seed (0; a second list of seeds starts past the first list's,
+        :func:`check_seed_start`).
 
     Returns:
       The experiment's ``Config``.
 
     Raises:
-      DropstudyError: if ``seeds`` is below 2 (confidence intervals need two).
+      DropstudyError: if ``seeds`` is below 2 (confidence intervals need two), or the seeds
+        from ``seed_start`` reach the first list's or a protocol's pilot seeds.
     """
     from dropstudy.validate import DropstudyError
 
@@ -97,20 +100,50 @@ def config(name: str, quick: bool = False, seeds: int | None = None):
         if seeds < 2:
             raise DropstudyError(f"--seeds must be >= 2 for confidence intervals, got {seeds}")
         cfg = cfg.with_seeds(seeds)
-    check_pilots(cfg)
+    check_seed_start(name, cfg, seed_start)
+    check_pilots(cfg, seed_start)
     return cfg
 
 
-def check_pilots(cfg) -> None:
+def check_seed_start(name: str, cfg, start: int) -> None:
+    """Refuse a second list of seeds that is not disjoint from the first.
+
+    The first list of ``cfg`` is seeds ``0 .. span - 1`` (:meth:`.common.ExperimentConfig.
+    seed_span`: its seeds, and the plain members they index); a second list from ``start``
+    must begin at or past ``span``.
+
+    Args:
+      name: the experiment, for the message.
+      cfg: its configuration.
+      start: the first seed asked for.
+
+    Raises:
+      DropstudyError: if ``start`` is negative or inside the first list.
+    """
+    from dropstudy.validate import DropstudyError
+
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise DropstudyError(f"--seed-start must be an integer >= 0, got {start!r}")
+    span = cfg.seed_span()
+    if 0 < start < span:
+        raise DropstudyError(
+            f"--seed-start {start} reaches {name}'s first list of seeds (0..{span - 1}): a "
+            f"second list must be disjoint from it, so start at {span} or above"
+        )
+
+
+def check_pilots(cfg, start: int = 0) -> None:
     """Refuse study seeds that reach a protocol's pilot seeds, before any cell runs.
 
-    The study's seeds are ``0 .. n - 1`` for each integer field ``seeds`` or ``*_seeds``; the
-    pilot seeds chose the arms' settings, so a net trained on one of them would be tested on
-    the seed that tuned it (:func:`.protocol.train_arm` refuses it too, but only when its
-    cell starts).
+    The study's seeds are ``start .. start + span - 1`` (:meth:`.common.ExperimentConfig.
+    seed_span`: each integer field ``seeds`` or ``*_seeds``, and the plain members they
+    index); the pilot seeds chose the arms' settings, so a net trained on one of them would
+    be tested on the seed that tuned it (:func:`.protocol.train_arm` refuses it too, but
+    only when its cell starts).
 
     Args:
       cfg: an experiment's configuration.
+      start: the first seed.
 
     Raises:
       DropstudyError: naming the clash and what to change.
@@ -122,32 +155,35 @@ def check_pilots(cfg) -> None:
     from .protocol import pilot_clash
 
     values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-    counts = [v for k, v in values.items() if k == "seeds" or k.endswith("_seeds")]
-    counts = [v for v in counts if isinstance(v, int) and not isinstance(v, bool)]
+    span = cfg.seed_span()
     for name, p in values.items():
-        if type(p).__name__ != "Protocol" or not counts:
+        if type(p).__name__ != "Protocol" or not span:
             continue
-        clash = pilot_clash(max(counts), p)
+        clash = [s for s in pilot_clash(start + span, p) if s >= start]
         if clash:
             raise DropstudyError(
-                f"the study's seeds 0..{max(counts) - 1} include {name}'s pilot seeds {clash}, "
-                f"which choose the arms' settings: use fewer than {min(clash)} seeds, or pilot "
-                "seeds above the study's"
+                f"the study's seeds {start}..{start + span - 1} include {name}'s pilot seeds "
+                f"{clash}, which choose the arms' settings: use fewer seeds or another "
+                "--seed-start, or pilot seeds outside the study's"
             )
 
 
-def scale(quick: bool = False, seeds: int | None = None, dataset: str = "digits") -> dict:
+def scale(
+    quick: bool = False, seeds: int | None = None, dataset: str = "digits", seed_start: int = 0
+) -> dict:
     """How a run was asked for: what makes its results comparable with another run's.
 
     Args:
       quick: whether it is the smoke-test variant.
       seeds: the number of seeds asked for; None for each experiment's own.
       dataset: the data set's name.
+      seed_start: the first seed (a second list of seeds); recorded only when not 0.
 
     Returns:
-      ``{"quick", "seeds", "dataset"}``.
+      ``{"quick", "seeds", "dataset"}``, and ``"seed_start"`` when not 0.
     """
-    return {"quick": bool(quick), "seeds": seeds, "dataset": dataset}
+    s = {"quick": bool(quick), "seeds": seeds, "dataset": dataset}
+    return s | ({"seed_start": seed_start} if seed_start else {})
 
 
 def scale_folder(s: dict) -> Path:
@@ -158,11 +194,13 @@ def scale_folder(s: dict) -> Path:
 
     Returns:
       ``results`` for the full study on digits, else its own folder such as
-      ``results/quick`` or ``results/mnist-seeds3``.
+      ``results/quick``, ``results/mnist-seeds3`` or ``results/from100`` (a second list of
+      seeds).
     """
     parts = [s["dataset"]] if s["dataset"] != "digits" else []
     parts += ["quick"] if s["quick"] else []
     parts += [f"seeds{s['seeds']}"] if s["seeds"] is not None else []
+    parts += [f"from{s['seed_start']}"] if s.get("seed_start") else []
     return RESULTS / "-".join(parts) if parts else RESULTS
 
 
@@ -179,6 +217,7 @@ def scale_command(s: dict, name: str = "all") -> str:
     flags = " --quick" if s["quick"] else ""
     flags += f" --seeds {s['seeds']}" if s["seeds"] is not None else ""
     flags += f" --dataset {s['dataset']}" if s["dataset"] != "digits" else ""
+    flags += f" --seed-start {s['seed_start']}" if s.get("seed_start") else ""
     return f"dropstudy run {name}{flags}"
 
 
@@ -305,6 +344,7 @@ def run_experiment(
     data=None,
     tensorboard: Path | None = None,
     force: bool = False,
+    seed_start: int = 0,
 ) -> Path:
     """Plan, compute (or reuse) every cell, summarise, draw and write ``out/NAME``.
 
@@ -322,6 +362,8 @@ def run_experiment(
       tensorboard: a folder for TensorBoard events of its training curves (a warning, and
         nothing written, for an experiment that logs none).
       force: overwrite results of another scale.
+      seed_start: the first seed (:mod:`.seeds`): another, disjoint list of seeds, whose
+        verdicts ``dropstudy report --replicate`` sets beside the first list's.
 
     Returns:
       The path of the written ``results.json``.
@@ -336,12 +378,14 @@ def run_experiment(
 
     snapshot()  # keys describe the code this process runs, not files edited during the run
 
+    from .seeds import seed_start as first_seed
+
     mod = module(name)
-    cfg = config(name, quick, seeds)
+    cfg = config(name, quick, seeds, seed_start)
     ctx = Context(name, Path(out), quick=quick, progress=progress, data=data)
     ds = ctx.dataset()
-    s = scale(quick, seeds, ds.name)
-    with folder_lock(Path(out)):
+    s = scale(quick, seeds, ds.name, seed_start)
+    with folder_lock(Path(out)), first_seed(seed_start):
         check_scale(Path(out), [name], s, force)
         t0 = time.perf_counter()
         on_cell = None
@@ -352,8 +396,8 @@ def run_experiment(
             else:  # as each cell finishes, or is reused
                 on_cell = lambda label, result: hook(cfg, label, result, Path(tensorboard))  # noqa: E731
         raw = ctx.run_cells(mod.plan(cfg, ds), on_cell)
-        results = mod.summarise(cfg, raw)
+        results = {"scale": s, **mod.summarise(cfg, raw)}
         if "tests" in results:
             results["tests"] = stamp_k(results["tests"], cfg)
         section(name).figures(cfg, raw, results, ctx)
-        return ctx.write(mod.CLAIM, cfg, {"scale": s, **results}, t0)
+        return ctx.write(mod.CLAIM, cfg, results, t0)

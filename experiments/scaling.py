@@ -55,6 +55,7 @@ from .protocol import (
     shared_arm,
     split,
 )
+from .seeds import study_seeds
 from .stats import equivalence, equivalence_from, exact_check
 
 NAME = "scaling"
@@ -368,7 +369,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     )  # fmt: skip
     cells["expectation"] = cell(
         expectation_cell, ds=ds, model=model, protocol=cfg.expect_protocol,
-        seeds=list(range(cfg.expect_seeds)), k=cfg.expect_k,
+        seeds=study_seeds(cfg.expect_seeds), k=cfg.expect_k,
     )  # fmt: skip
     return cells
 

@@ -54,6 +54,7 @@ from .common import (
 )
 from .evaluate import Evaluator
 from .protocol import TWICE, Protocol, Recipe
+from .seeds import study_seeds
 from .shrinkage_linear import linear_cell, summarise_linear
 from .shrinkage_logistic import logistic_cell, summarise_logistic
 from .shrinkage_mlp import MEASURES, MLP_PREDICTED, norm_cell, summarise_mlp
@@ -195,7 +196,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       and keep 1 (plain SGD, the convergence check), ``linear_keep=<k>`` and, when
       ``cfg.logistic`` is given, ``logistic_keep=<k>``.
     """
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     cells = {}
     kw = dict(ds=ds, width=cfg.width, seeds=seeds, trajectory_every=cfg.trajectory_every)
     for o, protocol in cfg.optimizers().items():

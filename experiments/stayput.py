@@ -38,6 +38,7 @@ from dropstudy.models import MLP
 from dropstudy.train import TrainConfig, make_trainer, seed_keys, step_masks
 
 from .common import ExperimentConfig, cell, ci, primary_first
+from .seeds import study_seeds
 from .stats import equivalence, exact_check
 
 NAME = "stayput"
@@ -244,7 +245,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ``{"optimizer=<o>": Cell}`` for each of :data:`OPTIMIZERS`.
     """
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate)
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     return {
         f"optimizer={o}": cell(
             movement_cell,

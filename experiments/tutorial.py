@@ -31,6 +31,7 @@ from .common import (
     flips,
 )
 from .evaluate import Evaluator
+from .seeds import study_seeds
 from .stats import direction, paired
 from .torch_reference import torch_reference_cell
 from .tutorial_task import fit_measures, rough_grid, tutorial_sets
@@ -265,7 +266,7 @@ def plan(cfg: Config, ds=None) -> dict:
     Returns:
       ``{"tutorial_rate=<r>": Cell, "pytorch_rate=<r>": Cell}`` for each of ``cfg.rates``.
     """
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     task = {"slope": cfg.slope, "rough_points": cfg.rough_points}
     cells = {}
     for r in cfg.rates:
@@ -363,7 +364,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
     )  # fmt: skip
     tests.update(ref_tests)
     shown = [raw[f"tutorial_rate={r}"]["detail"] for r in (r0, r1)]
-    tut["figure_seed"] = next(i for i in range(cfg.seeds) if all(str(i) in d for d in shown))
+    tut["figure_seed"] = next(i for i in study_seeds(cfg.seeds) if all(str(i) in d for d in shown))
     pairs = [(f"{a} {w} WS", f"{a} {w} MC") for a, w in (("tutorial", "test MSE"),
              ("tutorial", "risk"), ("tutorial", "roughness"), ("pytorch", "test MSE"),
              ("pytorch", "risk"))]  # fmt: skip

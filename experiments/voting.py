@@ -52,6 +52,7 @@ from .protocol import (
     shared_arm,
     split,
 )
+from .seeds import study_seeds
 from .stats import direction, equivalence
 
 NAME = "voting"
@@ -364,7 +365,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
       ``{"net=wide": Cell, "net=small": Cell}``, their grid ``cfg.k_grid`` with
       ``cfg.members``.
     """
-    seeds = list(range(cfg.seeds))
+    seeds = study_seeds(cfg.seeds)
     grid = tuple(sorted(set(cfg.k_grid) | {cfg.members}))
     kw = dict(ds=ds, protocol=cfg.protocol, k=cfg.k, grid=grid, seeds=seeds,
               ex_at=tuple(sorted({cfg.members, cfg.k})))  # fmt: skip

@@ -156,3 +156,101 @@ def test_a_refused_option_writes_nothing(tmp_path, capsys):
     assert main(["run", "conv", "--seeds", "1", "--out", str(out)]) == 2
     assert "--seeds must be >= 2" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slow  # two quick runs end to end (45 s); the parts are tested fast below
+def test_a_second_list_of_seeds_runs_apart_and_is_set_beside_the_first(
+    tmp_path, monkeypatch, capsys
+):
+    """`--seed-start K` runs the same experiment on seeds K.. into a folder of its own, and
+    `report --replicate` sets its primary beside the first list's, naming a flipped verdict
+    fragile."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "stayput", "--quick", "--no-progress"]) == 0
+    first = json.loads((tmp_path / "results/quick/stayput/results.json").read_text())
+    n = first["config"]["seeds"]
+    # a list that overlaps the first is refused before anything is written
+    assert main(["run", "stayput", "--quick", "--seed-start", "1", "--no-progress"]) == 2
+    assert "disjoint" in capsys.readouterr().err
+    assert not (tmp_path / "results/quick-from1").exists()
+    assert main(["run", "stayput", "--quick", "--seed-start", str(n), "--no-progress"]) == 0
+    path = tmp_path / f"results/quick-from{n}/stayput/results.json"
+    second = json.loads(path.read_text())
+    assert second["scale"] == {"quick": True, "seeds": None, "dataset": "digits", "seed_start": n}
+    t1, t2 = (r["tests"][r["primary"]] for r in (first, second))
+    assert t1["values"] != t2["values"]  # other seeds, other nets
+    assert f"wrote results/quick-from{n}/stayput/results.json" in capsys.readouterr().err
+    out = tmp_path / "R.md"
+    build_report(tmp_path / "results/quick", out, replicate=path.parent.parent)
+    text = out.read_text()
+    (row,) = [x for x in text.splitlines() if x.startswith("| stayput | ") and "from seed" in x]
+    assert f"from seed {n}: **{t2['verdict']}**" in row
+    assert ("**no: fragile**" in row) == (t1["verdict"] != t2["verdict"])
+    flipped = "supported" if t2["verdict"] != "supported" else "inconclusive"
+    second["tests"][second["primary"]]["verdict"] = flipped
+    path.write_text(json.dumps(second))
+    build_report(tmp_path / "results/quick", out, replicate=path.parent.parent)
+    text = out.read_text()
+    assert ("Fragile here: stayput." in text) == (flipped != t1["verdict"])
+    # the first list's own folder (or any folder without a second list) is refused
+    with pytest.raises(DropstudyError, match="second list of seeds"):
+        build_report(tmp_path / "results/quick", out, replicate=tmp_path / "results/quick")
+
+
+def test_seed_start_folders_commands_and_refusals():
+    s = runner.scale(True, None, "digits", 200)
+    assert str(runner.scale_folder(s)) == "results/quick-from200"
+    assert runner.scale_command(s, "voting") == "dropstudy run voting --quick --seed-start 200"
+    assert runner.scale() == {"quick": False, "seeds": None, "dataset": "digits"}  # as before
+    # diversity's members take seeds s + j * seeds: its first list spans seeds x members
+    div = runner.config("diversity")
+    assert div.seed_span() == div.seeds * div.members
+    with pytest.raises(DropstudyError, match="disjoint"):
+        runner.config("diversity", seed_start=div.seeds)
+    runner.config("diversity", seed_start=div.seeds * div.members)
+    # a second list that reaches the pilot seeds is refused too
+    with pytest.raises(DropstudyError, match="pilot seeds"):
+        runner.config("overfitting", seed_start=995)
+    with pytest.raises(DropstudyError, match="integer >= 0"):
+        runner.config("overfitting", seed_start=-5)
+
+
+def test_every_plan_draws_its_seeds_from_the_runs_first_seed():
+    """Under `seed_start(K)` every experiment's cells get seeds K, K+1, ... (none keeps 0..)."""
+    from dropstudy_experiments.seeds import seed_start
+
+    from dropstudy.data import digits
+
+    ds = digits()
+    for name in runner.NAMES:
+        cfg = runner.config(name, quick=True)
+        lists = {}
+        for start in (0, 5000):
+            with seed_start(start):
+                cells = runner.module(name).plan(cfg, ds)
+            lists[start] = [v for c in cells.values() for k, v in c.kwargs.items()
+                            if k in ("seeds", "splits")]  # fmt: skip
+        assert lists[0], name
+        for a, b in zip(lists[0], lists[5000], strict=True):
+            assert b == [s + 5000 for s in a], name
+
+
+def test_the_replication_table_names_fragile_verdicts():
+    from dropstudy_experiments.report import replication
+
+    def res(verdict, start=0):
+        t = {"what": "w", "verdict": verdict, "effect": 0.1, "lo": 0.0, "hi": 0.2, "level": 0.9,
+             "rule": "equivalence", "margin": 0.5}  # fmt: skip
+        scale = {"quick": False, "seeds": None, "dataset": "digits"}
+        return {"primary": "p", "tests": {"p": t},
+                "scale": scale | ({"seed_start": start} if start else {})}  # fmt: skip
+
+    first = {"stayput": res("supported"), "voting": res("supported"), "conv": res("supported")}
+    second = {"stayput": res("supported", 100), "voting": res("inconclusive", 100)}
+    text = "\n".join(replication(first, second, "results/from100"))
+    assert "Fragile here: voting." in text
+    assert "Not yet run on a second list: conv." in text
+    (row,) = [x for x in text.splitlines() if x.startswith("| voting")]
+    assert "from seed 100: **inconclusive**" in row and "**no: fragile**" in row
+    (row,) = [x for x in text.splitlines() if x.startswith("| stayput")]
+    assert row.endswith("| yes |")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..baselines import MODELS, Config
-from ..common import ci_str, plt, table
+from ..common import ci_str, plt, seeds_str, table
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -87,7 +87,7 @@ and CNN (three 1-D convolutions of {c["channels"]} channels, kernel 5, then 3 an
 padding 1, and a linear head), trained as its notebooks train them: {t["optimizer"]} at lr
 {t["lr"]:g}, batch {t["batch_size"]}, {t["steps"]} steps, PyTorch's default initialisation,
 the last step's net. Differences: minibatches here come from a fresh permutation per epoch
-(the repository walks the training set in order), seeds 0 to {c["seeds"] - 1} (the
+(the repository walks the training set in order), {seeds_str(r, c["seeds"])} (the
 repository trains one), and the data are this study's MNIST-1D (the package's generator,
 default arguments: {n["n_train"]:,} training and {n["n_test"]:,} test signals), not checked
 against the repository's own data file. Plain nets.

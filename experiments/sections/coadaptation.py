@@ -20,9 +20,9 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
 
     ``coadaptation.png``: test accuracy and temperature-scaled test NLL as hidden units are
     removed, survivors rescaled or not (95% intervals over seeds), the normalised interaction R per
-    seed, and the distribution of the pairwise interactions of seed 0; ``first_layer.png``: the
-    first-layer weights of 16 units of seed 0, each drawn as an image over the input (or a curve
-    along a 1-D signal).
+    seed, and the distribution of the pairwise interactions of the first seed;
+    ``first_layer.png``: the first-layer weights of 16 units of the first seed, each drawn as an
+    image over the input (or a curve along a 1-D signal). The first seed is named in the titles.
 
     Args:
       cfg: the experiment's configuration.
@@ -32,6 +32,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
         file.
     """
     labels = {"plain": "plain", "dropout": f"dropout {cfg.rates[1]}"}
+    first = (r.get("scale") or {}).get("seed_start", 0)  # the seed the single-seed panels show
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for k, (net, label) in enumerate(labels.items()):
         for mode, ls in (("rescaled", "-"), ("unrescaled", "--")):
@@ -73,7 +74,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     axes[1, 1].set(
         xlabel="D_ij / mean |d_i| (test; outliers in the end bins)",
         ylabel="pairs of units (log scale)",
-        title="Pairwise interactions, last hidden layer (seed 0)",
+        title=f"Pairwise interactions, last hidden layer (seed {first})",
         yscale="log",
     )
     for ax in axes.ravel():
@@ -94,7 +95,7 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
             ax.grid(False)
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(
-        "First-layer weights of 16 units (seed 0), each drawn over the input (an image of "
+        f"First-layer weights of 16 units (seed {first}), each drawn over the input (an image of "
         "the pixels, red positive, blue negative; or a curve along a 1-D signal)",
         fontsize=9,
     )
@@ -220,7 +221,7 @@ sparsity figure: mean hidden activation about 2.0 without dropout vs 0.7 with it
 
 *Top: test accuracy and temperature-scaled test NLL as hidden units are removed (solid:
 survivors rescaled; dashed: not). Bottom: R per seed; the distribution of D_ij / mean |d_i|
-over pairs (seed 0, test).*
+over pairs (seed {(r.get("scale") or {}).get("seed_start", 0)}, test).*
 
 ![first layer](coadaptation/first_layer.png)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..common import ci_str, mlp_str, plt, table, train_str
+from ..common import ci_str, mlp_str, plt, seeds_str, table, train_str
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..scaling import Config
 
@@ -167,7 +167,7 @@ from matching initialisations, with the standard net's post-dropout learning rat
 **The primary test: the expected activation of a trained net.** The demo above is an identity
 (with inputs and weights of 1 the ReLU is never inactive, so the unit is linear and the test
 checks the masks' expectation); it stays as an exploratory check. The claim is tested where
-it can fail: in {e["n"]} inverted nets of the same architecture (seeds 0-{e["n"] - 1}), each
+it can fail: in {e["n"]} inverted nets of the same architecture ({seeds_str(r, e["n"])}), each
 trained by the study's protocol, stopped by {stopped_by(r["protocol"])}:
 {protocol_str(r["protocol"])}
 
