@@ -273,9 +273,35 @@ def build_parser() -> argparse.ArgumentParser:
         "markers (make study and make report pass README.md)",
     )
     _add_verbosity(rep)
+
+    rp = sub.add_parser(
+        "replicate",
+        help="run the primaries near their level again on a second list of seeds",
+        description="Run again, on a second, disjoint list of seeds, the primaries of a "
+        "results folder that another list could plausibly flip (a decided p-value within a "
+        "factor 10 of the level, or a verdict the protocol holds), at the folder's own scale "
+        "and data set; `dropstudy report --replicate` then sets their verdicts beside the "
+        "first list's.",
+        formatter_class=_Formatter,
+    )
+    rp.add_argument("--results", type=Path, default=RESULTS, help="the first list's results")
+    rp.add_argument(
+        "--seed-start",
+        type=_positive("--seed-start"),
+        default=100,
+        help="the second list's first seed (past the first list's seeds)",
+    )
+    rp.add_argument(
+        "--out", type=Path, help="results folder (default: RESULTS/fromK, K the first seed)"
+    )
+    rp.add_argument(
+        "--dry-run", action="store_true", help="name the experiments the rule picks, run none"
+    )
+    rp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_verbosity(rp)
     for p in sub.choices.values():  # --result must not pass for --results
         p.allow_abbrev = False
-    ap.commands = {"compare": c, "run": r, "report": rep}  # for errors in their own usage
+    ap.commands = {"compare": c, "run": r, "report": rep, "replicate": rp}  # errors' usage
     return ap
 
 
@@ -553,7 +579,66 @@ def cmd_report(args, parser=None) -> int:
     return 0
 
 
-COMMANDS = {"compare": cmd_compare, "run": cmd_run, "report": cmd_report}
+def cmd_replicate(args, parser=None) -> int:
+    """``dropstudy replicate``: the primaries near their level, on a second list of seeds.
+
+    The rule (:func:`.report.near_level`) reads the first list's results; each experiment it
+    picks runs at that folder's scale and data set from ``--seed-start``.
+
+    Args:
+      args: the parsed arguments of ``replicate``.
+      parser: unused (every command takes it).
+
+    Returns:
+      0.
+
+    Raises:
+      DropstudyError: if ``--results`` holds no results, or results of a data set read from
+        files (run those by hand with ``dropstudy run NAME --seed-start K --data-dir``).
+    """
+    from argparse import Namespace
+
+    from .report import near_level, read_results
+    from .runner import folder_lock, run_experiment, scale_of
+
+    results = read_results(Path(args.results))
+    if not results:
+        raise DropstudyError(
+            f"no results under {args.results}: run the first list first (`dropstudy run all "
+            f"--out {args.results}`)"
+        )
+    s = scale_of(next(iter(results.values())))
+    if s["dataset"] not in ("digits", "mnist1d"):
+        raise DropstudyError(
+            f"{args.results} holds results on {s['dataset']}, read from files: run its "
+            "experiments by hand, `dropstudy run NAME --seed-start K --dataset ... --data-dir ...`"
+        )
+    names = near_level(results)
+    out = args.out if args.out is not None else Path(args.results) / f"from{args.seed_start}"
+    log.info(
+        "replicate: %s on seeds from %d into %s", ", ".join(names) or "none", args.seed_start, out
+    )
+    if args.dry_run or not names:
+        return 0
+    data = load_data(Namespace(dataset=s["dataset"], data_dir=None))
+    with folder_lock(out):
+        written = [
+            run_experiment(n, out=out, quick=s["quick"], seeds=s["seeds"], data=data,
+                           progress=not (args.no_progress or args.quiet),
+                           seed_start=args.seed_start)
+            for n in names
+        ]  # fmt: skip
+    for line in outcome_lines(written, s["quick"]):
+        log.info("%s", line)
+    return 0
+
+
+COMMANDS = {
+    "compare": cmd_compare,
+    "run": cmd_run,
+    "report": cmd_report,
+    "replicate": cmd_replicate,
+}
 
 
 def _dispatch(command, args, parser) -> int:

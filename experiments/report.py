@@ -431,12 +431,49 @@ def k_words(results: dict) -> str:
     return f"K = {ks.pop()}" if len(ks) == 1 else "K (stated per section)"
 
 
-def replication(results: dict[str, dict], second: dict[str, dict], folder: str) -> list[str]:
-    """Each primary's verdict on the first list of seeds beside a second, disjoint list's.
+NEAR = 10.0  # a primary within this factor of the level (or held) is replicated
 
-    A verdict that the second list would flip is *fragile*. Verdicts are each test's own
-    (unadjusted, guarded by the protocol), so a list whose family holds fewer claims is not
-    judged at a laxer level.
+
+def near_level(results: dict[str, dict]) -> list[str]:
+    """The primaries a second list of seeds could flip: those it is replicated for.
+
+    The rule, fixed before any second list is run: a primary whose decided p-value (Holm's,
+    as the report decides it; a check's own) lies within a factor :data:`NEAR` of the level
+    on either side, or whose verdict the training protocol holds (not converged, or
+    budget-dependent). A verdict far from its level on either side, undisputed by the
+    protocol, is one another list of seeds would not plausibly flip.
+
+    Args:
+      results: ``{name: results}`` of one data set's first list.
+
+    Returns:
+      Their names, in the study's order.
+    """
+    out = []
+    for n, d in adjusted(results).items():
+        t = d["test"]
+        p = d["p_holm"] if d["p_holm"] is not None else t["p"]
+        if ALPHA / NEAR < p < ALPHA * NEAR or t.get("blocked") or d.get("blocked"):
+            out.append(n)
+    return out
+
+
+def _agree(a: str, b: str) -> str:
+    """Two lists' verdicts in words: alike, both undecided, or fragile."""
+    if a == b:
+        return "same" if a != "inconclusive" else "both inconclusive (neither decides)"
+    if "inconclusive" in (a, b):
+        return "**fragile: one list decides**"
+    return "**fragile: opposite verdicts**"
+
+
+def replication(results: dict[str, dict], second: dict[str, dict], folder: str) -> list[str]:
+    """Each replicated primary's verdict on the first list of seeds beside a second list's.
+
+    Verdicts are each test's own (unadjusted, guarded by the protocol), so a list whose
+    family holds fewer claims is not judged at a laxer level; the first list's headline
+    (Holm-adjusted) verdict stands beside them. A verdict that one list decides and the
+    other does not, or that the lists decide oppositely, is *fragile*.
 
     Args:
       results: ``{name: results}`` of the report's folder (the first list).
@@ -444,35 +481,52 @@ def replication(results: dict[str, dict], second: dict[str, dict], folder: str) 
       folder: where the second list's results are, for the text.
 
     Returns:
-      Markdown lines: a heading, what the table is, the table (experiment, primary test,
-      each list's seeds, verdict and effect, and whether they agree), and the experiments
-      without a second list.
+      Markdown lines: a heading, the rule and what both lists share, the table (experiment,
+      primary test, the first list's headline verdict, each list's own verdict with its
+      effect and any hold, and how they compare), and the rule's primaries not replicated.
     """
+    decided = adjusted(results)
     rows, fragile = [], []
     for n in (n for n in NAMES if n in results and n in second):
         a, b = (r[n]["tests"][r[n]["primary"]] for r in (results, second))
-        same = a["verdict"] == b["verdict"]
-        if not same:
+        agree = _agree(a["verdict"], b["verdict"])
+        if agree.startswith("**fragile"):
             fragile.append(n)
         start = scale_of(second[n]).get("seed_start", 0)
-        rows.append([n, a["what"], f"**{a['verdict']}**: {effect_str(a)}",
-                     f"from seed {start}: **{b['verdict']}**: {effect_str(b)}",
-                     "yes" if same else "**no: fragile**"])  # fmt: skip
-    missing = [n for n in NAMES if n in results and n not in second]
+        rows.append([n, a["what"], f"**{decided[n]['verdict']}**",
+                     f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",
+                     f"from seed {start}: **{b['verdict']}**{blocked_str(b)}: "
+                     f"{effect_str(b)}", agree])  # fmt: skip
+    candidates = near_level(results)
+    missing = [n for n in candidates if n not in second]
+    said = (
+        f"Fragile here: {', '.join(fragile)}."
+        if fragile
+        else "No replicated verdict is fragile."
+        if rows
+        else "No primary is replicated yet."
+    )
     lines = [
         "## A second list of seeds",
         "",
-        f"The primaries run again on a second, disjoint list of seeds (`{folder}`; the same "
-        "code, other keys: initialisations, masks, minibatch orders, and the plain members "
-        "they index). Verdicts are each test's own, unadjusted and guarded by the protocol; "
-        "a verdict the second list flips is *fragile*: more seeds would settle it."
-        + (f" Fragile here: {', '.join(fragile)}." if fragile else " None is fragile here."),
-        "",
-        table(["experiment", "primary test", "first list", "second list", "same verdict"], rows),
+        f"On {data_name(results)}, the primaries another list of seeds could plausibly flip "
+        f"(rule, fixed before the second run: a decided p-value within a factor {NEAR:g} of "
+        f"the level {ALPHA}, or a verdict the protocol holds) run again on a second, disjoint "
+        f"list of seeds (`{folder}`): the same code with other initialisations, masks, "
+        "minibatch orders and plain members. Both lists share the data (training, validation "
+        "and test sets), the settings the pilot seeds tuned, and any seed an experiment fixes "
+        "for a part of its own (such as scaling's conventions check). Verdicts here are each "
+        "test's own, unadjusted and guarded by the protocol; the first list's headline "
+        "(Holm-adjusted) verdict stands beside them. A verdict one list decides and the "
+        f"other does not, or that they decide oppositely, is *fragile*. {said}",
         "",
     ]
+    if rows:
+        head = ["experiment", "primary test", "headline verdict", "first list", "second list",
+                "the two lists"]  # fmt: skip
+        lines += [table(head, rows), ""]
     if missing:
-        lines += [f"Not yet run on a second list: {', '.join(missing)}.", ""]
+        lines += [f"By the rule but not yet run on a second list: {', '.join(missing)}.", ""]
     return lines
 
 
@@ -544,16 +598,26 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
     second = None
     if replicate is not None:
         second = read_results(Path(replicate))
-        theirs = [scale_of(r) for r in second.values()]
-        if not second or any(
-            {**t, "seed_start": 0} != {**s, "seed_start": 0} or not t.get("seed_start")
-            for t in theirs
-        ):
+        if not second:
             raise DropstudyError(
-                f"--replicate {replicate}: it must hold results of this data set and scale from "
-                f"a second list of seeds, made by `{scale_command(s)} --seed-start K` (K past "
-                "the first list's seeds)"
+                f"--replicate {replicate}: no results there; make them with `dropstudy "
+                f"replicate --results {results_dir}` (or `make study`)"
             )
+        for n, r in second.items():
+            t = scale_of(r)
+            if {**t, "seed_start": 0} != {**s, "seed_start": 0} or not t.get("seed_start"):
+                raise DropstudyError(
+                    f"--replicate {replicate}: {n} there is `{scale_command(t, n)}`, not this "
+                    f"data set and scale from a second list of seeds (`{scale_command(s, n)} "
+                    "--seed-start K`)"
+                )
+            drop = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
+            if n in results and drop(r["config"]) != drop(results[n]["config"]):
+                raise DropstudyError(
+                    f"--replicate {replicate}: {n} there ran another configuration than in "
+                    f"{results_dir} (other code or margins): run it again, `dropstudy "
+                    f"replicate --results {results_dir}`"
+                )
     out_flag = f" --out {results_dir}" if results_dir != RESULTS else ""
     # Experiments on data of their own run only without --dataset: not missing elsewhere.
     runs_here = [n for n in NAMES if s["dataset"] == "digits" or not own_data(n)]

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from dropstudy_experiments import runner
@@ -185,7 +186,7 @@ def test_a_second_list_of_seeds_runs_apart_and_is_set_beside_the_first(
     text = out.read_text()
     (row,) = [x for x in text.splitlines() if x.startswith("| stayput | ") and "from seed" in x]
     assert f"from seed {n}: **{t2['verdict']}**" in row
-    assert ("**no: fragile**" in row) == (t1["verdict"] != t2["verdict"])
+    assert ("fragile" in row) == (t1["verdict"] != t2["verdict"])
     flipped = "supported" if t2["verdict"] != "supported" else "inconclusive"
     second["tests"][second["primary"]]["verdict"] = flipped
     path.write_text(json.dumps(second))
@@ -235,22 +236,73 @@ def test_every_plan_draws_its_seeds_from_the_runs_first_seed():
             assert b == [s + 5000 for s in a], name
 
 
+def _primary_only(verdict, p, start=0, blocked=False):
+    """A results dict with one primary test (what the report's tables read)."""
+    t = {"what": "w", "verdict": verdict, "effect": 0.1, "lo": 0.0, "hi": 0.2, "level": 0.9,
+         "rule": "equivalence", "margin": 0.5, "p": p, "outcome": "supported", "n": 10}  # fmt: skip
+    if blocked:
+        t["blocked"] = ["not converged"]
+    scale = {"quick": False, "seeds": None, "dataset": "digits"}
+    return {"primary": "p", "tests": {"p": t}, "claim": "c", "config": {"seeds": 10},
+            "scale": scale | ({"seed_start": start} if start else {})}  # fmt: skip
+
+
+def test_the_rule_picks_the_primaries_near_their_level():
+    from dropstudy_experiments.report import near_level
+
+    first = {
+        "stayput": _primary_only("contradicted", 1.0),  # far above: undisputed
+        "voting": _primary_only("inconclusive", 0.06),  # near the level
+        "tutorial": _primary_only("supported", 1e-6),  # far below
+        "conv": _primary_only("inconclusive", 0.9, blocked=True),  # held by the protocol
+    }
+    assert near_level(first) == ["voting", "conv"]
+
+
 def test_the_replication_table_names_fragile_verdicts():
     from dropstudy_experiments.report import replication
 
-    def res(verdict, start=0):
-        t = {"what": "w", "verdict": verdict, "effect": 0.1, "lo": 0.0, "hi": 0.2, "level": 0.9,
-             "rule": "equivalence", "margin": 0.5}  # fmt: skip
-        scale = {"quick": False, "seeds": None, "dataset": "digits"}
-        return {"primary": "p", "tests": {"p": t},
-                "scale": scale | ({"seed_start": start} if start else {})}  # fmt: skip
-
-    first = {"stayput": res("supported"), "voting": res("supported"), "conv": res("supported")}
-    second = {"stayput": res("supported", 100), "voting": res("inconclusive", 100)}
+    first = {"stayput": _primary_only("supported", 0.01), "voting": _primary_only("supported",
+             0.02), "conv": _primary_only("supported", 0.03),
+             "overfitting": _primary_only("inconclusive", 0.3)}  # fmt: skip
+    second = {"stayput": _primary_only("supported", 0.01, 100),
+              "voting": _primary_only("inconclusive", 0.2, 100),
+              "overfitting": _primary_only("inconclusive", 0.4, 100)}  # fmt: skip
     text = "\n".join(replication(first, second, "results/from100"))
     assert "Fragile here: voting." in text
-    assert "Not yet run on a second list: conv." in text
-    (row,) = [x for x in text.splitlines() if x.startswith("| voting")]
-    assert "from seed 100: **inconclusive**" in row and "**no: fragile**" in row
-    (row,) = [x for x in text.splitlines() if x.startswith("| stayput")]
-    assert row.endswith("| yes |")
+    assert "By the rule but not yet run on a second list: conv." in text
+    row = lambda n: next(x for x in text.splitlines() if x.startswith(f"| {n} "))  # noqa: E731
+    assert "from seed 100: **inconclusive**" in row("voting")
+    assert "**fragile: one list decides**" in row("voting")
+    assert row("stayput").endswith("| same |")
+    assert "both inconclusive (neither decides)" in row("overfitting")  # not "replicated"
+    second["voting"] = _primary_only("contradicted", 0.01, 100)
+    text = "\n".join(replication(first, second, "results/from100"))
+    assert "**fragile: opposite verdicts**" in text
+
+
+def test_replicate_names_its_experiments_and_report_refuses_bad_folders(tmp_path, capsys):
+    """`dropstudy replicate --dry-run` names what the rule picks from the committed results;
+    a missing, foreign or stale second list is refused with what to run."""
+    import shutil
+
+    from dropstudy_experiments.report import near_level, read_results
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    assert main(["replicate", "--results", str(root), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    picked = near_level(read_results(root))
+    assert f"replicate: {', '.join(picked) or 'none'} on seeds from 100" in err
+    with pytest.raises(DropstudyError, match="no results there"):
+        build_report(root, tmp_path / "R.md", replicate=tmp_path / "empty")
+    second = tmp_path / "from100"
+    shutil.copytree(root / "stayput", second / "stayput")
+    with pytest.raises(DropstudyError, match="second list of seeds"):  # not a second list
+        build_report(root, tmp_path / "R.md", replicate=second)
+    path = second / "stayput" / "results.json"
+    r = json.loads(path.read_text())
+    r["scale"]["seed_start"] = 100
+    r["config"]["margin"] = r["config"]["margin"] * 2
+    path.write_text(json.dumps(r))
+    with pytest.raises(DropstudyError, match="another configuration"):
+        build_report(root, tmp_path / "R.md", replicate=second)
