@@ -8,7 +8,10 @@ the unit is linear and weight scaling equals the expectation by algebra: an iden
 an exploratory check (it was the primary; part C now is). Part B checks that the two
 conventions are the same function family: trained from matching initialisations (standard's
 post-dropout weights = inverted's / p) with SGD whose post-dropout learning rates are scaled
-by 1/p^2, they stay the same function; with identical hyper-parameters they drift apart.
+by 1/p^2, they are the same function (checked after ``check_steps``, and compared at the
+end of training with one convention run twice from initial weights one float step apart:
+what rounding alone, amplified by training, does); with identical hyper-parameters they
+drift apart.
 
 Part C, the primary, is the test that can fail: in a trained net with ReLU layers, does weight
 scaling give the expected activation of the layer the claim is about, the output layer's
@@ -226,10 +229,12 @@ def conventions_cell(
       check_steps: the steps of the check's comparison.
 
     Returns:
-      ``{"matched_lr": ..., "same_lr": ..., "at_check": {"steps": check_steps,
-      "matched_lr": ..., "same_lr": ...}}``, each ``{"max_abs_logit", "max_abs_prob",
-      "mean_kl", "disagreement", "acc_inverted", "acc_standard"}`` on the test set, by
-      weight scaling.
+      ``{"matched_lr": ..., "same_lr": ..., "control": ..., "at_check": {"steps":
+      check_steps, "matched_lr": ..., "same_lr": ..., "control": ...}}``, each
+      ``{"max_abs_logit", "max_abs_prob", "mean_kl", "disagreement", "acc_inverted",
+      "acc_standard"}`` on the test set, by weight scaling; ``control`` compares the inverted
+      net with itself trained from initial weights one float step (ulp) higher, the gap
+      rounding alone opens (its ``acc_standard`` is the nudged run's).
     """
     inv = model
     std = inv.clone(convention="standard")
@@ -244,18 +249,23 @@ def conventions_cell(
     )
     key = jax.random.key(seed)
 
+    # the control: the same convention from weights one float step away (rounding's gap)
+    v_ulp = jax.tree.map(lambda w: jnp.nextafter(w, jnp.inf), v_inv)
+
     def compare(steps: int) -> dict:
         out = {}
-        for tag, cfg_std in (("matched_lr", matched), ("same_lr", train_cfg)):
-            a, _ = train(
-                inv, key, ds.x_train, ds.y_train, train_cfg.replace(steps=steps), variables0=v_inv
-            )
+        runs = (("matched_lr", std, matched, {"params": p_std}),
+                ("same_lr", std, train_cfg, {"params": p_std}),
+                ("control", inv, train_cfg, v_ulp))  # fmt: skip
+        a, _ = train(
+            inv, key, ds.x_train, ds.y_train, train_cfg.replace(steps=steps), variables0=v_inv
+        )
+        for tag, net, cfg_b, init_b in runs:
             b, _ = train(
-                std, key, ds.x_train, ds.y_train, cfg_std.replace(steps=steps),
-                variables0={"params": p_std},
-            )  # fmt: skip
+                net, key, ds.x_train, ds.y_train, cfg_b.replace(steps=steps), variables0=init_b
+            )
             # A dropout layer with no mask given is at its expectation: weight scaling's logits.
-            la, lb = inv.apply(a, ds.x_test), std.apply(b, ds.x_test)
+            la, lb = inv.apply(a, ds.x_test), net.apply(b, ds.x_test)
             pa, pb = jax.nn.softmax(la), jax.nn.softmax(lb)
             out[tag] = {
                 "max_abs_logit": float(jnp.max(jnp.abs(la - lb))),
