@@ -234,6 +234,9 @@ def test_every_plan_draws_its_seeds_from_the_runs_first_seed():
         assert lists[0], name
         for a, b in zip(lists[0], lists[5000], strict=True):
             assert b == [s + 5000 for s in a], name
+        # a single fixed seed is a part's own design, named here: scaling's conventions
+        fixed = [(name, label) for label, c in cells.items() if "seed" in c.kwargs]
+        assert fixed in ([], [("scaling", "conventions")]), fixed
 
 
 def _primary_only(verdict, p, start=0, blocked=False):

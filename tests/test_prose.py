@@ -7,7 +7,9 @@ left alone). A sentence that speaks of an outcome (fitting, agreement, convergen
 passing, one thing larger or better than another) and reads the same whatever the numbers is
 text the code did not compute: it must be computed from the numbers, or be a statement of
 method a reader has checked, listed in :data:`REVIEWED`. Numbers are masked before sentences
-are compared, so a typed claim with a computed number in it is still found.
+are compared, so a typed claim with a computed number in it is still found. What it cannot
+find: a typed claim inside a branch the numbers choose, or beside a computed clause in the
+same sentence; the report's own paragraphs (outside the sections) are not audited.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ OUTCOME = re.compile(
     r"\b(fit|fits|fitting|underfit\w*|overfit\w*|agree|agrees|agreed|disagrees?|converged|"
     r"converges|pass|passes|passed|fails?|failed|holds?|held|match|matches|matched|exceeds?|"
     r"reach(es)?|reached|smaller|larger|better|worse|higher|lower|far|close|near|helps?|"
-    r"hurts?|equivalent|supported|contradicted|tracks?|comparable)\b",
+    r"hurts?|equivalent|supported|contradicted|tracks?|comparable|reduces|improves|increases|"
+    r"shrinks|fragile)\b",
     re.I,
 )
 NUMBER = re.compile(r"[-+]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?%?")

@@ -338,9 +338,11 @@ def test_the_findings_table_puts_a_margin_that_differs_in_each_cell():
     one = {"maskmode": json.loads((root / "maskmode" / "results.json").read_text())}
     two = deepcopy({"maskmode": json.loads((root / "mnist1d" / "maskmode" / "results.json")
                                            .read_text())})  # fmt: skip
+    m = one["maskmode"]["tests"][one["maskmode"]["primary"]]["margin"]
+    two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = m
     (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
-    assert row.count("+-0.02") == 1  # the same margin: once, in the primary test's column
-    two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = 0.05
+    assert row.count(f"+-{m:g}") == 1  # the same margin: once, in the primary test's column
+    two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = 2.5 * m
     (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
     cells = row.split(" | ")
-    assert "+-0.02" in cells[-2] and "+-0.05" in cells[-1] and "+-" not in cells[2]
+    assert f"+-{m:g}" in cells[-2] and f"+-{2.5 * m:g}" in cells[-1] and "+-" not in cells[2]
