@@ -478,6 +478,16 @@ def cmd_run(args, parser=None) -> int:
         names = [n for n in names if n not in fixed]
     s = scale(args.quick, args.seeds, args.dataset, args.seed_start)
     out = args.out if args.out is not None else scale_folder(s)
+    if args.seed_start:  # one message naming the first seed every experiment asked allows
+        spans = {n: config(n, args.quick, args.seeds).seed_span() for n in names}
+        need = max(spans.values(), default=0)
+        if args.seed_start < need:
+            widest = max(spans, key=spans.get)
+            raise DropstudyError(
+                f"--seed-start {args.seed_start} reaches the first list of seeds ({widest}'s "
+                f"is 0..{need - 1}): a second list must be disjoint from it, so start at "
+                f"{need} or above"
+            )
     for n in names:  # options checked before anything is written (--seeds 1: no folder)
         config(n, args.quick, args.seeds, args.seed_start)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)

@@ -309,3 +309,11 @@ def test_replicate_names_its_experiments_and_report_refuses_bad_folders(tmp_path
     path.write_text(json.dumps(r))
     with pytest.raises(DropstudyError, match="another configuration"):
         build_report(root, tmp_path / "R.md", replicate=second)
+
+
+def test_run_all_with_a_seed_start_names_the_widest_first_list(tmp_path, capsys):
+    out = tmp_path / "second"
+    assert main(["run", "all", "--seed-start", "20", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    need = max(runner.config(n).seed_span() for n in runner.NAMES)
+    assert f"start at {need} or above" in err and not out.exists()
