@@ -332,6 +332,8 @@ def bench_study(timings: list[Path]):
         per = {n: e["seconds"] for n, e in last.items()}
         total += sum(per.values())
         label += f" on {next(iter(last.values())).get('dataset', 'digits')}"
+        if timing.parent.name.startswith("from"):  # `dropstudy replicate`'s second list
+            label += f" (second list of seeds, {timing.parent.name})"
         cells = [
             e
             for e in entries
@@ -649,8 +651,9 @@ def main(argv=None) -> int:
         "--timing",
         type=Path,
         action="append",
-        help="a timing log of the study (make study writes results/timing.jsonl and "
-        "results/mnist1d/timing.jsonl, the defaults); repeatable",
+        help="a timing log of the study (make study writes results/timing.jsonl, "
+        "results/mnist1d/timing.jsonl and results/from100/timing.jsonl, the defaults); "
+        "repeatable",
     )
     args = ap.parse_args(argv)
     use_cpu_cores()  # before any JAX operation, as dropstudy's CLI does
@@ -684,7 +687,10 @@ def main(argv=None) -> int:
     if want("growth"):
         bench_growth(ds, repeats, growth_png)
     if want("study"):
-        bench_study(args.timing or [results / "timing.jsonl", results / "mnist1d" / "timing.jsonl"])
+        second = sorted(results.glob("from*/timing.jsonl"))  # make study's second list
+        bench_study(
+            args.timing or [results / "timing.jsonl", results / "mnist1d" / "timing.jsonl", *second]
+        )
     widths = [
         max(len(r[i]) for r in [*ROWS, ("benchmark", "figure", "alternative", "ratio")])
         for i in range(4)
