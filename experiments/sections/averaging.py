@@ -196,6 +196,12 @@ def section(r: dict) -> str:
     primary = next(s for s in r["nets"].values() if s["config"]["role"] == "primary")
     pairs = ", ".join(primary["tasks"])
     pv = primary["validation"]["err"]
+    primary_arms = {f"{primary['config']['tag']} [{t}]": a for t, a in primary["arms"].items()}
+    # each pair's arm alone: caveats() reads several arms as arms compared with each other
+    every = cfg["protocol"]["eval_every"]
+    primary_caveats = " ".join(
+        c for c in (caveats({k: a}, every) for k, a in primary_arms.items()) if c
+    )
     stress = [n for n in cfg["nets"] if n["role"] == "stress"]
     stress_words = (
         "; the stress cases' tests, test error only at the same margin, are exploratory too"
@@ -213,7 +219,6 @@ def section(r: dict) -> str:
     primary_share = (
         f"{cfg['margin'] / pv['gain']:.2f}" if pv["gain"] > 0 else "not a share (no gain)"
     )
-    primary_arms = {f"{primary['config']['tag']} [{t}]": a for t, a in primary["arms"].items()}
     fixed = [n["tag"] for n in cfg["nets"] if "arms" not in r["nets"][n["tag"]]]
     wide = ", ".join(n["tag"] for n in cfg["nets"] if n["role"] == "wide") or "none in this run"
     kl1 = _one_layer_kl(r)
@@ -240,17 +245,18 @@ by the study's protocol, each pair task an arm of its own, each seed stopped by
 {stopped_by(cfg["protocol"])}: {protocol_str(cfg["protocol"])} Their tables' numbers are the
 nets selected within W; their train errors are on the 80% trained on. The stress cases (nets
 too small for the classes at their drop rate, other activations and depths) and the wide net
-({", ".join(fixed) or "none"}) keep a fixed budget ({train_str(cfg["train"])}, the whole
-training set): the stress cases are small by design and their tests are exploratory, and the
-wide net gives K* alone. For one hidden layer, weight scaling *is* the normalised geometric
-mean (an identity the unit tests check in float64{kl1_note}); for linear nets it is the exact
-mean of the logits.
+keep a fixed budget ({train_str(cfg["train"])}, the whole training set): the stress cases are
+small by design and their tests are exploratory, and the wide net gives K* alone. At that
+budget: {"; ".join(fixed) or "none"}. For one hidden layer, weight scaling *is* the
+normalised geometric mean (an identity the unit tests check in float64{kl1_note}); for linear
+nets it is the exact mean of the logits.
 
 {arms_table(arms)}
 
 {arms_note()}
 
-**Caveats on the primary's arms.** {caveats(primary_arms, cfg["protocol"]["eval_every"]) or "none."}
+**Caveats on the primary's arms** (one per pair task, tuned each on its own; they are not
+compared with each other). {primary_caveats or "none."}
 
 ![error](averaging/mc_vs_exact_error.png)
 ![nll](averaging/mc_vs_exact_nll.png)
