@@ -585,7 +585,11 @@ def cmd_report(args, parser=None) -> int:
     path = build_report(args.results, out, compare=args.compare, replicate=args.replicate)
     log.info("wrote %s", path)
     if args.readme is not None:
-        log.info("wrote %s", write_readme_block(args.readme, found_table(sets[0], sets[1:])))
+        second = read_results(Path(args.replicate)) if args.replicate is not None else None
+        log.info(
+            "wrote %s",
+            write_readme_block(args.readme, found_table(sets[0], sets[1:], second)),
+        )
     return 0
 
 

@@ -151,15 +151,19 @@ README_START = "<!-- findings:start (written by `dropstudy report --readme`) -->
 README_END = "<!-- findings:end -->"
 
 
-def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) -> list[str]:
+def found_table(
+    results: dict[str, dict], others: list[dict[str, dict]] = (), second: dict | None = None
+) -> list[str]:
     """What the study found: one row per claim, its primary verdict on each data set.
 
     Each data set's verdicts as its own report decides them (Holm-adjusted over that data
-    set's claims; checks alone), each with the effect, its interval and the rule.
+    set's claims; checks alone), each with the effect, its interval and the rule; a verdict
+    that a second list of seeds finds fragile (:func:`replication`) says so in its cell.
 
     Args:
       results: ``{name: results}`` of the report's folder.
       others: the same for each data set compared.
+      second: ``{name: results}`` of the report's data set on a second list of seeds.
 
     Returns:
       Markdown lines: the table (experiment, claim, primary test, one column per data set);
@@ -185,8 +189,17 @@ def found_table(results: dict[str, dict], others: list[dict[str, dict]] = ()) ->
             t, v = d[n]["test"], d[n]["verdict"]
             bh = f" (BH: {d[n]['verdict_bh']})" if d[n]["verdict_bh"] != v else ""
             rule = f" ({rule_str(t)})" if own_rule else ""
-            cells.append(f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
-                         + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}")  # fmt: skip
+            fragile = ""
+            if d is decided[0] and second and n in second:
+                b = second[n]["tests"][second[n]["primary"]]["verdict"]
+                if _agree(t["verdict"], b).startswith("**fragile"):
+                    fragile = (
+                        f" *(fragile: {t['verdict']} on the first list of seeds, {b} on a second)*"
+                    )
+            head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
+            cells.append(
+                head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}"
+            )
         own = own_data(n)  # runs once, on data of its own, in the first data set's folder
         where = f" *(on its own data: {own}; in the {data_name(results)} column)*" if own else ""
         claim = first["claim"] + where
@@ -683,7 +696,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "with the effect and its interval (95% for a direction test, 90% for an equivalence "
         "test). The sections give every number behind it.",
         "",
-        *found_table(results, others),
+        *found_table(results, others, second),
         "",
         "**Glossary.** *WS*: weight scaling, the net with every unit kept and scaled by its "
         "keep probability (PyTorch's `model.eval()`). *MC average*: the mean prediction of K "

@@ -317,3 +317,18 @@ def test_run_all_with_a_seed_start_names_the_widest_first_list(tmp_path, capsys)
     err = capsys.readouterr().err
     need = max(runner.config(n).seed_span() for n in runner.NAMES)
     assert f"start at {need} or above" in err and not out.exists()
+
+
+def test_the_findings_table_marks_a_fragile_verdict():
+    from dropstudy_experiments.report import found_table
+
+    first = {"voting": _primary_only("supported", 0.01), "stayput": _primary_only("supported",
+             0.01)}  # fmt: skip
+    second = {"voting": _primary_only("inconclusive", 0.2, 100),
+              "stayput": _primary_only("supported", 0.01, 100)}  # fmt: skip
+    rows = found_table(first, [], second)[0].splitlines()
+    voting = next(x for x in rows if x.startswith("| voting"))
+    stayput = next(x for x in rows if x.startswith("| stayput"))
+    assert "fragile: supported on the first list of seeds, inconclusive on a second" in voting
+    assert "fragile" not in stayput
+    assert "fragile" not in "".join(found_table(first, []))
