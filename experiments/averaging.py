@@ -588,7 +588,8 @@ def validation_scale(cell: dict) -> dict | None:
 
 def _tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
     """The equivalence tests of one exact-enumerable net, keyed ``"<role> <what>"``."""
-    label, where = net.role, net.tag
+    label = net.role
+    where = net.tag + (", a stress case at a fixed budget" if net.role == "stress" else "")
     err_m, nll_m = cfg.margin, cfg.nll_margin
     t = {}
     specs = [("err", "exact_a", err_m, "A"), ("nll", "exact_a", nll_m, "A")]
