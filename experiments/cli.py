@@ -261,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FOLDER",
         help="results folder of the same data set and scale from a second list of seeds "
-        "(`dropstudy run --seed-start K`): the report sets each primary's verdict on it "
-        "beside this folder's, and names the fragile ones",
+        "(`dropstudy replicate`, or `dropstudy run --seed-start K`): the report sets each "
+        "primary's verdict on it beside this folder's, and names the fragile ones (default, "
+        f"for {RESULTS}: its one from* folder, when it holds results)",
     )
     rep.add_argument(
         "--readme",
@@ -278,10 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
         "replicate",
         help="run the primaries near their level again on a second list of seeds",
         description="Run again, on a second, disjoint list of seeds, the primaries of a "
-        "results folder that another list could plausibly flip (a decided p-value within a "
-        "factor 10 of the level, or a verdict the protocol holds), at the folder's own scale "
-        "and data set; `dropstudy report --replicate` then sets their verdicts beside the "
-        "first list's.",
+        "results folder that another list could plausibly flip (a Holm-adjusted p-value "
+        "within a factor 10 of the level, decided or not, or a verdict the protocol holds), "
+        "at the folder's own scale and data set, into RESULTS/fromK; `dropstudy report "
+        "--replicate` then sets their verdicts beside the first list's.",
         formatter_class=_Formatter,
     )
     rp.add_argument("--results", type=Path, default=RESULTS, help="the first list's results")
@@ -478,6 +479,8 @@ def cmd_run(args, parser=None) -> int:
         names = [n for n in names if n not in fixed]
     s = scale(args.quick, args.seeds, args.dataset, args.seed_start)
     out = args.out if args.out is not None else scale_folder(s)
+    if args.seed_start < 0:
+        raise DropstudyError(f"--seed-start must be an integer >= 0, got {args.seed_start}")
     if args.seed_start:  # one message naming the first seed every experiment asked allows
         spans = {n: config(n, args.quick, args.seeds).seed_span() for n in names}
         need = max(spans.values(), default=0)
@@ -567,6 +570,11 @@ def cmd_report(args, parser=None) -> int:
         out = (
             Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
         )
+    if args.replicate is None and Path(args.results) == RESULTS:
+        # the study's second list of seeds (make study's), as make report has it
+        found = sorted({p.parent.parent for p in RESULTS.glob("from*/*/results.json")})
+        if len(found) == 1:
+            args.replicate = found[0]
     if not args.compare and Path(args.results) in STUDY_SETS:
         # the study's own data sets compare with each other, as make report has them
         args.compare = [
@@ -613,7 +621,7 @@ def cmd_replicate(args, parser=None) -> int:
     from argparse import Namespace
 
     from .report import near_level, read_results
-    from .runner import folder_lock, run_experiment, scale_of
+    from .runner import config, folder_lock, run_experiment, scale_of
 
     results = read_results(Path(args.results))
     if not results:
@@ -628,6 +636,8 @@ def cmd_replicate(args, parser=None) -> int:
             "experiments by hand, `dropstudy run NAME --seed-start K --dataset ... --data-dir ...`"
         )
     names = near_level(results)
+    for n in names:  # every list checked (overlap, pilot seeds) before any work
+        config(n, s["quick"], s["seeds"], args.seed_start)
     out = args.out if args.out is not None else Path(args.results) / f"from{args.seed_start}"
     log.info(
         "replicate: %s on seeds from %d into %s", ", ".join(names) or "none", args.seed_start, out

@@ -216,7 +216,8 @@ def found_table(
             "",
             f"*Marks in the {data_name(results)} column come from a second, disjoint list of "
             "seeds, run for the primaries near their level (the report's \"A second list of "
-            'seeds"): *fragile* where the evidence is decided on one list only, or oppositely. '
+            "seeds\"): *fragile* where the evidence (each test's own verdict, before the "
+            "protocol's convergence guard) is decided on one list only, or oppositely. "
             f"A {data_name(results)} verdict without a mark was not run on a second list; no "
             "other data set's was.*",
         ]
@@ -559,12 +560,13 @@ def replication(results: dict[str, dict], second: dict[str, dict], folder: str) 
     lines = [
         "## A second list of seeds",
         "",
-        f"On {data_name(results)}, the primaries whose Holm-adjusted p-value lies within a "
-        f"factor {NEAR:g} of the level {ALPHA} (decided or not), or whose verdict the "
-        "protocol holds, run again on a second, disjoint list of seeds "
-        f"(`{folder}`): the same code with other initialisations, masks, minibatch orders "
-        "and plain members. The rule was set after the first list's p-values were known (it "
-        "replaced a hand-picked list), before the second list ran. Both lists share the "
+        f"On {data_name(results)}, the primaries with results in `{folder}` ran again on "
+        "a second, disjoint list of seeds: the same code with other initialisations, masks, "
+        "minibatch orders and plain members. `dropstudy replicate` (`make study`) picks "
+        f"them by a rule: a Holm-adjusted p-value within a factor {NEAR:g} of the level "
+        f"{ALPHA} (decided or not), or a verdict the protocol holds; the rule was set after "
+        "the first list's p-values were known (it replaced a hand-picked list), before the "
+        "second list ran. Both lists share the "
         "data: they are scored on the same test examples, so a two-level interval's "
         "test-set term is common to both and the second list re-samples the seeds' term "
         "only; they share the settings the pilot seeds tuned, and any seed an experiment "
@@ -653,6 +655,11 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
     s = next(iter(scales.values()))
     second = None
     if replicate is not None:
+        if s.get("seed_start") or Path(replicate).resolve() == results_dir.resolve():
+            raise DropstudyError(
+                f"--replicate {replicate} with --results {results_dir}: --results must hold "
+                "the first list of seeds and --replicate another, second list"
+            )
         second = read_results(Path(replicate))
         if not second:
             raise DropstudyError(
@@ -662,10 +669,10 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         for n, r in second.items():
             t = scale_of(r)
             if {**t, "seed_start": 0} != {**s, "seed_start": 0} or not t.get("seed_start"):
+                want = scale_command({**s, "seed_start": "K"}, n)
                 raise DropstudyError(
                     f"--replicate {replicate}: {n} there is `{scale_command(t, n)}`, not this "
-                    f"data set and scale from a second list of seeds (`{scale_command(s, n)} "
-                    "--seed-start K`)"
+                    f"data set and scale from a second list of seeds (`{want}`)"
                 )
             drop = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
             if n in results and drop(r["config"]) != drop(results[n]["config"]):

@@ -101,7 +101,7 @@ def config(name: str, quick: bool = False, seeds: int | None = None, seed_start:
             raise DropstudyError(f"--seeds must be >= 2 for confidence intervals, got {seeds}")
         cfg = cfg.with_seeds(seeds)
     check_seed_start(name, cfg, seed_start)
-    check_pilots(cfg, seed_start)
+    check_pilots(cfg, seed_start, name)
     return cfg
 
 
@@ -125,6 +125,11 @@ def check_seed_start(name: str, cfg, start: int) -> None:
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise DropstudyError(f"--seed-start must be an integer >= 0, got {start!r}")
     span = cfg.seed_span()
+    if start + span > 2**31:  # seeds become uint32 PRNG keys, with headroom for offsets
+        raise DropstudyError(
+            f"--seed-start {start}: {name}'s seeds would pass 2^31 ({start + span - 1}); "
+            f"start below {2**31 - span}"
+        )
     if 0 < start < span:
         raise DropstudyError(
             f"--seed-start {start} reaches {name}'s first list of seeds (0..{span - 1}): a "
@@ -132,7 +137,7 @@ def check_seed_start(name: str, cfg, start: int) -> None:
         )
 
 
-def check_pilots(cfg, start: int = 0) -> None:
+def check_pilots(cfg, start: int = 0, name: str = "this experiment") -> None:
     """Refuse study seeds that reach a protocol's pilot seeds, before any cell runs.
 
     The study's seeds are ``start .. start + span - 1`` (:meth:`.common.ExperimentConfig.
@@ -144,6 +149,7 @@ def check_pilots(cfg, start: int = 0) -> None:
     Args:
       cfg: an experiment's configuration.
       start: the first seed.
+      name: the experiment, for the message.
 
     Raises:
       DropstudyError: naming the clash and what to change.
@@ -156,15 +162,15 @@ def check_pilots(cfg, start: int = 0) -> None:
 
     values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     span = cfg.seed_span()
-    for name, p in values.items():
+    for field, p in values.items():
         if type(p).__name__ != "Protocol" or not span:
             continue
         clash = [s for s in pilot_clash(start + span, p) if s >= start]
         if clash:
             raise DropstudyError(
-                f"the study's seeds {start}..{start + span - 1} include {name}'s pilot seeds "
-                f"{clash}, which choose the arms' settings: use fewer seeds or another "
-                "--seed-start, or pilot seeds outside the study's"
+                f"{name}'s seeds {start}..{start + span - 1} include the pilot seeds {clash} "
+                f"of its {field} (they choose the arms' settings): use fewer seeds or another "
+                "--seed-start"
             )
 
 

@@ -276,12 +276,18 @@ def test_the_replication_table_names_fragile_verdicts():
     assert "By the rule but not yet run on a second list: conv." in text
     row = lambda n: next(x for x in text.splitlines() if x.startswith(f"| {n} "))  # noqa: E731
     assert "from seed 100: **inconclusive**" in row("voting")
-    assert "**fragile: one list decides**" in row("voting")
+    assert "**fragile: the evidence decides on one list only**" in row("voting")
     assert row("stayput").endswith("| same |")
     assert "both inconclusive (neither decides)" in row("overfitting")  # not "replicated"
     second["voting"] = _primary_only("contradicted", 0.01, 100)
     text = "\n".join(replication(first, second, "results/from100"))
     assert "**fragile: opposite verdicts**" in text
+    # the same evidence, held by the protocol's guard on one list only: not fragile
+    held = _primary_only("inconclusive", 0.01, 100, blocked=True)
+    held["tests"]["p"]["verdict_w"] = "supported"
+    second["voting"] = held
+    text = "\n".join(replication(first, second, "results/from100"))
+    assert "The guard alone differs for voting." in text and "Fragile here" not in text
 
 
 def test_replicate_names_its_experiments_and_report_refuses_bad_folders(tmp_path, capsys):
@@ -329,6 +335,27 @@ def test_the_findings_table_marks_a_fragile_verdict():
     rows = found_table(first, [], second)[0].splitlines()
     voting = next(x for x in rows if x.startswith("| voting"))
     stayput = next(x for x in rows if x.startswith("| stayput"))
-    assert "fragile: supported on the first list of seeds, inconclusive on a second" in voting
-    assert "fragile" not in stayput
-    assert "fragile" not in "".join(found_table(first, []))
+    assert (
+        "fragile: the evidence is supported on the first list of seeds, inconclusive on a "
+        "second" in voting
+    )
+    assert "fragile" not in stayput and "evidence replicated on a second list" in stayput
+    assert "list of seeds" not in "".join(found_table(first, []))
+
+
+def test_second_list_refusals_come_before_any_work(tmp_path, capsys):
+    """replicate checks every list it would run (overlap, pilot seeds) before the first; a
+    negative, overlapping or too large start is refused in one line; a report refuses a
+    second list given as the first."""
+    root = Path(__file__).resolve().parent.parent / "results"
+    out = tmp_path / "second"
+    for start, said in ((5, "disjoint"), (995, "pilot seeds")):
+        args = ["replicate", "--results", str(root), "--seed-start", str(start)]
+        assert main([*args, "--out", str(out), "--dry-run"]) == 2
+        assert said in capsys.readouterr().err and not out.exists()
+    assert main(["run", "stayput", "--seed-start", "-1", "--out", str(out)]) == 2
+    assert "must be an integer >= 0" in capsys.readouterr().err
+    assert main(["run", "stayput", "--seed-start", str(2**32), "--out", str(out)]) == 2
+    assert "2^31" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(DropstudyError, match="must hold the first list"):
+        build_report(root, tmp_path / "R.md", replicate=root)
