@@ -344,12 +344,12 @@ def _rows(
 
 
 @partial(jax.jit, static_argnums=0)
-def _subnetworks(model: MLP, variables, x: jax.Array, masks) -> jax.Array:
+def subnetwork_logits(model: MLP, variables, x: jax.Array, masks) -> jax.Array:
     """Each subnetwork's logits ``(K, N, C)``, for masks with a leading K axis."""
     return jax.vmap(lambda m: M.apply(model, variables, x, m))(masks)
 
 
-def _gain(model: MLP, variables, x, y, seeds: list, ev: Evaluator, k: int) -> list[dict]:
+def validation_gain(model: MLP, variables, x, y, seeds: list, ev: Evaluator, k: int) -> list[dict]:
     """Per seed, what averaging does on ``(x, y)``: the exact arithmetic mean's error and NLL,
     and the mean over ``k`` sampled subnetworks of each one's own error and NLL.
 
@@ -371,7 +371,7 @@ def _gain(model: MLP, variables, x, y, seeds: list, ev: Evaluator, k: int) -> li
         v = take(variables, i)
         ex = ev.predict(model, v, x, s, ("exact",))["exact"].arithmetic
         masks = M.sample_mask_batch(spec, ev.key(s, "margin"), jnp.arange(k))
-        logits = _subnetworks(model, v, jnp.asarray(x), masks)
+        logits = subnetwork_logits(model, v, jnp.asarray(x), masks)
         probs = np.asarray(jax.nn.softmax(logits, axis=-1), np.float64)  # (k, N, C)
         sub = {"err": float(np.mean([1 - accuracy(p, y) for p in probs])),
                "nll": float(np.mean([nll(p, y) for p in probs]))}  # fmt: skip
@@ -435,13 +435,14 @@ def net_cell(
       seeds: the seeds, trained together.
       ev: the evaluator: MC keys and the MC average on the training set.
       scale_k: with a protocol and an exact-enumerable net, the sampled subnetworks of
-        :func:`_gain` on the validation split (the scale of the margins); refused otherwise.
+        :func:`validation_gain` on the validation split (the scale of the margins); refused
+        otherwise.
 
     Returns:
       ``{"config": net.to_dict(), "tasks": [data set names], "seeds": [row per seed]}``,
       and with a protocol ``"seeds_2w"`` (the rows within ``2W``), ``"arms"`` (``{task
       name: record}``, :func:`.protocol.train_arm`) and ``"validation"`` (per seed, mean over
-      the tasks, :func:`_gain` of the nets selected within ``W``, for an exact-enumerable
+      the tasks, :func:`validation_gain` of the nets selected within ``W``, for an exact-enumerable
       net). A row holds ``"ws"`` (test ``"err"`` and
       ``"nll"``), ``"train_err"`` (per predictor, ``ws`` and ``mc``, on the examples trained
       on) and ``"mc"`` (``"a_err"``, ``"a_nll"``, ``"g_err"``, ``"g_nll"``, each a list over
@@ -476,7 +477,8 @@ def net_cell(
         within_w.append(measure(model, arm.within_w, fit))
         within_2w.append(measure(model, arm.within_2w, fit))
         if net.exact:
-            val.append(_gain(model, arm.within_w, xv, yv, seeds, ev.sub("validation"), scale_k))
+            ev_val = ev.sub("validation")
+            val.append(validation_gain(model, arm.within_w, xv, yv, seeds, ev_val, scale_k))
     out |= {"seeds": _mean_rows(within_w), "seeds_2w": _mean_rows(within_2w), "arms": arms}
     return out | ({"validation": _mean_rows(val)} if val else {})
 
@@ -586,7 +588,7 @@ def validation_scale(cell: dict) -> dict | None:
     return out
 
 
-def _tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
+def net_tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
     """The equivalence tests of one exact-enumerable net, keyed ``"<role> <what>"``."""
     label = net.role
     where = net.tag + (", a stress case at a fixed budget" if net.role == "stress" else "")
@@ -707,10 +709,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
         if not n.exact:
             continue
         summaries[n.tag]["validation"] = validation_scale(c)
-        own = _tests(cfg, n, c["seeds"])
+        own = net_tests(cfg, n, c["seeds"])
         if "arms" in c:
             records = {f"{n.tag} [{task}]": rec for task, rec in c["arms"].items()}
-            own = guarded(own, _tests(cfg, n, c["seeds_2w"]), records)
+            own = guarded(own, net_tests(cfg, n, c["seeds_2w"]), records)
         tests.update(own)
     if cfg.primary not in tests:
         raise ValueError(f"primary test {cfg.primary!r} is not one of {sorted(tests)}")

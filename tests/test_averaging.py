@@ -62,12 +62,12 @@ def test_the_validation_scale_is_averagings_gain():
 
 def test_the_tests_take_the_configs_margins():
     net = averaging.NETS[0]
-    tight = averaging._tests(averaging.Config(margin=0.03, nll_margin=0.07), net, _rows(0.05))
+    tight = averaging.net_tests(averaging.Config(margin=0.03, nll_margin=0.07), net, _rows(0.05))
     assert tight["primary err WS-A"]["margin"] == 0.03
     assert tight["primary err MC-A"]["margin"] == 0.03
     assert tight["primary nll WS-G"]["margin"] == 0.07
     assert tight["primary err WS-A"]["verdict"] == "contradicted"  # 0.05 beyond 0.03
-    wide = averaging._tests(averaging.Config(margin=0.2, nll_margin=0.2), net, _rows(0.05))
+    wide = averaging.net_tests(averaging.Config(margin=0.2, nll_margin=0.2), net, _rows(0.05))
     assert wide["primary err WS-A"]["verdict"] == "supported"
 
 
@@ -103,9 +103,9 @@ def test_the_mean_subnetwork_is_every_subnetworks_mean():
     v = model.init(jax.random.key(0), jnp.asarray(x))
     stacked = jax.tree.map(lambda a: a[None], v)
     ev = Evaluator(("test", "gain"), 10)
-    got = averaging._gain(model, stacked, x, y, [0], ev, 20000)[0]
+    got = averaging.validation_gain(model, stacked, x, y, [0], ev, 20000)[0]
     masks, w = M.all_masks(M.mask_spec(model, jnp.asarray(x)))
-    probs = np.asarray(jax.nn.softmax(averaging._subnetworks(model, v, jnp.asarray(x), masks)))
+    probs = np.asarray(jax.nn.softmax(averaging.subnetwork_logits(model, v, jnp.asarray(x), masks)))
     w = np.asarray(w, np.float64)
     assert w.sum() == pytest.approx(1.0) and w.max() / w.min() > 100
     err = np.sum(w * [1 - accuracy(p, y) for p in probs])

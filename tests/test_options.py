@@ -627,8 +627,11 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     assert [n for n, _ in calls] == list(runner.NAMES)
     assert calls[0][1] == {
         "out": tmp_path / "o", "quick": True, "seeds": 3, "progress": False, "data": None,
-        "tensorboard": tb, "force": True,
+        "tensorboard": tb, "force": True, "seed_start": 0,
     }  # fmt: skip
+    calls.clear()
+    assert cli.main([*argv, "--seed-start", "150"]) == 0  # a second list, to every experiment
+    assert {kw["seed_start"] for _, kw in calls} == {150}
     d = _mnist(tmp_path / "mnist")
     calls.clear()
     argv = ["run", "scaling", "--dataset", "mnist", "--data-dir", str(d), "--out", str(tmp_path)]
@@ -636,18 +639,21 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     assert calls[0][1]["data"].name == "mnist" and calls[0][1]["progress"] is True
     built = []
     monkeypatch.setattr(
-        report, "build_report", lambda results, out, compare: built.append((results, out, compare))
-    )
+        report, "build_report",
+        lambda results, out, compare, replicate: built.append((results, out, compare, replicate)),
+    )  # fmt: skip
     argv = ["report", "--results", str(tmp_path), "--out", str(tmp_path / "R.md")]
     assert cli.main(argv) == 0
     assert cli.main([*argv, "--compare", "a", "--compare", "b"]) == 0
+    assert cli.main([*argv, "--replicate", "c"]) == 0
     assert built == [
-        (tmp_path, tmp_path / "R.md", []),
-        (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")]),
+        (tmp_path, tmp_path / "R.md", [], None),
+        (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")], None),
+        (tmp_path, tmp_path / "R.md", [], Path("c")),
     ]
     # --readme names a file that must exist; with it the findings table is written there
     assert cli.main([*argv, "--readme", str(tmp_path / "none.md")]) == 2
-    assert len(built) == 2  # refused before the report is built
+    assert len(built) == 3  # refused before the report is built
     wrote = []
     monkeypatch.setattr(report, "read_results", lambda folder: {})
     monkeypatch.setattr(report, "write_readme_block", lambda f, lines: wrote.append(f) or f)

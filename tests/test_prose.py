@@ -110,7 +110,13 @@ REVIEWED = {
         "The tutorial reports that",
     ),
     "voting": ("Every test is on the nets selected within W",),
-    "scaling": (),
+    "scaling": (
+        "For a *linear* unit the expectation passes through",
+        "Through a nonlinearity they need not be:",
+        "Conventions as functions",
+        "The claim is tested where it can fail:",
+        "Per test example, the mean over classes of |expected - weight scaling|",
+    ),
 }
 
 SWAP = {"supported": "contradicted", "contradicted": "supported", "inconclusive": "supported"}
