@@ -322,9 +322,10 @@ def test_stopped_by_names_the_selecting_predictor():
 def test_study_seeds_that_reach_the_pilot_seeds_are_refused_when_the_config_is_built():
     from dropstudy_experiments import runner
 
-    with pytest.raises(DropstudyError, match=r"include protocol's pilot seeds \[1000\]"):
+    with pytest.raises(DropstudyError, match=r"voting's seeds 0..1000 include the pilot seeds "
+                       r"\[1000\] of its protocol"):  # fmt: skip
         runner.config("voting", seeds=1001)
-    with pytest.raises(DropstudyError, match="expect_protocol's pilot seeds"):
+    with pytest.raises(DropstudyError, match="scaling's seeds .* of its expect_protocol"):
         runner.config("scaling", seeds=1002)
     assert runner.config("voting", seeds=1000).seeds == 1000  # 0 .. 999: clear of them
 
