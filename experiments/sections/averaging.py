@@ -212,6 +212,16 @@ def section(r: dict) -> str:
         f" The stress nets' intervals come from {cfg['stress_seeds']} seeds." if stress else ""
     )
     pe = primary["exact_a"]["err"]["mean"]
+    chance = 1 - 1 / r.get("data", {}).get("classes", 10)
+    multi = [(t, x["exact_a"]["err"]["mean"]) for t, x in r["nets"].items()
+             if x["config"]["role"] == "multiclass" and "exact_a" in x]  # fmt: skip
+    multi_words = (
+        "; the multiclass nets' exact means misclassify "
+        + ", ".join(f"{100 * e:.1f}% ({t})" for t, e in multi)
+        + f" of the test set (chance: {100 * chance:.0f}%)"
+        if multi
+        else ""
+    )
     margin_rel = f"{cfg['margin'] / pe:.0%} of it" if pe > 0 else "a margin above 0 errors"
     of_error = (
         f", so the margin is {cfg['margin'] / pv['exact']:.2f} times that error"
@@ -289,8 +299,8 @@ mean are exploratory{stress_words}. The nets are stopped by their MC average, th
 the claim is about: where weight scaling and the exact mean differ, that choice favours the
 exact mean. On the primary's binary tasks the exact mean's test error is
 {100 * pe:.1f}% (chance: 50%), so the error margin lets weight scaling's error exceed it by
-{margin_rel}. **The margins' scale.** The table below gives what averaging does on each net
-on the protocol, on its validation split (the nets selected within W; each of
+{margin_rel}{multi_words}. **The margins' scale.** The table below gives what averaging does
+on each net on the protocol, on its validation split (the nets selected within W; each of
 {cfg["scale_k"]} sampled subnetworks scored on its own for the mean subnetwork): the exact
 arithmetic mean's gain over its mean subnetwork, and the fixed margin as a share of it (below
 1: weight scaling within the margin keeps part of averaging's gain, at least one minus that
