@@ -455,7 +455,7 @@ def cmd_run(args, parser=None) -> int:
     """
     from .runner import (
         check_scale,
-        config,
+        check_seed_starts,
         folder_lock,
         own_data,
         run_experiment,
@@ -479,20 +479,8 @@ def cmd_run(args, parser=None) -> int:
         names = [n for n in names if n not in fixed]
     s = scale(args.quick, args.seeds, args.dataset, args.seed_start)
     out = args.out if args.out is not None else scale_folder(s)
-    if args.seed_start < 0:
-        raise DropstudyError(f"--seed-start must be an integer >= 0, got {args.seed_start}")
-    if args.seed_start:  # one message naming the first seed every experiment asked allows
-        spans = {n: config(n, args.quick, args.seeds).seed_span() for n in names}
-        need = max(spans.values(), default=0)
-        if args.seed_start < need:
-            widest = max(spans, key=spans.get)
-            raise DropstudyError(
-                f"--seed-start {args.seed_start} reaches the first list of seeds ({widest}'s "
-                f"is 0..{need - 1}): a second list must be disjoint from it, so start at "
-                f"{need} or above"
-            )
-    for n in names:  # options checked before anything is written (--seeds 1: no folder)
-        config(n, args.quick, args.seeds, args.seed_start)
+    # options checked before anything is written (--seeds 1, --seed-start 5: no folder)
+    check_seed_starts(names, args.quick, args.seeds, args.seed_start)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
     written = []
     with folder_lock(out):
@@ -621,7 +609,7 @@ def cmd_replicate(args, parser=None) -> int:
     from argparse import Namespace
 
     from .report import near_level, read_results
-    from .runner import config, folder_lock, run_experiment, scale_of
+    from .runner import check_seed_starts, folder_lock, run_experiment, scale_of
 
     results = read_results(Path(args.results))
     if not results:
@@ -636,8 +624,7 @@ def cmd_replicate(args, parser=None) -> int:
             "experiments by hand, `dropstudy run NAME --seed-start K --dataset ... --data-dir ...`"
         )
     names = near_level(results)
-    for n in names:  # every list checked (overlap, pilot seeds) before any work
-        config(n, s["quick"], s["seeds"], args.seed_start)
+    check_seed_starts(names, s["quick"], s["seeds"], args.seed_start)  # before any work
     out = args.out if args.out is not None else Path(args.results) / f"from{args.seed_start}"
     log.info(
         "replicate: %s on seeds from %d into %s", ", ".join(names) or "none", args.seed_start, out

@@ -466,11 +466,12 @@ NEAR = 10.0  # a primary within this factor of the level (or held) is replicated
 def near_level(results: dict[str, dict]) -> list[str]:
     """The primaries a second list of seeds could flip: those it is replicated for.
 
-    The rule, fixed before any second list is run: a primary whose decided p-value (Holm's,
-    as the report decides it; a check's own) lies within a factor :data:`NEAR` of the level
-    on either side, or whose verdict the training protocol holds (not converged, or
-    budget-dependent). A verdict far from its level on either side, undisputed by the
-    protocol, is one another list of seeds would not plausibly flip.
+    The rule, set after the first list's p-values were known and before any second list
+    ran: a primary whose Holm-adjusted p-value (a check's own), decided or not, lies within
+    a factor :data:`NEAR` of the level on either side, or whose verdict the training
+    protocol holds (not converged, or budget-dependent). A verdict far from its level on
+    either side, undisputed by the protocol, is one another list of seeds would not
+    plausibly flip.
 
     Args:
       results: ``{name: results}`` of one data set's first list.

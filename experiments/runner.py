@@ -105,6 +105,40 @@ def config(name: str, quick: bool = False, seeds: int | None = None, seed_start:
     return cfg
 
 
+def check_seed_starts(names, quick: bool, seeds: int | None, start: int) -> None:
+    """Refuse a first seed for several experiments at once, before any of them runs.
+
+    One message names the widest first list among ``names`` (so ``run all`` needs one try);
+    then each experiment's own checks (:func:`config`: the pilot seeds, the largest seed).
+
+    Args:
+      names: the experiments.
+      quick: their smoke-test variants.
+      seeds: the seed count asked for (None: each experiment's own).
+      start: the first seed.
+
+    Raises:
+      DropstudyError: if ``start`` is negative, inside a first list, or any experiment's
+        own check refuses it.
+    """
+    from dropstudy.validate import DropstudyError
+
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise DropstudyError(f"--seed-start must be an integer >= 0, got {start!r}")
+    if start:
+        spans = {n: config(n, quick, seeds).seed_span() for n in names}
+        need = max(spans.values(), default=0)
+        if start < need:
+            widest = max(spans, key=spans.get)
+            raise DropstudyError(
+                f"--seed-start {start} reaches the first list of seeds ({widest}'s is "
+                f"0..{need - 1}): a second list must be disjoint from it, so start at {need} "
+                "or above"
+            )
+    for n in names:
+        config(n, quick, seeds, start)
+
+
 def check_seed_start(name: str, cfg, start: int) -> None:
     """Refuse a second list of seeds that is not disjoint from the first.
 
