@@ -7,12 +7,16 @@ STAMP  := $(VENV)/.installed-stamp
 RESULTS ?= results
 TORCH_VERSION ?= 2.13.0
 # The primaries a second list of seeds could flip (near their level, or held) run again on
-# seeds from SEED_START on digits (`dropstudy replicate`): REPORT.md sets their verdicts
-# beside the first list's and names the fragile ones.
+# seeds from SEED_START on each data set (`dropstudy replicate`, at the first list's tuned
+# settings): the reports set their verdicts beside the first list's and name the fragile ones.
 SEED_START ?= 100
 SECOND := $(RESULTS)/from$(SEED_START)
-# in the recipe's shell, when it runs: after `dropstudy replicate` has written the folder
-REPLICATE_FLAG = $$(if ls $(SECOND)/*/results.json >/dev/null 2>&1; then echo --replicate $(SECOND); fi)
+SECOND_1D := $(RESULTS)/mnist1d/from$(SEED_START)
+# in the recipe's shell, when it runs: after `dropstudy replicate` has written the folders
+replicate_flags = $$(for f in $(1); do if ls $$f/*/results.json >/dev/null 2>&1; then echo --replicate $$f; fi; done)
+REPLICATE_FLAG = $(call replicate_flags,$(SECOND) $(SECOND_1D))
+QUICK := $(RESULTS)/quick
+QUICK_1D := $(RESULTS)/mnist1d-quick
 
 .PHONY: study study-quick test test-slow mutate bench lint format report docs clean
 
@@ -26,23 +30,26 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The whole study at default scale on digits and on MNIST-1D, the primaries near their level
-## again on a second list of seeds (digits), then REPORT.md (with where the data sets agree
-## and which verdicts the second list flips) and MNIST-1D's own report.
+## again on a second list of seeds (each data set), then REPORT.md (with where the data sets
+## agree and which verdicts the second lists flip) and MNIST-1D's own report.
 study: $(STAMP)
 	$(DROPSTUDY) run all --out $(RESULTS)
 	$(DROPSTUDY) run all --dataset mnist1d --out $(RESULTS)/mnist1d
 	$(DROPSTUDY) replicate --results $(RESULTS) --seed-start $(SEED_START) --out $(SECOND)
-	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS)
+	$(DROPSTUDY) replicate --results $(RESULTS)/mnist1d --seed-start $(SEED_START) --out $(SECOND_1D)
+	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS) $(REPLICATE_FLAG)
 	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d $(REPLICATE_FLAG) --readme README.md
 
-## The whole study on both data sets shrunk to a smoke test.
+## The whole study on both data sets shrunk to a smoke test, second lists of seeds included.
 study-quick: $(STAMP)
-	$(DROPSTUDY) run all --quick --out $(RESULTS)/quick
-	$(DROPSTUDY) run all --quick --dataset mnist1d --out $(RESULTS)/mnist1d-quick
-	$(DROPSTUDY) report --results $(RESULTS)/quick --compare $(RESULTS)/mnist1d-quick
+	$(DROPSTUDY) run all --quick --out $(QUICK)
+	$(DROPSTUDY) run all --quick --dataset mnist1d --out $(QUICK_1D)
+	$(DROPSTUDY) replicate --results $(QUICK) --seed-start $(SEED_START) --out $(QUICK)/from$(SEED_START)
+	$(DROPSTUDY) replicate --results $(QUICK_1D) --seed-start $(SEED_START) --out $(QUICK_1D)/from$(SEED_START)
+	$(DROPSTUDY) report --results $(QUICK) --compare $(QUICK_1D) $(call replicate_flags,$(QUICK)/from$(SEED_START) $(QUICK_1D)/from$(SEED_START))
 
 report: $(STAMP)
-	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS)
+	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS) $(REPLICATE_FLAG)
 	$(DROPSTUDY) report --results $(RESULTS) --out REPORT.md --compare $(RESULTS)/mnist1d $(REPLICATE_FLAG) --readme README.md
 
 ## The default test suite (under 10 minutes on 2 cores), lint included.

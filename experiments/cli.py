@@ -258,12 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--replicate",
         type=Path,
+        action="append",
         default=None,
         metavar="FOLDER",
-        help="results folder of the same data set and scale from a second list of seeds "
-        "(`dropstudy replicate`, or `dropstudy run --seed-start K`): the report sets each "
-        "primary's verdict on it beside this folder's, and names the fragile ones (default, "
-        f"for {RESULTS}: its one from* folder, when it holds results)",
+        help="results folder of a second list of seeds (`dropstudy replicate`, or "
+        "`dropstudy run --seed-start K`), of the data set and scale of --results or of a "
+        "--compare folder (repeatable, one per data set): the report sets each primary's "
+        "verdict on it beside the first list's, and names the fragile ones (default, for "
+        f"the study's own folders {RESULTS} and {STUDY_SETS[1]}: each compared folder's one "
+        "from* folder, when it holds results)",
     )
     rep.add_argument(
         "--readme",
@@ -550,7 +553,14 @@ def cmd_report(args, parser=None) -> int:
     Returns:
       0.
     """
-    from .report import build_report, check_readme, found_table, read_results, write_readme_block
+    from .report import (
+        build_report,
+        check_readme,
+        found_table,
+        read_results,
+        second_lists,
+        write_readme_block,
+    )
     from .runner import scale_of
 
     out = args.out
@@ -558,16 +568,18 @@ def cmd_report(args, parser=None) -> int:
         out = (
             Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
         )
-    if args.replicate is None and Path(args.results) == RESULTS:
-        # the study's second list of seeds (make study's), as make report has it
-        found = sorted({p.parent.parent for p in RESULTS.glob("from*/*/results.json")})
-        if len(found) == 1:
-            args.replicate = found[0]
     if not args.compare and Path(args.results) in STUDY_SETS:
         # the study's own data sets compare with each other, as make report has them
         args.compare = [
             f for f in STUDY_SETS if f != Path(args.results) and any(f.glob("*/results.json"))
         ]
+    if args.replicate is None and Path(args.results) in STUDY_SETS:
+        # each study data set's second list of seeds (make study's), as make report has them
+        args.replicate = []
+        for folder in (Path(args.results), *map(Path, args.compare)):
+            found = sorted({p.parent.parent for p in folder.glob("from*/*/results.json")})
+            if folder in STUDY_SETS and len(found) == 1:
+                args.replicate.append(found[0])
     if args.readme is not None:  # refused before anything is written
         check_readme(args.readme)
         sets = [read_results(Path(f)) for f in (args.results, *args.compare)]
@@ -581,10 +593,13 @@ def cmd_report(args, parser=None) -> int:
     path = build_report(args.results, out, compare=args.compare, replicate=args.replicate)
     log.info("wrote %s", path)
     if args.readme is not None:
-        second = read_results(Path(args.replicate)) if args.replicate is not None else None
+        lists = second_lists(
+            [(Path(f), r) for f, r in zip((args.results, *args.compare), sets, strict=True)],
+            args.replicate,
+        )
         log.info(
             "wrote %s",
-            write_readme_block(args.readme, found_table(sets[0], sets[1:], second)),
+            write_readme_block(args.readme, found_table(sets[0], sets[1:], lists)),
         )
     return 0
 
@@ -636,7 +651,7 @@ def cmd_replicate(args, parser=None) -> int:
         written = [
             run_experiment(n, out=out, quick=s["quick"], seeds=s["seeds"], data=data,
                            progress=not (args.no_progress or args.quiet),
-                           seed_start=args.seed_start)
+                           seed_start=args.seed_start, tuning=Path(args.results) / "tuning")
             for n in names
         ]  # fmt: skip
     for line in outcome_lines(written, s["quick"]):

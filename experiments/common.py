@@ -347,6 +347,9 @@ class Context:
     progress: bool = True
     data: Dataset | None = None
     figures: list[str] = field(default_factory=list)
+    # where tuned arms are cached (None: ``<scale folder>/tuning``); a second list of seeds
+    # reads its first list's, since both tune on the same pilot seeds
+    tuning: Path | None = None
 
     def __post_init__(self):
         self.out = Path(self.out) / self.name
@@ -447,7 +450,7 @@ class Context:
 
         def compute():
             # tuned arms are cached once per scale folder, shared by every experiment there
-            store = TuningStore(self.out.parent / "tuning")
+            store = TuningStore(self.tuning or self.out.parent / "tuning")
             with train_progress(report), tuning_store(store):
                 result = c.fn(**c.kwargs)
             self.tuned["computed"] += len(store.cells.computed)
@@ -546,7 +549,7 @@ class Context:
         if sum(self.tuned.values()):
             arms = (
                 f"; protocol tunings and arms: {self.tuned['computed']} made, "
-                f"{self.tuned['reused']} reused from {self.out.parent / 'tuning'}"
+                f"{self.tuned['reused']} reused from {self.tuning or self.out.parent / 'tuning'}"
             )
         logging.getLogger("dropstudy").info(
             "%s: wrote %s (%d cells computed, %d reused%s, %.0f s)",

@@ -631,9 +631,6 @@ def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
       ``not_converged`` (the phrases of :func:`not_converged`, when any), ``verdict`` (guarded,
       at the test's own p-value) and, when held, ``blocked`` (the reasons at that level).
     """
-    from .stats import decide, held_reasons
-
-    keys = ("rule", "level", "effect", "lo", "hi", "p", "outcome", "verdict", "margin", "outside")
     arms = {
         name: {
             "converged": r["converged"],
@@ -642,15 +639,34 @@ def guard(test: dict, twice: dict, records: dict[str, dict]) -> dict:
         }
         for name, r in records.items()
     }
+    return hold(test, twice, arms, not_converged(records))
+
+
+TWIN_KEYS = ("rule", "level", "effect", "lo", "hi", "p", "outcome", "verdict", "margin", "outside")
+
+
+def hold(test: dict, twice: dict, arms: dict[str, dict], reasons: list[str]) -> dict:
+    """:func:`guard` from the arms' convergence counts (what a results file keeps).
+
+    Args:
+      test: the test on the nets selected within ``W``.
+      twice: the same test on the nets selected within ``2W``.
+      arms: ``{arm name: {"converged", "late", "seeds"}}``.
+      reasons: the phrases naming the arms not converged (empty when all converged).
+
+    Returns:
+      ``test`` guarded, with the fields :func:`guard` lists.
+    """
+    from .stats import decide, held_reasons
+
     out = {
         **test,
         "verdict_w": test["verdict"],
-        "within_2w": {k: twice[k] for k in keys if k in twice},
+        "within_2w": {k: twice[k] for k in TWIN_KEYS if k in twice},
         "arms": arms,
     }
-    reasons = not_converged(records)
     if reasons:
-        out["not_converged"] = reasons
+        out["not_converged"] = list(reasons)
     out["verdict"] = decide(out, out["p"])
     held = held_reasons(out, out["p"])
     if held:

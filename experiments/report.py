@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,10 +28,20 @@ from .common import (
     table,
     verdict_table,
 )
-from .protocol import VAL_FRACTION
+from .protocol import LATE_SHARE, TWICE, VAL_FRACTION, hold
 from .results import read_json
 from .runner import NAMES, RESULTS, module, own_data, scale_command, scale_of, section
-from .stats import ALPHA, MAX_SEEDS, POWER, bh, decide, decide_unguarded, holm
+from .stats import (
+    ALPHA,
+    MAX_SEEDS,
+    POWER,
+    bh,
+    decide,
+    decide_unguarded,
+    direction,
+    equivalence,
+    holm,
+)
 
 
 def adjusted(results: dict[str, dict]) -> dict[str, dict]:
@@ -154,18 +165,19 @@ README_END = "<!-- findings:end -->"
 
 
 def found_table(
-    results: dict[str, dict], others: list[dict[str, dict]] = (), second: dict | None = None
+    results: dict[str, dict], others: list[dict[str, dict]] = (), lists: list[Lists] = ()
 ) -> list[str]:
     """What the study found: one row per claim, its primary verdict on each data set.
 
     Each data set's verdicts as its own report decides them (Holm-adjusted over that data
     set's claims; checks alone), each with the effect, its interval and the rule; a verdict
-    that a second list of seeds finds fragile (:func:`replication`) says so in its cell.
+    that a second list of seeds finds fragile (:func:`replication`) says so in its cell,
+    with the verdict on both lists' seeds together.
 
     Args:
       results: ``{name: results}`` of the report's folder.
       others: the same for each data set compared.
-      second: ``{name: results}`` of the report's data set on a second list of seeds.
+      lists: the data sets' second lists of seeds (:class:`Lists`), matched by data set.
 
     Returns:
       Markdown lines: the table (experiment, claim, primary test, one column per data set);
@@ -175,6 +187,7 @@ def found_table(
     if not sets:
         return []
     decided = [adjusted(r) for r in sets]
+    replicated = {data_name(ls.first): ls for ls in lists}
     rows = []
     for n in NAMES:
         if not any(n in r for r in sets):
@@ -184,7 +197,7 @@ def found_table(
         # a rule (its margin) that differs between data sets goes in each data set's cell
         own_rule = len({rule_str(d[n]["test"]) for d in decided if n in d}) > 1
         cells = []
-        for d in decided:
+        for r, d in zip(sets, decided, strict=True):
             if n not in d:
                 cells.append("-")
                 continue
@@ -192,12 +205,18 @@ def found_table(
             bh = f" (BH: {d[n]['verdict_bh']})" if d[n]["verdict_bh"] != v else ""
             rule = f" ({rule_str(t)})" if own_rule else ""
             fragile = ""
-            if d is decided[0] and second and n in second:
-                b = second[n]["tests"][second[n]["primary"]]
+            ls = replicated.get(data_name(r))
+            if ls is not None and n in ls.second:
+                b = ls.second[n]["tests"][ls.second[n]["primary"]]
                 if _agree(t, b).startswith("**fragile"):
+                    pooled = ls.both(n)
+                    both = "" if pooled is None else (
+                        f"; both lists, {pooled['n']} seeds: "
+                        f"{decide(pooled, at_headline(pooled, d[n]['p_holm'], t['p']))}"
+                    )  # fmt: skip
                     fragile = (
                         f" *(fragile: the evidence is {_own(t)} on the first list of seeds, "
-                        f"{_own(b)} on a second)*"
+                        f"{_own(b)} on a second{both})*"
                     )
                 else:
                     fragile = " *(evidence replicated on a second list of seeds)*"
@@ -211,15 +230,20 @@ def found_table(
         rule = "" if own_rule else f" ({rule_str(t0)})"
         rows.append([n, claim, f"{t0['what']}{rule}", *cells])
     out = [table(["experiment", "claim", "primary test", *(data_name(r) for r in sets)], rows)]
-    if second:
+    if lists:
+        cols = [data_name(r) for r in sets if data_name(r) in replicated]
+        rest = [data_name(r) for r in sets if data_name(r) not in replicated]
         out += [
             "",
-            f"*Marks in the {data_name(results)} column come from a second, disjoint list of "
-            "seeds, run for the primaries near their level (the report's \"A second list of "
-            "seeds\"): *fragile* where the evidence (each test's own verdict, before the "
-            "protocol's convergence guard) is decided on one list only, or oppositely. "
-            f"A {data_name(results)} verdict without a mark was not run on a second list; no "
-            "other data set's was.*",
+            f"*Marks in the {' and '.join(cols)} column{'s' if len(cols) > 1 else ''} come "
+            "from a second, disjoint list of seeds, run for the primaries near their level "
+            '(the report\'s "A second list of seeds"): *fragile* where the evidence (each '
+            "test's own verdict, before the protocol's convergence guard) is decided on one "
+            "list only, or oppositely, with the verdict on both lists' seeds together (at the "
+            "headline's level, computed after both ran). A verdict there without a mark was "
+            "not run on a second list"
+            + (f"; no {' or '.join(rest)} verdict was." if rest else ".")
+            + "*",
         ]
     return out
 
@@ -507,61 +531,226 @@ def _agree(a: dict, b: dict) -> str:
 
 
 def _between(a: dict, b: dict) -> str:
-    """The second list's effect minus the first's, with a 95% interval (each list's standard
-    error read from its own interval, the two lists independent but for the data they share)."""
-    from scipy.stats import norm
+    """The second list's effect minus the first's, with a 95% interval.
 
-    se = [(t["hi"] - t["lo"]) / (2 * norm.ppf(0.5 + t["level"] / 2)) for t in (a, b)]
+    Each list's standard error is its test's own ``se``; the two are added as if the lists
+    were independent, with Welch-Satterthwaite's degrees of freedom from each test's ``df``.
+    They share the test examples, so a two-level test's example term is counted in both
+    standard errors where it largely cancels in the difference: the interval is wide, not
+    narrow, on that account.
+    """
+    from scipy.stats import t as student
+
+    se2 = [t["se"] ** 2 for t in (a, b)]
     d = b["effect"] - a["effect"]
-    half = 1.96 * float(np.hypot(*se))
+    if sum(se2) == 0:
+        return f"{d:.4g} [{d:.4g}, {d:.4g}]"
+    df = sum(se2) ** 2 / sum(v**2 / t["df"] for v, t in zip(se2, (a, b), strict=True))
+    half = float(student.ppf(0.975, df)) * float(np.sqrt(sum(se2)))
     return f"{d:.4g} [{d - half:.4g}, {d + half:.4g}]"
 
 
-def replication(results: dict[str, dict], second: dict[str, dict], folder: str) -> list[str]:
+def list_values(folder: Path | None, name: str, key: str, test: dict) -> np.ndarray | None:
+    """A test's values as its results file keeps them.
+
+    Args:
+      folder: the results folder (None: the per-example file cannot be read).
+      name: the experiment.
+      key: the test's name in its ``tests``.
+      test: the test dict.
+
+    Returns:
+      ``(S, N)`` from the per-example file beside the results for a two-level test, else
+      the per-seed ``values`` ``(S,)``; None when neither is kept.
+    """
+    if test.get("per_example"):
+        if folder is None:
+            return None
+        with np.load(Path(folder) / name / test["per_example"]) as z:
+            return np.asarray(z[key], np.float64)
+    return None if test.get("values") is None else np.asarray(test["values"], np.float64)
+
+
+def pool(tests: list[dict], values: list[np.ndarray | None]) -> dict | None:
+    """One test on several lists' seeds together: the first list's rule on their values stacked.
+
+    Two-level values stack along the seeds, crossed with the test examples the lists share;
+    a ratio's values (linearised per example around each list's own ratio) pool as the
+    mean of the lists' ratios.
+
+    Args:
+      tests: the same test from each list (same rule, side and margin).
+      values: their values (:func:`list_values`), each ``(S_i,)`` or ``(S_i, N)``.
+
+    Returns:
+      The pooled test dict (:func:`.stats.direction` or :func:`.stats.equivalence`), or None
+      where a list keeps no values, or the test is an exact check.
+
+    Raises:
+      DropstudyError: if the lists' tests differ in rule, side, margin or test examples.
+    """
+    t = tests[0]
+    if t["rule"] == "exact" or any(v is None for v in values):
+        return None
+    rule = lambda u: (u["rule"], u.get("claimed"), u.get("margin"))  # noqa: E731
+    if len({rule(u) for u in tests}) > 1 or len({np.shape(v)[1:] for v in values}) > 1:
+        raise DropstudyError(
+            f"the lists' tests of {t.get('what', 'the primary')!r} differ in rule, side, margin "
+            f"or test examples ({[rule(u) for u in tests]}): a second list must run the first "
+            "list's config"
+        )
+    v = np.concatenate(values, axis=0)
+    label = {k: t[k] for k in ("metric", "predictor", "what") if k in t}
+    if t["rule"] == "direction":
+        return direction(v, positive_supports=t["claimed"] == "> 0", **label)
+    return equivalence(v, t["margin"], **label)
+
+
+def pooled_primary(name: str, lists: list[tuple[Path | None, dict[str, dict]]]) -> dict | None:
+    """An experiment's primary on every list's seeds together, held to the protocol.
+
+    The test and its twin within 2W are pooled by :func:`pool`; each arm's late seeds and
+    seeds are summed over the lists, and an arm with at least :data:`.protocol.LATE_SHARE`
+    of its seeds still improving is not converged (:func:`.protocol.hold`).
+
+    Args:
+      name: the experiment.
+      lists: ``(folder, {name: results})`` per list, the first list first.
+
+    Returns:
+      The pooled test (guarded when the primary is), or None where a list keeps no values.
+    """
+    results = [r[name] for _, r in lists]
+    key = results[0]["primary"]
+    tests = [r["tests"][key] for r in results]
+    pooled = pool(
+        tests, [list_values(f, name, key, t) for (f, _), t in zip(lists, tests, strict=True)]
+    )
+    if pooled is None or "within_2w" not in tests[0]:
+        return pooled
+    twins = [r["tests"][key + TWICE] for r in results]
+    twin = pool(twins, [list_values(f, name, key + TWICE, t)
+                        for (f, _), t in zip(lists, twins, strict=True)])  # fmt: skip
+    arms, reasons = {}, []
+    for arm in tests[0]["arms"]:
+        late = sum(t["arms"][arm]["late"] for t in tests)
+        seeds = sum(t["arms"][arm]["seeds"] for t in tests)
+        arms[arm] = {"converged": late < LATE_SHARE * seeds, "late": late, "seeds": seeds}
+        if not arms[arm]["converged"]:
+            reasons.append(
+                f"{arm} not converged ({late} of {seeds} seeds of both lists still improving "
+                "in the last 10% of 2W)"
+            )
+    return hold(pooled, twin, arms, reasons)
+
+
+class Lists(NamedTuple):
+    """A data set's first and second lists of seeds, as the report reads them.
+
+    Attributes:
+      first: ``{name: results}`` of the first list (seeds from 0).
+      second: the same experiments at the same scale from another first seed.
+      folder: the second list's folder, as the text names it.
+      first_dir: the first list's folder (its per-example files), None if not read.
+      second_dir: the second list's folder, None if not read.
+    """
+
+    first: dict[str, dict]
+    second: dict[str, dict]
+    folder: str
+    first_dir: Path | None = None
+    second_dir: Path | None = None
+
+    def both(self, name: str) -> dict | None:
+        """``name``'s primary on both lists' seeds together (:func:`pooled_primary`)."""
+        return pooled_primary(name, [(self.first_dir, self.first), (self.second_dir, self.second)])
+
+
+def at_headline(pooled: dict, p_holm: float | None, p: float) -> float:
+    """The pooled p-value times the factor Holm applied to the first list's (at most 1)."""
+    factor = p_holm / p if p_holm is not None and p > 0 else 1.0
+    return min(1.0, pooled["p"] * factor)
+
+
+def both_str(pooled: dict | None, p_holm: float | None, p: float) -> str:
+    """The pooled primary's verdict in words, at the level of the first list's headline.
+
+    Args:
+      pooled: :meth:`Lists.both` (None: a list keeps no values).
+      p_holm: the first list's Holm-adjusted p-value (a check's own; None: an exact check).
+      p: the first list's own p-value.
+
+    Returns:
+      ``"{S} seeds: **verdict** (held ...): effect [lo, hi] (level%); seeds needed: N"``,
+      decided at the pooled p-value times the factor Holm applied to the first list's, or
+      ``"-"``.
+    """
+    if pooled is None:
+        return "-"
+    q = at_headline(pooled, p_holm, p)
+    need = detects_str(pooled).split("; ", 1)[1]
+    return (
+        f"{pooled['n']} seeds: **{decide(pooled, q)}**{blocked_str(pooled, q)}: "
+        f"{effect_str(pooled)}; {need}"
+    )
+
+
+def replication(lists: list[Lists]) -> list[str]:
     """Each replicated primary's verdict on the first list of seeds beside a second list's.
 
     A primary whose evidence (each test's own verdict, unadjusted, before the protocol's
     guard) one list decides and the other does not, or the lists decide oppositely, is
     *fragile*; one whose evidence agrees but whose guard (convergence, twice the budget)
     holds one list only is said so apart. The difference between the lists' effects stands
-    beside them, and the first list's headline (Holm-adjusted) verdict.
+    beside them, then the primary on both lists' seeds together (:meth:`Lists.both`), and
+    the first list's headline (Holm-adjusted) verdict.
 
     Args:
-      results: ``{name: results}`` of the report's folder (the first list).
-      second: the same experiments at the same scale from another first seed.
-      folder: where the second list's results are, for the text.
+      lists: one :class:`Lists` per data set with a second list.
 
     Returns:
-      Markdown lines: a heading, the rule and what both lists share, the table (experiment,
-      primary test, the first list's headline verdict, each list's verdict with its effect
-      and any hold, the difference between their effects, and how they compare), and the
-      rule's primaries not replicated.
+      Markdown lines: a heading, the rule and what both lists share, the table (data set
+      when there are several, experiment, primary test, the first list's headline verdict,
+      each list's verdict with its effect and any hold, the difference between their
+      effects, both lists together, and how they compare), and the rule's primaries not
+      replicated.
     """
-    decided = adjusted(results)
-    rows, fragile, guard = [], [], []
-    for n in (n for n in NAMES if n in results and n in second):
-        a, b = (r[n]["tests"][r[n]["primary"]] for r in (results, second))
-        agree = _agree(a, b)
-        if agree.startswith("**fragile"):
-            fragile.append(n)
-        elif agree.startswith("evidence agrees"):
-            guard.append(n)
-        start = scale_of(second[n]).get("seed_start", 0)
-        rows.append([n, a["what"], f"**{decided[n]['verdict']}**",
-                     f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",
-                     f"from seed {start}: **{b['verdict']}**{blocked_str(b)}: "
-                     f"{effect_str(b)}", _between(a, b), agree])  # fmt: skip
-    candidates = near_level(results)
-    missing = [n for n in candidates if n not in second]
-    said = "No primary is replicated yet."
-    if rows:
-        said = f"Fragile here: {', '.join(fragile)}." if fragile else "None is fragile."
-    if guard:
-        said += f" The guard alone differs for {', '.join(guard)}."
+    many = len(lists) > 1
+    rows, said, missing = [], [], []
+    for ls in lists:
+        decided = adjusted(ls.first)
+        fragile, guard = [], []
+        for n in (n for n in NAMES if n in ls.first and n in ls.second):
+            a, b = (r[n]["tests"][r[n]["primary"]] for r in (ls.first, ls.second))
+            agree = _agree(a, b)
+            if agree.startswith("**fragile"):
+                fragile.append(n)
+            elif agree.startswith("evidence agrees"):
+                guard.append(n)
+            start = scale_of(ls.second[n]).get("seed_start", 0)
+            both = both_str(ls.both(n), decided[n]["p_holm"], a["p"])
+            rows.append([*([data_name(ls.first)] if many else []), n, a["what"],
+                         f"**{decided[n]['verdict']}**",
+                         f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",
+                         f"from seed {start}: **{b['verdict']}**{blocked_str(b)}: "
+                         f"{effect_str(b)}", _between(a, b), both, agree])  # fmt: skip
+        where = f" on {data_name(ls.first)}" if many else ""
+        if any(n in ls.second for n in ls.first):
+            said.append(
+                (
+                    f"Fragile{where or ' here'}: {', '.join(fragile)}."
+                    if fragile
+                    else f"None is fragile{where}."
+                )
+                + (f" The guard alone differs{where} for {', '.join(guard)}." if guard else "")
+            )
+        missing += [f"{n}{where}" for n in near_level(ls.first) if n not in ls.second]
+    names = " and ".join(dict.fromkeys(data_name(ls.first) for ls in lists))
+    folders = ", ".join(f"`{ls.folder}`" for ls in lists)
     lines = [
         "## A second list of seeds",
         "",
-        f"On {data_name(results)}, the primaries with results in `{folder}` ran again on "
+        f"On {names}, the primaries with results in {folders} ran again on "
         "a second, disjoint list of seeds: the same code with other initialisations, masks, "
         "minibatch orders and plain members. `dropstudy replicate` (`make study`) picks "
         f"them by a rule: a Holm-adjusted p-value within a factor {NEAR:g} of the level "
@@ -576,17 +765,104 @@ def replication(results: dict[str, dict], second: dict[str, dict], folder: str) 
         "protocol's guard) is decided on one list and not on the other, or oppositely; "
         "the guard (convergence, twice the budget) is a count of late seeds against a "
         "threshold and can hold one list and not the other on the same evidence, which is "
-        "said apart. The difference between the lists' effects (second minus first, 95%) "
-        f"stands beside them: an interval that covers 0 says the lists agree in size. {said}",
+        "said apart. The difference between the lists' effects (second minus first, 95%; "
+        "each list's standard error as its test computed it, added as if independent, so "
+        "wide where they share the test set's term) "
+        "stands beside them: an interval that covers 0 says the lists agree in size. "
+        "*Both lists* runs the primary's rule on the two lists' values together (seeds "
+        "crossed with the same test examples), decided at its p-value times the factor Holm "
+        "applied to the first list's, and held by the guard with each arm's late seeds "
+        "summed; it is computed after both lists ran, so it stands beside the headline "
+        "verdict, which stays the first list's, and its *seeds needed* says how many seeds "
+        "the pooled effect would need. "
+        + (" ".join(said) if said else "No primary is replicated yet."),
         "",
     ]
     if rows:
-        head = ["experiment", "primary test", "headline verdict", "first list", "second list",
-                "second minus first", "the two lists"]  # fmt: skip
+        head = [*(["data set"] if many else []), "experiment", "primary test",
+                "headline verdict", "first list", "second list", "second minus first",
+                "both lists", "the two lists"]  # fmt: skip
         lines += [table(head, rows), ""]
     if missing:
         lines += [f"By the rule but not yet run on a second list: {', '.join(missing)}.", ""]
     return lines
+
+
+def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> list[Lists]:
+    """The second lists of seeds, each matched to the first list of its data set.
+
+    Args:
+      firsts: ``(folder, {name: results})`` of each data set's first list, the report's own
+        first.
+      replicate: the second lists' folders (one folder, or None, is taken as a list).
+
+    Returns:
+      One :class:`Lists` per folder, in the order of ``firsts``.
+
+    Raises:
+      DropstudyError: if the report's own folder is a second list; a folder is a first list
+        (or the report's), holds no results, results of a data set no first list has, of
+        another scale, or of another configuration than its first list's; or two folders
+        hold the same data set.
+    """
+    if replicate is None or isinstance(replicate, (str, os.PathLike)):
+        replicate = [] if replicate is None else [replicate]
+    if not replicate:
+        return []
+    own_dir, own = firsts[0]
+    if own and scale_of(next(iter(own.values()))).get("seed_start"):
+        raise DropstudyError(
+            f"--replicate with --results {own_dir}: --results must hold the first list of "
+            "seeds and --replicate another, second list"
+        )
+    by_data = {data_name(r): (d, r) for d, r in firsts}
+    out, seen = [], {}
+    for folder in map(Path, replicate):
+        if any(folder.resolve() == Path(d).resolve() for d, _ in firsts):
+            raise DropstudyError(
+                f"--replicate {folder} is a first list of seeds (--results or --compare): "
+                "--replicate takes a second list, e.g. `results/from100`"
+            )
+        second = read_results(folder)
+        if not second:
+            raise DropstudyError(
+                f"--replicate {folder}: no results there; make them with `dropstudy "
+                f"replicate --results FIRST` (FIRST one of {', '.join(str(d) for d, _ in firsts)}"
+                "), or `make study`"
+            )
+        name = data_name(second)
+        if name not in by_data:
+            raise DropstudyError(
+                f"--replicate {folder} holds results on {name}, which neither --results nor "
+                "--compare holds: compare its first list too, or leave it out"
+            )
+        if name in seen:
+            raise DropstudyError(
+                f"--replicate {seen[name]} and {folder} both hold {name}: give one second "
+                "list per data set"
+            )
+        seen[name] = folder
+        first_dir, first = by_data[name]
+        s = scale_of(next(iter(first.values())))
+        for n, r in second.items():
+            t = scale_of(r)
+            if {**t, "seed_start": 0} != {**s, "seed_start": 0} or not t.get("seed_start"):
+                want = scale_command({**s, "seed_start": "K"}, n)
+                raise DropstudyError(
+                    f"--replicate {folder}: {n} there is `{scale_command(t, n)}`, not this "
+                    f"data set and scale from a second list of seeds (`{want}`)"
+                )
+            drop = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
+            if n in first and drop(r["config"]) != drop(first[n]["config"]):
+                raise DropstudyError(
+                    f"--replicate {folder}: {n} there ran another configuration than in "
+                    f"{first_dir} (other code or margins): run it again, `dropstudy "
+                    f"replicate --results {first_dir}`"
+                )
+        out.append(Lists(first, second, str(folder), Path(first_dir), folder))
+    # the report's own data set first, then the compared ones in their order
+    order = [data_name(r) for _, r in firsts]
+    return sorted(out, key=lambda ls: order.index(data_name(ls.first)))
 
 
 def build_report(results_dir, out, compare=(), replicate=None) -> Path:
@@ -597,9 +873,11 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
       out: the report to write (parents created).
       compare: results folders of the same study on other data sets (same scale); the report
         then adds where the verdicts agree (:func:`agreement`).
-      replicate: a results folder of the same data set and scale from a second, disjoint
-        list of seeds (``dropstudy run --seed-start``); the report then sets each primary's
-        verdict on it beside the first list's (:func:`replication`).
+      replicate: results folders (or one) of a second, disjoint list of seeds (``dropstudy
+        replicate``, ``dropstudy run --seed-start``), each of the data set and scale of
+        ``results_dir`` or of a ``compare`` folder, at most one per data set
+        (:func:`second_lists`); the report then sets each primary's verdict on it beside the
+        first list's (:func:`replication`).
 
     Returns:
       ``out``.
@@ -607,8 +885,8 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
     Raises:
       DropstudyError: if ``results_dir`` holds no results, a results file is of another scale
         or version, or a ``compare`` folder holds no results, results of another scale, of a
-        data set the report has already, or no experiment in common; or ``replicate`` holds
-        no results, or results of another data set or scale than a second list of these.
+        data set the report has already, or no experiment in common; or as
+        :func:`second_lists`.
     """
 
     results_dir, out = Path(results_dir), Path(out)
@@ -654,34 +932,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
             )
         others.append(other)
     s = next(iter(scales.values()))
-    second = None
-    if replicate is not None:
-        if s.get("seed_start") or Path(replicate).resolve() == results_dir.resolve():
-            raise DropstudyError(
-                f"--replicate {replicate} with --results {results_dir}: --results must hold "
-                "the first list of seeds and --replicate another, second list"
-            )
-        second = read_results(Path(replicate))
-        if not second:
-            raise DropstudyError(
-                f"--replicate {replicate}: no results there; make them with `dropstudy "
-                f"replicate --results {results_dir}` (or `make study`)"
-            )
-        for n, r in second.items():
-            t = scale_of(r)
-            if {**t, "seed_start": 0} != {**s, "seed_start": 0} or not t.get("seed_start"):
-                want = scale_command({**s, "seed_start": "K"}, n)
-                raise DropstudyError(
-                    f"--replicate {replicate}: {n} there is `{scale_command(t, n)}`, not this "
-                    f"data set and scale from a second list of seeds (`{want}`)"
-                )
-            drop = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
-            if n in results and drop(r["config"]) != drop(results[n]["config"]):
-                raise DropstudyError(
-                    f"--replicate {replicate}: {n} there ran another configuration than in "
-                    f"{results_dir} (other code or margins): run it again, `dropstudy "
-                    f"replicate --results {results_dir}`"
-                )
+    lists = second_lists([(results_dir, results), *zip(map(Path, compare), others)], replicate)
     out_flag = f" --out {results_dir}" if results_dir != RESULTS else ""
     # Experiments on data of their own run only without --dataset: not missing elsewhere.
     runs_here = [n for n in NAMES if s["dataset"] == "digits" or not own_data(n)]
@@ -747,7 +998,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "with the effect and its interval (95% for a direction test, 90% for an equivalence "
         "test). The sections give every number behind it.",
         "",
-        *found_table(results, others, second),
+        *found_table(results, others, lists),
         "",
         "**Glossary.** *WS*: weight scaling, the net with every unit kept and scaled by its "
         "keep probability (PyTorch's `model.eval()`). *MC average*: the mean prediction of K "
@@ -878,8 +1129,8 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
             folder = os.path.relpath(report.parent, out.parent or Path("."))
             rels.append((folder, report.is_file(), report.name))
         head += agreement(results, others, rels)
-    if second is not None:
-        head += replication(results, second, str(replicate))
+    if lists:
+        head += replication(lists)
     text = "\n".join(head) + "\n" + "\n\n".join(sections)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

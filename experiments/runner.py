@@ -385,6 +385,7 @@ def run_experiment(
     tensorboard: Path | None = None,
     force: bool = False,
     seed_start: int = 0,
+    tuning: Path | None = None,
 ) -> Path:
     """Plan, compute (or reuse) every cell, summarise, draw and write ``out/NAME``.
 
@@ -404,6 +405,9 @@ def run_experiment(
       force: overwrite results of another scale.
       seed_start: the first seed (:mod:`.seeds`): another, disjoint list of seeds, whose
         verdicts ``dropstudy report --replicate`` sets beside the first list's.
+      tuning: the folder of tuned arms to read and add to (default ``out/tuning``): a second
+        list of seeds takes its first list's, tuned on the same pilot seeds, so that it
+        trains at the same settings without tuning them again.
 
     Returns:
       The path of the written ``results.json``.
@@ -422,7 +426,7 @@ def run_experiment(
 
     mod = module(name)
     cfg = config(name, quick, seeds, seed_start)
-    ctx = Context(name, Path(out), quick=quick, progress=progress, data=data)
+    ctx = Context(name, Path(out), quick=quick, progress=progress, data=data, tuning=tuning)
     ds = ctx.dataset()
     s = scale(quick, seeds, ds.name, seed_start)
     with folder_lock(Path(out)), first_seed(seed_start):

@@ -193,8 +193,8 @@ def test_a_second_list_of_seeds_runs_apart_and_is_set_beside_the_first(
     build_report(tmp_path / "results/quick", out, replicate=path.parent.parent)
     text = out.read_text()
     assert ("Fragile here: stayput." in text) == (flipped != t1["verdict"])
-    # the first list's own folder (or any folder without a second list) is refused
-    with pytest.raises(DropstudyError, match="second list of seeds"):
+    # the first list's own folder is refused
+    with pytest.raises(DropstudyError, match="is a first list of seeds"):
         build_report(tmp_path / "results/quick", out, replicate=tmp_path / "results/quick")
 
 
@@ -242,7 +242,8 @@ def test_every_plan_draws_its_seeds_from_the_runs_first_seed():
 def _primary_only(verdict, p, start=0, blocked=False):
     """A results dict with one primary test (what the report's tables read)."""
     t = {"what": "w", "verdict": verdict, "effect": 0.1, "lo": 0.0, "hi": 0.2, "level": 0.9,
-         "rule": "equivalence", "margin": 0.5, "p": p, "outcome": "supported", "n": 10}  # fmt: skip
+         "rule": "equivalence", "margin": 0.5, "p": p, "outcome": "supported", "n": 10,
+         "se": 0.05, "df": 9}  # fmt: skip
     if blocked:
         t["blocked"] = ["not converged"]
     scale = {"quick": False, "seeds": None, "dataset": "digits"}
@@ -263,7 +264,7 @@ def test_the_rule_picks_the_primaries_near_their_level():
 
 
 def test_the_replication_table_names_fragile_verdicts():
-    from dropstudy_experiments.report import replication
+    from dropstudy_experiments.report import Lists, replication
 
     first = {"stayput": _primary_only("supported", 0.01), "voting": _primary_only("supported",
              0.02), "conv": _primary_only("supported", 0.03),
@@ -271,7 +272,7 @@ def test_the_replication_table_names_fragile_verdicts():
     second = {"stayput": _primary_only("supported", 0.01, 100),
               "voting": _primary_only("inconclusive", 0.2, 100),
               "overfitting": _primary_only("inconclusive", 0.4, 100)}  # fmt: skip
-    text = "\n".join(replication(first, second, "results/from100"))
+    text = "\n".join(replication([Lists(first, second, "results/from100")]))
     assert "Fragile here: voting." in text
     assert "By the rule but not yet run on a second list: conv." in text
     row = lambda n: next(x for x in text.splitlines() if x.startswith(f"| {n} "))  # noqa: E731
@@ -280,13 +281,13 @@ def test_the_replication_table_names_fragile_verdicts():
     assert row("stayput").endswith("| same |")
     assert "both inconclusive (neither decides)" in row("overfitting")  # not "replicated"
     second["voting"] = _primary_only("contradicted", 0.01, 100)
-    text = "\n".join(replication(first, second, "results/from100"))
+    text = "\n".join(replication([Lists(first, second, "results/from100")]))
     assert "**fragile: opposite verdicts**" in text
     # the same evidence, held by the protocol's guard on one list only: not fragile
     held = _primary_only("inconclusive", 0.01, 100, blocked=True)
     held["tests"]["p"]["verdict_w"] = "supported"
     second["voting"] = held
-    text = "\n".join(replication(first, second, "results/from100"))
+    text = "\n".join(replication([Lists(first, second, "results/from100")]))
     assert "The guard alone differs for voting." in text and "Fragile here" not in text
 
 
@@ -326,13 +327,13 @@ def test_run_all_with_a_seed_start_names_the_widest_first_list(tmp_path, capsys)
 
 
 def test_the_findings_table_marks_a_fragile_verdict():
-    from dropstudy_experiments.report import found_table
+    from dropstudy_experiments.report import Lists, found_table
 
     first = {"voting": _primary_only("supported", 0.01), "stayput": _primary_only("supported",
              0.01)}  # fmt: skip
     second = {"voting": _primary_only("inconclusive", 0.2, 100),
               "stayput": _primary_only("supported", 0.01, 100)}  # fmt: skip
-    rows = found_table(first, [], second)[0].splitlines()
+    rows = found_table(first, [], [Lists(first, second, "from100")])[0].splitlines()
     voting = next(x for x in rows if x.startswith("| voting"))
     stayput = next(x for x in rows if x.startswith("| stayput"))
     assert (
@@ -357,5 +358,5 @@ def test_second_list_refusals_come_before_any_work(tmp_path, capsys):
     assert "must be an integer >= 0" in capsys.readouterr().err
     assert main(["run", "stayput", "--seed-start", str(2**32), "--out", str(out)]) == 2
     assert "2^31" in capsys.readouterr().err and not out.exists()
-    with pytest.raises(DropstudyError, match="must hold the first list"):
+    with pytest.raises(DropstudyError, match="is a first list of seeds"):
         build_report(root, tmp_path / "R.md", replicate=root)

@@ -649,7 +649,7 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     assert built == [
         (tmp_path, tmp_path / "R.md", [], None),
         (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")], None),
-        (tmp_path, tmp_path / "R.md", [], Path("c")),
+        (tmp_path, tmp_path / "R.md", [], [Path("c")]),
     ]
     # --readme names a file that must exist; with it the findings table is written there
     assert cli.main([*argv, "--readme", str(tmp_path / "none.md")]) == 2
@@ -794,3 +794,15 @@ def test_use_cpu_cores_sets_the_device_count(device_count_probe):
     """``n`` (before ``$DROPSTUDY_CPU_DEVICES``) sets the device count of a fresh process."""
     out, err = device_count_probe.communicate(timeout=120)
     assert out.split() == ["2", "2"], err[-2000:]
+
+
+def test_replicate_passes_the_first_lists_tuning(tmp_path, monkeypatch, dropstudy_log):
+    from dropstudy_experiments import cli, runner
+
+    calls = []
+    monkeypatch.setattr(runner, "run_experiment", lambda name, **kw: calls.append((name, kw)))
+    monkeypatch.setattr(cli, "load_data", lambda args: None)
+    root = Path(__file__).resolve().parent.parent / "results"
+    assert cli.main(["replicate", "--results", str(root), "--out", str(tmp_path / "o")]) == 0
+    assert calls and {str(kw["tuning"]) for _, kw in calls} == {str(root / "tuning")}
+    assert {kw["seed_start"] for _, kw in calls} == {100}

@@ -117,12 +117,14 @@ def test_the_committed_reports_are_their_results_rendered(tmp_path, monkeypatch)
 
     monkeypatch.chdir(README.parent)  # as make runs it: the results named relatively
     res, mnist = Path("results"), Path("results/mnist1d")
-    second = next(iter(sorted({p.parent.parent for p in res.glob("from*/*/results.json")})), None)
-    for results, committed, compare, replicate in (
-        (res, Path("REPORT.md"), [mnist], second),  # with the second list of seeds, as make's
-        (mnist, mnist / "REPORT.md", [res], None),
+    # each data set's second list of seeds, as make's
+    second = [f for d in (res, mnist) for f in sorted({p.parent.parent for p in d.glob(
+              "from*/*/results.json")})]  # fmt: skip
+    for results, committed, compare in (
+        (res, Path("REPORT.md"), [mnist]),
+        (mnist, mnist / "REPORT.md", [res]),
     ):
-        out = build_report(results, tmp_path / "R.md", compare=compare, replicate=replicate)
+        out = build_report(results, tmp_path / "R.md", compare=compare, replicate=second)
         # links are relative to their report's folder: compare what they point at
         assert _resolved_links(out) == _resolved_links(committed), (
             f"{committed} is stale: run `make report`"

@@ -1,0 +1,181 @@
+"""Second lists of seeds: pooling both lists, the difference between them, matching each
+second list to its data set's first, and a second list trained at its first list's tuning."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dropstudy_experiments import protocol as PR
+from dropstudy_experiments.report import (
+    _between,
+    found_table,
+    pool,
+    pooled_primary,
+    read_results,
+    replication,
+    second_lists,
+)
+from dropstudy_experiments.stats import direction, equivalence
+from scipy.stats import t as student
+
+from dropstudy.data import digits
+from dropstudy.models import MLP
+from dropstudy.validate import DropstudyError
+
+ROOT = Path(__file__).resolve().parent.parent / "results"
+
+
+def _lists(rng, shift=0.0, n=6, m=30):
+    """Two lists' two-level values of one effect, (n, m) each, the second shifted."""
+    a = 0.02 + 0.05 * rng.standard_normal((n, m))
+    return a, 0.02 + shift + 0.05 * rng.standard_normal((n, m))
+
+
+def test_pool_is_the_rule_on_the_lists_stacked_and_refuses_other_rules():
+    rng = np.random.default_rng(0)
+    a, b = _lists(rng)
+    ta, tb = direction(a), direction(b)
+    both = pool([ta, tb], [a, b])
+    want = direction(np.concatenate([a, b]))
+    assert both["n"] == 12 and both["n_examples"] == 30
+    for k in ("effect", "lo", "hi", "p", "se", "df", "seeds_needed"):
+        assert both[k] == want[k], k
+    # the side of a direction test and the margin of an equivalence test are the first's
+    neg = direction(a, positive_supports=False)
+    assert pool([neg, direction(b, positive_supports=False)], [a, b])["claimed"] == "< 0"
+    eq = [equivalence(a, 0.1), equivalence(b, 0.1)]
+    assert pool(eq, [a, b])["margin"] == 0.1 and pool(eq, [a, b])["rule"] == "equivalence"
+    with pytest.raises(DropstudyError, match="differ in rule, side, margin"):
+        pool([equivalence(a, 0.1), equivalence(b, 0.2)], [a, b])
+    with pytest.raises(DropstudyError, match="test examples"):
+        pool([ta, direction(b[:, :20])], [a, b[:, :20]])
+    assert pool([ta, tb], [a, None]) is None  # a list that keeps no values
+
+
+def test_pooled_primary_sums_late_seeds_and_holds_like_the_guard():
+    rng = np.random.default_rng(1)
+    a, b = _lists(rng)
+    a2, b2 = a + 0.001, b + 0.001
+
+    def results(v, v2, late):
+        t, twin = direction(v.mean(1)), direction(v2.mean(1))
+        # the counts a results file keeps
+        arms = {"dropout": {"converged": late < PR.LATE_SHARE * 6, "late": late, "seeds": 6}}
+        g = PR.hold(t, twin, arms, [])
+        return {"x": {"primary": "p", "tests": {"p": g, "p" + PR.TWICE: twin}}}
+
+    # one late seed on each list: each list converged (1 < 1.2), both lists too (2 < 2.4)
+    first, second = results(a, a2, 1), results(b, b2, 1)
+    both = pooled_primary("x", [(None, first), (None, second)])
+    assert both["arms"]["dropout"] == {"converged": True, "late": 2, "seeds": 12}
+    assert both["verdict"] == both["verdict_w"] and "not_converged" not in both
+    np.testing.assert_allclose(both["effect"], np.concatenate([a, b]).mean())
+    assert both["within_2w"]["effect"] == pytest.approx(np.concatenate([a2, b2]).mean())
+    assert both["n"] == 12 and both["n_examples"] is None  # per-seed values
+    # two late seeds on one list, one on the other: 3 of 12 reach 20%, held
+    first = results(a, a2, 2)
+    both = pooled_primary("x", [(None, first), (None, second)])
+    assert both["arms"]["dropout"]["converged"] is False
+    assert "3 of 12 seeds of both lists" in both["not_converged"][0]
+    assert both["verdict"] == "inconclusive"
+
+
+def test_between_takes_each_lists_standard_error_and_welch_degrees_of_freedom():
+    a = {"effect": 1.0, "se": 0.3, "df": 9.0}
+    b = {"effect": 1.5, "se": 0.4, "df": 20.0}
+    df = (0.09 + 0.16) ** 2 / (0.09**2 / 9 + 0.16**2 / 20)
+    half = student.ppf(0.975, df) * 0.5
+    assert _between(a, b) == f"{0.5:.4g} [{0.5 - half:.4g}, {0.5 + half:.4g}]"
+    assert _between({**a, "se": 0.0}, {**b, "se": 0.0}) == "0.5 [0.5, 0.5]"
+
+
+def _second(tmp_path, name="robustness", start=100, root=ROOT):
+    """A copy of a committed first list's experiment, marked as a second list."""
+    folder = tmp_path / f"from{start}"
+    shutil.copytree(root / name, folder / name)
+    path = folder / name / "results.json"
+    r = json.loads(path.read_text())
+    r["scale"]["seed_start"] = start
+    path.write_text(json.dumps(r))
+    return folder
+
+
+def test_second_lists_are_matched_to_their_data_sets_and_refused_where_they_do_not_fit(tmp_path):
+    first, mnist = read_results(ROOT), read_results(ROOT / "mnist1d")
+    firsts = [(ROOT, first), (ROOT / "mnist1d", mnist)]
+    d = _second(tmp_path / "d")
+    m = _second(tmp_path / "m", root=ROOT / "mnist1d")
+    lists = second_lists(firsts, [m, d])  # the report's own data set first
+    assert [ls.second_dir for ls in lists] == [d, m]
+    assert [ls.first_dir for ls in lists] == [ROOT, ROOT / "mnist1d"]
+    assert second_lists(firsts, d)[0].folder == str(d)  # one folder, not a list
+    assert second_lists(firsts, None) == []
+    with pytest.raises(DropstudyError, match="both hold digits"):
+        second_lists(firsts, [d, _second(tmp_path / "d2")])
+    with pytest.raises(DropstudyError, match="neither --results nor --compare holds"):
+        second_lists(firsts[:1], [m])
+    with pytest.raises(DropstudyError, match="is a first list of seeds"):
+        second_lists(firsts, [ROOT / "mnist1d"])
+    with pytest.raises(DropstudyError, match="no results there"):
+        second_lists(firsts, [tmp_path / "empty"])
+    # the same experiment copied as a second list: it pools to the first list's twice
+    ls = lists[0]
+    both = ls.both("robustness")
+    t = first["robustness"]["tests"][first["robustness"]["primary"]]
+    assert both["n"] == 2 * t["n"] and both["effect"] == pytest.approx(t["effect"])
+    assert both["arms"]["dropout"]["seeds"] == 2 * t["arms"]["dropout"]["seeds"]
+
+
+def test_the_report_sets_both_lists_beside_each_data_sets_first(tmp_path):
+    first, mnist = read_results(ROOT), read_results(ROOT / "mnist1d")
+    d = _second(tmp_path / "d")
+    m = _second(tmp_path / "m", name="conv", root=ROOT / "mnist1d")
+    lists = second_lists([(ROOT, first), (ROOT / "mnist1d", mnist)], [d, m])
+    text = "\n".join(replication(lists))
+    rows = [x for x in text.splitlines() if x.startswith("| digits") or x.startswith("| mnist1d")]
+    assert [r.split(" | ")[1] for r in rows] == ["robustness", "conv"]
+    n = 2 * first["robustness"]["tests"][first["robustness"]["primary"]]["n"]
+    assert f"{n} seeds: **" in rows[0] and "seeds needed" in rows[0]
+    assert "On digits and mnist1d" in text
+    # one data set: no data set column, and the rule's missing primaries are named
+    one = "\n".join(replication(lists[:1]))
+    assert "| experiment | primary test |" in one and "not yet run on a second list" in one
+    # the findings table marks each data set's column from its own second list
+    flipped = json.loads((m / "conv" / "results.json").read_text())
+    t = flipped["tests"][flipped["primary"]]
+    t["verdict_w"] = "contradicted" if t["verdict_w"] != "contradicted" else "inconclusive"
+    (m / "conv" / "results.json").write_text(json.dumps(flipped))
+    lists = second_lists([(ROOT, first), (ROOT / "mnist1d", mnist)], [d, m])
+    (table, _, legend) = found_table(first, [mnist], lists)
+    conv = next(x for x in table.splitlines() if x.startswith("| conv"))
+    assert "fragile" in conv.split(" | ")[-1] and "both lists, 20 seeds" in conv.split(" | ")[-1]
+    assert "digits and mnist1d columns" in legend
+
+
+def test_a_second_list_trains_at_its_first_lists_tuning_without_tuning_again(tmp_path):
+    from dropstudy_experiments.common import Context, cell
+
+    small = digits().subset(200, seed=0)
+    tiny = PR.Protocol(
+        window=10, eval_every=10, recipes=(replace(PR.ADAM, lrs=(1e-3, 1e-2)),),
+        pilot_seeds=(1000, 1001),
+    )  # fmt: skip
+    cells = {"c": cell(PR.tune, ds=small, model=MLP(hidden=(8,), n_out=10, rate=0.5),
+                       protocol=tiny)}  # fmt: skip
+    first = Context("x", tmp_path / "first", progress=False, data=small)
+    choice = first.run_cells(cells)["c"]
+    assert first.tuned == {"computed": 1, "reused": 0}
+    tuned = tmp_path / "first" / "tuning"
+    assert len(list(tuned.glob("*.json"))) == 1
+    second = Context("x", tmp_path / "second", progress=False, data=small, tuning=tuned)
+    assert second.run_cells(cells)["c"] == choice
+    assert second.tuned == {"computed": 0, "reused": 1}
+    assert not (tmp_path / "second" / "tuning").exists()
+    alone = Context("x", tmp_path / "third", progress=False, data=small)  # its own folder
+    alone.run_cells(cells)
+    assert alone.tuned == {"computed": 1, "reused": 0}
