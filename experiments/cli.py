@@ -457,6 +457,7 @@ def cmd_run(args, parser=None) -> int:
       DropstudyError: if ``--dataset`` is given for an experiment that runs on data of its own.
     """
     from .runner import (
+        check_other_lists,
         check_scale,
         check_seed_starts,
         folder_lock,
@@ -484,6 +485,7 @@ def cmd_run(args, parser=None) -> int:
     out = args.out if args.out is not None else scale_folder(s)
     # options checked before anything is written (--seeds 1, --seed-start 5: no folder)
     check_seed_starts(names, args.quick, args.seeds, args.seed_start)
+    check_other_lists(out, names, args.quick, args.seeds, args.seed_start)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
     written = []
     with folder_lock(out):
@@ -624,7 +626,13 @@ def cmd_replicate(args, parser=None) -> int:
     from argparse import Namespace
 
     from .report import near_level, read_results
-    from .runner import check_seed_starts, folder_lock, run_experiment, scale_of
+    from .runner import (
+        check_other_lists,
+        check_seed_starts,
+        folder_lock,
+        run_experiment,
+        scale_of,
+    )
 
     results = read_results(Path(args.results))
     if not results:
@@ -641,6 +649,7 @@ def cmd_replicate(args, parser=None) -> int:
     names = near_level(results)
     check_seed_starts(names, s["quick"], s["seeds"], args.seed_start)  # before any work
     out = args.out if args.out is not None else Path(args.results) / f"from{args.seed_start}"
+    check_other_lists(out, names, s["quick"], s["seeds"], args.seed_start)
     log.info(
         "replicate: %s on seeds from %d into %s", ", ".join(names) or "none", args.seed_start, out
     )

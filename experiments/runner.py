@@ -139,6 +139,50 @@ def check_seed_starts(names, quick: bool, seeds: int | None, start: int) -> None
         config(n, quick, seeds, start)
 
 
+def check_other_lists(out: Path, names, quick: bool, seeds: int | None, start: int) -> None:
+    """Refuse a second list of seeds that overlaps another second list beside ``out``.
+
+    Every results folder next to ``out`` (``out``'s parent's folders) whose results are of
+    the same scale and data set from another first seed holds a list of its own: each of
+    ``names`` it ran must not share a seed with the new list.
+
+    Args:
+      out: the new list's results folder.
+      names: the experiments it will run.
+      quick: their smoke-test variants.
+      seeds: the seed count asked for (None: each experiment's own).
+      start: the new list's first seed (0: a first list, not checked).
+
+    Raises:
+      DropstudyError: naming the folder, the experiment and both lists' seeds.
+    """
+    from dropstudy.validate import DropstudyError
+
+    from .results import read_json
+
+    if not start:
+        return
+    out = Path(out)
+    for path in sorted(out.parent.glob("*/*/results.json")):
+        folder, n = path.parent.parent, path.parent.name
+        if folder.resolve() == out.resolve() or n not in names:
+            continue
+        theirs = scale_of(read_json(path))
+        other = theirs.get("seed_start", 0)
+        if not other or {**theirs, "seed_start": 0} != {
+            **scale(quick, seeds, theirs["dataset"]),
+            "seed_start": 0,
+        }:
+            continue
+        span = config(n, quick, seeds).seed_span()
+        if other < start + span and start < other + span:
+            raise DropstudyError(
+                f"--seed-start {start}: {n}'s seeds {start}..{start + span - 1} overlap the "
+                f"second list in {folder} ({other}..{other + span - 1}): lists of seeds must "
+                f"be disjoint, so start at {other + span} or above (or below {other - span + 1})"
+            )
+
+
 def check_seed_start(name: str, cfg, start: int) -> None:
     """Refuse a second list of seeds that is not disjoint from the first.
 

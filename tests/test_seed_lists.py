@@ -179,3 +179,23 @@ def test_a_second_list_trains_at_its_first_lists_tuning_without_tuning_again(tmp
     alone = Context("x", tmp_path / "third", progress=False, data=small)  # its own folder
     alone.run_cells(cells)
     assert alone.tuned == {"computed": 1, "reused": 0}
+
+
+def test_a_second_list_that_overlaps_another_second_list_is_refused(tmp_path, capsys):
+    from dropstudy_experiments import runner
+    from dropstudy_experiments.cli import main
+
+    d = _second(tmp_path, name="robustness", start=100)  # seeds 100..109 of robustness
+    span = runner.config("robustness").seed_span()
+    for start in (100 - span + 1, 105, 100 + span - 1):
+        with pytest.raises(DropstudyError, match=f"overlap the second list in {d}"):
+            runner.check_other_lists(tmp_path / f"from{start}", ["robustness"], False, None, start)
+    for start in (100 - span, 100 + span):  # disjoint on either side
+        runner.check_other_lists(tmp_path / f"from{start}", ["robustness"], False, None, start)
+    runner.check_other_lists(tmp_path / "x", ["voting"], False, None, 105)  # not run there
+    runner.check_other_lists(d, ["robustness"], False, None, 105)  # its own folder
+    runner.check_other_lists(tmp_path / "x", ["robustness"], True, None, 105)  # other scale
+    out = tmp_path / "from105"
+    argv = ["run", "robustness", "--seed-start", "105", "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    assert "overlap the second list" in capsys.readouterr().err and not out.exists()
