@@ -40,6 +40,7 @@ from .stats import (
     decide_unguarded,
     direction,
     equivalence,
+    held_reasons,
     holm,
 )
 
@@ -695,6 +696,28 @@ def both_str(pooled: dict | None, p_holm: float | None, p: float) -> str:
     )
 
 
+def _settled(pooled: dict | None, p_holm: float | None, p: float) -> str:
+    """Whether both lists' seeds together settle a fragile verdict, in words."""
+    if pooled is None:
+        return " (a list keeps no values to pool)"
+    q = at_headline(pooled, p_holm, p)
+    v = decide(pooled, q)
+    if v != "inconclusive":
+        return f" ({pooled['n']} seeds together: {v})"
+    held = held_reasons(pooled, q)
+    why = (
+        f"held by the protocol: {'; '.join(held)}"
+        if held
+        else "inconclusive, "
+        + (
+            f"{pooled['seeds_needed']} seeds would settle the pooled effect"
+            if pooled.get("seeds_needed")
+            else "no number of seeds would settle the pooled effect"
+        )
+    )
+    return f" (still unsettled on {pooled['n']} seeds together: {why})"
+
+
 def replication(lists: list[Lists]) -> list[str]:
     """Each replicated primary's verdict on the first list of seeds beside a second list's.
 
@@ -723,12 +746,13 @@ def replication(lists: list[Lists]) -> list[str]:
         for n in (n for n in NAMES if n in ls.first and n in ls.second):
             a, b = (r[n]["tests"][r[n]["primary"]] for r in (ls.first, ls.second))
             agree = _agree(a, b)
+            pooled = ls.both(n)
             if agree.startswith("**fragile"):
-                fragile.append(n)
+                fragile.append(n + _settled(pooled, decided[n]["p_holm"], a["p"]))
             elif agree.startswith("evidence agrees"):
                 guard.append(n)
             start = scale_of(ls.second[n]).get("seed_start", 0)
-            both = both_str(ls.both(n), decided[n]["p_holm"], a["p"])
+            both = both_str(pooled, decided[n]["p_holm"], a["p"])
             rows.append([*([data_name(ls.first)] if many else []), n, a["what"],
                          f"**{decided[n]['verdict']}**",
                          f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",

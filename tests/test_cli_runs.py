@@ -192,7 +192,7 @@ def test_a_second_list_of_seeds_runs_apart_and_is_set_beside_the_first(
     path.write_text(json.dumps(second))
     build_report(tmp_path / "results/quick", out, replicate=path.parent.parent)
     text = out.read_text()
-    assert ("Fragile here: stayput." in text) == (flipped != t1["verdict"])
+    assert ("Fragile here: stayput (" in text) == (flipped != t1["verdict"])
     # the first list's own folder is refused
     with pytest.raises(DropstudyError, match="is a first list of seeds"):
         build_report(tmp_path / "results/quick", out, replicate=tmp_path / "results/quick")
@@ -273,7 +273,7 @@ def test_the_replication_table_names_fragile_verdicts():
               "voting": _primary_only("inconclusive", 0.2, 100),
               "overfitting": _primary_only("inconclusive", 0.4, 100)}  # fmt: skip
     text = "\n".join(replication([Lists(first, second, "results/from100")]))
-    assert "Fragile here: voting." in text
+    assert "Fragile here: voting (a list keeps no values to pool)." in text
     assert "By the rule but not yet run on a second list: conv." in text
     row = lambda n: next(x for x in text.splitlines() if x.startswith(f"| {n} "))  # noqa: E731
     assert "from seed 100: **inconclusive**" in row("voting")

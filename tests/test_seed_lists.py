@@ -151,6 +151,9 @@ def test_the_report_sets_both_lists_beside_each_data_sets_first(tmp_path):
     t["verdict_w"] = "contradicted" if t["verdict_w"] != "contradicted" else "inconclusive"
     (m / "conv" / "results.json").write_text(json.dumps(flipped))
     lists = second_lists([(ROOT, first), (ROOT / "mnist1d", mnist)], [d, m])
+    text = "\n".join(replication(lists))
+    pooled = lists[1].both("conv")
+    assert "Fragile on mnist1d: conv (" in text and f"on {pooled['n']} seeds together" in text
     (table, _, legend) = found_table(first, [mnist], lists)
     conv = next(x for x in table.splitlines() if x.startswith("| conv"))
     assert "fragile" in conv.split(" | ")[-1] and "both lists, 20 seeds" in conv.split(" | ")[-1]
