@@ -9,7 +9,8 @@ text the code did not compute: it must be computed from the numbers, or be a sta
 method a reader has checked, listed in :data:`REVIEWED`. Numbers are masked before sentences
 are compared, so a typed claim with a computed number in it is still found. What it cannot
 find: a typed claim inside a branch the numbers choose, or beside a computed clause in the
-same sentence; the report's own paragraphs (outside the sections) are not audited.
+same sentence. The report's own paragraphs (outside the sections) are audited the same way,
+from altered copies of every results folder of the study.
 """
 
 from __future__ import annotations
@@ -236,3 +237,104 @@ def test_altering_keeps_the_design_and_changes_the_outcomes():
     assert {t["verdict"] for t in altered["tests"].values()} != {
         t["verdict"] for t in results["tests"].values()
     }
+
+
+def _copy_results(dst: Path, rng: np.random.Generator | None) -> list[Path]:
+    """The committed study's results folders (each data set's first and second lists) copied
+    under ``dst``, their numbers altered when ``rng`` is given (margins and scales kept, so
+    the lists still pair; the per-example values scaled, so pooled tests move too).
+
+    Returns:
+      The copied folders, in :data:`FOLDERS`' order, each followed by its second lists.
+    """
+    out = []
+    for folder in FOLDERS:
+        for src in [folder, *sorted(folder.glob("from*"))]:
+            if not any(src.glob("*/results.json")):
+                continue
+            to = dst / src.relative_to(ROOT)
+            for path in src.glob("*/results.json"):
+                (to / path.parent.name).mkdir(parents=True, exist_ok=True)
+                r = json.loads(path.read_text())
+                if rng is not None:
+                    margins = {k: t.get("margin") for k, t in r["tests"].items()}
+                    r = {**alter(r, rng), "scale": r["scale"]}
+                    for k, m in margins.items():
+                        if m is not None:
+                            r["tests"][k]["margin"] = m
+                (to / path.parent.name / "results.json").write_text(json.dumps(r))
+                for npz in path.parent.glob("*.npz"):
+                    with np.load(npz) as z:
+                        arrays = {k: z[k] for k in z.files}
+                    if rng is not None:
+                        arrays = {k: v * rng.uniform(-2, 2) + rng.normal(0, 0.01, v.shape)
+                                  for k, v in arrays.items()}  # fmt: skip
+                    np.savez(to / path.parent.name / npz.name, **arrays)
+            out.append(to)
+    return out
+
+
+# The report's own paragraphs (before its sections) that a reader has checked: how the
+# verdicts are read, what the protocol and the second lists are, and Scope's history of the
+# study's design (which decisions came after which results were seen).
+REVIEWED_REPORT = (
+    "*Marks in the",
+    "*fragile* where the evidence",
+    "The nets of ",
+    "A test held to the protocol is inconclusive when",
+    "In part:",
+    "*Direction* tests",
+    "*Equivalence* tests",
+    "*detects*: the smallest effect",
+    "Two parts are not bitwise reproducible",
+    "Shrinkage's primary was first",
+    "The tutorial's regression example was overfitting's primary",
+    "With the training protocol",
+    "All three were seen under the fixed budget",
+    "Scaling's primary (trained nets'",
+    "Ensembles' primary moved",
+    "Averaging's primary and multiclass nets moved",
+    "Coadaptation's temperature was bounded below by 1",
+    "Scaling's exact check of the matched conventions moved",
+    "A primary is *fragile* when",
+    "The difference between the lists' effects",
+    "*Both lists* runs the primary's rule",
+    "On digits, the primaries with results in",
+    "On digits and mnist1d, the primaries with results in",
+)
+
+
+def test_the_reports_own_paragraphs_come_from_the_numbers(tmp_path):
+    """The report's paragraphs outside its sections (what we found, how to read it, scope,
+    where the data sets agree, the second lists) audited as the sections are: rendered from
+    the committed results and from altered copies, every outcome sentence must change with
+    the numbers or open as reviewed method. Findings are left out: each results file stores
+    its own, computed when it was summarised."""
+    from dropstudy_experiments.report import build_report, primary_findings, read_results
+
+    def head(root: Path, rng: np.random.Generator | None) -> str:
+        first, *rest = _copy_results(root, rng)
+        firsts = [f for f in (first, *rest) if not f.name.startswith("from")]
+        seconds = [f for f in rest if f.name.startswith("from")]
+        out = build_report(firsts[0], root / "R.md", compare=firsts[1:], replicate=seconds)
+        text = out.read_text()
+        return text[: text.index("\n## 1. ")]
+
+    stored = {
+        f for folder in FOLDERS for r in read_results(folder).values() for f in primary_findings(r)
+    }
+
+    def outcome(s: str) -> bool:
+        return bool(OUTCOME.search(s)) and not s.startswith("#") and not any(f in s for f in stored)
+
+    same = [s for s in sentences(head(tmp_path / "committed", None)) if outcome(s)]
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        other = {wording(s) for s in sentences(head(tmp_path / f"altered{i}", rng))}
+        same = [s for s in same if wording(s) in other]
+    found = [s for s in same if not s.startswith(REVIEWED_REPORT)]
+    assert not found, (
+        f"the report's own paragraphs state outcomes whose wording is the same whatever the "
+        f"numbers: {found}. Compute each from the results, or, once read and found to state "
+        "method, add its opening to REVIEWED_REPORT"
+    )
