@@ -652,8 +652,8 @@ def main(argv=None) -> int:
         type=Path,
         action="append",
         help="a timing log of the study (make study writes results/timing.jsonl, "
-        "results/mnist1d/timing.jsonl and results/from100/timing.jsonl, the defaults); "
-        "repeatable",
+        "results/mnist1d/timing.jsonl, results/from100/timing.jsonl and "
+        "results/mnist1d/from100/timing.jsonl, the defaults); repeatable",
     )
     args = ap.parse_args(argv)
     use_cpu_cores()  # before any JAX operation, as dropstudy's CLI does
@@ -687,7 +687,9 @@ def main(argv=None) -> int:
     if want("growth"):
         bench_growth(ds, repeats, growth_png)
     if want("study"):
-        second = sorted(results.glob("from*/timing.jsonl"))  # make study's second list
+        # make study's second lists, each data set's
+        second = sorted(results.glob("from*/timing.jsonl"))
+        second += sorted((results / "mnist1d").glob("from*/timing.jsonl"))
         bench_study(
             args.timing or [results / "timing.jsonl", results / "mnist1d" / "timing.jsonl", *second]
         )
