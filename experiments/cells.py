@@ -76,6 +76,28 @@ class CellStore:
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
         return self.dir / f"{safe}.json"
 
+    def lookup(self, name: str, config: dict) -> tuple[bool, Any, str]:
+        """Cell ``name``'s stored result under ``config``, if a valid one is stored.
+
+        Args:
+          name: the cell's label.
+          config: the cell's key (:meth:`.common.Cell.key`).
+
+        Returns:
+          ``(True, result, "")`` when the file reads, is of this cell format and has the hash
+          of ``config``; else ``(False, None, why not)``.
+        """
+        p = self.path(name)
+        if not p.is_file():
+            return False, None, "no stored result"
+        try:
+            stored = read_json(p)
+        except Exception:
+            return False, None, "the stored file is unreadable"
+        if stored.get("format") == CELL_FORMAT and stored.get("config_hash") == config_hash(config):
+            return True, stored["result"], ""
+        return False, None, changed(stored.get("config"), config)
+
     def get(self, name: str, config: dict, compute: Callable[[], Any]) -> Any:
         """The result of cell ``name`` under ``config``: reused when valid, else computed.
 
@@ -93,17 +115,11 @@ class CellStore:
         """
         h = config_hash(config)
         p = self.path(name)
-        why = "no stored result"
-        if p.is_file():
-            try:
-                stored = read_json(p)
-                if stored.get("format") == CELL_FORMAT and stored.get("config_hash") == h:
-                    self.reused.append(name)
-                    log.debug("%s: reused %s", name, p)
-                    return stored["result"]
-                why = changed(stored.get("config"), config)
-            except Exception:
-                why = "the stored file is unreadable"
+        found, stored, why = self.lookup(name, config)
+        if found:
+            self.reused.append(name)
+            log.debug("%s: reused %s", name, p)
+            return stored
         log.debug("%s: computing (%s)", name, why)
         result = clean(compute())
         write_json(p, {"format": CELL_FORMAT, "config_hash": h, "config": config, "result": result})

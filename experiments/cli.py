@@ -485,7 +485,8 @@ def cmd_run(args, parser=None) -> int:
     out = args.out if args.out is not None else scale_folder(s)
     # options checked before anything is written (--seeds 1, --seed-start 5: no folder)
     check_seed_starts(names, args.quick, args.seeds, args.seed_start)
-    check_other_lists(out, names, args.quick, args.seeds, args.seed_start)
+    first = scale_folder(scale(args.quick, args.seeds, args.dataset))
+    check_other_lists(out, names, args.quick, args.seeds, args.seed_start, first)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
     written = []
     with folder_lock(out):
@@ -625,12 +626,14 @@ def cmd_replicate(args, parser=None) -> int:
     """
     from argparse import Namespace
 
-    from .report import near_level, read_results
+    from .report import near_level_reasons, read_results
+    from .results import read_json
     from .runner import (
         check_other_lists,
         check_seed_starts,
         folder_lock,
         run_experiment,
+        scale_command,
         scale_of,
     )
 
@@ -638,20 +641,43 @@ def cmd_replicate(args, parser=None) -> int:
     if not results:
         raise DropstudyError(
             f"no results under {args.results}: run the first list first (`dropstudy run all "
-            f"--out {args.results}`)"
+            f"--out {args.results}`, with the scale's options such as --quick)"
         )
     s = scale_of(next(iter(results.values())))
+    if s.get("seed_start"):
+        raise DropstudyError(
+            f"--results {args.results} holds a second list of seeds (from {s['seed_start']}): "
+            "give the first list's folder (seeds from 0), whose primaries and tuning the second "
+            "list repeats"
+        )
     if s["dataset"] not in ("digits", "mnist1d"):
         raise DropstudyError(
             f"{args.results} holds results on {s['dataset']}, read from files: run its "
             "experiments by hand, `dropstudy run NAME --seed-start K --dataset ... --data-dir ...`"
         )
-    names = near_level(results)
+    picked = near_level_reasons(results)
+    names = list(picked)
     check_seed_starts(names, s["quick"], s["seeds"], args.seed_start)  # before any work
-    out = args.out if args.out is not None else Path(args.results) / f"from{args.seed_start}"
-    check_other_lists(out, names, s["quick"], s["seeds"], args.seed_start)
+    out = Path(args.out) if args.out is not None else Path(args.results) / f"from{args.seed_start}"
+    if out.resolve() == Path(args.results).resolve():
+        raise DropstudyError(
+            f"--out {out} is the first list's folder: a second list goes into a folder of its "
+            f"own (default {Path(args.results) / f'from{args.seed_start}'})"
+        )
+    want = {**s, "seed_start": args.seed_start}
+    for n in names:  # results there of another scale or first seed: refused before any work
+        theirs = out / n / "results.json"
+        if theirs.is_file() and scale_of(read_json(theirs)) != want:
+            raise DropstudyError(
+                f"--out {out} holds {n} made by `{scale_command(scale_of(read_json(theirs)), n)}`"
+                f", not this second list (`{scale_command(want, n)}`): give --out another folder"
+            )
+    check_other_lists(out, names, s["quick"], s["seeds"], args.seed_start, Path(args.results))
     log.info(
-        "replicate: %s on seeds from %d into %s", ", ".join(names) or "none", args.seed_start, out
+        "replicate: %s on seeds from %d into %s",
+        ", ".join(f"{n} ({why})" for n, why in picked.items()) or "none",
+        args.seed_start,
+        out,
     )
     if args.dry_run or not names:
         return 0

@@ -316,9 +316,20 @@ class TuningStore:
     """The study's cache of tuned arms (:func:`.protocol.tuning_store`): one file per arm,
     keyed as a cell is (its function, arguments, code, versions and devices)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, first: Path | None = None):
+        """
+        Args:
+          folder: where this run's tunings and arms are kept.
+          first: a first list's tuning folder, read (never written) before ``folder``: a
+            second list of seeds takes the first list's choices, tuned on the same pilot
+            seeds, and keeps its own arms in ``folder``.
+        """
         self.cells = CellStore(Path(folder).parent)
         self.cells.dir = Path(folder)
+        self.first = None
+        if first is not None:
+            self.first = CellStore(Path(first).parent)
+            self.first.dir = Path(first)
 
     def __call__(self, fn: Callable[..., Any], kwargs: dict, prefix: str) -> Any:
         """``fn(**kwargs)``, reused from the folder when stored under the same key.
@@ -334,7 +345,13 @@ class TuningStore:
         """
         key = Cell(fn, kwargs).key()
         digest = hashlib.sha256(json.dumps(key["args"], sort_keys=True).encode()).hexdigest()
-        return self.cells.get(f"{prefix}_{digest[:10]}", key, lambda: fn(**kwargs))
+        name = f"{prefix}_{digest[:10]}"
+        if self.first is not None:
+            found, result, _ = self.first.lookup(name, key)
+            if found:
+                self.cells.reused.append(name)
+                return result
+        return self.cells.get(name, key, lambda: fn(**kwargs))
 
 
 @dataclass
@@ -347,8 +364,9 @@ class Context:
     progress: bool = True
     data: Dataset | None = None
     figures: list[str] = field(default_factory=list)
-    # where tuned arms are cached (None: ``<scale folder>/tuning``); a second list of seeds
-    # reads its first list's, since both tune on the same pilot seeds
+    # a first list's cache of tuned arms, read before this run's own (``<scale folder>/
+    # tuning``): a second list of seeds takes the first list's choices, tuned on the same
+    # pilot seeds
     tuning: Path | None = None
 
     def __post_init__(self):
@@ -357,6 +375,7 @@ class Context:
         self.store = CellStore(self.out)
         # tunings and trained arms of the protocol (tuning/): made here, or reused
         self.tuned = {"computed": 0, "reused": 0}
+        self.tuned_names: list[tuple[str, str]] = []  # (file name, "made" or "reused")
 
     def dataset(self) -> Dataset:
         """The run's data set (digits unless given), loaded once.
@@ -450,11 +469,13 @@ class Context:
 
         def compute():
             # tuned arms are cached once per scale folder, shared by every experiment there
-            store = TuningStore(self.tuning or self.out.parent / "tuning")
+            store = TuningStore(self.out.parent / "tuning", first=self.tuning)
             with train_progress(report), tuning_store(store):
                 result = c.fn(**c.kwargs)
             self.tuned["computed"] += len(store.cells.computed)
             self.tuned["reused"] += len(store.cells.reused)
+            self.tuned_names += [(n, "made") for n in store.cells.computed]
+            self.tuned_names += [(n, "reused") for n in store.cells.reused]
             return result
 
         return compute
@@ -546,10 +567,16 @@ class Context:
         # the experiment counts as computed only when none of its cells was reused
         self.log_time(None, time.perf_counter() - started, not self.store.reused)
         arms = ""
-        if sum(self.tuned.values()):
+        if self.tuned_names:
+            count = lambda arm, how: sum(  # noqa: E731
+                n.startswith("arm_") == arm and h == how for n, h in self.tuned_names
+            )
+            where = self.out.parent / "tuning"
+            where = f"{where}, the first list's {self.tuning} read first" if self.tuning else where
             arms = (
-                f"; protocol tunings and arms: {self.tuned['computed']} made, "
-                f"{self.tuned['reused']} reused from {self.tuning or self.out.parent / 'tuning'}"
+                f"; protocol tunings: {count(False, 'made')} made, {count(False, 'reused')} "
+                f"reused; trained arms: {count(True, 'made')} made, {count(True, 'reused')} "
+                f"reused ({where})"
             )
         logging.getLogger("dropstudy").info(
             "%s: wrote %s (%d cells computed, %d reused%s, %.0f s)",

@@ -219,6 +219,13 @@ def found_table(
                         f" *(fragile: the evidence is {_own(t)} on the first list of seeds, "
                         f"{_own(b)} on a second{both})*"
                     )
+                elif _own(t) == "inconclusive":
+                    fragile = " *(inconclusive on both lists of seeds)*"
+                elif t["verdict"] != b["verdict"]:
+                    fragile = (
+                        " *(evidence replicated on a second list of seeds; the protocol's guard "
+                        "holds one list only)*"
+                    )
                 else:
                     fragile = " *(evidence replicated on a second list of seeds)*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
@@ -237,12 +244,12 @@ def found_table(
         out += [
             "",
             f"*Marks in the {' and '.join(cols)} column{'s' if len(cols) > 1 else ''} come "
-            "from a second, disjoint list of seeds, run for the primaries near their level "
-            '(the report\'s "A second list of seeds"): *fragile* where the evidence (each '
-            "test's own verdict, before the protocol's convergence guard) is decided on one "
-            "list only, or oppositely, with the verdict on both lists' seeds together (at the "
-            "headline's level, computed after both ran). A verdict there without a mark was "
-            "not run on a second list"
+            "from a second, disjoint list of seeds, run for the primaries near their level or "
+            'held by the protocol (the report\'s "A second list of seeds"): *fragile* where '
+            "the evidence (each test's own verdict, before the protocol's convergence guard) "
+            "is decided on one list only, or oppositely, with the verdict on both lists' "
+            "seeds together (at the headline's level, computed after both ran). A verdict "
+            "there without a mark was not run on a second list"
             + (f"; no {' or '.join(rest)} verdict was." if rest else ".")
             + "*",
         ]
@@ -504,12 +511,30 @@ def near_level(results: dict[str, dict]) -> list[str]:
     Returns:
       Their names, in the study's order.
     """
-    out = []
+    return list(near_level_reasons(results))
+
+
+def near_level_reasons(results: dict[str, dict]) -> dict[str, str]:
+    """:func:`near_level`'s primaries, each with why the rule picks it.
+
+    Args:
+      results: ``{name: results}`` of one data set's first list.
+
+    Returns:
+      ``{name: reason}`` in the study's order, e.g. ``"Holm p 0.13"`` or ``"held by the
+      protocol"``.
+    """
+    out = {}
     for n, d in adjusted(results).items():
         t = d["test"]
         p = d["p_holm"] if d["p_holm"] is not None else t["p"]
-        if ALPHA / NEAR < p < ALPHA * NEAR or t.get("blocked") or d.get("blocked"):
-            out.append(n)
+        why = []
+        if ALPHA / NEAR < p < ALPHA * NEAR:
+            why.append(f"{'Holm p' if d['p_holm'] is not None and not d['check'] else 'p'} {p:.3g}")
+        if t.get("blocked") or d.get("blocked"):
+            why.append("held by the protocol")
+        if why:
+            out[n] = ", ".join(why)
     return out
 
 
@@ -753,8 +778,9 @@ def replication(lists: list[Lists]) -> list[str]:
                 guard.append(n)
             start = scale_of(ls.second[n]).get("seed_start", 0)
             both = both_str(pooled, decided[n]["p_holm"], a["p"])
+            check_tag = " (check)" if decided[n]["check"] else ""
             rows.append([*([data_name(ls.first)] if many else []), n, a["what"],
-                         f"**{decided[n]['verdict']}**",
+                         f"**{decided[n]['verdict']}**{check_tag}",
                          f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",
                          f"from seed {start}: **{b['verdict']}**{blocked_str(b)}: "
                          f"{effect_str(b)}", _between(a, b), both, agree])  # fmt: skip
@@ -780,7 +806,10 @@ def replication(lists: list[Lists]) -> list[str]:
         f"them by a rule: a Holm-adjusted p-value within a factor {NEAR:g} of the level "
         f"{ALPHA} (decided or not), or a verdict the protocol holds; the rule was set after "
         "the first list's p-values were known (it replaced a hand-picked list), before the "
-        "second list ran. Both lists share the "
+        "second list ran (a list made by hand, `dropstudy run NAME --seed-start K`, holds "
+        "what its maker ran). Each list's cell gives its verdict at its own p-value "
+        "(unadjusted), held by the protocol's guard where it is, with the test's own "
+        "verdict before the guard in the parenthesis. Both lists share the "
         "data: they are scored on the same test examples, so a two-level interval's "
         "test-set term is common to both and the second list re-samples the seeds' term "
         "only; they share the settings the pilot seeds tuned, and any seed an experiment "
@@ -804,7 +833,7 @@ def replication(lists: list[Lists]) -> list[str]:
     ]
     if rows:
         head = [*(["data set"] if many else []), "experiment", "primary test",
-                "headline verdict", "first list", "second list", "second minus first",
+                "headline verdict", "first list", "second list", "second minus first (95%)",
                 "both lists", "the two lists"]  # fmt: skip
         lines += [table(head, rows), ""]
     if missing:
@@ -842,6 +871,8 @@ def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> li
     by_data = {data_name(r): (d, r) for d, r in firsts}
     out, seen = [], {}
     for folder in map(Path, replicate):
+        if folder.resolve() in [Path(f).resolve() for f in seen.values()]:
+            raise DropstudyError(f"--replicate {folder} is given twice: give each folder once")
         if any(folder.resolve() == Path(d).resolve() for d, _ in firsts):
             raise DropstudyError(
                 f"--replicate {folder} is a first list of seeds (--results or --compare): "
@@ -849,10 +880,11 @@ def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> li
             )
         second = read_results(folder)
         if not second:
+            first = next(str(d) for d, _ in firsts)
             raise DropstudyError(
-                f"--replicate {folder}: no results there; make them with `dropstudy "
-                f"replicate --results FIRST` (FIRST one of {', '.join(str(d) for d, _ in firsts)}"
-                "), or `make study`"
+                f"--replicate {folder}: no results there (a second list's folder holds one "
+                f"folder per experiment); make them with `dropstudy replicate --results "
+                f"{first} --out {folder}` (or --results another first list of the report)"
             )
         name = data_name(second)
         if name not in by_data:
@@ -1071,7 +1103,9 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         f"with {POWER:.0%} power, and the seeds that the observed effect would need for "
         f"{POWER:.0%} power (for equivalence: to show it inside the margin; 'not reachable' "
         "when the observed difference is at or beyond the margin, or so close to it that more "
-        f"than {MAX_SEEDS:,} seeds would be needed; 'not reachable with this test set' when "
+        f"than {MAX_SEEDS:,} seeds would be needed; for a direction test, when the effect "
+        f"is so small that more than {MAX_SEEDS:,} seeds would be needed; 'not reachable "
+        "with this test set' when "
         "the test set's own sampling error keeps it out of reach at any number of seeds, with "
         "the test examples that would reach it). "
         "n counts seeds ('seeds x examples' for a two-level test; masks for the scaling demo's "

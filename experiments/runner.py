@@ -139,12 +139,15 @@ def check_seed_starts(names, quick: bool, seeds: int | None, start: int) -> None
         config(n, quick, seeds, start)
 
 
-def check_other_lists(out: Path, names, quick: bool, seeds: int | None, start: int) -> None:
-    """Refuse a second list of seeds that overlaps another second list beside ``out``.
+def check_other_lists(
+    out: Path, names, quick: bool, seeds: int | None, start: int, first: Path
+) -> None:
+    """Refuse a second list of seeds that overlaps another second list of the same first list.
 
-    Every results folder next to ``out`` (``out``'s parent's folders) whose results are of
-    the same scale and data set from another first seed holds a list of its own: each of
-    ``names`` it ran must not share a seed with the new list.
+    The other lists are the results folders beside ``out`` and inside the first list's
+    folder ``first`` (where :func:`scale_folder` and ``dropstudy replicate`` put them): each
+    one of the same scale and data set from another first seed must not share a seed with
+    the new list in any of ``names`` it ran.
 
     Args:
       out: the new list's results folder.
@@ -152,6 +155,7 @@ def check_other_lists(out: Path, names, quick: bool, seeds: int | None, start: i
       quick: their smoke-test variants.
       seeds: the seed count asked for (None: each experiment's own).
       start: the new list's first seed (0: a first list, not checked).
+      first: the first list's folder.
 
     Raises:
       DropstudyError: naming the folder, the experiment and both lists' seeds.
@@ -163,7 +167,8 @@ def check_other_lists(out: Path, names, quick: bool, seeds: int | None, start: i
     if not start:
         return
     out = Path(out)
-    for path in sorted(out.parent.glob("*/*/results.json")):
+    found = {p.resolve(): p for h in (out.parent, Path(first)) for p in h.glob("*/*/results.json")}
+    for path in sorted(found.values()):
         folder, n = path.parent.parent, path.parent.name
         if folder.resolve() == out.resolve() or n not in names:
             continue
@@ -278,14 +283,15 @@ def scale_folder(s: dict) -> Path:
 
     Returns:
       ``results`` for the full study on digits, else its own folder such as
-      ``results/quick``, ``results/mnist-seeds3`` or ``results/from100`` (a second list of
-      seeds).
+      ``results/quick`` or ``results/mnist-seeds3``; a second list of seeds goes inside its
+      first list's folder, ``results/from100`` or ``results/quick/from100``, as
+      ``dropstudy replicate`` writes it.
     """
     parts = [s["dataset"]] if s["dataset"] != "digits" else []
     parts += ["quick"] if s["quick"] else []
     parts += [f"seeds{s['seeds']}"] if s["seeds"] is not None else []
-    parts += [f"from{s['seed_start']}"] if s.get("seed_start") else []
-    return RESULTS / "-".join(parts) if parts else RESULTS
+    first = RESULTS / "-".join(parts) if parts else RESULTS
+    return first / f"from{s['seed_start']}" if s.get("seed_start") else first
 
 
 def scale_command(s: dict, name: str = "all") -> str:
@@ -449,9 +455,10 @@ def run_experiment(
       force: overwrite results of another scale.
       seed_start: the first seed (:mod:`.seeds`): another, disjoint list of seeds, whose
         verdicts ``dropstudy report --replicate`` sets beside the first list's.
-      tuning: the folder of tuned arms to read and add to (default ``out/tuning``): a second
-        list of seeds takes its first list's, tuned on the same pilot seeds, so that it
-        trains at the same settings without tuning them again.
+      tuning: a first list's folder of tuned arms, read before this run's own
+        (``out/tuning``, where what this run makes is kept): a second list of seeds takes
+        its first list's choices, tuned on the same pilot seeds, so that it trains at the
+        same settings without tuning them again.
 
     Returns:
       The path of the written ``results.json``.

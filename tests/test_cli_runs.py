@@ -173,14 +173,14 @@ def test_a_second_list_of_seeds_runs_apart_and_is_set_beside_the_first(
     # a list that overlaps the first is refused before anything is written
     assert main(["run", "stayput", "--quick", "--seed-start", "1", "--no-progress"]) == 2
     assert "disjoint" in capsys.readouterr().err
-    assert not (tmp_path / "results/quick-from1").exists()
+    assert not (tmp_path / "results/quick/from1").exists()
     assert main(["run", "stayput", "--quick", "--seed-start", str(n), "--no-progress"]) == 0
-    path = tmp_path / f"results/quick-from{n}/stayput/results.json"
+    path = tmp_path / f"results/quick/from{n}/stayput/results.json"
     second = json.loads(path.read_text())
     assert second["scale"] == {"quick": True, "seeds": None, "dataset": "digits", "seed_start": n}
     t1, t2 = (r["tests"][r["primary"]] for r in (first, second))
     assert t1["values"] != t2["values"]  # other seeds, other nets
-    assert f"wrote results/quick-from{n}/stayput/results.json" in capsys.readouterr().err
+    assert f"wrote results/quick/from{n}/stayput/results.json" in capsys.readouterr().err
     out = tmp_path / "R.md"
     build_report(tmp_path / "results/quick", out, replicate=path.parent.parent)
     text = out.read_text()
@@ -200,7 +200,7 @@ def test_a_second_list_of_seeds_runs_apart_and_is_set_beside_the_first(
 
 def test_seed_start_folders_commands_and_refusals():
     s = runner.scale(True, None, "digits", 200)
-    assert str(runner.scale_folder(s)) == "results/quick-from200"
+    assert str(runner.scale_folder(s)) == "results/quick/from200"  # inside its first list's
     assert runner.scale_command(s, "voting") == "dropstudy run voting --quick --seed-start 200"
     assert runner.scale() == {"quick": False, "seeds": None, "dataset": "digits"}  # as before
     # diversity's members take seeds s + j * seeds: its first list spans seeds x members

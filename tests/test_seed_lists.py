@@ -117,6 +117,8 @@ def test_second_lists_are_matched_to_their_data_sets_and_refused_where_they_do_n
     assert second_lists(firsts, None) == []
     with pytest.raises(DropstudyError, match="both hold digits"):
         second_lists(firsts, [d, _second(tmp_path / "d2")])
+    with pytest.raises(DropstudyError, match="given twice"):
+        second_lists(firsts, [d, d])
     with pytest.raises(DropstudyError, match="neither --results nor --compare holds"):
         second_lists(firsts[:1], [m])
     with pytest.raises(DropstudyError, match="is a first list of seeds"):
@@ -175,10 +177,18 @@ def test_a_second_list_trains_at_its_first_lists_tuning_without_tuning_again(tmp
     assert first.tuned == {"computed": 1, "reused": 0}
     tuned = tmp_path / "first" / "tuning"
     assert len(list(tuned.glob("*.json"))) == 1
+    before = {p: p.read_bytes() for p in tuned.glob("*")}
     second = Context("x", tmp_path / "second", progress=False, data=small, tuning=tuned)
     assert second.run_cells(cells)["c"] == choice
     assert second.tuned == {"computed": 0, "reused": 1}
     assert not (tmp_path / "second" / "tuning").exists()
+    # what a second list makes (another arm) goes to its own folder; the first's is read only
+    other = {"c": cell(PR.tune, ds=small, model=MLP(hidden=(8,), n_out=10, rate=0.2),
+                       protocol=tiny)}  # fmt: skip
+    second.run_cells(other)
+    assert second.tuned == {"computed": 1, "reused": 1}
+    assert len(list((tmp_path / "second" / "tuning").glob("*.json"))) == 1
+    assert {p: p.read_bytes() for p in tuned.glob("*")} == before
     alone = Context("x", tmp_path / "third", progress=False, data=small)  # its own folder
     alone.run_cells(cells)
     assert alone.tuned == {"computed": 1, "reused": 0}
@@ -190,15 +200,40 @@ def test_a_second_list_that_overlaps_another_second_list_is_refused(tmp_path, ca
 
     d = _second(tmp_path, name="robustness", start=100)  # seeds 100..109 of robustness
     span = runner.config("robustness").seed_span()
+    check = lambda out, names, start, quick=False: runner.check_other_lists(  # noqa: E731
+        out, names, quick, None, start, tmp_path
+    )
     for start in (100 - span + 1, 105, 100 + span - 1):
         with pytest.raises(DropstudyError, match=f"overlap the second list in {d}"):
-            runner.check_other_lists(tmp_path / f"from{start}", ["robustness"], False, None, start)
+            check(tmp_path / f"from{start}", ["robustness"], start)
     for start in (100 - span, 100 + span):  # disjoint on either side
-        runner.check_other_lists(tmp_path / f"from{start}", ["robustness"], False, None, start)
-    runner.check_other_lists(tmp_path / "x", ["voting"], False, None, 105)  # not run there
-    runner.check_other_lists(d, ["robustness"], False, None, 105)  # its own folder
-    runner.check_other_lists(tmp_path / "x", ["robustness"], True, None, 105)  # other scale
+        check(tmp_path / f"from{start}", ["robustness"], start)
+    check(tmp_path / "x", ["voting"], 105)  # not run there
+    check(d, ["robustness"], 105)  # its own folder
+    check(tmp_path / "x", ["robustness"], 105, quick=True)  # another scale
+    # a list elsewhere (--out anywhere) is still checked against the first list's folder
+    with pytest.raises(DropstudyError, match="overlap the second list"):
+        check(tmp_path / "elsewhere" / "deeper" / "from105", ["robustness"], 105)
     out = tmp_path / "from105"
     argv = ["run", "robustness", "--seed-start", "105", "--out", str(out), "--no-progress"]
     assert main(argv) == 2
     assert "overlap the second list" in capsys.readouterr().err and not out.exists()
+
+
+def test_replicate_refuses_a_second_list_as_the_first_and_its_own_folder(tmp_path, capsys):
+    from dropstudy_experiments.cli import main
+
+    second = _second(tmp_path, name="robustness", start=100)
+    assert main(["replicate", "--results", str(second), "--dry-run"]) == 2
+    assert "holds a second list of seeds (from 100)" in capsys.readouterr().err
+    assert main(["replicate", "--results", str(ROOT), "--out", str(ROOT), "--dry-run"]) == 2
+    assert "is the first list's folder" in capsys.readouterr().err
+    # a folder holding another list's results (here a first list's) is refused, dry run too
+    other = tmp_path / "other"
+    shutil.copytree(ROOT / "robustness", other / "robustness")
+    assert main(["replicate", "--results", str(ROOT), "--out", str(other), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "holds robustness made by `dropstudy run robustness`" in err and "--force" not in err
+    assert main(["replicate", "--results", str(ROOT), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "robustness (Holm p " in err or "robustness (held by the protocol" in err
