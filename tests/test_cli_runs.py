@@ -296,13 +296,16 @@ def test_replicate_names_its_experiments_and_report_refuses_bad_folders(tmp_path
     a missing, foreign or stale second list is refused with what to run."""
     import shutil
 
-    from dropstudy_experiments.report import near_level, read_results
+    from dropstudy_experiments.report import near_level, near_level_reasons, read_results
 
     root = Path(__file__).resolve().parent.parent / "results"
     assert main(["replicate", "--results", str(root), "--dry-run"]) == 0
     err = capsys.readouterr().err
     picked = near_level(read_results(root))
-    assert f"replicate: {', '.join(picked) or 'none'} on seeds from 100" in err
+    reasons = near_level_reasons(read_results(root))
+    assert list(reasons) == picked
+    said = ", ".join(f"{n} ({why})" for n, why in reasons.items()) or "none"
+    assert f"replicate: {said} on seeds from 100" in err
     with pytest.raises(DropstudyError, match="no results there"):
         build_report(root, tmp_path / "R.md", replicate=tmp_path / "empty")
     second = tmp_path / "from100"

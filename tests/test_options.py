@@ -803,6 +803,8 @@ def test_replicate_passes_the_first_lists_tuning(tmp_path, monkeypatch, dropstud
     monkeypatch.setattr(runner, "run_experiment", lambda name, **kw: calls.append((name, kw)))
     monkeypatch.setattr(cli, "load_data", lambda args: None)
     root = Path(__file__).resolve().parent.parent / "results"
-    assert cli.main(["replicate", "--results", str(root), "--out", str(tmp_path / "o")]) == 0
+    # another start than the committed second list's (from 100), which it must not overlap
+    argv = ["replicate", "--results", str(root), "--out", str(tmp_path / "o")]
+    assert cli.main([*argv, "--seed-start", "200"]) == 0
     assert calls and {str(kw["tuning"]) for _, kw in calls} == {str(root / "tuning")}
-    assert {kw["seed_start"] for _, kw in calls} == {100}
+    assert {kw["seed_start"] for _, kw in calls} == {200}
