@@ -209,31 +209,34 @@ def found_table(
             ls = replicated.get(data_name(r))
             if ls is not None and n in ls.second:
                 b = ls.second[n]["tests"][ls.second[n]["primary"]]
+                pooled = ls.both(n)
+                both = "-" if pooled is None else pooled["verdict"] + (
+                    " (held by the protocol)" if held_reasons(pooled, pooled["p"]) else ""
+                )  # fmt: skip
+                seeds = pooled["n"] if pooled else "-"
+                both = f"; both lists together (exploratory), {seeds} seeds: {both}"
                 if _agree(t, b).startswith("**fragile"):
-                    pooled = ls.both(n)
-                    both = "" if pooled is None else (
-                        f"; both lists, {pooled['n']} seeds: "
-                        f"{decide(pooled, at_headline(pooled, d[n]['p_holm'], t['p']))}"
-                    )  # fmt: skip
-                    fragile = (
-                        f" *(fragile: the evidence is {_own(t)} on the first list of seeds, "
-                        f"{_own(b)} on a second{both})*"
+                    mark = (
+                        f"fragile: the evidence is {_own(t)} on the first list of seeds, "
+                        f"{_own(b)} on a second"
                     )
                 elif _own(t) == "inconclusive":
-                    fragile = " *(inconclusive on both lists of seeds)*"
+                    mark = "inconclusive on both lists of seeds"
                 elif t["verdict"] != b["verdict"]:
-                    fragile = (
-                        " *(evidence replicated on a second list of seeds; the protocol's guard "
-                        "holds one list only)*"
+                    mark = (
+                        "evidence replicated on a second list of seeds; the protocol's guard "
+                        "holds one list only"
                     )
                 else:
-                    fragile = " *(evidence replicated on a second list of seeds)*"
+                    mark = "evidence replicated on a second list of seeds"
+                fragile = f" *({mark}{both})*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
             cells.append(
                 head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}"
             )
         own = own_data(n)  # runs once, on data of its own, in the first data set's folder
-        where = f" *(on its own data: {own}; in the {data_name(results)} column)*" if own else ""
+        col = next(data_name(r) for r in sets if n in r)
+        where = f" *(on its own data: {own}; in the {col} column)*" if own else ""
         claim = first["claim"] + where
         rule = "" if own_rule else f" ({rule_str(t0)})"
         rows.append([n, claim, f"{t0['what']}{rule}", *cells])
@@ -247,8 +250,11 @@ def found_table(
             "from a second, disjoint list of seeds, run for the primaries near their level or "
             'held by the protocol (the report\'s "A second list of seeds"): *fragile* where '
             "the evidence (each test's own verdict, before the protocol's convergence guard) "
-            "is decided on one list only, or oppositely, with the verdict on both lists' "
-            "seeds together (at the headline's level, computed after both ran). A verdict "
+            "is decided on one list only, or oppositely. Each mark ends with the verdict on "
+            "both lists' seeds together: exploratory, at its own (unadjusted) p-value, and "
+            "computed after both lists ran on primaries chosen for a first p-value near the "
+            "level, so its error rate exceeds its nominal level; it never changes the "
+            "headline. A verdict "
             "there without a mark was not run on a second list"
             + (f"; no {' or '.join(rest)} verdict was." if rest else ".")
             + "*",
@@ -501,7 +507,8 @@ def near_level(results: dict[str, dict]) -> list[str]:
     The rule, set after the first list's p-values were known and before any second list
     ran: a primary whose Holm-adjusted p-value (a check's own), decided or not, lies within
     a factor :data:`NEAR` of the level on either side, or whose verdict the training
-    protocol holds (not converged, or budget-dependent). A verdict far from its level on
+    protocol holds (not converged, or budget-dependent; at its own p-value or at the
+    Holm-adjusted one). An exact check is never picked. A verdict far from its level on
     either side, undisputed by the protocol, is one another list of seeds would not
     plausibly flip.
 
@@ -529,9 +536,11 @@ def near_level_reasons(results: dict[str, dict]) -> dict[str, str]:
         t = d["test"]
         p = d["p_holm"] if d["p_holm"] is not None else t["p"]
         why = []
+        if t["rule"] == "exact" or p is None:
+            continue
         if ALPHA / NEAR < p < ALPHA * NEAR:
             why.append(f"{'Holm p' if d['p_holm'] is not None and not d['check'] else 'p'} {p:.3g}")
-        if t.get("blocked") or d.get("blocked"):
+        if t.get("blocked") or held_reasons(t, p):
             why.append("held by the protocol")
         if why:
             out[n] = ", ".join(why)
@@ -559,20 +568,24 @@ def _agree(a: dict, b: dict) -> str:
 def _between(a: dict, b: dict) -> str:
     """The second list's effect minus the first's, with a 95% interval.
 
-    Each list's standard error is its test's own ``se``; the two are added as if the lists
-    were independent, with Welch-Satterthwaite's degrees of freedom from each test's ``df``.
-    They share the test examples, so a two-level test's example term is counted in both
-    standard errors where it largely cancels in the difference: the interval is wide, not
-    narrow, on that account.
+    A Welch t interval on the two lists' per-seed values (a two-level test's per-seed means
+    over the test examples): both lists are scored on the same test examples, so the test
+    set's term cancels in the difference and only the seeds' variation is left.
+
+    Returns:
+      ``"d [lo, hi]"``, or ``"-"`` for an exact check or a list that keeps no per-seed values.
     """
     from scipy.stats import t as student
 
-    se2 = [t["se"] ** 2 for t in (a, b)]
-    d = b["effect"] - a["effect"]
-    if sum(se2) == 0:
+    if a["rule"] == "exact" or a.get("values") is None or b.get("values") is None:
+        return "-"
+    va, vb = (np.asarray(t["values"], np.float64) for t in (a, b))
+    d = float(vb.mean() - va.mean())
+    v2 = [np.var(v, ddof=1) / len(v) for v in (va, vb)]
+    if sum(v2) == 0:
         return f"{d:.4g} [{d:.4g}, {d:.4g}]"
-    df = sum(se2) ** 2 / sum(v**2 / t["df"] for v, t in zip(se2, (a, b), strict=True))
-    half = float(student.ppf(0.975, df)) * float(np.sqrt(sum(se2)))
+    df = sum(v2) ** 2 / sum(x**2 / (len(v) - 1) for x, v in zip(v2, (va, vb), strict=True))
+    half = float(student.ppf(0.975, df)) * float(np.sqrt(sum(v2)))
     return f"{d:.4g} [{d - half:.4g}, {d + half:.4g}]"
 
 
@@ -600,9 +613,10 @@ def list_values(folder: Path | None, name: str, key: str, test: dict) -> np.ndar
 def pool(tests: list[dict], values: list[np.ndarray | None]) -> dict | None:
     """One test on several lists' seeds together: the first list's rule on their values stacked.
 
-    Two-level values stack along the seeds, crossed with the test examples the lists share;
-    a ratio's values (linearised per example around each list's own ratio) pool as the
-    mean of the lists' ratios.
+    Two-level values stack along the seeds, crossed with the test examples the lists share
+    (their count is checked, not their identity), so the test set's term of the variance
+    does not shrink with the added seeds; a ratio's values, linearised per example around
+    each seed's own ratio, pool as the mean over all seeds of the per-seed ratios.
 
     Args:
       tests: the same test from each list (same rule, side and margin).
@@ -652,11 +666,22 @@ def pooled_primary(name: str, lists: list[tuple[Path | None, dict[str, dict]]]) 
     pooled = pool(
         tests, [list_values(f, name, key, t) for (f, _), t in zip(lists, tests, strict=True)]
     )
-    if pooled is None or "within_2w" not in tests[0]:
+    guarded = {"within_2w" in t for t in tests}
+    names = {tuple(sorted(t.get("arms", {}))) for t in tests}
+    if len(guarded) > 1 or len(names) > 1 or (guarded == {True} and any(
+            key + TWICE not in r["tests"] for r in results)):  # fmt: skip
+        raise DropstudyError(
+            f"{name}: the lists' primaries differ in the protocol's guard (a twin within 2W, "
+            f"or the arms {sorted(names)}): they ran other code; run the second list again "
+            "with this version"
+        )
+    if pooled is None or guarded == {False}:
         return pooled
     twins = [r["tests"][key + TWICE] for r in results]
     twin = pool(twins, [list_values(f, name, key + TWICE, t)
                         for (f, _), t in zip(lists, twins, strict=True)])  # fmt: skip
+    if twin is None:
+        return None
     arms, reasons = {}, []
     for arm in tests[0]["arms"]:
         late = sum(t["arms"][arm]["late"] for t in tests)
@@ -692,55 +717,43 @@ class Lists(NamedTuple):
         return pooled_primary(name, [(self.first_dir, self.first), (self.second_dir, self.second)])
 
 
-def at_headline(pooled: dict, p_holm: float | None, p: float) -> float:
-    """The pooled p-value times the factor Holm applied to the first list's (at most 1)."""
-    factor = p_holm / p if p_holm is not None and p > 0 else 1.0
-    return min(1.0, pooled["p"] * factor)
-
-
-def both_str(pooled: dict | None, p_holm: float | None, p: float) -> str:
-    """The pooled primary's verdict in words, at the level of the first list's headline.
+def both_str(pooled: dict | None) -> str:
+    """The primary on both lists' seeds together, in words: exploratory, unadjusted.
 
     Args:
       pooled: :meth:`Lists.both` (None: a list keeps no values).
-      p_holm: the first list's Holm-adjusted p-value (a check's own; None: an exact check).
-      p: the first list's own p-value.
 
     Returns:
-      ``"{S} seeds: **verdict** (held ...): effect [lo, hi] (level%); seeds needed: N"``,
-      decided at the pooled p-value times the factor Holm applied to the first list's, or
-      ``"-"``.
+      ``"{S} seeds: **verdict** (held ...): effect [lo, hi] (level%), p = P; seeds needed:
+      N"``, decided at its own p-value, or ``"-"``.
     """
     if pooled is None:
         return "-"
-    q = at_headline(pooled, p_holm, p)
     need = detects_str(pooled).split("; ", 1)[1]
     return (
-        f"{pooled['n']} seeds: **{decide(pooled, q)}**{blocked_str(pooled, q)}: "
-        f"{effect_str(pooled)}; {need}"
+        f"{pooled['n']} seeds: **{pooled['verdict']}**{blocked_str(pooled)}: "
+        f"{effect_str(pooled)}, p = {p_str(pooled['p'])}; {need}"
     )
 
 
-def _settled(pooled: dict | None, p_holm: float | None, p: float) -> str:
-    """Whether both lists' seeds together settle a fragile verdict, in words."""
+def _settled(pooled: dict | None) -> str:
+    """What both lists' seeds together say of a fragile verdict, in words (exploratory)."""
     if pooled is None:
         return " (a list keeps no values to pool)"
-    q = at_headline(pooled, p_holm, p)
-    v = decide(pooled, q)
+    v = pooled["verdict"]
     if v != "inconclusive":
-        return f" ({pooled['n']} seeds together: {v})"
-    held = held_reasons(pooled, q)
-    why = (
-        f"held by the protocol: {'; '.join(held)}"
-        if held
-        else "inconclusive, "
-        + (
-            f"{pooled['seeds_needed']} seeds would settle the pooled effect"
-            if pooled.get("seeds_needed")
-            else "no number of seeds would settle the pooled effect"
+        return f" ({pooled['n']} seeds together, unadjusted: {v})"
+    held = held_reasons(pooled, pooled["p"])
+    if held:
+        why = f"held by the protocol: {'; '.join(held)}"
+    elif pooled.get("seeds_needed"):
+        why = (
+            f"inconclusive; {pooled['seeds_needed']} seeds would give the pooled effect 80% "
+            "power at the unadjusted level"
         )
-    )
-    return f" (still unsettled on {pooled['n']} seeds together: {why})"
+    else:
+        why = "inconclusive; no number of seeds gives the pooled effect 80% power"
+    return f" ({pooled['n']} seeds together, unadjusted: {why})"
 
 
 def replication(lists: list[Lists]) -> list[str]:
@@ -773,11 +786,11 @@ def replication(lists: list[Lists]) -> list[str]:
             agree = _agree(a, b)
             pooled = ls.both(n)
             if agree.startswith("**fragile"):
-                fragile.append(n + _settled(pooled, decided[n]["p_holm"], a["p"]))
+                fragile.append(n + _settled(pooled))
             elif agree.startswith("evidence agrees"):
                 guard.append(n)
             start = scale_of(ls.second[n]).get("seed_start", 0)
-            both = both_str(pooled, decided[n]["p_holm"], a["p"])
+            both = both_str(pooled)
             check_tag = " (check)" if decided[n]["check"] else ""
             rows.append([*([data_name(ls.first)] if many else []), n, a["what"],
                          f"**{decided[n]['verdict']}**{check_tag}",
@@ -818,16 +831,20 @@ def replication(lists: list[Lists]) -> list[str]:
         "protocol's guard) is decided on one list and not on the other, or oppositely; "
         "the guard (convergence, twice the budget) is a count of late seeds against a "
         "threshold and can hold one list and not the other on the same evidence, which is "
-        "said apart. The difference between the lists' effects (second minus first, 95%; "
-        "each list's standard error as its test computed it, added as if independent, so "
-        "wide where they share the test set's term) "
-        "stands beside them: an interval that covers 0 says the lists agree in size. "
-        "*Both lists* runs the primary's rule on the two lists' values together (seeds "
-        "crossed with the same test examples), decided at its p-value times the factor Holm "
-        "applied to the first list's, and held by the guard with each arm's late seeds "
-        "summed; it is computed after both lists ran, so it stands beside the headline "
-        "verdict, which stays the first list's, and its *seeds needed* says how many seeds "
-        "the pooled effect would need. "
+        "said apart. A fragile verdict is one that does not repeat; it need not mean that "
+        "the lists disagree: an effect near its level is decided on one list and not the "
+        "other about as often as not. The difference between the lists' effects (second "
+        "minus first, 95%: a Welch t interval on the two lists' per-seed values, in which "
+        "the test set's term, common to both, cancels) stands beside them: an interval that "
+        "covers 0 finds no difference between the lists, and its width is the largest "
+        "difference they could hide. *Both lists* runs the primary's rule on the two lists' "
+        "values together (seeds crossed with the same test examples, so the test set's term "
+        "does not shrink), held by the guard with each arm's late seeds summed, and decided "
+        "at its own p-value: it is exploratory and unadjusted, a second look computed after "
+        "both lists ran on primaries chosen because their first p-value lay near the level, "
+        "so its error rate exceeds its nominal level; it never changes the headline verdict, "
+        "which stays the first list's. Its *seeds needed* gives the seeds at which the "
+        "pooled effect would have 80% power at the unadjusted level. "
         + (" ".join(said) if said else "No primary is replicated yet."),
         "",
     ]

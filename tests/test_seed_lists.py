@@ -77,6 +77,10 @@ def test_pooled_primary_sums_late_seeds_and_holds_like_the_guard():
     np.testing.assert_allclose(both["effect"], np.concatenate([a, b]).mean())
     assert both["within_2w"]["effect"] == pytest.approx(np.concatenate([a2, b2]).mean())
     assert both["n"] == 12 and both["n_examples"] is None  # per-seed values
+    # lists that differ in the guard (other code) are refused, not pooled as if alike
+    unguarded = {"x": {"primary": "p", "tests": {"p": direction(b.mean(1))}}}
+    with pytest.raises(DropstudyError, match="differ in the protocol's guard"):
+        pooled_primary("x", [(None, first), (None, unguarded)])
     # two late seeds on one list, one on the other: 3 of 12 reach 20%, held
     first = results(a, a2, 2)
     both = pooled_primary("x", [(None, first), (None, second)])
@@ -85,13 +89,19 @@ def test_pooled_primary_sums_late_seeds_and_holds_like_the_guard():
     assert both["verdict"] == "inconclusive"
 
 
-def test_between_takes_each_lists_standard_error_and_welch_degrees_of_freedom():
-    a = {"effect": 1.0, "se": 0.3, "df": 9.0}
-    b = {"effect": 1.5, "se": 0.4, "df": 20.0}
-    df = (0.09 + 0.16) ** 2 / (0.09**2 / 9 + 0.16**2 / 20)
-    half = student.ppf(0.975, df) * 0.5
-    assert _between(a, b) == f"{0.5:.4g} [{0.5 - half:.4g}, {0.5 + half:.4g}]"
-    assert _between({**a, "se": 0.0}, {**b, "se": 0.0}) == "0.5 [0.5, 0.5]"
+def test_between_is_welch_on_the_lists_per_seed_values():
+    """The test set's term, common to both lists, cancels in their difference: the interval
+    is a Welch t interval on the per-seed values alone."""
+    rng = np.random.default_rng(2)
+    va, vb = rng.normal(1.0, 0.3, 10), rng.normal(1.5, 0.6, 14)
+    a = {"rule": "direction", "values": va.tolist(), "effect": va.mean(), "se": 9.0, "df": 3}
+    b = {"rule": "direction", "values": vb.tolist(), "effect": vb.mean(), "se": 9.0, "df": 3}
+    ta, tb = va.var(ddof=1) / 10, vb.var(ddof=1) / 14
+    df = (ta + tb) ** 2 / (ta**2 / 9 + tb**2 / 13)
+    d, half = vb.mean() - va.mean(), student.ppf(0.975, df) * np.sqrt(ta + tb)
+    assert _between(a, b) == f"{d:.4g} [{d - half:.4g}, {d + half:.4g}]"  # se, df unused
+    assert _between({**a, "values": None}, b) == "-"
+    assert _between({"rule": "exact"}, {"rule": "exact"}) == "-"
 
 
 def _second(tmp_path, name="robustness", start=100, root=ROOT):
@@ -155,10 +165,11 @@ def test_the_report_sets_both_lists_beside_each_data_sets_first(tmp_path):
     lists = second_lists([(ROOT, first), (ROOT / "mnist1d", mnist)], [d, m])
     text = "\n".join(replication(lists))
     pooled = lists[1].both("conv")
-    assert "Fragile on mnist1d: conv (" in text and f"on {pooled['n']} seeds together" in text
+    assert "Fragile on mnist1d: conv (" in text and f"({pooled['n']} seeds together, unadjusted" in text
     (table, _, legend) = found_table(first, [mnist], lists)
     conv = next(x for x in table.splitlines() if x.startswith("| conv"))
-    assert "fragile" in conv.split(" | ")[-1] and "both lists, 20 seeds" in conv.split(" | ")[-1]
+    cell = conv.split(" | ")[-1]
+    assert "fragile" in cell and "both lists together (exploratory), 20 seeds" in cell
     assert "digits and mnist1d columns" in legend
 
 
