@@ -46,6 +46,7 @@ study-quick: $(STAMP)
 	$(DROPSTUDY) run all --quick --dataset mnist1d --out $(QUICK_1D)
 	$(DROPSTUDY) replicate --results $(QUICK) --seed-start $(SEED_START) --out $(QUICK)/from$(SEED_START)
 	$(DROPSTUDY) replicate --results $(QUICK_1D) --seed-start $(SEED_START) --out $(QUICK_1D)/from$(SEED_START)
+	$(DROPSTUDY) report --results $(QUICK_1D) --compare $(QUICK) $(call replicate_flags,$(QUICK)/from$(SEED_START) $(QUICK_1D)/from$(SEED_START))
 	$(DROPSTUDY) report --results $(QUICK) --compare $(QUICK_1D) $(call replicate_flags,$(QUICK)/from$(SEED_START) $(QUICK_1D)/from$(SEED_START))
 
 report: $(STAMP)
