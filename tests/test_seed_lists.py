@@ -165,7 +165,10 @@ def test_the_report_sets_both_lists_beside_each_data_sets_first(tmp_path):
     lists = second_lists([(ROOT, first), (ROOT / "mnist1d", mnist)], [d, m])
     text = "\n".join(replication(lists))
     pooled = lists[1].both("conv")
-    assert "Fragile on mnist1d: conv (" in text and f"({pooled['n']} seeds together, unadjusted" in text
+    assert (
+        "Fragile on mnist1d: conv (" in text
+        and f"({pooled['n']} seeds together, unadjusted" in text
+    )
     (table, _, legend) = found_table(first, [mnist], lists)
     conv = next(x for x in table.splitlines() if x.startswith("| conv"))
     cell = conv.split(" | ")[-1]
