@@ -165,6 +165,21 @@ README_START = "<!-- findings:start (written by `dropstudy report --readme`) -->
 README_END = "<!-- findings:end -->"
 
 
+def headline_caveats(name: str, r: dict) -> list[str]:
+    """What a reader quoting ``name``'s primary verdict must know, computed by its section
+    from the results (its ``headline_caveats``; none when it has no such function).
+
+    Args:
+      name: the experiment.
+      r: its results file's dict.
+
+    Returns:
+      The caveats, as clauses.
+    """
+    fn = getattr(section(name), "headline_caveats", None)
+    return fn(r) if fn is not None else []
+
+
 def found_table(
     results: dict[str, dict], others: list[dict[str, dict]] = (), lists: list[Lists] = ()
 ) -> list[str]:
@@ -223,16 +238,18 @@ def found_table(
                 elif _own(t) == "inconclusive":
                     mark = "inconclusive on both lists of seeds"
                 elif t["verdict"] != b["verdict"]:
+                    held = "first" if t["verdict"] == "inconclusive" else "second"
                     mark = (
-                        "evidence replicated on a second list of seeds; the protocol's guard "
-                        "holds one list only"
+                        f"evidence ({_own(t)}, unadjusted) replicated on a second list of "
+                        f"seeds; the protocol's guard holds the {held} list only"
                     )
                 else:
-                    mark = "evidence replicated on a second list of seeds"
+                    mark = f"evidence ({_own(t)}, unadjusted) replicated on a second list of seeds"
                 fragile = f" *({mark}{both})*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
+            note = "".join(f" *(caveat: {c})*" for c in headline_caveats(n, r[n]))
             cells.append(
-                head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}"
+                head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}{note}"
             )
         own = own_data(n)  # runs once, on data of its own, in the first data set's folder
         col = next(data_name(r) for r in sets if n in r)
@@ -816,13 +833,15 @@ def replication(lists: list[Lists]) -> list[str]:
         f"On {names}, the primaries with results in {folders} ran again on "
         "a second, disjoint list of seeds: the same code with other initialisations, masks, "
         "minibatch orders and plain members. `dropstudy replicate` (`make study`) picks "
-        f"them by a rule: a Holm-adjusted p-value within a factor {NEAR:g} of the level "
-        f"{ALPHA} (decided or not), or a verdict the protocol holds; the rule was set after "
-        "the first list's p-values were known (it replaced a hand-picked list), before the "
-        "second list ran (a list made by hand, `dropstudy run NAME --seed-start K`, holds "
-        "what its maker ran). Each list's cell gives its verdict at its own p-value "
-        "(unadjusted), held by the protocol's guard where it is, with the test's own "
-        "verdict before the guard in the parenthesis. Both lists share the "
+        f"them by a rule: a Holm-adjusted p-value (a check's own) within a factor {NEAR:g} "
+        f"of the level {ALPHA} (decided or not), or a verdict the protocol holds; the rule "
+        "was set after the first list's p-values were known (it replaced a hand-picked list), "
+        "before the second list ran, and amended after the digits list ran to read the hold "
+        "at the Holm-adjusted level too and to leave exact checks out (it picks the same "
+        "primaries on both data sets); a list made by hand, `dropstudy run NAME "
+        "--seed-start K`, holds what its maker ran. Each list's cell gives its verdict at "
+        "its own p-value (unadjusted), held by the protocol's guard where it is, with the "
+        "test's own verdict before the guard in the parenthesis. Both lists share the "
         "data: they are scored on the same test examples, so a two-level interval's "
         "test-set term is common to both and the second list re-samples the seeds' term "
         "only; they share the settings the pilot seeds tuned, and any seed an experiment "
@@ -832,12 +851,12 @@ def replication(lists: list[Lists]) -> list[str]:
         "the guard (convergence, twice the budget) is a count of late seeds against a "
         "threshold and can hold one list and not the other on the same evidence, which is "
         "said apart. A fragile verdict is one that does not repeat; it need not mean that "
-        "the lists disagree: an effect near its level is decided on one list and not the "
-        "other about as often as not. The difference between the lists' effects (second "
+        "the lists disagree: an effect near its level is often decided on one list and not "
+        "the other. The difference between the lists' effects (second "
         "minus first, 95%: a Welch t interval on the two lists' per-seed values, in which "
         "the test set's term, common to both, cancels) stands beside them: an interval that "
-        "covers 0 finds no difference between the lists, and its width is the largest "
-        "difference they could hide. *Both lists* runs the primary's rule on the two lists' "
+        "covers 0 finds no difference between the lists, and its farther end is the largest "
+        "difference it leaves plausible. *Both lists* runs the primary's rule on the two lists' "
         "values together (seeds crossed with the same test examples, so the test set's term "
         "does not shrink), held by the guard with each arm's late seeds summed, and decided "
         "at its own p-value: it is exploratory and unadjusted, a second look computed after "
@@ -1140,14 +1159,15 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "its level can change on a re-run. The primary tests were set in the round that "
         "introduced this "
         "verdict framework, when the previous round's results were known; the previous "
-        "headline tests remain as exploratory tests (tutorial: test MSE by weight scaling; "
+        "headline tests remain as exploratory tests (tutorial: test MSE by weight scaling, "
+        "primary again since the training protocol's rule below; "
         "averaging: the 10-class 2x10 ReLU net at drop 0.5, now a stress case; ensembles: "
         "test NLL by weight scaling). Shrinkage's primary was first the linear data-dependent "
         "ridge (supported); a review moved it to the MLP weight norm, the tutorial's own "
         "claim, after that test had been seen (contradicted); the ridge test stays "
         "exploratory. The tutorial's regression example was overfitting's primary until it "
         "became an experiment of its own (it reads no data set, so every data set's run "
-        "repeated it); overfitting's primary is now the data set's test NLL, plain minus the "
+        "repeated it); overfitting's primary then became the data set's test NLL, plain minus the "
         "dropout net's MC average, a test it already reported, whose results in the "
         "previous run were known: contradicted on digits before the Holm adjustment "
         "(dropout's NLL higher) and inconclusive on MNIST-1D, where the same test by weight "
@@ -1158,7 +1178,10 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "robustness and conv) three primaries moved to weight scaling, the network as the "
         "tutorial uses it (`model.eval()`), the MC average beside each: overfitting's, conv's "
         "(from the MC average's test NLL) and robustness's (from the MC average's retention). "
-        "All three were seen under the fixed budget by both predictors, and the issue itself "
+        "The tutorial's primary, which the same rule names, moved back from the MC average's "
+        "test MSE to weight scaling's later, after a review found it left out; both had been "
+        "seen (weight scaling's inconclusive, the MC average's supported). "
+        "The first three were seen under the fixed budget by both predictors, and the issue itself "
         "quoted overfitting's effects under an early-stopped validation protocol, by both "
         "predictors on digits and on MNIST-1D, so these are post hoc "
         "too. The windows W were set after that exploration, from where the dropout nets' "
@@ -1187,7 +1210,11 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         ),
         "",
     ]  # fmt: skip
-    key = [f"- {name}: {f}" for name in found for f in primary_findings(results[name])]
+    key = [
+        f"- {name}: {f}"
+        for name in found
+        for f in (*primary_findings(results[name]), *headline_caveats(name, results[name]))
+    ]
     if key:
         head += [
             "**Findings on the primary tests** (more in each section; the verdicts a finding "
@@ -1205,6 +1232,23 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
             folder = os.path.relpath(report.parent, out.parent or Path("."))
             rels.append((folder, report.is_file(), report.name))
         head += agreement(results, others, rels)
+        if lists:
+            fragile = [
+                f"on {data_name(ls.first)}: " + (", ".join(names) or "none")
+                for ls in lists
+                for names in [[
+                    n for n in NAMES if n in ls.first and n in ls.second
+                    and _agree(*(r[n]["tests"][r[n]["primary"]] for r in (ls.first, ls.second)))
+                    .startswith("**fragile")
+                ]]
+            ]  # fmt: skip
+            head += [
+                "These rows read each data set's first list of seeds. The second lists (\"A "
+                'second list of seeds" below) qualify them: fragile '
+                + "; ".join(fragile)
+                + ". A row that agrees or differs on a fragile verdict may not repeat.",
+                "",
+            ]
     if lists:
         head += replication(lists)
     text = "\n".join(head) + "\n" + "\n\n".join(sections)

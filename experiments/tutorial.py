@@ -83,7 +83,9 @@ class Config(ExperimentConfig):
     seeds: int = 20
     rates: tuple[float, float] = (0.0, 0.5)  # plain, dropout
     train: TrainConfig = tutorial_config(2000, 400)
-    primary: str = "tutorial test MSE MC"
+    # the network as used: the tutorial's `model.eval()` (weight scaling), the training
+    # protocol's rule of one predictor per claim from its source; the MC average beside it
+    primary: str = "tutorial test MSE WS"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
     slope: float = 1.5  # the tutorial's true function y = slope * x
     rough_points: int = 201  # on [-1, 1] (spacing 0.01): where roughness and risk are measured

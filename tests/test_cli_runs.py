@@ -343,7 +343,7 @@ def test_the_findings_table_marks_a_fragile_verdict():
         "fragile: the evidence is supported on the first list of seeds, inconclusive on a "
         "second" in voting
     )
-    assert "fragile" not in stayput and "evidence replicated on a second list" in stayput
+    assert "fragile" not in stayput and "(supported, unadjusted) replicated on a second" in stayput
     assert "list of seeds" not in "".join(found_table(first, []))
 
 

@@ -327,3 +327,40 @@ ridge of equal trace, {dd_words}. The
 other tests are exploratory, each reported on its own: none is folded into an aggregate
 verdict.
 """
+
+
+def headline_caveats(r: dict) -> list[str]:
+    """What a reader quoting the primary's verdict must know, from its numbers.
+
+    The primary reads each net's weight norm at its own stop, after its own learning rate;
+    where the dropout net's norm minus the plain net's has the other sign at matched steps
+    (the end of W and of 2W, means over seeds), the verdict reflects when each net stopped
+    and how fast it learned, not dropout alone, and a second list of seeds, tuned and stopped
+    alike, cannot test that.
+
+    Args:
+      r: the results file's dict.
+
+    Returns:
+      One sentence, or none when the signs agree.
+    """
+    t = r["tests"][r["primary"]]
+    arms = r["mlp"]["sgd"]
+    tp, td = arms["rate=0.0"]["trajectory"], arms[f"rate={r['test_rate']}"]["trajectory"]
+    steps, w = tp["steps"], r["config"]["protocol"]["window"]
+    at = sorted({min(steps, key=lambda x: abs(x - s)) for s in (w, steps[-1])})
+    other = [s for s in at if np.sign(td["mean"][steps.index(s)] - tp["mean"][steps.index(s)])
+             == -np.sign(t["effect"])]  # fmt: skip
+    if not other:
+        return []
+    said = "; ".join(
+        f"step {s}: dropout {td['mean'][steps.index(s)]:.1f}, "
+        f"plain {tp['mean'][steps.index(s)]:.1f}"
+        for s in other
+    )
+    return [
+        f"the primary's sign ({t['effect']:.4g}, dropout minus plain at each net's own stop "
+        f"and learning rate) is the other way at matched steps ({said}): the verdict "
+        "reflects when each net stopped and how fast it learned, not dropout alone, and a "
+        "second list of seeds, tuned and stopped alike, cannot test that"
+    ]

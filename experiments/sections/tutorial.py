@@ -158,13 +158,14 @@ def section(r: dict) -> str:
 PyTorch's default initialisation (weights and biases uniform on +-1/sqrt(fan_in)), drop rate
 {p0} vs {p1}, {train_str(tut)} on mean squared error; each seed draws new noise and one
 initialisation shared by both nets. The tutorial reports that the plain net passes through
-every training point and the dropout net is smoother. The dropout net is an ensemble, so it
-is judged by its MC average over {cfg["mc_k"]} subnetworks (the primary test) and by weight scaling
-(the tutorial's `model.eval()`). Overfitting is measured by test MSE and by roughness: the total
-variation of the fitted curve's slope on [-1, 1] (the sum of |second differences| / spacing
-over {cfg["rough_points"]} points; the sum of the slope changes at a ReLU fit's kinks) and by
-the noise-free risk, the mean squared distance of the fitted curve from the true
-y = {cfg["slope"]}x over the same points (test MSE scores 10 noisy labels). The replication
+every training point and the dropout net is smoother. The dropout net is judged as the tutorial
+uses it, by weight scaling (its `model.eval()`, the primary test), and as an ensemble, by its
+MC average over {cfg["mc_k"]} subnetworks. Overfitting is measured by test MSE and by
+roughness: the total variation of the fitted curve's slope on [-1, 1] (the sum of |second
+differences| / spacing over {cfg["rough_points"]} points; the sum of the slope changes at a
+ReLU fit's kinks) and by the noise-free risk, the mean squared distance of the fitted curve
+from the true y = {cfg["slope"]}x over the same points (test MSE scores 10 noisy labels). The
+replication
 is checked against the tutorial's own PyTorch code (Linear-ReLU-Dropout blocks, the same
 optimiser and steps) run on the same data sets, with its own initialisation
 (`torch.manual_seed(seed)`); its MC average is PyTorch's usual one, {cfg["mc_k"]}
