@@ -582,7 +582,7 @@ def _agree(a: dict, b: dict) -> str:
     return "same" if ea != "inconclusive" else "both inconclusive (neither decides)"
 
 
-def _between(a: dict, b: dict) -> str:
+def between(a: dict, b: dict) -> str:
     """The second list's effect minus the first's, with a 95% interval.
 
     A Welch t interval on the two lists' per-seed values (a two-level test's per-seed means
@@ -813,7 +813,7 @@ def replication(lists: list[Lists]) -> list[str]:
                          f"**{decided[n]['verdict']}**{check_tag}",
                          f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",
                          f"from seed {start}: **{b['verdict']}**{blocked_str(b)}: "
-                         f"{effect_str(b)}", _between(a, b), both, agree])  # fmt: skip
+                         f"{effect_str(b)}", between(a, b), both, agree])  # fmt: skip
         where = f" on {data_name(ls.first)}" if many else ""
         if any(n in ls.second for n in ls.first):
             said.append(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from dropstudy_experiments import protocol as PR
 from dropstudy_experiments.report import (
-    _between,
+    between,
     found_table,
     pool,
     pooled_primary,
@@ -99,9 +99,9 @@ def test_between_is_welch_on_the_lists_per_seed_values():
     ta, tb = va.var(ddof=1) / 10, vb.var(ddof=1) / 14
     df = (ta + tb) ** 2 / (ta**2 / 9 + tb**2 / 13)
     d, half = vb.mean() - va.mean(), student.ppf(0.975, df) * np.sqrt(ta + tb)
-    assert _between(a, b) == f"{d:.4g} [{d - half:.4g}, {d + half:.4g}]"  # se, df unused
-    assert _between({**a, "values": None}, b) == "-"
-    assert _between({"rule": "exact"}, {"rule": "exact"}) == "-"
+    assert between(a, b) == f"{d:.4g} [{d - half:.4g}, {d + half:.4g}]"  # se, df unused
+    assert between({**a, "values": None}, b) == "-"
+    assert between({"rule": "exact"}, {"rule": "exact"}) == "-"
 
 
 def _second(tmp_path, name="robustness", start=100, root=ROOT):
