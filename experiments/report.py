@@ -747,6 +747,8 @@ def both_str(pooled: dict | None) -> str:
     if pooled is None:
         return "-"
     need = detects_str(pooled).split("; ", 1)[1]
+    if held_reasons(pooled, pooled["p"]):
+        need = "seeds needed: - (held by the protocol's guard, which more seeds need not lift)"
     return (
         f"{pooled['n']} seeds: **{pooled['verdict']}**{blocked_str(pooled)}: "
         f"{effect_str(pooled)}, p = {p_str(pooled['p'])}; {need}"

@@ -13,6 +13,7 @@ import pytest
 from dropstudy_experiments import protocol as PR
 from dropstudy_experiments.report import (
     between,
+    both_str,
     found_table,
     pool,
     pooled_primary,
@@ -87,6 +88,8 @@ def test_pooled_primary_sums_late_seeds_and_holds_like_the_guard():
     assert both["arms"]["dropout"]["converged"] is False
     assert "3 of 12 seeds of both lists" in both["not_converged"][0]
     assert both["verdict"] == "inconclusive"
+    # a held verdict asks for convergence, not seeds: no seed count is offered
+    assert "seeds needed: - (held by the protocol's guard" in both_str(both)
 
 
 def test_between_is_welch_on_the_lists_per_seed_values():
