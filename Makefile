@@ -17,6 +17,7 @@ replicate_flags = $$(for f in $(1); do if ls $$f/*/results.json >/dev/null 2>&1;
 REPLICATE_FLAG = $(call replicate_flags,$(SECOND) $(SECOND_1D))
 QUICK := $(RESULTS)/quick
 QUICK_1D := $(RESULTS)/mnist1d-quick
+QUICK_FLAG = $(call replicate_flags,$(QUICK)/from$(SEED_START) $(QUICK_1D)/from$(SEED_START))
 
 .PHONY: study study-quick test test-slow mutate bench lint format report docs clean
 
@@ -46,8 +47,8 @@ study-quick: $(STAMP)
 	$(DROPSTUDY) run all --quick --dataset mnist1d --out $(QUICK_1D)
 	$(DROPSTUDY) replicate --results $(QUICK) --seed-start $(SEED_START) --out $(QUICK)/from$(SEED_START)
 	$(DROPSTUDY) replicate --results $(QUICK_1D) --seed-start $(SEED_START) --out $(QUICK_1D)/from$(SEED_START)
-	$(DROPSTUDY) report --results $(QUICK_1D) --compare $(QUICK) $(call replicate_flags,$(QUICK)/from$(SEED_START) $(QUICK_1D)/from$(SEED_START))
-	$(DROPSTUDY) report --results $(QUICK) --compare $(QUICK_1D) $(call replicate_flags,$(QUICK)/from$(SEED_START) $(QUICK_1D)/from$(SEED_START))
+	$(DROPSTUDY) report --results $(QUICK_1D) --compare $(QUICK) $(QUICK_FLAG)
+	$(DROPSTUDY) report --results $(QUICK) --compare $(QUICK_1D) $(QUICK_FLAG)
 
 report: $(STAMP)
 	$(DROPSTUDY) report --results $(RESULTS)/mnist1d --compare $(RESULTS) $(REPLICATE_FLAG)

@@ -627,13 +627,12 @@ def cmd_replicate(args, parser=None) -> int:
     from argparse import Namespace
 
     from .report import near_level_reasons, read_results
-    from .results import read_json
     from .runner import (
         check_other_lists,
+        check_scale,
         check_seed_starts,
         folder_lock,
         run_experiment,
-        scale_command,
         scale_of,
     )
 
@@ -664,14 +663,9 @@ def cmd_replicate(args, parser=None) -> int:
             f"--out {out} is the first list's folder: a second list goes into a folder of its "
             f"own (default {Path(args.results) / f'from{args.seed_start}'})"
         )
-    want = {**s, "seed_start": args.seed_start}
-    for n in names:  # results there of another scale or first seed: refused before any work
-        theirs = out / n / "results.json"
-        if theirs.is_file() and scale_of(read_json(theirs)) != want:
-            raise DropstudyError(
-                f"--out {out} holds {n} made by `{scale_command(scale_of(read_json(theirs)), n)}`"
-                f", not this second list (`{scale_command(want, n)}`): give --out another folder"
-            )
+    # results there of another scale or first seed: refused before any work, dry runs too
+    check_scale(out, names, {**s, "seed_start": args.seed_start},
+                remedy="Give --out another folder for this second list")  # fmt: skip
     check_other_lists(out, names, s["quick"], s["seeds"], args.seed_start, Path(args.results))
     log.info(
         "replicate: %s on seeds from %d into %s",

@@ -373,9 +373,14 @@ class Context:
         self.out = Path(self.out) / self.name
         self.out.mkdir(parents=True, exist_ok=True)
         self.store = CellStore(self.out)
-        # tunings and trained arms of the protocol (tuning/): made here, or reused
-        self.tuned = {"computed": 0, "reused": 0}
-        self.tuned_names: list[tuple[str, str]] = []  # (file name, "made" or "reused")
+        # tunings and trained arms of the protocol (tuning/): (file name, "made" or "reused")
+        self.tuned_names: list[tuple[str, str]] = []
+
+    @property
+    def tuned(self) -> dict[str, int]:
+        """How many tunings and arms this run made (``computed``) and reused (``reused``)."""
+        made = sum(h == "made" for _, h in self.tuned_names)
+        return {"computed": made, "reused": len(self.tuned_names) - made}
 
     def dataset(self) -> Dataset:
         """The run's data set (digits unless given), loaded once.
@@ -472,8 +477,6 @@ class Context:
             store = TuningStore(self.out.parent / "tuning", first=self.tuning)
             with train_progress(report), tuning_store(store):
                 result = c.fn(**c.kwargs)
-            self.tuned["computed"] += len(store.cells.computed)
-            self.tuned["reused"] += len(store.cells.reused)
             self.tuned_names += [(n, "made") for n in store.cells.computed]
             self.tuned_names += [(n, "reused") for n in store.cells.reused]
             return result

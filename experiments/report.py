@@ -9,8 +9,8 @@ report's primaries (:func:`.stats.holm`).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -226,18 +226,19 @@ def found_table(
                 b = ls.second[n]["tests"][ls.second[n]["primary"]]
                 pooled = ls.both(n)
                 both = "-" if pooled is None else pooled["verdict"] + (
-                    " (held by the protocol)" if held_reasons(pooled, pooled["p"]) else ""
+                    " (held by the protocol)" if pooled.get("blocked") else ""
                 )  # fmt: skip
                 seeds = pooled["n"] if pooled else "-"
                 both = f"; both lists together (exploratory), {seeds} seeds: {both}"
-                if _agree(t, b).startswith("**fragile"):
+                kind = _compare(t, b)
+                if kind in FRAGILE:
                     mark = (
                         f"fragile: the evidence is {_own(t)} on the first list of seeds, "
                         f"{_own(b)} on a second"
                     )
-                elif _own(t) == "inconclusive":
+                elif kind == "neither":
                     mark = "inconclusive on both lists of seeds"
-                elif t["verdict"] != b["verdict"]:
+                elif kind == "guard":
                     held = "first" if t["verdict"] == "inconclusive" else "second"
                     mark = (
                         f"evidence ({_own(t)}, unadjusted) replicated on a second list of "
@@ -569,17 +570,31 @@ def _own(t: dict) -> str:
     return t.get("verdict_w", t["verdict"])
 
 
-def _agree(a: dict, b: dict) -> str:
-    """How two lists' primaries compare, in words: their evidence (each test's own verdict,
-    before the protocol's guard) first, then the guard."""
+# How two lists' primaries compare (:func:`_compare`), in words for the replication table.
+AGREE = {
+    "one list": "**fragile: the evidence decides on one list only**",
+    "opposite": "**fragile: opposite verdicts**",
+    "guard": "evidence agrees; the protocol's guard holds one list only",
+    "same": "same",
+    "neither": "both inconclusive (neither decides)",
+}
+FRAGILE = ("one list", "opposite")
+
+
+def _compare(a: dict, b: dict) -> str:
+    """How two lists' primaries compare, a key of :data:`AGREE`: their evidence (each test's
+    own verdict, before the protocol's guard) first, then the guard."""
     ea, eb = _own(a), _own(b)
     if ea != eb:
-        if "inconclusive" in (ea, eb):
-            return "**fragile: the evidence decides on one list only**"
-        return "**fragile: opposite verdicts**"
+        return "one list" if "inconclusive" in (ea, eb) else "opposite"
     if a["verdict"] != b["verdict"]:
-        return "evidence agrees; the protocol's guard holds one list only"
-    return "same" if ea != "inconclusive" else "both inconclusive (neither decides)"
+        return "guard"
+    return "same" if ea != "inconclusive" else "neither"
+
+
+def _compare_lists(ls: Lists, name: str) -> str:
+    """:func:`_compare` of ``name``'s primary on the first and the second list of ``ls``."""
+    return _compare(*(r[name]["tests"][r[name]["primary"]] for r in (ls.first, ls.second)))
 
 
 def between(a: dict, b: dict) -> str:
@@ -712,7 +727,8 @@ def pooled_primary(name: str, lists: list[tuple[Path | None, dict[str, dict]]]) 
     return hold(pooled, twin, arms, reasons)
 
 
-class Lists(NamedTuple):
+@dataclass(frozen=True)
+class Lists:
     """A data set's first and second lists of seeds, as the report reads them.
 
     Attributes:
@@ -728,10 +744,16 @@ class Lists(NamedTuple):
     folder: str
     first_dir: Path | None = None
     second_dir: Path | None = None
+    # each primary pooled once, though the findings table and the section both show it
+    _pooled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def both(self, name: str) -> dict | None:
         """``name``'s primary on both lists' seeds together (:func:`pooled_primary`)."""
-        return pooled_primary(name, [(self.first_dir, self.first), (self.second_dir, self.second)])
+        if name not in self._pooled:
+            self._pooled[name] = pooled_primary(
+                name, [(self.first_dir, self.first), (self.second_dir, self.second)]
+            )
+        return self._pooled[name]
 
 
 def both_str(pooled: dict | None) -> str:
@@ -747,7 +769,7 @@ def both_str(pooled: dict | None) -> str:
     if pooled is None:
         return "-"
     need = detects_str(pooled).split("; ", 1)[1]
-    if held_reasons(pooled, pooled["p"]):
+    if pooled.get("blocked"):
         need = "seeds needed: - (held by the protocol's guard, which more seeds need not lift)"
     return (
         f"{pooled['n']} seeds: **{pooled['verdict']}**{blocked_str(pooled)}: "
@@ -762,9 +784,8 @@ def _settled(pooled: dict | None) -> str:
     v = pooled["verdict"]
     if v != "inconclusive":
         return f" ({pooled['n']} seeds together, unadjusted: {v})"
-    held = held_reasons(pooled, pooled["p"])
-    if held:
-        why = f"held by the protocol: {'; '.join(held)}"
+    if pooled.get("blocked"):
+        why = f"held by the protocol: {'; '.join(pooled['blocked'])}"
     elif pooled.get("seeds_needed"):
         why = (
             f"inconclusive; {pooled['seeds_needed']} seeds would give the pooled effect 80% "
@@ -802,11 +823,11 @@ def replication(lists: list[Lists]) -> list[str]:
         fragile, guard = [], []
         for n in (n for n in NAMES if n in ls.first and n in ls.second):
             a, b = (r[n]["tests"][r[n]["primary"]] for r in (ls.first, ls.second))
-            agree = _agree(a, b)
+            kind = _compare(a, b)
             pooled = ls.both(n)
-            if agree.startswith("**fragile"):
+            if kind in FRAGILE:
                 fragile.append(n + _settled(pooled))
-            elif agree.startswith("evidence agrees"):
+            elif kind == "guard":
                 guard.append(n)
             start = scale_of(ls.second[n]).get("seed_start", 0)
             both = both_str(pooled)
@@ -815,7 +836,7 @@ def replication(lists: list[Lists]) -> list[str]:
                          f"**{decided[n]['verdict']}**{check_tag}",
                          f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",
                          f"from seed {start}: **{b['verdict']}**{blocked_str(b)}: "
-                         f"{effect_str(b)}", between(a, b), both, agree])  # fmt: skip
+                         f"{effect_str(b)}", between(a, b), both, AGREE[kind]])  # fmt: skip
         where = f" on {data_name(ls.first)}" if many else ""
         if any(n in ls.second for n in ls.first):
             said.append(
@@ -1236,13 +1257,10 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         head += agreement(results, others, rels)
         if lists:
             fragile = [
-                f"on {data_name(ls.first)}: " + (", ".join(names) or "none")
+                f"on {data_name(ls.first)}: "
+                + (", ".join(n for n in NAMES if n in ls.first and n in ls.second
+                             and _compare_lists(ls, n) in FRAGILE) or "none")
                 for ls in lists
-                for names in [[
-                    n for n in NAMES if n in ls.first and n in ls.second
-                    and _agree(*(r[n]["tests"][r[n]["primary"]] for r in (ls.first, ls.second)))
-                    .startswith("**fragile")
-                ]]
             ]  # fmt: skip
             head += [
                 "These rows read each data set's first list of seeds. The second lists (\"A "

@@ -324,7 +324,7 @@ def scale_of(results: dict) -> dict:
     return results.get("scale") or scale(bool(results.get("quick")))
 
 
-def check_scale(out: Path, names, s: dict, force: bool = False) -> None:
+def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | None = None) -> None:
     """Refuse to overwrite results made at another scale (unless ``force``).
 
     A results file that cannot be read is overwritten: nothing worth keeping is lost.
@@ -334,6 +334,8 @@ def check_scale(out: Path, names, s: dict, force: bool = False) -> None:
       names: the experiments about to write there.
       s: this run's scale (:func:`scale`).
       force: overwrite them anyway.
+      remedy: what the message tells the user to do (default: ``--out`` this scale's own
+        folder, or ``--force``, as ``dropstudy run`` takes them).
 
     Raises:
       DropstudyError: if ``out/NAME/results.json`` holds results of another scale, naming the
@@ -350,10 +352,13 @@ def check_scale(out: Path, names, s: dict, force: bool = False) -> None:
         except (json.JSONDecodeError, OSError):
             continue  # unreadable: nothing worth keeping is lost
         if old != s:
+            remedy = remedy or (
+                f"Write elsewhere with --out (this scale's own folder is {scale_folder(s)}), "
+                "or pass --force"
+            )
             raise DropstudyError(
                 f"{path} holds results of `{scale_command(old, name)}`; this run "
-                f"(`{scale_command(s, name)}`) would overwrite them. Write elsewhere with "
-                f"--out (this scale's own folder is {scale_folder(s)}), or pass --force"
+                f"(`{scale_command(s, name)}`) would overwrite them. {remedy}"
             )
 
 

@@ -250,7 +250,8 @@ def test_replicate_refuses_a_second_list_as_the_first_and_its_own_folder(tmp_pat
     shutil.copytree(ROOT / "robustness", other / "robustness")
     assert main(["replicate", "--results", str(ROOT), "--out", str(other), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "holds robustness made by `dropstudy run robustness`" in err and "--force" not in err
+    assert "holds results of `dropstudy run robustness`" in err and "--force" not in err
+    assert "Give --out another folder" in err
     assert main(["replicate", "--results", str(ROOT), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "robustness (Holm p " in err or "robustness (held by the protocol" in err

@@ -112,11 +112,16 @@ def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     ctx.savefig(fig, "shrinkage_linear.png")
 
 
+def _nearest(steps: list[int], targets) -> list[int]:
+    """The recorded steps nearest to ``targets``, sorted, each once."""
+    return sorted({min(steps, key=lambda x: abs(x - t)) for t in targets})
+
+
 def _matched_steps(plain: dict, drop: dict, window: int) -> str:
     """The two nets' Frobenius norms at the same steps (from the trajectories), in words."""
     tp, td = plain["trajectory"], drop["trajectory"]
     steps = tp["steps"]
-    at = sorted({min(steps, key=lambda x: abs(x - t)) for t in (steps[0], window, steps[-1])})
+    at = _nearest(steps, (steps[0], window, steps[-1]))
     said = "; ".join(
         f"step {t}: plain {tp['mean'][steps.index(t)]:.1f} [{tp['lo'][steps.index(t)]:.1f}, "
         f"{tp['hi'][steps.index(t)]:.1f}], dropout {td['mean'][steps.index(t)]:.1f} "
@@ -347,16 +352,13 @@ def headline_caveats(r: dict) -> list[str]:
     t = r["tests"][r["primary"]]
     arms = r["mlp"]["sgd"]
     tp, td = arms["rate=0.0"]["trajectory"], arms[f"rate={r['test_rate']}"]["trajectory"]
-    steps, w = tp["steps"], r["config"]["protocol"]["window"]
-    at = sorted({min(steps, key=lambda x: abs(x - s)) for s in (w, steps[-1])})
-    other = [s for s in at if np.sign(td["mean"][steps.index(s)] - tp["mean"][steps.index(s)])
-             == -np.sign(t["effect"])]  # fmt: skip
+    steps = tp["steps"]
+    at = [steps.index(s) for s in _nearest(steps, (r["config"]["protocol"]["window"], steps[-1]))]
+    other = [i for i in at if np.sign(td["mean"][i] - tp["mean"][i]) == -np.sign(t["effect"])]
     if not other:
         return []
     said = "; ".join(
-        f"step {s}: dropout {td['mean'][steps.index(s)]:.1f}, "
-        f"plain {tp['mean'][steps.index(s)]:.1f}"
-        for s in other
+        f"step {steps[i]}: dropout {td['mean'][i]:.1f}, plain {tp['mean'][i]:.1f}" for i in other
     )
     return [
         f"the primary's sign ({t['effect']:.4g}, dropout minus plain at each net's own stop "
