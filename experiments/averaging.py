@@ -72,6 +72,7 @@ PROTOCOL_ROLES = ("primary", "multiclass")
 # them (a test checks this constant against it), and on other data sets plan() takes that
 # data set's own closest pairs.
 PAIRS = ((1, 8), (3, 9), (8, 9))
+MEANS = {"A": "exact arithmetic mean", "G": "exact normalised geometric mean"}  # by test tag
 
 
 def closest_pairs(ds: Dataset, n: int) -> tuple[tuple[int, int], ...]:
@@ -599,14 +600,13 @@ def net_tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
         specs += [("err", "exact_g", err_m, "G"), ("nll", "exact_g", nll_m, "G")]
     elif net.role == "stress":
         specs = specs[:1]
-    mean_name = {"A": "exact arithmetic mean", "G": "exact normalised geometric mean"}
     for metric, ref, margin, short in specs:
         what = "test error" if metric == "err" else "test NLL"
         t[f"{label} {metric} WS-{short}" + ("" if net.role == "primary" else f" {net.tag}")] = (
             equivalence(
                 _diff(rows, "ws", ref, metric),
                 margin,
-                what=f"{what}, weight scaling minus the {mean_name[short]} ({where})",
+                what=f"{what}, weight scaling minus the {MEANS[short]} ({where})",
                 predictor="ws",
             )
         )
@@ -619,21 +619,6 @@ def net_tests(cfg: Config, net: Net, rows: list[dict]) -> dict:
             predictor_label=f"MC average, K = {cfg.ks[-1]}",  # the curve's last K
         )
     return t
-
-
-def _geometric_finding(tests: dict) -> list[str]:
-    """Which mean weight scaling tracks on the primary net, in NLL (when the tests say)."""
-    a, g = tests.get("primary nll WS-A"), tests.get("primary nll WS-G")
-    if a is None or g is None or a["verdict"] == g["verdict"]:
-        return []
-    near, far = (g, a) if g["verdict"] == "supported" else (a, g)
-    return [
-        f"In NLL, weight scaling on the primary net is equivalent to the "
-        f"{near['what'].split('minus the ')[1].split(' (')[0]} ({near['verdict']}, "
-        f"{near['effect']:+.4f} nats) but is not shown equivalent to the "
-        f"{far['what'].split('minus the ')[1].split(' (')[0]} ({far['verdict']}, "
-        f"{far['effect']:+.4f} nats), although their test errors agree."
-    ]
 
 
 def on_data(net: Net, ds: Dataset) -> Net:
@@ -688,16 +673,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"ks", "nets", "protocol", "tests", "primary", "findings"}``: ``nets`` maps each
+      ``{"ks", "nets", "protocol", "tests", "primary"}``: ``nets`` maps each
       tag to its intervals over seeds (test and train errors, NLL, MC curves, K*, for a net
       on the protocol its arms' training (:func:`.protocol.arm_summary`, per task), and for
       an exact-enumerable net the paired differences, bounds and gaps); ``tests`` holds the
       equivalence tests of the exact-enumerable nets (:meth:`Config.test_names`, the
       primary first), those of a net on the protocol guarded by its arms and followed by
       their twins within 2W, at the config's margins (each net's validation scale,
-      :func:`validation_scale`, in ``nets``); ``findings`` says which exact mean weight
-      scaling tracks in NLL on the primary net, when the tests differ, and names a net whose
-      exact mean does no better than its mean subnetwork on the validation split.
+      :func:`validation_scale`, in ``nets``).
 
     Raises:
       ValueError: if ``cfg.primary`` is not one of the tests.
@@ -722,14 +705,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.protocol.to_dict(),
         "tests": primary_first(tests, cfg.primary),
         "primary": cfg.primary,
-        "findings": _geometric_finding(tests)
-        + [
-            f"On the validation split the exact mean of {tag} does no better than its mean "
-            f"subnetwork in {'error' if m == 'err' else 'NLL'} (gain {g['gain']:.4g}): there "
-            "averaging gains nothing for weight scaling to approximate."
-            for tag, sm in summaries.items()
-            if sm.get("validation")
-            for m, g in sm["validation"].items()
-            if g["gain"] <= 0
-        ],
     }

@@ -58,7 +58,6 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    flips,
 )
 from .evaluate import Evaluator
 from .protocol import (
@@ -541,11 +540,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"arms", "protocol", "tests", "primary", "findings", "nets", "per_seed", "curves",
+      ``{"arms", "protocol", "tests", "primary", "nets", "per_seed", "curves",
       "comparisons"}``: both nets' training (:func:`.protocol.arm_summary`) and the protocol;
       the direction tests of :meth:`Config.test_names` (each guarded, with its twin within
-      2W); findings where a test's sign or verdict
-      differs between weight scaling and the MC average; per net (``plain``, ``dropout``)
+      2W); per net (``plain``, ``dropout``)
       the interval of every quantity, the per-seed normalised interactions, and the removal
       curves' intervals of accuracy and NLL over ``fractions``; the paired comparisons of
       mean |d_i| on test and train.
@@ -574,7 +572,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
-        "findings": flips(tests, [("test_nll_ws", "test_nll_mc"), ("test_err_ws", "test_err_mc")]),
         "nets": nets,
         "per_seed": {net: {k: q[k] for k in ("norm_test", "norm_train")} for net, q in s.items()},
         "curves": curves,

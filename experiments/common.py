@@ -33,6 +33,7 @@ from dropstudy.train import progress as train_progress
 from .cells import CellStore
 from .codekey import code_key, environment
 from .interrupt import INTERRUPTED
+from .protocol import TWICE
 from .results import write_json
 from .stats import (
     ALPHA,
@@ -898,32 +899,86 @@ def stamp_k(tests: dict, cfg) -> dict:
     }
 
 
-def flips(tests: dict, pairs: list[tuple[str, str]]) -> list[str]:
-    """Findings for pairs of tests of one quantity by two predictors.
+def own_verdict(t: dict) -> str:
+    """A test's own verdict: before the protocol's hold, when it is guarded.
+
+    Args:
+      t: a test dict.
+
+    Returns:
+      Its ``verdict_w`` when guarded (:func:`.protocol.guard`), else its ``verdict``.
+    """
+    return t.get("verdict_w", t["verdict"])
+
+
+def predictor_pairs(tests: dict) -> list[tuple[str, str]]:
+    """The pairs of tests of one quantity by two predictors.
+
+    Tests of one quantity share their ``what``; a twin within 2W (it is shown beside its
+    test), a test without a predictor and one whose predictor carries a label of its own (a
+    comparison of predictors) are left out.
 
     Args:
       tests: ``{name: test}``.
-      pairs: ``(a, b)`` names of two tests of one quantity by two predictors.
 
     Returns:
-      A sentence for each pair whose sign flips with at least one interval excluding 0
-      (:func:`.stats.sign_flip`), or else whose verdicts differ.
+      ``(a, b)`` test names, each pair in the order of ``tests``.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, t in tests.items():
+        if name.endswith(TWICE) or not t.get("predictor") or t.get("predictor_label"):
+            continue
+        groups.setdefault(t["what"], []).append(name)
+    return [(g[i], b) for g in groups.values() for i in range(len(g)) for b in g[i + 1 :]]
+
+
+def flips(tests: dict) -> list[str]:
+    """Findings where a quantity's test depends on the predictor.
+
+    Computed from the tests when a report is written, so they always say what the stored
+    numbers say.
+
+    Args:
+      tests: ``{name: test}``; the pairs are :func:`predictor_pairs`.
+
+    Returns:
+      A sentence for each pair whose sign flips with both intervals excluding 0
+      (:func:`.stats.sign_flip`); else for each pair whose verdicts differ (each test's own,
+      before the protocol's hold) or whose point estimates have opposite signs with one
+      interval excluding 0, saying which.
     """
     out = []
-    for a, b in pairs:
+    for a, b in predictor_pairs(tests):
         ta, tb = tests[a], tests[b]
         by = lambda t: f"{effect_str(t)} by {predictor_name(t)}"  # noqa: E731
         if sign_flip(ta, tb):
-            out.append(f"The sign of *{ta['what']}* flips between predictors: {by(ta)}, {by(tb)}.")
+            out.append(
+                f"The sign of *{ta['what']}* flips between predictors, both intervals "
+                f"excluding 0: {by(ta)}, {by(tb)}."
+            )
+            continue
         # the verdicts before the protocol's guard: a guard holds both predictors alike
-        elif (va := ta.get("verdict_w", ta["verdict"])) != (
-            vb := tb.get("verdict_w", tb["verdict"])
-        ):
-            own = " (each its own, before the protocol's hold)" if "verdict_w" in ta else ""
+        va, vb = own_verdict(ta), own_verdict(tb)
+        apart = ta["effect"] * tb["effect"] < 0 and (excludes_zero(ta) or excludes_zero(tb))
+        if va == vb and not apart:
+            continue
+        sign = ""
+        if apart:
+            one = ta if excludes_zero(ta) else tb
+            sign = (
+                f"; the point estimates have opposite signs, and only {predictor_name(one)}'s "
+                "interval excludes 0"
+            )
+        own = " (each its own, before the protocol's hold)" if "verdict_w" in ta else ""
+        if va != vb:
             out.append(
                 f"The verdict on *{ta['what']}* depends on the predictor{own}: {va} by "
                 f"{predictor_name(ta)} ({effect_str(ta)}), {vb} by "
-                f"{predictor_name(tb)} ({effect_str(tb)})."
+                f"{predictor_name(tb)} ({effect_str(tb)}){sign}."
+            )
+        else:
+            out.append(
+                f"*{ta['what']}* is {va} by both predictors{own}, but {by(ta)} and {by(tb)}{sign}."
             )
     return out
 
@@ -947,7 +1002,7 @@ def real_differences(tests: dict) -> list[str]:
         f"(+-{_num(t['margin'])})."
         for t in tests.values()
         if t["rule"] == "equivalence"
-        and t.get("verdict_w", t["verdict"]) == INCONCLUSIVE
+        and own_verdict(t) == INCONCLUSIVE
         and not t.get("distance")
         and excludes_zero(t)
     ]
@@ -1073,15 +1128,23 @@ def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
 
 
 def all_findings(r: dict) -> list[str]:
-    """A results file's findings: its own, plus equivalence tests with a real difference.
+    """A results file's findings, computed from its numbers when the report is written.
 
     Args:
       r: a results file's dict.
 
     Returns:
-      Its ``findings``, then those of :func:`real_differences` on its tests.
+      Where a test depends on the predictor (:func:`flips`), then the findings of its
+      experiment's section (its ``findings(r)``, when it has one), then equivalence tests with
+      a real difference (:func:`real_differences`).
     """
-    return list(r.get("findings") or []) + real_differences(r["tests"])
+    own = []
+    if "experiment" in r:
+        from .runner import section  # the sections read this module
+
+        fn = getattr(section(r["experiment"]), "findings", None)
+        own = fn(r) if fn is not None else []
+    return flips(r["tests"]) + own + real_differences(r["tests"])
 
 
 def primary_findings(r: dict) -> list[str]:
@@ -1097,8 +1160,7 @@ def primary_findings(r: dict) -> list[str]:
       Those of :func:`all_findings` that concern the primary.
     """
     t = r["tests"][r["primary"]]
-    # findings name the predictor without its K (they are written before stamp_k)
-    name = predictor_name({k: v for k, v in t.items() if k != "k"})
+    name = predictor_name(t)
     w = t["what"]
 
     def names_it(f: str) -> bool:  # its quantity, not a longer one it is the start of

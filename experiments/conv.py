@@ -212,10 +212,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"rows", "tests", "primary", "findings"}``: per rate, intervals of test accuracy and
+      ``{"rows", "tests", "primary", "protocol"}``: per rate, intervals of test accuracy and
       NLL by each predictor and of train accuracy and NLL; the tests of
-      :meth:`Config.test_names`, the primary first; findings where the primary's quantity
-      differs in sign or verdict between the predictors.
+      :meth:`Config.test_names`, the primary first (the report's findings say where the
+      primary's quantity differs in sign or verdict between the predictors).
     """
 
     def col(rate, p, m):
@@ -239,8 +239,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         )
         for w in ("seeds", "seeds_2w")
     }
-    tests, findings = within["seeds"]
-    tests = guarded(tests, within["seeds_2w"][0], arms)
+    tests = guarded(within["seeds"], within["seeds_2w"], arms)
     for rate in cfg.rates:
         if rate in (base, r):
             continue
@@ -273,6 +272,5 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "rows": rows,
         "tests": tests,
         "primary": cfg.primary,
-        "findings": findings,
         "protocol": cfg.protocol.to_dict(),
     }

@@ -381,13 +381,12 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"grids", "curves", "shares", "arms", "protocol", "tests", "primary", "findings"}``:
+      ``{"grids", "curves", "shares", "arms", "protocol", "tests", "primary"}``:
       each kind's Ks;
       per kind and split, intervals of each of :data:`STATS` over K; each kind's interval of
       the share of the members' mean test Brier score that averaging ``members`` removes;
       both kinds' training (:func:`.protocol.arm_summary`) and the protocol; the tests of
-      :meth:`Config.test_names` (each guarded, with its twin within 2W), the primary first;
-      when the share equivalence is contradicted, a finding saying which way.
+      :meth:`Config.test_names` (each guarded, with its twin within 2W), the primary first.
     """
     seeds = raw["diversity"]["seeds"]
     m = str(cfg.members)
@@ -412,19 +411,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
         for kind in KINDS
     }
     shares = {kind: ci(share(kind)) for kind in KINDS}
-    findings = []
-    t = tests["share_equiv"]
-    if t["verdict"] == "contradicted":  # which way: more or less offsetting than independent
-        more = t["effect"] > 0
-        errs = {kind: ci(col(kind, "test", m, "member_error"))["mean"] for kind in KINDS}
-        findings.append(
-            f"Averaging removes {'more' if more else 'less'} of the members' Brier score for "
-            f"dropout's subnetworks ({shares['dropout']['mean']:.3f}) than for independent "
-            f"nets ({shares['independent']['mean']:.3f}): the equivalence fails because the "
-            f"subnetworks offset each other {'more' if more else 'less'}; a single "
-            f"subnetwork's test error is {errs['dropout']:.4f}, against "
-            f"{errs['independent']:.4f} for a single independent net."
-        )
     return {
         "grids": grids,
         "curves": curves,
@@ -433,5 +419,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
-        "findings": findings,
     }

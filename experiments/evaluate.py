@@ -7,7 +7,7 @@ to enumerate, a cell may also ask for the exact average over all of them (``"exa
 Every random draw of an evaluation has a key derived from the experiment, the cell, the
 purpose and the seed (:func:`seed_key`), so no two experiments or cells share masks by
 accident and no offset is picked by hand. :func:`by_predictor` then runs the same test of a
-quantity by each predictor and reports where the two disagree.
+quantity by each predictor; the report says where the two disagree.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dropstudy import predict as P
 from dropstudy.average import Average
 from dropstudy.train import take
 
-from .common import MC_K, device_mesh, flips
+from .common import MC_K, device_mesh
 
 WS_AND_MC = ("ws", "mc")  # the predictors of a dropout net: weight scaling, the MC average
 PREDICTORS = (*WS_AND_MC, "exact")  # and the exact average, for nets small enough
@@ -186,8 +186,11 @@ def by_predictor(
     values: dict[str, np.ndarray],
     name: str | Callable[[str], str],
     **kw,
-) -> tuple[dict[str, dict], list[str]]:
-    """The same test of one quantity by each predictor, and where they disagree.
+) -> dict[str, dict]:
+    """The same test of one quantity by each predictor.
+
+    Where they disagree is a finding of the report (:func:`.common.flips`), which pairs tests
+    of one ``what``.
 
     Args:
       test: a test of :mod:`.stats` (``direction``, ``equivalence``, ...), called as
@@ -197,11 +200,7 @@ def by_predictor(
       kw: the test's other arguments (``what``, a margin, ...).
 
     Returns:
-      ``(tests, findings)``: ``{test name: test}`` in the order of ``values``, and the
-      findings of :func:`.common.flips` over each pair of predictors.
+      ``{test name: test}`` in the order of ``values``.
     """
     label = name if callable(name) else (lambda p: f"{name}_{p}")
-    tests = {label(p): test(v, predictor=p, **kw) for p, v in values.items()}
-    names = list(tests)
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    return tests, flips(tests, pairs)
+    return {label(p): test(v, predictor=p, **kw) for p, v in values.items()}

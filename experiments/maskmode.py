@@ -203,8 +203,7 @@ def _tests(cfg: Config, raw: dict, sfx: str) -> tuple[dict, list[str]]:
       sfx: the selection's suffix of the cells' row keys.
 
     Returns:
-      ``({name: test}, findings)``: the tests of :meth:`Config.test_names` without their
-      twins, and where the NLL or error test differs in sign or verdict between predictors.
+      ``{name: test}``: the tests of :meth:`Config.test_names` without their twins.
     """
 
     def gap(net, mode, ref, m):
@@ -217,7 +216,7 @@ def _tests(cfg: Config, raw: dict, sfx: str) -> tuple[dict, list[str]]:
         return e("per_batch") - e("per_example")
 
     # Each quantity by both predictors: a sign or verdict that depends on which is a finding.
-    tests, findings = by_predictor(
+    tests = by_predictor(
         equivalence,
         {p: diff(p, "nll") for p in ("mc", "ws")},
         "nll",
@@ -225,7 +224,7 @@ def _tests(cfg: Config, raw: dict, sfx: str) -> tuple[dict, list[str]]:
         metric="nll",
         what="test NLL, a mask per batch minus a mask per example (nats)",
     )
-    err_tests, err_findings = by_predictor(
+    tests |= by_predictor(
         equivalence,
         {p: diff(p, "err") for p in ("mc", "ws")},
         "err",
@@ -233,8 +232,6 @@ def _tests(cfg: Config, raw: dict, sfx: str) -> tuple[dict, list[str]]:
         metric="error",
         what="test error, a mask per batch minus a mask per example (fraction)",
     )
-    tests |= err_tests
-    findings += err_findings
     tests["ws_gap_mc"] = direction(
         gap("wide", "per_batch", "mc", "mean_kl") - gap("wide", "per_example", "mc", "mean_kl"),
         predictor="ws",
@@ -249,7 +246,7 @@ def _tests(cfg: Config, raw: dict, sfx: str) -> tuple[dict, list[str]]:
         metric="kl",
         what="KL(exact mean || weight scaling) on test, small net, per batch minus per example",
     )
-    return tests, findings
+    return tests
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
@@ -260,13 +257,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"rows", "arms", "protocol", "tests", "primary", "findings"}``: per ``"<net>
+      ``{"rows", "arms", "protocol", "tests", "primary"}``: per ``"<net>
       <mode>"``, intervals of accuracy and NLL by each predictor on test and train and of
       weight scaling's gaps (``mean_kl``, ``disagreement``), and each arm's training
       (:func:`.protocol.arm_summary`); the protocol; the tests (each guarded, with its twin
-      within 2W) of :meth:`Config.test_names`, the primary
-      first; findings where the NLL or error test differs in sign or verdict between the
-      predictors.
+      within 2W) of :meth:`Config.test_names`, the primary first.
     """
 
     def col(net, mode, p, split, m):
@@ -275,8 +270,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def gap(net, mode, ref, m):
         return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
 
-    within, findings = _tests(cfg, raw, "")
-    twice, _ = _tests(cfg, raw, "_2w")
+    within, twice = _tests(cfg, raw, ""), _tests(cfg, raw, "_2w")
     arms = {f"{net} {mode}": raw[f"net={net}"]["arms"][mode] for net in ("wide", "small")
             for mode in MODES}  # fmt: skip
     of = lambda net: {k: a for k, a in arms.items() if k.startswith(net)}  # noqa: E731
@@ -302,5 +296,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
-        "findings": findings,
     }

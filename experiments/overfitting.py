@@ -31,7 +31,6 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    flips,
 )
 from .evaluate import Evaluator
 from .protocol import ADAM, TWICE, Protocol, arm_summary, guarded, split, train_arm
@@ -224,11 +223,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"rates", "sizes", "tests", "primary", "findings"}``: per rate, intervals of every
+      ``{"rates", "sizes", "protocol", "tests", "primary"}``: per rate, intervals of every
       measure and of the train-test accuracy gap; per training-set size (the full set
       last), the paired test accuracy and NLL gains of dropout and both nets' gaps; the
-      tests of :meth:`Config.test_names`; findings where a test differs in sign or verdict
-      between weight scaling and the MC average.
+      tests of :meth:`Config.test_names`.
     """
     tests = {}
     rates = cfg.rates
@@ -281,14 +279,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
             "gap_dropout": ci(np.subtract(p5["train_acc"], p5["test_acc"])),
             "arms": {f"drop {s0}": arm_summary(p0["arm"]), f"drop {s1}": arm_summary(p5["arm"])},
         }
-    pairs = [("test NLL WS", "test NLL MC")]
-    pairs += [(f"typical rates vs {r} WS", f"typical rates vs {r} MC") for r in rates
-              if r not in cfg.typical_rates]  # fmt: skip
     return {
         "rates": rates_summary,
         "sizes": sizes_summary,
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
-        "findings": flips(tests, pairs),
     }

@@ -21,6 +21,7 @@ from .common import (
     detects_str,
     effect_str,
     n_str,
+    own_verdict,
     p_str,
     predictor_name,
     primary_findings,
@@ -233,19 +234,22 @@ def found_table(
                 kind = _compare(t, b)
                 if kind in FRAGILE:
                     mark = (
-                        f"fragile: the evidence is {_own(t)} on the first list of seeds, "
-                        f"{_own(b)} on a second"
+                        f"fragile: the evidence is {own_verdict(t)} on the first list of seeds, "
+                        f"{own_verdict(b)} on a second"
                     )
                 elif kind == "neither":
                     mark = "inconclusive on both lists of seeds"
                 elif kind == "guard":
                     held = "first" if t["verdict"] == "inconclusive" else "second"
                     mark = (
-                        f"evidence ({_own(t)}, unadjusted) replicated on a second list of "
+                        f"evidence ({own_verdict(t)}, unadjusted) replicated on a second list of "
                         f"seeds; the protocol's guard holds the {held} list only"
                     )
                 else:
-                    mark = f"evidence ({_own(t)}, unadjusted) replicated on a second list of seeds"
+                    mark = (
+                        f"evidence ({own_verdict(t)}, unadjusted) replicated on a second list "
+                        "of seeds"
+                    )
                 fragile = f" *({mark}{both})*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
             note = "".join(f" *(caveat: {c})*" for c in headline_caveats(n, r[n]))
@@ -565,11 +569,6 @@ def near_level_reasons(results: dict[str, dict]) -> dict[str, str]:
     return out
 
 
-def _own(t: dict) -> str:
-    """A test's verdict on its own evidence: before the protocol's guard, when it has one."""
-    return t.get("verdict_w", t["verdict"])
-
-
 # How two lists' primaries compare (:func:`_compare`), in words for the replication table.
 AGREE = {
     "one list": "**fragile: the evidence decides on one list only**",
@@ -584,7 +583,7 @@ FRAGILE = ("one list", "opposite")
 def _compare(a: dict, b: dict) -> str:
     """How two lists' primaries compare, a key of :data:`AGREE`: their evidence (each test's
     own verdict, before the protocol's guard) first, then the guard."""
-    ea, eb = _own(a), _own(b)
+    ea, eb = own_verdict(a), own_verdict(b)
     if ea != eb:
         return "one list" if "inconclusive" in (ea, eb) else "opposite"
     if a["verdict"] != b["verdict"]:

@@ -45,7 +45,6 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    flips,
     primary_first,
 )
 from .evaluate import Evaluator
@@ -389,12 +388,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"kinds", "levels", "curves", "arms", "protocol", "tests", "primary", "findings"}``:
+      ``{"kinds", "levels", "curves", "arms", "protocol", "tests", "primary"}``:
       the shifts and their strengths; per predictor and set (``clean``, ``train`` and each
       shift), intervals of error and NLL per strength; each net's training
       (:func:`.protocol.arm_summary`) and the protocol; the tests of
-      :meth:`Config.test_names`, the primary first; findings where retention's or
-      degradation's sign or verdict differs between the MC average and weight scaling.
+      :meth:`Config.test_names`, the primary first.
     """
     cell_ = raw["robustness"]
     within = {sfx: _tests(cell_["seeds" + sfx], cell_["errors_ex" + sfx], cell_["classes"])
@@ -427,9 +425,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
-        "findings": flips(
-            tests, [("retention_mc", "retention_ws"), ("degradation_mc", "degradation_ws")]
-        ),
     }
 
 

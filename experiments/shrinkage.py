@@ -50,7 +50,6 @@ from .common import (
     MC_K,
     ExperimentConfig,
     cell,
-    flips,
 )
 from .evaluate import Evaluator
 from .protocol import TWICE, Protocol, Recipe
@@ -220,17 +219,16 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
-    """The three parts' summaries and tests, and the findings.
+    """The three parts' summaries and tests.
 
     Args:
       cfg: the configuration.
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"width", "test_rate", "mlp", "linear", "logistic", "tests", "primary",
-      "findings"}``: the parts' summaries (``logistic`` None without a logistic part), their
-      tests, and findings where an MLP prediction's test differs in sign or verdict between
-      weight scaling and the MC average.
+      ``{"width", "test_rate", "mlp", "protocol", "linear", "logistic", "tests",
+      "primary"}``: the parts' summaries (``logistic`` None without a logistic part) and their
+      tests.
 
     Raises:
       DropstudyError: if ``cfg.primary`` is not one of the tests.
@@ -241,7 +239,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
     tests = {**t_lin, **t_log, **t_mlp}
     if cfg.primary not in tests:
         raise DropstudyError(f"primary {cfg.primary!r} is not one of the tests {sorted(tests)}")
-    pairs = [(f"mlp_{o}_{m}_ws", f"mlp_{o}_{m}_mc") for o in mlp for m in MLP_PREDICTED]
     return {
         "width": cfg.width,
         "test_rate": cfg.test_rate,
@@ -251,5 +248,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "logistic": log,
         "tests": tests,
         "primary": cfg.primary,
-        "findings": flips(tests, pairs),
     }

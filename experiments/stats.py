@@ -613,18 +613,19 @@ def excludes_zero(t: dict) -> bool:
 
 
 def sign_flip(a: dict, b: dict) -> bool:
-    """Whether two tests of the same quantity disagree in sign, with an interval excluding 0.
+    """Whether two tests of the same quantity disagree in sign, each interval excluding 0.
 
-    E.g. by weight scaling and by the MC average: a finding to report.
+    E.g. by weight scaling and by the MC average: a finding to report. Opposite point
+    estimates with one interval containing 0 are not a flip: that one may have either sign.
 
     Args:
       a: a test dict.
       b: a test dict of the same quantity by another predictor.
 
     Returns:
-      True when their effects have opposite signs and at least one interval excludes 0.
+      True when their effects have opposite signs and both intervals exclude 0.
     """
-    return a["effect"] * b["effect"] < 0 and (excludes_zero(a) or excludes_zero(b))
+    return a["effect"] * b["effect"] < 0 and excludes_zero(a) and excludes_zero(b)
 
 
 def fmt(ci: dict, digits: int = 3) -> str:

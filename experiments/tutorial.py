@@ -28,7 +28,6 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    flips,
 )
 from .evaluate import Evaluator
 from .seeds import study_seeds
@@ -349,11 +348,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"tutorial", "pytorch", "tests", "primary", "findings"}``: each implementation's
+      ``{"tutorial", "pytorch", "tests", "primary"}``: each implementation's
       summary (seeds compared, diverged seeds, intervals and paired differences; the
       replication's also the seed its figures show), the tests of
-      :meth:`Config.test_names`, and findings where a test's sign or verdict differs between
-      weight scaling and the MC average.
+      :meth:`Config.test_names`.
     """
     r0, r1 = cfg.rates
     tut, tests = _tutorial(
@@ -367,13 +365,9 @@ def summarise(cfg: Config, raw: dict) -> dict:
     tests.update(ref_tests)
     shown = [raw[f"tutorial_rate={r}"]["detail"] for r in (r0, r1)]
     tut["figure_seed"] = next(i for i in study_seeds(cfg.seeds) if all(str(i) in d for d in shown))
-    pairs = [(f"{a} {w} WS", f"{a} {w} MC") for a, w in (("tutorial", "test MSE"),
-             ("tutorial", "risk"), ("tutorial", "roughness"), ("pytorch", "test MSE"),
-             ("pytorch", "risk"))]  # fmt: skip
     return {
         "tutorial": tut,
         "pytorch": ref,
         "tests": tests,
         "primary": cfg.primary,
-        "findings": flips(tests, pairs),
     }

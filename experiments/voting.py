@@ -38,7 +38,6 @@ from .common import (
     ExperimentConfig,
     cell,
     ci,
-    effect_str,
     primary_first,
 )
 from .evaluate import seed_key
@@ -464,12 +463,12 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"grid", "rows", "curves", "exact_tie", "tests", "primary", "findings"}``: per net,
+      ``{"grid", "rows", "curves", "exact_tie", "arms", "protocol", "tests", "primary"}``:
+      per net,
       intervals of each rule's test, train and (when enumerated) exact test error
       (``rows``) and of the test curves over the grid (``curves``); the interval of the exact
       tie fraction of the small net (None when not enumerated); the tests of
-      :meth:`Config.test_names`, the primary first; a finding when the wide and small nets'
-      verdicts over the first ``members`` subnetworks differ.
+      :meth:`Config.test_names`, the primary first.
     """
     wide, small = raw["net=wide"]["seeds"], raw["net=small"]["seeds"]
     col = lambda rows, part, r: np.array([s[part][r] for s in rows])  # noqa: E731
@@ -506,7 +505,6 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
-        "findings": _net_findings(tests, cfg.members),
     }
 
 
@@ -520,15 +518,3 @@ def mlp_hidden(hidden) -> str:
       The widths joined by ``x``.
     """
     return "x".join(map(str, hidden))
-
-
-def _net_findings(tests: dict, members: int) -> list[str]:
-    """The primary is on the wide net: say when the small net's verdict differs."""
-    a, b = tests["vote_5"], tests["vote_5_small"]
-    if a["verdict"] == b["verdict"]:
-        return []
-    return [
-        f"The verdict over the first {members} subnetworks depends on the net: *{a['what']}* "
-        f"is {a['verdict']} "
-        f"({effect_str(a)}), *{b['what']}* is {b['verdict']} ({effect_str(b)})."
-    ]

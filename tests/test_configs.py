@@ -157,10 +157,12 @@ def test_primary_findings_survive_the_k_stamp():
     from dropstudy_experiments.common import primary_findings, stamp_k
 
     cfg = runner.module("conv").Config()
-    t = {"what": "test NLL", "predictor": "mc", "verdict": "supported", "rule": "direction"}
-    finding = "The sign of *test NLL* flips between predictors: 1 by MC average, ..."
-    r = {"tests": stamp_k({"p": t}, cfg), "primary": "p", "findings": [finding]}
-    assert primary_findings(r) == r["findings"]
+    t = {"what": "test NLL", "predictor": "mc", "verdict": "supported", "rule": "direction",
+         "claimed": "> 0", "level": 0.95, "effect": 1.0, "lo": 0.5, "hi": 1.5}  # fmt: skip
+    ws = {**t, "predictor": "ws", "effect": -1.0, "lo": -1.5, "hi": -0.5, "verdict": "contradicted"}
+    r = {"tests": stamp_k({"p": t, "p_ws": ws}, cfg), "primary": "p"}
+    (found,) = primary_findings(r)
+    assert found.startswith("The sign of *test NLL* flips") and f"K = {cfg.mc_k}" in found
 
 
 # --- the primary test names a test of the experiment, checked when the config is built ----

@@ -115,10 +115,33 @@ def _tiny():
     return digits().subset(50, seed=0)
 
 
+def _findings(cfg: E.Config, raw: dict) -> list[str]:
+    """The report's findings on a summary of ``raw``."""
+    from dropstudy_experiments.common import all_findings
+
+    r = E.summarise(cfg, raw)
+    assert "findings" not in r  # prose is the report's, computed from the numbers
+    return all_findings({**r, "experiment": "ensembles", "config": cfg.to_dict()})
+
+
 def test_sign_flip_between_predictors_is_a_finding():
     raw = _fake_raw(6, {"dropout_ws": 0.1, "dropout_mc": -0.1})
-    findings = E.summarise(E.Config(seeds=6), raw)["findings"]
-    assert any("plain minus dropout" in f for f in findings)
+    assert any("plain minus dropout" in f for f in _findings(E.Config(seeds=6), raw))
+
+
+def test_a_margin_as_wide_as_ensemblings_gain_is_a_finding():
+    raw = _fake_raw(6, {"independent_member": 0.05})  # members 0.05 nats worse than the whole
+    r = E.summarise(E.Config(seeds=6), raw)
+    rows = raw["cell=protocol"]["rows"]
+    nll = lambda row: np.mean([s["test"]["nll"] for s in rows[row]])  # noqa: E731
+    assert r["member_gain"]["nll"]["mean"] == pytest.approx(
+        nll("independent_member") - nll("independent")
+    )
+    assert r["member_gain"]["nll"]["mean"] == pytest.approx(0.05, abs=0.01)
+    said = lambda margin: [  # noqa: E731
+        f for f in _findings(E.Config(seeds=6, margin_nll=margin), raw) if "The NLL margin" in f
+    ]
+    assert said(0.1) and not said(0.02)
 
 
 def test_config_needs_steps_divisible_by_k():

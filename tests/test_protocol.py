@@ -366,10 +366,15 @@ def test_caveats_say_when_arms_tuned_apart_chose_the_same_setting():
 def test_a_primarys_findings_are_its_own_not_a_longer_quantitys():
     from dropstudy_experiments.common import primary_findings
 
-    t = {"what": "test NLL (nats)", "predictor": "mc", "rule": "direction", "effect": 0.1,
-         "lo": 0.0, "hi": 0.2}  # fmt: skip
-    r = {"tests": {"p": t}, "primary": "p", "findings": [
-        "The verdict on *test NLL (nats) at matched compute* depends on the MC average",
-        "The verdict on *test NLL (nats)* depends on the MC average",
-    ]}  # fmt: skip
-    assert primary_findings(r) == [r["findings"][1]]
+    def test(what, predictor, verdict):
+        return {"what": what, "predictor": predictor, "rule": "direction", "claimed": "> 0",
+                "level": 0.95, "effect": 0.1, "lo": 0.01, "hi": 0.2,
+                "verdict": verdict}  # fmt: skip
+
+    short, long = "test NLL (nats)", "test NLL (nats) at matched compute"
+    tests = {
+        "p": test(short, "mc", "supported"), "p_ws": test(short, "ws", "inconclusive"),
+        "q": test(long, "mc", "supported"), "q_ws": test(long, "ws", "inconclusive"),
+    }  # fmt: skip
+    found = primary_findings({"tests": tests, "primary": "p"})
+    assert len(found) == 1 and f"*{short}*" in found[0] and long not in found[0]

@@ -118,11 +118,15 @@ def test_equivalence_is_decided_by_tost_alone():
     assert S.decide(tight, 0.01) == S.SUPPORTED and S.decide(tight, 0.2) == S.INCONCLUSIVE
 
 
-def test_sign_flip_needs_an_interval_that_excludes_zero():
+def test_sign_flip_needs_both_intervals_to_exclude_zero():
     sup = S.direction(np.array([1.0, 1.1, 0.9, 1.2]))
     con = S.direction(np.array([-1.0, -1.1, -0.9, -1.2]))
     inc = S.direction(np.array([-1.0, 1.0, -1.0, 1.0]))
     assert S.sign_flip(sup, con) and not S.sign_flip(sup, sup)
+    # one interval holds 0: that estimate may have either sign
+    leaning = S.direction(np.array([-0.2, 0.1, -0.3, 0.05]))
+    assert leaning["effect"] < 0 and not S.excludes_zero(leaning)
+    assert not S.sign_flip(sup, leaning) and not S.sign_flip(leaning, sup)
     assert not S.sign_flip(inc, S.direction(np.array([0.1, -0.1, 0.2, 0.0])))
     # two equivalences shown on either side of 0: no flip to report
     a = S.equivalence(np.array([-0.005, 0.001, -0.004, 0.0]), 0.01)

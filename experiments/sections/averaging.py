@@ -4,16 +4,68 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..averaging import Config
+from ..averaging import MEANS, Config
 from ..common import (
     ci_str,
     clip_off_scale,
+    effect_str,
     errorbar,
+    own_verdict,
     plt,
     table,
     train_str,
 )
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
+from ..stats import CONTRADICTED, SUPPORTED
+
+# how an equivalence verdict reads in a sentence
+_EQUIVALENT = {SUPPORTED: "equivalent to", CONTRADICTED: "not equivalent to"}
+
+
+def findings(r: dict) -> list[str]:
+    """Where the primary net's NLL tells another story than its test error, and where averaging
+    gains nothing on the validation split.
+
+    Args:
+      r: the averaging results file's dict.
+
+    Returns:
+      A sentence when weight scaling on the primary net is shown equivalent to an exact mean
+      in test error but not in NLL (each test's own verdict, before the protocol's hold); one
+      per net and metric whose exact mean does no better than its mean subnetwork on the
+      validation split.
+    """
+    tests, out = r["tests"], []
+    pairs = [
+        (MEANS[m], tests[f"primary err WS-{m}"], tests[f"primary nll WS-{m}"])
+        for m in MEANS
+        if f"primary err WS-{m}" in tests and f"primary nll WS-{m}" in tests
+    ]
+    if any(own_verdict(e) == SUPPORTED != own_verdict(n) for _, e, n in pairs):
+        rel = lambda t: _EQUIVALENT.get(own_verdict(t), "not shown equivalent to")  # noqa: E731
+        nll = " and ".join(
+            f"{rel(n)} the {mean} ({own_verdict(n)}, {effect_str(n)})" for mean, _, n in pairs
+        )
+        errs = {own_verdict(e) for _, e, _ in pairs}
+        err = (
+            f", although in test error it is equivalent to {'both' if len(pairs) > 1 else 'it'}"
+            if errs == {SUPPORTED}
+            else "; in test error it is "
+            + " and ".join(f"{rel(e)} the {mean} ({own_verdict(e)})" for mean, e, _ in pairs)
+        )
+        guarded = any("verdict_w" in n for _, _, n in pairs)
+        own = " (each test's own verdict, before the protocol's hold)" if guarded else ""
+        out.append(f"In NLL, weight scaling on the primary net{own} is {nll}{err}.")
+    out += [
+        f"On the validation split the exact mean of {tag} does no better than its mean "
+        f"subnetwork in {'error' if m == 'err' else 'NLL'} (gain {g['gain']:.4g}): there "
+        "averaging gains nothing for weight scaling to approximate."
+        for tag, sm in r["nets"].items()
+        if sm.get("validation")
+        for m, g in sm["validation"].items()
+        if g["gain"] <= 0
+    ]
+    return out
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

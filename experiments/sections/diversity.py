@@ -5,11 +5,42 @@ from __future__ import annotations
 from ..common import (
     ci_str,
     mlp_str,
+    own_verdict,
     plt,
     table,
 )
 from ..diversity import KINDS, LABELS, STATS, Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
+from ..stats import CONTRADICTED
+
+
+def findings(r: dict) -> list[str]:
+    """Which way the share's equivalence fails, when it does.
+
+    Args:
+      r: the diversity results file's dict.
+
+    Returns:
+      One sentence when the share equivalence is contradicted (its own verdict, before the
+      protocol's hold): whether dropout's subnetworks offset each other more or less than
+      independent nets, with each kind's single-member test error at ``members``; else none.
+    """
+    t = r["tests"]["share_equiv"]
+    if own_verdict(t) != CONTRADICTED:
+        return []
+    more = "more" if t["effect"] > 0 else "less"
+    shares, m = r["shares"], str(r["config"]["members"])
+    errs = {
+        kind: r["curves"][kind]["test"]["member_error"][r["grids"][kind].index(m)]["mean"]
+        for kind in KINDS
+    }
+    return [
+        f"Averaging removes {more} of the members' Brier score for dropout's subnetworks "
+        f"({shares['dropout']['mean']:.3f}) than for independent nets "
+        f"({shares['independent']['mean']:.3f}): the equivalence fails because the "
+        f"subnetworks offset each other {more}; a single subnetwork's test error is "
+        f"{errs['dropout']:.4f}, against {errs['independent']:.4f} for a single independent net."
+    ]
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

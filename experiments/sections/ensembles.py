@@ -15,6 +15,31 @@ from ..ensembles import LABELS, ROWS, Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 
+def findings(r: dict) -> list[str]:
+    """Where a margin is at least what ensembling buys.
+
+    Args:
+      r: the ensembles results file's dict.
+
+    Returns:
+      A sentence per metric (NLL, error) whose equivalence margin is at least the independent
+      ensemble's own gain over its mean single member (``member_gain``): equivalence within
+      it could not tell the ensemble from one of its members.
+    """
+    out = []
+    for metric, key, margin in (("NLL", "nll", r["config"]["margin_nll"]),
+                                ("error", "error", r["config"]["margin_err"])):  # fmt: skip
+        gain = r["member_gain"][key]
+        if margin >= gain["mean"]:
+            out.append(
+                f"The {metric} margin (+-{margin:g}) is at least the independent ensemble's "
+                f"own gain over its mean single member ({gain['mean']:.4f} "
+                f"[{gain['lo']:.4f}, {gain['hi']:.4f}]; the protocol's nets): equivalence "
+                "within it could not tell the ensemble from one of its members."
+            )
+    return out
+
+
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the ensembles experiment's figures into its folder.
 

@@ -4,12 +4,50 @@ from __future__ import annotations
 
 from ..common import (
     ci_str,
+    effect_str,
     mlp_str,
+    own_verdict,
     plt,
     table,
 )
-from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
+from ..protocol import TWICE, arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..voting import LABELS, RULES, Config
+
+
+def findings(r: dict) -> list[str]:
+    """Where the verdict over the first subnetworks depends on the net.
+
+    The primary is on the wide net; the same test on the small net may decide otherwise. The
+    nets' own verdicts (before the protocol's hold) are compared on the nets selected within
+    W and, from the same runs, within 2W, so a difference that only one budget shows is said.
+
+    Args:
+      r: the voting results file's dict.
+
+    Returns:
+      One sentence when the two nets' verdicts differ within W or within 2W, else none.
+    """
+    tests, m = r["tests"], r["config"]["members"]
+    a, b = tests["vote_5"], tests["vote_5_small"]
+    a2, b2 = tests.get("vote_5" + TWICE), tests.get("vote_5_small" + TWICE)
+    twins = a2 is not None and b2 is not None
+    if own_verdict(a) == own_verdict(b) and not (twins and a2["verdict"] != b2["verdict"]):
+        return []
+    own = " (each test's own, before the protocol's hold)" if "verdict_w" in a else ""
+    text = (
+        f"The verdict over the first {m} subnetworks depends on the net{own}: *{a['what']}* "
+        f"is {own_verdict(a)} ({effect_str(a)}), *{b['what']}* is {own_verdict(b)} "
+        f"({effect_str(b)})"
+    )
+    if twins:
+        text += (
+            f"; on the nets selected within 2W, {a2['verdict']} ({effect_str(a2)}) and "
+            f"{b2['verdict']} ({effect_str(b2)})"
+        )
+    text += "."
+    if a.get("blocked"):
+        text += f" The protocol holds the wide net's test: {'; '.join(a['blocked'])}."
+    return [text]
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
