@@ -43,6 +43,7 @@ from .stats import (
     equivalence,
     held_reasons,
     holm,
+    sign_flip,
 )
 
 
@@ -413,8 +414,10 @@ def agreement(
     has (one family size for all, so the columns compare); an experiment missing from one data
     set is listed as not run there. A primary that is the same test on every data set (it does
     not read the data set) is marked apart, as are effects of opposite sign under the same
-    verdict, verdicts inconclusive everywhere, and verdicts the training protocol holds
-    inconclusive on some data set (:func:`.stats.held_reasons`).
+    verdict, verdicts inconclusive everywhere, verdicts decided on some data sets only (a
+    difference only when the effects lie on opposite sides of 0, each interval excluding it:
+    :func:`.stats.sign_flip`), and verdicts the training protocol holds inconclusive on some
+    data set (:func:`.stats.held_reasons`).
 
     Args:
       results: ``{name: results}`` of this report's folder.
@@ -431,6 +434,7 @@ def agreement(
     common = [n for n in NAMES if all(n in r for r in sets)]
     decided = [adjusted({n: r[n] for n in common}) for r in sets]
     rows, agree, differ, same_test, unsettled, held = [], [], [], [], [], []
+    one_only = []
     for n in common:
         verdicts = [d[n]["verdict"] for d in decided]
         effects = [effect_str(d[n]["test"]) + blocked_str(d[n]["test"], d[n]["p_holm"])
@@ -449,25 +453,34 @@ def agreement(
             # changes nothing (its own verdict inconclusive too) counts as that verdict
             held.append(n)
             mark = "held by the protocol"
+        elif all(v == "inconclusive" for v in verdicts):
+            unsettled.append(n)  # no data set settles it: neither agreement nor difference
+            mark = "both inconclusive"
+        elif "inconclusive" in verdicts:
+            # decided on some data sets only: that is no shown difference (a smaller effect,
+            # or less power, leaves a verdict open) unless the effects lie on opposite sides
+            # of 0, each interval excluding it
+            tests = [d[n]["test"] for d in decided]
+            if any(sign_flip(a, b) for i, a in enumerate(tests) for b in tests[i + 1 :]):
+                differ.append(n)
+                mark = "**no**: opposite effects, each interval excluding 0"
+            else:
+                one_only.append(n)
+                mark = "decided on one data set only"
         elif (
             len(set(verdicts)) == 1
             and len({d[n]["test"]["effect"] > 0 for d in decided}) > 1
-            # equivalence shown on both: both effects negligible, their signs mean nothing;
-            # inconclusive on both: neither sign was shown (marked apart below)
-            and verdicts[0] != "inconclusive"
+            # equivalence shown on both: both effects negligible, their signs mean nothing
             and not (decided[0][n]["test"]["rule"] == "equivalence" and verdicts[0] == "supported")
         ):
             differ.append(n)  # the same word for effects of opposite sign (e.g. both outside
             mark = "**no**: same verdict, opposite effects"  # an equivalence margin)
-        elif verdicts == ["inconclusive"] * len(verdicts):
-            unsettled.append(n)  # no data set settles it: neither agreement nor difference
-            mark = "both inconclusive"
         elif len(set(verdicts)) == 1:
             agree.append(n)
             mark = "yes"
         else:
             differ.append(n)
-            mark = "**no**"
+            mark = "**no**: opposite verdicts"
         rows.append(
             [n, results[n]["tests"][results[n]["primary"]]["what"],
              *[f"{v} ({e})" for v, e in zip(verdicts, effects, strict=True)], mark]
@@ -490,7 +503,10 @@ def agreement(
         f"(checks decided alone; so these verdicts can "
         f"differ from the summary's, adjusted over all of a data set's primaries; other "
         f"reports: {links}). A primary that does not read the data set is the same test on "
-        "both: 'same test', not counted as agreement. An experiment "
+        "both: 'same test', not counted as agreement. A verdict decided on one data set "
+        "and inconclusive on the other is no shown difference (the effect may be smaller "
+        "there, or the test less powerful) unless the two effects lie on opposite sides of 0, "
+        "each unadjusted interval excluding it. An experiment "
         "on data of its own (the published MNIST-1D baselines, the tutorial's example, the "
         "diabetes regression) runs once and is not here."
         + (f" Missing: {missing}." if missing else ""),
@@ -498,6 +514,7 @@ def agreement(
         table(["experiment", "primary test", *names, "agree"], rows),
         "",
         f"Agree: {', '.join(agree) or 'none'}. Differ: {', '.join(differ) or 'none'}."
+        + (f" Decided on one data set only: {', '.join(one_only)}." if one_only else "")
         + (f" Inconclusive on both: {', '.join(unsettled)}." if unsettled else "")
         + (f" Held by the training protocol on a data set: {', '.join(held)}." if held else "")
         + (f" Same test: {', '.join(same_test)}." if same_test else ""),
@@ -1062,6 +1079,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         r, d = results[name], decided[name]
         try:
             md = section(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
+            tests_md = verdict_table(r)  # with the findings, computed from the results
         except (KeyError, IndexError, TypeError) as e:  # a field this version's section reads
             raise DropstudyError(
                 f"{results_dir / name / 'results.json'} was written by another version of "
@@ -1085,7 +1103,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         )  # fmt: skip
         sections.append(
             f"## {i}. {name}\n\n*Made by `{scale_command(s, name)}{out_flag}`.*\n\n"
-            f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{verdict_table(r)}\n"
+            f"**Claim.** {r['claim']}\n\n{md}\n\n### Tests\n\n{tests_md}\n"
         )
     checks = "; ".join(f"{n}: {d['check']}" for n, d in decided.items() if d["check"]) or "none"
     meta = results[found[0]]

@@ -274,11 +274,24 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     }
     text = "\n".join(agreement(digits, [other], [("results/mnist1d", True)]))
     assert "| voting | x minus y | supported" in text and "| conv |" in text
-    assert "Agree: voting. Differ: conv. Same test: scaling." in text
+    # conv is decided on digits only: no shown difference
+    assert "Agree: voting. Differ: none. Decided on one data set only: conv. Same test: " in text
+    assert "| decided on one data set only |" in text
     flipped = {**other, "voting": _fake("mnist1d", -0.6, 0.002)}
     flipped["voting"]["tests"]["t"]["outcome"] = "supported"  # same word, opposite sign
     text = "\n".join(agreement(digits, [flipped], [("results/mnist1d", True)]))
-    assert "same verdict, opposite effects" in text and "Differ: voting, conv" in text
+    assert "same verdict, opposite effects" in text and "Differ: voting. Decided" in text
+    contra = {**other, "voting": _fake("mnist1d", -0.6, 0.002)}  # supported, contradicted
+    contra["voting"]["tests"]["t"]["outcome"] = "contradicted"
+    text = "\n".join(agreement(digits, [contra], [("results/mnist1d", True)]))
+    assert "| **no**: opposite verdicts |" in text and "Differ: voting." in text
+    # opposite sides of 0, each interval excluding it, one verdict left open by Holm
+    held_open = {**other, "conv": _fake("mnist1d", -0.5, 0.3)}  # its p beyond the level
+    held_open["conv"]["tests"]["t"].update(lo=-0.9, hi=-0.1, outcome="contradicted")
+    sure = {**digits, "conv": _fake("digits", 0.5, 0.001)}
+    sure["conv"]["tests"]["t"].update(lo=0.1, hi=0.9)
+    text = "\n".join(agreement(sure, [held_open], [("results/mnist1d", True)]))
+    assert "| **no**: opposite effects, each interval excluding 0 |" in text
     assert "[mnist1d](results/mnist1d/REPORT.md)" in text
     assert "not run on mnist1d: stayput" in text and "among the 3 claims both have" in text
     # equivalence shown on both data sets: negligible effects of opposite sign agree
@@ -290,7 +303,7 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     text = "\n".join(
         agreement({"voting": equiv["a"]}, [{"voting": equiv["b"]}], [("results/mnist1d", True)])
     )
-    assert "Agree: voting." in text and "opposite" not in text
+    assert "Agree: voting." in text and "| **no**" not in text
     # inconclusive on both: no sign was shown, so opposite point estimates do not differ,
     # and nothing agrees either
     unsure = {"voting": _fake("digits", 0.3, 0.4)}
@@ -298,7 +311,7 @@ def test_agreement_table_and_compare_refusals(tmp_path):
         agreement(unsure, [{"voting": _fake("mnist1d", -0.3, 0.4)}], [("results/mnist1d", True)])
     )
     assert "Agree: none. Differ: none. Inconclusive on both: voting." in text
-    assert "opposite" not in text and "| both inconclusive |" in text
+    assert "| **no**" not in text and "| both inconclusive |" in text
 
     def folder(name, results):
         for n, r in results.items():

@@ -1,0 +1,139 @@
+"""The report's findings: computed from a results file's numbers when the report is written."""
+
+import pytest
+from dropstudy_experiments.common import all_findings, flips, predictor_pairs
+from dropstudy_experiments.sections import averaging, diversity, voting
+
+
+def _test(effect, lo, hi, verdict, what="test NLL", predictor="mc", **kw):
+    return {"what": what, "predictor": predictor, "rule": "direction", "claimed": "> 0",
+            "level": 0.95, "effect": effect, "lo": lo, "hi": hi, "verdict": verdict,
+            **kw}  # fmt: skip
+
+
+def _equiv(effect, lo, hi, verdict, what, predictor="ws", **kw):
+    return {**_test(effect, lo, hi, verdict, what, predictor), "rule": "equivalence",
+            "level": 0.9, "margin": 0.02, **kw}  # fmt: skip
+
+
+def test_pairs_are_tests_of_one_quantity_by_two_predictors():
+    tests = {
+        "a_mc": _test(1, 0.5, 1.5, "supported"),
+        "a_ws": _test(1, 0.5, 1.5, "supported", predictor="ws"),
+        "a_mc within 2W": _test(1, 0.5, 1.5, "supported", what="test NLL, within 2W"),
+        "a_ws within 2W": _test(1, 0.5, 1.5, "supported", "test NLL, within 2W", "ws"),
+        "cmp": _test(1, 0.5, 1.5, "supported", predictor="mc", predictor_label="ws vs mc"),
+        "b": _test(1, 0.5, 1.5, "supported", what="train NLL"),
+    }
+    assert predictor_pairs(tests) == [("a_mc", "a_ws")]
+
+
+def test_a_sign_flips_only_when_both_intervals_exclude_zero():
+    both = {"mc": _test(1, 0.5, 1.5, "supported"),
+            "ws": _test(-1, -1.5, -0.5, "contradicted", predictor="ws")}  # fmt: skip
+    (f,) = flips(both)
+    assert f.startswith("The sign of *test NLL* flips") and "both intervals excluding 0" in f
+    # conv's case: one interval holds 0, the verdicts differ
+    one = {"mc": _test(0.06, 0.03, 0.09, "supported"),
+           "ws": _test(-0.005, -0.03, 0.02, "inconclusive", predictor="ws")}  # fmt: skip
+    (f,) = flips(one)
+    assert "flips" not in f and f.startswith("The verdict on *test NLL* depends on the predictor")
+    assert "opposite signs, and only MC average's interval excludes 0" in f
+    # the same verdict, opposite point estimates, one interval excluding 0: still said
+    same = {"mc": _equiv(0.015, 0.005, 0.025, "inconclusive", "d", "mc"),
+            "ws": _equiv(-0.001, -0.01, 0.008, "inconclusive", "d")}  # fmt: skip
+    (f,) = flips(same)
+    assert "*d* is inconclusive by both predictors" in f and "only MC average's" in f
+    # agreement in sign and verdict: nothing to say
+    alike = {"mc": _test(1, 0.5, 1.5, "supported"),
+             "ws": _test(0.5, 0.1, 0.9, "supported", predictor="ws")}  # fmt: skip
+    assert flips(alike) == []
+
+
+def test_guarded_tests_compare_their_own_verdicts():
+    held = {"mc": _test(1, 0.5, 1.5, "inconclusive", verdict_w="supported"),
+            "ws": _test(1, 0.5, 1.5, "inconclusive", predictor="ws",
+                        verdict_w="inconclusive")}  # fmt: skip
+    (f,) = flips(held)
+    assert "(each its own, before the protocol's hold): supported by MC average" in f
+
+
+def _voting(w, small, w2, small2, blocked=None):
+    what = "test error, majority vote minus arithmetic mean"
+    a = _equiv(0.003, 0.001, 0.005, "inconclusive", f"{what}, wide", "mc", verdict_w=w)
+    if blocked:
+        a["blocked"] = [blocked]
+    return {
+        "config": {"members": 5},
+        "tests": {
+            "vote_5": a,
+            "vote_5 within 2W": _equiv(0.001, 0.0, 0.002, w2, f"{what}, wide, 2W", "mc"),
+            "vote_5_small": _equiv(0.2, 0.1, 0.3, small, f"{what}, small", "mc", verdict_w=small),
+            "vote_5_small within 2W": _equiv(0.2, 0.1, 0.3, small2, f"{what}, small, 2W", "mc"),
+        },
+    }
+
+
+def test_votings_finding_reads_both_budgets_and_the_hold():
+    assert voting.findings(_voting("contradicted", "contradicted", "contradicted",
+                                   "contradicted")) == []  # fmt: skip
+    # the same within W, apart within 2W: said, with both budgets
+    (f,) = voting.findings(_voting("contradicted", "contradicted", "supported", "contradicted"))
+    assert "is contradicted" in f and "within 2W, supported" in f
+    (f,) = voting.findings(
+        _voting("supported", "contradicted", "supported", "contradicted", blocked="wide net late")
+    )
+    assert "*test error, majority vote minus arithmetic mean, wide* is supported" in f
+    assert f.endswith("The protocol holds the wide net's test: wide net late.")
+
+
+def _averaging(err, nll):
+    tests = {}
+    for m, name in averaging.MEANS.items():
+        tests[f"primary err WS-{m}"] = _equiv(0.0, -0.001, 0.001, err[m], f"error, {name}")
+        tests[f"primary nll WS-{m}"] = _equiv(0.1, 0.05, 0.15, nll[m], f"NLL, {name}")
+    return {"tests": tests, "nets": {}}
+
+
+def test_averagings_nll_finding_covers_every_mean():
+    sup = {"A": "supported", "G": "supported"}
+    assert averaging.findings(_averaging(sup, sup)) == []
+    (f,) = averaging.findings(_averaging(sup, {"A": "contradicted", "G": "contradicted"}))
+    assert "not equivalent to the exact arithmetic mean (contradicted" in f
+    assert "not equivalent to the exact normalised geometric mean (contradicted" in f
+    assert f.endswith("although in test error it is equivalent to both.")
+    assert "the primary net" in f  # the report's summary picks it up
+    (f,) = averaging.findings(_averaging(sup, {"A": "inconclusive", "G": "supported"}))
+    assert "not shown equivalent to the exact arithmetic mean" in f
+    assert " equivalent to the exact normalised geometric mean (supported" in f
+    # error not shown equivalent either: nothing that NLL alone says
+    inc = {"A": "inconclusive", "G": "inconclusive"}
+    assert averaging.findings(_averaging(inc, inc)) == []
+
+
+@pytest.mark.parametrize("effect,word", [(0.3, "more"), (-0.1, "less")])
+def test_diversitys_finding_says_which_way_the_share_fails(effect, word):
+    curve = lambda e: [{"mean": 0.9}, {"mean": e}]  # noqa: E731  at K = 2 and K = 5
+    r = {
+        "config": {"members": 5},
+        "grids": {"dropout": ["2", "5"], "independent": ["2", "5"]},
+        "shares": {"dropout": {"mean": 0.4}, "independent": {"mean": 0.1}},
+        "curves": {
+            k: {"test": {"member_error": curve(e)}}
+            for k, e in (("dropout", 0.06), ("independent", 0.03))
+        },
+        "tests": {
+            "share_equiv": _equiv(effect, effect - 0.01, effect + 0.01, "contradicted", "share")
+        },
+    }
+    (f,) = diversity.findings(r)
+    assert f.startswith(f"Averaging removes {word}") and "is 0.0600, against 0.0300" in f
+    r["tests"]["share_equiv"]["verdict"] = "supported"
+    assert diversity.findings(r) == []
+
+
+def test_all_findings_joins_the_shared_and_the_sections():
+    r = _voting("supported", "contradicted", "supported", "contradicted")
+    r["experiment"] = "voting"
+    assert all_findings(r) == voting.findings(r)
+    assert all_findings({"tests": r["tests"]}) == []  # no experiment: only the shared ones
