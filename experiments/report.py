@@ -182,6 +182,20 @@ def headline_caveats(name: str, r: dict) -> list[str]:
     return fn(r) if fn is not None else []
 
 
+def post_hoc(name: str) -> str:
+    """The mark of a primary set or changed after its own result was seen, from its section's
+    ``POST_HOC`` (the report's Scope says more).
+
+    Args:
+      name: the experiment.
+
+    Returns:
+      ``" *(post hoc: WHY)*"``, or ``""`` when its section states none.
+    """
+    why = getattr(section(name), "POST_HOC", None)
+    return f" *(post hoc: {why})*" if why else ""
+
+
 def found_table(
     results: dict[str, dict], others: list[dict[str, dict]] = (), lists: list[Lists] = ()
 ) -> list[str]:
@@ -262,8 +276,15 @@ def found_table(
         where = f" *(on its own data: {own}; in the {col} column)*" if own else ""
         claim = first["claim"] + where
         rule = "" if own_rule else f" ({rule_str(t0)})"
-        rows.append([n, claim, f"{t0['what']}{rule}", *cells])
+        rows.append([n, claim, f"{t0['what']}{rule}{post_hoc(n)}", *cells])
     out = [table(["experiment", "claim", "primary test", *(data_name(r) for r in sets)], rows)]
+    if any(post_hoc(row[0]) for row in rows):
+        out += [
+            "",
+            "*A primary test marked post hoc was set or changed after its own result had been "
+            "seen (the report's Scope says how); the others were set before their first run, "
+            "though after earlier rounds' results on other tests were known.*",
+        ]
     if lists:
         cols = [data_name(r) for r in sets if data_name(r) in replicated]
         rest = [data_name(r) for r in sets if data_name(r) not in replicated]
@@ -1097,7 +1118,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
                 + blocked_str(t, d["p_holm"])  # held at the level the summary decides
             )
         summary.append(
-            [i, f"[{name}](#{i}-{name})", r["claim"], t["what"],
+            [i, f"[{name}](#{i}-{name})", r["claim"], t["what"] + post_hoc(name),
              predictor_name(t), rule_str(t), n_str(t),
              effect_str(t), p_str(t["p"]), *p_cols, verdict, detects_str(t)]
         )  # fmt: skip
@@ -1196,7 +1217,9 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "(below 0 for an MSE). Two parts are not bitwise reproducible even on one machine: "
         "the conv experiment's numbers and the tutorial's PyTorch reference change between "
         "runs of the same code (every other number repeats bitwise), so a conv verdict near "
-        "its level can change on a re-run. The primary tests were set in the round that "
+        "its level can change on a re-run. The summary's table marks *post hoc* each primary "
+        "set or changed after its own result had been seen. The primary tests were set in the "
+        "round that "
         "introduced this "
         "verdict framework, when the previous round's results were known; the previous "
         "headline tests remain as exploratory tests (tutorial: test MSE by weight scaling, "

@@ -22,6 +22,10 @@ from ..stats import CONTRADICTED, SUPPORTED
 _EQUIVALENT = {SUPPORTED: "equivalent to", CONTRADICTED: "not equivalent to"}
 
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "its nets moved onto the protocol after the fixed-budget verdict was seen"
+
+
 def findings(r: dict) -> list[str]:
     """Where the primary net's NLL tells another story than its test error, and where averaging
     gains nothing on the validation split.

@@ -14,6 +14,9 @@ from ..common import (
 )
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "its temperature's lower bound was set after a review of the first run"
+
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the coadaptation experiment's figures into its folder.

@@ -11,6 +11,9 @@ from ..common import (
 from ..conv import Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "moved to weight scaling after both predictors' results were seen"
+
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the conv experiment's figures into its folder.

@@ -14,6 +14,9 @@ from ..common import (
 from ..ensembles import LABELS, ROWS, Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "moved to the protocol's nets after the matched-compute result was seen"
+
 
 def findings(r: dict) -> list[str]:
     """Where a margin is at least what ensembling buys.

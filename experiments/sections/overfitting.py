@@ -13,6 +13,9 @@ from ..common import (
 from ..overfitting import Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "moved to the test NLL by weight scaling after both predictors' results were seen"
+
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the overfitting experiment's figures into its folder.

@@ -13,6 +13,9 @@ from ..common import (
 from ..protocol import arms_note, arms_table, caveats, protocol_str
 from ..robustness import LABELS, PREDICTORS, TITLES, TRANSLATION_MAX, Config
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "moved to weight scaling's retention after both predictors' results were seen"
+
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the robustness experiment's figures into its folder.

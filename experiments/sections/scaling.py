@@ -6,6 +6,9 @@ from ..common import ci_str, mlp_str, plt, seeds_str, table, train_str
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..scaling import Config
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "its nets' training changed after a first run was seen"
+
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the scaling experiment's figures into its folder.

@@ -16,6 +16,9 @@ from ..protocol import arms_note, arms_table, caveats, protocol_str
 from ..shrinkage import Config
 from ..shrinkage_mlp import MEASURES, MLP_PREDICTED, OPT_NAMES
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "moved from the linear ridge to the MLP weight norm after that test was seen"
+
 
 def _coef_panel(ax, scales: np.ndarray, lines: list, title: str) -> None:
     """Coefficients times their feature's scale (the effect of a one-sd change of the

@@ -10,6 +10,9 @@ from ..common import (
 )
 from ..tutorial import Config
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = "moved back to weight scaling after both predictors' verdicts were seen"
+
 
 def _shown(cfg: Config, raw: dict, r: dict) -> tuple[dict, dict]:
     """The plain and dropout nets' detail (data, curves, histograms) of the seed shown."""
