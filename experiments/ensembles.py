@@ -98,7 +98,7 @@ KINDS_WS_MC = ("dropout_ws", "dropout_mc")  # the n/p dropout net's rows (:func:
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
-    """Sizes, hyperparameters and the equivalence margins (fixed before the run)."""
+    """Sizes, hyperparameters and the equivalence margins (fixed before any test number)."""
 
     # 10 seeds (vmapped): the direction tests' detectable effects at 5 seeds were larger
     # than the effects in question, and 10 fit the time budget.
@@ -114,11 +114,12 @@ class Config(ExperimentConfig):
     protocol: Protocol = ENSEMBLE
     # The matched-compute arms (exploratory): a fixed budget shared by design.
     train: TrainConfig = TrainConfig(steps=3000, batch_size=128, lr=2e-3)
-    # Equivalence margin on test NLL (nats per example), chosen before any run: a mean log
-    # likelihood within 0.02 nats means the two predictors give the true label probabilities
-    # within a factor exp(0.02) ~ 1.02 of each other (a geometric mean over examples), a gap
-    # too small to choose one method over the other by.
-    margin_nll: float = 0.02
+    # The NLL margin is this share of what ensembling buys: the independent ensemble's NLL
+    # gain over its mean member on the validation split (within W, mean over seeds), derived
+    # before any test number is read (:func:`nll_margin`). At one half, "equivalent" says the
+    # dropout net is nearer the ensemble than halfway to a single member; a fixed margin (it
+    # was 0.02 nats) can exceed the whole gain and then not tell the ensemble from one net.
+    margin_share: float = 0.5
     # Equivalence margin on test error (fraction): 0.5 pp, under two of the 360 test digits.
     margin_err: float = 0.005
     primary: str = "nll_equiv_mc"
@@ -140,7 +141,8 @@ class Config(ExperimentConfig):
     def check(self) -> None:
         """Refuse a configuration no run could use, when it is built.
 
-        The generic field rules of :meth:`ExperimentConfig.check`, then that ``train.steps`` is
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``margin_share``
+        lies in (0, 1], that ``train.steps`` is
         a multiple of ``k`` (at matched compute each member trains ``steps / k`` steps, so that
         every arm costs the same) and that the protocol's plain members (seeds
         ``0 .. seeds * k - 1``) stay clear of its pilot seeds.
@@ -149,6 +151,11 @@ class Config(ExperimentConfig):
           DropstudyError: naming what is wrong.
         """
         super().check()
+        if not 0 < self.margin_share <= 1:
+            raise DropstudyError(
+                f"margin_share={self.margin_share} must lie in (0, 1]: the NLL margin is this "
+                "share of the independent ensemble's validation gain over its members"
+            )
         if self.train.steps % self.k:
             raise DropstudyError(
                 f"train.steps={self.train.steps} must be a multiple of k={self.k}: each "
@@ -412,18 +419,23 @@ def protocol_cell(
       ev: the evaluator of the dropout net (the MC average's K and keys).
 
     Returns:
-      ``{"rows": {row: [per seed {"test", "train", "test_ex"}]}, "rows_2w", "arms"}``: the
-      rows of :data:`TUNED_ROWS` for the variables selected within ``W`` and within ``2W``
-      ("train" the 80% trained on), and both kinds' records.
+      ``{"rows": {row: [per seed {"test", "train", "test_ex"}]}, "rows_2w", "arms",
+      "val_gain"}``: the rows of :data:`TUNED_ROWS` for the variables selected within ``W``
+      and within ``2W`` ("train" the 80% trained on), both kinds' records, and per seed the
+      independent ensemble's gain over its mean member on the validation split, within
+      ``W`` (:func:`member_gain`; the scale of the NLL margin, measured on no test example).
     """
     n_seeds = len(seeds)
     d_arm = shared_arm(ds, drop, protocol, seeds)
     plain = drop.clone(rate=0.0)
     member_seeds = [s + j * n_seeds for j in range(k) for s in seeds]
     p_arm = shared_arm(ds, plain, plain_protocol(protocol), member_seeds)
-    fit, _ = split(ds)
+    fit, (x_val, y_val) = split(ds)
     both = _both(fit)
     out = {"arms": {"dropout": d_arm.record, "independent": p_arm.record}}
+    val = jax.vmap(lambda v: jax.nn.softmax(plain.apply(v, jnp.asarray(x_val))))(p_arm.within_w)
+    val = np.asarray(val).reshape(k, n_seeds, *val.shape[1:]).swapaxes(0, 1)  # (S, K, B, C)
+    out["val_gain"] = [member_gain(val[i], y_val) for i in range(n_seeds)]
     for sfx, vd, vp in (("", d_arm.within_w, p_arm.within_w),
                         ("_2w", d_arm.within_2w, p_arm.within_2w)):  # fmt: skip
         rows = _dropout_rows(drop, vd, seeds, fit, ev)
@@ -437,6 +449,25 @@ def protocol_cell(
         ]
         out["rows" + sfx] = rows
     return out
+
+
+def member_gain(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """What averaging buys an ensemble: its members' mean NLL and error minus its own.
+
+    Args:
+      probs: the members' class probabilities ``(K, N, C)``.
+      labels: integer labels ``(N,)``.
+
+    Returns:
+      ``{"nll", "error"}``: the members' mean minus the ensemble's (the arithmetic mean of
+      their probabilities). The NLL gain is never negative (the log is concave).
+    """
+    whole = scores(probs.mean(0), labels)
+    each = [scores(p, labels) for p in probs]
+    return {
+        "nll": float(np.mean([e["nll"] for e in each]) - whole["nll"]),
+        "error": float(whole["accuracy"] - np.mean([e["accuracy"] for e in each])),
+    }
 
 
 def np_cell(ds: Dataset, drop: MLP, protocol: Protocol, seeds: list[int], ev: Evaluator) -> dict:
@@ -501,12 +532,42 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     )  # fmt: skip
 
 
-def _equivalences(ex, cfg: Config, prefix: str = "") -> dict:
+def nll_margin(cfg: Config, val_gain: list[dict]) -> dict:
+    """The NLL equivalence margin: a share of what ensembling buys on the validation split.
+
+    Equivalence within it says the dropout net is closer to the independent ensemble than
+    ``margin_share`` of the way from the ensemble to one of its members: a margin as wide as
+    the whole gain could not tell the ensemble from a single net.
+
+    Args:
+      cfg: the configuration (``margin_share``).
+      val_gain: per seed, :func:`member_gain` on the validation split within ``W``.
+
+    Returns:
+      ``{"value", "share", "gain"}``: the margin, the share, and the interval of the gain
+      over seeds (its mean times the share is the margin).
+
+    Raises:
+      DropstudyError: if the members agree on every validation example (no gain, so no
+        margin).
+    """
+    gain = ci(np.array([g["nll"] for g in val_gain]))
+    if gain["mean"] <= 0:
+        raise DropstudyError(
+            f"the independent ensemble's validation NLL gain over its members is "
+            f"{gain['mean']:.3g}: its members agree, so no margin can be derived from it; "
+            "train more diverse members (other seeds or more steps)"
+        )
+    return {"value": cfg.margin_share * gain["mean"], "share": cfg.margin_share, "gain": gain}
+
+
+def _equivalences(ex, cfg: Config, margin_nll: float, prefix: str = "") -> dict:
     """The dropout-vs-ensemble equivalences and the overfitting test, by each predictor.
 
     Args:
       ex: ``ex(row, metric)`` -> per seed and test example ``(S, N)``.
-      cfg: the configuration (the margins).
+      cfg: the configuration (the error margin).
+      margin_nll: the NLL margin (:func:`nll_margin`).
       prefix: ``""`` (the protocol's nets) or ``"matched_"`` (matched compute).
 
     Returns:
@@ -518,7 +579,7 @@ def _equivalences(ex, cfg: Config, prefix: str = "") -> dict:
         d = f"dropout_{p}"
         tests[f"{prefix}nll_equiv_{p}"] = equivalence(
             ex(d, "nll") - ex("independent", "nll"),
-            cfg.margin_nll,
+            margin_nll,
             predictor=p,
             metric="nll",
             what=f"test NLL, dropout minus the independent ensemble (nats){at}",
@@ -540,17 +601,18 @@ def _equivalences(ex, cfg: Config, prefix: str = "") -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
-    """Intervals of every row's scores and the tests.
+    """The NLL margin from the validation split, intervals of every row's scores and the tests.
 
     Args:
       cfg: the configuration.
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"k", "steps", "width", "rows", "tuned", "arms", "protocol", "tests", "primary",
-      "member_gain"}``: ``rows`` maps each of :data:`ROWS` (matched compute) and ``tuned`` each
-      of :data:`TUNED_ROWS` (the protocol's nets, within W) to intervals of :data:`METRICS`
-      on test and train; ``arms`` the protocol's nets' training
+      ``{"k", "steps", "width", "margin_nll", "rows", "tuned", "arms", "protocol", "tests",
+      "primary", "member_gain"}``: the NLL margin of every NLL equivalence and its derivation
+      (:func:`nll_margin`); ``rows`` maps each of :data:`ROWS` (matched compute) and
+      ``tuned`` each of :data:`TUNED_ROWS` (the protocol's nets, within W) to intervals of
+      :data:`METRICS` on test and train; ``arms`` the protocol's nets' training
       (:func:`.protocol.arm_summary`); ``tests`` those of :meth:`Config.test_names`, the
       primary first; ``member_gain`` the interval of the independent ensemble's gain over its
       mean single member in test NLL and error (the protocol's nets; paired per seed).
@@ -572,9 +634,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
     ex = per_example(rows)
     arms = tuned["arms"]
+    # the margin, from the validation split alone: fixed before any test number is read
+    margin = nll_margin(cfg, tuned["val_gain"])
     tests = guarded(
-        _equivalences(per_example(tuned["rows"]), cfg),
-        _equivalences(per_example(tuned["rows_2w"]), cfg),
+        _equivalences(per_example(tuned["rows"]), cfg, margin["value"]),
+        _equivalences(per_example(tuned["rows_2w"]), cfg, margin["value"]),
         arms,
         # the overfitting tests compare the dropout net with member 0 alone, the same arm
         {f"overfit_{p}": arms for p in ("ws", "mc")},
@@ -587,7 +651,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
             return {
                 f"np_nll_equiv_{p}": equivalence(
                     drop_ex(f"dropout_{p}", "nll") - ens_ex("independent", "nll"),
-                    cfg.margin_nll,
+                    margin["value"],
                     predictor=p,
                     metric="nll",
                     what=f"test NLL, dropout net of {cfg.np_width} units per layer (n/p) minus "
@@ -598,7 +662,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
         np_arms = {"dropout n/p": wide["arm"], "independent": arms["independent"]}
         tests |= guarded(np_test(""), np_test("_2w"), np_arms)
-    tests |= _equivalences(ex, cfg, "matched_")
+    tests |= _equivalences(ex, cfg, margin["value"], "matched_")
     for p in ("ws", "mc"):
         d = f"dropout_{p}"
         tests[f"bagging_{p}"] = direction(
@@ -634,6 +698,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "k": cfg.k,
         "steps": cfg.train.steps,
         "width": cfg.width,
+        "margin_nll": margin,
         "rows": intervals(rows, ROWS),
         "tuned": intervals(tuned["rows"], TUNED_ROWS)
         | (

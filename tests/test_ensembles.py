@@ -40,10 +40,13 @@ def test_fixed_masks_are_binary_per_seed_and_a_prefix_in_k():
     np.testing.assert_array_equal(m[1, 2], spec.flatten(M.sample_masks(spec, key)))
 
 
-def _fake_raw(seeds: int, shift: dict[str, float], n: int = 50, np_net: bool = True) -> dict:
+def _fake_raw(
+    seeds: int, shift: dict[str, float], n: int = 50, np_net: bool = True, val_gain: float = 0.04
+) -> dict:
     """Per-seed scores for every row: NLL 0.1 + shift + seed noise; per test example, the
     same plus an example effect shared by every row and seed (it cancels in paired
-    differences) and a small residual."""
+    differences) and a small residual. The ensemble's validation NLL gain over its members is
+    ``val_gain`` per seed (the NLL margin is half of it: 0.02 by default)."""
     rng = np.random.default_rng(0)
     example = 0.05 * rng.standard_normal(n)
     wrong = (np.arange(n) % 30 == 0).astype(float)  # the same examples wrong in every row
@@ -75,6 +78,7 @@ def _fake_raw(seeds: int, shift: dict[str, float], n: int = 50, np_net: bool = T
         "rows": table(E.TUNED_ROWS),
         "rows_2w": table(E.TUNED_ROWS),
         "arms": {"dropout": arm(seeds), "independent": arm(5 * seeds)},
+        "val_gain": [{"nll": val_gain, "error": 0.01} for _ in range(seeds)],
     }
     out = {"cell=protocol": tuned, "cell=all": table(E.ROWS)}
     if np_net:  # the n/p dropout net: as good as the ensemble
@@ -130,7 +134,8 @@ def test_sign_flip_between_predictors_is_a_finding():
 
 
 def test_a_margin_as_wide_as_ensemblings_gain_is_a_finding():
-    raw = _fake_raw(6, {"independent_member": 0.05})  # members 0.05 nats worse than the whole
+    # members 0.05 nats worse than the whole on test; 0.12 on validation
+    raw = _fake_raw(6, {"independent_member": 0.05}, val_gain=0.12)
     r = E.summarise(E.Config(seeds=6), raw)
     rows = raw["cell=protocol"]["rows"]
     nll = lambda row: np.mean([s["test"]["nll"] for s in rows[row]])  # noqa: E731
@@ -138,10 +143,43 @@ def test_a_margin_as_wide_as_ensemblings_gain_is_a_finding():
         nll("independent_member") - nll("independent")
     )
     assert r["member_gain"]["nll"]["mean"] == pytest.approx(0.05, abs=0.01)
-    said = lambda margin: [  # noqa: E731
-        f for f in _findings(E.Config(seeds=6, margin_nll=margin), raw) if "The NLL margin" in f
+    said = lambda share: [  # noqa: E731
+        f for f in _findings(E.Config(seeds=6, margin_share=share), raw) if "The NLL margin" in f
     ]
-    assert said(0.1) and not said(0.02)
+    assert said(0.5) and not said(0.25)  # margins 0.06 and 0.03 against a gain of 0.05
+
+
+def test_the_nll_margin_is_a_share_of_the_validation_gain():
+    """Every NLL equivalence takes the margin derived from the validation split, the share
+    given; a gain of 0 (members that agree) is refused, as is a share outside (0, 1]."""
+    raw = _fake_raw(6, {}, val_gain=0.04)
+    for share in (0.5, 0.25):
+        r = E.summarise(E.Config(seeds=6, margin_share=share), raw)
+        m = r["margin_nll"]
+        assert m["value"] == pytest.approx(share * 0.04) and m["share"] == share
+        assert m["gain"]["mean"] == pytest.approx(0.04)
+        nll_equivs = [t for t in r["tests"].values() if t["rule"] == "equivalence"
+                      and t["metric"] == "nll"]  # fmt: skip
+        assert len(nll_equivs) == 10  # by each predictor: protocol, n/p (each with twins), matched
+        assert [t["margin"] for t in nll_equivs] == pytest.approx([share * 0.04] * 10)
+        assert r["tests"]["err_equiv_mc"]["margin"] == E.Config().margin_err
+    with pytest.raises(DropstudyError, match="members agree"):
+        E.summarise(E.Config(seeds=6), _fake_raw(6, {}, val_gain=0.0))
+    for bad in (0.0, 1.5):
+        with pytest.raises(DropstudyError, match="margin_share"):
+            E.Config(margin_share=bad)
+
+
+def test_member_gain_is_the_members_mean_minus_the_ensemble():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(4, 20))  # (K, N, C)
+    labels = rng.integers(0, 3, 20)
+    g = E.member_gain(probs, labels)
+    nll = lambda p: -np.mean(np.log(p[np.arange(20), labels]))  # noqa: E731
+    err = lambda p: np.mean(p.argmax(-1) != labels)  # noqa: E731
+    assert g["nll"] == pytest.approx(np.mean([nll(p) for p in probs]) - nll(probs.mean(0)), 1e-5)
+    assert g["error"] == pytest.approx(np.mean([err(p) for p in probs]) - err(probs.mean(0)))
+    assert g["nll"] > 0  # the log is concave: averaging never costs NLL
 
 
 def test_config_needs_steps_divisible_by_k():
