@@ -182,6 +182,41 @@ def headline_caveats(name: str, r: dict) -> list[str]:
     return fn(r) if fn is not None else []
 
 
+def machines_str(sets: list[tuple[str, dict[str, dict]]]) -> str:
+    """Which CPU made which results files, when they were not all made on one.
+
+    Numbers repeat bitwise only on one CPU model (XLA compiles for the host and training
+    amplifies its rounding), so a reader must know where results from two CPUs sit side by
+    side: a net trained by two experiments may differ between them at float rounding, and a
+    verdict near its level may differ.
+
+    Args:
+      sets: ``(label, {name: results})`` per results folder the report reads.
+
+    Returns:
+      ``""`` when every file names the same machine; else a sentence naming, per machine,
+      the experiments made on it (all but the rest named, for the most frequent).
+    """
+    where: dict[str, list[str]] = {}
+    for label, results in sets:
+        for name, r in results.items():
+            m = r.get("machine") or {}
+            key = f"{m.get('cpu', 'an unrecorded CPU')} ({m.get('arch', '?')})"
+            if m.get("xla_flags"):
+                key += f", XLA_FLAGS {m['xla_flags']!r}"
+            where.setdefault(key, []).append(f"{name} ({label})")
+    if len(where) < 2:
+        return ""
+    common = max(where, key=lambda k: len(where[k]))
+    rest = [f"{', '.join(files)} on {k}" for k, files in where.items() if k != common]
+    return (
+        f" **Made on more than one CPU:** {'; '.join(rest)}; every other results file on "
+        f"{common}. Numbers repeat bitwise only on one CPU model: a net that two experiments "
+        "train may differ between them at float rounding, and a verdict near its level, or "
+        "a convergence guard near its threshold, may differ."
+    )
+
+
 def post_hoc(name: str) -> str:
     """The mark of a primary set or changed after its own result was seen, from its section's
     ``POST_HOC`` (the report's Scope says more).
@@ -1142,6 +1177,10 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "",
         f"Backend: {meta.get('backend')}; jax {v.get('jax')}, flax {v.get('flax')}, "
         f"optax {v.get('optax')}."
+        + machines_str(
+            [(data_name(results), results), *((data_name(o), o) for o in others)]
+            + [(f"{data_name(ls.first)}, second list", ls.second) for ls in lists]
+        )
         + (" **Quick (smoke-test) scale: not for conclusions.**" if s["quick"] else ""),
         "",
         "## What we found",

@@ -371,3 +371,17 @@ def test_primaries_moved_after_their_result_was_seen_are_marked_post_hoc():
     assert any("marked post hoc was set or changed" in line for line in found_table(res))
     alone = found_table({"voting": _fake("digits", 0.5, 0.001)})
     assert not any("post hoc" in line for line in alone)
+
+
+def test_the_report_says_when_its_results_come_from_more_than_one_cpu():
+    from dropstudy_experiments.report import machines_str
+
+    a, b = {"cpu": "Intel(R) Xeon(R) Processor", "arch": "x86_64"}, {"cpu": "AMD EPYC"}
+    one = {"voting": {"machine": a}, "conv": {"machine": a}}
+    assert machines_str([("digits", one)]) == ""
+    two = {**one, "ensembles": {"machine": {**b, "arch": "x86_64"}}}
+    said = machines_str([("digits", two), ("mnist1d", {"voting": {"machine": a}})])
+    assert "ensembles (digits) on AMD EPYC (x86_64)" in said
+    assert "every other results file on Intel(R) Xeon(R) Processor (x86_64)" in said
+    flags = machines_str([("digits", {**one, "maskmode": {"machine": {**a, "xla_flags": "--x"}}})])
+    assert "XLA_FLAGS '--x'" in flags
