@@ -666,7 +666,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
 
 def summarise(cfg: Config, raw: dict) -> dict:
-    """Intervals over seeds, K*, the equivalence tests and the findings of every net.
+    """Intervals over seeds, K* and the equivalence tests of every net.
 
     Args:
       cfg: the configuration.

@@ -220,11 +220,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"rows", "data_sizes", "train", "tests", "primary", "findings"}``: per model its
+      ``{"rows", "data_sizes", "train", "tests", "primary"}``: per model its
       label, the published figure, intervals of test and train accuracy and the per-seed
       values (``rows``); the data's sizes; the training (a ``TrainConfig`` dict); one
       equivalence test per model of test accuracy minus the published figure within
-      ``margin``, the primary first; no findings.
+      ``margin``, the primary first.
     """
     published = {"mlp": cfg.published_mlp, "cnn": cfg.published_cnn}
     d = raw["model=mlp"]["n_features"]
@@ -257,5 +257,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "train": cfg.train().to_dict(),
         "tests": primary_first(tests, cfg.primary),
         "primary": cfg.primary,
-        "findings": [],
     }

@@ -914,9 +914,10 @@ def own_verdict(t: dict) -> str:
 def predictor_pairs(tests: dict) -> list[tuple[str, str]]:
     """The pairs of tests of one quantity by two predictors.
 
-    Tests of one quantity share their ``what``; a twin within 2W (it is shown beside its
-    test), a test without a predictor and one whose predictor carries a label of its own (a
-    comparison of predictors) are left out.
+    Tests of one quantity share their ``what``; a pair's predictors differ. Left out: a twin
+    within 2W (it is shown beside its test), a test without a predictor, and one whose
+    predictor carries a label of its own (a comparison of predictors, or a predictor named
+    apart, such as voting's first subnetworks).
 
     Args:
       tests: ``{name: test}``.
@@ -929,7 +930,13 @@ def predictor_pairs(tests: dict) -> list[tuple[str, str]]:
         if name.endswith(TWICE) or not t.get("predictor") or t.get("predictor_label"):
             continue
         groups.setdefault(t["what"], []).append(name)
-    return [(g[i], b) for g in groups.values() for i in range(len(g)) for b in g[i + 1 :]]
+    return [
+        (a, b)
+        for g in groups.values()
+        for i, a in enumerate(g)
+        for b in g[i + 1 :]
+        if tests[a]["predictor"] != tests[b]["predictor"]
+    ]
 
 
 def flips(tests: dict) -> list[str]:
@@ -944,42 +951,36 @@ def flips(tests: dict) -> list[str]:
     Returns:
       A sentence for each pair whose sign flips with both intervals excluding 0
       (:func:`.stats.sign_flip`); else for each pair whose verdicts differ (each test's own,
-      before the protocol's hold) or whose point estimates have opposite signs with one
-      interval excluding 0, saying which.
+      before the protocol's hold), saying too when their point estimates have opposite signs
+      with one interval excluding 0. Pairs with the same verdict and no flip say nothing.
     """
     out = []
     for a, b in predictor_pairs(tests):
         ta, tb = tests[a], tests[b]
-        by = lambda t: f"{effect_str(t)} by {predictor_name(t)}"  # noqa: E731
         if sign_flip(ta, tb):
             out.append(
                 f"The sign of *{ta['what']}* flips between predictors, both intervals "
-                f"excluding 0: {by(ta)}, {by(tb)}."
+                f"excluding 0: {effect_str(ta)} by {predictor_name(ta)}, {effect_str(tb)} by "
+                f"{predictor_name(tb)}."
             )
             continue
         # the verdicts before the protocol's guard: a guard holds both predictors alike
         va, vb = own_verdict(ta), own_verdict(tb)
-        apart = ta["effect"] * tb["effect"] < 0 and (excludes_zero(ta) or excludes_zero(tb))
-        if va == vb and not apart:
+        if va == vb:
             continue
         sign = ""
-        if apart:
+        if ta["effect"] * tb["effect"] < 0 and (excludes_zero(ta) or excludes_zero(tb)):
             one = ta if excludes_zero(ta) else tb
             sign = (
-                f"; the point estimates have opposite signs, and only {predictor_name(one)}'s "
-                "interval excludes 0"
+                "; the point estimates have opposite signs, and only the interval by "
+                f"{predictor_name(one)} excludes 0"
             )
         own = " (each its own, before the protocol's hold)" if "verdict_w" in ta else ""
-        if va != vb:
-            out.append(
-                f"The verdict on *{ta['what']}* depends on the predictor{own}: {va} by "
-                f"{predictor_name(ta)} ({effect_str(ta)}), {vb} by "
-                f"{predictor_name(tb)} ({effect_str(tb)}){sign}."
-            )
-        else:
-            out.append(
-                f"*{ta['what']}* is {va} by both predictors{own}, but {by(ta)} and {by(tb)}{sign}."
-            )
+        out.append(
+            f"The verdict on *{ta['what']}* depends on the predictor{own}: {va} by "
+            f"{predictor_name(ta)} ({effect_str(ta)}), {vb} by "
+            f"{predictor_name(tb)} ({effect_str(tb)}){sign}."
+        )
     return out
 
 

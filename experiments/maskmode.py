@@ -68,8 +68,8 @@ class Config(ExperimentConfig):
     # Each mask mode is an arm of its own, stopped by its ensemble (the MC average): the
     # protocol's recipes with that mode (:func:`with_mode`).
     protocol: Protocol = ENSEMBLE
-    # Equivalence margins, fixed before the run, as the ensembles experiment's: 0.02 nats of
-    # test NLL (true-label probabilities within a factor ~1.02) and 0.5 pp of test error.
+    # Equivalence margins, fixed before the run: 0.02 nats of test NLL (true-label
+    # probabilities within a factor ~1.02) and 0.5 pp of test error.
     margin_nll: float = 0.02
     margin_err: float = 0.005
     primary: str = "nll_mc"
@@ -193,7 +193,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
     }  # fmt: skip
 
 
-def _tests(cfg: Config, raw: dict, sfx: str) -> tuple[dict, list[str]]:
+def _tests(cfg: Config, raw: dict, sfx: str) -> dict:
     """The tests of one selection of the nets: within W (``sfx`` empty) or within 2W
     (``"_2w"``).
 

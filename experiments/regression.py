@@ -398,14 +398,14 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
     Returns:
       ``{"train", "visits_ratio", "target_sd", "t_grid", "rows", "curves", "tests",
-      "primary", "findings"}``: the training on a whole training split (a ``TrainConfig``
+      "primary"}``: the training on a whole training split (a ``TrainConfig``
       dict); the examples our full batches visit per example Keras's epochs visit, at equal
       steps; the mean target sd; per depth, intervals of RMSE, log-likelihood, train RMSE,
       the chosen tau and the splits per chosen tau (``rows``), and of the MC average's RMSE
       and log-likelihood over the T grid (``curves``); the tests ``rmse_<d>`` (equivalence
       of weight scaling's and MC's test RMSE, in target sds, at T = ``t``) and ``ll_<d>``
       (direction of MC's minus weight scaling's log-likelihood, each at its own tau), the
-      primary first; no findings.
+      primary first.
     """
     tests, rows, curves = {}, {}, {}
     for d in cfg.depths:
@@ -464,5 +464,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "curves": curves,
         "tests": tests,
         "primary": cfg.primary,
-        "findings": [],
     }

@@ -393,12 +393,11 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
     Returns:
       ``{"demo", "conventions", "expectation", "demo_rate", "arms", "protocol", "tests",
-      "primary", "findings"}``: the demo cells per convention, the conventions cell, part C's
+      "primary"}``: the demo cells per convention, the conventions cell, part C's
       intervals, its net's training (:func:`.protocol.arm_summary`) and protocol, the tests
       of :meth:`Config.test_names` (the primary guarded, with its twin; training-mode mean
       against eval output within the margin, the eval output exactly the expectation,
-      matched training within ``same_function`` in logits after ``check_steps``), and no
-      findings.
+      matched training within ``same_function`` in logits after ``check_steps``).
     """
     demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
     conv = raw["conventions"]
@@ -464,5 +463,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.expect_protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
-        "findings": [],
     }

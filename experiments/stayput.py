@@ -270,10 +270,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"rows", "tests", "primary", "findings"}``: per optimiser, intervals of the ratio,
+      ``{"rows", "tests", "primary"}``: per optimiser, intervals of the ratio,
       the still fraction, the kept movement and the errors, and ``all_still``; the
       equivalence test of the ratio per optimiser and plain SGD's bitwise check
-      (``sgd_identity``), the primary first; no findings.
+      (``sgd_identity``), the primary first.
     """
     rows = {o: raw[f"optimizer={o}"] for o in OPTIMIZERS}
     tests = {
@@ -303,4 +303,4 @@ def summarise(cfg: Config, raw: dict) -> dict:
         }
         for o, r in rows.items()
     }
-    return {"rows": summary, "tests": tests, "primary": cfg.primary, "findings": []}
+    return {"rows": summary, "tests": tests, "primary": cfg.primary}

@@ -185,3 +185,33 @@ def test_member_gain_is_the_members_mean_minus_the_ensemble():
 def test_config_needs_steps_divisible_by_k():
     with pytest.raises(DropstudyError, match="multiple of k"):
         E.Config(k=7, train=TrainConfig(steps=100))
+
+
+@pytest.mark.slow  # compiles the cell's evaluation (about 20 s)
+def test_protocol_cell_measures_the_gain_on_the_validation_split(monkeypatch):
+    """The cell's validation gain is member_gain over each seed's own members (member j of
+    seed i is row j * S + i of the plain arm) on the held-out 20%, never the test set."""
+    from dropstudy_experiments import protocol as PR
+    from dropstudy_experiments.evaluate import Evaluator
+
+    ds, seeds, k = _tiny(), [0, 1], 3
+    drop = MLP(hidden=(8, 8), n_out=ds.n_classes, rate=0.5)
+    stack = lambda n: jax.vmap(lambda key: drop.init(key, jnp.asarray(ds.x_train[:1])))(  # noqa: E731
+        jax.random.split(jax.random.key(7), n)
+    )
+    members = stack(len(seeds) * k)
+
+    def arm(ds_, model, protocol, seeds_):  # untrained variables: no training in this test
+        v = members if model.rate == 0.0 else stack(len(seeds_))
+        return PR.Arm(v, v, {}, None)
+
+    monkeypatch.setattr(E, "shared_arm", arm)
+    out = E.protocol_cell(ds, drop, PR.QUICK_ENSEMBLE, k, seeds, Evaluator(("t", "c"), 4))
+    _, (x_val, y_val) = PR.split(ds)
+    plain = drop.clone(rate=0.0)
+    n = len(seeds)
+    for i in range(n):
+        own = [jax.tree.map(lambda a, r=j * n + i: a[r], members) for j in range(k)]
+        probs = np.stack([jax.nn.softmax(plain.apply(v, jnp.asarray(x_val))) for v in own])
+        assert out["val_gain"][i] == pytest.approx(E.member_gain(probs, y_val), rel=1e-5)
+    assert out["val_gain"][0] != pytest.approx(out["val_gain"][1])

@@ -275,7 +275,7 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     text = "\n".join(agreement(digits, [other], [("results/mnist1d", True)]))
     assert "| voting | x minus y | supported" in text and "| conv |" in text
     # conv is decided on digits only: no shown difference
-    assert "Agree: voting. Differ: none. Decided on one data set only: conv. Same test: " in text
+    assert "Agree: voting. Differ: none. Decided on some data sets only: conv. Same test: " in text
     assert "| decided on one data set only |" in text
     flipped = {**other, "voting": _fake("mnist1d", -0.6, 0.002)}
     flipped["voting"]["tests"]["t"]["outcome"] = "supported"  # same word, opposite sign
@@ -284,6 +284,13 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     contra = {**other, "voting": _fake("mnist1d", -0.6, 0.002)}  # supported, contradicted
     contra["voting"]["tests"]["t"]["outcome"] = "contradicted"
     text = "\n".join(agreement(digits, [contra], [("results/mnist1d", True)]))
+    assert "| **no**: opposite verdicts |" in text and "Differ: voting." in text
+    # three data sets: supported, contradicted and inconclusive still oppose
+    third = {"voting": _fake("other", 0.1, 0.6)}
+    rels = [("results/mnist1d", True), ("results/other", True)]
+    text = "\n".join(
+        agreement({"voting": digits["voting"]}, [{"voting": contra["voting"]}, third], rels)
+    )
     assert "| **no**: opposite verdicts |" in text and "Differ: voting." in text
     # opposite sides of 0, each interval excluding it, one verdict left open by Holm
     held_open = {**other, "conv": _fake("mnist1d", -0.5, 0.3)}  # its p beyond the level
@@ -383,5 +390,7 @@ def test_the_report_says_when_its_results_come_from_more_than_one_cpu():
     said = machines_str([("digits", two), ("mnist1d", {"voting": {"machine": a}})])
     assert "ensembles (digits) on AMD EPYC (x86_64)" in said
     assert "every other results file on Intel(R) Xeon(R) Processor (x86_64)" in said
+    # a file that records no machine is left out, not counted as another CPU
+    assert machines_str([("digits", {**one, "old": {}})]) == ""
     flags = machines_str([("digits", {**one, "maskmode": {"machine": {**a, "xla_flags": "--x"}}})])
     assert "XLA_FLAGS '--x'" in flags

@@ -19,7 +19,8 @@ def findings(r: dict) -> list[str]:
 
     The primary is on the wide net; the same test on the small net may decide otherwise. The
     nets' own verdicts (before the protocol's hold) are compared on the nets selected within
-    W and, from the same runs, within 2W, so a difference that only one budget shows is said.
+    W and, from the same runs, within 2W, so a difference that only one budget shows is said;
+    whether the protocol holds the primary is the tests table's to say.
 
     Args:
       r: the voting results file's dict.
@@ -35,8 +36,8 @@ def findings(r: dict) -> list[str]:
         return []
     own = " (each test's own, before the protocol's hold)" if "verdict_w" in a else ""
     text = (
-        f"The verdict over the first {m} subnetworks depends on the net{own}: *{a['what']}* "
-        f"is {own_verdict(a)} ({effect_str(a)}), *{b['what']}* is {own_verdict(b)} "
+        f"The verdict over the first {m} subnetworks depends on the net{own}, *{a['what']}* "
+        f"being {own_verdict(a)} ({effect_str(a)}) and *{b['what']}* {own_verdict(b)} "
         f"({effect_str(b)})"
     )
     if twins:
@@ -44,10 +45,7 @@ def findings(r: dict) -> list[str]:
             f"; on the nets selected within 2W, {a2['verdict']} ({effect_str(a2)}) and "
             f"{b2['verdict']} ({effect_str(b2)})"
         )
-    text += "."
-    if a.get("blocked"):
-        text += f" The protocol holds the wide net's test: {'; '.join(a['blocked'])}."
-    return [text]
+    return [text + "."]  # the protocol's hold, when any, is in the tests table
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
