@@ -320,7 +320,7 @@ def found_table(
         out += [
             "",
             "*A primary test marked post hoc was set or changed after its own result had been "
-            "seen (REPORT.md's Scope says how); no other primary was changed after its own "
+            "seen (the report's Scope says how); no other primary was changed after its own "
             "result was seen, though every primary was set after earlier rounds' results "
             "were known.*",
         ]
@@ -573,9 +573,18 @@ def agreement(
         table(["experiment", "primary test", *names, "agree"], rows),
         "",
         f"Agree: {', '.join(agree) or 'none'}. Differ: {', '.join(differ) or 'none'}."
-        + (f" Decided on some data sets only: {', '.join(one_only)}." if one_only else "")
+        + (
+            f" Decided on {'one data set' if len(sets) == 2 else 'some data sets'} only: "
+            f"{', '.join(one_only)}."
+            if one_only
+            else ""
+        )
         + (f" Inconclusive on both: {', '.join(unsettled)}." if unsettled else "")
-        + (f" Held by the training protocol on a data set: {', '.join(held)}." if held else "")
+        + (
+            f" Held by the training protocol where the hold changes a verdict: {', '.join(held)}."
+            if held
+            else ""
+        )
         + (f" Same test: {', '.join(same_test)}." if same_test else ""),
         "",
     ]
@@ -1089,9 +1098,14 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         hint = (
             f"; results of other scales are in {', '.join(sorted(set(others)))}" if others else ""
         )
+        if (results_dir / "results.json").is_file():  # one experiment's folder
+            raise DropstudyError(
+                f"{results_dir} is one experiment's folder: pass the folder that holds it, "
+                f"--results {results_dir.parent}"
+            )
         raise DropstudyError(
-            f"no results under {results_dir}: run `dropstudy run all --out {results_dir}` "
-            f"first, or pass --results FOLDER{hint}"
+            f"no results under {results_dir}: run the experiments there first (`dropstudy run "
+            f"NAME --out {results_dir}`, or `run all`), or pass --results FOLDER{hint}"
         )
     rel = os.path.relpath(results_dir, out.parent or Path("."))
     results = read_results(results_dir)
@@ -1140,10 +1154,11 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
             md = section(name).section(r).replace(f"]({name}/", f"]({rel}/{name}/")
             tests_md = verdict_table(r)  # with the findings, computed from the results
         except (KeyError, IndexError, TypeError) as e:  # a field this version's section reads
+            field = e.args[0] if isinstance(e, KeyError) and e.args else e
             raise DropstudyError(
                 f"{results_dir / name / 'results.json'} was written by another version of "
-                f"{name} (its section needs {e!r}): re-run `{scale_command(s, name)}` with "
-                "this version"
+                f"{name} (this version's section needs {field!r}, which it lacks): re-run "
+                f"`{scale_command(s, name)}{out_flag}` with this version"
             ) from None
         t = d["test"]
         if d["check"]:
@@ -1200,7 +1215,8 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "sampled subnetworks. *Exact*: the mean over all 2^n subnetworks, each weighted by "
         "its probability; *NWGM*: their normalised geometric mean. *Direction test*: is the "
         "effect on the claimed side of 0? *Equivalence test (TOST)*: is it within a margin "
-        "fixed before the run? *Holm*, *BH*: corrections of p-values for testing many claims "
+        "fixed before any test number is read? *Holm*, *BH*: corrections of p-values for "
+        "testing many claims "
         "(family-wise error, false discovery rate). *Two-level*: an interval over seeds and "
         "test examples. *detects*: what the design finds with 80% power.",
         "",
@@ -1219,7 +1235,9 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "supported when the 95% interval excludes 0 on the claimed side, contradicted when it "
         "excludes 0 on the other side, else inconclusive. *Equivalence* tests (two one-sided "
         "t tests, TOST, i.e. the 90% interval): supported when TOST rejects (the interval lies "
-        "inside a margin fixed in the config), contradicted when the interval lies wholly "
+        "inside a margin fixed in the config, or derived by a rule the config states from the "
+        "validation split alone, as ensembles' NLL margin is), contradicted when the interval "
+        "lies wholly "
         "outside the margin, else inconclusive; only TOST's p-value enters the family, so an "
         "equivalence primary's *contradicted* rests on its unadjusted 90% interval. "
         "**Two sources of noise**: where a test's *n* reads 'seeds x examples', its values are "
@@ -1297,7 +1315,8 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "protocol (the section gives their train accuracy). Ensembles' primary moved from "
         "nets at matched compute to the protocol's nets, each at its own best, after the "
         "matched-compute result was seen; that test stays beside it as exploratory. Its NLL "
-        "margin, a fixed 0.02 nats, became half the independent ensemble's NLL gain over its "
+        "margin, a fixed 0.02 nats, became a share (one half) of the independent ensemble's NLL "
+        "gain over its "
         "mean member on the validation split after the results at 0.02 were seen (on digits "
         "the ensemble's test gain over its members had been about that margin, so "
         "equivalence within it could not tell the ensemble from one member). "

@@ -183,6 +183,26 @@ def test_report_refuses_results_of_another_version(tmp_path):
         build_report(tmp_path, tmp_path / "REPORT.md")
 
 
+def test_report_names_a_stale_field_and_one_experiments_folder(tmp_path):
+    """A section that needs a field an older file lacks names the field (not a Python repr)
+    and the command with the folder's --out; one experiment's folder given as --results is
+    refused with its parent to pass."""
+    committed = Path(__file__).resolve().parent.parent / "results" / "ensembles"
+    r = json.loads((committed / "results.json").read_text())
+    del r["margin_nll"]
+    (tmp_path / "ensembles").mkdir()
+    (tmp_path / "ensembles" / "results.json").write_text(json.dumps(r))
+    with pytest.raises(DropstudyError) as e:
+        build_report(tmp_path, tmp_path / "REPORT.md")
+    said = str(e.value)
+    assert "needs 'margin_nll', which it lacks" in said and "KeyError" not in said
+    assert f"dropstudy run ensembles --out {tmp_path}`" in said
+    with pytest.raises(
+        DropstudyError, match=f"pass the folder that holds it, --results {tmp_path}$"
+    ):
+        build_report(tmp_path / "ensembles", tmp_path / "R.md")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_config_field_is_read(name):
     """No accepted-and-ignored option: every field of an experiment's Config is read by its
