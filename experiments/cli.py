@@ -269,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
         "from* folder, when it holds results)",
     )
     rep.add_argument(
+        "--other-cpu",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="FOLDER",
+        help="results folder of the same runs (seeds, configuration) made on another CPU, of "
+        "the data set of --results or of a --compare folder (repeatable): the report sets "
+        "each primary beside its run there and names the verdicts the CPU changes (default, "
+        f"for the study's own folders {RESULTS} and {STUDY_SETS[1]}: their cpu-* folders)",
+    )
+    rep.add_argument(
         "--readme",
         type=Path,
         default=None,
@@ -550,7 +561,10 @@ def cmd_report(args, parser=None) -> int:
     Args:
       args: the parsed arguments of ``report``; without ``--out`` the report goes to REPORT.md
         for the full study's results folder, else to REPORT.md inside the results folder;
-        with ``--readme`` the table of what the study found goes into that file too.
+        with ``--readme`` the table of what the study found goes into that file too. For the
+        study's own folders, ``--compare``, ``--replicate`` and ``--other-cpu`` default to
+        the folders ``make report`` names (the other data set, each ``from*`` and ``cpu-*``
+        folder).
       parser: unused (every command takes it).
 
     Returns:
@@ -560,6 +574,7 @@ def cmd_report(args, parser=None) -> int:
         build_report,
         check_readme,
         found_table,
+        other_cpus,
         read_results,
         second_lists,
         write_readme_block,
@@ -583,6 +598,15 @@ def cmd_report(args, parser=None) -> int:
             found = sorted({p.parent.parent for p in folder.glob("from*/*/results.json")})
             if folder in STUDY_SETS and len(found) == 1:
                 args.replicate.append(found[0])
+    if args.other_cpu is None:
+        # the study's own folders keep runs made on another CPU in cpu-* beside them
+        args.other_cpu = [
+            f
+            for folder in (Path(args.results), *map(Path, args.compare))
+            if folder in STUDY_SETS
+            for f in sorted(folder.glob("cpu-*"))
+            if any(f.glob("*/results.json"))
+        ]
     if args.readme is not None:  # refused before anything is written
         check_readme(args.readme)
         sets = [read_results(Path(f)) for f in (args.results, *args.compare)]
@@ -593,16 +617,18 @@ def cmd_report(args, parser=None) -> int:
                 "--readme takes the full study's results only (not --quick, --seeds or "
                 "--seed-start runs): the README's table is what the study found"
             )
-    path = build_report(args.results, out, compare=args.compare, replicate=args.replicate)
+    path = build_report(
+        args.results, out, compare=args.compare, replicate=args.replicate,
+        other_cpu=args.other_cpu,
+    )  # fmt: skip
     log.info("wrote %s", path)
     if args.readme is not None:
-        lists = second_lists(
-            [(Path(f), r) for f, r in zip((args.results, *args.compare), sets, strict=True)],
-            args.replicate,
-        )
+        firsts = [(Path(f), r) for f, r in zip((args.results, *args.compare), sets, strict=True)]
+        lists = second_lists(firsts, args.replicate)
+        cpus = other_cpus(firsts, args.other_cpu)
         log.info(
             "wrote %s",
-            write_readme_block(args.readme, found_table(sets[0], sets[1:], lists)),
+            write_readme_block(args.readme, found_table(sets[0], sets[1:], lists, cpus)),
         )
     return 0
 

@@ -235,7 +235,10 @@ def post_hoc(name: str) -> str:
 
 
 def found_table(
-    results: dict[str, dict], others: list[dict[str, dict]] = (), lists: list[Lists] = ()
+    results: dict[str, dict],
+    others: list[dict[str, dict]] = (),
+    lists: list[Lists] = (),
+    cpus: list[tuple[str, dict[str, dict], dict[str, dict]]] = (),
 ) -> list[str]:
     """What the study found: one row per claim, its primary verdict on each data set.
 
@@ -248,6 +251,8 @@ def found_table(
       results: ``{name: results}`` of the report's folder.
       others: the same for each data set compared.
       lists: the data sets' second lists of seeds (:class:`Lists`), matched by data set.
+      cpus: runs of the same seeds on another CPU (:func:`other_cpus`): a verdict whose
+        evidence or guard differs there says so in its cell.
 
     Returns:
       Markdown lines: the table (experiment, claim, primary test, one column per data set);
@@ -306,6 +311,11 @@ def found_table(
                 fragile = f" *({mark}{both})*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
             note = "".join(f" *(caveat: {c})*" for c in headline_caveats(n, r[n]))
+            for data, _, there in cpus:
+                if data == data_name(r) and n in there:
+                    kind = _compare(t, there[n]["tests"][there[n]["primary"]])
+                    if kind in (*FRAGILE, "guard"):
+                        note += f" *(another CPU: {CPU_AGREE[kind].strip('*')})*"
             cells.append(
                 head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}{note}"
             )
@@ -1064,7 +1074,153 @@ def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> li
     return sorted(out, key=lambda ls: order.index(data_name(ls.first)))
 
 
-def build_report(results_dir, out, compare=(), replicate=None) -> Path:
+CPU_AGREE = {
+    "one list": "**fragile: the evidence decides on one CPU only**",
+    "opposite": "**fragile: opposite verdicts**",
+    "guard": "evidence agrees; the protocol's guard holds on one CPU only",
+    "same": "same",
+    "neither": "inconclusive on both",
+}
+
+
+def cpu_of(r: dict) -> str:
+    """The machine a results file was made on, in words (its ``machine`` record)."""
+    m = r.get("machine") or {}
+    return f"{m.get('cpu', 'unknown')} ({m.get('arch', '?')})"
+
+
+def other_cpus(
+    firsts: list[tuple[Path, dict[str, dict]]], folders=()
+) -> list[tuple[str, dict[str, dict], dict[str, dict]]]:
+    """Results made on another CPU, each matched to the report's results of its data set.
+
+    Args:
+      firsts: ``(folder, {name: results})`` of each data set the report reads.
+      folders: folders of results of the same experiments, seeds and configuration made on
+        another CPU.
+
+    Returns:
+      ``(data set, {name: results here}, {name: results there})`` per folder, each dict
+      holding the experiments both have with the same configuration and scale.
+
+    Raises:
+      DropstudyError: if a folder holds no results, results of a data set the report lacks,
+        of another scale or seed list, or none made on another CPU than the report's.
+    """
+    by_data = {data_name(r): r for _, r in firsts if r}
+    out = []
+    for folder in map(Path, folders or ()):
+        there = read_results(folder)
+        if not there:
+            raise DropstudyError(
+                f"--other-cpu {folder}: no results there (one folder per experiment, made by "
+                "`dropstudy run NAME --out FOLDER` on another machine)"
+            )
+        name = data_name(there)
+        if name not in by_data:
+            raise DropstudyError(
+                f"--other-cpu {folder} holds results on {name}, which the report does not: "
+                "compare that data set's folder too, or leave it out"
+            )
+        here = by_data[name]
+        both = [n for n in NAMES if n in here and n in there]
+        if any(scale_of(here[n]) != scale_of(there[n]) for n in both):
+            raise DropstudyError(
+                f"--other-cpu {folder} holds another scale or list of seeds than the report's "
+                f"{name} results: compare runs of the same command on two machines"
+            )
+        same = [n for n in both if here[n]["config"] == there[n]["config"]]
+        if all(cpu_of(here[n]) == cpu_of(there[n]) for n in same):
+            raise DropstudyError(
+                f"--other-cpu {folder}: its results were made on the same CPU as the "
+                "report's (their numbers repeat bitwise there): give results of another CPU"
+            )
+        out.append((name, {n: here[n] for n in same}, {n: there[n] for n in same}))
+    return out
+
+
+def paired_shift(a: dict, b: dict) -> str:
+    """The other CPU's effect minus this one's, paired by seed, with a 95% interval.
+
+    Both runs use the same seeds, so their per-seed values pair; what is left is the CPUs'
+    rounding, amplified by training.
+
+    Returns:
+      ``"d [lo, hi]"``, or ``"-"`` without per-seed values of the same length.
+    """
+    from scipy.stats import t as student
+
+    if a.get("values") is None or b.get("values") is None or len(a["values"]) != len(b["values"]):
+        return "-"
+    d = np.asarray(b["values"], np.float64) - np.asarray(a["values"], np.float64)
+    half = float(student.ppf(0.975, len(d) - 1)) * float(d.std(ddof=1) / np.sqrt(len(d)))
+    return f"{d.mean():.4g} [{d.mean() - half:.4g}, {d.mean() + half:.4g}]"
+
+
+def cpu_comparison(cpus: list[tuple[str, dict[str, dict], dict[str, dict]]]) -> list[str]:
+    """Each primary on this report's CPU beside another CPU's run of the same seeds and code.
+
+    Classed as two lists of seeds are (:func:`_compare`): the evidence (each test's own
+    verdict) first, then the protocol's guard.
+
+    Args:
+      cpus: :func:`other_cpus`.
+
+    Returns:
+      The section's Markdown lines; none without comparisons.
+    """
+    if not cpus:
+        return []
+    rows, fragile, guard = [], [], []
+    for data, here, there in cpus:
+        for n in here:
+            a = here[n]["tests"][here[n]["primary"]]
+            b = there[n]["tests"][there[n]["primary"]]
+            kind = _compare(a, b)
+            if kind in FRAGILE:
+                fragile.append(f"{n} ({data})")
+            elif kind == "guard":
+                guard.append(f"{n} ({data})")
+
+            def cell(r: dict, t: dict) -> str:
+                held = f", held (its own verdict {own_verdict(t)})" if t.get("blocked") else ""
+                return f"{t['verdict']}{held} on {cpu_of(r)}: {effect_str(t)}"
+
+            rows.append(
+                [n, data, a["what"], cell(here[n], a), cell(there[n], b),
+                 paired_shift(a, b), CPU_AGREE[kind]]
+            )  # fmt: skip
+    return [
+        "## Another CPU",
+        "",
+        "The same experiments, code path, configuration and seeds, run on another CPU. XLA "
+        "compiles for its host and training amplifies the rounding, so every number moves. "
+        "Verdicts are each test's own (unadjusted), as the results file holds them. *Fragile*: "
+        "the evidence (each test's own verdict, before the protocol's guard) differs between "
+        "the CPUs; a guard that differs shows a convergence count or a budget verdict near its "
+        "threshold. The shift is the other CPU's per-seed value minus this one's, paired by "
+        "seed (95%).",
+        "",
+        table(
+            [
+                "experiment",
+                "data",
+                "primary test",
+                "this report's CPU",
+                "the other CPU",
+                "shift (other - this)",
+                "compare",
+            ],
+            rows,
+        ),
+        "",
+        f"Fragile across CPUs: {', '.join(fragile) or 'none'}. The guard differs: "
+        f"{', '.join(guard) or 'none'}.",
+        "",
+    ]
+
+
+def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> Path:
     """Write the report for ``results_dir/*/results.json`` to ``out``.
 
     Args:
@@ -1077,6 +1233,9 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         ``results_dir`` or of a ``compare`` folder, at most one per data set
         (:func:`second_lists`); the report then sets each primary's verdict on it beside the
         first list's (:func:`replication`).
+      other_cpu: results folders of the same runs made on another CPU, each of a data set
+        the report reads (:func:`other_cpus`); the report then sets each primary beside its
+        run there (:func:`cpu_comparison`).
 
     Returns:
       ``out``.
@@ -1085,7 +1244,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
       DropstudyError: if ``results_dir`` holds no results, a results file is of another scale
         or version, or a ``compare`` folder holds no results, results of another scale, of a
         data set the report has already, or no experiment in common; or as
-        :func:`second_lists`.
+        :func:`second_lists` or :func:`other_cpus`.
     """
 
     results_dir, out = Path(results_dir), Path(out)
@@ -1137,6 +1296,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         others.append(other)
     s = next(iter(scales.values()))
     lists = second_lists([(results_dir, results), *zip(map(Path, compare), others)], replicate)
+    cpus = other_cpus([(results_dir, results), *zip(map(Path, compare), others)], other_cpu)
     out_flag = f" --out {results_dir}" if results_dir != RESULTS else ""
     # Experiments on data of their own run only without --dataset: not missing elsewhere.
     runs_here = [n for n in NAMES if s["dataset"] == "digits" or not own_data(n)]
@@ -1208,7 +1368,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
         "with the effect and its interval (95% for a direction test, 90% for an equivalence "
         "test). The sections give every number behind it.",
         "",
-        *found_table(results, others, lists),
+        *found_table(results, others, lists, cpus),
         "",
         "**Glossary.** *WS*: weight scaling, the net with every unit kept and scaled by its "
         "keep probability (PyTorch's `model.eval()`). *MC average*: the mean prediction of K "
@@ -1376,6 +1536,7 @@ def build_report(results_dir, out, compare=(), replicate=None) -> Path:
             ]
     if lists:
         head += replication(lists)
+    head += cpu_comparison(cpus)
     text = "\n".join(head) + "\n" + "\n\n".join(sections)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

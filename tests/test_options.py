@@ -640,20 +640,24 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     built = []
     monkeypatch.setattr(
         report, "build_report",
-        lambda results, out, compare, replicate: built.append((results, out, compare, replicate)),
+        lambda results, out, compare, replicate, other_cpu: built.append(
+            (results, out, compare, replicate, other_cpu)
+        ),
     )  # fmt: skip
     argv = ["report", "--results", str(tmp_path), "--out", str(tmp_path / "R.md")]
     assert cli.main(argv) == 0
     assert cli.main([*argv, "--compare", "a", "--compare", "b"]) == 0
     assert cli.main([*argv, "--replicate", "c"]) == 0
+    assert cli.main([*argv, "--other-cpu", "d", "--other-cpu", "e"]) == 0
     assert built == [
-        (tmp_path, tmp_path / "R.md", [], None),
-        (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")], None),
-        (tmp_path, tmp_path / "R.md", [], [Path("c")]),
+        (tmp_path, tmp_path / "R.md", [], None, []),
+        (tmp_path, tmp_path / "R.md", [Path("a"), Path("b")], None, []),
+        (tmp_path, tmp_path / "R.md", [], [Path("c")], []),
+        (tmp_path, tmp_path / "R.md", [], None, [Path("d"), Path("e")]),
     ]
     # --readme names a file that must exist; with it the findings table is written there
     assert cli.main([*argv, "--readme", str(tmp_path / "none.md")]) == 2
-    assert len(built) == 3  # refused before the report is built
+    assert len(built) == 4  # refused before the report is built
     wrote = []
     monkeypatch.setattr(report, "read_results", lambda folder: {})
     monkeypatch.setattr(report, "write_readme_block", lambda f, lines: wrote.append(f) or f)

@@ -1,0 +1,86 @@
+"""Runs of the same seeds on another CPU, set beside the report's (report.other_cpus)."""
+
+import json
+
+import pytest
+from dropstudy_experiments.report import (
+    cpu_comparison,
+    found_table,
+    other_cpus,
+    paired_shift,
+)
+
+from dropstudy.validate import DropstudyError
+
+XEON = {"cpu": "Intel(R) Xeon(R) Processor", "arch": "x86_64", "xla_flags": ""}
+EPYC = {"cpu": "AMD EPYC", "arch": "x86_64", "xla_flags": ""}
+
+
+def _fake(effect, p, machine, verdict=None, own=None, dataset="digits", values=None):
+    """A results file with one primary direction test, its interval 0.1 either side."""
+    test = {"rule": "direction", "claimed": "> 0", "n": 3, "effect": effect, "lo": effect - 0.1,
+            "hi": effect + 0.1, "level": 0.95, "p": p, "outcome": "supported",
+            "verdict": verdict or ("supported" if p < 0.05 else "inconclusive"),
+            "what": "x minus y", "predictor": "mc", "mde": 0.1, "seeds_needed": 5,
+            "values": values or [effect - 0.1, effect, effect + 0.1]}  # fmt: skip
+    if own is not None:  # held by the protocol (an arm not converged): its own verdict apart
+        twin = {k: test[k] for k in ("rule", "claimed", "level", "effect", "lo", "hi", "p",
+                                     "outcome", "verdict")}  # fmt: skip
+        test.update(verdict_w=own, within_2w=twin, not_converged=["x late"], blocked=["late"])
+    scale = {"quick": False, "seeds": None, "dataset": dataset}
+    return {"claim": "c", "tests": {"t": test}, "primary": "t", "scale": scale,
+            "config": {"a": 1}, "machine": machine}  # fmt: skip
+
+
+def _folder(root, results):
+    for n, r in results.items():
+        (root / n).mkdir(parents=True)
+        (root / n / "results.json").write_text(json.dumps(r))
+    return root
+
+
+def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
+    here = {"voting": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
+            "diversity": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
+            "conv": _fake(0.5, 0.001, EPYC)}  # fmt: skip
+    there = {"voting": _fake(0.1, 0.4, XEON),  # its evidence is inconclusive there
+             "diversity": _fake(0.5, 0.001, XEON),  # the same evidence, not held there
+             "conv": _fake(0.5, 0.001, XEON)}  # fmt: skip
+    folder = _folder(tmp_path / "cpu-xeon", there)
+    cpus = other_cpus([(tmp_path, here)], [folder])
+    text = "\n".join(cpu_comparison(cpus))
+    assert "Fragile across CPUs: voting (digits). The guard differs: diversity (digits)." in text
+    assert "inconclusive, held (its own verdict supported) on AMD EPYC (x86_64)" in text
+    assert "| same |" in text  # conv
+    cells = "\n".join(found_table(here, [], [], cpus))
+    assert "*(another CPU: fragile: the evidence decides on one CPU only)*" in cells
+    assert "*(another CPU: evidence agrees; the protocol's guard holds on one CPU only)*" in cells
+    # a configuration that differs is no rerun: left out
+    changed = {**there, "conv": {**there["conv"], "config": {"a": 2}}}
+    folder2 = _folder(tmp_path / "cpu-2", changed)
+    ((_, mine, theirs),) = other_cpus([(tmp_path, here)], [folder2])
+    assert "conv" not in mine and "conv" not in theirs
+
+
+def test_the_shift_pairs_the_seeds():
+    a = _fake(0.5, 0.001, EPYC, values=[1.0, 2.0, 3.0])["tests"]["t"]
+    b = _fake(0.5, 0.001, XEON, values=[1.5, 2.5, 3.5])["tests"]["t"]
+    assert paired_shift(a, b) == "0.5 [0.5, 0.5]"  # the same shift on every seed
+    assert paired_shift(a, {**b, "values": [1.0, 2.0]}) == "-"
+
+
+def test_other_cpu_folders_are_refused_when_they_cannot_compare(tmp_path):
+    here = {"voting": _fake(0.5, 0.001, EPYC)}
+    firsts = [(tmp_path / "here", here)]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DropstudyError, match="no results there"):
+        other_cpus(firsts, [tmp_path / "empty"])
+    other_data = _folder(tmp_path / "d", {"voting": _fake(0.5, 0.001, XEON, dataset="mnist1d")})
+    with pytest.raises(DropstudyError, match="holds results on mnist1d, which the report does"):
+        other_cpus(firsts, [other_data])
+    quick = _fake(0.5, 0.001, XEON)
+    quick["scale"] = {**quick["scale"], "quick": True}
+    with pytest.raises(DropstudyError, match="another scale or list of seeds"):
+        other_cpus(firsts, [_folder(tmp_path / "q", {"voting": quick})])
+    with pytest.raises(DropstudyError, match="made on the same CPU"):
+        other_cpus(firsts, [_folder(tmp_path / "s", {"voting": _fake(0.4, 0.001, EPYC)})])
