@@ -334,6 +334,14 @@ def found_table(
             "result was seen, though every primary was set after earlier rounds' results "
             "were known.*",
         ]
+    if cpus:
+        out += [
+            "",
+            '*A mark "another CPU" says that the same run\'s seeds and code on another CPU '
+            "(the report's \"Another CPU\") gave other evidence (each test's own verdict) or "
+            "another hold by the protocol's guard; an unmarked verdict there was the same, or "
+            "was not run on another CPU.*",
+        ]
     if lists:
         cols = [data_name(r) for r in sets if data_name(r) in replicated]
         rest = [data_name(r) for r in sets if data_name(r) not in replicated]
@@ -1195,7 +1203,8 @@ def cpu_comparison(cpus: list[tuple[str, dict[str, dict], dict[str, dict]]]) -> 
         "",
         "The same experiments, code path, configuration and seeds, run on another CPU. XLA "
         "compiles for its host and training amplifies the rounding, so every number moves. "
-        "Verdicts are each test's own (unadjusted), as the results file holds them. *Fragile*: "
+        "Verdicts are unadjusted, decided at each test's own p-value as its results file holds "
+        "them; *held* gives the verdict before the protocol's guard. *Fragile*: "
         "the evidence (each test's own verdict, before the protocol's guard) differs between "
         "the CPUs; a guard that differs shows a convergence count or a budget verdict near its "
         "threshold. The shift is the other CPU's per-seed value minus this one's, paired by "
