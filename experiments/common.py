@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -33,11 +34,11 @@ from dropstudy.train import progress as train_progress
 from .cells import CellStore
 from .codekey import code_key, environment
 from .interrupt import INTERRUPTED
-from .protocol import TWICE
 from .results import write_json
 from .stats import (
     ALPHA,
     INCONCLUSIVE,
+    TWICE,
     decide_unguarded,
     excludes_zero,
     fmt,
@@ -976,10 +977,17 @@ def flips(tests: dict) -> list[str]:
                 f"{predictor_name(one)} excludes 0"
             )
         own = " (each its own, before the protocol's hold)" if "verdict_w" in ta else ""
+        # one decided, one not: a verdict one predictor reaches, not a shown difference
+        one = (
+            "; one predictor decides and the other does not, which is no shown difference "
+            "between them"
+            if "inconclusive" in (va, vb)
+            else ""
+        )
         out.append(
             f"The verdict on *{ta['what']}* depends on the predictor{own}: {va} by "
             f"{predictor_name(ta)} ({effect_str(ta)}), {vb} by "
-            f"{predictor_name(tb)} ({effect_str(tb)}){sign}."
+            f"{predictor_name(tb)} ({effect_str(tb)}){sign}{one}."
         )
     return out
 
@@ -1125,7 +1133,8 @@ def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
         return ""
     # its own verdict at that level, so a reader sees whether the guard changed anything
     own = decide_unguarded(t, p)
-    return f" (held by the protocol, its own verdict {own}: {'; '.join(reasons)})"
+    level = " at the Holm-adjusted p" if p_adjusted is not None and p_adjusted != t["p"] else ""
+    return f" (held by the protocol, its own verdict{level} {own}: {'; '.join(reasons)})"
 
 
 def all_findings(r: dict) -> list[str]:
@@ -1140,10 +1149,9 @@ def all_findings(r: dict) -> list[str]:
       a real difference (:func:`real_differences`).
     """
     own = []
-    if "experiment" in r:
-        from .runner import section  # the sections read this module
-
-        fn = getattr(section(r["experiment"]), "findings", None)
+    if "experiment" in r:  # its section (as runner.section finds it; the sections read this)
+        section = importlib.import_module(f"{__package__}.sections.{r['experiment']}")
+        fn = getattr(section, "findings", None)
         own = fn(r) if fn is not None else []
     return flips(r["tests"]) + own + real_differences(r["tests"])
 

@@ -56,6 +56,7 @@ from dropstudy.train import TrainConfig, diverged, seed_keys, train_grid, train_
 from dropstudy.validate import DropstudyError
 
 from .results import clean
+from .stats import TWICE
 from .tuning import STORE, tuning_store  # noqa: F401  (tuning_store: the way in, here too)
 
 VAL_FRACTION = 0.2  # of the training set, held out for every choice the protocol makes
@@ -672,9 +673,6 @@ def hold(test: dict, twice: dict, arms: dict[str, dict], reasons: list[str]) -> 
     if held:
         out["blocked"] = held
     return out
-
-
-TWICE = " within 2W"  # a guarded test's twin on the nets selected within 2W
 
 
 def guarded(

@@ -263,6 +263,7 @@ def found_table(
         return []
     decided = [adjusted(r) for r in sets]
     replicated = {data_name(ls.first): ls for ls in lists}
+    cpu_kinds_ = cpu_kinds(cpus)
     rows = []
     for n in NAMES:
         if not any(n in r for r in sets):
@@ -311,11 +312,9 @@ def found_table(
                 fragile = f" *({mark}{both})*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
             note = "".join(f" *(caveat: {c})*" for c in headline_caveats(n, r[n]))
-            for data, _, there in cpus:
-                if data == data_name(r) and n in there:
-                    kind = _compare(t, there[n]["tests"][there[n]["primary"]])
-                    if kind in (*FRAGILE, "guard"):
-                        note += f" *(another CPU: {CPU_AGREE[kind].strip('*')})*"
+            kind = cpu_kinds_.get((data_name(r), n), ("same",))[0]
+            if kind in CPU_MARKED:
+                note += f" *(another CPU: {CPU_AGREE[kind].strip('*')})*"
             cells.append(
                 head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}{note}"
             )
@@ -518,9 +517,16 @@ def agreement(
         effects = [effect_str(d[n]["test"]) + blocked_str(d[n]["test"], d[n]["p_holm"])
                    for d in decided]  # fmt: skip
         identical = len({(d[n]["test"]["effect"], d[n]["test"]["p"]) for d in decided}) == 1
+        tests = [d[n]["test"] for d in decided]
+        apart = any(sign_flip(a, b) for i, a in enumerate(tests) for b in tests[i + 1 :])
         if identical:  # a primary that does not read the data set: the same test twice
             same_test.append(n)
             mark = "same test"
+        elif apart and any(blocked_str(t, d[n]["p_holm"]) for t, d in zip(tests, decided)):
+            # effects on opposite sides of 0, each interval excluding it: a difference the
+            # protocol's hold does not undo (it holds a verdict, not the interval)
+            differ.append(n)
+            mark = "**no**: opposite effects, each interval excluding 0 (held by the protocol)"
         elif any(
             blocked_str(d[n]["test"], d[n]["p_holm"])
             and decide_unguarded(d[n]["test"], d[n]["p_holm"]) != "inconclusive"
@@ -541,8 +547,7 @@ def agreement(
             # decided on some data sets only: that is no shown difference (a smaller effect,
             # or less power, leaves a verdict open) unless the effects lie on opposite sides
             # of 0, each interval excluding it
-            tests = [d[n]["test"] for d in decided]
-            if any(sign_flip(a, b) for i, a in enumerate(tests) for b in tests[i + 1 :]):
+            if apart:
                 differ.append(n)
                 mark = "**no**: opposite effects, each interval excluding 0"
             else:
@@ -999,6 +1004,19 @@ def replication(lists: list[Lists]) -> list[str]:
         lines += [table(head, rows), ""]
     if missing:
         lines += [f"By the rule but not yet run on a second list: {', '.join(missing)}.", ""]
+    apart = [
+        f"{n} ({data_name(ls.first)}: the first on {cpu_of(ls.first[n])}, the second on "
+        f"{cpu_of(ls.second[n])})"
+        for ls in lists
+        for n in NAMES
+        if n in ls.first and n in ls.second and cpu_of(ls.first[n]) != cpu_of(ls.second[n])
+    ]
+    if apart:
+        lines += [
+            "Lists made on different CPUs, so their rows mix the CPU's rounding with the seeds "
+            f"(\"Another CPU\" shows what the CPU alone moves): {'; '.join(apart)}.",
+            "",
+        ]
     return lines
 
 
@@ -1083,12 +1101,14 @@ def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> li
 
 
 CPU_AGREE = {
+    "headline": "**fragile: the headline verdict differs by CPU**",
     "one list": "**fragile: the evidence decides on one CPU only**",
     "opposite": "**fragile: opposite verdicts**",
     "guard": "evidence agrees; the protocol's guard holds on one CPU only",
     "same": "same",
     "neither": "inconclusive on both",
 }
+CPU_MARKED = ("headline", *FRAGILE, "guard")  # what the findings table marks
 
 
 def cpu_of(r: dict) -> str:
@@ -1097,19 +1117,17 @@ def cpu_of(r: dict) -> str:
     return f"{m.get('cpu', 'unknown')} ({m.get('arch', '?')})"
 
 
-def other_cpus(
-    firsts: list[tuple[Path, dict[str, dict]]], folders=()
-) -> list[tuple[str, dict[str, dict], dict[str, dict]]]:
+def other_cpus(firsts: list[tuple[Path, dict[str, dict]]], folders=()) -> list[tuple]:
     """Results made on another CPU, each matched to the report's results of its data set.
 
     Args:
       firsts: ``(folder, {name: results})`` of each data set the report reads.
-      folders: folders of results of the same experiments, seeds and configuration made on
-        another CPU.
+      folders: folders of results of the same experiments and seeds made on another CPU.
 
     Returns:
-      ``(data set, {name: results here}, {name: results there})`` per folder, each dict
-      holding the experiments both have with the same configuration and scale.
+      ``(data set, {name: results here}, {name: results there}, skipped)`` per folder: all
+      of the report's results of that data set; those there of the same configuration and
+      scale; the experiments there whose configuration differs (not compared).
 
     Raises:
       DropstudyError: if a folder holds no results, results of a data set the report lacks,
@@ -1143,7 +1161,34 @@ def other_cpus(
                 f"--other-cpu {folder}: its results were made on the same CPU as the "
                 "report's (their numbers repeat bitwise there): give results of another CPU"
             )
-        out.append((name, {n: here[n] for n in same}, {n: there[n] for n in same}))
+        skipped = [n for n in both if n not in same]
+        out.append((name, here, {n: there[n] for n in same}, skipped))
+    return out
+
+
+def cpu_kinds(cpus: list[tuple]) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """How each primary compares with its run on another CPU.
+
+    The headline verdict (Holm-adjusted over the data set's claims, held by the protocol's
+    guard) first: the other CPU's is decided with its runs in the family in place of this
+    report's. Then, as two lists of seeds compare (:func:`_compare`), each test's evidence
+    and guard at its own p-value.
+
+    Args:
+      cpus: :func:`other_cpus`.
+
+    Returns:
+      ``{(data set, name): (kind, headline here, headline there)}``, ``kind`` a key of
+      :data:`CPU_AGREE`.
+    """
+    out = {}
+    for data, here, there, _ in cpus:
+        d_here, d_there = adjusted(here), adjusted({**here, **there})
+        for n in there:
+            a = here[n]["tests"][here[n]["primary"]]
+            b = there[n]["tests"][there[n]["primary"]]
+            hv, tv = d_here[n]["verdict"], d_there[n]["verdict"]
+            out[(data, n)] = ("headline" if hv != tv else _compare(a, b), hv, tv)
     return out
 
 
@@ -1165,50 +1210,53 @@ def paired_shift(a: dict, b: dict) -> str:
     return f"{d.mean():.4g} [{d.mean() - half:.4g}, {d.mean() + half:.4g}]"
 
 
-def cpu_comparison(cpus: list[tuple[str, dict[str, dict], dict[str, dict]]]) -> list[str]:
-    """Each primary on this report's CPU beside another CPU's run of the same seeds and code.
-
-    Classed as two lists of seeds are (:func:`_compare`): the evidence (each test's own
-    verdict) first, then the protocol's guard.
+def cpu_comparison(cpus: list[tuple]) -> list[str]:
+    """Each primary on this report's CPU beside another CPU's run of the same seeds.
 
     Args:
       cpus: :func:`other_cpus`.
 
     Returns:
-      The section's Markdown lines; none without comparisons.
+      The section's Markdown lines (:func:`cpu_kinds` classes each row); none without
+      comparisons.
     """
     if not cpus:
         return []
-    rows, fragile, guard = [], [], []
-    for data, here, there in cpus:
-        for n in here:
+    kinds = cpu_kinds(cpus)
+    rows, by_kind, skipped = [], {}, []
+    for data, here, there, skip in cpus:
+        skipped += [f"{n} ({data})" for n in skip]
+        for n in there:
+            kind, hv, tv = kinds[(data, n)]
+            by_kind.setdefault(kind, []).append(f"{n} ({data})")
             a = here[n]["tests"][here[n]["primary"]]
             b = there[n]["tests"][there[n]["primary"]]
-            kind = _compare(a, b)
-            if kind in FRAGILE:
-                fragile.append(f"{n} ({data})")
-            elif kind == "guard":
-                guard.append(f"{n} ({data})")
 
-            def cell(r: dict, t: dict) -> str:
-                held = f", held (its own verdict {own_verdict(t)})" if t.get("blocked") else ""
-                return f"{t['verdict']}{held} on {cpu_of(r)}: {effect_str(t)}"
+            def cell(r: dict, t: dict, headline: str) -> str:
+                held = f", held (before the hold: {own_verdict(t)})" if t.get("blocked") else ""
+                return (
+                    f"headline **{headline}**; unadjusted {t['verdict']}{held}; on "
+                    f"{cpu_of(r)}: {effect_str(t)}"
+                )
 
             rows.append(
-                [n, data, a["what"], cell(here[n], a), cell(there[n], b),
+                [n, data, a["what"], cell(here[n], a, hv), cell(there[n], b, tv),
                  paired_shift(a, b), CPU_AGREE[kind]]
             )  # fmt: skip
+    names = lambda k: ", ".join(by_kind.get(k, [])) or "none"  # noqa: E731
     return [
         "## Another CPU",
         "",
-        "The same experiments, code path, configuration and seeds, run on another CPU. XLA "
-        "compiles for its host and training amplifies the rounding, so every number moves. "
-        "Verdicts are unadjusted, decided at each test's own p-value as its results file holds "
-        "them; *held* gives the verdict before the protocol's guard. *Fragile*: "
-        "the evidence (each test's own verdict, before the protocol's guard) differs between "
-        "the CPUs; a guard that differs shows a convergence count or a budget verdict near its "
-        "threshold. The shift is the other CPU's per-seed value minus this one's, paired by "
-        "seed (95%).",
+        "The same experiments, configuration and seeds, run on another CPU. XLA compiles for "
+        "its host and training amplifies the rounding, so every number moves; results files "
+        "record no digest of the code, so a difference can also come from code that changed "
+        "between the two runs. Each cell gives the headline verdict (Holm-adjusted over the "
+        "data set's claims, the other CPU's runs taking this report's place in the family, "
+        "held by the protocol's guard) and the unadjusted verdict at the test's own p-value "
+        "(*held*: its verdict before the protocol's guard). *Fragile*: the headline differs, "
+        "or the evidence (the verdict before the guard) does; a guard that differs alone "
+        "shows a convergence count or a budget verdict near its threshold. The shift is the "
+        "other CPU's per-seed value minus this one's, paired by seed (95%).",
         "",
         table(
             [
@@ -1223,8 +1271,14 @@ def cpu_comparison(cpus: list[tuple[str, dict[str, dict], dict[str, dict]]]) -> 
             rows,
         ),
         "",
-        f"Fragile across CPUs: {', '.join(fragile) or 'none'}. The guard differs: "
-        f"{', '.join(guard) or 'none'}.",
+        f"The headline verdict differs by CPU: {names('headline')}. The evidence differs: "
+        f"{', '.join(by_kind.get('one list', []) + by_kind.get('opposite', [])) or 'none'}. "
+        f"The guard alone differs: {names('guard')}."
+        + (
+            f" Not compared (another configuration on the other CPU): {', '.join(skipped)}."
+            if skipped
+            else ""
+        ),
         "",
     ]
 
@@ -1445,10 +1499,10 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "intervals can cross a quantity's natural bound "
         "(below 0 for an MSE). Two parts are not bitwise reproducible even on one machine: "
         "the conv experiment's numbers and the tutorial's PyTorch reference change between "
-        "runs of the same code (every other number repeats bitwise), so a conv verdict near "
-        "its level can change on a re-run. The summary's table marks *post hoc* each primary "
-        "set or changed after its own result had been seen. The primary tests were set in the "
-        "round that "
+        "runs of the same code (every other number repeats bitwise on one CPU), so a conv "
+        "verdict near its level can change on a re-run. The summary's table marks *post hoc* "
+        "each primary set or changed after its own result had been seen. The primary tests "
+        "were set in the round that "
         "introduced this "
         "verdict framework, when the previous round's results were known; the previous "
         "headline tests remain as exploratory tests (tutorial: test MSE by weight scaling, "

@@ -44,6 +44,8 @@ from scipy import stats as _st
 
 from dropstudy.validate import DropstudyError
 
+TWICE = " within 2W"  # a guarded test's twin (.protocol.guarded) on the nets selected within 2W
+
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 ALPHA = 0.05  # every test's level; equivalence runs each one-sided test at ALPHA

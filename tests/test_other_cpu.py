@@ -49,17 +49,22 @@ def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
     folder = _folder(tmp_path / "cpu-xeon", there)
     cpus = other_cpus([(tmp_path, here)], [folder])
     text = "\n".join(cpu_comparison(cpus))
-    assert "Fragile across CPUs: voting (digits). The guard differs: diversity (digits)." in text
-    assert "inconclusive, held (its own verdict supported) on AMD EPYC (x86_64)" in text
+    # diversity: held here, supported there at the headline's level too
+    assert "The headline verdict differs by CPU: diversity (digits)." in text
+    assert "The evidence differs: voting (digits). The guard alone differs: none." in text
+    assert "headline **inconclusive**; unadjusted inconclusive, held (before the hold: " in text
     assert "| same |" in text  # conv
     cells = "\n".join(found_table(here, [], [], cpus))
     assert "*(another CPU: fragile: the evidence decides on one CPU only)*" in cells
-    assert "*(another CPU: evidence agrees; the protocol's guard holds on one CPU only)*" in cells
+    assert "*(another CPU: fragile: the headline verdict differs by CPU)*" in cells
     # a configuration that differs is no rerun: left out
     changed = {**there, "conv": {**there["conv"], "config": {"a": 2}}}
     folder2 = _folder(tmp_path / "cpu-2", changed)
-    ((_, mine, theirs),) = other_cpus([(tmp_path, here)], [folder2])
-    assert "conv" not in mine and "conv" not in theirs
+    ((_, mine, theirs, skipped),) = other_cpus([(tmp_path, here)], [folder2])
+    assert "conv" in mine and "conv" not in theirs and skipped == ["conv"]
+    assert "Not compared (another configuration on the other CPU): conv (digits)." in "\n".join(
+        cpu_comparison(other_cpus([(tmp_path, here)], [folder2]))
+    )
 
 
 def test_the_shift_pairs_the_seeds():
@@ -84,3 +89,16 @@ def test_other_cpu_folders_are_refused_when_they_cannot_compare(tmp_path):
         other_cpus(firsts, [_folder(tmp_path / "q", {"voting": quick})])
     with pytest.raises(DropstudyError, match="made on the same CPU"):
         other_cpus(firsts, [_folder(tmp_path / "s", {"voting": _fake(0.4, 0.001, EPYC)})])
+
+
+def test_second_lists_made_on_another_cpu_are_named():
+    from dropstudy_experiments.report import Lists, replication
+
+    first = {"voting": _fake(0.5, 0.001, EPYC)}
+    second = {"voting": _fake(0.4, 0.002, XEON)}
+    second["voting"]["scale"] = {**second["voting"]["scale"], "seed_start": 100}
+    text = "\n".join(replication([Lists(first, second, "results/from100")]))
+    assert "Lists made on different CPUs" in text
+    assert "voting (digits: the first on AMD EPYC (x86_64), the second on Intel(R) Xeon" in text
+    same = {"voting": {**second["voting"], "machine": EPYC}}
+    assert "different CPUs" not in "\n".join(replication([Lists(first, same, "results/from100")]))

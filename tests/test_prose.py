@@ -255,11 +255,12 @@ def _copy_results(dst: Path, rng: np.random.Generator | None) -> list[Path]:
     the lists still pair; the per-example values scaled, so pooled tests move too).
 
     Returns:
-      The copied folders, in :data:`FOLDERS`' order, each followed by its second lists.
+      The copied folders, in :data:`FOLDERS`' order, each followed by its second lists and
+      its runs on another CPU.
     """
     out = []
     for folder in FOLDERS:
-        for src in [folder, *sorted(folder.glob("from*"))]:
+        for src in [folder, *sorted(folder.glob("from*")), *sorted(folder.glob("cpu-*"))]:
             if not any(src.glob("*/results.json")):
                 continue
             to = dst / src.relative_to(ROOT)
@@ -288,6 +289,13 @@ def _copy_results(dst: Path, rng: np.random.Generator | None) -> list[Path]:
 # verdicts are read, what the protocol and the second lists are, and Scope's history of the
 # study's design (which decisions came after which results were seen).
 REVIEWED_REPORT = (
+    "Lists made on different CPUs",
+    "Numbers repeat bitwise only on one CPU model",
+    "A verdict decided on one data set and inconclusive",
+    "The same experiments, configuration and seeds, run on another CPU",
+    "Each cell gives the headline verdict",
+    "*Fragile*: the headline differs",
+    '*A mark "another CPU" says',
     "*Marks in the",
     "*fragile* where the evidence",
     "The nets of ",
@@ -329,9 +337,12 @@ def test_the_reports_own_paragraphs_come_from_the_numbers(tmp_path):
 
     def head(root: Path, rng: np.random.Generator | None) -> str:
         first, *rest = _copy_results(root, rng)
-        firsts = [f for f in (first, *rest) if not f.name.startswith("from")]
+        firsts = [f for f in (first, *rest) if not f.name.startswith(("from", "cpu-"))]
         seconds = [f for f in rest if f.name.startswith("from")]
-        out = build_report(firsts[0], root / "R.md", compare=firsts[1:], replicate=seconds)
+        cpus = [f for f in rest if f.name.startswith("cpu-")]
+        out = build_report(
+            firsts[0], root / "R.md", compare=firsts[1:], replicate=seconds, other_cpu=cpus
+        )
         text = out.read_text()
         return text[: text.index("\n## 1. ")]
 

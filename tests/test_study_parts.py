@@ -82,6 +82,7 @@ def quick_dir(tmp_path_factory):
 # the default suite under 10 minutes; their sections still render from the committed
 # results in the report tests, and every cell's code is covered by `make study`.
 SLOW_QUICK_RUNS = (  # overfitting's quick run stays: the protocol end to end, in-process
+    "maskmode",  # four tuned arms (about 2 minutes)
     "shrinkage",
     "robustness",
     "averaging",
@@ -295,7 +296,7 @@ def test_agreement_table_and_compare_refusals(tmp_path):
     text = "\n".join(agreement(digits, [other], [("results/mnist1d", True)]))
     assert "| voting | x minus y | supported" in text and "| conv |" in text
     # conv is decided on digits only: no shown difference
-    assert "Agree: voting. Differ: none. Decided on some data sets only: conv. Same test: " in text
+    assert "Agree: voting. Differ: none. Decided on one data set only: conv. Same test: " in text
     assert "| decided on one data set only |" in text
     flipped = {**other, "voting": _fake("mnist1d", -0.6, 0.002)}
     flipped["voting"]["tests"]["t"]["outcome"] = "supported"  # same word, opposite sign

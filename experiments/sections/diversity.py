@@ -34,11 +34,13 @@ def findings(r: dict) -> list[str]:
         kind: r["curves"][kind]["test"]["member_error"][r["grids"][kind].index(m)]["mean"]
         for kind in KINDS
     }
+    held = " (before the protocol's hold)" if t["verdict"] != CONTRADICTED else ""
     return [
         f"Averaging removes {more} of the members' Brier score for dropout's subnetworks "
         f"({shares['dropout']['mean']:.3f}) than for independent nets "
-        f"({shares['independent']['mean']:.3f}): the equivalence fails because the "
-        f"subnetworks offset each other {more}; a single subnetwork's test error is "
+        f"({shares['independent']['mean']:.3f}): on its own evidence{held} the equivalence is "
+        f"contradicted, the subnetworks offsetting each other {more}. The share is relative "
+        f"to the members' own score: a single subnetwork's test error is "
         f"{errs['dropout']:.4f}, against {errs['independent']:.4f} for a single independent net."
     ]
 
