@@ -1125,7 +1125,8 @@ def other_cpus(firsts: list[tuple[Path, dict[str, dict]]], folders=()) -> list[t
       folders: folders of results of the same experiments and seeds made on another CPU.
 
     Returns:
-      ``(data set, {name: results here}, {name: results there}, skipped)`` per folder: all
+      ``(data set, {name: results here}, {name: results there}, skipped)`` per folder, in
+      the order of ``firsts``' data sets: all
       of the report's results of that data set; those there of the same configuration and
       scale; the experiments there whose configuration differs (not compared).
 
@@ -1163,7 +1164,8 @@ def other_cpus(firsts: list[tuple[Path, dict[str, dict]]], folders=()) -> list[t
             )
         skipped = [n for n in both if n not in same]
         out.append((name, here, {n: there[n] for n in same}, skipped))
-    return out
+    order = [data_name(r) for _, r in firsts if r]  # the report's data sets, its own first
+    return sorted(out, key=lambda c: order.index(c[0]))
 
 
 def cpu_kinds(cpus: list[tuple]) -> dict[tuple[str, str], tuple[str, str, str]]:

@@ -84,7 +84,7 @@ REVIEWED = {
         # the margin's derivation: the gain is never negative (the log is concave)
         "**The NLL margin, from the validation split.**",
         "The margin is",
-        "Every NLL equivalence below takes this margin",
+        "The n/p net's NLL equivalence takes this margin too",
     ),
     "overfitting": (
         "Srivastava et al. 2014 report that error is flat",

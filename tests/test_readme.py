@@ -62,6 +62,7 @@ def test_readme_findings_are_the_committed_results():
         README_END,
         README_START,
         found_table,
+        other_cpus,
         read_results,
         second_lists,
     )
@@ -71,7 +72,9 @@ def test_readme_findings_are_the_committed_results():
     # make study's second lists of seeds, each data set's
     seconds = [f for d, _ in firsts for f in sorted(d.glob("from*")) if any(f.glob("*/*.json"))]
     lists = second_lists(firsts, seconds)
-    want = "\n".join(found_table(firsts[0][1], [firsts[1][1]], lists))
+    # and the runs of the same seeds on another CPU (cpu-* folders), as make report reads them
+    cpus = other_cpus(firsts, [f for d, _ in firsts for f in sorted(d.glob("cpu-*"))])
+    want = "\n".join(found_table(firsts[0][1], [firsts[1][1]], lists, cpus))
     text = README.read_text()
     block = text.split(README_START, 1)[1].split(README_END, 1)[0].strip("\n")
     assert block == want, "README findings are stale: run `make report`"
@@ -133,7 +136,10 @@ def test_the_committed_reports_are_their_results_rendered(tmp_path, monkeypatch)
         (res, Path("REPORT.md"), [mnist]),
         (mnist, mnist / "REPORT.md", [res]),
     ):
-        out = build_report(results, tmp_path / "R.md", compare=compare, replicate=second)
+        cpus = [f for d in (res, mnist) for f in sorted(d.glob("cpu-*"))]
+        out = build_report(
+            results, tmp_path / "R.md", compare=compare, replicate=second, other_cpu=cpus
+        )
         # links are relative to their report's folder: compare what they point at
         assert _resolved_links(out) == _resolved_links(committed), (
             f"{committed} is stale: run `make report`"
