@@ -24,6 +24,7 @@ def _fake_results(folder, name, quick=False):
     return p
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test-slow`
 def test_quick_run_goes_to_its_own_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     full = _fake_results(tmp_path / "results", "scaling")

@@ -271,6 +271,7 @@ for name in runner.NAMES:
 """
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test-slow`
 def test_every_real_cell_keeps_its_key_in_another_folder(tmp_path, capsys):
     """The study's own cells, not only the toy package: the same sources in another folder
     give the same keys (a path among the constants a cell reads, e.g. a module's __file__,

@@ -43,6 +43,7 @@ def test_split_is_fixed_disjoint_and_whole(small):
     np.testing.assert_array_equal(train.x_test, small.x_test)
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test-slow`
 def test_tune_scores_every_candidate_as_its_own_run_does_and_picks_the_lowest(small):
     model = MLP(hidden=(16,), n_out=10, rate=0.5)
     choice = PR.tune(small, model, TINY)

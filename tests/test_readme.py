@@ -13,6 +13,7 @@ PAGES = (README, README.parent / "docs" / "library.md", README.parent / "docs" /
 CLI_DOC = README.parent / "docs" / "cli.md"
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test-slow`
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
     blocks = [
         (page, code)

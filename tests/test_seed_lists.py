@@ -180,6 +180,7 @@ def test_the_report_sets_both_lists_beside_each_data_sets_first(tmp_path):
     assert "digits and mnist1d columns" in legend
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test-slow`
 def test_a_second_list_trains_at_its_first_lists_tuning_without_tuning_again(tmp_path):
     from dropstudy_experiments.common import Context, cell
 

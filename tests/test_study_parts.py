@@ -83,6 +83,8 @@ def quick_dir(tmp_path_factory):
 # results in the report tests, and every cell's code is covered by `make study`.
 SLOW_QUICK_RUNS = (  # overfitting's quick run stays: the protocol end to end, in-process
     "maskmode",  # four tuned arms (about 2 minutes)
+    "stayput",
+    "scaling",
     "shrinkage",
     "robustness",
     "averaging",
