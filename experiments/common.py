@@ -978,7 +978,7 @@ def flips(tests: dict) -> list[str]:
             )
         own = " (each its own, before the protocol's hold)" if "verdict_w" in ta else ""
         # one decided, one not: a verdict one predictor reaches, not a shown difference
-        one = (
+        decided = (
             "; one predictor decides and the other does not, which is no shown difference "
             "between them"
             if "inconclusive" in (va, vb)
@@ -987,7 +987,7 @@ def flips(tests: dict) -> list[str]:
         out.append(
             f"The verdict on *{ta['what']}* depends on the predictor{own}: {va} by "
             f"{predictor_name(ta)} ({effect_str(ta)}), {vb} by "
-            f"{predictor_name(tb)} ({effect_str(tb)}){sign}{one}."
+            f"{predictor_name(tb)} ({effect_str(tb)}){sign}{decided}."
         )
     return out
 

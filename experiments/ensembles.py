@@ -436,22 +436,25 @@ def protocol_cell(
     fit, (x_val, y_val) = split(ds)
     both = _both(fit)
     out = {"arms": {"dropout": d_arm.record, "independent": p_arm.record}}
-    val = jax.vmap(lambda v: jax.nn.softmax(plain.apply(v, jnp.asarray(x_val))))(p_arm.within_w)
-    val = np.asarray(val).reshape(k, n_seeds, *val.shape[1:]).swapaxes(0, 1)  # (S, K, B, C)
+    val = _member_probs(plain, p_arm.within_w, jnp.asarray(x_val), k, n_seeds)
     out["val_gain"] = [member_gain(val[i], y_val) for i in range(n_seeds)]
     for sfx, vd, vp in (("", d_arm.within_w, p_arm.within_w),
                         ("_2w", d_arm.within_2w, p_arm.within_2w)):  # fmt: skip
         rows = _dropout_rows(drop, vd, seeds, fit, ev)
-        # the members in seed order: member j of seed i is row j * S + i
-        probs = jax.vmap(lambda v: jax.nn.softmax(plain.apply(v, both)))(vp)
-        probs = np.asarray(probs).reshape(k, n_seeds, *probs.shape[1:]).swapaxes(0, 1)
-        members = _split(probs, fit)  # (S, K, B, C) each
+        members = _split(_member_probs(plain, vp, both, k, n_seeds), fit)  # (S, K, B, C) each
         rows |= _rows("independent", members, fit, members=True)
         rows["plain"] = [
             _scores(members["test"][i, 0], members["train"][i, 0], fit) for i in range(n_seeds)
         ]
         out["rows" + sfx] = rows
     return out
+
+
+def _member_probs(plain: MLP, variables, x: jax.Array, k: int, n_seeds: int) -> np.ndarray:
+    """The plain arm's class probabilities on ``x``, per seed and member ``(S, K, B, C)``:
+    member j of seed i is the arm's row ``j * S + i`` (:func:`protocol_cell`)."""
+    probs = jax.vmap(lambda v: jax.nn.softmax(plain.apply(v, x)))(variables)
+    return np.asarray(probs).reshape(k, n_seeds, *probs.shape[1:]).swapaxes(0, 1)
 
 
 def member_gain(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -43,6 +43,7 @@ from .stats import (
     equivalence,
     held_reasons,
     holm,
+    paired,
     sign_flip,
 )
 
@@ -204,10 +205,8 @@ def machines_str(sets: list[tuple[str, dict[str, dict]]]) -> str:
             m = r.get("machine")
             if not m:  # a file from before machines were recorded: nothing to compare
                 continue
-            key = f"{m.get('cpu', 'unknown')} ({m.get('arch', '?')})"
-            if m.get("xla_flags"):
-                key += f", XLA_FLAGS {m['xla_flags']!r}"
-            where.setdefault(key, []).append(f"{name} ({label})")
+            flags = f", XLA_FLAGS {m['xla_flags']!r}" if m.get("xla_flags") else ""
+            where.setdefault(cpu_of(r) + flags, []).append(f"{name} ({label})")
     if len(where) < 2:
         return ""
     common = max(where, key=lambda k: len(where[k]))
@@ -1014,7 +1013,7 @@ def replication(lists: list[Lists]) -> list[str]:
     if apart:
         lines += [
             "Lists made on different CPUs, so their rows mix the CPU's rounding with the seeds "
-            f"(\"Another CPU\" shows what the CPU alone moves): {'; '.join(apart)}.",
+            f'("Another CPU" shows what the CPU alone moves): {"; ".join(apart)}.',
             "",
         ]
     return lines
@@ -1203,13 +1202,19 @@ def paired_shift(a: dict, b: dict) -> str:
     Returns:
       ``"d [lo, hi]"``, or ``"-"`` without per-seed values of the same length.
     """
-    from scipy.stats import t as student
-
     if a.get("values") is None or b.get("values") is None or len(a["values"]) != len(b["values"]):
         return "-"
-    d = np.asarray(b["values"], np.float64) - np.asarray(a["values"], np.float64)
-    half = float(student.ppf(0.975, len(d) - 1)) * float(d.std(ddof=1) / np.sqrt(len(d)))
-    return f"{d.mean():.4g} [{d.mean() - half:.4g}, {d.mean() + half:.4g}]"
+    d = paired(b["values"], a["values"])
+    return f"{d['mean']:.4g} [{d['lo']:.4g}, {d['hi']:.4g}]"
+
+
+def _cpu_cell(r: dict, t: dict, headline: str) -> str:
+    """A primary's cell in :func:`cpu_comparison`: its headline, its unadjusted verdict (and
+    the one before the protocol's hold), its CPU and its effect."""
+    held = f", held (before the hold: {own_verdict(t)})" if t.get("blocked") else ""
+    return (
+        f"headline **{headline}**; unadjusted {t['verdict']}{held}; on {cpu_of(r)}: {effect_str(t)}"
+    )
 
 
 def cpu_comparison(cpus: list[tuple]) -> list[str]:
@@ -1233,16 +1238,8 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
             by_kind.setdefault(kind, []).append(f"{n} ({data})")
             a = here[n]["tests"][here[n]["primary"]]
             b = there[n]["tests"][there[n]["primary"]]
-
-            def cell(r: dict, t: dict, headline: str) -> str:
-                held = f", held (before the hold: {own_verdict(t)})" if t.get("blocked") else ""
-                return (
-                    f"headline **{headline}**; unadjusted {t['verdict']}{held}; on "
-                    f"{cpu_of(r)}: {effect_str(t)}"
-                )
-
             rows.append(
-                [n, data, a["what"], cell(here[n], a, hv), cell(there[n], b, tv),
+                [n, data, a["what"], _cpu_cell(here[n], a, hv), _cpu_cell(there[n], b, tv),
                  paired_shift(a, b), CPU_AGREE[kind]]
             )  # fmt: skip
     names = lambda k: ", ".join(by_kind.get(k, [])) or "none"  # noqa: E731

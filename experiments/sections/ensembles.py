@@ -29,9 +29,11 @@ def findings(r: dict) -> list[str]:
       r: the ensembles results file's dict.
 
     Returns:
-      A sentence per metric (NLL, error) whose equivalence margin is at least the independent
-      ensemble's own gain over its mean single member (``member_gain``): equivalence within
-      it could not tell the ensemble from one of its members.
+      A sentence when the matched-compute NLL margin is at least that ensemble's gain over
+      its mean member (from the rows' mean test NLLs), and one per metric (NLL, error) whose
+      margin on the protocol's nets is at least the independent ensemble's own gain over its
+      mean single member (``member_gain``): equivalence within such a margin could not tell
+      the ensemble from one of its members.
     """
     out = []
     rows = r["rows"]  # matched compute: the ensemble's members train 1/k of the steps
