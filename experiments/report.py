@@ -335,10 +335,11 @@ def found_table(
     if cpus:
         out += [
             "",
-            '*A mark "another CPU" says that the same run\'s seeds and code on another CPU '
-            "(the report's \"Another CPU\") gave other evidence (each test's own verdict) or "
-            "another hold by the protocol's guard; an unmarked verdict there was the same, or "
-            "was not run on another CPU.*",
+            '*A mark "another CPU" says that the same run\'s seeds on another CPU (the '
+            'report\'s "Another CPU") gave another headline verdict, other evidence (the '
+            "verdict before the protocol's guard) or another hold by the guard; an unmarked "
+            "verdict there was the same, or was not compared on another CPU (that section "
+            "lists what was).*",
         ]
     if lists:
         cols = [data_name(r) for r in sets if data_name(r) in replicated]

@@ -57,6 +57,7 @@ def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
     cells = "\n".join(found_table(here, [], [], cpus))
     assert "*(another CPU: fragile: the evidence decides on one CPU only)*" in cells
     assert "*(another CPU: fragile: the headline verdict differs by CPU)*" in cells
+    assert "gave another headline verdict, other evidence" in cells  # the legend names all
     # a configuration that differs is no rerun: left out
     changed = {**there, "conv": {**there["conv"], "config": {"a": 2}}}
     folder2 = _folder(tmp_path / "cpu-2", changed)
