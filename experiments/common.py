@@ -30,6 +30,7 @@ from dropstudy.metrics import per_example
 from dropstudy.models import model_class, model_config
 from dropstudy.train import TrainConfig
 from dropstudy.train import progress as train_progress
+from dropstudy.validate import DropstudyError
 
 from .cells import CellStore
 from .codekey import code_key, environment
@@ -78,8 +79,6 @@ def check_field(name: str, value: Any, kind: str = "") -> None:
     Raises:
       DropstudyError: naming the field, its value and the rule.
     """
-    from dropstudy.validate import DropstudyError
-
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         raise DropstudyError(f"{name} must be an integer, got {value!r}")
     if kind in ("Protocol", "TrainConfig") and type(value).__name__ != kind:
@@ -146,8 +145,6 @@ class ExperimentConfig:
           DropstudyError: if an integer ``seeds`` is below 2 (confidence intervals need two), or
             a field breaks a rule of :func:`check_field`.
         """
-        from dropstudy.validate import DropstudyError
-
         seeds = getattr(self, "seeds", None)
         if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds < 2:
             raise DropstudyError(f"seeds must be >= 2 for confidence intervals, got {seeds}")
@@ -164,8 +161,6 @@ class ExperimentConfig:
         Raises:
           DropstudyError: naming the bad value and listing the valid names, sorted.
         """
-        from dropstudy.validate import DropstudyError
-
         if "primary" not in {f.name for f in fields(self)}:
             return
         primary, names = getattr(self, "primary", None), self.test_names()
@@ -688,6 +683,35 @@ def ci(values) -> dict:
     return mean_ci(values)
 
 
+def share_margin(share: float, per_seed, *, what: str, remedy: str, size: bool = False) -> dict:
+    """An equivalence margin derived from a quantity measured on the validation split: ``share``
+    of its mean over seeds, fixed before any test number is read.
+
+    Args:
+      share: the share of the quantity, in (0, 1].
+      per_seed: the quantity per seed, ``(S,)``.
+      what: the quantity in words, for the error.
+      remedy: what to do when it is 0, for the error.
+      size: take the mean's absolute value (a quantity whose sign says which arm is ahead,
+        not how far apart they are).
+
+    Returns:
+      ``{"value", "share", "scale"}``: the margin, the share, and the quantity's interval over
+      seeds (:func:`ci`); ``value`` is ``share`` times its mean (its size with ``size``).
+
+    Raises:
+      DropstudyError: if the quantity's mean (its size with ``size``) is not above 0: no
+        margin can be derived from it.
+    """
+    scale = ci(np.asarray(per_seed, np.float64))
+    m = abs(scale["mean"]) if size else scale["mean"]
+    if not m > 0:
+        raise DropstudyError(
+            f"{what} is {scale['mean']:.3g}: no margin can be derived from it; {remedy}"
+        )
+    return {"value": share * m, "share": share, "scale": scale}
+
+
 def mlp_str(r: dict, hidden) -> str:
     """A results file's data set and MLP in words, e.g. ``digits, MLP 64-100-100-10``.
 
@@ -1092,6 +1116,54 @@ def n_str(t: dict) -> str:
         return "-"
     m = t.get("n_examples")
     return f"{t['n']}" if m is None else f"{t['n']} x {m}"
+
+
+def reach_caveat(t: dict, margin: float, unit: str) -> list[str]:
+    """What a reader quoting an equivalence primary must know: whether its design can show
+    equivalence within its margin at all.
+
+    Args:
+      t: the primary's test dict (its ``mde``, *detects*: the smallest margin it shows at 80%
+        power if the true difference were 0).
+      margin: its margin.
+      unit: the margin's unit, e.g. ``"nats"``.
+
+    Returns:
+      One clause when *detects* exceeds the margin and the verdict is not contradicted; else
+      none.
+    """
+    if t.get("mde") is None or t["mde"] <= margin or t["verdict"] == "contradicted":
+        return []
+    return [
+        f"with n = {n_str(t)} the design shows equivalence with 80% power only within "
+        f"+-{t['mde']:.4g} {unit}, {t['mde'] / margin:.1f}x the margin (+-{margin:.4g}): short "
+        "of contradicted, inconclusive is the verdict it can give"
+    ]
+
+
+def reach_str(t: dict, margin: float, unit: str) -> str:
+    """Whether an equivalence test's design can show equivalence within its margin, in words.
+
+    Args:
+      t: the test dict.
+      margin: its margin.
+      unit: the margin's unit.
+
+    Returns:
+      A sentence comparing its *detects* with the margin; empty when it has none.
+    """
+    if t.get("mde") is None:
+        return ""
+    if t["mde"] > margin:
+        return (
+            f"With n = {n_str(t)}, the primary shows equivalence with 80% power only within "
+            f"+-{t['mde']:.4g} {unit} (its *detects*), {t['mde'] / margin:.1f}x this margin: "
+            "even a true difference of 0 would rarely be shown equivalent here."
+        )
+    return (
+        f"With n = {n_str(t)}, the primary shows equivalence with 80% power within "
+        f"+-{t['mde']:.4g} {unit} (its *detects*), inside this margin."
+    )
 
 
 def rule_str(t: dict) -> str:

@@ -56,6 +56,7 @@ from .common import (
     cell,
     ci,
     primary_first,
+    share_margin,
     test_ex,
 )
 from .evaluate import Evaluator, seed_key
@@ -557,14 +558,13 @@ def nll_margin(cfg: Config, val_gain: list[dict]) -> dict:
       DropstudyError: if the members agree on every validation example (no gain, so no
         margin).
     """
-    gain = ci(np.array([g["nll"] for g in val_gain]))
-    if gain["mean"] <= 0:
-        raise DropstudyError(
-            f"the independent ensemble's validation NLL gain over its members is "
-            f"{gain['mean']:.3g}: its members agree, so no margin can be derived from it; "
-            "train more diverse members (other seeds or more steps)"
-        )
-    return {"value": cfg.margin_share * gain["mean"], "share": cfg.margin_share, "gain": gain}
+    m = share_margin(
+        cfg.margin_share,
+        [g["nll"] for g in val_gain],
+        what="the independent ensemble's validation NLL gain over its members",
+        remedy="its members agree; train more diverse members (other seeds or more steps)",
+    )
+    return {"value": m["value"], "share": m["share"], "gain": m["scale"]}
 
 
 def _equivalences(ex, cfg: Config, margin_nll: float, prefix: str = "") -> dict:

@@ -25,6 +25,7 @@ from dropstudy.data import Dataset
 from dropstudy.metrics import gaps, scores
 from dropstudy.models import MLP
 from dropstudy.train import take
+from dropstudy.validate import DropstudyError
 
 from .common import (
     MC_K,
@@ -32,6 +33,7 @@ from .common import (
     cell,
     ci,
     primary_first,
+    share_margin,
     test_ex,
 )
 from .evaluate import Evaluator, by_predictor
@@ -42,6 +44,7 @@ from .protocol import (
     Protocol,
     arm_summary,
     guarded,
+    plain_protocol,
     shared_arm,
     split,
 )
@@ -55,11 +58,13 @@ CLAIM = (
 )
 MODES = ("per_example", "per_batch")
 LABELS = {"per_example": "a mask per example", "per_batch": "a mask per batch"}
+# The plain arm's name in the arms table (not "wide ...": the primary's guard reads those)
+PLAIN = "plain (the margin's scale)"
 
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
-    """Nets, training and the equivalence margins (fixed before the run)."""
+    """Nets, training and the equivalence margins (fixed before any test number is read)."""
 
     seeds: int = 10
     hidden: tuple[int, ...] = (64, 64)
@@ -68,9 +73,14 @@ class Config(ExperimentConfig):
     # Each mask mode is an arm of its own, stopped by its ensemble (the MC average): the
     # protocol's recipes with that mode (:func:`with_mode`).
     protocol: Protocol = ENSEMBLE
-    # Equivalence margins, fixed before the run: 0.02 nats of test NLL (true-label
-    # probabilities within a factor ~1.02) and 0.5 pp of test error.
-    margin_nll: float = 0.02
+    # The NLL margin is this share of what dropout itself does to the wide net: the plain
+    # net's validation NLL minus the per-example dropout net's (its MC average), within W,
+    # mean over seeds, in size (:func:`nll_margin`), measured before any test number is read.
+    # At one half, "equivalent" says switching the mask mode moves the NLL by less than half
+    # as much as switching dropout off; a fixed margin (it was 0.02 nats) can exceed that
+    # whole effect and then not tell either mode from no dropout at all.
+    margin_share: float = 0.5
+    # Equivalence margin on test error (exploratory), fixed before the run: 0.5 pp.
     margin_err: float = 0.005
     primary: str = "nll_mc"
     mc_k: int = MC_K  # subnetworks in the MC average of each dropout net
@@ -80,6 +90,22 @@ class Config(ExperimentConfig):
         "small": (4, 4),
         "protocol": QUICK_ENSEMBLE,
     }
+
+    def check(self) -> None:
+        """Refuse a configuration no run could use, when it is built.
+
+        The generic field rules of :meth:`ExperimentConfig.check`, then that ``margin_share``
+        lies in (0, 1].
+
+        Raises:
+          DropstudyError: naming what is wrong.
+        """
+        super().check()
+        if not 0 < self.margin_share <= 1:
+            raise DropstudyError(
+                f"margin_share={self.margin_share} must lie in (0, 1]: the NLL margin is this "
+                "share of dropout's own effect on the wide net's validation NLL"
+            )
 
     def test_names(self) -> tuple[str, ...]:
         """The tests :func:`summarise` names (fixed).
@@ -168,16 +194,35 @@ def mode_cell(
     return out
 
 
+def plain_cell(ds: Dataset, model: MLP, protocol: Protocol, seeds: list[int]) -> dict:
+    """The wide net without dropout, trained by the plain form of the dropout nets' protocol:
+    the scale of the NLL margin.
+
+    Args:
+      ds: the data set.
+      model: the dropout net; trained at drop rate 0.
+      protocol: the dropout nets' protocol (:func:`.protocol.plain_protocol` of it trains the
+        plain net, as ensembles' members train).
+      seeds: the seeds.
+
+    Returns:
+      ``{"arm": record}``: :func:`.protocol.train_arm`'s record, whose ``val_w`` holds each
+      seed's validation NLL within ``W`` (no test example is read).
+    """
+    return {"arm": shared_arm(ds, model.clone(rate=0.0), plain_protocol(protocol), seeds).record}
+
+
 def plan(cfg: Config, ds: Dataset) -> dict:
-    """The experiment's cells: one :func:`mode_cell` for the wide net and one for the small net.
+    """The experiment's cells: one :func:`mode_cell` for the wide net and one for the small net,
+    and the plain wide net of the NLL margin (:func:`plain_cell`).
 
     Args:
       cfg: the configuration.
       ds: the data set.
 
     Returns:
-      ``{"net=wide": Cell, "net=small": Cell}``; only the small net is compared with the
-      exact average.
+      ``{"net=wide": Cell, "net=small": Cell, "net=plain": Cell}``; only the small net is
+      compared with the exact average.
     """
     seeds = study_seeds(cfg.seeds)
     kw = dict(ds=ds, protocol=cfg.protocol, seeds=seeds)
@@ -190,10 +235,47 @@ def plan(cfg: Config, ds: Dataset) -> dict:
             mode_cell, model=MLP(hidden=cfg.small, n_out=ds.n_classes, rate=cfg.rate),
             exact=True, ev=Evaluator((NAME, "net=small"), cfg.mc_k), **kw,
         ),
+        "net=plain": cell(
+            plain_cell, model=MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate), **kw,
+        ),
     }  # fmt: skip
 
 
-def _tests(cfg: Config, raw: dict, sfx: str) -> dict:
+def nll_margin(cfg: Config, raw: dict) -> dict:
+    """The NLL equivalence margin: a share of dropout's own effect on the validation NLL.
+
+    Equivalence within it says that switching the mask mode moves the wide net's NLL by less
+    than ``margin_share`` of what switching dropout off does: a margin as wide as that whole
+    effect could not tell either mode from a net without dropout. Each arm's validation NLL is
+    the one its protocol selects by (the plain net's own; the dropout net's MC average), within
+    ``W``, paired by seed; the effect's sign says which is ahead, its size is the scale.
+
+    Args:
+      cfg: the configuration (``margin_share``).
+      raw: the cells' results: the plain arm's record (``net=plain``) and the per-example
+        dropout arm's (``net=wide``).
+
+    Returns:
+      ``{"value", "share", "effect"}``: the margin, the share, and the interval over seeds of
+      the plain net's validation NLL minus the per-example dropout net's (the size of its mean
+      times the share is the margin).
+
+    Raises:
+      DropstudyError: if dropout leaves the validation NLL exactly as it was (no scale).
+    """
+    plain = np.asarray(raw["net=plain"]["arm"]["val_w"], np.float64)
+    drop = np.asarray(raw["net=wide"]["arms"]["per_example"]["val_w"], np.float64)
+    m = share_margin(
+        cfg.margin_share,
+        plain - drop,
+        what="the plain net's validation NLL minus the dropout net's",
+        remedy="dropout leaves the validation NLL as it was; give the nets another width or rate",
+        size=True,
+    )
+    return {"value": m["value"], "share": m["share"], "effect": m["scale"]}
+
+
+def _tests(cfg: Config, raw: dict, sfx: str, margin_nll: float) -> dict:
     """The tests of one selection of the nets: within W (``sfx`` empty) or within 2W
     (``"_2w"``).
 
@@ -201,6 +283,7 @@ def _tests(cfg: Config, raw: dict, sfx: str) -> dict:
       cfg: the configuration.
       raw: the cells' results.
       sfx: the selection's suffix of the cells' row keys.
+      margin_nll: the NLL margin (:func:`nll_margin`).
 
     Returns:
       ``{name: test}``: the tests of :meth:`Config.test_names` without their twins.
@@ -220,7 +303,7 @@ def _tests(cfg: Config, raw: dict, sfx: str) -> dict:
         equivalence,
         {p: diff(p, "nll") for p in ("mc", "ws")},
         "nll",
-        margin=cfg.margin_nll,
+        margin=margin_nll,
         metric="nll",
         what="test NLL, a mask per batch minus a mask per example (nats)",
     )
@@ -257,11 +340,13 @@ def summarise(cfg: Config, raw: dict) -> dict:
       raw: the cells' results, keyed as :func:`plan` names them.
 
     Returns:
-      ``{"rows", "arms", "protocol", "tests", "primary"}``: per ``"<net>
+      ``{"rows", "arms", "protocol", "tests", "primary", "margin_nll"}``: per ``"<net>
       <mode>"``, intervals of accuracy and NLL by each predictor on test and train and of
       weight scaling's gaps (``mean_kl``, ``disagreement``), and each arm's training
-      (:func:`.protocol.arm_summary`); the protocol; the tests (each guarded, with its twin
-      within 2W) of :meth:`Config.test_names`, the primary first.
+      (:func:`.protocol.arm_summary`, the plain net of the margin's scale among them); the
+      protocol; the tests (each guarded, with its twin within 2W) of
+      :meth:`Config.test_names`, the primary first; the NLL margin and its derivation
+      (:func:`nll_margin`).
     """
 
     def col(net, mode, p, split, m):
@@ -270,7 +355,10 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def gap(net, mode, ref, m):
         return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
 
-    within, twice = _tests(cfg, raw, ""), _tests(cfg, raw, "_2w")
+    # the margin, from the validation split alone: fixed before any test number is read
+    margin = nll_margin(cfg, raw)
+    within = _tests(cfg, raw, "", margin["value"])
+    twice = _tests(cfg, raw, "_2w", margin["value"])
     arms = {f"{net} {mode}": raw[f"net={net}"]["arms"][mode] for net in ("wide", "small")
             for mode in MODES}  # fmt: skip
     of = lambda net: {k: a for k, a in arms.items() if k.startswith(net)}  # noqa: E731
@@ -290,10 +378,12 @@ def summarise(cfg: Config, raw: dict) -> dict:
                     m: ci(gap(net, mode, ref, m)) for m in ("mean_kl", "disagreement")
                 }
             rows[f"{net} {mode}"] = r
+    arms[PLAIN] = raw["net=plain"]["arm"]
     return {
         "rows": rows,
         "arms": {k: arm_summary(v) for k, v in arms.items()},
         "protocol": cfg.protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
+        "margin_nll": margin,
     }

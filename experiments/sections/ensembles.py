@@ -7,8 +7,9 @@ import numpy as np
 from ..common import (
     ci_str,
     mlp_str,
-    n_str,
     plt,
+    reach_caveat,
+    reach_str,
     table,
     train_str,
 )
@@ -135,42 +136,15 @@ def _label(row: str) -> str:
 
 def headline_caveats(r: dict) -> list[str]:
     """What a reader quoting the primary's verdict must know: whether the design can show
-    equivalence within its derived margin at all.
+    equivalence within its derived margin at all (:func:`.common.reach_caveat`).
 
     Args:
       r: the ensembles results file's dict.
 
     Returns:
-      One clause when the primary's *detects* (the smallest margin it shows at 80% power if
-      the true difference were 0) exceeds its margin; else none.
+      One clause when the primary's *detects* exceeds its margin; else none.
     """
-    t = r["tests"][r["primary"]]
-    m = r["margin_nll"]["value"]
-    if t.get("mde") is None or t["mde"] <= m or t["verdict"] == "contradicted":
-        return []
-    return [
-        f"with n = {n_str(t)} the design shows equivalence with 80% power only within "
-        f"+-{t['mde']:.4g} nats, {t['mde'] / m:.1f}x the margin (+-{m:.4g}): short of "
-        "contradicted, inconclusive is the verdict it can give"
-    ]
-
-
-def _reach(r: dict) -> str:
-    """Whether the primary's design can show equivalence within its derived margin."""
-    t = r["tests"][r["primary"]]
-    m = r["margin_nll"]["value"]
-    if t.get("mde") is None:
-        return ""
-    if t["mde"] > m:
-        return (
-            f"With n = {n_str(t)}, the primary shows equivalence with 80% power only within "
-            f"+-{t['mde']:.4g} nats (its *detects*), {t['mde'] / m:.1f}x this margin: even a "
-            "true difference of 0 would rarely be shown equivalent here."
-        )
-    return (
-        f"With n = {n_str(t)}, the primary shows equivalence with 80% power within "
-        f"+-{t['mde']:.4g} nats (its *detects*), inside this margin."
-    )
+    return reach_caveat(r["tests"][r["primary"]], r["margin_nll"]["value"], "nats")
 
 
 def section(r: dict) -> str:
@@ -258,7 +232,7 @@ W, over seeds; measured on the 20% held out, no test example read). The margin i
 {margin["share"]:g} of that gain, {margin["share"]:g} x {margin["gain"]["mean"]:.4g} =
 {margin["value"]:.4g} nats, so "equivalent" says the dropout net's test NLL lies within
 {margin["value"]:.4g} nats ({margin["share"]:g} of the ensemble's validation gain) of the
-ensemble's. {_reach(r)} The gain is
+ensemble's. {reach_str(r["tests"][r["primary"]], margin["value"], "nats")} The gain is
 measured on the split that chose each member's stop and learning rate, where the members are
 at their best, so it may understate the gain on fresh data; on the test set it is
 {ci_str(r["member_gain"]["nll"], 4)} nats. The n/p net's NLL equivalence takes this margin
