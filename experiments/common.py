@@ -372,6 +372,9 @@ class Context:
         self.store = CellStore(self.out)
         # tunings and trained arms of the protocol (tuning/): (file name, "made" or "reused")
         self.tuned_names: list[tuple[str, str]] = []
+        # each cell's code digest (:func:`.codekey.code_key`): a reused cell was made by code
+        # of the same digest, so the results file can say which code made its numbers
+        self.code: dict[str, str] = {}
 
     @property
     def tuned(self) -> dict[str, int]:
@@ -427,6 +430,7 @@ class Context:
             for label, c in cells.items():
                 bar.set_postfix_str(label[:40])
                 key = c.key()
+                self.code[label] = key["code"]
                 # Always in segments, so hiding the bars never changes a number.
                 compute = self._with(report, c)
                 t0, n_computed = time.perf_counter(), len(self.store.computed)
@@ -528,9 +532,10 @@ class Context:
         """Write the experiment's ``results.json``.
 
         The file holds the experiment's results plus the claim, its configuration, the figures,
-        versions and devices, the quick flag, the data set (name, sizes, features, classes) and
-        the backend. The experiment's wall time goes to the timing log, counted as computed only
-        when none of its cells was reused.
+        versions and devices, the quick flag, the data set (name, sizes, features, classes), the
+        backend and the code that made its cells (:func:`code_record`). The experiment's wall
+        time goes to the timing log, counted as computed only when none of its cells was
+        reused.
 
         Args:
           claim: the claim the experiment tests.
@@ -559,6 +564,7 @@ class Context:
             "backend": jax.default_backend(),
             "devices": device_tag(),
             "machine": machine(),
+            "code": code_record(self.code),
             **results,
         }
         if "tests" in results:
@@ -591,6 +597,21 @@ class Context:
 
 
 PER_EXAMPLE = "per_example.npz"  # beside results.json: the two-level tests' (S, N) values
+
+
+def code_record(cells: dict[str, str]) -> dict:
+    """The code that made an experiment's cells, for a results file.
+
+    Args:
+      cells: ``{label: code digest}`` (:func:`.codekey.code_key`), one per cell.
+
+    Returns:
+      ``{"cells", "digest"}``: the digests by label, sorted, and one digest of them all, equal
+      for two runs exactly when every cell ran the same code.
+    """
+    cells = dict(sorted(cells.items()))
+    digest = hashlib.sha256(json.dumps(cells, sort_keys=True).encode()).hexdigest()[:16]
+    return {"cells": cells, "digest": digest}
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:

@@ -1168,6 +1168,61 @@ def other_cpus(firsts: list[tuple[Path, dict[str, dict]]], folders=()) -> list[t
     return sorted(out, key=lambda c: order.index(c[0]))
 
 
+def same_code(a: dict, b: dict) -> bool | None:
+    """Whether two results files' cells ran the same code (their code digests match).
+
+    Args:
+      a: a results file's dict.
+      b: another.
+
+    Returns:
+      True or False; None when either file records no code digest (made before results files
+      recorded one).
+    """
+    ca, cb = a.get("code"), b.get("code")
+    if not ca or not cb:
+        return None
+    return ca["digest"] == cb["digest"]
+
+
+def code_note(cpus: list[tuple]) -> str:
+    """Which compared runs the same code made, from their results files' code digests.
+
+    Args:
+      cpus: :func:`other_cpus`.
+
+    Returns:
+      One or more sentences: the runs the same code made (the CPU alone moves their numbers),
+      those other code made, and those whose files record no digest.
+    """
+    by = {True: [], False: [], None: []}
+    for data, here, there, _ in cpus:
+        for n in there:
+            by[same_code(here[n], there[n])].append(f"{n} ({data})")
+    if not by[True] and not by[False]:
+        return (
+            "Their results files record no digest of the code, so a difference can also come "
+            "from code that changed between the two runs."
+        )
+    words = []
+    if by[True]:
+        words.append(
+            f"The same code made both runs (their code digests match), so the CPU alone moves "
+            f"their numbers: {', '.join(by[True])}."
+        )
+    if by[False]:
+        words.append(
+            f"Other code made the two runs (their code digests differ), so a difference can "
+            f"also come from the code: {', '.join(by[False])}."
+        )
+    if by[None]:
+        words.append(
+            f"A results file records no code digest, so a difference can also come from code "
+            f"that changed between the two runs: {', '.join(by[None])}."
+        )
+    return " ".join(words)
+
+
 def cpu_kinds(cpus: list[tuple]) -> dict[tuple[str, str], tuple[str, str, str]]:
     """How each primary compares with its run on another CPU.
 
@@ -1248,9 +1303,9 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
         "## Another CPU",
         "",
         "The same experiments, configuration and seeds, run on another CPU. XLA compiles for "
-        "its host and training amplifies the rounding, so every number moves; results files "
-        "record no digest of the code, so a difference can also come from code that changed "
-        "between the two runs. Each cell gives the headline verdict (Holm-adjusted over the "
+        "its host and training amplifies the rounding, so every number moves. "
+        + code_note(cpus)
+        + " Each cell gives the headline verdict (Holm-adjusted over the "
         "data set's claims, the other CPU's runs taking this report's place in the family, "
         "held by the protocol's guard) and the unadjusted verdict at the test's own p-value "
         "(*held*: its verdict before the protocol's guard). *Fragile*: the headline differs, "

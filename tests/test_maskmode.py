@@ -105,6 +105,7 @@ def test_section_shows_the_derivation_and_the_caveat():
     md = section(r)
     assert "The NLL margin, from the validation split" in md and "nan" not in md.lower()
     assert "the plain net is ahead of the dropout net there" in md
+    assert "the scale itself is uncertain" not in md  # seeds agree on the effect's sign
     assert f"{r['margin_nll']['value']:.4g} nats" in md and "plain (the margin's scale)" in md
     assert isinstance(all_findings(r), list)
     t = r["tests"][r["primary"]]

@@ -103,3 +103,31 @@ def test_second_lists_made_on_another_cpu_are_named():
     assert "voting (digits: the first on AMD EPYC (x86_64), the second on Intel(R) Xeon" in text
     same = {"voting": {**second["voting"], "machine": EPYC}}
     assert "different CPUs" not in "\n".join(replication([Lists(first, same, "results/from100")]))
+
+
+def test_the_code_digests_say_whether_the_cpu_alone_moved_the_numbers(tmp_path):
+    """Two runs of equal code digests: the CPU alone; of other digests: the code too; a file
+    without one (made before results files recorded it): the code may differ."""
+    from dropstudy_experiments.common import code_record
+    from dropstudy_experiments.report import code_note
+
+    a, b = code_record({"rate=0.5": "1" * 16}), code_record({"rate=0.5": "2" * 16})
+    assert code_record({"y": "2", "x": "1"}) == code_record({"x": "1", "y": "2"})
+    assert a["digest"] != b["digest"]
+    here = {"voting": {**_fake(0.5, 0.001, EPYC), "code": a},
+            "conv": {**_fake(0.5, 0.001, EPYC), "code": a},
+            "diversity": {**_fake(0.5, 0.001, EPYC), "code": a}}  # fmt: skip
+    there = {"voting": {**_fake(0.5, 0.001, XEON), "code": a},
+             "conv": {**_fake(0.5, 0.001, XEON), "code": b},
+             "diversity": _fake(0.5, 0.001, XEON)}  # fmt: skip
+    cpus = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-xeon", there)])
+    note = code_note(cpus)
+    assert "so the CPU alone moves their numbers: voting (digits)." in note
+    assert "also come from the code: conv (digits)." in note
+    assert "changed between the two runs: diversity (digits)." in note
+    assert note in "\n".join(cpu_comparison(cpus)).replace("\n", " ")
+    bare_here = {"voting": _fake(0.5, 0.001, EPYC)}
+    bare = other_cpus(
+        [(tmp_path, bare_here)], [_folder(tmp_path / "bare", {"voting": _fake(0.5, 0.001, XEON)})]
+    )
+    assert code_note(bare).startswith("Their results files record no digest of the code")

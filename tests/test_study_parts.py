@@ -133,6 +133,9 @@ def test_quick_run_and_section(name, quick_dir):
     log = [json.loads(x) for x in (quick_dir / "timing.jsonl").read_text().splitlines()]
     mine = [e for e in log if e["experiment"] == name]
     assert {e["cell"] for e in mine} - {None} and mine[-1]["cell"] is None
+    # the code that made each cell, by its digest (a reused cell's code had the same digest)
+    assert set(res["code"]["cells"]) == {e["cell"] for e in mine} - {None}
+    assert all(len(d) == 16 for d in res["code"]["cells"].values()) and res["code"]["digest"]
     assert all(e["seconds"] >= 0 and isinstance(e["computed"], bool) for e in mine)
     assert "seconds" not in path.read_text()  # the results file carries no timing
     assert res["machine"]["cpu"] and "xla_flags" in res["machine"]

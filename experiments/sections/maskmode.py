@@ -44,6 +44,8 @@ def _margin_words(r: dict) -> str:
         if e["mean"] > 0
         else "the plain net is ahead of the dropout net there; the margin takes the size"
     )
+    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
+        side += ", though the interval includes 0: the scale itself is uncertain"
     return f"""**The NLL margin, from the validation split.** What dropout itself does to the
 wide net: the plain net's validation NLL (trained by the same protocol's plain recipes) minus
 the per-example dropout net's (its MC average) is {ci_str(e, 4)} nats (within W, over seeds;
