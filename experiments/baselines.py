@@ -128,7 +128,9 @@ class Config(ExperimentConfig):
     study's conv nets.
     """
 
-    seeds: int = 5
+    # 10 seeds, the study's floor for every primary (5 before: their interval straddled the
+    # margin, and 11 seeds were needed for the effect seen)
+    seeds: int = 10
     hidden: int = 256
     channels: int = 25
     steps: int = 8000
