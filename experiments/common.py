@@ -375,6 +375,8 @@ class Context:
         # each cell's code digest (:func:`.codekey.code_key`): a reused cell was made by code
         # of the same digest, so the results file can say which code made its numbers
         self.code: dict[str, str] = {}
+        # the digest of the code that summarises the cells into tests (set by the runner)
+        self.summary_code: str | None = None
 
     @property
     def tuned(self) -> dict[str, int]:
@@ -564,7 +566,7 @@ class Context:
             "backend": jax.default_backend(),
             "devices": device_tag(),
             "machine": machine(),
-            "code": code_record(self.code),
+            "code": code_record(self.code, self.summary_code),
             **results,
         }
         if "tests" in results:
@@ -599,19 +601,23 @@ class Context:
 PER_EXAMPLE = "per_example.npz"  # beside results.json: the two-level tests' (S, N) values
 
 
-def code_record(cells: dict[str, str]) -> dict:
-    """The code that made an experiment's cells, for a results file.
+def code_record(cells: dict[str, str], summary: str | None = None) -> dict:
+    """The code that made an experiment's numbers, for a results file.
 
     Args:
       cells: ``{label: code digest}`` (:func:`.codekey.code_key`), one per cell.
+      summary: the digest of the code that summarises the cells into tests (the experiment's
+        ``summarise``, :func:`.codekey.code_key`).
 
     Returns:
-      ``{"cells", "digest"}``: the digests by label, sorted, and one digest of them all, equal
-      for two runs exactly when every cell ran the same code.
+      ``{"cells", "summary", "digest"}``: the cells' digests by label, sorted, the summary's,
+      and one digest of them all, equal for two runs exactly when every cell and the summary
+      ran the same code.
     """
     cells = dict(sorted(cells.items()))
-    digest = hashlib.sha256(json.dumps(cells, sort_keys=True).encode()).hexdigest()[:16]
-    return {"cells": cells, "digest": digest}
+    both = json.dumps({"cells": cells, "summary": summary}, sort_keys=True)
+    return {"cells": cells, "summary": summary,
+            "digest": hashlib.sha256(both.encode()).hexdigest()[:16]}  # fmt: skip
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:

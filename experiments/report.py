@@ -1207,8 +1207,8 @@ def code_note(cpus: list[tuple]) -> str:
     words = []
     if by[True]:
         words.append(
-            f"The same code made both runs (their code digests match), so the CPU alone moves "
-            f"their numbers: {', '.join(by[True])}."
+            f"The same code made both runs (their cells' and summary's code digests match), so "
+            f"the CPU alone moves their numbers: {', '.join(by[True])}."
         )
     if by[False]:
         words.append(

@@ -472,7 +472,7 @@ def run_experiment(
       DropstudyError: if the folder holds results of another scale, or another run holds its
         lock.
     """
-    from .codekey import snapshot
+    from .codekey import code_key, snapshot
     from .common import Context, stamp_k
     from .tensorboard import WRITERS
 
@@ -497,6 +497,7 @@ def run_experiment(
                 on_cell = lambda label, result: hook(cfg, label, result, Path(tensorboard))  # noqa: E731
         raw = ctx.run_cells(mod.plan(cfg, ds), on_cell)
         results = {"scale": s, **mod.summarise(cfg, raw)}
+        ctx.summary_code = code_key(mod.summarise, {"cfg": cfg})
         if "tests" in results:
             results["tests"] = stamp_k(results["tests"], cfg)
         section(name).figures(cfg, raw, results, ctx)

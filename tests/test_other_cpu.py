@@ -111,9 +111,10 @@ def test_the_code_digests_say_whether_the_cpu_alone_moved_the_numbers(tmp_path):
     from dropstudy_experiments.common import code_record
     from dropstudy_experiments.report import code_note
 
-    a, b = code_record({"rate=0.5": "1" * 16}), code_record({"rate=0.5": "2" * 16})
+    a, b = code_record({"rate=0.5": "1" * 16}, "s"), code_record({"rate=0.5": "2" * 16}, "s")
     assert code_record({"y": "2", "x": "1"}) == code_record({"x": "1", "y": "2"})
     assert a["digest"] != b["digest"]
+    assert code_record({"rate=0.5": "1" * 16}, "t")["digest"] != a["digest"]  # the summary's
     here = {"voting": {**_fake(0.5, 0.001, EPYC), "code": a},
             "conv": {**_fake(0.5, 0.001, EPYC), "code": a},
             "diversity": {**_fake(0.5, 0.001, EPYC), "code": a}}  # fmt: skip

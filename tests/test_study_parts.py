@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from dropstudy_experiments import common, runner
+from dropstudy_experiments.codekey import code_key
 from dropstudy_experiments.common import PREDICTOR_NAMES, all_findings, cell_text, verdict_table
 from dropstudy_experiments.report import build_report
 from dropstudy_experiments.results import clean, dumps
@@ -136,6 +137,8 @@ def test_quick_run_and_section(name, quick_dir):
     # the code that made each cell, by its digest (a reused cell's code had the same digest)
     assert set(res["code"]["cells"]) == {e["cell"] for e in mine} - {None}
     assert all(len(d) == 16 for d in res["code"]["cells"].values()) and res["code"]["digest"]
+    summarise = runner.module(name).summarise
+    assert res["code"]["summary"] == code_key(summarise, {"cfg": runner.config(name, quick=True)})
     assert all(e["seconds"] >= 0 and isinstance(e["computed"], bool) for e in mine)
     assert "seconds" not in path.read_text()  # the results file carries no timing
     assert res["machine"]["cpu"] and "xla_flags" in res["machine"]
