@@ -30,7 +30,6 @@ from dropstudy.metrics import per_example
 from dropstudy.models import model_class, model_config
 from dropstudy.train import TrainConfig
 from dropstudy.train import progress as train_progress
-from dropstudy.validate import DropstudyError
 
 from .cells import CellStore
 from .codekey import code_key, environment
@@ -79,6 +78,8 @@ def check_field(name: str, value: Any, kind: str = "") -> None:
     Raises:
       DropstudyError: naming the field, its value and the rule.
     """
+    from dropstudy.validate import DropstudyError
+
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         raise DropstudyError(f"{name} must be an integer, got {value!r}")
     if kind in ("Protocol", "TrainConfig") and type(value).__name__ != kind:
@@ -145,6 +146,8 @@ class ExperimentConfig:
           DropstudyError: if an integer ``seeds`` is below 2 (confidence intervals need two), or
             a field breaks a rule of :func:`check_field`.
         """
+        from dropstudy.validate import DropstudyError
+
         seeds = getattr(self, "seeds", None)
         if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds < 2:
             raise DropstudyError(f"seeds must be >= 2 for confidence intervals, got {seeds}")
@@ -161,6 +164,8 @@ class ExperimentConfig:
         Raises:
           DropstudyError: naming the bad value and listing the valid names, sorted.
         """
+        from dropstudy.validate import DropstudyError
+
         if "primary" not in {f.name for f in fields(self)}:
             return
         primary, names = getattr(self, "primary", None), self.test_names()
@@ -710,14 +715,32 @@ def ci(values) -> dict:
     return mean_ci(values)
 
 
+def check_share(share: float, what: str) -> None:
+    """Refuse a margin's share outside (0, 1].
+
+    Args:
+      share: the configured share (a config's ``margin_share``).
+      what: the quantity it is a share of, for the error.
+
+    Raises:
+      DropstudyError: if ``share`` is not in (0, 1].
+    """
+    from dropstudy.validate import DropstudyError
+
+    if not 0 < share <= 1:
+        raise DropstudyError(
+            f"margin_share={share} must lie in (0, 1]: the NLL margin is this share of {what}"
+        )
+
+
 def share_margin(share: float, per_seed, *, what: str, remedy: str, size: bool = False) -> dict:
     """An equivalence margin derived from a quantity measured on the validation split: ``share``
-    of its mean over seeds, fixed before any test number is read.
+    of its mean over seeds.
 
     Args:
       share: the share of the quantity, in (0, 1].
       per_seed: the quantity per seed, ``(S,)``.
-      what: the quantity in words, for the error.
+      what: the quantity in words, for the errors.
       remedy: what to do when it is 0, for the error.
       size: take the mean's absolute value (a quantity whose sign says which arm is ahead,
         not how far apart they are).
@@ -727,16 +750,39 @@ def share_margin(share: float, per_seed, *, what: str, remedy: str, size: bool =
       seeds (:func:`ci`); ``value`` is ``share`` times its mean (its size with ``size``).
 
     Raises:
-      DropstudyError: if the quantity's mean (its size with ``size``) is not above 0: no
-        margin can be derived from it.
+      DropstudyError: if a seed's quantity is not finite (a validation loss that diverged),
+        or the mean (its size with ``size``) is not above 0: no margin can be derived from it.
     """
-    scale = ci(np.asarray(per_seed, np.float64))
+    from dropstudy.validate import DropstudyError
+
+    values = np.asarray(per_seed, np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DropstudyError(
+            f"{what} is not finite for seed index(es) {bad.tolist()}: an arm's validation loss "
+            "diverged, so no margin can be derived; see the arms' records for the run"
+        )
+    scale = ci(values)
     m = abs(scale["mean"]) if size else scale["mean"]
     if not m > 0:
         raise DropstudyError(
             f"{what} is {scale['mean']:.3g}: no margin can be derived from it; {remedy}"
         )
     return {"value": share * m, "share": share, "scale": scale}
+
+
+def replaced(test: dict) -> dict:
+    """A primary decided at the fixed margin a derived one replaced, for the report's
+    disclosure of the post hoc change.
+
+    Args:
+      test: the primary, guarded, decided at the replaced margin.
+
+    Returns:
+      ``{"value", "verdict", "verdict_w"}``: that margin and the test's verdicts at it (held
+      by the protocol's guard, and its own), both unadjusted.
+    """
+    return {"value": test["margin"], "verdict": test["verdict"], "verdict_w": test["verdict_w"]}
 
 
 def mlp_str(r: dict, hidden) -> str:
@@ -1145,27 +1191,39 @@ def n_str(t: dict) -> str:
     return f"{t['n']}" if m is None else f"{t['n']} x {m}"
 
 
-def reach_caveat(t: dict, margin: float, unit: str) -> list[str]:
-    """What a reader quoting an equivalence primary must know: whether its design can show
-    equivalence within its margin at all.
+def margin_caveats(r: dict, unit: str) -> list[str]:
+    """What a reader quoting an equivalence primary with a derived margin must know.
 
     Args:
-      t: the primary's test dict (its ``mde``, *detects*: the smallest margin it shows at 80%
-        power if the true difference were 0).
-      margin: its margin.
+      r: the results file's dict; its ``margin_nll`` (``value`` and, where a fixed margin was
+        replaced after its results were seen, ``replaced``: the primary's verdicts at it).
       unit: the margin's unit, e.g. ``"nats"``.
 
     Returns:
-      One clause when *detects* exceeds the margin and the verdict is not contradicted; else
-      none.
+      Clauses: when the test's own verdict is inconclusive and its *detects* (the smallest
+      margin it shows at 80% power if the true difference were 0) exceeds the margin, that
+      the design can rarely give more; and, where the margin replaced a fixed one, the
+      verdict at that one beside this one (both unadjusted, held by the protocol's guard).
     """
-    if t.get("mde") is None or t["mde"] <= margin or t["verdict"] == "contradicted":
-        return []
-    return [
-        f"with n = {n_str(t)} the design shows equivalence with 80% power only within "
-        f"+-{t['mde']:.4g} {unit}, {t['mde'] / margin:.1f}x the margin (+-{margin:.4g}): short "
-        "of contradicted, inconclusive is the verdict it can give"
-    ]
+    t = r["tests"][r["primary"]]
+    m = r["margin_nll"]
+    out = []
+    if t.get("mde") is not None and t["mde"] > m["value"] and own_verdict(t) == "inconclusive":
+        out.append(
+            f"with n = {n_str(t)} the design shows equivalence with 80% power only within "
+            f"+-{t['mde']:.4g} {unit}, {t['mde'] / m['value']:.1f}x the margin "
+            f"(+-{m['value']:.4g}): short of contradicted, inconclusive is the verdict it can "
+            "usually give"
+        )
+    rep = m.get("replaced")
+    if rep:
+        same = "the same" if rep["verdict"] == t["verdict"] else f"{t['verdict']} here"
+        out.append(
+            f"the margin's rule was set after the results at a fixed +-{rep['value']:g} "
+            f"{unit} were seen; at that margin the verdict (unadjusted) would be "
+            f"{rep['verdict']} ({same})"
+        )
+    return out
 
 
 def reach_str(t: dict, margin: float, unit: str) -> str:
@@ -1185,7 +1243,7 @@ def reach_str(t: dict, margin: float, unit: str) -> str:
         return (
             f"With n = {n_str(t)}, the primary shows equivalence with 80% power only within "
             f"+-{t['mde']:.4g} {unit} (its *detects*), {t['mde'] / margin:.1f}x this margin: "
-            "even a true difference of 0 would rarely be shown equivalent here."
+            "at a true difference of 0 it would show equivalence with less than 80% power."
         )
     return (
         f"With n = {n_str(t)}, the primary shows equivalence with 80% power within "

@@ -785,6 +785,61 @@ def pool(tests: list[dict], values: list[np.ndarray | None]) -> dict | None:
     return equivalence(v, t["margin"], **label)
 
 
+GUARD_KEYS = ("verdict_w", "within_2w", "arms", "not_converged", "blocked")
+
+
+def at_margin(name: str, folder: Path | None, r: dict, margin: float) -> dict:
+    """``name``'s results with its equivalence primary (and its twin within 2W) decided again
+    at another margin, from the values its results file keeps.
+
+    A margin derived from a list's own seeds (ensembles', maskmode's) differs between two
+    lists of seeds; the design's margin is the first list's, fixed before the second list
+    ran, so the report decides the second list at it. The protocol's guard is applied again
+    from the arms' convergence counts the test keeps.
+
+    Args:
+      name: the experiment.
+      folder: the results folder (its per-example file).
+      r: the results file's dict.
+      margin: the margin to decide at.
+
+    Returns:
+      A copy of ``r`` whose primary and twin are decided at ``margin``, the primary with
+      ``margin_own``: the margin its own run derived.
+
+    Raises:
+      DropstudyError: if the results keep no values to decide again from.
+    """
+    key = r["primary"]
+    t = r["tests"][key]
+    label = {k: t[k] for k in ("metric", "predictor", "what") if k in t}
+    v = list_values(folder, name, key, t)
+    if v is None:
+        raise DropstudyError(
+            f"{name}: its primary keeps no values to decide at the first list's margin "
+            f"+-{margin:g}: run it again with this version (`dropstudy replicate`)"
+        )
+
+    def again(values: np.ndarray) -> dict:  # the file keeps its per-example values' file name
+        return {k: x for k, x in equivalence(values, margin, **label).items() if k != "per_example"}
+
+    base = {k: x for k, x in t.items() if k not in GUARD_KEYS}
+    new = {**base, **again(v), "margin_own": t["margin"]}
+    tests = {**r["tests"], key: new}
+    if "within_2w" in t:
+        twin = r["tests"][key + TWICE]
+        v2 = list_values(folder, name, key + TWICE, twin)
+        if v2 is None:
+            raise DropstudyError(
+                f"{name}: its twin within 2W keeps no values to decide at the first list's "
+                f"margin +-{margin:g}: run it again with this version (`dropstudy replicate`)"
+            )
+        tests[key + TWICE] = {**twin, **again(v2)}
+        new = hold(new, tests[key + TWICE], t["arms"], t.get("not_converged", []))
+        tests[key] = new
+    return {**r, "tests": tests}
+
+
 def pooled_primary(name: str, lists: list[tuple[Path | None, dict[str, dict]]]) -> dict | None:
     """An experiment's primary on every list's seeds together, held to the protocol.
 
@@ -903,6 +958,17 @@ def _settled(pooled: dict | None) -> str:
     return f" ({pooled['n']} seeds together, unadjusted: {why})"
 
 
+def own_margin_str(t: dict) -> str:
+    """Where a second list's test is decided at the first list's margin, the margin its own
+    run derived (:func:`at_margin`); else nothing."""
+    if "margin_own" not in t:
+        return ""
+    return (
+        f" (at the first list's margin +-{t['margin']:.4g}; its own seeds derived "
+        f"+-{t['margin_own']:.4g})"
+    )
+
+
 def replication(lists: list[Lists]) -> list[str]:
     """Each replicated primary's verdict on the first list of seeds beside a second list's.
 
@@ -943,7 +1009,8 @@ def replication(lists: list[Lists]) -> list[str]:
                          f"**{decided[n]['verdict']}**{check_tag}",
                          f"from seed 0: **{a['verdict']}**{blocked_str(a)}: {effect_str(a)}",
                          f"from seed {start}: **{b['verdict']}**{blocked_str(b)}: "
-                         f"{effect_str(b)}", between(a, b), both, AGREE[kind]])  # fmt: skip
+                         f"{effect_str(b)}{own_margin_str(b)}", between(a, b), both,
+                         AGREE[kind]])  # fmt: skip
         where = f" on {data_name(ls.first)}" if many else ""
         if any(n in ls.second for n in ls.first):
             said.append(
@@ -993,8 +1060,11 @@ def replication(lists: list[Lists]) -> list[str]:
         "both lists ran on primaries chosen because their first p-value lay near the level, "
         "so its error rate exceeds its nominal level; it never changes the headline verdict, "
         "which stays the first list's. Its *seeds needed* gives the seeds at which the "
-        "pooled effect would have 80% power at the unadjusted level. "
-        + (" ".join(said) if said else "No primary is replicated yet."),
+        "pooled effect would have 80% power at the unadjusted level. A margin derived from "
+        "the study's own seeds (ensembles', maskmode's) is the first list's for the second "
+        "list too, fixed before the second list ran: the second list's test is decided "
+        "again at it from the values its results file keeps, with the margin its own seeds "
+        "derived beside it. " + (" ".join(said) if said else "No primary is replicated yet."),
         "",
     ]
     if rows:
@@ -1094,6 +1164,12 @@ def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> li
                     f"{first_dir} (other code or margins): run it again, `dropstudy "
                     f"replicate --results {first_dir}`"
                 )
+        # a margin the first list derived from its own seeds is the second list's too
+        for n, r in list(second.items()):
+            a = first[n]["tests"][first[n]["primary"]] if n in first else None
+            b = r["tests"][r["primary"]]
+            if a is not None and a["rule"] == "equivalence" and a["margin"] != b["margin"]:
+                second = {**second, n: at_margin(n, folder, r, a["margin"])}
         out.append(Lists(first, second, str(folder), Path(first_dir), folder))
     # the report's own data set first, then the compared ones in their order
     order = [data_name(r) for _, r in firsts]
@@ -1169,7 +1245,8 @@ def other_cpus(firsts: list[tuple[Path, dict[str, dict]]], folders=()) -> list[t
 
 
 def same_code(a: dict, b: dict) -> bool | None:
-    """Whether two results files' cells ran the same code (their code digests match).
+    """Whether two results files were made by the same code and libraries: their code digests
+    (cells and summary), library versions and devices match.
 
     Args:
       a: a results file's dict.
@@ -1182,7 +1259,8 @@ def same_code(a: dict, b: dict) -> bool | None:
     ca, cb = a.get("code"), b.get("code")
     if not ca or not cb:
         return None
-    return ca["digest"] == cb["digest"]
+    keys = ("versions", "devices")
+    return ca["digest"] == cb["digest"] and all(a.get(k) == b.get(k) for k in keys)
 
 
 def code_note(cpus: list[tuple]) -> str:
@@ -1207,13 +1285,14 @@ def code_note(cpus: list[tuple]) -> str:
     words = []
     if by[True]:
         words.append(
-            f"The same code made both runs (their cells' and summary's code digests match), so "
-            f"the CPU alone moves their numbers: {', '.join(by[True])}."
+            f"The same code, library versions and devices made both runs (their cells' and "
+            f"summary's code digests match), so the CPU alone moves their numbers: "
+            f"{', '.join(by[True])}."
         )
     if by[False]:
         words.append(
-            f"Other code made the two runs (their code digests differ), so a difference can "
-            f"also come from the code: {', '.join(by[False])}."
+            f"Other code, library versions or devices made the two runs, so a difference can "
+            f"also come from them: {', '.join(by[False])}."
         )
     if by[None]:
         words.append(
@@ -1514,7 +1593,8 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "excludes 0 on the other side, else inconclusive. *Equivalence* tests (two one-sided "
         "t tests, TOST, i.e. the 90% interval): supported when TOST rejects (the interval lies "
         "inside a margin fixed in the config, or derived by a rule the config states from the "
-        "validation split alone, as ensembles' NLL margin is), contradicted when the interval "
+        "validation split alone, as ensembles' and maskmode's NLL margins are), contradicted when "
+        "the interval "
         "lies wholly "
         "outside the margin, else inconclusive; only TOST's p-value enters the family, so an "
         "equivalence primary's *contradicted* rests on its unadjusted 90% interval. "

@@ -1,6 +1,8 @@
 """The maskmode experiment's parts that need no training: the NLL margin derived from the
 validation split, the tests that take it, and the section."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from dropstudy_experiments import maskmode as MM
@@ -11,21 +13,25 @@ from dropstudy_experiments.sections.maskmode import headline_caveats, section
 from dropstudy.validate import DropstudyError
 
 
-def _record(val: float, seeds: int) -> dict:
-    """A converged arm whose validation NLL within W is ``val`` (plus seed noise)."""
+def _record(val: float, seeds: int, late: int = 0) -> dict:
+    """An arm whose validation NLL within W is ``val`` (plus seed noise), ``late`` of its seeds
+    settling in the last tenth of 2W (converged when fewer than a fifth)."""
     rng = np.random.default_rng(int(1000 * val) % 97)
+    settle = [200] * late + [60] * (seeds - late)
     return {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": 100,
-            "stop_w": [50] * seeds, "stop_2w": [60] * seeds, "settle_2w": [60] * seeds,
-            "diverged": [False] * seeds, "converged": True,
+            "stop_w": [50] * seeds, "stop_2w": [60] * seeds, "settle_2w": settle,
+            "diverged": [False] * seeds, "converged": late < 0.2 * seeds,
             "val_w": (val + 1e-4 * rng.standard_normal(seeds)).tolist(),
             "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
 
 
-def _fake_raw(seeds: int, batch_shift: float, plain_val: float, drop_val: float = 0.1) -> dict:
+def _fake_raw(
+    seeds: int, batch_shift: float, plain_val: float, drop_val: float = 0.1, plain_late: int = 0
+) -> dict:
     """Per seed and test example: NLL 0.1 plus an example effect shared by both modes (it
     cancels in paired differences), a mask per batch ``batch_shift`` nats above a mask per
     example; the plain net's validation NLL ``plain_val``, the per-example dropout net's
-    ``drop_val``."""
+    ``drop_val`` (every other dropout arm's far from it, so reading one of them shows)."""
     rng = np.random.default_rng(0)
     n = 60
     example = 0.05 * rng.standard_normal(n)
@@ -49,7 +55,8 @@ def _fake_raw(seeds: int, batch_shift: float, plain_val: float, drop_val: float 
 
     def net(exact):
         shifts = {"per_example": 0.0, "per_batch": batch_shift}
-        out = {"arms": {m: _record(drop_val, seeds) for m in MM.MODES}}
+        vals = {"per_example": drop_val if not exact else 0.9, "per_batch": 0.7 + exact}
+        out = {"arms": {m: _record(vals[m], seeds) for m in MM.MODES}}
         for m in MM.MODES:
             out[m], out[m + "_2w"] = rows(shifts[m], exact), rows(shifts[m], exact)
         return out
@@ -57,7 +64,7 @@ def _fake_raw(seeds: int, batch_shift: float, plain_val: float, drop_val: float 
     return {
         "net=wide": net(False),
         "net=small": net(True),
-        "net=plain": {"arm": _record(plain_val, seeds)},
+        "net=plain": {"arm": _record(plain_val, seeds, plain_late)},
     }
 
 
@@ -86,16 +93,48 @@ def test_the_margin_decides_the_verdict():
     assert narrow["tests"]["nll_mc"]["verdict"] == "contradicted"
 
 
-def test_plan_trains_the_plain_net_by_the_plain_protocol():
+def test_plan_trains_the_plain_net_by_the_plain_protocol(monkeypatch):
+    """The margin's cell trains the wide net at drop rate 0, by the plain form of the dropout
+    nets' protocol, on the same seeds."""
     from dropstudy.data import digits
 
-    ds = digits().subset(50, seed=0)
     cfg = MM.Config()
-    cells = MM.plan(cfg, ds)
-    plain = cells["net=plain"].kwargs
-    assert plain["model"].rate == cfg.rate and plain["model"].hidden == cfg.hidden
-    assert plain["protocol"] == cfg.protocol and plain["seeds"] == cells["net=wide"].kwargs["seeds"]
-    assert plain_protocol(cfg.protocol) != cfg.protocol  # the cell trains its plain form
+    cells = MM.plan(cfg, digits().subset(50, seed=0))
+    seen = []
+
+    arm = SimpleNamespace(record={"val_w": [0.1]})
+    monkeypatch.setattr(MM, "shared_arm", lambda *a: seen.append(a) or arm)
+    c = cells["net=plain"]
+    assert c.fn(**c.kwargs) == {"arm": arm.record}
+    (_, model, protocol, seeds), *_ = seen
+    assert model.rate == 0.0 and model.hidden == cfg.hidden
+    assert protocol == plain_protocol(cfg.protocol) != cfg.protocol
+    assert seeds == cells["net=wide"].kwargs["seeds"]
+
+
+def test_a_plain_net_not_converged_is_a_caveat_not_a_hold():
+    """The plain arm sets the margin's scale: it is no arm of the primary, so its convergence
+    holds no test, and the headline says the scale is uncertain."""
+    cfg = MM.Config(seeds=6)
+    late = MM.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.2, plain_late=3))
+    ok = MM.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.2))
+    assert late["tests"]["nll_mc"]["verdict"] == ok["tests"]["nll_mc"]["verdict"] == "supported"
+    assert "not_converged" not in late["tests"]["nll_mc"]
+    assert not late["arms"][MM.PLAIN]["converged"]
+    say = lambda r: headline_caveats({**r, "config": cfg.to_dict()})  # noqa: E731
+    assert any("the plain net that sets it did not converge (3 of 6" in c for c in say(late))
+    assert not any("margin's scale" in c for c in say(ok))
+
+
+def test_the_replaced_margin_is_decided_too():
+    """The fixed margin the rule replaced: the primary's verdict at it is kept and said."""
+    raw = _fake_raw(6, 0.01, plain_val=0.2)  # 0.01 nats apart, a 0.05-nat derived margin
+    for fixed, verdict in ((0.02, "supported"), (0.004, "contradicted")):
+        r = MM.summarise(MM.Config(seeds=6, margin_nll_replaced=fixed), raw)
+        rep = r["margin_nll"]["replaced"]
+        assert rep["value"] == fixed and rep["verdict"] == verdict
+        said = headline_caveats({**r, "config": r["config"] if "config" in r else {}})
+        assert any(f"at a fixed +-{fixed:g} nats" in c and verdict in c for c in said)
 
 
 def test_section_shows_the_derivation_and_the_caveat():
@@ -109,7 +148,13 @@ def test_section_shows_the_derivation_and_the_caveat():
     assert f"{r['margin_nll']['value']:.4g} nats" in md and "plain (the margin's scale)" in md
     assert isinstance(all_findings(r), list)
     t = r["tests"][r["primary"]]
-    # the caveat follows the design's reach: none when detects is inside the margin
-    assert bool(headline_caveats(r)) == (t["mde"] > r["margin_nll"]["value"])
+    # the design's reach: a caveat when detects exceeds the margin and the test's own verdict
+    # is inconclusive; none when it decides either way
+    reach = lambda r: [c for c in headline_caveats(r) if "80% power" in c]  # noqa: E731
+    wide = t["mde"] > r["margin_nll"]["value"]
+    assert bool(reach(r)) == (wide and t["verdict"] == "inconclusive")
     tight = {**r, "margin_nll": {**r["margin_nll"], "value": t["mde"] / 3}}
-    assert headline_caveats(tight) and "3.0x the margin" in headline_caveats(tight)[0]
+    for own, said in (("inconclusive", True), ("contradicted", False), ("supported", False)):
+        tests = {**r["tests"], r["primary"]: {**t, "verdict_w": own, "verdict": "inconclusive"}}
+        got = reach({**tight, "tests": tests})
+        assert bool(got) == said and (not said or "3.0x the margin" in got[0])

@@ -257,3 +257,30 @@ def test_replicate_refuses_a_second_list_as_the_first_and_its_own_folder(tmp_pat
     assert main(["replicate", "--results", str(ROOT), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "robustness (Holm p " in err or "robustness (held by the protocol" in err
+
+
+def test_a_second_list_is_decided_at_the_first_lists_derived_margin(tmp_path):
+    """A margin derived from a list's own seeds differs between lists: the second list's
+    primary (and twin) is decided again at the first list's, its own margin beside it, and the
+    lists pool at one margin."""
+    first = read_results(ROOT)
+    folder = _second(tmp_path, "maskmode")
+    path = folder / "maskmode" / "results.json"
+    r = json.loads(path.read_text())
+    key = r["primary"]
+    a = first["maskmode"]["tests"][key]
+    for k in (key, key + PR.TWICE):  # as if its own seeds had derived twice the margin
+        r["tests"][k] = {**r["tests"][k], "margin": 2 * a["margin"], "verdict": "supported"}
+    path.write_text(json.dumps(r))
+    (ls,) = second_lists([(ROOT, first)], [folder])
+    b = ls.second["maskmode"]["tests"][key]
+    assert b["margin"] == a["margin"] and b["margin_own"] == 2 * a["margin"]
+    assert b["verdict"] == a["verdict"] and b["effect"] == pytest.approx(a["effect"])
+    assert (
+        b["within_2w"]["margin"]
+        == a["margin"]
+        == ls.second["maskmode"]["tests"][key + PR.TWICE]["margin"]
+    )
+    assert ls.both("maskmode")["margin"] == a["margin"]  # pools at one margin
+    text = "\n".join(replication([ls]))
+    assert f"(at the first list's margin +-{a['margin']:.4g}; its own seeds derived +-" in text

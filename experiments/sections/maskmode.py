@@ -6,13 +6,13 @@ import numpy as np
 
 from ..common import (
     ci_str,
+    margin_caveats,
     mlp_str,
     plt,
-    reach_caveat,
     reach_str,
     table,
 )
-from ..maskmode import LABELS, MODES, Config
+from ..maskmode import LABELS, MODES, PLAIN, Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 
 # How its primary came to be what it is, where its own result was seen first (Scope says more)
@@ -23,16 +23,30 @@ POST_HOC = (
 
 
 def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: whether the design can show
-    equivalence within its derived margin at all (:func:`.common.reach_caveat`).
+    """What a reader quoting the primary's verdict must know: the design's reach and the
+    replaced margin (:func:`.common.margin_caveats`), and how sure the margin's scale is.
 
     Args:
       r: the maskmode results file's dict.
 
     Returns:
-      One clause when the primary's *detects* exceeds its margin; else none.
+      The clauses; the scale's when its interval includes 0 or the plain net that sets it did
+      not converge.
     """
-    return reach_caveat(r["tests"][r["primary"]], r["margin_nll"]["value"], "nats")
+    out = margin_caveats(r, "nats")
+    e = r["margin_nll"]["effect"]
+    plain = r["arms"].get(PLAIN, {})
+    why = []
+    if e["lo"] <= 0 <= e["hi"]:
+        why.append(f"its interval ({ci_str(e, 4)} nats) includes 0")
+    if plain and not plain["converged"]:
+        n = len(plain["settle_2w"])
+        why.append(f"the plain net that sets it did not converge ({plain['late']} of {n} "
+                   "seeds still improving in 2W's last 10%)")  # fmt: skip
+    if why:
+        out.append("the margin's scale, dropout's own validation effect, is uncertain: "
+                   + " and ".join(why))  # fmt: skip
+    return out
 
 
 def _margin_words(r: dict) -> str:
@@ -48,7 +62,8 @@ def _margin_words(r: dict) -> str:
         side += ", though the interval includes 0: the scale itself is uncertain"
     return f"""**The NLL margin, from the validation split.** What dropout itself does to the
 wide net: the plain net's validation NLL (trained by the same protocol's plain recipes) minus
-the per-example dropout net's (its MC average) is {ci_str(e, 4)} nats (within W, over seeds;
+the per-example dropout net's (the MC average of its {r["protocol"]["select_k"]} fixed selection
+subnetworks, as the protocol scores it) is {ci_str(e, 4)} nats (within W, over seeds;
 measured on the 20% held out, no test example read; {side}). The margin is {m["share"]:g} of
 that effect's size, {m["share"]:g} x {abs(e["mean"]):.4g} = {m["value"]:.4g} nats, so
 "equivalent" says switching the mask mode moves the test NLL by less than {m["share"]:g} of
@@ -56,7 +71,9 @@ what switching dropout off moves the validation NLL: a margin as wide as that wh
 could not tell either mode from no dropout. {
         reach_str(r["tests"][r["primary"]], m["value"], "nats")
     } The error margin (exploratory) stays fixed. The rule was set after the results at a
-fixed 0.02 nats were seen (the summary marks it post hoc)."""
+fixed {m["replaced"]["value"]:g} nats were seen (the summary marks it post hoc); at that margin
+the primary's verdict (unadjusted, held by the protocol's guard) would be
+{m["replaced"]["verdict"]}, at this one it is {r["tests"][r["primary"]]["verdict"]}."""
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
@@ -153,9 +170,9 @@ of its own under the study's protocol, each seed stopped by {stopped_by(c["proto
        rows)}
 
 The primary test: test NLL of the MC average, a mask per batch minus a mask per example,
-equivalent within +-{r["margin_nll"]["value"]:.4g} nats (and +-{100 * c["margin_err"]:.1f} pp of
-error, exploratory), margins fixed before any test number was read, on the nets selected
-within W; every test is held
+equivalent within +-{r["margin_nll"]["value"]:.4g} nats (derived from the validation split by the
+rule below) and +-{100 * c["margin_err"]:.1f} pp of error (exploratory, fixed before the run), on
+the nets selected within W; every test is held
 inconclusive when an arm it compares did not converge or the same test within 2W decides
 otherwise. "Weight scaling vs the average" is the mean
 KL divergence of weight scaling from the net's own average (MC; for the small net also the
