@@ -7,6 +7,12 @@ import numpy as np
 from ..baselines import MODELS, Config
 from ..common import ci_str, plt, seeds_str, table
 
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = (
+    "its seeds rose from 5 to 10, the study's floor for every primary, after the 5-seed check "
+    "was seen"
+)
+
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
     """Draw the baselines experiment's figure into its folder.
