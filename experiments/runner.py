@@ -62,6 +62,19 @@ def section(name: str):
     return importlib.import_module(f"{__package__}.sections.{name}")
 
 
+def load_all() -> list:
+    """Import every experiment and its section now.
+
+    Called right after :func:`.codekey.snapshot`: a module first imported later in the
+    process (the next experiment of ``run all`` or ``replicate``) would run a file edited
+    since, under cell keys and a code record made from the text the snapshot read.
+
+    Returns:
+      The modules, each experiment's then its section's, in the order of :data:`NAMES`.
+    """
+    return [m for n in NAMES for m in (module(n), section(n))]
+
+
 def own_data(name: str) -> str | None:
     """The data set an experiment always uses, whatever ``--dataset`` says.
 
@@ -477,6 +490,7 @@ def run_experiment(
     from .tensorboard import WRITERS
 
     snapshot()  # keys describe the code this process runs, not files edited during the run
+    load_all()  # ... and runs the code read there
 
     from .seeds import seed_start as first_seed
 

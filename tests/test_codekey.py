@@ -293,3 +293,17 @@ def test_every_real_cell_keeps_its_key_in_another_folder(tmp_path, capsys):
     assert r.returncode == 0, r.stderr[-2000:]
     assert here.count("_cell") >= 20
     assert r.stdout == here
+
+
+def test_a_run_loads_every_experiment_when_it_reads_the_sources():
+    """run_experiment snapshots the sources and imports every experiment and section at once,
+    so a later experiment of the same process runs the code its keys describe."""
+    import inspect
+
+    from dropstudy_experiments import runner
+
+    mods = runner.load_all()
+    assert [m.__name__ for m in mods[::2]] == [runner.REGISTRY[n] for n in runner.NAMES]
+    assert all(m.__name__.endswith(f"sections.{n}") for m, n in zip(mods[1::2], runner.NAMES))
+    src = inspect.getsource(runner.run_experiment)
+    assert src.index("snapshot()") < src.index("load_all()") < src.index("mod = module(name)")
