@@ -1279,8 +1279,9 @@ def code_note(cpus: list[tuple]) -> str:
             by[same_code(here[n], there[n])].append(f"{n} ({data})")
     if not by[True] and not by[False]:
         return (
-            "Their results files record no digest of the code, so a difference can also come "
-            "from code that changed between the two runs."
+            "In each compared pair a results file records no digest of the code (it was made "
+            "before results files recorded one), so a difference can also come from code that "
+            "changed between the two runs."
         )
     words = []
     if by[True]:

@@ -131,4 +131,4 @@ def test_the_code_digests_say_whether_the_cpu_alone_moved_the_numbers(tmp_path):
     bare = other_cpus(
         [(tmp_path, bare_here)], [_folder(tmp_path / "bare", {"voting": _fake(0.5, 0.001, XEON)})]
     )
-    assert code_note(bare).startswith("Their results files record no digest of the code")
+    assert code_note(bare).startswith("In each compared pair a results file records no digest")
