@@ -45,6 +45,7 @@ from .stats import (
     held_reasons,
     mean_ci,
     sign_flip,
+    tost_power,
 )
 from .tuning import tuning_store
 
@@ -733,9 +734,11 @@ def check_share(share: float, what: str) -> None:
         )
 
 
-def share_margin(share: float, per_seed, *, what: str, remedy: str, size: bool = False) -> dict:
+def share_margin(
+    share: float, per_seed, *, what: str, remedy: str, size: bool = False, cap: float | None = None
+) -> dict:
     """An equivalence margin derived from a quantity measured on the validation split: ``share``
-    of its mean over seeds.
+    of its mean over seeds, at most ``cap``.
 
     Args:
       share: the share of the quantity, in (0, 1].
@@ -744,10 +747,13 @@ def share_margin(share: float, per_seed, *, what: str, remedy: str, size: bool =
       remedy: what to do when it is 0, for the error.
       size: take the mean's absolute value (a quantity whose sign says which arm is ahead,
         not how far apart they are).
+      cap: the largest margin: a fixed margin set before the results were seen, which a rule
+        adopted after them may only tighten (None: no cap).
 
     Returns:
-      ``{"value", "share", "scale"}``: the margin, the share, and the quantity's interval over
-      seeds (:func:`ci`); ``value`` is ``share`` times its mean (its size with ``size``).
+      ``{"value", "share", "scale", "derived", "cap"}``: the margin, the share, the quantity's
+      interval over seeds (:func:`ci`), ``share`` times its mean (its size with ``size``), and
+      the cap; ``value`` is the smaller of the last two.
 
     Raises:
       DropstudyError: if a seed's quantity is not finite (a validation loss that diverged),
@@ -768,7 +774,9 @@ def share_margin(share: float, per_seed, *, what: str, remedy: str, size: bool =
         raise DropstudyError(
             f"{what} is {scale['mean']:.3g}: no margin can be derived from it; {remedy}"
         )
-    return {"value": share * m, "share": share, "scale": scale}
+    derived = share * m
+    value = derived if cap is None else min(derived, cap)
+    return {"value": value, "share": share, "scale": scale, "derived": derived, "cap": cap}
 
 
 def replaced(test: dict) -> dict:
@@ -779,10 +787,11 @@ def replaced(test: dict) -> dict:
       test: the primary, guarded, decided at the replaced margin.
 
     Returns:
-      ``{"value", "verdict", "verdict_w"}``: that margin and the test's verdicts at it (held
-      by the protocol's guard, and its own), both unadjusted.
+      ``{"value", "verdict", "verdict_w", "p"}``: that margin, the test's verdicts at it (held
+      by the protocol's guard, and its own), both unadjusted, and its p-value.
     """
-    return {"value": test["margin"], "verdict": test["verdict"], "verdict_w": test["verdict_w"]}
+    return {"value": test["margin"], "verdict": test["verdict"], "verdict_w": test["verdict_w"],
+            "p": test["p"]}  # fmt: skip
 
 
 def mlp_str(r: dict, hidden) -> str:
@@ -1195,35 +1204,62 @@ def margin_caveats(r: dict, unit: str) -> list[str]:
     """What a reader quoting an equivalence primary with a derived margin must know.
 
     Args:
-      r: the results file's dict; its ``margin_nll`` (``value`` and, where a fixed margin was
-        replaced after its results were seen, ``replaced``: the primary's verdicts at it).
+      r: the results file's dict; its ``margin_nll`` (``value``, ``derived``, ``cap`` and
+        ``replaced``: the primary at the fixed margin set before the results).
       unit: the margin's unit, e.g. ``"nats"``.
 
     Returns:
       Clauses: when the test's own verdict is inconclusive and its *detects* (the smallest
-      margin it shows at 80% power if the true difference were 0) exceeds the margin, that
-      the design can rarely give more; and, where the margin replaced a fixed one, the
-      verdict at that one beside this one (both unadjusted, held by the protocol's guard).
+      margin it shows at 80% power if the true difference were 0) exceeds the margin, its
+      power at this margin; and how the margin's post hoc rule relates to the fixed margin
+      it replaced (:func:`cap_str`).
     """
     t = r["tests"][r["primary"]]
     m = r["margin_nll"]
     out = []
     if t.get("mde") is not None and t["mde"] > m["value"] and own_verdict(t) == "inconclusive":
+        power = tost_power(t, m["value"])
+        at0 = (
+            ""
+            if power is None
+            else (f"; at a true difference of 0 its power within the margin is {100 * power:.0f}%")
+        )
         out.append(
             f"with n = {n_str(t)} the design shows equivalence with 80% power only within "
             f"+-{t['mde']:.4g} {unit}, {t['mde'] / m['value']:.1f}x the margin "
-            f"(+-{m['value']:.4g}): short of contradicted, inconclusive is the verdict it can "
-            "usually give"
+            f"(+-{m['value']:.4g}){at0}: short of contradicted, inconclusive is the verdict it "
+            "can give"
         )
-    rep = m.get("replaced")
-    if rep:
-        same = "the same" if rep["verdict"] == t["verdict"] else f"{t['verdict']} here"
-        out.append(
-            f"the margin's rule was set after the results at a fixed +-{rep['value']:g} "
-            f"{unit} were seen; at that margin the verdict (unadjusted) would be "
-            f"{rep['verdict']} ({same})"
-        )
+    out.append(cap_str(r, unit))
     return out
+
+
+def cap_str(r: dict, unit: str) -> str:
+    """How a post hoc margin rule relates to the fixed margin it replaced, in words: the fixed
+    one caps the derived one, and where the rule tightened it, the primary's verdicts at the
+    fixed one.
+
+    Args:
+      r: the results file's dict (its ``margin_nll``).
+      unit: the margin's unit.
+
+    Returns:
+      The clause.
+    """
+    m = r["margin_nll"]
+    rep, t = m["replaced"], r["tests"][r["primary"]]
+    if m["derived"] >= m["cap"]:
+        return (
+            f"the margin's rule, set after the results at a fixed +-{m['cap']:g} {unit} were "
+            f"seen, derives +-{m['derived']:.4g}, above that fixed margin, which stands: a rule "
+            "adopted after the results may only tighten it"
+        )
+    return (
+        f"the margin's rule, set after the results at a fixed +-{m['cap']:g} {unit} were seen, "
+        f"tightens it to +-{m['value']:.4g}; at +-{rep['value']:g} the test's own verdict "
+        f"would be {rep['verdict_w']} (p = {p_str(rep['p'])}), held by the protocol "
+        f"{rep['verdict']} (both unadjusted; here: {own_verdict(t)}, held {t['verdict']})"
+    )
 
 
 def reach_str(t: dict, margin: float, unit: str) -> str:
@@ -1235,15 +1271,24 @@ def reach_str(t: dict, margin: float, unit: str) -> str:
       unit: the margin's unit.
 
     Returns:
-      A sentence comparing its *detects* with the margin; empty when it has none.
+      A sentence comparing its *detects* with the margin, with its power there; empty when it
+      has none.
     """
     if t.get("mde") is None:
         return ""
     if t["mde"] > margin:
+        power = tost_power(t, margin)
+        at0 = (
+            ""
+            if power is None
+            else (
+                f": at a true difference of 0 its power to show equivalence within it is "
+                f"{100 * power:.0f}%"
+            )
+        )
         return (
             f"With n = {n_str(t)}, the primary shows equivalence with 80% power only within "
-            f"+-{t['mde']:.4g} {unit} (its *detects*), {t['mde'] / margin:.1f}x this margin: "
-            "at a true difference of 0 it would show equivalence with less than 80% power."
+            f"+-{t['mde']:.4g} {unit} (its *detects*), {t['mde'] / margin:.1f}x this margin{at0}."
         )
     return (
         f"With n = {n_str(t)}, the primary shows equivalence with 80% power within "

@@ -958,15 +958,13 @@ def _settled(pooled: dict | None) -> str:
     return f" ({pooled['n']} seeds together, unadjusted: {why})"
 
 
-def own_margin_str(t: dict) -> str:
-    """Where a second list's test is decided at the first list's margin, the margin its own
-    run derived (:func:`at_margin`); else nothing."""
+def own_margin_str(t: dict, whose: str = "the first list") -> str:
+    """Where a test is decided at another run's margin (:func:`at_margin`: a second list's at
+    its first list's, another CPU's at this report's), the margin its own run had; else
+    nothing."""
     if "margin_own" not in t:
         return ""
-    return (
-        f" (at the first list's margin +-{t['margin']:.4g}; its own seeds derived "
-        f"+-{t['margin_own']:.4g})"
-    )
+    return f" (at {whose}'s margin +-{t['margin']:.4g}; its own run's: +-{t['margin_own']:.4g})"
 
 
 def replication(lists: list[Lists]) -> list[str]:
@@ -1233,13 +1231,25 @@ def other_cpus(firsts: list[tuple[Path, dict[str, dict]]], folders=()) -> list[t
                 f"{name} results: compare runs of the same command on two machines"
             )
         same = [n for n in both if here[n]["config"] == there[n]["config"]]
+        # a run whose configuration differs in its equivalence margin's rule alone is the
+        # same training: decided again at this report's margin from its stored values
+        at = {}
+        for n in both:
+            a = here[n]["tests"][here[n]["primary"]]
+            if (
+                n not in same
+                and a["rule"] == "equivalence"
+                and margin_rule_only(here[n]["config"], there[n]["config"])
+            ):
+                at[n] = at_margin(n, folder, there[n], a["margin"])
+        same += list(at)
         if all(cpu_of(here[n]) == cpu_of(there[n]) for n in same):
             raise DropstudyError(
                 f"--other-cpu {folder}: its results were made on the same CPU as the "
                 "report's (their numbers repeat bitwise there): give results of another CPU"
             )
         skipped = [n for n in both if n not in same]
-        out.append((name, here, {n: there[n] for n in same}, skipped))
+        out.append((name, here, {n: at.get(n, there[n]) for n in same}, skipped))
     order = [data_name(r) for _, r in firsts if r]  # the report's data sets, its own first
     return sorted(out, key=lambda c: order.index(c[0]))
 
@@ -1303,6 +1313,24 @@ def code_note(cpus: list[tuple]) -> str:
     return " ".join(words)
 
 
+# Config fields that set an equivalence margin (its rule, its share, its cap), not training
+MARGIN_FIELDS = {"margin_nll", "margin_share", "margin_nll_cap", "margin_nll_matched"}
+
+
+def margin_rule_only(a: dict, b: dict) -> bool:
+    """Whether two configurations differ in their margins' fields alone (:data:`MARGIN_FIELDS`).
+
+    Args:
+      a: a results file's ``config``.
+      b: another's.
+
+    Returns:
+      True when they differ, and only in those fields.
+    """
+    keys = (set(a) | set(b)) - MARGIN_FIELDS
+    return a != b and all(a.get(k) == b.get(k) for k in keys)
+
+
 def cpu_kinds(cpus: list[tuple]) -> dict[tuple[str, str], tuple[str, str, str]]:
     """How each primary compares with its run on another CPU.
 
@@ -1349,7 +1377,8 @@ def _cpu_cell(r: dict, t: dict, headline: str) -> str:
     the one before the protocol's hold), its CPU and its effect."""
     held = f", held (before the hold: {own_verdict(t)})" if t.get("blocked") else ""
     return (
-        f"headline **{headline}**; unadjusted {t['verdict']}{held}; on {cpu_of(r)}: {effect_str(t)}"
+        f"headline **{headline}**; unadjusted {t['verdict']}{held}; on {cpu_of(r)}: "
+        f"{effect_str(t)}{own_margin_str(t, 'this report')}"
     )
 
 
@@ -1391,7 +1420,10 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
         "(*held*: its verdict before the protocol's guard). *Fragile*: the headline differs, "
         "or the evidence (the verdict before the guard) does; a guard that differs alone "
         "shows a convergence count or a budget verdict near its threshold. The shift is the "
-        "other CPU's per-seed value minus this one's, paired by seed (95%).",
+        "other CPU's per-seed value minus this one's, paired by seed (95%). A run there whose "
+        "configuration differs from this report's in its equivalence margin's rule alone "
+        "trained the same nets: its primary is decided again at this report's margin from "
+        "its stored values, its own margin beside it.",
         "",
         table(
             [

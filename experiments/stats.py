@@ -273,6 +273,22 @@ def _power_tost(effect: float, margin: float, se: float, df: float, alpha: float
     return float(max(0.0, lower + upper - 1.0))
 
 
+def tost_power(t: dict, margin: float) -> float | None:
+    """An equivalence test's power to show equivalence within ``margin`` if the true
+    difference were 0, from its standard error and degrees of freedom.
+
+    Args:
+      t: the test dict (its ``se`` and ``df``).
+      margin: the margin.
+
+    Returns:
+      The power, or None when the test keeps no ``se`` or ``df``.
+    """
+    if t.get("se") is None or t.get("df") is None:
+        return None
+    return _power_tost(0.0, margin, float(t["se"]), float(t["df"]))
+
+
 def _smallest(power_at, most: int) -> int | None:
     """The smallest n >= 2 with ``power_at(n) >= POWER`` (power grows with n) up to ``most``,
     else None."""

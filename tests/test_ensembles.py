@@ -143,8 +143,10 @@ def test_a_margin_as_wide_as_ensemblings_gain_is_a_finding():
         nll("independent_member") - nll("independent")
     )
     assert r["member_gain"]["nll"]["mean"] == pytest.approx(0.05, abs=0.01)
-    said = lambda share: [  # noqa: E731
-        f for f in _findings(E.Config(seeds=6, margin_share=share), raw) if "The NLL margin" in f
+    said = lambda share: [  # noqa: E731  (no cap: the derived margins stand)
+        f
+        for f in _findings(E.Config(seeds=6, margin_share=share, margin_nll_cap=1.0), raw)
+        if "The NLL margin" in f
     ]
     assert said(0.5) and not said(0.25)  # margins 0.06 and 0.03 against a gain of 0.05
 
@@ -227,9 +229,18 @@ def test_protocol_cell_measures_the_gain_on_the_validation_split(monkeypatch):
 def test_the_headline_says_when_the_design_cannot_show_equivalence():
     from dropstudy_experiments.sections.ensembles import headline_caveats
 
-    t = {"mde": 0.04, "n": 10, "n_examples": 360, "verdict": "inconclusive"}
-    r = {"tests": {"p": t}, "primary": "p", "margin_nll": {"value": 0.005}}
-    (said,) = headline_caveats(r)
-    assert "only within +-0.04 nats, 8.0x the margin (+-0.005)" in said
-    assert headline_caveats({**r, "tests": {"p": {**t, "mde": 0.004}}}) == []
-    assert headline_caveats({**r, "tests": {"p": {**t, "verdict": "contradicted"}}}) == []
+    t = {"mde": 0.04, "n": 10, "n_examples": 360, "verdict": "inconclusive", "se": 0.01,
+         "df": 9.0}  # fmt: skip
+    rep = {"value": 0.02, "verdict": "inconclusive", "verdict_w": "supported", "p": 0.01}
+    m = {"value": 0.005, "derived": 0.005, "cap": 0.02, "replaced": rep}
+    r = {"tests": {"p": t}, "primary": "p", "margin_nll": m}
+    reach, cap = headline_caveats(r)
+    assert "only within +-0.04 nats, 8.0x the margin (+-0.005)" in reach
+    assert "its power within the margin is 0%" in reach  # a 90% interval wider than it
+    assert "tightens it to +-0.005" in cap and "would be supported (p = 0.0100)" in cap
+    assert len(headline_caveats({**r, "tests": {"p": {**t, "mde": 0.004}}})) == 1
+    assert len(headline_caveats({**r, "tests": {"p": {**t, "verdict": "contradicted"}}})) == 1
+    # the fixed margin stands where the rule derives a wider one
+    (cap,) = headline_caveats({**r, "margin_nll": {**m, "derived": 0.03, "value": 0.02},
+                               "tests": {"p": {**t, "mde": 0.01}}})  # fmt: skip
+    assert "derives +-0.03, above that fixed margin, which stands" in cap

@@ -116,8 +116,9 @@ def test_a_plain_net_not_converged_is_a_caveat_not_a_hold():
     """The plain arm sets the margin's scale: it is no arm of the primary, so its convergence
     holds no test, and the headline says the scale is uncertain."""
     cfg = MM.Config(seeds=6)
-    late = MM.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.2, plain_late=3))
-    ok = MM.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.2))
+    # a 0.02-nat effect: the derived margin (0.01) is the one used, under the 0.02 cap
+    late = MM.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.12, plain_late=3))
+    ok = MM.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.12))
     assert late["tests"]["nll_mc"]["verdict"] == ok["tests"]["nll_mc"]["verdict"] == "supported"
     assert "not_converged" not in late["tests"]["nll_mc"]
     assert not late["arms"][MM.PLAIN]["converged"]
@@ -126,15 +127,24 @@ def test_a_plain_net_not_converged_is_a_caveat_not_a_hold():
     assert not any("margin's scale" in c for c in say(ok))
 
 
-def test_the_replaced_margin_is_decided_too():
-    """The fixed margin the rule replaced: the primary's verdict at it is kept and said."""
-    raw = _fake_raw(6, 0.01, plain_val=0.2)  # 0.01 nats apart, a 0.05-nat derived margin
-    for fixed, verdict in ((0.02, "supported"), (0.004, "contradicted")):
-        r = MM.summarise(MM.Config(seeds=6, margin_nll_replaced=fixed), raw)
-        rep = r["margin_nll"]["replaced"]
-        assert rep["value"] == fixed and rep["verdict"] == verdict
-        said = headline_caveats({**r, "config": r["config"] if "config" in r else {}})
-        assert any(f"at a fixed +-{fixed:g} nats" in c and verdict in c for c in said)
+def test_the_fixed_margin_caps_the_derived_one_and_is_decided_too():
+    """The fixed margin the rule replaced caps it (a post hoc rule may only tighten), and the
+    primary's verdict at it is kept and said."""
+    raw = _fake_raw(6, 0.03, plain_val=0.2)  # 0.03 nats apart, a 0.05-nat derived margin
+    for cap, margin, verdict in ((0.02, 0.02, "contradicted"), (0.1, 0.05, "supported")):
+        r = MM.summarise(MM.Config(seeds=6, margin_nll_cap=cap), raw)
+        m = r["margin_nll"]
+        assert m["value"] == pytest.approx(margin, abs=1e-3) and m["cap"] == cap
+        assert m["derived"] == pytest.approx(0.05, abs=1e-3)
+        assert r["tests"]["nll_mc"]["verdict"] == verdict
+        assert m["replaced"]["value"] == cap and m["replaced"]["verdict"] == (
+            "contradicted" if cap == 0.02 else "supported"
+        )
+        said = " ".join(headline_caveats(r))
+        if cap == 0.02:  # the fixed margin stands
+            assert "above that fixed margin, which stands" in said
+        else:
+            assert f"tightens it to +-{m['value']:.4g}" in said and "would be supported" in said
 
 
 def test_section_shows_the_derivation_and_the_caveat():

@@ -132,3 +132,25 @@ def test_the_code_digests_say_whether_the_cpu_alone_moved_the_numbers(tmp_path):
         [(tmp_path, bare_here)], [_folder(tmp_path / "bare", {"voting": _fake(0.5, 0.001, XEON)})]
     )
     assert code_note(bare).startswith("In each compared pair a results file records no digest")
+
+
+def test_a_run_that_differs_in_its_margin_rule_alone_is_decided_at_this_margin():
+    """maskmode on the Xeon ran with a fixed margin, here with a derived one: the same nets,
+    so the Xeon's primary is decided again at this report's margin, not left out."""
+    from pathlib import Path
+
+    from dropstudy_experiments.report import margin_rule_only, read_results
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    here = read_results(root)
+    xeon = root / "cpu-xeon"
+    assert margin_rule_only(here["maskmode"]["config"], read_results(xeon)["maskmode"]["config"])
+    assert not margin_rule_only({"a": 1, "margin_share": 0.5}, {"a": 2})
+    assert not margin_rule_only({"a": 1}, {"a": 1})
+    ((_, _, there, skipped),) = other_cpus([(root, here)], [xeon])
+    assert "maskmode" in there and "maskmode" not in skipped
+    a = here["maskmode"]["tests"][here["maskmode"]["primary"]]
+    b = there["maskmode"]["tests"][there["maskmode"]["primary"]]
+    assert b["margin"] == a["margin"] and b["margin_own"] == 0.02
+    text = "\n".join(cpu_comparison(other_cpus([(root, here)], [xeon])))
+    assert f"(at this report's margin +-{a['margin']:.4g}; its own run's: +-0.02)" in text

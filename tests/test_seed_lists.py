@@ -283,4 +283,4 @@ def test_a_second_list_is_decided_at_the_first_lists_derived_margin(tmp_path):
     )
     assert ls.both("maskmode")["margin"] == a["margin"]  # pools at one margin
     text = "\n".join(replication([ls]))
-    assert f"(at the first list's margin +-{a['margin']:.4g}; its own seeds derived +-" in text
+    assert f"(at the first list's margin +-{a['margin']:.4g}; its own run's: +-" in text

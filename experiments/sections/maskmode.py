@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import (
+    cap_str,
     ci_str,
     margin_caveats,
     mlp_str,
@@ -30,10 +31,12 @@ def headline_caveats(r: dict) -> list[str]:
       r: the maskmode results file's dict.
 
     Returns:
-      The clauses; the scale's when its interval includes 0 or the plain net that sets it did
-      not converge.
+      The clauses; where the derived margin is the one used, the scale's when its interval
+      includes 0 or the plain net that sets it did not converge.
     """
     out = margin_caveats(r, "nats")
+    if r["margin_nll"]["derived"] >= r["margin_nll"]["cap"]:
+        return out  # the fixed margin stands: its scale is not the derived one's
     e = r["margin_nll"]["effect"]
     plain = r["arms"].get(PLAIN, {})
     why = []
@@ -64,16 +67,15 @@ def _margin_words(r: dict) -> str:
 wide net: the plain net's validation NLL (trained by the same protocol's plain recipes) minus
 the per-example dropout net's (the MC average of its {r["protocol"]["select_k"]} fixed selection
 subnetworks, as the protocol scores it) is {ci_str(e, 4)} nats (within W, over seeds;
-measured on the 20% held out, no test example read; {side}). The margin is {m["share"]:g} of
-that effect's size, {m["share"]:g} x {abs(e["mean"]):.4g} = {m["value"]:.4g} nats, so
-"equivalent" says switching the mask mode moves the test NLL by less than {m["share"]:g} of
-what switching dropout off moves the validation NLL: a margin as wide as that whole effect
-could not tell either mode from no dropout. {
-        reach_str(r["tests"][r["primary"]], m["value"], "nats")
-    } The error margin (exploratory) stays fixed. The rule was set after the results at a
-fixed {m["replaced"]["value"]:g} nats were seen (the summary marks it post hoc); at that margin
-the primary's verdict (unadjusted, held by the protocol's guard) would be
-{m["replaced"]["verdict"]}, at this one it is {r["tests"][r["primary"]]["verdict"]}."""
+measured on the 20% held out, no test example read; {side}). The rule takes {m["share"]:g} of
+that effect's size, {m["share"]:g} x {abs(e["mean"]):.4g} = {m["derived"]:.4g} nats, and the
+margin is the smaller of that and the fixed +-{m["cap"]:g} nats set before the results, which
+it replaced after they were seen (the summary marks it post hoc; a rule adopted then may only
+make equivalence harder): +-{m["value"]:.4g} nats. Within it, "equivalent" says switching the
+mask mode moves the test NLL by less than {m["share"]:g} of what switching dropout off moves
+the validation NLL (at most): a margin as wide as that whole effect could not tell either mode
+from no dropout. {reach_str(r["tests"][r["primary"]], m["value"], "nats")} The error margin
+(exploratory) stays fixed. In words: {cap_str(r, "nats")}."""
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
