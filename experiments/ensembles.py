@@ -101,7 +101,7 @@ KINDS_WS_MC = ("dropout_ws", "dropout_mc")  # the n/p dropout net's rows (:func:
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
-    """Sizes, hyperparameters and the equivalence margins (fixed before any test number)."""
+    """Sizes, hyperparameters and the equivalence margins (the NLL margin derived, capped)."""
 
     # 10 seeds (vmapped): the direction tests' detectable effects at 5 seeds were larger
     # than the effects in question, and 10 fit the time budget.
@@ -647,7 +647,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
     ex = per_example(rows)
     arms = tuned["arms"]
-    # the margin, from the validation split alone: fixed before any test number is read
+    # the margin, from the validation split alone (no test number) and the fixed cap
     margin = nll_margin(cfg, tuned["val_gain"])
 
     def protocol_tests(m: float) -> dict:

@@ -67,7 +67,7 @@ PLAIN = "plain (the margin's scale)"
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
-    """Nets, training and the equivalence margins (fixed before any test number is read)."""
+    """Nets, training and the equivalence margins (the NLL margin derived, capped)."""
 
     seeds: int = 10
     hidden: tuple[int, ...] = (64, 64)
@@ -363,7 +363,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
     def gap(net, mode, ref, m):
         return np.array([r[f"ws_vs_{ref}"][m] for r in raw[f"net={net}"][mode]])
 
-    # the margin, from the validation split alone: fixed before any test number is read
+    # the margin, from the validation split alone (no test number) and the fixed cap
     margin = nll_margin(cfg, raw)
     arms = {f"{net} {mode}": raw[f"net={net}"]["arms"][mode] for net in ("wide", "small")
             for mode in MODES}  # fmt: skip

@@ -793,8 +793,8 @@ def at_margin(name: str, folder: Path | None, r: dict, margin: float) -> dict:
     at another margin, from the values its results file keeps.
 
     A margin derived from a list's own seeds (ensembles', maskmode's) differs between two
-    lists of seeds; the design's margin is the first list's, fixed before the second list
-    ran, so the report decides the second list at it. The protocol's guard is applied again
+    lists of seeds; the design's margin is the first list's, so the report decides the
+    second list at it. The protocol's guard is applied again
     from the arms' convergence counts the test keeps.
 
     Args:
@@ -1060,9 +1060,9 @@ def replication(lists: list[Lists]) -> list[str]:
         "which stays the first list's. Its *seeds needed* gives the seeds at which the "
         "pooled effect would have 80% power at the unadjusted level. A margin derived from "
         "the study's own seeds (ensembles', maskmode's) is the first list's for the second "
-        "list too, fixed before the second list ran: the second list's test is decided "
-        "again at it from the values its results file keeps, with the margin its own seeds "
-        "derived beside it. " + (" ".join(said) if said else "No primary is replicated yet."),
+        "list too, and the pooled test's: the second list's test is decided again at it from "
+        "the values its results file keeps, with the margin its own seeds derived beside it. "
+        + (" ".join(said) if said else "No primary is replicated yet."),
         "",
     ]
     if rows:
@@ -1605,7 +1605,9 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "sampled subnetworks. *Exact*: the mean over all 2^n subnetworks, each weighted by "
         "its probability; *NWGM*: their normalised geometric mean. *Direction test*: is the "
         "effect on the claimed side of 0? *Equivalence test (TOST)*: is it within a margin "
-        "fixed before any test number is read? *Holm*, *BH*: corrections of p-values for "
+        "fixed in the config, or derived from the validation split by a rule the config "
+        "states (ensembles', maskmode's: rules set after earlier results were seen, capped by "
+        "the fixed margin they replaced)? *Holm*, *BH*: corrections of p-values for "
         "testing many claims "
         "(family-wise error, false discovery rate). *Two-level*: an interval over seeds and "
         "test examples. *detects*: what the design finds with 80% power.",
@@ -1714,7 +1716,10 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "Maskmode's NLL margin, a fixed 0.02 nats too, became a share (one half) of the size "
         "of dropout's own effect on its wide net's validation NLL after the results at 0.02 "
         "were seen, so that the margin says what a mask mode's difference is small against; "
-        "for both, the verdict at the replaced 0.02 stands beside the headline. Baselines' "
+        "its second lists (seeds from 100) had been run and seen at 0.02, on another CPU, "
+        "before the rule was set. For both, a second review capped the derived margin at the "
+        "0.02 it replaced (a rule adopted after the results may only make equivalence "
+        "harder), and the primary's verdicts at 0.02 stand beside the headline. Baselines' "
         "seeds rose from 5 to 10, the floor the study sets for every primary, after its "
         "5-seed check was seen. "
         "Coadaptation's temperature was bounded below by 1 after a review of the first "
