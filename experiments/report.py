@@ -962,7 +962,7 @@ def own_margin_str(t: dict, whose: str = "the first list") -> str:
     """Where a test is decided at another run's margin (:func:`at_margin`: a second list's at
     its first list's, another CPU's at this report's), the margin its own run had; else
     nothing."""
-    if "margin_own" not in t:
+    if t.get("margin_own", t.get("margin")) == t.get("margin"):
         return ""
     return f" (at {whose}'s margin +-{t['margin']:.4g}; its own run's: +-{t['margin_own']:.4g})"
 
