@@ -26,6 +26,21 @@ COMPARE_TRAIN_FLAGS = ("steps", "batch_size", "lr")
 STUDY_SETS = (RESULTS, RESULTS / "mnist1d")
 
 
+def study_sets(results: Path) -> tuple[Path, Path] | None:
+    """The study's data sets' folders, when ``results`` is one of them, wherever it lies.
+
+    Args:
+      results: a ``--results`` folder, relative or absolute.
+
+    Returns:
+      ``(digits folder, MNIST-1D folder)`` for a folder named like :data:`STUDY_SETS`
+      (``.../results`` or ``.../results/mnist1d``), else None.
+    """
+    p = Path(results)
+    root = p.parent if p.name == STUDY_SETS[1].name and p.parent.name == RESULTS.name else p
+    return (root, root / STUDY_SETS[1].name) if root.name == RESULTS.name else None
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Defaults in the help, except where there is none to show."""
 
@@ -499,6 +514,19 @@ def cmd_run(args, parser=None) -> int:
     first = scale_folder(scale(args.quick, args.seeds, args.dataset))
     check_other_lists(out, names, args.quick, args.seeds, args.seed_start, first)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
+    # a second list trains at its first list's tuned settings (the folder it sits in, as
+    # `replicate` writes it, or the scale's own), never tuning them again
+    tuning = None
+    if args.seed_start:
+        first_dir = Path(out).parent if args.out is not None else Path(first)
+        tuning = first_dir / "tuning"
+        if not tuning.is_dir():
+            log.warning(
+                "--seed-start %d: no first list's tuning in %s, so this list tunes its arms "
+                "on the pilot seeds itself (run the first list there first, or give --out "
+                "FIRST/from%d)", args.seed_start, tuning, args.seed_start,
+            )  # fmt: skip
+            tuning = None
     written = []
     with folder_lock(out):
         check_scale(out, names, s, args.force)  # every experiment, before any work
@@ -514,6 +542,7 @@ def cmd_run(args, parser=None) -> int:
                     tensorboard=args.tensorboard,
                     force=args.force,
                     seed_start=args.seed_start,
+                    tuning=tuning,
                 )
             )
     for line in outcome_lines(written, args.quick):
@@ -581,29 +610,27 @@ def cmd_report(args, parser=None) -> int:
     )
     from .runner import scale_of
 
+    here = Path(args.results)
+    sets = study_sets(here) or ()  # the study's folders, relative or absolute
     out = args.out
-    if out is None:
-        out = (
-            Path("REPORT.md") if Path(args.results) == RESULTS else Path(args.results) / "REPORT.md"
-        )
-    if not args.compare and Path(args.results) in STUDY_SETS:
+    if out is None:  # the study's digits report beside its results folder, others inside
+        out = here.parent / "REPORT.md" if sets and here == sets[0] else here / "REPORT.md"
+    if not args.compare and sets:
         # the study's own data sets compare with each other, as make report has them
-        args.compare = [
-            f for f in STUDY_SETS if f != Path(args.results) and any(f.glob("*/results.json"))
-        ]
-    if args.replicate is None and Path(args.results) in STUDY_SETS:
+        args.compare = [f for f in sets if f != here and any(f.glob("*/results.json"))]
+    if args.replicate is None and sets:
         # each study data set's second list of seeds (make study's), as make report has them
         args.replicate = []
         for folder in (Path(args.results), *map(Path, args.compare)):
             found = sorted({p.parent.parent for p in folder.glob("from*/*/results.json")})
-            if folder in STUDY_SETS and len(found) == 1:
+            if folder in sets and len(found) == 1:
                 args.replicate.append(found[0])
     if args.other_cpu is None:
         # the study's own folders keep runs made on another CPU in cpu-* beside them
         args.other_cpu = [
             f
             for folder in (Path(args.results), *map(Path, args.compare))
-            if folder in STUDY_SETS
+            if folder in sets
             for f in sorted(folder.glob("cpu-*"))
             if any(f.glob("*/results.json"))
         ]

@@ -728,9 +728,11 @@ def check_share(share: float, what: str) -> None:
     """
     from dropstudy.validate import DropstudyError
 
-    if not 0 < share <= 1:
+    real = isinstance(share, int | float) and not isinstance(share, bool)
+    if not real or not 0 < share <= 1:
         raise DropstudyError(
-            f"margin_share={share} must lie in (0, 1]: the NLL margin is this share of {what}"
+            f"margin_share={share!r} must be a number in (0, 1]: the NLL margin is this share "
+            f"of {what}"
         )
 
 

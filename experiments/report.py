@@ -1157,10 +1157,15 @@ def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> li
                 )
             drop = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
             if n in first and drop(r["config"]) != drop(first[n]["config"]):
+                a, b = drop(first[n]["config"]), drop(r["config"])
+                diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+                        if a.get(k) != b.get(k)}  # fmt: skip
                 raise DropstudyError(
                     f"--replicate {folder}: {n} there ran another configuration than in "
-                    f"{first_dir} (other code or margins): run it again, `dropstudy "
-                    f"replicate --results {first_dir}`"
+                    f"{first_dir}, (first list, second list) by field: {diff}. Run again the "
+                    f"list that the current code's config does not match: the first with "
+                    f"`dropstudy run {n} --out {first_dir}` (its cells are reused), the second "
+                    f"with `dropstudy replicate --results {first_dir}`"
                 )
         # a margin the first list derived from its own seeds is the second list's too
         for n, r in list(second.items()):

@@ -213,3 +213,22 @@ def test_compare_refuses_an_average_past_the_bound_before_training(monkeypatch, 
     assert "--samples 101" in capsys.readouterr().err
     assert main(["compare", "--hidden", "8", "--samples", "1"]) == 2  # 2^8 x 360
     assert "pass --no-exact" in capsys.readouterr().err
+
+
+def test_the_study_folders_take_their_defaults_by_any_path(tmp_path, monkeypatch):
+    """`report --results /abs/results` from another folder reads the other data set, the
+    second lists and the cpu-* folders as `report --results results` does."""
+    from pathlib import Path
+
+    from dropstudy_experiments.cli import main, study_sets
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    assert study_sets(root) == (root, root / "mnist1d")
+    assert study_sets(root / "mnist1d") == (root, root / "mnist1d")
+    assert study_sets(Path("results")) == (Path("results"), Path("results/mnist1d"))
+    assert study_sets(root / "quick") is None and study_sets(tmp_path) is None
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--results", str(root), "--out", "R.md", "-q"]) == 0
+    text = (tmp_path / "R.md").read_text()
+    for heading in ("## Data sets", "## A second list of seeds", "## Another CPU"):
+        assert heading in text, heading

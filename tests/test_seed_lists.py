@@ -284,3 +284,34 @@ def test_a_second_list_is_decided_at_the_first_lists_derived_margin(tmp_path):
     assert ls.both("maskmode")["margin"] == a["margin"]  # pools at one margin
     text = "\n".join(replication([ls]))
     assert f"(at the first list's margin +-{a['margin']:.4g}; its own run's: +-" in text
+
+
+def test_run_seed_start_reads_its_first_lists_tuning(tmp_path, monkeypatch, capsys):
+    """`run --seed-start K --out FIRST/fromK` trains at FIRST's tuned settings, as
+    `replicate` does; without a first list's tuning there, it says it tunes again."""
+    from dropstudy_experiments import runner
+    from dropstudy_experiments.cli import main
+
+    seen = []
+    monkeypatch.setattr(
+        runner, "run_experiment", lambda n, **kw: seen.append(kw["tuning"]) or tmp_path / "x"
+    )
+    monkeypatch.setattr("dropstudy_experiments.cli.outcome_lines", lambda *a: [])
+    (tmp_path / "first" / "tuning").mkdir(parents=True)
+    out = tmp_path / "first" / "from100"
+    assert main(["run", "stayput", "--quick", "--seed-start", "100", "--out", str(out)]) == 0
+    assert seen == [tmp_path / "first" / "tuning"]
+    alone = tmp_path / "none" / "from100"
+    assert main(["run", "stayput", "--quick", "--seed-start", "100", "--out", str(alone)]) == 0
+    assert seen[-1] is None and "no first list's tuning in" in capsys.readouterr().err
+
+
+def test_a_second_list_of_another_config_names_the_fields(tmp_path):
+    first = read_results(ROOT)
+    folder = _second(tmp_path, "voting")
+    path = folder / "voting" / "results.json"
+    r = json.loads(path.read_text())
+    r["config"]["margin_err"] = 0.5
+    path.write_text(json.dumps(r))
+    with pytest.raises(DropstudyError, match=r"by field: \{'margin_err': \(0\.005, 0\.5\)\}"):
+        second_lists([(ROOT, first)], [folder])
