@@ -365,10 +365,12 @@ def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | No
         except (json.JSONDecodeError, OSError):
             continue  # unreadable: nothing worth keeping is lost
         if old != s:
-            remedy = remedy or (
-                f"Write elsewhere with --out (this scale's own folder is {scale_folder(s)}), "
-                "or pass --force"
+            here = (  # a second list sits in its first list's folder
+                Path(out) / f"from{s['seed_start']}"
+                if s.get("seed_start") and not old.get("seed_start")
+                else scale_folder(s)
             )
+            remedy = remedy or f"Write elsewhere with --out (e.g. {here}), or pass --force"
             raise DropstudyError(
                 f"{path} holds results of `{scale_command(old, name)}`; this run "
                 f"(`{scale_command(s, name)}`) would overwrite them. {remedy}"

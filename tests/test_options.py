@@ -685,6 +685,10 @@ def test_force_and_progress_of_a_run(tmp_path, capsys):
     with pytest.raises(DropstudyError, match="pass --force"):
         runner.check_scale(tmp_path, ["scaling"], quick)
     runner.check_scale(tmp_path, ["scaling"], quick, force=True)
+    # a second list into its first list's folder is pointed at fromK inside it
+    second = runner.scale(quick=False, seed_start=100)
+    with pytest.raises(DropstudyError, match=f"--out \\(e.g. {tmp_path}/from100\\)"):
+        runner.check_scale(tmp_path, ["scaling"], second)
     for progress in (True, False):
         ctx = common.Context("shrinkage", tmp_path / str(progress), progress=progress)
         ctx.run_cells({"a": common.cell(dict, v=1)})
