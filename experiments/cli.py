@@ -486,6 +486,7 @@ def cmd_run(args, parser=None) -> int:
         check_other_lists,
         check_scale,
         check_seed_starts,
+        config,
         folder_lock,
         own_data,
         run_experiment,
@@ -520,12 +521,14 @@ def cmd_run(args, parser=None) -> int:
     if args.seed_start:
         first_dir = Path(out).parent if args.out is not None else Path(first)
         tuning = first_dir / "tuning"
+        tunes = any(getattr(config(n, args.quick, args.seeds), "protocol", None) for n in names)
         if not tuning.is_dir():
-            log.warning(
-                "--seed-start %d: no first list's tuning in %s, so this list tunes its arms "
-                "on the pilot seeds itself (run the first list there first, or give --out "
-                "FIRST/from%d)", args.seed_start, tuning, args.seed_start,
-            )  # fmt: skip
+            if tunes:  # an experiment without the protocol has nothing to tune
+                log.warning(
+                    "--seed-start %d: no first list's tuning in %s, so this list tunes its "
+                    "arms on the pilot seeds itself (run the first list there first, or give "
+                    "--out FIRST/from%d)", args.seed_start, tuning, args.seed_start,
+                )  # fmt: skip
             tuning = None
     written = []
     with folder_lock(out):

@@ -299,10 +299,14 @@ def test_run_seed_start_reads_its_first_lists_tuning(tmp_path, monkeypatch, caps
     monkeypatch.setattr("dropstudy_experiments.cli.outcome_lines", lambda *a: [])
     (tmp_path / "first" / "tuning").mkdir(parents=True)
     out = tmp_path / "first" / "from100"
-    assert main(["run", "stayput", "--quick", "--seed-start", "100", "--out", str(out)]) == 0
+    assert main(["run", "overfitting", "--quick", "--seed-start", "100", "--out", str(out)]) == 0
     assert seen == [tmp_path / "first" / "tuning"]
+    capsys.readouterr()
     alone = tmp_path / "none" / "from100"
     assert main(["run", "stayput", "--quick", "--seed-start", "100", "--out", str(alone)]) == 0
+    assert seen[-1] is None and "no first list's tuning" not in capsys.readouterr().err
+    # an experiment that tunes its arms (overfitting) is told it will tune again
+    assert main(["run", "overfitting", "--quick", "--seed-start", "100", "--out", str(alone)]) == 0
     assert seen[-1] is None and "no first list's tuning in" in capsys.readouterr().err
 
 
