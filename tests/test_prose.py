@@ -85,7 +85,10 @@ REVIEWED = {
         "**The NLL margin, from the validation split.**",
         "The margin is",
         "The n/p net's NLL equivalence takes this margin too",
+        # what the margin means, whatever its value (method)
+        'Within it, "equivalent" says the dropout net',
     ),
+    "maskmode": ('Within it, "equivalent" says switching the mask mode',),
     "overfitting": (
         "Srivastava et al. 2014 report that error is flat",
         "The tutorial's typical-rates claim",

@@ -386,6 +386,7 @@ def test_the_findings_table_puts_a_margin_that_differs_in_each_cell():
     verdict, not the first data set's for both."""
     from copy import deepcopy
 
+    from dropstudy_experiments.common import _num
     from dropstudy_experiments.report import found_table
 
     root = Path(__file__).resolve().parent.parent / "results"
@@ -395,11 +396,12 @@ def test_the_findings_table_puts_a_margin_that_differs_in_each_cell():
     m = one["maskmode"]["tests"][one["maskmode"]["primary"]]["margin"]
     two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = m
     (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
-    assert row.count(f"+-{m:g}") == 1  # the same margin: once, in the primary test's column
+    within = lambda v: f"equivalence within +-{_num(v)}"  # noqa: E731  (as rule_str says it)
+    assert row.count(within(m)) == 1  # the same margin: once, in the primary test's column
     two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = 2.5 * m
     (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
     cells = row.split(" | ")
-    assert f"+-{m:g}" in cells[-2] and f"+-{2.5 * m:g}" in cells[-1] and "+-" not in cells[2]
+    assert within(m) in cells[-2] and within(2.5 * m) in cells[-1] and "+-" not in cells[2]
 
 
 def test_primaries_moved_after_their_result_was_seen_are_marked_post_hoc():
