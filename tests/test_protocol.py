@@ -65,30 +65,35 @@ def test_tune_scores_every_candidate_as_its_own_run_does_and_picks_the_lowest(sm
     assert own == pytest.approx(float(np.mean(np.nanmin(curve, axis=1))), rel=1e-6)
 
 
-def test_train_arm_stops_within_its_windows_and_takes_a_tuned_choice(small):
+def test_train_arm_stops_within_its_windows_and_takes_a_tuned_choice(small, tmp_path):
+    from dropstudy_experiments.common import TuningStore
+
     model = MLP(hidden=(16,), n_out=10, rate=0.3)
     ref = MLP(hidden=(16,), n_out=10, rate=0.5)
-    arm = PR.train_arm(small, model, TINY, [0, 1, 2], tune_as=ref)
-    rec = arm.record
-    # the choice is the tuned grid's best (the grid is ref's: tuning it again would cost a
-    # second tuning; test_the_tuning_store_reuses_a_choice_and_recomputes_none checks tune)
-    scores = {
-        (r, float(lr)): c["score"]
-        for r, lrs in rec["tuning"].items()
-        for lr, c in lrs.items()
-        if c["score"] is not None
-    }  # fmt: skip  a diverged: None
-    assert (rec["recipe"], rec["lr"]) == min(scores, key=scores.get)
-    assert "rate=0.5" in rec["tuned_as"]
-    assert all(10 <= s <= 20 for s in rec["stop_w"]) and all(10 <= s <= 40 for s in rec["stop_2w"])
-    assert all(10 <= s <= 40 for s in rec["settle_2w"]) and rec["diverged"] == [False] * 3
-    assert all(b <= a + 1e-7 for a, b in zip(rec["val_w"], rec["val_2w"], strict=True))
-    assert rec["n_train"] == len(PR.split(small)[0].x_train)
-    assert rec["converged"] == PR.converged(rec["settle_2w"], 20)
-    with pytest.raises(DropstudyError, match="also pilot seeds"):
-        PR.train_arm(small, model, TINY, [0, 1000], tune_as=ref)
-    sub = PR.train_arm(small, model, TINY, [0, 1], tune_as=ref, subsets=50)
-    assert sub.record["n_train"] == 50
+    # one tuning of ref for the three arms below (each would tune it again without a store)
+    with PR.tuning_store(TuningStore(tmp_path / "tuning")):
+        arm = PR.train_arm(small, model, TINY, [0, 1, 2], tune_as=ref)
+        rec = arm.record
+        # the choice is the tuned grid's best (test_the_tuning_store_reuses_a_choice_and_
+        # recomputes_none checks tune itself)
+        scores = {
+            (r, float(lr)): c["score"]
+            for r, lrs in rec["tuning"].items()
+            for lr, c in lrs.items()
+            if c["score"] is not None
+        }  # fmt: skip  a diverged: None
+        assert (rec["recipe"], rec["lr"]) == min(scores, key=scores.get)
+        assert "rate=0.5" in rec["tuned_as"]
+        assert all(10 <= s <= 20 for s in rec["stop_w"])
+        assert all(10 <= s <= 40 for s in rec["stop_2w"])
+        assert all(10 <= s <= 40 for s in rec["settle_2w"]) and rec["diverged"] == [False] * 3
+        assert all(b <= a + 1e-7 for a, b in zip(rec["val_w"], rec["val_2w"], strict=True))
+        assert rec["n_train"] == len(PR.split(small)[0].x_train)
+        assert rec["converged"] == PR.converged(rec["settle_2w"], 20)
+        with pytest.raises(DropstudyError, match="also pilot seeds"):
+            PR.train_arm(small, model, TINY, [0, 1000], tune_as=ref)
+        sub = PR.train_arm(small, model, TINY, [0, 1], tune_as=ref, subsets=50)
+        assert sub.record["n_train"] == 50 and sub.record["lr"] == rec["lr"]
 
 
 def test_a_seed_settles_at_its_first_loss_within_a_hundredth_of_its_minimum():

@@ -12,13 +12,15 @@ import pytest
 # One worker runs this file: its module-scoped fixture is built once (pytest-xdist).
 pytestmark = pytest.mark.xdist_group("test_resume")
 
-# scaling --quick: two short cells, then a longer one, so the signal lands mid-run
+# stayput --quick: four cells of several seconds each, so the signal lands mid-run; its
+# reference run also serves stayput's own checks below (no second run of it)
+NAME = "stayput"
 CMD = [
     sys.executable,
     "-m",
     "dropstudy_experiments.cli",
     "run",
-    "scaling",
+    NAME,
     "--quick",
     "--no-progress",
 ]
@@ -27,7 +29,7 @@ CMD = [
 def run(out):
     r = subprocess.run([*CMD, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    return (out / "scaling" / "results.json").read_bytes()
+    return (out / NAME / "results.json").read_bytes()
 
 
 def interrupt_after_first_cell(out, sig):
@@ -42,7 +44,7 @@ def interrupt_after_first_cell(out, sig):
     p = subprocess.Popen(
         [sys.executable, "-c", boot], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    cells = out / "scaling" / "cells"
+    cells = out / NAME / "cells"
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
         if cells.is_dir() and any(cells.glob("*.json")):
@@ -59,13 +61,20 @@ def interrupt_after_first_cell(out, sig):
     assert done, "no finished cell was kept"
     for f in done:  # nothing truncated: every kept cell parses and has its result
         assert "result" in json.loads(f.read_text())
-    assert not (out / "scaling" / "results.json").exists()
+    assert not (out / NAME / "results.json").exists()
     return [f.name for f in done]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    return run(tmp_path_factory.mktemp("ref"))
+def reference_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    run(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir):
+    return (reference_dir / NAME / "results.json").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -76,7 +85,7 @@ def test_interrupted_run_resumes_to_same_results(reference, tmp_path, sig):
     r = subprocess.run([*CMD, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"{len(kept)} reused" in r.stderr
-    assert (tmp_path / "scaling" / "results.json").read_bytes() == reference
+    assert (tmp_path / NAME / "results.json").read_bytes() == reference
 
 
 def test_changed_config_is_not_reused(tmp_path):
@@ -118,3 +127,16 @@ def test_a_swallowed_interrupt_stops_the_run_after_the_cell(tmp_path):
     with sticky_interrupt(), pytest.raises(KeyboardInterrupt):
         ctx.run_cells({"a": cell(work, i=0), "b": cell(work, i=1)})
     assert ctx.store.computed == ["a"] and not INTERRUPTED.is_set()
+
+
+def test_stayput_plain_sgd_identity_and_each_optimiser(reference_dir):
+    """From the reference quick run: under plain SGD every dropped unit stays bitwise put;
+    momentum, Adam and weight decay each move dropped units (each optimiser option changes
+    the measure), decay least."""
+    rows = json.loads((reference_dir / NAME / "results.json").read_text())["rows"]
+    assert rows["sgd"]["all_still"] and rows["sgd"]["ratio"]["mean"] == 0
+    assert rows["sgd"]["kept_movement"]["mean"] > 0
+    for o in ("momentum", "adam", "sgd_wd"):
+        assert not rows[o]["all_still"] and rows[o]["ratio"]["mean"] > 0, o
+    assert rows["sgd_wd"]["ratio"]["mean"] < 0.05 < rows["momentum"]["ratio"]["mean"]
+    assert rows["momentum"]["ratio"] != rows["adam"]["ratio"]

@@ -242,26 +242,6 @@ def test_averaging_pairs_come_from_the_training_set():
 
 
 @pytest.mark.xdist_group(f"quick{NAMES.index('stayput') % 2}")
-def test_stayput_plain_sgd_identity_and_each_optimiser():
-    """stayput's cells at the quick scale, on 300 digits (its quick run's figures and report
-    cost twice as much): under plain SGD every dropped unit stays bitwise put; momentum, Adam
-    and weight decay each move dropped units (each optimiser option changes the measure),
-    decay least."""
-    from dropstudy_experiments import stayput
-
-    from dropstudy.data import digits
-
-    cfg = runner.config("stayput", quick=True)
-    cells = stayput.plan(cfg, digits().subset(300, seed=0))
-    rows = {k.split("=")[1]: c.fn(**c.kwargs) for k, c in cells.items()}
-    assert rows["sgd"]["all_still"] and max(rows["sgd"]["ratio"]) == 0
-    assert min(rows["sgd"]["kept_movement"]) > 0
-    for o in ("momentum", "adam", "sgd_wd"):
-        assert not rows[o]["all_still"] and min(rows[o]["ratio"]) > 0, o
-    assert max(rows["sgd_wd"]["ratio"]) < 0.05 < min(rows["momentum"]["ratio"])
-    assert rows["momentum"]["ratio"] != rows["adam"]["ratio"]
-
-
 def _fake(dataset: str, effect: float, p: float) -> dict:
     """A minimal results file: one primary direction test, at the full scale on ``dataset``."""
     test = {"rule": "direction", "claimed": "> 0", "n": 10, "effect": effect, "lo": effect - 1,
