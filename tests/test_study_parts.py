@@ -366,7 +366,7 @@ def test_the_findings_table_puts_a_margin_that_differs_in_each_cell():
     verdict, not the first data set's for both."""
     from copy import deepcopy
 
-    from dropstudy_experiments.common import _num
+    from dropstudy_experiments.common import rule_str
     from dropstudy_experiments.report import found_table
 
     root = Path(__file__).resolve().parent.parent / "results"
@@ -376,7 +376,7 @@ def test_the_findings_table_puts_a_margin_that_differs_in_each_cell():
     m = one["maskmode"]["tests"][one["maskmode"]["primary"]]["margin"]
     two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = m
     (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
-    within = lambda v: f"equivalence within +-{_num(v)}"  # noqa: E731  (as rule_str says it)
+    within = lambda v: rule_str({"rule": "equivalence", "margin": v})  # noqa: E731
     assert row.count(within(m)) == 1  # the same margin: once, in the primary test's column
     two["maskmode"]["tests"][two["maskmode"]["primary"]]["margin"] = 2.5 * m
     (row,) = [x for x in found_table(one, [two])[0].splitlines() if x.startswith("| maskmode")]
