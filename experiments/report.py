@@ -563,6 +563,10 @@ def agreement(
         else:
             agree.append(n)
             mark = "yes"
+        margins = [t.get("margin") for t in tests]
+        if not identical and len(set(margins)) > 1 and None not in margins:
+            # a verdict at another margin on each data set: not the data alone
+            mark += f" (margins differ: {', '.join(f'+-{m:.4g}' for m in margins)})"
         rows.append(
             [n, results[n]["tests"][results[n]["primary"]]["what"],
              *[f"{v} ({e})" for v, e in zip(verdicts, effects, strict=True)], mark]

@@ -410,3 +410,21 @@ def test_the_report_says_when_its_results_come_from_more_than_one_cpu():
     assert machines_str([("digits", {**one, "old": {}})]) == ""
     flags = machines_str([("digits", {**one, "maskmode": {"machine": {**a, "xla_flags": "--x"}}})])
     assert "XLA_FLAGS '--x'" in flags
+
+
+def test_the_data_sets_table_says_when_margins_differ():
+    """An equivalence primary decided at another margin on each data set: the table says so
+    beside the comparison (the verdicts are not the data's alone)."""
+    from dropstudy_experiments.report import agreement
+
+    def equiv(dataset, margin, effect):  # another effect on each: not the same test
+        r = _fake(dataset, effect, 0.4)
+        r["tests"]["t"].update(rule="equivalence", margin=margin, claimed=None)
+        return {"maskmode": r}
+
+    text = "\n".join(agreement(equiv("digits", 0.002, 0.001), [equiv("mnist1d", 0.02, 0.003)],
+                               [("results/mnist1d", True)]))  # fmt: skip
+    assert "(margins differ: +-0.002, +-0.02) |" in text
+    same = "\n".join(agreement(equiv("digits", 0.02, 0.001), [equiv("mnist1d", 0.02, 0.003)],
+                               [("results/mnist1d", True)]))  # fmt: skip
+    assert "margins differ" not in same and "| both inconclusive |" in same
