@@ -521,9 +521,9 @@ def cmd_run(args, parser=None) -> int:
     if args.seed_start:
         first_dir = Path(out).parent if args.out is not None else Path(first)
         tuning = first_dir / "tuning"
-        tunes = any(getattr(config(n, args.quick, args.seeds), "protocol", None) for n in names)
         if not tuning.is_dir():
-            if tunes:  # an experiment without the protocol has nothing to tune
+            # an experiment without the protocol has nothing to tune
+            if any(getattr(config(n, args.quick, args.seeds), "protocol", None) for n in names):
                 log.warning(
                     "--seed-start %d: no first list's tuning in %s, so this list tunes its "
                     "arms on the pilot seeds itself (run the first list there first, or give "

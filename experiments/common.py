@@ -1236,6 +1236,23 @@ def margin_caveats(r: dict, unit: str) -> list[str]:
     return out
 
 
+def cap_rule_str(m: dict, unit: str) -> str:
+    """The capped margin's rule, in words, for a section's derivation of its margin.
+
+    Args:
+      m: a results file's ``margin_nll`` (its ``cap`` and ``value``).
+      unit: the margin's unit.
+
+    Returns:
+      The clause: the margin is the smaller of the derived one and the cap, and its value.
+    """
+    return (
+        f"the margin is the smaller of that and the fixed +-{m['cap']:g} {unit} set before the "
+        "results, which it replaced after they were seen (the summary marks it post hoc; a rule "
+        f"adopted then may only make equivalence harder): +-{m['value']:.4g} {unit}"
+    )
+
+
 def cap_str(r: dict, unit: str) -> str:
     """How a post hoc margin rule relates to the fixed margin it replaced, in words: the fixed
     one caps the derived one, and where the rule tightened it, the primary's verdicts at the

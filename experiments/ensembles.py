@@ -570,8 +570,8 @@ def nll_margin(cfg: Config, val_gain: list[dict]) -> dict:
         remedy="its members agree; train more diverse members (other seeds or more steps)",
         cap=cfg.margin_nll_cap,
     )
-    return {"value": m["value"], "share": m["share"], "gain": m["scale"],
-            "derived": m["derived"], "cap": m["cap"]}  # fmt: skip
+    m["gain"] = m.pop("scale")
+    return m
 
 
 def _equivalences(ex, cfg: Config, margin_nll: float, prefix: str = "") -> dict:

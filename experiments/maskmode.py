@@ -279,8 +279,8 @@ def nll_margin(cfg: Config, raw: dict) -> dict:
         size=True,
         cap=cfg.margin_nll_cap,
     )
-    return {"value": m["value"], "share": m["share"], "effect": m["scale"],
-            "derived": m["derived"], "cap": m["cap"]}  # fmt: skip
+    m["effect"] = m.pop("scale")
+    return m
 
 
 def _tests(cfg: Config, raw: dict, sfx: str, margin_nll: float) -> dict:

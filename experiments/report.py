@@ -817,30 +817,22 @@ def at_margin(name: str, folder: Path | None, r: dict, margin: float) -> dict:
     key = r["primary"]
     t = r["tests"][key]
     label = {k: t[k] for k in ("metric", "predictor", "what") if k in t}
-    v = list_values(folder, name, key, t)
-    if v is None:
-        raise DropstudyError(
-            f"{name}: its primary keeps no values to decide at the first list's margin "
-            f"+-{margin:g}: run it again with this version (`dropstudy replicate`)"
-        )
 
-    def again(values: np.ndarray) -> dict:  # the file keeps its per-example values' file name
-        return {k: x for k, x in equivalence(values, margin, **label).items() if k != "per_example"}
+    def again(k: str, which: str) -> dict:  # the file keeps its per-example values' file name
+        values = list_values(folder, name, k, r["tests"][k])
+        if values is None:
+            raise DropstudyError(
+                f"{name}: its {which} keeps no values to decide at the first list's margin "
+                f"+-{margin:g}: run it again with this version (`dropstudy replicate`)"
+            )
+        return {f: x for f, x in equivalence(values, margin, **label).items() if f != "per_example"}
 
     base = {k: x for k, x in t.items() if k not in GUARD_KEYS}
-    new = {**base, **again(v), "margin_own": t["margin"]}
+    new = {**base, **again(key, "primary"), "margin_own": t["margin"]}
     tests = {**r["tests"], key: new}
     if "within_2w" in t:
-        twin = r["tests"][key + TWICE]
-        v2 = list_values(folder, name, key + TWICE, twin)
-        if v2 is None:
-            raise DropstudyError(
-                f"{name}: its twin within 2W keeps no values to decide at the first list's "
-                f"margin +-{margin:g}: run it again with this version (`dropstudy replicate`)"
-            )
-        tests[key + TWICE] = {**twin, **again(v2)}
-        new = hold(new, tests[key + TWICE], t["arms"], t.get("not_converged", []))
-        tests[key] = new
+        tests[key + TWICE] = {**r["tests"][key + TWICE], **again(key + TWICE, "twin within 2W")}
+        tests[key] = hold(new, tests[key + TWICE], t["arms"], t.get("not_converged", []))
     return {**r, "tests": tests}
 
 
@@ -1160,8 +1152,8 @@ def second_lists(firsts: list[tuple[Path, dict[str, dict]]], replicate=()) -> li
                     f"data set and scale from a second list of seeds (`{want}`)"
                 )
             drop = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
-            if n in first and drop(r["config"]) != drop(first[n]["config"]):
-                a, b = drop(first[n]["config"]), drop(r["config"])
+            a, b = drop(first[n]["config"]) if n in first else None, drop(r["config"])
+            if a is not None and a != b:
                 diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
                         if a.get(k) != b.get(k)}  # fmt: skip
                 raise DropstudyError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import (
+    cap_rule_str,
     cap_str,
     ci_str,
     margin_caveats,
@@ -230,11 +231,9 @@ not at equal compute: {cost}{np_words}
 ensemble's validation NLL is {ci_str(margin["gain"], 4)} nats below its members' mean (within
 W, over seeds; measured on the 20% held out, no test example read). The rule takes
 {margin["share"]:g} of that gain, {margin["share"]:g} x {margin["gain"]["mean"]:.4g} =
-{margin["derived"]:.4g} nats, and the margin is the smaller of that and the fixed
-+-{margin["cap"]:g} nats set before the results, which it replaced after they were seen (the
-summary marks it post hoc; a rule adopted then may only make equivalence harder):
-+-{margin["value"]:.4g} nats. Within it, "equivalent" says the dropout net's test NLL lies
-nearer the ensemble's than {margin["share"]:g} of the way to its members' (at most).
+{margin["derived"]:.4g} nats, and {cap_rule_str(margin, "nats")}. Within it,
+"equivalent" says the dropout net's test NLL lies nearer the ensemble's than
+{margin["share"]:g} of the way to its members' (at most).
 {reach_str(r["tests"][r["primary"]], margin["value"], "nats")} The gain is
 measured on the split that chose each member's stop and learning rate, where the members are
 at their best, so it may understate the gain on fresh data; on the test set it is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common import (
+    cap_rule_str,
     cap_str,
     ci_str,
     margin_caveats,
@@ -68,10 +69,8 @@ wide net: the plain net's validation NLL (trained by the same protocol's plain r
 the per-example dropout net's (the MC average of its {r["protocol"]["select_k"]} fixed selection
 subnetworks, as the protocol scores it) is {ci_str(e, 4)} nats (within W, over seeds;
 measured on the 20% held out, no test example read; {side}). The rule takes {m["share"]:g} of
-that effect's size, {m["share"]:g} x {abs(e["mean"]):.4g} = {m["derived"]:.4g} nats, and the
-margin is the smaller of that and the fixed +-{m["cap"]:g} nats set before the results, which
-it replaced after they were seen (the summary marks it post hoc; a rule adopted then may only
-make equivalence harder): +-{m["value"]:.4g} nats. Within it, "equivalent" says switching the
+that effect's size, {m["share"]:g} x {abs(e["mean"]):.4g} = {m["derived"]:.4g} nats, and
+{cap_rule_str(m, "nats")}. Within it, "equivalent" says switching the
 mask mode moves the test NLL by less than {m["share"]:g} of what switching dropout off moves
 the validation NLL (at most): a margin as wide as that whole effect could not tell either mode
 from no dropout. {reach_str(r["tests"][r["primary"]], m["value"], "nats")} The error margin
