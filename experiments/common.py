@@ -1236,6 +1236,39 @@ def margin_caveats(r: dict, unit: str) -> list[str]:
     return out
 
 
+def derived_margin_caveats(r: dict, plain: dict | None, unit: str) -> list[str]:
+    """What a reader quoting an equivalence primary whose margin is a share of a plain net's
+    validation effect must know: :func:`margin_caveats`, and how sure the margin's scale is.
+
+    Args:
+      r: the results file's dict; its ``margin_nll`` holds the scale as ``effect`` (an
+        interval over seeds).
+      plain: the plain net's training summary (:func:`.protocol.arm_summary`) that sets the
+        scale; None when the results hold none.
+      unit: the margin's unit, e.g. ``"nats"``.
+
+    Returns:
+      The clauses; where the derived margin is the one used, the scale's when its interval
+      includes 0 or the plain net that sets it did not converge.
+    """
+    out = margin_caveats(r, unit)
+    m = r["margin_nll"]
+    if m["derived"] >= m["cap"]:
+        return out  # the fixed margin stands: its scale is not the derived one's
+    e = m["effect"]
+    why = []
+    if e["lo"] <= 0 <= e["hi"]:
+        why.append(f"its interval ({ci_str(e, 4)} {unit}) includes 0")
+    if plain and not plain["converged"]:
+        n = len(plain["settle_2w"])
+        why.append(f"the plain net that sets it did not converge ({plain['late']} of {n} "
+                   "seeds still improving in 2W's last 10%)")  # fmt: skip
+    if why:
+        out.append("the margin's scale, dropout's own validation effect, is uncertain: "
+                   + " and ".join(why))  # fmt: skip
+    return out
+
+
 def cap_rule_str(m: dict, unit: str) -> str:
     """The capped margin's rule, in words, for a section's derivation of its margin.
 

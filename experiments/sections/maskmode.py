@@ -8,7 +8,7 @@ from ..common import (
     cap_rule_str,
     cap_str,
     ci_str,
-    margin_caveats,
+    derived_margin_caveats,
     mlp_str,
     plt,
     reach_str,
@@ -25,32 +25,17 @@ POST_HOC = (
 
 
 def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: the design's reach and the
-    replaced margin (:func:`.common.margin_caveats`), and how sure the margin's scale is.
+    """What a reader quoting the primary's verdict must know: the design's reach, the
+    replaced margin and how sure the margin's scale is
+    (:func:`.common.derived_margin_caveats`).
 
     Args:
       r: the maskmode results file's dict.
 
     Returns:
-      The clauses; where the derived margin is the one used, the scale's when its interval
-      includes 0 or the plain net that sets it did not converge.
+      The clauses.
     """
-    out = margin_caveats(r, "nats")
-    if r["margin_nll"]["derived"] >= r["margin_nll"]["cap"]:
-        return out  # the fixed margin stands: its scale is not the derived one's
-    e = r["margin_nll"]["effect"]
-    plain = r["arms"].get(PLAIN, {})
-    why = []
-    if e["lo"] <= 0 <= e["hi"]:
-        why.append(f"its interval ({ci_str(e, 4)} nats) includes 0")
-    if plain and not plain["converged"]:
-        n = len(plain["settle_2w"])
-        why.append(f"the plain net that sets it did not converge ({plain['late']} of {n} "
-                   "seeds still improving in 2W's last 10%)")  # fmt: skip
-    if why:
-        out.append("the margin's scale, dropout's own validation effect, is uncertain: "
-                   + " and ".join(why))  # fmt: skip
-    return out
+    return derived_margin_caveats(r, r["arms"].get(PLAIN), "nats")
 
 
 def _margin_words(r: dict) -> str:
