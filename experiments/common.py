@@ -1202,13 +1202,14 @@ def n_str(t: dict) -> str:
     return f"{t['n']}" if m is None else f"{t['n']} x {m}"
 
 
-def margin_caveats(r: dict, unit: str) -> list[str]:
+def margin_caveats(r: dict, unit: str, key: str = "margin_nll") -> list[str]:
     """What a reader quoting an equivalence primary with a derived margin must know.
 
     Args:
-      r: the results file's dict; its ``margin_nll`` (``value``, ``derived``, ``cap`` and
-        ``replaced``: the primary at the fixed margin set before the results).
+      r: the results file's dict; its margin under ``key`` (``value``, ``derived``, ``cap``
+        and ``replaced``: the primary at the fixed margin set before the results).
       unit: the margin's unit, e.g. ``"nats"``.
+      key: the results' key of the margin's derivation.
 
     Returns:
       Clauses: when the test's own verdict is inconclusive and its *detects* (the smallest
@@ -1217,7 +1218,7 @@ def margin_caveats(r: dict, unit: str) -> list[str]:
       it replaced (:func:`cap_str`).
     """
     t = r["tests"][r["primary"]]
-    m = r["margin_nll"]
+    m = r[key]
     out = []
     if t.get("mde") is not None and t["mde"] > m["value"] and own_verdict(t) == "inconclusive":
         power = tost_power(t, m["value"])
@@ -1232,27 +1233,31 @@ def margin_caveats(r: dict, unit: str) -> list[str]:
             f"(+-{m['value']:.4g}){at0}: short of contradicted, inconclusive is the verdict it "
             "can give"
         )
-    out.append(cap_str(r, unit))
+    out.append(cap_str(r, unit, key))
     return out
 
 
-def derived_margin_caveats(r: dict, plain: dict | None, unit: str) -> list[str]:
+def derived_margin_caveats(
+    r: dict, plain: dict | None, unit: str, key: str = "margin_nll", scale: str = "dropout's own"
+) -> list[str]:
     """What a reader quoting an equivalence primary whose margin is a share of a plain net's
     validation effect must know: :func:`margin_caveats`, and how sure the margin's scale is.
 
     Args:
-      r: the results file's dict; its ``margin_nll`` holds the scale as ``effect`` (an
+      r: the results file's dict; its margin under ``key`` holds the scale as ``effect`` (an
         interval over seeds).
       plain: the plain net's training summary (:func:`.protocol.arm_summary`) that sets the
         scale; None when the results hold none.
       unit: the margin's unit, e.g. ``"nats"``.
+      key: the results' key of the margin's derivation.
+      scale: the scale's name before "validation effect", e.g. ``"dropout's own"``.
 
     Returns:
       The clauses; where the derived margin is the one used, the scale's when its interval
       includes 0 or the plain net that sets it did not converge.
     """
-    out = margin_caveats(r, unit)
-    m = r["margin_nll"]
+    out = margin_caveats(r, unit, key)
+    m = r[key]
     if m["derived"] >= m["cap"]:
         return out  # the fixed margin stands: its scale is not the derived one's
     e = m["effect"]
@@ -1264,7 +1269,7 @@ def derived_margin_caveats(r: dict, plain: dict | None, unit: str) -> list[str]:
         why.append(f"the plain net that sets it did not converge ({plain['late']} of {n} "
                    "seeds still improving in 2W's last 10%)")  # fmt: skip
     if why:
-        out.append("the margin's scale, dropout's own validation effect, is uncertain: "
+        out.append(f"the margin's scale, {scale} validation effect, is uncertain: "
                    + " and ".join(why))  # fmt: skip
     return out
 
@@ -1286,19 +1291,20 @@ def cap_rule_str(m: dict, unit: str) -> str:
     )
 
 
-def cap_str(r: dict, unit: str) -> str:
+def cap_str(r: dict, unit: str, key: str = "margin_nll") -> str:
     """How a post hoc margin rule relates to the fixed margin it replaced, in words: the fixed
     one caps the derived one, and where the rule tightened it, the primary's verdicts at the
     fixed one.
 
     Args:
-      r: the results file's dict (its ``margin_nll``).
+      r: the results file's dict (its margin's derivation under ``key``).
       unit: the margin's unit.
+      key: the results' key of the margin's derivation.
 
     Returns:
       The clause.
     """
-    m = r["margin_nll"]
+    m = r[key]
     rep, t = m["replaced"], r["tests"][r["primary"]]
     if m["derived"] >= m["cap"]:
         return (

@@ -35,7 +35,7 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
-    return derived_margin_caveats(r, r.get("plain_arm"), "nats")
+    return derived_margin_caveats(r, r.get("plain_arm"), "nats", scale="dense dropout's own")
 
 
 def _margin_words(r: dict) -> str:

@@ -3,15 +3,57 @@
 from __future__ import annotations
 
 from ..common import (
+    cap_rule_str,
+    cap_str,
     ci_str,
     effect_str,
+    margin_caveats,
     mlp_str,
     own_verdict,
     plt,
+    reach_str,
     table,
 )
 from ..protocol import TWICE, arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..voting import LABELS, RULES, Config
+
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = (
+    "its error margin became a share of what combining the subnetworks does on the validation "
+    "split after the results at 0.5 pp were seen"
+)
+
+
+def headline_caveats(r: dict) -> list[str]:
+    """What a reader quoting the primary's verdict must know: the design's reach and the
+    replaced margin (:func:`.common.margin_caveats`).
+
+    Args:
+      r: the voting results file's dict.
+
+    Returns:
+      The clauses.
+    """
+    return margin_caveats(r, "of error", "margin_err")
+
+
+def _margin_words(r: dict) -> str:
+    """The primary's error margin's derivation from the validation split, in words."""
+    m, c = r["margin_err"], r["config"]
+    e = m["effect"]
+    uncertain = ""
+    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
+        uncertain = "; the interval includes 0: the scale itself is uncertain"
+    return f"""**The primary's margin, from the validation split.** What combining
+{c["members"]} subnetworks does at all: the wide net's validation error of one subnetwork (the
+mean over {c["members"]} MC subnetworks of a stream of their own) minus that of their arithmetic
+mean is {ci_str(e, 4)} (within W, over seeds; measured on the 20% held out, no test example
+read{uncertain}). The rule takes {m["share"]:g} of it, {m["share"]:g} x {e["mean"]:.4g} =
+{m["derived"]:.4g}, and {cap_rule_str(m, "of error")}. Within it, "decide alike" says the vote
+and the mean differ by less than {m["share"]:g} of what the mean gains over one subnetwork (at
+most): a margin as wide as that gain could not tell either rule from one subnetwork alone.
+{reach_str(r["tests"][r["primary"]], m["value"], "of error")} The exploratory tests keep the
+fixed +-{100 * c["margin_err"]:.1f} pp. In words: {cap_str(r, "of error", "margin_err")}."""
 
 
 def findings(r: dict) -> list[str]:
@@ -172,12 +214,15 @@ Error (fraction), mean over seeds with 95% CI:
 The primary test: over {c["members"]} networks, as in the tutorial's "five result mean or
 majority voting" (the tutorial's five are independently trained nets; here they are the first
 {c["members"]} MC subnetworks of one dropout net, the ensemble the claim is about), the majority
-vote is equivalent to the arithmetic mean within +-{100 * c["margin_err"]:.1f} pp of test error
-(fixed before the run), on the wide net; the small net's test at K = {c["members"]} is
+vote is equivalent to the arithmetic mean within +-{100 * r["margin_err"]["value"]:.2f} pp of
+test error (derived from the validation split by the rule below), on the wide net; the small
+net's test at K = {c["members"]} (within the fixed +-{100 * c["margin_err"]:.1f} pp) is
 exploratory. Every test is on the nets selected within W and held inconclusive when its net
 did not converge or the same test within 2W decides otherwise. {fit_text} The same over
 K = {c["k"]} subnetworks and over the
 exact ensemble of the small net, the vote against weight scaling, and the vote against the
 geometric mean are exploratory. The rows for the first {c["members"]} subnetworks are test
 error only (no train error was computed at that K).
+
+{_margin_words(r)}
 """
