@@ -796,10 +796,10 @@ def at_margin(name: str, folder: Path | None, r: dict, margin: float) -> dict:
     """``name``'s results with its equivalence primary (and its twin within 2W) decided again
     at another margin, from the values its results file keeps.
 
-    A margin derived from a list's own seeds (ensembles', maskmode's, conv's, voting's)
-    differs between two lists of seeds; the design's margin is the first list's, so the report
-    decides the second list at it. The protocol's guard is applied again
-    from the arms' convergence counts the test keeps.
+    A margin derived from a list's own seeds (ensembles', maskmode's, conv's, voting's,
+    diversity's) differs between two lists of seeds; the design's margin is the first list's,
+    so the report decides the second list at it. The protocol's guard is applied again from
+    the arms' convergence counts the test keeps.
 
     Args:
       name: the experiment.
@@ -1055,7 +1055,8 @@ def replication(lists: list[Lists]) -> list[str]:
         "so its error rate exceeds its nominal level; it never changes the headline verdict, "
         "which stays the first list's. Its *seeds needed* gives the seeds at which the "
         "pooled effect would have 80% power at the unadjusted level. A margin derived from "
-        "the study's own seeds (ensembles', maskmode's, conv's, voting's) is the first list's "
+        "the study's own seeds (ensembles', maskmode's, conv's, voting's, diversity's) is the "
+        "first list's "
         "for the second "
         "list too, and the pooled test's: the second list's test is decided again at it from "
         "the values its results file keeps, with the margin its own seeds derived beside it. "
@@ -1608,7 +1609,8 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "its probability; *NWGM*: their normalised geometric mean. *Direction test*: is the "
         "effect on the claimed side of 0? *Equivalence test (TOST)*: is it within a margin "
         "fixed in the config, or derived from the validation split by a rule the config "
-        "states (ensembles', maskmode's, conv's and voting's: rules set after earlier results "
+        "states (ensembles', maskmode's, conv's, voting's, diversity's: rules set after "
+        "earlier results "
         "were seen, "
         "capped by "
         "the fixed margin they replaced)? *Holm*, *BH*: corrections of p-values for "
@@ -1632,8 +1634,8 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "excludes 0 on the other side, else inconclusive. *Equivalence* tests (two one-sided "
         "t tests, TOST, i.e. the 90% interval): supported when TOST rejects (the interval lies "
         "inside a margin fixed in the config, or derived by a rule the config states from the "
-        "validation split alone, as ensembles', maskmode's and conv's NLL margins and voting's "
-        "error margin are), "
+        "validation split alone, as ensembles', maskmode's, conv's, voting's and diversity's "
+        "margins are), "
         "contradicted when "
         "the interval "
         "lies wholly "
@@ -1730,12 +1732,15 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "CPU). Voting's error margin, a fixed 0.5 pp, became a share (one half) of what "
         "combining its five subnetworks does to the validation error (one subnetwork's error "
         "minus their arithmetic mean's) after its results at 0.5 pp had been seen on both "
-        "data sets and lists. A second review capped ensembles' and maskmode's derived margins "
-        "at the 0.02 they replaced; conv's and voting's rules were capped from the start. "
-        "For all four the cap holds (a rule adopted after the results may only make "
-        "equivalence harder), and the primary's verdicts at the fixed margin stand beside the "
-        "headline. "
-        "Baselines' "
+        "data sets and digits' second list. Diversity's margin, a fixed 0.05 of share, "
+        "became a share (one half) of the independent nets' own share on the validation "
+        "split (what averaging its five plain nets removes of their mean Brier score) after "
+        "its results at 0.05 had been seen on both data sets and digits' second list. A "
+        "second review capped ensembles' and maskmode's derived margins at the 0.02 they "
+        "replaced; the later rules (conv's, "
+        "voting's, diversity's) were capped from the start. For all five the cap holds (a "
+        "rule adopted after the results may only make equivalence harder), and the primary's "
+        "verdicts at the fixed margin stand beside the headline. Baselines' "
         "seeds rose from 5 to 10, the floor the study sets for every primary, after its "
         "5-seed check was seen. "
         "Coadaptation's temperature was bounded below by 1 after a review of the first "

@@ -3,15 +3,53 @@
 from __future__ import annotations
 
 from ..common import (
+    cap_rule_str,
+    cap_str,
     ci_str,
+    margin_caveats,
     mlp_str,
     own_verdict,
     plt,
+    reach_str,
     table,
 )
 from ..diversity import KINDS, LABELS, STATS, Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..stats import CONTRADICTED
+
+# How its primary came to be what it is, where its own result was seen first (Scope says more)
+POST_HOC = (
+    "its margin became a share of the independent nets' own share on the validation split "
+    "after the results at 0.05 were seen"
+)
+
+
+def headline_caveats(r: dict) -> list[str]:
+    """What a reader quoting the primary's verdict must know: the design's reach and the
+    replaced margin (:func:`.common.margin_caveats`).
+
+    Args:
+      r: the diversity results file's dict.
+
+    Returns:
+      The clauses.
+    """
+    return margin_caveats(r, "of share", "margin")
+
+
+def _margin_words(r: dict) -> str:
+    """The primary's margin's derivation from the validation split, in words."""
+    m, c = r["margin"], r["config"]
+    e = m["effect"]
+    return f"""**The primary's margin, from the validation split.** What averaging independent
+nets removes: the share of {c["members"]} independent plain nets' mean validation Brier score
+that averaging them removes is {ci_str(e, 4)} (within W, over seeds; measured on the 20% held
+out, no test example read). The rule takes {m["share"]:g} of it, {m["share"]:g} x
+{e["mean"]:.4g} = {m["derived"]:.4g}, and {cap_rule_str(m, "of share")}. Within it, "as
+independent nets do" says dropout's share differs from theirs by less than {m["share"]:g} of
+theirs (at most): a margin as wide as their share could not tell dropout's subnetworks from
+members that offset nothing. {reach_str(r["tests"][r["primary"]], m["value"], "of share")} In
+words: {cap_str(r, "of share", "margin")}."""
 
 
 def findings(r: dict) -> list[str]:
@@ -145,7 +183,8 @@ At K = {m} members (means over seeds, 95% CI):
 Share of the members' mean test Brier score that averaging {m} of them removes: dropout's
 subnetworks {ci_str(r["shares"]["dropout"])}, independent nets
 {ci_str(r["shares"]["independent"])}. The primary test: that share, dropout minus independent,
-equivalent within +-{c["margin"]:g} (fixed before the run), on the nets selected within W; every
+equivalent within +-{r["margin"]["value"]:.4g} (derived from the validation split by the rule
+below), on the nets selected within W; every
 test is held inconclusive when an arm did not converge or the same test within 2W decides
 otherwise. Whether averaging dropout's
 subnetworks lowers the 0/1 test error below their mean (the Brier score's gain is the
@@ -154,4 +193,6 @@ than independent nets', are exploratory. The error correlation is the mean over 
 members where it is defined (neither member always right or always wrong): at least
 {min(defined, default=0):.0%} of the pairs in the rows that show one (mean over seeds); "-"
 where no pair has one.
+
+{_margin_words(r)}
 """  # fmt: skip
