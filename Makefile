@@ -62,6 +62,11 @@ test: $(STAMP)
 ## Slow tests only.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+	# The default suite compiles at XLA's optimisation level 0 (tests/conftest.py); its
+	# bitwise checks of training, selection, resuming and devices run again here at XLA's
+	# default level, the one the study's commands compile with.
+	XLA_FLAGS= $(PY) -m pytest -q tests/test_resume.py tests/test_two_devices.py \
+		tests/test_train.py tests/test_selection.py tests/test_protocol.py
 
 ## A small mutation run over the library's core (about 30 minutes on 2 cores): does the
 ## suite notice one changed operator or constant? See tests/mutate.py.

@@ -731,8 +731,7 @@ def check_share(share: float, what: str) -> None:
     real = isinstance(share, int | float) and not isinstance(share, bool)
     if not real or not 0 < share <= 1:
         raise DropstudyError(
-            f"margin_share={share!r} must be a number in (0, 1]: the NLL margin is this share "
-            f"of {what}"
+            f"margin_share={share!r} must be a number in (0, 1]: the margin is this share of {what}"
         )
 
 
@@ -1238,7 +1237,11 @@ def margin_caveats(r: dict, unit: str, key: str = "margin_nll") -> list[str]:
 
 
 def derived_margin_caveats(
-    r: dict, plain: dict | None, unit: str, key: str = "margin_nll", scale: str = "dropout's own"
+    r: dict,
+    plain: dict | None,
+    unit: str,
+    key: str = "margin_nll",
+    scale: str = "dropout's own validation effect",
 ) -> list[str]:
     """What a reader quoting an equivalence primary whose margin is a share of a plain net's
     validation effect must know: :func:`margin_caveats`, and how sure the margin's scale is.
@@ -1250,7 +1253,7 @@ def derived_margin_caveats(
         scale; None when the results hold none.
       unit: the margin's unit, e.g. ``"nats"``.
       key: the results' key of the margin's derivation.
-      scale: the scale's name before "validation effect", e.g. ``"dropout's own"``.
+      scale: the scale's name, e.g. ``"dropout's own validation effect"``.
 
     Returns:
       The clauses; where the derived margin is the one used, the scale's when its interval
@@ -1269,9 +1272,24 @@ def derived_margin_caveats(
         why.append(f"the plain net that sets it did not converge ({plain['late']} of {n} "
                    "seeds still improving in 2W's last 10%)")  # fmt: skip
     if why:
-        out.append(f"the margin's scale, {scale} validation effect, is uncertain: "
+        out.append(f"the margin's scale, {scale}, is uncertain: "
                    + " and ".join(why))  # fmt: skip
     return out
+
+
+def margin_origin(m: dict) -> str:
+    """Where a capped derived margin's value comes from, in words, for a section's primary.
+
+    Args:
+      m: a results file's margin derivation (its ``derived`` and ``cap``).
+
+    Returns:
+      ``"derived from the validation split by the rule below"`` when the rule's margin is the
+      one used; else that the fixed margin stands, the rule deriving a wider one.
+    """
+    if m["derived"] >= m["cap"]:
+        return "the fixed margin set before the run: the rule below derives a wider one"
+    return "derived from the validation split by the rule below"
 
 
 def cap_rule_str(m: dict, unit: str) -> str:

@@ -349,9 +349,20 @@ def share_margin_of(cfg: Config, raw: dict) -> dict:
       cap; the margin is the smaller of the last two.
 
     Raises:
-      DropstudyError: if averaging the independent nets removes nothing on validation.
+      DropstudyError: if averaging the independent nets removes nothing on validation, or
+        their mean Brier score there is 0 (a share of nothing).
     """
+    from dropstudy.validate import DropstudyError
+
     rows = raw["margin"]["seeds"]
+    zero = [i for i, r in enumerate(rows) if not r["member"] > 0]
+    if zero:
+        raise DropstudyError(
+            f"the independent nets' mean validation Brier score is 0 for seed index(es) {zero}: "
+            "they fit every validation example exactly, so no share of it, and no margin, can "
+            "be derived; use a harder data set or smaller nets (Config field hidden), and say "
+            "so beside any result"
+        )
     m = share_margin(
         cfg.margin_share,
         [r["ambiguity"] / r["member"] for r in rows],

@@ -178,9 +178,21 @@ def headline_caveats(name: str, r: dict) -> list[str]:
 
     Returns:
       The caveats, as clauses.
+
+    Raises:
+      DropstudyError: if ``r`` lacks a field the caveats need (another version wrote it).
     """
     fn = getattr(section(name), "headline_caveats", None)
-    return fn(r) if fn is not None else []
+    if fn is None:
+        return []
+    try:
+        return fn(r)
+    except KeyError as e:  # a results file an older version wrote (a --compare folder's)
+        raise DropstudyError(
+            f"a results file of {name} was written by another version (this version's "
+            f"headline needs {e.args[0]!r}, which it lacks): re-run `dropstudy run {name}` "
+            "with this version into that folder"
+        ) from None
 
 
 def machines_str(sets: list[tuple[str, dict[str, dict]]]) -> str:

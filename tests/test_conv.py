@@ -139,6 +139,13 @@ def test_section_shows_the_derivation_the_plain_arm_and_the_caveats():
     assert f"+-{r['margin_nll']['value']:.4g} nats" in md and PLAIN in md
     assert "fixed before the run" not in md.split("The primary test")[1].split("\n\n")[0]
     assert isinstance(all_findings(r), list)
+    assert "(derived from the validation split by the rule below)" in md
+    # the cap binds: the primary's sentence says the fixed margin stands
+    capped = {**C.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.2)), "config": cfg.to_dict()}
+    capped |= {"experiment": "conv", "data": r["data"]}
+    assert "+-0.02 nats (the fixed margin set before the run: the rule below derives a wider" in (
+        section(capped).replace("\n", " ")
+    )
     said = " ".join(headline_caveats(r))
     assert f"tightens it to +-{r['margin_nll']['value']:.4g}" in said
     assert "margin's scale" not in said

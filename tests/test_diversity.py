@@ -134,3 +134,43 @@ def test_margin_cell_decomposes_the_members_on_the_validation_split(monkeypatch)
         d = diversity.decompose(probs, jnp.asarray(y))
         assert row["ambiguity"] == pytest.approx(float(d["ambiguity"]), rel=1e-6)
         assert row["member"] == pytest.approx(float(d["member"]), rel=1e-6)
+
+
+def test_plan_scores_the_margin_on_the_very_members_the_test_uses(monkeypatch):
+    """The margin cell's ``shared_arm`` call for the plain members is the diversity cell's
+    (same net, protocol and member seeds), so the members train once."""
+    import pytest
+
+    from dropstudy.data import digits
+
+    cfg = diversity.Config()
+    cells = diversity.plan(cfg, digits().subset(50, seed=0))
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*a):
+        calls.append(a)
+        if len(calls) in (1, 3):  # the margin's members; the diversity cell's second call
+            raise Stop
+        return None
+
+    monkeypatch.setattr(diversity, "shared_arm", record)
+    with pytest.raises(Stop):
+        cells["margin"].fn(**cells["margin"].kwargs)
+    with pytest.raises(Stop):
+        cells["diversity"].fn(**cells["diversity"].kwargs)
+    assert calls[0] == calls[2]  # the diversity cell's first call trains the dropout net
+    assert calls[0][1].rate == 0.0 and calls[1][1].rate == cfg.rate
+
+
+def test_members_that_fit_every_validation_example_are_refused():
+    import pytest
+
+    from dropstudy.validate import DropstudyError
+
+    raw = _fake_raw(6, 0.0, 0.1)
+    raw["margin"]["seeds"][2] = {"ambiguity": 0.0, "member": 0.0}
+    with pytest.raises(DropstudyError, match=r"Brier score is 0 for seed index\(es\) \[2\]"):
+        diversity.summarise(diversity.Config(seeds=6), raw)

@@ -40,32 +40,32 @@ def _folder(root, results):
 
 
 def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
-    here = {"voting": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
-            "diversity": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
-            "conv": _fake(0.5, 0.001, EPYC)}  # fmt: skip
-    there = {"voting": _fake(0.1, 0.4, XEON),  # its evidence is inconclusive there
-             "diversity": _fake(0.5, 0.001, XEON),  # the same evidence, not held there
-             "conv": _fake(0.5, 0.001, XEON)}  # fmt: skip
+    # experiments whose sections add no headline caveat of their own (a derived margin's)
+    here = {"robustness": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
+            "overfitting": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
+            "averaging": _fake(0.5, 0.001, EPYC)}  # fmt: skip
+    there = {"robustness": _fake(0.1, 0.4, XEON),  # its evidence is inconclusive there
+             "overfitting": _fake(0.5, 0.001, XEON),  # the same evidence, not held there
+             "averaging": _fake(0.5, 0.001, XEON)}  # fmt: skip
     folder = _folder(tmp_path / "cpu-xeon", there)
     cpus = other_cpus([(tmp_path, here)], [folder])
     text = "\n".join(cpu_comparison(cpus))
-    # diversity: held here, supported there at the headline's level too
-    assert "The headline verdict differs by CPU: diversity (digits)." in text
-    assert "The evidence differs: voting (digits). The guard alone differs: none." in text
+    # overfitting: held here, supported there at the headline's level too
+    assert "The headline verdict differs by CPU: overfitting (digits)." in text
+    assert "The evidence differs: robustness (digits). The guard alone differs: none." in text
     assert "headline **inconclusive**; unadjusted inconclusive, held (before the hold: " in text
-    assert "| same |" in text  # conv
+    assert "| same |" in text  # averaging
     cells = "\n".join(found_table(here, [], [], cpus))
     assert "*(another CPU: fragile: the evidence decides on one CPU only)*" in cells
     assert "*(another CPU: fragile: the headline verdict differs by CPU)*" in cells
     assert "gave another headline verdict, other evidence" in cells  # the legend names all
     # a configuration that differs is no rerun: left out
-    changed = {**there, "conv": {**there["conv"], "config": {"a": 2}}}
+    changed = {**there, "averaging": {**there["averaging"], "config": {"a": 2}}}
     folder2 = _folder(tmp_path / "cpu-2", changed)
     ((_, mine, theirs, skipped),) = other_cpus([(tmp_path, here)], [folder2])
-    assert "conv" in mine and "conv" not in theirs and skipped == ["conv"]
-    assert "Not compared (another configuration on the other CPU): conv (digits)." in "\n".join(
-        cpu_comparison(other_cpus([(tmp_path, here)], [folder2]))
-    )
+    assert "averaging" in mine and "averaging" not in theirs and skipped == ["averaging"]
+    said = "\n".join(cpu_comparison(other_cpus([(tmp_path, here)], [folder2])))
+    assert "Not compared (another configuration on the other CPU): averaging (digits)." in said
 
 
 def test_the_shift_pairs_the_seeds():

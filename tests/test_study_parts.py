@@ -387,12 +387,12 @@ def test_the_findings_table_puts_a_margin_that_differs_in_each_cell():
 def test_primaries_moved_after_their_result_was_seen_are_marked_post_hoc():
     from dropstudy_experiments.report import found_table, post_hoc
 
-    assert post_hoc("conv").startswith(" *(post hoc: ") and post_hoc("voting") == ""
-    res = {"voting": _fake("digits", 0.5, 0.001), "conv": _fake("digits", 0.5, 0.001)}
+    assert post_hoc("robustness").startswith(" *(post hoc: ") and post_hoc("regression") == ""
+    res = {"regression": _fake("digits", 0.5, 0.001), "robustness": _fake("digits", 0.5, 0.001)}
     rows = {line.split(" | ")[0].strip("| "): line for line in found_table(res)[0].splitlines()}
-    assert "post hoc" in rows["conv"] and "post hoc" not in rows["voting"]
+    assert "post hoc" in rows["robustness"] and "post hoc" not in rows["regression"]
     assert any("marked post hoc was set or changed" in line for line in found_table(res))
-    alone = found_table({"voting": _fake("digits", 0.5, 0.001)})
+    alone = found_table({"regression": _fake("digits", 0.5, 0.001)})
     assert not any("post hoc" in line for line in alone)
 
 

@@ -178,6 +178,46 @@ def test_section_shows_the_margins_derivation():
     r |= {"experiment": "voting", "data": {"name": "digits", "features": 64, "classes": 10}}
     md = section(r)
     assert "The primary's margin, from the validation split" in md and "nan" not in md.lower()
-    assert "+-0.20 pp of\ntest error (derived" in md
+    flat = md.replace("\n", " ")
+    assert "+-0.002 of test error (0.20 pp; derived from the validation split" in flat
     said = " ".join(headline_caveats(r))
     assert "tightens it to +-0.002" in said and "at +-0.005" in said
+
+
+def test_plan_scores_the_margin_on_the_very_net_the_votes_use(monkeypatch):
+    """The margin cell names the wide net's model, protocol, seeds and stream, so its
+    ``shared_arm`` call is the vote cell's (one trained net, read from the store)."""
+    from dropstudy.data import digits
+
+    cfg = voting.Config()
+    cells = voting.plan(cfg, digits().subset(50, seed=0))
+    margin, wide = cells["margin"].kwargs, cells["net=wide"].kwargs
+    for k in ("ds", "model", "protocol", "seeds", "stream"):
+        assert margin[k] == wide[k], k
+    assert margin["members"] == cfg.members and margin["model"].hidden == cfg.hidden
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*a):
+        calls.append(a)
+        raise Stop
+
+    monkeypatch.setattr(voting, "shared_arm", record)
+    for name in ("margin", "net=wide"):
+        with pytest.raises(Stop):
+            cells[name].fn(**cells[name].kwargs)
+    assert calls[0] == calls[1]
+
+
+def test_a_results_file_without_the_margin_is_refused_by_name():
+    """The headline's caveats of a file an older version wrote (no derived margin): a clear
+    error naming the field and the command, not a KeyError."""
+    from dropstudy_experiments.report import headline_caveats
+
+    from dropstudy.validate import DropstudyError
+
+    old = {"tests": {"vote_5": {"verdict": "inconclusive"}}, "primary": "vote_5"}
+    with pytest.raises(DropstudyError, match=r"needs 'margin_err'.*`dropstudy run voting`"):
+        headline_caveats("voting", old)

@@ -8,6 +8,7 @@ from ..common import (
     ci_str,
     derived_margin_caveats,
     effect_str,
+    margin_origin,
     plt,
     reach_str,
     table,
@@ -35,7 +36,8 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
-    return derived_margin_caveats(r, r.get("plain_arm"), "nats", scale="dense dropout's own")
+    scale = "dense dropout's own validation effect"
+    return derived_margin_caveats(r, r.get("plain_arm"), "nats", scale=scale)
 
 
 def _margin_words(r: dict) -> str:
@@ -166,8 +168,8 @@ Each arm's training. {arms_note()}
 
 The primary test: test NLL by weight scaling (the network as used) at conv rate
 {c["primary_rate"]} minus dense-only dropout (conv rate 0), equivalent within
-+-{r["margin_nll"]["value"]:.4g} nats (derived from the validation split by the rule below), on
-the nets selected within W: the claim that
++-{r["margin_nll"]["value"]:.4g} nats ({margin_origin(r["margin_nll"])}), on the nets selected
+within W: the claim that
 conv dropout adds little; an interval above the margin means conv dropout *hurts* test NLL,
 below it that it helps. It is held inconclusive when an arm did not converge or the same test
 on the nets selected within 2W decides otherwise (within 2W: {effect_str(t["nll_ws"]["within_2w"])},

@@ -6,7 +6,8 @@ from ..common import (
     cap_rule_str,
     cap_str,
     ci_str,
-    margin_caveats,
+    derived_margin_caveats,
+    margin_origin,
     mlp_str,
     own_verdict,
     plt,
@@ -34,17 +35,21 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
-    return margin_caveats(r, "of share", "margin")
+    scale = "the independent nets' validation share"
+    return derived_margin_caveats(r, None, "of share", "margin", scale=scale)
 
 
 def _margin_words(r: dict) -> str:
     """The primary's margin's derivation from the validation split, in words."""
     m, c = r["margin"], r["config"]
     e = m["effect"]
+    uncertain = ""
+    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
+        uncertain = "; the interval includes 0: the scale itself is uncertain"
     return f"""**The primary's margin, from the validation split.** What averaging independent
 nets removes: the share of {c["members"]} independent plain nets' mean validation Brier score
 that averaging them removes is {ci_str(e, 4)} (within W, over seeds; measured on the 20% held
-out, no test example read). The rule takes {m["share"]:g} of it, {m["share"]:g} x
+out, no test example read{uncertain}). The rule takes {m["share"]:g} of it, {m["share"]:g} x
 {e["mean"]:.4g} = {m["derived"]:.4g}, and {cap_rule_str(m, "of share")}. Within it, "as
 independent nets do" says dropout's share differs from theirs by less than {m["share"]:g} of
 theirs (at most): a margin as wide as their share could not tell dropout's subnetworks from
@@ -183,8 +188,8 @@ At K = {m} members (means over seeds, 95% CI):
 Share of the members' mean test Brier score that averaging {m} of them removes: dropout's
 subnetworks {ci_str(r["shares"]["dropout"])}, independent nets
 {ci_str(r["shares"]["independent"])}. The primary test: that share, dropout minus independent,
-equivalent within +-{r["margin"]["value"]:.4g} (derived from the validation split by the rule
-below), on the nets selected within W; every
+equivalent within +-{r["margin"]["value"]:.4g} ({margin_origin(r["margin"])}), on the nets
+selected within W; every
 test is held inconclusive when an arm did not converge or the same test within 2W decides
 otherwise. Whether averaging dropout's
 subnetworks lowers the 0/1 test error below their mean (the Brier score's gain is the

@@ -9,6 +9,7 @@ from ..common import (
     cap_str,
     ci_str,
     derived_margin_caveats,
+    margin_origin,
     mlp_str,
     plt,
     reach_str,
@@ -156,8 +157,8 @@ of its own under the study's protocol, each seed stopped by {stopped_by(c["proto
        rows)}
 
 The primary test: test NLL of the MC average, a mask per batch minus a mask per example,
-equivalent within +-{r["margin_nll"]["value"]:.4g} nats (derived from the validation split by the
-rule below) and +-{100 * c["margin_err"]:.1f} pp of error (exploratory, fixed before the run), on
+equivalent within +-{r["margin_nll"]["value"]:.4g} nats ({margin_origin(r["margin_nll"])})
+and +-{100 * c["margin_err"]:.1f} pp of error (exploratory, fixed before the run), on
 the nets selected within W; every test is held
 inconclusive when an arm it compares did not converge or the same test within 2W decides
 otherwise. "Weight scaling vs the average" is the mean

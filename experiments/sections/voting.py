@@ -6,8 +6,9 @@ from ..common import (
     cap_rule_str,
     cap_str,
     ci_str,
+    derived_margin_caveats,
     effect_str,
-    margin_caveats,
+    margin_origin,
     mlp_str,
     own_verdict,
     plt,
@@ -34,7 +35,8 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
-    return margin_caveats(r, "of error", "margin_err")
+    scale = "what combining the subnetworks does to the validation error"
+    return derived_margin_caveats(r, None, "of error", "margin_err", scale=scale)
 
 
 def _margin_words(r: dict) -> str:
@@ -53,7 +55,7 @@ read{uncertain}). The rule takes {m["share"]:g} of it, {m["share"]:g} x {e["mean
 and the mean differ by less than {m["share"]:g} of what the mean gains over one subnetwork (at
 most): a margin as wide as that gain could not tell either rule from one subnetwork alone.
 {reach_str(r["tests"][r["primary"]], m["value"], "of error")} The exploratory tests keep the
-fixed +-{100 * c["margin_err"]:.1f} pp. In words: {cap_str(r, "of error", "margin_err")}."""
+fixed +-{c["margin_err"]:g}. In words: {cap_str(r, "of error", "margin_err")}."""
 
 
 def findings(r: dict) -> list[str]:
@@ -214,9 +216,9 @@ Error (fraction), mean over seeds with 95% CI:
 The primary test: over {c["members"]} networks, as in the tutorial's "five result mean or
 majority voting" (the tutorial's five are independently trained nets; here they are the first
 {c["members"]} MC subnetworks of one dropout net, the ensemble the claim is about), the majority
-vote is equivalent to the arithmetic mean within +-{100 * r["margin_err"]["value"]:.2f} pp of
-test error (derived from the validation split by the rule below), on the wide net; the small
-net's test at K = {c["members"]} (within the fixed +-{100 * c["margin_err"]:.1f} pp) is
+vote is equivalent to the arithmetic mean within +-{r["margin_err"]["value"]:.4g} of test
+error ({100 * r["margin_err"]["value"]:.2f} pp; {margin_origin(r["margin_err"])}), on the wide
+net; the small net's test at K = {c["members"]} (within the fixed +-{c["margin_err"]:g}) is
 exploratory. Every test is on the nets selected within W and held inconclusive when its net
 did not converge or the same test within 2W decides otherwise. {fit_text} The same over
 K = {c["k"]} subnetworks and over the
