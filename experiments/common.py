@@ -1277,6 +1277,20 @@ def derived_margin_caveats(
     return out
 
 
+def uncertain_str(e: dict) -> str:
+    """A derived margin's scale, when its seeds do not tell it apart from 0, in words.
+
+    Args:
+      e: the scale's interval over seeds (a results file's margin ``effect``).
+
+    Returns:
+      ``"; the interval includes 0: the scale itself is uncertain"`` when it does, else ``""``.
+    """
+    if e["lo"] <= 0 <= e["hi"]:
+        return "; the interval includes 0: the scale itself is uncertain"
+    return ""
+
+
 def margin_origin(m: dict) -> str:
     """Where a capped derived margin's value comes from, in words, for a section's primary.
 

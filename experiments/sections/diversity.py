@@ -13,6 +13,7 @@ from ..common import (
     plt,
     reach_str,
     table,
+    uncertain_str,
 )
 from ..diversity import KINDS, LABELS, STATS, Config
 from ..protocol import arms_note, arms_table, caveats, protocol_str, stopped_by
@@ -26,8 +27,9 @@ POST_HOC = (
 
 
 def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: the design's reach and the
-    replaced margin (:func:`.common.margin_caveats`).
+    """What a reader quoting the primary's verdict must know: the design's reach, the
+    replaced margin and how sure the margin's scale is
+    (:func:`.common.derived_margin_caveats`).
 
     Args:
       r: the diversity results file's dict.
@@ -43,13 +45,10 @@ def _margin_words(r: dict) -> str:
     """The primary's margin's derivation from the validation split, in words."""
     m, c = r["margin"], r["config"]
     e = m["effect"]
-    uncertain = ""
-    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
-        uncertain = "; the interval includes 0: the scale itself is uncertain"
     return f"""**The primary's margin, from the validation split.** What averaging independent
 nets removes: the share of {c["members"]} independent plain nets' mean validation Brier score
 that averaging them removes is {ci_str(e, 4)} (within W, over seeds; measured on the 20% held
-out, no test example read{uncertain}). The rule takes {m["share"]:g} of it, {m["share"]:g} x
+out, no test example read{uncertain_str(e)}). The rule takes {m["share"]:g} of it, {m["share"]:g} x
 {e["mean"]:.4g} = {m["derived"]:.4g}, and {cap_rule_str(m, "of share")}. Within it, "as
 independent nets do" says dropout's share differs from theirs by less than {m["share"]:g} of
 theirs (at most): a margin as wide as their share could not tell dropout's subnetworks from

@@ -14,6 +14,7 @@ from ..common import (
     plt,
     reach_str,
     table,
+    uncertain_str,
 )
 from ..protocol import TWICE, arms_note, arms_table, caveats, protocol_str, stopped_by
 from ..voting import LABELS, RULES, Config
@@ -26,8 +27,9 @@ POST_HOC = (
 
 
 def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: the design's reach and the
-    replaced margin (:func:`.common.margin_caveats`).
+    """What a reader quoting the primary's verdict must know: the design's reach, the
+    replaced margin and how sure the margin's scale is
+    (:func:`.common.derived_margin_caveats`).
 
     Args:
       r: the voting results file's dict.
@@ -43,14 +45,11 @@ def _margin_words(r: dict) -> str:
     """The primary's error margin's derivation from the validation split, in words."""
     m, c = r["margin_err"], r["config"]
     e = m["effect"]
-    uncertain = ""
-    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
-        uncertain = "; the interval includes 0: the scale itself is uncertain"
     return f"""**The primary's margin, from the validation split.** What combining
 {c["members"]} subnetworks does at all: the wide net's validation error of one subnetwork (the
 mean over {c["members"]} MC subnetworks of a stream of their own) minus that of their arithmetic
 mean is {ci_str(e, 4)} (within W, over seeds; measured on the 20% held out, no test example
-read{uncertain}). The rule takes {m["share"]:g} of it, {m["share"]:g} x {e["mean"]:.4g} =
+read{uncertain_str(e)}). The rule takes {m["share"]:g} of it, {m["share"]:g} x {e["mean"]:.4g} =
 {m["derived"]:.4g}, and {cap_rule_str(m, "of error")}. Within it, "decide alike" says the vote
 and the mean differ by less than {m["share"]:g} of what the mean gains over one subnetwork (at
 most): a margin as wide as that gain could not tell either rule from one subnetwork alone.
