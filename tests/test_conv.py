@@ -9,22 +9,11 @@ from dropstudy_experiments import conv as C
 from dropstudy_experiments.common import all_findings
 from dropstudy_experiments.protocol import plain_protocol
 from dropstudy_experiments.sections.conv import PLAIN, headline_caveats, section
+from fakes import arm_record
 
 from dropstudy.validate import DropstudyError
 
 RATES = (0.0, 0.1, 0.25)
-
-
-def _record(val: float, seeds: int, late: int = 0) -> dict:
-    """An arm whose validation NLL within W is ``val`` (plus seed noise), ``late`` of its seeds
-    settling in the last tenth of 2W (converged when fewer than a fifth)."""
-    rng = np.random.default_rng(int(1000 * val) % 97)
-    settle = [200] * late + [60] * (seeds - late)
-    return {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": 100,
-            "stop_w": [50] * seeds, "stop_2w": [60] * seeds, "settle_2w": settle,
-            "diverged": [False] * seeds, "converged": late < 0.2 * seeds,
-            "val_w": (val + 1e-4 * rng.standard_normal(seeds)).tolist(),
-            "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
 
 
 def _fake_raw(
@@ -56,8 +45,8 @@ def _fake_raw(
         shift = conv_shift if r == 0.25 else 0.0
         val = dense_val if r == 0.0 else 0.7 + r
         raw[f"rate={r}"] = {"seeds": rows(shift), "seeds_2w": rows(shift),
-                            "arm": _record(val, seeds)}  # fmt: skip
-    raw["net=plain"] = {"arm": _record(plain_val, seeds, plain_late)}
+                            "arm": arm_record(val, seeds)}  # fmt: skip
+    raw["net=plain"] = {"arm": arm_record(plain_val, seeds, plain_late)}
     return raw
 
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from dropstudy_experiments import diversity
+from fakes import arm_record
 
 
 def test_ensemble_brier_is_member_brier_minus_ambiguity():
@@ -36,13 +37,6 @@ def test_error_correlation_averages_the_pairs_where_it_is_defined():
     np.testing.assert_allclose(float(d["corr_defined"]), 2 / 6)  # 2 of 6 ordered pairs
 
 
-def _record(seeds: int) -> dict:
-    return {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": 100,
-            "stop_w": [50] * seeds, "stop_2w": [60] * seeds, "settle_2w": [60] * seeds,
-            "diverged": [False] * seeds, "converged": True, "val_w": [0.1] * seeds,
-            "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
-
-
 def _fake_raw(seeds: int, share_gap: float, val_share: float) -> dict:
     """Every member's per-example Brier 0.2 (plus noise); averaging removes a share 0.1 of it
     for the independent nets and ``0.1 + share_gap`` for dropout's subnetworks on test; on the
@@ -68,7 +62,7 @@ def _fake_raw(seeds: int, share_gap: float, val_share: float) -> dict:
               for i in range(seeds)]  # fmt: skip
     return {
         "diversity": {"seeds": rows(), "seeds_2w": rows(),
-                      "arms": {"dropout": _record(seeds), "independent": _record(seeds)}},
+                      "arms": {k: arm_record(0.1, seeds) for k in ("dropout", "independent")}},
         "margin": {"seeds": margin},
     }  # fmt: skip
 

@@ -9,20 +9,9 @@ from dropstudy_experiments import maskmode as MM
 from dropstudy_experiments.common import all_findings
 from dropstudy_experiments.protocol import plain_protocol
 from dropstudy_experiments.sections.maskmode import headline_caveats, section
+from fakes import arm_record
 
 from dropstudy.validate import DropstudyError
-
-
-def _record(val: float, seeds: int, late: int = 0) -> dict:
-    """An arm whose validation NLL within W is ``val`` (plus seed noise), ``late`` of its seeds
-    settling in the last tenth of 2W (converged when fewer than a fifth)."""
-    rng = np.random.default_rng(int(1000 * val) % 97)
-    settle = [200] * late + [60] * (seeds - late)
-    return {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": 100,
-            "stop_w": [50] * seeds, "stop_2w": [60] * seeds, "settle_2w": settle,
-            "diverged": [False] * seeds, "converged": late < 0.2 * seeds,
-            "val_w": (val + 1e-4 * rng.standard_normal(seeds)).tolist(),
-            "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
 
 
 def _fake_raw(
@@ -56,7 +45,7 @@ def _fake_raw(
     def net(exact):
         shifts = {"per_example": 0.0, "per_batch": batch_shift}
         vals = {"per_example": drop_val if not exact else 0.9, "per_batch": 0.7 + exact}
-        out = {"arms": {m: _record(vals[m], seeds) for m in MM.MODES}}
+        out = {"arms": {m: arm_record(vals[m], seeds) for m in MM.MODES}}
         for m in MM.MODES:
             out[m], out[m + "_2w"] = rows(shifts[m], exact), rows(shifts[m], exact)
         return out
@@ -64,7 +53,7 @@ def _fake_raw(
     return {
         "net=wide": net(False),
         "net=small": net(True),
-        "net=plain": {"arm": _record(plain_val, seeds, plain_late)},
+        "net=plain": {"arm": arm_record(plain_val, seeds, plain_late)},
     }
 
 

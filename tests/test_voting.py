@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from dropstudy_experiments import voting
+from fakes import arm_record
 
 from dropstudy import masks as M
 from dropstudy import predict as P
@@ -129,11 +130,8 @@ def _fake_raw(seeds: int, vote_shift: float, gain: float, members: int = 5, k: i
                             str(k): {r: each() for r in rules}}}  # fmt: skip
 
     def net():
-        arm = {"recipe": "adam", "lr": 1e-3, "edge": False, "tuned_as": "x", "window": 100,
-               "stop_w": [50] * seeds, "stop_2w": [60] * seeds, "settle_2w": [60] * seeds,
-               "diverged": [False] * seeds, "converged": True, "val_w": [0.1] * seeds,
-               "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
-        return {"grid": [members, k], "arm": arm, "seeds": [row() for _ in range(seeds)],
+        return {"grid": [members, k], "arm": arm_record(0.1, seeds),
+                "seeds": [row() for _ in range(seeds)],
                 "seeds_2w": [row() for _ in range(seeds)]}  # fmt: skip
 
     margin = [{"member": 0.2 + gain + 0.001 * (i - (seeds - 1) / 2), "mean": 0.2}
