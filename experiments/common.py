@@ -716,6 +716,25 @@ def ci(values) -> dict:
     return mean_ci(values)
 
 
+def check_numbers(cfg: Any, *names: str) -> None:
+    """Refuse a field that must be a number but is not (a string or a bool, e.g. from a
+    config read as text), before any training.
+
+    Args:
+      cfg: the configuration.
+      *names: the fields that must be numbers.
+
+    Raises:
+      DropstudyError: naming the first field that is not a number.
+    """
+    from dropstudy.validate import DropstudyError
+
+    for name in names:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise DropstudyError(f"{name} must be a number, got {v!r}")
+
+
 def check_share(share: float, what: str) -> None:
     """Refuse a margin's share outside (0, 1].
 
@@ -752,9 +771,10 @@ def share_margin(
         adopted after them may only tighten (None: no cap).
 
     Returns:
-      ``{"value", "share", "scale", "derived", "cap"}``: the margin, the share, the quantity's
-      interval over seeds (:func:`ci`), ``share`` times its mean (its size with ``size``), and
-      the cap; ``value`` is the smaller of the last two.
+      ``{"value", "share", "scale", "derived", "cap", "per_seed"}``: the margin, the share,
+      the quantity's interval over seeds (:func:`ci`), ``share`` times its mean (its size with
+      ``size``), the cap, and the quantity's smallest, median and largest seed; ``value`` is
+      the smaller of ``derived`` and ``cap``.
 
     Raises:
       DropstudyError: if a seed's quantity is not finite (a validation loss that diverged),
@@ -777,7 +797,11 @@ def share_margin(
         )
     derived = share * m
     value = derived if cap is None else min(derived, cap)
-    return {"value": value, "share": share, "scale": scale, "derived": derived, "cap": cap}
+    # the mean's seeds: one far from the rest (a net that never learned) shows here
+    spread = {"min": float(values.min()), "median": float(np.median(values)),
+              "max": float(values.max())}  # fmt: skip
+    return {"value": value, "share": share, "scale": scale, "derived": derived, "cap": cap,
+            "per_seed": spread}  # fmt: skip
 
 
 def replaced(test: dict) -> dict:
@@ -793,6 +817,29 @@ def replaced(test: dict) -> dict:
     """
     return {"value": test["margin"], "verdict": test["verdict"], "verdict_w": test["verdict_w"],
             "p": test["p"]}  # fmt: skip
+
+
+def disclose(margin: dict, held, primary: str) -> dict:
+    """A capped derived margin with the primary decided at the margin it did not use too.
+
+    The fixed margin caps a rule adopted after the results were seen, so the verdict at each
+    of the two margins is the reader's to see: at the fixed one, where the rule tightened it
+    (``replaced``), and at the rule's own, where the fixed one stands (``at_rule``).
+
+    Args:
+      margin: :func:`share_margin`'s dict (``value``, ``derived``, ``cap``); updated in place.
+      held: the experiment's tests at a margin, guarded as its summary guards them:
+        ``held(m) -> {name: test}``.
+      primary: the primary test's name.
+
+    Returns:
+      ``margin`` with ``replaced`` (:func:`replaced` at the cap) and ``at_rule`` (the same at
+      ``derived`` when that exceeds the cap, else None).
+    """
+    margin["replaced"] = replaced(held(margin["cap"])[primary])
+    wider = margin["derived"] > margin["value"]
+    margin["at_rule"] = replaced(held(margin["derived"])[primary]) if wider else None
+    return margin
 
 
 def mlp_str(r: dict, hidden) -> str:
@@ -1277,6 +1324,19 @@ def derived_margin_caveats(
     return out
 
 
+def spread_str(m: dict) -> str:
+    """A derived margin's scale per seed, in words: a mean pulled by one seed shows.
+
+    Args:
+      m: a results file's margin derivation (its ``per_seed``: ``min``, ``median``, ``max``).
+
+    Returns:
+      E.g. ``"per seed from 0.011 to 2.286, median 0.0555"``.
+    """
+    s = m["per_seed"]
+    return f"per seed from {s['min']:.4g} to {s['max']:.4g}, median {s['median']:.4g}"
+
+
 def uncertain_str(e: dict) -> str:
     """A derived margin's scale, when its seeds do not tell it apart from 0, in words.
 
@@ -1302,7 +1362,9 @@ def margin_origin(m: dict) -> str:
       one used; else that the fixed margin stands, the rule deriving a wider one.
     """
     if m["derived"] >= m["cap"]:
-        return "the fixed margin set before the run: the rule below derives a wider one"
+        return (
+            "the fixed margin set before the results were seen: the rule below derives a wider one"
+        )
     return "derived from the validation split by the rule below"
 
 
@@ -1339,10 +1401,18 @@ def cap_str(r: dict, unit: str, key: str = "margin_nll") -> str:
     m = r[key]
     rep, t = m["replaced"], r["tests"][r["primary"]]
     if m["derived"] >= m["cap"]:
+        at = m.get("at_rule")
+        there = (
+            ""
+            if at is None
+            else f"; at the rule's +-{at['value']:.4g} the test's own verdict would be "
+            f"{at['verdict_w']} (p = {p_str(at['p'])}), held by the protocol {at['verdict']} "
+            f"(both unadjusted; here: {own_verdict(t)}, held {t['verdict']})"
+        )
         return (
             f"the margin's rule, set after the results at a fixed +-{m['cap']:g} {unit} were "
             f"seen, derives +-{m['derived']:.4g}, above that fixed margin, which stands: a rule "
-            "adopted after the results may only tighten it"
+            f"adopted after the results may only tighten it{there}"
         )
     return (
         f"the margin's rule, set after the results at a fixed +-{m['cap']:g} {unit} were seen, "

@@ -34,10 +34,11 @@ from .common import (
     MC_K,
     ExperimentConfig,
     cell,
+    check_numbers,
     check_share,
     ci,
+    disclose,
     primary_first,
-    replaced,
     share_margin,
     test_ex,
 )
@@ -114,6 +115,7 @@ class Config(ExperimentConfig):
           DropstudyError: naming what is wrong.
         """
         super().check()
+        check_numbers(self, "dense_rate", "margin_nll_cap", "primary_rate")
         if 0.0 not in self.rates or self.primary_rate not in self.rates:
             raise DropstudyError(
                 f"primary_rate {self.primary_rate} must be one of rates {self.rates}, and "
@@ -343,7 +345,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         return guarded(within["seeds"], within["seeds_2w"], arms)
 
     tests = held(margin["value"])
-    margin["replaced"] = replaced(held(cfg.margin_nll_cap)[cfg.primary])
+    disclose(margin, held, cfg.primary)
     for rate in cfg.rates:
         if rate in (base, r):
             continue

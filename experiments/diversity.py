@@ -42,10 +42,11 @@ from dropstudy.train import take
 from .common import (
     ExperimentConfig,
     cell,
+    check_numbers,
     check_share,
     ci,
+    disclose,
     primary_first,
-    replaced,
     share_margin,
 )
 from .evaluate import seed_key
@@ -125,7 +126,15 @@ class Config(ExperimentConfig):
         Raises:
           DropstudyError: naming what is wrong.
         """
+        from dropstudy.validate import DropstudyError
+
         super().check()
+        check_numbers(self, "rate", "margin")
+        if self.members < 2:
+            raise DropstudyError(
+                f"members={self.members} must be at least 2: averaging one member removes "
+                "nothing, so neither the share nor its margin exists"
+            )
         member_seeds(self.seeds, self.members, self.protocol, "members")
         check_share(self.margin_share, "the independent nets' share on the validation split")
 
@@ -509,7 +518,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         return guarded(within, twice, arms, {"offset_dropout": {"dropout": arms["dropout"]}})
 
     tests = held(margin["value"])
-    margin["replaced"] = replaced(held(cfg.margin)[cfg.primary])
+    disclose(margin, held, cfg.primary)
     tests = primary_first(tests, cfg.primary)
     grids = {k: list(seeds[0][k]["test"]) for k in KINDS}  # str(K) keys
     curves = {

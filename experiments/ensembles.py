@@ -56,8 +56,8 @@ from .common import (
     cell,
     check_share,
     ci,
+    disclose,
     primary_first,
-    replaced,
     share_margin,
     test_ex,
 )
@@ -660,7 +660,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         )
 
     tests = protocol_tests(margin["value"])
-    margin["replaced"] = replaced(protocol_tests(cfg.margin_nll_cap)[cfg.primary])
+    disclose(margin, protocol_tests, cfg.primary)
     if "cell=np" in raw:
         wide = raw["cell=np"]
 

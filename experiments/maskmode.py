@@ -34,8 +34,8 @@ from .common import (
     cell,
     check_share,
     ci,
+    disclose,
     primary_first,
-    replaced,
     share_margin,
     test_ex,
 )
@@ -374,7 +374,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         return guarded(within, twice, of("wide"), {"ws_gap_exact": of("small")})
 
     tests = held(margin["value"])
-    margin["replaced"] = replaced(held(cfg.margin_nll_cap)[cfg.primary])
+    disclose(margin, held, cfg.primary)
     tests = primary_first(tests, cfg.primary)
     rows = {}
     for net in ("wide", "small"):

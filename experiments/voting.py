@@ -41,10 +41,11 @@ from .common import (
     MC_K,
     ExperimentConfig,
     cell,
+    check_numbers,
     check_share,
     ci,
+    disclose,
     primary_first,
-    replaced,
     share_margin,
 )
 from .evaluate import seed_key
@@ -121,7 +122,15 @@ class Config(ExperimentConfig):
         Raises:
           DropstudyError: naming what is wrong.
         """
+        from dropstudy.validate import DropstudyError
+
         super().check()
+        check_numbers(self, "rate", "margin_err")
+        if self.members < 2:
+            raise DropstudyError(
+                f"members={self.members} must be at least 2: the primary combines them, and "
+                "its margin is what combining them does"
+            )
         check_share(
             self.margin_share, "what combining the subnetworks does to the validation error"
         )
@@ -602,7 +611,7 @@ def summarise(cfg: Config, raw: dict) -> dict:
         return guarded(within, twice, {"wide net": arms["wide"]}, on_small)
 
     tests = held(margin["value"])
-    margin["replaced"] = replaced(held(cfg.margin_err)[cfg.primary])
+    disclose(margin, held, cfg.primary)
     tests = primary_first(tests, cfg.primary)
     rows = {}
     for net, seeds_ in (("wide", wide), ("small", small)):

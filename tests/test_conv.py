@@ -132,9 +132,19 @@ def test_section_shows_the_derivation_the_plain_arm_and_the_caveats():
     # the cap binds: the primary's sentence says the fixed margin stands
     capped = {**C.summarise(cfg, _fake_raw(6, 0.0, plain_val=0.2)), "config": cfg.to_dict()}
     capped |= {"experiment": "conv", "data": r["data"]}
-    assert "+-0.02 nats (the fixed margin set before the run: the rule below derives a wider" in (
+    assert "+-0.02 nats (the fixed margin set before the results were seen: the rule below" in (
         section(capped).replace("\n", " ")
     )
+    # where the fixed margin stands, the verdict at the rule's wider margin is said too
+    at = capped["margin_nll"]["at_rule"]
+    assert at["value"] == pytest.approx(capped["margin_nll"]["derived"])
+    assert f"at the rule's +-{at['value']:.4g} the test's own verdict would be" in " ".join(
+        headline_caveats(capped)
+    )
+    assert r["margin_nll"]["at_rule"] is None  # the rule's margin is the one used
+    # the scale's seeds: smallest, median and largest
+    ps = r["margin_nll"]["per_seed"]
+    assert ps["min"] <= ps["median"] <= ps["max"] and "per seed from" in md
     said = " ".join(headline_caveats(r))
     assert f"tightens it to +-{r['margin_nll']['value']:.4g}" in said
     assert "margin's scale" not in said

@@ -50,14 +50,15 @@ def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
     folder = _folder(tmp_path / "cpu-xeon", there)
     cpus = other_cpus([(tmp_path, here)], [folder])
     text = "\n".join(cpu_comparison(cpus))
-    # overfitting: held here, supported there at the headline's level too
-    assert "The headline verdict differs by CPU: overfitting (digits)." in text
-    assert "The evidence differs: robustness (digits). The guard alone differs: none." in text
+    # overfitting: held here, supported there at the headline's level too: the guard alone
+    # moved the headline, and the row says so (not "fragile")
+    assert "The headline verdict differs by CPU: none." in text
+    assert "The evidence differs: robustness (digits). The guard alone differs: overfitting" in text
     assert "headline **inconclusive**; unadjusted inconclusive, held (before the hold: " in text
     assert "| same |" in text  # averaging
     cells = "\n".join(found_table(here, [], [], cpus))
     assert "*(another CPU: fragile: the evidence decides on one CPU only)*" in cells
-    assert "*(another CPU: fragile: the headline verdict differs by CPU)*" in cells
+    assert "*(another CPU: evidence agrees; the protocol's guard holds on one CPU only)*" in cells
     assert "gave another headline verdict, other evidence" in cells  # the legend names all
     # a configuration that differs is no rerun: left out
     changed = {**there, "averaging": {**there["averaging"], "config": {"a": 2}}}
@@ -66,6 +67,22 @@ def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
     assert "averaging" in mine and "averaging" not in theirs and skipped == ["averaging"]
     said = "\n".join(cpu_comparison(other_cpus([(tmp_path, here)], [folder2])))
     assert "Not compared (another configuration on the other CPU): averaging (digits)." in said
+
+
+def test_a_headline_moved_by_the_holm_adjustment_alone_is_fragile(tmp_path):
+    """Evidence and guard agree on both CPUs, yet the Holm-adjusted headline differs (a
+    p-value near the level): that alone is classed "headline", and marked fragile."""
+    here = {n: _fake(0.5, 0.001, EPYC) for n in ("robustness", "overfitting", "averaging")}
+    there = {"averaging": _fake(0.5, 0.03, XEON), "overfitting": _fake(0.5, 0.03, XEON)}
+    cpus = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-xeon", there)])
+    text = "\n".join(cpu_comparison(cpus))
+    assert (
+        "The headline verdict differs by CPU: overfitting (digits), averaging (digits)." in (text)
+        or "The headline verdict differs by CPU: averaging (digits), overfitting (digits)." in text
+    )
+    assert "The guard alone differs: none." in text
+    cells = "\n".join(found_table(here, [], [], cpus))
+    assert "*(another CPU: fragile: the headline verdict differs by CPU)*" in cells
 
 
 def test_the_shift_pairs_the_seeds():

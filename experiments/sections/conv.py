@@ -11,6 +11,7 @@ from ..common import (
     margin_origin,
     plt,
     reach_str,
+    spread_str,
     table,
 )
 from ..conv import Config
@@ -54,7 +55,8 @@ def _margin_words(r: dict) -> str:
     return f"""**The NLL margin, from the validation split.** What dense dropout itself does to
 this conv net: the validation NLL of the same conv net trained without any dropout (by the same
 protocol's plain recipes, tuned on its own) minus the dense-only dropout net's (by weight
-scaling, as the protocol selects) is {ci_str(e, 4)} nats (within W, over seeds; measured on
+scaling, as the protocol selects) is {ci_str(e, 4)} nats (within W, over seeds,
+{spread_str(m)}; measured on
 the 20% held out, no test example read; {side}). The rule takes {m["share"]:g} of that
 effect's size, {m["share"]:g} x {abs(e["mean"]):.4g} = {m["derived"]:.4g} nats, and
 {cap_rule_str(m, "nats")}. Within it, "adds little" says conv dropout moves the test NLL by

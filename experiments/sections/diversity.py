@@ -12,6 +12,7 @@ from ..common import (
     own_verdict,
     plt,
     reach_str,
+    spread_str,
     table,
     uncertain_str,
 )
@@ -47,7 +48,8 @@ def _margin_words(r: dict) -> str:
     e = m["effect"]
     return f"""**The primary's margin, from the validation split.** What averaging independent
 nets removes: the share of {c["members"]} independent plain nets' mean validation Brier score
-that averaging them removes is {ci_str(e, 4)} (within W, over seeds; measured on the 20% held
+that averaging them removes is {ci_str(e, 4)} (within W, over seeds,
+{spread_str(m)}; measured on the 20% held
 out, no test example read{uncertain_str(e)}). The rule takes {m["share"]:g} of it, {m["share"]:g} x
 {e["mean"]:.4g} = {m["derived"]:.4g}, and {cap_rule_str(m, "of share")}. Within it, "as
 independent nets do" says dropout's share differs from theirs by less than {m["share"]:g} of

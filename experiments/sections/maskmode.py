@@ -13,6 +13,7 @@ from ..common import (
     mlp_str,
     plt,
     reach_str,
+    spread_str,
     table,
 )
 from ..maskmode import LABELS, MODES, PLAIN, Config
@@ -53,7 +54,8 @@ def _margin_words(r: dict) -> str:
     return f"""**The NLL margin, from the validation split.** What dropout itself does to the
 wide net: the plain net's validation NLL (trained by the same protocol's plain recipes) minus
 the per-example dropout net's (the MC average of its {r["protocol"]["select_k"]} fixed selection
-subnetworks, as the protocol scores it) is {ci_str(e, 4)} nats (within W, over seeds;
+subnetworks, as the protocol scores it) is {ci_str(e, 4)} nats (within W, over seeds,
+{spread_str(m)};
 measured on the 20% held out, no test example read; {side}). The rule takes {m["share"]:g} of
 that effect's size, {m["share"]:g} x {abs(e["mean"]):.4g} = {m["derived"]:.4g} nats, and
 {cap_rule_str(m, "nats")}. Within it, "equivalent" says switching the

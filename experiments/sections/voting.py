@@ -13,6 +13,7 @@ from ..common import (
     own_verdict,
     plt,
     reach_str,
+    spread_str,
     table,
     uncertain_str,
 )
@@ -48,7 +49,8 @@ def _margin_words(r: dict) -> str:
     return f"""**The primary's margin, from the validation split.** What combining
 {c["members"]} subnetworks does at all: the wide net's validation error of one subnetwork (the
 mean over {c["members"]} MC subnetworks of a stream of their own) minus that of their arithmetic
-mean is {ci_str(e, 4)} (within W, over seeds; measured on the 20% held out, no test example
+mean is {ci_str(e, 4)} (within W, over seeds,
+{spread_str(m)}; measured on the 20% held out, no test example
 read{uncertain_str(e)}). The rule takes {m["share"]:g} of it, {m["share"]:g} x {e["mean"]:.4g} =
 {m["derived"]:.4g}, and {cap_rule_str(m, "of error")}. Within it, "decide alike" says the vote
 and the mean differ by less than {m["share"]:g} of what the mean gains over one subnetwork (at
