@@ -59,7 +59,7 @@ test: $(STAMP)
 	$(PY) -m ruff check dropstudy experiments tests benchmarks examples
 	$(PY) -m pytest -q
 
-## Slow tests only.
+## The slow tests, the bitwise checks at XLA's default level, and more property examples.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 	# The default suite compiles at XLA's optimisation level 0 (tests/conftest.py); its
@@ -67,6 +67,8 @@ test-slow: $(STAMP)
 	# default level, the one the study's commands compile with.
 	XLA_FLAGS= $(PY) -m pytest -q tests/test_resume.py tests/test_two_devices.py \
 		tests/test_train.py tests/test_selection.py tests/test_protocol.py
+	# the property tests with more examples than the default suite's 4 per property
+	DROPSTUDY_PROPERTY_EXAMPLES=24 $(PY) -m pytest -q tests/test_properties.py
 
 ## A small mutation run over the library's core (about 30 minutes on 2 cores): does the
 ## suite notice one changed operator or constant? See tests/mutate.py.

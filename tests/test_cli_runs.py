@@ -333,16 +333,16 @@ def test_run_all_with_a_seed_start_names_the_widest_first_list(tmp_path, capsys)
 def test_the_findings_table_marks_a_fragile_verdict():
     from dropstudy_experiments.report import Lists, found_table
 
-    first = {"voting": _primary_only("supported", 0.01), "stayput": _primary_only("supported",
+    first = {"robustness": _primary_only("supported", 0.01), "stayput": _primary_only("supported",
              0.01)}  # fmt: skip
-    second = {"voting": _primary_only("inconclusive", 0.2, 100),
+    second = {"robustness": _primary_only("inconclusive", 0.2, 100),
               "stayput": _primary_only("supported", 0.01, 100)}  # fmt: skip
     rows = found_table(first, [], [Lists(first, second, "from100")])[0].splitlines()
-    voting = next(x for x in rows if x.startswith("| voting"))
+    robustness = next(x for x in rows if x.startswith("| robustness"))
     stayput = next(x for x in rows if x.startswith("| stayput"))
     assert (
         "fragile: the evidence is supported on the first list of seeds, inconclusive on a "
-        "second" in voting
+        "second" in robustness
     )
     assert "fragile" not in stayput and "(supported, unadjusted) replicated on a second" in stayput
     assert "list of seeds" not in "".join(found_table(first, []))

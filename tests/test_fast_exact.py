@@ -316,7 +316,10 @@ def test_inner_parts_follow_the_enumeration_order():
         np.testing.assert_allclose(p[i], want, rtol=1e-6)
 
 
-@pytest.mark.parametrize(("hidden", "n_out"), [((2, 1), 4), ((2, 2), 4), ((3, 4), 2)])
+@pytest.mark.parametrize(
+    ("hidden", "n_out"),
+    [((2, 1), 4), pytest.param((2, 2), 4, marks=pytest.mark.slow), ((3, 4), 2)],
+)
 def test_products_with_one_or_two_inner_units_and_four_classes(hidden, n_out):
     """The smallest inner blocks (D = 1: no low part; D = 2) and exactly CONTRACT_CLASSES
     classes match the generic average."""

@@ -145,6 +145,7 @@ def test_k_past_the_stream_is_refused():
             P.mc(model, v, X, key=jax.random.key(2), k=k, force=True)
 
 
+@pytest.mark.slow  # about 25 s of compiling; make test-slow runs it
 def test_a_segment_past_its_list_of_overflows_runs_again_in_halves(monkeypatch):
     """Most subnetworks past tiny bounds, and room to list 2 per segment: segments split
     until each lists its own, and the sums are the same bits as with room for all."""

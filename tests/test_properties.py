@@ -1,5 +1,7 @@
 """Property-based tests (hypothesis) of the invariants every predictor must keep."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,12 @@ from dropstudy import masks as M
 from dropstudy import predict as P
 from dropstudy.models import MLP
 
-SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each example is a new net, so a new compile: the default suite draws 4 per property, and
+# `make test-slow` draws more (DROPSTUDY_PROPERTY_EXAMPLES).
+EXAMPLES = int(os.environ.get("DROPSTUDY_PROPERTY_EXAMPLES", "4"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 rates = st.floats(0.0, 0.9).map(lambda r: round(r, 2))
 
 

@@ -117,7 +117,11 @@ REVIEWED = {
         "The replication is checked against the tutorial's own PyTorch code",
         "The tutorial reports that",
     ),
-    "voting": ("Every test is on the nets selected within W",),
+    "voting": (
+        "Every test is on the nets selected within W",
+        # the margin's derivation: a measured quantity, its interval and seeds beside it
+        "**The primary's margin, from the validation split.**",
+    ),
     "scaling": (
         "For a *linear* unit the expectation passes through",
         "Through a nonlinearity they need not be:",
@@ -327,6 +331,10 @@ REVIEWED_REPORT = (
     "A fragile verdict is one that does not repeat",
     "On digits, the primaries with results in",
     "On digits and mnist1d, the primaries with results in",
+    # the derived margins' disclosure and the shared nets: method, whatever the numbers
+    "For all five the cap holds",
+    "Ensembles', voting's, maskmode's (a mask per example) and diversity's primaries read",
+    "*Fragile*: the evidence (the verdict before the guard) differs",
 )
 
 

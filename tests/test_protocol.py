@@ -155,6 +155,7 @@ def test_the_budget_rule_compares_verdicts_at_the_level_they_are_decided():
     assert "budget-dependent" in held_reasons(g, p_adj)[0]
 
 
+@pytest.mark.slow  # about 20 s; train_arm's test tunes under a store in the default suite
 def test_the_tuning_store_reuses_a_choice_and_recomputes_none(small, tmp_path):
     import json
 
