@@ -1337,6 +1337,27 @@ def spread_str(m: dict) -> str:
     return f"per seed from {s['min']:.4g} to {s['max']:.4g}, median {s['median']:.4g}"
 
 
+def side_str(e: dict, dropout: str) -> str:
+    """Which net is ahead on a plain-minus-dropout validation scale, in words.
+
+    Args:
+      e: the scale's interval over seeds (plain minus the dropout net; a results file's
+        margin ``effect``).
+      dropout: the dropout net's name, e.g. ``"dropout net"``.
+
+    Returns:
+      The clause, with the scale's uncertainty when its interval includes 0.
+    """
+    side = (
+        f"the {dropout} is ahead of the plain net there"
+        if e["mean"] > 0
+        else f"the plain net is ahead of the {dropout} there; the margin takes the size"
+    )
+    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
+        side += ", though the interval includes 0: the scale itself is uncertain"
+    return side
+
+
 def uncertain_str(e: dict) -> str:
     """A derived margin's scale, when its seeds do not tell it apart from 0, in words.
 

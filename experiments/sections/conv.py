@@ -11,6 +11,7 @@ from ..common import (
     margin_origin,
     plt,
     reach_str,
+    side_str,
     spread_str,
     table,
 )
@@ -45,13 +46,7 @@ def _margin_words(r: dict) -> str:
     """The NLL margin's derivation from the validation split, in words."""
     m = r["margin_nll"]
     e = m["effect"]
-    side = (
-        "the dense-only dropout net is ahead of the plain net there"
-        if e["mean"] > 0
-        else "the plain net is ahead of the dense-only dropout net there; the margin takes the size"
-    )
-    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
-        side += ", though the interval includes 0: the scale itself is uncertain"
+    side = side_str(e, "dense-only dropout net")
     return f"""**The NLL margin, from the validation split.** What dense dropout itself does to
 this conv net: the validation NLL of the same conv net trained without any dropout (by the same
 protocol's plain recipes, tuned on its own) minus the dense-only dropout net's (by weight

@@ -13,6 +13,7 @@ from ..common import (
     mlp_str,
     plt,
     reach_str,
+    side_str,
     spread_str,
     table,
 )
@@ -44,13 +45,7 @@ def _margin_words(r: dict) -> str:
     """The NLL margin's derivation from the validation split, in words."""
     m = r["margin_nll"]
     e = m["effect"]
-    side = (
-        "the dropout net is ahead of the plain net there"
-        if e["mean"] > 0
-        else "the plain net is ahead of the dropout net there; the margin takes the size"
-    )
-    if e["lo"] <= 0 <= e["hi"]:  # the scale itself is not told apart from 0 by its seeds
-        side += ", though the interval includes 0: the scale itself is uncertain"
+    side = side_str(e, "dropout net")
     return f"""**The NLL margin, from the validation split.** What dropout itself does to the
 wide net: the plain net's validation NLL (trained by the same protocol's plain recipes) minus
 the per-example dropout net's (the MC average of its {r["protocol"]["select_k"]} fixed selection
