@@ -1283,6 +1283,18 @@ def margin_caveats(r: dict, unit: str, key: str = "margin_nll") -> list[str]:
     return out
 
 
+def cap_stands(m: dict) -> bool:
+    """Whether a capped derived margin is the fixed cap: the rule derives at least as much.
+
+    Args:
+      m: a results file's margin derivation (its ``derived`` and ``cap``).
+
+    Returns:
+      True when the fixed margin is the one used.
+    """
+    return m["derived"] >= m["cap"]
+
+
 def derived_margin_caveats(
     r: dict,
     plain: dict | None,
@@ -1308,7 +1320,7 @@ def derived_margin_caveats(
     """
     out = margin_caveats(r, unit, key)
     m = r[key]
-    if m["derived"] >= m["cap"]:
+    if cap_stands(m):
         return out  # the fixed margin stands: its scale is not the derived one's
     e = m["effect"]
     why = []
@@ -1382,7 +1394,7 @@ def margin_origin(m: dict) -> str:
       ``"derived from the validation split by the rule below"`` when the rule's margin is the
       one used; else that the fixed margin stands, the rule deriving a wider one.
     """
-    if m["derived"] >= m["cap"]:
+    if cap_stands(m):
         return (
             "the fixed margin set before the results were seen: the rule below derives a wider one"
         )
@@ -1421,7 +1433,7 @@ def cap_str(r: dict, unit: str, key: str = "margin_nll") -> str:
     """
     m = r[key]
     rep, t = m["replaced"], r["tests"][r["primary"]]
-    if m["derived"] >= m["cap"]:
+    if cap_stands(m):
         at = m.get("at_rule")
         there = (
             ""
