@@ -19,7 +19,10 @@ weight scaling's logits are ``W h_WS + b``: they differ only through the hidden 
 nonlinearity. Per seed and test example, the gap ``mean_c |E[z_c] - z_c^WS|`` (the
 expectation estimated over ``expect_k`` sampled subnetworks) is measured in units of the
 per-mask standard deviation of the logits, ``mean_c sd_c``: the noise dropout itself puts on
-them in training. Equivalence within ``expect_margin`` of those units. Part C's nets train
+them in training. Equivalence within a margin derived on the validation split
+(:func:`margin_cell`, :func:`share_margin_of`): a share of the gap that retraining opens
+between two seeds' weight-scaled logits, in the same units, capped by ``expect_margin``, the
+fixed margin it replaced. Part C's nets train
 by the study's protocol (:mod:`.protocol`, ``expect_protocol``: tuned on the validation split,
 each seed stopped by the network as used within ``W``, its twin within ``2W``); parts A and B
 keep their own set-ups (an identity, and a step-matched pair of conventions).
@@ -45,7 +48,7 @@ from dropstudy.models import MLP, MaskedDropout
 from dropstudy.train import TrainConfig, take, train
 from dropstudy.validate import DropstudyError
 
-from .common import ExperimentConfig, cell, ci
+from .common import ExperimentConfig, cell, check_share, ci, disclose, share_margin
 from .evaluate import derived_key, seed_key
 from .protocol import (
     NET_AS_USED,
@@ -95,7 +98,14 @@ class Config(ExperimentConfig):
     # the logits in training is one the output layer was trained to absorb many times over.
     expect_seeds: int = 10
     expect_k: int = 4000
+    # It caps the derived margin below, which replaced it after the results at it were seen.
     expect_margin: float = 0.1
+    # The margin is this share of what retraining does to the same logits on the validation
+    # split: the gap between two seeds' weight-scaled logits, centred per example (a shift of
+    # every class's logit changes no prediction), in the same per-mask sd units, mean over
+    # seeds (:func:`share_margin_of`). A bias of weight scaling below half of what a second
+    # training run changes is one no user could act on.
+    margin_share: float = 0.5
     # Part C's nets train by the study's protocol, stopped by the network as used (weight
     # scaling, one side of the comparison); part B keeps SGD for its matched learning rates.
     expect_protocol: Protocol = NET_AS_USED
@@ -123,8 +133,10 @@ class Config(ExperimentConfig):
         if self.expect_seeds < 2 or self.expect_k < 2:
             raise DropstudyError(
                 f"expect_seeds ({self.expect_seeds}) and expect_k ({self.expect_k}) must be "
-                ">= 2: an interval needs two seeds, a per-mask sd two subnetworks"
+                ">= 2: an interval needs two seeds (and the margin two seeds to compare), a "
+                "per-mask sd two subnetworks"
             )
+        check_share(self.margin_share, "the gap retraining opens on the validation split")
 
     def with_seeds(self, n: int):
         """The same configuration with ``n`` seeds for part C (``expect_seeds``).
@@ -355,6 +367,91 @@ def expectation_cell(
     return result
 
 
+def retrain_gap(ws_a, sd_a, ws_b, sd_b) -> np.ndarray:
+    """Per example, the gap between two nets' logits in per-mask sd units.
+
+    Logits are centred per example first: adding one constant to every class's logit changes
+    no prediction, so retraining's irrelevant shifts do not widen the margin they set.
+
+    Args:
+      ws_a: one net's weight-scaled logits, ``(N, C)``.
+      sd_a: its logits' per-mask sd, ``(N, C)``.
+      ws_b: the other net's, ``(N, C)``.
+      sd_b: its per-mask sd, ``(N, C)``.
+
+    Returns:
+      ``(N,)``: ``mean_c |a_c - b_c|`` of the centred logits over the two nets' mean
+      ``mean_c sd_c``.
+    """
+    a = ws_a - ws_a.mean(1, keepdims=True)
+    b = ws_b - ws_b.mean(1, keepdims=True)
+    unit = 0.5 * (sd_a.mean(1) + sd_b.mean(1))
+    return np.abs(a - b).mean(1) / np.maximum(unit, 1e-12)
+
+
+def margin_cell(*, ds: Dataset, model: MLP, protocol: Protocol, seeds: list[int], k: int) -> dict:
+    """Per seed, on the validation split: the gap retraining opens between two seeds'
+    weight-scaled logits, the scale of the primary's margin.
+
+    The nets are part C's (:func:`.protocol.shared_arm`: trained once), each selected within
+    ``W``; seed ``i`` is compared with seed ``i + 1`` (the last with the first).
+
+    Args:
+      ds: the data set.
+      model: the inverted-convention MLP.
+      protocol: how part C trains it.
+      seeds: the seeds (at least 2).
+      k: subnetworks per seed for the per-mask sd (the unit).
+
+    Returns:
+      ``{"seeds": [{"retrain", "sd"}]}``: per seed, the mean over validation examples of
+      :func:`retrain_gap` against the next seed, and the mean per-mask sd of its logits (no
+      test example is read).
+    """
+    arm = shared_arm(ds, model, protocol, seeds)
+    spec = M.mask_spec(model, ds.x_train[:1])
+    _, (x, _) = split(ds)
+    x = jnp.asarray(x)
+    moments = []
+    for i, s in enumerate(seeds):
+        ws, _, sd = logit_moments(
+            model, spec, k, take(arm.within_w, i), x, seed_key((NAME, "margin"), s)
+        )
+        moments.append((np.asarray(ws, np.float64), np.asarray(sd, np.float64)))
+    rows = []
+    for i, (ws, sd) in enumerate(moments):
+        ws_b, sd_b = moments[(i + 1) % len(moments)]
+        rows.append({"retrain": float(retrain_gap(ws, sd, ws_b, sd_b).mean()),
+                     "sd": float(sd.mean())})  # fmt: skip
+    return {"seeds": rows}
+
+
+def share_margin_of(cfg: Config, raw: dict) -> dict:
+    """The primary's margin: a share of the gap retraining opens on the validation split.
+
+    Args:
+      cfg: the configuration (``margin_share``; ``expect_margin``: the cap).
+      raw: the cells' results (``margin``: :func:`margin_cell`'s rows).
+
+    Returns:
+      :func:`.common.share_margin`'s dict, its scale under ``effect``: the interval over seeds
+      of the retraining gap, in per-mask sd units.
+
+    Raises:
+      DropstudyError: if two seeds' nets give the same logits on every validation example.
+    """
+    m = share_margin(
+        cfg.margin_share,
+        [r["retrain"] for r in raw["margin"]["seeds"]],
+        what="the gap between two seeds' weight-scaled validation logits",
+        remedy="the seeds train the same function, so retraining gives no scale here; check "
+        "that the seeds differ (Config field expect_seeds), and say so beside any result",
+        cap=cfg.expect_margin,
+    )
+    m["effect"] = m.pop("scale")
+    return m
+
+
 def plan(cfg: Config, ds: Dataset) -> dict:
     """The experiment's cells: the demo per convention and the conventions check.
 
@@ -364,7 +461,7 @@ def plan(cfg: Config, ds: Dataset) -> dict:
 
     Returns:
       ``{"demo_inverted": Cell, "demo_standard": Cell, "conventions": Cell, "expectation":
-      Cell}``.
+      Cell, "margin": Cell}``; the last two read one trained arm.
     """
     model = MLP(hidden=cfg.hidden, n_out=ds.n_classes, rate=cfg.rate, input_rate=cfg.input_rate)
     cells = {
@@ -381,6 +478,10 @@ def plan(cfg: Config, ds: Dataset) -> dict:
         expectation_cell, ds=ds, model=model, protocol=cfg.expect_protocol,
         seeds=study_seeds(cfg.expect_seeds), k=cfg.expect_k,
     )  # fmt: skip
+    cells["margin"] = cell(
+        margin_cell, ds=ds, model=model, protocol=cfg.expect_protocol,
+        seeds=study_seeds(cfg.expect_seeds), k=cfg.expect_k,
+    )  # fmt: skip
     return cells
 
 
@@ -393,23 +494,24 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
     Returns:
       ``{"demo", "conventions", "expectation", "demo_rate", "arms", "protocol", "tests",
-      "primary"}``: the demo cells per convention, the conventions cell, part C's
+      "primary", "margin"}``: the demo cells per convention, the conventions cell, part C's
       intervals, its net's training (:func:`.protocol.arm_summary`) and protocol, the tests
       of :meth:`Config.test_names` (the primary guarded, with its twin; training-mode mean
       against eval output within the margin, the eval output exactly the expectation,
-      matched training within ``same_function`` in logits after ``check_steps``).
+      matched training within ``same_function`` in logits after ``check_steps``), and the
+      primary's margin with its derivation (:func:`share_margin_of`, :func:`.common.disclose`).
     """
     demo = {c: raw[f"demo_{c}"] for c in ("inverted", "standard")}
     conv = raw["conventions"]
     ex = raw["expectation"]["within_w"]
     gap, sd = np.asarray(ex["gap"]), np.asarray(ex["sd"])
 
-    def expectation(e):
+    def expectation(e, margin: float):
         # Per seed and test example (S, N), the gap in units of the per-mask sd; its interval
         # covers the seeds and the test examples.
         return equivalence(
             np.asarray(e["gap"]) / np.maximum(np.asarray(e["sd"]), 1e-12),
-            cfg.expect_margin,
+            margin,
             what="logits of the trained net: |expected over masks - weight scaling|, in "
             "per-mask standard deviations (mean over classes)",
             predictor="ws",
@@ -419,11 +521,18 @@ def summarise(cfg: Config, raw: dict) -> dict:
 
     # The primary, guarded by the protocol; the demo's tests are the identity.
     arm = raw["expectation"]["arm"]
-    tests = guarded(
-        {"expectation": expectation(ex)},
-        {"expectation": expectation(raw["expectation"]["within_2w"])},
-        {"dropout net": arm},
-    )
+
+    def held(m: float) -> dict:
+        return guarded(
+            {"expectation": expectation(ex, m)},
+            {"expectation": expectation(raw["expectation"]["within_2w"], m)},
+            {"dropout net": arm},
+        )
+
+    # the margin, from the validation split alone (no test number) and the fixed cap
+    margin = share_margin_of(cfg, raw)
+    tests = held(margin["value"])
+    disclose(margin, held, "expectation")
     for c, d in demo.items():
         tests[f"demo_{c}"] = equivalence_from(
             d["train_mean"]["mean"] - d["eval"],
@@ -463,4 +572,5 @@ def summarise(cfg: Config, raw: dict) -> dict:
         "protocol": cfg.expect_protocol.to_dict(),
         "tests": tests,
         "primary": cfg.primary,
+        "margin": margin,
     }

@@ -760,6 +760,8 @@ def test_scaling_config_reaches_its_cells():
            "stop_w": [50] * 3, "stop_2w": [50] * 3, "settle_2w": [50] * 3,
            "diverged": [False] * 3, "converged": True, "tuning": {"adam": {}}}  # fmt: skip
     raw["expectation"] = {"within_w": sel, "within_2w": sel, "arm": arm}
+    # retraining opens 0.4 sd on validation: half is 0.2, so the caps (0.1, 0.06) stand
+    raw["margin"] = {"seeds": [{"retrain": 0.4, "sd": 1.0}] * 3}
     wide = scaling.summarise(scaling.Config(same_function=1e-3, demo_margin=0.01), raw)
     narrow = scaling.summarise(
         scaling.Config(same_function=1e-4, demo_margin=0.02, primary="demo_standard",
@@ -768,6 +770,16 @@ def test_scaling_config_reaches_its_cells():
     e = [r["tests"]["expectation"] for r in (wide, narrow)]
     assert [t["margin"] for t in e] == [0.1, 0.06] and e[0]["n_examples"] == 4
     assert [t["verdict"] for t in e] == ["supported", "contradicted"]
+    # where the cap stands, the verdict at the rule's own margin (0.2) stands beside it
+    assert wide["margin"]["at_rule"]["verdict_w"] == "supported"
+    assert wide["margin"]["derived"] == pytest.approx(0.2)
+    # margin_share sets the derived margin: a tenth of 0.4 is 0.04, tighter than the cap
+    tight = scaling.summarise(scaling.Config(margin_share=0.1), raw)
+    t = tight["tests"]["expectation"]
+    assert t["margin"] == pytest.approx(0.04) and t["verdict"] == "contradicted"
+    assert tight["margin"]["replaced"]["verdict_w"] == "supported"
+    with pytest.raises(DropstudyError, match="margin_share"):
+        scaling.Config(margin_share=0)
     verdicts = [r["tests"]["same_function"]["verdict"] for r in (wide, narrow)]
     assert verdicts == ["supported", "contradicted"]
     for r, margin in ((wide, 0.01), (narrow, 0.02)):

@@ -1,0 +1,124 @@
+"""The scaling experiment's primary margin: the gap retraining opens on the validation split."""
+
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from dropstudy_experiments import scaling
+from fakes import arm_record
+
+from dropstudy.validate import DropstudyError
+
+
+def test_retrain_gap_ignores_a_shift_of_every_class_and_counts_in_sd_units():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 4))
+    sd = np.full((5, 4), 2.0)
+    shifted = a + rng.standard_normal((5, 1)) * 10  # one constant per example
+    np.testing.assert_allclose(scaling.retrain_gap(a, sd, shifted, sd), 0, atol=1e-12)
+    # one class 1 logit up: centred, that class moves 3/4 and the others 1/4 each, so the
+    # mean over 4 classes is (3/4 + 3 * 1/4) / 4 = 3/8 logits, 3/16 in units of sd 2
+    b = a.copy()
+    b[:, 0] += 1.0
+    np.testing.assert_allclose(scaling.retrain_gap(a, sd, b, sd), 3 / 16)
+    # the unit is the two nets' mean per-mask sd
+    np.testing.assert_allclose(scaling.retrain_gap(a, sd, b, 3 * sd), 3 / 8 / 4)
+
+
+def test_margin_cell_compares_each_seed_with_the_next_on_the_validation_split(monkeypatch):
+    from dropstudy_experiments.evaluate import seed_key
+    from dropstudy_experiments.protocol import split
+
+    from dropstudy import masks as M
+    from dropstudy.data import digits
+    from dropstudy.models import MLP
+
+    ds = digits().subset(300, seed=0)
+    model = MLP(hidden=(8,), n_out=10, rate=0.5)
+    vs = [model.init(jax.random.key(i), ds.x_train[:1]) for i in range(3)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *vs)
+    seen = []
+    monkeypatch.setattr(scaling, "shared_arm",
+                        lambda *a: seen.append(a) or SimpleNamespace(within_w=stacked))  # fmt: skip
+    out = scaling.margin_cell(ds=ds, model=model, protocol=None, seeds=[0, 1, 2], k=5)
+    assert [a[3] for a in seen] == [[0, 1, 2]]
+    _, (x, _) = split(ds)
+    spec = M.mask_spec(model, ds.x_train[:1])
+    mom = [
+        [np.asarray(a, np.float64) for a in scaling.logit_moments(
+            model, spec, 5, vs[i], jnp.asarray(x), seed_key(("scaling", "margin"), i))]
+        for i in range(3)
+    ]  # fmt: skip
+    for i, row in enumerate(out["seeds"]):
+        j = (i + 1) % 3  # the last seed against the first
+        want = scaling.retrain_gap(mom[i][0], mom[i][2], mom[j][0], mom[j][2]).mean()
+        assert row["retrain"] == pytest.approx(want, rel=1e-6)
+        assert row["sd"] == pytest.approx(mom[i][2].mean(), rel=1e-6)
+
+
+def test_plan_scores_the_margin_on_the_very_nets_the_primary_tests(monkeypatch):
+    from dropstudy.data import digits
+
+    cfg = scaling.Config(expect_seeds=3)
+    cells = scaling.plan(cfg, digits().subset(50, seed=0))
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*a):
+        calls.append(a)
+        raise Stop
+
+    monkeypatch.setattr(scaling, "shared_arm", record)
+    for name in ("margin", "expectation"):
+        with pytest.raises(Stop):
+            cells[name].fn(**cells[name].kwargs)
+    assert calls[0] == calls[1] and calls[0][3] == [0, 1, 2]
+
+
+def _fake_raw(gap: float, retrain: float) -> dict:
+    """Part C at a gap of ``gap`` per-mask sd on every test example (plus a little spread),
+    retraining opening ``retrain`` on validation, and the demo and conventions cells."""
+    rng = np.random.default_rng(1)
+    sel = {"gap": (gap + 0.002 * rng.standard_normal((4, 30))).tolist(),
+           "sd": np.ones((4, 30)).tolist(), "test_acc": [0.9] * 4, "train_acc": [0.95] * 4,
+           "disagree": [0.01] * 4}  # fmt: skip
+    demo = scaling.demo_cell("inverted", 0.5, 20, 9)
+    same = {"max_abs_logit": 1e-5, "max_abs_prob": 1e-6, "mean_kl": 0.0, "disagreement": 0.0,
+            "acc_inverted": 0.9, "acc_standard": 0.9}  # fmt: skip
+    conv = {t: same for t in ("matched_lr", "same_lr", "control")}
+    return {
+        "demo_inverted": demo,
+        "demo_standard": scaling.demo_cell("standard", 0.5, 20, 9),
+        "conventions": {**conv, "at_check": {"steps": 200, **conv}},
+        "expectation": {"within_w": sel, "within_2w": sel, "arm": arm_record(0.1, 4)},
+        "margin": {"seeds": [{"retrain": retrain + 0.01 * i, "sd": 1.0} for i in range(4)]},
+    }
+
+
+def test_the_margin_is_a_share_of_the_retraining_gap_capped_and_shown():
+    from dropstudy_experiments.sections.scaling import headline_caveats, section
+
+    cfg = scaling.Config(expect_seeds=4)
+    # retraining opens ~0.1: half is ~0.05, tighter than the 0.1 cap; a gap of 0.07 is then
+    # outside the derived margin and inside the replaced one
+    r = scaling.summarise(cfg, _fake_raw(0.07, 0.1))
+    m, t = r["margin"], r["tests"]["expectation"]
+    assert m["value"] == pytest.approx(0.5 * 0.115) and m["cap"] == cfg.expect_margin
+    assert t["margin"] == t["within_2w"]["margin"] == pytest.approx(m["value"])
+    assert t["verdict"] == "contradicted" and m["replaced"]["verdict_w"] == "supported"
+    r = {**r, "config": cfg.to_dict(), "experiment": "scaling"}
+    r |= {"data": {"name": "digits", "features": 64, "classes": 10}}
+    md = section(r)
+    assert "The primary's margin, from the validation split" in md and "nan" not in md.lower()
+    assert "+-0.0575 of those units (derived from the validation split" in md
+    assert "tightens it to +-0.0575" in " ".join(headline_caveats(r))
+    # where retraining opens more than twice the cap, the cap stands and says so
+    wide = scaling.summarise(cfg, _fake_raw(0.07, 0.5))
+    assert wide["tests"]["expectation"]["margin"] == cfg.expect_margin
+    assert wide["margin"]["at_rule"]["verdict_w"] == "supported"
+    with pytest.raises(DropstudyError, match="no margin can be derived"):
+        scaling.summarise(cfg, _fake_raw(0.07, -0.03))
