@@ -1455,6 +1455,51 @@ def cap_str(r: dict, unit: str, key: str = "margin_nll") -> str:
     )
 
 
+def margin_range(t: dict) -> dict:
+    """The margins at which an equivalence test's unadjusted verdict would differ, from its
+    90% interval: TOST rejects at the level exactly when that interval lies within the margin.
+
+    Args:
+      t: an equivalence test dict (``lo``, ``hi``: its 90% interval).
+
+    Returns:
+      ``{"supported_above", "contradicted_below"}``: supported at any margin above the first;
+      contradicted at any below the second (None when the interval includes 0: at no margin).
+    """
+    lo, hi = t["lo"], t["hi"]
+    below = lo if lo > 0 else -hi if hi < 0 else None
+    return {"supported_above": max(abs(lo), abs(hi)), "contradicted_below": below}
+
+
+def fixed_margin_caveats(r: dict, unit: str, why: str, scale: float = 1.0) -> list[str]:
+    """What a reader quoting an equivalence primary at a fixed margin must know: the margin is
+    a stated quantity, and the margins at which its verdict would differ.
+
+    Args:
+      r: the results file's dict (its primary test and its margin).
+      unit: the margin's unit as shown, e.g. ``"pp"``.
+      why: where the fixed margin comes from, e.g. ``"2% of the target's sd"``.
+      scale: the factor from the test's values to ``unit`` (100 for a fraction in pp).
+
+    Returns:
+      One clause.
+    """
+    t = r["tests"][r["primary"]]
+    rng = margin_range(t)
+    cut = rng["contradicted_below"]
+    contra = (
+        "contradicted at no margin (its interval includes 0)"
+        if cut is None
+        else f"contradicted at any below +-{scale * cut:.3g} {unit}"
+    )
+    return [
+        f"its margin, +-{scale * t['margin']:g} {unit}, is fixed ({why}), not derived from the "
+        f"validation split; by its unadjusted 90% interval the test would be "
+        f"supported at any margin above +-{scale * rng['supported_above']:.3g} {unit} and "
+        f"{contra}"
+    ]
+
+
 def reach_str(t: dict, margin: float, unit: str) -> str:
     """Whether an equivalence test's design can show equivalence within its margin, in words.
 

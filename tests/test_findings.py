@@ -139,3 +139,27 @@ def test_all_findings_joins_the_shared_and_the_sections():
     r["experiment"] = "voting"
     assert all_findings(r) == voting.findings(r)
     assert all_findings({"tests": r["tests"]}) == []  # no experiment: only the shared ones
+
+
+@pytest.mark.parametrize(
+    "lo, hi, above, below",
+    [(0.03, 0.05, 0.05, 0.03), (-0.05, -0.01, 0.05, 0.01), (-0.01, 0.04, 0.04, None)],
+)
+def test_a_fixed_margins_caveat_gives_where_the_verdict_would_change(lo, hi, above, below):
+    """Supported at any margin above the interval's farther end; contradicted below its
+    nearer end when the interval excludes 0, at none when it includes 0; checked against
+    the rule itself (TOST at the level: the 90% interval inside the margin)."""
+    from dropstudy_experiments.common import fixed_margin_caveats, margin_range
+
+    t = _equiv((lo + hi) / 2, lo, hi, "inconclusive", "x")
+    got = margin_range(t)
+    assert got["supported_above"] == pytest.approx(above)
+    assert got["contradicted_below"] == (None if below is None else pytest.approx(below))
+    for m in (0.005, 0.02, 0.045, 0.06):
+        inside = -m < lo and hi < m
+        outside = lo > m or hi < -m
+        assert inside == (m > got["supported_above"])
+        assert outside == (below is not None and m < below)
+    (words,) = fixed_margin_caveats({"tests": {"p": t}, "primary": "p"}, "pp", "why", 100)
+    assert "+-2 pp, is fixed (why)" in words and f"above +-{100 * above:.3g} pp" in words
+    assert ("at no margin" in words) == (below is None)

@@ -10,6 +10,7 @@ from ..common import (
     clip_off_scale,
     effect_str,
     errorbar,
+    fixed_margin_caveats,
     own_verdict,
     plt,
     table,
@@ -24,6 +25,19 @@ _EQUIVALENT = {SUPPORTED: "equivalent to", CONTRADICTED: "not equivalent to"}
 
 # How its primary came to be what it is, where its own result was seen first (Scope says more)
 POST_HOC = "its nets moved onto the protocol after the fixed-budget verdict was seen"
+
+
+def headline_caveats(r: dict) -> list[str]:
+    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
+    the verdict would differ (:func:`.common.fixed_margin_caveats`).
+
+    Args:
+      r: the averaging results file's dict.
+
+    Returns:
+      The clauses.
+    """
+    return fixed_margin_caveats(r, "pp", "1 pp of test error", scale=100)
 
 
 def findings(r: dict) -> list[str]:

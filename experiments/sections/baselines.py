@@ -5,13 +5,28 @@ from __future__ import annotations
 import numpy as np
 
 from ..baselines import MODELS, Config
-from ..common import ci_str, plt, seeds_str, table
+from ..common import ci_str, fixed_margin_caveats, plt, seeds_str, table
 
 # How its primary came to be what it is, where its own result was seen first (Scope says more)
 POST_HOC = (
     "its seeds rose from 5 to 10, the study's floor for every primary, after the 5-seed check "
     "was seen"
 )
+
+
+def headline_caveats(r: dict) -> list[str]:
+    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
+    the verdict would differ (:func:`.common.fixed_margin_caveats`).
+
+    Args:
+      r: the baselines results file's dict.
+
+    Returns:
+      The clauses.
+    """
+    return fixed_margin_caveats(
+        r, "pp", "the replication's target: within 2 pp of the published figure", scale=100
+    )
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from ..common import ci_str, plt, table, train_str
+from ..common import ci_str, fixed_margin_caveats, plt, table, train_str
 from ..regression import Config
+
+
+def headline_caveats(r: dict) -> list[str]:
+    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
+    the verdict would differ (:func:`.common.fixed_margin_caveats`).
+
+    Args:
+      r: the regression results file's dict.
+
+    Returns:
+      The clauses.
+    """
+    return fixed_margin_caveats(r, "target sd", "2% of the target's sd")
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common import ci_str, mlp_str, plt, table
+from ..common import ci_str, fixed_margin_caveats, mlp_str, plt, table
 from ..stayput import LABELS, OPTIMIZERS, Config
+
+
+def headline_caveats(r: dict) -> list[str]:
+    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
+    the verdict would differ (:func:`.common.fixed_margin_caveats`).
+
+    Args:
+      r: the stayput results file's dict.
+
+    Returns:
+      The clauses.
+    """
+    return fixed_margin_caveats(r, "in the ratio", "a tenth of a kept unit's movement")
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
