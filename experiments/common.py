@@ -1573,7 +1573,15 @@ def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
         return ""
     # its own verdict at that level, so a reader sees whether the guard changed anything
     own = decide_unguarded(t, p)
-    level = " at the Holm-adjusted p" if p_adjusted is not None and p_adjusted != t["p"] else ""
+    adjusted = p_adjusted is not None and p_adjusted != t["p"]
+    level = " at the Holm-adjusted p" if adjusted else ""
+    twin = t["within_2w"]
+    if adjusted and t["p"] > 0 and any(r.startswith("budget-dependent") for r in reasons):
+        # the twin is decided at its own p times the adjustment's factor: show it, or an
+        # interval inside the margin would read as a contradiction of "inconclusive"
+        p2 = min(1.0, twin["p"] * p / t["p"])
+        reasons = [*reasons, f"within 2W decided at p = {p_str(p2)}, its p scaled as Holm "
+                   "scaled the primary's"]  # fmt: skip
     return f" (held by the protocol, its own verdict{level} {own}: {'; '.join(reasons)})"
 
 

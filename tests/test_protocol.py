@@ -239,7 +239,7 @@ def test_a_conv_net_with_dense_dropout_is_not_plain():
 
 
 def test_a_held_verdict_says_why_in_the_tables():
-    from dropstudy_experiments.common import blocked_str, verdict_table
+    from dropstudy_experiments.common import blocked_str, p_str, verdict_table
 
     late = {"a": _arm(3)}
     strong = _test(1.0)
@@ -252,6 +252,15 @@ def test_a_held_verdict_says_why_in_the_tables():
         "still improving in the last 10% of 2W = 400))"
     )
     assert blocked_str(strong) == ""
+    # a twin that Holm's factor moves across the level: its p at that factor is shown
+    ok = {"a": _arm(0)}
+    w, w2 = _test(0.01, sd=0.01), _test(0.006, sd=0.01)  # p 0.0017 within W, 0.022 in 2W
+    twin = PR.guarded({"t": w}, {"t": w2}, ok)["t"]
+    factor = 4.0  # the twin's interval excludes 0, yet at 4 x 0.022 it is inconclusive
+    text = blocked_str(twin, min(1.0, twin["p"] * factor))
+    p2 = min(1.0, twin["within_2w"]["p"] * factor)
+    assert "budget-dependent" in text and f"within 2W decided at p = {p_str(p2)}" in text
+    assert "within 2W decided" not in blocked_str(twin)  # unadjusted: the interval says it
     md = verdict_table({"tests": held, "primary": "t"})
     assert "**inconclusive** (held by the protocol, its own verdict supported: a not" in md
 
