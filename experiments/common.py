@@ -1471,32 +1471,43 @@ def margin_range(t: dict) -> dict:
     return {"supported_above": max(abs(lo), abs(hi)), "contradicted_below": below}
 
 
+def _round_out(x: float, up: bool, digits: int = 4) -> float:
+    """``x`` (> 0) rounded to ``digits`` significant digits away from a threshold it states:
+    up for a bound above which something holds, down for one below which it does."""
+    step = 10.0 ** (np.floor(np.log10(x)) - (digits - 1))
+    return float((np.ceil if up else np.floor)(x / step) * step)
+
+
 def fixed_margin_caveats(r: dict, unit: str, why: str, scale: float = 1.0) -> list[str]:
     """What a reader quoting an equivalence primary at a fixed margin must know: the margin is
-    a stated quantity, and the margins at which its verdict would differ.
+    a stated quantity, and the margins at which its own verdict would differ.
 
     Args:
       r: the results file's dict (its primary test and its margin).
-      unit: the margin's unit as shown, e.g. ``"pp"``.
-      why: where the fixed margin comes from, e.g. ``"2% of the target's sd"``.
+      unit: the margin's unit as shown, e.g. ``"pp"`` (``""``: none shown).
+      why: where the fixed margin comes from, e.g. ``"a stated share of the target's sd"``.
       scale: the factor from the test's values to ``unit`` (100 for a fraction in pp).
 
     Returns:
-      One clause.
+      One clause; none when the primary is not an equivalence test.
     """
     t = r["tests"][r["primary"]]
+    if t.get("rule") != "equivalence":
+        return []
+    u = f" {unit}" if unit else ""
     rng = margin_range(t)
+    # rounded outward, so that a stated threshold never rounds onto the margin's wrong side
+    above = _round_out(scale * rng["supported_above"], up=True)
     cut = rng["contradicted_below"]
     contra = (
         "contradicted at no margin (its interval includes 0)"
         if cut is None
-        else f"contradicted at any below +-{scale * cut:.3g} {unit}"
+        else f"contradicted at any below +-{_round_out(scale * cut, up=False):.4g}{u}"
     )
     return [
-        f"its margin, +-{scale * t['margin']:g} {unit}, is fixed ({why}), not derived from the "
-        f"validation split; by its unadjusted 90% interval the test would be "
-        f"supported at any margin above +-{scale * rng['supported_above']:.3g} {unit} and "
-        f"{contra}"
+        f"its margin, +-{scale * t['margin']:g}{u}, is fixed ({why}), not derived from the "
+        "validation split; by its 90% interval, its own verdict (unadjusted, before any "
+        f"protocol guard) would be supported at any margin above +-{above:.4g}{u} and {contra}"
     ]
 
 
@@ -1576,10 +1587,14 @@ def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
     adjusted = p_adjusted is not None and p_adjusted != t["p"]
     level = " at the Holm-adjusted p" if adjusted else ""
     twin = t["within_2w"]
-    if adjusted and t["p"] > 0 and any(r.startswith("budget-dependent") for r in reasons):
+    p2 = min(1.0, twin["p"] * p / t["p"]) if t["p"] > 0 else twin["p"]
+    if (
+        adjusted
+        and any(r.startswith("budget-dependent") for r in reasons)
+        and decide_unguarded(twin, p2) == "inconclusive"
+    ):
         # the twin is decided at its own p times the adjustment's factor: show it, or an
-        # interval inside the margin would read as a contradiction of "inconclusive"
-        p2 = min(1.0, twin["p"] * p / t["p"])
+        # interval inside the margin (or excluding 0) would read as a contradiction
         reasons = [*reasons, f"within 2W decided at p = {p_str(p2)}, its p scaled as Holm "
                    "scaled the primary's"]  # fmt: skip
     return f" (held by the protocol, its own verdict{level} {own}: {'; '.join(reasons)})"

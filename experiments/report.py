@@ -809,9 +809,9 @@ def at_margin(name: str, folder: Path | None, r: dict, margin: float) -> dict:
     at another margin, from the values its results file keeps.
 
     A margin derived from a list's own seeds (ensembles', maskmode's, conv's, voting's,
-    diversity's) differs between two lists of seeds; the design's margin is the first list's,
-    so the report decides the second list at it. The protocol's guard is applied again from
-    the arms' convergence counts the test keeps.
+    diversity's, scaling's) differs between two lists of seeds; the design's margin is the
+    first list's, so the report decides the second list at it. The protocol's guard is applied
+    again from the arms' convergence counts the test keeps.
 
     Args:
       name: the experiment.
@@ -1067,7 +1067,8 @@ def replication(lists: list[Lists]) -> list[str]:
         "so its error rate exceeds its nominal level; it never changes the headline verdict, "
         "which stays the first list's. Its *seeds needed* gives the seeds at which the "
         "pooled effect would have 80% power at the unadjusted level. A margin derived from "
-        "the study's own seeds (ensembles', maskmode's, conv's, voting's, diversity's) is the "
+        "the study's own seeds (ensembles', maskmode's, conv's, voting's, diversity's, "
+        "scaling's) is the "
         "first list's "
         "for the second "
         "list too, and the pooled test's: the second list's test is decided again at it from "
@@ -1330,7 +1331,7 @@ def code_note(cpus: list[tuple]) -> str:
 
 # Config fields that set an equivalence margin (its rule, its share, its cap), not training
 MARGIN_FIELDS = {"margin_nll", "margin_share", "margin_nll_cap", "margin_nll_matched",
-                 "margin_err", "margin"}  # fmt: skip
+                 "margin_err", "margin", "expect_margin"}  # fmt: skip
 
 
 def margin_rule_only(a: dict, b: dict) -> bool:
@@ -1634,7 +1635,8 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "its probability; *NWGM*: their normalised geometric mean. *Direction test*: is the "
         "effect on the claimed side of 0? *Equivalence test (TOST)*: is it within a margin "
         "fixed in the config, or derived from the validation split by a rule the config "
-        "states (ensembles', maskmode's, conv's, voting's, diversity's: rules set after "
+        "states (ensembles', maskmode's, conv's, voting's, diversity's, scaling's: rules set "
+        "after "
         "earlier results "
         "were seen, "
         "capped by "
@@ -1659,7 +1661,8 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "excludes 0 on the other side, else inconclusive. *Equivalence* tests (two one-sided "
         "t tests, TOST, i.e. the 90% interval): supported when TOST rejects (the interval lies "
         "inside a margin fixed in the config, or derived by a rule the config states from the "
-        "validation split alone, as ensembles', maskmode's, conv's, voting's and diversity's "
+        "validation split alone, as ensembles', maskmode's, conv's, voting's, diversity's and "
+        "scaling's "
         "margins are), "
         "contradicted when "
         "the interval "
@@ -1763,7 +1766,8 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "its results at 0.05 had been seen on both data sets and digits' second list. "
         "Scaling's margin, a fixed 0.1 per-mask sd, became a share (one half) of the gap "
         "retraining opens between two seeds' weight-scaled logits on the validation split "
-        "(centred per example, in the same units) after its results at 0.1 had been seen on "
+        "(the test's own measure, over disjoint pairs of seeds) after its results at 0.1 had "
+        "been seen on "
         "both data sets and digits' second list. A "
         "second review capped ensembles' and maskmode's derived margins at the 0.02 they "
         "replaced; the later rules (conv's, "

@@ -21,8 +21,8 @@ expectation estimated over ``expect_k`` sampled subnetworks) is measured in unit
 per-mask standard deviation of the logits, ``mean_c sd_c``: the noise dropout itself puts on
 them in training. Equivalence within a margin derived on the validation split
 (:func:`margin_cell`, :func:`share_margin_of`): a share of the gap that retraining opens
-between two seeds' weight-scaled logits, in the same units, capped by ``expect_margin``, the
-fixed margin it replaced. Part C's nets train
+between two seeds' weight-scaled logits, by the same measure in the same units, capped by
+``expect_margin``, the fixed margin it replaced. Part C's nets train
 by the study's protocol (:mod:`.protocol`, ``expect_protocol``: tuned on the validation split,
 each seed stopped by the network as used within ``W``, its twin within ``2W``); parts A and B
 keep their own set-ups (an identity, and a step-matched pair of conventions).
@@ -101,10 +101,9 @@ class Config(ExperimentConfig):
     # It caps the derived margin below, which replaced it after the results at it were seen.
     expect_margin: float = 0.1
     # The margin is this share of what retraining does to the same logits on the validation
-    # split: the gap between two seeds' weight-scaled logits, centred per example (a shift of
-    # every class's logit changes no prediction), in the same per-mask sd units, mean over
-    # seeds (:func:`share_margin_of`). A bias of weight scaling below half of what a second
-    # training run changes is one no user could act on.
+    # split: the gap between two seeds' weight-scaled logits, by the primary's own measure
+    # and unit, mean over disjoint pairs of seeds (:func:`share_margin_of`). A bias of weight
+    # scaling below half of what a second training run changes is one no user could act on.
     margin_share: float = 0.5
     # Part C's nets train by the study's protocol, stopped by the network as used (weight
     # scaling, one side of the comparison); part B keeps SGD for its matched learning rates.
@@ -133,8 +132,8 @@ class Config(ExperimentConfig):
         if self.expect_seeds < 2 or self.expect_k < 2:
             raise DropstudyError(
                 f"expect_seeds ({self.expect_seeds}) and expect_k ({self.expect_k}) must be "
-                ">= 2: an interval needs two seeds (and the margin two seeds to compare), a "
-                "per-mask sd two subnetworks"
+                ">= 2: an interval needs two seeds (and the margin a pair of seeds to compare), "
+                "a per-mask sd two subnetworks"
             )
         check_share(self.margin_share, "the gap retraining opens on the validation split")
 
@@ -368,10 +367,8 @@ def expectation_cell(
 
 
 def retrain_gap(ws_a, sd_a, ws_b, sd_b) -> np.ndarray:
-    """Per example, the gap between two nets' logits in per-mask sd units.
-
-    Logits are centred per example first: adding one constant to every class's logit changes
-    no prediction, so retraining's irrelevant shifts do not widen the margin they set.
+    """Per example, the gap between two nets' weight-scaled logits in per-mask sd units: the
+    primary's measure (``mean_c |difference|`` over ``mean_c sd_c``), uncentred as it is.
 
     Args:
       ws_a: one net's weight-scaled logits, ``(N, C)``.
@@ -380,50 +377,48 @@ def retrain_gap(ws_a, sd_a, ws_b, sd_b) -> np.ndarray:
       sd_b: its per-mask sd, ``(N, C)``.
 
     Returns:
-      ``(N,)``: ``mean_c |a_c - b_c|`` of the centred logits over the two nets' mean
-      ``mean_c sd_c``.
+      ``(N,)``: per example, ``mean_c |a_c - b_c|`` over the two nets' mean ``mean_c sd_c``.
     """
-    a = ws_a - ws_a.mean(1, keepdims=True)
-    b = ws_b - ws_b.mean(1, keepdims=True)
     unit = 0.5 * (sd_a.mean(1) + sd_b.mean(1))
-    return np.abs(a - b).mean(1) / np.maximum(unit, 1e-12)
+    return np.abs(ws_a - ws_b).mean(1) / np.maximum(unit, 1e-12)
 
 
 def margin_cell(*, ds: Dataset, model: MLP, protocol: Protocol, seeds: list[int], k: int) -> dict:
-    """Per seed, on the validation split: the gap retraining opens between two seeds'
+    """Per pair of seeds, on the validation split: the gap retraining opens between two nets'
     weight-scaled logits, the scale of the primary's margin.
 
     The nets are part C's (:func:`.protocol.shared_arm`: trained once), each selected within
-    ``W``; seed ``i`` is compared with seed ``i + 1`` (the last with the first).
+    ``W``. The pairs are disjoint, seeds 0 and 1, 2 and 3, ... (an odd last seed is left
+    out), so that each pair's value is independent of the others' and their interval holds.
 
     Args:
       ds: the data set.
       model: the inverted-convention MLP.
       protocol: how part C trains it.
       seeds: the seeds (at least 2).
-      k: subnetworks per seed for the per-mask sd (the unit).
+      k: subnetworks per net for the per-mask sd (the unit).
 
     Returns:
-      ``{"seeds": [{"retrain", "sd"}]}``: per seed, the mean over validation examples of
-      :func:`retrain_gap` against the next seed, and the mean per-mask sd of its logits (no
-      test example is read).
+      ``{"pairs": [{"seeds", "retrain"}]}``: per pair, its two seeds and the mean over
+      validation examples of :func:`retrain_gap` (no test example is read).
     """
     arm = shared_arm(ds, model, protocol, seeds)
     spec = M.mask_spec(model, ds.x_train[:1])
     _, (x, _) = split(ds)
     x = jnp.asarray(x)
-    moments = []
-    for i, s in enumerate(seeds):
+
+    def moments(i: int) -> tuple[np.ndarray, np.ndarray]:
         ws, _, sd = logit_moments(
-            model, spec, k, take(arm.within_w, i), x, seed_key((NAME, "margin"), s)
+            model, spec, k, take(arm.within_w, i), x, seed_key((NAME, "margin"), seeds[i])
         )
-        moments.append((np.asarray(ws, np.float64), np.asarray(sd, np.float64)))
+        return np.asarray(ws, np.float64), np.asarray(sd, np.float64)
+
     rows = []
-    for i, (ws, sd) in enumerate(moments):
-        ws_b, sd_b = moments[(i + 1) % len(moments)]
-        rows.append({"retrain": float(retrain_gap(ws, sd, ws_b, sd_b).mean()),
-                     "sd": float(sd.mean())})  # fmt: skip
-    return {"seeds": rows}
+    for i in range(0, len(seeds) - 1, 2):
+        (ws_a, sd_a), (ws_b, sd_b) = moments(i), moments(i + 1)
+        rows.append({"seeds": [seeds[i], seeds[i + 1]],
+                     "retrain": float(retrain_gap(ws_a, sd_a, ws_b, sd_b).mean())})  # fmt: skip
+    return {"pairs": rows}
 
 
 def share_margin_of(cfg: Config, raw: dict) -> dict:
@@ -434,21 +429,25 @@ def share_margin_of(cfg: Config, raw: dict) -> dict:
       raw: the cells' results (``margin``: :func:`margin_cell`'s rows).
 
     Returns:
-      :func:`.common.share_margin`'s dict, its scale under ``effect``: the interval over seeds
-      of the retraining gap, in per-mask sd units.
+      :func:`.common.share_margin`'s dict, its scale under ``effect``: the interval over the
+      disjoint pairs of seeds of the retraining gap, in per-mask sd units (its ``per_seed``
+      spread is per pair here), and ``pairs``: how many.
 
     Raises:
-      DropstudyError: if two seeds' nets give the same logits on every validation example.
+      DropstudyError: if the two nets of every pair give the same logits on every
+        validation example.
     """
+    rows = raw["margin"]["pairs"]
     m = share_margin(
         cfg.margin_share,
-        [r["retrain"] for r in raw["margin"]["seeds"]],
+        [r["retrain"] for r in rows],
         what="the gap between two seeds' weight-scaled validation logits",
         remedy="the seeds train the same function, so retraining gives no scale here; check "
         "that the seeds differ (Config field expect_seeds), and say so beside any result",
         cap=cfg.expect_margin,
     )
     m["effect"] = m.pop("scale")
+    m["pairs"] = len(rows)
     return m
 
 

@@ -1,5 +1,6 @@
 """The report's findings: computed from a results file's numbers when the report is written."""
 
+import numpy as np
 import pytest
 from dropstudy_experiments.common import all_findings, flips, predictor_pairs
 from dropstudy_experiments.sections import averaging, diversity, voting
@@ -141,25 +142,35 @@ def test_all_findings_joins_the_shared_and_the_sections():
     assert all_findings({"tests": r["tests"]}) == []  # no experiment: only the shared ones
 
 
-@pytest.mark.parametrize(
-    "lo, hi, above, below",
-    [(0.03, 0.05, 0.05, 0.03), (-0.05, -0.01, 0.05, 0.01), (-0.01, 0.04, 0.04, None)],
-)
-def test_a_fixed_margins_caveat_gives_where_the_verdict_would_change(lo, hi, above, below):
+@pytest.mark.parametrize("centre", [0.04, -0.03, 0.003, -0.004])
+def test_a_fixed_margins_caveat_gives_where_the_verdict_would_change(centre):
     """Supported at any margin above the interval's farther end; contradicted below its
-    nearer end when the interval excludes 0, at none when it includes 0; checked against
-    the rule itself (TOST at the level: the 90% interval inside the margin)."""
+    nearer end when the interval excludes 0, at none when it includes 0: checked against
+    the equivalence test itself at margins on both sides of each threshold."""
     from dropstudy_experiments.common import fixed_margin_caveats, margin_range
+    from dropstudy_experiments.stats import equivalence
 
-    t = _equiv((lo + hi) / 2, lo, hi, "inconclusive", "x")
+    values = centre + 0.01 * np.random.default_rng(1).standard_normal(10)
+    t = equivalence(values, 0.02, what="x", predictor="ws")
     got = margin_range(t)
-    assert got["supported_above"] == pytest.approx(above)
-    assert got["contradicted_below"] == (None if below is None else pytest.approx(below))
-    for m in (0.005, 0.02, 0.045, 0.06):
-        inside = -m < lo and hi < m
-        outside = lo > m or hi < -m
-        assert inside == (m > got["supported_above"])
-        assert outside == (below is not None and m < below)
-    (words,) = fixed_margin_caveats({"tests": {"p": t}, "primary": "p"}, "pp", "why", 100)
-    assert "+-2 pp, is fixed (why)" in words and f"above +-{100 * above:.3g} pp" in words
-    assert ("at no margin" in words) == (below is None)
+    above, below = got["supported_above"], got["contradicted_below"]
+    assert above == pytest.approx(max(abs(t["lo"]), abs(t["hi"])))
+    assert (below is None) == (t["lo"] <= 0 <= t["hi"])
+    for m in (above * 0.99, above * 1.01, *(() if below is None else (below * 0.99, below * 1.01))):
+        verdict = equivalence(values, m, what="x", predictor="ws")["verdict"]
+        assert (verdict == "supported") == (m > above), (m, verdict)
+        assert (verdict == "contradicted") == (below is not None and m < below), (m, verdict)
+    r = {"tests": {"p": t}, "primary": "p"}
+    (words,) = fixed_margin_caveats(r, "pp", "why", 100)
+    assert "+-2 pp, is fixed (why)" in words
+    # thresholds rounded outward at 4 digits: never onto the wrong side of the margin
+    shown = float(words.split("above +-")[1].split(" pp")[0])
+    assert shown >= 100 * above and shown == pytest.approx(100 * above, rel=1e-3)
+    if below is None:
+        assert "contradicted at no margin" in words
+    else:
+        cut = float(words.split("below +-")[1].split(" pp")[0])
+        assert cut <= 100 * below and cut == pytest.approx(100 * below, rel=1e-3)
+    # only an equivalence primary has such margins
+    assert fixed_margin_caveats({"tests": {"p": _test(1, 0, 2, "supported")}, "primary": "p"},
+                                "pp", "why") == []  # fmt: skip

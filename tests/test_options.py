@@ -761,7 +761,7 @@ def test_scaling_config_reaches_its_cells():
            "diverged": [False] * 3, "converged": True, "tuning": {"adam": {}}}  # fmt: skip
     raw["expectation"] = {"within_w": sel, "within_2w": sel, "arm": arm}
     # retraining opens 0.4 sd on validation: half is 0.2, so the caps (0.1, 0.06) stand
-    raw["margin"] = {"seeds": [{"retrain": 0.4, "sd": 1.0}] * 3}
+    raw["margin"] = {"pairs": [{"seeds": [0, 1], "retrain": 0.4}]}
     wide = scaling.summarise(scaling.Config(same_function=1e-3, demo_margin=0.01), raw)
     narrow = scaling.summarise(
         scaling.Config(same_function=1e-4, demo_margin=0.02, primary="demo_standard",

@@ -7,7 +7,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from dropstudy_experiments import protocol as PR
-from dropstudy_experiments.stats import INCONCLUSIVE, SUPPORTED, decide, direction, held_reasons
+from dropstudy_experiments.stats import (
+    INCONCLUSIVE,
+    SUPPORTED,
+    decide,
+    direction,
+    equivalence,
+    held_reasons,
+)
 
 from dropstudy.data import digits
 from dropstudy.models import MLP
@@ -258,9 +265,22 @@ def test_a_held_verdict_says_why_in_the_tables():
     twin = PR.guarded({"t": w}, {"t": w2}, ok)["t"]
     factor = 4.0  # the twin's interval excludes 0, yet at 4 x 0.022 it is inconclusive
     text = blocked_str(twin, min(1.0, twin["p"] * factor))
-    p2 = min(1.0, twin["within_2w"]["p"] * factor)
-    assert "budget-dependent" in text and f"within 2W decided at p = {p_str(p2)}" in text
-    assert "within 2W decided" not in blocked_str(twin)  # unadjusted: the interval says it
+    assert "budget-dependent" in text and "within 2W decided at p = 0.0869" in text
+    # unadjusted, the twin's own interval says how it is decided: no clause
+    w3 = _test(0.004, sd=0.01)  # p 0.08: inconclusive within 2W at its own p
+    held_own = PR.guarded({"t": w}, {"t": w3}, ok)["t"]
+    assert "budget-dependent" in blocked_str(held_own)
+    assert "within 2W decided" not in blocked_str(held_own)
+    # an equivalence twin whose 90% interval lies inside the margin, held after adjustment
+    rng = np.random.default_rng(3)
+    e = equivalence(0.002 * rng.standard_normal(10), 0.01, what="x")
+    e2 = equivalence(0.0075 + 0.002 * rng.standard_normal(10), 0.01, what="x")
+    assert -0.01 < e2["lo"] and e2["hi"] < 0.01  # supported on its own
+    held_eq = PR.guarded({"t": e}, {"t": e2}, ok)["t"]
+    f = 0.05 / e2["p"] * 1.5  # a factor that lifts the twin's p past the level
+    assert e["p"] * f < 0.05  # and leaves the primary's below it
+    text = blocked_str(held_eq, min(1.0, held_eq["p"] * f))
+    assert f"within 2W decided at p = {p_str(min(1.0, e2['p'] * f))}" in text
     md = verdict_table({"tests": held, "primary": "t"})
     assert "**inconclusive** (held by the protocol, its own verdict supported: a not" in md
 

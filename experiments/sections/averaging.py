@@ -37,7 +37,9 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
-    return fixed_margin_caveats(r, "pp", "1 pp of test error", scale=100)
+    if r["primary"] != Config.primary:  # another primary, set in the config
+        return fixed_margin_caveats(r, "", "set in the config")
+    return fixed_margin_caveats(r, "pp", "a stated difference in test error", scale=100)
 
 
 def findings(r: dict) -> list[str]:

@@ -24,8 +24,10 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
+    if r["primary"] != Config.primary:  # another primary, set in the config
+        return fixed_margin_caveats(r, "", "set in the config")
     return fixed_margin_caveats(
-        r, "pp", "the replication's target: within 2 pp of the published figure", scale=100
+        r, "pp", "the replication's stated tolerance around the published figure", scale=100
     )
 
 

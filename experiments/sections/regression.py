@@ -16,7 +16,9 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
-    return fixed_margin_caveats(r, "target sd", "2% of the target's sd")
+    if r["primary"] != Config.primary:  # another primary, set in the config
+        return fixed_margin_caveats(r, "", "set in the config")
+    return fixed_margin_caveats(r, "target sd", "a stated share of the target's sd")
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

@@ -18,7 +18,9 @@ def headline_caveats(r: dict) -> list[str]:
     Returns:
       The clauses.
     """
-    return fixed_margin_caveats(r, "in the ratio", "a tenth of a kept unit's movement")
+    if r["primary"] != Config.primary:  # another primary, set in the config
+        return fixed_margin_caveats(r, "", "set in the config")
+    return fixed_margin_caveats(r, "in the ratio", "a stated share of a kept unit's movement")
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
