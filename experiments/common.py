@@ -1511,6 +1511,28 @@ def fixed_margin_caveats(r: dict, unit: str, why: str, scale: float = 1.0) -> li
     ]
 
 
+def fixed_margin_headline(default: str, unit: str, why: str, scale: float = 1.0):
+    """A section's ``headline_caveats`` for an equivalence primary at a fixed margin.
+
+    Args:
+      default: the primary the words are for (its config's default); another primary, set
+        in the config, gets generic ones.
+      unit, why, scale: as :func:`fixed_margin_caveats` takes them.
+
+    Returns:
+      ``headline_caveats(r) -> list[str]`` (:func:`fixed_margin_caveats`).
+    """
+
+    def headline_caveats(r: dict) -> list[str]:
+        """What a reader quoting the primary's verdict must know: its margin is fixed, and
+        where the verdict would differ (:func:`fixed_margin_caveats`)."""
+        if r["primary"] != default:
+            return fixed_margin_caveats(r, "", "set in the config")
+        return fixed_margin_caveats(r, unit, why, scale)
+
+    return headline_caveats
+
+
 def reach_str(t: dict, margin: float, unit: str) -> str:
     """Whether an equivalence test's design can show equivalence within its margin, in words.
 

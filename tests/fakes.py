@@ -23,3 +23,37 @@ def arm_record(val: float, seeds: int, late: int = 0) -> dict:
             "diverged": [False] * seeds, "converged": late < 0.2 * seeds,
             "val_w": (val + 1e-4 * rng.standard_normal(seeds)).tolist(),
             "tuning": {"adam": {"0.001": {"score": 1.0}}}}  # fmt: skip
+
+
+def shared_arm_calls(monkeypatch, module, cells: dict, stops: dict[str, int]) -> list[tuple]:
+    """The arguments of the ``shared_arm`` calls that some of a plan's cells make, each cell
+    run until its ``stops[name]``-th call (the calls before it return None), nothing trained.
+
+    Args:
+      monkeypatch: pytest's fixture; ``module.shared_arm`` is replaced.
+      module: the experiment's module.
+      cells: its plan's cells.
+      stops: ``{cell name: the call at which it stops}``, run in this order.
+
+    Returns:
+      Every call's positional arguments, in order.
+    """
+    import pytest
+
+    calls: list[tuple] = []
+
+    class Stop(Exception):
+        pass
+
+    for name, at in stops.items():
+        seen = len(calls)
+
+        def record(*a, _seen=seen, _at=at):
+            calls.append(a)
+            if len(calls) - _seen == _at:
+                raise Stop
+
+        monkeypatch.setattr(module, "shared_arm", record)
+        with pytest.raises(Stop):
+            cells[name].fn(**cells[name].kwargs)
+    return calls

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from dropstudy_experiments import diversity
-from fakes import arm_record
+from fakes import arm_record, shared_arm_calls
 
 
 def test_ensemble_brier_is_member_brier_minus_ambiguity():
@@ -133,28 +133,13 @@ def test_margin_cell_decomposes_the_members_on_the_validation_split(monkeypatch)
 def test_plan_scores_the_margin_on_the_very_members_the_test_uses(monkeypatch):
     """The margin cell's ``shared_arm`` call for the plain members is the diversity cell's
     (same net, protocol and member seeds), so the members train once."""
-    import pytest
 
     from dropstudy.data import digits
 
     cfg = diversity.Config()
     cells = diversity.plan(cfg, digits().subset(50, seed=0))
-    calls = []
-
-    class Stop(Exception):
-        pass
-
-    def record(*a):
-        calls.append(a)
-        if len(calls) in (1, 3):  # the margin's members; the diversity cell's second call
-            raise Stop
-        return None
-
-    monkeypatch.setattr(diversity, "shared_arm", record)
-    with pytest.raises(Stop):
-        cells["margin"].fn(**cells["margin"].kwargs)
-    with pytest.raises(Stop):
-        cells["diversity"].fn(**cells["diversity"].kwargs)
+    # the margin's members; the diversity cell's second call
+    calls = shared_arm_calls(monkeypatch, diversity, cells, {"margin": 1, "diversity": 2})
     assert calls[0] == calls[2]  # the diversity cell's first call trains the dropout net
     assert calls[0][1].rate == 0.0 and calls[1][1].rate == cfg.rate
 

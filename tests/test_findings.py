@@ -174,3 +174,15 @@ def test_a_fixed_margins_caveat_gives_where_the_verdict_would_change(centre):
     # only an equivalence primary has such margins
     assert fixed_margin_caveats({"tests": {"p": _test(1, 0, 2, "supported")}, "primary": "p"},
                                 "pp", "why") == []  # fmt: skip
+
+
+def test_a_sections_fixed_margin_headline_speaks_of_its_own_primary_only():
+    from dropstudy_experiments.common import fixed_margin_headline
+    from dropstudy_experiments.stats import equivalence
+
+    t = equivalence(0.003 + 0.001 * np.random.default_rng(0).standard_normal(10), 0.01, what="x")
+    caveats = fixed_margin_headline("a", "pp", "stated", 100)
+    (own,) = caveats({"tests": {"a": t, "b": t}, "primary": "a"})
+    (other,) = caveats({"tests": {"a": t, "b": t}, "primary": "b"})
+    assert "+-1 pp, is fixed (stated)" in own
+    assert "+-0.01, is fixed (set in the config)" in other and "pp" not in other

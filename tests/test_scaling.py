@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from dropstudy_experiments import scaling
-from fakes import arm_record
+from fakes import arm_record, shared_arm_calls
 
 from dropstudy.validate import DropstudyError
 
@@ -65,19 +65,7 @@ def test_plan_scores_the_margin_on_the_very_nets_the_primary_tests(monkeypatch):
 
     cfg = scaling.Config(expect_seeds=3)
     cells = scaling.plan(cfg, digits().subset(50, seed=0))
-    calls = []
-
-    class Stop(Exception):
-        pass
-
-    def record(*a):
-        calls.append(a)
-        raise Stop
-
-    monkeypatch.setattr(scaling, "shared_arm", record)
-    for name in ("margin", "expectation"):
-        with pytest.raises(Stop):
-            cells[name].fn(**cells[name].kwargs)
+    calls = shared_arm_calls(monkeypatch, scaling, cells, {"margin": 1, "expectation": 1})
     assert calls[0] == calls[1] and calls[0][3] == [0, 1, 2]
 
 

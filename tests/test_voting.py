@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from dropstudy_experiments import voting
-from fakes import arm_record
+from fakes import arm_record, shared_arm_calls
 
 from dropstudy import masks as M
 from dropstudy import predict as P
@@ -193,19 +193,7 @@ def test_plan_scores_the_margin_on_the_very_net_the_votes_use(monkeypatch):
     for k in ("ds", "model", "protocol", "seeds", "stream"):
         assert margin[k] == wide[k], k
     assert margin["members"] == cfg.members and margin["model"].hidden == cfg.hidden
-    calls = []
-
-    class Stop(Exception):
-        pass
-
-    def record(*a):
-        calls.append(a)
-        raise Stop
-
-    monkeypatch.setattr(voting, "shared_arm", record)
-    for name in ("margin", "net=wide"):
-        with pytest.raises(Stop):
-            cells[name].fn(**cells[name].kwargs)
+    calls = shared_arm_calls(monkeypatch, voting, cells, {"margin": 1, "net=wide": 1})
     assert calls[0] == calls[1]
 
 

@@ -10,7 +10,7 @@ from ..common import (
     clip_off_scale,
     effect_str,
     errorbar,
-    fixed_margin_caveats,
+    fixed_margin_headline,
     own_verdict,
     plt,
     table,
@@ -27,19 +27,10 @@ _EQUIVALENT = {SUPPORTED: "equivalent to", CONTRADICTED: "not equivalent to"}
 POST_HOC = "its nets moved onto the protocol after the fixed-budget verdict was seen"
 
 
-def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
-    the verdict would differ (:func:`.common.fixed_margin_caveats`).
-
-    Args:
-      r: the averaging results file's dict.
-
-    Returns:
-      The clauses.
-    """
-    if r["primary"] != Config.primary:  # another primary, set in the config
-        return fixed_margin_caveats(r, "", "set in the config")
-    return fixed_margin_caveats(r, "pp", "a stated difference in test error", scale=100)
+# the primary's margin is fixed: where its verdict would differ
+headline_caveats = fixed_margin_headline(
+    Config.primary, "pp", "a stated difference in test error", 100
+)
 
 
 def findings(r: dict) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..baselines import MODELS, Config
-from ..common import ci_str, fixed_margin_caveats, plt, seeds_str, table
+from ..common import ci_str, fixed_margin_headline, plt, seeds_str, table
 
 # How its primary came to be what it is, where its own result was seen first (Scope says more)
 POST_HOC = (
@@ -14,21 +14,10 @@ POST_HOC = (
 )
 
 
-def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
-    the verdict would differ (:func:`.common.fixed_margin_caveats`).
-
-    Args:
-      r: the baselines results file's dict.
-
-    Returns:
-      The clauses.
-    """
-    if r["primary"] != Config.primary:  # another primary, set in the config
-        return fixed_margin_caveats(r, "", "set in the config")
-    return fixed_margin_caveats(
-        r, "pp", "the replication's stated tolerance around the published figure", scale=100
-    )
+# the primary's margin is fixed: where its verdict would differ
+headline_caveats = fixed_margin_headline(
+    Config.primary, "pp", "the replication's stated tolerance around the published figure", 100
+)
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

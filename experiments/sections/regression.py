@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from ..common import ci_str, fixed_margin_caveats, plt, table, train_str
+from ..common import ci_str, fixed_margin_headline, plt, table, train_str
 from ..regression import Config
 
-
-def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
-    the verdict would differ (:func:`.common.fixed_margin_caveats`).
-
-    Args:
-      r: the regression results file's dict.
-
-    Returns:
-      The clauses.
-    """
-    if r["primary"] != Config.primary:  # another primary, set in the config
-        return fixed_margin_caveats(r, "", "set in the config")
-    return fixed_margin_caveats(r, "target sd", "a stated share of the target's sd")
+# the primary's margin is fixed: where its verdict would differ
+headline_caveats = fixed_margin_headline(
+    Config.primary, "target sd", "a stated share of the target's sd"
+)
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:

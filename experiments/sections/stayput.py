@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common import ci_str, fixed_margin_caveats, mlp_str, plt, table
+from ..common import ci_str, fixed_margin_headline, mlp_str, plt, table
 from ..stayput import LABELS, OPTIMIZERS, Config
 
-
-def headline_caveats(r: dict) -> list[str]:
-    """What a reader quoting the primary's verdict must know: its margin is fixed, and where
-    the verdict would differ (:func:`.common.fixed_margin_caveats`).
-
-    Args:
-      r: the stayput results file's dict.
-
-    Returns:
-      The clauses.
-    """
-    if r["primary"] != Config.primary:  # another primary, set in the config
-        return fixed_margin_caveats(r, "", "set in the config")
-    return fixed_margin_caveats(r, "in the ratio", "a stated share of a kept unit's movement")
+# the primary's margin is fixed: where its verdict would differ
+headline_caveats = fixed_margin_headline(
+    Config.primary, "in the ratio", "a stated share of a kept unit's movement"
+)
 
 
 def figures(cfg: Config, raw: dict, r: dict, ctx) -> None:
