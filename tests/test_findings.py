@@ -185,4 +185,4 @@ def test_a_sections_fixed_margin_headline_speaks_of_its_own_primary_only():
     (own,) = caveats({"tests": {"a": t, "b": t}, "primary": "a"})
     (other,) = caveats({"tests": {"a": t, "b": t}, "primary": "b"})
     assert "+-1 pp, is fixed (stated)" in own
-    assert "+-0.01, is fixed (set in the config)" in other and "pp" not in other
+    assert "+-0.01, is fixed (set in the config)" in other and " pp" not in other
