@@ -1429,6 +1429,9 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
                  paired_shift(a, b), CPU_AGREE[kind]]
             )  # fmt: skip
     names = lambda k: ", ".join(by_kind.get(k, [])) or "none"  # noqa: E731
+    # every headline that moves, whatever moved it (a guard difference can move it too)
+    moved = ", ".join(f"{n} ({d})" for (d, n), (_, hv, tv) in kinds.items() if hv != tv)
+    moved = moved or "none"
     return [
         "## Another CPU",
         "",
@@ -1461,7 +1464,9 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
             rows,
         ),
         "",
-        f"The headline verdict differs by CPU: {names('headline')}. The evidence differs: "
+        f"The headline verdict differs by CPU: {moved}. Of those, with the evidence and the "
+        f"guard agreeing (the Holm adjustment alone): {names('headline')}. The evidence "
+        f"differs: "
         f"{', '.join(by_kind.get('one list', []) + by_kind.get('opposite', [])) or 'none'}. "
         f"The guard alone differs: {names('guard')}."
         + (

@@ -52,7 +52,8 @@ def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
     text = "\n".join(cpu_comparison(cpus))
     # overfitting: held here, supported there at the headline's level too: the guard alone
     # moved the headline, and the row says so (not "fragile")
-    assert "The headline verdict differs by CPU: none." in text
+    assert "The headline verdict differs by CPU: overfitting (digits). Of those, with the " in text
+    assert "(the Holm adjustment alone): none." in text
     assert "The evidence differs: robustness (digits). The guard alone differs: overfitting" in text
     assert "headline **inconclusive**; unadjusted inconclusive, held (before the hold: " in text
     assert "| same |" in text  # averaging
@@ -76,10 +77,11 @@ def test_a_headline_moved_by_the_holm_adjustment_alone_is_fragile(tmp_path):
     there = {"averaging": _fake(0.5, 0.03, XEON), "overfitting": _fake(0.5, 0.03, XEON)}
     cpus = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-xeon", there)])
     text = "\n".join(cpu_comparison(cpus))
-    assert (
-        "The headline verdict differs by CPU: overfitting (digits), averaging (digits)." in (text)
-        or "The headline verdict differs by CPU: averaging (digits), overfitting (digits)." in text
-    )
+    for lead in ("differs by CPU: ", "(the Holm adjustment alone): "):
+        assert (
+            f"{lead}overfitting (digits), averaging (digits)." in text
+            or f"{lead}averaging (digits), overfitting (digits)." in text
+        )
     assert "The guard alone differs: none." in text
     cells = "\n".join(found_table(here, [], [], cpus))
     assert "*(another CPU: fragile: the headline verdict differs by CPU)*" in cells
