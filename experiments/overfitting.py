@@ -67,7 +67,9 @@ class Config(ExperimentConfig):
             recipes=(replace(ADAM, lrs=(1e-3, 3e-3)),),
             pilot_seeds=(1000, 1001),
         ),
-        "rates": (0.0, 0.3, 0.5),
+        # the primary's two rates only: a third would tune and train one more arm
+        "rates": (0.0, 0.5),
+        "typical_rates": (0.5,),
         "sizes": (100,),
     }
 

@@ -112,6 +112,7 @@ def test_a_process_prints_no_traceback():
     assert r.stderr.strip().splitlines()[-1].startswith("dropstudy: error:")
 
 
+@pytest.mark.slow  # a compare run of its own; `make test-slow`
 def test_compare_per_layer_rates_and_checkpoint_seed(tmp_path, capsys):
     out, ck = tmp_path / "a.json", tmp_path / "ck"
     small = ["compare", "--hidden", "3,2", "--steps", "20", "--samples", "5"]
@@ -169,6 +170,7 @@ def test_compare_progress_promises_no_time_left(capsys):
     assert set(out) >= {"weight_scaling", "mc_arithmetic_2", "exact_geometric"}
 
 
+@pytest.mark.slow  # a compare run of its own; `make test-slow`
 def test_compare_pair_is_a_binary_task_with_one_logit(tmp_path, capsys):
     """--pair 1,8: the two digits' examples, 8 as label 1, a one-logit net trained with the
     sigmoid cross-entropy, every predictor scored as two classes; saved and loaded again."""

@@ -24,7 +24,12 @@ def test_every_example_is_tested():
 NAMES = ("own_linen_model", "nnx_model", "binary_classifier")
 
 
-@pytest.mark.parametrize("name", NAMES)
+# the user's own linen model in the default suite; the binary and NNX examples (their
+# library paths tested in test_binary.py and test_nnx.py) in `make test-slow`
+@pytest.mark.parametrize(
+    "name", [n if n == "own_linen_model" else pytest.param(n, marks=pytest.mark.slow)
+             for n in NAMES]
+)  # fmt: skip
 def test_example_trains_and_scores_every_average(name):
     scores = _load(name).main(steps=300, k=50)
     assert len(scores) == 3 and {n.split()[0] for n in scores} == {"weight", "MC", "exact"}

@@ -114,7 +114,10 @@ def _spread_to(model, v, spec, x, target):
     return {"params": {**v["params"], "out": scaled}}, outer, inner
 
 
-@pytest.mark.parametrize(("target", "products"), [(100.0, True), (3000.0, False)])
+@pytest.mark.parametrize(
+    ("target", "products"),
+    [(100.0, True), pytest.param(3000.0, False, marks=pytest.mark.slow)],  # slow: over 10 s
+)
 def test_huge_logits_move_units_to_the_high_part(monkeypatch, target, products):
     """The kernel measures the spread; past SAFE_SPREAD exact_mlp reruns the products with
     fewer low units (the widest units moved to the high part), or, when fewer than
@@ -318,7 +321,11 @@ def test_inner_parts_follow_the_enumeration_order():
 
 @pytest.mark.parametrize(
     ("hidden", "n_out"),
-    [((2, 1), 4), pytest.param((2, 2), 4, marks=pytest.mark.slow), ((3, 4), 2)],
+    [
+        ((2, 1), 4),
+        pytest.param((2, 2), 4, marks=pytest.mark.slow),
+        pytest.param((3, 4), 2, marks=pytest.mark.slow),
+    ],
 )
 def test_products_with_one_or_two_inner_units_and_four_classes(hidden, n_out):
     """The smallest inner blocks (D = 1: no low part; D = 2) and exactly CONTRACT_CLASSES

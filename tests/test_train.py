@@ -201,6 +201,7 @@ def test_progress_changes_no_bit_and_segments_match_one_program(digits_data):
     assert _leaves_equal(a, _one_program(model, jax.random.key(0), d, cfg))
 
 
+@pytest.mark.slow  # progress's bits over one seed stay in the default suite
 def test_progress_of_seeds_changes_no_bit(digits_data):
     d = digits_data
     model = MLP(hidden=(8,), rate=0.5, input_rate=0.2)
