@@ -1504,10 +1504,19 @@ def fixed_margin_caveats(r: dict, unit: str, why: str, scale: float = 1.0) -> li
         if cut is None
         else f"contradicted at any below +-{_round_out(scale * cut, up=False):.4g}{u}"
     )
+    m = t["margin"]
+    at = (
+        "supported"
+        if m > rng["supported_above"]
+        else "contradicted"
+        if cut is not None and m < cut
+        else "inconclusive"
+    )
     return [
-        f"its margin, +-{scale * t['margin']:g}{u}, is fixed ({why}), not derived from the "
-        "validation split; by its 90% interval, its own verdict (unadjusted, before any "
-        f"protocol guard) would be supported at any margin above +-{above:.4g}{u} and {contra}"
+        f"its margin, +-{scale * m:g}{u}, is fixed ({why}), not derived from the validation "
+        "split; by its 90% interval, its own verdict (unadjusted, before any protocol guard) "
+        f"would be supported at any margin above +-{above:.4g}{u} and {contra}, so at its "
+        f"fixed margin it is {at}"
     ]
 
 

@@ -163,6 +163,7 @@ def test_a_fixed_margins_caveat_gives_where_the_verdict_would_change(centre):
     r = {"tests": {"p": t}, "primary": "p"}
     (words,) = fixed_margin_caveats(r, "pp", "why", 100)
     assert "+-2 pp, is fixed (why)" in words
+    assert words.endswith(f"so at its fixed margin it is {t['verdict']}")  # its own verdict
     # thresholds rounded outward at 4 digits: never onto the wrong side of the margin
     shown = float(words.split("above +-")[1].split(" pp")[0])
     assert shown >= 100 * above and shown == pytest.approx(100 * above, rel=1e-3)

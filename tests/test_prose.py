@@ -123,6 +123,8 @@ REVIEWED = {
         "**The primary's margin, from the validation split.**",
     ),
     "scaling": (
+        # the margin's derivation: a measured quantity, its interval and pairs beside it
+        "**The expectation test's margin, from the validation split.**",
         "For a *linear* unit the expectation passes through",
         "Through a nonlinearity they need not be:",
         "Conventions as functions",
@@ -332,7 +334,9 @@ REVIEWED_REPORT = (
     "On digits, the primaries with results in",
     "On digits and mnist1d, the primaries with results in",
     # the derived margins' disclosure and the shared nets: method, whatever the numbers
-    "For all five the cap holds",
+    "For all six the cap holds",
+    # which CPU made which file: computed from the machine records, which no alteration moves
+    "**Made on more than one CPU:**",
     "Ensembles', voting's, maskmode's (a mask per example) and diversity's primaries read",
     "*Fragile*: the evidence (the verdict before the guard) differs",
 )
