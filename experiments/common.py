@@ -1208,6 +1208,12 @@ def p_str(p: float | None) -> str:
     return "< 1e-4" if p < 1e-4 else f"{p:.4f}"
 
 
+def p_eq(p: float | None) -> str:
+    """``p = 0.0033`` or ``p < 1e-4`` (:func:`p_str` with its relation), for running text."""
+    text = p_str(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def detects_str(t: dict) -> str:
     """What the design detects at 80% power, and the seeds the observed effect needs.
 
@@ -1439,7 +1445,7 @@ def cap_str(r: dict, unit: str, key: str = "margin_nll") -> str:
             ""
             if at is None
             else f"; at the rule's +-{at['value']:.4g} the test's own verdict would be "
-            f"{at['verdict_w']} (p = {p_str(at['p'])}), held by the protocol {at['verdict']} "
+            f"{at['verdict_w']} ({p_eq(at['p'])}), held by the protocol {at['verdict']} "
             f"(both unadjusted; here: {own_verdict(t)}, held {t['verdict']})"
         )
         return (
@@ -1450,7 +1456,7 @@ def cap_str(r: dict, unit: str, key: str = "margin_nll") -> str:
     return (
         f"the margin's rule, set after the results at a fixed +-{m['cap']:g} {unit} were seen, "
         f"tightens it to +-{m['value']:.4g}; at +-{rep['value']:g} the test's own verdict "
-        f"would be {rep['verdict_w']} (p = {p_str(rep['p'])}), held by the protocol "
+        f"would be {rep['verdict_w']} ({p_eq(rep['p'])}), held by the protocol "
         f"{rep['verdict']} (both unadjusted; here: {own_verdict(t)}, held {t['verdict']})"
     )
 
@@ -1478,7 +1484,9 @@ def _round_out(x: float, up: bool, digits: int = 4) -> float:
     return float((np.ceil if up else np.floor)(x / step) * step)
 
 
-def fixed_margin_caveats(r: dict, unit: str, why: str, scale: float = 1.0) -> list[str]:
+def fixed_margin_caveats(
+    r: dict, unit: str, why: str, scale: float = 1.0, family: bool = True
+) -> list[str]:
     """What a reader quoting an equivalence primary at a fixed margin must know: the margin is
     a stated quantity, and the margins at which its own verdict would differ.
 
@@ -1487,6 +1495,8 @@ def fixed_margin_caveats(r: dict, unit: str, why: str, scale: float = 1.0) -> li
       unit: the margin's unit as shown, e.g. ``"pp"`` (``""``: none shown).
       why: where the fixed margin comes from, e.g. ``"a stated share of the target's sd"``.
       scale: the factor from the test's values to ``unit`` (100 for a fraction in pp).
+      family: whether the primary is in the claims' family (its headline Holm-adjusted), not
+        a check decided alone.
 
     Returns:
       One clause; none when the primary is not an equivalence test.
@@ -1512,21 +1522,24 @@ def fixed_margin_caveats(r: dict, unit: str, why: str, scale: float = 1.0) -> li
         if cut is not None and m < cut
         else "inconclusive"
     )
+    guard = ", before the protocol's guard" if "within_2w" in t else ""
+    holm = "; the Holm-adjusted headline needs a wider margin to be supported" if family else ""
     return [
-        f"its margin, +-{scale * m:g}{u}, is fixed ({why}), not derived from the validation "
-        "split; by its 90% interval, its own verdict (unadjusted, before any protocol guard) "
-        f"would be supported at any margin above +-{above:.4g}{u} and {contra}, so at its "
-        f"fixed margin it is {at}"
+        f"its margin, +-{scale * m:g}{u}, is fixed by design ({why}); by its 90% interval, its "
+        f"own verdict (unadjusted{guard}) would be supported at any margin above "
+        f"+-{above:.4g}{u} and {contra}, so at its fixed margin it is {at}{holm}"
     ]
 
 
-def fixed_margin_headline(default: str, unit: str, why: str, scale: float = 1.0):
+def fixed_margin_headline(
+    default: str, unit: str, why: str, scale: float = 1.0, family: bool = True
+):
     """A section's ``headline_caveats`` for an equivalence primary at a fixed margin.
 
     Args:
       default: the primary the words are for (its config's default); another primary, set
         in the config, gets generic ones.
-      unit, why, scale: as :func:`fixed_margin_caveats` takes them.
+      unit, why, scale, family: as :func:`fixed_margin_caveats` takes them.
 
     Returns:
       ``headline_caveats(r) -> list[str]`` (:func:`fixed_margin_caveats`).
@@ -1536,8 +1549,8 @@ def fixed_margin_headline(default: str, unit: str, why: str, scale: float = 1.0)
         """What a reader quoting the primary's verdict must know: its margin is fixed, and
         where the verdict would differ (:func:`fixed_margin_caveats`)."""
         if r["primary"] != default:
-            return fixed_margin_caveats(r, "", "set in the config")
-        return fixed_margin_caveats(r, unit, why, scale)
+            return fixed_margin_caveats(r, "", "set in the config", family=family)
+        return fixed_margin_caveats(r, unit, why, scale, family)
 
     return headline_caveats
 
@@ -1626,7 +1639,7 @@ def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
     ):
         # the twin is decided at its own p times the adjustment's factor: show it, or an
         # interval inside the margin (or excluding 0) would read as a contradiction
-        reasons = [*reasons, f"within 2W decided at p = {p_str(p2)}, its p scaled as Holm "
+        reasons = [*reasons, f"within 2W decided at {p_eq(p2)}, its p scaled as Holm "
                    "scaled the primary's"]  # fmt: skip
     return f" (held by the protocol, its own verdict{level} {own}: {'; '.join(reasons)})"
 

@@ -22,6 +22,7 @@ from .common import (
     effect_str,
     n_str,
     own_verdict,
+    p_eq,
     p_str,
     predictor_name,
     primary_findings,
@@ -943,7 +944,7 @@ def both_str(pooled: dict | None) -> str:
         need = "seeds needed: - (held by the protocol's guard, which more seeds need not lift)"
     return (
         f"{pooled['n']} seeds: **{pooled['verdict']}**{blocked_str(pooled)}: "
-        f"{effect_str(pooled)}, p = {p_str(pooled['p'])}; {need}"
+        f"{effect_str(pooled)}, {p_eq(pooled['p'])}; {need}"
     )
 
 
@@ -1195,10 +1196,13 @@ CPU_AGREE = {
     "one list": "**fragile: the evidence decides on one CPU only**",
     "opposite": "**fragile: opposite verdicts**",
     "guard": "evidence agrees; the protocol's guard holds on one CPU only",
+    "guard moves": "**evidence agrees; the protocol's guard holds on one CPU only, so the "
+    "headline verdict differs by CPU**",
     "same": "same",
     "neither": "inconclusive on both",
+    "neither held": "inconclusive on both; the protocol's guard holds on one CPU only (moot)",
 }
-CPU_MARKED = ("headline", *FRAGILE, "guard")  # what the findings table marks
+CPU_MARKED = ("headline", *FRAGILE, "guard", "guard moves", "neither held")  # the table marks
 
 
 def cpu_of(r: dict) -> str:
@@ -1354,7 +1358,9 @@ def cpu_kinds(cpus: list[tuple]) -> dict[tuple[str, str], tuple[str, str, str]]:
     As two lists of seeds compare (:func:`_compare`): each test's evidence and guard at its
     own p-value; a headline verdict (Holm-adjusted over the data set's claims, held by the
     protocol's guard; the other CPU's decided with its runs in the family in place of this
-    report's) that differs while both agree is classed ``"headline"``.
+    report's) that differs while both agree is classed ``"headline"``, and one that the guard
+    alone moves ``"guard moves"``; a guard that holds on one CPU only where the evidence is
+    inconclusive on both (no verdict moves) is ``"neither held"``.
 
     Args:
       cpus: :func:`other_cpus`.
@@ -1374,6 +1380,10 @@ def cpu_kinds(cpus: list[tuple]) -> dict[tuple[str, str], tuple[str, str, str]]:
             # a headline that moves with the evidence or the guard is classed by what moved it
             if hv != tv and kind in ("same", "neither"):
                 kind = "headline"
+            elif hv != tv and kind == "guard":
+                kind = "guard moves"
+            elif kind == "neither" and bool(a.get("blocked")) != bool(b.get("blocked")):
+                kind = "neither held"  # the guard differs, but no verdict moves with it
             out[(data, n)] = (kind, hv, tv)
     return out
 
@@ -1428,7 +1438,7 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
                 [n, data, a["what"], _cpu_cell(here[n], a, hv), _cpu_cell(there[n], b, tv),
                  paired_shift(a, b), CPU_AGREE[kind]]
             )  # fmt: skip
-    names = lambda k: ", ".join(by_kind.get(k, [])) or "none"  # noqa: E731
+    names = lambda *ks: ", ".join(n for k in ks for n in by_kind.get(k, [])) or "none"  # noqa: E731
     # every headline that moves, whatever moved it (a guard difference can move it too)
     moved = ", ".join(f"{n} ({d})" for (d, n), (_, hv, tv) in kinds.items() if hv != tv)
     moved = moved or "none"
@@ -1444,8 +1454,9 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
         "(*held*: its verdict before the protocol's guard). *Fragile*: the evidence (the "
         "verdict before the guard) differs, or the headline does while the evidence and the "
         "guard agree (a p-value near the Holm level); a guard that differs alone shows a "
-        "convergence count or a budget verdict near its threshold, and is classed so even "
-        "where it moves the headline. The shift is the "
+        "convergence count or a budget verdict near its threshold (or a count that moves with "
+        "the CPU's rounding), and is classed so, its mark saying where it moves the "
+        "headline. The shift is the "
         "other CPU's per-seed value minus this one's, paired by seed (95%). A run there whose "
         "configuration differs from this report's in its equivalence margin's rule alone "
         "trained the same nets: its primary is decided again at this report's margin from "
@@ -1468,7 +1479,8 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
         f"guard agreeing (the Holm adjustment alone): {names('headline')}. The evidence "
         f"differs: "
         f"{', '.join(by_kind.get('one list', []) + by_kind.get('opposite', [])) or 'none'}. "
-        f"The guard alone differs: {names('guard')}."
+        f"The guard alone differs: {names('guard moves', 'guard')}; where the evidence is "
+        f"inconclusive on both, so that no verdict moves with it: {names('neither held')}."
         + (
             f" Not compared (another configuration on the other CPU): {', '.join(skipped)}."
             if skipped
@@ -1773,7 +1785,8 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
         "retraining opens between two seeds' weight-scaled logits on the validation split "
         "(the test's own measure, over disjoint pairs of seeds) after its results at 0.1 had "
         "been seen on "
-        "both data sets and digits' second list. A "
+        "both data sets and digits' second list (on another CPU; that second list is no "
+        "longer picked by the rule, and git keeps it). A "
         "second review capped ensembles' and maskmode's derived margins at the 0.02 they "
         "replaced; the later rules (conv's, "
         "voting's, diversity's, scaling's) were capped from the start. For all six the cap "

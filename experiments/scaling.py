@@ -48,7 +48,15 @@ from dropstudy.models import MLP, MaskedDropout
 from dropstudy.train import TrainConfig, take, train
 from dropstudy.validate import DropstudyError
 
-from .common import ExperimentConfig, cell, check_share, ci, disclose, share_margin
+from .common import (
+    ExperimentConfig,
+    cell,
+    check_numbers,
+    check_share,
+    ci,
+    disclose,
+    share_margin,
+)
 from .evaluate import derived_key, seed_key
 from .protocol import (
     NET_AS_USED,
@@ -135,6 +143,8 @@ class Config(ExperimentConfig):
                 ">= 2: an interval needs two seeds (and the margin a pair of seeds to compare), "
                 "a per-mask sd two subnetworks"
             )
+        check_numbers(self, "demo_rate", "rate", "input_rate", "same_function", "demo_margin",
+                      "expect_margin")  # fmt: skip
         check_share(self.margin_share, "the gap retraining opens on the validation split")
 
     def with_seeds(self, n: int):

@@ -162,8 +162,12 @@ def test_a_fixed_margins_caveat_gives_where_the_verdict_would_change(centre):
         assert (verdict == "contradicted") == (below is not None and m < below), (m, verdict)
     r = {"tests": {"p": t}, "primary": "p"}
     (words,) = fixed_margin_caveats(r, "pp", "why", 100)
-    assert "+-2 pp, is fixed (why)" in words
-    assert words.endswith(f"so at its fixed margin it is {t['verdict']}")  # its own verdict
+    assert "+-2 pp, is fixed by design (why)" in words
+    # its own verdict at the fixed margin; in the claims' family, Holm asks for more
+    assert f"so at its fixed margin it is {t['verdict']}; the Holm-adjusted" in words
+    (alone,) = fixed_margin_caveats(r, "pp", "why", 100, family=False)
+    assert alone.endswith(f"so at its fixed margin it is {t['verdict']}")
+    assert "protocol's guard" not in alone  # an unguarded test
     # thresholds rounded outward at 4 digits: never onto the wrong side of the margin
     shown = float(words.split("above +-")[1].split(" pp")[0])
     assert shown >= 100 * above and shown == pytest.approx(100 * above, rel=1e-3)
@@ -185,5 +189,5 @@ def test_a_sections_fixed_margin_headline_speaks_of_its_own_primary_only():
     caveats = fixed_margin_headline("a", "pp", "stated", 100)
     (own,) = caveats({"tests": {"a": t, "b": t}, "primary": "a"})
     (other,) = caveats({"tests": {"a": t, "b": t}, "primary": "b"})
-    assert "+-1 pp, is fixed (stated)" in own
-    assert "+-0.01, is fixed (set in the config)" in other and " pp" not in other
+    assert "+-1 pp, is fixed by design (stated)" in own
+    assert "+-0.01, is fixed by design (set in the config)" in other and " pp" not in other

@@ -43,10 +43,15 @@ def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
     # experiments whose sections add no headline caveat of their own (a derived margin's)
     here = {"robustness": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
             "overfitting": _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported"),
-            "averaging": _fake(0.5, 0.001, EPYC)}  # fmt: skip
-    there = {"robustness": _fake(0.1, 0.4, XEON),  # its evidence is inconclusive there
-             "overfitting": _fake(0.5, 0.001, XEON),  # the same evidence, not held there
-             "averaging": _fake(0.5, 0.001, XEON)}  # fmt: skip
+            "averaging": _fake(0.5, 0.001, EPYC),
+            "tutorial": _fake(0.1, 0.4, EPYC, verdict="inconclusive",
+                               own="inconclusive")}  # fmt: skip
+    there = {
+        "robustness": _fake(0.1, 0.4, XEON),  # its evidence is inconclusive there
+        "overfitting": _fake(0.5, 0.001, XEON),  # the same evidence, not held there
+        "averaging": _fake(0.5, 0.001, XEON),
+        "tutorial": _fake(0.1, 0.4, XEON),  # inconclusive on both, held here only
+    }
     folder = _folder(tmp_path / "cpu-xeon", there)
     cpus = other_cpus([(tmp_path, here)], [folder])
     text = "\n".join(cpu_comparison(cpus))
@@ -55,11 +60,17 @@ def test_each_primary_is_classed_against_its_run_on_another_cpu(tmp_path):
     assert "The headline verdict differs by CPU: overfitting (digits). Of those, with the " in text
     assert "(the Holm adjustment alone): none." in text
     assert "The evidence differs: robustness (digits). The guard alone differs: overfitting" in text
+    # a guard that holds on one CPU only where both are inconclusive: said, and moot
+    assert "so that no verdict moves with it: tutorial (digits)." in text
+    assert "| inconclusive on both; the protocol's guard holds on one CPU only (moot) |" in text
     assert "headline **inconclusive**; unadjusted inconclusive, held (before the hold: " in text
     assert "| same |" in text  # averaging
     cells = "\n".join(found_table(here, [], [], cpus))
     assert "*(another CPU: fragile: the evidence decides on one CPU only)*" in cells
-    assert "*(another CPU: evidence agrees; the protocol's guard holds on one CPU only)*" in cells
+    assert (
+        "*(another CPU: evidence agrees; the protocol's guard holds on one CPU only, so the "
+        "headline verdict differs by CPU)*" in cells
+    )
     assert "gave another headline verdict, other evidence" in cells  # the legend names all
     # a configuration that differs is no rerun: left out
     changed = {**there, "averaging": {**there["averaging"], "config": {"a": 2}}}
@@ -82,7 +93,7 @@ def test_a_headline_moved_by_the_holm_adjustment_alone_is_fragile(tmp_path):
             f"{lead}overfitting (digits), averaging (digits)." in text
             or f"{lead}averaging (digits), overfitting (digits)." in text
         )
-    assert "The guard alone differs: none." in text
+    assert "The guard alone differs: none;" in text
     cells = "\n".join(found_table(here, [], [], cpus))
     assert "*(another CPU: fragile: the headline verdict differs by CPU)*" in cells
 

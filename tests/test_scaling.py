@@ -126,3 +126,21 @@ def test_the_margin_is_a_share_of_the_retraining_gap_capped_and_shown():
     assert near["margin"]["value"] < 3 * near["expectation"]["mc_floor"]
     assert any("sampling error" in c for c in headline_caveats(near))
     assert not any("sampling error" in c for c in headline_caveats(r))
+
+
+def test_one_pair_is_said_to_be_one_and_text_fields_are_refused():
+    from dropstudy_experiments.sections.scaling import section
+
+    raw = _fake_raw(0.07, 0.1)
+    raw["margin"]["pairs"] = raw["margin"]["pairs"][:1]
+    cfg = scaling.Config(expect_seeds=3)  # three seeds: one pair, the third in none
+    r = scaling.summarise(cfg, raw)
+    r = {**r, "config": cfg.to_dict(), "experiment": "scaling"}
+    r |= {"data": {"name": "digits", "features": 64, "classes": 10}}
+    r["expectation"]["ratio"]["n"] = 3
+    md = section(r)
+    assert "the one pair of seeds (0 and 1)" in md and "one pair: no interval" in md
+    assert "seed 2, the odd last, is in no pair" in md and "each of 1 " not in md
+    for field in ("expect_margin", "demo_margin", "same_function"):
+        with pytest.raises(DropstudyError, match=field):
+            scaling.Config(**{field: "0.1"})

@@ -16,7 +16,11 @@ POST_HOC = (
 
 # the primary's margin is fixed: where its verdict would differ
 headline_caveats = fixed_margin_headline(
-    Config.primary, "pp", "the replication's stated tolerance around the published figure", 100
+    Config.primary,
+    "pp",
+    "the replication's stated tolerance around the published figure",
+    100,
+    family=False,  # a check, decided alone
 )
 
 

@@ -9,7 +9,10 @@ from ..stayput import LABELS, OPTIMIZERS, Config
 
 # the primary's margin is fixed: where its verdict would differ
 headline_caveats = fixed_margin_headline(
-    Config.primary, "in the ratio", "a stated share of a kept unit's movement"
+    Config.primary,
+    "in the ratio",
+    "a stated share of a kept unit's movement",
+    family=False,  # a check, decided alone
 )
 
 
