@@ -67,7 +67,7 @@ test-slow: $(STAMP)
 	# default level, the one the study's commands compile with.
 	XLA_FLAGS= $(PY) -m pytest -q tests/test_resume.py tests/test_two_devices.py \
 		tests/test_train.py tests/test_selection.py tests/test_protocol.py
-	# the property tests with more examples than the default suite's 4 per property
+	# the property tests with more examples than the default suite's 2 per property
 	DROPSTUDY_PROPERTY_EXAMPLES=24 $(PY) -m pytest -q tests/test_properties.py
 
 ## A small mutation run over the library's core (about 30 minutes on 2 cores): does the

@@ -46,22 +46,6 @@ use_cpu_cores(TEST_DEVICES)
 COMPILE_CACHE = Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
-# The longest runs on one worker, dealt first: xdist's loadgroup deals work in collection
-# order, and a group of a minute or more dealt last keeps one worker busy after the other has
-# finished (the quick runs' groups, the resume test's reference run and its resumes).
-FIRST = ("quick0", "quick1", "test_resume")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Move the tests of the :data:`FIRST` groups to the front, each in its own order (a
-    stable sort: a group's report test still follows its quick runs)."""
-
-    def first(item) -> bool:
-        return any(m.args and m.args[0] in FIRST for m in item.iter_markers("xdist_group"))
-
-    items.sort(key=lambda item: not first(item))
-
-
 def pytest_sessionfinish(session):
     """The controlling process (not an xdist worker) removes this session's compile cache
     (only its own: a cache folder set by the user stays)."""

@@ -84,6 +84,7 @@ def test_scale_k_is_refused_where_it_measures_nothing():
         assert ("scale_k" in kw) == (n.role in averaging.PROTOCOL_ROLES and n.exact)
 
 
+@pytest.mark.slow  # compile-heavy: `make test-slow`
 def test_the_mean_subnetwork_is_every_subnetworks_mean():
     """_gain's sampled subnetworks against all 2^4 subnetworks of a 1x4 net, and its exact
     part against the exact average."""

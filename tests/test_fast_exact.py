@@ -168,6 +168,7 @@ def test_no_low_unit_means_no_spread():
     np.testing.assert_allclose(g, g2, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow  # compile-heavy: `make test-slow`
 def test_a_safe_low_part_with_a_keep_probability_per_unit(monkeypatch):
     """Distinct keep probabilities per inner unit (a hand-made spec, standard convention so
     the masks carry no scale): the rerun's reordered units keep their own probabilities."""

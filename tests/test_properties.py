@@ -13,9 +13,9 @@ from dropstudy import masks as M
 from dropstudy import predict as P
 from dropstudy.models import MLP
 
-# Each example is a new net, so a new compile: the default suite draws 4 per property, and
+# Each example is a new net, so a new compile: the default suite draws 2 per property, and
 # `make test-slow` draws more (DROPSTUDY_PROPERTY_EXAMPLES).
-EXAMPLES = int(os.environ.get("DROPSTUDY_PROPERTY_EXAMPLES", "4"))
+EXAMPLES = int(os.environ.get("DROPSTUDY_PROPERTY_EXAMPLES", "2"))
 SETTINGS = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -125,6 +125,7 @@ REVIEWED = {
     "scaling": (
         # the margin's derivation: a measured quantity, its interval and pairs beside it
         "**The expectation test's margin, from the validation split.**",
+        "The rule reads equivalence as:",
         "For a *linear* unit the expectation passes through",
         "Through a nonlinearity they need not be:",
         "Conventions as functions",

@@ -119,6 +119,7 @@ def test_factorised_outer_masks_fewer_than_devices(two):
         )
 
 
+@pytest.mark.slow  # compile-heavy: `make test-slow`
 def test_gathered_mc_flags_come_back_over_the_mesh(two, monkeypatch):
     """With bounds below the mean kept count most subnetworks are past them (the flags, on
     one device), and dealt over the mesh they come back through the flags of both devices
