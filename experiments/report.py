@@ -9,6 +9,7 @@ report's primaries (:func:`.stats.holm`).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,6 +277,10 @@ def found_table(
     decided = [adjusted(r) for r in sets]
     replicated = {data_name(ls.first): ls for ls in lists}
     cpu_kinds_ = cpu_kinds(cpus)
+    # the CPU that made most of these results: a verdict made on another and not compared
+    # on a second CPU says so in its cell
+    made = Counter(cpu_of(r[n]) for r in sets for n in r)
+    main_cpu = made.most_common(1)[0][0] if len(made) > 1 else None
     rows = []
     for n in NAMES:
         if not any(n in r for r in sets):
@@ -327,6 +332,8 @@ def found_table(
             kind = cpu_kinds_.get((data_name(r), n), ("same",))[0]
             if kind in CPU_MARKED:
                 note += f" *(another CPU: {CPU_AGREE[kind].strip('*')})*"
+            elif main_cpu and cpu_of(r[n]) != main_cpu and (data_name(r), n) not in cpu_kinds_:
+                note += f" *(made on {cpu_of(r[n])} only: not compared on another CPU)*"
             cells.append(
                 head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}{note}"
             )
@@ -353,6 +360,13 @@ def found_table(
             "verdict before the protocol's guard) or another hold by the guard; an unmarked "
             "verdict there was the same, or was not compared on another CPU (that section "
             "lists what was).*",
+        ]
+    if main_cpu:
+        out += [
+            "",
+            f'*A mark "made on" names a verdict made on another CPU than most of these '
+            f"results ({main_cpu}) and not run on a second one: it shares the claims' family "
+            "with the others, and how it would fare on their CPU is not known.*",
         ]
     if lists:
         cols = [data_name(r) for r in sets if data_name(r) in replicated]

@@ -184,3 +184,18 @@ def test_a_run_that_differs_in_its_margin_rule_alone_is_decided_at_this_margin()
     assert b["margin"] == a["margin"] and b["margin_own"] == 0.02
     text = "\n".join(cpu_comparison(other_cpus([(root, here)], [xeon])))
     assert f"(at this report's margin +-{a['margin']:.4g}; its own run's: +-0.02)" in text
+
+
+def test_a_verdict_made_on_another_cpu_and_not_compared_is_marked(tmp_path):
+    """Most results here on one CPU, one on another and not run on a second: its cell says
+    so, and the legend names the main CPU; results all from one CPU carry no such mark."""
+    here = {"robustness": _fake(0.5, 0.001, EPYC), "overfitting": _fake(0.5, 0.001, EPYC),
+            "averaging": _fake(0.5, 0.001, XEON)}  # fmt: skip
+    cells = "\n".join(found_table(here))
+    assert cells.count("*(made on Intel(R) Xeon(R) Processor (x86_64) only: not compared") == 1
+    assert 'A mark "made on" names a verdict made on another CPU than most of these results ' in (
+        cells
+    )
+    assert "(AMD EPYC (x86_64))" in cells
+    same = {n: _fake(0.5, 0.001, EPYC) for n in ("robustness", "averaging")}
+    assert "made on" not in "\n".join(found_table(same))
