@@ -1515,19 +1515,12 @@ def fixed_margin_caveats(
         else f"contradicted at any below +-{_round_out(scale * cut, up=False):.4g}{u}"
     )
     m = t["margin"]
-    at = (
-        "supported"
-        if m > rng["supported_above"]
-        else "contradicted"
-        if cut is not None and m < cut
-        else "inconclusive"
-    )
     guard = ", before the protocol's guard" if "within_2w" in t else ""
     holm = "; the Holm-adjusted headline needs a wider margin to be supported" if family else ""
     return [
         f"its margin, +-{scale * m:g}{u}, is fixed by design ({why}); by its 90% interval, its "
         f"own verdict (unadjusted{guard}) would be supported at any margin above "
-        f"+-{above:.4g}{u} and {contra}, so at its fixed margin it is {at}{holm}"
+        f"+-{above:.4g}{u} and {contra}, so at its fixed margin it is {own_verdict(t)}{holm}"
     ]
 
 
@@ -1630,15 +1623,13 @@ def blocked_str(t: dict, p_adjusted: float | None = None) -> str:
     own = decide_unguarded(t, p)
     adjusted = p_adjusted is not None and p_adjusted != t["p"]
     level = " at the Holm-adjusted p" if adjusted else ""
+    # the twin is decided at its own p times the adjustment's factor (held_reasons' rule);
+    # where that makes it inconclusive against the test's own verdict (budget-dependent),
+    # show it, or an interval inside the margin (or excluding 0) would read as a contradiction
     twin = t["within_2w"]
     p2 = min(1.0, twin["p"] * p / t["p"]) if t["p"] > 0 else twin["p"]
-    if (
-        adjusted
-        and any(r.startswith("budget-dependent") for r in reasons)
-        and decide_unguarded(twin, p2) == "inconclusive"
-    ):
-        # the twin is decided at its own p times the adjustment's factor: show it, or an
-        # interval inside the margin (or excluding 0) would read as a contradiction
+    v2 = decide_unguarded(twin, p2)
+    if adjusted and v2 == "inconclusive" and v2 != own:
         reasons = [*reasons, f"within 2W decided at {p_eq(p2)}, its p scaled as Holm "
                    "scaled the primary's"]  # fmt: skip
     return f" (held by the protocol, its own verdict{level} {own}: {'; '.join(reasons)})"

@@ -1492,7 +1492,7 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
         f"The headline verdict differs by CPU: {moved}. Of those, with the evidence and the "
         f"guard agreeing (the Holm adjustment alone): {names('headline')}. The evidence "
         f"differs: "
-        f"{', '.join(by_kind.get('one list', []) + by_kind.get('opposite', [])) or 'none'}. "
+        f"{names('one list', 'opposite')}. "
         f"The guard alone differs: {names('guard moves', 'guard')}; where the evidence is "
         f"inconclusive on both, so that no verdict moves with it: {names('neither held')}."
         + (
