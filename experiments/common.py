@@ -858,6 +858,12 @@ def mlp_str(r: dict, hidden) -> str:
     return f"{d['name']}, MLP {'-'.join(str(n) for n in sizes)}"
 
 
+def seed_start(r: dict) -> int:
+    """A results file's first seed: 0, or a second list's start (its ``scale``'s
+    ``seed_start``)."""
+    return (r.get("scale") or {}).get("seed_start", 0)
+
+
 def seeds_str(r: dict, n: int) -> str:
     """A results file's ``n`` seeds in words, e.g. ``seeds 0-9`` (from its first seed).
 
@@ -868,7 +874,7 @@ def seeds_str(r: dict, n: int) -> str:
     Returns:
       The text.
     """
-    start = (r.get("scale") or {}).get("seed_start", 0)
+    start = seed_start(r)
     return f"seeds {start}-{start + n - 1}"
 
 

@@ -110,8 +110,8 @@ class Config(ExperimentConfig):
     expect_margin: float = 0.1
     # The margin is this share of what retraining does to the same logits on the validation
     # split: the gap between two seeds' weight-scaled logits, by the primary's own measure
-    # and unit, mean over disjoint pairs of seeds (:func:`share_margin_of`). A bias of weight
-    # scaling below half of what a second training run changes is one no user could act on.
+    # and unit, mean over disjoint pairs of seeds (:func:`share_margin_of`): weight scaling's
+    # bias against half the difference a user accepts whenever they train the net once.
     margin_share: float = 0.5
     # Part C's nets train by the study's protocol, stopped by the network as used (weight
     # scaling, one side of the comparison); part B keeps SGD for its matched learning rates.

@@ -141,6 +141,9 @@ def test_one_pair_is_said_to_be_one_and_text_fields_are_refused():
     md = section(r)
     assert "the one pair of seeds (0 and 1)" in md and "one pair: no interval" in md
     assert "seed 2, the odd last, is in no pair" in md and "each of 1 " not in md
+    # a second list's pairs are its own seeds
+    later = section({**r, "scale": {"seed_start": 100}})
+    assert "the one pair of seeds (100 and 101)" in later and "seed 102, the odd last" in later
     for field in ("expect_margin", "demo_margin", "same_function"):
         with pytest.raises(DropstudyError, match=field):
             scaling.Config(**{field: "0.1"})

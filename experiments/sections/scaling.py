@@ -11,6 +11,7 @@ from ..common import (
     mlp_str,
     plt,
     reach_str,
+    seed_start,
     seeds_str,
     table,
     train_str,
@@ -61,15 +62,18 @@ def _margin_words(r: dict) -> str:
     e = m["effect"]
     # the margin is the expectation test's, whichever test the config names primary
     rx = {**r, "primary": "expectation"}
-    n = r["expectation"]["ratio"]["n"]
-    left = f"; seed {n - 1}, the odd last, is in no pair" if n % 2 else ""
+    n, s0 = r["expectation"]["ratio"]["n"], seed_start(r)
+    left = f"; seed {s0 + n - 1}, the odd last, is in no pair" if n % 2 else ""
     if m["pairs"] == 1:
         pairs, value = (
-            "of the one pair of seeds (0 and 1)",
+            f"of the one pair of seeds ({s0} and {s0 + 1})",
             f"{e['mean']:.4g} (one pair: no interval",
         )
     else:
-        pairs = f"of each of {m['pairs']} disjoint pairs of seeds (0 and 1, 2 and 3, ...)"
+        pairs = (
+            f"of each of {m['pairs']} disjoint pairs of seeds ({s0} and {s0 + 1}, {s0 + 2} and "
+            f"{s0 + 3}, ...)"
+        )
         value = (f"{ci_str(e, 4)} (over the pairs, per pair from {m['per_seed']['min']:.4g} to "
                  f"{m['per_seed']['max']:.4g}, median {m['per_seed']['median']:.4g}"
                  f"{uncertain_str(e)}")  # fmt: skip
