@@ -102,6 +102,22 @@ def test_holm_bh_and_decide():
     assert S.decide(e, None) == S.CONTRADICTED and S.holm([None]) == [None]
 
 
+@pytest.mark.parametrize("m", [1, 2, 7, 40])
+def test_holm_is_statsmodels_holm_bit_for_bit(m, rng):
+    """The own Holm (statsmodels' runs a garbage collection per call) against
+    ``multipletests``: ties, p-values whose adjustment passes 1, and None entries."""
+    from statsmodels.stats.multitest import multipletests
+
+    for _ in range(50):
+        p = rng.uniform(0, 1, m) ** rng.uniform(0.5, 6)
+        if m > 2:
+            p[1] = p[2]  # a tie
+        want = multipletests(p, alpha=S.ALPHA, method="holm")[1]
+        assert S.holm(list(p)) == [float(a) for a in want]
+        with_none = [None, *p.tolist(), None]
+        assert S.holm(with_none) == [None, *[float(a) for a in want], None]
+
+
 def test_equivalence_is_decided_by_tost_alone():
     """Only TOST's p enters a family; contradicted needs the 90% interval wholly outside the
     margin, whatever the adjusted p; otherwise an unadjusted-significant outside p does not
