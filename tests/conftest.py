@@ -1,6 +1,8 @@
 import os
 import tempfile
 
+import xla_flags
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # One persistent compilation cache for this test session: its two workers and the
@@ -18,12 +20,12 @@ os.environ.setdefault(
     ),
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-# The suite compiles far more than it computes (small nets, a few steps, hundreds of
-# programs), and most of a CPU compile is LLVM's optimisation: level 0 cuts the suite's CPU
-# time by about a third. Every number a test compares is computed in the same session (no
-# test retrains a committed result), so the level changes no verdict; the study's commands
-# keep XLA's default. A user's own XLA_FLAGS are left as they are.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# Flags that make XLA compile faster (xla_flags.FAST: the suite compiles far more than it
+# computes). Every number a test compares is computed in the same session (no test retrains
+# a committed result), so they change no verdict; the study's commands keep XLA's defaults.
+# A user's own XLA_FLAGS are left as they are. Set in the controller, before JAX starts; the
+# workers and subprocesses inherit it, so the probe runs once.
+os.environ["XLA_FLAGS"] = xla_flags.suite_flags()
 
 import shutil
 from pathlib import Path
