@@ -78,13 +78,12 @@ def quick_dir(tmp_path_factory):
 
 
 # The quick runs, dealt to two pytest-xdist workers (groups quick0 and quick1, alternating
-# by the experiments' order); each worker's runs share that worker's quick_dir. The eleven
-# heaviest (each 35-80 s on 2 cores, most of it compiling) run in `make test-slow`, to keep
-# the default suite under 10 minutes; their sections still render from the committed
+# by the experiments' order); each worker's runs share that worker's quick_dir. The twelve
+# heaviest (each about 25-60 s on 2 cores, most of it compiling) run in `make test-slow`, to
+# keep the default suite under 10 minutes; their sections still render from the committed
 # results in the report tests, and every cell's code is covered by `make study`.
-SLOW_QUICK_RUNS = (  # overfitting's quick run stays: the protocol end to end, in-process
+SLOW_QUICK_RUNS = (  # overfitting's (the protocol end to end), stayput's and regression's stay
     "maskmode",  # four tuned arms (about 2 minutes)
-    "stayput",
     "scaling",
     "shrinkage",
     "robustness",
@@ -96,7 +95,6 @@ SLOW_QUICK_RUNS = (  # overfitting's quick run stays: the protocol end to end, i
     "diversity",
     "voting",
     "baselines",
-    "regression",
 )
 QUICK_RUNS = [
     pytest.param(
@@ -158,8 +156,8 @@ def test_quick_run_and_section(name, quick_dir):
 
 @pytest.mark.xdist_group("quick0")
 def test_report_from_the_quick_results(quick_dir, tmp_path):
-    # The quick runs of this worker's group, overfitting's among them in the default suite
-    # (run alone, this test makes one of its own: each run costs about a minute).
+    # The quick runs of this worker's group (in the default suite overfitting's, stayput's
+    # and regression's; run alone, this test makes overfitting's, about 40 s).
     done = [n for n in NAMES if (quick_dir / n / "results.json").is_file()]
     if not done:
         runner.run_experiment("overfitting", out=quick_dir, quick=True, progress=False)
@@ -241,7 +239,6 @@ def test_averaging_pairs_come_from_the_training_set():
     assert averaging.PAIRS == averaging.closest_pairs(digits(), len(averaging.PAIRS))
 
 
-@pytest.mark.xdist_group(f"quick{NAMES.index('stayput') % 2}")
 def _fake(dataset: str, effect: float, p: float) -> dict:
     """A minimal results file: one primary direction test, at the full scale on ``dataset``."""
     test = {"rule": "direction", "claimed": "> 0", "n": 10, "effect": effect, "lo": effect - 1,
