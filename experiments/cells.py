@@ -31,13 +31,14 @@ def changed(old: Any, new: dict) -> str:
 
     Returns:
       The parts of the key that changed (``code``, ``args``, ``versions``, ``devices``,
-      ``fn``), in words; ``"format"`` when none did, and a note when the stored cell has no
-      key.
+      ``machine``, ``fn``), in words; ``"format"`` when none did, and a note when the stored
+      cell has no key.
     """
     if not isinstance(old, dict):
         return "the stored cell has no key"
     parts = [k for k in new if clean(old.get(k)) != clean(new[k])]
-    names = {"code": "the code it runs", "args": "its arguments", "fn": "its function"}
+    names = {"code": "the code it runs", "args": "its arguments", "fn": "its function",
+             "machine": "the machine (CPU model or XLA flags)"}  # fmt: skip
     return "changed: " + ", ".join(names.get(k, k) for k in parts) if parts else "format"
 
 

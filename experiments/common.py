@@ -241,14 +241,17 @@ class Cell:
         """The cell's identity: what decides whether its stored result is stale.
 
         The devices count because seeds are batched per device, and a batch's size can change float
-        rounding.
+        rounding. The machine counts because XLA compiles for the host CPU with its flags, and
+        training amplifies the rounding: a folder shared by two machines never mixes their
+        cells into one results file, which records one machine.
 
         Returns:
-          ``{"fn", "args", "code", "versions", "devices"}``: the function's qualified name, the
-          arguments' :func:`cell_key`, the digest of the code it runs
+          ``{"fn", "args", "code", "versions", "devices", "machine"}``: the function's
+          qualified name, the arguments' :func:`cell_key`, the digest of the code it runs
           (:func:`.codekey.code_key`), Python and the versions of the libraries that run it with
-          the device kind (:func:`.codekey.environment`), and the devices it runs on
-          (:func:`device_tag`).
+          the device kind (:func:`.codekey.environment`), the devices it runs on
+          (:func:`device_tag`), and the CPU model, architecture and XLA flags
+          (:func:`machine`).
         """
         return {
             "fn": self.fn.__qualname__,
@@ -256,6 +259,7 @@ class Cell:
             "code": code_key(self.fn, self.kwargs),
             "versions": environment(),
             "devices": device_tag(),
+            "machine": machine(),
         }
 
 
@@ -317,7 +321,7 @@ def cell_key(value: Any) -> Any:
 
 class TuningStore:
     """The study's cache of tuned arms (:func:`.protocol.tuning_store`): one file per arm,
-    keyed as a cell is (its function, arguments, code, versions and devices)."""
+    keyed as a cell is (its function, arguments, code, versions, devices and machine)."""
 
     def __init__(self, folder: Path, first: Path | None = None):
         """
@@ -325,7 +329,8 @@ class TuningStore:
           folder: where this run's tunings and arms are kept.
           first: a first list's tuning folder, read (never written) before ``folder``: a
             second list of seeds takes the first list's choices, tuned on the same pilot
-            seeds, and keeps its own arms in ``folder``.
+            seeds, and keeps its own arms in ``folder``. Its files are keyed by the machine
+            too, so a second list on another machine tunes again.
         """
         self.cells = CellStore(Path(folder).parent)
         self.cells.dir = Path(folder)

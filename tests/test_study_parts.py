@@ -54,6 +54,29 @@ def test_cells_are_reused_only_for_the_same_key(tmp_path):
     assert calls == [1, 2]
 
 
+def test_a_cell_made_on_another_machine_is_made_again(tmp_path, monkeypatch, caplog):
+    """A folder shared by two machines (CPU model or XLA flags) never reuses the other's
+    cells: the results file records one machine."""
+    import logging
+
+    ctx = common.Context("shrinkage", tmp_path, progress=False)
+    calls = []
+
+    def work(v):
+        calls.append(v)
+        return {"v": v}
+
+    here = common.machine()
+    assert ctx.run_cells({"a": common.cell(work, v=1)}) == {"a": {"v": 1}}
+    monkeypatch.setattr(common, "machine", lambda: {**here, "cpu": "another CPU"})
+    with caplog.at_level(logging.DEBUG, logger="dropstudy"):
+        assert ctx.run_cells({"a": common.cell(work, v=1)}) == {"a": {"v": 1}}
+    assert calls == [1, 1] and "changed: the machine (CPU model or XLA flags)" in caplog.text
+    monkeypatch.setattr(common, "machine", lambda: {**here, "xla_flags": "--xla_other=1"})
+    ctx.run_cells({"a": common.cell(work, v=1)})
+    assert calls == [1, 1, 1]
+
+
 def test_results_are_deterministic_and_finite():
     assert dumps({"b": np.float32(0.1), "a": [1, np.int64(2)]}) == dumps(
         {"a": [1, 2], "b": 0.10000000149011612}
