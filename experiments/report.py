@@ -1427,6 +1427,73 @@ def _cpu_cell(r: dict, t: dict, headline: str) -> str:
     )
 
 
+def tuned_arms(r: dict, path: str = "") -> dict[str, dict]:
+    """Every arm the protocol tuned in a results file, by where it sits.
+
+    Args:
+      r: a results file (or a part of one).
+      path: where ``r`` sits in its file.
+
+    Returns:
+      ``{path: arm record}`` (:func:`.protocol.arm_summary`: a dict with ``recipe``, ``lr``
+      and ``tuning``), the path's parts joined by "/".
+    """
+    if isinstance(r, dict):
+        if {"recipe", "lr", "tuning"} <= set(r):
+            return {path: r}
+        return {k: v for key, val in r.items() for k, v in tuned_arms(val, f"{path}/{key}").items()}
+    return {}
+
+
+def tuning_shifts(cpus: list[tuple]) -> list[str]:
+    """The tuned arms whose recipe or learning rate differs on the other CPU.
+
+    The pilot runs behind a choice are trained as every run is, so the CPU's rounding moves
+    their validation losses too; where two candidates score close, it moves the choice, and
+    every number trained on that arm with it. An arm that several experiments share (one
+    tuning per data set, net and protocol) is one entry, naming where each keeps it.
+
+    Args:
+      cpus: :func:`other_cpus`.
+
+    Returns:
+      One entry per such arm: ``"DATA, NET: RECIPE lr LR here, ... there (the pilots' mean
+      validation loss ...; in NAME PATH, ...)"``.
+    """
+    found: dict[tuple, dict] = {}
+    for data, here, there, _ in cpus:
+        for n in there:
+            mine, theirs = tuned_arms(here[n]), tuned_arms(there[n])
+            for path in [k for k in mine if k in theirs]:
+                a, b = mine[path], theirs[path]
+                if (a["recipe"], a["lr"]) == (b["recipe"], b["lr"]):
+                    continue
+                key = (data, a.get("tuned_as", path), a["recipe"], a["lr"], b["recipe"], b["lr"])
+                entry = found.setdefault(key, {"a": a, "b": b, "where": [], "code": set()})
+                entry["where"].append(f"{n} {path.strip('/')}")
+                entry["code"].add(same_code(here[n], there[n]))
+    out = []
+    for (data, net, *_), e in found.items():
+        a, b = e["a"], e["b"]
+        code = "; other code made the two runs" if False in e["code"] else ""
+        code = "; a results file records no code digest" if None in e["code"] else code
+        out.append(
+            f"{data}, {net}: {a['recipe']} lr {a['lr']:g} here, {b['recipe']} lr {b['lr']:g} "
+            f"there (the pilots' mean validation loss of the two: here {_score(a, a)} and "
+            f"{_score(a, b)}, there {_score(b, a)} and {_score(b, b)}{code}; in "
+            f"{', '.join(e['where'])})"
+        )
+    return out
+
+
+def _score(arm: dict, pick: dict) -> str:
+    """``arm``'s tuning score of ``pick``'s recipe and learning rate (the grid's keys are the
+    rates as text), or "-" where its grid lacks that candidate or it diverged."""
+    rates = arm["tuning"].get(pick["recipe"], {})
+    s = next((v for k, v in rates.items() if float(k) == float(pick["lr"])), None)
+    return "-" if s is None else f"{s:.5g}"
+
+
 def cpu_comparison(cpus: list[tuple]) -> list[str]:
     """Each primary on this report's CPU beside another CPU's run of the same seeds.
 
@@ -1506,6 +1573,32 @@ def cpu_comparison(cpus: list[tuple]) -> list[str]:
             if any(r[0] == "conv" for r in rows)
             else ""
         ),
+        "",
+        *tuning_lines(cpus),
+    ]
+
+
+def tuning_lines(cpus: list[tuple]) -> list[str]:
+    """:func:`cpu_comparison`'s paragraph on the arms tuned otherwise on the other CPU.
+
+    Args:
+      cpus: :func:`other_cpus`.
+
+    Returns:
+      Markdown lines; none where every compared arm took the same choice on both CPUs.
+    """
+    shifts = tuning_shifts(cpus)
+    if not shifts:
+        return []
+    return [
+        f"The protocol's tuning chose another recipe or learning rate on the other CPU for "
+        f"{len(shifts)} arm{'s' if len(shifts) > 1 else ''}: the pilot runs behind a choice "
+        "carry the CPU's rounding too, so where two candidates score close the choice can move "
+        "with it, and every number trained on that arm with the choice (an entry whose two "
+        "runs other code made, or whose code is unrecorded, says so: the code can move it "
+        "too).",
+        "",
+        *[f"- {x}." for x in shifts],
         "",
     ]
 

@@ -199,3 +199,38 @@ def test_a_verdict_made_on_another_cpu_and_not_compared_is_marked(tmp_path):
     assert "(AMD EPYC (x86_64))" in cells
     same = {n: _fake(0.5, 0.001, EPYC) for n in ("robustness", "averaging")}
     assert "made on" not in "\n".join(found_table(same))
+
+
+def _arm(recipe, lr, scores):
+    """An arm record as protocol.arm_summary writes it: its choice and the tuning grid."""
+    return {"recipe": recipe, "lr": lr, "tuned_as": "hidden=(8,)", "tuning": scores}
+
+
+def test_an_arm_tuned_otherwise_on_another_cpu_is_named_once(tmp_path):
+    """A tuned choice that moves with the CPU: one entry per shared arm, naming where each
+    experiment keeps it, with both candidates' pilot scores on both CPUs; an arm tuned alike
+    gives none."""
+    here_grid = {"adam": {"0.01": 0.5531}, "sgd": {"0.3": 0.5968}}
+    there_grid = {"adam": {"0.01": 0.5532}, "sgd": {"0.3": 0.4871}}
+    same = _arm("adam", 0.01, {"adam": {"0.01": 0.4}})
+    here = {"voting": {**_fake(0.5, 0.001, EPYC), "arms": {"wide": _arm("adam", 0.01, here_grid),
+                                                           "small": same}},
+            "diversity": {**_fake(0.5, 0.001, EPYC),
+                          "nets": {"x": {"arm": _arm("adam", 0.01, here_grid)}}},
+            "averaging": _fake(0.5, 0.001, EPYC)}  # fmt: skip
+    there = {"voting": {**here["voting"], "machine": XEON,
+                        "arms": {"wide": _arm("sgd", 0.3, there_grid), "small": same}},
+             "diversity": {**here["diversity"], "machine": XEON,
+                           "nets": {"x": {"arm": _arm("sgd", 0.3, there_grid)}}},
+             "averaging": {**here["averaging"], "machine": XEON}}  # fmt: skip
+    cpus = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-xeon", there)])
+    text = "\n".join(cpu_comparison(cpus))
+    assert "on the other CPU for 1 arm:" in text
+    assert (
+        "- digits, hidden=(8,): adam lr 0.01 here, sgd lr 0.3 there (the pilots' mean "
+        "validation loss of the two: here 0.5531 and 0.5968, there 0.5532 and 0.4871; a "
+        "results file records no code digest; in voting arms/wide, diversity nets/x/arm)."
+    ) in text
+    alike = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-2", {**there, **{
+        n: {**here[n], "machine": XEON} for n in ("voting", "diversity")}})])  # fmt: skip
+    assert "tuning chose another" not in "\n".join(cpu_comparison(alike))
