@@ -62,9 +62,9 @@ test: $(STAMP)
 ## The slow tests, the bitwise checks at XLA's default level, and more property examples.
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
-	# The default suite compiles at XLA's optimisation level 0 (tests/conftest.py); its
-	# bitwise checks of training, selection, resuming and devices run again here at XLA's
-	# default level, the one the study's commands compile with.
+	# The default suite compiles at XLA's optimisation level 0 with its older CPU fusion
+	# emitters (tests/xla_flags.py); its bitwise checks of training, selection, resuming and
+	# devices run again here at XLA's defaults, the ones the study's commands compile with.
 	XLA_FLAGS= $(PY) -m pytest -q tests/test_resume.py tests/test_two_devices.py \
 		tests/test_train.py tests/test_selection.py tests/test_protocol.py
 	# the property tests with more examples than the default suite's 2 per property

@@ -36,10 +36,15 @@ def changed(old: Any, new: dict) -> str:
     """
     if not isinstance(old, dict):
         return "the stored cell has no key"
-    parts = [k for k in new if clean(old.get(k)) != clean(new[k])]
+    # a part the stored key lacks came into keys after it was written: nothing is known to
+    # have changed there
+    older = [k for k in new if k not in old]
+    parts = [k for k in new if k in old and clean(old[k]) != clean(new[k])]
     names = {"code": "the code it runs", "args": "its arguments", "fn": "its function",
              "machine": "the machine (CPU model or XLA flags)"}  # fmt: skip
-    return "changed: " + ", ".join(names.get(k, k) for k in parts) if parts else "format"
+    why = ["changed: " + ", ".join(names.get(k, k) for k in parts)] if parts else []
+    why += [f"the stored key predates keys' {', '.join(older)}"] if older else []
+    return "; ".join(why) or "format"
 
 
 def config_hash(config: dict) -> str:
@@ -76,6 +81,20 @@ class CellStore:
         """
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
         return self.dir / f"{safe}.json"
+
+    def stored_key(self, name: str) -> Any:
+        """The key cell ``name`` was stored under (None when there is no readable file).
+
+        Args:
+          name: the cell's label.
+
+        Returns:
+          The stored ``config`` as read, or None.
+        """
+        try:
+            return read_json(self.path(name)).get("config")
+        except Exception:
+            return None
 
     def lookup(self, name: str, config: dict) -> tuple[bool, Any, str]:
         """Cell ``name``'s stored result under ``config``, if a valid one is stored.

@@ -242,8 +242,8 @@ class Cell:
 
         The devices count because seeds are batched per device, and a batch's size can change float
         rounding. The machine counts because XLA compiles for the host CPU with its flags, and
-        training amplifies the rounding: a folder shared by two machines never mixes their
-        cells into one results file, which records one machine.
+        training amplifies the rounding: a folder shared by two machines keeps their cells
+        apart, so a results file, which records one machine, is made on that one.
 
         Returns:
           ``{"fn", "args", "code", "versions", "devices", "machine"}``: the function's
@@ -329,8 +329,8 @@ class TuningStore:
           folder: where this run's tunings and arms are kept.
           first: a first list's tuning folder, read (never written) before ``folder``: a
             second list of seeds takes the first list's choices, tuned on the same pilot
-            seeds, and keeps its own arms in ``folder``. Its files are keyed by the machine
-            too, so a second list on another machine tunes again.
+            seeds, and keeps its own arms in ``folder``. It takes them whatever machine made
+            them (every other part of their key must match).
         """
         self.cells = CellStore(Path(folder).parent)
         self.cells.dir = Path(folder)
@@ -356,6 +356,16 @@ class TuningStore:
         name = f"{prefix}_{digest[:10]}"
         if self.first is not None:
             found, result, _ = self.first.lookup(name, key)
+            theirs = self.first.stored_key(name)
+            if not found and isinstance(theirs, dict) and theirs.get("machine"):
+                # the first list's choice whatever machine made it: a second list trains at
+                # the settings its pilot seeds tuned (another CPU may tune otherwise)
+                found, result, _ = self.first.lookup(name, {**key, "machine": theirs["machine"]})
+                if found:
+                    logging.getLogger("dropstudy").info(
+                        "%s: taking the first list's tuning, made on %s", name,
+                        theirs["machine"].get("cpu"),
+                    )  # fmt: skip
             if found:
                 self.cells.reused.append(name)
                 return result
@@ -674,6 +684,18 @@ def test_ex(probs, labels) -> dict[str, list[float]]:
     return {m: ex[m].tolist() for m in ("nll", "err")}
 
 
+def cpuinfo() -> str:
+    """``/proc/cpuinfo``'s text, or ``""`` where there is none (not Linux).
+
+    Returns:
+      The text.
+    """
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def machine() -> dict:
     """What a results file's bytes depend on beyond the code and versions.
 
@@ -682,19 +704,22 @@ def machine() -> dict:
 
     Returns:
       ``{"cpu", "arch", "xla_flags"}``: the CPU model (``/proc/cpuinfo``'s model name, else
-      :func:`platform.processor`), the architecture and ``XLA_FLAGS`` (empty when unset).
+      :func:`platform.processor`), the architecture and ``XLA_FLAGS`` (empty when unset);
+      plus ``"features"``, a digest of ``/proc/cpuinfo``'s feature flags where it lists
+      them: a virtual machine may name its CPU generically ("Intel(R) Xeon(R) Processor")
+      while XLA compiles for the instruction sets the host offers.
     """
     import platform
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "arch": platform.machine(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    found: dict[str, str] = {}  # the first core's lines
+    for line in cpuinfo().splitlines():
+        key, _, value = line.partition(":")
+        found.setdefault(key.strip(), value.strip())
+    cpu = found.get("model name") or platform.processor() or "unknown"
+    flags = " ".join(sorted((found.get("flags") or found.get("Features") or "").split()))
+    features = hashlib.sha256(flags.encode()).hexdigest()[:12] if flags else None
+    out = {"cpu": cpu, "arch": platform.machine(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    return out | ({"features": features} if features else {})
 
 
 def device_tag() -> str:

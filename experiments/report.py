@@ -8,6 +8,7 @@ report's primaries (:func:`.stats.holm`).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -1468,15 +1469,19 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
                 a, b = mine[path], theirs[path]
                 if (a["recipe"], a["lr"]) == (b["recipe"], b["lr"]):
                     continue
-                key = (data, a.get("tuned_as", path), a["recipe"], a["lr"], b["recipe"], b["lr"])
+                # one tuning: the same net's label and the same grids on both CPUs (nets of
+                # one label can be tuned on other data, such as averaging's digit pairs)
+                grids = json.dumps([a["tuning"], b["tuning"]], sort_keys=True)
+                key = (data, cpu_of(there[n]), a.get("tuned_as", path), grids)
                 entry = found.setdefault(key, {"a": a, "b": b, "where": [], "code": set()})
                 entry["where"].append(f"{n} {path.strip('/')}")
                 entry["code"].add(same_code(here[n], there[n]))
     out = []
-    for (data, net, *_), e in found.items():
+    for (data, _, net, _), e in found.items():
         a, b = e["a"], e["b"]
-        code = "; other code made the two runs" if False in e["code"] else ""
-        code = "; a results file records no code digest" if None in e["code"] else code
+        code = {True: "", False: "; other code made the two runs",
+                None: "; a results file records no code digest"}  # fmt: skip
+        code = "".join(code[c] for c in (False, None) if c in e["code"])
         out.append(
             f"{data}, {net}: {a['recipe']} lr {a['lr']:g} here, {b['recipe']} lr {b['lr']:g} "
             f"there (the pilots' mean validation loss of the two: here {_score(a, a)} and "
@@ -1489,8 +1494,8 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
 def _score(arm: dict, pick: dict) -> str:
     """``arm``'s tuning score of ``pick``'s recipe and learning rate (the grid's keys are the
     rates as text), or "-" where its grid lacks that candidate or it diverged."""
-    rates = arm["tuning"].get(pick["recipe"], {})
-    s = next((v for k, v in rates.items() if float(k) == float(pick["lr"])), None)
+    # the grid's keys are the rates as protocol._tune writes them
+    s = arm["tuning"].get(pick["recipe"], {}).get(f"{pick['lr']:g}")
     return "-" if s is None else f"{s:.5g}"
 
 

@@ -226,6 +226,14 @@ def test_an_arm_tuned_otherwise_on_another_cpu_is_named_once(tmp_path):
     cpus = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-xeon", there)])
     text = "\n".join(cpu_comparison(cpus))
     assert "on the other CPU for 1 arm:" in text
+    # a net of the same label tuned on other data (other grids) is an arm of its own
+    other = {"adam": {"0.01": 0.7}, "sgd": {"0.3": 0.8}}
+    here2 = {**here, "ensembles": {**_fake(0.5, 0.001, EPYC),
+                                   "arms": {"d": _arm("adam", 0.01, other)}}}  # fmt: skip
+    there2 = {**there, "ensembles": {**here2["ensembles"], "machine": XEON,
+                                     "arms": {"d": _arm("sgd", 0.3, other)}}}  # fmt: skip
+    two = other_cpus([(tmp_path, here2)], [_folder(tmp_path / "cpu-3", there2)])
+    assert "on the other CPU for 2 arms:" in "\n".join(cpu_comparison(two))
     assert (
         "- digits, hidden=(8,): adam lr 0.01 here, sgd lr 0.3 there (the pilots' mean "
         "validation loss of the two: here 0.5531 and 0.5968, there 0.5532 and 0.4871; a "

@@ -75,6 +75,54 @@ def test_a_cell_made_on_another_machine_is_made_again(tmp_path, monkeypatch, cap
     monkeypatch.setattr(common, "machine", lambda: {**here, "xla_flags": "--xla_other=1"})
     ctx.run_cells({"a": common.cell(work, v=1)})
     assert calls == [1, 1, 1]
+    # a key from before machines were keyed: nothing is said to have changed
+    from dropstudy_experiments.cells import changed
+
+    key = common.cell(work, v=1).key()
+    old = {k: v for k, v in key.items() if k != "machine"}
+    assert changed(old, key) == "the stored key predates keys' machine"
+    assert changed({**old, "code": "x"}, key) == (
+        "changed: the code it runs; the stored key predates keys' machine"
+    )
+
+
+def test_the_machine_tells_cpus_of_one_name_apart_by_their_features(monkeypatch):
+    info = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse avx2\n"
+    monkeypatch.setattr(common, "cpuinfo", lambda: info)
+    a = common.machine()
+    assert a["cpu"] == "Intel(R) Xeon(R) Processor" and len(a["features"]) == 12
+    monkeypatch.setattr(common, "cpuinfo", lambda: info.replace("avx2", "avx512f"))
+    b = common.machine()
+    assert b["cpu"] == a["cpu"] and b["features"] != a["features"]
+    monkeypatch.setattr(common, "cpuinfo", lambda: info + info.replace("avx2", "avx512f"))
+    assert common.machine() == a  # the first core's lines
+    monkeypatch.setattr(common, "cpuinfo", lambda: "")
+    assert "features" not in common.machine() and common.machine()["cpu"]
+
+
+def test_a_second_list_takes_its_first_lists_tuning_from_another_machine(
+    tmp_path, monkeypatch, caplog
+):
+    """A tuned choice is the design a second list repeats: read from the first list's
+    folder whatever machine made it (its other key parts must match); its own arms are
+    keyed by this machine."""
+    import logging
+
+    calls = []
+
+    def tune(v):
+        calls.append(v)
+        return {"lr": v}
+
+    first = common.TuningStore(tmp_path / "first" / "tuning")
+    assert first(tune, {"v": 1}, "t") == {"lr": 1}
+    here = common.machine()
+    monkeypatch.setattr(common, "machine", lambda: {**here, "cpu": "another CPU"})
+    second = common.TuningStore(tmp_path / "second" / "tuning", first=tmp_path / "first" / "tuning")
+    with caplog.at_level(logging.INFO, logger="dropstudy"):
+        assert second(tune, {"v": 1}, "t") == {"lr": 1}
+    assert calls == [1] and "taking the first list's tuning, made on " + here["cpu"] in caplog.text
+    assert second(tune, {"v": 2}, "t") == {"lr": 2} and calls == [1, 2]  # another key: made
 
 
 def test_results_are_deterministic_and_finite():
@@ -105,10 +153,10 @@ def quick_dir(tmp_path_factory):
 # heaviest (each about 25-60 s on 2 cores, most of it compiling) run in `make test-slow`, to
 # keep the default suite under 10 minutes; their sections still render from the committed
 # results in the report tests, and every cell's code is covered by `make study`.
-SLOW_QUICK_RUNS = (  # overfitting's (the protocol end to end), stayput's and regression's stay
+SLOW_QUICK_RUNS = (  # overfitting's (the protocol end to end), regression's, shrinkage's stay
     "maskmode",  # four tuned arms (about 2 minutes)
+    "stayput",  # test_resume.py runs it end to end (its section: the report tests)
     "scaling",
-    "shrinkage",
     "robustness",
     "averaging",
     "tutorial",
@@ -179,8 +227,8 @@ def test_quick_run_and_section(name, quick_dir):
 
 @pytest.mark.xdist_group("quick0")
 def test_report_from_the_quick_results(quick_dir, tmp_path):
-    # The quick runs of this worker's group (in the default suite overfitting's, stayput's
-    # and regression's; run alone, this test makes overfitting's, about 40 s).
+    # The quick runs of this worker's group (in the default suite overfitting's and
+    # regression's; run alone, this test makes overfitting's, about 40 s).
     done = [n for n in NAMES if (quick_dir / n / "results.json").is_file()]
     if not done:
         runner.run_experiment("overfitting", out=quick_dir, quick=True, progress=False)

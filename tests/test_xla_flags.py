@@ -12,3 +12,5 @@ def test_a_flag_xla_does_not_know_falls_back_to_level_0(monkeypatch):
     assert xla_flags.suite_flags() == xla_flags.LEVEL_0
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
     assert xla_flags.suite_flags() == "--xla_force_host_platform_device_count=8"  # the user's
+    monkeypatch.setenv("XLA_FLAGS", "")  # XLA's defaults, asked for (make test-slow)
+    assert xla_flags.suite_flags() == ""
