@@ -16,6 +16,7 @@ from dropstudy import __version__
 from dropstudy.validate import DropstudyError, check_rate, parse_int_list
 
 from .interrupt import sticky_interrupt
+from .overrides import parse_sets
 from .runner import NAMES, RESULTS
 
 log = logging.getLogger("dropstudy")
@@ -123,6 +124,15 @@ def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
         help="first seed: a second, disjoint list of seeds (at or past the first list's "
         "end), into a folder of its own (e.g. results/from100); `dropstudy report "
         "--replicate` sets its verdicts beside the first list's",
+    )
+    r.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="set a field of the experiment's Config (one experiment, not all; repeatable; a "
+        "dotted name reaches into a nested config, e.g. train.lr=0.1; tuples as 128,128): "
+        "the results record it and go to a folder of their own, e.g. "
+        f"{RESULTS}/set-margin_share=0.25",
     )
     r.add_argument(
         "--force",
@@ -495,6 +505,12 @@ def cmd_run(args, parser=None) -> int:
     )
 
     names = list(NAMES) if args.name == "all" else [args.name]
+    sets = parse_sets(args.set)
+    if sets and args.name == "all":
+        raise DropstudyError(
+            "--set applies to one experiment (their Config fields differ): run each one "
+            "with its own, e.g. `dropstudy run scaling --set margin_share=0.25`"
+        )
     if args.dataset != "digits":  # experiments on data of their own run once, with digits
         fixed = [n for n in names if own_data(n)]
         if args.name != "all" and fixed:
@@ -508,12 +524,13 @@ def cmd_run(args, parser=None) -> int:
                 ", ".join(f"{n} ({own_data(n)})" for n in fixed),
             )
         names = [n for n in names if n not in fixed]
-    s = scale(args.quick, args.seeds, args.dataset, args.seed_start)
+    s = scale(args.quick, args.seeds, args.dataset, args.seed_start, sets)
     out = args.out if args.out is not None else scale_folder(s)
-    # options checked before anything is written (--seeds 1, --seed-start 5: no folder)
-    check_seed_starts(names, args.quick, args.seeds, args.seed_start)
-    first = scale_folder(scale(args.quick, args.seeds, args.dataset))
-    check_other_lists(out, names, args.quick, args.seeds, args.seed_start, first)
+    # options checked before anything is written (--seeds 1, --seed-start 5, a --set the
+    # Config refuses: no folder)
+    check_seed_starts(names, args.quick, args.seeds, args.seed_start, sets)
+    first = scale_folder(scale(args.quick, args.seeds, args.dataset, sets=sets))
+    check_other_lists(out, names, args.quick, args.seeds, args.seed_start, first, sets)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
     # a second list trains at its first list's tuned settings (the folder it sits in, as
     # `replicate` writes it, or the scale's own), never tuning them again
@@ -523,7 +540,8 @@ def cmd_run(args, parser=None) -> int:
         tuning = first_dir / "tuning"
         if not tuning.is_dir():
             # an experiment without the protocol has nothing to tune
-            if any(getattr(config(n, args.quick, args.seeds), "protocol", None) for n in names):
+            if any(getattr(config(n, args.quick, args.seeds, sets=sets), "protocol", None)
+                   for n in names):  # fmt: skip
                 log.warning(
                     "--seed-start %d: no first list's tuning in %s, so this list tunes its "
                     "arms on the pilot seeds itself (run the first list there first, or give "
@@ -546,6 +564,7 @@ def cmd_run(args, parser=None) -> int:
                     force=args.force,
                     seed_start=args.seed_start,
                     tuning=tuning,
+                    sets=sets,
                 )
             )
     for line in outcome_lines(written, args.quick):
@@ -712,7 +731,8 @@ def cmd_replicate(args, parser=None) -> int:
         )
     picked = near_level_reasons(results)
     names = list(picked)
-    check_seed_starts(names, s["quick"], s["seeds"], args.seed_start)  # before any work
+    sets = s.get("set")  # fields the first list set from the command line, set again
+    check_seed_starts(names, s["quick"], s["seeds"], args.seed_start, sets)  # before any work
     out = Path(args.out) if args.out is not None else Path(args.results) / f"from{args.seed_start}"
     if out.resolve() == Path(args.results).resolve():
         raise DropstudyError(
@@ -722,7 +742,7 @@ def cmd_replicate(args, parser=None) -> int:
     # results there of another scale or first seed: refused before any work, dry runs too
     check_scale(out, names, {**s, "seed_start": args.seed_start},
                 remedy="Give --out another folder for this second list")  # fmt: skip
-    check_other_lists(out, names, s["quick"], s["seeds"], args.seed_start, Path(args.results))
+    check_other_lists(out, names, s["quick"], s["seeds"], args.seed_start, Path(args.results), sets)
     log.info(
         "replicate: %s on seeds from %d into %s",
         ", ".join(f"{n} ({why})" for n, why in picked.items()) or "none",
@@ -736,7 +756,8 @@ def cmd_replicate(args, parser=None) -> int:
         written = [
             run_experiment(n, out=out, quick=s["quick"], seeds=s["seeds"], data=data,
                            progress=not (args.no_progress or args.quiet),
-                           seed_start=args.seed_start, tuning=Path(args.results) / "tuning")
+                           seed_start=args.seed_start, tuning=Path(args.results) / "tuning",
+                           sets=sets)
             for n in names
         ]  # fmt: skip
     for line in outcome_lines(written, s["quick"]):

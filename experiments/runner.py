@@ -8,11 +8,14 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .overrides import apply_sets
 
 NAMES = (
     "baselines",
@@ -87,7 +90,13 @@ def own_data(name: str) -> str | None:
     return getattr(module(name), "DATA", None)
 
 
-def config(name: str, quick: bool = False, seeds: int | None = None, seed_start: int = 0):
+def config(
+    name: str,
+    quick: bool = False,
+    seeds: int | None = None,
+    seed_start: int = 0,
+    sets: dict[str, str] | None = None,
+):
     """The experiment's configuration: its defaults, shrunk by ``quick``, with ``seeds``.
 
     Args:
@@ -96,6 +105,8 @@ def config(name: str, quick: bool = False, seeds: int | None = None, seed_start:
       seeds: the number of seeds (default: the experiment's own).
       seed_start: the first seed (0; a second list of seeds starts past the first list's,
         :func:`check_seed_start`).
+      sets: fields set from the command line, ``{field: value text}``
+        (:func:`.overrides.apply_sets`), after ``quick`` and ``seeds``.
 
     Returns:
       The experiment's ``Config``.
@@ -113,12 +124,15 @@ def config(name: str, quick: bool = False, seeds: int | None = None, seed_start:
         if seeds < 2:
             raise DropstudyError(f"--seeds must be >= 2 for confidence intervals, got {seeds}")
         cfg = cfg.with_seeds(seeds)
+    cfg = apply_sets(cfg, sets)
     check_seed_start(name, cfg, seed_start)
     check_pilots(cfg, seed_start, name)
     return cfg
 
 
-def check_seed_starts(names, quick: bool, seeds: int | None, start: int) -> None:
+def check_seed_starts(
+    names, quick: bool, seeds: int | None, start: int, sets: dict[str, str] | None = None
+) -> None:
     """Refuse a first seed for several experiments at once, before any of them runs.
 
     One message names the widest first list among ``names`` (so ``run all`` needs one try);
@@ -129,6 +143,7 @@ def check_seed_starts(names, quick: bool, seeds: int | None, start: int) -> None
       quick: their smoke-test variants.
       seeds: the seed count asked for (None: each experiment's own).
       start: the first seed.
+      sets: fields set from the command line (:func:`config`).
 
     Raises:
       DropstudyError: if ``start`` is negative, inside a first list, or any experiment's
@@ -139,7 +154,7 @@ def check_seed_starts(names, quick: bool, seeds: int | None, start: int) -> None
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise DropstudyError(f"--seed-start must be an integer >= 0, got {start!r}")
     if start:
-        spans = {n: config(n, quick, seeds).seed_span() for n in names}
+        spans = {n: config(n, quick, seeds, sets=sets).seed_span() for n in names}
         need = max(spans.values(), default=0)
         if start < need:
             widest = max(spans, key=spans.get)
@@ -149,11 +164,17 @@ def check_seed_starts(names, quick: bool, seeds: int | None, start: int) -> None
                 "or above"
             )
     for n in names:
-        config(n, quick, seeds, start)
+        config(n, quick, seeds, start, sets)
 
 
 def check_other_lists(
-    out: Path, names, quick: bool, seeds: int | None, start: int, first: Path
+    out: Path,
+    names,
+    quick: bool,
+    seeds: int | None,
+    start: int,
+    first: Path,
+    sets: dict[str, str] | None = None,
 ) -> None:
     """Refuse a second list of seeds that overlaps another second list of the same first list.
 
@@ -169,6 +190,7 @@ def check_other_lists(
       seeds: the seed count asked for (None: each experiment's own).
       start: the new list's first seed (0: a first list, not checked).
       first: the first list's folder.
+      sets: fields set from the command line (:func:`config`).
 
     Raises:
       DropstudyError: naming the folder, the experiment and both lists' seeds.
@@ -188,11 +210,11 @@ def check_other_lists(
         theirs = scale_of(read_json(path))
         other = theirs.get("seed_start", 0)
         if not other or {**theirs, "seed_start": 0} != {
-            **scale(quick, seeds, theirs["dataset"]),
+            **scale(quick, seeds, theirs["dataset"], sets=sets),
             "seed_start": 0,
         }:
             continue
-        span = config(n, quick, seeds).seed_span()
+        span = config(n, quick, seeds, sets=sets).seed_span()
         if other < start + span and start < other + span:
             raise DropstudyError(
                 f"--seed-start {start}: {n}'s seeds {start}..{start + span - 1} overlap the "
@@ -271,7 +293,11 @@ def check_pilots(cfg, start: int = 0, name: str = "this experiment") -> None:
 
 
 def scale(
-    quick: bool = False, seeds: int | None = None, dataset: str = "digits", seed_start: int = 0
+    quick: bool = False,
+    seeds: int | None = None,
+    dataset: str = "digits",
+    seed_start: int = 0,
+    sets: dict[str, str] | None = None,
 ) -> dict:
     """How a run was asked for: what makes its results comparable with another run's.
 
@@ -280,12 +306,16 @@ def scale(
       seeds: the number of seeds asked for; None for each experiment's own.
       dataset: the data set's name.
       seed_start: the first seed (a second list of seeds); recorded only when not 0.
+      sets: fields set from the command line, ``{field: value text}``; recorded only when
+        some are.
 
     Returns:
-      ``{"quick", "seeds", "dataset"}``, and ``"seed_start"`` when not 0.
+      ``{"quick", "seeds", "dataset"}``, ``"seed_start"`` when not 0, and ``"set"`` when
+      fields were set.
     """
     s = {"quick": bool(quick), "seeds": seeds, "dataset": dataset}
-    return s | ({"seed_start": seed_start} if seed_start else {})
+    s |= {"seed_start": seed_start} if seed_start else {}
+    return s | ({"set": dict(sorted(sets.items()))} if sets else {})
 
 
 def scale_folder(s: dict) -> Path:
@@ -296,13 +326,15 @@ def scale_folder(s: dict) -> Path:
 
     Returns:
       ``results`` for the full study on digits, else its own folder such as
-      ``results/quick`` or ``results/mnist-seeds3``; a second list of seeds goes inside its
-      first list's folder, ``results/from100`` or ``results/quick/from100``, as
-      ``dropstudy replicate`` writes it.
+      ``results/quick`` or ``results/mnist-seeds3`` (fields set from the command line add
+      ``set-FIELD=VALUE,...``); a second list of seeds goes inside its first list's folder,
+      ``results/from100`` or ``results/quick/from100``, as ``dropstudy replicate`` writes it.
     """
     parts = [s["dataset"]] if s["dataset"] != "digits" else []
     parts += ["quick"] if s["quick"] else []
     parts += [f"seeds{s['seeds']}"] if s["seeds"] is not None else []
+    sets = ",".join(f"{k}={v}" for k, v in s.get("set", {}).items())
+    parts += [f"set-{sets}".replace("/", "_").replace(" ", "")] if sets else []
     first = RESULTS / "-".join(parts) if parts else RESULTS
     return first / f"from{s['seed_start']}" if s.get("seed_start") else first
 
@@ -321,6 +353,7 @@ def scale_command(s: dict, name: str = "all") -> str:
     flags += f" --seeds {s['seeds']}" if s["seeds"] is not None else ""
     flags += f" --dataset {s['dataset']}" if s["dataset"] != "digits" else ""
     flags += f" --seed-start {s['seed_start']}" if s.get("seed_start") else ""
+    flags += "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in s.get("set", {}).items())
     return f"dropstudy run {name}{flags}"
 
 
@@ -456,6 +489,7 @@ def run_experiment(
     force: bool = False,
     seed_start: int = 0,
     tuning: Path | None = None,
+    sets: dict[str, str] | None = None,
 ) -> Path:
     """Plan, compute (or reuse) every cell, summarise, draw and write ``out/NAME``.
 
@@ -479,6 +513,7 @@ def run_experiment(
         (``out/tuning``, where what this run makes is kept): a second list of seeds takes
         its first list's choices, tuned on the same pilot seeds, so that it trains at the
         same settings without tuning them again.
+      sets: fields set from the command line (:func:`config`), recorded in the scale.
 
     Returns:
       The path of the written ``results.json``.
@@ -497,10 +532,10 @@ def run_experiment(
     from .seeds import seed_start as first_seed
 
     mod = module(name)
-    cfg = config(name, quick, seeds, seed_start)
+    cfg = config(name, quick, seeds, seed_start, sets)
     ctx = Context(name, Path(out), quick=quick, progress=progress, data=data, tuning=tuning)
     ds = ctx.dataset()
-    s = scale(quick, seeds, ds.name, seed_start)
+    s = scale(quick, seeds, ds.name, seed_start, sets)
     with folder_lock(Path(out)), first_seed(seed_start):
         check_scale(Path(out), [name], s, force)
         t0 = time.perf_counter()

@@ -627,11 +627,16 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     assert [n for n, _ in calls] == list(runner.NAMES)
     assert calls[0][1] == {
         "out": tmp_path / "o", "quick": True, "seeds": 3, "progress": False, "data": None,
-        "tensorboard": tb, "force": True, "seed_start": 0, "tuning": None,
+        "tensorboard": tb, "force": True, "seed_start": 0, "tuning": None, "sets": {},
     }  # fmt: skip
     calls.clear()
     assert cli.main([*argv, "--seed-start", "150"]) == 0  # a second list, to every experiment
     assert {kw["seed_start"] for _, kw in calls} == {150}
+    calls.clear()  # --set, to the one experiment it names
+    one = ["run", "stayput", "--quick", "--out", str(tmp_path / "s"), "--set", "margin=0.2"]
+    assert cli.main(one) == 0 and [(n, kw["sets"]) for n, kw in calls] == [
+        ("stayput", {"margin": "0.2"})
+    ]
     d = _mnist(tmp_path / "mnist")
     calls.clear()
     argv = ["run", "scaling", "--dataset", "mnist", "--data-dir", str(d), "--out", str(tmp_path)]

@@ -1,0 +1,99 @@
+"""Config fields set from the command line (``dropstudy run NAME --set FIELD=VALUE``)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from dropstudy_experiments import cli, runner
+from dropstudy_experiments.overrides import apply_sets, parse_sets
+
+from dropstudy.validate import DropstudyError
+
+ROOT = Path(__file__).resolve().parent.parent / "results"
+
+
+def test_each_type_is_parsed_from_its_default_and_checked():
+    cfg = runner.config("scaling")
+    new = apply_sets(cfg, {"margin_share": "0.25", "expect_k": "100", "hidden": "32,16",
+                           "primary": "same_function", "train.lr": "0.1"})  # fmt: skip
+    assert new.margin_share == 0.25 and new.expect_k == 100 and new.hidden == (32, 16)
+    assert (
+        new.primary == "same_function"
+        and new.train.lr == 0.1
+        and new.train.steps == cfg.train.steps
+    )
+    assert apply_sets(cfg, {}) is cfg and apply_sets(cfg, None) is cfg
+    assert apply_sets(cfg, {"hidden": "(8, 8)"}).hidden == (8, 8)
+    assert apply_sets(runner.config("maskmode"), {"protocol.window": "100"}).protocol.window == 100
+
+
+@pytest.mark.parametrize(
+    ("sets", "match"),
+    [
+        ({"margin_shar": "0.3"}, "Config has no field 'margin_shar'; it has check_steps"),
+        (
+            {"margin_share": "abc"},
+            r"margin_share=abc: margin_share takes a number \(its value here: 0.5\)",
+        ),
+        ({"expect_k": "2.5"}, "expect_k takes an integer"),
+        ({"hidden": "8,x"}, "hidden=8,x: hidden takes a comma-separated list"),
+        ({"margin_share": "-1"}, "margin_share must be > 0, got -1.0"),  # the Config's check
+        ({"train": "3"}, "it holds settings of its own; set one: train.steps"),
+        ({"train.lrr": "3"}, "TrainConfig has no field 'lrr'"),
+        ({"hidden.x": "3"}, "hidden holds no fields"),
+        ({"seeds": "3"}, "use --seeds instead"),
+        ({"primary": "nothing"}, "primary 'nothing' is not a test of this experiment"),
+    ],
+)
+def test_a_field_that_cannot_take_the_value_is_named(sets, match):
+    with pytest.raises(DropstudyError, match=match):
+        apply_sets(runner.config("scaling"), sets)
+
+
+def test_items_are_field_equals_value_once_each():
+    assert parse_sets(["b=2", " a = x,y "]) == {"a": "x,y", "b": "2"}
+    assert parse_sets(None) == {}
+    with pytest.raises(DropstudyError, match="write FIELD=VALUE"):
+        parse_sets(["margin"])
+    with pytest.raises(DropstudyError, match="gives a twice"):
+        parse_sets(["a=1", "a=2"])
+
+
+def test_the_scale_records_them_and_names_their_folder_and_command():
+    s = runner.scale(True, None, "digits", 0, {"margin": "0.2", "hidden": "8,8"})
+    assert s["set"] == {"hidden": "8,8", "margin": "0.2"}
+    assert runner.scale_folder(s) == runner.RESULTS / "quick-set-hidden=8,8,margin=0.2"
+    assert runner.scale_command(s, "stayput") == (
+        "dropstudy run stayput --quick --set hidden=8,8 --set margin=0.2"
+    )
+    assert "set" not in runner.scale(True) and runner.config("stayput", sets={}) == (
+        runner.config("stayput")
+    )
+    cfg = runner.config("stayput", quick=True, sets={"margin": "0.2"})
+    assert cfg.margin == 0.2 and cfg.hidden == runner.config("stayput", quick=True).hidden
+
+
+def test_the_command_line_takes_one_experiment_and_replicate_sets_them_again(
+    tmp_path, monkeypatch, capsys
+):
+    assert cli.main(["run", "all", "--quick", "--set", "margin=0.2"]) == 2
+    assert "--set applies to one experiment" in capsys.readouterr().err
+    assert cli.main(["run", "stayput", "--quick", "--set", "margn=0.2"]) == 2
+    assert "has no field 'margn'" in capsys.readouterr().err
+    # a first list made with --set: its second list sets the same fields
+    from dropstudy_experiments import report
+
+    first = tmp_path / "first"
+    shutil.copytree(ROOT / "robustness", first / "robustness",
+                    ignore=shutil.ignore_patterns("*.png"))  # fmt: skip
+    path = first / "robustness" / "results.json"
+    r = json.loads(path.read_text())
+    r["scale"]["set"] = {"mc_k": "50"}
+    path.write_text(json.dumps(r))
+    calls = []
+    monkeypatch.setattr(runner, "run_experiment", lambda name, **kw: calls.append((name, kw)))
+    monkeypatch.setattr(report, "near_level_reasons", lambda results: {"robustness": "p 0.04"})
+    monkeypatch.setattr(cli, "load_data", lambda args: None)
+    assert cli.main(["replicate", "--results", str(first), "--out", str(tmp_path / "o")]) == 0
+    assert [(n, kw["sets"]) for n, kw in calls] == [("robustness", {"mc_k": "50"})]
