@@ -16,7 +16,7 @@ from dropstudy import __version__
 from dropstudy.validate import DropstudyError, check_rate, parse_int_list
 
 from .interrupt import sticky_interrupt
-from .overrides import parse_sets
+from .overrides import canonical, parse_sets
 from .runner import NAMES, RESULTS
 
 log = logging.getLogger("dropstudy")
@@ -511,6 +511,8 @@ def cmd_run(args, parser=None) -> int:
             "--set applies to one experiment (their Config fields differ): run each one "
             "with its own, e.g. `dropstudy run scaling --set margin_share=0.25`"
         )
+    if sets:  # one spelling per value, as run_experiment records it: one folder per value
+        sets = canonical(config(args.name, args.quick, args.seeds), sets)
     if args.dataset != "digits":  # experiments on data of their own run once, with digits
         fixed = [n for n in names if own_data(n)]
         if args.name != "all" and fixed:
@@ -744,10 +746,11 @@ def cmd_replicate(args, parser=None) -> int:
                 remedy="Give --out another folder for this second list")  # fmt: skip
     check_other_lists(out, names, s["quick"], s["seeds"], args.seed_start, Path(args.results), sets)
     log.info(
-        "replicate: %s on seeds from %d into %s",
+        "replicate: %s on seeds from %d into %s%s",
         ", ".join(f"{n} ({why})" for n, why in picked.items()) or "none",
         args.seed_start,
         out,
+        "".join(f", --set {k}={v}" for k, v in (sets or {}).items()),
     )
     if args.dry_run or not names:
         return 0

@@ -4,8 +4,10 @@ A value is text, parsed by the type of the field's default: an integer, a float,
 (``true``/``false``), a string, or a tuple of them written with commas (``hidden=128,128``).
 A dotted name reaches into a field that is itself a configuration (``train.lr=0.1``,
 ``protocol.window=4000``). The experiment's ``Config`` checks the result as it checks its
-defaults, so a value no run could use is refused before any cell runs. Results record the
-fields as given (their ``scale``), so ``dropstudy replicate`` and the report repeat them.
+defaults, so a value no run could use is refused before any cell runs. Results record each
+field in one canonical spelling (:func:`canonical`: ``.20`` is ``0.2``, ``(8, 8)`` is
+``8,8``, a field set to its default is no field set), so one value makes one folder, and
+``dropstudy replicate`` and the report repeat them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from typing import Any
 
 from dropstudy.validate import DropstudyError
 
-# Fields other options set: a --set of them would hide the option a reader looks for.
-OWN_OPTIONS = {"seeds": "--seeds"}
+
+def _seed_field(name: str) -> bool:
+    """Whether a top-level field counts the seeds (``--seeds`` sets it: :meth:`.common.
+    ExperimentConfig.seed_span`'s fields)."""
+    return name in ("seeds", "splits") or name.endswith("_seeds")
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
@@ -61,7 +66,7 @@ def _parse(path: str, text: str, current: Any) -> Any:
         if isinstance(current, str):
             return text
         if isinstance(current, tuple):
-            parts = [p.strip() for p in text.strip("()[] ").split(",") if p.strip()]
+            parts = _items(text)
             kinds = {type(v) for v in current}
             if len(kinds) > 1 or (kinds and not kinds <= {int, float, str}):
                 raise TypeError
@@ -87,6 +92,27 @@ def _parse(path: str, text: str, current: Any) -> Any:
         f"--set {path}: a {type(current).__name__} ({current!r}) cannot be set from the "
         "command line; edit the experiment's Config"
     )
+
+
+def _items(text: str) -> list[str]:
+    """A tuple's items: ``a,b``, ``(a, b)`` or ``[a, b]`` (one trailing comma allowed);
+    empty for ``""`` or ``()``."""
+    t = text.strip()
+    if t[:1] in "([" and t:
+        close = {"(": ")", "[": "]"}[t[0]]
+        if not t.endswith(close):
+            raise ValueError
+        t = t[1:-1].strip()
+    if any(c in t for c in "()[]"):
+        raise ValueError
+    parts = [p.strip() for p in t.split(",")]
+    if parts and parts[-1] == "" and len(parts) > 1:
+        parts = parts[:-1]  # "8," : one item
+    if parts == [""]:
+        return []
+    if "" in parts:
+        raise ValueError
+    return parts
 
 
 def _number(text: str) -> int | float | str:
@@ -135,7 +161,42 @@ def apply_sets(cfg: Any, sets: dict[str, str] | None) -> Any:
         checks refuse.
     """
     for path, text in (sets or {}).items():
-        if path in OWN_OPTIONS:
-            raise DropstudyError(f"--set {path}: use {OWN_OPTIONS[path]} instead")
+        if _seed_field(path):
+            raise DropstudyError(f"--set {path}: it counts the seeds; use --seeds instead")
         cfg = _set(cfg, path.split("."), text, "")
     return cfg
+
+
+def _get(cfg: Any, path: str) -> Any:
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _text(value: Any) -> str:
+    """A value in the spelling :func:`_parse` reads back to it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(_text(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def canonical(cfg: Any, sets: dict[str, str] | None) -> dict[str, str]:
+    """``sets`` in one spelling per value, without the fields left at ``cfg``'s values.
+
+    Args:
+      cfg: the configuration the fields are set on (its defaults, quick and seeds applied).
+      sets: ``{field: value text}`` as typed.
+
+    Returns:
+      ``{field: canonical text}`` of the fields whose value differs from ``cfg``'s, sorted:
+      what results record, so that ``.20`` and ``0.2`` (or ``--set margin=0.1`` at its
+      default and no ``--set``) make the same results in the same folder.
+
+    Raises:
+      DropstudyError: as :func:`apply_sets`.
+    """
+    new = apply_sets(cfg, sets)
+    out = {p: _text(_get(new, p)) for p in sorted(sets or {}) if _get(new, p) != _get(cfg, p)}
+    return out

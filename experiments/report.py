@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1685,7 +1686,7 @@ def build_report(results_dir, out, compare=(), replicate=None, other_cpu=()) -> 
     s = next(iter(scales.values()))
     lists = second_lists([(results_dir, results), *zip(map(Path, compare), others)], replicate)
     cpus = other_cpus([(results_dir, results), *zip(map(Path, compare), others)], other_cpu)
-    out_flag = f" --out {results_dir}" if results_dir != RESULTS else ""
+    out_flag = f" --out {shlex.quote(str(results_dir))}" if results_dir != RESULTS else ""
     # Experiments on data of their own run only without --dataset: not missing elsewhere.
     runs_here = [n for n in NAMES if s["dataset"] == "digits" or not own_data(n)]
     missing = [n for n in runs_here if n not in found]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .overrides import apply_sets
+from .overrides import apply_sets, canonical
 
 NAMES = (
     "baselines",
@@ -327,13 +327,14 @@ def scale_folder(s: dict) -> Path:
     Returns:
       ``results`` for the full study on digits, else its own folder such as
       ``results/quick`` or ``results/mnist-seeds3`` (fields set from the command line add
-      ``set-FIELD=VALUE,...``); a second list of seeds goes inside its first list's folder,
+      ``set-FIELD=VALUE+FIELD=VALUE``); a second list of seeds goes inside its first list's folder,
       ``results/from100`` or ``results/quick/from100``, as ``dropstudy replicate`` writes it.
     """
     parts = [s["dataset"]] if s["dataset"] != "digits" else []
     parts += ["quick"] if s["quick"] else []
     parts += [f"seeds{s['seeds']}"] if s["seeds"] is not None else []
-    sets = ",".join(f"{k}={v}" for k, v in s.get("set", {}).items())
+    # "+" between fields: a tuple's items are separated by commas
+    sets = "+".join(f"{k}={v}" for k, v in s.get("set", {}).items())
     parts += [f"set-{sets}".replace("/", "_").replace(" ", "")] if sets else []
     first = RESULTS / "-".join(parts) if parts else RESULTS
     return first / f"from{s['seed_start']}" if s.get("seed_start") else first
@@ -532,6 +533,8 @@ def run_experiment(
     from .seeds import seed_start as first_seed
 
     mod = module(name)
+    # one spelling per value (and none for a field at its default): one folder per value
+    sets = canonical(config(name, quick, seeds), sets)
     cfg = config(name, quick, seeds, seed_start, sets)
     ctx = Context(name, Path(out), quick=quick, progress=progress, data=data, tuning=tuning)
     ds = ctx.dataset()

@@ -632,8 +632,8 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     calls.clear()
     assert cli.main([*argv, "--seed-start", "150"]) == 0  # a second list, to every experiment
     assert {kw["seed_start"] for _, kw in calls} == {150}
-    calls.clear()  # --set, to the one experiment it names
-    one = ["run", "stayput", "--quick", "--out", str(tmp_path / "s"), "--set", "margin=0.2"]
+    calls.clear()  # --set, to the one experiment it names, in one spelling per value
+    one = ["run", "stayput", "--quick", "--out", str(tmp_path / "s"), "--set", "margin=.20"]
     assert cli.main(one) == 0 and [(n, kw["sets"]) for n, kw in calls] == [
         ("stayput", {"margin": "0.2"})
     ]

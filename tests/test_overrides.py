@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from dropstudy_experiments import cli, runner
-from dropstudy_experiments.overrides import apply_sets, parse_sets
+from dropstudy_experiments.overrides import apply_sets, canonical, parse_sets
 
 from dropstudy.validate import DropstudyError
 
@@ -43,12 +43,27 @@ def test_each_type_is_parsed_from_its_default_and_checked():
         ({"train.lrr": "3"}, "TrainConfig has no field 'lrr'"),
         ({"hidden.x": "3"}, "hidden holds no fields"),
         ({"seeds": "3"}, "use --seeds instead"),
+        ({"expect_seeds": "3"}, "expect_seeds: it counts the seeds; use --seeds instead"),
+        ({"hidden": "(8,8"}, "hidden takes a comma-separated list"),
+        ({"hidden": "[[8,8]]"}, "hidden takes a comma-separated list"),
+        ({"hidden": "8,,8"}, "hidden takes a comma-separated list"),
         ({"primary": "nothing"}, "primary 'nothing' is not a test of this experiment"),
     ],
 )
 def test_a_field_that_cannot_take_the_value_is_named(sets, match):
     with pytest.raises(DropstudyError, match=match):
         apply_sets(runner.config("scaling"), sets)
+
+
+def test_one_value_has_one_spelling_and_a_default_is_no_set():
+    cfg = runner.config("scaling")
+    assert canonical(cfg, {"margin_share": ".250", "hidden": "( 32 , 16 )"}) == {
+        "hidden": "32,16", "margin_share": "0.25"}  # fmt: skip
+    assert canonical(cfg, {"margin_share": "0.5", "hidden": "64,64,"}) == {}  # the defaults
+    assert canonical(cfg, {"hidden": "8,"}) == {"hidden": "8"}
+    assert canonical(cfg, None) == {}
+    with pytest.raises(DropstudyError, match="splits: it counts the seeds"):
+        canonical(runner.config("regression"), {"splits": "4"})
 
 
 def test_items_are_field_equals_value_once_each():
@@ -63,7 +78,7 @@ def test_items_are_field_equals_value_once_each():
 def test_the_scale_records_them_and_names_their_folder_and_command():
     s = runner.scale(True, None, "digits", 0, {"margin": "0.2", "hidden": "8,8"})
     assert s["set"] == {"hidden": "8,8", "margin": "0.2"}
-    assert runner.scale_folder(s) == runner.RESULTS / "quick-set-hidden=8,8,margin=0.2"
+    assert runner.scale_folder(s) == runner.RESULTS / "quick-set-hidden=8,8+margin=0.2"
     assert runner.scale_command(s, "stayput") == (
         "dropstudy run stayput --quick --set hidden=8,8 --set margin=0.2"
     )
