@@ -279,6 +279,21 @@ def found_table(
     decided = [adjusted(r) for r in sets]
     replicated = {data_name(ls.first): ls for ls in lists}
     cpu_kinds_ = cpu_kinds(cpus)
+    # a primary whose arms the other CPU tuned otherwise: its effect there beside the choices
+    retuned = {}
+    for data, here, there, _ in cpus:
+        for n in there:
+            arms = tuned_otherwise(here[n], there[n])
+            if arms:
+                b = there[n]["tests"][there[n]["primary"]]
+                which = "; ".join(
+                    f"{arm_label(path)}: {x['recipe']} lr {x['lr']:g} here, {y['recipe']} lr "
+                    f"{y['lr']:g} there" for path, x, y in arms
+                )  # fmt: skip
+                retuned[(data, n)] = (
+                    f"; arms of this experiment tuned otherwise there ({which}), its primary "
+                    f"there {effect_str(b)}"
+                )
     # the CPU that made most of these results: a verdict made on another and not compared
     # on a second CPU says so in its cell
     made = Counter(cpu_of(r[n]) for r in sets for n in r)
@@ -332,8 +347,10 @@ def found_table(
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
             note = "".join(f" *(caveat: {c})*" for c in headline_caveats(n, r[n]))
             kind = cpu_kinds_.get((data_name(r), n), ("same",))[0]
-            if kind in CPU_MARKED:
-                note += f" *(another CPU: {CPU_AGREE[kind].strip('*')})*"
+            tuned = retuned.get((data_name(r), n), "")
+            if kind in CPU_MARKED or tuned:
+                words = "same verdict" if kind == "same" else CPU_AGREE[kind].strip("*")
+                note += f" *(another CPU: {words}{tuned})*"
             elif main_cpu and cpu_of(r[n]) != main_cpu and (data_name(r), n) not in cpu_kinds_:
                 note += f" *(made on {cpu_of(r[n])} only: not compared on another CPU)*"
             cells.append(
@@ -359,9 +376,12 @@ def found_table(
             "",
             '*A mark "another CPU" says that the same run\'s seeds on another CPU (the '
             'report\'s "Another CPU") gave another headline verdict, other evidence (the '
-            "verdict before the protocol's guard) or another hold by the guard; an unmarked "
-            "verdict there was the same, or was not compared on another CPU (that section "
-            "lists what was).*",
+            "verdict before the protocol's guard) or another hold by the guard, or that the "
+            "protocol's tuning chose another recipe or learning rate there for an arm of the "
+            "experiment (*arms tuned otherwise*, with the primary's effect there: an arm the "
+            "primary compares then trains another net there, and the same verdict can rest "
+            "on another effect); an unmarked verdict there was the same, or was not compared "
+            "on another CPU (that section lists what was).*",
         ]
     if main_cpu:
         out += [
@@ -1057,8 +1077,8 @@ def replication(lists: list[Lists]) -> list[str]:
         f"of the level {ALPHA} (decided or not), or a verdict the protocol holds; the rule "
         "was set after the first list's p-values were known (it replaced a hand-picked list), "
         "before the second list ran, and amended after the digits list ran to read the hold "
-        "at the Holm-adjusted level too and to leave exact checks out (it picks the same "
-        "primaries on both data sets); a list made by hand, `dropstudy run NAME "
+        "at the Holm-adjusted level too and to leave exact checks out; a list made by hand, "
+        "`dropstudy run NAME "
         "--seed-start K`, holds what its maker ran. Each list's cell gives its verdict at "
         "its own p-value (unadjusted), held by the protocol's guard where it is, with the "
         "test's own verdict before the guard in the parenthesis. Both lists share the "
@@ -1465,11 +1485,7 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
     found: dict[tuple, dict] = {}
     for data, here, there, _ in cpus:
         for n in there:
-            mine, theirs = tuned_arms(here[n]), tuned_arms(there[n])
-            for path in [k for k in mine if k in theirs]:
-                a, b = mine[path], theirs[path]
-                if (a["recipe"], a["lr"]) == (b["recipe"], b["lr"]):
-                    continue
+            for path, a, b in tuned_otherwise(here[n], there[n]):
                 # one tuning: the same net's label and the same grids on both CPUs (nets of
                 # one label can be tuned on other data, such as averaging's digit pairs)
                 grids = json.dumps([a["tuning"], b["tuning"]], sort_keys=True)
@@ -1490,6 +1506,29 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
             f"{', '.join(e['where'])})"
         )
     return out
+
+
+def tuned_otherwise(here: dict, there: dict) -> list[tuple[str, dict, dict]]:
+    """The arms of one experiment tuned to another recipe or learning rate on another CPU.
+
+    Args:
+      here: its results file on this report's CPU.
+      there: the same experiment's on the other CPU.
+
+    Returns:
+      ``(path, arm here, arm there)`` per such arm (:func:`tuned_arms`' paths).
+    """
+    mine, theirs = tuned_arms(here), tuned_arms(there)
+    pick = {k: (arm["recipe"], arm["lr"]) for k, arm in theirs.items()}
+    differ = [k for k in mine if k in pick and (mine[k]["recipe"], mine[k]["lr"]) != pick[k]]
+    return [(k, mine[k], theirs[k]) for k in differ]
+
+
+def arm_label(path: str) -> str:
+    """An arm's name from its :func:`tuned_arms` path (``arms/plain`` is ``plain``,
+    ``mlp/sgd/rate=0.5/arm`` is ``mlp/sgd/rate=0.5``)."""
+    label = path.strip("/").removeprefix("arms/")
+    return label.removesuffix("/arm") or label
 
 
 def _score(arm: dict, pick: dict) -> str:
@@ -1597,12 +1636,13 @@ def tuning_lines(cpus: list[tuple]) -> list[str]:
     if not shifts:
         return []
     return [
-        f"The protocol's tuning chose another recipe or learning rate on the other CPU for "
-        f"{len(shifts)} arm{'s' if len(shifts) > 1 else ''}: the pilot runs behind a choice "
-        "carry the CPU's rounding too, so where two candidates score close the choice can move "
-        "with it, and every number trained on that arm with the choice (an entry whose two "
-        "runs other code made, or whose code is unrecorded, says so: the code can move it "
-        "too).",
+        f"The protocol's tuning chose another recipe or learning rate on the other CPU in "
+        f"{len(shifts)} tuning{'s' if len(shifts) > 1 else ''} (an entry names every arm "
+        "that shares it): the pilot runs behind a choice carry the CPU's rounding too, so "
+        "their scores move, and where the choice moves, every number trained on that arm "
+        "moves with it. Each entry gives this CPU's choice, then the other's, and the pilots' "
+        "mean validation loss of both candidates on each CPU; one whose two runs other code "
+        "made, or whose code is unrecorded, says so: the code can move the choice too.",
         "",
         *[f"- {x}." for x in shifts],
         "",

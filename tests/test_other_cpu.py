@@ -213,19 +213,26 @@ def test_an_arm_tuned_otherwise_on_another_cpu_is_named_once(tmp_path):
     here_grid = {"adam": {"0.01": 0.5531}, "sgd": {"0.3": 0.5968}}
     there_grid = {"adam": {"0.01": 0.5532}, "sgd": {"0.3": 0.4871}}
     same = _arm("adam", 0.01, {"adam": {"0.01": 0.4}})
-    here = {"voting": {**_fake(0.5, 0.001, EPYC), "arms": {"wide": _arm("adam", 0.01, here_grid),
-                                                           "small": same}},
-            "diversity": {**_fake(0.5, 0.001, EPYC),
+    wide = _arm("adam", 0.01, here_grid)
+    here = {"robustness": {**_fake(0.5, 0.001, EPYC), "arms": {"wide": wide, "small": same}},
+            "overfitting": {**_fake(0.5, 0.001, EPYC),
                           "nets": {"x": {"arm": _arm("adam", 0.01, here_grid)}}},
             "averaging": _fake(0.5, 0.001, EPYC)}  # fmt: skip
-    there = {"voting": {**here["voting"], "machine": XEON,
+    there = {"robustness": {**here["robustness"], "machine": XEON,
                         "arms": {"wide": _arm("sgd", 0.3, there_grid), "small": same}},
-             "diversity": {**here["diversity"], "machine": XEON,
+             "overfitting": {**here["overfitting"], "machine": XEON,
                            "nets": {"x": {"arm": _arm("sgd", 0.3, there_grid)}}},
              "averaging": {**here["averaging"], "machine": XEON}}  # fmt: skip
     cpus = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-xeon", there)])
     text = "\n".join(cpu_comparison(cpus))
-    assert "on the other CPU for 1 arm:" in text
+    assert "on the other CPU in 1 tuning (an entry names" in text
+    # the findings table marks each primary that rests on an arm tuned otherwise there
+    cells = "\n".join(found_table(here, [], [], cpus))
+    assert (
+        "*(another CPU: same verdict; arms of this experiment tuned otherwise there (wide: adam "
+        "lr 0.01 here, sgd lr 0.3 there), its primary there 0.5 [0.4, 0.6] (95%))*" in cells
+    )
+    assert "tuned otherwise there (nets/x: adam lr 0.01 here" in cells  # overfitting's arm
     # a net of the same label tuned on other data (other grids) is an arm of its own
     other = {"adam": {"0.01": 0.7}, "sgd": {"0.3": 0.8}}
     here2 = {**here, "ensembles": {**_fake(0.5, 0.001, EPYC),
@@ -233,12 +240,12 @@ def test_an_arm_tuned_otherwise_on_another_cpu_is_named_once(tmp_path):
     there2 = {**there, "ensembles": {**here2["ensembles"], "machine": XEON,
                                      "arms": {"d": _arm("sgd", 0.3, other)}}}  # fmt: skip
     two = other_cpus([(tmp_path, here2)], [_folder(tmp_path / "cpu-3", there2)])
-    assert "on the other CPU for 2 arms:" in "\n".join(cpu_comparison(two))
+    assert "on the other CPU in 2 tunings (an entry names" in "\n".join(cpu_comparison(two))
     assert (
         "- digits, hidden=(8,): adam lr 0.01 here, sgd lr 0.3 there (the pilots' mean "
         "validation loss of the two: here 0.5531 and 0.5968, there 0.5532 and 0.4871; a "
-        "results file records no code digest; in voting arms/wide, diversity nets/x/arm)."
+        "results file records no code digest; in overfitting nets/x/arm, robustness arms/wide)."
     ) in text
     alike = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-2", {**there, **{
-        n: {**here[n], "machine": XEON} for n in ("voting", "diversity")}})])  # fmt: skip
+        n: {**here[n], "machine": XEON} for n in ("robustness", "overfitting")}})])  # fmt: skip
     assert "tuning chose another" not in "\n".join(cpu_comparison(alike))
