@@ -336,7 +336,8 @@ def found_table(
                     held = "first" if t["verdict"] == "inconclusive" else "second"
                     mark = (
                         f"evidence ({own_verdict(t)}, unadjusted) replicated on a second list of "
-                        f"seeds; the protocol's guard holds the {held} list only"
+                        f"seeds; the protocol's guard holds the {held} list only, each at its "
+                        "own p-value"
                     )
                 else:
                     mark = (
