@@ -346,6 +346,10 @@ def found_table(
                     )
                 fragile = f" *({mark}{both})*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
+            # a verdict the multiplicity adjustment alone moves shows the unadjusted one (a
+            # hold by the protocol's guard says so itself, below)
+            if not d[n]["check"] and t["verdict"] != v and not blocked_str(t, d[n]["p_holm"]):
+                head += f" (unadjusted: {t['verdict']}, {p_eq(t['p'])})"
             note = "".join(f" *(caveat: {c})*" for c in headline_caveats(n, r[n]))
             kind = cpu_kinds_.get((data_name(r), n), ("same",))[0]
             tuned = retuned.get((data_name(r), n), "")

@@ -249,3 +249,15 @@ def test_an_arm_tuned_otherwise_on_another_cpu_is_named_once(tmp_path):
     alike = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-2", {**there, **{
         n: {**here[n], "machine": XEON} for n in ("robustness", "overfitting")}})])  # fmt: skip
     assert "tuning chose another" not in "\n".join(cpu_comparison(alike))
+
+
+def test_a_verdict_the_adjustment_alone_moves_shows_the_unadjusted_one():
+    held = _fake(0.5, 0.001, EPYC, verdict="inconclusive", own="supported")
+    here = {"robustness": _fake(0.5, 0.03, EPYC), "overfitting": _fake(0.5, 0.04, EPYC),
+            "tutorial": held}  # fmt: skip
+    cells = "\n".join(found_table(here))
+    # Holm over the three claims: 0.003, 0.06, 0.06 (BH 0.003, 0.04, 0.04); the verdict the
+    # protocol holds says so itself, without the unadjusted one
+    assert "**inconclusive** (BH: supported) (unadjusted: supported, p = 0.0300)" in cells
+    assert "**inconclusive** (BH: supported) (unadjusted: supported, p = 0.0400)" in cells
+    assert cells.count("(unadjusted: ") == 2
