@@ -356,10 +356,10 @@ class TuningStore:
         name = f"{prefix}_{digest[:10]}"
         if self.first is not None:
             found, result, _ = self.first.lookup(name, key)
-            theirs = self.first.stored_key(name)
-            if not found and isinstance(theirs, dict) and theirs.get("machine"):
-                # the first list's choice whatever machine made it: a second list trains at
-                # the settings its pilot seeds tuned (another CPU may tune otherwise)
+            # the first list's choice whatever machine made it: a second list trains at the
+            # settings its pilot seeds tuned (another CPU may tune otherwise)
+            theirs = None if found else self.first.stored_key(name)
+            if isinstance(theirs, dict) and theirs.get("machine"):
                 found, result, _ = self.first.lookup(name, {**key, "machine": theirs["machine"]})
                 if found:
                     logging.getLogger("dropstudy").info(

@@ -98,7 +98,7 @@ def _items(text: str) -> list[str]:
     """A tuple's items: ``a,b``, ``(a, b)`` or ``[a, b]`` (one trailing comma allowed);
     empty for ``""`` or ``()``."""
     t = text.strip()
-    if t[:1] in "([" and t:
+    if t and t[0] in "([":
         close = {"(": ")", "[": "]"}[t[0]]
         if not t.endswith(close):
             raise ValueError

@@ -281,19 +281,15 @@ def found_table(
     cpu_kinds_ = cpu_kinds(cpus)
     # a primary whose arms the other CPU tuned otherwise: its effect there beside the choices
     retuned = {}
-    for data, here, there, _ in cpus:
-        for n in there:
-            arms = tuned_otherwise(here[n], there[n])
-            if arms:
-                b = there[n]["tests"][there[n]["primary"]]
-                which = "; ".join(
-                    f"{arm_label(path)}: {x['recipe']} lr {x['lr']:g} here, {y['recipe']} lr "
-                    f"{y['lr']:g} there" for path, x, y in arms
-                )  # fmt: skip
-                retuned[(data, n)] = (
-                    f"; arms of this experiment tuned otherwise there ({which}), its primary "
-                    f"there {effect_str(b)}"
-                )
+    for data, n, _, there, arms in retunings(cpus):
+        which = "; ".join(
+            f"{arm_label(path)}: {x['recipe']} lr {x['lr']:g} here, {y['recipe']} lr "
+            f"{y['lr']:g} there" for path, x, y in arms
+        )  # fmt: skip
+        retuned[(data, n)] = (
+            f"; arms of this experiment tuned otherwise there ({which}), its primary there "
+            f"{effect_str(there['tests'][there['primary']])}"
+        )
     # the CPU that made most of these results: a verdict made on another and not compared
     # on a second CPU says so in its cell
     made = Counter(cpu_of(r[n]) for r in sets for n in r)
@@ -346,9 +342,10 @@ def found_table(
                     )
                 fragile = f" *({mark}{both})*"
             head = f"**{v}**" + (" (check)" if d[n]["check"] else "") + bh
+            held = blocked_str(t, d[n]["p_holm"])
             # a verdict the multiplicity adjustment alone moves shows the unadjusted one (a
-            # hold by the protocol's guard says so itself, below)
-            if not d[n]["check"] and t["verdict"] != v and not blocked_str(t, d[n]["p_holm"]):
+            # hold by the protocol's guard says so itself)
+            if not d[n]["check"] and t["verdict"] != v and not held:
                 head += f" (unadjusted: {t['verdict']}, {p_eq(t['p'])})"
             note = "".join(f" *(caveat: {c})*" for c in headline_caveats(n, r[n]))
             kind = cpu_kinds_.get((data_name(r), n), ("same",))[0]
@@ -358,9 +355,7 @@ def found_table(
                 note += f" *(another CPU: {words}{tuned})*"
             elif main_cpu and cpu_of(r[n]) != main_cpu and (data_name(r), n) not in cpu_kinds_:
                 note += f" *(made on {cpu_of(r[n])} only: not compared on another CPU)*"
-            cells.append(
-                head + blocked_str(t, d[n]["p_holm"]) + f": {effect_str(t)}{rule}{fragile}{note}"
-            )
+            cells.append(head + held + f": {effect_str(t)}{rule}{fragile}{note}")
         own = own_data(n)  # runs once, on data of its own, in the first data set's folder
         col = next(data_name(r) for r in sets if n in r)
         where = f" *(on its own data: {own}; in the {col} column)*" if own else ""
@@ -1488,16 +1483,15 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
       validation loss ...; in NAME PATH, ...)"``.
     """
     found: dict[tuple, dict] = {}
-    for data, here, there, _ in cpus:
-        for n in there:
-            for path, a, b in tuned_otherwise(here[n], there[n]):
-                # one tuning: the same net's label and the same grids on both CPUs (nets of
-                # one label can be tuned on other data, such as averaging's digit pairs)
-                grids = json.dumps([a["tuning"], b["tuning"]], sort_keys=True)
-                key = (data, cpu_of(there[n]), a.get("tuned_as", path), grids)
-                entry = found.setdefault(key, {"a": a, "b": b, "where": [], "code": set()})
-                entry["where"].append(f"{n} {path.strip('/')}")
-                entry["code"].add(same_code(here[n], there[n]))
+    for data, n, here, there, arms in retunings(cpus):
+        for path, a, b in arms:
+            # one tuning: the same net's label and the same grids on both CPUs (nets of one
+            # label can be tuned on other data, such as averaging's digit pairs)
+            grids = json.dumps([a["tuning"], b["tuning"]], sort_keys=True)
+            key = (data, cpu_of(there), a.get("tuned_as", path), grids)
+            entry = found.setdefault(key, {"a": a, "b": b, "where": [], "code": set()})
+            entry["where"].append(f"{n} {path.strip('/')}")
+            entry["code"].add(same_code(here, there))
     out = []
     for (data, _, net, _), e in found.items():
         a, b = e["a"], e["b"]
@@ -1527,6 +1521,25 @@ def tuned_otherwise(here: dict, there: dict) -> list[tuple[str, dict, dict]]:
     pick = {k: (arm["recipe"], arm["lr"]) for k, arm in theirs.items()}
     differ = [k for k in mine if k in pick and (mine[k]["recipe"], mine[k]["lr"]) != pick[k]]
     return [(k, mine[k], theirs[k]) for k in differ]
+
+
+def retunings(cpus: list[tuple]) -> list[tuple[str, str, dict, dict, list]]:
+    """Every compared experiment with an arm tuned otherwise on the other CPU.
+
+    Args:
+      cpus: :func:`other_cpus`.
+
+    Returns:
+      ``(data set, name, results here, results there, tuned_otherwise(...))`` per compared
+      run whose list is not empty, in the order of ``cpus``.
+    """
+    out = []
+    for data, here, there, _ in cpus:
+        for n in there:
+            arms = tuned_otherwise(here[n], there[n])
+            if arms:
+                out.append((data, n, here[n], there[n], arms))
+    return out
 
 
 def arm_label(path: str) -> str:
