@@ -4,7 +4,10 @@ A cell is one unit of work of an experiment (one configuration, with the seeds t
 trained together in one vmapped call). :meth:`CellStore.get` returns the stored result when
 the cell's file exists and its configuration hash matches, and otherwise computes it and
 writes it atomically (temporary file, then rename). An interrupted run therefore loses only
-the cell in flight, and a changed configuration never reuses a stale cell.
+the cell in flight, and a changed configuration never reuses a stale cell. A store may also
+read other folders' cells (``reuse``): one stored there under the same key is copied in
+rather than computed, so a run that changes only what the cells do not depend on (a margin)
+recomputes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from dropstudy.io import atomic_write
 
 from .results import clean, read_json, write_json
 
@@ -61,13 +66,44 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def read_cell(p: Path, config: dict) -> tuple[bool, Any, str]:
+    """The result stored in cell file ``p`` under ``config``, if valid.
+
+    Args:
+      p: a cell's file.
+      config: the cell's key (:meth:`.common.Cell.key`).
+
+    Returns:
+      ``(True, result, "")`` when the file reads, is of this cell format and has the hash of
+      ``config``; else ``(False, None, why not)``.
+    """
+    if not p.is_file():
+        return False, None, "no stored result"
+    try:
+        stored = read_json(p)
+    except Exception:
+        return False, None, "the stored file is unreadable"
+    if stored.get("format") == CELL_FORMAT and stored.get("config_hash") == config_hash(config):
+        return True, stored["result"], ""
+    return False, None, changed(stored.get("config"), config)
+
+
 class CellStore:
     """Cells of one experiment under ``root/cells/``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, reuse: list[Path] | tuple[Path, ...] = ()):
+        """
+        Args:
+          root: the experiment's folder; its cells go to ``root/cells``.
+          reuse: other cell folders, read (never written) when a cell is not stored here: a
+            cell stored there under the same key is copied here instead of computed.
+        """
         self.dir = Path(root) / "cells"
+        self.reuse = [Path(r) for r in reuse]
         self.computed: list[str] = []
         self.reused: list[str] = []
+        # cells copied from a ``reuse`` folder (each is in ``reused`` too)
+        self.copied: list[str] = []
 
     def path(self, name: str) -> Path:
         """The file of cell ``name``.
@@ -107,23 +143,16 @@ class CellStore:
           ``(True, result, "")`` when the file reads, is of this cell format and has the hash
           of ``config``; else ``(False, None, why not)``.
         """
-        p = self.path(name)
-        if not p.is_file():
-            return False, None, "no stored result"
-        try:
-            stored = read_json(p)
-        except Exception:
-            return False, None, "the stored file is unreadable"
-        if stored.get("format") == CELL_FORMAT and stored.get("config_hash") == config_hash(config):
-            return True, stored["result"], ""
-        return False, None, changed(stored.get("config"), config)
+        return read_cell(self.path(name), config)
 
     def get(self, name: str, config: dict, compute: Callable[[], Any]) -> Any:
         """The result of cell ``name`` under ``config``: reused when valid, else computed.
 
         A stored result is valid when its file reads, is of this cell format and has the hash of
-        ``config``; a computed one is written atomically. Each name goes to ``reused`` or
-        ``computed``.
+        ``config``. When none is stored here, the ``reuse`` folders are read in turn, and the
+        first valid file found is copied here; otherwise the result is computed. What is
+        written is written atomically. Each name goes to ``reused`` or ``computed`` (and a
+        copied one to ``copied`` too).
 
         Args:
           name: the cell's label.
@@ -140,6 +169,17 @@ class CellStore:
             self.reused.append(name)
             log.debug("%s: reused %s", name, p)
             return stored
+        for other in self.reuse:
+            if other.resolve() == self.dir.resolve():
+                continue
+            found, result, _ = read_cell(other / p.name, config)
+            if found:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(p, (other / p.name).read_bytes())  # the file as it is
+                self.reused.append(name)
+                self.copied.append(name)
+                log.info("%s: copied from %s (stored there under the same key)", name, other)
+                return result
         log.debug("%s: computing (%s)", name, why)
         result = clean(compute())
         write_json(p, {"format": CELL_FORMAT, "config_hash": h, "config": config, "result": result})

@@ -135,6 +135,15 @@ def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
         f"{RESULTS}/set-margin_share=0.25",
     )
     r.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="FOLDER",
+        help="another results folder of the same data set, read, never written: each cell and "
+        "tuned arm stored there under the same key (code, arguments, versions, devices, "
+        "machine) is copied into --out instead of computed (default with --set: the folder "
+        "the run without --set writes to, so that a margin set there recomputes nothing)",
+    )
+    r.add_argument(
         "--force",
         action="store_true",
         help="overwrite results made at another scale in the --out folder",
@@ -533,6 +542,7 @@ def cmd_run(args, parser=None) -> int:
     check_seed_starts(names, args.quick, args.seeds, args.seed_start, sets)
     first = scale_folder(scale(args.quick, args.seeds, args.dataset, sets=sets))
     check_other_lists(out, names, args.quick, args.seeds, args.seed_start, first, sets)
+    reuse = reuse_folder(args.reuse, s, out)
     data = None if args.dataset == "digits" and args.data_dir is None else load_data(args)
     # a second list trains at its first list's tuned settings (the folder it sits in, as
     # `replicate` writes it, or the scale's own), never tuning them again
@@ -567,11 +577,46 @@ def cmd_run(args, parser=None) -> int:
                     seed_start=args.seed_start,
                     tuning=tuning,
                     sets=sets,
+                    reuse=reuse,
                 )
             )
     for line in outcome_lines(written, args.quick):
         log.info("%s", line)
     return 0
+
+
+def reuse_folder(given: Path | None, s: dict, out: Path) -> Path | None:
+    """The folder whose cells a run copies rather than computes (``--reuse``), if any.
+
+    Args:
+      given: ``--reuse`` (None: not given).
+      s: the run's scale (:func:`.runner.scale`).
+      out: the run's results folder.
+
+    Returns:
+      ``given``; without it, for a run that sets fields, the folder the same run without
+      them writes to (:func:`.runner.unset_folder`) where it exists; else None. None too when
+      it is ``out`` itself (the run reads its own cells anyway).
+
+    Raises:
+      DropstudyError: if ``given`` is not a folder.
+    """
+    from .runner import unset_folder
+
+    if given is not None and not Path(given).is_dir():
+        raise DropstudyError(
+            f"--reuse {given}: no such folder; give a results folder that holds cells (one "
+            "that `dropstudy run` wrote), or leave --reuse out"
+        )
+    folder = given
+    if folder is None and s.get("set"):
+        folder = unset_folder(s)
+        if not folder.is_dir():
+            return None
+        log.info("--set: cells stored in %s under the same key are copied, not computed", folder)
+    if folder is None or Path(folder).resolve() == Path(out).resolve():
+        return None
+    return Path(folder)
 
 
 def outcome_lines(paths: list[Path], quick: bool) -> list[str]:
@@ -755,12 +800,14 @@ def cmd_replicate(args, parser=None) -> int:
     if args.dry_run or not names:
         return 0
     data = load_data(Namespace(dataset=s["dataset"], data_dir=None))
+    # a second list of a first list that set fields: the cells of the same list without them
+    reuse = reuse_folder(None, {**s, "seed_start": args.seed_start}, out)
     with folder_lock(out):
         written = [
             run_experiment(n, out=out, quick=s["quick"], seeds=s["seeds"], data=data,
                            progress=not (args.no_progress or args.quiet),
                            seed_start=args.seed_start, tuning=Path(args.results) / "tuning",
-                           sets=sets)
+                           sets=sets, reuse=reuse)
             for n in names
         ]  # fmt: skip
     for line in outcome_lines(written, s["quick"]):

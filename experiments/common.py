@@ -323,7 +323,7 @@ class TuningStore:
     """The study's cache of tuned arms (:func:`.protocol.tuning_store`): one file per arm,
     keyed as a cell is (its function, arguments, code, versions, devices and machine)."""
 
-    def __init__(self, folder: Path, first: Path | None = None):
+    def __init__(self, folder: Path, first: Path | None = None, reuse: Path | None = None):
         """
         Args:
           folder: where this run's tunings and arms are kept.
@@ -331,8 +331,11 @@ class TuningStore:
             second list of seeds takes the first list's choices, tuned on the same pilot
             seeds, and keeps its own arms in ``folder``. It takes them whatever machine made
             them (every other part of their key must match).
+          reuse: another run's tuning folder, read (never written) when an arm is not in
+            ``folder``: one stored there under the same key, machine included, is copied in
+            (:class:`.cells.CellStore`).
         """
-        self.cells = CellStore(Path(folder).parent)
+        self.cells = CellStore(Path(folder).parent, reuse=[reuse] if reuse is not None else ())
         self.cells.dir = Path(folder)
         self.first = None
         if first is not None:
@@ -386,13 +389,20 @@ class Context:
     # tuning``): a second list of seeds takes the first list's choices, tuned on the same
     # pilot seeds
     tuning: Path | None = None
+    # another scale folder whose cells and tuned arms, stored under the same keys, are copied
+    # in rather than computed (a run that sets only what no cell depends on recomputes nothing)
+    reuse: Path | None = None
 
     def __post_init__(self):
         self.out = Path(self.out) / self.name
         self.out.mkdir(parents=True, exist_ok=True)
-        self.store = CellStore(self.out)
+        self.store = CellStore(
+            self.out, reuse=[Path(self.reuse) / self.name / "cells"] if self.reuse else ()
+        )
         # tunings and trained arms of the protocol (tuning/): (file name, "made" or "reused")
         self.tuned_names: list[tuple[str, str]] = []
+        # those of them copied from ``reuse``
+        self.tuned_copied: list[str] = []
         # each cell's code digest (:func:`.codekey.code_key`): a reused cell was made by code
         # of the same digest, so the results file can say which code made its numbers
         self.code: dict[str, str] = {}
@@ -498,11 +508,16 @@ class Context:
 
         def compute():
             # tuned arms are cached once per scale folder, shared by every experiment there
-            store = TuningStore(self.out.parent / "tuning", first=self.tuning)
+            store = TuningStore(
+                self.out.parent / "tuning",
+                first=self.tuning,
+                reuse=Path(self.reuse) / "tuning" if self.reuse else None,
+            )
             with train_progress(report), tuning_store(store):
                 result = c.fn(**c.kwargs)
             self.tuned_names += [(n, "made") for n in store.cells.computed]
             self.tuned_names += [(n, "reused") for n in store.cells.reused]
+            self.tuned_copied += store.cells.copied
             return result
 
         return compute
@@ -607,13 +622,16 @@ class Context:
                 f"reused; trained arms: {count(True, 'made')} made, {count(True, 'reused')} "
                 f"reused ({where})"
             )
+        copied = len(self.store.copied) + len(self.tuned_copied)
+        copied = f"; {copied} of them copied from {self.reuse}" if copied else ""
         logging.getLogger("dropstudy").info(
-            "%s: wrote %s (%d cells computed, %d reused%s, %.0f s)",
+            "%s: wrote %s (%d cells computed, %d reused%s%s, %.0f s)",
             self.name,
             path,
             len(self.store.computed),
             len(self.store.reused),
             arms,
+            copied,
             time.perf_counter() - started,
         )
         return path

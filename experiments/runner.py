@@ -340,6 +340,21 @@ def scale_folder(s: dict) -> Path:
     return first / f"from{s['seed_start']}" if s.get("seed_start") else first
 
 
+def unset_folder(s: dict) -> Path:
+    """Where the run at scale ``s`` without its ``--set`` fields writes by default.
+
+    A run that sets fields reads its cells there (``run_experiment(reuse=...)``): the cells
+    that do not depend on the fields are stored there under the same keys.
+
+    Args:
+      s: a scale (:func:`scale`).
+
+    Returns:
+      :func:`scale_folder` of ``s`` without ``"set"``.
+    """
+    return scale_folder({k: v for k, v in s.items() if k != "set"})
+
+
 def scale_command(s: dict, name: str = "all") -> str:
     """The command that makes results at scale ``s``.
 
@@ -491,6 +506,7 @@ def run_experiment(
     seed_start: int = 0,
     tuning: Path | None = None,
     sets: dict[str, str] | None = None,
+    reuse: Path | None = None,
 ) -> Path:
     """Plan, compute (or reuse) every cell, summarise, draw and write ``out/NAME``.
 
@@ -515,6 +531,10 @@ def run_experiment(
         its first list's choices, tuned on the same pilot seeds, so that it trains at the
         same settings without tuning them again.
       sets: fields set from the command line (:func:`config`), recorded in the scale.
+      reuse: another results folder (of the same data set), read, never written: a cell or
+        tuned arm stored there under the same key (:meth:`.common.Cell.key`) is copied into
+        ``out`` rather than computed. A field that no cell depends on (a margin) leaves
+        every key as it was, so a run that sets only such fields recomputes nothing.
 
     Returns:
       The path of the written ``results.json``.
@@ -536,7 +556,9 @@ def run_experiment(
     # one spelling per value (and none for a field at its default): one folder per value
     sets = canonical(config(name, quick, seeds), sets)
     cfg = config(name, quick, seeds, seed_start, sets)
-    ctx = Context(name, Path(out), quick=quick, progress=progress, data=data, tuning=tuning)
+    ctx = Context(
+        name, Path(out), quick=quick, progress=progress, data=data, tuning=tuning, reuse=reuse
+    )
     ds = ctx.dataset()
     s = scale(quick, seeds, ds.name, seed_start, sets)
     with folder_lock(Path(out)), first_seed(seed_start):

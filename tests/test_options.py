@@ -628,6 +628,7 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     assert calls[0][1] == {
         "out": tmp_path / "o", "quick": True, "seeds": 3, "progress": False, "data": None,
         "tensorboard": tb, "force": True, "seed_start": 0, "tuning": None, "sets": {},
+        "reuse": None,
     }  # fmt: skip
     calls.clear()
     assert cli.main([*argv, "--seed-start", "150"]) == 0  # a second list, to every experiment

@@ -110,5 +110,33 @@ def test_the_command_line_takes_one_experiment_and_replicate_sets_them_again(
     monkeypatch.setattr(runner, "run_experiment", lambda name, **kw: calls.append((name, kw)))
     monkeypatch.setattr(report, "near_level_reasons", lambda results: {"robustness": "p 0.04"})
     monkeypatch.setattr(cli, "load_data", lambda args: None)
+    monkeypatch.chdir(tmp_path)
     assert cli.main(["replicate", "--results", str(first), "--out", str(tmp_path / "o")]) == 0
     assert [(n, kw["sets"]) for n, kw in calls] == [("robustness", {"mc_k": "50"})]
+    # ... and copies the cells of the second list without them, where it was run
+    assert calls[0][1]["reuse"] is None
+    (tmp_path / "results" / "from100").mkdir(parents=True)
+    assert cli.main(["replicate", "--results", str(first), "--out", str(tmp_path / "o")]) == 0
+    assert calls[1][1]["reuse"] == Path("results/from100")
+
+
+def test_a_set_run_reads_the_unset_folders_cells_and_reuse_names_another(
+    tmp_path, monkeypatch, capsys
+):
+    """``--set`` copies the cells stored under the same key in the folder the run without
+    it writes to; ``--reuse FOLDER`` names another; a missing one is refused."""
+    calls = []
+    monkeypatch.setattr(runner, "run_experiment", lambda name, **kw: calls.append(kw["reuse"]))
+    monkeypatch.chdir(tmp_path)
+    run = ["run", "stayput", "--quick", "--no-progress"]
+    assert cli.main([*run, "--set", "margin=0.2"]) == 0  # no folder without --set yet
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    assert cli.main([*run, "--set", "margin=0.2"]) == 0
+    assert cli.main(run) == 0  # without --set: its own cells only
+    (tmp_path / "elsewhere").mkdir()
+    assert cli.main([*run, "--reuse", "elsewhere"]) == 0
+    assert cli.main([*run, "--reuse", "results/quick"]) == 0  # its own folder: nothing more
+    assert calls == [None, Path("results/quick"), None, Path("elsewhere"), None]
+    assert cli.main([*run, "--reuse", "nowhere"]) == 2
+    assert "--reuse nowhere: no such folder" in capsys.readouterr().err
+    assert len(calls) == 5

@@ -88,6 +88,28 @@ def test_interrupted_run_resumes_to_same_results(reference, tmp_path, sig):
     assert (tmp_path / NAME / "results.json").read_bytes() == reference
 
 
+def test_a_margin_set_elsewhere_copies_every_cell_and_changes_only_the_summary(
+    reference_dir, tmp_path, capsys
+):
+    """A margin is no cell's argument: ``--set margin=...`` with ``--reuse`` copies every
+    cell of the reference run (byte for byte) and computes none; the results differ in the
+    margin, the rows do not."""
+    from dropstudy_experiments import cli
+
+    cells = reference_dir / NAME / "cells"
+    before = {p.name: p.read_bytes() for p in cells.iterdir()}
+    args = ["run", NAME, "--quick", "--no-progress", "--out", str(tmp_path)]
+    assert cli.main([*args, "--set", "margin=0.3", "--reuse", str(reference_dir)]) == 0
+    err = capsys.readouterr().err
+    assert f"(0 cells computed, {len(before)} reused; {len(before)} of them copied from" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / NAME / "cells").iterdir()} == before
+    assert {p.name: p.read_bytes() for p in cells.iterdir()} == before  # read, never written
+    ref = json.loads((reference_dir / NAME / "results.json").read_text())
+    new = json.loads((tmp_path / NAME / "results.json").read_text())
+    assert (new["config"]["margin"], ref["config"]["margin"]) == (0.3, 0.1)
+    assert new["rows"] == ref["rows"] and new["tests"] != ref["tests"]
+
+
 def test_changed_config_is_not_reused(tmp_path):
     from dropstudy_experiments.cells import CellStore
 

@@ -125,6 +125,48 @@ def test_a_second_list_takes_its_first_lists_tuning_from_another_machine(
     assert second(tune, {"v": 2}, "t") == {"lr": 2} and calls == [1, 2]  # another key: made
 
 
+def test_a_cell_stored_elsewhere_under_the_same_key_is_copied_not_computed(tmp_path):
+    """``reuse`` folders are read, never written: a cell stored there under the same key is
+    copied in byte for byte; one under another key (or none) is computed here."""
+    from dropstudy_experiments.cells import CellStore
+
+    calls = []
+    f = lambda v: (calls.append(v), {"v": v})[1]  # noqa: E731
+    base = CellStore(tmp_path / "base")
+    base.get("a", {"k": 1}, lambda: f(1))
+    base.get("b", {"k": 2}, lambda: f(2))
+    before = {p.name: p.read_bytes() for p in base.dir.iterdir()}
+    store = CellStore(tmp_path / "new", reuse=[base.dir, tmp_path / "missing"])
+    assert store.get("a", {"k": 1}, lambda: f(10)) == {"v": 1}
+    assert store.path("a").read_bytes() == base.path("a").read_bytes()
+    assert store.get("b", {"k": 3}, lambda: f(30)) == {"v": 30}  # another key: computed
+    assert store.get("c", {"k": 4}, lambda: f(40)) == {"v": 40}  # stored nowhere
+    assert calls == [1, 2, 30, 40]
+    assert store.copied == ["a"] and store.reused == ["a"] and store.computed == ["b", "c"]
+    assert {p.name: p.read_bytes() for p in base.dir.iterdir()} == before  # never written
+    # a copied cell is the store's own from then on
+    again = CellStore(tmp_path / "new")
+    assert again.get("a", {"k": 1}, lambda: f(11)) == {"v": 1} and calls[-1] == 40
+
+
+def test_a_tuned_arm_stored_elsewhere_is_copied_only_from_the_same_machine(tmp_path, monkeypatch):
+    calls = []
+
+    def tune(v):
+        calls.append(v)
+        return {"lr": v}
+
+    base = tmp_path / "base" / "tuning"
+    assert common.TuningStore(base)(tune, {"v": 1}, "t") == {"lr": 1}
+    store = common.TuningStore(tmp_path / "new" / "tuning", reuse=base)
+    assert store(tune, {"v": 1}, "t") == {"lr": 1} and calls == [1]
+    assert store.cells.copied and (tmp_path / "new" / "tuning").is_dir()
+    here = common.machine()
+    monkeypatch.setattr(common, "machine", lambda: {**here, "cpu": "another CPU"})
+    other = common.TuningStore(tmp_path / "other" / "tuning", reuse=base)
+    assert other(tune, {"v": 1}, "t") == {"lr": 1} and calls == [1, 1]  # tuned again
+
+
 def test_results_are_deterministic_and_finite():
     assert dumps({"b": np.float32(0.1), "a": [1, np.int64(2)]}) == dumps(
         {"a": [1, 2], "b": 0.10000000149011612}
