@@ -1539,7 +1539,13 @@ def _round_out(x: float, up: bool, digits: int = 4) -> float:
 
 
 def fixed_margin_caveats(
-    r: dict, unit: str, why: str, scale: float = 1.0, family: bool = True
+    r: dict,
+    unit: str,
+    why: str,
+    scale: float = 1.0,
+    family: bool = True,
+    given: str | None = None,
+    design: float | None = None,
 ) -> list[str]:
     """What a reader quoting an equivalence primary at a fixed margin must know: the margin is
     a stated quantity, and the margins at which its own verdict would differ.
@@ -1551,6 +1557,9 @@ def fixed_margin_caveats(
       scale: the factor from the test's values to ``unit`` (100 for a fraction in pp).
       family: whether the primary is in the claims' family (its headline Holm-adjusted), not
         a check decided alone.
+      given: the ``--set FIELD=VALUE`` that set the margin, when the run set it from the
+        command line (the clause then says so instead of "fixed by design").
+      design: the margin the design fixes, in the test's values (named beside ``given``).
 
     Returns:
       One clause; none when the primary is not an equivalence test.
@@ -1571,22 +1580,38 @@ def fixed_margin_caveats(
     m = t["margin"]
     guard = ", before the protocol's guard" if "within_2w" in t else ""
     holm = "; the Holm-adjusted headline needs a wider margin to be supported" if family else ""
+    origin, this = f"is fixed by design ({why})", "its fixed margin"
+    if given is not None:
+        was = f"which fixes +-{scale * design:g}{u}: " if design is not None else ""
+        origin = (
+            f"was set from the command line (--set {given}), not by the study's design "
+            f"({was}{why})"
+        )
+        this = "this margin"
     return [
-        f"its margin, +-{scale * m:g}{u}, is fixed by design ({why}); by its 90% interval, its "
+        f"its margin, +-{scale * m:g}{u}, {origin}; by its 90% interval, its "
         f"own verdict (unadjusted{guard}) would be supported at any margin above "
-        f"+-{above:.4g}{u} and {contra}, so at its fixed margin it is {own_verdict(t)}{holm}"
+        f"+-{above:.4g}{u} and {contra}, so at {this} it is {own_verdict(t)}{holm}"
     ]
 
 
 def fixed_margin_headline(
-    default: str, unit: str, why: str, scale: float = 1.0, family: bool = True
+    default: str,
+    unit: str,
+    why: str,
+    scale: float = 1.0,
+    family: bool = True,
+    field: str = "margin",
+    design: float | None = None,
 ):
     """A section's ``headline_caveats`` for an equivalence primary at a fixed margin.
 
     Args:
       default: the primary the words are for (its config's default); another primary, set
         in the config, gets generic ones.
-      unit, why, scale, family: as :func:`fixed_margin_caveats` takes them.
+      unit, why, scale, family, design: as :func:`fixed_margin_caveats` takes them.
+      field: the config field that holds the primary's margin: a run that set it from the
+        command line (its scale's ``set``) is said to have.
 
     Returns:
       ``headline_caveats(r) -> list[str]`` (:func:`fixed_margin_caveats`).
@@ -1595,9 +1620,11 @@ def fixed_margin_headline(
     def headline_caveats(r: dict) -> list[str]:
         """What a reader quoting the primary's verdict must know: its margin is fixed, and
         where the verdict would differ (:func:`fixed_margin_caveats`)."""
+        value = r.get("scale", {}).get("set", {}).get(field)
+        given = f"{field}={value}" if value is not None else None
         if r["primary"] != default:
-            return fixed_margin_caveats(r, "", "set in the config", family=family)
-        return fixed_margin_caveats(r, unit, why, scale, family)
+            return fixed_margin_caveats(r, "", "set in the config", family=family, given=given)
+        return fixed_margin_caveats(r, unit, why, scale, family, given, design)
 
     return headline_caveats
 

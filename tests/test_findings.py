@@ -191,3 +191,26 @@ def test_a_sections_fixed_margin_headline_speaks_of_its_own_primary_only():
     (other,) = caveats({"tests": {"a": t, "b": t}, "primary": "b"})
     assert "+-1 pp, is fixed by design (stated)" in own
     assert "+-0.01, is fixed by design (set in the config)" in other and " pp" not in other
+
+
+def test_a_margin_set_from_the_command_line_is_not_called_fixed_by_design():
+    from dropstudy_experiments.common import fixed_margin_headline
+    from dropstudy_experiments.stats import equivalence
+
+    t = equivalence(0.003 + 0.001 * np.random.default_rng(0).standard_normal(10), 0.03, what="x")
+    caveats = fixed_margin_headline("a", "pp", "stated", 100, design=0.01)
+    r = {"tests": {"a": t}, "primary": "a", "scale": {"set": {"margin": "0.03"}}}
+    (own,) = caveats(r)
+    assert "fixed by design" not in own and "its fixed margin" not in own
+    assert (
+        "+-3 pp, was set from the command line (--set margin=0.03), not by the study's design "
+        "(which fixes +-1 pp: stated)"
+    ) in own and f"so at this margin it is {t['verdict']}" in own
+    # another field set: the margin is the design's
+    (kept,) = caveats({**r, "scale": {"set": {"mc_k": "50"}}})
+    assert "is fixed by design (stated)" in kept
+    # the field a section names
+    (named,) = fixed_margin_headline("a", "pp", "stated", 100, field="mc_k")(
+        {**r, "scale": {"set": {"mc_k": "50"}}}
+    )
+    assert "(--set mc_k=50), not by the study's design (stated)" in named

@@ -29,7 +29,7 @@ POST_HOC = "its nets moved onto the protocol after the fixed-budget verdict was 
 
 # the primary's margin is fixed: where its verdict would differ
 headline_caveats = fixed_margin_headline(
-    Config.primary, "pp", "a stated difference in test error", 100
+    Config.primary, "pp", "a stated difference in test error", 100, design=Config.margin
 )
 
 

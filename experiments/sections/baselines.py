@@ -21,6 +21,7 @@ headline_caveats = fixed_margin_headline(
     "the replication's stated tolerance around the published figure",
     100,
     family=False,  # a check, decided alone
+    design=Config.margin,
 )
 
 

@@ -7,7 +7,7 @@ from ..regression import Config
 
 # the primary's margin is fixed: where its verdict would differ
 headline_caveats = fixed_margin_headline(
-    Config.primary, "target sd", "a stated share of the target's sd"
+    Config.primary, "target sd", "a stated share of the target's sd", design=Config.margin
 )
 
 

@@ -13,6 +13,7 @@ headline_caveats = fixed_margin_headline(
     "in the ratio",
     "a stated share of a kept unit's movement",
     family=False,  # a check, decided alone
+    design=Config.margin,
 )
 
 
