@@ -146,7 +146,7 @@ def _add_run_args(r: argparse.ArgumentParser, with_name: bool = True) -> None:
     r.add_argument(
         "--force",
         action="store_true",
-        help="overwrite results made at another scale in the --out folder",
+        help="overwrite (or write beside) results made at another scale in the --out folder",
     )
     r.add_argument(
         "--tensorboard",

@@ -1584,8 +1584,7 @@ def fixed_margin_caveats(
     if given is not None:
         was = f"which fixes +-{scale * design:g}{u}: " if design is not None else ""
         origin = (
-            f"was set from the command line (--set {given}), not by the study's design "
-            f"({was}{why})"
+            f"was set from the command line (--set {given}), not by the study's design ({was}{why})"
         )
         this = "this margin"
     return [

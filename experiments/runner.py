@@ -387,9 +387,13 @@ def scale_of(results: dict) -> dict:
 
 
 def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | None = None) -> None:
-    """Refuse to overwrite results made at another scale (unless ``force``).
+    """Refuse to overwrite results made at another scale, or to write beside them (unless
+    ``force``).
 
-    A results file that cannot be read is overwritten: nothing worth keeping is lost.
+    A results file that cannot be read is overwritten: nothing worth keeping is lost. A
+    folder holds one scale, because its report reads one: results of another scale in
+    ``out/OTHER`` (an experiment not in ``names``) are refused too, before any work, rather
+    than by the report after the run.
 
     Args:
       out: the results folder.
@@ -400,29 +404,42 @@ def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | No
         folder, or ``--force``, as ``dropstudy run`` takes them).
 
     Raises:
-      DropstudyError: if ``out/NAME/results.json`` holds results of another scale, naming the
-        command that made them and this scale's own folder.
+      DropstudyError: if ``out/NAME/results.json`` holds results of another scale (or, for an
+        experiment not in ``names``, ``out/OTHER/results.json`` does), naming the command
+        that made them and this scale's own folder.
     """
     from dropstudy.validate import DropstudyError
 
-    for name in names:
-        path = Path(out) / name / "results.json"
-        if not path.is_file() or force:
+    if force:
+        return
+    names = list(names)
+    run_name = names[0] if len(names) == 1 else "all"
+    ours = [Path(out) / n / "results.json" for n in names]
+    others = sorted(set(Path(out).glob("*/results.json")) - set(ours))
+    for path in [*ours, *others]:
+        if not path.is_file():
             continue
         try:
             old = scale_of(json.loads(path.read_text()))
-        except (json.JSONDecodeError, OSError):
+        except (json.JSONDecodeError, OSError, AttributeError):
             continue  # unreadable: nothing worth keeping is lost
         if old != s:
+            name = path.parent.name
             here = (  # a second list sits in its first list's folder
                 Path(out) / f"from{s['seed_start']}"
                 if s.get("seed_start") and not old.get("seed_start")
                 else scale_folder(s)
             )
             remedy = remedy or f"Write elsewhere with --out (e.g. {here}), or pass --force"
+            what = (
+                "would overwrite them"
+                if path in ours
+                else "would write beside them, and a folder's report reads one scale"
+            )
             raise DropstudyError(
                 f"{path} holds results of `{scale_command(old, name)}`; this run "
-                f"(`{scale_command(s, name)}`) would overwrite them. {remedy}"
+                f"(`{scale_command(s, name if path in ours else run_name)}`) {what}. "
+                f"{remedy}"
             )
 
 

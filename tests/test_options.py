@@ -695,6 +695,11 @@ def test_force_and_progress_of_a_run(tmp_path, capsys):
     second = runner.scale(quick=False, seed_start=100)
     with pytest.raises(DropstudyError, match=f"--out \\(e.g. {tmp_path}/from100\\)"):
         runner.check_scale(tmp_path, ["scaling"], second)
+    # another experiment at this scale beside another scale's: refused before any work
+    with pytest.raises(DropstudyError, match=r"would write beside them, and a folder's report"):
+        runner.check_scale(tmp_path, ["voting"], quick)
+    runner.check_scale(tmp_path, ["voting"], quick, force=True)
+    runner.check_scale(tmp_path, ["voting"], runner.scale(quick=False))  # the same scale
     for progress in (True, False):
         ctx = common.Context("shrinkage", tmp_path / str(progress), progress=progress)
         ctx.run_cells({"a": common.cell(dict, v=1)})
