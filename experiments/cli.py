@@ -827,10 +827,14 @@ def _dispatch(command, args, parser) -> int:
     """Run a command; user errors become one line and exit status 2."""
     from dropstudy.sharding import use_cpu_cores
 
+    from .compile_cache import use_compile_cache
+
     _setup_logging(args)
     # One device per core, so seeds train on every core (imports JAX). Called in-process
     # after JAX started (tests, notebooks) it keeps the devices there are, silently.
     use_cpu_cores(warn=False)
+    if args.command in ("run", "replicate", "compare"):  # the commands that compile
+        use_compile_cache()
     try:
         with sticky_interrupt():
             return command(args, parser)

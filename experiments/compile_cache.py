@@ -1,0 +1,72 @@
+"""A persistent cache of XLA's compiled programs for the study's commands.
+
+Much of an experiment's time can be XLA compiling its training and evaluation programs
+(``benchmarks/compile_cache.py`` measures how much). JAX can keep the compiled programs on
+disk and load them when the same program is compiled again: in a second list of seeds, a
+re-run after an edit that left a cell's program as it was, or the next ``make study``. A
+loaded program is the one XLA would compile, so no number changes.
+
+The cache is kept per machine (:func:`.common.machine`: CPU model, its features, the
+architecture and ``XLA_FLAGS``): XLA compiles for the host CPU, and a folder shared by two
+machines must not hand one machine's program to another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+ENV = "DROPSTUDY_XLA_CACHE"
+OFF = ("0", "off", "no", "false")
+log = logging.getLogger("dropstudy")
+
+
+def cache_folder() -> Path | None:
+    """Where the study's commands keep compiled programs, if anywhere.
+
+    Returns:
+      ``$DROPSTUDY_XLA_CACHE`` when set to a folder; None when it is ``0``, ``off``, ``no`` or
+      ``false`` (no cache); else ``xla/MACHINE`` under the data cache
+      (:func:`dropstudy.data.cache_dir`), ``MACHINE`` a digest of :func:`.common.machine`.
+      A folder given by the variable is used as it is: the user has chosen it.
+    """
+    from dropstudy.data import cache_dir
+
+    from .common import machine
+
+    given = os.environ.get(ENV, "").strip()
+    if given.lower() in OFF:
+        return None
+    if given:
+        return Path(given).expanduser()
+    digest = hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "xla" / digest
+
+
+def use_compile_cache() -> Path | None:
+    """Point JAX's persistent compilation cache at :func:`cache_folder`.
+
+    Every program is cached whatever its size and compile time: a study compiles hundreds
+    of small programs, many under JAX's default threshold of one second. A cache folder
+    JAX has already been given (``JAX_COMPILATION_CACHE_DIR``, or in-process: the test
+    suite's own) is left as it is, with its thresholds.
+
+    Returns:
+      The folder used; None when the cache is off.
+    """
+    import jax
+
+    already = jax.config.jax_compilation_cache_dir
+    if already:
+        return Path(already)
+    folder = cache_folder()
+    if folder is None:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    log.debug("compiled programs are cached in %s (%s=off: none)", folder, ENV)
+    return folder
