@@ -44,7 +44,18 @@ sys.exit(status)
 
 
 def run_once(name: str, quick: bool, out: Path, cache: str) -> dict:
-    """One ``dropstudy run`` in a fresh process: its wall time and compile figures."""
+    """One ``dropstudy run`` in a fresh process.
+
+    Args:
+      name: the experiment.
+      quick: its smoke-test variant.
+      out: a fresh results folder.
+      cache: ``DROPSTUDY_XLA_CACHE`` for the run (``off``, or a folder).
+
+    Returns:
+      ``{"wall", "compile", "saved", "loads", "bytes"}``: wall seconds, backend compile
+      seconds, compile seconds the cache saved, programs loaded, and ``results.json``.
+    """
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env["DROPSTUDY_XLA_CACHE"] = cache
     argv = ["run", name, "--out", str(out), "--no-progress", "-q", *(["--quick"] * quick)]
@@ -60,7 +71,17 @@ def run_once(name: str, quick: bool, out: Path, cache: str) -> dict:
 
 
 def bench(name: str, quick: bool, tmp: Path) -> dict:
-    """The three runs of one experiment (off, cold, warm)."""
+    """The three runs of one experiment, in this order: off, cold, warm.
+
+    Args:
+      name: the experiment.
+      quick: its smoke-test variant.
+      tmp: a scratch folder (each run's folder and the cache go there).
+
+    Returns:
+      ``{"off", "cold", "warm"}`` (:func:`run_once`) and ``"same"``: whether the three
+      ``results.json`` are byte-identical.
+    """
     cache = tmp / f"cache-{name}"
     got = {
         mode: run_once(name, quick, tmp / f"{name}-{mode}", c)
@@ -71,6 +92,7 @@ def bench(name: str, quick: bool, tmp: Path) -> dict:
 
 
 def table(rows: dict[str, dict]) -> list[str]:
+    """The Markdown table of :func:`bench`'s figures, one row per run label."""
     head = [
         "| run | off: wall s (compile s) | cold: wall s (compile s) | warm: wall s (compile s, "
         "loads) | warm / off | results.json identical |",
@@ -116,8 +138,10 @@ def main(argv=None) -> int:
             f"`python benchmarks/compile_cache.py --runs {args.runs}` on {cpu}, "
             f"{os.cpu_count()} cores. Each run is a fresh process into a fresh folder (every "
             "cell computed): with the cache off, with an empty cache (cold), and with the cache "
-            "the cold run filled (warm). Compile: XLA's backend compile time, from JAX's "
-            "monitoring events; loads: programs loaded from the cache.",
+            "the cold run filled (warm), one run each in that order. Off and cold do the same "
+            "compile work, so their difference is the run-to-run noise (cold also writes the "
+            "cache). Compile: XLA's backend compile time, from JAX's monitoring events; "
+            "loads: programs loaded from the cache.",
             "",
             *lines,
             "",

@@ -66,21 +66,22 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def read_cell(p: Path, config: dict) -> tuple[bool, Any, str]:
+def read_cell(p: Path, config: dict, blob: bytes | None = None) -> tuple[bool, Any, str]:
     """The result stored in cell file ``p`` under ``config``, if valid.
 
     Args:
       p: a cell's file.
       config: the cell's key (:meth:`.common.Cell.key`).
+      blob: the file's bytes, when already read (else ``p`` is read).
 
     Returns:
       ``(True, result, "")`` when the file reads, is of this cell format and has the hash of
       ``config``; else ``(False, None, why not)``.
     """
-    if not p.is_file():
+    if blob is None and not p.is_file():
         return False, None, "no stored result"
     try:
-        stored = read_json(p)
+        stored = json.loads(blob) if blob is not None else read_json(p)
     except Exception:
         return False, None, "the stored file is unreadable"
     if stored.get("format") == CELL_FORMAT and stored.get("config_hash") == config_hash(config):
@@ -92,7 +93,8 @@ class CellStore:
     """Cells of one experiment under ``root/cells/``."""
 
     def __init__(self, root: Path, reuse: list[Path] | tuple[Path, ...] = ()):
-        """
+        """A store of cells under ``root/cells``, reading ``reuse`` too.
+
         Args:
           root: the experiment's folder; its cells go to ``root/cells``.
           reuse: other cell folders, read (never written) when a cell is not stored here: a
@@ -133,15 +135,14 @@ class CellStore:
             return None
 
     def lookup(self, name: str, config: dict) -> tuple[bool, Any, str]:
-        """Cell ``name``'s stored result under ``config``, if a valid one is stored.
+        """Cell ``name``'s stored result under ``config`` (:func:`read_cell` of its file).
 
         Args:
           name: the cell's label.
           config: the cell's key (:meth:`.common.Cell.key`).
 
         Returns:
-          ``(True, result, "")`` when the file reads, is of this cell format and has the hash
-          of ``config``; else ``(False, None, why not)``.
+          :func:`read_cell`'s ``(found, result, why not)``.
         """
         return read_cell(self.path(name), config)
 
@@ -172,10 +173,14 @@ class CellStore:
         for other in self.reuse:
             if other.resolve() == self.dir.resolve():
                 continue
-            found, result, _ = read_cell(other / p.name, config)
+            try:  # read once: the bytes checked are the bytes copied
+                blob = (other / p.name).read_bytes()
+            except OSError:
+                continue
+            found, result, _ = read_cell(other / p.name, config, blob)
             if found:
                 p.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(p, (other / p.name).read_bytes())  # the file as it is
+                atomic_write(p, blob)
                 self.reused.append(name)
                 self.copied.append(name)
                 log.info("%s: copied from %s (stored there under the same key)", name, other)

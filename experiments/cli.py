@@ -594,20 +594,20 @@ def reuse_folder(given: Path | None, s: dict, out: Path) -> Path | None:
       out: the run's results folder.
 
     Returns:
-      ``given``; without it, for a run that sets fields, the folder the same run without
-      them writes to (:func:`.runner.unset_folder`) where it exists; else None. None too when
-      it is ``out`` itself (the run reads its own cells anyway).
+      ``given``; without it, for a first list of seeds that sets fields, the folder the same
+      run without them writes to (:func:`.runner.unset_folder`) where it exists; else None.
+      None too when it is ``out`` itself (the run reads its own cells anyway), and for a
+      second list of seeds (:func:`.runner.check_reuse`).
 
     Raises:
-      DropstudyError: if ``given`` is not a folder.
+      DropstudyError: if ``given`` is not a folder of results, or is given for a second
+        list of seeds.
     """
-    from .runner import unset_folder
+    from .runner import check_reuse, unset_folder
 
-    if given is not None and not Path(given).is_dir():
-        raise DropstudyError(
-            f"--reuse {given}: no such folder; give a results folder that holds cells (one "
-            "that `dropstudy run` wrote), or leave --reuse out"
-        )
+    check_reuse(given, s.get("seed_start", 0))
+    if s.get("seed_start"):
+        return None
     folder = given
     if folder is None and s.get("set"):
         folder = unset_folder(s)
@@ -800,14 +800,12 @@ def cmd_replicate(args, parser=None) -> int:
     if args.dry_run or not names:
         return 0
     data = load_data(Namespace(dataset=s["dataset"], data_dir=None))
-    # a second list of a first list that set fields: the cells of the same list without them
-    reuse = reuse_folder(None, {**s, "seed_start": args.seed_start}, out)
     with folder_lock(out):
         written = [
             run_experiment(n, out=out, quick=s["quick"], seeds=s["seeds"], data=data,
                            progress=not (args.no_progress or args.quiet),
                            seed_start=args.seed_start, tuning=Path(args.results) / "tuning",
-                           sets=sets, reuse=reuse)
+                           sets=sets)
             for n in names
         ]  # fmt: skip
     for line in outcome_lines(written, s["quick"]):

@@ -622,8 +622,12 @@ class Context:
                 f"reused; trained arms: {count(True, 'made')} made, {count(True, 'reused')} "
                 f"reused ({where})"
             )
-        copied = len(self.store.copied) + len(self.tuned_copied)
-        copied = f"; {copied} of them copied from {self.reuse}" if copied else ""
+        copied = (
+            f"; copied from {self.reuse}: {len(self.store.copied)} cells, "
+            f"{len(self.tuned_copied)} tunings and trained arms"
+            if self.store.copied or self.tuned_copied
+            else ""
+        )
         logging.getLogger("dropstudy").info(
             "%s: wrote %s (%d cells computed, %d reused%s%s, %.0f s)",
             self.name,
@@ -1609,8 +1613,8 @@ def fixed_margin_headline(
       default: the primary the words are for (its config's default); another primary, set
         in the config, gets generic ones.
       unit, why, scale, family, design: as :func:`fixed_margin_caveats` takes them.
-      field: the config field that holds the primary's margin: a run that set it from the
-        command line (its scale's ``set``) is said to have.
+      field: the config field that holds the default primary's margin: a run that set it
+        from the command line (its scale's ``set``) is said to have.
 
     Returns:
       ``headline_caveats(r) -> list[str]`` (:func:`fixed_margin_caveats`).
@@ -1619,10 +1623,10 @@ def fixed_margin_headline(
     def headline_caveats(r: dict) -> list[str]:
         """What a reader quoting the primary's verdict must know: its margin is fixed, and
         where the verdict would differ (:func:`fixed_margin_caveats`)."""
+        if r["primary"] != default:  # its margin may be another field: generic words
+            return fixed_margin_caveats(r, "", "set in the config", family=family)
         value = r.get("scale", {}).get("set", {}).get(field)
         given = f"{field}={value}" if value is not None else None
-        if r["primary"] != default:
-            return fixed_margin_caveats(r, "", "set in the config", family=family, given=given)
         return fixed_margin_caveats(r, unit, why, scale, family, given, design)
 
     return headline_caveats

@@ -21,6 +21,7 @@ from pathlib import Path
 
 ENV = "DROPSTUDY_XLA_CACHE"
 OFF = ("0", "off", "no", "false")
+ON = ("", "1", "on", "yes", "true")
 log = logging.getLogger("dropstudy")
 
 
@@ -28,10 +29,12 @@ def cache_folder() -> Path | None:
     """Where the study's commands keep compiled programs, if anywhere.
 
     Returns:
-      ``$DROPSTUDY_XLA_CACHE`` when set to a folder; None when it is ``0``, ``off``, ``no`` or
-      ``false`` (no cache); else ``xla/MACHINE`` under the data cache
-      (:func:`dropstudy.data.cache_dir`), ``MACHINE`` a digest of :func:`.common.machine`.
-      A folder given by the variable is used as it is: the user has chosen it.
+      None when ``$DROPSTUDY_XLA_CACHE`` is ``0``, ``off``, ``no`` or ``false`` (no cache);
+      else ``BASE/MACHINE``: ``BASE`` the folder the variable names, or (unset, empty,
+      ``1``, ``on``, ``yes``, ``true``) ``xla`` under the data cache
+      (:func:`dropstudy.data.cache_dir`), and ``MACHINE`` a digest of
+      :func:`.common.machine`, so that one folder given to two machines keeps their
+      programs apart.
     """
     from dropstudy.data import cache_dir
 
@@ -40,10 +43,9 @@ def cache_folder() -> Path | None:
     given = os.environ.get(ENV, "").strip()
     if given.lower() in OFF:
         return None
-    if given:
-        return Path(given).expanduser()
+    base = cache_dir() / "xla" if given.lower() in ON else Path(given).expanduser()
     digest = hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "xla" / digest
+    return base / digest
 
 
 def use_compile_cache() -> Path | None:
@@ -52,18 +54,31 @@ def use_compile_cache() -> Path | None:
     Every program is cached whatever its size and compile time: a study compiles hundreds
     of small programs, many under JAX's default threshold of one second. A cache folder
     JAX has already been given (``JAX_COMPILATION_CACHE_DIR``, or in-process: the test
-    suite's own) is left as it is, with its thresholds.
+    suite's own) is left as it is, with its thresholds, unless the cache is turned off.
+    A folder that cannot be made (no home folder, no permission) is warned about, and the
+    run goes on without the cache: it only saves time.
 
     Returns:
       The folder used; None when the cache is off.
     """
     import jax
 
+    given = os.environ.get(ENV, "").strip().lower()
+    if given in OFF:
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
     already = jax.config.jax_compilation_cache_dir
     if already:
         return Path(already)
-    folder = cache_folder()
-    if folder is None:
+    try:
+        folder = cache_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".writable"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (OSError, RuntimeError) as e:  # RuntimeError: Path.home() without a home
+        log.warning("no compile cache (%s): programs are compiled afresh; set %s to a "
+                    "folder you can write, or to off", e, ENV)  # fmt: skip
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

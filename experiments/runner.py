@@ -340,6 +340,39 @@ def scale_folder(s: dict) -> Path:
     return first / f"from{s['seed_start']}" if s.get("seed_start") else first
 
 
+def check_reuse(reuse: Path | None, seed_start: int) -> None:
+    """Refuse a folder to copy cells from that cannot give this run's cells.
+
+    Args:
+      reuse: the folder (None: none).
+      seed_start: the run's first seed.
+
+    Raises:
+      DropstudyError: if ``reuse`` is not a folder of results (it holds no experiment's
+        ``cells`` and no ``tuning``), or is given for a second list of seeds: a second
+        list's cells train at its first list's tuned choices, taken from whichever machine
+        made them, and their keys do not record those choices, so another folder's second
+        list may have trained at others.
+    """
+    from dropstudy.validate import DropstudyError
+
+    if reuse is None:
+        return
+    if seed_start:
+        raise DropstudyError(
+            f"--reuse {reuse}: a second list of seeds (--seed-start {seed_start}) copies no "
+            "cells from another folder, since its cells train at its own first list's tuned "
+            "choices, which their keys do not record; leave --reuse out"
+        )
+    folder = Path(reuse)
+    if not (folder / "tuning").is_dir() and not any(folder.glob("*/cells")):
+        raise DropstudyError(
+            f"--reuse {reuse}: no results folder (no NAME/cells, no tuning/ in it); give "
+            "the folder `dropstudy run` wrote to (e.g. results, not results/NAME), or leave "
+            "--reuse out"
+        )
+
+
 def unset_folder(s: dict) -> Path:
     """Where the run at scale ``s`` without its ``--set`` fields writes by default.
 
@@ -410,9 +443,9 @@ def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | No
     """
     from dropstudy.validate import DropstudyError
 
-    if force:
-        return
     names = list(names)
+    if force or not names:  # nothing will be written
+        return
     run_name = names[0] if len(names) == 1 else "all"
     ours = [Path(out) / n / "results.json" for n in names]
     others = sorted(set(Path(out).glob("*/results.json")) - set(ours))
@@ -551,14 +584,15 @@ def run_experiment(
       reuse: another results folder (of the same data set), read, never written: a cell or
         tuned arm stored there under the same key (:meth:`.common.Cell.key`) is copied into
         ``out`` rather than computed. A field that no cell depends on (a margin) leaves
-        every key as it was, so a run that sets only such fields recomputes nothing.
+        every key as it was, so a run that sets only such fields recomputes nothing. A
+        first list of seeds only (:func:`check_reuse`).
 
     Returns:
       The path of the written ``results.json``.
 
     Raises:
-      DropstudyError: if the folder holds results of another scale, or another run holds its
-        lock.
+      DropstudyError: if the folder holds results of another scale, another run holds its
+        lock, or ``reuse`` is refused (:func:`check_reuse`).
     """
     from .codekey import code_key, snapshot
     from .common import Context, stamp_k
@@ -573,6 +607,7 @@ def run_experiment(
     # one spelling per value (and none for a field at its default): one folder per value
     sets = canonical(config(name, quick, seeds), sets)
     cfg = config(name, quick, seeds, seed_start, sets)
+    check_reuse(reuse, seed_start)
     ctx = Context(
         name, Path(out), quick=quick, progress=progress, data=data, tuning=tuning, reuse=reuse
     )

@@ -18,8 +18,11 @@ def test_the_folder_is_per_machine_under_the_data_cache_or_the_users(tmp_path, m
     mine = common.machine()
     monkeypatch.setattr(common, "machine", lambda: {**mine, "xla_flags": "--xla_other=1"})
     assert compile_cache.cache_folder().parent == here.parent != compile_cache.cache_folder()
-    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "mine"))
-    assert compile_cache.cache_folder() == tmp_path / "mine"
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "mine"))  # per machine there too
+    assert compile_cache.cache_folder().parent == tmp_path / "mine"
+    for on in ("1", "on", "TRUE", "yes", " "):
+        monkeypatch.setenv(compile_cache.ENV, on)
+        assert compile_cache.cache_folder().parent == tmp_path / "xla"
     for off in ("0", "off", "OFF", "false", "no"):
         monkeypatch.setenv(compile_cache.ENV, off)
         assert compile_cache.cache_folder() is None
@@ -40,6 +43,7 @@ def test_the_commands_that_compile_use_it(monkeypatch, tmp_path):
 # and the result's bytes and the folder's entries are printed.
 SCRIPT = """
 import json, sys
+from pathlib import Path
 import jax, numpy as np
 from dropstudy_experiments.compile_cache import use_compile_cache
 from dropstudy.data import digits
@@ -54,27 +58,40 @@ v, _ = train(MLP(hidden=(8,), rate=0.5), jax.random.key(0), d.x_train[:200], d.y
              TrainConfig(steps=20, batch_size=32))
 leaves = [np.asarray(x).tobytes().hex() for x in jax.tree_util.tree_leaves(v)]
 n = len(list(folder.iterdir())) if folder is not None and folder.is_dir() else 0
-print(json.dumps({"folder": str(folder), "entries": n, "hits": len(hits), "leaves": leaves}))
+jax_dir = jax.config.jax_compilation_cache_dir
+jax_n = len(list(Path(jax_dir).iterdir())) if jax_dir and Path(jax_dir).is_dir() else 0
+print(json.dumps({"folder": str(folder), "entries": n, "hits": len(hits), "leaves": leaves,
+                  "jax_entries": jax_n}))
 """
 
 
-def _run(env: dict) -> dict:
+def _run(env: dict) -> tuple[dict, str]:
+    """SCRIPT in a fresh process, without the suite's cache folder, every program cached
+    (the suite's threshold would skip programs that compile fast)."""
     keep = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-    r = subprocess.run([sys.executable, "-c", SCRIPT], env={**keep, **env}, text=True,
+    env = {**keep, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", **env}
+    r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, text=True,
                        capture_output=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
 
 
 def test_programs_are_cached_and_a_loaded_one_changes_no_number(tmp_path):
     env = {"DROPSTUDY_CACHE": str(tmp_path), compile_cache.ENV: ""}
-    cold, warm = _run(env), _run(env)
+    (cold, _), (warm, _) = _run(env), _run(env)
     folder = Path(cold["folder"])
     assert folder.parent == tmp_path / "xla" and cold["entries"] > 0 and cold["hits"] == 0
     assert warm["hits"] > 0 and warm["entries"] == cold["entries"]  # loaded, none new
     assert warm["leaves"] == cold["leaves"]
-    off = _run({**env, compile_cache.ENV: "off"})
-    assert off["folder"] == "None" and off["leaves"] == cold["leaves"]
-    # a folder JAX was given already is kept
-    given = _run({**env, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")})
+    # a folder JAX was given already is kept ...
+    given, _ = _run({**env, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")})
     assert given["folder"] == str(tmp_path / "jax") and given["entries"] > 0
+    # ... unless the cache is turned off
+    off, _ = _run(
+        {**env, compile_cache.ENV: "off", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j2")}
+    )
+    assert off["folder"] == "None" and off["jax_entries"] == 0 and off["leaves"] == cold["leaves"]
+    # a folder that cannot be written: warned about, and the run goes on without
+    bad, err = _run({**env, compile_cache.ENV: "/proc/no-cache-here"})
+    assert bad["folder"] == "None" and bad["leaves"] == cold["leaves"]
+    assert "no compile cache" in err

@@ -700,6 +700,7 @@ def test_force_and_progress_of_a_run(tmp_path, capsys):
         runner.check_scale(tmp_path, ["voting"], quick)
     runner.check_scale(tmp_path, ["voting"], quick, force=True)
     runner.check_scale(tmp_path, ["voting"], runner.scale(quick=False))  # the same scale
+    runner.check_scale(tmp_path, [], quick)  # nothing to write (replicate picked none)
     for progress in (True, False):
         ctx = common.Context("shrinkage", tmp_path / str(progress), progress=progress)
         ctx.run_cells({"a": common.cell(dict, v=1)})

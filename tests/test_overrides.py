@@ -111,13 +111,12 @@ def test_the_command_line_takes_one_experiment_and_replicate_sets_them_again(
     monkeypatch.setattr(report, "near_level_reasons", lambda results: {"robustness": "p 0.04"})
     monkeypatch.setattr(cli, "load_data", lambda args: None)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "from100" / "tuning").mkdir(parents=True)
     assert cli.main(["replicate", "--results", str(first), "--out", str(tmp_path / "o")]) == 0
     assert [(n, kw["sets"]) for n, kw in calls] == [("robustness", {"mc_k": "50"})]
-    # ... and copies the cells of the second list without them, where it was run
-    assert calls[0][1]["reuse"] is None
-    (tmp_path / "results" / "from100").mkdir(parents=True)
-    assert cli.main(["replicate", "--results", str(first), "--out", str(tmp_path / "o")]) == 0
-    assert calls[1][1]["reuse"] == Path("results/from100")
+    # ... and copies no cells from the second list without them (their keys do not record
+    # the first list's tuned choices they trained at)
+    assert "reuse" not in calls[0][1]
 
 
 def test_a_set_run_reads_the_unset_folders_cells_and_reuse_names_another(
@@ -133,10 +132,17 @@ def test_a_set_run_reads_the_unset_folders_cells_and_reuse_names_another(
     (tmp_path / "results" / "quick").mkdir(parents=True)
     assert cli.main([*run, "--set", "margin=0.2"]) == 0
     assert cli.main(run) == 0  # without --set: its own cells only
-    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "tuning").mkdir(parents=True)
     assert cli.main([*run, "--reuse", "elsewhere"]) == 0
+    (tmp_path / "results" / "quick" / "tuning").mkdir()
     assert cli.main([*run, "--reuse", "results/quick"]) == 0  # its own folder: nothing more
     assert calls == [None, Path("results/quick"), None, Path("elsewhere"), None]
-    assert cli.main([*run, "--reuse", "nowhere"]) == 2
-    assert "--reuse nowhere: no such folder" in capsys.readouterr().err
-    assert len(calls) == 5
+    # refused: no folder, a folder of no results (an experiment's own), a second list
+    (tmp_path / "elsewhere" / "stayput" / "cells").mkdir(parents=True)
+    for folder in ("nowhere", "elsewhere/stayput"):
+        assert cli.main([*run, "--reuse", folder]) == 2
+        assert f"--reuse {folder}: no results folder" in capsys.readouterr().err
+    assert cli.main([*run, "--reuse", "elsewhere", "--seed-start", "100"]) == 2
+    assert "a second list of seeds (--seed-start 100) copies no cells" in capsys.readouterr().err
+    assert cli.main([*run, "--set", "margin=0.2", "--seed-start", "100"]) == 0  # no default
+    assert len(calls) == 6 and calls[-1] is None

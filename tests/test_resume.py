@@ -101,7 +101,8 @@ def test_a_margin_set_elsewhere_copies_every_cell_and_changes_only_the_summary(
     args = ["run", NAME, "--quick", "--no-progress", "--out", str(tmp_path)]
     assert cli.main([*args, "--set", "margin=0.3", "--reuse", str(reference_dir)]) == 0
     err = capsys.readouterr().err
-    assert f"(0 cells computed, {len(before)} reused; {len(before)} of them copied from" in err
+    n = len(before)
+    assert f"(0 cells computed, {n} reused; copied from {reference_dir}: {n} cells, 0 tun" in err
     assert {p.name: p.read_bytes() for p in (tmp_path / NAME / "cells").iterdir()} == before
     assert {p.name: p.read_bytes() for p in cells.iterdir()} == before  # read, never written
     ref = json.loads((reference_dir / NAME / "results.json").read_text())
