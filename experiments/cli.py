@@ -605,10 +605,12 @@ def reuse_folder(given: Path | None, s: dict, out: Path) -> Path | None:
     """
     from .runner import check_reuse, unset_folder
 
-    check_reuse(given, s.get("seed_start", 0))
+    check_reuse(given, s.get("seed_start", 0), s)
     if s.get("seed_start"):
         return None
     folder = given
+    if given is not None and s.get("set") and unset_folder(s).is_dir():
+        log.info("--reuse %s: cells are copied from there, not from %s", given, unset_folder(s))
     if folder is None and s.get("set"):
         folder = unset_folder(s)
         if not folder.is_dir():

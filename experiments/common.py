@@ -626,6 +626,8 @@ class Context:
             f"; copied from {self.reuse}: {len(self.store.copied)} cells, "
             f"{len(self.tuned_copied)} tunings and trained arms"
             if self.store.copied or self.tuned_copied
+            else f"; none copied from {self.reuse} (no cell stored there under this run's keys)"
+            if self.reuse
             else ""
         )
         logging.getLogger("dropstudy").info(

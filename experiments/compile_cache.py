@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 ENV = "DROPSTUDY_XLA_CACHE"
-OFF = ("0", "off", "no", "false")
+OFF = ("0", "off", "no", "false", "none", "disable", "disabled")
 ON = ("", "1", "on", "yes", "true")
 log = logging.getLogger("dropstudy")
 

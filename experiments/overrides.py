@@ -42,7 +42,7 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
         name = name.strip()
         if not eq or not name:
             raise DropstudyError(
-                f"--set {item!r}: write FIELD=VALUE, e.g. --set margin_share=0.25 (the "
+                f"--set {item!r}: write FIELD=VALUE, e.g. --set {name or 'FIELD'}=VALUE (the "
                 "experiment's Config fields; a dotted name such as train.lr reaches into one)"
             )
         if name in out:

@@ -340,19 +340,21 @@ def scale_folder(s: dict) -> Path:
     return first / f"from{s['seed_start']}" if s.get("seed_start") else first
 
 
-def check_reuse(reuse: Path | None, seed_start: int) -> None:
+def check_reuse(reuse: Path | None, seed_start: int, s: dict | None = None) -> None:
     """Refuse a folder to copy cells from that cannot give this run's cells.
 
     Args:
       reuse: the folder (None: none).
       seed_start: the run's first seed.
+      s: the run's scale (:func:`scale`; None: not checked against the folder's).
 
     Raises:
       DropstudyError: if ``reuse`` is not a folder of results (it holds no experiment's
-        ``cells`` and no ``tuning``), or is given for a second list of seeds: a second
-        list's cells train at its first list's tuned choices, taken from whichever machine
-        made them, and their keys do not record those choices, so another folder's second
-        list may have trained at others.
+        ``cells`` and no ``tuning``), holds results of another data set or of the other of
+        full and quick scale (whose cells no key of this run matches), or is given for a
+        second list of seeds: a second list's cells train at its first list's tuned
+        choices, taken from whichever machine made them, and their keys do not record those
+        choices, so another folder's second list may have trained at others.
     """
     from dropstudy.validate import DropstudyError
 
@@ -371,6 +373,20 @@ def check_reuse(reuse: Path | None, seed_start: int) -> None:
             "the folder `dropstudy run` wrote to (e.g. results, not results/NAME), or leave "
             "--reuse out"
         )
+    for path in sorted(folder.glob("*/results.json")) if s is not None else ():
+        try:
+            theirs = scale_of(json.loads(path.read_text()))
+        except (json.JSONDecodeError, OSError, AttributeError):
+            continue
+        for part in ("dataset", "quick"):
+            if theirs.get(part) != s.get(part):
+                name = path.parent.name
+                raise DropstudyError(
+                    f"--reuse {reuse}: {path} holds results of "
+                    f"`{scale_command(theirs, name)}`, whose cells this run "
+                    f"(`{scale_command(s, name)}`) cannot use ({part} differs); give a "
+                    "folder of the same data set and scale"
+                )
 
 
 def unset_folder(s: dict) -> Path:
@@ -432,7 +448,7 @@ def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | No
       out: the results folder.
       names: the experiments about to write there.
       s: this run's scale (:func:`scale`).
-      force: overwrite them anyway.
+      force: overwrite them (or write beside them) anyway, with a warning each.
       remedy: what the message tells the user to do (default: ``--out`` this scale's own
         folder, or ``--force``, as ``dropstudy run`` takes them).
 
@@ -444,7 +460,7 @@ def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | No
     from dropstudy.validate import DropstudyError
 
     names = list(names)
-    if force or not names:  # nothing will be written
+    if not names:  # nothing will be written
         return
     run_name = names[0] if len(names) == 1 else "all"
     ours = [Path(out) / n / "results.json" for n in names]
@@ -469,10 +485,17 @@ def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | No
                 if path in ours
                 else "would write beside them, and a folder's report reads one scale"
             )
+            if force:
+                log.warning(
+                    "--force: %s holds results of `%s`; this run %s", path,
+                    scale_command(old, name), "overwrites them" if path in ours else
+                    "writes beside them, and the folder's report refuses it until its "
+                    "results are of one scale",
+                )  # fmt: skip
+                continue
             raise DropstudyError(
                 f"{path} holds results of `{scale_command(old, name)}`; this run "
-                f"(`{scale_command(s, name if path in ours else run_name)}`) {what}. "
-                f"{remedy}"
+                f"(`{scale_command(s, run_name)}`) {what}. {remedy}"
             )
 
 
@@ -607,12 +630,13 @@ def run_experiment(
     # one spelling per value (and none for a field at its default): one folder per value
     sets = canonical(config(name, quick, seeds), sets)
     cfg = config(name, quick, seeds, seed_start, sets)
-    check_reuse(reuse, seed_start)
+    # the data set's name as the context loads it (digits when none is given)
+    s = scale(quick, seeds, data.name if data is not None else "digits", seed_start, sets)
+    check_reuse(reuse, seed_start, s)  # before the context makes the experiment's folder
     ctx = Context(
         name, Path(out), quick=quick, progress=progress, data=data, tuning=tuning, reuse=reuse
     )
     ds = ctx.dataset()
-    s = scale(quick, seeds, ds.name, seed_start, sets)
     with folder_lock(Path(out)), first_seed(seed_start):
         check_scale(Path(out), [name], s, force)
         t0 = time.perf_counter()

@@ -681,7 +681,7 @@ def test_run_and_report_flags_reach_their_functions(tmp_path, monkeypatch, drops
     assert entry.run(["run", "scaling"]) == 0 and seen[1].name == "scaling"
 
 
-def test_force_and_progress_of_a_run(tmp_path, capsys):
+def test_force_and_progress_of_a_run(tmp_path, capsys, caplog, dropstudy_log):
     from dropstudy_experiments import common, runner
 
     old = tmp_path / "scaling" / "results.json"
@@ -690,7 +690,9 @@ def test_force_and_progress_of_a_run(tmp_path, capsys):
     quick = runner.scale(quick=True)
     with pytest.raises(DropstudyError, match="pass --force"):
         runner.check_scale(tmp_path, ["scaling"], quick)
-    runner.check_scale(tmp_path, ["scaling"], quick, force=True)
+    with caplog.at_level(logging.WARNING, logger="dropstudy"):
+        runner.check_scale(tmp_path, ["scaling"], quick, force=True)
+    assert "--force: " in caplog.text and "; this run overwrites them" in caplog.text
     # a second list into its first list's folder is pointed at fromK inside it
     second = runner.scale(quick=False, seed_start=100)
     with pytest.raises(DropstudyError, match=f"--out \\(e.g. {tmp_path}/from100\\)"):
@@ -698,8 +700,13 @@ def test_force_and_progress_of_a_run(tmp_path, capsys):
     # another experiment at this scale beside another scale's: refused before any work
     with pytest.raises(DropstudyError, match=r"would write beside them, and a folder's report"):
         runner.check_scale(tmp_path, ["voting"], quick)
-    runner.check_scale(tmp_path, ["voting"], quick, force=True)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dropstudy"):
+        runner.check_scale(tmp_path, ["voting"], quick, force=True)
+    assert "writes beside them, and the folder's report refuses it" in caplog.text
+    caplog.clear()
     runner.check_scale(tmp_path, ["voting"], runner.scale(quick=False))  # the same scale
+    assert not caplog.text
     runner.check_scale(tmp_path, [], quick)  # nothing to write (replicate picked none)
     for progress in (True, False):
         ctx = common.Context("shrinkage", tmp_path / str(progress), progress=progress)

@@ -142,6 +142,14 @@ def test_a_set_run_reads_the_unset_folders_cells_and_reuse_names_another(
     for folder in ("nowhere", "elsewhere/stayput"):
         assert cli.main([*run, "--reuse", folder]) == 2
         assert f"--reuse {folder}: no results folder" in capsys.readouterr().err
+    # a folder of another data set or of full scale: no key of this run matches its cells
+    for scale in (runner.scale(True, dataset="mnist1d"), runner.scale(False)):
+        (tmp_path / "elsewhere" / "stayput" / "results.json").write_text(
+            json.dumps({"scale": scale})
+        )
+        assert cli.main([*run, "--reuse", "elsewhere"]) == 2
+        assert "cannot use (" in capsys.readouterr().err
+    (tmp_path / "elsewhere" / "stayput" / "results.json").unlink()
     assert cli.main([*run, "--reuse", "elsewhere", "--seed-start", "100"]) == 2
     assert "a second list of seeds (--seed-start 100) copies no cells" in capsys.readouterr().err
     assert cli.main([*run, "--set", "margin=0.2", "--seed-start", "100"]) == 0  # no default
