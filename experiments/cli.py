@@ -595,7 +595,8 @@ def reuse_folder(given: Path | None, s: dict, out: Path) -> Path | None:
 
     Returns:
       ``given``; without it, for a first list of seeds that sets fields, the folder the same
-      run without them writes to (:func:`.runner.unset_folder`) where it exists; else None.
+      run without them writes to by default (:func:`.runner.unset_folder`) where it holds
+      cells to copy (:func:`.runner.holds_cells`); else None.
       None too when it is ``out`` itself (the run reads its own cells anyway), and for a
       second list of seeds (:func:`.runner.check_reuse`).
 
@@ -603,17 +604,17 @@ def reuse_folder(given: Path | None, s: dict, out: Path) -> Path | None:
       DropstudyError: if ``given`` is not a folder of results, or is given for a second
         list of seeds.
     """
-    from .runner import check_reuse, unset_folder
+    from .runner import check_reuse, holds_cells, unset_folder
 
     check_reuse(given, s.get("seed_start", 0), s)
     if s.get("seed_start"):
         return None
     folder = given
-    if given is not None and s.get("set") and unset_folder(s).is_dir():
+    if given is not None and s.get("set") and holds_cells(unset_folder(s)):
         log.info("--reuse %s: cells are copied from there, not from %s", given, unset_folder(s))
     if folder is None and s.get("set"):
         folder = unset_folder(s)
-        if not folder.is_dir():
+        if not holds_cells(folder):  # e.g. the committed results: no cells to copy
             return None
         log.info("--set: cells stored in %s under the same key are copied, not computed", folder)
     if folder is None or Path(folder).resolve() == Path(out).resolve():

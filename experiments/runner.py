@@ -340,6 +340,20 @@ def scale_folder(s: dict) -> Path:
     return first / f"from{s['seed_start']}" if s.get("seed_start") else first
 
 
+def holds_cells(folder: Path) -> bool:
+    """Whether ``folder`` holds cells or tuned arms to copy (``NAME/cells`` or ``tuning``).
+
+    Args:
+      folder: a results folder. Committed results hold neither (git ignores them): only a
+        folder a run wrote on this machine does.
+
+    Returns:
+      True when it holds either.
+    """
+    folder = Path(folder)
+    return (folder / "tuning").is_dir() or any(folder.glob("*/cells"))
+
+
 def check_reuse(reuse: Path | None, seed_start: int, s: dict | None = None) -> None:
     """Refuse a folder to copy cells from that cannot give this run's cells.
 
@@ -367,7 +381,7 @@ def check_reuse(reuse: Path | None, seed_start: int, s: dict | None = None) -> N
             "choices, which their keys do not record; leave --reuse out"
         )
     folder = Path(reuse)
-    if not (folder / "tuning").is_dir() and not any(folder.glob("*/cells")):
+    if not holds_cells(folder):
         raise DropstudyError(
             f"--reuse {reuse}: no results folder (no NAME/cells, no tuning/ in it); give "
             "the folder `dropstudy run` wrote to (e.g. results, not results/NAME), or leave "

@@ -129,14 +129,18 @@ def test_a_set_run_reads_the_unset_folders_cells_and_reuse_names_another(
     monkeypatch.chdir(tmp_path)
     run = ["run", "stayput", "--quick", "--no-progress"]
     assert cli.main([*run, "--set", "margin=0.2"]) == 0  # no folder without --set yet
-    (tmp_path / "results" / "quick").mkdir(parents=True)
+    (tmp_path / "results" / "quick").mkdir(parents=True)  # one with no cells (as committed)
+    assert cli.main([*run, "--set", "margin=0.2"]) == 0
+    (tmp_path / "results" / "quick" / "stayput" / "cells").mkdir(parents=True)
     assert cli.main([*run, "--set", "margin=0.2"]) == 0
     assert cli.main(run) == 0  # without --set: its own cells only
     (tmp_path / "elsewhere" / "tuning").mkdir(parents=True)
     assert cli.main([*run, "--reuse", "elsewhere"]) == 0
     (tmp_path / "results" / "quick" / "tuning").mkdir()
     assert cli.main([*run, "--reuse", "results/quick"]) == 0  # its own folder: nothing more
-    assert calls == [None, Path("results/quick"), None, Path("elsewhere"), None]
+    assert calls == [None, None, Path("results/quick"), None, Path("elsewhere"), None]
+    for folder in calls:  # what the command line passes, run_experiment takes
+        runner.check_reuse(folder, 0, runner.scale(True))
     # refused: no folder, a folder of no results (an experiment's own), a second list
     (tmp_path / "elsewhere" / "stayput" / "cells").mkdir(parents=True)
     for folder in ("nowhere", "elsewhere/stayput"):
@@ -153,4 +157,4 @@ def test_a_set_run_reads_the_unset_folders_cells_and_reuse_names_another(
     assert cli.main([*run, "--reuse", "elsewhere", "--seed-start", "100"]) == 2
     assert "a second list of seeds (--seed-start 100) copies no cells" in capsys.readouterr().err
     assert cli.main([*run, "--set", "margin=0.2", "--seed-start", "100"]) == 0  # no default
-    assert len(calls) == 6 and calls[-1] is None
+    assert len(calls) == 7 and calls[-1] is None
