@@ -95,7 +95,7 @@ def _averaging(err, nll):
     for m, name in averaging.MEANS.items():
         tests[f"primary err WS-{m}"] = _equiv(0.0, -0.001, 0.001, err[m], f"error, {name}")
         tests[f"primary nll WS-{m}"] = _equiv(0.1, 0.05, 0.15, nll[m], f"NLL, {name}")
-    return {"tests": tests, "nets": {}}
+    return {"tests": tests, "nets": {}, "config": {"ks": [1, 1000], "margin": 0.01}}
 
 
 def test_averagings_nll_finding_covers_every_mean():
@@ -112,6 +112,28 @@ def test_averagings_nll_finding_covers_every_mean():
     # error not shown equivalent either: nothing that NLL alone says
     inc = {"A": "inconclusive", "G": "inconclusive"}
     assert averaging.findings(_averaging(inc, inc)) == []
+
+
+@pytest.mark.parametrize(
+    "mc,found", [(0.265, "2.8 pp more"), (0.30, "0.8 pp"), (0.31, "1.7 pp less")]
+)
+def test_averagings_wide_net_finding_needs_a_gap_past_the_margin(mc, found):
+    sup = {"A": "supported", "G": "supported"}
+    r = _averaging(sup, sup)
+    curve = [{"mean": 0.5}, {"mean": mc}]  # MC arithmetic error at K = 1 and K = 1000
+    r["nets"] = {
+        "wide": {"config": {"exact": False}, "n_seeds": 5, "ws": {"err": {"mean": 0.293}},
+                 "mc": {"a_err": curve}},
+        "small": {"config": {"exact": True}, "n_seeds": 5, "ws": {"err": {"mean": 0.293}},
+                  "mc": {"a_err": curve}},  # an exact net: its tests say it
+    }  # fmt: skip
+    got = averaging.findings(r)
+    if found == "0.8 pp":  # within the margin: nothing to say
+        assert got == []
+        return
+    (f,) = got
+    assert f.startswith(f"On the net wide, weight scaling errs {found} than its MC arithmetic")
+    assert "K = 1000" in f and "over 5 seeds, unpaired" in f and "+-1 pp" in f
 
 
 @pytest.mark.parametrize("effect,word", [(0.3, "more"), (-0.1, "less")])

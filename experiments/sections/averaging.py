@@ -44,7 +44,9 @@ def findings(r: dict) -> list[str]:
       A sentence when weight scaling on the primary net is shown equivalent to an exact mean
       in test error but not in NLL (each test's own verdict, before the protocol's hold); one
       per net and metric whose exact mean does no better than its mean subnetwork on the
-      validation split.
+      validation split; one per net without an exact mean (the wide net) whose weight-scaling
+      test error differs from its MC arithmetic mean's at the largest K by more than the
+      primary's error margin.
     """
     tests, out = r["tests"], []
     pairs = [
@@ -76,6 +78,19 @@ def findings(r: dict) -> list[str]:
         for m, g in sm["validation"].items()
         if g["gain"] <= 0
     ]
+    k, margin = r["config"]["ks"][-1], r["config"]["margin"]
+    for tag, sm in r["nets"].items():
+        if sm["config"].get("exact", True) or not sm.get("mc"):
+            continue
+        ws, mc = sm["ws"]["err"]["mean"], sm["mc"]["a_err"][-1]["mean"]
+        if abs(ws - mc) > margin:
+            out.append(
+                f"On the net {tag}, weight scaling errs {100 * abs(ws - mc):.1f} pp "
+                f"{'more' if ws > mc else 'less'} than its MC arithmetic mean over K = {k} "
+                f"subnetworks ({100 * ws:.1f}% against {100 * mc:.1f}%, means over "
+                f"{sm['n_seeds']} seeds, unpaired), beyond the primary's +-{100 * margin:g} "
+                "pp: on that net weight scaling does not approximate the ensemble's error."
+            )
     return out
 
 
