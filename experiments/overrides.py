@@ -20,8 +20,9 @@ from dropstudy.validate import DropstudyError
 
 def _seed_field(name: str) -> bool:
     """Whether a top-level field counts the seeds (``--seeds`` sets it: :meth:`.common.
-    ExperimentConfig.seed_span`'s fields)."""
-    return name in ("seeds", "splits") or name.endswith("_seeds")
+    ExperimentConfig.seed_span`'s fields); a nested one, such as the protocol's
+    ``pilot_seeds`` (a list of seeds, not a count), is a field like any other."""
+    return "." not in name and (name in ("seeds", "splits") or name.endswith("_seeds"))
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:

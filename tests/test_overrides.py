@@ -64,6 +64,11 @@ def test_one_value_has_one_spelling_and_a_default_is_no_set():
     assert canonical(cfg, None) == {}
     with pytest.raises(DropstudyError, match="splits: it counts the seeds"):
         canonical(runner.config("regression"), {"splits": "4"})
+    # a nested list of seeds is a field like any other; the pilots' own check still holds
+    cfg = runner.config("overfitting", sets={"protocol.pilot_seeds": "500,501,502"})
+    assert cfg.protocol.pilot_seeds == (500, 501, 502)
+    with pytest.raises(DropstudyError, match="include the pilot seeds"):
+        runner.config("overfitting", sets={"protocol.pilot_seeds": "1,2,3"})
 
 
 def test_items_are_field_equals_value_once_each():
