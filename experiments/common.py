@@ -1585,7 +1585,12 @@ def fixed_margin_caveats(
     )
     m = t["margin"]
     guard = ", before the protocol's guard" if "within_2w" in t else ""
-    holm = "; the Holm-adjusted headline needs a wider margin to be supported" if family else ""
+    holm = (
+        f"; the Holm-adjusted headline needs a margin wider than +-{above:.4g}{u} to be "
+        "supported"
+        if family
+        else ""
+    )
     origin, this = f"is fixed by design ({why})", "its fixed margin"
     if given is not None:
         was = f"which fixes +-{scale * design:g}{u}: " if design is not None else ""

@@ -187,6 +187,8 @@ def test_a_fixed_margins_caveat_gives_where_the_verdict_would_change(centre):
     assert "+-2 pp, is fixed by design (why)" in words
     # its own verdict at the fixed margin; in the claims' family, Holm asks for more
     assert f"so at its fixed margin it is {t['verdict']}; the Holm-adjusted" in words
+    threshold = words.split("above +-")[1].split(" pp")[0]
+    assert words.endswith(f"needs a margin wider than +-{threshold} pp to be supported")
     (alone,) = fixed_margin_caveats(r, "pp", "why", 100, family=False)
     assert alone.endswith(f"so at its fixed margin it is {t['verdict']}")
     assert "protocol's guard" not in alone  # an unguarded test
