@@ -1488,7 +1488,11 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
             # one tuning: the same net's label and the same grids on both CPUs (nets of one
             # label can be tuned on other data, such as averaging's digit pairs)
             grids = json.dumps([a["tuning"], b["tuning"]], sort_keys=True)
-            key = (data, cpu_of(there), a.get("tuned_as", path), grids)
+            # an arm tuned on a part of the data set (averaging's digit pairs: "mnist1d[4v9]")
+            # is named by that part
+            last = path.strip("/").split("/")[-1]
+            part = last if last.startswith(f"{data}[") else data
+            key = (part, cpu_of(there), a.get("tuned_as", path), grids)
             entry = found.setdefault(key, {"a": a, "b": b, "where": [], "code": set()})
             entry["where"].append(f"{n} {path.strip('/')}")
             entry["code"].add(same_code(here, there))

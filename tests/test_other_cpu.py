@@ -236,11 +236,13 @@ def test_an_arm_tuned_otherwise_on_another_cpu_is_named_once(tmp_path):
     # a net of the same label tuned on other data (other grids) is an arm of its own
     other = {"adam": {"0.01": 0.7}, "sgd": {"0.3": 0.8}}
     here2 = {**here, "ensembles": {**_fake(0.5, 0.001, EPYC),
-                                   "arms": {"d": _arm("adam", 0.01, other)}}}  # fmt: skip
+                                   "arms": {"digits[1v2]": _arm("adam", 0.01, other)}}}  # fmt: skip
     there2 = {**there, "ensembles": {**here2["ensembles"], "machine": XEON,
-                                     "arms": {"d": _arm("sgd", 0.3, other)}}}  # fmt: skip
+                                     "arms": {"digits[1v2]": _arm("sgd", 0.3, other)}}}  # fmt: skip
     two = other_cpus([(tmp_path, here2)], [_folder(tmp_path / "cpu-3", there2)])
-    assert "on the other CPU in 2 tunings (an entry names" in "\n".join(cpu_comparison(two))
+    two = "\n".join(cpu_comparison(two))
+    assert "on the other CPU in 2 tunings (an entry names" in two
+    assert "- digits[1v2], hidden=(8,): adam lr 0.01 here" in two  # named by its part
     assert (
         "- digits, hidden=(8,): adam lr 0.01 here, sgd lr 0.3 there (the pilots' mean "
         "validation loss of the two: here 0.5531 and 0.5968, there 0.5532 and 0.4871; a "
