@@ -1586,8 +1586,7 @@ def fixed_margin_caveats(
     m = t["margin"]
     guard = ", before the protocol's guard" if "within_2w" in t else ""
     holm = (
-        f"; the Holm-adjusted headline needs a margin wider than +-{above:.4g}{u} to be "
-        "supported"
+        f"; the Holm-adjusted headline needs a margin wider than +-{above:.4g}{u} to be supported"
         if family
         else ""
     )

@@ -69,6 +69,9 @@ def use_compile_cache() -> Path | None:
         return None
     already = jax.config.jax_compilation_cache_dir
     if already:
+        if given not in ON:
+            log.warning("%s is set, and JAX was given a cache folder already (%s): that one "
+                        "is used", ENV, already)  # fmt: skip
         return Path(already)
     try:
         folder = cache_folder()

@@ -84,8 +84,10 @@ def test_programs_are_cached_and_a_loaded_one_changes_no_number(tmp_path):
     assert warm["hits"] > 0 and warm["entries"] == cold["entries"]  # loaded, none new
     assert warm["leaves"] == cold["leaves"]
     # a folder JAX was given already is kept ...
-    given, _ = _run({**env, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")})
+    given, err = _run({**env, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax"),
+                       compile_cache.ENV: str(tmp_path / "ours")})  # fmt: skip
     assert given["folder"] == str(tmp_path / "jax") and given["entries"] > 0
+    assert "JAX was given a cache folder already" in err and not (tmp_path / "ours").exists()
     # ... unless the cache is turned off
     off, _ = _run(
         {**env, compile_cache.ENV: "off", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j2")}
