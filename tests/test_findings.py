@@ -115,25 +115,29 @@ def test_averagings_nll_finding_covers_every_mean():
 
 
 @pytest.mark.parametrize(
-    "mc,found", [(0.265, "2.8 pp more"), (0.30, "0.8 pp"), (0.31, "1.7 pp less")]
+    "mc,found", [(0.265, "2.80 pp above"), (0.30, "0.70 pp"), (0.31, "1.70 pp below")]
 )
 def test_averagings_wide_net_finding_needs_a_gap_past_the_margin(mc, found):
     sup = {"A": "supported", "G": "supported"}
     r = _averaging(sup, sup)
-    curve = [{"mean": 0.5}, {"mean": mc}]  # MC arithmetic error at K = 1 and K = 1000
+    curve = [{"mean": 0.5, "lo": 0.4, "hi": 0.6}, {"mean": mc, "lo": mc - 0.01, "hi": mc + 0.01}]
     r["nets"] = {
-        "wide": {"config": {"exact": False}, "n_seeds": 5, "ws": {"err": {"mean": 0.293}},
-                 "mc": {"a_err": curve}},
-        "small": {"config": {"exact": True}, "n_seeds": 5, "ws": {"err": {"mean": 0.293}},
-                  "mc": {"a_err": curve}},  # an exact net: its tests say it
+        "wide": {"config": {"exact": False}, "n_seeds": 5, "mc": {"a_err": curve},
+                 "ws": {"err": {"mean": 0.293, "lo": 0.283, "hi": 0.303}}},
+        "small": {"config": {"exact": True}, "n_seeds": 5, "mc": {"a_err": curve},
+                  "ws": {"err": {"mean": 0.293, "lo": 0.283, "hi": 0.303}}},  # tested
     }  # fmt: skip
     got = averaging.findings(r)
-    if found == "0.8 pp":  # within the margin: nothing to say
+    if found == "0.70 pp":  # within the margin: nothing to say
         assert got == []
         return
     (f,) = got
-    assert f.startswith(f"On the net wide, weight scaling errs {found} than its MC arithmetic")
-    assert "K = 1000" in f and "over 5 seeds, unpaired" in f and "+-1 pp" in f
+    assert f.startswith(f"On the net wide, weight scaling's mean test error lies {found} its MC")
+    assert (
+        "K = 1000" in f
+        and "29.30% [28.30, 30.30]" in f
+        and "+-1 pp margin: an exploratory observation" in f
+    )
 
 
 @pytest.mark.parametrize("effect,word", [(0.3, "more"), (-0.1, "less")])

@@ -82,14 +82,17 @@ def findings(r: dict) -> list[str]:
     for tag, sm in r["nets"].items():
         if sm["config"].get("exact", True) or not sm.get("mc"):
             continue
-        ws, mc = sm["ws"]["err"]["mean"], sm["mc"]["a_err"][-1]["mean"]
+        w, m = sm["ws"]["err"], sm["mc"]["a_err"][-1]
+        ws, mc = w["mean"], m["mean"]
+        pct = lambda c: f"{100 * c['mean']:.2f}% [{100 * c['lo']:.2f}, {100 * c['hi']:.2f}]"  # noqa: E731
         if abs(ws - mc) > margin:
             out.append(
-                f"On the net {tag}, weight scaling errs {100 * abs(ws - mc):.1f} pp "
-                f"{'more' if ws > mc else 'less'} than its MC arithmetic mean over K = {k} "
-                f"subnetworks ({100 * ws:.1f}% against {100 * mc:.1f}%, means over "
-                f"{sm['n_seeds']} seeds, unpaired), beyond the primary's +-{100 * margin:g} "
-                "pp: on that net weight scaling does not approximate the ensemble's error."
+                f"On the net {tag}, weight scaling's mean test error lies "
+                f"{100 * abs(ws - mc):.2f} pp {'above' if ws > mc else 'below'} its MC "
+                f"arithmetic mean's over K = {k} subnetworks ({pct(w)} against {pct(m)}, 95% "
+                f"intervals over {sm['n_seeds']} seeds), more than the primary's "
+                f"+-{100 * margin:g} pp margin: an exploratory observation (the two are not "
+                "paired here, and no test decides it)."
             )
     return out
 
