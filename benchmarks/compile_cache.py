@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -125,13 +124,9 @@ def main(argv=None) -> int:
     lines = table(rows)
     print("\n".join(lines))
     if args.write:
-        cpu = platform.processor() or platform.machine()
-        try:
-            from dropstudy_experiments.common import machine
+        from dropstudy_experiments.common import machine  # as the runs themselves import
 
-            cpu = machine()["cpu"]
-        except Exception:
-            pass
+        cpu = machine()["cpu"]
         text = [
             "# The persistent compile cache",
             "",

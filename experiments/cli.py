@@ -609,14 +609,14 @@ def reuse_folder(given: Path | None, s: dict, out: Path) -> Path | None:
     check_reuse(given, s.get("seed_start", 0), s)
     if s.get("seed_start"):
         return None
-    folder = given
-    if given is not None and s.get("set") and holds_cells(unset_folder(s)):
-        log.info("--reuse %s: cells are copied from there, not from %s", given, unset_folder(s))
-    if folder is None and s.get("set"):
-        folder = unset_folder(s)
-        if not holds_cells(folder):  # e.g. the committed results: no cells to copy
-            return None
-        log.info("--set: cells stored in %s under the same key are copied, not computed", folder)
+    # --set's default source, where it holds cells (the committed results hold none)
+    default = unset_folder(s) if s.get("set") else None
+    default = default if default is not None and holds_cells(default) else None
+    if given is not None and default is not None:
+        log.info("--reuse %s: cells are copied from there, not from %s", given, default)
+    elif default is not None:
+        log.info("--set: cells stored in %s under the same key are copied, not computed", default)
+    folder = given if given is not None else default
     if folder is None or Path(folder).resolve() == Path(out).resolve():
         return None
     return Path(folder)

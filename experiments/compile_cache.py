@@ -25,13 +25,25 @@ ON = ("", "1", "on", "yes", "true")
 log = logging.getLogger("dropstudy")
 
 
+def setting() -> str:
+    """What ``$DROPSTUDY_XLA_CACHE`` asks for.
+
+    Returns:
+      ``"off"`` (``0``, ``off``, ``no``, ``false``, ``none``, ``disable``, ``disabled``),
+      ``"on"`` (unset, empty, ``1``, ``on``, ``yes``, ``true``), else ``"folder"``: a folder
+      it names. Case and surrounding spaces do not count.
+    """
+    given = os.environ.get(ENV, "").strip().lower()
+    return "off" if given in OFF else "on" if given in ON else "folder"
+
+
 def cache_folder() -> Path | None:
     """Where the study's commands keep compiled programs, if anywhere.
 
     Returns:
-      None when ``$DROPSTUDY_XLA_CACHE`` is ``0``, ``off``, ``no`` or ``false`` (no cache);
-      else ``BASE/MACHINE``: ``BASE`` the folder the variable names, or (unset, empty,
-      ``1``, ``on``, ``yes``, ``true``) ``xla`` under the data cache
+      None when ``$DROPSTUDY_XLA_CACHE`` turns the cache off (:func:`setting`); else
+      ``BASE/MACHINE``: ``BASE`` the folder the variable names, or (when it asks for the
+      cache without naming a folder) ``xla`` under the data cache
       (:func:`dropstudy.data.cache_dir`), and ``MACHINE`` a digest of
       :func:`.common.machine`, so that one folder given to two machines keeps their
       programs apart.
@@ -41,9 +53,9 @@ def cache_folder() -> Path | None:
     from .common import machine
 
     given = os.environ.get(ENV, "").strip()
-    if given.lower() in OFF:
+    if setting() == "off":
         return None
-    base = cache_dir() / "xla" if given.lower() in ON else Path(given).expanduser()
+    base = cache_dir() / "xla" if setting() == "on" else Path(given).expanduser()
     digest = hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:12]
     return base / digest
 
@@ -63,13 +75,12 @@ def use_compile_cache() -> Path | None:
     """
     import jax
 
-    given = os.environ.get(ENV, "").strip().lower()
-    if given in OFF:
+    if setting() == "off":
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     already = jax.config.jax_compilation_cache_dir
     if already:
-        if given not in ON:
+        if setting() == "folder":
             log.warning("%s is set, and JAX was given a cache folder already (%s): that one "
                         "is used", ENV, already)  # fmt: skip
         return Path(already)

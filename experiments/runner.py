@@ -388,11 +388,8 @@ def check_reuse(reuse: Path | None, seed_start: int, s: dict | None = None) -> N
             "--reuse out"
         )
     for path in sorted(folder.glob("*/results.json")) if s is not None else ():
-        try:
-            theirs = scale_of(json.loads(path.read_text()))
-        except (json.JSONDecodeError, OSError, AttributeError):
-            continue
-        for part in ("dataset", "quick"):
+        theirs = stored_scale(path)
+        for part in ("dataset", "quick") if theirs is not None else ():
             if theirs.get(part) != s.get(part):
                 name = path.parent.name
                 raise DropstudyError(
@@ -449,6 +446,21 @@ def scale_of(results: dict) -> dict:
     return results.get("scale") or scale(bool(results.get("quick")))
 
 
+def stored_scale(path: Path) -> dict | None:
+    """The scale a results file on disk records (:func:`scale_of`).
+
+    Args:
+      path: a ``results.json``.
+
+    Returns:
+      Its scale; None when it is missing or cannot be read (nothing there worth keeping).
+    """
+    try:
+        return scale_of(json.loads(Path(path).read_text()))
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return None
+
+
 def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | None = None) -> None:
     """Refuse to overwrite results made at another scale, or to write beside them (unless
     ``force``).
@@ -480,13 +492,8 @@ def check_scale(out: Path, names, s: dict, force: bool = False, remedy: str | No
     ours = [Path(out) / n / "results.json" for n in names]
     others = sorted(set(Path(out).glob("*/results.json")) - set(ours))
     for path in [*ours, *others]:
-        if not path.is_file():
-            continue
-        try:
-            old = scale_of(json.loads(path.read_text()))
-        except (json.JSONDecodeError, OSError, AttributeError):
-            continue  # unreadable: nothing worth keeping is lost
-        if old != s:
+        old = stored_scale(path)  # None: missing or unreadable, nothing worth keeping
+        if old is not None and old != s:
             name = path.parent.name
             here = (  # a second list sits in its first list's folder
                 Path(out) / f"from{s['seed_start']}"
