@@ -23,7 +23,7 @@ def test_the_folder_is_per_machine_under_the_data_cache_or_the_users(tmp_path, m
     for on in ("1", "on", "TRUE", "yes", " "):
         monkeypatch.setenv(compile_cache.ENV, on)
         assert compile_cache.cache_folder().parent == tmp_path / "xla"
-    for off in ("0", "off", "OFF", "false", "no"):
+    for off in ("0", "off", "OFF", "false", "no", "none", "disable", "Disabled"):
         monkeypatch.setenv(compile_cache.ENV, off)
         assert compile_cache.cache_folder() is None
 

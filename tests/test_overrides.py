@@ -143,6 +143,12 @@ def test_a_set_run_reads_the_unset_folders_cells_and_reuse_names_another(
     assert cli.main([*run, "--reuse", "elsewhere"]) == 0
     (tmp_path / "results" / "quick" / "tuning").mkdir()
     assert cli.main([*run, "--reuse", "results/quick"]) == 0  # its own folder: nothing more
+    capsys.readouterr()
+    assert cli.main([*run, "--set", "margin=0.2", "--reuse", "elsewhere"]) == 0  # says so
+    assert "--reuse elsewhere: cells are copied from there, not from results/quick" in (
+        capsys.readouterr().err
+    )
+    calls.pop()
     assert calls == [None, None, Path("results/quick"), None, Path("elsewhere"), None]
     for folder in calls:  # what the command line passes, run_experiment takes
         runner.check_reuse(folder, 0, runner.scale(True))
