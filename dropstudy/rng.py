@@ -1,15 +1,18 @@
-"""jax.random's threefry stream for masks, as one fused kernel.
+"""jax.random's numbers for training's inner loop, in forms XLA:CPU runs fast.
 
 On CPU, ``jax.random`` hashes with Threefry-2x32 through a rolled five-iteration loop (to
 keep compile times short). Inside a training step that loop is a dozen tiny kernels run
 one after another, every step. Here the same hash is written out unrolled, so XLA fuses
 counter, hash, conversion and comparison with the keep probabilities into one loop, and
-only the counters of droppable units are hashed.
+only the counters of droppable units are hashed. Each epoch's permutation of the training
+set is sorted by single-array integer sorts instead of a key-value sort (:func:`permutation`).
 
-The numbers are ``jax.random``'s own: :func:`fold_in` and :func:`uniform` equal
-``jax.random.fold_in`` and ``jax.random.uniform`` bit for bit (``tests/test_rng.py``), so
-using them changes no result. Keys of another PRNG implementation, a non-partitionable
-threefry configuration, or arrays of 2^32 or more elements fall back to ``jax.random``.
+The numbers are ``jax.random``'s own: :func:`fold_in`, :func:`uniform` and
+:func:`permutation` equal ``jax.random.fold_in``, ``jax.random.uniform`` and
+``jax.random.permutation`` bit for bit (``tests/test_rng.py``), so using them changes no
+result. Keys of another PRNG implementation, a non-partitionable threefry configuration, or
+arrays of 2^32 or more elements fall back to ``jax.random`` (:func:`permutation` keeps
+``jax.random``'s own bits for any key, and falls back for a batch of keys).
 """
 
 from __future__ import annotations
@@ -99,3 +102,56 @@ def uniform(key: jax.Array, shape: tuple[int, ...], columns=None) -> jax.Array:
     b1, b2 = threefry2x32(k[0], k[1], jnp.zeros_like(counter), counter)
     bits = (b1 ^ b2) >> np.uint32(9) | np.uint32(0x3F800000)
     return jax.lax.bitcast_convert_type(bits, jnp.float32) - jnp.float32(1.0)
+
+
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """``jax.random.permutation(key, n)``, its stable sorts done as sorts of plain integers.
+
+    ``jax.random.permutation`` sorts the indices by fresh 32-bit random keys, one stable
+    key-value sort per round. XLA:CPU runs a key-value sort through a comparator function
+    called for every comparison, about 6x slower than its sort of one array of unsigned
+    integers. Here each round's stable sort is a least-significant-digit radix sort whose
+    passes sort single ``uint32`` arrays: a pass packs a digit of the keys above the position
+    the index holds so far, so equal digits keep their order (the passes together are the
+    stable sort). Training draws one permutation per epoch, which cost a small net as much
+    as its epoch's steps.
+
+    Args:
+      key: a scalar PRNG key (any implementation: the random bits are ``jax.random``'s).
+      n: the number of indices, a Python int.
+
+    Returns:
+      int32 ``(n,)``: a permutation of ``0 .. n - 1``, bit for bit
+      ``jax.random.permutation(key, n)``.
+    """
+    if key.shape or not 2 <= n < 2**31:
+        return jax.random.permutation(key, n)
+    # jax.random.permutation's own rounds: enough 32-bit keys that ties are unlikely
+    rounds = int(np.ceil(3 * np.log(n) / np.log(np.iinfo(np.uint32).max)))
+    x = jnp.arange(n)
+    for _ in range(rounds):
+        key, subkey = jax.random.split(key)
+        x = x[stable_order(jax.random.bits(subkey, (n,), jnp.uint32))]
+    return x
+
+
+def stable_order(keys: jax.Array) -> jax.Array:
+    """The indices that sort ``keys`` stably, by single-array ``uint32`` sorts.
+
+    Args:
+      keys: uint32 ``(n,)``, ``2 <= n < 2^31``.
+
+    Returns:
+      int32 ``(n,)``: ``order`` with ``keys[order]`` ascending and equal keys in index
+      order (``np.argsort(keys, kind="stable")``).
+    """
+    n = keys.shape[0]
+    width = (n - 1).bit_length()  # bits of a position
+    digit = 32 - width  # bits of the key sorted per pass
+    order = jnp.arange(n, dtype=jnp.uint32)
+    position = order
+    for low in range(0, 32, digit):
+        d = (keys[order] >> np.uint32(low)) & np.uint32((1 << digit) - 1)
+        packed = jax.lax.sort((d << np.uint32(width)) | position)
+        order = order[packed & np.uint32((1 << width) - 1)]
+    return order.astype(jnp.int32)

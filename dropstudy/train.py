@@ -588,7 +588,7 @@ def make_trainer(
         per_epoch = size // bs
 
         def epoch_perm(step):
-            return jax.random.permutation(jax.random.fold_in(k_data, step // per_epoch), size)
+            return rng.permutation(jax.random.fold_in(k_data, step // per_epoch), size)
 
         def batch(step, perm):
             """The step's batch, and the epoch's permutation (drawn once per epoch: a sort

@@ -57,3 +57,38 @@ def test_nothing_droppable_gives_ones():
     spec = M.mask_spec(model, jnp.zeros((2, 3)))
     got = spec.flatten(M.sample_masks(spec, jax.random.key(0), (5,)))
     np.testing.assert_array_equal(got, np.ones((5, spec.n_units)))
+
+
+# 3200: MNIST-1D's training split, two rounds of two passes; 70000: three passes a round.
+@pytest.mark.parametrize("n", [2, 3, 100, 1150, 3200, 4096, 4097, 70000])
+def test_permutation_is_jax_permutation(n):
+    for seed in (0, 5):
+        k = jax.random.fold_in(jax.random.key(seed), n)
+        want = jax.random.permutation(k, n)
+        got = rng.permutation(k, n)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(jax.jit(rng.permutation, static_argnums=1)(k, n), want)
+    keys = jax.random.split(jax.random.key(1), 3)
+    np.testing.assert_array_equal(
+        jax.vmap(lambda k: rng.permutation(k, n))(keys),
+        jax.vmap(lambda k: jax.random.permutation(k, n))(keys),
+    )
+
+
+def test_permutation_falls_back_where_it_does_not_sort():
+    k = jax.random.key(3)
+    np.testing.assert_array_equal(rng.permutation(k, 1), jax.random.permutation(k, 1))
+    np.testing.assert_array_equal(rng.permutation(k, 0), jax.random.permutation(k, 0))
+    with pytest.raises(ValueError, match="single key"):  # jax.random's own message
+        rng.permutation(jax.random.split(k, 2), 5)
+
+
+@pytest.mark.parametrize("n", [2, 7, 1000, 70000])
+@pytest.mark.parametrize("distinct", [2, 50, 2**32])
+def test_stable_order_is_a_stable_argsort(n, distinct):
+    # few distinct keys: ties everywhere, which a sort that is not stable would reorder
+    keys = np.random.default_rng(n).integers(0, distinct, n, dtype=np.uint64).astype(np.uint32)
+    np.testing.assert_array_equal(
+        rng.stable_order(jnp.asarray(keys)), np.argsort(keys, kind="stable")
+    )
