@@ -1511,6 +1511,71 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
     return out
 
 
+TOLERANCES = (0.005, 0.01, 0.02)  # the tolerance rules tuning_noise tries, relative
+
+
+def tuning_noise(cpus: list[tuple]) -> dict | None:
+    """How far the CPU's rounding moves the tuning's scores, against the gaps they decide.
+
+    Every tuning made on both CPUs counts once (one data set or part, net and grid). A
+    candidate's *move* is its pilots' mean validation loss there minus here, relative to
+    here; a tuning's *lead* is its choice's margin over its runner-up here, relative. A
+    tolerance rule takes the first candidate in the grid's order (recipes as the protocol
+    lists them, rates ascending) whose score is within ``t`` of the best, relative, instead
+    of the lowest: where near-ties alone moved the choices, such a rule would hold them.
+
+    Args:
+      cpus: :func:`other_cpus`.
+
+    Returns:
+      ``{"n", "differ", "move" (median, 90th percentile), "lead" (median), "rules" {t: the
+      choices that differ under it}}``, or None where no tuning was made on both CPUs.
+    """
+
+    def candidates(arm: dict) -> list[tuple[str, str, float]]:
+        return [
+            (recipe, lr, float(v))
+            for recipe, grid in arm["tuning"].items()
+            for lr, v in grid.items()
+            if v is not None
+        ]
+
+    def choice(arm: dict, t: float) -> tuple[str, str]:
+        c = candidates(arm)
+        best = min(v for *_, v in c)
+        if t == 0:
+            return min(c, key=lambda x: x[2])[:2]
+        return next(x for x in c if x[2] <= best * (1 + t))[:2]
+
+    seen: dict[tuple, tuple[dict, dict]] = {}
+    for data, here, there, _ in cpus:
+        for n in there:
+            mine, theirs = tuned_arms(here[n]), tuned_arms(there[n])
+            for path, a in mine.items():
+                if path not in theirs or len(candidates(a)) < 2:
+                    continue
+                last = path.strip("/").split("/")[-1]
+                part = last if last.startswith(f"{data}[") else data
+                grid = json.dumps(a["tuning"], sort_keys=True)
+                seen.setdefault((part, a.get("tuned_as", path), grid), (a, theirs[path]))
+    if not seen:
+        return None
+    moves, leads = [], []
+    for a, b in seen.values():
+        theirs = {(r, lr): v for r, lr, v in candidates(b)}
+        moves += [abs(theirs[(r, lr)] - v) / v for r, lr, v in candidates(a) if (r, lr) in theirs]
+        scores = sorted(v for *_, v in candidates(a))
+        leads.append(scores[1] / scores[0] - 1)
+    differ = lambda t: sum(choice(a, t) != choice(b, t) for a, b in seen.values())  # noqa: E731
+    return {
+        "n": len(seen),
+        "differ": differ(0),
+        "move": (float(np.median(moves)), float(np.percentile(moves, 90))),
+        "lead": float(np.median(leads)),
+        "rules": {t: differ(t) for t in TOLERANCES},
+    }
+
+
 def tuned_otherwise(here: dict, there: dict) -> list[tuple[str, dict, dict]]:
     """The arms of one experiment tuned to another recipe or learning rate on another CPU.
 
@@ -1667,6 +1732,53 @@ def tuning_lines(cpus: list[tuple]) -> list[str]:
         "made, or whose code is unrecorded, says so: the code can move the choice too.",
         "",
         *[f"- {x}." for x in shifts],
+        "",
+        *noise_lines(tuning_noise(cpus)),
+    ]
+
+
+def noise_lines(noise: dict | None) -> list[str]:
+    """:func:`tuning_lines`' sentence on whether a tolerance rule would hold the choices.
+
+    Args:
+      noise: :func:`tuning_noise`.
+
+    Returns:
+      Markdown lines; none without tunings made on both CPUs.
+    """
+    if noise is None:
+        return []
+    pct = lambda x: f"{100 * x:.2g}%"  # noqa: E731
+    rules = noise["rules"]
+    fewest = min(rules.values())
+    verdict = (
+        "none of them leaves fewer choices different than the lowest score does"
+        if fewest >= noise["differ"]
+        else f"the best of them (t = {pct(min(t for t, k in rules.items() if k == fewest))}) "
+        f"leaves {fewest} where the lowest score leaves {noise['differ']}"
+    )
+    wide = noise["move"][1] > noise["lead"]
+    verdict += (
+        ". The protocol keeps the lowest score: a tolerance moves a near-tie to its own edge "
+        "rather than removing it"
+        + (
+            ", and at least a tenth of the moves exceed the median lead. A mean over more pilot "
+            "seeds would narrow the moves (not measured here), at the pilots' cost"
+            if wide
+            else ""
+        )
+    )
+    return [
+        f"Could a rule that keeps near-ties apart hold these choices? Over the {noise['n']} "
+        f"tuning{'s' if noise['n'] > 1 else ''} made on both CPUs, a candidate's pilot "
+        "score moves by a median "
+        f"{pct(noise['move'][0])} between them (90th percentile {pct(noise['move'][1])}), "
+        f"while a choice leads its runner-up by a median {pct(noise['lead'])}; "
+        f"{noise['differ']} of the {noise['n']} choices differ. Taking instead the first "
+        "candidate in the grid's order (recipes as listed, rates ascending) within t of the "
+        "best score would leave "
+        + ", ".join(f"{k} different at t = {pct(t)}" for t, k in rules.items())
+        + f": {verdict}.",
         "",
     ]
 

@@ -6,8 +6,10 @@ import pytest
 from dropstudy_experiments.report import (
     cpu_comparison,
     found_table,
+    noise_lines,
     other_cpus,
     paired_shift,
+    tuning_noise,
 )
 
 from dropstudy.validate import DropstudyError
@@ -251,6 +253,46 @@ def test_an_arm_tuned_otherwise_on_another_cpu_is_named_once(tmp_path):
     alike = other_cpus([(tmp_path, here)], [_folder(tmp_path / "cpu-2", {**there, **{
         n: {**here[n], "machine": XEON} for n in ("robustness", "overfitting")}})])  # fmt: skip
     assert "tuning chose another" not in "\n".join(cpu_comparison(alike))
+
+
+def test_the_tolerance_rules_are_scored_on_the_tunings_made_on_both_cpus(tmp_path):
+    """Every tuning made on both CPUs counts once: its candidates' moves, its lead, and the
+    choices of the lowest score and of each tolerance rule (the first candidate in the
+    grid's order within t of the best) on both CPUs."""
+
+    def cpus(pairs, name):
+        here = {"robustness": {**_fake(0.5, 0.001, EPYC), "arms": {}}}
+        there = {"robustness": {**here["robustness"], "machine": XEON, "arms": {}}}
+        for arm, (a, b) in pairs.items():
+            here["robustness"]["arms"][arm] = _arm("adam", 0, a)
+            there["robustness"]["arms"][arm] = _arm("adam", 0, b)
+        return other_cpus([(tmp_path, here)], [_folder(tmp_path / name, there)])
+
+    # a near-tie that a 0.5% tolerance holds; a clear choice; a single candidate (no choice)
+    near = ({"adam": {"0.001": 1.0, "0.003": 1.004}}, {"adam": {"0.001": 1.006, "0.003": 1.003}})
+    clear = ({"adam": {"0.001": 1.0, "0.003": 1.5}}, {"adam": {"0.001": 1.0, "0.003": 1.5}})
+    single = ({"adam": {"0.001": 1.0}}, {"adam": {"0.001": 2.0}})
+    noise = tuning_noise(cpus({"near": near, "clear": clear, "one": single}, "a"))
+    assert noise["n"] == 2 and noise["differ"] == 1
+    assert noise["rules"] == {0.005: 0, 0.01: 0, 0.02: 0}
+    assert noise["lead"] == pytest.approx((0.004 + 0.5) / 2)
+    # moves: near's 0.006 and 0.001 / 1.004, clear's 0 and 0
+    assert noise["move"][0] == pytest.approx(0.001 / 1.004 / 2)
+    text = " ".join(noise_lines(noise))
+    assert "Over the 2 tunings made on both CPUs" in text
+    assert "1 of the 2 choices differ" in text
+    assert "the best of them (t = 0.5%) leaves 0 where the lowest score leaves 1" in text
+    assert "at least a tenth" not in text  # the moves stay below the median lead
+    # a tie that moves by more than any tolerance: no rule holds it
+    far = ({"adam": {"0.001": 1.0, "0.003": 1.05}}, {"adam": {"0.001": 1.1, "0.003": 1.0}})
+    noise = tuning_noise(cpus({"far": far}, "b"))
+    assert noise["rules"] == {0.005: 1, 0.01: 1, 0.02: 1}
+    text = " ".join(noise_lines(noise))
+    assert "Over the 1 tuning made on both CPUs" in text
+    assert "none of them leaves fewer choices different than the lowest score does" in text
+    assert "at least a tenth of the moves exceed the median lead" in text
+    assert tuning_noise(cpus({"one": single}, "c")) is None
+    assert noise_lines(None) == []
 
 
 def test_a_verdict_the_adjustment_alone_moves_shows_the_unadjusted_one():
