@@ -80,6 +80,7 @@ mutate: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --write benchmarks/RESULTS.md
 	$(PY) benchmarks/run.py --only study --write benchmarks/STUDY.md
+	$(PY) benchmarks/run.py --only training --write benchmarks/TRAINING.md
 	$(PY) benchmarks/readme_table.py
 	$(PY) benchmarks/readme_compare.py
 	$(PY) benchmarks/kernels.py --write benchmarks/PROFILE.md

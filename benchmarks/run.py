@@ -709,7 +709,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--only",
         default="",
-        help="comma list: exact,mc,sums,tutorial,training,growth,study (default: all but study)",
+        help="comma list: exact,mc,sums,tutorial,growth,training,study (default: all but "
+        "training and study, which make bench writes to files of their own)",
     )
     results = Path(__file__).resolve().parent.parent / "results"
     ap.add_argument(
@@ -726,7 +727,8 @@ def main(argv=None) -> int:
     only = set(filter(None, args.only.split(",")))
     # The study's wall time is read from its logs and written to a file of its own
     # (STUDY.md, `--only study`), so the kernel benchmarks never carry a stale study row.
-    want = lambda s: s in only if only else s != "study"  # noqa: E731
+    # Training's permutation rows likewise go to TRAINING.md (`--only training`).
+    want = lambda s: s in only if only else s not in ("study", "training")  # noqa: E731
     dev = jax.devices()[0]
     machine = f"{cpu_name()}, {len(jax.devices())} {dev.platform} device(s), {dev.device_kind}"
     header = (
