@@ -568,7 +568,7 @@ def torch_tutorial(sets, steps):
 
 
 def bench_training(repeats: int, quick: bool) -> None:
-    """Minibatch training as the protocol's pilots run it, with each epoch's permutation drawn
+    """Minibatch training on a grid like the protocol's pilots, with each epoch's permutation drawn
     by :func:`dropstudy.rng.permutation` (the library's) and by ``jax.random.permutation``
     (the same numbers, a key-value sort), in the same run.
 

@@ -109,22 +109,25 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
 
     ``jax.random.permutation`` sorts the indices by fresh 32-bit random keys, one stable
     key-value sort per round. XLA:CPU runs a key-value sort through a comparator function
-    called for every comparison, about 6x slower than its sort of one array of unsigned
-    integers. Here each round's stable sort is a least-significant-digit radix sort whose
-    passes sort single ``uint32`` arrays: a pass packs a digit of the keys above the position
-    the index holds so far, so equal digits keep their order (the passes together are the
-    stable sort). Training draws one permutation per epoch, which cost a small net as much
-    as its epoch's steps.
+    called for every comparison, far slower than its sort of one array of unsigned integers.
+    Here each round's stable sort is a least-significant-digit radix sort whose passes sort
+    single ``uint32`` arrays: a pass packs a digit of the keys above the position the index
+    holds so far, so equal digits keep their order (the passes together are the stable
+    sort). Training draws one permutation per epoch, which costs a small net as much as
+    its epoch's steps (``benchmarks/TRAINING.md``).
 
     Args:
-      key: a scalar PRNG key (any implementation: the random bits are ``jax.random``'s).
+      key: a scalar typed PRNG key (``jax.random.key``, any implementation: the random bits
+        are ``jax.random``'s). Raw ``uint32`` key data, a batch of keys, and ``n`` below 2
+        or above 2^21 (four passes or more a round) go to ``jax.random.permutation`` itself.
       n: the number of indices, a Python int.
 
     Returns:
-      int32 ``(n,)``: a permutation of ``0 .. n - 1``, bit for bit
-      ``jax.random.permutation(key, n)``.
+      ``(n,)`` of JAX's default integer type (int32; int64 under ``jax_enable_x64``): a
+      permutation of ``0 .. n - 1``, bit for bit ``jax.random.permutation(key, n)``.
     """
-    if key.shape or not 2 <= n < 2**31:
+    typed = jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key)
+    if not typed or key.shape or not isinstance(n, int) or not 2 <= n <= MAX_RADIX:
         return jax.random.permutation(key, n)
     # jax.random.permutation's own rounds: enough 32-bit keys that ties are unlikely
     rounds = int(np.ceil(3 * np.log(n) / np.log(np.iinfo(np.uint32).max)))
@@ -135,11 +138,17 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     return x
 
 
+# Above 2^21 indices a round takes four passes or more, each with two gathers: not measured
+# to beat one key-value sort there, so permutation leaves those to jax.random.
+MAX_RADIX = 2**21
+
+
 def stable_order(keys: jax.Array) -> jax.Array:
     """The indices that sort ``keys`` stably, by single-array ``uint32`` sorts.
 
     Args:
-      keys: uint32 ``(n,)``, ``2 <= n < 2^31``.
+      keys: uint32 ``(n,)``, ``2 <= n < 2^31`` (the passes grow with ``n``: two up to
+        2^16, three up to 2^21).
 
     Returns:
       int32 ``(n,)``: ``order`` with ``keys[order]`` ascending and equal keys in index

@@ -1517,12 +1517,13 @@ TOLERANCES = (0.005, 0.01, 0.02)  # the tolerance rules tuning_noise tries, rela
 def tuning_noise(cpus: list[tuple]) -> dict | None:
     """How far the CPU's rounding moves the tuning's scores, against the gaps they decide.
 
-    Every tuning made on both CPUs counts once (one data set or part, net and grid). A
-    candidate's *move* is its pilots' mean validation loss there minus here, relative to
-    here; a tuning's *lead* is its choice's margin over its runner-up here, relative. A
-    tolerance rule takes the first candidate in the grid's order (recipes as the protocol
-    lists them, rates ascending) whose score is within ``t`` of the best, relative, instead
-    of the lowest: where near-ties alone moved the choices, such a rule would hold them.
+    Every tuning made on both CPUs with at least two scored candidates counts once (one
+    data set or part, net, grid and other CPU). A candidate's *move* is
+    ``|there - here| / here`` of its pilots' mean validation loss; a tuning's *lead* is its
+    choice's margin over its runner-up here, relative. A tolerance rule takes the smallest
+    learning rate (recipes by name where two share it) whose score is within ``t`` of the
+    best, relative, instead of the lowest score: a fixed preference among near-ties, so
+    where near-ties alone moved the choices, such a rule would hold them.
 
     Args:
       cpus: :func:`other_cpus`.
@@ -1533,12 +1534,15 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
     """
 
     def candidates(arm: dict) -> list[tuple[str, str, float]]:
-        return [
+        # in the rules' order of preference: the rate as a number (the grid's keys are
+        # text, "1e-05" after "0.0001"), then the recipe's name
+        found = [
             (recipe, lr, float(v))
             for recipe, grid in arm["tuning"].items()
             for lr, v in grid.items()
             if v is not None
         ]
+        return sorted(found, key=lambda x: (float(x[1]), x[0]))
 
     def choice(arm: dict, t: float) -> tuple[str, str]:
         c = candidates(arm)
@@ -1557,7 +1561,8 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
                 last = path.strip("/").split("/")[-1]
                 part = last if last.startswith(f"{data}[") else data
                 grid = json.dumps(a["tuning"], sort_keys=True)
-                seen.setdefault((part, a.get("tuned_as", path), grid), (a, theirs[path]))
+                key = (part, a.get("tuned_as", path), grid, cpu_of(there[n]))
+                seen.setdefault(key, (a, theirs[path]))
     if not seen:
         return None
     moves, leads = [], []
@@ -1738,7 +1743,7 @@ def tuning_lines(cpus: list[tuple]) -> list[str]:
 
 
 def noise_lines(noise: dict | None) -> list[str]:
-    """:func:`tuning_lines`' sentence on whether a tolerance rule would hold the choices.
+    """:func:`tuning_lines`' paragraph on whether a tolerance rule would hold the choices.
 
     Args:
       noise: :func:`tuning_noise`.
@@ -1769,14 +1774,14 @@ def noise_lines(noise: dict | None) -> list[str]:
         )
     )
     return [
-        f"Could a rule that keeps near-ties apart hold these choices? Over the {noise['n']} "
+        f"Could a fixed preference among near-ties hold these choices? Over the {noise['n']} "
         f"tuning{'s' if noise['n'] > 1 else ''} made on both CPUs, a candidate's pilot "
         "score moves by a median "
         f"{pct(noise['move'][0])} between them (90th percentile {pct(noise['move'][1])}), "
         f"while a choice leads its runner-up by a median {pct(noise['lead'])}; "
-        f"{noise['differ']} of the {noise['n']} choices differ. Taking instead the first "
-        "candidate in the grid's order (recipes as listed, rates ascending) within t of the "
-        "best score would leave "
+        f"{noise['differ']} of the {noise['n']} choices differ. Taking instead the smallest "
+        "learning rate (recipes by name where two share it) whose score is within t of the "
+        "best would leave "
         + ", ".join(f"{k} different at t = {pct(t)}" for t, k in rules.items())
         + f": {verdict}.",
         "",

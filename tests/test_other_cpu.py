@@ -282,6 +282,7 @@ def test_the_tolerance_rules_are_scored_on_the_tunings_made_on_both_cpus(tmp_pat
     assert "Over the 2 tunings made on both CPUs" in text
     assert "1 of the 2 choices differ" in text
     assert "the best of them (t = 0.5%) leaves 0 where the lowest score leaves 1" in text
+    assert "Taking instead the smallest learning rate" in text
     assert "at least a tenth" not in text  # the moves stay below the median lead
     # a tie that moves by more than any tolerance: no rule holds it
     far = ({"adam": {"0.001": 1.0, "0.003": 1.05}}, {"adam": {"0.001": 1.1, "0.003": 1.0}})
@@ -291,6 +292,16 @@ def test_the_tolerance_rules_are_scored_on_the_tunings_made_on_both_cpus(tmp_pat
     assert "Over the 1 tuning made on both CPUs" in text
     assert "none of them leaves fewer choices different than the lowest score does" in text
     assert "at least a tenth of the moves exceed the median lead" in text
+    # the preference is the smaller rate as a number, whatever the grid's text order
+    # ("0.0001" before "1e-05") or recipe order (adam before sgd): either order would leave
+    # these two choices different at 0.5%
+    recipes = (
+        {"adam": {"0.01": 1.0}, "sgd": {"0.003": 1.004}},
+        {"adam": {"0.01": 1.006}, "sgd": {"0.003": 1.0}},
+    )
+    textual = ({"adam": {"0.0001": 1.006, "1e-05": 1.0}}, {"adam": {"0.0001": 1.0, "1e-05": 1.004}})
+    noise = tuning_noise(cpus({"recipes": recipes, "text": textual}, "d"))
+    assert noise["differ"] == 2 and noise["rules"][0.005] == 0
     assert tuning_noise(cpus({"one": single}, "c")) is None
     assert noise_lines(None) == []
 

@@ -80,15 +80,26 @@ def test_permutation_falls_back_where_it_does_not_sort():
     k = jax.random.key(3)
     np.testing.assert_array_equal(rng.permutation(k, 1), jax.random.permutation(k, 1))
     np.testing.assert_array_equal(rng.permutation(k, 0), jax.random.permutation(k, 0))
+    raw = jax.random.PRNGKey(3)  # raw uint32 key data
+    np.testing.assert_array_equal(rng.permutation(raw, 50), jax.random.permutation(raw, 50))
+    big = rng.MAX_RADIX + 1  # four passes a round: jax.random's own sort
+    np.testing.assert_array_equal(
+        rng.permutation(k, big)[:100], jax.random.permutation(k, big)[:100]
+    )
     with pytest.raises(ValueError, match="single key"):  # jax.random's own message
         rng.permutation(jax.random.split(k, 2), 5)
 
 
 @pytest.mark.parametrize("n", [2, 7, 1000, 70000])
-@pytest.mark.parametrize("distinct", [2, 50, 2**32])
+@pytest.mark.parametrize("distinct", [2, 50, 2**32, "spread"])
 def test_stable_order_is_a_stable_argsort(n, distinct):
-    # few distinct keys: ties everywhere, which a sort that is not stable would reorder
-    keys = np.random.default_rng(n).integers(0, distinct, n, dtype=np.uint64).astype(np.uint32)
+    # few distinct keys: ties everywhere, which a sort that is not stable would reorder;
+    # "spread": ties among 50 keys drawn over the whole range, so they differ in every digit
+    r = np.random.default_rng(n)
+    if distinct == "spread":
+        keys = r.choice(r.integers(0, 2**32, 50, dtype=np.uint64), n).astype(np.uint32)
+    else:
+        keys = r.integers(0, distinct, n, dtype=np.uint64).astype(np.uint32)
     np.testing.assert_array_equal(
         rng.stable_order(jnp.asarray(keys)), np.argsort(keys, kind="stable")
     )
