@@ -1638,6 +1638,24 @@ def fixed_margin_headline(
     return headline_caveats
 
 
+def margin_source(r: dict, design: str, field: str = "margin") -> str:
+    """Where a section's margin came from, in words: the design, or the command line.
+
+    Args:
+      r: the results file.
+      design: the margin the study's design fixes, as the section writes it ("+-2 points").
+      field: the config field that holds the margin.
+
+    Returns:
+      ``"fixed before the run"``, or, where the run set ``field`` (its scale's ``set``),
+      ``"set from the command line (--set FIELD=VALUE); the study's design fixes DESIGN"``.
+    """
+    value = r.get("scale", {}).get("set", {}).get(field)
+    if value is None:
+        return "fixed before the run"
+    return f"set from the command line (--set {field}={value}); the study's design fixes {design}"
+
+
 def reach_str(t: dict, margin: float, unit: str) -> str:
     """Whether an equivalence test's design can show equivalence within its margin, in words.
 

@@ -1530,7 +1530,8 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
 
     Returns:
       ``{"n", "differ", "move" (median, 90th percentile), "lead" (median), "rules" {t: the
-      choices that differ under it}}``, or None where no tuning was made on both CPUs.
+      choices that differ under it}}``, or None where no tuning was made on both CPUs (or
+      its scores are 0, with no relative move or lead).
     """
 
     def candidates(arm: dict) -> list[tuple[str, str, float]]:
@@ -1549,7 +1550,8 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
         best = min(v for *_, v in c)
         if t == 0:
             return min(c, key=lambda x: x[2])[:2]
-        return next(x for x in c if x[2] <= best * (1 + t))[:2]
+        # within t of the best, relative to its size (the best itself always is)
+        return next(x for x in c if x[2] - best <= t * abs(best))[:2]
 
     seen: dict[tuple, tuple[dict, dict]] = {}
     for data, here, there, _ in cpus:
@@ -1568,9 +1570,16 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
     moves, leads = [], []
     for a, b in seen.values():
         theirs = {(r, lr): v for r, lr, v in candidates(b)}
-        moves += [abs(theirs[(r, lr)] - v) / v for r, lr, v in candidates(a) if (r, lr) in theirs]
+        moves += [
+            abs(theirs[(r, lr)] - v) / abs(v)
+            for r, lr, v in candidates(a)
+            if (r, lr) in theirs and v != 0
+        ]
         scores = sorted(v for *_, v in candidates(a))
-        leads.append(scores[1] / scores[0] - 1)
+        if scores[0] != 0:
+            leads.append((scores[1] - scores[0]) / abs(scores[0]))
+    if not moves or not leads:  # every score 0: no relative move or lead to give
+        return None
     differ = lambda t: sum(choice(a, t) != choice(b, t) for a, b in seen.values())  # noqa: E731
     return {
         "n": len(seen),

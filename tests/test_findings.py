@@ -242,3 +242,25 @@ def test_a_margin_set_from_the_command_line_is_not_called_fixed_by_design():
         {**r, "scale": {"set": {"mc_k": "50"}}}
     )
     assert "(--set mc_k=50), not by the study's design (stated)" in named
+
+
+@pytest.mark.parametrize(
+    ("name", "design"),
+    [("baselines", "+-2 points"), ("regression", "+-0.02")],
+)
+def test_a_section_says_where_its_margin_came_from(name, design):
+    """A section that gives its margin's reason says the run set it, where it did."""
+    import importlib
+    import json
+    from pathlib import Path
+
+    section = importlib.import_module(f"dropstudy_experiments.sections.{name}").section
+    path = Path(__file__).resolve().parent.parent / "results" / name / "results.json"
+    r = json.loads(path.read_text())
+    assert "(fixed before the run" in section(r)
+    r["scale"] = {**r.get("scale", {}), "set": {"margin": "0.03"}}
+    text = section(r)
+    assert "fixed before the run" not in text
+    assert f"set from the command line (--set margin=0.03); the study's design fixes {design}" in (
+        " ".join(text.split())
+    )

@@ -306,6 +306,10 @@ REVIEWED_REPORT = (
     # shown only where a choice differs, its count computed; the altered copies leave the
     # tuned choices alone, so its wording stays
     "The protocol's tuning chose another recipe",
+    # computed from the tuned grids, which the altered copies leave alone: both of the
+    # verdict's branches are tested on grids made for them (test_other_cpu)
+    "Could a fixed preference among near-ties hold these choices?",
+    "The protocol keeps the lowest score: a tolerance moves a near-tie",
     "Each cell gives the headline verdict",
     "*Fragile*: the headline differs",
     '*A mark "another CPU" says',

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..baselines import MODELS, Config
-from ..common import ci_str, fixed_margin_headline, plt, seeds_str, table
+from ..common import ci_str, fixed_margin_headline, margin_source, plt, seeds_str, table
 
 # How its primary came to be what it is, where its own result was seen first (Scope says more)
 POST_HOC = (
@@ -97,6 +97,7 @@ def section(r: dict) -> str:
         f"{'inside' if inside[m] else 'outside'} the 95% interval of the mean"
         for m in MODELS
     )
+    origin = margin_source(r, f"+-{100 * Config.margin:g} points")
     return f"""The reference rows for the study's MNIST-1D nets, a check of the set-up rather than
 a claim about dropout (decided alone, outside the claims' family): the anchor
 repository's MLP ({n["n_features"]}-{c["hidden"]}-{c["hidden"]}-10, second layer residual)
@@ -110,7 +111,7 @@ default arguments: {n["n_train"]:,} training and {n["n_test"]:,} test signals), 
 against the repository's own data file. Plain nets.
 
 A model reproduces its published figure when its mean test accuracy is equivalent to it
-within +-{100 * c["margin"]:g} percentage points (fixed before the run: a single run's
+within +-{100 * c["margin"]:g} percentage points ({origin}: a single run's
 accuracy on the test set has a sampling error of under one point, and the published figures
 are single runs rounded to whole points). The intervals cover seed variation only, not the
 test set's sampling or the published run's own noise. The CNN is the primary: the harder
