@@ -2,6 +2,7 @@
 (the cells recomputed after the interrupt reproduce the uninterrupted run's)."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,6 +110,25 @@ def test_a_margin_set_elsewhere_copies_every_cell_and_changes_only_the_summary(
     new = json.loads((tmp_path / NAME / "results.json").read_text())
     assert (new["config"]["margin"], ref["config"]["margin"]) == (0.3, 0.1)
     assert new["rows"] == ref["rows"] and new["tests"] != ref["tests"]
+
+
+def test_a_reuse_folder_without_this_runs_cells_is_said_to_have_given_none(
+    reference_dir, tmp_path, capsys
+):
+    """A ``--reuse`` folder that holds no cell under the run's keys copies nothing, and the
+    log says so rather than staying silent."""
+    from dropstudy_experiments import cli
+
+    empty = tmp_path / "elsewhere"
+    (empty / NAME / "cells").mkdir(parents=True)
+    out = tmp_path / "out"
+    # the run's own folder holds every cell already: nothing to compute, nothing to copy
+    shutil.copytree(reference_dir / NAME / "cells", out / NAME / "cells")
+    args = ["run", NAME, "--quick", "--no-progress", "--out", str(out), "--reuse", str(empty)]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert f"; none copied from {empty} (no cell stored there under this run's keys" in err
+    assert not any((empty / NAME / "cells").iterdir())  # read, never written
 
 
 def test_changed_config_is_not_reused(tmp_path):
