@@ -23,7 +23,7 @@ import contextvars
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -479,21 +479,30 @@ class MLP(nn.Module):
 
 
 class PatchConv(nn.Module):
-    """A stride-1, "SAME"-padded convolution written as patches times a matrix (im2col).
+    """A convolution written as patches times a matrix (im2col), for any strides and padding.
 
     The same parameters (``kernel`` of shape ``(*kernel_size, C_in, features)``, ``bias``),
-    initialisers and outputs as ``flax.linen.Conv(features, kernel_size)``, to float
-    precision (tested). Why: XLA's CPU convolution is slow for these tiny kernels, and
-    slower again under ``vmap`` over seeds (a grouped convolution) and in its gradient;
-    shifted slices and one matmul are what CPUs, GPUs and TPUs do fast, and batch over seeds.
+    initialisers and outputs as ``flax.linen.Conv(features, kernel_size, strides, padding)``,
+    to float precision (tested). Why: XLA's CPU convolution is slow for these small kernels,
+    and slower again under ``vmap`` over seeds (a grouped convolution) and in its gradient;
+    strided slices and one matmul are what CPUs, GPUs and TPUs do fast, and batch over seeds.
 
     Attributes:
       features: output channels.
       kernel_size: the window, one size per spatial axis.
+      strides: the step per spatial axis (None: 1 on every axis).
+      padding: ``"SAME"`` (as ``lax.conv_general_dilated`` pads: the extra one of an uneven
+        total goes after), ``"VALID"``, or ``(low, high)`` per spatial axis.
+      kernel_init: the kernel's initialiser (``nn.Conv``'s default).
+      bias_init: the bias's initialiser (``nn.Conv``'s default).
     """
 
     features: int
     kernel_size: Sequence[int]
+    strides: Sequence[int] | None = None
+    padding: str | Sequence[tuple[int, int]] = "SAME"
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros_init()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -503,24 +512,55 @@ class PatchConv(nn.Module):
           x: inputs ``(B, *spatial, C_in)``.
 
         Returns:
-          ``(B, *spatial, features)``.
+          ``(B, *spatial_out, features)``: ``spatial`` itself for stride 1 and "SAME".
+
+        Raises:
+          DropstudyError: if ``strides`` or ``padding`` do not fit ``kernel_size``, or a
+            window is wider than its padded input.
         """
         ks = tuple(self.kernel_size)
-        c_in = x.shape[-1]
-        kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(), (*ks, c_in, self.features), jnp.float32
-        )
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        strides = (1,) * len(ks) if self.strides is None else tuple(self.strides)
         spatial = x.shape[1:-1]
-        # "SAME" padding as lax.conv_general_dilated pads it: the extra one of an even kernel
-        # goes after.
-        pads = [(0, 0)] + [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in ks] + [(0, 0)]
-        xp = jnp.pad(x, pads)
+        if len(strides) != len(ks) or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in strides
+        ):
+            raise DropstudyError(
+                f"PatchConv: strides must be one whole number >= 1 per spatial axis of the "
+                f"kernel {ks}, got {self.strides!r}"
+            )
+        if self.padding == "SAME":
+            # lax's "SAME": ceil(n / s) outputs; the extra one of an uneven total goes after
+            totals = [max((-(-n // s) - 1) * s + k - n, 0) for n, s, k in zip(spatial, strides, ks)]
+            pad = [(t // 2, t - t // 2) for t in totals]
+        elif self.padding == "VALID":
+            pad = [(0, 0)] * len(ks)
+        else:
+            pad = [tuple(p) for p in self.padding]
+            if len(pad) != len(ks) or any(len(p) != 2 or min(p) < 0 for p in pad):
+                raise DropstudyError(
+                    f"PatchConv: padding must be 'SAME', 'VALID' or one (low, high) pair of "
+                    f"whole numbers >= 0 per spatial axis, got {self.padding!r}"
+                )
+        out = [(n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(spatial, pad, ks, strides)]
+        if min(out, default=1) < 1:
+            raise DropstudyError(
+                f"PatchConv: window {ks} is wider than the padded input {tuple(spatial)} "
+                f"(padding {pad})"
+            )
+        c_in = x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (*ks, c_in, self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        xp = jnp.pad(x, [(0, 0), *pad, (0, 0)])
+
+        def window(o: int, n: int, s: int) -> slice:
+            # a stride of 1 as a plain slice: the program stride-1 nets always compiled
+            return slice(o, o + n) if s == 1 else slice(o, o + s * (n - 1) + 1, s)
+
         cols = [
-            xp[(slice(None), *(slice(o, o + n) for o, n in zip(off, spatial)), slice(None))]
+            xp[(slice(None), *(window(o, n, s) for o, n, s in zip(off, out, strides)), slice(None))]
             for off in itertools.product(*(range(k) for k in ks))
         ]
-        patches = jnp.concatenate(cols, axis=-1)  # (B, *spatial, prod(ks) * C_in)
+        patches = jnp.concatenate(cols, axis=-1)  # (B, *out, prod(ks) * C_in)
         return patches @ kernel.reshape(-1, self.features) + bias
 
 

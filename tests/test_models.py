@@ -93,3 +93,53 @@ def test_patch_conv_is_linen_conv(kernel, shape):
     assert jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.array_equal(u, v)), va, vb))
     v = jax.tree.map(lambda u: u + 0.3 * jax.random.normal(jax.random.key(2), u.shape), va)
     np.testing.assert_allclose(a.apply(v, x), b.apply(v, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding, shape",
+    [
+        ((5,), (2,), ((1, 1),), (3, 40, 1)),  # the MNIST-1D baseline's first layer
+        ((3,), (2,), ((1, 1),), (3, 19, 25)),  # its second, on an odd length
+        ((3, 3), (2, 1), "SAME", (2, 7, 8, 2)),  # SAME with a stride: ceil(n / s) outputs
+        ((4,), (3,), "VALID", (2, 13, 2)),
+        ((2, 3), (1, 2), ((0, 2), (1, 0)), (2, 6, 7, 1)),
+    ],
+)
+def test_strided_patch_conv_is_linen_conv(kernel, strides, padding, shape):
+    """Strides, "SAME", "VALID" and explicit padding, and initialisers of one's own: the same
+    parameters and initial values as nn.Conv, the same output shape and values."""
+    import flax.linen as nn
+
+    from dropstudy.models import PatchConv
+
+    inits = {
+        "kernel_init": nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+        "bias_init": nn.initializers.normal(0.5),
+    }
+    x = jax.random.normal(jax.random.key(0), shape)
+    a = PatchConv(6, kernel, strides=strides, padding=padding, **inits)
+    b = nn.Conv(6, kernel, strides=strides, padding=padding, **inits)
+    va, vb = a.init(jax.random.key(1), x), b.init(jax.random.key(1), x)
+    assert jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.array_equal(u, v)), va, vb))
+    ya, yb = a.apply(va, x), b.apply(va, x)
+    assert ya.shape == yb.shape
+    np.testing.assert_allclose(ya, yb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"strides": (0,)}, "strides must be one whole number >= 1 per spatial axis"),
+        ({"strides": (1, 1)}, "strides must be one whole number"),
+        ({"padding": ((1,),)}, "padding must be 'SAME', 'VALID' or one"),
+        ({"padding": ((1, 1), (1, 1))}, "padding must be"),
+        ({"padding": "VALID", "kernel_size": (9,)}, "is wider than the padded input"),
+    ],
+)
+def test_patch_conv_refuses_what_does_not_fit(kw, match):
+    from dropstudy.models import PatchConv
+    from dropstudy.validate import DropstudyError
+
+    args = {"features": 2, "kernel_size": (3,), **kw}
+    with pytest.raises(DropstudyError, match=match):
+        PatchConv(**args).init(jax.random.key(0), jnp.zeros((1, 5, 1)))
