@@ -23,6 +23,7 @@ import contextvars
 import dataclasses
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -479,28 +480,31 @@ class MLP(nn.Module):
 
 
 class PatchConv(nn.Module):
-    """A convolution written as patches times a matrix (im2col), for any strides and padding.
+    """A convolution written as patches times a matrix (im2col), with strides and padding.
 
     The same parameters (``kernel`` of shape ``(*kernel_size, C_in, features)``, ``bias``),
     initialisers and outputs as ``flax.linen.Conv(features, kernel_size, strides, padding)``,
-    to float precision (tested). Why: XLA's CPU convolution is slow for these small kernels,
-    and slower again under ``vmap`` over seeds (a grouped convolution) and in its gradient;
-    strided slices and one matmul are what CPUs, GPUs and TPUs do fast, and batch over seeds.
+    to float precision (tested), for batched inputs and the paddings below (not
+    ``nn.Conv``'s circular, reflect or causal ones, nor dilation or groups). Why: XLA's CPU
+    convolution is slow for these small kernels, and slower again under ``vmap`` over seeds
+    (a grouped convolution) and in its gradient; strided slices and one matmul are what
+    CPUs, GPUs and TPUs do fast, and batch over seeds.
 
     Attributes:
       features: output channels.
-      kernel_size: the window, one size per spatial axis.
-      strides: the step per spatial axis (None: 1 on every axis).
+      kernel_size: the window, one size per spatial axis (an int: a 1-D window).
+      strides: the step per spatial axis, or one int for every axis (None: 1).
       padding: ``"SAME"`` (as ``lax.conv_general_dilated`` pads: the extra one of an uneven
-        total goes after), ``"VALID"``, or ``(low, high)`` per spatial axis.
+        total goes after), ``"VALID"``, ``(low, high)`` per spatial axis, one int per
+        spatial axis (both sides), or one int for every side, as ``nn.Conv`` reads them.
       kernel_init: the kernel's initialiser (``nn.Conv``'s default).
       bias_init: the bias's initialiser (``nn.Conv``'s default).
     """
 
     features: int
-    kernel_size: Sequence[int]
-    strides: Sequence[int] | None = None
-    padding: str | Sequence[tuple[int, int]] = "SAME"
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] | None = None
+    padding: str | int | Sequence[int | tuple[int, int]] = "SAME"
     kernel_init: Callable = nn.initializers.lecun_normal()
     bias_init: Callable = nn.initializers.zeros_init()
 
@@ -509,25 +513,23 @@ class PatchConv(nn.Module):
         """The convolution of ``x``.
 
         Args:
-          x: inputs ``(B, *spatial, C_in)``.
+          x: inputs ``(B, *spatial, C_in)``, one spatial axis per kernel axis.
 
         Returns:
           ``(B, *spatial_out, features)``: ``spatial`` itself for stride 1 and "SAME".
 
         Raises:
-          DropstudyError: if ``strides`` or ``padding`` do not fit ``kernel_size``, or a
-            window is wider than its padded input.
+          DropstudyError: if ``x``, ``strides`` or ``padding`` do not fit ``kernel_size``, or
+            a window is wider than its padded input.
         """
-        ks = tuple(self.kernel_size)
-        strides = (1,) * len(ks) if self.strides is None else tuple(self.strides)
-        spatial = x.shape[1:-1]
-        if len(strides) != len(ks) or any(
-            not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in strides
-        ):
+        ks = _whole_numbers("kernel_size", self.kernel_size, None, minimum=1)
+        strides = _whole_numbers("strides", 1 if self.strides is None else self.strides, len(ks))
+        if x.ndim != len(ks) + 2:
             raise DropstudyError(
-                f"PatchConv: strides must be one whole number >= 1 per spatial axis of the "
-                f"kernel {ks}, got {self.strides!r}"
+                f"PatchConv: a {len(ks)}-D kernel takes inputs (batch, {len(ks)} spatial axes, "
+                f"channels), got shape {tuple(x.shape)}"
             )
+        spatial = x.shape[1:-1]
         if self.padding == "SAME":
             # lax's "SAME": ceil(n / s) outputs; the extra one of an uneven total goes after
             totals = [max((-(-n // s) - 1) * s + k - n, 0) for n, s, k in zip(spatial, strides, ks)]
@@ -535,12 +537,7 @@ class PatchConv(nn.Module):
         elif self.padding == "VALID":
             pad = [(0, 0)] * len(ks)
         else:
-            pad = [tuple(p) for p in self.padding]
-            if len(pad) != len(ks) or any(len(p) != 2 or min(p) < 0 for p in pad):
-                raise DropstudyError(
-                    f"PatchConv: padding must be 'SAME', 'VALID' or one (low, high) pair of "
-                    f"whole numbers >= 0 per spatial axis, got {self.padding!r}"
-                )
+            pad = _paddings(self.padding, len(ks))
         out = [(n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in zip(spatial, pad, ks, strides)]
         if min(out, default=1) < 1:
             raise DropstudyError(
@@ -562,6 +559,49 @@ class PatchConv(nn.Module):
         ]
         patches = jnp.concatenate(cols, axis=-1)  # (B, *out, prod(ks) * C_in)
         return patches @ kernel.reshape(-1, self.features) + bias
+
+
+def _whole_numbers(name: str, v: Any, n: int | None, minimum: int = 1) -> tuple[int, ...]:
+    """``v`` as a tuple of whole numbers >= ``minimum``: an int stands for ``n`` of them."""
+    try:
+        values = (operator.index(v),) * (n or 1) if not isinstance(v, Sequence) else v
+        values = tuple(operator.index(x) for x in values)
+    except TypeError:
+        values = ()
+    if (
+        not values
+        or (n is not None and len(values) != n)
+        or any(isinstance(x, bool) or x < minimum for x in values)
+    ):
+        per = f", {n} of them (one per spatial axis of the kernel)" if n else ""
+        raise DropstudyError(
+            f"PatchConv: {name} must be whole numbers >= {minimum}{per}, or one int; got {v!r}"
+        )
+    return values
+
+
+def _paddings(padding: Any, n: int) -> list[tuple[int, int]]:
+    """Explicit padding as ``nn.Conv`` reads it: ``(low, high)`` per axis, an int per axis,
+    or one int for every side."""
+    try:
+        if not isinstance(padding, Sequence) or isinstance(padding, str):
+            p = operator.index(padding)
+            pad = [(p, p)] * n
+        else:
+            pad = [
+                (operator.index(a), operator.index(a))
+                if not isinstance(a, Sequence)
+                else tuple(operator.index(b) for b in a)
+                for a in padding
+            ]
+    except TypeError:
+        pad = []
+    if len(pad) != n or any(len(p) != 2 or min(p) < 0 for p in pad):
+        raise DropstudyError(
+            f"PatchConv: padding must be 'SAME', 'VALID', one (low, high) pair of whole "
+            f"numbers >= 0 per spatial axis ({n}), an int per axis, or one int; got {padding!r}"
+        )
+    return pad
 
 
 class ConvNet(nn.Module):

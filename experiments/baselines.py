@@ -108,7 +108,9 @@ class ConvBaseline(nn.Module):
         h, c_in = MaskedDropout(0.0)(x)[..., None], 1
         for i, k in enumerate((5, 3, 3)):
             # nn.Conv's parameters and outputs (to float rounding) as strided patches times a
-            # matrix: XLA:CPU's convolution of these shapes, vmapped over seeds, was 3x slower
+            # matrix: XLA:CPU's convolution of these shapes, vmapped over seeds, took 3x as long
+            # per gradient step on one device, and the study's cell (seeds split over the CPU
+            # devices) 20x as long
             conv = PatchConv(
                 self.channels, (k,), strides=(2,), padding=((1, 1),),
                 # PyTorch's default: kaiming-uniform with a = sqrt(5), i.e. +-1/sqrt(fan in)

@@ -101,8 +101,14 @@ def test_patch_conv_is_linen_conv(kernel, shape):
         ((5,), (2,), ((1, 1),), (3, 40, 1)),  # the MNIST-1D baseline's first layer
         ((3,), (2,), ((1, 1),), (3, 19, 25)),  # its second, on an odd length
         ((3, 3), (2, 1), "SAME", (2, 7, 8, 2)),  # SAME with a stride: ceil(n / s) outputs
+        ((3,), (2,), "SAME", (2, 8, 2)),  # an uneven total: (0, 1)
+        ((4,), (3,), "SAME", (2, 10, 2)),  # (1, 2)
+        ((3, 2), (2, 3), "SAME", (2, 8, 10, 1)),  # both axes strided, both uneven
         ((4,), (3,), "VALID", (2, 13, 2)),
+        ((4,), (3,), "VALID", (2, 14, 2)),  # a leftover the stride skips
         ((2, 3), (1, 2), ((0, 2), (1, 0)), (2, 6, 7, 1)),
+        (3, 2, 1, (2, 9, 2)),  # ints, as nn.Conv reads them: every axis, every side
+        ((3, 3), 2, (1, 0), (2, 7, 7, 1)),  # an int per axis: both sides
     ],
 )
 def test_strided_patch_conv_is_linen_conv(kernel, strides, padding, shape):
@@ -129,11 +135,16 @@ def test_strided_patch_conv_is_linen_conv(kernel, strides, padding, shape):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"strides": (0,)}, "strides must be one whole number >= 1 per spatial axis"),
-        ({"strides": (1, 1)}, "strides must be one whole number"),
-        ({"padding": ((1,),)}, "padding must be 'SAME', 'VALID' or one"),
+        ({"strides": (0,)}, "strides must be whole numbers >= 1, 1 of them"),
+        ({"strides": (1, 1)}, "strides must be whole numbers"),
+        ({"strides": (1.5,)}, "strides must be whole numbers"),
+        ({"kernel_size": "3"}, "kernel_size must be whole numbers"),
+        ({"padding": ((1,),)}, "padding must be 'SAME', 'VALID', one"),
         ({"padding": ((1, 1), (1, 1))}, "padding must be"),
+        ({"padding": "CIRCULAR"}, "padding must be"),  # nn.Conv's, not computed here
+        ({"padding": -1}, "padding must be"),
         ({"padding": "VALID", "kernel_size": (9,)}, "is wider than the padded input"),
+        ({"kernel_size": (3, 3)}, "a 2-D kernel takes inputs"),
     ],
 )
 def test_patch_conv_refuses_what_does_not_fit(kw, match):
@@ -143,3 +154,5 @@ def test_patch_conv_refuses_what_does_not_fit(kw, match):
     args = {"features": 2, "kernel_size": (3,), **kw}
     with pytest.raises(DropstudyError, match=match):
         PatchConv(**args).init(jax.random.key(0), jnp.zeros((1, 5, 1)))
+    with pytest.raises(DropstudyError, match="a 1-D kernel takes inputs"):  # unbatched
+        PatchConv(2, (3,)).init(jax.random.key(0), jnp.zeros((5, 1)))

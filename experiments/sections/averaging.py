@@ -280,9 +280,10 @@ def section(r: dict) -> str:
         for s in r["nets"].values()
         if s is not primary and s.get("frac_g_le_nwgm_le_a")
     ]
+    low, high = (f"{min(shares):.2f}", f"{max(shares):.2f}") if shares else ("", "")
     others_share = (
-        f" and {min(shares):.2f}-{max(shares):.2f} on the other nets" if len(shares) > 1
-        else f" and {shares[0]:.2f} on the other net" if shares else ""
+        f" and {low}-{high} on the other nets" if low != high
+        else f" and {low} on the other net{'s' if len(shares) > 1 else ''}" if shares else ""
     )  # fmt: skip
     pairs = ", ".join(primary["tasks"])
     pv = primary["validation"]["err"]
@@ -378,8 +379,9 @@ more than that tolerance; over a few seeds the MC curve's noise can still cross 
 KL(A || WS) is the mean over test examples of KL(exact arithmetic mean || weight scaling), in
 nats; "frac G<=NWGM<=A" is the share of (example, class) entries where the unnormalised
 geometric mean, the NWGM and the arithmetic mean are ordered as Baldi & Sadowski's bound
-states (proved for a logistic output with outputs <= 0.5, which a softmax's classes need not
-meet; the share is {primary["frac_g_le_nwgm_le_a"]["mean"]:.2f} on the binary pairs{others_share}),
+states (proved for a logistic output with outputs <= 0.5: a two-class softmax always has a
+class at or above 0.5, a multiclass one may; the share is
+{primary["frac_g_le_nwgm_le_a"]["mean"]:.2f} on the binary pairs{others_share}),
 compared within a relative 1e-4 (float32 rounding).
 
 The primary test is the equivalence of test error, WS minus the exact arithmetic mean, on the
