@@ -76,16 +76,26 @@ def test_permutation_is_jax_permutation(n):
     )
 
 
+def test_permutation_sorts_by_radix_up_to_its_limit_only(monkeypatch):
+    """Above MAX_RADIX indices (four passes a round) jax.random's own sort runs."""
+
+    def no_radix(keys):
+        raise AssertionError("radix passes above the limit")
+
+    k = jax.random.key(3)
+    monkeypatch.setattr(rng, "MAX_RADIX", 100)
+    monkeypatch.setattr(rng, "stable_order", no_radix)
+    np.testing.assert_array_equal(rng.permutation(k, 101), jax.random.permutation(k, 101))
+    with pytest.raises(AssertionError, match="radix passes"):
+        rng.permutation(k, 100)
+
+
 def test_permutation_falls_back_where_it_does_not_sort():
     k = jax.random.key(3)
     np.testing.assert_array_equal(rng.permutation(k, 1), jax.random.permutation(k, 1))
     np.testing.assert_array_equal(rng.permutation(k, 0), jax.random.permutation(k, 0))
     raw = jax.random.PRNGKey(3)  # raw uint32 key data
     np.testing.assert_array_equal(rng.permutation(raw, 50), jax.random.permutation(raw, 50))
-    big = rng.MAX_RADIX + 1  # four passes a round: jax.random's own sort
-    np.testing.assert_array_equal(
-        rng.permutation(k, big)[:100], jax.random.permutation(k, big)[:100]
-    )
     with pytest.raises(ValueError, match="single key"):  # jax.random's own message
         rng.permutation(jax.random.split(k, 2), 5)
 
