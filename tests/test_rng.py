@@ -59,8 +59,10 @@ def test_nothing_droppable_gives_ones():
     np.testing.assert_array_equal(got, np.ones((5, spec.n_units)))
 
 
-# 3200: MNIST-1D's training split, two rounds of two passes; 70000: three passes a round.
-@pytest.mark.parametrize("n", [2, 3, 100, 1150, 3200, 4096, 4097, 70000])
+# 2: the smallest sort; 3200: MNIST-1D's training split, two rounds of two passes; 4097:
+# one past a power of two (a position's 13th bit); 70000: three passes a round. Each n
+# compiles its own programs, so the list is short.
+@pytest.mark.parametrize("n", [2, 3200, 4097, 70000])
 def test_permutation_is_jax_permutation(n):
     for seed in (0, 5):
         k = jax.random.fold_in(jax.random.key(seed), n)
