@@ -1518,9 +1518,11 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
     """How far the CPU's rounding moves the tuning's scores, against the gaps they decide.
 
     Every tuning made on both CPUs with at least two scored candidates counts once (one
-    data set or part, net, grid and other CPU). A candidate's *move* is
-    ``|there - here| / here`` of its pilots' mean validation loss; a tuning's *lead* is its
-    choice's margin over its runner-up here, relative. A tolerance rule takes the smallest
+    data set or part, net, grid and other CPU). A *move* is ``|there - here| / here`` of a
+    candidate's pilots' mean validation loss, for the two candidates that decide the choice
+    here (its best two: far candidates, such as a diverged rate at chance on both CPUs, move
+    nothing that matters); a tuning's *lead* is its choice's margin over its runner-up here,
+    relative. A tolerance rule takes the smallest
     learning rate (recipes by name where two share it) whose score is within ``t`` of the
     best, relative, instead of the lowest score: a fixed preference among near-ties, so
     where near-ties alone moved the choices, such a rule would hold them.
@@ -1529,9 +1531,11 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
       cpus: :func:`other_cpus`.
 
     Returns:
-      ``{"n", "differ", "move" (median, 90th percentile), "lead" (median), "rules" {t: the
-      choices that differ under it}}``, or None where no tuning was made on both CPUs (or
-      its scores are 0, with no relative move or lead).
+      ``{"n", "differ", "move" (median, 90th percentile), "lead" (median), "rules" {t:
+      {"differ": the choices that differ under it, "held": of those the lowest score leaves
+      different, the ones it makes agree, "moved": the ones it makes differ that agreed}}}``,
+      or None where no tuning was made on both CPUs (or its scores are 0, with no relative
+      move or lead).
     """
 
     def candidates(arm: dict) -> list[tuple[str, str, float]]:
@@ -1570,23 +1574,32 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
     moves, leads = [], []
     for a, b in seen.values():
         theirs = {(r, lr): v for r, lr, v in candidates(b)}
+        top = sorted(candidates(a), key=lambda x: x[2])[:2]
         moves += [
-            abs(theirs[(r, lr)] - v) / abs(v)
-            for r, lr, v in candidates(a)
-            if (r, lr) in theirs and v != 0
+            abs(theirs[(r, lr)] - v) / abs(v) for r, lr, v in top if (r, lr) in theirs and v != 0
         ]
         scores = sorted(v for *_, v in candidates(a))
         if scores[0] != 0:
             leads.append((scores[1] - scores[0]) / abs(scores[0]))
     if not moves or not leads:  # every score 0: no relative move or lead to give
         return None
-    differ = lambda t: sum(choice(a, t) != choice(b, t) for a, b in seen.values())  # noqa: E731
+    differ = lambda t: [choice(a, t) != choice(b, t) for a, b in seen.values()]  # noqa: E731
+    lowest = differ(0)
+
+    def rule(t: float) -> dict:
+        d = differ(t)
+        return {
+            "differ": sum(d),
+            "held": sum(x and not y for x, y in zip(lowest, d)),
+            "moved": sum(y and not x for x, y in zip(lowest, d)),
+        }
+
     return {
         "n": len(seen),
-        "differ": differ(0),
+        "differ": sum(lowest),
         "move": (float(np.median(moves)), float(np.percentile(moves, 90))),
         "lead": float(np.median(leads)),
-        "rules": {t: differ(t) for t in TOLERANCES},
+        "rules": {t: rule(t) for t in TOLERANCES},
     }
 
 
@@ -1764,12 +1777,17 @@ def noise_lines(noise: dict | None) -> list[str]:
         return []
     pct = lambda x: f"{100 * x:.2g}%"  # noqa: E731
     rules = noise["rules"]
-    fewest = min(rules.values())
+    fewest = min(r["differ"] for r in rules.values())
+    best_t = min(t for t, r in rules.items() if r["differ"] == fewest)
+    best = rules[best_t]
     verdict = (
         "none of them leaves fewer choices different than the lowest score does"
         if fewest >= noise["differ"]
-        else f"the best of them (t = {pct(min(t for t, k in rules.items() if k == fewest))}) "
-        f"leaves {fewest} where the lowest score leaves {noise['differ']}"
+        else f"the best of them (t = {pct(best_t)}) leaves {fewest} where the lowest score "
+        f"leaves {noise['differ']}"
+    ) + (
+        f"; at t = {pct(best_t)} the rule makes {best['held']} of the lowest score's "
+        f"{noise['differ']} agree and {best['moved']} that agreed differ"
     )
     wide = noise["move"][1] > noise["lead"]
     verdict += (
@@ -1784,14 +1802,14 @@ def noise_lines(noise: dict | None) -> list[str]:
     )
     return [
         f"Could a fixed preference among near-ties hold these choices? Over the {noise['n']} "
-        f"tuning{'s' if noise['n'] > 1 else ''} made on both CPUs, a candidate's pilot "
-        "score moves by a median "
-        f"{pct(noise['move'][0])} between them (90th percentile {pct(noise['move'][1])}), "
-        f"while a choice leads its runner-up by a median {pct(noise['lead'])}; "
-        f"{noise['differ']} of the {noise['n']} choices differ. Taking instead the smallest "
-        "learning rate (recipes by name where two share it) whose score is within t of the "
-        "best would leave "
-        + ", ".join(f"{k} different at t = {pct(t)}" for t, k in rules.items())
+        f"tuning{'s' if noise['n'] > 1 else ''} made on both CPUs, the pilot score of each "
+        "tuning's best two candidates (the two that decide it) moves by a median "
+        f"{pct(noise['move'][0])} between them (90th percentile {pct(noise['move'][1])}; "
+        "the CPU's rounding, and any code that changed between the runs), while a choice "
+        f"leads its runner-up by a median {pct(noise['lead'])}; {noise['differ']} of the "
+        f"{noise['n']} choices differ. Taking instead the smallest learning rate (recipes by "
+        "name where two share it) whose score is within t of the best would leave "
+        + ", ".join(f"{r['differ']} different at t = {pct(t)}" for t, r in rules.items())
         + f": {verdict}.",
         "",
     ]

@@ -274,7 +274,8 @@ def test_the_tolerance_rules_are_scored_on_the_tunings_made_on_both_cpus(tmp_pat
     single = ({"adam": {"0.001": 1.0}}, {"adam": {"0.001": 2.0}})
     noise = tuning_noise(cpus({"near": near, "clear": clear, "one": single}, "a"))
     assert noise["n"] == 2 and noise["differ"] == 1
-    assert noise["rules"] == {0.005: 0, 0.01: 0, 0.02: 0}
+    assert {t: r["differ"] for t, r in noise["rules"].items()} == {0.005: 0, 0.01: 0, 0.02: 0}
+    assert noise["rules"][0.005] == {"differ": 0, "held": 1, "moved": 0}
     assert noise["lead"] == pytest.approx((0.004 + 0.5) / 2)
     # moves: near's 0.006 and 0.001 / 1.004, clear's 0 and 0
     assert noise["move"][0] == pytest.approx(0.001 / 1.004 / 2)
@@ -282,12 +283,13 @@ def test_the_tolerance_rules_are_scored_on_the_tunings_made_on_both_cpus(tmp_pat
     assert "Over the 2 tunings made on both CPUs" in text
     assert "1 of the 2 choices differ" in text
     assert "the best of them (t = 0.5%) leaves 0 where the lowest score leaves 1" in text
+    assert "the rule makes 1 of the lowest score's 1 agree and 0 that agreed differ" in text
     assert "Taking instead the smallest learning rate" in text
     assert "at least a tenth" not in text  # the moves stay below the median lead
     # a tie that moves by more than any tolerance: no rule holds it
     far = ({"adam": {"0.001": 1.0, "0.003": 1.05}}, {"adam": {"0.001": 1.1, "0.003": 1.0}})
     noise = tuning_noise(cpus({"far": far}, "b"))
-    assert noise["rules"] == {0.005: 1, 0.01: 1, 0.02: 1}
+    assert {t: r["differ"] for t, r in noise["rules"].items()} == {0.005: 1, 0.01: 1, 0.02: 1}
     text = " ".join(noise_lines(noise))
     assert "Over the 1 tuning made on both CPUs" in text
     assert "none of them leaves fewer choices different than the lowest score does" in text
@@ -301,7 +303,14 @@ def test_the_tolerance_rules_are_scored_on_the_tunings_made_on_both_cpus(tmp_pat
     )
     textual = ({"adam": {"0.0001": 1.006, "1e-05": 1.0}}, {"adam": {"0.0001": 1.0, "1e-05": 1.004}})
     noise = tuning_noise(cpus({"recipes": recipes, "text": textual}, "d"))
-    assert noise["differ"] == 2 and noise["rules"][0.005] == 0
+    assert noise["differ"] == 2 and noise["rules"][0.005]["differ"] == 0
+    # a choice both CPUs agree on that the rule splits; a far candidate's move not counted
+    split = ({"adam": {"0.001": 1.004, "0.003": 1.0}}, {"adam": {"0.001": 1.006, "0.003": 1.0}})
+    far3 = ({"adam": {"0.001": 1.0, "0.003": 1.5, "0.01": 2.3}},
+            {"adam": {"0.001": 1.0, "0.003": 1.5, "0.01": 9.9}})  # fmt: skip
+    noise = tuning_noise(cpus({"split": split}, "e"))
+    assert noise["differ"] == 0 and noise["rules"][0.005] == {"differ": 1, "held": 0, "moved": 1}
+    assert tuning_noise(cpus({"far3": far3}, "f"))["move"] == (0.0, 0.0)
     assert tuning_noise(cpus({"one": single}, "c")) is None
     assert noise_lines(None) == []
 

@@ -281,10 +281,7 @@ def section(r: dict) -> str:
         if s is not primary and s.get("frac_g_le_nwgm_le_a")
     ]
     low, high = (f"{min(shares):.2f}", f"{max(shares):.2f}") if shares else ("", "")
-    others_share = (
-        f" and {low}-{high} on the other nets" if low != high
-        else f" and {low} on the other net{'s' if len(shares) > 1 else ''}" if shares else ""
-    )  # fmt: skip
+    others_share = f": {low}-{high}" if low != high else f": {low}" if shares else ": none measured"
     pairs = ", ".join(primary["tasks"])
     pv = primary["validation"]["err"]
     primary_arms = {f"{primary['config']['tag']} [{t}]": a for t, a in primary["arms"].items()}
@@ -379,10 +376,13 @@ more than that tolerance; over a few seeds the MC curve's noise can still cross 
 KL(A || WS) is the mean over test examples of KL(exact arithmetic mean || weight scaling), in
 nats; "frac G<=NWGM<=A" is the share of (example, class) entries where the unnormalised
 geometric mean, the NWGM and the arithmetic mean are ordered as Baldi & Sadowski's bound
-states (proved for a logistic output with outputs <= 0.5: a two-class softmax always has a
-class at or above 0.5, a multiclass one may; the share is
-{primary["frac_g_le_nwgm_le_a"]["mean"]:.2f} on the binary pairs{others_share}),
-compared within a relative 1e-4 (float32 rounding).
+states, compared within a relative 1e-4 (float32 rounding). The bound is proved for a
+logistic output (a two-class softmax) whose outputs are at most 0.5. With two classes the
+NWGM and A each sum to 1, so where the NWGM lies below A for one class it lies above it for
+the other: at most half the entries are ordered, beyond ties within the tolerance (the
+binary pairs' share: {primary["frac_g_le_nwgm_le_a"]["mean"]:.2f}). With more classes the
+NWGM normalised over the classes is not the logistic one, and no ordering is proved
+(the other nets' share{others_share}).
 
 The primary test is the equivalence of test error, WS minus the exact arithmetic mean, on the
 primary net (margin +-{100 * cfg["margin"]:g} percentage point, fixed in the config); NLL

@@ -106,9 +106,12 @@ padding 1, and a linear head), trained as its notebooks train them: {t["optimize
 {t["lr"]:g}, batch {t["batch_size"]}, {t["steps"]} steps, PyTorch's default initialisation,
 the last step's net. Differences: minibatches here come from a fresh permutation per epoch
 (the repository walks the training set in order), {seeds_str(r, c["seeds"])} (the
-repository trains one), and the data are this study's MNIST-1D (the package's generator,
-default arguments: {n["n_train"]:,} training and {n["n_test"]:,} test signals), not checked
-against the repository's own data file. Plain nets.
+repository trains one), the convolutions are computed as strided patches times a matrix
+(the same function as a convolution layer's, to float rounding, which training amplifies:
+the same seeds trained with linen's convolution end elsewhere), and the data are this
+study's MNIST-1D (the package's generator, default arguments: {n["n_train"]:,} training
+and {n["n_test"]:,} test signals), not checked against the repository's own data file.
+Plain nets.
 
 A model reproduces its published figure when its mean test accuracy is equivalent to it
 within +-{100 * c["margin"]:g} percentage points ({origin}: a single run's
