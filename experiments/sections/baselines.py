@@ -86,15 +86,15 @@ def section(r: dict) -> str:
         m: sum(a < r["rows"][m]["published"] for a in r["rows"][m]["per_seed"]["test_acc"])
         for m in MODELS
     }
-    inside = {
-        m: r["rows"][m]["test_acc"]["lo"]
-        <= r["rows"][m]["published"]
-        <= r["rows"][m]["test_acc"]["hi"]
-        for m in MODELS
-    }
+
+    def side(m: str) -> str:
+        """Where the published figure lies against the 95% interval of the mean."""
+        acc, pub = r["rows"][m]["test_acc"], r["rows"][m]["published"]
+        return "below" if pub < acc["lo"] else "above" if pub > acc["hi"] else "inside"
+
     where = "; ".join(
         f"{m.upper()}: {below[m]} of {c['seeds']} seeds below its published figure, which lies "
-        f"{'inside' if inside[m] else 'outside'} the 95% interval of the mean"
+        f"{side(m)} the 95% interval of the mean"
         for m in MODELS
     )
     origin = margin_source(r, f"+-{100 * Config.margin:g} points")
