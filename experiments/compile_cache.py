@@ -52,10 +52,10 @@ def cache_folder() -> Path | None:
 
     from .common import machine
 
-    given = os.environ.get(ENV, "").strip()
-    if setting() == "off":
+    mode = setting()
+    if mode == "off":
         return None
-    base = cache_dir() / "xla" if setting() == "on" else Path(given).expanduser()
+    base = cache_dir() / "xla" if mode == "on" else Path(os.environ[ENV].strip()).expanduser()
     digest = hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:12]
     return base / digest
 
@@ -75,12 +75,13 @@ def use_compile_cache() -> Path | None:
     """
     import jax
 
-    if setting() == "off":
+    mode = setting()
+    if mode == "off":
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     already = jax.config.jax_compilation_cache_dir
     if already:
-        if setting() == "folder":
+        if mode == "folder":
             log.warning("%s is set, and JAX was given a cache folder already (%s): that one "
                         "is used", ENV, already)  # fmt: skip
         return Path(already)

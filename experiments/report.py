@@ -1467,6 +1467,21 @@ def tuned_arms(r: dict, path: str = "") -> dict[str, dict]:
     return {}
 
 
+def arm_part(path: str, data: str) -> str:
+    """The data an arm was tuned on: ``data``, or the part of it that its path names.
+
+    Args:
+      path: the arm's :func:`tuned_arms` path.
+      data: the data set's name.
+
+    Returns:
+      ``data``, or the part an arm tuned on part of the data set is kept under (averaging's
+      digit pairs: ``"mnist1d[4v9]"``).
+    """
+    last = path.strip("/").split("/")[-1]
+    return last if last.startswith(f"{data}[") else data
+
+
 def tuning_shifts(cpus: list[tuple]) -> list[str]:
     """The tuned arms whose recipe or learning rate differs on the other CPU.
 
@@ -1488,11 +1503,7 @@ def tuning_shifts(cpus: list[tuple]) -> list[str]:
             # one tuning: the same net's label and the same grids on both CPUs (nets of one
             # label can be tuned on other data, such as averaging's digit pairs)
             grids = json.dumps([a["tuning"], b["tuning"]], sort_keys=True)
-            # an arm tuned on a part of the data set (averaging's digit pairs: "mnist1d[4v9]")
-            # is named by that part
-            last = path.strip("/").split("/")[-1]
-            part = last if last.startswith(f"{data}[") else data
-            key = (part, cpu_of(there), a.get("tuned_as", path), grids)
+            key = (arm_part(path, data), cpu_of(there), a.get("tuned_as", path), grids)
             entry = found.setdefault(key, {"a": a, "b": b, "where": [], "code": set()})
             entry["where"].append(f"{n} {path.strip('/')}")
             entry["code"].add(same_code(here, there))
@@ -1552,9 +1563,8 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
     def choice(arm: dict, t: float) -> tuple[str, str]:
         c = candidates(arm)
         best = min(v for *_, v in c)
-        if t == 0:
-            return min(c, key=lambda x: x[2])[:2]
-        # within t of the best, relative to its size (the best itself always is)
+        # within t of the best, relative to its size (the best itself always is; t = 0: the
+        # lowest score, the first of equal ones in the order of preference)
         return next(x for x in c if x[2] - best <= t * abs(best))[:2]
 
     seen: dict[tuple, tuple[dict, dict]] = {}
@@ -1564,23 +1574,21 @@ def tuning_noise(cpus: list[tuple]) -> dict | None:
             for path, a in mine.items():
                 if path not in theirs or len(candidates(a)) < 2:
                     continue
-                last = path.strip("/").split("/")[-1]
-                part = last if last.startswith(f"{data}[") else data
                 grid = json.dumps(a["tuning"], sort_keys=True)
-                key = (part, a.get("tuned_as", path), grid, cpu_of(there[n]))
+                key = (arm_part(path, data), a.get("tuned_as", path), grid, cpu_of(there[n]))
                 seen.setdefault(key, (a, theirs[path]))
     if not seen:
         return None
     moves, leads = [], []
     for a, b in seen.values():
         theirs = {(r, lr): v for r, lr, v in candidates(b)}
-        top = sorted(candidates(a), key=lambda x: x[2])[:2]
+        top = sorted(candidates(a), key=lambda x: x[2])[:2]  # the choice and its runner-up
         moves += [
             abs(theirs[(r, lr)] - v) / abs(v) for r, lr, v in top if (r, lr) in theirs and v != 0
         ]
-        scores = sorted(v for *_, v in candidates(a))
-        if scores[0] != 0:
-            leads.append((scores[1] - scores[0]) / abs(scores[0]))
+        first, second = top[0][2], top[1][2]
+        if first != 0:
+            leads.append((second - first) / abs(first))
     if not moves or not leads:  # every score 0: no relative move or lead to give
         return None
     differ = lambda t: [choice(a, t) != choice(b, t) for a, b in seen.values()]  # noqa: E731
